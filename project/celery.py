@@ -1,0 +1,12 @@
+"""The Celery application shared by the worker, beat, Flower and the web process."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+app = Celery("importbeat")
+# Every Celery setting lives in Django settings under the CELERY_ namespace.
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["tasks"])

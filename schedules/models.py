@@ -1,0 +1,371 @@
+"""The "what and when" of importbeat: imports, their runs, and the datasets they fill."""
+
+from __future__ import annotations
+
+import zoneinfo
+from datetime import UTC, datetime, timedelta
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.timezone import now
+
+
+class Dataset(models.Model):
+    """Where an import's rows land; one owner, a name unique per owner."""
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datasets"
+    )
+    name = models.SlugField(max_length=100)
+    created_at = models.DateTimeField(default=now)
+
+    class Meta:
+        constraints = [
+            # `GET /datasets/{name}/` looks a dataset up by (owner, name).
+            models.UniqueConstraint(fields=["owner", "name"], name="dataset_name_unique_per_owner"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ScheduledImport(models.Model):
+    class ScheduleType(models.TextChoices):
+        CRON = "cron"
+        INTERVAL = "interval"
+
+    class Mode(models.TextChoices):
+        UPSERT = "upsert"
+        SYNC = "sync"
+
+    class Overlap(models.TextChoices):
+        SKIP = "skip"
+        QUEUE = "queue"
+
+    class Catchup(models.TextChoices):
+        COALESCE = "coalesce"
+        SKIP = "skip"
+
+    class Status(models.TextChoices):
+        ACTIVE = "active"
+        PAUSED = "paused"
+        CANCELLED = "cancelled"
+
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="imports"
+    )
+    name = models.CharField(max_length=200)
+    description = models.TextField(blank=True)
+    source_url = models.URLField(max_length=2000)
+    delimiter = models.CharField(max_length=1, default=",")
+    encoding = models.CharField(max_length=40, default="utf-8")
+    has_header = models.BooleanField(default=True)
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="imports")
+    key_column = models.CharField(max_length=200)
+    columns = models.JSONField(default=list, blank=True)
+    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.UPSERT)
+
+    schedule_type = models.CharField(max_length=10, choices=ScheduleType.choices)
+    cron_expression = models.CharField(max_length=120, blank=True)
+    interval_seconds = models.PositiveIntegerField(null=True, blank=True)
+    # Validated against the IANA database in schedules.validation, not by `choices`, so that a
+    # tzdata update never needs a migration.
+    timezone = models.CharField(max_length=64, default="UTC")
+
+    max_retries = models.PositiveSmallIntegerField(default=3)
+    retry_backoff_seconds = models.PositiveIntegerField(default=30)
+    retry_backoff_max_seconds = models.PositiveIntegerField(default=600)
+    timeout_seconds = models.PositiveIntegerField(default=3600)
+    overlap = models.CharField(max_length=10, choices=Overlap.choices, default=Overlap.SKIP)
+    catchup = models.CharField(max_length=10, choices=Catchup.choices, default=Catchup.COALESCE)
+    alert_after_failures = models.PositiveSmallIntegerField(default=3)
+    callback_url = models.URLField(max_length=2000, blank=True)
+
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
+    total_runs = models.PositiveIntegerField(default=0)
+    successful_runs = models.PositiveIntegerField(default=0)
+    failed_runs = models.PositiveIntegerField(default=0)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_run_status = models.CharField(max_length=12, blank=True)
+    next_run_at = models.DateTimeField(null=True, blank=True)
+
+    periodic_task = models.OneToOneField(
+        "django_celery_beat.PeriodicTask",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="scheduled_import",
+        editable=False,
+    )
+    created_at = models.DateTimeField(default=now)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            # API and admin address an import by name within its owner's list.
+            models.UniqueConstraint(fields=["owner", "name"], name="import_name_unique_per_owner"),
+            # A row can never carry a schedule that beat could not run.
+            models.CheckConstraint(
+                condition=(Q(schedule_type="cron") & ~Q(cron_expression=""))
+                | (Q(schedule_type="interval") & Q(interval_seconds__isnull=False)),
+                name="import_schedule_is_complete",
+            ),
+        ]
+        indexes = [
+            # The staff dashboard's "failing now" list.
+            models.Index(
+                fields=["consecutive_failures"],
+                name="import_failing_idx",
+                condition=Q(consecutive_failures__gt=0),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    # --- schedule -------------------------------------------------------------------------
+
+    @property
+    def tzinfo(self) -> zoneinfo.ZoneInfo:
+        return zoneinfo.ZoneInfo(self.timezone)
+
+    def next_runs(self, count: int = 5, after: datetime | None = None) -> list[datetime]:
+        """The next `count` ticks after `after` (now), in UTC.
+
+        Cron is evaluated by croniter in the import's timezone, so ticks follow DST. Interval
+        ticks sit on multiples of the interval since the epoch: every beat and every worker
+        derives the same tick from a time, which is what makes a tick a unique key.
+        """
+        from croniter import croniter
+
+        after = after or timezone.now()
+        if self.schedule_type == self.ScheduleType.CRON:
+            itr = croniter(self.cron_expression, after.astimezone(self.tzinfo))
+            return [itr.get_next(datetime).astimezone(UTC) for _ in range(count)]
+        every = self.interval_seconds
+        first = (int(after.timestamp()) // every + 1) * every
+        return [datetime.fromtimestamp(first + i * every, tz=UTC) for i in range(count)]
+
+    def tick_for(self, moment: datetime) -> datetime:
+        """The scheduled tick that a dispatch at `moment` stands for (the latest tick <= moment).
+
+        Beat is always a little late, never early, so the tick is the newest one not after it.
+        """
+        from croniter import croniter
+
+        moment = moment.replace(microsecond=0)
+        if self.schedule_type == self.ScheduleType.CRON:
+            local = moment.astimezone(self.tzinfo) + timedelta(seconds=1)
+            itr = croniter(self.cron_expression, local)
+            return itr.get_prev(datetime).astimezone(UTC)
+        every = self.interval_seconds
+        return datetime.fromtimestamp(int(moment.timestamp()) // every * every, tz=UTC)
+
+    @property
+    def schedule_description(self) -> str:
+        if self.schedule_type == self.ScheduleType.INTERVAL:
+            return describe_interval(self.interval_seconds)
+        from cron_descriptor import Options, get_description
+
+        options = Options()
+        options.use_24hour_time_format = True
+        return f"{get_description(self.cron_expression, options)} ({self.timezone})"
+
+    def clean(self) -> None:
+        from schedules.validation import validate_import_fields
+
+        validate_import_fields(self)
+
+    # --- django-celery-beat ---------------------------------------------------------------
+
+    def save(self, *args, **kwargs) -> None:
+        """Save and keep the beat entry in step, whatever surface changed the import."""
+        from django.db import transaction
+
+        with transaction.atomic():
+            super().save(*args, **kwargs)
+            self.sync_periodic_task()
+
+    def sync_periodic_task(self) -> None:
+        """Create or update this import's `PeriodicTask` and its schedule row.
+
+        The one place that talks to django-celery-beat. Beat notices the change through
+        `PeriodicTasks.last_update`, which `PeriodicTask.save()` bumps.
+        """
+        from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+
+        task = self.periodic_task or PeriodicTask(name=f"importbeat:import:{self.pk}")
+        task.task = "importbeat.dispatch_scheduled_import"
+        task.args = f"[{self.pk}]"
+        task.enabled = self.status == self.Status.ACTIVE
+        task.description = f"{self.owner} / {self.name}"
+        if self.schedule_type == self.ScheduleType.CRON:
+            minute, hour, day_of_month, month_of_year, day_of_week = self.cron_expression.split()
+            task.crontab, _ = CrontabSchedule.objects.get_or_create(
+                minute=minute,
+                hour=hour,
+                day_of_month=day_of_month,
+                month_of_year=month_of_year,
+                day_of_week=day_of_week,
+                timezone=self.timezone,
+            )
+            task.interval = None
+        else:
+            task.interval, _ = IntervalSchedule.objects.get_or_create(
+                every=self.interval_seconds, period=IntervalSchedule.SECONDS
+            )
+            task.crontab = None
+        task.save()
+        next_run_at = self.next_runs(1)[0] if task.enabled else None
+        if self.periodic_task_id != task.pk or self.next_run_at != next_run_at:
+            self.periodic_task = task
+            self.next_run_at = next_run_at
+            type(self).objects.filter(pk=self.pk).update(
+                periodic_task=task, next_run_at=next_run_at
+            )
+
+    @property
+    def success_rate(self) -> float | None:
+        finished = self.successful_runs + self.failed_runs
+        return round(self.successful_runs / finished, 4) if finished else None
+
+
+def describe_interval(seconds: int) -> str:
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"Every {unit}" if count == 1 else f"Every {count} {unit}s"
+    return f"Every {seconds} seconds"
+
+
+class ImportRun(models.Model):
+    """One occurrence of an import: a scheduled tick or a manual trigger. Retries are attempts."""
+
+    class Trigger(models.TextChoices):
+        SCHEDULE = "schedule"
+        MANUAL = "manual"
+        API = "api"
+        CATCHUP = "catchup"
+
+    class Status(models.TextChoices):
+        QUEUED = "queued"
+        RUNNING = "running"
+        RETRYING = "retrying"
+        SUCCEEDED = "succeeded"
+        PARTIAL = "partial"
+        FAILED = "failed"
+        TIMED_OUT = "timed_out"
+        SKIPPED = "skipped"
+        CANCELLED = "cancelled"
+
+    ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING, Status.RETRYING)
+    FINAL_STATUSES = (
+        Status.SUCCEEDED,
+        Status.PARTIAL,
+        Status.FAILED,
+        Status.TIMED_OUT,
+        Status.SKIPPED,
+        Status.CANCELLED,
+    )
+
+    scheduled_import = models.ForeignKey(
+        ScheduledImport, on_delete=models.CASCADE, related_name="runs"
+    )
+    trigger = models.CharField(max_length=10, choices=Trigger.choices)
+    triggered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    scheduled_for = models.DateTimeField(null=True, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    queued_at = models.DateTimeField(default=now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    duration_ms = models.PositiveBigIntegerField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    rows_read = models.PositiveBigIntegerField(default=0)
+    rows_inserted = models.PositiveBigIntegerField(default=0)
+    rows_updated = models.PositiveBigIntegerField(default=0)
+    rows_unchanged = models.PositiveBigIntegerField(default=0)
+    rows_deleted = models.PositiveBigIntegerField(default=0)
+    rows_failed = models.PositiveBigIntegerField(default=0)
+    bytes_read = models.PositiveBigIntegerField(default=0)
+    bytes_total = models.PositiveBigIntegerField(null=True, blank=True)
+    error_message = models.TextField(blank=True)
+    error_details = models.JSONField(default=dict, blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    celery_task_id = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-queued_at", "-id"]
+        constraints = [
+            # Exactly once per tick: a second dispatch of the same tick cannot insert a run.
+            models.UniqueConstraint(
+                fields=["scheduled_import", "scheduled_for"],
+                name="run_unique_per_tick",
+                condition=Q(scheduled_for__isnull=False),
+            ),
+        ]
+        indexes = [
+            # Run history of one import, newest first (`GET /imports/{id}/runs/`).
+            models.Index(fields=["scheduled_import", "-queued_at"], name="run_history_idx"),
+            # "Is a run of this import active?" (manual trigger 409, overlap policy).
+            models.Index(
+                fields=["scheduled_import"],
+                name="run_active_idx",
+                condition=Q(status__in=["queued", "running", "retrying"]),
+            ),
+            # Retention deletes by age.
+            models.Index(fields=["queued_at"], name="run_queued_at_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} of {self.scheduled_import_id} ({self.status})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in self.ACTIVE_STATUSES
+
+
+class Record(models.Model):
+    """One row of a dataset, addressed by its key; `content_hash` makes unchanged rows free."""
+
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="records")
+    key = models.TextField()
+    data = models.JSONField()
+    content_hash = models.CharField(max_length=32)
+    # The run that first inserted the row and the last one that changed it (an unchanged row is
+    # never rewritten). Retention deletes old runs; records keep their ids rather than
+    # making every retention sweep rewrite millions of records.
+    first_seen_run = models.ForeignKey(
+        ImportRun,
+        on_delete=models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
+    )
+    last_changed_run = models.ForeignKey(
+        ImportRun,
+        on_delete=models.DO_NOTHING,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_constraint=False,
+    )
+    created_at = models.DateTimeField(default=now)
+    updated_at = models.DateTimeField(default=now)
+
+    class Meta:
+        constraints = [
+            # Upserts land on (dataset, key): ON CONFLICT needs this unique index.
+            models.UniqueConstraint(
+                fields=["dataset", "key"], name="record_key_unique_per_dataset"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset_id}:{self.key}"

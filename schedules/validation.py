@@ -1,0 +1,148 @@
+"""Field rules of a ScheduledImport, shared by the model's clean(), the API and the admin."""
+
+from __future__ import annotations
+
+import codecs
+import re
+import zoneinfo
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+
+if TYPE_CHECKING:
+    from .models import ScheduledImport
+
+COLUMN_TYPES = ("text", "int", "decimal", "bool", "date", "datetime")
+
+# (name, low, high) of the five cron fields; croniter accepts more (seconds, years, @hourly,
+# 'L', '#'), so the shape is checked here first and croniter does the rest.
+CRON_FIELDS = (
+    ("minute", 0, 59),
+    ("hour", 0, 23),
+    ("day of month", 1, 31),
+    ("month", 1, 12),
+    ("day of week", 0, 7),
+)
+_CRON_ATOM = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?$")
+_NAMES = {
+    3: {
+        m: i
+        for i, m in enumerate(
+            ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
+        )
+    },
+    4: {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])},
+}
+
+
+def validate_cron_expression(expression: str) -> None:
+    """Five fields, each a list of `*`, numbers, ranges and steps within that field's range."""
+    fields = expression.split()
+    if len(fields) != 5:
+        raise ValidationError(
+            f"a cron expression has 5 fields (minute hour day-of-month month day-of-week); "
+            f"got {len(fields)}"
+        )
+    for position, (field, (name, low, high)) in enumerate(zip(fields, CRON_FIELDS, strict=True)):
+        for atom in field.lower().split(","):
+            for alias, number in _NAMES.get(position, {}).items():
+                atom = atom.replace(alias, str(number))
+            if not _CRON_ATOM.match(atom):
+                raise ValidationError(f"{name} field {field!r} is not valid")
+            step = atom.partition("/")[2]
+            if step and int(step) == 0:
+                raise ValidationError(f"{name} field {field!r} has a step of 0")
+            for number in re.findall(r"\d+", atom.partition("/")[0]):
+                if not low <= int(number) <= high:
+                    raise ValidationError(
+                        f"{name} field {field!r}: {number} is outside {low}-{high}"
+                    )
+            bounds = atom.partition("/")[0].split("-")
+            if len(bounds) == 2 and int(bounds[0]) > int(bounds[1]):
+                raise ValidationError(f"{name} field {field!r}: range runs backwards")
+    from croniter import croniter
+
+    if not croniter.is_valid(expression):
+        raise ValidationError(f"{expression!r} is not a valid cron expression")
+
+
+def validate_timezone(name: str) -> None:
+    if name not in zoneinfo.available_timezones():
+        raise ValidationError(f"{name!r} is not an IANA time zone name (e.g. Europe/Berlin)")
+
+
+def validate_http_url(url: str) -> None:
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ValidationError("only http and https URLs are allowed")
+
+
+def validate_columns(columns: object) -> None:
+    if not isinstance(columns, list):
+        raise ValidationError("must be a list of {name, type, required}")
+    seen = set()
+    for index, column in enumerate(columns):
+        if not isinstance(column, dict) or not isinstance(column.get("name"), str):
+            raise ValidationError(f"column {index}: must be an object with a 'name'")
+        if column.get("type", "text") not in COLUMN_TYPES:
+            raise ValidationError(
+                f"column {column['name']!r}: type must be one of {', '.join(COLUMN_TYPES)}"
+            )
+        if not isinstance(column.get("required", False), bool):
+            raise ValidationError(f"column {column['name']!r}: required must be true or false")
+        unknown = set(column) - {"name", "type", "required"}
+        if unknown:
+            raise ValidationError(f"column {column['name']!r}: unknown keys {sorted(unknown)}")
+        if column["name"] in seen:
+            raise ValidationError(f"column {column['name']!r} is listed twice")
+        seen.add(column["name"])
+
+
+def validate_import_fields(imp: ScheduledImport) -> None:
+    """Collect every broken rule of `imp`, keyed by field, into one ValidationError."""
+    errors: dict[str, list[str]] = {}
+
+    def check(field: str, rule, *args) -> None:
+        try:
+            rule(*args)
+        except ValidationError as error:
+            errors.setdefault(field, []).extend(error.messages)
+
+    check("source_url", validate_http_url, imp.source_url or "")
+    if imp.callback_url:
+        check("callback_url", validate_http_url, imp.callback_url)
+    check("timezone", validate_timezone, imp.timezone or "")
+    check("columns", validate_columns, imp.columns)
+    if not (imp.key_column or "").strip():
+        errors.setdefault("key_column", []).append("a key column is required")
+    if len(imp.delimiter or "") != 1:
+        errors.setdefault("delimiter", []).append("the delimiter is one character")
+    try:
+        codecs.lookup(imp.encoding or "")
+    except LookupError:
+        errors.setdefault("encoding", []).append(f"unknown encoding {imp.encoding!r}")
+    if imp.schedule_type == "cron":
+        if not imp.cron_expression:
+            errors.setdefault("cron_expression", []).append("required for a cron schedule")
+        else:
+            check("cron_expression", validate_cron_expression, imp.cron_expression)
+    elif imp.schedule_type == "interval":
+        if imp.interval_seconds is None:
+            errors.setdefault("interval_seconds", []).append("required for an interval schedule")
+        elif imp.interval_seconds < settings.MIN_INTERVAL_SECONDS:
+            errors.setdefault("interval_seconds", []).append(
+                f"must be at least {settings.MIN_INTERVAL_SECONDS} seconds"
+            )
+    else:
+        errors.setdefault("schedule_type", []).append("must be 'cron' or 'interval'")
+    if not 1 <= (imp.timeout_seconds or 0) <= settings.MAX_TIMEOUT_SECONDS:
+        errors.setdefault("timeout_seconds", []).append(
+            f"must be between 1 and {settings.MAX_TIMEOUT_SECONDS} seconds"
+        )
+    if imp.retry_backoff_max_seconds < imp.retry_backoff_seconds:
+        errors.setdefault("retry_backoff_max_seconds", []).append(
+            "must not be smaller than retry_backoff_seconds"
+        )
+    if errors:
+        raise ValidationError(errors)

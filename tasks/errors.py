@@ -1,0 +1,13 @@
+"""How an import can fail: transient failures are retried, permanent ones end the run at once."""
+
+
+class ImportFailed(Exception):
+    """Base class; the message is what the run log shows."""
+
+
+class TransientImportError(ImportFailed):
+    """Worth another attempt: connection errors, timeouts, HTTP 5xx/429, database hiccups."""
+
+
+class PermanentImportError(ImportFailed):
+    """Retrying would fail the same way: HTTP 4xx, not a CSV, missing key column, bad options."""

@@ -1,0 +1,226 @@
+"""Shared fixtures: users alice and bob, a local CSV server, and real importbeat processes.
+
+The suite runs under `python -m project.devservices run --test` (see `make test`), which sets
+DATABASE_URL and REDIS_URL to servers and a Redis database of the suite's own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import os
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from django.db import connection
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+PROCFILE = BASE_DIR / "Procfile"
+
+
+@pytest.fixture
+def alice(django_user_model):
+    return django_user_model.objects.create_user("alice", "alice@example.com", "alice-password")
+
+
+@pytest.fixture
+def bob(django_user_model):
+    return django_user_model.objects.create_user("bob", "bob@example.com", "bob-password")
+
+
+@pytest.fixture(autouse=True)
+def _allow_local_sources(settings):
+    # The suite's CSV servers listen on loopback, which importbeat refuses by default.
+    settings.ALLOWED_PRIVATE_HOSTS = ["127.0.0.1"]
+    settings.MIN_INTERVAL_SECONDS = 1
+
+
+# --- a local HTTP server for source files -------------------------------------------------------
+
+
+@dataclass
+class Route:
+    body: bytes = b""
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+    chunk_delay: float = 0.0
+
+
+class CsvServer:
+    """Serves routes set by the test; counts requests per path."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, Route | Callable[[], Route]] = {}
+        self.hits: dict[str, int] = {}
+        routes, hits = self.routes, self.hits
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:
+                path = urllib.parse.urlsplit(self.path).path
+                hits[path] = hits.get(path, 0) + 1
+                route = routes.get(path)
+                if callable(route):
+                    route = route()
+                if route is None:
+                    route = Route(b"not found", 404)
+                self.send_response(route.status)
+                headers = {"Content-Type": "text/csv", **route.headers}
+                for name, value in headers.items():
+                    self.send_header(name, value)
+                if "Content-Length" not in headers:
+                    self.send_header("Content-Length", str(len(route.body)))
+                self.end_headers()
+                step = 64 * 1024
+                for start in range(0, len(route.body), step):
+                    try:
+                        self.wfile.write(route.body[start : start + step])
+                    except (BrokenPipeError, ConnectionResetError):
+                        return
+                    if route.chunk_delay:
+                        time.sleep(route.chunk_delay)
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def serve(self, path: str, body: bytes | str, **kwargs) -> str:
+        if isinstance(body, str):
+            body = body.encode()
+        self.routes[path] = Route(body, **kwargs)
+        return self.base_url + path
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def csv_server() -> Iterator[CsvServer]:
+    server = CsvServer()
+    yield server
+    server.close()
+
+
+# --- real processes from the Procfile -----------------------------------------------------------
+
+
+def procfile_command(name: str) -> str:
+    for line in PROCFILE.read_text().splitlines():
+        process, sep, command = line.partition(":")
+        if sep and process.strip() == name:
+            return command.strip()
+    raise KeyError(f"no {name!r} line in the Procfile")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_database_url() -> str:
+    """DATABASE_URL of the database this test session runs on (pytest-django's test DB)."""
+    parts = urllib.parse.urlsplit(os.environ["DATABASE_URL"])
+    # The database name is the last path segment (a socket URL has the socket dir before it).
+    head = parts.path.rsplit("/", 1)[0]
+    return urllib.parse.urlunsplit(
+        parts._replace(path=f"{head}/{connection.settings_dict['NAME']}")
+    )
+
+
+class Processes:
+    """Starts Procfile lines as real processes against the test database; stops them all."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.started: list[tuple[str, subprocess.Popen]] = []
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(
+            DATABASE_URL=test_database_url(),
+            DJANGO_DEBUG="1",
+            PATH=f"{BASE_DIR / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}",
+            ALLOWED_PRIVATE_HOSTS="127.0.0.1",
+            MIN_INTERVAL_SECONDS="1",
+            BEAT_MAX_LOOP_INTERVAL="1",
+            WORKER_CONCURRENCY="2",
+            PYTHONUNBUFFERED="1",
+            FLOWER_DB=str(self.log_dir / "flower.db"),
+        )
+        env.update(extra)
+        return env
+
+    def start(self, name: str, **extra: str) -> subprocess.Popen:
+        command = procfile_command(name)
+        log = open(self.log_dir / f"{name}-{len(self.started)}.log", "wb")  # noqa: SIM115 (lives as long as the process)
+        process = subprocess.Popen(
+            ["/bin/sh", "-c", f"exec {command}"],
+            cwd=BASE_DIR,
+            env=self.env(**extra),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.started.append((name, process))
+        return process
+
+    def stop(self, process: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 20):
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, sig)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(5)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"
+            for path in sorted(self.log_dir.glob("*.log"))
+        )
+
+    def stop_all(self) -> None:
+        for _name, process in reversed(self.started):
+            self.stop(process)
+
+
+@pytest.fixture
+def processes(tmp_path) -> Iterator[Processes]:
+    from project.celery import app
+
+    # Messages left on the suite's broker by earlier tests must not reach these workers.
+    app.control.purge()
+    procs = Processes(tmp_path)
+    yield procs
+    procs.stop_all()
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.25, what=""):
+    """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = predicate()
+        if result:
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")

@@ -1,0 +1,86 @@
+"""An import's django-celery-beat entry is created, re-scheduled, paused and deleted with it."""
+
+import json
+
+import pytest
+from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+from schedules import services
+from schedules.models import ScheduledImport
+from tests.factories import make_import
+
+pytestmark = pytest.mark.django_db
+
+
+def test_creating_an_interval_import_creates_an_enabled_periodic_task(alice):
+    imp = make_import(alice, "https://example.com/p.csv", interval_seconds=300)
+
+    task = PeriodicTask.objects.get(pk=imp.periodic_task_id)
+    assert task.task == "importbeat.dispatch_scheduled_import"
+    assert json.loads(task.args) == [imp.pk]
+    assert task.enabled
+    assert task.interval.every == 300 and task.interval.period == "seconds"
+    assert task.crontab is None
+    assert imp.next_run_at is not None
+
+
+def test_a_cron_import_gets_a_crontab_in_its_own_timezone(alice):
+    imp = make_import(
+        alice,
+        "https://example.com/p.csv",
+        schedule_type="cron",
+        cron_expression="30 2 * * 1-5",
+        interval_seconds=None,
+        timezone="Europe/Berlin",
+    )
+
+    crontab = PeriodicTask.objects.get(pk=imp.periodic_task_id).crontab
+    assert (crontab.minute, crontab.hour, crontab.day_of_week) == ("30", "2", "1-5")
+    assert str(crontab.timezone) == "Europe/Berlin"
+
+
+def test_changing_the_schedule_reschedules_the_same_periodic_task(alice):
+    imp = make_import(alice, "https://example.com/p.csv", interval_seconds=300)
+    task_id = imp.periodic_task_id
+
+    services.update_import(
+        imp, schedule_type="cron", cron_expression="0 6 * * *", interval_seconds=None
+    )
+
+    task = PeriodicTask.objects.get(pk=task_id)
+    assert task.interval is None
+    assert task.crontab == CrontabSchedule.objects.get(minute="0", hour="6", timezone="UTC")
+    assert ScheduledImport.objects.get(pk=imp.pk).periodic_task_id == task_id
+
+
+def test_pausing_disables_and_resuming_enables_the_periodic_task(alice):
+    imp = make_import(alice, "https://example.com/p.csv")
+
+    services.pause_import(imp)
+    assert not PeriodicTask.objects.get(pk=imp.periodic_task_id).enabled
+    assert ScheduledImport.objects.get(pk=imp.pk).next_run_at is None
+
+    services.resume_import(imp)
+    assert PeriodicTask.objects.get(pk=imp.periodic_task_id).enabled
+
+
+def test_saving_the_model_directly_also_syncs_beat(alice):
+    imp = make_import(alice, "https://example.com/p.csv")
+
+    imp.status = ScheduledImport.Status.PAUSED
+    imp.save()
+
+    assert not PeriodicTask.objects.get(pk=imp.periodic_task_id).enabled
+
+
+@pytest.mark.parametrize("how", ["service", "queryset"])
+def test_deleting_the_import_deletes_its_periodic_task(alice, how):
+    imp = make_import(alice, "https://example.com/p.csv")
+    task_id = imp.periodic_task_id
+
+    if how == "service":
+        services.delete_import(imp)
+    else:
+        ScheduledImport.objects.filter(pk=imp.pk).delete()
+
+    assert not PeriodicTask.objects.filter(pk=task_id).exists()

@@ -180,3 +180,53 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
 }
+
+# --- API, dashboard and Flower (issue 4) -----------------------------------------------------
+
+INSTALLED_APPS += ["drf_spectacular_sidecar"]
+# https://www.django-rest-framework.org/api-guide/settings/
+REST_FRAMEWORK.update(
+    {
+        "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+        "DEFAULT_PAGINATION_CLASS": "schedules.api.pagination.PageNumberPagination",
+        "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50),
+        "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+        "EXCEPTION_HANDLER": "schedules.api.errors.exception_handler",
+        "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+        "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+        "TEST_REQUEST_DEFAULT_FORMAT": "json",
+    }
+)
+# Rates of the throttled endpoints (DRF rate syntax: N/second|minute|hour|day). Read per request
+# by schedules.api.throttles, so they can be changed without a code change.
+API_MANUAL_RUN_RATE = env("API_MANUAL_RUN_RATE", default="30/minute")
+API_LOGIN_RATE = env("API_LOGIN_RATE", default="20/minute")
+# Throttle counters live in Redis so that every web process counts against the same budget.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
+    "throttle": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "importbeat:throttle",
+    },
+    **globals().get("CACHES", {}),
+}
+# https://drf-spectacular.readthedocs.io/en/latest/settings.html
+SPECTACULAR_SETTINGS = {
+    "TITLE": "importbeat API",
+    "DESCRIPTION": "Scheduled CSV imports: define imports, trigger and follow runs, read datasets.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SCHEMA_PATH_PREFIX": r"/api/v1",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "ENUM_NAME_OVERRIDES": {
+        "ImportStatusEnum": "schedules.models.ScheduledImport.Status",
+        "RunStatusEnum": "schedules.models.ImportRun.Status",
+    },
+}
+# Health: how long to wait for workers to answer a ping, and when beat counts as stale.
+HEALTH_WORKER_PING_TIMEOUT = env.float("HEALTH_WORKER_PING_TIMEOUT", default=0.5)
+HEALTH_BROKER_TIMEOUT = env.float("HEALTH_BROKER_TIMEOUT", default=2.0)
+LOGIN_URL = "admin:login"

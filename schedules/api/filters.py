@@ -1,0 +1,51 @@
+"""Query-string filters. django-filter validates them, so a bad value is a 400, not a 500."""
+
+from __future__ import annotations
+
+import django_filters
+from django.db.models import Q, QuerySet
+
+from schedules.models import ImportRun, ScheduledImport
+
+
+class ImportFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=ScheduledImport.Status.choices)
+    dataset = django_filters.CharFilter(field_name="dataset__name", max_length=100)
+    search = django_filters.CharFilter(
+        method="filter_search", max_length=200, help_text="in name, description and source URL"
+    )
+
+    class Meta:
+        model = ScheduledImport
+        fields = ["status", "dataset", "search"]
+
+    def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(
+            Q(name__icontains=value)
+            | Q(description__icontains=value)
+            | Q(source_url__icontains=value)
+        )
+
+
+class RunFilter(django_filters.FilterSet):
+    status = django_filters.MultipleChoiceFilter(choices=ImportRun.Status.choices)
+    trigger = django_filters.MultipleChoiceFilter(choices=ImportRun.Trigger.choices)
+    since = django_filters.IsoDateTimeFilter(
+        field_name="queued_at", lookup_expr="gte", help_text="queued at or after (ISO 8601)"
+    )
+    until = django_filters.IsoDateTimeFilter(
+        field_name="queued_at", lookup_expr="lt", help_text="queued before (ISO 8601)"
+    )
+
+    class Meta:
+        model = ImportRun
+        fields = ["status", "trigger", "since", "until"]
+
+
+class AllRunsFilter(RunFilter):
+    import_id = django_filters.NumberFilter(
+        field_name="scheduled_import_id", min_value=1, max_value=2**63 - 1
+    )
+
+    class Meta(RunFilter.Meta):
+        fields = [*RunFilter.Meta.fields, "import_id"]

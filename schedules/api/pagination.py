@@ -1,0 +1,47 @@
+"""List shapes: `{"count", "next", "previous", "results"}` everywhere."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import pagination
+from rest_framework.response import Response
+
+
+class PageNumberPagination(pagination.PageNumberPagination):
+    page_size_query_param = "page_size"
+    max_page_size = 500
+
+
+class RecordCursorPagination(pagination.CursorPagination):
+    """Records can number millions: a cursor stays fast on any page, an offset would not.
+
+    `count` is kept so that every list answers the same shape; it is one indexed count.
+    """
+
+    ordering = "id"
+    page_size_query_param = "page_size"
+    max_page_size = 1000
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.count = queryset.count()
+        return super().paginate_queryset(queryset, request, view)
+
+    def get_paginated_response(self, data: Any) -> Response:
+        return Response(
+            {
+                "count": self.count,
+                "next": self.get_next_link(),
+                "previous": self.get_previous_link(),
+                "results": data,
+            }
+        )
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        response = super().get_paginated_response_schema(schema)
+        response["properties"] = {
+            "count": {"type": "integer", "example": 123},
+            **response["properties"],
+        }
+        response["required"] = ["count", "next", "previous", "results"]
+        return response

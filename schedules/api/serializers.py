@@ -1,0 +1,231 @@
+"""Typed serializers of the API. Writes go through schedules.services, never `.save()` here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import IntegrityError
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+from rest_framework.serializers import as_serializer_error
+
+from schedules import services
+from schedules.models import Dataset, ImportRun, Record, ScheduledImport
+from schedules.validation import validate_columns
+
+from . import progress
+
+NUL = "\x00"
+
+
+def _reject_nul(value: Any) -> None:
+    """PostgreSQL cannot store NUL in text or jsonb; refuse it as input, not as a 500."""
+    if isinstance(value, str) and NUL in value:
+        raise serializers.ValidationError("must not contain NUL characters")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _reject_nul(key)
+            _reject_nul(item)
+    if isinstance(value, list):
+        for item in value:
+            _reject_nul(item)
+
+
+class ColumnSerializer(serializers.Serializer):
+    """Documents one entry of `columns` (validated as a whole by schedules.validation)."""
+
+    name = serializers.CharField()
+    type = serializers.ChoiceField(
+        choices=["text", "int", "decimal", "bool", "date", "datetime"], default="text"
+    )
+    required = serializers.BooleanField(default=False)
+
+
+@extend_schema_field(ColumnSerializer(many=True))
+class ColumnsField(serializers.JSONField):
+    """`columns` as given (schedules.validation checks it), documented as a list of columns."""
+
+
+class ImportSerializer(serializers.ModelSerializer):
+    dataset = serializers.SlugField(
+        max_length=100, source="dataset.name", help_text="where the rows land (created if new)"
+    )
+    columns = ColumnsField(required=False, help_text="optional row validation")
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    schedule_description = serializers.CharField(read_only=True)
+    next_runs = serializers.SerializerMethodField(help_text="the next 5 ticks, in UTC")
+    success_rate = serializers.FloatField(read_only=True, allow_null=True)
+
+    class Meta:
+        model = ScheduledImport
+        fields = [
+            "id", "owner", "name", "description", "source_url", "delimiter", "encoding",
+            "has_header", "dataset", "key_column", "columns", "mode",
+            "schedule_type", "cron_expression", "interval_seconds", "timezone",
+            "schedule_description", "next_run_at", "next_runs",
+            "max_retries", "retry_backoff_seconds", "retry_backoff_max_seconds",
+            "timeout_seconds", "overlap", "catchup", "alert_after_failures", "callback_url",
+            "status", "total_runs", "successful_runs", "failed_runs", "consecutive_failures",
+            "success_rate", "last_run_at", "last_run_status", "created_at", "updated_at",
+        ]  # fmt: skip
+        read_only_fields = [
+            "status", "total_runs", "successful_runs", "failed_runs", "consecutive_failures",
+            "last_run_at", "last_run_status", "next_run_at", "created_at", "updated_at",
+        ]  # fmt: skip
+
+    @extend_schema_field(serializers.ListField(child=serializers.DateTimeField()))
+    def get_next_runs(self, imp: ScheduledImport) -> list[str]:
+        if imp.status != ScheduledImport.Status.ACTIVE:
+            return []
+        field = serializers.DateTimeField()
+        return [field.to_representation(tick) for tick in imp.next_runs(5)]
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        _check_nul(data)
+        return super().to_internal_value(data)
+
+    def validate_columns(self, columns: Any) -> list[dict[str, Any]]:
+        try:
+            validate_columns(columns)
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(error.messages) from error
+        return columns
+
+    def validate_name(self, name: str) -> str:
+        owner = self.instance.owner if self.instance else self.context["request"].user
+        taken = ScheduledImport.objects.filter(owner=owner, name=name)
+        if self.instance is not None:
+            taken = taken.exclude(pk=self.instance.pk)
+        if taken.exists():
+            raise serializers.ValidationError("you already have an import with this name")
+        return name
+
+    def create(self, validated: dict[str, Any]) -> ScheduledImport:
+        dataset = validated.pop("dataset")["name"]
+        return self._apply(services.create_import, self.context["request"].user, dataset, validated)
+
+    def update(self, imp: ScheduledImport, validated: dict[str, Any]) -> ScheduledImport:
+        dataset = validated.pop("dataset", {}).get("name")
+        return self._apply(services.update_import, imp, dataset, validated)
+
+    @staticmethod
+    def _apply(service, target, dataset: str | None, fields: dict[str, Any]) -> ScheduledImport:
+        # Model rules (cron ranges, time zone, interval minimum, ...) are checked by the
+        # service through schedules.validation; surface them as 400s keyed by field.
+        try:
+            return service(target, dataset=dataset, **fields)
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(as_serializer_error(error)) from error
+        except IntegrityError as error:
+            # Two concurrent creates of the same name: the unique constraint decides.
+            raise serializers.ValidationError(
+                {"name": ["you already have an import with this name"]}
+            ) from error
+
+
+def _check_nul(data: Any) -> None:
+    if isinstance(data, dict):
+        errors = {}
+        for key, value in data.items():
+            try:
+                _reject_nul(value)
+            except serializers.ValidationError as error:
+                errors[key] = error.detail
+        if errors:
+            raise serializers.ValidationError(errors)
+
+
+class RunSerializer(serializers.ModelSerializer):
+    import_id = serializers.IntegerField(source="scheduled_import_id", read_only=True)
+    import_name = serializers.CharField(source="scheduled_import.name", read_only=True)
+    triggered_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    progress = serializers.SerializerMethodField(
+        help_text="bytes_read / bytes_total while running (null when the size is unknown)"
+    )
+
+    class Meta:
+        model = ImportRun
+        fields = [
+            "id", "import_id", "import_name", "trigger", "triggered_by", "scheduled_for",
+            "status", "queued_at", "started_at", "finished_at", "duration_ms", "attempts",
+            "rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "rows_deleted",
+            "rows_failed", "bytes_read", "bytes_total", "progress", "error_message", "worker",
+            "celery_task_id",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.FLOAT)
+    def get_progress(self, run: ImportRun) -> float | None:
+        return progress.fraction(run)
+
+
+class RunDetailSerializer(RunSerializer):
+    """One run: its errors (row errors with line, column, value, reason; per-attempt failures)
+    and its live progress, read from the task state while it runs."""
+
+    error_details = serializers.JSONField(read_only=True)
+
+    class Meta(RunSerializer.Meta):
+        fields = [*RunSerializer.Meta.fields, "error_details"]
+        read_only_fields = fields
+
+    def to_representation(self, run: ImportRun) -> dict[str, Any]:
+        progress.refresh_live(run)
+        return super().to_representation(run)
+
+
+class ActiveRunConflictSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    active_run_id = serializers.IntegerField()
+    active_run = RunSerializer()
+
+
+class DatasetSerializer(serializers.ModelSerializer):
+    owner = serializers.CharField(source="owner.username", read_only=True)
+    record_count = serializers.IntegerField(read_only=True)
+    imports = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
+
+    class Meta:
+        model = Dataset
+        fields = ["name", "owner", "record_count", "imports", "created_at"]
+
+
+class RecordSerializer(serializers.ModelSerializer):
+    first_seen_run = serializers.IntegerField(source="first_seen_run_id", read_only=True)
+    last_changed_run = serializers.IntegerField(source="last_changed_run_id", read_only=True)
+
+    class Meta:
+        model = Record
+        fields = [
+            "key", "data", "content_hash", "first_seen_run", "last_changed_run",
+            "created_at", "updated_at",
+        ]  # fmt: skip
+
+
+class LoginSerializer(serializers.Serializer):
+    username = serializers.CharField(max_length=150)
+    password = serializers.CharField(max_length=4096, style={"input_type": "password"})
+
+
+class TokenSerializer(serializers.Serializer):
+    token = serializers.CharField(help_text="send as `Authorization: Token <token>`")
+    expiry = serializers.DateTimeField(allow_null=True)
+    username = serializers.CharField()
+
+
+class StatsSerializer(serializers.Serializer):
+    """Documents `GET /imports/{id}/stats/`; the numbers come from schedules.stats."""
+
+    import_id = serializers.IntegerField()
+    days = serializers.IntegerField()
+    since = serializers.DateTimeField()
+    until = serializers.DateTimeField()
+    timezone = serializers.CharField()
+    total = serializers.IntegerField()
+    by_status = serializers.DictField(child=serializers.IntegerField())
+    success_rate = serializers.FloatField(allow_null=True)
+    duration_ms = serializers.DictField(child=serializers.FloatField(allow_null=True))
+    rows = serializers.DictField(child=serializers.IntegerField())
+    daily = serializers.ListField(child=serializers.DictField())

@@ -1,0 +1,243 @@
+"""API views: small, every queryset scoped to request.user (staff see all), rules in services."""
+
+from __future__ import annotations
+
+from django.db.models import Count, QuerySet
+from django.shortcuts import get_object_or_404
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, mixins, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.permissions import AllowAny, IsAuthenticated
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from schedules import services, stats
+from schedules.models import Dataset, ImportRun, Record, ScheduledImport
+
+from . import health
+from .filters import AllRunsFilter, ImportFilter, RunFilter
+from .pagination import RecordCursorPagination
+from .permissions import OwnerMayChange
+from .serializers import (
+    ActiveRunConflictSerializer,
+    DatasetSerializer,
+    ImportSerializer,
+    RecordSerializer,
+    RunDetailSerializer,
+    RunSerializer,
+    StatsSerializer,
+)
+from .throttles import ManualRunThrottle
+
+MAX_STATS_DAYS = 366
+
+
+def owned(queryset: QuerySet, request: Request, owner_path: str) -> QuerySet:
+    """The part of `queryset` that `request.user` may see: their own rows, or all for staff."""
+    if request.user.is_staff:
+        return queryset
+    return queryset.filter(**{owner_path: request.user})
+
+
+def import_for(request: Request, pk: int) -> ScheduledImport:
+    """An import the user may see, or 404 (another user's id is indistinguishable from none)."""
+    return get_object_or_404(owned(ScheduledImport.objects.all(), request, "owner"), pk=pk)
+
+
+class StatsQuery(serializers.Serializer):
+    days = serializers.IntegerField(min_value=1, max_value=MAX_STATS_DAYS, default=30)
+
+
+@extend_schema(tags=["imports"])
+class ImportViewSet(viewsets.ModelViewSet):
+    queryset = ScheduledImport.objects.none()  # for the schema; requests use get_queryset()
+    serializer_class = ImportSerializer
+    filterset_class = ImportFilter
+    permission_classes = [IsAuthenticated, OwnerMayChange]
+    lookup_value_regex = r"\d+"
+
+    def get_queryset(self) -> QuerySet[ScheduledImport]:
+        queryset = ScheduledImport.objects.select_related("owner", "dataset")
+        return owned(queryset, self.request, "owner").order_by("id")
+
+    def perform_destroy(self, instance: ScheduledImport) -> None:
+        services.delete_import(instance)
+
+    def _status_change(self, change) -> Response:
+        imp = change(self.get_object())
+        return Response(self.get_serializer(imp).data)
+
+    @extend_schema(request=None, responses=ImportSerializer)
+    @action(detail=True, methods=["post"])
+    def pause(self, request: Request, pk: str) -> Response:
+        """Pause: beat stops dispatching it until it is resumed."""
+        return self._status_change(services.pause_import)
+
+    @extend_schema(request=None, responses=ImportSerializer)
+    @action(detail=True, methods=["post"])
+    def resume(self, request: Request, pk: str) -> Response:
+        """Resume a paused or cancelled import: beat dispatches it again."""
+        return self._status_change(services.resume_import)
+
+    @extend_schema(request=None, responses=ImportSerializer)
+    @action(detail=True, methods=["post"])
+    def cancel(self, request: Request, pk: str) -> Response:
+        """Cancel: no more scheduled runs; queued runs are cancelled (a running one finishes)."""
+        return self._status_change(services.cancel_import)
+
+    @extend_schema(
+        request=None,
+        responses={
+            202: RunSerializer,
+            409: OpenApiResponse(ActiveRunConflictSerializer, "a run is queued or running"),
+            429: OpenApiResponse(description="too many manual runs; see Retry-After"),
+        },
+    )
+    @action(detail=True, methods=["post"], throttle_classes=[ManualRunThrottle])
+    def run(self, request: Request, pk: str) -> Response:
+        """Trigger a run now: 202 with the queued run, or 409 naming the active one."""
+        imp = self.get_object()
+        try:
+            queued = services.enqueue_run(imp, trigger=ImportRun.Trigger.API, user=request.user)
+        except services.RunAlreadyActive as conflict:
+            return Response(
+                {
+                    "detail": str(conflict),
+                    "active_run_id": conflict.run.pk,
+                    "active_run": RunSerializer(conflict.run).data,
+                },
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(RunSerializer(queued).data, status=status.HTTP_202_ACCEPTED)
+
+    @extend_schema(
+        parameters=[StatsQuery],
+        responses=StatsSerializer,
+    )
+    @action(detail=True, methods=["get"], filterset_class=None, pagination_class=None)
+    def stats(self, request: Request, pk: str) -> Response:
+        """Totals per status, success rate, average and p95 duration, rows, per-day series."""
+        imp = self.get_object()
+        query = StatsQuery(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        data = stats.import_stats(imp, query.validated_data["days"])
+        return Response(StatsSerializer(data).data)
+
+
+@extend_schema(tags=["runs"])
+class ImportRunsView(generics.ListAPIView):
+    """Run history of one import, newest first."""
+
+    queryset = ImportRun.objects.none()  # for the schema; requests use get_queryset()
+
+    serializer_class = RunSerializer
+    filterset_class = RunFilter
+
+    def get_queryset(self) -> QuerySet[ImportRun]:
+        imp = import_for(self.request, self.kwargs["pk"])
+        return imp.runs.select_related("scheduled_import", "triggered_by").order_by(
+            "-queued_at", "-id"
+        )
+
+
+@extend_schema(tags=["runs"])
+class RunViewSet(viewsets.ReadOnlyModelViewSet):
+    queryset = ImportRun.objects.none()  # for the schema; requests use get_queryset()
+    filterset_class = AllRunsFilter
+    lookup_value_regex = r"\d+"
+
+    def get_queryset(self) -> QuerySet[ImportRun]:
+        queryset = ImportRun.objects.select_related("scheduled_import", "triggered_by")
+        return owned(queryset, self.request, "scheduled_import__owner").order_by(
+            "-queued_at", "-id"
+        )
+
+    def get_serializer_class(self) -> type[serializers.Serializer]:
+        return RunDetailSerializer if self.action == "retrieve" else RunSerializer
+
+
+@extend_schema(tags=["datasets"])
+class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    queryset = Dataset.objects.none()  # for the schema; requests use get_queryset()
+    serializer_class = DatasetSerializer
+    lookup_field = "name"
+    lookup_value_regex = r"[-a-zA-Z0-9_]+"
+
+    def get_queryset(self) -> QuerySet[Dataset]:
+        queryset = (
+            Dataset.objects.select_related("owner")
+            .prefetch_related("imports")
+            .annotate(record_count=Count("records"))
+        )
+        return owned(queryset, self.request, "owner").order_by("name", "id")
+
+    def get_object(self) -> Dataset:
+        return dataset_for(self.request, self.kwargs["name"], self.get_queryset())
+
+
+OWNER_PARAMETER = OpenApiParameter(
+    "owner", OpenApiTypes.STR, description="staff only: whose dataset, when names collide"
+)
+
+
+def dataset_for(request: Request, name: str, queryset: QuerySet[Dataset]) -> Dataset:
+    """The caller's dataset called `name`. Names are unique per owner only, so staff (who see
+    everyone's) get their own first, or the one of `?owner=`."""
+    matches = queryset.filter(name=name)
+    owner = request.query_params.get("owner")
+    if owner:
+        matches = matches.filter(owner__username=owner)
+    elif request.user.is_staff and matches.filter(owner=request.user).exists():
+        matches = matches.filter(owner=request.user)
+    found = list(matches[:2])
+    if len(found) > 1:
+        raise serializers.ValidationError(
+            {"owner": [f"several users have a dataset {name!r}: say whose with ?owner="]}
+        )
+    if not found:
+        from rest_framework.exceptions import NotFound
+
+        raise NotFound(f"no dataset {name!r}")
+    return found[0]
+
+
+@extend_schema(tags=["datasets"], parameters=[OWNER_PARAMETER])
+class RecordListView(generics.ListAPIView):
+    """The records of one dataset, by cursor (stable and fast on any page)."""
+
+    queryset = Record.objects.none()  # for the schema; requests use get_queryset()
+
+    serializer_class = RecordSerializer
+    pagination_class = RecordCursorPagination
+    filterset_class = None
+
+    def get_queryset(self) -> QuerySet[Record]:
+        datasets = owned(Dataset.objects.all(), self.request, "owner")
+        dataset = dataset_for(self.request, self.kwargs["name"], datasets)
+        return dataset.records.all()
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["ok", "degraded", "down"])
+    time = serializers.DateTimeField()
+    checks = serializers.DictField()
+
+
+@extend_schema(
+    tags=["health"],
+    responses={200: HealthSerializer, 503: HealthSerializer},
+)
+class HealthView(APIView):
+    """Database, broker, beat (last tick) and workers. 503 when the database or broker is down.
+
+    Public, for load balancers and monitors; it names failures but never hosts or secrets.
+    """
+
+    authentication_classes: list = []
+    permission_classes = [AllowAny]
+
+    def get(self, request: Request) -> Response:
+        body, healthy = health.report()
+        return Response(body, status=200 if healthy else 503)

@@ -1,0 +1,51 @@
+"""Helpers of the API, admin and dashboard tests: token clients and run rows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.utils import timezone
+from knox.models import AuthToken
+from rest_framework.test import APIClient
+
+from schedules.models import ImportRun, ScheduledImport
+
+API = "/api/v1"
+SOURCE = "https://example.com/products.csv"
+
+
+def client_for(user) -> APIClient:
+    """An API client that sends a fresh token of `user`, as a real client would."""
+    _, token = AuthToken.objects.create(user=user, expiry=None)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return client
+
+
+def make_run(imp: ScheduledImport, status: str = "succeeded", **fields: Any) -> ImportRun:
+    """A run row as a worker would have left it (no worker involved)."""
+    now = timezone.now()
+    defaults: dict[str, Any] = {"trigger": "schedule", "queued_at": now}
+    if status not in ImportRun.ACTIVE_STATUSES:
+        defaults.update(
+            started_at=fields.get("queued_at", now),
+            finished_at=fields.get("queued_at", now) + timedelta(seconds=1),
+            duration_ms=1000,
+        )
+    defaults.update(fields)
+    return ImportRun.objects.create(scheduled_import=imp, status=status, **defaults)
+
+
+def import_body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "name": "products",
+        "source_url": SOURCE,
+        "dataset": "products",
+        "key_column": "sku",
+        "schedule_type": "cron",
+        "cron_expression": "30 2 * * *",
+        "timezone": "Europe/Berlin",
+    }
+    body.update(overrides)
+    return body

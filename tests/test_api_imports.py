@@ -1,0 +1,169 @@
+"""`/api/v1/imports/`: list, create, read, update (re-schedules), delete, pause/resume/cancel."""
+
+from datetime import UTC, datetime
+
+import pytest
+import time_machine
+from django_celery_beat.models import PeriodicTask
+
+from schedules.models import ImportRun, ScheduledImport
+from tests.api_support import API, SOURCE, client_for, import_body, make_run
+from tests.factories import make_import
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_creates_an_import_and_answers_its_schedule_in_words_and_next_runs(alice):
+    # Given alice's client, on a day before the end of summer time in Berlin
+    client = client_for(alice)
+    with time_machine.travel(datetime(2026, 10, 23, 12, 0, tzinfo=UTC), tick=False):
+        # When she creates a cron import at 02:30 Berlin time
+        response = client.post(f"{API}/imports/", import_body(), format="json")
+
+    # Then it is created with its schedule, next run and the next 5 ticks, DST-correct
+    assert response.status_code == 201, response.json()
+    body = response.json()
+    assert body["owner"] == "alice" and body["status"] == "active"
+    assert body["dataset"] == "products"
+    assert "02:30" in body["schedule_description"]
+    assert "Europe/Berlin" in body["schedule_description"]
+    assert body["next_runs"] == [
+        "2026-10-24T00:30:00Z",  # CEST, UTC+2
+        "2026-10-25T00:30:00Z",  # 02:30 happens twice that night: the first one, CEST
+        "2026-10-26T01:30:00Z",  # CET, UTC+1
+        "2026-10-27T01:30:00Z",
+        "2026-10-28T01:30:00Z",
+    ]
+    assert body["next_run_at"] == body["next_runs"][0]
+    imp = ScheduledImport.objects.get(pk=body["id"])
+    assert imp.periodic_task.crontab.timezone.key == "Europe/Berlin"
+
+
+def test_an_interval_import_is_described_in_words(alice):
+    response = client_for(alice).post(
+        f"{API}/imports/",
+        import_body(schedule_type="interval", interval_seconds=900, cron_expression=""),
+        format="json",
+    )
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["schedule_description"] == "Every 15 minutes"
+    assert len(response.json()["next_runs"]) == 5
+
+
+def test_the_list_is_paginated_and_filters_by_status_dataset_and_search(alice):
+    # Given three imports of alice, one paused, in two datasets
+    make_import(alice, SOURCE, name="daily prices", dataset="prices")
+    paused = make_import(alice, SOURCE, name="stock levels", dataset="stock")
+    make_import(alice, SOURCE, name="weekly prices", dataset="prices", description="weekly")
+    client = client_for(alice)
+    client.post(f"{API}/imports/{paused.pk}/pause")
+
+    # When she lists them, with and without filters
+    everything = client.get(f"{API}/imports/").json()
+    by_status = client.get(f"{API}/imports/", {"status": "paused"}).json()
+    by_dataset = client.get(f"{API}/imports/", {"dataset": "prices"}).json()
+    by_search = client.get(f"{API}/imports/", {"search": "WEEKLY"}).json()
+    one_per_page = client.get(f"{API}/imports/", {"page_size": 1}).json()
+
+    # Then the shape is count/next/previous/results and each filter narrows the list
+    assert set(everything) == {"count", "next", "previous", "results"}
+    assert everything["count"] == 3
+    assert [i["name"] for i in by_status["results"]] == ["stock levels"]
+    assert {i["name"] for i in by_dataset["results"]} == {"daily prices", "weekly prices"}
+    assert [i["name"] for i in by_search["results"]] == ["weekly prices"]
+    assert one_per_page["count"] == 3 and one_per_page["next"] and not one_per_page["previous"]
+
+
+def test_a_bad_filter_value_is_a_400_naming_the_filter(alice):
+    response = client_for(alice).get(f"{API}/imports/", {"status": "sleeping"})
+
+    assert response.status_code == 400
+    assert "status" in response.json()["errors"]
+
+
+def test_it_reads_one_import(alice):
+    imp = make_import(alice, SOURCE)
+
+    response = client_for(alice).get(f"{API}/imports/{imp.pk}/")
+
+    assert response.status_code == 200
+    assert response.json()["id"] == imp.pk and response.json()["key_column"] == "sku"
+
+
+def test_patch_reschedules_the_beat_entry(alice):
+    # Given an hourly interval import
+    imp = make_import(alice, SOURCE)
+    client = client_for(alice)
+
+    # When it is switched to a cron schedule in New York time
+    response = client.patch(
+        f"{API}/imports/{imp.pk}/",
+        {"schedule_type": "cron", "cron_expression": "0 6 * * 1-5", "timezone": "America/New_York"},
+        format="json",
+    )
+
+    # Then the answer and the beat entry both carry the new schedule
+    assert response.status_code == 200, response.json()
+    assert "America/New_York" in response.json()["schedule_description"]
+    task = PeriodicTask.objects.get(pk=imp.periodic_task_id)
+    assert task.interval is None
+    assert (task.crontab.minute, task.crontab.hour, task.crontab.day_of_week) == ("0", "6", "1-5")
+    assert task.crontab.timezone.key == "America/New_York"
+
+
+def test_put_replaces_the_import_and_may_move_it_to_another_dataset(alice):
+    imp = make_import(alice, SOURCE)
+
+    response = client_for(alice).put(
+        f"{API}/imports/{imp.pk}/",
+        import_body(name="renamed", dataset="elsewhere", description="moved"),
+        format="json",
+    )
+
+    assert response.status_code == 200, response.json()
+    imp.refresh_from_db()
+    assert (imp.name, imp.dataset.name, imp.schedule_type) == ("renamed", "elsewhere", "cron")
+
+
+def test_delete_removes_the_import_its_beat_entry_and_its_runs(alice):
+    imp = make_import(alice, SOURCE)
+    make_run(imp)
+    task_id = imp.periodic_task_id
+
+    response = client_for(alice).delete(f"{API}/imports/{imp.pk}/")
+
+    assert response.status_code == 204
+    assert not ScheduledImport.objects.filter(pk=imp.pk).exists()
+    assert not PeriodicTask.objects.filter(pk=task_id).exists()
+    assert not ImportRun.objects.filter(scheduled_import_id=imp.pk).exists()
+
+
+def test_pause_resume_and_cancel_change_the_status_and_the_beat_entry_follows(alice):
+    imp = make_import(alice, SOURCE)
+    queued = make_run(imp, "queued", trigger="api")
+    client = client_for(alice)
+
+    paused = client.post(f"{API}/imports/{imp.pk}/pause")
+    assert paused.status_code == 200
+    assert paused.json()["status"] == "paused" and paused.json()["next_run_at"] is None
+    assert not PeriodicTask.objects.get(pk=imp.periodic_task_id).enabled
+
+    resumed = client.post(f"{API}/imports/{imp.pk}/resume")
+    assert resumed.json()["status"] == "active" and resumed.json()["next_run_at"]
+    assert PeriodicTask.objects.get(pk=imp.periodic_task_id).enabled
+
+    cancelled = client.post(f"{API}/imports/{imp.pk}/cancel")
+    assert cancelled.json()["status"] == "cancelled"
+    assert not PeriodicTask.objects.get(pk=imp.periodic_task_id).enabled
+    queued.refresh_from_db()
+    assert queued.status == "cancelled"
+
+
+def test_a_duplicate_name_is_a_400_on_the_name(alice):
+    make_import(alice, SOURCE, name="products")
+
+    response = client_for(alice).post(f"{API}/imports/", import_body(), format="json")
+
+    assert response.status_code == 400
+    assert "name" in response.json()["errors"]

@@ -1,0 +1,86 @@
+"""Every field rule answers 400 `{"detail", "errors": {field: [messages]}}` naming the field."""
+
+import pytest
+
+from tests.api_support import API, client_for, import_body
+from tests.factories import make_import
+
+pytestmark = pytest.mark.django_db
+
+CASES = [
+    ("cron_expression", {"cron_expression": "* * * *"}),
+    ("cron_expression", {"cron_expression": "60 * * * *"}),
+    ("cron_expression", {"cron_expression": "0 24 * * *"}),
+    ("cron_expression", {"cron_expression": "0 0 0 * *"}),
+    ("cron_expression", {"cron_expression": "0 0 * 13 *"}),
+    ("cron_expression", {"cron_expression": "0 0 * * 8"}),
+    ("cron_expression", {"cron_expression": "*/0 * * * *"}),
+    ("cron_expression", {"cron_expression": ""}),
+    ("timezone", {"timezone": "Mars/Olympus_Mons"}),
+    ("interval_seconds", {"schedule_type": "interval", "interval_seconds": 5}),
+    ("interval_seconds", {"schedule_type": "interval", "interval_seconds": None}),
+    ("source_url", {"source_url": "ftp://example.com/a.csv"}),
+    ("source_url", {"source_url": "file:///etc/passwd"}),
+    ("source_url", {"source_url": "not a url"}),
+    ("callback_url", {"callback_url": "gopher://example.com/"}),
+    ("key_column", {"key_column": ""}),
+    ("key_column", {"key_column": None}),
+    ("columns", {"columns": [{"name": "sku", "type": "money"}]}),
+    ("columns", {"columns": {"name": "sku"}}),
+    ("schedule_type", {"schedule_type": "weekly"}),
+    ("dataset", {"dataset": "no spaces please"}),
+    ("delimiter", {"delimiter": ";;"}),
+    ("encoding", {"encoding": "klingon-8"}),
+    ("timeout_seconds", {"timeout_seconds": 0}),
+    ("mode", {"mode": "replace"}),
+    ("description", {"description": "nul \x00 byte"}),
+    ("columns", {"columns": [{"name": "s\x00ku"}]}),
+]
+
+
+@pytest.mark.parametrize(("field", "change"), CASES, ids=[f"{f}:{c}" for f, c in CASES])
+def test_a_broken_rule_answers_400_naming_its_field(alice, settings, field, change):
+    # Given the default minimum interval of 60 seconds
+    settings.MIN_INTERVAL_SECONDS = 60
+
+    # When alice creates an import that breaks one rule
+    response = client_for(alice).post(f"{API}/imports/", import_body(**change), format="json")
+
+    # Then it is a 400 in the one error shape, naming that field
+    assert response.status_code == 400, response.json()
+    body = response.json()
+    assert set(body) == {"detail", "errors"}
+    assert field in body["errors"], body
+    assert all(isinstance(m, str) for m in body["errors"][field])
+    assert body["detail"]
+
+
+def test_a_missing_required_field_is_named(alice):
+    body = import_body()
+    del body["key_column"]
+
+    response = client_for(alice).post(f"{API}/imports/", body, format="json")
+
+    assert response.status_code == 400
+    assert "key_column" in response.json()["errors"]
+
+
+def test_an_update_is_validated_by_the_same_rules(alice, settings):
+    settings.MIN_INTERVAL_SECONDS = 60
+    imp = make_import(alice, "https://example.com/a.csv", interval_seconds=3600)
+
+    response = client_for(alice).patch(
+        f"{API}/imports/{imp.pk}/", {"interval_seconds": 10}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert "interval_seconds" in response.json()["errors"]
+    imp.refresh_from_db()
+    assert imp.interval_seconds == 3600
+
+
+def test_a_body_that_is_not_an_object_is_a_400(alice):
+    response = client_for(alice).post(f"{API}/imports/", [1, 2], format="json")
+
+    assert response.status_code == 400
+    assert response.json()["detail"] and "errors" in response.json()

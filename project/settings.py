@@ -160,6 +160,44 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": MAX_TIMEOUT_SEC
 CELERY_BEAT_SCHEDULER = "project.beat:ImportScheduler"
 # Beat re-reads changed PeriodicTasks at least this often (seconds).
 CELERY_BEAT_MAX_LOOP_INTERVAL = env.int("BEAT_MAX_LOOP_INTERVAL", default=5)
+# When the broker connection drops, let running imports finish instead of cancelling them: a
+# restarted Redis without persistence has lost their messages, so a cancelled run could not be
+# redelivered. The run's own lease and heartbeat keep it single and visible meanwhile.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-cancel-long-running-tasks-on-connection-loss
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+
+# --- Reliability (README "Reliability") ------------------------------------------------------
+
+# The single-instance lease of a run in Redis: it expires this long after its worker died, and
+# a live run renews it (and its heartbeat) every third of it.
+RUN_LEASE_SECONDS = env.int("RUN_LEASE_SECONDS", default=60)
+# Only the beat holding this lease dispatches; a standby takes over this long after the leader
+# stopped renewing it (a crash), at once after a clean stop.
+BEAT_LEADER_LEASE_SECONDS = env.int("BEAT_LEADER_LEASE_SECONDS", default=30)
+# How often beat runs the maintenance sweep (runs left `running` by dead workers, lost messages).
+MAINTENANCE_INTERVAL_SECONDS = env.int("MAINTENANCE_INTERVAL_SECONDS", default=60)
+# A queued run whose message was lost (a Redis restart without persistence) is sent again after
+# this long; a duplicate message is harmless, the claim lets one through.
+STALE_QUEUED_SECONDS = env.int("STALE_QUEUED_SECONDS", default=1800)
+for _name in ("RUN_LEASE_SECONDS", "BEAT_LEADER_LEASE_SECONDS", "MAINTENANCE_INTERVAL_SECONDS"):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1")
+# The maintenance PeriodicTasks: django-celery-beat writes this mapping into its tables when beat
+# starts, so they show in the admin and follow the environment of the beat that runs them.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#beat-schedule
+CELERY_BEAT_SCHEDULE = {
+    "importbeat:maintenance:sweep": {
+        "task": "importbeat.sweep_runs",
+        "schedule": float(MAINTENANCE_INTERVAL_SECONDS),
+        "options": {"expires": float(MAINTENANCE_INTERVAL_SECONDS)},
+    },
+    "importbeat:maintenance:retention": {
+        "task": "importbeat.delete_old_runs",
+        "schedule": 3600.0,
+        "options": {"expires": 3600.0},
+    },
+}
+
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",

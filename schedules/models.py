@@ -145,7 +145,12 @@ class ScheduledImport(models.Model):
         after = after or timezone.now()
         if self.schedule_type == self.ScheduleType.CRON:
             itr = croniter(self.cron_expression, after.astimezone(self.tzinfo))
-            return [itr.get_next(datetime).astimezone(UTC) for _ in range(count)]
+            ticks: list[datetime] = []
+            while len(ticks) < count:
+                tick = itr.get_next(datetime)
+                if not self._is_repeated_wall_time(tick):
+                    ticks.append(tick.astimezone(UTC))
+            return ticks
         every = self.interval_seconds
         first = (int(after.timestamp()) // every + 1) * every
         return [datetime.fromtimestamp(first + i * every, tz=UTC) for i in range(count)]
@@ -159,11 +164,29 @@ class ScheduledImport(models.Model):
 
         moment = moment.replace(microsecond=0)
         if self.schedule_type == self.ScheduleType.CRON:
-            local = moment.astimezone(self.tzinfo) + timedelta(seconds=1)
+            # The second is added in UTC: local arithmetic drops `fold` and would turn 02:29
+            # CET (the repeated hour) into 02:29 CEST, one hour earlier.
+            local = (moment + timedelta(seconds=1)).astimezone(self.tzinfo)
             itr = croniter(self.cron_expression, local)
-            return itr.get_prev(datetime).astimezone(UTC)
+            while True:
+                tick = itr.get_prev(datetime)
+                if not self._is_repeated_wall_time(tick):
+                    return tick.astimezone(UTC)
         every = self.interval_seconds
         return datetime.fromtimestamp(int(moment.timestamp()) // every * every, tz=UTC)
+
+    def _is_repeated_wall_time(self, tick: datetime) -> bool:
+        """True for the second occurrence of a local time in the hour a DST fall-back repeats.
+
+        Like Vixie cron, a job at fixed hours (`30 2 * * *`) runs once on the fall-back day,
+        at the first 02:30; a job on every hour (`*/15 * * * *`) keeps running through the
+        repeated hour. croniter yields both 02:30s, so the repeat is dropped here, which keeps
+        `tick_for` and `next_runs` (and hence the run's unique tick) in agreement.
+        """
+        if self.cron_expression.split()[1] == "*":
+            return False
+        first = tick.replace(tzinfo=None).replace(tzinfo=self.tzinfo, fold=0)
+        return first.astimezone(UTC) != tick.astimezone(UTC)
 
     @property
     def schedule_description(self) -> str:
@@ -298,6 +321,9 @@ class ImportRun(models.Model):
     error_details = models.JSONField(default=dict, blank=True)
     worker = models.CharField(max_length=255, blank=True)
     celery_task_id = models.CharField(max_length=255, blank=True)
+    # Written when an attempt starts and then every third of RUN_LEASE_SECONDS while it lives;
+    # a `running` run whose heartbeat stopped belongs to a dead worker (tasks.maintenance).
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-queued_at", "-id"]
@@ -307,6 +333,14 @@ class ImportRun(models.Model):
                 fields=["scheduled_import", "scheduled_for"],
                 name="run_unique_per_tick",
                 condition=Q(scheduled_for__isnull=False),
+            ),
+            # Single instance, as an invariant of the database: the Redis lease decides who
+            # runs, and this index makes a second running (or backing-off) run of the same
+            # import impossible even if Redis forgot the lease (a restart without persistence).
+            models.UniqueConstraint(
+                fields=["scheduled_import"],
+                name="run_one_in_progress_per_import",
+                condition=Q(status__in=["running", "retrying"]),
             ),
         ]
         indexes = [
@@ -320,6 +354,12 @@ class ImportRun(models.Model):
             ),
             # Retention deletes by age.
             models.Index(fields=["queued_at"], name="run_queued_at_idx"),
+            # The maintenance sweep looks for running runs whose heartbeat stopped.
+            models.Index(
+                fields=["heartbeat_at"],
+                name="run_running_heartbeat_idx",
+                condition=Q(status="running"),
+            ),
         ]
 
     def __str__(self) -> str:

@@ -11,15 +11,17 @@ import logging
 import socket
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Max, Q
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from . import alerts
 from .models import Dataset, ImportRun, ScheduledImport
 
 logger = logging.getLogger("importbeat.runs")
@@ -129,12 +131,15 @@ def enqueue_run(
 
 
 def dispatch_scheduled_tick(
-    import_id: int, scheduled_for: str | datetime | None
+    import_id: int,
+    scheduled_for: str | datetime | None,
+    trigger: str = ImportRun.Trigger.SCHEDULE,
 ) -> ImportRun | None:
     """Turn one beat tick into at most one run and queue it.
 
     The run is keyed by (import, tick): a second dispatch of the same tick, from a second beat
-    or a redelivered message, meets the unique constraint and does nothing.
+    or a redelivered message, meets the unique constraint and does nothing. `trigger` is
+    `catchup` when beat dispatches a tick it missed while it was down.
     """
     imp = ScheduledImport.objects.filter(pk=import_id).first()
     if imp is None or imp.status != ScheduledImport.Status.ACTIVE:
@@ -146,7 +151,7 @@ def dispatch_scheduled_tick(
         with transaction.atomic():
             run = ImportRun.objects.create(
                 scheduled_import=imp,
-                trigger=ImportRun.Trigger.SCHEDULE,
+                trigger=trigger,
                 scheduled_for=tick,
                 celery_task_id=str(uuid.uuid4()),
             )
@@ -172,25 +177,169 @@ def send_run(run: ImportRun) -> None:
     )
 
 
-def claim_run(run: ImportRun, *, task_id: str = "") -> bool:
-    """Move a queued or retrying run to running; False when another worker has it."""
+class Claim(StrEnum):
+    CLAIMED = "claimed"
+    # The run is no longer waiting (finished, cancelled, or another worker has it).
+    GONE = "gone"
+    # Another run of the same import is running or backing off (run_one_in_progress_per_import).
+    BUSY = "busy"
+
+
+def claim_run(
+    run: ImportRun, *, task_id: str = "", worker: str = "", reclaim: bool = False
+) -> Claim:
+    """Start an attempt: move the run to running with one conditional UPDATE.
+
+    `reclaim` also accepts a run that is already `running`: the caller holds the import's
+    lease, so the worker of that attempt is gone (its lease expired) and the message came back
+    (reject on worker lost, or the maintenance sweep). The lost attempt is recorded and counted.
+    """
+    statuses = [ImportRun.Status.QUEUED, ImportRun.Status.RETRYING]
+    if reclaim:
+        statuses.append(ImportRun.Status.RUNNING)
     now = timezone.now()
-    claimed = ImportRun.objects.filter(
-        pk=run.pk, status__in=[ImportRun.Status.QUEUED, ImportRun.Status.RETRYING]
-    ).update(
-        status=ImportRun.Status.RUNNING,
-        started_at=run.started_at or now,
-        attempts=F("attempts") + 1,
-        worker=socket.gethostname(),
-        celery_task_id=task_id or run.celery_task_id,
+    try:
+        with transaction.atomic():
+            claimed = ImportRun.objects.filter(pk=run.pk, status__in=statuses).update(
+                status=ImportRun.Status.RUNNING,
+                started_at=run.started_at or now,
+                attempts=F("attempts") + 1,
+                worker=worker or socket.gethostname(),
+                celery_task_id=task_id or run.celery_task_id,
+                heartbeat_at=now,
+            )
+    except IntegrityError:
+        return Claim.BUSY
+    if not claimed:
+        return Claim.GONE
+    was_running = run.status == ImportRun.Status.RUNNING
+    run.refresh_from_db()
+    if was_running:
+        _record_attempt(run, "the worker running this attempt was lost", run.attempts - 1)
+        run.save(update_fields=["error_details"])
+    logger.info(
+        "run started import=%s run=%s attempt=%s trigger=%s worker=%s",
+        run.scheduled_import_id, run.pk, run.attempts, run.trigger, run.worker,
+    )  # fmt: skip
+    return Claim.CLAIMED
+
+
+def _record_attempt(run: ImportRun, error: str, attempt: int | None = None) -> None:
+    attempts = run.error_details.get("attempts", [])
+    attempts.append(
+        {
+            "attempt": run.attempts if attempt is None else attempt,
+            "error": error,
+            "at": timezone.now().isoformat(),
+        }
     )
-    if claimed:
-        run.refresh_from_db()
+    run.error_details = {**run.error_details, "attempts": attempts}
+
+
+def heartbeat(run_id: int) -> None:
+    """The run's attempt is alive; the maintenance sweep leaves it alone."""
+    ImportRun.objects.filter(pk=run_id, status=ImportRun.Status.RUNNING).update(
+        heartbeat_at=timezone.now()
+    )
+
+
+def skip_run(run: ImportRun, reason: str) -> bool:
+    """End a run that never started because another run of its import was in progress."""
+    now = timezone.now()
+    skipped = ImportRun.objects.filter(pk=run.pk, status=ImportRun.Status.QUEUED).update(
+        status=ImportRun.Status.SKIPPED, finished_at=now, duration_ms=0, error_message=reason
+    )
+    if skipped:
         logger.info(
-            "run started import=%s run=%s attempt=%s trigger=%s",
-            run.scheduled_import_id, run.pk, run.attempts, run.trigger,
+            "run skipped import=%s run=%s trigger=%s reason=%s",
+            run.scheduled_import_id, run.pk, run.trigger, reason,
         )  # fmt: skip
-    return claimed == 1
+    return skipped == 1
+
+
+def recover_lost_run(run_id: int, stale_before: datetime) -> ImportRun | None:
+    """Resolve a run left `running` by a dead worker: queue another attempt, or fail it.
+
+    Called by the maintenance sweep for runs whose heartbeat stopped before `stale_before`
+    while nobody holds the import's lease. The row is locked and re-checked, so a heartbeat
+    that arrived meanwhile wins.
+    """
+    with transaction.atomic():
+        run = (
+            ImportRun.objects.select_for_update()
+            .select_related("scheduled_import")
+            .filter(pk=run_id, status=ImportRun.Status.RUNNING, heartbeat_at__lt=stale_before)
+            .first()
+        )
+        if run is None:
+            return None
+        imp = run.scheduled_import
+        silent = int((timezone.now() - run.heartbeat_at).total_seconds())
+        error = f"the worker running attempt {run.attempts} was lost (no heartbeat for {silent}s)"
+        if run.attempts > imp.max_retries:
+            return finish_run(run, ImportRun.Status.FAILED, error=error)
+        _record_attempt(run, error)
+        run.status = ImportRun.Status.RETRYING
+        run.error_message = f"{error}; queued again"
+        run.heartbeat_at = timezone.now()
+        # A new message id: the lost one may still come back after the visibility timeout, and
+        # is then refused by the claim.
+        run.celery_task_id = str(uuid.uuid4())
+        run.save(
+            update_fields=[
+                "status", "error_message", "error_details", "heartbeat_at", "celery_task_id",
+            ]
+        )  # fmt: skip
+        transaction.on_commit(lambda: send_run(run))
+    logger.warning("run recovered import=%s run=%s attempt=%s", imp.pk, run.pk, run.attempts)
+    return run
+
+
+def resend_stale_run(run_id: int, stale_before: datetime) -> bool:
+    """Send a queued or retrying run's message again when it has waited suspiciously long.
+
+    Its message may have been lost (Redis restarted without persistence). If it was not, the
+    two deliveries meet at the lease and the claim, and one of them runs.
+    """
+    touched = (
+        ImportRun.objects.filter(
+            pk=run_id,
+            status__in=[ImportRun.Status.QUEUED, ImportRun.Status.RETRYING],
+        )
+        .filter(untouched_since(stale_before))
+        .update(heartbeat_at=timezone.now())
+    )
+    if touched:
+        run = ImportRun.objects.select_related("scheduled_import").get(pk=run_id)
+        logger.warning("run message sent again import=%s run=%s", run.scheduled_import_id, run.pk)
+        send_run(run)
+    return touched == 1
+
+
+def untouched_since(stale_before: datetime) -> Q:
+    """Runs not touched since `stale_before` (heartbeat, or queued time when never touched)."""
+    return Q(heartbeat_at__lt=stale_before) | Q(
+        heartbeat_at__isnull=True, queued_at__lt=stale_before
+    )
+
+
+def missed_ticks(now: datetime) -> list[tuple[ScheduledImport, datetime]]:
+    """The latest missed tick of every active `coalesce` import, for beat's catch-up.
+
+    A tick is missed when it is not after `now` but after both the newest tick that has a run
+    and the import's creation: beat was down (or no beat led) when it was due. All missed ticks
+    of an import coalesce into this one; `skip` imports simply wait for their next tick.
+    """
+    found = []
+    imports = ScheduledImport.objects.filter(
+        status=ScheduledImport.Status.ACTIVE, catchup=ScheduledImport.Catchup.COALESCE
+    ).annotate(last_tick=Max("runs__scheduled_for"))
+    for imp in imports:
+        tick = imp.tick_for(now)
+        baseline = max(filter(None, [imp.last_tick, imp.created_at]))
+        if tick > baseline:
+            found.append((imp, tick))
+    return found
 
 
 @dataclass
@@ -211,12 +360,12 @@ def record_progress(run_id: int, **progress: int) -> None:
 
 def mark_retrying(run: ImportRun, error: str, countdown: float) -> None:
     """Record a failed attempt that will be retried after `countdown` seconds."""
-    attempts = run.error_details.get("attempts", [])
-    attempts.append({"attempt": run.attempts, "error": error, "at": timezone.now().isoformat()})
-    run.error_details = {**run.error_details, "attempts": attempts}
+    _record_attempt(run, error)
     run.status = ImportRun.Status.RETRYING
     run.error_message = f"attempt {run.attempts} failed, retrying in {countdown:.0f}s: {error}"
-    run.save(update_fields=["status", "error_message", "error_details"])
+    # The stale-message check of the sweep counts from here.
+    run.heartbeat_at = timezone.now() + timedelta(seconds=countdown)
+    run.save(update_fields=["status", "error_message", "error_details", "heartbeat_at"])
 
 
 COUNT_FIELDS = (
@@ -258,6 +407,7 @@ def finish_run(
         # Progress columns (bytes_read, ...) were written by the importer; keep them.
         run.save(update_fields=FINISH_FIELDS)
         apply_outcome(imp, run)
+        alerts.on_run_finished(imp, run)
     logger.info(
         "run finished import=%s run=%s status=%s read=%s inserted=%s updated=%s unchanged=%s "
         "deleted=%s failed=%s duration_ms=%s",

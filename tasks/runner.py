@@ -1,20 +1,37 @@
-"""Execute one run: claim it, import, and record the outcome; retry what is transient."""
+"""Execute one run: take the import's lease, claim the run, import, record the outcome.
+
+The order matters. The lease (Redis, renewed while the run lives) decides which delivery of
+which run may work on an import; the claim (a conditional UPDATE, STYLE rule 3) decides that
+this delivery starts the next attempt; the database index `run_one_in_progress_per_import`
+backs both up. A delivery that finds the lease taken either applies the import's overlap policy
+(another run holds it) or comes back later (a previous attempt of this very run holds it: that
+worker may have died, and its lease has to expire first).
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any
 
+import psycopg
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, connection
+from django.utils import timezone
+from redis.exceptions import RedisError
 
 from schedules import services
-from schedules.models import ImportRun
+from schedules.models import ImportRun, ScheduledImport
 
-from . import importer
+from . import importer, locks
 from .errors import PermanentImportError, TransientImportError
 
 logger = logging.getLogger("importbeat.runs")
+
+# A lost database connection is a transient failure wherever it surfaces (the importer's COPY
+# talks to psycopg directly, so psycopg's own error can arrive unwrapped).
+DATABASE_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError)
 
 
 def backoff_seconds(run: ImportRun) -> float:
@@ -28,41 +45,143 @@ def backoff_seconds(run: ImportRun) -> float:
     )
 
 
+def queue_poll_seconds() -> float:
+    """How often a run of an `overlap: queue` import looks at the lease again."""
+    return min(max(settings.RUN_LEASE_SECONDS / 3, 1.0), 10.0)
+
+
 def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
     """Run `run_id` in this process. `task` is the bound Celery task, or None in the foreground."""
     run = ImportRun.objects.select_related("scheduled_import").filter(pk=run_id).first()
-    if run is None:
+    if run is None or run.status in ImportRun.FINAL_STATUSES:
         return None
-    task_id = task.request.id if task is not None else ""
-    if not services.claim_run(run, task_id=task_id or ""):
-        logger.info("run not claimable run=%s status=%s", run.pk, run.status)
-        return None
+    imp = run.scheduled_import
+    lease: locks.Lease | None = locks.run_lease(imp.pk, run.pk)
+    try:
+        acquired = lease.acquire()
+    except RedisError as error:
+        if task is not None:
+            raise  # the message is handed back; a worker with Redis will take it
+        # In the foreground (run_import) the database index alone keeps the run single.
+        logger.warning("no lease (Redis unavailable) run=%s: %s", run.pk, error)
+        lease, acquired = None, True
+    if not acquired:
+        if locks.run_lease_holder(imp.pk) == run.pk:
+            return _come_back(run, task, settings.RUN_LEASE_SECONDS, "an earlier attempt")
+        return _overlap(run, task)
+
+    renewer: locks.Renewer | None = None
+    try:
+        if run.status == ImportRun.Status.RUNNING and run.attempts > imp.max_retries:
+            # Its worker died on every attempt (a file that kills workers): stop here.
+            services.finish_run(
+                run,
+                ImportRun.Status.FAILED,
+                error=f"the worker was lost during each of its {run.attempts} attempts",
+            )
+            return {"run_id": run.pk, "status": run.status}
+        worker = (task.request.hostname if task is not None else "") or ""
+        task_id = (task.request.id if task is not None else "") or ""
+        # Holding the lease, a `running` run can only be an attempt whose worker is gone.
+        claim = services.claim_run(run, task_id=task_id, worker=worker, reclaim=True)
+        if claim == services.Claim.GONE:
+            logger.info("run not claimable run=%s status=%s", run.pk, run.status)
+            return None
+        if claim == services.Claim.BUSY:
+            return _overlap(run, task)
+        if lease is not None:
+            renewer = locks.Renewer(lease, beat=lambda: services.heartbeat(run.pk))
+            renewer.start()
+        return _attempt(run, task)
+    finally:
+        if renewer is not None:
+            renewer.stop()
+        if lease is not None:
+            lease.release()
+
+
+def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
+    imp = run.scheduled_import
 
     def progress(state: dict[str, int | None]) -> None:
         if task is not None and task.request.id:
-            task.update_state(state="PROGRESS", meta={"run_id": run.pk, **state})
+            try:
+                task.update_state(state="PROGRESS", meta={"run_id": run.pk, **state})
+            except Exception as error:
+                # Progress is for Flower; a result backend that is away must not fail the run.
+                logger.debug("progress not published run=%s: %r", run.pk, error)
 
     try:
         counts = importer.import_run(run, progress=progress)
     except SoftTimeLimitExceeded:
+        _drop_broken_connection()
         services.finish_run(
             run,
             ImportRun.Status.TIMED_OUT,
-            error=f"the run exceeded its {run.scheduled_import.timeout_seconds}s time limit",
+            error=f"the run exceeded its {imp.timeout_seconds}s time limit",
         )
-    except TransientImportError as error:
-        if task is not None and run.attempts <= run.scheduled_import.max_retries:
+    except (TransientImportError, *DATABASE_ERRORS) as error:
+        _drop_broken_connection()
+        message = str(error) if isinstance(error, TransientImportError) else f"database: {error}"
+        if task is not None and run.attempts <= imp.max_retries:
             countdown = backoff_seconds(run)
-            services.mark_retrying(run, str(error), countdown)
+            services.mark_retrying(run, message, countdown)
             raise task.retry(countdown=countdown, max_retries=None, exc=error) from error
-        services.finish_run(run, ImportRun.Status.FAILED, error=str(error))
+        services.finish_run(run, ImportRun.Status.FAILED, error=message)
     except PermanentImportError as error:
         services.finish_run(run, ImportRun.Status.FAILED, error=str(error))
     except Exception as error:
         # An unexpected bug must still close the run, never leave it "running".
         logger.exception("run crashed run=%s", run.pk)
+        _drop_broken_connection()
         services.finish_run(run, ImportRun.Status.FAILED, error=f"internal error: {error!r}")
     else:
         status = ImportRun.Status.PARTIAL if counts.rows_failed else ImportRun.Status.SUCCEEDED
         services.finish_run(run, status, counts=counts)
     return {"run_id": run.pk, "status": run.status}
+
+
+def _overlap(run: ImportRun, task: Any | None) -> dict[str, Any] | None:
+    """Another run of the import is in progress: skip this one, or wait for the lease."""
+    imp: ScheduledImport = run.scheduled_import
+    if run.status != ImportRun.Status.QUEUED:
+        # A retry of a run that already started is never skipped; it waits its turn.
+        return _come_back(run, task, queue_poll_seconds(), "another run")
+    other = (
+        imp.runs.filter(status__in=ImportRun.ACTIVE_STATUSES)
+        .exclude(pk=run.pk)
+        .exclude(status=ImportRun.Status.QUEUED)
+        .values_list("pk", flat=True)
+        .first()
+    ) or locks.run_lease_holder(imp.pk)
+    if imp.overlap == ScheduledImport.Overlap.QUEUE and task is not None:
+        waited = (timezone.now() - run.queued_at).total_seconds()
+        if waited < imp.timeout_seconds:
+            return _come_back(run, task, queue_poll_seconds(), f"run {other}")
+        reason = (
+            f"skipped: waited {waited:.0f}s for run {other} of this import, longer than its "
+            f"{imp.timeout_seconds}s timeout"
+        )
+    else:
+        reason = f"skipped: run {other} of this import was in progress"
+    services.skip_run(run, reason)
+    return {"run_id": run.pk, "status": ImportRun.Status.SKIPPED}
+
+
+def _come_back(run: ImportRun, task: Any | None, countdown: float, holder: str) -> None:
+    """Deliver this message again later (the lease is held by `holder`)."""
+    if task is None:
+        logger.info("run not started run=%s: the lease is held by %s", run.pk, holder)
+        return None
+    logger.info("run waits run=%s lease held by %s; again in %.0fs", run.pk, holder, countdown)
+    raise task.retry(countdown=countdown, max_retries=None)
+
+
+def _drop_broken_connection() -> None:
+    """Close this thread's database connection if it died, so the next query reconnects.
+
+    Django reconnects only at request boundaries; a worker recording a failure right after
+    PostgreSQL dropped it would otherwise fail on the same dead connection.
+    """
+    if connection.connection is not None and not connection.is_usable():
+        connection.close()

@@ -1,25 +1,91 @@
-"""Celery tasks: thin wrappers that take ids and hand over to schedules.services and the runner."""
+"""Celery tasks: thin wrappers that take ids and hand over to schedules and the runner."""
+
+from __future__ import annotations
+
+import logging
 
 from celery import shared_task
+from celery.utils.time import get_exponential_backoff_interval
 
-from schedules import services
+from schedules import alerts, services
 
-from . import runner
+from . import maintenance, runner
+from .errors import PermanentImportError, TransientImportError
+
+logger = logging.getLogger("importbeat.alerts")
 
 
-@shared_task(name="importbeat.dispatch_scheduled_import", ignore_result=True)
-def dispatch_scheduled_import(import_id: int, scheduled_for: str | None = None) -> None:
+@shared_task(
+    name="importbeat.dispatch_scheduled_import",
+    ignore_result=True,
+    soft_time_limit=60,
+    time_limit=90,
+)
+def dispatch_scheduled_import(
+    import_id: int, scheduled_for: str | None = None, trigger: str = "schedule"
+) -> None:
     """Beat's entry point: one tick of one import becomes at most one queued run."""
-    services.dispatch_scheduled_tick(import_id, scheduled_for)
+    services.dispatch_scheduled_tick(import_id, scheduled_for, trigger)
 
 
 @shared_task(
     bind=True,
     name="importbeat.execute_run",
     # Acknowledge only when the run ended, and give it back if the worker process died, so a
-    # crash mid-import leads to a redelivery rather than a lost run.
+    # crash mid-import leads to a redelivery rather than a lost run. Time limits come per
+    # message from the import's timeout_seconds (services.send_run).
     acks_late=True,
     reject_on_worker_lost=True,
 )
 def execute_run(self, run_id: int) -> dict | None:
     return runner.execute(run_id, self)
+
+
+@shared_task(name="importbeat.sweep_runs", ignore_result=True, soft_time_limit=120, time_limit=150)
+def sweep_runs() -> dict[str, int]:
+    return maintenance.sweep_runs()
+
+
+@shared_task(
+    name="importbeat.delete_old_runs", ignore_result=True, soft_time_limit=1800, time_limit=1900
+)
+def delete_old_runs() -> dict[str, int]:
+    return maintenance.delete_old_runs()
+
+
+@shared_task(
+    name="importbeat.send_alert_email", ignore_result=True, soft_time_limit=60, time_limit=90
+)
+def send_alert_email(run_id: int) -> None:
+    alerts.send_email(run_id)
+
+
+@shared_task(
+    bind=True,
+    name="importbeat.send_alert_webhook",
+    ignore_result=True,
+    soft_time_limit=60,
+    time_limit=90,
+)
+def send_alert_webhook(self, run_id: int) -> None:
+    """POST the alert; retry what is transient with capped, jittered backoff (STYLE rule 4)."""
+    try:
+        alerts.post_webhook(run_id)
+    except TransientImportError as error:
+        attempt = self.request.retries + 1
+        if attempt > alerts.WEBHOOK_MAX_RETRIES:
+            logger.error("alert webhook gave up run=%s attempts=%s: %s", run_id, attempt, error)
+            return
+        countdown = get_exponential_backoff_interval(
+            factor=alerts.WEBHOOK_BACKOFF_SECONDS,
+            retries=self.request.retries,
+            maximum=alerts.WEBHOOK_BACKOFF_MAX_SECONDS,
+            full_jitter=True,
+        )
+        logger.warning(
+            "alert webhook attempt=%s failed run=%s, retrying in %.0fs: %s",
+            attempt, run_id, countdown, error,
+        )  # fmt: skip
+        raise self.retry(countdown=countdown, max_retries=None, exc=error) from error
+    except PermanentImportError as error:
+        logger.error("alert webhook refused run=%s: %s", run_id, error)

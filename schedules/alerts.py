@@ -1,0 +1,162 @@
+"""Alerts: an import that keeps failing tells its owner, once per failure streak.
+
+When a failed (or timed out) run brings `consecutive_failures` to the import's
+`alert_after_failures`, the alert is logged as one structured line, and two tasks deliver it:
+an email to the owner (Django's email backend) and, when the import has a `callback_url`, a
+webhook POST of the run summary. They are separate tasks so that retrying a webhook never sends
+the email twice. A success resets the streak (services.apply_outcome); `alert_after_failures`
+0 turns alerts off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+import requests
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+
+if TYPE_CHECKING:
+    from .models import ImportRun, ScheduledImport
+
+logger = logging.getLogger("importbeat.alerts")
+
+WEBHOOK_TIMEOUT = (5.0, 10.0)  # connect, read (seconds)
+WEBHOOK_MAX_RETRIES = 5
+WEBHOOK_BACKOFF_SECONDS = 10
+WEBHOOK_BACKOFF_MAX_SECONDS = 600
+USER_AGENT = "importbeat-alerts/1.0"
+
+
+def on_run_finished(imp: ScheduledImport, run: ImportRun) -> bool:
+    """Raise the alert if this run completes the streak; called inside finish_run's transaction.
+
+    Alerting exactly when the count reaches the threshold (not at every failure after it) keeps
+    a broken import from mailing its owner every interval.
+    """
+    from .models import ImportRun, ScheduledImport
+
+    if run.status not in (ImportRun.Status.FAILED, ImportRun.Status.TIMED_OUT):
+        return False
+    failures = ScheduledImport.objects.values_list("consecutive_failures", flat=True).get(pk=imp.pk)
+    if not imp.alert_after_failures or failures != imp.alert_after_failures:
+        return False
+    logger.error(
+        "import alert import=%s run=%s status=%s consecutive_failures=%s owner=%s error=%s",
+        imp.pk, run.pk, run.status, failures, imp.owner_id, json.dumps(run.error_message),
+    )  # fmt: skip
+    transaction.on_commit(lambda: _deliver(run.pk, bool(imp.callback_url)))
+    return True
+
+
+def _deliver(run_id: int, webhook: bool) -> None:
+    from tasks.tasks import send_alert_email, send_alert_webhook
+
+    send_alert_email.delay(run_id)
+    if webhook:
+        send_alert_webhook.delay(run_id)
+
+
+def run_summary(run: ImportRun) -> dict[str, Any]:
+    """What the webhook receives (and the email shows): the import, the run, the streak."""
+    imp = run.scheduled_import
+
+    def iso(value):
+        return value.isoformat() if value else None
+
+    return {
+        "event": "import.failing",
+        "import": {
+            "id": imp.pk,
+            "name": imp.name,
+            "owner": imp.owner.get_username(),
+            "source_url": imp.source_url,
+            "consecutive_failures": imp.consecutive_failures,
+            "alert_after_failures": imp.alert_after_failures,
+        },
+        "run": {
+            "id": run.pk,
+            "status": run.status,
+            "trigger": run.trigger,
+            "scheduled_for": iso(run.scheduled_for),
+            "queued_at": iso(run.queued_at),
+            "started_at": iso(run.started_at),
+            "finished_at": iso(run.finished_at),
+            "attempts": run.attempts,
+            "error_message": run.error_message,
+            "rows_read": run.rows_read,
+            "rows_failed": run.rows_failed,
+        },
+    }
+
+
+def _load(run_id: int) -> ImportRun | None:
+    from .models import ImportRun
+
+    return ImportRun.objects.select_related("scheduled_import__owner").filter(pk=run_id).first()
+
+
+def send_email(run_id: int) -> bool:
+    """Mail the owner; False when there is nobody to mail."""
+    run = _load(run_id)
+    if run is None:
+        return False
+    imp = run.scheduled_import
+    if not imp.owner.email:
+        logger.warning("alert email skipped import=%s run=%s: owner has no email", imp.pk, run_id)
+        return False
+    summary = run_summary(run)
+    send_mail(
+        subject=f"[importbeat] {imp.name} failed {imp.consecutive_failures} times in a row",
+        message=(
+            f"The import {imp.name!r} (id {imp.pk}) failed {imp.consecutive_failures} times in "
+            f"a row.\n\nLast run {run.pk}: {run.status}\n{run.error_message}\n\n"
+            f"{json.dumps(summary, indent=2)}\n"
+        ),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        recipient_list=[imp.owner.email],
+    )
+    logger.info("alert email sent import=%s run=%s to=%s", imp.pk, run_id, imp.owner.email)
+    return True
+
+
+def post_webhook(run_id: int) -> bool:
+    """POST the run summary to the import's callback URL.
+
+    Raises TransientImportError (connection errors, timeouts, 429, 5xx: the task retries with
+    backoff) or PermanentImportError (a private address, 4xx, a redirect: retrying would fail
+    the same way). The private-address rule is the fetcher's; redirects are not followed, so a
+    public URL cannot bounce the POST to an internal one.
+    """
+    from tasks.errors import PermanentImportError, TransientImportError
+    from tasks.fetch import check_public_address
+
+    run = _load(run_id)
+    if run is None or not run.scheduled_import.callback_url:
+        return False
+    url = run.scheduled_import.callback_url
+    if not url.startswith(("http://", "https://")):
+        raise PermanentImportError(f"only http and https callback URLs are allowed: {url}")
+    check_public_address(url)
+    try:
+        response = requests.post(
+            url,
+            json=run_summary(run),
+            timeout=WEBHOOK_TIMEOUT,
+            allow_redirects=False,
+            headers={"User-Agent": USER_AGENT},
+        )
+    except (requests.ConnectionError, requests.Timeout) as error:
+        raise TransientImportError(f"cannot reach {url}: {error}") from error
+    except requests.RequestException as error:
+        raise PermanentImportError(f"cannot post to {url}: {error}") from error
+    status = response.status_code
+    if status == 429 or status >= 500:
+        raise TransientImportError(f"the callback answered HTTP {status}")
+    if status >= 300:
+        raise PermanentImportError(f"the callback answered HTTP {status}")
+    logger.info("alert webhook delivered run=%s url=%s status=%s", run_id, url, status)
+    return True

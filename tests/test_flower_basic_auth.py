@@ -1,0 +1,60 @@
+"""Flower (Procfile `flower`) behind basic auth from the environment, persistent, with
+Prometheus `/metrics`, showing a finished import task that a real worker ran."""
+
+import pytest
+import requests
+
+from schedules import services
+from schedules.models import ImportRun
+from tests.conftest import free_port, wait_for
+from tests.factories import PRODUCTS_CSV, make_import
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
+
+AUTH = ("ops", "s3cret-flower")
+
+
+def test_flower_shows_a_finished_import_task_behind_basic_auth(alice, csv_server, processes):
+    # Given a worker and Flower with basic auth from the environment
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    processes.start("worker")
+    flower = processes.start("flower", FLOWER_PORT=str(port), FLOWER_BASIC_AUTH=":".join(AUTH))
+    wait_for(lambda: _answers(f"{base}/healthcheck"), 30, what="flower\n" + processes.logs())
+
+    # When an import runs on the worker
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+    run = services.enqueue_run(imp, trigger="api", user=alice)
+    wait_for(
+        lambda: ImportRun.objects.filter(pk=run.pk, status="succeeded").exists(),
+        60,
+        what="the run to succeed\n" + processes.logs(),
+    )
+
+    # Then Flower's API shows the finished task, with auth only
+    def finished_task():
+        tasks = requests.get(f"{base}/api/tasks", auth=AUTH, timeout=5).json()
+        task = tasks.get(run.celery_task_id)
+        return task if task and task["state"] == "SUCCESS" else None
+
+    task = wait_for(finished_task, 30, what="the task in flower\n" + processes.logs())
+    assert task["name"] == "importbeat.execute_run"
+    assert requests.get(f"{base}/api/tasks", timeout=5).status_code == 401
+    assert requests.get(f"{base}/", timeout=5).status_code == 401
+
+    # And its Prometheus metrics answer
+    metrics = requests.get(f"{base}/metrics", auth=AUTH, timeout=5)
+    assert metrics.status_code == 200
+    assert "flower_events_total" in metrics.text
+
+    # And, persistent, it saves what it saw when it stops
+    processes.stop(flower)
+    assert list(processes.log_dir.glob("flower.db*"))
+
+
+def _answers(url: str) -> bool:
+    try:
+        requests.get(url, timeout=2)
+    except requests.ConnectionError:
+        return False
+    return True

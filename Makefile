@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 SERVICES := $(PY) -m project.devservices run
 export DJANGO_DEBUG ?= 1
 
-.PHONY: help install run test bench lint format clean
+.PHONY: help install browser run test bench lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -25,7 +25,11 @@ run: install ## start PostgreSQL/Redis if needed, migrate, seed the demo, run we
 	mkdir -p .run
 	$(SERVICES) --write-env -- bash scripts/run.sh
 
-test: install ## run the whole test suite (PostgreSQL/Redis from the env or embedded)
+browser: ## install Debian's chromium for the dashboard's browser test (once; needs apt as root)
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium) \
+		|| echo "chromium could not be installed: the browser test will fail"
+
+test: install browser ## run the whole test suite (PostgreSQL/Redis from the env or embedded)
 	mkdir -p .run
 	$(SERVICES) --test -- $(PY) -m pytest $(PYTEST_ARGS)
 

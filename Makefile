@@ -35,7 +35,7 @@ test: install browser ## run the whole test suite (PostgreSQL/Redis from the env
 
 bench: install ## run the benchmarks under tests/bench and print their figures
 	mkdir -p .run
-	$(SERVICES) --test -- $(PY) -m pytest tests/bench -s -p no:cacheprovider $(PYTEST_ARGS)
+	$(SERVICES) --test -- $(PY) -m pytest tests/bench -s -p no:cacheprovider -o python_files='bench_*.py' -o python_functions='bench_*' $(PYTEST_ARGS)
 
 lint: install ## ruff check and format check
 	$(VENV)/bin/ruff check .

@@ -1,0 +1,59 @@
+"""The staff dashboard: runs per day as a chart, runs in progress, imports failing now."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from schedules.models import ScheduledImport
+from tests.api_support import SOURCE, make_run
+from tests.factories import make_import
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def staff(django_user_model):
+    return django_user_model.objects.create_user("sam", password="x", is_staff=True)
+
+
+@pytest.fixture
+def activity(alice):
+    now = timezone.now()
+    imp = make_import(alice, SOURCE)
+    make_run(imp, "succeeded", queued_at=now - timedelta(days=1))
+    make_run(imp, "partial", queued_at=now - timedelta(days=1))
+    make_run(imp, "failed", queued_at=now)
+    running = make_run(imp, "running", bytes_read=250, bytes_total=1000, started_at=now)
+    failing = make_import(alice, SOURCE, name="broken feed", dataset="broken")
+    ScheduledImport.objects.filter(pk=failing.pk).update(
+        consecutive_failures=3, last_run_status="failed", last_run_at=now
+    )
+    return running, failing
+
+
+def test_staff_see_the_chart_the_runs_in_progress_and_the_failing_imports(client, staff, activity):
+    running, failing = activity
+    client.force_login(staff)
+
+    response = client.get("/dashboard/")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.count('class="bar succeeded"') == 1 and html.count('class="bar partial"') == 1
+    assert html.count('class="bar failed"') == 1
+    assert f'data-run-id="{running.pk}"' in html and "width: 25.0%" in html
+    assert f'data-import-id="{failing.pk}"' in html and "broken feed" in html
+
+
+def test_the_live_feed_reports_progress_to_staff_only(client, alice, staff, activity):
+    running, failing = activity
+
+    client.force_login(alice)
+    assert client.get("/dashboard/live.json").status_code == 403
+    assert client.get("/dashboard/").status_code == 302  # to the admin login
+
+    client.force_login(staff)
+    live = client.get("/dashboard/live.json").json()
+    assert [(r["id"], r["percent"]) for r in live["runs"]] == [(running.pk, 25.0)]
+    assert [i["id"] for i in live["failing"]] == [failing.pk]

@@ -1,0 +1,350 @@
+"""Getting a file's rows into the staging table: the COPY fast path and the Python fallback.
+
+Fast path: the downloaded bytes go to PostgreSQL untouched (`COPY ... FORMAT csv`), so Python
+never parses, encodes or hashes a row; it only counts line breaks and quote characters, which
+`bytes.count` does at memory speed. COPY, however, aborts at the first row with the wrong number
+of fields or an undecodable byte, and such a file deserves a report of its bad rows, not a
+failure. So every downloaded byte is also spooled to a temporary file (disk, not memory), and a
+file COPY rejects is staged again from the spool by the Python path, which parses it with the
+csv module and reports bad rows with their line numbers.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, suppress
+from dataclasses import dataclass
+
+import psycopg
+from django.db import DataError, transaction
+
+from schedules.models import ScheduledImport
+
+from . import importer_sql as q
+from .errors import PermanentImportError
+
+CHUNK_BYTES = 256 * 1024
+# The first record (the header) must end within this many bytes; it bounds what is buffered.
+HEADER_LIMIT_BYTES = 8 * 1024 * 1024
+PYTHON_BATCH_ROWS = 20_000
+BOM = codecs.BOM_UTF8
+QUOTE = b'"'
+# csv's default field limit (128 KiB) is below what real files hold in one cell.
+csv.field_size_limit(2**31 - 1)
+
+# Python codec name -> PostgreSQL COPY ENCODING. Others (UTF-16, ...) take the Python path.
+PG_ENCODINGS = {
+    "utf-8": "UTF8",
+    "latin-1": "LATIN1",
+    "iso8859-1": "LATIN1",
+    "iso8859-2": "LATIN2",
+    "iso8859-15": "LATIN9",
+    "cp1250": "WIN1250",
+    "cp1251": "WIN1251",
+    "cp1252": "WIN1252",
+    "koi8-r": "KOI8R",
+}
+NOT_CSV_PREFIXES = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{", b"[")
+
+
+@dataclass
+class Staged:
+    """What staging learned about the file."""
+
+    rows: int = 0
+    line_feeds: int = 0  # written by the fast path; tells whether fields span lines
+    path: str = "copy"  # "copy" or "python" (the fallback), for the logs and the tests
+    fallback_reason: str = ""
+
+
+class Feed(io.RawIOBase):
+    """A readable file over `head` and then `read(size)`: the sniffed prefix, then the rest."""
+
+    def __init__(self, head: bytes, read: Callable[[int], bytes]) -> None:
+        self._head = head
+        self._read = read
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._head:
+            size = min(len(buffer), len(self._head))
+            buffer[:size] = self._head[:size]
+            self._head = self._head[size:]
+            return size
+        data = self._read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+def codec_name(encoding: str) -> str:
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise PermanentImportError(f"unknown encoding {encoding!r}") from None
+
+
+# --- the first record -------------------------------------------------------------------------
+
+
+def first_record_end(data: bytes) -> int | None:
+    """Offset just past the first line break outside quotes, or None if there is none yet."""
+    start = 0
+    while (newline := data.find(b"\n", start)) != -1:
+        if data.count(QUOTE, 0, newline) % 2 == 0:
+            return newline + 1
+        start = newline + 1
+    return None
+
+
+def read_prefix(read: Callable[[int], bytes]) -> tuple[bytes, int | None]:
+    """Read until the first record is complete (or the file ends); return it and its end."""
+    prefix = b""
+    while True:
+        chunk = read(CHUNK_BYTES)
+        prefix += chunk
+        end = first_record_end(prefix)
+        if end is not None or not chunk:
+            return prefix, end
+        if len(prefix) > HEADER_LIMIT_BYTES:
+            raise PermanentImportError(
+                f"the first line is longer than {HEADER_LIMIT_BYTES} bytes; is this a CSV?"
+            )
+
+
+def sniff(prefix: bytes) -> None:
+    """Refuse what is clearly not a CSV before COPY or the parser make less helpful errors."""
+    head = prefix[:8192]
+    if b"\x00" in head:
+        raise PermanentImportError("the file is not a CSV: it holds binary data")
+    if head.lstrip().lower().startswith(NOT_CSV_PREFIXES):
+        raise PermanentImportError("the file is not a CSV (it looks like HTML, XML or JSON)")
+
+
+def parse_first_record(data: bytes, imp: ScheduledImport) -> list[str]:
+    try:
+        text = data.decode(codec_name(imp.encoding))
+    except UnicodeDecodeError as error:
+        raise PermanentImportError(
+            f"the file is not valid {imp.encoding} on line 1 ({error.reason}); "
+            f"set the import's encoding"
+        ) from error
+    try:
+        return next(csv.reader(io.StringIO(text, newline=""), delimiter=imp.delimiter), [])
+    except csv.Error as error:
+        raise PermanentImportError(f"the file is not a valid CSV on line 1: {error}") from error
+
+
+def layout_for(first: list[str], imp: ScheduledImport) -> q.Layout:
+    """Column names (the header, the columns spec, or column_1..N), checked against the import."""
+    spec = {c["name"]: c for c in imp.columns or []}
+    if imp.has_header:
+        names = [name.strip() for name in first]
+    else:
+        names = list(spec) or [f"column_{i}" for i in range(1, len(first) + 1)]
+    try:
+        key_index = names.index(imp.key_column)
+    except ValueError:
+        shown = ", ".join(names[:20]) + (" …" if len(names) > 20 else "")
+        raise PermanentImportError(
+            f"the key column {imp.key_column!r} is not in the file's columns ({shown})"
+        ) from None
+    missing = [n for n, c in spec.items() if c.get("required") and n not in names]
+    if missing:
+        raise PermanentImportError(
+            f"required column(s) {', '.join(map(repr, missing))} not in the file's columns"
+        )
+    return q.Layout(names=names, key_index=key_index, key_column=imp.key_column, spec=spec)
+
+
+def fast_path_refusal(imp: ScheduledImport, first_record: bytes) -> str:
+    """Why COPY cannot read this file as is ('' when it can)."""
+    if codec_name(imp.encoding) not in PG_ENCODINGS:
+        return f"encoding {imp.encoding} is not one COPY reads"
+    delimiter = imp.delimiter.encode(codec_name(imp.encoding), errors="replace")
+    if len(delimiter) != 1 or delimiter in b'"\r\n\\' or not delimiter.isascii():
+        return f"delimiter {imp.delimiter!r} is not one COPY takes"
+    if b"\r" in first_record.rstrip(b"\r\n") or first_record.endswith(b"\r\r\n"):
+        # Old Mac line ends (CR alone): COPY would see one long line.
+        return "the file does not end its lines with LF or CRLF"
+    return ""
+
+
+# --- fast path --------------------------------------------------------------------------------
+
+
+class CopyRejected(Exception):
+    """COPY refused the file (a row with the wrong width, a bad byte, broken quoting)."""
+
+
+def copy_raw(
+    pg: psycopg.Cursor,
+    layout: q.Layout,
+    imp: ScheduledImport,
+    data: bytes,
+    read: Callable[[int], bytes],
+    spool: io.BufferedRandom,
+    due: Callable[[], bool],
+    report: Callable[[int], None],
+) -> Staged:
+    """COPY the raw bytes (`data`, then `read()` until EOF) into the staging table.
+
+    The stream is cut into several COPY statements at line breaks outside quotes whenever
+    progress is due, so progress can be written to the run row between them on this same
+    connection; each statement is its own transaction (a savepoint inside a caller's), so the
+    progress is visible at once and a rejected statement leaves the connection usable.
+    Trailing blank lines are held back: COPY would take them for rows with too few fields.
+    Raises CopyRejected, after spooling the rest of the download, when COPY refuses a row.
+    """
+    statement = q.copy_raw_csv(layout, imp.delimiter, PG_ENCODINGS[codec_name(imp.encoding)])
+    staged = Staged()
+    quotes = 0  # quote characters written so far: an even count means "outside quotes"
+    held = b""
+    segment: ExitStack | None = None
+    copy = None
+
+    def write(block: bytes) -> None:
+        nonlocal quotes, segment, copy
+        if not block:
+            return
+        if segment is None:
+            segment = ExitStack()
+            segment.enter_context(transaction.atomic())
+            copy = segment.enter_context(pg.copy(statement))
+        copy.write(block)
+        staged.line_feeds += block.count(b"\n")
+        quotes += block.count(QUOTE)
+
+    def close() -> None:
+        nonlocal segment, copy
+        if segment is not None:
+            current, segment, copy = segment, None, None
+            current.close()
+            staged.rows += pg.rowcount
+
+    try:
+        block = data
+        while True:
+            block = held + block
+            body = block.rstrip(b"\r\n")
+            held = block[len(body) :]
+            if body and due():
+                cut = _cut_point(body, quotes)
+                if cut:
+                    write(body[:cut])
+                    close()
+                    report(staged.rows)
+                    body = body[cut:]
+            write(body)
+            block = read(CHUNK_BYTES)
+            if not block:
+                break
+            spool.write(block)
+        close()
+    except (psycopg.errors.DataError, DataError) as error:
+        if segment is not None:
+            # Unwind the COPY and roll back its transaction (or savepoint).
+            with suppress(psycopg.Error, DataError):
+                segment.__exit__(type(error), error, error.__traceback__)
+        while chunk := read(CHUNK_BYTES):
+            spool.write(chunk)
+        raise CopyRejected(str(error).splitlines()[0]) from error
+    return staged
+
+
+def _cut_point(body: bytes, quotes_before: int) -> int:
+    """An offset just after a line break of `body` that lies outside quotes, or 0."""
+    end = len(body)
+    for _ in range(8):
+        newline = body.rfind(b"\n", 0, end)
+        if newline == -1:
+            return 0
+        if (quotes_before + body.count(QUOTE, 0, newline)) % 2 == 0:
+            return newline + 1
+        end = newline
+    return 0
+
+
+# --- Python path ------------------------------------------------------------------------------
+
+
+def text_stream(raw: io.RawIOBase, encoding: str) -> io.TextIOWrapper:
+    # utf-8-sig drops a BOM when there is one and reads plain UTF-8 otherwise.
+    if codec_name(encoding) == "utf-8":
+        encoding = "utf-8-sig"
+    return io.TextIOWrapper(io.BufferedReader(raw, 1024 * 1024), encoding=encoding, newline="")
+
+
+def parse_rows(text: io.TextIOBase, layout: q.Layout, imp: ScheduledImport) -> Iterator[tuple]:
+    """Yield (line, problem, *fields) for every data row; blank lines are skipped.
+
+    A row with the wrong number of fields keeps only its key (if it has one): it is reported,
+    and in mode sync its record is kept, but nothing of it is written.
+    """
+    reader = csv.reader(text, delimiter=imp.delimiter, strict=True)
+    width = layout.width
+    empty = (None,) * width
+    try:
+        if imp.has_header:
+            next(reader, None)
+        previous = reader.line_num
+        for fields in reader:
+            line = previous + 1
+            previous = reader.line_num
+            if not fields:
+                continue
+            if len(fields) == width:
+                yield (line, None, *fields)
+                continue
+            row = list(empty)
+            if layout.key_index < len(fields):
+                row[layout.key_index] = fields[layout.key_index]
+            yield (line, f"expected {width} fields, found {len(fields)}", *row)
+    except UnicodeDecodeError as error:
+        raise PermanentImportError(
+            f"the file is not valid {imp.encoding} near line {reader.line_num + 1} "
+            f"({error.reason}); set the import's encoding"
+        ) from error
+    except csv.Error as error:
+        if "NUL" in str(error) or "null byte" in str(error):
+            raise PermanentImportError("the file is not a CSV: it holds binary data") from error
+        raise PermanentImportError(
+            f"the file is not a valid CSV near line {reader.line_num}: {error}"
+        ) from error
+
+
+def copy_parsed(
+    pg: psycopg.Cursor,
+    layout: q.Layout,
+    imp: ScheduledImport,
+    raw: io.RawIOBase,
+    due: Callable[[], bool],
+    report: Callable[[int], None],
+) -> Staged:
+    """Parse the file in Python and COPY its rows, a batch per statement."""
+    staged = Staged(path="python")
+    statement = q.copy_parsed_rows(layout)
+    rows = parse_rows(text_stream(raw, imp.encoding), layout, imp)
+    done = False
+    while not done:
+        done = True
+        with pg.copy(statement) as copy:
+            for count, row in enumerate(rows, 1):
+                copy.write_row(row)
+                staged.rows += 1
+                if count >= PYTHON_BATCH_ROWS:
+                    done = False
+                    break
+        if due():
+            report(staged.rows)
+    return staged
+
+
+def new_spool() -> io.BufferedRandom:
+    # Memory up to 1 MiB, then a file in the temp dir: constant memory whatever the size.
+    return tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # type: ignore[return-value]

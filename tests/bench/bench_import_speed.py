@@ -1,0 +1,126 @@
+"""Benchmark: `run_import` of a 1,000,000-row product CSV against `psql \\copy` of the same file.
+
+Run with `make bench`. Prints its figures; asserts only that the imports succeeded (timings
+depend on the machine). Targets (issue 3): first load within 3x of \\copy, an unchanged re-load
+within 2x, the import process's peak RSS under 250 MB.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import shutil
+import subprocess
+import sys
+import time
+import urllib.parse
+from pathlib import Path
+
+import pytest
+
+from schedules.models import ImportRun, Record
+from tests.conftest import BASE_DIR, test_database_url
+from tests.factories import make_import
+
+ROWS = 1_000_000
+BENCH_DIR = BASE_DIR / ".run" / "bench"
+# The version in the name changes whenever the generator does, so a cached file is never stale.
+CSV_PATH = BENCH_DIR / f"products-{ROWS}-v1.csv"
+PGSERVER_PSQL = BASE_DIR / ".venv/lib/python3.11/site-packages/pgserver/pginstall/bin/psql"
+COLUMNS = ("sku", "name", "category", "price", "quantity", "active", "updated_at")
+
+
+def write_products_csv(path: Path, rows: int = ROWS, seed: int = 42) -> None:
+    """A deterministic product file: ~65 bytes a row, some quoted fields with commas."""
+    rng = random.Random(seed)
+    categories = ["Tools", "Garden", "Kitchen", "Toys", "Office", '"Outdoor, Camping"', "Bath"]
+    adjectives = ["Red", "Large", "Compact", "Steel", "Wooden", "Deluxe", "Mini"]
+    nouns = ["Anvil", "Bucket", "Crate", "Drill", "Easel", "Funnel", "Grater"]
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", newline="") as out:
+        out.write(",".join(COLUMNS) + "\n")
+        for i in range(rows):
+            out.write(
+                f"SKU-{i:07d},{rng.choice(adjectives)} {rng.choice(nouns)} {i % 977},"
+                f"{rng.choice(categories)},{rng.randint(100, 99999) / 100:.2f},"
+                f"{rng.randint(0, 5000)},{'true' if i % 3 else 'false'},"
+                f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}\n"
+            )
+    tmp.rename(path)
+
+
+def libpq_args() -> list[str]:
+    """psql's connection arguments for the suite's database (socket or TCP URL)."""
+    parts = urllib.parse.urlsplit(test_database_url())
+    path = urllib.parse.unquote(parts.path)
+    host = parts.hostname or path.rsplit("/", 1)[0]
+    args = ["-h", host, "-d", path.rsplit("/", 1)[1], "-U", parts.username or "postgres"]
+    if parts.port:
+        args += ["-p", str(parts.port)]
+    return args
+
+
+def psql_binary() -> str:
+    return str(PGSERVER_PSQL) if PGSERVER_PSQL.exists() else (shutil.which("psql") or "psql")
+
+
+def timed(command: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+    """Run `command` in the foreground: (seconds, peak RSS in KiB, output)."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    output = process.stdout.read().decode(errors="replace")
+    _pid, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    assert process.returncode == 0, output
+    return seconds, usage.ru_maxrss, output
+
+
+@pytest.mark.django_db(transaction=True)
+def bench_run_import_against_psql_copy(alice, csv_server):
+    # Given a 1M-row product CSV served over local HTTP
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    if not CSV_PATH.exists():
+        write_products_csv(CSV_PATH)
+    body = CSV_PATH.read_bytes()
+    imp = make_import(alice, csv_server.serve("/products.csv", body))
+    env = {
+        **os.environ,
+        "DATABASE_URL": test_database_url(),
+        "ALLOWED_PRIVATE_HOSTS": "127.0.0.1",
+        "DJANGO_DEBUG": "1",
+    }
+    command = [sys.executable, "manage.py", "run_import", str(imp.pk), "--no-progress"]
+
+    # When psql \copy loads it into a plain text table, and run_import loads it twice
+    psql = [psql_binary(), *libpq_args(), "-v", "ON_ERROR_STOP=1", "-q", "-c"]
+    table = "bench_copy_target"
+    columns = ", ".join(f"{name} text" for name in COLUMNS)
+    subprocess.run([*psql, f"DROP TABLE IF EXISTS {table}; CREATE TABLE {table} ({columns})"],
+                   check=True, env=env)  # fmt: skip
+    copy_s, _, _ = timed(
+        [*psql, f"\\copy {table} from '{CSV_PATH}' with (format csv, header true)"], env
+    )
+    first_s, first_rss, first_out = timed(command, env)
+    reload_s, reload_rss, reload_out = timed(command, env)
+    subprocess.run([*psql, f"DROP TABLE {table}"], check=True, env=env)
+
+    # Then both runs succeeded, and the figures are printed
+    first, reload = ImportRun.objects.filter(scheduled_import=imp).order_by("id")
+    assert (first.status, first.rows_inserted) == ("succeeded", ROWS), first_out
+    assert (reload.status, reload.rows_unchanged) == ("succeeded", ROWS), reload_out
+    assert Record.objects.filter(dataset=imp.dataset).count() == ROWS
+    size_mb = len(body) / 1e6
+    peak_mb = max(first_rss, reload_rss) / 1024
+    print(
+        f"\n\nimport benchmark: {ROWS:,} rows, {size_mb:.1f} MB over local HTTP\n"
+        f"  psql \\copy into a text table   {copy_s:6.2f} s\n"
+        f"  run_import, first load          {first_s:6.2f} s  ratio {first_s / copy_s:4.2f}x"
+        f"  (target 3x; the run itself {first.duration_ms / 1000:.2f} s)\n"
+        f"  run_import, unchanged re-load   {reload_s:6.2f} s  ratio {reload_s / copy_s:4.2f}x"
+        f"  (target 2x; the run itself {reload.duration_ms / 1000:.2f} s)\n"
+        f"  peak RSS of run_import          {peak_mb:6.1f} MB  (first {first_rss / 1024:.1f},"
+        f" re-load {reload_rss / 1024:.1f}; target 250 MB)\n"
+    )

@@ -128,21 +128,27 @@ class ScheduledImportAdmin(admin.ModelAdmin):
 
     @admin.display(description="schedule")
     def schedule(self, imp: ScheduledImport) -> str:
-        if not imp.schedule_type:
+        try:
+            return imp.schedule_description
+        except Exception:  # a form being corrected holds an invalid schedule: show no words
             return "-"
-        return imp.schedule_description
 
     @admin.display(description="next runs")
     def next_runs_display(self, imp: ScheduledImport) -> str:
         if not imp.pk or imp.status != ScheduledImport.Status.ACTIVE:
             return "-"
-        return format_html_join(", ", "{}", ((t.isoformat(),) for t in imp.next_runs(5)))
+        try:
+            ticks = imp.next_runs(5)
+        except Exception:  # as above: an invalid schedule has no next runs
+            return "-"
+        return format_html_join(", ", "{}", ((t.isoformat(),) for t in ticks))
 
     @admin.display(description="last result", ordering="last_run_at")
     def last_result(self, imp: ScheduledImport) -> str:
         if not imp.last_run_status:
             return "-"
-        return f"{imp.last_run_status} ({imp.last_run_at:%Y-%m-%d %H:%M})"
+        when = f" ({imp.last_run_at:%Y-%m-%d %H:%M})" if imp.last_run_at else ""
+        return f"{imp.last_run_status}{when}"
 
     @admin.display(description="success rate")
     def success(self, imp: ScheduledImport) -> str:

@@ -1,0 +1,158 @@
+"""The Django admin: the imports list, its actions through services, reschedule on edit, and
+the run detail with its errors."""
+
+import pytest
+from django_celery_beat.models import PeriodicTask
+
+from schedules.models import ImportRun, ScheduledImport
+from tests.api_support import SOURCE, make_run
+from tests.factories import make_import
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/schedules/scheduledimport/"
+
+
+@pytest.fixture
+def admin_client(client, django_user_model):
+    admin = django_user_model.objects.create_superuser("root", "root@example.com", "x")
+    client.force_login(admin)
+    return client
+
+
+def test_the_list_shows_owner_schedule_status_last_result_next_run_and_success_rate(
+    admin_client, alice
+):
+    imp = make_import(alice, SOURCE, interval_seconds=900)
+    ScheduledImport.objects.filter(pk=imp.pk).update(
+        successful_runs=3, failed_runs=1, last_run_status="failed", last_run_at=imp.created_at
+    )
+
+    html = admin_client.get(CHANGELIST).content.decode()
+
+    for text in ("products", "alice", "Every 15 minutes", "active", "failed (", "75%"):
+        assert text in html, text
+
+
+def test_the_list_filters_and_searches(admin_client, alice, bob):
+    make_import(alice, SOURCE, name="alpha feed")
+    paused = make_import(bob, SOURCE, name="beta feed")
+    paused.status = "paused"
+    paused.save()
+
+    searched = admin_client.get(CHANGELIST, {"q": "bob"}).content.decode()
+    filtered = admin_client.get(CHANGELIST, {"status__exact": "paused"}).content.decode()
+
+    assert "beta feed" in searched and "alpha feed" not in searched
+    assert "beta feed" in filtered and "alpha feed" not in filtered
+
+
+def act(client, action: str, *imports):
+    return client.post(
+        CHANGELIST, {"action": action, "_selected_action": [i.pk for i in imports]}, follow=True
+    )
+
+
+def test_run_now_queues_a_manual_run_and_says_when_one_is_already_active(admin_client, alice):
+    idle = make_import(alice, SOURCE, name="idle")
+    busy = make_import(alice, SOURCE, name="busy", dataset="busy")
+    make_run(busy, "running")
+
+    response = act(admin_client, "run_now", idle, busy)
+
+    run = idle.runs.get()
+    assert (run.status, run.trigger, run.triggered_by.username) == ("queued", "manual", "root")
+    assert busy.runs.count() == 1
+    text = response.content.decode()
+    assert "Queued 1 run" in text and "Already running: busy" in text
+
+
+def test_pause_and_resume_actions_disable_and_enable_the_beat_entry(admin_client, alice):
+    imp = make_import(alice, SOURCE)
+
+    act(admin_client, "pause", imp)
+    assert not PeriodicTask.objects.get(pk=imp.periodic_task_id).enabled
+    assert ScheduledImport.objects.get(pk=imp.pk).status == "paused"
+
+    act(admin_client, "resume", imp)
+    assert PeriodicTask.objects.get(pk=imp.periodic_task_id).enabled
+    assert ScheduledImport.objects.get(pk=imp.pk).status == "active"
+
+
+def form_data(imp: ScheduledImport, **changes) -> dict:
+    data = {
+        "owner": imp.owner_id, "name": imp.name, "description": imp.description,
+        "source_url": imp.source_url, "delimiter": imp.delimiter, "encoding": imp.encoding,
+        "has_header": "on", "dataset": imp.dataset_id, "key_column": imp.key_column,
+        "columns": "[]", "mode": imp.mode, "schedule_type": imp.schedule_type,
+        "cron_expression": imp.cron_expression, "interval_seconds": imp.interval_seconds or "",
+        "timezone": imp.timezone, "max_retries": 3, "retry_backoff_seconds": 30,
+        "retry_backoff_max_seconds": 600, "timeout_seconds": 3600, "overlap": "skip",
+        "catchup": "coalesce", "alert_after_failures": 3, "callback_url": "",
+        "runs-TOTAL_FORMS": 0, "runs-INITIAL_FORMS": 0, "runs-MIN_NUM_FORMS": 0,
+        "runs-MAX_NUM_FORMS": 0,
+    }  # fmt: skip
+    data.update(changes)
+    return data
+
+
+def test_editing_the_schedule_in_the_admin_reschedules_the_beat_entry(admin_client, alice):
+    imp = make_import(alice, SOURCE)
+
+    response = admin_client.post(
+        f"{CHANGELIST}{imp.pk}/change/",
+        form_data(imp, schedule_type="cron", cron_expression="15 4 * * *",
+                  interval_seconds="", timezone="Asia/Tokyo"),
+    )  # fmt: skip
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    task = PeriodicTask.objects.get(pk=imp.periodic_task_id)
+    assert task.interval is None
+    assert (task.crontab.minute, task.crontab.hour, str(task.crontab.timezone)) == (
+        "15", "4", "Asia/Tokyo",
+    )  # fmt: skip
+    assert ScheduledImport.objects.get(pk=imp.pk).next_run_at.minute == 15
+
+
+def test_a_broken_schedule_in_the_admin_is_refused_on_its_field(admin_client, alice):
+    # (regression: the page showing the errors once crashed describing the broken schedule)
+    imp = make_import(alice, SOURCE)
+
+    response = admin_client.post(
+        f"{CHANGELIST}{imp.pk}/change/",
+        form_data(imp, schedule_type="cron", cron_expression="61 * * * *", timezone="Nowhere/X"),
+    )
+
+    assert response.status_code == 200
+    errors = response.context["adminform"].form.errors
+    assert "cron_expression" in errors and "timezone" in errors
+    assert PeriodicTask.objects.get(pk=imp.periodic_task_id).interval is not None
+
+
+def test_the_import_page_shows_recent_runs_inline(admin_client, alice):
+    imp = make_import(alice, SOURCE)
+    runs = [make_run(imp, "succeeded") for _ in range(12)]
+
+    html = admin_client.get(f"{CHANGELIST}{imp.pk}/change/").content.decode()
+
+    assert f"#{runs[-1].pk}" in html and f"#{runs[2].pk}" in html
+    assert f"#{runs[1].pk}<" not in html  # only the last 10
+
+
+def test_a_run_page_shows_its_errors(admin_client, alice):
+    imp = make_import(alice, SOURCE)
+    run = make_run(
+        imp, "partial", error_message="1 rows failed",
+        error_details={
+            "rows": [{"line": 7, "column": "price", "value": "ten", "reason": "not a decimal"}],
+            "attempts": [{"attempt": 1, "error": "connection reset", "at": "2026-11-01"}],
+        },
+    )  # fmt: skip
+
+    response = admin_client.get(f"/admin/schedules/importrun/{run.pk}/change/")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    for text in ("1 rows failed", "<td>7</td>", "not a decimal", "connection reset"):
+        assert text in html, text
+    assert ImportRun.objects.get(pk=run.pk).status == "partial"

@@ -7,15 +7,15 @@ from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from rest_framework.test import APIClient
 
+from project.beat import LEADER_LEASE
+from tasks.locks import client
 from tests.api_support import API, SOURCE
 from tests.factories import make_import
 
 pytestmark = pytest.mark.django_db
 
 
-def test_with_database_and_broker_up_it_answers_200_and_reports_each_dependency(
-    alice, settings
-):
+def test_with_database_and_broker_up_it_answers_200_and_reports_each_dependency(alice, settings):
     # Given no worker answers and beat has never dispatched
     settings.HEALTH_WORKER_PING_TIMEOUT = 0.2
 
@@ -30,14 +30,19 @@ def test_with_database_and_broker_up_it_answers_200_and_reports_each_dependency(
     assert body["status"] == "degraded"
 
 
-def test_beat_last_tick_is_its_latest_dispatch(alice, settings):
+def test_beat_is_up_while_a_beat_holds_the_leader_lease_and_reports_its_last_tick(alice, settings):
+    # Given a beat that dispatched 30 s ago and holds the leader lease
     settings.HEALTH_WORKER_PING_TIMEOUT = 0.2
     imp = make_import(alice, SOURCE)
     sent = timezone.now() - timedelta(seconds=30)
     PeriodicTask.objects.filter(pk=imp.periodic_task_id).update(last_run_at=sent)
+    client().set(LEADER_LEASE, "beat-host-1:0123abcd", ex=30)
 
-    beat = APIClient().get(f"{API}/health").json()["checks"]["beat"]
+    try:
+        beat = APIClient().get(f"{API}/health").json()["checks"]["beat"]
+    finally:
+        client().delete(LEADER_LEASE)
 
-    assert beat["ok"] is True
+    assert beat["ok"] is True and beat["leader"] == "beat-host-1"
     assert beat["last_tick"].startswith(sent.isoformat()[:19])
     assert 29 <= beat["seconds_ago"] < 60

@@ -49,26 +49,41 @@ def check_broker() -> dict[str, Any]:
 
 
 def check_beat() -> dict[str, Any]:
-    """The last time beat dispatched anything: the newest `PeriodicTask.last_run_at`.
+    """Is a beat leading, and when did beat last dispatch?
 
-    Beat writes it when it sends a due entry (saved on its next sync), so it is a lower bound of
-    the last tick; a scheduled run's `queued_at` is taken too when newer.
+    A live beat renews its leader lease in Redis every few seconds (project.beat), so a held
+    lease means a beat is running now. The last tick is the newest `PeriodicTask.last_run_at`
+    (written by beat when it sends an entry, saved on its next sync) or a scheduled run's
+    `queued_at`, whichever is newer.
     """
     from django.db.models import Max
     from django_celery_beat.models import PeriodicTask
 
+    from project.beat import LEADER_LEASE
     from schedules.models import ImportRun
+    from tasks.locks import client
 
+    try:
+        value = client().get(LEADER_LEASE)
+        leader = value.decode().rsplit(":", 1)[0] if value else None
+    except Exception as error:
+        _error(error)  # logged; the broker check reports Redis itself
+        leader = None
     try:
         last_sent = PeriodicTask.objects.aggregate(at=Max("last_run_at"))["at"]
         last_run = ImportRun.objects.filter(trigger=ImportRun.Trigger.SCHEDULE).aggregate(
             at=Max("queued_at")
         )["at"]
     except Exception as error:
-        return {"ok": False, "last_tick": None, "error": _error(error)}
+        return {"ok": False, "leader": leader, "last_tick": None, "error": _error(error)}
     last_tick = max((t for t in (last_sent, last_run) if t), default=None)
     age = (timezone.now() - last_tick).total_seconds() if last_tick else None
-    return {"ok": last_tick is not None, "last_tick": last_tick, "seconds_ago": _round(age)}
+    return {
+        "ok": leader is not None,
+        "leader": leader,
+        "last_tick": last_tick,
+        "seconds_ago": _round(age),
+    }
 
 
 def check_workers() -> dict[str, Any]:

@@ -58,3 +58,16 @@ def _answers(url: str) -> bool:
     except requests.ConnectionError:
         return False
     return True
+
+
+def test_outside_development_flower_refuses_to_start_without_basic_auth(processes):
+    flower = processes.start(
+        "flower",
+        FLOWER_PORT=str(free_port()),
+        FLOWER_BASIC_AUTH="",
+        DJANGO_DEBUG="0",
+        DJANGO_SECRET_KEY="not-a-dev-machine",
+    )
+
+    assert flower.wait(30) != 0
+    assert "FLOWER_BASIC_AUTH (user:password) is required" in processes.logs()

@@ -174,7 +174,9 @@ def find_bad_rows(layout: Layout) -> sql.Composed:
     """
     checks: list[sql.Composable] = [
         sql.SQL("(NULL::text, NULL::text, s.problem)"),
-        sql.SQL("({k}, s.{c}, CASE WHEN s.problem IS NULL AND s.key = '' THEN {r} END)").format(
+        sql.SQL(
+            "({k}, coalesce(s.{c}, ''), CASE WHEN s.problem IS NULL AND s.key = '' THEN {r} END)"
+        ).format(
             k=_lit(layout.key_column),
             c=layout.col(layout.key_index),
             r=_lit("the key is empty"),
@@ -200,7 +202,9 @@ def find_bad_rows(layout: Layout) -> sql.Composed:
             )
             conditions.append(sql.SQL("(NOT {} AND {})").format(blank, wrong))
         if cases:
-            check = sql.SQL("({n}, s.{c}, CASE WHEN s.problem IS NULL THEN CASE {cases} END END)")
+            check = sql.SQL(
+                "({n}, coalesce(s.{c}, ''), CASE WHEN s.problem IS NULL THEN CASE {cases} END END)"
+            )
             checks.append(check.format(n=_lit(name), c=col, cases=sql.SQL(" ").join(cases)))
     return sql.SQL(
         "CREATE TEMP TABLE {bad} AS"

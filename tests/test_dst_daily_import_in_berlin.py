@@ -1,0 +1,127 @@
+"""A daily 02:30 import in Europe/Berlin runs once on the spring-forward day (02:30 does not
+exist: it runs at 03:00) and once on the fall-back day (02:30 happens twice: it runs at the
+first). Time is frozen and stepped minute by minute through the real beat scheduler
+(`ImportScheduler.tick`), its dispatch task and `dispatch_scheduled_tick`."""
+
+import itertools
+from datetime import UTC, datetime, timedelta
+from unittest import mock
+from zoneinfo import ZoneInfo
+
+import pytest
+import redis
+import time_machine
+from django.conf import settings
+
+from project.beat import LEADER_LEASE, ImportScheduler
+from project.celery import app
+from schedules.models import ImportRun
+from tests.factories import make_import
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+@pytest.fixture
+def eager_beat():
+    """Beat's messages run in this process; the runs they create are not executed."""
+    import tasks.tasks  # noqa: F401  (registers the tasks, so that beat runs them eagerly)
+
+    redis.Redis.from_url(settings.REDIS_URL).delete(LEADER_LEASE)
+    before = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    with mock.patch("schedules.services.send_run"):
+        yield
+    app.conf.task_always_eager = before
+    redis.Redis.from_url(settings.REDIS_URL).delete(LEADER_LEASE)
+
+
+STEP = timedelta(minutes=2)
+
+
+def run_beat(alice, start: datetime, hours: int) -> list[datetime]:
+    """Create the import at `start`, step beat through `hours` (two minutes at a time, as a beat
+    would wake up); return the runs' ticks in Berlin time."""
+    # Travel in UTC: a ZoneInfo destination would also move the process's local timezone.
+    with time_machine.travel(start.astimezone(UTC), tick=False) as traveller:
+        imp = make_import(
+            alice,
+            "http://127.0.0.1/p.csv",
+            schedule_type="cron",
+            cron_expression="30 2 * * *",
+            interval_seconds=None,
+            timezone="Europe/Berlin",
+        )
+        scheduler = ImportScheduler(app=app)
+        try:
+            for _ in range(int(timedelta(hours=hours) / STEP)):
+                while scheduler.tick() == 0:  # one due entry per call; 0 means "call again"
+                    pass
+                traveller.shift(STEP)
+        finally:
+            scheduler.close()
+    runs = ImportRun.objects.filter(scheduled_import=imp).order_by("scheduled_for")
+    return [r.scheduled_for.astimezone(BERLIN) for r in runs]
+
+
+def test_it_runs_once_on_the_spring_forward_day_at_three(alice, eager_beat):
+    # 2026-03-29: at 02:00 CET the clocks jump to 03:00 CEST.
+    # From the evening before to the morning after.
+    ticks = run_beat(alice, datetime(2026, 3, 28, 22, 0, tzinfo=BERLIN), hours=8)
+
+    print(f"\n[figures] DST spring forward: runs={len(ticks)} at={[t.isoformat() for t in ticks]}")
+    on_the_day = [t for t in ticks if t.date().isoformat() == "2026-03-29"]
+    assert len(on_the_day) == 1
+    assert on_the_day[0] == datetime(2026, 3, 29, 3, 0, tzinfo=BERLIN)
+    assert len(ticks) == 1
+
+
+def test_it_runs_once_on_the_fall_back_day_at_the_first_half_past_two(alice, eager_beat):
+    # 2026-10-25: at 03:00 CEST the clocks go back to 02:00 CET; 02:30 happens twice.
+    ticks = run_beat(alice, datetime(2026, 10, 24, 22, 0, tzinfo=BERLIN), hours=8)
+
+    print(f"\n[figures] DST fall back: runs={len(ticks)} at={[t.isoformat() for t in ticks]}")
+    assert len(ticks) == 1
+    assert ticks[0].astimezone(UTC) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC)  # 02:30 CEST
+
+
+def test_the_schedule_names_one_tick_per_dst_day(alice):
+    imp = make_import(
+        alice,
+        "http://127.0.0.1/p.csv",
+        schedule_type="cron",
+        cron_expression="30 2 * * *",
+        interval_seconds=None,
+        timezone="Europe/Berlin",
+    )
+    fall = imp.next_runs(3, after=datetime(2026, 10, 24, 12, tzinfo=UTC))
+    assert [t.astimezone(BERLIN).isoformat() for t in fall] == [
+        "2026-10-25T02:30:00+02:00",
+        "2026-10-26T02:30:00+01:00",
+        "2026-10-27T02:30:00+01:00",
+    ]
+    # Every moment of the repeated hour stands for the first 02:30, so a beat firing at the
+    # second one dispatches a tick that already has its run.
+    for minute in range(0, 120, 7):
+        moment = datetime(2026, 10, 25, 0, 30, tzinfo=UTC) + timedelta(minutes=minute)
+        assert imp.tick_for(moment) == datetime(2026, 10, 25, 0, 30, tzinfo=UTC), moment
+    spring = imp.next_runs(2, after=datetime(2026, 3, 28, 12, tzinfo=UTC))
+    assert [t.astimezone(BERLIN).isoformat() for t in spring] == [
+        "2026-03-29T03:00:00+02:00",
+        "2026-03-30T02:30:00+02:00",
+    ]
+
+
+def test_an_every_quarter_hour_import_keeps_running_through_the_repeated_hour(alice):
+    imp = make_import(
+        alice,
+        "http://127.0.0.1/p.csv",
+        schedule_type="cron",
+        cron_expression="*/15 * * * *",
+        interval_seconds=None,
+        timezone="Europe/Berlin",
+    )
+    ticks = imp.next_runs(12, after=datetime(2026, 10, 25, 0, 0, 1, tzinfo=UTC))
+    gaps = {(b - a).total_seconds() for a, b in itertools.pairwise(ticks)}
+    assert gaps == {900.0}

@@ -324,6 +324,9 @@ class ImportRun(models.Model):
     # Written when an attempt starts and then every third of RUN_LEASE_SECONDS while it lives;
     # a `running` run whose heartbeat stopped belongs to a dead worker (tasks.maintenance).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # When the current attempt started: a run whose worker died after running for its whole
+    # timeout was killed by the hard time limit, and ends `timed_out` rather than retrying.
+    attempt_started_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-queued_at", "-id"]

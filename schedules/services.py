@@ -207,6 +207,7 @@ def claim_run(
                 worker=worker or socket.gethostname(),
                 celery_task_id=task_id or run.celery_task_id,
                 heartbeat_at=now,
+                attempt_started_at=now,
             )
     except IntegrityError:
         return Claim.BUSY
@@ -275,6 +276,15 @@ def recover_lost_run(run_id: int, stale_before: datetime) -> ImportRun | None:
             return None
         imp = run.scheduled_import
         silent = int((timezone.now() - run.heartbeat_at).total_seconds())
+        lived = (run.heartbeat_at - (run.attempt_started_at or run.heartbeat_at)).total_seconds()
+        if lived >= imp.timeout_seconds:
+            # It was alive until its time was up: the hard time limit killed it, too stuck for
+            # the soft one to be handled.
+            return finish_run(
+                run,
+                ImportRun.Status.TIMED_OUT,
+                error=f"the run exceeded its {imp.timeout_seconds}s time limit (killed)",
+            )
         error = f"the worker running attempt {run.attempts} was lost (no heartbeat for {silent}s)"
         if run.attempts > imp.max_retries:
             return finish_run(run, ImportRun.Status.FAILED, error=error)

@@ -10,7 +10,9 @@ from contextlib import contextmanager
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 from django.conf import settings
+from requests.adapters import HTTPAdapter
 
 from .errors import PermanentImportError, TransientImportError
 
@@ -60,28 +62,98 @@ class ByteStream(io.RawIOBase):
         return size
 
 
+def _allowed_hosts() -> set[str]:
+    return {h.strip().lower() for h in settings.ALLOWED_PRIVATE_HOSTS if h.strip()}
+
+
+def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    # is_global is False for loopback, RFC 1918, link-local (169.254/16, the cloud metadata
+    # address), CGNAT, unique-local IPv6 and IPv4-mapped IPv6 forms of those.
+    mapped = getattr(address, "ipv4_mapped", None)
+    if mapped is not None:
+        address = mapped
+    return address.is_global and not address.is_multicast
+
+
+def public_addresses(host: str, port: int | None = None) -> list[str] | None:
+    """The addresses `host` resolves to, each checked; None for a host ALLOWED_PRIVATE_HOSTS names.
+
+    Raises PermanentImportError when any address is loopback, private, link-local or reserved
+    (unless that address is itself allowed).
+    """
+    allowed = _allowed_hosts()
+    host = host.strip("[]").lower()
+    if host in allowed:
+        return None
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise TransientImportError(f"cannot resolve host {host!r}: {error}") from error
+    addresses = []
+    for info in infos:
+        text = info[4][0].split("%")[0]
+        if text not in allowed and not _is_public(ipaddress.ip_address(text)):
+            raise PermanentImportError(
+                f"{host} resolves to {text}, a private address that is not allowed "
+                f"(add it to ALLOWED_PRIVATE_HOSTS to permit it)"
+            )
+        addresses.append(text)
+    return addresses
+
+
 def check_public_address(url: str) -> None:
     """Refuse URLs whose host resolves to a loopback, private, link-local or reserved address.
 
     Hosts listed in ALLOWED_PRIVATE_HOSTS (by name or by address) are exempt.
     """
-    host = urlsplit(url).hostname or ""
-    allowed = {h.strip().lower() for h in settings.ALLOWED_PRIVATE_HOSTS if h.strip()}
-    if host.lower() in allowed:
-        return
-    try:
-        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
-    except socket.gaierror as error:
-        raise TransientImportError(f"cannot resolve host {host!r}: {error}") from error
-    for info in infos:
-        address = ipaddress.ip_address(info[4][0].split("%")[0])
-        if str(address) in allowed:
-            continue
-        if not address.is_global or address.is_multicast:
-            raise PermanentImportError(
-                f"{host} resolves to {address}, a private address that is not allowed "
-                f"(add it to ALLOWED_PRIVATE_HOSTS to permit it)"
-            )
+    public_addresses(urlsplit(url).hostname or "")
+
+
+class _PinnedAddress:
+    """Connect to an address checked at connect time, not to a second DNS answer.
+
+    Checking the URL first and letting urllib3 resolve the name again would let a DNS server
+    answer "public" to the check and "169.254.169.254" to the connection (DNS rebinding).
+    TLS still verifies the certificate against the host name: only the socket is pinned.
+    """
+
+    def _new_conn(self):
+        addresses = public_addresses(self._dns_host, self.port)
+        if addresses is None:
+            return super()._new_conn()
+        original = self._dns_host
+        self._dns_host = addresses[0]
+        try:
+            return super()._new_conn()
+        finally:
+            self._dns_host = original
+
+
+class _PinnedHTTPConnection(_PinnedAddress, urllib3.connection.HTTPConnection):
+    pass
+
+
+class _PinnedHTTPSConnection(_PinnedAddress, urllib3.connection.HTTPSConnection):
+    pass
+
+
+class _PinnedHTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _PinnedHTTPConnection
+
+
+class _PinnedHTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _PinnedHTTPSConnection
+
+
+class GuardedAdapter(HTTPAdapter):
+    """requests' adapter with connections that refuse private addresses when they connect."""
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _PinnedHTTPPool,
+            "https": _PinnedHTTPSPool,
+        }
 
 
 def classify_status(response: requests.Response) -> None:
@@ -101,6 +173,8 @@ def open_source(
     timeout = (settings.FETCH_CONNECT_TIMEOUT_SECONDS, settings.FETCH_READ_TIMEOUT_SECONDS)
     with requests.Session() as session:
         session.headers["User-Agent"] = USER_AGENT
+        session.mount("http://", GuardedAdapter())
+        session.mount("https://", GuardedAdapter())
         for _hop in range(MAX_REDIRECTS + 1):
             if urlsplit(url).scheme not in ("http", "https"):
                 raise PermanentImportError(f"only http and https URLs are allowed: {url}")

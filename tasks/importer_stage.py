@@ -274,10 +274,39 @@ def _cut_point(body: bytes, quotes_before: int) -> int:
 
 
 def text_stream(raw: io.RawIOBase, encoding: str) -> io.TextIOWrapper:
+    """Decoded text; bytes not in the encoding become lone surrogates, caught per line below."""
     # utf-8-sig drops a BOM when there is one and reads plain UTF-8 otherwise.
     if codec_name(encoding) == "utf-8":
         encoding = "utf-8-sig"
-    return io.TextIOWrapper(io.BufferedReader(raw, 1024 * 1024), encoding=encoding, newline="")
+    return io.TextIOWrapper(
+        io.BufferedReader(raw, 1024 * 1024),
+        encoding=encoding,
+        errors="surrogateescape",
+        newline="",
+    )
+
+
+def checked_lines(text: io.TextIOBase, encoding: str) -> Iterator[str]:
+    """The file's physical lines; the first holding an undecodable or a NUL byte fails the file.
+
+    TextIOWrapper decodes a megabyte ahead of the parser, so its own error could not say
+    where the bad byte is; a surrogate left in a line can.
+    """
+    for number, line in enumerate(text, 1):
+        if "\x00" in line:
+            # Python 3.11's csv reads NUL, PostgreSQL text cannot hold it: no CSV has one.
+            raise PermanentImportError(
+                f"the file is not a CSV: it holds binary data (a NUL byte on line {number})"
+            )
+        if not line.isascii():
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:
+                raise PermanentImportError(
+                    f"the file is not valid {encoding} near line {number} (a byte that is not "
+                    f"{encoding}); set the import's encoding"
+                ) from None
+        yield line
 
 
 def parse_rows(text: io.TextIOBase, layout: q.Layout, imp: ScheduledImport) -> Iterator[tuple]:
@@ -286,7 +315,7 @@ def parse_rows(text: io.TextIOBase, layout: q.Layout, imp: ScheduledImport) -> I
     A row with the wrong number of fields keeps only its key (if it has one): it is reported,
     and in mode sync its record is kept, but nothing of it is written.
     """
-    reader = csv.reader(text, delimiter=imp.delimiter, strict=True)
+    reader = csv.reader(checked_lines(text, imp.encoding), delimiter=imp.delimiter, strict=True)
     width = layout.width
     empty = (None,) * width
     try:
@@ -305,11 +334,6 @@ def parse_rows(text: io.TextIOBase, layout: q.Layout, imp: ScheduledImport) -> I
             if layout.key_index < len(fields):
                 row[layout.key_index] = fields[layout.key_index]
             yield (line, f"expected {width} fields, found {len(fields)}", *row)
-    except UnicodeDecodeError as error:
-        raise PermanentImportError(
-            f"the file is not valid {imp.encoding} near line {reader.line_num + 1} "
-            f"({error.reason}); set the import's encoding"
-        ) from error
     except csv.Error as error:
         if "NUL" in str(error) or "null byte" in str(error):
             raise PermanentImportError("the file is not a CSV: it holds binary data") from error
@@ -333,7 +357,8 @@ def copy_parsed(
     done = False
     while not done:
         done = True
-        with pg.copy(statement) as copy:
+        # A savepoint in a caller's transaction: a file that fails mid-batch leaves it usable.
+        with transaction.atomic(), pg.copy(statement) as copy:
             for count, row in enumerate(rows, 1):
                 copy.write_row(row)
                 staged.rows += 1

@@ -1,0 +1,74 @@
+"""HTTP answers are classified: 5xx and 429 are transient (retried), other 4xx permanent."""
+
+import pytest
+
+from schedules.models import ImportRun
+from tasks import runner
+from tasks.errors import PermanentImportError, TransientImportError
+from tasks.fetch import open_source
+from tests.factories import make_import
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("status", [500, 502, 503, 504, 429])
+def test_a_server_error_or_429_is_transient(csv_server, status):
+    url = csv_server.serve("/p.csv", b"busy", status=status)
+
+    with pytest.raises(TransientImportError, match=f"HTTP {status}"):  # noqa: SIM117
+        with open_source(url):
+            pass
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 410])
+def test_a_client_error_is_permanent(csv_server, status):
+    url = csv_server.serve("/p.csv", b"no", status=status)
+
+    with pytest.raises(PermanentImportError, match=f"HTTP {status}"):  # noqa: SIM117
+        with open_source(url):
+            pass
+
+
+class FakeRetry(Exception):
+    pass
+
+
+class FakeTask:
+    """What the runner uses of a bound Celery task."""
+
+    class request:
+        id = "task-1"
+        hostname = "worker@test"
+
+    def __init__(self) -> None:
+        self.countdowns: list[float] = []
+
+    def retry(self, countdown: float, max_retries=None, exc=None):
+        self.countdowns.append(countdown)
+        return FakeRetry()
+
+    def update_state(self, **kwargs) -> None:
+        pass
+
+
+def test_a_503_is_retried_with_backoff_and_a_404_fails_at_once(alice, csv_server):
+    # Given one import behind a 503 and one behind a 404
+    busy = make_import(alice, csv_server.serve("/busy.csv", b"", status=503), name="busy")
+    gone = make_import(alice, csv_server.serve("/gone.csv", b"", status=404), name="gone")
+    busy_run = ImportRun.objects.create(scheduled_import=busy, trigger="manual")
+    gone_run = ImportRun.objects.create(scheduled_import=gone, trigger="manual")
+    task = FakeTask()
+
+    # When a worker executes both
+    with pytest.raises(FakeRetry):
+        runner.execute(busy_run.pk, task)
+    runner.execute(gone_run.pk, task)
+
+    # Then the 503 run waits for a retry within the backoff, the 404 run failed at once
+    busy_run.refresh_from_db()
+    gone_run.refresh_from_db()
+    assert busy_run.status == "retrying"
+    assert "HTTP 503" in busy_run.error_details["attempts"][0]["error"]
+    assert 0 <= task.countdowns[0] <= busy.retry_backoff_seconds
+    assert (gone_run.status, gone_run.attempts) == ("failed", 1)
+    assert "HTTP 404" in gone_run.error_message

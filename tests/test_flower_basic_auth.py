@@ -22,16 +22,26 @@ def test_flower_shows_a_finished_import_task_behind_basic_auth(alice, csv_server
     flower = processes.start("flower", FLOWER_PORT=str(port), FLOWER_BASIC_AUTH=":".join(AUTH))
     wait_for(lambda: _answers(f"{base}/healthcheck"), 30, what="flower\n" + processes.logs())
 
-    # When an import runs on the worker
-    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+    # When an import of a slow file (about 2 s) runs on the worker
+    body = PRODUCTS_CSV + "".join(f"S-{i},item {i},{i}.5\n" for i in range(40_000))
+    imp = make_import(alice, csv_server.serve("/p.csv", body, chunk_delay=0.1))
     run = services.enqueue_run(imp, trigger="api", user=alice)
+
+    # Then, while it runs, Flower shows its progress through the task state
+    def progress():
+        url = f"{base}/api/task/result/{run.celery_task_id}"
+        result = requests.get(url, auth=AUTH, timeout=5).json()
+        return result if result.get("state") == "PROGRESS" else None
+
+    # (Flower's result API gives a state's meta only once the task is ready: the state it is)
+    wait_for(progress, 30, interval=0.2, what="PROGRESS in flower\n" + processes.logs())
     wait_for(
         lambda: ImportRun.objects.filter(pk=run.pk, status="succeeded").exists(),
         60,
         what="the run to succeed\n" + processes.logs(),
     )
 
-    # Then Flower's API shows the finished task, with auth only
+    # And Flower's API shows the finished task, with auth only
     def finished_task():
         tasks = requests.get(f"{base}/api/tasks", auth=AUTH, timeout=5).json()
         task = tasks.get(run.celery_task_id)

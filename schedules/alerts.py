@@ -128,11 +128,11 @@ def post_webhook(run_id: int) -> bool:
 
     Raises TransientImportError (connection errors, timeouts, 429, 5xx: the task retries with
     backoff) or PermanentImportError (a private address, 4xx, a redirect: retrying would fail
-    the same way). The private-address rule is the fetcher's; redirects are not followed, so a
-    public URL cannot bounce the POST to an internal one.
+    the same way). The private-address rule and the pinned connections are the fetcher's;
+    redirects are not followed, so a public URL cannot bounce the POST to an internal one.
     """
     from tasks.errors import PermanentImportError, TransientImportError
-    from tasks.fetch import check_public_address
+    from tasks.fetch import GuardedAdapter, check_public_address
 
     run = _load(run_id)
     if run is None or not run.scheduled_import.callback_url:
@@ -142,13 +142,18 @@ def post_webhook(run_id: int) -> bool:
         raise PermanentImportError(f"only http and https callback URLs are allowed: {url}")
     check_public_address(url)
     try:
-        response = requests.post(
-            url,
-            json=run_summary(run),
-            timeout=WEBHOOK_TIMEOUT,
-            allow_redirects=False,
-            headers={"User-Agent": USER_AGENT},
-        )
+        with requests.Session() as session:
+            # The fetcher's adapter: the socket goes to the address that was checked, so a
+            # second DNS answer cannot point the POST at an internal host (DNS rebinding).
+            session.mount("http://", GuardedAdapter())
+            session.mount("https://", GuardedAdapter())
+            response = session.post(
+                url,
+                json=run_summary(run),
+                timeout=WEBHOOK_TIMEOUT,
+                allow_redirects=False,
+                headers={"User-Agent": USER_AGENT},
+            )
     except (requests.ConnectionError, requests.Timeout) as error:
         raise TransientImportError(f"cannot reach {url}: {error}") from error
     except requests.RequestException as error:

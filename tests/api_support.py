@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+from django.core.cache import caches
 from django.utils import timezone
 from knox.models import AuthToken
 from rest_framework.test import APIClient
@@ -49,3 +50,9 @@ def import_body(**overrides: Any) -> dict[str, Any]:
     }
     body.update(overrides)
     return body
+
+
+def reset_throttle(scope: str, ident: object) -> None:
+    """Forget one throttle's history (never `cache.clear()`: on Redis that is FLUSHDB, which
+    would also drop the broker's queues and the leases)."""
+    caches["throttle"].delete(f"throttle_{scope}_{ident}")

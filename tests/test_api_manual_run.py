@@ -2,10 +2,9 @@
 throttled (429)."""
 
 import pytest
-from django.core.cache import caches
 
 from schedules.models import ImportRun
-from tests.api_support import API, SOURCE, client_for, make_run
+from tests.api_support import API, SOURCE, client_for, make_run, reset_throttle
 from tests.factories import make_import
 
 pytestmark = pytest.mark.django_db
@@ -46,7 +45,7 @@ def test_a_trigger_while_a_run_is_active_is_a_409_with_that_runs_id(alice, activ
 def test_manual_triggers_are_throttled_per_user(alice, settings):
     # Given a budget of two manual triggers a minute
     settings.API_MANUAL_RUN_RATE = "2/minute"
-    caches["throttle"].clear()
+    reset_throttle("manual_run", alice.pk)
     imp = make_import(alice, SOURCE)
     client = client_for(alice)
 
@@ -58,4 +57,4 @@ def test_manual_triggers_are_throttled_per_user(alice, settings):
     throttled = client.post(f"{API}/imports/{imp.pk}/run")
     assert throttled.status_code == 429
     assert throttled.json()["detail"] and int(throttled["Retry-After"]) > 0
-    caches["throttle"].clear()
+    reset_throttle("manual_run", alice.pk)

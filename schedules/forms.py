@@ -34,6 +34,14 @@ class ScheduledImportAdminForm(forms.ModelForm):
             "timezone": "IANA name, e.g. Europe/Berlin",
         }
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if "dataset" in self.fields:
+            # Dataset names are unique per owner only: say whose each one is.
+            field = self.fields["dataset"]
+            field.queryset = field.queryset.select_related("owner").order_by("owner", "name")
+            field.label_from_instance = lambda dataset: f"{dataset.owner} / {dataset.name}"
+
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()
         owner, dataset = cleaned.get("owner"), cleaned.get("dataset")

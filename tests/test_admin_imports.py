@@ -156,3 +156,18 @@ def test_a_run_page_shows_its_errors(admin_client, alice):
     for text in ("1 rows failed", "<td>7</td>", "not a decimal", "connection reset"):
         assert text in html, text
     assert ImportRun.objects.get(pk=run.pk).status == "partial"
+
+
+def test_a_dataset_of_another_user_is_refused_and_datasets_are_labelled_by_owner(
+    admin_client, alice, bob
+):
+    imp = make_import(alice, SOURCE)
+    bobs = make_import(bob, SOURCE, name="bobs", dataset="bob-data")
+
+    page = admin_client.get(f"{CHANGELIST}{imp.pk}/change/").content.decode()
+    response = admin_client.post(
+        f"{CHANGELIST}{imp.pk}/change/", form_data(imp, dataset=bobs.dataset_id)
+    )
+
+    assert "bob / bob-data" in page and "alice / products" in page
+    assert "dataset" in response.context["adminform"].form.errors

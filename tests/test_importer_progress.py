@@ -1,0 +1,79 @@
+"""Progress (bytes read, bytes total, rows read) is visible while a run is still going."""
+
+import threading
+
+import pytest
+from django.db import connections
+
+from schedules.models import ImportRun
+from tasks import importer, runner
+from tests.factories import make_import
+
+BODY = "sku,name\n" + "".join(f"K-{i:06d},name {i}\n" for i in range(40_000))
+
+
+@pytest.fixture
+def fast_progress(monkeypatch):
+    monkeypatch.setattr(importer, "PROGRESS_EVERY_SECONDS", 0.05)
+
+
+class RecordingTask:
+    """A bound Celery task stand-in that records its state updates (Flower's view)."""
+
+    class request:
+        id = "task-progress"
+        hostname = "worker@test"
+
+    def __init__(self) -> None:
+        self.states: list[tuple[str, dict]] = []
+
+    def update_state(self, state: str, meta: dict) -> None:
+        self.states.append((state, meta))
+
+
+def read_run_from_another_connection(run_id: int) -> tuple:
+    seen = []
+
+    def read() -> None:
+        try:
+            seen.append(
+                ImportRun.objects.values_list("bytes_read", "bytes_total", "rows_read").get(
+                    pk=run_id
+                )
+            )
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join()
+    return seen[0]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_progress_is_in_the_run_row_and_the_task_state_while_running(
+    alice, csv_server, fast_progress
+):
+    # Given a file served slowly (64 KiB every 50 ms)
+    imp = make_import(alice, csv_server.serve("/p.csv", BODY, chunk_delay=0.05))
+    run = ImportRun.objects.create(scheduled_import=imp, trigger="manual")
+    task = RecordingTask()
+    seen_elsewhere = []
+
+    def watch(progress: dict) -> None:
+        if progress["bytes_read"] < len(BODY):
+            seen_elsewhere.append(read_run_from_another_connection(run.pk))
+
+    # When a worker runs it
+    with importer.listen(watch):
+        runner.execute(run.pk, task)
+
+    # Then other connections saw progress before the end, and so did the task state
+    assert seen_elsewhere, "no progress report before the download ended"
+    bytes_read, bytes_total, _rows = seen_elsewhere[0]
+    assert 0 < bytes_read < len(BODY) and bytes_total == len(BODY)
+    assert any(meta["rows_read"] > 0 for _state, meta in task.states)
+    assert {state for state, _ in task.states} == {"PROGRESS"}
+    assert all(meta["run_id"] == run.pk for _state, meta in task.states)
+    run.refresh_from_db()
+    assert (run.status, run.rows_read, run.bytes_read) == ("succeeded", 40_000, len(BODY))

@@ -1,0 +1,68 @@
+"""`manage.py run_import IMPORT_ID` runs an import now, in the foreground, as a manual run."""
+
+import io
+import os
+import subprocess
+import sys
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from schedules.models import ImportRun
+from tests.conftest import BASE_DIR
+from tests.conftest import test_database_url as database_url
+from tests.factories import PRODUCTS_CSV, make_import
+
+pytestmark = pytest.mark.django_db
+
+
+def test_it_runs_the_import_here_as_a_manual_run_and_prints_the_counts(alice, csv_server):
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+    out = io.StringIO()
+
+    call_command("run_import", imp.pk, stdout=out, stderr=io.StringIO())
+
+    run = ImportRun.objects.get(scheduled_import=imp)
+    assert (run.trigger, run.status, run.rows_inserted) == ("manual", "succeeded", 3)
+    assert f"run {run.pk}: succeeded" in out.getvalue()
+    assert "rows read 3, inserted 3, updated 0, unchanged 0, deleted 0, failed 0" in out.getvalue()
+
+
+def test_it_lists_the_bad_rows_of_a_partial_run(alice, csv_server):
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV + ",no key,1\n"))
+    out = io.StringIO()
+
+    call_command("run_import", imp.pk, stdout=out, stderr=io.StringIO())
+
+    assert "partial" in out.getvalue()
+    assert "line 5 [sku]: the key is empty" in out.getvalue()
+
+
+def test_a_failed_run_raises_so_the_exit_code_is_not_zero(alice, csv_server):
+    imp = make_import(alice, csv_server.base_url + "/missing.csv")
+
+    with pytest.raises(CommandError, match="failed: the server answered HTTP 404"):
+        call_command("run_import", imp.pk, stdout=io.StringIO(), stderr=io.StringIO())
+
+
+def test_a_missing_import_id_exits_non_zero_with_a_clear_error():
+    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_DEBUG": "1"}
+
+    result = subprocess.run(
+        [sys.executable, "manage.py", "run_import", "987654"],
+        cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    assert result.returncode == 1
+    assert "there is no import with id 987654" in result.stderr
+
+
+def test_it_draws_a_progress_bar_on_a_terminal(alice, csv_server, monkeypatch):
+    # Given stderr is a terminal (tqdm draws only there)
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+    err = io.StringIO()
+    err.isatty = lambda: True
+
+    call_command("run_import", imp.pk, stdout=io.StringIO(), stderr=err)
+
+    assert "download" in err.getvalue() and "rows=3" in err.getvalue()

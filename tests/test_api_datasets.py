@@ -76,3 +76,20 @@ def test_an_unknown_dataset_is_a_404(alice):
 
     assert response.status_code == 404
     assert response.json()["detail"]
+
+
+def test_a_well_formed_cursor_with_a_forged_position_is_a_404_not_a_500(alice):
+    # base64 of "p=abc": a valid cursor whose position is not an id
+    make_import(alice, SOURCE)
+
+    response = client_for(alice).get(f"{API}/datasets/products/records/", {"cursor": "cD1hYmM="})
+
+    assert response.status_code == 404
+
+
+def test_an_owner_with_a_nul_character_is_a_400(alice):
+    make_import(alice, SOURCE)
+
+    response = client_for(alice).get(f"{API}/datasets/products/records/", {"owner": "a\x00b"})
+
+    assert response.status_code == 400 and "owner" in response.json()["errors"]

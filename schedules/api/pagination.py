@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rest_framework import pagination
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
 
@@ -22,6 +23,15 @@ class RecordCursorPagination(pagination.CursorPagination):
     ordering = "id"
     page_size_query_param = "page_size"
     max_page_size = 1000
+
+    def decode_cursor(self, request):
+        cursor = super().decode_cursor(request)
+        # The position is compared with the id column: a forged one must be a 404 like any
+        # other invalid cursor, not a 500.
+        position = None if cursor is None else cursor.position
+        if position is not None and (not str(position).isdigit() or int(position) >= 2**63):
+            raise NotFound(self.invalid_cursor_message)
+        return cursor
 
     def paginate_queryset(self, queryset, request, view=None):
         self.count = queryset.count()

@@ -5,9 +5,15 @@ from __future__ import annotations
 from django.db.models import Count, QuerySet
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
 from rest_framework import generics, mixins, serializers, status, viewsets
 from rest_framework.decorators import action
+from rest_framework.exceptions import NotFound
 from rest_framework.permissions import AllowAny, IsAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -158,6 +164,12 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         return RunDetailSerializer if self.action == "retrieve" else RunSerializer
 
 
+OWNER_PARAMETER = OpenApiParameter(
+    "owner", OpenApiTypes.STR, description="staff only: whose dataset, when names collide"
+)
+
+
+@extend_schema_view(retrieve=extend_schema(parameters=[OWNER_PARAMETER]))
 @extend_schema(tags=["datasets"])
 class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
     queryset = Dataset.objects.none()  # for the schema; requests use get_queryset()
@@ -177,16 +189,13 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return dataset_for(self.request, self.kwargs["name"], self.get_queryset())
 
 
-OWNER_PARAMETER = OpenApiParameter(
-    "owner", OpenApiTypes.STR, description="staff only: whose dataset, when names collide"
-)
-
-
 def dataset_for(request: Request, name: str, queryset: QuerySet[Dataset]) -> Dataset:
     """The caller's dataset called `name`. Names are unique per owner only, so staff (who see
     everyone's) get their own first, or the one of `?owner=`."""
     matches = queryset.filter(name=name)
     owner = request.query_params.get("owner")
+    if owner and "\x00" in owner:
+        raise serializers.ValidationError({"owner": ["must not contain NUL characters"]})
     if owner:
         matches = matches.filter(owner__username=owner)
     elif request.user.is_staff and matches.filter(owner=request.user).exists():
@@ -197,8 +206,6 @@ def dataset_for(request: Request, name: str, queryset: QuerySet[Dataset]) -> Dat
             {"owner": [f"several users have a dataset {name!r}: say whose with ?owner="]}
         )
     if not found:
-        from rest_framework.exceptions import NotFound
-
         raise NotFound(f"no dataset {name!r}")
     return found[0]
 

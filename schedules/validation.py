@@ -66,6 +66,14 @@ def validate_cron_expression(expression: str) -> None:
 
     if not croniter.is_valid(expression):
         raise ValidationError(f"{expression!r} is not a valid cron expression")
+    # Well-formed but impossible (`0 0 31 2 *`): croniter finds no next time, and every
+    # surface that shows or schedules the next run would fail on it.
+    from croniter import CroniterBadDateError
+
+    try:
+        croniter(expression).get_next()
+    except CroniterBadDateError as error:
+        raise ValidationError(f"{expression!r} never fires: no such date") from error
 
 
 def validate_timezone(name: str) -> None:

@@ -16,6 +16,8 @@ CASES = [
     ("cron_expression", {"cron_expression": "0 0 * * 8"}),
     ("cron_expression", {"cron_expression": "*/0 * * * *"}),
     ("cron_expression", {"cron_expression": ""}),
+    # regression: a well-formed date that never comes (31 February) answered 500
+    ("cron_expression", {"cron_expression": "0 0 31 2 *"}),
     ("timezone", {"timezone": "Mars/Olympus_Mons"}),
     ("interval_seconds", {"schedule_type": "interval", "interval_seconds": 5}),
     ("interval_seconds", {"schedule_type": "interval", "interval_seconds": None}),

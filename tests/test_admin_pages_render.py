@@ -1,0 +1,58 @@
+"""Every admin page of the schedules app renders (a guard for the admin's configuration)."""
+
+import pytest
+
+from schedules.models import Record
+from tests.api_support import SOURCE, make_run
+from tests.factories import make_import
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def admin_client(client, django_user_model):
+    client.force_login(django_user_model.objects.create_superuser("root", "r@example.com", "x"))
+    return client
+
+
+def test_every_list_add_and_change_page_renders(admin_client, alice):
+    imp = make_import(alice, SOURCE)
+    run = make_run(imp, "failed", error_message="boom")
+    record = Record.objects.create(dataset=imp.dataset, key="A-1", data={}, content_hash="0" * 32)
+    pages = [
+        "/admin/",
+        "/admin/schedules/scheduledimport/",
+        "/admin/schedules/scheduledimport/add/",
+        f"/admin/schedules/scheduledimport/{imp.pk}/change/",
+        "/admin/schedules/importrun/",
+        "/admin/schedules/importrun/?status__exact=failed",
+        f"/admin/schedules/importrun/{run.pk}/change/",
+        "/admin/schedules/dataset/",
+        f"/admin/schedules/dataset/{imp.dataset_id}/change/",
+        "/admin/schedules/record/",
+        f"/admin/schedules/record/{record.pk}/change/",
+    ]
+
+    for page in pages:
+        assert admin_client.get(page).status_code == 200, page
+
+
+def test_an_import_is_created_in_the_admin_with_its_beat_entry(admin_client, alice):
+    dataset = make_import(alice, SOURCE).dataset
+
+    response = admin_client.post(
+        "/admin/schedules/scheduledimport/add/",
+        {
+            "owner": alice.pk, "name": "from the admin", "source_url": SOURCE, "delimiter": ",",
+            "encoding": "utf-8", "has_header": "on", "dataset": dataset.pk, "key_column": "sku",
+            "columns": "[]", "mode": "upsert", "schedule_type": "cron",
+            "cron_expression": "0 3 * * *", "timezone": "UTC", "max_retries": 3,
+            "retry_backoff_seconds": 30, "retry_backoff_max_seconds": 600,
+            "timeout_seconds": 3600, "overlap": "skip", "catchup": "coalesce",
+            "alert_after_failures": 3, "runs-TOTAL_FORMS": 0, "runs-INITIAL_FORMS": 0,
+        },
+    )  # fmt: skip
+
+    assert response.status_code == 302
+    created = alice.imports.get(name="from the admin")
+    assert created.periodic_task.enabled and created.periodic_task.crontab.hour == "3"

@@ -7,7 +7,10 @@ import pytest
 from tasks.errors import TransientImportError
 from tasks.fetch import open_source
 from tests.factories import make_import
-from tests.importer_support import run_now
+from tests.importer_support import (
+    _fast_password_hashing,  # noqa: F401
+    run_now,
+)
 
 pytestmark = pytest.mark.django_db
 

@@ -11,7 +11,10 @@ import pytest
 from tasks import fetch
 from tasks.errors import PermanentImportError
 from tests.factories import PRODUCTS_CSV, make_import
-from tests.importer_support import run_now
+from tests.importer_support import (
+    _fast_password_hashing,  # noqa: F401
+    run_now,
+)
 
 pytestmark = pytest.mark.django_db
 REAL_GETADDRINFO = socket.getaddrinfo

@@ -3,7 +3,13 @@
 import pytest
 
 from tests.factories import make_import
-from tests.importer_support import both_paths, records, run_now, staging_path  # noqa: F401
+from tests.importer_support import (  # noqa: F401
+    _fast_password_hashing,
+    both_paths,
+    records,
+    run_now,
+    staging_path,
+)
 
 pytestmark = pytest.mark.django_db
 

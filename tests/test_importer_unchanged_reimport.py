@@ -6,7 +6,12 @@ from django.db import connection
 from schedules.models import Record
 from tasks import importer_stage
 from tests.factories import make_import
-from tests.importer_support import both_paths, run_now, staging_path  # noqa: F401
+from tests.importer_support import (  # noqa: F401
+    _fast_password_hashing,
+    both_paths,
+    run_now,
+    staging_path,
+)
 
 pytestmark = pytest.mark.django_db
 

@@ -178,12 +178,14 @@ class ScheduledImport(models.Model):
     def _is_repeated_wall_time(self, tick: datetime) -> bool:
         """True for the second occurrence of a local time in the hour a DST fall-back repeats.
 
-        Like Vixie cron, a job at fixed hours (`30 2 * * *`) runs once on the fall-back day,
-        at the first 02:30; a job on every hour (`*/15 * * * *`) keeps running through the
-        repeated hour. croniter yields both 02:30s, so the repeat is dropped here, which keeps
-        `tick_for` and `next_runs` (and hence the run's unique tick) in agreement.
+        Like Vixie cron, a job at fixed times (`30 2 * * *`) runs once on the fall-back day,
+        at the first 02:30; a wildcard job (minute or hour starting with `*`, like
+        `*/15 * * * *`) keeps running through the repeated hour. croniter yields both 02:30s, so
+        the repeat is dropped here, which keeps `tick_for` and `next_runs` (and hence the run's
+        unique tick) in agreement.
         """
-        if self.cron_expression.split()[1] == "*":
+        minute, hour = self.cron_expression.split()[:2]
+        if minute.startswith("*") or hour.startswith("*"):
             return False
         first = tick.replace(tzinfo=None).replace(tzinfo=self.tzinfo, fold=0)
         return first.astimezone(UTC) != tick.astimezone(UTC)

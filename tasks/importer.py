@@ -165,7 +165,7 @@ def _validate_and_merge(
             for line, column, value, reason in pg.fetchall()
         ]
     record = Record._meta.db_table
-    with transaction.atomic(), _timed("merge", run):
+    with _timed("merge and commit", run), transaction.atomic():
         pg.execute(q.merge(layout, record, imp.dataset_id, run.pk))
         counts.rows_inserted, counts.rows_updated = pg.fetchone()
         counts.rows_unchanged = (

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import subprocess
 import sys
@@ -91,6 +92,8 @@ def bench_run_import_against_psql_copy(alice, csv_server):
         "DATABASE_URL": test_database_url(),
         "ALLOWED_PRIVATE_HOSTS": "127.0.0.1",
         "DJANGO_DEBUG": "1",
+        # The importer logs each step's time at DEBUG; the figures below quote them.
+        "LOG_LEVEL": "DEBUG",
     }
     command = [sys.executable, "manage.py", "run_import", str(imp.pk), "--no-progress"]
 
@@ -123,4 +126,12 @@ def bench_run_import_against_psql_copy(alice, csv_server):
         f"  (target 2x; the run itself {reload.duration_ms / 1000:.2f} s)\n"
         f"  peak RSS of run_import          {peak_mb:6.1f} MB  (first {first_rss / 1024:.1f},"
         f" re-load {reload_rss / 1024:.1f}; target 250 MB)\n"
+        f"  steps, first load:  {steps(first_out)}\n"
+        f"  steps, re-load:     {steps(reload_out)}\n"
     )
+
+
+def steps(output: str) -> str:
+    """The importer's "<step> took <n>s" log lines, condensed."""
+    found = re.findall(r"run \d+: (.+?) took ([\d.]+)s", output)
+    return ", ".join(f"{name} {float(seconds):.2f}s" for name, seconds in found)

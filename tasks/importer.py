@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psycopg
-from django.db import OperationalError, connection, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 
 from schedules.models import ImportRun, Record, ScheduledImport
 from schedules.services import RunCounts
@@ -148,9 +148,10 @@ def _validate_and_merge(
 ) -> None:
     imp = run.scheduled_import
     with _timed("analyze", run):
-        # Temp tables are never auto-analyzed; without a row count the planner may probe the
-        # records index once per staged row instead of hashing. The key column is enough.
-        pg.execute(q.sql.SQL("ANALYZE {} (key)").format(q.sql.Identifier(q.RAW)))
+        # Temp tables are never auto-analyzed. Without statistics the planner guesses that
+        # few staged rows pass `problem IS NULL` and probes the records index once per row
+        # (measured 4 s for a million) instead of one hash join (1.5 s).
+        _analyze(pg, q.RAW, "key", "problem")
     with _work_mem(pg):
         with _timed("bad rows", run):
             pg.execute(q.find_bad_rows(layout))
@@ -164,17 +165,37 @@ def _validate_and_merge(
             {"line": line, "column": column, "value": value, "reason": reason}
             for line, column, value, reason in pg.fetchall()
         ]
+    _analyze(pg, q.BAD)
+    _analyze(pg, q.DUPES)
     record = Record._meta.db_table
-    with _timed("merge and commit", run), transaction.atomic():
-        pg.execute(q.merge(layout, record, imp.dataset_id, run.pk))
-        counts.rows_inserted, counts.rows_updated = pg.fetchone()
-        counts.rows_unchanged = (
-            counts.rows_read - counts.rows_failed - counts.rows_inserted - counts.rows_updated
-        )
-        if imp.mode == ScheduledImport.Mode.SYNC:
-            # Only reached once the whole file was staged: a broken download never deletes.
-            pg.execute(q.delete_absent(record, imp.dataset_id))
-            counts.rows_deleted = pg.rowcount
+    with _timed("changes", run), _work_mem(pg):
+        pg.execute(q.find_changes(record, imp.dataset_id))
+        _analyze(pg, q.CHANGES)
+    try:
+        with _timed("write and commit", run), _work_mem(pg), transaction.atomic():
+            pg.execute(q.update_changed(layout, record, run.pk))
+            counts.rows_updated = pg.rowcount
+            pg.execute(q.insert_new(layout, record, imp.dataset_id, run.pk))
+            counts.rows_inserted = pg.rowcount
+            if imp.mode == ScheduledImport.Mode.SYNC:
+                # Only reached once the whole file was staged: a broken download never
+                # deletes.
+                pg.execute(q.delete_absent(record, imp.dataset_id))
+                counts.rows_deleted = pg.rowcount
+    except (IntegrityError, psycopg.errors.UniqueViolation) as error:
+        raise TransientImportError(
+            "another import wrote the same keys of this dataset at the same time; "
+            f"will retry ({error})"
+        ) from error
+    counts.rows_unchanged = (
+        counts.rows_read - counts.rows_failed - counts.rows_inserted - counts.rows_updated
+    )
+
+
+def _analyze(pg: psycopg.Cursor, table: str, *columns: str) -> None:
+    names = q.sql.SQL(", ").join(q.sql.Identifier(c) for c in columns)
+    template = "ANALYZE {} ({})" if columns else "ANALYZE {}"
+    pg.execute(q.sql.SQL(template).format(q.sql.Identifier(table), names))
 
 
 @contextmanager

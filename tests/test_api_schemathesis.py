@@ -23,7 +23,7 @@ from tests.factories import make_import
 
 pytestmark = pytest.mark.django_db
 
-MAX_EXAMPLES = 12
+MAX_EXAMPLES = 20
 
 
 @pytest.fixture

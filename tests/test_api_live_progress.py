@@ -1,9 +1,9 @@
-"""Live progress with a real worker (Procfile `worker`): while a slow file downloads, the task
-state is PROGRESS and `GET /runs/{id}/` shows the bytes read so far; at the end, 100%."""
+"""End to end through the API with a real worker (Procfile `worker`): `POST /imports/{id}/run`
+queues a run that the worker executes; while a slow file downloads, `GET /runs/{id}/` shows
+the bytes read so far; at the end, 100% and every row."""
 
 import pytest
 
-from schedules import services
 from tests.api_support import API, client_for
 from tests.conftest import wait_for
 from tests.factories import make_import
@@ -26,12 +26,14 @@ def test_a_running_import_shows_growing_progress_in_the_api(alice, csv_server, p
     processes.start("worker")
     client = client_for(alice)
 
-    # When it runs on the worker
-    run = services.enqueue_run(imp, trigger="api", user=alice)
+    # When alice triggers it through the API and it runs on the worker
+    triggered = client.post(f"{API}/imports/{imp.pk}/run")
+    assert triggered.status_code == 202
+    run_id = triggered.json()["id"]
 
     # Then, while it runs, the API shows part of the file read, from the task state
     def partial_progress():
-        data = client.get(f"{API}/runs/{run.pk}/").json()
+        data = client.get(f"{API}/runs/{run_id}/").json()
         if data["status"] == "running" and data["bytes_read"] and data["progress"]:
             return data if data["progress"] < 1 else None
         return None
@@ -42,7 +44,7 @@ def test_a_running_import_shows_growing_progress_in_the_api(alice, csv_server, p
 
     # And at the end the run is complete
     done = wait_for(
-        lambda: (d := client.get(f"{API}/runs/{run.pk}/").json())["status"] == "succeeded" and d,
+        lambda: (d := client.get(f"{API}/runs/{run_id}/").json())["status"] == "succeeded" and d,
         60,
         what="the run to succeed\n" + processes.logs(),
     )

@@ -336,18 +336,21 @@ def untouched_since(stale_before: datetime) -> Q:
 def missed_ticks(now: datetime) -> list[tuple[ScheduledImport, datetime]]:
     """The latest missed tick of every active `coalesce` import, for beat's catch-up.
 
-    A tick is missed when it is not after `now` but after both the newest tick that has a run
-    and the import's creation: beat was down (or no beat led) when it was due. All missed ticks
-    of an import coalesce into this one; `skip` imports simply wait for their next tick.
+    A tick is missed when it is not after `now` but after the newest tick that has a run and
+    after the import's last edit (a pause, a resume, a new schedule: ticks before it belong to
+    the old state): beat was down, or no beat led, when it was due. All missed ticks of an
+    import coalesce into this one; `skip` imports simply wait for their next tick. An import
+    whose schedule never ran yet has nothing to catch up: it starts with its next tick.
     """
     found = []
     imports = ScheduledImport.objects.filter(
         status=ScheduledImport.Status.ACTIVE, catchup=ScheduledImport.Catchup.COALESCE
     ).annotate(last_tick=Max("runs__scheduled_for"))
     for imp in imports:
+        if imp.last_tick is None:
+            continue
         tick = imp.tick_for(now)
-        baseline = max(filter(None, [imp.last_tick, imp.created_at]))
-        if tick > baseline:
+        if tick > max(imp.last_tick, imp.updated_at):
             found.append((imp, tick))
     return found
 

@@ -68,8 +68,6 @@ def test_after_three_missed_ticks_coalesce_runs_once_and_skip_waits_for_the_next
         ]
         for imp in (coalesce, skip)
     }
-    # (The very first start may catch up too: a tick can pass between creating the import and
-    # beat taking the lead.)
     catchups = [
         r
         for r in runs_of(coalesce)

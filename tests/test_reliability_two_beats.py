@@ -78,4 +78,5 @@ def test_two_beats_for_a_minute_dispatch_every_tick_once_and_a_standby_takes_ove
     assert result["duplicate_ticks"] == 0
     assert not missed, missed
     assert takeover_s < int(FAST["BEAT_LEADER_LEASE_SECONDS"]) + 10
-    assert {r.status for r in runs} <= {"succeeded", "running", "queued"}
+    # A catch-up run and the next tick can meet: the later one is then `skipped` (overlap).
+    assert {r.status for r in runs} <= {"succeeded", "skipped", "running", "queued"}

@@ -16,6 +16,7 @@ Pipeline for one run:
 from __future__ import annotations
 
 import contextvars
+import io
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -83,7 +84,7 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
 def _stage(
     pg: psycopg.Cursor,
     imp: ScheduledImport,
-    raw,
+    raw: io.RawIOBase,
     reporter: _ProgressReporter,
     counts: RunCounts,
 ) -> q.Layout | None:
@@ -93,10 +94,10 @@ def _stage(
         if imp.has_header:
             raise PermanentImportError("the file is empty: it has no header row")
         return None
-    stage.sniff(prefix)
     if stage.codec_name(imp.encoding) == "utf-8" and prefix.startswith(stage.BOM):
         prefix = prefix[len(stage.BOM) :]
         end = end - len(stage.BOM) if end is not None else None
+    stage.sniff(prefix)
     first_record = prefix[:end] if end is not None else prefix
     layout = stage.layout_for(stage.parse_first_record(first_record, imp), imp)
     header_lines = first_record.count(b"\n") if imp.has_header else 0

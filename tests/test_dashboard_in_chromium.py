@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
+import os
 import shutil
+import signal
 import struct
 import subprocess
 import time
@@ -53,13 +56,18 @@ class Browser:
             stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
-        port_file = profile / "DevToolsActivePort"
-        wait_for(port_file.exists, 30, what="chromium's DevTools port")
-        port = int(port_file.read_text().split()[0])
-        pages = requests.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
-        url = next(p["webSocketDebuggerUrl"] for p in pages if p["type"] == "page")
         self.loop = asyncio.new_event_loop()
-        self.ws = self.loop.run_until_complete(self._connect(url))
+        self.ws = None
+        try:
+            port_file = profile / "DevToolsActivePort"
+            wait_for(port_file.exists, 30, what="chromium's DevTools port")
+            port = int(port_file.read_text().split()[0])
+            pages = requests.get(f"http://127.0.0.1:{port}/json/list", timeout=5).json()
+            url = next(p["webSocketDebuggerUrl"] for p in pages if p["type"] == "page")
+            self.ws = self.loop.run_until_complete(self._connect(url))
+        except BaseException:
+            self.close()  # never leave a browser behind a failed start
+            raise
         self.ids = itertools.count(1)
 
     @staticmethod
@@ -85,13 +93,16 @@ class Browser:
         return result["result"].get("value")
 
     def close(self) -> None:
-        self.ws.close()
+        if self.ws is not None:
+            self.ws.close()
         self.loop.close()
-        self.process.terminate()
+        # The whole process group: Chromium's zygote and renderers too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGTERM)
         try:
             self.process.wait(10)
         except subprocess.TimeoutExpired:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(5)
 
 

@@ -1,0 +1,34 @@
+"""A database that drops the connection mid-import is a transient failure (the run retries)."""
+
+import psycopg
+import pytest
+from django.db import OperationalError
+
+from schedules.models import ImportRun
+from tasks import importer
+from tasks.errors import TransientImportError
+from tests.factories import PRODUCTS_CSV, make_import
+from tests.importer_support import _fast_password_hashing  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize(
+    "error",
+    [OperationalError("server closed the connection"), psycopg.OperationalError("terminated")],
+)
+def test_an_operational_error_from_django_or_psycopg_is_transient(
+    alice, csv_server, monkeypatch, error
+):
+    # Given the database fails while the staged file is being merged
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+    run = ImportRun.objects.create(scheduled_import=imp, trigger="manual")
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(importer, "_validate_and_merge", fail)
+
+    # When the file is imported, then the failure is one worth another attempt
+    with pytest.raises(TransientImportError, match="database error"):
+        importer.import_run(run)

@@ -127,7 +127,7 @@ def _stage(
         pg.execute(q.create_raw_table(layout, 1))
         spool.seek(0)
         # The spool holds what was read so far; the rest still comes from the download.
-        source = stage.Feed(b"", lambda size: spool.read(size) or raw.read(size))
+        source = stage.Feed(lambda size: spool.read(size) or raw.read(size))
         staged = stage.copy_parsed(pg, layout, imp, source, reporter.due, report)
         counts.rows_read = staged.rows
     return layout

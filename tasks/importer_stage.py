@@ -57,26 +57,19 @@ class Staged:
 
     rows: int = 0
     line_feeds: int = 0  # written by the fast path; tells whether fields span lines
-    path: str = "copy"  # "copy" or "python" (the fallback), for the logs and the tests
-    fallback_reason: str = ""
+    path: str = "copy"  # "copy" or "python" (the fallback)
 
 
 class Feed(io.RawIOBase):
-    """A readable file over `head` and then `read(size)`: the sniffed prefix, then the rest."""
+    """A readable file over a `read(size)` function (the spool, then the rest of the download)."""
 
-    def __init__(self, head: bytes, read: Callable[[int], bytes]) -> None:
-        self._head = head
+    def __init__(self, read: Callable[[int], bytes]) -> None:
         self._read = read
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, buffer) -> int:
-        if self._head:
-            size = min(len(buffer), len(self._head))
-            buffer[:size] = self._head[:size]
-            self._head = self._head[size:]
-            return size
         data = self._read(len(buffer))
         buffer[: len(data)] = data
         return len(data)

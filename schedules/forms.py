@@ -9,10 +9,20 @@ from typing import Any
 from django import forms
 
 from .models import ScheduledImport
-from .validation import validate_import_fields
 
 
 class ScheduledImportAdminForm(forms.ModelForm):
+    # Declared so that a URL typed without a scheme gets https, not Django 5's http default.
+    source_url = forms.URLField(
+        max_length=2000, assume_scheme="https", widget=forms.URLInput(attrs={"size": 80})
+    )
+    callback_url = forms.URLField(
+        max_length=2000,
+        required=False,
+        assume_scheme="https",
+        widget=forms.URLInput(attrs={"size": 80}),
+    )
+
     class Meta:
         model = ScheduledImport
         fields = [
@@ -24,8 +34,6 @@ class ScheduledImportAdminForm(forms.ModelForm):
         ]  # fmt: skip
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2}),
-            "source_url": forms.URLInput(attrs={"size": 80}),
-            "callback_url": forms.URLInput(attrs={"size": 80}),
         }
         help_texts = {
             "cron_expression": "5 fields: minute hour day-of-month month day-of-week, "
@@ -48,13 +56,3 @@ class ScheduledImportAdminForm(forms.ModelForm):
         if owner and dataset and dataset.owner_id != owner.pk:
             self.add_error("dataset", "this dataset belongs to another user")
         return cleaned
-
-    def _post_clean(self) -> None:
-        super()._post_clean()
-        # ModelForm ran the model's clean(), i.e. validate_import_fields; this is a no-op
-        # guard for a model whose clean() might one day stop delegating to it.
-        if not self.errors:
-            try:
-                validate_import_fields(self.instance)
-            except forms.ValidationError as error:
-                self._update_errors(error)

@@ -18,6 +18,7 @@ cat <<MSG
     admin      http://127.0.0.1:${PORT}/admin/        (demo user above)
     API        http://127.0.0.1:${PORT}/api/v1/
     API docs   http://127.0.0.1:${PORT}/api/v1/docs/
+    dashboard  http://127.0.0.1:${PORT}/dashboard/    (staff)
     Flower     http://127.0.0.1:${FLOWER_PORT}/        (${FLOWER_BASIC_AUTH})
 
 MSG

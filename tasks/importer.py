@@ -25,7 +25,7 @@ from contextlib import contextmanager
 import psycopg
 from django.db import IntegrityError, OperationalError, connection, transaction
 
-from schedules.models import ImportRun, Record, ScheduledImport
+from schedules.models import Dataset, ImportRun, Record, ScheduledImport
 from schedules.services import RunCounts
 
 from . import importer_sql as q
@@ -38,6 +38,11 @@ logger = logging.getLogger("importbeat.importer")
 PROGRESS_EVERY_SECONDS = 1.0
 # Sorting a million keys for the repeated-key check fits in memory rather than spilling.
 WORK_MEM = "256MB"
+# Temp tables live in the session's own buffers: at the default 8 MB a 60 MB staging table
+# spills to files as COPY writes it (measured 2.1 s against 1.5 s for a million rows).
+# Allocated only as the staging table grows, and PostgreSQL only takes it before the
+# session's first temp table.
+TEMP_BUFFERS = "256MB"
 
 Progress = Callable[[dict[str, int | None]], None]
 
@@ -67,6 +72,7 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
         connection.ensure_connection()
         with connection.cursor() as cursor:
             pg: psycopg.Cursor = cursor.cursor
+            _set_temp_buffers(pg)
             pg.execute(q.drop_staging())
             with open_source(imp.source_url, on_read=reporter.bytes_read) as (raw, length):
                 reporter.bytes_total = length
@@ -174,6 +180,7 @@ def _validate_and_merge(
         _analyze(pg, q.CHANGES)
     try:
         with _timed("write and commit", run), _work_mem(pg), transaction.atomic():
+            _lock_dataset(pg, imp.dataset_id)
             pg.execute(q.update_changed(layout, record, run.pk))
             counts.rows_updated = pg.rowcount
             pg.execute(q.insert_new(layout, record, imp.dataset_id, run.pk))
@@ -191,6 +198,25 @@ def _validate_and_merge(
     counts.rows_unchanged = (
         counts.rows_read - counts.rows_failed - counts.rows_inserted - counts.rows_updated
     )
+
+
+def _set_temp_buffers(pg: psycopg.Cursor) -> None:
+    """Give this session's temp tables room; a no-op once set (a worker's next runs)."""
+    pg.execute("SELECT current_setting('temp_buffers') = %s", (TEMP_BUFFERS,))
+    if pg.fetchone()[0]:
+        return
+    try:
+        # A savepoint: refused (temp tables already used in this session), it changes nothing.
+        with transaction.atomic():
+            pg.execute(q.sql.SQL("SET temp_buffers = {}").format(q.sql.Literal(TEMP_BUFFERS)))
+    except psycopg.errors.InvalidParameterValue:
+        logger.debug("temp_buffers unchanged: this session used temp tables before")
+
+
+def _lock_dataset(pg: psycopg.Cursor, dataset_id: int) -> None:
+    pg.execute(q.lock_dataset(Dataset._meta.db_table, dataset_id))
+    if pg.fetchone() is None:
+        raise PermanentImportError("the import's dataset was deleted during the run")
 
 
 def _analyze(pg: psycopg.Cursor, table: str, *columns: str) -> None:

@@ -175,15 +175,19 @@ def _validate_and_merge(
     _analyze(pg, q.BAD)
     _analyze(pg, q.DUPES)
     record = Record._meta.db_table
-    with _timed("changes", run), _work_mem(pg):
-        pg.execute(q.find_changes(record, imp.dataset_id))
-        _analyze(pg, q.CHANGES)
+    pg.execute(q.dataset_has_records(record, imp.dataset_id))
+    first_load = not pg.fetchone()[0]
+    if not first_load:
+        with _timed("changes", run), _work_mem(pg):
+            pg.execute(q.find_changes(record, imp.dataset_id))
+            _analyze(pg, q.CHANGES)
     try:
         with _timed("write and commit", run), _work_mem(pg), transaction.atomic():
             _lock_dataset(pg, imp.dataset_id)
-            pg.execute(q.update_changed(layout, record, run.pk))
-            counts.rows_updated = pg.rowcount
-            pg.execute(q.insert_new(layout, record, imp.dataset_id, run.pk))
+            if not first_load:
+                pg.execute(q.update_changed(layout, record, run.pk))
+                counts.rows_updated = pg.rowcount
+            pg.execute(q.insert_new(layout, record, imp.dataset_id, run.pk, first_load=first_load))
             counts.rows_inserted = pg.rowcount
             if imp.mode == ScheduledImport.Mode.SYNC:
                 # Only reached once the whole file was staged: a broken download never

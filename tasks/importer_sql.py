@@ -321,6 +321,21 @@ def row_json(layout: Layout, alias: str) -> sql.Composable:
     return sql.SQL(" || ").join(parts or [sql.SQL("'{}'::jsonb")])
 
 
+def _winning_valid_rows(alias: str) -> sql.Composed:
+    """The staged rows that may land: keyed, well formed, not bad, not superseded."""
+    return sql.SQL(
+        "{s}.key <> '' AND {s}.problem IS NULL"
+        " AND NOT EXISTS (SELECT 1 FROM {bad} b WHERE b.line = {s}.line)"
+        " AND NOT EXISTS (SELECT 1 FROM {dupes} d WHERE d.line = {s}.line)"
+    ).format(s=sql.Identifier(alias), bad=sql.Identifier(BAD), dupes=sql.Identifier(DUPES))
+
+
+def dataset_has_records(record_table: str, dataset_id: int) -> sql.Composed:
+    return sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE dataset_id = {})").format(
+        sql.Identifier(record_table), _lit(dataset_id)
+    )
+
+
 def find_changes(record_table: str, dataset_id: int) -> sql.Composed:
     """The winning valid rows whose content differs from the stored record (or that are new).
 
@@ -333,17 +348,13 @@ def find_changes(record_table: str, dataset_id: int) -> sql.Composed:
         "CREATE TEMP TABLE {changes} AS"
         " SELECT s.line, r.id AS record_id FROM {raw} s"
         " LEFT JOIN {record} r ON r.dataset_id = {dataset} AND r.key = s.key"
-        " WHERE s.key <> '' AND s.problem IS NULL"
-        "   AND (r.id IS NULL OR r.content_hash <> s.content_hash)"
-        "   AND NOT EXISTS (SELECT 1 FROM {bad} b WHERE b.line = s.line)"
-        "   AND NOT EXISTS (SELECT 1 FROM {dupes} d WHERE d.line = s.line)"
+        " WHERE (r.id IS NULL OR r.content_hash <> s.content_hash) AND {valid}"
     ).format(
         changes=sql.Identifier(CHANGES),
         raw=sql.Identifier(RAW),
-        bad=sql.Identifier(BAD),
-        dupes=sql.Identifier(DUPES),
         record=sql.Identifier(record_table),
         dataset=_lit(dataset_id),
+        valid=_winning_valid_rows("s"),
     )
 
 
@@ -364,7 +375,9 @@ def update_changed(layout: Layout, record_table: str, run_id: int) -> sql.Compos
     )
 
 
-def insert_new(layout: Layout, record_table: str, dataset_id: int, run_id: int) -> sql.Composed:
+def insert_new(
+    layout: Layout, record_table: str, dataset_id: int, run_id: int, *, first_load: bool = False
+) -> sql.Composed:
     """Insert the keys the dataset does not have; rowcount is `rows_inserted`.
 
     A plain INSERT, not `INSERT ... ON CONFLICT`: the speculative insertion ON CONFLICT needs
@@ -372,21 +385,28 @@ def insert_new(layout: Layout, record_table: str, dataset_id: int, run_id: int) 
     rows take twice as long (21 s against 10 s). The keys are known to be new and unique in
     the file; another import writing the same dataset at the same moment makes this fail with
     a unique violation, which the importer turns into a transient error (the run retries).
+    `first_load` (the dataset has no record): every winning valid row is new, so the rows come
+    straight from staging, without the anti-join and its table of changes (1.5 s a million).
     """
     data = row_json(layout, "c")
+    if first_load:
+        rows = _winning_valid_rows("c")
+    else:
+        rows = sql.SQL("c.line IN (SELECT line FROM {} WHERE record_id IS NULL)").format(
+            sql.Identifier(CHANGES)
+        )
     return sql.SQL(
         "INSERT INTO {record} (dataset_id, key, data, content_hash, first_seen_run_id,"
         "   last_changed_run_id, created_at, updated_at)"
         " SELECT {dataset}, c.key, {data}, c.content_hash, {run}, {run}, now(), now()"
-        " FROM {raw} c"
-        " WHERE c.line IN (SELECT line FROM {changes} WHERE record_id IS NULL)"
+        " FROM {raw} c WHERE {rows}"
     ).format(
         record=sql.Identifier(record_table),
-        changes=sql.Identifier(CHANGES),
         raw=sql.Identifier(RAW),
         dataset=_lit(dataset_id),
         run=_lit(run_id),
         data=data,
+        rows=rows,
     )
 
 

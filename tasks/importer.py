@@ -179,7 +179,7 @@ def _validate_and_merge(
     first_load = not pg.fetchone()[0]
     if not first_load:
         with _timed("changes", run), _work_mem(pg):
-            pg.execute(q.find_changes(record, imp.dataset_id))
+            pg.execute(q.find_changes(record, imp.dataset_id, counts.rows_failed > 0))
             _analyze(pg, q.CHANGES)
     try:
         with _timed("write and commit", run), _work_mem(pg), transaction.atomic():
@@ -187,7 +187,16 @@ def _validate_and_merge(
             if not first_load:
                 pg.execute(q.update_changed(layout, record, run.pk))
                 counts.rows_updated = pg.rowcount
-            pg.execute(q.insert_new(layout, record, imp.dataset_id, run.pk, first_load=first_load))
+            pg.execute(
+                q.insert_new(
+                    layout,
+                    record,
+                    imp.dataset_id,
+                    run.pk,
+                    first_load=first_load,
+                    any_failed=counts.rows_failed > 0,
+                )
+            )
             counts.rows_inserted = pg.rowcount
             if imp.mode == ScheduledImport.Mode.SYNC:
                 # Only reached once the whole file was staged: a broken download never

@@ -38,11 +38,6 @@ logger = logging.getLogger("importbeat.importer")
 PROGRESS_EVERY_SECONDS = 1.0
 # Sorting a million keys for the repeated-key check fits in memory rather than spilling.
 WORK_MEM = "256MB"
-# Temp tables live in the session's own buffers: at the default 8 MB a 60 MB staging table
-# spills to files as COPY writes it (measured 2.1 s against 1.5 s for a million rows).
-# Allocated only as the staging table grows, and PostgreSQL only takes it before the
-# session's first temp table.
-TEMP_BUFFERS = "256MB"
 
 Progress = Callable[[dict[str, int | None]], None]
 
@@ -72,7 +67,6 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
         connection.ensure_connection()
         with connection.cursor() as cursor:
             pg: psycopg.Cursor = cursor.cursor
-            _set_temp_buffers(pg)
             pg.execute(q.drop_staging())
             with open_source(imp.source_url, on_read=reporter.bytes_read) as (raw, length):
                 reporter.bytes_total = length
@@ -211,19 +205,6 @@ def _validate_and_merge(
     counts.rows_unchanged = (
         counts.rows_read - counts.rows_failed - counts.rows_inserted - counts.rows_updated
     )
-
-
-def _set_temp_buffers(pg: psycopg.Cursor) -> None:
-    """Give this session's temp tables room; a no-op once set (a worker's next runs)."""
-    pg.execute("SELECT current_setting('temp_buffers') = %s", (TEMP_BUFFERS,))
-    if pg.fetchone()[0]:
-        return
-    try:
-        # A savepoint: refused (temp tables already used in this session), it changes nothing.
-        with transaction.atomic():
-            pg.execute(q.sql.SQL("SET temp_buffers = {}").format(q.sql.Literal(TEMP_BUFFERS)))
-    except psycopg.errors.InvalidParameterValue:
-        logger.debug("temp_buffers unchanged: this session used temp tables before")
 
 
 def _lock_dataset(pg: psycopg.Cursor, dataset_id: int) -> None:

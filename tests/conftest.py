@@ -10,7 +10,6 @@ import contextlib
 import http.server
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -128,12 +127,6 @@ def procfile_command(name: str) -> str:
         if sep and process.strip() == name:
             return command.strip()
     raise KeyError(f"no {name!r} line in the Procfile")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_database_url() -> str:

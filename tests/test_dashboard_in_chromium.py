@@ -29,9 +29,10 @@ from django.test import Client
 from django.utils import timezone
 from tornado.websocket import websocket_connect
 
+from project.devservices import free_port
 from schedules.models import ImportRun, ScheduledImport
 from tests.api_support import make_run
-from tests.conftest import free_port, wait_for
+from tests.conftest import wait_for
 from tests.factories import make_import
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]

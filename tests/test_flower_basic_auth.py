@@ -4,9 +4,10 @@ Prometheus `/metrics`, showing a finished import task that a real worker ran."""
 import pytest
 import requests
 
+from project.devservices import free_port
 from schedules import services
 from schedules.models import ImportRun
-from tests.conftest import free_port, wait_for
+from tests.conftest import wait_for
 from tests.factories import PRODUCTS_CSV, make_import
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]

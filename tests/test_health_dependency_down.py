@@ -4,7 +4,8 @@ broker is down, naming which."""
 import pytest
 import requests
 
-from tests.conftest import free_port, wait_for
+from project.devservices import free_port
+from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 

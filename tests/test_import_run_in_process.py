@@ -2,18 +2,11 @@
 
 import pytest
 
-from schedules.models import ImportRun, Record
-from tasks import runner
+from schedules.models import Record
 from tests.factories import PRODUCTS_CSV, make_import
+from tests.importer_support import run_now
 
 pytestmark = pytest.mark.django_db
-
-
-def run_now(imp) -> ImportRun:
-    run = ImportRun.objects.create(scheduled_import=imp, trigger=ImportRun.Trigger.MANUAL)
-    runner.execute(run.pk)
-    run.refresh_from_db()
-    return run
 
 
 def test_it_loads_rows_upserted_by_key_and_logs_the_counts(alice, csv_server):

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import free_port, procfile_command, wait_for
+from project.devservices import free_port
+from tests.conftest import procfile_command, wait_for
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 

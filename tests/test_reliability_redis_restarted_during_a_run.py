@@ -6,10 +6,11 @@ import time
 import pytest
 
 from project.celery import app
+from project.devservices import free_port
 from schedules import services
 from schedules.models import ImportRun
 from tasks.tasks import execute_run
-from tests.conftest import free_port, wait_for
+from tests.conftest import wait_for
 from tests.factories import make_import
 from tests.reliability import FAST, big_csv, figures, redis_server
 

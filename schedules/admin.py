@@ -224,6 +224,9 @@ class ImportRunAdmin(admin.ModelAdmin):
                     "attempts",
                     "worker",
                     "celery_task_id",
+                    "file_digest",
+                    "source_etag",
+                    "source_last_modified",
                 )
             },
         ),
@@ -317,3 +320,13 @@ class RecordAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # Records come from imports; one added by hand would be overwritten or deleted by them.
+        return False
+
+    def delete_model(self, request: HttpRequest, obj: Record) -> None:
+        services.delete_records(Record.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Record]) -> None:
+        services.delete_records(queryset)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import socket
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -17,12 +18,12 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Q
+from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from . import alerts
-from .models import Dataset, ImportRun, ScheduledImport
+from .models import Dataset, ImportRun, Record, ScheduledImport
 
 logger = logging.getLogger("importbeat.runs")
 
@@ -53,6 +54,22 @@ def get_or_create_dataset(owner: AbstractBaseUser, name: str) -> Dataset:
 
 
 @transaction.atomic
+def delete_records(records: QuerySet[Record]) -> int:
+    """Delete records by hand (the admin); their datasets no longer match any imported file."""
+    with transaction.atomic():
+        dataset_ids = set(records.values_list("dataset_id", flat=True).distinct())
+        deleted, _ = records.delete()
+        mark_datasets_changed(dataset_ids)
+    return deleted
+
+
+def mark_datasets_changed(dataset_ids: Iterable[int]) -> None:
+    """The next import of these datasets merges its file even if it is the one applied last."""
+    Dataset.objects.filter(pk__in=list(dataset_ids)).update(
+        version=F("version") + 1, applied_digest="", applied_run=None
+    )
+
+
 def create_import(owner: AbstractBaseUser, *, dataset: str, **fields: Any) -> ScheduledImport:
     """Validate and create an import with its dataset and its beat entry."""
     imp = ScheduledImport(owner=owner, dataset=get_or_create_dataset(owner, dataset), **fields)

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 def alices(alice):
     imp = make_import(alice, SOURCE, dataset="alice-data")
     run = make_run(imp, "failed")
-    Record.objects.create(dataset=imp.dataset, key="A-1", data={}, content_hash="0" * 32)
+    Record.objects.create(dataset=imp.dataset, key="A-1", data={}, content_hash=0)
     return imp, run
 
 

@@ -42,7 +42,7 @@ def test_it_deletes_old_runs_keeping_failed_ones_longer_and_active_ones_always(a
         run_aged(imp, 91, "timed_out"),
     ]
     record = Record.objects.create(
-        dataset=imp.dataset, key="A-1", data={}, content_hash="x", first_seen_run=gone[0]
+        dataset=imp.dataset, key="A-1", data={}, content_hash=0, first_seen_run=gone[0]
     )
 
     result = maintenance.delete_old_runs()

@@ -152,7 +152,7 @@ class RunSerializer(serializers.ModelSerializer):
             "status", "queued_at", "started_at", "finished_at", "duration_ms", "attempts",
             "rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "rows_deleted",
             "rows_failed", "bytes_read", "bytes_total", "progress", "error_message", "worker",
-            "celery_task_id",
+            "celery_task_id", "file_digest",
         ]  # fmt: skip
         read_only_fields = fields
 
@@ -193,6 +193,7 @@ class DatasetSerializer(serializers.ModelSerializer):
 
 
 class RecordSerializer(serializers.ModelSerializer):
+    content_hash = serializers.SerializerMethodField()
     first_seen_run = serializers.IntegerField(source="first_seen_run_id", read_only=True)
     last_changed_run = serializers.IntegerField(source="last_changed_run_id", read_only=True)
 
@@ -202,6 +203,10 @@ class RecordSerializer(serializers.ModelSerializer):
             "key", "data", "content_hash", "first_seen_run", "last_changed_run",
             "created_at", "updated_at",
         ]  # fmt: skip
+
+    def get_content_hash(self, record: Record) -> str:
+        """The 64-bit hash as 16 hex digits: a JSON number would lose bits in JavaScript."""
+        return f"{record.content_hash & 0xFFFF_FFFF_FFFF_FFFF:016x}"
 
 
 class LoginSerializer(serializers.Serializer):

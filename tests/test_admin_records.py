@@ -1,0 +1,60 @@
+"""Records in the admin: browsed and deleted, never added or edited; a deletion marks the
+dataset changed, so the next import merges its file again instead of taking it as known."""
+
+import pytest
+
+from schedules.models import Dataset, Record
+from tests.factories import make_import
+from tests.importer_support import _fast_password_hashing, records, run_now  # noqa: F401
+
+pytestmark = pytest.mark.django_db
+
+BODY = "sku,name\nA-1,Anvil\nB-2,Bucket\n"
+
+
+@pytest.fixture
+def admin_client(client, django_user_model):
+    client.force_login(django_user_model.objects.create_superuser("root", "r@example.com", "x"))
+    return client
+
+
+def test_records_cannot_be_added_in_the_admin(admin_client):
+    assert admin_client.get("/admin/schedules/record/add/").status_code == 403
+
+
+def test_a_record_deleted_in_the_admin_comes_back_with_the_next_import(
+    admin_client, alice, csv_server
+):
+    # Given a file imported once (the dataset notes it)
+    imp = make_import(alice, csv_server.serve("/p.csv", BODY))
+    run_now(imp)
+    assert Dataset.objects.get(pk=imp.dataset_id).applied_digest
+    record = Record.objects.get(dataset=imp.dataset, key="B-2")
+
+    # When a staff user deletes one record in the admin
+    response = admin_client.post(f"/admin/schedules/record/{record.pk}/delete/", {"post": "yes"})
+    assert response.status_code == 302
+
+    # Then the dataset is marked changed and the same file brings the record back
+    assert Dataset.objects.get(pk=imp.dataset_id).applied_digest == ""
+    run = run_now(imp)
+    assert (run.rows_inserted, run.rows_unchanged) == (1, 1)
+    assert set(records(imp)) == {"A-1", "B-2"}
+
+
+def test_records_deleted_by_the_admin_action_mark_the_dataset_changed(
+    admin_client, alice, csv_server
+):
+    imp = make_import(alice, csv_server.serve("/p.csv", BODY))
+    run_now(imp)
+    ids = list(Record.objects.values_list("pk", flat=True))
+
+    response = admin_client.post(
+        "/admin/schedules/record/",
+        {"action": "delete_selected", "_selected_action": ids, "post": "yes"},
+    )
+
+    assert response.status_code == 302
+    assert not Record.objects.exists()
+    assert Dataset.objects.get(pk=imp.dataset_id).applied_digest == ""
+    assert run_now(imp).rows_inserted == 2

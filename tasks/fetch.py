@@ -7,6 +7,7 @@ import ipaddress
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -21,8 +22,30 @@ MAX_REDIRECTS = 5
 USER_AGENT = "importbeat/1.0"
 
 
+@dataclass(frozen=True)
+class Validators:
+    """What the server said identifies this version of the file (for a conditional GET)."""
+
+    etag: str = ""
+    last_modified: str = ""
+
+    def request_headers(self) -> dict[str, str]:
+        # RFC 9110: a server that knows ETags decides by If-None-Match and ignores the date.
+        if self.etag:
+            return {"If-None-Match": self.etag}
+        if self.last_modified:
+            return {"If-Modified-Since": self.last_modified}
+        return {}
+
+
+class NotModified(Exception):
+    """The server answered 304: the file is the version the validators named."""
+
+
 class ByteStream(io.RawIOBase):
     """A readable file over a response's chunks that counts bytes and enforces the size cap."""
+
+    validators = Validators()
 
     def __init__(
         self,
@@ -160,19 +183,28 @@ def classify_status(response: requests.Response) -> None:
     status = response.status_code
     if status == 429 or status >= 500:
         raise TransientImportError(f"the server answered HTTP {status} {response.reason}")
-    if status >= 400:
+    if status >= 300:
+        # 4xx, and a 3xx that is no redirect (300, or 304 to a request that was not
+        # conditional): nothing to import, and asking again will not change that.
         raise PermanentImportError(f"the server answered HTTP {status} {response.reason}")
 
 
 @contextmanager
 def open_source(
-    url: str, on_read: Callable[[int], None] | None = None
+    url: str,
+    on_read: Callable[[int], None] | None = None,
+    unless: Validators | None = None,
 ) -> Iterator[tuple[ByteStream, int | None]]:
     """Yield (byte stream, Content-Length or None) for `url`, following redirects by hand so
-    that every hop is checked against the private-address rule."""
+    that every hop is checked against the private-address rule.
+
+    With `unless`, the request is conditional: NotModified is raised when the server answers
+    that the file is still the version those validators name.
+    """
     timeout = (settings.FETCH_CONNECT_TIMEOUT_SECONDS, settings.FETCH_READ_TIMEOUT_SECONDS)
     with requests.Session() as session:
         session.headers["User-Agent"] = USER_AGENT
+        session.headers.update(unless.request_headers() if unless else {})
         session.mount("http://", GuardedAdapter())
         session.mount("https://", GuardedAdapter())
         for _hop in range(MAX_REDIRECTS + 1):
@@ -193,10 +225,14 @@ def open_source(
         else:
             raise PermanentImportError(f"more than {MAX_REDIRECTS} redirects")
         with response:
+            if response.status_code == 304 and unless:
+                raise NotModified
             classify_status(response)
             length = response.headers.get("Content-Length")
             chunks = response.iter_content(chunk_size=CHUNK_BYTES)
-            yield (
-                ByteStream(chunks, settings.MAX_IMPORT_BYTES, on_read),
-                int(length) if length and length.isdigit() else None,
+            stream = ByteStream(chunks, settings.MAX_IMPORT_BYTES, on_read)
+            stream.validators = Validators(
+                etag=response.headers.get("ETag", "")[:255],
+                last_modified=response.headers.get("Last-Modified", "")[:255],
             )
+            yield stream, int(length) if length and length.isdigit() else None

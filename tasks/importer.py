@@ -20,18 +20,21 @@ import io
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
+from typing import IO
 
 import psycopg
 from django.db import IntegrityError, OperationalError, connection, transaction
+from django.db.models import F
 
 from schedules.models import Dataset, ImportRun, Record, ScheduledImport
 from schedules.services import RunCounts
 
+from . import importer_digest as digest
 from . import importer_sql as q
 from . import importer_stage as stage
 from .errors import PermanentImportError, TransientImportError
-from .fetch import open_source
+from .fetch import NotModified, Validators, open_source
 
 logger = logging.getLogger("importbeat.importer")
 
@@ -64,21 +67,99 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
     counts = RunCounts()
     reporter = _ProgressReporter(run, counts, progress)
     try:
+        dataset = Dataset.objects.get(pk=imp.dataset_id)
+    except Dataset.DoesNotExist:
+        raise PermanentImportError("the import's dataset was deleted") from None
+    try:
         connection.ensure_connection()
-        with connection.cursor() as cursor:
+        with connection.cursor() as cursor, ExitStack() as stack:
             pg: psycopg.Cursor = cursor.cursor
             pg.execute(q.drop_staging())
-            with open_source(imp.source_url, on_read=reporter.bytes_read) as (raw, length):
-                reporter.bytes_total = length
-                with _timed("staging", run):
-                    layout = _stage(pg, imp, raw, reporter, counts)
+            known = _file_it_holds(imp, dataset)
+            try:
+                raw, reporter.bytes_total = stack.enter_context(
+                    open_source(
+                        imp.source_url,
+                        on_read=reporter.bytes_read,
+                        unless=_validators(known) if known else None,
+                    )
+                )
+            except NotModified:
+                _keep_source(run, known.file_digest, _validators(known))
+                return _unchanged(run, known, counts, "the server says the file is unchanged")
+            fetched = digest.DigestingReader(raw)
+            source: io.RawIOBase = fetched
+            downloaded: IO[bytes] | None = None
+            if known is not None:
+                # The dataset holds what one file made of it: read the whole download before
+                # staging anything, in case it is that file again.
+                downloaded = stack.enter_context(stage.new_spool())
+                with _timed("download", run):
+                    file_digest = digest.download_to(fetched, downloaded, reporter.report_if_due)
+                _keep_source(run, file_digest, raw.validators)
+                reporter.report()
+                if file_digest == known.file_digest:
+                    return _unchanged(run, known, counts, "the file has the same digest")
+                source = stage.Feed(downloaded.read)
+            with _timed("staging", run):
+                layout = _stage(pg, imp, source, reporter, counts, downloaded)
             reporter.report()
             if layout is not None:
-                _validate_and_merge(pg, run, layout, counts)
+                if known is None and fetched.at_end:
+                    _keep_source(run, fetched.hexdigest(), raw.validators)
+                _validate_and_merge(pg, run, layout, counts, dataset.version)
             pg.execute(q.drop_staging())
     except (OperationalError, psycopg.OperationalError) as error:
         raise TransientImportError(f"database error: {error}") from error
     return counts
+
+
+def _file_it_holds(imp: ScheduledImport, dataset: Dataset) -> ImportRun | None:
+    """The finished run whose file, imported under `imp`'s settings of today, made the dataset
+    what it is now; None when there is none (or it is gone, or the settings changed)."""
+    if not dataset.applied_digest or dataset.applied_run_id is None:
+        return None
+    finished = (ImportRun.Status.SUCCEEDED, ImportRun.Status.PARTIAL)
+    run = ImportRun.objects.filter(pk=dataset.applied_run_id, status__in=finished).first()
+    if run is None or digest.applied_key(imp, run.file_digest) != dataset.applied_digest:
+        return None
+    return run
+
+
+def _unchanged(run: ImportRun, known: ImportRun, counts: RunCounts, why: str) -> RunCounts:
+    """Importing the file again cannot change the dataset: count what it would count."""
+    logger.info(
+        "import %s: %s as run %s imported, and the dataset is unchanged since; nothing to write",
+        run.scheduled_import_id,
+        why,
+        known.pk,
+    )
+    _repeat_counts(known, counts)
+    return counts
+
+
+def _validators(run: ImportRun) -> Validators:
+    return Validators(etag=run.source_etag, last_modified=run.source_last_modified)
+
+
+def _keep_source(run: ImportRun, file_digest: str, validators: Validators) -> None:
+    """Note on the run which file it fetched: its digest and the server's validators."""
+    facts = {
+        "file_digest": file_digest,
+        "source_etag": validators.etag,
+        "source_last_modified": validators.last_modified,
+    }
+    for name, value in facts.items():
+        setattr(run, name, value)
+    ImportRun.objects.filter(pk=run.pk).update(**facts)
+
+
+def _repeat_counts(applied: ImportRun, counts: RunCounts) -> None:
+    """What importing the applied file again would count: every row it landed is unchanged."""
+    counts.rows_read = applied.rows_read
+    counts.rows_failed = applied.rows_failed
+    counts.rows_unchanged = applied.rows_inserted + applied.rows_updated + applied.rows_unchanged
+    counts.row_errors = list(applied.error_details.get("rows", []))
 
 
 def _stage(
@@ -87,8 +168,13 @@ def _stage(
     raw: io.RawIOBase,
     reporter: _ProgressReporter,
     counts: RunCounts,
+    downloaded: IO[bytes] | None = None,
 ) -> q.Layout | None:
-    """Stage every row of the file; None for a file without rows or header (nothing to do)."""
+    """Stage every row of the file; None for a file without rows or header (nothing to do).
+
+    `downloaded` is the whole file already on disk (what `raw` reads): a file COPY rejects is
+    then read again from there instead of being spooled a second time.
+    """
     prefix, end = stage.read_prefix(raw.read)
     if not prefix.strip():
         if imp.has_header:
@@ -108,7 +194,7 @@ def _stage(
         reporter.report()
 
     refusal = stage.fast_path_refusal(imp, first_record)
-    with stage.new_spool() as spool:
+    with stage.new_spool() if downloaded is None else stage.Discard() as spool:
         spool.write(prefix)
         if not refusal:
             pg.execute(q.create_raw_table(layout, header_lines + 1))
@@ -125,9 +211,13 @@ def _stage(
         logger.info("import %s: parsing in Python: %s", imp.pk, refusal)
         pg.execute(q.drop_staging())
         pg.execute(q.create_raw_table(layout, 1))
-        spool.seek(0)
-        # The spool holds what was read so far; the rest still comes from the download.
-        source = stage.Feed(lambda size: spool.read(size) or raw.read(size))
+        if downloaded is not None:
+            downloaded.seek(0)
+            source = stage.Feed(downloaded.read)
+        else:
+            spool.seek(0)
+            # The spool holds what was read so far; the rest still comes from the download.
+            source = stage.Feed(lambda size: spool.read(size) or raw.read(size))
         staged = stage.copy_parsed(pg, layout, imp, source, reporter.due, report)
         counts.rows_read = staged.rows
     return layout
@@ -145,19 +235,34 @@ def _settle_fast_path(pg: psycopg.Cursor, layout: q.Layout, staged: stage.Staged
 
 
 def _validate_and_merge(
-    pg: psycopg.Cursor, run: ImportRun, layout: q.Layout, counts: RunCounts
+    pg: psycopg.Cursor, run: ImportRun, layout: q.Layout, counts: RunCounts, version: int
 ) -> None:
+    """Validate the staged rows and merge the good ones; `version` is the dataset's at start."""
     imp = run.scheduled_import
     with _timed("analyze", run):
         # Temp tables are never auto-analyzed. Without statistics the planner guesses that
         # few staged rows pass `problem IS NULL` and probes the records index once per row
         # (measured 4 s for a million) instead of one hash join (1.5 s).
         _analyze(pg, q.RAW, "key", "problem")
-    with _work_mem(pg):
-        with _timed("bad rows", run):
-            pg.execute(q.find_bad_rows(layout))
-        with _timed("repeated keys", run):
-            pg.execute(q.find_repeated_keys())
+    with _work_mem(pg), _timed("bad rows", run):
+        pg.execute(q.find_bad_rows(layout))
+    _analyze(pg, q.BAD)
+    record = Record._meta.db_table
+    pg.execute(q.dataset_has_records(record, imp.dataset_id))
+    first_load = not pg.fetchone()[0]
+    pg.execute(q.any_rows(q.BAD))
+    if first_load and not pg.fetchone()[0]:
+        # Every staged row is good and the dataset is empty: the records' unique index will
+        # refuse a key that repeats, so the file is only searched for repeated keys (a sort of
+        # every key: 1 s a million) when that happens.
+        try:
+            _write(pg, run, layout, counts, version, first_load=True, keys_checked=False)
+            return
+        except _RepeatedKey:
+            logger.info("import %s: a key repeats; searching the file for repeated keys", imp.pk)
+    with _work_mem(pg), _timed("repeated keys", run):
+        pg.execute(q.find_repeated_keys())
+    _analyze(pg, q.DUPES)
     pg.execute(q.count_failed_rows())
     counts.rows_failed = pg.fetchone()[0]
     if counts.rows_failed:
@@ -166,18 +271,33 @@ def _validate_and_merge(
             {"line": line, "column": column, "value": value, "reason": reason}
             for line, column, value, reason in pg.fetchall()
         ]
-    _analyze(pg, q.BAD)
-    _analyze(pg, q.DUPES)
-    record = Record._meta.db_table
-    pg.execute(q.dataset_has_records(record, imp.dataset_id))
-    first_load = not pg.fetchone()[0]
     if not first_load:
         with _timed("changes", run), _work_mem(pg):
             pg.execute(q.find_changes(record, imp.dataset_id, counts.rows_failed > 0))
             _analyze(pg, q.CHANGES)
+    _write(pg, run, layout, counts, version, first_load=first_load, keys_checked=True)
+
+
+class _RepeatedKey(Exception):
+    """A first load met a key twice before the file was searched for repeated keys."""
+
+
+def _write(
+    pg: psycopg.Cursor,
+    run: ImportRun,
+    layout: q.Layout,
+    counts: RunCounts,
+    version: int,
+    *,
+    first_load: bool,
+    keys_checked: bool,
+) -> None:
+    """Write the changes in one transaction and note which file the dataset now holds."""
+    imp = run.scheduled_import
+    record = Record._meta.db_table
     try:
         with _timed("write and commit", run), _work_mem(pg), transaction.atomic():
-            _lock_dataset(pg, imp.dataset_id)
+            vouched = _lock_dataset(imp.dataset_id) == version
             if not first_load:
                 pg.execute(q.update_changed(layout, record, run.pk))
                 counts.rows_updated = pg.rowcount
@@ -197,7 +317,18 @@ def _validate_and_merge(
                 # deletes.
                 pg.execute(q.delete_absent(record, imp.dataset_id))
                 counts.rows_deleted = pg.rowcount
+            # Another import merged in between: its rows may differ from this file's, so this
+            # file no longer describes the dataset.
+            Dataset.objects.filter(pk=imp.dataset_id).update(
+                version=F("version") + 1,
+                applied_digest=(
+                    digest.applied_key(imp, run.file_digest) if vouched and run.file_digest else ""
+                ),
+                applied_run=run if vouched else None,
+            )
     except (IntegrityError, psycopg.errors.UniqueViolation) as error:
+        if not keys_checked:
+            raise _RepeatedKey from error
         raise TransientImportError(
             "another import wrote the same keys of this dataset at the same time; "
             f"will retry ({error})"
@@ -207,10 +338,18 @@ def _validate_and_merge(
     )
 
 
-def _lock_dataset(pg: psycopg.Cursor, dataset_id: int) -> None:
-    pg.execute(q.lock_dataset(Dataset._meta.db_table, dataset_id))
-    if pg.fetchone() is None:
+def _lock_dataset(dataset_id: int) -> int:
+    """Hold the dataset row for the merge and return its version.
+
+    Records have no database foreign key (its check ran once per written row); this one lock
+    is what that check took a million times: the dataset cannot be deleted under the merge.
+    It also makes merges into one dataset take turns, so each sees the version it bumps.
+    """
+    locked = Dataset.objects.select_for_update(no_key=True).filter(pk=dataset_id)
+    version = locked.values_list("version", flat=True).first()
+    if version is None:
         raise PermanentImportError("the import's dataset was deleted during the run")
+    return version
 
 
 def _analyze(pg: psycopg.Cursor, table: str, *columns: str) -> None:
@@ -252,6 +391,10 @@ class _ProgressReporter:
 
     def due(self) -> bool:
         return time.monotonic() - self._last >= PROGRESS_EVERY_SECONDS
+
+    def report_if_due(self) -> None:
+        if self.due():
+            self.report()
 
     def report(self) -> None:
         from schedules.services import record_progress

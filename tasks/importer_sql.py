@@ -80,7 +80,8 @@ def create_raw_table(layout: Layout, first_line: int) -> sql.Composed:
         " problem text,"
         " {columns},"
         " key text GENERATED ALWAYS AS ({key}) STORED,"
-        " content_hash text GENERATED ALWAYS AS (md5({signature} || chr(30) || {joined})) STORED"
+        " content_hash bigint GENERATED ALWAYS AS"
+        "  (hashtextextended({signature} || chr(30) || {joined}, 0)) STORED"
         ")"
     ).format(
         raw=sql.Identifier(RAW),
@@ -338,6 +339,10 @@ def _winning_valid_rows(alias: str, any_failed: bool) -> sql.Composed:
     )
 
 
+def any_rows(table: str) -> sql.Composed:
+    return sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table))
+
+
 def dataset_has_records(record_table: str, dataset_id: int) -> sql.Composed:
     return sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE dataset_id = {})").format(
         sql.Identifier(record_table), _lit(dataset_id)
@@ -433,17 +438,6 @@ def delete_absent(record_table: str, dataset_id: int) -> sql.Composed:
         "DELETE FROM {record} r WHERE r.dataset_id = {dataset}"
         " AND NOT EXISTS (SELECT 1 FROM {raw} s WHERE s.key = r.key)"
     ).format(record=sql.Identifier(record_table), dataset=_lit(dataset_id), raw=sql.Identifier(RAW))
-
-
-def lock_dataset(dataset_table: str, dataset_id: int) -> sql.Composed:
-    """Hold the dataset row for the merge; no row means the dataset is gone.
-
-    Records have no database foreign key (its check ran once per written row); this one lock
-    is what that check took a million times: the dataset cannot be deleted under the merge.
-    """
-    return sql.SQL("SELECT 1 FROM {} WHERE id = {} FOR KEY SHARE").format(
-        sql.Identifier(dataset_table), _lit(dataset_id)
-    )
 
 
 def drop_staging() -> sql.Composed:

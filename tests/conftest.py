@@ -51,15 +51,25 @@ class Route:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     chunk_delay: float = 0.0
+    # Validators for conditional requests: a request naming them gets 304 Not Modified.
+    etag: str = ""
+    last_modified: str = ""
+
+    def not_modified(self, request_headers) -> bool:
+        if self.etag and request_headers.get("If-None-Match"):
+            return request_headers["If-None-Match"] == self.etag
+        since = request_headers.get("If-Modified-Since")
+        return bool(self.last_modified and since == self.last_modified)
 
 
 class CsvServer:
-    """Serves routes set by the test; counts requests per path."""
+    """Serves routes set by the test; counts requests per path and keeps their headers."""
 
     def __init__(self) -> None:
         self.routes: dict[str, Route | Callable[[], Route]] = {}
         self.hits: dict[str, int] = {}
-        routes, hits = self.routes, self.hits
+        self.requests: list[tuple[str, dict[str, str]]] = []
+        routes, hits, requests = self.routes, self.hits, self.requests
 
         class Handler(http.server.BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
@@ -72,8 +82,20 @@ class CsvServer:
                     route = route()
                 if route is None:
                     route = Route(b"not found", 404)
+                requests.append((path, dict(self.headers)))
+                if route.not_modified(self.headers):
+                    self.send_response(304)
+                    if route.etag:
+                        self.send_header("ETag", route.etag)
+                    self.end_headers()
+                    return
                 self.send_response(route.status)
-                headers = {"Content-Type": "text/csv", **route.headers}
+                validators = {"ETag": route.etag, "Last-Modified": route.last_modified}
+                headers = {
+                    "Content-Type": "text/csv",
+                    **{name: value for name, value in validators.items() if value},
+                    **route.headers,
+                }
                 for name, value in headers.items():
                     self.send_header(name, value)
                 if "Content-Length" not in headers:

@@ -57,3 +57,26 @@ def test_a_bad_last_occurrence_still_wins_and_nothing_is_written_for_the_key(ali
     # Then the earlier row is superseded and the later one is bad: A-1 is not written
     assert run.rows_failed == 2
     assert records(imp) == {}
+
+
+@both_paths
+def test_a_key_repeated_in_a_later_file_also_lets_the_last_occurrence_win(alice, csv_server):
+    # Given a dataset that already holds A-1 and B-2
+    imp = make_import(alice, csv_server.serve("/p.csv", "sku,price\nA-1,1\nB-2,2\n"))
+    run_now(imp)
+
+    # When a new file repeats A-1 (and the repeated key is new to the dataset for C-3)
+    csv_server.serve("/p.csv", "sku,price\nA-1,5\nC-3,1\nA-1,6\nC-3,2\nB-2,2\n")
+    run = run_now(imp)
+
+    # Then the last occurrences win, the earlier ones are reported
+    assert records(imp) == {
+        "A-1": {"sku": "A-1", "price": "6"},
+        "B-2": {"sku": "B-2", "price": "2"},
+        "C-3": {"sku": "C-3", "price": "2"},
+    }
+    assert row_errors(run) == [
+        (2, "sku", "key repeated; superseded by line 4"),
+        (3, "sku", "key repeated; superseded by line 5"),
+    ]
+    assert (run.rows_inserted, run.rows_updated, run.rows_unchanged) == (1, 1, 1)

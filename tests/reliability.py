@@ -13,6 +13,7 @@ import psutil
 import redis
 
 from schedules.models import ImportRun, Record, ScheduledImport
+from tests.conftest import wait_for
 
 # Environment of the processes these tests start: short leases and a fast sweep, so that a
 # crash is detected in seconds (production defaults are 60 s and 60 s).
@@ -22,6 +23,15 @@ FAST = {
     "MAINTENANCE_INTERVAL_SECONDS": "2",
     "WORKER_CONCURRENCY": "1",
 }
+
+
+def wait_for_download(csv_server, run: ImportRun, what: str = "", path: str = "/big.csv") -> None:
+    """Until a worker runs `run` and has asked the CSV server for its file."""
+    wait_for(
+        lambda: csv_server.hits.get(path) and ImportRun.objects.get(pk=run.pk).status == "running",
+        30,
+        what="the download to start\n" + what,
+    )
 
 
 def big_csv(rows: int) -> bytes:

@@ -10,7 +10,7 @@ from schedules import services
 from schedules.models import ImportRun
 from tests.conftest import wait_for
 from tests.factories import make_import
-from tests.reliability import FAST, big_csv, figures
+from tests.reliability import FAST, big_csv, figures, wait_for_download
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -34,13 +34,7 @@ def test_a_run_whose_database_connection_is_dropped_retries_and_finishes(
     imp = make_import(alice, url, retry_backoff_seconds=1, retry_backoff_max_seconds=2)
     processes.start("worker", **FAST)
     run = services.enqueue_run(imp, trigger="manual", user=alice)
-    wait_for(
-        lambda: (
-            csv_server.hits.get("/big.csv") and ImportRun.objects.get(pk=run.pk).status == "running"
-        ),
-        30,
-        what="the download to start\n" + processes.logs(),
-    )
+    wait_for_download(csv_server, run, processes.logs())
 
     # When PostgreSQL terminates every connection of the worker mid-import
     time.sleep(1)

@@ -12,7 +12,7 @@ from schedules.models import ImportRun
 from tasks.tasks import execute_run
 from tests.conftest import wait_for
 from tests.factories import make_import
-from tests.reliability import FAST, big_csv, figures, redis_server
+from tests.reliability import FAST, big_csv, figures, redis_server, wait_for_download
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -42,14 +42,7 @@ def test_a_run_survives_a_redis_restart_and_the_worker_serves_the_next_run(
         processes.start("worker", **env)
         run = enqueue(imp, alice)
         send(run, server.url)
-        wait_for(
-            lambda: (
-                csv_server.hits.get("/big.csv")
-                and ImportRun.objects.get(pk=run.pk).status == "running"
-            ),
-            30,
-            what="the download to start\n" + processes.logs(),
-        )
+        wait_for_download(csv_server, run, processes.logs())
 
         # When Redis dies mid-import and comes back empty three seconds later
         time.sleep(1)

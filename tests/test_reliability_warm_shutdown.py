@@ -8,9 +8,8 @@ import pytest
 
 from schedules import services
 from schedules.models import ImportRun
-from tests.conftest import wait_for
 from tests.factories import make_import
-from tests.reliability import FAST, big_csv, figures
+from tests.reliability import FAST, big_csv, figures, wait_for_download
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -22,13 +21,7 @@ def test_a_warm_shutdown_lets_the_running_import_finish(alice, csv_server, proce
     imp = make_import(alice, url)
     worker = processes.start("worker", **FAST)
     run = services.enqueue_run(imp, trigger="manual", user=alice)
-    wait_for(
-        lambda: (
-            csv_server.hits.get("/big.csv") and ImportRun.objects.get(pk=run.pk).status == "running"
-        ),
-        30,
-        what="the download to start\n" + processes.logs(),
-    )
+    wait_for_download(csv_server, run, processes.logs())
 
     # When the worker's main process gets SIGTERM mid-import (what docker stop sends)
     os.kill(worker.pid, signal.SIGTERM)

@@ -12,7 +12,7 @@ from schedules import services
 from schedules.models import ImportRun
 from tests.conftest import wait_for
 from tests.factories import make_import
-from tests.reliability import FAST, big_csv, figures, pool_children
+from tests.reliability import FAST, big_csv, figures, pool_children, wait_for_download
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -24,13 +24,7 @@ def start_slow_run(alice, csv_server, processes):
     url = csv_server.serve("/big.csv", big_csv(ROWS), chunk_delay=0.5)
     imp = make_import(alice, url, retry_backoff_seconds=1)
     run = services.enqueue_run(imp, trigger="manual", user=alice)
-    wait_for(
-        lambda: (
-            csv_server.hits.get("/big.csv") and ImportRun.objects.get(pk=run.pk).status == "running"
-        ),
-        30,
-        what="the download to start\n" + processes.logs(),
-    )
+    wait_for_download(csv_server, run, processes.logs())
     time.sleep(1.5)  # well into the download
     return imp, ImportRun.objects.get(pk=run.pk)
 

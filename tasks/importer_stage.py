@@ -20,7 +20,7 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 
 import psycopg
-from django.db import DataError, transaction
+from django.db import DatabaseError, DataError, transaction
 
 from schedules.models import ScheduledImport
 
@@ -239,11 +239,16 @@ def copy_raw(
                 break
             spool.write(block)
         close()
-    except (psycopg.errors.DataError, DataError) as error:
+    except BaseException as error:
         if segment is not None:
-            # Unwind the COPY and roll back its transaction (or savepoint).
-            with suppress(psycopg.Error, DataError):
+            # Whatever stopped the COPY (a refused row, a download that broke off, a lost
+            # connection): end it and roll back its transaction (or savepoint). Left open, the
+            # connection stays in COPY mode, and Django inside an atomic block, so the next
+            # query on it would wait forever.
+            with suppress(psycopg.Error, DatabaseError):
                 segment.__exit__(type(error), error, error.__traceback__)
+        if not isinstance(error, psycopg.errors.DataError | DataError):
+            raise
         while chunk := read(CHUNK_BYTES):
             spool.write(chunk)
         raise CopyRejected(str(error).splitlines()[0]) from error

@@ -183,5 +183,11 @@ def _drop_broken_connection() -> None:
     Django reconnects only at request boundaries; a worker recording a failure right after
     PostgreSQL dropped it would otherwise fail on the same dead connection.
     """
-    if connection.connection is not None and not connection.is_usable():
+    raw = connection.connection
+    if raw is None:
+        return
+    # A statement still in progress (a COPY an error interrupted) would make the usability
+    # probe wait forever for the end of it.
+    busy = raw.info.transaction_status == psycopg.pq.TransactionStatus.ACTIVE
+    if busy or not connection.is_usable():
         connection.close()

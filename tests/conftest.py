@@ -54,6 +54,10 @@ class Route:
     # Validators for conditional requests: a request naming them gets 304 Not Modified.
     etag: str = ""
     last_modified: str = ""
+    # Cut the connection after this many bytes of the body (a download that breaks off).
+    cut_after: int | None = None
+    # Called with the number of bytes sent so far after every chunk of the body.
+    after_chunk: Callable[[int], None] | None = None
 
     def not_modified(self, request_headers) -> bool:
         if self.etag and request_headers.get("If-None-Match"):
@@ -102,13 +106,19 @@ class CsvServer:
                     self.send_header("Content-Length", str(len(route.body)))
                 self.end_headers()
                 step = 64 * 1024
-                for start in range(0, len(route.body), step):
+                body = route.body[: route.cut_after]
+                for start in range(0, len(body), step):
                     try:
-                        self.wfile.write(route.body[start : start + step])
+                        self.wfile.write(body[start : start + step])
+                        self.wfile.flush()
                     except (BrokenPipeError, ConnectionResetError):
                         return
+                    if route.after_chunk:
+                        route.after_chunk(start + len(body[start : start + step]))
                     if route.chunk_delay:
                         time.sleep(route.chunk_delay)
+                if route.cut_after is not None:
+                    self.close_connection = True
 
             def log_message(self, *args) -> None:
                 pass

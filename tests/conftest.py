@@ -240,6 +240,16 @@ def processes(tmp_path) -> Iterator[Processes]:
     procs.stop_all()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failed test that started processes shows their logs as they were at the failure."""
+    report = yield
+    procs = getattr(item, "funcargs", {}).get("processes")
+    if report.when == "call" and report.failed and isinstance(procs, Processes):
+        report.sections.append(("logs of the started processes, at the failure", procs.logs()))
+    return report
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.25, what=""):
     """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -20,9 +20,6 @@ class Dataset(models.Model):
     )
     name = models.SlugField(max_length=100)
     created_at = models.DateTimeField(default=now)
-    # Bumped by every import that merges into the dataset and by any other write to its
-    # records: a merge that finds it moved since the run began cannot vouch for the result.
-    version = models.PositiveBigIntegerField(default=0)
     # Which file, under which import settings, produced the records as they are now (a SHA-256
     # of both, tasks.importer_digest.applied_key), and that run; blank when unknown. A run
     # fetching that file with those settings has nothing to write and repeats the counts.

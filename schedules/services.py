@@ -55,19 +55,35 @@ def get_or_create_dataset(owner: AbstractBaseUser, name: str) -> Dataset:
 
 @transaction.atomic
 def delete_records(records: QuerySet[Record]) -> int:
-    """Delete records by hand (the admin); their datasets no longer match any imported file."""
-    with transaction.atomic():
-        dataset_ids = set(records.values_list("dataset_id", flat=True).distinct())
-        deleted, _ = records.delete()
-        mark_datasets_changed(dataset_ids)
+    """Delete records by hand (the admin); their datasets no longer match any imported file.
+
+    The datasets are locked first, as an import's merge locks its dataset before it touches
+    records: a deletion and a merge of one dataset take turns instead of deadlocking.
+    """
+    dataset_ids = lock_datasets(records.order_by().values_list("dataset_id", flat=True).distinct())
+    deleted, _ = records.delete()
+    mark_datasets_changed(dataset_ids)
     return deleted
+
+
+def lock_datasets(dataset_ids: Iterable[int]) -> list[int]:
+    """Lock these datasets' rows until the transaction ends; return the ids that still exist.
+
+    Every writer of records takes this lock first (an import's merge, a deletion by hand), so
+    writers of one dataset take turns, always in the same order. Readers are not blocked;
+    deleting the dataset itself waits for the lock.
+    """
+    return list(
+        Dataset.objects.select_for_update(no_key=True)
+        .filter(pk__in=list(dataset_ids))
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
 
 
 def mark_datasets_changed(dataset_ids: Iterable[int]) -> None:
     """The next import of these datasets merges its file even if it is the one applied last."""
-    Dataset.objects.filter(pk__in=list(dataset_ids)).update(
-        version=F("version") + 1, applied_digest="", applied_run=None
-    )
+    Dataset.objects.filter(pk__in=list(dataset_ids)).update(applied_digest="", applied_run=None)
 
 
 def create_import(owner: AbstractBaseUser, *, dataset: str, **fields: Any) -> ScheduledImport:

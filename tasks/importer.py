@@ -25,10 +25,9 @@ from typing import IO
 
 import psycopg
 from django.db import IntegrityError, OperationalError, connection, transaction
-from django.db.models import F
 
 from schedules.models import Dataset, ImportRun, Record, ScheduledImport
-from schedules.services import RunCounts
+from schedules.services import RunCounts, lock_datasets
 
 from . import importer_digest as digest
 from . import importer_sql as q
@@ -107,7 +106,7 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
             if layout is not None:
                 if known is None and fetched.at_end:
                     _keep_source(run, fetched.hexdigest(), raw.validators)
-                _validate_and_merge(pg, run, layout, counts, dataset.version)
+                _validate_and_merge(pg, run, layout, counts)
             pg.execute(q.drop_staging())
     except (OperationalError, psycopg.OperationalError) as error:
         raise TransientImportError(f"database error: {error}") from error
@@ -235,9 +234,9 @@ def _settle_fast_path(pg: psycopg.Cursor, layout: q.Layout, staged: stage.Staged
 
 
 def _validate_and_merge(
-    pg: psycopg.Cursor, run: ImportRun, layout: q.Layout, counts: RunCounts, version: int
+    pg: psycopg.Cursor, run: ImportRun, layout: q.Layout, counts: RunCounts
 ) -> None:
-    """Validate the staged rows and merge the good ones; `version` is the dataset's at start."""
+    """Validate the staged rows and merge the good ones into the dataset."""
     imp = run.scheduled_import
     with _timed("analyze", run):
         # Temp tables are never auto-analyzed. Without statistics the planner guesses that
@@ -247,58 +246,77 @@ def _validate_and_merge(
     with _work_mem(pg), _timed("bad rows", run):
         pg.execute(q.find_bad_rows(layout))
     _analyze(pg, q.BAD)
-    record = Record._meta.db_table
-    pg.execute(q.dataset_has_records(record, imp.dataset_id))
-    first_load = not pg.fetchone()[0]
     pg.execute(q.any_rows(q.BAD))
-    if first_load and not pg.fetchone()[0]:
-        # Every staged row is good and the dataset is empty: the records' unique index will
-        # refuse a key that repeats, so the file is only searched for repeated keys (a sort of
-        # every key: 1 s a million) when that happens.
-        try:
-            _write(pg, run, layout, counts, version, first_load=True, keys_checked=False)
-            return
-        except _RepeatedKey:
-            logger.info("import %s: a key repeats; searching the file for repeated keys", imp.pk)
-    with _work_mem(pg), _timed("repeated keys", run):
+    # With no bad row, a first load leaves repeated keys to the records' unique index (the
+    # search for them sorts every key: 1 s a million), and searches only when it refuses one.
+    keys_checked = bool(pg.fetchone()[0])
+    if keys_checked:
+        with _work_mem(pg):
+            _report_failed_rows(pg, run, layout, counts)
+    try:
+        _merge(pg, run, layout, counts, keys_checked=keys_checked)
+    except _RepeatedKey:
+        logger.info("import %s: a key repeats; searching the file for repeated keys", imp.pk)
+        with _work_mem(pg):
+            _report_failed_rows(pg, run, layout, counts)
+        _merge(pg, run, layout, counts, keys_checked=True)
+
+
+def _report_failed_rows(
+    pg: psycopg.Cursor, run: ImportRun, layout: q.Layout, counts: RunCounts
+) -> None:
+    """Mark the rows a later row with the same key supersedes; count and list every failed row.
+
+    Sorts every key: the caller raises work_mem (`_work_mem`).
+    """
+    with _timed("repeated keys", run):
         pg.execute(q.find_repeated_keys())
     _analyze(pg, q.DUPES)
     pg.execute(q.count_failed_rows())
     counts.rows_failed = pg.fetchone()[0]
+    counts.row_errors = []
     if counts.rows_failed:
         pg.execute(q.first_row_errors(layout))
         counts.row_errors = [
             {"line": line, "column": column, "value": value, "reason": reason}
             for line, column, value, reason in pg.fetchall()
         ]
-    if not first_load:
-        with _timed("changes", run), _work_mem(pg):
-            pg.execute(q.find_changes(record, imp.dataset_id, counts.rows_failed > 0))
-            _analyze(pg, q.CHANGES)
-    _write(pg, run, layout, counts, version, first_load=first_load, keys_checked=True)
 
 
 class _RepeatedKey(Exception):
     """A first load met a key twice before the file was searched for repeated keys."""
 
 
-def _write(
+def _merge(
     pg: psycopg.Cursor,
     run: ImportRun,
     layout: q.Layout,
     counts: RunCounts,
-    version: int,
     *,
-    first_load: bool,
     keys_checked: bool,
 ) -> None:
-    """Write the changes in one transaction and note which file the dataset now holds."""
+    """Write the changes in one transaction and note which file the dataset now holds.
+
+    The dataset row is locked before the changes are worked out, so merges into one dataset
+    take turns: each compares the file with the records as the previous merge left them, and
+    the dataset ends as this file made it.
+    """
     imp = run.scheduled_import
     record = Record._meta.db_table
     try:
-        with _timed("write and commit", run), _work_mem(pg), transaction.atomic():
-            vouched = _lock_dataset(imp.dataset_id) == version
+        with _timed("merge and commit", run), _work_mem(pg), transaction.atomic():
+            _lock_dataset(imp.dataset_id)
+            pg.execute(q.dataset_has_records(record, imp.dataset_id))
+            first_load = not pg.fetchone()[0]
+            if not first_load and not keys_checked:
+                # Only an empty dataset lets the unique index stand in for the search.
+                _report_failed_rows(pg, run, layout, counts)
+                keys_checked = True
+            counts.rows_updated = 0
             if not first_load:
+                with _timed("changes", run):
+                    pg.execute(q.find_changes(record, imp.dataset_id, counts.rows_failed > 0))
+                    _analyze(pg, q.CHANGES)
                 pg.execute(q.update_changed(layout, record, run.pk))
                 counts.rows_updated = pg.rowcount
             pg.execute(
@@ -312,44 +330,33 @@ def _write(
                 )
             )
             counts.rows_inserted = pg.rowcount
+            counts.rows_deleted = 0
             if imp.mode == ScheduledImport.Mode.SYNC:
                 # Only reached once the whole file was staged: a broken download never
                 # deletes.
                 pg.execute(q.delete_absent(record, imp.dataset_id))
                 counts.rows_deleted = pg.rowcount
-            # Another import merged in between: its rows may differ from this file's, so this
-            # file no longer describes the dataset.
+            applied = digest.applied_key(imp, run.file_digest) if run.file_digest else ""
             Dataset.objects.filter(pk=imp.dataset_id).update(
-                version=F("version") + 1,
-                applied_digest=(
-                    digest.applied_key(imp, run.file_digest) if vouched and run.file_digest else ""
-                ),
-                applied_run=run if vouched else None,
+                applied_digest=applied, applied_run=run if applied else None
             )
     except (IntegrityError, psycopg.errors.UniqueViolation) as error:
         if not keys_checked:
             raise _RepeatedKey from error
-        raise TransientImportError(
-            "another import wrote the same keys of this dataset at the same time; "
-            f"will retry ({error})"
-        ) from error
+        raise
     counts.rows_unchanged = (
         counts.rows_read - counts.rows_failed - counts.rows_inserted - counts.rows_updated
     )
 
 
-def _lock_dataset(dataset_id: int) -> int:
-    """Hold the dataset row for the merge and return its version.
+def _lock_dataset(dataset_id: int) -> None:
+    """Hold the dataset row until the merge commits (`services.lock_datasets`).
 
     Records have no database foreign key (its check ran once per written row); this one lock
     is what that check took a million times: the dataset cannot be deleted under the merge.
-    It also makes merges into one dataset take turns, so each sees the version it bumps.
     """
-    locked = Dataset.objects.select_for_update(no_key=True).filter(pk=dataset_id)
-    version = locked.values_list("version", flat=True).first()
-    if version is None:
+    if not lock_datasets([dataset_id]):
         raise PermanentImportError("the import's dataset was deleted during the run")
-    return version
 
 
 def _analyze(pg: psycopg.Cursor, table: str, *columns: str) -> None:

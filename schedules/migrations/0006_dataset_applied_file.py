@@ -22,11 +22,6 @@ class Migration(migrations.Migration):
             field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='+', to='schedules.importrun'),
         ),
         migrations.AddField(
-            model_name='dataset',
-            name='version',
-            field=models.PositiveBigIntegerField(default=0),
-        ),
-        migrations.AddField(
             model_name='importrun',
             name='file_digest',
             field=models.CharField(blank=True, max_length=64),

@@ -36,6 +36,14 @@ def bob(django_user_model):
 
 
 @pytest.fixture(autouse=True)
+def _fast_password_hashing(request, settings):
+    # Users are created per test, and Django's default hasher spends ~0.5 s on each. Processes
+    # a test starts keep the default hashers, so their users' passwords stay verifiable there.
+    if request.node.get_closest_marker("processes") is None:
+        settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _allow_local_sources(settings):
     # The suite's CSV servers listen on loopback, which importbeat refuses by default.
     settings.ALLOWED_PRIVATE_HOSTS = ["127.0.0.1"]

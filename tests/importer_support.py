@@ -34,9 +34,3 @@ def staging_path(request, monkeypatch) -> str:
 
 # Marks a test to run on both staging paths (the fixture is imported by the test module).
 both_paths = pytest.mark.usefixtures("staging_path")
-
-
-@pytest.fixture(autouse=True)
-def _fast_password_hashing(settings):
-    # alice and bob are created per test; Django's default hasher spends ~0.5 s on each.
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

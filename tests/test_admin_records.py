@@ -5,7 +5,7 @@ import pytest
 
 from schedules.models import Dataset, Record
 from tests.factories import make_import
-from tests.importer_support import _fast_password_hashing, records, run_now  # noqa: F401
+from tests.importer_support import records, run_now
 
 pytestmark = pytest.mark.django_db
 

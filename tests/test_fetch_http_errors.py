@@ -7,7 +7,6 @@ from tasks import runner
 from tasks.errors import PermanentImportError, TransientImportError
 from tasks.fetch import open_source
 from tests.factories import make_import
-from tests.importer_support import _fast_password_hashing  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 

@@ -8,7 +8,6 @@ from tasks.errors import TransientImportError
 from tasks.fetch import open_source
 from tests.factories import make_import
 from tests.importer_support import (
-    _fast_password_hashing,  # noqa: F401
     run_now,
 )
 

@@ -12,7 +12,6 @@ from tasks import fetch
 from tasks.errors import PermanentImportError
 from tests.factories import PRODUCTS_CSV, make_import
 from tests.importer_support import (
-    _fast_password_hashing,  # noqa: F401
     run_now,
 )
 

@@ -4,7 +4,6 @@ import pytest
 
 from tests.factories import make_import
 from tests.importer_support import (  # noqa: F401
-    _fast_password_hashing,
     both_paths,
     records,
     row_errors,

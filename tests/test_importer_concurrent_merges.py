@@ -9,7 +9,7 @@ from django.db import connection
 from schedules.models import ImportRun
 from tasks import importer
 from tests.factories import make_import
-from tests.importer_support import _fast_password_hashing, records, run_now  # noqa: F401
+from tests.importer_support import records, run_now
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -8,7 +8,6 @@ from schedules.models import ImportRun
 from tasks import importer
 from tasks.errors import TransientImportError
 from tests.factories import PRODUCTS_CSV, make_import
-from tests.importer_support import _fast_password_hashing  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 

@@ -14,7 +14,7 @@ from django.db import connection
 from schedules.models import Record
 from tests.conftest import Route
 from tests.factories import make_import
-from tests.importer_support import _fast_password_hashing, run_now  # noqa: F401
+from tests.importer_support import run_now
 from tests.reliability import big_csv
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -8,7 +8,6 @@ from django.db import connections
 from schedules.models import ImportRun
 from tasks import importer, runner
 from tests.factories import make_import
-from tests.importer_support import _fast_password_hashing  # noqa: F401
 
 BODY = "sku,name\n" + "".join(f"K-{i:06d},name {i}\n" for i in range(40_000))
 

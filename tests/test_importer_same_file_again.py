@@ -14,8 +14,7 @@ from schedules import services
 from schedules.models import Dataset, ImportRun, Record
 from tasks.importer_digest import applied_key
 from tests.factories import make_import
-from tests.importer_support import (  # noqa: F401
-    _fast_password_hashing,
+from tests.importer_support import (
     records,
     row_errors,
     run_now,

@@ -13,7 +13,6 @@ from schedules.services import mark_datasets_changed
 from tasks import importer_stage
 from tests.factories import make_import
 from tests.importer_support import (  # noqa: F401
-    _fast_password_hashing,
     both_paths,
     run_now,
     staging_path,

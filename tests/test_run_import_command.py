@@ -12,7 +12,6 @@ from schedules.models import ImportRun
 from tests.conftest import BASE_DIR
 from tests.conftest import test_database_url as database_url
 from tests.factories import PRODUCTS_CSV, make_import
-from tests.importer_support import _fast_password_hashing  # noqa: F401
 
 pytestmark = pytest.mark.django_db
 

@@ -247,28 +247,18 @@ def _validate_and_merge(
         pg.execute(q.find_bad_rows(layout))
     _analyze(pg, q.BAD)
     pg.execute(q.any_rows(q.BAD))
-    # With no bad row, a first load leaves repeated keys to the records' unique index (the
-    # search for them sorts every key: 1 s a million), and searches only when it refuses one.
-    keys_checked = bool(pg.fetchone()[0])
-    if keys_checked:
-        with _work_mem(pg):
-            _report_failed_rows(pg, run, layout, counts)
+    any_bad = bool(pg.fetchone()[0])
     try:
-        _merge(pg, run, layout, counts, keys_checked=keys_checked)
+        _merge(pg, run, layout, counts, search_keys=any_bad)
     except _RepeatedKey:
         logger.info("import %s: a key repeats; searching the file for repeated keys", imp.pk)
-        with _work_mem(pg):
-            _report_failed_rows(pg, run, layout, counts)
-        _merge(pg, run, layout, counts, keys_checked=True)
+        _merge(pg, run, layout, counts, search_keys=True)
 
 
 def _report_failed_rows(
     pg: psycopg.Cursor, run: ImportRun, layout: q.Layout, counts: RunCounts
 ) -> None:
-    """Mark the rows a later row with the same key supersedes; count and list every failed row.
-
-    Sorts every key: the caller raises work_mem (`_work_mem`).
-    """
+    """Mark the rows a later row with the same key supersedes; count and list every failed row."""
     with _timed("repeated keys", run):
         pg.execute(q.find_repeated_keys())
     _analyze(pg, q.DUPES)
@@ -293,13 +283,17 @@ def _merge(
     layout: q.Layout,
     counts: RunCounts,
     *,
-    keys_checked: bool,
+    search_keys: bool,
 ) -> None:
     """Write the changes in one transaction and note which file the dataset now holds.
 
     The dataset row is locked before the changes are worked out, so merges into one dataset
     take turns: each compares the file with the records as the previous merge left them, and
     the dataset ends as this file made it.
+
+    The file is searched for repeated keys when `search_keys` is set or the dataset has
+    records. Otherwise (a first load without bad rows) the records' unique index stands in for
+    the search, a sort of every key (1 s a million), and _RepeatedKey says it refused one.
     """
     imp = run.scheduled_import
     record = Record._meta.db_table
@@ -308,10 +302,9 @@ def _merge(
             _lock_dataset(imp.dataset_id)
             pg.execute(q.dataset_has_records(record, imp.dataset_id))
             first_load = not pg.fetchone()[0]
-            if not first_load and not keys_checked:
-                # Only an empty dataset lets the unique index stand in for the search.
+            keys_checked = search_keys or not first_load
+            if keys_checked:
                 _report_failed_rows(pg, run, layout, counts)
-                keys_checked = True
             counts.rows_updated = 0
             if not first_load:
                 with _timed("changes", run):

@@ -116,13 +116,14 @@ class CsvServer:
                 step = 64 * 1024
                 body = route.body[: route.cut_after]
                 for start in range(0, len(body), step):
+                    chunk = body[start : start + step]
                     try:
-                        self.wfile.write(body[start : start + step])
+                        self.wfile.write(chunk)
                         self.wfile.flush()
                     except (BrokenPipeError, ConnectionResetError):
                         return
                     if route.after_chunk:
-                        route.after_chunk(start + len(body[start : start + step]))
+                        route.after_chunk(start + len(chunk))
                     if route.chunk_delay:
                         time.sleep(route.chunk_delay)
                 if route.cut_after is not None:

@@ -8,9 +8,10 @@ The unchanged re-load is recognised by the file's digest and stages nothing; a t
 the file with one row changed, shows what a re-load costs when it goes through the merge.
 
 Last, the floor of any first load that keeps each row as a JSONB record (SPEC section 3): the
-rows `\\copy` loaded are written once more as records, with the importer's JSON function, into
-a copy of the records table without its indexes. No start-up, download, staging, check or
-index is in that figure; `\\copy` plus it is what a first load cannot go below.
+rows `\\copy` loaded are written once more as records, by the importer's own first-load INSERT,
+into a copy of the records table without its indexes. No start-up, download, staging, check or
+index is in that figure, only the content hash every record needs; `\\copy` plus it is what a
+first load cannot go below.
 """
 
 from __future__ import annotations

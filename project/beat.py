@@ -1,61 +1,41 @@
-"""The beat scheduler: django-celery-beat's database scheduler, made safe to run twice.
+"""The beat scheduler: imports fire from their own indexed next tick; the rest is
+django-celery-beat's database scheduler.
 
-- Every import dispatch is stamped with the tick it stands for, so a tick sent twice (two beats,
-  a redelivery) is refused by the run's unique (import, tick).
-- Only the holder of a leader lease in Redis dispatches; any number of standbys wait, and one
-  takes over within BEAT_LEADER_LEASE_SECONDS when the leader dies (at once after a clean stop).
-- On becoming leader (a start or a take-over) it catches up: `coalesce` imports get one run
-  (trigger `catchup`) for the latest tick missed while no beat led; `skip` imports, like every
-  other import, wait for their next tick rather than firing the overdue one.
-- Interval imports fire on the epoch-aligned ticks that `ScheduledImport.tick_for` names, not
-  at "last run + interval", which drifts and would now and then jump over a tick.
+- Imports: every beat process, at every loop, dispatches the imports whose `next_run_at` is due
+  (schedules.dispatch): runs created and next ticks advanced in one transaction per batch, the
+  messages published after it, pipelined. The cost of a loop follows the due ticks, not the
+  number of schedules; several beats share the work through row locks (`SKIP LOCKED`), so a
+  beat that dies costs nothing but its own batch, and no tick is dispatched twice (a run is
+  unique per (import, tick)). Beat sleeps until the next tick of any import is due.
+- Everything else in django-celery-beat's tables (the maintenance jobs: sweep, reconciliation,
+  retention) runs from the vanilla scheduler, only in the beat holding a leader lease in Redis,
+  so that those jobs run once. The imports' own `PeriodicTask` rows stay in the tables for the
+  admin, but this scheduler does not load them: what fires an import is schedules.ticks alone,
+  the same function that lists its next runs.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 import socket
-from datetime import datetime
+import time
 from typing import Any
 
-from celery import schedules
 from django.conf import settings
-from django_celery_beat.schedulers import DatabaseScheduler, ModelEntry
+from django.db import DatabaseError, close_old_connections
+from django_celery_beat.schedulers import DatabaseScheduler
 from redis.exceptions import RedisError
 
 DISPATCH_TASK = "importbeat.dispatch_scheduled_import"
 LEADER_LEASE = "importbeat:beat:leader"
+# Unix time of the last loop of any beat that dispatched imports (health, metrics).
+LAST_TICK_KEY = "importbeat:beat:last_tick"
 
 logger = logging.getLogger("importbeat.beat")
 
 
-class AlignedInterval(schedules.schedule):
-    """An interval due at each multiple of itself since the epoch (the import's ticks)."""
-
-    def is_due(self, last_run_at: datetime) -> schedules.schedstate:
-        every = self.run_every.total_seconds()
-        now = self.now().timestamp()
-        current = math.floor(now / every)
-        until_next = (current + 1) * every - now
-        due = current > math.floor(last_run_at.timestamp() / every)
-        return schedules.schedstate(due, until_next)
-
-
-class ImportEntry(ModelEntry):
-    def __init__(self, model: Any, app: Any = None) -> None:
-        super().__init__(model, app)
-        schedule = getattr(self, "schedule", None)
-        if self.task == DISPATCH_TASK and type(schedule) is schedules.schedule:
-            self.schedule = AlignedInterval(
-                run_every=schedule.run_every, nowfun=schedule.nowfun, app=schedule._app
-            )
-
-
 class ImportScheduler(DatabaseScheduler):
-    Entry = ImportEntry
-
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         from tasks.locks import Lease
 
@@ -65,69 +45,80 @@ class ImportScheduler(DatabaseScheduler):
             f"beat-{socket.gethostname()}-{os.getpid()}",
         )
         self.is_leader = False
+        self.started_at = time.monotonic()
+        self.first_dispatch_logged = False
         super().__init__(*args, **kwargs)
 
-    # --- leadership -----------------------------------------------------------------------
+    def enabled_models_qs(self):
+        # Imports fire from `next_run_at` (schedules.dispatch), never from their PeriodicTask.
+        return super().enabled_models_qs().exclude(task=DISPATCH_TASK)
+
+    # --- the loop --------------------------------------------------------------------------
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
-        if not self._lead():
+        """Dispatch the due imports, run the maintenance entries if leading; sleep until due."""
+        wait = self._dispatch_imports()
+        if self._lead():
+            wait = min(wait, super().tick(*args, **kwargs))
+        else:
             # A standby looks again well within the lease, so a take-over is quick.
-            return min(self.max_interval, max(settings.BEAT_LEADER_LEASE_SECONDS / 3, 0.5))
-        return super().tick(*args, **kwargs)
+            wait = min(wait, max(settings.BEAT_LEADER_LEASE_SECONDS / 3, 0.5))
+        return max(wait, 0.0)
+
+    def _dispatch_imports(self) -> float:
+        from schedules.dispatch import dispatch_due, seconds_until_due
+
+        try:
+            result = dispatch_due()
+            wait = seconds_until_due(self.max_interval)
+        except DatabaseError as error:
+            # The database is away: nothing can be dispatched; try again shortly, on a new
+            # connection.
+            logger.warning("beat cannot reach the database: %s", error)
+            close_old_connections()
+            return min(self.max_interval, 5.0)
+        if result.runs and not self.first_dispatch_logged:
+            self.first_dispatch_logged = True
+            logger.info(
+                "beat dispatched its first runs after %.2fs", time.monotonic() - self.started_at
+            )
+        if result.runs or result.missed:
+            logger.info(
+                "beat dispatched runs=%s imports=%s missed_ticks=%s",
+                result.runs, result.imports, result.missed,
+            )  # fmt: skip
+        self._stamp_last_tick()
+        return wait
+
+    def _stamp_last_tick(self) -> None:
+        from tasks.locks import client
+
+        try:
+            client().set(LAST_TICK_KEY, f"{time.time():.3f}")
+        except RedisError as error:
+            logger.warning("beat cannot record its last tick: %s", error)
+
+    # --- leadership of the maintenance entries --------------------------------------------
 
     def _lead(self) -> bool:
         try:
             held = self.leader.renew() if self.is_leader else self.leader.acquire()
         except RedisError as error:
-            # Without Redis there is no broker to dispatch to either; keep the role and retry.
             logger.warning("beat leader lease unreachable: %s", error)
             return False
         if held and not self.is_leader:
             logger.info("beat became the leader token=%s", self.leader.token)
             self.is_leader = True
-            self._take_over()
+            # Reload the entries: a standby's copy may be stale. No per-entry write.
+            self._initial_read = True
+            self._heap = None
         elif not held and self.is_leader:
             logger.warning("beat lost the leader lease to another beat")
             self.is_leader = False
         return held
-
-    def _take_over(self) -> None:
-        """Start leading from the database's view of the schedule, then catch up."""
-        from schedules.services import missed_ticks
-
-        self._initial_read = True  # reload every entry: a standby's copy is stale
-        self._heap = None
-        now = self.app.now()
-        for name, entry in self.schedule.items():
-            if entry.task == DISPATCH_TASK:
-                # Overdue ticks are the catch-up's business, not the regular schedule's.
-                entry.last_run_at = entry.model.last_run_at = now
-                self._dirty.add(name)
-        for imp, tick in missed_ticks(now):
-            logger.info("beat catches up import=%s tick=%s", imp.pk, tick.isoformat())
-            self.app.send_task(
-                DISPATCH_TASK,
-                args=[imp.pk],
-                kwargs={"scheduled_for": tick.isoformat(), "trigger": "catchup"},
-            )
 
     def close(self) -> None:
         super().close()
         if self.is_leader:
             self.leader.release()
             self.is_leader = False
-
-    # --- dispatch -------------------------------------------------------------------------
-
-    def apply_async(self, entry, producer=None, advance=True, **kwargs):
-        if entry.task != DISPATCH_TASK:
-            return super().apply_async(entry, producer, advance, **kwargs)
-        from schedules.models import ScheduledImport
-
-        # The tick is decided now, when beat fires, not when a worker gets to the message.
-        imp = ScheduledImport.objects.filter(pk=entry.args[0]).first()
-        entry = self.reserve(entry) if advance else entry
-        if imp is not None:
-            tick = imp.tick_for(self.app.now())
-            entry.kwargs = {**(entry.kwargs or {}), "scheduled_for": tick.isoformat()}
-        return super().apply_async(entry, producer, advance=False, **kwargs)

@@ -10,3 +10,6 @@ app = Celery("importbeat")
 # Every Celery setting lives in Django settings under the CELERY_ namespace.
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["tasks"])
+
+# The worker's start-up checks and its database control command.
+import project.worker_checks  # noqa: E402, F401

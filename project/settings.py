@@ -182,7 +182,23 @@ MAINTENANCE_INTERVAL_SECONDS = env.int("MAINTENANCE_INTERVAL_SECONDS", default=6
 # A queued run whose message was lost (a Redis restart without persistence) is sent again after
 # this long; a duplicate message is harmless, the claim lets one through.
 STALE_QUEUED_SECONDS = env.int("STALE_QUEUED_SECONDS", default=1800)
-for _name in ("RUN_LEASE_SECONDS", "BEAT_LEADER_LEASE_SECONDS", "MAINTENANCE_INTERVAL_SECONDS"):
+# A tick dispatched later than this after it was due is a missed tick (beat was down or
+# stalled): it is counted, its import is late, and the import's `catchup` policy decides whether
+# it still runs. A scheduled run whose message is gone from the broker this long after its tick
+# is a missed tick too (schedules.reconcile).
+MISSED_TICK_GRACE_SECONDS = env.int("MISSED_TICK_GRACE_SECONDS", default=60)
+# Beat takes due imports in batches of this many, one transaction each (runs created, next
+# ticks advanced), and then publishes their messages in one pipelined round trip.
+BEAT_DISPATCH_BATCH = env.int("BEAT_DISPATCH_BATCH", default=1000)
+# Reconciliation looks this far back at most (an import's ticks since its last edit or resume).
+RECONCILE_WINDOW_SECONDS = env.int("RECONCILE_WINDOW_SECONDS", default=24 * 3600)
+for _name in (
+    "RUN_LEASE_SECONDS",
+    "BEAT_LEADER_LEASE_SECONDS",
+    "MAINTENANCE_INTERVAL_SECONDS",
+    "MISSED_TICK_GRACE_SECONDS",
+    "BEAT_DISPATCH_BATCH",
+):
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name} must be at least 1")
 # The maintenance PeriodicTasks: django-celery-beat writes this mapping into its tables when beat
@@ -191,6 +207,11 @@ for _name in ("RUN_LEASE_SECONDS", "BEAT_LEADER_LEASE_SECONDS", "MAINTENANCE_INT
 CELERY_BEAT_SCHEDULE = {
     "importbeat:maintenance:sweep": {
         "task": "importbeat.sweep_runs",
+        "schedule": float(MAINTENANCE_INTERVAL_SECONDS),
+        "options": {"expires": float(MAINTENANCE_INTERVAL_SECONDS)},
+    },
+    "importbeat:maintenance:reconcile": {
+        "task": "importbeat.reconcile_ticks",
         "schedule": float(MAINTENANCE_INTERVAL_SECONDS),
         "options": {"expires": float(MAINTENANCE_INTERVAL_SECONDS)},
     },

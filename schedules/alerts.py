@@ -165,3 +165,48 @@ def post_webhook(run_id: int) -> bool:
         raise PermanentImportError(f"the callback answered HTTP {status}")
     logger.info("alert webhook delivered run=%s url=%s status=%s", run_id, url, status)
     return True
+
+
+# --- late imports -----------------------------------------------------------------------------
+
+
+def on_imports_late(import_ids: list[int]) -> None:
+    """A late streak began for these imports (a tick was missed): tell each owner once.
+
+    Called after the commit that set `late_since`; the streak ends when a tick is dispatched on
+    time again (schedules.dispatch), so a schedule that stays broken alerts once, not per tick.
+    """
+    from tasks.tasks import send_late_alert
+
+    for import_id in import_ids:
+        logger.error("import late import=%s", import_id)
+        send_late_alert.delay(import_id)
+
+
+def send_late_email(import_id: int) -> bool:
+    """Mail the owner that an import missed a tick; False when there is nothing to send."""
+    from .models import ScheduledImport
+
+    imp = ScheduledImport.objects.select_related("owner").filter(pk=import_id).first()
+    if imp is None or imp.late_since is None:
+        return False  # deleted, or on time again already
+    if not imp.owner.email:
+        logger.warning("late alert email skipped import=%s: owner has no email", imp.pk)
+        return False
+    # A header never carries a line break, whatever the name holds.
+    name = " ".join(imp.name.split())
+    send_mail(
+        subject=f"[importbeat] {name} is late",
+        message=(
+            f"The import {name!r} (id {imp.pk}) missed its schedule: {imp.missed_ticks} tick(s) "
+            f"passed without a run since {imp.late_since.isoformat()}.\n"
+            f"Schedule: {imp.schedule_description}. Next run: "
+            f"{imp.next_run_at.isoformat() if imp.next_run_at else 'none'}.\n"
+            "Ticks are missed when no beat process is running or a run's message is lost; the "
+            "import's catch-up policy decides whether the missed ticks still run.\n"
+        ),
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        recipient_list=[imp.owner.email],
+    )
+    logger.info("late alert email sent import=%s to=%s", imp.pk, imp.owner.email)
+    return True

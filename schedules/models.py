@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import zoneinfo
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.timezone import now
+
+from .ticks import Schedule
 
 
 class Dataset(models.Model):
@@ -97,7 +99,19 @@ class ScheduledImport(models.Model):
     consecutive_failures = models.PositiveIntegerField(default=0)
     last_run_at = models.DateTimeField(null=True, blank=True)
     last_run_status = models.CharField(max_length=12, blank=True)
+    # The next tick beat has not dispatched yet (schedules.ticks decides it). Beat takes the
+    # active imports whose tick is due, oldest first, and advances this column in the same
+    # transaction that creates their runs (schedules.dispatch).
     next_run_at = models.DateTimeField(null=True, blank=True)
+    # When the schedule or the status last changed: ticks before it belong to the old state,
+    # so neither catch-up nor reconciliation counts them.
+    schedule_changed_at = models.DateTimeField(default=now)
+    # Ticks that passed without a run (beat down, a dispatch lost): counted, and the import is
+    # late from the first one until it runs on time again.
+    missed_ticks = models.PositiveIntegerField(default=0)
+    late_since = models.DateTimeField(null=True, blank=True)
+    # Reconciliation compared this import's ticks with its runs up to here.
+    reconciled_until = models.DateTimeField(null=True, blank=True)
 
     periodic_task = models.OneToOneField(
         "django_celery_beat.PeriodicTask",
@@ -129,6 +143,12 @@ class ScheduledImport(models.Model):
                 name="import_failing_idx",
                 condition=Q(consecutive_failures__gt=0),
             ),
+            # Beat's loop: the active imports whose next tick is due, oldest first.
+            models.Index(
+                fields=["next_run_at"],
+                name="import_due_idx",
+                condition=Q(status="active"),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -140,72 +160,43 @@ class ScheduledImport(models.Model):
     def tzinfo(self) -> zoneinfo.ZoneInfo:
         return zoneinfo.ZoneInfo(self.timezone)
 
+    @property
+    def schedule(self) -> Schedule:
+        """The import's ticks, as schedules.ticks evaluates them for every surface."""
+        if self.schedule_type == self.ScheduleType.INTERVAL:
+            return Schedule(interval_seconds=self.interval_seconds)
+        return Schedule(cron_expression=self.cron_expression, timezone=self.timezone)
+
     def next_runs(self, count: int = 5, after: datetime | None = None) -> list[datetime]:
-        """The next `count` ticks after `after` (now), in UTC.
+        """The next `count` ticks after `after`, in UTC: exactly what beat will fire.
 
-        Cron is evaluated by croniter in the import's timezone, so ticks follow DST. Interval
-        ticks sit on multiples of the interval since the epoch: every beat and every worker
-        derives the same tick from a time, which is what makes a tick a unique key.
+        Without `after`, the list starts at the tick beat is due to dispatch next
+        (`next_run_at`), even if that is a moment ago and beat has not got to it yet.
         """
-        from croniter import croniter
-
-        after = after or timezone.now()
-        if self.schedule_type == self.ScheduleType.CRON:
-            itr = croniter(self.cron_expression, after.astimezone(self.tzinfo))
-            ticks: list[datetime] = []
-            while len(ticks) < count:
-                tick = itr.get_next(datetime)
-                if not self._is_repeated_wall_time(tick):
-                    ticks.append(tick.astimezone(UTC))
-            return ticks
-        every = self.interval_seconds
-        first = (int(after.timestamp()) // every + 1) * every
-        return [datetime.fromtimestamp(first + i * every, tz=UTC) for i in range(count)]
+        if after is None and self.next_run_at is not None and self.status == self.Status.ACTIVE:
+            ticks = self.schedule.ticks_after(self.next_run_at)
+            return [self.next_run_at, *(next(ticks) for _ in range(count - 1))][:count]
+        ticks = self.schedule.ticks_after(after or timezone.now())
+        return [next(ticks) for _ in range(count)]
 
     def tick_for(self, moment: datetime) -> datetime:
-        """The scheduled tick that a dispatch at `moment` stands for (the latest tick <= moment).
+        """The scheduled tick that a dispatch at `moment` stands for (the latest tick <= moment)."""
+        return self.schedule.tick_at_or_before(moment)
 
-        Beat is always a little late, never early, so the tick is the newest one not after it.
-        """
-        from croniter import croniter
-
-        moment = moment.replace(microsecond=0)
-        if self.schedule_type == self.ScheduleType.CRON:
-            # The second is added in UTC: local arithmetic drops `fold` and would turn 02:29
-            # CET (the repeated hour) into 02:29 CEST, one hour earlier.
-            local = (moment + timedelta(seconds=1)).astimezone(self.tzinfo)
-            itr = croniter(self.cron_expression, local)
-            while True:
-                tick = itr.get_prev(datetime)
-                if not self._is_repeated_wall_time(tick):
-                    return tick.astimezone(UTC)
-        every = self.interval_seconds
-        return datetime.fromtimestamp(int(moment.timestamp()) // every * every, tz=UTC)
-
-    def _is_repeated_wall_time(self, tick: datetime) -> bool:
-        """True for the second occurrence of a local time in the hour a DST fall-back repeats.
-
-        Like Vixie cron, a job at fixed times (`30 2 * * *`) runs once on the fall-back day,
-        at the first 02:30; a wildcard job (minute or hour starting with `*`, like
-        `*/15 * * * *`) keeps running through the repeated hour. croniter yields both 02:30s, so
-        the repeat is dropped here, which keeps `tick_for` and `next_runs` (and hence the run's
-        unique tick) in agreement.
-        """
-        minute, hour = self.cron_expression.split()[:2]
-        if minute.startswith("*") or hour.startswith("*"):
+    def is_late(self, at: datetime | None = None) -> bool:
+        """A tick was missed, or the next one is overdue by more than the grace period."""
+        if self.status != self.Status.ACTIVE:
             return False
-        first = tick.replace(tzinfo=None).replace(tzinfo=self.tzinfo, fold=0)
-        return first.astimezone(UTC) != tick.astimezone(UTC)
+        if self.late_since is not None:
+            return True
+        grace = timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
+        return self.next_run_at is not None and self.next_run_at < (at or timezone.now()) - grace
 
     @property
     def schedule_description(self) -> str:
         if self.schedule_type == self.ScheduleType.INTERVAL:
             return describe_interval(self.interval_seconds)
-        from cron_descriptor import Options, get_description
-
-        options = Options()
-        options.use_24hour_time_format = True
-        return f"{get_description(self.cron_expression, options)} ({self.timezone})"
+        return f"{self.schedule.describe()} ({self.timezone})"
 
     def clean(self) -> None:
         from schedules.validation import validate_import_fields
@@ -225,18 +216,21 @@ class ScheduledImport(models.Model):
     def sync_periodic_task(self) -> None:
         """Create or update this import's `PeriodicTask` and its schedule row.
 
-        The one place that talks to django-celery-beat. Beat notices the change through
-        `PeriodicTasks.last_update`, which `PeriodicTask.save()` bumps.
+        The one place that talks to django-celery-beat. Its tables stay the schedule's home in
+        the admin, but beat fires from `next_run_at` (project.beat): a changed schedule or
+        status starts the import's ticks afresh from now, an unchanged one keeps the tick beat
+        is due to dispatch next.
         """
         from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
         task = self.periodic_task or PeriodicTask(name=f"importbeat:import:{self.pk}")
+        before = (task.pk, task.enabled, task.crontab_id, task.interval_id)
         task.task = "importbeat.dispatch_scheduled_import"
         task.args = f"[{self.pk}]"
         task.enabled = self.status == self.Status.ACTIVE
         task.description = f"{self.owner} / {self.name}"
         if self.schedule_type == self.ScheduleType.CRON:
-            minute, hour, day_of_month, month_of_year, day_of_week = self.cron_expression.split()
+            minute, hour, day_of_month, month_of_year, day_of_week = self.schedule.fields.split()
             task.crontab, _ = CrontabSchedule.objects.get_or_create(
                 minute=minute,
                 hour=hour,
@@ -252,13 +246,20 @@ class ScheduledImport(models.Model):
             )
             task.crontab = None
         task.save()
-        next_run_at = self.next_runs(1)[0] if task.enabled else None
-        if self.periodic_task_id != task.pk or self.next_run_at != next_run_at:
-            self.periodic_task = task
-            self.next_run_at = next_run_at
-            type(self).objects.filter(pk=self.pk).update(
-                periodic_task=task, next_run_at=next_run_at
-            )
+        changed = before != (task.pk, task.enabled, task.crontab_id, task.interval_id)
+        if not changed and (self.next_run_at is not None or not task.enabled):
+            return
+        moment = timezone.now()
+        self.periodic_task = task
+        self.next_run_at = self.next_runs(1, after=moment)[0] if task.enabled else None
+        self.schedule_changed_at = moment
+        self.late_since = None
+        type(self).objects.filter(pk=self.pk).update(
+            periodic_task=task,
+            next_run_at=self.next_run_at,
+            schedule_changed_at=moment,
+            late_since=None,
+        )
 
     @property
     def success_rate(self) -> float | None:

@@ -196,7 +196,7 @@ def dispatch_scheduled_tick(
     return run
 
 
-def send_run(run: ImportRun) -> None:
+def send_run(run: ImportRun, producer: Any = None) -> None:
     """Put the run on the broker with the time limits of its import."""
     from tasks.tasks import execute_run
 
@@ -207,7 +207,26 @@ def send_run(run: ImportRun) -> None:
         soft_time_limit=imp.timeout_seconds,
         # The hard limit leaves the soft one time to record the timeout.
         time_limit=imp.timeout_seconds + 30,
+        producer=producer,
     )
+
+
+def send_runs(runs: Iterable[ImportRun]) -> None:
+    """Send many runs' messages through one producer, pipelined (beat's batches).
+
+    No `task-sent` event per message: at beat's volume those events doubled the cost of a
+    dispatch, and a worker's `task-received` event tells Flower the same a moment later.
+    """
+    from project.celery import app
+
+    with app.producer_or_acquire() as producer, producer.batch(500):
+        sent_events = app.conf.task_send_sent_event
+        app.conf.task_send_sent_event = False
+        try:
+            for run in runs:
+                send_run(run, producer=producer)
+        finally:
+            app.conf.task_send_sent_event = sent_events
 
 
 class Claim(StrEnum):

@@ -26,28 +26,27 @@ CRON_FIELDS = (
     ("day of week", 0, 7),
 )
 _CRON_ATOM = re.compile(r"^(\*|\d+(-\d+)?)(/\d+)?$")
-_NAMES = {
-    3: {
-        m: i
-        for i, m in enumerate(
-            ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"], 1
-        )
-    },
-    4: {d: i for i, d in enumerate(["sun", "mon", "tue", "wed", "thu", "fri", "sat"])},
-}
 
 
 def validate_cron_expression(expression: str) -> None:
-    """Five fields, each a list of `*`, numbers, ranges and steps within that field's range."""
-    fields = expression.split()
+    """Five fields, each a list of `*`, numbers, names, ranges and steps within that field's
+    range, or one of the macros (`@daily`, ...). What passes here is what schedules.ticks
+    evaluates, for showing and for firing alike."""
+    from .ticks import MACROS, NAMES, expand_macro
+
+    if expression.strip().startswith("@") and expression.strip().lower() not in MACROS:
+        raise ValidationError(
+            f"unknown macro {expression.strip()!r}; use one of {', '.join(sorted(MACROS))}"
+        )
+    fields = expand_macro(expression).split()
     if len(fields) != 5:
         raise ValidationError(
-            f"a cron expression has 5 fields (minute hour day-of-month month day-of-week); "
-            f"got {len(fields)}"
+            f"a cron expression has 5 fields (minute hour day-of-month month day-of-week) or is "
+            f"a macro such as @daily; got {len(fields)} fields"
         )
     for position, (field, (name, low, high)) in enumerate(zip(fields, CRON_FIELDS, strict=True)):
         for atom in field.lower().split(","):
-            for alias, number in _NAMES.get(position, {}).items():
+            for alias, number in NAMES.get(position, {}).items():
                 atom = atom.replace(alias, str(number))
             if not _CRON_ATOM.match(atom):
                 raise ValidationError(f"{name} field {field!r} is not valid")
@@ -62,16 +61,17 @@ def validate_cron_expression(expression: str) -> None:
             bounds = atom.partition("/")[0].split("-")
             if len(bounds) == 2 and int(bounds[0]) > int(bounds[1]):
                 raise ValidationError(f"{name} field {field!r}: range runs backwards")
-    from croniter import croniter
+    from croniter import CroniterBadDateError, croniter
 
-    if not croniter.is_valid(expression):
+    from .ticks import Schedule
+
+    schedule = Schedule(cron_expression=expression)
+    if not croniter.is_valid(schedule.fields):
         raise ValidationError(f"{expression!r} is not a valid cron expression")
-    # Well-formed but impossible (`0 0 31 2 *`): croniter finds no next time, and every
-    # surface that shows or schedules the next run would fail on it.
-    from croniter import CroniterBadDateError
-
+    # Well-formed but impossible (`0 0 31 2 *`): no next time, and every surface that shows
+    # or schedules the next run would fail on it.
     try:
-        croniter(expression).get_next()
+        croniter(schedule.fields, day_or=schedule.day_or).get_next()
     except CroniterBadDateError as error:
         raise ValidationError(f"{expression!r} never fires: no such date") from error
 

@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
 
-from schedules import alerts, services
+from schedules import alerts, reconcile, services
 
 from . import maintenance, runner
 from .errors import PermanentImportError, TransientImportError
@@ -51,6 +51,20 @@ def sweep_runs() -> dict[str, int]:
 )
 def delete_old_runs() -> dict[str, int]:
     return maintenance.delete_old_runs()
+
+
+@shared_task(
+    name="importbeat.reconcile_ticks", ignore_result=True, soft_time_limit=120, time_limit=150
+)
+def reconcile_ticks() -> dict[str, int]:
+    return reconcile.reconcile()
+
+
+@shared_task(
+    name="importbeat.send_late_alert", ignore_result=True, soft_time_limit=60, time_limit=90
+)
+def send_late_alert(import_id: int) -> None:
+    alerts.send_late_email(import_id)
 
 
 @shared_task(

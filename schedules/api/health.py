@@ -17,6 +17,9 @@ from django.utils import timezone
 
 logger = logging.getLogger(__name__)
 
+# A beat loops at least every BEAT_MAX_LOOP_INTERVAL seconds (5 by default).
+BEAT_STALE_SECONDS = 60
+
 
 def check_database() -> dict[str, Any]:
     started = time.monotonic()
@@ -49,37 +52,27 @@ def check_broker() -> dict[str, Any]:
 
 
 def check_beat() -> dict[str, Any]:
-    """Is a beat leading, and when did beat last dispatch?
+    """Is a beat leading, and when did a beat last look for due imports?
 
-    A live beat renews its leader lease in Redis every few seconds (project.beat), so a held
-    lease means a beat is running now. The last tick is the newest `PeriodicTask.last_run_at`
-    (written by beat when it sends an entry, saved on its next sync) or a scheduled run's
-    `queued_at`, whichever is newer.
+    A live beat renews its leader lease in Redis every few seconds and stamps every loop in
+    Redis (project.beat); a loop older than a minute means no beat is dispatching imports.
     """
-    from django.db.models import Max
-    from django_celery_beat.models import PeriodicTask
+    from datetime import UTC, datetime
 
-    from project.beat import LEADER_LEASE
-    from schedules.models import ImportRun
+    from project.beat import LAST_TICK_KEY, LEADER_LEASE
     from tasks.locks import client
 
     try:
-        value = client().get(LEADER_LEASE)
-        leader = value.decode().rsplit(":", 1)[0] if value else None
+        redis = client()
+        value, stamp = redis.get(LEADER_LEASE), redis.get(LAST_TICK_KEY)
     except Exception as error:
         _error(error)  # logged; the broker check reports Redis itself
-        leader = None
-    try:
-        last_sent = PeriodicTask.objects.aggregate(at=Max("last_run_at"))["at"]
-        last_run = ImportRun.objects.filter(trigger=ImportRun.Trigger.SCHEDULE).aggregate(
-            at=Max("queued_at")
-        )["at"]
-    except Exception as error:
-        return {"ok": False, "leader": leader, "last_tick": None, "error": _error(error)}
-    last_tick = max((t for t in (last_sent, last_run) if t), default=None)
+        return {"ok": False, "leader": None, "last_tick": None, "seconds_ago": None}
+    leader = value.decode().rsplit(":", 1)[0] if value else None
+    last_tick = datetime.fromtimestamp(float(stamp), tz=UTC) if stamp else None
     age = (timezone.now() - last_tick).total_seconds() if last_tick else None
     return {
-        "ok": leader is not None,
+        "ok": leader is not None and age is not None and age < BEAT_STALE_SECONDS,
         "leader": leader,
         "last_tick": last_tick,
         "seconds_ago": _round(age),
@@ -87,14 +80,51 @@ def check_beat() -> dict[str, Any]:
 
 
 def check_workers() -> dict[str, Any]:
+    """Workers that answer a ping, and whether each can reach the database now.
+
+    A worker that answers pings but cannot reach its database would take messages it cannot
+    work on: it is named under `broken` and makes the cluster degraded.
+    """
     from project.celery import app
 
+    timeout = settings.HEALTH_WORKER_PING_TIMEOUT
     try:
-        replies = app.control.ping(timeout=settings.HEALTH_WORKER_PING_TIMEOUT) or []
+        replies = app.control.ping(timeout=timeout) or []
+        answers = app.control.broadcast("importbeat_database", reply=True, timeout=timeout) or []
     except Exception as error:
-        return {"ok": False, "count": 0, "workers": [], "error": _error(error)}
+        return {"ok": False, "count": 0, "workers": [], "broken": [], "error": _error(error)}
     names = sorted(name for reply in replies for name in reply)
-    return {"ok": bool(names), "count": len(names), "workers": names}
+    database = {name: answer for reply in answers for name, answer in reply.items()}
+    # A worker that did not answer the database question in time is not known to be broken.
+    broken = sorted(
+        name for name in names if name in database and not database[name].get("ok", False)
+    )
+    return {
+        "ok": bool(names) and not broken,
+        "count": len(names),
+        "workers": names,
+        "broken": [{"worker": name, "error": database[name].get("error", "")} for name in broken],
+    }
+
+
+def check_schedules() -> dict[str, Any]:
+    """Late imports: a tick missed, or the next one overdue past the grace period."""
+    from datetime import timedelta
+
+    from django.db.models import Q
+
+    from schedules.models import ScheduledImport
+
+    overdue_before = timezone.now() - timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
+    try:
+        late = (
+            ScheduledImport.objects.filter(status=ScheduledImport.Status.ACTIVE)
+            .filter(Q(late_since__isnull=False) | Q(next_run_at__lt=overdue_before))
+            .count()
+        )
+    except Exception as error:
+        return {"ok": False, "late_imports": None, "error": _error(error)}
+    return {"ok": late == 0, "late_imports": late}
 
 
 def report() -> tuple[dict[str, Any], bool]:
@@ -102,10 +132,15 @@ def report() -> tuple[dict[str, Any], bool]:
     checks: dict[str, Any] = {"database": check_database(), "broker": check_broker()}
     checks["beat"] = check_beat() if checks["database"]["ok"] else {"ok": False, "last_tick": None}
     checks["workers"] = (
-        check_workers() if checks["broker"]["ok"] else {"ok": False, "count": 0, "workers": []}
+        check_workers()
+        if checks["broker"]["ok"]
+        else {"ok": False, "count": 0, "workers": [], "broken": []}
+    )
+    checks["schedules"] = (
+        check_schedules() if checks["database"]["ok"] else {"ok": False, "late_imports": None}
     )
     healthy = checks["database"]["ok"] and checks["broker"]["ok"]
-    degraded = not (checks["beat"]["ok"] and checks["workers"]["ok"])
+    degraded = not (checks["beat"]["ok"] and checks["workers"]["ok"] and checks["schedules"]["ok"])
     status = "down" if not healthy else ("degraded" if degraded else "ok")
     return {"status": status, "time": timezone.now(), "checks": checks}, healthy
 

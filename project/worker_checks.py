@@ -1,0 +1,74 @@
+"""A worker that cannot do the work does not take it.
+
+- At start (`worker_init`, before the worker consumes anything) the worker checks that it can
+  reach the database and the broker, and exits non-zero with a clear message if it cannot: a
+  worker without its database would otherwise take messages and fail every one of them.
+- While it runs, it answers the `importbeat_database` control command with whether it can reach
+  its database now, so that `/api/v1/health` can name a worker that answers pings but cannot
+  work (schedules.api.health).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any
+
+from celery.signals import worker_init
+from celery.worker.control import inspect_command
+
+logger = logging.getLogger("importbeat.worker")
+
+CONNECT_TIMEOUT_SECONDS = 3
+
+
+def database_problem() -> str | None:
+    """None if the database answers, else what is wrong, in words.
+
+    A connection of its own, closed at once: the worker's parent process must not keep a
+    Django connection that its forked pool processes would inherit.
+    """
+    import psycopg
+    from django.db import connections
+
+    params = connections["default"].get_connection_params()
+    params["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    try:
+        with psycopg.connect(**params) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return f"cannot reach the database: {detail}"
+    return None
+
+
+def broker_problem(app: Any) -> str | None:
+    try:
+        with app.connection_for_write() as conn:
+            conn.ensure_connection(max_retries=2, interval_start=0.5, interval_step=0.5)
+    except Exception as error:
+        return f"cannot reach the broker: {error}"
+    return None
+
+
+@worker_init.connect
+def refuse_to_start_without_dependencies(sender: Any = None, **_kwargs: Any) -> None:
+    app = sender.app if sender is not None else None
+    problems = [database_problem(), broker_problem(app) if app is not None else None]
+    problems = [problem for problem in problems if problem]
+    if not problems:
+        return
+    for problem in problems:
+        logger.critical("worker not started: %s", problem)
+        print(f"importbeat worker not started: {problem}", file=sys.stderr, flush=True)
+    # Celery catches exceptions here; leave at once, before any message is consumed.
+    sys.stderr.flush()
+    import os
+
+    os._exit(1)
+
+
+@inspect_command()
+def importbeat_database(state: Any) -> dict[str, Any]:
+    problem = database_problem()
+    return {"ok": problem is None, **({"error": problem} if problem else {})}

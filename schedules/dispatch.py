@@ -1,0 +1,222 @@
+"""Beat's half of a schedule: due ticks become runs, in batches, and their messages go out.
+
+Each active import keeps the next tick beat has not dispatched yet (`next_run_at`, indexed).
+A beat loop takes the due ones, oldest first, a batch at a time, with `FOR UPDATE SKIP LOCKED`:
+in one transaction it creates their runs (one per tick, keyed by (import, tick)) and advances
+each `next_run_at` past the ticks it handled; after the commit it publishes the runs' messages
+in one pipelined round trip. The cost of a loop follows the number of due ticks, not the number
+of schedules, and several beats can share the work: a locked import is simply another beat's.
+
+A tick dispatched within `MISSED_TICK_GRACE_SECONDS` is on time, however late, and its run
+records the tick it was due for. Ticks older than that were missed (beat was down or stalled):
+they are counted on the import, which is late until a tick is dispatched on time again, and the
+import's `catchup` policy decides: `coalesce` runs once for all of them (the latest, trigger
+`catchup`) unless an on-time tick runs anyway; `skip` runs none of them. A run committed whose
+message never reached a worker is found by schedules.reconcile.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Min
+from django.utils import timezone
+
+from .models import ImportRun, ScheduledImport
+from .ticks import Schedule
+
+logger = logging.getLogger("importbeat.beat")
+
+# On-time ticks one import may produce in one pass (an interval far shorter than the grace
+# period); the rest stay due and are taken by the next pass.
+MAX_ON_TIME = 100
+# Missed ticks counted one by one; an import missing more (a schedule down for weeks) counts
+# this many, and the rest are still skipped or coalesced.
+MAX_COUNTED = 10_000
+
+# Fields beat needs to plan ticks and to put a run on the broker (services.send_run).
+PLAN_FIELDS = (
+    "id", "owner_id", "name", "status", "schedule_type", "cron_expression", "interval_seconds",
+    "timezone", "catchup", "next_run_at", "late_since", "timeout_seconds",
+)  # fmt: skip
+
+
+@dataclass
+class TickPlan:
+    """What one pass does for one import."""
+
+    runs: list[tuple[datetime, str]]  # (tick, trigger)
+    next_run_at: datetime
+    missed: int = 0
+
+    @property
+    def on_time(self) -> bool:
+        return any(trigger == ImportRun.Trigger.SCHEDULE for _tick, trigger in self.runs)
+
+
+def plan_ticks(
+    schedule: Schedule, due: datetime, now: datetime, grace: timedelta, catchup: str
+) -> TickPlan:
+    """The runs for the ticks from `due` (the first undispatched one) up to `now`."""
+    cutoff = now - grace
+    if due > cutoff:
+        on_time = [due, *schedule.ticks_between(due, now, MAX_ON_TIME - 1)]
+        return TickPlan(
+            runs=[(tick, ImportRun.Trigger.SCHEDULE) for tick in on_time],
+            next_run_at=schedule.next_after(on_time[-1]),
+        )
+    missed = 1 + len(schedule.ticks_between(due, cutoff, MAX_COUNTED - 1))
+    on_time = schedule.ticks_between(cutoff, now, MAX_ON_TIME)
+    runs = [(tick, ImportRun.Trigger.SCHEDULE) for tick in on_time]
+    if not runs and catchup == ScheduledImport.Catchup.COALESCE:
+        runs = [(schedule.tick_at_or_before(cutoff), ImportRun.Trigger.CATCHUP)]
+    return TickPlan(
+        runs=runs,
+        next_run_at=schedule.next_after(on_time[-1] if on_time else cutoff),
+        missed=missed,
+    )
+
+
+@dataclass
+class DispatchResult:
+    runs: int = 0
+    imports: int = 0
+    missed: int = 0
+    late: list[int] = field(default_factory=list)
+
+
+Publisher = Callable[[Sequence[ImportRun]], None]
+
+
+def dispatch_due(publish: Publisher | None = None, batch_size: int | None = None) -> DispatchResult:
+    """Dispatch every tick due now, a batch of imports per transaction."""
+    publish = publish or publish_runs
+    batch_size = batch_size or settings.BEAT_DISPATCH_BATCH
+    result = DispatchResult()
+    while True:
+        runs, imports, missed, late = _dispatch_batch(batch_size)
+        if runs:
+            try:
+                publish(runs)
+            except Exception as error:
+                # The runs are committed: reconciliation sends their messages once the broker
+                # is back (schedules.reconcile).
+                logger.error("beat could not publish %s runs: %s", len(runs), error)
+        result.runs += len(runs)
+        result.imports += imports
+        result.missed += missed
+        result.late += late
+        if imports < batch_size:
+            return result
+
+
+def _dispatch_batch(batch_size: int) -> tuple[list[ImportRun], int, int, list[int]]:
+    now = timezone.now()
+    grace = timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
+    with transaction.atomic():
+        imports = list(
+            ScheduledImport.objects.select_for_update(skip_locked=True, of=("self",))
+            .filter(status=ScheduledImport.Status.ACTIVE, next_run_at__lte=now)
+            .order_by("next_run_at")
+            .only(*PLAN_FIELDS)[:batch_size]
+        )
+        if not imports:
+            return [], 0, 0, []
+        plans = {
+            imp.pk: plan_ticks(imp.schedule, imp.next_run_at, now, grace, imp.catchup)
+            for imp in imports
+        }
+        runs = _create_runs(imports, plans, now)
+        _advance(plans, now)
+        late = [imp.pk for imp in imports if plans[imp.pk].missed and imp.late_since is None]
+        missed = sum(plan.missed for plan in plans.values())
+        if missed:
+            for imp in imports:
+                if plans[imp.pk].missed:
+                    logger.warning(
+                        "missed ticks import=%s count=%s catchup=%s since=%s",
+                        imp.pk, plans[imp.pk].missed, imp.catchup, imp.next_run_at.isoformat(),
+                    )  # fmt: skip
+        if late:
+            from . import alerts
+
+            transaction.on_commit(lambda: alerts.on_imports_late(late))
+    return runs, len(imports), missed, late
+
+
+def _create_runs(
+    imports: list[ScheduledImport], plans: dict[int, TickPlan], now: datetime
+) -> list[ImportRun]:
+    """One queued run per planned tick, except ticks that already have one."""
+    wanted = [(imp, tick, trigger) for imp in imports for tick, trigger in plans[imp.pk].runs]
+    if not wanted:
+        return []
+    existing = set(
+        ImportRun.objects.filter(
+            scheduled_import_id__in=[imp.pk for imp in imports],
+            scheduled_for__in={tick for _imp, tick, _trigger in wanted},
+        ).values_list("scheduled_import_id", "scheduled_for")
+    )
+    runs = [
+        ImportRun(
+            scheduled_import=imp,
+            trigger=trigger,
+            scheduled_for=tick,
+            queued_at=now,
+            celery_task_id=str(uuid.uuid4()),
+        )
+        for imp, tick, trigger in wanted
+        if (imp.pk, tick) not in existing
+    ]
+    return ImportRun.objects.bulk_create(runs)
+
+
+def _advance(plans: dict[int, TickPlan], now: datetime) -> None:
+    """Move each import's next tick past the ones handled; count misses; start or end lateness."""
+    table = ScheduledImport._meta.db_table
+    ids = list(plans)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {table} AS i
+               SET next_run_at = v.next_run_at,
+                   missed_ticks = i.missed_ticks + v.missed,
+                   late_since = CASE
+                       WHEN v.missed > 0 THEN COALESCE(i.late_since, %s)
+                       WHEN v.on_time THEN NULL
+                       ELSE i.late_since END
+              FROM unnest(%s::bigint[], %s::timestamptz[], %s::int[], %s::bool[])
+                   AS v(id, next_run_at, missed, on_time)
+             WHERE i.id = v.id
+            """,
+            [
+                now,
+                ids,
+                [plans[pk].next_run_at for pk in ids],
+                [plans[pk].missed for pk in ids],
+                [plans[pk].on_time for pk in ids],
+            ],
+        )
+
+
+def publish_runs(runs: Sequence[ImportRun]) -> None:
+    """Put the runs' messages on the broker in one pipelined round trip."""
+    from . import services
+
+    services.send_runs(runs)
+
+
+def seconds_until_due(cap: float) -> float:
+    """How long beat may sleep before the next tick of any active import is due."""
+    due = ScheduledImport.objects.filter(status=ScheduledImport.Status.ACTIVE).aggregate(
+        at=Min("next_run_at")
+    )["at"]
+    if due is None:
+        return cap
+    return max(0.0, min(cap, (due - timezone.now()).total_seconds()))

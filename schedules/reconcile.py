@@ -1,0 +1,217 @@
+"""Ticks reconciled, not trusted: the maintenance job that finds what beat's dispatch lost.
+
+Two checks, each bounded in cost by what happened since the last pass:
+
+- Runs whose message is gone. A queued run, not touched for the grace period, whose message
+  is neither waiting in the broker nor held by a worker (schedules.broker), was lost on the
+  way: beat died between its commit and its publish, a message was deleted from Redis, a
+  broker restarted empty. A scheduled run is then a missed tick, handled by its import's
+  `catchup` policy: `coalesce` sends the newest such run of the import again and skips the
+  older ones, `skip` skips them. A manual run is sent again.
+- Ticks without a run. For every active import, the ticks beat has already passed (before
+  `next_run_at`), since its last edit or resume and since the previous pass, at most
+  RECONCILE_WINDOW_SECONDS back, are compared with the runs that exist. A tick with no run is
+  a missed tick: counted, and with `coalesce` the newest one gets a catch-up run.
+
+Every missed tick is counted on its import (`missed_ticks`), logged, and makes the import late
+(`late_since`) until a tick is dispatched on time again; the owner hears once per late streak.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import F, Q
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from . import broker
+from .models import ImportRun, ScheduledImport
+
+logger = logging.getLogger("importbeat.reconcile")
+
+BATCH = 1000
+MAX_TICKS_PER_IMPORT = 1000
+
+
+def reconcile(now: datetime | None = None) -> dict[str, int]:
+    now = now or timezone.now()
+    grace = timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
+    resent, lost_ticks = recover_lost_messages(now, grace)
+    gaps = find_ticks_without_runs(now, grace)
+    if resent or lost_ticks or gaps:
+        logger.warning(
+            "reconcile resent=%s lost_ticks=%s ticks_without_run=%s", resent, lost_ticks, gaps
+        )
+    return {"resent": resent, "lost_ticks": lost_ticks, "ticks_without_run": gaps}
+
+
+# --- runs whose message is gone -----------------------------------------------------------------
+
+
+def recover_lost_messages(now: datetime, grace: timedelta) -> tuple[int, int]:
+    """(runs sent again, scheduled runs given up as missed ticks)."""
+    before = now - grace
+    waiting = list(
+        ImportRun.objects.filter(status=ImportRun.Status.QUEUED, queued_at__lt=before)
+        .filter(Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=before))
+        .select_related("scheduled_import")
+        .order_by("scheduled_import_id", "-queued_at")[:BATCH]
+    )
+    if not waiting:
+        return 0, 0
+    pending = broker.pending_task_ids()
+    if pending is None:
+        return 0, 0
+    lost = [run for run in waiting if run.celery_task_id not in pending]
+    resend: list[ImportRun] = []
+    missed: dict[int, list[ImportRun]] = {}
+    newest_per_import: set[int] = set()
+    for run in lost:  # newest first within each import
+        imp = run.scheduled_import
+        if run.scheduled_for is None:
+            resend.append(run)
+        elif imp.catchup == ScheduledImport.Catchup.COALESCE and imp.pk not in newest_per_import:
+            newest_per_import.add(imp.pk)
+            resend.append(run)
+            missed.setdefault(imp.pk, [])
+        else:
+            missed.setdefault(imp.pk, []).append(run)
+    with transaction.atomic():
+        for run in resend:
+            ImportRun.objects.filter(pk=run.pk, status=ImportRun.Status.QUEUED).update(
+                heartbeat_at=now
+            )
+        for import_id, runs in missed.items():
+            reason = "skipped: a missed tick (its message was lost before a worker took it)"
+            ImportRun.objects.filter(
+                pk__in=[run.pk for run in runs], status=ImportRun.Status.QUEUED
+            ).update(
+                status=ImportRun.Status.SKIPPED, finished_at=now, duration_ms=0,
+                error_message=reason,
+            )  # fmt: skip
+            # The resent run of a coalesce import is a missed tick too: it did not run on time.
+            count = len(runs) + (import_id in newest_per_import)
+            _count_missed(import_id, count, now)
+    if resend:
+        from . import services
+
+        transaction.on_commit(lambda: services.send_runs(resend))
+        for run in resend:
+            logger.warning(
+                "run message lost, sent again import=%s run=%s tick=%s",
+                run.scheduled_import_id, run.pk, run.scheduled_for,
+            )  # fmt: skip
+    return len(resend), sum(len(runs) for runs in missed.values()) + len(newest_per_import)
+
+
+# --- ticks without a run ------------------------------------------------------------------------
+
+
+def find_ticks_without_runs(now: datetime, grace: timedelta) -> int:
+    checked_until = now - grace
+    oldest = now - timedelta(seconds=settings.RECONCILE_WINDOW_SECONDS)
+    found = 0
+    last_id = 0
+    while True:
+        imports = list(
+            ScheduledImport.objects.filter(
+                pk__gt=last_id,
+                status=ScheduledImport.Status.ACTIVE,
+                next_run_at__isnull=False,
+            )
+            .filter(
+                Q(reconciled_until__isnull=True)
+                | Q(reconciled_until__lt=checked_until, next_run_at__gt=F("reconciled_until"))
+            )
+            .order_by("pk")
+            .only(
+                "id", "schedule_type", "cron_expression", "interval_seconds", "timezone",
+                "catchup", "next_run_at", "schedule_changed_at", "reconciled_until",
+                "timeout_seconds", "late_since", "status",
+            )[:BATCH]
+        )  # fmt: skip
+        if not imports:
+            return found
+        last_id = imports[-1].pk
+        expected: dict[int, list[datetime]] = {}
+        ends: dict[int, datetime] = {}
+        for imp in imports:
+            start = max(
+                t for t in (imp.reconciled_until, imp.schedule_changed_at, oldest) if t is not None
+            )
+            # Ticks at or after next_run_at are beat's to dispatch, not yet anybody's to miss.
+            end = min(checked_until, imp.next_run_at - timedelta(microseconds=1))
+            ends[imp.pk] = max(end, start)
+            if end > start:
+                expected[imp.pk] = imp.schedule.ticks_between(start, end, MAX_TICKS_PER_IMPORT)
+        ticks = {tick for found_ticks in expected.values() for tick in found_ticks}
+        have = set(
+            ImportRun.objects.filter(
+                scheduled_import_id__in=list(expected), scheduled_for__in=ticks
+            ).values_list("scheduled_import_id", "scheduled_for")
+        ) if ticks else set()  # fmt: skip
+        by_id = {imp.pk: imp for imp in imports}
+        for import_id, import_ticks in expected.items():
+            missing = [tick for tick in import_ticks if (import_id, tick) not in have]
+            if missing:
+                found += len(missing)
+                _handle_ticks_without_run(by_id[import_id], missing, now)
+        _mark_reconciled(ends)
+
+
+def _handle_ticks_without_run(imp: ScheduledImport, missing: list[datetime], now: datetime) -> None:
+    logger.warning(
+        "ticks without a run import=%s count=%s first=%s last=%s catchup=%s",
+        imp.pk, len(missing), missing[0].isoformat(), missing[-1].isoformat(), imp.catchup,
+    )  # fmt: skip
+    run = None
+    with transaction.atomic():
+        locked = ScheduledImport.objects.select_for_update().filter(pk=imp.pk).first()
+        if locked is None:
+            return
+        newer = ImportRun.objects.filter(scheduled_import=imp, scheduled_for__gt=missing[-1])
+        if imp.catchup == ScheduledImport.Catchup.COALESCE and not newer.exists():
+            run = ImportRun.objects.create(
+                scheduled_import=locked,
+                trigger=ImportRun.Trigger.CATCHUP,
+                scheduled_for=missing[-1],
+                celery_task_id=str(uuid.uuid4()),
+            )
+            from . import services
+
+            transaction.on_commit(lambda: services.send_runs([run]))
+        _count_missed(imp.pk, len(missing), now)
+
+
+def _count_missed(import_id: int, count: int, now: datetime) -> None:
+    """Count missed ticks; the import is late from now unless it already was (alert once)."""
+    newly_late = ScheduledImport.objects.filter(pk=import_id, late_since__isnull=True).update(
+        missed_ticks=F("missed_ticks") + count, late_since=now
+    )
+    if not newly_late:
+        ScheduledImport.objects.filter(pk=import_id).update(
+            missed_ticks=F("missed_ticks") + count, late_since=Coalesce("late_since", now)
+        )
+        return
+    from . import alerts
+
+    transaction.on_commit(lambda: alerts.on_imports_late([import_id]))
+
+
+def _mark_reconciled(ends: dict[int, datetime]) -> None:
+    table = ScheduledImport._meta.db_table
+    ids = list(ends)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {table} AS i SET reconciled_until = v.until
+              FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, until)
+             WHERE i.id = v.id
+            """,
+            [ids, [ends[pk] for pk in ids]],
+        )

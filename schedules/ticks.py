@@ -1,0 +1,185 @@
+"""The one tick function: when an import's schedule is due.
+
+Everything that shows or does a schedule asks this module: the API's and the admin's
+`next_run_at` and `next_runs`, beat's decision to dispatch, the tick a late dispatch records,
+catch-up and the reconciliation of ticks against runs. Nothing else (not Celery's `crontab`,
+which reads day-of-month and day-of-week with AND and refuses a 7 for Sunday) decides a tick, so
+what is listed is what fires.
+
+Cron is standard (Vixie) cron, as croniter evaluates it by default: day-of-month and day-of-week
+are OR'ed when both are restricted, 0 and 7 are Sunday, month and day names are accepted, and the
+macros `@yearly`, `@annually`, `@monthly`, `@weekly`, `@daily`, `@midnight` and `@hourly` stand
+for their five fields. Cron is evaluated in the import's time zone. Interval ticks sit on
+multiples of the interval since the epoch, so every process derives the same tick from a time.
+"""
+
+from __future__ import annotations
+
+import re
+import zoneinfo
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+MACROS = {
+    "@yearly": "0 0 1 1 *",
+    "@annually": "0 0 1 1 *",
+    "@monthly": "0 0 1 * *",
+    "@weekly": "0 0 * * 0",
+    "@daily": "0 0 * * *",
+    "@midnight": "0 0 * * *",
+    "@hourly": "0 * * * *",
+}
+
+
+MONTH_NAMES = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
+# Field position -> {name: number}.
+NAMES = {
+    3: {name: number for number, name in enumerate(MONTH_NAMES, start=1)},
+    4: {name: number for number, name in enumerate(DAY_NAMES)},
+}
+_SINGLE_RANGE = re.compile(r"^(\d+)-(\d+)(/\d+)?$")
+
+
+def expand_macro(expression: str) -> str:
+    """The five fields a cron expression stands for (`@daily` is `0 0 * * *`)."""
+    cleaned = " ".join(expression.split())
+    return MACROS.get(cleaned.lower(), cleaned)
+
+
+def normalize(expression: str) -> str:
+    """The expression as croniter must be given it to mean what cron means.
+
+    Macros become their fields and names become numbers. A one-value range (`1-1`, `mon-mon`) is
+    written as that value: croniter reads it as `*` (every day, where cron means Mondays).
+    """
+    fields = expand_macro(expression).lower().split()
+    normalized = []
+    for position, field in enumerate(fields):
+        atoms = []
+        for atom in field.split(","):
+            for name, number in NAMES.get(position, {}).items():
+                atom = atom.replace(name, str(number))
+            match = _SINGLE_RANGE.match(atom)
+            if match and int(match.group(1)) == int(match.group(2)):
+                atom = match.group(1)
+            atoms.append(atom)
+        normalized.append(",".join(atoms))
+    return " ".join(normalized)
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """What decides the ticks of one import: a cron expression in a zone, or an interval."""
+
+    cron_expression: str = ""
+    timezone: str = "UTC"
+    interval_seconds: int | None = None
+
+    @property
+    def is_cron(self) -> bool:
+        return self.interval_seconds is None
+
+    def next_after(self, moment: datetime) -> datetime:
+        """The first tick strictly after `moment`, in UTC."""
+        return next(self.ticks_after(moment))
+
+    def ticks_after(self, moment: datetime) -> Iterator[datetime]:
+        """Every tick strictly after `moment`, in order, in UTC (an endless iterator)."""
+        if not self.is_cron:
+            every = self.interval_seconds
+            tick = (int(moment.timestamp()) // every + 1) * every
+            while True:
+                yield datetime.fromtimestamp(tick, tz=UTC)
+                tick += every
+        from croniter import croniter
+
+        itr = croniter(self.fields, moment.astimezone(self._zone), day_or=self.day_or)
+        while True:
+            tick = itr.get_next(datetime)
+            if not self._is_repeated_wall_time(tick):
+                yield tick.astimezone(UTC)
+
+    def tick_at_or_before(self, moment: datetime) -> datetime:
+        """The newest tick not after `moment` (what a dispatch at `moment` stands for)."""
+        moment = moment.replace(microsecond=0)
+        if not self.is_cron:
+            every = self.interval_seconds
+            return datetime.fromtimestamp(int(moment.timestamp()) // every * every, tz=UTC)
+        from croniter import croniter
+
+        # The second is added in UTC: local arithmetic drops `fold` and would turn 02:29 CET
+        # (the repeated hour) into 02:29 CEST, one hour earlier.
+        local = (moment + timedelta(seconds=1)).astimezone(self._zone)
+        itr = croniter(self.fields, local, day_or=self.day_or)
+        while True:
+            tick = itr.get_prev(datetime)
+            if not self._is_repeated_wall_time(tick):
+                return tick.astimezone(UTC)
+
+    def ticks_between(self, start: datetime, end: datetime, limit: int) -> list[datetime]:
+        """Ticks in (start, end], at most `limit` of them (the newest ones are cut)."""
+        found: list[datetime] = []
+        for tick in self.ticks_after(start):
+            if tick > end or len(found) >= limit:
+                break
+            found.append(tick)
+        return found
+
+    def describe(self) -> str:
+        """The cron rule in words (cron-descriptor), saying OR where cron means OR."""
+        from cron_descriptor import Options, get_description
+
+        options = Options()
+        options.use_24hour_time_format = True
+        options.day_of_week_start_index_zero = True
+        minute, hour, dom, month, dow = self.fields.split()
+        # cron-descriptor knows Sunday as 0 only; 7 is the same day here.
+        dow = ",".join("0" if part == "7" else part for part in dow.split(","))
+        text = get_description(" ".join((minute, hour, dom, month, dow)), options)
+        if dom != "*" and dow != "*":
+            # Both restricted: cron runs on either day, while cron-descriptor's words read as
+            # both ("on day 1 of the month, only on Wednesday").
+            text = text.replace(", only on ", ", or on ", 1)
+            if ", or on " not in text:
+                text += " (either the day of the month or the weekday)"
+        return text
+
+    @property
+    def fields(self) -> str:
+        return normalize(self.cron_expression)
+
+    @property
+    def day_or(self) -> bool:
+        """Vixie cron: day-of-month and day-of-week are OR'ed only when neither starts with `*`.
+
+        croniter decides by the expanded values instead, so `*/2 * 3` would run on every odd day
+        OR Wednesday there, while cron runs on odd days that are Wednesdays.
+        """
+        _minute, _hour, dom, _month, dow = self.fields.split()
+        return not (dom.startswith("*") or dow.startswith("*"))
+
+    @property
+    def _zone(self) -> zoneinfo.ZoneInfo:
+        return _zone(self.timezone)
+
+    def _is_repeated_wall_time(self, tick: datetime) -> bool:
+        """True for the second occurrence of a local time in the hour a DST fall-back repeats.
+
+        Like Vixie cron, a job at fixed times (`30 2 * * *`) runs once on the fall-back day, at
+        the first 02:30; a wildcard job (minute or hour starting with `*`, like `*/15 * * * *`)
+        keeps running through the repeated hour. croniter yields both 02:30s, so the repeat is
+        dropped here, for every caller alike.
+        """
+        minute, hour = self.fields.split()[:2]
+        if minute.startswith("*") or hour.startswith("*"):
+            return False
+        first = tick.replace(tzinfo=None).replace(tzinfo=self._zone, fold=0)
+        return first.astimezone(UTC) != tick.astimezone(UTC)
+
+
+@lru_cache(maxsize=1024)
+def _zone(name: str) -> zoneinfo.ZoneInfo:
+    return zoneinfo.ZoneInfo(name)

@@ -10,9 +10,9 @@ of schedules, and several beats can share the work: a locked import is simply an
 A tick dispatched within `MISSED_TICK_GRACE_SECONDS` is on time, however late, and its run
 records the tick it was due for. Ticks older than that were missed (beat was down or stalled):
 they are counted on the import, which is late until a tick is dispatched on time again, and the
-import's `catchup` policy decides: `coalesce` runs once for all of them (the latest, trigger
-`catchup`) unless an on-time tick runs anyway; `skip` runs none of them. A run committed whose
-message never reached a worker is found by schedules.reconcile.
+import's `catchup` policy decides: `coalesce` runs once for all of them (trigger `catchup`: the
+run of a tick due now anyway, or else of the latest missed one); `skip` runs none of them. A run
+committed whose message never reached a worker is found by schedules.reconcile.
 """
 
 from __future__ import annotations
@@ -74,8 +74,10 @@ def plan_ticks(
     missed = 1 + len(schedule.ticks_between(due, cutoff, MAX_COUNTED - 1))
     on_time = schedule.ticks_between(cutoff, now, MAX_ON_TIME)
     runs = [(tick, ImportRun.Trigger.SCHEDULE) for tick in on_time]
-    if not runs and catchup == ScheduledImport.Catchup.COALESCE:
-        runs = [(schedule.tick_at_or_before(cutoff), ImportRun.Trigger.CATCHUP)]
+    if catchup == ScheduledImport.Catchup.COALESCE:
+        # The missed ticks run once: as the run of a tick due now anyway, or of the latest one.
+        first = on_time[0] if on_time else schedule.tick_at_or_before(cutoff)
+        runs[:1] = [(first, ImportRun.Trigger.CATCHUP)]
     return TickPlan(
         runs=runs,
         next_run_at=schedule.next_after(on_time[-1] if on_time else cutoff),

@@ -94,9 +94,15 @@ def recover_lost_messages(now: datetime, grace: timedelta) -> tuple[int, int]:
                 status=ImportRun.Status.SKIPPED, finished_at=now, duration_ms=0,
                 error_message=reason,
             )  # fmt: skip
-            # The resent run of a coalesce import is a missed tick too: it did not run on time.
-            count = len(runs) + (import_id in newest_per_import)
-            _count_missed(import_id, count, now)
+            # The resent run of a coalesce import is a missed tick too (it did not run on time),
+            # counted the first time its message is found lost, not at every resend.
+            count = len(runs) + sum(
+                1
+                for run in resend
+                if run.scheduled_import_id == import_id and run.heartbeat_at is None
+            )
+            if count:
+                _count_missed(import_id, count, now)
     if resend:
         from . import services
 
@@ -106,7 +112,8 @@ def recover_lost_messages(now: datetime, grace: timedelta) -> tuple[int, int]:
                 "run message lost, sent again import=%s run=%s tick=%s",
                 run.scheduled_import_id, run.pk, run.scheduled_for,
             )  # fmt: skip
-    return len(resend), sum(len(runs) for runs in missed.values()) + len(newest_per_import)
+    first_resends = sum(1 for run in resend if run.scheduled_for and run.heartbeat_at is None)
+    return len(resend), sum(len(runs) for runs in missed.values()) + first_resends
 
 
 # --- ticks without a run ------------------------------------------------------------------------

@@ -1,5 +1,6 @@
-"""Beat down across three ticks, then restarted: a `coalesce` import runs once for the missed
-ticks (trigger `catchup`); a `skip` import waits for its next tick."""
+"""Beat down across three ticks, then restarted: the missed ticks (older than the grace period
+when beat looks again) are counted on each import, which is late until a tick runs on time
+again; a `coalesce` import runs once for them (trigger `catchup`), a `skip` import runs none."""
 
 import time
 from datetime import timedelta
@@ -51,6 +52,7 @@ def test_after_three_missed_ticks_coalesce_runs_once_and_skip_waits_for_the_next
     # When it starts again
     restarted_at = timezone.now()
     processes.start("beat", **FAST)
+    grace = timedelta(seconds=int(FAST["MISSED_TICK_GRACE_SECONDS"]))
     wait_for(
         lambda: [r for r in runs_of(coalesce) if r.trigger == "catchup"],
         30,
@@ -64,7 +66,7 @@ def test_after_three_missed_ticks_coalesce_runs_once_and_skip_waits_for_the_next
         imp.pk: [
             last_tick[imp.pk] + timedelta(seconds=INTERVAL * i)
             for i in range(1, 20)
-            if last_tick[imp.pk] + timedelta(seconds=INTERVAL * i) <= restarted_at
+            if last_tick[imp.pk] + timedelta(seconds=INTERVAL * i) <= restarted_at - grace
         ]
         for imp in (coalesce, skip)
     }
@@ -77,7 +79,8 @@ def test_after_three_missed_ticks_coalesce_runs_once_and_skip_waits_for_the_next
         imp.pk: [
             r
             for r in runs_of(imp)
-            if last_tick[imp.pk] < r.scheduled_for <= restarted_at and r.trigger != "catchup"
+            if last_tick[imp.pk] < r.scheduled_for <= restarted_at - grace
+            and r.trigger != "catchup"
         ]
         for imp in (coalesce, skip)
     }
@@ -90,7 +93,7 @@ def test_after_three_missed_ticks_coalesce_runs_once_and_skip_waits_for_the_next
         catchup_tick=catchups[0].scheduled_for.isoformat(),
     )
     skip_missed_runs = [
-        r for r in runs_of(skip) if last_tick[skip.pk] < r.scheduled_for <= restarted_at
+        r for r in runs_of(skip) if last_tick[skip.pk] < r.scheduled_for <= restarted_at - grace
     ]
     figures(
         "catch-up skip",
@@ -100,7 +103,13 @@ def test_after_three_missed_ticks_coalesce_runs_once_and_skip_waits_for_the_next
         runs_for_missed_ticks=len(skip_missed_runs),
         runs_after_restart=sum(r.scheduled_for > restarted_at for r in runs_of(skip)),
     )
+    coalesce.refresh_from_db()
+    skip.refresh_from_db()
     assert len(missed[coalesce.pk]) >= 3 and len(missed[skip.pk]) >= 3
+    # Then the missed ticks are counted on each import, and the late streak ended on time again
+    assert coalesce.missed_ticks >= len(missed[coalesce.pk])
+    assert skip.missed_ticks >= len(missed[skip.pk])
+    assert coalesce.late_since is None and skip.late_since is None
     assert len(catchups) == 1
     assert catchups[0].scheduled_for > stopped_at - timedelta(seconds=INTERVAL)
     assert catchups[0].status == "succeeded"

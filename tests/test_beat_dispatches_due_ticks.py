@@ -1,0 +1,186 @@
+"""Beat's loop (schedules.dispatch.dispatch_due) on the real database, with frozen time: every
+due tick becomes one run stamped with that tick, however late; ticks past the grace period are
+missed, counted and handled per `catchup`; two beats never dispatch a tick twice."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from schedules import dispatch, services
+from schedules.models import ImportRun, ScheduledImport
+from tests.factories import make_import
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SOURCE = "http://127.0.0.1/p.csv"
+T0 = datetime(2026, 12, 2, 10, 0, 0, tzinfo=UTC)
+
+
+def run_beat_once(sent: list[ImportRun] | None = None) -> dispatch.DispatchResult:
+    return dispatch.dispatch_due(publish=(sent.extend if sent is not None else lambda runs: None))
+
+
+def ticks_of(imp) -> list[datetime]:
+    return list(
+        ImportRun.objects.filter(scheduled_import=imp)
+        .order_by("scheduled_for")
+        .values_list("scheduled_for", flat=True)
+    )
+
+
+def test_a_late_dispatch_records_the_tick_it_was_due_for_and_drops_none_between(alice, settings):
+    settings.MISSED_TICK_GRACE_SECONDS = 60
+    with time_machine.travel(T0 - timedelta(seconds=5), tick=False) as clock:
+        imp = make_import(alice, SOURCE, interval_seconds=10)
+        # Given beat stalls for 35 s, within the grace period
+        clock.move_to(T0 + timedelta(seconds=35))
+
+        # When it looks again
+        sent: list[ImportRun] = []
+        result = run_beat_once(sent)
+
+    # Then every tick since the stall has its own run, stamped with its own tick
+    expected = [T0 + timedelta(seconds=s) for s in (0, 10, 20, 30)]
+    assert ticks_of(imp) == expected
+    assert sorted(r.scheduled_for for r in sent) == expected
+    assert {r.trigger for r in sent} == {"schedule"}
+    assert result.missed == 0
+    imp.refresh_from_db()
+    assert imp.next_run_at == T0 + timedelta(seconds=40)
+    assert imp.late_since is None and imp.missed_ticks == 0
+
+
+def test_it_dispatches_each_tick_once_however_often_beat_looks(alice):
+    with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
+        imp = make_import(alice, SOURCE, interval_seconds=60)
+        for second in range(0, 125, 1):
+            clock.move_to(T0 + timedelta(seconds=second))
+            run_beat_once()
+
+    assert ticks_of(imp) == [T0, T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)]
+
+
+@pytest.mark.parametrize(("catchup", "runs"), [("coalesce", 1), ("skip", 0)])
+def test_ticks_missed_past_the_grace_period_are_counted_and_handled_per_catchup(
+    alice, settings, catchup, runs
+):
+    settings.MISSED_TICK_GRACE_SECONDS = 5
+    with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
+        imp = make_import(alice, SOURCE, interval_seconds=60, catchup=catchup)
+        # Given beat was down across three ticks (10:00, 10:01, 10:02)
+        clock.move_to(T0 + timedelta(minutes=2, seconds=30))
+
+        # When it comes back
+        result = run_beat_once()
+
+        # Then the three ticks are missed and counted; coalesce runs once, for the latest
+        imp.refresh_from_db()
+        assert result.missed == 3 and imp.missed_ticks == 3
+        assert imp.late_since is not None and imp.is_late()
+        made = list(ImportRun.objects.filter(scheduled_import=imp))
+        assert len(made) == runs
+        if runs:
+            assert made[0].trigger == "catchup"
+            assert made[0].scheduled_for == T0 + timedelta(minutes=2)
+        assert imp.next_run_at == T0 + timedelta(minutes=3)
+
+        # ... and the next tick dispatched on time ends the late streak
+        clock.move_to(T0 + timedelta(minutes=3, seconds=1))
+        run_beat_once()
+        imp.refresh_from_db()
+        assert imp.late_since is None and not imp.is_late()
+        assert imp.missed_ticks == 3
+
+
+def test_an_import_overdue_past_the_grace_period_is_late_before_beat_notices(alice, settings):
+    settings.MISSED_TICK_GRACE_SECONDS = 60
+    with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
+        imp = make_import(alice, SOURCE, interval_seconds=60)
+        clock.move_to(T0 + timedelta(seconds=59))
+        assert not ScheduledImport.objects.get(pk=imp.pk).is_late()
+        clock.move_to(T0 + timedelta(seconds=61))
+        assert ScheduledImport.objects.get(pk=imp.pk).is_late()
+
+
+def test_a_paused_import_is_not_dispatched_and_resuming_starts_from_the_next_tick(alice):
+    with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
+        imp = make_import(alice, SOURCE, interval_seconds=60)
+        services.pause_import(imp)
+        clock.move_to(T0 + timedelta(minutes=5, seconds=10))
+        run_beat_once()
+        assert ticks_of(imp) == []
+
+        services.resume_import(imp)
+        run_beat_once()
+        assert ticks_of(imp) == []
+        assert ScheduledImport.objects.get(pk=imp.pk).next_run_at == T0 + timedelta(minutes=6)
+        assert ScheduledImport.objects.get(pk=imp.pk).missed_ticks == 0
+
+
+def test_editing_an_unrelated_field_keeps_the_tick_beat_is_due_to_dispatch(alice):
+    with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
+        imp = make_import(alice, SOURCE, interval_seconds=60)
+        clock.move_to(T0 + timedelta(seconds=2))
+        services.update_import(imp, description="renamed while beat was busy")
+        run_beat_once()
+
+    assert ticks_of(imp) == [T0]
+
+
+def test_the_listed_next_runs_start_at_the_tick_beat_has_not_dispatched_yet(alice):
+    with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
+        imp = make_import(alice, SOURCE, interval_seconds=60)
+        clock.move_to(T0 + timedelta(seconds=3))
+        listed = ScheduledImport.objects.get(pk=imp.pk).next_runs(3)
+        run_beat_once()
+        fired = ticks_of(imp)
+
+    assert listed == [T0, T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)]
+    assert fired == listed[:1]
+
+
+def test_two_beats_at_once_dispatch_each_tick_once(alice, django_user_model):
+    with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
+        for i in range(300):
+            make_import(alice, SOURCE, name=f"i{i}", dataset=f"d{i}", interval_seconds=60)
+        clock.move_to(T0 + timedelta(seconds=1))
+        results: list[dispatch.DispatchResult] = []
+
+        def beat() -> None:
+            try:
+                results.append(dispatch.dispatch_due(publish=lambda runs: None, batch_size=50))
+            finally:
+                connection.close()
+
+        beats = [threading.Thread(target=beat) for _ in range(2)]
+        for thread in beats:
+            thread.start()
+        for thread in beats:
+            thread.join()
+
+    assert sum(result.runs for result in results) == 300
+    assert ImportRun.objects.count() == 300
+    assert ImportRun.objects.values("scheduled_import", "scheduled_for").distinct().count() == 300
+
+
+def test_a_loop_costs_a_few_statements_per_batch_not_per_schedule(alice):
+    with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
+        for i in range(200):
+            make_import(alice, SOURCE, name=f"i{i}", dataset=f"d{i}", interval_seconds=3600)
+        clock.move_to(T0 + timedelta(seconds=1))
+        with CaptureQueriesContext(connection) as due:
+            dispatch.dispatch_due(publish=lambda runs: None, batch_size=100)
+        clock.move_to(T0 + timedelta(seconds=2))
+        with CaptureQueriesContext(connection) as idle:
+            dispatch.dispatch_due(publish=lambda runs: None, batch_size=100)
+
+    # 200 hourly imports all due: two batches of a handful of statements each
+    assert len(due.captured_queries) <= 2 * 8 + 3, [q["sql"][:80] for q in due.captured_queries]
+    # Nothing due: one look at the index
+    assert len(idle.captured_queries) <= 3

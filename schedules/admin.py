@@ -61,7 +61,7 @@ class RecentRunsInline(admin.TabularInline):
 class ScheduledImportAdmin(admin.ModelAdmin):
     form = ScheduledImportAdminForm
     list_display = (
-        "name", "owner", "schedule", "status", "last_result", "next_run_at", "success",
+        "name", "owner", "schedule", "status", "last_result", "next_run_at", "lateness", "success",
     )  # fmt: skip
     list_filter = ("status", "schedule_type", "last_run_status", "mode", "owner")
     search_fields = (
@@ -73,7 +73,7 @@ class ScheduledImportAdmin(admin.ModelAdmin):
     readonly_fields = (
         "status", "schedule", "next_runs_display", "next_run_at", "total_runs",
         "successful_runs", "failed_runs", "consecutive_failures", "success",
-        "last_run_at", "last_run_status", "created_at", "updated_at",
+        "last_run_at", "last_run_status", "created_at", "updated_at", "lateness", "missed_ticks",
     )  # fmt: skip
     fieldsets = (
         (None, {"fields": ("owner", "name", "description", "status")}),
@@ -119,6 +119,8 @@ class ScheduledImportAdmin(admin.ModelAdmin):
                     "last_run_at",
                     "last_run_status",
                     "next_run_at",
+                    "lateness",
+                    "missed_ticks",
                     "created_at",
                     "updated_at",
                 )
@@ -149,6 +151,14 @@ class ScheduledImportAdmin(admin.ModelAdmin):
             return "-"
         when = f" ({imp.last_run_at:%Y-%m-%d %H:%M})" if imp.last_run_at else ""
         return f"{imp.last_run_status}{when}"
+
+    @admin.display(description="late")
+    def lateness(self, imp: ScheduledImport) -> str:
+        if not imp.pk or not imp.is_late():
+            return "-"
+        if imp.late_since is None:
+            return f"overdue since {imp.next_run_at:%Y-%m-%d %H:%M} UTC"
+        return f"late since {imp.late_since:%Y-%m-%d %H:%M} UTC ({imp.missed_ticks} missed ticks)"
 
     @admin.display(description="success rate")
     def success(self, imp: ScheduledImport) -> str:

@@ -130,10 +130,15 @@ def _dispatch_batch(batch_size: int) -> tuple[list[ImportRun], int, int, list[in
         )
         if not imports:
             return [], 0, 0, []
-        plans = {
-            imp.pk: plan_ticks(imp.schedule, imp.next_run_at, now, grace, imp.catchup)
-            for imp in imports
-        }
+        # Imports that share a rule and a due tick share a plan (most schedules are a few
+        # common rules: every minute, hourly, daily).
+        memo: dict[tuple, TickPlan] = {}
+        plans = {}
+        for imp in imports:
+            key = (imp.schedule, imp.next_run_at, imp.catchup)
+            if key not in memo:
+                memo[key] = plan_ticks(imp.schedule, imp.next_run_at, now, grace, imp.catchup)
+            plans[imp.pk] = memo[key]
         runs = _create_runs(imports, plans, now)
         _advance(plans, now)
         late = [imp.pk for imp in imports if plans[imp.pk].missed and imp.late_since is None]
@@ -176,7 +181,50 @@ def _create_runs(
         for imp, tick, trigger in wanted
         if (imp.pk, tick) not in existing
     ]
-    return ImportRun.objects.bulk_create(runs)
+    _insert_runs(runs)
+    return runs
+
+
+# The columns that differ between the runs of one batch; every other column takes the value a
+# new ImportRun has by default, whatever columns the model gains.
+VARYING = ("scheduled_import", "trigger", "scheduled_for", "queued_at", "celery_task_id")
+
+
+def _insert_runs(runs: list[ImportRun]) -> None:
+    """One INSERT for the batch's runs, sending each varying column as one array.
+
+    Django's bulk_create compiles every value of every row (a quarter of beat's time at 10,000
+    runs); here the constant columns go once and the varying ones as arrays.
+    """
+    if not runs:
+        return
+    fields = [f for f in ImportRun._meta.concrete_fields if not f.primary_key]
+    varying = [f for f in fields if f.name in VARYING]
+    constant = [f for f in fields if f.name not in VARYING]
+    template = ImportRun()
+    arrays = [
+        [f.get_db_prep_save(getattr(run, f.attname), connection) for run in runs] for f in varying
+    ]
+    types = [f.db_type(connection) for f in varying]
+    columns = ", ".join(connection.ops.quote_name(f.column) for f in (*varying, *constant))
+    unnest = ", ".join(f"%s::{kind}[]" for kind in types)
+    names = ", ".join(f"v{i}" for i in range(len(varying)))
+    selected = ", ".join([*(f"v{i}" for i in range(len(varying))), *("%s" for _ in constant)])
+    table = connection.ops.quote_name(ImportRun._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) "
+            f"SELECT {selected} FROM unnest({unnest}) AS v({names}) "
+            f"RETURNING id, celery_task_id",
+            [
+                *[f.get_db_prep_save(getattr(template, f.attname), connection) for f in constant],
+                *arrays,
+            ],
+        )
+        ids = {task_id: pk for pk, task_id in cursor.fetchall()}
+    for run in runs:
+        run.pk = ids[run.celery_task_id]
+        run._state.adding = False
 
 
 def _advance(plans: dict[int, TickPlan], now: datetime) -> None:

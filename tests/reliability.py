@@ -129,3 +129,73 @@ def redis_server(port: int, log_dir: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.kill()
+
+
+class DatabaseProxy:
+    """A TCP port that forwards to the suite's PostgreSQL; `cut()` drops every connection and
+    refuses new ones, as a network partition between one worker and the database would."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+        import urllib.parse
+
+        from django.db import connection
+
+        params = connection.get_connection_params()
+        host, port = params.get("host") or "/tmp", int(params.get("port") or 5432)
+        self.upstream = (
+            (socket.AF_UNIX, f"{host}/.s.PGSQL.{port}")
+            if host.startswith("/")
+            else (socket.AF_INET, (host, port))
+        )
+        self.database = connection.settings_dict["NAME"]
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        self.lock = threading.Lock()
+        self.open = True
+        self._quote = urllib.parse.quote
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{self._quote(self.database)}"
+
+    def _accept(self) -> None:
+        import socket
+        import threading
+
+        while self.open:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.socket(self.upstream[0], socket.SOCK_STREAM)
+            upstream.connect(self.upstream[1])
+            with self.lock:
+                self.sockets += [client, upstream]
+            for source, target in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
+
+    @staticmethod
+    def _pump(source, target) -> None:
+        try:
+            while chunk := source.recv(65536):
+                target.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                target.close()
+
+    def cut(self) -> None:
+        import socket
+
+        self.open = False
+        self.listener.close()
+        with self.lock:
+            for sock in self.sockets:
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+                    sock.close()

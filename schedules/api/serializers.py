@@ -57,6 +57,9 @@ class ImportSerializer(serializers.ModelSerializer):
     schedule_description = serializers.CharField(read_only=True)
     next_runs = serializers.SerializerMethodField(help_text="the next 5 ticks, in UTC")
     success_rate = serializers.FloatField(read_only=True, allow_null=True)
+    late = serializers.SerializerMethodField(
+        help_text="a tick was missed, or the next one is overdue past the grace period"
+    )
 
     class Meta:
         model = ScheduledImport
@@ -68,12 +71,17 @@ class ImportSerializer(serializers.ModelSerializer):
             "max_retries", "retry_backoff_seconds", "retry_backoff_max_seconds",
             "timeout_seconds", "overlap", "catchup", "alert_after_failures", "callback_url",
             "status", "total_runs", "successful_runs", "failed_runs", "consecutive_failures",
-            "success_rate", "last_run_at", "last_run_status", "created_at", "updated_at",
+            "success_rate", "last_run_at", "last_run_status", "late", "late_since",
+            "missed_ticks", "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = [
             "status", "total_runs", "successful_runs", "failed_runs", "consecutive_failures",
-            "last_run_at", "last_run_status", "next_run_at", "created_at", "updated_at",
+            "last_run_at", "last_run_status", "next_run_at", "late_since", "missed_ticks",
+            "created_at", "updated_at",
         ]  # fmt: skip
+
+    def get_late(self, imp: ScheduledImport) -> bool:
+        return imp.is_late()
 
     @extend_schema_field(serializers.ListField(child=serializers.DateTimeField()))
     def get_next_runs(self, imp: ScheduledImport) -> list[str]:

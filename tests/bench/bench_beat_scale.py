@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import signal
 import statistics
 import threading
@@ -39,9 +40,15 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTas
 from project.beat import DISPATCH_TASK
 from schedules.models import Dataset, ImportRun, ScheduledImport
 
-pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.processes,
+    pytest.mark.timeout(1800),
+]
 
 QUEUE = "celery"
+# `BENCH_BEAT_COUNTS=10000 make bench` measures one size only.
+COUNTS = tuple(int(n) for n in os.environ.get("BENCH_BEAT_COUNTS", "10000,1000").split(","))
 VANILLA = (
     "celery -A project beat --loglevel=INFO --pidfile= "
     "-S django_celery_beat.schedulers:DatabaseScheduler"
@@ -177,7 +184,7 @@ def per_tick_lags(received: list[tuple[float, str, list]], since: float) -> dict
 
 
 def bench_importbeat_beat(processes) -> None:
-    for count in (10_000, 1_000):
+    for count in COUNTS:
         ImportRun.objects.all().delete()
         ScheduledImport.objects.all().delete()
         PeriodicTask.objects.filter(task=DISPATCH_TASK).delete()
@@ -272,7 +279,7 @@ def bench_vanilla_django_celery_beat(processes, monkeypatch) -> None:
     monkeypatch.setattr(
         conftest, "procfile_command", lambda name: VANILLA if name == "beat" else real(name)
     )
-    for count in (10_000, 1_000):
+    for count in COUNTS:
         ImportRun.objects.all().delete()
         ScheduledImport.objects.all().delete()
         PeriodicTask.objects.filter(task=DISPATCH_TASK).delete()

@@ -1,0 +1,80 @@
+"""A worker that cannot do the work does not take it: it refuses to start without its database,
+and one that loses its database while it runs takes no tick with it (every tick still gets
+exactly one run) and is named broken by `/api/v1/health`."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from project.devservices import free_port
+from schedules.api.health import check_workers
+from schedules.models import ImportRun
+from tests.conftest import wait_for
+from tests.factories import PRODUCTS_CSV, make_import
+from tests.reliability import FAST, DatabaseProxy
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
+
+INTERVAL = 4
+TICKS = 10
+
+
+def test_a_worker_that_cannot_reach_its_database_exits_at_start_with_a_clear_message(processes):
+    unreachable = f"postgres://postgres@127.0.0.1:{free_port()}/nowhere"
+
+    worker = processes.start("worker", DATABASE_URL=unreachable, WORKER_NAME="nodb")
+
+    assert worker.wait(60) != 0
+    log = processes.logs()
+    assert "importbeat worker not started: cannot reach the database" in log, log
+    assert "ready." not in log
+
+
+def test_a_worker_that_loses_its_database_takes_no_tick_and_health_names_it_broken(
+    alice, csv_server, processes
+):
+    # Given a healthy worker, and a second one whose database is behind a proxy
+    proxy = DatabaseProxy()
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV), interval_seconds=INTERVAL)
+    processes.start("worker", **{**FAST, "WORKER_NAME": "healthy"})
+    processes.start("worker", **{**FAST, "WORKER_NAME": "partitioned", "DATABASE_URL": proxy.url})
+    wait_for(
+        lambda: len(check_workers()["workers"]) == 2, 60, what="two workers\n" + processes.logs()
+    )
+
+    # When the second one loses its database, and beat runs for ten ticks
+    proxy.cut()
+    processes.start("beat", **FAST)
+    first = wait_for(
+        lambda: ImportRun.objects.filter(scheduled_import=imp).order_by("scheduled_for").first(),
+        30,
+        what="the first run\n" + processes.logs(),
+    )
+    last_tick = first.scheduled_for + timedelta(seconds=INTERVAL * (TICKS - 1))
+
+    def settled():
+        runs = list(ImportRun.objects.filter(scheduled_import=imp, scheduled_for__lte=last_tick))
+        return len(runs) == TICKS and all(not run.is_active for run in runs) and runs
+
+    runs = wait_for(settled, INTERVAL * TICKS + 90, what="ten settled ticks\n" + processes.logs())
+    health = check_workers()
+
+    # Then every tick has exactly one run, none lost, and each ran on the healthy worker
+    ticks = [run.scheduled_for for run in runs]
+    print(
+        f"\n[figures] partitioned worker: ticks={len(ticks)} "
+        f"statuses={sorted({r.status for r in runs})} "
+        f"workers={sorted({r.worker for r in runs})} broken={health['broken']}",
+        flush=True,
+    )
+    assert len(set(ticks)) == TICKS
+    assert [r.status for r in runs] == ["succeeded"] * TICKS, [
+        (r.status, r.error_message) for r in runs
+    ]
+    assert {r.worker for r in runs} == {"healthy@" + r.worker.split("@")[1] for r in runs}
+    # ... and health names the worker that answers pings but cannot reach its database
+    assert not health["ok"]
+    assert [b["worker"].split("@")[0] for b in health["broken"]] == ["partitioned"]
+    assert "cannot reach the database" in health["broken"][0]["error"]

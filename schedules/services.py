@@ -18,7 +18,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
-from django.db.models import F, Max, Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -169,11 +169,11 @@ def dispatch_scheduled_tick(
     scheduled_for: str | datetime | None,
     trigger: str = ImportRun.Trigger.SCHEDULE,
 ) -> ImportRun | None:
-    """Turn one beat tick into at most one run and queue it.
+    """Turn one tick into at most one run and queue it (the `dispatch_scheduled_import` task).
 
-    The run is keyed by (import, tick): a second dispatch of the same tick, from a second beat
-    or a redelivered message, meets the unique constraint and does nothing. `trigger` is
-    `catchup` when beat dispatches a tick it missed while it was down.
+    Beat creates its runs itself (schedules.dispatch); this serves messages of that task still
+    queued by an older beat, and code that dispatches one tick. The run is keyed by (import,
+    tick): a second dispatch of the same tick meets the unique constraint and does nothing.
     """
     imp = ScheduledImport.objects.filter(pk=import_id).first()
     if imp is None or imp.status != ScheduledImport.Status.ACTIVE:
@@ -401,28 +401,6 @@ def untouched_since(stale_before: datetime) -> Q:
     return Q(heartbeat_at__lt=stale_before) | Q(
         heartbeat_at__isnull=True, queued_at__lt=stale_before
     )
-
-
-def missed_ticks(now: datetime) -> list[tuple[ScheduledImport, datetime]]:
-    """The latest missed tick of every active `coalesce` import, for beat's catch-up.
-
-    A tick is missed when it is not after `now` but after the newest tick that has a run and
-    after the import's last edit (a pause, a resume, a new schedule: ticks before it belong to
-    the old state): beat was down, or no beat led, when it was due. All missed ticks of an
-    import coalesce into this one; `skip` imports simply wait for their next tick. An import
-    whose schedule never ran yet has nothing to catch up: it starts with its next tick.
-    """
-    found = []
-    imports = ScheduledImport.objects.filter(
-        status=ScheduledImport.Status.ACTIVE, catchup=ScheduledImport.Catchup.COALESCE
-    ).annotate(last_tick=Max("runs__scheduled_for"))
-    for imp in imports:
-        if imp.last_tick is None:
-            continue
-        tick = imp.tick_for(now)
-        if tick > max(imp.last_tick, imp.updated_at):
-            found.append((imp, tick))
-    return found
 
 
 @dataclass

@@ -184,3 +184,35 @@ def test_a_loop_costs_a_few_statements_per_batch_not_per_schedule(alice):
     assert len(due.captured_queries) <= 2 * 8 + 3, [q["sql"][:80] for q in due.captured_queries]
     # Nothing due: one look at the index
     assert len(idle.captured_queries) <= 3
+
+
+def test_the_owner_hears_once_per_late_streak(alice, settings, monkeypatch):
+    from django.core import mail
+
+    from schedules import alerts
+
+    settings.MISSED_TICK_GRACE_SECONDS = 5
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    told: list[list[int]] = []
+    monkeypatch.setattr(alerts, "on_imports_late", told.append)
+    with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
+        imp = make_import(alice, SOURCE, interval_seconds=60)
+        # Given beat misses ticks twice in a row, without a tick on time in between
+        clock.move_to(T0 + timedelta(minutes=2, seconds=30))
+        run_beat_once()
+        clock.move_to(T0 + timedelta(minutes=5, seconds=30))
+        run_beat_once()
+        assert told == [[imp.pk]]
+        # ... and the mail says what happened
+        assert alerts.send_late_email(imp.pk)
+        assert len(mail.outbox) == 1 and mail.outbox[0].subject == "[importbeat] products is late"
+        assert "6 tick(s) passed without a run" in mail.outbox[0].body
+
+        # When a tick runs on time, then ticks are missed again
+        clock.move_to(T0 + timedelta(minutes=6, seconds=1))
+        run_beat_once()
+        clock.move_to(T0 + timedelta(minutes=9, seconds=30))
+        run_beat_once()
+
+    # Then a second streak tells the owner again
+    assert told == [[imp.pk], [imp.pk]]

@@ -246,16 +246,20 @@ def take_over(processes, first_beat, count: int) -> None:
     next_minute = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
     while datetime.now(UTC) < next_minute + timedelta(seconds=20):
         time.sleep(0.5)
+    # The first beat dies a second before the next tick: the survivor must dispatch it alone.
+    kill_minute = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    while datetime.now(UTC) < kill_minute - timedelta(seconds=1):
+        time.sleep(0.05)
     processes.stop(first_beat, signal.SIGKILL)
     killed_at = time.time()
-    kill_minute = datetime.now(UTC).replace(second=0, microsecond=0)
-    while datetime.now(UTC) < kill_minute + timedelta(minutes=1, seconds=20):
+    while datetime.now(UTC) < kill_minute + timedelta(seconds=20):
         time.sleep(0.5)
     data = collector.close()
     lags = per_tick_lags(data.received, killed_at)
     shared = lags.get(next_minute, [])
-    after_kill = lags.get(kill_minute + timedelta(minutes=1), [])
+    after_kill = lags.get(kill_minute, [])
     shared_runs = ImportRun.objects.filter(scheduled_for=next_minute)
+    firsts = [at for at, _t, _a in data.received if at > killed_at]
     report(
         f"importbeat take-over, {count} imports",
         shared_tick_dispatched=len(shared),
@@ -263,10 +267,9 @@ def take_over(processes, first_beat, count: int) -> None:
         - shared_runs.values("scheduled_import").distinct().count(),
         tick_after_kill_dispatched=len(after_kill),
         tick_after_kill_lag=percentiles(after_kill).replace(" ", ","),
-        kill_to_first_dispatch_s=(
-            f"{min(at for at, _t, _a in data.received if at > killed_at) - killed_at:.2f}"
-            if any(at > killed_at for at, _t, _a in data.received)
-            else "-"
+        # From the later of the kill and the tick to the survivor's first message.
+        take_over_s=(
+            f"{min(firsts) - max(killed_at, kill_minute.timestamp()):.2f}" if firsts else "-"
         ),
     )
     processes.stop(second)

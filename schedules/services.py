@@ -7,8 +7,10 @@ holds whichever surface made the change.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
+import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -16,8 +18,13 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import kombu.exceptions
+import redis.exceptions
+from celery import current_app
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import connection as db_connection
 from django.db.models import F, Max, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -32,9 +39,21 @@ IMPORT_FIELDS = {
     for f in ScheduledImport._meta.get_fields()
     if getattr(f, "editable", False) and f.name not in {"id", "owner", "dataset"}
 } - {
-    "status", "total_runs", "successful_runs", "failed_runs", "consecutive_failures",
+    "status", "total_runs", "successful_runs", "partial_runs", "failed_runs",
+    "consecutive_failures",
     "last_run_at", "last_run_status", "next_run_at", "created_at", "updated_at",
 }  # fmt: skip
+
+
+EXECUTE_RUN_TASK = "importbeat.execute_run"
+# What a broker that cannot take a message raises through Celery (kombu wraps most of it).
+BROKER_ERRORS = (kombu.exceptions.OperationalError, redis.exceptions.RedisError, OSError)
+# What a client is told to wait before triggering again when the broker is down.
+BROKER_RETRY_AFTER_SECONDS = 30
+
+
+class BrokerUnavailable(Exception):
+    """The broker did not take a run's message."""
 
 
 class RunAlreadyActive(Exception):
@@ -149,17 +168,28 @@ def enqueue_run(
     trigger: str = ImportRun.Trigger.API,
     user: AbstractBaseUser | None = None,
 ) -> ImportRun:
-    """Queue a run now; refuse while another run of the import is queued or running."""
-    with transaction.atomic():
-        ScheduledImport.objects.select_for_update().get(pk=imp.pk)
-        active = imp.runs.filter(status__in=ImportRun.ACTIVE_STATUSES).first()
-        if active:
-            raise RunAlreadyActive(active)
-        run = ImportRun.objects.create(
-            scheduled_import=imp, trigger=trigger, triggered_by=user,
-            celery_task_id=str(uuid.uuid4()),
-        )  # fmt: skip
-        transaction.on_commit(lambda: send_run(run))
+    """Queue a run now; refuse while another run of the import is queued or running.
+
+    The message goes to the broker once the run is committed. If the broker refuses it, the
+    run is withdrawn (deleted: nothing carries it, and it would block the next trigger with a
+    409) and BrokerUnavailable tells the caller to try again later. Should the withdrawal fail
+    too, the run is left for the sweep to send at its next pass (send_run backdated it).
+    """
+    try:
+        with transaction.atomic():
+            ScheduledImport.objects.select_for_update().get(pk=imp.pk)
+            active = imp.runs.filter(status__in=ImportRun.ACTIVE_STATUSES).first()
+            if active:
+                raise RunAlreadyActive(active)
+            run = ImportRun.objects.create(
+                scheduled_import=imp, trigger=trigger, triggered_by=user,
+                celery_task_id=str(uuid.uuid4()),
+            )  # fmt: skip
+            transaction.on_commit(lambda: send_run(run))
+    except BrokerUnavailable:
+        with contextlib.suppress(DatabaseError):
+            ImportRun.objects.filter(pk=run.pk, status=ImportRun.Status.QUEUED).delete()
+        raise
     return run
 
 
@@ -188,7 +218,7 @@ def dispatch_scheduled_tick(
                 scheduled_for=tick,
                 celery_task_id=str(uuid.uuid4()),
             )
-            transaction.on_commit(lambda: send_run(run))
+            send_run_on_commit(run)
     except IntegrityError:
         logger.info("tick already dispatched import=%s tick=%s", import_id, tick.isoformat())
         return None
@@ -196,18 +226,61 @@ def dispatch_scheduled_tick(
     return run
 
 
-def send_run(run: ImportRun) -> None:
-    """Put the run on the broker with the time limits of its import."""
-    from tasks.tasks import execute_run
+def run_message_options(run: ImportRun) -> dict[str, Any]:
+    """A run's execute_run message, as keyword arguments of Celery's `send_task`.
 
+    Every sender builds it here (the API, beat, the sweep), so a run's message is the same
+    whoever sends it. The kwargs name the import, so Flower's task list says which import a
+    task is; the time limits are the import's (the hard one leaves the soft one time to record
+    the timeout).
+    """
     imp = run.scheduled_import
-    execute_run.apply_async(
-        args=[run.pk],
-        task_id=run.celery_task_id,
-        soft_time_limit=imp.timeout_seconds,
-        # The hard limit leaves the soft one time to record the timeout.
-        time_limit=imp.timeout_seconds + 30,
-    )
+    return {
+        "name": EXECUTE_RUN_TASK,
+        "args": [run.pk],
+        "kwargs": {"import_id": imp.pk, "import_name": imp.name},
+        "task_id": run.celery_task_id,
+        "soft_time_limit": imp.timeout_seconds,
+        "time_limit": imp.timeout_seconds + 30,
+    }
+
+
+def send_run(run: ImportRun) -> None:
+    """Put the run's message on the broker: the one function that does.
+
+    When the broker cannot take it, the run is marked for the maintenance sweep to send again
+    at its next pass (within MAINTENANCE_INTERVAL_SECONDS of the broker coming back, not
+    STALE_QUEUED_SECONDS), and BrokerUnavailable is raised.
+    """
+    try:
+        current_app.send_task(**run_message_options(run))
+    except BROKER_ERRORS as error:
+        logger.warning("run message not sent import=%s run=%s: %r", run.scheduled_import_id,
+                       run.pk, error)  # fmt: skip
+        _send_again_at_next_sweep(run)
+        raise BrokerUnavailable("the task queue is unavailable") from error
+
+
+def send_run_on_commit(run: ImportRun) -> None:
+    """send_run once the run's row is committed; a broker that is down leaves it to the sweep."""
+
+    def send() -> None:
+        with contextlib.suppress(BrokerUnavailable):
+            send_run(run)
+
+    transaction.on_commit(send)
+
+
+def _send_again_at_next_sweep(run: ImportRun) -> None:
+    """Backdate the clock the sweep's stale-message check reads (untouched_since)."""
+    backdated = timezone.now() - timedelta(seconds=settings.STALE_QUEUED_SECONDS + 1)
+    with contextlib.suppress(DatabaseError):
+        ImportRun.objects.filter(pk=run.pk, status__in=WAITING_STATUSES).update(
+            heartbeat_at=backdated
+        )
+
+
+WAITING_STATUSES = (ImportRun.Status.QUEUED, ImportRun.Status.RETRYING)
 
 
 class Claim(StrEnum):
@@ -308,6 +381,9 @@ def recover_lost_run(run_id: int, stale_before: datetime) -> ImportRun | None:
         if run is None:
             return None
         imp = run.scheduled_import
+        if run.rows_committed_at is not None:
+            # The lost attempt had committed its rows: the run is done, whatever came after.
+            return finish_run(run, committed_status(run))
         silent = int((timezone.now() - run.heartbeat_at).total_seconds())
         lived = (run.heartbeat_at - (run.attempt_started_at or run.heartbeat_at)).total_seconds()
         if lived >= imp.timeout_seconds:
@@ -333,7 +409,7 @@ def recover_lost_run(run_id: int, stale_before: datetime) -> ImportRun | None:
                 "status", "error_message", "error_details", "heartbeat_at", "celery_task_id",
             ]
         )  # fmt: skip
-        transaction.on_commit(lambda: send_run(run))
+        send_run_on_commit(run)
     logger.warning("run recovered import=%s run=%s attempt=%s", imp.pk, run.pk, run.attempts)
     return run
 
@@ -352,11 +428,15 @@ def resend_stale_run(run_id: int, stale_before: datetime) -> bool:
         .filter(untouched_since(stale_before))
         .update(heartbeat_at=timezone.now())
     )
-    if touched:
-        run = ImportRun.objects.select_related("scheduled_import").get(pk=run_id)
-        logger.warning("run message sent again import=%s run=%s", run.scheduled_import_id, run.pk)
+    if not touched:
+        return False
+    run = ImportRun.objects.select_related("scheduled_import").get(pk=run_id)
+    logger.warning("run message sent again import=%s run=%s", run.scheduled_import_id, run.pk)
+    try:
         send_run(run)
-    return touched == 1
+    except BrokerUnavailable:
+        return False
+    return True
 
 
 def untouched_since(stale_before: datetime) -> Q:
@@ -420,6 +500,32 @@ COUNT_FIELDS = (
 FINISH_FIELDS = [
     "status", "finished_at", "duration_ms", "error_message", "error_details", *COUNT_FIELDS,
 ]  # fmt: skip
+GOOD_STATUSES = (ImportRun.Status.SUCCEEDED, ImportRun.Status.PARTIAL)
+FAILED_STATUSES = (ImportRun.Status.FAILED, ImportRun.Status.TIMED_OUT)
+# Writing a run's outcome is retried on a fresh connection this many times, after these pauses
+# (seconds): a database that blinks while a run ends must not turn a good run into a lost one.
+FINISH_RETRY_PAUSES = (0.2, 0.5, 1, 2, 4, 8)
+CONNECTION_ERRORS = (OperationalError, InterfaceError)
+
+
+def record_committed_counts(run: ImportRun, counts: RunCounts) -> None:
+    """Write an attempt's counts on its run, inside the transaction that commits its rows.
+
+    Committed together, the rows and their counts cannot disagree: whatever happens to the
+    attempt afterwards, the run is finished from these (finish_run, claim_committed_run).
+    """
+    fields = {name: getattr(counts, name) for name in COUNT_FIELDS}
+    details = {**run.error_details}
+    if counts.row_errors:
+        details["rows"] = counts.row_errors
+    ImportRun.objects.filter(pk=run.pk).update(
+        **fields, error_details=details, rows_committed_at=timezone.now()
+    )
+
+
+def committed_status(run: ImportRun) -> str:
+    """The status of a run whose rows committed, from its stored counts."""
+    return ImportRun.Status.PARTIAL if run.rows_failed else ImportRun.Status.SUCCEEDED
 
 
 def finish_run(
@@ -428,11 +534,51 @@ def finish_run(
     *,
     counts: RunCounts | None = None,
     error: str = "",
+    traceback: str = "",
 ) -> ImportRun:
-    """Close the run and fold its outcome into the import's counters, atomically."""
+    """Close the run and fold its outcome into the import's counters, atomically.
+
+    Retried on a fresh connection when the database connection fails (unless a caller's
+    transaction is open: then the caller's own retry applies). A run already finished (a try
+    whose commit went through but whose answer was lost) is left as it is. A run whose rows
+    committed is finished from the counts stored with them, never failed. `traceback` (an
+    unexpected error's) is kept in `error_details` for staff. `run` is updated in place.
+    """
+    if db_connection.in_atomic_block:
+        finished = _finish_once(run.pk, status, counts, error, traceback)
+    else:
+        for pause in (*FINISH_RETRY_PAUSES, None):
+            try:
+                finished = _finish_once(run.pk, status, counts, error, traceback)
+                break
+            except CONNECTION_ERRORS as failure:
+                if pause is None:
+                    raise
+                logger.warning("run outcome not written run=%s, again in %ss: %s",
+                               run.pk, pause, failure)  # fmt: skip
+                with contextlib.suppress(DatabaseError):
+                    db_connection.close()
+                time.sleep(pause)
+    for name in (*FINISH_FIELDS, "rows_committed_at"):
+        setattr(run, name, getattr(finished, name))
+    return run
+
+
+def _finish_once(
+    run_id: int, status: str, counts: RunCounts | None, error: str, traceback: str
+) -> ImportRun:
     now = timezone.now()
     with transaction.atomic():
+        # The run first, then its import: the sweep's recover_lost_run locks in this order.
+        run = ImportRun.objects.select_for_update().get(pk=run_id)
         imp = ScheduledImport.objects.select_for_update().get(pk=run.scheduled_import_id)
+        if run.status in ImportRun.FINAL_STATUSES:
+            return run
+        if run.rows_committed_at is not None:
+            if error:
+                # What went wrong after the rows landed stays visible among the attempts.
+                _record_attempt(run, f"after its rows were committed: {error}")
+            status, counts, error = committed_status(run), None, ""
         run.status = status
         run.finished_at = now
         run.duration_ms = int((now - (run.started_at or run.queued_at)).total_seconds() * 1000)
@@ -441,15 +587,13 @@ def finish_run(
                 setattr(run, name, getattr(counts, name))
             if counts.row_errors:
                 run.error_details = {**run.error_details, "rows": counts.row_errors}
+        if traceback:
+            run.error_details = {**run.error_details, "traceback": traceback}
         if error:
             run.error_message = error
-            attempts = run.error_details.get("attempts", [])
-            attempts.append({"attempt": run.attempts, "error": error, "at": now.isoformat()})
-            run.error_details = {**run.error_details, "attempts": attempts}
-        elif status in (ImportRun.Status.SUCCEEDED, ImportRun.Status.PARTIAL):
-            run.error_message = (
-                f"{counts.rows_failed} rows failed" if counts and counts.rows_failed else ""
-            )
+            _record_attempt(run, error)
+        elif status in GOOD_STATUSES:
+            run.error_message = f"{run.rows_failed} rows failed" if run.rows_failed else ""
         # Progress columns (bytes_read, ...) were written by the importer; keep them.
         run.save(update_fields=FINISH_FIELDS)
         apply_outcome(imp, run)
@@ -464,16 +608,25 @@ def finish_run(
 
 
 def apply_outcome(imp: ScheduledImport, run: ImportRun) -> None:
-    """Update the import's counters for one finished run (caller holds the row lock)."""
-    succeeded = run.status in (ImportRun.Status.SUCCEEDED, ImportRun.Status.PARTIAL)
-    failed = run.status in (ImportRun.Status.FAILED, ImportRun.Status.TIMED_OUT)
-    if not (succeeded or failed):
+    """Update the import's counters for one finished run (caller holds the row lock).
+
+    `succeeded`, `partial` and `failed` (with `timed_out`) are counted apart: a partial run is
+    not a success (it rejected rows) nor a failure (its good rows landed), so it neither
+    raises the success rate nor extends a failure streak; it does end one.
+    """
+    outcome = {
+        ImportRun.Status.SUCCEEDED: "successful_runs",
+        ImportRun.Status.PARTIAL: "partial_runs",
+        ImportRun.Status.FAILED: "failed_runs",
+        ImportRun.Status.TIMED_OUT: "failed_runs",
+    }.get(run.status)
+    if outcome is None:
         return
+    failed = run.status in FAILED_STATUSES
     ScheduledImport.objects.filter(pk=imp.pk).update(
         total_runs=F("total_runs") + 1,
-        successful_runs=F("successful_runs") + int(succeeded),
-        failed_runs=F("failed_runs") + int(failed),
-        consecutive_failures=0 if succeeded else F("consecutive_failures") + 1,
+        **{outcome: F(outcome) + 1},
+        consecutive_failures=F("consecutive_failures") + 1 if failed else 0,
         last_run_at=run.finished_at,
         last_run_status=run.status,
     )

@@ -11,3 +11,8 @@ class TransientImportError(ImportFailed):
 
 class PermanentImportError(ImportFailed):
     """Retrying would fail the same way: HTTP 4xx, not a CSV, missing key column, bad options."""
+
+
+class RunFailed(Exception):
+    """Raised by a run's Celery task when the run ended failed or timed out, so that the task
+    ends FAILURE (Flower) with the run's error; the run log already holds the outcome."""

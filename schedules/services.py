@@ -331,15 +331,18 @@ def claim_run(
     return Claim.CLAIMED
 
 
-def _record_attempt(run: ImportRun, error: str, attempt: int | None = None) -> None:
+def _record_attempt(
+    run: ImportRun, error: str, attempt: int | None = None, retry_in: float | None = None
+) -> None:
     attempts = run.error_details.get("attempts", [])
-    attempts.append(
-        {
-            "attempt": run.attempts if attempt is None else attempt,
-            "error": error,
-            "at": timezone.now().isoformat(),
-        }
-    )
+    entry: dict[str, Any] = {
+        "attempt": run.attempts if attempt is None else attempt,
+        "error": error,
+        "at": timezone.now().isoformat(),
+    }
+    if retry_in is not None:
+        entry["retry_in"] = round(retry_in, 1)
+    attempts.append(entry)
     run.error_details = {**run.error_details, "attempts": attempts}
 
 
@@ -486,7 +489,7 @@ def record_progress(run_id: int, **progress: int) -> None:
 
 def mark_retrying(run: ImportRun, error: str, countdown: float) -> None:
     """Record a failed attempt that will be retried after `countdown` seconds."""
-    _record_attempt(run, error)
+    _record_attempt(run, error, retry_in=countdown)
     run.status = ImportRun.Status.RETRYING
     run.error_message = f"attempt {run.attempts} failed, retrying in {countdown:.0f}s: {error}"
     # The stale-message check of the sweep counts from here.

@@ -28,9 +28,11 @@ def a_task() -> SimpleNamespace:
 
 
 def test_an_execute_run_message_goes_back_when_the_run_cannot_be_read():
-    with mock.patch.object(ImportRun.objects, "select_related", side_effect=DOWN):
-        with pytest.raises(Reject) as rejected:
-            runner.execute(42, a_task())
+    with (
+        mock.patch.object(ImportRun.objects, "select_related", side_effect=DOWN),
+        pytest.raises(Reject) as rejected,
+    ):
+        runner.execute(42, a_task())
 
     assert rejected.value.requeue is True
     assert "database unreachable" in str(rejected.value.reason)
@@ -42,9 +44,11 @@ def test_an_execute_run_message_goes_back_when_the_claim_cannot_be_written(alice
     imp = make_import(alice, SOURCE)
     run = ImportRun.objects.create(scheduled_import=imp, trigger="api")
 
-    with mock.patch("schedules.services.claim_run", side_effect=DOWN):
-        with pytest.raises(Reject) as rejected:
-            runner.execute(run.pk, a_task())
+    with (
+        mock.patch("schedules.services.claim_run", side_effect=DOWN),
+        pytest.raises(Reject) as rejected,
+    ):
+        runner.execute(run.pk, a_task())
 
     # Then the message is handed back and the run waits, untouched, for a worker that can
     assert rejected.value.requeue is True
@@ -53,14 +57,18 @@ def test_an_execute_run_message_goes_back_when_the_claim_cannot_be_written(alice
 
 
 def test_in_the_foreground_the_database_error_is_simply_raised():
-    with mock.patch.object(ImportRun.objects, "select_related", side_effect=DOWN):
-        with pytest.raises(OperationalError):
-            runner.execute(42)
+    with (
+        mock.patch.object(ImportRun.objects, "select_related", side_effect=DOWN),
+        pytest.raises(OperationalError),
+    ):
+        runner.execute(42)
 
 
 def test_a_scheduled_tick_goes_back_when_the_database_is_unreachable():
-    with mock.patch("schedules.services.dispatch_scheduled_tick", side_effect=DOWN):
-        with pytest.raises(Reject) as rejected:
-            tasks.dispatch_scheduled_import.run(7, "2026-12-01T00:00:00+00:00")
+    with (
+        mock.patch("schedules.services.dispatch_scheduled_tick", side_effect=DOWN),
+        pytest.raises(Reject) as rejected,
+    ):
+        tasks.dispatch_scheduled_import.run(7, "2026-12-01T00:00:00+00:00")
 
     assert rejected.value.requeue is True

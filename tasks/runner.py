@@ -90,8 +90,11 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
     """
     with database_or_requeue(f"run {run_id}", task is not None):
         run = ImportRun.objects.select_related("scheduled_import").filter(pk=run_id).first()
-    if run is None or run.status in ImportRun.FINAL_STATUSES:
+    if run is None:
         return None
+    if run.status in ImportRun.FINAL_STATUSES:
+        # Cancelled while queued, or a duplicate delivery: the task says what the run is.
+        return summary(run)
     imp = run.scheduled_import
     lease: locks.Lease | None = locks.run_lease(imp.pk, run.pk)
     try:

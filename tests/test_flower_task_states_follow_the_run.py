@@ -5,11 +5,11 @@ run failed on HTTP 404 showed in Flower as SUCCESS, and the Failed counter staye
 import pytest
 import requests
 
-from project.devservices import free_port
 from schedules import services
 from schedules.models import ImportRun
 from tests.conftest import wait_for
 from tests.factories import PRODUCTS_CSV, make_import
+from tests.reliability import start_flower, wait_for_the_end
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -18,11 +18,8 @@ AUTH = ("ops", "s3cret-flower")
 
 def test_flowers_task_states_follow_the_runs(alice, csv_server, processes):
     # Given a worker and Flower
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     processes.start("worker")
-    processes.start("flower", FLOWER_PORT=str(port), FLOWER_BASIC_AUTH=":".join(AUTH))
-    wait_for(lambda: _answers(f"{base}/healthcheck"), 30, what="flower\n" + processes.logs())
+    base = start_flower(processes, AUTH)
 
     # When one import fails on HTTP 404 and another lands all rows but one
     missing = make_import(alice, csv_server.base_url + "/gone.csv", name="gone", dataset="gone")
@@ -30,14 +27,7 @@ def test_flowers_task_states_follow_the_runs(alice, csv_server, processes):
     partial = make_import(alice, csv_server.serve("/p.csv", bad_row), name="partly")
     failed_run = services.enqueue_run(missing, trigger="api", user=alice)
     partial_run = services.enqueue_run(partial, trigger="api", user=alice)
-    for run in (failed_run, partial_run):
-        wait_for(
-            lambda run=run: ImportRun.objects.filter(pk=run.pk, finished_at__isnull=False).first(),
-            60,
-            what="the runs to end\n" + processes.logs(),
-        )
-    failed_run.refresh_from_db()
-    partial_run.refresh_from_db()
+    failed_run, partial_run = (wait_for_the_end(r, processes) for r in (failed_run, partial_run))
     assert (failed_run.status, partial_run.status) == ("failed", "partial")
 
     # Then Flower's own API (as its task list reads it) says FAILURE with the run's error
@@ -69,11 +59,3 @@ def _tasks_in_final_state(base: str, runs: list[ImportRun]) -> dict | None:
     if all(t and t["state"] in ("SUCCESS", "FAILURE") for t in wanted):
         return tasks
     return None
-
-
-def _answers(url: str) -> bool:
-    try:
-        requests.get(url, timeout=2)
-    except requests.ConnectionError:
-        return False
-    return True

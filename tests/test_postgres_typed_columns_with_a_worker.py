@@ -7,10 +7,9 @@ import pytest
 from django.db import connection
 
 from schedules import services
-from schedules.models import ImportRun, Record
-from tests.conftest import wait_for
+from schedules.models import Record
 from tests.factories import make_import
-from tests.reliability import FAST
+from tests.reliability import FAST, wait_for_the_end
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -37,11 +36,7 @@ def test_a_worker_imports_typed_columns_on_this_postgresql(alice, csv_server, pr
 
     # When it runs
     run = services.enqueue_run(imp, trigger="api", user=alice)
-    run = wait_for(
-        lambda: ImportRun.objects.filter(pk=run.pk, finished_at__isnull=False).first(),
-        60,
-        what="the run to end\n" + processes.logs(),
-    )
+    run = wait_for_the_end(run, processes)
 
     # Then the good rows land typed and the bad one is reported, whatever the server's version
     print(f"\n[figures] typed columns on PostgreSQL {version // 10000}.{version % 10000}: "

@@ -9,10 +9,9 @@ import time
 import pytest
 
 from schedules import services
-from schedules.models import ImportRun
-from tests.conftest import Route, wait_for
+from tests.conftest import Route
 from tests.factories import make_import
-from tests.reliability import FAST
+from tests.reliability import FAST, wait_for_the_end
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -45,11 +44,7 @@ def test_the_retries_of_a_failing_import_run_out_as_configured(alice, csv_server
 
     # When it runs
     run = services.enqueue_run(imp, trigger="api", user=alice)
-    run = wait_for(
-        lambda: ImportRun.objects.filter(pk=run.pk, finished_at__isnull=False).first(),
-        60,
-        what="the run to end\n" + processes.logs(),
-    )
+    run = wait_for_the_end(run, processes)
 
     # Then it made max_retries + 1 attempts and failed, every attempt listed
     attempts = run.error_details["attempts"]

@@ -12,7 +12,7 @@ from project.devservices import free_port
 from schedules.models import ImportRun
 from tests.conftest import wait_for
 from tests.factories import PRODUCTS_CSV, make_import
-from tests.reliability import FAST, redis_server
+from tests.reliability import FAST, answers, redis_server
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -28,7 +28,7 @@ def test_a_trigger_while_the_broker_is_down_is_a_503_and_the_next_one_runs(
     url = f"http://127.0.0.1:{port}/api/v1/imports/{imp.pk}/run"
     with redis_server(free_port(), tmp_path) as broker:
         processes.start("web", PORT=str(port), CELERY_BROKER_URL=broker.url)
-        wait_for(lambda: _answers(f"http://127.0.0.1:{port}/admin/login/"), 30,
+        wait_for(lambda: answers(f"http://127.0.0.1:{port}/admin/login/"), 30,
                  what="gunicorn\n" + processes.logs())  # fmt: skip
 
         # When the broker dies and alice triggers the import
@@ -56,11 +56,3 @@ def test_a_trigger_while_the_broker_is_down_is_a_503_and_the_next_one_runs(
             what="the run to succeed\n" + processes.logs(),
         )
         assert run.rows_inserted == 3
-
-
-def _answers(url: str) -> bool:
-    try:
-        requests.get(url, timeout=5)
-    except requests.RequestException:
-        return False
-    return True

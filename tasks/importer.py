@@ -32,7 +32,7 @@ from schedules.services import RunCounts, lock_datasets, record_committed_counts
 from . import importer_digest as digest
 from . import importer_sql as q
 from . import importer_stage as stage
-from .errors import PermanentImportError, TransientImportError
+from .errors import PermanentImportError, TransientImportError, database_error
 from .fetch import NotModified, Validators, open_source
 
 logger = logging.getLogger("importbeat.importer")
@@ -109,7 +109,7 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
                 _validate_and_merge(pg, run, layout, counts)
             pg.execute(q.drop_staging())
     except (OperationalError, psycopg.OperationalError) as error:
-        raise TransientImportError(f"database error: {error}") from error
+        raise TransientImportError(database_error(error)) from error
     return counts
 
 

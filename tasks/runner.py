@@ -29,7 +29,7 @@ from schedules import services
 from schedules.models import ImportRun, ScheduledImport
 
 from . import importer, locks
-from .errors import PermanentImportError, RunFailed, TransientImportError
+from .errors import PermanentImportError, RunFailed, TransientImportError, database_error
 
 logger = logging.getLogger("importbeat.runs")
 
@@ -75,12 +75,12 @@ def database_or_requeue(what: str, in_task: bool = True) -> Iterator[None]:
 
 
 def hand_back(what: str, error: BaseException) -> NoReturn:
-    first_line = (str(error).strip().splitlines() or [""])[0]
-    logger.warning("database unreachable, %s goes back to the queue: %s", what, first_line)
+    reason = database_error(error)
+    logger.warning("%s goes back to the queue: %s", what, reason)
     with suppress(DatabaseError):
         connection.close()
     time.sleep(REQUEUE_PAUSE_SECONDS)
-    raise Reject(f"database unreachable: {first_line}", requeue=True) from error
+    raise Reject(f"{reason} (unreachable)", requeue=True) from error
 
 
 def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
@@ -215,12 +215,6 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
         status = ImportRun.Status.PARTIAL if counts.rows_failed else ImportRun.Status.SUCCEEDED
         services.finish_run(run, status, counts=counts)
     return summary(run)
-
-
-def database_error(error: BaseException) -> str:
-    """A lost connection in the run log: its first line (psycopg adds hints on further lines)."""
-    first_line = (str(error).strip().splitlines() or ["connection lost"])[0]
-    return f"database: {first_line}"
 
 
 def _overlap(run: ImportRun, task: Any | None) -> dict[str, Any] | None:

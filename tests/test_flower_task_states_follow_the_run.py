@@ -7,7 +7,7 @@ import requests
 
 from schedules import services
 from schedules.models import ImportRun
-from tests.conftest import wait_for
+from tests.conftest import Route, wait_for
 from tests.factories import PRODUCTS_CSV, make_import
 from tests.reliability import start_flower, wait_for_the_end
 
@@ -21,20 +21,28 @@ def test_flowers_task_states_follow_the_runs(alice, csv_server, processes):
     processes.start("worker")
     base = start_flower(processes, AUTH)
 
-    # When one import fails on HTTP 404 and another lands all rows but one
+    # When one import fails on HTTP 404, one lands all rows but one, and one succeeds on its
+    # second attempt (HTTP 503 first)
     missing = make_import(alice, csv_server.base_url + "/gone.csv", name="gone", dataset="gone")
     bad_row = PRODUCTS_CSV + "D-4,Drum\n"  # a row with a field missing
     partial = make_import(alice, csv_server.serve("/p.csv", bad_row), name="partly")
-    failed_run = services.enqueue_run(missing, trigger="api", user=alice)
-    partial_run = services.enqueue_run(partial, trigger="api", user=alice)
-    failed_run, partial_run = (wait_for_the_end(r, processes) for r in (failed_run, partial_run))
-    assert (failed_run.status, partial_run.status) == ("failed", "partial")
+    answers = iter([Route(b"busy", status=503)])
+    csv_server.routes["/later.csv"] = lambda: next(answers, Route(PRODUCTS_CSV.encode()))
+    retried = make_import(
+        alice, csv_server.base_url + "/later.csv", name="later", dataset="later",
+        retry_backoff_seconds=1, retry_backoff_max_seconds=1,
+    )  # fmt: skip
+    runs = [services.enqueue_run(imp, trigger="api", user=alice) for imp in (missing, partial)]
+    runs.append(services.enqueue_run(retried, trigger="api", user=alice))
+    failed_run, partial_run, retried_run = (wait_for_the_end(r, processes) for r in runs)
+    statuses = (failed_run.status, partial_run.status, retried_run.status, retried_run.attempts)
+    assert statuses == ("failed", "partial", "succeeded", 2)
 
     # Then Flower's own API (as its task list reads it) says FAILURE with the run's error
     tasks = wait_for(
-        lambda: _tasks_in_final_state(base, [failed_run, partial_run]),
+        lambda: _tasks_in_final_state(base, [failed_run, partial_run, retried_run]),
         30,
-        what="both tasks in flower\n" + processes.logs(),
+        what="the tasks in flower\n" + processes.logs(),
     )
     failed_task, partial_task = tasks[failed_run.celery_task_id], tasks[partial_run.celery_task_id]
     assert failed_task["state"] == "FAILURE"
@@ -44,6 +52,9 @@ def test_flowers_task_states_follow_the_runs(alice, csv_server, processes):
     assert partial_task["state"] == "SUCCESS"
     assert "'status': 'partial'" in partial_task["result"]
     assert "'rows_failed': 1" in partial_task["result"]
+    # ... and the retried one SUCCESS after a retry
+    retried_task = tasks[retried_run.celery_task_id]
+    assert (retried_task["state"], retried_task["retries"]) == ("SUCCESS", 1)
     # ... each task naming its import
     assert f"'import_id': {missing.pk}" in failed_task["kwargs"]
     assert "'import_name': 'gone'" in failed_task["kwargs"]

@@ -45,7 +45,7 @@ IMPORT_FIELDS = {
 }  # fmt: skip
 
 
-EXECUTE_RUN_TASK = "importbeat.execute_run"
+EXECUTE_RUN = "importbeat.execute_run"
 # What a broker that cannot take a message raises through Celery (kombu wraps most of it).
 BROKER_ERRORS = (kombu.exceptions.OperationalError, redis.exceptions.RedisError, OSError)
 # What a client is told to wait before triggering again when the broker is down.
@@ -226,23 +226,16 @@ def dispatch_scheduled_tick(
     return run
 
 
-def run_message_options(run: ImportRun) -> dict[str, Any]:
-    """A run's execute_run message, as keyword arguments of Celery's `send_task`.
+def run_message(run: ImportRun) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
+    """The args, kwargs and options of a run's execute_run message: one builder for every
+    sender (the API, beat, the sweep), so a run's message is the same whoever sends it.
 
-    Every sender builds it here (the API, beat, the sweep), so a run's message is the same
-    whoever sends it. The kwargs name the import, so Flower's task list says which import a
-    task is; the time limits are the import's (the hard one leaves the soft one time to record
-    the timeout).
+    The kwargs name the import, so Flower's task list says which import a task is; the options
+    are the import's time limits (the hard one leaves the soft one time to record the timeout).
     """
     imp = run.scheduled_import
-    return {
-        "name": EXECUTE_RUN_TASK,
-        "args": [run.pk],
-        "kwargs": {"import_id": imp.pk, "import_name": imp.name},
-        "task_id": run.celery_task_id,
-        "soft_time_limit": imp.timeout_seconds,
-        "time_limit": imp.timeout_seconds + 30,
-    }
+    options = {"soft_time_limit": imp.timeout_seconds, "time_limit": imp.timeout_seconds + 30}
+    return [run.pk], {"import_id": imp.pk, "import_name": imp.name}, options
 
 
 def send_run(run: ImportRun) -> None:
@@ -252,12 +245,15 @@ def send_run(run: ImportRun) -> None:
     at its next pass (within MAINTENANCE_INTERVAL_SECONDS of the broker coming back, not
     STALE_QUEUED_SECONDS), and BrokerUnavailable is raised.
     """
+    args, kwargs, options = run_message(run)
     try:
-        current_app.send_task(**run_message_options(run))
+        current_app.send_task(
+            EXECUTE_RUN, args=args, kwargs=kwargs, task_id=run.celery_task_id, **options
+        )
     except BROKER_ERRORS as error:
         logger.warning("run message not sent import=%s run=%s: %r", run.scheduled_import_id,
                        run.pk, error)  # fmt: skip
-        _send_again_at_next_sweep(run)
+        send_again_at_next_sweep([run.pk])
         raise BrokerUnavailable("the task queue is unavailable") from error
 
 
@@ -271,11 +267,12 @@ def send_run_on_commit(run: ImportRun) -> None:
     transaction.on_commit(send)
 
 
-def _send_again_at_next_sweep(run: ImportRun) -> None:
-    """Backdate the clock the sweep's stale-message check reads (untouched_since)."""
+def send_again_at_next_sweep(run_ids: list[int]) -> None:
+    """Runs whose message the broker refused: backdate the clock the sweep's stale-message
+    check reads (untouched_since), so its next pass sends them again."""
     backdated = timezone.now() - timedelta(seconds=settings.STALE_QUEUED_SECONDS + 1)
     with contextlib.suppress(DatabaseError):
-        ImportRun.objects.filter(pk=run.pk, status__in=WAITING_STATUSES).update(
+        ImportRun.objects.filter(pk__in=run_ids, status__in=WAITING_STATUSES).update(
             heartbeat_at=backdated
         )
 

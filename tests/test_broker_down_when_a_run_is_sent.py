@@ -44,6 +44,7 @@ def test_a_trigger_while_the_broker_is_down_is_a_503_and_leaves_no_run(alice):
     with broker(down=False) as send_task:
         again = client.post(f"{API}/imports/{imp.pk}/run")
     assert again.status_code == 202
+    assert send_task.call_args.args == ("importbeat.execute_run",)
     assert send_task.call_args.kwargs["args"] == [again.json()["id"]]
 
 
@@ -77,13 +78,7 @@ def test_a_runs_message_names_its_import_and_carries_its_time_limits(alice):
     imp = make_import(alice, SOURCE, name="prices", timeout_seconds=120)
     run = ImportRun.objects.create(scheduled_import=imp, trigger="api", celery_task_id="t-9")
 
-    options = services.run_message_options(run)
+    args, kwargs, options = services.run_message(run)
 
-    assert options == {
-        "name": "importbeat.execute_run",
-        "args": [run.pk],
-        "kwargs": {"import_id": imp.pk, "import_name": "prices"},
-        "task_id": "t-9",
-        "soft_time_limit": 120,
-        "time_limit": 150,
-    }
+    assert (args, kwargs) == ([run.pk], {"import_id": imp.pk, "import_name": "prices"})
+    assert options == {"soft_time_limit": 120, "time_limit": 150}

@@ -243,6 +243,7 @@ class ImportRunAdmin(admin.ModelAdmin):
                     "attempts",
                     "worker",
                     "celery_task_id",
+                    "rows_committed_at",
                     "file_digest",
                     "source_etag",
                     "source_last_modified",

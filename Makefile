@@ -7,7 +7,11 @@ STAMP := $(VENV)/.installed
 SERVICES := $(PY) -m project.devservices run
 export DJANGO_DEBUG ?= 1
 
-.PHONY: help install browser run test bench lint format clean
+# The system's PostgreSQL (Debian 12 ships 15): `make test` runs the importer tests on it too.
+SYSTEM_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
+PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py
+
+.PHONY: help install browser run test pgtest bench lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -32,6 +36,15 @@ browser: ## install Debian's chromium for the dashboard's browser test (once; ne
 test: install browser ## run the whole test suite (PostgreSQL/Redis from the env or embedded)
 	mkdir -p .run
 	$(SERVICES) --test -- $(PY) -m pytest $(PYTEST_ARGS)
+	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory pgtest; fi
+
+pgtest: install ## the importer tests on the system PostgreSQL (SYSTEM_DATABASE_URL), if it answers
+	@if $(PY) -c 'import sys; from project.devservices import database_answers; sys.exit(not database_answers("$(SYSTEM_DATABASE_URL)"))'; then \
+		echo "importer tests on the system PostgreSQL ($(SYSTEM_DATABASE_URL))"; \
+		DATABASE_URL=$(SYSTEM_DATABASE_URL) $(SERVICES) --test -- $(PY) -m pytest $(PGTEST_FILES); \
+	else \
+		echo "no PostgreSQL answers at $(SYSTEM_DATABASE_URL): the suite ran on one server only"; \
+	fi
 
 bench: install ## run the benchmarks under tests/bench and print their figures
 	mkdir -p .run

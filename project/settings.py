@@ -53,6 +53,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so it sees exactly what a view raised: /api/ answers JSON even for a crash.
+    "schedules.api.middleware.JsonErrorsMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"

@@ -12,7 +12,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
-from . import services
+from . import attention, services
 from .forms import ScheduledImportAdminForm
 from .models import Dataset, ImportRun, Record, ScheduledImport
 
@@ -62,6 +62,7 @@ class ScheduledImportAdmin(admin.ModelAdmin):
     form = ScheduledImportAdminForm
     list_display = (
         "name", "owner", "schedule", "status", "last_result", "next_run_at", "lateness", "success",
+        "attention",
     )  # fmt: skip
     list_filter = ("status", "schedule_type", "last_run_status", "mode", "owner")
     search_fields = (
@@ -72,8 +73,9 @@ class ScheduledImportAdmin(admin.ModelAdmin):
     inlines = (RecentRunsInline,)
     readonly_fields = (
         "status", "schedule", "next_runs_display", "next_run_at", "total_runs",
-        "successful_runs", "failed_runs", "consecutive_failures", "success",
-        "last_run_at", "last_run_status", "created_at", "updated_at", "lateness", "missed_ticks",
+        "successful_runs", "partial_runs", "failed_runs", "consecutive_failures", "success",
+        "attention", "last_run_at", "last_run_status", "created_at", "updated_at", "lateness",
+        "missed_ticks",
     )  # fmt: skip
     fieldsets = (
         (None, {"fields": ("owner", "name", "description", "status")}),
@@ -113,9 +115,11 @@ class ScheduledImportAdmin(admin.ModelAdmin):
                 "fields": (
                     "total_runs",
                     "successful_runs",
+                    "partial_runs",
                     "failed_runs",
                     "consecutive_failures",
                     "success",
+                    "attention",
                     "last_run_at",
                     "last_run_status",
                     "next_run_at",
@@ -162,8 +166,18 @@ class ScheduledImportAdmin(admin.ModelAdmin):
 
     @admin.display(description="success rate")
     def success(self, imp: ScheduledImport) -> str:
+        """Succeeded runs only; partial and failed ones are listed apart."""
         rate = imp.success_rate
-        return "-" if rate is None else f"{rate:.0%}"
+        if rate is None:
+            return "-"
+        return (
+            f"{rate:.0%} ({imp.successful_runs} succeeded, {imp.partial_runs} partial, "
+            f"{imp.failed_runs} failed)"
+        )
+
+    @admin.display(description="needs attention")
+    def attention(self, imp: ScheduledImport) -> str:
+        return "; ".join(reason["text"] for reason in attention.reasons_for(imp)) or "-"
 
     @admin.action(description="Run now")
     def run_now(self, request: HttpRequest, queryset: QuerySet[ScheduledImport]) -> None:
@@ -174,6 +188,12 @@ class ScheduledImportAdmin(admin.ModelAdmin):
                 queued += 1
             except services.RunAlreadyActive as conflict:
                 busy.append(f"{imp.name} (run {conflict.run.pk} is {conflict.run.status})")
+            except services.BrokerUnavailable:
+                self.message_user(
+                    request,
+                    f"{imp.name}: the task queue is unavailable, no run was queued; try again.",
+                    messages.ERROR,
+                )
         if queued:
             self.message_user(request, f"Queued {queued} run(s).", messages.SUCCESS)
         if busy:
@@ -217,7 +237,7 @@ class ImportRunAdmin(admin.ModelAdmin):
     search_fields = ("scheduled_import__name", "scheduled_import__owner__username", "error_message")
     list_select_related = ("scheduled_import__owner",)
     date_hierarchy = "queued_at"
-    readonly_fields = ("errors", "row_errors", "attempt_failures")
+    readonly_fields = ("errors", "row_errors", "attempt_failures", "traceback")
     fieldsets = (
         (
             None,
@@ -234,6 +254,7 @@ class ImportRunAdmin(admin.ModelAdmin):
                     "attempts",
                     "worker",
                     "celery_task_id",
+                    "rows_committed_at",
                     "file_digest",
                     "source_etag",
                     "source_last_modified",
@@ -255,7 +276,7 @@ class ImportRunAdmin(admin.ModelAdmin):
                 )
             },
         ),
-        ("Errors", {"fields": ("errors", "row_errors", "attempt_failures")}),
+        ("Errors", {"fields": ("errors", "row_errors", "attempt_failures", "traceback")}),
     )
 
     @admin.display(description="owner")
@@ -266,11 +287,18 @@ class ImportRunAdmin(admin.ModelAdmin):
     def errors(self, run: ImportRun) -> str:
         if not run.error_message and not run.error_details:
             return "-"
+        details = {k: v for k, v in (run.error_details or {}).items() if k != "traceback"}
         return format_html(
             "<strong>{}</strong><pre>{}</pre>",
             run.error_message or "",
-            json.dumps(run.error_details, indent=2, default=str),
+            json.dumps(details, indent=2, default=str),
         )
+
+    @admin.display(description="traceback")
+    def traceback(self, run: ImportRun) -> str:
+        """An unexpected error's traceback, kept on the run (the worker's log may be gone)."""
+        text = (run.error_details or {}).get("traceback")
+        return format_html("<pre>{}</pre>", text) if text else "-"
 
     @admin.display(description="row errors")
     def row_errors(self, run: ImportRun) -> str:

@@ -48,7 +48,9 @@ def on_run_finished(imp: ScheduledImport, run: ImportRun) -> bool:
         "import alert import=%s run=%s status=%s consecutive_failures=%s owner=%s error=%s",
         imp.pk, run.pk, run.status, failures, imp.owner_id, json.dumps(run.error_message),
     )  # fmt: skip
-    transaction.on_commit(lambda: _deliver(run.pk, bool(imp.callback_url)))
+    # robust: a broker that is down must not turn the finished run's task into a failure; the
+    # alert is logged above whatever happens.
+    transaction.on_commit(lambda: _deliver(run.pk, bool(imp.callback_url)), robust=True)
     return True
 
 

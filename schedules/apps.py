@@ -6,4 +6,11 @@ class SchedulesConfig(AppConfig):
     verbose_name = "Scheduled imports"
 
     def ready(self) -> None:
+        from django.db.backends.signals import connection_created
+
+        from project.postgres import check_new_connection
+
         from . import signals  # noqa: F401  (connects the beat-entry clean-up)
+
+        # A server older than PostgreSQL 14 is refused on the first connection of any process.
+        connection_created.connect(check_new_connection, dispatch_uid="importbeat-pg-version")

@@ -1,5 +1,5 @@
 """The staff dashboard: runs per day as a chart, runs in progress with live progress bars,
-and the imports failing now.
+and the imports needing attention (a failed or partial last run), each with its reason.
 
 The chart is an inline SVG computed here (no chart library, nothing fetched from a CDN); the
 progress bars refresh by polling `live.json`, which the page's small script reads.
@@ -15,14 +15,14 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from . import stats
-from .models import ImportRun, ScheduledImport
+from . import attention, stats
+from .models import ImportRun
 
 CHART_DAYS = 14
 CHART_STATUSES = ("succeeded", "partial", "failed")
 CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 700, 220, 28
 ACTIVE_LIMIT = 50
-FAILING_LIMIT = 50
+ATTENTION_LIMIT = 50
 
 
 def chart(series: list[dict[str, Any]]) -> dict[str, Any]:
@@ -87,34 +87,13 @@ def run_progress(run: ImportRun) -> dict[str, Any]:
     }
 
 
-def failing_imports() -> list[dict[str, Any]]:
-    imports = (
-        ScheduledImport.objects.filter(consecutive_failures__gt=0)
-        .exclude(status=ScheduledImport.Status.CANCELLED)
-        .select_related("owner")
-        .order_by("-consecutive_failures", "-last_run_at")[:FAILING_LIMIT]
-    )
-    return [
-        {
-            "id": imp.pk,
-            "name": imp.name,
-            "owner": imp.owner.get_username(),
-            "consecutive_failures": imp.consecutive_failures,
-            "last_run_status": imp.last_run_status,
-            "last_run_at": imp.last_run_at.isoformat() if imp.last_run_at else None,
-            "status": imp.status,
-        }
-        for imp in imports
-    ]
-
-
 @staff_member_required
 def index(request: HttpRequest) -> HttpResponse:
     series = stats.runs_per_day(ImportRun.objects.all(), CHART_DAYS, zoneinfo.ZoneInfo("UTC"))
     context = {
         "chart": chart(series),
         "runs": active_runs(),
-        "failing": failing_imports(),
+        "attention": attention.needing_attention(ATTENTION_LIMIT),
         "days": CHART_DAYS,
         "now": timezone.now(),
     }
@@ -122,9 +101,13 @@ def index(request: HttpRequest) -> HttpResponse:
 
 
 def live(request: HttpRequest) -> JsonResponse:
-    """What the page polls: runs in progress and imports failing now (staff only)."""
+    """What the page polls: runs in progress and imports needing attention (staff only)."""
     if not (request.user.is_active and request.user.is_staff):
         return JsonResponse({"detail": "staff only"}, status=403)
     return JsonResponse(
-        {"runs": active_runs(), "failing": failing_imports(), "time": timezone.now().isoformat()}
+        {
+            "runs": active_runs(),
+            "attention": attention.needing_attention(ATTENTION_LIMIT),
+            "time": timezone.now().isoformat(),
+        }
     )

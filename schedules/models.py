@@ -94,7 +94,10 @@ class ScheduledImport(models.Model):
 
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     total_runs = models.PositiveIntegerField(default=0)
+    # Runs by outcome: `successful_runs` counts `succeeded` only; a `partial` run (some rows
+    # rejected) is neither a success nor a failure and is counted apart.
     successful_runs = models.PositiveIntegerField(default=0)
+    partial_runs = models.PositiveIntegerField(default=0)
     failed_runs = models.PositiveIntegerField(default=0)
     consecutive_failures = models.PositiveIntegerField(default=0)
     last_run_at = models.DateTimeField(null=True, blank=True)
@@ -263,7 +266,8 @@ class ScheduledImport(models.Model):
 
     @property
     def success_rate(self) -> float | None:
-        finished = self.successful_runs + self.failed_runs
+        """Share of finished runs that `succeeded`; a partial run is not a success."""
+        finished = self.successful_runs + self.partial_runs + self.failed_runs
         return round(self.successful_runs / finished, 4) if finished else None
 
 
@@ -342,6 +346,11 @@ class ImportRun(models.Model):
     # When the current attempt started: a run whose worker died after running for its whole
     # timeout was killed by the hard time limit, and ends `timed_out` rather than retrying.
     attempt_started_at = models.DateTimeField(null=True, blank=True)
+    # Set in the very transaction that commits an attempt's rows, with the counts written to
+    # this row: from then on the run is finished from these counts, whatever happens to the
+    # attempt afterwards (a database blip while finishing, a lost worker), never failed and
+    # never imported again (which would count every row it wrote as unchanged).
+    rows_committed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-queued_at", "-id"]

@@ -106,7 +106,7 @@ def recover_lost_messages(now: datetime, grace: timedelta) -> tuple[int, int]:
     if resend:
         from . import services
 
-        transaction.on_commit(lambda: services.send_runs(resend))
+        transaction.on_commit(lambda: services.send_runs(resend), robust=True)
         for run in resend:
             logger.warning(
                 "run message lost, sent again import=%s run=%s tick=%s",
@@ -191,7 +191,7 @@ def _handle_ticks_without_run(imp: ScheduledImport, missing: list[datetime], now
             )
             from . import services
 
-            transaction.on_commit(lambda: services.send_runs([run]))
+            transaction.on_commit(lambda: services.send_runs([run]), robust=True)
         _count_missed(imp.pk, len(missing), now)
 
 

@@ -7,17 +7,24 @@ holds whichever surface made the change.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
+import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+import kombu.exceptions
+import redis.exceptions
+from celery import current_app
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import connection as db_connection
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -32,10 +39,22 @@ IMPORT_FIELDS = {
     for f in ScheduledImport._meta.get_fields()
     if getattr(f, "editable", False) and f.name not in {"id", "owner", "dataset"}
 } - {
-    "status", "total_runs", "successful_runs", "failed_runs", "consecutive_failures",
+    "status", "total_runs", "successful_runs", "partial_runs", "failed_runs",
+    "consecutive_failures",
     "last_run_at", "last_run_status", "next_run_at", "created_at", "updated_at",
     "schedule_changed_at", "missed_ticks", "late_since", "reconciled_until",
 }  # fmt: skip
+
+
+EXECUTE_RUN = "importbeat.execute_run"
+# What a broker that cannot take a message raises through Celery (kombu wraps most of it).
+BROKER_ERRORS = (kombu.exceptions.OperationalError, redis.exceptions.RedisError, OSError)
+# What a client is told to wait before triggering again when the broker is down.
+BROKER_RETRY_AFTER_SECONDS = 30
+
+
+class BrokerUnavailable(Exception):
+    """The broker did not take a run's message."""
 
 
 class RunAlreadyActive(Exception):
@@ -150,17 +169,28 @@ def enqueue_run(
     trigger: str = ImportRun.Trigger.API,
     user: AbstractBaseUser | None = None,
 ) -> ImportRun:
-    """Queue a run now; refuse while another run of the import is queued or running."""
-    with transaction.atomic():
-        ScheduledImport.objects.select_for_update().get(pk=imp.pk)
-        active = imp.runs.filter(status__in=ImportRun.ACTIVE_STATUSES).first()
-        if active:
-            raise RunAlreadyActive(active)
-        run = ImportRun.objects.create(
-            scheduled_import=imp, trigger=trigger, triggered_by=user,
-            celery_task_id=str(uuid.uuid4()),
-        )  # fmt: skip
-        transaction.on_commit(lambda: send_run(run))
+    """Queue a run now; refuse while another run of the import is queued or running.
+
+    The message goes to the broker once the run is committed. If the broker refuses it, the
+    run is withdrawn (deleted: nothing carries it, and it would block the next trigger with a
+    409) and BrokerUnavailable tells the caller to try again later. Should the withdrawal fail
+    too, the run is left for the sweep to send at its next pass (send_run backdated it).
+    """
+    try:
+        with transaction.atomic():
+            ScheduledImport.objects.select_for_update().get(pk=imp.pk)
+            active = imp.runs.filter(status__in=ImportRun.ACTIVE_STATUSES).first()
+            if active:
+                raise RunAlreadyActive(active)
+            run = ImportRun.objects.create(
+                scheduled_import=imp, trigger=trigger, triggered_by=user,
+                celery_task_id=str(uuid.uuid4()),
+            )  # fmt: skip
+            transaction.on_commit(lambda: send_run(run))
+    except BrokerUnavailable:
+        with contextlib.suppress(DatabaseError):
+            ImportRun.objects.filter(pk=run.pk, status=ImportRun.Status.QUEUED).delete()
+        raise
     return run
 
 
@@ -189,7 +219,7 @@ def dispatch_scheduled_tick(
                 scheduled_for=tick,
                 celery_task_id=str(uuid.uuid4()),
             )
-            transaction.on_commit(lambda: send_run(run))
+            send_run_on_commit(run)
     except IntegrityError:
         logger.info("tick already dispatched import=%s tick=%s", import_id, tick.isoformat())
         return None
@@ -197,54 +227,91 @@ def dispatch_scheduled_tick(
     return run
 
 
-EXECUTE_RUN = "importbeat.execute_run"
-
-
 def run_message(run: ImportRun) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
-    """The args, kwargs and options of a run's message: one builder for every sender."""
+    """The args, kwargs and options of a run's execute_run message: one builder for every
+    sender (the API, beat, the sweep), so a run's message is the same whoever sends it.
+
+    The kwargs name the import, so Flower's task list says which import a task is; the options
+    are the import's time limits (the hard one leaves the soft one time to record the timeout).
+    """
     imp = run.scheduled_import
-    options = {
-        "soft_time_limit": imp.timeout_seconds,
-        # The hard limit leaves the soft one time to record the timeout.
-        "time_limit": imp.timeout_seconds + 30,
-    }
-    return [run.pk], {}, options
+    options = {"soft_time_limit": imp.timeout_seconds, "time_limit": imp.timeout_seconds + 30}
+    return [run.pk], {"import_id": imp.pk, "import_name": imp.name}, options
 
 
 def send_run(run: ImportRun) -> None:
-    """Put the run on the broker with the time limits of its import."""
-    from tasks.tasks import execute_run
+    """Put the run's message on the broker: the one function that does.
 
+    When the broker cannot take it, the run is marked for the maintenance sweep to send again
+    at its next pass (within MAINTENANCE_INTERVAL_SECONDS of the broker coming back, not
+    STALE_QUEUED_SECONDS), and BrokerUnavailable is raised.
+    """
     args, kwargs, options = run_message(run)
-    execute_run.apply_async(args=args, kwargs=kwargs, task_id=run.celery_task_id, **options)
+    try:
+        current_app.send_task(
+            EXECUTE_RUN, args=args, kwargs=kwargs, task_id=run.celery_task_id, **options
+        )
+    except BROKER_ERRORS as error:
+        logger.warning("run message not sent import=%s run=%s: %r", run.scheduled_import_id,
+                       run.pk, error)  # fmt: skip
+        send_again_at_next_sweep([run.pk])
+        raise BrokerUnavailable("the task queue is unavailable") from error
 
 
-def send_runs(runs: Iterable[ImportRun]) -> None:
+def send_run_on_commit(run: ImportRun) -> None:
+    """send_run once the run's row is committed; a broker that is down leaves it to the sweep."""
+
+    def send() -> None:
+        with contextlib.suppress(BrokerUnavailable):
+            send_run(run)
+
+    transaction.on_commit(send)
+
+
+def send_again_at_next_sweep(run_ids: list[int]) -> None:
+    """Runs whose message the broker refused: backdate the clock the sweep's stale-message
+    check reads (untouched_since), so its next pass sends them again."""
+    backdated = timezone.now() - timedelta(seconds=settings.STALE_QUEUED_SECONDS + 1)
+    with contextlib.suppress(DatabaseError):
+        ImportRun.objects.filter(pk__in=run_ids, status__in=WAITING_STATUSES).update(
+            heartbeat_at=backdated
+        )
+
+
+def send_runs(runs: Sequence[ImportRun]) -> None:
     """Send many runs' messages at once (beat's batches), pipelined through one producer.
 
-    The same messages `send_run` sends, built with Celery's own message builder and sender
-    (`app.amqp`), minus what costs most at beat's volume: Celery's per-call option resolution
-    and a `task-sent` event per message (a worker's `task-received` tells Flower the same a
-    moment later). Measured at 10,000 runs: about 0.4 ms a message through `send_task`.
+    The messages `send_run` sends (`run_message`), built with Celery's own message builder and
+    sender (`app.amqp`), minus what costs most at beat's volume: Celery's per-call option
+    resolution and a `task-sent` event per message (a worker's `task-received` tells Flower the
+    same a moment later). `send_task` cost about 0.4 ms a message; this, a quarter of it. When
+    the broker cannot take them, the runs are left to the sweep, as `send_run` does.
     """
     from celery.utils.nodenames import anon_nodename
 
-    from project.celery import app
-
     origin = anon_nodename()
+    app = current_app
     amqp = app.amqp
-    with app.producer_or_acquire() as producer, producer.batch(500):
-        for index, run in enumerate(runs):
-            args, kwargs, options = run_message(run)
-            message = amqp.as_task_v2(
-                run.celery_task_id, EXECUTE_RUN, args, kwargs,
-                time_limit=options["time_limit"], soft_time_limit=options["soft_time_limit"],
-                origin=origin, argsrepr=repr(args), kwargsrepr=repr(kwargs),
-            )  # fmt: skip
-            # The queue is declared with the first message; declaring it again for each one
-            # cost a third of the publishing time.
-            declare = None if index == 0 else ()
-            amqp.send_task_message(producer, EXECUTE_RUN, message, declare=declare)
+    try:
+        with app.producer_or_acquire() as producer, producer.batch(500):
+            for index, run in enumerate(runs):
+                args, kwargs, options = run_message(run)
+                message = amqp.as_task_v2(
+                    run.celery_task_id, EXECUTE_RUN, args, kwargs,
+                    time_limit=options["time_limit"], soft_time_limit=options["soft_time_limit"],
+                    origin=origin, argsrepr=repr(args), kwargsrepr=repr(kwargs),
+                )  # fmt: skip
+                # The queue is declared with the first message; declaring it again for each
+                # one cost a third of the publishing time.
+                declare = None if index == 0 else ()
+                amqp.send_task_message(producer, EXECUTE_RUN, message, declare=declare)
+    except BROKER_ERRORS as error:
+        logger.warning("run messages not sent runs=%s: %r", len(runs), error)
+        send_again_at_next_sweep([run.pk for run in runs])
+        raise BrokerUnavailable("the task queue is unavailable") from error
+
+
+WAITING_STATUSES = (ImportRun.Status.QUEUED, ImportRun.Status.RETRYING)
 
 
 class Claim(StrEnum):
@@ -295,15 +362,18 @@ def claim_run(
     return Claim.CLAIMED
 
 
-def _record_attempt(run: ImportRun, error: str, attempt: int | None = None) -> None:
+def _record_attempt(
+    run: ImportRun, error: str, attempt: int | None = None, retry_in: float | None = None
+) -> None:
     attempts = run.error_details.get("attempts", [])
-    attempts.append(
-        {
-            "attempt": run.attempts if attempt is None else attempt,
-            "error": error,
-            "at": timezone.now().isoformat(),
-        }
-    )
+    entry: dict[str, Any] = {
+        "attempt": run.attempts if attempt is None else attempt,
+        "error": error,
+        "at": timezone.now().isoformat(),
+    }
+    if retry_in is not None:
+        entry["retry_in"] = round(retry_in, 1)
+    attempts.append(entry)
     run.error_details = {**run.error_details, "attempts": attempts}
 
 
@@ -345,6 +415,9 @@ def recover_lost_run(run_id: int, stale_before: datetime) -> ImportRun | None:
         if run is None:
             return None
         imp = run.scheduled_import
+        if run.rows_committed_at is not None:
+            # The lost attempt had committed its rows: the run is done, whatever came after.
+            return finish_run(run, committed_status(run))
         silent = int((timezone.now() - run.heartbeat_at).total_seconds())
         lived = (run.heartbeat_at - (run.attempt_started_at or run.heartbeat_at)).total_seconds()
         if lived >= imp.timeout_seconds:
@@ -370,7 +443,7 @@ def recover_lost_run(run_id: int, stale_before: datetime) -> ImportRun | None:
                 "status", "error_message", "error_details", "heartbeat_at", "celery_task_id",
             ]
         )  # fmt: skip
-        transaction.on_commit(lambda: send_run(run))
+        send_run_on_commit(run)
     logger.warning("run recovered import=%s run=%s attempt=%s", imp.pk, run.pk, run.attempts)
     return run
 
@@ -389,11 +462,15 @@ def resend_stale_run(run_id: int, stale_before: datetime) -> bool:
         .filter(untouched_since(stale_before))
         .update(heartbeat_at=timezone.now())
     )
-    if touched:
-        run = ImportRun.objects.select_related("scheduled_import").get(pk=run_id)
-        logger.warning("run message sent again import=%s run=%s", run.scheduled_import_id, run.pk)
+    if not touched:
+        return False
+    run = ImportRun.objects.select_related("scheduled_import").get(pk=run_id)
+    logger.warning("run message sent again import=%s run=%s", run.scheduled_import_id, run.pk)
+    try:
         send_run(run)
-    return touched == 1
+    except BrokerUnavailable:
+        return False
+    return True
 
 
 def untouched_since(stale_before: datetime) -> Q:
@@ -421,7 +498,7 @@ def record_progress(run_id: int, **progress: int) -> None:
 
 def mark_retrying(run: ImportRun, error: str, countdown: float) -> None:
     """Record a failed attempt that will be retried after `countdown` seconds."""
-    _record_attempt(run, error)
+    _record_attempt(run, error, retry_in=countdown)
     run.status = ImportRun.Status.RETRYING
     run.error_message = f"attempt {run.attempts} failed, retrying in {countdown:.0f}s: {error}"
     # The stale-message check of the sweep counts from here.
@@ -435,6 +512,32 @@ COUNT_FIELDS = (
 FINISH_FIELDS = [
     "status", "finished_at", "duration_ms", "error_message", "error_details", *COUNT_FIELDS,
 ]  # fmt: skip
+GOOD_STATUSES = (ImportRun.Status.SUCCEEDED, ImportRun.Status.PARTIAL)
+FAILED_STATUSES = (ImportRun.Status.FAILED, ImportRun.Status.TIMED_OUT)
+# Writing a run's outcome is retried on a fresh connection this many times, after these pauses
+# (seconds): a database that blinks while a run ends must not turn a good run into a lost one.
+FINISH_RETRY_PAUSES = (0.2, 0.5, 1, 2, 4, 8)
+CONNECTION_ERRORS = (OperationalError, InterfaceError)
+
+
+def record_committed_counts(run: ImportRun, counts: RunCounts) -> None:
+    """Write an attempt's counts on its run, inside the transaction that commits its rows.
+
+    Committed together, the rows and their counts cannot disagree: whatever happens to the
+    attempt afterwards, the run is finished from these (finish_run, claim_committed_run).
+    """
+    fields = {name: getattr(counts, name) for name in COUNT_FIELDS}
+    details = {**run.error_details}
+    if counts.row_errors:
+        details["rows"] = counts.row_errors
+    ImportRun.objects.filter(pk=run.pk).update(
+        **fields, error_details=details, rows_committed_at=timezone.now()
+    )
+
+
+def committed_status(run: ImportRun) -> str:
+    """The status of a run whose rows committed, from its stored counts."""
+    return ImportRun.Status.PARTIAL if run.rows_failed else ImportRun.Status.SUCCEEDED
 
 
 def finish_run(
@@ -443,11 +546,51 @@ def finish_run(
     *,
     counts: RunCounts | None = None,
     error: str = "",
+    traceback: str = "",
 ) -> ImportRun:
-    """Close the run and fold its outcome into the import's counters, atomically."""
+    """Close the run and fold its outcome into the import's counters, atomically.
+
+    Retried on a fresh connection when the database connection fails (unless a caller's
+    transaction is open: then the caller's own retry applies). A run already finished (a try
+    whose commit went through but whose answer was lost) is left as it is. A run whose rows
+    committed is finished from the counts stored with them, never failed. `traceback` (an
+    unexpected error's) is kept in `error_details` for staff. `run` is updated in place.
+    """
+    if db_connection.in_atomic_block:
+        finished = _finish_once(run.pk, status, counts, error, traceback)
+    else:
+        for pause in (*FINISH_RETRY_PAUSES, None):
+            try:
+                finished = _finish_once(run.pk, status, counts, error, traceback)
+                break
+            except CONNECTION_ERRORS as failure:
+                if pause is None:
+                    raise
+                logger.warning("run outcome not written run=%s, again in %ss: %s",
+                               run.pk, pause, failure)  # fmt: skip
+                with contextlib.suppress(DatabaseError):
+                    db_connection.close()
+                time.sleep(pause)
+    for name in (*FINISH_FIELDS, "rows_committed_at"):
+        setattr(run, name, getattr(finished, name))
+    return run
+
+
+def _finish_once(
+    run_id: int, status: str, counts: RunCounts | None, error: str, traceback: str
+) -> ImportRun:
     now = timezone.now()
     with transaction.atomic():
+        # The run first, then its import: the sweep's recover_lost_run locks in this order.
+        run = ImportRun.objects.select_for_update().get(pk=run_id)
         imp = ScheduledImport.objects.select_for_update().get(pk=run.scheduled_import_id)
+        if run.status in ImportRun.FINAL_STATUSES:
+            return run
+        if run.rows_committed_at is not None:
+            if error:
+                # What went wrong after the rows landed stays visible among the attempts.
+                _record_attempt(run, f"after its rows were committed: {error}")
+            status, counts, error = committed_status(run), None, ""
         run.status = status
         run.finished_at = now
         run.duration_ms = int((now - (run.started_at or run.queued_at)).total_seconds() * 1000)
@@ -456,15 +599,13 @@ def finish_run(
                 setattr(run, name, getattr(counts, name))
             if counts.row_errors:
                 run.error_details = {**run.error_details, "rows": counts.row_errors}
+        if traceback:
+            run.error_details = {**run.error_details, "traceback": traceback}
         if error:
             run.error_message = error
-            attempts = run.error_details.get("attempts", [])
-            attempts.append({"attempt": run.attempts, "error": error, "at": now.isoformat()})
-            run.error_details = {**run.error_details, "attempts": attempts}
-        elif status in (ImportRun.Status.SUCCEEDED, ImportRun.Status.PARTIAL):
-            run.error_message = (
-                f"{counts.rows_failed} rows failed" if counts and counts.rows_failed else ""
-            )
+            _record_attempt(run, error)
+        elif status in GOOD_STATUSES:
+            run.error_message = f"{run.rows_failed} rows failed" if run.rows_failed else ""
         # Progress columns (bytes_read, ...) were written by the importer; keep them.
         run.save(update_fields=FINISH_FIELDS)
         apply_outcome(imp, run)
@@ -479,16 +620,25 @@ def finish_run(
 
 
 def apply_outcome(imp: ScheduledImport, run: ImportRun) -> None:
-    """Update the import's counters for one finished run (caller holds the row lock)."""
-    succeeded = run.status in (ImportRun.Status.SUCCEEDED, ImportRun.Status.PARTIAL)
-    failed = run.status in (ImportRun.Status.FAILED, ImportRun.Status.TIMED_OUT)
-    if not (succeeded or failed):
+    """Update the import's counters for one finished run (caller holds the row lock).
+
+    `succeeded`, `partial` and `failed` (with `timed_out`) are counted apart: a partial run is
+    not a success (it rejected rows) nor a failure (its good rows landed), so it neither
+    raises the success rate nor extends a failure streak; it does end one.
+    """
+    outcome = {
+        ImportRun.Status.SUCCEEDED: "successful_runs",
+        ImportRun.Status.PARTIAL: "partial_runs",
+        ImportRun.Status.FAILED: "failed_runs",
+        ImportRun.Status.TIMED_OUT: "failed_runs",
+    }.get(run.status)
+    if outcome is None:
         return
+    failed = run.status in FAILED_STATUSES
     ScheduledImport.objects.filter(pk=imp.pk).update(
         total_runs=F("total_runs") + 1,
-        successful_runs=F("successful_runs") + int(succeeded),
-        failed_runs=F("failed_runs") + int(failed),
-        consecutive_failures=0 if succeeded else F("consecutive_failures") + 1,
+        **{outcome: F(outcome) + 1},
+        consecutive_failures=F("consecutive_failures") + 1 if failed else 0,
         last_run_at=run.finished_at,
         last_run_status=run.status,
     )

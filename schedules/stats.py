@@ -18,8 +18,9 @@ from .models import ImportRun, ScheduledImport
 
 # Runs that did work: their duration means something (a skipped run took no time).
 TIMED_STATUSES = ("succeeded", "partial", "failed", "timed_out")
-SUCCESS_STATUSES = ("succeeded", "partial")
-FAILURE_STATUSES = ("failed", "timed_out")
+# The runs that did work, by outcome: partial (some rows rejected) is counted apart, never as
+# a success.
+FINISHED_STATUSES = ("succeeded", "partial", "failed", "timed_out")
 ROW_FIELDS = (
     "rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "rows_deleted", "rows_failed",
 )  # fmt: skip
@@ -85,8 +86,7 @@ def import_stats(
         **{name: Sum(name) for name in ROW_FIELDS},
     )
     by_status = {status: totals[status] for status in ImportRun.Status.values}
-    succeeded = sum(by_status[s] for s in SUCCESS_STATUSES)
-    finished = succeeded + sum(by_status[s] for s in FAILURE_STATUSES)
+    finished = sum(by_status[s] for s in FINISHED_STATUSES)
     return {
         "import_id": imp.pk,
         "days": days,
@@ -95,7 +95,10 @@ def import_stats(
         "timezone": imp.timezone,
         "total": totals["total"],
         "by_status": by_status,
-        "success_rate": round(succeeded / finished, 4) if finished else None,
+        # Of the finished runs, the share that succeeded; partial runs are not successes.
+        "success_rate": _rate(by_status["succeeded"], finished),
+        # The share that landed rows, partial runs included, named as such.
+        "success_or_partial_rate": _rate(by_status["succeeded"] + by_status["partial"], finished),
         "duration_ms": {
             "avg": _round(totals["avg_ms"]),
             "p95": _round(totals["p95_ms"]),
@@ -103,6 +106,10 @@ def import_stats(
         "rows": {name.removeprefix("rows_"): totals[name] or 0 for name in ROW_FIELDS},
         "daily": runs_per_day(imp.runs.all(), days, tz, now),
     }
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 4) if whole else None
 
 
 def _round(value: float | None) -> float | None:

@@ -11,3 +11,15 @@ class TransientImportError(ImportFailed):
 
 class PermanentImportError(ImportFailed):
     """Retrying would fail the same way: HTTP 4xx, not a CSV, missing key column, bad options."""
+
+
+class RunFailed(Exception):
+    """Raised by a run's Celery task when the run ended failed or timed out, so that the task
+    ends FAILURE (Flower) with the run's error; the run log already holds the outcome."""
+
+
+def database_error(error: BaseException) -> str:
+    """A lost database connection in the run log: the first line of its message (psycopg adds
+    hints on further lines; an unexpected database error is reported by the runner instead)."""
+    first_line = (str(error).strip().splitlines() or ["connection lost"])[0]
+    return f"database error: {first_line}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import ipaddress
+import re
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,6 +21,29 @@ from .errors import PermanentImportError, TransientImportError
 CHUNK_BYTES = 256 * 1024
 MAX_REDIRECTS = 5
 USER_AGENT = "importbeat/1.0"
+# The operating system's words for a failed connection, inside requests' message.
+ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^\"'()\[\]]+)")
+
+
+def describe(error: requests.RequestException) -> str:
+    """What went wrong with a request, in words for the run log: requests' own message names
+    urllib3's pool and connection classes (`_PinnedHTTPPool(host=..., port=...)`)."""
+    if isinstance(error, requests.ConnectTimeout):
+        return "the connection timed out"
+    if isinstance(error, requests.Timeout):
+        return "the server stopped answering (read timed out)"
+    text = str(error)
+    if found := ERRNO_TEXT.search(text):
+        return found.group(1).strip().lower()
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "its TLS certificate could not be verified"
+    if isinstance(error, requests.exceptions.SSLError):
+        return "the TLS handshake failed"
+    if isinstance(error, requests.exceptions.ChunkedEncodingError) or "IncompleteRead" in text:
+        return "the connection broke off in the middle of the file"
+    if "Connection aborted" in text or "RemoteDisconnected" in text:
+        return "the server closed the connection"
+    return f"the request failed ({type(error).__name__})"
 
 
 @dataclass(frozen=True)
@@ -69,9 +93,9 @@ class ByteStream(io.RawIOBase):
             except StopIteration:
                 return 0
             except (requests.ConnectionError, requests.Timeout) as error:
-                raise TransientImportError(f"download interrupted: {error}") from error
+                raise TransientImportError(f"download interrupted: {describe(error)}") from error
             except requests.RequestException as error:
-                raise TransientImportError(f"download failed: {error}") from error
+                raise TransientImportError(f"download failed: {describe(error)}") from error
             self.bytes_read += len(self._pending)
             if self.bytes_read > self.max_bytes:
                 raise PermanentImportError(
@@ -214,9 +238,9 @@ def open_source(
             try:
                 response = session.get(url, stream=True, timeout=timeout, allow_redirects=False)
             except (requests.ConnectionError, requests.Timeout) as error:
-                raise TransientImportError(f"cannot reach {url}: {error}") from error
+                raise TransientImportError(f"cannot reach {url}: {describe(error)}") from error
             except requests.RequestException as error:
-                raise PermanentImportError(f"cannot fetch {url}: {error}") from error
+                raise PermanentImportError(f"cannot fetch {url}: {describe(error)}") from error
             if response.is_redirect:
                 url = urljoin(url, response.headers["Location"])
                 response.close()

@@ -11,13 +11,17 @@ worker may have died, and its lease has to expire first).
 from __future__ import annotations
 
 import logging
-from typing import Any
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any, NoReturn
 
 import psycopg
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, connection
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -25,13 +29,16 @@ from schedules import services
 from schedules.models import ImportRun, ScheduledImport
 
 from . import importer, locks
-from .errors import PermanentImportError, TransientImportError
+from .errors import PermanentImportError, RunFailed, TransientImportError, database_error
 
 logger = logging.getLogger("importbeat.runs")
 
 # A lost database connection is a transient failure wherever it surfaces (the importer's COPY
 # talks to psycopg directly, so psycopg's own error can arrive unwrapped).
 DATABASE_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError)
+# A message handed back because the database is unreachable waits this long first, so that a
+# worker without a database does not spin through the queue.
+REQUEUE_PAUSE_SECONDS = 2.0
 
 
 def backoff_seconds(run: ImportRun) -> float:
@@ -50,11 +57,44 @@ def queue_poll_seconds() -> float:
     return min(max(settings.RUN_LEASE_SECONDS / 3, 1.0), 10.0)
 
 
+@contextmanager
+def database_or_requeue(what: str, in_task: bool = True) -> Iterator[None]:
+    """Hand the message being handled back to the queue if the database cannot be reached.
+
+    For the part of a task before it changed anything: acknowledging the message would lose
+    the work (a run never started, a tick never dispatched); given back, it waits for a worker
+    that reaches the database (task_acks_late makes the rejection a requeue). Outside a task
+    (`in_task` off: run_import in the foreground) the error simply propagates.
+    """
+    try:
+        yield
+    except DATABASE_ERRORS as error:
+        if not in_task:
+            raise
+        hand_back(what, error)
+
+
+def hand_back(what: str, error: BaseException) -> NoReturn:
+    reason = database_error(error)
+    logger.warning("%s goes back to the queue: %s", what, reason)
+    with suppress(DatabaseError):
+        connection.close()
+    time.sleep(REQUEUE_PAUSE_SECONDS)
+    raise Reject(f"{reason} (unreachable)", requeue=True) from error
+
+
 def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
-    """Run `run_id` in this process. `task` is the bound Celery task, or None in the foreground."""
-    run = ImportRun.objects.select_related("scheduled_import").filter(pk=run_id).first()
-    if run is None or run.status in ImportRun.FINAL_STATUSES:
+    """Run `run_id` in this process. `task` is the bound Celery task, or None in the foreground.
+
+    Returns the run's summary (status and counts), None when there was nothing to do.
+    """
+    with database_or_requeue(f"run {run_id}", task is not None):
+        run = ImportRun.objects.select_related("scheduled_import").filter(pk=run_id).first()
+    if run is None:
         return None
+    if run.status in ImportRun.FINAL_STATUSES:
+        # Cancelled while queued, or a duplicate delivery: the task says what the run is.
+        return summary(run)
     imp = run.scheduled_import
     lease: locks.Lease | None = locks.run_lease(imp.pk, run.pk)
     try:
@@ -72,18 +112,23 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
 
     renewer: locks.Renewer | None = None
     try:
-        if run.status == ImportRun.Status.RUNNING and run.attempts > imp.max_retries:
-            # Its worker died on every attempt (a file that kills workers): stop here.
-            services.finish_run(
-                run,
-                ImportRun.Status.FAILED,
-                error=f"the worker was lost during each of its {run.attempts} attempts",
-            )
-            return {"run_id": run.pk, "status": run.status}
-        worker = (task.request.hostname if task is not None else "") or ""
-        task_id = (task.request.id if task is not None else "") or ""
-        # Holding the lease, a `running` run can only be an attempt whose worker is gone.
-        claim = services.claim_run(run, task_id=task_id, worker=worker, reclaim=True)
+        with database_or_requeue(f"run {run_id}", task is not None):
+            if run.rows_committed_at is not None:
+                # An earlier attempt committed the rows and was lost before it finished the run.
+                services.finish_run(run, services.committed_status(run))
+                return summary(run)
+            if run.status == ImportRun.Status.RUNNING and run.attempts > imp.max_retries:
+                # Its worker died on every attempt (a file that kills workers): stop here.
+                services.finish_run(
+                    run,
+                    ImportRun.Status.FAILED,
+                    error=f"the worker was lost during each of its {run.attempts} attempts",
+                )
+                return summary(run)
+            worker = (task.request.hostname if task is not None else "") or ""
+            task_id = (task.request.id if task is not None else "") or ""
+            # Holding the lease, a `running` run can only be an attempt whose worker is gone.
+            claim = services.claim_run(run, task_id=task_id, worker=worker, reclaim=True)
         if claim == services.Claim.GONE:
             logger.info("run not claimable run=%s status=%s", run.pk, run.status)
             return None
@@ -92,12 +137,37 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
         if lease is not None:
             renewer = locks.Renewer(lease, beat=lambda: services.heartbeat(run.pk))
             renewer.start()
-        return _attempt(run, task)
+        with database_or_requeue(f"run {run_id}", task is not None):
+            # Only a database that stays away through finish_run's own retries gets here: the
+            # redelivered message finishes the run (from its committed counts, if any).
+            return _attempt(run, task)
     finally:
         if renewer is not None:
             renewer.stop()
         if lease is not None:
             lease.release()
+
+
+def summary(run: ImportRun) -> dict[str, Any]:
+    """What the run's Celery task returns (Flower shows it): the run log's own words."""
+    return {
+        "run_id": run.pk,
+        "import_id": run.scheduled_import_id,
+        "status": run.status,
+        **{name: getattr(run, name) for name in services.COUNT_FIELDS},
+        "error": run.error_message,
+    }
+
+
+def task_result(result: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The task's state follows its run: a failed or timed-out run fails its task.
+
+    Flower's task list and its Failed counter come from the task's state; a run the log calls
+    failed must not show there as a success.
+    """
+    if result is not None and result["status"] in services.FAILED_STATUSES:
+        raise RunFailed(f"run {result['run_id']} {result['status']}: {result['error']}")
+    return result
 
 
 def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
@@ -122,7 +192,7 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
         )
     except (TransientImportError, *DATABASE_ERRORS) as error:
         _drop_broken_connection()
-        message = str(error) if isinstance(error, TransientImportError) else f"database: {error}"
+        message = str(error) if isinstance(error, TransientImportError) else database_error(error)
         if task is not None and run.attempts <= imp.max_retries:
             countdown = backoff_seconds(run)
             services.mark_retrying(run, message, countdown)
@@ -131,14 +201,20 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
     except PermanentImportError as error:
         services.finish_run(run, ImportRun.Status.FAILED, error=str(error))
     except Exception as error:
-        # An unexpected bug must still close the run, never leave it "running".
+        # An unexpected bug must still close the run, never leave it "running". Its message
+        # names the error only (no SQL, no library internals); staff read the traceback.
         logger.exception("run crashed run=%s", run.pk)
         _drop_broken_connection()
-        services.finish_run(run, ImportRun.Status.FAILED, error=f"internal error: {error!r}")
+        services.finish_run(
+            run,
+            ImportRun.Status.FAILED,
+            error=f"internal error ({type(error).__name__}); details kept for the operators",
+            traceback=traceback.format_exc(),
+        )
     else:
         status = ImportRun.Status.PARTIAL if counts.rows_failed else ImportRun.Status.SUCCEEDED
         services.finish_run(run, status, counts=counts)
-    return {"run_id": run.pk, "status": run.status}
+    return summary(run)
 
 
 def _overlap(run: ImportRun, task: Any | None) -> dict[str, Any] | None:
@@ -165,7 +241,8 @@ def _overlap(run: ImportRun, task: Any | None) -> dict[str, Any] | None:
     else:
         reason = f"skipped: run {other} of this import was in progress"
     services.skip_run(run, reason)
-    return {"run_id": run.pk, "status": ImportRun.Status.SKIPPED}
+    return {"run_id": run.pk, "import_id": imp.pk, "status": ImportRun.Status.SKIPPED,
+            "error": reason}  # fmt: skip
 
 
 def _come_back(run: ImportRun, task: Any | None, countdown: float, holder: str) -> None:

@@ -10,7 +10,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from schedules import alerts, reconcile, services
 
 from . import maintenance, runner
-from .errors import PermanentImportError, TransientImportError
+from .errors import PermanentImportError, RunFailed, TransientImportError
 
 logger = logging.getLogger("importbeat.alerts")
 
@@ -25,7 +25,10 @@ def dispatch_scheduled_import(
     import_id: int, scheduled_for: str | None = None, trigger: str = "schedule"
 ) -> None:
     """Beat's entry point: one tick of one import becomes at most one queued run."""
-    services.dispatch_scheduled_tick(import_id, scheduled_for, trigger)
+    # A tick the database could not take goes back to the queue (its run is unique per tick,
+    # so a tick that did land is not dispatched twice).
+    with runner.database_or_requeue(f"the tick of import {import_id}"):
+        services.dispatch_scheduled_tick(import_id, scheduled_for, trigger)
 
 
 @shared_task(
@@ -36,9 +39,15 @@ def dispatch_scheduled_import(
     # message from the import's timeout_seconds (services.send_run).
     acks_late=True,
     reject_on_worker_lost=True,
+    # A failed run fails its task (its state in Flower) without a traceback in the worker log:
+    # the run log has the error.
+    throws=(RunFailed,),
 )
-def execute_run(self, run_id: int) -> dict | None:
-    return runner.execute(run_id, self)
+def execute_run(
+    self, run_id: int, import_id: int | None = None, import_name: str = ""
+) -> dict | None:
+    """One run. `import_id` and `import_name` only label the task (Flower's task list)."""
+    return runner.task_result(runner.execute(run_id, self))
 
 
 @shared_task(name="importbeat.sweep_runs", ignore_result=True, soft_time_limit=120, time_limit=150)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psutil
 import redis
+import requests
 
 from schedules.models import ImportRun, Record, ScheduledImport
 from tests.conftest import wait_for
@@ -33,6 +34,35 @@ def wait_for_download(csv_server, run: ImportRun, what: str = "", path: str = "/
         30,
         what="the download to start\n" + what,
     )
+
+
+def wait_for_the_end(run: ImportRun, processes, timeout: float = 60) -> ImportRun:
+    """Until the run is finished, whatever its outcome; the run as it ended."""
+    return wait_for(
+        lambda: ImportRun.objects.filter(pk=run.pk, finished_at__isnull=False).first(),
+        timeout,
+        what="the run to end\n" + processes.logs(),
+    )
+
+
+def answers(url: str) -> bool:
+    """Whether anything answers HTTP at `url` (a process started by the test is up)."""
+    try:
+        requests.get(url, timeout=5)
+    except requests.RequestException:
+        return False
+    return True
+
+
+def start_flower(processes, auth: tuple[str, str]) -> str:
+    """Start the Procfile's Flower behind `auth` on a free port; its base URL once it answers."""
+    from project.devservices import free_port
+
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    processes.start("flower", FLOWER_PORT=str(port), FLOWER_BASIC_AUTH=":".join(auth))
+    wait_for(lambda: answers(f"{base}/healthcheck"), 30, what="flower\n" + processes.logs())
+    return base
 
 
 def big_csv(rows: int) -> bytes:

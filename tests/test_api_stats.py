@@ -36,7 +36,8 @@ def test_stats_count_statuses_durations_rows_and_days(alice):
     assert body["by_status"]["succeeded"] == 2 and body["by_status"]["partial"] == 1
     assert body["by_status"]["failed"] == 1 and body["by_status"]["skipped"] == 1
     assert body["by_status"]["timed_out"] == 0
-    assert body["success_rate"] == 0.75  # 3 of 4 runs that did work
+    assert body["success_rate"] == 0.5  # 2 of the 4 runs that did work; partial is not success
+    assert body["success_or_partial_rate"] == 0.75
     assert body["duration_ms"]["avg"] == 2500.0  # skipped runs take no time: not counted
     assert body["duration_ms"]["p95"] == pytest.approx(3850.0)
     assert body["rows"]["read"] == 50 and body["rows"]["inserted"] == 35

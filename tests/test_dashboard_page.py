@@ -1,4 +1,4 @@
-"""The staff dashboard: runs per day as a chart, runs in progress, imports failing now."""
+"""The staff dashboard: runs per day as a chart, runs in progress, imports needing attention."""
 
 from datetime import timedelta
 
@@ -56,4 +56,5 @@ def test_the_live_feed_reports_progress_to_staff_only(client, alice, staff, acti
     client.force_login(staff)
     live = client.get("/dashboard/live.json").json()
     assert [(r["id"], r["percent"]) for r in live["runs"]] == [(running.pk, 25.0)]
-    assert [i["id"] for i in live["failing"]] == [failing.pk]
+    assert [i["id"] for i in live["attention"]] == [failing.pk]
+    assert live["attention"][0]["reason"] == "last run failed (3 failures in a row)"

@@ -70,14 +70,14 @@ class ImportSerializer(serializers.ModelSerializer):
             "schedule_description", "next_run_at", "next_runs",
             "max_retries", "retry_backoff_seconds", "retry_backoff_max_seconds",
             "timeout_seconds", "overlap", "catchup", "alert_after_failures", "callback_url",
-            "status", "total_runs", "successful_runs", "failed_runs", "consecutive_failures",
-            "success_rate", "last_run_at", "last_run_status", "late", "late_since",
-            "missed_ticks", "created_at", "updated_at",
+            "status", "total_runs", "successful_runs", "partial_runs", "failed_runs",
+            "consecutive_failures", "success_rate", "last_run_at", "last_run_status", "late",
+            "late_since", "missed_ticks", "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = [
-            "status", "total_runs", "successful_runs", "failed_runs", "consecutive_failures",
-            "last_run_at", "last_run_status", "next_run_at", "late_since", "missed_ticks",
-            "created_at", "updated_at",
+            "status", "total_runs", "successful_runs", "partial_runs", "failed_runs",
+            "consecutive_failures", "last_run_at", "last_run_status", "next_run_at",
+            "late_since", "missed_ticks", "created_at", "updated_at",
         ]  # fmt: skip
 
     def get_late(self, imp: ScheduledImport) -> bool:
@@ -181,7 +181,14 @@ class RunDetailSerializer(RunSerializer):
 
     def to_representation(self, run: ImportRun) -> dict[str, Any]:
         progress.refresh_live(run)
-        return super().to_representation(run)
+        data = super().to_representation(run)
+        request = self.context.get("request")
+        if not (request and request.user.is_staff) and isinstance(data["error_details"], dict):
+            # An unexpected error's traceback names code and internals: for staff only.
+            data["error_details"] = {
+                k: v for k, v in data["error_details"].items() if k != "traceback"
+            }
+        return data
 
 
 class ActiveRunConflictSerializer(serializers.Serializer):
@@ -238,7 +245,12 @@ class StatsSerializer(serializers.Serializer):
     timezone = serializers.CharField()
     total = serializers.IntegerField()
     by_status = serializers.DictField(child=serializers.IntegerField())
-    success_rate = serializers.FloatField(allow_null=True)
+    success_rate = serializers.FloatField(
+        allow_null=True, help_text="succeeded / finished runs (partial is not a success)"
+    )
+    success_or_partial_rate = serializers.FloatField(
+        allow_null=True, help_text="(succeeded + partial) / finished runs"
+    )
     duration_ms = serializers.DictField(child=serializers.FloatField(allow_null=True))
     rows = serializers.DictField(child=serializers.IntegerField())
     daily = serializers.ListField(child=serializers.DictField())

@@ -98,6 +98,7 @@ class ImportViewSet(viewsets.ModelViewSet):
         responses={
             202: RunSerializer,
             409: OpenApiResponse(ActiveRunConflictSerializer, "a run is queued or running"),
+            503: OpenApiResponse(description="the task queue is unavailable; see Retry-After"),
             429: OpenApiResponse(description="too many manual runs; see Retry-After"),
         },
     )
@@ -115,6 +116,16 @@ class ImportViewSet(viewsets.ModelViewSet):
                     "active_run": RunSerializer(conflict.run).data,
                 },
                 status=status.HTTP_409_CONFLICT,
+            )
+        except services.BrokerUnavailable:
+            retry_after = services.BROKER_RETRY_AFTER_SECONDS
+            return Response(
+                {
+                    "detail": "The task queue is unavailable, so no run was queued; "
+                    f"try again in {retry_after} seconds."
+                },
+                status=status.HTTP_503_SERVICE_UNAVAILABLE,
+                headers={"Retry-After": str(retry_after)},
             )
         return Response(RunSerializer(queued).data, status=status.HTTP_202_ACCEPTED)
 

@@ -1,0 +1,35 @@
+"""Every answer under /api/ is JSON: an unhandled exception is the API's 500, even in DEBUG."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+API_PREFIX = "/api/"
+logger = logging.getLogger("django.request")
+
+
+def server_error() -> JsonResponse:
+    return JsonResponse({"detail": "Internal server error."}, status=500)
+
+
+class JsonErrorsMiddleware:
+    """Turns an exception a view under /api/ raised into `{"detail": ...}` with status 500.
+
+    DRF answers its own exceptions; anything else (a bug, a database that went away) would be
+    Django's HTML error page, or its debug page when DEBUG is on.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not request.path.startswith(API_PREFIX):
+            return None
+        logger.error("Internal Server Error: %s", request.path, exc_info=exception)
+        return server_error()

@@ -1,0 +1,100 @@
+"""Which imports need someone to look at them, and why: one list for the dashboard and the admin.
+
+Each reason is one entry of REASONS: the database condition that finds its imports and the
+words that explain it. A new reason (an import that is late, say) is one more entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from functools import reduce
+from operator import or_
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Q, QuerySet
+from django.utils import timezone
+
+from .models import ImportRun, ScheduledImport
+
+FAILED = (ImportRun.Status.FAILED, ImportRun.Status.TIMED_OUT)
+
+
+@dataclass(frozen=True)
+class Reason:
+    code: str
+    # Finds the imports it applies to (in SQL; a callable when it depends on the time) ...
+    condition: Q | Callable[[], Q]
+    # ... and tells, for one of them, whether it applies and in what words.
+    applies: Callable[[ScheduledImport], bool]
+    describe: Callable[[ScheduledImport], str]
+
+
+def _failures(imp: ScheduledImport) -> str:
+    streak = imp.consecutive_failures
+    return f"last run {imp.last_run_status.replace('_', ' ')}" + (
+        f" ({streak} failures in a row)" if streak > 1 else ""
+    )
+
+
+def _late_condition() -> Q:
+    overdue_before = timezone.now() - timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
+    return Q(status=ScheduledImport.Status.ACTIVE) & (
+        Q(late_since__isnull=False) | Q(next_run_at__lt=overdue_before)
+    )
+
+
+def _lateness(imp: ScheduledImport) -> str:
+    if imp.late_since is None:
+        return "late: its next run is overdue (is beat running?)"
+    since = f"{imp.late_since:%Y-%m-%d %H:%M} UTC"
+    return f"late since {since}: {imp.missed_ticks} scheduled run(s) missed in all"
+
+
+REASONS: tuple[Reason, ...] = (
+    Reason(
+        "failed",
+        Q(last_run_status__in=FAILED),
+        lambda imp: imp.last_run_status in FAILED,
+        _failures,
+    ),
+    Reason(
+        "partial",
+        Q(last_run_status=ImportRun.Status.PARTIAL),
+        lambda imp: imp.last_run_status == ImportRun.Status.PARTIAL,
+        lambda imp: "last run partial: some rows were rejected",
+    ),
+    Reason("late", _late_condition, lambda imp: imp.is_late(), _lateness),
+)
+
+
+def reasons_for(imp: ScheduledImport) -> list[dict[str, str]]:
+    return [{"code": r.code, "text": r.describe(imp)} for r in REASONS if r.applies(imp)]
+
+
+def needing_attention(limit: int = 50) -> list[dict[str, Any]]:
+    """Imports (not cancelled) needing attention, longest failure streaks first."""
+    imports: QuerySet[ScheduledImport] = (
+        ScheduledImport.objects.filter(
+            reduce(or_, (r.condition() if callable(r.condition) else r.condition for r in REASONS))
+        )
+        .exclude(status=ScheduledImport.Status.CANCELLED)
+        .select_related("owner")
+        .order_by("-consecutive_failures", "-last_run_at", "id")[:limit]
+    )
+    return [
+        {
+            "id": imp.pk,
+            "name": imp.name,
+            "owner": imp.owner.get_username(),
+            "reasons": reasons_for(imp),
+            "reason": "; ".join(r.describe(imp) for r in REASONS if r.applies(imp)),
+            "consecutive_failures": imp.consecutive_failures,
+            "last_run_status": imp.last_run_status,
+            "last_run_at": imp.last_run_at.isoformat() if imp.last_run_at else None,
+            "status": imp.status,
+        }
+        for imp in imports
+    ]

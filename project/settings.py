@@ -6,6 +6,7 @@ embedded servers under .run/) and write what they chose to .run/services.env, wh
 here only for variables the environment does not set.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -40,6 +41,7 @@ INSTALLED_APPS = [
     "knox",
     "django_filters",
     "drf_spectacular",
+    "axes",
     "schedules.apps.SchedulesConfig",
     "tasks.apps.TasksConfig",
 ]
@@ -53,6 +55,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, so that it sees the answer to a locked-out login and replaces it (django-axes).
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "project.urls"
@@ -86,6 +90,14 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_importbeat")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# django-axes first: it refuses a locked-out username or address before a password is checked,
+# for the admin's login form and the API's token endpoint alike.
+# https://django-axes.readthedocs.io/en/latest/2_installation.html
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -271,3 +283,24 @@ SPECTACULAR_SETTINGS = {
 HEALTH_WORKER_PING_TIMEOUT = env.float("HEALTH_WORKER_PING_TIMEOUT", default=0.5)
 HEALTH_BROKER_TIMEOUT = env.float("HEALTH_BROKER_TIMEOUT", default=2.0)
 LOGIN_URL = "admin:login"
+
+# --- Login lockout and client addresses (issue 11, README "Security") -------------------------
+
+# Proxies (addresses or networks) whose X-Forwarded-For is believed; nobody else's is, since any
+# client can send that header (project.security.client_ip).
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+# Failed logins, counted per username and per address (either one locks), within the lockout
+# period; after LOGIN_FAILURE_LIMIT of them that username or address gets 429 until the period
+# after its last failure has passed. https://django-axes.readthedocs.io/en/latest/4_configuration.html
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(seconds=LOGIN_LOCKOUT_SECONDS)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "project.security.client_ip"
+AXES_LOCKOUT_CALLABLE = "project.security.lockout_response"
+# A success does not clear the failures: it would let a guesser reset its address's count by
+# logging into an account of its own between guesses.
+AXES_RESET_ON_SUCCESS = False
+# Failed attempts are kept (admin: Axes › Access attempts); successful logins are not logged.
+AXES_DISABLE_ACCESS_LOG = True

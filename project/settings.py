@@ -135,6 +135,8 @@ WEB_PORT = env.int("PORT", default=8000)
 MIN_INTERVAL_SECONDS = env.int("MIN_INTERVAL_SECONDS", default=60)
 ALLOWED_PRIVATE_HOSTS = env.list("ALLOWED_PRIVATE_HOSTS", default=[])
 MAX_IMPORT_BYTES = env.int("MAX_IMPORT_BYTES", default=1024**3)
+# The longest line, row or field of a file: what the importer holds in memory at once.
+MAX_FIELD_BYTES = env.int("MAX_FIELD_BYTES", default=8 * 1024**2)
 RUN_RETENTION_DAYS = env.int("RUN_RETENTION_DAYS", default=30)
 FAILED_RUN_RETENTION_DAYS = env.int("FAILED_RUN_RETENTION_DAYS", default=90)
 # The longest timeout_seconds an import may ask for; the broker's visibility timeout is

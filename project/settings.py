@@ -144,6 +144,11 @@ FAILED_RUN_RETENTION_DAYS = env.int("FAILED_RUN_RETENTION_DAYS", default=90)
 MAX_TIMEOUT_SECONDS = env.int("MAX_TIMEOUT_SECONDS", default=6 * 3600)
 FETCH_CONNECT_TIMEOUT_SECONDS = env.float("FETCH_CONNECT_TIMEOUT_SECONDS", default=10.0)
 FETCH_READ_TIMEOUT_SECONDS = env.float("FETCH_READ_TIMEOUT_SECONDS", default=60.0)
+# The read timeout bounds one silence, not a download: a server dripping a byte every few
+# seconds would hold a worker for hours. A whole download gets this long, and must average this
+# rate while the worker waits for it (tasks/fetch_watchdog.py).
+FETCH_TOTAL_TIMEOUT_SECONDS = env.float("FETCH_TOTAL_TIMEOUT_SECONDS", default=1800.0)
+FETCH_MIN_BYTES_PER_SECOND = env.float("FETCH_MIN_BYTES_PER_SECOND", default=10 * 1024)
 
 # --- Celery (https://docs.celeryq.dev/en/stable/userguide/configuration.html) -------------
 

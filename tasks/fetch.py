@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import io
 import ipaddress
 import socket
@@ -16,10 +17,16 @@ from django.conf import settings
 from requests.adapters import HTTPAdapter
 
 from .errors import PermanentImportError, TransientImportError
+from .fetch_watchdog import Watchdog
 
 CHUNK_BYTES = 256 * 1024
 MAX_REDIRECTS = 5
 USER_AGENT = "importbeat/1.0"
+
+# The watchdog of the download in progress in this context: connections register with it.
+_watchdog: contextvars.ContextVar[Watchdog | None] = contextvars.ContextVar(
+    "importbeat_fetch_watchdog", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -52,8 +59,10 @@ class ByteStream(io.RawIOBase):
         chunks: Iterator[bytes],
         max_bytes: int,
         on_read: Callable[[int], None] | None = None,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self._chunks = chunks
+        self._watchdog = watchdog
         self._pending = b""
         self.bytes_read = 0
         self.max_bytes = max_bytes
@@ -64,14 +73,9 @@ class ByteStream(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         if not self._pending:
-            try:
-                self._pending = next(self._chunks)
-            except StopIteration:
+            self._pending = self._next_chunk()
+            if not self._pending:
                 return 0
-            except (requests.ConnectionError, requests.Timeout) as error:
-                raise TransientImportError(f"download interrupted: {error}") from error
-            except requests.RequestException as error:
-                raise TransientImportError(f"download failed: {error}") from error
             self.bytes_read += len(self._pending)
             if self.bytes_read > self.max_bytes:
                 raise PermanentImportError(
@@ -83,6 +87,34 @@ class ByteStream(io.RawIOBase):
         buffer[:size] = self._pending[:size]
         self._pending = self._pending[size:]
         return size
+
+    def _next_chunk(self) -> bytes:
+        """The next chunk of the body, b"" at its end; a watchdog's verdict comes first."""
+        watchdog = self._watchdog
+        if watchdog is not None:
+            watchdog.begin_wait()
+        chunk = b""
+        try:
+            chunk = next(self._chunks, b"")
+        except (requests.ConnectionError, requests.Timeout) as error:
+            self._stop_if_stopped(watchdog, error)
+            raise TransientImportError(f"download interrupted: {error}") from error
+        except requests.RequestException as error:
+            self._stop_if_stopped(watchdog, error)
+            raise TransientImportError(f"download failed: {error}") from error
+        if watchdog is not None:
+            watchdog.end_wait(len(chunk))
+            # A socket the watchdog shut down may read as a clean end of file: never take
+            # that for the whole file.
+            self._stop_if_stopped(watchdog)
+            if not chunk:
+                watchdog.stop()
+        return chunk
+
+    @staticmethod
+    def _stop_if_stopped(watchdog: Watchdog | None, error: Exception | None = None) -> None:
+        if watchdog is not None and watchdog.reason:
+            raise TransientImportError(watchdog.reason) from error
 
 
 def _allowed_hosts() -> set[str]:
@@ -141,6 +173,9 @@ class _PinnedAddress:
     """
 
     def _new_conn(self):
+        watchdog = _watchdog.get()
+        if watchdog is not None:
+            watchdog.connections.append(self)
         addresses = public_addresses(self._dns_host, self.port)
         if addresses is None:
             return super()._new_conn()
@@ -202,6 +237,23 @@ def open_source(
     that the file is still the version those validators name.
     """
     timeout = (settings.FETCH_CONNECT_TIMEOUT_SECONDS, settings.FETCH_READ_TIMEOUT_SECONDS)
+    watchdog = Watchdog(
+        settings.FETCH_TOTAL_TIMEOUT_SECONDS, settings.FETCH_MIN_BYTES_PER_SECOND
+    ).start()
+    token = _watchdog.set(watchdog)
+    try:
+        with _session(url, unless, timeout, watchdog) as (response, url):
+            yield _stream(response, on_read, watchdog)
+    finally:
+        watchdog.stop()
+        _watchdog.reset(token)
+
+
+@contextmanager
+def _session(
+    url: str, unless: Validators | None, timeout: tuple[float, float], watchdog: Watchdog
+) -> Iterator[tuple[requests.Response, str]]:
+    """The final response for `url` (redirects followed and checked), open while in use."""
     with requests.Session() as session:
         session.headers["User-Agent"] = USER_AGENT
         session.headers.update(unless.request_headers() if unless else {})
@@ -214,6 +266,8 @@ def open_source(
             try:
                 response = session.get(url, stream=True, timeout=timeout, allow_redirects=False)
             except (requests.ConnectionError, requests.Timeout) as error:
+                if watchdog.reason:
+                    raise TransientImportError(watchdog.reason) from error
                 raise TransientImportError(f"cannot reach {url}: {error}") from error
             except requests.RequestException as error:
                 raise PermanentImportError(f"cannot fetch {url}: {error}") from error
@@ -228,11 +282,35 @@ def open_source(
             if response.status_code == 304 and unless:
                 raise NotModified
             classify_status(response)
-            length = response.headers.get("Content-Length")
-            chunks = response.iter_content(chunk_size=CHUNK_BYTES)
-            stream = ByteStream(chunks, settings.MAX_IMPORT_BYTES, on_read)
-            stream.validators = Validators(
-                etag=response.headers.get("ETag", "")[:255],
-                last_modified=response.headers.get("Last-Modified", "")[:255],
-            )
-            yield stream, int(length) if length and length.isdigit() else None
+            yield response, url
+
+
+def _stream(
+    response: requests.Response, on_read: Callable[[int], None] | None, watchdog: Watchdog
+) -> tuple[ByteStream, int | None]:
+    length = response.headers.get("Content-Length")
+    stream = ByteStream(_chunks(response), settings.MAX_IMPORT_BYTES, on_read, watchdog)
+    stream.validators = Validators(
+        etag=response.headers.get("ETag", "")[:255],
+        last_modified=response.headers.get("Last-Modified", "")[:255],
+    )
+    return stream, int(length) if length and length.isdigit() else None
+
+
+def _chunks(response: requests.Response) -> Iterator[bytes]:
+    """The body as it arrives: whatever one read from the socket gave (at most CHUNK_BYTES).
+
+    Not `iter_content`, which waits for a whole chunk: a trickle would show no progress, and
+    the watchdog would see no bytes, until 256 KiB had dripped in.
+    """
+    raw = response.raw
+    while True:
+        try:
+            data = raw.read1(CHUNK_BYTES, decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError as error:
+            raise requests.Timeout(error) from error
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise requests.ConnectionError(error) from error
+        if not data:
+            return
+        yield data

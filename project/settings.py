@@ -142,6 +142,9 @@ FAILED_RUN_RETENTION_DAYS = env.int("FAILED_RUN_RETENTION_DAYS", default=90)
 # The longest timeout_seconds an import may ask for; the broker's visibility timeout is
 # derived from it so that Redis never redelivers a run that is still legitimately working.
 MAX_TIMEOUT_SECONDS = env.int("MAX_TIMEOUT_SECONDS", default=6 * 3600)
+# Runs of one owner executing at once (tasks/fairness.py); keep it below the cluster's worker
+# slots so that one user cannot take them all. 0: no cap.
+MAX_RUNNING_PER_OWNER = env.int("MAX_RUNNING_PER_OWNER", default=2)
 FETCH_CONNECT_TIMEOUT_SECONDS = env.float("FETCH_CONNECT_TIMEOUT_SECONDS", default=10.0)
 FETCH_READ_TIMEOUT_SECONDS = env.float("FETCH_READ_TIMEOUT_SECONDS", default=60.0)
 # The read timeout bounds one silence, not a download: a server dripping a byte every few

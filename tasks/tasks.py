@@ -36,6 +36,10 @@ def dispatch_scheduled_import(
     # message from the import's timeout_seconds (services.send_run).
     acks_late=True,
     reject_on_worker_lost=True,
+    # No Celery retry limit: the runner counts attempts against the import's max_retries, and
+    # a run that waits (its import's lease, its owner's cap) comes back as often as it takes.
+    # Celery's default of 3 ended such a wait with MaxRetriesExceededError after 3 looks.
+    max_retries=None,
 )
 def execute_run(self, run_id: int) -> dict | None:
     return runner.execute(run_id, self)

@@ -107,6 +107,21 @@ def validate_columns(columns: object) -> None:
         seen.add(column["name"])
 
 
+def validate_encoding(name: str) -> None:
+    """A text codec Python knows; `base64`, `rot13`, `hex` are codecs but not text encodings."""
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        raise ValidationError(f"unknown encoding {name!r}") from None
+    try:
+        "".encode(name)
+        b"".decode(name)
+    except LookupError:
+        raise ValidationError(
+            f"{name!r} is not a text encoding (e.g. utf-8, latin-1, cp1252)"
+        ) from None
+
+
 def validate_import_fields(imp: ScheduledImport) -> None:
     """Collect every broken rule of `imp`, keyed by field, into one ValidationError."""
     errors: dict[str, list[str]] = {}
@@ -126,10 +141,7 @@ def validate_import_fields(imp: ScheduledImport) -> None:
         errors.setdefault("key_column", []).append("a key column is required")
     if len(imp.delimiter or "") != 1:
         errors.setdefault("delimiter", []).append("the delimiter is one character")
-    try:
-        codecs.lookup(imp.encoding or "")
-    except LookupError:
-        errors.setdefault("encoding", []).append(f"unknown encoding {imp.encoding!r}")
+    check("encoding", validate_encoding, imp.encoding or "")
     if imp.schedule_type == "cron":
         if not imp.cron_expression:
             errors.setdefault("cron_expression", []).append("required for a cron schedule")

@@ -21,9 +21,11 @@ from dataclasses import dataclass
 
 import psycopg
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, DataError, transaction
 
 from schedules.models import ScheduledImport
+from schedules.validation import validate_encoding
 
 from . import importer_sql as q
 from .errors import PermanentImportError
@@ -45,6 +47,9 @@ PG_ENCODINGS = {
     "cp1252": "WIN1252",
     "koi8-r": "KOI8R",
 }
+# PostgreSQL's limit of columns a table; the staging table adds line, problem, key and hash.
+MAX_TABLE_COLUMNS = 1600
+MAX_FILE_COLUMNS = MAX_TABLE_COLUMNS - 4
 NOT_CSV_PREFIXES = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{", b"[")
 
 
@@ -91,9 +96,10 @@ def too_long(what: str) -> PermanentImportError:
 
 def codec_name(encoding: str) -> str:
     try:
-        return codecs.lookup(encoding).name
-    except LookupError:
-        raise PermanentImportError(f"unknown encoding {encoding!r}") from None
+        validate_encoding(encoding)  # saved before the rule existed: `base64`, `rot13`, ...
+    except ValidationError as error:
+        raise PermanentImportError(error.messages[0]) from None
+    return codecs.lookup(encoding).name
 
 
 # --- the first record -------------------------------------------------------------------------
@@ -150,8 +156,22 @@ def layout_for(first: list[str], imp: ScheduledImport) -> q.Layout:
     spec = {c["name"]: c for c in imp.columns or []}
     if imp.has_header:
         names = [name.strip() for name in first]
+        if problems := header_problems(names):
+            if len(spec) != len(names):
+                raise PermanentImportError(
+                    f"the header {problems}: a record would not match its row; rename the "
+                    f"columns in the file, or name every column, in order, in the import's "
+                    f"columns spec"
+                )
+            # The spec names every column (in the file's order): it stands in for the header.
+            names = list(spec)
     else:
         names = list(spec) or [f"column_{i}" for i in range(1, len(first) + 1)]
+    if len(names) > MAX_FILE_COLUMNS:
+        raise PermanentImportError(
+            f"the file has {len(names)} columns; an import takes at most {MAX_FILE_COLUMNS} "
+            f"(PostgreSQL's limit is {MAX_TABLE_COLUMNS} columns a table, and staging uses 4)"
+        )
     try:
         key_index = names.index(imp.key_column)
     except ValueError:
@@ -165,6 +185,28 @@ def layout_for(first: list[str], imp: ScheduledImport) -> q.Layout:
             f"required column(s) {', '.join(map(repr, missing))} not in the file's columns"
         )
     return q.Layout(names=names, key_index=key_index, key_column=imp.key_column, spec=spec)
+
+
+def header_problems(names: list[str]) -> str:
+    """What is wrong with a header's names ('' when nothing): repeated and empty names.
+
+    A record is a JSON object keyed by column name: `id,id` would keep one value of two under
+    a key that may not be the one the row was keyed by.
+    """
+    positions: dict[str, list[int]] = {}
+    for number, name in enumerate(names, 1):
+        positions.setdefault(name, []).append(number)
+    problems = [
+        f"repeats {name!r} (columns {', '.join(map(str, numbers))})"
+        for name, numbers in positions.items()
+        if name and len(numbers) > 1
+    ]
+    if empty := positions.get(""):
+        shown = ", ".join(map(str, empty[:10])) + (" …" if len(empty) > 10 else "")
+        problems.append(f"has no name for column{'s' if len(empty) > 1 else ''} {shown}")
+    if len(problems) > 5:
+        problems = [*problems[:5], f"and {len(problems) - 5} more"]
+    return "; ".join(problems)
 
 
 def fast_path_refusal(imp: ScheduledImport, first_record: bytes) -> str:

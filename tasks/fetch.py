@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextvars
 import io
-import ipaddress
-import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,6 +14,7 @@ import urllib3
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
+from .addresses import check_public_address, public_addresses
 from .errors import PermanentImportError, TransientImportError
 from .fetch_watchdog import Watchdog
 
@@ -115,53 +114,6 @@ class ByteStream(io.RawIOBase):
     def _stop_if_stopped(watchdog: Watchdog | None, error: Exception | None = None) -> None:
         if watchdog is not None and watchdog.reason:
             raise TransientImportError(watchdog.reason) from error
-
-
-def _allowed_hosts() -> set[str]:
-    return {h.strip().lower() for h in settings.ALLOWED_PRIVATE_HOSTS if h.strip()}
-
-
-def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    # is_global is False for loopback, RFC 1918, link-local (169.254/16, the cloud metadata
-    # address), CGNAT, unique-local IPv6 and IPv4-mapped IPv6 forms of those.
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:
-        address = mapped
-    return address.is_global and not address.is_multicast
-
-
-def public_addresses(host: str, port: int | None = None) -> list[str] | None:
-    """The addresses `host` resolves to, each checked; None for a host ALLOWED_PRIVATE_HOSTS names.
-
-    Raises PermanentImportError when any address is loopback, private, link-local or reserved
-    (unless that address is itself allowed).
-    """
-    allowed = _allowed_hosts()
-    host = host.strip("[]").lower()
-    if host in allowed:
-        return None
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as error:
-        raise TransientImportError(f"cannot resolve host {host!r}: {error}") from error
-    addresses = []
-    for info in infos:
-        text = info[4][0].split("%")[0]
-        if text not in allowed and not _is_public(ipaddress.ip_address(text)):
-            raise PermanentImportError(
-                f"{host} resolves to {text}, a private address that is not allowed "
-                f"(add it to ALLOWED_PRIVATE_HOSTS to permit it)"
-            )
-        addresses.append(text)
-    return addresses
-
-
-def check_public_address(url: str) -> None:
-    """Refuse URLs whose host resolves to a loopback, private, link-local or reserved address.
-
-    Hosts listed in ALLOWED_PRIVATE_HOSTS (by name or by address) are exempt.
-    """
-    public_addresses(urlsplit(url).hostname or "")
 
 
 class _PinnedAddress:

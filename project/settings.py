@@ -256,7 +256,8 @@ REST_FRAMEWORK.update(
         "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
         "EXCEPTION_HANDLER": "schedules.api.errors.exception_handler",
         "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-        "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+        # DRF's JSON parser with a nesting limit (a deeply nested body was a 500).
+        "DEFAULT_PARSER_CLASSES": ["schedules.api.parsers.JSONParser"],
         "TEST_REQUEST_DEFAULT_FORMAT": "json",
     }
 )
@@ -293,6 +294,27 @@ SPECTACULAR_SETTINGS = {
 HEALTH_WORKER_PING_TIMEOUT = env.float("HEALTH_WORKER_PING_TIMEOUT", default=0.5)
 HEALTH_BROKER_TIMEOUT = env.float("HEALTH_BROKER_TIMEOUT", default=2.0)
 LOGIN_URL = "admin:login"
+
+# --- HTTPS (README "Security"; `manage.py check --deploy` is clean with the production values) ---
+
+# Behind a TLS-terminating proxy, Django learns that a request came over HTTPS from the header the
+# proxy sets, e.g. DJANGO_SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https. Only set it when
+# the proxy always sets (or strips) that header: a client could send it otherwise.
+# https://docs.djangoproject.com/en/5.2/ref/settings/#secure-proxy-ssl-header
+_proxy_ssl_header = env.list("DJANGO_SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_ssl_header:
+    if len(_proxy_ssl_header) != 2:
+        raise ImproperlyConfigured("DJANGO_SECURE_PROXY_SSL_HEADER is HEADER,value")
+    SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header)
+# Cookies only over HTTPS outside development.
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SSL_REDIRECT", default=False)
+# Load balancers check health over plain HTTP on the private side.
+SECURE_REDIRECT_EXEMPT = [r"^api/v1/health/?$"]
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=False)
 
 # --- Login lockout and client addresses (issue 11, README "Security") -------------------------
 

@@ -12,3 +12,12 @@ DEVELOPMENT = os.environ.get("DJANGO_DEBUG", "").lower() in {"1", "true", "yes",
 
 if not os.environ.get("FLOWER_BASIC_AUTH") and not DEVELOPMENT:
     raise SystemExit("FLOWER_BASIC_AUTH (user:password) is required unless DJANGO_DEBUG=1")
+
+# Flower 2.2 serves its Prometheus /metrics without asking for the credentials its other pages
+# need, and the metrics name tasks, worker hosts and pids: require them there too.
+from flower.views.monitor import Metrics  # noqa: E402
+from tornado import web  # noqa: E402
+
+if not getattr(Metrics.get, "_importbeat_authenticated", False):
+    Metrics.get = web.authenticated(Metrics.get)
+    Metrics.get._importbeat_authenticated = True

@@ -6,6 +6,7 @@ embedded servers under .run/) and write what they chose to .run/services.env, wh
 here only for variables the environment does not set.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import environ
@@ -40,6 +41,7 @@ INSTALLED_APPS = [
     "knox",
     "django_filters",
     "drf_spectacular",
+    "axes",
     "schedules.apps.SchedulesConfig",
     "tasks.apps.TasksConfig",
 ]
@@ -53,6 +55,9 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Before the JSON errors, so that it sees the answer to a locked-out login and replaces it
+    # (django-axes).
+    "axes.middleware.AxesMiddleware",
     # Last, so it sees exactly what a view raised: /api/ answers JSON even for a crash.
     "schedules.api.middleware.JsonErrorsMiddleware",
 ]
@@ -88,6 +93,14 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_importbeat")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# django-axes first: it refuses a locked-out username or address before a password is checked,
+# for the admin's login form and the API's token endpoint alike.
+# https://django-axes.readthedocs.io/en/latest/2_installation.html
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -125,13 +138,23 @@ WEB_PORT = env.int("PORT", default=8000)
 MIN_INTERVAL_SECONDS = env.int("MIN_INTERVAL_SECONDS", default=60)
 ALLOWED_PRIVATE_HOSTS = env.list("ALLOWED_PRIVATE_HOSTS", default=[])
 MAX_IMPORT_BYTES = env.int("MAX_IMPORT_BYTES", default=1024**3)
+# The longest line, row or field of a file: what the importer holds in memory at once.
+MAX_FIELD_BYTES = env.int("MAX_FIELD_BYTES", default=8 * 1024**2)
 RUN_RETENTION_DAYS = env.int("RUN_RETENTION_DAYS", default=30)
 FAILED_RUN_RETENTION_DAYS = env.int("FAILED_RUN_RETENTION_DAYS", default=90)
 # The longest timeout_seconds an import may ask for; the broker's visibility timeout is
 # derived from it so that Redis never redelivers a run that is still legitimately working.
 MAX_TIMEOUT_SECONDS = env.int("MAX_TIMEOUT_SECONDS", default=6 * 3600)
+# Runs of one owner executing at once (tasks/fairness.py); keep it below the cluster's worker
+# slots so that one user cannot take them all. 0: no cap.
+MAX_RUNNING_PER_OWNER = env.int("MAX_RUNNING_PER_OWNER", default=2)
 FETCH_CONNECT_TIMEOUT_SECONDS = env.float("FETCH_CONNECT_TIMEOUT_SECONDS", default=10.0)
 FETCH_READ_TIMEOUT_SECONDS = env.float("FETCH_READ_TIMEOUT_SECONDS", default=60.0)
+# The read timeout bounds one silence, not a download: a server dripping a byte every few
+# seconds would hold a worker for hours. A whole download gets this long, and must average this
+# rate while the worker waits for it (tasks/fetch_watchdog.py).
+FETCH_TOTAL_TIMEOUT_SECONDS = env.float("FETCH_TOTAL_TIMEOUT_SECONDS", default=1800.0)
+FETCH_MIN_BYTES_PER_SECOND = env.float("FETCH_MIN_BYTES_PER_SECOND", default=10 * 1024)
 
 # --- Celery (https://docs.celeryq.dev/en/stable/userguide/configuration.html) -------------
 
@@ -257,7 +280,8 @@ REST_FRAMEWORK.update(
         "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
         "EXCEPTION_HANDLER": "schedules.api.errors.exception_handler",
         "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-        "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+        # DRF's JSON parser with a nesting limit (a deeply nested body was a 500).
+        "DEFAULT_PARSER_CLASSES": ["schedules.api.parsers.JSONParser"],
         "TEST_REQUEST_DEFAULT_FORMAT": "json",
     }
 )
@@ -294,3 +318,45 @@ SPECTACULAR_SETTINGS = {
 HEALTH_WORKER_PING_TIMEOUT = env.float("HEALTH_WORKER_PING_TIMEOUT", default=0.5)
 HEALTH_BROKER_TIMEOUT = env.float("HEALTH_BROKER_TIMEOUT", default=2.0)
 LOGIN_URL = "admin:login"
+
+# --- HTTPS (README "Security"; `manage.py check --deploy` is clean with the production values) ---
+
+# Behind a TLS-terminating proxy, Django learns that a request came over HTTPS from the header the
+# proxy sets, e.g. DJANGO_SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO,https. Only set it when
+# the proxy always sets (or strips) that header: a client could send it otherwise.
+# https://docs.djangoproject.com/en/5.2/ref/settings/#secure-proxy-ssl-header
+_proxy_ssl_header = env.list("DJANGO_SECURE_PROXY_SSL_HEADER", default=[])
+if _proxy_ssl_header:
+    if len(_proxy_ssl_header) != 2:
+        raise ImproperlyConfigured("DJANGO_SECURE_PROXY_SSL_HEADER is HEADER,value")
+    SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header)
+# Cookies only over HTTPS outside development.
+SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_SSL_REDIRECT = env.bool("DJANGO_SSL_REDIRECT", default=False)
+# Load balancers check health over plain HTTP on the private side.
+SECURE_REDIRECT_EXEMPT = [r"^api/v1/health/?$"]
+SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=False)
+
+# --- Login lockout and client addresses (issue 11, README "Security") -------------------------
+
+# Proxies (addresses or networks) whose X-Forwarded-For is believed; nobody else's is, since any
+# client can send that header (project.security.client_ip).
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+# Failed logins, counted per username and per address (either one locks), within the lockout
+# period; after LOGIN_FAILURE_LIMIT of them that username or address gets 429 until the period
+# after its last failure has passed. https://django-axes.readthedocs.io/en/latest/4_configuration.html
+LOGIN_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=10)
+LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
+AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
+AXES_COOLOFF_TIME = timedelta(seconds=LOGIN_LOCKOUT_SECONDS)
+AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_CLIENT_IP_CALLABLE = "project.security.client_ip"
+AXES_LOCKOUT_CALLABLE = "project.security.lockout_response"
+# A success does not clear the failures: it would let a guesser reset its address's count by
+# logging into an account of its own between guesses.
+AXES_RESET_ON_SUCCESS = False
+# Failed attempts are kept (admin: Axes › Access attempts); successful logins are not logged.
+AXES_DISABLE_ACCESS_LOG = True

@@ -19,6 +19,8 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
 
+from .text import printable
+
 if TYPE_CHECKING:
     from .models import ImportRun, ScheduledImport
 
@@ -112,7 +114,10 @@ def send_email(run_id: int) -> bool:
         return False
     summary = run_summary(run)
     send_mail(
-        subject=f"[importbeat] {imp.name} failed {imp.consecutive_failures} times in a row",
+        # printable: a line break in a stored name would make the header raise BadHeaderError.
+        subject=(
+            f"[importbeat] {printable(imp.name)} failed {imp.consecutive_failures} times in a row"
+        ),
         message=(
             f"The import {imp.name!r} (id {imp.pk}) failed {imp.consecutive_failures} times in "
             f"a row.\n\nLast run {run.pk}: {run.status}\n{run.error_message}\n\n"

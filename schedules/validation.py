@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from .text import has_control_characters
+
 if TYPE_CHECKING:
     from .models import ScheduledImport
 
@@ -86,6 +88,14 @@ def validate_http_url(url: str) -> None:
         raise ValidationError("only http and https URLs are allowed")
 
 
+def validate_name(name: str) -> None:
+    """Names end up in email headers, log lines and terminals: no control characters."""
+    if has_control_characters(name or ""):
+        raise ValidationError(
+            "must not contain control characters (line breaks, tabs, escape sequences)"
+        )
+
+
 def validate_columns(columns: object) -> None:
     if not isinstance(columns, list):
         raise ValidationError("must be a list of {name, type, required}")
@@ -104,7 +114,26 @@ def validate_columns(columns: object) -> None:
             raise ValidationError(f"column {column['name']!r}: unknown keys {sorted(unknown)}")
         if column["name"] in seen:
             raise ValidationError(f"column {column['name']!r} is listed twice")
+        if has_control_characters(column["name"]):
+            raise ValidationError(
+                f"column {column['name']!r}: a name must not contain control characters"
+            )
         seen.add(column["name"])
+
+
+def validate_encoding(name: str) -> None:
+    """A text codec Python knows; `base64`, `rot13`, `hex` are codecs but not text encodings."""
+    try:
+        codecs.lookup(name)
+    except LookupError:
+        raise ValidationError(f"unknown encoding {name!r}") from None
+    try:
+        "".encode(name)
+        b"".decode(name)
+    except LookupError:
+        raise ValidationError(
+            f"{name!r} is not a text encoding (e.g. utf-8, latin-1, cp1252)"
+        ) from None
 
 
 def validate_import_fields(imp: ScheduledImport) -> None:
@@ -117,6 +146,10 @@ def validate_import_fields(imp: ScheduledImport) -> None:
         except ValidationError as error:
             errors.setdefault(field, []).extend(error.messages)
 
+    check("name", validate_name, imp.name or "")
+    check("key_column", validate_name, imp.key_column or "")
+    if imp.dataset_id is not None:
+        check("dataset", validate_name, imp.dataset.name)
     check("source_url", validate_http_url, imp.source_url or "")
     if imp.callback_url:
         check("callback_url", validate_http_url, imp.callback_url)
@@ -126,10 +159,7 @@ def validate_import_fields(imp: ScheduledImport) -> None:
         errors.setdefault("key_column", []).append("a key column is required")
     if len(imp.delimiter or "") != 1:
         errors.setdefault("delimiter", []).append("the delimiter is one character")
-    try:
-        codecs.lookup(imp.encoding or "")
-    except LookupError:
-        errors.setdefault("encoding", []).append(f"unknown encoding {imp.encoding!r}")
+    check("encoding", validate_encoding, imp.encoding or "")
     if imp.schedule_type == "cron":
         if not imp.cron_expression:
             errors.setdefault("cron_expression", []).append("required for a cron schedule")

@@ -8,7 +8,8 @@ export PORT="${PORT:-8000}"
 export FLOWER_PORT="${FLOWER_PORT:-5555}"
 # Development defaults only; production sets its own (see README).
 export FLOWER_BASIC_AUTH="${FLOWER_BASIC_AUTH:-admin:admin}"
-export ALLOWED_PRIVATE_HOSTS="${ALLOWED_PRIVATE_HOSTS:-127.0.0.1,localhost}"
+# The demo CSV is served by the web process itself: allow exactly its port on loopback.
+export ALLOWED_PRIVATE_HOSTS="${ALLOWED_PRIVATE_HOSTS:-127.0.0.1:${PORT},localhost:${PORT}}"
 
 python manage.py migrate --noinput
 python manage.py seed_demo --base-url "http://127.0.0.1:${PORT}" | tee .run/demo.txt

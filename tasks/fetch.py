@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import contextvars
 import io
-import ipaddress
 import re
-import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +15,9 @@ import urllib3
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
+from .addresses import check_public_address, public_addresses
 from .errors import PermanentImportError, TransientImportError
+from .fetch_watchdog import Watchdog
 
 CHUNK_BYTES = 256 * 1024
 MAX_REDIRECTS = 5
@@ -44,6 +45,12 @@ def describe(error: requests.RequestException) -> str:
     if "Connection aborted" in text or "RemoteDisconnected" in text:
         return "the server closed the connection"
     return f"the request failed ({type(error).__name__})"
+
+
+# The watchdog of the download in progress in this context: connections register with it.
+_watchdog: contextvars.ContextVar[Watchdog | None] = contextvars.ContextVar(
+    "importbeat_fetch_watchdog", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -76,8 +83,10 @@ class ByteStream(io.RawIOBase):
         chunks: Iterator[bytes],
         max_bytes: int,
         on_read: Callable[[int], None] | None = None,
+        watchdog: Watchdog | None = None,
     ) -> None:
         self._chunks = chunks
+        self._watchdog = watchdog
         self._pending = b""
         self.bytes_read = 0
         self.max_bytes = max_bytes
@@ -88,14 +97,9 @@ class ByteStream(io.RawIOBase):
 
     def readinto(self, buffer) -> int:
         if not self._pending:
-            try:
-                self._pending = next(self._chunks)
-            except StopIteration:
+            self._pending = self._next_chunk()
+            if not self._pending:
                 return 0
-            except (requests.ConnectionError, requests.Timeout) as error:
-                raise TransientImportError(f"download interrupted: {describe(error)}") from error
-            except requests.RequestException as error:
-                raise TransientImportError(f"download failed: {describe(error)}") from error
             self.bytes_read += len(self._pending)
             if self.bytes_read > self.max_bytes:
                 raise PermanentImportError(
@@ -108,52 +112,33 @@ class ByteStream(io.RawIOBase):
         self._pending = self._pending[size:]
         return size
 
+    def _next_chunk(self) -> bytes:
+        """The next chunk of the body, b"" at its end; a watchdog's verdict comes first."""
+        watchdog = self._watchdog
+        if watchdog is not None:
+            watchdog.begin_wait()
+        chunk = b""
+        try:
+            chunk = next(self._chunks, b"")
+        except (requests.ConnectionError, requests.Timeout) as error:
+            self._stop_if_stopped(watchdog, error)
+            raise TransientImportError(f"download interrupted: {describe(error)}") from error
+        except requests.RequestException as error:
+            self._stop_if_stopped(watchdog, error)
+            raise TransientImportError(f"download failed: {describe(error)}") from error
+        if watchdog is not None:
+            watchdog.end_wait(len(chunk))
+            # A socket the watchdog shut down may read as a clean end of file: never take
+            # that for the whole file.
+            self._stop_if_stopped(watchdog)
+            if not chunk:
+                watchdog.stop()
+        return chunk
 
-def _allowed_hosts() -> set[str]:
-    return {h.strip().lower() for h in settings.ALLOWED_PRIVATE_HOSTS if h.strip()}
-
-
-def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
-    # is_global is False for loopback, RFC 1918, link-local (169.254/16, the cloud metadata
-    # address), CGNAT, unique-local IPv6 and IPv4-mapped IPv6 forms of those.
-    mapped = getattr(address, "ipv4_mapped", None)
-    if mapped is not None:
-        address = mapped
-    return address.is_global and not address.is_multicast
-
-
-def public_addresses(host: str, port: int | None = None) -> list[str] | None:
-    """The addresses `host` resolves to, each checked; None for a host ALLOWED_PRIVATE_HOSTS names.
-
-    Raises PermanentImportError when any address is loopback, private, link-local or reserved
-    (unless that address is itself allowed).
-    """
-    allowed = _allowed_hosts()
-    host = host.strip("[]").lower()
-    if host in allowed:
-        return None
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except socket.gaierror as error:
-        raise TransientImportError(f"cannot resolve host {host!r}: {error}") from error
-    addresses = []
-    for info in infos:
-        text = info[4][0].split("%")[0]
-        if text not in allowed and not _is_public(ipaddress.ip_address(text)):
-            raise PermanentImportError(
-                f"{host} resolves to {text}, a private address that is not allowed "
-                f"(add it to ALLOWED_PRIVATE_HOSTS to permit it)"
-            )
-        addresses.append(text)
-    return addresses
-
-
-def check_public_address(url: str) -> None:
-    """Refuse URLs whose host resolves to a loopback, private, link-local or reserved address.
-
-    Hosts listed in ALLOWED_PRIVATE_HOSTS (by name or by address) are exempt.
-    """
-    public_addresses(urlsplit(url).hostname or "")
+    @staticmethod
+    def _stop_if_stopped(watchdog: Watchdog | None, error: Exception | None = None) -> None:
+        if watchdog is not None and watchdog.reason:
+            raise TransientImportError(watchdog.reason) from error
 
 
 class _PinnedAddress:
@@ -165,6 +150,9 @@ class _PinnedAddress:
     """
 
     def _new_conn(self):
+        watchdog = _watchdog.get()
+        if watchdog is not None:
+            watchdog.connections.append(self)
         addresses = public_addresses(self._dns_host, self.port)
         if addresses is None:
             return super()._new_conn()
@@ -226,6 +214,23 @@ def open_source(
     that the file is still the version those validators name.
     """
     timeout = (settings.FETCH_CONNECT_TIMEOUT_SECONDS, settings.FETCH_READ_TIMEOUT_SECONDS)
+    watchdog = Watchdog(
+        settings.FETCH_TOTAL_TIMEOUT_SECONDS, settings.FETCH_MIN_BYTES_PER_SECOND
+    ).start()
+    token = _watchdog.set(watchdog)
+    try:
+        with _session(url, unless, timeout, watchdog) as (response, url):
+            yield _stream(response, on_read, watchdog)
+    finally:
+        watchdog.stop()
+        _watchdog.reset(token)
+
+
+@contextmanager
+def _session(
+    url: str, unless: Validators | None, timeout: tuple[float, float], watchdog: Watchdog
+) -> Iterator[tuple[requests.Response, str]]:
+    """The final response for `url` (redirects followed and checked), open while in use."""
     with requests.Session() as session:
         session.headers["User-Agent"] = USER_AGENT
         session.headers.update(unless.request_headers() if unless else {})
@@ -238,6 +243,8 @@ def open_source(
             try:
                 response = session.get(url, stream=True, timeout=timeout, allow_redirects=False)
             except (requests.ConnectionError, requests.Timeout) as error:
+                if watchdog.reason:
+                    raise TransientImportError(watchdog.reason) from error
                 raise TransientImportError(f"cannot reach {url}: {describe(error)}") from error
             except requests.RequestException as error:
                 raise PermanentImportError(f"cannot fetch {url}: {describe(error)}") from error
@@ -252,11 +259,35 @@ def open_source(
             if response.status_code == 304 and unless:
                 raise NotModified
             classify_status(response)
-            length = response.headers.get("Content-Length")
-            chunks = response.iter_content(chunk_size=CHUNK_BYTES)
-            stream = ByteStream(chunks, settings.MAX_IMPORT_BYTES, on_read)
-            stream.validators = Validators(
-                etag=response.headers.get("ETag", "")[:255],
-                last_modified=response.headers.get("Last-Modified", "")[:255],
-            )
-            yield stream, int(length) if length and length.isdigit() else None
+            yield response, url
+
+
+def _stream(
+    response: requests.Response, on_read: Callable[[int], None] | None, watchdog: Watchdog
+) -> tuple[ByteStream, int | None]:
+    length = response.headers.get("Content-Length")
+    stream = ByteStream(_chunks(response), settings.MAX_IMPORT_BYTES, on_read, watchdog)
+    stream.validators = Validators(
+        etag=response.headers.get("ETag", "")[:255],
+        last_modified=response.headers.get("Last-Modified", "")[:255],
+    )
+    return stream, int(length) if length and length.isdigit() else None
+
+
+def _chunks(response: requests.Response) -> Iterator[bytes]:
+    """The body as it arrives: whatever one read from the socket gave (at most CHUNK_BYTES).
+
+    Not `iter_content`, which waits for a whole chunk: a trickle would show no progress, and
+    the watchdog would see no bytes, until 256 KiB had dripped in.
+    """
+    raw = response.raw
+    while True:
+        try:
+            data = raw.read1(CHUNK_BYTES, decode_content=True)
+        except urllib3.exceptions.ReadTimeoutError as error:
+            raise requests.Timeout(error) from error
+        except (urllib3.exceptions.HTTPError, OSError) as error:
+            raise requests.ConnectionError(error) from error
+        if not data:
+            return
+        yield data

@@ -199,7 +199,15 @@ def _stage(
             pg.execute(q.create_raw_table(layout, header_lines + 1))
             try:
                 staged = stage.copy_raw(
-                    pg, layout, imp, data, raw.read, spool, reporter.due, report
+                    pg,
+                    layout,
+                    imp,
+                    data,
+                    raw.read,
+                    spool,
+                    reporter.due,
+                    report,
+                    first_line=header_lines + 1,
                 )
             except stage.CopyRejected as rejected:
                 refusal = f"COPY rejected the file ({rejected})"
@@ -227,6 +235,10 @@ def _settle_fast_path(pg: psycopg.Cursor, layout: q.Layout, staged: stage.Staged
     physical_lines = staged.line_feeds + 1 if staged.rows else 0
     if physical_lines != staged.rows:
         pg.execute(q.renumber_lines(layout))
+        # Rows span lines, so LineGuard's check of each line did not bound a row.
+        pg.execute(q.first_long_row(layout, stage.max_field_bytes()))
+        if (line := pg.fetchone()[0]) is not None:
+            raise stage.too_long(f"the row starting on line {line}")
     if layout.width == 1:
         # One column: COPY reads a blank line as a NULL row, the csv module skips it.
         pg.execute(q.sql.SQL("DELETE FROM {} WHERE c1 IS NULL").format(q.sql.Identifier(q.RAW)))

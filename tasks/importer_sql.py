@@ -138,6 +138,16 @@ def renumber_lines(layout: Layout) -> sql.Composed:
     ).format(raw=sql.Identifier(RAW), breaks=breaks)
 
 
+def first_long_row(layout: Layout, limit: int) -> sql.Composed:
+    """The line of the first staged row whose fields hold more than `limit` bytes, or NULL."""
+    size = sql.SQL(" + ").join(
+        sql.SQL("coalesce(octet_length({}), 0)").format(layout.col(i)) for i in range(layout.width)
+    )
+    return sql.SQL("SELECT min(line) FROM {raw} WHERE {size} > {limit}").format(
+        raw=sql.Identifier(RAW), size=size, limit=_lit(limit)
+    )
+
+
 # --- validation -------------------------------------------------------------------------------
 
 

@@ -20,21 +20,20 @@ from contextlib import ExitStack, suppress
 from dataclasses import dataclass
 
 import psycopg
+from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, DataError, transaction
 
 from schedules.models import ScheduledImport
+from schedules.validation import validate_encoding
 
 from . import importer_sql as q
 from .errors import PermanentImportError
 
 CHUNK_BYTES = 256 * 1024
-# The first record (the header) must end within this many bytes; it bounds what is buffered.
-HEADER_LIMIT_BYTES = 8 * 1024 * 1024
 PYTHON_BATCH_ROWS = 20_000
 BOM = codecs.BOM_UTF8
 QUOTE = b'"'
-# csv's default field limit (128 KiB) is below what real files hold in one cell.
-csv.field_size_limit(2**31 - 1)
 
 # Python codec name -> PostgreSQL COPY ENCODING. Others (UTF-16, ...) take the Python path.
 PG_ENCODINGS = {
@@ -48,6 +47,9 @@ PG_ENCODINGS = {
     "cp1252": "WIN1252",
     "koi8-r": "KOI8R",
 }
+# PostgreSQL's limit of columns a table; the staging table adds line, problem, key and hash.
+MAX_TABLE_COLUMNS = 1600
+MAX_FILE_COLUMNS = MAX_TABLE_COLUMNS - 4
 NOT_CSV_PREFIXES = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{", b"[")
 
 
@@ -75,11 +77,29 @@ class Feed(io.RawIOBase):
         return len(data)
 
 
+def max_field_bytes() -> int:
+    """The longest line, row or field a file may hold (MAX_FIELD_BYTES).
+
+    It bounds what the importer holds in memory at once: one line on the fast path (the
+    header), one row on the Python path, whose csv module keeps a whole row, and a line
+    without an end could otherwise grow to the whole file (a 200 MB one cost 1.5 GB).
+    """
+    return settings.MAX_FIELD_BYTES
+
+
+def too_long(what: str) -> PermanentImportError:
+    return PermanentImportError(
+        f"{what} is longer than the {max_field_bytes()}-byte limit (MAX_FIELD_BYTES); "
+        f"is this a CSV?"
+    )
+
+
 def codec_name(encoding: str) -> str:
     try:
-        return codecs.lookup(encoding).name
-    except LookupError:
-        raise PermanentImportError(f"unknown encoding {encoding!r}") from None
+        validate_encoding(encoding)  # saved before the rule existed: `base64`, `rot13`, ...
+    except ValidationError as error:
+        raise PermanentImportError(error.messages[0]) from None
+    return codecs.lookup(encoding).name
 
 
 # --- the first record -------------------------------------------------------------------------
@@ -104,10 +124,8 @@ def read_prefix(read: Callable[[int], bytes]) -> tuple[bytes, int | None]:
         end = first_record_end(prefix)
         if end is not None or not chunk:
             return prefix, end
-        if len(prefix) > HEADER_LIMIT_BYTES:
-            raise PermanentImportError(
-                f"the first line is longer than {HEADER_LIMIT_BYTES} bytes; is this a CSV?"
-            )
+        if len(prefix) > max_field_bytes():
+            raise too_long("the first line")
 
 
 def sniff(prefix: bytes) -> None:
@@ -138,8 +156,22 @@ def layout_for(first: list[str], imp: ScheduledImport) -> q.Layout:
     spec = {c["name"]: c for c in imp.columns or []}
     if imp.has_header:
         names = [name.strip() for name in first]
+        if problems := header_problems(names):
+            if len(spec) != len(names):
+                raise PermanentImportError(
+                    f"the header {problems}: a record would not match its row; rename the "
+                    f"columns in the file, or name every column, in order, in the import's "
+                    f"columns spec"
+                )
+            # The spec names every column (in the file's order): it stands in for the header.
+            names = list(spec)
     else:
         names = list(spec) or [f"column_{i}" for i in range(1, len(first) + 1)]
+    if len(names) > MAX_FILE_COLUMNS:
+        raise PermanentImportError(
+            f"the file has {len(names)} columns; an import takes at most {MAX_FILE_COLUMNS} "
+            f"(PostgreSQL's limit is {MAX_TABLE_COLUMNS} columns a table, and staging uses 4)"
+        )
     try:
         key_index = names.index(imp.key_column)
     except ValueError:
@@ -153,6 +185,28 @@ def layout_for(first: list[str], imp: ScheduledImport) -> q.Layout:
             f"required column(s) {', '.join(map(repr, missing))} not in the file's columns"
         )
     return q.Layout(names=names, key_index=key_index, key_column=imp.key_column, spec=spec)
+
+
+def header_problems(names: list[str]) -> str:
+    """What is wrong with a header's names ('' when nothing): repeated and empty names.
+
+    A record is a JSON object keyed by column name: `id,id` would keep one value of two under
+    a key that may not be the one the row was keyed by.
+    """
+    positions: dict[str, list[int]] = {}
+    for number, name in enumerate(names, 1):
+        positions.setdefault(name, []).append(number)
+    problems = [
+        f"repeats {name!r} (columns {', '.join(map(str, numbers))})"
+        for name, numbers in positions.items()
+        if name and len(numbers) > 1
+    ]
+    if empty := positions.get(""):
+        shown = ", ".join(map(str, empty[:10])) + (" …" if len(empty) > 10 else "")
+        problems.append(f"has no name for column{'s' if len(empty) > 1 else ''} {shown}")
+    if len(problems) > 5:
+        problems = [*problems[:5], f"and {len(problems) - 5} more"]
+    return "; ".join(problems)
 
 
 def fast_path_refusal(imp: ScheduledImport, first_record: bytes) -> str:
@@ -175,6 +229,40 @@ class CopyRejected(Exception):
     """COPY refused the file (a row with the wrong width, a bad byte, broken quoting)."""
 
 
+class LineGuard:
+    """Refuses a physical line longer than MAX_FIELD_BYTES in a stream of blocks.
+
+    COPY would take it (and PostgreSQL would hold it), but the same file must not pass here and
+    fail on the Python path. `bytes.find` keeps it at memory speed; lines are split only when
+    a block is longer than the limit (a limit below the 256 KiB block size).
+    """
+
+    def __init__(self, first_line: int) -> None:
+        self.limit = max_field_bytes()
+        self.line = first_line  # the physical line the current one is
+        self.run = 0  # bytes of the current line seen so far
+
+    def feed(self, block: bytes) -> None:
+        first = block.find(b"\n")
+        if first == -1:
+            self.run += len(block)
+            self._check(self.run, self.line)
+            return
+        self._check(self.run + first, self.line)
+        last = block.rfind(b"\n")
+        if last > first and len(block) > self.limit:
+            inner = block[first + 1 : last].split(b"\n")
+            for offset, line in enumerate(inner, 1):
+                self._check(len(line), self.line + offset)
+        self.line += block.count(b"\n")
+        self.run = len(block) - last - 1
+        self._check(self.run, self.line)
+
+    def _check(self, length: int, line: int) -> None:
+        if length > self.limit:
+            raise too_long(f"line {line}")
+
+
 def copy_raw(
     pg: psycopg.Cursor,
     layout: q.Layout,
@@ -184,6 +272,7 @@ def copy_raw(
     spool: io.IOBase,
     due: Callable[[], bool],
     report: Callable[[int], None],
+    first_line: int = 1,
 ) -> Staged:
     """COPY the raw bytes (`data`, then `read()` until EOF) into the staging table.
 
@@ -193,6 +282,7 @@ def copy_raw(
     progress is visible at once and a rejected statement leaves the connection usable.
     Trailing blank lines are held back: COPY would take them for rows with too few fields.
     Raises CopyRejected, after spooling the rest of the download, when COPY refuses a row.
+    `first_line` is the file's line number of the first byte of `data` (for LineGuard).
     """
     statement = q.copy_raw_csv(layout, imp.delimiter, PG_ENCODINGS[codec_name(imp.encoding)])
     staged = Staged()
@@ -200,11 +290,13 @@ def copy_raw(
     held = b""
     segment: ExitStack | None = None
     copy = None
+    guard = LineGuard(first_line)
 
     def write(block: bytes) -> None:
         nonlocal quotes, segment, copy
         if not block:
             return
+        guard.feed(block)
         if segment is None:
             segment = ExitStack()
             segment.enter_context(transaction.atomic())
@@ -284,13 +376,44 @@ def text_stream(raw: io.RawIOBase, encoding: str) -> io.TextIOWrapper:
     )
 
 
-def checked_lines(text: io.TextIOBase, encoding: str) -> Iterator[str]:
-    """The file's physical lines; the first holding an undecodable or a NUL byte fails the file.
+class CheckedLines:
+    """The file's physical lines; the first holding an undecodable or a NUL byte fails the file,
+    and so does a line, or a row of several lines, longer than MAX_FIELD_BYTES.
 
     TextIOWrapper decodes a megabyte ahead of the parser, so its own error could not say
-    where the bad byte is; a surrogate left in a line can.
+    where the bad byte is; a surrogate left in a line can. Lines are read with a limit, so a
+    line that never ends is refused after MAX_FIELD_BYTES characters, not held whole. The
+    parser calls `row_done()` after each row: a row counts every line it took.
     """
-    for number, line in enumerate(text, 1):
+
+    def __init__(self, text: io.TextIOBase, encoding: str) -> None:
+        self.text = text
+        self.encoding = encoding
+        self.limit = max_field_bytes()
+        self.row_chars = 0
+        self.row_line = 1
+
+    def row_done(self, next_line: int) -> None:
+        self.row_chars = 0
+        self.row_line = next_line
+
+    def __iter__(self) -> Iterator[str]:
+        number = 0
+        # A character is at least a byte: more characters than the limit is over it.
+        while line := self.text.readline(self.limit + 1):
+            number += 1
+            self.row_chars += len(line)
+            if self.row_chars > self.limit:
+                what = (
+                    f"line {number}"
+                    if number == self.row_line
+                    else (f"the row starting on line {self.row_line}")
+                )
+                raise too_long(what)
+            yield self._checked(line, number)
+
+    def _checked(self, line: str, number: int) -> str:
+        encoding = self.encoding
         if "\x00" in line:
             # Python 3.11's csv reads NUL, PostgreSQL text cannot hold it: no CSV has one.
             raise PermanentImportError(
@@ -304,7 +427,7 @@ def checked_lines(text: io.TextIOBase, encoding: str) -> Iterator[str]:
                     f"the file is not valid {encoding} near line {number} (a byte that is not "
                     f"{encoding}); set the import's encoding"
                 ) from None
-        yield line
+        return line
 
 
 def parse_rows(text: io.TextIOBase, layout: q.Layout, imp: ScheduledImport) -> Iterator[tuple]:
@@ -313,16 +436,22 @@ def parse_rows(text: io.TextIOBase, layout: q.Layout, imp: ScheduledImport) -> I
     A row with the wrong number of fields keeps only its key (if it has one): it is reported,
     and in mode sync its record is kept, but nothing of it is written.
     """
-    reader = csv.reader(checked_lines(text, imp.encoding), delimiter=imp.delimiter, strict=True)
+    lines = CheckedLines(text, imp.encoding)
+    # The csv module's own limit (a process-wide setting) to match: its default, 128 KiB, is
+    # below what real files hold in one cell.
+    csv.field_size_limit(lines.limit)
+    reader = csv.reader(lines, delimiter=imp.delimiter, strict=True)
     width = layout.width
     empty = (None,) * width
     try:
         if imp.has_header:
             next(reader, None)
+            lines.row_done(reader.line_num + 1)
         previous = reader.line_num
         for fields in reader:
             line = previous + 1
             previous = reader.line_num
+            lines.row_done(previous + 1)
             if not fields:
                 continue
             if len(fields) == width:

@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from schedules import services
 from schedules.models import ImportRun, ScheduledImport
 
-from . import importer, locks
+from . import fairness, importer, locks
 from .errors import PermanentImportError, RunFailed, TransientImportError, database_error
 
 logger = logging.getLogger("importbeat.runs")
@@ -125,6 +125,8 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
                     error=f"the worker was lost during each of its {run.attempts} attempts",
                 )
                 return summary(run)
+            if task is not None and not fairness.admit(run):
+                return _come_back(run, task, queue_poll_seconds(), "(the owner's cap)")
             worker = (task.request.hostname if task is not None else "") or ""
             task_id = (task.request.id if task is not None else "") or ""
             # Holding the lease, a `running` run can only be an attempt whose worker is gone.

@@ -42,6 +42,10 @@ def dispatch_scheduled_import(
     # A failed run fails its task (its state in Flower) without a traceback in the worker log:
     # the run log has the error.
     throws=(RunFailed,),
+    # No Celery retry limit: the runner counts attempts against the import's max_retries, and
+    # a run that waits (its import's lease, its owner's cap) comes back as often as it takes.
+    # Celery's default of 3 ended such a wait with MaxRetriesExceededError after 3 looks.
+    max_retries=None,
 )
 def execute_run(
     self, run_id: int, import_id: int | None = None, import_name: str = ""

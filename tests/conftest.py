@@ -46,7 +46,7 @@ def _fast_password_hashing(request, settings):
 @pytest.fixture(autouse=True)
 def _allow_local_sources(settings):
     # The suite's CSV servers listen on loopback, which importbeat refuses by default.
-    settings.ALLOWED_PRIVATE_HOSTS = ["127.0.0.1"]
+    settings.ALLOWED_PRIVATE_HOSTS = ["127.0.0.1:*"]  # every port: the servers take any free one
     settings.MIN_INTERVAL_SECONDS = 1
 
 
@@ -193,7 +193,7 @@ class Processes:
             DATABASE_URL=test_database_url(),
             DJANGO_DEBUG="1",
             PATH=f"{BASE_DIR / '.venv' / 'bin'}{os.pathsep}{env.get('PATH', '')}",
-            ALLOWED_PRIVATE_HOSTS="127.0.0.1",
+            ALLOWED_PRIVATE_HOSTS="127.0.0.1:*",
             MIN_INTERVAL_SECONDS="1",
             BEAT_MAX_LOOP_INTERVAL="1",
             WORKER_CONCURRENCY="2",

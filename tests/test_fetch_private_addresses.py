@@ -137,8 +137,8 @@ def test_a_name_that_turns_private_between_check_and_connect_is_refused(
 
 
 def test_a_host_named_in_allowed_private_hosts_is_fetched(alice, csv_server, settings):
-    settings.ALLOWED_PRIVATE_HOSTS = ["localhost"]
     port = csv_server.httpd.server_address[1]
+    settings.ALLOWED_PRIVATE_HOSTS = [f"localhost:{port}"]
     csv_server.serve("/p.csv", PRODUCTS_CSV)
     imp = make_import(alice, f"http://localhost:{port}/p.csv")
 

@@ -145,6 +145,18 @@ def report() -> tuple[dict[str, Any], bool]:
     return {"status": status, "time": timezone.now(), "checks": checks}, healthy
 
 
+def for_caller(body: dict[str, Any], staff: bool) -> dict[str, Any]:
+    """What a caller may see of a finished report: everything for staff, statuses for others.
+
+    The endpoint is public (load balancers call it without a token), and the names in the
+    details (beat's host and pid, the workers' host names) map the cluster for an attacker.
+    """
+    if staff:
+        return body
+    checks = {name: {"ok": bool(check.get("ok"))} for name, check in body["checks"].items()}
+    return {"status": body["status"], "time": body["time"], "checks": checks}
+
+
 def _ms(started: float) -> float:
     return round((time.monotonic() - started) * 1000, 1)
 

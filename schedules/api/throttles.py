@@ -7,6 +7,8 @@ from django.conf import settings
 from django.core.cache import caches
 from rest_framework.throttling import SimpleRateThrottle
 
+from project.security import client_ip
+
 
 class _SettingsRateThrottle(SimpleRateThrottle):
     setting = ""
@@ -30,10 +32,14 @@ class ManualRunThrottle(_SettingsRateThrottle):
 
 
 class LoginThrottle(_SettingsRateThrottle):
-    """Password attempts per client address: slows down guessing."""
+    """Password attempts per client address: slows down guessing.
+
+    The address is the peer's, or what a proxy of TRUSTED_PROXIES reported: DRF's own
+    `get_ident` believes any X-Forwarded-For, so a guesser could name a new address each time.
+    """
 
     scope = "login"
     setting = "API_LOGIN_RATE"
 
     def get_cache_key(self, request, view) -> str:
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+        return self.cache_format % {"scope": self.scope, "ident": client_ip(request)}

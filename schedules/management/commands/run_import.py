@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from schedules.models import ImportRun, ScheduledImport
+from schedules.text import printable
 from tasks import importer, runner
 
 OK_STATUSES = (ImportRun.Status.SUCCEEDED, ImportRun.Status.PARTIAL)
@@ -36,13 +37,18 @@ class Command(BaseCommand):
         # The same path as a worker: a run row, then the runner (lease, claim, retries
         # recorded, counters); only the Celery task is missing.
         run = ImportRun.objects.create(scheduled_import=imp, trigger=ImportRun.Trigger.MANUAL)
-        self.stderr.write(f"import {imp.pk} ({imp.name}): run {run.pk} from {imp.source_url}")
+        # Everything stored is printed through `printable`: a name, a URL or a file's value
+        # could carry escape sequences that the operator's terminal would obey.
+        self.stderr.write(
+            f"import {imp.pk} ({printable(imp.name)}): run {run.pk} "
+            f"from {printable(imp.source_url)}"
+        )
         with self._progress_bar(disabled=no_progress) as hook, importer.listen(hook):
             runner.execute(run.pk)
         run.refresh_from_db()
         self._print_summary(run)
         if run.status not in OK_STATUSES:
-            raise CommandError(f"run {run.pk} {run.status}: {run.error_message}")
+            raise CommandError(f"run {run.pk} {run.status}: {printable(run.error_message)}")
 
     def _progress_bar(self, disabled: bool):
         from contextlib import contextmanager
@@ -84,9 +90,9 @@ class Command(BaseCommand):
             f"deleted {run.rows_deleted}, failed {run.rows_failed}"
         )
         for error in (run.error_details or {}).get("rows", [])[:SHOWN_ROW_ERRORS]:
-            column = f" [{error['column']}]" if error.get("column") else ""
-            self.stdout.write(f"  line {error['line']}{column}: {error['reason']}")
+            column = f" [{printable(error['column'])}]" if error.get("column") else ""
+            self.stdout.write(f"  line {error['line']}{column}: {printable(error['reason'])}")
         if run.rows_failed > SHOWN_ROW_ERRORS:
             self.stdout.write(f"  ... see run {run.pk} for more row errors")
         if run.error_message and run.status not in OK_STATUSES:
-            self.stdout.write(f"error: {run.error_message}")
+            self.stdout.write(f"error: {printable(run.error_message)}")

@@ -15,7 +15,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 RUN_DIR = BASE_DIR / ".run"
 
 env = environ.Env()
-environ.Env.read_env(RUN_DIR / "services.env", overwrite=False)
+environ.Env.read_env(
+    env("IMPORTBEAT_SERVICES_ENV", default=str(RUN_DIR / "services.env")), overwrite=False
+)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 

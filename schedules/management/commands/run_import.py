@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from schedules.models import ImportRun, ScheduledImport
 from tasks import importer, runner
@@ -36,8 +37,17 @@ class Command(BaseCommand):
         # The same path as a worker: a run row, then the runner (lease, claim, retries
         # recorded, counters); only the Celery task is missing.
         run = ImportRun.objects.create(scheduled_import=imp, trigger=ImportRun.Trigger.MANUAL)
-        self.stderr.write(f"import {imp.pk} ({imp.name}): run {run.pk} from {imp.source_url}")
-        with self._progress_bar(disabled=no_progress) as hook, importer.listen(hook):
+        # Plain, not in the error colour Django gives stderr: it is a header, not a failure.
+        self.stderr.write(
+            f"import {imp.pk} ({imp.name}): run {run.pk} from {imp.source_url}",
+            style_func=lambda text: text,
+        )
+        # Log lines go through tqdm.write above the bar instead of cutting it in two.
+        with (
+            self._progress_bar(disabled=no_progress) as hook,
+            logging_redirect_tqdm(),
+            importer.listen(hook),
+        ):
             runner.execute(run.pk)
         run.refresh_from_db()
         self._print_summary(run)

@@ -272,4 +272,7 @@ SPECTACULAR_SETTINGS = {
 # Health: how long to wait for workers to answer a ping, and when beat counts as stale.
 HEALTH_WORKER_PING_TIMEOUT = env.float("HEALTH_WORKER_PING_TIMEOUT", default=0.5)
 HEALTH_BROKER_TIMEOUT = env.float("HEALTH_BROKER_TIMEOUT", default=2.0)
+# `/metrics` on the web process asks for Flower's credentials (`user:password`, comma-separated
+# for several); Flower reads the same variable itself.
+FLOWER_BASIC_AUTH = env("FLOWER_BASIC_AUTH", default="")
 LOGIN_URL = "admin:login"

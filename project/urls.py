@@ -4,7 +4,7 @@ from django.urls import include, path
 from django.views.defaults import page_not_found
 from django.views.generic import RedirectView
 
-from schedules import dashboard
+from schedules import dashboard, metrics
 
 from . import views
 
@@ -15,6 +15,7 @@ urlpatterns = [
     path("dashboard/", dashboard.index, name="dashboard"),
     path("dashboard/live.json", dashboard.live, name="dashboard-live"),
     path("demo/<str:name>", views.demo_file, name="demo-file"),
+    path("metrics", metrics.metrics, name="metrics"),
 ]
 
 

@@ -6,6 +6,7 @@ import zoneinfo
 from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -443,3 +444,44 @@ class Record(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dataset_id}:{self.key}"
+
+
+class RunTally(models.Model):
+    """Monotonic counters of finished runs per import and final status, for `/metrics`.
+
+    Written by a PostgreSQL trigger on `schedules_importrun` (migration 0008), not by Python:
+    every path that ends a run (the runner's finish, a skip, a cancel, the sweep) is counted
+    exactly once, in the run's own transaction, and retention deleting old runs never makes a
+    counter go down, which Prometheus would read as a reset. Read-only for the application.
+    """
+
+    # Upper bounds (ms) of the run duration histogram's buckets; +Inf follows. The trigger has
+    # the same list (migration 0008): change both together, with a new migration.
+    DURATION_BOUNDS_MS = (100, 500, 1000, 5000, 15000, 60000, 300000, 900000, 3600000, 10800000)
+
+    scheduled_import = models.ForeignKey(
+        ScheduledImport, on_delete=models.CASCADE, related_name="tallies"
+    )
+    status = models.CharField(max_length=10)
+    runs = models.PositiveBigIntegerField(default=0)
+    rows_read = models.PositiveBigIntegerField(default=0)
+    rows_inserted = models.PositiveBigIntegerField(default=0)
+    rows_updated = models.PositiveBigIntegerField(default=0)
+    rows_unchanged = models.PositiveBigIntegerField(default=0)
+    rows_deleted = models.PositiveBigIntegerField(default=0)
+    rows_failed = models.PositiveBigIntegerField(default=0)
+    # Runs with a duration, their total, and how many fell in each bucket (not cumulative).
+    duration_count = models.PositiveBigIntegerField(default=0)
+    duration_ms_sum = models.PositiveBigIntegerField(default=0)
+    duration_buckets = ArrayField(models.BigIntegerField(), default=list)
+
+    class Meta:
+        constraints = [
+            # The trigger's upsert lands on (import, status).
+            models.UniqueConstraint(
+                fields=["scheduled_import", "status"], name="run_tally_per_import_status"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scheduled_import_id}:{self.status} {self.runs}"

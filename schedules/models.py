@@ -39,6 +39,10 @@ class Dataset(models.Model):
         return self.name
 
 
+# django-celery-beat's PeriodicTask.name max_length.
+PERIODIC_TASK_NAME_LENGTH = 200
+
+
 class ScheduledImport(models.Model):
     class ScheduleType(models.TextChoices):
         CRON = "cron"
@@ -231,7 +235,8 @@ class ScheduledImport(models.Model):
         """
         from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-        task = self.periodic_task or PeriodicTask(name=f"importbeat:import:{self.pk}")
+        task = self.periodic_task or PeriodicTask()
+        task.name = self.periodic_task_name()
         task.task = "importbeat.dispatch_scheduled_import"
         task.args = f"[{self.pk}]"
         task.enabled = self.status == self.Status.ACTIVE
@@ -260,6 +265,12 @@ class ScheduledImport(models.Model):
             type(self).objects.filter(pk=self.pk).update(
                 periodic_task=task, next_run_at=next_run_at
             )
+
+    def periodic_task_name(self) -> str:
+        """The beat entry's name in the Periodic tasks admin: the import's, then its owner and
+        id (names are unique there, and the id keeps them so when two owners share a name)."""
+        suffix = f" ({self.owner}) · import #{self.pk}"
+        return self.name[: PERIODIC_TASK_NAME_LENGTH - len(suffix)] + suffix
 
     @property
     def success_rate(self) -> float | None:
@@ -381,7 +392,8 @@ class ImportRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"run {self.pk} of {self.scheduled_import_id} ({self.status})"
+        # The admin's titles and links ("run 11 of 8" read like a fraction).
+        return f"Run #{self.pk} ({self.status.replace('_', ' ')})"
 
     @property
     def is_active(self) -> bool:

@@ -338,6 +338,9 @@ class ImportRun(models.Model):
     rows_failed = models.PositiveBigIntegerField(default=0)
     bytes_read = models.PositiveBigIntegerField(default=0)
     bytes_total = models.PositiveBigIntegerField(null=True, blank=True)
+    # The importer's step while it runs (download, staging, checks, merge), so that a bar
+    # at 100 % during a long merge says what is going on (the dashboard).
+    phase = models.CharField(max_length=10, blank=True, default="")
     error_message = models.TextField(blank=True)
     error_details = models.JSONField(default=dict, blank=True)
     worker = models.CharField(max_length=255, blank=True)

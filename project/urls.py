@@ -14,6 +14,7 @@ urlpatterns = [
     path("api/v1/", include("schedules.api.urls")),
     path("dashboard/", dashboard.index, name="dashboard"),
     path("dashboard/live.json", dashboard.live, name="dashboard-live"),
+    path("dashboard/health.json", dashboard.health, name="dashboard-health"),
     path("demo/<str:name>", views.demo_file, name="demo-file"),
     path("metrics", metrics.metrics, name="metrics"),
 ]

@@ -256,13 +256,19 @@ class ScheduledImportAdmin(admin.ModelAdmin):
     # --- the same actions as buttons on one import's page -------------------------------
 
     def get_urls(self):
+        views = {
+            "run_now": self._button(self.run_now),
+            "pause": self._button(self.pause),
+            "resume": self._button(self.resume),
+            "test_source": self.test_source_view,
+        }
         own = [
             path(
                 f"<path:object_id>/{name}/",
-                self.admin_site.admin_view(require_POST(getattr(self, f"{name}_view"))),
+                self.admin_site.admin_view(require_POST(view)),
                 name=f"schedules_scheduledimport_{name}",
             )
-            for name in ("run_now", "pause", "resume", "test_source")
+            for name, view in views.items()
         ]
         return own + super().get_urls()
 
@@ -277,20 +283,15 @@ class ScheduledImportAdmin(admin.ModelAdmin):
             reverse("admin:schedules_scheduledimport_change", args=[imp.pk])
         )
 
-    def run_now_view(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
-        imp = self._one(request, object_id)
-        self.run_now(request, ScheduledImport.objects.filter(pk=imp.pk))
-        return self._back(imp)
+    def _button(self, action):
+        """A list action, as a view acting on the one import whose page the button is on."""
 
-    def pause_view(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
-        imp = self._one(request, object_id)
-        self.pause(request, ScheduledImport.objects.filter(pk=imp.pk))
-        return self._back(imp)
+        def view(request: HttpRequest, object_id: str) -> HttpResponseRedirect:
+            imp = self._one(request, object_id)
+            action(request, ScheduledImport.objects.filter(pk=imp.pk))
+            return self._back(imp)
 
-    def resume_view(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
-        imp = self._one(request, object_id)
-        self.resume(request, ScheduledImport.objects.filter(pk=imp.pk))
-        return self._back(imp)
+        return view
 
     def test_source_view(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
         from .source_check import check_source

@@ -34,7 +34,7 @@ from tornado.websocket import websocket_connect
 from project.devservices import free_port
 from schedules.models import ImportRun, ScheduledImport
 from tests.api_support import make_run
-from tests.conftest import wait_for
+from tests.conftest import answers, wait_for
 from tests.factories import make_import
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
@@ -167,7 +167,7 @@ def test_the_dashboard_renders_its_chart_and_live_progress_in_chromium(
     port = free_port()
     processes.start("web", PORT=str(port), WEB_CONCURRENCY="1")
     base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _answers(base + "/api/v1/health"), 30, what="web\n" + processes.logs())
+    wait_for(lambda: answers(base + "/api/v1/health"), 30, what="web\n" + processes.logs())
     client = Client()
     client.force_login(staff)
 
@@ -241,11 +241,3 @@ def _screenshot(browser: Browser, path: Path) -> bytes:
     )
     path.write_bytes(shot)
     return shot
-
-
-def _answers(url: str) -> bool:
-    try:
-        requests.get(url, timeout=5)
-    except requests.ConnectionError:
-        return False
-    return True

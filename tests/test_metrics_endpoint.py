@@ -14,7 +14,7 @@ from schedules import services
 from schedules.models import ImportRun
 from tasks.maintenance import delete_old_runs
 from tests.api_support import make_run
-from tests.conftest import wait_for
+from tests.conftest import answers, wait_for
 from tests.factories import PRODUCTS_CSV, make_import
 from tests.importer_support import run_now
 
@@ -159,7 +159,7 @@ def test_the_web_process_serves_counters_that_move_after_a_worker_ran_an_import(
     base = f"http://127.0.0.1:{port}"
     processes.start("web", PORT=str(port), WEB_CONCURRENCY="1", FLOWER_BASIC_AUTH=":".join(AUTH))
     processes.start("worker")
-    wait_for(lambda: _answers(base), 30, what="web\n" + processes.logs())
+    wait_for(lambda: answers(base), 30, what="web\n" + processes.logs())
     imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
     who = {"import_id": str(imp.pk), "import": "products", "owner": "alice"}
     before = samples(requests.get(f"{base}/metrics", auth=AUTH, timeout=10).text)
@@ -178,11 +178,3 @@ def test_the_web_process_serves_counters_that_move_after_a_worker_ran_an_import(
     assert value(after, "importbeat_runs_total", **who, status="succeeded") == 1
     assert value(after, "importbeat_rows_total", **who, kind="inserted") == 3
     assert requests.get(f"{base}/metrics", timeout=10).status_code == 401
-
-
-def _answers(url: str) -> bool:
-    try:
-        requests.get(url, timeout=2)
-    except requests.ConnectionError:
-        return False
-    return True

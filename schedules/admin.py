@@ -21,7 +21,7 @@ from . import (
     admin_beat,  # noqa: F401 (registers the Periodic tasks admin)
     services,
 )
-from .admin_display import badge, duration, moment
+from .display import badge, duration, moment
 from .forms import ScheduledImportAdminForm
 from .models import Dataset, ImportRun, Record, ScheduledImport
 

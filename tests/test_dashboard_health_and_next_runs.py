@@ -44,8 +44,11 @@ def test_the_next_runs_are_listed_soonest_first_with_their_schedule(staff_client
 
     assert upcoming.index("every 15") < upcoming.index("hourly")
     assert "paused" not in upcoming
-    assert '<time datetime="2026-12-02T19:45:00+00:00" data-relative="in">' in upcoming
-    assert "2026-12-02 19:45:00 UTC</time>" in upcoming and "Every 15 minutes" in upcoming
+    assert (
+        '<time datetime="2026-12-02T19:45:00+00:00" title="2026-12-02 19:45:00 UTC" '
+        'data-relative="in">2026-12-02 19:45:00 UTC</time>'
+    ) in upcoming
+    assert "Every 15 minutes" in upcoming
 
 
 def test_a_running_run_reports_its_phase(staff_client, alice):

@@ -1,15 +1,16 @@
-"""`{{ iso|moment }}`: a `<time>` element for an ISO 8601 string or a datetime, readable
-without script (`2026-12-02 19:33:14 UTC`), which the dashboard's script shows in the viewer's
-timezone."""
+"""`{{ iso|moment }}`, `{{ iso|moment:"ago" }}`: a `<time>` element for an ISO 8601 string or
+a datetime, readable without script (`2026-12-02 19:33:14 UTC`), which the dashboard's script
+shows in the viewer's timezone."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 
 from django import template
 from django.utils.dateparse import parse_datetime
-from django.utils.html import format_html
 from django.utils.safestring import SafeString
+
+from schedules import display
 
 register = template.Library()
 
@@ -17,12 +18,4 @@ register = template.Library()
 @register.filter
 def moment(value: str | datetime | None, relative: str = "") -> SafeString | str:
     when = parse_datetime(value) if isinstance(value, str) else value
-    if when is None:
-        return ""
-    utc = when.astimezone(UTC)
-    return format_html(
-        '<time datetime="{}"{}>{} UTC</time>',
-        utc.isoformat(),
-        format_html(' data-relative="{}"', relative) if relative else "",
-        utc.strftime("%Y-%m-%d %H:%M:%S"),
-    )
+    return display.moment(when, relative=relative, empty="")

@@ -1,5 +1,6 @@
-"""How the admin shows a status, a moment and a duration: colour badges, one date format in
-the import's timezone (UTC on hover), durations to the millisecond. Used by schedules.admin."""
+"""How a status, a moment and a duration are shown: colour badges, one date format in the
+import's timezone (UTC on hover), durations to the millisecond. The admin uses all three; the
+dashboard's `{{ …|moment }}` the moment, which its script then shows in the viewer's zone."""
 
 from __future__ import annotations
 
@@ -30,16 +31,22 @@ def badge(status: str) -> SafeString | str:
     )
 
 
-def moment(value: datetime | None, zone: tzinfo | None = None) -> SafeString | str:
-    """`2026-12-03 02:30:00 CET`, in `zone` (UTC by default), with the UTC time on hover."""
+def moment(
+    value: datetime | None, zone: tzinfo | None = None, relative: str = "", empty: str = "-"
+) -> SafeString | str:
+    """`2026-12-03 02:30:00 CET`, in `zone` (UTC by default), with the UTC time on hover.
+
+    `relative` ("in" or "ago") asks the dashboard's script to add "(in 8 min)" / "(3 min ago)".
+    """
     if value is None:
-        return "-"
+        return empty
     utc = value.astimezone(UTC)
     local = value.astimezone(zone or UTC)
     return format_html(
-        '<time datetime="{}" title="{} UTC">{} {}</time>',
+        '<time datetime="{}" title="{} UTC"{}>{} {}</time>',
         utc.isoformat(),
         utc.strftime(MOMENT_FORMAT),
+        format_html(' data-relative="{}"', relative) if relative else "",
         local.strftime(MOMENT_FORMAT),
         local.tzname(),
     )

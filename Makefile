@@ -39,7 +39,7 @@ shell: install ## a Django shell against the running stack
 
 psql: install ## psql on the running stack's database
 	@$(STACK_UP)
-	PSQL=$$(command -v psql || echo "$$($(PY) -c 'import os, pgserver; print(os.path.dirname(pgserver.__file__))')/pginstall/bin/psql"); \
+	@PSQL=$$(command -v psql || echo "$$($(PY) -c 'import os, pgserver; print(os.path.dirname(pgserver.__file__))')/pginstall/bin/psql"); \
 		$$PSQL "$$(sed -n 's/^PSQL_URL=//p' .run/services.env)"
 
 compose: ## install Debian's docker-compose, which the suite checks docker-compose.yml with

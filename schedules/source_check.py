@@ -49,7 +49,7 @@ def check_source(imp: ScheduledImport, wait: float = WAIT_SECONDS) -> SourceChec
         return SourceCheck(**answer)
     except CeleryTimeout:
         return SourceCheck(
-            ok=False, problems=[f"no worker answered within {wait:.0f} s; is a worker running?"]
+            ok=False, problems=[f"no worker answered within {wait:g} s; is a worker running?"]
         )
     finally:
         result.forget()

@@ -100,3 +100,16 @@ def test_test_source_asks_a_worker_and_shows_the_columns_or_the_problem(
     assert "with columns sku, name, price; first row: A-1, Anvil, 10.50." in ok
     assert "Test source: the key column &#x27;sku&#x27; is not in the file" in refused
     assert not ImportRun.objects.exists()
+
+
+def test_test_source_without_a_worker_says_so_instead_of_hanging(alice):
+    from schedules.source_check import check_source
+
+    imp = make_import(alice, SOURCE)
+
+    result = check_source(imp, wait=0.5)
+
+    assert not result.ok
+    assert result.summary() == (
+        "Test source: no worker answered within 0.5 s; is a worker running?"
+    )

@@ -11,7 +11,7 @@ export DJANGO_DEBUG ?= 1
 SYSTEM_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py
 
-.PHONY: help install browser run test pgtest bench lint format clean
+.PHONY: help install browser compose run manage shell psql test pgtest bench lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -29,11 +29,33 @@ run: install ## start PostgreSQL/Redis if needed, migrate, seed the demo, run we
 	mkdir -p .run
 	$(SERVICES) --write-env -- bash scripts/run.sh
 
+# A second terminal while `make run` is up: settings.py reads .run/services.env by itself.
+STACK_UP := test -f .run/services.env || test -n "$$DATABASE_URL" \
+	|| { echo "start \`make run\` first (no .run/services.env)"; exit 1; }
+
+manage: install ## manage.py against the running stack: make manage ARGS="run_import 1"
+	@$(STACK_UP)
+	$(PY) manage.py $(ARGS)
+
+shell: install ## a Django shell against the running stack
+	@$(STACK_UP)
+	$(PY) manage.py shell
+
+psql: install ## psql on the running stack's database
+	@$(STACK_UP)
+	@PSQL=$$(command -v psql || echo "$$($(PY) -c 'import os, pgserver; print(os.path.dirname(pgserver.__file__))')/pginstall/bin/psql"); \
+		$$PSQL "$$(sed -n 's/^PSQL_URL=//p' .run/services.env)"
+
+compose: ## install Debian's docker-compose, which the suite checks docker-compose.yml with
+	command -v docker-compose >/dev/null \
+		|| (apt-get update && apt-get install -y --no-install-recommends docker-compose) \
+		|| echo "docker-compose could not be installed: the compose file tests will fail"
+
 browser: ## install Debian's chromium for the dashboard's browser test (once; needs apt as root)
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium) \
 		|| echo "chromium could not be installed: the browser test will fail"
 
-test: install browser ## run the whole test suite (PostgreSQL/Redis from the env or embedded)
+test: install browser compose ## run the whole test suite (PostgreSQL/Redis from the env or embedded)
 	mkdir -p .run
 	$(SERVICES) --test -- $(PY) -m pytest $(PYTEST_ARGS)
 	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory pgtest; fi

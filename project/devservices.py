@@ -7,6 +7,11 @@ PostgreSQL (the `pgserver` package) and Redis (the `redis-server` binary of `red
 started with their data under `.run/`. COMMAND runs with both variables set; servers this
 process started are stopped when it ends, so nothing outlives `make run` or `make test`.
 
+With `--write-env` it writes `.run/services.env` while COMMAND runs: those URLs, the same URL
+in libpq's form (`PSQL_URL`, for `psql`), and, appended by `scripts/run.sh` through
+`python -m project.devservices env`, every setting the running stack was started with, so that
+`manage.py` and `celery` in a second terminal behave as the stack does.
+
 With `--test` the suite gets a database name and a Redis database of its own, so that it never
 reads a previous run's leftovers nor touches a developer's data.
 """
@@ -15,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -28,7 +34,11 @@ from pathlib import Path
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 RUN_DIR = BASE_DIR / ".run"
-SERVICES_ENV = RUN_DIR / "services.env"
+# Where a second terminal finds the running stack's settings (tests write theirs elsewhere).
+SERVICES_ENV = Path(os.environ.get("IMPORTBEAT_SERVICES_ENV") or RUN_DIR / "services.env")
+SETTINGS_FILE = BASE_DIR / "project" / "settings.py"
+# Read by the processes themselves rather than by settings.py.
+PROCESS_VARIABLES = ("FLOWER_BASIC_AUTH", "FLOWER_PORT", "WEB_CONCURRENCY", "WORKER_CONCURRENCY")
 # Redis database the test suite owns when it shares a developer's Redis; flushed at start.
 TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "15"))
 
@@ -47,7 +57,7 @@ def database_answers(url: str) -> bool:
     import psycopg
 
     try:
-        with psycopg.connect(_libpq_url(url), connect_timeout=3):
+        with psycopg.connect(psql_url(url), connect_timeout=3):
             return True
     except psycopg.Error:
         return False
@@ -68,6 +78,40 @@ def _libpq_url(url: str) -> str:
         if url.startswith(alias):
             return "postgresql://" + url[len(alias) :]
     return url
+
+
+def psql_url(url: str) -> str:
+    """DATABASE_URL in a form `psql` takes: django-environ writes a Unix socket directory as the
+    first path segment (`postgres://user@:port/%2Fsocket%2Fdir/db`), libpq as `?host=`."""
+    parts = urllib.parse.urlsplit(_libpq_url(url))
+    segments = parts.path.lstrip("/").split("/")
+    if len(segments) != 2 or not urllib.parse.unquote(segments[0]).startswith("/"):
+        return _libpq_url(url)
+    query = urllib.parse.urlencode(
+        {"host": urllib.parse.unquote(segments[0]), "port": parts.port or 5432}
+    )
+    user = f"{parts.username}@" if parts.username else ""
+    return f"postgresql://{user}/{segments[1]}?{query}"
+
+
+def settings_variables() -> list[str]:
+    """Every environment variable the processes read: the names settings.py passes to its
+    `env` helpers (one source of truth), and those a process reads itself."""
+    names = re.findall(
+        r"\benv\w*(?:\.\w+)?\(\s*[\"']([A-Z][A-Z0-9_]*)[\"']", SETTINGS_FILE.read_text()
+    )
+    return sorted({*names, *PROCESS_VARIABLES})
+
+
+def stack_env(environ: dict[str, str]) -> str:
+    """`KEY=VALUE` lines of the settings in `environ`, for .run/services.env (where `run` has
+    already written the servers' URLs)."""
+    resolved = {"DATABASE_URL", "REDIS_URL", "TEST_DATABASE_NAME"}
+    return "".join(
+        f"{name}={environ[name]}\n"
+        for name in settings_variables()
+        if name in environ and name not in resolved
+    )
 
 
 @contextmanager
@@ -164,7 +208,8 @@ def services(test: bool) -> Iterator[dict[str, str]]:
 def run(command: list[str], test: bool, write_env: bool) -> int:
     with services(test) as resolved:
         if write_env:
-            SERVICES_ENV.write_text("".join(f"{k}={v}\n" for k, v in resolved.items()))
+            lines = {**resolved, "PSQL_URL": psql_url(resolved["DATABASE_URL"])}
+            SERVICES_ENV.write_text("".join(f"{k}={v}\n" for k, v in lines.items()))
         child = subprocess.Popen(command, env={**os.environ, **resolved})
 
         def forward(signum: int, _frame: object) -> None:
@@ -188,7 +233,11 @@ def main(argv: list[str] | None = None) -> int:
         "--write-env", action="store_true", help="write .run/services.env while it runs"
     )
     run_parser.add_argument("command", nargs=argparse.REMAINDER)
+    sub.add_parser("env", help="print the settings in this environment as KEY=VALUE lines")
     args = parser.parse_args(argv)
+    if args.action == "env":
+        sys.stdout.write(stack_env(dict(os.environ)))
+        return 0
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     if not command:
         parser.error("run needs a COMMAND after --")

@@ -16,7 +16,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 RUN_DIR = BASE_DIR / ".run"
 
 env = environ.Env()
-environ.Env.read_env(RUN_DIR / "services.env", overwrite=False)
+environ.Env.read_env(
+    env("IMPORTBEAT_SERVICES_ENV", default=str(RUN_DIR / "services.env")), overwrite=False
+)
 
 DEBUG = env.bool("DJANGO_DEBUG", default=False)
 
@@ -110,6 +112,8 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# project/formats/en: one date format everywhere (`2026-12-02 19:37:05 UTC`).
+FORMAT_MODULE_PATH = ["project.formats"]
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
@@ -317,6 +321,9 @@ SPECTACULAR_SETTINGS = {
 # Health: how long to wait for workers to answer a ping, and when beat counts as stale.
 HEALTH_WORKER_PING_TIMEOUT = env.float("HEALTH_WORKER_PING_TIMEOUT", default=0.5)
 HEALTH_BROKER_TIMEOUT = env.float("HEALTH_BROKER_TIMEOUT", default=2.0)
+# `/metrics` on the web process asks for Flower's credentials (`user:password`, comma-separated
+# for several); Flower reads the same variable itself.
+FLOWER_BASIC_AUTH = env("FLOWER_BASIC_AUTH", default="")
 LOGIN_URL = "admin:login"
 
 # --- HTTPS (README "Security"; `manage.py check --deploy` is clean with the production values) ---

@@ -5,7 +5,7 @@ from django.views.defaults import page_not_found
 from django.views.defaults import server_error as server_error_page
 from django.views.generic import RedirectView
 
-from schedules import dashboard
+from schedules import dashboard, metrics
 from schedules.api.middleware import server_error
 
 from . import views
@@ -18,7 +18,9 @@ urlpatterns = [
     re_path(r"^api/", lambda request: api_not_found(request)),
     path("dashboard/", dashboard.index, name="dashboard"),
     path("dashboard/live.json", dashboard.live, name="dashboard-live"),
+    path("dashboard/health.json", dashboard.health, name="dashboard-health"),
     path("demo/<str:name>", views.demo_file, name="demo-file"),
+    path("metrics", metrics.metrics, name="metrics"),
 ]
 
 

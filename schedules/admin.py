@@ -7,23 +7,72 @@ from __future__ import annotations
 import json
 
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet, Subquery
-from django.http import HttpRequest
-from django.urls import reverse
+from django.http import HttpRequest, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.urls import path, reverse
+from django.utils.dateparse import parse_datetime
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
+from django.views.decorators.http import require_POST
 
-from . import attention, services
+from . import (
+    admin_beat,  # noqa: F401 (registers the Periodic tasks admin)
+    attention,
+    services,
+)
+from .display import badge, duration, moment
 from .forms import ScheduledImportAdminForm
 from .models import Dataset, ImportRun, Record, ScheduledImport
 
+
+class AdminMedia:
+    # Badges, wrapped errors and the object actions' buttons (schedules/static/schedules).
+    css = {"all": ["schedules/admin.css"]}
+
+
 RECENT_RUNS = 10
+DATA_PREVIEW_CHARS = 120
+ERROR_PREVIEW_CHARS = 200
+# Few enough to fit beside the admin's sidebar; a run's page has the rest.
 RUN_COLUMNS = (
-    "status", "trigger", "queued_at", "duration_ms", "rows_read", "rows_inserted",
-    "rows_updated", "rows_failed", "error_message",
-)  # fmt: skip
+    "status_badge",
+    "trigger",
+    "queued",
+    "took",
+    "rows_read",
+    "rows_failed",
+    "error_short",
+)
 
 
-class RecentRunsInline(admin.TabularInline):
+class RunDisplay:
+    """A run's status, times (in its import's timezone) and duration, for the run pages and
+    the import's inline alike."""
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, run: ImportRun) -> SafeString | str:
+        return badge(run.status)
+
+    @admin.display(description="queued", ordering="queued_at")
+    def queued(self, run: ImportRun) -> SafeString | str:
+        return moment(run.queued_at, run.scheduled_import.tzinfo)
+
+    @admin.display(description="duration", ordering="duration_ms")
+    def took(self, run: ImportRun) -> str:
+        return duration(run.duration_ms)
+
+    @admin.display(description="error")
+    def error_short(self, run: ImportRun) -> SafeString | str:
+        # A long URL in an error must wrap, not widen the page; the run's page has it whole.
+        text = run.error_message
+        if len(text) > ERROR_PREVIEW_CHARS:
+            text = text[: ERROR_PREVIEW_CHARS - 1] + "…"
+        return format_html('<span class="ib-wrap">{}</span>', text) if text else "-"
+
+
+class RecentRunsInline(RunDisplay, admin.TabularInline):
     model = ImportRun
     fk_name = "scheduled_import"
     verbose_name_plural = f"recent runs (last {RECENT_RUNS})"
@@ -61,8 +110,8 @@ class RecentRunsInline(admin.TabularInline):
 class ScheduledImportAdmin(admin.ModelAdmin):
     form = ScheduledImportAdminForm
     list_display = (
-        "name", "owner", "schedule", "status", "last_result", "next_run_at", "lateness", "success",
-        "attention",
+        "name", "owner", "schedule", "status_badge", "last_result", "next_run", "lateness",
+        "success", "attention",
     )  # fmt: skip
     list_filter = ("status", "schedule_type", "last_run_status", "mode", "owner")
     search_fields = (
@@ -71,14 +120,17 @@ class ScheduledImportAdmin(admin.ModelAdmin):
     list_select_related = ("owner", "dataset")
     actions = ("run_now", "pause", "resume", "cancel")
     inlines = (RecentRunsInline,)
+    Media = AdminMedia
+    # Run now, Pause / Resume and Test source as buttons on the import's own page.
+    change_form_template = "admin/schedules/scheduledimport/change_form.html"
     readonly_fields = (
-        "status", "schedule", "next_runs_display", "next_run_at", "total_runs",
+        "status_badge", "schedule", "next_runs_display", "next_run", "total_runs",
         "successful_runs", "partial_runs", "failed_runs", "consecutive_failures", "success",
-        "attention", "last_run_at", "last_run_status", "created_at", "updated_at", "lateness",
+        "attention", "last_run", "last_run_status", "created_at", "updated_at", "lateness",
         "missed_ticks",
     )  # fmt: skip
     fieldsets = (
-        (None, {"fields": ("owner", "name", "description", "status")}),
+        (None, {"fields": ("owner", "name", "description", "status_badge")}),
         ("Source", {"fields": ("source_url", "delimiter", "encoding", "has_header")}),
         ("Destination", {"fields": ("dataset", "key_column", "columns", "mode")}),
         (
@@ -120,9 +172,9 @@ class ScheduledImportAdmin(admin.ModelAdmin):
                     "consecutive_failures",
                     "success",
                     "attention",
-                    "last_run_at",
+                    "last_run",
                     "last_run_status",
-                    "next_run_at",
+                    "next_run",
                     "lateness",
                     "missed_ticks",
                     "created_at",
@@ -145,16 +197,29 @@ class ScheduledImportAdmin(admin.ModelAdmin):
             return "-"
         try:
             ticks = imp.next_runs(5)
+            zone = imp.tzinfo
         except Exception:  # as above: an invalid schedule has no next runs
             return "-"
-        return format_html_join(", ", "{}", ((t.isoformat(),) for t in ticks))
+        items = format_html_join("", "<li>{}</li>", ((moment(t, zone),) for t in ticks))
+        return format_html('<ol class="ib-next-runs">{}</ol>', items)
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, imp: ScheduledImport) -> SafeString | str:
+        return badge(imp.status)
+
+    @admin.display(description="next run", ordering="next_run_at")
+    def next_run(self, imp: ScheduledImport) -> SafeString | str:
+        return moment(imp.next_run_at, _zone(imp))
+
+    @admin.display(description="last run", ordering="last_run_at")
+    def last_run(self, imp: ScheduledImport) -> SafeString | str:
+        return moment(imp.last_run_at, _zone(imp))
 
     @admin.display(description="last result", ordering="last_run_at")
-    def last_result(self, imp: ScheduledImport) -> str:
+    def last_result(self, imp: ScheduledImport) -> SafeString | str:
         if not imp.last_run_status:
             return "-"
-        when = f" ({imp.last_run_at:%Y-%m-%d %H:%M})" if imp.last_run_at else ""
-        return f"{imp.last_run_status}{when}"
+        return format_html("{} {}", badge(imp.last_run_status), self.last_run(imp))
 
     @admin.display(description="late")
     def lateness(self, imp: ScheduledImport) -> str:
@@ -219,6 +284,55 @@ class ScheduledImportAdmin(admin.ModelAdmin):
             count += 1
         self.message_user(request, f"{verb} {count} import(s).", messages.SUCCESS)
 
+    # --- the same actions as buttons on one import's page -------------------------------
+
+    def get_urls(self):
+        views = {
+            "run_now": self._button(self.run_now),
+            "pause": self._button(self.pause),
+            "resume": self._button(self.resume),
+            "test_source": self.test_source_view,
+        }
+        own = [
+            path(
+                f"<path:object_id>/{name}/",
+                self.admin_site.admin_view(require_POST(view)),
+                name=f"schedules_scheduledimport_{name}",
+            )
+            for name, view in views.items()
+        ]
+        return own + super().get_urls()
+
+    def _one(self, request: HttpRequest, object_id: str) -> ScheduledImport:
+        imp = get_object_or_404(ScheduledImport, pk=object_id)
+        if not self.has_change_permission(request, imp):
+            raise PermissionDenied
+        return imp
+
+    def _back(self, imp: ScheduledImport) -> HttpResponseRedirect:
+        return HttpResponseRedirect(
+            reverse("admin:schedules_scheduledimport_change", args=[imp.pk])
+        )
+
+    def _button(self, action):
+        """A list action, as a view acting on the one import whose page the button is on."""
+
+        def view(request: HttpRequest, object_id: str) -> HttpResponseRedirect:
+            imp = self._one(request, object_id)
+            action(request, ScheduledImport.objects.filter(pk=imp.pk))
+            return self._back(imp)
+
+        return view
+
+    def test_source_view(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
+        from .source_check import check_source
+
+        imp = self._one(request, object_id)
+        result = check_source(imp)
+        level = messages.SUCCESS if result.ok else messages.ERROR
+        self.message_user(request, result.summary(), level)
+        return self._back(imp)
+
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ScheduledImport]) -> None:
         for imp in queryset:
             services.delete_import(imp)
@@ -227,109 +341,138 @@ class ScheduledImportAdmin(admin.ModelAdmin):
         services.delete_import(obj)
 
 
+RUN_FIELDS = (
+    "import_link", "trigger", "triggered_by", "when_scheduled", "queued", "started", "finished",
+    "took", "attempts", "worker", "celery_task_id", "rows_committed_at",
+)  # fmt: skip
+COUNT_FIELDS = (
+    "rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "rows_deleted",
+    "rows_failed", "bytes_read", "bytes_total",
+)  # fmt: skip
+
+
+def _zone(imp: ScheduledImport):
+    try:
+        return imp.tzinfo
+    except Exception:  # a timezone being corrected in the form: show UTC
+        return None
+
+
 @admin.register(ImportRun)
-class ImportRunAdmin(admin.ModelAdmin):
+class ImportRunAdmin(RunDisplay, admin.ModelAdmin):
     list_display = (
-        "id", "scheduled_import", "owner", "trigger", "status", "queued_at", "duration_ms",
+        "id", "scheduled_import", "owner", "trigger", "status_badge", "queued", "took",
         "rows_read", "rows_failed",
     )  # fmt: skip
     list_filter = ("status", "trigger", "queued_at")
     search_fields = ("scheduled_import__name", "scheduled_import__owner__username", "error_message")
     list_select_related = ("scheduled_import__owner",)
     date_hierarchy = "queued_at"
-    readonly_fields = ("errors", "row_errors", "attempt_failures", "traceback")
+    Media = AdminMedia
+    # Led by what happened: the outcome and its error first, the bookkeeping after.
+    readonly_fields = (
+        "outcome", "errors", "row_errors", "attempt_failures", "import_link", "when_scheduled",
+        "queued", "started", "finished", "took", "traceback",
+    )  # fmt: skip
     fieldsets = (
         (
-            None,
-            {"fields": ("scheduled_import", "trigger", "triggered_by", "scheduled_for", "status")},
+            "Outcome",
+            {"fields": ("outcome", "errors", "row_errors", "attempt_failures", "traceback")},
         ),
-        (
-            "Timing",
-            {
-                "fields": (
-                    "queued_at",
-                    "started_at",
-                    "finished_at",
-                    "duration_ms",
-                    "attempts",
-                    "worker",
-                    "celery_task_id",
-                    "rows_committed_at",
-                    "file_digest",
-                    "source_etag",
-                    "source_last_modified",
-                )
-            },
-        ),
-        (
-            "Counts",
-            {
-                "fields": (
-                    "rows_read",
-                    "rows_inserted",
-                    "rows_updated",
-                    "rows_unchanged",
-                    "rows_deleted",
-                    "rows_failed",
-                    "bytes_read",
-                    "bytes_total",
-                )
-            },
-        ),
-        ("Errors", {"fields": ("errors", "row_errors", "attempt_failures", "traceback")}),
+        ("Run", {"fields": RUN_FIELDS}),
+        ("Counts", {"fields": COUNT_FIELDS}),
+        ("Source file", {"fields": ("file_digest", "source_etag", "source_last_modified")}),
     )
 
     @admin.display(description="owner")
     def owner(self, run: ImportRun) -> str:
         return run.scheduled_import.owner.get_username()
 
-    @admin.display(description="error")
-    def errors(self, run: ImportRun) -> str:
-        if not run.error_message and not run.error_details:
-            return "-"
-        details = {k: v for k, v in (run.error_details or {}).items() if k != "traceback"}
-        return format_html(
-            "<strong>{}</strong><pre>{}</pre>",
-            run.error_message or "",
-            json.dumps(details, indent=2, default=str),
+    @admin.display(description="outcome")
+    def outcome(self, run: ImportRun) -> SafeString:
+        rows = (
+            f"{run.rows_read} rows read: {run.rows_inserted} inserted, {run.rows_updated} "
+            f"updated, {run.rows_unchanged} unchanged, {run.rows_deleted} deleted, "
+            f"{run.rows_failed} failed"
         )
+        took = f"in {duration(run.duration_ms)}" if run.duration_ms is not None else ""
+        attempts = f"attempt {run.attempts}" if run.attempts > 1 else ""
+        facts = ", ".join(part for part in (took, attempts) if part)
+        return format_html(
+            '<div class="ib-outcome">{} <span>{}</span><div class="ib-rows">{}</div></div>',
+            badge(run.status),
+            facts,
+            rows,
+        )
+
+    @admin.display(description="error")
+    def errors(self, run: ImportRun) -> SafeString | str:
+        if not run.error_message:
+            return "-"
+        return format_html('<pre class="ib-error">{}</pre>', run.error_message)
 
     @admin.display(description="traceback")
     def traceback(self, run: ImportRun) -> str:
         """An unexpected error's traceback, kept on the run (the worker's log may be gone)."""
         text = (run.error_details or {}).get("traceback")
-        return format_html("<pre>{}</pre>", text) if text else "-"
+        return format_html('<pre class="ib-error">{}</pre>', text) if text else "-"
 
     @admin.display(description="row errors")
-    def row_errors(self, run: ImportRun) -> str:
-        rows = (run.error_details or {}).get("rows") or []
+    def row_errors(self, run: ImportRun) -> SafeString | str:
+        rows = [r for r in (run.error_details or {}).get("rows") or [] if isinstance(r, dict)]
         if not rows:
             return "-"
         body = format_html_join(
             "",
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            (
-                (r.get("line", ""), r.get("column", ""), r.get("value", ""), r.get("reason", ""))
-                for r in rows
-                if isinstance(r, dict)
-            ),
-        )
+            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+            ((r.get("line", ""), _blank(r.get("column")), _blank(r.get("value")),
+              r.get("reason", "")) for r in rows),
+        )  # fmt: skip
+        more = ""
+        if run.rows_failed > len(rows):
+            more = f"the first {len(rows)} of {run.rows_failed}"
         return format_html(
-            "<table><tr><th>line</th><th>column</th><th>value</th><th>reason</th></tr>{}</table>",
+            '<table class="ib-row-errors"><caption>{}</caption><tr><th>line</th><th>column</th>'
+            "<th>value</th><th>reason</th></tr>{}</table>",
+            more,
             body,
         )
 
-    @admin.display(description="attempts")
-    def attempt_failures(self, run: ImportRun) -> str:
-        attempts = (run.error_details or {}).get("attempts") or []
+    @admin.display(description="failed attempts")
+    def attempt_failures(self, run: ImportRun) -> SafeString | str:
+        attempts = [
+            a for a in (run.error_details or {}).get("attempts") or [] if isinstance(a, dict)
+        ]
         if not attempts:
             return "-"
-        return format_html_join(
-            "",
-            "<div>attempt {}: {} ({})</div>",
-            ((a.get("attempt", ""), a.get("error", ""), a.get("at", "")) for a in attempts
-             if isinstance(a, dict)),
+        zone = run.scheduled_import.tzinfo
+        return format_html(
+            '<ol class="ib-attempts">{}</ol>',
+            format_html_join(
+                "",
+                '<li value="{}">{} <pre class="ib-error">{}</pre></li>',
+                ((a.get("attempt") or "", _moment_text(a.get("at"), zone), a.get("error", ""))
+                 for a in attempts),
+            ),
         )  # fmt: skip
+
+    @admin.display(description="import")
+    def import_link(self, run: ImportRun) -> SafeString:
+        imp = run.scheduled_import
+        url = reverse("admin:schedules_scheduledimport_change", args=[imp.pk])
+        return format_html('<a href="{}">{}</a> ({})', url, imp.name, imp.owner.get_username())
+
+    @admin.display(description="scheduled for")
+    def when_scheduled(self, run: ImportRun) -> SafeString | str:
+        return moment(run.scheduled_for, run.scheduled_import.tzinfo)
+
+    @admin.display(description="started")
+    def started(self, run: ImportRun) -> SafeString | str:
+        return moment(run.started_at, run.scheduled_import.tzinfo)
+
+    @admin.display(description="finished")
+    def finished(self, run: ImportRun) -> SafeString | str:
+        return moment(run.finished_at, run.scheduled_import.tzinfo)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -337,6 +480,17 @@ class ImportRunAdmin(admin.ModelAdmin):
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         # The execution log is written by the workers only; the admin shows it.
         return False
+
+
+def _blank(value: object) -> object:
+    # A row error without a column or value (a row with the wrong number of fields) shows
+    # nothing there, not "None".
+    return "" if value is None else value
+
+
+def _moment_text(value: str | None, zone) -> SafeString | str:
+    parsed = parse_datetime(value) if isinstance(value, str) else None
+    return moment(parsed, zone) if parsed else (value or "")
 
 
 @admin.register(Dataset)
@@ -347,14 +501,55 @@ class DatasetAdmin(admin.ModelAdmin):
     list_select_related = ("owner",)
 
 
+class DatasetFilter(admin.SimpleListFilter):
+    """Records of one dataset; datasets named by owner too, as names are unique per owner."""
+
+    title = "dataset"
+    parameter_name = "dataset__id__exact"
+
+    def lookups(self, request: HttpRequest, model_admin) -> list[tuple[int, str]]:
+        datasets = Dataset.objects.select_related("owner").order_by("owner__username", "name")
+        return [(d.pk, f"{d.owner.get_username()} / {d.name}") for d in datasets]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Record]) -> QuerySet[Record]:
+        return queryset.filter(dataset_id=self.value()) if self.value() else queryset
+
+
 @admin.register(Record)
 class RecordAdmin(admin.ModelAdmin):
-    list_display = ("key", "dataset", "updated_at")
+    list_display = ("key", "dataset_name", "data_preview", "updated_at")
+    list_filter = (DatasetFilter,)
     search_fields = ("key",)
-    list_select_related = ("dataset",)
+    list_select_related = ("dataset__owner",)
     raw_id_fields = ("dataset",)
+    readonly_fields = ("data_table",)
+    fields = ("dataset", "key", "data_table", "content_hash", "created_at", "updated_at")
+    Media = AdminMedia
     # Datasets run to millions of rows: never count them for the changelist.
     show_full_result_count = False
+
+    @admin.display(description="dataset", ordering="dataset__name")
+    def dataset_name(self, record: Record) -> str:
+        return f"{record.dataset.owner.get_username()} / {record.dataset.name}"
+
+    @admin.display(description="data")
+    def data_preview(self, record: Record) -> SafeString:
+        text = json.dumps(record.data, ensure_ascii=False, default=str)
+        if len(text) > DATA_PREVIEW_CHARS:
+            text = text[: DATA_PREVIEW_CHARS - 1] + "…"
+        return format_html('<code class="ib-data">{}</code>', text)
+
+    @admin.display(description="data")
+    def data_table(self, record: Record) -> SafeString | str:
+        if not isinstance(record.data, dict):
+            return format_html("<pre>{}</pre>", json.dumps(record.data, indent=2, default=str))
+        rows = format_html_join(
+            "",
+            "<tr><th>{}</th><td><code>{}</code></td></tr>",
+            ((name, json.dumps(value, ensure_ascii=False, default=str))
+             for name, value in record.data.items()),
+        )  # fmt: skip
+        return format_html('<table class="ib-record">{}</table>', rows)
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False

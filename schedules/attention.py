@@ -39,7 +39,8 @@ def _failures(imp: ScheduledImport) -> str:
     )
 
 
-def _late_condition() -> Q:
+def late_condition() -> Q:
+    """Active imports with a missed tick, or whose next tick is overdue past the grace period."""
     overdue_before = timezone.now() - timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
     return Q(status=ScheduledImport.Status.ACTIVE) & (
         Q(late_since__isnull=False) | Q(next_run_at__lt=overdue_before)
@@ -66,7 +67,7 @@ REASONS: tuple[Reason, ...] = (
         lambda imp: imp.last_run_status == ImportRun.Status.PARTIAL,
         lambda imp: "last run partial: some rows were rejected",
     ),
-    Reason("late", _late_condition, lambda imp: imp.is_late(), _lateness),
+    Reason("late", late_condition, lambda imp: imp.is_late(), _lateness),
 )
 
 

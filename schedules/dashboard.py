@@ -1,8 +1,11 @@
-"""The staff dashboard: runs per day as a chart, runs in progress with live progress bars,
-and the imports needing attention (a failed or partial last run), each with its reason.
+"""The staff dashboard: the cluster's health, runs per day as a chart, runs in progress with
+live progress bars and their phase, the next runs, and the imports needing attention (a failed
+or partial last run, a late schedule), each with its reason.
 
 The chart is an inline SVG computed here (no chart library, nothing fetched from a CDN); the
-progress bars refresh by polling `live.json`, which the page's small script reads.
+progress bars refresh by polling `live.json`, the health panel by polling `health.json` (less
+often: it pings the workers). Times go out as ISO 8601 in `<time>` elements, which the page's
+script shows in the viewer's own timezone.
 """
 
 from __future__ import annotations
@@ -15,14 +18,15 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from . import attention, stats
-from .models import ImportRun
+from . import attention, overview, stats
+from .models import ImportRun, ScheduledImport
 
 CHART_DAYS = 14
 CHART_STATUSES = ("succeeded", "partial", "failed")
 CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 700, 220, 28
 ACTIVE_LIMIT = 50
 ATTENTION_LIMIT = 50
+UPCOMING_LIMIT = 10
 
 
 def chart(series: list[dict[str, Any]]) -> dict[str, Any]:
@@ -83,8 +87,68 @@ def run_progress(run: ImportRun) -> dict[str, Any]:
         "bytes_total": run.bytes_total,
         "rows_read": run.rows_read,
         "percent": percent,
+        # Where a running run is: a bar at 100 % during the merge is still working.
+        "phase": (run.phase or "download") if run.status == ImportRun.Status.RUNNING else "",
         "started_at": run.started_at.isoformat() if run.started_at else None,
     }
+
+
+def upcoming_runs() -> list[dict[str, Any]]:
+    """The next scheduled runs of active imports, soonest first."""
+    imports = (
+        ScheduledImport.objects.filter(
+            status=ScheduledImport.Status.ACTIVE, next_run_at__isnull=False
+        )
+        .select_related("owner")
+        .order_by("next_run_at", "pk")[:UPCOMING_LIMIT]
+    )
+    return [
+        {
+            "id": imp.pk,
+            "name": imp.name,
+            "owner": imp.owner.get_username(),
+            "schedule": imp.schedule_description,
+            "next_run_at": imp.next_run_at.isoformat(),
+        }
+        for imp in imports
+    ]
+
+
+def health_panel() -> list[dict[str, Any]]:
+    """Beat, workers, broker and late imports, each with a state (ok, warn, bad) and words."""
+    health = overview.cluster_health()
+    beat, workers, broker = health["beat"], health["workers"], health["broker"]
+    queue = ", ".join(f"{depth} waiting" for depth in health["queue"].values() if depth is not None)
+    late = health["late_imports"]
+    last_tick = beat.get("last_tick")
+    return [
+        {
+            "name": "beat",
+            "state": "ok" if beat["ok"] else "bad",
+            "text": f"leader {beat['leader']}" if beat.get("leader") else "no beat is leading",
+            "time": last_tick.isoformat() if last_tick else None,
+            "time_label": "last tick",
+        },
+        {
+            "name": "workers",
+            "state": "ok" if workers["ok"] else "bad",
+            "text": (
+                f"{workers['count']} answering: {', '.join(workers['workers'])}"
+                if workers["ok"]
+                else "no worker answers"
+            ),
+        },
+        {
+            "name": "broker",
+            "state": "ok" if broker["ok"] else "bad",
+            "text": f"up, {queue}" if broker["ok"] else f"down ({broker.get('error', '')})",
+        },
+        {
+            "name": "late imports",
+            "state": "warn" if late else "ok",
+            "text": f"{late} late" if late else "none late",
+        },
+    ]
 
 
 @staff_member_required
@@ -94,15 +158,28 @@ def index(request: HttpRequest) -> HttpResponse:
         "chart": chart(series),
         "runs": active_runs(),
         "attention": attention.needing_attention(ATTENTION_LIMIT),
+        "health": health_panel(),
+        "upcoming": upcoming_runs(),
         "days": CHART_DAYS,
         "now": timezone.now(),
     }
     return render(request, "dashboard/index.html", context)
 
 
+def _staff(request: HttpRequest) -> bool:
+    return request.user.is_active and request.user.is_staff
+
+
+def health(request: HttpRequest) -> JsonResponse:
+    """What the health panel polls (staff only)."""
+    if not _staff(request):
+        return JsonResponse({"detail": "staff only"}, status=403)
+    return JsonResponse({"health": health_panel(), "upcoming": upcoming_runs()})
+
+
 def live(request: HttpRequest) -> JsonResponse:
     """What the page polls: runs in progress and imports needing attention (staff only)."""
-    if not (request.user.is_active and request.user.is_staff):
+    if not _staff(request):
         return JsonResponse({"detail": "staff only"}, status=403)
     return JsonResponse(
         {

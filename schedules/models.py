@@ -6,6 +6,7 @@ import zoneinfo
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
@@ -38,6 +39,10 @@ class Dataset(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+# django-celery-beat's PeriodicTask.name max_length.
+PERIODIC_TASK_NAME_LENGTH = 200
 
 
 class ScheduledImport(models.Model):
@@ -226,8 +231,9 @@ class ScheduledImport(models.Model):
         """
         from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
-        task = self.periodic_task or PeriodicTask(name=f"importbeat:import:{self.pk}")
+        task = self.periodic_task or PeriodicTask()
         before = (task.pk, task.enabled, task.crontab_id, task.interval_id)
+        task.name = self.periodic_task_name()
         task.task = "importbeat.dispatch_scheduled_import"
         task.args = f"[{self.pk}]"
         task.enabled = self.status == self.Status.ACTIVE
@@ -263,6 +269,12 @@ class ScheduledImport(models.Model):
             schedule_changed_at=moment,
             late_since=None,
         )
+
+    def periodic_task_name(self) -> str:
+        """The beat entry's name in the Periodic tasks admin: the import's, then its owner and
+        id (names are unique there, and the id keeps them so when two owners share a name)."""
+        suffix = f" ({self.owner}) · import #{self.pk}"
+        return self.name[: PERIODIC_TASK_NAME_LENGTH - len(suffix)] + suffix
 
     @property
     def success_rate(self) -> float | None:
@@ -331,6 +343,9 @@ class ImportRun(models.Model):
     rows_failed = models.PositiveBigIntegerField(default=0)
     bytes_read = models.PositiveBigIntegerField(default=0)
     bytes_total = models.PositiveBigIntegerField(null=True, blank=True)
+    # The importer's step while it runs (download, staging, checks, merge), so that a bar
+    # at 100 % during a long merge says what is going on (the dashboard).
+    phase = models.CharField(max_length=10, blank=True, default="")
     error_message = models.TextField(blank=True)
     error_details = models.JSONField(default=dict, blank=True)
     worker = models.CharField(max_length=255, blank=True)
@@ -390,7 +405,8 @@ class ImportRun(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"run {self.pk} of {self.scheduled_import_id} ({self.status})"
+        # The admin's titles and links ("run 11 of 8" read like a fraction).
+        return f"Run #{self.pk} ({self.status.replace('_', ' ')})"
 
     @property
     def is_active(self) -> bool:
@@ -453,3 +469,44 @@ class Record(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dataset_id}:{self.key}"
+
+
+class RunTally(models.Model):
+    """Monotonic counters of finished runs per import and final status, for `/metrics`.
+
+    Written by a PostgreSQL trigger on `schedules_importrun` (migration 0008), not by Python:
+    every path that ends a run (the runner's finish, a skip, a cancel, the sweep) is counted
+    exactly once, in the run's own transaction, and retention deleting old runs never makes a
+    counter go down, which Prometheus would read as a reset. Read-only for the application.
+    """
+
+    # Upper bounds (ms) of the run duration histogram's buckets; +Inf follows. The trigger has
+    # the same list (migration 0008): change both together, with a new migration.
+    DURATION_BOUNDS_MS = (100, 500, 1000, 5000, 15000, 60000, 300000, 900000, 3600000, 10800000)
+
+    scheduled_import = models.ForeignKey(
+        ScheduledImport, on_delete=models.CASCADE, related_name="tallies"
+    )
+    status = models.CharField(max_length=10)
+    runs = models.PositiveBigIntegerField(default=0)
+    rows_read = models.PositiveBigIntegerField(default=0)
+    rows_inserted = models.PositiveBigIntegerField(default=0)
+    rows_updated = models.PositiveBigIntegerField(default=0)
+    rows_unchanged = models.PositiveBigIntegerField(default=0)
+    rows_deleted = models.PositiveBigIntegerField(default=0)
+    rows_failed = models.PositiveBigIntegerField(default=0)
+    # Runs with a duration, their total, and how many fell in each bucket (not cumulative).
+    duration_count = models.PositiveBigIntegerField(default=0)
+    duration_ms_sum = models.PositiveBigIntegerField(default=0)
+    duration_buckets = ArrayField(models.BigIntegerField(), default=list)
+
+    class Meta:
+        constraints = [
+            # The trigger's upsert lands on (import, status).
+            models.UniqueConstraint(
+                fields=["scheduled_import", "status"], name="run_tally_per_import_status"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.scheduled_import_id}:{self.status} {self.runs}"

@@ -496,6 +496,11 @@ def record_progress(run_id: int, **progress: int) -> None:
     ImportRun.objects.filter(pk=run_id).update(**progress)
 
 
+def record_phase(run_id: int, phase: str) -> None:
+    """Note the importer's step (download, staging, checks, merge) for the dashboard."""
+    ImportRun.objects.filter(pk=run_id).update(phase=phase)
+
+
 def mark_retrying(run: ImportRun, error: str, countdown: float) -> None:
     """Record a failed attempt that will be retried after `countdown` seconds."""
     _record_attempt(run, error, retry_in=countdown)

@@ -10,6 +10,8 @@ export FLOWER_PORT="${FLOWER_PORT:-5555}"
 export FLOWER_BASIC_AUTH="${FLOWER_BASIC_AUTH:-admin:admin}"
 # The demo CSV is served by the web process itself: allow exactly its port on loopback.
 export ALLOWED_PRIVATE_HOSTS="${ALLOWED_PRIVATE_HOSTS:-127.0.0.1:${PORT},localhost:${PORT}}"
+# A second terminal (`manage.py`, `celery`, `make manage`) gets the settings of this stack.
+python -m project.devservices env >> "${IMPORTBEAT_SERVICES_ENV:-.run/services.env}"
 
 python manage.py migrate --noinput
 python manage.py seed_demo --base-url "http://127.0.0.1:${PORT}" | tee .run/demo.txt

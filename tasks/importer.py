@@ -26,6 +26,7 @@ from typing import IO
 import psycopg
 from django.db import IntegrityError, OperationalError, connection, transaction
 
+from schedules import services
 from schedules.models import Dataset, ImportRun, Record, ScheduledImport
 from schedules.services import RunCounts, lock_datasets, record_committed_counts
 
@@ -42,6 +43,10 @@ PROGRESS_EVERY_SECONDS = 1.0
 WORK_MEM = "256MB"
 
 Progress = Callable[[dict[str, int | None]], None]
+# The steps a running run shows on the dashboard, by the name `_timed` gives them.
+PHASES = {
+    "download": "download", "staging": "staging", "analyze": "checks", "merge and commit": "merge",
+}  # fmt: skip
 
 # Extra progress listeners for this context (the `run_import` command's progress bar), so
 # that a caller of `runner.execute` can watch a run without a parameter threaded through.
@@ -65,6 +70,7 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
     imp = run.scheduled_import
     counts = RunCounts()
     reporter = _ProgressReporter(run, counts, progress)
+    services.record_phase(run.pk, "download")
     try:
         dataset = Dataset.objects.get(pk=imp.dataset_id)
     except Dataset.DoesNotExist:
@@ -378,6 +384,10 @@ def _analyze(pg: psycopg.Cursor, table: str, *columns: str) -> None:
 
 @contextmanager
 def _timed(step: str, run: ImportRun) -> Iterator[None]:
+    # The dashboard's phase, written as the step starts: outside the merge's transaction, so
+    # it shows at once.
+    if step in PHASES:
+        services.record_phase(run.pk, PHASES[step])
     # Per-step timings at DEBUG: where a slow import spends its time.
     started = time.perf_counter()
     yield

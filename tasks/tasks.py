@@ -9,7 +9,7 @@ from celery.utils.time import get_exponential_backoff_interval
 
 from schedules import alerts, reconcile, services
 
-from . import maintenance, runner
+from . import maintenance, runner, source_check
 from .errors import PermanentImportError, RunFailed, TransientImportError
 
 logger = logging.getLogger("importbeat.alerts")
@@ -64,6 +64,12 @@ def sweep_runs() -> dict[str, int]:
 )
 def delete_old_runs() -> dict[str, int]:
     return maintenance.delete_old_runs()
+
+
+@shared_task(name="importbeat.check_source", soft_time_limit=25, time_limit=30)
+def check_source(import_id: int) -> dict:
+    """The admin's Test source; its caller waits for the result (schedules.source_check)."""
+    return source_check.check_source(import_id)
 
 
 @shared_task(

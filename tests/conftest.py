@@ -259,6 +259,17 @@ def pytest_runtest_makereport(item, call):
     return report
 
 
+def answers(url: str) -> bool:
+    """Whether an HTTP server answers at `url` (whatever its status): a process is up."""
+    import requests
+
+    try:
+        requests.get(url, timeout=2)
+    except requests.ConnectionError:
+        return False
+    return True
+
+
 def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.25, what=""):
     """Poll `predicate` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

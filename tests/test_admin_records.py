@@ -58,3 +58,27 @@ def test_records_deleted_by_the_admin_action_mark_the_dataset_changed(
     assert not Record.objects.exists()
     assert Dataset.objects.get(pk=imp.dataset_id).applied_digest == ""
     assert run_now(imp).rows_inserted == 2
+
+
+def test_records_show_their_data_and_filter_by_dataset(admin_client, alice, csv_server):
+    # Given two datasets of one owner
+    first = make_import(alice, csv_server.serve("/p.csv", BODY))
+    second = make_import(
+        alice, csv_server.serve("/q.csv", "sku,name\nZ-9,Zither\n"), name="other", dataset="other"
+    )
+    run_now(first)
+    run_now(second)
+
+    # When staff list the records of one dataset
+    page = admin_client.get("/admin/schedules/record/", {"dataset__id__exact": second.dataset_id})
+    html = page.content.decode()
+
+    # Then they see its rows with their data, and the filter offers both datasets
+    assert "Zither" in html and "Anvil" not in html
+    assert "{&quot;sku&quot;: &quot;Z-9&quot;, &quot;name&quot;: &quot;Zither&quot;}" in html
+    assert "alice / other" in html and "alice / products" in html
+
+    # And one record's page shows its fields one by one
+    record = Record.objects.get(key="Z-9")
+    detail = admin_client.get(f"/admin/schedules/record/{record.pk}/change/").content.decode()
+    assert "<tr><th>name</th><td><code>&quot;Zither&quot;</code></td></tr>" in detail

@@ -7,7 +7,7 @@ from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from project.beat import LEADER_LEASE, ImportScheduler
+from project.beat import DISPATCH_TASK, LEADER_LEASE, ImportScheduler
 from project.celery import app
 from tests.factories import make_import
 
@@ -32,4 +32,4 @@ def test_a_beat_taking_over_reads_its_entries_and_writes_none(alice):
     ]
     assert writes == []
     # ... and the imports' entries are not loaded into the vanilla scheduler at all
-    assert not [name for name in scheduler.schedule if name.startswith("importbeat:import:")]
+    assert not [name for name, e in scheduler.schedule.items() if e.task == DISPATCH_TASK]

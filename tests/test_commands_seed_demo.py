@@ -36,3 +36,27 @@ def test_it_creates_the_demo_user_token_and_import_once():
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     listed = client.get("/api/v1/imports/").json()
     assert [i["name"] for i in listed["results"]] == [imp.name]
+
+
+def test_the_demo_import_runs_hourly_with_a_first_run_queued_at_once():
+    # When the demo is seeded (twice: `make run` seeds on every start)
+    seed()
+    seed()
+
+    # Then it runs every hour, not every minute, and one first run was queued
+    imp = ScheduledImport.objects.get(name="Demo products")
+    assert (imp.schedule_type, imp.interval_seconds) == ("interval", 3600)
+    assert imp.schedule_description == "Every hour"
+    assert [(r.trigger, r.status) for r in imp.runs.all()] == [("manual", "queued")]
+
+
+def test_a_demo_seeded_every_minute_by_an_earlier_version_moves_to_hourly():
+    seed()
+    imp = ScheduledImport.objects.get(name="Demo products")
+    ScheduledImport.objects.filter(pk=imp.pk).update(interval_seconds=60)
+
+    seed()
+
+    imp.refresh_from_db()
+    assert imp.interval_seconds == 3600
+    assert imp.periodic_task.interval.every == 3600

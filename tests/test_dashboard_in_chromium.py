@@ -1,6 +1,7 @@
 """The dashboard in a real browser: headless Chromium (Debian's package, `make browser`)
-loads it from a web process started from the Procfile, draws the chart and the progress bar,
-moves the bar when the run progresses, and the screenshot is not blank.
+loads it from a web process started from the Procfile, draws the chart, the health panel, the
+next runs in the viewer's timezone and the progress bar with its phase, moves the bar when the
+run progresses, and the screenshot is not blank.
 
 Chromium is driven over its DevTools protocol (tornado's websocket client, already installed
 with Flower), which lets the test log in with a session cookie.
@@ -22,6 +23,7 @@ import time
 import zlib
 from datetime import timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 import requests
@@ -32,7 +34,7 @@ from tornado.websocket import websocket_connect
 from project.devservices import free_port
 from schedules.models import ImportRun, ScheduledImport
 from tests.api_support import make_run
-from tests.conftest import wait_for
+from tests.conftest import answers, wait_for
 from tests.factories import make_import
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
@@ -152,16 +154,25 @@ def test_the_dashboard_renders_its_chart_and_live_progress_in_chromium(
     imp = make_import(alice, "https://example.com/p.csv")
     for days, status in [(2, "succeeded"), (1, "succeeded"), (1, "partial"), (0, "failed")]:
         make_run(imp, status, queued_at=now - timedelta(days=days))
-    running = make_run(imp, "running", bytes_read=250, bytes_total=1000, started_at=now)
+    running = make_run(
+        imp, "running", bytes_read=250, bytes_total=1000, started_at=now, phase="staging"
+    )
     ScheduledImport.objects.filter(pk=imp.pk).update(consecutive_failures=1)
+    nightly = make_import(
+        alice, "https://example.com/n.csv", name="nightly", dataset="nightly",
+        schedule_type="cron", cron_expression="30 2 * * *", interval_seconds=None,
+        timezone="Europe/Berlin",
+    )  # fmt: skip
+    in_berlin = nightly.next_run_at.astimezone(ZoneInfo("Europe/Berlin"))
     port = free_port()
     processes.start("web", PORT=str(port), WEB_CONCURRENCY="1")
     base = f"http://127.0.0.1:{port}"
-    wait_for(lambda: _answers(base + "/api/v1/health"), 30, what="web\n" + processes.logs())
+    wait_for(lambda: answers(base + "/api/v1/health"), 30, what="web\n" + processes.logs())
     client = Client()
     client.force_login(staff)
 
-    # When staff open the dashboard in Chromium
+    # When staff in Berlin open the dashboard in Chromium
+    browser.send("Emulation.setTimezoneOverride", timezoneId="Europe/Berlin")
     browser.send("Network.enable")
     browser.send(
         "Network.setCookie", name="sessionid", value=client.cookies["sessionid"].value, url=base
@@ -180,23 +191,53 @@ def test_the_dashboard_renders_its_chart_and_live_progress_in_chromium(
     assert browser.evaluate(f"{fill}.style.width") == "25%"
     assert browser.evaluate(f"{fill}.getBoundingClientRect().width") > 20
 
+    bar = f"document.querySelector('tr[data-run-id=\"{running.pk}\"] .progress')"
+    assert browser.evaluate(f"{bar}.querySelector('.phase').textContent") == "staging"
+
+    # And the health panel shows the broker up, and neither beat nor a worker (none runs here)
+    state = "document.querySelector('#health [data-check=\"{}\"]').className"
+    assert browser.evaluate(state.format("broker")) == "health-item ok"
+    assert browser.evaluate(state.format("beat")) == "health-item bad"
+    assert browser.evaluate(state.format("workers")) == "health-item bad"
+
+    # And the next runs are in the viewer's timezone, the UTC time on hover
+    when = f"document.querySelector('#upcoming-runs tr[data-import-id=\"{nightly.pk}\"] time')"
+    assert browser.evaluate(f"{when}.textContent").startswith(
+        in_berlin.strftime("%Y-%m-%d %H:%M:%S ")
+    )
+    assert browser.evaluate(f"{when}.title").endswith(" UTC")
+    assert "(in " in browser.evaluate(f"{when}.textContent")
+    assert browser.evaluate("document.getElementById('viewer-zone').textContent") == (
+        "Europe/Berlin"
+    )
+    _screenshot(browser, tmp_path / "dashboard-staging.png")
+
     # When the run progresses, the bar follows without a reload
     ImportRun.objects.filter(pk=running.pk).update(bytes_read=750)
     wait_for(lambda: browser.evaluate(f"{fill}.style.width") == "75%", 10, what="the bar to move")
 
+    # And when it merges, the full bar says so and shows that work goes on
+    ImportRun.objects.filter(pk=running.pk).update(bytes_read=1000, phase="merge")
+    wait_for(lambda: browser.evaluate(f"{bar}.classList.contains('working')"), 10, what="the merge")
+    assert browser.evaluate(f"{bar}.querySelector('.phase').textContent") == "merge"
+
     # And the screenshot shows a page, not a blank
     time.sleep(0.6)  # the bar's CSS transition
-    shot = base64.b64decode(browser.send("Page.captureScreenshot", format="png")["data"])
-    (tmp_path / "dashboard.png").write_bytes(shot)
+    shot = _screenshot(browser, tmp_path / "dashboard.png")
     assert len(shot) > 10_000
     assert distinct_colours(shot) > 8
     dom = browser.evaluate("document.documentElement.outerHTML")
-    assert "runs-chart" in dom and "Imports needing attention" in dom
+    assert "runs-chart" in dom and "Imports needing attention" in dom and "Next runs" in dom
 
 
-def _answers(url: str) -> bool:
-    try:
-        requests.get(url, timeout=5)
-    except requests.ConnectionError:
-        return False
-    return True
+def _screenshot(browser: Browser, path: Path) -> bytes:
+    """The whole page, below the window's fold too."""
+    metrics = browser.send("Page.getLayoutMetrics")["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": metrics["width"], "height": metrics["height"], "scale": 1}
+    shot = base64.b64decode(
+        browser.send("Page.captureScreenshot", format="png", captureBeyondViewport=True, clip=clip)[
+            "data"
+        ]
+    )
+    path.write_bytes(shot)
+    return shot

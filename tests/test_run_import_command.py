@@ -66,3 +66,14 @@ def test_it_draws_a_progress_bar_on_a_terminal(alice, csv_server, monkeypatch):
     call_command("run_import", imp.pk, stdout=io.StringIO(), stderr=err)
 
     assert "download" in err.getvalue() and "rows=3" in err.getvalue()
+
+
+def test_its_header_is_plain_text_even_where_errors_are_red(alice, csv_server):
+    # (regression: the header went through stderr's error style and showed in red)
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+    err = io.StringIO()
+
+    call_command("run_import", imp.pk, stdout=io.StringIO(), stderr=err, force_color=True)
+
+    header = err.getvalue().splitlines()[0]
+    assert header.startswith(f"import {imp.pk} (products)") and "\x1b[" not in header

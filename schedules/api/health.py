@@ -109,19 +109,10 @@ def check_workers() -> dict[str, Any]:
 
 def check_schedules() -> dict[str, Any]:
     """Late imports: a tick missed, or the next one overdue past the grace period."""
-    from datetime import timedelta
+    from schedules.overview import late_imports_count
 
-    from django.db.models import Q
-
-    from schedules.models import ScheduledImport
-
-    overdue_before = timezone.now() - timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
     try:
-        late = (
-            ScheduledImport.objects.filter(status=ScheduledImport.Status.ACTIVE)
-            .filter(Q(late_since__isnull=False) | Q(next_run_at__lt=overdue_before))
-            .count()
-        )
+        late = late_imports_count()
     except Exception as error:
         return {"ok": False, "late_imports": None, "error": _error(error)}
     return {"ok": late == 0, "late_imports": late}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from schedules.models import ImportRun, ScheduledImport
 from schedules.text import printable
@@ -38,12 +39,19 @@ class Command(BaseCommand):
         # recorded, counters); only the Celery task is missing.
         run = ImportRun.objects.create(scheduled_import=imp, trigger=ImportRun.Trigger.MANUAL)
         # Everything stored is printed through `printable`: a name, a URL or a file's value
-        # could carry escape sequences that the operator's terminal would obey.
+        # could carry escape sequences that the operator's terminal would obey. Plain, not in
+        # the error colour Django gives stderr: it is a header, not a failure.
         self.stderr.write(
             f"import {imp.pk} ({printable(imp.name)}): run {run.pk} "
-            f"from {printable(imp.source_url)}"
+            f"from {printable(imp.source_url)}",
+            style_func=lambda text: text,
         )
-        with self._progress_bar(disabled=no_progress) as hook, importer.listen(hook):
+        # Log lines go through tqdm.write above the bar instead of cutting it in two.
+        with (
+            self._progress_bar(disabled=no_progress) as hook,
+            logging_redirect_tqdm(),
+            importer.listen(hook),
+        ):
             runner.execute(run.pk)
         run.refresh_from_db()
         self._print_summary(run)

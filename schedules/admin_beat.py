@@ -1,0 +1,77 @@
+"""django-celery-beat's "Periodic tasks" admin, with importbeat's own entries read-only.
+
+An import's entry is written from the import (`ScheduledImport.sync_periodic_task`) and the
+maintenance jobs from `CELERY_BEAT_SCHEDULE` when beat starts: an edit, a toggle or a deletion
+here would run behind the import's back and be undone by its next save. They link to their
+import instead, where pausing, resuming and rescheduling go through schedules.services.
+"""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+from django_celery_beat.admin import PeriodicTaskAdmin
+from django_celery_beat.models import PeriodicTask
+
+# Every importbeat task is named `importbeat.…` (tasks/tasks.py).
+OWN_TASKS = "importbeat."
+LEFT_ALONE = (
+    "Entries of importbeat were left alone: each follows its import (pause, resume or edit the "
+    "import) or the settings (the maintenance jobs)."
+)
+
+
+def is_own(task: PeriodicTask | None) -> bool:
+    return task is not None and task.task.startswith(OWN_TASKS)
+
+
+class ImportbeatPeriodicTaskAdmin(PeriodicTaskAdmin):
+    list_display = ("name", "owning_import", "enabled", "scheduler", "last_run_at")
+    list_select_related = ("scheduled_import__owner", "interval", "crontab")
+
+    @admin.display(description="import")
+    def owning_import(self, task: PeriodicTask) -> SafeString | str:
+        imp = getattr(task, "scheduled_import", None)
+        if imp is None:
+            return "maintenance" if is_own(task) else "-"
+        url = reverse("admin:schedules_scheduledimport_change", args=[imp.pk])
+        return format_html('<a href="{}">{}</a>', url, imp.name)
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return not is_own(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return not is_own(obj) and super().has_delete_permission(request, obj)
+
+    def _others(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]):
+        if queryset.filter(task__startswith=OWN_TASKS).exists():
+            self.message_user(request, LEFT_ALONE, messages.WARNING)
+        return queryset.exclude(task__startswith=OWN_TASKS)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]) -> None:
+        super().delete_queryset(request, self._others(request, queryset))
+
+    @admin.action(description="Enable selected tasks")
+    def enable_tasks(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]):
+        return super().enable_tasks(request, self._others(request, queryset))
+
+    @admin.action(description="Disable selected tasks")
+    def disable_tasks(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]):
+        return super().disable_tasks(request, self._others(request, queryset))
+
+    @admin.action(description="Toggle activity of selected tasks")
+    def toggle_tasks(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]):
+        return super().toggle_tasks(request, self._others(request, queryset))
+
+    @admin.action(description="Run selected tasks")
+    def run_tasks(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]):
+        # An import's run goes through Run now (a logged manual run), not a bare dispatch.
+        return super().run_tasks(request, self._others(request, queryset))
+
+
+admin.site.unregister(PeriodicTask)
+admin.site.register(PeriodicTask, ImportbeatPeriodicTaskAdmin)

@@ -1,0 +1,68 @@
+"""How a status, a moment and a duration are shown: colour badges, one date format in the
+import's timezone (UTC on hover), durations to the millisecond. The admin uses all three; the
+dashboard's `{{ …|moment }}` the moment, which its script then shows in the viewer's zone."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, tzinfo
+
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+# The badge's colour class per status, of runs and of imports.
+TONES = {
+    "succeeded": "ok", "active": "ok",
+    "partial": "warn", "retrying": "warn", "paused": "warn",
+    "failed": "bad", "timed_out": "bad",
+    "running": "busy", "queued": "busy",
+    "skipped": "muted", "cancelled": "muted",
+}  # fmt: skip
+# Like project/formats/en (Django's DATETIME_FORMAT), in the strftime form a zone can change.
+MOMENT_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def badge(status: str) -> SafeString | str:
+    if not status:
+        return "-"
+    return format_html(
+        '<span class="ib-badge ib-{}">{}</span>',
+        TONES.get(status, "muted"),
+        status.replace("_", " "),
+    )
+
+
+def moment(
+    value: datetime | None, zone: tzinfo | None = None, relative: str = "", empty: str = "-"
+) -> SafeString | str:
+    """`2026-12-03 02:30:00 CET`, in `zone` (UTC by default), with the UTC time on hover.
+
+    `relative` ("in" or "ago") asks the dashboard's script to add "(in 8 min)" / "(3 min ago)".
+    """
+    if value is None:
+        return empty
+    utc = value.astimezone(UTC)
+    local = value.astimezone(zone or UTC)
+    return format_html(
+        '<time datetime="{}" title="{} UTC"{}>{} {}</time>',
+        utc.isoformat(),
+        utc.strftime(MOMENT_FORMAT),
+        format_html(' data-relative="{}"', relative) if relative else "",
+        local.strftime(MOMENT_FORMAT),
+        local.tzname(),
+    )
+
+
+def duration(milliseconds: int | None) -> str:
+    """65 ms, 1.234 s, 2 min 05.310 s, 1 h 02 min 05.310 s: never rounded to the minute."""
+    if milliseconds is None:
+        return "-"
+    if milliseconds < 1000:
+        return f"{milliseconds} ms"
+    if milliseconds < 60_000:
+        return f"{milliseconds / 1000:.3f} s"
+    minutes, ms = divmod(milliseconds, 60_000)
+    seconds = f"{ms / 1000:06.3f} s"
+    if minutes < 60:
+        return f"{minutes} min {seconds}"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min {seconds}"

@@ -1,0 +1,202 @@
+"""Prometheus `/metrics` on the web process (SPEC section 6), behind Flower's credentials.
+
+Everything is read at scrape time from PostgreSQL and Redis, so every web process answers the
+same figures, whichever gunicorn worker or container the scrape reaches. The counters come from
+`RunTally` (kept by a trigger, never lowered by retention); the gauges from the run log, beat's
+lease, the broker's queue and `schedules.overview`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import Any
+
+from django.conf import settings
+from django.db.models import Count
+from django.http import HttpRequest, HttpResponse
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from . import overview
+from .api import health
+from .models import ImportRun, RunTally, ScheduledImport
+
+IMPORT_LABELS = ["import_id", "import", "owner"]
+ROW_KINDS = ("read", "inserted", "updated", "unchanged", "deleted", "failed")
+
+
+def import_labels(imp: ScheduledImport) -> list[str]:
+    return [str(imp.pk), imp.name, imp.owner.get_username()]
+
+
+class ImportbeatCollector:
+    """One scrape: a few aggregate queries, whatever the number of runs."""
+
+    def collect(self) -> Iterator[Metric]:
+        yield from self.run_counters()
+        yield from self.state_gauges()
+        yield from self.cluster_gauges()
+
+    def run_counters(self) -> Iterator[Metric]:
+        runs = CounterMetricFamily(
+            "importbeat_runs", "Runs that ended, by import and final status.",
+            labels=[*IMPORT_LABELS, "status"],
+        )  # fmt: skip
+        rows = CounterMetricFamily(
+            "importbeat_rows", "Rows of the runs that ended, by import and kind.",
+            labels=[*IMPORT_LABELS, "kind"],
+        )  # fmt: skip
+        durations = HistogramMetricFamily(
+            "importbeat_run_duration_seconds", "Duration of the runs that ended, by import.",
+            labels=IMPORT_LABELS,
+        )  # fmt: skip
+        per_import: dict[int, dict[str, Any]] = defaultdict(
+            lambda: {"rows": dict.fromkeys(ROW_KINDS, 0), "count": 0, "sum_ms": 0, "buckets": []}
+        )
+        tallies = RunTally.objects.select_related("scheduled_import__owner").order_by(
+            "scheduled_import_id", "status"
+        )
+        imports: dict[int, ScheduledImport] = {}
+        for tally in tallies:
+            imp = imports.setdefault(tally.scheduled_import_id, tally.scheduled_import)
+            runs.add_metric([*import_labels(imp), tally.status], tally.runs)
+            sums = per_import[imp.pk]
+            for kind in ROW_KINDS:
+                sums["rows"][kind] += getattr(tally, f"rows_{kind}")
+            sums["count"] += tally.duration_count
+            sums["sum_ms"] += tally.duration_ms_sum
+            sums["buckets"] = _add(sums["buckets"], tally.duration_buckets)
+        for import_id, sums in per_import.items():
+            labels = import_labels(imports[import_id])
+            for kind, value in sums["rows"].items():
+                rows.add_metric([*labels, kind], value)
+            durations.add_metric(
+                labels, buckets=_cumulative(sums["buckets"]), sum_value=sums["sum_ms"] / 1000
+            )
+        yield from (runs, rows, durations)
+
+    def state_gauges(self) -> Iterator[Metric]:
+        in_progress = GaugeMetricFamily(
+            "importbeat_runs_in_progress", "Runs queued, running or waiting to retry.",
+            labels=["status"],
+        )  # fmt: skip
+        active = dict(
+            ImportRun.objects.filter(status__in=ImportRun.ACTIVE_STATUSES)
+            .values_list("status")
+            .annotate(n=Count("id"))
+        )
+        for status in ImportRun.ACTIVE_STATUSES:
+            in_progress.add_metric([status], active.get(status, 0))
+        imports = GaugeMetricFamily("importbeat_imports", "Imports by status.", labels=["status"])
+        counts = dict(ScheduledImport.objects.values_list("status").annotate(n=Count("id")))
+        for status in ScheduledImport.Status.values:
+            imports.add_metric([status], counts.get(status, 0))
+        failing = GaugeMetricFamily(
+            "importbeat_import_consecutive_failures",
+            "Failed or timed-out runs in a row of each import that is not cancelled.",
+            labels=IMPORT_LABELS,
+        )
+        for imp in ScheduledImport.objects.exclude(
+            status=ScheduledImport.Status.CANCELLED
+        ).select_related("owner"):
+            failing.add_metric(import_labels(imp), imp.consecutive_failures)
+        late = GaugeMetricFamily(
+            "importbeat_imports_late", "Imports with a missed tick not yet made up."
+        )
+        late.add_metric([], overview.late_imports_count())
+        yield from (in_progress, imports, failing, late)
+
+    def cluster_gauges(self) -> Iterator[Metric]:
+        queue = GaugeMetricFamily(
+            "importbeat_queue_depth", "Messages waiting on the broker.", labels=["queue"]
+        )
+        for name, depth in overview.queue_depth().items():
+            if depth is not None:
+                queue.add_metric([name], depth)
+        beat = health.check_beat()
+        leader = GaugeMetricFamily(
+            "importbeat_beat_leader", "1 while a beat holds the leader lease, else 0."
+        )
+        leader.add_metric([], 1 if beat.get("leader") else 0)
+        last_tick = GaugeMetricFamily(
+            "importbeat_beat_last_tick_timestamp_seconds",
+            "When beat last dispatched a tick (Unix time; absent before the first).",
+        )
+        if beat.get("last_tick"):
+            last_tick.add_metric([], beat["last_tick"].timestamp())
+        yield from (queue, leader, last_tick)
+
+
+def _add(left: list[int], right: list[int]) -> list[int]:
+    if not left:
+        return list(right)
+    return [a + b for a, b in zip(left, right, strict=True)]
+
+
+def _cumulative(buckets: list[int]) -> list[tuple[str, float]]:
+    bounds = [str(ms / 1000) for ms in RunTally.DURATION_BOUNDS_MS] + ["+Inf"]
+    counts = buckets or [0] * len(bounds)
+    total, out = 0, []
+    for bound, count in zip(bounds, counts, strict=True):
+        total += count
+        out.append((bound, total))
+    return out
+
+
+# --- the view -------------------------------------------------------------------------------
+
+
+def credentials() -> list[tuple[str, str]]:
+    """FLOWER_BASIC_AUTH as Flower reads it: `user:password`, several separated by commas."""
+    pairs = []
+    for item in settings.FLOWER_BASIC_AUTH.split(","):
+        user, sep, password = item.strip().partition(":")
+        if sep:
+            pairs.append((user, password))
+    return pairs
+
+
+def authorized(request: HttpRequest, allowed: list[tuple[str, str]]) -> bool:
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return False
+    try:
+        user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    # Compare with every pair, in constant time, so the answer's timing tells nothing.
+    matches = [
+        hmac.compare_digest(user.encode(), u.encode())
+        & hmac.compare_digest(password.encode(), p.encode())
+        for u, p in allowed
+    ]
+    return any(matches)
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition; the same credentials as Flower's (open only in development when
+    none are set, like Flower)."""
+    allowed = credentials()
+    if not allowed and not settings.DEBUG:
+        return HttpResponse(
+            "Metrics are off: set FLOWER_BASIC_AUTH (user:password), the credentials they share "
+            "with Flower.\n",
+            status=403,
+            content_type="text/plain",
+        )
+    if allowed and not authorized(request, allowed):
+        response = HttpResponse("Sign in with Flower's credentials.\n", status=401)
+        response["WWW-Authenticate"] = 'Basic realm="importbeat metrics"'
+        return response
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ImportbeatCollector())
+    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,55 @@
+"""The admin's Test source, asked of a worker: it fetches from where the imports fetch, with the
+same rules (tasks.source_check), and schedules never imports tasks (STYLE rule 15)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from celery import current_app
+from celery.exceptions import TimeoutError as CeleryTimeout
+from kombu.exceptions import OperationalError
+
+from .models import ScheduledImport
+
+# Below gunicorn's 30 s worker timeout: the page waits for the answer.
+WAIT_SECONDS = 20
+SHOWN_COLUMNS = 15
+
+
+@dataclass
+class SourceCheck:
+    ok: bool
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    bytes_total: int | None = None
+    problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """One line for the admin's message."""
+        if not self.ok:
+            return "Test source: " + "; ".join(self.problems)
+        shown = ", ".join(self.columns[:SHOWN_COLUMNS])
+        if len(self.columns) > SHOWN_COLUMNS:
+            shown += f", … ({len(self.columns)} in all)"
+        size = f" ({self.bytes_total:,} bytes)" if self.bytes_total is not None else ""
+        first = f"; first row: {', '.join(self.rows[0])}" if self.rows else "; no rows yet"
+        return f"Test source: the file answers{size} with columns {shown}{first}."
+
+
+def check_source(imp: ScheduledImport, wait: float = WAIT_SECONDS) -> SourceCheck:
+    try:
+        result = current_app.send_task("importbeat.check_source", args=[imp.pk])
+    except OperationalError:
+        return SourceCheck(ok=False, problems=["the task queue is unavailable; try again"])
+    try:
+        answer = result.get(timeout=wait, propagate=False)
+        if not result.successful():
+            problem = f"the check failed on the worker ({type(answer).__name__}); see its log"
+            return SourceCheck(ok=False, problems=[problem])
+        return SourceCheck(**answer)
+    except CeleryTimeout:
+        return SourceCheck(
+            ok=False, problems=[f"no worker answered within {wait:g} s; is a worker running?"]
+        )
+    finally:
+        result.forget()

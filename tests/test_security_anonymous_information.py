@@ -5,11 +5,13 @@ Regression: Flower's /metrics answered without credentials (task names, worker h
 pids), and the public health check showed beat's host and pid and the workers' names.
 """
 
+import time
+
 import pytest
 import requests
 from rest_framework.test import APIClient
 
-from project.beat import LEADER_LEASE
+from project.beat import LAST_TICK_KEY, LEADER_LEASE
 from project.devservices import free_port
 from tasks.locks import client
 from tests.api_support import API, client_for
@@ -18,9 +20,11 @@ from tests.conftest import wait_for
 
 @pytest.fixture
 def leader():
+    # A beat leads and has just looked for due imports.
     client().set(LEADER_LEASE, "beat-vm-14365:0123abcd", ex=30)
+    client().set(LAST_TICK_KEY, f"{time.time():.3f}")
     yield
-    client().delete(LEADER_LEASE)
+    client().delete(LEADER_LEASE, LAST_TICK_KEY)
 
 
 @pytest.mark.django_db

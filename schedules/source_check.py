@@ -4,6 +4,7 @@ same rules (tasks.source_check), and schedules never imports tasks (STYLE rule 1
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from celery import current_app
 from celery.exceptions import TimeoutError as CeleryTimeout
@@ -22,7 +23,10 @@ class SourceCheck:
     columns: list[str] = field(default_factory=list)
     rows: list[list[str]] = field(default_factory=list)
     bytes_total: int | None = None
+    key_column_found: bool = False
+    missing_required_columns: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    suggestions: dict[str, str] = field(default_factory=dict)
 
     def summary(self) -> str:
         """One line for the admin's message."""
@@ -37,8 +41,18 @@ class SourceCheck:
 
 
 def check_source(imp: ScheduledImport, wait: float = WAIT_SECONDS) -> SourceCheck:
+    """A saved import's source (the admin's Test source)."""
+    return _ask("importbeat.check_source", [imp.pk], wait)
+
+
+def check_unsaved(fields: dict[str, Any], wait: float = WAIT_SECONDS) -> SourceCheck:
+    """An import's source before it is saved (`POST /imports/check`, `?dry_run=true`)."""
+    return _ask("importbeat.check_source_fields", [fields], wait)
+
+
+def _ask(task: str, args: list[Any], wait: float) -> SourceCheck:
     try:
-        result = current_app.send_task("importbeat.check_source", args=[imp.pk])
+        result = current_app.send_task(task, args=args)
     except OperationalError:
         return SourceCheck(ok=False, problems=["the task queue is unavailable; try again"])
     try:

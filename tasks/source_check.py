@@ -4,6 +4,7 @@ without writing anything. Runs on a worker, where the imports themselves fetch f
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 from typing import Any
@@ -18,27 +19,92 @@ PREVIEW_BYTES = 64 * 1024
 PREVIEW_ROWS = 3
 
 
+# What a check needs of an import, saved or not.
+CHECK_FIELDS = ("source_url", "delimiter", "encoding", "has_header", "key_column", "columns")
+DELIMITERS = ",;\t|"
+
+
 def check_source(import_id: int) -> dict[str, Any]:
-    """{"ok", "columns", "rows" (the first few), "bytes_total", "problems"}."""
+    """A saved import's source (the admin's Test source)."""
     imp = ScheduledImport.objects.filter(pk=import_id).first()
     if imp is None:
         return _refused("the import no longer exists")
+    return inspect_source(imp)
+
+
+def check_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """An import not saved yet (`POST /imports/check`, `?dry_run=true`): the same check."""
+    return inspect_source(ScheduledImport(**{k: v for k, v in fields.items() if k in CHECK_FIELDS}))
+
+
+def inspect_source(imp: ScheduledImport) -> dict[str, Any]:
+    """{"ok", "columns", "rows" (the first few), "bytes_total", "key_column_found",
+    "missing_required_columns", "problems", "suggestions"}: what a run would find."""
     try:
         with fetch.open_source(imp.source_url) as (stream, length):
             head = _read(stream, PREVIEW_BYTES)
         stage.sniff(head)
-        end = stage.first_record_end(head)
-        first = stage.parse_first_record(head[:end] if end else head, imp)
-        layout = stage.layout_for(first, imp)
     except ImportFailed as error:
         return _refused(str(error))
+    suggestions: dict[str, str] = {}
+    end = stage.first_record_end(head)
+    try:
+        first = stage.parse_first_record(head[:end] if end else head, imp)
+    except ImportFailed as error:
+        encoding = _guess_encoding(head)
+        if encoding and encoding != imp.encoding:
+            suggestions["encoding"] = encoding
+        return _refused(str(error), suggestions)
+    problems: list[str] = []
+    try:
+        columns = stage.layout_for(first, imp).names
+    except ImportFailed as error:
+        problems.append(str(error))
+        columns = [name.strip() for name in first] if imp.has_header else []
+    required = [c["name"] for c in imp.columns or [] if c.get("required")]
+    missing = [name for name in required if name not in columns]
+    if problems:
+        delimiter = _guess_delimiter(head, imp)
+        if delimiter and delimiter != imp.delimiter:
+            suggestions["delimiter"] = delimiter
+            problems.append(
+                f"the file looks separated by {delimiter!r}, not {imp.delimiter!r}: "
+                f"set the import's delimiter to {delimiter!r}"
+            )
     return {
-        "ok": True,
-        "columns": layout.names,
+        "ok": not problems,
+        "columns": columns,
         "rows": _first_rows(head, end, imp, complete=len(head) < PREVIEW_BYTES),
         "bytes_total": length,
-        "problems": [],
+        "key_column_found": imp.key_column in columns,
+        "missing_required_columns": missing,
+        "problems": problems,
+        "suggestions": suggestions,
     }
+
+
+def _guess_delimiter(head: bytes, imp: ScheduledImport) -> str | None:
+    """The separator of the first lines, as csv.Sniffer reads them (None when it cannot tell)."""
+    try:
+        text = head[:16384].decode(stage.codec_name(imp.encoding), errors="replace")
+        return csv.Sniffer().sniff(text, delimiters=DELIMITERS).delimiter
+    except (csv.Error, ImportFailed):
+        return None
+
+
+def _guess_encoding(head: bytes) -> str | None:
+    """UTF-8 when the bytes are, a UTF-16 byte-order mark when there is one, else cp1252 (the
+    usual spreadsheet export); None when nothing fits."""
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    for encoding in ("utf-8", "cp1252"):
+        try:
+            # Not final: the preview may end inside a character.
+            codecs.getincrementaldecoder(encoding)().decode(head, final=False)
+        except UnicodeDecodeError:
+            continue
+        return encoding
+    return None
 
 
 def _read(stream: io.RawIOBase, limit: int) -> bytes:
@@ -70,5 +136,14 @@ def _first_rows(head: bytes, end: int | None, imp: ScheduledImport, complete: bo
     return rows
 
 
-def _refused(problem: str) -> dict[str, Any]:
-    return {"ok": False, "columns": [], "rows": [], "bytes_total": None, "problems": [problem]}
+def _refused(problem: str, suggestions: dict[str, str] | None = None) -> dict[str, Any]:
+    return {
+        "ok": False,
+        "columns": [],
+        "rows": [],
+        "bytes_total": None,
+        "key_column_found": False,
+        "missing_required_columns": [],
+        "problems": [problem],
+        "suggestions": suggestions or {},
+    }

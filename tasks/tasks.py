@@ -72,6 +72,12 @@ def check_source(import_id: int) -> dict:
     return source_check.check_source(import_id)
 
 
+@shared_task(name="importbeat.check_source_fields", soft_time_limit=25, time_limit=30)
+def check_source_fields(fields: dict) -> dict:
+    """`POST /imports/check` and `?dry_run=true`: an import not saved yet, checked the same way."""
+    return source_check.check_fields(fields)
+
+
 @shared_task(
     name="importbeat.reconcile_ticks", ignore_result=True, soft_time_limit=120, time_limit=150
 )

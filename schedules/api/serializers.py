@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -117,6 +118,21 @@ class ImportSerializer(serializers.ModelSerializer):
     def update(self, imp: ScheduledImport, validated: dict[str, Any]) -> ScheduledImport:
         dataset = validated.pop("dataset", {}).get("name")
         return self._apply(services.update_import, imp, dataset, validated)
+
+    def preview(self) -> ScheduledImport:
+        """The import as saving would make it, validated by the same rules, not saved."""
+        fields = {k: v for k, v in self.validated_data.items() if k != "dataset"}
+        if self.instance is not None:
+            imp = copy.copy(self.instance)
+        else:
+            imp = ScheduledImport(owner=self.context["request"].user)
+        for name, value in fields.items():
+            setattr(imp, name, value)
+        try:
+            imp.full_clean(exclude=["owner", "dataset", "periodic_task"], validate_unique=False)
+        except DjangoValidationError as error:
+            raise serializers.ValidationError(as_serializer_error(error)) from error
+        return imp
 
     @staticmethod
     def _apply(service, target, dataset: str | None, fields: dict[str, Any]) -> ScheduledImport:
@@ -254,3 +270,23 @@ class StatsSerializer(serializers.Serializer):
     duration_ms = serializers.DictField(child=serializers.FloatField(allow_null=True))
     rows = serializers.DictField(child=serializers.IntegerField())
     daily = serializers.ListField(child=serializers.DictField())
+
+
+class SourceCheckSerializer(serializers.Serializer):
+    """What `POST /imports/check` (and `?dry_run=true`) found at the source; nothing is saved."""
+
+    ok = serializers.BooleanField(help_text="a run would find what the import expects")
+    columns = serializers.ListField(
+        child=serializers.CharField(), help_text="as the file names them"
+    )
+    rows = serializers.ListField(
+        child=serializers.ListField(child=serializers.CharField()),
+        help_text="the first rows, as they would be read",
+    )
+    bytes_total = serializers.IntegerField(allow_null=True, help_text="the file's size, if told")
+    key_column_found = serializers.BooleanField()
+    missing_required_columns = serializers.ListField(child=serializers.CharField())
+    problems = serializers.ListField(child=serializers.CharField())
+    suggestions = serializers.DictField(
+        child=serializers.CharField(), help_text='e.g. {"delimiter": ";"} when it fits better'
+    )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
+from typing import Any
+
 from django.db import DatabaseError
 from django.db.models import Count, QuerySet
 from django.shortcuts import get_object_or_404
@@ -20,7 +23,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from schedules import services, stats
+from schedules import services, source_check, stats
 from schedules.models import Dataset, ImportRun, Record, ScheduledImport
 
 from . import health
@@ -34,9 +37,19 @@ from .serializers import (
     RecordSerializer,
     RunDetailSerializer,
     RunSerializer,
+    SourceCheckSerializer,
     StatsSerializer,
 )
 from .throttles import ManualRunThrottle
+
+# What a source check reads of an import (tasks.source_check.CHECK_FIELDS).
+SOURCE_FIELDS = ("source_url", "delimiter", "encoding", "has_header", "key_column", "columns")
+
+
+def _dry_run(request: Request) -> bool:
+    """`?dry_run=true` on create and update: check the source, save nothing."""
+    return request.query_params.get("dry_run", "").lower() in ("1", "true", "yes")
+
 
 MAX_STATS_DAYS = 366
 
@@ -71,6 +84,45 @@ class ImportViewSet(viewsets.ModelViewSet):
 
     def perform_destroy(self, instance: ScheduledImport) -> None:
         services.delete_import(instance)
+
+    # --- check before save -----------------------------------------------------------------
+
+    @extend_schema(
+        request=ImportSerializer,
+        responses={200: SourceCheckSerializer},
+        description="The create body, checked against its source as a run would read it "
+        "(private addresses, timeouts, size, columns, key and required columns); nothing is "
+        "saved. A worker fetches the file.",
+    )
+    @action(detail=False, methods=["post"], throttle_classes=[ManualRunThrottle])
+    def check(self, request: Request) -> Response:
+        """Check a source before saving: columns, first rows, problems and suggestions."""
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return self._check(serializer)
+
+    def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if not _dry_run(request):
+            return super().create(request, *args, **kwargs)
+        serializer = self.get_serializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        return self._check(serializer)
+
+    def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        if not _dry_run(request):
+            return super().update(request, *args, **kwargs)
+        instance = self.get_object()
+        serializer = self.get_serializer(
+            instance, data=request.data, partial=kwargs.get("partial", False)
+        )
+        serializer.is_valid(raise_exception=True)
+        return self._check(serializer)
+
+    def _check(self, serializer: ImportSerializer) -> Response:
+        imp = serializer.preview()
+        fields = {name: getattr(imp, name) for name in SOURCE_FIELDS}
+        result = source_check.check_unsaved(fields)
+        return Response(SourceCheckSerializer(asdict(result)).data)
 
     def _status_change(self, change) -> Response:
         imp = change(self.get_object())

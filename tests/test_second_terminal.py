@@ -40,7 +40,7 @@ def test_manage_py_in_a_second_terminal_runs_with_the_stacks_settings(alice, csv
         "DATABASE_URL": database_url(),
         "REDIS_URL": os.environ["REDIS_URL"],
         "DJANGO_DEBUG": "1",
-        "ALLOWED_PRIVATE_HOSTS": "127.0.0.1",
+        "ALLOWED_PRIVATE_HOSTS": "127.0.0.1:*",
         "IMPORTBEAT_SERVICES_ENV": str(services_env),
         "IMPORT_ID": str(imp.pk),
     }
@@ -70,7 +70,7 @@ def test_manage_py_in_a_second_terminal_runs_with_the_stacks_settings(alice, csv
     assert ImportRun.objects.get(scheduled_import=imp).status == "succeeded"
     assert "Available subcommands" in result.stdout
     written = (tmp_path / "services.env.seen").read_text()
-    assert "DJANGO_DEBUG=1\n" in written and "ALLOWED_PRIVATE_HOSTS=127.0.0.1\n" in written
+    assert "DJANGO_DEBUG=1\n" in written and "ALLOWED_PRIVATE_HOSTS=127.0.0.1:*\n" in written
     # And the file goes away with the stack
     assert not services_env.exists()
 

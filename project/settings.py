@@ -250,7 +250,11 @@ CELERY_BEAT_SCHEDULE = {
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_AUTHENTICATION_CLASSES": ["knox.auth.TokenAuthentication"],
+    # `Authorization: Token <key>` or `Bearer <key>` (SPEC section 5), the same knox tokens.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "knox.auth.TokenAuthentication",
+        "schedules.api.authentication.BearerTokenAuthentication",
+    ],
 }
 # API tokens: django-rest-knox stores only a hash of each token; a user may hold several and
 # revoke each one. https://jazzband.github.io/django-rest-knox/settings/

@@ -204,7 +204,17 @@ class ScheduledImport(models.Model):
     def clean(self) -> None:
         from schedules.validation import validate_import_fields
 
+        self.drop_other_schedule()
         validate_import_fields(self)
+
+    def drop_other_schedule(self) -> None:
+        """Forget the fields of the schedule type not in use: an import switched from cron to
+        interval would otherwise go on showing (and, switched back, silently reuse) the old
+        cron expression. Every surface validates through clean(), so all of them do this."""
+        if self.schedule_type == self.ScheduleType.INTERVAL:
+            self.cron_expression = ""
+        elif self.schedule_type == self.ScheduleType.CRON:
+            self.interval_seconds = None
 
     # --- django-celery-beat ---------------------------------------------------------------
 

@@ -12,8 +12,17 @@ from django_filters.fields import IsoDateTimeField
 from schedules.models import ImportRun, ScheduledImport
 
 
+def naming_choices(choices: list[tuple[str, str]]) -> dict[str, dict[str, str]]:
+    """Field arguments so that a wrong value is told the valid ones (Django's "Select a valid
+    choice" does not list them)."""
+    valid = ", ".join(value for value, _ in choices)
+    return {"error_messages": {"invalid_choice": f"%(value)s is not one of: {valid}"}}
+
+
 class ImportFilter(django_filters.FilterSet):
-    status = django_filters.ChoiceFilter(choices=ScheduledImport.Status.choices)
+    status = django_filters.ChoiceFilter(
+        choices=ScheduledImport.Status.choices, **naming_choices(ScheduledImport.Status.choices)
+    )
     dataset = django_filters.CharFilter(field_name="dataset__name", max_length=100)
     search = django_filters.CharFilter(
         method="filter_search", max_length=200, help_text="in name, description and source URL"
@@ -50,8 +59,12 @@ class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
 
 
 class RunFilter(django_filters.FilterSet):
-    status = django_filters.MultipleChoiceFilter(choices=ImportRun.Status.choices)
-    trigger = django_filters.MultipleChoiceFilter(choices=ImportRun.Trigger.choices)
+    status = django_filters.MultipleChoiceFilter(
+        choices=ImportRun.Status.choices, **naming_choices(ImportRun.Status.choices)
+    )
+    trigger = django_filters.MultipleChoiceFilter(
+        choices=ImportRun.Trigger.choices, **naming_choices(ImportRun.Trigger.choices)
+    )
     since = UtcDateTimeFilter(
         field_name="queued_at", lookup_expr="gte", help_text="queued at or after (ISO 8601)"
     )

@@ -33,11 +33,24 @@ def _reject_nul(value: Any) -> None:
             _reject_nul(item)
 
 
+class ChoiceField(serializers.ChoiceField):
+    """A choice that, given anything else, names the valid ones (DRF's says only "not valid")."""
+
+    default_error_messages = {
+        "invalid_choice": '"{input}" is not a valid choice; use one of: {choices}.'
+    }
+
+    def fail(self, key: str, **kwargs: Any) -> None:
+        if key == "invalid_choice":
+            kwargs["choices"] = ", ".join(map(str, self.choice_strings_to_values))
+        super().fail(key, **kwargs)
+
+
 class ColumnSerializer(serializers.Serializer):
     """Documents one entry of `columns` (validated as a whole by schedules.validation)."""
 
     name = serializers.CharField()
-    type = serializers.ChoiceField(
+    type = ChoiceField(
         choices=["text", "int", "decimal", "bool", "date", "datetime"], default="text"
     )
     required = serializers.BooleanField(default=False)
@@ -49,6 +62,7 @@ class ColumnsField(serializers.JSONField):
 
 
 class ImportSerializer(serializers.ModelSerializer):
+    serializer_choice_field = ChoiceField
     dataset = serializers.SlugField(
         max_length=100, source="dataset.name", help_text="where the rows land (created if new)"
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db import DatabaseError
 from django.db.models import Count, QuerySet
-from django.shortcuts import get_object_or_404
+from django.http import Http404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -50,7 +50,29 @@ def owned(queryset: QuerySet, request: Request, owner_path: str) -> QuerySet:
 
 def import_for(request: Request, pk: int) -> ScheduledImport:
     """An import the user may see, or 404 (another user's id is indistinguishable from none)."""
-    return get_object_or_404(owned(ScheduledImport.objects.all(), request, "owner"), pk=pk)
+    found = owned(ScheduledImport.objects.all(), request, "owner").filter(pk=pk).first()
+    if found is None:
+        raise not_found("import", pk)
+    return found
+
+
+def not_found(noun: str, key: object) -> NotFound:
+    """A 404 in the product's words ("import 12 not found"), never a model's class name."""
+    return NotFound(f"{noun} {key} not found")
+
+
+class NamedNotFound:
+    """get_object() whose 404 names what was looked for; `noun` says what the view serves."""
+
+    noun: str
+
+    def get_object(self):
+        try:
+            return super().get_object()
+        except Http404:
+            raise not_found(
+                self.noun, self.kwargs[self.lookup_url_kwarg or self.lookup_field]
+            ) from None
 
 
 class StatsQuery(serializers.Serializer):
@@ -58,7 +80,8 @@ class StatsQuery(serializers.Serializer):
 
 
 @extend_schema(tags=["imports"])
-class ImportViewSet(viewsets.ModelViewSet):
+class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
+    noun = "import"
     queryset = ScheduledImport.objects.none()  # for the schema; requests use get_queryset()
     serializer_class = ImportSerializer
     filterset_class = ImportFilter
@@ -161,7 +184,8 @@ class ImportRunsView(generics.ListAPIView):
 
 
 @extend_schema(tags=["runs"])
-class RunViewSet(viewsets.ReadOnlyModelViewSet):
+class RunViewSet(NamedNotFound, viewsets.ReadOnlyModelViewSet):
+    noun = "run"
     queryset = ImportRun.objects.none()  # for the schema; requests use get_queryset()
     filterset_class = AllRunsFilter
     lookup_value_regex = r"\d+"
@@ -218,7 +242,7 @@ def dataset_for(request: Request, name: str, queryset: QuerySet[Dataset]) -> Dat
             {"owner": [f"several users have a dataset {name!r}: say whose with ?owner="]}
         )
     if not found:
-        raise NotFound(f"no dataset {name!r}")
+        raise not_found("dataset", repr(name))
     return found[0]
 
 

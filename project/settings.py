@@ -281,7 +281,7 @@ REST_FRAMEWORK.update(
         "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
         "DEFAULT_PAGINATION_CLASS": "schedules.api.pagination.PageNumberPagination",
         "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50),
-        "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+        "DEFAULT_FILTER_BACKENDS": ["schedules.api.filters.StrictFilterBackend"],
         "EXCEPTION_HANDLER": "schedules.api.errors.exception_handler",
         "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
         # DRF's JSON parser with a nesting limit (a deeply nested body was a 500).

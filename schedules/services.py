@@ -106,6 +106,35 @@ def mark_datasets_changed(dataset_ids: Iterable[int]) -> None:
     Dataset.objects.filter(pk__in=list(dataset_ids)).update(applied_digest="", applied_run=None)
 
 
+class DatasetInUse(Exception):
+    """A dataset that imports still write to cannot be deleted."""
+
+    def __init__(self, imports: Sequence[ScheduledImport]) -> None:
+        names = ", ".join(f"{imp.pk} ({imp.name})" for imp in imports)
+        super().__init__(
+            f"imports still write to this dataset: {names}; delete them or move them to "
+            "another dataset first"
+        )
+        self.imports = list(imports)
+
+
+def delete_dataset(dataset: Dataset) -> int:
+    """Delete a dataset and its records; refused while an import writes to it.
+
+    The dataset row is locked first, as a merge locks it before it touches records, so a
+    deletion waits for a merge in progress instead of racing it. Returns the records deleted.
+    """
+    with transaction.atomic():
+        if not lock_datasets([dataset.pk]):
+            return 0
+        writers = list(dataset.imports.order_by("pk"))
+        if writers:
+            raise DatasetInUse(writers)
+        records, _ = Record.objects.filter(dataset=dataset).delete()
+        dataset.delete()
+    return records
+
+
 def create_import(owner: AbstractBaseUser, *, dataset: str, **fields: Any) -> ScheduledImport:
     """Validate and create an import with its dataset and its beat entry."""
     imp = ScheduledImport(owner=owner, dataset=get_or_create_dataset(owner, dataset), **fields)

@@ -33,6 +33,8 @@ OBJECT_ENDPOINTS = [
     ("get", "/runs/{run}/", None),
     ("get", "/datasets/alice-data/", None),
     ("get", "/datasets/alice-data/records/", None),
+    ("get", "/datasets/alice-data/export", None),
+    ("delete", "/datasets/alice-data/", None),
 ]
 IDS = [f"{m} {p}" for m, p, _ in OBJECT_ENDPOINTS]
 
@@ -53,6 +55,7 @@ def test_another_users_object_answers_404_and_stays_untouched(alices, bob, metho
     imp.refresh_from_db()
     assert (imp.status, imp.description, imp.name) == ("active", "", "products")
     assert imp.runs.count() == 1
+    assert imp.dataset.records.count() == 1
 
 
 @pytest.mark.parametrize("path", ["/imports/", "/runs/", "/datasets/"])
@@ -83,7 +86,7 @@ def staff(django_user_model):
 @pytest.mark.parametrize(
     "path",
     ["/imports/{imp}/", "/imports/{imp}/runs/", "/imports/{imp}/stats/", "/runs/{run}/",
-     "/datasets/alice-data/", "/datasets/alice-data/records/"],
+     "/datasets/alice-data/", "/datasets/alice-data/records/", "/datasets/alice-data/export"],
 )  # fmt: skip
 def test_staff_read_everyones_objects(alices, staff, path):
     imp, run = alices
@@ -105,7 +108,7 @@ def test_staff_lists_hold_everyones(alices, bob, staff):
 @pytest.mark.parametrize(
     ("method", "path"),
     [("patch", "/imports/{imp}/"), ("delete", "/imports/{imp}/"), ("post", "/imports/{imp}/pause"),
-     ("post", "/imports/{imp}/run")],
+     ("post", "/imports/{imp}/run"), ("delete", "/datasets/alice-data/")],
 )  # fmt: skip
 def test_staff_cannot_change_another_users_import_through_the_api(alices, staff, method, path):
     imp, _ = alices
@@ -115,6 +118,7 @@ def test_staff_cannot_change_another_users_import_through_the_api(alices, staff,
     assert response.status_code == 403
     assert "staff" in response.json()["detail"]
     assert ScheduledImport.objects.get(pk=imp.pk).status == "active"
+    assert imp.dataset.records.count() == 1
 
 
 def test_staff_pick_a_dataset_by_owner_when_names_collide(alices, bob, staff):

@@ -61,6 +61,24 @@ class ColumnsField(serializers.JSONField):
     """`columns` as given (schedules.validation checks it), documented as a list of columns."""
 
 
+class ActiveRunSerializer(serializers.ModelSerializer):
+    """A run in brief: what an import shows of its run in progress (the full run, RunSerializer,
+    is at `/runs/{id}/`)."""
+
+    progress = serializers.SerializerMethodField(
+        help_text="bytes_read / bytes_total while running (null when the size is unknown)"
+    )
+
+    class Meta:
+        model = ImportRun
+        fields = ["id", "status", "attempts", "queued_at", "started_at", "progress"]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.FLOAT)
+    def get_progress(self, run: ImportRun) -> float | None:
+        return progress.fraction(run)
+
+
 class ImportSerializer(serializers.ModelSerializer):
     serializer_choice_field = ChoiceField
     dataset = serializers.SlugField(
@@ -74,6 +92,10 @@ class ImportSerializer(serializers.ModelSerializer):
     late = serializers.SerializerMethodField(
         help_text="a tick was missed, or the next one is overdue past the grace period"
     )
+    active_run = serializers.SerializerMethodField(
+        help_text="the run queued, running or retrying now, if any: one call tells whether the "
+        "import is running"
+    )
 
     class Meta:
         model = ScheduledImport
@@ -86,7 +108,7 @@ class ImportSerializer(serializers.ModelSerializer):
             "timeout_seconds", "overlap", "catchup", "alert_after_failures", "callback_url",
             "status", "total_runs", "successful_runs", "partial_runs", "failed_runs",
             "consecutive_failures", "success_rate", "last_run_at", "last_run_status", "late",
-            "late_since", "missed_ticks", "created_at", "updated_at",
+            "late_since", "missed_ticks", "active_run", "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = [
             "status", "total_runs", "successful_runs", "partial_runs", "failed_runs",
@@ -96,6 +118,14 @@ class ImportSerializer(serializers.ModelSerializer):
 
     def get_late(self, imp: ScheduledImport) -> bool:
         return imp.is_late()
+
+    @extend_schema_field(ActiveRunSerializer(allow_null=True))
+    def get_active_run(self, imp: ScheduledImport) -> dict[str, Any] | None:
+        # Lists prefetch it (ImportViewSet.get_queryset); a single import asks once.
+        runs = getattr(imp, "active_runs", None)
+        if runs is None:
+            runs = list(imp.runs.filter(status__in=ImportRun.ACTIVE_STATUSES).order_by("-pk")[:1])
+        return ActiveRunSerializer(runs[0]).data if runs else None
 
     @extend_schema_field(serializers.ListField(child=serializers.DateTimeField()))
     def get_next_runs(self, imp: ScheduledImport) -> list[str]:
@@ -159,13 +189,10 @@ def _check_nul(data: Any) -> None:
             raise serializers.ValidationError(errors)
 
 
-class RunSerializer(serializers.ModelSerializer):
+class RunSerializer(ActiveRunSerializer):
     import_id = serializers.IntegerField(source="scheduled_import_id", read_only=True)
     import_name = serializers.CharField(source="scheduled_import.name", read_only=True)
     triggered_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    progress = serializers.SerializerMethodField(
-        help_text="bytes_read / bytes_total while running (null when the size is unknown)"
-    )
 
     class Meta:
         model = ImportRun
@@ -177,10 +204,6 @@ class RunSerializer(serializers.ModelSerializer):
             "celery_task_id", "file_digest",
         ]  # fmt: skip
         read_only_fields = fields
-
-    @extend_schema_field(OpenApiTypes.FLOAT)
-    def get_progress(self, run: ImportRun) -> float | None:
-        return progress.fraction(run)
 
 
 class RunDetailSerializer(RunSerializer):
@@ -209,6 +232,11 @@ class ActiveRunConflictSerializer(serializers.Serializer):
     detail = serializers.CharField()
     active_run_id = serializers.IntegerField()
     active_run = RunSerializer()
+
+
+class DatasetInUseSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    imports = serializers.ListField(child=serializers.IntegerField(), help_text="their ids")
 
 
 class DatasetSerializer(serializers.ModelSerializer):

@@ -27,6 +27,11 @@ urlpatterns = [
         views.RecordListView.as_view(),
         name="dataset-records",
     ),
+    re_path(
+        r"^datasets/(?P<name>[-a-zA-Z0-9_]+)/export/?$",
+        views.RecordExportView.as_view(),
+        name="dataset-export",
+    ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
     path("", include(router.urls)),

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from django.db import DatabaseError
-from django.db.models import Count, QuerySet
-from django.http import Http404
+import csv
+import json
+from collections.abc import Iterator
+
+from django.db import DatabaseError, connection
+from django.db.models import Count, Prefetch, QuerySet
+from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -24,11 +28,12 @@ from schedules import services, stats
 from schedules.models import Dataset, ImportRun, Record, ScheduledImport
 
 from . import health
-from .filters import AllRunsFilter, ImportFilter, RunFilter
+from .filters import AllRunsFilter, ImportFilter, RecordFilter, RunFilter
 from .pagination import RecordCursorPagination
 from .permissions import OwnerMayChange
 from .serializers import (
     ActiveRunConflictSerializer,
+    DatasetInUseSerializer,
     DatasetSerializer,
     ImportSerializer,
     RecordSerializer,
@@ -88,8 +93,14 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
     permission_classes = [IsAuthenticated, OwnerMayChange]
     lookup_value_regex = r"\d+"
 
+    # Query parameters an action reads itself (see filters.StrictFilterBackend).
+    extra_query_params: tuple[str, ...] = ()
+
     def get_queryset(self) -> QuerySet[ScheduledImport]:
-        queryset = ScheduledImport.objects.select_related("owner", "dataset")
+        active = ImportRun.objects.filter(status__in=ImportRun.ACTIVE_STATUSES).order_by("-pk")
+        queryset = ScheduledImport.objects.select_related("owner", "dataset").prefetch_related(
+            Prefetch("runs", queryset=active, to_attr="active_runs")
+        )
         return owned(queryset, self.request, "owner").order_by("id")
 
     def perform_destroy(self, instance: ScheduledImport) -> None:
@@ -157,7 +168,13 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
         parameters=[StatsQuery],
         responses=StatsSerializer,
     )
-    @action(detail=True, methods=["get"], filterset_class=None, pagination_class=None)
+    @action(
+        detail=True,
+        methods=["get"],
+        filterset_class=None,
+        pagination_class=None,
+        extra_query_params=("days",),
+    )
     def stats(self, request: Request, pk: str) -> Response:
         """Totals per status, success rate, average and p95 duration, rows, per-day series."""
         imp = self.get_object()
@@ -205,13 +222,41 @@ OWNER_PARAMETER = OpenApiParameter(
 )
 
 
-@extend_schema_view(retrieve=extend_schema(parameters=[OWNER_PARAMETER]))
+@extend_schema_view(
+    retrieve=extend_schema(parameters=[OWNER_PARAMETER]),
+    destroy=extend_schema(
+        parameters=[OWNER_PARAMETER],
+        responses={
+            204: None,
+            409: OpenApiResponse(DatasetInUseSerializer, "imports still write to it"),
+        },
+    ),
+)
 @extend_schema(tags=["datasets"])
-class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class DatasetViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
     queryset = Dataset.objects.none()  # for the schema; requests use get_queryset()
     serializer_class = DatasetSerializer
+    permission_classes = [IsAuthenticated, OwnerMayChange]
     lookup_field = "name"
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
+    extra_query_params = ("owner",)
+
+    def destroy(self, request: Request, name: str) -> Response:
+        """Delete the dataset and its records; 409 naming the imports that still write to it."""
+        dataset = self.get_object()
+        try:
+            services.delete_dataset(dataset)
+        except services.DatasetInUse as in_use:
+            return Response(
+                {"detail": str(in_use), "imports": [imp.pk for imp in in_use.imports]},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     def get_queryset(self) -> QuerySet[Dataset]:
         queryset = (
@@ -222,7 +267,11 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return owned(queryset, self.request, "owner").order_by("name", "id")
 
     def get_object(self) -> Dataset:
-        return dataset_for(self.request, self.kwargs["name"], self.get_queryset())
+        dataset = dataset_for(
+            self.request, self.kwargs["name"], self.filter_queryset(self.get_queryset())
+        )
+        self.check_object_permissions(self.request, dataset)
+        return dataset
 
 
 def dataset_for(request: Request, name: str, queryset: QuerySet[Dataset]) -> Dataset:
@@ -254,12 +303,72 @@ class RecordListView(generics.ListAPIView):
 
     serializer_class = RecordSerializer
     pagination_class = RecordCursorPagination
-    filterset_class = None
+    filterset_class = RecordFilter
+    extra_query_params = ("owner",)
 
     def get_queryset(self) -> QuerySet[Record]:
         datasets = owned(Dataset.objects.all(), self.request, "owner")
-        dataset = dataset_for(self.request, self.kwargs["name"], datasets)
-        return dataset.records.all()
+        self.dataset = dataset_for(self.request, self.kwargs["name"], datasets)
+        return self.dataset.records.all()
+
+
+@extend_schema(tags=["datasets"], parameters=[OWNER_PARAMETER])
+class RecordExportView(RecordListView):
+    """The dataset's records as CSV, streamed (any size); the same filters as the records."""
+
+    pagination_class = None
+
+    def perform_content_negotiation(self, request: Request, force: bool = False):
+        # The records go out as CSV whatever the Accept header says; errors stay JSON.
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    def get(self, request: Request, name: str) -> StreamingHttpResponse:
+        records = self.filter_queryset(self.get_queryset())
+        response = StreamingHttpResponse(
+            export_rows(records, self.dataset), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{self.dataset.name}.csv"'
+        return response
+
+
+class _Echo:
+    """A file whose write() returns the line, for csv.writer feeding a streamed response."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def export_rows(records: QuerySet[Record], dataset: Dataset) -> Iterator[str]:
+    """CSV lines of `records`: a header of every field the dataset holds (its imports' key
+    columns first, the rest by name), then one line per record, read by a server-side cursor
+    so memory stays flat however large the dataset."""
+    keys = {imp.key_column for imp in dataset.imports.all()}
+    header = sorted(dataset_fields(dataset), key=lambda name: (name not in keys, name))
+    writer = csv.writer(_Echo())
+    yield writer.writerow(header)
+    for (data,) in records.order_by("id").values_list("data").iterator(chunk_size=2000):
+        yield writer.writerow([_cell(data.get(name)) for name in header])
+
+
+def dataset_fields(dataset: Dataset) -> list[str]:
+    """Every field name the dataset's records hold (files change their columns over time)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT jsonb_object_keys(data) FROM {Record._meta.db_table}"
+            " WHERE dataset_id = %s",
+            [dataset.pk],
+        )
+        return [name for (name,) in cursor.fetchall()]
+
+
+def _cell(value: object) -> str:
+    """A stored JSON value as CSV text: null is empty, booleans are true/false as in JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, bool | dict | list):
+        return json.dumps(value)
+    return str(value)
 
 
 class HealthSerializer(serializers.Serializer):

@@ -207,7 +207,7 @@ class ScheduledImportAdmin(admin.ModelAdmin):
     def resume(self, request: HttpRequest, queryset: QuerySet[ScheduledImport]) -> None:
         self._each(request, queryset, services.resume_import, "Resumed")
 
-    @admin.action(description="Cancel (stop scheduling, cancel queued runs)")
+    @admin.action(description="Cancel (stop scheduling, cancel queued and retrying runs)")
     def cancel(self, request: HttpRequest, queryset: QuerySet[ScheduledImport]) -> None:
         self._each(request, queryset, services.cancel_import, "Cancelled")
 
@@ -282,6 +282,38 @@ class ImportRunAdmin(admin.ModelAdmin):
     @admin.display(description="owner")
     def owner(self, run: ImportRun) -> str:
         return run.scheduled_import.owner.get_username()
+
+    actions = ("cancel_runs", "retry_runs")
+
+    @admin.action(description="Cancel (a running one stops at its next safe point)")
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[ImportRun]) -> None:
+        done, refused = 0, []
+        for run in queryset:
+            try:
+                services.cancel_run(run, user=request.user)
+                done += 1
+            except services.RunNotActionable as error:
+                refused.append(str(error))
+        self._report(request, f"Cancelled {done} run(s).", done, refused)
+
+    @admin.action(description="Retry now (failed or timed-out runs)")
+    def retry_runs(self, request: HttpRequest, queryset: QuerySet[ImportRun]) -> None:
+        done, refused = 0, []
+        for run in queryset.select_related("scheduled_import"):
+            try:
+                services.retry_run(run, user=request.user, trigger=ImportRun.Trigger.MANUAL)
+                done += 1
+            except services.RunAlreadyActive as conflict:
+                refused.append(f"run {run.pk}: {conflict}")
+            except (services.RunNotActionable, services.BrokerUnavailable) as error:
+                refused.append(f"run {run.pk}: {error}")
+        self._report(request, f"Queued {done} retry run(s).", done, refused)
+
+    def _report(self, request: HttpRequest, done_text: str, done: int, refused: list[str]) -> None:
+        if done:
+            self.message_user(request, done_text, messages.SUCCESS)
+        if refused:
+            self.message_user(request, "Not done: " + "; ".join(refused), messages.WARNING)
 
     @admin.display(description="error")
     def errors(self, run: ImportRun) -> str:

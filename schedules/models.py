@@ -361,6 +361,14 @@ class ImportRun(models.Model):
     # attempt afterwards (a database blip while finishing, a lost worker), never failed and
     # never imported again (which would count every row it wrote as unchanged).
     rows_committed_at = models.DateTimeField(null=True, blank=True)
+    # A cancel asked of a running attempt (`POST /runs/{id}/cancel`, the admin): the worker
+    # reads it at its next safe point (a progress report, the start of the merge) and ends
+    # the run `cancelled`; a merge already committed is not undone.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    # The failed or timed-out run this one retries (`POST /runs/{id}/retry`, the admin).
+    retry_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries"
+    )
 
     class Meta:
         ordering = ["-queued_at", "-id"]

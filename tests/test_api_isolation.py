@@ -31,6 +31,8 @@ OBJECT_ENDPOINTS = [
     ("get", "/imports/{imp}/runs/", None),
     ("get", "/imports/{imp}/stats/", None),
     ("get", "/runs/{run}/", None),
+    ("post", "/runs/{run}/cancel", None),
+    ("post", "/runs/{run}/retry", None),
     ("get", "/datasets/alice-data/", None),
     ("get", "/datasets/alice-data/records/", None),
     ("get", "/datasets/alice-data/export", None),
@@ -108,17 +110,21 @@ def test_staff_lists_hold_everyones(alices, bob, staff):
 @pytest.mark.parametrize(
     ("method", "path"),
     [("patch", "/imports/{imp}/"), ("delete", "/imports/{imp}/"), ("post", "/imports/{imp}/pause"),
-     ("post", "/imports/{imp}/run"), ("delete", "/datasets/alice-data/")],
+     ("post", "/imports/{imp}/run"), ("delete", "/datasets/alice-data/"),
+     ("post", "/runs/{run}/retry"), ("post", "/runs/{run}/cancel")],
 )  # fmt: skip
 def test_staff_cannot_change_another_users_import_through_the_api(alices, staff, method, path):
-    imp, _ = alices
+    imp, run = alices
 
-    response = getattr(client_for(staff), method)(API + path.format(imp=imp.pk), {}, format="json")
+    response = getattr(client_for(staff), method)(
+        API + path.format(imp=imp.pk, run=run.pk), {}, format="json"
+    )
 
     assert response.status_code == 403
     assert "staff" in response.json()["detail"]
     assert ScheduledImport.objects.get(pk=imp.pk).status == "active"
     assert imp.dataset.records.count() == 1
+    assert list(imp.runs.values_list("status", flat=True)) == ["failed"]
 
 
 def test_staff_pick_a_dataset_by_owner_when_names_collide(alices, bob, staff):

@@ -201,7 +201,7 @@ class RunSerializer(ActiveRunSerializer):
             "status", "queued_at", "started_at", "finished_at", "duration_ms", "attempts",
             "rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "rows_deleted",
             "rows_failed", "bytes_read", "bytes_total", "progress", "error_message", "worker",
-            "celery_task_id", "file_digest",
+            "celery_task_id", "file_digest", "cancel_requested_at", "retry_of",
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from django.db import DatabaseError, connection
 from django.db.models import Count, Prefetch, QuerySet
@@ -80,6 +80,41 @@ class NamedNotFound:
             ) from None
 
 
+def queued_run(enqueue: Callable[[], ImportRun]) -> Response:
+    """The answer to a request that queues a run (trigger, retry): 202 with the run, 409 naming
+    the run already active, 503 when the broker did not take it."""
+    try:
+        queued = enqueue()
+    except services.RunAlreadyActive as conflict:
+        return Response(
+            {
+                "detail": str(conflict),
+                "active_run_id": conflict.run.pk,
+                "active_run": RunSerializer(conflict.run).data,
+            },
+            status=status.HTTP_409_CONFLICT,
+        )
+    except services.BrokerUnavailable:
+        retry_after = services.BROKER_RETRY_AFTER_SECONDS
+        return Response(
+            {
+                "detail": "The task queue is unavailable, so no run was queued; "
+                f"try again in {retry_after} seconds."
+            },
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(retry_after)},
+        )
+    return Response(RunSerializer(queued).data, status=status.HTTP_202_ACCEPTED)
+
+
+QUEUED_RUN_RESPONSES = {
+    202: RunSerializer,
+    409: OpenApiResponse(ActiveRunConflictSerializer, "a run is queued or running"),
+    503: OpenApiResponse(description="the task queue is unavailable; see Retry-After"),
+    429: OpenApiResponse(description="too many manual runs; see Retry-After"),
+}
+
+
 class StatsQuery(serializers.Serializer):
     days = serializers.IntegerField(min_value=1, max_value=MAX_STATS_DAYS, default=30)
 
@@ -128,41 +163,14 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
         """Cancel: no more scheduled runs; queued runs are cancelled (a running one finishes)."""
         return self._status_change(services.cancel_import)
 
-    @extend_schema(
-        request=None,
-        responses={
-            202: RunSerializer,
-            409: OpenApiResponse(ActiveRunConflictSerializer, "a run is queued or running"),
-            503: OpenApiResponse(description="the task queue is unavailable; see Retry-After"),
-            429: OpenApiResponse(description="too many manual runs; see Retry-After"),
-        },
-    )
+    @extend_schema(request=None, responses=QUEUED_RUN_RESPONSES)
     @action(detail=True, methods=["post"], throttle_classes=[ManualRunThrottle])
     def run(self, request: Request, pk: str) -> Response:
         """Trigger a run now: 202 with the queued run, or 409 naming the active one."""
         imp = self.get_object()
-        try:
-            queued = services.enqueue_run(imp, trigger=ImportRun.Trigger.API, user=request.user)
-        except services.RunAlreadyActive as conflict:
-            return Response(
-                {
-                    "detail": str(conflict),
-                    "active_run_id": conflict.run.pk,
-                    "active_run": RunSerializer(conflict.run).data,
-                },
-                status=status.HTTP_409_CONFLICT,
-            )
-        except services.BrokerUnavailable:
-            retry_after = services.BROKER_RETRY_AFTER_SECONDS
-            return Response(
-                {
-                    "detail": "The task queue is unavailable, so no run was queued; "
-                    f"try again in {retry_after} seconds."
-                },
-                status=status.HTTP_503_SERVICE_UNAVAILABLE,
-                headers={"Retry-After": str(retry_after)},
-            )
-        return Response(RunSerializer(queued).data, status=status.HTTP_202_ACCEPTED)
+        return queued_run(
+            lambda: services.enqueue_run(imp, trigger=ImportRun.Trigger.API, user=request.user)
+        )
 
     @extend_schema(
         parameters=[StatsQuery],
@@ -206,6 +214,41 @@ class RunViewSet(NamedNotFound, viewsets.ReadOnlyModelViewSet):
     queryset = ImportRun.objects.none()  # for the schema; requests use get_queryset()
     filterset_class = AllRunsFilter
     lookup_value_regex = r"\d+"
+    permission_classes = [IsAuthenticated, OwnerMayChange]
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: RunDetailSerializer,
+            409: OpenApiResponse(description="the run is over: nothing to cancel"),
+        },
+    )
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def cancel(self, request: Request, pk: str) -> Response:
+        """Cancel a queued, running or retrying run. A waiting one ends at once; a running one
+        is asked to stop (`cancel_requested_at`) and ends `cancelled` at its next safe point,
+        before its merge commits, so the dataset is left as it was."""
+        try:
+            run = services.cancel_run(self.get_object(), user=request.user)
+        except services.RunNotActionable as refused:
+            return Response({"detail": str(refused)}, status=status.HTTP_409_CONFLICT)
+        return Response(RunDetailSerializer(run, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=None, responses=QUEUED_RUN_RESPONSES)
+    @action(
+        detail=True,
+        methods=["post"],
+        filterset_class=None,
+        throttle_classes=[ManualRunThrottle],
+    )
+    def retry(self, request: Request, pk: str) -> Response:
+        """Run a failed or timed-out run's import again now: 202 with the new run (`retry_of`
+        names this one); 409 when this run did not fail or another run is active."""
+        run = self.get_object()
+        try:
+            return queued_run(lambda: services.retry_run(run, user=request.user))
+        except services.RunNotActionable as refused:
+            return Response({"detail": str(refused)}, status=status.HTTP_409_CONFLICT)
 
     def get_queryset(self) -> QuerySet[ImportRun]:
         queryset = ImportRun.objects.select_related("scheduled_import", "triggered_by")

@@ -42,6 +42,9 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "axes",
+    # Who changed an import, when and what (schedules/history.py).
+    # https://django-auditlog.readthedocs.io/
+    "auditlog",
     "schedules.apps.SchedulesConfig",
     "tasks.apps.TasksConfig",
 ]
@@ -53,6 +56,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Records who (also an API token's user) and which surface made each change of an import.
+    "schedules.history.ChangeContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Before the JSON errors, so that it sees the answer to a locked-out login and replaces it

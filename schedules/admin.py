@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from auditlog.mixins import AuditlogHistoryAdminMixin
 from django.contrib import admin, messages
 from django.db.models import QuerySet, Subquery
 from django.http import HttpRequest
@@ -58,7 +59,9 @@ class RecentRunsInline(admin.TabularInline):
 
 
 @admin.register(ScheduledImport)
-class ScheduledImportAdmin(admin.ModelAdmin):
+class ScheduledImportAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
+    # An "Audit log" column: who changed each import, when, and what (schedules.history).
+    show_auditlog_history_link = True
     form = ScheduledImportAdminForm
     list_display = (
         "name", "owner", "schedule", "status", "last_result", "next_run_at", "lateness", "success",

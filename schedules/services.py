@@ -29,7 +29,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from . import alerts
+from . import alerts, history
 from .models import Dataset, ImportRun, Record, ScheduledImport
 
 logger = logging.getLogger("importbeat.runs")
@@ -226,6 +226,9 @@ def enqueue_run(
         with contextlib.suppress(DatabaseError):
             ImportRun.objects.filter(pk=run.pk, status=ImportRun.Status.QUEUED).delete()
         raise
+    event = "run retried" if retry_of is not None else "run triggered"
+    details = {"retry_of": retry_of.pk} if retry_of is not None else {}
+    history.record_event(imp, event, user, run=run.pk, **details)
     return run
 
 
@@ -255,6 +258,7 @@ def cancel_run(run: ImportRun, user: AbstractBaseUser | None = None) -> ImportRu
         else:
             raise RunNotActionable(f"run {run.pk} is {locked.status}: only a queued, running "
                                    "or retrying run can be cancelled")  # fmt: skip
+    history.record_event(locked.scheduled_import, "run cancelled", user, run=locked.pk)
     logger.info("run cancel import=%s run=%s status=%s%s", locked.scheduled_import_id, locked.pk,
                 locked.status, by)  # fmt: skip
     return locked

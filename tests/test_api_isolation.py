@@ -30,6 +30,7 @@ OBJECT_ENDPOINTS = [
     ("post", "/imports/{imp}/run", None),
     ("get", "/imports/{imp}/runs/", None),
     ("get", "/imports/{imp}/stats/", None),
+    ("get", "/imports/{imp}/history/", None),
     ("get", "/runs/{run}/", None),
     ("post", "/runs/{run}/cancel", None),
     ("post", "/runs/{run}/retry", None),

@@ -266,6 +266,22 @@ class RecordSerializer(serializers.ModelSerializer):
         return f"{record.content_hash & 0xFFFF_FFFF_FFFF_FFFF:016x}"
 
 
+class HistoryEntrySerializer(serializers.Serializer):
+    """One change of an import (schedules.history)."""
+
+    at = serializers.DateTimeField()
+    by = serializers.CharField(allow_null=True, help_text="the user; null for the system")
+    via = serializers.CharField(help_text="api, admin, command or system")
+    action = serializers.CharField(
+        help_text="created, updated, paused, resumed, cancelled, deleted, run triggered, "
+        "run retried, run cancelled"
+    )
+    changes = serializers.DictField(
+        child=serializers.DictField(allow_null=True), help_text="{field: {from, to}}"
+    )
+    run = serializers.IntegerField(allow_null=True, help_text="the run, for a run's event")
+
+
 class LoginSerializer(serializers.Serializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=4096, style={"input_type": "password"})

@@ -24,7 +24,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from schedules import services, stats
+from schedules import history, services, stats
 from schedules.models import Dataset, ImportRun, Record, ScheduledImport
 
 from . import health
@@ -35,6 +35,7 @@ from .serializers import (
     ActiveRunConflictSerializer,
     DatasetInUseSerializer,
     DatasetSerializer,
+    HistoryEntrySerializer,
     ImportSerializer,
     RecordSerializer,
     RunDetailSerializer,
@@ -171,6 +172,17 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
         return queued_run(
             lambda: services.enqueue_run(imp, trigger=ImportRun.Trigger.API, user=request.user)
         )
+
+    @extend_schema(responses=HistoryEntrySerializer(many=True))
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def history(self, request: Request, pk: str) -> Response:
+        """Who changed what, when, from which surface (api, admin, command): creation, every
+        edit with old -> new, pause, resume, cancel, and runs triggered, cancelled or retried;
+        newest first."""
+        imp = self.get_object()
+        page = self.paginate_queryset(history.entries_for(imp))
+        entries = [history.describe(entry) for entry in page]
+        return self.get_paginated_response(HistoryEntrySerializer(entries, many=True).data)
 
     @extend_schema(
         parameters=[StatsQuery],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from drf_spectacular.types import OpenApiTypes
@@ -280,6 +281,23 @@ class HistoryEntrySerializer(serializers.Serializer):
         child=serializers.DictField(allow_null=True), help_text="{field: {from, to}}"
     )
     run = serializers.IntegerField(allow_null=True, help_text="the run, for a run's event")
+
+
+class MeSerializer(serializers.ModelSerializer):
+    """The caller's account as the API lets them keep it: the e-mail alerts are sent to."""
+
+    email = serializers.EmailField(
+        allow_blank=True, max_length=254, help_text="where alerts go; empty: no alert e-mail"
+    )
+
+    class Meta:
+        model = get_user_model()
+        fields = ["username", "email", "is_staff"]
+        read_only_fields = ["username", "is_staff"]
+
+    def validate_email(self, email: str) -> str:
+        _reject_nul(email)
+        return email
 
 
 class LoginSerializer(serializers.Serializer):

@@ -6,6 +6,7 @@ import csv
 import json
 from collections.abc import Callable, Iterator
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import DatabaseError, connection
 from django.db.models import Count, Prefetch, QuerySet
 from django.http import Http404, StreamingHttpResponse
@@ -28,7 +29,7 @@ from schedules import history, services, stats
 from schedules.models import Dataset, ImportRun, Record, ScheduledImport
 
 from . import health
-from .filters import AllRunsFilter, ImportFilter, RecordFilter, RunFilter
+from .filters import AllRunsFilter, ImportFilter, RecordFilter, RunFilter, check_query_params
 from .pagination import RecordCursorPagination
 from .permissions import OwnerMayChange
 from .serializers import (
@@ -37,6 +38,7 @@ from .serializers import (
     DatasetSerializer,
     HistoryEntrySerializer,
     ImportSerializer,
+    MeSerializer,
     RecordSerializer,
     RunDetailSerializer,
     RunSerializer,
@@ -424,6 +426,18 @@ def _cell(value: object) -> str:
     if isinstance(value, bool | dict | list):
         return json.dumps(value)
     return str(value)
+
+
+@extend_schema(tags=["auth"])
+class MeView(generics.RetrieveUpdateAPIView):
+    """My account: `GET` it, `PATCH` my e-mail (alerts of failing and late imports go there)."""
+
+    serializer_class = MeSerializer
+    http_method_names = ["get", "patch", "put", "options"]
+
+    def get_object(self) -> AbstractBaseUser:
+        check_query_params(self.request, set())
+        return self.request.user
 
 
 class HealthSerializer(serializers.Serializer):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import zoneinfo
 from datetime import datetime, timedelta
 
@@ -38,6 +39,10 @@ class Dataset(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+def default_channels() -> list[str]:
+    return ["email", "webhook"]
 
 
 class ScheduledImport(models.Model):
@@ -91,6 +96,11 @@ class ScheduledImport(models.Model):
     catchup = models.CharField(max_length=10, choices=Catchup.choices, default=Catchup.COALESCE)
     alert_after_failures = models.PositiveSmallIntegerField(default=3)
     callback_url = models.URLField(max_length=2000, blank=True)
+    # Which events of a run (and lateness) notify the owner, and how (schedules.notifications);
+    # the webhook goes to `callback_url`, signed with `webhook_secret` (HMAC-SHA256).
+    notify_on = models.JSONField(default=list, blank=True)
+    notify_channels = models.JSONField(default=default_channels, blank=True)
+    webhook_secret = models.CharField(max_length=64, blank=True, editable=False)
 
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     total_runs = models.PositiveIntegerField(default=0)
@@ -222,6 +232,9 @@ class ScheduledImport(models.Model):
         """Save and keep the beat entry in step, whatever surface changed the import."""
         from django.db import transaction
 
+        if not self.webhook_secret:
+            # Per import, so that one receiver's leak cannot forge another import's webhooks.
+            self.webhook_secret = secrets.token_hex(32)
         with transaction.atomic():
             super().save(*args, **kwargs)
             self.sync_periodic_task()
@@ -477,3 +490,40 @@ class Record(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dataset_id}:{self.key}"
+
+
+class NotificationDelivery(models.Model):
+    """One notification of one event on one channel, and how its delivery went: the log a
+    user reads at `GET /imports/{id}/deliveries/` (schedules.notifications)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RETRYING = "retrying"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+        SKIPPED = "skipped"
+
+    scheduled_import = models.ForeignKey(
+        ScheduledImport, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    run = models.ForeignKey(
+        ImportRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    event = models.CharField(max_length=20)
+    channel = models.CharField(max_length=10)
+    target = models.CharField(max_length=2000, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The delivery log of one import, newest first.
+            models.Index(fields=["scheduled_import", "-created_at"], name="delivery_log_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} by {self.channel} ({self.status})"

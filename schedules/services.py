@@ -29,7 +29,7 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from . import alerts, history
+from . import alerts, history, notifications
 from .models import Dataset, ImportRun, Record, ScheduledImport
 
 logger = logging.getLogger("importbeat.runs")
@@ -711,6 +711,7 @@ def _finish_once(
         run.save(update_fields=FINISH_FIELDS)
         apply_outcome(imp, run)
         alerts.on_run_finished(imp, run)
+        notifications.on_run_finished(imp, run)
     logger.info(
         "run finished import=%s run=%s status=%s read=%s inserted=%s updated=%s unchanged=%s "
         "deleted=%s failed=%s duration_ms=%s",

@@ -31,6 +31,7 @@ OBJECT_ENDPOINTS = [
     ("get", "/imports/{imp}/runs/", None),
     ("get", "/imports/{imp}/stats/", None),
     ("get", "/imports/{imp}/history/", None),
+    ("get", "/imports/{imp}/deliveries/", None),
     ("get", "/runs/{run}/", None),
     ("post", "/runs/{run}/cancel", None),
     ("post", "/runs/{run}/retry", None),

@@ -13,8 +13,8 @@ from rest_framework import serializers
 from rest_framework.serializers import as_serializer_error
 
 from schedules import services
-from schedules.models import Dataset, ImportRun, Record, ScheduledImport
-from schedules.validation import validate_columns
+from schedules.models import Dataset, ImportRun, NotificationDelivery, Record, ScheduledImport
+from schedules.validation import NOTIFY_CHANNELS, NOTIFY_EVENTS, validate_columns
 
 from . import progress
 
@@ -93,6 +93,20 @@ class ImportSerializer(serializers.ModelSerializer):
     late = serializers.SerializerMethodField(
         help_text="a tick was missed, or the next one is overdue past the grace period"
     )
+    notify_on = serializers.ListField(
+        child=ChoiceField(choices=NOTIFY_EVENTS),
+        required=False,
+        help_text="events that notify: a run failed, partial, succeeded (data landed), "
+        "recovered (the first good run after failures), and the import turning late",
+    )
+    notify_channels = serializers.ListField(
+        child=ChoiceField(choices=NOTIFY_CHANNELS),
+        required=False,
+        help_text="email (your address, PATCH /me) and webhook (callback_url, signed)",
+    )
+    webhook_secret = serializers.SerializerMethodField(
+        help_text="signs this import's webhooks (Importbeat-Signature); shown to its owner only"
+    )
     active_run = serializers.SerializerMethodField(
         help_text="the run queued, running or retrying now, if any: one call tells whether the "
         "import is running"
@@ -107,6 +121,7 @@ class ImportSerializer(serializers.ModelSerializer):
             "schedule_description", "next_run_at", "next_runs",
             "max_retries", "retry_backoff_seconds", "retry_backoff_max_seconds",
             "timeout_seconds", "overlap", "catchup", "alert_after_failures", "callback_url",
+            "notify_on", "notify_channels", "webhook_secret",
             "status", "total_runs", "successful_runs", "partial_runs", "failed_runs",
             "consecutive_failures", "success_rate", "last_run_at", "last_run_status", "late",
             "late_since", "missed_ticks", "active_run", "created_at", "updated_at",
@@ -116,6 +131,11 @@ class ImportSerializer(serializers.ModelSerializer):
             "consecutive_failures", "last_run_at", "last_run_status", "next_run_at",
             "late_since", "missed_ticks", "created_at", "updated_at",
         ]  # fmt: skip
+
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_webhook_secret(self, imp: ScheduledImport) -> str | None:
+        request = self.context.get("request")
+        return imp.webhook_secret if request and request.user.pk == imp.owner_id else None
 
     def get_late(self, imp: ScheduledImport) -> bool:
         return imp.is_late()
@@ -265,6 +285,20 @@ class RecordSerializer(serializers.ModelSerializer):
     def get_content_hash(self, record: Record) -> str:
         """The 64-bit hash as 16 hex digits: a JSON number would lose bits in JavaScript."""
         return f"{record.content_hash & 0xFFFF_FFFF_FFFF_FFFF:016x}"
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    """One notification and how its delivery went."""
+
+    run = serializers.IntegerField(source="run_id", allow_null=True, read_only=True)
+
+    class Meta:
+        model = NotificationDelivery
+        fields = [
+            "id", "event", "channel", "target", "status", "attempts", "response_status",
+            "error", "run", "created_at", "finished_at",
+        ]  # fmt: skip
+        read_only_fields = fields
 
 
 class HistoryEntrySerializer(serializers.Serializer):

@@ -36,6 +36,7 @@ from .serializers import (
     ActiveRunConflictSerializer,
     DatasetInUseSerializer,
     DatasetSerializer,
+    DeliverySerializer,
     HistoryEntrySerializer,
     ImportSerializer,
     MeSerializer,
@@ -174,6 +175,14 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
         return queued_run(
             lambda: services.enqueue_run(imp, trigger=ImportRun.Trigger.API, user=request.user)
         )
+
+    @extend_schema(responses=DeliverySerializer(many=True))
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def deliveries(self, request: Request, pk: str) -> Response:
+        """The import's notifications, newest first, and how each delivery went."""
+        log = self.get_object().deliveries.order_by("-created_at", "-id")
+        page = self.paginate_queryset(log)
+        return self.get_paginated_response(DeliverySerializer(page, many=True).data)
 
     @extend_schema(responses=HistoryEntrySerializer(many=True))
     @action(detail=True, methods=["get"], filterset_class=None)

@@ -15,7 +15,7 @@ from django.utils.html import format_html, format_html_join
 
 from . import attention, services
 from .forms import ScheduledImportAdminForm
-from .models import Dataset, ImportRun, Record, ScheduledImport
+from .models import Dataset, ImportRun, NotificationDelivery, Record, ScheduledImport
 
 RECENT_RUNS = 10
 RUN_COLUMNS = (
@@ -112,6 +112,7 @@ class ScheduledImportAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
                 )
             },
         ),
+        ("Notifications", {"fields": ("notify_on", "notify_channels")}),
         (
             "Counters",
             {
@@ -403,3 +404,24 @@ class RecordAdmin(admin.ModelAdmin):
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Record]) -> None:
         services.delete_records(queryset)
+
+
+@admin.register(NotificationDelivery)
+class NotificationDeliveryAdmin(admin.ModelAdmin):
+    """The notifications sent (schedules.notifications) and how each delivery went; read-only:
+    the workers write it."""
+
+    list_display = (
+        "id", "scheduled_import", "event", "channel", "status", "attempts", "response_status",
+        "created_at",
+    )  # fmt: skip
+    list_filter = ("status", "event", "channel")
+    search_fields = ("scheduled_import__name", "scheduled_import__owner__username", "target")
+    list_select_related = ("scheduled_import",)
+    raw_id_fields = ("scheduled_import", "run")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

@@ -194,3 +194,14 @@ def test_an_import_turning_late_notifies_when_asked_to(alice, monkeypatch):
     assert (delivery.scheduled_import_id, delivery.event, delivery.run_id) == (imp.pk, "late", None)
     notifications.deliver(delivery.pk)
     assert [m.subject for m in mail.outbox] == ["[importbeat] products: late"]
+
+
+def test_the_admin_lists_deliveries_and_edits_what_notifies(admin_client, alice):
+    imp = make_import(alice, SOURCE, notify_on=["partial"], notify_channels=["email"])
+    finish(imp, "partial")
+
+    listed = admin_client.get("/admin/schedules/notificationdelivery/").content.decode()
+    page = admin_client.get(f"/admin/schedules/scheduledimport/{imp.pk}/change/").content.decode()
+
+    assert "partial" in listed and "delivered" in listed
+    assert "notify_on" in page and "notify_channels" in page

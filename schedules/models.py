@@ -527,3 +527,17 @@ class NotificationDelivery(models.Model):
 
     def __str__(self) -> str:
         return f"{self.event} by {self.channel} ({self.status})"
+
+
+class NotificationDefaults(models.Model):
+    """A user's notification settings for the imports they create from now on (`PATCH /me`);
+    each import keeps its own copy, changed with the import."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_defaults"
+    )
+    notify_on = models.JSONField(default=list, blank=True)
+    notify_channels = models.JSONField(default=default_channels, blank=True)
+
+    def __str__(self) -> str:
+        return f"notification defaults of {self.user}"

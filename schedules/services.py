@@ -23,6 +23,7 @@ import redis.exceptions
 from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
 from django.db.models import F, Q, QuerySet
@@ -30,7 +31,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from . import alerts, history, notifications
-from .models import Dataset, ImportRun, Record, ScheduledImport
+from .models import Dataset, ImportRun, NotificationDefaults, Record, ScheduledImport
 
 logger = logging.getLogger("importbeat.runs")
 
@@ -136,7 +137,12 @@ def delete_dataset(dataset: Dataset) -> int:
 
 
 def create_import(owner: AbstractBaseUser, *, dataset: str, **fields: Any) -> ScheduledImport:
-    """Validate and create an import with its dataset and its beat entry."""
+    """Validate and create an import with its dataset and its beat entry; what notifies is
+    the owner's default (`PATCH /me`) unless given."""
+    defaults = NotificationDefaults.objects.filter(user=owner).first()
+    if defaults is not None:
+        fields.setdefault("notify_on", list(defaults.notify_on))
+        fields.setdefault("notify_channels", list(defaults.notify_channels))
     imp = ScheduledImport(owner=owner, dataset=get_or_create_dataset(owner, dataset), **fields)
     imp.full_clean(exclude=["dataset"])
     imp.save()
@@ -187,6 +193,25 @@ def _set_status(imp: ScheduledImport, status: str) -> ScheduledImport:
     imp.status = status
     imp.save()
     return imp
+
+
+def set_notification_defaults(user: AbstractBaseUser, **fields: Any) -> NotificationDefaults:
+    """Change what notifies by default for the user's new imports (checked as an import's)."""
+    from .validation import NOTIFY_CHANNELS, NOTIFY_EVENTS, validate_choices
+
+    defaults, _ = NotificationDefaults.objects.get_or_create(user=user)
+    errors: dict[str, list[str]] = {}
+    for name, choices in (("notify_on", NOTIFY_EVENTS), ("notify_channels", NOTIFY_CHANNELS)):
+        if name in fields:
+            try:
+                validate_choices(fields[name], choices)
+            except ValidationError as error:
+                errors[name] = error.messages
+            setattr(defaults, name, fields[name])
+    if errors:
+        raise ValidationError(errors)
+    defaults.save()
+    return defaults
 
 
 def delete_import(imp: ScheduledImport) -> None:

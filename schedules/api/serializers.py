@@ -13,7 +13,14 @@ from rest_framework import serializers
 from rest_framework.serializers import as_serializer_error
 
 from schedules import services
-from schedules.models import Dataset, ImportRun, NotificationDelivery, Record, ScheduledImport
+from schedules.models import (
+    Dataset,
+    ImportRun,
+    NotificationDefaults,
+    NotificationDelivery,
+    Record,
+    ScheduledImport,
+)
 from schedules.validation import NOTIFY_CHANNELS, NOTIFY_EVENTS, validate_columns
 
 from . import progress
@@ -324,14 +331,44 @@ class MeSerializer(serializers.ModelSerializer):
         allow_blank=True, max_length=254, help_text="where alerts go; empty: no alert e-mail"
     )
 
+    notify_on = serializers.ListField(
+        child=ChoiceField(choices=NOTIFY_EVENTS),
+        required=False,
+        help_text="what notifies by default on the imports you create from now on",
+    )
+    notify_channels = serializers.ListField(
+        child=ChoiceField(choices=NOTIFY_CHANNELS),
+        required=False,
+        help_text="how, by default, on the imports you create from now on",
+    )
+
     class Meta:
         model = get_user_model()
-        fields = ["username", "email", "is_staff"]
+        fields = ["username", "email", "is_staff", "notify_on", "notify_channels"]
         read_only_fields = ["username", "is_staff"]
 
     def validate_email(self, email: str) -> str:
         _reject_nul(email)
         return email
+
+    def to_representation(self, user: Any) -> dict[str, Any]:
+        defaults = NotificationDefaults.objects.filter(user=user).first() or NotificationDefaults()
+        return {
+            **super().to_representation(user),
+            "notify_on": defaults.notify_on,
+            "notify_channels": defaults.notify_channels,
+        }
+
+    def update(self, user: Any, validated: dict[str, Any]) -> Any:
+        notifications = {
+            k: validated.pop(k) for k in ("notify_on", "notify_channels") if k in validated
+        }
+        if notifications:
+            try:
+                services.set_notification_defaults(user, **notifications)
+            except DjangoValidationError as error:
+                raise serializers.ValidationError(as_serializer_error(error)) from error
+        return super().update(user, validated)
 
 
 class LoginSerializer(serializers.Serializer):

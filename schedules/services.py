@@ -26,7 +26,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, ProtectedError, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -132,7 +132,11 @@ def delete_dataset(dataset: Dataset) -> int:
         if writers:
             raise DatasetInUse(writers)
         records, _ = Record.objects.filter(dataset=dataset).delete()
-        dataset.delete()
+        try:
+            dataset.delete()
+        except ProtectedError as error:
+            # An import created on this dataset since the check above.
+            raise DatasetInUse(list(dataset.imports.order_by("pk"))) from error
     return records
 
 

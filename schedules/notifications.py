@@ -13,6 +13,7 @@ The failure-streak alert (alerts.py, `alert_after_failures`) stays as it is, bes
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 from celery import current_app
@@ -76,6 +77,17 @@ def _queue(imp: ScheduledImport, run: ImportRun | None, events: list[str]) -> No
 
     # robust: a broker that is down must not fail the finished run; the rows stay `pending`.
     transaction.on_commit(send, robust=True)
+
+
+def resend_pending(created_before: datetime) -> int:
+    """Send again the notifications still `pending` since `created_before`: their message never
+    reached the broker (it was down when their run finished) or was lost with a Redis restart.
+    At least once: if the first message was only slow, a webhook may arrive twice."""
+    stale = NotificationDelivery.objects.filter(status="pending", created_at__lt=created_before)
+    ids = list(stale.values_list("pk", flat=True)[:500])
+    for delivery_id in ids:
+        current_app.send_task(DELIVER, args=[delivery_id])
+    return len(ids)
 
 
 def payload(delivery: NotificationDelivery) -> dict[str, Any]:

@@ -9,12 +9,16 @@ import json
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
+from unittest import mock
 
 import pytest
 from django.core import mail
+from django.utils import timezone
 
 from schedules import alerts, notifications, services
 from schedules.models import NotificationDelivery, ScheduledImport
+from tasks import maintenance
 from tasks.errors import TransientImportError
 from tests.api_support import API, SOURCE, client_for, import_body, make_run
 from tests.factories import make_import
@@ -205,3 +209,23 @@ def test_the_admin_lists_deliveries_and_edits_what_notifies(admin_client, alice)
 
     assert "partial" in listed and "delivered" in listed
     assert "notify_on" in page and "notify_channels" in page
+
+
+def test_a_notification_whose_message_was_lost_is_sent_again_by_the_sweep(alice, settings):
+    # Given a notification pending for longer than STALE_QUEUED_SECONDS, and a fresh one
+    settings.STALE_QUEUED_SECONDS = 1800
+    imp = make_import(alice, SOURCE)
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    old = NotificationDelivery.objects.create(
+        scheduled_import=imp, event="failed", channel="email", created_at=an_hour_ago
+    )
+    NotificationDelivery.objects.create(scheduled_import=imp, event="failed", channel="email")
+
+    # When the sweep runs
+    with mock.patch.object(notifications.current_app, "send_task") as send_task:
+        swept = maintenance.sweep_runs()
+
+    # Then only the old one's message is sent again
+    assert swept["notifications"] == 1
+    assert send_task.call_args.args == ("importbeat.deliver_notification",)
+    assert send_task.call_args.kwargs["args"] == [old.pk]

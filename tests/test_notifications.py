@@ -4,9 +4,7 @@ retried; every delivery in the import's log (`GET /imports/{id}/deliveries/`).""
 
 import hashlib
 import hmac
-import http.server
 import json
-import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
@@ -22,6 +20,7 @@ from tasks import maintenance
 from tasks.errors import TransientImportError
 from tests.api_support import API, SOURCE, client_for, import_body, make_run
 from tests.factories import make_import
+from tests.webhook_support import Hook
 
 pytestmark = pytest.mark.django_db
 
@@ -37,36 +36,11 @@ def verify(secret: str, header: str, body: bytes) -> bool:
     return fresh and hmac.compare_digest(expected.hexdigest(), parts["v1"])
 
 
-class Receiver:
-    """A local webhook receiver: answers `status` and keeps what it got."""
-
-    def __init__(self) -> None:
-        self.status = 200
-        self.received: list[tuple[dict[str, str], bytes]] = []
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                outer.received.append((dict(self.headers), body))
-                self.send_response(outer.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-
-
 @pytest.fixture
-def receiver() -> Iterator[Receiver]:
-    server = Receiver()
-    yield server
-    server.httpd.shutdown()
-    server.httpd.server_close()
+def receiver() -> Iterator[Hook]:
+    hook = Hook()
+    yield hook
+    hook.close()
 
 
 def finish(imp, status: str) -> list[NotificationDelivery]:
@@ -94,7 +68,7 @@ def test_data_landed_is_a_signed_webhook_the_readme_recipe_verifies(alice, recei
 
     # Then the receiver got it once, signed with the import's secret
     assert delivery.status == "delivered" and delivery.response_status == 200
-    ((headers, raw),) = receiver.received
+    ((headers, raw),) = receiver.requests
     assert verify(secret, headers["Importbeat-Signature"], raw)
     assert not verify("another secret", headers["Importbeat-Signature"], raw)
     assert json.loads(raw)["event"] == "run.succeeded"
@@ -133,7 +107,7 @@ def test_a_webhook_that_fails_is_retried_and_each_try_is_in_the_log(alice, recei
     imp = make_import(
         alice, SOURCE, callback_url=receiver.url, notify_on=["failed"], notify_channels=["webhook"]
     )
-    receiver.status = 503
+    receiver.statuses = [503]
     run = make_run(imp, "running", attempts=1)
     services.finish_run(run, "failed", error="boom")
     delivery = NotificationDelivery.objects.get(run=run)
@@ -142,14 +116,13 @@ def test_a_webhook_that_fails_is_retried_and_each_try_is_in_the_log(alice, recei
         notifications.deliver(delivery.pk, attempt=1, final=False)
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("retrying", 1)
-    receiver.status = 200
     notifications.deliver(delivery.pk, attempt=2, final=False)
 
     log = client_for(alice).get(f"{API}/imports/{imp.pk}/deliveries/").json()["results"]
     assert [(d["status"], d["attempts"], d["response_status"]) for d in log] == [
         ("delivered", 2, 200)
     ]
-    assert len(receiver.received) == 2
+    assert len(receiver.requests) == 2
 
 
 def test_an_owner_without_email_is_told_in_the_log_how_to_set_it(alice):

@@ -44,6 +44,9 @@ INSTALLED_APPS = [
     "django_filters",
     "drf_spectacular",
     "axes",
+    # Who changed an import, when and what (schedules/history.py).
+    # https://django-auditlog.readthedocs.io/
+    "auditlog",
     "schedules.apps.SchedulesConfig",
     "tasks.apps.TasksConfig",
 ]
@@ -55,6 +58,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Records who (also an API token's user) and which surface made each change of an import.
+    "schedules.history.ChangeContextMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Before the JSON errors, so that it sees the answer to a locked-out login and replaces it
@@ -254,7 +259,11 @@ CELERY_BEAT_SCHEDULE = {
 
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_AUTHENTICATION_CLASSES": ["knox.auth.TokenAuthentication"],
+    # `Authorization: Token <key>` or `Bearer <key>` (SPEC section 5), the same knox tokens.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "knox.auth.TokenAuthentication",
+        "schedules.api.authentication.BearerTokenAuthentication",
+    ],
 }
 # API tokens: django-rest-knox stores only a hash of each token; a user may hold several and
 # revoke each one. https://jazzband.github.io/django-rest-knox/settings/
@@ -281,7 +290,7 @@ REST_FRAMEWORK.update(
         "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
         "DEFAULT_PAGINATION_CLASS": "schedules.api.pagination.PageNumberPagination",
         "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50),
-        "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+        "DEFAULT_FILTER_BACKENDS": ["schedules.api.filters.StrictFilterBackend"],
         "EXCEPTION_HANDLER": "schedules.api.errors.exception_handler",
         "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
         # DRF's JSON parser with a nesting limit (a deeply nested body was a 500).

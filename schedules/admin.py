@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from auditlog.mixins import AuditlogHistoryAdminMixin
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet, Subquery
@@ -24,7 +25,7 @@ from . import (
 )
 from .display import badge, duration, moment
 from .forms import ScheduledImportAdminForm
-from .models import Dataset, ImportRun, Record, ScheduledImport
+from .models import Dataset, ImportRun, NotificationDelivery, Record, ScheduledImport
 
 
 class AdminMedia:
@@ -107,7 +108,9 @@ class RecentRunsInline(RunDisplay, admin.TabularInline):
 
 
 @admin.register(ScheduledImport)
-class ScheduledImportAdmin(admin.ModelAdmin):
+class ScheduledImportAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
+    # An "Audit log" column: who changed each import, when, and what (schedules.history).
+    show_auditlog_history_link = True
     form = ScheduledImportAdminForm
     list_display = (
         "name", "owner", "schedule", "status_badge", "last_result", "next_run", "lateness",
@@ -161,6 +164,7 @@ class ScheduledImportAdmin(admin.ModelAdmin):
                 )
             },
         ),
+        ("Notifications", {"fields": ("notify_on", "notify_channels")}),
         (
             "Counters",
             {
@@ -272,7 +276,7 @@ class ScheduledImportAdmin(admin.ModelAdmin):
     def resume(self, request: HttpRequest, queryset: QuerySet[ScheduledImport]) -> None:
         self._each(request, queryset, services.resume_import, "Resumed")
 
-    @admin.action(description="Cancel (stop scheduling, cancel queued runs)")
+    @admin.action(description="Cancel (stop scheduling, cancel queued and retrying runs)")
     def cancel(self, request: HttpRequest, queryset: QuerySet[ScheduledImport]) -> None:
         self._each(request, queryset, services.cancel_import, "Cancelled")
 
@@ -387,6 +391,38 @@ class ImportRunAdmin(RunDisplay, admin.ModelAdmin):
     @admin.display(description="owner")
     def owner(self, run: ImportRun) -> str:
         return run.scheduled_import.owner.get_username()
+
+    actions = ("cancel_runs", "retry_runs")
+
+    @admin.action(description="Cancel (a running one stops at its next safe point)")
+    def cancel_runs(self, request: HttpRequest, queryset: QuerySet[ImportRun]) -> None:
+        done, refused = 0, []
+        for run in queryset:
+            try:
+                services.cancel_run(run, user=request.user)
+                done += 1
+            except services.RunNotActionable as error:
+                refused.append(str(error))
+        self._report(request, f"Cancelled {done} run(s).", done, refused)
+
+    @admin.action(description="Retry now (failed or timed-out runs)")
+    def retry_runs(self, request: HttpRequest, queryset: QuerySet[ImportRun]) -> None:
+        done, refused = 0, []
+        for run in queryset.select_related("scheduled_import"):
+            try:
+                services.retry_run(run, user=request.user, trigger=ImportRun.Trigger.MANUAL)
+                done += 1
+            except services.RunAlreadyActive as conflict:
+                refused.append(f"run {run.pk}: {conflict}")
+            except (services.RunNotActionable, services.BrokerUnavailable) as error:
+                refused.append(f"run {run.pk}: {error}")
+        self._report(request, f"Queued {done} retry run(s).", done, refused)
+
+    def _report(self, request: HttpRequest, done_text: str, done: int, refused: list[str]) -> None:
+        if done:
+            self.message_user(request, done_text, messages.SUCCESS)
+        if refused:
+            self.message_user(request, "Not done: " + "; ".join(refused), messages.WARNING)
 
     @admin.display(description="outcome")
     def outcome(self, run: ImportRun) -> SafeString:
@@ -563,3 +599,24 @@ class RecordAdmin(admin.ModelAdmin):
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Record]) -> None:
         services.delete_records(queryset)
+
+
+@admin.register(NotificationDelivery)
+class NotificationDeliveryAdmin(admin.ModelAdmin):
+    """The notifications sent (schedules.notifications) and how each delivery went; read-only:
+    the workers write it."""
+
+    list_display = (
+        "id", "scheduled_import", "event", "channel", "status", "attempts", "response_status",
+        "created_at",
+    )  # fmt: skip
+    list_filter = ("status", "event", "channel")
+    search_fields = ("scheduled_import__name", "scheduled_import__owner__username", "target")
+    list_select_related = ("scheduled_import",)
+    raw_id_fields = ("scheduled_import", "run")
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return False

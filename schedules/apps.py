@@ -10,7 +10,9 @@ class SchedulesConfig(AppConfig):
 
         from project.postgres import check_new_connection
 
-        from . import signals  # noqa: F401  (connects the beat-entry clean-up)
+        from . import history, signals  # noqa: F401  (signals connects the beat-entry clean-up)
+
+        history.register()
 
         # A server older than PostgreSQL 14 is refused on the first connection of any process.
         connection_created.connect(check_new_connection, dispatch_uid="importbeat-pg-version")

@@ -40,7 +40,7 @@ def _failures(imp: ScheduledImport) -> str:
 
 
 def late_condition() -> Q:
-    """Active imports with a missed tick, or whose next tick is overdue past the grace period."""
+    """ScheduledImport.is_late() in SQL (the `?late=` filter and the "late" reason)."""
     overdue_before = timezone.now() - timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
     return Q(status=ScheduledImport.Status.ACTIVE) & (
         Q(late_since__isnull=False) | Q(next_run_at__lt=overdue_before)
@@ -75,13 +75,19 @@ def reasons_for(imp: ScheduledImport) -> list[dict[str, str]]:
     return [{"code": r.code, "text": r.describe(imp)} for r in REASONS if r.applies(imp)]
 
 
+def attention_condition() -> Q:
+    """An import (not cancelled) for which any reason applies: the dashboard's list, the API's
+    `?needs_attention=`."""
+    reasons = reduce(
+        or_, (r.condition() if callable(r.condition) else r.condition for r in REASONS)
+    )
+    return reasons & ~Q(status=ScheduledImport.Status.CANCELLED)
+
+
 def needing_attention(limit: int = 50) -> list[dict[str, Any]]:
     """Imports (not cancelled) needing attention, longest failure streaks first."""
     imports: QuerySet[ScheduledImport] = (
-        ScheduledImport.objects.filter(
-            reduce(or_, (r.condition() if callable(r.condition) else r.condition for r in REASONS))
-        )
-        .exclude(status=ScheduledImport.Status.CANCELLED)
+        ScheduledImport.objects.filter(attention_condition())
         .select_related("owner")
         .order_by("-consecutive_failures", "-last_run_at", "id")[:limit]
     )

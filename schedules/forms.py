@@ -30,7 +30,7 @@ class ScheduledImportAdminForm(forms.ModelForm):
             "has_header", "dataset", "key_column", "columns", "mode", "schedule_type",
             "cron_expression", "interval_seconds", "timezone", "max_retries",
             "retry_backoff_seconds", "retry_backoff_max_seconds", "timeout_seconds", "overlap",
-            "catchup", "alert_after_failures", "callback_url",
+            "catchup", "alert_after_failures", "callback_url", "notify_on", "notify_channels",
         ]  # fmt: skip
         widgets = {
             "description": forms.Textarea(attrs={"rows": 2}),
@@ -40,6 +40,8 @@ class ScheduledImportAdminForm(forms.ModelForm):
             "evaluated in the import's timezone",
             "interval_seconds": "for an interval schedule",
             "timezone": "IANA name, e.g. Europe/Berlin",
+            "notify_on": 'a list out of "failed", "partial", "succeeded", "recovered", "late"',
+            "notify_channels": 'a list out of "email", "webhook" (to the callback URL, signed)',
         }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

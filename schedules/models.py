@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 import zoneinfo
 from datetime import datetime, timedelta
 
@@ -43,6 +44,10 @@ class Dataset(models.Model):
 
 # django-celery-beat's PeriodicTask.name max_length.
 PERIODIC_TASK_NAME_LENGTH = 200
+
+
+def default_channels() -> list[str]:
+    return ["email", "webhook"]
 
 
 class ScheduledImport(models.Model):
@@ -96,6 +101,11 @@ class ScheduledImport(models.Model):
     catchup = models.CharField(max_length=10, choices=Catchup.choices, default=Catchup.COALESCE)
     alert_after_failures = models.PositiveSmallIntegerField(default=3)
     callback_url = models.URLField(max_length=2000, blank=True)
+    # Which events of a run (and lateness) notify the owner, and how (schedules.notifications);
+    # the webhook goes to `callback_url`, signed with `webhook_secret` (HMAC-SHA256).
+    notify_on = models.JSONField(default=list, blank=True)
+    notify_channels = models.JSONField(default=default_channels, blank=True)
+    webhook_secret = models.CharField(max_length=64, blank=True, editable=False)
 
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     total_runs = models.PositiveIntegerField(default=0)
@@ -209,7 +219,17 @@ class ScheduledImport(models.Model):
     def clean(self) -> None:
         from schedules.validation import validate_import_fields
 
+        self.drop_other_schedule()
         validate_import_fields(self)
+
+    def drop_other_schedule(self) -> None:
+        """Forget the fields of the schedule type not in use: an import switched from cron to
+        interval would otherwise go on showing (and, switched back, silently reuse) the old
+        cron expression. Every surface validates through clean(), so all of them do this."""
+        if self.schedule_type == self.ScheduleType.INTERVAL:
+            self.cron_expression = ""
+        elif self.schedule_type == self.ScheduleType.CRON:
+            self.interval_seconds = None
 
     # --- django-celery-beat ---------------------------------------------------------------
 
@@ -217,6 +237,9 @@ class ScheduledImport(models.Model):
         """Save and keep the beat entry in step, whatever surface changed the import."""
         from django.db import transaction
 
+        if not self.webhook_secret:
+            # Per import, so that one receiver's leak cannot forge another import's webhooks.
+            self.webhook_secret = secrets.token_hex(32)
         with transaction.atomic():
             super().save(*args, **kwargs)
             self.sync_periodic_task()
@@ -275,6 +298,12 @@ class ScheduledImport(models.Model):
         id (names are unique there, and the id keeps them so when two owners share a name)."""
         suffix = f" ({self.owner}) · import #{self.pk}"
         return self.name[: PERIODIC_TASK_NAME_LENGTH - len(suffix)] + suffix
+
+    def get_additional_data(self) -> dict:
+        """What django-auditlog stores with each change of this import (schedules.history)."""
+        from schedules.history import additional_data
+
+        return additional_data()
 
     @property
     def success_rate(self) -> float | None:
@@ -366,6 +395,14 @@ class ImportRun(models.Model):
     # attempt afterwards (a database blip while finishing, a lost worker), never failed and
     # never imported again (which would count every row it wrote as unchanged).
     rows_committed_at = models.DateTimeField(null=True, blank=True)
+    # A cancel asked of a running attempt (`POST /runs/{id}/cancel`, the admin): the worker
+    # reads it at its next safe point (a progress report, the start of the merge) and ends
+    # the run `cancelled`; a merge already committed is not undone.
+    cancel_requested_at = models.DateTimeField(null=True, blank=True)
+    # The failed or timed-out run this one retries (`POST /runs/{id}/retry`, the admin).
+    retry_of = models.ForeignKey(
+        "self", on_delete=models.SET_NULL, null=True, blank=True, related_name="retries"
+    )
 
     class Meta:
         ordering = ["-queued_at", "-id"]
@@ -510,3 +547,54 @@ class RunTally(models.Model):
 
     def __str__(self) -> str:
         return f"{self.scheduled_import_id}:{self.status} {self.runs}"
+
+
+class NotificationDelivery(models.Model):
+    """One notification of one event on one channel, and how its delivery went: the log a
+    user reads at `GET /imports/{id}/deliveries/` (schedules.notifications)."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        RETRYING = "retrying"
+        DELIVERED = "delivered"
+        FAILED = "failed"
+        SKIPPED = "skipped"
+
+    scheduled_import = models.ForeignKey(
+        ScheduledImport, on_delete=models.CASCADE, related_name="deliveries"
+    )
+    run = models.ForeignKey(
+        ImportRun, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    event = models.CharField(max_length=20)
+    channel = models.CharField(max_length=10)
+    target = models.CharField(max_length=2000, blank=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            # The delivery log of one import, newest first.
+            models.Index(fields=["scheduled_import", "-created_at"], name="delivery_log_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} by {self.channel} ({self.status})"
+
+
+class NotificationDefaults(models.Model):
+    """A user's notification settings for the imports they create from now on (`PATCH /me`);
+    each import keeps its own copy, changed with the import."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_defaults"
+    )
+    notify_on = models.JSONField(default=list, blank=True)
+    notify_channels = models.JSONField(default=default_channels, blank=True)
+
+    def __str__(self) -> str:
+        return f"notification defaults of {self.user}"

@@ -23,14 +23,15 @@ import redis.exceptions
 from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
-from django.db.models import F, Q, QuerySet
+from django.db.models import F, ProtectedError, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from . import alerts
-from .models import Dataset, ImportRun, Record, ScheduledImport
+from . import alerts, history, notifications
+from .models import Dataset, ImportRun, NotificationDefaults, Record, ScheduledImport
 
 logger = logging.getLogger("importbeat.runs")
 
@@ -106,8 +107,46 @@ def mark_datasets_changed(dataset_ids: Iterable[int]) -> None:
     Dataset.objects.filter(pk__in=list(dataset_ids)).update(applied_digest="", applied_run=None)
 
 
+class DatasetInUse(Exception):
+    """A dataset that imports still write to cannot be deleted."""
+
+    def __init__(self, imports: Sequence[ScheduledImport]) -> None:
+        names = ", ".join(f"{imp.pk} ({imp.name})" for imp in imports)
+        super().__init__(
+            f"imports still write to this dataset: {names}; delete them or move them to "
+            "another dataset first"
+        )
+        self.imports = list(imports)
+
+
+def delete_dataset(dataset: Dataset) -> int:
+    """Delete a dataset and its records; refused while an import writes to it.
+
+    The dataset row is locked first, as a merge locks it before it touches records, so a
+    deletion waits for a merge in progress instead of racing it. Returns the records deleted.
+    """
+    with transaction.atomic():
+        if not lock_datasets([dataset.pk]):
+            return 0
+        writers = list(dataset.imports.order_by("pk"))
+        if writers:
+            raise DatasetInUse(writers)
+        records, _ = Record.objects.filter(dataset=dataset).delete()
+        try:
+            dataset.delete()
+        except ProtectedError as error:
+            # An import created on this dataset since the check above.
+            raise DatasetInUse(list(dataset.imports.order_by("pk"))) from error
+    return records
+
+
 def create_import(owner: AbstractBaseUser, *, dataset: str, **fields: Any) -> ScheduledImport:
-    """Validate and create an import with its dataset and its beat entry."""
+    """Validate and create an import with its dataset and its beat entry; what notifies is
+    the owner's default (`PATCH /me`) unless given."""
+    defaults = NotificationDefaults.objects.filter(user=owner).first()
+    if defaults is not None:
+        fields.setdefault("notify_on", list(defaults.notify_on))
+        fields.setdefault("notify_channels", list(defaults.notify_channels))
     imp = ScheduledImport(owner=owner, dataset=get_or_create_dataset(owner, dataset), **fields)
     imp.full_clean(exclude=["dataset"])
     imp.save()
@@ -140,11 +179,16 @@ def resume_import(imp: ScheduledImport) -> ScheduledImport:
 
 
 def cancel_import(imp: ScheduledImport) -> ScheduledImport:
-    """Stop scheduling the import and cancel its queued runs (a running one finishes)."""
+    """Stop scheduling the import and end its waiting runs, queued or retrying: a retry in its
+    backoff is not another chance to run (a running attempt finishes)."""
     with transaction.atomic():
         _set_status(imp, ScheduledImport.Status.CANCELLED)
-        imp.runs.filter(status=ImportRun.Status.QUEUED).update(
-            status=ImportRun.Status.CANCELLED, finished_at=timezone.now()
+        # A worker's claim is a conditional UPDATE of the same rows: it waits for this one and
+        # then finds them no longer waiting.
+        imp.runs.filter(status__in=WAITING_STATUSES).update(
+            status=ImportRun.Status.CANCELLED,
+            finished_at=timezone.now(),
+            error_message="cancelled with its import",
         )
     return imp
 
@@ -153,6 +197,25 @@ def _set_status(imp: ScheduledImport, status: str) -> ScheduledImport:
     imp.status = status
     imp.save()
     return imp
+
+
+def set_notification_defaults(user: AbstractBaseUser, **fields: Any) -> NotificationDefaults:
+    """Change what notifies by default for the user's new imports (checked as an import's)."""
+    from .validation import NOTIFY_CHANNELS, NOTIFY_EVENTS, validate_choices
+
+    defaults, _ = NotificationDefaults.objects.get_or_create(user=user)
+    errors: dict[str, list[str]] = {}
+    for name, choices in (("notify_on", NOTIFY_EVENTS), ("notify_channels", NOTIFY_CHANNELS)):
+        if name in fields:
+            try:
+                validate_choices(fields[name], choices)
+            except ValidationError as error:
+                errors[name] = error.messages
+            setattr(defaults, name, fields[name])
+    if errors:
+        raise ValidationError(errors)
+    defaults.save()
+    return defaults
 
 
 def delete_import(imp: ScheduledImport) -> None:
@@ -168,6 +231,7 @@ def enqueue_run(
     *,
     trigger: str = ImportRun.Trigger.API,
     user: AbstractBaseUser | None = None,
+    retry_of: ImportRun | None = None,
 ) -> ImportRun:
     """Queue a run now; refuse while another run of the import is queued or running.
 
@@ -184,14 +248,77 @@ def enqueue_run(
                 raise RunAlreadyActive(active)
             run = ImportRun.objects.create(
                 scheduled_import=imp, trigger=trigger, triggered_by=user,
-                celery_task_id=str(uuid.uuid4()),
+                celery_task_id=str(uuid.uuid4()), retry_of=retry_of,
             )  # fmt: skip
             transaction.on_commit(lambda: send_run(run))
     except BrokerUnavailable:
         with contextlib.suppress(DatabaseError):
             ImportRun.objects.filter(pk=run.pk, status=ImportRun.Status.QUEUED).delete()
         raise
+    event = "run retried" if retry_of is not None else "run triggered"
+    details = {"retry_of": retry_of.pk} if retry_of is not None else {}
+    history.record_event(imp, event, user, run=run.pk, **details)
     return run
+
+
+class RunNotActionable(Exception):
+    """A cancel of a run that is over, or a retry of one that did not fail."""
+
+
+def cancel_run(run: ImportRun, user: AbstractBaseUser | None = None) -> ImportRun:
+    """Cancel one run. A queued or retrying run ends `cancelled` at once (its message, when it
+    comes, finds nothing to do); a running attempt is asked to stop and ends `cancelled` at its
+    next safe point (tasks.importer): before its merge, which is one transaction, the data is
+    as before the run; once the merge committed, the run ends as it went.
+    """
+    by = f" by {user.get_username()}" if user is not None else ""
+    with transaction.atomic():
+        # Locked: a worker's claim (a conditional UPDATE) waits, then sees the run cancelled.
+        locked = ImportRun.objects.select_for_update().get(pk=run.pk)
+        if locked.status in WAITING_STATUSES:
+            finish_run(locked, ImportRun.Status.CANCELLED, error=f"cancelled{by}")
+        elif locked.status == ImportRun.Status.RUNNING:
+            if locked.cancel_requested_at is None:
+                locked.cancel_requested_at = timezone.now()
+                locked.error_message = f"cancel requested{by}; stopping at the next safe point"
+                # Who asked, for the words the run ends with (cancel_requested).
+                locked.error_details = {**locked.error_details, "cancelled_by": by.strip()}
+                locked.save(update_fields=["cancel_requested_at", "error_message", "error_details"])
+        else:
+            raise RunNotActionable(f"run {run.pk} is {locked.status}: only a queued, running "
+                                   "or retrying run can be cancelled")  # fmt: skip
+    history.record_event(locked.scheduled_import, "run cancelled", user, run=locked.pk)
+    logger.info("run cancel import=%s run=%s status=%s%s", locked.scheduled_import_id, locked.pk,
+                locked.status, by)  # fmt: skip
+    return locked
+
+
+def cancel_requested(run_id: int) -> str | None:
+    """If someone asked the running attempt of this run to stop (cancel_run), the words the run
+    ends with; None otherwise. One indexed read: workers ask at every progress report."""
+    asked = (
+        ImportRun.objects.filter(pk=run_id, cancel_requested_at__isnull=False)
+        .values_list("error_details", flat=True)
+        .first()
+    )
+    if asked is None:
+        return None
+    by = asked.get("cancelled_by", "") if isinstance(asked, dict) else ""
+    return f"cancelled{' ' + by if by else ''} while running; the dataset was not changed"
+
+
+def retry_run(
+    run: ImportRun,
+    user: AbstractBaseUser | None = None,
+    trigger: str = ImportRun.Trigger.API,
+) -> ImportRun:
+    """Run a failed or timed-out run's import again now, as a new run that names it
+    (`retry_of`); RunAlreadyActive and BrokerUnavailable as for any manual trigger."""
+    if run.status not in FAILED_STATUSES:
+        raise RunNotActionable(
+            f"run {run.pk} is {run.status}: only a failed or timed-out run can be retried"
+        )
+    return enqueue_run(run.scheduled_import, trigger=trigger, user=user, retry_of=run)
 
 
 def dispatch_scheduled_tick(
@@ -418,6 +545,9 @@ def recover_lost_run(run_id: int, stale_before: datetime) -> ImportRun | None:
         if run.rows_committed_at is not None:
             # The lost attempt had committed its rows: the run is done, whatever came after.
             return finish_run(run, committed_status(run))
+        if run.cancel_requested_at is not None:
+            # Asked to stop while its worker died: no other attempt.
+            return finish_run(run, ImportRun.Status.CANCELLED, error="cancelled")
         silent = int((timezone.now() - run.heartbeat_at).total_seconds())
         lived = (run.heartbeat_at - (run.attempt_started_at or run.heartbeat_at)).total_seconds()
         if lived >= imp.timeout_seconds:
@@ -615,6 +745,7 @@ def _finish_once(
         run.save(update_fields=FINISH_FIELDS)
         apply_outcome(imp, run)
         alerts.on_run_finished(imp, run)
+        notifications.on_run_finished(imp, run)
     logger.info(
         "run finished import=%s run=%s status=%s read=%s inserted=%s updated=%s unchanged=%s "
         "deleted=%s failed=%s duration_ms=%s",

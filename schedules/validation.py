@@ -182,5 +182,20 @@ def validate_import_fields(imp: ScheduledImport) -> None:
         errors.setdefault("retry_backoff_max_seconds", []).append(
             "must not be smaller than retry_backoff_seconds"
         )
+    check("notify_on", validate_choices, imp.notify_on, NOTIFY_EVENTS)
+    check("notify_channels", validate_choices, imp.notify_channels, NOTIFY_CHANNELS)
     if errors:
         raise ValidationError(errors)
+
+
+NOTIFY_EVENTS = ("failed", "partial", "succeeded", "recovered", "late")
+NOTIFY_CHANNELS = ("email", "webhook")
+
+
+def validate_choices(values: object, choices: tuple[str, ...]) -> None:
+    """A list of distinct names out of `choices` (notification events and channels)."""
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ValidationError(f"a list of names out of: {', '.join(choices)}")
+    unknown = [v for v in values if v not in choices]
+    if unknown:
+        raise ValidationError(f"{', '.join(unknown)}: use names out of: {', '.join(choices)}")

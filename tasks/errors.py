@@ -13,6 +13,11 @@ class PermanentImportError(ImportFailed):
     """Retrying would fail the same way: HTTP 4xx, not a CSV, missing key column, bad options."""
 
 
+class RunCancelled(ImportFailed):
+    """Someone cancelled the running attempt (services.cancel_run); raised at a safe point,
+    before the merge commits, so the dataset is left as it was. The message is the run's."""
+
+
 class RunFailed(Exception):
     """Raised by a run's Celery task when the run ended failed or timed out, so that the task
     ends FAILURE (Flower) with the run's error; the run log already holds the outcome."""

@@ -33,7 +33,7 @@ from schedules.services import RunCounts, lock_datasets, record_committed_counts
 from . import importer_digest as digest
 from . import importer_sql as q
 from . import importer_stage as stage
-from .errors import PermanentImportError, TransientImportError, database_error
+from .errors import PermanentImportError, RunCancelled, TransientImportError, database_error
 from .fetch import NotModified, Validators, open_source
 
 logger = logging.getLogger("importbeat.importer")
@@ -322,6 +322,8 @@ def _merge(
     try:
         with _timed("merge and commit", run), _work_mem(pg), transaction.atomic():
             _lock_dataset(imp.dataset_id)
+            # The last safe point: a cancel that comes after the commit is too late.
+            _stop_if_cancelled(run)
             pg.execute(q.dataset_has_records(record, imp.dataset_id))
             first_load = not pg.fetchone()[0]
             keys_checked = search_keys or not first_load
@@ -436,3 +438,14 @@ class _ProgressReporter:
         record_progress(self.run.pk, **progress)
         for hook in self.hooks:
             hook(progress)
+        _stop_if_cancelled(self.run)
+
+
+def _stop_if_cancelled(run: ImportRun) -> None:
+    """A safe point: nothing of this attempt is committed yet, so stopping here leaves the
+    dataset as it was (services.cancel_run)."""
+    from schedules.services import cancel_requested
+
+    cancelled = cancel_requested(run.pk)
+    if cancelled:
+        raise RunCancelled(cancelled)

@@ -10,7 +10,7 @@ from django.db.models import Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from schedules import services
+from schedules import notifications, services
 from schedules.models import ImportRun
 
 from . import locks
@@ -29,6 +29,8 @@ def sweep_runs() -> dict[str, int]:
       later). Another attempt is queued, or the run fails once its retries are spent.
     - `queued` / `retrying` untouched for STALE_QUEUED_SECONDS: its message may be lost (Redis
       restarted without persistence); it is sent again, harmlessly if it was not.
+    - a notification still `pending` after STALE_QUEUED_SECONDS is sent again, for the same
+      reasons (or the broker was down when its run finished).
     """
     now = timezone.now()
     # Two periods: a heartbeat is written every third of one, so a live run is never this late.
@@ -56,9 +58,14 @@ def sweep_runs() -> dict[str, int]:
     ).filter(services.untouched_since(waiting_before))
     for run_id in waiting.values_list("pk", flat=True)[:500]:
         resent += services.resend_stale_run(run_id, waiting_before)
-    if recovered or resent:
-        logger.warning("sweep recovered=%s resent=%s", recovered, resent)
-    return {"recovered": recovered, "resent": resent}
+    try:
+        notified = notifications.resend_pending(waiting_before)
+    except services.BROKER_ERRORS as error:
+        logger.warning("sweep cannot send notifications: %r", error)
+        notified = 0
+    if recovered or resent or notified:
+        logger.warning("sweep recovered=%s resent=%s notifications=%s", recovered, resent, notified)
+    return {"recovered": recovered, "resent": resent, "notifications": notified}
 
 
 def delete_old_runs() -> dict[str, int]:

@@ -29,7 +29,13 @@ from schedules import services
 from schedules.models import ImportRun, ScheduledImport
 
 from . import fairness, importer, locks
-from .errors import PermanentImportError, RunFailed, TransientImportError, database_error
+from .errors import (
+    PermanentImportError,
+    RunCancelled,
+    RunFailed,
+    TransientImportError,
+    database_error,
+)
 
 logger = logging.getLogger("importbeat.runs")
 
@@ -192,10 +198,16 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
             ImportRun.Status.TIMED_OUT,
             error=f"the run exceeded its {imp.timeout_seconds}s time limit",
         )
+    except RunCancelled as cancelled:
+        services.finish_run(run, ImportRun.Status.CANCELLED, error=str(cancelled))
     except (TransientImportError, *DATABASE_ERRORS) as error:
         _drop_broken_connection()
         message = str(error) if isinstance(error, TransientImportError) else database_error(error)
-        if task is not None and run.attempts <= imp.max_retries:
+        cancelled = services.cancel_requested(run.pk)
+        if cancelled:
+            # Asked to stop: this failure is not another chance to run.
+            services.finish_run(run, ImportRun.Status.CANCELLED, error=f"{cancelled} ({message})")
+        elif task is not None and run.attempts <= imp.max_retries:
             countdown = backoff_seconds(run)
             services.mark_retrying(run, message, countdown)
             raise task.retry(countdown=countdown, max_retries=None, exc=error) from error

@@ -7,7 +7,7 @@ import logging
 from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
 
-from schedules import alerts, reconcile, services
+from schedules import alerts, notifications, reconcile, services
 
 from . import maintenance, runner, source_check
 from .errors import PermanentImportError, RunFailed, TransientImportError
@@ -128,3 +128,28 @@ def send_alert_webhook(self, run_id: int) -> None:
         raise self.retry(countdown=countdown, max_retries=None, exc=error) from error
     except PermanentImportError as error:
         logger.error("alert webhook refused run=%s: %s", run_id, error)
+
+
+@shared_task(
+    bind=True,
+    name="importbeat.deliver_notification",
+    ignore_result=True,
+    soft_time_limit=60,
+    time_limit=90,
+)
+def deliver_notification(self, delivery_id: int) -> None:
+    """Send one notification (schedules.notifications); a webhook that fails transiently is
+    retried with capped, jittered backoff (STYLE rule 4), each attempt in the delivery log."""
+    attempt = self.request.retries + 1
+    try:
+        notifications.deliver(
+            delivery_id, attempt=attempt, final=attempt > alerts.WEBHOOK_MAX_RETRIES
+        )
+    except TransientImportError as error:
+        countdown = get_exponential_backoff_interval(
+            factor=alerts.WEBHOOK_BACKOFF_SECONDS,
+            retries=self.request.retries,
+            maximum=alerts.WEBHOOK_BACKOFF_MAX_SECONDS,
+            full_jitter=True,
+        )
+        raise self.retry(countdown=countdown, max_retries=None, exc=error) from error

@@ -2,10 +2,7 @@
 a structured log line, a webhook POST of the run summary (retried while transient, never to a
 private address) and an email, once per failure streak."""
 
-import http.server
-import json
 import logging
-import threading
 
 import pytest
 
@@ -13,39 +10,9 @@ from project.celery import app
 from schedules import services
 from schedules.models import ImportRun
 from tests.factories import make_import
+from tests.webhook_support import Hook
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-class Hook:
-    """A local webhook receiver answering the statuses it is given, then 200."""
-
-    def __init__(self, statuses: list[int] | None = None) -> None:
-        self.received: list[dict] = []
-        self.statuses = list(statuses or [])
-        hook = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                hook.received.append(json.loads(body))
-                self.send_response(hook.statuses.pop(0) if hook.statuses else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @pytest.fixture

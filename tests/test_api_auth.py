@@ -104,3 +104,30 @@ def test_password_guessing_is_throttled(alice, settings):
     codes = [login("alice", "guess").status_code for _ in range(4)]
 
     assert codes == [401, 401, 401, 429]
+
+
+def test_a_token_is_also_accepted_as_a_bearer_token(alice):
+    # Given a token of alice
+    token = login("alice", "alice-password").json()["token"]
+
+    # When it is sent under the Bearer scheme, as most HTTP clients do
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+    # Then it opens the API like `Token` does; a forged one is still a 401
+    assert client.get(f"{API}/imports/").status_code == 200
+    client.credentials(HTTP_AUTHORIZATION="Bearer ib_not-a-real-token")
+    assert client.get(f"{API}/imports/").status_code == 401
+
+
+def test_a_form_encoded_login_gets_a_token(alice):
+    # When alice logs in as `curl -d username=alice -d password=...` does
+    response = APIClient().post(
+        f"{API}/auth/token",
+        "username=alice&password=alice-password",
+        content_type="application/x-www-form-urlencoded",
+    )
+
+    # Then she gets a token, as with a JSON body
+    assert response.status_code == 201, response.json()
+    assert response.json()["username"] == "alice"

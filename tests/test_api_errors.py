@@ -18,10 +18,18 @@ def test_an_unknown_api_path_is_a_json_404(alice, settings):
     assert response.json() == {"detail": "Not found."}
 
 
-def test_an_unknown_import_id_is_a_404_with_a_detail(alice):
-    response = client_for(alice).get(f"{API}/imports/999999/")
+def test_a_404_says_what_was_not_found_in_the_products_words(alice):
+    client = client_for(alice)
 
-    assert response.status_code == 404 and response.json()["detail"]
+    an_import = client.get(f"{API}/imports/999999/")
+    its_runs = client.get(f"{API}/imports/999999/runs/")
+    a_dataset = client.get(f"{API}/datasets/nothing/records/")
+
+    assert an_import.status_code == 404
+    assert an_import.json() == {"detail": "import 999999 not found"}
+    assert its_runs.json() == {"detail": "import 999999 not found"}
+    assert client.get(f"{API}/runs/888888/").json() == {"detail": "run 888888 not found"}
+    assert a_dataset.json() == {"detail": "dataset 'nothing' not found"}
 
 
 def test_an_id_beyond_the_integer_range_is_a_404_not_a_500(alice):

@@ -112,6 +112,32 @@ def test_patch_reschedules_the_beat_entry(alice):
     assert task.crontab.timezone.key == "America/New_York"
 
 
+def test_switching_between_cron_and_interval_forgets_the_other_schedule(alice):
+    # Given a cron import
+    client = client_for(alice)
+    imp = client.post(f"{API}/imports/", import_body(), format="json").json()
+
+    # When it is switched to an interval, and then back to cron
+    to_interval = client.patch(
+        f"{API}/imports/{imp['id']}/",
+        {"schedule_type": "interval", "interval_seconds": 900},
+        format="json",
+    )
+    back_to_cron = client.patch(
+        f"{API}/imports/{imp['id']}/",
+        {"schedule_type": "cron", "cron_expression": "0 6 * * *"},
+        format="json",
+    )
+
+    # Then each answer carries only the schedule in use
+    assert to_interval.status_code == 200, to_interval.json()
+    assert to_interval.json()["cron_expression"] == ""
+    assert to_interval.json()["interval_seconds"] == 900
+    assert back_to_cron.status_code == 200, back_to_cron.json()
+    assert back_to_cron.json()["interval_seconds"] is None
+    assert back_to_cron.json()["cron_expression"] == "0 6 * * *"
+
+
 def test_put_replaces_the_import_and_may_move_it_to_another_dataset(alice):
     imp = make_import(alice, SOURCE)
 

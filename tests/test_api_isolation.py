@@ -30,9 +30,15 @@ OBJECT_ENDPOINTS = [
     ("post", "/imports/{imp}/run", None),
     ("get", "/imports/{imp}/runs/", None),
     ("get", "/imports/{imp}/stats/", None),
+    ("get", "/imports/{imp}/history/", None),
+    ("get", "/imports/{imp}/deliveries/", None),
     ("get", "/runs/{run}/", None),
+    ("post", "/runs/{run}/cancel", None),
+    ("post", "/runs/{run}/retry", None),
     ("get", "/datasets/alice-data/", None),
     ("get", "/datasets/alice-data/records/", None),
+    ("get", "/datasets/alice-data/export", None),
+    ("delete", "/datasets/alice-data/", None),
 ]
 IDS = [f"{m} {p}" for m, p, _ in OBJECT_ENDPOINTS]
 
@@ -53,6 +59,7 @@ def test_another_users_object_answers_404_and_stays_untouched(alices, bob, metho
     imp.refresh_from_db()
     assert (imp.status, imp.description, imp.name) == ("active", "", "products")
     assert imp.runs.count() == 1
+    assert imp.dataset.records.count() == 1
 
 
 @pytest.mark.parametrize("path", ["/imports/", "/runs/", "/datasets/"])
@@ -83,7 +90,7 @@ def staff(django_user_model):
 @pytest.mark.parametrize(
     "path",
     ["/imports/{imp}/", "/imports/{imp}/runs/", "/imports/{imp}/stats/", "/runs/{run}/",
-     "/datasets/alice-data/", "/datasets/alice-data/records/"],
+     "/datasets/alice-data/", "/datasets/alice-data/records/", "/datasets/alice-data/export"],
 )  # fmt: skip
 def test_staff_read_everyones_objects(alices, staff, path):
     imp, run = alices
@@ -105,16 +112,21 @@ def test_staff_lists_hold_everyones(alices, bob, staff):
 @pytest.mark.parametrize(
     ("method", "path"),
     [("patch", "/imports/{imp}/"), ("delete", "/imports/{imp}/"), ("post", "/imports/{imp}/pause"),
-     ("post", "/imports/{imp}/run")],
+     ("post", "/imports/{imp}/run"), ("delete", "/datasets/alice-data/"),
+     ("post", "/runs/{run}/retry"), ("post", "/runs/{run}/cancel")],
 )  # fmt: skip
 def test_staff_cannot_change_another_users_import_through_the_api(alices, staff, method, path):
-    imp, _ = alices
+    imp, run = alices
 
-    response = getattr(client_for(staff), method)(API + path.format(imp=imp.pk), {}, format="json")
+    response = getattr(client_for(staff), method)(
+        API + path.format(imp=imp.pk, run=run.pk), {}, format="json"
+    )
 
     assert response.status_code == 403
     assert "staff" in response.json()["detail"]
     assert ScheduledImport.objects.get(pk=imp.pk).status == "active"
+    assert imp.dataset.records.count() == 1
+    assert list(imp.runs.values_list("status", flat=True)) == ["failed"]
 
 
 def test_staff_pick_a_dataset_by_owner_when_names_collide(alices, bob, staff):

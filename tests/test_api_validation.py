@@ -86,3 +86,28 @@ def test_a_body_that_is_not_an_object_is_a_400(alice):
 
     assert response.status_code == 400
     assert response.json()["detail"] and "errors" in response.json()
+
+
+def test_a_wrong_choice_in_a_body_names_the_valid_ones(alice):
+    response = client_for(alice).post(
+        f"{API}/imports/", import_body(mode="replace", overlap="wait"), format="json"
+    )
+
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert errors["mode"] == ['"replace" is not a valid choice; use one of: upsert, sync.']
+    assert errors["overlap"] == ['"wait" is not a valid choice; use one of: skip, queue.']
+
+
+def test_a_wrong_choice_in_a_filter_names_the_valid_ones(alice):
+    client = client_for(alice)
+
+    imports = client.get(f"{API}/imports/", {"status": "sleeping"})
+    runs = client.get(f"{API}/runs/", {"trigger": "cron"})
+
+    assert imports.json()["errors"]["status"] == [
+        "sleeping is not one of: active, paused, cancelled"
+    ]
+    assert runs.json()["errors"]["trigger"] == [
+        "cron is not one of: schedule, manual, api, catchup"
+    ]

@@ -1,23 +1,41 @@
 """Tokens: `POST /auth/token` (username + password) issues one; logout revokes it.
 
 django-rest-knox stores only a hash of each token; a user may hold several (one per client)
-and revoke the current one (`POST /auth/logout`) or all (`POST /auth/logoutall`).
+and revoke the current one (`POST /auth/logout`) or all (`POST /auth/logoutall`). A token is
+sent as `Authorization: Token <key>` or, as OAuth-style clients do, `Bearer <key>`.
 """
 
 from __future__ import annotations
 
 from django.contrib.auth import authenticate
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
+from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from knox.models import AuthToken
 from rest_framework import status
 from rest_framework.exceptions import AuthenticationFailed
+from rest_framework.parsers import FormParser
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from .authentication import BearerTokenAuthentication
+from .parsers import JSONParser
 from .serializers import LoginSerializer, TokenSerializer
 from .throttles import LoginThrottle
+
+
+class BearerTokenScheme(OpenApiAuthenticationExtension):
+    """Documents the Bearer scheme in the OpenAPI schema beside knox's `Token` one."""
+
+    target_class = BearerTokenAuthentication
+    name = "bearerToken"
+
+    def get_security_definition(self, auto_schema) -> dict:
+        return build_bearer_security_scheme_object(
+            header_name="Authorization", token_prefix="Bearer"
+        )
 
 
 @extend_schema(tags=["auth"])
@@ -25,6 +43,8 @@ class TokenView(APIView):
     authentication_classes: list = []
     permission_classes = [AllowAny]
     throttle_classes = [LoginThrottle]
+    # `curl -d username=...&password=...` sends a form: a login is accepted either way.
+    parser_classes = [JSONParser, FormParser]
 
     def get_authenticate_header(self, request: Request) -> str:
         # Wrong credentials answer 401 (with this challenge), not DRF's 403 fallback.

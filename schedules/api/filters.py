@@ -3,25 +3,93 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import django_filters
 from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
+from django.db.models.fields.json import KeyTextTransform
 from django_filters.fields import IsoDateTimeField
+from django_filters.rest_framework import DjangoFilterBackend
+from rest_framework import serializers
+from rest_framework.request import Request
 
-from schedules.models import ImportRun, ScheduledImport
+from schedules import attention
+from schedules.models import ImportRun, Record, ScheduledImport
+
+
+class StrictFilterBackend(DjangoFilterBackend):
+    """django-filter, refusing query parameters that nothing reads.
+
+    A misspelt or unsupported filter (`?key=` where there was none, `?last_run_status=`) was
+    ignored, and the caller got everything while believing it filtered. Allowed: the view's
+    filters, its paginator's parameters and what the view reads itself (`extra_query_params`).
+    """
+
+    def filter_queryset(self, request: Request, queryset: QuerySet, view: Any) -> QuerySet:
+        check_query_params(
+            request, allowed_query_params(view, self.get_filterset_class(view, queryset))
+        )
+        return super().filter_queryset(request, queryset, view)
+
+
+def allowed_query_params(view: Any, filterset_class: type | None) -> set[str]:
+    allowed = set(getattr(view, "extra_query_params", ()))
+    if filterset_class is not None:
+        allowed.update(filterset_class.base_filters)
+    paginator = getattr(view, "paginator", None)
+    for name in ("page_query_param", "page_size_query_param", "cursor_query_param"):
+        if getattr(paginator, name, None):
+            allowed.add(getattr(paginator, name))
+    return allowed
+
+
+def check_query_params(request: Request, allowed: set[str]) -> None:
+    unknown = sorted(set(request.query_params) - allowed)
+    if unknown:
+        valid = ", ".join(sorted(allowed)) if allowed else "none"
+        raise serializers.ValidationError(
+            {name: [f"unknown query parameter; this endpoint takes: {valid}"] for name in unknown}
+        )
+
+
+def naming_choices(choices: list[tuple[str, str]]) -> dict[str, dict[str, str]]:
+    """Field arguments so that a wrong value is told the valid ones (Django's "Select a valid
+    choice" does not list them)."""
+    valid = ", ".join(value for value, _ in choices)
+    return {"error_messages": {"invalid_choice": f"%(value)s is not one of: {valid}"}}
 
 
 class ImportFilter(django_filters.FilterSet):
-    status = django_filters.ChoiceFilter(choices=ScheduledImport.Status.choices)
+    status = django_filters.ChoiceFilter(
+        choices=ScheduledImport.Status.choices, **naming_choices(ScheduledImport.Status.choices)
+    )
     dataset = django_filters.CharFilter(field_name="dataset__name", max_length=100)
     search = django_filters.CharFilter(
         method="filter_search", max_length=200, help_text="in name, description and source URL"
     )
+    last_run_status = django_filters.MultipleChoiceFilter(
+        choices=ImportRun.Status.choices,
+        help_text="the outcome of the last finished run (repeatable)",
+        **naming_choices(ImportRun.Status.choices),
+    )
+    late = django_filters.BooleanFilter(
+        method="filter_late", help_text="a tick was missed, or the next one is overdue"
+    )
+    needs_attention = django_filters.BooleanFilter(
+        method="filter_needs_attention",
+        help_text="what the dashboard lists: last run failed or partial, or late",
+    )
 
     class Meta:
         model = ScheduledImport
-        fields = ["status", "dataset", "search"]
+        fields = ["status", "dataset", "search", "last_run_status", "late", "needs_attention"]
+
+    def filter_late(self, queryset: QuerySet, name: str, value: bool) -> QuerySet:
+        return _keep_or_drop(queryset, attention.late_condition(), value)
+
+    def filter_needs_attention(self, queryset: QuerySet, name: str, value: bool) -> QuerySet:
+        return _keep_or_drop(queryset, attention.attention_condition(), value)
 
     def filter_search(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         return queryset.filter(
@@ -29,6 +97,10 @@ class ImportFilter(django_filters.FilterSet):
             | Q(description__icontains=value)
             | Q(source_url__icontains=value)
         )
+
+
+def _keep_or_drop(queryset: QuerySet, condition: Q, keep: bool) -> QuerySet:
+    return queryset.filter(condition) if keep else queryset.exclude(condition)
 
 
 class UtcDateTimeField(IsoDateTimeField):
@@ -50,8 +122,12 @@ class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
 
 
 class RunFilter(django_filters.FilterSet):
-    status = django_filters.MultipleChoiceFilter(choices=ImportRun.Status.choices)
-    trigger = django_filters.MultipleChoiceFilter(choices=ImportRun.Trigger.choices)
+    status = django_filters.MultipleChoiceFilter(
+        choices=ImportRun.Status.choices, **naming_choices(ImportRun.Status.choices)
+    )
+    trigger = django_filters.MultipleChoiceFilter(
+        choices=ImportRun.Trigger.choices, **naming_choices(ImportRun.Trigger.choices)
+    )
     since = UtcDateTimeFilter(
         field_name="queued_at", lookup_expr="gte", help_text="queued at or after (ISO 8601)"
     )
@@ -71,3 +147,32 @@ class AllRunsFilter(RunFilter):
 
     class Meta(RunFilter.Meta):
         fields = [*RunFilter.Meta.fields, "import_id"]
+
+
+class RecordFilter(django_filters.FilterSet):
+    """One record by its key (the unique (dataset, key) index), or records by field values."""
+
+    key = django_filters.CharFilter(field_name="key", help_text="exactly this key")
+    field = django_filters.CharFilter(
+        method="filter_field",
+        help_text="`name:value`: the record's field `name` is exactly `value` (compared as "
+        "text, so `price:10.5` matches the number 10.5); repeatable, all must hold",
+    )
+
+    class Meta:
+        model = Record
+        fields = ["key", "field"]
+
+    def filter_field(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        # Repeatable: django-filter hands over only the last value.
+        for index, condition in enumerate(self.data.getlist(name)):
+            column, sep, wanted = condition.partition(":")
+            if not sep or not column:
+                raise serializers.ValidationError(
+                    {"field": [f"{condition!r} is not name:value (e.g. city:Berlin)"]}
+                )
+            alias = f"field_{index}"
+            queryset = queryset.alias(**{alias: KeyTextTransform(column, "data")}).filter(
+                **{alias: wanted}
+            )
+        return queryset

@@ -8,9 +8,14 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 
 class OwnerMayChange(BasePermission):
-    message = "staff can read other users' imports but change only their own (use the admin)"
+    message = (
+        "staff can read other users' imports, runs and datasets but change only their own "
+        "(use the admin)"
+    )
 
     def has_object_permission(self, request, view, obj) -> bool:
         if request.method in SAFE_METHODS:
             return True
-        return obj.owner_id == request.user.pk
+        # A run belongs to its import's owner.
+        owner_id = obj.owner_id if hasattr(obj, "owner_id") else obj.scheduled_import.owner_id
+        return owner_id == request.user.pk

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError
 from drf_spectacular.types import OpenApiTypes
@@ -13,8 +14,15 @@ from rest_framework import serializers
 from rest_framework.serializers import as_serializer_error
 
 from schedules import services
-from schedules.models import Dataset, ImportRun, Record, ScheduledImport
-from schedules.validation import validate_columns
+from schedules.models import (
+    Dataset,
+    ImportRun,
+    NotificationDefaults,
+    NotificationDelivery,
+    Record,
+    ScheduledImport,
+)
+from schedules.validation import NOTIFY_CHANNELS, NOTIFY_EVENTS, validate_columns
 
 from . import progress
 
@@ -34,11 +42,24 @@ def _reject_nul(value: Any) -> None:
             _reject_nul(item)
 
 
+class ChoiceField(serializers.ChoiceField):
+    """A choice that, given anything else, names the valid ones (DRF's says only "not valid")."""
+
+    default_error_messages = {
+        "invalid_choice": '"{input}" is not a valid choice; use one of: {choices}.'
+    }
+
+    def fail(self, key: str, **kwargs: Any) -> None:
+        if key == "invalid_choice":
+            kwargs["choices"] = ", ".join(map(str, self.choice_strings_to_values))
+        super().fail(key, **kwargs)
+
+
 class ColumnSerializer(serializers.Serializer):
     """Documents one entry of `columns` (validated as a whole by schedules.validation)."""
 
     name = serializers.CharField()
-    type = serializers.ChoiceField(
+    type = ChoiceField(
         choices=["text", "int", "decimal", "bool", "date", "datetime"], default="text"
     )
     required = serializers.BooleanField(default=False)
@@ -49,7 +70,26 @@ class ColumnsField(serializers.JSONField):
     """`columns` as given (schedules.validation checks it), documented as a list of columns."""
 
 
+class ActiveRunSerializer(serializers.ModelSerializer):
+    """A run in brief: what an import shows of its run in progress (the full run, RunSerializer,
+    is at `/runs/{id}/`)."""
+
+    progress = serializers.SerializerMethodField(
+        help_text="bytes_read / bytes_total while running (null when the size is unknown)"
+    )
+
+    class Meta:
+        model = ImportRun
+        fields = ["id", "status", "attempts", "queued_at", "started_at", "progress"]
+        read_only_fields = fields
+
+    @extend_schema_field(OpenApiTypes.FLOAT)
+    def get_progress(self, run: ImportRun) -> float | None:
+        return progress.fraction(run)
+
+
 class ImportSerializer(serializers.ModelSerializer):
+    serializer_choice_field = ChoiceField
     dataset = serializers.SlugField(
         max_length=100, source="dataset.name", help_text="where the rows land (created if new)"
     )
@@ -61,6 +101,24 @@ class ImportSerializer(serializers.ModelSerializer):
     late = serializers.SerializerMethodField(
         help_text="a tick was missed, or the next one is overdue past the grace period"
     )
+    notify_on = serializers.ListField(
+        child=ChoiceField(choices=NOTIFY_EVENTS),
+        required=False,
+        help_text="events that notify: a run failed, partial, succeeded (data landed), "
+        "recovered (the first good run after failures), and the import turning late",
+    )
+    notify_channels = serializers.ListField(
+        child=ChoiceField(choices=NOTIFY_CHANNELS),
+        required=False,
+        help_text="email (your address, PATCH /me) and webhook (callback_url, signed)",
+    )
+    webhook_secret = serializers.SerializerMethodField(
+        help_text="signs this import's webhooks (Importbeat-Signature); shown to its owner only"
+    )
+    active_run = serializers.SerializerMethodField(
+        help_text="the run queued, running or retrying now, if any: one call tells whether the "
+        "import is running"
+    )
 
     class Meta:
         model = ScheduledImport
@@ -71,9 +129,10 @@ class ImportSerializer(serializers.ModelSerializer):
             "schedule_description", "next_run_at", "next_runs",
             "max_retries", "retry_backoff_seconds", "retry_backoff_max_seconds",
             "timeout_seconds", "overlap", "catchup", "alert_after_failures", "callback_url",
+            "notify_on", "notify_channels", "webhook_secret",
             "status", "total_runs", "successful_runs", "partial_runs", "failed_runs",
             "consecutive_failures", "success_rate", "last_run_at", "last_run_status", "late",
-            "late_since", "missed_ticks", "created_at", "updated_at",
+            "late_since", "missed_ticks", "active_run", "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = [
             "status", "total_runs", "successful_runs", "partial_runs", "failed_runs",
@@ -81,8 +140,21 @@ class ImportSerializer(serializers.ModelSerializer):
             "late_since", "missed_ticks", "created_at", "updated_at",
         ]  # fmt: skip
 
+    @extend_schema_field(serializers.CharField(allow_null=True))
+    def get_webhook_secret(self, imp: ScheduledImport) -> str | None:
+        request = self.context.get("request")
+        return imp.webhook_secret if request and request.user.pk == imp.owner_id else None
+
     def get_late(self, imp: ScheduledImport) -> bool:
         return imp.is_late()
+
+    @extend_schema_field(ActiveRunSerializer(allow_null=True))
+    def get_active_run(self, imp: ScheduledImport) -> dict[str, Any] | None:
+        # Lists prefetch it (ImportViewSet.get_queryset); a single import asks once.
+        runs = getattr(imp, "active_runs", None)
+        if runs is None:
+            runs = list(imp.runs.filter(status__in=ImportRun.ACTIVE_STATUSES).order_by("-pk")[:1])
+        return ActiveRunSerializer(runs[0]).data if runs else None
 
     @extend_schema_field(serializers.ListField(child=serializers.DateTimeField()))
     def get_next_runs(self, imp: ScheduledImport) -> list[str]:
@@ -161,13 +233,10 @@ def _check_nul(data: Any) -> None:
             raise serializers.ValidationError(errors)
 
 
-class RunSerializer(serializers.ModelSerializer):
+class RunSerializer(ActiveRunSerializer):
     import_id = serializers.IntegerField(source="scheduled_import_id", read_only=True)
     import_name = serializers.CharField(source="scheduled_import.name", read_only=True)
     triggered_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
-    progress = serializers.SerializerMethodField(
-        help_text="bytes_read / bytes_total while running (null when the size is unknown)"
-    )
 
     class Meta:
         model = ImportRun
@@ -176,13 +245,9 @@ class RunSerializer(serializers.ModelSerializer):
             "status", "queued_at", "started_at", "finished_at", "duration_ms", "attempts",
             "rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "rows_deleted",
             "rows_failed", "bytes_read", "bytes_total", "progress", "error_message", "worker",
-            "celery_task_id", "file_digest",
+            "celery_task_id", "file_digest", "cancel_requested_at", "retry_of",
         ]  # fmt: skip
         read_only_fields = fields
-
-    @extend_schema_field(OpenApiTypes.FLOAT)
-    def get_progress(self, run: ImportRun) -> float | None:
-        return progress.fraction(run)
 
 
 class RunDetailSerializer(RunSerializer):
@@ -213,6 +278,11 @@ class ActiveRunConflictSerializer(serializers.Serializer):
     active_run = RunSerializer()
 
 
+class DatasetInUseSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+    imports = serializers.ListField(child=serializers.IntegerField(), help_text="their ids")
+
+
 class DatasetSerializer(serializers.ModelSerializer):
     owner = serializers.CharField(source="owner.username", read_only=True)
     record_count = serializers.IntegerField(read_only=True)
@@ -238,6 +308,83 @@ class RecordSerializer(serializers.ModelSerializer):
     def get_content_hash(self, record: Record) -> str:
         """The 64-bit hash as 16 hex digits: a JSON number would lose bits in JavaScript."""
         return f"{record.content_hash & 0xFFFF_FFFF_FFFF_FFFF:016x}"
+
+
+class DeliverySerializer(serializers.ModelSerializer):
+    """One notification and how its delivery went."""
+
+    run = serializers.IntegerField(source="run_id", allow_null=True, read_only=True)
+
+    class Meta:
+        model = NotificationDelivery
+        fields = [
+            "id", "event", "channel", "target", "status", "attempts", "response_status",
+            "error", "run", "created_at", "finished_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class HistoryEntrySerializer(serializers.Serializer):
+    """One change of an import (schedules.history)."""
+
+    at = serializers.DateTimeField()
+    by = serializers.CharField(allow_null=True, help_text="the user; null for the system")
+    via = serializers.CharField(help_text="api, admin, command or system")
+    action = serializers.CharField(
+        help_text="created, updated, paused, resumed, cancelled, deleted, run triggered, "
+        "run retried, run cancelled"
+    )
+    changes = serializers.DictField(
+        child=serializers.DictField(allow_null=True), help_text="{field: {from, to}}"
+    )
+    run = serializers.IntegerField(allow_null=True, help_text="the run, for a run's event")
+
+
+class MeSerializer(serializers.ModelSerializer):
+    """The caller's account as the API lets them keep it: the e-mail alerts are sent to."""
+
+    email = serializers.EmailField(
+        allow_blank=True, max_length=254, help_text="where alerts go; empty: no alert e-mail"
+    )
+
+    notify_on = serializers.ListField(
+        child=ChoiceField(choices=NOTIFY_EVENTS),
+        required=False,
+        help_text="what notifies by default on the imports you create from now on",
+    )
+    notify_channels = serializers.ListField(
+        child=ChoiceField(choices=NOTIFY_CHANNELS),
+        required=False,
+        help_text="how, by default, on the imports you create from now on",
+    )
+
+    class Meta:
+        model = get_user_model()
+        fields = ["username", "email", "is_staff", "notify_on", "notify_channels"]
+        read_only_fields = ["username", "is_staff"]
+
+    def validate_email(self, email: str) -> str:
+        _reject_nul(email)
+        return email
+
+    def to_representation(self, user: Any) -> dict[str, Any]:
+        defaults = NotificationDefaults.objects.filter(user=user).first() or NotificationDefaults()
+        return {
+            **super().to_representation(user),
+            "notify_on": defaults.notify_on,
+            "notify_channels": defaults.notify_channels,
+        }
+
+    def update(self, user: Any, validated: dict[str, Any]) -> Any:
+        notifications = {
+            k: validated.pop(k) for k in ("notify_on", "notify_channels") if k in validated
+        }
+        if notifications:
+            try:
+                services.set_notification_defaults(user, **notifications)
+            except DjangoValidationError as error:
+                raise serializers.ValidationError(as_serializer_error(error)) from error
+        return super().update(user, validated)
 
 
 class LoginSerializer(serializers.Serializer):

@@ -21,11 +21,17 @@ urlpatterns = [
     path("auth/logout", auth.LogoutView.as_view(), name="logout"),
     path("auth/logoutall", auth.LogoutAllView.as_view(), name="logoutall"),
     path("health", views.HealthView.as_view(), name="health"),
+    re_path(r"^me/?$", views.MeView.as_view(), name="me"),
     re_path(r"^imports/(?P<pk>\d+)/runs/?$", views.ImportRunsView.as_view(), name="import-runs"),
     re_path(
         r"^datasets/(?P<name>[-a-zA-Z0-9_]+)/records/?$",
         views.RecordListView.as_view(),
         name="dataset-records",
+    ),
+    re_path(
+        r"^datasets/(?P<name>[-a-zA-Z0-9_]+)/export/?$",
+        views.RecordExportView.as_view(),
+        name="dataset-export",
     ),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import csv
+import json
+from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from typing import Any
 
-from django.db import DatabaseError
-from django.db.models import Count, QuerySet
-from django.shortcuts import get_object_or_404
+from django.contrib.auth.models import AbstractBaseUser
+from django.db import DatabaseError, connection
+from django.db.models import Count, Prefetch, QuerySet
+from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -23,17 +27,21 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from schedules import services, source_check, stats
+from schedules import history, services, source_check, stats
 from schedules.models import Dataset, ImportRun, Record, ScheduledImport
 
 from . import health
-from .filters import AllRunsFilter, ImportFilter, RunFilter
+from .filters import AllRunsFilter, ImportFilter, RecordFilter, RunFilter, check_query_params
 from .pagination import RecordCursorPagination
 from .permissions import OwnerMayChange
 from .serializers import (
     ActiveRunConflictSerializer,
+    DatasetInUseSerializer,
     DatasetSerializer,
+    DeliverySerializer,
+    HistoryEntrySerializer,
     ImportSerializer,
+    MeSerializer,
     RecordSerializer,
     RunDetailSerializer,
     RunSerializer,
@@ -63,7 +71,64 @@ def owned(queryset: QuerySet, request: Request, owner_path: str) -> QuerySet:
 
 def import_for(request: Request, pk: int) -> ScheduledImport:
     """An import the user may see, or 404 (another user's id is indistinguishable from none)."""
-    return get_object_or_404(owned(ScheduledImport.objects.all(), request, "owner"), pk=pk)
+    found = owned(ScheduledImport.objects.all(), request, "owner").filter(pk=pk).first()
+    if found is None:
+        raise not_found("import", pk)
+    return found
+
+
+def not_found(noun: str, key: object) -> NotFound:
+    """A 404 in the product's words ("import 12 not found"), never a model's class name."""
+    return NotFound(f"{noun} {key} not found")
+
+
+class NamedNotFound:
+    """get_object() whose 404 names what was looked for; `noun` says what the view serves."""
+
+    noun: str
+
+    def get_object(self):
+        try:
+            return super().get_object()
+        except Http404:
+            raise not_found(
+                self.noun, self.kwargs[self.lookup_url_kwarg or self.lookup_field]
+            ) from None
+
+
+def queued_run(enqueue: Callable[[], ImportRun]) -> Response:
+    """The answer to a request that queues a run (trigger, retry): 202 with the run, 409 naming
+    the run already active, 503 when the broker did not take it."""
+    try:
+        queued = enqueue()
+    except services.RunAlreadyActive as conflict:
+        return Response(
+            {
+                "detail": str(conflict),
+                "active_run_id": conflict.run.pk,
+                "active_run": RunSerializer(conflict.run).data,
+            },
+            status=status.HTTP_409_CONFLICT,
+        )
+    except services.BrokerUnavailable:
+        retry_after = services.BROKER_RETRY_AFTER_SECONDS
+        return Response(
+            {
+                "detail": "The task queue is unavailable, so no run was queued; "
+                f"try again in {retry_after} seconds."
+            },
+            status=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers={"Retry-After": str(retry_after)},
+        )
+    return Response(RunSerializer(queued).data, status=status.HTTP_202_ACCEPTED)
+
+
+QUEUED_RUN_RESPONSES = {
+    202: RunSerializer,
+    409: OpenApiResponse(ActiveRunConflictSerializer, "a run is queued or running"),
+    503: OpenApiResponse(description="the task queue is unavailable; see Retry-After"),
+    429: OpenApiResponse(description="too many manual runs; see Retry-After"),
+}
 
 
 class StatsQuery(serializers.Serializer):
@@ -71,15 +136,24 @@ class StatsQuery(serializers.Serializer):
 
 
 @extend_schema(tags=["imports"])
-class ImportViewSet(viewsets.ModelViewSet):
+class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
+    noun = "import"
     queryset = ScheduledImport.objects.none()  # for the schema; requests use get_queryset()
     serializer_class = ImportSerializer
     filterset_class = ImportFilter
     permission_classes = [IsAuthenticated, OwnerMayChange]
     lookup_value_regex = r"\d+"
 
+    @property
+    def extra_query_params(self) -> tuple[str, ...]:
+        """Query parameters an action reads itself (see filters.StrictFilterBackend)."""
+        return ("dry_run",) if self.action in ("update", "partial_update") else ()
+
     def get_queryset(self) -> QuerySet[ScheduledImport]:
-        queryset = ScheduledImport.objects.select_related("owner", "dataset")
+        active = ImportRun.objects.filter(status__in=ImportRun.ACTIVE_STATUSES).order_by("-pk")
+        queryset = ScheduledImport.objects.select_related("owner", "dataset").prefetch_related(
+            Prefetch("runs", queryset=active, to_attr="active_runs")
+        )
         return owned(queryset, self.request, "owner").order_by("id")
 
     def perform_destroy(self, instance: ScheduledImport) -> None:
@@ -146,47 +220,45 @@ class ImportViewSet(viewsets.ModelViewSet):
         """Cancel: no more scheduled runs; queued runs are cancelled (a running one finishes)."""
         return self._status_change(services.cancel_import)
 
-    @extend_schema(
-        request=None,
-        responses={
-            202: RunSerializer,
-            409: OpenApiResponse(ActiveRunConflictSerializer, "a run is queued or running"),
-            503: OpenApiResponse(description="the task queue is unavailable; see Retry-After"),
-            429: OpenApiResponse(description="too many manual runs; see Retry-After"),
-        },
-    )
+    @extend_schema(request=None, responses=QUEUED_RUN_RESPONSES)
     @action(detail=True, methods=["post"], throttle_classes=[ManualRunThrottle])
     def run(self, request: Request, pk: str) -> Response:
         """Trigger a run now: 202 with the queued run, or 409 naming the active one."""
         imp = self.get_object()
-        try:
-            queued = services.enqueue_run(imp, trigger=ImportRun.Trigger.API, user=request.user)
-        except services.RunAlreadyActive as conflict:
-            return Response(
-                {
-                    "detail": str(conflict),
-                    "active_run_id": conflict.run.pk,
-                    "active_run": RunSerializer(conflict.run).data,
-                },
-                status=status.HTTP_409_CONFLICT,
-            )
-        except services.BrokerUnavailable:
-            retry_after = services.BROKER_RETRY_AFTER_SECONDS
-            return Response(
-                {
-                    "detail": "The task queue is unavailable, so no run was queued; "
-                    f"try again in {retry_after} seconds."
-                },
-                status=status.HTTP_503_SERVICE_UNAVAILABLE,
-                headers={"Retry-After": str(retry_after)},
-            )
-        return Response(RunSerializer(queued).data, status=status.HTTP_202_ACCEPTED)
+        return queued_run(
+            lambda: services.enqueue_run(imp, trigger=ImportRun.Trigger.API, user=request.user)
+        )
+
+    @extend_schema(responses=DeliverySerializer(many=True))
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def deliveries(self, request: Request, pk: str) -> Response:
+        """The import's notifications, newest first, and how each delivery went."""
+        log = self.get_object().deliveries.order_by("-created_at", "-id")
+        page = self.paginate_queryset(log)
+        return self.get_paginated_response(DeliverySerializer(page, many=True).data)
+
+    @extend_schema(responses=HistoryEntrySerializer(many=True))
+    @action(detail=True, methods=["get"], filterset_class=None)
+    def history(self, request: Request, pk: str) -> Response:
+        """Who changed what, when, from which surface (api, admin, command): creation, every
+        edit with old -> new, pause, resume, cancel, and runs triggered, cancelled or retried;
+        newest first."""
+        imp = self.get_object()
+        page = self.paginate_queryset(history.entries_for(imp))
+        entries = [history.describe(entry) for entry in page]
+        return self.get_paginated_response(HistoryEntrySerializer(entries, many=True).data)
 
     @extend_schema(
         parameters=[StatsQuery],
         responses=StatsSerializer,
     )
-    @action(detail=True, methods=["get"], filterset_class=None, pagination_class=None)
+    @action(
+        detail=True,
+        methods=["get"],
+        filterset_class=None,
+        pagination_class=None,
+        extra_query_params=("days",),
+    )
     def stats(self, request: Request, pk: str) -> Response:
         """Totals per status, success rate, average and p95 duration, rows, per-day series."""
         imp = self.get_object()
@@ -213,10 +285,46 @@ class ImportRunsView(generics.ListAPIView):
 
 
 @extend_schema(tags=["runs"])
-class RunViewSet(viewsets.ReadOnlyModelViewSet):
+class RunViewSet(NamedNotFound, viewsets.ReadOnlyModelViewSet):
+    noun = "run"
     queryset = ImportRun.objects.none()  # for the schema; requests use get_queryset()
     filterset_class = AllRunsFilter
     lookup_value_regex = r"\d+"
+    permission_classes = [IsAuthenticated, OwnerMayChange]
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: RunDetailSerializer,
+            409: OpenApiResponse(description="the run is over: nothing to cancel"),
+        },
+    )
+    @action(detail=True, methods=["post"], filterset_class=None)
+    def cancel(self, request: Request, pk: str) -> Response:
+        """Cancel a queued, running or retrying run. A waiting one ends at once; a running one
+        is asked to stop (`cancel_requested_at`) and ends `cancelled` at its next safe point,
+        before its merge commits, so the dataset is left as it was."""
+        try:
+            run = services.cancel_run(self.get_object(), user=request.user)
+        except services.RunNotActionable as refused:
+            return Response({"detail": str(refused)}, status=status.HTTP_409_CONFLICT)
+        return Response(RunDetailSerializer(run, context=self.get_serializer_context()).data)
+
+    @extend_schema(request=None, responses=QUEUED_RUN_RESPONSES)
+    @action(
+        detail=True,
+        methods=["post"],
+        filterset_class=None,
+        throttle_classes=[ManualRunThrottle],
+    )
+    def retry(self, request: Request, pk: str) -> Response:
+        """Run a failed or timed-out run's import again now: 202 with the new run (`retry_of`
+        names this one); 409 when this run did not fail or another run is active."""
+        run = self.get_object()
+        try:
+            return queued_run(lambda: services.retry_run(run, user=request.user))
+        except services.RunNotActionable as refused:
+            return Response({"detail": str(refused)}, status=status.HTTP_409_CONFLICT)
 
     def get_queryset(self) -> QuerySet[ImportRun]:
         queryset = ImportRun.objects.select_related("scheduled_import", "triggered_by")
@@ -233,13 +341,41 @@ OWNER_PARAMETER = OpenApiParameter(
 )
 
 
-@extend_schema_view(retrieve=extend_schema(parameters=[OWNER_PARAMETER]))
+@extend_schema_view(
+    retrieve=extend_schema(parameters=[OWNER_PARAMETER]),
+    destroy=extend_schema(
+        parameters=[OWNER_PARAMETER],
+        responses={
+            204: None,
+            409: OpenApiResponse(DatasetInUseSerializer, "imports still write to it"),
+        },
+    ),
+)
 @extend_schema(tags=["datasets"])
-class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+class DatasetViewSet(
+    mixins.ListModelMixin,
+    mixins.RetrieveModelMixin,
+    mixins.DestroyModelMixin,
+    viewsets.GenericViewSet,
+):
     queryset = Dataset.objects.none()  # for the schema; requests use get_queryset()
     serializer_class = DatasetSerializer
+    permission_classes = [IsAuthenticated, OwnerMayChange]
     lookup_field = "name"
     lookup_value_regex = r"[-a-zA-Z0-9_]+"
+    extra_query_params = ("owner",)
+
+    def destroy(self, request: Request, name: str) -> Response:
+        """Delete the dataset and its records; 409 naming the imports that still write to it."""
+        dataset = self.get_object()
+        try:
+            services.delete_dataset(dataset)
+        except services.DatasetInUse as in_use:
+            return Response(
+                {"detail": str(in_use), "imports": [imp.pk for imp in in_use.imports]},
+                status=status.HTTP_409_CONFLICT,
+            )
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
     def get_queryset(self) -> QuerySet[Dataset]:
         queryset = (
@@ -250,7 +386,11 @@ class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.
         return owned(queryset, self.request, "owner").order_by("name", "id")
 
     def get_object(self) -> Dataset:
-        return dataset_for(self.request, self.kwargs["name"], self.get_queryset())
+        dataset = dataset_for(
+            self.request, self.kwargs["name"], self.filter_queryset(self.get_queryset())
+        )
+        self.check_object_permissions(self.request, dataset)
+        return dataset
 
 
 def dataset_for(request: Request, name: str, queryset: QuerySet[Dataset]) -> Dataset:
@@ -270,7 +410,7 @@ def dataset_for(request: Request, name: str, queryset: QuerySet[Dataset]) -> Dat
             {"owner": [f"several users have a dataset {name!r}: say whose with ?owner="]}
         )
     if not found:
-        raise NotFound(f"no dataset {name!r}")
+        raise not_found("dataset", repr(name))
     return found[0]
 
 
@@ -282,12 +422,84 @@ class RecordListView(generics.ListAPIView):
 
     serializer_class = RecordSerializer
     pagination_class = RecordCursorPagination
-    filterset_class = None
+    filterset_class = RecordFilter
+    extra_query_params = ("owner",)
 
     def get_queryset(self) -> QuerySet[Record]:
         datasets = owned(Dataset.objects.all(), self.request, "owner")
-        dataset = dataset_for(self.request, self.kwargs["name"], datasets)
-        return dataset.records.all()
+        self.dataset = dataset_for(self.request, self.kwargs["name"], datasets)
+        return self.dataset.records.all()
+
+
+@extend_schema(tags=["datasets"], parameters=[OWNER_PARAMETER])
+class RecordExportView(RecordListView):
+    """The dataset's records as CSV, streamed (any size); the same filters as the records."""
+
+    pagination_class = None
+
+    def perform_content_negotiation(self, request: Request, force: bool = False):
+        # The records go out as CSV whatever the Accept header says; errors stay JSON.
+        return super().perform_content_negotiation(request, force=True)
+
+    @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR})
+    def get(self, request: Request, name: str) -> StreamingHttpResponse:
+        records = self.filter_queryset(self.get_queryset())
+        response = StreamingHttpResponse(
+            export_rows(records, self.dataset), content_type="text/csv; charset=utf-8"
+        )
+        response["Content-Disposition"] = f'attachment; filename="{self.dataset.name}.csv"'
+        return response
+
+
+class _Echo:
+    """A file whose write() returns the line, for csv.writer feeding a streamed response."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+def export_rows(records: QuerySet[Record], dataset: Dataset) -> Iterator[str]:
+    """CSV lines of `records`: a header of every field the dataset holds (its imports' key
+    columns first, the rest by name), then one line per record, read by a server-side cursor
+    so memory stays flat however large the dataset."""
+    keys = {imp.key_column for imp in dataset.imports.all()}
+    header = sorted(dataset_fields(dataset), key=lambda name: (name not in keys, name))
+    writer = csv.writer(_Echo())
+    yield writer.writerow(header)
+    for (data,) in records.order_by("id").values_list("data").iterator(chunk_size=2000):
+        yield writer.writerow([_cell(data.get(name)) for name in header])
+
+
+def dataset_fields(dataset: Dataset) -> list[str]:
+    """Every field name the dataset's records hold (files change their columns over time)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT DISTINCT jsonb_object_keys(data) FROM {Record._meta.db_table}"
+            " WHERE dataset_id = %s",
+            [dataset.pk],
+        )
+        return [name for (name,) in cursor.fetchall()]
+
+
+def _cell(value: object) -> str:
+    """A stored JSON value as CSV text: null is empty, booleans are true/false as in JSON."""
+    if value is None:
+        return ""
+    if isinstance(value, bool | dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
+@extend_schema(tags=["auth"])
+class MeView(generics.RetrieveUpdateAPIView):
+    """My account: `GET` it, `PATCH` my e-mail (alerts of failing and late imports go there)."""
+
+    serializer_class = MeSerializer
+    http_method_names = ["get", "patch", "put", "options"]
+
+    def get_object(self) -> AbstractBaseUser:
+        check_query_params(self.request, set())
+        return self.request.user
 
 
 class HealthSerializer(serializers.Serializer):

@@ -7,6 +7,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from schedules import history
 from schedules.models import ImportRun, ScheduledImport
 from schedules.text import printable
 from tasks import importer, runner
@@ -38,6 +39,7 @@ class Command(BaseCommand):
         # The same path as a worker: a run row, then the runner (lease, claim, retries
         # recorded, counters); only the Celery task is missing.
         run = ImportRun.objects.create(scheduled_import=imp, trigger=ImportRun.Trigger.MANUAL)
+        history.record_event(imp, "run triggered", None, run=run.pk)
         # Everything stored is printed through `printable`: a name, a URL or a file's value
         # could carry escape sequences that the operator's terminal would obey. Plain, not in
         # the error colour Django gives stderr: it is a header, not a failure.

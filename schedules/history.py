@@ -1,0 +1,175 @@
+"""Who changed an import, when, from where, and what (old -> new).
+
+django-auditlog records every save and delete of a ScheduledImport as a LogEntry, whatever
+the surface (services, the admin's forms, commands); the events that are not a change of the
+import's row (a manual trigger, a run cancelled or retried) are recorded here too, so one list
+tells the import's story. Only the fields a user sets (and `status`) are tracked, an allow-list:
+a column added later, a credential say, is never recorded unless it is named here, and a
+password in a URL (`https://user:secret@host/`) is recorded as `***`.
+"""
+
+from __future__ import annotations
+
+import sys
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from auditlog.middleware import AuditlogMiddleware
+from auditlog.models import LogEntry
+from auditlog.registry import auditlog
+from django.contrib.auth.models import AbstractBaseUser
+from django.http import HttpRequest, HttpResponse
+from django.utils.functional import SimpleLazyObject
+
+from project.security import client_ip
+
+from .models import Dataset, ScheduledImport
+
+# The fields of an import a user changes; counters, ticks and bookkeeping are the system's.
+TRACKED_FIELDS = [
+    "name", "description", "source_url", "delimiter", "encoding", "has_header", "dataset",
+    "key_column", "columns", "mode", "schedule_type", "cron_expression", "interval_seconds",
+    "timezone", "max_retries", "retry_backoff_seconds", "retry_backoff_max_seconds",
+    "timeout_seconds", "overlap", "catchup", "alert_after_failures", "callback_url", "status",
+    "notify_on", "notify_channels",
+]  # fmt: skip
+URL_FIELDS = ["source_url", "callback_url"]
+
+# Which surface a change came from: set per request by ChangeContextMiddleware; a process
+# started by manage.py (a command) says "command"; workers and beat, "system".
+_DEFAULT_VIA = "command" if Path(sys.argv[0]).name == "manage.py" else "system"
+via: ContextVar[str] = ContextVar("importbeat_change_via", default=_DEFAULT_VIA)
+
+
+def register() -> None:
+    auditlog.register(
+        ScheduledImport,
+        include_fields=TRACKED_FIELDS,
+        mask_fields=URL_FIELDS,
+        mask_callable="schedules.history.hide_url_password",
+    )
+
+
+def hide_url_password(url: str) -> str:
+    """The URL as recorded: a password in it becomes `***` (the rest says which source)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+def additional_data() -> dict[str, Any]:
+    """What every entry carries besides auditlog's own fields (ScheduledImport's hook)."""
+    return {"via": via.get()}
+
+
+def record_event(
+    imp: ScheduledImport, event: str, user: AbstractBaseUser | None, **details: Any
+) -> None:
+    """An event of the import that is not a change of its row (`run triggered`, ...)."""
+    LogEntry.objects.log_create(
+        imp,
+        force_log=True,
+        action=LogEntry.Action.ACCESS,
+        changes={},
+        actor=user if user is not None and user.is_authenticated else None,
+        additional_data={**additional_data(), "event": event, **details},
+    )
+
+
+class ChangeContextMiddleware(AuditlogMiddleware):
+    """auditlog's middleware, made to see API users and to trust only the project's proxies.
+
+    The actor is resolved when an entry is written, not when the request comes in: an API
+    token is checked by DRF inside the view, after every middleware has run (DRF then sets the
+    Django request's user). The address is the one the rest of the project believes
+    (TRUSTED_PROXIES), not any X-Forwarded-For.
+    """
+
+    @staticmethod
+    def _get_actor(request: HttpRequest) -> SimpleLazyObject:
+        return SimpleLazyObject(lambda: _authenticated_user(request))
+
+    @staticmethod
+    def _get_remote_addr(request: HttpRequest) -> str | None:
+        return client_ip(request) or None
+
+    @staticmethod
+    def _get_remote_port(request: HttpRequest) -> int | None:
+        return None
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path
+        surface = (
+            "api" if path.startswith("/api/") else "admin" if path.startswith("/admin/") else "web"
+        )
+        token = via.set(surface)
+        try:
+            return super().__call__(request)
+        finally:
+            via.reset(token)
+
+
+def _authenticated_user(request: HttpRequest) -> AbstractBaseUser | None:
+    user = getattr(request, "user", None)
+    return user if user is not None and user.is_authenticated else None
+
+
+# --- reading it back -----------------------------------------------------------------------
+
+STATUS_EVENTS = {"paused": "paused", "active": "resumed", "cancelled": "cancelled"}
+
+
+def entries_for(imp: ScheduledImport):
+    """The import's entries, newest first (auditlog's index on (content type, object id))."""
+    return (
+        LogEntry.objects.get_for_object(imp).select_related("actor").order_by("-timestamp", "-pk")
+    )
+
+
+def describe(entry: LogEntry) -> dict[str, Any]:
+    """One entry as the API shows it: what happened, by whom, via which surface, old -> new."""
+    extra = entry.additional_data or {}
+    changes = {
+        field: {"from": _shown(old), "to": _shown(new)}
+        for field, (old, new) in (entry.changes_dict or {}).items()
+    }
+    if "dataset" in changes:
+        # auditlog keeps a foreign key's id; the user knows a dataset by its name.
+        ids = [v for v in changes["dataset"].values() if v and v.isdigit()]
+        names = {
+            str(pk): name
+            for pk, name in Dataset.objects.filter(pk__in=ids).values_list("pk", "name")
+        }
+        changes["dataset"] = {k: names.get(v, v) for k, v in changes["dataset"].items()}
+    return {
+        "at": entry.timestamp,
+        "by": entry.actor.get_username() if entry.actor else None,
+        "via": extra.get("via", ""),
+        "action": _action(entry, changes, extra),
+        "changes": changes,
+        "run": extra.get("run"),
+    }
+
+
+def _action(entry: LogEntry, changes: dict, extra: dict) -> str:
+    if entry.action == LogEntry.Action.ACCESS:
+        return extra.get("event", "event")
+    if entry.action == LogEntry.Action.CREATE:
+        return "created"
+    if entry.action == LogEntry.Action.DELETE:
+        return "deleted"
+    if set(changes) == {"status"}:
+        return STATUS_EVENTS.get(changes["status"]["to"], "updated")
+    return "updated"
+
+
+def _shown(value: str | None) -> str | None:
+    # auditlog writes a missing value as "None".
+    return None if value in (None, "None") else value

@@ -1,0 +1,169 @@
+"""Notifications the user configures: which events of an import notify, on which channels.
+
+Events: a run `failed` (or timed out), was `partial`, `succeeded` ("data landed"), the first
+good run after failures (`recovered`), and the import turning `late`. Channels: `email` (the
+owner's address, `PATCH /me`) and `webhook` (the import's `callback_url`, signed with its
+`webhook_secret`: alerts.signature). Each notification is a NotificationDelivery row, created
+in the transaction that finished the run and delivered by the `importbeat.deliver_notification`
+task after the commit, webhooks retried with backoff; the row is the delivery log.
+
+The failure-streak alert (alerts.py, `alert_after_failures`) stays as it is, beside these.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+from typing import Any
+
+from celery import current_app
+from django.conf import settings
+from django.core.mail import send_mail
+from django.db import transaction
+from django.utils import timezone
+
+from . import alerts
+from .models import ImportRun, NotificationDelivery, ScheduledImport
+from .text import printable
+
+logger = logging.getLogger("importbeat.alerts")
+
+DELIVER = "importbeat.deliver_notification"
+RUN_EVENTS = {
+    ImportRun.Status.FAILED: "failed",
+    ImportRun.Status.TIMED_OUT: "failed",
+    ImportRun.Status.PARTIAL: "partial",
+    ImportRun.Status.SUCCEEDED: "succeeded",
+}
+
+
+def on_run_finished(imp: ScheduledImport, run: ImportRun) -> None:
+    """Queue the notifications of a finished run; inside finish_run's transaction, with `imp`
+    as it was before the run's outcome was counted (its failure streak included)."""
+    events = [RUN_EVENTS[run.status]] if run.status in RUN_EVENTS else []
+    if run.status in (ImportRun.Status.SUCCEEDED, ImportRun.Status.PARTIAL) and (
+        imp.consecutive_failures > 0
+    ):
+        events.append("recovered")
+    _queue(imp, run, events)
+
+
+def on_late(imp: ScheduledImport) -> None:
+    _queue(imp, None, ["late"])
+
+
+def _queue(imp: ScheduledImport, run: ImportRun | None, events: list[str]) -> None:
+    wanted = [event for event in events if event in (imp.notify_on or [])]
+    deliveries = [
+        NotificationDelivery(
+            scheduled_import=imp,
+            run=run,
+            event=event,
+            channel=channel,
+            target=imp.callback_url if channel == "webhook" else "",
+        )
+        for event in wanted
+        for channel in imp.notify_channels or []
+        if channel != "webhook" or imp.callback_url
+    ]
+    if not deliveries:
+        return
+    NotificationDelivery.objects.bulk_create(deliveries)
+    ids = [delivery.pk for delivery in deliveries]
+
+    def send() -> None:
+        for delivery_id in ids:
+            current_app.send_task(DELIVER, args=[delivery_id])
+
+    # robust: a broker that is down must not fail the finished run; the rows stay `pending`.
+    transaction.on_commit(send, robust=True)
+
+
+def resend_pending(created_before: datetime) -> int:
+    """Send again the notifications still `pending` since `created_before`: their message never
+    reached the broker (it was down when their run finished) or was lost with a Redis restart.
+    At least once: if the first message was only slow, a webhook may arrive twice."""
+    stale = NotificationDelivery.objects.filter(status="pending", created_at__lt=created_before)
+    ids = list(stale.values_list("pk", flat=True)[:500])
+    for delivery_id in ids:
+        current_app.send_task(DELIVER, args=[delivery_id])
+    return len(ids)
+
+
+def payload(delivery: NotificationDelivery) -> dict[str, Any]:
+    """What a webhook receives: `event` (`run.succeeded`, `import.late`, ...), the import and,
+    for a run's event, the run (alerts.run_summary's shape)."""
+    imp = delivery.scheduled_import
+    if delivery.run is not None:
+        body = alerts.run_summary(delivery.run)
+        body["event"] = f"run.{delivery.event}"
+        return body
+    return {
+        "event": f"import.{delivery.event}",
+        "import": {"id": imp.pk, "name": imp.name, "owner": imp.owner.get_username(),
+                   "late_since": imp.late_since.isoformat() if imp.late_since else None},
+    }  # fmt: skip
+
+
+def deliver(delivery_id: int, attempt: int = 1, final: bool = True) -> None:
+    """Send one notification and log how it went. A transient webhook failure is re-raised
+    (TransientImportError) for the task to retry, unless `final` (retries spent)."""
+    from tasks.errors import PermanentImportError, TransientImportError
+
+    delivery = (
+        NotificationDelivery.objects.select_related("scheduled_import__owner", "run")
+        .filter(pk=delivery_id)
+        .first()
+    )
+    if delivery is None or delivery.status in ("delivered", "failed", "skipped"):
+        return
+    delivery.attempts = attempt
+    try:
+        if delivery.channel == "email":
+            delivered = _email(delivery)
+        else:
+            imp = delivery.scheduled_import
+            delivery.response_status = alerts.post_signed(
+                delivery.target, payload(delivery), imp.webhook_secret
+            )
+            delivered = True
+    except TransientImportError as error:
+        delivery.error = str(error)
+        delivery.status = "failed" if final else "retrying"
+        _save(delivery)
+        if not final:
+            raise
+        return
+    except PermanentImportError as error:
+        delivery.error, delivery.status = str(error), "failed"
+        _save(delivery)
+        return
+    delivery.status = "delivered" if delivered else "skipped"
+    _save(delivery)
+
+
+def _email(delivery: NotificationDelivery) -> bool:
+    imp = delivery.scheduled_import
+    if not imp.owner.email:
+        delivery.error = "you have no e-mail address (set it with PATCH /api/v1/me)"
+        return False
+    subject = f"[importbeat] {printable(imp.name)}: {delivery.event}"
+    run = delivery.run
+    about = f"run {run.pk} {run.status}: {run.error_message}" if run else "it missed a tick"
+    send_mail(
+        subject=" ".join(subject.split()),
+        message=f"The import {imp.name!r} (id {imp.pk}): {delivery.event}.\n{about}\n",
+        from_email=settings.DEFAULT_FROM_EMAIL,
+        recipient_list=[imp.owner.email],
+    )
+    delivery.target = imp.owner.email
+    return True
+
+
+def _save(delivery: NotificationDelivery) -> None:
+    if delivery.status != "retrying":
+        delivery.finished_at = timezone.now()
+    delivery.save()
+    logger.info("notification %s import=%s event=%s channel=%s attempts=%s",
+                delivery.status, delivery.scheduled_import_id, delivery.event, delivery.channel,
+                delivery.attempts)  # fmt: skip

@@ -1,0 +1,42 @@
+"""The admin's run actions, Cancel and Retry now, go through the same services as the API.
+(`admin_client` is pytest-django's: a superuser called admin.)"""
+
+import pytest
+
+from schedules.models import ImportRun
+from tests.api_support import SOURCE, make_run
+from tests.factories import make_import
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/schedules/importrun/"
+
+
+def act(client, action: str, *runs):
+    return client.post(
+        CHANGELIST, {"action": action, "_selected_action": [r.pk for r in runs]}, follow=True
+    )
+
+
+def test_cancel_ends_a_queued_run_and_says_which_could_not_be(admin_client, alice):
+    imp = make_import(alice, SOURCE)
+    queued = make_run(imp, "queued")
+    done = make_run(make_import(alice, SOURCE, name="other"), "succeeded")
+
+    html = act(admin_client, "cancel_runs", queued, done).content.decode()
+
+    queued.refresh_from_db()
+    assert (queued.status, queued.error_message) == ("cancelled", "cancelled by admin")
+    assert "Cancelled 1 run(s)." in html
+    assert f"run {done.pk} is succeeded" in html
+
+
+def test_retry_now_queues_a_new_run_of_a_failed_one(admin_client, alice):
+    failed = make_run(make_import(alice, SOURCE), "failed")
+
+    html = act(admin_client, "retry_runs", failed).content.decode()
+
+    retry = ImportRun.objects.get(retry_of=failed)
+    assert (retry.status, retry.trigger) == ("queued", "manual")
+    assert retry.triggered_by.username == "admin"
+    assert "Queued 1 retry run(s)." in html

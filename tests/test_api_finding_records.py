@@ -1,0 +1,95 @@
+"""Records: one by its key, some by a field's value, and the whole dataset as CSV (streamed)."""
+
+import csv
+import io
+
+import pytest
+
+from schedules.models import Record
+from tests.api_support import API, SOURCE, client_for
+from tests.factories import make_import
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def products(alice):
+    imp = make_import(alice, SOURCE)
+    rows = [
+        {"sku": "SKU-00010", "city": "Berlin", "price": 10.5, "in_stock": True},
+        {"sku": "SKU-00011", "city": "Paris", "price": 3, "in_stock": False},
+        {"sku": "SKU-00012", "city": "Berlin", "price": 7, "in_stock": None, "note": "a, b"},
+    ]
+    Record.objects.bulk_create(
+        Record(dataset=imp.dataset, key=row["sku"], data=row, content_hash=i)
+        for i, row in enumerate(rows)
+    )
+    return imp
+
+
+def keys(response) -> list[str]:
+    assert response.status_code == 200, response.content
+    return [record["key"] for record in response.json()["results"]]
+
+
+def test_one_record_is_found_by_its_exact_key(alice, products):
+    client = client_for(alice)
+
+    assert keys(client.get(f"{API}/datasets/products/records/", {"key": "SKU-00010"})) == [
+        "SKU-00010"
+    ]
+    assert keys(client.get(f"{API}/datasets/products/records/", {"key": "SKU-0001"})) == []
+
+
+def test_records_are_filtered_by_field_values_all_of_which_must_hold(alice, products):
+    client = client_for(alice)
+    url = f"{API}/datasets/products/records/"
+
+    in_berlin = client.get(url, {"field": "city:Berlin"})
+    cheap_in_berlin = client.get(url, {"field": ["city:Berlin", "price:7"]})
+    by_number = client.get(url, {"field": "price:10.5"})
+
+    assert keys(in_berlin) == ["SKU-00010", "SKU-00012"]
+    assert keys(cheap_in_berlin) == ["SKU-00012"]
+    assert keys(by_number) == ["SKU-00010"]
+
+
+def test_a_field_filter_without_a_value_is_a_400_showing_the_form(alice, products):
+    response = client_for(alice).get(f"{API}/datasets/products/records/", {"field": "city"})
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == {"field": ["'city' is not name:value (e.g. city:Berlin)"]}
+
+
+def test_a_dataset_exports_as_csv_key_column_first(alice, products):
+    # When alice exports her dataset
+    response = client_for(alice).get(f"{API}/datasets/products/export")
+
+    # Then it streams as CSV: the key column first, every field of every record, JSON's words
+    assert response.status_code == 200
+    assert response.streaming
+    assert response["Content-Type"] == "text/csv; charset=utf-8"
+    assert 'filename="products.csv"' in response["Content-Disposition"]
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert rows == [
+        ["sku", "city", "in_stock", "note", "price"],
+        ["SKU-00010", "Berlin", "true", "", "10.5"],
+        ["SKU-00011", "Paris", "false", "", "3"],
+        ["SKU-00012", "Berlin", "", "a, b", "7"],
+    ]
+
+
+def test_an_export_takes_the_records_filters(alice, products):
+    response = client_for(alice).get(
+        f"{API}/datasets/products/export", {"field": "city:Paris"}, HTTP_ACCEPT="text/csv"
+    )
+
+    rows = list(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert [row[0] for row in rows] == ["sku", "SKU-00011"]
+
+
+def test_an_export_of_an_unknown_dataset_is_a_json_404(alice):
+    response = client_for(alice).get(f"{API}/datasets/nothing/export", HTTP_ACCEPT="text/csv")
+
+    assert response.status_code == 404
+    assert response.json() == {"detail": "dataset 'nothing' not found"}

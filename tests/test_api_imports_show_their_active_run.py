@@ -1,0 +1,33 @@
+"""An import carries its run in progress (id, status, progress): one call tells whether it runs."""
+
+import pytest
+
+from tests.api_support import API, SOURCE, client_for, make_run
+from tests.factories import make_import
+
+pytestmark = pytest.mark.django_db
+
+
+def test_an_import_shows_its_running_run_with_its_progress(alice):
+    # Given an import with a finished run and a running one, half read
+    imp = make_import(alice, SOURCE)
+    make_run(imp, "failed")
+    running = make_run(imp, "running", bytes_read=50, bytes_total=100, attempts=1)
+    client = client_for(alice)
+
+    # When alice reads it, alone and in the list
+    one = client.get(f"{API}/imports/{imp.pk}/").json()
+    listed = client.get(f"{API}/imports/").json()["results"][0]
+
+    # Then both show the running run in brief
+    assert one["active_run"]["id"] == running.pk
+    assert one["active_run"]["status"] == "running"
+    assert one["active_run"]["progress"] == 0.5
+    assert listed["active_run"] == one["active_run"]
+
+
+def test_an_import_without_a_run_in_progress_shows_none(alice):
+    imp = make_import(alice, SOURCE)
+    make_run(imp, "succeeded")
+
+    assert client_for(alice).get(f"{API}/imports/{imp.pk}/").json()["active_run"] is None

@@ -1,0 +1,107 @@
+"""`POST /runs/{id}/cancel`: a queued or retrying run ends at once, a running one at its next
+safe point with the dataset as it was; cancelling an import also ends its retrying runs."""
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from schedules import services
+from schedules.models import ImportRun
+from tasks import importer, runner
+from tests.api_support import API, SOURCE, client_for, make_run
+from tests.factories import PRODUCTS_CSV, make_import
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.mark.parametrize("status", ["queued", "retrying"])
+def test_a_waiting_run_is_cancelled_at_once_and_its_message_then_does_nothing(
+    alice, csv_server, status
+):
+    # Given a run of alice's waiting for a worker (queued, or retrying after a failure)
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+    run = make_run(imp, status, attempts=0 if status == "queued" else 1)
+
+    # When she cancels it
+    response = client_for(alice).post(f"{API}/runs/{run.pk}/cancel")
+
+    # Then it is cancelled, saying by whom, and its message, when it comes, fetches nothing
+    assert response.status_code == 200, response.json()
+    assert response.json()["status"] == "cancelled"
+    assert response.json()["error_message"] == "cancelled by alice"
+    assert runner.execute(run.pk)["status"] == "cancelled"
+    assert csv_server.hits == {}
+    assert imp.dataset.records.count() == 0
+
+
+def test_a_running_run_stops_at_its_next_safe_point_and_leaves_the_data_as_it_was(
+    alice, csv_server
+):
+    # Given a run whose attempt has fetched and staged the file but not merged it
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+    run = ImportRun.objects.create(scheduled_import=imp, trigger="manual")
+    client = client_for(alice)
+    answers = []
+
+    def cancel_while_running(progress: dict) -> None:
+        if not answers:
+            answers.append(client.post(f"{API}/runs/{run.pk}/cancel"))
+
+    # When alice cancels it while it runs
+    with importer.listen(cancel_while_running):
+        runner.execute(run.pk)
+
+    # Then the cancel was accepted as a request, and the run ended cancelled before its merge
+    assert answers[0].status_code == 200
+    assert answers[0].json()["status"] == "running"
+    assert answers[0].json()["cancel_requested_at"]
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+    assert run.error_message == "cancelled by alice while running; the dataset was not changed"
+    assert run.rows_committed_at is None
+    assert imp.dataset.records.count() == 0
+    imp.refresh_from_db()
+    assert (imp.total_runs, imp.consecutive_failures) == (0, 0)
+
+
+@pytest.mark.parametrize("status", ["succeeded", "failed", "cancelled"])
+def test_a_finished_run_cannot_be_cancelled(alice, status):
+    run = make_run(make_import(alice, SOURCE), status)
+
+    response = client_for(alice).post(f"{API}/runs/{run.pk}/cancel")
+
+    assert response.status_code == 409
+    assert response.json()["detail"] == (
+        f"run {run.pk} is {status}: only a queued, running or retrying run can be cancelled"
+    )
+
+
+def test_cancelling_an_import_ends_its_retrying_run_too(alice, csv_server):
+    # Given an import whose run failed once and waits to retry
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+    run = make_run(imp, "retrying", attempts=1)
+
+    # When alice cancels the import
+    assert client_for(alice).post(f"{API}/imports/{imp.pk}/cancel").status_code == 200
+
+    # Then the retry never comes: the run is cancelled and its message does nothing
+    run.refresh_from_db()
+    assert (run.status, run.error_message) == ("cancelled", "cancelled with its import")
+    assert runner.execute(run.pk)["status"] == "cancelled"
+    assert csv_server.hits == {}
+
+
+def test_a_run_asked_to_stop_whose_worker_died_is_cancelled_by_the_sweep_not_retried(alice):
+    # Given a running run asked to stop, whose worker then died (its heartbeat stopped)
+    imp = make_import(alice, SOURCE)
+    stale = timezone.now() - timedelta(minutes=10)
+    run = make_run(imp, "running", attempts=1, heartbeat_at=stale, attempt_started_at=stale)
+    services.cancel_run(run, user=alice)
+
+    # When the maintenance sweep finds it
+    services.recover_lost_run(run.pk, stale_before=timezone.now() - timedelta(minutes=1))
+
+    # Then it is cancelled, with no other attempt
+    run.refresh_from_db()
+    assert (run.status, run.attempts) == ("cancelled", 1)

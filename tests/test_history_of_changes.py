@@ -1,0 +1,119 @@
+"""Who changed an import, when and what (old -> new), from the API, the admin or a command;
+`GET /imports/{id}/history/` and the admin show it. A password in a URL is never recorded."""
+
+import pytest
+from auditlog.models import LogEntry
+from django.core.management import call_command
+
+from schedules import history
+from schedules.models import ScheduledImport
+from tests.api_support import API, SOURCE, client_for, import_body, make_run, reset_throttle
+from tests.factories import make_import
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture(autouse=True)
+def _fresh_manual_run_budget(alice):
+    reset_throttle("manual_run", alice.pk)
+
+
+def entries(client, imp_id: int) -> list[dict]:
+    response = client.get(f"{API}/imports/{imp_id}/history/")
+    assert response.status_code == 200, response.content
+    return response.json()["results"]
+
+
+def test_every_change_through_the_api_is_recorded_with_who_and_old_and_new(alice):
+    # Given alice's import, created through the API
+    client = client_for(alice)
+    imp = client.post(f"{API}/imports/", import_body(), format="json").json()
+
+    # When she edits its schedule and its dataset, pauses, resumes, triggers and cancels it
+    client.patch(f"{API}/imports/{imp['id']}/", {"cron_expression": "0 6 * * *",
+                 "dataset": "elsewhere"}, format="json")  # fmt: skip
+    client.post(f"{API}/imports/{imp['id']}/pause")
+    client.post(f"{API}/imports/{imp['id']}/resume")
+    run = client.post(f"{API}/imports/{imp['id']}/run").json()
+    client.post(f"{API}/runs/{run['id']}/cancel")
+    client.post(f"{API}/imports/{imp['id']}/cancel")
+
+    # Then the history tells it all, newest first, each by alice through the API
+    story = entries(client, imp["id"])
+    assert [e["action"] for e in story] == [
+        "cancelled", "run cancelled", "run triggered", "resumed", "paused", "updated", "created",
+    ]  # fmt: skip
+    assert {(e["by"], e["via"]) for e in story} == {("alice", "api")}
+    assert story[1]["run"] == story[2]["run"] == run["id"]
+    assert story[5]["changes"] == {
+        "cron_expression": {"from": "30 2 * * *", "to": "0 6 * * *"},
+        "dataset": {"from": "products", "to": "elsewhere"},
+    }
+    assert story[4]["changes"] == {"status": {"from": "active", "to": "paused"}}
+    assert story[6]["changes"]["name"] == {"from": None, "to": "products"}
+
+
+def test_counters_and_ticks_written_by_the_system_are_not_changes(alice):
+    imp = make_import(alice, SOURCE)
+    make_run(imp, "failed")
+    ScheduledImport.objects.filter(pk=imp.pk).update(consecutive_failures=1, total_runs=1)
+    imp.refresh_from_db()
+    imp.save()
+
+    assert [e["action"] for e in entries(client_for(alice), imp.pk)] == ["created"]
+
+
+def test_a_password_in_a_url_is_never_recorded(alice):
+    client = client_for(alice)
+    body = import_body(source_url="https://reader:s3cret@example.com/p.csv")
+    imp = client.post(f"{API}/imports/", body, format="json").json()
+    client.patch(f"{API}/imports/{imp['id']}/",
+                 {"source_url": "https://reader:n3w@example.com/p.csv"}, format="json")  # fmt: skip
+
+    story = entries(client, imp["id"])
+
+    assert story[0]["changes"]["source_url"] == {
+        "from": "https://reader:***@example.com/p.csv",
+        "to": "https://reader:***@example.com/p.csv",
+    }
+    stored = " ".join(str(e.changes) + str(e.serialized_data) for e in LogEntry.objects.all())
+    assert "s3cret" not in stored and "n3w" not in stored
+
+
+def test_changes_in_the_admin_are_recorded_as_the_admins_and_shown_there(
+    client, django_user_model, alice
+):
+    # Given an admin, and alice's import
+    root = django_user_model.objects.create_superuser("root", "root@example.com", "pw")
+    client.force_login(root)
+    imp = make_import(alice, SOURCE)
+
+    # When the admin pauses it with the action
+    client.post("/admin/schedules/scheduledimport/",
+                {"action": "pause", "_selected_action": [imp.pk]})  # fmt: skip
+
+    # Then the history names root and the admin, and the admin's audit log page shows it
+    latest = entries(client_for(alice), imp.pk)[0]
+    assert (latest["action"], latest["by"], latest["via"]) == ("paused", "root", "admin")
+    page = client.get(f"/admin/schedules/scheduledimport/{imp.pk}/auditlog/")
+    assert page.status_code == 200 and "root" in page.content.decode()
+
+
+def test_a_command_is_recorded_as_a_command(alice, csv_server, monkeypatch):
+    imp = make_import(alice, csv_server.serve("/p.csv", "sku\nA-1\n"))
+    monkeypatch.setattr(history, "via", history.ContextVar("via", default="command"))
+
+    call_command("run_import", imp.pk, "--no-progress")
+
+    latest = entries(client_for(alice), imp.pk)[0]
+    assert (latest["action"], latest["by"], latest["via"]) == ("run triggered", None, "command")
+
+
+def test_deleting_an_import_is_recorded(alice):
+    imp = make_import(alice, SOURCE)
+
+    assert client_for(alice).delete(f"{API}/imports/{imp.pk}/").status_code == 204
+
+    deleted = LogEntry.objects.get(object_id=imp.pk, action=LogEntry.Action.DELETE)
+    assert deleted.actor == alice
+    assert deleted.additional_data["via"] == "api"

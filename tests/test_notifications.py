@@ -1,0 +1,204 @@
+"""Notifications the user configures: per import, which events notify on which channels;
+webhooks signed (verified here by a receiver written from the README's description) and
+retried; every delivery in the import's log (`GET /imports/{id}/deliveries/`)."""
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from unittest import mock
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from schedules import alerts, notifications, services
+from schedules.models import NotificationDelivery, ScheduledImport
+from tasks import maintenance
+from tasks.errors import TransientImportError
+from tests.api_support import API, SOURCE, client_for, import_body, make_run
+from tests.factories import make_import
+from tests.webhook_support import Hook
+
+pytestmark = pytest.mark.django_db
+
+TOLERANCE_SECONDS = 300
+
+
+def verify(secret: str, header: str, body: bytes) -> bool:
+    """The README's recipe: HMAC-SHA256 of "<t>.<body>" with the secret, compared in constant
+    time, and a timestamp no older than five minutes."""
+    parts = dict(item.split("=", 1) for item in header.split(","))
+    expected = hmac.new(secret.encode(), f"{parts['t']}.".encode() + body, hashlib.sha256)
+    fresh = abs(time.time() - int(parts["t"])) <= TOLERANCE_SECONDS
+    return fresh and hmac.compare_digest(expected.hexdigest(), parts["v1"])
+
+
+@pytest.fixture
+def receiver() -> Iterator[Hook]:
+    hook = Hook()
+    yield hook
+    hook.close()
+
+
+def finish(imp, status: str) -> list[NotificationDelivery]:
+    """A run of `imp` ends with `status`; its notifications are delivered (the task's body)."""
+    run = make_run(imp, "running", attempts=1)
+    error = "" if status in ("succeeded", "partial") else "boom"
+    services.finish_run(run, status, counts=services.RunCounts(), error=error)
+    deliveries = list(NotificationDelivery.objects.filter(run=run).order_by("pk"))
+    for delivery in deliveries:
+        notifications.deliver(delivery.pk)
+    return [NotificationDelivery.objects.get(pk=d.pk) for d in deliveries]
+
+
+def test_data_landed_is_a_signed_webhook_the_readme_recipe_verifies(alice, receiver):
+    # Given an import that notifies "succeeded" by webhook
+    client = client_for(alice)
+    body = import_body(
+        callback_url=receiver.url, notify_on=["succeeded"], notify_channels=["webhook"]
+    )
+    created = client.post(f"{API}/imports/", body, format="json").json()
+    secret = created["webhook_secret"]
+
+    # When a run succeeds
+    (delivery,) = finish(ScheduledImport.objects.get(pk=created["id"]), "succeeded")
+
+    # Then the receiver got it once, signed with the import's secret
+    assert delivery.status == "delivered" and delivery.response_status == 200
+    ((headers, raw),) = receiver.requests
+    assert verify(secret, headers["Importbeat-Signature"], raw)
+    assert not verify("another secret", headers["Importbeat-Signature"], raw)
+    assert json.loads(raw)["event"] == "run.succeeded"
+    assert json.loads(raw)["run"]["id"] == delivery.run_id
+
+
+def test_only_the_chosen_events_notify_and_recovery_is_one_of_them(alice, receiver):
+    imp = make_import(
+        alice,
+        SOURCE,
+        callback_url=receiver.url,
+        notify_on=["failed", "recovered"],
+        notify_channels=["email", "webhook"],
+    )
+
+    failed = finish(imp, "failed")
+    good = finish(imp, "succeeded")
+    again = finish(imp, "succeeded")
+
+    assert [(d.event, d.channel, d.status) for d in failed] == [
+        ("failed", "email", "delivered"),
+        ("failed", "webhook", "delivered"),
+    ]
+    assert [(d.event, d.channel) for d in good] == [
+        ("recovered", "email"),
+        ("recovered", "webhook"),
+    ]
+    assert again == []
+    assert [m.subject for m in mail.outbox] == [
+        "[importbeat] products: failed",
+        "[importbeat] products: recovered",
+    ]
+
+
+def test_a_webhook_that_fails_is_retried_and_each_try_is_in_the_log(alice, receiver):
+    imp = make_import(
+        alice, SOURCE, callback_url=receiver.url, notify_on=["failed"], notify_channels=["webhook"]
+    )
+    receiver.statuses = [503]
+    run = make_run(imp, "running", attempts=1)
+    services.finish_run(run, "failed", error="boom")
+    delivery = NotificationDelivery.objects.get(run=run)
+
+    with pytest.raises(TransientImportError):
+        notifications.deliver(delivery.pk, attempt=1, final=False)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("retrying", 1)
+    notifications.deliver(delivery.pk, attempt=2, final=False)
+
+    log = client_for(alice).get(f"{API}/imports/{imp.pk}/deliveries/").json()["results"]
+    assert [(d["status"], d["attempts"], d["response_status"]) for d in log] == [
+        ("delivered", 2, 200)
+    ]
+    assert len(receiver.requests) == 2
+
+
+def test_an_owner_without_email_is_told_in_the_log_how_to_set_it(alice):
+    alice.email = ""
+    alice.save()
+    imp = make_import(alice, SOURCE, notify_on=["partial"], notify_channels=["email"])
+
+    (delivery,) = finish(imp, "partial")
+
+    assert delivery.status == "skipped"
+    assert "PATCH /api/v1/me" in delivery.error
+
+
+def test_unknown_events_or_channels_are_a_400_naming_the_valid_ones(alice):
+    response = client_for(alice).post(
+        f"{API}/imports/",
+        import_body(notify_on=["exploded"], notify_channels=["pager"]),
+        format="json",
+    )
+
+    assert response.status_code == 400
+    errors = response.json()["errors"]
+    assert "failed, partial, succeeded, recovered, late" in errors["notify_on.0"][0]
+    assert "email, webhook" in errors["notify_channels.0"][0]
+
+
+def test_the_secret_is_shown_to_the_owner_only(alice, django_user_model):
+    staff = django_user_model.objects.create_user("sam", password="x", is_staff=True)
+    imp = make_import(alice, SOURCE)
+
+    mine = client_for(alice).get(f"{API}/imports/{imp.pk}/").json()
+    theirs = client_for(staff).get(f"{API}/imports/{imp.pk}/").json()
+
+    assert len(mine["webhook_secret"]) == 64 and theirs["webhook_secret"] is None
+
+
+def test_an_import_turning_late_notifies_when_asked_to(alice, monkeypatch):
+    imp = make_import(alice, SOURCE, notify_on=["late"], notify_channels=["email"])
+    quiet = make_import(alice, SOURCE, name="quiet")
+    # The failure-streak alert's own late e-mail is a task of its own: not under test here.
+    monkeypatch.setattr("tasks.tasks.send_late_alert.delay", lambda import_id: None)
+
+    alerts.on_imports_late([imp.pk, quiet.pk])
+
+    (delivery,) = NotificationDelivery.objects.all()
+    assert (delivery.scheduled_import_id, delivery.event, delivery.run_id) == (imp.pk, "late", None)
+    notifications.deliver(delivery.pk)
+    assert [m.subject for m in mail.outbox] == ["[importbeat] products: late"]
+
+
+def test_the_admin_lists_deliveries_and_edits_what_notifies(admin_client, alice):
+    imp = make_import(alice, SOURCE, notify_on=["partial"], notify_channels=["email"])
+    finish(imp, "partial")
+
+    listed = admin_client.get("/admin/schedules/notificationdelivery/").content.decode()
+    page = admin_client.get(f"/admin/schedules/scheduledimport/{imp.pk}/change/").content.decode()
+
+    assert "partial" in listed and "delivered" in listed
+    assert "notify_on" in page and "notify_channels" in page
+
+
+def test_a_notification_whose_message_was_lost_is_sent_again_by_the_sweep(alice, settings):
+    # Given a notification pending for longer than STALE_QUEUED_SECONDS, and a fresh one
+    settings.STALE_QUEUED_SECONDS = 1800
+    imp = make_import(alice, SOURCE)
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    old = NotificationDelivery.objects.create(
+        scheduled_import=imp, event="failed", channel="email", created_at=an_hour_ago
+    )
+    NotificationDelivery.objects.create(scheduled_import=imp, event="failed", channel="email")
+
+    # When the sweep runs
+    with mock.patch.object(notifications.current_app, "send_task") as send_task:
+        swept = maintenance.sweep_runs()
+
+    # Then only the old one's message is sent again
+    assert swept["notifications"] == 1
+    assert send_task.call_args.args == ("importbeat.deliver_notification",)
+    assert send_task.call_args.kwargs["args"] == [old.pk]

@@ -144,10 +144,8 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
     permission_classes = [IsAuthenticated, OwnerMayChange]
     lookup_value_regex = r"\d+"
 
-    @property
-    def extra_query_params(self) -> tuple[str, ...]:
-        """Query parameters an action reads itself (see filters.StrictFilterBackend)."""
-        return ("dry_run",) if self.action in ("update", "partial_update") else ()
+    # Query parameters an action reads itself (see filters.StrictFilterBackend).
+    extra_query_params: tuple[str, ...] = ()
 
     def get_queryset(self) -> QuerySet[ScheduledImport]:
         active = ImportRun.objects.filter(status__in=ImportRun.ACTIVE_STATUSES).order_by("-pk")
@@ -183,6 +181,8 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
         return self._check(serializer)
 
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # Update reads `dry_run` itself; the lookup's strict query check must allow it.
+        self.extra_query_params = ("dry_run",)
         if not _dry_run(request):
             return super().update(request, *args, **kwargs)
         instance = self.get_object()

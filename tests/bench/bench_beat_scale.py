@@ -183,26 +183,44 @@ def per_tick_lags(received: list[tuple[float, str, list]], since: float) -> dict
     return lags
 
 
+@dataclass
+class Case:
+    """One beat process over `count` fresh every-minute imports, watched until `end`."""
+
+    beat: object
+    started: float
+    first_minute: datetime
+    end: datetime
+    cpu: float
+    wall: float
+    data: Collected
+
+
+def run_case(processes, count: int, minutes: float) -> Case:
+    ImportRun.objects.all().delete()
+    ScheduledImport.objects.all().delete()
+    PeriodicTask.objects.filter(task=DISPATCH_TASK).delete()
+    make_imports(count)
+    wait_for_early_minute()
+    collector = Collector().start()
+    started = time.time()
+    beat = processes.start("beat")
+    collector.watch(beat.pid)
+    beat_process = psutil.Process(beat.pid)
+    first_minute = datetime.now(UTC).replace(second=0, microsecond=0)
+    end = first_minute + timedelta(minutes=minutes)
+    while datetime.now(UTC) < end:
+        time.sleep(0.5)
+    cpu = cpu_seconds(beat_process)
+    return Case(beat, started, first_minute, end, cpu, time.time() - started, collector.close())
+
+
 def bench_importbeat_beat(processes) -> None:
     for count in COUNTS:
-        ImportRun.objects.all().delete()
-        ScheduledImport.objects.all().delete()
-        PeriodicTask.objects.filter(task=DISPATCH_TASK).delete()
-        ids = make_imports(count)
-        wait_for_early_minute()
-        collector = Collector().start()
-        started = time.time()
-        beat = processes.start("beat")
-        collector.watch(beat.pid)
-        beat_process = psutil.Process(beat.pid)
         # The tick due at start, then two full minutes of ticks.
-        first_minute = datetime.now(UTC).replace(second=0, microsecond=0)
-        end = first_minute + timedelta(minutes=2, seconds=50)
-        while datetime.now(UTC) < end:
-            time.sleep(0.5)
-        cpu = cpu_seconds(beat_process)
-        wall = time.time() - started
-        data = collector.close()
+        case = run_case(processes, count, minutes=2 + 50 / 60)
+        beat, started, first_minute = case.beat, case.started, case.first_minute
+        cpu, wall, data = case.cpu, case.wall, case.data
 
         lags = per_tick_lags(data.received, started)
         first_at = min((at for at, _t, _a in data.received), default=float("nan"))
@@ -232,7 +250,6 @@ def bench_importbeat_beat(processes) -> None:
             cpu_percent=f"{100 * cpu / wall:.0f}",
             peak_rss_mb=f"{data.peak_rss / 2**20:.0f}",
         )
-        assert len(ids) == count
         if count == 10_000:
             take_over(processes, beat, count)
         processes.stop(beat)
@@ -283,24 +300,10 @@ def bench_vanilla_django_celery_beat(processes, monkeypatch) -> None:
         conftest, "procfile_command", lambda name: VANILLA if name == "beat" else real(name)
     )
     for count in COUNTS:
-        ImportRun.objects.all().delete()
-        ScheduledImport.objects.all().delete()
-        PeriodicTask.objects.filter(task=DISPATCH_TASK).delete()
-        make_imports(count)
-        wait_for_early_minute()
-        collector = Collector().start()
-        started = time.time()
-        beat = processes.start("beat")
-        collector.watch(beat.pid)
-        beat_process = psutil.Process(beat.pid)
-        first_minute = datetime.now(UTC).replace(second=0, microsecond=0)
-        end = first_minute + timedelta(minutes=1, seconds=50)
-        while datetime.now(UTC) < end:
-            time.sleep(0.5)
-        cpu = cpu_seconds(beat_process)
-        wall = time.time() - started
-        data = collector.close()
-        processes.stop(beat)
+        case = run_case(processes, count, minutes=1 + 50 / 60)
+        started, first_minute, end = case.started, case.first_minute, case.end
+        cpu, wall, data = case.cpu, case.wall, case.data
+        processes.stop(case.beat)
         sent = [(at, args) for at, task, args in data.received if task == DISPATCH_TASK]
         # Ticks due while it ran: the minute boundaries from start to end, for every import.
         boundaries = int((end - first_minute).total_seconds() // 60) + 1

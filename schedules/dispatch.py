@@ -40,7 +40,7 @@ MAX_ON_TIME = 100
 # this many, and the rest are still skipped or coalesced.
 MAX_COUNTED = 10_000
 
-# Fields beat needs to plan ticks and to put a run on the broker (services.send_run).
+# Fields beat needs to plan ticks and to build a run's message (services.run_message).
 PLAN_FIELDS = (
     "id", "owner_id", "name", "status", "schedule_type", "cron_expression", "interval_seconds",
     "timezone", "catchup", "next_run_at", "late_since", "timeout_seconds",

@@ -3,20 +3,11 @@ late imports. The dashboard's health panel and `/metrics` both read them here, s
 
 from __future__ import annotations
 
-import logging
 from typing import Any
-
-import redis
-from django.conf import settings
 
 from schedules.api import health
 
-logger = logging.getLogger(__name__)
-
-# kombu's Redis transport keeps a queue's messages of priority 0 under the queue's name and the
-# other priority steps under the name, a separator and the step.
-PRIORITY_SEPARATOR = "\x06\x16"
-PRIORITY_STEPS = (3, 6, 9)
+from .broker import queue_depth
 
 
 def late_imports_count() -> int:
@@ -25,25 +16,6 @@ def late_imports_count() -> int:
     from .models import ScheduledImport
 
     return ScheduledImport.objects.filter(late_condition()).count()
-
-
-def queue_depth() -> dict[str, int | None]:
-    """Messages waiting on the broker, per queue (None when the broker does not answer)."""
-    from project.celery import app
-
-    queue = app.conf.task_default_queue
-    keys = [queue, *(f"{queue}{PRIORITY_SEPARATOR}{step}" for step in PRIORITY_STEPS)]
-    try:
-        client = redis.Redis.from_url(
-            app.conf.broker_url, socket_timeout=settings.HEALTH_BROKER_TIMEOUT
-        )
-        with client.pipeline(transaction=False) as pipe:
-            for key in keys:
-                pipe.llen(key)
-            return {queue: sum(pipe.execute())}
-    except (redis.RedisError, OSError) as error:
-        logger.warning("queue depth unavailable: %s", type(error).__name__)
-        return {queue: None}
 
 
 def cluster_health() -> dict[str, Any]:

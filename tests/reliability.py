@@ -201,6 +201,10 @@ class DatabaseProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if not self.open:
+                # Accepted while being cut: a partition lets nothing through.
+                client.close()
+                return
             upstream = socket.socket(self.upstream[0], socket.SOCK_STREAM)
             upstream.connect(self.upstream[1])
             with self.lock:
@@ -223,6 +227,10 @@ class DatabaseProxy:
         import socket
 
         self.open = False
+        # Closing alone does not wake a thread blocked in accept(), which would go on
+        # accepting connections on the listening socket; shutting it down first does.
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
         self.listener.close()
         with self.lock:
             for sock in self.sockets:

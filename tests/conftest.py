@@ -265,7 +265,8 @@ def answers(url: str) -> bool:
 
     try:
         requests.get(url, timeout=2)
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.Timeout):
+        # A process still booting may accept the connection and answer late
         return False
     return True
 

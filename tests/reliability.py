@@ -11,10 +11,9 @@ from pathlib import Path
 
 import psutil
 import redis
-import requests
 
 from schedules.models import ImportRun, Record, ScheduledImport
-from tests.conftest import wait_for
+from tests.conftest import answers, wait_for
 
 # Environment of the processes these tests start: short leases and a fast sweep, so that a
 # crash is detected in seconds (production defaults are 60 s and 60 s).
@@ -43,15 +42,6 @@ def wait_for_the_end(run: ImportRun, processes, timeout: float = 60) -> ImportRu
         timeout,
         what="the run to end\n" + processes.logs(),
     )
-
-
-def answers(url: str) -> bool:
-    """Whether anything answers HTTP at `url` (a process started by the test is up)."""
-    try:
-        requests.get(url, timeout=5)
-    except requests.RequestException:
-        return False
-    return True
 
 
 def start_flower(processes, auth: tuple[str, str]) -> str:

@@ -7,7 +7,7 @@ import requests
 from project.devservices import free_port
 from schedules import services
 from schedules.models import ImportRun
-from tests.conftest import wait_for
+from tests.conftest import answers, wait_for
 from tests.factories import PRODUCTS_CSV, make_import
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
@@ -21,7 +21,7 @@ def test_flower_shows_a_finished_import_task_behind_basic_auth(alice, csv_server
     base = f"http://127.0.0.1:{port}"
     processes.start("worker")
     flower = processes.start("flower", FLOWER_PORT=str(port), FLOWER_BASIC_AUTH=":".join(AUTH))
-    wait_for(lambda: _answers(f"{base}/healthcheck"), 30, what="flower\n" + processes.logs())
+    wait_for(lambda: answers(f"{base}/healthcheck"), 30, what="flower\n" + processes.logs())
 
     # When an import of a slow file (about 2 s) runs on the worker
     body = PRODUCTS_CSV + "".join(f"S-{i},item {i},{i}.5\n" for i in range(40_000))
@@ -61,14 +61,6 @@ def test_flower_shows_a_finished_import_task_behind_basic_auth(alice, csv_server
     # And, persistent, it saves what it saw when it stops
     processes.stop(flower)
     assert list(processes.log_dir.glob("flower.db*"))
-
-
-def _answers(url: str) -> bool:
-    try:
-        requests.get(url, timeout=2)
-    except requests.ConnectionError:
-        return False
-    return True
 
 
 def test_outside_development_flower_refuses_to_start_without_basic_auth(processes):

@@ -19,7 +19,7 @@ def health_of_a_web_process(processes, **env: str) -> requests.Response:
         try:
             # (a list: a 503 Response is falsy)
             return [requests.get(url, timeout=10)]
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             return None
 
     return wait_for(answer, timeout=30, what="the web process\n" + processes.logs())[0]

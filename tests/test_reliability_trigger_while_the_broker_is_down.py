@@ -10,9 +10,9 @@ from knox.models import AuthToken
 
 from project.devservices import free_port
 from schedules.models import ImportRun
-from tests.conftest import wait_for
+from tests.conftest import answers, wait_for
 from tests.factories import PRODUCTS_CSV, make_import
-from tests.reliability import FAST, answers, redis_server
+from tests.reliability import FAST, redis_server
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 

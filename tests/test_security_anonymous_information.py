@@ -75,7 +75,7 @@ def test_flower_metrics_need_the_credentials(processes):
     def up():
         try:
             return [requests.get(f"{base}/healthcheck", timeout=2)]
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):
             return None
 
     wait_for(up, 30, what="flower\n" + processes.logs())

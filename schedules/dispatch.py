@@ -144,17 +144,30 @@ def _dispatch_batch(batch_size: int) -> tuple[list[ImportRun], int, int, list[in
         late = [imp.pk for imp in imports if plans[imp.pk].missed and imp.late_since is None]
         missed = sum(plan.missed for plan in plans.values())
         if missed:
-            for imp in imports:
-                if plans[imp.pk].missed:
-                    logger.warning(
-                        "missed ticks import=%s count=%s catchup=%s since=%s",
-                        imp.pk, plans[imp.pk].missed, imp.catchup, imp.next_run_at.isoformat(),
-                    )  # fmt: skip
+            _log_missed(imports, plans, missed)
         if late:
             from . import alerts
 
             transaction.on_commit(lambda: alerts.on_imports_late(late))
     return runs, len(imports), missed, late
+
+
+# After an outage of thousands of imports, one line per batch, not one per import.
+MISSED_LOG_EXAMPLES = 10
+
+
+def _log_missed(imports: list[ScheduledImport], plans: dict[int, TickPlan], missed: int) -> None:
+    behind = [imp for imp in imports if plans[imp.pk].missed]
+    examples = " ".join(
+        f"import={imp.pk}:count={plans[imp.pk].missed}:catchup={imp.catchup}"
+        f":since={imp.next_run_at.isoformat()}"
+        for imp in behind[:MISSED_LOG_EXAMPLES]
+    )
+    more = len(behind) - MISSED_LOG_EXAMPLES
+    logger.warning(
+        "missed ticks count=%s imports=%s %s%s",
+        missed, len(behind), examples, f" and {more} more imports" if more > 0 else "",
+    )  # fmt: skip
 
 
 def _create_runs(

@@ -216,3 +216,25 @@ def test_the_owner_hears_once_per_late_streak(alice, settings, monkeypatch):
 
     # Then a second streak tells the owner again
     assert told == [[imp.pk], [imp.pk]]
+
+
+def test_after_an_outage_missed_ticks_are_logged_in_one_line_per_batch(alice, settings, caplog):
+    settings.MISSED_TICK_GRACE_SECONDS = 5
+    with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
+        imports = [
+            make_import(alice, SOURCE, name=f"i{n}", dataset=f"d{n}", interval_seconds=60)
+            for n in range(dispatch.MISSED_LOG_EXAMPLES + 3)
+        ]
+        # Given beat was down across three ticks of every import
+        clock.move_to(T0 + timedelta(minutes=2, seconds=30))
+
+        # When it comes back
+        with caplog.at_level("WARNING", logger=dispatch.logger.name):
+            run_beat_once()
+
+    # Then one line says how many ticks of how many imports, with a few of them named
+    lines = [r.getMessage() for r in caplog.records if "missed ticks" in r.getMessage()]
+    assert len(lines) == 1
+    assert f"count={3 * len(imports)} imports={len(imports)}" in lines[0]
+    assert f"import={imports[0].pk}:count=3" in lines[0]
+    assert lines[0].endswith(" and 3 more imports")

@@ -209,10 +209,16 @@ def on_imports_late(import_ids: list[int]) -> None:
     from .models import ScheduledImport
     from .notifications import on_late
 
+    subscribed = list(
+        ScheduledImport.objects.filter(pk__in=import_ids, notify_on__contains=["late"])
+    )
+    # An owner who asked for the `late` notification by e-mail gets that one, not two.
+    mailed = {imp.pk for imp in subscribed if "email" in imp.notify_channels}
     for import_id in import_ids:
         logger.error("import late import=%s", import_id)
-        send_late_alert.delay(import_id)
-    for imp in ScheduledImport.objects.filter(pk__in=import_ids, notify_on__contains=["late"]):
+        if import_id not in mailed:
+            send_late_alert.delay(import_id)
+    for imp in subscribed:
         with transaction.atomic():
             on_late(imp)
 

@@ -162,13 +162,16 @@ def test_the_secret_is_shown_to_the_owner_only(alice, django_user_model):
 def test_an_import_turning_late_notifies_when_asked_to(alice, monkeypatch):
     imp = make_import(alice, SOURCE, notify_on=["late"], notify_channels=["email"])
     quiet = make_import(alice, SOURCE, name="quiet")
-    # The failure-streak alert's own late e-mail is a task of its own: not under test here.
-    monkeypatch.setattr("tasks.tasks.send_late_alert.delay", lambda import_id: None)
+    hooked = make_import(alice, SOURCE, name="hooked", notify_on=["late"], notify_channels=[])
+    late_alerts: list[int] = []
+    monkeypatch.setattr("tasks.tasks.send_late_alert.delay", late_alerts.append)
 
-    alerts.on_imports_late([imp.pk, quiet.pk])
+    alerts.on_imports_late([imp.pk, quiet.pk, hooked.pk])
 
     (delivery,) = NotificationDelivery.objects.all()
     assert (delivery.scheduled_import_id, delivery.event, delivery.run_id) == (imp.pk, "late", None)
+    # The owner who asked for the late e-mail gets that one only, not the late alert's too
+    assert sorted(late_alerts) == sorted([quiet.pk, hooked.pk])
     notifications.deliver(delivery.pk)
     assert [m.subject for m in mail.outbox] == ["[importbeat] products: late"]
 

@@ -10,6 +10,11 @@ export DJANGO_DEBUG ?= 1
 # The system's PostgreSQL (Debian 12 ships 15): `make test` runs the importer tests on it too.
 SYSTEM_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py
+# Test runners in parallel (pytest-xdist; each has its own database and Redis database): most
+# tests wait on real processes, so two runners halve the suite on two cores. 0: one, in-process
+# (what `-s` needs to show a test's output).
+TEST_JOBS ?= 2
+XDIST := -n $(TEST_JOBS) --dist worksteal
 
 .PHONY: help install browser compose run manage shell psql test pgtest bench lint format clean
 
@@ -57,13 +62,13 @@ browser: ## install Debian's chromium for the dashboard's browser test (once; ne
 
 test: install browser compose ## run the whole test suite (PostgreSQL/Redis from the env or embedded)
 	mkdir -p .run
-	$(SERVICES) --test -- $(PY) -m pytest $(PYTEST_ARGS)
+	$(SERVICES) --test -- $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory pgtest; fi
 
 pgtest: install ## the importer tests on the system PostgreSQL (SYSTEM_DATABASE_URL), if it answers
 	@if $(PY) -c 'import sys; from project.devservices import database_answers; sys.exit(not database_answers("$(SYSTEM_DATABASE_URL)"))'; then \
 		echo "importer tests on the system PostgreSQL ($(SYSTEM_DATABASE_URL))"; \
-		DATABASE_URL=$(SYSTEM_DATABASE_URL) $(SERVICES) --test -- $(PY) -m pytest $(PGTEST_FILES); \
+		DATABASE_URL=$(SYSTEM_DATABASE_URL) $(SERVICES) --test -- $(PY) -m pytest $(XDIST) $(PGTEST_FILES); \
 	else \
 		echo "no PostgreSQL answers at $(SYSTEM_DATABASE_URL): the suite ran on one server only"; \
 	fi

@@ -188,12 +188,12 @@ def services(test: bool) -> Iterator[dict[str, str]]:
         redis_url = os.environ.get("REDIS_URL", "")
         if redis_url and redis_answers(redis_url):
             log("using REDIS_URL")
-            if test:
-                redis_url = with_redis_db(redis_url, TEST_REDIS_DB)
         else:
             if redis_url:
                 log("REDIS_URL does not answer; falling back to the embedded Redis")
             redis_url = stack.enter_context(embedded_redis())
+        if test:
+            redis_url = with_redis_db(redis_url, TEST_REDIS_DB)
         resolved["REDIS_URL"] = redis_url
         if test:
             import redis

@@ -6,6 +6,7 @@ embedded servers under .run/) and write what they chose to .run/services.env, wh
 here only for variables the environment does not set.
 """
 
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -142,6 +143,18 @@ if not REDIS_URL:
         "REDIS_URL is not set: set it, or run `make run` / `make test`, which start an "
         "embedded Redis under .run/ when none is reachable"
     )
+
+# The suite's parallel runners (pytest-xdist's gw0, gw1, ...) share its Redis server: each takes
+# a database of its own below the suite's, and the processes its tests start inherit the choice.
+# A URL a test points elsewhere (another server, another database) is left as it is.
+if (_runner := os.environ.get("PYTEST_XDIST_WORKER", "")).startswith("gw"):
+    from project.devservices import TEST_REDIS_DB, with_redis_db
+
+    for _name in ("REDIS_URL", "CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+        _url = os.environ.get(_name, "")
+        if _url.startswith("redis") and _url.rstrip("/").endswith(f"/{TEST_REDIS_DB}"):
+            os.environ[_name] = with_redis_db(_url, TEST_REDIS_DB - 1 - int(_runner[2:]))
+    REDIS_URL = os.environ["REDIS_URL"]
 
 WEB_PORT = env.int("PORT", default=8000)
 MIN_INTERVAL_SECONDS = env.int("MIN_INTERVAL_SECONDS", default=60)

@@ -35,6 +35,17 @@ def bob(django_user_model):
     return django_user_model.objects.create_user("bob", "bob@example.com", "bob-password")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_redis_database():
+    # Under pytest-xdist each runner has a Redis database of its own (project/settings.py),
+    # which devservices did not flush: nothing a previous run left behind reaches this one.
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        import redis
+        from django.conf import settings
+
+        redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(request, settings):
     # Users are created per test, and Django's default hasher spends ~0.5 s on each. Processes

@@ -29,6 +29,7 @@ from .fetch import CHUNK_BYTES, ByteStream, NotModified, Validators, note_source
 logger = logging.getLogger("importbeat.drop_folder")
 
 PROCESSED = "processed"
+NO_HARD_LINKS = (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP)
 # A run that committed its rows has used its file; one that failed leaves it for the next run.
 PROCESSED_STATUSES = (ImportRun.Status.SUCCEEDED, ImportRun.Status.PARTIAL)
 
@@ -174,6 +175,12 @@ def _free_name(source: str, folder: str) -> str:
             os.link(source, target, follow_symlinks=False)
         except FileExistsError:
             continue
+        except OSError as error:
+            # A share without hard links (some SMB mounts): rename, after a look first.
+            if error.errno not in NO_HARD_LINKS or os.path.lexists(target):
+                raise
+            os.rename(source, target)
+            return target
         os.unlink(source)
         return target
     raise OSError(errno.EEXIST, f"no free name for {base} in {folder}")

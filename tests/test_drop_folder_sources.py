@@ -16,6 +16,7 @@ from tests.api_support import API, client_for, import_body
 from tests.drop_support import put
 from tests.factories import PRODUCTS_CSV, make_import
 from tests.importer_support import run_now
+from tests.test_admin_imports import CHANGELIST, form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -161,3 +162,23 @@ def test_a_good_run_moves_its_file_to_processed_and_a_failed_one_does_not(alice,
 def test_moving_to_processed_is_for_drop_folder_sources_only(alice, csv_server):
     with pytest.raises(ValidationError, match="processed"):
         make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV), move_processed=True)
+
+
+def test_the_admin_form_refuses_a_path_outside_and_saves_one_inside(client, alice, drop):
+    client.force_login(alice.__class__.objects.create_superuser("root", "root@x.org", "x"))
+    put(drop / "products.csv", PRODUCTS_CSV)
+    imp = make_import(alice, f"file://{drop}/products.csv")
+
+    refused = client.post(
+        f"{CHANGELIST}{imp.pk}/change/", form_data(imp, source_url="file:///etc/passwd")
+    )
+    saved = client.post(
+        f"{CHANGELIST}{imp.pk}/change/",
+        form_data(imp, source_url=f"file://{drop}/products_*.csv", move_processed="on"),
+    )
+
+    errors = refused.context["adminform"].form.errors
+    assert "outside the drop folders" in str(errors["source_url"]) and str(drop) in str(errors)
+    assert saved.status_code == 302, saved.context["adminform"].form.errors
+    imp.refresh_from_db()
+    assert imp.source_url.endswith("/products_*.csv") and imp.move_processed

@@ -1,4 +1,6 @@
-"""Download a source file as a stream of bytes, with timeouts, a size cap and error classes."""
+"""Open a source file as a stream of bytes, with timeouts, a size cap and error classes: an
+http(s) download here, a drop folder's file in tasks.drop_folder, either decompressed by
+tasks.decompress."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ here only for variables the environment does not set.
 """
 
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -160,6 +161,16 @@ WEB_PORT = env.int("PORT", default=8000)
 MIN_INTERVAL_SECONDS = env.int("MIN_INTERVAL_SECONDS", default=60)
 ALLOWED_PRIVATE_HOSTS = env.list("ALLOWED_PRIVATE_HOSTS", default=[])
 MAX_IMPORT_BYTES = env.int("MAX_IMPORT_BYTES", default=1024**3)
+# Local folders `file:///` sources may read (schedules/drop_folders.py): absolute paths,
+# comma- or colon-separated; none by default, so no import reads the workers' disks.
+IMPORT_DROP_DIRS = [
+    folder.strip()
+    for folder in re.split(r"[,:]", env("IMPORT_DROP_DIRS", default=""))
+    if folder.strip()
+]
+for _drop_dir in IMPORT_DROP_DIRS:
+    if not os.path.isabs(_drop_dir):
+        raise ImproperlyConfigured(f"IMPORT_DROP_DIRS: {_drop_dir!r} is not an absolute path")
 # The longest line, row or field of a file: what the importer holds in memory at once.
 MAX_FIELD_BYTES = env.int("MAX_FIELD_BYTES", default=8 * 1024**2)
 RUN_RETENTION_DAYS = env.int("RUN_RETENTION_DAYS", default=30)

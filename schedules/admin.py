@@ -134,7 +134,19 @@ class ScheduledImportAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
     )  # fmt: skip
     fieldsets = (
         (None, {"fields": ("owner", "name", "description", "status_badge")}),
-        ("Source", {"fields": ("source_url", "delimiter", "encoding", "has_header")}),
+        (
+            "Source",
+            {
+                "fields": (
+                    "source_url",
+                    "source_member",
+                    "move_processed",
+                    "delimiter",
+                    "encoding",
+                    "has_header",
+                )
+            },
+        ),
         ("Destination", {"fields": ("dataset", "key_column", "columns", "mode")}),
         (
             "Schedule",
@@ -385,7 +397,10 @@ class ImportRunAdmin(RunDisplay, admin.ModelAdmin):
         ),
         ("Run", {"fields": RUN_FIELDS}),
         ("Counts", {"fields": COUNT_FIELDS}),
-        ("Source file", {"fields": ("file_digest", "source_etag", "source_last_modified")}),
+        (
+            "Source file",
+            {"fields": ("source_file", "file_digest", "source_etag", "source_last_modified")},
+        ),
     )
 
     @admin.display(description="owner")

@@ -12,9 +12,13 @@ from .models import ScheduledImport
 
 
 class ScheduledImportAdminForm(forms.ModelForm):
-    # Declared so that a URL typed without a scheme gets https, not Django 5's http default.
-    source_url = forms.URLField(
-        max_length=2000, assume_scheme="https", widget=forms.URLInput(attrs={"size": 80})
+    # Not a URLField: file:/// drop-folder paths are sources too (schedules.validation
+    # decides); clean_source_url keeps the URLField's https for a URL typed without a scheme.
+    source_url = forms.CharField(
+        max_length=2000,
+        widget=forms.TextInput(attrs={"size": 80}),
+        help_text="http(s) URL, or file:///… in a drop folder (IMPORT_DROP_DIRS); a glob in "
+        "the file name (products_*.csv) takes the newest match",
     )
     callback_url = forms.URLField(
         max_length=2000,
@@ -26,7 +30,8 @@ class ScheduledImportAdminForm(forms.ModelForm):
     class Meta:
         model = ScheduledImport
         fields = [
-            "owner", "name", "description", "source_url", "delimiter", "encoding",
+            "owner", "name", "description", "source_url", "source_member", "move_processed",
+            "delimiter", "encoding",
             "has_header", "dataset", "key_column", "columns", "mode", "schedule_type",
             "cron_expression", "interval_seconds", "timezone", "max_retries",
             "retry_backoff_seconds", "retry_backoff_max_seconds", "timeout_seconds", "overlap",
@@ -40,6 +45,9 @@ class ScheduledImportAdminForm(forms.ModelForm):
             "evaluated in the import's timezone",
             "interval_seconds": "for an interval schedule",
             "timezone": "IANA name, e.g. Europe/Berlin",
+            "source_member": "the file to import from a zip archive that holds several",
+            "move_processed": "drop folders: move the file to processed/ after a run that "
+            "committed its rows",
             "notify_on": 'a list out of "failed", "partial", "succeeded", "recovered", "late"',
             "notify_channels": 'a list out of "email", "webhook" (to the callback URL, signed)',
         }
@@ -51,6 +59,10 @@ class ScheduledImportAdminForm(forms.ModelForm):
             field = self.fields["dataset"]
             field.queryset = field.queryset.select_related("owner").order_by("owner", "name")
             field.label_from_instance = lambda dataset: f"{dataset.owner} / {dataset.name}"
+
+    def clean_source_url(self) -> str:
+        url = self.cleaned_data["source_url"].strip()
+        return url if "://" in url else f"https://{url}"
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean()

@@ -77,7 +77,12 @@ class ScheduledImport(models.Model):
     )
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    source_url = models.URLField(max_length=2000)
+    # http(s), or file:/// in a drop folder (schedules.validation checks the scheme and rules).
+    source_url = models.CharField(max_length=2000)
+    # The file to read out of a zip archive that holds several; blank: it must hold one.
+    source_member = models.CharField(max_length=255, blank=True, default="")
+    # Drop folders only: move the file to processed/ beside it once a run committed its rows.
+    move_processed = models.BooleanField(default=False)
     delimiter = models.CharField(max_length=1, default=",")
     encoding = models.CharField(max_length=40, default="utf-8")
     has_header = models.BooleanField(default=True)
@@ -384,6 +389,8 @@ class ImportRun(models.Model):
     file_digest = models.CharField(max_length=64, blank=True)
     source_etag = models.CharField(max_length=255, blank=True)
     source_last_modified = models.CharField(max_length=255, blank=True)
+    # The file the run read when the source names several (a drop folder's glob): its path.
+    source_file = models.CharField(max_length=1024, blank=True, default="")
     # Written when an attempt starts and then every third of RUN_LEASE_SECONDS while it lives;
     # a `running` run whose heartbeat stopped belongs to a dead worker (tasks.maintenance).
     heartbeat_at = models.DateTimeField(null=True, blank=True)

@@ -631,6 +631,12 @@ def record_phase(run_id: int, phase: str) -> None:
     ImportRun.objects.filter(pk=run_id).update(phase=phase)
 
 
+def record_source_file(run: ImportRun, path: str) -> None:
+    """Note which file the run reads when its source names several (a drop folder's glob)."""
+    run.source_file = path[:1024]
+    ImportRun.objects.filter(pk=run.pk).update(source_file=run.source_file)
+
+
 def mark_retrying(run: ImportRun, error: str, countdown: float) -> None:
     """Record a failed attempt that will be retried after `countdown` seconds."""
     _record_attempt(run, error, retry_in=countdown)

@@ -10,7 +10,10 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.core.validators import URLValidator
 
+from . import drop_folders
+from .drop_folders import is_file_url
 from .text import has_control_characters
 
 if TYPE_CHECKING:
@@ -88,6 +91,19 @@ def validate_http_url(url: str) -> None:
         raise ValidationError("only http and https URLs are allowed")
 
 
+def validate_source_url(url: str) -> None:
+    """An http(s) URL, or a file:/// path in one of the operator's drop folders."""
+    if is_file_url(url):
+        try:
+            drop_folders.locate(url)
+        except drop_folders.Refused as refused:
+            raise ValidationError(str(refused)) from None
+        return
+    if urlsplit(url).scheme not in ("http", "https"):
+        raise ValidationError("only http and https URLs, or file:/// in a drop folder, are allowed")
+    URLValidator(schemes=["http", "https"])(url)
+
+
 def validate_name(name: str) -> None:
     """Names end up in email headers, log lines and terminals: no control characters."""
     if has_control_characters(name or ""):
@@ -150,7 +166,12 @@ def validate_import_fields(imp: ScheduledImport) -> None:
     check("key_column", validate_name, imp.key_column or "")
     if imp.dataset_id is not None:
         check("dataset", validate_name, imp.dataset.name)
-    check("source_url", validate_http_url, imp.source_url or "")
+    check("source_url", validate_source_url, imp.source_url or "")
+    check("source_member", validate_name, imp.source_member or "")
+    if imp.move_processed and not is_file_url(imp.source_url or ""):
+        errors.setdefault("move_processed", []).append(
+            "only a drop folder's file (file:///) can be moved to processed/"
+        )
     if imp.callback_url:
         check("callback_url", validate_http_url, imp.callback_url)
     check("timezone", validate_timezone, imp.timezone or "")

@@ -1,4 +1,6 @@
-"""Download a source file as a stream of bytes, with timeouts, a size cap and error classes."""
+"""Open a source file as a stream of bytes, with timeouts, a size cap and error classes: an
+http(s) download here, a drop folder's file in tasks.drop_folder, either decompressed by
+tasks.decompress."""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import contextvars
 import io
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -15,9 +17,11 @@ import urllib3
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
+from . import decompress
 from .addresses import check_public_address, public_addresses
 from .errors import PermanentImportError, TransientImportError
 from .fetch_watchdog import Watchdog
+from .source_options import SourceOptions
 
 CHUNK_BYTES = 256 * 1024
 MAX_REDIRECTS = 5
@@ -77,6 +81,8 @@ class ByteStream(io.RawIOBase):
     """A readable file over a response's chunks that counts bytes and enforces the size cap."""
 
     validators = Validators()
+    # The file a drop folder's glob took ("" for a download).
+    source_file = ""
 
     def __init__(
         self,
@@ -201,18 +207,64 @@ def classify_status(response: requests.Response) -> None:
         raise PermanentImportError(f"the server answered HTTP {status} {response.reason}")
 
 
+# Who wants to know which file a source took (a glob's newest match): the runner, which
+# records it on the run. A context variable, so that the importer passes nothing through.
+_source_file_hooks: contextvars.ContextVar[tuple[Callable[[str], None], ...]] = (
+    contextvars.ContextVar("importbeat_source_file_hooks", default=())
+)
+
+
+@contextmanager
+def noting_source_file(hook: Callable[[str], None]) -> Iterator[None]:
+    """Call `hook(path)` with the file each source opened inside this block takes."""
+    token = _source_file_hooks.set((*_source_file_hooks.get(), hook))
+    try:
+        yield
+    finally:
+        _source_file_hooks.reset(token)
+
+
+def note_source_file(path: str) -> None:
+    """Said by a source kind as soon as it knows the file it reads (before NotModified)."""
+    for hook in _source_file_hooks.get():
+        hook(path)
+
+
 @contextmanager
 def open_source(
     url: str,
     on_read: Callable[[int], None] | None = None,
     unless: Validators | None = None,
+    *,
+    options: SourceOptions | None = None,
 ) -> Iterator[tuple[ByteStream, int | None]]:
-    """Yield (byte stream, Content-Length or None) for `url`, following redirects by hand so
-    that every hop is checked against the private-address rule.
+    """Yield (byte stream, length or None) for `url`, whatever kind of source it is: a drop
+    folder's file (`file:///`) or an http(s) download. The length is that of the file as
+    stored (compressed, if it is), so progress follows the bytes that arrive; the stream gives
+    the CSV itself, decompressed, with the size cap on what decompression produces.
 
-    With `unless`, the request is conditional: NotModified is raised when the server answers
-    that the file is still the version those validators name.
+    With `unless`, the request is conditional: NotModified is raised when the source says the
+    file is still the version those validators name.
     """
+    options = options or SourceOptions()
+    with ExitStack() as stack:
+        if urlsplit(url).scheme.lower() == "file":
+            from . import drop_folder  # it builds on this module's ByteStream
+
+            stream, length = stack.enter_context(drop_folder.open_file(url, on_read, unless))
+        else:
+            stream, length = stack.enter_context(_open_http(url, on_read, unless))
+        yield decompress.decompressed(stream, stack, options.member), length
+
+
+@contextmanager
+def _open_http(
+    url: str,
+    on_read: Callable[[int], None] | None = None,
+    unless: Validators | None = None,
+) -> Iterator[tuple[ByteStream, int | None]]:
+    """An http(s) download, following redirects by hand so that every hop is checked against
+    the private-address rule."""
     timeout = (settings.FETCH_CONNECT_TIMEOUT_SECONDS, settings.FETCH_READ_TIMEOUT_SECONDS)
     watchdog = Watchdog(
         settings.FETCH_TOTAL_TIMEOUT_SECONDS, settings.FETCH_MIN_BYTES_PER_SECOND

@@ -11,16 +11,19 @@ from typing import Any
 
 from schedules.models import ScheduledImport
 
-from . import fetch
+from . import decompress, fetch
 from . import importer_stage as stage
 from .errors import ImportFailed
+from .source_options import source_options
 
 PREVIEW_BYTES = 64 * 1024
 PREVIEW_ROWS = 3
 
 
 # What a check needs of an import, saved or not.
-CHECK_FIELDS = ("source_url", "delimiter", "encoding", "has_header", "key_column", "columns")
+CHECK_FIELDS = (
+    "source_url", "source_member", "delimiter", "encoding", "has_header", "key_column", "columns",
+)  # fmt: skip
 DELIMITERS = ",;\t|"
 
 
@@ -41,8 +44,8 @@ def inspect_source(imp: ScheduledImport) -> dict[str, Any]:
     """{"ok", "columns", "rows" (the first few), "bytes_total", "key_column_found",
     "missing_required_columns", "problems", "suggestions"}: what a run would find."""
     try:
-        with fetch.open_source(imp.source_url) as (stream, length):
-            head = _read(stream, PREVIEW_BYTES)
+        with fetch.open_source(imp.source_url, options=source_options(imp)) as (stream, length):
+            head = decompress.read_up_to(stream, PREVIEW_BYTES)
         stage.sniff(head)
     except ImportFailed as error:
         return _refused(str(error))
@@ -105,16 +108,6 @@ def _guess_encoding(head: bytes) -> str | None:
             continue
         return encoding
     return None
-
-
-def _read(stream: io.RawIOBase, limit: int) -> bytes:
-    data = b""
-    while len(data) < limit:
-        chunk = stream.read(limit - len(data))
-        if not chunk:
-            break
-        data += chunk
-    return data
 
 
 def _first_rows(head: bytes, end: int | None, imp: ScheduledImport, complete: bool) -> list:

@@ -61,6 +61,16 @@ def _allow_local_sources(settings):
     settings.MIN_INTERVAL_SECONDS = 1
 
 
+@pytest.fixture
+def drop(tmp_path, settings) -> Path:
+    """A drop folder listed in IMPORT_DROP_DIRS, and `tmp_path / "outside"`, one not listed."""
+    folder = tmp_path / "drop"
+    folder.mkdir()
+    (tmp_path / "outside").mkdir()
+    settings.IMPORT_DROP_DIRS = [str(folder)]
+    return folder
+
+
 # --- a local HTTP server for source files -------------------------------------------------------
 
 

@@ -123,8 +123,9 @@ class ImportSerializer(serializers.ModelSerializer):
     class Meta:
         model = ScheduledImport
         fields = [
-            "id", "owner", "name", "description", "source_url", "delimiter", "encoding",
-            "has_header", "dataset", "key_column", "columns", "mode",
+            "id", "owner", "name", "description", "source_url", "source_member",
+            "move_processed", "delimiter", "encoding", "has_header", "dataset", "key_column",
+            "columns", "mode",
             "schedule_type", "cron_expression", "interval_seconds", "timezone",
             "schedule_description", "next_run_at", "next_runs",
             "max_retries", "retry_backoff_seconds", "retry_backoff_max_seconds",
@@ -245,7 +246,7 @@ class RunSerializer(ActiveRunSerializer):
             "status", "queued_at", "started_at", "finished_at", "duration_ms", "attempts",
             "rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "rows_deleted",
             "rows_failed", "bytes_read", "bytes_total", "progress", "error_message", "worker",
-            "celery_task_id", "file_digest", "cancel_requested_at", "retry_of",
+            "celery_task_id", "file_digest", "source_file", "cancel_requested_at", "retry_of",
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -51,7 +51,9 @@ from .serializers import (
 from .throttles import ManualRunThrottle
 
 # What a source check reads of an import (tasks.source_check.CHECK_FIELDS).
-SOURCE_FIELDS = ("source_url", "delimiter", "encoding", "has_header", "key_column", "columns")
+SOURCE_FIELDS = (
+    "source_url", "source_member", "delimiter", "encoding", "has_header", "key_column", "columns",
+)  # fmt: skip
 
 
 def _dry_run(request: Request) -> bool:

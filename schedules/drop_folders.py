@@ -1,0 +1,98 @@
+"""Drop folders: the local directories an operator lets imports read (`IMPORT_DROP_DIRS`).
+
+One rule for every surface: the API and the admin refuse a `file:///` source outside them when
+the import is saved (schedules.validation), and the worker checks it again before it opens a
+file (tasks.drop_folder), since a folder's links can change after the save. A path is allowed
+when it lies under a listed folder both as written and once every symbolic link is resolved,
+so neither `..` nor a link (to the file or to any folder above it) leads out.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
+from django.conf import settings
+
+from .text import has_control_characters
+
+GLOB_CHARACTERS = frozenset("*?[")
+
+
+class Refused(ValueError):
+    """The path may not be read; the message says why, in the user's words."""
+
+
+@dataclass(frozen=True)
+class DropPath:
+    """Where a `file:///` source points: a folder (links resolved) and a file name or glob."""
+
+    folder: str
+    name: str
+
+    @property
+    def is_glob(self) -> bool:
+        return bool(GLOB_CHARACTERS & set(self.name))
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.folder, self.name)
+
+
+def is_file_url(url: str) -> bool:
+    return urlsplit(url or "").scheme.lower() == "file"
+
+
+def allowed_folders() -> list[str]:
+    return [os.path.normpath(folder) for folder in settings.IMPORT_DROP_DIRS]
+
+
+def locate(url: str) -> DropPath:
+    """The folder and file name (or glob) `url` names, or Refused when it may not be read."""
+    parts = urlsplit(url)
+    if parts.netloc not in ("", "localhost"):
+        raise Refused("a file:// source names no host: write file:///folder/file.csv")
+    path = unquote(parts.path)
+    if has_control_characters(path) or "\0" in path:
+        raise Refused("the path must not contain control characters")
+    folders = allowed_folders()
+    if not folders:
+        raise Refused(
+            "file:// sources are off on this installation: the operator lists the folders "
+            "imports may read in IMPORT_DROP_DIRS"
+        )
+    where = f"only files under {', '.join(folders)} (IMPORT_DROP_DIRS) can be imported"
+    if not path.startswith("/"):
+        raise Refused(f"the path must be absolute; {where}")
+    segments = path.split("/")
+    if ".." in segments:
+        raise Refused(f"'..' is not allowed in the path; {where}")
+    folder, name = os.path.split(os.path.normpath(path))
+    if not name or path.endswith("/"):
+        raise Refused("the path names a folder, not a file")
+    if GLOB_CHARACTERS & set(folder):
+        raise Refused("a pattern (*, ?, [...]) is allowed in the file name only")
+    listed = [f for f in folders if _inside(folder, f)]
+    if not listed:
+        raise Refused(f"{path} is outside the drop folders; {where}")
+    real_folder = os.path.realpath(folder)
+    real_roots = [os.path.realpath(f) for f in listed]
+    if not any(_inside(real_folder, root) for root in real_roots):
+        raise Refused(f"{folder} leads outside the drop folders through a link; {where}")
+    located = DropPath(real_folder, name)
+    if not located.is_glob:
+        check_inside(located.path)
+    return located
+
+
+def check_inside(path: str) -> str:
+    """`path` with its links resolved, if that still lies in a drop folder; else Refused."""
+    real = os.path.realpath(path)
+    if not any(_inside(real, os.path.realpath(f)) for f in allowed_folders()):
+        raise Refused(f"{path} is a link that leads outside the drop folders")
+    return real
+
+
+def _inside(path: str, folder: str) -> bool:
+    return os.path.commonpath([path, folder]) == folder

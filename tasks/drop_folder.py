@@ -1,0 +1,186 @@
+"""Read a source from a drop folder (`file:///…` under IMPORT_DROP_DIRS), and file it away in
+`processed/` after a good run.
+
+The worker reads the folder from its own disk: every worker machine must see the same folder
+at the same path (a shared mount). What may be read is schedules.drop_folders' rule, checked
+again here because links in the folder can change after the import was saved.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import hashlib
+import logging
+import os
+import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from email.utils import formatdate
+
+from django.conf import settings
+
+from schedules import drop_folders
+from schedules.models import ImportRun
+
+from .errors import PermanentImportError, TransientImportError
+from .fetch import CHUNK_BYTES, ByteStream, NotModified, Validators, note_source_file
+
+logger = logging.getLogger("importbeat.drop_folder")
+
+PROCESSED = "processed"
+NO_HARD_LINKS = (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP)
+# A run that committed its rows has used its file; one that failed leaves it for the next run.
+PROCESSED_STATUSES = (ImportRun.Status.SUCCEEDED, ImportRun.Status.PARTIAL)
+
+
+@contextmanager
+def open_file(
+    url: str,
+    on_read: Callable[[int], None] | None = None,
+    unless: Validators | None = None,
+) -> Iterator[tuple[ByteStream, int]]:
+    """Yield (byte stream, file size) for the file `url` names (a glob's newest match).
+
+    The file's size and modification time stand in for an HTTP server's validators: with
+    `unless` naming the same ones, NotModified is raised and nothing is read.
+    """
+    try:
+        where = drop_folders.locate(url)
+    except drop_folders.Refused as refused:
+        raise PermanentImportError(str(refused)) from None
+    path = _newest_match(where) if where.is_glob else where.path
+    try:
+        real = drop_folders.check_inside(path)
+        # No link is left in `real`; O_NOFOLLOW refuses one put there since.
+        fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW)
+    except drop_folders.Refused as refused:
+        raise PermanentImportError(str(refused)) from None
+    except OSError as error:
+        raise _open_error(path, error) from error
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise PermanentImportError(f"{path} is not a regular file")
+        note_source_file(path)
+        validators = file_validators(real, info)
+        if unless is not None and unless.etag == validators.etag:
+            raise NotModified
+        stream = ByteStream(_chunks(file, path), settings.MAX_IMPORT_BYTES, on_read)
+        stream.validators = validators
+        stream.source_file = path
+        yield stream, info.st_size
+
+
+def file_validators(path: str, info: os.stat_result) -> Validators:
+    """Size, modification time and path: a different file, or this one rewritten, differs."""
+    where = hashlib.sha256(path.encode(errors="surrogateescape")).hexdigest()[:16]
+    return Validators(
+        etag=f"file:{info.st_size}:{info.st_mtime_ns}:{where}",
+        last_modified=formatdate(info.st_mtime, usegmt=True),
+    )
+
+
+def _newest_match(where: drop_folders.DropPath) -> str:
+    """The newest file matching the glob (modification time, then the greater name)."""
+    try:
+        entries = list(os.scandir(where.folder))
+    except FileNotFoundError:
+        raise TransientImportError(f"the folder {where.folder} does not exist (yet)") from None
+    except OSError as error:
+        raise _open_error(where.folder, error) from error
+    best: tuple[int, str] | None = None
+    for entry in entries:
+        # As the shell does, `*` does not match hidden files (a partner's upload in progress
+        # is often one: `.products.csv.part`).
+        if entry.name.startswith(".") and not where.name.startswith("."):
+            continue
+        if not fnmatch.fnmatchcase(entry.name, where.name):
+            continue
+        try:
+            if not entry.is_file():
+                continue
+            mtime = entry.stat().st_mtime_ns
+        except OSError:
+            continue  # gone since the listing
+        if best is None or (mtime, entry.name) > best:
+            best = (mtime, entry.name)
+    if best is None:
+        raise TransientImportError(f"no file matches {where.path} yet")
+    return os.path.join(where.folder, best[1])
+
+
+def _chunks(file, path: str) -> Iterator[bytes]:
+    while True:
+        try:
+            data = file.read1(CHUNK_BYTES)
+        except OSError as error:
+            raise TransientImportError(f"reading {path} failed: {_words(error)}") from error
+        if not data:
+            return
+        yield data
+
+
+def _open_error(path: str, error: OSError) -> Exception:
+    """A file not delivered yet is worth another try; one the worker may not read is not."""
+    if error.errno == errno.ENOENT:
+        return TransientImportError(f"{path} does not exist (yet)")
+    if error.errno == errno.ELOOP:
+        return PermanentImportError(f"{path} is a link, which drop folders do not follow")
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return PermanentImportError(f"the worker may not read {path} (permission denied)")
+    if error.errno == errno.EISDIR:
+        return PermanentImportError(f"{path} is a folder, not a file")
+    return TransientImportError(f"cannot open {path}: {_words(error)}")
+
+
+def _words(error: OSError) -> str:
+    return (error.strerror or "input/output error").lower()
+
+
+def move_processed(run: ImportRun) -> str:
+    """After a run that committed its rows: move its file to `processed/` beside it (a name
+    taken there gets a suffix). Returns the new path, "" when nothing was moved. Never fails
+    the run, which is finished already: a file that cannot be moved is logged."""
+    imp = run.scheduled_import
+    if not (imp.move_processed and run.source_file and run.status in PROCESSED_STATUSES):
+        return ""
+    if not drop_folders.is_file_url(imp.source_url):
+        return ""
+    source = run.source_file
+    target_folder = os.path.join(os.path.dirname(source), PROCESSED)
+    try:
+        drop_folders.check_inside(source)
+        os.makedirs(target_folder, exist_ok=True)
+        target = _free_name(source, target_folder)
+    except (OSError, drop_folders.Refused) as error:
+        logger.warning("run=%s: %s not moved to %s: %s", run.pk, source, PROCESSED, error)
+        return ""
+    logger.info("run=%s: %s moved to %s", run.pk, source, target)
+    return target
+
+
+def _free_name(source: str, folder: str) -> str:
+    """Move `source` into `folder` under its name, or name-1, name-2, … if that is taken.
+
+    A hard link cannot replace an existing file (rename would, silently), so two workers never
+    overwrite each other's processed files; the original name goes once the link exists.
+    """
+    base = os.path.basename(source)
+    stem, dot, suffix = base.partition(".")
+    for number in range(10_000):
+        name = base if number == 0 else f"{stem}-{number}{dot}{suffix}"
+        target = os.path.join(folder, name)
+        try:
+            os.link(source, target, follow_symlinks=False)
+        except FileExistsError:
+            continue
+        except OSError as error:
+            # A share without hard links (some SMB mounts): rename, after a look first.
+            if error.errno not in NO_HARD_LINKS or os.path.lexists(target):
+                raise
+            os.rename(source, target)
+            return target
+        os.unlink(source)
+        return target
+    raise OSError(errno.EEXIST, f"no free name for {base} in {folder}")

@@ -1,0 +1,28 @@
+"""Helpers for drop-folder and compressed-source tests (the `drop` fixture is conftest's)."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import zipfile
+from pathlib import Path
+
+
+def put(path: Path, body: bytes | str, mtime: float | None = None) -> Path:
+    path.write_bytes(body.encode() if isinstance(body, str) else body)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def gzipped(body: bytes | str) -> bytes:
+    return gzip.compress(body.encode() if isinstance(body, str) else body)
+
+
+def zipped(members: dict[str, bytes | str]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name, body in members.items():
+            archive.writestr(name, body)
+    return out.getvalue()

@@ -1,0 +1,59 @@
+"""A drop folder end to end with real processes: beat dispatches an interval import of a glob,
+a worker (Procfile) imports the newest file and files it in processed/, then the next one; the
+check before save reads the folder and a compressed file through the worker (issue 14)."""
+
+from __future__ import annotations
+
+import pytest
+
+from schedules import services
+from schedules.models import ImportRun, Record
+from tests.api_support import API, client_for
+from tests.conftest import wait_for
+from tests.drop_support import gzipped, put
+from tests.factories import PRODUCTS_CSV, make_import
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
+
+
+def succeeded(imp) -> list[ImportRun]:
+    return list(imp.runs.filter(status="succeeded").order_by("pk"))
+
+
+def test_beat_and_a_worker_import_each_delivered_file_once(alice, drop, processes):
+    put(drop / "products_1.csv", PRODUCTS_CSV)
+    imp = make_import(alice, f"file://{drop}/products_*.csv", move_processed=True)
+    services.pause_import(imp)  # until the first file's run is seen; then one more is sent
+    processes.start("worker", IMPORT_DROP_DIRS=str(drop))
+    processes.start("beat")
+    api = client_for(alice)
+
+    # The check before save, on the worker: a drop folder's file, then a compressed one
+    check = {"source_url": f"file://{drop}/products_*.csv", "name": "c", "dataset": "c",
+             "key_column": "sku", "schedule_type": "interval", "interval_seconds": 60}  # fmt: skip
+    found = wait_for(
+        lambda: api.post(f"{API}/imports/check", check, format="json").json().get("columns"),
+        60, what="a worker answering\n" + processes.logs(),
+    )  # fmt: skip
+    assert found == ["sku", "name", "price"]
+    put(drop / "later.csv.gz", gzipped(PRODUCTS_CSV))
+    gz = api.post(f"{API}/imports/check", {**check, "source_url": f"file://{drop}/later.csv.gz"},
+                  format="json").json()  # fmt: skip
+    assert gz["ok"] and gz["rows"][0] == ["A-1", "Anvil", "10.50"], gz
+
+    # When the import runs on its schedule, it takes the file and moves it to processed/
+    services.update_import(imp, interval_seconds=2)
+    services.resume_import(imp)
+    first = wait_for(lambda: succeeded(imp), 60, what="a succeeded run\n" + processes.logs())[0]
+    assert first.trigger == "schedule" and first.worker
+    assert first.source_file == str(drop / "products_1.csv")
+    assert (drop / "processed" / "products_1.csv").read_text() == PRODUCTS_CSV
+    assert Record.objects.filter(dataset=imp.dataset).count() == 3
+
+    # Then the next file delivered is the one taken
+    put(drop / "products_2.csv", PRODUCTS_CSV + "D-4,Drill,99\n")
+    wait_for(lambda: (drop / "processed" / "products_2.csv").exists(), 60,
+             what="the second file processed\n" + processes.logs())  # fmt: skip
+    second = next(r for r in succeeded(imp) if r.source_file.endswith("products_2.csv"))
+    assert second.rows_inserted == 1
+    assert Record.objects.filter(dataset=imp.dataset).count() == 4

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import io
 import re
@@ -15,9 +16,12 @@ import urllib3
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
+from schedules.credentials import origin
+
 from .addresses import check_public_address, public_addresses
 from .errors import PermanentImportError, TransientImportError
 from .fetch_watchdog import Watchdog
+from .source_options import SourceOptions
 
 CHUNK_BYTES = 256 * 1024
 MAX_REDIRECTS = 5
@@ -77,6 +81,8 @@ class ByteStream(io.RawIOBase):
     """A readable file over a response's chunks that counts bytes and enforces the size cap."""
 
     validators = Validators()
+    # The file taken, when the source names several (an SFTP glob's newest match); "" for HTTP.
+    source_file = ""
 
     def __init__(
         self,
@@ -195,6 +201,11 @@ def classify_status(response: requests.Response) -> None:
     status = response.status_code
     if status == 429 or status >= 500:
         raise TransientImportError(f"the server answered HTTP {status} {response.reason}")
+    if status in (401, 403):
+        raise PermanentImportError(
+            f"the server refused access (HTTP {status} {response.reason}): "
+            f"check the import's credential"
+        )
     if status >= 300:
         # 4xx, and a 3xx that is no redirect (300, or 304 to a request that was not
         # conditional): nothing to import, and asking again will not change that.
@@ -206,32 +217,67 @@ def open_source(
     url: str,
     on_read: Callable[[int], None] | None = None,
     unless: Validators | None = None,
+    *,
+    options: SourceOptions | None = None,
 ) -> Iterator[tuple[ByteStream, int | None]]:
-    """Yield (byte stream, Content-Length or None) for `url`, following redirects by hand so
-    that every hop is checked against the private-address rule.
+    """Yield (byte stream, its size or None) for `url`: sftp:// from tasks.sftp, http(s)
+    following redirects by hand so that every hop is checked against the private-address rule.
 
-    With `unless`, the request is conditional: NotModified is raised when the server answers
-    that the file is still the version those validators name.
+    With `unless`, the request is conditional: NotModified is raised when the source says that
+    the file is still the version those validators name. `options` carry the import's
+    credential and pinned host key (tasks.source_options).
     """
-    timeout = (settings.FETCH_CONNECT_TIMEOUT_SECONDS, settings.FETCH_READ_TIMEOUT_SECONDS)
+    options = options or SourceOptions()
     watchdog = Watchdog(
         settings.FETCH_TOTAL_TIMEOUT_SECONDS, settings.FETCH_MIN_BYTES_PER_SECOND
     ).start()
     token = _watchdog.set(watchdog)
     try:
-        with _session(url, unless, timeout, watchdog) as (response, url):
+        if urlsplit(url).scheme.lower() == "sftp":
+            from .sftp import open_sftp
+
+            with open_sftp(url, on_read, unless, options, watchdog) as opened:
+                yield opened
+            return
+        timeout = (settings.FETCH_CONNECT_TIMEOUT_SECONDS, settings.FETCH_READ_TIMEOUT_SECONDS)
+        with _session(url, unless, timeout, watchdog, options) as (response, url):
             yield _stream(response, on_read, watchdog)
     finally:
         watchdog.stop()
         _watchdog.reset(token)
 
 
+def credential_headers(url: str, options: SourceOptions) -> dict[str, str]:
+    """The credential's header for a request to `url`: none unless `url` is on the origin the
+    credential was saved for, so a redirect elsewhere (another host, port or scheme) never
+    carries it."""
+    credential = options.credential
+    if not credential or origin(url) != options.credential_origin:
+        return {}
+    kind = credential["kind"]
+    if kind == "basic":
+        pair = f"{credential['username']}:{credential['password']}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+    if kind == "bearer":
+        return {"Authorization": f"Bearer {credential['token']}"}
+    if kind == "header":
+        return {credential["name"]: credential["value"]}
+    return {}
+
+
 @contextmanager
 def _session(
-    url: str, unless: Validators | None, timeout: tuple[float, float], watchdog: Watchdog
+    url: str,
+    unless: Validators | None,
+    timeout: tuple[float, float],
+    watchdog: Watchdog,
+    options: SourceOptions,
 ) -> Iterator[tuple[requests.Response, str]]:
     """The final response for `url` (redirects followed and checked), open while in use."""
     with requests.Session() as session:
+        # No ~/.netrc nor proxy settings from the worker's environment: the only credential a
+        # request carries is the import's own.
+        session.trust_env = False
         session.headers["User-Agent"] = USER_AGENT
         session.headers.update(unless.request_headers() if unless else {})
         session.mount("http://", GuardedAdapter())
@@ -241,7 +287,13 @@ def _session(
                 raise PermanentImportError(f"only http and https URLs are allowed: {url}")
             check_public_address(url)
             try:
-                response = session.get(url, stream=True, timeout=timeout, allow_redirects=False)
+                response = session.get(
+                    url,
+                    stream=True,
+                    timeout=timeout,
+                    allow_redirects=False,
+                    headers=credential_headers(url, options),
+                )
             except (requests.ConnectionError, requests.Timeout) as error:
                 if watchdog.reason:
                     raise TransientImportError(watchdog.reason) from error

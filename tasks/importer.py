@@ -35,6 +35,7 @@ from . import importer_sql as q
 from . import importer_stage as stage
 from .errors import PermanentImportError, RunCancelled, TransientImportError, database_error
 from .fetch import NotModified, Validators, open_source
+from .source_options import source_options
 
 logger = logging.getLogger("importbeat.importer")
 
@@ -87,6 +88,7 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
                         imp.source_url,
                         on_read=reporter.bytes_read,
                         unless=_validators(known) if known else None,
+                        options=source_options(imp, run),
                     )
                 )
             except NotModified:

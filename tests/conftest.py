@@ -21,6 +21,9 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+# SFTP server and encryption key fixtures (issue 14), shared by the source tests.
+from tests.sftp_support import encryption_key, sftp_server  # noqa: F401
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 PROCFILE = BASE_DIR / "Procfile"
 

@@ -11,7 +11,7 @@ export DJANGO_DEBUG ?= 1
 SYSTEM_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py
 
-.PHONY: help install browser compose run manage shell psql test pgtest bench lint format clean
+.PHONY: help install browser sftp compose run manage shell psql test pgtest bench lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -55,7 +55,11 @@ browser: ## install Debian's chromium for the dashboard's browser test (once; ne
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium) \
 		|| echo "chromium could not be installed: the browser test will fail"
 
-test: install browser compose ## run the whole test suite (PostgreSQL/Redis from the env or embedded)
+sftp: ## install Debian's OpenSSH server, which the SFTP tests start on a free port (once; apt as root)
+	test -x /usr/sbin/sshd || (apt-get update && apt-get install -y --no-install-recommends openssh-server) \
+		|| echo "openssh-server could not be installed: the SFTP tests will fail"
+
+test: install browser sftp compose ## run the whole test suite (PostgreSQL/Redis from the env or embedded)
 	mkdir -p .run
 	$(SERVICES) --test -- $(PY) -m pytest $(PYTEST_ARGS)
 	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory pgtest; fi

@@ -25,9 +25,7 @@ AUTH = ("ops", "s3cret-flower")
 TOKEN = "bearer-token-that-must-not-leak"
 
 
-def test_an_sftp_import_runs_on_schedule_and_no_credential_leaks(
-    alice, sftp_server, processes
-):
+def test_an_sftp_import_runs_on_schedule_and_no_credential_leaks(alice, sftp_server, processes):
     # Given an SFTP import with a private key and its passphrase, and an HTTP import whose
     # server refuses its bearer token
     sftp_server.put("products_1.csv", PRODUCTS_CSV)

@@ -284,12 +284,27 @@ class ScheduledImport(models.Model):
     def offered_host_key_fingerprint(self) -> str:
         return host_key_fingerprint(self.sftp_offered_host_key)
 
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        imp = super().from_db(db, field_names, values)
+        # The source as saved: a pinned host key belongs to its host and port (clean()).
+        imp._saved_source_url = imp.__dict__.get("source_url")
+        return imp
+
+    def forget_host_key_of_another_server(self) -> None:
+        """A source moved to another host or port: the key pinned for the old one says nothing
+        about the new one, whose first check or run pins its own."""
+        saved = getattr(self, "_saved_source_url", None)
+        if saved is not None and credentials.origin(saved) != credentials.origin(self.source_url):
+            self.sftp_host_key = self.sftp_offered_host_key = ""
+
     def clean(self) -> None:
         from schedules.validation import validate_import_fields
 
         self.drop_other_schedule()
         validate_import_fields(self)
         self.seal_credential()
+        self.forget_host_key_of_another_server()
 
     def drop_other_schedule(self) -> None:
         """Forget the fields of the schedule type not in use: an import switched from cron to

@@ -214,3 +214,24 @@ def _check_fields(alice, body) -> dict:
     assert serializer.is_valid(), serializer.errors
     imp = serializer.preview()
     return {name: getattr(imp, name) for name in SOURCE_FIELDS}
+
+
+def test_a_source_moved_to_another_server_forgets_the_pinned_host_key(alice, sftp_server):
+    # Given an import whose key is pinned
+    sftp_server.put("products.csv", PRODUCTS_CSV)
+    imp = _import(alice, sftp_server)
+    assert run_now(imp).status == "succeeded"
+    client = client_for(alice)
+
+    # When its path changes on the same server, the key stays; when the server changes, it goes
+    same = client.patch(f"{API}/imports/{imp.pk}/", {"source_url": sftp_server.url("p.csv")})
+    elsewhere = sftp_server.url("p.csv").replace("127.0.0.1", "sftp.example.com")
+    moved = client.patch(
+        f"{API}/imports/{imp.pk}/",
+        {"source_url": elsewhere, "credential": sftp_server.credential},
+        format="json",
+    )
+
+    assert same.json()["host_key_fingerprint"] == _server_key_fingerprint(sftp_server)
+    assert moved.status_code == 200, moved.content
+    assert moved.json()["host_key_fingerprint"] == ""

@@ -8,7 +8,6 @@ from tasks.fetch import open_source
 from tasks.source_options import source_options
 from tests.factories import PRODUCTS_CSV, make_import
 from tests.importer_support import records, run_now
-from tests.paramiko_sftp_support import password_sftp_server  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("encryption_key")]
 

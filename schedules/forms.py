@@ -87,6 +87,11 @@ class ScheduledImportAdminForm(forms.ModelForm):
             field.queryset = field.queryset.select_related("owner").order_by("owner", "name")
             field.label_from_instance = lambda dataset: f"{dataset.owner} / {dataset.name}"
 
+    def clean_source_url(self) -> str:
+        # A URL typed without a scheme gets https (as Django's URLField with assume_scheme).
+        url = self.cleaned_data["source_url"].strip()
+        return url if "://" in url else f"https://{url}"
+
     def clean(self) -> dict[str, Any]:
         # Before ModelForm's clean, which validates the instance (credential included).
         kind = self.cleaned_data.get("credential")

@@ -6,7 +6,7 @@ import codecs
 import re
 import zoneinfo
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -113,7 +113,12 @@ def validate_source_url(url: str) -> None:
             raise ValidationError("put the SFTP password in the credential, not in the URL")
         if not parts.path.strip("/") or parts.path.endswith("/"):
             raise ValidationError("an sftp URL names a file: sftp://user@host/path/file.csv")
-        if "*" in parts.path.rpartition("/")[0] or "?" in parts.path.rpartition("/")[0]:
+        if parts.query or parts.fragment or url.endswith(("?", "#")):
+            raise ValidationError(
+                "an sftp path has no ? or # (write them %3F and %23; a glob is best with *)"
+            )
+        folders = unquote(parts.path).rpartition("/")[0]
+        if any(c in folders for c in "*?["):
             raise ValidationError("a glob may only be in the file name, not in the folders")
     elif parts.scheme.lower() in ("http", "https"):
         URLValidator(schemes=["http", "https"])(url)

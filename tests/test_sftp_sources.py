@@ -235,3 +235,26 @@ def test_a_source_moved_to_another_server_forgets_the_pinned_host_key(alice, sft
     assert same.json()["host_key_fingerprint"] == _server_key_fingerprint(sftp_server)
     assert moved.status_code == 200, moved.content
     assert moved.json()["host_key_fingerprint"] == ""
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("sftp://127.0.0.1/out/p.csv", "names its user"),
+        ("sftp://u:pw@127.0.0.1/out/p.csv", "not in the URL"),
+        ("sftp://u@127.0.0.1/out/", "names a file"),
+        ("sftp://u@127.0.0.1/out/p_?.csv", "no ? or #"),
+        ("sftp://u@127.0.0.1/out_*/p.csv", "only be in the file name"),
+        ("ftp://u@127.0.0.1/out/p.csv", "the source must be one of"),
+    ],
+)
+def test_an_sftp_url_that_cannot_work_is_refused_when_saved(alice, url, expected):
+    body = {
+        "name": "p", "source_url": url, "dataset": "p", "key_column": "sku",
+        "schedule_type": "interval", "interval_seconds": 3600,
+    }  # fmt: skip
+
+    answer = client_for(alice).post(f"{API}/imports/", body, format="json")
+
+    assert answer.status_code == 400
+    assert expected in str(answer.json()["errors"]["source_url"])

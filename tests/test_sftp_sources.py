@@ -258,3 +258,35 @@ def test_an_sftp_url_that_cannot_work_is_refused_when_saved(alice, url, expected
 
     assert answer.status_code == 400
     assert expected in str(answer.json()["errors"]["source_url"])
+
+
+def test_the_admins_test_source_pins_the_first_key_and_its_button_accepts_a_new_one(
+    admin_client, alice, sftp_server
+):
+    from tasks.source_check import check_source
+
+    # Given a saved SFTP import that never ran
+    sftp_server.put("products.csv", PRODUCTS_CSV)
+    imp = _import(alice, sftp_server)
+
+    # When the admin's Test source checks it (on a worker: here, in-process), it pins the key
+    first = check_source(imp.pk)
+    imp.refresh_from_db()
+    assert first["ok"], first
+    assert imp.host_key_fingerprint == first["host_key_fingerprint"] != ""
+
+    # When the server's key changes, the check says so and the page offers the button
+    sftp_server.new_host_key()
+    changed = check_source(imp.pk)
+    assert "host key changed" in changed["problems"][0]
+    page = admin_client.get(f"/admin/schedules/scheduledimport/{imp.pk}/change/").content
+    assert b"Accept new host key" in page
+
+    # When an admin presses it, the new key is pinned
+    pressed = admin_client.post(f"/admin/schedules/scheduledimport/{imp.pk}/accept_host_key/")
+    assert pressed.status_code == 302
+    imp.refresh_from_db()
+    assert (imp.host_key_fingerprint, imp.sftp_offered_host_key) == (
+        _server_key_fingerprint(sftp_server), ""
+    )  # fmt: skip
+    assert check_source(imp.pk)["ok"]

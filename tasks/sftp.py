@@ -188,15 +188,16 @@ def _pick(
 ) -> tuple[str, paramiko.SFTPAttributes]:
     """The file to fetch and its attributes: `path`, or the newest match of its glob."""
     folder, name = posixpath.split(path)
+    globbed = any(c in name for c in GLOB_CHARACTERS)
     try:
-        if not any(c in name for c in GLOB_CHARACTERS):
+        if not globbed:
             attributes = sftp.stat(path)
             if not stat.S_ISREG(attributes.st_mode or 0):
                 raise PermanentImportError(f"{path} on the SFTP server is not a file")
             return path, attributes
         entries = sftp.listdir_attr(folder or "/")
     except OSError as error:
-        raise _file_error(folder if "*" in name else path, error) from error
+        raise _file_error(folder if globbed else path, error) from error
     except (paramiko.SSHException, EOFError) as error:
         raise _lost(watchdog, "the SFTP server broke off", error) from error
     matches = [

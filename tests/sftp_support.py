@@ -104,14 +104,17 @@ class SftpServer:
             nobody = pwd.getpwnam("nobody")
             for path in self.root.iterdir():
                 os.chown(path, nobody.pw_uid, nobody.pw_gid)
-        self.log = open(self.root / "sshd.log", "ab")  # noqa: SIM115 (lives as long as sshd)
+        log_path = self.root / "sshd.log"
+        # A restarted server appends: only what it logs after this offset says it is up.
+        since = log_path.stat().st_size if log_path.exists() else 0
+        self.log = open(log_path, "ab")  # noqa: SIM115 (lives as long as sshd)
         self.process = subprocess.Popen(
             [*self._drop, SSHD, "-D", "-e", "-f", str(config)],
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 10
-        while b"Server listening" not in (self.root / "sshd.log").read_bytes():
+        while b"Server listening" not in log_path.read_bytes()[since:]:
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError("sshd did not start:\n" + self.logs())
             time.sleep(0.05)

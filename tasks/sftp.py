@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 import paramiko
 from django.conf import settings
 
+from schedules.credentials import origin
 from schedules.models import host_key_fingerprint
 
 from .addresses import public_addresses
@@ -72,7 +73,10 @@ def open_sftp(
     transport = paramiko.Transport(sock)
     try:
         _start(transport, host, options, watchdog)
-        _authenticate(transport, user, options.credential)
+        # The credential goes to the origin it was saved for only, as over HTTP.
+        saved_for = options.credential_origin
+        credential = options.credential if origin(url) == saved_for else None
+        _authenticate(transport, user, credential)
         try:
             sftp = paramiko.SFTPClient.from_transport(transport)
         except (paramiko.SSHException, OSError, EOFError) as error:

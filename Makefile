@@ -16,7 +16,7 @@ PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py
 TEST_JOBS ?= 2
 XDIST := -n $(TEST_JOBS) --dist worksteal
 
-.PHONY: help install browser compose run manage shell psql test pgtest bench lint format clean
+.PHONY: help install browser sftp compose run manage shell psql test pgtest bench lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -60,7 +60,11 @@ browser: ## install Debian's chromium for the dashboard's browser test (once; ne
 	command -v chromium >/dev/null || (apt-get update && apt-get install -y chromium) \
 		|| echo "chromium could not be installed: the browser test will fail"
 
-test: install browser compose ## run the whole test suite (PostgreSQL/Redis from the env or embedded)
+sftp: ## install Debian's OpenSSH server, which the SFTP tests start on a free port (once; apt as root)
+	test -x /usr/sbin/sshd || (apt-get update && apt-get install -y --no-install-recommends openssh-server) \
+		|| echo "openssh-server could not be installed: the SFTP tests will fail"
+
+test: install browser sftp compose ## run the whole test suite (PostgreSQL/Redis from the env or embedded)
 	mkdir -p .run
 	$(SERVICES) --test -- $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory pgtest; fi

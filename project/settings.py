@@ -188,6 +188,10 @@ FETCH_READ_TIMEOUT_SECONDS = env.float("FETCH_READ_TIMEOUT_SECONDS", default=60.
 # rate while the worker waits for it (tasks/fetch_watchdog.py).
 FETCH_TOTAL_TIMEOUT_SECONDS = env.float("FETCH_TOTAL_TIMEOUT_SECONDS", default=1800.0)
 FETCH_MIN_BYTES_PER_SECOND = env.float("FETCH_MIN_BYTES_PER_SECOND", default=10 * 1024)
+# Fernet keys that encrypt source credentials at rest (schedules/credentials.py): the first
+# encrypts, every one decrypts, so a new key goes first and `manage.py rotate_credentials`
+# re-encrypts with it before the old one is dropped. Empty: no credential can be saved.
+IMPORTBEAT_ENCRYPTION_KEYS = env.list("IMPORTBEAT_ENCRYPTION_KEY", default=[])
 
 # --- Celery (https://docs.celeryq.dev/en/stable/userguide/configuration.html) -------------
 

@@ -130,7 +130,7 @@ class ScheduledImportAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
         "status_badge", "schedule", "next_runs_display", "next_run", "total_runs",
         "successful_runs", "partial_runs", "failed_runs", "consecutive_failures", "success",
         "attention", "last_run", "last_run_status", "created_at", "updated_at", "lateness",
-        "missed_ticks",
+        "missed_ticks", "credential_set", "host_key", "offered_host_key",
     )  # fmt: skip
     fieldsets = (
         (None, {"fields": ("owner", "name", "description", "status_badge")}),
@@ -144,6 +144,20 @@ class ScheduledImportAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
                     "delimiter",
                     "encoding",
                     "has_header",
+                )
+            },
+        ),
+        (
+            "Source credential and host key",
+            {
+                "fields": (
+                    "credential_set",
+                    "credential",
+                    "credential_username",
+                    "credential_password",
+                    "credential_private_key",
+                    "host_key",
+                    "offered_host_key",
                 )
             },
         ),
@@ -302,12 +316,50 @@ class ScheduledImportAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
 
     # --- the same actions as buttons on one import's page -------------------------------
 
+    # --- source credential and SFTP host key (never the secret) -------------------------
+
+    @admin.display(description="credential")
+    def credential_set(self, imp: ScheduledImport) -> str:
+        if not imp.credential_kind:
+            return "none"
+        return f"{imp.get_credential_kind_display()}: set (for {imp.credential_origin})"
+
+    @admin.display(description="pinned host key")
+    def host_key(self, imp: ScheduledImport) -> str:
+        return imp.host_key_fingerprint or "none yet (the first check or run pins it)"
+
+    @admin.display(description="new host key offered")
+    def offered_host_key(self, imp: ScheduledImport) -> str:
+        if not imp.sftp_offered_host_key:
+            return "none"
+        return (
+            f"{imp.offered_host_key_fingerprint}: runs fail until it is accepted "
+            f"(the Accept new host key button)"
+        )
+
+    def accept_host_key_view(self, request: HttpRequest, object_id: str) -> HttpResponseRedirect:
+        from .host_keys import NoOfferedKey, accept_offered
+
+        imp = self._one(request, object_id)
+        try:
+            imp = accept_offered(imp, request.user)
+        except NoOfferedKey as refused:
+            self.message_user(request, str(refused), messages.ERROR)
+        else:
+            self.message_user(
+                request,
+                f"The host key {imp.host_key_fingerprint} is now trusted.",
+                messages.SUCCESS,
+            )
+        return self._back(imp)
+
     def get_urls(self):
         views = {
             "run_now": self._button(self.run_now),
             "pause": self._button(self.pause),
             "resume": self._button(self.resume),
             "test_source": self.test_source_view,
+            "accept_host_key": self.accept_host_key_view,
         }
         own = [
             path(

@@ -8,17 +8,54 @@ from typing import Any
 
 from django import forms
 
+from .credentials import KIND_CHOICES
 from .models import ScheduledImport
+
+# The credential's parts in the form: (form field, the credential's part) per kind.
+CREDENTIAL_PARTS = {
+    "basic": (("credential_username", "username"), ("credential_password", "password")),
+    "bearer": (("credential_password", "token"),),
+    "header": (("credential_username", "name"), ("credential_password", "value")),
+    "password": (("credential_password", "password"),),
+    "private_key": (
+        ("credential_private_key", "private_key"),
+        ("credential_password", "passphrase"),
+    ),
+}
+
+
+def _secret_input() -> forms.PasswordInput:
+    # render_value=False: a saved secret never travels back to the browser.
+    return forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
 
 
 class ScheduledImportAdminForm(forms.ModelForm):
-    # Not a URLField: file:/// drop-folder paths are sources too (schedules.validation
-    # decides); clean_source_url keeps the URLField's https for a URL typed without a scheme.
+    # Not a URLField: sftp:// and file:/// drop-folder paths are sources too
+    # (schedules.validation.validate_source_url decides).
     source_url = forms.CharField(
         max_length=2000,
         widget=forms.TextInput(attrs={"size": 80}),
-        help_text="http(s) URL, or file:///… in a drop folder (IMPORT_DROP_DIRS); a glob in "
-        "the file name (products_*.csv) takes the newest match",
+        help_text="http(s) URL, sftp://user@host/path, or file:///… in a drop folder "
+        "(IMPORT_DROP_DIRS); a glob in the file name (products_*.csv) takes the newest match",
+    )
+    # Write-only: the fields are always empty; filling them replaces the credential.
+    # Named as the model's property, so that the model's "credential" errors land here.
+    credential = forms.ChoiceField(
+        choices=[("", "(keep as it is)"), *KIND_CHOICES, ("none", "none (remove it)")],
+        required=False,
+        label="Set credential",
+        help_text="basic: user name and password; bearer: token in Password; header: header "
+        "name in User name, its value in Password; SFTP password; SFTP private key (with its "
+        "passphrase in Password, if any). Saved encrypted, never shown again.",
+    )
+    credential_username = forms.CharField(required=False, label="User name / header name")
+    credential_password = forms.CharField(
+        required=False, widget=_secret_input(), label="Password / token / value / passphrase"
+    )
+    credential_private_key = forms.CharField(
+        required=False,
+        label="Private key",
+        widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
     )
     callback_url = forms.URLField(
         max_length=2000,
@@ -61,10 +98,21 @@ class ScheduledImportAdminForm(forms.ModelForm):
             field.label_from_instance = lambda dataset: f"{dataset.owner} / {dataset.name}"
 
     def clean_source_url(self) -> str:
+        # A URL typed without a scheme gets https (as Django's URLField with assume_scheme).
         url = self.cleaned_data["source_url"].strip()
         return url if "://" in url else f"https://{url}"
 
     def clean(self) -> dict[str, Any]:
+        # Before ModelForm's clean, which validates the instance (credential included).
+        kind = self.cleaned_data.get("credential")
+        if kind == "none":
+            self.instance.credential = None
+        elif kind:
+            credential = {"kind": kind}
+            for field, part in CREDENTIAL_PARTS[kind]:
+                if self.cleaned_data.get(field):
+                    credential[part] = self.cleaned_data[field]
+            self.instance.credential = credential
         cleaned = super().clean()
         owner, dataset = cleaned.get("owner"), cleaned.get("dataset")
         if owner and dataset and dataset.owner_id != owner.pk:

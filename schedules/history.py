@@ -33,7 +33,7 @@ TRACKED_FIELDS = [
     "key_column", "columns", "mode", "schedule_type", "cron_expression", "interval_seconds",
     "timezone", "max_retries", "retry_backoff_seconds", "retry_backoff_max_seconds",
     "timeout_seconds", "overlap", "catchup", "alert_after_failures", "callback_url", "status",
-    "notify_on", "notify_channels",
+    "notify_on", "notify_channels", "credential_kind", "credential_origin",
 ]  # fmt: skip
 URL_FIELDS = ["source_url", "callback_url"]
 

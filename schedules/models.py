@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import secrets
 import zoneinfo
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
@@ -13,6 +16,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.timezone import now
 
+from . import credentials
+from .credentials import KIND_CHOICES
 from .ticks import Schedule
 
 
@@ -40,6 +45,15 @@ class Dataset(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+def host_key_fingerprint(key: str) -> str:
+    """OpenSSH's SHA256 fingerprint of a host key kept as "type base64" ("" for none)."""
+    _kind, _sep, blob = key.partition(" ")
+    if not blob:
+        return ""
+    digest = hashlib.sha256(base64.b64decode(blob)).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
 # django-celery-beat's PeriodicTask.name max_length.
@@ -77,7 +91,8 @@ class ScheduledImport(models.Model):
     )
     name = models.CharField(max_length=200)
     description = models.TextField(blank=True)
-    # http(s), or file:/// in a drop folder (schedules.validation checks the scheme and rules).
+    # http(s), sftp, or file:/// in a drop folder (schedules.validation.validate_source_url):
+    # not a URLField, whose validator knows web schemes only.
     source_url = models.CharField(max_length=2000)
     # The file to read out of a zip archive that holds several; blank: it must hold one.
     source_member = models.CharField(max_length=255, blank=True, default="")
@@ -111,6 +126,19 @@ class ScheduledImport(models.Model):
     notify_on = models.JSONField(default=list, blank=True)
     notify_channels = models.JSONField(default=default_channels, blank=True)
     webhook_secret = models.CharField(max_length=64, blank=True, editable=False)
+    # The source credential (schedules.credentials): its kind and the origin it was saved for
+    # in clear, so every surface says what is set without decrypting; its parts encrypted.
+    # Set through the `credential` property, sealed by clean().
+    credential_kind = models.CharField(
+        max_length=20, blank=True, choices=KIND_CHOICES, editable=False
+    )
+    credential_origin = models.CharField(max_length=300, blank=True, editable=False)
+    credential_secret = models.TextField(blank=True, editable=False)
+    # SFTP: the server's host key ("type base64"), pinned by the first check or run and never
+    # replaced by a run; a different key the server offered since waits here for a user to
+    # accept it (schedules.host_keys).
+    sftp_host_key = models.TextField(blank=True, editable=False)
+    sftp_offered_host_key = models.TextField(blank=True, editable=False)
 
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
     total_runs = models.PositiveIntegerField(default=0)
@@ -221,11 +249,66 @@ class ScheduledImport(models.Model):
             return describe_interval(self.interval_seconds)
         return f"{self.schedule.describe()} ({self.timezone})"
 
+    # --- source credential ------------------------------------------------------------------
+
+    @property
+    def credential(self) -> dict | None:
+        """What is set ({"kind", "set", "origin"}), never the secret (schedules.credentials)."""
+        return credentials.summary(self.credential_kind, self.credential_origin)
+
+    @credential.setter
+    def credential(self, value: dict | None) -> None:
+        # Held in clear on this instance only until clean() validates and encrypts it; None
+        # removes the credential.
+        self._new_credential = value if value is not None else {}
+
+    def seal_credential(self) -> None:
+        """Encrypt a credential given since the last clean() (validated by then)."""
+        new = getattr(self, "_new_credential", None)
+        if new is None:
+            return
+        if not new:
+            self.credential_kind = self.credential_origin = self.credential_secret = ""
+        else:
+            cleaned = credentials.clean_credential(new, self.source_scheme)
+            self.credential_secret = credentials.encrypt(cleaned)
+            self.credential_kind = cleaned["kind"]
+            self.credential_origin = credentials.origin(self.source_url)
+        self._new_credential = None
+
+    @property
+    def source_scheme(self) -> str:
+        return urlsplit(self.source_url or "").scheme.lower()
+
+    @property
+    def host_key_fingerprint(self) -> str:
+        return host_key_fingerprint(self.sftp_host_key)
+
+    @property
+    def offered_host_key_fingerprint(self) -> str:
+        return host_key_fingerprint(self.sftp_offered_host_key)
+
+    @classmethod
+    def from_db(cls, db, field_names, values):
+        imp = super().from_db(db, field_names, values)
+        # The source as saved: a pinned host key belongs to its host and port (clean()).
+        imp._saved_source_url = imp.__dict__.get("source_url")
+        return imp
+
+    def forget_host_key_of_another_server(self) -> None:
+        """A source moved to another host or port: the key pinned for the old one says nothing
+        about the new one, whose first check or run pins its own."""
+        saved = getattr(self, "_saved_source_url", None)
+        if saved is not None and credentials.origin(saved) != credentials.origin(self.source_url):
+            self.sftp_host_key = self.sftp_offered_host_key = ""
+
     def clean(self) -> None:
         from schedules.validation import validate_import_fields
 
         self.drop_other_schedule()
         validate_import_fields(self)
+        self.seal_credential()
+        self.forget_host_key_of_another_server()
 
     def drop_other_schedule(self) -> None:
         """Forget the fields of the schedule type not in use: an import switched from cron to
@@ -389,7 +472,8 @@ class ImportRun(models.Model):
     file_digest = models.CharField(max_length=64, blank=True)
     source_etag = models.CharField(max_length=255, blank=True)
     source_last_modified = models.CharField(max_length=255, blank=True)
-    # The file the run read when the source names several (a drop folder's glob): its path.
+    # Which file the run took, when the source names more than one (the newest glob match of
+    # an SFTP path or a drop folder); blank for HTTP.
     source_file = models.CharField(max_length=1024, blank=True, default="")
     # Written when an attempt starts and then every third of RUN_LEASE_SECONDS while it lives;
     # a `running` run whose heartbeat stopped belongs to a dead worker (tasks.maintenance).

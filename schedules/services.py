@@ -35,7 +35,7 @@ from .models import Dataset, ImportRun, NotificationDefaults, Record, ScheduledI
 
 logger = logging.getLogger("importbeat.runs")
 
-IMPORT_FIELDS = {
+IMPORT_FIELDS = {"credential"} | {
     f.name
     for f in ScheduledImport._meta.get_fields()
     if getattr(f, "editable", False) and f.name not in {"id", "owner", "dataset"}

@@ -27,6 +27,10 @@ class SourceCheck:
     missing_required_columns: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     suggestions: dict[str, str] = field(default_factory=dict)
+    # SFTP: the server's host key the check met (pinned by a saved import's first check).
+    host_key_fingerprint: str = ""
+    # The file a run would take (the newest match of a glob); "" for HTTP.
+    source_file: str = ""
 
     def summary(self) -> str:
         """One line for the admin's message."""

@@ -6,7 +6,7 @@ import codecs
 import re
 import zoneinfo
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -91,17 +91,66 @@ def validate_http_url(url: str) -> None:
         raise ValidationError("only http and https URLs are allowed")
 
 
+SOURCE_SCHEMES = ("http", "https", "sftp", "file")
+
+
 def validate_source_url(url: str) -> None:
-    """An http(s) URL, or a file:/// path in one of the operator's drop folders."""
+    """http(s) as a web address; sftp as sftp://user@host[:port]/path; file:///path in one of
+    the operator's drop folders (a glob in an sftp or file name takes the newest match)."""
     if is_file_url(url):
         try:
             drop_folders.locate(url)
         except drop_folders.Refused as refused:
             raise ValidationError(str(refused)) from None
         return
-    if urlsplit(url).scheme not in ("http", "https"):
-        raise ValidationError("only http and https URLs, or file:/// in a drop folder, are allowed")
-    URLValidator(schemes=["http", "https"])(url)
+    if has_control_characters(url) or " " in url:
+        raise ValidationError("a source URL has no spaces or control characters")
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in SOURCE_SCHEMES:
+        raise ValidationError(f"the source must be one of: {', '.join(SOURCE_SCHEMES)} URLs")
+    try:
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        raise ValidationError("the URL's port is not valid") from None
+    if not parts.hostname:
+        raise ValidationError("the URL names no host")
+    if parts.scheme.lower() == "sftp":
+        if not parts.username:
+            raise ValidationError("an sftp URL names its user: sftp://user@host/path")
+        if parts.password is not None:
+            raise ValidationError("put the SFTP password in the credential, not in the URL")
+        if not parts.path.strip("/") or parts.path.endswith("/"):
+            raise ValidationError("an sftp URL names a file: sftp://user@host/path/file.csv")
+        if parts.query or parts.fragment or url.endswith(("?", "#")):
+            raise ValidationError(
+                "an sftp path has no ? or # (write them %3F and %23; a glob is best with *)"
+            )
+        folders = unquote(parts.path).rpartition("/")[0]
+        if any(c in folders for c in "*?["):
+            raise ValidationError("a glob may only be in the file name, not in the folders")
+    elif parts.scheme.lower() in ("http", "https"):
+        URLValidator(schemes=["http", "https"])(url)
+
+
+def validate_credential(imp: ScheduledImport) -> None:
+    """A credential given now fits the source's kind; one saved before still fits the source
+    (a credential goes only to the origin it was saved for: a source moved to another origin
+    needs it given again)."""
+    from .credentials import clean_credential, origin
+
+    new = getattr(imp, "_new_credential", None)
+    if new:
+        clean_credential(new, imp.source_scheme)
+        if not settings.IMPORTBEAT_ENCRYPTION_KEYS:
+            raise ValidationError(
+                "credentials cannot be saved: no encryption key is configured "
+                "(the operator sets IMPORTBEAT_ENCRYPTION_KEY)"
+            )
+    elif new is None and imp.credential_kind and imp.credential_origin != origin(imp.source_url):
+        raise ValidationError(
+            f"the credential was saved for {imp.credential_origin}: give it again for the new "
+            f"source, or remove it (null)"
+        )
 
 
 def validate_name(name: str) -> None:
@@ -172,6 +221,8 @@ def validate_import_fields(imp: ScheduledImport) -> None:
         errors.setdefault("move_processed", []).append(
             "only a drop folder's file (file:///) can be moved to processed/"
         )
+    if "source_url" not in errors:
+        check("credential", validate_credential, imp)
     if imp.callback_url:
         check("callback_url", validate_http_url, imp.callback_url)
     check("timezone", validate_timezone, imp.timezone or "")

@@ -24,7 +24,8 @@ from schedules import drop_folders
 from schedules.models import ImportRun
 
 from .errors import PermanentImportError, TransientImportError
-from .fetch import CHUNK_BYTES, ByteStream, NotModified, Validators, note_source_file
+from .fetch import CHUNK_BYTES, ByteStream, NotModified, Validators
+from .source_options import SourceOptions
 
 logger = logging.getLogger("importbeat.drop_folder")
 
@@ -39,12 +40,14 @@ def open_file(
     url: str,
     on_read: Callable[[int], None] | None = None,
     unless: Validators | None = None,
+    options: SourceOptions | None = None,
 ) -> Iterator[tuple[ByteStream, int]]:
     """Yield (byte stream, file size) for the file `url` names (a glob's newest match).
 
     The file's size and modification time stand in for an HTTP server's validators: with
     `unless` naming the same ones, NotModified is raised and nothing is read.
     """
+    options = options or SourceOptions()
     try:
         where = drop_folders.locate(url)
     except drop_folders.Refused as refused:
@@ -62,7 +65,8 @@ def open_file(
         info = os.fstat(file.fileno())
         if not stat.S_ISREG(info.st_mode):
             raise PermanentImportError(f"{path} is not a regular file")
-        note_source_file(path)
+        if options.on_source_file:
+            options.on_source_file(path)
         validators = file_validators(real, info)
         if unless is not None and unless.etag == validators.etag:
             raise NotModified

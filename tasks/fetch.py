@@ -4,6 +4,7 @@ tasks.decompress."""
 
 from __future__ import annotations
 
+import base64
 import contextvars
 import io
 import re
@@ -16,6 +17,8 @@ import requests
 import urllib3
 from django.conf import settings
 from requests.adapters import HTTPAdapter
+
+from schedules.credentials import origin
 
 from . import decompress
 from .addresses import check_public_address, public_addresses
@@ -81,7 +84,7 @@ class ByteStream(io.RawIOBase):
     """A readable file over a response's chunks that counts bytes and enforces the size cap."""
 
     validators = Validators()
-    # The file a drop folder's glob took ("" for a download).
+    # The file taken, when the source names several (a glob's newest match); "" for HTTP.
     source_file = ""
 
     def __init__(
@@ -201,33 +204,15 @@ def classify_status(response: requests.Response) -> None:
     status = response.status_code
     if status == 429 or status >= 500:
         raise TransientImportError(f"the server answered HTTP {status} {response.reason}")
+    if status in (401, 403):
+        raise PermanentImportError(
+            f"the server refused access (HTTP {status} {response.reason}): "
+            f"check the import's credential"
+        )
     if status >= 300:
         # 4xx, and a 3xx that is no redirect (300, or 304 to a request that was not
         # conditional): nothing to import, and asking again will not change that.
         raise PermanentImportError(f"the server answered HTTP {status} {response.reason}")
-
-
-# Who wants to know which file a source took (a glob's newest match): the runner, which
-# records it on the run. A context variable, so that the importer passes nothing through.
-_source_file_hooks: contextvars.ContextVar[tuple[Callable[[str], None], ...]] = (
-    contextvars.ContextVar("importbeat_source_file_hooks", default=())
-)
-
-
-@contextmanager
-def noting_source_file(hook: Callable[[str], None]) -> Iterator[None]:
-    """Call `hook(path)` with the file each source opened inside this block takes."""
-    token = _source_file_hooks.set((*_source_file_hooks.get(), hook))
-    try:
-        yield
-    finally:
-        _source_file_hooks.reset(token)
-
-
-def note_source_file(path: str) -> None:
-    """Said by a source kind as soon as it knows the file it reads (before NotModified)."""
-    for hook in _source_file_hooks.get():
-        hook(path)
 
 
 @contextmanager
@@ -239,51 +224,86 @@ def open_source(
     options: SourceOptions | None = None,
 ) -> Iterator[tuple[ByteStream, int | None]]:
     """Yield (byte stream, length or None) for `url`, whatever kind of source it is: a drop
-    folder's file (`file:///`) or an http(s) download. The length is that of the file as
-    stored (compressed, if it is), so progress follows the bytes that arrive; the stream gives
-    the CSV itself, decompressed, with the size cap on what decompression produces.
+    folder's file (`file:///`, tasks.drop_folder), an SFTP download (tasks.sftp) or an http(s)
+    one. The length is that of the file as stored (compressed, if it is), so progress follows
+    the bytes that arrive; the stream gives the CSV itself, decompressed, with the size cap on
+    what decompression produces.
 
     With `unless`, the request is conditional: NotModified is raised when the source says the
-    file is still the version those validators name.
+    file is still the version those validators name. `options` carry the import's credential,
+    pinned host key and zip member (tasks.source_options).
     """
     options = options or SourceOptions()
     with ExitStack() as stack:
         if urlsplit(url).scheme.lower() == "file":
             from . import drop_folder  # it builds on this module's ByteStream
 
-            stream, length = stack.enter_context(drop_folder.open_file(url, on_read, unless))
+            opened = drop_folder.open_file(url, on_read, unless, options)
         else:
-            stream, length = stack.enter_context(_open_http(url, on_read, unless))
+            opened = _download(url, on_read, unless, options)
+        stream, length = stack.enter_context(opened)
         yield decompress.decompressed(stream, stack, options.member), length
 
 
 @contextmanager
-def _open_http(
+def _download(
     url: str,
-    on_read: Callable[[int], None] | None = None,
-    unless: Validators | None = None,
+    on_read: Callable[[int], None] | None,
+    unless: Validators | None,
+    options: SourceOptions,
 ) -> Iterator[tuple[ByteStream, int | None]]:
-    """An http(s) download, following redirects by hand so that every hop is checked against
-    the private-address rule."""
-    timeout = (settings.FETCH_CONNECT_TIMEOUT_SECONDS, settings.FETCH_READ_TIMEOUT_SECONDS)
+    """An sftp:// or http(s) download under one watchdog; http(s) redirects are followed by
+    hand so that every hop is checked against the private-address rule."""
     watchdog = Watchdog(
         settings.FETCH_TOTAL_TIMEOUT_SECONDS, settings.FETCH_MIN_BYTES_PER_SECOND
     ).start()
     token = _watchdog.set(watchdog)
     try:
-        with _session(url, unless, timeout, watchdog) as (response, url):
+        if urlsplit(url).scheme.lower() == "sftp":
+            from .sftp import open_sftp
+
+            with open_sftp(url, on_read, unless, options, watchdog) as opened:
+                yield opened
+            return
+        timeout = (settings.FETCH_CONNECT_TIMEOUT_SECONDS, settings.FETCH_READ_TIMEOUT_SECONDS)
+        with _session(url, unless, timeout, watchdog, options) as (response, url):
             yield _stream(response, on_read, watchdog)
     finally:
         watchdog.stop()
         _watchdog.reset(token)
 
 
+def credential_headers(url: str, options: SourceOptions) -> dict[str, str]:
+    """The credential's header for a request to `url`: none unless `url` is on the origin the
+    credential was saved for, so a redirect elsewhere (another host, port or scheme) never
+    carries it."""
+    credential = options.credential
+    if not credential or origin(url) != options.credential_origin:
+        return {}
+    kind = credential["kind"]
+    if kind == "basic":
+        pair = f"{credential['username']}:{credential['password']}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+    if kind == "bearer":
+        return {"Authorization": f"Bearer {credential['token']}"}
+    if kind == "header":
+        return {credential["name"]: credential["value"]}
+    return {}
+
+
 @contextmanager
 def _session(
-    url: str, unless: Validators | None, timeout: tuple[float, float], watchdog: Watchdog
+    url: str,
+    unless: Validators | None,
+    timeout: tuple[float, float],
+    watchdog: Watchdog,
+    options: SourceOptions,
 ) -> Iterator[tuple[requests.Response, str]]:
     """The final response for `url` (redirects followed and checked), open while in use."""
     with requests.Session() as session:
+        # No ~/.netrc nor proxy settings from the worker's environment: the only credential a
+        # request carries is the import's own.
+        session.trust_env = False
         session.headers["User-Agent"] = USER_AGENT
         session.headers.update(unless.request_headers() if unless else {})
         session.mount("http://", GuardedAdapter())
@@ -293,7 +313,13 @@ def _session(
                 raise PermanentImportError(f"only http and https URLs are allowed: {url}")
             check_public_address(url)
             try:
-                response = session.get(url, stream=True, timeout=timeout, allow_redirects=False)
+                response = session.get(
+                    url,
+                    stream=True,
+                    timeout=timeout,
+                    allow_redirects=False,
+                    headers=credential_headers(url, options),
+                )
             except (requests.ConnectionError, requests.Timeout) as error:
                 if watchdog.reason:
                     raise TransientImportError(watchdog.reason) from error

@@ -88,7 +88,7 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
                         imp.source_url,
                         on_read=reporter.bytes_read,
                         unless=_validators(known) if known else None,
-                        options=source_options(imp),
+                        options=source_options(imp, run),
                     )
                 )
             except NotModified:

@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from schedules import services
 from schedules.models import ImportRun, ScheduledImport
 
-from . import drop_folder, fairness, fetch, importer, locks
+from . import drop_folder, fairness, importer, locks
 from .errors import (
     PermanentImportError,
     RunCancelled,
@@ -190,8 +190,7 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
                 logger.debug("progress not published run=%s: %r", run.pk, error)
 
     try:
-        with fetch.noting_source_file(lambda path: services.record_source_file(run, path)):
-            counts = importer.import_run(run, progress=progress)
+        counts = importer.import_run(run, progress=progress)
     except SoftTimeLimitExceeded:
         _drop_broken_connection()
         services.finish_run(

@@ -7,14 +7,15 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+from dataclasses import replace
 from typing import Any
 
-from schedules.models import ScheduledImport
+from schedules.models import ScheduledImport, host_key_fingerprint
 
 from . import decompress, fetch
 from . import importer_stage as stage
 from .errors import ImportFailed
-from .source_options import source_options
+from .source_options import SourceOptions, source_options
 
 PREVIEW_BYTES = 64 * 1024
 PREVIEW_ROWS = 3
@@ -23,6 +24,9 @@ PREVIEW_ROWS = 3
 # What a check needs of an import, saved or not.
 CHECK_FIELDS = (
     "source_url", "source_member", "delimiter", "encoding", "has_header", "key_column", "columns",
+    # The credential travels encrypted (what Flower shows of the check's arguments), and an
+    # import being edited brings the host key it pins.
+    "credential_kind", "credential_origin", "credential_secret", "sftp_host_key",
 )  # fmt: skip
 DELIMITERS = ",;\t|"
 
@@ -43,12 +47,15 @@ def check_fields(fields: dict[str, Any]) -> dict[str, Any]:
 def inspect_source(imp: ScheduledImport) -> dict[str, Any]:
     """{"ok", "columns", "rows" (the first few), "bytes_total", "key_column_found",
     "missing_required_columns", "problems", "suggestions"}: what a run would find."""
+    shown: dict[str, str] = {}
     try:
-        with fetch.open_source(imp.source_url, options=source_options(imp)) as (stream, length):
+        options = _options(imp, shown)
+        with fetch.open_source(imp.source_url, options=options) as (stream, length):
+            shown["source_file"] = stream.source_file
             head = decompress.read_up_to(stream, PREVIEW_BYTES)
         stage.sniff(head)
     except ImportFailed as error:
-        return _refused(str(error))
+        return _refused(str(error), shown=shown)
     suggestions: dict[str, str] = {}
     end = stage.first_record_end(head)
     try:
@@ -57,7 +64,7 @@ def inspect_source(imp: ScheduledImport) -> dict[str, Any]:
         encoding = _guess_encoding(head)
         if encoding and encoding != imp.encoding:
             suggestions["encoding"] = encoding
-        return _refused(str(error), suggestions)
+        return _refused(str(error), suggestions, shown)
     problems: list[str] = []
     try:
         columns = stage.layout_for(first, imp).names
@@ -83,7 +90,23 @@ def inspect_source(imp: ScheduledImport) -> dict[str, Any]:
         "missing_required_columns": missing,
         "problems": problems,
         "suggestions": suggestions,
+        **shown,
     }
+
+
+def _options(imp: ScheduledImport, shown: dict[str, str]) -> SourceOptions:
+    """The import's fetch options, noting the SFTP host key the check met: pinned on a saved
+    import with none yet (the first check pins it), shown for one not saved."""
+    options = source_options(imp)
+
+    def pin(offered: str) -> str:
+        pinned = options.pin_host_key(offered) if options.pin_host_key else offered
+        shown["host_key_fingerprint"] = host_key_fingerprint(pinned)
+        return pinned
+
+    if imp.sftp_host_key:
+        shown["host_key_fingerprint"] = host_key_fingerprint(imp.sftp_host_key)
+    return replace(options, pin_host_key=pin)
 
 
 def _guess_delimiter(head: bytes, imp: ScheduledImport) -> str | None:
@@ -129,8 +152,11 @@ def _first_rows(head: bytes, end: int | None, imp: ScheduledImport, complete: bo
     return rows
 
 
-def _refused(problem: str, suggestions: dict[str, str] | None = None) -> dict[str, Any]:
+def _refused(
+    problem: str, suggestions: dict[str, str] | None = None, shown: dict[str, str] | None = None
+) -> dict[str, Any]:
     return {
+        **(shown or {}),
         "ok": False,
         "columns": [],
         "rows": [],

@@ -1,19 +1,53 @@
-"""What reading an import's source needs besides its URL, built from the import in one place."""
+"""What a fetch needs of an import besides its URL: the decrypted credential, the pinned SFTP
+host key, and where to report what it found (a first host key, a changed one, the file taken)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
-if TYPE_CHECKING:
-    from schedules.models import ScheduledImport
+from django.core.exceptions import ImproperlyConfigured
+
+from schedules import credentials, host_keys, services
+from schedules.models import ImportRun, ScheduledImport
+
+from .errors import PermanentImportError
 
 
 @dataclass(frozen=True)
 class SourceOptions:
+    # The decrypted credential ({"kind", ...parts}); kept out of repr, so that no log line or
+    # traceback that prints the options prints the secret.
+    credential: dict[str, str] | None = field(default=None, repr=False)
+    # The origin the credential was saved for: it goes to no other (tasks.fetch).
+    credential_origin: str = ""
+    host_key: str = ""
     # The file to read out of a zip archive holding several ("" when it holds one).
     member: str = ""
+    # A server's key when none is pinned: returns the key pinned now (the import's, or `offered`
+    # for an import not saved yet, whose check only shows the key).
+    pin_host_key: Callable[[str], str] | None = field(default=None, repr=False)
+    # A key different from the pinned one: kept for a user to accept.
+    offer_host_key: Callable[[str], None] | None = field(default=None, repr=False)
+    # The file taken (the newest glob match), for the run's log.
+    on_source_file: Callable[[str], None] | None = field(default=None, repr=False)
 
 
-def source_options(imp: ScheduledImport) -> SourceOptions:
-    return SourceOptions(member=imp.source_member or "")
+def source_options(imp: ScheduledImport, run: ImportRun | None = None) -> SourceOptions:
+    """The options of `imp`'s fetch; with `run`, the file taken is recorded on that run."""
+    credential = None
+    if imp.credential_secret:
+        try:
+            credential = credentials.decrypt(imp.credential_secret)
+        except ImproperlyConfigured as error:
+            raise PermanentImportError(f"the import's credential cannot be used: {error}") from None
+    saved = imp.pk is not None
+    return SourceOptions(
+        credential=credential,
+        credential_origin=imp.credential_origin,
+        host_key=imp.sftp_host_key,
+        member=imp.source_member or "",
+        pin_host_key=(lambda key: host_keys.pin_first(imp.pk, key)) if saved else None,
+        offer_host_key=(lambda key: host_keys.offer(imp.pk, key)) if saved else None,
+        on_source_file=(lambda path: services.record_source_file(run, path)) if run else None,
+    )

@@ -21,6 +21,10 @@ from pathlib import Path
 import pytest
 from django.db import connection
 
+# SFTP server and encryption key fixtures (issue 14), shared by the source tests.
+from tests.paramiko_sftp_support import password_sftp_server  # noqa: F401
+from tests.sftp_support import encryption_key, sftp_server  # noqa: F401
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 PROCFILE = BASE_DIR / "Procfile"
 

@@ -88,6 +88,36 @@ class ActiveRunSerializer(serializers.ModelSerializer):
         return progress.fraction(run)
 
 
+@extend_schema_field(
+    {
+        "type": "object",
+        "nullable": True,
+        "description": 'write: {"kind": "basic", "username", "password"} | {"kind": "bearer", '
+        '"token"} | {"kind": "header", "name", "value"} (http) | {"kind": "password", '
+        '"password"} | {"kind": "private_key", "private_key", "passphrase"} (sftp); null '
+        'removes it. Read: {"kind", "set": true, "origin"} only, never the secret.',
+    }
+)
+class CredentialField(serializers.Field):
+    """Write-only in substance: what is written is a secret, what is read is that one is set."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(source="*", required=False, **kwargs)
+
+    def validate_empty_values(self, data: Any) -> tuple[bool, Any]:
+        if data is None:
+            return True, {"credential": None}  # removes the credential
+        return super().validate_empty_values(data)
+
+    def to_internal_value(self, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("a credential is an object with a 'kind' and parts")
+        return {"credential": data}
+
+    def to_representation(self, imp: ScheduledImport) -> dict[str, Any] | None:
+        return imp.credential
+
+
 class ImportSerializer(serializers.ModelSerializer):
     serializer_choice_field = ChoiceField
     dataset = serializers.SlugField(
@@ -119,13 +149,23 @@ class ImportSerializer(serializers.ModelSerializer):
         help_text="the run queued, running or retrying now, if any: one call tells whether the "
         "import is running"
     )
+    credential = CredentialField(allow_null=True, help_text="the source's credential")
+    host_key_fingerprint = serializers.CharField(
+        read_only=True, help_text="SFTP: the pinned host key's SHA256 fingerprint"
+    )
+    offered_host_key_fingerprint = serializers.CharField(
+        read_only=True,
+        help_text="SFTP: a different key the server showed; runs fail until it is accepted "
+        "(POST /imports/{id}/accept-host-key)",
+    )
 
     class Meta:
         model = ScheduledImport
         fields = [
             "id", "owner", "name", "description", "source_url", "source_member",
-            "move_processed", "delimiter", "encoding", "has_header", "dataset", "key_column",
-            "columns", "mode",
+            "move_processed", "credential", "host_key_fingerprint",
+            "offered_host_key_fingerprint", "delimiter", "encoding", "has_header", "dataset",
+            "key_column", "columns", "mode",
             "schedule_type", "cron_expression", "interval_seconds", "timezone",
             "schedule_description", "next_run_at", "next_runs",
             "max_retries", "retry_backoff_seconds", "retry_backoff_max_seconds",
@@ -438,3 +478,8 @@ class SourceCheckSerializer(serializers.Serializer):
     suggestions = serializers.DictField(
         child=serializers.CharField(), help_text='e.g. {"delimiter": ";"} when it fits better'
     )
+    host_key_fingerprint = serializers.CharField(
+        help_text="SFTP: the SHA256 fingerprint of the server's host key (pinned on a saved "
+        "import by its first check or run)"
+    )
+    source_file = serializers.CharField(help_text="the file a run would take (a glob's newest)")

@@ -27,7 +27,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from schedules import history, services, source_check, stats
+from schedules import history, host_keys, services, source_check, stats
 from schedules.models import Dataset, ImportRun, Record, ScheduledImport
 
 from . import health
@@ -53,6 +53,7 @@ from .throttles import ManualRunThrottle
 # What a source check reads of an import (tasks.source_check.CHECK_FIELDS).
 SOURCE_FIELDS = (
     "source_url", "source_member", "delimiter", "encoding", "has_header", "key_column", "columns",
+    "credential_kind", "credential_origin", "credential_secret", "sftp_host_key",
 )  # fmt: skip
 
 
@@ -221,6 +222,20 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
     def cancel(self, request: Request, pk: str) -> Response:
         """Cancel: no more scheduled runs; queued runs are cancelled (a running one finishes)."""
         return self._status_change(services.cancel_import)
+
+    @extend_schema(
+        request=None,
+        responses={200: ImportSerializer, 409: OpenApiResponse(description="no new key offered")},
+    )
+    @action(detail=True, methods=["post"], url_path="accept-host-key")
+    def accept_host_key(self, request: Request, pk: str) -> Response:
+        """SFTP: trust the new host key the server showed (its fingerprint is
+        `offered_host_key_fingerprint`); runs refused since then can run again."""
+        try:
+            imp = host_keys.accept_offered(self.get_object(), request.user)
+        except host_keys.NoOfferedKey as refused:
+            return Response({"detail": str(refused)}, status=status.HTTP_409_CONFLICT)
+        return Response(self.get_serializer(imp).data)
 
     @extend_schema(request=None, responses=QUEUED_RUN_RESPONSES)
     @action(detail=True, methods=["post"], throttle_classes=[ManualRunThrottle])

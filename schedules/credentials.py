@@ -1,0 +1,157 @@
+"""Source credentials: which kinds there are, their rules, and their encryption at rest.
+
+An import keeps at most one credential, as a kind in clear (so every surface can say what is
+set without decrypting) and its secret parts encrypted with Fernet under
+IMPORTBEAT_ENCRYPTION_KEY. The keys are a list: the first encrypts, all decrypt (MultiFernet),
+so an operator rotates by putting a new key first and running `manage.py rotate_credentials`.
+
+Nothing here ever returns a secret to a user: the API, the admin and the history show only
+`{"kind": ..., "set": true}`; only a worker decrypts, when it fetches the file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import serialization
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+
+# kind -> (the URL schemes it is for, its required parts, its optional parts)
+KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
+    "basic": (("http", "https"), ("username", "password"), ()),
+    "bearer": (("http", "https"), ("token",), ()),
+    "header": (("http", "https"), ("name", "value"), ()),
+    "password": (("sftp",), ("password",), ()),
+    "private_key": (("sftp",), ("private_key",), ("passphrase",)),
+}
+KIND_CHOICES = [(kind, kind.replace("_", " ")) for kind in KINDS]
+# RFC 9110 field-name token; headers that frame the request are requests' to set, not ours.
+HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,100}$")
+RESERVED_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "te", "upgrade"}
+MAX_PART_CHARS = 16 * 1024
+DEFAULT_PORTS = {"http": 80, "https": 443, "sftp": 22}
+
+
+class NoEncryptionKey(ValidationError):
+    pass
+
+
+def _fernet() -> MultiFernet:
+    keys = [key.strip() for key in settings.IMPORTBEAT_ENCRYPTION_KEYS if key.strip()]
+    if not keys:
+        raise NoEncryptionKey(
+            "credentials cannot be saved: no encryption key is configured "
+            "(the operator sets IMPORTBEAT_ENCRYPTION_KEY)"
+        )
+    try:
+        return MultiFernet([Fernet(key) for key in keys])
+    except ValueError:
+        raise ImproperlyConfigured(
+            "IMPORTBEAT_ENCRYPTION_KEY: each comma-separated key must be a Fernet key "
+            "(32 url-safe base64-encoded bytes; make one with "
+            "`python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key())'`)"
+        ) from None
+
+
+def encrypt(credential: dict[str, str]) -> str:
+    return _fernet().encrypt(json.dumps(credential).encode()).decode()
+
+
+def decrypt(token: str) -> dict[str, str]:
+    """The credential a token holds; a token no configured key opens is a configuration error
+    (a key removed before rotation), said without the token."""
+    try:
+        return json.loads(_fernet().decrypt(token.encode()))
+    except InvalidToken:
+        raise ImproperlyConfigured(
+            "a saved credential cannot be decrypted with any IMPORTBEAT_ENCRYPTION_KEY "
+            "(was a key removed before `manage.py rotate_credentials` ran?)"
+        ) from None
+
+
+def rotate(token: str) -> str:
+    """The same credential encrypted with the first key."""
+    return _fernet().rotate(token.encode()).decode()
+
+
+def summary(kind: str, origin: str) -> dict[str, Any] | None:
+    """What every surface shows of a credential: its kind, that it is set, and the one origin
+    it is sent to; never a part of it."""
+    return {"kind": kind, "set": True, "origin": origin} if kind else None
+
+
+def origin(url: str) -> str:
+    """scheme://host:port of a URL: a credential is sent to this origin only (a redirect to any
+    other, even the same host on another port or scheme, goes without it)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        port = None
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{parts.scheme.lower()}://{host}:{port}"
+
+
+def clean_credential(value: object, scheme: str) -> dict[str, str]:
+    """The credential as stored (kind and parts, all strings), or ValidationError saying what is
+    wrong with it; the messages never repeat a secret."""
+    if not isinstance(value, dict):
+        raise ValidationError("a credential is an object with a 'kind' and its parts")
+    kind = value.get("kind")
+    if kind not in KINDS:
+        raise ValidationError(f"kind must be one of {', '.join(KINDS)}")
+    schemes, required, optional = KINDS[kind]
+    if scheme not in schemes:
+        fits = ", ".join(k for k, (s, _r, _o) in KINDS.items() if scheme in s) or "none"
+        raise ValidationError(f"a {kind} credential is not for {scheme} sources (use: {fits})")
+    unknown = set(value) - {"kind", *required, *optional}
+    if unknown:
+        raise ValidationError(f"unknown parts for a {kind} credential: {sorted(unknown)}")
+    credential = {"kind": kind}
+    for part in (*required, *optional):
+        text = value.get(part, "")
+        if not isinstance(text, str) or len(text) > MAX_PART_CHARS:
+            raise ValidationError(f"{part} must be text of at most {MAX_PART_CHARS} characters")
+        if part in required and not text:
+            raise ValidationError(f"a {kind} credential needs {', '.join(required)}")
+        if part != "private_key" and ("\r" in text or "\n" in text):
+            raise ValidationError(f"{part} must be one line")
+        credential[part] = text
+    if kind == "header":
+        name = credential["name"]
+        if not HEADER_NAME.match(name) or name.lower() in RESERVED_HEADERS:
+            raise ValidationError(f"{name!r} cannot be used as the credential's header name")
+    if kind == "private_key":
+        _check_private_key(credential["private_key"], credential.get("passphrase", ""))
+    return credential
+
+
+def _check_private_key(text: str, passphrase: str) -> None:
+    """A key a worker will be able to load: OpenSSH or PEM, with its passphrase if it has one."""
+    data, password = text.strip().encode() + b"\n", passphrase.encode() or None
+    loaders = (serialization.load_ssh_private_key, serialization.load_pem_private_key)
+    for load in loaders:
+        try:
+            load(data, password=password)
+            return
+        except TypeError:
+            # Encrypted without a passphrase given, or a passphrase for a key without one.
+            raise ValidationError(
+                "the private key needs its passphrase"
+                if not passphrase
+                else "the private key is not encrypted: leave the passphrase empty"
+            ) from None
+        except ValueError as error:
+            if "password" in str(error).lower() or "decrypt" in str(error).lower():
+                raise ValidationError("the passphrase does not open the private key") from None
+            continue
+        except Exception:
+            continue
+    raise ValidationError("not a private key in OpenSSH or PEM format")

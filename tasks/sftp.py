@@ -1,0 +1,273 @@
+"""Fetch a file over SFTP (`sftp://user@host[:port]/path`) as tasks.fetch fetches over HTTP.
+
+The same ByteStream (progress, size cap), the same watchdog (deadline, minimum rate), the same
+private-address rule (the socket connects to the address that was checked), and the same
+error classes: a server that cannot be reached or breaks off is transient; a refused
+credential, a missing file or a changed host key is permanent. The host key must be the one
+pinned on the import (schedules.host_keys); with none pinned, the first key seen is pinned.
+
+A glob in the file name (`/out/products_*.csv`) takes the newest regular file that matches
+(by modification time, then name). The file's path, size and mtime are its validators: the
+importer's same-file shortcut sees an unchanged file without reading it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import io
+import posixpath
+import socket
+import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from email.utils import formatdate
+from urllib.parse import unquote, urlsplit
+
+import paramiko
+from django.conf import settings
+
+from schedules.credentials import origin
+from schedules.models import host_key_fingerprint
+
+from .addresses import public_addresses
+from .errors import PermanentImportError, TransientImportError
+from .fetch import ByteStream, NotModified, Validators
+from .fetch_watchdog import Watchdog
+from .source_options import SourceOptions
+
+DEFAULT_PORT = 22
+# One SFTP read request (paramiko's largest), and how many are in flight at once: a window
+# bounds the memory a fast server can fill while the importer is busy (16 MiB; more requests
+# in flight read faster: tests/bench/bench_sftp_stream.py).
+REQUEST_BYTES = 32 * 1024
+WINDOW_REQUESTS = 512
+GLOB_CHARACTERS = "*?["
+KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
+
+
+class _Connection:
+    """What the watchdog shuts down when a download is too slow: the TCP socket."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+
+
+@contextmanager
+def open_sftp(
+    url: str,
+    on_read: Callable[[int], None] | None,
+    unless: Validators | None,
+    options: SourceOptions,
+    watchdog: Watchdog,
+) -> Iterator[tuple[ByteStream, int | None]]:
+    """Yield (byte stream, size) of the file `url` names (the newest match of a glob)."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port or DEFAULT_PORT
+    except ValueError:
+        raise PermanentImportError(f"the URL's port is not valid: {url}") from None
+    host, user = parts.hostname or "", unquote(parts.username or "")
+    sock = _connect(host, port)
+    watchdog.connections.append(_Connection(sock))
+    transport = paramiko.Transport(sock)
+    try:
+        _start(transport, host, options, watchdog)
+        # The credential goes to the origin it was saved for only, as over HTTP.
+        saved_for = options.credential_origin
+        credential = options.credential if origin(url) == saved_for else None
+        _authenticate(transport, user, credential)
+        try:
+            sftp = paramiko.SFTPClient.from_transport(transport)
+        except (paramiko.SSHException, OSError, EOFError) as error:
+            raise _lost(watchdog, "could not open an SFTP session", error) from error
+        sftp.get_channel().settimeout(settings.FETCH_READ_TIMEOUT_SECONDS)
+        path, attributes = _pick(sftp, unquote(parts.path), watchdog)
+        if options.on_source_file:
+            options.on_source_file(path)
+        validators = _validators(path, attributes)
+        if unless is not None and unless.etag and unless.etag == validators.etag:
+            raise NotModified
+        try:
+            remote = sftp.open(path, "rb")
+        except OSError as error:
+            raise _file_error(path, error) from error
+        with remote:
+            chunks = _chunks(remote, attributes.st_size or 0, watchdog)
+            stream = ByteStream(chunks, settings.MAX_IMPORT_BYTES, on_read, watchdog)
+            stream.validators = validators
+            stream.source_file = path
+            yield stream, attributes.st_size
+    finally:
+        transport.close()
+        with suppress(OSError):
+            sock.close()
+
+
+def _connect(host: str, port: int) -> socket.socket:
+    """A TCP connection to an address the private-address rule allows (the checked one: no
+    second DNS answer)."""
+    addresses = public_addresses(host, port) or [host]
+    try:
+        return socket.create_connection(
+            (addresses[0], port), timeout=settings.FETCH_CONNECT_TIMEOUT_SECONDS
+        )
+    except TimeoutError as error:
+        raise TransientImportError(
+            f"cannot reach {host}:{port}: the connection timed out"
+        ) from error
+    except OSError as error:
+        reason = (error.strerror or "the connection failed").lower()
+        raise TransientImportError(f"cannot reach {host}:{port}: {reason}") from error
+
+
+def _start(transport: paramiko.Transport, host: str, options: SourceOptions, watchdog) -> None:
+    """The SSH handshake, then the host key against the pinned one."""
+    transport.banner_timeout = settings.FETCH_CONNECT_TIMEOUT_SECONDS
+    transport.handshake_timeout = settings.FETCH_CONNECT_TIMEOUT_SECONDS
+    transport.auth_timeout = settings.FETCH_CONNECT_TIMEOUT_SECONDS
+    try:
+        transport.start_client(timeout=settings.FETCH_CONNECT_TIMEOUT_SECONDS)
+    except (paramiko.SSHException, OSError, EOFError) as error:
+        raise _lost(watchdog, f"the SSH handshake with {host} failed", error) from error
+    key = transport.get_remote_server_key()
+    offered = f"{key.get_name()} {key.get_base64()}"
+    pinned = options.host_key
+    if not pinned:
+        pinned = options.pin_host_key(offered) if options.pin_host_key else offered
+    if pinned != offered:
+        if options.offer_host_key:
+            options.offer_host_key(offered)
+        raise PermanentImportError(
+            f"the SFTP server's host key changed: the import trusts {host_key_fingerprint(pinned)}"
+            f", the server showed {host_key_fingerprint(offered)}; nothing was fetched. If the "
+            f"server's key was changed on purpose, accept the new key on the import"
+        )
+
+
+def _authenticate(
+    transport: paramiko.Transport, user: str, credential: dict[str, str] | None
+) -> None:
+    kind = (credential or {}).get("kind")
+    try:
+        if kind == "password":
+            transport.auth_password(user, credential["password"], fallback=False)
+        elif kind == "private_key":
+            transport.auth_publickey(user, _private_key(credential))
+        else:
+            raise PermanentImportError(
+                "the SFTP server needs a credential: give the import a password or a private key"
+            )
+    except paramiko.BadAuthenticationType as error:
+        allowed = ", ".join(error.allowed_types) or "none"
+        raise PermanentImportError(
+            f"the SFTP server does not accept this kind of credential (it accepts: {allowed})"
+        ) from None
+    except paramiko.AuthenticationException:
+        raise PermanentImportError(
+            f"the SFTP server refused the credential for user {user!r}"
+        ) from None
+    except (paramiko.SSHException, OSError, EOFError) as error:
+        raise TransientImportError(
+            f"the SFTP server broke off while checking the credential ({_reason(error)})"
+        ) from None
+
+
+def _private_key(credential: dict[str, str]) -> paramiko.PKey:
+    text, passphrase = credential["private_key"].strip() + "\n", credential.get("passphrase")
+    for key_class in KEY_CLASSES:
+        try:
+            return key_class.from_private_key(io.StringIO(text), password=passphrase or None)
+        except paramiko.PasswordRequiredException:
+            raise PermanentImportError("the private key needs its passphrase") from None
+        except (paramiko.SSHException, ValueError):
+            continue
+    raise PermanentImportError(
+        "the private key cannot be read (an OpenSSH or PEM key, with its passphrase if it has one)"
+    )
+
+
+def _pick(
+    sftp: paramiko.SFTPClient, path: str, watchdog: Watchdog
+) -> tuple[str, paramiko.SFTPAttributes]:
+    """The file to fetch and its attributes: `path`, or the newest match of its glob."""
+    folder, name = posixpath.split(path)
+    globbed = any(c in name for c in GLOB_CHARACTERS)
+    try:
+        if not globbed:
+            attributes = sftp.stat(path)
+            if not stat.S_ISREG(attributes.st_mode or 0):
+                raise PermanentImportError(f"{path} on the SFTP server is not a file")
+            return path, attributes
+        entries = sftp.listdir_attr(folder or "/")
+    except OSError as error:
+        raise _file_error(folder if globbed else path, error) from error
+    except (paramiko.SSHException, EOFError) as error:
+        raise _lost(watchdog, "the SFTP server broke off", error) from error
+    matches = [
+        entry
+        for entry in entries
+        if fnmatch.fnmatchcase(entry.filename, name) and stat.S_ISREG(entry.st_mode or 0)
+    ]
+    if not matches:
+        raise PermanentImportError(f"no file on the SFTP server matches {path}")
+    newest = max(matches, key=lambda entry: (entry.st_mtime or 0, entry.filename))
+    return posixpath.join(folder, newest.filename), newest
+
+
+def _validators(path: str, attributes: paramiko.SFTPAttributes) -> Validators:
+    """The file's identity for the same-file shortcut: its path, size and mtime."""
+    mtime = int(attributes.st_mtime or 0)
+    where = hashlib.sha256(path.encode()).hexdigest()[:16]
+    return Validators(
+        etag=f"sftp:{where}:{attributes.st_size}:{mtime}",
+        last_modified=formatdate(mtime, usegmt=True),
+    )
+
+
+def _chunks(remote: paramiko.SFTPFile, size: int, watchdog: Watchdog) -> Iterator[bytes]:
+    """The file, read WINDOW_REQUESTS requests at a time (pipelined, bounded), then to its end
+    (a file that grew since its size was read)."""
+    offset = 0
+    try:
+        while offset < size:
+            window = min(size - offset, REQUEST_BYTES * WINDOW_REQUESTS)
+            blocks = [
+                (start, min(REQUEST_BYTES, offset + window - start))
+                for start in range(offset, offset + window, REQUEST_BYTES)
+            ]
+            for data in remote.readv(blocks):
+                if not data:
+                    return
+                offset += len(data)
+                yield data
+        remote.seek(offset)
+        while data := remote.read(REQUEST_BYTES):
+            yield data
+    except (OSError, paramiko.SSHException, EOFError) as error:
+        raise _lost(watchdog, "download interrupted", error) from error
+
+
+def _lost(watchdog: Watchdog, what: str, error: BaseException) -> TransientImportError:
+    """A connection that broke: the watchdog's reason when it cut it, else what broke."""
+    if watchdog.reason:
+        return TransientImportError(watchdog.reason)
+    return TransientImportError(f"{what} ({_reason(error)})")
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, socket.timeout | TimeoutError):
+        return "the server stopped answering (read timed out)"
+    if isinstance(error, EOFError) or not str(error):
+        return "the server closed the connection"
+    return str(error).strip().splitlines()[0].lower()
+
+
+def _file_error(path: str, error: OSError) -> PermanentImportError | TransientImportError:
+    if isinstance(error, FileNotFoundError) or error.errno == 2:
+        return PermanentImportError(f"no such file on the SFTP server: {path}")
+    if isinstance(error, PermissionError) or error.errno == 13:
+        return PermanentImportError(f"the SFTP user may not read {path}")
+    if isinstance(error, socket.timeout | TimeoutError):
+        return TransientImportError("the SFTP server stopped answering (read timed out)")
+    return TransientImportError(f"the SFTP server could not give {path} ({_reason(error)})")

@@ -23,7 +23,7 @@ from django.conf import settings
 from schedules import drop_folders
 from schedules.models import ImportRun
 
-from .errors import PermanentImportError, TransientImportError
+from .errors import NothingToImport, PermanentImportError, TransientImportError
 from .fetch import CHUNK_BYTES, ByteStream, NotModified, Validators
 from .source_options import SourceOptions
 
@@ -110,7 +110,7 @@ def _newest_match(where: drop_folders.DropPath) -> str:
         if best is None or (mtime, entry.name) > best:
             best = (mtime, entry.name)
     if best is None:
-        raise TransientImportError(f"no file matches {where.path} yet")
+        raise NothingToImport(f"no file matches {where.path} yet")
     return os.path.join(where.folder, best[1])
 
 

@@ -13,6 +13,11 @@ class PermanentImportError(ImportFailed):
     """Retrying would fail the same way: HTTP 4xx, not a CSV, missing key column, bad options."""
 
 
+class NothingToImport(ImportFailed):
+    """A glob source matches no file: nothing delivered yet, or every delivery already moved to
+    processed/. The run is skipped, not failed, and the next tick looks again."""
+
+
 class RunCancelled(ImportFailed):
     """Someone cancelled the running attempt (services.cancel_run); raised at a safe point,
     before the merge commits, so the dataset is left as it was. The message is the run's."""

@@ -30,6 +30,7 @@ from schedules.models import ImportRun, ScheduledImport
 
 from . import drop_folder, fairness, importer, locks
 from .errors import (
+    NothingToImport,
     PermanentImportError,
     RunCancelled,
     RunFailed,
@@ -200,6 +201,8 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
         )
     except RunCancelled as cancelled:
         services.finish_run(run, ImportRun.Status.CANCELLED, error=str(cancelled))
+    except NothingToImport as nothing:
+        services.finish_run(run, ImportRun.Status.SKIPPED, error=str(nothing))
     except (TransientImportError, *DATABASE_ERRORS) as error:
         _drop_broken_connection()
         message = str(error) if isinstance(error, TransientImportError) else database_error(error)

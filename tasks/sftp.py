@@ -31,7 +31,7 @@ from schedules.credentials import origin
 from schedules.models import host_key_fingerprint
 
 from .addresses import public_addresses
-from .errors import PermanentImportError, TransientImportError
+from .errors import NothingToImport, PermanentImportError, TransientImportError
 from .fetch import ByteStream, NotModified, Validators
 from .fetch_watchdog import Watchdog
 from .source_options import SourceOptions
@@ -210,7 +210,7 @@ def _pick(
         if fnmatch.fnmatchcase(entry.filename, name) and stat.S_ISREG(entry.st_mode or 0)
     ]
     if not matches:
-        raise PermanentImportError(f"no file on the SFTP server matches {path}")
+        raise NothingToImport(f"no file on the SFTP server matches {path} yet")
     newest = max(matches, key=lambda entry: (entry.st_mtime or 0, entry.filename))
     return posixpath.join(folder, newest.filename), newest
 
@@ -265,7 +265,8 @@ def _reason(error: BaseException) -> str:
 
 def _file_error(path: str, error: OSError) -> PermanentImportError | TransientImportError:
     if isinstance(error, FileNotFoundError) or error.errno == 2:
-        return PermanentImportError(f"no such file on the SFTP server: {path}")
+        # A partner's file not uploaded yet: as a drop folder's, worth another attempt.
+        return TransientImportError(f"no such file on the SFTP server (yet): {path}")
     if isinstance(error, PermissionError) or error.errno == 13:
         return PermanentImportError(f"the SFTP user may not read {path}")
     if isinstance(error, socket.timeout | TimeoutError):

@@ -4,6 +4,7 @@ taking the newest match, the same-file shortcut, and processed/ after a good run
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import pytest
@@ -59,11 +60,22 @@ def test_a_glob_takes_the_newest_match_and_records_which(alice, drop):
 
 
 def test_a_file_not_delivered_yet_is_a_transient_failure(alice, drop):
-    not_yet = r"no file matches .*products_\*\.csv yet"
-    with pytest.raises(TransientImportError, match=not_yet), opened(f"{drop}/products_*.csv"):
-        pass
     with pytest.raises(TransientImportError, match="does not exist"), opened(f"{drop}/p.csv"):
         pass
+
+
+def test_a_glob_matching_nothing_skips_the_run_without_failing_the_import(alice, drop):
+    # Given a glob whose files were all taken (moved to processed/), or not delivered yet
+    imp = make_import(alice, f"file://{drop}/products_*.csv", move_processed=True)
+
+    # When it runs
+    run = run_now(imp)
+
+    # Then the run is skipped, saying why, and nothing counts against the import
+    assert run.status == "skipped" and run.attempts == 1
+    assert re.search(r"no file matches .*products_\*\.csv yet", run.error_message)
+    imp.refresh_from_db()
+    assert (imp.consecutive_failures, imp.failed_runs) == (0, 0)
 
 
 def test_the_same_file_again_is_not_read_and_a_rewritten_one_is(alice, drop):

@@ -185,6 +185,12 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-prefetch-multiplier
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_TRACK_STARTED = True
+# Celery's Django fix-up closes the database connections around every task unless told to
+# reuse them; project/worker_connections.py honours CONN_MAX_AGE and CONN_HEALTH_CHECKS
+# between tasks instead, as Django does between requests. The fix-up's own forced close then
+# comes only every this many tasks of a pool process.
+# (A setting of celery/fixups/django.py, read as CELERY_DB_REUSE_MAX.)
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

@@ -1,0 +1,265 @@
+"""Benchmark: many small runs through one worker, against a no-op task on the same worker.
+
+Run with `make bench` (or this file alone, see the README). Everything happens in one session,
+on one Procfile worker (concurrency 2) and one broker:
+
+1. 500 imports of distinct 100-row CSVs (a local HTTP server serves them).
+2. A no-op Celery task (`importbeat.noop`, default task settings) sent 500 times: tasks/s from
+   the first send to the last result. Measured before and after the runs; the reference is
+   their mean, so a machine that got busier in between does not flatter either side.
+3. 500 manual runs (`services.enqueue_run`, its rate printed), queued while the worker's
+   consumer is paused, then consumed: runs/s from resuming to the last run finished. With the
+   PostgreSQL side of those runs (pg_stat_database deltas: transactions, time executing
+   statements, new connections per run) and the worker's CPU per run.
+4. The manual trigger's answer: `POST /api/v1/imports/{id}/run` on a real gunicorn (the
+   Procfile's web line) from 10 concurrent clients, p50/p95, beside `GET /api/v1/me` on the
+   same web and clients (the floor of an authenticated request there).
+5. In this process, one small run's statements by kind (Django's execute_wrapper): what a run
+   costs the database, statement by statement.
+
+Targets (issue 15): runs/s at least 0.5x the no-op's; the trigger's answer under 20 ms p50.
+Timings are printed, never asserted.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import threading
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+
+import psutil
+import pytest
+import requests
+from django.db import connection
+from knox.models import AuthToken
+
+from project.devservices import free_port
+from schedules import services
+from schedules.models import ImportRun
+from tasks import runner
+from tests.conftest import answers, wait_for
+from tests.factories import make_import
+
+pytestmark = [
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.processes,
+    pytest.mark.timeout(1800),
+]
+
+RUNS = int(os.environ.get("BENCH_SMALL_RUNS", "500"))
+ROWS = 100
+CLIENTS = 10
+TRIGGERS_PER_CLIENT = min(20, RUNS // CLIENTS)
+QUEUE = "celery"
+
+
+def report(name: str, **figures: object) -> None:
+    print(f"\n[bench] {name}: " + " ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
+
+
+def csv_body(index: int) -> str:
+    lines = ["sku,name,price,stock"]
+    lines += [f"S{index}-{row},item {row} of {index},{row}.50,{row % 7}" for row in range(ROWS)]
+    return "\n".join(lines) + "\n"
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def db_stats() -> dict[str, float]:
+    """This database's counters; PostgreSQL publishes them with a delay of up to a second."""
+    time.sleep(1.2)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute(
+            "SELECT xact_commit + xact_rollback, active_time, sessions FROM pg_stat_database "
+            "WHERE datname = current_database()"
+        )
+        xacts, active_ms, sessions = cursor.fetchone()
+    return {"xacts": xacts, "active_ms": active_ms, "sessions": sessions}
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process and its children (the worker's pool)."""
+    total = 0.0
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            times = proc.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def noop_rate(app, count: int) -> float:
+    """celery.ping sent `count` times; tasks/s from the first send to the last result."""
+    started = time.perf_counter()
+    results = [app.send_task("importbeat.noop") for _ in range(count)]
+    for result in results:
+        result.get(timeout=120)
+    return count / (time.perf_counter() - started)
+
+
+def finished_runs(run_ids: list[int]) -> int:
+    return ImportRun.objects.filter(pk__in=run_ids, status__in=ImportRun.FINAL_STATUSES).count()
+
+
+def statement_kinds(run_id: int) -> tuple[Counter, dict[str, float], int]:
+    """One run executed here, its statements counted by kind and timed."""
+    kinds: Counter = Counter()
+    times: dict[str, float] = {}
+
+    def wrapper(execute, sql, params, many, context):
+        kind = " ".join(str(sql).split()[:3])[:60]
+        started = time.perf_counter()
+        try:
+            return execute(sql, params, many, context)
+        finally:
+            kinds[kind] += 1
+            times[kind] = times.get(kind, 0.0) + time.perf_counter() - started
+
+    before = db_stats()["xacts"]
+    with connection.execute_wrapper(wrapper):
+        runner.execute(run_id)
+    # Two transactions of db_stats itself (the snapshot clear and the read).
+    return kinds, times, int(db_stats()["xacts"] - before - 2)
+
+
+def bench_small_runs_against_a_noop_task(alice, csv_server, processes):
+    from project.celery import app
+
+    # Given 500 imports of distinct 100-row files
+    started = time.perf_counter()
+    imports = [
+        make_import(
+            alice,
+            csv_server.serve(f"/small-{i}.csv", csv_body(i)),
+            name=f"small {i}",
+            dataset=f"small-{i}",
+        )
+        for i in range(RUNS)
+    ]
+    report("setup", imports=len(imports), seconds=round(time.perf_counter() - started, 1))
+
+    # In this process first: one run's statements, by kind (the worker's path minus fairness
+    # and task state, which need a task).
+    probes = []
+    for name in ("warm", "probe"):
+        imp = make_import(alice, csv_server.serve(f"/{name}.csv", csv_body(RUNS)), name=name,
+                          dataset=name)  # fmt: skip
+        probes.append(ImportRun.objects.create(scheduled_import=imp, trigger="manual").pk)
+    runner.execute(probes[0])  # warms this process's connection and caches
+    probe_run_id = probes[1]
+    kinds, times, xacts = statement_kinds(probe_run_id)
+    report("one run in this process", statements=sum(kinds.values()), transactions=xacts,
+           statement_ms=round(sum(times.values()) * 1000, 1))  # fmt: skip
+    for kind, count in kinds.most_common():
+        print(f"    {count:3d} x {kind:60s} {times[kind] * 1000:7.2f} ms", flush=True)
+
+    # And one worker (concurrency 2) of the Procfile
+    worker = processes.start(
+        "worker", WORKER_CONCURRENCY="2", PGOPTIONS=os.environ.get("BENCH_WORKER_PGOPTIONS", "")
+    )
+    wait_for(lambda: app.control.ping(timeout=0.5), 60, what="the worker\n" + processes.logs())
+    noop_rate(app, 20)  # warm the pool's processes
+
+    # The no-op reference
+    noop_before = noop_rate(app, RUNS)
+    report("no-op task (importbeat.noop), before the runs", tasks_per_s=round(noop_before, 1))
+
+    # The runs, queued while the worker does not consume
+    app.control.cancel_consumer(QUEUE, reply=True)
+    started = time.perf_counter()
+    run_ids = [services.enqueue_run(imp, trigger="api", user=alice).pk for imp in imports]
+    enqueue_rate = RUNS / (time.perf_counter() - started)
+    report("enqueue_run", runs_per_s=round(enqueue_rate, 1))
+
+    before, cpu_before = db_stats(), tree_cpu(worker.pid)
+    polls = 0
+    started = time.perf_counter()
+    app.control.add_consumer(QUEUE, reply=True)
+    while True:
+        polls += 1
+        if finished_runs(run_ids) == RUNS:
+            break
+        assert time.perf_counter() - started < 600, processes.logs()
+        time.sleep(0.2)
+    wall = time.perf_counter() - started
+    cpu = tree_cpu(worker.pid) - cpu_before
+    after = db_stats()
+    runs_rate = RUNS / wall
+    outcomes = Counter(ImportRun.objects.filter(pk__in=run_ids).values_list("status", flat=True))
+    # This process's own statements in the window: the polls, one transaction each.
+    xacts = after["xacts"] - before["xacts"] - polls - 2
+    report(
+        f"{RUNS} small runs",
+        runs_per_s=round(runs_rate, 1),
+        seconds=round(wall, 1),
+        outcomes=dict(outcomes),
+        worker_ms_per_run=round(wall * 2 / RUNS * 1000, 1),
+        worker_cpu_ms_per_run=round(cpu / RUNS * 1000, 1),
+        db_transactions_per_run=round(xacts / RUNS, 1),
+        db_active_ms_per_run=round((after["active_ms"] - before["active_ms"]) / RUNS, 1),
+        db_connections_opened=int(after["sessions"] - before["sessions"]),
+    )
+
+    noop_after = noop_rate(app, RUNS)
+    noop = (noop_before + noop_after) / 2
+    report("no-op task (importbeat.noop), after the runs", tasks_per_s=round(noop_after, 1))
+    report(
+        "small runs against the no-op task",
+        ratio=f"{runs_rate / noop:.2f}x",
+        target="0.5x",
+        met=runs_rate / noop >= 0.5,
+    )
+
+    # The manual trigger's answer, on a real web process; the worker does not consume meanwhile
+    # (the queued runs wait), so the figures are the web's and its database's alone.
+    app.control.cancel_consumer(QUEUE, reply=True)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    processes.start("web", PORT=str(port), API_MANUAL_RUN_RATE="1000000/minute")
+    wait_for(lambda: answers(base), 60, what="web\n" + processes.logs())
+    _, token = AuthToken.objects.create(user=alice, expiry=None)
+    headers = {"Authorization": f"Token {token}"}
+    lock = threading.Lock()
+
+    def client(method: str, path_for, targets) -> list[float]:
+        session = requests.Session()
+        session.headers.update(headers)
+        timings, codes = [], Counter()
+        for _ in range(TRIGGERS_PER_CLIENT):
+            with lock:
+                pk = next(targets)
+            started = time.perf_counter()
+            response = session.request(method, base + path_for(pk), timeout=30)
+            timings.append(time.perf_counter() - started)
+            codes[response.status_code] += 1
+        assert set(codes) <= {200, 202}, codes
+        return timings
+
+    def measure(method: str, path_for) -> list[float]:
+        targets = iter([imp.pk for imp in imports])
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            futures = [pool.submit(client, method, path_for, targets) for _ in range(CLIENTS)]
+            return [t * 1000 for future in futures for t in future.result()]
+
+    measure("GET", lambda pk: "/api/v1/me")  # warm both web workers and their connections
+    floor = measure("GET", lambda pk: "/api/v1/me")
+    triggers = measure("POST", lambda pk: f"/api/v1/imports/{pk}/run")
+    for name, timings in (("GET /api/v1/me (floor)", floor), ("POST /imports/{id}/run", triggers)):
+        report(
+            f"{name}, {CLIENTS} concurrent clients",
+            requests=len(timings),
+            p50_ms=round(percentile(timings, 0.5), 1),
+            p95_ms=round(percentile(timings, 0.95), 1),
+            mean_ms=round(statistics.mean(timings), 1),
+        )
+    report("manual trigger's answer", p50_ms=round(percentile(triggers, 0.5), 1),
+           target="20 ms p50", met=percentile(triggers, 0.5) < 20)  # fmt: skip

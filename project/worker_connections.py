@@ -8,14 +8,40 @@ that errored or outlived CONN_MAX_AGE, and CONN_HEALTH_CHECKS makes the first qu
 task check that the connection still works (a database restarted between two tasks costs a
 reconnect, not a failed run). The fix-up still closes them in a freshly forked pool process, so
 no child shares its parent's connection.
+
+A worker's connection also commits asynchronously (WORKER_SYNCHRONOUS_COMMIT, default off):
+PostgreSQL makes such a commit visible at once and durable a moment later (at most three
+`wal_writer_delay`s, 0.6 s by default), instead of waiting for the disk at every one of a run's
+bookkeeping writes (its phase, progress, heartbeat, the source it fetched, the staging tables'
+catalog rows). Only a crash of the database server in that moment can lose them, and it loses
+nothing else: the commits that matter ask to be durable themselves (`services.durable_commit`:
+a run's rows with their counts, and its outcome), and since the log is written in order, a
+durable commit also makes every commit before it durable.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import task_postrun, task_prerun
+from celery.signals import task_postrun, task_prerun, worker_process_init
+from django.conf import settings
 from django.db import close_old_connections
+from django.db.backends.signals import connection_created
+
+
+@worker_process_init.connect
+def _pool_process_started(**_kwargs: Any) -> None:
+    # Pool processes only: the web, beat and `run_import` keep PostgreSQL's default.
+    connection_created.connect(_commit_asynchronously, weak=False)
+
+
+def _commit_asynchronously(connection: Any, **_kwargs: Any) -> None:
+    level = settings.WORKER_SYNCHRONOUS_COMMIT
+    if connection.vendor == "postgresql" and level != "on":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT set_config('synchronous_commit', %s, false)", [level])
+        # What services.durable_commit asks about.
+        connection.commits_asynchronously = True
 
 
 @task_prerun.connect

@@ -27,6 +27,7 @@ import os
 import statistics
 import threading
 import time
+import types
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 
@@ -41,7 +42,7 @@ from knox.models import AuthToken
 from project.devservices import free_port
 from schedules import services
 from schedules.models import ImportRun
-from tasks import runner
+from tasks import importer, runner
 from tests.conftest import answers, wait_for
 from tests.factories import make_import
 
@@ -56,6 +57,8 @@ ROWS = 100
 CLIENTS = 10
 TRIGGERS_PER_CLIENT = min(20, RUNS // CLIENTS)
 QUEUE = "celery"
+# Runs executed in the bench's own process for the statement breakdown.
+PROBES = 20
 
 
 def report(name: str, **figures: object) -> None:
@@ -83,7 +86,13 @@ def db_stats() -> dict[str, float]:
             "WHERE datname = current_database()"
         )
         xacts, active_ms, sessions = cursor.fetchone()
-    return {"xacts": xacts, "active_ms": active_ms, "sessions": sessions}
+        cursor.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+            "WHERE relname = 'schedules_importrun'"
+        )
+        updates, hot = cursor.fetchone()
+    return {"xacts": xacts, "active_ms": active_ms, "sessions": sessions, "run_updates": updates,
+            "run_hot_updates": hot}  # fmt: skip
 
 
 def tree_cpu(pid: int) -> float:
@@ -112,12 +121,24 @@ def finished_runs(run_ids: list[int]) -> int:
     return ImportRun.objects.filter(pk__in=run_ids, status__in=ImportRun.FINAL_STATUSES).count()
 
 
-def statement_kinds(run_id: int) -> tuple[Counter, dict[str, float], int]:
-    """One run executed here, every statement it sends counted by kind and timed: the
-    bookkeeping's through Django and the engine's own on its psycopg cursor."""
+class BenchTask:
+    """What the runner asks of its Celery task, for runs executed in this process."""
+
+    def __init__(self, run_id: int) -> None:
+        self.request = types.SimpleNamespace(hostname="bench@here", id=f"bench-{run_id}")
+
+    def update_state(self, **_kwargs: object) -> None:
+        pass
+
+
+def run_breakdown(run_ids: list[int]) -> dict[str, object]:
+    """Runs executed here one after the other (the worker's path: lease, owner's cap, claim,
+    engine, outcome), every statement they send counted by kind and timed, the bookkeeping's
+    through Django and the engine's own on its psycopg cursor (its COPY is not counted)."""
     kinds: Counter = Counter()
-    times: dict[str, float] = {}
-    execute = psycopg.Cursor.execute
+    times: Counter = Counter()
+    execute, import_run = psycopg.Cursor.execute, importer.import_run
+    engine = [0.0]
 
     def counted(cursor, query, *args, **kwargs):
         text = query.as_string(cursor) if isinstance(query, psycopg.sql.Composable) else query
@@ -127,16 +148,36 @@ def statement_kinds(run_id: int) -> tuple[Counter, dict[str, float], int]:
             return execute(cursor, query, *args, **kwargs)
         finally:
             kinds[kind] += 1
-            times[kind] = times.get(kind, 0.0) + time.perf_counter() - started
+            times[kind] += time.perf_counter() - started
 
-    before = db_stats()["xacts"]
-    psycopg.Cursor.execute = counted
+    def timed_import_run(*args, **kwargs):
+        started = time.perf_counter()
+        try:
+            return import_run(*args, **kwargs)
+        finally:
+            engine[0] += time.perf_counter() - started
+
+    before = db_stats()
+    psycopg.Cursor.execute, importer.import_run = counted, timed_import_run
+    started = time.perf_counter()
     try:
-        runner.execute(run_id)
+        for run_id in run_ids:
+            runner.execute(run_id, BenchTask(run_id))
     finally:
-        psycopg.Cursor.execute = execute
-    # Two transactions of db_stats itself (the snapshot clear and the read).
-    return kinds, times, int(db_stats()["xacts"] - before - 2)
+        psycopg.Cursor.execute, importer.import_run = execute, import_run
+    total = time.perf_counter() - started
+    after = db_stats()
+    runs = len(run_ids)
+    return {
+        "runs": runs,
+        "ms_per_run": round(total / runs * 1000, 1),
+        "engine_ms_per_run": round(engine[0] / runs * 1000, 1),
+        "statements_per_run": round(sum(kinds.values()) / runs, 1),
+        # Three transactions of db_stats itself (the snapshot clear and two reads).
+        "transactions_per_run": round((after["xacts"] - before["xacts"] - 3) / runs, 1),
+        "kinds": kinds,
+        "times": times,
+    }
 
 
 def bench_small_runs_against_a_noop_task(alice, csv_server, processes):
@@ -155,20 +196,20 @@ def bench_small_runs_against_a_noop_task(alice, csv_server, processes):
     ]
     report("setup", imports=len(imports), seconds=round(time.perf_counter() - started, 1))
 
-    # In this process first: one run's statements, by kind (the worker's path minus fairness
-    # and task state, which need a task).
+    # In this process first: runs one after the other, their statements by kind. Its
+    # connection commits synchronously, as `run_import`'s does (a worker's does not).
     probes = []
-    for name in ("warm", "probe"):
-        imp = make_import(alice, csv_server.serve(f"/{name}.csv", csv_body(RUNS)), name=name,
-                          dataset=name)  # fmt: skip
+    for index in range(PROBES + 1):
+        imp = make_import(alice, csv_server.serve(f"/probe-{index}.csv", csv_body(RUNS + index)),
+                          name=f"probe {index}", dataset=f"probe-{index}")  # fmt: skip
         probes.append(ImportRun.objects.create(scheduled_import=imp, trigger="manual").pk)
-    runner.execute(probes[0])  # warms this process's connection and caches
-    probe_run_id = probes[1]
-    kinds, times, xacts = statement_kinds(probe_run_id)
-    report("one run in this process", statements=sum(kinds.values()), transactions=xacts,
-           statement_ms=round(sum(times.values()) * 1000, 1))  # fmt: skip
+    runner.execute(probes[0], BenchTask(probes[0]))  # warms this process's connection, caches
+    breakdown = run_breakdown(probes[1:])
+    kinds, times = breakdown.pop("kinds"), breakdown.pop("times")
+    report("runs one after the other in this process", **breakdown)
     for kind, count in kinds.most_common():
-        print(f"    {count:3d} x {kind:60s} {times[kind] * 1000:7.2f} ms", flush=True)
+        print(f"    {count / PROBES:5.1f} x {kind:60s} {times[kind] / PROBES * 1000:6.2f} ms",
+              flush=True)  # fmt: skip
 
     # And one worker (concurrency 2) of the Procfile
     worker = processes.start(
@@ -178,8 +219,11 @@ def bench_small_runs_against_a_noop_task(alice, csv_server, processes):
     noop_rate(app, 20)  # warm the pool's processes
 
     # The no-op reference
+    cpu_before = tree_cpu(worker.pid)
     noop_before = noop_rate(app, RUNS)
-    report("no-op task (importbeat.noop), before the runs", tasks_per_s=round(noop_before, 1))
+    noop_cpu = tree_cpu(worker.pid) - cpu_before
+    report("no-op task (importbeat.noop), before the runs", tasks_per_s=round(noop_before, 1),
+           worker_cpu_ms_per_task=round(noop_cpu / RUNS * 1000, 1))  # fmt: skip
 
     # The runs, queued while the worker does not consume
     app.control.cancel_consumer(QUEUE, reply=True)
@@ -204,7 +248,7 @@ def bench_small_runs_against_a_noop_task(alice, csv_server, processes):
     runs_rate = RUNS / wall
     outcomes = Counter(ImportRun.objects.filter(pk__in=run_ids).values_list("status", flat=True))
     # This process's own statements in the window: the polls, one transaction each.
-    xacts = after["xacts"] - before["xacts"] - polls - 2
+    xacts = after["xacts"] - before["xacts"] - polls - 3
     report(
         f"{RUNS} small runs",
         runs_per_s=round(runs_rate, 1),
@@ -215,6 +259,8 @@ def bench_small_runs_against_a_noop_task(alice, csv_server, processes):
         db_transactions_per_run=round(xacts / RUNS, 1),
         db_active_ms_per_run=round((after["active_ms"] - before["active_ms"]) / RUNS, 1),
         db_connections_opened=int(after["sessions"] - before["sessions"]),
+        run_row_updates_per_run=round((after["run_updates"] - before["run_updates"]) / RUNS, 1),
+        of_them_hot=round((after["run_hot_updates"] - before["run_hot_updates"]) / RUNS, 1),
     )
 
     noop_after = noop_rate(app, RUNS)

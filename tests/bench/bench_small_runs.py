@@ -211,7 +211,9 @@ def bench_small_runs_against_a_noop_task(alice, csv_server, processes):
         print(f"    {count / PROBES:5.1f} x {kind:60s} {times[kind] / PROBES * 1000:6.2f} ms",
               flush=True)  # fmt: skip
 
-    # And one worker (concurrency 2) of the Procfile
+    # And one worker (concurrency 2) of the Procfile. BENCH_WORKER_PGOPTIONS passes libpq
+    # options to its connections, to try a server setting (`-c jit=off`); the environment
+    # reaches it too (WORKER_SYNCHRONOUS_COMMIT=on: its bookkeeping waits for the disk again).
     worker = processes.start(
         "worker", WORKER_CONCURRENCY="2", PGOPTIONS=os.environ.get("BENCH_WORKER_PGOPTIONS", "")
     )

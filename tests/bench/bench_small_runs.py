@@ -39,6 +39,7 @@ import requests
 from django.db import connection
 from knox.models import AuthToken
 
+from project import worker_connections
 from project.devservices import free_port
 from schedules import services
 from schedules.models import ImportRun
@@ -59,6 +60,8 @@ TRIGGERS_PER_CLIENT = min(20, RUNS // CLIENTS)
 QUEUE = "celery"
 # Runs executed in the bench's own process for the statement breakdown.
 PROBES = 20
+# Runs executed in the bench's process with asynchronous commits and without.
+COMMIT_MODE_RUNS = 80
 
 
 def report(name: str, **figures: object) -> None:
@@ -180,7 +183,34 @@ def run_breakdown(run_ids: list[int]) -> dict[str, object]:
     }
 
 
-def bench_small_runs_against_a_noop_task(alice, csv_server, processes):
+def commit_modes(run_ids: list[int], settings) -> dict[str, float]:
+    """Runs executed here with the worker's asynchronous commits and without, interleaved in
+    rounds so that the machine's load weighs on both alike: median ms per run of each."""
+    timings: dict[str, list[float]] = {"off": [], "on": []}
+    rounds = 4
+    per_round = len(run_ids) // (2 * rounds)
+    pending = iter(run_ids)
+    try:
+        for _ in range(rounds):
+            for mode in timings:
+                settings.WORKER_SYNCHRONOUS_COMMIT = mode
+                connection.close()
+                vars(connection).pop("commits_asynchronously", None)
+                connection.ensure_connection()
+                if mode == "off":
+                    worker_connections._commit_asynchronously(connection)
+                for _ in range(per_round):
+                    run_id = next(pending)
+                    started = time.perf_counter()
+                    runner.execute(run_id, BenchTask(run_id))
+                    timings[mode].append((time.perf_counter() - started) * 1000)
+    finally:
+        connection.close()
+        vars(connection).pop("commits_asynchronously", None)
+    return {mode: round(statistics.median(values), 1) for mode, values in timings.items()}
+
+
+def bench_small_runs_against_a_noop_task(alice, csv_server, processes, settings):
     from project.celery import app
 
     # Given 500 imports of distinct 100-row files
@@ -210,6 +240,16 @@ def bench_small_runs_against_a_noop_task(alice, csv_server, processes):
     for kind, count in kinds.most_common():
         print(f"    {count / PROBES:5.1f} x {kind:60s} {times[kind] / PROBES * 1000:6.2f} ms",
               flush=True)  # fmt: skip
+
+    # The worker's asynchronous commits against synchronous ones, in this process.
+    modes = []
+    for index in range(COMMIT_MODE_RUNS):
+        imp = make_import(alice, csv_server.serve(f"/mode-{index}.csv", csv_body(2 * RUNS + index)),
+                          name=f"mode {index}", dataset=f"mode-{index}")  # fmt: skip
+        modes.append(ImportRun.objects.create(scheduled_import=imp, trigger="manual").pk)
+    medians = commit_modes(modes, settings)
+    report("runs in this process by how the connection commits (median ms per run)",
+           asynchronous=medians["off"], synchronous=medians["on"])  # fmt: skip
 
     # And one worker (concurrency 2) of the Procfile. BENCH_WORKER_PGOPTIONS passes libpq
     # options to its connections, to try a server setting (`-c jit=off`); the environment

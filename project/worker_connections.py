@@ -32,7 +32,9 @@ from django.db.backends.signals import connection_created
 @worker_process_init.connect
 def _pool_process_started(**_kwargs: Any) -> None:
     # Pool processes only: the web, beat and `run_import` keep PostgreSQL's default.
-    connection_created.connect(_commit_asynchronously, weak=False)
+    connection_created.connect(
+        _commit_asynchronously, weak=False, dispatch_uid="importbeat.async_commit"
+    )
 
 
 def _commit_asynchronously(connection: Any, **_kwargs: Any) -> None:

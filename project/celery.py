@@ -11,5 +11,6 @@ app = Celery("importbeat")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["tasks"])
 
-# The worker's start-up checks and its database control command.
-import project.worker_checks  # noqa: E402, F401
+# The worker's start-up checks and its database control command; its database connections
+# kept across tasks (CONN_MAX_AGE), checked between them.
+from project import worker_checks, worker_connections  # noqa: E402, F401

@@ -99,6 +99,15 @@ DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 # Workers hold a connection for the whole import; reuse it between tasks.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# How a worker's database connection commits (project/worker_connections.py): "off" lets its
+# bookkeeping writes skip the wait for the disk; a run's rows and outcome are always durable.
+# https://www.postgresql.org/docs/current/wal-async-commit.html
+WORKER_SYNCHRONOUS_COMMIT = env("WORKER_SYNCHRONOUS_COMMIT", default="off")
+if WORKER_SYNCHRONOUS_COMMIT not in {"on", "off", "local", "remote_write", "remote_apply"}:
+    raise ImproperlyConfigured(
+        f"WORKER_SYNCHRONOUS_COMMIT={WORKER_SYNCHRONOUS_COMMIT!r}: use on, off, local, "
+        "remote_write or remote_apply"
+    )
 DATABASES["default"]["TEST"] = {"NAME": env("TEST_DATABASE_NAME", default="test_importbeat")}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -212,7 +221,16 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # Imports are long; a worker takes one message at a time so others can pick up the rest.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#worker-prefetch-multiplier
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
-CELERY_TASK_TRACK_STARTED = True
+# No STARTED state in the result backend: nothing reads it (Flower follows a task through the
+# worker's events, the API reads PROGRESS), and it was one more Redis write per run.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-track-started
+CELERY_TASK_TRACK_STARTED = False
+# Celery's Django fix-up closes the database connections around every task unless told to
+# reuse them; project/worker_connections.py honours CONN_MAX_AGE and CONN_HEALTH_CHECKS
+# between tasks instead, as Django does between requests. The fix-up's own forced close then
+# comes only every this many tasks of a pool process.
+# (A setting of celery/fixups/django.py, read as CELERY_DB_REUSE_MAX.)
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

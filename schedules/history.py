@@ -71,9 +71,9 @@ def additional_data() -> dict[str, Any]:
 
 def record_event(
     imp: ScheduledImport, event: str, user: AbstractBaseUser | None, **details: Any
-) -> None:
+) -> LogEntry | None:
     """An event of the import that is not a change of its row (`run triggered`, ...)."""
-    LogEntry.objects.log_create(
+    return LogEntry.objects.log_create(
         imp,
         force_log=True,
         action=LogEntry.Action.ACCESS,

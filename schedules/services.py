@@ -240,9 +240,11 @@ def enqueue_run(
     409) and BrokerUnavailable tells the caller to try again later. Should the withdrawal fail
     too, the run is left for the sweep to send at its next pass (send_run backdated it).
     """
+    event = "run retried" if retry_of is not None else "run triggered"
+    details = {"retry_of": retry_of.pk} if retry_of is not None else {}
     try:
         with transaction.atomic():
-            ScheduledImport.objects.select_for_update().get(pk=imp.pk)
+            ScheduledImport.objects.select_for_update().values_list("pk").get(pk=imp.pk)
             active = imp.runs.filter(status__in=ImportRun.ACTIVE_STATUSES).first()
             if active:
                 raise RunAlreadyActive(active)
@@ -250,14 +252,15 @@ def enqueue_run(
                 scheduled_import=imp, trigger=trigger, triggered_by=user,
                 celery_task_id=str(uuid.uuid4()), retry_of=retry_of,
             )  # fmt: skip
+            # The event commits with its run: one commit, one wait for the disk, per trigger.
+            entry = history.record_event(imp, event, user, run=run.pk, **details)
             transaction.on_commit(lambda: send_run(run))
     except BrokerUnavailable:
-        with contextlib.suppress(DatabaseError):
+        with contextlib.suppress(DatabaseError), transaction.atomic():
             ImportRun.objects.filter(pk=run.pk, status=ImportRun.Status.QUEUED).delete()
+            if entry is not None:
+                entry.delete()
         raise
-    event = "run retried" if retry_of is not None else "run triggered"
-    details = {"retry_of": retry_of.pk} if retry_of is not None else {}
-    history.record_event(imp, event, user, run=run.pk, **details)
     return run
 
 
@@ -463,7 +466,8 @@ def claim_run(
         statuses.append(ImportRun.Status.RUNNING)
     now = timezone.now()
     try:
-        with transaction.atomic():
+        # One statement, atomic by itself: a savepoint only inside a caller's transaction.
+        with transaction.atomic() if db_connection.in_atomic_block else contextlib.nullcontext():
             claimed = ImportRun.objects.filter(pk=run.pk, status__in=statuses).update(
                 status=ImportRun.Status.RUNNING,
                 started_at=run.started_at or now,
@@ -661,12 +665,26 @@ FINISH_RETRY_PAUSES = (0.2, 0.5, 1, 2, 4, 8)
 CONNECTION_ERRORS = (OperationalError, InterfaceError)
 
 
+def durable_commit() -> None:
+    """Make the transaction in progress wait for the disk at its commit.
+
+    A worker's connection commits asynchronously (project/worker_connections.py): its
+    bookkeeping does not wait for the disk. A run's rows and its outcome do, whatever the
+    connection's setting: once acknowledged, they survive a crash of the database server.
+    """
+    if db_connection.in_atomic_block and getattr(db_connection, "commits_asynchronously", False):
+        with db_connection.cursor() as cursor:
+            cursor.execute("SET LOCAL synchronous_commit TO DEFAULT")
+
+
 def record_committed_counts(run: ImportRun, counts: RunCounts) -> None:
     """Write an attempt's counts on its run, inside the transaction that commits its rows.
 
     Committed together, the rows and their counts cannot disagree: whatever happens to the
-    attempt afterwards, the run is finished from these (finish_run, claim_committed_run).
+    attempt afterwards, the run is finished from these (finish_run, claim_committed_run). That
+    transaction is durable (durable_commit).
     """
+    durable_commit()
     fields = {name: getattr(counts, name) for name in COUNT_FIELDS}
     details = {**run.error_details}
     if counts.row_errors:
@@ -722,6 +740,7 @@ def _finish_once(
 ) -> ImportRun:
     now = timezone.now()
     with transaction.atomic():
+        durable_commit()
         # The run first, then its import: the sweep's recover_lost_run locks in this order.
         run = ImportRun.objects.select_for_update().get(pk=run_id)
         imp = ScheduledImport.objects.select_for_update().get(pk=run.scheduled_import_id)

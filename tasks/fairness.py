@@ -16,6 +16,7 @@ import logging
 import time
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -41,17 +42,32 @@ def admit(run: ImportRun) -> bool:
     if cap <= 0:
         return True
     owner_id = run.scheduled_import.owner_id
+    redis, key = client(), _admitted_key(owner_id)
     try:
-        with client().lock(f"importbeat:owner:{owner_id}:admit", timeout=10, blocking_timeout=10):
-            busy = _busy_runs(owner_id) - {run.pk}
-            if len(busy) >= cap:
+        # The lock is held for a few round trips: poll it often (redis-py's default of 0.1 s
+        # made the second of two workers admitting at once wait longer than a small run lasts).
+        lock = redis.lock(f"importbeat:owner:{owner_id}:admit", timeout=10, sleep=0.005,
+                          blocking_timeout=10)  # fmt: skip
+        with lock:
+            busy, done = _busy_runs(owner_id)
+            busy.discard(run.pk)
+            admitted = len(busy) < cap
+            with redis.pipeline(transaction=False) as pipe:
+                if done:
+                    pipe.hdel(key, *done)
+                if admitted:
+                    pipe.hset(key, str(run.pk), time.time())
+                pipe.execute()
+            if not admitted:
                 _note_waiting(run, len(busy), cap)
                 return False
-            client().hset(_admitted_key(owner_id), str(run.pk), time.time())
     except RedisError as error:
         logger.warning("per-owner cap not checked run=%s: %s", run.pk, error)
         return True
-    ImportRun.objects.filter(pk=run.pk, error_message__startswith=WAITING).update(error_message="")
+    if run.error_message.startswith(WAITING):
+        ImportRun.objects.filter(pk=run.pk, error_message__startswith=WAITING).update(
+            error_message=""
+        )
     return True
 
 
@@ -59,24 +75,26 @@ def _admitted_key(owner_id: int) -> str:
     return f"importbeat:owner:{owner_id}:admitted"
 
 
-def _busy_runs(owner_id: int) -> set[int]:
-    """The owner's runs that hold a slot: running, or admitted and not claimed yet."""
-    redis, key = client(), _admitted_key(owner_id)
+def _busy_runs(owner_id: int) -> tuple[set[int], list[str]]:
+    """The owner's runs that hold a slot (running, or admitted and not claimed yet), and the
+    admitted entries that hold nothing any more (finished, or expired) for the caller to drop.
+
+    One query answers both questions the slot count asks of the database.
+    """
     recent_since = time.time() - ADMITTED_SECONDS
-    admitted = {int(k): float(v) for k, v in redis.hgetall(key).items()}
+    admitted = {int(k): float(v) for k, v in client().hgetall(_admitted_key(owner_id)).items()}
     recent = [run_id for run_id, at in admitted.items() if at > recent_since]
-    pending = set(
-        ImportRun.objects.filter(pk__in=recent, status__in=WAITING_STATUSES).values_list(
-            "pk", flat=True
-        )
-    )
+    holding = ImportRun.objects.filter(
+        Q(scheduled_import__owner_id=owner_id, status=ImportRun.Status.RUNNING)
+        | Q(pk__in=recent, status__in=WAITING_STATUSES)
+    ).values_list("pk", "status")
+    busy, pending = set(), set()
+    for run_id, status in holding:
+        busy.add(run_id)
+        if status != ImportRun.Status.RUNNING:
+            pending.add(run_id)
     # Running ones are counted from the database; finished, expired ones hold nothing.
-    if done := [str(run_id) for run_id in admitted if run_id not in pending]:
-        redis.hdel(key, *done)
-    running = ImportRun.objects.filter(
-        scheduled_import__owner_id=owner_id, status=ImportRun.Status.RUNNING
-    ).values_list("pk", flat=True)
-    return pending | set(running)
+    return busy, [str(run_id) for run_id in admitted if run_id not in pending]
 
 
 def _note_waiting(run: ImportRun, busy: int, cap: int) -> None:

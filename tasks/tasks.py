@@ -54,6 +54,12 @@ def execute_run(
     return runner.task_result(runner.execute(run_id, self))
 
 
+@shared_task(name="importbeat.noop")
+def noop() -> None:
+    """Does nothing: the reference a small run's throughput is measured against
+    (tests/bench/bench_small_runs.py), with the worker's default task settings."""
+
+
 @shared_task(name="importbeat.sweep_runs", ignore_result=True, soft_time_limit=120, time_limit=150)
 def sweep_runs() -> dict[str, int]:
     return maintenance.sweep_runs()

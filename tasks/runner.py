@@ -28,7 +28,8 @@ from redis.exceptions import RedisError
 from schedules import services
 from schedules.models import ImportRun, ScheduledImport
 
-from . import fairness, importer, locks
+from . import fairness, locks
+from .engine import pipeline as importer
 from .errors import (
     PermanentImportError,
     RunCancelled,

@@ -12,7 +12,7 @@ from typing import Any
 from schedules.models import ScheduledImport
 
 from . import fetch
-from . import importer_stage as stage
+from .engine import stage_copy as stage
 from .errors import ImportFailed
 
 PREVIEW_BYTES = 64 * 1024

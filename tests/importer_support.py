@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from schedules.models import ImportRun, Record
-from tasks import importer_stage, runner
+from tasks import runner
+from tasks.engine import stage_copy as importer_stage
 
 
 def run_now(imp) -> ImportRun:

@@ -8,7 +8,8 @@ from django.utils import timezone
 
 from schedules import services
 from schedules.models import ImportRun
-from tasks import importer, runner
+from tasks import runner
+from tasks.engine import pipeline as importer
 from tests.api_support import API, SOURCE, client_for, make_run
 from tests.factories import PRODUCTS_CSV, make_import
 

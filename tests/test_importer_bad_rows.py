@@ -2,7 +2,7 @@
 
 import pytest
 
-from tasks import importer_sql
+from tasks.engine import validate as importer_sql
 from tests.factories import make_import
 from tests.importer_support import (  # noqa: F401
     both_paths,

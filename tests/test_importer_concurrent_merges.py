@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 
 from schedules.models import ImportRun
-from tasks import importer
+from tasks.engine import pipeline as importer
 from tests.factories import make_import
 from tests.importer_support import records, run_now
 

@@ -5,7 +5,7 @@ import pytest
 from django.db import OperationalError
 
 from schedules.models import ImportRun
-from tasks import importer
+from tasks.engine import pipeline as importer
 from tasks.errors import TransientImportError
 from tests.factories import PRODUCTS_CSV, make_import
 

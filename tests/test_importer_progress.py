@@ -6,7 +6,8 @@ import pytest
 from django.db import connections
 
 from schedules.models import ImportRun
-from tasks import importer, runner
+from tasks import runner
+from tasks.engine import pipeline as importer
 from tests.factories import make_import
 
 BODY = "sku,name\n" + "".join(f"K-{i:06d},name {i}\n" for i in range(40_000))

@@ -10,7 +10,7 @@ from django.db import connection
 
 from schedules.models import Record
 from schedules.services import mark_datasets_changed
-from tasks import importer_stage
+from tasks.engine import stage_copy as importer_stage
 from tests.factories import make_import
 from tests.importer_support import (  # noqa: F401
     both_paths,

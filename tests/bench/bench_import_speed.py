@@ -180,7 +180,7 @@ def write_records_alone(copied: str) -> str:
     """
     from psycopg import sql
 
-    from tasks.importer_sql import RAW, Layout, insert_new
+    from tasks.engine.validate import RAW, Layout, insert_new
 
     layout = Layout(names=list(COLUMNS), key_index=0, key_column=COLUMNS[0])
     fields = [sql.Identifier(name) for name in COLUMNS]

@@ -10,7 +10,8 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from schedules import history
 from schedules.models import ImportRun, ScheduledImport
 from schedules.text import printable
-from tasks import importer, runner
+from tasks import runner
+from tasks.engine import pipeline as importer
 
 OK_STATUSES = (ImportRun.Status.SUCCEEDED, ImportRun.Status.PARTIAL)
 SHOWN_ROW_ERRORS = 10

@@ -18,7 +18,7 @@ from typing import IO
 
 from schedules.models import ScheduledImport
 
-from .fetch import CHUNK_BYTES
+from ..fetch import CHUNK_BYTES
 
 # Bump whenever the importer turns the same file into different records (a new JSON rule,
 # a new hash): a digest from before then must not vouch for today's result.

@@ -4,11 +4,11 @@ Pipeline for one run:
 1. `open_source` streams the download (constant memory, size cap, private-address guard).
 2. The first record is parsed in Python: it names the columns (or gives their number) and is
    checked for the key column; a file that is obviously not CSV is refused here.
-3. Staging (`importer_stage`): the raw bytes go to a TEMP table by `COPY ... FORMAT csv` while
+3. Staging (`stage_copy`): the raw bytes go to a TEMP table by `COPY ... FORMAT csv` while
    they are also spooled to a temporary file; if COPY rejects the file (a row with the wrong
    number of fields, a byte that is not in the encoding), the spool is parsed by Python's csv
    module instead, which stages the good rows and marks the bad ones.
-4. Validation, repeated keys and the merge are SQL (`importer_sql`): bad rows are reported
+4. Validation, repeated keys and the merge are SQL (`validate`): bad rows are reported
    with their line numbers, the last occurrence of a key wins, and only rows whose content
    hash changed are written. Mode sync then deletes the keys the file no longer has.
 """
@@ -30,11 +30,11 @@ from schedules import services
 from schedules.models import Dataset, ImportRun, Record, ScheduledImport
 from schedules.services import RunCounts, lock_datasets, record_committed_counts
 
-from . import importer_digest as digest
-from . import importer_sql as q
-from . import importer_stage as stage
-from .errors import PermanentImportError, RunCancelled, TransientImportError, database_error
-from .fetch import NotModified, Validators, open_source
+from ..errors import PermanentImportError, RunCancelled, TransientImportError, database_error
+from ..fetch import NotModified, Validators, open_source
+from . import digest
+from . import stage_copy as stage
+from . import validate as q
 
 logger = logging.getLogger("importbeat.importer")
 

@@ -27,8 +27,8 @@ from django.db import DatabaseError, DataError, transaction
 from schedules.models import ScheduledImport
 from schedules.validation import validate_encoding
 
-from . import importer_sql as q
-from .errors import PermanentImportError
+from ..errors import PermanentImportError
+from . import validate as q
 
 CHUNK_BYTES = 256 * 1024
 PYTHON_BATCH_ROWS = 20_000

@@ -28,8 +28,7 @@ from redis.exceptions import RedisError
 from schedules import services
 from schedules.models import ImportRun, ScheduledImport
 
-from . import fairness, locks
-from .engine import pipeline as importer
+from . import engine, fairness, locks
 from .errors import (
     PermanentImportError,
     RunCancelled,
@@ -191,7 +190,7 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
                 logger.debug("progress not published run=%s: %r", run.pk, error)
 
     try:
-        counts = importer.import_run(run, progress=progress)
+        counts = engine.import_run(run, progress=progress)
     except SoftTimeLimitExceeded:
         _drop_broken_connection()
         services.finish_run(

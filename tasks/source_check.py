@@ -12,7 +12,7 @@ from typing import Any
 from schedules.models import ScheduledImport
 
 from . import fetch
-from .engine import stage_copy as stage
+from .engine import first_record as stage
 from .errors import ImportFailed
 
 PREVIEW_BYTES = 64 * 1024

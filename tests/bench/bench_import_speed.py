@@ -180,7 +180,9 @@ def write_records_alone(copied: str) -> str:
     """
     from psycopg import sql
 
-    from tasks.engine.validate import RAW, Layout, insert_new
+    from tasks.engine.first_record import Layout
+    from tasks.engine.merge import insert_new
+    from tasks.engine.tables import RAW
 
     layout = Layout(names=list(COLUMNS), key_index=0, key_column=COLUMNS[0])
     fields = [sql.Identifier(name) for name in COLUMNS]

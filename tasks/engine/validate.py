@@ -182,6 +182,24 @@ def any_rows(table: str) -> sql.Composed:
     return sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(sql.Identifier(table))
 
 
+def any_repeated_key() -> sql.Composed:
+    """Whether a key occurs twice: counting distinct keys is one sort of the keys alone.
+
+    Measured on a million keys: 0.6 s, against 1.7 s for the window query below, which sorts
+    whole rows; files seldom repeat a key, so the window runs only when one does.
+    """
+    return sql.SQL(
+        "SELECT count(*) <> count(DISTINCT key COLLATE \"C\") FROM {raw} WHERE key <> ''"
+    ).format(raw=sql.Identifier(RAW))
+
+
+def no_repeated_keys() -> sql.Composed:
+    """The empty table find_repeated_keys would make."""
+    return sql.SQL(
+        "CREATE TEMP TABLE {dupes} (line bigint, key text, superseded_by bigint)"
+    ).format(dupes=sql.Identifier(DUPES))
+
+
 def find_repeated_keys() -> sql.Composed:
     """Every occurrence of a key but its last, with the line of that last one (it wins).
 
@@ -225,7 +243,8 @@ def report_failed_rows(
 ) -> None:
     """Mark the rows a later row with the same key supersedes; count and list every failed row."""
     with timed("repeated keys", run):
-        pg.execute(find_repeated_keys())
+        pg.execute(any_repeated_key())
+        pg.execute(find_repeated_keys() if pg.fetchone()[0] else no_repeated_keys())
     analyze(pg, DUPES)
     pg.execute(count_failed_rows())
     counts.rows_failed = pg.fetchone()[0]

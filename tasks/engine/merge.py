@@ -124,11 +124,13 @@ def find_changes(record_table: str, dataset_id: int, any_failed: bool) -> sql.Co
     One anti-join on the stored content hash, before anything is written: an unchanged
     re-import ends here with an empty table and writes nothing (measured: filtering first
     made the unchanged re-load 40% faster than letting the upsert skip rows). `record_id` is
-    NULL for a key the dataset does not have yet.
+    NULL for a key the dataset does not have yet. The table keeps the whole staged row, so the
+    writes below read the few changed rows from it and never scan the staged file again (two
+    scans of a million staged rows, 0.3 – 0.6 s each, on a re-load with 1 % of them changed).
     """
     return sql.SQL(
         "CREATE TEMP TABLE {changes} AS"
-        " SELECT s.line, r.id AS record_id FROM {raw} s"
+        " SELECT s.*, r.id AS record_id FROM {raw} s"
         " LEFT JOIN {record} r ON r.dataset_id = {dataset} AND r.key = s.key"
         " WHERE (r.id IS NULL OR r.content_hash <> s.content_hash) AND {valid}"
     ).format(
@@ -163,12 +165,10 @@ def update_changed(layout: Layout, record_table: str, run_id: int) -> sql.Compos
     return sql.SQL(
         "UPDATE {record} r SET data = {data}, content_hash = c.content_hash,"
         "  last_changed_run_id = {run}, updated_at = now()"
-        " FROM {changes} ch JOIN {raw} c ON c.line = ch.line"
-        " WHERE r.id = ch.record_id"
+        " FROM {changes} c WHERE r.id = c.record_id"
     ).format(
         record=sql.Identifier(record_table),
         changes=sql.Identifier(CHANGES),
-        raw=sql.Identifier(RAW),
         run=lit(run_id),
         data=data,
     )
@@ -191,23 +191,22 @@ def insert_new(
     the file; another import writing the same dataset at the same moment makes this fail with
     a unique violation, which the importer turns into a transient error (the run retries).
     `first_load` (the dataset has no record): every winning valid row is new, so the rows come
-    straight from staging, without the anti-join and its table of changes (1.5 s a million).
+    straight from staging, without the anti-join and its table of changes (1.5 s a million);
+    otherwise from the table of changes, the rows without a record.
     """
     data = row_json(layout, "c")
     if first_load:
-        rows = _winning_valid_rows("c", any_failed)
+        source, rows = RAW, _winning_valid_rows("c", any_failed)
     else:
-        rows = sql.SQL("c.line IN (SELECT line FROM {} WHERE record_id IS NULL)").format(
-            sql.Identifier(CHANGES)
-        )
+        source, rows = CHANGES, sql.SQL("c.record_id IS NULL")
     return sql.SQL(
         "INSERT INTO {record} (dataset_id, key, data, content_hash, first_seen_run_id,"
         "   last_changed_run_id, created_at, updated_at)"
         " SELECT {dataset}, c.key, {data}, c.content_hash, {run}, {run}, now(), now()"
-        " FROM {raw} c WHERE {rows}"
+        " FROM {source} c WHERE {rows}"
     ).format(
         record=sql.Identifier(record_table),
-        raw=sql.Identifier(RAW),
+        source=sql.Identifier(source),
         dataset=lit(dataset_id),
         run=lit(run_id),
         data=data,

@@ -343,5 +343,5 @@ def find_changes_alone(copied: str, imp) -> str:
         f" LEFT JOIN {Record._meta.db_table} r ON r.dataset_id = {imp.dataset_id}"
         f" AND r.key = s.{COLUMNS[0]}"
         f" WHERE r.id IS NULL OR r.content_hash <>"
-        f" hashtextextended(concat_ws(chr(31), {', '.join(COLUMNS)}), 0)"
+        f" hashtextextended(concat_ws(chr(31), {', '.join('s.' + c for c in COLUMNS)}), 0)"
     )

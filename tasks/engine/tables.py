@@ -51,10 +51,21 @@ class Staged:
     path: str = "copy"  # "copy" or "python" (the fallback)
 
 
+# Rows ANALYZE samples are 300 times this. The planner needs little of a work table: its row
+# count and the share of rows a filter keeps, which 3,000 rows tell as well as the default
+# 30,000 (measured: ANALYZE of a million staged rows 0.25 – 0.5 s at the default).
+STATISTICS_TARGET = 10
+
+
 def analyze(pg: psycopg.Cursor, table: str, *columns: str) -> None:
+    """Statistics for a TEMP table, which autovacuum never analyzes."""
     names = sql.SQL(", ").join(sql.Identifier(c) for c in columns)
     template = "ANALYZE {} ({})" if columns else "ANALYZE {}"
-    pg.execute(sql.SQL(template).format(sql.Identifier(table), names))
+    pg.execute(sql.SQL("SET default_statistics_target = {}").format(lit(STATISTICS_TARGET)))
+    try:
+        pg.execute(sql.SQL(template).format(sql.Identifier(table), names))
+    finally:
+        pg.execute("RESET default_statistics_target")
 
 
 @contextmanager

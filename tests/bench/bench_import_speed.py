@@ -149,6 +149,8 @@ class Size:
 
 
 @pytest.mark.django_db(transaction=True)
+# 10M rows take about 10 minutes a size on the development VM (1M: about 1.5).
+@pytest.mark.timeout(600 * len(SIZES))
 def bench_run_import_against_psql_copy(alice, csv_server):
     # Given product CSVs of each size served over local HTTP
     # When each is loaded by psql \copy and by run_import, first and again changed

@@ -154,10 +154,12 @@ class Size:
 def bench_run_import_against_psql_copy(alice, csv_server):
     # Given product CSVs of each size served over local HTTP
     # When each is loaded by psql \copy and by run_import, first and again changed
-    results = [run_size(alice, csv_server, rows) for rows in SIZES]
-    # Then the figures are printed, and compared between sizes when there are several
-    for size in results:
-        print_size(size)
+    # Then the figures are printed (each size's as soon as it is done), and compared between
+    # sizes when there are several
+    results = []
+    for rows in SIZES:
+        results.append(run_size(alice, csv_server, rows))
+        print_size(results[-1])
     if len(results) > 1:
         print_scaling(results)
 
@@ -165,7 +167,8 @@ def bench_run_import_against_psql_copy(alice, csv_server):
 def run_size(alice, csv_server, rows: int) -> Size:
     path = f"/products-{rows}.csv"
     body = csv_path(rows).read_bytes()
-    imp = make_import(alice, csv_server.serve(path, body))
+    name = f"products-{rows}"
+    imp = make_import(alice, csv_server.serve(path, body), name=name, dataset=name)
     env = {
         **os.environ,
         "DATABASE_URL": test_database_url(),

@@ -30,7 +30,7 @@ class Dataset(models.Model):
     name = models.SlugField(max_length=100)
     created_at = models.DateTimeField(default=now)
     # Which file, under which import settings, produced the records as they are now (a SHA-256
-    # of both, tasks.importer_digest.applied_key), and that run; blank when unknown. A run
+    # of both, tasks.engine.digest.applied_key), and that run; blank when unknown. A run
     # fetching that file with those settings has nothing to write and repeats the counts.
     applied_digest = models.CharField(max_length=64, blank=True)
     applied_run = models.ForeignKey(

@@ -271,7 +271,7 @@ class RunNotActionable(Exception):
 def cancel_run(run: ImportRun, user: AbstractBaseUser | None = None) -> ImportRun:
     """Cancel one run. A queued or retrying run ends `cancelled` at once (its message, when it
     comes, finds nothing to do); a running attempt is asked to stop and ends `cancelled` at its
-    next safe point (tasks.importer): before its merge, which is one transaction, the data is
+    next safe point (tasks.engine.progress): before its merge, which is one transaction, the data is
     as before the run; once the merge committed, the run ends as it went.
     """
     by = f" by {user.get_username()}" if user is not None else ""

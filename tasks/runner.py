@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from schedules import services
 from schedules.models import ImportRun, ScheduledImport
 
-from . import drop_folder, fairness, importer, locks
+from . import drop_folder, engine, fairness, locks
 from .errors import (
     NothingToImport,
     PermanentImportError,
@@ -191,7 +191,7 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
                 logger.debug("progress not published run=%s: %r", run.pk, error)
 
     try:
-        counts = importer.import_run(run, progress=progress)
+        counts = engine.import_run(run, progress=progress)
     except SoftTimeLimitExceeded:
         _drop_broken_connection()
         services.finish_run(

@@ -13,7 +13,7 @@ from typing import Any
 from schedules.models import ScheduledImport, host_key_fingerprint
 
 from . import decompress, fetch
-from . import importer_stage as stage
+from .engine import first_record as stage
 from .errors import ImportFailed
 from .source_options import SourceOptions, source_options
 

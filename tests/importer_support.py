@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from schedules.models import ImportRun, Record
-from tasks import importer_stage, runner
+from tasks import runner
+from tasks.engine import stage_copy
 
 
 def run_now(imp) -> ImportRun:
@@ -28,7 +29,7 @@ def row_errors(run: ImportRun) -> list[tuple[int, str | None, str]]:
 def staging_path(request, monkeypatch) -> str:
     """Run the test on the COPY fast path and again on the Python fallback."""
     if request.param == "python":
-        monkeypatch.setattr(importer_stage, "fast_path_refusal", lambda imp, first: "forced")
+        monkeypatch.setattr(stage_copy, "fast_path_refusal", lambda imp, first: "forced")
     return request.param
 
 

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from schedules import services
 from schedules.models import ImportRun
-from tasks import importer, runner
+from tasks import engine, runner
 from tests.api_support import API, SOURCE, client_for, make_run
 from tests.factories import PRODUCTS_CSV, make_import
 
@@ -49,7 +49,7 @@ def test_a_running_run_stops_at_its_next_safe_point_and_leaves_the_data_as_it_wa
             answers.append(client.post(f"{API}/runs/{run.pk}/cancel"))
 
     # When alice cancels it while it runs
-    with importer.listen(cancel_while_running):
+    with engine.listen(cancel_while_running):
         runner.execute(run.pk)
 
     # Then the cancel was accepted as a request, and the run ended cancelled before its merge

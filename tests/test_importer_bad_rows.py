@@ -2,7 +2,7 @@
 
 import pytest
 
-from tasks import importer_sql
+from tasks.engine import validate
 from tests.factories import make_import
 from tests.importer_support import (  # noqa: F401
     both_paths,
@@ -59,7 +59,7 @@ def test_keys_are_trimmed_of_surrounding_whitespace(alice, csv_server):
 @both_paths
 def test_row_errors_are_capped_but_every_bad_row_is_counted(alice, csv_server, monkeypatch):
     # Given more bad rows than the cap (lowered for speed)
-    monkeypatch.setattr(importer_sql, "ROW_ERROR_CAP", 5)
+    monkeypatch.setattr(validate, "ROW_ERROR_CAP", 5)
     body = "sku,name\n" + "".join(f",bad {i}\n" for i in range(12)) + "A-1,Anvil\n"
     imp = make_import(alice, csv_server.serve("/p.csv", body))
 

@@ -7,7 +7,7 @@ import pytest
 from django.db import connection
 
 from schedules.models import ImportRun
-from tasks import importer
+from tasks.engine import merge
 from tests.factories import make_import
 from tests.importer_support import records, run_now
 
@@ -32,7 +32,7 @@ def test_a_merge_that_waited_for_another_compares_with_what_that_one_wrote(
     # When the late run has staged its file and is about to merge, the other import's run
     # merges first
     late_waits, other_done = threading.Event(), threading.Event()
-    lock_dataset = importer._lock_dataset
+    lock_dataset = merge._lock_dataset
 
     def other_merges_first(dataset_id: int) -> None:
         if threading.current_thread().name == "late run":
@@ -40,7 +40,7 @@ def test_a_merge_that_waited_for_another_compares_with_what_that_one_wrote(
             assert other_done.wait(30)
         lock_dataset(dataset_id)
 
-    monkeypatch.setattr(importer, "_lock_dataset", other_merges_first)
+    monkeypatch.setattr(merge, "_lock_dataset", other_merges_first)
     outcome: dict[str, ImportRun] = {}
 
     def late_run() -> None:

@@ -5,7 +5,7 @@ import pytest
 from django.db import OperationalError
 
 from schedules.models import ImportRun
-from tasks import importer
+from tasks.engine import pipeline
 from tasks.errors import TransientImportError
 from tests.factories import PRODUCTS_CSV, make_import
 
@@ -26,8 +26,8 @@ def test_an_operational_error_from_django_or_psycopg_is_transient(
     def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr(importer, "_validate_and_merge", fail)
+    monkeypatch.setattr(pipeline, "_validate_and_merge", fail)
 
     # When the file is imported, then the failure is one worth another attempt
     with pytest.raises(TransientImportError, match="database error"):
-        importer.import_run(run)
+        pipeline.import_run(run)

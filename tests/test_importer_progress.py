@@ -6,7 +6,8 @@ import pytest
 from django.db import connections
 
 from schedules.models import ImportRun
-from tasks import importer, runner
+from tasks import engine, runner
+from tasks.engine import progress as engine_progress
 from tests.factories import make_import
 
 BODY = "sku,name\n" + "".join(f"K-{i:06d},name {i}\n" for i in range(40_000))
@@ -14,7 +15,7 @@ BODY = "sku,name\n" + "".join(f"K-{i:06d},name {i}\n" for i in range(40_000))
 
 @pytest.fixture
 def fast_progress(monkeypatch):
-    monkeypatch.setattr(importer, "PROGRESS_EVERY_SECONDS", 0.05)
+    monkeypatch.setattr(engine_progress, "PROGRESS_EVERY_SECONDS", 0.05)
 
 
 class RecordingTask:
@@ -65,7 +66,7 @@ def test_progress_is_in_the_run_row_and_the_task_state_while_running(
             seen_elsewhere.append(read_run_from_another_connection(run.pk))
 
     # When a worker runs it
-    with importer.listen(watch):
+    with engine.listen(watch):
         runner.execute(run.pk, task)
 
     # Then other connections saw progress before the end, and so did the task state

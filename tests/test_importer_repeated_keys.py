@@ -79,3 +79,21 @@ def test_a_key_repeated_in_a_later_file_also_lets_the_last_occurrence_win(alice,
         (3, "sku", "key repeated; superseded by line 5"),
     ]
     assert (run.rows_inserted, run.rows_updated, run.rows_unchanged) == (1, 1, 1)
+
+
+@both_paths
+def test_a_key_repeated_with_unchanged_rows_in_a_later_file_is_still_reported(alice, csv_server):
+    # Given a dataset that already holds A-1 and B-2
+    imp = make_import(alice, csv_server.serve("/p.csv", "sku,price\nA-1,1\nB-2,2\n"))
+    run_now(imp)
+
+    # When a new file repeats A-1 twice as stored, nothing else changing but a new C-3
+    csv_server.serve("/p.csv", "sku,price\nA-1,1\nB-2,2\nA-1,1\nC-3,3\n")
+    run = run_now(imp)
+
+    # Then the repeat is found though neither A-1 row differs from its record (the search
+    # for repeated keys runs only when counting distinct keys says one repeats)
+    assert run.status == "partial"
+    assert row_errors(run) == [(2, "sku", "key repeated; superseded by line 4")]
+    assert (run.rows_inserted, run.rows_unchanged, run.rows_failed) == (1, 2, 1)
+    assert records(imp)["C-3"] == {"sku": "C-3", "price": "3"}

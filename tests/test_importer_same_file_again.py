@@ -12,7 +12,7 @@ from django.db import connection
 
 from schedules import services
 from schedules.models import Dataset, ImportRun, Record
-from tasks.importer_digest import applied_key
+from tasks.engine.digest import applied_key
 from tests.factories import make_import
 from tests.importer_support import (
     records,

@@ -10,7 +10,7 @@ from django.db import connection
 
 from schedules.models import Record
 from schedules.services import mark_datasets_changed
-from tasks import importer_stage
+from tasks.engine import stage_copy
 from tests.factories import make_import
 from tests.importer_support import (  # noqa: F401
     both_paths,
@@ -61,7 +61,7 @@ def test_the_two_staging_paths_agree_so_switching_path_writes_nothing(
     mark_datasets_changed([imp.dataset_id])
 
     # When the same file goes through the Python path (as a file with one bad row would)
-    monkeypatch.setattr(importer_stage, "fast_path_refusal", lambda imp, first: "forced")
+    monkeypatch.setattr(stage_copy, "fast_path_refusal", lambda imp, first: "forced")
     run = run_now(imp)
 
     # Then both paths hashed every row alike: nothing was rewritten

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def crashed(alice):
     imp = make_import(alice, SOURCE)
-    with mock.patch("tasks.importer.import_run", side_effect=ZeroDivisionError("boom")):
+    with mock.patch("tasks.engine.import_run", side_effect=ZeroDivisionError("boom")):
         return run_now(imp)
 
 
@@ -33,7 +33,7 @@ def test_the_run_fails_naming_the_error_and_keeps_its_traceback(crashed):
 def test_a_database_error_names_no_sql_in_the_runs_message(alice):
     imp = make_import(alice, SOURCE)
     error = ProgrammingError("function pg_input_is_valid(text, unknown) does not exist\nLINE 1")
-    with mock.patch("tasks.importer.import_run", side_effect=error):
+    with mock.patch("tasks.engine.import_run", side_effect=error):
         run = run_now(imp)
 
     assert run.error_message == "internal error (ProgrammingError); details kept for the operators"

@@ -43,7 +43,7 @@ from project import worker_connections
 from project.devservices import free_port
 from schedules import services
 from schedules.models import ImportRun
-from tasks import importer, runner
+from tasks import engine, runner
 from tests.conftest import answers, wait_for
 from tests.factories import make_import
 
@@ -140,8 +140,8 @@ def run_breakdown(run_ids: list[int]) -> dict[str, object]:
     through Django and the engine's own on its psycopg cursor (its COPY is not counted)."""
     kinds: Counter = Counter()
     times: Counter = Counter()
-    execute, import_run = psycopg.Cursor.execute, importer.import_run
-    engine = [0.0]
+    execute, import_run = psycopg.Cursor.execute, engine.import_run
+    engine_seconds = [0.0]
 
     def counted(cursor, query, *args, **kwargs):
         text = query.as_string(cursor) if isinstance(query, psycopg.sql.Composable) else query
@@ -158,23 +158,23 @@ def run_breakdown(run_ids: list[int]) -> dict[str, object]:
         try:
             return import_run(*args, **kwargs)
         finally:
-            engine[0] += time.perf_counter() - started
+            engine_seconds[0] += time.perf_counter() - started
 
     before = db_stats()
-    psycopg.Cursor.execute, importer.import_run = counted, timed_import_run
+    psycopg.Cursor.execute, engine.import_run = counted, timed_import_run
     started = time.perf_counter()
     try:
         for run_id in run_ids:
             runner.execute(run_id, BenchTask(run_id))
     finally:
-        psycopg.Cursor.execute, importer.import_run = execute, import_run
+        psycopg.Cursor.execute, engine.import_run = execute, import_run
     total = time.perf_counter() - started
     after = db_stats()
     runs = len(run_ids)
     return {
         "runs": runs,
         "ms_per_run": round(total / runs * 1000, 1),
-        "engine_ms_per_run": round(engine[0] / runs * 1000, 1),
+        "engine_ms_per_run": round(engine_seconds[0] / runs * 1000, 1),
         "statements_per_run": round(sum(kinds.values()) / runs, 1),
         # Three transactions of db_stats itself (the snapshot clear and two reads).
         "transactions_per_run": round((after["xacts"] - before["xacts"] - 3) / runs, 1),

@@ -10,7 +10,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from schedules import history
 from schedules.models import ImportRun, ScheduledImport
 from schedules.text import printable
-from tasks import importer, runner
+from tasks import engine, runner
 
 OK_STATUSES = (ImportRun.Status.SUCCEEDED, ImportRun.Status.PARTIAL)
 SHOWN_ROW_ERRORS = 10
@@ -52,7 +52,7 @@ class Command(BaseCommand):
         with (
             self._progress_bar(disabled=no_progress) as hook,
             logging_redirect_tqdm(),
-            importer.listen(hook),
+            engine.listen(hook),
         ):
             runner.execute(run.pk)
         run.refresh_from_db()

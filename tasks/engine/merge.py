@@ -1,0 +1,283 @@
+"""Step 5, the merge: the dataset's records as the file says, in one transaction.
+
+An anti-join on the stored content hash finds the new and changed rows, so unchanged rows are
+never written; one UPDATE rewrites the changed records and one plain INSERT adds the new keys.
+A first load into an empty dataset inserts straight from staging. Mode sync then deletes the
+keys the file no longer has.
+"""
+
+from __future__ import annotations
+
+import psycopg
+from django.db import IntegrityError, transaction
+from psycopg import sql
+
+from schedules.models import Dataset, ImportRun, Record, ScheduledImport
+from schedules.services import RunCounts, lock_datasets, record_committed_counts
+
+from ..errors import PermanentImportError
+from .digest import applied_key
+from .first_record import Layout
+from .progress import stop_if_cancelled, timed
+from .tables import BAD, CHANGES, DUPES, RAW, analyze, lit, trimmed, work_mem
+from .validate import TRUE_WORDS, report_failed_rows
+
+# jsonb_build_object and concat take at most 100 arguments (FUNC_MAX_ARGS).
+PAIRS_PER_CALL = 50
+
+
+AWARE_RE = r"(Z|[+-]\d{2}(:?\d{2})?)$"
+
+
+class RepeatedKey(Exception):
+    """A first load met a key twice before the file was searched for repeated keys."""
+
+
+def merge_staged(
+    pg: psycopg.Cursor,
+    run: ImportRun,
+    layout: Layout,
+    counts: RunCounts,
+    *,
+    search_keys: bool,
+) -> None:
+    """Write the changes in one transaction and note which file the dataset now holds.
+
+    The dataset row is locked before the changes are worked out, so merges into one dataset
+    take turns: each compares the file with the records as the previous merge left them, and
+    the dataset ends as this file made it.
+
+    The file is searched for repeated keys when `search_keys` is set or the dataset has
+    records. Otherwise (a first load without bad rows) the records' unique index stands in for
+    the search, a sort of every key (1 s a million), and RepeatedKey says it refused one.
+    """
+    imp = run.scheduled_import
+    record = Record._meta.db_table
+    try:
+        with timed("merge and commit", run), work_mem(pg), transaction.atomic():
+            _lock_dataset(imp.dataset_id)
+            # The last safe point: a cancel that comes after the commit is too late.
+            stop_if_cancelled(run)
+            pg.execute(dataset_has_records(record, imp.dataset_id))
+            first_load = not pg.fetchone()[0]
+            keys_checked = search_keys or not first_load
+            if keys_checked:
+                report_failed_rows(pg, run, layout, counts)
+            counts.rows_updated = 0
+            if not first_load:
+                with timed("changes", run):
+                    pg.execute(find_changes(record, imp.dataset_id, counts.rows_failed > 0))
+                    analyze(pg, CHANGES)
+                pg.execute(update_changed(layout, record, run.pk))
+                counts.rows_updated = pg.rowcount
+            pg.execute(
+                insert_new(
+                    layout,
+                    record,
+                    imp.dataset_id,
+                    run.pk,
+                    first_load=first_load,
+                    any_failed=counts.rows_failed > 0,
+                )
+            )
+            counts.rows_inserted = pg.rowcount
+            counts.rows_deleted = 0
+            if imp.mode == ScheduledImport.Mode.SYNC:
+                # Only reached once the whole file was staged: a broken download never
+                # deletes.
+                pg.execute(delete_absent(record, imp.dataset_id))
+                counts.rows_deleted = pg.rowcount
+            applied = applied_key(imp, run.file_digest) if run.file_digest else ""
+            Dataset.objects.filter(pk=imp.dataset_id).update(
+                applied_digest=applied, applied_run=run if applied else None
+            )
+            counts.rows_unchanged = (
+                counts.rows_read - counts.rows_failed - counts.rows_inserted - counts.rows_updated
+            )
+            # The counts commit with the rows: a run whose rows landed is finished from them.
+            record_committed_counts(run, counts)
+    except (IntegrityError, psycopg.errors.UniqueViolation) as error:
+        if not keys_checked:
+            raise RepeatedKey from error
+        raise
+
+
+def _lock_dataset(dataset_id: int) -> None:
+    """Hold the dataset row until the merge commits (`services.lock_datasets`).
+
+    Records have no database foreign key (its check ran once per written row); this one lock
+    is what that check took a million times: the dataset cannot be deleted under the merge.
+    """
+    if not lock_datasets([dataset_id]):
+        raise PermanentImportError("the import's dataset was deleted during the run")
+
+
+def dataset_has_records(record_table: str, dataset_id: int) -> sql.Composed:
+    return sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE dataset_id = {})").format(
+        sql.Identifier(record_table), lit(dataset_id)
+    )
+
+
+def find_changes(record_table: str, dataset_id: int, any_failed: bool) -> sql.Composed:
+    """The winning valid rows whose content differs from the stored record (or that are new).
+
+    One anti-join on the stored content hash, before anything is written: an unchanged
+    re-import ends here with an empty table and writes nothing (measured: filtering first
+    made the unchanged re-load 40% faster than letting the upsert skip rows). `record_id` is
+    NULL for a key the dataset does not have yet. The table keeps the whole staged row, so the
+    writes below read the few changed rows from it and never scan the staged file again (two
+    scans of a million staged rows, 0.3 – 0.6 s each, on a re-load with 1 % of them changed).
+    """
+    return sql.SQL(
+        "CREATE TEMP TABLE {changes} AS"
+        " SELECT s.*, r.id AS record_id FROM {raw} s"
+        " LEFT JOIN {record} r ON r.dataset_id = {dataset} AND r.key = s.key"
+        " WHERE (r.id IS NULL OR r.content_hash <> s.content_hash) AND {valid}"
+    ).format(
+        changes=sql.Identifier(CHANGES),
+        raw=sql.Identifier(RAW),
+        record=sql.Identifier(record_table),
+        dataset=lit(dataset_id),
+        valid=_winning_valid_rows("s", any_failed),
+    )
+
+
+def _winning_valid_rows(alias: str, any_failed: bool) -> sql.Composed:
+    """The staged rows that may land: keyed, well formed, not bad, not superseded.
+
+    Without failed rows the two NOT EXISTS are left out rather than left to the planner: it
+    probes an empty table once per staged row (measured 1.4 s for a million rows).
+    """
+    valid = "{s}.key <> '' AND {s}.problem IS NULL"
+    if any_failed:
+        valid += (
+            " AND NOT EXISTS (SELECT 1 FROM {bad} b WHERE b.line = {s}.line)"
+            " AND NOT EXISTS (SELECT 1 FROM {dupes} d WHERE d.line = {s}.line)"
+        )
+    return sql.SQL(valid).format(
+        s=sql.Identifier(alias), bad=sql.Identifier(BAD), dupes=sql.Identifier(DUPES)
+    )
+
+
+def update_changed(layout: Layout, record_table: str, run_id: int) -> sql.Composed:
+    """Rewrite the records whose content changed; rowcount is `rows_updated`."""
+    data = row_json(layout, "c")
+    return sql.SQL(
+        "UPDATE {record} r SET data = {data}, content_hash = c.content_hash,"
+        "  last_changed_run_id = {run}, updated_at = now()"
+        " FROM {changes} c WHERE r.id = c.record_id"
+    ).format(
+        record=sql.Identifier(record_table),
+        changes=sql.Identifier(CHANGES),
+        run=lit(run_id),
+        data=data,
+    )
+
+
+def insert_new(
+    layout: Layout,
+    record_table: str,
+    dataset_id: int,
+    run_id: int,
+    *,
+    first_load: bool = False,
+    any_failed: bool = True,
+) -> sql.Composed:
+    """Insert the keys the dataset does not have; rowcount is `rows_inserted`.
+
+    A plain INSERT, not `INSERT ... ON CONFLICT`: the speculative insertion ON CONFLICT needs
+    (an extra index probe and a confirmation record per row) made a first load of a million
+    rows take twice as long (21 s against 10 s). The keys are known to be new and unique in
+    the file; another import writing the same dataset at the same moment makes this fail with
+    a unique violation, which the importer turns into a transient error (the run retries).
+    `first_load` (the dataset has no record): every winning valid row is new, so the rows come
+    straight from staging, without the anti-join and its table of changes (1.5 s a million);
+    otherwise from the table of changes, the rows without a record.
+    """
+    data = row_json(layout, "c")
+    if first_load:
+        source, rows = RAW, _winning_valid_rows("c", any_failed)
+    else:
+        source, rows = CHANGES, sql.SQL("c.record_id IS NULL")
+    return sql.SQL(
+        "INSERT INTO {record} (dataset_id, key, data, content_hash, first_seen_run_id,"
+        "   last_changed_run_id, created_at, updated_at)"
+        " SELECT {dataset}, c.key, {data}, c.content_hash, {run}, {run}, now(), now()"
+        " FROM {source} c WHERE {rows}"
+    ).format(
+        record=sql.Identifier(record_table),
+        source=sql.Identifier(source),
+        dataset=lit(dataset_id),
+        run=lit(run_id),
+        data=data,
+        rows=rows,
+    )
+
+
+def delete_absent(record_table: str, dataset_id: int) -> sql.Composed:
+    """Mode sync: drop the records whose key the file no longer has.
+
+    A key seen on a bad row still counts as present: a typo in one field must not delete it.
+    """
+    return sql.SQL(
+        "DELETE FROM {record} r WHERE r.dataset_id = {dataset}"
+        " AND NOT EXISTS (SELECT 1 FROM {raw} s WHERE s.key = r.key)"
+    ).format(record=sql.Identifier(record_table), dataset=lit(dataset_id), raw=sql.Identifier(RAW))
+
+
+def _json_value(column: sql.Composable, spec: dict | None) -> sql.Composable:
+    """The JSON value of one field: text as is; a typed column's value converted, blank -> null.
+
+    Only evaluated for rows that passed validation, so the casts cannot fail.
+    """
+    if spec is None:
+        return sql.SQL("coalesce({}, '')").format(column)
+    kind = spec.get("type", "text")
+    value = trimmed(column)
+    converted = {
+        "text": sql.SQL("{}").format(column),
+        "int": sql.SQL("({})::bigint").format(value),
+        "decimal": sql.SQL("({})::numeric").format(value),
+        "bool": sql.SQL("lower({}) IN ({})").format(
+            value, sql.SQL(", ").join(lit(w) for w in TRUE_WORDS)
+        ),
+        "date": sql.SQL("({})::date").format(value),
+        # A value with an offset stays aware (rendered in UTC); one without stays naive.
+        "datetime": sql.SQL(
+            "CASE WHEN {v} ~ {aware} THEN to_jsonb(({v})::timestamptz)"
+            " ELSE to_jsonb(({v})::timestamp) END"
+        ).format(v=value, aware=lit(AWARE_RE)),
+    }[kind]
+    return sql.SQL("CASE WHEN {} = '' THEN NULL ELSE {} END").format(value, converted)
+
+
+def row_json(layout: Layout, alias: str) -> sql.Composable:
+    """The JSONB document of one staged row.
+
+    Untyped columns (usually all of them) go through one `jsonb_object(names, values)` call:
+    measured 2.0 s for a million rows against 3.6 s for `to_jsonb` of a row and 4.3 s for
+    `jsonb_build_object`, and it takes any column name (long, empty, repeated: the last
+    wins). Typed columns need JSON numbers, booleans and nulls, so they are added with
+    `jsonb_build_object` (at most 100 arguments a call).
+    """
+    texts: list[tuple[str, sql.Composable]] = []
+    typed: list[sql.Composable] = []
+    for i, name in enumerate(layout.names):
+        column = sql.SQL("{}.{}").format(sql.Identifier(alias), layout.col(i))
+        spec = layout.spec.get(name)
+        if spec is None:
+            texts.append((name, _json_value(column, None)))
+        else:
+            typed.append(sql.SQL("{}, {}").format(lit(name), _json_value(column, spec)))
+    parts: list[sql.Composable] = []
+    if texts:
+        parts.append(
+            sql.SQL("jsonb_object({}::text[], ARRAY[{}])").format(
+                lit([name for name, _ in texts]), sql.SQL(", ").join(v for _, v in texts)
+            )
+        )
+    parts += [
+        sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(typed[i : i + PAIRS_PER_CALL]))
+        for i in range(0, len(typed), PAIRS_PER_CALL)
+    ]
+    return sql.SQL(" || ").join(parts or [sql.SQL("'{}'::jsonb")])

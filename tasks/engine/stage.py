@@ -1,0 +1,218 @@
+"""Step 3, staging: every row of the file into the TEMP table `importbeat_raw`, as text.
+
+Fast path (`stage_copy`): the downloaded bytes go to PostgreSQL untouched (`COPY ... FORMAT
+csv`), so Python never parses, encodes or hashes a row. COPY, however, aborts at the first row
+with the wrong number of fields or an undecodable byte, and such a file deserves a report of its
+bad rows, not a failure. So every downloaded byte is also spooled to a temporary file (disk, not
+memory), and a file COPY rejects is staged again from the spool by the Python path
+(`stage_python`), which parses it with the csv module and marks the bad rows with their line
+numbers. Both paths fill the same table, whose generated columns key and hash each row, so a
+record is the same whichever path staged it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import tempfile
+from collections.abc import Callable
+from typing import IO
+
+import psycopg
+from psycopg import sql
+
+from schedules.models import ScheduledImport
+from schedules.services import RunCounts
+
+from ..errors import PermanentImportError
+from . import stage_copy
+from .first_record import (
+    BOM,
+    Layout,
+    codec_name,
+    layout_for,
+    max_field_bytes,
+    parse_first_record,
+    read_prefix,
+    sniff,
+    too_long,
+)
+from .progress import ProgressReporter
+from .stage_python import copy_parsed
+from .tables import RAW, Staged, drop_staging, lit, trimmed
+
+logger = logging.getLogger("importbeat.importer")
+
+
+class Feed(io.RawIOBase):
+    """A readable file over a `read(size)` function (the spool, then the rest of the download)."""
+
+    def __init__(self, read: Callable[[int], bytes]) -> None:
+        self._read = read
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        data = self._read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class Discard(io.RawIOBase):
+    """A spool for a file that is already on disk whole: keeps nothing."""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        return len(data)
+
+
+def new_spool() -> io.BufferedRandom:
+    # Memory up to 1 MiB, then a file in the temp dir: constant memory whatever the size.
+    return tempfile.SpooledTemporaryFile(max_size=1024 * 1024)  # type: ignore[return-value]
+
+
+def stage_file(
+    pg: psycopg.Cursor,
+    imp: ScheduledImport,
+    raw: io.RawIOBase,
+    reporter: ProgressReporter,
+    counts: RunCounts,
+    downloaded: IO[bytes] | None = None,
+) -> Layout | None:
+    """Stage every row of the file; None for a file without rows or header (nothing to do).
+
+    `downloaded` is the whole file already on disk (what `raw` reads): a file COPY rejects is
+    then read again from there instead of being spooled a second time.
+    """
+    prefix, end = read_prefix(raw.read)
+    if not prefix.strip():
+        if imp.has_header:
+            raise PermanentImportError("the file is empty: it has no header row")
+        return None
+    if codec_name(imp.encoding) == "utf-8" and prefix.startswith(BOM):
+        prefix = prefix[len(BOM) :]
+        end = end - len(BOM) if end is not None else None
+    sniff(prefix)
+    first_record = prefix[:end] if end is not None else prefix
+    layout = layout_for(parse_first_record(first_record, imp), imp)
+    header_lines = first_record.count(b"\n") if imp.has_header else 0
+    data = prefix[len(first_record) :] if imp.has_header else prefix
+
+    def report(rows: int) -> None:
+        counts.rows_read = rows
+        reporter.report()
+
+    refusal = stage_copy.fast_path_refusal(imp, first_record)
+    with new_spool() if downloaded is None else Discard() as spool:
+        spool.write(prefix)
+        if not refusal:
+            pg.execute(create_raw_table(layout, header_lines + 1))
+            try:
+                staged = stage_copy.copy_raw(
+                    pg,
+                    layout,
+                    imp,
+                    data,
+                    raw.read,
+                    spool,
+                    reporter.due,
+                    report,
+                    first_line=header_lines + 1,
+                )
+            except stage_copy.CopyRejected as rejected:
+                refusal = f"COPY rejected the file ({rejected})"
+            else:
+                _settle_fast_path(pg, layout, staged)
+                counts.rows_read = staged.rows
+                return layout
+        logger.info("import %s: parsing in Python: %s", imp.pk, refusal)
+        pg.execute(drop_staging())
+        pg.execute(create_raw_table(layout, 1))
+        if downloaded is not None:
+            downloaded.seek(0)
+            source = Feed(downloaded.read)
+        else:
+            spool.seek(0)
+            # The spool holds what was read so far; the rest still comes from the download.
+            source = Feed(lambda size: spool.read(size) or raw.read(size))
+        staged = copy_parsed(pg, layout, imp, source, reporter.due, report)
+        counts.rows_read = staged.rows
+    return layout
+
+
+def create_raw_table(layout: Layout, first_line: int) -> sql.Composed:
+    """The staging table. `key` and `content_hash` are generated while COPY writes the rows.
+
+    The hash covers the raw text of every field (and the layout's signature), so an unchanged
+    re-import compares hashes without building a single JSONB value; NULL (an unquoted empty
+    field in COPY's CSV) and '' (the Python parser's empty field) hash alike. `line` takes its
+    numbers from the sequence a thousand at a time (only this session writes the table, so
+    they stay consecutive): one sequence call per row cost 0.25 s a million rows.
+    """
+    columns = [sql.SQL("{} text").format(layout.col(i)) for i in range(layout.width)]
+    fields = [sql.SQL("coalesce({}, '')").format(layout.col(i)) for i in range(layout.width)]
+    joined = sql.SQL(" || chr(31) || ").join(fields)
+    return sql.SQL(
+        "CREATE TEMP TABLE {raw} ("
+        " line bigint GENERATED BY DEFAULT AS IDENTITY (START WITH {first} CACHE 1000),"
+        " problem text,"
+        " {columns},"
+        " key text GENERATED ALWAYS AS ({key}) STORED,"
+        " content_hash bigint GENERATED ALWAYS AS"
+        "  (hashtextextended({signature} || chr(30) || {joined}, 0)) STORED"
+        ")"
+    ).format(
+        raw=sql.Identifier(RAW),
+        first=lit(first_line),
+        columns=sql.SQL(", ").join(columns),
+        key=trimmed(layout.col(layout.key_index)),
+        signature=lit(layout.signature),
+        joined=joined,
+    )
+
+
+def _settle_fast_path(pg: psycopg.Cursor, layout: Layout, staged: Staged) -> None:
+    """Fix what COPY cannot know: line numbers after multi-line fields, blank lines."""
+    physical_lines = staged.line_feeds + 1 if staged.rows else 0
+    if physical_lines != staged.rows:
+        pg.execute(renumber_lines(layout))
+        # Rows span lines, so LineGuard's check of each line did not bound a row.
+        pg.execute(first_long_row(layout, max_field_bytes()))
+        if (line := pg.fetchone()[0]) is not None:
+            raise too_long(f"the row starting on line {line}")
+    if layout.width == 1:
+        # One column: COPY reads a blank line as a NULL row, the csv module skips it.
+        pg.execute(sql.SQL("DELETE FROM {} WHERE c1 IS NULL").format(sql.Identifier(RAW)))
+        staged.rows -= pg.rowcount
+
+
+def renumber_lines(layout: Layout) -> sql.Composed:
+    """Fast path only: a quoted field spanning lines shifts the line of every later row.
+
+    COPY numbers rows, not lines; each row's line is its number plus the line breaks inside
+    the fields of the rows before it. Only run when the file's line count says it is needed.
+    """
+    breaks = sql.SQL(" + ").join(
+        sql.SQL("coalesce(regexp_count({}, '\\r\\n|\\r|\\n'), 0)").format(layout.col(i))
+        for i in range(layout.width)
+    )
+    return sql.SQL(
+        "UPDATE {raw} r SET line = r.line + s.shift FROM ("
+        " SELECT line, coalesce(sum(breaks) OVER (ORDER BY line"
+        "   ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS shift"
+        " FROM (SELECT line, {breaks} AS breaks FROM {raw}) b"
+        ") s WHERE r.line = s.line AND s.shift > 0"
+    ).format(raw=sql.Identifier(RAW), breaks=breaks)
+
+
+def first_long_row(layout: Layout, limit: int) -> sql.Composed:
+    """The line of the first staged row whose fields hold more than `limit` bytes, or NULL."""
+    size = sql.SQL(" + ").join(
+        sql.SQL("coalesce(octet_length({}), 0)").format(layout.col(i)) for i in range(layout.width)
+    )
+    return sql.SQL("SELECT min(line) FROM {raw} WHERE {size} > {limit}").format(
+        raw=sql.Identifier(RAW), size=size, limit=lit(limit)
+    )

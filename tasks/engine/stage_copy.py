@@ -1,0 +1,195 @@
+"""Staging, fast path: the raw bytes of the file go to COPY as they are downloaded.
+
+Python parses nothing here: it counts line breaks and quote characters, which `bytes.count`
+does at memory speed, to cut the stream into several COPY statements (progress is written
+between them) and to know whether fields span lines. Every byte is also written to the spool,
+so that a file COPY rejects can be staged again by the Python path (`stage_python`).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from contextlib import ExitStack, suppress
+
+import psycopg
+from django.db import DatabaseError, DataError, transaction
+from psycopg import sql
+
+from schedules.models import ScheduledImport
+
+from .first_record import CHUNK_BYTES, QUOTE, Layout, codec_name, max_field_bytes, too_long
+from .tables import RAW, Staged, lit
+
+# Python codec name -> PostgreSQL COPY ENCODING. Others (UTF-16, ...) take the Python path.
+PG_ENCODINGS = {
+    "utf-8": "UTF8",
+    "latin-1": "LATIN1",
+    "iso8859-1": "LATIN1",
+    "iso8859-2": "LATIN2",
+    "iso8859-15": "LATIN9",
+    "cp1250": "WIN1250",
+    "cp1251": "WIN1251",
+    "cp1252": "WIN1252",
+    "koi8-r": "KOI8R",
+}
+
+
+def fast_path_refusal(imp: ScheduledImport, first_record: bytes) -> str:
+    """Why COPY cannot read this file as is ('' when it can)."""
+    if codec_name(imp.encoding) not in PG_ENCODINGS:
+        return f"encoding {imp.encoding} is not one COPY reads"
+    delimiter = imp.delimiter.encode(codec_name(imp.encoding), errors="replace")
+    if len(delimiter) != 1 or delimiter in b'"\r\n\\' or not delimiter.isascii():
+        return f"delimiter {imp.delimiter!r} is not one COPY takes"
+    if b"\r" in first_record.rstrip(b"\r\n") or first_record.endswith(b"\r\r\n"):
+        # Old Mac line ends (CR alone): COPY would see one long line.
+        return "the file does not end its lines with LF or CRLF"
+    return ""
+
+
+class CopyRejected(Exception):
+    """COPY refused the file (a row with the wrong width, a bad byte, broken quoting)."""
+
+
+class LineGuard:
+    """Refuses a physical line longer than MAX_FIELD_BYTES in a stream of blocks.
+
+    COPY would take it (and PostgreSQL would hold it), but the same file must not pass here and
+    fail on the Python path. `bytes.find` keeps it at memory speed; lines are split only when
+    a block is longer than the limit (a limit below the 256 KiB block size).
+    """
+
+    def __init__(self, first_line: int) -> None:
+        self.limit = max_field_bytes()
+        self.line = first_line  # the physical line the current one is
+        self.run = 0  # bytes of the current line seen so far
+
+    def feed(self, block: bytes) -> None:
+        first = block.find(b"\n")
+        if first == -1:
+            self.run += len(block)
+            self._check(self.run, self.line)
+            return
+        self._check(self.run + first, self.line)
+        last = block.rfind(b"\n")
+        if last > first and len(block) > self.limit:
+            inner = block[first + 1 : last].split(b"\n")
+            for offset, line in enumerate(inner, 1):
+                self._check(len(line), self.line + offset)
+        self.line += block.count(b"\n")
+        self.run = len(block) - last - 1
+        self._check(self.run, self.line)
+
+    def _check(self, length: int, line: int) -> None:
+        if length > self.limit:
+            raise too_long(f"line {line}")
+
+
+def copy_raw_csv(layout: Layout, delimiter: str, pg_encoding: str) -> sql.Composed:
+    columns = sql.SQL(", ").join(layout.col(i) for i in range(layout.width))
+    return sql.SQL(
+        "COPY {raw} ({columns}) FROM STDIN (FORMAT csv, DELIMITER {delimiter}, ENCODING {enc})"
+    ).format(
+        raw=sql.Identifier(RAW),
+        columns=columns,
+        delimiter=lit(delimiter),
+        enc=lit(pg_encoding),
+    )
+
+
+def copy_raw(
+    pg: psycopg.Cursor,
+    layout: Layout,
+    imp: ScheduledImport,
+    data: bytes,
+    read: Callable[[int], bytes],
+    spool: io.IOBase,
+    due: Callable[[], bool],
+    report: Callable[[int], None],
+    first_line: int = 1,
+) -> Staged:
+    """COPY the raw bytes (`data`, then `read()` until EOF) into the staging table.
+
+    The stream is cut into several COPY statements at line breaks outside quotes whenever
+    progress is due, so progress can be written to the run row between them on this same
+    connection; each statement is its own transaction (a savepoint inside a caller's), so the
+    progress is visible at once and a rejected statement leaves the connection usable.
+    Trailing blank lines are held back: COPY would take them for rows with too few fields.
+    Raises CopyRejected, after spooling the rest of the download, when COPY refuses a row.
+    `first_line` is the file's line number of the first byte of `data` (for LineGuard).
+    """
+    statement = copy_raw_csv(layout, imp.delimiter, PG_ENCODINGS[codec_name(imp.encoding)])
+    staged = Staged()
+    quotes = 0  # quote characters written so far: an even count means "outside quotes"
+    held = b""
+    segment: ExitStack | None = None
+    copy = None
+    guard = LineGuard(first_line)
+
+    def write(block: bytes) -> None:
+        nonlocal quotes, segment, copy
+        if not block:
+            return
+        guard.feed(block)
+        if segment is None:
+            segment = ExitStack()
+            segment.enter_context(transaction.atomic())
+            copy = segment.enter_context(pg.copy(statement))
+        copy.write(block)
+        staged.line_feeds += block.count(b"\n")
+        quotes += block.count(QUOTE)
+
+    def close() -> None:
+        nonlocal segment, copy
+        if segment is not None:
+            current, segment, copy = segment, None, None
+            current.close()
+            staged.rows += pg.rowcount
+
+    try:
+        block = data
+        while True:
+            block = held + block
+            body = block.rstrip(b"\r\n")
+            held = block[len(body) :]
+            if body and due():
+                cut = _cut_point(body, quotes)
+                if cut:
+                    write(body[:cut])
+                    close()
+                    report(staged.rows)
+                    body = body[cut:]
+            write(body)
+            block = read(CHUNK_BYTES)
+            if not block:
+                break
+            spool.write(block)
+        close()
+    except BaseException as error:
+        if segment is not None:
+            # Whatever stopped the COPY (a refused row, a download that broke off, a lost
+            # connection): end it and roll back its transaction (or savepoint). Left open, the
+            # connection stays in COPY mode, and Django inside an atomic block, so the next
+            # query on it would wait forever.
+            with suppress(psycopg.Error, DatabaseError):
+                segment.__exit__(type(error), error, error.__traceback__)
+        if not isinstance(error, psycopg.errors.DataError | DataError):
+            raise
+        while chunk := read(CHUNK_BYTES):
+            spool.write(chunk)
+        raise CopyRejected(str(error).splitlines()[0]) from error
+    return staged
+
+
+def _cut_point(body: bytes, quotes_before: int) -> int:
+    """An offset just after a line break of `body` that lies outside quotes, or 0."""
+    end = len(body)
+    for _ in range(8):
+        newline = body.rfind(b"\n", 0, end)
+        if newline == -1:
+            return 0
+        if (quotes_before + body.count(QUOTE, 0, newline)) % 2 == 0:
+            return newline + 1
+        end = newline
+    return 0

@@ -1,0 +1,165 @@
+"""Staging, the fallback: the csv module parses the file and COPY takes its rows.
+
+Used for a file COPY rejected (a row with the wrong number of fields, a byte not in the
+encoding, broken quoting) and for encodings, delimiters and line ends COPY does not take. It
+stages the good rows and marks the bad ones, with exact line numbers.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Iterator
+
+import psycopg
+from django.db import transaction
+from psycopg import sql
+
+from schedules.models import ScheduledImport
+
+from ..errors import PermanentImportError
+from .first_record import Layout, codec_name, max_field_bytes, too_long
+from .tables import RAW, Staged
+
+PYTHON_BATCH_ROWS = 20_000
+
+
+def copy_parsed_rows(layout: Layout) -> sql.Composed:
+    columns = sql.SQL(", ").join(layout.col(i) for i in range(layout.width))
+    return sql.SQL("COPY {raw} (line, problem, {columns}) FROM STDIN").format(
+        raw=sql.Identifier(RAW), columns=columns
+    )
+
+
+def text_stream(raw: io.RawIOBase, encoding: str) -> io.TextIOWrapper:
+    """Decoded text; bytes not in the encoding become lone surrogates, caught per line below."""
+    # utf-8-sig drops a BOM when there is one and reads plain UTF-8 otherwise.
+    if codec_name(encoding) == "utf-8":
+        encoding = "utf-8-sig"
+    return io.TextIOWrapper(
+        io.BufferedReader(raw, 1024 * 1024),
+        encoding=encoding,
+        errors="surrogateescape",
+        newline="",
+    )
+
+
+class CheckedLines:
+    """The file's physical lines; the first holding an undecodable or a NUL byte fails the file,
+    and so does a line, or a row of several lines, longer than MAX_FIELD_BYTES.
+
+    TextIOWrapper decodes a megabyte ahead of the parser, so its own error could not say
+    where the bad byte is; a surrogate left in a line can. Lines are read with a limit, so a
+    line that never ends is refused after MAX_FIELD_BYTES characters, not held whole. The
+    parser calls `row_done()` after each row: a row counts every line it took.
+    """
+
+    def __init__(self, text: io.TextIOBase, encoding: str) -> None:
+        self.text = text
+        self.encoding = encoding
+        self.limit = max_field_bytes()
+        self.row_chars = 0
+        self.row_line = 1
+
+    def row_done(self, next_line: int) -> None:
+        self.row_chars = 0
+        self.row_line = next_line
+
+    def __iter__(self) -> Iterator[str]:
+        number = 0
+        # A character is at least a byte: more characters than the limit is over it.
+        while line := self.text.readline(self.limit + 1):
+            number += 1
+            self.row_chars += len(line)
+            if self.row_chars > self.limit:
+                what = (
+                    f"line {number}"
+                    if number == self.row_line
+                    else (f"the row starting on line {self.row_line}")
+                )
+                raise too_long(what)
+            yield self._checked(line, number)
+
+    def _checked(self, line: str, number: int) -> str:
+        encoding = self.encoding
+        if "\x00" in line:
+            # Python 3.11's csv reads NUL, PostgreSQL text cannot hold it: no CSV has one.
+            raise PermanentImportError(
+                f"the file is not a CSV: it holds binary data (a NUL byte on line {number})"
+            )
+        if not line.isascii():
+            try:
+                line.encode("utf-8")
+            except UnicodeEncodeError:
+                raise PermanentImportError(
+                    f"the file is not valid {encoding} near line {number} (a byte that is not "
+                    f"{encoding}); set the import's encoding"
+                ) from None
+        return line
+
+
+def parse_rows(text: io.TextIOBase, layout: Layout, imp: ScheduledImport) -> Iterator[tuple]:
+    """Yield (line, problem, *fields) for every data row; blank lines are skipped.
+
+    A row with the wrong number of fields keeps only its key (if it has one): it is reported,
+    and in mode sync its record is kept, but nothing of it is written.
+    """
+    lines = CheckedLines(text, imp.encoding)
+    # The csv module's own limit (a process-wide setting) to match: its default, 128 KiB, is
+    # below what real files hold in one cell.
+    csv.field_size_limit(lines.limit)
+    reader = csv.reader(lines, delimiter=imp.delimiter, strict=True)
+    width = layout.width
+    empty = (None,) * width
+    try:
+        if imp.has_header:
+            next(reader, None)
+            lines.row_done(reader.line_num + 1)
+        previous = reader.line_num
+        for fields in reader:
+            line = previous + 1
+            previous = reader.line_num
+            lines.row_done(previous + 1)
+            if not fields:
+                continue
+            if len(fields) == width:
+                yield (line, None, *fields)
+                continue
+            row = list(empty)
+            if layout.key_index < len(fields):
+                row[layout.key_index] = fields[layout.key_index]
+            yield (line, f"expected {width} fields, found {len(fields)}", *row)
+    except csv.Error as error:
+        if "NUL" in str(error) or "null byte" in str(error):
+            raise PermanentImportError("the file is not a CSV: it holds binary data") from error
+        raise PermanentImportError(
+            f"the file is not a valid CSV near line {reader.line_num}: {error}"
+        ) from error
+
+
+def copy_parsed(
+    pg: psycopg.Cursor,
+    layout: Layout,
+    imp: ScheduledImport,
+    raw: io.RawIOBase,
+    due: Callable[[], bool],
+    report: Callable[[int], None],
+) -> Staged:
+    """Parse the file in Python and COPY its rows, a batch per statement."""
+    staged = Staged(path="python")
+    statement = copy_parsed_rows(layout)
+    rows = parse_rows(text_stream(raw, imp.encoding), layout, imp)
+    done = False
+    while not done:
+        done = True
+        # A savepoint in a caller's transaction: a file that fails mid-batch leaves it usable.
+        with transaction.atomic(), pg.copy(statement) as copy:
+            for count, row in enumerate(rows, 1):
+                copy.write_row(row)
+                staged.rows += 1
+                if count >= PYTHON_BATCH_ROWS:
+                    done = False
+                    break
+        if due():
+            report(staged.rows)
+    return staged

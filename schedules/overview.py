@@ -3,11 +3,17 @@ late imports. The dashboard's health panel and `/metrics` both read them here, s
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+from django.core.cache import cache
 
 from schedules.api import health
 
 from .broker import queue_depth
+
+# The workers' last answer to a ping (schedules.api.health.check_workers), kept per process.
+WORKERS_KEY = "importbeat:overview:workers"
 
 
 def late_imports_count() -> int:
@@ -18,13 +24,28 @@ def late_imports_count() -> int:
     return ScheduledImport.objects.filter(late_condition()).count()
 
 
-def cluster_health() -> dict[str, Any]:
+def workers(max_age: float = 0) -> dict[str, Any]:
+    """The workers that answer a ping, asked now, or up to `max_age` seconds ago.
+
+    A ping waits its whole timeout for answers (about a second), however many workers there
+    are: the dashboard page takes the answer its `health.json` poll got moments ago rather
+    than making every page view wait that second.
+    """
+    known = cache.get(WORKERS_KEY)
+    if known is not None and time.monotonic() - known[0] <= max_age:
+        return known[1]
+    answer = health.check_workers()
+    cache.set(WORKERS_KEY, (time.monotonic(), answer), timeout=None)
+    return answer
+
+
+def cluster_health(workers_max_age: float = 0) -> dict[str, Any]:
     """Beat's leader and last tick, the workers that answer a ping, the broker, late imports."""
     broker = health.check_broker()
     return {
         "broker": broker,
         "beat": health.check_beat(),
-        "workers": health.check_workers() if broker["ok"] else {"ok": False, "count": 0},
+        "workers": workers(workers_max_age) if broker["ok"] else {"ok": False, "count": 0},
         "late_imports": late_imports_count(),
         "queue": queue_depth() if broker["ok"] else {},
     }

@@ -116,10 +116,10 @@ def upcoming_runs() -> list[dict[str, Any]]:
     ]
 
 
-def health_panel(workers_max_age: float = 0) -> list[dict[str, Any]]:
+def health_panel(outside_max_age: float = 0) -> list[dict[str, Any]]:
     """Beat, workers, broker and late imports, each with a state (ok, warn, bad) and words;
-    the workers' answer may be up to `workers_max_age` seconds old (overview.workers)."""
-    health = overview.cluster_health(workers_max_age)
+    all but the late imports may be up to `outside_max_age` seconds old (overview.outside)."""
+    health = overview.cluster_health(outside_max_age)
     beat, workers, broker = health["beat"], health["workers"], health["broker"]
     queue = ", ".join(f"{depth} waiting" for depth in health["queue"].values() if depth is not None)
     late = health["late_imports"]
@@ -161,9 +161,9 @@ def index(request: HttpRequest) -> HttpResponse:
         "chart": chart(series),
         "runs": active_runs(),
         "attention": attention.needing_attention(ATTENTION_LIMIT),
-        # The workers' answer of the last poll, if recent: it is no older than what an open
-        # page shows between two polls of health.json.
-        "health": health_panel(workers_max_age=HEALTH_POLL_SECONDS),
+        # The answers of the last poll, if recent: no older than what an open page shows
+        # between two polls of health.json.
+        "health": health_panel(outside_max_age=HEALTH_POLL_SECONDS),
         "upcoming": upcoming_runs(),
         "days": CHART_DAYS,
         "now": timezone.now(),

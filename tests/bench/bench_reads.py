@@ -255,7 +255,7 @@ def keep_ticks_ahead() -> None:
     no beat here, a minutely import would otherwise turn late while the bench measures."""
     ahead = timezone.now() + timedelta(minutes=15)
     fields = ("schedule_type", "cron_expression", "interval_seconds", "timezone")
-    for values in ScheduledImport.objects.values_list(*fields).distinct():
+    for values in ScheduledImport.objects.values_list(*fields).order_by().distinct():
         key = dict(zip(fields, values, strict=True))
         tick = ScheduledImport(**key).next_runs(1, after=ahead)[0]
         ScheduledImport.objects.filter(**key).update(next_run_at=tick)
@@ -420,7 +420,8 @@ def rates_line(rates: list[float]) -> str:
 
 def start_web(processes) -> str:
     port = free_port()
-    processes.start("web", PORT=str(port))
+    # As in production: without DEBUG (which keeps every query of a request in memory).
+    processes.start("web", PORT=str(port), DJANGO_DEBUG="0", DJANGO_SECRET_KEY=settings.SECRET_KEY)
     base = f"http://127.0.0.1:{port}"
     wait_for(lambda: answers(f"{base}/admin/login/"), 60, what="web")
     return base

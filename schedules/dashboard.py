@@ -18,7 +18,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
 
-from . import attention, overview, stats
+from . import attention, display, overview, stats
 from .models import ImportRun, ScheduledImport
 
 CHART_DAYS = 14
@@ -27,6 +27,8 @@ CHART_WIDTH, CHART_HEIGHT, CHART_PAD = 700, 220, 28
 ACTIVE_LIMIT = 50
 ATTENTION_LIMIT = 50
 UPCOMING_LIMIT = 10
+# How often an open page polls health.json (dashboard.js HEALTH_MS).
+HEALTH_POLL_SECONDS = 15
 
 
 def chart(series: list[dict[str, Any]]) -> dict[str, Any]:
@@ -107,16 +109,17 @@ def upcoming_runs() -> list[dict[str, Any]]:
             "id": imp.pk,
             "name": imp.name,
             "owner": imp.owner.get_username(),
-            "schedule": imp.schedule_description,
+            "schedule": display.schedule_words(imp),
             "next_run_at": imp.next_run_at.isoformat(),
         }
         for imp in imports
     ]
 
 
-def health_panel() -> list[dict[str, Any]]:
-    """Beat, workers, broker and late imports, each with a state (ok, warn, bad) and words."""
-    health = overview.cluster_health()
+def health_panel(outside_max_age: float = 0) -> list[dict[str, Any]]:
+    """Beat, workers, broker and late imports, each with a state (ok, warn, bad) and words;
+    all but the late imports may be up to `outside_max_age` seconds old (overview.outside)."""
+    health = overview.cluster_health(outside_max_age)
     beat, workers, broker = health["beat"], health["workers"], health["broker"]
     queue = ", ".join(f"{depth} waiting" for depth in health["queue"].values() if depth is not None)
     late = health["late_imports"]
@@ -158,7 +161,9 @@ def index(request: HttpRequest) -> HttpResponse:
         "chart": chart(series),
         "runs": active_runs(),
         "attention": attention.needing_attention(ATTENTION_LIMIT),
-        "health": health_panel(),
+        # The answers of the last poll, if recent: no older than what an open page shows
+        # between two polls of health.json.
+        "health": health_panel(outside_max_age=HEALTH_POLL_SECONDS),
         "upcoming": upcoming_runs(),
         "days": CHART_DAYS,
         "now": timezone.now(),

@@ -3,11 +3,17 @@ late imports. The dashboard's health panel and `/metrics` both read them here, s
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+from django.core.cache import cache
 
 from schedules.api import health
 
 from .broker import queue_depth
+
+# The last answers of the broker, beat and the workers (`outside`), kept per process.
+OUTSIDE_KEY = "importbeat:overview:outside"
 
 
 def late_imports_count() -> int:
@@ -18,13 +24,29 @@ def late_imports_count() -> int:
     return ScheduledImport.objects.filter(late_condition()).count()
 
 
-def cluster_health() -> dict[str, Any]:
-    """Beat's leader and last tick, the workers that answer a ping, the broker, late imports."""
+def outside(max_age: float = 0) -> dict[str, Any]:
+    """The broker, its queue, beat and the workers that answer a ping: asked now, or up to
+    `max_age` seconds ago.
+
+    A ping waits its whole timeout for answers (about a second) however many workers there
+    are, and the broker check opens a connection: the dashboard page takes the answers its
+    `health.json` poll got moments ago rather than making every page view wait for them.
+    """
+    known = cache.get(OUTSIDE_KEY)
+    if known is not None and time.monotonic() - known[0] <= max_age:
+        return known[1]
     broker = health.check_broker()
-    return {
+    answer = {
         "broker": broker,
         "beat": health.check_beat(),
         "workers": health.check_workers() if broker["ok"] else {"ok": False, "count": 0},
-        "late_imports": late_imports_count(),
         "queue": queue_depth() if broker["ok"] else {},
     }
+    cache.set(OUTSIDE_KEY, (time.monotonic(), answer), timeout=None)
+    return answer
+
+
+def cluster_health(outside_max_age: float = 0) -> dict[str, Any]:
+    """Beat's leader and last tick, the workers that answer a ping, the broker, late imports;
+    all but the late imports up to `outside_max_age` seconds old (`outside`)."""
+    return {**outside(outside_max_age), "late_imports": late_imports_count()}

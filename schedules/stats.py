@@ -7,7 +7,7 @@ p95 duration) and one GROUP BY day for the series, whatever the number of runs.
 from __future__ import annotations
 
 import zoneinfo
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Aggregate, Avg, Count, FloatField, Q, QuerySet, Sum
@@ -51,22 +51,29 @@ def runs_per_day(
 ) -> list[dict[str, Any]]:
     """One entry per local day of the window (days without runs included), counts per status."""
     since, until = window(days, tz, now)
+    # One group per (day, status): a year of history puts tens of thousands of runs in the
+    # dashboard's two weeks, and one hash lookup per run costs less than a filtered count per
+    # status per run. The statuses are read from the queued_at index alone (it includes them).
     rows = (
         runs.filter(queued_at__gte=since, queued_at__lte=until)
         .annotate(day=TruncDate("queued_at", tzinfo=tz))
-        .values("day")
-        .annotate(
-            total=Count("id"),
-            **{status: Count("id", filter=Q(status=status)) for status in ImportRun.Status.values},
-        )
+        .values_list("day", "status")
+        .annotate(count=Count("*"))
+        .order_by()
     )
-    by_day = {row.pop("day"): row for row in rows}
-    empty = {"total": 0, **dict.fromkeys(ImportRun.Status.values, 0)}
     first = since.date()
-    series = []
-    for offset in range(days):
-        day: date = first + timedelta(days=offset)
-        series.append({"date": day.isoformat(), **empty, **by_day.get(day, {})})
+    series = [
+        {
+            "date": (first + timedelta(days=offset)).isoformat(),
+            "total": 0,
+            **dict.fromkeys(ImportRun.Status.values, 0),
+        }
+        for offset in range(days)
+    ]
+    for day, status, count in rows:
+        entry = series[(day - first).days]
+        entry[status] = entry.get(status, 0) + count
+        entry["total"] += count
     return series
 
 

@@ -2,16 +2,77 @@
 
 from __future__ import annotations
 
+import json
+from functools import cached_property
 from typing import Any
 
+from django.core.paginator import Paginator
+from django.db import connections
+from django.db.models import QuerySet
 from rest_framework import pagination
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
+# Up to this many rows a list's `count` is exact; past it, PostgreSQL's estimate.
+EXACT_COUNT_LIMIT = 10_000
+# The runs lists: counting a user's runs joins each to its import, so the exact count stops
+# sooner (a thousand rows cost a few milliseconds, ten thousand fifty).
+EXACT_RUN_COUNT_LIMIT = 1_000
+
+
+def bounded_count(queryset: QuerySet, limit: int = EXACT_COUNT_LIMIT) -> int:
+    """The number of rows of `queryset`: exact up to `limit`, estimated past it.
+
+    `GET /runs/` counted a year of runs (a million rows, 0.5 s) on every page. Counting stops
+    after the limit instead (milliseconds through an index), and a longer list takes the
+    planner's estimate of the same query, never less than the limit: the figure a user reads
+    as "about 180,000 runs", and what the page links follow.
+    """
+    # Unordered: any `limit` rows will do, and PostgreSQL may then take them in the cheapest
+    # order (a user's runs import by import) instead of sorting them.
+    counted = queryset.order_by()[: limit + 1].count()
+    if counted <= limit:
+        return counted
+    return max(planner_estimate(queryset), counted)
+
+
+def planner_estimate(queryset: QuerySet) -> int:
+    """The row count PostgreSQL's planner expects of `queryset` (EXPLAIN; nothing is read)."""
+    sql, params = queryset.order_by().values("pk").query.sql_with_params()
+    with connections[queryset.db].cursor() as cursor:
+        cursor.execute(f"EXPLAIN (FORMAT JSON) {sql}", params)
+        plan = cursor.fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return int(plan[0]["Plan"]["Plan Rows"])
+
+
+class BoundedCountPaginator(Paginator):
+    exact_count_limit = EXACT_COUNT_LIMIT
+
+    @cached_property
+    def count(self) -> int:
+        if isinstance(self.object_list, QuerySet):
+            return bounded_count(self.object_list, self.exact_count_limit)
+        return super().count
+
+
+class RunCountPaginator(BoundedCountPaginator):
+    exact_count_limit = EXACT_RUN_COUNT_LIMIT
+
 
 class PageNumberPagination(pagination.PageNumberPagination):
+    """Pages by number; `count` is exact up to EXACT_COUNT_LIMIT rows, estimated past it."""
+
+    django_paginator_class = BoundedCountPaginator
     page_size_query_param = "page_size"
     max_page_size = 500
+
+
+class RunPagination(PageNumberPagination):
+    """The run logs: `count` is exact up to EXACT_RUN_COUNT_LIMIT runs, estimated past it."""
+
+    django_paginator_class = RunCountPaginator
 
 
 class RecordCursorPagination(pagination.CursorPagination):

@@ -13,7 +13,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.serializers import as_serializer_error
 
-from schedules import services
+from schedules import display, services
 from schedules.models import (
     Dataset,
     ImportRun,
@@ -125,7 +125,9 @@ class ImportSerializer(serializers.ModelSerializer):
     )
     columns = ColumnsField(required=False, help_text="optional row validation")
     owner = serializers.CharField(source="owner.username", read_only=True)
-    schedule_description = serializers.CharField(read_only=True)
+    schedule_description = serializers.SerializerMethodField(
+        help_text="the schedule in words, with its time zone"
+    )
     next_runs = serializers.SerializerMethodField(help_text="the next 5 ticks, in UTC")
     success_rate = serializers.FloatField(read_only=True, allow_null=True)
     late = serializers.SerializerMethodField(
@@ -202,7 +204,10 @@ class ImportSerializer(serializers.ModelSerializer):
         if imp.status != ScheduledImport.Status.ACTIVE:
             return []
         field = serializers.DateTimeField()
-        return [field.to_representation(tick) for tick in imp.next_runs(5)]
+        return [field.to_representation(tick) for tick in display.next_ticks(imp, 5)]
+
+    def get_schedule_description(self, imp: ScheduledImport) -> str:
+        return display.schedule_words(imp)
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         _check_nul(data)

@@ -32,7 +32,7 @@ from schedules.models import Dataset, ImportRun, Record, ScheduledImport
 
 from . import health
 from .filters import AllRunsFilter, ImportFilter, RecordFilter, RunFilter, check_query_params
-from .pagination import RecordCursorPagination
+from .pagination import RecordCursorPagination, RunPagination
 from .permissions import OwnerMayChange
 from .serializers import (
     ActiveRunConflictSerializer,
@@ -293,6 +293,7 @@ class ImportRunsView(generics.ListAPIView):
 
     serializer_class = RunSerializer
     filterset_class = RunFilter
+    pagination_class = RunPagination
 
     def get_queryset(self) -> QuerySet[ImportRun]:
         imp = import_for(self.request, self.kwargs["pk"])
@@ -306,6 +307,7 @@ class RunViewSet(NamedNotFound, viewsets.ReadOnlyModelViewSet):
     noun = "run"
     queryset = ImportRun.objects.none()  # for the schema; requests use get_queryset()
     filterset_class = AllRunsFilter
+    pagination_class = RunPagination
     lookup_value_regex = r"\d+"
     permission_classes = [IsAuthenticated, OwnerMayChange]
 

@@ -2,6 +2,8 @@
 throttled (429)."""
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from schedules.models import ImportRun
 from tests.api_support import API, SOURCE, client_for, make_run, reset_throttle
@@ -58,3 +60,20 @@ def test_manual_triggers_are_throttled_per_user(alice, settings):
     assert throttled.status_code == 429
     assert throttled.json()["detail"] and int(throttled["Retry-After"]) > 0
     reset_throttle("manual_run", alice.pk)
+
+
+def test_a_trigger_reads_its_import_once_and_its_runs_only_under_the_lock(alice):
+    # The trigger is the one write a user waits for; what it reads is what it needs: the import
+    # (owner check), the import again under its lock, and the active run check under it.
+    imp = make_import(alice, SOURCE)
+    client = client_for(alice)
+
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post(f"{API}/imports/{imp.pk}/run")
+
+    assert response.status_code == 202
+    selects = [q["sql"] for q in queries.captured_queries if q["sql"].startswith("SELECT")]
+    import_reads = [sql for sql in selects if 'FROM "schedules_scheduledimport"' in sql]
+    run_reads = [sql for sql in selects if 'FROM "schedules_importrun"' in sql]
+    assert len(import_reads) == 2 and import_reads[1].endswith("FOR UPDATE")
+    assert len(run_reads) == 1

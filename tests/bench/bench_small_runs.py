@@ -44,6 +44,7 @@ from project.devservices import free_port
 from schedules import services
 from schedules.models import ImportRun
 from tasks import engine, runner
+from tests.bench.small_run_floor import floor_ms_per_run
 from tests.conftest import answers, wait_for
 from tests.factories import make_import
 
@@ -62,6 +63,8 @@ QUEUE = "celery"
 PROBES = 20
 # Runs executed in the bench's process with asynchronous commits and without.
 COMMIT_MODE_RUNS = 80
+# Runs done by the floor's work alone (tests/bench/small_run_floor.py).
+FLOOR_RUNS = 40
 
 
 def report(name: str, **figures: object) -> None:
@@ -251,6 +254,17 @@ def bench_small_runs_against_a_noop_task(alice, csv_server, processes, settings)
     report("runs in this process by how the connection commits (median ms per run)",
            asynchronous=medians["off"], synchronous=medians["on"])  # fmt: skip
 
+    # The floor: what any design must do for such a file (small_run_floor), on the same
+    # connection, committing synchronously as the synchronous runs above.
+    floor_runs = []
+    for index in range(FLOOR_RUNS):
+        url = csv_server.serve(f"/floor-{index}.csv", csv_body(3 * RUNS + index))
+        imp = make_import(alice, url, name=f"floor {index}", dataset=f"floor-{index}")
+        floor_runs.append(ImportRun.objects.create(scheduled_import=imp, trigger="manual"))
+    floor_ms = floor_ms_per_run(floor_runs)
+    report("the floor of a small run in this process (median ms per run)", floor=round(floor_ms, 1),
+           engine=medians["on"], engine_over_floor=f"{medians['on'] / floor_ms:.1f}x")  # fmt: skip
+
     # And one worker (concurrency 2) of the Procfile. BENCH_WORKER_PGOPTIONS passes libpq
     # options to its connections, to try a server setting (`-c jit=off`); the environment
     # reaches it too (WORKER_SYNCHRONOUS_COMMIT=on: its bookkeeping waits for the disk again).
@@ -314,6 +328,10 @@ def bench_small_runs_against_a_noop_task(alice, csv_server, processes, settings)
         target="0.5x",
         met=runs_rate / noop >= 0.5,
     )
+    # A run through the worker costs at least a no-op task (per pool process) plus the floor.
+    noop_ms = 2 / noop * 1000
+    report("at best, a no-op task plus the floor", ms_per_run=round(noop_ms + floor_ms, 1),
+           ratio=f"{noop_ms / (noop_ms + floor_ms):.2f}x")  # fmt: skip
 
     # The manual trigger's answer, on a real web process; the worker does not consume meanwhile
     # (the queued runs wait), so the figures are the web's and its database's alone.

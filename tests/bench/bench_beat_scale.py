@@ -39,6 +39,7 @@ from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTas
 
 from project.beat import DISPATCH_TASK
 from schedules.models import Dataset, ImportRun, ScheduledImport
+from tests.bench.figures import percentile, report
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -154,9 +155,10 @@ def wait_for_early_minute() -> None:
 def percentiles(values: list[float]) -> str:
     if not values:
         return "p50=- p95=- max=-"
-    ordered = sorted(values)
-    p95 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.95))]
-    return f"p50={statistics.median(ordered):.2f}s p95={p95:.2f}s max={ordered[-1]:.2f}s"
+    return (
+        f"p50={percentile(values, 0.5):.2f}s p95={percentile(values, 0.95):.2f}s"
+        f" max={max(values):.2f}s"
+    )
 
 
 def cpu_seconds(process: psutil.Process) -> float:
@@ -165,10 +167,6 @@ def cpu_seconds(process: psutil.Process) -> float:
         return times.user + times.system
     except psutil.Error:
         return 0.0
-
-
-def report(name: str, **figures: object) -> None:
-    print(f"\n[bench] {name}: " + " ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
 
 
 def per_tick_lags(received: list[tuple[float, str, list]], since: float) -> dict[datetime, list]:

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import threading
 import time
 import uuid
@@ -54,6 +53,7 @@ from knox.models import AuthToken
 from project.devservices import free_port
 from schedules import services
 from schedules.models import Dataset, ImportRun, ScheduledImport
+from tests.bench.figures import percentile
 from tests.conftest import answers, wait_for
 
 pytestmark = [
@@ -315,11 +315,10 @@ def load(url: str, headers: dict[str, str], cookies: dict[str, str]) -> dict[str
         started = time.perf_counter()
         times = list(pool.map(lambda _: get(), range(REQUESTS)))
         wall = time.perf_counter() - started
-    times.sort()
     return {
         "rps": REQUESTS / wall,
-        "p50": statistics.median(times) * 1000,
-        "p95": times[int(len(times) * 0.95) - 1] * 1000,
+        "p50": percentile(times, 0.5) * 1000,
+        "p95": percentile(times, 0.95) * 1000,
     }
 
 

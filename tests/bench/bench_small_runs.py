@@ -44,6 +44,7 @@ from project.devservices import free_port
 from schedules import services
 from schedules.models import ImportRun
 from tasks import engine, runner
+from tests.bench.figures import percentile, report
 from tests.bench.small_run_floor import floor_ms_per_run
 from tests.conftest import answers, wait_for
 from tests.factories import make_import
@@ -67,19 +68,10 @@ COMMIT_MODE_RUNS = 80
 FLOOR_RUNS = 40
 
 
-def report(name: str, **figures: object) -> None:
-    print(f"\n[bench] {name}: " + " ".join(f"{k}={v}" for k, v in figures.items()), flush=True)
-
-
 def csv_body(index: int) -> str:
     lines = ["sku,name,price,stock"]
     lines += [f"S{index}-{row},item {row} of {index},{row}.50,{row % 7}" for row in range(ROWS)]
     return "\n".join(lines) + "\n"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def db_stats() -> dict[str, float]:

@@ -54,7 +54,7 @@ def merge_staged(
     imp = run.scheduled_import
     record = Record._meta.db_table
     try:
-        with timed("merge and commit", run), work_mem(pg), transaction.atomic():
+        with timed("merge and commit", run), transaction.atomic(), work_mem(pg, counts.rows_read):
             _lock_dataset(imp.dataset_id)
             # The last safe point: a cancel that comes after the commit is too late.
             stop_if_cancelled(run)
@@ -67,7 +67,7 @@ def merge_staged(
             if not first_load:
                 with timed("changes", run):
                     pg.execute(find_changes(record, imp.dataset_id, counts.rows_failed > 0))
-                    analyze(pg, CHANGES)
+                    analyze(pg, CHANGES, pg.rowcount)
                 pg.execute(update_changed(layout, record, run.pk))
                 counts.rows_updated = pg.rowcount
             pg.execute(

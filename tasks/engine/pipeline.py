@@ -32,7 +32,7 @@ from ..errors import PermanentImportError, TransientImportError, database_error
 from . import digest, fetch, merge, stage, validate
 from .first_record import Layout
 from .progress import Progress, ProgressReporter, timed
-from .tables import drop_staging
+from .tables import drop_leftovers, drop_staging
 
 logger = logging.getLogger("importbeat.importer")
 
@@ -51,7 +51,7 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
         connection.ensure_connection()
         with connection.cursor() as cursor, ExitStack() as stack:
             pg: psycopg.Cursor = cursor.cursor
-            pg.execute(drop_staging())
+            drop_leftovers(pg)
             # 1. fetch
             known = digest.file_it_holds(imp, dataset)
             try:
@@ -85,7 +85,7 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
                     digest.keep_source(run, fetched.hexdigest(), raw.validators)
                 # 4. validation and 5. merge
                 _validate_and_merge(pg, run, layout, counts)
-            pg.execute(drop_staging())
+            drop_staging(pg)
     except (OperationalError, psycopg.OperationalError) as error:
         raise TransientImportError(database_error(error)) from error
     return counts
@@ -95,7 +95,7 @@ def _validate_and_merge(
     pg: psycopg.Cursor, run: ImportRun, layout: Layout, counts: RunCounts
 ) -> None:
     """Validate the staged rows and merge the good ones into the dataset."""
-    any_bad = validate.check_rows(pg, run, layout)
+    any_bad = validate.check_rows(pg, run, layout, counts.rows_read)
     try:
         merge.merge_staged(pg, run, layout, counts, search_keys=any_bad)
     except merge.RepeatedKey:

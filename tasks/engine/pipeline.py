@@ -24,7 +24,6 @@ from typing import IO
 import psycopg
 from django.db import OperationalError, connection
 
-from schedules import services
 from schedules.models import Dataset, ImportRun
 from schedules.services import RunCounts
 
@@ -42,7 +41,7 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
     imp = run.scheduled_import
     counts = RunCounts()
     reporter = ProgressReporter(run, counts, progress)
-    services.record_phase(run.pk, "download")
+    reporter.step("download")
     try:
         dataset = Dataset.objects.get(pk=imp.dataset_id)
     except Dataset.DoesNotExist:
@@ -77,6 +76,7 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
                     return digest.unchanged(run, known, counts, "the file has the same digest")
                 source = stage.Feed(downloaded.read)
             # 3. first record and staging
+            reporter.step("staging")
             with timed("staging", run):
                 layout = stage.stage_file(pg, imp, source, reporter, counts, downloaded)
             reporter.report()
@@ -84,7 +84,7 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
                 if known is None and fetched.at_end:
                     digest.keep_source(run, fetched.hexdigest(), raw.validators)
                 # 4. validation and 5. merge
-                _validate_and_merge(pg, run, layout, counts)
+                _validate_and_merge(pg, run, layout, counts, reporter)
             drop_staging(pg)
     except (OperationalError, psycopg.OperationalError) as error:
         raise TransientImportError(database_error(error)) from error
@@ -92,10 +92,16 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
 
 
 def _validate_and_merge(
-    pg: psycopg.Cursor, run: ImportRun, layout: Layout, counts: RunCounts
+    pg: psycopg.Cursor,
+    run: ImportRun,
+    layout: Layout,
+    counts: RunCounts,
+    reporter: ProgressReporter,
 ) -> None:
     """Validate the staged rows and merge the good ones into the dataset."""
+    reporter.step("checks")
     any_bad = validate.check_rows(pg, run, layout, counts.rows_read)
+    reporter.step("merge")
     try:
         merge.merge_staged(pg, run, layout, counts, search_keys=any_bad)
     except merge.RepeatedKey:

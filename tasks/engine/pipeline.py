@@ -43,7 +43,8 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
     reporter = ProgressReporter(run, counts, progress)
     reporter.step("download")
     try:
-        dataset = Dataset.objects.get(pk=imp.dataset_id)
+        # Loaded with the run when the runner did (select_related), read here otherwise.
+        dataset = imp.dataset
     except Dataset.DoesNotExist:
         raise PermanentImportError("the import's dataset was deleted") from None
     try:

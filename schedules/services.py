@@ -476,13 +476,18 @@ def claim_run(
                 celery_task_id=task_id or run.celery_task_id,
                 heartbeat_at=now,
                 attempt_started_at=now,
+                # The attempt names its steps anew (an earlier one's would show until then).
+                phase="",
             )
     except IntegrityError:
         return Claim.BUSY
     if not claimed:
         return Claim.GONE
     was_running = run.status == ImportRun.Status.RUNNING
+    # The import (and its dataset) the caller loaded with the run stay: the attempt reads them.
+    imp = run.scheduled_import
     run.refresh_from_db()
+    run.scheduled_import = imp
     if was_running:
         _record_attempt(run, "the worker running this attempt was lost", run.attempts - 1)
         run.save(update_fields=["error_details"])
@@ -625,14 +630,23 @@ class RunCounts:
     row_errors: list[dict[str, Any]] = field(default_factory=list)
 
 
-def record_progress(run_id: int, **progress: int) -> None:
-    """Store live progress (bytes_read, bytes_total, rows_read) without touching anything else."""
-    ImportRun.objects.filter(pk=run_id).update(**progress)
+# What the importer notes on its run while it works: its step (the dashboard's phase), its
+# progress, and which file it took. Kept on the run object as it goes, and written with the
+# next progress report (once the run has lasted long enough to be seen:
+# tasks.engine.progress), with the counts its rows commit with, and with its end.
+RUN_NOTES = (
+    "phase", "bytes_read", "bytes_total", "rows_read", "file_digest", "source_etag",
+    "source_last_modified",
+)  # fmt: skip
 
 
-def record_phase(run_id: int, phase: str) -> None:
-    """Note the importer's step (download, staging, checks, merge) for the dashboard."""
-    ImportRun.objects.filter(pk=run_id).update(phase=phase)
+def run_notes(run: ImportRun) -> dict[str, Any]:
+    return {name: getattr(run, name) for name in RUN_NOTES}
+
+
+def record_progress(run: ImportRun) -> None:
+    """Store what the importer noted on a running run (RUN_NOTES), touching nothing else."""
+    ImportRun.objects.filter(pk=run.pk).update(**run_notes(run))
 
 
 def record_source_file(run: ImportRun, path: str) -> None:
@@ -677,21 +691,27 @@ def durable_commit() -> None:
             cursor.execute("SET LOCAL synchronous_commit TO DEFAULT")
 
 
-def record_committed_counts(run: ImportRun, counts: RunCounts) -> None:
+def record_committed_counts(run: ImportRun, counts: RunCounts) -> bool:
     """Write an attempt's counts on its run, inside the transaction that commits its rows.
 
     Committed together, the rows and their counts cannot disagree: whatever happens to the
     attempt afterwards, the run is finished from these (finish_run, claim_committed_run). That
-    transaction is durable (durable_commit).
+    transaction is durable (durable_commit). The run's notes (RUN_NOTES: the file it took)
+    commit with them.
+
+    This is also the run's last safe point (cancel_run): when someone asked it to stop, nothing
+    is written and False tells the caller to roll its rows back. The UPDATE's own row lock
+    decides: a cancel committed before it is seen, one that waits for it comes too late.
     """
     durable_commit()
     fields = {name: getattr(counts, name) for name in COUNT_FIELDS}
     details = {**run.error_details}
     if counts.row_errors:
         details["rows"] = counts.row_errors
-    ImportRun.objects.filter(pk=run.pk).update(
-        **fields, error_details=details, rows_committed_at=timezone.now()
+    written = ImportRun.objects.filter(pk=run.pk, cancel_requested_at__isnull=True).update(
+        **{**run_notes(run), **fields}, error_details=details, rows_committed_at=timezone.now()
     )
+    return written == 1
 
 
 def committed_status(run: ImportRun) -> str:
@@ -713,14 +733,17 @@ def finish_run(
     transaction is open: then the caller's own retry applies). A run already finished (a try
     whose commit went through but whose answer was lost) is left as it is. A run whose rows
     committed is finished from the counts stored with them, never failed. `traceback` (an
-    unexpected error's) is kept in `error_details` for staff. `run` is updated in place.
+    unexpected error's) is kept in `error_details` for staff. The notes on `run` (RUN_NOTES:
+    the step it reached, its progress, its file) are written with its end. `run` is updated
+    in place.
     """
+    notes = run_notes(run)
     if db_connection.in_atomic_block:
-        finished = _finish_once(run.pk, status, counts, error, traceback)
+        finished = _finish_once(run.pk, status, counts, error, traceback, notes)
     else:
         for pause in (*FINISH_RETRY_PAUSES, None):
             try:
-                finished = _finish_once(run.pk, status, counts, error, traceback)
+                finished = _finish_once(run.pk, status, counts, error, traceback, notes)
                 break
             except CONNECTION_ERRORS as failure:
                 if pause is None:
@@ -730,13 +753,18 @@ def finish_run(
                 with contextlib.suppress(DatabaseError):
                     db_connection.close()
                 time.sleep(pause)
-    for name in (*FINISH_FIELDS, "rows_committed_at"):
+    for name in (*FINISH_FIELDS, *RUN_NOTES, "rows_committed_at"):
         setattr(run, name, getattr(finished, name))
     return run
 
 
 def _finish_once(
-    run_id: int, status: str, counts: RunCounts | None, error: str, traceback: str
+    run_id: int,
+    status: str,
+    counts: RunCounts | None,
+    error: str,
+    traceback: str,
+    notes: dict[str, Any],
 ) -> ImportRun:
     now = timezone.now()
     with transaction.atomic():
@@ -751,6 +779,8 @@ def _finish_once(
                 # What went wrong after the rows landed stays visible among the attempts.
                 _record_attempt(run, f"after its rows were committed: {error}")
             status, counts, error = committed_status(run), None, ""
+        for name, value in notes.items():
+            setattr(run, name, value)
         run.status = status
         run.finished_at = now
         run.duration_ms = int((now - (run.started_at or run.queued_at)).total_seconds() * 1000)
@@ -766,8 +796,7 @@ def _finish_once(
             _record_attempt(run, error)
         elif status in GOOD_STATUSES:
             run.error_message = f"{run.rows_failed} rows failed" if run.rows_failed else ""
-        # Progress columns (bytes_read, ...) were written by the importer; keep them.
-        run.save(update_fields=FINISH_FIELDS)
+        run.save(update_fields=[*FINISH_FIELDS, *RUN_NOTES])
         apply_outcome(imp, run)
         alerts.on_run_finished(imp, run)
         notifications.on_run_finished(imp, run)

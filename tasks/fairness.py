@@ -16,7 +16,6 @@ import logging
 import time
 
 from django.conf import settings
-from django.db.models import Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -84,10 +83,17 @@ def _busy_runs(owner_id: int) -> tuple[set[int], list[str]]:
     recent_since = time.time() - ADMITTED_SECONDS
     admitted = {int(k): float(v) for k, v in client().hgetall(_admitted_key(owner_id)).items()}
     recent = [run_id for run_id, at in admitted.items() if at > recent_since]
-    holding = ImportRun.objects.filter(
-        Q(scheduled_import__owner_id=owner_id, status=ImportRun.Status.RUNNING)
-        | Q(pk__in=recent, status__in=WAITING_STATUSES)
-    ).values_list("pk", "status")
+    # A UNION ALL of the two (disjoint by status), not one OR: PostgreSQL spent 2 ms planning
+    # the OR against the run table's partial indexes, 0.25 ms these (execution: 0.03 ms).
+    running = ImportRun.objects.filter(
+        scheduled_import__owner_id=owner_id, status=ImportRun.Status.RUNNING
+    )
+    admitted_waiting = ImportRun.objects.filter(pk__in=recent, status__in=WAITING_STATUSES)
+    holding = (
+        running.order_by()
+        .values_list("pk", "status")
+        .union(admitted_waiting.order_by().values_list("pk", "status"), all=True)
+    )
     busy, pending = set(), set()
     for run_id, status in holding:
         busy.add(run_id)

@@ -96,7 +96,10 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
     Returns the run's summary (status and counts), None when there was nothing to do.
     """
     with database_or_requeue(f"run {run_id}", task is not None):
-        run = ImportRun.objects.select_related("scheduled_import").filter(pk=run_id).first()
+        # With its import and the dataset it writes: the attempt reads all three.
+        run = (
+            ImportRun.objects.select_related("scheduled_import__dataset").filter(pk=run_id).first()
+        )
     if run is None:
         return None
     if run.status in ImportRun.FINAL_STATUSES:

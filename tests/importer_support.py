@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from typing import TypeVar
+
 import pytest
+from django.db import connections
 
 from schedules.models import ImportRun, Record
 from tasks import runner
@@ -15,6 +20,26 @@ def run_now(imp) -> ImportRun:
     runner.execute(run.pk)
     run.refresh_from_db()
     return run
+
+
+T = TypeVar("T")
+
+
+def from_another_connection(read: Callable[[], T]) -> T:
+    """`read()` on a thread of its own, so on a database connection of its own: what the
+    dashboard, the API or another worker sees while a run holds this thread."""
+    seen: list[T] = []
+
+    def target() -> None:
+        try:
+            seen.append(read())
+        finally:
+            connections.close_all()
+
+    thread = threading.Thread(target=target)
+    thread.start()
+    thread.join()
+    return seen[0]
 
 
 def records(imp) -> dict[str, dict]:

@@ -9,6 +9,7 @@ from django.utils import timezone
 from schedules import services
 from schedules.models import ImportRun
 from tasks import engine, runner
+from tasks.engine import progress
 from tests.api_support import API, SOURCE, client_for, make_run
 from tests.factories import PRODUCTS_CSV, make_import
 
@@ -35,9 +36,13 @@ def test_a_waiting_run_is_cancelled_at_once_and_its_message_then_does_nothing(
     assert imp.dataset.records.count() == 0
 
 
+# Seen at once, the run stops at its first report, before staging; too short to be seen, it
+# writes no report and stops at the commit of its merge, which rolls back.
+@pytest.mark.parametrize("visible_after", [0, progress.VISIBLE_AFTER_SECONDS])
 def test_a_running_run_stops_at_its_next_safe_point_and_leaves_the_data_as_it_was(
-    alice, csv_server
+    alice, csv_server, monkeypatch, visible_after
 ):
+    monkeypatch.setattr(progress, "VISIBLE_AFTER_SECONDS", visible_after)
     # Given a run whose attempt has fetched and staged the file but not merged it
     imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
     run = ImportRun.objects.create(scheduled_import=imp, trigger="manual")

@@ -93,15 +93,14 @@ def download_to(source: DigestingReader, spool: IO[bytes], on_chunk: Callable[[]
 
 
 def keep_source(run: ImportRun, file_digest: str, validators: Validators) -> None:
-    """Note on the run which file it fetched: its digest and the server's validators."""
-    facts = {
-        "file_digest": file_digest,
-        "source_etag": validators.etag,
-        "source_last_modified": validators.last_modified,
-    }
-    for name, value in facts.items():
-        setattr(run, name, value)
-    ImportRun.objects.filter(pk=run.pk).update(**facts)
+    """Note on the run which file it fetched: its digest and the server's validators.
+
+    Noted on the object (RUN_NOTES): written with the next progress report, with the counts
+    the run's rows commit with (beside the dataset's `applied_run`), or with its end.
+    """
+    run.file_digest = file_digest
+    run.source_etag = validators.etag
+    run.source_last_modified = validators.last_modified
 
 
 def unchanged(run: ImportRun, known: ImportRun, counts: RunCounts, why: str) -> RunCounts:

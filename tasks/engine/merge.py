@@ -54,10 +54,8 @@ def merge_staged(
     imp = run.scheduled_import
     record = Record._meta.db_table
     try:
-        with timed("merge and commit", run), work_mem(pg), transaction.atomic():
+        with timed("merge and commit", run), transaction.atomic(), work_mem(pg, counts.rows_read):
             _lock_dataset(imp.dataset_id)
-            # The last safe point: a cancel that comes after the commit is too late.
-            stop_if_cancelled(run)
             pg.execute(dataset_has_records(record, imp.dataset_id))
             first_load = not pg.fetchone()[0]
             keys_checked = search_keys or not first_load
@@ -67,7 +65,7 @@ def merge_staged(
             if not first_load:
                 with timed("changes", run):
                     pg.execute(find_changes(record, imp.dataset_id, counts.rows_failed > 0))
-                    analyze(pg, CHANGES)
+                    analyze(pg, CHANGES, pg.rowcount)
                 pg.execute(update_changed(layout, record, run.pk))
                 counts.rows_updated = pg.rowcount
             pg.execute(
@@ -95,7 +93,10 @@ def merge_staged(
                 counts.rows_read - counts.rows_failed - counts.rows_inserted - counts.rows_updated
             )
             # The counts commit with the rows: a run whose rows landed is finished from them.
-            record_committed_counts(run, counts)
+            # Also the last safe point: a cancel asked before this stops the run with the
+            # dataset as it was (the transaction rolls back); one asked after it is too late.
+            if not record_committed_counts(run, counts):
+                stop_if_cancelled(run)
     except (IntegrityError, psycopg.errors.UniqueViolation) as error:
         if not keys_checked:
             raise RepeatedKey from error

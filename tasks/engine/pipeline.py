@@ -24,7 +24,6 @@ from typing import IO
 import psycopg
 from django.db import OperationalError, connection
 
-from schedules import services
 from schedules.models import Dataset, ImportRun
 from schedules.services import RunCounts
 
@@ -32,7 +31,7 @@ from ..errors import PermanentImportError, TransientImportError, database_error
 from . import digest, fetch, merge, stage, validate
 from .first_record import Layout
 from .progress import Progress, ProgressReporter, timed
-from .tables import drop_staging
+from .tables import drop_leftovers, drop_staging
 
 logger = logging.getLogger("importbeat.importer")
 
@@ -42,16 +41,17 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
     imp = run.scheduled_import
     counts = RunCounts()
     reporter = ProgressReporter(run, counts, progress)
-    services.record_phase(run.pk, "download")
+    reporter.step("download")
     try:
-        dataset = Dataset.objects.get(pk=imp.dataset_id)
+        # Loaded with the run when the runner did (select_related), read here otherwise.
+        dataset = imp.dataset
     except Dataset.DoesNotExist:
         raise PermanentImportError("the import's dataset was deleted") from None
     try:
         connection.ensure_connection()
         with connection.cursor() as cursor, ExitStack() as stack:
             pg: psycopg.Cursor = cursor.cursor
-            pg.execute(drop_staging())
+            drop_leftovers(pg)
             # 1. fetch
             known = digest.file_it_holds(imp, dataset)
             try:
@@ -77,6 +77,7 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
                     return digest.unchanged(run, known, counts, "the file has the same digest")
                 source = stage.Feed(downloaded.read)
             # 3. first record and staging
+            reporter.step("staging")
             with timed("staging", run):
                 layout = stage.stage_file(pg, imp, source, reporter, counts, downloaded)
             reporter.report()
@@ -84,18 +85,24 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
                 if known is None and fetched.at_end:
                     digest.keep_source(run, fetched.hexdigest(), raw.validators)
                 # 4. validation and 5. merge
-                _validate_and_merge(pg, run, layout, counts)
-            pg.execute(drop_staging())
+                _validate_and_merge(pg, run, layout, counts, reporter)
+            drop_staging(pg)
     except (OperationalError, psycopg.OperationalError) as error:
         raise TransientImportError(database_error(error)) from error
     return counts
 
 
 def _validate_and_merge(
-    pg: psycopg.Cursor, run: ImportRun, layout: Layout, counts: RunCounts
+    pg: psycopg.Cursor,
+    run: ImportRun,
+    layout: Layout,
+    counts: RunCounts,
+    reporter: ProgressReporter,
 ) -> None:
     """Validate the staged rows and merge the good ones into the dataset."""
-    any_bad = validate.check_rows(pg, run, layout)
+    reporter.step("checks")
+    any_bad = validate.check_rows(pg, run, layout, counts.rows_read)
+    reporter.step("merge")
     try:
         merge.merge_staged(pg, run, layout, counts, search_keys=any_bad)
     except merge.RepeatedKey:

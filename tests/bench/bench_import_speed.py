@@ -189,7 +189,8 @@ def run_size(alice, csv_server, rows: int) -> Size:
     )
     cases = [Case("first load", *timed(command, env))]
     cases.append(Case("unchanged re-load", *timed(command, env)))
-    csv_server.serve(path, body.replace(b"SKU-0500000,", b"SKU-0500000,Changed ", 1))
+    middle = f"SKU-{rows // 2:07d},".encode()
+    csv_server.serve(path, body.replace(middle, middle + b"Changed ", 1))
     cases.append(Case("one row changed", *timed(command, env)))
     del body
     percent = csv_path(rows, CHANGED_EVERY).read_bytes()

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import gc
+from contextlib import contextmanager
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from schedules import history
 from schedules.models import ImportRun, ScheduledImport
@@ -33,6 +34,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, import_id: int, no_progress: bool, **options: Any) -> None:
+        # Django's start-up leaves ~100,000 objects that live as long as this process. Out of
+        # the collector's sight, neither the run's collections nor the interpreter's teardown
+        # walk them: the teardown alone took 0.3-0.4 s of every foreground import.
+        gc.freeze()
         imp = ScheduledImport.objects.filter(pk=import_id).first()
         if imp is None:
             raise CommandError(f"there is no import with id {import_id}")
@@ -48,48 +53,39 @@ class Command(BaseCommand):
             f"from {printable(imp.source_url)}",
             style_func=lambda text: text,
         )
-        # Log lines go through tqdm.write above the bar instead of cutting it in two.
-        with (
-            self._progress_bar(disabled=no_progress) as hook,
-            logging_redirect_tqdm(),
-            engine.listen(hook),
-        ):
+        if no_progress or not self.stderr.isatty():
             runner.execute(run.pk)
+        else:
+            with self._progress_bar() as hook, engine.listen(hook):
+                runner.execute(run.pk)
         run.refresh_from_db()
         self._print_summary(run)
         if run.status not in OK_STATUSES:
             raise CommandError(f"run {run.pk} {run.status}: {printable(run.error_message)}")
 
-    def _progress_bar(self, disabled: bool):
-        from contextlib import contextmanager
-
+    @contextmanager
+    def _progress_bar(self):
+        # Imported here: tqdm's logging helper loads its notebook and asyncio variants, which
+        # an import without a bar (cron, a pipe, --no-progress) would pay for at start-up.
         from tqdm import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
 
-        @contextmanager
-        def bar_hook():
-            # tqdm turns itself off when stderr is not a terminal (disable=None).
-            bar = tqdm(
-                disable=True if disabled else None,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1024,
-                desc="download",
-                file=self.stderr._out,
-            )
+        bar = tqdm(unit="B", unit_scale=True, unit_divisor=1024, desc="download",
+                   file=self.stderr._out)  # fmt: skip
 
-            def hook(progress: dict[str, int | None]) -> None:
-                if progress.get("bytes_total") and bar.total != progress["bytes_total"]:
-                    bar.total = progress["bytes_total"]
-                bar.n = progress.get("bytes_read") or 0
-                bar.set_postfix(rows=progress.get("rows_read") or 0, refresh=False)
-                bar.refresh()
+        def hook(progress: dict[str, int | None]) -> None:
+            if progress.get("bytes_total") and bar.total != progress["bytes_total"]:
+                bar.total = progress["bytes_total"]
+            bar.n = progress.get("bytes_read") or 0
+            bar.set_postfix(rows=progress.get("rows_read") or 0, refresh=False)
+            bar.refresh()
 
-            try:
+        # Log lines go through tqdm.write above the bar instead of cutting it in two.
+        try:
+            with logging_redirect_tqdm():
                 yield hook
-            finally:
-                bar.close()
-
-        return bar_hook()
+        finally:
+            bar.close()
 
     def _print_summary(self, run: ImportRun) -> None:
         seconds = (run.duration_ms or 0) / 1000

@@ -136,3 +136,38 @@ def test_a_since_with_an_offset_postgresql_cannot_store_is_normalised_not_a_500(
 
     assert response.status_code == 200
     assert response.json()["count"] == 4
+
+
+@pytest.mark.parametrize("path", ["/runs/", "/imports/{imp}/runs/"])
+def test_a_list_of_runs_reads_only_the_columns_it_shows_in_one_query(alice, history, path):
+    # Given runs with long row errors, of an import with a long description
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    imp, runs, _ = history
+    errors = {"rows": [{"line": n, "reason": "x" * 200} for n in range(100)]}
+    for run in runs.values():
+        run.error_details = errors
+        run.save(update_fields=["error_details"])
+    imp.description = "y" * 5000
+    imp.save(update_fields=["description"])
+    client = client_for(alice)
+
+    # When a list of runs is asked for
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(API + path.format(imp=imp.pk))
+
+    # Then the rows come with their import's name and who triggered them, in one query that
+    # leaves out the row errors and the rest of the import; the detail still shows the errors
+    assert response.status_code == 200, response.json()
+    shown = response.json()["results"]
+    names = {run["import_id"]: run["import_name"] for run in shown}
+    assert names[imp.pk] == "products" and len(shown) >= 4
+    assert "error_details" not in shown[0]
+    selects = [q["sql"] for q in queries.captured_queries if '"schedules_importrun"' in q["sql"]
+               and "COUNT(" not in q["sql"]]  # fmt: skip
+    assert len(selects) == 1, selects
+    assert "error_details" not in selects[0]
+    assert '"schedules_scheduledimport"."description"' not in selects[0]
+    detail = client.get(f"{API}/runs/{runs['newest'].pk}/").json()
+    assert len(detail["error_details"]["rows"]) == 100

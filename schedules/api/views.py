@@ -47,6 +47,7 @@ from .serializers import (
     RunSerializer,
     SourceCheckSerializer,
     StatsSerializer,
+    columns_read,
 )
 from .throttles import ManualRunThrottle
 
@@ -63,6 +64,7 @@ def _dry_run(request: Request) -> bool:
 
 
 MAX_STATS_DAYS = 366
+RUN_LIST_COLUMNS = columns_read(RunSerializer)
 
 
 def owned(queryset: QuerySet, request: Request, owner_path: str) -> QuerySet:
@@ -303,8 +305,10 @@ class ImportRunsView(generics.ListAPIView):
 
     def get_queryset(self) -> QuerySet[ImportRun]:
         imp = import_for(self.request, self.kwargs["pk"])
-        return imp.runs.select_related("scheduled_import", "triggered_by").order_by(
-            "-queued_at", "-id"
+        return (
+            imp.runs.select_related("scheduled_import", "triggered_by")
+            .only(*RUN_LIST_COLUMNS)
+            .order_by("-queued_at", "-id")
         )
 
 
@@ -353,6 +357,8 @@ class RunViewSet(NamedNotFound, viewsets.ReadOnlyModelViewSet):
 
     def get_queryset(self) -> QuerySet[ImportRun]:
         queryset = ImportRun.objects.select_related("scheduled_import", "triggered_by")
+        if self.action == "list":
+            queryset = queryset.only(*RUN_LIST_COLUMNS)
         return owned(queryset, self.request, "scheduled_import__owner").order_by(
             "-queued_at", "-id"
         )

@@ -61,7 +61,6 @@ class DateTimeField(serializers.DateTimeField):
 # each row to find the readable ones. (A comment, not a docstring: the schema would show it as
 # the description of every serializer that has none of its own.)
 class ModelSerializer(serializers.ModelSerializer):
-
     serializer_field_mapping = {
         **serializers.ModelSerializer.serializer_field_mapping,
         models.DateTimeField: DateTimeField,

@@ -307,7 +307,7 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     # `Authorization: Token <key>` or `Bearer <key>` (SPEC section 5), the same knox tokens.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "knox.auth.TokenAuthentication",
+        "schedules.api.authentication.TokenAuthentication",
         "schedules.api.authentication.BearerTokenAuthentication",
     ],
 }

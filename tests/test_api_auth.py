@@ -131,3 +131,34 @@ def test_a_form_encoded_login_gets_a_token(alice):
     # Then she gets a token, as with a JSON body
     assert response.status_code == 201, response.json()
     assert response.json()["username"] == "alice"
+
+
+@pytest.mark.parametrize("scheme", ["Token", "Bearer"])
+def test_a_request_reads_its_token_alone_however_many_the_user_holds(alice, scheme):
+    # Given alice holds 50 tokens (one per script), one of them expired
+    from datetime import timedelta
+
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+    from django.utils import timezone
+
+    for _ in range(49):
+        AuthToken.objects.create(user=alice, expiry=None)
+    _, expired = AuthToken.objects.create(user=alice, expiry=timedelta(hours=1))
+    AuthToken.objects.filter(expiry__isnull=False).update(expiry=timezone.now() - timedelta(1))
+    _, token = AuthToken.objects.create(user=alice, expiry=None)
+
+    # When she calls the API with one of them
+    client = APIClient(HTTP_AUTHORIZATION=f"{scheme} {token}")
+    with CaptureQueriesContext(connection) as queries:
+        response = client.get(f"{API}/me")
+
+    # Then one query reads that token with its user, and none reads her other tokens
+    assert response.status_code == 200
+    token_reads = [q["sql"] for q in queries.captured_queries if "knox_authtoken" in q["sql"]]
+    assert len(token_reads) == 1, token_reads
+    assert '"knox_authtoken"."token_key" =' in token_reads[0]
+    # And the expired one is refused, and deleted when presented
+    refused = APIClient(HTTP_AUTHORIZATION=f"{scheme} {expired}").get(f"{API}/me")
+    assert refused.status_code == 401
+    assert AuthToken.objects.filter(user=alice).count() == 50

@@ -8,6 +8,7 @@ sent as `Authorization: Token <key>` or, as OAuth-style clients do, `Bearer <key
 from __future__ import annotations
 
 from django.contrib.auth import authenticate
+from drf_spectacular.contrib.knox_auth_token import KnoxTokenScheme
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.plumbing import build_bearer_security_scheme_object
 from drf_spectacular.utils import OpenApiResponse, extend_schema
@@ -20,10 +21,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from .authentication import BearerTokenAuthentication
+from .authentication import BearerTokenAuthentication, TokenAuthentication
 from .parsers import JSONParser
 from .serializers import LoginSerializer, TokenSerializer
 from .throttles import LoginThrottle
+
+
+class TokenScheme(KnoxTokenScheme):
+    """knox's `Token` scheme in the OpenAPI schema, for our subclass of its authentication."""
+
+    target_class = TokenAuthentication
 
 
 class BearerTokenScheme(OpenApiAuthenticationExtension):

@@ -14,6 +14,13 @@ from .models import ScheduledImport
 
 # Below gunicorn's 30 s worker timeout: the page waits for the answer.
 WAIT_SECONDS = 20
+# What a check reads of an import, saved or not: what the API sends for one not saved yet, and
+# all the worker builds it from (tasks.source_check).
+CHECK_FIELDS = (
+    "source_url", "source_member", "delimiter", "encoding", "has_header", "key_column", "columns",
+    # An import being edited brings its saved credential and the host key it pins.
+    "credential_kind", "credential_origin", "credential_secret", "sftp_host_key",
+)  # fmt: skip
 SHOWN_COLUMNS = 15
 
 
@@ -49,9 +56,14 @@ def check_source(imp: ScheduledImport, wait: float = WAIT_SECONDS) -> SourceChec
     return _ask("importbeat.check_source", [imp.pk], wait)
 
 
-def check_unsaved(fields: dict[str, Any], wait: float = WAIT_SECONDS) -> SourceCheck:
+def check_unsaved(imp: ScheduledImport, wait: float = WAIT_SECONDS) -> SourceCheck:
     """An import's source before it is saved (`POST /imports/check`, `?dry_run=true`)."""
-    return _ask("importbeat.check_source_fields", [fields], wait)
+    return _ask("importbeat.check_source_fields", [unsaved_fields(imp)], wait)
+
+
+def unsaved_fields(imp: ScheduledImport) -> dict[str, Any]:
+    """What the worker is given of an import not saved (or an unsaved change of a saved one)."""
+    return {name: getattr(imp, name) for name in CHECK_FIELDS}
 
 
 def _ask(task: str, args: list[Any], wait: float) -> SourceCheck:

@@ -11,6 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 from schedules.models import ScheduledImport, host_key_fingerprint
+from schedules.source_check import CHECK_FIELDS
 
 from . import decompress, fetch
 from .engine import first_record as stage
@@ -21,13 +22,6 @@ PREVIEW_BYTES = 64 * 1024
 PREVIEW_ROWS = 3
 
 
-# What a check needs of an import, saved or not.
-CHECK_FIELDS = (
-    "source_url", "source_member", "delimiter", "encoding", "has_header", "key_column", "columns",
-    # The credential travels encrypted (what Flower shows of the check's arguments), and an
-    # import being edited brings the host key it pins.
-    "credential_kind", "credential_origin", "credential_secret", "sftp_host_key",
-)  # fmt: skip
 DELIMITERS = ",;\t|"
 
 

@@ -216,14 +216,13 @@ def _check_fields(alice, body) -> dict:
     from rest_framework.test import APIRequestFactory
 
     from schedules.api.serializers import ImportSerializer
-    from schedules.api.views import SOURCE_FIELDS
+    from schedules.source_check import unsaved_fields
 
     request = APIRequestFactory().post("/")
     request.user = alice
     serializer = ImportSerializer(data=body, context={"request": request})
     assert serializer.is_valid(), serializer.errors
-    imp = serializer.preview()
-    return {name: getattr(imp, name) for name in SOURCE_FIELDS}
+    return unsaved_fields(serializer.preview())
 
 
 def test_a_source_moved_to_another_server_forgets_the_pinned_host_key(alice, sftp_server):

@@ -160,3 +160,17 @@ def _stored_results(pubsub, ids: list[str], timeout: float = 10) -> dict[str, st
     pubsub.close()
     assert set(found) == set(ids), "the backend published no result of the checks"
     return found
+
+
+def test_an_unsaved_check_says_the_queue_is_unavailable_when_redis_does_not_answer(alice, settings):
+    from project.devservices import free_port
+
+    imp = ScheduledImport(owner=alice, source_url="https://example.com/p.csv", key_column="sku")
+    settings.REDIS_URL = f"redis://127.0.0.1:{free_port()}/0"
+    client.cache_clear()
+    try:
+        answer = check_unsaved(imp, wait=0.5)
+    finally:
+        client.cache_clear()
+
+    assert answer.ok is False and answer.problems == ["the task queue is unavailable; try again"]

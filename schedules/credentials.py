@@ -29,6 +29,8 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
     "password": (("sftp",), ("password",), ()),
     "private_key": (("sftp",), ("private_key",), ("passphrase",)),
 }
+# The parts no surface may show: a username or a header's name is not secret.
+SECRET_PARTS = ("password", "token", "value", "private_key", "passphrase")
 KIND_CHOICES = [(kind, kind.replace("_", " ")) for kind in KINDS]
 # RFC 9110 field-name token; headers that frame the request are requests' to set, not ours.
 HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,100}$")
@@ -72,6 +74,18 @@ def decrypt(token: str) -> dict[str, str]:
             "a saved credential cannot be decrypted with any IMPORTBEAT_ENCRYPTION_KEY "
             "(was a key removed before `manage.py rotate_credentials` ran?)"
         ) from None
+
+
+def secrets_of(token: str) -> list[str]:
+    """What must never be shown of the credential `token` holds: the token itself and its
+    secret parts (the token alone when no configured key opens it)."""
+    if not token:
+        return []
+    try:
+        credential = decrypt(token)
+    except (ImproperlyConfigured, ValidationError):
+        return [token]
+    return [token, *(credential[part] for part in SECRET_PARTS if credential.get(part))]
 
 
 def rotate(token: str) -> str:

@@ -9,12 +9,22 @@ from typing import Any
 from celery import current_app
 from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import OperationalError
+from redis.exceptions import RedisError
 
+from . import unsaved_checks
 from .models import ScheduledImport
 
 # Below gunicorn's 30 s worker timeout: the page waits for the answer.
 WAIT_SECONDS = 20
+# What a check reads of an import, saved or not: what the API sends for one not saved yet, and
+# all the worker builds it from (tasks.source_check).
+CHECK_FIELDS = (
+    "source_url", "source_member", "delimiter", "encoding", "has_header", "key_column", "columns",
+    # An import being edited brings its saved credential and the host key it pins.
+    "credential_kind", "credential_origin", "credential_secret", "sftp_host_key",
+)  # fmt: skip
 SHOWN_COLUMNS = 15
+QUEUE_UNAVAILABLE = "the task queue is unavailable; try again"
 
 
 @dataclass
@@ -49,16 +59,27 @@ def check_source(imp: ScheduledImport, wait: float = WAIT_SECONDS) -> SourceChec
     return _ask("importbeat.check_source", [imp.pk], wait)
 
 
-def check_unsaved(fields: dict[str, Any], wait: float = WAIT_SECONDS) -> SourceCheck:
-    """An import's source before it is saved (`POST /imports/check`, `?dry_run=true`)."""
-    return _ask("importbeat.check_source_fields", [fields], wait)
+def check_unsaved(imp: ScheduledImport, wait: float = WAIT_SECONDS) -> SourceCheck:
+    """An import's source before it is saved (`POST /imports/check`, `?dry_run=true`). The
+    task is given a key to the fields, not the fields: they hold the credential
+    (schedules.unsaved_checks)."""
+    try:
+        key = unsaved_checks.put(unsaved_fields(imp), wait)
+    except (RedisError, OSError):
+        return SourceCheck(ok=False, problems=[QUEUE_UNAVAILABLE])
+    return _ask("importbeat.check_source_fields", [key], wait)
+
+
+def unsaved_fields(imp: ScheduledImport) -> dict[str, Any]:
+    """What the worker is given of an import not saved (or an unsaved change of a saved one)."""
+    return {name: getattr(imp, name) for name in CHECK_FIELDS}
 
 
 def _ask(task: str, args: list[Any], wait: float) -> SourceCheck:
     try:
         result = current_app.send_task(task, args=args)
     except OperationalError:
-        return SourceCheck(ok=False, problems=["the task queue is unavailable; try again"])
+        return SourceCheck(ok=False, problems=[QUEUE_UNAVAILABLE])
     try:
         answer = result.get(timeout=wait, propagate=False)
         if not result.successful():

@@ -10,7 +10,9 @@ import io
 from dataclasses import replace
 from typing import Any
 
+from schedules import credentials, unsaved_checks
 from schedules.models import ScheduledImport, host_key_fingerprint
+from schedules.source_check import CHECK_FIELDS
 
 from . import decompress, fetch
 from .engine import first_record as stage
@@ -21,14 +23,9 @@ PREVIEW_BYTES = 64 * 1024
 PREVIEW_ROWS = 3
 
 
-# What a check needs of an import, saved or not.
-CHECK_FIELDS = (
-    "source_url", "source_member", "delimiter", "encoding", "has_header", "key_column", "columns",
-    # The credential travels encrypted (what Flower shows of the check's arguments), and an
-    # import being edited brings the host key it pins.
-    "credential_kind", "credential_origin", "credential_secret", "sftp_host_key",
-)  # fmt: skip
 DELIMITERS = ",;\t|"
+EXPIRED = "the check expired before a worker took it; try again"
+HIDDEN = "[hidden]"
 
 
 def check_source(import_id: int) -> dict[str, Any]:
@@ -39,14 +36,26 @@ def check_source(import_id: int) -> dict[str, Any]:
     return inspect_source(imp)
 
 
-def check_fields(fields: dict[str, Any]) -> dict[str, Any]:
-    """An import not saved yet (`POST /imports/check`, `?dry_run=true`): the same check."""
+def check_fields(key: str) -> dict[str, Any]:
+    """An import not saved yet (`POST /imports/check`, `?dry_run=true`): the same check, of the
+    fields its caller left under `key` (schedules.unsaved_checks), taken once."""
+    fields = unsaved_checks.take(key)
+    if fields is None:
+        return _refused(EXPIRED)
     return inspect_source(ScheduledImport(**{k: v for k, v in fields.items() if k in CHECK_FIELDS}))
 
 
 def inspect_source(imp: ScheduledImport) -> dict[str, Any]:
     """{"ok", "columns", "rows" (the first few), "bytes_total", "key_column_found",
-    "missing_required_columns", "problems", "suggestions"}: what a run would find."""
+    "missing_required_columns", "problems", "suggestions"}: what a run would find.
+
+    The answer is a task's result (kept by the result backend, shown by Flower, logged by the
+    worker): no secret of the import's credential is in it, even where the source repeats one
+    (a server that writes the request's headers into the file)."""
+    return _hiding(credentials.secrets_of(imp.credential_secret), _inspect(imp))
+
+
+def _inspect(imp: ScheduledImport) -> dict[str, Any]:
     shown: dict[str, str] = {}
     try:
         options = _options(imp, shown)
@@ -107,6 +116,20 @@ def _options(imp: ScheduledImport, shown: dict[str, str]) -> SourceOptions:
     if imp.sftp_host_key:
         shown["host_key_fingerprint"] = host_key_fingerprint(imp.sftp_host_key)
     return replace(options, pin_host_key=pin)
+
+
+def _hiding(secrets: list[str], answer: Any) -> Any:
+    """`answer` with every secret in its texts replaced (the longest first, so that no part of
+    one is left where it held another)."""
+    if isinstance(answer, str):
+        for secret in sorted(secrets, key=len, reverse=True):
+            answer = answer.replace(secret, HIDDEN)
+        return answer
+    if isinstance(answer, dict):
+        return {name: _hiding(secrets, value) for name, value in answer.items()}
+    if isinstance(answer, list):
+        return [_hiding(secrets, item) for item in answer]
+    return answer
 
 
 def _guess_delimiter(head: bytes, imp: ScheduledImport) -> str | None:

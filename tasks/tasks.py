@@ -79,9 +79,10 @@ def check_source(import_id: int) -> dict:
 
 
 @shared_task(name="importbeat.check_source_fields", soft_time_limit=25, time_limit=30)
-def check_source_fields(fields: dict) -> dict:
-    """`POST /imports/check` and `?dry_run=true`: an import not saved yet, checked the same way."""
-    return source_check.check_fields(fields)
+def check_source_fields(key: str) -> dict:
+    """`POST /imports/check` and `?dry_run=true`: an import not saved yet, checked the same way.
+    `key` names its fields in Redis, so that no credential is among the task's arguments."""
+    return source_check.check_fields(key)
 
 
 @shared_task(

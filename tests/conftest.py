@@ -114,12 +114,13 @@ class CsvServer:
             def do_GET(self) -> None:
                 path = urllib.parse.urlsplit(self.path).path
                 hits[path] = hits.get(path, 0) + 1
+                # Kept first, so that a route computed per request can read its headers.
+                requests.append((path, dict(self.headers)))
                 route = routes.get(path)
                 if callable(route):
                     route = route()
                 if route is None:
                     route = Route(b"not found", 404)
-                requests.append((path, dict(self.headers)))
                 if route.not_modified(self.headers):
                     self.send_response(304)
                     if route.etag:

@@ -8,6 +8,7 @@ import zlib
 
 import pytest
 
+from schedules import unsaved_checks
 from schedules.models import Record
 from tasks import fetch, source_check
 from tasks.errors import PermanentImportError
@@ -144,17 +145,22 @@ def test_a_damaged_gzip_fails_in_plain_words(alice, csv_server):
     assert "the gzip file is damaged" in run_now(garbled).error_message
 
 
+def _check(fields: dict) -> dict:
+    """The worker's check of an unsaved import with `fields` (left in Redis as the API does)."""
+    return source_check.check_fields(unsaved_checks.put(fields, wait=10))
+
+
 def test_check_before_save_reads_compressed_and_drop_folder_sources(alice, csv_server, drop):
     put(drop / "products.zip", zipped({"a.csv": "sku,x\n1,2\n", "products.csv": PRODUCTS_CSV}))
     gz = csv_server.serve("/products.csv.gz", gzipped(PRODUCTS_CSV))
     fields = {"delimiter": ",", "encoding": "utf-8", "has_header": True, "key_column": "sku"}
 
-    over_http = source_check.check_fields({"source_url": gz, **fields})
-    several = source_check.check_fields({"source_url": f"file://{drop}/products.zip", **fields})
-    named = source_check.check_fields(
+    over_http = _check({"source_url": gz, **fields})
+    several = _check({"source_url": f"file://{drop}/products.zip", **fields})
+    named = _check(
         {"source_url": f"file://{drop}/products.zip", "source_member": "products.csv", **fields}
     )
-    outside = source_check.check_fields({"source_url": "file:///etc/passwd", **fields})
+    outside = _check({"source_url": "file:///etc/passwd", **fields})
 
     assert over_http["ok"] and over_http["columns"] == ["sku", "name", "price"]
     assert over_http["rows"][0] == ["A-1", "Anvil", "10.50"]

@@ -5,6 +5,7 @@ build context as that implementation's docker-py cuts it by `.dockerignore`."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -61,6 +62,33 @@ def test_the_first_admin_is_created_by_the_migrate_service_from_the_environment(
     assert migrate["environment"]["DJANGO_SUPERUSER_USERNAME"] == "ops"
     # Only the one-off service sees the admin's password.
     assert "DJANGO_SUPERUSER_PASSWORD" not in services["web"]["environment"]
+
+
+def test_the_drop_folder_is_mounted_where_import_drop_dirs_points_in_web_and_workers():
+    config = yaml.safe_load(compose_config(**REQUIRED).stdout)
+    services = config["services"]
+
+    # Workers read the folder and move imported files to processed/; web checks a source's
+    # path and links when it is saved, and writes nothing there.
+    for name, writable in (("worker", True), ("web", False)):
+        folders = re.split(r"[,:]", services[name]["environment"]["IMPORT_DROP_DIRS"])
+        mounted = mounts(services[name])
+        for folder in folders:
+            assert folder in mounted, f"{folder} is not mounted in {name}"
+            assert mounted[folder] == ("drop-folder", not writable), name
+    assert "drop-folder" in config["volumes"]
+
+
+def mounts(service: dict) -> dict[str, tuple[str, bool]]:
+    """target -> (source, read-only) of a service's volumes, in the short or the long syntax."""
+    found = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, str):
+            source, target, *mode = volume.split(":")
+            found[target] = (source, mode == ["ro"])
+        else:
+            found[volume["target"]] = (volume["source"], bool(volume.get("read_only")))
+    return found
 
 
 def test_docker_compose_refuses_to_start_without_the_secret_key_and_flower_credentials():

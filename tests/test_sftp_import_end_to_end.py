@@ -44,7 +44,7 @@ def test_an_sftp_import_runs_on_schedule_and_no_credential_leaks(alice, sftp_ser
     flower = start_flower(processes, AUTH)
 
     # When beat fires the SFTP import, alice runs the HTTP one and checks an SFTP source
-    # before saving it (a worker fetches it, with the credential in the task's arguments)
+    # before saving it (a worker fetches it; its task names only where the fields wait)
     scheduled = wait_for(
         lambda: ImportRun.objects.filter(
             scheduled_import=sftp, trigger="schedule", status="succeeded"

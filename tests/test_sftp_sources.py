@@ -202,7 +202,7 @@ def test_the_check_before_save_shows_the_host_key_and_the_first_rows(alice, sftp
     # When alice checks it (a worker answers: here, eagerly in-process)
     from tasks import source_check
 
-    result = source_check.check_fields(_check_fields(alice, body))
+    result = source_check.check_fields(_check_key(alice, body))
 
     # Then the answer shows the server's key, the file a run would take, and the rows
     assert result["ok"], result
@@ -211,19 +211,20 @@ def test_the_check_before_save_shows_the_host_key_and_the_first_rows(alice, sftp
     assert result["rows"][0] == ["A-1", "Anvil", "10.50"]
 
 
-def _check_fields(alice, body) -> dict:
-    """What `POST /imports/check` sends the worker for `body` (schedules.api.views._check)."""
+def _check_key(alice, body) -> str:
+    """What `POST /imports/check` sends the worker for `body` (schedules.api.views._check): the
+    key its fields wait under."""
     from rest_framework.test import APIRequestFactory
 
+    from schedules import unsaved_checks
     from schedules.api.serializers import ImportSerializer
-    from schedules.api.views import SOURCE_FIELDS
+    from schedules.source_check import unsaved_fields
 
     request = APIRequestFactory().post("/")
     request.user = alice
     serializer = ImportSerializer(data=body, context={"request": request})
     assert serializer.is_valid(), serializer.errors
-    imp = serializer.preview()
-    return {name: getattr(imp, name) for name in SOURCE_FIELDS}
+    return unsaved_checks.put(unsaved_fields(serializer.preview()), wait=10)
 
 
 def test_a_source_moved_to_another_server_forgets_the_pinned_host_key(alice, sftp_server):

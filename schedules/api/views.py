@@ -51,12 +51,6 @@ from .serializers import (
 )
 from .throttles import ManualRunThrottle
 
-# What a source check reads of an import (tasks.source_check.CHECK_FIELDS).
-SOURCE_FIELDS = (
-    "source_url", "source_member", "delimiter", "encoding", "has_header", "key_column", "columns",
-    "credential_kind", "credential_origin", "credential_secret", "sftp_host_key",
-)  # fmt: skip
-
 
 def _dry_run(request: Request) -> bool:
     """`?dry_run=true` on create and update: check the source, save nothing."""
@@ -202,9 +196,7 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
         return self._check(serializer)
 
     def _check(self, serializer: ImportSerializer) -> Response:
-        imp = serializer.preview()
-        fields = {name: getattr(imp, name) for name in SOURCE_FIELDS}
-        result = source_check.check_unsaved(fields)
+        result = source_check.check_unsaved(serializer.preview())
         return Response(SourceCheckSerializer(asdict(result)).data)
 
     def _status_change(self, change) -> Response:

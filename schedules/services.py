@@ -30,7 +30,7 @@ from django.db.models import F, ProtectedError, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from . import alerts, history, notifications
+from . import alerts, history, notifications, processed_files
 from .models import Dataset, ImportRun, NotificationDefaults, Record, ScheduledImport
 
 logger = logging.getLogger("importbeat.runs")
@@ -183,9 +183,14 @@ def cancel_import(imp: ScheduledImport) -> ScheduledImport:
     backoff is not another chance to run (a running attempt finishes)."""
     with transaction.atomic():
         _set_status(imp, ScheduledImport.Status.CANCELLED)
+        waiting = imp.runs.filter(status__in=WAITING_STATUSES)
+        # A retry of a run whose rows committed (it failed after its merge) is over already:
+        # it ends as its rows did, its file filed away (finish_run), not cancelled.
+        for run in waiting.filter(rows_committed_at__isnull=False).select_for_update():
+            finish_run(run, ImportRun.Status.CANCELLED, error="cancelled with its import")
         # A worker's claim is a conditional UPDATE of the same rows: it waits for this one and
         # then finds them no longer waiting.
-        imp.runs.filter(status__in=WAITING_STATUSES).update(
+        waiting.filter(rows_committed_at__isnull=True).update(
             status=ImportRun.Status.CANCELLED,
             finished_at=timezone.now(),
             error_message="cancelled with its import",
@@ -710,10 +715,11 @@ def finish_run(
     Retried on a fresh connection when the database connection fails (unless a caller's
     transaction is open: then the caller's own retry applies). A run already finished (a try
     whose commit went through but whose answer was lost) is left as it is. A run whose rows
-    committed is finished from the counts stored with them, never failed. `traceback` (an
-    unexpected error's) is kept in `error_details` for staff. The notes on `run` (RUN_NOTES:
-    the step it reached, its progress, its file) are written with its end. `run` is updated
-    in place.
+    committed is finished from the counts stored with them, never failed; a good run's
+    drop-folder file moves to processed/ once its end is committed (schedules.processed_files).
+    `traceback` (an unexpected error's) is kept in `error_details` for staff. The notes on
+    `run` (RUN_NOTES: the step it reached, its progress, its file) are written with its end.
+    `run` is updated in place.
     """
     notes = run_notes(run)
     if db_connection.in_atomic_block:
@@ -778,6 +784,10 @@ def _finish_once(
         apply_outcome(imp, run)
         alerts.on_run_finished(imp, run)
         notifications.on_run_finished(imp, run)
+        if run.status in GOOD_STATUSES:
+            # Whichever path ends the run, after the commit that ends it (the caller's, when
+            # its transaction is open), and once: a run already finished returned above.
+            transaction.on_commit(lambda: processed_files.move_processed(imp, run), robust=True)
     logger.info(
         "run finished import=%s run=%s status=%s read=%s inserted=%s updated=%s unchanged=%s "
         "deleted=%s failed=%s duration_ms=%s",

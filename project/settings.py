@@ -261,8 +261,8 @@ BEAT_LEADER_LEASE_SECONDS = env.int("BEAT_LEADER_LEASE_SECONDS", default=30)
 # left pending) and the reconciliation (lost run messages, ticks without a run).
 MAINTENANCE_INTERVAL_SECONDS = env.int("MAINTENANCE_INTERVAL_SECONDS", default=60)
 # A notification still pending this long is sent again by the sweep (its message was lost, or
-# the broker was down when its run finished). A run's lost message is reconciliation's, which
-# asks the broker first (MISSED_TICK_GRACE_SECONDS).
+# the broker was down when its run finished); a waiting run's message a worker still holds this
+# long after it was due is counted lost by reconciliation (its worker was killed outright).
 STALE_QUEUED_SECONDS = env.int("STALE_QUEUED_SECONDS", default=1800)
 # A tick dispatched later than this after it was due is a missed tick (beat was down or
 # stalled): it is counted, its import is late, and the import's `catchup` policy decides whether

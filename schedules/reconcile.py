@@ -63,8 +63,11 @@ def recover_lost_messages(now: datetime, grace: timedelta) -> tuple[int, int]:
     The one recovery of lost run messages, `queued` and `retrying` alike. A retrying run's
     message is its retry, sent with a countdown: a worker holds it, unacknowledged, until it is
     due, and pending_task_ids sees it there; the run counts as untouched from the end of that
-    countdown (services.mark_retrying). A message the broker refused is marked so that the next
-    pass takes it (services.send_again_at_next_reconcile).
+    countdown (services.mark_retrying). A message held STALE_QUEUED_SECONDS past its due time
+    is counted lost: its worker was killed outright (a live one would have run it), and Redis
+    would give it back only after its visibility timeout; should it come back, the claim and
+    the lease let one delivery through. A message the broker refused is marked so that the
+    next pass takes it (services.send_again_at_next_reconcile).
     """
     before = now - grace
     waiting = list(
@@ -75,7 +78,9 @@ def recover_lost_messages(now: datetime, grace: timedelta) -> tuple[int, int]:
     )
     if not waiting:
         return 0, 0
-    pending = broker.pending_task_ids()
+    # A message held by a worker this long past its due time is presumed lost with its worker.
+    held_due_before = now - timedelta(seconds=settings.STALE_QUEUED_SECONDS)
+    pending = broker.pending_task_ids(held_due_before.timestamp())
     if pending is None:
         # Without the broker's answer a waiting message looks like a lost one: sending it again
         # would duplicate every message of a long queue. The next pass asks again.

@@ -2,11 +2,12 @@
 recovery of lost run messages, retries included: a lost retry is sent again once (not once by
 the sweep and once more by reconciliation, as when both resent waiting runs), never as a
 missed tick; a retry still waiting in Redis, or held by a worker until it is due, is not sent
-again."""
+again, unless that worker was killed outright and the retry is long overdue."""
 
 from __future__ import annotations
 
 import json
+import signal
 import uuid
 from datetime import timedelta
 
@@ -48,11 +49,16 @@ def held_copies(task_id: str) -> int:
 
 
 def drop_messages(task_id: str) -> None:
+    """Remove this task's messages, waiting or held (by a worker gone since)."""
     queue = app.conf.task_default_queue
     for key in broker.queue_keys(queue):
         for raw in client().lrange(key, 0, -1):
             if json.loads(raw)["headers"]["id"] == task_id:
                 client().lrem(key, 0, raw)
+    for tag, raw in client().hgetall(broker.UNACKED_KEY).items():
+        if json.loads(raw)[0]["headers"]["id"] == task_id:
+            client().hdel(broker.UNACKED_KEY, tag)
+            client().zrem(broker.UNACKED_INDEX_KEY, tag)
 
 
 def retrying_run(owner, *, countdown_ended_s: float) -> ImportRun:
@@ -121,11 +127,13 @@ def test_a_retry_waiting_for_its_countdown_in_redis_is_not_sent_again(alice):
 
 
 @pytest.mark.processes
-def test_a_retry_a_worker_holds_until_it_is_due_is_not_sent_again(alice, processes):
+def test_a_retry_held_by_a_live_worker_is_left_and_one_held_by_a_killed_worker_comes_back(
+    alice, processes
+):
     # Given a worker holding a retrying run's retry, due in ten minutes (a message with an ETA
     # is taken at once and kept, unacknowledged, until it is due)
     run = retrying_run(alice, countdown_ended_s=-600)
-    processes.start("worker", **FAST)
+    worker = processes.start("worker", **FAST)
     args, kwargs, _ = services.run_message(run)
     app.send_task(
         services.EXECUTE_RUN, args=args, kwargs=kwargs, task_id=run.celery_task_id, countdown=600
@@ -135,13 +143,23 @@ def test_a_retry_a_worker_holds_until_it_is_due_is_not_sent_again(alice, process
         30,
         what="the worker to take the retry\n" + processes.logs(),
     )
+    try:
+        # When reconciliation runs after the countdown, the worker still holding the message
+        result = reconcile.reconcile(now=timezone.now() + timedelta(minutes=20))
 
-    # When reconciliation runs after the countdown (the worker still holds the message)
-    result = reconcile.reconcile(now=timezone.now() + timedelta(hours=1))
+        # Then the held message is not sent again
+        assert result["resent"] == 0
+        assert waiting_copies(run.celery_task_id) == 0
 
-    # Then the held message is not sent again
-    assert result["resent"] == 0
-    assert waiting_copies(run.celery_task_id) == 0
-    assert held_copies(run.celery_task_id) == 1
-    processes.stop_all()
-    drop_messages(run.celery_task_id)
+        # When the worker is killed outright (Redis keeps its message for the visibility
+        # timeout, hours), and reconciliation runs STALE_QUEUED_SECONDS after the retry was due
+        processes.stop(worker, sig=signal.SIGKILL)
+        assert held_copies(run.celery_task_id) == 1
+        overdue = timedelta(seconds=600 + settings.STALE_QUEUED_SECONDS + 60)
+        result = reconcile.reconcile(now=timezone.now() + overdue)
+
+        # Then the retry is sent again, once
+        assert result["resent"] == 1
+        assert waiting_copies(run.celery_task_id) == 1
+    finally:
+        drop_messages(run.celery_task_id)

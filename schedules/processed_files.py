@@ -4,8 +4,9 @@ that the next tick of a glob import takes the next delivery instead of the same 
 services.finish_run calls this once its end of a good run (`succeeded` or `partial`) has
 committed, whichever path ends the run: the worker's own finish, a redelivery or the sweep
 finishing a run whose rows committed before its worker was lost, a time limit or a failure
-after the commit, a cancel that came too late. Only the call that ends the run gets here, so a
-file is moved at most once (a file delivered later under the same name stays for its own run).
+after the commit, the cancel of a retry whose rows had committed (it ends as they did). Only
+the call that ends the run gets here, so a file is moved at most once (a file delivered later
+under the same name stays for its own run).
 """
 
 from __future__ import annotations

@@ -257,15 +257,18 @@ RUN_LEASE_SECONDS = env.int("RUN_LEASE_SECONDS", default=60)
 # Only the beat holding this lease dispatches; a standby takes over this long after the leader
 # stopped renewing it (a crash), at once after a clean stop.
 BEAT_LEADER_LEASE_SECONDS = env.int("BEAT_LEADER_LEASE_SECONDS", default=30)
-# How often beat runs the maintenance sweep (runs left `running` by dead workers, lost messages).
+# How often beat runs the maintenance sweep (runs left `running` by dead workers, notifications
+# left pending) and the reconciliation (lost run messages, ticks without a run).
 MAINTENANCE_INTERVAL_SECONDS = env.int("MAINTENANCE_INTERVAL_SECONDS", default=60)
-# A queued run whose message was lost (a Redis restart without persistence) is sent again after
-# this long; a duplicate message is harmless, the claim lets one through.
+# A notification still pending this long is sent again by the sweep (its message was lost, or
+# the broker was down when its run finished); a waiting run's message a worker still holds this
+# long after it was due is counted lost by reconciliation (its worker was killed outright).
 STALE_QUEUED_SECONDS = env.int("STALE_QUEUED_SECONDS", default=1800)
 # A tick dispatched later than this after it was due is a missed tick (beat was down or
 # stalled): it is counted, its import is late, and the import's `catchup` policy decides whether
 # it still runs. A scheduled run whose message is gone from the broker this long after its tick
-# is a missed tick too (schedules.reconcile).
+# is a missed tick too, and a waiting run's message gone this long is sent again
+# (schedules.reconcile).
 MISSED_TICK_GRACE_SECONDS = env.int("MISSED_TICK_GRACE_SECONDS", default=60)
 # Beat takes due imports in batches of this many, one transaction each (runs created, next
 # ticks advanced), and then publishes their messages in one pipelined round trip.

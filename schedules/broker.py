@@ -2,23 +2,27 @@
 by a worker. The one module that knows kombu's Redis layout (a list per queue and priority step,
 the `unacked` hash).
 
-Reconciliation asks before it calls a queued run's message lost: a run may wait in a long
-queue for an hour, legitimately. Only the Redis transport (SPEC: the broker is Redis) can be
-read like this; for any other broker, or a queue too long to read cheaply, the answer is None
-("cannot tell") and nothing is declared lost.
+Reconciliation asks before it calls a waiting run's message lost: a run may wait in a long
+queue for an hour, legitimately, and a retry is held by a worker until its countdown ends. Only
+the Redis transport (SPEC: the broker is Redis) can be read like this; for any other broker, or
+a queue too long to read cheaply, the answer is None ("cannot tell") and nothing is declared
+lost.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 
 logger = logging.getLogger("importbeat.reconcile")
 
 # Longer queues are a backlog, which explains any wait by itself.
 MAX_READ = 20_000
-# kombu's Redis transport keeps delivered, unacknowledged messages in this hash ...
+# kombu's Redis transport keeps delivered, unacknowledged messages in this hash, with the time
+# each was delivered in this sorted set ...
 UNACKED_KEY = "unacked"
+UNACKED_INDEX_KEY = "unacked_index"
 # ... and a queue's messages of priority 0 under the queue's name, the other priority steps
 # under the name, a separator and the step.
 PRIORITY_SEPARATOR = "\x06\x16"
@@ -51,7 +55,16 @@ def queue_depth() -> dict[str, int | None]:
         return {queue: None}
 
 
-def pending_task_ids() -> set[str] | None:
+def pending_task_ids(held_due_before: float | None = None) -> set[str] | None:
+    """The task ids of the messages waiting in a queue or held by a worker; None when the
+    broker cannot be read (or its queues are too long to read cheaply).
+
+    A worker holds a message, unacknowledged, from its delivery until its task ends, and one
+    with an ETA (a retry's countdown) until it is due as well. With `held_due_before` (a Unix
+    time), a held message due (delivered, or its ETA) before then is left out: a live worker
+    would have run it long ago, so its worker is presumed dead, and kombu hands such a message
+    back only after the visibility timeout, hours later.
+    """
     import redis
 
     from project.celery import app
@@ -63,18 +76,38 @@ def pending_task_ids() -> set[str] | None:
     queues = list(app.amqp.queues) or [app.conf.task_default_queue]
     keys = [key for queue in queues for key in queue_keys(queue)]
     try:
-        if sum(client.llen(key) for key in keys) > MAX_READ:
+        if sum(client.llen(key) for key in keys) + client.hlen(UNACKED_KEY) > MAX_READ:
             return None
         raw = [item for key in keys for item in client.lrange(key, 0, -1)]
-        held = client.hvals(UNACKED_KEY)
+        held = client.hgetall(UNACKED_KEY)
+        delivered = dict(client.zrange(UNACKED_INDEX_KEY, 0, -1, withscores=True))
     except redis.RedisError as error:
         logger.warning("cannot read the broker's queues: %s", error)
         return None
     ids = {_task_id(json.loads(item)) for item in raw}
-    # An unacked entry is [message, exchange, routing key].
-    ids |= {_task_id(json.loads(item)[0]) for item in held}
+    for tag, item in held.items():
+        # An unacked entry is [message, exchange, routing key].
+        message = json.loads(item)[0]
+        if held_due_before is None or _due(message, delivered.get(tag)) >= held_due_before:
+            ids.add(_task_id(message))
     ids.discard("")
     return ids
+
+
+def _due(message: dict, delivered: float | None) -> float:
+    """When a held message was due to run: its ETA, or its delivery when it is later (a
+    message missing from the index was delivered just now)."""
+    due = delivered if delivered is not None else float("inf")
+    eta = (message.get("headers") or {}).get("eta")
+    if eta:
+        try:
+            when = datetime.fromisoformat(eta)
+        except ValueError:
+            return due
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        due = max(due, when.timestamp())
+    return due
 
 
 def _task_id(message: dict) -> str:

@@ -2,12 +2,16 @@
 
 Two checks, each bounded in cost by what happened since the last pass:
 
-- Runs whose message is gone. A queued run, not touched for the grace period, whose message
-  is neither waiting in the broker nor held by a worker (schedules.broker), was lost on the
-  way: beat died between its commit and its publish, a message was deleted from Redis, a
-  broker restarted empty. A scheduled run is then a missed tick, handled by its import's
-  `catchup` policy: `coalesce` sends the newest such run of the import again and skips the
-  older ones, `skip` skips them. A manual run is sent again.
+- Runs whose message is gone. A queued or retrying run, not touched for the grace period (a
+  retry counts from the end of its countdown), whose message is neither waiting in the broker
+  nor held by a worker (schedules.broker), was lost on the way: beat died between its commit
+  and its publish, the broker refused it, a message was deleted from Redis, a broker
+  restarted empty. A scheduled run queued before the grace period is then a missed tick,
+  handled by its import's `catchup` policy: `coalesce` sends the newest such run of the import
+  again (as its catch-up run) and skips the older ones, `skip` skips them. A manual run, a
+  retry, or a run whose message was refused within the grace period is sent again. This is
+  the only place that sends a waiting run's message again; when the broker cannot be read,
+  nothing is sent and the pass says so in the log.
 - Ticks without a run. For every active import, the ticks beat has already passed (before
   `next_run_at`), since its last edit or resume and since the previous pass, at most
   RECONCILE_WINDOW_SECONDS back, are compared with the runs that exist. A tick with no run is
@@ -29,7 +33,7 @@ from django.db.models import F, Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from . import broker
+from . import broker, services
 from .models import ImportRun, ScheduledImport
 
 logger = logging.getLogger("importbeat.reconcile")
@@ -54,18 +58,37 @@ def reconcile(now: datetime | None = None) -> dict[str, int]:
 
 
 def recover_lost_messages(now: datetime, grace: timedelta) -> tuple[int, int]:
-    """(runs sent again, scheduled runs given up as missed ticks)."""
+    """(runs sent again, scheduled runs given up as missed ticks).
+
+    The one recovery of lost run messages, `queued` and `retrying` alike. A retrying run's
+    message is its retry, sent with a countdown: a worker holds it, unacknowledged, until it is
+    due, and pending_task_ids sees it there; the run counts as untouched from the end of that
+    countdown (services.mark_retrying). A message held STALE_QUEUED_SECONDS past its due time
+    is counted lost: its worker was killed outright (a live one would have run it), and Redis
+    would give it back only after its visibility timeout; should it come back, the claim and
+    the lease let one delivery through. A message the broker refused is marked so that the
+    next pass takes it (services.send_again_at_next_reconcile).
+    """
     before = now - grace
     waiting = list(
-        ImportRun.objects.filter(status=ImportRun.Status.QUEUED, queued_at__lt=before)
-        .filter(Q(heartbeat_at__isnull=True) | Q(heartbeat_at__lt=before))
+        ImportRun.objects.filter(status__in=services.WAITING_STATUSES)
+        .filter(services.untouched_since(before))
         .select_related("scheduled_import")
         .order_by("scheduled_import_id", "-queued_at")[:BATCH]
     )
     if not waiting:
         return 0, 0
-    pending = broker.pending_task_ids()
+    # A message held by a worker this long past its due time is presumed lost with its worker.
+    held_due_before = now - timedelta(seconds=settings.STALE_QUEUED_SECONDS)
+    pending = broker.pending_task_ids(held_due_before.timestamp())
     if pending is None:
+        # Without the broker's answer a waiting message looks like a lost one: sending it again
+        # would duplicate every message of a long queue. The next pass asks again.
+        logger.warning(
+            "reconcile cannot tell which run messages are lost (the broker's queues cannot be "
+            "read); %s runs waiting past the grace period are left as they are",
+            len(waiting),
+        )
         return 0, 0
     lost = [run for run in waiting if run.celery_task_id not in pending]
     resend: list[ImportRun] = []
@@ -73,47 +96,70 @@ def recover_lost_messages(now: datetime, grace: timedelta) -> tuple[int, int]:
     newest_per_import: set[int] = set()
     for run in lost:  # newest first within each import
         imp = run.scheduled_import
-        if run.scheduled_for is None:
+        if not _is_missed_tick(run, before):
             resend.append(run)
         elif imp.catchup == ScheduledImport.Catchup.COALESCE and imp.pk not in newest_per_import:
             newest_per_import.add(imp.pk)
             resend.append(run)
-            missed.setdefault(imp.pk, [])
         else:
             missed.setdefault(imp.pk, []).append(run)
+    counts: dict[int, int] = {}
     with transaction.atomic():
+        sent: list[ImportRun] = []
         for run in resend:
-            ImportRun.objects.filter(pk=run.pk, status=ImportRun.Status.QUEUED).update(
-                heartbeat_at=now
-            )
+            caught_up = _is_missed_tick(run, before) and run.trigger == ImportRun.Trigger.SCHEDULE
+            if _mark_resent(run, now, caught_up):
+                sent.append(run)
+                counts[run.scheduled_import_id] = counts.get(run.scheduled_import_id, 0) + caught_up
+        resend = sent
         for import_id, runs in missed.items():
             reason = "skipped: a missed tick (its message was lost before a worker took it)"
-            ImportRun.objects.filter(
+            skipped = ImportRun.objects.filter(
                 pk__in=[run.pk for run in runs], status=ImportRun.Status.QUEUED
             ).update(
                 status=ImportRun.Status.SKIPPED, finished_at=now, duration_ms=0,
                 error_message=reason,
             )  # fmt: skip
-            # The resent run of a coalesce import is a missed tick too (it did not run on time),
-            # counted the first time its message is found lost, not at every resend.
-            count = len(runs) + sum(
-                1
-                for run in resend
-                if run.scheduled_import_id == import_id and run.heartbeat_at is None
-            )
+            counts[import_id] = counts.get(import_id, 0) + skipped
+        for import_id, count in counts.items():
             if count:
                 _count_missed(import_id, count, now)
     if resend:
-        from . import services
-
         transaction.on_commit(lambda: services.send_runs(resend), robust=True)
         for run in resend:
             logger.warning(
-                "run message lost, sent again import=%s run=%s tick=%s",
-                run.scheduled_import_id, run.pk, run.scheduled_for,
+                "run message lost, sent again import=%s run=%s status=%s tick=%s",
+                run.scheduled_import_id, run.pk, run.status, run.scheduled_for,
             )  # fmt: skip
-    first_resends = sum(1 for run in resend if run.scheduled_for and run.heartbeat_at is None)
-    return len(resend), sum(len(runs) for runs in missed.values()) + first_resends
+    return len(resend), sum(counts.values())
+
+
+def _is_missed_tick(run: ImportRun, before: datetime) -> bool:
+    """A scheduled run that never started and was queued before the grace period: its tick
+    is missed, and its import's `catchup` decides. A retry is an attempt of a run that started;
+    a run whose message the broker refused within the grace period is simply sent."""
+    return (
+        run.status == ImportRun.Status.QUEUED
+        and run.scheduled_for is not None
+        and run.queued_at < before
+    )
+
+
+def _mark_resent(run: ImportRun, now: datetime, caught_up: bool) -> bool:
+    """Touch the run (the next pass leaves it a grace period) unless it changed since it was
+    read: claimed, or touched by a worker that holds its message (tasks.fairness).
+
+    A scheduled run sent again for its missed tick becomes its import's catch-up run, as beat
+    names the run of a missed tick: the tick is counted once, when that happens, however
+    often its message is lost afterwards.
+    """
+    fields: dict[str, object] = {"heartbeat_at": now}
+    if caught_up:
+        fields["trigger"] = ImportRun.Trigger.CATCHUP
+    touched = ImportRun.objects.filter(
+        pk=run.pk, status=run.status, heartbeat_at=run.heartbeat_at
+    ).update(**fields)
+    return touched == 1
 
 
 # --- ticks without a run ------------------------------------------------------------------------
@@ -189,8 +235,6 @@ def _handle_ticks_without_run(imp: ScheduledImport, missing: list[datetime], now
                 scheduled_for=missing[-1],
                 celery_task_id=str(uuid.uuid4()),
             )
-            from . import services
-
             transaction.on_commit(lambda: services.send_runs([run]), robust=True)
         _count_missed(imp.pk, len(missing), now)
 

@@ -30,7 +30,7 @@ from django.db.models import F, ProtectedError, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from . import alerts, history, notifications
+from . import alerts, history, notifications, processed_files
 from .models import Dataset, ImportRun, NotificationDefaults, Record, ScheduledImport
 
 logger = logging.getLogger("importbeat.runs")
@@ -183,9 +183,14 @@ def cancel_import(imp: ScheduledImport) -> ScheduledImport:
     backoff is not another chance to run (a running attempt finishes)."""
     with transaction.atomic():
         _set_status(imp, ScheduledImport.Status.CANCELLED)
+        waiting = imp.runs.filter(status__in=WAITING_STATUSES)
+        # A retry of a run whose rows committed (it failed after its merge) is over already:
+        # it ends as its rows did, its file filed away (finish_run), not cancelled.
+        for run in waiting.filter(rows_committed_at__isnull=False).select_for_update():
+            finish_run(run, ImportRun.Status.CANCELLED, error="cancelled with its import")
         # A worker's claim is a conditional UPDATE of the same rows: it waits for this one and
         # then finds them no longer waiting.
-        imp.runs.filter(status__in=WAITING_STATUSES).update(
+        waiting.filter(rows_committed_at__isnull=True).update(
             status=ImportRun.Status.CANCELLED,
             finished_at=timezone.now(),
             error_message="cancelled with its import",
@@ -238,7 +243,7 @@ def enqueue_run(
     The message goes to the broker once the run is committed. If the broker refuses it, the
     run is withdrawn (deleted: nothing carries it, and it would block the next trigger with a
     409) and BrokerUnavailable tells the caller to try again later. Should the withdrawal fail
-    too, the run is left for the sweep to send at its next pass (send_run backdated it).
+    too, the run is left for reconciliation to send at its next pass (send_run marked it).
     """
     event = "run retried" if retry_of is not None else "run triggered"
     details = {"retry_of": retry_of.pk} if retry_of is not None else {}
@@ -359,7 +364,7 @@ def dispatch_scheduled_tick(
 
 def run_message(run: ImportRun) -> tuple[list[Any], dict[str, Any], dict[str, Any]]:
     """The args, kwargs and options of a run's execute_run message: one builder for every
-    sender (the API, beat, the sweep), so a run's message is the same whoever sends it.
+    sender (the API, beat, reconciliation), so a run's message is the same whoever sends it.
 
     The kwargs name the import, so Flower's task list says which import a task is; the options
     are the import's time limits (the hard one leaves the soft one time to record the timeout).
@@ -372,9 +377,9 @@ def run_message(run: ImportRun) -> tuple[list[Any], dict[str, Any], dict[str, An
 def send_run(run: ImportRun) -> None:
     """Put the run's message on the broker: the one function that does.
 
-    When the broker cannot take it, the run is marked for the maintenance sweep to send again
-    at its next pass (within MAINTENANCE_INTERVAL_SECONDS of the broker coming back, not
-    STALE_QUEUED_SECONDS), and BrokerUnavailable is raised.
+    When the broker cannot take it, the run is marked for reconciliation to send again at its
+    next pass (within MAINTENANCE_INTERVAL_SECONDS of the broker coming back, not after the
+    grace period), and BrokerUnavailable is raised.
     """
     args, kwargs, options = run_message(run)
     try:
@@ -384,12 +389,13 @@ def send_run(run: ImportRun) -> None:
     except BROKER_ERRORS as error:
         logger.warning("run message not sent import=%s run=%s: %r", run.scheduled_import_id,
                        run.pk, error)  # fmt: skip
-        send_again_at_next_sweep([run.pk])
+        send_again_at_next_reconcile([run.pk])
         raise BrokerUnavailable("the task queue is unavailable") from error
 
 
 def send_run_on_commit(run: ImportRun) -> None:
-    """send_run once the run's row is committed; a broker that is down leaves it to the sweep."""
+    """send_run once the run's row is committed; a broker that is down leaves it to
+    reconciliation."""
 
     def send() -> None:
         with contextlib.suppress(BrokerUnavailable):
@@ -398,10 +404,11 @@ def send_run_on_commit(run: ImportRun) -> None:
     transaction.on_commit(send)
 
 
-def send_again_at_next_sweep(run_ids: list[int]) -> None:
-    """Runs whose message the broker refused: backdate the clock the sweep's stale-message
-    check reads (untouched_since), so its next pass sends them again."""
-    backdated = timezone.now() - timedelta(seconds=settings.STALE_QUEUED_SECONDS + 1)
+def send_again_at_next_reconcile(run_ids: list[int]) -> None:
+    """Runs whose message the broker refused: backdate the clock reconciliation reads
+    (untouched_since) past its grace period, so that its next pass sends them again
+    (schedules.reconcile.recover_lost_messages)."""
+    backdated = timezone.now() - timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS + 1)
     with contextlib.suppress(DatabaseError):
         ImportRun.objects.filter(pk__in=run_ids, status__in=WAITING_STATUSES).update(
             heartbeat_at=backdated
@@ -415,7 +422,7 @@ def send_runs(runs: Sequence[ImportRun]) -> None:
     sender (`app.amqp`), minus what costs most at beat's volume: Celery's per-call option
     resolution and a `task-sent` event per message (a worker's `task-received` tells Flower the
     same a moment later). `send_task` cost about 0.4 ms a message; this, a quarter of it. When
-    the broker cannot take them, the runs are left to the sweep, as `send_run` does.
+    the broker cannot take them, the runs are left to reconciliation, as `send_run` does.
     """
     from celery.utils.nodenames import anon_nodename
 
@@ -437,7 +444,7 @@ def send_runs(runs: Sequence[ImportRun]) -> None:
                 amqp.send_task_message(producer, EXECUTE_RUN, message, declare=declare)
     except BROKER_ERRORS as error:
         logger.warning("run messages not sent runs=%s: %r", len(runs), error)
-        send_again_at_next_sweep([run.pk for run in runs])
+        send_again_at_next_reconcile([run.pk for run in runs])
         raise BrokerUnavailable("the task queue is unavailable") from error
 
 
@@ -587,33 +594,9 @@ def recover_lost_run(run_id: int, stale_before: datetime) -> ImportRun | None:
     return run
 
 
-def resend_stale_run(run_id: int, stale_before: datetime) -> bool:
-    """Send a queued or retrying run's message again when it has waited suspiciously long.
-
-    Its message may have been lost (Redis restarted without persistence). If it was not, the
-    two deliveries meet at the lease and the claim, and one of them runs.
-    """
-    touched = (
-        ImportRun.objects.filter(
-            pk=run_id,
-            status__in=[ImportRun.Status.QUEUED, ImportRun.Status.RETRYING],
-        )
-        .filter(untouched_since(stale_before))
-        .update(heartbeat_at=timezone.now())
-    )
-    if not touched:
-        return False
-    run = ImportRun.objects.select_related("scheduled_import").get(pk=run_id)
-    logger.warning("run message sent again import=%s run=%s", run.scheduled_import_id, run.pk)
-    try:
-        send_run(run)
-    except BrokerUnavailable:
-        return False
-    return True
-
-
 def untouched_since(stale_before: datetime) -> Q:
-    """Runs not touched since `stale_before` (heartbeat, or queued time when never touched)."""
+    """Runs not touched since `stale_before` (heartbeat, or queued time when never touched):
+    a waiting run touched since then is alive (its retry's countdown, a worker that holds it)."""
     return Q(heartbeat_at__lt=stale_before) | Q(
         heartbeat_at__isnull=True, queued_at__lt=stale_before
     )
@@ -660,7 +643,7 @@ def mark_retrying(run: ImportRun, error: str, countdown: float) -> None:
     _record_attempt(run, error, retry_in=countdown)
     run.status = ImportRun.Status.RETRYING
     run.error_message = f"attempt {run.attempts} failed, retrying in {countdown:.0f}s: {error}"
-    # The stale-message check of the sweep counts from here.
+    # Reconciliation looks for a lost retry message only once its countdown is over.
     run.heartbeat_at = timezone.now() + timedelta(seconds=countdown)
     run.save(update_fields=["status", "error_message", "error_details", "heartbeat_at"])
 
@@ -732,10 +715,11 @@ def finish_run(
     Retried on a fresh connection when the database connection fails (unless a caller's
     transaction is open: then the caller's own retry applies). A run already finished (a try
     whose commit went through but whose answer was lost) is left as it is. A run whose rows
-    committed is finished from the counts stored with them, never failed. `traceback` (an
-    unexpected error's) is kept in `error_details` for staff. The notes on `run` (RUN_NOTES:
-    the step it reached, its progress, its file) are written with its end. `run` is updated
-    in place.
+    committed is finished from the counts stored with them, never failed; a good run's
+    drop-folder file moves to processed/ once its end is committed (schedules.processed_files).
+    `traceback` (an unexpected error's) is kept in `error_details` for staff. The notes on
+    `run` (RUN_NOTES: the step it reached, its progress, its file) are written with its end.
+    `run` is updated in place.
     """
     notes = run_notes(run)
     if db_connection.in_atomic_block:
@@ -800,6 +784,10 @@ def _finish_once(
         apply_outcome(imp, run)
         alerts.on_run_finished(imp, run)
         notifications.on_run_finished(imp, run)
+        if run.status in GOOD_STATUSES:
+            # Whichever path ends the run, after the commit that ends it (the caller's, when
+            # its transaction is open), and once: a run already finished returned above.
+            transaction.on_commit(lambda: processed_files.move_processed(imp, run), robust=True)
     logger.info(
         "run finished import=%s run=%s status=%s read=%s inserted=%s updated=%s unchanged=%s "
         "deleted=%s failed=%s duration_ms=%s",

@@ -1,5 +1,5 @@
-"""Read a source from a drop folder (`file:///…` under IMPORT_DROP_DIRS), and file it away in
-`processed/` after a good run.
+"""Read a source from a drop folder (`file:///…` under IMPORT_DROP_DIRS). Filing a file away in
+`processed/` after a good run is schedules.processed_files', whichever path ends the run.
 
 The worker reads the folder from its own disk: every worker machine must see the same folder
 at the same path (a shared mount). What may be read is schedules.drop_folders' rule, checked
@@ -21,18 +21,12 @@ from email.utils import formatdate
 from django.conf import settings
 
 from schedules import drop_folders
-from schedules.models import ImportRun
 
 from .errors import NothingToImport, PermanentImportError, TransientImportError
 from .fetch import CHUNK_BYTES, ByteStream, NotModified, Validators
 from .source_options import SourceOptions
 
 logger = logging.getLogger("importbeat.drop_folder")
-
-PROCESSED = "processed"
-NO_HARD_LINKS = (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP)
-# A run that committed its rows has used its file; one that failed leaves it for the next run.
-PROCESSED_STATUSES = (ImportRun.Status.SUCCEEDED, ImportRun.Status.PARTIAL)
 
 
 @contextmanager
@@ -140,51 +134,3 @@ def _open_error(path: str, error: OSError) -> Exception:
 
 def _words(error: OSError) -> str:
     return (error.strerror or "input/output error").lower()
-
-
-def move_processed(run: ImportRun) -> str:
-    """After a run that committed its rows: move its file to `processed/` beside it (a name
-    taken there gets a suffix). Returns the new path, "" when nothing was moved. Never fails
-    the run, which is finished already: a file that cannot be moved is logged."""
-    imp = run.scheduled_import
-    if not (imp.move_processed and run.source_file and run.status in PROCESSED_STATUSES):
-        return ""
-    if not drop_folders.is_file_url(imp.source_url):
-        return ""
-    source = run.source_file
-    target_folder = os.path.join(os.path.dirname(source), PROCESSED)
-    try:
-        drop_folders.check_inside(source)
-        os.makedirs(target_folder, exist_ok=True)
-        target = _free_name(source, target_folder)
-    except (OSError, drop_folders.Refused) as error:
-        logger.warning("run=%s: %s not moved to %s: %s", run.pk, source, PROCESSED, error)
-        return ""
-    logger.info("run=%s: %s moved to %s", run.pk, source, target)
-    return target
-
-
-def _free_name(source: str, folder: str) -> str:
-    """Move `source` into `folder` under its name, or name-1, name-2, … if that is taken.
-
-    A hard link cannot replace an existing file (rename would, silently), so two workers never
-    overwrite each other's processed files; the original name goes once the link exists.
-    """
-    base = os.path.basename(source)
-    stem, dot, suffix = base.partition(".")
-    for number in range(10_000):
-        name = base if number == 0 else f"{stem}-{number}{dot}{suffix}"
-        target = os.path.join(folder, name)
-        try:
-            os.link(source, target, follow_symlinks=False)
-        except FileExistsError:
-            continue
-        except OSError as error:
-            # A share without hard links (some SMB mounts): rename, after a look first.
-            if error.errno not in NO_HARD_LINKS or os.path.lexists(target):
-                raise
-            os.rename(source, target)
-            return target
-        os.unlink(source)
-        return target
-    raise OSError(errno.EEXIST, f"no free name for {base} in {folder}")

@@ -109,7 +109,7 @@ def _note_waiting(run: ImportRun, busy: int, cap: int) -> None:
         f"at once (MAX_RUNNING_PER_OWNER)"
     )
     logger.info("run waits run=%s owner's runs at the cap (%s)", run.pk, cap)
-    # heartbeat_at: the run is alive and waiting, not a lost message for the sweep to resend.
+    # heartbeat_at: the run is alive and waiting, not a lost message for reconciliation.
     ImportRun.objects.filter(pk=run.pk, status__in=WAITING_STATUSES).update(
         error_message=message, heartbeat_at=timezone.now()
     )

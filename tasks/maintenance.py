@@ -21,16 +21,18 @@ DELETE_BATCH = 5_000
 
 
 def sweep_runs() -> dict[str, int]:
-    """Never leave a run stuck.
+    """Never leave a run stuck: what reconciliation cannot see in the broker.
 
     - `running` with no heartbeat for two lease periods and nobody holding its import's lease:
       its worker died without the message coming back (the whole worker was killed, so no
       `reject_on_worker_lost`; Redis would redeliver only after its visibility timeout, hours
       later). Another attempt is queued, or the run fails once its retries are spent.
-    - `queued` / `retrying` untouched for STALE_QUEUED_SECONDS: its message may be lost (Redis
-      restarted without persistence); it is sent again, harmlessly if it was not.
-    - a notification still `pending` after STALE_QUEUED_SECONDS is sent again, for the same
-      reasons (or the broker was down when its run finished).
+    - a notification still `pending` after STALE_QUEUED_SECONDS is sent again: its message may
+      be lost (Redis restarted without persistence), or the broker was down when its run
+      finished.
+
+    A `queued` or `retrying` run whose message is lost is reconciliation's
+    (schedules.reconcile.recover_lost_messages), which asks the broker before it sends one again.
     """
     now = timezone.now()
     # Two periods: a heartbeat is written every third of one, so a live run is never this late.
@@ -51,21 +53,16 @@ def sweep_runs() -> dict[str, int]:
         if services.recover_lost_run(run["pk"], stale_before) is not None:
             recovered += 1
 
-    resent = 0
-    waiting_before = now - timedelta(seconds=settings.STALE_QUEUED_SECONDS)
-    waiting = ImportRun.objects.filter(
-        status__in=[ImportRun.Status.QUEUED, ImportRun.Status.RETRYING]
-    ).filter(services.untouched_since(waiting_before))
-    for run_id in waiting.values_list("pk", flat=True)[:500]:
-        resent += services.resend_stale_run(run_id, waiting_before)
     try:
-        notified = notifications.resend_pending(waiting_before)
+        notified = notifications.resend_pending(
+            now - timedelta(seconds=settings.STALE_QUEUED_SECONDS)
+        )
     except services.BROKER_ERRORS as error:
         logger.warning("sweep cannot send notifications: %r", error)
         notified = 0
-    if recovered or resent or notified:
-        logger.warning("sweep recovered=%s resent=%s notifications=%s", recovered, resent, notified)
-    return {"recovered": recovered, "resent": resent, "notifications": notified}
+    if recovered or notified:
+        logger.warning("sweep recovered=%s notifications=%s", recovered, notified)
+    return {"recovered": recovered, "notifications": notified}
 
 
 def delete_old_runs() -> dict[str, int]:

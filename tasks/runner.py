@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 from schedules import services
 from schedules.models import ImportRun, ScheduledImport
 
-from . import drop_folder, engine, fairness, locks
+from . import engine, fairness, locks
 from .errors import (
     NothingToImport,
     PermanentImportError,
@@ -234,7 +234,6 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
     else:
         status = ImportRun.Status.PARTIAL if counts.rows_failed else ImportRun.Status.SUCCEEDED
         services.finish_run(run, status, counts=counts)
-        drop_folder.move_processed(run)
     return summary(run)
 
 

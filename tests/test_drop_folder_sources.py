@@ -152,6 +152,8 @@ def test_a_link_put_in_after_the_save_fails_the_run_for_good(alice, drop):
         pass
 
 
+# The file moves once the run's end is committed: this test commits, as a worker does.
+@pytest.mark.django_db(transaction=True)
 def test_a_good_run_moves_its_file_to_processed_and_a_failed_one_does_not(alice, drop):
     (drop / "processed").mkdir()
     put(drop / "processed" / "products_1.csv", "already there\n")

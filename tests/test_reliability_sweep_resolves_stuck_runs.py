@@ -1,6 +1,7 @@
 """The maintenance sweep never leaves a run stuck: a `running` run whose worker went silent is
 queued again (or failed once its retries are spent, or `timed_out` when the hard limit killed
-it); a live one is left alone; a queued run whose message may be lost is sent again."""
+it); a live one is left alone. A waiting run's lost message is reconciliation's, not the
+sweep's (tests/test_reconcile_sends_a_lost_retry_again_once.py)."""
 
 from datetime import timedelta
 from unittest import mock
@@ -86,21 +87,21 @@ def test_a_silent_run_out_of_retries_fails(alice, sent):
 def test_a_run_with_a_fresh_heartbeat_is_left_alone(alice, sent):
     run = running_run(alice, "fresh", silent_s=1, lived_s=600)
 
-    assert maintenance.sweep_runs() == {"recovered": 0, "resent": 0, "notifications": 0}
+    assert maintenance.sweep_runs() == {"recovered": 0, "notifications": 0}
     run.refresh_from_db()
     assert run.status == "running"
 
 
-def test_a_queued_run_waiting_too_long_is_sent_again_once(alice, sent, settings):
-    settings.STALE_QUEUED_SECONDS = 60
+def test_the_sweep_leaves_a_queued_run_to_reconciliation(alice, sent):
+    # Given a queued run waiting long, its message perhaps lost
     imp = make_import(alice, "http://127.0.0.1/p.csv")
-    run = ImportRun.objects.create(
+    ImportRun.objects.create(
         scheduled_import=imp,
         trigger="schedule",
         status="queued",
-        queued_at=timezone.now() - timedelta(seconds=120),
+        queued_at=timezone.now() - timedelta(hours=2),
     )
 
-    assert maintenance.sweep_runs()["resent"] == 1
-    assert maintenance.sweep_runs()["resent"] == 0  # not again until it is stale again
-    assert [call.args[0].pk for call in sent.call_args_list] == [run.pk]
+    # When the sweep runs, then it sends nothing: reconciliation asks the broker first
+    maintenance.sweep_runs()
+    assert not sent.called

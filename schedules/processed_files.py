@@ -1,0 +1,75 @@
+"""A drop folder's file, once a run has used it, is filed away in `processed/` beside it, so
+that the next tick of a glob import takes the next delivery instead of the same file again.
+
+services.finish_run calls this once its end of a good run (`succeeded` or `partial`) has
+committed, whichever path ends the run: the worker's own finish, a redelivery or the sweep
+finishing a run whose rows committed before its worker was lost, a time limit or a failure
+after the commit, the cancel of a retry whose rows had committed (it ends as they did). Only
+the call that ends the run gets here, so a file is moved at most once (a file delivered later
+under the same name stays for its own run).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+
+from . import drop_folders
+from .models import ImportRun, ScheduledImport
+
+logger = logging.getLogger("importbeat.drop_folder")
+
+PROCESSED = "processed"
+NO_HARD_LINKS = (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP)
+# A run that committed its rows has used its file; one that failed leaves it for the next run.
+PROCESSED_STATUSES = (ImportRun.Status.SUCCEEDED, ImportRun.Status.PARTIAL)
+
+
+def move_processed(imp: ScheduledImport, run: ImportRun) -> str:
+    """Move the run's file to `processed/` beside it (a name taken there gets a suffix).
+
+    Returns the new path, "" when nothing was moved. Never fails the run, which is finished
+    already: a file that cannot be moved is logged.
+    """
+    if not (imp.move_processed and run.source_file and run.status in PROCESSED_STATUSES):
+        return ""
+    if not drop_folders.is_file_url(imp.source_url):
+        return ""
+    source = run.source_file
+    target_folder = os.path.join(os.path.dirname(source), PROCESSED)
+    try:
+        drop_folders.check_inside(source)
+        os.makedirs(target_folder, exist_ok=True)
+        target = _free_name(source, target_folder)
+    except (OSError, drop_folders.Refused) as error:
+        logger.warning("run=%s: %s not moved to %s: %s", run.pk, source, PROCESSED, error)
+        return ""
+    logger.info("run=%s: %s moved to %s", run.pk, source, target)
+    return target
+
+
+def _free_name(source: str, folder: str) -> str:
+    """Move `source` into `folder` under its name, or name-1, name-2, … if that is taken.
+
+    A hard link cannot replace an existing file (rename would, silently), so two workers never
+    overwrite each other's processed files; the original name goes once the link exists.
+    """
+    base = os.path.basename(source)
+    stem, dot, suffix = base.partition(".")
+    for number in range(10_000):
+        name = base if number == 0 else f"{stem}-{number}{dot}{suffix}"
+        target = os.path.join(folder, name)
+        try:
+            os.link(source, target, follow_symlinks=False)
+        except FileExistsError:
+            continue
+        except OSError as error:
+            # A share without hard links (some SMB mounts): rename, after a look first.
+            if error.errno not in NO_HARD_LINKS or os.path.lexists(target):
+                raise
+            os.rename(source, target)
+            return target
+        os.unlink(source)
+        return target
+    raise OSError(errno.EEXIST, f"no free name for {base} in {folder}")

@@ -226,14 +226,23 @@ class ImportSerializer(ModelSerializer):
         runs = getattr(imp, "active_runs", None)
         if runs is None:
             runs = list(imp.runs.filter(status__in=ImportRun.ACTIVE_STATUSES).order_by("-pk")[:1])
-        return ActiveRunSerializer(runs[0]).data if runs else None
+        return self._active_run.to_representation(runs[0]) if runs else None
 
     @extend_schema_field(serializers.ListField(child=DateTimeField()))
     def get_next_runs(self, imp: ScheduledImport) -> list[str]:
         if imp.status != ScheduledImport.Status.ACTIVE:
             return []
-        field = DateTimeField()
-        return [field.to_representation(tick) for tick in display.next_ticks(imp, 5)]
+        return [self._tick.to_representation(tick) for tick in display.next_ticks(imp, 5)]
+
+    # Made once per answer, not once per import of a list (DRF builds a serializer's fields
+    # anew each time one is made).
+    @cached_property
+    def _active_run(self) -> ActiveRunSerializer:
+        return ActiveRunSerializer()
+
+    @cached_property
+    def _tick(self) -> DateTimeField:
+        return DateTimeField()
 
     def get_schedule_description(self, imp: ScheduledImport) -> str:
         return display.schedule_words(imp)

@@ -46,6 +46,8 @@ REQUEST_BYTES = 32 * 1024
 WINDOW_REQUESTS = 512
 GLOB_CHARACTERS = "*?["
 KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
+# paramiko's "Error reading SSH protocol banner": what answered is not an SSH server.
+NOT_SSH = "the server did not answer as an SSH server: check the URL's host and port"
 
 logger = logging.getLogger(__name__)
 
@@ -279,6 +281,8 @@ def _words(error: BaseException) -> str | None:
         return "the server closed the connection"
     if isinstance(error, OSError) and isinstance(error.strerror, str) and error.strerror:
         return error.strerror.lower()
+    if "protocol banner" in text:
+        return NOT_SSH
     if found := ERRNO_TEXT.search(text):
         return found.group(1).strip().lower()
     # paramiko's messages are sentences ("Error reading SSH protocol banner"); some carry a

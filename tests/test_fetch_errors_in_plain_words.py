@@ -25,6 +25,7 @@ from tasks.fetch_errors import (
     UNEXPLAINED,
     failure,
 )
+from tasks.sftp import NOT_SSH
 from tests.factories import make_import
 from tests.importer_support import run_now
 
@@ -182,3 +183,35 @@ def test_an_error_of_a_kind_not_known_reads_plainly_and_keeps_its_class_for_staf
     assert run.error_message == f"cannot fetch https://files.example.com: {UNEXPLAINED}"
     assert "OddLibraryError" in caplog.text
     assert "OddLibraryError: pool" in run.error_details["traceback"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "words"),
+    [
+        (b"HTTP/1.1 400 Bad Request\r\n\r\n" * 5, NOT_SSH),
+        (b"", NOT_SSH),
+        (b"SSH-2.0-Broken\r\n" + b"\x00" * 64, "invalid packet blocking"),
+    ],
+    ids=["an-http-server", "no-answer", "a-broken-ssh-server"],
+)
+def test_an_sftp_server_that_breaks_the_handshake_is_told_in_plain_words(
+    alice, raw_server, answer, words
+):
+    server = raw_server(answer)
+    url = server.url.replace("http://", "sftp://feed@")
+
+    run = failed_run(make_import(alice, url, credential={"kind": "password", "password": "pw"}))
+
+    assert run.error_message == f"the SSH handshake with 127.0.0.1 failed ({words})"
+
+
+def test_a_callback_that_does_not_speak_http_is_told_in_plain_words(raw_server):
+    from schedules.alerts import post_signed
+    from tasks.errors import TransientImportError
+
+    server = raw_server(b"HELLO THERE\r\n\r\n")
+
+    with pytest.raises(TransientImportError) as failed:
+        post_signed(server.url, {"event": "failed"}, "secret")
+
+    assert plain(str(failed.value)) == f"cannot reach {server.url}: {NOT_HTTP}"

@@ -48,14 +48,9 @@ BAD_URL = "the address is not a valid URL"
 UNEXPLAINED = "the request failed for a reason importbeat cannot name; the details are logged"
 
 
-def describe(error: BaseException) -> str:
-    """What went wrong with a request, in words for the person who set up the import."""
-    return _words(error) or _unexplained(error)
-
-
 def failure(kind: type[F], what: str, error: BaseException) -> F:
-    """`kind("what: <plain words>")`, marked `unexplained` when the words could not say what
-    happened (the runner then keeps the traceback for staff)."""
+    """`kind("what: <plain words>")` for a failed request, marked `unexplained` when the words
+    could not say what happened (the runner then keeps the traceback for staff)."""
     words = _words(error)
     failed = kind(f"{what}: {words or _unexplained(error)}")
     failed.unexplained = words is None

@@ -30,12 +30,14 @@ def put(fields: dict[str, Any], wait: float) -> str:
 
 
 def take(key: object) -> dict[str, Any] | None:
-    """The fields kept under `key`, once (GETDEL: a second take, or one after the expiry, finds
-    None). A message from before this change carries the fields themselves: None as well, so
-    that no credential is read from a task's arguments."""
+    """The fields kept under `key`, once (read and deleted in one transaction: a second take, or
+    one after the expiry, finds None). A message from before this change carries the fields
+    themselves: None as well, so that no credential is read from a task's arguments."""
     if not isinstance(key, str):
         return None
-    kept = _redis().getdel(PREFIX + key)
+    # GET and DEL in MULTI rather than GETDEL, which Redis has only since 6.2.
+    with _redis().pipeline(transaction=True) as pipe:
+        kept, _ = pipe.get(PREFIX + key).delete(PREFIX + key).execute()
     return json.loads(kept) if kept is not None else None
 
 

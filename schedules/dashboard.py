@@ -14,6 +14,7 @@ import zoneinfo
 from typing import Any
 
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -29,6 +30,10 @@ ATTENTION_LIMIT = 50
 UPCOMING_LIMIT = 10
 # How often an open page polls health.json (dashboard.js HEALTH_MS).
 HEALTH_POLL_SECONDS = 15
+# How long the chart's days before today are reused: they change only while a run queued then
+# is still going, and counting them read tens of thousands of runs at a year of history.
+CHART_PAST_DAYS_SECONDS = 300
+UTC = zoneinfo.ZoneInfo("UTC")
 
 
 def chart(series: list[dict[str, Any]]) -> dict[str, Any]:
@@ -154,11 +159,24 @@ def health_panel(outside_max_age: float = 0) -> list[dict[str, Any]]:
     ]
 
 
+def chart_series() -> list[dict[str, Any]]:
+    """Runs per day for the chart: today's counted at every view, the days before it counted
+    at most CHART_PAST_DAYS_SECONDS ago (13-17 ms of every view at a million runs, against
+    1-2 ms for today's alone)."""
+    now = timezone.now()
+    key = f"dashboard:chart:{now.astimezone(UTC).date().isoformat()}"
+    series = cache.get(key)
+    if series is None:
+        series = stats.runs_per_day(ImportRun.objects.all(), CHART_DAYS, UTC, now)
+        cache.set(key, series, CHART_PAST_DAYS_SECONDS)
+        return series
+    return [*series[:-1], *stats.runs_per_day(ImportRun.objects.all(), 1, UTC, now)]
+
+
 @staff_member_required
 def index(request: HttpRequest) -> HttpResponse:
-    series = stats.runs_per_day(ImportRun.objects.all(), CHART_DAYS, zoneinfo.ZoneInfo("UTC"))
     context = {
-        "chart": chart(series),
+        "chart": chart(chart_series()),
         "runs": active_runs(),
         "attention": attention.needing_attention(ATTENTION_LIMIT),
         # The answers of the last poll, if recent: no older than what an open page shows

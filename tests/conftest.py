@@ -59,6 +59,15 @@ def _fast_password_hashing(request, settings):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_process_cache():
+    # The default cache lives in this process's memory (the dashboard's chart, the last health
+    # answers): what one test left there is not another test's.
+    from django.core.cache import caches
+
+    caches["default"].clear()
+
+
+@pytest.fixture(autouse=True)
 def _allow_local_sources(settings):
     # The suite's CSV servers listen on loopback, which importbeat refuses by default.
     settings.ALLOWED_PRIVATE_HOSTS = ["127.0.0.1:*"]  # every port: the servers take any free one

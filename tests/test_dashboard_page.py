@@ -58,3 +58,29 @@ def test_the_live_feed_reports_progress_to_staff_only(client, alice, staff, acti
     assert [(r["id"], r["percent"]) for r in live["runs"]] == [(running.pk, 25.0)]
     assert [i["id"] for i in live["attention"]] == [failing.pk]
     assert live["attention"][0]["reason"] == "last run failed (3 failures in a row)"
+
+
+def test_the_chart_counts_today_at_every_view_and_earlier_days_every_few_minutes(
+    client, staff, activity
+):
+    # Given staff viewed the dashboard once
+    from django.core.cache import cache
+
+    from schedules import dashboard
+
+    client.force_login(staff)
+    first = dashboard.chart_series()
+    imp = activity[1]
+
+    # When a run is queued today and one of yesterday's runs changes
+    make_run(imp, "failed", queued_at=timezone.now())
+    make_run(imp, "succeeded", queued_at=timezone.now() - timedelta(days=1))
+    again = dashboard.chart_series()
+
+    # Then today's bar counts the new run at once; yesterday's keeps its count until the
+    # reused days lapse, and then counts it too
+    assert again[-1]["failed"] == first[-1]["failed"] + 1
+    assert again[-2] == first[-2]
+    cache.clear()
+    assert dashboard.chart_series()[-2]["succeeded"] == first[-2]["succeeded"] + 1
+    assert client.get("/dashboard/").status_code == 200

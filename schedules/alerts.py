@@ -164,6 +164,7 @@ def post_signed(url: str, payload: dict[str, Any], secret: str) -> int:
     """
     from tasks.errors import PermanentImportError, TransientImportError
     from tasks.fetch import GuardedAdapter, check_public_address
+    from tasks.fetch_errors import failure
 
     if not url.startswith(("http://", "https://")):
         raise PermanentImportError(f"only http and https callback URLs are allowed: {url}")
@@ -184,9 +185,9 @@ def post_signed(url: str, payload: dict[str, Any], secret: str) -> int:
                 url, data=body, timeout=WEBHOOK_TIMEOUT, allow_redirects=False, headers=headers
             )
     except (requests.ConnectionError, requests.Timeout) as error:
-        raise TransientImportError(f"cannot reach {url}: {error}") from error
+        raise failure(TransientImportError, f"cannot reach {url}", error) from error
     except requests.RequestException as error:
-        raise PermanentImportError(f"cannot post to {url}: {error}") from error
+        raise failure(PermanentImportError, f"cannot post to {url}", error) from error
     status = response.status_code
     if status == 429 or status >= 500:
         raise TransientImportError(f"the callback answered HTTP {status}")

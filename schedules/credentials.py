@@ -33,7 +33,9 @@ KINDS: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]] = {
 SECRET_PARTS = ("password", "token", "value", "private_key", "passphrase")
 KIND_CHOICES = [(kind, kind.replace("_", " ")) for kind in KINDS]
 # RFC 9110 field-name token; headers that frame the request are requests' to set, not ours.
-HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,100}$")
+HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,100}")
+# The parts sent in an HTTP header as they are (a basic credential's are base64-encoded).
+HEADER_VALUE_PARTS = {"bearer": ("token",), "header": ("value",)}
 RESERVED_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "te", "upgrade"}
 MAX_PART_CHARS = 16 * 1024
 DEFAULT_PORTS = {"http": 80, "https": 443, "sftp": 22}
@@ -139,12 +141,49 @@ def clean_credential(value: object, scheme: str) -> dict[str, str]:
             raise ValidationError(f"{part} must be one line")
         credential[part] = text
     if kind == "header":
-        name = credential["name"]
-        if not HEADER_NAME.match(name) or name.lower() in RESERVED_HEADERS:
-            raise ValidationError(f"{name!r} cannot be used as the credential's header name")
+        _check_header_name(credential["name"])
+    for part in HEADER_VALUE_PARTS.get(kind, ()):
+        _check_header_value(part, credential[part])
     if kind == "private_key":
         _check_private_key(credential["private_key"], credential.get("passphrase", ""))
     return credential
+
+
+def _check_header_name(name: str) -> None:
+    if not HEADER_NAME.fullmatch(name):
+        raise ValidationError(
+            f"name: {name!r} is not a valid HTTP header name: use letters, digits and "
+            f"- only (e.g. X-Api-Key), without spaces, colons or accents"
+        )
+    if name.lower() in RESERVED_HEADERS:
+        raise ValidationError(
+            f"name: {name!r} cannot be used as the credential's header name: the HTTP client "
+            f"sets it itself"
+        )
+
+
+def _check_header_value(part: str, value: str) -> None:
+    """A value the HTTP client sends as it is, and the server reads back as it was given.
+
+    requests refuses leading whitespace and line breaks, http.client anything beyond Latin-1;
+    a server strips trailing whitespace and may read other bytes in another charset. Each of
+    those would fail (or authenticate wrongly) at every fetch: refused at save instead.
+    Never repeats the value: it is a secret.
+    """
+    if value != value.strip(" \t"):
+        raise ValidationError(
+            f"{part}: must not start or end with a space or a tab (an HTTP header cannot "
+            f"carry them)"
+        )
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        raise ValidationError(
+            f"{part}: must not contain line breaks, tabs or other control characters"
+        )
+    if not value.isascii():
+        raise ValidationError(
+            f"{part}: must be plain ASCII text (letters, digits, punctuation and inner "
+            f"spaces): an HTTP header cannot carry other characters reliably"
+        )
 
 
 def _check_private_key(text: str, passphrase: str) -> None:

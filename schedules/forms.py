@@ -49,8 +49,13 @@ class ScheduledImportAdminForm(forms.ModelForm):
         "passphrase in Password, if any). Saved encrypted, never shown again.",
     )
     credential_username = forms.CharField(required=False, label="User name / header name")
+    # Not stripped: a secret is kept as typed (a password may end with a space), and a header
+    # value with spaces around it is refused by the credential's rule, not silently changed.
     credential_password = forms.CharField(
-        required=False, widget=_secret_input(), label="Password / token / value / passphrase"
+        required=False,
+        strip=False,
+        widget=_secret_input(),
+        label="Password / token / value / passphrase",
     )
     credential_private_key = forms.CharField(
         required=False,

@@ -3,6 +3,7 @@ same rules (tasks.source_check), and schedules never imports tasks (STYLE rule 1
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -13,6 +14,8 @@ from redis.exceptions import RedisError
 
 from . import unsaved_checks
 from .models import ScheduledImport
+
+logger = logging.getLogger(__name__)
 
 # Below gunicorn's 30 s worker timeout: the page waits for the answer.
 WAIT_SECONDS = 20
@@ -25,6 +28,7 @@ CHECK_FIELDS = (
 )  # fmt: skip
 SHOWN_COLUMNS = 15
 QUEUE_UNAVAILABLE = "the task queue is unavailable; try again"
+WORKER_FAILED = "the check stopped on an unexpected error on the worker; the details are logged"
 
 
 @dataclass
@@ -83,8 +87,11 @@ def _ask(task: str, args: list[Any], wait: float) -> SourceCheck:
     try:
         answer = result.get(timeout=wait, propagate=False)
         if not result.successful():
-            problem = f"the check failed on the worker ({type(answer).__name__}); see its log"
-            return SourceCheck(ok=False, problems=[problem])
+            # The error's class is for the operators (here and in the worker's log), not for
+            # the person checking a source.
+            logger.warning("source check failed on the worker task=%s error=%s: %s",
+                           task, type(answer).__name__, answer)  # fmt: skip
+            return SourceCheck(ok=False, problems=[WORKER_FAILED])
         return SourceCheck(**answer)
     except CeleryTimeout:
         return SourceCheck(

@@ -109,7 +109,8 @@ def public_addresses(host: str, port: int | None = None) -> list[str] | None:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as error:
-        raise TransientImportError(f"cannot resolve host {host!r}: {error}") from error
+        reason = (error.strerror or "the name server gave no answer").lower()
+        raise TransientImportError(f"cannot resolve host {host!r}: {reason}") from error
     addresses = []
     for info in infos:
         text = info[4][0].split("%")[0]

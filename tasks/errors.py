@@ -4,6 +4,10 @@
 class ImportFailed(Exception):
     """Base class; the message is what the run log shows."""
 
+    # True when the message could not say in plain words what a library's error was
+    # (tasks.fetch_errors): the run then keeps the traceback for staff (tasks.runner).
+    unexplained = False
+
 
 class TransientImportError(ImportFailed):
     """Worth another attempt: connection errors, timeouts, HTTP 5xx/429, database hiccups."""

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import contextvars
 import io
-import re
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -23,37 +22,13 @@ from schedules.credentials import origin
 from . import decompress
 from .addresses import check_public_address, public_addresses
 from .errors import PermanentImportError, TransientImportError
+from .fetch_errors import failure
 from .fetch_watchdog import Watchdog
 from .source_options import SourceOptions
 
 CHUNK_BYTES = 256 * 1024
 MAX_REDIRECTS = 5
 USER_AGENT = "importbeat/1.0"
-# The operating system's words for a failed connection, inside requests' message.
-ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^\"'()\[\]]+)")
-
-
-def describe(error: requests.RequestException) -> str:
-    """What went wrong with a request, in words for the run log: requests' own message names
-    urllib3's pool and connection classes (`_PinnedHTTPPool(host=..., port=...)`)."""
-    if isinstance(error, requests.ConnectTimeout):
-        return "the connection timed out"
-    if isinstance(error, requests.Timeout):
-        return "the server stopped answering (read timed out)"
-    text = str(error)
-    if found := ERRNO_TEXT.search(text):
-        return found.group(1).strip().lower()
-    if "CERTIFICATE_VERIFY_FAILED" in text:
-        return "its TLS certificate could not be verified"
-    if isinstance(error, requests.exceptions.SSLError):
-        return "the TLS handshake failed"
-    if isinstance(error, requests.exceptions.ChunkedEncodingError) or "IncompleteRead" in text:
-        return "the connection broke off in the middle of the file"
-    if "Connection aborted" in text or "RemoteDisconnected" in text:
-        return "the server closed the connection"
-    return f"the request failed ({type(error).__name__})"
-
-
 # The watchdog of the download in progress in this context: connections register with it.
 _watchdog: contextvars.ContextVar[Watchdog | None] = contextvars.ContextVar(
     "importbeat_fetch_watchdog", default=None
@@ -131,10 +106,10 @@ class ByteStream(io.RawIOBase):
             chunk = next(self._chunks, b"")
         except (requests.ConnectionError, requests.Timeout) as error:
             self._stop_if_stopped(watchdog, error)
-            raise TransientImportError(f"download interrupted: {describe(error)}") from error
+            raise failure(TransientImportError, "download interrupted", error) from error
         except requests.RequestException as error:
             self._stop_if_stopped(watchdog, error)
-            raise TransientImportError(f"download failed: {describe(error)}") from error
+            raise failure(TransientImportError, "download failed", error) from error
         if watchdog is not None:
             watchdog.end_wait(len(chunk))
             # A socket the watchdog shut down may read as a clean end of file: never take
@@ -323,9 +298,10 @@ def _session(
             except (requests.ConnectionError, requests.Timeout) as error:
                 if watchdog.reason:
                     raise TransientImportError(watchdog.reason) from error
-                raise TransientImportError(f"cannot reach {url}: {describe(error)}") from error
-            except requests.RequestException as error:
-                raise PermanentImportError(f"cannot fetch {url}: {describe(error)}") from error
+                raise failure(TransientImportError, f"cannot reach {url}", error) from error
+            except (requests.RequestException, UnicodeError) as error:
+                # UnicodeError: a header value http.client cannot encode (the credential's).
+                raise failure(PermanentImportError, f"cannot fetch {url}", error) from error
             if response.is_redirect:
                 url = urljoin(url, response.headers["Location"])
                 response.close()

@@ -46,6 +46,12 @@ DATABASE_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError)
 # A message handed back because the database is unreachable waits this long first, so that a
 # worker without a database does not spin through the queue.
 REQUEUE_PAUSE_SECONDS = 2.0
+# The message of a run stopped by a bug: the owner cannot act on the error's class, the
+# operators read the traceback kept with the run (and the worker's log).
+INTERNAL_ERROR = (
+    "the run stopped on an unexpected error in importbeat, not in the file; the details are "
+    "kept for the operators"
+)
 
 
 def backoff_seconds(run: ImportRun) -> float:
@@ -217,24 +223,34 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
             countdown = backoff_seconds(run)
             services.mark_retrying(run, message, countdown)
             raise task.retry(countdown=countdown, max_retries=None, exc=error) from error
-        services.finish_run(run, ImportRun.Status.FAILED, error=message)
+        services.finish_run(
+            run, ImportRun.Status.FAILED, error=message, traceback=_for_staff(error)
+        )
     except PermanentImportError as error:
-        services.finish_run(run, ImportRun.Status.FAILED, error=str(error))
-    except Exception as error:
+        services.finish_run(
+            run, ImportRun.Status.FAILED, error=str(error), traceback=_for_staff(error)
+        )
+    except Exception:
         # An unexpected bug must still close the run, never leave it "running". Its message
-        # names the error only (no SQL, no library internals); staff read the traceback.
+        # is plain words (no class name, no SQL, no library internals); staff read the
+        # traceback.
         logger.exception("run crashed run=%s", run.pk)
         _drop_broken_connection()
         services.finish_run(
-            run,
-            ImportRun.Status.FAILED,
-            error=f"internal error ({type(error).__name__}); details kept for the operators",
-            traceback=traceback.format_exc(),
+            run, ImportRun.Status.FAILED, error=INTERNAL_ERROR, traceback=traceback.format_exc()
         )
     else:
         status = ImportRun.Status.PARTIAL if counts.rows_failed else ImportRun.Status.SUCCEEDED
         services.finish_run(run, status, counts=counts)
     return summary(run)
+
+
+def _for_staff(error: BaseException) -> str:
+    """The traceback of a failure whose message could not name what went wrong (a library's
+    error of a kind tasks.fetch_errors does not know), for staff; "" otherwise."""
+    if not getattr(error, "unexplained", False):
+        return ""
+    return "".join(traceback.format_exception(error))
 
 
 def _overlap(run: ImportRun, task: Any | None) -> dict[str, Any] | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import io
+import logging
 import posixpath
 import socket
 import stat
@@ -33,6 +34,7 @@ from schedules.models import host_key_fingerprint
 from .addresses import public_addresses
 from .errors import NothingToImport, PermanentImportError, TransientImportError
 from .fetch import ByteStream, NotModified, Validators
+from .fetch_errors import ERRNO_TEXT, plain
 from .fetch_watchdog import Watchdog
 from .source_options import SourceOptions
 
@@ -44,6 +46,10 @@ REQUEST_BYTES = 32 * 1024
 WINDOW_REQUESTS = 512
 GLOB_CHARACTERS = "*?["
 KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
+# paramiko's "Error reading SSH protocol banner": what answered is not an SSH server.
+NOT_SSH = "the server did not answer as an SSH server: check the URL's host and port"
+
+logger = logging.getLogger(__name__)
 
 
 class _Connection:
@@ -252,15 +258,37 @@ def _lost(watchdog: Watchdog, what: str, error: BaseException) -> TransientImpor
     """A connection that broke: the watchdog's reason when it cut it, else what broke."""
     if watchdog.reason:
         return TransientImportError(watchdog.reason)
-    return TransientImportError(f"{what} ({_reason(error)})")
+    lost = TransientImportError(f"{what} ({_reason(error)})")
+    lost.unexplained = _words(error) is None
+    return lost
 
 
 def _reason(error: BaseException) -> str:
+    """paramiko's or the socket's error in plain words (never a class name nor a repr)."""
+    words = _words(error)
+    if words is None:
+        logger.warning("SFTP failed with an error not described: %s: %s",
+                       type(error).__name__, error, exc_info=error)  # fmt: skip
+        return "the SSH connection failed; the details are logged"
+    return words
+
+
+def _words(error: BaseException) -> str | None:
     if isinstance(error, socket.timeout | TimeoutError):
         return "the server stopped answering (read timed out)"
-    if isinstance(error, EOFError) or not str(error):
+    text = str(error).strip()
+    if isinstance(error, EOFError) or not text:
         return "the server closed the connection"
-    return str(error).strip().splitlines()[0].lower()
+    if isinstance(error, OSError) and isinstance(error.strerror, str) and error.strerror:
+        return error.strerror.lower()
+    if "protocol banner" in text:
+        return NOT_SSH
+    if found := ERRNO_TEXT.search(text):
+        return found.group(1).strip().lower()
+    # paramiko's messages are sentences ("Error reading SSH protocol banner"); some carry a
+    # repr or a class name, which no user should read.
+    first = text.splitlines()[0]
+    return first.lower() if plain(first) else None
 
 
 def _file_error(path: str, error: OSError) -> PermanentImportError | TransientImportError:

@@ -638,9 +638,12 @@ def record_source_file(run: ImportRun, path: str) -> None:
     ImportRun.objects.filter(pk=run.pk).update(source_file=run.source_file)
 
 
-def mark_retrying(run: ImportRun, error: str, countdown: float) -> None:
-    """Record a failed attempt that will be retried after `countdown` seconds."""
+def mark_retrying(run: ImportRun, error: str, countdown: float, traceback: str = "") -> None:
+    """Record a failed attempt that will be retried after `countdown` seconds; `traceback`
+    (of a failure its message could not name) is kept for staff, as finish_run keeps it."""
     _record_attempt(run, error, retry_in=countdown)
+    if traceback:
+        run.error_details = {**run.error_details, "traceback": traceback}
     run.status = ImportRun.Status.RETRYING
     run.error_message = f"attempt {run.attempts} failed, retrying in {countdown:.0f}s: {error}"
     # Reconciliation looks for a lost retry message only once its countdown is over.

@@ -1,5 +1,13 @@
 """How an import can fail: transient failures are retried, permanent ones end the run at once."""
 
+import logging
+
+logger = logging.getLogger("importbeat.runs")
+
+# What a run's log says when its connection to importbeat's database broke; the runner adds
+# what happens next (a retry, or why there is none).
+DATABASE_LOST = "the run lost its connection to importbeat's database"
+
 
 class ImportFailed(Exception):
     """Base class; the message is what the run log shows."""
@@ -32,8 +40,23 @@ class RunFailed(Exception):
     ends FAILURE (Flower) with the run's error; the run log already holds the outcome."""
 
 
-def database_error(error: BaseException) -> str:
-    """A lost database connection in the run log: the first line of its message (psycopg adds
-    hints on further lines; an unexpected database error is reported by the runner instead)."""
-    first_line = (str(error).strip().splitlines() or ["connection lost"])[0]
-    return f"database error: {first_line}"
+class DatabaseLost(TransientImportError):
+    """The run's connection to importbeat's own database broke (a restart, a failover, a
+    network cut): retried like any transient failure.
+
+    Its message is plain words: psycopg's names the operator's database host and port, which
+    the owner of an import has no use for and should not see. The original goes to the
+    worker's log and, for staff, to the run's `error_details.traceback` (tasks.runner)."""
+
+    unexplained = True
+
+    def __init__(self, message: str = DATABASE_LOST) -> None:
+        super().__init__(message)
+
+
+def database_error(error: BaseException) -> DatabaseLost:
+    """`error` (Django's or psycopg's) as the run's failure; its own text is logged here."""
+    logger.warning("database connection lost: %s", " ".join(str(error).split()))
+    lost = DatabaseLost()
+    lost.__cause__ = error
+    return lost

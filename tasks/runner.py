@@ -30,6 +30,7 @@ from schedules.models import ImportRun, ScheduledImport
 
 from . import engine, fairness, locks
 from .errors import (
+    DatabaseLost,
     NothingToImport,
     PermanentImportError,
     RunCancelled,
@@ -46,6 +47,8 @@ DATABASE_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError)
 # A message handed back because the database is unreachable waits this long first, so that a
 # worker without a database does not spin through the queue.
 REQUEUE_PAUSE_SECONDS = 2.0
+# The reason of a message handed back to the queue (worker log, Flower): no host, no port.
+DATABASE_UNREACHABLE = "importbeat's database is unreachable; the message goes back to the queue"
 # The message of a run stopped by a bug: the owner cannot act on the error's class, the
 # operators read the traceback kept with the run (and the worker's log).
 INTERNAL_ERROR = (
@@ -88,12 +91,12 @@ def database_or_requeue(what: str, in_task: bool = True) -> Iterator[None]:
 
 
 def hand_back(what: str, error: BaseException) -> NoReturn:
-    reason = database_error(error)
-    logger.warning("%s goes back to the queue: %s", what, reason)
+    # psycopg's text (the database's host and port) is for the worker's log only.
+    logger.warning("%s goes back to the queue: %s", what, " ".join(str(error).split()))
     with suppress(DatabaseError):
         connection.close()
     time.sleep(REQUEUE_PAUSE_SECONDS)
-    raise Reject(f"{reason} (unreachable)", requeue=True) from error
+    raise Reject(DATABASE_UNREACHABLE, requeue=True) from error
 
 
 def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
@@ -212,17 +215,20 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
         services.finish_run(run, ImportRun.Status.CANCELLED, error=str(cancelled))
     except NothingToImport as nothing:
         services.finish_run(run, ImportRun.Status.SKIPPED, error=str(nothing))
-    except (TransientImportError, *DATABASE_ERRORS) as error:
+    except (TransientImportError, *DATABASE_ERRORS) as caught:
         _drop_broken_connection()
-        message = str(error) if isinstance(error, TransientImportError) else database_error(error)
+        error = caught if isinstance(caught, TransientImportError) else database_error(caught)
+        message = str(error)
         cancelled = services.cancel_requested(run.pk)
         if cancelled:
             # Asked to stop: this failure is not another chance to run.
             services.finish_run(run, ImportRun.Status.CANCELLED, error=f"{cancelled} ({message})")
         elif task is not None and run.attempts <= imp.max_retries:
             countdown = backoff_seconds(run)
-            services.mark_retrying(run, message, countdown)
-            raise task.retry(countdown=countdown, max_retries=None, exc=error) from error
+            services.mark_retrying(run, message, countdown, traceback=_for_staff(error))
+            raise task.retry(countdown=countdown, max_retries=None, exc=error) from caught
+        if isinstance(error, DatabaseLost):
+            message = f"{message}; {_not_retried(run, task)}"
         services.finish_run(
             run, ImportRun.Status.FAILED, error=message, traceback=_for_staff(error)
         )
@@ -245,9 +251,20 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
     return summary(run)
 
 
+def _not_retried(run: ImportRun, task: Any | None) -> str:
+    """Why a transient failure ends the run: what the owner can expect next."""
+    if task is None:
+        return "a run started in the foreground (run_import) is not retried"
+    retries = run.scheduled_import.max_retries
+    if not retries:
+        return "the import allows no retries"
+    return f"it is not retried: its {retries} retries are used up"
+
+
 def _for_staff(error: BaseException) -> str:
     """The traceback of a failure whose message could not name what went wrong (a library's
-    error of a kind tasks.fetch_errors does not know), for staff; "" otherwise."""
+    error of a kind tasks.fetch_errors does not know, a lost database connection: psycopg's
+    text, with the database's address), for staff; "" otherwise."""
     if not getattr(error, "unexplained", False):
         return ""
     return "".join(traceback.format_exception(error))

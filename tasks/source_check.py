@@ -15,6 +15,7 @@ from schedules.models import ScheduledImport, host_key_fingerprint
 from schedules.source_check import CHECK_FIELDS
 
 from . import decompress, fetch
+from .engine import csv_reading
 from .engine import first_record as stage
 from .errors import ImportFailed
 from .source_options import SourceOptions, source_options
@@ -162,7 +163,9 @@ def _first_rows(head: bytes, end: int | None, imp: ScheduledImport, complete: bo
         # The preview stopped mid-file: leave out the line it cut.
         body = body[: body.rfind(b"\n") + 1]
     text = body.decode(stage.codec_name(imp.encoding), errors="replace")
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=imp.delimiter)
+    reader = csv_reading.reader(
+        io.StringIO(text, newline=""), imp.delimiter, stage.max_field_bytes()
+    )
     rows = []
     try:
         for row in reader:

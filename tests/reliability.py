@@ -10,7 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
+import psycopg
 import redis
+from django.conf import settings
 
 from schedules.models import ImportRun, Record, ScheduledImport
 from tests.conftest import answers, wait_for
@@ -53,6 +55,20 @@ def start_flower(processes, auth: tuple[str, str]) -> str:
     processes.start("flower", FLOWER_PORT=str(port), FLOWER_BASIC_AUTH=":".join(auth))
     wait_for(lambda: answers(f"{base}/healthcheck"), 30, what="flower\n" + processes.logs())
     return base
+
+
+def terminate(pid: int) -> None:
+    """PostgreSQL ends the backend `pid` (pg_terminate_backend), asked on a connection of its
+    own: the connection that backend served breaks as it would when the server restarts."""
+    params = settings.DATABASES["default"]
+    with psycopg.connect(
+        dbname=params["NAME"],
+        user=params["USER"],
+        host=params["HOST"],
+        port=params["PORT"] or None,
+        autocommit=True,
+    ) as other:
+        other.execute("SELECT pg_terminate_backend(%s)", [pid])
 
 
 def big_csv(rows: int) -> bytes:

@@ -29,5 +29,5 @@ def test_an_operational_error_from_django_or_psycopg_is_transient(
     monkeypatch.setattr(pipeline, "_validate_and_merge", fail)
 
     # When the file is imported, then the failure is one worth another attempt
-    with pytest.raises(TransientImportError, match="database error"):
+    with pytest.raises(TransientImportError, match="lost its connection to importbeat's database"):
         pipeline.import_run(run)

@@ -6,32 +6,18 @@ Django keeps the thread's connection "in an atomic block" and every later query 
 worker fails with "the connection is closed": the run could not even be marked failed.
 """
 
-import psycopg
 import pytest
-from django.conf import settings
 from django.db import connection
 
 from schedules.models import Record
 from tests.conftest import Route
 from tests.factories import make_import
 from tests.importer_support import run_now
-from tests.reliability import big_csv
+from tests.reliability import big_csv, terminate
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ROWS = 100_000
-
-
-def terminate(pid: int) -> None:
-    params = settings.DATABASES["default"]
-    with psycopg.connect(
-        dbname=params["NAME"],
-        user=params["USER"],
-        host=params["HOST"],
-        port=params["PORT"] or None,
-        autocommit=True,
-    ) as other:
-        other.execute("SELECT pg_terminate_backend(%s)", [pid])
 
 
 def test_a_download_that_breaks_off_mid_copy_fails_the_run_and_the_next_run_lands(

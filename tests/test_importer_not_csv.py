@@ -66,5 +66,10 @@ def test_an_unterminated_quote_fails_as_an_invalid_csv(alice, csv_server):
 
     run = run_now(imp)
 
+    # Then it says where, in plain words (not the csv module's "unexpected end of data":
+    # test_importer_csv_errors_in_plain_words.py)
     assert run.status == "failed"
-    assert "not a valid CSV" in run.error_message
+    assert run.error_message == (
+        "the file is not a valid CSV: the file ends inside a quoted field: a quote opened in "
+        "the row starting on line 2 is never closed"
+    )

@@ -24,6 +24,7 @@ from schedules.models import ScheduledImport
 from schedules.validation import validate_encoding
 
 from ..errors import PermanentImportError
+from . import csv_reading
 
 CHUNK_BYTES = 256 * 1024
 
@@ -109,10 +110,12 @@ def parse_first_record(data: bytes, imp: ScheduledImport) -> list[str]:
             f"the file is not valid {imp.encoding} on line 1 ({error.reason}); "
             f"set the import's encoding"
         ) from error
+    rows = csv_reading.reader(io.StringIO(text, newline=""), imp.delimiter, max_field_bytes())
     try:
-        return next(csv.reader(io.StringIO(text, newline=""), delimiter=imp.delimiter), [])
+        return next(rows, [])
     except csv.Error as error:
-        raise PermanentImportError(f"the file is not a valid CSV on line 1: {error}") from error
+        where = csv_reading.plain(error, rows.line_num, row_line=1)
+        raise PermanentImportError(f"the file is not a valid CSV: {where}") from error
 
 
 @dataclass

@@ -27,7 +27,7 @@ from django.db import OperationalError, connection
 from schedules.models import Dataset, ImportRun
 from schedules.services import RunCounts
 
-from ..errors import PermanentImportError, TransientImportError, database_error
+from ..errors import PermanentImportError, database_error
 from . import digest, fetch, merge, stage, validate
 from .first_record import Layout
 from .progress import Progress, ProgressReporter, timed
@@ -88,7 +88,7 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
                 _validate_and_merge(pg, run, layout, counts, reporter)
             drop_staging(pg)
     except (OperationalError, psycopg.OperationalError) as error:
-        raise TransientImportError(database_error(error)) from error
+        raise database_error(error) from error
     return counts
 
 

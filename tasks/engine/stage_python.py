@@ -18,6 +18,7 @@ from psycopg import sql
 from schedules.models import ScheduledImport
 
 from ..errors import PermanentImportError
+from . import csv_reading
 from .first_record import Layout, codec_name, max_field_bytes, too_long
 from .tables import RAW, Staged
 
@@ -105,10 +106,7 @@ def parse_rows(text: io.TextIOBase, layout: Layout, imp: ScheduledImport) -> Ite
     and in mode sync its record is kept, but nothing of it is written.
     """
     lines = CheckedLines(text, imp.encoding)
-    # The csv module's own limit (a process-wide setting) to match: its default, 128 KiB, is
-    # below what real files hold in one cell.
-    csv.field_size_limit(lines.limit)
-    reader = csv.reader(lines, delimiter=imp.delimiter, strict=True)
+    reader = csv_reading.reader(lines, imp.delimiter, lines.limit, strict=True)
     width = layout.width
     empty = (None,) * width
     try:
@@ -130,11 +128,8 @@ def parse_rows(text: io.TextIOBase, layout: Layout, imp: ScheduledImport) -> Ite
                 row[layout.key_index] = fields[layout.key_index]
             yield (line, f"expected {width} fields, found {len(fields)}", *row)
     except csv.Error as error:
-        if "NUL" in str(error) or "null byte" in str(error):
-            raise PermanentImportError("the file is not a CSV: it holds binary data") from error
-        raise PermanentImportError(
-            f"the file is not a valid CSV near line {reader.line_num}: {error}"
-        ) from error
+        where = csv_reading.plain(error, reader.line_num, lines.row_line)
+        raise PermanentImportError(f"the file is not a valid CSV: {where}") from error
 
 
 def copy_parsed(

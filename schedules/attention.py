@@ -71,6 +71,14 @@ REASONS: tuple[Reason, ...] = (
 )
 
 
+# What the reasons and the list read of an import: the rest of its fifty columns (its JSON
+# among them) stays in the database at every view and poll of the dashboard.
+LISTED_COLUMNS = (
+    "name", "owner__username", "status", "consecutive_failures", "last_run_status",
+    "last_run_at", "late_since", "next_run_at", "missed_ticks",
+)  # fmt: skip
+
+
 def reasons_for(imp: ScheduledImport) -> list[dict[str, str]]:
     return [{"code": r.code, "text": r.describe(imp)} for r in REASONS if r.applies(imp)]
 
@@ -89,6 +97,7 @@ def needing_attention(limit: int = 50) -> list[dict[str, Any]]:
     imports: QuerySet[ScheduledImport] = (
         ScheduledImport.objects.filter(attention_condition())
         .select_related("owner")
+        .only(*LISTED_COLUMNS)
         .order_by("-consecutive_failures", "-last_run_at", "id")[:limit]
     )
     return [

@@ -70,10 +70,18 @@ def chart(series: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+# What run_progress reads of a run, its import and their owner.
+PROGRESS_COLUMNS = (
+    "status", "attempts", "bytes_read", "bytes_total", "rows_read", "phase", "started_at",
+    "scheduled_import__name", "scheduled_import__owner__username",
+)  # fmt: skip
+
+
 def active_runs() -> list[dict[str, Any]]:
     runs = (
         ImportRun.objects.filter(status__in=ImportRun.ACTIVE_STATUSES)
         .select_related("scheduled_import__owner")
+        .only(*PROGRESS_COLUMNS)
         .order_by("queued_at")[:ACTIVE_LIMIT]
     )
     return [run_progress(run) for run in runs]

@@ -84,3 +84,44 @@ def test_the_chart_counts_today_at_every_view_and_earlier_days_every_few_minutes
     cache.clear()
     assert dashboard.chart_series()[-2]["succeeded"] == first[-2]["succeeded"] + 1
     assert client.get("/dashboard/").status_code == 200
+
+
+def test_the_live_feed_reads_only_what_it_shows_in_a_fixed_number_of_queries(client, alice, staff):
+    # Given imports needing attention for every reason, and runs in progress
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    now = timezone.now()
+    client.force_login(staff)
+
+    def add(first: int, count: int) -> None:
+        for n in range(first, first + count):
+            imp = make_import(alice, SOURCE, name=f"feed {n}", dataset=f"d{n}")
+            make_run(imp, "running", bytes_read=10, bytes_total=100, started_at=now)
+            late = {"late_since": now, "missed_ticks": 2} if n % 2 else {}
+            ScheduledImport.objects.filter(pk=imp.pk).update(
+                last_run_status=("failed", "partial", "timed_out")[n % 3],
+                consecutive_failures=n,
+                description="x" * 2000,
+                **late,
+            )
+
+    def poll():
+        with CaptureQueriesContext(connection) as queries:
+            live = client.get("/dashboard/live.json").json()
+        return live, queries
+
+    add(0, 2)
+    _, few_queries = poll()
+    add(2, 6)
+
+    # When staff poll the live feed
+    many, many_queries = poll()
+
+    # Then each import and run is listed with its reasons and progress, the number of queries
+    # does not grow with them, and the imports' other columns are not read
+    assert len(many["attention"]) == 8 and len(many["runs"]) == 8
+    assert all(item["reason"] for item in many["attention"])
+    assert {run["owner"] for run in many["runs"]} == {"alice"}
+    assert len(many_queries) == len(few_queries)
+    assert not any('"description"' in q["sql"] for q in many_queries.captured_queries)

@@ -56,7 +56,13 @@ class DatabaseLost(TransientImportError):
 
 def database_error(error: BaseException) -> DatabaseLost:
     """`error` (Django's or psycopg's) as the run's failure; its own text is logged here."""
-    logger.warning("database connection lost: %s", " ".join(str(error).split()))
+    logger.warning("database connection lost: %s", log_text(error))
     lost = DatabaseLost()
     lost.__cause__ = error
     return lost
+
+
+def log_text(error: BaseException) -> str:
+    """A database error's own text on one line, for the worker's log only (psycopg's names the
+    database's host and port, and adds hints on further lines)."""
+    return " ".join(str(error).split())

@@ -37,6 +37,7 @@ from .errors import (
     RunFailed,
     TransientImportError,
     database_error,
+    log_text,
 )
 
 logger = logging.getLogger("importbeat.runs")
@@ -92,7 +93,7 @@ def database_or_requeue(what: str, in_task: bool = True) -> Iterator[None]:
 
 def hand_back(what: str, error: BaseException) -> NoReturn:
     # psycopg's text (the database's host and port) is for the worker's log only.
-    logger.warning("%s goes back to the queue: %s", what, " ".join(str(error).split()))
+    logger.warning("%s goes back to the queue: %s", what, log_text(error))
     with suppress(DatabaseError):
         connection.close()
     time.sleep(REQUEUE_PAUSE_SECONDS)

@@ -638,17 +638,33 @@ def record_source_file(run: ImportRun, path: str) -> None:
     ImportRun.objects.filter(pk=run.pk).update(source_file=run.source_file)
 
 
-def mark_retrying(run: ImportRun, error: str, countdown: float, traceback: str = "") -> None:
+def mark_retrying(run: ImportRun, error: str, countdown: float, traceback: str = "") -> bool:
     """Record a failed attempt that will be retried after `countdown` seconds; `traceback`
-    (of a failure its message could not name) is kept for staff, as finish_run keeps it."""
+    (of a failure its message could not name) is kept for staff, as finish_run keeps it.
+
+    False when there is nothing to retry: the attempt failed after its rows and counts
+    committed (a connection lost while the staging tables were dropped). The run is then
+    finished from those counts at once, with the failure among its attempts, instead of
+    showing `retrying` through a backoff for a retry that would only finish it the same way.
+    """
     _record_attempt(run, error, retry_in=countdown)
     if traceback:
         run.error_details = {**run.error_details, "traceback": traceback}
-    run.status = ImportRun.Status.RETRYING
-    run.error_message = f"attempt {run.attempts} failed, retrying in {countdown:.0f}s: {error}"
+    status = ImportRun.Status.RETRYING
+    message = f"attempt {run.attempts} failed, retrying in {countdown:.0f}s: {error}"
     # Reconciliation looks for a lost retry message only once its countdown is over.
-    run.heartbeat_at = timezone.now() + timedelta(seconds=countdown)
-    run.save(update_fields=["status", "error_message", "error_details", "heartbeat_at"])
+    heartbeat_at = timezone.now() + timedelta(seconds=countdown)
+    marked = ImportRun.objects.filter(pk=run.pk, rows_committed_at__isnull=True).update(
+        status=status,
+        error_message=message,
+        error_details=run.error_details,
+        heartbeat_at=heartbeat_at,
+    )
+    if not marked:
+        finish_run(run, committed_status(run), error=error, traceback=traceback)
+        return False
+    run.status, run.error_message, run.heartbeat_at = status, message, heartbeat_at
+    return True
 
 
 COUNT_FIELDS = (

@@ -226,8 +226,9 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
             services.finish_run(run, ImportRun.Status.CANCELLED, error=f"{cancelled} ({message})")
         elif task is not None and run.attempts <= imp.max_retries:
             countdown = backoff_seconds(run)
-            services.mark_retrying(run, message, countdown, traceback=_for_staff(error))
-            raise task.retry(countdown=countdown, max_retries=None, exc=error) from caught
+            if services.mark_retrying(run, message, countdown, traceback=_for_staff(error)):
+                raise task.retry(countdown=countdown, max_retries=None, exc=error) from caught
+            return summary(run)  # its rows had committed: finished from their counts
         if isinstance(error, DatabaseLost):
             message = f"{message}; {_not_retried(run, task)}"
         services.finish_run(

@@ -15,7 +15,9 @@ It builds its own history in the test database, so nothing is cached between run
 
 Each endpoint is served by the Procfile's `web` line (gunicorn, its default two workers,
 without DEBUG) and loaded by 10 concurrent clients (threads, each with its own keep-alive
-session) for a fixed number of requests after a short warm-up. Printed per endpoint: req/s,
+connection: tests/bench/http_clients.py) for a fixed number of requests after a short warm-up;
+first, the floor below through both the bench's clients and requests Sessions, with the CPU
+each spends per request: they share the server's two cores. Printed per endpoint: req/s,
 p50 and p95 on each history, the 1M p50 over the empty one's and over the small one's, and the
 targets (p95 < 100 ms, ratio <= 1.5). The API calls are alice's (2,000 imports, 200,000 runs);
 the dashboard's are staff's. A floor is measured beside them in each history: `GET /api/v1/me`
@@ -35,10 +37,8 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 import uuid
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -53,7 +53,7 @@ from knox.models import AuthToken
 from project.devservices import free_port
 from schedules import services
 from schedules.models import Dataset, ImportRun, ScheduledImport
-from tests.bench.figures import percentile
+from tests.bench import http_clients
 from tests.conftest import answers, wait_for
 
 pytestmark = [
@@ -295,55 +295,35 @@ def session_cookie_for(user) -> dict[str, str]:
     return {settings.SESSION_COOKIE_NAME: session.session_key}
 
 
-def load(url: str, headers: dict[str, str], cookies: dict[str, str]) -> dict[str, float]:
+def load(base: str, path: str, headers: dict[str, str], cookies: dict[str, str]) -> dict:
     """REQUESTS requests by CLIENTS concurrent clients (after WARMUP): req/s, p50, p95 (ms)."""
-    local = threading.local()
-
-    def get() -> float:
-        if not hasattr(local, "session"):
-            local.session = requests.Session()
-            local.session.headers.update(headers)
-            local.session.cookies.update(cookies)
-        started = time.perf_counter()
-        response = local.session.get(url, timeout=60)
-        elapsed = time.perf_counter() - started
-        assert response.status_code == 200, (url, response.status_code, response.text[:300])
-        return elapsed
-
-    with ThreadPoolExecutor(CLIENTS) as pool:
-        list(pool.map(lambda _: get(), range(WARMUP)))
-        started = time.perf_counter()
-        times = list(pool.map(lambda _: get(), range(REQUESTS)))
-        wall = time.perf_counter() - started
-    return {
-        "rps": REQUESTS / wall,
-        "p50": percentile(times, 0.5) * 1000,
-        "p95": percentile(times, 0.95) * 1000,
-    }
+    return http_clients.load(
+        base, path, headers, cookies, clients=CLIENTS, count=REQUESTS, warmup=WARMUP
+    )
 
 
-def endpoints(base: str, one_import: int) -> list[tuple[str, str, str]]:
-    """(name, url, who): the reads of target 2."""
+def endpoints(one_import: int) -> list[tuple[str, str, str]]:
+    """(name, path, who): the reads of target 2."""
     return [
-        ("live.json", f"{base}/dashboard/live.json", "staff"),
-        ("dashboard page", f"{base}/dashboard/", "staff"),
-        ("GET /runs/", f"{base}/api/v1/runs/", "alice"),
-        ("GET /imports/", f"{base}/api/v1/imports/", "alice"),
-        ("GET /imports/{id}/runs/", f"{base}/api/v1/imports/{one_import}/runs/", "alice"),
+        ("live.json", "/dashboard/live.json", "staff"),
+        ("dashboard page", "/dashboard/", "staff"),
+        ("GET /runs/", "/api/v1/runs/", "alice"),
+        ("GET /imports/", "/api/v1/imports/", "alice"),
+        ("GET /imports/{id}/runs/", f"/api/v1/imports/{one_import}/runs/", "alice"),
         # The floor: an authenticated call that reads nothing of the history, same clients.
-        (FLOOR, f"{base}/api/v1/me", "alice"),
+        (FLOOR, "/api/v1/me", "alice"),
     ]
 
 
 def measure_all(base: str, one_import: int, auth: dict[str, tuple[dict, dict]]) -> dict:
     """Every endpoint once; the floor before the first and after the last (the machine is
     shared, so its load drifts), kept as their mean."""
-    reads = endpoints(base, one_import)
-    (_, floor_url, floor_who), measured = reads[-1], {}
-    before = load(floor_url, *auth[floor_who])
-    for name, url, who in reads[:-1]:
-        measured[name] = load(url, *auth[who])
-    after = load(floor_url, *auth[floor_who])
+    reads = endpoints(one_import)
+    (_, floor_path, floor_who), measured = reads[-1], {}
+    before = load(base, floor_path, *auth[floor_who])
+    for name, path, who in reads[:-1]:
+        measured[name] = load(base, path, *auth[who])
+    after = load(base, floor_path, *auth[floor_who])
     measured[FLOOR] = {key: (before[key] + after[key]) / 2 for key in before}
     return measured
 
@@ -477,6 +457,11 @@ def bench_reads_at_a_year_of_history(processes) -> None:
         "staff": ({}, session_cookie_for(users["ops"])),
     }
     base = start_web(processes)
+
+    # What the load generator costs, on the machine it shares with the server it measures.
+    options = {"clients": CLIENTS, "count": REQUESTS, "warmup": WARMUP}
+    compared = http_clients.compare(base, "/api/v1/me", auth["alice"][0], **options)
+    print(f"clients, {FLOOR}: {compared}")
 
     phases = {}
     keep_ticks_ahead()

@@ -35,7 +35,6 @@ import psutil
 import psycopg
 import psycopg.sql
 import pytest
-import requests
 from django.db import connection
 from knox.models import AuthToken
 
@@ -44,6 +43,7 @@ from project.devservices import free_port
 from schedules import services
 from schedules.models import ImportRun
 from tasks import engine, runner
+from tests.bench import http_clients
 from tests.bench.figures import percentile, report
 from tests.bench.small_run_floor import floor_ms_per_run
 from tests.conftest import answers, wait_for
@@ -341,16 +341,14 @@ def bench_small_runs_against_a_noop_task(alice, csv_server, processes, settings)
     lock = threading.Lock()
 
     def client(method: str, path_for, targets) -> list[float]:
-        session = requests.Session()
-        session.headers.update(headers)
+        connection = http_clients.Client(base, headers, {})
         timings, codes = [], Counter()
         for _ in range(TRIGGERS_PER_CLIENT):
             with lock:
                 pk = next(targets)
-            started = time.perf_counter()
-            response = session.request(method, base + path_for(pk), timeout=30)
-            timings.append(time.perf_counter() - started)
-            codes[response.status_code] += 1
+            status, _, seconds = connection.request(method, path_for(pk))
+            timings.append(seconds)
+            codes[status] += 1
         assert set(codes) <= {200, 202}, codes
         return timings
 

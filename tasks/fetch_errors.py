@@ -14,15 +14,13 @@ import logging
 import re
 import socket
 import ssl
-from typing import TypeVar
 
 import requests
 import urllib3
 
-from .errors import ImportFailed
+from .errors import ImportFailed, PermanentImportError
 
 logger = logging.getLogger(__name__)
-F = TypeVar("F", bound=ImportFailed)
 
 # The operating system's words for a failed connection, inside a library's message.
 ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^\"'()\[\]]+)")
@@ -48,10 +46,17 @@ BAD_URL = "the address is not a valid URL"
 UNEXPLAINED = "the request failed for a reason importbeat cannot name; the details are logged"
 
 
-def failure(kind: type[F], what: str, error: BaseException) -> F:
+def failure(kind: type[ImportFailed], what: str, error: BaseException) -> ImportFailed:
     """`kind("what: <plain words>")` for a failed request, marked `unexplained` when the words
-    could not say what happened (the runner then keeps the traceback for staff)."""
+    could not say what happened (the runner then keeps the traceback for staff).
+
+    A body that does not decompress as its Content-Encoding says is permanent whatever `kind`
+    the caller expected: it surfaces while the body is read, among the broken connections
+    worth a retry, but the server sends the same bytes every time.
+    """
     words = _words(error)
+    if words == BAD_ENCODING:
+        kind = PermanentImportError
     failed = kind(f"{what}: {words or _unexplained(error)}")
     failed.unexplained = words is None
     return failed

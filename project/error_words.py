@@ -63,8 +63,14 @@ def unreachable(what: str, error: BaseException, log: logging.Logger) -> str:
     """The words `cannot reach <what>: <why>`; `error` itself (its class and whole text) goes
     to `log`."""
     words = f"cannot reach {what}: {reason(error)}"
-    log.warning("%s (%s: %s)", words, type(error).__name__, " ".join(str(error).split()))
+    log.warning("%s (%s: %s)", words, type(error).__name__, log_text(error))
     return words
+
+
+def log_text(error: BaseException) -> str:
+    """An error's own text on one line, for the log only (psycopg's adds hints on further
+    lines, and names hosts and ports that a run's owner has no use for)."""
+    return " ".join(str(error).split())
 
 
 def reason(error: BaseException) -> str:

@@ -17,13 +17,15 @@ from typing import Any
 from celery.signals import worker_init
 from celery.worker.control import inspect_command
 
+from project.error_words import broker_place, database_place, unreachable
+
 logger = logging.getLogger("importbeat.worker")
 
 CONNECT_TIMEOUT_SECONDS = 3
 
 
 def database_problem() -> str | None:
-    """None if the database answers, else what is wrong, in words.
+    """None if the database answers, else what could not be reached and why, in words.
 
     A connection of its own, closed at once: the worker's parent process must not keep a
     Django connection that its forked pool processes would inherit.
@@ -37,17 +39,18 @@ def database_problem() -> str | None:
         with psycopg.connect(**params) as conn:
             conn.execute("SELECT 1")
     except psycopg.Error as error:
-        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        return f"cannot reach the database: {detail}"
+        place = database_place(connections["default"].settings_dict)
+        return unreachable(place, error, logger)
     return None
 
 
 def broker_problem(app: Any) -> str | None:
+    """None if the broker answers, else what is wrong, in words (its password never)."""
     try:
         with app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=2, interval_start=0.5, interval_step=0.5)
     except Exception as error:
-        return f"cannot reach the broker: {error}"
+        return unreachable(broker_place(app.conf.broker_write_url), error, logger)
     return None
 
 

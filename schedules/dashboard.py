@@ -157,7 +157,7 @@ def health_panel(outside_max_age: float = 0) -> list[dict[str, Any]]:
         {
             "name": "broker",
             "state": "ok" if broker["ok"] else "bad",
-            "text": f"up, {queue}" if broker["ok"] else f"down ({broker.get('error', '')})",
+            "text": f"up, {queue}" if broker["ok"] else f"down: {broker['error']}",
         },
         {
             "name": "late imports",

@@ -2,6 +2,10 @@
 
 import logging
 
+# A database error's own text on one line, for the worker's log only (psycopg's names the
+# database's host and port, and adds hints on further lines).
+from project.error_words import log_text
+
 logger = logging.getLogger("importbeat.runs")
 
 # What a run's log says when its connection to importbeat's database broke; the runner adds
@@ -60,9 +64,3 @@ def database_error(error: BaseException) -> DatabaseLost:
     lost = DatabaseLost()
     lost.__cause__ = error
     return lost
-
-
-def log_text(error: BaseException) -> str:
-    """A database error's own text on one line, for the worker's log only (psycopg's names the
-    database's host and port, and adds hints on further lines)."""
-    return " ".join(str(error).split())

@@ -11,23 +11,17 @@ from __future__ import annotations
 
 import http.client
 import logging
-import re
 import socket
 import ssl
-from typing import TypeVar
 
 import requests
 import urllib3
 
-from .errors import ImportFailed
+from project.error_words import ERRNO_TEXT, chain, os_reason
+
+from .errors import ImportFailed, PermanentImportError
 
 logger = logging.getLogger(__name__)
-F = TypeVar("F", bound=ImportFailed)
-
-# The operating system's words for a failed connection, inside a library's message.
-ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^\"'()\[\]]+)")
-# A word like `BadStatusLine` or `ConnectionError`: a class name that must not reach a user.
-CLASS_NAME = re.compile(r"\b[A-Z][a-z]+[A-Z]\w*\b")
 
 CREDENTIAL_HEADER = (
     "the credential's header value is not valid in an HTTP header: it must not start or end "
@@ -48,10 +42,17 @@ BAD_URL = "the address is not a valid URL"
 UNEXPLAINED = "the request failed for a reason importbeat cannot name; the details are logged"
 
 
-def failure(kind: type[F], what: str, error: BaseException) -> F:
+def failure(kind: type[ImportFailed], what: str, error: BaseException) -> ImportFailed:
     """`kind("what: <plain words>")` for a failed request, marked `unexplained` when the words
-    could not say what happened (the runner then keeps the traceback for staff)."""
+    could not say what happened (the runner then keeps the traceback for staff).
+
+    A body that does not decompress as its Content-Encoding says is permanent whatever `kind`
+    the caller expected: it surfaces while the body is read, among the broken connections
+    worth a retry, but the server sends the same bytes every time.
+    """
     words = _words(error)
+    if words == BAD_ENCODING:
+        kind = PermanentImportError
     failed = kind(f"{what}: {words or _unexplained(error)}")
     failed.unexplained = words is None
     return failed
@@ -63,18 +64,13 @@ def _unexplained(error: BaseException) -> str:
     return UNEXPLAINED
 
 
-def plain(text: str) -> bool:
-    """Whether a library's message can be shown as it is: no class name, no repr quoting."""
-    return bool(text) and not CLASS_NAME.search(text) and not any(c in text for c in "'\"()[]<>")
-
-
 def _words(error: BaseException) -> str | None:
-    chain = _chain(error)
+    links = chain(error)
 
     def has(*kinds: type[BaseException]) -> bool:
-        return any(isinstance(link, kinds) for link in chain)
+        return any(isinstance(link, kinds) for link in links)
 
-    text = " ".join(str(link) for link in chain)
+    text = " ".join(str(link) for link in links)
     if has(requests.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError) and not has(
         urllib3.exceptions.NewConnectionError
     ):
@@ -105,7 +101,7 @@ def _words(error: BaseException) -> str | None:
         return NOT_HTTP
     if found := ERRNO_TEXT.search(text):
         return found.group(1).strip().lower()
-    if has(OSError) and (reason := _os_reason(chain)):
+    if has(OSError) and (reason := os_reason(links)):
         return reason
     if has(
         requests.exceptions.InvalidURL,
@@ -117,26 +113,3 @@ def _words(error: BaseException) -> str | None:
     if "Connection aborted" in text:
         return CLOSED
     return None
-
-
-def _os_reason(chain: list[BaseException]) -> str | None:
-    for link in chain:
-        if isinstance(link, OSError) and isinstance(link.strerror, str) and link.strerror:
-            return link.strerror.strip().lower()
-    return None
-
-
-def _chain(error: BaseException) -> list[BaseException]:
-    """The error and every exception inside it: urllib3 and requests wrap one in another's
-    arguments (`ConnectionError(ProtocolError('Connection aborted.', BadStatusLine(...)))`),
-    in `reason`, or as the cause."""
-    found: list[BaseException] = []
-    pending = [error]
-    while pending and len(found) < 20:
-        link = pending.pop(0)
-        if any(link is seen for seen in found):
-            continue
-        found.append(link)
-        inner = [*link.args, getattr(link, "reason", None), link.__cause__, link.__context__]
-        pending.extend(item for item in inner if isinstance(item, BaseException))
-    return found

@@ -1,5 +1,6 @@
-"""The dashboard's health panel (beat, workers, broker, late imports), its next runs, the
-phase of a running run, and times written as `<time>` for the viewer's timezone."""
+"""The dashboard's health panel (beat, workers, broker, late imports; a broker that is down named
+with where and why, in plain words), its next runs, the phase of a running run, and times
+written as `<time>` for the viewer's timezone."""
 
 import re
 from datetime import UTC, datetime
@@ -7,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 import time_machine
 
+from project.devservices import free_port
 from schedules.models import ScheduledImport
 from tests.api_support import SOURCE, make_run
 from tests.factories import make_import
@@ -31,6 +33,24 @@ def test_the_health_panel_names_beat_workers_broker_and_late_imports(staff_clien
     assert '<li class="health-item ok" data-check="broker">' in html
     assert re.search(r"up, \d+ waiting", html)  # earlier tests may have left messages
     assert '<li class="health-item ok" data-check="late imports">' in html
+
+
+def test_a_broker_that_is_down_is_named_with_where_and_why_in_plain_words(
+    staff_client, monkeypatch
+):
+    # Given the web process's broker on a port where nothing listens (Celery reads the
+    # variable at every connection; its password must not show)
+    port = free_port()
+    monkeypatch.setenv("CELERY_BROKER_URL", f"redis://:broker-secret@127.0.0.1:{port}/0")
+
+    health = staff_client.get("/dashboard/health.json").json()["health"]
+
+    broker = next(item for item in health if item["name"] == "broker")
+    assert broker == {
+        "name": "broker",
+        "state": "bad",
+        "text": f"down: cannot reach the broker at 127.0.0.1:{port}: connection refused",
+    }
 
 
 @time_machine.travel(datetime(2026, 12, 2, 19, 37, tzinfo=UTC), tick=False)

@@ -105,10 +105,13 @@ def test_a_server_that_does_not_speak_http_is_told_in_plain_words(alice, raw_ser
 
 def test_a_file_labelled_compressed_that_is_not_says_so(alice, csv_server):
     url = csv_server.serve("/p.csv", "sku\nA-1\n", headers={"Content-Encoding": "gzip"})
+    imp = make_import(alice, url)
 
-    run = failed_run(make_import(alice, url))
+    run = failed_run(imp)
+    checked = source_check.check_source(imp.pk)
 
     assert run.error_message == f"download interrupted: {BAD_ENCODING}"
+    assert checked["problems"] == [run.error_message]  # Test source says the same
 
 
 def saved_with(imp, credential: dict[str, str]):

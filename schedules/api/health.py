@@ -15,6 +15,8 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from project.error_words import broker_place, database_place, unreachable
+
 logger = logging.getLogger(__name__)
 
 # A beat loops at least every BEAT_MAX_LOOP_INTERVAL seconds (5 by default).
@@ -27,7 +29,7 @@ def check_database() -> dict[str, Any]:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except Exception as error:
-        return {"ok": False, "error": _error(error)}
+        return {"ok": False, "error": _database_problem(error)}
     return {"ok": True, "latency_ms": _ms(started)}
 
 
@@ -47,7 +49,7 @@ def check_broker() -> dict[str, Any]:
             )
             conn.default_channel  # noqa: B018 (opening the channel is what proves the broker)
     except Exception as error:
-        return {"ok": False, "error": _error(error)}
+        return {"ok": False, "error": _broker_problem(error)}
     return {"ok": True, "latency_ms": _ms(started)}
 
 
@@ -66,7 +68,8 @@ def check_beat() -> dict[str, Any]:
         redis = client()
         value, stamp = redis.get(LEADER_LEASE), redis.get(LAST_TICK_KEY)
     except Exception as error:
-        _error(error)  # logged; the broker check reports Redis itself
+        # Logged only: the broker check reports Redis itself.
+        logger.warning("beat's lease could not be read: %s", error)
         return {"ok": False, "leader": None, "last_tick": None, "seconds_ago": None}
     leader = value.decode().rsplit(":", 1)[0] if value else None
     last_tick = datetime.fromtimestamp(float(stamp), tz=UTC) if stamp else None
@@ -92,7 +95,8 @@ def check_workers() -> dict[str, Any]:
         replies = app.control.ping(timeout=timeout) or []
         answers = app.control.broadcast("importbeat_database", reply=True, timeout=timeout) or []
     except Exception as error:
-        return {"ok": False, "count": 0, "workers": [], "broken": [], "error": _error(error)}
+        problem = _broker_problem(error)
+        return {"ok": False, "count": 0, "workers": [], "broken": [], "error": problem}
     names = sorted(name for reply in replies for name in reply)
     database = {name: answer for reply in answers for name, answer in reply.items()}
     # A worker that did not answer the database question in time is not known to be broken.
@@ -114,7 +118,7 @@ def check_schedules() -> dict[str, Any]:
     try:
         late = late_imports_count()
     except Exception as error:
-        return {"ok": False, "late_imports": None, "error": _error(error)}
+        return {"ok": False, "late_imports": None, "error": _database_problem(error)}
     return {"ok": late == 0, "late_imports": late}
 
 
@@ -156,7 +160,15 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
-def _error(error: Exception) -> str:
-    # The endpoint is public: name the failure, keep hosts and credentials in the log.
-    logger.warning("health check failed: %s", error)
-    return type(error).__name__
+# What a failed check says, for staff only (`for_caller`: the endpoint is public and these
+# name hosts and ports): what could not be reached and why; the error itself is logged.
+
+
+def _database_problem(error: Exception) -> str:
+    return unreachable(database_place(connection.settings_dict), error, logger)
+
+
+def _broker_problem(error: Exception) -> str:
+    from project.celery import app
+
+    return unreachable(broker_place(app.conf.broker_write_url), error, logger)

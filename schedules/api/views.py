@@ -539,7 +539,8 @@ class HealthView(APIView):
     """Database, broker, beat (last tick) and workers. 503 when the database or broker is down.
 
     Public, for load balancers and monitors: statuses only. A staff token adds the details
-    (beat's leader, the workers' names, last tick, latencies, failures by type).
+    (beat's leader, the workers' names, last tick, latencies, and what could not be
+    reached and why).
     """
 
     permission_classes = [AllowAny]

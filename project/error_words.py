@@ -1,0 +1,142 @@
+"""A library's error read as plain words, for the messages an operator or a user reads.
+
+psycopg, redis-py, kombu and requests name their own classes and quote their internals
+(`OperationalError('Error 111 connecting to 127.0.0.1:6379.')`, `[Errno 111] Connection
+refused`). What importbeat shows says instead what could not be reached, without a password,
+and why: "cannot reach the broker at 127.0.0.1:6379: connection refused". The error itself
+goes to the log.
+
+Shared by the worker's start-up and database checks (project.worker_checks), the health checks
+(schedules.api.health) and the fetcher's words for a failed request (tasks.fetch_errors), which
+is why it lives here: `schedules` and `project` may not import `tasks`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from typing import Any
+
+# The operating system's words for a failed connection, inside a library's message.
+ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^\"'()\[\]]+)")
+# A word like `BadStatusLine` or `ConnectionError`: a class name that must not reach a reader.
+CLASS_NAME = re.compile(r"\b[A-Z][a-z]+[A-Z]\w*\b")
+
+# Why a connection to the database or the broker failed: a phrase of psycopg's, redis-py's or
+# the operating system's (lowercase, searched in the error and every error inside it) and the
+# words shown. The first that matches wins, so the more precise phrases come first.
+_REASONS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"database \"[^\"]*\" does not exist"), "the database does not exist"),
+    (re.compile(r"role \"[^\"]*\" does not exist"), "the database user does not exist"),
+    (
+        re.compile(r"authentication|password|wrongpass|noauth|username-password"),
+        "authentication failed: check the user name and password",
+    ),
+    (re.compile(r"timeout|timed out"), "timed out"),
+    (re.compile(r"connection refused"), "connection refused"),
+    (
+        re.compile(
+            r"name or service not known|nodename nor servname|name resolution"
+            r"|resolve host|translate host name|no address associated"
+        ),
+        "the host name does not resolve",
+    ),
+    (re.compile(r"network is unreachable"), "the network is unreachable"),
+    (re.compile(r"no route to host"), "no route to the host"),
+    (re.compile(r"no such file or directory"), "no server listens on that socket"),
+    (re.compile(r"too many (clients|connections)"), "the server has too many connections"),
+    (re.compile(r"starting up|shutting down"), "the server is starting up or shutting down"),
+    (
+        re.compile(r"connection reset|closed the connection|connection closed"),
+        "the server closed the connection",
+    ),
+    (
+        re.compile(r"protocol error|invalid response"),
+        "the server there does not answer as expected: check the host and port",
+    ),
+]
+UNKNOWN = "the reason is in the log"
+
+
+def unreachable(what: str, error: BaseException, log: logging.Logger) -> str:
+    """The words `cannot reach <what>: <why>`; `error` itself (its class and whole text) goes
+    to `log`."""
+    words = f"cannot reach {what}: {reason(error)}"
+    log.warning("%s (%s: %s)", words, type(error).__name__, log_text(error))
+    return words
+
+
+def log_text(error: BaseException) -> str:
+    """An error's own text on one line, for the log only (psycopg's adds hints on further
+    lines, and names hosts and ports that a run's owner has no use for)."""
+    return " ".join(str(error).split())
+
+
+def reason(error: BaseException) -> str:
+    """Why a connection failed, in words; UNKNOWN when no known phrase or plain OS word says."""
+    links = chain(error)
+    text = " ".join(str(link) for link in links).lower()
+    for phrase, words in _REASONS:
+        if phrase.search(text):
+            return words
+    if found := ERRNO_TEXT.search(text):
+        return found.group(1).strip()
+    return os_reason(links) or UNKNOWN
+
+
+def database_place(settings_dict: Mapping[str, Any]) -> str:
+    """`the database <name> at host:port` (or at its socket), from Django's DATABASES entry."""
+    host, port = settings_dict.get("HOST") or "", settings_dict.get("PORT") or 5432
+    if not host:
+        where = "the local socket"
+    elif host.startswith("/"):
+        where = f"{host.rstrip('/')}/.s.PGSQL.{port}"
+    else:
+        where = f"{host}:{port}"
+    name = settings_dict.get("NAME")
+    return f"the database {name} at {where}" if name else f"the database at {where}"
+
+
+def broker_place(url: str) -> str:
+    """`the broker at host:port` for a broker URL: never its user name nor its password."""
+    from kombu import Connection
+
+    try:
+        info = Connection(url).info()
+    except Exception:
+        # A URL kombu cannot read: nothing of it is shown (it may hold the password).
+        return "the broker"
+    host, port = info.get("hostname"), info.get("port")
+    if not host:
+        return "the broker"
+    return f"the broker at {host}:{port}" if port else f"the broker at {host}"
+
+
+def plain(text: str) -> bool:
+    """Whether a library's message can be shown as it is: no class name, no repr quoting."""
+    return bool(text) and not CLASS_NAME.search(text) and not any(c in text for c in "'\"()[]<>")
+
+
+def os_reason(links: list[BaseException]) -> str | None:
+    """The operating system's words (`strerror`) of the first OSError among `links`."""
+    for link in links:
+        if isinstance(link, OSError) and isinstance(link.strerror, str) and link.strerror:
+            return link.strerror.strip().lower()
+    return None
+
+
+def chain(error: BaseException) -> list[BaseException]:
+    """The error and every exception inside it: urllib3, requests and kombu wrap one in
+    another's arguments (`ConnectionError(ProtocolError('Connection aborted.', ...))`), in
+    `reason`, or as the cause."""
+    found: list[BaseException] = []
+    pending = [error]
+    while pending and len(found) < 20:
+        link = pending.pop(0)
+        if any(link is seen for seen in found):
+            continue
+        found.append(link)
+        inner = [*link.args, getattr(link, "reason", None), link.__cause__, link.__context__]
+        pending.extend(item for item in inner if isinstance(item, BaseException))
+    return found

@@ -1,0 +1,60 @@
+"""A worker that cannot reach its database or its broker when it starts exits at once, before it
+takes any message, saying in plain words what it cannot reach (host and port, never a password)
+and why; the library's own error goes to its log beside it. (Issue: it printed psycopg's first
+line, quotes and all, or kombu's text, or an exception's class name.)"""
+
+from __future__ import annotations
+
+import pytest
+
+from project.devservices import free_port
+from project.error_words import CLASS_NAME
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
+
+
+def refusal(processes, worker) -> str:
+    """The line the worker printed when it refused to start (it must have exited non-zero)."""
+    assert worker.wait(60) != 0
+    log = processes.logs()
+    assert "ready." not in log
+    lines = [line for line in log.splitlines() if line.startswith("importbeat worker not started")]
+    assert lines, log
+    assert not CLASS_NAME.search(lines[0]) and not any(c in lines[0] for c in "'\"()[]<>"), lines
+    return lines[0]
+
+
+def test_a_worker_that_cannot_reach_its_database_says_where_and_why(processes):
+    port = free_port()
+
+    worker = processes.start(
+        "worker", DATABASE_URL=f"postgres://postgres:pw-123@127.0.0.1:{port}/nowhere"
+    )
+
+    assert refusal(processes, worker) == (
+        "importbeat worker not started: "
+        f"cannot reach the database nowhere at 127.0.0.1:{port}: connection refused"
+    )
+    # ... and the log keeps psycopg's own error for whoever digs further
+    assert (
+        f'OperationalError: connection failed: connection to server at "127.0.0.1", port {port}'
+        in processes.logs()
+    )
+
+
+def test_a_worker_that_cannot_reach_its_broker_says_where_and_why_without_its_password(
+    processes,
+):
+    port = free_port()
+
+    worker = processes.start(
+        "worker", CELERY_BROKER_URL=f"redis://:broker-secret@127.0.0.1:{port}/0"
+    )
+
+    line = refusal(processes, worker)
+    assert line == (
+        f"importbeat worker not started: cannot reach the broker at 127.0.0.1:{port}: "
+        "connection refused"
+    )
+    assert f"OperationalError: Error 111 connecting to 127.0.0.1:{port}" in processes.logs()
+    assert "broker-secret" not in processes.logs()

@@ -30,7 +30,7 @@ from django.db.models import F, ProtectedError, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from . import alerts, history, notifications, processed_files
+from . import alerts, credentials, history, notifications, processed_files
 from .models import Dataset, ImportRun, NotificationDefaults, Record, ScheduledImport
 
 logger = logging.getLogger("importbeat.runs")
@@ -640,7 +640,9 @@ def record_source_file(run: ImportRun, path: str) -> None:
 
 def mark_retrying(run: ImportRun, error: str, countdown: float, traceback: str = "") -> None:
     """Record a failed attempt that will be retried after `countdown` seconds; `traceback`
-    (of a failure its message could not name) is kept for staff, as finish_run keeps it."""
+    (of a failure its message could not name) is kept for staff, as finish_run keeps it.
+    Neither holds the import's credential (without_secrets)."""
+    error, traceback = without_secrets(run.scheduled_import, (error, traceback))
     _record_attempt(run, error, retry_in=countdown)
     if traceback:
         run.error_details = {**run.error_details, "traceback": traceback}
@@ -761,6 +763,8 @@ def _finish_once(
         imp = ScheduledImport.objects.select_for_update().get(pk=run.scheduled_import_id)
         if run.status in ImportRun.FINAL_STATUSES:
             return run
+        if error or traceback:
+            error, traceback = without_secrets(imp, (error, traceback))
         if run.rows_committed_at is not None:
             if error:
                 # What went wrong after the rows landed stays visible among the attempts.
@@ -775,7 +779,8 @@ def _finish_once(
             for name in COUNT_FIELDS:
                 setattr(run, name, getattr(counts, name))
             if counts.row_errors:
-                run.error_details = {**run.error_details, "rows": counts.row_errors}
+                rows = without_secrets(imp, counts.row_errors)
+                run.error_details = {**run.error_details, "rows": rows}
         if traceback:
             run.error_details = {**run.error_details, "traceback": traceback}
         if error:
@@ -798,6 +803,22 @@ def _finish_once(
         run.rows_unchanged, run.rows_deleted, run.rows_failed, run.duration_ms,
     )  # fmt: skip
     return run
+
+
+def without_secrets(imp: ScheduledImport, shown: Any) -> Any:
+    """`shown` (a run's error, its traceback, its row errors) with the import's credential
+    hidden in every form it was sent in (schedules.credentials.secrets_of).
+
+    The file and the server's answers are the source's words, and a source may repeat what it
+    was sent: a server that writes the request's headers into the file puts the credential in
+    the header a missing key column's message lists, or in a bad row's value. The run's
+    message and details reach the API, the admin, alert e-mails, the callback and, as the
+    task's result, Flower; none of them may show the secret. The records themselves are the
+    owner's data as the source gave it and are stored as they are.
+    """
+    if not imp.credential_secret:
+        return shown
+    return credentials.hide(credentials.secrets_of(imp.credential_secret), shown)
 
 
 def apply_outcome(imp: ScheduledImport, run: ImportRun) -> None:

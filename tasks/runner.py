@@ -240,12 +240,13 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
     except Exception:
         # An unexpected bug must still close the run, never leave it "running". Its message
         # is plain words (no class name, no SQL, no library internals); staff read the
-        # traceback.
-        logger.exception("run crashed run=%s", run.pk)
+        # traceback. A library's error may quote the file (a value PostgreSQL refused), and
+        # the file may repeat the credential: the log's traceback goes without it, as the
+        # run's does (finish_run).
+        trace = traceback.format_exc()
+        logger.error("run crashed run=%s\n%s", run.pk, services.without_secrets(imp, trace))
         _drop_broken_connection()
-        services.finish_run(
-            run, ImportRun.Status.FAILED, error=INTERNAL_ERROR, traceback=traceback.format_exc()
-        )
+        services.finish_run(run, ImportRun.Status.FAILED, error=INTERNAL_ERROR, traceback=trace)
     else:
         status = ImportRun.Status.PARTIAL if counts.rows_failed else ImportRun.Status.SUCCEEDED
         services.finish_run(run, status, counts=counts)

@@ -134,26 +134,38 @@ def _forms(secrets: Iterable[str]) -> list[str]:
     return sorted(forms, key=lambda form: (-len(form), form))
 
 
-def hide(secrets: list[str], shown: Shown) -> Shown:
+def hide(secrets: list[str], shown: Shown, cut_at: int | None = None) -> Shown:
     """`shown` (a text, or dicts and lists of them) with each stretch of text that any of
     `secrets` covers replaced by HIDDEN: overlapping and adjacent occurrences make one stretch,
-    so that no part of one secret is left beside another, and HIDDEN is never itself masked."""
+    so that no part of one secret is left beside another, and HIDDEN is never itself masked.
+
+    A text of `cut_at` characters or more may have been cut there, perhaps inside a secret:
+    its end is hidden too when it is the beginning of one.
+    """
     if isinstance(shown, str):
-        return _hide_text([secret for secret in secrets if secret], shown)
+        return _hide_text([secret for secret in secrets if secret], shown, cut_at)
     if isinstance(shown, dict):
-        return {name: hide(secrets, value) for name, value in shown.items()}
+        return {name: hide(secrets, value, cut_at) for name, value in shown.items()}
     if isinstance(shown, list | tuple):
-        return type(shown)(hide(secrets, item) for item in shown)
+        return type(shown)(hide(secrets, item, cut_at) for item in shown)
     return shown
 
 
-def _hide_text(secrets: list[str], text: str) -> str:
+def _hide_text(secrets: list[str], text: str, cut_at: int | None) -> str:
     spans = []
     for secret in secrets:
         at = text.find(secret)
         while at != -1:
             spans.append((at, at + len(secret)))
             at = text.find(secret, at + 1)
+        if cut_at is not None and len(text) >= cut_at:
+            begun = next(
+                (n for n in range(min(len(secret) - 1, len(text)), 0, -1)
+                 if text.endswith(secret[:n])),
+                0,
+            )  # fmt: skip
+            if begun:
+                spans.append((len(text) - begun, len(text)))
     if not spans:
         return text
     pieces: list[str] = []

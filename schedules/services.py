@@ -613,6 +613,11 @@ class RunCounts:
     row_errors: list[dict[str, Any]] = field(default_factory=list)
 
 
+# How much of a bad row's value its row error keeps (tasks.engine.validate cuts it there). A
+# value cut in the middle of a secret ends with the secret's beginning: hidden too.
+ROW_VALUE_CHARS = 200
+
+
 # What the importer notes on its run while it works: its step (the dashboard's phase), its
 # progress, and which file it took. Kept on the run object as it goes, and written with the
 # next progress report (once the run has lasted long enough to be seen:
@@ -779,7 +784,7 @@ def _finish_once(
             for name in COUNT_FIELDS:
                 setattr(run, name, getattr(counts, name))
             if counts.row_errors:
-                rows = without_secrets(imp, counts.row_errors)
+                rows = without_secrets(imp, counts.row_errors, cut_at=ROW_VALUE_CHARS)
                 run.error_details = {**run.error_details, "rows": rows}
         if traceback:
             run.error_details = {**run.error_details, "traceback": traceback}
@@ -805,7 +810,7 @@ def _finish_once(
     return run
 
 
-def without_secrets(imp: ScheduledImport, shown: Any) -> Any:
+def without_secrets(imp: ScheduledImport, shown: Any, cut_at: int | None = None) -> Any:
     """`shown` (a run's error, its traceback, its row errors) with the import's credential
     hidden in every form it was sent in (schedules.credentials.secrets_of).
 
@@ -814,11 +819,12 @@ def without_secrets(imp: ScheduledImport, shown: Any) -> Any:
     the header a missing key column's message lists, or in a bad row's value. The run's
     message and details reach the API, the admin, alert e-mails, the callback and, as the
     task's result, Flower; none of them may show the secret. The records themselves are the
-    owner's data as the source gave it and are stored as they are.
+    owner's data as the source gave it and are stored as they are. `cut_at`: texts this long
+    may have been cut there (credentials.hide).
     """
     if not imp.credential_secret:
         return shown
-    return credentials.hide(credentials.secrets_of(imp.credential_secret), shown)
+    return credentials.hide(credentials.secrets_of(imp.credential_secret), shown, cut_at)
 
 
 def apply_outcome(imp: ScheduledImport, run: ImportRun) -> None:

@@ -700,7 +700,7 @@ def record_committed_counts(run: ImportRun, counts: RunCounts) -> bool:
     fields = {name: getattr(counts, name) for name in COUNT_FIELDS}
     details = {**run.error_details}
     if counts.row_errors:
-        details["rows"] = counts.row_errors
+        details["rows"] = shown_row_errors(run.scheduled_import, counts)
     written = ImportRun.objects.filter(pk=run.pk, cancel_requested_at__isnull=True).update(
         **{**run_notes(run), **fields}, error_details=details, rows_committed_at=timezone.now()
     )
@@ -784,7 +784,7 @@ def _finish_once(
             for name in COUNT_FIELDS:
                 setattr(run, name, getattr(counts, name))
             if counts.row_errors:
-                rows = without_secrets(imp, counts.row_errors, cut_at=ROW_VALUE_CHARS)
+                rows = shown_row_errors(imp, counts)
                 run.error_details = {**run.error_details, "rows": rows}
         if traceback:
             run.error_details = {**run.error_details, "traceback": traceback}
@@ -825,6 +825,12 @@ def without_secrets(imp: ScheduledImport, shown: Any, cut_at: int | None = None)
     if not imp.credential_secret:
         return shown
     return credentials.hide(credentials.secrets_of(imp.credential_secret), shown, cut_at)
+
+
+def shown_row_errors(imp: ScheduledImport, counts: RunCounts) -> list[dict[str, Any]]:
+    """The row errors a run keeps: the values as the file gave them (cut at ROW_VALUE_CHARS),
+    without the import's credential."""
+    return without_secrets(imp, counts.row_errors, cut_at=ROW_VALUE_CHARS)
 
 
 def apply_outcome(imp: ScheduledImport, run: ImportRun) -> None:

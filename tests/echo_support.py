@@ -66,10 +66,10 @@ def echoed(headers: dict[str, str]) -> list[str]:
 def echo(server: CsvServer, path: str, *, as_header: bool = False, pad: int = 0) -> str:
     """Serve at `path` a CSV of what each request carried (echoed): one row keyed A-1 under
     COLUMNS, or, `as_header`, the header row itself (where a run's message lists the columns).
-    `pad`: that many x before each echoed value."""
+    `pad`: that many x before each value echoed."""
 
     def route() -> Route:
-        values = ["x" * pad + value for value in echoed(server.requests[-1][1])]
+        values = ["x" * pad + value if value else "" for value in echoed(server.requests[-1][1])]
         # Without repeats or empty names, which the header check would report first.
         rows = [list(dict.fromkeys(v for v in values if v))] if as_header else [COLUMNS]
         if not as_header:

@@ -6,12 +6,17 @@ them (only Test source hid it)."""
 
 from __future__ import annotations
 
+import base64
+import logging
+from unittest import mock
+
 import pytest
+from django.db import DataError
 
 from tasks import runner
 from tasks.errors import RunFailed
 from tests.echo_support import AWKWARD_TEXT, ECHOED, echo, leaks, sent_forms
-from tests.factories import make_import
+from tests.factories import PRODUCTS_CSV, make_import
 from tests.importer_support import run_now
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("encryption_key")]
@@ -67,3 +72,23 @@ def test_a_bad_rows_value_repeating_the_credential_is_hidden_in_its_row_error(
         **dict.fromkeys(ECHOED[3:], prefix + HIDDEN),
     }
     assert leaks(run.error_details, sent_forms(CREDENTIAL)) == []
+
+
+def test_an_unexpected_error_quoting_the_credential_keeps_it_out_of_the_traceback_and_the_log(
+    alice, csv_server, caplog
+):
+    # Given an import with a basic credential, and an error no message was written for that
+    # quotes what the source sent back (as PostgreSQL quotes a value it refuses)
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV), credential=CREDENTIAL)
+    pair = base64.b64encode(f"feed:{AWKWARD_TEXT}".encode()).decode()
+    refused = DataError(f'invalid input syntax for type integer: "Basic {pair}"')
+
+    # When the run meets it
+    with mock.patch("tasks.engine.import_run", side_effect=refused), caplog.at_level(logging.INFO):
+        run = run_now(imp)
+
+    # Then the traceback kept for staff and the worker's log say where it was, not what
+    assert run.status == "failed"
+    assert 'integer: "Basic [hidden]"' in run.error_details["traceback"]
+    assert 'integer: "Basic [hidden]"' in caplog.text
+    assert leaks([run.error_details, caplog.text], sent_forms(CREDENTIAL)) == []

@@ -227,6 +227,15 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
         elif task is not None and run.attempts <= imp.max_retries:
             countdown = backoff_seconds(run)
             services.mark_retrying(run, message, countdown, traceback=_for_staff(error))
+            shown = services.without_secrets(imp, message)
+            if shown != message:
+                # The server's words repeated the credential (a reason phrase, an SFTP status
+                # message). Celery logs the retry's error and keeps it with its traceback
+                # (Flower): it gets the words hidden, and not the original error behind them.
+                hidden = TransientImportError(shown)
+                raise task.retry(
+                    countdown=countdown, max_retries=None, exc=hidden, throw=False
+                ) from None
             raise task.retry(countdown=countdown, max_retries=None, exc=error) from caught
         if isinstance(error, DatabaseLost):
             message = f"{message}; {_not_retried(run, task)}"

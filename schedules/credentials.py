@@ -11,10 +11,12 @@ Nothing here ever returns a secret to a user: the API, the admin and the history
 
 from __future__ import annotations
 
+import base64
 import json
 import re
-from typing import Any
-from urllib.parse import urlsplit
+from collections.abc import Iterable
+from typing import Any, TypeVar
+from urllib.parse import quote, quote_plus, urlsplit
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import serialization
@@ -39,6 +41,9 @@ HEADER_VALUE_PARTS = {"bearer": ("token",), "header": ("value",)}
 RESERVED_HEADERS = {"host", "content-length", "transfer-encoding", "connection", "te", "upgrade"}
 MAX_PART_CHARS = 16 * 1024
 DEFAULT_PORTS = {"http": 80, "https": 443, "sftp": 22}
+# What stands where a secret was, in any text a user or an operator reads.
+HIDDEN = "[hidden]"
+Shown = TypeVar("Shown")
 
 
 class NoEncryptionKey(ValidationError):
@@ -78,16 +83,99 @@ def decrypt(token: str) -> dict[str, str]:
         ) from None
 
 
+def basic_pair(username: str, password: str) -> str:
+    """A basic credential as it is sent (`Authorization: Basic <this>`): `username:password` in
+    UTF-8, base64-encoded with the standard alphabet. tasks.fetch sends it, secrets_of hides it."""
+    return base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
 def secrets_of(token: str) -> list[str]:
-    """What must never be shown of the credential `token` holds: the token itself and its
-    secret parts (the token alone when no configured key opens it)."""
+    """What must never be shown of the credential `token` holds, in every form it is sent in or
+    may be repeated in (the token alone when no configured key opens it), longest first.
+
+    A server may write back what it was sent (an echo of the request's headers in the file),
+    a library may quote it, a log may serialize it: so each secret part, the basic pair as
+    sent, and the token itself are listed raw, percent-encoded (quote and quote_plus) and
+    JSON-escaped (ASCII-only and not), whichever of those differ.
+
+    No form is left out for being short. A short secret hidden wherever it occurs costs a
+    mangled preview (a one-letter password takes that letter out of every value), but a form
+    skipped for its length would be the one shown in the clear; and any encoded form that
+    differs from its raw form holds an escape (`%21`, `\\"`, `+`) that ordinary text rarely
+    has, so the noise is the raw form's alone. Hiding cannot make a secret of a character or
+    two safe (where it was hidden tells what it was); the credential of such a server is
+    guessable anyway.
+    """
     if not token:
         return []
     try:
         credential = decrypt(token)
     except (ImproperlyConfigured, ValidationError):
-        return [token]
-    return [token, *(credential[part] for part in SECRET_PARTS if credential.get(part))]
+        return _forms([token])
+    sent = [token, *(credential[part] for part in SECRET_PARTS if credential.get(part))]
+    if credential.get("kind") == "basic":
+        sent.append(basic_pair(credential["username"], credential["password"]))
+    return _forms(sent)
+
+
+def _forms(secrets: Iterable[str]) -> list[str]:
+    forms = {
+        form
+        for secret in secrets
+        for form in (
+            secret,
+            quote(secret, safe=""),
+            quote_plus(secret, safe=""),
+            json.dumps(secret)[1:-1],
+            json.dumps(secret, ensure_ascii=False)[1:-1],
+        )
+        if form
+    }
+    return sorted(forms, key=lambda form: (-len(form), form))
+
+
+def hide(secrets: list[str], shown: Shown, cut_at: int | None = None) -> Shown:
+    """`shown` (a text, or dicts and lists of them) with each stretch of text that any of
+    `secrets` covers replaced by HIDDEN: overlapping and adjacent occurrences make one stretch,
+    so that no part of one secret is left beside another, and HIDDEN is never itself masked.
+
+    A text of `cut_at` characters or more may have been cut there, perhaps inside a secret:
+    its end is hidden too when it is the beginning of one.
+    """
+    if isinstance(shown, str):
+        return _hide_text([secret for secret in secrets if secret], shown, cut_at)
+    if isinstance(shown, dict):
+        return {name: hide(secrets, value, cut_at) for name, value in shown.items()}
+    if isinstance(shown, list | tuple):
+        return type(shown)(hide(secrets, item, cut_at) for item in shown)
+    return shown
+
+
+def _hide_text(secrets: list[str], text: str, cut_at: int | None) -> str:
+    spans = []
+    for secret in secrets:
+        at = text.find(secret)
+        while at != -1:
+            spans.append((at, at + len(secret)))
+            at = text.find(secret, at + 1)
+        if cut_at is not None and len(text) >= cut_at:
+            begun = next(
+                (n for n in range(min(len(secret) - 1, len(text)), 0, -1)
+                 if text.endswith(secret[:n])),
+                0,
+            )  # fmt: skip
+            if begun:
+                spans.append((len(text) - begun, len(text)))
+    if not spans:
+        return text
+    pieces: list[str] = []
+    shown_to = 0
+    for start, end in sorted(spans):
+        if start > shown_to or not pieces:
+            pieces += [text[shown_to:start], HIDDEN]
+        shown_to = max(shown_to, end)
+    pieces.append(text[shown_to:])
+    return "".join(pieces)
 
 
 def rotate(token: str) -> str:

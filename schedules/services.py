@@ -30,7 +30,7 @@ from django.db.models import F, ProtectedError, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from . import alerts, history, notifications, processed_files
+from . import alerts, credentials, history, notifications, processed_files
 from .models import Dataset, ImportRun, NotificationDefaults, Record, ScheduledImport
 
 logger = logging.getLogger("importbeat.runs")
@@ -613,6 +613,11 @@ class RunCounts:
     row_errors: list[dict[str, Any]] = field(default_factory=list)
 
 
+# How much of a bad row's value its row error keeps (tasks.engine.validate cuts it there). A
+# value cut in the middle of a secret ends with the secret's beginning: hidden too.
+ROW_VALUE_CHARS = 200
+
+
 # What the importer notes on its run while it works: its step (the dashboard's phase), its
 # progress, and which file it took. Kept on the run object as it goes, and written with the
 # next progress report (once the run has lasted long enough to be seen:
@@ -641,12 +646,14 @@ def record_source_file(run: ImportRun, path: str) -> None:
 def mark_retrying(run: ImportRun, error: str, countdown: float, traceback: str = "") -> bool:
     """Record a failed attempt that will be retried after `countdown` seconds; `traceback`
     (of a failure its message could not name) is kept for staff, as finish_run keeps it.
+    Neither holds the import's credential (without_secrets).
 
     False when there is nothing to retry: the attempt failed after its rows and counts
     committed (a connection lost while the staging tables were dropped). The run is then
     finished from those counts at once, with the failure among its attempts, instead of
     showing `retrying` through a backoff for a retry that would only finish it the same way.
     """
+    error, traceback = without_secrets(run.scheduled_import, (error, traceback))
     _record_attempt(run, error, retry_in=countdown)
     if traceback:
         run.error_details = {**run.error_details, "traceback": traceback}
@@ -709,7 +716,7 @@ def record_committed_counts(run: ImportRun, counts: RunCounts) -> bool:
     fields = {name: getattr(counts, name) for name in COUNT_FIELDS}
     details = {**run.error_details}
     if counts.row_errors:
-        details["rows"] = counts.row_errors
+        details["rows"] = shown_row_errors(run.scheduled_import, counts)
     written = ImportRun.objects.filter(pk=run.pk, cancel_requested_at__isnull=True).update(
         **{**run_notes(run), **fields}, error_details=details, rows_committed_at=timezone.now()
     )
@@ -777,6 +784,8 @@ def _finish_once(
         imp = ScheduledImport.objects.select_for_update().get(pk=run.scheduled_import_id)
         if run.status in ImportRun.FINAL_STATUSES:
             return run
+        if error or traceback:
+            error, traceback = without_secrets(imp, (error, traceback))
         if run.rows_committed_at is not None:
             if error:
                 # What went wrong after the rows landed stays visible among the attempts.
@@ -791,7 +800,8 @@ def _finish_once(
             for name in COUNT_FIELDS:
                 setattr(run, name, getattr(counts, name))
             if counts.row_errors:
-                run.error_details = {**run.error_details, "rows": counts.row_errors}
+                rows = shown_row_errors(imp, counts)
+                run.error_details = {**run.error_details, "rows": rows}
         if traceback:
             run.error_details = {**run.error_details, "traceback": traceback}
         if error:
@@ -814,6 +824,29 @@ def _finish_once(
         run.rows_unchanged, run.rows_deleted, run.rows_failed, run.duration_ms,
     )  # fmt: skip
     return run
+
+
+def without_secrets(imp: ScheduledImport, shown: Any, cut_at: int | None = None) -> Any:
+    """`shown` (a run's error, its traceback, its row errors) with the import's credential
+    hidden in every form it was sent in (schedules.credentials.secrets_of).
+
+    The file and the server's answers are the source's words, and a source may repeat what it
+    was sent: a server that writes the request's headers into the file puts the credential in
+    the header a missing key column's message lists, or in a bad row's value. The run's
+    message and details reach the API, the admin, alert e-mails, the callback and, as the
+    task's result, Flower; none of them may show the secret. The records themselves are the
+    owner's data as the source gave it and are stored as they are. `cut_at`: texts this long
+    may have been cut there (credentials.hide).
+    """
+    if not imp.credential_secret:
+        return shown
+    return credentials.hide(credentials.secrets_of(imp.credential_secret), shown, cut_at)
+
+
+def shown_row_errors(imp: ScheduledImport, counts: RunCounts) -> list[dict[str, Any]]:
+    """The row errors a run keeps: the values as the file gave them (cut at ROW_VALUE_CHARS),
+    without the import's credential."""
+    return without_secrets(imp, counts.row_errors, cut_at=ROW_VALUE_CHARS)
 
 
 def apply_outcome(imp: ScheduledImport, run: ImportRun) -> None:

@@ -4,7 +4,6 @@ tasks.decompress."""
 
 from __future__ import annotations
 
-import base64
 import contextvars
 import io
 from collections.abc import Callable, Iterator
@@ -17,7 +16,7 @@ import urllib3
 from django.conf import settings
 from requests.adapters import HTTPAdapter
 
-from schedules.credentials import origin
+from schedules.credentials import basic_pair, origin
 
 from . import decompress
 from .addresses import check_public_address, public_addresses
@@ -257,8 +256,9 @@ def credential_headers(url: str, options: SourceOptions) -> dict[str, str]:
         return {}
     kind = credential["kind"]
     if kind == "basic":
-        pair = f"{credential['username']}:{credential['password']}".encode()
-        return {"Authorization": "Basic " + base64.b64encode(pair).decode()}
+        return {
+            "Authorization": "Basic " + basic_pair(credential["username"], credential["password"])
+        }
     if kind == "bearer":
         return {"Authorization": f"Bearer {credential['token']}"}
     if kind == "header":

@@ -226,9 +226,18 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
             services.finish_run(run, ImportRun.Status.CANCELLED, error=f"{cancelled} ({message})")
         elif task is not None and run.attempts <= imp.max_retries:
             countdown = backoff_seconds(run)
-            if services.mark_retrying(run, message, countdown, traceback=_for_staff(error)):
-                raise task.retry(countdown=countdown, max_retries=None, exc=error) from caught
-            return summary(run)  # its rows had committed: finished from their counts
+            if not services.mark_retrying(run, message, countdown, traceback=_for_staff(error)):
+                return summary(run)  # its rows had committed: finished from their counts
+            shown = services.without_secrets(imp, message)
+            if shown != message:
+                # The server's words repeated the credential (a reason phrase, an SFTP status
+                # message). Celery logs the retry's error and keeps it with its traceback
+                # (Flower): it gets the words hidden, and not the original error behind them.
+                hidden = TransientImportError(shown)
+                raise task.retry(
+                    countdown=countdown, max_retries=None, exc=hidden, throw=False
+                ) from None
+            raise task.retry(countdown=countdown, max_retries=None, exc=error) from caught
         if isinstance(error, DatabaseLost):
             message = f"{message}; {_not_retried(run, task)}"
         services.finish_run(
@@ -241,12 +250,13 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
     except Exception:
         # An unexpected bug must still close the run, never leave it "running". Its message
         # is plain words (no class name, no SQL, no library internals); staff read the
-        # traceback.
-        logger.exception("run crashed run=%s", run.pk)
+        # traceback. A library's error may quote the file (a value PostgreSQL refused), and
+        # the file may repeat the credential: the log's traceback goes without it, as the
+        # run's does (finish_run).
+        trace = traceback.format_exc()
+        logger.error("run crashed run=%s\n%s", run.pk, services.without_secrets(imp, trace))
         _drop_broken_connection()
-        services.finish_run(
-            run, ImportRun.Status.FAILED, error=INTERNAL_ERROR, traceback=traceback.format_exc()
-        )
+        services.finish_run(run, ImportRun.Status.FAILED, error=INTERNAL_ERROR, traceback=trace)
     else:
         status = ImportRun.Status.PARTIAL if counts.rows_failed else ImportRun.Status.SUCCEEDED
         services.finish_run(run, status, counts=counts)

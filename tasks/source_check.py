@@ -26,7 +26,6 @@ PREVIEW_ROWS = 3
 
 DELIMITERS = ",;\t|"
 EXPIRED = "the check expired before a worker took it; try again"
-HIDDEN = "[hidden]"
 
 
 def check_source(import_id: int) -> dict[str, Any]:
@@ -53,7 +52,7 @@ def inspect_source(imp: ScheduledImport) -> dict[str, Any]:
     The answer is a task's result (kept by the result backend, shown by Flower, logged by the
     worker): no secret of the import's credential is in it, even where the source repeats one
     (a server that writes the request's headers into the file)."""
-    return _hiding(credentials.secrets_of(imp.credential_secret), _inspect(imp))
+    return credentials.hide(credentials.secrets_of(imp.credential_secret), _inspect(imp))
 
 
 def _inspect(imp: ScheduledImport) -> dict[str, Any]:
@@ -117,20 +116,6 @@ def _options(imp: ScheduledImport, shown: dict[str, str]) -> SourceOptions:
     if imp.sftp_host_key:
         shown["host_key_fingerprint"] = host_key_fingerprint(imp.sftp_host_key)
     return replace(options, pin_host_key=pin)
-
-
-def _hiding(secrets: list[str], answer: Any) -> Any:
-    """`answer` with every secret in its texts replaced (the longest first, so that no part of
-    one is left where it held another)."""
-    if isinstance(answer, str):
-        for secret in sorted(secrets, key=len, reverse=True):
-            answer = answer.replace(secret, HIDDEN)
-        return answer
-    if isinstance(answer, dict):
-        return {name: _hiding(secrets, value) for name, value in answer.items()}
-    if isinstance(answer, list):
-        return [_hiding(secrets, item) for item in answer]
-    return answer
 
 
 def _guess_delimiter(head: bytes, imp: ScheduledImport) -> str | None:

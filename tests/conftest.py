@@ -91,6 +91,8 @@ def drop(tmp_path, settings) -> Path:
 class Route:
     body: bytes = b""
     status: int = 200
+    # The status line's reason phrase (None: the standard one).
+    reason: str | None = None
     headers: dict[str, str] = field(default_factory=dict)
     chunk_delay: float = 0.0
     # Validators for conditional requests: a request naming them gets 304 Not Modified.
@@ -136,7 +138,7 @@ class CsvServer:
                         self.send_header("ETag", route.etag)
                     self.end_headers()
                     return
-                self.send_response(route.status)
+                self.send_response(route.status, route.reason)
                 validators = {"ETag": route.etag, "Last-Modified": route.last_modified}
                 headers = {
                     "Content-Type": "text/csv",

@@ -23,6 +23,8 @@ from schedules.source_check import check_unsaved
 from tasks.locks import client
 from tests.api_support import API, client_for
 from tests.conftest import Route, wait_for
+from tests.echo_support import AWKWARD_TEXT, echo, sent_forms
+from tests.echo_support import leaks as leaks_in
 from tests.factories import PRODUCTS_CSV
 from tests.reliability import start_flower
 from tests.sftp_support import TEST_ENCRYPTION_KEY
@@ -107,6 +109,40 @@ def test_a_checks_task_carries_a_key_and_its_answer_no_credential(alice, csv_ser
     results = _stored_results(stored, ids)
     assert "[hidden]" in results[ids[1]]
     assert leaks(json.dumps(results)) == []
+
+
+def test_a_checks_stored_answer_hides_a_basic_credential_in_every_form_its_server_repeats(
+    alice, csv_server, processes
+):
+    # Given a worker, a look at what the backend stores, and a server that writes the
+    # request's credential into the file: the basic pair as sent (base64), and the password
+    # raw, percent-encoded and JSON-escaped
+    credential = {"kind": "basic", "username": "feed", "password": AWKWARD_TEXT}
+    url = echo(csv_server, "/echo.csv")
+    processes.start("worker", IMPORTBEAT_ENCRYPTION_KEY=TEST_ENCRYPTION_KEY)
+    wait_for(lambda: app.control.ping(timeout=0.5), 60, what="the worker\n" + processes.logs())
+    ids: list[str] = []
+
+    def keep(headers, **_):
+        ids.append(headers["id"])
+
+    before_task_publish.connect(keep, weak=False)
+    stored = redis.Redis.from_url(settings.CELERY_RESULT_BACKEND).pubsub()
+    stored.psubscribe("celery-task-meta-*")
+    try:
+        # When alice checks the source
+        answer = (
+            client_for(alice)
+            .post(f"{API}/imports/check", body(url, credential), format="json")
+            .json()
+        )
+    finally:
+        before_task_publish.disconnect(keep)
+
+    # Then the answer, and the result the backend keeps for Flower, show none of them
+    assert answer["rows"][0][:4] == ["A-1", "Basic [hidden]", "", "feed:[hidden]"], answer
+    (result,) = _stored_results(stored, ids).values()
+    assert leaks_in([answer, json.loads(result)], sent_forms(credential)) == []
 
 
 def test_an_unsaved_check_no_worker_took_in_time_answers_that_it_expired(alice, processes):

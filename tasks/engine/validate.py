@@ -15,7 +15,7 @@ from django.db import transaction
 from psycopg import sql
 
 from schedules.models import ImportRun
-from schedules.services import RunCounts
+from schedules.services import ROW_VALUE_CHARS, RunCounts
 
 from .first_record import Layout
 from .progress import timed
@@ -24,7 +24,7 @@ from .tables import BAD, DUPES, RAW, analyze, lit, trimmed, work_mem
 ROW_ERROR_CAP = 100
 
 
-VALUE_CLIP = 200
+VALUE_CLIP = ROW_VALUE_CHARS
 
 
 TRUE_WORDS = ("true", "t", "yes", "y", "1")

@@ -17,6 +17,7 @@ from typing import Any
 from celery.signals import worker_init
 from celery.worker.control import inspect_command
 
+from project import broker_probe
 from project.error_words import broker_place, database_place, unreachable
 
 logger = logging.getLogger("importbeat.worker")
@@ -47,8 +48,7 @@ def database_problem() -> str | None:
 def broker_problem(app: Any) -> str | None:
     """None if the broker answers, else what is wrong, in words (its password never)."""
     try:
-        with app.connection_for_write() as conn:
-            conn.ensure_connection(max_retries=2, interval_start=0.5, interval_step=0.5)
+        broker_probe.probe(app, CONNECT_TIMEOUT_SECONDS, retries=2)
     except Exception as error:
         return unreachable(broker_place(app.conf.broker_write_url), error, logger)
     return None

@@ -92,6 +92,11 @@ def validate_http_url(url: str) -> None:
 
 
 SOURCE_SCHEMES = ("http", "https", "sftp", "file")
+URL_PASSWORD = (
+    "put the password in the import's credential, not in the URL (a basic credential: "
+    '{"kind": "basic", "username": ..., "password": ...}): the URL is shown wherever the '
+    "import is, the credential nowhere"
+)
 
 
 def validate_source_url(url: str) -> None:
@@ -129,6 +134,10 @@ def validate_source_url(url: str) -> None:
         if any(c in folders for c in "*?["):
             raise ValidationError("a glob may only be in the file name, not in the folders")
     elif parts.scheme.lower() in ("http", "https"):
+        if parts.password is not None:
+            # A URL is shown wherever the import is (API, admin, run errors, alerts, logs); a
+            # credential's secret parts are encrypted and shown nowhere.
+            raise ValidationError(URL_PASSWORD)
         URLValidator(schemes=["http", "https"])(url)
 
 

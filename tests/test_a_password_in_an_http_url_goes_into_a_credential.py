@@ -63,6 +63,14 @@ def migrate(target: tuple[str, str]) -> None:
     executor.migrate([target])
 
 
+def run_migration_0020() -> None:
+    """Migration 0020 again, forwards, on the rows as the test left them."""
+    try:
+        migrate(("schedules", "0019_attention_indexes"))
+    finally:
+        migrate(("schedules", "0020_url_passwords_into_credentials"))
+
+
 @pytest.mark.django_db(transaction=True)
 def test_the_migration_moves_a_url_password_into_a_basic_credential(
     alice, csv_server, encryption_key
@@ -73,12 +81,8 @@ def test_the_migration_moves_a_url_password_into_a_basic_credential(
     imp = make_import(alice, served)
     ScheduledImport.objects.filter(pk=imp.pk).update(source_url=with_password)
     other = make_import(alice, served, name="no password", dataset="other")
-    try:
-        # When migration 0020 runs
-        migrate(("schedules", "0019_attention_indexes"))
-        migrate(("schedules", "0020_url_passwords_into_credentials"))
-    finally:
-        migrate(("schedules", "0020_url_passwords_into_credentials"))
+    # When migration 0020 runs
+    run_migration_0020()
 
     # Then the URL has no password, and a basic credential holds it, decoded
     imp.refresh_from_db()
@@ -106,12 +110,8 @@ def test_without_an_encryption_key_the_migration_leaves_the_url_as_it_is(alice, 
     url = "https://reader:s3cret@example.com/p.csv"
     imp = make_import(alice, "https://example.com/p.csv")
     ScheduledImport.objects.filter(pk=imp.pk).update(source_url=url)
-    try:
-        # When migration 0020 runs
-        migrate(("schedules", "0019_attention_indexes"))
-        migrate(("schedules", "0020_url_passwords_into_credentials"))
-    finally:
-        migrate(("schedules", "0020_url_passwords_into_credentials"))
+    # When migration 0020 runs
+    run_migration_0020()
 
     # Then the import is as it was (its owner moves the password at the next edit)
     imp.refresh_from_db()

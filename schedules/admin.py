@@ -10,12 +10,14 @@ from auditlog.mixins import AuditlogHistoryAdminMixin
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet, Subquery
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.dateparse import parse_datetime
+from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
 from . import (
@@ -24,7 +26,7 @@ from . import (
     services,
 )
 from .display import badge, duration, moment
-from .forms import ScheduledImportAdminForm
+from .forms import SECRET_FIELDS, ScheduledImportAdminForm
 from .models import Dataset, ImportRun, NotificationDelivery, Record, ScheduledImport
 
 
@@ -123,6 +125,20 @@ class ScheduledImportAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
     list_select_related = ("owner", "dataset")
     actions = ("run_now", "pause", "resume", "cancel")
     inlines = (RecentRunsInline,)
+
+    # An error while a credential is being saved (the server error mail to ADMINS, DEBUG's
+    # error page) lists the request's POST: without the secret parts, as Django's own
+    # password forms do.
+    @method_decorator(sensitive_post_parameters(*SECRET_FIELDS))
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
+        return super().changeform_view(request, object_id, form_url, extra_context)
+
     Media = AdminMedia
     # Run now, Pause / Resume and Test source as buttons on the import's own page.
     change_form_template = "admin/schedules/scheduledimport/change_form.html"

@@ -29,6 +29,10 @@ def _secret_input() -> forms.PasswordInput:
     return forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"})
 
 
+# The fields that carry a credential's secret parts (never shown, never in an error report).
+SECRET_FIELDS = ("credential_password", "credential_private_key")
+
+
 class ScheduledImportAdminForm(forms.ModelForm):
     # Not a URLField: sftp:// and file:/// drop-folder paths are sources too
     # (schedules.validation.validate_source_url decides).

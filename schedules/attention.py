@@ -17,6 +17,7 @@ from django.conf import settings
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
+from .admin_links import admin_page
 from .models import ImportRun, ScheduledImport
 
 FAILED = (ImportRun.Status.FAILED, ImportRun.Status.TIMED_OUT)
@@ -103,6 +104,7 @@ def needing_attention(limit: int = 50) -> list[dict[str, Any]]:
     return [
         {
             "id": imp.pk,
+            "url": admin_page("scheduledimport", imp.pk),
             "name": imp.name,
             "owner": imp.owner.get_username(),
             "reasons": reasons_for(imp),

@@ -18,8 +18,11 @@ from django.core.cache import cache
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
 from . import attention, display, overview, stats
+from .admin_links import admin_page
 from .models import ImportRun, ScheduledImport
 
 CHART_DAYS = 14
@@ -70,6 +73,60 @@ def chart(series: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+def chart_svg(chart: dict[str, Any]) -> SafeString:
+    """The chart drawn: an SVG of the bars, each segment titled with its day, count and status.
+
+    Written here rather than in the page's template: its four hundred values took a third of
+    the page's rendering through the template engine. Numbers are written as SVG reads them
+    (str, never localized); every value is escaped (format_html).
+    """
+    days = format_html_join(
+        "\n", "{}", ((_day_svg(bar, chart["height"]),) for bar in chart["bars"])
+    )
+    return format_html(
+        '<svg id="runs-chart" class="chart" role="img" aria-label="runs per day"'
+        ' viewBox="0 0 {0} {1}" width="{0}" height="{1}">'
+        '<line x1="{2}" y1="{3}" x2="{0}" y2="{3}" class="axis"/>'
+        '<text x="2" y="{2}" class="tick">{4}</text>{5}</svg>',
+        chart["width"],
+        chart["height"],
+        chart["pad"],
+        chart["baseline"],
+        chart["peak"],
+        days,
+    )
+
+
+def _day_svg(bar: dict[str, Any], height: int) -> SafeString:
+    segments = format_html_join(
+        "",
+        '<rect class="bar {0}" data-status="{0}" data-count="{1}" x="{2}" y="{3}" width="{4}"'
+        ' height="{5}"><title>{6}: {1} {0}</title></rect>',
+        (
+            (
+                seg["status"],
+                seg["count"],
+                bar["x"],
+                seg["y"],
+                bar["width"],
+                seg["height"],
+                bar["date"],
+            )
+            for seg in bar["segments"]
+        ),
+    )
+    return format_html(
+        '<g class="day" data-date="{}" data-total="{}">{}'
+        '<text x="{}" y="{}" class="tick">{}</text></g>',
+        bar["date"],
+        bar["total"],
+        segments,
+        bar["x"],
+        height - 8,
+        bar["label"],
+    )
+
+
 # What run_progress reads of a run, its import and their owner.
 PROGRESS_COLUMNS = (
     "status", "attempts", "bytes_read", "bytes_total", "rows_read", "phase", "started_at",
@@ -93,6 +150,7 @@ def run_progress(run: ImportRun) -> dict[str, Any]:
         percent = round(min(run.bytes_read / run.bytes_total, 1.0) * 100, 1)
     return {
         "id": run.pk,
+        "url": admin_page("importrun", run.pk),
         "import": run.scheduled_import.name,
         "import_id": run.scheduled_import_id,
         "owner": run.scheduled_import.owner.get_username(),
@@ -120,6 +178,7 @@ def upcoming_runs() -> list[dict[str, Any]]:
     return [
         {
             "id": imp.pk,
+            "url": admin_page("scheduledimport", imp.pk),
             "name": imp.name,
             "owner": imp.owner.get_username(),
             "schedule": display.schedule_words(imp),
@@ -184,7 +243,8 @@ def chart_series() -> list[dict[str, Any]]:
 @staff_member_required
 def index(request: HttpRequest) -> HttpResponse:
     context = {
-        "chart": chart(chart_series()),
+        "chart": chart_svg(chart(chart_series())),
+        "chart_statuses": CHART_STATUSES,
         "runs": active_runs(),
         "attention": attention.needing_attention(ATTENTION_LIMIT),
         # The answers of the last poll, if recent: no older than what an open page shows

@@ -6,7 +6,6 @@
   var script = document.currentScript;
   var liveUrl = script.getAttribute("data-live-url");
   var healthUrl = script.getAttribute("data-health-url");
-  var adminUrl = script.getAttribute("data-admin-url");
   var tbody = document.querySelector("#active-runs tbody");
   var status = document.getElementById("live-status");
   var LIVE_MS = 2000;
@@ -86,7 +85,7 @@
   function row(run) {
     var tr = document.createElement("tr");
     tr.setAttribute("data-run-id", run.id);
-    tr.appendChild(cell(link(adminUrl + "schedules/importrun/" + run.id + "/change/", "#" + run.id)));
+    tr.appendChild(cell(link(run.url, "#" + run.id)));
     tr.appendChild(cell(run.import));
     tr.appendChild(cell(run.owner));
     tr.appendChild(cell(run.status, "status"));
@@ -166,7 +165,7 @@
       var tr = document.createElement("tr");
       tr.setAttribute("data-import-id", imp.id);
       tr.appendChild(cell(timeElement(imp.next_run_at, "in")));
-      tr.appendChild(cell(link(adminUrl + "schedules/scheduledimport/" + imp.id + "/change/", imp.name)));
+      tr.appendChild(cell(link(imp.url, imp.name)));
       tr.appendChild(cell(imp.owner));
       tr.appendChild(cell(imp.schedule));
       upcoming.appendChild(tr);

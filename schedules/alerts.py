@@ -60,15 +60,15 @@ def on_run_finished(imp: ScheduledImport, run: ImportRun) -> bool:
     return True
 
 
-def _deliver(run_id: int, webhook: bool) -> None:
+def _deliver(run_id: int, with_webhook: bool) -> None:
     _send(SEND_ALERT_EMAIL, run_id)
-    if webhook:
+    if with_webhook:
         _send(SEND_ALERT_WEBHOOK, run_id)
 
 
 def _send(task: str, object_id: int) -> None:
-    # ignore_result, as the tasks declare it (and as `.delay` passed it on): nobody waits for
-    # an alert's result, so the sender does not subscribe to one.
+    # ignore_result, as the tasks declare: nobody waits for an alert's result, so the sender
+    # does not subscribe to it in the result backend.
     current_app.send_task(task, args=[object_id], ignore_result=True)
 
 

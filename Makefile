@@ -81,9 +81,10 @@ bench: install ## run the benchmarks under tests/bench and print their figures
 	mkdir -p .run
 	$(SERVICES) --test -- $(PY) -m pytest tests/bench -s -p no:cacheprovider -o python_files='bench_*.py' -o python_functions='bench_*' $(PYTEST_ARGS)
 
-lint: install ## ruff check and format check
+lint: install ## ruff check and format check; the import contracts (pyproject.toml)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
 
 format: install ## apply ruff's fixes and formatting
 	$(VENV)/bin/ruff check --fix .

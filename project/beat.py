@@ -27,10 +27,10 @@ from django.db import DatabaseError, close_old_connections
 from django_celery_beat.schedulers import DatabaseScheduler
 from redis.exceptions import RedisError
 
+# The keys the health check reads too: kept beside the Redis client, which schedules may import.
+from project.redis_client import LAST_TICK_KEY, LEADER_LEASE, client
+
 DISPATCH_TASK = "importbeat.dispatch_scheduled_import"
-LEADER_LEASE = "importbeat:beat:leader"
-# Unix time of the last loop of any beat that dispatched imports (health, metrics).
-LAST_TICK_KEY = "importbeat:beat:last_tick"
 
 logger = logging.getLogger("importbeat.beat")
 
@@ -91,8 +91,6 @@ class ImportScheduler(DatabaseScheduler):
         return wait
 
     def _stamp_last_tick(self) -> None:
-        from tasks.locks import client
-
         try:
             client().set(LAST_TICK_KEY, f"{time.time():.3f}")
         except RedisError as error:

@@ -6,6 +6,9 @@ an email to the owner (Django's email backend) and, when the import has a `callb
 webhook POST of the run summary. They are separate tasks so that retrying a webhook never sends
 the email twice. A success resets the streak (services.apply_outcome); `alert_after_failures`
 0 turns alerts off.
+
+What is sent, when, and how it is signed is decided here; the POST itself is the worker's
+(tasks.webhooks), and the tasks are sent by name (STYLE rule 15: schedules never imports tasks).
 """
 
 from __future__ import annotations
@@ -14,10 +17,9 @@ import hashlib
 import hmac
 import json
 import logging
-import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-import requests
+from celery import current_app
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import transaction
@@ -29,11 +31,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("importbeat.alerts")
 
-WEBHOOK_TIMEOUT = (5.0, 10.0)  # connect, read (seconds)
-WEBHOOK_MAX_RETRIES = 5
-WEBHOOK_BACKOFF_SECONDS = 10
-WEBHOOK_BACKOFF_MAX_SECONDS = 600
-USER_AGENT = "importbeat-alerts/1.0"
+# The tasks that deliver alerts (tasks/tasks.py), sent by name.
+SEND_ALERT_EMAIL = "importbeat.send_alert_email"
+SEND_ALERT_WEBHOOK = "importbeat.send_alert_webhook"
+SEND_LATE_ALERT = "importbeat.send_late_alert"
 
 
 def on_run_finished(imp: ScheduledImport, run: ImportRun) -> bool:
@@ -59,12 +60,16 @@ def on_run_finished(imp: ScheduledImport, run: ImportRun) -> bool:
     return True
 
 
-def _deliver(run_id: int, webhook: bool) -> None:
-    from tasks.tasks import send_alert_email, send_alert_webhook
+def _deliver(run_id: int, with_webhook: bool) -> None:
+    _send(SEND_ALERT_EMAIL, run_id)
+    if with_webhook:
+        _send(SEND_ALERT_WEBHOOK, run_id)
 
-    send_alert_email.delay(run_id)
-    if webhook:
-        send_alert_webhook.delay(run_id)
+
+def _send(task: str, object_id: int) -> None:
+    # ignore_result, as the tasks declare: nobody waits for an alert's result, so the sender
+    # does not subscribe to it in the result backend.
+    current_app.send_task(task, args=[object_id], ignore_result=True)
 
 
 def run_summary(run: ImportRun) -> dict[str, Any]:
@@ -133,15 +138,22 @@ def send_email(run_id: int) -> bool:
     return True
 
 
-def post_webhook(run_id: int) -> bool:
-    """POST the run summary to the import's callback URL, signed (post_signed)."""
+class Webhook(NamedTuple):
+    """A signed POST to send (tasks.webhooks.post_signed): where, what, and the signing key."""
+
+    url: str
+    payload: dict[str, Any]
+    secret: str
+
+
+def webhook(run_id: int) -> Webhook | None:
+    """The failure-streak alert of run `run_id` as a webhook: the run summary, to its import's
+    callback URL; None when the run is gone or the import has no callback URL."""
     run = _load(run_id)
     if run is None or not run.scheduled_import.callback_url:
-        return False
-    url = run.scheduled_import.callback_url
-    status = post_signed(url, run_summary(run), run.scheduled_import.webhook_secret)
-    logger.info("alert webhook delivered run=%s url=%s status=%s", run_id, url, status)
-    return True
+        return None
+    imp = run.scheduled_import
+    return Webhook(imp.callback_url, run_summary(run), imp.webhook_secret)
 
 
 SIGNATURE_HEADER = "Importbeat-Signature"
@@ -154,48 +166,6 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
     return f"t={timestamp},v1={mac.hexdigest()}"
 
 
-def post_signed(url: str, payload: dict[str, Any], secret: str) -> int:
-    """POST `payload` as JSON to `url`, signed (SIGNATURE_HEADER); the answer's status.
-
-    Raises TransientImportError (connection errors, timeouts, 429, 5xx: the task retries with
-    backoff) or PermanentImportError (a private address, 4xx, a redirect: retrying would fail
-    the same way). The private-address rule and the pinned connections are the fetcher's;
-    redirects are not followed, so a public URL cannot bounce the POST to an internal one.
-    """
-    from tasks.errors import PermanentImportError, TransientImportError
-    from tasks.fetch import GuardedAdapter, check_public_address
-    from tasks.fetch_errors import failure
-
-    if not url.startswith(("http://", "https://")):
-        raise PermanentImportError(f"only http and https callback URLs are allowed: {url}")
-    check_public_address(url)
-    body = json.dumps(payload).encode()
-    headers = {
-        "User-Agent": USER_AGENT,
-        "Content-Type": "application/json",
-        SIGNATURE_HEADER: signature(secret, int(time.time()), body),
-    }
-    try:
-        with requests.Session() as session:
-            # The fetcher's adapter: the socket goes to the address that was checked, so a
-            # second DNS answer cannot point the POST at an internal host (DNS rebinding).
-            session.mount("http://", GuardedAdapter())
-            session.mount("https://", GuardedAdapter())
-            response = session.post(
-                url, data=body, timeout=WEBHOOK_TIMEOUT, allow_redirects=False, headers=headers
-            )
-    except (requests.ConnectionError, requests.Timeout) as error:
-        raise failure(TransientImportError, f"cannot reach {url}", error) from error
-    except requests.RequestException as error:
-        raise failure(PermanentImportError, f"cannot post to {url}", error) from error
-    status = response.status_code
-    if status == 429 or status >= 500:
-        raise TransientImportError(f"the callback answered HTTP {status}")
-    if status >= 300:
-        raise PermanentImportError(f"the callback answered HTTP {status}")
-    return status
-
-
 # --- late imports -----------------------------------------------------------------------------
 
 
@@ -205,8 +175,6 @@ def on_imports_late(import_ids: list[int]) -> None:
     Called after the commit that set `late_since`; the streak ends when a tick is dispatched on
     time again (schedules.dispatch), so a schedule that stays broken alerts once, not per tick.
     """
-    from tasks.tasks import send_late_alert
-
     from .models import ScheduledImport
     from .notifications import on_late
 
@@ -218,7 +186,7 @@ def on_imports_late(import_ids: list[int]) -> None:
     for import_id in import_ids:
         logger.error("import late import=%s", import_id)
         if import_id not in mailed:
-            send_late_alert.delay(import_id)
+            _send(SEND_LATE_ALERT, import_id)
     for imp in subscribed:
         with transaction.atomic():
             on_late(imp)

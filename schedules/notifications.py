@@ -7,6 +7,10 @@ owner's address, `PATCH /me`) and `webhook` (the import's `callback_url`, signed
 in the transaction that finished the run and delivered by the `importbeat.deliver_notification`
 task after the commit, webhooks retried with backoff; the row is the delivery log.
 
+What notifies, the payloads, the e-mail and the log's entries are decided here; the worker's
+delivery (tasks.webhooks.deliver) calls these steps around its POST. The task is sent by name:
+schedules never imports tasks (STYLE rule 15).
+
 The failure-streak alert (alerts.py, `alert_after_failures`) stays as it is, beside these.
 """
 
@@ -105,40 +109,46 @@ def payload(delivery: NotificationDelivery) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def deliver(delivery_id: int, attempt: int = 1, final: bool = True) -> None:
-    """Send one notification and log how it went. A transient webhook failure is re-raised
-    (TransientImportError) for the task to retry, unless `final` (retries spent)."""
-    from tasks.errors import PermanentImportError, TransientImportError
-
+def start(delivery_id: int, attempt: int) -> NotificationDelivery | None:
+    """The notification to send now, its attempt counted; None when it is gone or its delivery
+    has ended (delivered, failed or skipped: a message sent again by the sweep finds it so)."""
     delivery = (
         NotificationDelivery.objects.select_related("scheduled_import__owner", "run")
         .filter(pk=delivery_id)
         .first()
     )
     if delivery is None or delivery.status in ("delivered", "failed", "skipped"):
-        return
+        return None
     delivery.attempts = attempt
-    try:
-        if delivery.channel == "email":
-            delivered = _email(delivery)
-        else:
-            imp = delivery.scheduled_import
-            delivery.response_status = alerts.post_signed(
-                delivery.target, payload(delivery), imp.webhook_secret
-            )
-            delivered = True
-    except TransientImportError as error:
-        delivery.error = str(error)
-        delivery.status = "failed" if final else "retrying"
-        _save(delivery)
-        if not final:
-            raise
-        return
-    except PermanentImportError as error:
-        delivery.error, delivery.status = str(error), "failed"
-        _save(delivery)
-        return
+    return delivery
+
+
+def send_email(delivery: NotificationDelivery) -> None:
+    """Mail the owner and log it: `delivered`, or `skipped` when the owner has no address."""
+    delivered = _email(delivery)
     delivery.status = "delivered" if delivered else "skipped"
+    _save(delivery)
+
+
+def webhook(delivery: NotificationDelivery) -> alerts.Webhook:
+    """A webhook notification's POST: its payload, to its target, signed with the import's
+    secret."""
+    secret = delivery.scheduled_import.webhook_secret
+    return alerts.Webhook(delivery.target, payload(delivery), secret)
+
+
+def delivered(delivery: NotificationDelivery, response_status: int) -> None:
+    """The webhook was answered with a success: log its status."""
+    delivery.response_status = response_status
+    delivery.status = "delivered"
+    _save(delivery)
+
+
+def failed(delivery: NotificationDelivery, error: str, retrying: bool) -> None:
+    """The attempt failed with `error` (plain words): `retrying` when another attempt follows,
+    else `failed` for good."""
+    delivery.error = error
+    delivery.status = "retrying" if retrying else "failed"
     _save(delivery)
 
 

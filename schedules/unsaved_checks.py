@@ -16,6 +16,8 @@ from typing import Any
 
 import redis
 
+from project.redis_client import client
+
 PREFIX = "importbeat:check:"
 # Past the page's wait nobody reads the answer; the margin covers a worker that took the
 # message just before the page gave up.
@@ -42,8 +44,5 @@ def take(key: object) -> dict[str, Any] | None:
 
 
 def _redis() -> redis.Redis:
-    # The Redis of leases and other short-lived state (and the suite runner's own database);
-    # imported when called, since schedules never imports tasks when it loads (STYLE rule 15).
-    from tasks.locks import client
-
+    # The Redis of leases and other short-lived state (and the suite runner's own database).
     return client()

@@ -19,9 +19,8 @@ from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from project.redis_client import client
 from schedules.models import ImportRun
-
-from .locks import client
 
 logger = logging.getLogger("importbeat.runs")
 

@@ -15,25 +15,15 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable
-from functools import cache
 
-import redis
 from django.conf import settings
 from redis.exceptions import LockError, LockNotOwnedError, RedisError
 from redis.lock import Lock
 
+# One client and one connection pool per process, shared with schedules and beat.
+from project.redis_client import client
+
 logger = logging.getLogger("importbeat.locks")
-
-
-@cache
-def client() -> redis.Redis:
-    """One client per process (redis-py's pool notices a fork and reconnects in the child)."""
-    return redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        health_check_interval=10,
-    )
 
 
 class Lease:

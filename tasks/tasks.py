@@ -7,9 +7,9 @@ import logging
 from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
 
-from schedules import alerts, notifications, reconcile, services
+from schedules import alerts, reconcile, services
 
-from . import maintenance, runner, source_check
+from . import maintenance, runner, source_check, webhooks
 from .errors import PermanentImportError, RunFailed, TransientImportError
 
 logger = logging.getLogger("importbeat.alerts")
@@ -116,16 +116,16 @@ def send_alert_email(run_id: int) -> None:
 def send_alert_webhook(self, run_id: int) -> None:
     """POST the alert; retry what is transient with capped, jittered backoff (STYLE rule 4)."""
     try:
-        alerts.post_webhook(run_id)
+        webhooks.post_alert(run_id)
     except TransientImportError as error:
         attempt = self.request.retries + 1
-        if attempt > alerts.WEBHOOK_MAX_RETRIES:
+        if attempt > webhooks.MAX_RETRIES:
             logger.error("alert webhook gave up run=%s attempts=%s: %s", run_id, attempt, error)
             return
         countdown = get_exponential_backoff_interval(
-            factor=alerts.WEBHOOK_BACKOFF_SECONDS,
+            factor=webhooks.BACKOFF_SECONDS,
             retries=self.request.retries,
-            maximum=alerts.WEBHOOK_BACKOFF_MAX_SECONDS,
+            maximum=webhooks.BACKOFF_MAX_SECONDS,
             full_jitter=True,
         )
         logger.warning(
@@ -145,18 +145,16 @@ def send_alert_webhook(self, run_id: int) -> None:
     time_limit=90,
 )
 def deliver_notification(self, delivery_id: int) -> None:
-    """Send one notification (schedules.notifications); a webhook that fails transiently is
+    """Send one notification (tasks.webhooks.deliver); a webhook that fails transiently is
     retried with capped, jittered backoff (STYLE rule 4), each attempt in the delivery log."""
     attempt = self.request.retries + 1
     try:
-        notifications.deliver(
-            delivery_id, attempt=attempt, final=attempt > alerts.WEBHOOK_MAX_RETRIES
-        )
+        webhooks.deliver(delivery_id, attempt=attempt, final=attempt > webhooks.MAX_RETRIES)
     except TransientImportError as error:
         countdown = get_exponential_backoff_interval(
-            factor=alerts.WEBHOOK_BACKOFF_SECONDS,
+            factor=webhooks.BACKOFF_SECONDS,
             retries=self.request.retries,
-            maximum=alerts.WEBHOOK_BACKOFF_MAX_SECONDS,
+            maximum=webhooks.BACKOFF_MAX_SECONDS,
             full_jitter=True,
         )
         raise self.retry(countdown=countdown, max_retries=None, exc=error) from error

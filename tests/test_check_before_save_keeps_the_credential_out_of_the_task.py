@@ -17,10 +17,10 @@ from celery.signals import before_task_publish
 from django.conf import settings
 
 from project.celery import app
+from project.redis_client import client
 from schedules import unsaved_checks
 from schedules.models import ScheduledImport
 from schedules.source_check import check_unsaved
-from tasks.locks import client
 from tests.api_support import API, client_for
 from tests.conftest import Route, wait_for
 from tests.echo_support import AWKWARD_TEXT, echo, sent_forms

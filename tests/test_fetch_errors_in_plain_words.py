@@ -209,8 +209,8 @@ def test_an_sftp_server_that_breaks_the_handshake_is_told_in_plain_words(
 
 
 def test_a_callback_that_does_not_speak_http_is_told_in_plain_words(raw_server):
-    from schedules.alerts import post_signed
     from tasks.errors import TransientImportError
+    from tasks.webhooks import post_signed
 
     server = raw_server(b"HELLO THERE\r\n\r\n")
 

@@ -5,8 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from project.beat import LAST_TICK_KEY, LEADER_LEASE
-from tasks.locks import client
+from project.redis_client import LAST_TICK_KEY, LEADER_LEASE, client
 from tests.api_support import API, client_for
 
 pytestmark = pytest.mark.django_db

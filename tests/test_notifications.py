@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from schedules import alerts, notifications, services
 from schedules.models import NotificationDelivery, ScheduledImport
-from tasks import maintenance
+from tasks import maintenance, webhooks
 from tasks.errors import TransientImportError
 from tests.api_support import API, SOURCE, client_for, import_body, make_run
 from tests.factories import make_import
@@ -50,7 +50,7 @@ def finish(imp, status: str) -> list[NotificationDelivery]:
     services.finish_run(run, status, counts=services.RunCounts(), error=error)
     deliveries = list(NotificationDelivery.objects.filter(run=run).order_by("pk"))
     for delivery in deliveries:
-        notifications.deliver(delivery.pk)
+        webhooks.deliver(delivery.pk)
     return [NotificationDelivery.objects.get(pk=d.pk) for d in deliveries]
 
 
@@ -113,10 +113,10 @@ def test_a_webhook_that_fails_is_retried_and_each_try_is_in_the_log(alice, recei
     delivery = NotificationDelivery.objects.get(run=run)
 
     with pytest.raises(TransientImportError):
-        notifications.deliver(delivery.pk, attempt=1, final=False)
+        webhooks.deliver(delivery.pk, attempt=1, final=False)
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("retrying", 1)
-    notifications.deliver(delivery.pk, attempt=2, final=False)
+    webhooks.deliver(delivery.pk, attempt=2, final=False)
 
     log = client_for(alice).get(f"{API}/imports/{imp.pk}/deliveries/").json()["results"]
     assert [(d["status"], d["attempts"], d["response_status"]) for d in log] == [
@@ -159,20 +159,24 @@ def test_the_secret_is_shown_to_the_owner_only(alice, django_user_model):
     assert len(mine["webhook_secret"]) == 64 and theirs["webhook_secret"] is None
 
 
-def test_an_import_turning_late_notifies_when_asked_to(alice, monkeypatch):
+def test_an_import_turning_late_notifies_when_asked_to(alice):
     imp = make_import(alice, SOURCE, notify_on=["late"], notify_channels=["email"])
     quiet = make_import(alice, SOURCE, name="quiet")
     hooked = make_import(alice, SOURCE, name="hooked", notify_on=["late"], notify_channels=[])
-    late_alerts: list[int] = []
-    monkeypatch.setattr("tasks.tasks.send_late_alert.delay", late_alerts.append)
 
-    alerts.on_imports_late([imp.pk, quiet.pk, hooked.pk])
+    with mock.patch.object(alerts.current_app, "send_task") as send_task:
+        alerts.on_imports_late([imp.pk, quiet.pk, hooked.pk])
 
+    late_alerts = [
+        sent.kwargs["args"][0]
+        for sent in send_task.call_args_list
+        if sent.args == ("importbeat.send_late_alert",)
+    ]
     (delivery,) = NotificationDelivery.objects.all()
     assert (delivery.scheduled_import_id, delivery.event, delivery.run_id) == (imp.pk, "late", None)
     # The owner who asked for the late e-mail gets that one only, not the late alert's too
     assert sorted(late_alerts) == sorted([quiet.pk, hooked.pk])
-    notifications.deliver(delivery.pk)
+    webhooks.deliver(delivery.pk)
     assert [m.subject for m in mail.outbox] == ["[importbeat] products: late"]
 
 

@@ -11,9 +11,8 @@ import pytest
 import requests
 from rest_framework.test import APIClient
 
-from project.beat import LAST_TICK_KEY, LEADER_LEASE
 from project.devservices import free_port
-from tasks.locks import client
+from project.redis_client import LAST_TICK_KEY, LEADER_LEASE, client
 from tests.api_support import API, client_for
 from tests.conftest import wait_for
 

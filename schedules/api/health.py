@@ -55,8 +55,7 @@ def check_beat() -> dict[str, Any]:
     """
     from datetime import UTC, datetime
 
-    from project.beat import LAST_TICK_KEY, LEADER_LEASE
-    from tasks.locks import client
+    from project.redis_client import LAST_TICK_KEY, LEADER_LEASE, client
 
     try:
         redis = client()

@@ -1,0 +1,30 @@
+"""The Redis of short-lived shared state: leases (tasks.locks), beat's stamps (project.beat),
+the fields of unsaved checks (schedules.unsaved_checks), read back by the health check.
+
+Here rather than in tasks.locks so that `schedules` can reach it without importing `tasks`
+(STYLE rule 15); the key names two processes share live here for the same reason: beat writes
+them, the web process's health check reads them.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import redis
+from django.conf import settings
+
+# The beat holding this lease runs the maintenance entries (project.beat).
+LEADER_LEASE = "importbeat:beat:leader"
+# Unix time of the last loop of any beat that dispatched imports (health, metrics).
+LAST_TICK_KEY = "importbeat:beat:last_tick"
+
+
+@cache
+def client() -> redis.Redis:
+    """One client per process (redis-py's pool notices a fork and reconnects in the child)."""
+    return redis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_connect_timeout=2,
+        socket_timeout=5,
+        health_check_interval=10,
+    )

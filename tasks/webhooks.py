@@ -1,0 +1,102 @@
+"""Webhooks out: the signed POST, and the deliveries that make it.
+
+What to send, to whom, when, and how it is signed are schedules' (schedules.alerts,
+schedules.notifications); this module is the worker's side of it: the HTTP request, under the
+fetcher's private-address rule, and the delivery steps around it. Retrying is the tasks'
+(tasks/tasks.py), with the numbers below.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import requests
+
+from schedules import alerts, notifications
+
+from .errors import PermanentImportError, TransientImportError
+from .fetch import GuardedAdapter, check_public_address
+from .fetch_errors import failure
+
+logger = logging.getLogger("importbeat.alerts")
+
+TIMEOUT = (5.0, 10.0)  # connect, read (seconds)
+MAX_RETRIES = 5
+BACKOFF_SECONDS = 10
+BACKOFF_MAX_SECONDS = 600
+USER_AGENT = "importbeat-alerts/1.0"
+
+
+def post_signed(url: str, payload: dict[str, Any], secret: str) -> int:
+    """POST `payload` as JSON to `url`, signed (alerts.SIGNATURE_HEADER); the answer's status.
+
+    Raises TransientImportError (connection errors, timeouts, 429, 5xx: the task retries with
+    backoff) or PermanentImportError (a private address, 4xx, a redirect: retrying would fail
+    the same way). The private-address rule and the pinned connections are the fetcher's;
+    redirects are not followed, so a public URL cannot bounce the POST to an internal one.
+    """
+    if not url.startswith(("http://", "https://")):
+        raise PermanentImportError(f"only http and https callback URLs are allowed: {url}")
+    check_public_address(url)
+    body = json.dumps(payload).encode()
+    headers = {
+        "User-Agent": USER_AGENT,
+        "Content-Type": "application/json",
+        alerts.SIGNATURE_HEADER: alerts.signature(secret, int(time.time()), body),
+    }
+    try:
+        with requests.Session() as session:
+            # The fetcher's adapter: the socket goes to the address that was checked, so a
+            # second DNS answer cannot point the POST at an internal host (DNS rebinding).
+            session.mount("http://", GuardedAdapter())
+            session.mount("https://", GuardedAdapter())
+            response = session.post(
+                url, data=body, timeout=TIMEOUT, allow_redirects=False, headers=headers
+            )
+    except (requests.ConnectionError, requests.Timeout) as error:
+        raise failure(TransientImportError, f"cannot reach {url}", error) from error
+    except requests.RequestException as error:
+        raise failure(PermanentImportError, f"cannot post to {url}", error) from error
+    status = response.status_code
+    if status == 429 or status >= 500:
+        raise TransientImportError(f"the callback answered HTTP {status}")
+    if status >= 300:
+        raise PermanentImportError(f"the callback answered HTTP {status}")
+    return status
+
+
+def post_alert(run_id: int) -> bool:
+    """POST the failure-streak alert of a run (alerts.webhook); False when there is nowhere to
+    send it. Raises as post_signed does."""
+    webhook = alerts.webhook(run_id)
+    if webhook is None:
+        return False
+    status = post_signed(*webhook)
+    logger.info("alert webhook delivered run=%s url=%s status=%s", run_id, webhook.url, status)
+    return True
+
+
+def deliver(delivery_id: int, attempt: int = 1, final: bool = True) -> None:
+    """Send one notification and log how it went (schedules.notifications). A transient
+    webhook failure is re-raised (TransientImportError) for the task to retry, unless `final`
+    (retries spent)."""
+    delivery = notifications.start(delivery_id, attempt)
+    if delivery is None:
+        return
+    if delivery.channel == "email":
+        notifications.send_email(delivery)
+        return
+    try:
+        status = post_signed(*notifications.webhook(delivery))
+    except TransientImportError as error:
+        notifications.failed(delivery, str(error), retrying=not final)
+        if not final:
+            raise
+        return
+    except PermanentImportError as error:
+        notifications.failed(delivery, str(error), retrying=False)
+        return
+    notifications.delivered(delivery, status)

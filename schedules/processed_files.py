@@ -30,7 +30,7 @@ def move_processed(imp: ScheduledImport, run: ImportRun) -> str:
     """Move the run's file to `processed/` beside it (a name taken there gets a suffix).
 
     Returns the new path, "" when nothing was moved. Never fails the run, which is finished
-    already: a file that cannot be moved is logged.
+    already: a file that cannot be moved is logged and said on the run (not_moved).
     """
     if not (imp.move_processed and run.source_file and run.status in PROCESSED_STATUSES):
         return ""
@@ -44,9 +44,32 @@ def move_processed(imp: ScheduledImport, run: ImportRun) -> str:
         target = _free_name(source, target_folder)
     except (OSError, drop_folders.Refused) as error:
         logger.warning("run=%s: %s not moved to %s: %s", run.pk, source, PROCESSED, error)
+        not_moved(run, _why(error))
         return ""
     logger.info("run=%s: %s moved to %s", run.pk, source, target)
     return target
+
+
+def not_moved(run: ImportRun, why: str) -> None:
+    """Say on the finished run that its file stayed where it was, and what that means: the
+    next run takes the same file again (an unchanged one then writes nothing). Before, only
+    the worker's log said so, and every later tick re-read the same file without a word."""
+    note = (
+        f"its file was not moved to {PROCESSED}/ ({why}): the next run of the import takes it again"
+    )
+    run.error_message = f"{run.error_message}; {note}" if run.error_message else note
+    run.error_details = {**run.error_details, "not_moved": why}
+    ImportRun.objects.filter(pk=run.pk).update(
+        error_message=run.error_message, error_details=run.error_details
+    )
+
+
+def _why(error: BaseException) -> str:
+    if isinstance(error, FileExistsError | NotADirectoryError):
+        return f"{PROCESSED} in the drop folder is a file, not a folder"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    return str(error)
 
 
 def _free_name(source: str, folder: str) -> str:

@@ -1,11 +1,13 @@
 """Alerts: an import that keeps failing tells its owner, once per failure streak.
 
 When a failed (or timed out) run brings `consecutive_failures` to the import's
-`alert_after_failures`, the alert is logged as one structured line, and two tasks deliver it:
-an email to the owner (Django's email backend) and, when the import has a `callback_url`, a
-webhook POST of the run summary. They are separate tasks so that retrying a webhook never sends
-the email twice. A success resets the streak (services.apply_outcome); `alert_after_failures`
-0 turns alerts off.
+`alert_after_failures`, the alert is logged as one structured line and queued as deliveries of
+the event `alert` (schedules.notifications): an e-mail to the owner (Django's email backend)
+and, when the import has a `callback_url`, a webhook POST of the run summary, each with its own
+retries. The deliveries are the import's notification log (`GET /imports/{id}/deliveries`), so
+an alert that could not reach its owner (no e-mail address, a callback refusing it, a broker
+down when the run ended: the sweep sends it again) shows there, not only in a worker's log. A
+success resets the streak (services.apply_outcome); `alert_after_failures` 0 turns alerts off.
 
 What is sent, when, and how it is signed is decided here; the POST itself is the worker's
 (tasks.webhooks), and the tasks are sent by name (STYLE rule 15: schedules never imports tasks).
@@ -31,14 +33,13 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("importbeat.alerts")
 
-# The tasks that deliver alerts (tasks/tasks.py), sent by name.
-SEND_ALERT_EMAIL = "importbeat.send_alert_email"
-SEND_ALERT_WEBHOOK = "importbeat.send_alert_webhook"
+# The task that mails a late import's owner (tasks/tasks.py), sent by name.
 SEND_LATE_ALERT = "importbeat.send_late_alert"
 
 
 def on_run_finished(imp: ScheduledImport, run: ImportRun) -> bool:
-    """Raise the alert if this run completes the streak; called inside finish_run's transaction.
+    """Whether this run completes the streak (then the alert is logged here, and finish_run
+    queues its deliveries: notifications.queue_alert); called inside finish_run's transaction.
 
     Alerting exactly when the count reaches the threshold (not at every failure after it) keeps
     a broken import from mailing its owner every interval.
@@ -54,16 +55,7 @@ def on_run_finished(imp: ScheduledImport, run: ImportRun) -> bool:
         "import alert import=%s run=%s status=%s consecutive_failures=%s owner=%s error=%s",
         imp.pk, run.pk, run.status, failures, imp.owner_id, json.dumps(run.error_message),
     )  # fmt: skip
-    # robust: a broker that is down must not turn the finished run's task into a failure; the
-    # alert is logged above whatever happens.
-    transaction.on_commit(lambda: _deliver(run.pk, bool(imp.callback_url)), robust=True)
     return True
-
-
-def _deliver(run_id: int, with_webhook: bool) -> None:
-    _send(SEND_ALERT_EMAIL, run_id)
-    if with_webhook:
-        _send(SEND_ALERT_WEBHOOK, run_id)
 
 
 def _send(task: str, object_id: int) -> None:
@@ -105,37 +97,18 @@ def run_summary(run: ImportRun) -> dict[str, Any]:
     }
 
 
-def _load(run_id: int) -> ImportRun | None:
-    from .models import ImportRun
-
-    return ImportRun.objects.select_related("scheduled_import__owner").filter(pk=run_id).first()
-
-
-def send_email(run_id: int) -> bool:
-    """Mail the owner; False when there is nobody to mail."""
-    run = _load(run_id)
-    if run is None:
-        return False
+def alert_email(run: ImportRun) -> tuple[str, str]:
+    """The failure-streak alert's e-mail about `run`: (subject, message)."""
     imp = run.scheduled_import
-    if not imp.owner.email:
-        logger.warning("alert email skipped import=%s run=%s: owner has no email", imp.pk, run_id)
-        return False
     summary = run_summary(run)
-    send_mail(
-        # printable: a line break in a stored name would make the header raise BadHeaderError.
-        subject=(
-            f"[importbeat] {printable(imp.name)} failed {imp.consecutive_failures} times in a row"
-        ),
-        message=(
-            f"The import {imp.name!r} (id {imp.pk}) failed {imp.consecutive_failures} times in "
-            f"a row.\n\nLast run {run.pk}: {run.status}\n{run.error_message}\n\n"
-            f"{json.dumps(summary, indent=2)}\n"
-        ),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        recipient_list=[imp.owner.email],
+    # printable: a line break in a stored name would make the header raise BadHeaderError.
+    subject = f"[importbeat] {printable(imp.name)} failed {imp.consecutive_failures} times in a row"
+    message = (
+        f"The import {imp.name!r} (id {imp.pk}) failed {imp.consecutive_failures} times in "
+        f"a row.\n\nLast run {run.pk}: {run.status}\n{run.error_message}\n\n"
+        f"{json.dumps(summary, indent=2)}\n"
     )
-    logger.info("alert email sent import=%s run=%s to=%s", imp.pk, run_id, imp.owner.email)
-    return True
+    return subject, message
 
 
 class Webhook(NamedTuple):
@@ -144,16 +117,6 @@ class Webhook(NamedTuple):
     url: str
     payload: dict[str, Any]
     secret: str
-
-
-def webhook(run_id: int) -> Webhook | None:
-    """The failure-streak alert of run `run_id` as a webhook: the run summary, to its import's
-    callback URL; None when the run is gone or the import has no callback URL."""
-    run = _load(run_id)
-    if run is None or not run.scheduled_import.callback_url:
-        return None
-    imp = run.scheduled_import
-    return Webhook(imp.callback_url, run_summary(run), imp.webhook_secret)
 
 
 SIGNATURE_HEADER = "Importbeat-Signature"

@@ -11,7 +11,9 @@ What notifies, the payloads, the e-mail and the log's entries are decided here; 
 delivery (tasks.webhooks.deliver) calls these steps around its POST. The task is sent by name:
 schedules never imports tasks (STYLE rule 15).
 
-The failure-streak alert (alerts.py, `alert_after_failures`) stays as it is, beside these.
+The failure-streak alert (alerts.py, `alert_after_failures`) is delivered and logged the same
+way, as the event `alert`: to the owner's e-mail and the callback URL whatever the import's
+notification settings, with its own e-mail and its `import.failing` payload.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from .text import printable
 logger = logging.getLogger("importbeat.alerts")
 
 DELIVER = "importbeat.deliver_notification"
+# The failure-streak alert's event (alerts.py).
+ALERT = "alert"
 RUN_EVENTS = {
     ImportRun.Status.FAILED: "failed",
     ImportRun.Status.TIMED_OUT: "failed",
@@ -56,9 +60,31 @@ def on_late(imp: ScheduledImport) -> None:
     _queue(imp, None, ["late"])
 
 
+def queue_alert(imp: ScheduledImport, run: ImportRun, channels: tuple[str, ...] = ()) -> None:
+    """The failure-streak alert of `run` (alerts.on_run_finished) as deliveries: an e-mail to
+    the owner and, when the import has one, a POST to its callback URL (SPEC: an alert goes to
+    both, whatever `notify_on` says). `channels` narrows them (a message of an older version
+    asking for one)."""
+    wanted = channels or ("email", "webhook")
+    _create([
+        NotificationDelivery(scheduled_import=imp, run=run, event=ALERT, channel=channel,
+                             target=imp.callback_url if channel == "webhook" else "")
+        for channel in wanted
+        if channel != "webhook" or imp.callback_url
+    ])  # fmt: skip
+
+
+def queue_alert_of_run(run_id: int, channels: tuple[str, ...]) -> None:
+    """queue_alert for the run `run_id`, if it still exists."""
+    run = ImportRun.objects.select_related("scheduled_import").filter(pk=run_id).first()
+    if run is not None:
+        with transaction.atomic():
+            queue_alert(run.scheduled_import, run, channels)
+
+
 def _queue(imp: ScheduledImport, run: ImportRun | None, events: list[str]) -> None:
     wanted = [event for event in events if event in (imp.notify_on or [])]
-    deliveries = [
+    _create([
         NotificationDelivery(
             scheduled_import=imp,
             run=run,
@@ -69,7 +95,11 @@ def _queue(imp: ScheduledImport, run: ImportRun | None, events: list[str]) -> No
         for event in wanted
         for channel in imp.notify_channels or []
         if channel != "webhook" or imp.callback_url
-    ]
+    ])  # fmt: skip
+
+
+def _create(deliveries: list[NotificationDelivery]) -> None:
+    """Log the deliveries (in the caller's transaction) and send them once it commits."""
     if not deliveries:
         return
     NotificationDelivery.objects.bulk_create(deliveries)
@@ -79,7 +109,8 @@ def _queue(imp: ScheduledImport, run: ImportRun | None, events: list[str]) -> No
         for delivery_id in ids:
             current_app.send_task(DELIVER, args=[delivery_id])
 
-    # robust: a broker that is down must not fail the finished run; the rows stay `pending`.
+    # robust: a broker that is down must not fail the finished run; the rows stay `pending`
+    # and the sweep sends them (resend_pending).
     transaction.on_commit(send, robust=True)
 
 
@@ -99,8 +130,9 @@ def payload(delivery: NotificationDelivery) -> dict[str, Any]:
     for a run's event, the run (alerts.run_summary's shape)."""
     imp = delivery.scheduled_import
     if delivery.run is not None:
-        body = alerts.run_summary(delivery.run)
-        body["event"] = f"run.{delivery.event}"
+        body = alerts.run_summary(delivery.run)  # its event: `import.failing`, the alert's
+        if delivery.event != ALERT:
+            body["event"] = f"run.{delivery.event}"
         return body
     return {
         "event": f"import.{delivery.event}",
@@ -157,12 +189,16 @@ def _email(delivery: NotificationDelivery) -> bool:
     if not imp.owner.email:
         delivery.error = "you have no e-mail address (set it with PATCH /api/v1/me)"
         return False
-    subject = f"[importbeat] {printable(imp.name)}: {delivery.event}"
     run = delivery.run
-    about = f"run {run.pk} {run.status}: {run.error_message}" if run else "it missed a tick"
+    if delivery.event == ALERT and run is not None:
+        subject, message = alerts.alert_email(run)
+    else:
+        subject = f"[importbeat] {printable(imp.name)}: {delivery.event}"
+        about = f"run {run.pk} {run.status}: {run.error_message}" if run else "it missed a tick"
+        message = f"The import {imp.name!r} (id {imp.pk}): {delivery.event}.\n{about}\n"
     send_mail(
         subject=" ".join(subject.split()),
-        message=f"The import {imp.name!r} (id {imp.pk}): {delivery.event}.\n{about}\n",
+        message=message,
         from_email=settings.DEFAULT_FROM_EMAIL,
         recipient_list=[imp.owner.email],
     )

@@ -811,7 +811,8 @@ def _finish_once(
             run.error_message = f"{run.rows_failed} rows failed" if run.rows_failed else ""
         run.save(update_fields=[*FINISH_FIELDS, *RUN_NOTES])
         apply_outcome(imp, run)
-        alerts.on_run_finished(imp, run)
+        if alerts.on_run_finished(imp, run):
+            notifications.queue_alert(imp, run)
         notifications.on_run_finished(imp, run)
         if run.status in GOOD_STATUSES:
             # Whichever path ends the run, after the commit that ends it (the caller's, when

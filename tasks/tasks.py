@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
 
-from schedules import alerts, reconcile, services
+from schedules import alerts, notifications, reconcile, services
 
 from . import maintenance, runner, source_check, webhooks
-from .errors import PermanentImportError, RunFailed, TransientImportError
-
-logger = logging.getLogger("importbeat.alerts")
+from .errors import RunFailed, TransientImportError
 
 
 @shared_task(
@@ -99,42 +95,17 @@ def send_late_alert(import_id: int) -> None:
     alerts.send_late_email(import_id)
 
 
-@shared_task(
-    name="importbeat.send_alert_email", ignore_result=True, soft_time_limit=60, time_limit=90
-)
+# Alerts are notification deliveries now (event `alert`, delivered by deliver_notification).
+# These two names stay for the messages an earlier version queued before it was stopped: each
+# queues its alert's delivery on its channel, to be delivered and logged like any other.
+@shared_task(name="importbeat.send_alert_email", ignore_result=True)
 def send_alert_email(run_id: int) -> None:
-    alerts.send_email(run_id)
+    notifications.queue_alert_of_run(run_id, ("email",))
 
 
-@shared_task(
-    bind=True,
-    name="importbeat.send_alert_webhook",
-    ignore_result=True,
-    soft_time_limit=60,
-    time_limit=90,
-)
-def send_alert_webhook(self, run_id: int) -> None:
-    """POST the alert; retry what is transient with capped, jittered backoff (STYLE rule 4)."""
-    try:
-        webhooks.post_alert(run_id)
-    except TransientImportError as error:
-        attempt = self.request.retries + 1
-        if attempt > webhooks.MAX_RETRIES:
-            logger.error("alert webhook gave up run=%s attempts=%s: %s", run_id, attempt, error)
-            return
-        countdown = get_exponential_backoff_interval(
-            factor=webhooks.BACKOFF_SECONDS,
-            retries=self.request.retries,
-            maximum=webhooks.BACKOFF_MAX_SECONDS,
-            full_jitter=True,
-        )
-        logger.warning(
-            "alert webhook attempt=%s failed run=%s, retrying in %.0fs: %s",
-            attempt, run_id, countdown, error,
-        )  # fmt: skip
-        raise self.retry(countdown=countdown, max_retries=None, exc=error) from error
-    except PermanentImportError as error:
-        logger.error("alert webhook refused run=%s: %s", run_id, error)
+@shared_task(name="importbeat.send_alert_webhook", ignore_result=True)
+def send_alert_webhook(run_id: int) -> None:
+    notifications.queue_alert_of_run(run_id, ("webhook",))
 
 
 @shared_task(

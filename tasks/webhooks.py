@@ -68,17 +68,6 @@ def post_signed(url: str, payload: dict[str, Any], secret: str) -> int:
     return status
 
 
-def post_alert(run_id: int) -> bool:
-    """POST the failure-streak alert of a run (alerts.webhook); False when there is nowhere to
-    send it. Raises as post_signed does."""
-    webhook = alerts.webhook(run_id)
-    if webhook is None:
-        return False
-    status = post_signed(*webhook)
-    logger.info("alert webhook delivered run=%s url=%s status=%s", run_id, webhook.url, status)
-    return True
-
-
 def deliver(delivery_id: int, attempt: int = 1, final: bool = True) -> None:
     """Send one notification and log how it went (schedules.notifications). A transient
     webhook failure is re-raised (TransientImportError) for the task to retry, unless `final`

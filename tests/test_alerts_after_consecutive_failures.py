@@ -1,14 +1,17 @@
 """When an import's consecutive failures reach `alert_after_failures`, its owner hears about it:
 a structured log line, a webhook POST of the run summary (retried while transient, never to a
-private address) and an email, once per failure streak."""
+private address) and an email, once per failure streak; each is a delivery of the event
+`alert` in the import's notification log, so one that could not reach the owner shows there."""
 
 import logging
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 
 from project.celery import app
-from schedules import services
-from schedules.models import ImportRun
+from schedules import notifications, services
+from schedules.models import ImportRun, NotificationDelivery
 from tests.factories import make_import
 from tests.webhook_support import Hook
 
@@ -22,21 +25,25 @@ def hook():
     receiver.close()
 
 
-@pytest.fixture(autouse=True)
-def alert_tasks_in_process(monkeypatch):
-    """The alert tasks run in this process, right after the run's transaction commits, their
+def run_deliveries_here(monkeypatch) -> None:
+    """The deliveries run in this process, right after the run's transaction commits, their
     retries at once. schedules sends them by name, which `task_always_eager` leaves alone, so
     the message is handed to the task here, as a worker would."""
     import tasks.tasks  # noqa: F401  (registers the tasks)
 
     send_task = app.send_task
 
-    def run_alerts_here(name, args=None, kwargs=None, **options):
-        if name.startswith("importbeat.send_alert_"):
+    def deliver_here(name, args=None, kwargs=None, **options):
+        if name == "importbeat.deliver_notification":
             return app.tasks[name].apply(args=args, kwargs=kwargs)
         return send_task(name, args=args, kwargs=kwargs, **options)
 
-    monkeypatch.setattr(app, "send_task", run_alerts_here)
+    monkeypatch.setattr(app, "send_task", deliver_here)
+
+
+@pytest.fixture(autouse=True)
+def alert_tasks_in_process(monkeypatch):
+    run_deliveries_here(monkeypatch)
 
 
 def fail(imp, status="failed") -> ImportRun:
@@ -135,11 +142,11 @@ def test_a_callback_on_a_private_address_is_refused_but_the_email_goes_out(
         alice, "http://127.0.0.1/p.csv", alert_after_failures=1, callback_url=callback_url
     )
 
-    with caplog.at_level(logging.ERROR, logger="importbeat.alerts"):
-        fail(imp)
+    fail(imp)
 
-    assert any("alert webhook refused" in r.getMessage() for r in caplog.records)
-    assert "private address" in caplog.text
+    webhook = NotificationDelivery.objects.get(scheduled_import=imp, channel="webhook")
+    assert (webhook.event, webhook.status, webhook.attempts) == ("alert", "failed", 1)
+    assert "private address" in webhook.error
     assert len(mailoutbox) == 1
 
 
@@ -156,3 +163,70 @@ def test_a_success_is_never_alerted(alice, hook, mailoutbox):
     imp = make_import(alice, "http://127.0.0.1/p.csv", alert_after_failures=1)
     succeed(imp)
     assert not mailoutbox
+
+
+def test_each_alert_is_in_the_notification_log_with_how_it_went(alice, hook, mailoutbox):
+    imp = make_import(
+        alice, "http://127.0.0.1/p.csv", alert_after_failures=1, callback_url=hook.url
+    )
+
+    run = fail(imp)
+
+    log = {d.channel: d for d in NotificationDelivery.objects.filter(scheduled_import=imp)}
+    assert {(c, d.event, d.status, d.run_id) for c, d in log.items()} == {
+        ("email", "alert", "delivered", run.pk), ("webhook", "alert", "delivered", run.pk),
+    }  # fmt: skip
+    assert (log["email"].target, log["webhook"].response_status) == ("alice@example.com", 200)
+
+
+def test_an_owner_without_an_address_sees_the_alert_skipped_and_why(alice, mailoutbox):
+    # Before, only the worker's log said that the alert e-mail went nowhere.
+    alice.email = ""
+    alice.save()
+    imp = make_import(alice, "http://127.0.0.1/p.csv", alert_after_failures=1)
+
+    fail(imp)
+
+    [email] = NotificationDelivery.objects.filter(scheduled_import=imp)
+    assert (email.event, email.channel, email.status) == ("alert", "email", "skipped")
+    assert email.error == "you have no e-mail address (set it with PATCH /api/v1/me)"
+    assert not mailoutbox
+
+
+def test_an_alert_queued_while_the_broker_was_down_is_sent_by_the_sweep(
+    alice, mailoutbox, monkeypatch
+):
+    # Given a broker that refuses the alert's message when the run ends
+    def broker_down(name, args=None, kwargs=None, **options):
+        raise ConnectionError("broker down")
+
+    monkeypatch.setattr(app, "send_task", broker_down)
+    imp = make_import(alice, "http://127.0.0.1/p.csv", alert_after_failures=1)
+    fail(imp)
+    [pending] = NotificationDelivery.objects.filter(scheduled_import=imp)
+    assert pending.status == "pending" and not mailoutbox
+    monkeypatch.undo()
+
+    # When the sweep looks for pending notifications
+    run_deliveries_here(monkeypatch)
+    notifications.resend_pending(created_before=timezone.now() + timedelta(seconds=1))
+
+    # Then the alert goes out and its log says so
+    pending.refresh_from_db()
+    assert pending.status == "delivered" and len(mailoutbox) == 1
+
+
+def test_a_message_of_the_earlier_alert_tasks_is_delivered_through_the_log(alice, mailoutbox):
+    # Given an alert message an earlier version queued before it stopped (one per channel)
+    from tasks.tasks import send_alert_email
+
+    imp = make_import(alice, "http://127.0.0.1/p.csv", alert_after_failures=0)
+    run = fail(imp)
+
+    # When a worker of this version takes it
+    send_alert_email.apply(args=[run.pk])
+
+    # Then the owner is mailed, and the log says so
+    [email] = NotificationDelivery.objects.filter(scheduled_import=imp)
+    assert (email.event, email.channel, email.status) == ("alert", "email", "delivered")
+    assert len(mailoutbox) == 1

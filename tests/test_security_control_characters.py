@@ -11,9 +11,10 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.core.management import CommandError, call_command
 
-from schedules import alerts
-from schedules.models import ImportRun, ScheduledImport
+from schedules import notifications
+from schedules.models import ImportRun, NotificationDelivery, ScheduledImport
 from schedules.text import printable
+from tasks import webhooks
 from tests.api_support import API, client_for, import_body, make_run
 from tests.factories import PRODUCTS_CSV, make_import
 
@@ -57,8 +58,10 @@ def test_an_alert_for_a_stored_name_with_a_line_break_is_still_sent(alice, mailo
         name="prices\r\nBcc: victim@example.com", consecutive_failures=3
     )
     run = make_run(imp, "failed", error_message="boom")
+    imp.refresh_from_db()
+    notifications.queue_alert(imp, run, ("email",))
 
-    assert alerts.send_email(run.pk) is True
+    webhooks.deliver(NotificationDelivery.objects.get(scheduled_import=imp).pk)
 
     (mail,) = mailoutbox
     assert "\n" not in mail.subject and "\r" not in mail.subject

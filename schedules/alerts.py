@@ -21,9 +21,6 @@ import json
 import logging
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from celery import current_app
-from django.conf import settings
-from django.core.mail import send_mail
 from django.db import transaction
 
 from .text import printable
@@ -32,9 +29,6 @@ if TYPE_CHECKING:
     from .models import ImportRun, ScheduledImport
 
 logger = logging.getLogger("importbeat.alerts")
-
-# The task that mails a late import's owner (tasks/tasks.py), sent by name.
-SEND_LATE_ALERT = "importbeat.send_late_alert"
 
 
 def on_run_finished(imp: ScheduledImport, run: ImportRun) -> bool:
@@ -56,12 +50,6 @@ def on_run_finished(imp: ScheduledImport, run: ImportRun) -> bool:
         imp.pk, run.pk, run.status, failures, imp.owner_id, json.dumps(run.error_message),
     )  # fmt: skip
     return True
-
-
-def _send(task: str, object_id: int) -> None:
-    # ignore_result, as the tasks declare: nobody waits for an alert's result, so the sender
-    # does not subscribe to it in the result backend.
-    current_app.send_task(task, args=[object_id], ignore_result=True)
 
 
 def run_summary(run: ImportRun) -> dict[str, Any]:
@@ -133,7 +121,9 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 
 
 def on_imports_late(import_ids: list[int]) -> None:
-    """A late streak began for these imports (a tick was missed): tell each owner once.
+    """A late streak began for these imports (a tick was missed): tell each owner once, by
+    e-mail and on the import's other channels when it asked for `late`
+    (notifications.on_late: deliveries in its log).
 
     Called after the commit that set `late_since`; the streak ends when a tick is dispatched on
     time again (schedules.dispatch), so a schedule that stays broken alerts once, not per tick.
@@ -141,44 +131,24 @@ def on_imports_late(import_ids: list[int]) -> None:
     from .models import ScheduledImport
     from .notifications import on_late
 
-    subscribed = list(
-        ScheduledImport.objects.filter(pk__in=import_ids, notify_on__contains=["late"])
-    )
-    # An owner who asked for the `late` notification by e-mail gets that one, not two.
-    mailed = {imp.pk for imp in subscribed if "email" in imp.notify_channels}
-    for import_id in import_ids:
-        logger.error("import late import=%s", import_id)
-        if import_id not in mailed:
-            _send(SEND_LATE_ALERT, import_id)
-    for imp in subscribed:
+    for imp in ScheduledImport.objects.filter(pk__in=import_ids):
+        logger.error("import late import=%s", imp.pk)
         with transaction.atomic():
             on_late(imp)
 
 
-def send_late_email(import_id: int) -> bool:
-    """Mail the owner that an import missed a tick; False when there is nothing to send."""
-    from .models import ScheduledImport
-
-    imp = ScheduledImport.objects.select_related("owner").filter(pk=import_id).first()
-    if imp is None or imp.late_since is None:
-        return False  # deleted, or on time again already
-    if not imp.owner.email:
-        logger.warning("late alert email skipped import=%s: owner has no email", imp.pk)
-        return False
+def late_email(imp: ScheduledImport) -> tuple[str, str]:
+    """The e-mail saying that `imp` missed a tick: (subject, message)."""
     # A header never carries a line break, whatever the name holds.
     name = " ".join(imp.name.split())
-    send_mail(
-        subject=f"[importbeat] {name} is late",
-        message=(
-            f"The import {name!r} (id {imp.pk}) missed its schedule: {imp.missed_ticks} tick(s) "
-            f"passed without a run since {imp.late_since.isoformat()}.\n"
-            f"Schedule: {imp.schedule_description}. Next run: "
-            f"{imp.next_run_at.isoformat() if imp.next_run_at else 'none'}.\n"
-            "Ticks are missed when no beat process is running or a run's message is lost; the "
-            "import's catch-up policy decides whether the missed ticks still run.\n"
-        ),
-        from_email=settings.DEFAULT_FROM_EMAIL,
-        recipient_list=[imp.owner.email],
+    since = imp.late_since.isoformat() if imp.late_since else "then"
+    subject = f"[importbeat] {name} is late"
+    message = (
+        f"The import {name!r} (id {imp.pk}) missed its schedule: {imp.missed_ticks} tick(s) "
+        f"passed without a run since {since}.\n"
+        f"Schedule: {imp.schedule_description}. Next run: "
+        f"{imp.next_run_at.isoformat() if imp.next_run_at else 'none'}.\n"
+        "Ticks are missed when no beat process is running or a run's message is lost; the "
+        "import's catch-up policy decides whether the missed ticks still run.\n"
     )
-    logger.info("late alert email sent import=%s to=%s", imp.pk, imp.owner.email)
-    return True
+    return subject, message

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
 
-from schedules import alerts, notifications, reconcile, services
+from schedules import notifications, reconcile, services
 
 from . import maintenance, runner, source_check, webhooks
 from .errors import RunFailed, TransientImportError
@@ -88,16 +88,9 @@ def reconcile_ticks() -> dict[str, int]:
     return reconcile.reconcile()
 
 
-@shared_task(
-    name="importbeat.send_late_alert", ignore_result=True, soft_time_limit=60, time_limit=90
-)
-def send_late_alert(import_id: int) -> None:
-    alerts.send_late_email(import_id)
-
-
-# Alerts are notification deliveries now (event `alert`, delivered by deliver_notification).
-# These two names stay for the messages an earlier version queued before it was stopped: each
-# queues its alert's delivery on its channel, to be delivered and logged like any other.
+# Alerts are notification deliveries now (events `alert` and `late`, delivered by
+# deliver_notification). These three names stay for the messages an earlier version queued
+# before it was stopped: each queues its alert's delivery, delivered and logged like any other.
 @shared_task(name="importbeat.send_alert_email", ignore_result=True)
 def send_alert_email(run_id: int) -> None:
     notifications.queue_alert_of_run(run_id, ("email",))
@@ -106,6 +99,11 @@ def send_alert_email(run_id: int) -> None:
 @shared_task(name="importbeat.send_alert_webhook", ignore_result=True)
 def send_alert_webhook(run_id: int) -> None:
     notifications.queue_alert_of_run(run_id, ("webhook",))
+
+
+@shared_task(name="importbeat.send_late_alert", ignore_result=True)
+def send_late_alert(import_id: int) -> None:
+    notifications.late_alert_of_import(import_id)
 
 
 @shared_task(

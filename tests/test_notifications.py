@@ -159,25 +159,49 @@ def test_the_secret_is_shown_to_the_owner_only(alice, django_user_model):
     assert len(mine["webhook_secret"]) == 64 and theirs["webhook_secret"] is None
 
 
-def test_an_import_turning_late_notifies_when_asked_to(alice):
+def test_an_import_turning_late_tells_its_owner_once_by_email_and_as_asked(alice):
     imp = make_import(alice, SOURCE, notify_on=["late"], notify_channels=["email"])
     quiet = make_import(alice, SOURCE, name="quiet")
     hooked = make_import(alice, SOURCE, name="hooked", notify_on=["late"], notify_channels=[])
+    ScheduledImport.objects.update(late_since=timezone.now(), missed_ticks=2)
 
-    with mock.patch.object(alerts.current_app, "send_task") as send_task:
-        alerts.on_imports_late([imp.pk, quiet.pk, hooked.pk])
+    alerts.on_imports_late([imp.pk, quiet.pk, hooked.pk])
 
-    late_alerts = [
-        sent.kwargs["args"][0]
-        for sent in send_task.call_args_list
-        if sent.args == ("importbeat.send_late_alert",)
+    # One e-mail each, whatever they asked (the late alert), in each import's log
+    log = NotificationDelivery.objects.order_by("scheduled_import_id")
+    assert [(d.scheduled_import_id, d.event, d.channel, d.run_id) for d in log] == [
+        (imp.pk, "late", "email", None),
+        (quiet.pk, "late", "email", None),
+        (hooked.pk, "late", "email", None),
     ]
+    webhooks.deliver(log[0].pk)
+    assert [m.subject for m in mail.outbox] == ["[importbeat] products is late"]
+    assert "2 tick(s) passed without a run" in mail.outbox[0].body
+
+
+def test_a_late_import_with_a_webhook_asked_for_is_also_posted(alice):
+    imp = make_import(alice, SOURCE, notify_on=["late"], notify_channels=["webhook"],
+                      callback_url="https://hooks.example.com/in")  # fmt: skip
+
+    alerts.on_imports_late([imp.pk])
+
+    assert sorted(NotificationDelivery.objects.values_list("event", "channel")) == [
+        ("late", "email"), ("late", "webhook"),
+    ]  # fmt: skip
+
+
+def test_a_late_email_of_an_import_on_time_again_is_skipped_and_says_why(alice):
+    imp = make_import(alice, SOURCE)
+    ScheduledImport.objects.filter(pk=imp.pk).update(late_since=timezone.now())
+    alerts.on_imports_late([imp.pk])
+    ScheduledImport.objects.filter(pk=imp.pk).update(late_since=None)
+
     (delivery,) = NotificationDelivery.objects.all()
-    assert (delivery.scheduled_import_id, delivery.event, delivery.run_id) == (imp.pk, "late", None)
-    # The owner who asked for the late e-mail gets that one only, not the late alert's too
-    assert sorted(late_alerts) == sorted([quiet.pk, hooked.pk])
     webhooks.deliver(delivery.pk)
-    assert [m.subject for m in mail.outbox] == ["[importbeat] products: late"]
+
+    delivery.refresh_from_db()
+    assert delivery.status == "skipped" and not mail.outbox
+    assert delivery.error == "the import ran on time again before this e-mail went out"
 
 
 def test_the_admin_lists_deliveries_and_edits_what_notifies(admin_client, alice):
@@ -209,3 +233,15 @@ def test_a_notification_whose_message_was_lost_is_sent_again_by_the_sweep(alice,
     assert swept["notifications"] == 1
     assert send_task.call_args.args == ("importbeat.deliver_notification",)
     assert send_task.call_args.kwargs["args"] == [old.pk]
+
+
+def test_a_late_alert_message_of_an_earlier_version_is_delivered_through_the_log(alice):
+    from tasks.tasks import send_late_alert
+
+    imp = make_import(alice, SOURCE)
+    ScheduledImport.objects.filter(pk=imp.pk).update(late_since=timezone.now())
+
+    send_late_alert(imp.pk)
+
+    (delivery,) = NotificationDelivery.objects.all()
+    assert (delivery.event, delivery.channel, delivery.status) == ("late", "email", "pending")

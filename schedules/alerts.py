@@ -8,6 +8,7 @@ retries. The deliveries are the import's notification log (`GET /imports/{id}/de
 an alert that could not reach its owner (no e-mail address, a callback refusing it, a broker
 down when the run ended: the sweep sends it again) shows there, not only in a worker's log. A
 success resets the streak (services.apply_outcome); `alert_after_failures` 0 turns alerts off.
+An import turning late tells its owner once per late streak the same way (event `late`).
 
 What is sent, when, and how it is signed is decided here; the POST itself is the worker's
 (tasks.webhooks), and the tasks are sent by name (STYLE rule 15: schedules never imports tasks).

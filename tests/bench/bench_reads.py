@@ -17,8 +17,9 @@ Each endpoint is served by the Procfile's `web` line (gunicorn, its default two 
 without DEBUG) and loaded by 10 concurrent clients (threads, each with its own keep-alive
 connection: tests/bench/http_clients.py) for a fixed number of requests after a short warm-up;
 first, the floor below through both the bench's clients and requests Sessions, with the CPU
-each spends per request: they share the server's two cores. Printed per endpoint: req/s,
-p50 and p95 on each history, the 1M p50 over the empty one's and over the small one's, and the
+each spends per request: they share the server's two cores. Each history is measured in
+`BENCH_READS_ROUNDS` rounds (3) of every endpoint in turn. Printed per endpoint, the median of
+the rounds: req/s, p50 and p95 on each history, the 1M p50 over the empty one's and over the small one's, and the
 targets (p95 < 100 ms, ratio <= 1.5). The API calls are alice's (2,000 imports, 200,000 runs);
 the dashboard's are staff's. A floor is measured beside them in each history: `GET /api/v1/me`
 (a token checked, one user read), what 10 clients get from this machine, at that moment, for
@@ -37,6 +38,7 @@ from __future__ import annotations
 
 import json
 import os
+import statistics
 import time
 import uuid
 from datetime import timedelta
@@ -68,6 +70,7 @@ RUNS = int(os.environ.get("BENCH_READS_RUNS", "1000000"))
 SMALL_RUNS = RUNS // 100
 CLIENTS = 10
 REQUESTS = int(os.environ.get("BENCH_READS_REQUESTS", "300"))
+ROUNDS = int(os.environ.get("BENCH_READS_ROUNDS", "3"))
 WARMUP = 20
 USERS = ("alice", "bob", "carol", "dave", "ops")
 IN_PROGRESS = 20
@@ -316,16 +319,24 @@ def endpoints(one_import: int) -> list[tuple[str, str, str]]:
 
 
 def measure_all(base: str, one_import: int, auth: dict[str, tuple[dict, dict]]) -> dict:
-    """Every endpoint once; the floor before the first and after the last (the machine is
-    shared, so its load drifts), kept as their mean."""
+    """Every endpoint ROUNDS times, round after round, each figure the median of its rounds:
+    two runs of one bench minutes apart differed by up to 70 % on one endpoint, and a single
+    round cannot tell a change from that. The floor is measured before the first endpoint and
+    after the last of each round (the machine's load drifts)."""
     reads = endpoints(one_import)
-    (_, floor_path, floor_who), measured = reads[-1], {}
-    before = load(base, floor_path, *auth[floor_who])
-    for name, path, who in reads[:-1]:
-        measured[name] = load(base, path, *auth[who])
-    after = load(base, floor_path, *auth[floor_who])
-    measured[FLOOR] = {key: (before[key] + after[key]) / 2 for key in before}
-    return measured
+    rounds: list[dict] = []
+    for _ in range(ROUNDS):
+        (_, floor_path, floor_who), measured = reads[-1], {}
+        before = load(base, floor_path, *auth[floor_who])
+        for name, path, who in reads[:-1]:
+            measured[name] = load(base, path, *auth[who])
+        after = load(base, floor_path, *auth[floor_who])
+        measured[FLOOR] = {key: (before[key] + after[key]) / 2 for key in before}
+        rounds.append(measured)
+    return {
+        name: {key: statistics.median(r[name][key] for r in rounds) for key in rounds[0][name]}
+        for name in rounds[0]
+    }
 
 
 def print_reads(phases: dict[str, dict]) -> None:
@@ -334,7 +345,10 @@ def print_reads(phases: dict[str, dict]) -> None:
     empty one's with each taken over its history's floor (the machine's load drifts between
     the histories; this cancels it)."""
     empty, small, full = phases.values()
-    print(f"\n=== reads: {IMPORTS:,} imports, {CLIENTS} concurrent clients, {REQUESTS} requests")
+    print(
+        f"\n=== reads: {IMPORTS:,} imports, {CLIENTS} concurrent clients, {REQUESTS} requests,"
+        f" median of {ROUNDS} rounds"
+    )
     print("per history: req/s, p50 ms, p95 ms")
     head = "".join(f" | {name:>24}" for name in phases)
     targets = f"p95<{P95_TARGET_MS}, ratio<={RATIO_TARGET}"

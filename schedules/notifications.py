@@ -61,13 +61,7 @@ def on_late(imp: ScheduledImport, channels: tuple[str, ...] = ()) -> None:
     late streak), and on its other channels when its `notify_on` has `late`. `channels`
     narrows them (a message of an older version asking for the e-mail)."""
     asked = set(imp.notify_channels or []) if "late" in (imp.notify_on or []) else set()
-    wanted = channels or tuple(sorted({"email"} | asked))
-    _create([
-        NotificationDelivery(scheduled_import=imp, event="late", channel=channel,
-                             target=imp.callback_url if channel == "webhook" else "")
-        for channel in wanted
-        if channel != "webhook" or imp.callback_url
-    ])  # fmt: skip
+    _create(_deliveries(imp, None, "late", channels or tuple(sorted({"email"} | asked))))
 
 
 def late_alert_of_import(import_id: int) -> None:
@@ -83,13 +77,7 @@ def queue_alert(imp: ScheduledImport, run: ImportRun, channels: tuple[str, ...] 
     the owner and, when the import has one, a POST to its callback URL (SPEC: an alert goes to
     both, whatever `notify_on` says). `channels` narrows them (a message of an older version
     asking for one)."""
-    wanted = channels or ("email", "webhook")
-    _create([
-        NotificationDelivery(scheduled_import=imp, run=run, event=ALERT, channel=channel,
-                             target=imp.callback_url if channel == "webhook" else "")
-        for channel in wanted
-        if channel != "webhook" or imp.callback_url
-    ])  # fmt: skip
+    _create(_deliveries(imp, run, ALERT, channels or ("email", "webhook")))
 
 
 def queue_alert_of_run(run_id: int, channels: tuple[str, ...]) -> None:
@@ -102,7 +90,15 @@ def queue_alert_of_run(run_id: int, channels: tuple[str, ...]) -> None:
 
 def _queue(imp: ScheduledImport, run: ImportRun | None, events: list[str]) -> None:
     wanted = [event for event in events if event in (imp.notify_on or [])]
-    _create([
+    channels = tuple(imp.notify_channels or [])
+    _create([delivery for event in wanted for delivery in _deliveries(imp, run, event, channels)])
+
+
+def _deliveries(
+    imp: ScheduledImport, run: ImportRun | None, event: str, channels: tuple[str, ...]
+) -> list[NotificationDelivery]:
+    """One delivery of `event` per channel; a webhook only where the import has a callback."""
+    return [
         NotificationDelivery(
             scheduled_import=imp,
             run=run,
@@ -110,10 +106,9 @@ def _queue(imp: ScheduledImport, run: ImportRun | None, events: list[str]) -> No
             channel=channel,
             target=imp.callback_url if channel == "webhook" else "",
         )
-        for event in wanted
-        for channel in imp.notify_channels or []
+        for channel in channels
         if channel != "webhook" or imp.callback_url
-    ])  # fmt: skip
+    ]
 
 
 def _create(deliveries: list[NotificationDelivery]) -> None:

@@ -19,7 +19,18 @@ from ..errors import PermanentImportError
 from .digest import applied_key
 from .first_record import Layout
 from .progress import stop_if_cancelled, timed
-from .tables import BAD, CHANGES, DUPES, RAW, analyze, lit, trimmed, work_mem
+from .tables import (
+    BAD,
+    CHANGES,
+    DUPES,
+    RAW,
+    analyze,
+    has_changes_table,
+    lit,
+    made_changes_table,
+    trimmed,
+    work_mem,
+)
 from .validate import TRUE_WORDS, report_failed_rows
 
 # jsonb_build_object and concat take at most 100 arguments (FUNC_MAX_ARGS).
@@ -64,8 +75,13 @@ def merge_staged(
             counts.rows_updated = 0
             if not first_load:
                 with timed("changes", run):
-                    pg.execute(find_changes(record, imp.dataset_id, counts.rows_failed > 0))
+                    made = has_changes_table(pg)
+                    pg.execute(
+                        find_changes(record, imp.dataset_id, counts.rows_failed > 0, into=made)
+                    )
                     analyze(pg, CHANGES, pg.rowcount)
+                    if not made:
+                        made_changes_table(pg)
                 pg.execute(update_changed(layout, record, run.pk))
                 counts.rows_updated = pg.rowcount
             pg.execute(
@@ -119,7 +135,9 @@ def dataset_has_records(record_table: str, dataset_id: int) -> sql.Composed:
     )
 
 
-def find_changes(record_table: str, dataset_id: int, any_failed: bool) -> sql.Composed:
+def find_changes(
+    record_table: str, dataset_id: int, any_failed: bool, *, into: bool = False
+) -> sql.Composed:
     """The winning valid rows whose content differs from the stored record (or that are new).
 
     One anti-join on the stored content hash, before anything is written: an unchanged
@@ -128,10 +146,11 @@ def find_changes(record_table: str, dataset_id: int, any_failed: bool) -> sql.Co
     NULL for a key the dataset does not have yet. The table keeps the whole staged row, so the
     writes below read the few changed rows from it and never scan the staged file again (two
     scans of a million staged rows, 0.3 – 0.6 s each, on a re-load with 1 % of them changed).
+    `into`: the connection keeps that table, empty, from an earlier run (tables.py).
     """
+    start = "INSERT INTO {changes}" if into else "CREATE TEMP TABLE {changes} AS"
     return sql.SQL(
-        "CREATE TEMP TABLE {changes} AS"
-        " SELECT s.*, r.id AS record_id FROM {raw} s"
+        start + " SELECT s.*, r.id AS record_id FROM {raw} s"
         " LEFT JOIN {record} r ON r.dataset_id = {dataset} AND r.key = s.key"
         " WHERE (r.id IS NULL OR r.content_hash <> s.content_hash) AND {valid}"
     ).format(

@@ -58,3 +58,27 @@ def refresh(instance: M, row: Sequence[Any]) -> M:
     for name in _fields(type(instance))[0]:
         setattr(instance, name, getattr(fresh, name))
     return instance
+
+
+def update(model: type[Model], pk: int, values: dict[str, Any], condition: str = "") -> int:
+    """Set these fields (names or attnames) of the row `pk`, when `condition` (SQL on its
+    columns, no parameters) holds; the number of rows changed, 0 or 1.
+
+    Values are prepared by their fields (a JSON field's, a date's), as the ORM's `update()`.
+    """
+    statement = _update_sql(model, tuple(values), condition)
+    fields = model._meta
+    params = [
+        fields.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [*params, pk])
+        return cursor.rowcount
+
+
+@cache
+def _update_sql(model: type[Model], names: tuple[str, ...], condition: str) -> str:
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(model._meta.get_field(n).column)} = %s" for n in names)
+    where = f" AND ({condition})" if condition else ""
+    return f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE id = %s{where}"

@@ -12,6 +12,7 @@ import psycopg
 from django.db import IntegrityError, transaction
 from psycopg import sql
 
+from schedules import rows
 from schedules.models import Dataset, ImportRun, Record, ScheduledImport
 from schedules.services import RunCounts, lock_datasets, record_committed_counts
 
@@ -102,8 +103,10 @@ def merge_staged(
                 pg.execute(delete_absent(record, imp.dataset_id))
                 counts.rows_deleted = pg.rowcount
             applied = applied_key(imp, run.file_digest) if run.file_digest else ""
-            Dataset.objects.filter(pk=imp.dataset_id).update(
-                applied_digest=applied, applied_run=run if applied else None
+            rows.update(
+                Dataset,
+                imp.dataset_id,
+                {"applied_digest": applied, "applied_run_id": run.pk if applied else None},
             )
             counts.rows_unchanged = (
                 counts.rows_read - counts.rows_failed - counts.rows_inserted - counts.rows_updated

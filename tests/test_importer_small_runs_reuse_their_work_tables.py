@@ -185,3 +185,29 @@ def test_a_run_that_stopped_half_way_leaves_nothing_to_the_next(
         "succeeded", 2, 2, 0,
     )  # fmt: skip
     assert sorted(records(other)) == ["S-20", "S-21"]
+
+
+def test_emptied_tables_are_truncated_once_enough_rows_were_deleted_from_them(
+    alice, csv_server, connection_that_ran_a_small_import, monkeypatch
+):
+    # Given a connection that truncates its work tables once 8 rows were deleted from them
+    monkeypatch.setattr(tables, "DEAD_ROWS_LIMIT", 8)
+    typed = connection_that_ran_a_small_import
+    imp = make_import(alice, csv_server.serve("/p.csv", body(range(3), bad_line=3)), name="p",
+                      dataset="p", columns=typed)  # fmt: skip
+
+    # When other files of 3 rows run one after another
+    emptied = []
+    for start in (10, 20, 30):
+        csv_server.serve("/p.csv", body(range(start, start + 3), bad_line=3))
+        run, kinds = run_counted(imp)
+        emptied.append([kind for kind in kinds if kind.startswith(("TRUNCATE", "WITH"))])
+
+    # Then the first file's rows were deleted (6 deleted so far, the connection's first file
+    # included), the second's truncated (9), the third's deleted again, each run with its own
+    # line numbers
+    deleted, truncated = ['WITH "gone_importbeat_raw"'], ['TRUNCATE "importbeat_raw",']
+    assert emptied == [deleted, truncated, deleted]
+    assert row_errors(run) == [
+        (3, "price", "not a valid decimal: expected a finite decimal number")
+    ]

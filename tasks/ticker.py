@@ -14,6 +14,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import math
 import os
 import threading
 import time
@@ -55,16 +56,20 @@ class Ticker:
         self._order = itertools.count()
         self._running: Check | None = None
         self._thread: threading.Thread | None = None
+        self._wakes_at = 0.0  # when the thread's wait ends (inf: until notified)
 
     def every(self, interval: float, call: Callable[[], bool | None]) -> Check:
         """Call `call()` every `interval` seconds (the first time one interval from now)."""
         check = Check(self, interval, call)
+        due = time.monotonic() + interval
         with self._condition:
-            heapq.heappush(self._due, (time.monotonic() + interval, next(self._order), check))
+            heapq.heappush(self._due, (due, next(self._order), check))
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name=self.name, daemon=True)
                 self._thread.start()
-            elif self._due[0][2] is check:
+            elif due < self._wakes_at:
+                # Only a check due before the thread wakes anyway needs it woken: runs come
+                # and go far more often than their checks are due.
                 self._condition.notify()
         return check
 
@@ -107,6 +112,7 @@ class Ticker:
                         self._condition.acquire()
                     if self._due:
                         continue
+                self._wakes_at = math.inf
                 self._condition.wait()
                 continue
             due, _, check = self._due[0]
@@ -116,5 +122,7 @@ class Ticker:
             wait = due - time.monotonic()
             if wait <= 0:
                 heapq.heappop(self._due)
+                self._wakes_at = 0.0
                 return check
+            self._wakes_at = due
             self._condition.wait(wait)

@@ -7,7 +7,8 @@ stays `queued` (or `retrying`) with a note saying why it waits, until a slot of 
 The count is the owner's `running` runs in the database plus the runs admitted in the last
 ADMITTED_SECONDS that have not been claimed yet (a Redis hash), taken under a short per-owner
 Redis lock, so two workers admitting at the same moment cannot both take the last slot.
-This module keeps its own SQL (STYLE rule 15): the wait note on the run row.
+This module keeps its own SQL (STYLE rule 15): the owner's slot count and the wait note on
+the run row.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject
 
-from project.security import client_ip
+from common.security import client_ip
 
 from .models import Dataset, ScheduledImport
 

@@ -28,7 +28,7 @@ from urllib.parse import unquote, urlsplit
 import paramiko
 from django.conf import settings
 
-from project.error_words import ERRNO_TEXT, plain
+from common.error_words import ERRNO_TEXT, plain
 from schedules.credentials import origin
 from schedules.models import host_key_fingerprint
 

@@ -103,7 +103,7 @@ def check_workers() -> dict[str, Any]:
 
 def check_schedules() -> dict[str, Any]:
     """Late imports: a tick missed, or the next one overdue past the grace period."""
-    from schedules.overview import late_imports_count
+    from schedules.attention import late_imports_count
 
     try:
         late = late_imports_count()

@@ -33,8 +33,8 @@ from schedules.credentials import origin
 from schedules.models import host_key_fingerprint
 
 from .addresses import public_addresses
+from .byte_stream import ByteStream, NotModified, Validators
 from .errors import NothingToImport, PermanentImportError, TransientImportError
-from .fetch import ByteStream, NotModified, Validators
 from .fetch_watchdog import Watchdog
 from .source_options import SourceOptions
 

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from project.redis_client import client
+from common.redis_client import client
 from schedules.models import ImportRun
 
 logger = logging.getLogger("importbeat.runs")

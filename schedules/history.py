@@ -74,6 +74,11 @@ def hide_url_password(url: str) -> str:
     return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
+# The events about one run (services.enqueue_run, cancel_run): retention deletes them with the
+# runs; every other entry (an import's changes, a host key accepted) is kept.
+RUN_EVENTS = ("run triggered", "run retried", "run cancelled")
+
+
 def record_event(
     imp: ScheduledImport, event: str, user: AbstractBaseUser | None, **details: Any
 ) -> LogEntry | None:

@@ -67,6 +67,16 @@ def _fernet() -> MultiFernet:
         ) from None
 
 
+def keys_configured() -> bool:
+    """Whether credentials can be read here: a key is configured (one that is not a Fernet key
+    raises ImproperlyConfigured, saying so)."""
+    try:
+        _fernet()
+    except NoEncryptionKey:
+        return False
+    return True
+
+
 def encrypt(credential: dict[str, str]) -> str:
     return _fernet().encrypt(json.dumps(credential).encode()).decode()
 

@@ -4,9 +4,10 @@ keeps and shows of it.
 Celery stores a failed task's exception (its arguments) and traceback in the result backend,
 logs them with the exception's repr, and sends them to Flower; none of that passes through the
 hiding of a run's texts (services.without_secrets). An unexpected error can quote what the
-source answered, and the source may repeat the credential it was sent: a Content-Length header
-made of digits Python reads as such but int() refuses (`48151623²`, a server echoing the key)
-stops Test source with `ValueError: invalid literal for int() with base 10: '48151623²'`.
+source answered, and the source may repeat the credential it was sent. One such error was
+found and fixed (tasks.fetch: a Content-Length of digits Python reads as such but int()
+refuses, `48151623²` from a server echoing the key, stopped Test source with `ValueError:
+invalid literal for int() with base 10: '48151623²'`); this is for the next one.
 
 The tasks that handle one import's source or notifications (the source checks, a notification's
 delivery) run inside `secrets_hidden(imp)`: an error whose text holds the secret leaves as

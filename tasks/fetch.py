@@ -231,7 +231,10 @@ def _stream(
         etag=response.headers.get("ETag", "")[:255],
         last_modified=response.headers.get("Last-Modified", "")[:255],
     )
-    return stream, int(length) if length and length.isdigit() else None
+    # isdigit() alone takes digits int() refuses ('12²', a latin-1 byte 0xB2): such a length
+    # is as good as none, not an unexpected error.
+    known = length is not None and length.isascii() and length.isdigit()
+    return stream, int(length) if known else None
 
 
 def _chunks(response: requests.Response) -> Iterator[bytes]:

@@ -27,8 +27,10 @@ from django.db import DatabaseError, close_old_connections
 from django_celery_beat.schedulers import DatabaseScheduler
 from redis.exceptions import RedisError
 
+from common.leases import Lease
+
 # The keys the health check reads too: kept beside the Redis client, which schedules may import.
-from project.redis_client import LAST_TICK_KEY, LEADER_LEASE, client
+from common.redis_client import LAST_TICK_KEY, LEADER_LEASE, client
 
 DISPATCH_TASK = "importbeat.dispatch_scheduled_import"
 
@@ -37,8 +39,6 @@ logger = logging.getLogger("importbeat.beat")
 
 class ImportScheduler(DatabaseScheduler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        from tasks.locks import Lease
-
         self.leader = Lease(
             LEADER_LEASE,
             settings.BEAT_LEADER_LEASE_SECONDS,

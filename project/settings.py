@@ -408,7 +408,7 @@ SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=False)
 # --- Login lockout and client addresses (issue 11, README "Security") -------------------------
 
 # Proxies (addresses or networks) whose X-Forwarded-For is believed; nobody else's is, since any
-# client can send that header (project.security.client_ip).
+# client can send that header (common.security.client_ip).
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
 # Failed logins, counted per username and per address (either one locks), within the lockout
 # period; after LOGIN_FAILURE_LIMIT of them that username or address gets 429 until the period
@@ -418,8 +418,8 @@ LOGIN_LOCKOUT_SECONDS = env.int("LOGIN_LOCKOUT_SECONDS", default=900)
 AXES_FAILURE_LIMIT = LOGIN_FAILURE_LIMIT
 AXES_COOLOFF_TIME = timedelta(seconds=LOGIN_LOCKOUT_SECONDS)
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
-AXES_CLIENT_IP_CALLABLE = "project.security.client_ip"
-AXES_LOCKOUT_CALLABLE = "project.security.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "common.security.client_ip"
+AXES_LOCKOUT_CALLABLE = "common.security.lockout_response"
 # A success does not clear the failures: it would let a guesser reset its address's count by
 # logging into an account of its own between guesses.
 AXES_RESET_ON_SUCCESS = False

@@ -17,8 +17,8 @@ from typing import Any
 from celery.signals import worker_init
 from celery.worker.control import inspect_command
 
-from project import broker_probe
-from project.error_words import broker_place, database_place, unreachable
+from common import broker_probe
+from common.error_words import broker_place, database_place, unreachable
 
 logger = logging.getLogger("importbeat.worker")
 

@@ -9,7 +9,7 @@ import json
 from auditlog.mixins import AuditlogHistoryAdminMixin
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet, Subquery
+from django.db.models import Q, QuerySet, Subquery
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -17,6 +17,7 @@ from django.utils.dateparse import parse_datetime
 from django.utils.decorators import method_decorator
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
+from django.utils.text import smart_split, unescape_string_literal
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_POST
 
@@ -25,7 +26,8 @@ from . import (
     attention,
     services,
 )
-from .display import badge, duration, moment
+from .admin_lists import ListAtScale
+from .display import badge, duration, moment, schedule_words
 from .forms import SECRET_FIELDS, ScheduledImportAdminForm
 from .models import Dataset, ImportRun, NotificationDelivery, Record, ScheduledImport
 
@@ -110,7 +112,7 @@ class RecentRunsInline(RunDisplay, admin.TabularInline):
 
 
 @admin.register(ScheduledImport)
-class ScheduledImportAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
+class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAdmin):
     # An "Audit log" column: who changed each import, when, and what (schedules.history).
     show_auditlog_history_link = True
     form = ScheduledImportAdminForm
@@ -233,7 +235,7 @@ class ScheduledImportAdmin(AuditlogHistoryAdminMixin, admin.ModelAdmin):
     @admin.display(description="schedule")
     def schedule(self, imp: ScheduledImport) -> str:
         try:
-            return imp.schedule_description
+            return schedule_words(imp)  # kept per rule: a page of 100 imports shares a few
         except Exception:  # a form being corrected holds an invalid schedule: show no words
             return "-"
 
@@ -443,7 +445,7 @@ def _zone(imp: ScheduledImport):
 
 
 @admin.register(ImportRun)
-class ImportRunAdmin(RunDisplay, admin.ModelAdmin):
+class ImportRunAdmin(ListAtScale, RunDisplay, admin.ModelAdmin):
     list_display = (
         "id", "scheduled_import", "owner", "trigger", "status_badge", "queued", "took",
         "rows_read", "rows_failed",
@@ -451,7 +453,6 @@ class ImportRunAdmin(RunDisplay, admin.ModelAdmin):
     list_filter = ("status", "trigger", "queued_at")
     search_fields = ("scheduled_import__name", "scheduled_import__owner__username", "error_message")
     list_select_related = ("scheduled_import__owner",)
-    date_hierarchy = "queued_at"
     Media = AdminMedia
     # Led by what happened: the outcome and its error first, the bookkeeping after.
     readonly_fields = (
@@ -470,6 +471,26 @@ class ImportRunAdmin(RunDisplay, admin.ModelAdmin):
             {"fields": ("source_file", "file_digest", "source_etag", "source_last_modified")},
         ),
     )
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[ImportRun], search_term: str
+    ) -> tuple[QuerySet[ImportRun], bool]:
+        """Runs of the imports whose name or owner has each word, or whose error has it.
+
+        Django's own search joined every run to its import and owner and OR'ed the three
+        fields: PostgreSQL read every run of a year to answer it (6 s at a million). The
+        imports are found first, then their runs through the run history index.
+        """
+        for word in smart_split(search_term):
+            if word[:1] in "\"'" and word[-1:] == word[:1]:
+                word = unescape_string_literal(word)
+            imports = ScheduledImport.objects.filter(
+                Q(name__icontains=word) | Q(owner__username__icontains=word)
+            ).values("pk")
+            queryset = queryset.filter(
+                Q(scheduled_import__in=imports) | Q(error_message__icontains=word)
+            )
+        return queryset, False
 
     @admin.display(description="owner")
     def owner(self, run: ImportRun) -> str:
@@ -613,7 +634,7 @@ def _moment_text(value: str | None, zone) -> SafeString | str:
 
 
 @admin.register(Dataset)
-class DatasetAdmin(admin.ModelAdmin):
+class DatasetAdmin(ListAtScale, admin.ModelAdmin):
     list_display = ("name", "owner", "created_at")
     list_filter = ("owner",)
     search_fields = ("name", "owner__username")
@@ -635,7 +656,7 @@ class DatasetFilter(admin.SimpleListFilter):
 
 
 @admin.register(Record)
-class RecordAdmin(admin.ModelAdmin):
+class RecordAdmin(ListAtScale, admin.ModelAdmin):
     list_display = ("key", "dataset_name", "data_preview", "updated_at")
     list_filter = (DatasetFilter,)
     search_fields = ("key",)
@@ -644,8 +665,6 @@ class RecordAdmin(admin.ModelAdmin):
     readonly_fields = ("data_table",)
     fields = ("dataset", "key", "data_table", "content_hash", "created_at", "updated_at")
     Media = AdminMedia
-    # Datasets run to millions of rows: never count them for the changelist.
-    show_full_result_count = False
 
     @admin.display(description="dataset", ordering="dataset__name")
     def dataset_name(self, record: Record) -> str:
@@ -685,7 +704,7 @@ class RecordAdmin(admin.ModelAdmin):
 
 
 @admin.register(NotificationDelivery)
-class NotificationDeliveryAdmin(admin.ModelAdmin):
+class NotificationDeliveryAdmin(ListAtScale, admin.ModelAdmin):
     """The notifications sent (schedules.notifications) and how each delivery went; read-only:
     the workers write it."""
 

@@ -8,7 +8,8 @@ retries. The deliveries are the import's notification log (`GET /imports/{id}/de
 an alert that could not reach its owner (no e-mail address, a callback refusing it, a broker
 down when the run ended: the sweep sends it again) shows there, not only in a worker's log. A
 success resets the streak (services.apply_outcome); `alert_after_failures` 0 turns alerts off.
-An import turning late tells its owner once per late streak the same way (event `late`).
+An import turning late tells its owner once per late streak the same way (event `late`:
+notifications.on_imports_late, with late_email's words).
 
 What is sent, when, and how it is signed is decided here; the POST itself is the worker's
 (tasks.webhooks), and the tasks are sent by name (STYLE rule 15: schedules never imports tasks).
@@ -21,8 +22,6 @@ import hmac
 import json
 import logging
 from typing import TYPE_CHECKING, Any, NamedTuple
-
-from django.db import transaction
 
 from .text import printable
 
@@ -119,23 +118,6 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 
 
 # --- late imports -----------------------------------------------------------------------------
-
-
-def on_imports_late(import_ids: list[int]) -> None:
-    """A late streak began for these imports (a tick was missed): tell each owner once, by
-    e-mail and on the import's other channels when it asked for `late`
-    (notifications.on_late: deliveries in its log).
-
-    Called after the commit that set `late_since`; the streak ends when a tick is dispatched on
-    time again (schedules.dispatch), so a schedule that stays broken alerts once, not per tick.
-    """
-    from .models import ScheduledImport
-    from .notifications import on_late
-
-    for imp in ScheduledImport.objects.filter(pk__in=import_ids):
-        logger.error("import late import=%s", imp.pk)
-        with transaction.atomic():
-            on_late(imp)
 
 
 def late_email(imp: ScheduledImport) -> tuple[str, str]:

@@ -8,7 +8,7 @@ class SchedulesConfig(AppConfig):
     def ready(self) -> None:
         from django.db.backends.signals import connection_created
 
-        from project.postgres import check_new_connection
+        from common.postgres import check_new_connection
 
         from . import history, signals  # noqa: F401  (signals connects the beat-entry clean-up)
 

@@ -48,6 +48,12 @@ def late_condition() -> Q:
     )
 
 
+def late_imports_count() -> int:
+    """Active imports with a missed tick or an overdue next one (SPEC 4: *late*): the health
+    check's, the dashboard's and `/metrics`' count."""
+    return ScheduledImport.objects.filter(late_condition()).count()
+
+
 def _lateness(imp: ScheduledImport) -> str:
     if imp.late_since is None:
         return "late: its next run is overdue (is beat running?)"

@@ -15,6 +15,8 @@ import json
 import logging
 from datetime import UTC, datetime
 
+from celery import current_app
+
 logger = logging.getLogger("importbeat.reconcile")
 
 # Longer queues are a backlog, which explains any wait by itself.
@@ -39,8 +41,7 @@ def queue_depth() -> dict[str, int | None]:
     import redis
     from django.conf import settings
 
-    from project.celery import app
-
+    app = current_app
     queue = app.conf.task_default_queue
     try:
         client = redis.Redis.from_url(
@@ -67,8 +68,7 @@ def pending_task_ids(held_due_before: float | None = None) -> set[str] | None:
     """
     import redis
 
-    from project.celery import app
-
+    app = current_app
     url = app.conf.broker_url or ""
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return None

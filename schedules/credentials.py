@@ -67,6 +67,16 @@ def _fernet() -> MultiFernet:
         ) from None
 
 
+def keys_configured() -> bool:
+    """Whether credentials can be read here: a key is configured (one that is not a Fernet key
+    raises ImproperlyConfigured, saying so)."""
+    try:
+        _fernet()
+    except NoEncryptionKey:
+        return False
+    return True
+
+
 def encrypt(credential: dict[str, str]) -> str:
     return _fernet().encrypt(json.dumps(credential).encode()).decode()
 
@@ -141,6 +151,11 @@ def hide(secrets: list[str], shown: Shown, cut_at: int | None = None) -> Shown:
 
     A text of `cut_at` characters or more may have been cut there, perhaps inside a secret:
     its end is hidden too when it is the beginning of one.
+
+    Hiding a text twice changes nothing: a HIDDEN already in it stays as it is, though a
+    secret be a piece of it (`e`, `den`). A text is hidden again on its way to another field
+    (a retry's error into the run's end), and runs saved before the hiding are passed
+    through it later (schedules.saved_secrets), as often as an operator asks.
     """
     if isinstance(shown, str):
         return _hide_text([secret for secret in secrets if secret], shown, cut_at)
@@ -154,18 +169,14 @@ def hide(secrets: list[str], shown: Shown, cut_at: int | None = None) -> Shown:
 def _hide_text(secrets: list[str], text: str, cut_at: int | None) -> str:
     spans = []
     for secret in secrets:
-        at = text.find(secret)
-        while at != -1:
-            spans.append((at, at + len(secret)))
-            at = text.find(secret, at + 1)
-        if cut_at is not None and len(text) >= cut_at:
-            begun = next(
-                (n for n in range(min(len(secret) - 1, len(text)), 0, -1)
-                 if text.endswith(secret[:n])),
-                0,
-            )  # fmt: skip
-            if begun:
-                spans.append((len(text) - begun, len(text)))
+        spans += [(at, at + len(secret)) for at in _found(secret, text)]
+        if cut_at is not None and len(text) >= cut_at and (begun := _begun(secret, text)):
+            spans.append((len(text) - begun, len(text)))
+    markers = [(at, at + len(HIDDEN)) for at in _found(HIDDEN, text)]
+    spans = [
+        (start, end) for start, end in spans
+        if not any(m_start <= start and end <= m_end for m_start, m_end in markers)
+    ]  # fmt: skip
     if not spans:
         return text
     pieces: list[str] = []
@@ -176,6 +187,30 @@ def _hide_text(secrets: list[str], text: str, cut_at: int | None) -> str:
         shown_to = max(shown_to, end)
     pieces.append(text[shown_to:])
     return "".join(pieces)
+
+
+def _begun(secret: str, text: str) -> int:
+    """The length of the longest beginning of `secret` that `text` ends with (0: none).
+
+    Only where the secret's first character stands near the end is compared: trying every
+    length of each form of a long secret (a credential's ciphertext) cost milliseconds per
+    value cut at ROW_VALUE_CHARS."""
+    at = text.find(secret[0], max(len(text) - len(secret) + 1, 0))
+    while at != -1:
+        if secret.startswith(text[at:]):
+            return len(text) - at
+        at = text.find(secret[0], at + 1)
+    return 0
+
+
+def _found(part: str, text: str) -> list[int]:
+    """Where `part` starts in `text`, overlapping occurrences included."""
+    starts = []
+    at = text.find(part)
+    while at != -1:
+        starts.append(at)
+        at = text.find(part, at + 1)
+    return starts
 
 
 def rotate(token: str) -> str:

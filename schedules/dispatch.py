@@ -146,9 +146,9 @@ def _dispatch_batch(batch_size: int) -> tuple[list[ImportRun], int, int, list[in
         if missed:
             _log_missed(imports, plans, missed)
         if late:
-            from . import alerts
+            from . import notifications
 
-            transaction.on_commit(lambda: alerts.on_imports_late(late))
+            transaction.on_commit(lambda: notifications.on_imports_late(late))
     return runs, len(imports), missed, late
 
 

@@ -26,7 +26,7 @@ from prometheus_client.core import (
     Metric,
 )
 
-from . import overview
+from . import attention, overview
 from .api import health
 from .models import ImportRun, RunTally, ScheduledImport
 
@@ -112,7 +112,7 @@ class ImportbeatCollector:
         late = GaugeMetricFamily(
             "importbeat_imports_late", "Imports with a missed tick not yet made up."
         )
-        late.add_metric([], overview.late_imports_count())
+        late.add_metric([], attention.late_imports_count())
         yield from (in_progress, imports, failing, late)
 
     def cluster_gauges(self) -> Iterator[Metric]:

@@ -406,12 +406,6 @@ class ScheduledImport(models.Model):
         suffix = f" ({self.owner}) · import #{self.pk}"
         return self.name[: PERIODIC_TASK_NAME_LENGTH - len(suffix)] + suffix
 
-    def get_additional_data(self) -> dict:
-        """What django-auditlog stores with each change of this import (schedules.history)."""
-        from schedules.history import additional_data
-
-        return additional_data()
-
     @property
     def success_rate(self) -> float | None:
         """Share of finished runs that `succeeded`; a partial run is not a success."""

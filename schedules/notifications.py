@@ -64,6 +64,20 @@ def on_late(imp: ScheduledImport, channels: tuple[str, ...] = ()) -> None:
     _create(_deliveries(imp, None, "late", channels or tuple(sorted({"email"} | asked))))
 
 
+def on_imports_late(import_ids: list[int]) -> None:
+    """A late streak began for these imports (a tick was missed): tell each owner once, by
+    e-mail and on the import's other channels when it asked for `late`
+    (on_late: deliveries in its log).
+
+    Called after the commit that set `late_since`; the streak ends when a tick is dispatched on
+    time again (schedules.dispatch), so a schedule that stays broken alerts once, not per tick.
+    """
+    for imp in ScheduledImport.objects.filter(pk__in=import_ids):
+        logger.error("import late import=%s", imp.pk)
+        with transaction.atomic():
+            on_late(imp)
+
+
 def late_alert_of_import(import_id: int) -> None:
     """on_late's e-mail for the import `import_id`, if it still exists and is late."""
     imp = ScheduledImport.objects.filter(pk=import_id, late_since__isnull=False).first()

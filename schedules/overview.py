@@ -10,18 +10,11 @@ from django.core.cache import cache
 
 from schedules.api import health
 
+from .attention import late_imports_count
 from .broker import queue_depth
 
 # The last answers of the broker, beat and the workers (`outside`), kept per process.
 OUTSIDE_KEY = "importbeat:overview:outside"
-
-
-def late_imports_count() -> int:
-    """Active imports with a missed tick or an overdue next one (SPEC 4: *late*)."""
-    from .attention import late_condition
-    from .models import ScheduledImport
-
-    return ScheduledImport.objects.filter(late_condition()).count()
 
 
 def outside(max_age: float = 0) -> dict[str, Any]:

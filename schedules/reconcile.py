@@ -249,9 +249,9 @@ def _count_missed(import_id: int, count: int, now: datetime) -> None:
             missed_ticks=F("missed_ticks") + count, late_since=Coalesce("late_since", now)
         )
         return
-    from . import alerts
+    from . import notifications
 
-    transaction.on_commit(lambda: alerts.on_imports_late([import_id]))
+    transaction.on_commit(lambda: notifications.on_imports_late([import_id]))
 
 
 def _mark_reconciled(ends: dict[int, datetime]) -> None:

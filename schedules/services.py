@@ -907,6 +907,31 @@ def without_secrets(imp: ScheduledImport, shown: Any, cut_at: int | None = None)
     return credentials.hide(credentials.secrets_of(imp.credential_secret), shown, cut_at)
 
 
+def run_texts_without(
+    secrets: list[str], message: str, details: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """A run's message and details with `secrets` (credentials.secrets_of) hidden where the
+    runner hides them as it writes them: the message, each attempt's error, the traceback kept
+    for staff and the row errors, whose values may end inside a secret (ROW_VALUE_CHARS).
+
+    For runs written before that hiding (schedules.saved_secrets); the rest of the details
+    (who cancelled, why a file stayed in the drop folder) are not the source's words.
+    """
+    hidden = {**details}
+    if isinstance(details.get("attempts"), list):
+        hidden["attempts"] = [
+            {**entry, "error": credentials.hide(secrets, entry["error"])}
+            if isinstance(entry, dict) and isinstance(entry.get("error"), str)
+            else entry
+            for entry in details["attempts"]
+        ]
+    if isinstance(details.get("traceback"), str):
+        hidden["traceback"] = credentials.hide(secrets, details["traceback"])
+    if "rows" in details:
+        hidden["rows"] = credentials.hide(secrets, details["rows"], cut_at=ROW_VALUE_CHARS)
+    return credentials.hide(secrets, message), hidden
+
+
 def shown_row_errors(imp: ScheduledImport, counts: RunCounts) -> list[dict[str, Any]]:
     """The row errors a run keeps: the values as the file gave them (cut at ROW_VALUE_CHARS),
     without the import's credential."""

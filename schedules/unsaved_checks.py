@@ -16,7 +16,7 @@ from typing import Any
 
 import redis
 
-from project.redis_client import client
+from common.redis_client import client
 
 PREFIX = "importbeat:check:"
 # Past the page's wait nobody reads the answer; the margin covers a worker that took the

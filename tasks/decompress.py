@@ -96,6 +96,11 @@ def _zip_member(whole: io.RawIOBase, stack: ExitStack, member: str) -> IO[bytes]
         raise PermanentImportError(
             "the zip file is damaged: its table of contents is unreadable"
         ) from error
+    except UnicodeDecodeError as error:
+        # A name flagged UTF-8 that is not: zipfile's error quoted the name's bytes.
+        raise PermanentImportError(
+            "the zip file is damaged: a file name in it is marked UTF-8 but is not"
+        ) from error
     files = [
         info
         for info in archive.infolist()

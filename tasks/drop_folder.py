@@ -22,8 +22,8 @@ from django.conf import settings
 
 from schedules import drop_folders
 
+from .byte_stream import CHUNK_BYTES, ByteStream, NotModified, Validators
 from .errors import NothingToImport, PermanentImportError, TransientImportError
-from .fetch import CHUNK_BYTES, ByteStream, NotModified, Validators
 from .source_options import SourceOptions
 
 logger = logging.getLogger("importbeat.drop_folder")

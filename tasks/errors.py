@@ -4,7 +4,7 @@ import logging
 
 # A database error's own text on one line, for the worker's log only (psycopg's names the
 # database's host and port, and adds hints on further lines).
-from project.error_words import log_text
+from common.error_words import log_text
 
 logger = logging.getLogger("importbeat.runs")
 

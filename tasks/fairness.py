@@ -24,7 +24,7 @@ from django.utils import timezone
 from redis.commands.core import Script
 from redis.exceptions import LockError, RedisError
 
-from project.redis_client import client
+from common.redis_client import client
 from schedules.models import ImportRun, ScheduledImport
 
 logger = logging.getLogger("importbeat.runs")

@@ -17,7 +17,7 @@ import ssl
 import requests
 import urllib3
 
-from project.error_words import ERRNO_TEXT, chain, os_reason
+from common.error_words import ERRNO_TEXT, chain, os_reason
 
 from .errors import ImportFailed, PermanentImportError
 

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
+from auditlog.models import LogEntry
 from django.conf import settings
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from schedules import notifications, services
-from schedules.models import ImportRun
+from schedules import history, notifications, services
+from schedules.models import ImportRun, NotificationDelivery
 
 from . import locks
 
@@ -67,26 +68,49 @@ def sweep_runs() -> dict[str, int]:
 
 def delete_old_runs() -> dict[str, int]:
     """Retention: runs older than RUN_RETENTION_DAYS go; failed and timed-out ones stay until
-    FAILED_RUN_RETENTION_DAYS, because they are the ones someone investigates.
+    FAILED_RUN_RETENTION_DAYS, because they are the ones someone investigates. What was said
+    about runs goes with them, by the same two ages: the notification log (a delivery that
+    failed is kept as long as a failed run) and the history's run events (triggered, retried,
+    cancelled). The history's changes of an import, who set what, are kept.
 
-    Active runs are never deleted. Deletes go in batches by id so that one sweep over a large
-    log never holds long locks nor one huge transaction.
+    Active runs and deliveries still to be sent are never deleted. Deletes go in batches by id
+    so that one sweep over a large log never holds long locks nor one huge transaction.
     """
     now = timezone.now()
+    kept_until = now - timedelta(days=settings.RUN_RETENTION_DAYS)
+    failures_kept_until = now - timedelta(days=settings.FAILED_RUN_RETENTION_DAYS)
     failed = [ImportRun.Status.FAILED, ImportRun.Status.TIMED_OUT]
-    expired = ImportRun.objects.exclude(status__in=ImportRun.ACTIVE_STATUSES).filter(
-        (Q(queued_at__lt=now - timedelta(days=settings.RUN_RETENTION_DAYS)) & ~Q(status__in=failed))
-        | Q(
-            queued_at__lt=now - timedelta(days=settings.FAILED_RUN_RETENTION_DAYS),
-            status__in=failed,
-        )
+    runs = ImportRun.objects.exclude(status__in=ImportRun.ACTIVE_STATUSES).filter(
+        (Q(queued_at__lt=kept_until) & ~Q(status__in=failed))
+        | Q(queued_at__lt=failures_kept_until, status__in=failed)
     )
+    sent = NotificationDelivery.Status
+    deliveries = NotificationDelivery.objects.filter(
+        Q(created_at__lt=kept_until, status__in=[sent.DELIVERED, sent.SKIPPED])
+        | Q(created_at__lt=failures_kept_until, status=sent.FAILED)
+    ).order_by("pk")  # the oldest lead the id index: a batch stops at its first 5,000
+    events = LogEntry.objects.filter(
+        action=LogEntry.Action.ACCESS,
+        timestamp__lt=kept_until,
+        additional_data__event__in=history.RUN_EVENTS,
+    ).order_by()
+    deleted = {
+        "deleted": _delete_in_batches(runs),
+        "deliveries": _delete_in_batches(deliveries),
+        "events": _delete_in_batches(events),
+    }
+    if any(deleted.values()):
+        logger.info("retention deleted=%(deleted)s runs, %(deliveries)s deliveries, "
+                    "%(events)s run events", deleted)  # fmt: skip
+    return deleted
+
+
+def _delete_in_batches(queryset: QuerySet) -> int:
+    """Delete what `queryset` selects, DELETE_BATCH rows per statement; how many went."""
     deleted = 0
     while True:
-        ids = list(expired.values_list("pk", flat=True)[:DELETE_BATCH])
+        ids = list(queryset.values_list("pk", flat=True)[:DELETE_BATCH])
         if not ids:
-            break
-        deleted += ImportRun.objects.filter(pk__in=ids).delete()[0]
-    if deleted:
-        logger.info("retention deleted=%s runs", deleted)
-    return {"deleted": deleted}
+            return deleted
+        queryset.model.objects.filter(pk__in=ids).delete()
+        deleted += len(ids)

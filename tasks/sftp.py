@@ -28,13 +28,13 @@ from urllib.parse import unquote, urlsplit
 import paramiko
 from django.conf import settings
 
-from project.error_words import ERRNO_TEXT, plain
+from common.error_words import ERRNO_TEXT, plain
 from schedules.credentials import origin
 from schedules.models import host_key_fingerprint
 
 from .addresses import public_addresses
+from .byte_stream import ByteStream, NotModified, Validators
 from .errors import NothingToImport, PermanentImportError, TransientImportError
-from .fetch import ByteStream, NotModified, Validators
 from .fetch_watchdog import Watchdog
 from .source_options import SourceOptions
 

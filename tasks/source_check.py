@@ -14,7 +14,7 @@ from schedules import credentials, unsaved_checks
 from schedules.models import ScheduledImport, host_key_fingerprint
 from schedules.source_check import CHECK_FIELDS
 
-from . import decompress, fetch
+from . import crashes, decompress, fetch
 from .engine import csv_reading
 from .engine import first_record as stage
 from .errors import ImportFailed
@@ -51,8 +51,10 @@ def inspect_source(imp: ScheduledImport) -> dict[str, Any]:
 
     The answer is a task's result (kept by the result backend, shown by Flower, logged by the
     worker): no secret of the import's credential is in it, even where the source repeats one
-    (a server that writes the request's headers into the file)."""
-    return credentials.hide(credentials.secrets_of(imp.credential_secret), _inspect(imp))
+    (a server that writes the request's headers into the file), nor in what Celery keeps of
+    an unexpected error (crashes.secrets_hidden)."""
+    with crashes.secrets_hidden(imp):
+        return credentials.hide(credentials.secrets_of(imp.credential_secret), _inspect(imp))
 
 
 def _inspect(imp: ScheduledImport) -> dict[str, Any]:

@@ -16,7 +16,9 @@ from typing import Any
 import requests
 
 from schedules import alerts, notifications
+from schedules.models import NotificationDelivery
 
+from . import crashes
 from .errors import PermanentImportError, TransientImportError
 from .fetch import GuardedAdapter, check_public_address
 from .fetch_errors import failure
@@ -75,6 +77,13 @@ def deliver(delivery_id: int, attempt: int = 1, final: bool = True) -> None:
     delivery = notifications.start(delivery_id, attempt)
     if delivery is None:
         return
+    # The e-mail and the POST carry the run's texts: a run saved before they were hidden may
+    # hold the credential, and an unexpected error may quote them.
+    with crashes.secrets_hidden(delivery.scheduled_import):
+        _send(delivery, final)
+
+
+def _send(delivery: NotificationDelivery, final: bool) -> None:
     if delivery.channel == "email":
         notifications.send_email(delivery)
         return

@@ -10,6 +10,9 @@ import io
 import json
 from urllib.parse import quote, quote_plus
 
+import redis
+from django.conf import settings
+
 from tests.conftest import CsvServer, Route
 
 # The file's columns: the key, then what the request carried (ECHOED).
@@ -80,3 +83,21 @@ def echo(server: CsvServer, path: str, *, as_header: bool = False, pad: int = 0)
 
     server.routes[path] = route
     return server.base_url + path
+
+
+def watch_results() -> redis.client.PubSub:
+    """A look at every task state the result backend stores from now on: the Redis backend
+    publishes each (a retry's, a failure's) as it stores it. Read them with stored_states()."""
+    watching = redis.Redis.from_url(settings.CELERY_RESULT_BACKEND).pubsub()
+    watching.psubscribe("celery-task-meta-*")
+    return watching
+
+
+def stored_states(watching: redis.client.PubSub) -> list[dict]:
+    """The states stored since watch_results(), as stored (JSON: status, result, traceback)."""
+    states = []
+    while message := watching.get_message(timeout=2):
+        if message["type"] == "pmessage":
+            states.append(json.loads(message["data"]))
+    watching.close()
+    return states

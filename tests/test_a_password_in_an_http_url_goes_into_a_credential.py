@@ -9,8 +9,6 @@ from __future__ import annotations
 import base64
 
 import pytest
-from django.db import connection
-from django.db.migrations.executor import MigrationExecutor
 
 from schedules import credentials
 from schedules.models import ImportRun, ScheduledImport
@@ -18,6 +16,7 @@ from schedules.validation import URL_PASSWORD
 from tasks import runner
 from tests.api_support import API, client_for, import_body
 from tests.factories import PRODUCTS_CSV, make_import
+from tests.saved_runs_support import run_data_migration
 
 pytestmark = pytest.mark.django_db
 
@@ -57,18 +56,8 @@ def test_a_user_name_alone_in_the_url_is_still_allowed(alice):
     assert created.status_code == 201, created.content
 
 
-def migrate(target: tuple[str, str]) -> None:
-    executor = MigrationExecutor(connection)
-    executor.loader.build_graph()
-    executor.migrate([target])
-
-
 def run_migration_0020() -> None:
-    """Migration 0020 again, forwards, on the rows as the test left them."""
-    try:
-        migrate(("schedules", "0019_attention_indexes"))
-    finally:
-        migrate(("schedules", "0020_url_passwords_into_credentials"))
+    run_data_migration("schedules", "0020_url_passwords_into_credentials")
 
 
 @pytest.mark.django_db(transaction=True)

@@ -188,12 +188,12 @@ def test_a_loop_costs_a_few_statements_per_batch_not_per_schedule(alice):
 
 def test_the_owner_hears_once_per_late_streak(alice, settings, monkeypatch):
 
-    from schedules import alerts
+    from schedules import alerts, notifications
 
     settings.MISSED_TICK_GRACE_SECONDS = 5
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
     told: list[list[int]] = []
-    monkeypatch.setattr(alerts, "on_imports_late", told.append)
+    monkeypatch.setattr(notifications, "on_imports_late", told.append)
     with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
         imp = make_import(alice, SOURCE, interval_seconds=60)
         # Given beat misses ticks twice in a row, without a tick on time in between

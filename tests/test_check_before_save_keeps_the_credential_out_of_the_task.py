@@ -16,8 +16,8 @@ import requests
 from celery.signals import before_task_publish
 from django.conf import settings
 
+from common.redis_client import client
 from project.celery import app
-from project.redis_client import client
 from schedules import unsaved_checks
 from schedules.models import ScheduledImport
 from schedules.source_check import check_unsaved

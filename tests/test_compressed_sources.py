@@ -145,6 +145,24 @@ def test_a_damaged_gzip_fails_in_plain_words(alice, csv_server):
     assert "the gzip file is damaged" in run_now(garbled).error_message
 
 
+def test_a_zip_whose_file_name_is_not_the_utf8_it_claims_fails_in_plain_words(alice, csv_server):
+    # Given a zip whose member's name is flagged UTF-8 but holds a byte that UTF-8 cannot
+    body = bytearray(zipped({"a.csv": PRODUCTS_CSV}))
+    for header, flags_at in ((b"PK\x03\x04", 7), (b"PK\x01\x02", 9)):
+        start = body.find(header)
+        body[start + flags_at] |= 0x08  # general purpose bit 11: the name is UTF-8
+    name = body.find(b"a.csv")
+    body[name] = body[body.find(b"a.csv", name + 1)] = 0xFF
+    imp = make_import(alice, csv_server.serve("/odd.zip", bytes(body)))
+
+    # When it runs, then it fails for good in plain words (before: "unexpected error")
+    run = run_now(imp)
+    assert run.status == "failed"
+    assert run.error_message == (
+        "the zip file is damaged: a file name in it is marked UTF-8 but is not"
+    )
+
+
 def _check(fields: dict) -> dict:
     """The worker's check of an unsaved import with `fields` (left in Redis as the API does)."""
     return source_check.check_fields(unsaved_checks.put(fields, wait=10))

@@ -14,10 +14,10 @@ from collections.abc import Iterator
 import pytest
 from django.db import connections
 
+from common.error_words import CLASS_NAME
 from project import worker_checks
 from project.celery import app
 from project.devservices import free_port
-from project.error_words import CLASS_NAME
 
 pytestmark = pytest.mark.django_db
 

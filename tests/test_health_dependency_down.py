@@ -6,8 +6,8 @@ import pytest
 import requests
 from knox.models import AuthToken
 
+from common.error_words import CLASS_NAME
 from project.devservices import free_port
-from project.error_words import CLASS_NAME
 from tests.conftest import wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from project.redis_client import LAST_TICK_KEY, LEADER_LEASE, client
+from common.redis_client import LAST_TICK_KEY, LEADER_LEASE, client
 from tests.api_support import API, client_for
 
 pytestmark = pytest.mark.django_db

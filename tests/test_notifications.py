@@ -14,7 +14,7 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
-from schedules import alerts, notifications, services
+from schedules import notifications, services
 from schedules.models import NotificationDelivery, ScheduledImport
 from tasks import maintenance, webhooks
 from tasks.errors import TransientImportError
@@ -165,7 +165,7 @@ def test_an_import_turning_late_tells_its_owner_once_by_email_and_as_asked(alice
     hooked = make_import(alice, SOURCE, name="hooked", notify_on=["late"], notify_channels=[])
     ScheduledImport.objects.update(late_since=timezone.now(), missed_ticks=2)
 
-    alerts.on_imports_late([imp.pk, quiet.pk, hooked.pk])
+    notifications.on_imports_late([imp.pk, quiet.pk, hooked.pk])
 
     # One e-mail each, whatever they asked (the late alert), in each import's log
     log = NotificationDelivery.objects.order_by("scheduled_import_id")
@@ -183,7 +183,7 @@ def test_a_late_import_with_a_webhook_asked_for_is_also_posted(alice):
     imp = make_import(alice, SOURCE, notify_on=["late"], notify_channels=["webhook"],
                       callback_url="https://hooks.example.com/in")  # fmt: skip
 
-    alerts.on_imports_late([imp.pk])
+    notifications.on_imports_late([imp.pk])
 
     assert sorted(NotificationDelivery.objects.values_list("event", "channel")) == [
         ("late", "email"), ("late", "webhook"),
@@ -193,7 +193,7 @@ def test_a_late_import_with_a_webhook_asked_for_is_also_posted(alice):
 def test_a_late_email_of_an_import_on_time_again_is_skipped_and_says_why(alice):
     imp = make_import(alice, SOURCE)
     ScheduledImport.objects.filter(pk=imp.pk).update(late_since=timezone.now())
-    alerts.on_imports_late([imp.pk])
+    notifications.on_imports_late([imp.pk])
     ScheduledImport.objects.filter(pk=imp.pk).update(late_since=None)
 
     (delivery,) = NotificationDelivery.objects.all()

@@ -5,7 +5,7 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connection
 
-from project import postgres
+from common import postgres
 
 
 @pytest.mark.parametrize("version", [90624, 120018, 130015])

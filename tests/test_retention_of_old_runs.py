@@ -47,7 +47,7 @@ def test_it_deletes_old_runs_keeping_failed_ones_longer_and_active_ones_always(a
 
     result = maintenance.delete_old_runs()
 
-    assert result == {"deleted": len(gone)}
+    assert result["deleted"] == len(gone)
     remaining = set(ImportRun.objects.values_list("pk", flat=True))
     assert remaining == {r.pk for r in keep}
     # Records keep pointing at the ids of runs retention removed (no cascade, no rewrite).

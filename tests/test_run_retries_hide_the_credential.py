@@ -5,15 +5,11 @@ the secret, although the run's own message hid it."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
-import redis
-from django.conf import settings
 
 from schedules import services
 from tests.conftest import Route
-from tests.echo_support import AWKWARD_TEXT, leaks, sent_forms
+from tests.echo_support import AWKWARD_TEXT, leaks, sent_forms, stored_states, watch_results
 from tests.factories import make_import
 from tests.reliability import FAST, wait_for_the_end
 from tests.sftp_support import TEST_ENCRYPTION_KEY
@@ -44,9 +40,7 @@ def test_a_retry_whose_server_repeats_the_credential_logs_and_stores_it_hidden(
         retry_backoff_max_seconds=1,
         alert_after_failures=0,
     )
-    stored = redis.Redis.from_url(settings.CELERY_RESULT_BACKEND).pubsub()
-    # The Redis result backend publishes each state it stores (RETRY, then FAILURE).
-    stored.psubscribe("celery-task-meta-*")
+    stored = watch_results()
     processes.start("worker", IMPORTBEAT_ENCRYPTION_KEY=TEST_ENCRYPTION_KEY, **FAST)
 
     # When it runs, is retried once and fails
@@ -58,15 +52,6 @@ def test_a_retry_whose_server_repeats_the_credential_logs_and_stores_it_hidden(
     # ... and so do the worker's log and every state the backend kept of the run's task
     log = "\n".join(path.read_text() for path in processes.log_dir.glob("*.log"))
     assert "retry: Retry in" in log and "HTTP 503 Basic [hidden]" in log
-    states = _stored_states(stored)
+    states = stored_states(stored)
     assert {state["status"] for state in states} >= {"RETRY", "FAILURE"}
     assert leaks([log, states], sent_forms(CREDENTIAL)) == []
-
-
-def _stored_states(pubsub) -> list[dict]:
-    states = []
-    while message := pubsub.get_message(timeout=2):
-        if message["type"] == "pmessage":
-            states.append(json.loads(message["data"]))
-    pubsub.close()
-    return states

@@ -11,8 +11,8 @@ import pytest
 import requests
 from rest_framework.test import APIClient
 
+from common.redis_client import LAST_TICK_KEY, LEADER_LEASE, client
 from project.devservices import free_port
-from project.redis_client import LAST_TICK_KEY, LEADER_LEASE, client
 from tests.api_support import API, client_for
 from tests.conftest import wait_for
 

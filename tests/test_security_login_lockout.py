@@ -9,7 +9,7 @@ import pytest
 from django.test import Client, RequestFactory
 from rest_framework.test import APIClient
 
-from project.security import client_ip
+from common.security import client_ip
 from tests.api_support import API, reset_throttle
 
 pytestmark = pytest.mark.django_db

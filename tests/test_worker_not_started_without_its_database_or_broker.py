@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from common.error_words import CLASS_NAME
 from project.devservices import free_port
-from project.error_words import CLASS_NAME
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 

@@ -11,12 +11,13 @@ import logging
 import time
 from typing import Any
 
+from celery import current_app as app
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
-from project import broker_probe
-from project.error_words import broker_place, database_place, unreachable
+from common import broker_probe
+from common.error_words import broker_place, database_place, unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -35,8 +36,6 @@ def check_database() -> dict[str, Any]:
 
 
 def check_broker() -> dict[str, Any]:
-    from project.celery import app
-
     started = time.monotonic()
     try:
         # One attempt with a short timeout: a health check must answer even when the broker
@@ -55,7 +54,7 @@ def check_beat() -> dict[str, Any]:
     """
     from datetime import UTC, datetime
 
-    from project.redis_client import LAST_TICK_KEY, LEADER_LEASE, client
+    from common.redis_client import LAST_TICK_KEY, LEADER_LEASE, client
 
     try:
         redis = client()
@@ -81,8 +80,6 @@ def check_workers() -> dict[str, Any]:
     A worker that answers pings but cannot reach its database would take messages it cannot
     work on: it is named under `broken` and makes the cluster degraded.
     """
-    from project.celery import app
-
     timeout = settings.HEALTH_WORKER_PING_TIMEOUT
     try:
         replies = app.control.ping(timeout=timeout) or []
@@ -106,7 +103,7 @@ def check_workers() -> dict[str, Any]:
 
 def check_schedules() -> dict[str, Any]:
     """Late imports: a tick missed, or the next one overdue past the grace period."""
-    from schedules.overview import late_imports_count
+    from schedules.attention import late_imports_count
 
     try:
         late = late_imports_count()
@@ -162,6 +159,4 @@ def _database_problem(error: Exception) -> str:
 
 
 def _broker_problem(error: Exception) -> str:
-    from project.celery import app
-
     return unreachable(broker_place(app.conf.broker_write_url), error, logger)

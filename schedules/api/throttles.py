@@ -7,7 +7,7 @@ from django.conf import settings
 from django.core.cache import caches
 from rest_framework.throttling import SimpleRateThrottle
 
-from project.security import client_ip
+from common.security import client_ip
 
 
 class _SettingsRateThrottle(SimpleRateThrottle):

@@ -12,12 +12,13 @@ from typing import TYPE_CHECKING
 
 from schedules.models import ImportRun
 
-from ..fetch import NotModified, Validators, open_source
+from ..byte_stream import NotModified, Validators
+from ..fetch import open_source
 from ..source_options import source_options
 from .progress import ProgressReporter
 
 if TYPE_CHECKING:
-    from ..fetch import ByteStream
+    from ..byte_stream import ByteStream
 
 __all__ = ["NotModified", "open_file", "validators_of"]
 

@@ -13,17 +13,17 @@ It builds its own history in the test database, so nothing is cached between run
   brought in line and the tables `VACUUM ANALYZE`d (what autovacuum does on its own over a
   year); and each endpoint again.
 
-Each endpoint is served by the Procfile's `web` line (gunicorn, its default two workers,
-without DEBUG) and loaded by 10 concurrent clients (threads, each with its own keep-alive
-connection: tests/bench/http_clients.py) for a fixed number of requests after a short warm-up;
-first, the floor below through both the bench's clients and requests Sessions, with the CPU
-each spends per request: they share the server's two cores. Each history is measured in
-`BENCH_READS_ROUNDS` rounds (3) of every endpoint in turn. Printed per endpoint, the median of
-the rounds: req/s, p50 and p95 on each history, the 1M p50 over the empty one's and over the small one's, and the
+Each endpoint is served by the Procfile's `web` line (gunicorn, its default two workers, without
+DEBUG) and loaded by 10 concurrent clients (threads, each with its own keep-alive connection:
+tests/bench/http_clients.py) for a fixed number of requests after a short warm-up; first, the
+floor below through both the bench's clients and requests Sessions, with the CPU each spends per
+request: they share the server's two cores. Each history is measured in `BENCH_READS_ROUNDS`
+rounds (3) of every endpoint in turn. Printed per endpoint, the median of the rounds: req/s, p50
+and p95 on each history, the 1M p50 over the empty one's and over the small one's, and the
 targets (p95 < 100 ms, ratio <= 1.5). The API calls are alice's (2,000 imports, 200,000 runs);
 the dashboard's are staff's. A floor is measured beside them in each history: `GET /api/v1/me`
-(a token checked, one user read), what 10 clients get from this machine, at that moment, for
-a call that reads nothing of the history.
+(a token checked, one user read), what 10 clients get from this machine, at that moment, for a
+call that reads nothing of the history.
 
 Then imports created per second: 300 through `POST /api/v1/imports/` one after the other, and
 1,000 through `services.create_import` inside one transaction, each in chunks of 100 so that a

@@ -1,7 +1,7 @@
-"""The Redis of short-lived shared state: leases (tasks.locks), beat's stamps (project.beat),
+"""The Redis of short-lived shared state: leases (common.leases), beat's stamps (project.beat),
 the fields of unsaved checks (schedules.unsaved_checks), read back by the health check.
 
-Here rather than in tasks.locks so that `schedules` can reach it without importing `tasks`
+In `common` so that beat, `schedules` and `tasks` share it without importing one another
 (STYLE rule 15); the key names two processes share live here for the same reason: beat writes
 them, the web process's health check reads them.
 """

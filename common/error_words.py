@@ -8,7 +8,7 @@ goes to the log.
 
 Shared by the worker's start-up and database checks (project.worker_checks), the health checks
 (schedules.api.health) and the fetcher's words for a failed request (tasks.fetch_errors), which
-is why it lives here: `schedules` and `project` may not import `tasks`.
+is why it lives in `common`, the one package all three may import.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ small run (issue 15)."""
 import pytest
 from redis.connection import AbstractConnection
 
-from project.redis_client import client
+from common.redis_client import client
 from schedules.models import ImportRun
 from tasks import fairness
 from tests.factories import PRODUCTS_CSV, make_import

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
 import kombu.exceptions
@@ -26,11 +27,11 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
-from django.db.models import F, ProtectedError, Q, QuerySet
+from django.db.models import ProtectedError, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from . import alerts, credentials, history, notifications, processed_files
+from . import alerts, credentials, history, notifications, processed_files, rows
 from .models import Dataset, ImportRun, NotificationDefaults, Record, ScheduledImport
 
 logger = logging.getLogger("importbeat.runs")
@@ -94,12 +95,15 @@ def lock_datasets(dataset_ids: Iterable[int]) -> list[int]:
     writers of one dataset take turns, always in the same order. Readers are not blocked;
     deleting the dataset itself waits for the lock.
     """
-    return list(
-        Dataset.objects.select_for_update(no_key=True)
-        .filter(pk__in=list(dataset_ids))
-        .order_by("pk")
-        .values_list("pk", flat=True)
-    )
+    # Written once: the queryset's compilation cost more than the statement (rows.py).
+    with db_connection.cursor() as cursor:
+        cursor.execute(_LOCK_DATASETS, [list(dataset_ids)])
+        return [pk for (pk,) in cursor.fetchall()]
+
+
+_LOCK_DATASETS = (
+    f"SELECT id FROM {Dataset._meta.db_table} WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
+)
 
 
 def mark_datasets_changed(dataset_ids: Iterable[int]) -> None:
@@ -472,28 +476,31 @@ def claim_run(
     if reclaim:
         statuses.append(ImportRun.Status.RUNNING)
     now = timezone.now()
+    params = [
+        ImportRun.Status.RUNNING.value,
+        run.started_at or now,
+        worker or socket.gethostname(),
+        task_id or run.celery_task_id,
+        now,
+        now,
+        run.pk,
+        [status.value for status in statuses],
+    ]
     try:
         # One statement, atomic by itself: a savepoint only inside a caller's transaction.
-        with transaction.atomic() if db_connection.in_atomic_block else contextlib.nullcontext():
-            claimed = ImportRun.objects.filter(pk=run.pk, status__in=statuses).update(
-                status=ImportRun.Status.RUNNING,
-                started_at=run.started_at or now,
-                attempts=F("attempts") + 1,
-                worker=worker or socket.gethostname(),
-                celery_task_id=task_id or run.celery_task_id,
-                heartbeat_at=now,
-                attempt_started_at=now,
-                # The attempt names its steps anew (an earlier one's would show until then).
-                phase="",
-            )
+        savepoint = transaction.atomic() if db_connection.in_atomic_block else None
+        with savepoint or contextlib.nullcontext(), db_connection.cursor() as cursor:
+            cursor.execute(_claim_sql(), params)
+            claimed = cursor.fetchone()
     except IntegrityError:
         return Claim.BUSY
-    if not claimed:
+    if claimed is None:
         return Claim.GONE
     was_running = run.status == ImportRun.Status.RUNNING
-    # The import (and its dataset) the caller loaded with the run stay: the attempt reads them.
+    # The run as the claim left it; the import (and its dataset) the caller loaded with it
+    # stay: the attempt reads them.
     imp = run.scheduled_import
-    run.refresh_from_db()
+    rows.refresh(run, claimed)
     run.scheduled_import = imp
     if was_running:
         _record_attempt(run, "the worker running this attempt was lost", run.attempts - 1)
@@ -503,6 +510,41 @@ def claim_run(
         run.scheduled_import_id, run.pk, run.attempts, run.trigger, run.worker,
     )  # fmt: skip
     return Claim.CLAIMED
+
+
+@cache
+def _claim_sql() -> str:
+    """The claim's conditional UPDATE, answering with the run as it leaves it (no second
+    read). The attempt names its steps anew: an earlier one's phase would show until then."""
+    return (
+        f"UPDATE {ImportRun._meta.db_table} r SET status = %s, started_at = %s,"
+        " attempts = r.attempts + 1, worker = %s, celery_task_id = %s, heartbeat_at = %s,"
+        " attempt_started_at = %s, phase = ''"
+        f" WHERE r.id = %s AND r.status = ANY(%s) RETURNING {rows.columns(ImportRun, 'r')}"
+    )
+
+
+def load_run(run_id: int) -> ImportRun | None:
+    """The run with its import and the import's dataset, in one statement written once."""
+    with db_connection.cursor() as cursor:
+        cursor.execute(_load_run_sql(), [run_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    run, imp, dataset = rows.instances(row, ImportRun, ScheduledImport, Dataset)
+    imp.dataset = dataset
+    run.scheduled_import = imp
+    return run
+
+
+@cache
+def _load_run_sql() -> str:
+    return (
+        f"SELECT {rows.columns(ImportRun, 'r')}, {rows.columns(ScheduledImport, 'i')},"
+        f" {rows.columns(Dataset, 'd')} FROM {ImportRun._meta.db_table} r"
+        f" JOIN {ScheduledImport._meta.db_table} i ON i.id = r.scheduled_import_id"
+        f" JOIN {Dataset._meta.db_table} d ON d.id = i.dataset_id WHERE r.id = %s"
+    )
 
 
 def _record_attempt(
@@ -680,6 +722,8 @@ COUNT_FIELDS = (
 FINISH_FIELDS = [
     "status", "finished_at", "duration_ms", "error_message", "error_details", *COUNT_FIELDS,
 ]  # fmt: skip
+# What finish_run writes on the run row.
+RUN_END_FIELDS = (*FINISH_FIELDS, *RUN_NOTES)
 GOOD_STATUSES = (ImportRun.Status.SUCCEEDED, ImportRun.Status.PARTIAL)
 FAILED_STATUSES = (ImportRun.Status.FAILED, ImportRun.Status.TIMED_OUT)
 # Writing a run's outcome is retried on a fresh connection this many times, after these pauses
@@ -717,8 +761,12 @@ def record_committed_counts(run: ImportRun, counts: RunCounts) -> bool:
     details = {**run.error_details}
     if counts.row_errors:
         details["rows"] = shown_row_errors(run.scheduled_import, counts)
-    written = ImportRun.objects.filter(pk=run.pk, cancel_requested_at__isnull=True).update(
-        **{**run_notes(run), **fields}, error_details=details, rows_committed_at=timezone.now()
+    values = {**run_notes(run), **fields, "error_details": details}
+    written = rows.update(
+        ImportRun,
+        run.pk,
+        {**values, "rows_committed_at": timezone.now()},
+        "cancel_requested_at IS NULL",
     )
     return written == 1
 
@@ -779,9 +827,14 @@ def _finish_once(
     now = timezone.now()
     with transaction.atomic():
         durable_commit()
-        # The run first, then its import: the sweep's recover_lost_run locks in this order.
-        run = ImportRun.objects.select_for_update().get(pk=run_id)
-        imp = ScheduledImport.objects.select_for_update().get(pk=run.scheduled_import_id)
+        # The run and its import, locked by one statement (as recover_lost_run locks them).
+        with db_connection.cursor() as cursor:
+            cursor.execute(_lock_run_and_import_sql(), [run_id])
+            row = cursor.fetchone()
+        if row is None:
+            raise ImportRun.DoesNotExist(f"run {run_id} does not exist")
+        run, imp = rows.instances(row, ImportRun, ScheduledImport)
+        run.scheduled_import = imp
         if run.status in ImportRun.FINAL_STATUSES:
             return run
         if error or traceback:
@@ -800,8 +853,8 @@ def _finish_once(
             for name in COUNT_FIELDS:
                 setattr(run, name, getattr(counts, name))
             if counts.row_errors:
-                rows = shown_row_errors(imp, counts)
-                run.error_details = {**run.error_details, "rows": rows}
+                shown = shown_row_errors(imp, counts)
+                run.error_details = {**run.error_details, "rows": shown}
         if traceback:
             run.error_details = {**run.error_details, "traceback": traceback}
         if error:
@@ -809,7 +862,7 @@ def _finish_once(
             _record_attempt(run, error)
         elif status in GOOD_STATUSES:
             run.error_message = f"{run.rows_failed} rows failed" if run.rows_failed else ""
-        run.save(update_fields=[*FINISH_FIELDS, *RUN_NOTES])
+        rows.update(ImportRun, run.pk, {name: getattr(run, name) for name in RUN_END_FIELDS})
         apply_outcome(imp, run)
         if alerts.on_run_finished(imp, run):
             notifications.queue_alert(imp, run)
@@ -825,6 +878,16 @@ def _finish_once(
         run.rows_unchanged, run.rows_deleted, run.rows_failed, run.duration_ms,
     )  # fmt: skip
     return run
+
+
+@cache
+def _lock_run_and_import_sql() -> str:
+    return (
+        f"SELECT {rows.columns(ImportRun, 'r')}, {rows.columns(ScheduledImport, 'i')}"
+        f" FROM {ImportRun._meta.db_table} r"
+        f" JOIN {ScheduledImport._meta.db_table} i ON i.id = r.scheduled_import_id"
+        " WHERE r.id = %s FOR UPDATE"
+    )
 
 
 def without_secrets(imp: ScheduledImport, shown: Any, cut_at: int | None = None) -> Any:
@@ -891,10 +954,16 @@ def apply_outcome(imp: ScheduledImport, run: ImportRun) -> None:
     if outcome is None:
         return
     failed = run.status in FAILED_STATUSES
-    ScheduledImport.objects.filter(pk=imp.pk).update(
-        total_runs=F("total_runs") + 1,
-        **{outcome: F(outcome) + 1},
-        consecutive_failures=F("consecutive_failures") + 1 if failed else 0,
-        last_run_at=run.finished_at,
-        last_run_status=run.status,
+    with db_connection.cursor() as cursor:
+        cursor.execute(_apply_outcome_sql(outcome), [failed, run.finished_at, run.status, imp.pk])
+
+
+@cache
+def _apply_outcome_sql(outcome: str) -> str:
+    # Written once per outcome: the ORM compiled this UPDATE on every run (rows.py).
+    return (
+        f"UPDATE {ScheduledImport._meta.db_table} SET total_runs = total_runs + 1,"
+        f" {outcome} = {outcome} + 1,"
+        " consecutive_failures = CASE WHEN %s THEN consecutive_failures + 1 ELSE 0 END,"
+        " last_run_at = %s, last_run_status = %s WHERE id = %s"
     )

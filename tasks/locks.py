@@ -1,5 +1,5 @@
-"""The single-instance lock of a run: the import's lease in Redis (common.leases), and the
-thread that renews it while the run lives.
+"""The single-instance lock of a run: the import's lease in Redis (common.leases), and its
+renewal while the run lives (on the process's renewal thread, tasks.ticker).
 
 The database keeps the invariant while Redis has forgotten a lease
 (`run_one_in_progress_per_import`), so a run can never be doubled by that window.
@@ -8,13 +8,14 @@ The database keeps the invariant while Redis has forgotten a lease
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 
 from django.conf import settings
 from redis.exceptions import RedisError
 
 from common.leases import Lease
+
+from .ticker import Check, Ticker
 
 logger = logging.getLogger("importbeat.locks")
 
@@ -32,45 +33,43 @@ def run_lease_holder(import_id: int) -> int | None:
     return None
 
 
-class Renewer(threading.Thread):
+class Renewer:
     """Renews a lease every third of its TTL while the work it guards lives.
 
     `beat` runs on every renewal (the run's heartbeat in the database); its errors are logged
-    and tolerated, like Redis being away for a while: the next round tries again.
+    and tolerated, like Redis being away for a while: the next round tries again. Renewals
+    run on the process's one renewal thread (tasks.ticker), never on the worker's.
     """
 
     def __init__(self, lease: Lease, beat: Callable[[], None] | None = None) -> None:
-        super().__init__(name=f"renew {lease.name}", daemon=True)
         self.lease = lease
         self.beat = beat
         self.lost = False
-        self._done = threading.Event()
+        self._check: Check | None = None
 
-    def run(self) -> None:
-        interval = max(self.lease.ttl / 3, 0.2)
-        try:
-            while not self._done.wait(interval):
-                try:
-                    if not self.lease.renew():
-                        self.lost = True
-                        logger.error("lease lost to another holder name=%s", self.lease.name)
-                except RedisError as error:
-                    logger.warning("lease renewal failed name=%s error=%s", self.lease.name, error)
-                if self.beat is not None:
-                    try:
-                        self.beat()
-                    except Exception as error:
-                        logger.warning("heartbeat failed name=%s error=%r", self.lease.name, error)
-                        # Django never reconnects a broken connection by itself; the next
-                        # round opens a fresh one.
-                        _close_thread_connection()
-        finally:
-            # This thread's own database connection, if `beat` opened one.
-            _close_thread_connection()
+    def start(self) -> None:
+        self._check = _renewals.every(max(self.lease.ttl / 3, 0.2), self._renew)
 
     def stop(self) -> None:
-        self._done.set()
-        self.join(timeout=10)
+        """No renewal after this returns: the lease can be released without one retaking it."""
+        if self._check is not None:
+            self._check.cancel()
+
+    def _renew(self) -> None:
+        try:
+            if not self.lease.renew():
+                self.lost = True
+                logger.error("lease lost to another holder name=%s", self.lease.name)
+        except RedisError as error:
+            logger.warning("lease renewal failed name=%s error=%s", self.lease.name, error)
+        if self.beat is not None:
+            try:
+                self.beat()
+            except Exception as error:
+                logger.warning("heartbeat failed name=%s error=%r", self.lease.name, error)
+                # Django never reconnects a broken connection by itself; the next round
+                # opens a fresh one.
+                _close_thread_connection()
 
 
 def _close_thread_connection() -> None:
@@ -80,3 +79,8 @@ def _close_thread_connection() -> None:
         connection.close()
     except Exception:
         logger.debug("closing a broken connection failed", exc_info=True)
+
+
+# The renewal thread's own database connection (the heartbeats') closes once no lease is left
+# to renew, as each renewal thread's did at its end.
+_renewals = Ticker("lease renewals", idle=_close_thread_connection)

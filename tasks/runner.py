@@ -107,9 +107,7 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
     """
     with database_or_requeue(f"run {run_id}", task is not None):
         # With its import and the dataset it writes: the attempt reads all three.
-        run = (
-            ImportRun.objects.select_related("scheduled_import__dataset").filter(pk=run_id).first()
-        )
+        run = services.load_run(run_id)
     if run is None:
         return None
     if run.status in ImportRun.FINAL_STATUSES:

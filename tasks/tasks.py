@@ -42,6 +42,13 @@ def dispatch_scheduled_import(
     # a run that waits (its import's lease, its owner's cap) comes back as often as it takes.
     # Celery's default of 3 ended such a wait with MaxRetriesExceededError after 3 looks.
     max_retries=None,
+    # A finished run's result is not stored: nothing reads it (Flower has it from the
+    # task-succeeded event, the API the run row), and storing it was a Redis write of every
+    # small run (issue 15). Its PROGRESS, RETRY and FAILURE states still are: the API's live
+    # progress reads the task state while the run runs, and a retry's RETRY replaces the
+    # PROGRESS its failed attempt left, so the next attempt never shows that one's figures.
+    ignore_result=True,
+    store_errors_even_if_ignored=True,
 )
 def execute_run(
     self, run_id: int, import_id: int | None = None, import_name: str = ""

@@ -1,5 +1,5 @@
 """The database connection is lost after a run's rows and counts committed (while the staging
-tables are dropped): the run is finished from its committed counts at once. Before, it was
+tables are emptied): the run is finished from its committed counts at once. Before, it was
 marked `retrying` ("attempt 1 failed, retrying in 60s") and its task retried, with the
 dataset already written, only for the retry to find the committed counts and finish it: a
 good run showed as failing through a whole backoff, and Flower counted a retry."""
@@ -30,16 +30,16 @@ def test_a_connection_lost_after_the_commit_finishes_the_run_without_a_retry(
     alice, csv_server, monkeypatch
 ):
     # Given an import with retries left, whose run loses its database connection once its
-    # rows committed, when the run drops its staging tables
+    # rows committed, when the run empties its staging tables
     imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV), max_retries=3)
     run = ImportRun.objects.create(scheduled_import=imp, trigger="manual")
-    drop_staging = pipeline.drop_staging
+    release_staging = pipeline.release_staging
 
-    def connection_lost_first(pg: psycopg.Cursor) -> None:
+    def connection_lost_first(pg: psycopg.Cursor, rows: int) -> None:
         terminate_backend(pg.connection.info.backend_pid)
-        drop_staging(pg)
+        release_staging(pg, rows)
 
-    monkeypatch.setattr(pipeline, "drop_staging", connection_lost_first)
+    monkeypatch.setattr(pipeline, "release_staging", connection_lost_first)
     task = FakeTask()
 
     # When a worker executes it

@@ -31,7 +31,8 @@ def backends_waiting_for_the_import_lock() -> list[int]:
         cursor.execute(
             "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
             " AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'"
-            " AND query LIKE 'SELECT \"schedules_scheduledimport\".%%'"
+            # finish_run's read of the run (r) with its import, which locks both
+            " AND query LIKE 'SELECT r.%%'"
         )
         return [pid for (pid,) in cursor.fetchall()]
 

@@ -29,7 +29,7 @@ def a_task() -> SimpleNamespace:
 
 def test_an_execute_run_message_goes_back_when_the_run_cannot_be_read():
     with (
-        mock.patch.object(ImportRun.objects, "select_related", side_effect=DOWN),
+        mock.patch("schedules.services.load_run", side_effect=DOWN),
         pytest.raises(Reject) as rejected,
     ):
         runner.execute(42, a_task())
@@ -60,7 +60,7 @@ def test_an_execute_run_message_goes_back_when_the_claim_cannot_be_written(alice
 
 def test_in_the_foreground_the_database_error_is_simply_raised():
     with (
-        mock.patch.object(ImportRun.objects, "select_related", side_effect=DOWN),
+        mock.patch("schedules.services.load_run", side_effect=DOWN),
         pytest.raises(OperationalError),
     ):
         runner.execute(42)

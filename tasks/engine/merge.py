@@ -12,6 +12,7 @@ import psycopg
 from django.db import IntegrityError, transaction
 from psycopg import sql
 
+from schedules import rows
 from schedules.models import Dataset, ImportRun, Record, ScheduledImport
 from schedules.services import RunCounts, lock_datasets, record_committed_counts
 
@@ -19,7 +20,18 @@ from ..errors import PermanentImportError
 from .digest import applied_key
 from .first_record import Layout
 from .progress import stop_if_cancelled, timed
-from .tables import BAD, CHANGES, DUPES, RAW, analyze, lit, trimmed, work_mem
+from .tables import (
+    BAD,
+    CHANGES,
+    DUPES,
+    RAW,
+    analyze,
+    has_changes_table,
+    lit,
+    made_changes_table,
+    trimmed,
+    work_mem,
+)
 from .validate import TRUE_WORDS, report_failed_rows
 
 # jsonb_build_object and concat take at most 100 arguments (FUNC_MAX_ARGS).
@@ -64,8 +76,13 @@ def merge_staged(
             counts.rows_updated = 0
             if not first_load:
                 with timed("changes", run):
-                    pg.execute(find_changes(record, imp.dataset_id, counts.rows_failed > 0))
+                    made = has_changes_table(pg)
+                    pg.execute(
+                        find_changes(record, imp.dataset_id, counts.rows_failed > 0, into=made)
+                    )
                     analyze(pg, CHANGES, pg.rowcount)
+                    if not made:
+                        made_changes_table(pg)
                 pg.execute(update_changed(layout, record, run.pk))
                 counts.rows_updated = pg.rowcount
             pg.execute(
@@ -86,8 +103,10 @@ def merge_staged(
                 pg.execute(delete_absent(record, imp.dataset_id))
                 counts.rows_deleted = pg.rowcount
             applied = applied_key(imp, run.file_digest) if run.file_digest else ""
-            Dataset.objects.filter(pk=imp.dataset_id).update(
-                applied_digest=applied, applied_run=run if applied else None
+            rows.update(
+                Dataset,
+                imp.dataset_id,
+                {"applied_digest": applied, "applied_run_id": run.pk if applied else None},
             )
             counts.rows_unchanged = (
                 counts.rows_read - counts.rows_failed - counts.rows_inserted - counts.rows_updated
@@ -119,7 +138,9 @@ def dataset_has_records(record_table: str, dataset_id: int) -> sql.Composed:
     )
 
 
-def find_changes(record_table: str, dataset_id: int, any_failed: bool) -> sql.Composed:
+def find_changes(
+    record_table: str, dataset_id: int, any_failed: bool, *, into: bool = False
+) -> sql.Composed:
     """The winning valid rows whose content differs from the stored record (or that are new).
 
     One anti-join on the stored content hash, before anything is written: an unchanged
@@ -128,10 +149,11 @@ def find_changes(record_table: str, dataset_id: int, any_failed: bool) -> sql.Co
     NULL for a key the dataset does not have yet. The table keeps the whole staged row, so the
     writes below read the few changed rows from it and never scan the staged file again (two
     scans of a million staged rows, 0.3 – 0.6 s each, on a re-load with 1 % of them changed).
+    `into`: the connection keeps that table, empty, from an earlier run (tables.py).
     """
+    start = "INSERT INTO {changes}" if into else "CREATE TEMP TABLE {changes} AS"
     return sql.SQL(
-        "CREATE TEMP TABLE {changes} AS"
-        " SELECT s.*, r.id AS record_id FROM {raw} s"
+        start + " SELECT s.*, r.id AS record_id FROM {raw} s"
         " LEFT JOIN {record} r ON r.dataset_id = {dataset} AND r.key = s.key"
         " WHERE (r.id IS NULL OR r.content_hash <> s.content_hash) AND {valid}"
     ).format(

@@ -31,7 +31,7 @@ from ..errors import PermanentImportError, database_error
 from . import digest, fetch, merge, stage, validate
 from .first_record import Layout
 from .progress import Progress, ProgressReporter, timed
-from .tables import drop_leftovers, drop_staging
+from .tables import drop_leftovers, release_staging
 
 logger = logging.getLogger("importbeat.importer")
 
@@ -86,7 +86,7 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
                     digest.keep_source(run, fetched.hexdigest(), raw.validators)
                 # 4. validation and 5. merge
                 _validate_and_merge(pg, run, layout, counts, reporter)
-            drop_staging(pg)
+            release_staging(pg, counts.rows_read)
     except (OperationalError, psycopg.OperationalError) as error:
         raise database_error(error) from error
     return counts

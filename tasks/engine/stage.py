@@ -39,7 +39,7 @@ from .first_record import (
 )
 from .progress import ProgressReporter
 from .stage_python import copy_parsed
-from .tables import RAW, Staged, created, drop_staging, lit, trimmed
+from .tables import RAW, Staged, lit, trimmed, use_raw_table
 
 logger = logging.getLogger("importbeat.importer")
 
@@ -109,8 +109,7 @@ def stage_file(
     with new_spool() if downloaded is None else Discard() as spool:
         spool.write(prefix)
         if not refusal:
-            created(pg)
-            pg.execute(create_raw_table(layout, header_lines + 1))
+            use_raw_table(pg, create_raw_table(layout, header_lines + 1), header_lines + 1)
             try:
                 staged = stage_copy.copy_raw(
                     pg,
@@ -130,9 +129,7 @@ def stage_file(
                 counts.rows_read = staged.rows
                 return layout
         logger.info("import %s: parsing in Python: %s", imp.pk, refusal)
-        drop_staging(pg)
-        created(pg)
-        pg.execute(create_raw_table(layout, 1))
+        use_raw_table(pg, create_raw_table(layout, 1), 1)
         if downloaded is not None:
             downloaded.seek(0)
             source = Feed(downloaded.read)

@@ -19,7 +19,7 @@ from schedules.services import ROW_VALUE_CHARS, RunCounts
 
 from .first_record import Layout
 from .progress import timed
-from .tables import BAD, DUPES, RAW, analyze, lit, trimmed, work_mem
+from .tables import BAD, DUPES, RAW, analyze, lit, trimmed, use_check_tables, work_mem
 
 ROW_ERROR_CAP = 100
 
@@ -63,6 +63,7 @@ def check_rows(pg: psycopg.Cursor, run: ImportRun, layout: Layout, staged_rows: 
         connection = pg.connection
         # Noted once committed: a rolled-back transaction (a test's) takes the functions along.
         transaction.on_commit(lambda: _with_input_checks.add(connection))
+    use_check_tables(pg)
     with work_mem(pg, staged_rows), timed("bad rows", run):
         pg.execute(find_bad_rows(layout, native_checks=native_checks))
         problems = pg.rowcount
@@ -175,8 +176,8 @@ def find_bad_rows(layout: Layout, *, native_checks: bool = True) -> sql.Composed
             )
             checks.append(check.format(n=lit(name), c=col, cases=sql.SQL(" ").join(cases)))
     return sql.SQL(
-        "CREATE TEMP TABLE {bad} AS"
-        " SELECT s.line, e.col AS column_name, left(e.val, {clip}) AS value, e.reason"
+        "INSERT INTO {bad} (line, column_name, value, reason)"
+        " SELECT s.line, e.col, left(e.val, {clip}), e.reason"
         " FROM (SELECT * FROM {raw} WHERE {conditions}) s"
         " CROSS JOIN LATERAL (VALUES {checks}) e(col, val, reason)"
         " WHERE e.reason IS NOT NULL"
@@ -200,20 +201,13 @@ def any_repeated_key() -> sql.Composed:
     ).format(raw=sql.Identifier(RAW))
 
 
-def no_repeated_keys() -> sql.Composed:
-    """The empty table find_repeated_keys would make."""
-    return sql.SQL(
-        "CREATE TEMP TABLE {dupes} (line bigint, key text, superseded_by bigint)"
-    ).format(dupes=sql.Identifier(DUPES))
-
-
 def find_repeated_keys() -> sql.Composed:
     """Every occurrence of a key but its last, with the line of that last one (it wins).
 
     The "C" collation compares bytes: sorting a million keys under a locale costs twice as long.
     """
     return sql.SQL(
-        "CREATE TEMP TABLE {dupes} AS"
+        "INSERT INTO {dupes} (line, key, superseded_by)"
         " SELECT line, key, superseded_by FROM ("
         '  SELECT line, key, max(line) OVER (PARTITION BY key COLLATE "C") AS superseded_by'
         "  FROM {raw} WHERE key <> ''"
@@ -249,10 +243,13 @@ def report_failed_rows(
     pg: psycopg.Cursor, run: ImportRun, layout: Layout, counts: RunCounts
 ) -> None:
     """Mark the rows a later row with the same key supersedes; count and list every failed row."""
+    repeated = 0
     with timed("repeated keys", run):
         pg.execute(any_repeated_key())
-        pg.execute(find_repeated_keys() if pg.fetchone()[0] else no_repeated_keys())
-    analyze(pg, DUPES, max(pg.rowcount, 0))
+        if pg.fetchone()[0]:
+            pg.execute(find_repeated_keys())
+            repeated = pg.rowcount
+    analyze(pg, DUPES, repeated)
     pg.execute(count_failed_rows())
     counts.rows_failed = pg.fetchone()[0]
     counts.row_errors = []

@@ -1,0 +1,84 @@
+"""Model rows in statements written once, for the few reads a run makes on its hot path.
+
+The ORM compiles a queryset again every time it runs: reading a run with its import and
+dataset cost 1.7 ms of Python for a statement PostgreSQL answers in a tenth of that, and a
+100-row run sent a dozen such statements (issue 15, tests/bench/bench_small_runs.py). The
+statements that use this module name their columns from the models' own field lists, built
+once per process, so a field added to a model is read with no change here; the rows become
+instances through `Model.from_db` with the fields' own converters, exactly as the ORM's would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from functools import cache
+from typing import Any, TypeVar
+
+from django.db import DEFAULT_DB_ALIAS, connection
+from django.db.models import Model
+
+M = TypeVar("M", bound=Model)
+
+
+@cache
+def _fields(model: type[Model]) -> tuple[list[str], list[str], list[tuple[int, Callable]]]:
+    """attnames, quoted columns, and (position, converter) for fields the database gives raw."""
+    fields = model._meta.concrete_fields
+    quote = connection.ops.quote_name
+    converters = [
+        (index, converter)
+        for index, field in enumerate(fields)
+        for converter in field.get_db_converters(connection)
+    ]
+    return [f.attname for f in fields], [quote(f.column) for f in fields], converters
+
+
+def columns(model: type[Model], alias: str) -> str:
+    """Every column of `model` under the table alias `alias`, in the order `instances` reads."""
+    return ", ".join(f"{alias}.{column}" for column in _fields(model)[1])
+
+
+def instances(row: Sequence[Any], *models: type[Model]) -> list[Model]:
+    """The instances one row of `columns(m1, ..), columns(m2, ..)` holds, in that order."""
+    found, start = [], 0
+    for model in models:
+        names, _, converters = _fields(model)
+        values = list(row[start : start + len(names)])
+        for index, converter in converters:
+            field = model._meta.concrete_fields[index]
+            values[index] = converter(values[index], field.cached_col, connection)
+        found.append(model.from_db(DEFAULT_DB_ALIAS, names, values))
+        start += len(names)
+    return found
+
+
+def refresh(instance: M, row: Sequence[Any]) -> M:
+    """`instance` with every field as `row` (from `columns`) has it, as refresh_from_db would."""
+    fresh = instances(row, type(instance))[0]
+    for name in _fields(type(instance))[0]:
+        setattr(instance, name, getattr(fresh, name))
+    return instance
+
+
+def update(model: type[Model], pk: int, values: dict[str, Any], condition: str = "") -> int:
+    """Set these fields (names or attnames) of the row `pk`, when `condition` (SQL on its
+    columns, no parameters) holds; the number of rows changed, 0 or 1.
+
+    Values are prepared by their fields (a JSON field's, a date's), as the ORM's `update()`.
+    """
+    statement = _update_sql(model, tuple(values), condition)
+    fields = model._meta
+    params = [
+        fields.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(statement, [*params, pk])
+        return cursor.rowcount
+
+
+@cache
+def _update_sql(model: type[Model], names: tuple[str, ...], condition: str) -> str:
+    quote = connection.ops.quote_name
+    assignments = ", ".join(f"{quote(model._meta.get_field(n).column)} = %s" for n in names)
+    where = f" AND ({condition})" if condition else ""
+    return f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE id = %s{where}"

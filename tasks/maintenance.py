@@ -94,9 +94,12 @@ def delete_old_runs() -> dict[str, int]:
         timestamp__lt=kept_until,
         additional_data__event__in=history.RUN_EVENTS,
     ).order_by()
+    # The deliveries before their runs: a run's deletion would first set its deliveries' run
+    # to NULL, a write of every delivery about to go anyway.
+    deliveries_deleted = _delete_in_batches(deliveries)
     deleted = {
         "deleted": _delete_in_batches(runs),
-        "deliveries": _delete_in_batches(deliveries),
+        "deliveries": deliveries_deleted,
         "events": _delete_in_batches(events),
     }
     if any(deleted.values()):

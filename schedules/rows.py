@@ -82,3 +82,39 @@ def _update_sql(model: type[Model], names: tuple[str, ...], condition: str) -> s
     assignments = ", ".join(f"{quote(model._meta.get_field(n).column)} = %s" for n in names)
     where = f" AND ({condition})" if condition else ""
     return f"UPDATE {quote(model._meta.db_table)} SET {assignments} WHERE id = %s{where}"
+
+
+def insert_where(instance: Model, condition: str, params: Sequence[Any] = ()) -> bool:
+    """Insert `instance` as a new row when `condition` (SQL, with `params`) holds, and give it
+    its primary key; False, and nothing written, when it does not.
+
+    One statement, so the condition is checked and the row written from the same snapshot.
+    Values are prepared by their fields, defaults and `auto_now_add` included, as the ORM's
+    `save()` would; no model signal is sent (the models written this way have no receiver).
+    """
+    model = type(instance)
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    values = [
+        field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(_insert_sql(model, condition), [*values, *params])
+        row = cursor.fetchone()
+    if row is None:
+        return False
+    instance.pk = row[0]
+    instance._state.adding = False
+    instance._state.db = DEFAULT_DB_ALIAS
+    return True
+
+
+@cache
+def _insert_sql(model: type[Model], condition: str) -> str:
+    quote = connection.ops.quote_name
+    fields = [field for field in model._meta.concrete_fields if not field.primary_key]
+    names = ", ".join(quote(field.column) for field in fields)
+    placeholders = ", ".join("%s" for _ in fields)
+    return (
+        f"INSERT INTO {quote(model._meta.db_table)} ({names}) SELECT {placeholders}"
+        f" WHERE {condition} RETURNING {quote(model._meta.pk.column)}"
+    )

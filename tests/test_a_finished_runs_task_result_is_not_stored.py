@@ -4,10 +4,14 @@ Redis round trip (issue 15). A failed run's task still ends FAILURE, and a retry
 state still replaces the PROGRESS its failed attempt left (the API's live progress reads the
 task state while a run runs)."""
 
+import uuid
+
 import pytest
 from celery.result import AsyncResult
+from django.utils import timezone
 
-from schedules import services
+from schedules import dispatch, services
+from schedules.models import ImportRun
 from tests.conftest import Route, wait_for
 from tests.factories import PRODUCTS_CSV, make_import
 from tests.reliability import wait_for_the_end
@@ -32,4 +36,22 @@ def test_a_succeeded_run_leaves_no_task_result_and_a_failed_one_its_failure(
     # succeeded run's has no stored state
     assert (landed.status, failed.status) == ("succeeded", "failed")
     wait_for(lambda: AsyncResult(failed.celery_task_id).state == "FAILURE", 30, what="FAILURE")
+    assert AsyncResult(landed.celery_task_id).state == "PENDING"
+
+
+def test_a_scheduled_runs_task_leaves_no_result_either(alice, csv_server, processes):
+    # Beat's runs go out through the pipelined sender (services.send_runs). Its messages said
+    # `ignore_result: False`, which a worker takes over the task's own setting: every scheduled
+    # run stored a result nobody reads, a Redis write and a day of memory per run.
+    processes.start("worker")
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+    run = ImportRun.objects.create(
+        scheduled_import=imp, trigger="schedule", scheduled_for=timezone.now(),
+        celery_task_id=str(uuid.uuid4()),
+    )  # fmt: skip
+
+    dispatch.publish_runs([run])
+    landed = wait_for_the_end(run, processes)
+
+    assert landed.status == "succeeded"
     assert AsyncResult(landed.celery_task_id).state == "PENDING"

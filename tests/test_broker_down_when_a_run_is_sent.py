@@ -27,8 +27,9 @@ REFUSED = kombu.exceptions.OperationalError("Error 111 connecting to 127.0.0.1:6
 
 
 def broker(down: bool):
+    """Celery's sender of task messages, refusing as a broker that is down would."""
     return mock.patch.object(
-        services.current_app, "send_task", side_effect=REFUSED if down else None
+        services.current_app.amqp, "send_task_message", side_effect=REFUSED if down else None
     )
 
 
@@ -47,11 +48,12 @@ def test_a_trigger_while_the_broker_is_down_is_a_503_and_leaves_no_run(alice):
     assert not imp.runs.exists()
 
     # And once the broker is back, the next trigger is queued, not a 409
-    with broker(down=False) as send_task:
+    with broker(down=False) as send_task_message:
         again = client.post(f"{API}/imports/{imp.pk}/run")
     assert again.status_code == 202
-    assert send_task.call_args.args == ("importbeat.execute_run",)
-    assert send_task.call_args.kwargs["args"] == [again.json()["id"]]
+    _, name, message = send_task_message.call_args.args
+    assert name == message.headers["task"] == "importbeat.execute_run"
+    assert message.body[0] == [again.json()["id"]]
 
 
 def in_the_queue(task_id: str) -> bool:

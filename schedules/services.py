@@ -273,6 +273,8 @@ def enqueue_run(
             # a fifth of a trigger's CPU.
             with db_connection.cursor() as cursor:
                 cursor.execute(LOCK_IMPORT_SQL, [imp.pk])
+                if cursor.fetchone() is None:
+                    raise ScheduledImport.DoesNotExist(f"import {imp.pk} was deleted")
             if not rows.insert_where(run, NO_ACTIVE_RUN_SQL, [imp.pk]):
                 active = imp.runs.filter(status__in=ImportRun.ACTIVE_STATUSES).first()
                 raise RunAlreadyActive(active)

@@ -6,7 +6,8 @@ from django.db import connection
 from django.db.models.sql import compiler
 from django.test.utils import CaptureQueriesContext
 
-from schedules.models import ImportRun
+from schedules import services
+from schedules.models import ImportRun, ScheduledImport
 from tests.api_support import API, SOURCE, client_for, make_run, reset_throttle
 from tests.factories import make_import
 
@@ -105,3 +106,14 @@ def test_a_trigger_compiles_no_queryset_to_lock_check_and_insert(alice, monkeypa
     assert response.status_code == 202
     assert "schedules_importrun" not in compiled
     assert compiled.count("schedules_scheduledimport") == 1
+
+
+def test_a_trigger_of_an_import_deleted_meanwhile_queues_nothing(alice):
+    # The import read by the request, then deleted before the trigger takes its lock
+    imp = make_import(alice, SOURCE)
+    ScheduledImport.objects.filter(pk=imp.pk).delete()
+
+    with pytest.raises(ScheduledImport.DoesNotExist):
+        services.enqueue_run(imp, trigger="api", user=alice)
+
+    assert not ImportRun.objects.filter(scheduled_import_id=imp.pk).exists()

@@ -109,6 +109,9 @@ def queued_run(enqueue: Callable[[], ImportRun]) -> Response:
             },
             status=status.HTTP_409_CONFLICT,
         )
+    except ScheduledImport.DoesNotExist:
+        # Deleted between the request's read of it and the trigger's lock.
+        raise NotFound("the import was deleted") from None
     except services.BrokerUnavailable:
         retry_after = services.BROKER_RETRY_AFTER_SECONDS
         return Response(

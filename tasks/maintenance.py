@@ -14,7 +14,7 @@ from redis.exceptions import RedisError
 from schedules import history, notifications, services
 from schedules.models import ImportRun, NotificationDelivery
 
-from . import locks
+from . import locks, processed_retention
 
 logger = logging.getLogger("importbeat.maintenance")
 
@@ -102,6 +102,8 @@ def delete_old_runs() -> dict[str, int]:
         "deliveries": deliveries_deleted,
         "events": _delete_in_batches(events),
     }
+    # Drop folders' processed files, by their own age (PROCESSED_FILE_RETENTION_DAYS).
+    deleted.update(processed_retention.delete_old_processed_files())
     if any(deleted.values()):
         logger.info("retention deleted=%(deleted)s runs, %(deliveries)s deliveries, "
                     "%(events)s run events", deleted)  # fmt: skip

@@ -184,6 +184,16 @@ for _drop_dir in IMPORT_DROP_DIRS:
 MAX_FIELD_BYTES = env.int("MAX_FIELD_BYTES", default=8 * 1024**2)
 RUN_RETENTION_DAYS = env.int("RUN_RETENTION_DAYS", default=30)
 FAILED_RUN_RETENTION_DAYS = env.int("FAILED_RUN_RETENTION_DAYS", default=90)
+# Files a run filed away in a drop folder's `processed/` are deleted by the retention job this
+# many days after the move (tasks/processed_retention.py); 0 or empty keeps them for ever. The
+# default is the succeeded runs' own retention: after it no run names the file any more.
+_processed_days = env("PROCESSED_FILE_RETENTION_DAYS", default="30").strip() or "0"
+if not _processed_days.isdigit():
+    raise ImproperlyConfigured(
+        f"PROCESSED_FILE_RETENTION_DAYS: {_processed_days!r} is not a whole number of days "
+        f"(0 or empty keeps processed files for ever)"
+    )
+PROCESSED_FILE_RETENTION_DAYS = int(_processed_days)
 # The longest timeout_seconds an import may ask for; the broker's visibility timeout is
 # derived from it so that Redis never redelivers a run that is still legitimately working.
 MAX_TIMEOUT_SECONDS = env.int("MAX_TIMEOUT_SECONDS", default=6 * 3600)

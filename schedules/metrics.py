@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
+import json
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -25,6 +26,9 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from redis.exceptions import RedisError
+
+from common import redis_client
 
 from . import attention, overview
 from .api import health
@@ -133,7 +137,31 @@ class ImportbeatCollector:
         )
         if beat.get("last_tick"):
             last_tick.add_metric([], beat["last_tick"].timestamp())
-        yield from (queue, leader, last_tick)
+        yield from (queue, leader, last_tick, *processed_retention_gauges())
+
+
+def processed_retention_gauges() -> list[Metric]:
+    """The last retention job's figures of drop folders' processed files, as the worker that
+    ran it kept them in Redis (tasks.processed_retention): the web process may not see the
+    folders. None before the first job, or while Redis does not answer."""
+    try:
+        kept = redis_client.client().get(redis_client.PROCESSED_RETENTION_KEY)
+    except RedisError:
+        return []
+    if not kept:
+        return []
+    figures = json.loads(kept)
+    gauges = []
+    for name, what in (
+        ("processed_files_not_deleted", "Processed drop-folder files the last retention job "
+         "could not delete (permissions: see the worker's log)."),
+        ("processed_folders_skipped", "processed/ entries the last retention job left alone "
+         "(a link, or a file instead of a folder)."),
+    ):  # fmt: skip
+        gauge = GaugeMetricFamily(f"importbeat_{name}", what)
+        gauge.add_metric([], figures.get(name, 0))
+        gauges.append(gauge)
+    return gauges
 
 
 def _add(left: list[int], right: list[int]) -> list[int]:

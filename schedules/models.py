@@ -282,6 +282,10 @@ class ScheduledImport(models.Model):
         new = getattr(self, "_new_credential", None)
         if new is None:
             return
+        # The credential replaced or removed, as saved (not one given since and not saved yet):
+        # save() keeps it for the texts of the runs saved under it to be hidden.
+        if not getattr(self, "_replaced_secret", ""):
+            self._replaced_secret = self.credential_secret
         if not new:
             self.credential_kind = self.credential_origin = self.credential_secret = ""
         else:
@@ -346,6 +350,12 @@ class ScheduledImport(models.Model):
         with transaction.atomic():
             super().save(*args, **kwargs)
             self.sync_periodic_task()
+
+    def take_replaced_credential(self) -> str:
+        """The credential (encrypted) replaced or removed since the last save, once: the
+        post_save signal hands it on to be hidden in the runs saved under it (schedules.signals)."""
+        replaced, self._replaced_secret = getattr(self, "_replaced_secret", ""), ""
+        return replaced if replaced != self.credential_secret else ""
 
     def sync_periodic_task(self) -> None:
         """Create or update this import's `PeriodicTask` and its schedule row.
@@ -710,3 +720,24 @@ class NotificationDefaults(models.Model):
 
     def __str__(self) -> str:
         return f"notification defaults of {self.user}"
+
+
+class ReplacedCredential(models.Model):
+    """A credential an import no longer has, kept as it was saved (encrypted) until a worker has
+    hidden it in the texts of the import's runs and their kept task results; then deleted
+    (schedules.replaced_credentials)."""
+
+    scheduled_import = models.ForeignKey(
+        ScheduledImport, on_delete=models.CASCADE, related_name="+"
+    )
+    # The credential_secret it had: Fernet ciphertext, never the secret in clear.
+    secret = models.TextField()
+    # The runs up to this id are hidden: a job cut short (a time limit, a worker lost) resumes
+    # after it.
+    done_until = models.BigIntegerField(default=0)
+    created_at = models.DateTimeField(default=now)
+    # Moved at every batch: a row not touched for STALE_QUEUED_SECONDS has lost its job.
+    touched_at = models.DateTimeField(default=now)
+
+    def __str__(self) -> str:
+        return f"a credential import {self.scheduled_import_id} had"  # never the secret

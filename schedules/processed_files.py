@@ -46,8 +46,21 @@ def move_processed(imp: ScheduledImport, run: ImportRun) -> str:
         logger.warning("run=%s: %s not moved to %s: %s", run.pk, source, PROCESSED, error)
         not_moved(run, _why(error))
         return ""
+    _stamp(target)
     logger.info("run=%s: %s moved to %s", run.pk, source, target)
     return target
+
+
+def _stamp(target: str) -> None:
+    """Date the filed file at its move: retention counts a processed file's age from then
+    (PROCESSED_FILE_RETENTION_DAYS, tasks.processed_retention), and a link or a rename keeps
+    the time it was written, which a partner's copy (`rsync -t`, `cp -p`) may set years back:
+    such a file would go at the next retention, minutes after its run."""
+    try:
+        os.utime(target, follow_symlinks=False)
+    except OSError as error:
+        logger.warning("%s: its time was not set to the move's (%s): retention dates it by "
+                       "its own", target, _why(error))  # fmt: skip
 
 
 def not_moved(run: ImportRun, why: str) -> None:

@@ -7,8 +7,9 @@ credential through that same hiding once, when the encryption keys are configure
 (without them no credential can be read); `manage.py hide_run_secrets` does the same for
 operators who migrated without the keys, and as often as asked: hiding twice changes nothing.
 
-The secret hidden is the import's credential as it is now: a run saved before its owner set
-another one (or removed it) keeps the old one, which nothing here can know.
+The secret hidden is the import's credential as it is now. One its owner replaced or removed
+is known at that change only: schedules.replaced_credentials keeps it then and passes the
+import's runs through this same hiding with it (`token`).
 
 Also here: the Celery results the result backend still keeps of those runs' tasks (a failed
 run's error, a retry's, with their tracebacks), which the command hides as well.
@@ -16,7 +17,7 @@ run's error, a retry's, with their tracebacks), which the command hides as well.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -70,23 +71,35 @@ class Tally:
         for pk, import_id, token, *rest in batch:
             self.looked_at += 1
             if import_id not in secrets:
-                secrets[import_id] = _secrets(token)
+                secrets[import_id] = secrets_if_readable(token)
             if secrets[import_id] is None:
                 self.unreadable.add(import_id)
                 continue
             yield pk, secrets[import_id], *rest
 
 
-def hide_in_runs(run_model: type[models.Model], batch_size: int = BATCH_SIZE) -> Tally:
+def hide_in_runs(
+    run_model: type[models.Model],
+    batch_size: int = BATCH_SIZE,
+    *,
+    runs: models.QuerySet | None = None,
+    token: str | None = None,
+    after: int = 0,
+    done: Callable[[int], None] | None = None,
+) -> Tally:
     """Hide each import's credential in the texts of its runs (services.run_texts_without).
 
     `run_model` is ImportRun, or its historical model in a migration. Only runs with a text, of
     imports with a credential, are read, by id in batches of `batch_size`; only a run whose
     text changes is written, and only if no one wrote it since it was read.
+
+    With `token`, the credential it holds is hidden instead of each import's own, in `runs`
+    (a credential replaced, schedules.replaced_credentials), from the id after `after` on;
+    `done` is told the last id of each batch once that batch is written.
     """
     tally = Tally()
-    runs = run_model.objects.exclude(error_message="", error_details={})
-    for batch in _batches(runs, ("error_message", "error_details"), batch_size):
+    runs = (run_model.objects if runs is None else runs).exclude(error_message="", error_details={})
+    for batch in _batches(runs, ("error_message", "error_details"), batch_size, token, after):
         with transaction.atomic():
             for pk, secrets, message, details in tally.readable(batch):
                 shown, shown_details = services.run_texts_without(secrets, message, details)
@@ -95,16 +108,24 @@ def hide_in_runs(run_model: type[models.Model], batch_size: int = BATCH_SIZE) ->
                 tally.changed += run_model.objects.filter(
                     pk=pk, error_message=message, error_details=details
                 ).update(error_message=shown, error_details=shown_details)
+        if done is not None:
+            done(batch[-1][0])
     return tally
 
 
-def hide_in_results(run_model: type[models.Model], batch_size: int = BATCH_SIZE) -> Tally | None:
+def hide_in_results(
+    run_model: type[models.Model],
+    batch_size: int = BATCH_SIZE,
+    *,
+    runs: models.QuerySet | None = None,
+    token: str | None = None,
+) -> Tally | None:
     """Hide each import's credential in the Celery results still kept of its runs' tasks.
 
     The result backend keeps a task's last state for CELERY_RESULT_EXPIRES (a day): a failed
     run's error and a retry's, each with its traceback, which Flower's API and redis-cli show.
     Only the runs that ended within that time (or have not) can still have one. None when the
-    result backend is not Redis.
+    result backend is not Redis. `runs` and `token` as for hide_in_runs.
     """
     backend = current_app.backend
     client = getattr(backend, "client", None)
@@ -112,10 +133,12 @@ def hide_in_results(run_model: type[models.Model], batch_size: int = BATCH_SIZE)
         return None
     tally = Tally()
     since = timezone.now() - timedelta(seconds=settings.CELERY_RESULT_EXPIRES)
-    runs = run_model.objects.exclude(celery_task_id="").filter(
-        Q(finished_at__isnull=True) | Q(finished_at__gte=since)
+    runs = (
+        (run_model.objects if runs is None else runs)
+        .exclude(celery_task_id="")
+        .filter(Q(finished_at__isnull=True) | Q(finished_at__gte=since))
     )
-    for batch in _batches(runs, ("celery_task_id",), batch_size):
+    for batch in _batches(runs, ("celery_task_id",), batch_size, token):
         keys = {row[0]: backend.get_key_for_task(row[-1]) for row in batch}
         kept = dict(zip(keys, client.mget(list(keys.values())), strict=True))
         for pk, secrets, _task_id in tally.readable([row for row in batch if kept[row[0]]]):
@@ -127,19 +150,28 @@ def hide_in_results(run_model: type[models.Model], batch_size: int = BATCH_SIZE)
 
 
 def _batches(
-    runs: models.QuerySet, columns: tuple[str, ...], batch_size: int
+    runs: models.QuerySet,
+    columns: tuple[str, ...],
+    batch_size: int,
+    token: str | None = None,
+    after: int = 0,
 ) -> Iterator[list[tuple[Any, ...]]]:
     """(run id, import id, its credential, *columns) of the runs of imports with a credential,
-    by id, `batch_size` at a time: each batch a query of its own, from the last id on."""
-    runs = runs.exclude(scheduled_import__credential_secret="").order_by("pk")
-    values = ("pk", "scheduled_import_id", "scheduled_import__credential_secret", *columns)
-    last = 0
+    by id, `batch_size` at a time: each batch a query of its own, from the last id on. With
+    `token`, of all `runs`, each with that credential instead of its import's."""
+    if token is None:
+        runs = runs.exclude(scheduled_import__credential_secret="")
+        values = ("pk", "scheduled_import_id", "scheduled_import__credential_secret", *columns)
+    else:
+        values = ("pk", "scheduled_import_id", *columns)
+    runs = runs.order_by("pk")
+    last = after
     while batch := list(runs.filter(pk__gt=last).values_list(*values)[:batch_size]):
         last = batch[-1][0]
-        yield batch
+        yield batch if token is None else [(pk, imp, token, *rest) for pk, imp, *rest in batch]
 
 
-def _secrets(token: str) -> list[str] | None:
+def secrets_if_readable(token: str) -> list[str] | None:
     """What to hide of the credential `token` holds; None when no configured key opens it
     (secrets_of would then hide the ciphertext alone, and say nothing)."""
     try:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from auditlog.models import LogEntry
 from django.conf import settings
@@ -11,10 +12,10 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from schedules import history, notifications, services
+from schedules import history, notifications, replaced_credentials, services
 from schedules.models import ImportRun, NotificationDelivery
 
-from . import locks
+from . import locks, processed_retention
 
 logger = logging.getLogger("importbeat.maintenance")
 
@@ -31,6 +32,8 @@ def sweep_runs() -> dict[str, int]:
     - a notification still `pending` after STALE_QUEUED_SECONDS is sent again: its message may
       be lost (Redis restarted without persistence), or the broker was down when its run
       finished.
+    - a replaced credential still waiting after STALE_QUEUED_SECONDS to be hidden in its runs
+      has its job sent again (schedules.replaced_credentials.resend_stale).
 
     A `queued` or `retrying` run whose message is lost is reconciliation's
     (schedules.reconcile.recover_lost_messages), which asks the broker before it sends one again.
@@ -54,16 +57,23 @@ def sweep_runs() -> dict[str, int]:
         if services.recover_lost_run(run["pk"], stale_before) is not None:
             recovered += 1
 
+    stale = now - timedelta(seconds=settings.STALE_QUEUED_SECONDS)
+    notified = _send_again("notifications", notifications.resend_pending, stale)
+    # A replaced credential whose job was lost, or cut short, still to hide in its runs.
+    hiding = _send_again("replaced credentials' hiding", replaced_credentials.resend_stale, stale)
+    if recovered or notified or hiding:
+        logger.warning("sweep recovered=%s notifications=%s replaced_credentials=%s",
+                       recovered, notified, hiding)  # fmt: skip
+    return {"recovered": recovered, "notifications": notified, "replaced_credentials": hiding}
+
+
+def _send_again(what: str, resend: Callable[[datetime], int], stale: datetime) -> int:
+    """`resend(stale)`, or 0 while the broker does not answer (the next sweep tries again)."""
     try:
-        notified = notifications.resend_pending(
-            now - timedelta(seconds=settings.STALE_QUEUED_SECONDS)
-        )
+        return resend(stale)
     except services.BROKER_ERRORS as error:
-        logger.warning("sweep cannot send notifications: %r", error)
-        notified = 0
-    if recovered or notified:
-        logger.warning("sweep recovered=%s notifications=%s", recovered, notified)
-    return {"recovered": recovered, "notifications": notified}
+        logger.warning("sweep cannot send %s: %r", what, error)
+        return 0
 
 
 def delete_old_runs() -> dict[str, int]:
@@ -102,6 +112,8 @@ def delete_old_runs() -> dict[str, int]:
         "deliveries": deliveries_deleted,
         "events": _delete_in_batches(events),
     }
+    # Drop folders' processed files, by their own age (PROCESSED_FILE_RETENTION_DAYS).
+    deleted.update(processed_retention.delete_old_processed_files())
     if any(deleted.values()):
         logger.info("retention deleted=%(deleted)s runs, %(deliveries)s deliveries, "
                     "%(events)s run events", deleted)  # fmt: skip

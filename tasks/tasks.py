@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
 
-from schedules import notifications, reconcile, services
+from schedules import notifications, reconcile, replaced_credentials, services
 
 from . import maintenance, runner, source_check, webhooks
 from .errors import RunFailed, TransientImportError
@@ -73,6 +73,18 @@ def sweep_runs() -> dict[str, int]:
 )
 def delete_old_runs() -> dict[str, int]:
     return maintenance.delete_old_runs()
+
+
+@shared_task(
+    name="importbeat.hide_replaced_credential",
+    ignore_result=True,
+    soft_time_limit=1800,
+    time_limit=1900,
+)
+def hide_replaced_credential(replaced_id: int) -> dict | None:
+    """A credential an import no longer has, hidden in its runs; the message holds only the id
+    of the row that keeps it encrypted (schedules.replaced_credentials)."""
+    return replaced_credentials.hide(replaced_id)
 
 
 @shared_task(name="importbeat.check_source", soft_time_limit=25, time_limit=30)

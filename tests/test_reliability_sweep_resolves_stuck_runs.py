@@ -87,7 +87,11 @@ def test_a_silent_run_out_of_retries_fails(alice, sent):
 def test_a_run_with_a_fresh_heartbeat_is_left_alone(alice, sent):
     run = running_run(alice, "fresh", silent_s=1, lived_s=600)
 
-    assert maintenance.sweep_runs() == {"recovered": 0, "notifications": 0}
+    assert maintenance.sweep_runs() == {
+        "recovered": 0,
+        "notifications": 0,
+        "replaced_credentials": 0,
+    }
     run.refresh_from_db()
     assert run.status == "running"
 

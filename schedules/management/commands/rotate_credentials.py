@@ -10,7 +10,7 @@ from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from schedules import credentials
-from schedules.models import ScheduledImport
+from schedules.models import ReplacedCredential, ScheduledImport
 
 
 class Command(BaseCommand):
@@ -29,4 +29,13 @@ class Command(BaseCommand):
                     credential_secret=credentials.rotate(imp.credential_secret)
                 )
                 count += 1
+        # Replaced credentials still waiting to be hidden in their runs: a key dropped after
+        # this command must not leave them unreadable.
+        waiting = 0
+        for replaced in ReplacedCredential.objects.only("pk", "secret").iterator():
+            waiting += ReplacedCredential.objects.filter(
+                pk=replaced.pk, secret=replaced.secret
+            ).update(secret=credentials.rotate(replaced.secret))
         self.stdout.write(f"re-encrypted {count} credential(s) with the first key")
+        if waiting:
+            self.stdout.write(f"re-encrypted {waiting} replaced credential(s) still to be hidden")

@@ -1,0 +1,152 @@
+"""Retention of drop-folder files filed away in `processed/` (schedules.processed_files).
+
+A folder fed hourly would otherwise keep every delivery of every year, until its disk is full.
+The hourly retention job (tasks.maintenance.delete_old_runs) deletes the files there older than
+PROCESSED_FILE_RETENTION_DAYS, dated by their move (processed_files sets the time then).
+
+Only where a run files files away: the `processed/` folder beside the source of each import
+with `move_processed` on, as the import's folder resolves now under IMPORT_DROP_DIRS. Never the
+folder's own files, never a folder (nor what is inside one), never a link (neither a link in
+`processed/` nor a `processed` that is one: a link is left as it is and followed nowhere). The
+folder is opened once without following a link, and each file is deleted by its name in that
+open folder, so a folder swapped for a link meanwhile is not followed either.
+
+Runs on a worker, which has the folders read-write (the web process has them read-only). What
+was deleted is logged file by file; what could not be, with the reason, and the last job's
+figures wait in Redis for `/metrics` (importbeat_processed_files_not_deleted), so a folder the
+workers may not write to is seen before its disk fills.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import time
+from dataclasses import asdict, dataclass
+
+from django.conf import settings
+from redis.exceptions import RedisError
+
+from common import error_words, redis_client
+from schedules import drop_folders
+from schedules.models import ScheduledImport
+from schedules.processed_files import PROCESSED
+
+logger = logging.getLogger("importbeat.retention")
+
+# Files deleted per job at most, so that the first job over years of deliveries stays well
+# inside its time limit; the rest go at the next job, an hour later.
+DELETE_LIMIT = 10_000
+# Files not deleted named in the log per folder and job (the same ones fail every hour).
+NAMES_LOGGED = 5
+
+
+@dataclass
+class Tally:
+    processed_files: int = 0
+    processed_files_not_deleted: int = 0
+    # `processed` entries left alone: a link, or a file where a folder should be.
+    processed_folders_skipped: int = 0
+
+
+def delete_old_processed_files(limit: int = DELETE_LIMIT) -> dict[str, int]:
+    """Delete the processed files older than PROCESSED_FILE_RETENTION_DAYS (0: none), at most
+    `limit` of them; how many went, how many could not, and the folders left alone."""
+    tally = Tally()
+    days = settings.PROCESSED_FILE_RETENTION_DAYS
+    if days > 0:
+        older_than = time.time() - days * 86400
+        for folder in processed_folders():
+            if tally.processed_files >= limit:
+                logger.info("retention: %s processed files deleted, the rest at the next run",
+                            tally.processed_files)  # fmt: skip
+                break
+            _delete_old_files(folder, older_than, limit, tally)
+    _publish(tally)
+    return asdict(tally)
+
+
+def processed_folders() -> list[str]:
+    """The `processed/` folders of the imports that file their files away, each once, beside
+    their folder with its links resolved; a source refused now (IMPORT_DROP_DIRS changed, a
+    link that leads out) has none."""
+    urls = (
+        ScheduledImport.objects.filter(move_processed=True, source_url__istartswith="file:")
+        .values_list("source_url", flat=True)
+        .distinct()
+    )
+    folders = set()
+    for url in urls:
+        try:
+            folders.add(os.path.join(drop_folders.locate(url).folder, PROCESSED))
+        except drop_folders.Refused:
+            continue
+    return sorted(folders)
+
+
+def _delete_old_files(folder: str, older_than: float, limit: int, tally: Tally) -> None:
+    try:
+        drop_folders.check_inside(folder)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return  # no run has filed a file away here yet
+    except (OSError, drop_folders.Refused) as error:
+        tally.processed_folders_skipped += 1
+        logger.warning("retention: %s left alone: %s", folder, _folder_refusal(error))
+        return
+    failures: list[str] = []
+    try:
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                if tally.processed_files >= limit:
+                    break
+                try:
+                    # Links and folders are never deleted, nor followed.
+                    if not entry.is_file(follow_symlinks=False):
+                        continue
+                    if entry.stat(follow_symlinks=False).st_mtime >= older_than:
+                        continue
+                    os.unlink(entry.name, dir_fd=fd)
+                except FileNotFoundError:
+                    continue  # gone since the listing
+                except OSError as error:
+                    failures.append(f"{entry.name!r} ({_words(error)})")
+                    continue
+                tally.processed_files += 1
+                logger.info("retention: deleted %r from %s", entry.name, folder)
+    except OSError as error:
+        failures.append(f"the folder could not be read to the end ({_words(error)})")
+    finally:
+        os.close(fd)
+    if failures:
+        tally.processed_files_not_deleted += len(failures)
+        more = len(failures) - NAMES_LOGGED
+        logger.warning("retention: %s old processed file(s) in %s not deleted: %s%s",
+                       len(failures), folder, ", ".join(failures[:NAMES_LOGGED]),
+                       f" and {more} more" if more > 0 else "")  # fmt: skip
+
+
+def _folder_refusal(error: BaseException) -> str:
+    if isinstance(error, drop_folders.Refused):
+        return str(error)
+    if isinstance(error, OSError) and error.errno == errno.ELOOP:
+        return f"{PROCESSED} is a link, which retention does not follow"
+    if isinstance(error, NotADirectoryError):
+        return f"{PROCESSED} is a file, not a folder"
+    return _words(error)
+
+
+def _words(error: OSError) -> str:
+    return (error.strerror or "input/output error").lower()
+
+
+def _publish(tally: Tally) -> None:
+    """The last job's figures for /metrics, read by the web process (which cannot count the
+    files itself: it may not see the folders at all)."""
+    summary = {**asdict(tally), "at": time.time()}
+    try:
+        redis_client.client().set(redis_client.PROCESSED_RETENTION_KEY, json.dumps(summary))
+    except RedisError as error:
+        error_words.unreachable("Redis to keep the figures for /metrics", error, logger)

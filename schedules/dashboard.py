@@ -166,6 +166,13 @@ def run_progress(run: ImportRun) -> dict[str, Any]:
     }
 
 
+# What upcoming_runs reads of an import and its owner: its schedule in words needs the rule.
+UPCOMING_COLUMNS = (
+    "name", "owner__username", "next_run_at",
+    "schedule_type", "cron_expression", "interval_seconds", "timezone",
+)  # fmt: skip
+
+
 def upcoming_runs() -> list[dict[str, Any]]:
     """The next scheduled runs of active imports, soonest first."""
     imports = (
@@ -173,6 +180,7 @@ def upcoming_runs() -> list[dict[str, Any]]:
             status=ScheduledImport.Status.ACTIVE, next_run_at__isnull=False
         )
         .select_related("owner")
+        .only(*UPCOMING_COLUMNS)
         .order_by("next_run_at", "pk")[:UPCOMING_LIMIT]
     )
     return [

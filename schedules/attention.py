@@ -107,18 +107,20 @@ def needing_attention(limit: int = 50) -> list[dict[str, Any]]:
         .only(*LISTED_COLUMNS)
         .order_by("-consecutive_failures", "-last_run_at", "id")[:limit]
     )
-    return [
-        {
-            "id": imp.pk,
-            "url": admin_page("scheduledimport", imp.pk),
-            "name": imp.name,
-            "owner": imp.owner.get_username(),
-            "reasons": reasons_for(imp),
-            "reason": "; ".join(r.describe(imp) for r in REASONS if r.applies(imp)),
-            "consecutive_failures": imp.consecutive_failures,
-            "last_run_status": imp.last_run_status,
-            "last_run_at": imp.last_run_at.isoformat() if imp.last_run_at else None,
-            "status": imp.status,
-        }
-        for imp in imports
-    ]
+    return [_listed(imp) for imp in imports]
+
+
+def _listed(imp: ScheduledImport) -> dict[str, Any]:
+    reasons = reasons_for(imp)
+    return {
+        "id": imp.pk,
+        "url": admin_page("scheduledimport", imp.pk),
+        "name": imp.name,
+        "owner": imp.owner.get_username(),
+        "reasons": reasons,
+        "reason": "; ".join(reason["text"] for reason in reasons),
+        "consecutive_failures": imp.consecutive_failures,
+        "last_run_status": imp.last_run_status,
+        "last_run_at": imp.last_run_at.isoformat() if imp.last_run_at else None,
+        "status": imp.status,
+    }

@@ -73,6 +73,28 @@ def test_the_next_runs_are_listed_soonest_first_with_their_schedule(staff_client
     assert "Every 15 minutes" in upcoming
 
 
+def test_the_next_runs_read_of_each_import_only_what_they_show(staff_client, alice):
+    # Given imports with long descriptions and a source credential's columns
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    for n in range(3):
+        imp = make_import(alice, SOURCE, name=f"feed {n}", dataset=f"d{n}")
+        ScheduledImport.objects.filter(pk=imp.pk).update(description="x" * 2000)
+
+    # When the health feed lists the next runs
+    with CaptureQueriesContext(connection) as queries:
+        upcoming = staff_client.get("/dashboard/health.json").json()["upcoming"]
+
+    # Then each is listed with its schedule in words, from a query that reads neither the
+    # imports' other columns nor their owner's
+    assert [row["name"] for row in upcoming] == ["feed 0", "feed 1", "feed 2"]
+    assert {row["schedule"] for row in upcoming} == {"Every hour"}
+    listed = [q["sql"] for q in queries.captured_queries if '"next_run_at" ASC' in q["sql"]]
+    assert len(listed) == 1, listed
+    assert '"description"' not in listed[0] and '"auth_user"."password"' not in listed[0]
+
+
 def test_a_running_run_reports_its_phase(staff_client, alice):
     imp = make_import(alice, SOURCE)
     run = make_run(imp, "running", bytes_read=1000, bytes_total=1000, phase="merge")

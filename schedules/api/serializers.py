@@ -15,10 +15,11 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import IntegrityError, models
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
-from rest_framework import serializers
+from rest_framework import ISO_8601, serializers
 from rest_framework.fields import SkipField
 from rest_framework.relations import PKOnlyObject
 from rest_framework.serializers import as_serializer_error
+from rest_framework.settings import api_settings
 
 from schedules import display, services
 from schedules.models import (
@@ -59,6 +60,19 @@ class DateTimeField(serializers.DateTimeField):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("default_timezone", datetime.UTC)
         super().__init__(**kwargs)
+        self._iso_utc = self.timezone is datetime.UTC and self._iso_output()
+
+    def _iso_output(self) -> bool:
+        output_format = getattr(self, "format", api_settings.DATETIME_FORMAT)
+        return isinstance(output_format, str) and output_format.lower() == ISO_8601
+
+    def to_representation(self, value: Any) -> Any:
+        # DRF's answer for an aware time, the API's every time, without its checks of the
+        # format, the zone and awareness again for each value: a page of runs shows 400 of them.
+        if self._iso_utc and type(value) is datetime.datetime and value.utcoffset() is not None:
+            text = value.astimezone(datetime.UTC).isoformat()
+            return text[:-6] + "Z" if text.endswith("+00:00") else text
+        return super().to_representation(value)
 
 
 def reader(serializer: serializers.ModelSerializer, field: serializers.Field) -> tuple:
@@ -99,9 +113,50 @@ def plain_path(model: type[models.Model], attrs: list[str]) -> bool:
     return True
 
 
-# DRF's, with UTC times (DateTimeField) and its shown fields listed once per answer: a list
-# serializes every row with the same child serializer, and DRF walks the child's fields again for
-# each row to find the readable ones. Each field is then read the shortest way its model allows
+# What a shown field's to_representation may read besides its own settings: the request
+# (hyperlinks, file URLs) or a nested serializer's context.
+REQUEST_BOUND = (
+    serializers.BaseSerializer,
+    serializers.HyperlinkedRelatedField,
+    serializers.FileField,
+)
+_SHARED_READERS: dict[type, list[tuple] | None] = {}
+
+
+def shared_readers(serializer_class: type[serializers.ModelSerializer]) -> list[tuple] | None:
+    """(name, read, show, method name) of each shown field of `serializer_class`, built once
+    per process; None where a field's showing may depend on the request (REQUEST_BOUND).
+
+    DRF builds a serializer's fields anew for each instance (declared ones deep-copied, the
+    model's mapped again): a tenth of `GET /imports/`, for fields whose showing reads nothing
+    but their own settings. They are built here once, from an instance without context; a
+    method field is bound to each serializer in turn (it may read the request).
+    """
+    if serializer_class not in _SHARED_READERS:
+        template = serializer_class()
+        shown = [field for field in template.fields.values() if not field.write_only]
+        readers = None
+        if not any(_request_bound(field) for field in shown):
+            readers = []
+            for field in shown:
+                name, read, show = reader(template, field)
+                is_method = isinstance(field, serializers.SerializerMethodField)
+                method = field.method_name if is_method else None
+                readers.append((name, None if method else read, show, method))
+        _SHARED_READERS[serializer_class] = readers
+    return _SHARED_READERS[serializer_class]
+
+
+def _request_bound(field: serializers.Field) -> bool:
+    if isinstance(field, serializers.ManyRelatedField):
+        field = field.child_relation
+    return isinstance(field, REQUEST_BOUND)
+
+
+# DRF's, with UTC times (DateTimeField) and its shown fields listed once per process
+# (shared_readers): a list serializes every row with the same child serializer, and DRF walks the
+# child's fields again for each row to find the readable ones, after building them for each
+# answer. Each field is then read the shortest way its model allows
 # (reader): DRF's checks of every value (a callable to call, a missing object, a primary key
 # only) were a sixth of the CPU of a page of runs; the answers are the same
 # (tests/test_api_answers_are_what_drf_would_show.py). (A comment, not a docstring: the schema
@@ -118,7 +173,13 @@ class ModelSerializer(serializers.ModelSerializer):
 
     @cached_property
     def _readers(self) -> list[tuple[str, Callable[[Any], Any], Callable[[Any], Any] | None]]:
-        return [reader(self, field) for field in self._readable_fields]
+        shared = shared_readers(type(self))
+        if shared is None:
+            return [reader(self, field) for field in self._readable_fields]
+        return [
+            (name, getattr(self, method) if method else read, show)
+            for name, read, show, method in shared
+        ]
 
     def to_representation(self, instance: Any) -> dict[str, Any]:
         row = {}

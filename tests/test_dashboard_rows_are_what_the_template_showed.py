@@ -10,7 +10,6 @@ import time_machine
 from django.template import engines
 from django.template.loader import get_template
 from django.test import RequestFactory
-from django.utils import timezone
 
 from schedules import dashboard
 from schedules.models import ScheduledImport
@@ -84,7 +83,7 @@ def staff(django_user_model):
 @pytest.fixture
 def rows_of_every_kind(django_user_model):
     odd = django_user_model.objects.create_user("o'brien & <co>", password="x")
-    now = timezone.now()
+    now = NOW  # the tests run at NOW (time_machine): what is late is late then, whatever the day
     feed = make_import(odd, SOURCE, name="<b>\"feed\"</b> & 'co'", dataset="feed")
     berlin = make_import(
         odd,

@@ -118,3 +118,21 @@ def _insert_sql(model: type[Model], condition: str) -> str:
         f"INSERT INTO {quote(model._meta.db_table)} ({names}) SELECT {placeholders}"
         f" WHERE {condition} RETURNING {quote(model._meta.pk.column)}"
     )
+
+
+def get(model: type[M], pk: int) -> M | None:
+    """The row `pk` of `model` as an instance, or None: `Model.objects.filter(pk=pk).first()`
+    without compiling it."""
+    with connection.cursor() as cursor:
+        cursor.execute(_get_sql(model), [pk])
+        row = cursor.fetchone()
+    return None if row is None else instances(row, model)[0]
+
+
+@cache
+def _get_sql(model: type[Model]) -> str:
+    quote = connection.ops.quote_name
+    return (
+        f"SELECT {columns(model, 't')} FROM {quote(model._meta.db_table)} t"
+        f" WHERE t.{quote(model._meta.pk.column)} = %s"
+    )

@@ -27,7 +27,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from schedules import history, host_keys, services, source_check, stats
+from schedules import history, host_keys, rows, services, source_check, stats
 from schedules.models import Dataset, ImportRun, Record, ScheduledImport
 
 from . import health
@@ -58,6 +58,8 @@ def _dry_run(request: Request) -> bool:
 
 
 MAX_STATS_DAYS = 366
+# The largest id a row can have (a bigint): a path's larger number names nothing.
+MAX_ID = 2**63 - 1
 RUN_LIST_COLUMNS = columns_read(RunSerializer)
 # Every column of an import (its properties read several: the credential, the host keys), and
 # of its owner and its dataset the names alone.
@@ -157,10 +159,6 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
     extra_query_params: tuple[str, ...] = ()
 
     def get_queryset(self) -> QuerySet[ScheduledImport]:
-        if self.action == "run":
-            # A trigger answers with the run only: the import's row is all it needs (the
-            # active-run check happens under the import's lock in services.enqueue_run).
-            return owned(ScheduledImport.objects.all(), self.request, "owner")
         active = ImportRun.objects.filter(status__in=ImportRun.ACTIVE_STATUSES).order_by("-pk")
         queryset = ScheduledImport.objects.select_related("owner", "dataset").prefetch_related(
             Prefetch("runs", queryset=active, to_attr="active_runs")
@@ -170,6 +168,22 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
             # owner's password hash, dates, flags) were a fifth of a page's reading.
             queryset = queryset.only(*LISTED_IMPORT_COLUMNS)
         return owned(queryset, self.request, "owner").order_by("id")
+
+    def get_object(self) -> ScheduledImport:
+        if self.action != "run":
+            return super().get_object()
+        # The trigger's read of its import, the one a user waits for: its row alone (the
+        # active-run check happens under the import's lock in services.enqueue_run), in a
+        # statement written once (rows.get): the queryset's compilation was a sixth of a
+        # trigger's CPU. The same checks in the same order: unknown query parameters refused,
+        # another user's import not found, staff refused on an import not theirs.
+        self.filter_queryset(ScheduledImport.objects.none())
+        pk, user = int(self.kwargs["pk"]), self.request.user
+        imp = rows.get(ScheduledImport, pk) if pk <= MAX_ID else None
+        if imp is None or not (user.is_staff or imp.owner_id == user.pk):
+            raise not_found(self.noun, self.kwargs["pk"])
+        self.check_object_permissions(self.request, imp)
+        return imp
 
     def perform_destroy(self, instance: ScheduledImport) -> None:
         services.delete_import(instance)

@@ -1,11 +1,15 @@
-"""Helpers of the API, admin and dashboard tests: token clients and run rows."""
+"""Helpers of the API, admin and dashboard tests: token clients, run rows, and the queries the
+ORM compiles."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 from django.core.cache import caches
+from django.db.models.sql import compiler
 from django.utils import timezone
 from knox.models import AuthToken
 from rest_framework.test import APIClient
@@ -56,3 +60,28 @@ def reset_throttle(scope: str, ident: object) -> None:
     """Forget one throttle's history (never `cache.clear()`: on Redis that is FLUSHDB, which
     would also drop the broker's queues and the leases)."""
     caches["throttle"].delete(f"throttle_{scope}_{ident}")
+
+
+@contextmanager
+def tables_compiled() -> Iterator[list[str]]:
+    """The tables of the queries the ORM compiles meanwhile: a hot path's statements written
+    once (schedules/rows.py) compile none."""
+    compiled: list[str] = []
+    kinds = (compiler.SQLCompiler, compiler.SQLInsertCompiler, compiler.SQLUpdateCompiler,
+             compiler.SQLDeleteCompiler)  # fmt: skip
+    originals = {kind: kind.__dict__["as_sql"] for kind in kinds}
+
+    def counting(as_sql):
+        def counted(self, *args, **kwargs):
+            compiled.append(self.query.model._meta.db_table)
+            return as_sql(self, *args, **kwargs)
+
+        return counted
+
+    for kind, as_sql in originals.items():
+        kind.as_sql = counting(as_sql)
+    try:
+        yield compiled
+    finally:
+        for kind, as_sql in originals.items():
+            kind.as_sql = as_sql

@@ -4,11 +4,11 @@ them (issue 15: 1.7 ms of Python to read a run with its import and dataset, for 
 answered in 0.1 ms). Before, a first load compiled 13."""
 
 import pytest
-from django.db.models.sql import compiler
 
 from schedules.models import ImportRun
 from tasks import runner
 from tasks.engine import progress
+from tests.api_support import tables_compiled
 from tests.factories import PRODUCTS_CSV, make_import
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -21,22 +21,10 @@ def test_a_first_load_on_the_workers_path_compiles_no_orm_query(alice, csv_serve
     imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
     run = ImportRun.objects.create(scheduled_import=imp, trigger="manual")
     task = type("task", (), {"request": type("request", (), {"hostname": "w", "id": "t-1"})})()
-    compiled: list[str] = []
-
-    def counting(kind):
-        as_sql = kind.as_sql
-
-        def counted(self, *args, **kwargs):
-            compiled.append(kind.__name__)
-            return as_sql(self, *args, **kwargs)
-
-        return counted
 
     # When it runs
-    for kind in (compiler.SQLCompiler, compiler.SQLUpdateCompiler, compiler.SQLInsertCompiler):
-        monkeypatch.setattr(kind, "as_sql", counting(kind))
-    runner.execute(run.pk, task)
-    monkeypatch.undo()
+    with tables_compiled() as compiled:
+        runner.execute(run.pk, task)
 
     # Then it landed, and the ORM compiled none of its statements
     run.refresh_from_db()

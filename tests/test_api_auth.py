@@ -4,7 +4,7 @@ import pytest
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
-from tests.api_support import API, reset_throttle
+from tests.api_support import API, reset_throttle, tables_compiled
 
 pytestmark = pytest.mark.django_db
 
@@ -164,23 +164,14 @@ def test_a_request_reads_its_token_alone_however_many_the_user_holds(alice, sche
     assert AuthToken.objects.filter(user=alice).count() == 50
 
 
-def test_a_request_compiles_no_queryset_to_read_its_token(alice, monkeypatch):
+def test_a_request_compiles_no_queryset_to_read_its_token(alice):
     # Every API request reads its token: compiled as a queryset, that read was half of the CPU
     # of a request that does nothing else (`GET /me`, issue 15). It is a statement written once.
-    from django.db.models.sql import compiler
-
     _, token = AuthToken.objects.create(user=alice, expiry=None)
     client = APIClient(HTTP_AUTHORIZATION=f"Token {token}")
-    compiled: list[str] = []
-    as_sql = compiler.SQLCompiler.as_sql
 
-    def counted(self, *args, **kwargs):
-        compiled.append(self.query.model._meta.db_table)
-        return as_sql(self, *args, **kwargs)
-
-    monkeypatch.setattr(compiler.SQLCompiler, "as_sql", counted)
-    response = client.get(f"{API}/me")
-    monkeypatch.undo()
+    with tables_compiled() as compiled:
+        response = client.get(f"{API}/me")
 
     assert response.status_code == 200
     assert response.json()["username"] == "alice"

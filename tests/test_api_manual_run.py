@@ -3,12 +3,11 @@ throttled (429)."""
 
 import pytest
 from django.db import connection
-from django.db.models.sql import compiler
 from django.test.utils import CaptureQueriesContext
 
 from schedules import services
 from schedules.models import ImportRun, ScheduledImport
-from tests.api_support import API, SOURCE, client_for, make_run, reset_throttle
+from tests.api_support import API, SOURCE, client_for, make_run, reset_throttle, tables_compiled
 from tests.factories import make_import
 
 pytestmark = pytest.mark.django_db
@@ -83,25 +82,16 @@ def test_a_trigger_reads_its_import_once_and_its_runs_only_under_the_lock(alice)
     assert "NOT EXISTS" in run_reads[0]
 
 
-def test_a_trigger_compiles_no_queryset_to_lock_check_and_insert(alice, monkeypatch):
+def test_a_trigger_compiles_no_queryset_to_lock_check_and_insert(alice):
     # The import's read, the lock, the active-run check and the insert are statements written
     # once (rows.py): compiled as querysets they were a third of a trigger's CPU (issue 15).
     # What is left to compile: the history event (auditlog's).
     imp = make_import(alice, SOURCE)
     client = client_for(alice)
-    client.get(f"{API}/me")  # the token's read, compiled on every request, is not the trigger's
-    compiled: list[str] = []
-    for kind in (compiler.SQLCompiler, compiler.SQLInsertCompiler):
-        as_sql = kind.as_sql
+    client.get(f"{API}/me")  # the client's first request: what it sets up is not the trigger's
 
-        def counted(self, *args, _as_sql=as_sql, **kwargs):
-            compiled.append(self.query.model._meta.db_table)
-            return _as_sql(self, *args, **kwargs)
-
-        monkeypatch.setattr(kind, "as_sql", counted)
-
-    response = client.post(f"{API}/imports/{imp.pk}/run")
-    monkeypatch.undo()
+    with tables_compiled() as compiled:
+        response = client.post(f"{API}/imports/{imp.pk}/run")
 
     assert response.status_code == 202
     assert "schedules_importrun" not in compiled

@@ -84,6 +84,8 @@ def _rows(
 
 def _esc(value: Any) -> str:
     """django.utils.html.conditional_escape for what a row holds (no lazy text)."""
+    if type(value) is int or type(value) is float:
+        return str(value)  # digits, a sign and a point: nothing to escape
     if hasattr(value, "__html__"):
         return value.__html__()
     return html.escape(str(value))

@@ -93,6 +93,11 @@ def schedule_words(imp: ScheduledImport) -> str:
     )
 
 
+def schedule_words_of(schedule_type: str, cron: str, interval: int | None, zone: str) -> str:
+    """`schedule_description` of an import with this schedule, kept as schedule_words."""
+    return _schedule_words(schedule_type, cron, interval, zone)
+
+
 def next_ticks(imp: ScheduledImport, count: int = 5) -> list[datetime]:
     """`imp.next_runs(count)`: kept per (schedule, next tick) when it starts at `next_run_at`
     (an active import's list), computed afresh otherwise (it then depends on the clock)."""

@@ -251,12 +251,7 @@ class ScheduledImport(models.Model):
 
     def is_late(self, at: datetime | None = None) -> bool:
         """A tick was missed, or the next one is overdue by more than the grace period."""
-        if self.status != self.Status.ACTIVE:
-            return False
-        if self.late_since is not None:
-            return True
-        grace = timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
-        return self.next_run_at is not None and self.next_run_at < (at or timezone.now()) - grace
+        return is_late(self.status, self.late_since, self.next_run_at, at)
 
     @property
     def schedule_description(self) -> str:
@@ -421,6 +416,21 @@ class ScheduledImport(models.Model):
         """Share of finished runs that `succeeded`; a partial run is not a success."""
         finished = self.successful_runs + self.partial_runs + self.failed_runs
         return round(self.successful_runs / finished, 4) if finished else None
+
+
+def is_late(
+    status: str,
+    late_since: datetime | None,
+    next_run_at: datetime | None,
+    at: datetime | None = None,
+) -> bool:
+    """ScheduledImport.is_late() of an import with these fields (what lists read of it)."""
+    if status != ScheduledImport.Status.ACTIVE:
+        return False
+    if late_since is not None:
+        return True
+    grace = timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
+    return next_run_at is not None and next_run_at < (at or timezone.now()) - grace
 
 
 def describe_interval(seconds: int) -> str:

@@ -564,7 +564,9 @@ class HealthSerializer(serializers.Serializer):
     responses={200: HealthSerializer, 503: HealthSerializer},
 )
 class HealthView(APIView):
-    """Database, broker, beat (last tick) and workers. 503 when the database or broker is down.
+    """Database, broker, beat (last tick), workers, late imports and drop folders' processed
+    files the retention could not clean. 503 when the database or broker is down; degraded
+    (200) when any other check fails.
 
     Public, for load balancers and monitors: statuses only. A staff token adds the details
     (beat's leader, the workers' names, last tick, latencies, and what could not be

@@ -14,7 +14,7 @@ from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import serializers
 from rest_framework.request import Request
 
-from schedules import attention
+from schedules import attention, rows
 from schedules.models import ImportRun, Record, ScheduledImport
 
 
@@ -142,7 +142,7 @@ class RunFilter(django_filters.FilterSet):
 
 class AllRunsFilter(RunFilter):
     import_id = django_filters.NumberFilter(
-        field_name="scheduled_import_id", min_value=1, max_value=2**63 - 1
+        field_name="scheduled_import_id", min_value=1, max_value=rows.MAX_ID
     )
 
     class Meta(RunFilter.Meta):

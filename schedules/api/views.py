@@ -58,8 +58,6 @@ def _dry_run(request: Request) -> bool:
 
 
 MAX_STATS_DAYS = 366
-# The largest id a row can have (a bigint): a path's larger number names nothing.
-MAX_ID = 2**63 - 1
 RUN_LIST_COLUMNS = columns_read(RunSerializer)
 # Every column of an import (its properties read several: the credential, the host keys), and
 # of its owner and its dataset the names alone.
@@ -179,7 +177,7 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
         # another user's import not found, staff refused on an import not theirs.
         self.filter_queryset(ScheduledImport.objects.none())
         pk, user = int(self.kwargs["pk"]), self.request.user
-        imp = rows.get(ScheduledImport, pk) if pk <= MAX_ID else None
+        imp = rows.get(ScheduledImport, pk) if pk <= rows.MAX_ID else None
         if imp is None or not (user.is_staff or imp.owner_id == user.pk):
             raise not_found(self.noun, self.kwargs["pk"])
         self.check_object_permissions(self.request, imp)

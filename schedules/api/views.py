@@ -153,8 +153,10 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
     permission_classes = [IsAuthenticated, OwnerMayChange]
     lookup_value_regex = r"\d+"
 
-    # Query parameters an action reads itself (see filters.StrictFilterBackend).
+    # Query parameters an action reads itself, and whether a detail action pages its answer
+    # (filters.allowed_query_params: a 400 names exactly what the action reads).
     extra_query_params: tuple[str, ...] = ()
+    paginated_detail = False
 
     def get_queryset(self) -> QuerySet[ScheduledImport]:
         active = ImportRun.objects.filter(status__in=ImportRun.ACTIVE_STATUSES).order_by("-pk")
@@ -198,11 +200,14 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
     @action(detail=False, methods=["post"], throttle_classes=[ManualRunThrottle])
     def check(self, request: Request) -> Response:
         """Check a source before saving: columns, first rows, problems and suggestions."""
+        check_query_params(request, set())
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return self._check(serializer)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # Not a list: the filters and pages are not read here, only `dry_run`.
+        check_query_params(request, {"dry_run"})
         if not _dry_run(request):
             return super().create(request, *args, **kwargs)
         serializer = self.get_serializer(data=request.data)
@@ -273,7 +278,7 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
         )
 
     @extend_schema(responses=DeliverySerializer(many=True))
-    @action(detail=True, methods=["get"], filterset_class=None)
+    @action(detail=True, methods=["get"], filterset_class=None, paginated_detail=True)
     def deliveries(self, request: Request, pk: str) -> Response:
         """The import's notifications, newest first, and how each delivery went."""
         log = self.get_object().deliveries.order_by("-created_at", "-id")
@@ -281,7 +286,7 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
         return self.get_paginated_response(DeliverySerializer(page, many=True).data)
 
     @extend_schema(responses=HistoryEntrySerializer(many=True))
-    @action(detail=True, methods=["get"], filterset_class=None)
+    @action(detail=True, methods=["get"], filterset_class=None, paginated_detail=True)
     def history(self, request: Request, pk: str) -> Response:
         """Who changed what, when, from which surface (api, admin, command): creation, every
         edit with old -> new, pause, resume, cancel, and runs triggered, cancelled or retried;

@@ -1,7 +1,7 @@
 """`GET /api/v1/health` is `degraded` (200: nothing is down) while the last retention job could
 not delete old processed files or left a `processed` entry alone, and says how many and what to
-do. Before, only `/metrics` and the worker's log said so, and a drop folder filled unseen by
-whoever watches the health check."""
+do; the dashboard's health panel says the same. Before, only `/metrics` and the worker's log
+said so, and a drop folder filled unseen by whoever watches the health check."""
 
 from __future__ import annotations
 
@@ -70,6 +70,17 @@ def test_a_processed_that_is_a_file_is_counted_and_anonymous_callers_see_only_no
     assert check["message"].startswith("1 processed/ folder left alone by the last retention job")
     assert "replace it with a folder" in check["message"]
     assert client.get(f"{API}/health").json()["checks"]["processed_files"] == {"ok": False}
+
+
+def test_the_dashboards_health_panel_says_the_same(filing, drop, client, django_user_model):
+    put(drop / "processed", "x")
+
+    maintenance.delete_old_runs()
+
+    client.force_login(django_user_model.objects.create_user("sam", is_staff=True))
+    panel = {item["name"]: item for item in client.get("/dashboard/health.json").json()["health"]}
+    assert panel["processed files"]["state"] == "warn"
+    assert panel["processed files"]["text"].startswith("1 processed/ folder left alone")
 
 
 def test_a_retention_that_deleted_everything_is_ok(filing, drop, staff):

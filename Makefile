@@ -7,9 +7,14 @@ STAMP := $(VENV)/.installed
 SERVICES := $(PY) -m project.devservices run
 export DJANGO_DEBUG ?= 1
 
-# The system's PostgreSQL (Debian 12 ships 15): `make test` runs the importer tests on it too.
+# The system's PostgreSQL (Debian 12 ships 15): `make test` runs on it too the tests of the
+# SQL written by hand: the importer's, and the trigger's (rows.insert_where, its fifty-trigger
+# race), the token's (api/authentication.py) and the dashboard's rows (dashboard_rows.py).
 SYSTEM_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
-PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py
+PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py \
+	tests/test_api_manual_run.py tests/test_reliability_concurrent_manual_triggers.py \
+	tests/test_api_auth.py tests/test_dashboard_rows_are_what_the_template_showed.py \
+	tests/test_dashboard_page.py
 # Test runners in parallel (pytest-xdist; each has its own database and Redis database): most
 # tests wait on real processes, so two runners halve the suite on two cores. 0: one, in-process
 # (what `-s` needs to show a test's output).
@@ -69,9 +74,9 @@ test: install browser sftp compose ## run the whole test suite (PostgreSQL/Redis
 	$(SERVICES) --test -- $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory pgtest; fi
 
-pgtest: install ## the importer tests on the system PostgreSQL (SYSTEM_DATABASE_URL), if it answers
+pgtest: install ## the tests of hand-written SQL (PGTEST_FILES) on the system PostgreSQL, if it answers
 	@if $(PY) -c 'import sys; from project.devservices import database_answers; sys.exit(not database_answers("$(SYSTEM_DATABASE_URL)"))'; then \
-		echo "importer tests on the system PostgreSQL ($(SYSTEM_DATABASE_URL))"; \
+		echo "the tests of hand-written SQL on the system PostgreSQL ($(SYSTEM_DATABASE_URL))"; \
 		DATABASE_URL=$(SYSTEM_DATABASE_URL) $(SERVICES) --test -- $(PY) -m pytest $(XDIST) $(PGTEST_FILES); \
 	else \
 		echo "no PostgreSQL answers at $(SYSTEM_DATABASE_URL): the suite ran on one server only"; \

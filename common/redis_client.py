@@ -18,7 +18,7 @@ LEADER_LEASE = "importbeat:beat:leader"
 # Unix time of the last loop of any beat that dispatched imports (health, metrics).
 LAST_TICK_KEY = "importbeat:beat:last_tick"
 # The last retention job's figures of drop folders' processed files (tasks.processed_retention
-# writes them on a worker, /metrics reads them on the web process).
+# writes them on a worker, /metrics and /health read them on the web process).
 PROCESSED_RETENTION_KEY = "importbeat:retention:processed_files"
 
 

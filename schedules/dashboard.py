@@ -223,12 +223,13 @@ def _statement(template: str) -> str:
 
 
 def health_panel(outside_max_age: float = 0) -> list[dict[str, Any]]:
-    """Beat, workers, broker and late imports, each with a state (ok, warn, bad) and words;
-    all but the late imports may be up to `outside_max_age` seconds old (overview.outside)."""
+    """Beat, workers, broker, late imports and processed files, each with a state (ok, warn,
+    bad) and words; all but the last two may be up to `outside_max_age` seconds old
+    (overview.outside)."""
     health = overview.cluster_health(outside_max_age)
     beat, workers, broker = health["beat"], health["workers"], health["broker"]
     queue = ", ".join(f"{depth} waiting" for depth in health["queue"].values() if depth is not None)
-    late = health["late_imports"]
+    late, processed = health["late_imports"], health["processed_files"]
     last_tick = beat.get("last_tick")
     return [
         {
@@ -257,7 +258,18 @@ def health_panel(outside_max_age: float = 0) -> list[dict[str, Any]]:
             "state": "warn" if late else "ok",
             "text": f"{late} late" if late else "none late",
         },
+        {
+            "name": "processed files",
+            "state": "ok" if processed["ok"] else "warn",
+            "text": _processed_files_text(processed),
+        },
     ]
+
+
+def _processed_files_text(check: dict[str, Any]) -> str:
+    if check["ok"]:
+        return "cleaned in their time"
+    return check.get("message") or "the last retention's figures could not be read"
 
 
 def chart_series() -> list[dict[str, Any]]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import json
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -27,8 +26,6 @@ from prometheus_client.core import (
     Metric,
 )
 from redis.exceptions import RedisError
-
-from common import redis_client
 
 from . import attention, overview
 from .api import health
@@ -141,16 +138,14 @@ class ImportbeatCollector:
 
 
 def processed_retention_gauges() -> list[Metric]:
-    """The last retention job's figures of drop folders' processed files, as the worker that
-    ran it kept them in Redis (tasks.processed_retention): the web process may not see the
-    folders. None before the first job, or while Redis does not answer."""
+    """The last retention job's figures of drop folders' processed files (also behind
+    `/health`'s `processed_files`). None before the first job, or while Redis does not answer."""
     try:
-        kept = redis_client.client().get(redis_client.PROCESSED_RETENTION_KEY)
+        figures = health.processed_retention_figures()
     except RedisError:
         return []
-    if not kept:
+    if not figures:
         return []
-    figures = json.loads(kept)
     gauges = []
     for name, what in (
         ("processed_files_not_deleted", "Processed drop-folder files the last retention job "

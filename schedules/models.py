@@ -751,3 +751,24 @@ class ReplacedCredential(models.Model):
 
     def __str__(self) -> str:
         return f"a credential import {self.scheduled_import_id} had"  # never the secret
+
+
+class ProcessedFolder(models.Model):
+    """A `processed/` folder a run filed a drop-folder file into (schedules.processed_files).
+
+    Retention (tasks.processed_retention) deletes the old files of every folder listed here,
+    whether or not an import files into it now: an import deleted, its `move_processed` turned
+    off or its source moved would otherwise leave what it filed away there for ever. A folder is
+    listed only once importbeat has made or used it, so a `processed/` folder of someone else's
+    is never cleaned; it is forgotten once it is gone.
+    """
+
+    # As the run wrote it: the drop folder with its links resolved, then `processed` unresolved
+    # (retention refuses a `processed` that is a link).
+    path = models.TextField(unique=True)
+    # When a run last filed a file here (or retention first walked it): a folder found gone is
+    # forgotten only when nothing was filed there since that retention job began.
+    seen_at = models.DateTimeField(default=now)
+
+    def __str__(self) -> str:
+        return self.path

@@ -1,5 +1,6 @@
-"""What an operator watches besides the run log: beat, the workers, the broker's queue and the
-late imports. The dashboard's health panel and `/metrics` both read them here, so they agree."""
+"""What an operator watches besides the run log: beat, the workers, the broker's queue, the
+late imports and the drop folders' processed files. The dashboard's health panel and
+`/metrics` both read them here, so they agree."""
 
 from __future__ import annotations
 
@@ -40,6 +41,11 @@ def outside(max_age: float = 0) -> dict[str, Any]:
 
 
 def cluster_health(outside_max_age: float = 0) -> dict[str, Any]:
-    """Beat's leader and last tick, the workers that answer a ping, the broker, late imports;
-    all but the late imports up to `outside_max_age` seconds old (`outside`)."""
-    return {**outside(outside_max_age), "late_imports": late_imports_count()}
+    """Beat's leader and last tick, the workers that answer a ping, the broker, late imports,
+    the processed files the last retention could not clean (as `/health` says them); all but
+    the last two up to `outside_max_age` seconds old (`outside`)."""
+    return {
+        **outside(outside_max_age),
+        "late_imports": late_imports_count(),
+        "processed_files": health.check_processed_files(),
+    }

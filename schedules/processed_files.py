@@ -15,8 +15,11 @@ import errno
 import logging
 import os
 
+from django.db import DatabaseError
+from django.utils import timezone
+
 from . import drop_folders
-from .models import ImportRun, ScheduledImport
+from .models import ImportRun, ProcessedFolder, ScheduledImport
 
 logger = logging.getLogger("importbeat.drop_folder")
 
@@ -41,6 +44,7 @@ def move_processed(imp: ScheduledImport, run: ImportRun) -> str:
     try:
         drop_folders.check_inside(source)
         os.makedirs(target_folder, exist_ok=True)
+        remember(target_folder)
         target = _free_name(source, target_folder)
     except (OSError, drop_folders.Refused) as error:
         logger.warning("run=%s: %s not moved to %s: %s", run.pk, source, PROCESSED, error)
@@ -49,6 +53,24 @@ def move_processed(imp: ScheduledImport, run: ImportRun) -> str:
     _stamp(target)
     logger.info("run=%s: %s moved to %s", run.pk, source, target)
     return target
+
+
+def remember(folder: str) -> None:
+    """List `folder` for retention before a file goes in, so that every file a run files away
+    lies in a listed folder and is deleted in its time even once no import files there any more
+    (tasks.processed_retention). After makedirs: retention forgets a listed folder it finds gone.
+    """
+    try:
+        ProcessedFolder.objects.bulk_create(
+            [ProcessedFolder(path=folder, seen_at=timezone.now())],
+            update_conflicts=True,
+            unique_fields=["path"],
+            update_fields=["seen_at"],
+        )
+    except (DatabaseError, ValueError) as error:
+        # The move goes on: the folder is still cleaned while an import files into it.
+        logger.warning("%s not listed for retention (%s): its files are deleted in their time "
+                       "only while an import files into it", folder, error)  # fmt: skip
 
 
 def _stamp(target: str) -> None:

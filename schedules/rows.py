@@ -19,6 +19,11 @@ from django.db.models import Model
 
 M = TypeVar("M", bound=Model)
 
+# The largest id a row can have: every id is a bigint (DEFAULT_AUTO_FIELD is BigAutoField). A
+# larger number from a request (a path, a filter, a cursor) names nothing; passed to PostgreSQL
+# it would fail the statement ("out of range for type bigint"), a 500 instead of a 404 or 400.
+MAX_ID = 2**63 - 1
+
 
 @cache
 def _fields(model: type[Model]) -> tuple[list[str], list[str], list[tuple[int, Callable]]]:

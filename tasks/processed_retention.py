@@ -4,17 +4,29 @@ A folder fed hourly would otherwise keep every delivery of every year, until its
 The hourly retention job (tasks.maintenance.delete_old_runs) deletes the files there older than
 PROCESSED_FILE_RETENTION_DAYS, dated by their move (processed_files sets the time then).
 
-Only where a run files files away: the `processed/` folder beside the source of each import
-with `move_processed` on, as the import's folder resolves now under IMPORT_DROP_DIRS. Never the
-folder's own files, never a folder (nor what is inside one), never a link (neither a link in
-`processed/` nor a `processed` that is one: a link is left as it is and followed nowhere). The
-folder is opened once without following a link, and each file is deleted by its name in that
-open folder, so a folder swapped for a link meanwhile is not followed either.
+Which folders: every `processed/` folder a run filed a file into (listed in ProcessedFolder
+before the file goes in), and the one beside the source of each import with `move_processed`
+on, as its folder resolves now (files filed before the list existed). So an import deleted, its
+`move_processed` turned off or its source moved does not leave its files there for ever.
+
+Why this deletes nothing importbeat did not file away:
+- A folder is walked only if importbeat files into it now or a run filed into it once; a
+  `processed/` folder of someone else's, even in a drop folder, is never listed. One found gone
+  is forgotten (when nothing was filed there since the job began), so a folder made again later
+  by someone else at the same place is not cleaned unless a run files into it again.
+- Only regular files directly in it go: never the drop folder's own files, never a folder (nor
+  what is inside one), never a link (neither a link in `processed/` nor a `processed` that is
+  one: a link is left as it is and followed nowhere). The folder is opened once without
+  following a link, and each file is deleted by its name in that open folder, so a folder
+  swapped for a link meanwhile is not followed either.
+- Never outside IMPORT_DROP_DIRS: a listed folder whose drop folder is no longer in them (the
+  setting changed, or a link now leads out) is left alone, said in the log, and kept listed,
+  to be cleaned again if the operator lists its folder again.
 
 Runs on a worker, which has the folders read-write (the web process has them read-only). What
 was deleted is logged file by file; what could not be, with the reason, and the last job's
-figures wait in Redis for `/metrics` (importbeat_processed_files_not_deleted), so a folder the
-workers may not write to is seen before its disk fills.
+figures wait in Redis for `/metrics` (importbeat_processed_files_not_deleted) and `/health`
+(degraded), so a folder the workers may not write to is seen before its disk fills.
 """
 
 from __future__ import annotations
@@ -25,13 +37,15 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass
+from datetime import datetime
 
 from django.conf import settings
+from django.utils import timezone
 from redis.exceptions import RedisError
 
 from common import error_words, redis_client
 from schedules import drop_folders
-from schedules.models import ScheduledImport
+from schedules.models import ProcessedFolder, ScheduledImport
 from schedules.processed_files import PROCESSED
 
 logger = logging.getLogger("importbeat.retention")
@@ -57,27 +71,35 @@ def delete_old_processed_files(limit: int = DELETE_LIMIT) -> dict[str, int]:
     tally = Tally()
     days = settings.PROCESSED_FILE_RETENTION_DAYS
     if days > 0:
+        began = timezone.now()
         older_than = time.time() - days * 86400
+        walked, gone = [], []
         for folder in processed_folders():
             if tally.processed_files >= limit:
                 logger.info("retention: %s processed files deleted, the rest at the next run",
                             tally.processed_files)  # fmt: skip
                 break
-            _delete_old_files(folder, older_than, limit, tally)
+            outcome = _delete_old_files(folder, older_than, limit, tally)
+            if outcome == WALKED:
+                walked.append(folder)
+            elif outcome == GONE:
+                gone.append(folder)
+        _remember(walked, began)
+        _forget(gone, began)
     _publish(tally)
     return asdict(tally)
 
 
 def processed_folders() -> list[str]:
-    """The `processed/` folders of the imports that file their files away, each once, beside
-    their folder with its links resolved; a source refused now (IMPORT_DROP_DIRS changed, a
-    link that leads out) has none."""
+    """The `processed/` folders runs filed files into, and those of the imports that file their
+    files away now, beside their folder with its links resolved (a source refused now:
+    IMPORT_DROP_DIRS changed, a link that leads out, has none); each once."""
+    folders = set(ProcessedFolder.objects.values_list("path", flat=True))
     urls = (
         ScheduledImport.objects.filter(move_processed=True, source_url__istartswith="file:")
         .values_list("source_url", flat=True)
         .distinct()
     )
-    folders = set()
     for url in urls:
         try:
             folders.add(os.path.join(drop_folders.locate(url).folder, PROCESSED))
@@ -86,16 +108,28 @@ def processed_folders() -> list[str]:
     return sorted(folders)
 
 
-def _delete_old_files(folder: str, older_than: float, limit: int, tally: Tally) -> None:
+# What became of a folder: its old files looked at, not there, or left alone.
+WALKED, GONE, LEFT = "walked", "gone", "left"
+
+
+def _delete_old_files(folder: str, older_than: float, limit: int, tally: Tally) -> str:
+    try:
+        drop_folders.check_inside(os.path.dirname(folder))
+    except drop_folders.Refused:
+        # The operator took this folder out of IMPORT_DROP_DIRS (or it leads out through a
+        # link now): importbeat no longer touches it, by the operator's choice.
+        logger.info("retention: %s left alone: it is no longer in a drop folder "
+                    "(IMPORT_DROP_DIRS)", folder)  # fmt: skip
+        return LEFT
     try:
         drop_folders.check_inside(folder)
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except FileNotFoundError:
-        return  # no run has filed a file away here yet
+        return GONE  # no run has filed a file away here yet, or the folder was deleted
     except (OSError, drop_folders.Refused) as error:
         tally.processed_folders_skipped += 1
         logger.warning("retention: %s left alone: %s", folder, _folder_refusal(error))
-        return
+        return LEFT
     failures: list[str] = []
     try:
         with os.scandir(fd) as entries:
@@ -126,6 +160,24 @@ def _delete_old_files(folder: str, older_than: float, limit: int, tally: Tally) 
         logger.warning("retention: %s old processed file(s) in %s not deleted: %s%s",
                        len(failures), folder, ", ".join(failures[:NAMES_LOGGED]),
                        f" and {more} more" if more > 0 else "")  # fmt: skip
+    return WALKED
+
+
+def _remember(folders: list[str], began: datetime) -> None:
+    """List the folders walked: those of today's imports stay cleaned once the import is gone,
+    even if no run filed a file there since the list began (files filed before it)."""
+    ProcessedFolder.objects.bulk_create(
+        [ProcessedFolder(path=folder, seen_at=began) for folder in folders],
+        ignore_conflicts=True,
+    )
+
+
+def _forget(folders: list[str], began: datetime) -> None:
+    """Forget the listed folders found gone, unless a run filed a file there since the job
+    began (it made the folder again after this job looked)."""
+    forgotten, _ = ProcessedFolder.objects.filter(path__in=folders, seen_at__lt=began).delete()
+    if forgotten:
+        logger.info("retention: %s processed folder(s) gone, no longer looked at", forgotten)
 
 
 def _folder_refusal(error: BaseException) -> str:

@@ -75,13 +75,17 @@ def _allow_local_sources(settings):
 
 
 @pytest.fixture
-def drop(tmp_path, settings) -> Path:
+def drop(tmp_path, settings) -> Iterator[Path]:
     """A drop folder listed in IMPORT_DROP_DIRS, and `tmp_path / "outside"`, one not listed."""
     folder = tmp_path / "drop"
     folder.mkdir()
     (tmp_path / "outside").mkdir()
     settings.IMPORT_DROP_DIRS = [str(folder)]
-    return folder
+    yield folder
+    # The retention's figures of these folders stay in Redis for `/health`: not another test's.
+    from common.redis_client import PROCESSED_RETENTION_KEY, client
+
+    client().delete(PROCESSED_RETENTION_KEY)
 
 
 # --- a local HTTP server for source files -------------------------------------------------------

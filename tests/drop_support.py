@@ -5,8 +5,13 @@ from __future__ import annotations
 import gzip
 import io
 import os
+import subprocess
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+import pytest
 
 
 def put(path: Path, body: bytes | str, mtime: float | None = None) -> Path:
@@ -26,3 +31,14 @@ def zipped(members: dict[str, bytes | str]) -> bytes:
         for name, body in members.items():
             archive.writestr(name, body)
     return out.getvalue()
+
+
+@contextmanager
+def undeletable(path: Path) -> Iterator[Path]:
+    """`path` cannot be deleted, even by root (these tests run as root in CI): immutable."""
+    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
+        pytest.skip("no chattr +i here (the file system or the user does not allow it)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["chattr", "-i", str(path)], check=True)

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.django_db
         ("/imports/{imp}/stats/", "days"),
         ("/datasets/products/records/", "cursor, field, key, owner, page_size"),
         ("/datasets/products/export", "field, key, owner"),
-        ("/datasets/products/", "owner, page, page_size"),
+        ("/datasets/products/", "owner"),
     ],
 )
 def test_an_unknown_query_parameter_is_a_400_naming_the_allowed_ones(alice, path, allowed):
@@ -36,6 +36,54 @@ def test_an_unknown_query_parameter_is_a_400_naming_the_allowed_ones(alice, path
     assert response.json()["errors"] == {
         "colour": [f"unknown query parameter; this endpoint takes: {allowed}"]
     }
+
+
+NONE = "unknown query parameter; this endpoint takes no query parameters"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "said"),
+    [
+        ("post", "/imports/{imp}/run", NONE),
+        ("post", "/imports/{imp}/pause", NONE),
+        ("post", "/imports/{imp}/resume", NONE),
+        ("post", "/imports/{imp}/cancel", NONE),
+        ("get", "/imports/{imp}/", NONE),
+        ("patch", "/imports/{imp}/", "unknown query parameter; this endpoint takes: dry_run"),
+        ("post", "/imports/", "unknown query parameter; this endpoint takes: dry_run"),
+        ("post", "/imports/check", NONE),
+        (
+            "get",
+            "/imports/{imp}/history/",
+            "unknown query parameter; this endpoint takes: page, page_size",
+        ),
+        (
+            "get",
+            "/imports/{imp}/deliveries/",
+            "unknown query parameter; this endpoint takes: page, page_size",
+        ),
+        ("get", "/runs/{run}/", NONE),
+        ("post", "/runs/{run}/cancel", NONE),
+        ("post", "/runs/{run}/retry", NONE),
+        ("get", "/me", NONE),
+    ],
+)
+def test_an_endpoint_on_one_object_names_only_what_it_reads(alice, method, path, said):
+    # Given an import of alice's with a failed run
+    imp = make_import(alice, SOURCE)
+    run = make_run(imp, "failed")
+
+    # When she sends a parameter the endpoint does not take
+    url = API + path.format(imp=imp.pk, run=run.pk) + "?colour=red"
+    response = getattr(client_for(alice), method)(url, {}, format="json")
+
+    # Then the 400 names what it does take: not the lists' filters and pages it never reads
+    # (the trigger's named `page` and `page_size`)
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == {"colour": [said]}
+    # and nothing was done
+    imp.refresh_from_db()
+    assert (imp.status, imp.runs.count()) == ("active", 1)
 
 
 def test_an_action_refuses_parameters_too(alice):

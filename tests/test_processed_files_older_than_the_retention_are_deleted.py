@@ -11,14 +11,13 @@ import os
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from common import redis_client
 from tasks import maintenance, processed_retention
-from tests.drop_support import put
+from tests.drop_support import put, undeletable
 from tests.factories import PRODUCTS_CSV, make_import
 from tests.importer_support import run_now
 
@@ -42,17 +41,6 @@ def processed(drop, settings) -> Path:
 def filing(alice, drop):
     """An import that files its files away in `processed/`."""
     return make_import(alice, f"file://{drop}/products_*.csv", move_processed=True)
-
-
-@contextmanager
-def undeletable(path: Path):
-    """`path` cannot be deleted, even by root (these tests run as root in CI): immutable."""
-    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
-        pytest.skip("no chattr +i here (the file system or the user does not allow it)")
-    try:
-        yield path
-    finally:
-        subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
 def test_old_processed_files_go_and_everything_else_stays(filing, drop, processed, tmp_path):

@@ -14,7 +14,7 @@ from django_filters.rest_framework import DjangoFilterBackend
 from rest_framework import serializers
 from rest_framework.request import Request
 
-from schedules import attention
+from schedules import attention, rows
 from schedules.models import ImportRun, Record, ScheduledImport
 
 
@@ -22,8 +22,8 @@ class StrictFilterBackend(DjangoFilterBackend):
     """django-filter, refusing query parameters that nothing reads.
 
     A misspelt or unsupported filter (`?key=` where there was none, `?last_run_status=`) was
-    ignored, and the caller got everything while believing it filtered. Allowed: the view's
-    filters, its paginator's parameters and what the view reads itself (`extra_query_params`).
+    ignored, and the caller got everything while believing it filtered. Allowed: what the view
+    reads (`allowed_query_params`), and the 400 names exactly those.
     """
 
     def filter_queryset(self, request: Request, queryset: QuerySet, view: Any) -> QuerySet:
@@ -41,22 +41,32 @@ class StrictFilterBackend(DjangoFilterBackend):
 
 
 def allowed_query_params(view: Any, filterset_class: type | None) -> set[str]:
+    """The query parameters `view` reads in this request: what it reads itself
+    (`extra_query_params`); on a list, its filters and its paginator's parameters.
+
+    A viewset's route on one object (`detail`: read, update, pause, trigger, ...) takes neither:
+    it answers one object, so the list's filters and pages mean nothing there (before, the
+    trigger's 400 named `page` and `page_size`, which it never read). A detail action that pages
+    its answer says so (`paginated_detail`: an import's history and deliveries).
+    """
     allowed = set(getattr(view, "extra_query_params", ()))
-    if filterset_class is not None:
+    one_object = bool(getattr(view, "detail", False))
+    if filterset_class is not None and not one_object:
         allowed.update(filterset_class.base_filters)
-    paginator = getattr(view, "paginator", None)
-    for name in ("page_query_param", "page_size_query_param", "cursor_query_param"):
-        if getattr(paginator, name, None):
-            allowed.add(getattr(paginator, name))
+    if not one_object or getattr(view, "paginated_detail", False):
+        paginator = getattr(view, "paginator", None)
+        for name in ("page_query_param", "page_size_query_param", "cursor_query_param"):
+            if getattr(paginator, name, None):
+                allowed.add(getattr(paginator, name))
     return allowed
 
 
 def check_query_params(request: Request, allowed: set[str]) -> None:
     unknown = sorted(set(request.query_params) - allowed)
     if unknown:
-        valid = ", ".join(sorted(allowed)) if allowed else "none"
+        takes = f"takes: {', '.join(sorted(allowed))}" if allowed else "takes no query parameters"
         raise serializers.ValidationError(
-            {name: [f"unknown query parameter; this endpoint takes: {valid}"] for name in unknown}
+            {name: [f"unknown query parameter; this endpoint {takes}"] for name in unknown}
         )
 
 
@@ -149,7 +159,7 @@ class RunFilter(django_filters.FilterSet):
 
 class AllRunsFilter(RunFilter):
     import_id = django_filters.NumberFilter(
-        field_name="scheduled_import_id", min_value=1, max_value=2**63 - 1
+        field_name="scheduled_import_id", min_value=1, max_value=rows.MAX_ID
     )
 
     class Meta(RunFilter.Meta):

@@ -7,6 +7,7 @@ itself can still serve the API without them.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -112,6 +113,59 @@ def check_schedules() -> dict[str, Any]:
     return {"ok": late == 0, "late_imports": late}
 
 
+def processed_retention_figures() -> dict[str, Any] | None:
+    """The last retention job's figures of drop folders' processed files, as the worker that ran
+    it kept them in Redis (tasks.processed_retention): the web process may not see the folders.
+    None before the first job; RedisError while Redis does not answer."""
+    from common.redis_client import PROCESSED_RETENTION_KEY, client
+
+    kept = client().get(PROCESSED_RETENTION_KEY)
+    return json.loads(kept) if kept else None
+
+
+def check_processed_files() -> dict[str, Any]:
+    """Old processed files the last retention job could not delete, and `processed` entries it
+    left alone: nothing is down, but a drop folder fills until someone acts, so the cluster is
+    degraded and the message says how many and what to do (the worker's log names them)."""
+    try:
+        figures = processed_retention_figures() or {}
+    except Exception as error:
+        # Logged only: the broker check reports Redis itself (beat's check does the same).
+        logger.warning("the retention's figures could not be read: %s", error)
+        return {"ok": False, "not_deleted": None, "folders_left_alone": None}
+    not_deleted = figures.get("processed_files_not_deleted", 0)
+    left_alone = figures.get("processed_folders_skipped", 0)
+    check: dict[str, Any] = {
+        "ok": not (not_deleted or left_alone),
+        "not_deleted": not_deleted,
+        "folders_left_alone": left_alone,
+    }
+    if not check["ok"]:
+        check["message"] = _processed_files_problem(not_deleted, left_alone)
+    return check
+
+
+def _processed_files_problem(not_deleted: int, left_alone: int) -> str:
+    said = []
+    if not_deleted:
+        said.append(
+            f"{_count(not_deleted, 'old processed file')} in drop folders could not be deleted "
+            "by the last retention job: give the workers write access to their processed/ "
+            "folders (the workers' log names each file and why)"
+        )
+    if left_alone:
+        said.append(
+            f"{_count(left_alone, 'processed/ folder')} left alone by the last retention job, "
+            "a link or a file where a folder should be: replace it with a folder (the "
+            "workers' log names each one)"
+        )
+    return "; ".join(said)
+
+
+def _count(number: int, thing: str) -> str:
+    return f"{number} {thing}" if number == 1 else f"{number} {thing}s"
+
+
 def report() -> tuple[dict[str, Any], bool]:
     """All checks, and whether the required ones (database, broker) passed."""
     checks: dict[str, Any] = {"database": check_database(), "broker": check_broker()}
@@ -124,8 +178,11 @@ def report() -> tuple[dict[str, Any], bool]:
     checks["schedules"] = (
         check_schedules() if checks["database"]["ok"] else {"ok": False, "late_imports": None}
     )
+    checks["processed_files"] = check_processed_files()
     healthy = checks["database"]["ok"] and checks["broker"]["ok"]
-    degraded = not (checks["beat"]["ok"] and checks["workers"]["ok"] and checks["schedules"]["ok"])
+    degraded = not all(
+        checks[name]["ok"] for name in ("beat", "workers", "schedules", "processed_files")
+    )
     status = "down" if not healthy else ("degraded" if degraded else "ok")
     return {"status": status, "time": timezone.now(), "checks": checks}, healthy
 

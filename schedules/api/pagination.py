@@ -13,6 +13,8 @@ from rest_framework import pagination
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 
+from schedules import rows
+
 # Up to this many rows a list's `count` is exact; past it, PostgreSQL's estimate.
 EXACT_COUNT_LIMIT = 10_000
 # The runs lists: counting a user's runs joins each to its import, so the exact count stops
@@ -90,7 +92,7 @@ class RecordCursorPagination(pagination.CursorPagination):
         # The position is compared with the id column: a forged one must be a 404 like any
         # other invalid cursor, not a 500.
         position = None if cursor is None else cursor.position
-        if position is not None and (not str(position).isdigit() or int(position) >= 2**63):
+        if position is not None and (not str(position).isdigit() or int(position) > rows.MAX_ID):
             raise NotFound(self.invalid_cursor_message)
         return cursor
 

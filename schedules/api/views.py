@@ -58,8 +58,6 @@ def _dry_run(request: Request) -> bool:
 
 
 MAX_STATS_DAYS = 366
-# The largest id a row can have (a bigint): a path's larger number names nothing.
-MAX_ID = 2**63 - 1
 RUN_LIST_COLUMNS = columns_read(RunSerializer)
 
 
@@ -148,8 +146,10 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
     permission_classes = [IsAuthenticated, OwnerMayChange]
     lookup_value_regex = r"\d+"
 
-    # Query parameters an action reads itself (see filters.StrictFilterBackend).
+    # Query parameters an action reads itself, and whether a detail action pages its answer
+    # (filters.allowed_query_params: a 400 names exactly what the action reads).
     extra_query_params: tuple[str, ...] = ()
+    paginated_detail = False
 
     def get_queryset(self) -> QuerySet[ScheduledImport]:
         if self.action == "list":
@@ -184,7 +184,7 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
         # another user's import not found, staff refused on an import not theirs.
         self.filter_queryset(ScheduledImport.objects.none())
         pk, user = int(self.kwargs["pk"]), self.request.user
-        imp = rows.get(ScheduledImport, pk) if pk <= MAX_ID else None
+        imp = rows.get(ScheduledImport, pk) if pk <= rows.MAX_ID else None
         if imp is None or not (user.is_staff or imp.owner_id == user.pk):
             raise not_found(self.noun, self.kwargs["pk"])
         self.check_object_permissions(self.request, imp)
@@ -205,11 +205,14 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
     @action(detail=False, methods=["post"], throttle_classes=[ManualRunThrottle])
     def check(self, request: Request) -> Response:
         """Check a source before saving: columns, first rows, problems and suggestions."""
+        check_query_params(request, set())
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return self._check(serializer)
 
     def create(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        # Not a list: the filters and pages are not read here, only `dry_run`.
+        check_query_params(request, {"dry_run"})
         if not _dry_run(request):
             return super().create(request, *args, **kwargs)
         serializer = self.get_serializer(data=request.data)
@@ -280,7 +283,7 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
         )
 
     @extend_schema(responses=DeliverySerializer(many=True))
-    @action(detail=True, methods=["get"], filterset_class=None)
+    @action(detail=True, methods=["get"], filterset_class=None, paginated_detail=True)
     def deliveries(self, request: Request, pk: str) -> Response:
         """The import's notifications, newest first, and how each delivery went."""
         log = self.get_object().deliveries.order_by("-created_at", "-id")
@@ -288,7 +291,7 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
         return self.get_paginated_response(DeliverySerializer(page, many=True).data)
 
     @extend_schema(responses=HistoryEntrySerializer(many=True))
-    @action(detail=True, methods=["get"], filterset_class=None)
+    @action(detail=True, methods=["get"], filterset_class=None, paginated_detail=True)
     def history(self, request: Request, pk: str) -> Response:
         """Who changed what, when, from which surface (api, admin, command): creation, every
         edit with old -> new, pause, resume, cancel, and runs triggered, cancelled or retried;
@@ -569,7 +572,9 @@ class HealthSerializer(serializers.Serializer):
     responses={200: HealthSerializer, 503: HealthSerializer},
 )
 class HealthView(APIView):
-    """Database, broker, beat (last tick) and workers. 503 when the database or broker is down.
+    """Database, broker, beat (last tick), workers, late imports and drop folders' processed
+    files the retention could not clean. 503 when the database or broker is down; degraded
+    (200) when any other check fails.
 
     Public, for load balancers and monitors: statuses only. A staff token adds the details
     (beat's leader, the workers' names, last tick, latencies, and what could not be

@@ -82,7 +82,7 @@ def _rows(
     return mark_safe("".join(map(row, items)) or empty)
 
 
-def _esc(value: Any) -> str:
+def escaped(value: Any) -> str:
     """django.utils.html.conditional_escape for what a row holds (no lazy text)."""
     if type(value) is int or type(value) is float:
         return str(value)  # digits, a sign and a point: nothing to escape
@@ -93,41 +93,41 @@ def _esc(value: Any) -> str:
 
 def _run_row(run: dict[str, Any]) -> str:
     percent, total = run["percent"], run["bytes_total"]
-    size = _esc(filesizeformat(run["bytes_read"]))
+    size = escaped(filesizeformat(run["bytes_read"]))
     return RUN_ROW.format(
-        id=_esc(run["id"]),
-        url=_esc(run["url"]),
-        name=_esc(run["import"]),
-        owner=_esc(run["owner"]),
-        status=_esc(run["status"]),
+        id=escaped(run["id"]),
+        url=escaped(run["url"]),
+        name=escaped(run["import"]),
+        owner=escaped(run["owner"]),
+        status=escaped(run["status"]),
         working=" working" if run["phase"] in WORKING_PHASES else "",
-        percent="" if percent is None else _esc(percent),
-        width=0 if percent is None else _esc(percent),
-        phase=_esc(run["phase"]),
-        size=f"{size} / {_esc(filesizeformat(total))}" if total else size,
-        rows=_esc(run["rows_read"]),
+        percent="" if percent is None else escaped(percent),
+        width=0 if percent is None else escaped(percent),
+        phase=escaped(run["phase"]),
+        size=f"{size} / {escaped(filesizeformat(total))}" if total else size,
+        rows=escaped(run["rows_read"]),
         started=moment(run["started_at"], "ago"),
     )
 
 
 def _upcoming_row(imp: dict[str, Any]) -> str:
     return UPCOMING_ROW.format(
-        id=_esc(imp["id"]),
+        id=escaped(imp["id"]),
         when=moment(imp["next_run_at"], "in"),
-        url=_esc(imp["url"]),
-        name=_esc(imp["name"]),
-        owner=_esc(imp["owner"]),
-        schedule=_esc(imp["schedule"]),
+        url=escaped(imp["url"]),
+        name=escaped(imp["name"]),
+        owner=escaped(imp["owner"]),
+        schedule=escaped(imp["schedule"]),
     )
 
 
 def _attention_row(imp: dict[str, Any]) -> str:
     return ATTENTION_ROW.format(
-        id=_esc(imp["id"]),
-        url=_esc(imp["url"]),
-        name=_esc(imp["name"]),
-        owner=_esc(imp["owner"]),
-        reason=_esc(imp["reason"]),
-        failures=_esc(imp["consecutive_failures"]),
+        id=escaped(imp["id"]),
+        url=escaped(imp["url"]),
+        name=escaped(imp["name"]),
+        owner=escaped(imp["owner"]),
+        reason=escaped(imp["reason"]),
+        failures=escaped(imp["consecutive_failures"]),
         last_run=moment(imp["last_run_at"], "ago"),
     )

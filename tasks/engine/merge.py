@@ -14,7 +14,12 @@ from psycopg import sql
 
 from schedules import rows
 from schedules.models import Dataset, ImportRun, Record, ScheduledImport
-from schedules.services import RunCounts, lock_datasets, record_committed_counts
+from schedules.services import (
+    RunCounts,
+    finish_with_rows,
+    lock_datasets,
+    record_committed_counts,
+)
 
 from ..errors import PermanentImportError
 from .digest import applied_key
@@ -25,6 +30,7 @@ from .tables import (
     CHANGES,
     DUPES,
     RAW,
+    SMALL_TABLE_ROWS,
     analyze,
     has_changes_table,
     lit,
@@ -112,9 +118,15 @@ def merge_staged(
                 counts.rows_read - counts.rows_failed - counts.rows_inserted - counts.rows_updated
             )
             # The counts commit with the rows: a run whose rows landed is finished from them.
+            # A small file's run ends right here, its outcome with its rows (one transaction
+            # and one wait for the disk less); a big one's in a transaction of its own.
             # Also the last safe point: a cancel asked before this stops the run with the
             # dataset as it was (the transaction rolls back); one asked after it is too late.
-            if not record_committed_counts(run, counts):
+            if counts.rows_read < SMALL_TABLE_ROWS:
+                committed = finish_with_rows(run, counts)
+            else:
+                committed = record_committed_counts(run, counts)
+            if not committed:
                 stop_if_cancelled(run)
     except (IntegrityError, psycopg.errors.UniqueViolation) as error:
         if not keys_checked:

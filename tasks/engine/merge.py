@@ -35,6 +35,7 @@ from .tables import (
     has_changes_table,
     lit,
     made_changes_table,
+    rendered,
     trimmed,
     work_mem,
 )
@@ -71,6 +72,7 @@ def merge_staged(
     """
     imp = run.scheduled_import
     record = Record._meta.db_table
+    data = rendered(pg, ("row_json", layout.key, "c"), lambda: row_json(layout, "c"))
     try:
         with timed("merge and commit", run), transaction.atomic(), work_mem(pg, counts.rows_read):
             _lock_dataset(imp.dataset_id)
@@ -89,7 +91,7 @@ def merge_staged(
                     analyze(pg, CHANGES, pg.rowcount)
                     if not made:
                         made_changes_table(pg)
-                pg.execute(update_changed(layout, record, run.pk))
+                pg.execute(update_changed(layout, record, run.pk, data=data))
                 counts.rows_updated = pg.rowcount
             pg.execute(
                 insert_new(
@@ -99,6 +101,7 @@ def merge_staged(
                     run.pk,
                     first_load=first_load,
                     any_failed=counts.rows_failed > 0,
+                    data=data,
                 )
             )
             counts.rows_inserted = pg.rowcount
@@ -194,9 +197,12 @@ def _winning_valid_rows(alias: str, any_failed: bool) -> sql.Composed:
     )
 
 
-def update_changed(layout: Layout, record_table: str, run_id: int) -> sql.Composed:
-    """Rewrite the records whose content changed; rowcount is `rows_updated`."""
-    data = row_json(layout, "c")
+def update_changed(
+    layout: Layout, record_table: str, run_id: int, *, data: sql.Composable | None = None
+) -> sql.Composed:
+    """Rewrite the records whose content changed; rowcount is `rows_updated`. `data`: the
+    layout's row_json for `c`, when the caller has it rendered."""
+    data = data or row_json(layout, "c")
     return sql.SQL(
         "UPDATE {record} r SET data = {data}, content_hash = c.content_hash,"
         "  last_changed_run_id = {run}, updated_at = now()"
@@ -217,6 +223,7 @@ def insert_new(
     *,
     first_load: bool = False,
     any_failed: bool = True,
+    data: sql.Composable | None = None,
 ) -> sql.Composed:
     """Insert the keys the dataset does not have; rowcount is `rows_inserted`.
 
@@ -227,9 +234,9 @@ def insert_new(
     a unique violation, which the importer turns into a transient error (the run retries).
     `first_load` (the dataset has no record): every winning valid row is new, so the rows come
     straight from staging, without the anti-join and its table of changes (1.5 s a million);
-    otherwise from the table of changes, the rows without a record.
+    otherwise from the table of changes, the rows without a record. `data`: as update_changed.
     """
-    data = row_json(layout, "c")
+    data = data or row_json(layout, "c")
     if first_load:
         source, rows = RAW, _winning_valid_rows("c", any_failed)
     else:

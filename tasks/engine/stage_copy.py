@@ -19,7 +19,7 @@ from psycopg import sql
 from schedules.models import ScheduledImport
 
 from .first_record import CHUNK_BYTES, QUOTE, Layout, codec_name, max_field_bytes, too_long
-from .tables import RAW, Staged, lit
+from .tables import RAW, Staged, lit, rendered
 
 # Python codec name -> PostgreSQL COPY ENCODING. Others (UTF-16, ...) take the Python path.
 PG_ENCODINGS = {
@@ -121,7 +121,12 @@ def copy_raw(
     Raises CopyRejected, after spooling the rest of the download, when COPY refuses a row.
     `first_line` is the file's line number of the first byte of `data` (for LineGuard).
     """
-    statement = copy_raw_csv(layout, imp.delimiter, PG_ENCODINGS[codec_name(imp.encoding)])
+    encoding = PG_ENCODINGS[codec_name(imp.encoding)]
+    statement = rendered(
+        pg,
+        ("copy", layout.width, imp.delimiter, encoding),
+        lambda: copy_raw_csv(layout, imp.delimiter, encoding),
+    )
     staged = Staged()
     quotes = 0  # quote characters written so far: an even count means "outside quotes"
     held = b""

@@ -788,9 +788,9 @@ def finish_with_rows(run: ImportRun, counts: RunCounts) -> bool:
     """End a run in the transaction that commits its rows, instead of writing its counts there
     and its outcome in a transaction of its own (record_committed_counts, then finish_run).
 
-    For a small file (tasks.engine.merge), whose run the second transaction cost a commit
-    waiting for the disk, a read of the run with its import, and a second write of its row: a
-    tenth of its time (issue 15). The run, its import's counters, its notifications and its
+    For a small file (tasks.engine.merge): the second transaction cost its run a commit
+    waiting for the disk, a `SET LOCAL` and a second write of its row, a tenth of its time
+    (issue 15). The run, its import's counters, its notifications and its
     drop-folder file follow as finish_run has them, and the in-memory `run` and the log line
     once the caller's transaction commits: a merge that then fails leaves the run as the
     runner finds it (retried, or finished). Also the last safe point, as

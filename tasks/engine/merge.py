@@ -202,7 +202,7 @@ def update_changed(
 ) -> sql.Composed:
     """Rewrite the records whose content changed; rowcount is `rows_updated`. `data`: the
     layout's row_json for `c`, when the caller has it rendered."""
-    data = data or row_json(layout, "c")
+    data = row_json(layout, "c") if data is None else data
     return sql.SQL(
         "UPDATE {record} r SET data = {data}, content_hash = c.content_hash,"
         "  last_changed_run_id = {run}, updated_at = now()"
@@ -236,7 +236,7 @@ def insert_new(
     straight from staging, without the anti-join and its table of changes (1.5 s a million);
     otherwise from the table of changes, the rows without a record. `data`: as update_changed.
     """
-    data = data or row_json(layout, "c")
+    data = row_json(layout, "c") if data is None else data
     if first_load:
         source, rows = RAW, _winning_valid_rows("c", any_failed)
     else:

@@ -256,8 +256,9 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
         _drop_broken_connection()
         services.finish_run(run, ImportRun.Status.FAILED, error=INTERNAL_ERROR, traceback=trace)
     else:
-        status = ImportRun.Status.PARTIAL if counts.rows_failed else ImportRun.Status.SUCCEEDED
-        services.finish_run(run, status, counts=counts)
+        if run.status not in ImportRun.FINAL_STATUSES:  # else ended with its rows (merge)
+            status = ImportRun.Status.PARTIAL if counts.rows_failed else ImportRun.Status.SUCCEEDED
+            services.finish_run(run, status, counts=counts)
     return summary(run)
 
 

@@ -135,6 +135,12 @@ class Layout:
         return sql.Identifier(f"c{index + 1}")
 
     @property
+    def key(self) -> tuple:
+        """Everything a statement composed from this layout reads (tables.rendered)."""
+        spec = json.dumps(self.spec, sort_keys=True)
+        return (tuple(self.names), self.key_index, self.key_column, spec)
+
+    @property
     def signature(self) -> str:
         """Part of every content hash: renaming a column or retyping it changes every row."""
         payload = json.dumps([self.names, [self.spec.get(n) for n in self.names]], sort_keys=True)

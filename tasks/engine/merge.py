@@ -14,7 +14,12 @@ from psycopg import sql
 
 from schedules import rows
 from schedules.models import Dataset, ImportRun, Record, ScheduledImport
-from schedules.services import RunCounts, lock_datasets, record_committed_counts
+from schedules.services import (
+    RunCounts,
+    finish_with_rows,
+    lock_datasets,
+    record_committed_counts,
+)
 
 from ..errors import PermanentImportError
 from .digest import applied_key
@@ -25,10 +30,12 @@ from .tables import (
     CHANGES,
     DUPES,
     RAW,
+    SMALL_TABLE_ROWS,
     analyze,
     has_changes_table,
     lit,
     made_changes_table,
+    rendered,
     trimmed,
     work_mem,
 )
@@ -65,6 +72,7 @@ def merge_staged(
     """
     imp = run.scheduled_import
     record = Record._meta.db_table
+    data = rendered(pg, ("row_json", layout.key, "c"), lambda: row_json(layout, "c"))
     try:
         with timed("merge and commit", run), transaction.atomic(), work_mem(pg, counts.rows_read):
             _lock_dataset(imp.dataset_id)
@@ -83,7 +91,7 @@ def merge_staged(
                     analyze(pg, CHANGES, pg.rowcount)
                     if not made:
                         made_changes_table(pg)
-                pg.execute(update_changed(layout, record, run.pk))
+                pg.execute(update_changed(layout, record, run.pk, data=data))
                 counts.rows_updated = pg.rowcount
             pg.execute(
                 insert_new(
@@ -93,6 +101,7 @@ def merge_staged(
                     run.pk,
                     first_load=first_load,
                     any_failed=counts.rows_failed > 0,
+                    data=data,
                 )
             )
             counts.rows_inserted = pg.rowcount
@@ -112,9 +121,15 @@ def merge_staged(
                 counts.rows_read - counts.rows_failed - counts.rows_inserted - counts.rows_updated
             )
             # The counts commit with the rows: a run whose rows landed is finished from them.
+            # A small file's run ends right here, its outcome with its rows (one transaction
+            # and one wait for the disk less); a big one's in a transaction of its own.
             # Also the last safe point: a cancel asked before this stops the run with the
             # dataset as it was (the transaction rolls back); one asked after it is too late.
-            if not record_committed_counts(run, counts):
+            if counts.rows_read < SMALL_TABLE_ROWS:
+                committed = finish_with_rows(run, counts)
+            else:
+                committed = record_committed_counts(run, counts)
+            if not committed:
                 stop_if_cancelled(run)
     except (IntegrityError, psycopg.errors.UniqueViolation) as error:
         if not keys_checked:
@@ -182,9 +197,12 @@ def _winning_valid_rows(alias: str, any_failed: bool) -> sql.Composed:
     )
 
 
-def update_changed(layout: Layout, record_table: str, run_id: int) -> sql.Composed:
-    """Rewrite the records whose content changed; rowcount is `rows_updated`."""
-    data = row_json(layout, "c")
+def update_changed(
+    layout: Layout, record_table: str, run_id: int, *, data: sql.Composable | None = None
+) -> sql.Composed:
+    """Rewrite the records whose content changed; rowcount is `rows_updated`. `data`: the
+    layout's row_json for `c`, when the caller has it rendered."""
+    data = row_json(layout, "c") if data is None else data
     return sql.SQL(
         "UPDATE {record} r SET data = {data}, content_hash = c.content_hash,"
         "  last_changed_run_id = {run}, updated_at = now()"
@@ -205,6 +223,7 @@ def insert_new(
     *,
     first_load: bool = False,
     any_failed: bool = True,
+    data: sql.Composable | None = None,
 ) -> sql.Composed:
     """Insert the keys the dataset does not have; rowcount is `rows_inserted`.
 
@@ -215,9 +234,9 @@ def insert_new(
     a unique violation, which the importer turns into a transient error (the run retries).
     `first_load` (the dataset has no record): every winning valid row is new, so the rows come
     straight from staging, without the anti-join and its table of changes (1.5 s a million);
-    otherwise from the table of changes, the rows without a record.
+    otherwise from the table of changes, the rows without a record. `data`: as update_changed.
     """
-    data = row_json(layout, "c")
+    data = row_json(layout, "c") if data is None else data
     if first_load:
         source, rows = RAW, _winning_valid_rows("c", any_failed)
     else:

@@ -39,7 +39,7 @@ from .first_record import (
 )
 from .progress import ProgressReporter
 from .stage_python import copy_parsed
-from .tables import RAW, Staged, lit, trimmed, use_raw_table
+from .tables import RAW, Staged, lit, rendered, trimmed, use_raw_table
 
 logger = logging.getLogger("importbeat.importer")
 
@@ -109,7 +109,8 @@ def stage_file(
     with new_spool() if downloaded is None else Discard() as spool:
         spool.write(prefix)
         if not refusal:
-            use_raw_table(pg, create_raw_table(layout, header_lines + 1), header_lines + 1)
+            first_line = header_lines + 1
+            use_raw_table(pg, raw_table(pg, layout, first_line), first_line)
             try:
                 staged = stage_copy.copy_raw(
                     pg,
@@ -129,7 +130,7 @@ def stage_file(
                 counts.rows_read = staged.rows
                 return layout
         logger.info("import %s: parsing in Python: %s", imp.pk, refusal)
-        use_raw_table(pg, create_raw_table(layout, 1), 1)
+        use_raw_table(pg, raw_table(pg, layout, 1), 1)
         if downloaded is not None:
             downloaded.seek(0)
             source = Feed(downloaded.read)
@@ -140,6 +141,12 @@ def stage_file(
         staged = copy_parsed(pg, layout, imp, source, reporter.due, report)
         counts.rows_read = staged.rows
     return layout
+
+
+def raw_table(pg: psycopg.Cursor, layout: Layout, first_line: int) -> sql.SQL:
+    """create_raw_table's statement, composed once per layout and first line (rendered)."""
+    key = ("raw", layout.key, first_line)
+    return rendered(pg, key, lambda: create_raw_table(layout, first_line))
 
 
 def create_raw_table(layout: Layout, first_line: int) -> sql.Composed:

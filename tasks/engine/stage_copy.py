@@ -13,13 +13,13 @@ from collections.abc import Callable
 from contextlib import ExitStack, suppress
 
 import psycopg
-from django.db import DatabaseError, DataError, transaction
+from django.db import DatabaseError, DataError, connection, transaction
 from psycopg import sql
 
 from schedules.models import ScheduledImport
 
 from .first_record import CHUNK_BYTES, QUOTE, Layout, codec_name, max_field_bytes, too_long
-from .tables import RAW, Staged, lit
+from .tables import RAW, Staged, lit, rendered
 
 # Python codec name -> PostgreSQL COPY ENCODING. Others (UTF-16, ...) take the Python path.
 PG_ENCODINGS = {
@@ -114,12 +114,19 @@ def copy_raw(
     The stream is cut into several COPY statements at line breaks outside quotes whenever
     progress is due, so progress can be written to the run row between them on this same
     connection; each statement is its own transaction (a savepoint inside a caller's), so the
-    progress is visible at once and a rejected statement leaves the connection usable.
+    progress is visible at once and a rejected statement leaves the connection usable. Outside
+    a transaction the COPY commits by itself (autocommit), as every other statement of a run's
+    steps does: a transaction around it cost a small run two round trips, BEGIN and COMMIT.
     Trailing blank lines are held back: COPY would take them for rows with too few fields.
     Raises CopyRejected, after spooling the rest of the download, when COPY refuses a row.
     `first_line` is the file's line number of the first byte of `data` (for LineGuard).
     """
-    statement = copy_raw_csv(layout, imp.delimiter, PG_ENCODINGS[codec_name(imp.encoding)])
+    encoding = PG_ENCODINGS[codec_name(imp.encoding)]
+    statement = rendered(
+        pg,
+        ("copy", layout.width, imp.delimiter, encoding),
+        lambda: copy_raw_csv(layout, imp.delimiter, encoding),
+    )
     staged = Staged()
     quotes = 0  # quote characters written so far: an even count means "outside quotes"
     held = b""
@@ -134,7 +141,8 @@ def copy_raw(
         guard.feed(block)
         if segment is None:
             segment = ExitStack()
-            segment.enter_context(transaction.atomic())
+            if connection.in_atomic_block:
+                segment.enter_context(transaction.atomic())
             copy = segment.enter_context(pg.copy(statement))
         copy.write(block)
         staged.line_feeds += block.count(b"\n")

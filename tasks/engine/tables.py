@@ -17,7 +17,8 @@ half way leaves them to be dropped by the next one (`drop_leftovers`).
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -50,6 +51,32 @@ def lit(value: object) -> sql.Literal:
 
 def trimmed(column: sql.Composable) -> sql.Composed:
     return sql.SQL("btrim(coalesce({}, ''), {})").format(column, lit(WHITESPACE))
+
+
+# How many rendered statements a process keeps (rendered): one per layout and step, the layouts
+# of the last few dozen imports it ran.
+RENDERED_STATEMENTS = 256
+
+
+_rendered: OrderedDict[tuple, sql.SQL] = OrderedDict()
+
+
+def rendered(pg: psycopg.Cursor, key: tuple, build: Callable[[], sql.Composable]) -> sql.SQL:
+    """The statement `build()` composes, as text for this connection, composed once per `key`.
+
+    A statement that depends only on a file's layout (its staging table, its COPY, its checks,
+    its rows' JSON) is the same for every run of an import; composing and rendering it was
+    0.3 ms of a 100-row run's 8 ms of CPU (issue 15). `key` names everything `build` reads.
+    """
+    full = (pg.connection.info.encoding, *key)
+    text = _rendered.get(full)
+    if text is None:
+        text = _rendered[full] = sql.SQL(build().as_string(pg))
+        if len(_rendered) > RENDERED_STATEMENTS:
+            _rendered.popitem(last=False)
+    else:
+        _rendered.move_to_end(full)
+    return text
 
 
 @dataclass

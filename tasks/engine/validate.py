@@ -19,7 +19,17 @@ from schedules.services import ROW_VALUE_CHARS, RunCounts
 
 from .first_record import Layout
 from .progress import timed
-from .tables import BAD, DUPES, RAW, analyze, lit, trimmed, use_check_tables, work_mem
+from .tables import (
+    BAD,
+    DUPES,
+    RAW,
+    analyze,
+    lit,
+    rendered,
+    trimmed,
+    use_check_tables,
+    work_mem,
+)
 
 ROW_ERROR_CAP = 100
 
@@ -65,7 +75,13 @@ def check_rows(pg: psycopg.Cursor, run: ImportRun, layout: Layout, staged_rows: 
         transaction.on_commit(lambda: _with_input_checks.add(connection))
     use_check_tables(pg)
     with work_mem(pg, staged_rows), timed("bad rows", run):
-        pg.execute(find_bad_rows(layout, native_checks=native_checks))
+        pg.execute(
+            rendered(
+                pg,
+                ("bad", layout.key, native_checks),
+                lambda: find_bad_rows(layout, native_checks=native_checks),
+            )
+        )
         problems = pg.rowcount
     analyze(pg, BAD, problems)
     return problems > 0

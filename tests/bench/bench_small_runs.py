@@ -262,10 +262,15 @@ def bench_small_runs_against_a_noop_task(alice, csv_server, processes, settings)
     # And one worker (concurrency 2) of the Procfile. BENCH_WORKER_PGOPTIONS passes libpq
     # options to its connections, to try a server setting (`-c jit=off`); the environment
     # reaches it too (WORKER_SYNCHRONOUS_COMMIT=on: its bookkeeping waits for the disk again).
+    # It runs with DEBUG off, as in production: with it on, Django's debug cursor formats and
+    # keeps every statement, some 5% of a run's CPU in a pool process (issue 15, py-spy);
+    # BENCH_WORKER_DEBUG=1 measures it as the first rounds did.
     worker = processes.start(
         "worker",
         WORKER_CONCURRENCY=str(WORKER_SLOTS),
         PGOPTIONS=os.environ.get("BENCH_WORKER_PGOPTIONS", ""),
+        DJANGO_DEBUG=os.environ.get("BENCH_WORKER_DEBUG", "0"),
+        DJANGO_SECRET_KEY="bench-small-runs-not-a-secret",
     )
     wait_for(lambda: app.control.ping(timeout=0.5), 60, what="the worker\n" + processes.logs())
     noop_rate(app, 20)  # warm the pool's processes

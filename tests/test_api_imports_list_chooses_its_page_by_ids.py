@@ -5,8 +5,9 @@ nothing (its filters and form were a tenth of the list's CPU)."""
 
 import pytest
 
-from schedules import services
+from schedules import listed_imports, services
 from schedules.api.filters import ImportFilter
+from schedules.models import ScheduledImport
 from tests.api_support import API, SOURCE, client_for, make_run, tables_compiled
 from tests.factories import make_import
 
@@ -75,3 +76,31 @@ def test_a_filter_asked_still_filters_and_is_checked(alice, imports, filtersets)
     assert [i["name"] for i in paused] == ["paused"]
     assert refused.status_code == 400 and "status" in refused.json()["errors"]
     assert len(filtersets) == 2
+
+
+def test_staff_see_every_owners_imports_with_their_owners_names(django_user_model, imports):
+    ops = django_user_model.objects.create_user("ops", password="x", is_staff=True)
+
+    shown = client_for(ops).get(f"{API}/imports/").json()["results"]
+
+    assert [(i["name"], i["owner"]) for i in shown] == [
+        ("running", "alice"),
+        ("paused", "alice"),
+        ("bobs", "bob"),
+    ]
+
+
+def test_an_import_deleted_after_the_page_was_chosen_is_left_out(alice, imports):
+    # Given a page chosen, then one of its imports deleted before it is read
+    chosen = [
+        imports.pk,
+        *ScheduledImport.objects.exclude(pk=imports.pk).values_list("pk", flat=True),
+    ]
+    services.delete_import(imports)
+
+    # When the page is read
+    page = listed_imports.page(chosen)
+
+    # Then the others come in the chosen order, each with its runs in progress
+    assert [imp.pk for imp in page] == chosen[1:]
+    assert all(imp.active_runs == [] for imp in page)

@@ -187,7 +187,7 @@ UPCOMING_SQL = """
     SELECT i.id, i.name, u.{username}, i.next_run_at,
            i.schedule_type, i.cron_expression, i.interval_seconds, i.timezone
     FROM {imports} i JOIN {user} u ON u.id = i.owner_id
-    WHERE i.status = 'active' AND i.next_run_at IS NOT NULL
+    WHERE i.status = {active_import} AND i.next_run_at IS NOT NULL
     ORDER BY i.next_run_at, i.id
     LIMIT %s
 """
@@ -226,6 +226,7 @@ def _statement(template: str) -> str:
         user=quote(user._meta.db_table),
         username=quote(user._meta.get_field(user.USERNAME_FIELD).column),
         active=", ".join(f"'{status}'" for status in ImportRun.ACTIVE_STATUSES),
+        active_import=f"'{ScheduledImport.Status.ACTIVE.value}'",
     )
 
 

@@ -24,7 +24,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.utils.safestring import SafeString, mark_safe
 
-from . import attention, dashboard_rows, display, overview, stats
+from . import attention, dashboard_rows, display, overview, rows, stats
 from .admin_links import admin_page
 from .dashboard_rows import escaped
 from .models import ImportRun, ScheduledImport
@@ -224,9 +224,9 @@ def _statement(template: str) -> str:
         run=quote(ImportRun._meta.db_table),
         imports=quote(ScheduledImport._meta.db_table),
         user=quote(user._meta.db_table),
-        username=quote(user._meta.get_field(user.USERNAME_FIELD).column),
-        active=", ".join(f"'{status}'" for status in ImportRun.ACTIVE_STATUSES),
-        active_import=f"'{ScheduledImport.Status.ACTIVE.value}'",
+        username=rows.column(user, user.USERNAME_FIELD),
+        active=rows.literals(ImportRun.ACTIVE_STATUSES),
+        active_import=rows.literals([ScheduledImport.Status.ACTIVE.value]),
     )
 
 
@@ -314,12 +314,12 @@ def page_data() -> dict[str, Any]:
 def index(request: HttpRequest) -> HttpResponse:
     data = page_data()
     # The tables' rows are written in Python (dashboard_rows), the rest by the template.
-    rows = {
+    tables = {
         "run_rows": dashboard_rows.run_rows(data["runs"]),
         "upcoming_rows": dashboard_rows.upcoming_rows(data["upcoming"]),
         "attention_rows": dashboard_rows.attention_rows(data["attention"]),
     }
-    return render(request, "dashboard/index.html", {**data, **rows})
+    return render(request, "dashboard/index.html", {**data, **tables})
 
 
 def _staff(request: HttpRequest) -> bool:

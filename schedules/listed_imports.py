@@ -56,7 +56,7 @@ def page(ids: Sequence[int]) -> list[ScheduledImport]:
 def _imports_sql() -> str:
     quote = connection.ops.quote_name
     user_model = get_user_model()
-    username = quote(user_model._meta.get_field(user_model.USERNAME_FIELD).column)
+    username = rows.column(user_model, user_model.USERNAME_FIELD)
     return (
         f"SELECT {rows.columns(ScheduledImport, 'i')}, u.{username}, d.{quote('name')}"
         f" FROM {quote(ScheduledImport._meta.db_table)} i"
@@ -69,7 +69,7 @@ def _imports_sql() -> str:
 @cache
 def _active_runs_sql() -> str:
     quote = connection.ops.quote_name
-    active = ", ".join(f"'{status}'" for status in ImportRun.ACTIVE_STATUSES)
+    active = rows.literals(ImportRun.ACTIVE_STATUSES)
     # The partial index run_active_idx serves it: the runs in progress, whatever the history.
     return (
         f"SELECT {rows.columns(ImportRun, 'r')} FROM {quote(ImportRun._meta.db_table)} r"

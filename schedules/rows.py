@@ -38,6 +38,17 @@ def _fields(model: type[Model]) -> tuple[list[str], list[str], list[tuple[int, C
     return [f.attname for f in fields], [quote(f.column) for f in fields], converters
 
 
+def literals(values: Sequence[str]) -> str:
+    """`'a', 'b'`: fixed values written into a statement (statuses), so that a partial index
+    whose predicate names them applies."""
+    return ", ".join(f"'{value}'" for value in values)
+
+
+def column(model: type[Model], field_name: str) -> str:
+    """The quoted column of `field_name` (the user model's username, say)."""
+    return connection.ops.quote_name(model._meta.get_field(field_name).column)
+
+
 def columns(model: type[Model], alias: str) -> str:
     """Every column of `model` under the table alias `alias`, in the order `instances` reads."""
     return ", ".join(f"{alias}.{column}" for column in _fields(model)[1])

@@ -239,7 +239,7 @@ _quote = db_connection.ops.quote_name
 LOCK_IMPORT_SQL = f"SELECT 1 FROM {_quote(ScheduledImport._meta.db_table)} WHERE id = %s FOR UPDATE"
 # Checked by the insert itself, after the lock: a run committed while this trigger waited for
 # the lock is seen (READ COMMITTED takes a new snapshot for each statement).
-_ACTIVE = ", ".join(f"'{status}'" for status in ImportRun.ACTIVE_STATUSES)
+_ACTIVE = rows.literals(ImportRun.ACTIVE_STATUSES)
 NO_ACTIVE_RUN_SQL = (
     f"NOT EXISTS (SELECT 1 FROM {_quote(ImportRun._meta.db_table)}"
     f" WHERE scheduled_import_id = %s AND status IN ({_ACTIVE}))"

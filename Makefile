@@ -14,7 +14,15 @@ SYSTEM_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py \
 	tests/test_api_manual_run.py tests/test_reliability_concurrent_manual_triggers.py \
 	tests/test_api_auth.py tests/test_dashboard_rows_are_what_the_template_showed.py \
-	tests/test_dashboard_page.py
+	tests/test_dashboard_page.py tests/test_dashboard_health_and_next_runs.py \
+	tests/test_dashboard_lists_read_their_rows_without_model_instances.py \
+	tests/test_api_imports_list_chooses_its_page_by_ids.py \
+	tests/test_api_imports_show_their_active_run.py tests/test_api_counts_of_long_lists.py \
+	tests/test_api_stats.py tests/test_beat_dispatches_due_ticks.py \
+	tests/test_reconcile_recovers_a_lost_dispatch.py \
+	tests/test_reconcile_sends_a_lost_retry_again_once.py \
+	tests/test_a_replaced_credential_is_hidden_in_the_runs_saved_under_it.py \
+	tests/test_security_owner_cap.py
 # Test runners in parallel (pytest-xdist; each has its own database and Redis database): most
 # tests wait on real processes, so two runners halve the suite on two cores. 0: one, in-process
 # (what `-s` needs to show a test's output).

@@ -8,8 +8,9 @@ SERVICES := $(PY) -m project.devservices run
 export DJANGO_DEBUG ?= 1
 
 # The system's PostgreSQL (Debian 12 ships 15): `make test` runs on it too the tests of the
-# SQL written by hand: the importer's, and the trigger's (rows.insert_where, its fifty-trigger
-# race), the token's (api/authentication.py) and the dashboard's rows (dashboard_rows.py).
+# SQL written by hand: the importer's, the trigger's (rows.insert_where, its fifty-trigger
+# race), the token's (api/authentication.py), the dashboard's, the lists' pages and counts,
+# beat's dispatch, the reconciler's, the saved secrets' and the owner's cap's.
 SYSTEM_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py \
 	tests/test_api_manual_run.py tests/test_reliability_concurrent_manual_triggers.py \

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Q
+from django.db.models import Func, Q, QuerySet
 from django.utils import timezone
 
 from .admin_links import admin_page
@@ -59,7 +59,13 @@ def late_condition(overdue_before: datetime | None = None) -> Q:
 def late_imports_count() -> int:
     """Active imports with a missed tick or an overdue next one (SPEC 4: *late*): the health
     check's, the dashboard's and `/metrics`' count."""
-    return ScheduledImport.objects.filter(late_condition()).count()
+    return _read(_late_imports)[0][0]
+
+
+def _late_imports(overdue_before: datetime) -> QuerySet:
+    # count() as a query to compile: COUNT as a plain function, which Django does not group by.
+    late = ScheduledImport.objects.filter(late_condition(overdue_before)).order_by()
+    return late.values_list(Func("pk", function="COUNT"))
 
 
 def _lateness(imp: ScheduledImport) -> str:
@@ -130,29 +136,37 @@ LISTED_COLUMNS = tuple(
 
 def needing_attention(limit: int = 50) -> list[dict[str, Any]]:
     """Imports (not cancelled) needing attention, longest failure streaks first."""
-    statement, compiled_params, overdue_at = _listed_statement(limit)
+    return [_listed(Listed(*row)) for row in _read(_needing_attention, limit)]
+
+
+def _needing_attention(overdue_before: datetime, limit: int) -> QuerySet:
+    return (
+        ScheduledImport.objects.filter(attention_condition(overdue_before))
+        .order_by("-consecutive_failures", "-last_run_at", "id")
+        .values_list(*LISTED_COLUMNS)[:limit]
+    )
+
+
+def _read(query: Callable[..., QuerySet], *args: Any) -> list[tuple]:
+    """The rows of `query` at the overdue bound of now, in a statement the ORM compiled once
+    per process: compiling the reasons' conditions at every dashboard view and every poll was
+    a quarter of `live.json`'s CPU."""
+    statement, compiled_params, overdue_at = _compiled(query, *args)
     params = list(compiled_params)
     params[overdue_at] = overdue_bound()
     with connection.cursor() as cursor:
         cursor.execute(statement, params)
-        return [_listed(Listed(*row)) for row in cursor.fetchall()]
+        return cursor.fetchall()
 
 
-# Stands for the overdue bound, the one value of the list's statement that changes from one
-# call to the next, while the ORM compiles that statement once per process.
+# Stands for the overdue bound, the one value of these statements that changes from one call to
+# the next, while the ORM compiles them.
 _OVERDUE_STAND_IN = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @cache
-def _listed_statement(limit: int) -> tuple[str, tuple[Any, ...], int]:
-    # The ORM writes it from REASONS, the condition `?needs_attention=` filters by; compiling
-    # the three reasons with their join at every view and poll was a quarter of `live.json`'s CPU.
-    imports = (
-        ScheduledImport.objects.filter(attention_condition(_OVERDUE_STAND_IN))
-        .order_by("-consecutive_failures", "-last_run_at", "id")
-        .values_list(*LISTED_COLUMNS)[:limit]
-    )
-    statement, params = imports.query.sql_with_params()
+def _compiled(query: Callable[..., QuerySet], *args: Any) -> tuple[str, tuple[Any, ...], int]:
+    statement, params = query(_OVERDUE_STAND_IN, *args).query.sql_with_params()
     return statement, tuple(params), params.index(_OVERDUE_STAND_IN)
 
 

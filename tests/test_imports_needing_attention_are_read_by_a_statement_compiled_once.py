@@ -1,6 +1,7 @@
 """The imports needing attention, which every dashboard view and every poll of `live.json` lists,
-are read by a statement the ORM compiles once per process from the reasons' conditions (the
-ones `?needs_attention=` filters by); only the overdue bound is bound at each call."""
+and the count of late imports (the health check's, the dashboard's, `/metrics`') are read by
+statements the ORM compiles once per process from the reasons' conditions (the ones
+`?needs_attention=` and `?late=` filter by); only the overdue bound is bound at each call."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -29,14 +30,18 @@ def test_the_list_compiles_no_query_once_its_statement_is_written(alice):
         consecutive_failures=3, last_run_status="failed", last_run_at=timezone.now()
     )
     attention.needing_attention()
+    attention.late_imports_count()
 
-    # When the list is read again (a view, a poll)
+    # When the list and the count are read again (a view, a poll)
     with tables_compiled() as compiled:
         listed = attention.needing_attention()
+        late = attention.late_imports_count()
 
-    # Then it shows the failing import in the reasons' words and the ORM compiled nothing
+    # Then the list shows the failing import in the reasons' words, none is late, and the ORM
+    # compiled nothing
     assert names(listed) == ["failing"]
     assert listed[0]["reason"] == "last run failed (3 failures in a row)"
+    assert late == 0
     assert compiled == []
 
 
@@ -47,16 +52,20 @@ def test_the_overdue_bound_is_the_time_of_each_call(alice):
         ScheduledImport.objects.filter(pk=imp.pk).update(
             next_run_at=NOON + timedelta(minutes=10), late_since=None
         )
-        # Given the list read (and its statement compiled) while the next run was ahead
+        # Given the list and the count read (their statements compiled) while the next run
+        # was ahead
         assert attention.needing_attention() == []
+        assert attention.late_imports_count() == 0
 
     # When the next run is more than the grace past, with no tick fired
     with time_machine.travel(NOON + timedelta(minutes=12), tick=False):
         listed = attention.needing_attention()
+        late = attention.late_imports_count()
 
-    # Then the same statement lists it as late
+    # Then the same statements list and count it as late
     assert names(listed) == ["hourly"]
     assert listed[0]["reasons"][0]["code"] == "late"
+    assert late == 1
 
 
 def test_the_list_and_the_filter_agree(alice):

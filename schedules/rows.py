@@ -124,6 +124,12 @@ def insert_where(instance: Model, condition: str, params: Sequence[Any] = ()) ->
     return True
 
 
+def insert(instance: Model) -> None:
+    """Insert `instance` as a new row and give it its primary key, as `save()` would, without
+    compiling the statement (`insert_where` with no condition)."""
+    insert_where(instance, "TRUE")
+
+
 @cache
 def _insert_sql(model: type[Model], condition: str) -> str:
     quote = connection.ops.quote_name

@@ -1,7 +1,7 @@
 """A throttled request asks Redis once: one script drops the times out of the window, refuses
 or counts the request (schedules.api.throttles.SLIDING_WINDOW). DRF's SimpleRateThrottle read
 the history and wrote it back, two round trips, each through a redis-py client Django's cache
-backend built for the call: a tenth of a trigger's CPU (issue 15)."""
+backend built for the call: a sixth of a trigger's CPU profile (issue 15)."""
 
 import time
 from types import SimpleNamespace

@@ -1,6 +1,6 @@
 """A broker channel publishes through one redis-py client (project.broker_transport). kombu's
-Redis channel built a client for every publish and acknowledgement, a fifteenth of a manual
-trigger's CPU (issue 15)."""
+Redis channel built a client for every publish and acknowledgement: 0.13 ms each, a twentieth
+of a manual trigger's CPU profile (issue 15)."""
 
 import uuid
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from functools import cache
 from typing import Any, TypeVar
 
-from django.db import DEFAULT_DB_ALIAS, connection
+from django.db import DEFAULT_DB_ALIAS, connection, connections
 from django.db.models import Model
 
 M = TypeVar("M", bound=Model)
@@ -56,13 +56,14 @@ def columns(model: type[Model], alias: str) -> str:
 
 def instances(row: Sequence[Any], *models: type[Model]) -> list[Model]:
     """The instances one row of `columns(m1, ..), columns(m2, ..)` holds, in that order."""
+    db = connections[DEFAULT_DB_ALIAS]
     found, start = [], 0
     for model in models:
         names, _, converters = _fields(model)
         values = list(row[start : start + len(names)])
         for index, converter in converters:
             field = model._meta.concrete_fields[index]
-            values[index] = converter(values[index], field.cached_col, connection)
+            values[index] = converter(values[index], field.cached_col, db)
         found.append(model.from_db(DEFAULT_DB_ALIAS, names, values))
         start += len(names)
     return found
@@ -84,10 +85,9 @@ def update(model: type[Model], pk: int, values: dict[str, Any], condition: str =
     """
     statement = _update_sql(model, tuple(values), condition)
     fields = model._meta
-    params = [
-        fields.get_field(name).get_db_prep_save(value, connection) for name, value in values.items()
-    ]
-    with connection.cursor() as cursor:
+    db = connections[DEFAULT_DB_ALIAS]
+    params = [fields.get_field(name).get_db_prep_save(value, db) for name, value in values.items()]
+    with db.cursor() as cursor:
         cursor.execute(statement, [*params, pk])
         return cursor.rowcount
 
@@ -110,10 +110,9 @@ def insert_where(instance: Model, condition: str, params: Sequence[Any] = ()) ->
     """
     model = type(instance)
     fields = [field for field in model._meta.concrete_fields if not field.primary_key]
-    values = [
-        field.get_db_prep_save(field.pre_save(instance, True), connection) for field in fields
-    ]
-    with connection.cursor() as cursor:
+    db = connections[DEFAULT_DB_ALIAS]
+    values = [field.get_db_prep_save(field.pre_save(instance, True), db) for field in fields]
+    with db.cursor() as cursor:
         cursor.execute(_insert_sql(model, condition), [*values, *params])
         row = cursor.fetchone()
     if row is None:
@@ -122,6 +121,12 @@ def insert_where(instance: Model, condition: str, params: Sequence[Any] = ()) ->
     instance._state.adding = False
     instance._state.db = DEFAULT_DB_ALIAS
     return True
+
+
+def insert(instance: Model) -> None:
+    """Insert `instance` as a new row and give it its primary key, as `save()` would, without
+    compiling the statement (`insert_where` with no condition)."""
+    insert_where(instance, "TRUE")
 
 
 @cache
@@ -139,7 +144,7 @@ def _insert_sql(model: type[Model], condition: str) -> str:
 def get(model: type[M], pk: int) -> M | None:
     """The row `pk` of `model` as an instance, or None: `Model.objects.filter(pk=pk).first()`
     without compiling it."""
-    with connection.cursor() as cursor:
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
         cursor.execute(_get_sql(model), [pk])
         row = cursor.fetchone()
     return None if row is None else instances(row, model)[0]

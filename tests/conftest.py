@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from django.db import connection
+from redis.connection import AbstractConnection
 
 # SFTP server and encryption key fixtures (issue 14), shared by the source tests.
 from tests.paramiko_sftp_support import password_sftp_server  # noqa: F401
@@ -48,6 +49,20 @@ def _own_redis_database():
         from django.conf import settings
 
         redis.Redis.from_url(settings.REDIS_URL).flushdb()
+
+
+@pytest.fixture
+def round_trips(monkeypatch) -> list[bytes]:
+    """The commands this process sends to Redis meanwhile, one item per round trip."""
+    sent: list[bytes] = []
+    send = AbstractConnection.send_packed_command
+
+    def counted(self, command, *args, **kwargs):
+        sent.append(command)
+        return send(self, command, *args, **kwargs)
+
+    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
+    return sent
 
 
 @pytest.fixture(autouse=True)

@@ -4,7 +4,6 @@ a redis-py lock, a read, a pipeline and the lock's release took four round trips
 small run (issue 15)."""
 
 import pytest
-from redis.connection import AbstractConnection
 
 from common.redis_client import client
 from schedules.models import ImportRun
@@ -12,19 +11,6 @@ from tasks import fairness
 from tests.factories import PRODUCTS_CSV, make_import
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def round_trips(monkeypatch) -> list[bytes]:
-    sent: list[bytes] = []
-    send = AbstractConnection.send_packed_command
-
-    def counted(self, command, *args, **kwargs):
-        sent.append(command)
-        return send(self, command, *args, **kwargs)
-
-    monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
-    return sent
 
 
 def two_queued_runs(owner, csv_server) -> list[ImportRun]:

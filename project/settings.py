@@ -396,6 +396,9 @@ SPECTACULAR_SETTINGS = {
 }
 # Health: how long to wait for workers to answer a ping, and when beat counts as stale.
 HEALTH_WORKER_PING_TIMEOUT = env.float("HEALTH_WORKER_PING_TIMEOUT", default=0.5)
+# `/api/v1/health` reuses a web process's answer of the workers up to this many seconds old:
+# asking waits the ping timeout twice, which every load balancer's probe would otherwise wait.
+HEALTH_WORKERS_MAX_AGE = env.float("HEALTH_WORKERS_MAX_AGE", default=10.0)
 HEALTH_BROKER_TIMEOUT = env.float("HEALTH_BROKER_TIMEOUT", default=2.0)
 # `/metrics` on the web process asks for Flower's credentials (`user:password`, comma-separated
 # for several); Flower reads the same variable itself.

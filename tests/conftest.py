@@ -83,6 +83,13 @@ def _fresh_process_cache():
 
 
 @pytest.fixture(autouse=True)
+def _health_asks_the_workers_each_time(settings):
+    # Tests watch health change as they start and stop workers; the reuse of a recent answer
+    # has its own test (test_health_reuses_its_last_answer_of_the_workers.py).
+    settings.HEALTH_WORKERS_MAX_AGE = 0
+
+
+@pytest.fixture(autouse=True)
 def _allow_local_sources(settings):
     # The suite's CSV servers listen on loopback, which importbeat refuses by default.
     settings.ALLOWED_PRIVATE_HOSTS = ["127.0.0.1:*"]  # every port: the servers take any free one

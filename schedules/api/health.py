@@ -14,6 +14,7 @@ from typing import Any
 
 from celery import current_app as app
 from django.conf import settings
+from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
@@ -75,12 +76,23 @@ def check_beat() -> dict[str, Any]:
     }
 
 
-def check_workers() -> dict[str, Any]:
-    """Workers that answer a ping, and whether each can reach the database now.
+# This process's last answer of the workers (check_workers), with when it was asked.
+WORKERS_KEY = "importbeat:health:workers"
+
+
+def check_workers(max_age: float = 0) -> dict[str, Any]:
+    """Workers that answer a ping, and whether each can reach the database: asked now, or up
+    to `max_age` seconds ago by this process.
 
     A worker that answers pings but cannot reach its database would take messages it cannot
-    work on: it is named under `broken` and makes the cluster degraded.
+    work on: it is named under `broken` and makes the cluster degraded. Asking waits the whole
+    ping timeout twice, however many workers answer: `/health` reuses a recent answer
+    (HEALTH_WORKERS_MAX_AGE), so that load balancers probing every few seconds do not keep a
+    web worker waiting a second at each probe.
     """
+    known = cache.get(WORKERS_KEY)
+    if known is not None and time.monotonic() - known[0] <= max_age:
+        return known[1]
     timeout = settings.HEALTH_WORKER_PING_TIMEOUT
     try:
         replies = app.control.ping(timeout=timeout) or []
@@ -94,12 +106,14 @@ def check_workers() -> dict[str, Any]:
     broken = sorted(
         name for name in names if name in database and not database[name].get("ok", False)
     )
-    return {
+    answer = {
         "ok": bool(names) and not broken,
         "count": len(names),
         "workers": names,
         "broken": [{"worker": name, "error": database[name].get("error", "")} for name in broken],
     }
+    cache.set(WORKERS_KEY, (time.monotonic(), answer), timeout=None)
+    return answer
 
 
 def check_schedules() -> dict[str, Any]:
@@ -171,7 +185,7 @@ def report() -> tuple[dict[str, Any], bool]:
     checks: dict[str, Any] = {"database": check_database(), "broker": check_broker()}
     checks["beat"] = check_beat() if checks["database"]["ok"] else {"ok": False, "last_tick": None}
     checks["workers"] = (
-        check_workers()
+        check_workers(settings.HEALTH_WORKERS_MAX_AGE)
         if checks["broker"]["ok"]
         else {"ok": False, "count": 0, "workers": [], "broken": []}
     )

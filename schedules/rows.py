@@ -15,7 +15,7 @@ from functools import cache
 from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connection
-from django.db.models import Model
+from django.db.models import Field, Model
 
 M = TypeVar("M", bound=Model)
 
@@ -26,12 +26,20 @@ MAX_ID = 2**63 - 1
 
 
 @cache
-def _fields(model: type[Model]) -> tuple[list[str], list[str], list[tuple[int, Callable]]]:
-    """attnames, quoted columns, and (position, converter) for fields the database gives raw."""
-    fields = model._meta.concrete_fields
+def _fields(
+    model: type[Model], only: tuple[str, ...] | None = None
+) -> tuple[list[str], list[str], list[tuple[int, Callable, Field]]]:
+    """attnames, quoted columns, and (position, converter, field) for fields the database gives
+    raw: of every concrete field, or of the primary key and those `only` names (names or
+    attnames), in the model's order, which is the order `Model.from_db` reads."""
+    fields = [
+        field
+        for field in model._meta.concrete_fields
+        if only is None or field.primary_key or field.name in only or field.attname in only
+    ]
     quote = connection.ops.quote_name
     converters = [
-        (index, converter)
+        (index, converter, field)
         for index, field in enumerate(fields)
         for converter in field.get_db_converters(connection)
     ]
@@ -49,23 +57,37 @@ def column(model: type[Model], field_name: str) -> str:
     return connection.ops.quote_name(model._meta.get_field(field_name).column)
 
 
-def columns(model: type[Model], alias: str) -> str:
-    """Every column of `model` under the table alias `alias`, in the order `instances` reads."""
-    return ", ".join(f"{alias}.{column}" for column in _fields(model)[1])
+def columns(model: type[Model], alias: str, only: tuple[str, ...] | None = None) -> str:
+    """Every column of `model` under the table alias `alias`, in the order `instances` reads;
+    with `only`, the primary key's and those of the fields it names, as `QuerySet.only()`
+    selects them."""
+    return ", ".join(f"{alias}.{column}" for column in _fields(model, only)[1])
+
+
+def width(model: type[Model], only: tuple[str, ...] | None = None) -> int:
+    """How many columns `columns(model, alias, only)` selects."""
+    return len(_fields(model, only)[0])
 
 
 def instances(row: Sequence[Any], *models: type[Model]) -> list[Model]:
     """The instances one row of `columns(m1, ..), columns(m2, ..)` holds, in that order."""
     found, start = [], 0
     for model in models:
-        names, _, converters = _fields(model)
-        values = list(row[start : start + len(names)])
-        for index, converter in converters:
-            field = model._meta.concrete_fields[index]
-            values[index] = converter(values[index], field.cached_col, connection)
-        found.append(model.from_db(DEFAULT_DB_ALIAS, names, values))
-        start += len(names)
+        end = start + width(model)
+        found.append(instance(row[start:end], model))
+        start = end
     return found
+
+
+def instance(values: Sequence[Any], model: type[M], only: tuple[str, ...] | None = None) -> M:
+    """The instance of `model` that the values of `columns(model, alias, only)` make, with the
+    fields' own converters; the fields `only` leaves out are deferred, as `QuerySet.only()`
+    leaves them (read from the database if anything asks for them)."""
+    names, _, converters = _fields(model, only)
+    values = list(values)
+    for index, converter, field in converters:
+        values[index] = converter(values[index], field.cached_col, connection)
+    return model.from_db(DEFAULT_DB_ALIAS, names, values)
 
 
 def refresh(instance: M, row: Sequence[Any]) -> M:

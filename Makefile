@@ -9,12 +9,14 @@ export DJANGO_DEBUG ?= 1
 
 # The system's PostgreSQL (Debian 12 ships 15): `make test` runs on it too the tests of the
 # SQL written by hand: the importer's, and the trigger's (rows.insert_where, its fifty-trigger
-# race), the token's (api/authentication.py) and the dashboard's rows (dashboard_rows.py).
+# race), the token's (api/authentication.py), the dashboard's rows (dashboard_rows.py) and the
+# run lists' page (listed_runs.py, rows.instance).
 SYSTEM_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py \
 	tests/test_api_manual_run.py tests/test_reliability_concurrent_manual_triggers.py \
 	tests/test_api_auth.py tests/test_dashboard_rows_are_what_the_template_showed.py \
-	tests/test_dashboard_page.py
+	tests/test_dashboard_page.py tests/test_api_run_lists_choose_their_page_by_ids.py \
+	tests/test_rows_make_the_instances_from_db_makes.py
 # Test runners in parallel (pytest-xdist; each has its own database and Redis database): most
 # tests wait on real processes, so two runners halve the suite on two cores. 0: one, in-process
 # (what `-s` needs to show a test's output).

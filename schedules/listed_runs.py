@@ -6,7 +6,8 @@ each with its import's name and its trigger's username. The ORM compiled a selec
 columns with two joins for every page and made a model instance of every run, import and user
 through its own machinery: three fifths of the list's CPU at 10,000 runs (issue 15,
 tests/bench/bench_reads.py). The instances are made as `.only()` made them (`rows.instance`),
-the same fields loaded and the same deferred, so the serializer reads what it read before.
+the same fields loaded and the same deferred, so the serializer reads what it read before
+(tests/test_api_run_lists_choose_their_page_by_ids.py).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from django.db import connection
 from . import rows
 from .models import ImportRun, ScheduledImport
 
-# The relations a run list shows something of, and the table alias each is read under.
+# The relations a run list shows something of: joined, the import always, the user when set.
 _IMPORT, _TRIGGERER = "scheduled_import", "triggered_by"
 
 

@@ -8,14 +8,27 @@ SERVICES := $(PY) -m project.devservices run
 export DJANGO_DEBUG ?= 1
 
 # The system's PostgreSQL (Debian 12 ships 15): `make test` runs on it too the tests of the
-# SQL written by hand: the importer's, and the trigger's (rows.insert_where, its fifty-trigger
-# race), the token's (api/authentication.py), the dashboard's rows (dashboard_rows.py) and the
-# run lists' page (listed_runs.py, rows.instance).
+# SQL written by hand: the importer's, the trigger's (rows.insert_where, its fifty-trigger
+# race), the token's and the session's, the dashboard's, the lists' pages and counts (the run
+# lists' through listed_runs and rows.instance), beat's dispatch, the reconciler's, the saved
+# secrets', the owner's cap's and /metrics'.
 SYSTEM_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py \
 	tests/test_api_manual_run.py tests/test_reliability_concurrent_manual_triggers.py \
 	tests/test_api_auth.py tests/test_dashboard_rows_are_what_the_template_showed.py \
-	tests/test_dashboard_page.py tests/test_api_run_lists_choose_their_page_by_ids.py \
+	tests/test_dashboard_page.py tests/test_dashboard_health_and_next_runs.py \
+	tests/test_dashboard_lists_read_their_rows_without_model_instances.py \
+	tests/test_api_imports_list_chooses_its_page_by_ids.py \
+	tests/test_api_imports_show_their_active_run.py tests/test_api_counts_of_long_lists.py \
+	tests/test_api_stats.py tests/test_beat_dispatches_due_ticks.py \
+	tests/test_reconcile_recovers_a_lost_dispatch.py \
+	tests/test_reconcile_sends_a_lost_retry_again_once.py \
+	tests/test_a_replaced_credential_is_hidden_in_the_runs_saved_under_it.py \
+	tests/test_security_owner_cap.py tests/test_metrics_endpoint.py \
+	tests/test_metrics_at_ten_thousand_imports.py \
+	tests/test_imports_needing_attention_are_read_by_a_statement_compiled_once.py \
+	tests/test_a_signed_in_request_reads_its_session_and_user_without_compiling.py \
+	tests/test_api_run_lists_choose_their_page_by_ids.py \
 	tests/test_rows_make_the_instances_from_db_makes.py
 # Test runners in parallel (pytest-xdist; each has its own database and Redis database): most
 # tests wait on real processes, so two runners halve the suite on two cores. 0: one, in-process

@@ -117,8 +117,11 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # https://django-axes.readthedocs.io/en/latest/2_installation.html
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
-    "django.contrib.auth.backends.ModelBackend",
+    # Django's ModelBackend, reading a session's user in a statement written once.
+    "schedules.web_sessions.ModelBackend",
 ]
+# Django's database sessions, each read in a statement written once.
+SESSION_ENGINE = "schedules.web_sessions"
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

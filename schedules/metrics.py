@@ -11,79 +11,30 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-from collections import defaultdict
 from collections.abc import Iterator
-from typing import Any
 
 from django.conf import settings
 from django.db.models import Count
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
-    CounterMetricFamily,
     GaugeMetricFamily,
-    HistogramMetricFamily,
     Metric,
 )
 from redis.exceptions import RedisError
 
-from . import attention, overview
+from . import attention, metrics_per_import, overview
 from .api import health
-from .models import ImportRun, RunTally, ScheduledImport
-
-IMPORT_LABELS = ["import_id", "import", "owner"]
-ROW_KINDS = ("read", "inserted", "updated", "unchanged", "deleted", "failed")
-
-
-def import_labels(imp: ScheduledImport) -> list[str]:
-    return [str(imp.pk), imp.name, imp.owner.get_username()]
+from .models import ImportRun, ScheduledImport
 
 
 class ImportbeatCollector:
-    """One scrape: a few aggregate queries, whatever the number of runs."""
+    """The families of one scrape without a series per import (those: metrics_per_import): a
+    few aggregate queries, whatever the number of runs."""
 
     def collect(self) -> Iterator[Metric]:
-        yield from self.run_counters()
         yield from self.state_gauges()
         yield from self.cluster_gauges()
-
-    def run_counters(self) -> Iterator[Metric]:
-        runs = CounterMetricFamily(
-            "importbeat_runs", "Runs that ended, by import and final status.",
-            labels=[*IMPORT_LABELS, "status"],
-        )  # fmt: skip
-        rows = CounterMetricFamily(
-            "importbeat_rows", "Rows of the runs that ended, by import and kind.",
-            labels=[*IMPORT_LABELS, "kind"],
-        )  # fmt: skip
-        durations = HistogramMetricFamily(
-            "importbeat_run_duration_seconds", "Duration of the runs that ended, by import.",
-            labels=IMPORT_LABELS,
-        )  # fmt: skip
-        per_import: dict[int, dict[str, Any]] = defaultdict(
-            lambda: {"rows": dict.fromkeys(ROW_KINDS, 0), "count": 0, "sum_ms": 0, "buckets": []}
-        )
-        tallies = RunTally.objects.select_related("scheduled_import__owner").order_by(
-            "scheduled_import_id", "status"
-        )
-        imports: dict[int, ScheduledImport] = {}
-        for tally in tallies:
-            imp = imports.setdefault(tally.scheduled_import_id, tally.scheduled_import)
-            runs.add_metric([*import_labels(imp), tally.status], tally.runs)
-            sums = per_import[imp.pk]
-            for kind in ROW_KINDS:
-                sums["rows"][kind] += getattr(tally, f"rows_{kind}")
-            sums["count"] += tally.duration_count
-            sums["sum_ms"] += tally.duration_ms_sum
-            sums["buckets"] = _add(sums["buckets"], tally.duration_buckets)
-        for import_id, sums in per_import.items():
-            labels = import_labels(imports[import_id])
-            for kind, value in sums["rows"].items():
-                rows.add_metric([*labels, kind], value)
-            durations.add_metric(
-                labels, buckets=_cumulative(sums["buckets"]), sum_value=sums["sum_ms"] / 1000
-            )
-        yield from (runs, rows, durations)
 
     def state_gauges(self) -> Iterator[Metric]:
         in_progress = GaugeMetricFamily(
@@ -101,20 +52,11 @@ class ImportbeatCollector:
         counts = dict(ScheduledImport.objects.values_list("status").annotate(n=Count("id")))
         for status in ScheduledImport.Status.values:
             imports.add_metric([status], counts.get(status, 0))
-        failing = GaugeMetricFamily(
-            "importbeat_import_consecutive_failures",
-            "Failed or timed-out runs in a row of each import that is not cancelled.",
-            labels=IMPORT_LABELS,
-        )
-        for imp in ScheduledImport.objects.exclude(
-            status=ScheduledImport.Status.CANCELLED
-        ).select_related("owner"):
-            failing.add_metric(import_labels(imp), imp.consecutive_failures)
         late = GaugeMetricFamily(
             "importbeat_imports_late", "Imports with a missed tick not yet made up."
         )
         late.add_metric([], attention.late_imports_count())
-        yield from (in_progress, imports, failing, late)
+        yield from (in_progress, imports, late)
 
     def cluster_gauges(self) -> Iterator[Metric]:
         queue = GaugeMetricFamily(
@@ -157,22 +99,6 @@ def processed_retention_gauges() -> list[Metric]:
         gauge.add_metric([], figures.get(name, 0))
         gauges.append(gauge)
     return gauges
-
-
-def _add(left: list[int], right: list[int]) -> list[int]:
-    if not left:
-        return list(right)
-    return [a + b for a, b in zip(left, right, strict=True)]
-
-
-def _cumulative(buckets: list[int]) -> list[tuple[str, float]]:
-    bounds = [str(ms / 1000) for ms in RunTally.DURATION_BOUNDS_MS] + ["+Inf"]
-    counts = buckets or [0] * len(bounds)
-    total, out = 0, []
-    for bound, count in zip(bounds, counts, strict=True):
-        total += count
-        out.append((bound, total))
-    return out
 
 
 # --- the view -------------------------------------------------------------------------------
@@ -222,4 +148,5 @@ def metrics(request: HttpRequest) -> HttpResponse:
         return response
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ImportbeatCollector())
-    return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+    exposition = generate_latest(registry) + metrics_per_import.text().encode()
+    return HttpResponse(exposition, content_type=CONTENT_TYPE_LATEST)

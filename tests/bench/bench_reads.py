@@ -47,7 +47,6 @@ import pytest
 import requests
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
-from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection, transaction
 from django.utils import timezone
 from knox.models import AuthToken
@@ -55,6 +54,7 @@ from knox.models import AuthToken
 from project.devservices import free_port
 from schedules import services
 from schedules.models import Dataset, ImportRun, ScheduledImport
+from schedules.web_sessions import MODEL_BACKEND, SessionStore
 from tests.bench import http_clients
 from tests.conftest import answers, wait_for
 
@@ -292,7 +292,7 @@ def session_cookie_for(user) -> dict[str, str]:
     """A logged-in staff session, as the admin's login form would leave it."""
     session = SessionStore()
     session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[BACKEND_SESSION_KEY] = MODEL_BACKEND
     session[HASH_SESSION_KEY] = user.get_session_auth_hash()
     session.create()
     return {settings.SESSION_COOKIE_NAME: session.session_key}

@@ -1,0 +1,161 @@
+"""`/metrics`' families with a series per import are written as text from values
+(schedules.metrics_per_import): the same text as prometheus_client wrote from model instances,
+which at 10,000 imports took longer than Prometheus's scrape timeout (tests/bench/bench_metrics.py
+measures it)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection
+from django.db.models.signals import post_init
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from schedules import metrics_per_import, services
+from schedules.models import RunTally, ScheduledImport
+from tests.factories import make_import
+
+pytestmark = pytest.mark.django_db
+
+ROW_KINDS = ("read", "inserted", "updated", "unchanged", "deleted", "failed")
+
+
+class OldCollector:
+    """The per-import families as schedules.metrics collected them before, kept to compare."""
+
+    def collect(self) -> Iterator:
+        labels = ["import_id", "import", "owner"]
+        runs = CounterMetricFamily(
+            "importbeat_runs", "Runs that ended, by import and final status.",
+            labels=[*labels, "status"],
+        )  # fmt: skip
+        rows = CounterMetricFamily(
+            "importbeat_rows", "Rows of the runs that ended, by import and kind.",
+            labels=[*labels, "kind"],
+        )  # fmt: skip
+        durations = HistogramMetricFamily(
+            "importbeat_run_duration_seconds", "Duration of the runs that ended, by import.",
+            labels=labels,
+        )  # fmt: skip
+        per_import = defaultdict(
+            lambda: {"rows": dict.fromkeys(ROW_KINDS, 0), "count": 0, "sum_ms": 0, "buckets": []}
+        )
+        tallies = RunTally.objects.select_related("scheduled_import__owner").order_by(
+            "scheduled_import_id", "status"
+        )
+        imports = {}
+        for tally in tallies:
+            imp = imports.setdefault(tally.scheduled_import_id, tally.scheduled_import)
+            runs.add_metric([*label_values(imp), tally.status], tally.runs)
+            sums = per_import[imp.pk]
+            for kind in ROW_KINDS:
+                sums["rows"][kind] += getattr(tally, f"rows_{kind}")
+            sums["sum_ms"] += tally.duration_ms_sum
+            sums["buckets"] = add(sums["buckets"], tally.duration_buckets)
+        for import_id, sums in per_import.items():
+            values = label_values(imports[import_id])
+            for kind, value in sums["rows"].items():
+                rows.add_metric([*values, kind], value)
+            durations.add_metric(
+                values, buckets=cumulative(sums["buckets"]), sum_value=sums["sum_ms"] / 1000
+            )
+        failing = GaugeMetricFamily(
+            "importbeat_import_consecutive_failures",
+            "Failed or timed-out runs in a row of each import that is not cancelled.",
+            labels=labels,
+        )
+        for imp in ScheduledImport.objects.exclude(
+            status=ScheduledImport.Status.CANCELLED
+        ).select_related("owner"):
+            failing.add_metric(label_values(imp), imp.consecutive_failures)
+        yield from (runs, rows, durations, failing)
+
+
+def label_values(imp: ScheduledImport) -> list[str]:
+    return [str(imp.pk), imp.name, imp.owner.get_username()]
+
+
+def add(left: list[int], right: list[int]) -> list[int]:
+    return list(right) if not left else [a + b for a, b in zip(left, right, strict=True)]
+
+
+def cumulative(buckets: list[int]) -> list[tuple[str, float]]:
+    bounds = [str(ms / 1000) for ms in RunTally.DURATION_BOUNDS_MS] + ["+Inf"]
+    total, out = 0, []
+    for bound, count in zip(bounds, buckets or [0] * len(bounds), strict=True):
+        total += count
+        out.append((bound, total))
+    return out
+
+
+def old_text() -> str:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(OldCollector())
+    return generate_latest(registry).decode()
+
+
+def families(text: str) -> list[str]:
+    """The exposition's families, each whole (order between families means nothing)."""
+    return sorted("# HELP " + block for block in text.split("# HELP ") if block)
+
+
+@pytest.fixture
+def tallied(alice, bob):
+    # Names that need escaping, an import with no run, one cancelled, one with big figures
+    plain = make_import(alice, "https://example.com/a.csv", name="nightly feed", dataset="a")
+    odd = make_import(bob, "https://example.com/b.csv", name="odd", dataset="b")
+    make_import(alice, "https://example.com/c.csv", name="never ran", dataset="c")
+    gone = make_import(bob, "https://example.com/d.csv", name="cancelled", dataset="d")
+    services.cancel_import(gone)
+    # (a line break as an import saved before names were checked could hold)
+    ScheduledImport.objects.filter(pk=odd.pk).update(
+        name='the "best" \\ feed\nline 2 ✓', consecutive_failures=4
+    )
+    buckets = "ARRAY[1,2,3,4,5,6,7,8,9,10,11]::bigint[]"
+    with connection.cursor() as cursor:
+        for imp, status, runs, rows in [
+            (plain, "succeeded", 120, 1_000_000),
+            (plain, "failed", 3, 0),
+            (plain, "partial", 1, 123_456_789_012),
+            (odd, "timed_out", 2, 7),
+            (gone, "succeeded", 5, 50),
+        ]:
+            cursor.execute(
+                "INSERT INTO schedules_runtally (scheduled_import_id, status, runs, rows_read,"
+                " rows_inserted, rows_updated, rows_unchanged, rows_deleted, rows_failed,"
+                " duration_count, duration_ms_sum, duration_buckets)"
+                f" VALUES (%s, %s, %s, %s, %s, 1, 2, 3, 4, %s, %s, {buckets})",
+                [imp.pk, status, runs, rows, rows // 3, runs, runs * 1234],
+            )
+
+
+def test_the_per_import_families_are_the_text_prometheus_client_wrote(tallied):
+    new = metrics_per_import.text()
+
+    assert families(new) == families(old_text())
+    assert 'import="the \\"best\\" \\\\ feed\\nline 2 ✓"' in new
+
+
+def test_no_model_instance_is_made_for_an_import_or_a_tally(tallied):
+    made = []
+
+    def count(sender, **kwargs):
+        made.append(sender._meta.model_name)
+
+    post_init.connect(count)
+    try:
+        metrics_per_import.text()
+    finally:
+        post_init.disconnect(count)
+
+    assert made == []
+
+
+def test_without_imports_the_families_are_empty_but_declared(db):
+    text = metrics_per_import.text()
+
+    assert families(text) == families(old_text())
+    assert "# TYPE importbeat_runs_total counter" in text

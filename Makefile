@@ -10,8 +10,8 @@ export DJANGO_DEBUG ?= 1
 # The system's PostgreSQL (Debian 12 ships 15): `make test` runs on it too the tests of the
 # SQL written by hand: the importer's, the trigger's (rows.insert_where, its fifty-trigger
 # race, its history event), the token's and the session's, the dashboard's, the lists' pages
-# and counts, beat's dispatch, the reconciler's, the saved secrets', the owner's cap's and
-# /metrics'.
+# and counts (the run lists' through listed_runs and rows.instance), beat's dispatch, the
+# reconciler's, the saved secrets', the owner's cap's and /metrics'.
 SYSTEM_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py \
 	tests/test_api_manual_run.py tests/test_reliability_concurrent_manual_triggers.py \
@@ -28,7 +28,9 @@ PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py \
 	tests/test_metrics_at_ten_thousand_imports.py \
 	tests/test_imports_needing_attention_are_read_by_a_statement_compiled_once.py \
 	tests/test_a_signed_in_request_reads_its_session_and_user_without_compiling.py \
-	tests/test_history_events_are_the_rows_auditlog_writes.py
+	tests/test_history_events_are_the_rows_auditlog_writes.py \
+	tests/test_api_run_lists_choose_their_page_by_ids.py \
+	tests/test_rows_make_the_instances_from_db_makes.py
 # Test runners in parallel (pytest-xdist; each has its own database and Redis database): most
 # tests wait on real processes, so two runners halve the suite on two cores. 0: one, in-process
 # (what `-s` needs to show a test's output).

@@ -3,13 +3,13 @@ ORM compiles."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 from django.core.cache import caches
-from django.db.models.sql import compiler
+from django.db.models.sql import Query, compiler
 from django.utils import timezone
 from knox.models import AuthToken
 from rest_framework.test import APIClient
@@ -67,13 +67,28 @@ def tables_compiled() -> Iterator[list[str]]:
     """The tables of the queries the ORM compiles meanwhile: a hot path's statements written
     once (schedules/rows.py) compile none."""
     compiled: list[str] = []
+    with _compiling(lambda query: compiled.append(query.model._meta.db_table)):
+        yield compiled
+
+
+@contextmanager
+def queries_compiled() -> Iterator[list[Query]]:
+    """The queries the ORM compiles meanwhile, to see what each selects (`values_select`,
+    `select_related`)."""
+    compiled: list[Query] = []
+    with _compiling(compiled.append):
+        yield compiled
+
+
+@contextmanager
+def _compiling(record: Callable[[Query], object]) -> Iterator[None]:
     kinds = (compiler.SQLCompiler, compiler.SQLInsertCompiler, compiler.SQLUpdateCompiler,
              compiler.SQLDeleteCompiler)  # fmt: skip
     originals = {kind: kind.__dict__["as_sql"] for kind in kinds}
 
     def counting(as_sql):
         def counted(self, *args, **kwargs):
-            compiled.append(self.query.model._meta.db_table)
+            record(self.query)
             return as_sql(self, *args, **kwargs)
 
         return counted
@@ -81,7 +96,7 @@ def tables_compiled() -> Iterator[list[str]]:
     for kind, as_sql in originals.items():
         kind.as_sql = counting(as_sql)
     try:
-        yield compiled
+        yield
     finally:
         for kind, as_sql in originals.items():
             kind.as_sql = as_sql

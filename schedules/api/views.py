@@ -27,7 +27,16 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from schedules import history, host_keys, listed_imports, rows, services, source_check, stats
+from schedules import (
+    history,
+    host_keys,
+    listed_imports,
+    listed_runs,
+    rows,
+    services,
+    source_check,
+    stats,
+)
 from schedules.models import Dataset, ImportRun, Record, ScheduledImport
 
 from . import health
@@ -58,7 +67,7 @@ def _dry_run(request: Request) -> bool:
 
 
 MAX_STATS_DAYS = 366
-RUN_LIST_COLUMNS = columns_read(RunSerializer)
+RUN_LIST_COLUMNS = tuple(columns_read(RunSerializer))
 
 
 def owned(queryset: QuerySet, request: Request, owner_path: str) -> QuerySet:
@@ -133,12 +142,31 @@ QUEUED_RUN_RESPONSES = {
 }
 
 
+class PageReadByIds:
+    """A list whose page the ORM chooses as ids alone (the scope of get_queryset(), the filters,
+    the order, the pagination and its count), and whose rows `read_page` reads in statements
+    written once: compiling a wide select with its joins for every page, and making its model
+    instances, was most of a list's CPU (issue 15, tests/bench/bench_reads.py)."""
+
+    def read_page(self, ids: list[int]) -> list[Any]:
+        raise NotImplementedError
+
+    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        chosen = self.filter_queryset(self.get_queryset()).values_list("pk", flat=True)
+        ids = self.paginate_queryset(chosen)
+        page = self.read_page(list(chosen) if ids is None else ids)
+        serializer = self.get_serializer(page, many=True)
+        if ids is None:
+            return Response(serializer.data)
+        return self.get_paginated_response(serializer.data)
+
+
 class StatsQuery(serializers.Serializer):
     days = serializers.IntegerField(min_value=1, max_value=MAX_STATS_DAYS, default=30)
 
 
 @extend_schema(tags=["imports"])
-class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
+class ImportViewSet(NamedNotFound, PageReadByIds, viewsets.ModelViewSet):
     noun = "import"
     queryset = ScheduledImport.objects.none()  # for the schema; requests use get_queryset()
     serializer_class = ImportSerializer
@@ -161,18 +189,10 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
         )
         return owned(queryset, self.request, "owner").order_by("id")
 
-    def list(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        # The ORM chooses the page (scope, filters, order, pagination) as ids alone, and the
-        # page's imports are read in statements written once (schedules.listed_imports): their
-        # fifty-column select with its joins and prefetch, compiled for every page, was more
-        # than a third of the request's CPU.
-        chosen = self.filter_queryset(self.get_queryset()).values_list("pk", flat=True)
-        ids = self.paginate_queryset(chosen)
-        imports = listed_imports.page(list(chosen) if ids is None else ids)
-        serializer = self.get_serializer(imports, many=True)
-        if ids is None:
-            return Response(serializer.data)
-        return self.get_paginated_response(serializer.data)
+    def read_page(self, ids: list[int]) -> list[ScheduledImport]:
+        # Their fifty-column select with its joins and prefetch, compiled for every page, was
+        # more than a third of the request's CPU.
+        return listed_imports.page(ids)
 
     def get_object(self) -> ScheduledImport:
         if self.action != "run":
@@ -322,7 +342,7 @@ class ImportViewSet(NamedNotFound, viewsets.ModelViewSet):
 
 
 @extend_schema(tags=["runs"])
-class ImportRunsView(generics.ListAPIView):
+class ImportRunsView(PageReadByIds, generics.ListAPIView):
     """Run history of one import, newest first."""
 
     queryset = ImportRun.objects.none()  # for the schema; requests use get_queryset()
@@ -332,16 +352,17 @@ class ImportRunsView(generics.ListAPIView):
     pagination_class = RunPagination
 
     def get_queryset(self) -> QuerySet[ImportRun]:
+        # What the page is chosen from (another user's import is a 404 here); its runs are
+        # read by read_page().
         imp = import_for(self.request, self.kwargs["pk"])
-        return (
-            imp.runs.select_related("scheduled_import", "triggered_by")
-            .only(*RUN_LIST_COLUMNS)
-            .order_by("-queued_at", "-id")
-        )
+        return imp.runs.order_by("-queued_at", "-id")
+
+    def read_page(self, ids: list[int]) -> list[ImportRun]:
+        return listed_runs.page(ids, RUN_LIST_COLUMNS)
 
 
 @extend_schema(tags=["runs"])
-class RunViewSet(NamedNotFound, viewsets.ReadOnlyModelViewSet):
+class RunViewSet(NamedNotFound, PageReadByIds, viewsets.ReadOnlyModelViewSet):
     noun = "run"
     queryset = ImportRun.objects.none()  # for the schema; requests use get_queryset()
     filterset_class = AllRunsFilter
@@ -384,12 +405,16 @@ class RunViewSet(NamedNotFound, viewsets.ReadOnlyModelViewSet):
             return Response({"detail": str(refused)}, status=status.HTTP_409_CONFLICT)
 
     def get_queryset(self) -> QuerySet[ImportRun]:
-        queryset = ImportRun.objects.select_related("scheduled_import", "triggered_by")
-        if self.action == "list":
-            queryset = queryset.only(*RUN_LIST_COLUMNS)
+        queryset = ImportRun.objects.all()
+        if self.action != "list":
+            # A list's page is chosen from the runs alone and read by read_page().
+            queryset = queryset.select_related("scheduled_import", "triggered_by")
         return owned(queryset, self.request, "scheduled_import__owner").order_by(
             "-queued_at", "-id"
         )
+
+    def read_page(self, ids: list[int]) -> list[ImportRun]:
+        return listed_runs.page(ids, RUN_LIST_COLUMNS)
 
     def get_serializer_class(self) -> type[serializers.Serializer]:
         return RunDetailSerializer if self.action == "retrieve" else RunSerializer

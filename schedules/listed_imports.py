@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from functools import cache
 
 from django.contrib.auth import get_user_model
-from django.db import DEFAULT_DB_ALIAS, connection
+from django.db import connection
 
 from . import rows
 from .models import Dataset, ImportRun, ScheduledImport
@@ -31,7 +31,7 @@ def page(ids: Sequence[int]) -> list[ScheduledImport]:
         return []
     user_model = get_user_model()
     owner_field, dataset_field = ScheduledImport.owner.field, ScheduledImport.dataset.field
-    owner_names = ["id", user_model.USERNAME_FIELD]
+    username_only = (user_model.USERNAME_FIELD,)
     found: dict[int, ScheduledImport] = {}
     with connection.cursor() as cursor:
         cursor.execute(_imports_sql(), [list(ids)])
@@ -39,8 +39,8 @@ def page(ids: Sequence[int]) -> list[ScheduledImport]:
             *columns, username, name = row
             imp = rows.instances(columns, ScheduledImport)[0]
             # The owner and the dataset as `.only()` would load them: their names alone.
-            owner = user_model.from_db(DEFAULT_DB_ALIAS, owner_names, [imp.owner_id, username])
-            dataset = Dataset.from_db(DEFAULT_DB_ALIAS, ["id", "name"], [imp.dataset_id, name])
+            owner = rows.instance([imp.owner_id, username], user_model, username_only)
+            dataset = rows.instance([imp.dataset_id, name], Dataset, ("name",))
             owner_field.set_cached_value(imp, owner)
             dataset_field.set_cached_value(imp, dataset)
             imp.active_runs = []

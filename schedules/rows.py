@@ -54,6 +54,20 @@ def _fields(
     return [f.attname for f in fields], [quote(f.column) for f in fields], converters, positions
 
 
+class LoadedHook:
+    """A model whose making from the database needs one step more than its values: `loaded()`,
+    which `from_db` calls on the instance it made. `instance` makes such a model its short way
+    too, then calls the same `loaded()` (a model's own `from_db` could do anything, and sends
+    the model the long way)."""
+
+    @classmethod
+    def from_db(cls, db: str | None, field_names: Sequence[str], values: Sequence[Any]) -> Any:
+        return super().from_db(db, field_names, values).loaded()  # type: ignore[misc]
+
+    def loaded(self) -> Any:
+        return self
+
+
 # What a concrete field's attribute on its class may be for `Model.__init__` to store its value
 # in the instance's __dict__ and nothing else (a foreign key's forgets a cached object that a
 # new instance does not have).
@@ -63,11 +77,12 @@ _PLAIN_ATTRIBUTES = (DeferredAttribute, ForeignKeyDeferredAttribute)
 @cache
 def _made_by_init_alone(model: type[Model]) -> bool:
     """True when `Model.from_db` makes an instance of `model` by storing its values and a fresh
-    state and nothing else: no from_db or __init__ of its own, no pre_init or post_init receiver
+    state and nothing else (then its `loaded()`, for a LoadedHook): no from_db or __init__ of
+    its own, no pre_init or post_init receiver
     (receivers connect when the apps load, before any request), no field attribute that stores
     its value itself (a file's)."""
     return (
-        model.from_db.__func__ is Model.from_db.__func__
+        model.from_db.__func__ in (Model.from_db.__func__, LoadedHook.from_db.__func__)
         and model.__init__ is Model.__init__
         and not pre_init.has_listeners(model)
         and not post_init.has_listeners(model)
@@ -121,15 +136,16 @@ def instance(values: Sequence[Any], model: type[M], only: tuple[str, ...] | None
     after looking up each field again (two fifths of a page's reading)."""
     names, _, converters, positions = _fields(model, only)
     values = list(values)
-    db = connections[DEFAULT_DB_ALIAS]
-    for index, converter, field in converters:
-        values[index] = converter(values[index], field.cached_col, db)
+    if converters:
+        db = connections[DEFAULT_DB_ALIAS]
+        for index, converter, field in converters:
+            values[index] = converter(values[index], field.cached_col, db)
     if _made_by_init_alone(model):
         made = model.__new__(model)
         state = made._state = ModelState()
         state.adding, state.db = False, DEFAULT_DB_ALIAS
         made.__dict__.update(zip(names, values, strict=True))
-        return made
+        return made.loaded() if isinstance(made, LoadedHook) else made
     if only is not None:
         # Every field in place, the deferred ones marked, so from_db need not look for them.
         placed = [DEFERRED] * len(model._meta.concrete_fields)

@@ -1,0 +1,50 @@
+"""Streamed responses that outlive the web server's worker timeout while they make progress.
+
+The Procfile's gunicorn runs sync workers, whose arbiter kills a worker that has not told it
+"alive" for `--timeout` seconds (30 by default). A sync worker tells it only between requests,
+so a response longer than that was cut off wherever it had got to: a dataset's export of two
+million records stopped at 1.4 million after 30 s, the access log said 200, and
+`curl -s … > prices.csv` left a truncated file behind (issue 15's theme: nothing true only at
+small scale). gunicorn offers no way for an application to reach its worker's heartbeat
+(benoitc/gunicorn#1968); its `post_worker_init` hook gives us the worker, and
+`project/gunicorn_config.py` hands its `notify` to `install`.
+
+A stream then beats each time a chunk has been written to the client, at most once a second:
+a worker writing a long response lives on, while one that is stuck (a query that never returns,
+a client that stopped reading) is still killed after the timeout. Outside gunicorn (tests, the
+development server) nothing is installed and the stream is passed through unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import TypeVar
+
+T = TypeVar("T")
+
+# At most one beat a second: the arbiter's timeout is counted in tens of seconds.
+BEAT_INTERVAL_SECONDS = 1.0
+
+_notify: Callable[[], None] | None = None
+
+
+def install(notify: Callable[[], None] | None) -> None:
+    """Tell the worker's arbiter "alive" with `notify` (gunicorn's `Worker.notify`)."""
+    global _notify
+    _notify = notify
+
+
+def streamed(chunks: Iterable[T]) -> Iterator[T]:
+    """`chunks`, telling the arbiter the worker is alive as each one goes out."""
+    notify = _notify
+    if notify is None:
+        yield from chunks
+        return
+    last = time.monotonic()
+    for chunk in chunks:
+        yield chunk  # returns once the server has written it: that is progress
+        now = time.monotonic()
+        if now - last >= BEAT_INTERVAL_SECONDS:
+            notify()
+            last = now

@@ -85,7 +85,34 @@ def delete_records(records: QuerySet[Record]) -> int:
     dataset_ids = lock_datasets(records.order_by().values_list("dataset_id", flat=True).distinct())
     deleted, _ = records.delete()
     mark_datasets_changed(dataset_ids)
+    recount_records(dataset_ids)
     return deleted
+
+
+def recount_records(dataset_ids: Sequence[int]) -> None:
+    """Count these datasets' records again (after a deletion by hand: rare, and exact)."""
+    with db_connection.cursor() as cursor:
+        cursor.execute(_RECOUNT_RECORDS, [list(dataset_ids)])
+
+
+def note_merge(
+    dataset_id: int, applied_digest: str, applied_run_id: int | None, added: int
+) -> None:
+    """A merge's mark on its dataset, in the merge's transaction: the file and run it now holds
+    (`applied_digest`, blank when unknown) and `added` records more (fewer when negative)."""
+    with db_connection.cursor() as cursor:
+        cursor.execute(_NOTE_MERGE, [applied_digest, applied_run_id, added, dataset_id])
+
+
+_RECOUNT_RECORDS = (
+    f"UPDATE {Dataset._meta.db_table} d SET record_count ="
+    f" (SELECT count(*) FROM {Record._meta.db_table} r WHERE r.dataset_id = d.id)"
+    " WHERE d.id = ANY(%s)"
+)
+_NOTE_MERGE = (
+    f"UPDATE {Dataset._meta.db_table} SET applied_digest = %s, applied_run_id = %s,"
+    " record_count = record_count + %s WHERE id = %s"
+)
 
 
 def lock_datasets(dataset_ids: Iterable[int]) -> list[int]:

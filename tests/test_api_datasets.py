@@ -4,14 +4,18 @@ import pytest
 
 from schedules.models import Record
 from tests.api_support import API, SOURCE, client_for
-from tests.factories import make_import
+from tests.factories import make_import, make_records
 
 pytestmark = pytest.mark.django_db
 
 
 def fill(dataset, count: int) -> None:
-    Record.objects.bulk_create(
-        Record(dataset=dataset, key=f"k{i:03}", data={"n": i}, content_hash=i) for i in range(count)
+    make_records(
+        dataset,
+        (
+            Record(dataset=dataset, key=f"k{i:03}", data={"n": i}, content_hash=i)
+            for i in range(count)
+        ),
     )
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from schedules.models import ImportRun, Record, ScheduledImport
 from tests.api_support import API, SOURCE, client_for, import_body, make_run
-from tests.factories import make_import
+from tests.factories import make_import, make_records
 
 pytestmark = pytest.mark.django_db
 
@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db
 def alices(alice):
     imp = make_import(alice, SOURCE, dataset="alice-data")
     run = make_run(imp, "failed")
-    Record.objects.create(dataset=imp.dataset, key="A-1", data={}, content_hash=0)
+    make_records(imp.dataset, [Record(dataset=imp.dataset, key="A-1", data={}, content_hash=0)])
     return imp, run
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser
 from django.db import DatabaseError, connection
-from django.db.models import Count, Prefetch, QuerySet
+from django.db.models import Prefetch, QuerySet
 from django.http import Http404, StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -463,11 +463,7 @@ class DatasetViewSet(
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     def get_queryset(self) -> QuerySet[Dataset]:
-        queryset = (
-            Dataset.objects.select_related("owner")
-            .prefetch_related("imports")
-            .annotate(record_count=Count("records"))
-        )
+        queryset = Dataset.objects.select_related("owner").prefetch_related("imports")
         return owned(queryset, self.request, "owner").order_by("name", "id")
 
     def get_object(self) -> Dataset:
@@ -514,6 +510,14 @@ class RecordListView(generics.ListAPIView):
         datasets = owned(Dataset.objects.all(), self.request, "owner")
         self.dataset = dataset_for(self.request, self.kwargs["name"], datasets)
         return self.dataset.records.all()
+
+    @property
+    def whole_count(self) -> int | None:
+        """The dataset's count of its records when no filter narrows the list (the paginator's
+        `count`), else None."""
+        if self.request.query_params.keys() & RecordFilter.base_filters:
+            return None
+        return self.dataset.record_count
 
 
 @extend_schema(tags=["datasets"], parameters=[OWNER_PARAMETER])

@@ -12,12 +12,12 @@ import psycopg
 from django.db import IntegrityError, transaction
 from psycopg import sql
 
-from schedules import rows
-from schedules.models import Dataset, ImportRun, Record, ScheduledImport
+from schedules.models import ImportRun, Record, ScheduledImport
 from schedules.services import (
     RunCounts,
     finish_with_rows,
     lock_datasets,
+    note_merge,
     record_committed_counts,
 )
 
@@ -112,10 +112,11 @@ def merge_staged(
                 pg.execute(delete_absent(record, imp.dataset_id))
                 counts.rows_deleted = pg.rowcount
             applied = applied_key(imp, run.file_digest) if run.file_digest else ""
-            rows.update(
-                Dataset,
+            note_merge(
                 imp.dataset_id,
-                {"applied_digest": applied, "applied_run_id": run.pk if applied else None},
+                applied,
+                run.pk if applied else None,
+                counts.rows_inserted - counts.rows_deleted,
             )
             counts.rows_unchanged = (
                 counts.rows_read - counts.rows_failed - counts.rows_inserted - counts.rows_updated

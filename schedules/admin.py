@@ -26,6 +26,7 @@ from . import (
     attention,
     services,
 )
+from .admin_deletion import counted_deletion
 from .admin_lists import ListAtScale
 from .display import badge, duration, moment, schedule_words
 from .forms import SECRET_FIELDS, ScheduledImportAdminForm
@@ -418,6 +419,10 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
         level = messages.SUCCESS if result.ok else messages.ERROR
         self.message_user(request, result.summary(), level)
         return self._back(imp)
+
+    def get_deleted_objects(self, objs, request: HttpRequest):
+        # Its runs counted, not listed one by one (schedules/admin_deletion.py).
+        return counted_deletion(self, objs, request)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ScheduledImport]) -> None:
         for imp in queryset:

@@ -673,6 +673,7 @@ class RunTally(models.Model):
     duration_buckets = ArrayField(models.BigIntegerField(), default=list)
 
     class Meta:
+        verbose_name_plural = "run tallies"
         constraints = [
             # The trigger's upsert lands on (import, status).
             models.UniqueConstraint(
@@ -712,6 +713,7 @@ class NotificationDelivery(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        verbose_name_plural = "notification deliveries"
         indexes = [
             # The delivery log of one import, newest first.
             models.Index(fields=["scheduled_import", "-created_at"], name="delivery_log_idx"),

@@ -13,15 +13,9 @@ from schedules.models import ImportRun, NotificationDelivery, ScheduledImport
 from tests.api_support import SOURCE, make_run
 from tests.factories import make_import
 
-pytestmark = pytest.mark.django_db
+pytestmark = pytest.mark.django_db  # admin_client: pytest-django's, a superuser signed in
 
 CHANGELIST = "/admin/schedules/scheduledimport/"
-
-
-@pytest.fixture
-def root_client(client, django_user_model):
-    client.force_login(django_user_model.objects.create_superuser("root", "r@example.com", "x"))
-    return client
 
 
 def with_history(owner, name: str = "products", runs: int = 300) -> ScheduledImport:
@@ -35,29 +29,29 @@ def with_history(owner, name: str = "products", runs: int = 300) -> ScheduledImp
     return imp
 
 
-def test_the_confirmation_counts_the_runs_and_deleting_deletes_them(root_client, alice):
+def test_the_confirmation_counts_the_runs_and_deleting_deletes_them(admin_client, alice):
     imp = with_history(alice)
 
-    page = root_client.get(f"{CHANGELIST}{imp.pk}/delete/").content.decode()
+    page = admin_client.get(f"{CHANGELIST}{imp.pk}/delete/").content.decode()
 
     assert f'<a href="{CHANGELIST}{imp.pk}/change/">products</a>' in page
     assert "301 import runs" in page and "1 notification delivery" in page
     assert not re.search(r"/admin/schedules/importrun/\d+/", page)  # no run listed one by one
-    answer = root_client.post(f"{CHANGELIST}{imp.pk}/delete/", {"post": "yes"})
+    answer = admin_client.post(f"{CHANGELIST}{imp.pk}/delete/", {"post": "yes"})
     assert answer.status_code == 302
     assert not ScheduledImport.objects.filter(pk=imp.pk).exists()
     assert not ImportRun.objects.filter(scheduled_import_id=imp.pk).exists()
 
 
-def test_the_bulk_action_counts_them_for_every_import_chosen(root_client, alice):
+def test_the_bulk_action_counts_them_for_every_import_chosen(admin_client, alice):
     first, second = with_history(alice), with_history(alice, "prices", runs=10)
     chosen = {"action": "delete_selected", "_selected_action": [first.pk, second.pk]}
 
-    page = root_client.post(CHANGELIST, chosen).content.decode()
+    page = admin_client.post(CHANGELIST, chosen).content.decode()
 
     assert "301 import runs" in page and "11 import runs" in page
     assert "Scheduled imports: 2" in page and "Import runs: 312" in page
-    root_client.post(CHANGELIST, {**chosen, "post": "yes"})
+    admin_client.post(CHANGELIST, {**chosen, "post": "yes"})
     assert not ScheduledImport.objects.filter(pk__in=[first.pk, second.pk]).exists()
 
 

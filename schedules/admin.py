@@ -26,7 +26,6 @@ from . import (
     attention,
     services,
 )
-from .admin_deletion import counted_deletion
 from .admin_lists import ListAtScale
 from .display import badge, duration, moment, schedule_words
 from .forms import SECRET_FIELDS, ScheduledImportAdminForm
@@ -420,10 +419,6 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
         self.message_user(request, result.summary(), level)
         return self._back(imp)
 
-    def get_deleted_objects(self, objs, request: HttpRequest):
-        # Its runs counted, not listed one by one (schedules/admin_deletion.py).
-        return counted_deletion(self, objs, request)
-
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ScheduledImport]) -> None:
         for imp in queryset:
             services.delete_import(imp)
@@ -640,10 +635,21 @@ def _moment_text(value: str | None, zone) -> SafeString | str:
 
 @admin.register(Dataset)
 class DatasetAdmin(ListAtScale, admin.ModelAdmin):
-    list_display = ("name", "owner", "created_at")
+    list_display = ("name", "owner", "record_count", "created_at")
     list_filter = ("owner",)
     search_fields = ("name", "owner__username")
     list_select_related = ("owner",)
+
+    def delete_model(self, request: HttpRequest, obj: Dataset) -> None:
+        # As the API deletes one: locked against a merge, refused while an import writes to it.
+        try:
+            services.delete_dataset(obj)
+        except services.DatasetInUse as in_use:
+            self.message_user(request, str(in_use), messages.ERROR)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Dataset]) -> None:
+        for dataset in queryset:
+            self.delete_model(request, dataset)
 
 
 class DatasetFilter(admin.SimpleListFilter):

@@ -13,6 +13,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
+from schedules.admin_deletion import counted_deletion
 from schedules.api.pagination import BoundedCountPaginator
 
 
@@ -27,10 +28,14 @@ class ListAtScale:
       counted: each was a `COUNT(*)` of a million runs on every page.
     - A first page is read before anything is counted (ChangeListAtScale): a search that finds
       less than a page needs no count, and was read twice, for its rows and for their count.
+    - A deletion's confirmation counts what goes along (an import's runs, a dataset's records)
+      instead of reading and listing each one.
     """
 
     paginator = BoundedCountPaginator
     show_full_result_count = False
+    # What a deletion takes along, counted rather than listed (schedules/admin_deletion.py).
+    get_deleted_objects = counted_deletion
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return ChangeListAtScale

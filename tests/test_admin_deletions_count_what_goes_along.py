@@ -1,7 +1,8 @@
-"""The admin's confirmation of an import's deletion counts its runs instead of listing them.
+"""The admin's confirmation of a deletion counts what goes along instead of listing it.
 
-Django's page listed every run as a link, each read as an instance: 5 MB and 10 s for a month of
-minute runs, killed after 30 s for a year of them (schedules/admin_deletion.py).
+Django's page listed every run of an import as a link, each read as an instance: 5 MB and 10 s
+for a month of minute runs, killed after 30 s for a year of them; a dataset's page read its
+records (schedules/admin_deletion.py).
 """
 
 import re
@@ -9,13 +10,14 @@ import re
 import pytest
 from django.contrib.auth.models import Permission
 
-from schedules.models import ImportRun, NotificationDelivery, ScheduledImport
+from schedules.models import Dataset, ImportRun, NotificationDelivery, Record, ScheduledImport
 from tests.api_support import SOURCE, make_run
-from tests.factories import make_import
+from tests.factories import make_import, make_records
 
 pytestmark = pytest.mark.django_db  # admin_client: pytest-django's, a superuser signed in
 
 CHANGELIST = "/admin/schedules/scheduledimport/"
+DATASETS = "/admin/schedules/dataset/"
 
 
 def with_history(owner, name: str = "products", runs: int = 300) -> ScheduledImport:
@@ -70,3 +72,28 @@ def test_a_staff_member_who_may_not_delete_runs_is_told_so(client, django_user_m
     assert "Cannot delete scheduled import" in page and "<li>import run</li>" in page
     client.post(f"{CHANGELIST}{imp.pk}/delete/", {"post": "yes"})
     assert ScheduledImport.objects.filter(pk=imp.pk).exists()
+
+
+def test_a_datasets_records_are_counted_and_go_with_it(admin_client, alice):
+    dataset = Dataset.objects.create(owner=alice, name="old")
+    make_records(
+        dataset, [Record(dataset=dataset, key=f"k{n}", data={}, content_hash=n) for n in range(3)]
+    )
+
+    page = admin_client.get(f"{DATASETS}{dataset.pk}/delete/").content.decode()
+
+    assert "3 records" in page and not re.search(r"/admin/schedules/record/\d+/", page)
+    admin_client.post(f"{DATASETS}{dataset.pk}/delete/", {"post": "yes"})
+    assert not Dataset.objects.filter(pk=dataset.pk).exists()
+    assert not Record.objects.filter(dataset_id=dataset.pk).exists()
+
+
+def test_a_dataset_an_import_writes_to_cannot_be_deleted(admin_client, alice):
+    imp = make_import(alice, SOURCE)
+
+    page = admin_client.get(f"{DATASETS}{imp.dataset_id}/delete/").content.decode()
+
+    assert "Cannot delete dataset" in page
+    assert f'<a href="{CHANGELIST}{imp.pk}/change/">products</a>' in page
+    admin_client.post(f"{DATASETS}{imp.dataset_id}/delete/", {"post": "yes"})
+    assert Dataset.objects.filter(pk=imp.dataset_id).exists()

@@ -30,7 +30,10 @@ PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py \
 	tests/test_a_signed_in_request_reads_its_session_and_user_without_compiling.py \
 	tests/test_history_events_are_the_rows_auditlog_writes.py \
 	tests/test_api_run_lists_choose_their_page_by_ids.py \
-	tests/test_rows_make_the_instances_from_db_makes.py
+	tests/test_rows_make_the_instances_from_db_makes.py \
+	tests/test_a_datasets_record_count_is_kept_by_its_writers.py \
+	tests/test_an_import_with_a_long_history_is_deleted_in_a_few_statements.py \
+	tests/test_admin_deletions_count_what_goes_along.py
 # Test runners in parallel (pytest-xdist; each has its own database and Redis database): most
 # tests wait on real processes, so two runners halve the suite on two cores. 0: one, in-process
 # (what `-s` needs to show a test's output).

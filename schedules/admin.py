@@ -498,6 +498,13 @@ class ImportRunAdmin(ListAtScale, RunDisplay, admin.ModelAdmin):
 
     actions = ("cancel_runs", "retry_runs")
 
+    def delete_model(self, request: HttpRequest, obj: ImportRun) -> None:
+        services.delete_runs(ImportRun.objects.filter(pk=obj.pk))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[ImportRun]) -> None:
+        # A few statements however many runs (all of a year's, chosen across the pages).
+        services.delete_runs(queryset)
+
     @admin.action(description="Cancel (a running one stops at its next safe point)")
     def cancel_runs(self, request: HttpRequest, queryset: QuerySet[ImportRun]) -> None:
         done, refused = 0, []

@@ -258,28 +258,42 @@ def set_notification_defaults(user: AbstractBaseUser, **fields: Any) -> Notifica
 def delete_import(imp: ScheduledImport) -> None:
     """Delete the import, its runs and (through the post_delete signal) its beat entry.
 
-    Its runs go first, in a few statements (`runs_deletion`): Django's cascade reads every run
+    Its runs go first, in a few statements (`delete_runs`): Django's cascade reads every run
     into memory to set to NULL what points at it, then deletes them a hundred at a time, and an
     import of a year of minute runs (500,000) was still at it when gunicorn killed the request
     after 30 s: it could never be deleted. The cascade then finds no run left (nor misses one
     queued meanwhile) and deletes the rest as before, with its signals.
     """
+    delete_runs(imp.runs.all())
+    imp.delete()
+
+
+# Where each statement of runs_deletion() reads the runs to delete.
+SELECTED_RUNS = "{selected runs}"
+
+
+@transaction.atomic
+def delete_runs(runs: QuerySet[ImportRun]) -> int:
+    """Delete `runs` as Django's cascade would, in a few statements however many they are
+    (`runs_deletion`, each reading `runs` as a subquery); how many went."""
+    selected, params = runs.order_by().values("pk").query.sql_with_params()
+    deleted = 0
     with db_connection.cursor() as cursor:
         for statement in runs_deletion():
-            cursor.execute(statement, {"import": imp.pk})
-    imp.delete()
+            used = statement.count(SELECTED_RUNS)
+            cursor.execute(statement.replace(SELECTED_RUNS, selected), list(params) * used)
+            deleted = cursor.rowcount
+    return deleted
 
 
 @cache
 def runs_deletion() -> list[str]:
-    """The statements that delete the runs of the import `%(import)s` as Django's cascade would:
+    """The statements that delete the runs SELECTED_RUNS stands for, as Django's cascade would:
     every reference to one of them set to NULL where its field says SET_NULL, left where it says
     DO_NOTHING (a record keeps the id of the run that wrote it), then the runs. Derived from the
     models, so a new reference is handled, or refused here if it asks for anything else."""
     quote = db_connection.ops.quote_name
     runs_table = quote(ImportRun._meta.db_table)
-    import_column = quote(ImportRun._meta.get_field("scheduled_import").column)
-    runs = f"SELECT id FROM {runs_table} WHERE {import_column} = %(import)s"
     statements = []
     for relation in ImportRun._meta.get_fields(include_hidden=True):
         if not (relation.auto_created and not relation.concrete and relation.one_to_many):
@@ -292,10 +306,12 @@ def runs_deletion() -> list[str]:
                 f"{field} references a run with {on_delete.__name__}: teach runs_deletion it"
             )
         table, column = quote(field.model._meta.db_table), quote(field.column)
-        # The runs about to go need no NULL written first (a retry of a run of the same import).
-        own = f" AND {import_column} <> %(import)s" if field.model is ImportRun else ""
-        statements.append(f"UPDATE {table} SET {column} = NULL WHERE {column} IN ({runs}){own}")
-    return [*statements, f"DELETE FROM {runs_table} WHERE {import_column} = %(import)s"]
+        # The runs about to go need no NULL written first (a retry of a run deleted with it).
+        own = f" AND id NOT IN ({SELECTED_RUNS})" if field.model is ImportRun else ""
+        statements.append(
+            f"UPDATE {table} SET {column} = NULL WHERE {column} IN ({SELECTED_RUNS}){own}"
+        )
+    return [*statements, f"DELETE FROM {runs_table} WHERE id IN ({SELECTED_RUNS})"]
 
 
 # --- runs -------------------------------------------------------------------------------------

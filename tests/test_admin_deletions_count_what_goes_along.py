@@ -9,6 +9,8 @@ import re
 
 import pytest
 from django.contrib.auth.models import Permission
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from schedules.models import Dataset, ImportRun, NotificationDelivery, Record, ScheduledImport
 from tests.api_support import SOURCE, make_run
@@ -18,6 +20,7 @@ pytestmark = pytest.mark.django_db  # admin_client: pytest-django's, a superuser
 
 CHANGELIST = "/admin/schedules/scheduledimport/"
 DATASETS = "/admin/schedules/dataset/"
+RUNS = "/admin/schedules/importrun/"
 
 
 def with_history(owner, name: str = "products", runs: int = 300) -> ScheduledImport:
@@ -97,3 +100,34 @@ def test_a_dataset_an_import_writes_to_cannot_be_deleted(admin_client, alice):
     assert f'<a href="{CHANGELIST}{imp.pk}/change/">products</a>' in page
     admin_client.post(f"{DATASETS}{imp.dataset_id}/delete/", {"post": "yes"})
     assert Dataset.objects.filter(pk=imp.dataset_id).exists()
+
+
+def test_runs_chosen_across_the_pages_go_in_a_few_statements(admin_client, alice):
+    imp = make_import(alice, SOURCE)
+    failed = make_run(imp, "failed")
+    delivery = NotificationDelivery.objects.create(
+        scheduled_import=imp, run=failed, event="failed", channel="email"
+    )
+    others = ImportRun.objects.bulk_create(
+        ImportRun(scheduled_import=imp, trigger="schedule", status="succeeded") for _ in range(150)
+    )
+    retry = make_run(imp, "succeeded", retry_of=failed)
+    # Every failed run, chosen across the pages of the list
+    chosen = {
+        "action": "delete_selected",
+        "select_across": "1",
+        "_selected_action": [failed.pk],
+    }
+    failed_runs = f"{RUNS}?status__exact=failed"
+
+    page = admin_client.post(failed_runs, chosen).content.decode()
+    with CaptureQueriesContext(connection) as statements:
+        admin_client.post(failed_runs, {**chosen, "post": "yes"})
+
+    assert "<li>Import runs: 1</li>" in page
+    assert not ImportRun.objects.filter(pk=failed.pk).exists()
+    assert ImportRun.objects.filter(scheduled_import=imp).count() == len(others) + 1
+    retry.refresh_from_db()
+    delivery.refresh_from_db()
+    assert retry.retry_of_id is None and delivery.run_id is None
+    assert len(statements) < 30

@@ -29,13 +29,16 @@ class ListAtScale:
     - A first page is read before anything is counted (ChangeListAtScale): a search that finds
       less than a page needs no count, and was read twice, for its rows and for their count.
     - A deletion's confirmation counts what goes along (an import's runs, a dataset's records)
-      instead of reading and listing each one.
+      instead of reading and listing each one, and a selection across the pages is confirmed as
+      that choice: Django's form held one input per object and refused itself past 1,000.
     """
 
     paginator = BoundedCountPaginator
     show_full_result_count = False
     # What a deletion takes along, counted rather than listed (schedules/admin_deletion.py).
     get_deleted_objects = counted_deletion
+    # A selection across the pages confirmed as that choice, not as an input per object.
+    delete_selected_confirmation_template = "admin/schedules/delete_selected_at_scale.html"
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return ChangeListAtScale

@@ -131,3 +131,33 @@ def test_runs_chosen_across_the_pages_go_in_a_few_statements(admin_client, alice
     delivery.refresh_from_db()
     assert retry.retry_of_id is None and delivery.run_id is None
     assert len(statements) < 30
+
+
+def confirmation_form(page: str) -> dict[str, list[str]]:
+    """The hidden fields of the confirmation's form, as a browser would post them back."""
+    form: dict[str, list[str]] = {}
+    for name, value in re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page):
+        form.setdefault(name, []).append(value)
+    return form
+
+
+def test_a_selection_across_the_pages_is_confirmed_as_that_choice(admin_client, alice):
+    # More runs than Django lets a form post fields (DATA_UPLOAD_MAX_NUMBER_FIELDS, 1,000)
+    imp = make_import(alice, SOURCE)
+    ImportRun.objects.bulk_create(
+        ImportRun(scheduled_import=imp, trigger="schedule", status="failed") for _ in range(1_200)
+    )
+    kept = make_run(imp, "succeeded")
+    failed_runs = f"{RUNS}?status__exact=failed"
+    first = ImportRun.objects.filter(status="failed").first()
+    chosen = {"action": "delete_selected", "select_across": "1", "_selected_action": [first.pk]}
+
+    page = admin_client.post(failed_runs, chosen).content.decode()
+    form = confirmation_form(page)
+    answer = admin_client.post(failed_runs, form)
+
+    # Django's form posted the 1,200 ids back, and refused them (400)
+    assert answer.status_code == 302
+    assert "<li>Import runs: 1,200</li>" in page or "<li>Import runs: 1200</li>" in page
+    assert form.get("select_across") == ["1"] and len(form["_selected_action"]) == 1
+    assert list(ImportRun.objects.filter(scheduled_import=imp)) == [kept]

@@ -22,6 +22,8 @@ from django.urls import NoReverseMatch, reverse
 from django.utils.html import format_html
 from django.utils.text import capfirst
 
+from . import rows
+
 # The chosen objects listed by name; past it, how many more.
 LISTED = 100
 
@@ -79,11 +81,8 @@ def _relations(model: type[Model]) -> list[Any]:
     """The relations a deletion of `model` cascades along or is stopped by."""
     return [
         relation
-        for relation in model._meta.get_fields(include_hidden=True)
-        if relation.auto_created
-        and not relation.concrete
-        and (relation.one_to_many or relation.one_to_one)
-        and relation.on_delete in (CASCADE, PROTECT, RESTRICT)
+        for relation in rows.references_to(model)
+        if relation.on_delete in (CASCADE, PROTECT, RESTRICT)
     ]
 
 

@@ -93,6 +93,18 @@ def _made_by_init_alone(model: type[Model]) -> bool:
     )
 
 
+def references_to(model: type[Model]) -> list[Any]:
+    """The relations of other models (and of `model` itself) that point at `model`, hidden ones
+    (`related_name="+"`) included: what a deletion of its rows must clear, keep or follow."""
+    return [
+        relation
+        for relation in model._meta.get_fields(include_hidden=True)
+        if relation.auto_created
+        and not relation.concrete
+        and (relation.one_to_many or relation.one_to_one)
+    ]
+
+
 def literals(values: Sequence[str]) -> str:
     """`'a', 'b'`: fixed values written into a statement (statuses), so that a partial index
     whose predicate names them applies."""

@@ -295,9 +295,7 @@ def runs_deletion() -> list[str]:
     quote = db_connection.ops.quote_name
     runs_table = quote(ImportRun._meta.db_table)
     statements = []
-    for relation in ImportRun._meta.get_fields(include_hidden=True):
-        if not (relation.auto_created and not relation.concrete and relation.one_to_many):
-            continue
+    for relation in rows.references_to(ImportRun):
         on_delete, field = relation.on_delete, relation.field
         if on_delete is DO_NOTHING:
             continue

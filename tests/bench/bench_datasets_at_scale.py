@@ -19,14 +19,11 @@ import time
 
 import pytest
 import requests
-from django.conf import settings
 from django.db import connection
 
-from project.devservices import free_port
 from schedules import services
 from schedules.models import Dataset
 from tests.bench import bench_reads
-from tests.conftest import answers, wait_for
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -63,16 +60,9 @@ def bench_a_dataset_of_millions_of_records(alice, processes) -> None:
     started = time.monotonic()
     make_records(dataset, RECORDS)
     print(f"\nbuilt {RECORDS:,} records in {time.monotonic() - started:.1f}s")
-    port = free_port()
-    processes.start(
-        "web",
-        PORT=str(port),
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY=settings.SECRET_KEY,
-        GUNICORN_CMD_ARGS=f"--timeout {WEB_TIMEOUT}",
+    base = (
+        bench_reads.start_web(processes, GUNICORN_CMD_ARGS=f"--timeout {WEB_TIMEOUT}") + "/api/v1"
     )
-    base = f"http://127.0.0.1:{port}/api/v1"
-    wait_for(lambda: answers(f"{base}/health"), 60, what="web\n" + processes.logs())
     headers = {"Authorization": f"Token {bench_reads.token_for(alice)}"}
 
     print(f"=== one dataset of {RECORDS:,} records, gunicorn --timeout {WEB_TIMEOUT}")

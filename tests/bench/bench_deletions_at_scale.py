@@ -19,14 +19,11 @@ import time
 import psutil
 import pytest
 import requests
-from django.conf import settings
 from django.test import Client
 
-from project.devservices import free_port
 from schedules.models import ImportRun, ScheduledImport
 from tests.api_support import SOURCE
 from tests.bench import bench_reads
-from tests.conftest import answers, wait_for
 from tests.factories import make_import
 
 pytestmark = [
@@ -62,16 +59,8 @@ def bench_deleting_an_import_with_a_year_of_minute_runs(alice, admin_user, proce
         print(f"{name:32s} {page.status_code}, {len(page.content):,} bytes in"
               f" {time.monotonic() - started:.1f}s")  # fmt: skip
 
-    port = free_port()
-    web = processes.start(
-        "web",
-        PORT=str(port),
-        WEB_CONCURRENCY="1",
-        DJANGO_DEBUG="0",
-        DJANGO_SECRET_KEY=settings.SECRET_KEY,
-    )
-    base = f"http://127.0.0.1:{port}/api/v1"
-    wait_for(lambda: answers(f"{base}/health"), 60, what="web\n" + processes.logs())
+    base = bench_reads.start_web(processes, WEB_CONCURRENCY="1") + "/api/v1"
+    _, web = processes.started[-1]
     headers = {"Authorization": f"Token {bench_reads.token_for(alice)}"}
     started = time.monotonic()
     try:

@@ -448,10 +448,13 @@ def rates_line(rates: list[float]) -> str:
 # --- the bench -----------------------------------------------------------------------------
 
 
-def start_web(processes) -> str:
+def start_web(processes, **extra: str) -> str:
+    """The Procfile's `web` on a free port with `extra` environment: its address once it answers."""
     port = free_port()
     # As in production: without DEBUG (which keeps every query of a request in memory).
-    processes.start("web", PORT=str(port), DJANGO_DEBUG="0", DJANGO_SECRET_KEY=settings.SECRET_KEY)
+    processes.start(
+        "web", PORT=str(port), DJANGO_DEBUG="0", DJANGO_SECRET_KEY=settings.SECRET_KEY, **extra
+    )
     base = f"http://127.0.0.1:{port}"
     wait_for(lambda: answers(f"{base}/admin/login/"), 60, what="web")
     return base

@@ -2,8 +2,11 @@
 (`?last_run_status=` and `?key=` returned everything before they existed)."""
 
 import pytest
+from drf_spectacular.generators import SchemaGenerator
+from knox.models import AuthToken
 
-from tests.api_support import API, SOURCE, client_for, make_run
+from schedules.models import ScheduledImport
+from tests.api_support import API, SOURCE, client_for, import_body, make_run
 from tests.factories import make_import
 
 pytestmark = pytest.mark.django_db
@@ -103,3 +106,76 @@ def test_known_parameters_still_work(alice):
     response = client_for(alice).get(f"{API}/runs/", {"status": "failed", "page_size": 5})
 
     assert response.status_code == 200 and response.json()["count"] == 1
+
+
+def documented_operations() -> list[tuple[str, str, list[str]]]:
+    """Every operation of the OpenAPI schema, with the query parameters it documents."""
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    return [
+        (method, path, sorted(p["name"] for p in op.get("parameters", []) if p["in"] == "query"))
+        for path, operations in schema["paths"].items()
+        for method, op in operations.items()
+    ]
+
+
+@pytest.mark.parametrize(("method", "path", "documented"), documented_operations())
+def test_every_endpoint_refuses_what_it_does_not_document(alice, method, path, documented):
+    """The schema, the 400 and what the endpoint reads are one list: `/health` and the token
+    endpoints took anything, `/datasets/` took `owner` and ignored it, and the schema left out
+    `dry_run`, the export's filters and the dataset list's `owner`."""
+    # Given an import of alice's with a failed run and a dataset, and her one token
+    imp = make_import(alice, SOURCE)
+    run = make_run(imp, "failed")
+    client = client_for(alice)
+    url = path.format(id=run.pk if path.startswith(f"{API}/runs/") else imp.pk, name="products")
+    body = {"username": "alice", "password": "alice-password"} if "token" in path else {}
+
+    # When she sends a parameter the endpoint does not document
+    response = getattr(client, method)(f"{url}?colour=red", body, format="json")
+
+    # Then it is a 400 naming exactly what the schema documents
+    takes = f"takes: {', '.join(documented)}" if documented else "takes no query parameters"
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == {
+        "colour": [f"unknown query parameter; this endpoint {takes}"]
+    }
+    # and nothing was done: no token made or revoked, nothing changed or deleted
+    imp.refresh_from_db()
+    assert (imp.status, imp.runs.count(), imp.dataset.name) == ("active", 1, "products")
+    assert AuthToken.objects.filter(user=alice).count() == 1
+
+
+def test_the_schema_and_its_page_refuse_what_they_do_not_read(alice):
+    client = client_for(alice)
+
+    assert client.get(f"{API}/schema/", {"format": "json"}).status_code == 200
+    for path in ("/schema/", "/docs/"):
+        response = client.get(API + path, {"colour": "red"})
+        assert response.status_code == 400 and "colour" in response.json()["errors"]
+
+
+@pytest.mark.parametrize("value", ["on", "maybe", "True!"])
+def test_a_dry_run_it_does_not_understand_saves_nothing(alice, value):
+    # `?dry_run=on` was read as false: the import was saved for real
+    response = client_for(alice).post(
+        f"{API}/imports/?dry_run={value}", import_body(), format="json"
+    )
+
+    assert response.status_code == 400, response.content
+    assert list(response.json()["errors"]) == ["dry_run"]
+    assert not ScheduledImport.objects.exists()
+
+
+def test_the_dataset_list_reads_owner(alice, bob, django_user_model):
+    staff = django_user_model.objects.create_user("root", is_staff=True)
+    make_import(alice, SOURCE)
+    make_import(bob, SOURCE, dataset="prices")
+
+    def owners(query: dict) -> list[tuple[str, str]]:
+        response = client_for(staff).get(f"{API}/datasets/", query)
+        assert response.status_code == 200, response.content
+        return [(d["owner"], d["name"]) for d in response.json()["results"]]
+
+    assert owners({}) == [("bob", "prices"), ("alice", "products")]
+    assert owners({"owner": "bob"}) == [("bob", "prices")]
+    assert owners({"owner": "nobody"}) == []

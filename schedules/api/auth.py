@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .authentication import BearerTokenAuthentication, TokenAuthentication
+from .filters import check_query_params
 from .parsers import JSONParser
 from .serializers import LoginSerializer, TokenSerializer
 from .throttles import LoginThrottle
@@ -67,6 +68,7 @@ class TokenView(APIView):
     )
     def post(self, request: Request) -> Response:
         """Exchange a username and password for a new API token (shown once)."""
+        check_query_params(request, set())
         login = LoginSerializer(data=request.data)
         login.is_valid(raise_exception=True)
         user = authenticate(request._request, **login.validated_data)
@@ -82,6 +84,7 @@ class LogoutView(APIView):
     @extend_schema(request=None, responses={204: None})
     def post(self, request: Request) -> Response:
         """Revoke the token this request was made with."""
+        check_query_params(request, set())
         request.auth.delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -91,5 +94,6 @@ class LogoutAllView(APIView):
     @extend_schema(request=None, responses={204: None})
     def post(self, request: Request) -> Response:
         """Revoke every token of the user."""
+        check_query_params(request, set())
         request.user.auth_token_set.all().delete()
         return Response(status=status.HTTP_204_NO_CONTENT)

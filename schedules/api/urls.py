@@ -1,10 +1,10 @@
 """`/api/v1/` routes (SPEC section 5)."""
 
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from rest_framework.routers import DefaultRouter
 
 from . import auth, views
+from .schema_views import DocsView, SchemaView
 
 router = DefaultRouter()
 router.include_root_view = False
@@ -33,7 +33,7 @@ urlpatterns = [
         views.RecordExportView.as_view(),
         name="dataset-export",
     ),
-    path("schema/", SpectacularAPIView.as_view(), name="schema"),
-    path("docs/", SpectacularSwaggerView.as_view(url_name="api:schema"), name="docs"),
+    path("schema/", SchemaView.as_view(), name="schema"),
+    path("docs/", DocsView.as_view(url_name="api:schema"), name="docs"),
     path("", include(router.urls)),
 ]

@@ -93,3 +93,35 @@ def test_an_export_of_an_unknown_dataset_is_a_json_404(alice):
 
     assert response.status_code == 404
     assert response.json() == {"detail": "dataset 'nothing' not found"}
+
+
+def test_an_exports_header_has_every_field_of_every_record(alice):
+    # Given a dataset whose files changed their columns over time: most records of one file,
+    # a few of older ones, one holding a name no other has, one holding none
+    imp = make_import(alice, SOURCE)
+    shapes = [{"sku": 0, "a": 1, "b": 2}] * 50 + [
+        {"sku": 0, "a": 1},
+        {"sku": 0, "c": 3, "a": 1},
+        {"sku": 0, "b": 2, 'odd name, with "quotes"': 4},
+        {},
+    ]
+    shapes = shapes[25:] + shapes[:25]
+    Record.objects.bulk_create(
+        Record(dataset=imp.dataset, key=f"k{i:03}", data=shape, content_hash=i)
+        for i, shape in enumerate(shapes)
+    )
+
+    # When alice exports it
+    response = client_for(alice).get(f"{API}/datasets/products/export")
+
+    # Then the header names every field any record holds, once, the key column first
+    header = next(csv.reader(io.StringIO(b"".join(response.streaming_content).decode())))
+    assert header == ["sku", "a", "b", "c", 'odd name, with "quotes"']
+
+
+def test_an_export_of_a_dataset_without_records_is_an_empty_header(alice):
+    make_import(alice, SOURCE)
+
+    response = client_for(alice).get(f"{API}/datasets/products/export")
+
+    assert b"".join(response.streaming_content) == b"\r\n"

@@ -7,7 +7,10 @@ written by the merge that inserts and deletes records and by a deletion by hand,
 transactions; the reads take it as it is.
 """
 
+import io
+
 import pytest
+from django.core.management import CommandError, call_command
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
@@ -109,3 +112,34 @@ def test_the_migration_counts_the_records_already_there(alice, csv_server):
     run_data_migration("schedules", "0024_dataset_record_count")
 
     assert counted(imp.dataset) == (2, 2) and counted(empty) == (0, 0)
+
+
+def test_a_count_records_changed_behind_its_writers_is_corrected_by_a_command(alice):
+    # Given two datasets, one whose records someone deleted by SQL (the count kept says 3)
+    right = make_import(alice, "https://example.com/a.csv", name="a", dataset="right").dataset
+    wrong = make_import(alice, "https://example.com/b.csv", name="b", dataset="wrong").dataset
+    for dataset in (right, wrong):
+        Record.objects.bulk_create(
+            Record(dataset=dataset, key=key, data={"sku": key}, content_hash=0) for key in "ABC"
+        )
+    services.recount_records([right.pk, wrong.pk])
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM schedules_record WHERE dataset_id = %s AND key <> 'A'", [wrong.pk]
+        )
+
+    # When the operator counts again
+    out = io.StringIO()
+    call_command("recount_records", stdout=out)
+
+    # Then the wrong count is corrected and said, the right one left alone
+    assert counted(wrong) == (1, 1) and counted(right) == (3, 3)
+    assert out.getvalue().splitlines() == [
+        f"dataset {wrong.pk} (alice/wrong): 3 -> 1 records",
+        "2 datasets counted, 1 corrected",
+    ]
+
+
+def test_the_recount_command_names_a_dataset_that_is_not_there(alice):
+    with pytest.raises(CommandError, match="no dataset 999999"):
+        call_command("recount_records", "999999")

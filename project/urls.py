@@ -10,6 +10,9 @@ from schedules.api.middleware import server_error
 
 from . import views
 
+# The ModelAdmins are found here, where the admin is served (project/admin_apps.py).
+admin.autodiscover()
+
 urlpatterns = [
     path("", RedirectView.as_view(url="/dashboard/"), name="home"),
     path("admin/", admin.site.urls),

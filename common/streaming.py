@@ -9,7 +9,8 @@ small scale). gunicorn offers no way for an application to reach its worker's he
 (benoitc/gunicorn#1968); its `post_worker_init` hook gives us the worker, and
 `project/gunicorn_config.py` hands its `notify` to `install`.
 
-A stream then beats each time a chunk has been written to the client, at most once a second:
+A stream then beats each time a chunk has been written to the client, at most once a second
+(long work that answers only at its end calls `alive` after each step instead):
 a worker writing a long response lives on, while one that is stuck (a query that never returns,
 a client that stopped reading) is still killed after the timeout. Outside gunicorn (tests, the
 development server) nothing is installed and the stream is passed through unchanged.
@@ -27,6 +28,7 @@ T = TypeVar("T")
 BEAT_INTERVAL_SECONDS = 1.0
 
 _notify: Callable[[], None] | None = None
+_last_beat = 0.0
 
 
 def install(notify: Callable[[], None] | None) -> None:
@@ -35,16 +37,28 @@ def install(notify: Callable[[], None] | None) -> None:
     _notify = notify
 
 
+def alive() -> None:
+    """Work in a request made progress: tell the arbiter, at most once a second.
+
+    For long work that answers at its end rather than streaming (a dataset's deletion, one
+    statement per range of its records): each call is a step done, so a request that stops
+    calling it, stuck, is still killed after the timeout."""
+    global _last_beat
+    if _notify is None:
+        return
+    now = time.monotonic()
+    if now - _last_beat >= BEAT_INTERVAL_SECONDS:
+        _notify()
+        _last_beat = now
+
+
 def streamed(chunks: Iterable[T]) -> Iterator[T]:
     """`chunks`, telling the arbiter the worker is alive as each one goes out."""
-    notify = _notify
-    if notify is None:
+    global _last_beat
+    if _notify is None:
         yield from chunks
         return
-    last = time.monotonic()
+    _last_beat = time.monotonic()
     for chunk in chunks:
         yield chunk  # returns once the server has written it: that is progress
-        now = time.monotonic()
-        if now - last >= BEAT_INTERVAL_SECONDS:
-            notify()
-            last = now
+        alive()

@@ -4,6 +4,8 @@ load 5.5 s slower); deleting a dataset must still delete its records, through Dj
 
 import pytest
 
+from common import streaming
+from schedules import services
 from schedules.models import Dataset, Record
 
 pytestmark = pytest.mark.django_db
@@ -24,3 +26,32 @@ def test_deleting_a_dataset_deletes_its_records_and_no_other(alice):
     # Then its records went with it, and the other dataset's stayed
     assert not Record.objects.filter(dataset_id=dropped_id).exists()
     assert Record.objects.filter(dataset=kept).count() == 3
+
+
+def test_a_datasets_records_are_deleted_a_range_at_a_time_telling_the_web_server_it_lives(
+    alice, monkeypatch
+):
+    """One DELETE of 25 million records outlasted gunicorn's worker timeout: the worker was
+    killed, the deletion rolled back, and the client got a 502 (services._delete_records_of)."""
+    # Given two datasets whose records' ids interleave, and a web worker's heartbeat
+    kept, dropped = (Dataset.objects.create(owner=alice, name=name) for name in ("kept", "gone"))
+    Record.objects.bulk_create(
+        Record(dataset=dataset, key=f"k{i}", data={"n": i}, content_hash=i)
+        for i in range(7)
+        for dataset in (kept, dropped)
+    )
+    beats: list[int] = []
+    monkeypatch.setattr(streaming, "_notify", lambda: beats.append(Record.objects.count()))
+    monkeypatch.setattr(streaming, "BEAT_INTERVAL_SECONDS", 0)
+    monkeypatch.setattr(services, "RECORD_IDS_PER_DELETE", 4)
+
+    # When one is deleted, four ids per statement (its 7 records span 13 ids: 4 statements)
+    deleted = services.delete_dataset(dropped)
+
+    # Then every one of its records went, a range at a time with a beat after each, and the
+    # other dataset's stayed
+    assert deleted == 7
+    assert beats == [12, 10, 8, 7]
+    assert not Dataset.objects.filter(name="gone").exists()
+    assert sorted(Record.objects.values_list("key", flat=True)) == [f"k{i}" for i in range(7)]
+    assert Record.objects.filter(dataset=kept).count() == 7

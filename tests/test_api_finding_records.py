@@ -4,6 +4,7 @@ import csv
 import io
 
 import pytest
+from django.db import connection
 
 from schedules.models import Record
 from tests.api_support import API, SOURCE, client_for
@@ -125,3 +126,32 @@ def test_an_export_of_a_dataset_without_records_is_an_empty_header(alice):
     response = client_for(alice).get(f"{API}/datasets/products/export")
 
     assert b"".join(response.streaming_content) == b"\r\n"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_export_streams_its_records_from_one_snapshot(alice):
+    """Outside a transaction Django declared the export's cursor WITH HOLD, and PostgreSQL
+    computed the whole result before its first record (four million records: the web worker
+    was killed before its first line)."""
+    # Given a dataset with records
+    imp = make_import(alice, SOURCE)
+    Record.objects.bulk_create(
+        Record(dataset=imp.dataset, key=f"k{i:04}", data={"sku": f"k{i:04}"}, content_hash=i)
+        for i in range(2500)
+    )
+
+    # When its export has sent its header and first lines
+    response = client_for(alice).get(f"{API}/datasets/products/export")
+    chunks = iter(response.streaming_content)
+    header, first = next(chunks), next(chunks)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT is_holdable FROM pg_cursors")
+        cursors = cursor.fetchall()
+        cursor.execute("SHOW transaction_isolation")
+        isolation = cursor.fetchone()[0]
+
+    # Then its records come from a cursor that streams, in one repeatable-read snapshot
+    assert cursors == [(False,)] and isolation == "repeatable read"
+    rest = b"".join(chunks)
+    assert header == b"sku\r\n" and first.count(b"\n") == 1000
+    assert (first + rest).count(b"\n") == 2500

@@ -23,12 +23,26 @@ def test_i_read_my_account(alice):
 
 
 def test_i_change_my_email_and_only_mine(alice, bob):
-    # When alice sets a new e-mail, and tries to rename herself and become staff on the way
-    response = client_for(alice).patch(
+    # When alice tries to rename herself and become staff on the way to a new e-mail
+    client = client_for(alice)
+    refused = client.patch(
         f"{API}/me/",
         {"email": "ops@example.com", "username": "root", "is_staff": True},
         format="json",
     )
+
+    # Then she is told those are not hers to change, and nothing changed (they were
+    # silently ignored before, her e-mail changed: a 200 that hid what was refused)
+    assert refused.status_code == 400, refused.json()
+    assert refused.json()["errors"] == {
+        "is_staff": ["read-only; the server sets it"],
+        "username": ["read-only; the server sets it"],
+    }
+    alice.refresh_from_db()
+    assert (alice.email, alice.username, alice.is_staff) == ("alice@example.com", "alice", False)
+
+    # When she sets her e-mail alone
+    response = client.patch(f"{API}/me/", {"email": "ops@example.com"}, format="json")
 
     # Then only her e-mail changed
     assert response.status_code == 200, response.json()

@@ -22,6 +22,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from .authentication import BearerTokenAuthentication, TokenAuthentication
+from .body_fields import check_body_fields
 from .filters import check_query_params
 from .parsers import JSONParser
 from .serializers import LoginSerializer, TokenSerializer
@@ -85,6 +86,7 @@ class LogoutView(APIView):
     def post(self, request: Request) -> Response:
         """Revoke the token this request was made with."""
         check_query_params(request, set())
+        check_body_fields(request.data, ())
         request.auth.delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
 
@@ -95,5 +97,6 @@ class LogoutAllView(APIView):
     def post(self, request: Request) -> Response:
         """Revoke every token of the user."""
         check_query_params(request, set())
+        check_body_fields(request.data, ())
         request.user.auth_token_set.all().delete()
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -33,6 +33,7 @@ from schedules.models import (
 from schedules.validation import NOTIFY_CHANNELS, NOTIFY_EVENTS, validate_columns
 
 from . import progress
+from .body_fields import RefusesUnknownFields
 
 NUL = "\x00"
 
@@ -268,7 +269,7 @@ class CredentialField(serializers.Field):
         return imp.credential
 
 
-class ImportSerializer(ModelSerializer):
+class ImportSerializer(RefusesUnknownFields, ModelSerializer):
     serializer_choice_field = ChoiceField
     dataset = serializers.SlugField(
         max_length=100, source="dataset.name", help_text="where the rows land (created if new)"
@@ -564,7 +565,7 @@ class HistoryEntrySerializer(serializers.Serializer):
     run = serializers.IntegerField(allow_null=True, help_text="the run, for a run's event")
 
 
-class MeSerializer(ModelSerializer):
+class MeSerializer(RefusesUnknownFields, ModelSerializer):
     """The caller's account as the API lets them keep it: the e-mail alerts are sent to."""
 
     email = serializers.EmailField(
@@ -611,7 +612,7 @@ class MeSerializer(ModelSerializer):
         return super().update(user, validated)
 
 
-class LoginSerializer(serializers.Serializer):
+class LoginSerializer(RefusesUnknownFields, serializers.Serializer):
     username = serializers.CharField(max_length=150)
     password = serializers.CharField(max_length=4096, style={"input_type": "password"})
 

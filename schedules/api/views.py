@@ -41,6 +41,7 @@ from schedules import (
 from schedules.models import Dataset, ImportRun, Record, ScheduledImport
 
 from . import health
+from .body_fields import check_body_fields
 from .filters import AllRunsFilter, ImportFilter, RecordFilter, RunFilter, check_query_params
 from .pagination import RecordCursorPagination, RunPagination
 from .permissions import OwnerMayChange
@@ -281,6 +282,7 @@ class ImportViewSet(NamedNotFound, PageReadByIds, viewsets.ModelViewSet):
         return Response(SourceCheckSerializer(asdict(result)).data)
 
     def _status_change(self, change) -> Response:
+        check_body_fields(self.request.data, ())
         imp = change(self.get_object())
         return Response(self.get_serializer(imp).data)
 
@@ -310,6 +312,7 @@ class ImportViewSet(NamedNotFound, PageReadByIds, viewsets.ModelViewSet):
     def accept_host_key(self, request: Request, pk: str) -> Response:
         """SFTP: trust the new host key the server showed (its fingerprint is
         `offered_host_key_fingerprint`); runs refused since then can run again."""
+        check_body_fields(request.data, ())
         try:
             imp = host_keys.accept_offered(self.get_object(), request.user)
         except host_keys.NoOfferedKey as refused:
@@ -322,6 +325,7 @@ class ImportViewSet(NamedNotFound, PageReadByIds, viewsets.ModelViewSet):
     )
     def run(self, request: Request, pk: str) -> Response:
         """Trigger a run now: 202 with the queued run, or 409 naming the active one."""
+        check_body_fields(request.data, ())
         imp = self.get_object()
         return queued_run(
             lambda: services.enqueue_run(imp, trigger=ImportRun.Trigger.API, user=request.user)
@@ -407,6 +411,7 @@ class RunViewSet(NamedNotFound, PageReadByIds, viewsets.ReadOnlyModelViewSet):
         """Cancel a queued, running or retrying run. A waiting one ends at once; a running one
         is asked to stop (`cancel_requested_at`) and ends `cancelled` at its next safe point,
         before its merge commits, so the dataset is left as it was."""
+        check_body_fields(request.data, ())
         try:
             run = services.cancel_run(self.get_object(), user=request.user)
         except services.RunNotActionable as refused:
@@ -423,6 +428,7 @@ class RunViewSet(NamedNotFound, PageReadByIds, viewsets.ReadOnlyModelViewSet):
     def retry(self, request: Request, pk: str) -> Response:
         """Run a failed or timed-out run's import again now: 202 with the new run (`retry_of`
         names this one); 409 when this run did not fail or another run is active."""
+        check_body_fields(request.data, ())
         run = self.get_object()
         try:
             return queued_run(lambda: services.retry_run(run, user=request.user))

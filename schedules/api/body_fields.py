@@ -1,0 +1,68 @@
+"""Request bodies: a field the endpoint does not write is a 400, never silently ignored.
+
+`PATCH /imports/{id}/ {"status": "paused"}` answered 200 and the import stayed active, so its
+2 AM run went ahead; `{"cron_expresion": ...}` (misspelt) answered 200 and the schedule
+stayed as it was; `PATCH /me {"emial": ...}` kept the old address the alerts go to. As the
+query parameters are (filters.check_query_params), the fields a body may hold are what the
+endpoint writes, and the 400 names them. A read-only field is refused too, with what changes
+it instead, except in a `PUT`, which sends back the representation a `GET` gave: its read-only
+fields (the counters, the next runs) are the server's and are left alone there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from rest_framework import serializers
+
+# What changes a read-only field, where something does.
+CHANGED_INSTEAD = {
+    "status": "pause, resume or cancel the import with POST /imports/{id}/pause, /resume or "
+    "/cancel",
+    "owner": "an import stays with the user who created it",
+    "next_run_at": "it follows the schedule: change cron_expression or interval_seconds",
+}
+
+
+def check_body_fields(
+    data: Any,
+    writable: Collection[str],
+    read_only: Collection[str] = (),
+    *,
+    read_only_ignored: bool = False,
+) -> None:
+    """400 naming each field of the body `data` that is not in `writable`: an unknown one with
+    the fields the endpoint takes, a read-only one with what changes it instead (left alone
+    when `read_only_ignored`: a PUT)."""
+    if not isinstance(data, Mapping):
+        return  # not an object: the serializer says what it expected
+    errors: dict[str, list[str]] = {}
+    for name in sorted(set(data) - set(writable)):
+        if name in read_only:
+            if not read_only_ignored:
+                changed_by = CHANGED_INSTEAD.get(name, "the server sets it")
+                errors[name] = [f"read-only; {changed_by}"]
+        elif writable:
+            errors[name] = [f"unknown field; this endpoint takes: {', '.join(sorted(writable))}"]
+        else:
+            errors[name] = ["unknown field; this endpoint takes no body"]
+    if errors:
+        raise serializers.ValidationError(errors)
+
+
+# A serializer whose body may hold only the fields it writes (check_body_fields). (A comment,
+# not a docstring: the schema would show it as the description of every serializer that has
+# none of its own.)
+class RefusesUnknownFields:
+    def to_internal_value(self, data: Any) -> Any:
+        if self.root is self and isinstance(data, Mapping):  # type: ignore[attr-defined]
+            fields = self.fields.items()  # type: ignore[attr-defined]
+            check_body_fields(
+                data,
+                writable={name for name, field in fields if not field.read_only},
+                read_only={name for name, field in fields if field.read_only},
+                # A PUT sends back the representation a GET gave.
+                read_only_ignored=self.instance is not None and not self.partial,  # type: ignore[attr-defined]
+            )
+        return super().to_internal_value(data)  # type: ignore[misc]

@@ -1,0 +1,129 @@
+"""A body field an endpoint does not write is a 400 naming the ones it does, never silently
+ignored: `PATCH {"status": "paused"}` answered 200 and the import ran at 2 AM all the same,
+and a misspelt `cron_expresion` left the schedule as it was (schedules/api/body_fields.py)."""
+
+import pytest
+from drf_spectacular.generators import SchemaGenerator
+from knox.models import AuthToken
+from rest_framework.test import APIClient
+
+from schedules.models import ScheduledImport
+from tests.api_support import API, SOURCE, client_for, import_body, make_run
+from tests.factories import make_import
+
+pytestmark = pytest.mark.django_db
+
+
+def documented_bodies() -> list[tuple[str, str, list[str]]]:
+    """Every operation that takes a body, with the fields its request body documents."""
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+    components = schema["components"]["schemas"]
+    operations = []
+    for path, methods in schema["paths"].items():
+        for method, op in methods.items():
+            if method not in ("post", "put", "patch"):
+                continue
+            fields: list[str] = []
+            if "requestBody" in op:
+                ref = op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+                fields = sorted(components[ref.rsplit("/", 1)[1]]["properties"])
+            operations.append((method, path, fields))
+    return operations
+
+
+@pytest.mark.parametrize(("method", "path", "documented"), documented_bodies())
+def test_every_body_refuses_a_field_it_does_not_document(alice, method, path, documented):
+    # Given an import of alice's with a failed run, and her one token
+    imp = make_import(alice, SOURCE)
+    run = make_run(imp, "failed")
+    client = client_for(alice)
+    url = path.format(id=run.pk if path.startswith(f"{API}/runs/") else imp.pk)
+    body = {"username": "alice", "password": "alice-password"} if "token" in path else {}
+
+    # When she sends a field the endpoint does not document
+    response = getattr(client, method)(url, {**body, "colour": "red"}, format="json")
+
+    # Then it is a 400 naming exactly what the schema documents
+    takes = f"takes: {', '.join(documented)}" if documented else "takes no body"
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == {"colour": [f"unknown field; this endpoint {takes}"]}
+    # and nothing was done: no token made or revoked, no run queued, nothing changed
+    imp.refresh_from_db()
+    assert (imp.status, imp.runs.count(), imp.name) == ("active", 1, "products")
+    assert AuthToken.objects.filter(user=alice).count() == 1
+
+
+def test_a_status_sent_in_a_patch_is_refused_saying_how_to_pause(alice):
+    imp = make_import(alice, SOURCE)
+
+    response = client_for(alice).patch(
+        f"{API}/imports/{imp.pk}/", {"status": "paused", "description": "x"}, format="json"
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == {
+        "status": [
+            "read-only; pause, resume or cancel the import with POST /imports/{id}/pause, "
+            "/resume or /cancel"
+        ]
+    }
+    imp.refresh_from_db()
+    assert (imp.status, imp.description) == ("active", "")
+
+
+def test_a_put_takes_back_the_representation_a_get_gave(alice):
+    # Given the representation of alice's import, its interval changed
+    imp = make_import(alice, SOURCE)
+    client = client_for(alice)
+    body = client.get(f"{API}/imports/{imp.pk}/").json()
+    body["interval_seconds"] = 7200
+
+    # When she PUTs it back whole, read-only fields and all
+    response = client.put(f"{API}/imports/{imp.pk}/", body, format="json")
+
+    # Then the change is made; the read-only fields are the server's
+    assert response.status_code == 200, response.content
+    imp.refresh_from_db()
+    assert imp.interval_seconds == 7200
+    # but a misspelt field is still refused there
+    body["interval_secs"] = 60
+    response = client.put(f"{API}/imports/{imp.pk}/", body, format="json")
+    assert response.status_code == 400 and list(response.json()["errors"]) == ["interval_secs"]
+
+
+@pytest.mark.parametrize(
+    ("field", "said"),
+    [
+        ("emial", "unknown field; this endpoint takes: email, notify_channels, notify_on"),
+        ("is_staff", "read-only; the server sets it"),
+    ],
+)
+def test_my_account_refuses_what_it_does_not_change(alice, field, said):
+    response = client_for(alice).patch(
+        f"{API}/me", {field: True if field == "is_staff" else "new@example.com"}, format="json"
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == {field: [said]}
+    alice.refresh_from_db()
+    assert (alice.email, alice.is_staff) == ("alice@example.com", False)
+
+
+def test_a_login_form_with_another_field_is_refused(alice):
+    response = APIClient().post(
+        f"{API}/auth/token",
+        {"username": "alice", "password": "alice-password", "remember": "1"},
+    )
+
+    assert response.status_code == 400, response.content
+    assert list(response.json()["errors"]) == ["remember"]
+    assert not AuthToken.objects.exists()
+
+
+def test_a_create_refuses_a_status_too(alice):
+    response = client_for(alice).post(
+        f"{API}/imports/", import_body(status="paused"), format="json"
+    )
+
+    assert response.status_code == 400 and list(response.json()["errors"]) == ["status"]
+    assert not ScheduledImport.objects.exists()

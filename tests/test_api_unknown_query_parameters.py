@@ -179,3 +179,55 @@ def test_the_dataset_list_reads_owner(alice, bob, django_user_model):
     assert owners({}) == [("bob", "prices"), ("alice", "products")]
     assert owners({"owner": "bob"}) == [("bob", "prices")]
     assert owners({"owner": "nobody"}) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "asked", "most"),
+    [
+        ("/imports/", "abc", 500),
+        ("/runs/", "0", 500),
+        ("/imports/{imp}/runs/", "501", 500),
+        ("/imports/{imp}/history/", "-1", 500),
+        ("/datasets/products/records/", "1001", 1000),
+        ("/datasets/products/records/", "2.5", 1000),
+    ],
+)
+def test_a_page_size_a_list_cannot_give_is_a_400(alice, path, asked, most):
+    # DRF answered the default 50 rows for `abc` or `0`, and its maximum for more: a client
+    # reading one page missed the rest without a word
+    imp = make_import(alice, SOURCE)
+
+    response = client_for(alice).get(API + path.format(imp=imp.pk), {"page_size": asked})
+
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == {
+        "page_size": [f"{asked!r} is not a whole number from 1 to {most}"]
+    }
+
+
+def test_a_page_size_within_the_limits_is_taken(alice):
+    imp = make_import(alice, SOURCE)
+    for _ in range(3):
+        make_run(imp, "failed")
+
+    body = client_for(alice).get(f"{API}/runs/", {"page_size": 2}).json()
+
+    assert (len(body["results"]), body["count"]) == (2, 3)
+
+
+def test_the_schema_gives_each_lists_page_size_limits():
+    schema = SchemaGenerator().get_schema(request=None, public=True)
+
+    limits = {
+        path: next(
+            (p["schema"]["minimum"], p["schema"]["maximum"])
+            for p in op["get"]["parameters"]
+            if p["name"] == "page_size"
+        )
+        for path, op in schema["paths"].items()
+        if any(p["name"] == "page_size" for p in op.get("get", {}).get("parameters", []))
+    }
+
+    assert limits[f"{API}/runs/"] == (1, 500)
+    assert limits[f"{API}/datasets/{{name}}/records/"] == (1, 1000)
+    assert set(limits.values()) == {(1, 500), (1, 1000)}

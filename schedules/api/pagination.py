@@ -9,8 +9,9 @@ from typing import Any
 from django.core.paginator import Paginator
 from django.db import connections
 from django.db.models import QuerySet
-from rest_framework import pagination
+from rest_framework import pagination, serializers
 from rest_framework.exceptions import NotFound
+from rest_framework.request import Request
 from rest_framework.response import Response
 
 from schedules import rows
@@ -63,7 +64,40 @@ class RunCountPaginator(BoundedCountPaginator):
     exact_count_limit = EXACT_RUN_COUNT_LIMIT
 
 
-class PageNumberPagination(pagination.PageNumberPagination):
+class StrictPageSize:
+    """`?page_size=` is a whole number from 1 to the list's maximum, or a 400.
+
+    DRF took anything else for the default size: `?page_size=abc` or `0` answered 50 rows,
+    `?page_size=5000` 500, and a client that read one page believing it held what it asked
+    for missed the rest without a word.
+    """
+
+    page_size_query_param = "page_size"
+    max_page_size: int
+
+    def get_page_size(self, request: Request) -> int | None:
+        asked = request.query_params.get(self.page_size_query_param)
+        if asked is None:
+            return self.page_size  # type: ignore[attr-defined]
+        if not asked.isdigit() or not 1 <= int(asked) <= self.max_page_size:
+            raise serializers.ValidationError(
+                {
+                    self.page_size_query_param: [
+                        f"{asked!r} is not a whole number from 1 to {self.max_page_size}"
+                    ]
+                }
+            )
+        return int(asked)
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)  # type: ignore[misc]
+        for parameter in parameters:
+            if parameter["name"] == self.page_size_query_param:
+                parameter["schema"].update(minimum=1, maximum=self.max_page_size)
+        return parameters
+
+
+class PageNumberPagination(StrictPageSize, pagination.PageNumberPagination):
     """Pages by number; `count` is exact up to EXACT_COUNT_LIMIT rows, estimated past it."""
 
     django_paginator_class = BoundedCountPaginator
@@ -77,7 +111,7 @@ class RunPagination(PageNumberPagination):
     django_paginator_class = RunCountPaginator
 
 
-class RecordCursorPagination(pagination.CursorPagination):
+class RecordCursorPagination(StrictPageSize, pagination.CursorPagination):
     """Records can number millions: a cursor stays fast on any page, an offset would not.
 
     `count` is kept so that every list answers the same shape: the dataset's own count of its

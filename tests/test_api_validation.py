@@ -2,7 +2,7 @@
 
 import pytest
 
-from tests.api_support import API, client_for, import_body
+from tests.api_support import API, SOURCE, client_for, import_body
 from tests.factories import make_import
 
 pytestmark = pytest.mark.django_db
@@ -19,8 +19,14 @@ CASES = [
     # regression: a well-formed date that never comes (31 February) answered 500
     ("cron_expression", {"cron_expression": "0 0 31 2 *"}),
     ("timezone", {"timezone": "Mars/Olympus_Mons"}),
-    ("interval_seconds", {"schedule_type": "interval", "interval_seconds": 5}),
-    ("interval_seconds", {"schedule_type": "interval", "interval_seconds": None}),
+    (
+        "interval_seconds",
+        {"schedule_type": "interval", "interval_seconds": 5, "cron_expression": ""},
+    ),
+    (
+        "interval_seconds",
+        {"schedule_type": "interval", "interval_seconds": None, "cron_expression": ""},
+    ),
     ("source_url", {"source_url": "ftp://example.com/a.csv"}),
     ("source_url", {"source_url": "file:///etc/passwd"}),
     ("source_url", {"source_url": "not a url"}),
@@ -111,3 +117,66 @@ def test_a_wrong_choice_in_a_filter_names_the_valid_ones(alice):
     assert runs.json()["errors"]["trigger"] == [
         "cron is not one of: schedule, manual, api, catchup"
     ]
+
+
+@pytest.mark.parametrize(
+    ("existing", "body", "field", "said"),
+    [
+        # the cron expression of an interval import was dropped: it went on every hour
+        (
+            {"schedule_type": "interval", "interval_seconds": 3600},
+            {"cron_expression": "0 3 * * *"},
+            "cron_expression",
+            "only for schedule_type 'cron', and this import's is 'interval': "
+            'send "schedule_type": "cron" with it to switch',
+        ),
+        (
+            {"schedule_type": "cron", "cron_expression": "30 2 * * *"},
+            {"interval_seconds": 60},
+            "interval_seconds",
+            "only for schedule_type 'interval', and this import's is 'cron': "
+            'send "schedule_type": "interval" with it to switch',
+        ),
+    ],
+)
+def test_a_schedule_field_of_the_other_type_is_refused_not_dropped(
+    alice, existing, body, field, said
+):
+    imp = make_import(alice, SOURCE, **existing)
+
+    response = client_for(alice).patch(f"{API}/imports/{imp.pk}/", body, format="json")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == {field: [said]}
+    imp.refresh_from_db()
+    assert (imp.schedule_type, imp.cron_expression, imp.interval_seconds) == (
+        existing["schedule_type"],
+        existing.get("cron_expression", ""),
+        existing.get("interval_seconds"),
+    )
+
+
+def test_a_create_with_an_interval_and_the_cron_type_is_refused(alice):
+    response = client_for(alice).post(
+        f"{API}/imports/", import_body(interval_seconds=60), format="json"
+    )
+
+    assert response.status_code == 400 and list(response.json()["errors"]) == ["interval_seconds"]
+
+
+def test_switching_the_schedule_type_with_its_field_is_taken(alice):
+    imp = make_import(alice, SOURCE)  # every hour
+
+    response = client_for(alice).patch(
+        f"{API}/imports/{imp.pk}/",
+        {"schedule_type": "cron", "cron_expression": "0 3 * * *", "interval_seconds": None},
+        format="json",
+    )
+
+    assert response.status_code == 200, response.content
+    imp.refresh_from_db()
+    assert (imp.schedule_type, imp.cron_expression, imp.interval_seconds) == (
+        "cron",
+        "0 3 * * *",
+        None,
+    )

@@ -269,6 +269,10 @@ class CredentialField(serializers.Field):
         return imp.credential
 
 
+# Each schedule type's own field.
+SCHEDULE_FIELDS = {"cron_expression": "cron", "interval_seconds": "interval"}
+
+
 class ImportSerializer(RefusesUnknownFields, ModelSerializer):
     serializer_choice_field = ChoiceField
     dataset = serializers.SlugField(
@@ -379,6 +383,28 @@ class ImportSerializer(RefusesUnknownFields, ModelSerializer):
         except DjangoValidationError as error:
             raise serializers.ValidationError(error.messages) from error
         return columns
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """A schedule field of the other schedule type is refused, not dropped.
+
+        The model keeps only the fields of its schedule type (drop_other_schedule), so
+        `PATCH {"cron_expression": "0 3 * * *"}` on an interval import answered 200 and it went
+        on running every hour; a create with `interval_seconds` and the default cron type ran
+        at the cron's time. An empty value of the other type (a GET's representation sent
+        back) is what it already is.
+        """
+        kind = attrs.get("schedule_type", getattr(self.instance, "schedule_type", None))
+        for field, its_kind in SCHEDULE_FIELDS.items():
+            if kind not in (None, its_kind) and attrs.get(field) not in (None, ""):
+                raise serializers.ValidationError(
+                    {
+                        field: [
+                            f"only for schedule_type {its_kind!r}, and this import's is {kind!r}:"
+                            f' send "schedule_type": "{its_kind}" with it to switch'
+                        ]
+                    }
+                )
+        return attrs
 
     def validate_name(self, name: str) -> str:
         owner = self.instance.owner if self.instance else self.context["request"].user

@@ -45,6 +45,15 @@ def decompressed(stream: io.RawIOBase, stack: ExitStack, member: str = "") -> io
         inner = _zip_member(whole, stack, member)
         kind = "zip"
     else:
+        kind = ""
+    if member and kind != "zip":
+        # It was read as it came: a file other than the one the import named could land.
+        raise PermanentImportError(
+            f"the import names {member!r} inside a zip file (source_member), but the download"
+            f" is {'a gzip file' if kind else 'not a zip file'}: clear source_member to read"
+            " it as it is"
+        )
+    if not kind:
         return whole if head else stream
     stack.callback(inner.close)
     return Capped(inner, kind, stream)

@@ -185,3 +185,22 @@ def test_check_before_save_reads_compressed_and_drop_folder_sources(alice, csv_s
     assert not several["ok"] and "holds 2 files: a.csv, products.csv" in several["problems"][0]
     assert named["ok"] and named["key_column_found"], named
     assert not outside["ok"] and "outside the drop folders" in outside["problems"][0]
+
+
+@pytest.mark.parametrize(
+    ("served", "is_said"), [(PRODUCTS_CSV, "not a zip file"), (None, "a gzip")]
+)
+def test_a_named_member_of_a_download_that_is_no_zip_fails_saying_so(
+    alice, csv_server, served, is_said
+):
+    # Given an import that names a file inside a zip, whose server now sends plain CSV or gzip
+    body = gzipped(PRODUCTS_CSV) if served is None else served.encode()
+    imp = make_import(alice, csv_server.serve("/export", body), source_member="products.csv")
+
+    # When it runs
+    run = run_now(imp)
+
+    # Then it fails at once saying why, instead of importing whatever came (it did, silently)
+    assert (run.status, run.attempts) == ("failed", 1)
+    assert f"is {is_said}" in run.error_message and "source_member" in run.error_message
+    assert not set(records(imp))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,7 +29,11 @@ class StrictFilterBackend(DjangoFilterBackend):
 
     def filter_queryset(self, request: Request, queryset: QuerySet, view: Any) -> QuerySet:
         filterset_class = self.get_filterset_class(view, queryset)
-        check_query_params(request, allowed_query_params(view, filterset_class))
+        check_query_params(
+            request,
+            allowed_query_params(view, filterset_class),
+            repeatable_query_params(filterset_class),
+        )
         if (
             filterset_class is None
             or not request.query_params.keys() & filterset_class.base_filters
@@ -61,12 +66,41 @@ def allowed_query_params(view: Any, filterset_class: type | None) -> set[str]:
     return allowed
 
 
-def check_query_params(request: Request, allowed: set[str]) -> None:
+def repeatable_query_params(filterset_class: type | None) -> set[str]:
+    """The filters that take several values (`?status=failed&status=partial`)."""
+    if filterset_class is None:
+        return set()
+    return {
+        name
+        for name, found in filterset_class.base_filters.items()
+        if isinstance(found, django_filters.MultipleChoiceFilter)
+        or name in getattr(filterset_class, "repeatable", ())
+    }
+
+
+def check_query_params(
+    request: Request, allowed: set[str], repeatable: Collection[str] = ()
+) -> None:
+    """400 on a parameter the endpoint does not read, naming those it does, and on one given
+    several times that takes one value: django-filter and DRF read the last of them, so
+    `?status=active&status=paused` listed the paused imports alone."""
     unknown = sorted(set(request.query_params) - allowed)
     if unknown:
         takes = f"takes: {', '.join(sorted(allowed))}" if allowed else "takes no query parameters"
         raise serializers.ValidationError(
             {name: [f"unknown query parameter; this endpoint {takes}"] for name in unknown}
+        )
+    repeated = {
+        name: len(values)
+        for name, values in request.query_params.lists()
+        if len(values) > 1 and name not in repeatable
+    }
+    if repeated:
+        raise serializers.ValidationError(
+            {
+                name: [f"takes one value; it was given {times} times"]
+                for name, times in sorted(repeated.items())
+            }
         )
 
 
@@ -175,6 +209,8 @@ class RecordFilter(django_filters.FilterSet):
         help_text="`name:value`: the record's field `name` is exactly `value` (compared as "
         "text, so `price:10.5` matches the number 10.5); repeatable, all must hold",
     )
+
+    repeatable = ("field",)
 
     class Meta:
         model = Record

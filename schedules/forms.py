@@ -10,6 +10,7 @@ from django import forms
 
 from .credentials import KIND_CHOICES
 from .models import ScheduledImport
+from .validation import SCHEDULE_FIELDS, fields_of_the_other_schedule
 
 # The credential's parts in the form: (form field, the credential's part) per kind.
 CREDENTIAL_PARTS = {
@@ -123,6 +124,16 @@ class ScheduledImportAdminForm(forms.ModelForm):
                     credential[part] = self.cleaned_data[field]
             self.instance.credential = credential
         cleaned = super().clean()
+        # A field of the other schedule type that the operator changed: said, not dropped. One
+        # left as it was when the type switched is cleared, as the model does.
+        changed = {name: cleaned.get(name) for name in SCHEDULE_FIELDS if name in self.changed_data}
+        wrong = fields_of_the_other_schedule(cleaned.get("schedule_type"), changed)
+        for field, its in wrong.items():
+            self.add_error(
+                field,
+                f"only for the {its} schedule type: choose it as the schedule type to switch, "
+                "or leave this field as it was",
+            )
         owner, dataset = cleaned.get("owner"), cleaned.get("dataset")
         if owner and dataset and dataset.owner_id != owner.pk:
             self.add_error("dataset", "this dataset belongs to another user")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import codecs
 import re
 import zoneinfo
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
@@ -208,6 +208,24 @@ def validate_encoding(name: str) -> None:
         raise ValidationError(
             f"{name!r} is not a text encoding (e.g. utf-8, latin-1, cp1252)"
         ) from None
+
+
+# Each schedule type's own field.
+SCHEDULE_FIELDS = {"cron_expression": "cron", "interval_seconds": "interval"}
+
+
+def fields_of_the_other_schedule(schedule_type: str | None, sent: dict[str, Any]) -> dict[str, str]:
+    """The fields of `sent` that belong to the schedule type not chosen, with their type.
+
+    The model keeps only its schedule type's field (drop_other_schedule): a cron expression
+    sent to an interval import without switching its type was dropped, and the import went on
+    as before. An empty value (a cleared field) is what the model keeps anyway.
+    """
+    return {
+        field: its_type
+        for field, its_type in SCHEDULE_FIELDS.items()
+        if schedule_type not in (None, its_type) and sent.get(field) not in (None, "")
+    }
 
 
 def validate_import_fields(imp: ScheduledImport) -> None:

@@ -171,3 +171,36 @@ def test_a_dataset_of_another_user_is_refused_and_datasets_are_labelled_by_owner
 
     assert "bob / bob-data" in page and "alice / products" in page
     assert "dataset" in response.context["adminform"].form.errors
+
+
+def test_a_cron_expression_typed_into_an_interval_import_is_refused_not_dropped(
+    admin_client, alice
+):
+    # Given an hourly import (interval)
+    imp = make_import(alice, SOURCE)
+
+    # When an operator types a cron expression but leaves the schedule type as it was
+    response = admin_client.post(
+        f"{CHANGELIST}{imp.pk}/change/", form_data(imp, cron_expression="15 4 * * *")
+    )
+
+    # Then the form says so on that field (it was saved, and the expression dropped)
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["cron_expression"] == [
+        "only for the cron schedule type: choose it as the schedule type to switch, "
+        "or leave this field as it was"
+    ]
+    assert ScheduledImport.objects.get(pk=imp.pk).cron_expression == ""
+
+
+def test_switching_the_type_in_the_admin_clears_the_other_field_left_as_it_was(admin_client, alice):
+    imp = make_import(alice, SOURCE)  # interval 3600
+
+    response = admin_client.post(
+        f"{CHANGELIST}{imp.pk}/change/",
+        form_data(imp, schedule_type="cron", cron_expression="15 4 * * *"),
+    )
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    saved = ScheduledImport.objects.get(pk=imp.pk)
+    assert (saved.schedule_type, saved.interval_seconds) == ("cron", None)

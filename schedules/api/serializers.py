@@ -30,7 +30,12 @@ from schedules.models import (
     Record,
     ScheduledImport,
 )
-from schedules.validation import NOTIFY_CHANNELS, NOTIFY_EVENTS, validate_columns
+from schedules.validation import (
+    NOTIFY_CHANNELS,
+    NOTIFY_EVENTS,
+    fields_of_the_other_schedule,
+    validate_columns,
+)
 
 from . import progress
 from .body_fields import RefusesUnknownFields
@@ -269,10 +274,6 @@ class CredentialField(serializers.Field):
         return imp.credential
 
 
-# Each schedule type's own field.
-SCHEDULE_FIELDS = {"cron_expression": "cron", "interval_seconds": "interval"}
-
-
 class ImportSerializer(RefusesUnknownFields, ModelSerializer):
     serializer_choice_field = ChoiceField
     dataset = serializers.SlugField(
@@ -394,16 +395,16 @@ class ImportSerializer(RefusesUnknownFields, ModelSerializer):
         back) is what it already is.
         """
         kind = attrs.get("schedule_type", getattr(self.instance, "schedule_type", None))
-        for field, its_kind in SCHEDULE_FIELDS.items():
-            if kind not in (None, its_kind) and attrs.get(field) not in (None, ""):
-                raise serializers.ValidationError(
-                    {
-                        field: [
-                            f"only for schedule_type {its_kind!r}, and this import's is {kind!r}:"
-                            f' send "schedule_type": "{its_kind}" with it to switch'
-                        ]
-                    }
-                )
+        if wrong := fields_of_the_other_schedule(kind, attrs):
+            raise serializers.ValidationError(
+                {
+                    field: [
+                        f"only for schedule_type {its!r}, and this import's is {kind!r}:"
+                        f' send "schedule_type": "{its}" with it to switch'
+                    ]
+                    for field, its in wrong.items()
+                }
+            )
         return attrs
 
     def validate_name(self, name: str) -> str:

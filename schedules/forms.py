@@ -10,7 +10,11 @@ from django import forms
 
 from .credentials import KIND_CHOICES
 from .models import ScheduledImport
-from .validation import SCHEDULE_FIELDS, fields_of_the_other_schedule
+from .validation import (
+    SCHEDULE_FIELDS,
+    fields_of_the_other_schedule,
+    undeliverable_notifications,
+)
 
 # The credential's parts in the form: (form field, the credential's part) per kind.
 CREDENTIAL_PARTS = {
@@ -134,6 +138,12 @@ class ScheduledImportAdminForm(forms.ModelForm):
                 f"only for the {its} schedule type: choose it as the schedule type to switch, "
                 "or leave this field as it was",
             )
+        notifying = {"notify_on": [], "notify_channels": [], "callback_url": ""}
+        changed = notifying.keys() & set(self.changed_data)
+        if changed and not notifying.keys() & self.errors.keys():
+            sent = {name: cleaned.get(name) or empty for name, empty in notifying.items()}
+            if nowhere := undeliverable_notifications(**sent):
+                self.add_error("notify_channels", nowhere)
         owner, dataset = cleaned.get("owner"), cleaned.get("dataset")
         if owner and dataset and dataset.owner_id != owner.pk:
             self.add_error("dataset", "this dataset belongs to another user")

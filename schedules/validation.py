@@ -228,6 +228,27 @@ def fields_of_the_other_schedule(schedule_type: str | None, sent: dict[str, Any]
     }
 
 
+def undeliverable_notifications(
+    notify_on: list[str], notify_channels: list[str], callback_url: str
+) -> str:
+    """Why the notifications asked for could reach no one ('' when they can).
+
+    A webhook goes only to the import's callback URL: `notify_channels: ["webhook"]` without
+    one made no delivery at all, and nothing said so.
+    """
+    if (
+        not notify_on
+        or "email" in notify_channels
+        or ("webhook" in notify_channels and callback_url)
+    ):
+        return ""
+    if "webhook" in notify_channels:
+        return (
+            "a webhook is sent to the import's callback_url, and it has none: set one, or add email"
+        )
+    return f"{', '.join(notify_on)} would notify on no channel: choose email or webhook"
+
+
 def validate_import_fields(imp: ScheduledImport) -> None:
     """Collect every broken rule of `imp`, keyed by field, into one ValidationError."""
     errors: dict[str, list[str]] = {}

@@ -204,3 +204,18 @@ def test_switching_the_type_in_the_admin_clears_the_other_field_left_as_it_was(a
     assert response.status_code == 302, response.context["adminform"].form.errors
     saved = ScheduledImport.objects.get(pk=imp.pk)
     assert (saved.schedule_type, saved.interval_seconds) == ("cron", None)
+
+
+def test_a_webhook_without_a_callback_is_refused_in_the_admin(admin_client, alice):
+    imp = make_import(alice, SOURCE)
+
+    response = admin_client.post(
+        f"{CHANGELIST}{imp.pk}/change/",
+        form_data(imp, notify_on='["failed"]', notify_channels='["webhook"]'),
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["notify_channels"] == [
+        "a webhook is sent to the import's callback_url, and it has none: set one, or add email"
+    ]
+    assert ScheduledImport.objects.get(pk=imp.pk).notify_on == []

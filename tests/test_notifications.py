@@ -245,3 +245,48 @@ def test_a_late_alert_message_of_an_earlier_version_is_delivered_through_the_log
 
     (delivery,) = NotificationDelivery.objects.all()
     assert (delivery.event, delivery.channel, delivery.status) == ("late", "email", "pending")
+
+
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        (
+            {"notify_on": ["failed"], "notify_channels": ["webhook"]},
+            "a webhook is sent to the import's callback_url, and it has none: set one, or add "
+            "email",
+        ),
+        (
+            {"notify_on": ["failed", "late"], "notify_channels": []},
+            "failed, late would notify on no channel: choose email or webhook",
+        ),
+    ],
+)
+def test_notifications_that_could_reach_no_one_are_refused(alice, body, said):
+    # A webhook without a callback URL made no delivery and no entry in the log: the failures
+    # it was asked to report went unreported without a word
+    response = client_for(alice).post(f"{API}/imports/", import_body(**body), format="json")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == {"notify_channels": [said]}
+    assert not ScheduledImport.objects.exists()
+
+
+def test_removing_the_callback_its_webhooks_need_is_refused(alice):
+    imp = make_import(
+        alice,
+        SOURCE,
+        notify_on=["failed"],
+        notify_channels=["webhook"],
+        callback_url="https://hooks.example.com/x",
+    )
+    client = client_for(alice)
+
+    refused = client.patch(f"{API}/imports/{imp.pk}/", {"callback_url": ""}, format="json")
+    taken = client.patch(
+        f"{API}/imports/{imp.pk}/",
+        {"callback_url": "", "notify_channels": ["email"]},
+        format="json",
+    )
+
+    assert refused.status_code == 400 and list(refused.json()["errors"]) == ["notify_channels"]
+    assert taken.status_code == 200, taken.content

@@ -29,11 +29,13 @@ from schedules.models import (
     NotificationDelivery,
     Record,
     ScheduledImport,
+    default_channels,
 )
 from schedules.validation import (
     NOTIFY_CHANNELS,
     NOTIFY_EVENTS,
     fields_of_the_other_schedule,
+    undeliverable_notifications,
     validate_columns,
 )
 
@@ -274,6 +276,14 @@ class CredentialField(serializers.Field):
         return imp.credential
 
 
+# What an import notifies with when the body and the import say nothing (the model's defaults).
+NOTIFY_DEFAULTS: dict[str, Callable[[], Any]] = {
+    "notify_on": list,
+    "notify_channels": default_channels,
+    "callback_url": str,
+}
+
+
 class ImportSerializer(RefusesUnknownFields, ModelSerializer):
     serializer_choice_field = ChoiceField
     dataset = serializers.SlugField(
@@ -394,6 +404,15 @@ class ImportSerializer(RefusesUnknownFields, ModelSerializer):
         at the cron's time. An empty value of the other type (a GET's representation sent
         back) is what it already is.
         """
+        if attrs.keys() & {"notify_on", "notify_channels", "callback_url"}:
+            effective = {
+                name: attrs[name]
+                if name in attrs
+                else (default() if self.instance is None else getattr(self.instance, name))
+                for name, default in NOTIFY_DEFAULTS.items()
+            }
+            if nowhere := undeliverable_notifications(**effective):
+                raise serializers.ValidationError({"notify_channels": [nowhere]})
         kind = attrs.get("schedule_type", getattr(self.instance, "schedule_type", None))
         if wrong := fields_of_the_other_schedule(kind, attrs):
             raise serializers.ValidationError(

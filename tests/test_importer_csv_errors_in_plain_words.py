@@ -162,3 +162,17 @@ def test_a_first_record_with_a_field_over_128_kib_reads_in_a_fresh_process(
     run = run_now(imp)
 
     assert (run.status, run.rows_inserted) == ("succeeded", 1), run.error_message
+
+
+def test_test_source_names_a_spec_column_the_header_does_not_have(alice, csv_server):
+    # A typo in the spec (`prise`): every run leaves `price` untyped, and nothing says so
+    url = csv_server.serve("/p.csv", "sku,price\nA-1,9.50\n")
+    imp = make_import(alice, url, columns=[{"name": "prise", "type": "decimal"}])
+
+    checked = source_check.check_source(imp.pk)
+
+    assert checked["ok"] is False
+    assert checked["problems"] == [
+        "the columns spec names 'prise', which the file's header does not have: its type and "
+        "rules apply to no column"
+    ]

@@ -27,7 +27,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
-from django.db.models import DO_NOTHING, SET_NULL, ProtectedError, Q, QuerySet
+from django.db.models import DO_NOTHING, SET_NULL, Max, Min, ProtectedError, Q, QuerySet
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -78,6 +78,7 @@ def get_or_create_dataset(owner: AbstractBaseUser, name: str) -> Dataset:
 
 
 @transaction.atomic
+@transaction.atomic
 def delete_records(records: QuerySet[Record]) -> int:
     """Delete records by hand (the admin); their datasets no longer match any imported file.
 
@@ -85,7 +86,7 @@ def delete_records(records: QuerySet[Record]) -> int:
     records: a deletion and a merge of one dataset take turns instead of deadlocking.
     """
     dataset_ids = lock_datasets(records.order_by().values_list("dataset_id", flat=True).distinct())
-    deleted, _ = records.delete()
+    deleted = _delete_in_id_ranges(records.order_by())
     mark_datasets_changed(dataset_ids)
     recount_records(dataset_ids)
     return deleted
@@ -164,7 +165,7 @@ def delete_dataset(dataset: Dataset) -> int:
         writers = list(dataset.imports.order_by("pk"))
         if writers:
             raise DatasetInUse(writers)
-        records = _delete_records_of(dataset.pk)
+        records = _delete_in_id_ranges(Record.objects.filter(dataset_id=dataset.pk))
         try:
             dataset.delete()
         except ProtectedError as error:
@@ -173,34 +174,27 @@ def delete_dataset(dataset: Dataset) -> int:
     return records
 
 
-# Record ids per DELETE of a dataset's records: a few tenths of a second each.
+# Record ids per DELETE of many records: a few tenths of a second each.
 RECORD_IDS_PER_DELETE = 500_000
 
 
-def _delete_records_of(dataset_id: int) -> int:
-    """Delete a dataset's records, a range of ids per statement, in the caller's transaction.
+def _delete_in_id_ranges(records: QuerySet[Record]) -> int:
+    """Delete `records`, a range of ids per statement, in the caller's transaction.
 
     One DELETE of 25 million records would outlast the web worker's timeout (30 s), which
     killed the worker: a 502, the deletion rolled back and nothing said why. In ranges, the
     worker tells its arbiter it is alive after each (common/streaming.py) and the deletion
     takes as long as one DELETE (ranges of the primary key, each row visited once).
     """
-    deleted = 0
-    with db_connection.cursor() as cursor:
-        cursor.execute(_RECORD_ID_SPAN, [dataset_id])
-        low, high = cursor.fetchone()
-        while low is not None and low <= high:
-            cursor.execute(_DELETE_RECORD_RANGE, [dataset_id, low, low + RECORD_IDS_PER_DELETE])
-            deleted += cursor.rowcount
-            low += RECORD_IDS_PER_DELETE
-            streaming.alive()
+    span = records.aggregate(low=Min("pk"), high=Max("pk"))
+    low, high, deleted = span["low"], span["high"], 0
+    while low is not None and low <= high:
+        # Records have no signals and nothing refers to them: Django deletes them in one
+        # statement, without reading them.
+        deleted += records.filter(pk__gte=low, pk__lt=low + RECORD_IDS_PER_DELETE).delete()[0]
+        low += RECORD_IDS_PER_DELETE
+        streaming.alive()
     return deleted
-
-
-_RECORD_ID_SPAN = f"SELECT min(id), max(id) FROM {Record._meta.db_table} WHERE dataset_id = %s"
-_DELETE_RECORD_RANGE = (
-    f"DELETE FROM {Record._meta.db_table} WHERE dataset_id = %s AND id >= %s AND id < %s"
-)
 
 
 def create_import(owner: AbstractBaseUser, *, dataset: str, **fields: Any) -> ScheduledImport:

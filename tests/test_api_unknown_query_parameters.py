@@ -270,3 +270,33 @@ def test_the_repeatable_filters_still_take_several_values(alice):
 
     assert sorted(run["status"] for run in runs["results"]) == ["failed", "partial"]
     assert imports.status_code == 200 and records.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("page", "status", "said"),
+    [
+        ("abc", 400, {"errors": {"page": ["'abc' is not a page number (1, 2, ... or last)"]}}),
+        ("0", 400, {"errors": {"page": ["'0' is not a page number (1, 2, ... or last)"]}}),
+        ("9", 404, {"detail": "page 9 is past the last page of this list"}),
+    ],
+)
+def test_a_page_that_is_not_there_is_said_in_our_words(alice, page, status, said):
+    # DRF answered "Invalid page." for each, a 404 even for a page that is no number
+    imp = make_import(alice, SOURCE)
+    make_run(imp, "failed")
+
+    response = client_for(alice).get(f"{API}/runs/", {"page": page})
+
+    assert response.status_code == status, response.content
+    body = response.json()
+    assert {key: body[key] for key in said} == said
+
+
+def test_the_last_page_is_still_last(alice):
+    imp = make_import(alice, SOURCE)
+    for _ in range(3):
+        make_run(imp, "failed")
+
+    body = client_for(alice).get(f"{API}/runs/", {"page": "last", "page_size": 2}).json()
+
+    assert len(body["results"]) == 1 and body["next"] is None

@@ -98,9 +98,25 @@ class StrictPageSize:
 
 
 class PageNumberPagination(StrictPageSize, pagination.PageNumberPagination):
-    """Pages by number; `count` is exact up to EXACT_COUNT_LIMIT rows, estimated past it."""
+    """Pages by number; `count` is exact up to EXACT_COUNT_LIMIT rows, estimated past it.
+
+    A page number that is none is a 400, and one past the end a 404, both in our words: DRF
+    said "Invalid page." for both, and Django's paginator "That page contains no results".
+    """
 
     django_paginator_class = BoundedCountPaginator
+    invalid_page_message = "page {page_number} is past the last page of this list"
+
+    def get_page_number(self, request: Request, paginator: Paginator) -> int | str:
+        asked = request.query_params.get(self.page_query_param)
+        if asked is None or asked in self.last_page_strings:
+            return super().get_page_number(request, paginator)
+        if not asked.isdigit() or int(asked) < 1:
+            raise serializers.ValidationError(
+                {self.page_query_param: [f"{asked!r} is not a page number (1, 2, ... or last)"]}
+            )
+        return int(asked)
+
     page_size_query_param = "page_size"
     max_page_size = 500
 

@@ -228,6 +228,10 @@ def fields_of_the_other_schedule(schedule_type: str | None, sent: dict[str, Any]
     }
 
 
+# What decides whether an import's notifications can be delivered (undeliverable_notifications).
+NOTIFY_FIELDS = ("notify_on", "notify_channels", "callback_url")
+
+
 def undeliverable_notifications(
     notify_on: list[str], notify_channels: list[str], callback_url: str
 ) -> str:

@@ -11,6 +11,7 @@ from typing import Any
 from django.core.cache import caches
 from django.db.models.sql import Query, compiler
 from django.utils import timezone
+from drf_spectacular.generators import SchemaGenerator
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
@@ -100,3 +101,14 @@ def _compiling(record: Callable[[Query], object]) -> Iterator[None]:
     finally:
         for kind, as_sql in originals.items():
             kind.as_sql = as_sql
+
+
+def api_schema() -> dict[str, Any]:
+    """The OpenAPI schema the API serves, as a dict."""
+    return SchemaGenerator().get_schema(request=None, public=True)
+
+
+def operation_url(path: str, imp: ScheduledImport, run: ImportRun) -> str:
+    """A schema path with its placeholders filled: `run` for the runs' paths, `imp` for the
+    others, and the dataset `products`."""
+    return path.format(id=run.pk if path.startswith(f"{API}/runs/") else imp.pk, name="products")

@@ -3,12 +3,19 @@ ignored: `PATCH {"status": "paused"}` answered 200 and the import ran at 2 AM al
 and a misspelt `cron_expresion` left the schedule as it was (schedules/api/body_fields.py)."""
 
 import pytest
-from drf_spectacular.generators import SchemaGenerator
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
 from schedules.models import ScheduledImport
-from tests.api_support import API, SOURCE, client_for, import_body, make_run
+from tests.api_support import (
+    API,
+    SOURCE,
+    api_schema,
+    client_for,
+    import_body,
+    make_run,
+    operation_url,
+)
 from tests.factories import make_import
 
 pytestmark = pytest.mark.django_db
@@ -16,7 +23,7 @@ pytestmark = pytest.mark.django_db
 
 def documented_bodies() -> list[tuple[str, str, list[str]]]:
     """Every operation that takes a body, with the fields its request body documents."""
-    schema = SchemaGenerator().get_schema(request=None, public=True)
+    schema = api_schema()
     components = schema["components"]["schemas"]
     operations = []
     for path, methods in schema["paths"].items():
@@ -37,7 +44,7 @@ def test_every_body_refuses_a_field_it_does_not_document(alice, method, path, do
     imp = make_import(alice, SOURCE)
     run = make_run(imp, "failed")
     client = client_for(alice)
-    url = path.format(id=run.pk if path.startswith(f"{API}/runs/") else imp.pk)
+    url = operation_url(path, imp, run)
     body = {"username": "alice", "password": "alice-password"} if "token" in path else {}
 
     # When she sends a field the endpoint does not document

@@ -105,6 +105,7 @@ class PageNumberPagination(StrictPageSize, pagination.PageNumberPagination):
     """
 
     django_paginator_class = BoundedCountPaginator
+    max_page_size = 500
     invalid_page_message = "page {page_number} is past the last page of this list"
 
     def get_page_number(self, request: Request, paginator: Paginator) -> int | str:
@@ -116,9 +117,6 @@ class PageNumberPagination(StrictPageSize, pagination.PageNumberPagination):
                 {self.page_query_param: [f"{asked!r} is not a page number (1, 2, ... or last)"]}
             )
         return int(asked)
-
-    page_size_query_param = "page_size"
-    max_page_size = 500
 
 
 class RunPagination(PageNumberPagination):
@@ -137,7 +135,6 @@ class RecordCursorPagination(StrictPageSize, pagination.CursorPagination):
     """
 
     ordering = "id"
-    page_size_query_param = "page_size"
     max_page_size = 1000
 
     def decode_cursor(self, request):

@@ -29,11 +29,11 @@ from schedules.models import (
     NotificationDelivery,
     Record,
     ScheduledImport,
-    default_channels,
 )
 from schedules.validation import (
     NOTIFY_CHANNELS,
     NOTIFY_EVENTS,
+    NOTIFY_FIELDS,
     fields_of_the_other_schedule,
     undeliverable_notifications,
     validate_columns,
@@ -276,14 +276,6 @@ class CredentialField(serializers.Field):
         return imp.credential
 
 
-# What an import notifies with when the body and the import say nothing (the model's defaults).
-NOTIFY_DEFAULTS: dict[str, Callable[[], Any]] = {
-    "notify_on": list,
-    "notify_channels": default_channels,
-    "callback_url": str,
-}
-
-
 class ImportSerializer(RefusesUnknownFields, ModelSerializer):
     serializer_choice_field = ChoiceField
     dataset = serializers.SlugField(
@@ -396,6 +388,29 @@ class ImportSerializer(RefusesUnknownFields, ModelSerializer):
         return columns
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        self._refuse_undeliverable_notifications(attrs)
+        self._refuse_fields_of_the_other_schedule(attrs)
+        return attrs
+
+    def _refuse_undeliverable_notifications(self, attrs: dict[str, Any]) -> None:
+        """Notifications asked for that no channel can deliver (validation's rule), checked
+        on the import as the body leaves it, when the body changes any of them."""
+        if not attrs.keys() & set(NOTIFY_FIELDS):
+            return
+        effective = {
+            name: attrs[name]
+            if name in attrs
+            else (
+                ScheduledImport._meta.get_field(name).get_default()
+                if self.instance is None
+                else getattr(self.instance, name)
+            )
+            for name in NOTIFY_FIELDS
+        }
+        if nowhere := undeliverable_notifications(**effective):
+            raise serializers.ValidationError({"notify_channels": [nowhere]})
+
+    def _refuse_fields_of_the_other_schedule(self, attrs: dict[str, Any]) -> None:
         """A schedule field of the other schedule type is refused, not dropped.
 
         The model keeps only the fields of its schedule type (drop_other_schedule), so
@@ -404,15 +419,6 @@ class ImportSerializer(RefusesUnknownFields, ModelSerializer):
         at the cron's time. An empty value of the other type (a GET's representation sent
         back) is what it already is.
         """
-        if attrs.keys() & {"notify_on", "notify_channels", "callback_url"}:
-            effective = {
-                name: attrs[name]
-                if name in attrs
-                else (default() if self.instance is None else getattr(self.instance, name))
-                for name, default in NOTIFY_DEFAULTS.items()
-            }
-            if nowhere := undeliverable_notifications(**effective):
-                raise serializers.ValidationError({"notify_channels": [nowhere]})
         kind = attrs.get("schedule_type", getattr(self.instance, "schedule_type", None))
         if wrong := fields_of_the_other_schedule(kind, attrs):
             raise serializers.ValidationError(
@@ -424,7 +430,6 @@ class ImportSerializer(RefusesUnknownFields, ModelSerializer):
                     for field, its in wrong.items()
                 }
             )
-        return attrs
 
     def validate_name(self, name: str) -> str:
         owner = self.instance.owner if self.instance else self.context["request"].user

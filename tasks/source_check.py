@@ -84,14 +84,6 @@ def _inspect(imp: ScheduledImport) -> dict[str, Any]:
         columns = [name.strip() for name in first] if imp.has_header else []
     required = [c["name"] for c in imp.columns or [] if c.get("required")]
     missing = [name for name in required if name not in columns]
-    # A run takes a spec's column the header lacks for absent from this file and says nothing:
-    # a typo in the spec (`prise`) left `price` untyped and unchecked in every run.
-    absent = [c["name"] for c in imp.columns or [] if c["name"] not in columns]
-    if imp.has_header and absent and not problems:
-        problems.append(
-            f"the columns spec names {', '.join(map(repr, absent))}, which the file's header"
-            f" does not have: its type and rules apply to no column"
-        )
     if problems:
         delimiter = _guess_delimiter(head, imp)
         if delimiter and delimiter != imp.delimiter:

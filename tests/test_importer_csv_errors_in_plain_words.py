@@ -173,6 +173,31 @@ def test_test_source_names_a_spec_column_the_header_does_not_have(alice, csv_ser
 
     assert checked["ok"] is False
     assert checked["problems"] == [
-        "the columns spec names 'prise', which the file's header does not have: its type and "
-        "rules apply to no column"
+        "the columns spec names 'prise', which the file's header does not have (sku, price): "
+        "its type and rules would apply to no column; correct the name in the spec, or remove it"
     ]
+
+
+def test_a_run_fails_on_a_spec_column_the_header_does_not_have(alice, csv_server):
+    # It used to succeed, `price` landing untyped and unchecked, every run, without a word
+    url = csv_server.serve("/p.csv", "sku,price\nA-1,9.50\nA-2,not a price\n")
+    imp = make_import(alice, url, columns=[{"name": "prise", "type": "decimal"}])
+
+    run = run_now(imp)
+
+    assert (run.status, run.attempts, run.rows_inserted) == ("failed", 1, 0)
+    assert run.error_message == (
+        "the columns spec names 'prise', which the file's header does not have (sku, price): "
+        "its type and rules would apply to no column; correct the name in the spec, or remove it"
+    )
+
+
+def test_a_spec_without_a_header_names_the_columns_in_order(alice, csv_server):
+    # No header: the spec is the header, so none of its columns can be absent
+    url = csv_server.serve("/p.csv", "A-1,9.50\n")
+    spec = [{"name": "sku", "type": "text"}, {"name": "price", "type": "decimal"}]
+    imp = make_import(alice, url, columns=spec, has_header=False)
+
+    run = run_now(imp)
+
+    assert (run.status, run.rows_inserted) == ("succeeded", 1), run.error_message

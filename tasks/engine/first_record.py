@@ -171,16 +171,29 @@ def layout_for(first: list[str], imp: ScheduledImport) -> Layout:
     try:
         key_index = names.index(imp.key_column)
     except ValueError:
-        shown = ", ".join(names[:20]) + (" …" if len(names) > 20 else "")
         raise PermanentImportError(
-            f"the key column {imp.key_column!r} is not in the file's columns ({shown})"
+            f"the key column {imp.key_column!r} is not in the file's columns ({_shown(names)})"
         ) from None
     missing = [n for n, c in spec.items() if c.get("required") and n not in names]
     if missing:
         raise PermanentImportError(
             f"required column(s) {', '.join(map(repr, missing))} not in the file's columns"
         )
+    # A spec column the header lacks used to be taken for an optional column this file left
+    # out, and the run succeeded: a typo in the spec (`prise`), or a column renamed upstream,
+    # left `price` untyped and unchecked in every run, and nothing said so.
+    if absent := [name for name in spec if name not in names]:
+        raise PermanentImportError(
+            f"the columns spec names {', '.join(map(repr, absent))}, which the file's header"
+            f" does not have ({_shown(names)}): its type and rules would apply to no column;"
+            f" correct the name in the spec, or remove it"
+        )
     return Layout(names=names, key_index=key_index, key_column=imp.key_column, spec=spec)
+
+
+def _shown(names: list[str]) -> str:
+    """The file's column names for a message: the first 20."""
+    return ", ".join(names[:20]) + (" …" if len(names) > 20 else "")
 
 
 def header_problems(names: list[str]) -> str:

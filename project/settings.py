@@ -148,7 +148,17 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
+# The mail server as one URL (django-environ): smtp://user:password@host:25, smtp+tls://...:587,
+# smtps://...:465. Without it Django's defaults stand (localhost:25 for the SMTP backend), and a
+# server elsewhere could not be reached at all.
+if env("EMAIL_URL", default=""):
+    vars().update(env.email_url("EMAIL_URL"))
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="importbeat@localhost")
+# One e-mail per owner at most this often: the notifications between go out together in the
+# next one (schedules.email_digest). 0 sends each at once.
+EMAIL_DIGEST_SECONDS = env.int("EMAIL_DIGEST_SECONDS", default=300)
+if EMAIL_DIGEST_SECONDS < 0:
+    raise ImproperlyConfigured("EMAIL_DIGEST_SECONDS must be 0 or more")
 
 # --- importbeat ------------------------------------------------------------------------------
 

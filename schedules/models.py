@@ -691,6 +691,8 @@ class NotificationDelivery(models.Model):
 
     class Status(models.TextChoices):
         PENDING = "pending"
+        # An e-mail waiting for the owner's next one, which lists it (schedules.email_digest).
+        HELD = "held"
         RETRYING = "retrying"
         DELIVERED = "delivered"
         FAILED = "failed"
@@ -717,10 +719,33 @@ class NotificationDelivery(models.Model):
         indexes = [
             # The delivery log of one import, newest first.
             models.Index(fields=["scheduled_import", "-created_at"], name="delivery_log_idx"),
+            # The notifications still to send: the sweep's (notifications.resend_pending) and
+            # an owner's e-mails waiting for one message (email_digest), a few among millions.
+            models.Index(
+                fields=["created_at"],
+                name="delivery_waiting_idx",
+                condition=models.Q(status__in=["pending", "held"]),
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self.event} by {self.channel} ({self.status})"
+
+
+class OwnerMailbox(models.Model):
+    """When an owner was last e-mailed, and when their held e-mails go out: one e-mail per
+    owner per EMAIL_DIGEST_SECONDS (schedules.email_digest). Its row is the lock the workers
+    delivering that owner's e-mails meet on."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    last_sent_at = models.DateTimeField(null=True, blank=True)
+    # When the message that sends the held e-mails is due; None while none is on its way.
+    digest_due_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"e-mails of {self.user}"
 
 
 class NotificationDefaults(models.Model):

@@ -5,7 +5,8 @@ good run after failures (`recovered`), and the import turning `late`. Channels: 
 owner's address, `PATCH /me`) and `webhook` (the import's `callback_url`, signed with its
 `webhook_secret`: alerts.signature). Each notification is a NotificationDelivery row, created
 in the transaction that finished the run and delivered by the `importbeat.deliver_notification`
-task after the commit, webhooks retried with backoff; the row is the delivery log.
+task after the commit, webhooks retried with backoff; the row is the delivery log. E-mails
+go out through schedules.email_digest: one per owner per EMAIL_DIGEST_SECONDS at most.
 
 What notifies, the payloads, the e-mail and the log's entries are decided here; the worker's
 delivery (tasks.webhooks.deliver) calls these steps around its POST. The task is sent by name:
@@ -145,7 +146,9 @@ def resend_pending(created_before: datetime) -> int:
     """Send again the notifications still `pending` since `created_before`: their message never
     reached the broker (it was down when their run finished) or was lost with a Redis restart.
     At least once: if the first message was only slow, a webhook may arrive twice."""
-    stale = NotificationDelivery.objects.filter(status="pending", created_at__lt=created_before)
+    stale = NotificationDelivery.objects.filter(
+        status__in=("pending", "held"), created_at__lt=created_before
+    )
     ids = list(stale.values_list("pk", flat=True)[:500])
     for delivery_id in ids:
         current_app.send_task(DELIVER, args=[delivery_id])
@@ -182,13 +185,6 @@ def start(delivery_id: int, attempt: int) -> NotificationDelivery | None:
     return delivery
 
 
-def send_email(delivery: NotificationDelivery) -> None:
-    """Mail the owner and log it: `delivered`, or `skipped` when the owner has no address."""
-    delivered = _email(delivery)
-    delivery.status = "delivered" if delivered else "skipped"
-    _save(delivery)
-
-
 def webhook(delivery: NotificationDelivery) -> alerts.Webhook:
     """A webhook notification's POST: its payload, to its target, signed with the import's
     secret."""
@@ -211,31 +207,31 @@ def failed(delivery: NotificationDelivery, error: str, retrying: bool) -> None:
     _save(delivery)
 
 
-def _email(delivery: NotificationDelivery) -> bool:
+def email_of(delivery: NotificationDelivery) -> tuple[str, str] | None:
+    """The e-mail of one notification, (subject, message); None when it has no reason to go
+    out any more (`delivery.error` says why)."""
     imp = delivery.scheduled_import
-    if not imp.owner.email:
-        delivery.error = "you have no e-mail address (set it with PATCH /api/v1/me)"
-        return False
     run = delivery.run
     if delivery.event == ALERT and run is not None:
-        subject, message = alerts.alert_email(run)
-    elif delivery.event == "late" and run is None:
+        return alerts.alert_email(run)
+    if delivery.event == "late" and run is None:
         if imp.late_since is None:
             delivery.error = "the import ran on time again before this e-mail went out"
-            return False
-        subject, message = alerts.late_email(imp)
-    else:
-        subject = f"[importbeat] {printable(imp.name)}: {delivery.event}"
-        about = f"run {run.pk} {run.status}: {run.error_message}" if run else "it missed a tick"
-        message = f"The import {imp.name!r} (id {imp.pk}): {delivery.event}.\n{about}\n"
+            return None
+        return alerts.late_email(imp)
+    subject = f"[importbeat] {printable(imp.name)}: {delivery.event}"
+    about = f"run {run.pk} {run.status}: {run.error_message}" if run else "it missed a tick"
+    return subject, f"The import {imp.name!r} (id {imp.pk}): {delivery.event}.\n{about}\n"
+
+
+def send_email(subject: str, message: str, address: str) -> None:
+    """Mail `address` from importbeat."""
     send_mail(
         subject=" ".join(subject.split()),
         message=message,
         from_email=settings.DEFAULT_FROM_EMAIL,
-        recipient_list=[imp.owner.email],
+        recipient_list=[address],
     )
-    delivery.target = imp.owner.email
-    return True
 
 
 def _save(delivery: NotificationDelivery) -> None:

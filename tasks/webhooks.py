@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from schedules import alerts, notifications
+from schedules import alerts, email_digest, notifications
 from schedules.models import NotificationDelivery
 
 from . import crashes
@@ -85,7 +85,7 @@ def deliver(delivery_id: int, attempt: int = 1, final: bool = True) -> None:
 
 def _send(delivery: NotificationDelivery, final: bool) -> None:
     if delivery.channel == "email":
-        notifications.send_email(delivery)
+        email_digest.send(delivery)
         return
     try:
         status = post_signed(*notifications.webhook(delivery))

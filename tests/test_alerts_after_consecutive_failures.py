@@ -92,7 +92,10 @@ def test_reaching_the_threshold_logs_posts_the_summary_and_mails_the_owner(
     assert "failed 3 times in a row" in mailoutbox[0].subject
 
 
-def test_it_alerts_once_per_streak_and_again_after_a_success_broke_it(alice, hook, mailoutbox):
+def test_it_alerts_once_per_streak_and_again_after_a_success_broke_it(
+    alice, hook, mailoutbox, settings
+):
+    settings.EMAIL_DIGEST_SECONDS = 0  # each e-mail at once (tests/test_email_digest.py)
     imp = make_import(
         alice, "http://127.0.0.1/p.csv", alert_after_failures=2, callback_url=hook.url
     )

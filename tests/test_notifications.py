@@ -75,7 +75,8 @@ def test_data_landed_is_a_signed_webhook_the_readme_recipe_verifies(alice, recei
     assert json.loads(raw)["run"]["id"] == delivery.run_id
 
 
-def test_only_the_chosen_events_notify_and_recovery_is_one_of_them(alice, receiver):
+def test_only_the_chosen_events_notify_and_recovery_is_one_of_them(alice, receiver, settings):
+    settings.EMAIL_DIGEST_SECONDS = 0  # each e-mail at once (tests/test_email_digest.py)
     imp = make_import(
         alice,
         SOURCE,
@@ -175,6 +176,23 @@ def test_an_import_turning_late_tells_its_owner_once_by_email_and_as_asked(alice
         (hooked.pk, "late", "email", None),
     ]
     webhooks.deliver(log[0].pk)
+    # Gone late together, they are told in one e-mail (schedules.email_digest)
+    assert [m.subject for m in mail.outbox] == ["[importbeat] 3 notifications about 3 import(s)"]
+    assert [line for line in mail.outbox[0].body.splitlines() if line.startswith("- ")] == [
+        f"- products is late (import {imp.pk})",
+        f"- quiet is late (import {quiet.pk})",
+        f"- hooked is late (import {hooked.pk})",
+    ]
+    assert {d.status for d in NotificationDelivery.objects.all()} == {"delivered"}
+
+
+def test_a_late_email_alone_says_how_many_ticks_were_missed(alice):
+    imp = make_import(alice, SOURCE)
+    ScheduledImport.objects.filter(pk=imp.pk).update(late_since=timezone.now(), missed_ticks=2)
+    notifications.on_imports_late([imp.pk])
+
+    webhooks.deliver(NotificationDelivery.objects.get().pk)
+
     assert [m.subject for m in mail.outbox] == ["[importbeat] products is late"]
     assert "2 tick(s) passed without a run" in mail.outbox[0].body
 

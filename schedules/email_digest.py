@@ -1,0 +1,160 @@
+"""One e-mail per owner per EMAIL_DIGEST_SECONDS: the notifications between go out together.
+
+An owner whose hundreds of imports read one source got an e-mail per import when that source
+went down, and again at every failed tick: the message that mattered was lost among them, and
+mail servers throttle such a sender. Now the first e-mail goes out at once; those that come
+within the interval after it are `held` in the delivery log, and go out together when it ends,
+in one e-mail that lists them (each one's own e-mail when it is alone).
+
+The workers delivering an owner's e-mails meet on its OwnerMailbox row, locked while the e-mail
+goes out, so no two send the same notification. The first held notification's message is sent
+again for when the interval ends, and that message sends the digest; if it is lost, the sweep
+sends the held ones again (notifications.resend_pending).
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from celery import current_app
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from . import services
+from .models import NotificationDelivery, OwnerMailbox
+from .notifications import DELIVER, email_of, send_email
+from .text import printable
+
+logger = logging.getLogger("importbeat.alerts")
+
+WAITING = (NotificationDelivery.Status.PENDING, NotificationDelivery.Status.HELD)
+# Lines a digest lists; the rest are counted (each import's log has them all).
+DIGEST_LINES = 100
+ERROR_CHARS = 300
+
+
+def send(delivery: NotificationDelivery) -> None:
+    """Send the e-mail notification `delivery` (notifications.start gave it), with every other
+    e-mail of its owner still waiting; or hold it until the owner's interval ends."""
+    owner = delivery.scheduled_import.owner
+    OwnerMailbox.objects.get_or_create(user=owner)
+    with transaction.atomic():
+        mailbox = OwnerMailbox.objects.select_for_update().get(user=owner)
+        waiting = _waiting(owner.pk, delivery)
+        if delivery not in waiting:
+            return  # another worker sent it while this one waited for the lock
+        now = timezone.now()
+        opens_at = _opens_at(mailbox)
+        if opens_at is not None and now < opens_at:
+            _hold(delivery, mailbox, opens_at, now)
+        else:
+            _send_now(waiting, mailbox, owner.email, now)
+
+
+def _waiting(owner_id: int, delivery: NotificationDelivery) -> list[NotificationDelivery]:
+    """The owner's e-mails waiting to go out, oldest first; `delivery` as the caller has it (its
+    attempt counted)."""
+    rows = (
+        NotificationDelivery.objects.select_related("scheduled_import__owner", "run")
+        .filter(scheduled_import__owner_id=owner_id, channel="email", status__in=WAITING)
+        .order_by("created_at", "pk")
+    )
+    waiting = [delivery if row.pk == delivery.pk else row for row in rows]
+    for row in waiting:
+        if row.run is not None:
+            row.run.scheduled_import = row.scheduled_import  # one query, not one per alert
+    return waiting
+
+
+def _opens_at(mailbox: OwnerMailbox) -> datetime | None:
+    """When the owner may be e-mailed again; None when now."""
+    if mailbox.last_sent_at is None or not settings.EMAIL_DIGEST_SECONDS:
+        return None
+    return mailbox.last_sent_at + timedelta(seconds=settings.EMAIL_DIGEST_SECONDS)
+
+
+def _hold(
+    delivery: NotificationDelivery, mailbox: OwnerMailbox, opens_at: datetime, now: datetime
+) -> None:
+    """Keep `delivery` for the next e-mail, and make sure a message sends it when it is due."""
+    delivery.status = NotificationDelivery.Status.HELD
+    delivery.save(update_fields=["status", "attempts"])
+    if mailbox.digest_due_at is not None and mailbox.digest_due_at > now:
+        return  # a held notification's message is on its way for then
+    mailbox.digest_due_at = opens_at
+    mailbox.save(update_fields=["digest_due_at"])
+    countdown = (opens_at - now).total_seconds()
+
+    def send_when_due() -> None:
+        current_app.send_task(DELIVER, args=[delivery.pk], countdown=countdown)
+
+    # robust: with the broker down the notification stays held, and the sweep sends it.
+    transaction.on_commit(send_when_due, robust=True)
+
+
+def _send_now(
+    waiting: list[NotificationDelivery], mailbox: OwnerMailbox, address: str, now: datetime
+) -> None:
+    """E-mail the owner the notifications in `waiting` that still have a reason to go out: one
+    alone as it is, several in one digest; and log each."""
+    emails = {}
+    for delivery in waiting:
+        if not address:
+            delivery.error = "you have no e-mail address (set it with PATCH /api/v1/me)"
+        elif (email := email_of(delivery)) is not None:
+            emails[delivery.pk] = email
+    sent = [delivery for delivery in waiting if delivery.pk in emails]
+    if len(sent) == 1:
+        send_email(*emails[sent[0].pk], address)
+    elif sent:
+        send_email(*digest(sent, [emails[delivery.pk] for delivery in sent]), address)
+    for delivery in waiting:
+        delivery.status = "delivered" if delivery.pk in emails else "skipped"
+        delivery.target = address if delivery.pk in emails else delivery.target
+        delivery.finished_at = now
+        if delivery.pk in emails:
+            delivery.error = ""
+    NotificationDelivery.objects.bulk_update(
+        waiting, ["status", "target", "finished_at", "error", "attempts"]
+    )
+    if sent:
+        mailbox.last_sent_at = now
+    mailbox.digest_due_at = None
+    mailbox.save(update_fields=["last_sent_at", "digest_due_at"])
+    logger.info("notification e-mail owner=%s delivered=%s skipped=%s",
+                mailbox.user_id, len(sent), len(waiting) - len(sent))  # fmt: skip
+
+
+def digest(sent: list[NotificationDelivery], emails: list[tuple[str, str]]) -> tuple[str, str]:
+    """One e-mail listing several notifications: (subject, message)."""
+    imports = {delivery.scheduled_import_id for delivery in sent}
+    subject = f"[importbeat] {len(sent)} notifications about {len(imports)} import(s)"
+    lines = [
+        _line(delivery, its_subject)
+        for delivery, (its_subject, _) in zip(sent, emails, strict=True)
+    ]
+    if len(lines) > DIGEST_LINES:
+        rest = len(lines) - DIGEST_LINES
+        lines = [*lines[:DIGEST_LINES], f"... and {rest} more: each import's notifications are"
+                 " in its delivery log (GET /api/v1/imports/{id}/deliveries/)."]  # fmt: skip
+    every = settings.EMAIL_DIGEST_SECONDS
+    message = (
+        f"{len(sent)} notifications since importbeat last e-mailed you (it sends one e-mail "
+        f"every {every} seconds at most, listing what came in between):\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+    return subject, message
+
+
+def _line(delivery: NotificationDelivery, subject: str) -> str:
+    """A notification in a digest: its own e-mail's subject, and its run's outcome."""
+    imp = delivery.scheduled_import
+    line = f"- {printable(subject.removeprefix('[importbeat] '))} (import {imp.pk})"
+    if (run := delivery.run) is not None:
+        error = " ".join(run.error_message.split())[:ERROR_CHARS]
+        line += f": run {run.pk} {run.status}" + (f": {error}" if error else "")
+    # Each import's own credential hidden, as its own e-mail's crash would be (tasks.crashes).
+    return services.without_secrets(imp, line)

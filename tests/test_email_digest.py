@@ -1,0 +1,208 @@
+"""An owner is e-mailed once per EMAIL_DIGEST_SECONDS at most: the notifications that come in
+between wait (`held` in the delivery log) and go out together in one e-mail that lists them.
+
+Before, an owner whose imports read one source got an e-mail per import when it went down, and
+again at each failed tick: a thousand imports, a thousand e-mails an hour."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.core import mail
+from django.utils import timezone
+
+from schedules import notifications, services
+from schedules.models import NotificationDelivery, OwnerMailbox, ScheduledImport
+from tasks import webhooks
+from tests.api_support import SOURCE, make_run
+from tests.conftest import wait_for
+from tests.factories import make_import
+from tests.saved_runs_support import CREDENTIAL, PAIR, RAW, legacy_run
+from tests.smtp_support import smtp_server
+
+WINDOW = 6
+
+
+def fail(imp: ScheduledImport, error: str = "the server answered HTTP 503") -> None:
+    """A run of `imp` ends failed, as a worker ends it (its notifications queued on commit)."""
+    run = make_run(imp, "running", attempts=1)
+    services.finish_run(run, "failed", counts=services.RunCounts(), error=error)
+
+
+def emailing(owner, count: int, **fields) -> list[ScheduledImport]:
+    return [
+        make_import(owner, SOURCE, name=f"feed-{n}", dataset=f"feed-{n}", notify_on=["failed"],
+                    notify_channels=["email"], **fields)
+        for n in range(count)
+    ]  # fmt: skip
+
+
+def listed(message) -> list[str]:
+    return [line for line in message.splitlines() if line.startswith("- ")]
+
+
+@pytest.mark.processes
+@pytest.mark.django_db(transaction=True)
+def test_a_worker_emails_an_owner_once_per_interval_however_many_imports_fail(alice, processes):
+    # Given a worker on a real SMTP server, and twenty imports that e-mail alice their failures
+    imports = emailing(alice, 20)
+    with smtp_server() as (email_url, mailbox):
+        processes.start("worker", EMAIL_URL=email_url, EMAIL_DIGEST_SECONDS=str(WINDOW))
+
+        # When one fails, then she is told at once, in its own e-mail
+        fail(imports[0])
+        wait_for(mailbox.received, 60, what="the first e-mail\n" + processes.logs())
+        first_at = time.monotonic()
+        [alone] = mailbox.received()
+        assert alone["Subject"] == "[importbeat] feed-0: failed"
+
+        # When the nineteen others fail within the interval, then they wait for its end
+        for imp in imports[1:]:
+            fail(imp)
+        held = NotificationDelivery.objects.filter(status="held")
+        wait_for(lambda: held.count() == 19, WINDOW, what="19 held\n" + processes.logs())
+
+        # and go out in one e-mail that lists each, once the interval is over
+        wait_for(lambda: len(mailbox.received()) == 2, 60, what="the digest\n" + processes.logs())
+        digest = mailbox.received()[1]
+        assert time.monotonic() - first_at > WINDOW - 1
+        assert digest["Subject"] == "[importbeat] 19 notifications about 19 import(s)"
+        body = digest.get_payload(decode=True).decode()
+        assert listed(body) == [
+            f"- feed-{n}: failed (import {imp.pk}): run {imp.runs.get().pk} failed: the server "
+            f"answered HTTP 503"
+            for n, imp in enumerate(imports[1:], 1)
+        ]
+        time.sleep(1)
+        assert len(mailbox.received()) == 2
+    log = NotificationDelivery.objects.all()
+    assert [(d.status, d.target) for d in log] == [("delivered", "alice@example.com")] * 20
+
+
+@pytest.mark.django_db
+def test_notifications_waiting_together_go_out_in_one_email(alice):
+    # Given three imports that failed before any e-mail went out (a worker's queue was behind)
+    imports = emailing(alice, 3)
+    for imp in imports:
+        fail(imp)
+
+    # When the first notification is delivered, then the three are in its e-mail
+    webhooks.deliver(NotificationDelivery.objects.order_by("pk").first().pk)
+
+    assert [m.subject for m in mail.outbox] == ["[importbeat] 3 notifications about 3 import(s)"]
+    assert [line.split(":")[0] for line in listed(mail.outbox[0].body)] == [
+        "- feed-0",
+        "- feed-1",
+        "- feed-2",
+    ]
+    # and the other two messages find them sent
+    for delivery in NotificationDelivery.objects.order_by("pk")[1:]:
+        webhooks.deliver(delivery.pk)
+    assert len(mail.outbox) == 1
+    assert set(NotificationDelivery.objects.values_list("status", flat=True)) == {"delivered"}
+
+
+@pytest.mark.django_db
+def test_a_held_notification_is_sent_when_the_interval_is_over(alice, time_machine):
+    # Given alice was e-mailed a minute ago
+    [imp] = emailing(alice, 1)
+    now = timezone.now()
+    OwnerMailbox.objects.create(user=alice, last_sent_at=now - timedelta(seconds=60))
+    time_machine.move_to(now, tick=False)
+    fail(imp)
+    delivery = NotificationDelivery.objects.get()
+
+    # When its notification comes, then it waits for the interval's end
+    webhooks.deliver(delivery.pk)
+    delivery.refresh_from_db()
+    assert (delivery.status, mail.outbox) == ("held", [])
+    mailbox = OwnerMailbox.objects.get(user=alice)
+    assert mailbox.digest_due_at == now + timedelta(seconds=240)
+
+    # When its message comes again before then, it still waits; after, it goes
+    webhooks.deliver(delivery.pk)
+    assert not mail.outbox
+    time_machine.move_to(now + timedelta(seconds=241), tick=False)
+    webhooks.deliver(delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.status == "delivered"
+    assert [m.subject for m in mail.outbox] == ["[importbeat] feed-0: failed"]
+    mailbox.refresh_from_db()
+    assert (mailbox.last_sent_at, mailbox.digest_due_at) == (
+        now + timedelta(seconds=241),
+        None,
+    )
+
+
+@pytest.mark.django_db
+def test_held_notifications_whose_message_was_lost_are_sent_again_by_the_sweep(alice, settings):
+    [imp] = emailing(alice, 1)
+    fail(imp)
+    old = timezone.now() - timedelta(seconds=settings.STALE_QUEUED_SECONDS + 1)
+    NotificationDelivery.objects.update(status="held", created_at=old)
+
+    assert notifications.resend_pending(timezone.now() - timedelta(seconds=1)) == 1
+
+
+@pytest.mark.django_db
+def test_a_digest_lists_a_hundred_and_counts_the_rest(alice):
+    imports = emailing(alice, 130)
+    for imp in imports:
+        fail(imp)
+
+    webhooks.deliver(NotificationDelivery.objects.order_by("pk").first().pk)
+
+    [message] = mail.outbox
+    assert message.subject == "[importbeat] 130 notifications about 130 import(s)"
+    assert len(listed(message.body)) == 100
+    assert "... and 30 more: each import's notifications are in its delivery log" in message.body
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("encryption_key")
+def test_a_digest_hides_each_imports_credential(alice):
+    # Given two imports with a credential, whose runs were saved holding it (before the hiding)
+    imports = emailing(alice, 2, credential=CREDENTIAL)
+    for imp in imports:
+        legacy_run(imp)
+        NotificationDelivery.objects.create(
+            scheduled_import=imp, run=imp.runs.get(), event="failed", channel="email"
+        )
+
+    webhooks.deliver(NotificationDelivery.objects.order_by("pk").first().pk)
+
+    [message] = mail.outbox
+    assert len(listed(message.body)) == 2
+    assert RAW not in message.body and PAIR not in message.body
+    assert "[hidden]" in message.body
+
+
+@pytest.mark.django_db
+def test_an_owner_without_email_has_each_notification_skipped_and_told_why(alice):
+    alice.email = ""
+    alice.save()
+    imports = emailing(alice, 2)
+    for imp in imports:
+        fail(imp)
+
+    webhooks.deliver(NotificationDelivery.objects.order_by("pk").first().pk)
+
+    assert not mail.outbox
+    log = NotificationDelivery.objects.all()
+    assert {(d.status, d.error) for d in log} == {
+        ("skipped", "you have no e-mail address (set it with PATCH /api/v1/me)")
+    }
+    assert OwnerMailbox.objects.get(user=alice).last_sent_at is None
+
+
+@pytest.mark.django_db
+def test_an_interval_of_zero_sends_each_at_once(alice, settings):
+    settings.EMAIL_DIGEST_SECONDS = 0
+    [imp] = emailing(alice, 1, alert_after_failures=10)
+    for _ in range(3):
+        fail(imp)
+        webhooks.deliver(NotificationDelivery.objects.order_by("pk").last().pk)
+
+    assert [m.subject for m in mail.outbox] == ["[importbeat] feed-0: failed"] * 3

@@ -39,6 +39,14 @@ def emailing(owner, count: int, **fields) -> list[ScheduledImport]:
     ]  # fmt: skip
 
 
+def all_fail_then_the_first_is_delivered(imports: list[ScheduledImport]) -> None:
+    """Each import fails before any e-mail went out (a worker's queue was behind); then the
+    first notification's message is delivered (the task's body)."""
+    for imp in imports:
+        fail(imp)
+    webhooks.deliver(NotificationDelivery.objects.order_by("pk").first().pk)
+
+
 def listed(message) -> list[str]:
     return [line for line in message.splitlines() if line.startswith("- ")]
 
@@ -83,13 +91,8 @@ def test_a_worker_emails_an_owner_once_per_interval_however_many_imports_fail(al
 
 @pytest.mark.django_db
 def test_notifications_waiting_together_go_out_in_one_email(alice):
-    # Given three imports that failed before any e-mail went out (a worker's queue was behind)
-    imports = emailing(alice, 3)
-    for imp in imports:
-        fail(imp)
-
     # When the first notification is delivered, then the three are in its e-mail
-    webhooks.deliver(NotificationDelivery.objects.order_by("pk").first().pk)
+    all_fail_then_the_first_is_delivered(emailing(alice, 3))
 
     assert [m.subject for m in mail.outbox] == ["[importbeat] 3 notifications about 3 import(s)"]
     assert [line.split(":")[0] for line in listed(mail.outbox[0].body)] == [
@@ -148,11 +151,7 @@ def test_held_notifications_whose_message_was_lost_are_sent_again_by_the_sweep(a
 
 @pytest.mark.django_db
 def test_a_digest_lists_a_hundred_and_counts_the_rest(alice):
-    imports = emailing(alice, 130)
-    for imp in imports:
-        fail(imp)
-
-    webhooks.deliver(NotificationDelivery.objects.order_by("pk").first().pk)
+    all_fail_then_the_first_is_delivered(emailing(alice, 130))
 
     [message] = mail.outbox
     assert message.subject == "[importbeat] 130 notifications about 130 import(s)"
@@ -183,11 +182,7 @@ def test_a_digest_hides_each_imports_credential(alice):
 def test_an_owner_without_email_has_each_notification_skipped_and_told_why(alice):
     alice.email = ""
     alice.save()
-    imports = emailing(alice, 2)
-    for imp in imports:
-        fail(imp)
-
-    webhooks.deliver(NotificationDelivery.objects.order_by("pk").first().pk)
+    all_fail_then_the_first_is_delivered(emailing(alice, 2))
 
     assert not mail.outbox
     log = NotificationDelivery.objects.all()

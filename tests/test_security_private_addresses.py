@@ -58,6 +58,15 @@ def test_host_port_entries_open_that_port_only(settings):
     assert addresses.is_allowed("files.lan", 6379)
 
 
+def test_an_entry_with_a_bad_port_fails_the_fetch_saying_which(settings):
+    settings.ALLOWED_PRIVATE_HOSTS = ["10.0.0.5:http"]
+
+    with pytest.raises(PermanentImportError) as failed:
+        addresses.public_addresses("10.0.0.5", 80)
+
+    assert str(failed.value) == "ALLOWED_PRIVATE_HOSTS: '10.0.0.5:http' has no valid port"
+
+
 @pytest.mark.django_db
 def test_a_source_on_another_port_of_an_allowed_host_is_refused(alice, csv_server, settings):
     # Given loopback allowed by its bare name, and a server on a port that is not 80 or 443

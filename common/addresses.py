@@ -1,6 +1,9 @@
 """The private-address rule itself: which addresses are refused, and which hosts the operator
-exempts. Settings only, no DNS, so that more than the fetch can apply it: tasks.addresses
-applies it to every address a fetch or a webhook resolves and connects to.
+exempts. Settings only, no DNS, so that both ends of an import's life can apply it:
+tasks.addresses to every address a fetch or a webhook resolves and connects to, and
+schedules.validation to a host written as an address when the import is saved (an import
+whose every run would be refused is better refused at once, while the user is there to read
+why).
 
 Loopback, private, link-local (169.254.169.254, the cloud metadata address), CGNAT,
 unique-local, site-local and reserved addresses are refused, and so are IPv6 forms that carry
@@ -16,6 +19,8 @@ so that naming a host does not open its database or admin ports as well.
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 
 from django.conf import settings
 
@@ -25,6 +30,8 @@ NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::
 IPV4_TRANSLATED = ipaddress.ip_network("::ffff:0:0:0/96")
 IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
 SITE_LOCAL = ipaddress.ip_network("fec0::/10")
+# What inet_aton reads as an IPv4 address: decimal, octal or hex numbers joined by dots.
+_IPV4_NUMBERS = re.compile(r"[0-9][0-9a-fx.]*")
 
 
 class BadAllowedEntry(ValueError):
@@ -96,3 +103,49 @@ def is_public(address: Address) -> bool:
     if (inner := carried_ipv4(address)) is not None:
         return inner.is_global and not inner.is_multicast
     return address.is_global and not address.is_multicast
+
+
+def literal_address(host: str) -> Address | None:
+    """The address a host written as one stands for, read as the resolver reads it; None for a
+    name.
+
+    The resolver takes IPv4 shorthands too (`2130706433`, `127.1`, `0x7f.0.0.1`, `0177.0.0.1`
+    are all 127.0.0.1): reading only the dotted quad would let them pass for names.
+    """
+    host = host.strip("[]").split("%")[0].lower()  # an IPv6 zone (`fe80::1%eth0`) names no host
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        pass
+    if not _IPV4_NUMBERS.fullmatch(host):
+        return None
+    try:
+        return ipaddress.IPv4Address(socket.inet_aton(host))
+    except OSError:
+        return None
+
+
+def is_loopback_name(host: str) -> bool:
+    """`localhost` and every name under it are this machine (RFC 6761), whatever DNS says."""
+    name = host.rstrip(".").lower()
+    return name == "localhost" or name.endswith(".localhost")
+
+
+def refused_on_sight(host: str, port: int | None) -> str | None:
+    """Why the rule refuses `host` on `port` without a lookup, in plain words ("10.0.0.5 is a
+    private address"); None for a public address, an exempt host, or a name only DNS answers.
+
+    Names are not looked up here: DNS can answer otherwise by the time anything connects, so
+    the check after the lookup, at connect time (tasks.addresses), stays the defence.
+    Raises BadAllowedEntry when the operator's ALLOWED_PRIVATE_HOSTS holds a bad port.
+    """
+    if is_loopback_name(host):
+        return None if is_allowed(host, port) else f"{host} is this machine's own name"
+    address = literal_address(host)
+    if address is None or is_public(address):
+        return None
+    if is_allowed(host, port) or is_allowed(str(address), port):
+        return None
+    if normal_host(host) == str(address):
+        return f"{host} is a private address"
+    return f"{host} is {address}, a private address"

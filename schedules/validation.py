@@ -12,7 +12,10 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 
+from common import addresses
+
 from . import drop_folders
+from .credentials import DEFAULT_PORTS
 from .drop_folders import is_file_url
 from .text import has_control_characters
 
@@ -91,6 +94,37 @@ def validate_http_url(url: str) -> None:
         raise ValidationError("only http and https URLs are allowed")
 
 
+def validate_callback_url(url: str) -> None:
+    validate_http_url(url)
+    refuse_private_host(url, may_not="webhooks may not be sent to")
+
+
+def refuse_private_host(url: str, *, may_not: str) -> None:
+    """Refuse a URL whose host is written as a loopback, private, link-local or metadata
+    address (or is localhost) that ALLOWED_PRIVATE_HOSTS does not exempt on its port.
+
+    Every run, or every webhook, would be refused when it connects (tasks.addresses), and
+    nothing at save said so. Names are not looked up (common.addresses.refused_on_sight): the
+    check at connect time, after the lookup, stays the defence.
+    """
+    parts = urlsplit(url)
+    try:
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme.lower())
+    except ValueError:
+        return  # a port out of range: the URL's own rule says so, and nothing connects to it
+    host = parts.hostname or ""
+    try:
+        why = addresses.refused_on_sight(host, port)
+    except addresses.BadAllowedEntry as error:
+        raise ValidationError(f"the server's setting {error}") from None
+    if why:
+        entry = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise ValidationError(
+            f"{why}: {may_not} loopback, private, link-local or metadata addresses unless the "
+            f"operator lists it in ALLOWED_PRIVATE_HOSTS (as {entry})"
+        )
+
+
 SOURCE_SCHEMES = ("http", "https", "sftp", "file")
 URL_PASSWORD = (
     "put the password in the import's credential, not in the URL (a basic credential: "
@@ -119,6 +153,7 @@ def validate_source_url(url: str) -> None:
         raise ValidationError("the URL's port is not valid") from None
     if not parts.hostname:
         raise ValidationError("the URL names no host")
+    refuse_private_host(url, may_not="imports may not fetch from")
     if parts.scheme.lower() == "sftp":
         if not parts.username:
             raise ValidationError("an sftp URL names its user: sftp://user@host/path")
@@ -276,7 +311,7 @@ def validate_import_fields(imp: ScheduledImport) -> None:
     if "source_url" not in errors:
         check("credential", validate_credential, imp)
     if imp.callback_url:
-        check("callback_url", validate_http_url, imp.callback_url)
+        check("callback_url", validate_callback_url, imp.callback_url)
     check("timezone", validate_timezone, imp.timezone or "")
     check("columns", validate_columns, imp.columns)
     if not (imp.key_column or "").strip():

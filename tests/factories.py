@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
+
+from django.test import override_settings
 
 from schedules import services
 from schedules.models import Dataset, Record, ScheduledImport
@@ -22,6 +25,17 @@ def make_import(owner, source_url: str, **overrides: Any) -> ScheduledImport:
     }
     fields.update(overrides)
     return services.create_import(owner, **fields)
+
+
+def make_import_saved_earlier(owner, source_url: str, **overrides: Any) -> ScheduledImport:
+    """An import whose source or callback is a private address, as one saved before such
+    addresses were refused at save: it stays as it is, and the check when it connects still
+    refuses it. The fetch-time tests start from one."""
+    urls = (source_url, overrides.get("callback_url") or "")
+    hosts = [urlsplit(url).hostname for url in urls if url]
+    allowed = [f"[{host}]:*" if ":" in host else f"{host}:*" for host in hosts if host]
+    with override_settings(ALLOWED_PRIVATE_HOSTS=allowed):
+        return make_import(owner, source_url, **overrides)
 
 
 def make_records(dataset: Dataset, records: Iterable[Record]) -> list[Record]:

@@ -12,7 +12,7 @@ from django.utils import timezone
 from project.celery import app
 from schedules import notifications, services
 from schedules.models import ImportRun, NotificationDelivery
-from tests.factories import make_import
+from tests.factories import make_import, make_import_saved_earlier
 from tests.webhook_support import Hook
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -141,7 +141,7 @@ def test_a_webhook_answering_4xx_is_not_retried(alice, mailoutbox):
 def test_a_callback_on_a_private_address_is_refused_but_the_email_goes_out(
     alice, mailoutbox, caplog, callback_url
 ):
-    imp = make_import(
+    imp = make_import_saved_earlier(
         alice, "http://127.0.0.1/p.csv", alert_after_failures=1, callback_url=callback_url
     )
 

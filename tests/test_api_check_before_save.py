@@ -34,6 +34,8 @@ def test_a_check_answers_what_a_run_would_find_and_saves_nothing(alice, bob, csv
     )
     latin = csv_server.serve("/latin.csv", "sku,désignation\nA-1,Crème\n".encode("cp1252"))
     html = csv_server.serve("/page", "<!doctype html><html><body>Sign in</body></html>")
+    metadata = "http://169.254.169.254/latest/meta-data"
+    moved = csv_server.serve("/moved", b"", status=302, headers={"Location": metadata})
     processes.start("worker")
     wait_for(lambda: api.post(f"{API}/imports/check", body(good), format="json").json().get("ok"),
              60, what="a worker answering\n" + processes.logs())  # fmt: skip
@@ -59,7 +61,7 @@ def test_a_check_answers_what_a_run_would_find_and_saves_nothing(alice, bob, csv
     enc = api.post(f"{API}/imports/check", body(latin), format="json").json()
     assert enc["ok"] is False and enc["suggestions"] == {"encoding": "cp1252"}
 
-    # A missing file, an HTML page, a required column absent, a private address
+    # A missing file, an HTML page, a required column absent, a redirect to a private address
     missing = api.post(
         f"{API}/imports/check", body(csv_server.base_url + "/gone.csv"), format="json"
     )
@@ -69,10 +71,12 @@ def test_a_check_answers_what_a_run_would_find_and_saves_nothing(alice, bob, csv
     spec = [{"name": "stock", "type": "int", "required": True}]
     required = api.post(f"{API}/imports/check", body(good, columns=spec), format="json").json()
     assert required["missing_required_columns"] == ["stock"] and required["ok"] is False
-    private = api.post(
-        f"{API}/imports/check", body("http://169.254.169.254/latest/meta-data"), format="json"
-    ).json()
+    private = api.post(f"{API}/imports/check", body(moved), format="json").json()
     assert private["ok"] is False and "private" in private["problems"][0]
+    # (a private address written in the source itself is refused before any fetch: a 400)
+    refused = api.post(f"{API}/imports/check", body(metadata), format="json")
+    assert refused.status_code == 400
+    assert "169.254.169.254 is a private address" in refused.json()["errors"]["source_url"][0]
 
     # dry_run on create and on update checks the same way and saves nothing
     assert ScheduledImport.objects.count() == 0

@@ -10,7 +10,7 @@ import pytest
 
 from tasks import fetch
 from tasks.errors import PermanentImportError
-from tests.factories import PRODUCTS_CSV, make_import
+from tests.factories import PRODUCTS_CSV, make_import, make_import_saved_earlier
 from tests.importer_support import (
     run_now,
 )
@@ -69,9 +69,10 @@ def test_it_accepts_a_public_address():
 
 
 def test_a_loopback_source_fails_the_run_without_a_request(alice, csv_server, settings):
-    # Given the suite's loopback server is no longer allowed
-    settings.ALLOWED_PRIVATE_HOSTS = []
+    # Given an import of the suite's loopback server, which is no longer allowed since it was
+    # saved (saving it now is refused: test_private_addresses_are_refused_at_save.py)
     imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+    settings.ALLOWED_PRIVATE_HOSTS = []
 
     # When the import runs
     run = run_now(imp)
@@ -94,7 +95,7 @@ def test_a_name_that_resolves_to_a_private_address_is_refused(alice, monkeypatch
 
 
 def test_the_metadata_address_is_refused(alice):
-    imp = make_import(alice, "http://169.254.169.254/latest/meta-data/")
+    imp = make_import_saved_earlier(alice, "http://169.254.169.254/latest/meta-data/")
 
     run = run_now(imp)
 

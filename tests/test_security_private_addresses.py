@@ -69,9 +69,10 @@ def test_an_entry_with_a_bad_port_fails_the_fetch_saying_which(settings):
 
 @pytest.mark.django_db
 def test_a_source_on_another_port_of_an_allowed_host_is_refused(alice, csv_server, settings):
-    # Given loopback allowed by its bare name, and a server on a port that is not 80 or 443
-    settings.ALLOWED_PRIVATE_HOSTS = ["127.0.0.1"]
+    # Given an import of a server on a port that is not 80 or 443, and loopback allowed by
+    # its bare name since it was saved (saving it now is refused, as it could never be fetched)
     imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+    settings.ALLOWED_PRIVATE_HOSTS = ["127.0.0.1"]
 
     run = run_now(imp)
 

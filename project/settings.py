@@ -153,6 +153,9 @@ EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.
 # server elsewhere could not be reached at all.
 if env("EMAIL_URL", default=""):
     vars().update(env.email_url("EMAIL_URL"))
+# Seconds an SMTP connection may stay silent; Django's default is to wait for ever, which held
+# the delivering worker until the task's time limit killed it, and said nothing of the server.
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20)
 DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="importbeat@localhost")
 # One e-mail per owner at most this often: the notifications between go out together in the
 # next one (schedules.email_digest). 0 sends each at once.

@@ -29,7 +29,12 @@ from .text import printable
 
 logger = logging.getLogger("importbeat.alerts")
 
-WAITING = (NotificationDelivery.Status.PENDING, NotificationDelivery.Status.HELD)
+# `retrying`: an e-mail the mail server could not take yet (tasks.mail_errors).
+WAITING = (
+    NotificationDelivery.Status.PENDING,
+    NotificationDelivery.Status.HELD,
+    NotificationDelivery.Status.RETRYING,
+)
 # Lines a digest lists; the rest are counted (each import's log has them all).
 DIGEST_LINES = 100
 ERROR_CHARS = 300

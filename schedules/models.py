@@ -724,7 +724,7 @@ class NotificationDelivery(models.Model):
             models.Index(
                 fields=["created_at"],
                 name="delivery_waiting_idx",
-                condition=models.Q(status__in=["pending", "held"]),
+                condition=models.Q(status__in=["pending", "held", "retrying"]),
             ),
         ]
 

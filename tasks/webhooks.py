@@ -15,13 +15,14 @@ from typing import Any
 
 import requests
 
-from schedules import alerts, email_digest, notifications
+from schedules import alerts, email_digest, notifications, services
 from schedules.models import NotificationDelivery
 
 from . import crashes
 from .errors import PermanentImportError, TransientImportError
 from .fetch import GuardedAdapter, check_public_address
 from .fetch_errors import failure
+from .mail_errors import MAIL_ERRORS, mail_failure
 
 logger = logging.getLogger("importbeat.alerts")
 
@@ -84,10 +85,10 @@ def deliver(delivery_id: int, attempt: int = 1, final: bool = True) -> None:
 
 
 def _send(delivery: NotificationDelivery, final: bool) -> None:
-    if delivery.channel == "email":
-        email_digest.send(delivery)
-        return
     try:
+        if delivery.channel == "email":
+            _email(delivery)
+            return
         status = post_signed(*notifications.webhook(delivery))
     except TransientImportError as error:
         notifications.failed(delivery, str(error), retrying=not final)
@@ -98,3 +99,16 @@ def _send(delivery: NotificationDelivery, final: bool) -> None:
         notifications.failed(delivery, str(error), retrying=False)
         return
     notifications.delivered(delivery, status)
+
+
+def _email(delivery: NotificationDelivery) -> None:
+    """Send the e-mail (schedules.email_digest); the mail server's failure in words."""
+    try:
+        email_digest.send(delivery)
+    except MAIL_ERRORS as error:
+        failed = mail_failure(error)
+        # The server's answer may quote the e-mail: an old run's texts, saved before they were
+        # hidden, may hold the credential. Not chained: the original would carry it along.
+        raise type(failed)(
+            services.without_secrets(delivery.scheduled_import, str(failed))
+        ) from None

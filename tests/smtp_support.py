@@ -16,9 +16,16 @@ from project.devservices import free_port
 class Mailbox:
     """What the server was sent: one Message per e-mail, in order of arrival."""
 
-    def __init__(self) -> None:
+    def __init__(self, refuse_recipients: bool = False) -> None:
         self.messages: list[Message] = []
+        self.refuse_recipients = refuse_recipients
         self._lock = threading.Lock()
+
+    async def handle_RCPT(self, server, session, envelope, address, options) -> str:
+        if self.refuse_recipients:
+            return "550 5.1.1 no such user"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:
         with self._lock:
@@ -31,9 +38,10 @@ class Mailbox:
 
 
 @contextmanager
-def smtp_server() -> Iterator[tuple[str, Mailbox]]:
-    """(EMAIL_URL of the server, its mailbox), while the block runs."""
-    mailbox = Mailbox()
+def smtp_server(refuse_recipients: bool = False) -> Iterator[tuple[str, Mailbox]]:
+    """(EMAIL_URL of the server, its mailbox), while the block runs; `refuse_recipients`: it
+    answers every address with 550."""
+    mailbox = Mailbox(refuse_recipients)
     port = free_port()
     controller = Controller(mailbox, hostname="127.0.0.1", port=port)
     controller.start()

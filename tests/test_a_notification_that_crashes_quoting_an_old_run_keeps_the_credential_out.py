@@ -1,7 +1,8 @@
-"""A notification's delivery that stops on an unexpected error quoting what it sends keeps the
-import's credential out of what Celery logs and shows of it (Flower's task events): the e-mail
-and the webhook carry the run's texts, and a run saved before they were hidden may still hold
-the secret (until `manage.py hide_run_secrets`). An error that holds no secret leaves as it is."""
+"""A notification's delivery that fails on an error quoting what it sends keeps the import's
+credential out of its log and of what Celery logs and shows of it (Flower's task events): the
+e-mail and the webhook carry the run's texts, and a run saved before they were hidden may still
+hold the secret (until `manage.py hide_run_secrets`). A mail server's refusal is told in the
+delivery log; an unexpected error crashes the task, its text hidden."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from django.core.mail.backends.base import BaseEmailBackend
 from schedules.models import NotificationDelivery
 from tasks import webhooks
 from tasks.crashes import TaskCrashed
+from tasks.errors import TransientImportError
 from tests.echo_support import leaks, sent_forms
 from tests.factories import make_import
 from tests.saved_runs_support import CREDENTIAL, legacy_run
@@ -27,9 +29,18 @@ class QuotingServer(BaseEmailBackend):
         raise smtplib.SMTPDataError(554, f"5.7.1 refused: {messages[0].body}".encode())
 
 
-class AbsentServer(BaseEmailBackend):
+class BusyQuotingServer(BaseEmailBackend):
+    """A server that asks to try later, quoting the message."""
+
     def send_messages(self, messages) -> int:
-        raise ConnectionRefusedError(111, "Connection refused")
+        raise smtplib.SMTPDataError(451, f"4.7.1 try later: {messages[0].body}".encode())
+
+
+class BrokenBackend(BaseEmailBackend):
+    """A backend with a bug of its own, whose error quotes the message."""
+
+    def send_messages(self, messages) -> int:
+        raise ValueError(f"cannot encode {messages[0].body}")
 
 
 def failed_run_email(alice) -> NotificationDelivery:
@@ -40,27 +51,44 @@ def failed_run_email(alice) -> NotificationDelivery:
     )
 
 
-def test_an_error_quoting_an_old_runs_text_is_raised_without_the_secret(alice, settings):
+def test_a_mail_server_quoting_an_old_runs_text_is_told_without_the_secret(alice, settings):
     # Given the e-mail of an old run whose text holds the secret, and a server that quotes it
     delivery = failed_run_email(alice)
     settings.EMAIL_BACKEND = f"{__name__}.QuotingServer"
 
-    # When it is delivered (the task's body)
+    # When it is delivered (the task's body), then its log says the server refused it, in
+    # words, the secret hidden (before, the task crashed, and the log said nothing)
+    webhooks.deliver(delivery.pk)
+
+    delivery.refresh_from_db()
+    assert delivery.status == "failed"
+    assert delivery.error.startswith("the mail server refused the e-mail (554 5.7.1 refused: ")
+    assert "HTTP 503 Basic [hidden]" in delivery.error
+    assert leaks([delivery.error], sent_forms(CREDENTIAL)) == []
+
+
+def test_a_retried_mail_failure_is_raised_without_the_secret(alice, settings):
+    # Given the same e-mail and server, and attempts left
+    delivery = failed_run_email(alice)
+    settings.EMAIL_BACKEND = f"{__name__}.BusyQuotingServer"
+
+    # When it is delivered, then what the task raises (Celery logs it, Flower shows it) and
+    # chains along holds no secret either
+    with pytest.raises(TransientImportError) as raised:
+        webhooks.deliver(delivery.pk, final=False)
+
+    told = [str(raised.value), repr(raised.value), repr(raised.value.__cause__)]
+    assert "HTTP 503 Basic [hidden]" in told[0] and raised.value.__cause__ is None
+    assert leaks(told, sent_forms(CREDENTIAL)) == []
+
+
+def test_an_unexpected_error_quoting_an_old_runs_text_is_raised_without_the_secret(alice, settings):
+    delivery = failed_run_email(alice)
+    settings.EMAIL_BACKEND = f"{__name__}.BrokenBackend"
+
     with pytest.raises(TaskCrashed) as crashed:
         webhooks.deliver(delivery.pk)
 
-    # Then the error says what happened and where, the secret hidden
     told = str(crashed.value)
-    assert "SMTPDataError" in told and "in send_email" in told
-    assert "HTTP 503 Basic [hidden]" in told
+    assert "ValueError" in told and "HTTP 503 Basic [hidden]" in told
     assert leaks([told, repr(crashed.value)], sent_forms(CREDENTIAL)) == []
-
-
-def test_an_error_without_the_secret_is_raised_as_it_is(alice, settings):
-    # Given a notification's e-mail, and no mail server
-    delivery = failed_run_email(alice)
-    settings.EMAIL_BACKEND = f"{__name__}.AbsentServer"
-
-    # When it is delivered, then the error is the server's own
-    with pytest.raises(ConnectionRefusedError):
-        webhooks.deliver(delivery.pk)

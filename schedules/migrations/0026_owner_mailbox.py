@@ -28,6 +28,6 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='notificationdelivery',
-            index=models.Index(condition=models.Q(('status__in', ['pending', 'held'])), fields=['created_at'], name='delivery_waiting_idx'),
+            index=models.Index(condition=models.Q(('status__in', ['pending', 'held', 'retrying'])), fields=['created_at'], name='delivery_waiting_idx'),
         ),
     ]

@@ -35,6 +35,7 @@ from common import streaming
 
 from . import alerts, credentials, history, notifications, processed_files, rows
 from .models import Dataset, ImportRun, NotificationDefaults, Record, ScheduledImport
+from .validation import undeliverable_notifications
 
 logger = logging.getLogger("importbeat.runs")
 
@@ -201,13 +202,29 @@ def create_import(owner: AbstractBaseUser, *, dataset: str, **fields: Any) -> Sc
     """Validate and create an import with its dataset and its beat entry; what notifies is
     the owner's default (`PATCH /me`) unless given."""
     defaults = NotificationDefaults.objects.filter(user=owner).first()
-    if defaults is not None:
+    if defaults is not None and not {"notify_on", "notify_channels"} <= fields.keys():
         fields.setdefault("notify_on", list(defaults.notify_on))
         fields.setdefault("notify_channels", list(defaults.notify_channels))
+        _refuse_undeliverable_defaults(fields)
     imp = ScheduledImport(owner=owner, dataset=get_or_create_dataset(owner, dataset), **fields)
     imp.full_clean(exclude=["dataset"])
     imp.save()
     return imp
+
+
+def _refuse_undeliverable_defaults(fields: dict[str, Any]) -> None:
+    """Defaults of webhooks alone (`PATCH /me`) on an import without a callback URL: refused.
+
+    Each import has its own callback URL, so `PATCH /me` cannot check them; such an import was
+    created notifying no one, and nothing said so.
+    """
+    nowhere = undeliverable_notifications(
+        fields["notify_on"], fields["notify_channels"], fields.get("callback_url") or ""
+    )
+    if nowhere:
+        raise ValidationError(
+            {"notify_channels": [f"{nowhere} (these are your notification defaults, PATCH /me)"]}
+        )
 
 
 @transaction.atomic

@@ -92,3 +92,29 @@ def test_unknown_default_events_are_a_400_naming_the_valid_ones(alice):
 
     assert response.status_code == 400
     assert "failed, partial, succeeded, recovered, late" in response.json()["detail"]
+
+
+def test_defaults_of_webhooks_alone_are_refused_on_an_import_without_a_callback(alice):
+    # Given alice's defaults send her failures by webhook alone (each import has its callback)
+    client = client_for(alice)
+    client.patch(f"{API}/me", {"notify_on": ["failed"], "notify_channels": ["webhook"]},
+                 format="json")  # fmt: skip
+
+    # When she creates an import without a callback URL, then it is refused, saying why (it
+    # was created notifying no one); with one, it is created
+    refused = client.post(f"{API}/imports/", import_body(name="quiet"), format="json")
+    hooked = client.post(
+        f"{API}/imports/",
+        import_body(name="hooked", callback_url="https://hooks.example.com/in"),
+        format="json",
+    )
+
+    assert refused.status_code == 400
+    assert refused.json()["errors"] == {
+        "notify_channels": [
+            "a webhook is sent to the import's callback_url, and it has none: set one, or add "
+            "email (these are your notification defaults, PATCH /me)"
+        ]
+    }
+    assert hooked.status_code == 201, hooked.json()
+    assert hooked.json()["notify_channels"] == ["webhook"]

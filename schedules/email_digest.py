@@ -47,15 +47,15 @@ def send(delivery: NotificationDelivery) -> None:
     OwnerMailbox.objects.get_or_create(user=owner)
     with transaction.atomic():
         mailbox = OwnerMailbox.objects.select_for_update().get(user=owner)
-        waiting = _waiting(owner.pk, delivery)
-        if delivery not in waiting:
+        if not NotificationDelivery.objects.filter(pk=delivery.pk, status__in=WAITING).exists():
             return  # another worker sent it while this one waited for the lock
         now = timezone.now()
         opens_at = _opens_at(mailbox)
+        # Held without reading the others: a burst of ten thousand would read them all each.
         if opens_at is not None and now < opens_at:
             _hold(delivery, mailbox, opens_at, now)
         else:
-            _send_now(waiting, mailbox, owner.email, now)
+            _send_now(_waiting(owner.pk, delivery), mailbox, owner.email, now)
 
 
 def _waiting(owner_id: int, delivery: NotificationDelivery) -> list[NotificationDelivery]:

@@ -35,6 +35,7 @@ WAITING = (
     NotificationDelivery.Status.HELD,
     NotificationDelivery.Status.RETRYING,
 )
+CONSOLE_BACKEND = "django.core.mail.backends.console.EmailBackend"
 # Lines a digest lists; the rest are counted (each import's log has them all).
 DIGEST_LINES = 100
 ERROR_CHARS = 300
@@ -115,12 +116,14 @@ def _send_now(
         send_email(*emails[sent[0].pk], address)
     elif sent:
         send_email(*digest(sent, [emails[delivery.pk] for delivery in sent]), address)
+    nowhere = _no_mail_server()
     for delivery in waiting:
         delivery.status = "delivered" if delivery.pk in emails else "skipped"
         delivery.target = address if delivery.pk in emails else delivery.target
         delivery.finished_at = now
         if delivery.pk in emails:
-            delivery.error = ""
+            delivery.error = nowhere
+            delivery.status = "failed" if nowhere else "delivered"
     NotificationDelivery.objects.bulk_update(
         waiting, ["status", "target", "finished_at", "error", "attempts"]
     )
@@ -130,6 +133,21 @@ def _send_now(
     mailbox.save(update_fields=["last_sent_at", "digest_due_at"])
     logger.info("notification e-mail owner=%s delivered=%s skipped=%s",
                 mailbox.user_id, len(sent), len(waiting) - len(sent))  # fmt: skip
+
+
+def _no_mail_server() -> str:
+    """Why an e-mail that went out reached no one ('' when it may have).
+
+    Django's console backend, the default without EMAIL_URL, writes e-mails to the worker's
+    output: what development wants (DEBUG), and in production an alert that nobody receives,
+    which the log called `delivered`.
+    """
+    if settings.EMAIL_BACKEND == CONSOLE_BACKEND and not settings.DEBUG:
+        return (
+            "no mail server is configured (the operator sets EMAIL_URL): the e-mail was only "
+            "written to the worker's log"
+        )
+    return ""
 
 
 def digest(sent: list[NotificationDelivery], emails: list[tuple[str, str]]) -> tuple[str, str]:

@@ -201,3 +201,21 @@ def test_an_interval_of_zero_sends_each_at_once(alice, settings):
         webhooks.deliver(NotificationDelivery.objects.order_by("pk").last().pk)
 
     assert [m.subject for m in mail.outbox] == ["[importbeat] feed-0: failed"] * 3
+
+
+@pytest.mark.django_db
+def test_an_email_written_to_the_console_in_production_is_a_failure_saying_so(alice, settings):
+    # Given production without a mail server: Django's console backend, the default
+    settings.DEBUG = False
+    settings.EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+    [imp] = emailing(alice, 1)
+
+    # When a notification's e-mail goes out, then the log does not call it delivered
+    all_fail_then_the_first_is_delivered([imp])
+
+    delivery = NotificationDelivery.objects.get()
+    assert (delivery.status, delivery.error) == (
+        "failed",
+        "no mail server is configured (the operator sets EMAIL_URL): the e-mail was only "
+        "written to the worker's log",
+    )

@@ -126,3 +126,37 @@ def test_the_image_build_context_is_the_application_only():
     for excluded in (".venv/", ".run/", ".git/", "tests/", "staticfiles/"):
         assert not [p for p in files if p.startswith(excluded)], excluded
     assert not [p for p in files if "__pycache__" in p]
+
+
+# What compose sets itself, for every process or for one; the rest pass through.
+SET_BY_COMPOSE = {"DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS",
+                  "FLOWER_BASIC_AUTH", "IMPORTBEAT_ENCRYPTION_KEY", "IMPORT_DROP_DIRS"}  # fmt: skip
+# Inside the containers the ports are the image's (`ports:` maps them on the host); the rest
+# are the development stack's and the suite's own.
+NOT_PASSED = {"PORT", "FLOWER_PORT", "IMPORTBEAT_SERVICES_ENV", "PYTEST_XDIST_WORKER",
+              "TEST_DATABASE_NAME"}  # fmt: skip
+
+
+def test_every_setting_set_where_compose_runs_reaches_every_process():
+    # Given each setting the processes read set in the shell that runs `docker compose`
+    from project.devservices import settings_variables
+
+    passed = set(settings_variables()) - SET_BY_COMPOSE - NOT_PASSED
+    shell = {name: f"value-of-{name}" for name in passed}
+
+    services = yaml.safe_load(compose_config(**REQUIRED, **shell).stdout)["services"]
+
+    # Then each reaches every process as it was set (before, MAX_RUNNING_PER_OWNER, EMAIL_URL
+    # and all but seven others were dropped without a word)
+    for name in ("migrate", "web", "worker", "beat", "flower"):
+        environment = services[name]["environment"]
+        missing = sorted(n for n in passed if environment.get(n) != shell[n])
+        assert missing == [], name
+
+
+def test_a_setting_unset_where_compose_runs_is_unset_in_the_processes():
+    # An empty value would not be the default: `MAX_RUNNING_PER_OWNER=` is not a number
+    services = yaml.safe_load(compose_config(**REQUIRED).stdout)["services"]
+
+    assert services["worker"]["environment"]["MAX_RUNNING_PER_OWNER"] is None
+    assert services["worker"]["environment"]["EMAIL_URL"] is None

@@ -14,7 +14,7 @@ import hmac
 from collections.abc import Iterator
 
 from django.conf import settings
-from django.db.models import Count
+from django.db.models import Count, Min
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -25,7 +25,8 @@ from redis.exceptions import RedisError
 
 from . import attention, metrics_per_import, overview
 from .api import health
-from .models import ImportRun, ScheduledImport
+from .email_digest import WAITING as WAITING_DELIVERIES
+from .models import ImportRun, NotificationDelivery, ScheduledImport
 
 
 class ImportbeatCollector:
@@ -77,6 +78,30 @@ class ImportbeatCollector:
         if beat.get("last_tick"):
             last_tick.add_metric([], beat["last_tick"].timestamp())
         yield from (queue, leader, last_tick, *processed_retention_gauges())
+        yield from notification_gauges()
+
+
+def notification_gauges() -> list[Metric]:
+    """The notifications still to deliver, and since when the oldest waits: a mail server or a
+    callback that has not taken anything for an hour shows here for every import at once,
+    where each import's delivery log shows only its own. Read through the index of waiting
+    deliveries (delivery_waiting_idx), whatever the number delivered."""
+    waiting = NotificationDelivery.objects.filter(status__in=WAITING_DELIVERIES)
+    counts = dict(waiting.values_list("status").annotate(n=Count("id")))
+    by_status = GaugeMetricFamily(
+        "importbeat_notifications_waiting",
+        "Notifications not delivered yet: pending, held for the owner's next e-mail, retrying.",
+        labels=["status"],
+    )
+    for status in WAITING_DELIVERIES:
+        by_status.add_metric([status], counts.get(status, 0))
+    oldest = GaugeMetricFamily(
+        "importbeat_notifications_oldest_waiting_timestamp_seconds",
+        "When the oldest notification not delivered yet was made (Unix time; absent when none).",
+    )
+    if since := waiting.aggregate(since=Min("created_at"))["since"]:
+        oldest.add_metric([], since.timestamp())
+    return [by_status, oldest]
 
 
 def processed_retention_gauges() -> list[Metric]:

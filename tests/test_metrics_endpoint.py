@@ -4,14 +4,16 @@ duration histogram, late imports, queue depth and beat, behind Flower's credenti
 from __future__ import annotations
 
 import base64
+from datetime import timedelta
 
 import pytest
 import requests
+from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from project.devservices import free_port
 from schedules import services
-from schedules.models import ImportRun
+from schedules.models import ImportRun, NotificationDelivery
 from tasks.maintenance import delete_old_runs
 from tests.api_support import make_run
 from tests.conftest import answers, wait_for
@@ -178,3 +180,23 @@ def test_the_web_process_serves_counters_that_move_after_a_worker_ran_an_import(
     assert value(after, "importbeat_runs_total", **who, status="succeeded") == 1
     assert value(after, "importbeat_rows_total", **who, kind="inserted") == 3
     assert requests.get(f"{base}/metrics", timeout=10).status_code == 401
+
+
+def test_the_notifications_waiting_and_the_oldest_show_for_every_import_at_once(alice, scrape):
+    # Given nothing to deliver, then nothing waits, and no oldest
+    imp = make_import(alice, "https://example.com/p.csv")
+    assert value(scrape(), "importbeat_notifications_waiting", status="pending") == 0
+    assert value(scrape(), "importbeat_notifications_oldest_waiting_timestamp_seconds") is None
+
+    # When a mail server has taken nothing for an hour (one retrying, one held, one pending)
+    hour_ago = timezone.now() - timedelta(hours=1)
+    for status in ("retrying", "held", "pending", "delivered"):
+        NotificationDelivery.objects.create(scheduled_import=imp, event="failed", channel="email",
+                                            status=status, created_at=hour_ago)  # fmt: skip
+
+    # Then the gauges say so, whichever import they belong to
+    scraped = scrape()
+    for status in ("retrying", "held", "pending"):
+        assert value(scraped, "importbeat_notifications_waiting", status=status) == 1
+    oldest = value(scraped, "importbeat_notifications_oldest_waiting_timestamp_seconds")
+    assert oldest == pytest.approx(hour_ago.timestamp())

@@ -8,7 +8,10 @@ stream.
 """
 
 import json
+import sys
 import time
+import types
+from pathlib import Path
 
 import pytest
 import requests
@@ -19,7 +22,7 @@ from knox.models import AuthToken
 from common import streaming
 from project.devservices import free_port
 from schedules.models import Dataset
-from tests.conftest import answers, wait_for
+from tests.conftest import answers, procfile_command, wait_for
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -92,3 +95,28 @@ def test_a_stream_beats_at_most_once_a_second_after_a_chunk_went_out(monkeypatch
 
     # Clock 0.0 at the start; after a 0.4, b 1.1 (beat), c 1.5, d 2.2 (beat), e 2.3.
     assert seen == list("abcde") and beats == [2, 4]
+
+
+def test_a_gunicorn_without_the_hook_says_so_once_at_its_first_long_response(monkeypatch, caplog):
+    # Given a gunicorn worker started elsewhere than the project's directory, without `-c`:
+    # gunicorn.conf.py was not read, so nothing beats
+    monkeypatch.setattr(streaming, "_notify", None)
+    monkeypatch.setattr(streaming, "_warned", False)
+    monkeypatch.setitem(sys.modules, "gunicorn.arbiter", types.ModuleType("gunicorn.arbiter"))
+
+    # When two long responses go out, then the log says why they will be killed, once
+    assert list(streaming.streamed(iter("ab"))) == ["a", "b"]
+    streaming.alive()
+
+    said = [r.getMessage() for r in caplog.records if r.name == "importbeat.web"]
+    assert len(said) == 1 and "without importbeat's gunicorn.conf.py" in said[0]
+
+
+def test_the_procfile_starts_gunicorn_where_it_reads_its_config_by_itself():
+    # gunicorn reads ./gunicorn.conf.py when it starts without -c: the Procfile's processes
+    # start in the project's directory (tests/conftest.py Processes, honcho, the image's WORKDIR)
+    from gunicorn.config import Config
+
+    assert Config().settings["config"].default == "./gunicorn.conf.py"
+    assert (Path(settings.BASE_DIR) / "gunicorn.conf.py").is_file()
+    assert " -c " not in procfile_command("web")

@@ -1,4 +1,7 @@
-"""gunicorn's settings for the Procfile's and compose's `web` (`-c python:project.gunicorn_config`).
+"""gunicorn's settings for `web`: gunicorn reads `./gunicorn.conf.py` by itself when it starts
+without `-c`, so the Procfile's and compose's command and one an operator writes by hand in
+this directory all get it (with `-c python:project.gunicorn_config`, as before, a hand-written
+command without it lost the hook, and its long exports and deletions were killed).
 
 Only a server hook: the command line keeps the settings an operator tunes (bind, workers).
 """

@@ -7,9 +7,9 @@ within the interval after it are `held` in the delivery log, and go out together
 in one e-mail that lists them (each one's own e-mail when it is alone).
 
 The workers delivering an owner's e-mails meet on its OwnerMailbox row, locked while the e-mail
-goes out, so no two send the same notification. The first held notification's message is sent
-again for when the interval ends, and that message sends the digest; if it is lost, the sweep
-sends the held ones again (notifications.resend_pending).
+goes out, so no two send the same notification. The first notification held sends the owner's
+message for when the interval ends (`importbeat.send_email_digest`), which sends the digest; if
+it is lost, the sweep sends the held ones again (notifications.resend_pending).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from django.utils import timezone
 
 from . import services
 from .models import NotificationDelivery, OwnerMailbox
-from .notifications import DELIVER, email_of, send_email
+from .notifications import email_of, send_email
 from .text import printable
 
 logger = logging.getLogger("importbeat.alerts")
@@ -35,6 +35,7 @@ WAITING = (
     NotificationDelivery.Status.HELD,
     NotificationDelivery.Status.RETRYING,
 )
+SEND_DIGEST = "importbeat.send_email_digest"
 CONSOLE_BACKEND = "django.core.mail.backends.console.EmailBackend"
 # Lines a digest lists; the rest are counted (each import's log has them all).
 DIGEST_LINES = 100
@@ -59,7 +60,43 @@ def send(delivery: NotificationDelivery) -> None:
             _send_now(_waiting(owner.pk, delivery), mailbox, owner.email, now)
 
 
-def _waiting(owner_id: int, delivery: NotificationDelivery) -> list[NotificationDelivery]:
+def send_due(owner_id: int) -> None:
+    """Send the owner's held e-mails: the message _hold sent for when their interval ends.
+
+    The owner's, not a held notification's: a notification can go (its import deleted) and
+    would take the others' e-mail along until the sweep sent them again.
+    """
+    with transaction.atomic():
+        mailbox = (
+            OwnerMailbox.objects.select_for_update().select_related("user").filter(user_id=owner_id)
+        ).first()
+        if mailbox is None:
+            return  # the owner is gone, and their notifications with them
+        now = timezone.now()
+        opens_at = _opens_at(mailbox)
+        if opens_at is not None and now < opens_at:
+            _send_digest_at(mailbox, opens_at, now)  # early: a clock, or a second message
+        else:
+            _send_now(_waiting(owner_id), mailbox, mailbox.user.email, now)
+
+
+def failed(owner_id: int, error: str, retrying: bool) -> None:
+    """The owner's held e-mail did not go out: say why on each notification it carried, which
+    wait for the next try (`retrying`) or failed for good."""
+    statuses = NotificationDelivery.Status
+    status = statuses.RETRYING if retrying else statuses.FAILED
+    # Not the pending ones: each still has its own message on its way, which tries again.
+    NotificationDelivery.objects.filter(
+        scheduled_import__owner_id=owner_id,
+        channel="email",
+        status__in=(statuses.HELD, statuses.RETRYING),
+    ).update(status=status, error=error, finished_at=None if retrying else timezone.now())
+    logger.info("notification e-mail owner=%s %s: %s", owner_id, status, error)
+
+
+def _waiting(
+    owner_id: int, delivery: NotificationDelivery | None = None
+) -> list[NotificationDelivery]:
     """The owner's e-mails waiting to go out, oldest first; `delivery` as the caller has it (its
     attempt counted)."""
     rows = (
@@ -67,7 +104,7 @@ def _waiting(owner_id: int, delivery: NotificationDelivery) -> list[Notification
         .filter(scheduled_import__owner_id=owner_id, channel="email", status__in=WAITING)
         .order_by("created_at", "pk")
     )
-    waiting = [delivery if row.pk == delivery.pk else row for row in rows]
+    waiting = [delivery if delivery and row.pk == delivery.pk else row for row in rows]
     for row in waiting:
         if row.run is not None:
             row.run.scheduled_import = row.scheduled_import  # one query, not one per alert
@@ -88,15 +125,20 @@ def _hold(
     delivery.status = NotificationDelivery.Status.HELD
     delivery.save(update_fields=["status", "attempts"])
     if mailbox.digest_due_at is not None and mailbox.digest_due_at > now:
-        return  # a held notification's message is on its way for then
+        return  # the owner's message is on its way for then
+    _send_digest_at(mailbox, opens_at, now)
+
+
+def _send_digest_at(mailbox: OwnerMailbox, opens_at: datetime, now: datetime) -> None:
+    """After the commit, the message that sends the owner's held e-mails at `opens_at`."""
     mailbox.digest_due_at = opens_at
     mailbox.save(update_fields=["digest_due_at"])
     countdown = (opens_at - now).total_seconds()
 
     def send_when_due() -> None:
-        current_app.send_task(DELIVER, args=[delivery.pk], countdown=countdown)
+        current_app.send_task(SEND_DIGEST, args=[mailbox.user_id], countdown=countdown)
 
-    # robust: with the broker down the notification stays held, and the sweep sends it.
+    # robust: with the broker down the notifications stay held, and the sweep sends them.
     transaction.on_commit(send_when_due, robust=True)
 
 

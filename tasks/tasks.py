@@ -107,6 +107,24 @@ def reconcile_ticks() -> dict[str, int]:
     return reconcile.reconcile()
 
 
+@shared_task(
+    bind=True,
+    name="importbeat.send_email_digest",
+    ignore_result=True,
+    soft_time_limit=60,
+    time_limit=90,
+)
+def send_email_digest(self, owner_id: int) -> None:
+    """Send an owner's held e-mails once their interval is over (tasks.webhooks.send_digest),
+    retried like a webhook when the mail server cannot take them yet."""
+    attempt = self.request.retries + 1
+    try:
+        webhooks.send_digest(owner_id, final=attempt > webhooks.MAX_RETRIES)
+    except TransientImportError as error:
+        countdown = _backoff(self.request.retries)
+        raise self.retry(countdown=countdown, max_retries=None, exc=error) from error
+
+
 # Alerts are notification deliveries now (events `alert` and `late`, delivered by
 # deliver_notification). These three names stay for the messages an earlier version queued
 # before it was stopped: each queues its alert's delivery, delivered and logged like any other.
@@ -139,10 +157,15 @@ def deliver_notification(self, delivery_id: int) -> None:
     try:
         webhooks.deliver(delivery_id, attempt=attempt, final=attempt > webhooks.MAX_RETRIES)
     except TransientImportError as error:
-        countdown = get_exponential_backoff_interval(
-            factor=webhooks.BACKOFF_SECONDS,
-            retries=self.request.retries,
-            maximum=webhooks.BACKOFF_MAX_SECONDS,
-            full_jitter=True,
-        )
+        countdown = _backoff(self.request.retries)
         raise self.retry(countdown=countdown, max_retries=None, exc=error) from error
+
+
+def _backoff(retries: int) -> float:
+    """A notification's next try: capped, jittered exponential backoff (STYLE rule 4)."""
+    return get_exponential_backoff_interval(
+        factor=webhooks.BACKOFF_SECONDS,
+        retries=retries,
+        maximum=webhooks.BACKOFF_MAX_SECONDS,
+        full_jitter=True,
+    )

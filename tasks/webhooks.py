@@ -101,6 +101,21 @@ def _send(delivery: NotificationDelivery, final: bool) -> None:
     notifications.delivered(delivery, status)
 
 
+def send_digest(owner_id: int, final: bool = True) -> None:
+    """Send an owner's held e-mails (schedules.email_digest.send_due); the mail server's failure
+    told on each notification, and re-raised (TransientImportError) for the task to retry
+    unless `final`."""
+    try:
+        email_digest.send_due(owner_id)
+    except MAIL_ERRORS as error:
+        # Not chained: a server's answer may quote the e-mail (each line's secrets are hidden).
+        failed = mail_failure(error)
+        retrying = isinstance(failed, TransientImportError) and not final
+        email_digest.failed(owner_id, str(failed), retrying=retrying)
+        if retrying:
+            raise failed from None
+
+
 def _email(delivery: NotificationDelivery) -> None:
     """Send the e-mail (schedules.email_digest); the mail server's failure in words."""
     try:

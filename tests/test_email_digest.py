@@ -13,9 +13,11 @@ import pytest
 from django.core import mail
 from django.utils import timezone
 
+from project.devservices import free_port
 from schedules import notifications, services
 from schedules.models import NotificationDelivery, OwnerMailbox, ScheduledImport
 from tasks import webhooks
+from tasks.errors import TransientImportError
 from tests.api_support import SOURCE, make_run
 from tests.conftest import wait_for
 from tests.factories import make_import
@@ -45,6 +47,11 @@ def all_fail_then_the_first_is_delivered(imports: list[ScheduledImport]) -> None
     for imp in imports:
         fail(imp)
     webhooks.deliver(NotificationDelivery.objects.order_by("pk").first().pk)
+
+
+def said() -> set[tuple[str, str]]:
+    """Each notification's (status, error)."""
+    return set(NotificationDelivery.objects.values_list("status", "error"))
 
 
 def listed(message) -> list[str]:
@@ -219,3 +226,49 @@ def test_an_email_written_to_the_console_in_production_is_a_failure_saying_so(al
         "no mail server is configured (the operator sets EMAIL_URL): the e-mail was only "
         "written to the worker's log",
     )
+
+
+@pytest.mark.django_db
+def test_the_owners_digest_goes_out_though_the_notification_that_was_first_held_is_gone(
+    alice, time_machine
+):
+    # Given alice was e-mailed a minute ago, and two imports' notifications were held since
+    first, second = emailing(alice, 2)
+    now = timezone.now()
+    OwnerMailbox.objects.create(user=alice, last_sent_at=now - timedelta(seconds=60))
+    time_machine.move_to(now, tick=False)
+    for imp in (first, second):
+        fail(imp)
+        webhooks.deliver(NotificationDelivery.objects.filter(scheduled_import=imp).get().pk)
+    assert set(NotificationDelivery.objects.values_list("status", flat=True)) == {"held"}
+
+    # When the first import is deleted, and the owner's message comes at the interval's end
+    services.delete_import(first)
+    time_machine.move_to(now + timedelta(seconds=241), tick=False)
+    webhooks.send_digest(alice.pk)
+
+    # Then the other's e-mail goes out (it waited for the sweep, half an hour, before)
+    assert [m.subject for m in mail.outbox] == ["[importbeat] feed-1: failed"]
+    assert NotificationDelivery.objects.get().status == "delivered"
+
+
+@pytest.mark.django_db
+def test_a_digest_the_mail_server_cannot_take_is_retried_and_said_on_each(alice, settings):
+    # Given two held notifications, and no mail server where EMAIL_URL points
+    imports = emailing(alice, 2)
+    OwnerMailbox.objects.create(user=alice, last_sent_at=timezone.now() - timedelta(hours=1))
+    for imp in imports:
+        fail(imp)
+    NotificationDelivery.objects.update(status="held")
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()
+
+    # When the owner's message comes with tries left, then each says why, and it retries
+    with pytest.raises(TransientImportError):
+        webhooks.send_digest(alice.pk, final=False)
+    told = f"cannot reach the mail server 127.0.0.1:{settings.EMAIL_PORT} (Connection refused)"
+    assert said() == {("retrying", told)}
+
+    # When the last try fails too, then they failed for good
+    webhooks.send_digest(alice.pk, final=True)
+    assert said() == {("failed", told)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 from celery import current_app as app
@@ -127,6 +128,31 @@ def check_schedules() -> dict[str, Any]:
     return {"ok": late == 0, "late_imports": late}
 
 
+def check_notifications() -> dict[str, Any]:
+    """Notifications that have waited past the sweep's resend and the e-mail interval: a mail
+    server or callbacks that take nothing. Nothing is down, but alerts reach no one, so the
+    cluster is degraded; each import's delivery log says why."""
+    from django.db.models import Count, Min
+
+    from schedules.email_digest import WAITING
+    from schedules.models import NotificationDelivery
+
+    patience = settings.STALE_QUEUED_SECONDS + settings.EMAIL_DIGEST_SECONDS
+    stuck = NotificationDelivery.objects.filter(
+        status__in=WAITING, created_at__lt=timezone.now() - timedelta(seconds=patience)
+    ).aggregate(count=Count("id"), since=Min("created_at"))
+    check: dict[str, Any] = {"ok": not stuck["count"], "stuck": stuck["count"]}
+    if stuck["count"]:
+        check["oldest_since"] = stuck["since"]
+        check["message"] = (
+            f"{_count(stuck['count'], 'notification')} waited over {patience // 60} minutes "
+            f"without being delivered, the oldest since {stuck['since']:%Y-%m-%d %H:%M} UTC: the "
+            f"mail server (EMAIL_URL) or the callbacks do not take them (each import's delivery "
+            f"log says why)"
+        )
+    return check
+
+
 def processed_retention_figures() -> dict[str, Any] | None:
     """The last retention job's figures of drop folders' processed files, as the worker that ran
     it kept them in Redis (tasks.processed_retention): the web process may not see the folders.
@@ -193,9 +219,13 @@ def report() -> tuple[dict[str, Any], bool]:
         check_schedules() if checks["database"]["ok"] else {"ok": False, "late_imports": None}
     )
     checks["processed_files"] = check_processed_files()
+    checks["notifications"] = (
+        check_notifications() if checks["database"]["ok"] else {"ok": False, "stuck": None}
+    )
     healthy = checks["database"]["ok"] and checks["broker"]["ok"]
     degraded = not all(
-        checks[name]["ok"] for name in ("beat", "workers", "schedules", "processed_files")
+        checks[name]["ok"]
+        for name in ("beat", "workers", "schedules", "processed_files", "notifications")
     )
     status = "down" if not healthy else ("degraded" if degraded else "ok")
     return {"status": status, "time": timezone.now(), "checks": checks}, healthy

@@ -231,13 +231,14 @@ def _statement(template: str) -> str:
 
 
 def health_panel(outside_max_age: float = 0) -> list[dict[str, Any]]:
-    """Beat, workers, broker, late imports and processed files, each with a state (ok, warn,
-    bad) and words; all but the last two may be up to `outside_max_age` seconds old
-    (overview.outside)."""
+    """Beat, workers, broker, late imports, processed files and notifications, each with a
+    state (ok, warn, bad) and words; all but the last three may be up to `outside_max_age`
+    seconds old (overview.outside)."""
     health = overview.cluster_health(outside_max_age)
     beat, workers, broker = health["beat"], health["workers"], health["broker"]
     queue = ", ".join(f"{depth} waiting" for depth in health["queue"].values() if depth is not None)
     late, processed = health["late_imports"], health["processed_files"]
+    notifications = health["notifications"]
     last_tick = beat.get("last_tick")
     return [
         {
@@ -270,6 +271,11 @@ def health_panel(outside_max_age: float = 0) -> list[dict[str, Any]]:
             "name": "processed files",
             "state": "ok" if processed["ok"] else "warn",
             "text": _processed_files_text(processed),
+        },
+        {
+            "name": "notifications",
+            "state": "ok" if notifications["ok"] else "warn",
+            "text": notifications.get("message") or "delivered in their time",
         },
     ]
 

@@ -34,6 +34,7 @@ def test_the_health_panel_names_beat_workers_broker_and_late_imports(staff_clien
     assert re.search(r"up, \d+ waiting", html)  # earlier tests may have left messages
     assert '<li class="health-item ok" data-check="late imports">' in html
     assert '<li class="health-item ok" data-check="processed files">' in html
+    assert '<li class="health-item ok" data-check="notifications">' in html
 
 
 def test_a_broker_that_is_down_is_named_with_where_and_why_in_plain_words(
@@ -115,6 +116,7 @@ def test_the_health_feed_is_for_staff_only(client, staff_client, alice):
         "broker",
         "late imports",
         "processed files",
+        "notifications",
     ]
 
     client.force_login(alice)

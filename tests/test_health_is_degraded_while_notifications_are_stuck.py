@@ -72,3 +72,13 @@ def test_anyone_else_sees_only_that_notifications_are_not_ok(alice, client):
     body = client.get(f"{API}/health").json()
 
     assert body["checks"]["notifications"] == {"ok": False}
+
+
+def test_the_dashboards_health_panel_says_the_same(alice, client, django_user_model):
+    waiting_since(make_import(alice, SOURCE), "retrying", timedelta(hours=2))
+
+    client.force_login(django_user_model.objects.create_user("sam", is_staff=True))
+    panel = {item["name"]: item for item in client.get("/dashboard/health.json").json()["health"]}
+
+    assert panel["notifications"]["state"] == "warn"
+    assert panel["notifications"]["text"].startswith("1 notification waited over 35 minutes")

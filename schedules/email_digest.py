@@ -152,7 +152,9 @@ def _send_now(
         if not address:
             delivery.error = "you have no e-mail address (set it with PATCH /api/v1/me)"
         elif (email := email_of(delivery)) is not None:
-            emails[delivery.pk] = email
+            # Its import's credential hidden: an old run's texts, saved before the hiding, may
+            # hold it, and a server refusing the e-mail may quote it back into the log.
+            emails[delivery.pk] = services.without_secrets(delivery.scheduled_import, email)
     sent = [delivery for delivery in waiting if delivery.pk in emails]
     if len(sent) == 1:
         send_email(*emails[sent[0].pk], address)

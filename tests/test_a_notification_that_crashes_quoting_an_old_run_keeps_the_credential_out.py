@@ -1,8 +1,8 @@
 """A notification's delivery that fails on an error quoting what it sends keeps the import's
 credential out of its log and of what Celery logs and shows of it (Flower's task events): the
 e-mail and the webhook carry the run's texts, and a run saved before they were hidden may still
-hold the secret (until `manage.py hide_run_secrets`). A mail server's refusal is told in the
-delivery log; an unexpected error crashes the task, its text hidden."""
+hold the secret (until `manage.py hide_run_secrets`). An e-mail's texts are hidden before it is
+sent, its own or a digest's; a mail server's refusal is told in the delivery log."""
 
 from __future__ import annotations
 
@@ -11,9 +11,8 @@ import smtplib
 import pytest
 from django.core.mail.backends.base import BaseEmailBackend
 
-from schedules.models import NotificationDelivery
+from schedules.models import NotificationDelivery, OwnerMailbox
 from tasks import webhooks
-from tasks.crashes import TaskCrashed
 from tasks.errors import TransientImportError
 from tests.echo_support import leaks, sent_forms
 from tests.factories import make_import
@@ -86,9 +85,29 @@ def test_an_unexpected_error_quoting_an_old_runs_text_is_raised_without_the_secr
     delivery = failed_run_email(alice)
     settings.EMAIL_BACKEND = f"{__name__}.BrokenBackend"
 
-    with pytest.raises(TaskCrashed) as crashed:
+    # The e-mail's texts are hidden before it is sent: what a backend quotes of it holds no
+    # secret, so its error is raised as it is (crashes.secrets_hidden has nothing to hide)
+    with pytest.raises(ValueError) as crashed:
         webhooks.deliver(delivery.pk)
 
     told = str(crashed.value)
-    assert "ValueError" in told and "HTTP 503 Basic [hidden]" in told
+    assert "HTTP 503 Basic [hidden]" in told
     assert leaks([told, repr(crashed.value)], sent_forms(CREDENTIAL)) == []
+
+
+def test_a_held_email_the_server_quotes_is_told_without_the_secret(alice, settings):
+    # Given the e-mail of an old run held for the owner's next one, and a server that quotes it
+    delivery = failed_run_email(alice)
+    delivery.status = "held"
+    delivery.save()
+    OwnerMailbox.objects.create(user=alice)
+    settings.EMAIL_BACKEND = f"{__name__}.QuotingServer"
+
+    # When the owner's message sends it alone (its own e-mail, not a digest's lines)
+    webhooks.send_digest(alice.pk)
+
+    # Then its log says the server refused it, the secret hidden
+    delivery.refresh_from_db()
+    assert delivery.status == "failed"
+    assert "HTTP 503 Basic [hidden]" in delivery.error
+    assert leaks([delivery.error], sent_forms(CREDENTIAL)) == []

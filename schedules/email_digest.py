@@ -162,12 +162,12 @@ def _send_now(
         send_email(*digest(sent, [emails[delivery.pk] for delivery in sent]), address)
     nowhere = _no_mail_server()
     for delivery in waiting:
-        delivery.status = "delivered" if delivery.pk in emails else "skipped"
-        delivery.target = address if delivery.pk in emails else delivery.target
         delivery.finished_at = now
         if delivery.pk in emails:
-            delivery.error = nowhere
+            delivery.target, delivery.error = address, nowhere
             delivery.status = "failed" if nowhere else "delivered"
+        else:
+            delivery.status = "skipped"  # `error` says why (no address, on time again)
     NotificationDelivery.objects.bulk_update(
         waiting, ["status", "target", "finished_at", "error", "attempts"]
     )

@@ -143,8 +143,9 @@ def _create(deliveries: list[NotificationDelivery]) -> None:
 
 
 def resend_pending(created_before: datetime) -> int:
-    """Send again the notifications still `pending` since `created_before`: their message never
-    reached the broker (it was down when their run finished) or was lost with a Redis restart.
+    """Send again the notifications still `pending` (or `held` for the owner's next e-mail)
+    since `created_before`: their message never reached the broker (it was down when their run
+    finished) or was lost with a Redis restart.
     At least once: if the first message was only slow, a webhook may arrive twice."""
     stale = NotificationDelivery.objects.filter(
         status__in=("pending", "held"), created_at__lt=created_before

@@ -15,7 +15,7 @@ from typing import Any
 
 import requests
 
-from schedules import alerts, email_digest, notifications, services
+from schedules import alerts, email_digest, notifications
 from schedules.models import NotificationDelivery
 
 from . import crashes
@@ -108,7 +108,8 @@ def send_digest(owner_id: int, final: bool = True) -> None:
     try:
         email_digest.send_due(owner_id)
     except MAIL_ERRORS as error:
-        # Not chained: a server's answer may quote the e-mail (each line's secrets are hidden).
+        # Not chained: a server's answer may quote the e-mail, whose texts are hidden
+        # (email_digest), but the original error keeps the server's raw bytes as well.
         failed = mail_failure(error)
         retrying = isinstance(failed, TransientImportError) and not final
         email_digest.failed(owner_id, str(failed), retrying=retrying)
@@ -121,9 +122,5 @@ def _email(delivery: NotificationDelivery) -> None:
     try:
         email_digest.send(delivery)
     except MAIL_ERRORS as error:
-        failed = mail_failure(error)
-        # The server's answer may quote the e-mail: an old run's texts, saved before they were
-        # hidden, may hold the credential. Not chained: the original would carry it along.
-        raise type(failed)(
-            services.without_secrets(delivery.scheduled_import, str(failed))
-        ) from None
+        # Not chained: send_digest says why.
+        raise mail_failure(error) from None

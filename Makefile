@@ -26,6 +26,7 @@ PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py \
 	tests/test_a_replaced_credential_is_hidden_in_the_runs_saved_under_it.py \
 	tests/test_security_owner_cap.py tests/test_metrics_endpoint.py \
 	tests/test_metrics_at_ten_thousand_imports.py \
+	tests/test_email_digest.py tests/test_health_is_degraded_while_notifications_are_stuck.py \
 	tests/test_imports_needing_attention_are_read_by_a_statement_compiled_once.py \
 	tests/test_a_signed_in_request_reads_its_session_and_user_without_compiling.py \
 	tests/test_history_events_are_the_rows_auditlog_writes.py \

@@ -12,6 +12,7 @@ import smtplib
 
 from django.conf import settings
 
+from .destinations import NoAnswer
 from .errors import ImportFailed, PermanentImportError, TransientImportError
 
 # What Django's SMTP backend raises: smtplib's errors, and the socket's (OSError).
@@ -47,9 +48,14 @@ def mail_failure(error: BaseException) -> ImportFailed:
     if isinstance(error, smtplib.SMTPException):
         return TransientImportError(f"the mail server failed: {error}")
     reason = getattr(error, "strerror", None) or str(error) or "no answer"
-    return TransientImportError(
-        f"cannot reach the mail server {settings.EMAIL_HOST}:{settings.EMAIL_PORT} ({reason})"
-    )
+    failed = NoAnswer(f"cannot reach {mail_server()} ({reason})")
+    failed.reason = reason
+    return failed
+
+
+def mail_server() -> str:
+    """The mail server as the delivery log names it, and as its destination (destinations)."""
+    return f"the mail server {settings.EMAIL_HOST}:{settings.EMAIL_PORT}"
 
 
 def _answer(code: int, text: bytes | str) -> str:

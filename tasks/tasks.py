@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import random
+
 from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
 
 from schedules import notifications, reconcile, replaced_credentials, services
 
-from . import maintenance, runner, source_check, webhooks
+from . import destinations, maintenance, runner, source_check, webhooks
 from .errors import RunFailed, TransientImportError
 
 
@@ -121,7 +123,7 @@ def send_email_digest(self, owner_id: int) -> None:
     try:
         webhooks.send_digest(owner_id, final=attempt > webhooks.MAX_RETRIES)
     except TransientImportError as error:
-        countdown = _backoff(self.request.retries)
+        countdown = _backoff(self.request.retries, error)
         raise self.retry(countdown=countdown, max_retries=None, exc=error) from error
 
 
@@ -157,15 +159,20 @@ def deliver_notification(self, delivery_id: int) -> None:
     try:
         webhooks.deliver(delivery_id, attempt=attempt, final=attempt > webhooks.MAX_RETRIES)
     except TransientImportError as error:
-        countdown = _backoff(self.request.retries)
+        countdown = _backoff(self.request.retries, error)
         raise self.retry(countdown=countdown, max_retries=None, exc=error) from error
 
 
-def _backoff(retries: int) -> float:
-    """A notification's next try: capped, jittered exponential backoff (STYLE rule 4)."""
-    return get_exponential_backoff_interval(
+def _backoff(retries: int, error: TransientImportError) -> float:
+    """A notification's next try: capped, jittered exponential backoff (STYLE rule 4); after
+    its destination's wait when it waits for one (destinations.Waiting), spread over as long
+    again, so that the destination's next try finds the others waiting on, not all at once."""
+    countdown = get_exponential_backoff_interval(
         factor=webhooks.BACKOFF_SECONDS,
         retries=retries,
         maximum=webhooks.BACKOFF_MAX_SECONDS,
         full_jitter=True,
     )
+    if isinstance(error, destinations.Waiting):
+        countdown = error.seconds + random.uniform(0, max(countdown, error.seconds))
+    return countdown

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import requests
@@ -18,11 +19,11 @@ import requests
 from schedules import alerts, email_digest, notifications
 from schedules.models import NotificationDelivery
 
-from . import crashes
+from . import crashes, destinations
 from .errors import PermanentImportError, TransientImportError
 from .fetch import GuardedAdapter, check_public_address
 from .fetch_errors import failure
-from .mail_errors import MAIL_ERRORS, mail_failure
+from .mail_errors import MAIL_ERRORS, mail_failure, mail_server
 
 logger = logging.getLogger("importbeat.alerts")
 
@@ -36,10 +37,20 @@ USER_AGENT = "importbeat-alerts/1.0"
 def post_signed(url: str, payload: dict[str, Any], secret: str) -> int:
     """POST `payload` as JSON to `url`, signed (alerts.SIGNATURE_HEADER); the answer's status.
 
-    Raises TransientImportError (connection errors, timeouts, 429, 5xx: the task retries with
-    backoff) or PermanentImportError (a private address, 4xx, a redirect: retrying would fail
-    the same way). The private-address rule and the pinned connections are the fetcher's;
-    redirects are not followed, so a public URL cannot bounce the POST to an internal one.
+    Raises TransientImportError (no answer: destinations.NoAnswer; 429, 5xx: the task retries
+    with backoff) or PermanentImportError (a private address, 4xx, a redirect: retrying would
+    fail the same way).
+    """
+    return judged(post(url, payload, secret))
+
+
+def post(url: str, payload: dict[str, Any], secret: str) -> int:
+    """The signed POST itself: the status of the answer, whatever it is.
+
+    Raises destinations.NoAnswer when there is none (the connection refused, failed or timed
+    out), PermanentImportError when it may not or cannot be sent. The private-address rule and
+    the pinned connections are the fetcher's; redirects are not followed, so a public URL
+    cannot bounce the POST to an internal one.
     """
     if not url.startswith(("http://", "https://")):
         raise PermanentImportError(f"only http and https callback URLs are allowed: {url}")
@@ -60,10 +71,14 @@ def post_signed(url: str, payload: dict[str, Any], secret: str) -> int:
                 url, data=body, timeout=TIMEOUT, allow_redirects=False, headers=headers
             )
     except (requests.ConnectionError, requests.Timeout) as error:
-        raise failure(TransientImportError, f"cannot reach {url}", error) from error
+        raise destinations.no_answer(f"cannot reach {url}", error) from error
     except requests.RequestException as error:
         raise failure(PermanentImportError, f"cannot post to {url}", error) from error
-    status = response.status_code
+    return response.status_code
+
+
+def judged(status: int) -> int:
+    """An answer's status, or the failure it is: 429 and 5xx transient, 3xx and 4xx not."""
     if status == 429 or status >= 500:
         raise TransientImportError(f"the callback answered HTTP {status}")
     if status >= 300:
@@ -89,7 +104,7 @@ def _send(delivery: NotificationDelivery, final: bool) -> None:
         if delivery.channel == "email":
             _email(delivery)
             return
-        status = post_signed(*notifications.webhook(delivery))
+        status = judged(_post_to_an_answering(notifications.webhook(delivery)))
     except TransientImportError as error:
         notifications.failed(delivery, str(error), retrying=not final)
         if not final:
@@ -101,26 +116,54 @@ def _send(delivery: NotificationDelivery, final: bool) -> None:
     notifications.delivered(delivery, status)
 
 
+def _post_to_an_answering(hook: alerts.Webhook) -> int:
+    """The webhook's POST, unless its destination did not answer another one a moment ago
+    (destinations.Waiting); whether it answers is noted for the notifications that follow."""
+    destination = destinations.of_url(hook.url)
+    destinations.admit(destination)
+    try:
+        status = post(*hook)
+    except destinations.NoAnswer as error:
+        destinations.not_answered(destination, error.reason)
+        raise
+    destinations.answered(destination)
+    return status
+
+
 def send_digest(owner_id: int, final: bool = True) -> None:
     """Send an owner's held e-mails (schedules.email_digest.send_due); the mail server's failure
     told on each notification, and re-raised (TransientImportError) for the task to retry
     unless `final`."""
     try:
-        email_digest.send_due(owner_id)
-    except MAIL_ERRORS as error:
-        # Not chained: a server's answer may quote the e-mail, whose texts are hidden
-        # (email_digest), but the original error keeps the server's raw bytes as well.
-        failed = mail_failure(error)
-        retrying = isinstance(failed, TransientImportError) and not final
-        email_digest.failed(owner_id, str(failed), retrying=retrying)
-        if retrying:
-            raise failed from None
+        _to_an_answering_mail_server(email_digest.send_due, owner_id)
+    except TransientImportError as failed:
+        email_digest.failed(owner_id, str(failed), retrying=not final)
+        if not final:
+            raise
+    except PermanentImportError as failed:
+        email_digest.failed(owner_id, str(failed), retrying=False)
 
 
 def _email(delivery: NotificationDelivery) -> None:
     """Send the e-mail (schedules.email_digest); the mail server's failure in words."""
+    _to_an_answering_mail_server(email_digest.send, delivery)
+
+
+def _to_an_answering_mail_server(send: Callable[[Any], None], what: Any) -> None:
+    """`send(what)`, unless the mail server did not answer another e-mail a moment ago
+    (destinations.Waiting); its failure in words (tasks.mail_errors), and whether it answered
+    noted for the e-mails that follow."""
+    destination = mail_server()
+    destinations.admit(destination)
     try:
-        email_digest.send(delivery)
+        send(what)
     except MAIL_ERRORS as error:
-        # Not chained: send_digest says why.
-        raise mail_failure(error) from None
+        # Not chained: a server's answer may quote the e-mail, whose texts are hidden
+        # (email_digest), but the original error keeps the server's raw bytes as well.
+        failed = mail_failure(error)
+        if isinstance(failed, destinations.NoAnswer):
+            destinations.not_answered(destination, failed.reason)
+        else:
+            destinations.answered(destination)
+        raise failed from None
+    destinations.answered(destination)

@@ -38,11 +38,13 @@ class Mailbox:
 
 
 @contextmanager
-def smtp_server(refuse_recipients: bool = False) -> Iterator[tuple[str, Mailbox]]:
+def smtp_server(
+    refuse_recipients: bool = False, port: int | None = None
+) -> Iterator[tuple[str, Mailbox]]:
     """(EMAIL_URL of the server, its mailbox), while the block runs; `refuse_recipients`: it
-    answers every address with 550."""
+    answers every address with 550. On `port`, or a free one."""
     mailbox = Mailbox(refuse_recipients)
-    port = free_port()
+    port = port or free_port()
     controller = Controller(mailbox, hostname="127.0.0.1", port=port)
     controller.start()
     try:

@@ -16,8 +16,9 @@ from django.utils import timezone
 from project.devservices import free_port
 from schedules import notifications, services
 from schedules.models import NotificationDelivery, OwnerMailbox, ScheduledImport
-from tasks import webhooks
+from tasks import destinations, webhooks
 from tasks.errors import TransientImportError
+from tasks.mail_errors import mail_server
 from tests.api_support import SOURCE, make_run
 from tests.conftest import wait_for
 from tests.factories import make_import
@@ -269,6 +270,7 @@ def test_a_digest_the_mail_server_cannot_take_is_retried_and_said_on_each(alice,
     told = f"cannot reach the mail server 127.0.0.1:{settings.EMAIL_PORT} (Connection refused)"
     assert said() == {("retrying", told)}
 
-    # When the last try fails too, then they failed for good
+    # When the last try fails too, after the server's wait, then they failed for good
+    destinations.answered(mail_server())
     webhooks.send_digest(alice.pk, final=True)
     assert said() == {("failed", told)}

@@ -9,8 +9,9 @@ from django.core import mail
 
 from project.devservices import free_port
 from schedules.models import NotificationDelivery
-from tasks import webhooks
+from tasks import destinations, webhooks
 from tasks.errors import TransientImportError
+from tasks.mail_errors import mail_server
 from tests.api_support import SOURCE, make_run
 from tests.factories import make_import
 from tests.smtp_support import smtp_server
@@ -47,6 +48,7 @@ def test_an_unreachable_mail_server_is_retried_and_said(alice, settings):
     assert delivery.error == f"cannot reach the mail server {server} (Connection refused)"
 
     # When the last attempt fails too, then it failed for good, saying why
+    destinations.answered(mail_server())  # its wait over (destinations: one try per wait)
     webhooks.deliver(delivery.pk, attempt=6, final=True)
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("failed", 6)

@@ -44,6 +44,12 @@ class RunFailed(Exception):
     ends FAILURE (Flower) with the run's error; the run log already holds the outcome."""
 
 
+class NotificationFailed(Exception):
+    """Raised by a notification's Celery task when the notification failed for good, so that
+    the task ends FAILURE (Flower) with the error its delivery log already holds. Before, such a
+    task ended SUCCESS: Flower showed a callback that refused every try as delivered."""
+
+
 class DatabaseLost(TransientImportError):
     """The run's connection to importbeat's own database broke (a restart, a failover, a
     network cut): retried like any transient failure.

@@ -10,7 +10,7 @@ from celery.utils.time import get_exponential_backoff_interval
 from schedules import notifications, reconcile, replaced_credentials, services
 
 from . import destinations, maintenance, runner, source_check, webhooks
-from .errors import RunFailed, TransientImportError
+from .errors import NotificationFailed, RunFailed, TransientImportError
 
 
 @shared_task(
@@ -113,6 +113,8 @@ def reconcile_ticks() -> dict[str, int]:
     bind=True,
     name="importbeat.send_email_digest",
     ignore_result=True,
+    # Failed for good: the task fails (Flower), without a traceback; the log says why.
+    throws=(NotificationFailed,),
     soft_time_limit=60,
     time_limit=90,
 )
@@ -121,10 +123,12 @@ def send_email_digest(self, owner_id: int) -> None:
     retried like a webhook when the mail server cannot take them yet."""
     attempt = self.request.retries + 1
     try:
-        webhooks.send_digest(owner_id, final=attempt > webhooks.MAX_RETRIES)
+        failed = webhooks.send_digest(owner_id, final=attempt > webhooks.MAX_RETRIES)
     except TransientImportError as error:
         countdown = _backoff(self.request.retries, error)
         raise self.retry(countdown=countdown, max_retries=None, exc=error) from error
+    if failed:
+        raise NotificationFailed(failed)
 
 
 # Alerts are notification deliveries now (events `alert` and `late`, delivered by
@@ -149,6 +153,8 @@ def send_late_alert(import_id: int) -> None:
     bind=True,
     name="importbeat.deliver_notification",
     ignore_result=True,
+    # Failed for good: the task fails (Flower), without a traceback; the log says why.
+    throws=(NotificationFailed,),
     soft_time_limit=60,
     time_limit=90,
 )
@@ -157,10 +163,14 @@ def deliver_notification(self, delivery_id: int) -> None:
     retried with capped, jittered backoff (STYLE rule 4), each attempt in the delivery log."""
     attempt = self.request.retries + 1
     try:
-        webhooks.deliver(delivery_id, attempt=attempt, final=attempt > webhooks.MAX_RETRIES)
+        failed = webhooks.deliver(
+            delivery_id, attempt=attempt, final=attempt > webhooks.MAX_RETRIES
+        )
     except TransientImportError as error:
         countdown = _backoff(self.request.retries, error)
         raise self.retry(countdown=countdown, max_retries=None, exc=error) from error
+    if failed:
+        raise NotificationFailed(failed)
 
 
 def _backoff(retries: int, error: TransientImportError) -> float:

@@ -86,17 +86,21 @@ def judged(status: int) -> int:
     return status
 
 
-def deliver(delivery_id: int, attempt: int = 1, final: bool = True) -> None:
+def deliver(delivery_id: int, attempt: int = 1, final: bool = True) -> str | None:
     """Send one notification and log how it went (schedules.notifications). A transient
     webhook failure is re-raised (TransientImportError) for the task to retry, unless `final`
-    (retries spent)."""
+    (retries spent). What its log says when it failed for good, else None."""
     delivery = notifications.start(delivery_id, attempt)
     if delivery is None:
-        return
+        return None
     # The e-mail and the POST carry the run's texts: a run saved before they were hidden may
     # hold the credential, and an unexpected error may quote them.
     with crashes.secrets_hidden(delivery.scheduled_import):
         _send(delivery, final)
+    if delivery.status != NotificationDelivery.Status.FAILED:
+        return None
+    about = f"{delivery.event}, {delivery.channel}"
+    return f"notification {delivery.pk} ({about}) failed: {delivery.error}"
 
 
 def _send(delivery: NotificationDelivery, final: bool) -> None:
@@ -130,18 +134,21 @@ def _post_to_an_answering(hook: alerts.Webhook) -> int:
     return status
 
 
-def send_digest(owner_id: int, final: bool = True) -> None:
+def send_digest(owner_id: int, final: bool = True) -> str | None:
     """Send an owner's held e-mails (schedules.email_digest.send_due); the mail server's failure
     told on each notification, and re-raised (TransientImportError) for the task to retry
-    unless `final`."""
+    unless `final`. What the notifications' log says when they failed for good, else None."""
     try:
         _to_an_answering_mail_server(email_digest.send_due, owner_id)
     except TransientImportError as failed:
         email_digest.failed(owner_id, str(failed), retrying=not final)
         if not final:
             raise
+        return f"the e-mail of user {owner_id}'s held notifications failed: {failed}"
     except PermanentImportError as failed:
         email_digest.failed(owner_id, str(failed), retrying=False)
+        return f"the e-mail of user {owner_id}'s held notifications failed: {failed}"
+    return None
 
 
 def _email(delivery: NotificationDelivery) -> None:

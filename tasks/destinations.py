@@ -62,7 +62,9 @@ class NoAnswer(TransientImportError):
     `reason` says why in plain words, without the URL (another owner's notifications to the
     same host read it)."""
 
-    reason = "no answer"
+    def __init__(self, message: str, reason: str = "no answer") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def no_answer(what: str, error: BaseException) -> ImportFailed:

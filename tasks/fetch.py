@@ -134,11 +134,8 @@ def _download(
 ) -> Iterator[tuple[ByteStream, int | None]]:
     """An sftp:// or http(s) download under one watchdog; http(s) redirects are followed by
     hand so that every hop is checked against the private-address rule."""
-    watchdog = Watchdog(
-        settings.FETCH_TOTAL_TIMEOUT_SECONDS, settings.FETCH_MIN_BYTES_PER_SECOND
-    ).start()
-    token = _watchdog.set(watchdog)
-    try:
+    deadline, min_rate = settings.FETCH_TOTAL_TIMEOUT_SECONDS, settings.FETCH_MIN_BYTES_PER_SECOND
+    with watched(deadline, min_rate) as watchdog:
         if urlsplit(url).scheme.lower() == "sftp":
             from .sftp import open_sftp
 
@@ -148,6 +145,16 @@ def _download(
         timeout = (settings.FETCH_CONNECT_TIMEOUT_SECONDS, settings.FETCH_READ_TIMEOUT_SECONDS)
         with _session(url, unless, timeout, watchdog, options) as (response, url):
             yield _stream(response, on_read, watchdog)
+
+
+@contextmanager
+def watched(deadline: float, min_rate: float = 0.0) -> Iterator[Watchdog]:
+    """A watchdog (tasks.fetch_watchdog) over the connections this context opens through the
+    pinned adapters: the fetcher's downloads, and the webhooks' POSTs."""
+    watchdog = Watchdog(deadline, min_rate).start()
+    token = _watchdog.set(watchdog)
+    try:
+        yield watchdog
     finally:
         watchdog.stop()
         _watchdog.reset(token)

@@ -115,8 +115,8 @@ def reconcile_ticks() -> dict[str, int]:
     ignore_result=True,
     # Failed for good: the task fails (Flower), without a traceback; the log says why.
     throws=(NotificationFailed,),
-    soft_time_limit=60,
-    time_limit=90,
+    soft_time_limit=webhooks.TIME_LIMIT_SECONDS,
+    time_limit=webhooks.TIME_LIMIT_SECONDS + 30,
 )
 def send_email_digest(self, owner_id: int) -> None:
     """Send an owner's held e-mails once their interval is over (tasks.webhooks.send_digest),
@@ -155,8 +155,8 @@ def send_late_alert(import_id: int) -> None:
     ignore_result=True,
     # Failed for good: the task fails (Flower), without a traceback; the log says why.
     throws=(NotificationFailed,),
-    soft_time_limit=60,
-    time_limit=90,
+    soft_time_limit=webhooks.TIME_LIMIT_SECONDS,
+    time_limit=webhooks.TIME_LIMIT_SECONDS + 30,
 )
 def deliver_notification(self, delivery_id: int) -> None:
     """Send one notification (tasks.webhooks.deliver); a webhook that fails transiently is

@@ -15,19 +15,27 @@ from collections.abc import Callable
 from typing import Any
 
 import requests
+from celery.exceptions import SoftTimeLimitExceeded
 
 from schedules import alerts, email_digest, notifications
 from schedules.models import NotificationDelivery
 
 from . import crashes, destinations
 from .errors import PermanentImportError, TransientImportError
-from .fetch import GuardedAdapter, check_public_address
+from .fetch import GuardedAdapter, check_public_address, watched
 from .fetch_errors import failure
 from .mail_errors import MAIL_ERRORS, mail_failure, mail_server
 
 logger = logging.getLogger("importbeat.alerts")
 
 TIMEOUT = (5.0, 10.0)  # connect, read (seconds)
+# The whole POST, answer included: the read timeout bounds one silence, and a receiver that
+# dripped a byte every few seconds held a worker slot until the task's time limit killed it,
+# its notification left `retrying` with no word and no next try.
+TOTAL_SECONDS = 20.0
+# A notification's task's own limit (tasks.deliver_notification, send_email_digest).
+TIME_LIMIT_SECONDS = 60
+OUT_OF_TIME = f"the notification was not sent within its time limit ({TIME_LIMIT_SECONDS} s)"
 MAX_RETRIES = 5
 BACKOFF_SECONDS = 10
 BACKOFF_MAX_SECONDS = 600
@@ -61,20 +69,31 @@ def post(url: str, payload: dict[str, Any], secret: str) -> int:
         "Content-Type": "application/json",
         alerts.SIGNATURE_HEADER: alerts.signature(secret, int(time.time()), body),
     }
-    try:
-        with requests.Session() as session:
-            # The fetcher's adapter: the socket goes to the address that was checked, so a
-            # second DNS answer cannot point the POST at an internal host (DNS rebinding).
-            session.mount("http://", GuardedAdapter())
-            session.mount("https://", GuardedAdapter())
-            response = session.post(
-                url, data=body, timeout=TIMEOUT, allow_redirects=False, headers=headers
-            )
-    except (requests.ConnectionError, requests.Timeout) as error:
-        raise destinations.no_answer(f"cannot reach {url}", error) from error
-    except requests.RequestException as error:
-        raise failure(PermanentImportError, f"cannot post to {url}", error) from error
+    with watched(TOTAL_SECONDS) as watchdog:
+        try:
+            with requests.Session() as session:
+                # The fetcher's adapter: the socket goes to the address that was checked, so a
+                # second DNS answer cannot point the POST at an internal host (DNS rebinding).
+                session.mount("http://", GuardedAdapter())
+                session.mount("https://", GuardedAdapter())
+                response = session.post(
+                    url, data=body, timeout=TIMEOUT, allow_redirects=False, headers=headers
+                )
+        except requests.RequestException as error:
+            if watchdog.reason:
+                raise _cut_off(url) from error
+            if isinstance(error, requests.ConnectionError | requests.Timeout):
+                raise destinations.no_answer(f"cannot reach {url}", error) from error
+            raise failure(PermanentImportError, f"cannot post to {url}", error) from error
+    if watchdog.reason:
+        # Cut off in the middle of its headers, an answer can still look whole to http.client.
+        raise _cut_off(url)
     return response.status_code
+
+
+def _cut_off(url: str) -> destinations.NoAnswer:
+    late = f"no whole answer within {TOTAL_SECONDS:g} s"
+    return destinations.NoAnswer(f"cannot reach {url}: {late}", late)
 
 
 def judged(status: int) -> int:
@@ -105,10 +124,15 @@ def deliver(delivery_id: int, attempt: int = 1, final: bool = True) -> str | Non
 
 def _send(delivery: NotificationDelivery, final: bool) -> None:
     try:
-        if delivery.channel == "email":
-            _email(delivery)
-            return
-        status = judged(_post_to_an_answering(notifications.webhook(delivery)))
+        try:
+            if delivery.channel == "email":
+                _email(delivery)
+                return
+            status = judged(_post_to_an_answering(notifications.webhook(delivery)))
+        except SoftTimeLimitExceeded:
+            # The task's own limit: said and retried like any failure that may pass. Before,
+            # the notification was left as it was, `retrying` for ever with no next try.
+            raise TransientImportError(OUT_OF_TIME) from None
     except TransientImportError as error:
         notifications.failed(delivery, str(error), retrying=not final)
         if not final:
@@ -139,7 +163,10 @@ def send_digest(owner_id: int, final: bool = True) -> str | None:
     told on each notification, and re-raised (TransientImportError) for the task to retry
     unless `final`. What the notifications' log says when they failed for good, else None."""
     try:
-        _to_an_answering_mail_server(email_digest.send_due, owner_id)
+        try:
+            _to_an_answering_mail_server(email_digest.send_due, owner_id)
+        except SoftTimeLimitExceeded:
+            raise TransientImportError(OUT_OF_TIME) from None
     except TransientImportError as failed:
         email_digest.failed(owner_id, str(failed), retrying=not final)
         if not final:

@@ -18,6 +18,8 @@ from datetime import UTC, datetime
 
 import pytest
 import redis
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings as django_settings
 
 from project.devservices import free_port
 from schedules import services
@@ -29,7 +31,7 @@ from tests.api_support import SOURCE, make_run
 from tests.conftest import wait_for
 from tests.factories import make_import
 from tests.smtp_support import smtp_server
-from tests.webhook_support import Hook, Silent
+from tests.webhook_support import Dripping, Hook, Silent
 
 NOTIFICATIONS = 24
 
@@ -38,6 +40,16 @@ def fail(imp) -> None:
     """A run of `imp` ends failed, as a worker ends it (its notifications queued on commit)."""
     run = make_run(imp, "running", attempts=1)
     services.finish_run(run, "failed", counts=services.RunCounts(), error="HTTP 503")
+
+
+@pytest.fixture(autouse=True)
+def _no_destination_waits():
+    """What these tests note of destinations goes with them (the suite's Redis is shared by a
+    runner's tests)."""
+    yield
+    store = redis.Redis.from_url(django_settings.REDIS_URL)
+    for key in store.scan_iter("importbeat:destination:*"):
+        store.delete(key)
 
 
 @pytest.fixture
@@ -255,3 +267,46 @@ def test_an_owners_held_emails_wait_while_the_mail_server_does_not_answer(alice,
     held.refresh_from_db()
     assert held.status == "retrying"
     assert held.error.startswith(f"not sent: {mail_server()} did not answer another notification")
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("quick_timeout")
+def test_a_receiver_that_drips_its_answer_is_cut_off_at_the_deadline(bob, monkeypatch):
+    # Given a callback that answers a byte at a time, never a whole answer, and never silent
+    # for as long as the read timeout
+    monkeypatch.setattr(webhooks, "TIMEOUT", (1.0, 1.0))
+    monkeypatch.setattr(webhooks, "TOTAL_SECONDS", 2.0)
+    dripping = Dripping(every=0.2)
+    try:
+        first, second = (notification(bob, dripping.url, f"feed-{n}") for n in range(2))
+
+        # When a notification goes to it, then it is cut off at the deadline and retried
+        started = time.monotonic()
+        first = deliver(first)
+        assert time.monotonic() - started < 5
+        assert (first.status, first.error) == (
+            "retrying",
+            f"cannot reach {dripping.url}: no whole answer within 2 s",
+        )
+        # and the others to it wait, as for a receiver that does not answer at all
+        assert deliver(second).error.endswith("UTC: no whole answer within 2 s")
+        assert dripping.connections == 1
+    finally:
+        dripping.close()
+
+
+@pytest.mark.django_db
+def test_a_notification_out_of_time_says_so_and_is_tried_again(bob, monkeypatch):
+    # Given a notification whose sending outlasts its task's time limit
+    def out_of_time(*args):
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(webhooks, "post", out_of_time)
+    delivery = notification(bob, "https://hooks.example.com/in")
+
+    # Then its log says so, and it is tried again; at its last attempt it failed for good
+    delivery = deliver(delivery)
+    assert (delivery.status, delivery.error) == ("retrying", webhooks.OUT_OF_TIME)
+    assert webhooks.deliver(delivery.pk, attempt=6, final=True) == (
+        f"notification {delivery.pk} (failed, webhook) failed: {webhooks.OUT_OF_TIME}"
+    )

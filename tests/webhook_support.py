@@ -6,6 +6,7 @@ import http.server
 import json
 import socket
 import threading
+import time
 from typing import Any
 
 
@@ -76,3 +77,30 @@ class Silent:
         self.listener.close()
         for conn in self.held:
             conn.close()
+
+
+class Dripping(Silent):
+    """A callback that starts its answer and then drips it, a byte every `every` seconds: no
+    single wait is long, and the answer never ends."""
+
+    def __init__(self, every: float = 0.2) -> None:
+        self.every = every
+        super().__init__()
+
+    def _take(self) -> None:
+        while not self.closed.is_set():
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+
+    def _drip(self, conn: socket.socket) -> None:
+        try:
+            conn.sendall(b"HTTP/1.1 200 OK\r\nX-Drip: ")
+            while not self.closed.is_set():
+                conn.sendall(b"x")
+                time.sleep(self.every)
+        except OSError:
+            return

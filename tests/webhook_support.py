@@ -63,6 +63,10 @@ class Silent:
             except OSError:
                 return
             self.held.append(conn)
+            self._answer(conn)
+
+    def _answer(self, conn: socket.socket) -> None:
+        """Nothing: the connection is held open, unanswered."""
 
     @property
     def connections(self) -> int:
@@ -87,14 +91,8 @@ class Dripping(Silent):
         self.every = every
         super().__init__()
 
-    def _take(self) -> None:
-        while not self.closed.is_set():
-            try:
-                conn, _ = self.listener.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-            threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
+    def _answer(self, conn: socket.socket) -> None:
+        threading.Thread(target=self._drip, args=(conn,), daemon=True).start()
 
     def _drip(self, conn: socket.socket) -> None:
         try:

@@ -3,7 +3,7 @@
 The read timeout bounds one silence, not a download: a server that drips a byte every few
 seconds never trips it and keeps a worker slot until the run's own time limit (hours). Nor can
 the reader see it: it sits in `recv` until the next byte. So a watchdog looks once a second,
-from a thread all the downloads of a process share (tasks.ticker), and, when the download has
+from a thread all the downloads of a process share (common.ticker), and, when the download has
 outlived FETCH_TOTAL_TIMEOUT_SECONDS or received less than FETCH_MIN_BYTES_PER_SECOND over a
 window of waiting, shuts the connection's socket down, which ends the blocked read at once;
 the reader then raises with the watchdog's reason.
@@ -19,7 +19,7 @@ import time
 from contextlib import suppress
 from typing import Any
 
-from .ticker import Check, Ticker
+from common.ticker import Check, Ticker
 
 # The minimum rate is judged over this much waiting for the server, seconds.
 RATE_WINDOW_SECONDS = 30.0
@@ -94,5 +94,5 @@ class Watchdog:
                     socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
-# Every download of this process is watched from one thread (tasks.ticker), not one each.
+# Every download of this process is watched from one thread (common.ticker), not one each.
 _watchdogs = Ticker("fetch watchdogs")

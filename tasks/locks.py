@@ -1,5 +1,5 @@
 """The single-instance lock of a run: the import's lease in Redis (common.leases), and its
-renewal while the run lives (on the process's renewal thread, tasks.ticker).
+renewal while the run lives (on the process's renewal thread, common.ticker).
 
 The database keeps the invariant while Redis has forgotten a lease
 (`run_one_in_progress_per_import`), so a run can never be doubled by that window.
@@ -14,8 +14,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 
 from common.leases import Lease
-
-from .ticker import Check, Ticker
+from common.ticker import Check, Ticker
 
 logger = logging.getLogger("importbeat.locks")
 
@@ -38,7 +37,7 @@ class Renewer:
 
     `beat` runs on every renewal (the run's heartbeat in the database); its errors are logged
     and tolerated, like Redis being away for a while: the next round tries again. Renewals
-    run on the process's one renewal thread (tasks.ticker), never on the worker's.
+    run on the process's one renewal thread (common.ticker), never on the worker's.
     """
 
     def __init__(self, lease: Lease, beat: Callable[[], None] | None = None) -> None:

@@ -1,5 +1,5 @@
 """A run starts no thread of its own: its lease's renewal and its download's watchdog are
-checks on the two threads its process keeps for them (tasks/ticker.py). Before, every run
+checks on the two threads its process keeps for them (common/ticker.py). Before, every run
 started (and joined) two threads, a fair share of a 100-row run's CPU (issue 15)."""
 
 import threading

@@ -1,4 +1,4 @@
-"""A run's lease is renewed on its process's renewal thread (tasks/ticker.py); stopping the
+"""A run's lease is renewed on its process's renewal thread (common/ticker.py); stopping the
 renewal waits for a renewal in progress, so releasing the lease right after cannot be undone
 by a renewal that retakes it (the next run of the import would wait a whole lease for it)."""
 

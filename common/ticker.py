@@ -1,5 +1,7 @@
 """One long-lived thread per process for a kind of periodic check that a run needs while it
-lives: its lease's renewal (`locks.Renewer`), its download's watchdog (`fetch_watchdog`).
+lives: its lease's renewal (`tasks.locks.Renewer`), its download's watchdog
+(`tasks.fetch_watchdog`); and that a streamed response needs while it goes out
+(`common.streaming`: a client that stopped reading).
 
 Each check used to start a thread of its own and join it at its end: two thread starts, their
 wake-ups and joins for every run, when a 100-row run (some 20 ms) never needs either to fire

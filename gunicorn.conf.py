@@ -10,10 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from common import streaming
+from common import streaming, web_statements
 
 
 def post_worker_init(worker: Any) -> None:
     # A streamed response (a dataset's export) tells the arbiter this worker is alive as it
-    # makes progress, instead of being killed mid-stream after --timeout (common/streaming.py).
-    streaming.install(worker.notify)
+    # makes progress, instead of being killed mid-stream after --timeout, and its client is cut
+    # off once it stops taking it (common/streaming.py).
+    streaming.install(worker.notify, worker.cfg.timeout)
+    # Its arbiter no longer sees a threaded worker's request: PostgreSQL ends a statement that
+    # outlasts the timeout instead (common/web_statements.py).
+    web_statements.install(worker.cfg.timeout)

@@ -38,7 +38,13 @@ RUN_DIR = BASE_DIR / ".run"
 SERVICES_ENV = Path(os.environ.get("IMPORTBEAT_SERVICES_ENV") or RUN_DIR / "services.env")
 SETTINGS_FILE = BASE_DIR / "project" / "settings.py"
 # Read by the processes themselves rather than by settings.py.
-PROCESS_VARIABLES = ("FLOWER_BASIC_AUTH", "FLOWER_PORT", "WEB_CONCURRENCY", "WORKER_CONCURRENCY")
+PROCESS_VARIABLES = (
+    "FLOWER_BASIC_AUTH",
+    "FLOWER_PORT",
+    "WEB_CONCURRENCY",
+    "WEB_THREADS",
+    "WORKER_CONCURRENCY",
+)
 # Redis database the test suite owns when it shares a developer's Redis; flushed at start.
 TEST_REDIS_DB = int(os.environ.get("TEST_REDIS_DB", "15"))
 

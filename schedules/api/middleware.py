@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from common import web_statements
+
 API_PREFIX = "/api/"
 logger = logging.getLogger("django.request")
 
@@ -16,7 +18,8 @@ def server_error() -> JsonResponse:
 
 
 class JsonErrorsMiddleware:
-    """Turns an exception a view under /api/ raised into `{"detail": ...}` with status 500.
+    """Turns an exception a view under /api/ raised into `{"detail": ...}` with status 500 (503
+    for a statement the database ended at the web's timeout: common.web_statements).
 
     DRF answers its own exceptions; anything else (a bug, a database that went away) would be
     Django's HTML error page, or its debug page when DEBUG is on.
@@ -31,5 +34,8 @@ class JsonErrorsMiddleware:
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if not request.path.startswith(API_PREFIX):
             return None
+        if words := web_statements.timed_out(exception):
+            logger.warning("%s: %s", request.path, words)
+            return JsonResponse({"detail": words}, status=503, headers={"Retry-After": "5"})
         logger.error("Internal Server Error: %s", request.path, exc_info=exception)
         return server_error()

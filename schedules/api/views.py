@@ -578,7 +578,11 @@ class RecordExportView(RecordListView):
     def get(self, request: Request, name: str) -> StreamingHttpResponse:
         records = self.filter_queryset(self.get_queryset())
         response = StreamingHttpResponse(
-            streaming.streamed(export_rows(records, self.dataset)),
+            streaming.streamed(
+                export_rows(records, self.dataset),
+                client=request.META.get("gunicorn.socket"),
+                what=f"the export of dataset {self.dataset.pk}",
+            ),
             content_type="text/csv; charset=utf-8",
         )
         response["Content-Disposition"] = f'attachment; filename="{self.dataset.name}.csv"'

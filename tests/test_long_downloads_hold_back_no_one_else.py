@@ -19,6 +19,7 @@ import psycopg
 import pytest
 import requests
 from django.conf import settings
+from django.test import Client
 from knox.models import AuthToken
 
 from project.devservices import free_port
@@ -98,18 +99,16 @@ def test_a_client_that_stops_reading_is_cut_off_and_its_thread_freed(alice, proc
         stalled.close()
 
 
-def test_a_request_stuck_on_a_lock_ends_at_the_timeout_and_frees_its_thread(alice, processes):
+def test_a_request_stuck_on_a_lock_ends_at_the_timeout_and_frees_its_thread(
+    alice, django_user_model, processes
+):
     # Given a web of one process with one thread
     base = start_web(processes, WEB_CONCURRENCY="1", WEB_THREADS="1")
     _, token = AuthToken.objects.create(user=alice)
     time_me(base, token)  # the thread's connection made
 
     # When a request waits for a lock that another session holds
-    params = settings.DATABASES["default"]
-    with psycopg.connect(
-        dbname=params["NAME"], user=params["USER"], host=params["HOST"],
-        port=params["PORT"] or None,
-    ) as other:  # fmt: skip
+    with connect() as other:
         other.execute("LOCK TABLE knox_authtoken IN ACCESS EXCLUSIVE MODE")
         started = time.monotonic()
         answer = requests.get(
@@ -129,6 +128,30 @@ def test_a_request_stuck_on_a_lock_ends_at_the_timeout_and_frees_its_thread(alic
     # and its thread answers the next request at once, the process alive
     assert time_me(base, token) < TIMEOUT_SECONDS / 2
     assert "WORKER TIMEOUT" not in processes.logs()
+
+    # and a page (the dashboard, staff's) says it in the same words
+    staff = django_user_model.objects.create_user("ops", "ops@example.com", "pw", is_staff=True)
+    signed_in = Client()
+    signed_in.force_login(staff)
+    session = {"sessionid": signed_in.cookies["sessionid"].value}
+    with connect() as other:
+        other.execute("LOCK TABLE schedules_scheduledimport IN ACCESS EXCLUSIVE MODE")
+        page = requests.get(f"{base}/dashboard/", cookies=session, timeout=30)
+        other.rollback()
+    assert page.status_code == 503
+    assert page.text == (
+        f"The database did not answer within {TIMEOUT_SECONDS} s (the web's timeout); try again "
+        "in a moment.\n"
+    )
+
+
+def connect() -> psycopg.Connection:
+    """A session of its own on the test database, as another client's would be."""
+    params = settings.DATABASES["default"]
+    return psycopg.connect(
+        dbname=params["NAME"], user=params["USER"], host=params["HOST"],
+        port=params["PORT"] or None,
+    )  # fmt: skip
 
 
 def time_me(base: str, token: str) -> float:

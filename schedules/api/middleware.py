@@ -18,8 +18,9 @@ def server_error() -> JsonResponse:
 
 
 class JsonErrorsMiddleware:
-    """Turns an exception a view under /api/ raised into `{"detail": ...}` with status 500 (503
-    for a statement the database ended at the web's timeout: common.web_statements).
+    """Turns an exception a view under /api/ raised into `{"detail": ...}` with status 500; a
+    statement the database ended at the web's timeout (common.web_statements) into a 503 that
+    says so, on any page.
 
     DRF answers its own exceptions; anything else (a bug, a database that went away) would be
     Django's HTML error page, or its debug page when DEBUG is on.
@@ -32,10 +33,18 @@ class JsonErrorsMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not request.path.startswith(API_PREFIX):
-            return None
+        api = request.path.startswith(API_PREFIX)
         if words := web_statements.timed_out(exception):
+            # The dashboard's and the admin's pages say it too, rather than a bare 500.
             logger.warning("%s: %s", request.path, words)
-            return JsonResponse({"detail": words}, status=503, headers={"Retry-After": "5"})
+            retry = {"Retry-After": "5"}
+            if api:
+                return JsonResponse({"detail": words}, status=503, headers=retry)
+            return HttpResponse(
+                f"{words[0].upper()}{words[1:]}.\n", status=503, headers=retry,
+                content_type="text/plain; charset=utf-8",
+            )  # fmt: skip
+        if not api:
+            return None
         logger.error("Internal Server Error: %s", request.path, exc_info=exception)
         return server_error()

@@ -48,9 +48,7 @@ def mail_failure(error: BaseException) -> ImportFailed:
     if isinstance(error, smtplib.SMTPException):
         return TransientImportError(f"the mail server failed: {error}")
     reason = getattr(error, "strerror", None) or str(error) or "no answer"
-    failed = NoAnswer(f"cannot reach {mail_server()} ({reason})")
-    failed.reason = reason
-    return failed
+    return NoAnswer(f"cannot reach {mail_server()} ({reason})", reason)
 
 
 def mail_server() -> str:

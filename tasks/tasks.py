@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from typing import Any
 
 from celery import shared_task
 from celery.utils.time import get_exponential_backoff_interval
@@ -109,26 +111,22 @@ def reconcile_ticks() -> dict[str, int]:
     return reconcile.reconcile()
 
 
-@shared_task(
-    bind=True,
-    name="importbeat.send_email_digest",
-    ignore_result=True,
-    # Failed for good: the task fails (Flower), without a traceback; the log says why.
-    throws=(NotificationFailed,),
-    soft_time_limit=webhooks.TIME_LIMIT_SECONDS,
-    time_limit=webhooks.TIME_LIMIT_SECONDS + 30,
-)
+# A notification's task: failed for good, it fails (Flower) without a traceback, its delivery
+# log saying why (NotificationFailed); a transient failure is retried (_send_notification).
+NOTIFICATION_TASK = {
+    "bind": True,
+    "ignore_result": True,
+    "throws": (NotificationFailed,),
+    "soft_time_limit": webhooks.TIME_LIMIT_SECONDS,
+    "time_limit": webhooks.TIME_LIMIT_SECONDS + 30,
+}
+
+
+@shared_task(name="importbeat.send_email_digest", **NOTIFICATION_TASK)
 def send_email_digest(self, owner_id: int) -> None:
     """Send an owner's held e-mails once their interval is over (tasks.webhooks.send_digest),
     retried like a webhook when the mail server cannot take them yet."""
-    attempt = self.request.retries + 1
-    try:
-        failed = webhooks.send_digest(owner_id, final=attempt > webhooks.MAX_RETRIES)
-    except TransientImportError as error:
-        countdown = _backoff(self.request.retries, error)
-        raise self.retry(countdown=countdown, max_retries=None, exc=error) from error
-    if failed:
-        raise NotificationFailed(failed)
+    _send_notification(self, lambda final: webhooks.send_digest(owner_id, final=final))
 
 
 # Alerts are notification deliveries now (events `alert` and `late`, delivered by
@@ -149,26 +147,24 @@ def send_late_alert(import_id: int) -> None:
     notifications.late_alert_of_import(import_id)
 
 
-@shared_task(
-    bind=True,
-    name="importbeat.deliver_notification",
-    ignore_result=True,
-    # Failed for good: the task fails (Flower), without a traceback; the log says why.
-    throws=(NotificationFailed,),
-    soft_time_limit=webhooks.TIME_LIMIT_SECONDS,
-    time_limit=webhooks.TIME_LIMIT_SECONDS + 30,
-)
+@shared_task(name="importbeat.deliver_notification", **NOTIFICATION_TASK)
 def deliver_notification(self, delivery_id: int) -> None:
     """Send one notification (tasks.webhooks.deliver); a webhook that fails transiently is
     retried with capped, jittered backoff (STYLE rule 4), each attempt in the delivery log."""
     attempt = self.request.retries + 1
+    _send_notification(
+        self, lambda final: webhooks.deliver(delivery_id, attempt=attempt, final=final)
+    )
+
+
+def _send_notification(task: Any, send: Callable[[bool], str | None]) -> None:
+    """`send(final)`, final once the retries are spent: a transient failure retried after
+    _backoff, one for good (what `send` answers) raised as NotificationFailed."""
     try:
-        failed = webhooks.deliver(
-            delivery_id, attempt=attempt, final=attempt > webhooks.MAX_RETRIES
-        )
+        failed = send(task.request.retries + 1 > webhooks.MAX_RETRIES)
     except TransientImportError as error:
-        countdown = _backoff(self.request.retries, error)
-        raise self.retry(countdown=countdown, max_retries=None, exc=error) from error
+        countdown = _backoff(task.request.retries, error)
+        raise task.retry(countdown=countdown, max_retries=None, exc=error) from error
     if failed:
         raise NotificationFailed(failed)
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import requests
@@ -124,15 +125,11 @@ def deliver(delivery_id: int, attempt: int = 1, final: bool = True) -> str | Non
 
 def _send(delivery: NotificationDelivery, final: bool) -> None:
     try:
-        try:
+        with _out_of_time_said():
             if delivery.channel == "email":
                 _email(delivery)
                 return
             status = judged(_post_to_an_answering(notifications.webhook(delivery)))
-        except SoftTimeLimitExceeded:
-            # The task's own limit: said and retried like any failure that may pass. Before,
-            # the notification was left as it was, `retrying` for ever with no next try.
-            raise TransientImportError(OUT_OF_TIME) from None
     except TransientImportError as error:
         notifications.failed(delivery, str(error), retrying=not final)
         if not final:
@@ -163,19 +160,25 @@ def send_digest(owner_id: int, final: bool = True) -> str | None:
     told on each notification, and re-raised (TransientImportError) for the task to retry
     unless `final`. What the notifications' log says when they failed for good, else None."""
     try:
-        try:
+        with _out_of_time_said():
             _to_an_answering_mail_server(email_digest.send_due, owner_id)
-        except SoftTimeLimitExceeded:
-            raise TransientImportError(OUT_OF_TIME) from None
-    except TransientImportError as failed:
-        email_digest.failed(owner_id, str(failed), retrying=not final)
-        if not final:
+    except (TransientImportError, PermanentImportError) as failed:
+        retrying = isinstance(failed, TransientImportError) and not final
+        email_digest.failed(owner_id, str(failed), retrying=retrying)
+        if retrying:
             raise
         return f"the e-mail of user {owner_id}'s held notifications failed: {failed}"
-    except PermanentImportError as failed:
-        email_digest.failed(owner_id, str(failed), retrying=False)
-        return f"the e-mail of user {owner_id}'s held notifications failed: {failed}"
     return None
+
+
+@contextmanager
+def _out_of_time_said() -> Iterator[None]:
+    """The task's own time limit as a failure that may pass, said and retried like any other.
+    Before, the notification was left as it was, `retrying` for ever with no next try."""
+    try:
+        yield
+    except SoftTimeLimitExceeded:
+        raise TransientImportError(OUT_OF_TIME) from None
 
 
 def _email(delivery: NotificationDelivery) -> None:

@@ -15,6 +15,7 @@ from drf_spectacular.generators import SchemaGenerator
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
+from schedules import services
 from schedules.models import ImportRun, ScheduledImport
 
 API = "/api/v1"
@@ -41,6 +42,12 @@ def make_run(imp: ScheduledImport, status: str = "succeeded", **fields: Any) -> 
         )
     defaults.update(fields)
     return ImportRun.objects.create(scheduled_import=imp, status=status, **defaults)
+
+
+def fail_run(imp: ScheduledImport, error: str = "the server answered HTTP 503") -> None:
+    """A run of `imp` ends failed, as a worker ends it (its notifications queued on commit)."""
+    run = make_run(imp, "running", attempts=1)
+    services.finish_run(run, "failed", counts=services.RunCounts(), error=error)
 
 
 def import_body(**overrides: Any) -> dict[str, Any]:

@@ -29,19 +29,13 @@ from schedules.models import ImportRun, NotificationDelivery
 from tasks import destinations, webhooks
 from tasks.errors import TransientImportError
 from tasks.mail_errors import mail_server
-from tests.api_support import SOURCE, make_run
+from tests.api_support import SOURCE, fail_run, make_run
 from tests.conftest import wait_for
 from tests.factories import make_import
 from tests.smtp_support import smtp_server
 from tests.webhook_support import Dripping, Hook, Silent
 
 NOTIFICATIONS = 24
-
-
-def fail(imp) -> None:
-    """A run of `imp` ends failed, as a worker ends it (its notifications queued on commit)."""
-    run = make_run(imp, "running", attempts=1)
-    services.finish_run(run, "failed", counts=services.RunCounts(), error="HTTP 503")
 
 
 @pytest.fixture(autouse=True)
@@ -77,7 +71,7 @@ def test_a_callback_that_never_answers_holds_back_no_one_elses_run(
 
     # When they all fail, and then alice runs her import
     for imp in hooked:
-        fail(imp)
+        fail_run(imp)
     imp = make_import(alice, csv_server.serve("/p.csv", "sku,name\n1,a\n"))
     run = services.enqueue_run(imp, user=alice)
     queued = time.monotonic()
@@ -111,7 +105,7 @@ def waited_on(host: str) -> re.Pattern[str]:
 def notification(owner, url: str, name: str = "feed") -> NotificationDelivery:
     imp = make_import(owner, SOURCE, name=name, dataset=name, notify_on=["failed"],
                       notify_channels=["webhook"], callback_url=url)  # fmt: skip
-    fail(imp)
+    fail_run(imp)
     return NotificationDelivery.objects.get(scheduled_import=imp)
 
 

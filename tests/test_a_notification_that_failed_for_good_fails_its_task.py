@@ -11,10 +11,9 @@ import requests
 from django.utils import timezone
 
 from project.devservices import free_port
-from schedules import services
 from schedules.models import NotificationDelivery, OwnerMailbox
 from tasks import webhooks
-from tests.api_support import SOURCE, make_run
+from tests.api_support import SOURCE, fail_run, make_run
 from tests.conftest import wait_for
 from tests.factories import make_import
 from tests.reliability import start_flower
@@ -22,12 +21,6 @@ from tests.webhook_support import Hook
 
 AUTH = ("ops", "s3cret-flower")
 DELIVER = "importbeat.deliver_notification"
-
-
-def fail(imp) -> None:
-    """A run of `imp` ends failed, as a worker ends it (its notifications queued on commit)."""
-    run = make_run(imp, "running", attempts=1)
-    services.finish_run(run, "failed", counts=services.RunCounts(), error="HTTP 503")
 
 
 def hooked(owner, url: str, name: str):
@@ -57,8 +50,8 @@ def test_flower_shows_a_refused_notification_failed_and_a_delivered_one_succeede
         base = start_flower(processes, AUTH)
 
         # When a run of an import notifying each fails
-        fail(hooked(alice, refusing.url, "refused"))
-        fail(hooked(alice, taking.url, "taken"))
+        fail_run(hooked(alice, refusing.url, "refused"))
+        fail_run(hooked(alice, taking.url, "taken"))
         log = NotificationDelivery.objects.order_by("pk")
         wait_for(
             lambda: len(delivery_tasks(base) or ()) == 2, 30, what="flower\n" + processes.logs()

@@ -19,19 +19,13 @@ from schedules.models import NotificationDelivery, OwnerMailbox, ScheduledImport
 from tasks import destinations, webhooks
 from tasks.errors import TransientImportError
 from tasks.mail_errors import mail_server
-from tests.api_support import SOURCE, make_run
+from tests.api_support import SOURCE, fail_run
 from tests.conftest import wait_for
 from tests.factories import make_import
 from tests.saved_runs_support import CREDENTIAL, PAIR, RAW, legacy_run
 from tests.smtp_support import smtp_server
 
 WINDOW = 6
-
-
-def fail(imp: ScheduledImport, error: str = "the server answered HTTP 503") -> None:
-    """A run of `imp` ends failed, as a worker ends it (its notifications queued on commit)."""
-    run = make_run(imp, "running", attempts=1)
-    services.finish_run(run, "failed", counts=services.RunCounts(), error=error)
 
 
 def emailing(owner, count: int, **fields) -> list[ScheduledImport]:
@@ -46,7 +40,7 @@ def all_fail_then_the_first_is_delivered(imports: list[ScheduledImport]) -> None
     """Each import fails before any e-mail went out (a worker's queue was behind); then the
     first notification's message is delivered (the task's body)."""
     for imp in imports:
-        fail(imp)
+        fail_run(imp)
     webhooks.deliver(NotificationDelivery.objects.order_by("pk").first().pk)
 
 
@@ -68,7 +62,7 @@ def test_a_worker_emails_an_owner_once_per_interval_however_many_imports_fail(al
         processes.start("worker", EMAIL_URL=email_url, EMAIL_DIGEST_SECONDS=str(WINDOW))
 
         # When one fails, then she is told at once, in its own e-mail
-        fail(imports[0])
+        fail_run(imports[0])
         wait_for(mailbox.received, 60, what="the first e-mail\n" + processes.logs())
         first_at = time.monotonic()
         [alone] = mailbox.received()
@@ -76,7 +70,7 @@ def test_a_worker_emails_an_owner_once_per_interval_however_many_imports_fail(al
 
         # When the nineteen others fail within the interval, then they wait for its end
         for imp in imports[1:]:
-            fail(imp)
+            fail_run(imp)
         held = NotificationDelivery.objects.filter(status="held")
         wait_for(lambda: held.count() == 19, WINDOW, what="19 held\n" + processes.logs())
 
@@ -122,7 +116,7 @@ def test_a_held_notification_is_sent_when_the_interval_is_over(alice, time_machi
     now = timezone.now()
     OwnerMailbox.objects.create(user=alice, last_sent_at=now - timedelta(seconds=60))
     time_machine.move_to(now, tick=False)
-    fail(imp)
+    fail_run(imp)
     delivery = NotificationDelivery.objects.get()
 
     # When its notification comes, then it waits for the interval's end
@@ -150,7 +144,7 @@ def test_a_held_notification_is_sent_when_the_interval_is_over(alice, time_machi
 @pytest.mark.django_db
 def test_held_notifications_whose_message_was_lost_are_sent_again_by_the_sweep(alice, settings):
     [imp] = emailing(alice, 1)
-    fail(imp)
+    fail_run(imp)
     old = timezone.now() - timedelta(seconds=settings.STALE_QUEUED_SECONDS + 1)
     NotificationDelivery.objects.update(status="held", created_at=old)
 
@@ -205,7 +199,7 @@ def test_an_interval_of_zero_sends_each_at_once(alice, settings):
     settings.EMAIL_DIGEST_SECONDS = 0
     [imp] = emailing(alice, 1, alert_after_failures=10)
     for _ in range(3):
-        fail(imp)
+        fail_run(imp)
         webhooks.deliver(NotificationDelivery.objects.order_by("pk").last().pk)
 
     assert [m.subject for m in mail.outbox] == ["[importbeat] feed-0: failed"] * 3
@@ -239,7 +233,7 @@ def test_the_owners_digest_goes_out_though_the_notification_that_was_first_held_
     OwnerMailbox.objects.create(user=alice, last_sent_at=now - timedelta(seconds=60))
     time_machine.move_to(now, tick=False)
     for imp in (first, second):
-        fail(imp)
+        fail_run(imp)
         webhooks.deliver(NotificationDelivery.objects.filter(scheduled_import=imp).get().pk)
     assert set(NotificationDelivery.objects.values_list("status", flat=True)) == {"held"}
 
@@ -259,7 +253,7 @@ def test_a_digest_the_mail_server_cannot_take_is_retried_and_said_on_each(alice,
     imports = emailing(alice, 2)
     OwnerMailbox.objects.create(user=alice, last_sent_at=timezone.now() - timedelta(hours=1))
     for imp in imports:
-        fail(imp)
+        fail_run(imp)
     NotificationDelivery.objects.update(status="held")
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", free_port()

@@ -25,7 +25,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from schedules import services
+from schedules import backlog, services
 from schedules.models import ImportRun, ScheduledImport
 
 from . import engine, fairness, locks
@@ -113,6 +113,11 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
     if run.status in ImportRun.FINAL_STATUSES:
         # Cancelled while queued, or a duplicate delivery: the task says what the run is.
         return summary(run)
+    with database_or_requeue(f"run {run_id}", task is not None):
+        # A tick that waited for a worker while its import ran anyway (workers were away).
+        waited = backlog.skip_if_ran_since(run)
+    if waited is not None:
+        return _skipped(run, waited)
     imp = run.scheduled_import
     lease: locks.Lease | None = locks.run_lease(imp.pk, run.pk)
     try:
@@ -305,8 +310,12 @@ def _overlap(run: ImportRun, task: Any | None) -> dict[str, Any] | None:
     else:
         reason = f"skipped: run {other} of this import was in progress"
     services.skip_run(run, reason)
-    return {"run_id": run.pk, "import_id": imp.pk, "status": ImportRun.Status.SKIPPED,
-            "error": reason}  # fmt: skip
+    return _skipped(run, reason)
+
+
+def _skipped(run: ImportRun, reason: str) -> dict[str, Any]:
+    return {"run_id": run.pk, "import_id": run.scheduled_import_id,
+            "status": ImportRun.Status.SKIPPED, "error": reason}  # fmt: skip
 
 
 def _come_back(run: ImportRun, task: Any | None, countdown: float, holder: str) -> None:

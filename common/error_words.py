@@ -58,6 +58,14 @@ _REASONS: list[tuple[re.Pattern[str], str]] = [
 ]
 UNKNOWN = "the reason is in the log"
 
+# Why a Redis that answers refuses to write: a phrase of its error (lowercase) and the words.
+FULL = "Redis is full (its maxmemory), and evicts nothing: free memory or raise maxmemory"
+READ_ONLY = "it is a read-only replica: point the URL at the primary"
+_REFUSALS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"used memory > 'maxmemory'"), FULL),
+    (re.compile(r"read only replica|readonly"), READ_ONLY),
+]
+
 
 def unreachable(what: str, error: BaseException, log: logging.Logger) -> str:
     """The words `cannot reach <what>: <why>`; `error` itself (its class and whole text) goes
@@ -65,6 +73,16 @@ def unreachable(what: str, error: BaseException, log: logging.Logger) -> str:
     words = f"cannot reach {what}: {reason(error)}"
     log.warning("%s (%s: %s)", words, type(error).__name__, log_text(error))
     return words
+
+
+def refusal(error: BaseException) -> str | None:
+    """Why a server that answers refused to write (a full Redis, a read-only replica), in
+    words; None when `error` is no such refusal (a connection that failed, say)."""
+    text = " ".join(str(link) for link in chain(error)).lower()
+    for phrase, words in _REFUSALS:
+        if phrase.search(text):
+            return words
+    return None
 
 
 def log_text(error: BaseException) -> str:
@@ -98,19 +116,20 @@ def database_place(settings_dict: Mapping[str, Any]) -> str:
     return f"the database {name} at {where}" if name else f"the database at {where}"
 
 
-def broker_place(url: str) -> str:
-    """`the broker at host:port` for a broker URL: never its user name nor its password."""
+def broker_place(url: str, what: str = "the broker") -> str:
+    """`the broker at host:port` for a broker URL (or `what` at host:port for another server's
+    URL, Redis's): never its user name nor its password."""
     from kombu import Connection
 
     try:
         info = Connection(url).info()
     except Exception:
         # A URL kombu cannot read: nothing of it is shown (it may hold the password).
-        return "the broker"
+        return what
     host, port = info.get("hostname"), info.get("port")
     if not host:
-        return "the broker"
-    return f"the broker at {host}:{port}" if port else f"the broker at {host}"
+        return what
+    return f"{what} at {host}:{port}" if port else f"{what} at {host}"
 
 
 def plain(text: str) -> bool:

@@ -301,10 +301,10 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
                 queued += 1
             except services.RunAlreadyActive as conflict:
                 busy.append(f"{imp.name} (run {conflict.run.pk} is {conflict.run.status})")
-            except services.BrokerUnavailable:
+            except services.BrokerUnavailable as unavailable:
                 self.message_user(
                     request,
-                    f"{imp.name}: the task queue is unavailable, no run was queued; try again.",
+                    f"{imp.name}: {unavailable}, no run was queued; try again.",
                     messages.ERROR,
                 )
         if queued:

@@ -231,8 +231,8 @@ def _statement(template: str) -> str:
 
 
 def health_panel(outside_max_age: float = 0) -> list[dict[str, Any]]:
-    """Beat, workers, broker, late imports, processed files and notifications, each with a
-    state (ok, warn, bad) and words; all but the last three may be up to `outside_max_age`
+    """Beat, workers, broker, late imports, Redis, processed files and notifications, each with
+    a state (ok, warn, bad) and words; all but the last four may be up to `outside_max_age`
     seconds old (overview.outside)."""
     health = overview.cluster_health(outside_max_age)
     beat, workers, broker = health["beat"], health["workers"], health["broker"]
@@ -268,6 +268,11 @@ def health_panel(outside_max_age: float = 0) -> list[dict[str, Any]]:
             "text": f"{late} late" if late else "none late",
         },
         {
+            "name": "redis",
+            "state": "ok" if health["redis"]["ok"] else "warn",
+            "text": _redis_text(health["redis"]),
+        },
+        {
             "name": "processed files",
             "state": "ok" if processed["ok"] else "warn",
             "text": _processed_files_text(processed),
@@ -278,6 +283,12 @@ def health_panel(outside_max_age: float = 0) -> list[dict[str, Any]]:
             "text": notifications.get("message") or "delivered in their time",
         },
     ]
+
+
+def _redis_text(check: dict[str, Any]) -> str:
+    if check["ok"]:
+        return "keeps its keys"
+    return check.get("message") or "its memory policy could not be read"
 
 
 def _processed_files_text(check: dict[str, Any]) -> str:

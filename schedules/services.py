@@ -31,7 +31,7 @@ from django.db.models import DO_NOTHING, SET_NULL, Max, Min, ProtectedError, Q, 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from common import streaming
+from common import error_words, streaming
 
 from . import alerts, credentials, history, notifications, processed_files, rows
 from .models import Dataset, ImportRun, NotificationDefaults, Record, ScheduledImport
@@ -53,13 +53,24 @@ IMPORT_FIELDS = {"credential"} | {
 
 EXECUTE_RUN = "importbeat.execute_run"
 # What a broker that cannot take a message raises through Celery (kombu wraps most of it).
-BROKER_ERRORS = (kombu.exceptions.OperationalError, redis.exceptions.RedisError, OSError)
+# kombu's pipelined publish (`producer.batch`) raises its own BatchPublishError for a Redis
+# that refused the pipeline (full, a read-only replica) or dropped it midway.
+BROKER_ERRORS = (
+    kombu.exceptions.OperationalError,
+    kombu.exceptions.BatchPublishError,
+    redis.exceptions.RedisError,
+    OSError,
+)
 # What a client is told to wait before triggering again when the broker is down.
 BROKER_RETRY_AFTER_SECONDS = 30
 
 
 class BrokerUnavailable(Exception):
-    """The broker did not take a run's message."""
+    """The broker did not take a run's message; `full` when it answered that it has no room."""
+
+    def __init__(self, message: str, *, full: bool = False) -> None:
+        super().__init__(message)
+        self.full = full
 
 
 class RunAlreadyActive(Exception):
@@ -583,8 +594,13 @@ def send_runs(runs: Sequence[ImportRun], *, sent_events: bool = False) -> None:
                 declare = None if index == 0 else ()
                 amqp.send_task_message(producer, EXECUTE_RUN, message, declare=declare)
     except BROKER_ERRORS as error:
-        logger.warning("run messages not sent runs=%s: %r", len(runs), error)
+        refused = error_words.refusal(error)
+        logger.warning(
+            "run messages not sent runs=%s: %s (%r)", len(runs), refused or "broker error", error
+        )
         send_again_at_next_reconcile([run.pk for run in runs])
+        if refused == error_words.FULL:
+            raise BrokerUnavailable("the task queue is full", full=True) from error
         raise BrokerUnavailable("the task queue is unavailable") from error
 
 

@@ -20,7 +20,7 @@ from django.db import connection
 from django.utils import timezone
 
 from common import broker_probe
-from common.error_words import broker_place, database_place, unreachable
+from common.error_words import broker_place, database_place, log_text, refusal, unreachable
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,9 @@ def check_broker() -> dict[str, Any]:
     try:
         # One attempt with a short timeout: a health check must answer even when the broker
         # does not.
-        broker_probe.probe(app, settings.HEALTH_BROKER_TIMEOUT)
+        # With a write: a Redis that is full, or a read-only replica, answers every read and
+        # refuses every run's message.
+        broker_probe.probe(app, settings.HEALTH_BROKER_TIMEOUT, write=True)
     except Exception as error:
         return {"ok": False, "error": _broker_problem(error)}
     return {"ok": True, "latency_ms": _ms(started)}
@@ -153,6 +155,46 @@ def check_notifications() -> dict[str, Any]:
     return check
 
 
+def check_redis() -> dict[str, Any]:
+    """Does Redis (REDIS_URL) keep what importbeat puts in it? One with a memory cap that
+    evicts keys when it is full (any `maxmemory-policy` but `noeviction`) drops run leases (two
+    runs of one import at once) and queued messages without a word; keys it evicted already
+    say it happened. Nothing is down, so the cluster is degraded, and the message says what to
+    set."""
+    from common.redis_client import client
+
+    try:
+        memory, stats = client().info("memory"), client().info("stats")
+    except Exception as error:
+        # Logged only: the broker check reports Redis itself (beat's check does the same).
+        logger.warning("Redis's memory policy could not be read: %s", error)
+        return {"ok": False, "policy": None, "evicted_keys": None}
+    policy = memory.get("maxmemory_policy")
+    evicts = bool(memory.get("maxmemory")) and policy not in (None, "noeviction")
+    evicted = int(stats.get("evicted_keys") or 0)
+    check: dict[str, Any] = {"ok": not (evicts or evicted), "policy": policy}
+    check["evicted_keys"] = evicted
+    if not check["ok"]:
+        check["message"] = _redis_problem(policy if evicts else None, evicted)
+    return check
+
+
+def _redis_problem(evicting_policy: str | None, evicted: int) -> str:
+    where = broker_place(settings.REDIS_URL, "Redis")
+    said = []
+    if evicting_policy:
+        said.append(
+            f"{where} may evict keys when it is full (maxmemory-policy {evicting_policy}): "
+            "queued runs and run locks would be lost without a word"
+        )
+    if evicted:
+        said.append(
+            f"{where} evicted {_count(evicted, 'key')} since it started: queued runs and run "
+            "locks may have been lost"
+        )
+    return "; ".join(said) + "; set maxmemory-policy noeviction"
+
+
 def processed_retention_figures() -> dict[str, Any] | None:
     """The last retention job's figures of drop folders' processed files, as the worker that ran
     it kept them in Redis (tasks.processed_retention): the web process may not see the folders.
@@ -218,6 +260,7 @@ def report() -> tuple[dict[str, Any], bool]:
     checks["schedules"] = (
         check_schedules() if checks["database"]["ok"] else {"ok": False, "late_imports": None}
     )
+    checks["redis"] = check_redis()
     checks["processed_files"] = check_processed_files()
     checks["notifications"] = (
         check_notifications() if checks["database"]["ok"] else {"ok": False, "stuck": None}
@@ -225,7 +268,7 @@ def report() -> tuple[dict[str, Any], bool]:
     healthy = checks["database"]["ok"] and checks["broker"]["ok"]
     degraded = not all(
         checks[name]["ok"]
-        for name in ("beat", "workers", "schedules", "processed_files", "notifications")
+        for name in ("beat", "workers", "schedules", "redis", "processed_files", "notifications")
     )
     status = "down" if not healthy else ("degraded" if degraded else "ok")
     return {"status": status, "time": timezone.now(), "checks": checks}, healthy
@@ -260,4 +303,8 @@ def _database_problem(error: Exception) -> str:
 
 
 def _broker_problem(error: Exception) -> str:
-    return unreachable(broker_place(app.conf.broker_write_url), error, logger)
+    place = broker_place(app.conf.broker_write_url)
+    if (refused := refusal(error)) is not None:
+        logger.warning("%s refuses new messages: %s (%s)", place, refused, log_text(error))
+        return f"{place} refuses new messages: {refused}"
+    return unreachable(place, error, logger)

@@ -3,14 +3,18 @@ change them), counting in the shared Redis cache so that all web processes share
 
 from __future__ import annotations
 
+import logging
 from weakref import WeakKeyDictionary
 
 from django.conf import settings
 from django.core.cache import BaseCache, caches
 from redis.commands.core import Script
+from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle
 
 from common.security import client_ip
+
+logger = logging.getLogger(__name__)
 
 # DRF's SimpleRateThrottle in one round trip: its history of a key (request times, newest
 # first) with the times out of the window dropped from the oldest end; refused when `limit`
@@ -68,10 +72,17 @@ class _SettingsRateThrottle(SimpleRateThrottle):
         if self.key is None:
             return True
         self.now = self.timer()
-        refused = _sliding_window(self.cache)(
-            keys=[self.cache.make_and_validate_key(self.key)],
-            args=[repr(self.now), self.duration, self.num_requests],
-        )
+        try:
+            refused = _sliding_window(self.cache)(
+                keys=[self.cache.make_and_validate_key(self.key)],
+                args=[repr(self.now), self.duration, self.num_requests],
+            )
+        except RedisError as error:
+            # A Redis that is down, full or a read-only replica cannot count: the request goes
+            # on (it was a 500) and meets what it needs, which answers in words (the broker's
+            # 503 for a trigger); logins keep their lockout in the database (django-axes).
+            logger.warning("%s not counted, Redis did not take it: %s", self.scope, error)
+            return True
         if refused is None:
             return True
         self.history = [float(moment) for moment in refused]

@@ -142,11 +142,12 @@ def queued_run(enqueue: Callable[[], ImportRun]) -> Response:
     except ScheduledImport.DoesNotExist:
         # Deleted between the request's read of it and the trigger's lock.
         raise NotFound("the import was deleted") from None
-    except services.BrokerUnavailable:
+    except services.BrokerUnavailable as unavailable:
         retry_after = services.BROKER_RETRY_AFTER_SECONDS
+        queue = "is full and takes no new run" if unavailable.full else "is unavailable"
         return Response(
             {
-                "detail": "The task queue is unavailable, so no run was queued; "
+                "detail": f"The task queue {queue}, so no run was queued; "
                 f"try again in {retry_after} seconds."
             },
             status=status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -1,0 +1,160 @@
+"""A Redis that answers but refuses to write: full (at its `maxmemory`, with `noeviction`, as
+Celery advises for a broker) or a read-only replica (a failover pointed REDIS_URL at it).
+
+Before, `/api/v1/health` said the broker was fine (its probe only reads) and told staff that
+the workers could not be reached, "the reason is in the log"; a trigger answered a 500 and left
+a queued run without a message, which blocked the import's next trigger with a 409 until
+reconciliation's grace period: kombu's pipelined publish raises its own `BatchPublishError`,
+which importbeat did not take for the broker's refusal. And a Redis that may evict keys when it
+is full (any `maxmemory-policy` but `noeviction`) drops run leases and queued messages without a
+word: health says so before it happens.
+"""
+
+from __future__ import annotations
+
+import pytest
+import redis
+import requests
+from django.contrib.auth import get_user_model
+from knox.models import AuthToken
+
+from common.error_words import CLASS_NAME
+from project.devservices import free_port
+from schedules.models import ImportRun
+from tests.conftest import answers, wait_for
+from tests.factories import PRODUCTS_CSV, make_import
+from tests.reliability import FAST, redis_server
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
+
+
+@pytest.fixture
+def web_on_its_own_redis(alice, csv_server, processes, tmp_path):
+    """The Procfile's web on a Redis of its own (broker, locks and caches), alice's import, and
+    a staff token for the health check's details."""
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+    _, token = AuthToken.objects.create(user=alice, expiry=None)
+    ops = get_user_model().objects.create_user("ops", is_staff=True)
+    _, ops_token = AuthToken.objects.create(user=ops, expiry=None)
+    with redis_server(free_port(), tmp_path) as server:
+        port = free_port()
+        env = {"REDIS_URL": server.url, "CELERY_BROKER_URL": server.url}
+        processes.start("web", PORT=str(port), WEB_CONCURRENCY="1", **env)
+        base = f"http://127.0.0.1:{port}"
+        wait_for(lambda: answers(f"{base}/admin/login/"), 30, what="web\n" + processes.logs())
+        yield {
+            "base": base, "import": imp, "server": server, "env": env,
+            "alice": {"Authorization": f"Token {token}"},
+            "ops": {"Authorization": f"Token {ops_token}"},
+            "redis": redis.Redis.from_url(server.url),
+        }  # fmt: skip
+
+
+def trigger(web) -> requests.Response:
+    return requests.post(
+        f"{web['base']}/api/v1/imports/{web['import'].pk}/run", headers=web["alice"], timeout=30
+    )
+
+
+def health(web) -> requests.Response:
+    return requests.get(f"{web['base']}/api/v1/health", headers=web["ops"], timeout=30)
+
+
+def test_a_full_broker_refuses_the_trigger_in_words_and_health_says_it_is_full(
+    web_on_its_own_redis, processes
+):
+    web = web_on_its_own_redis
+    port = web["server"].port
+    # Given a Redis at its maxmemory that evicts nothing (every write refused)
+    web["redis"].config_set("maxmemory-policy", "noeviction")
+    web["redis"].config_set("maxmemory", "1")
+
+    # When alice triggers her import
+    refused = trigger(web)
+
+    # Then she is told the queue is full, and no run is left to block her next trigger
+    assert refused.status_code == 503, refused.text
+    assert refused.json()["detail"] == (
+        "The task queue is full and takes no new run, so no run was queued; try again in 30 "
+        "seconds."
+    )
+    assert not ImportRun.objects.filter(scheduled_import=web["import"]).exists()
+    # ... and health is down, naming the broker and why, in plain words
+    answer = health(web)
+    assert answer.status_code == 503, answer.text
+    broker = answer.json()["checks"]["broker"]
+    assert broker["ok"] is False
+    assert broker["error"] == (
+        f"the broker at 127.0.0.1:{port} refuses new messages: Redis is full (its maxmemory), "
+        "and evicts nothing: free memory or raise maxmemory"
+    )
+    assert not CLASS_NAME.search(answer.text), answer.text
+
+    # And once Redis has room again, the next trigger is queued and runs
+    web["redis"].config_set("maxmemory", "0")
+    processes.start("worker", **web["env"], **FAST)
+    queued = trigger(web)
+    assert queued.status_code == 202, queued.text
+    wait_for(
+        lambda: ImportRun.objects.filter(pk=queued.json()["id"], status="succeeded").exists(),
+        60,
+        what="the run to succeed\n" + processes.logs(),
+    )
+    assert health(web).json()["checks"]["broker"]["ok"] is True
+
+
+def test_a_read_only_replica_refuses_the_trigger_and_health_names_it(web_on_its_own_redis):
+    web = web_on_its_own_redis
+    port = web["server"].port
+    # Given the Redis behind REDIS_URL became a replica (of a primary that is not there)
+    web["redis"].replicaof("127.0.0.1", free_port())
+
+    refused = trigger(web)
+
+    assert refused.status_code == 503, refused.text
+    assert "so no run was queued" in refused.json()["detail"]
+    assert not ImportRun.objects.filter(scheduled_import=web["import"]).exists()
+    broker = health(web).json()["checks"]["broker"]
+    assert broker["error"] == (
+        f"the broker at 127.0.0.1:{port} refuses new messages: it is a read-only replica: "
+        "point the URL at the primary"
+    )
+    web["redis"].replicaof("NO", "ONE")
+
+
+def test_a_redis_that_may_evict_keys_makes_health_degraded(web_on_its_own_redis):
+    web = web_on_its_own_redis
+    port = web["server"].port
+    # Given a Redis with a memory cap that evicts keys when full (a cache's setting)
+    web["redis"].config_set("maxmemory", "512mb")
+    web["redis"].config_set("maxmemory-policy", "allkeys-lru")
+
+    answer = health(web)
+
+    # Then health is degraded (nothing is lost yet), saying what may be lost and what to set
+    body = answer.json()
+    assert body["checks"]["broker"]["ok"] is True
+    assert body["checks"]["redis"]["ok"] is False
+    assert body["checks"]["redis"]["message"] == (
+        f"Redis at 127.0.0.1:{port} may evict keys when it is full (maxmemory-policy "
+        "allkeys-lru): queued runs and run locks would be lost without a word; set "
+        "maxmemory-policy noeviction"
+    )
+
+    # And when it did evict keys, health says so, still after the policy was put right
+    web["redis"].config_set("maxmemory", "2mb")
+    for n in range(40):
+        web["redis"].set(f"filler:{n}", b"x" * 100_000)
+    web["redis"].config_set("maxmemory-policy", "noeviction")
+    redis_check = health(web).json()["checks"]["redis"]
+    evicted = redis_check["evicted_keys"]
+    assert evicted > 0
+    assert redis_check["message"] == (
+        f"Redis at 127.0.0.1:{port} evicted {evicted} keys since it started: queued runs and "
+        "run locks may have been lost; set maxmemory-policy noeviction"
+    )
+
+    # And once the policy is right and the count reset (CONFIG RESETSTAT), the check passes
+    web["redis"].config_set("maxmemory", "0")
+    web["redis"].config_resetstat()
+    assert health(web).json()["checks"]["redis"]["ok"] is True

@@ -47,7 +47,10 @@ def test_beat_and_a_worker_import_each_delivered_file_once(alice, drop, processe
     first = wait_for(lambda: succeeded(imp), 60, what="a succeeded run\n" + processes.logs())[0]
     assert first.trigger == "schedule" and first.worker
     assert first.source_file == str(drop / "products_1.csv")
-    assert (drop / "processed" / "products_1.csv").read_text() == PRODUCTS_CSV
+    # (moved once the run's end is committed: a moment after the run reads succeeded)
+    moved = drop / "processed" / "products_1.csv"
+    wait_for(moved.exists, 10, what="the first file processed\n" + processes.logs())
+    assert moved.read_text() == PRODUCTS_CSV
     assert Record.objects.filter(dataset=imp.dataset).count() == 3
 
     # Then the next file delivered is the one taken

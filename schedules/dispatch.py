@@ -13,6 +13,12 @@ they are counted on the import, which is late until a tick is dispatched on time
 import's `catchup` policy decides: `coalesce` runs once for all of them (trigger `catchup`: the
 run of a tick due now anyway, or else of the latest missed one); `skip` runs none of them. A run
 committed whose message never reached a worker is found by schedules.reconcile.
+
+A tick of an import whose earlier run still waits for a worker (queued, never started) gets its
+run `skipped` at once, without a message: the waiting run takes the file after this tick anyway.
+Without workers (a failed deploy at night) the queue so holds one message per import, however
+long the outage, where it grew by one per tick: 120 per import on a one-minute schedule after two
+hours, all run in turn when workers came back, while a Redis with a memory cap filled up.
 """
 
 from __future__ import annotations
@@ -140,6 +146,7 @@ def _dispatch_batch(batch_size: int) -> tuple[list[ImportRun], int, int, list[in
                 memo[key] = plan_ticks(imp.schedule, imp.next_run_at, now, grace, imp.catchup)
             plans[imp.pk] = memo[key]
         runs = _create_runs(imports, plans, now)
+        runs = _fold_into_waiting_runs(runs, now)
         _advance(plans, now)
         late = [imp.pk for imp in imports if plans[imp.pk].missed and imp.late_since is None]
         missed = sum(plan.missed for plan in plans.values())
@@ -196,6 +203,66 @@ def _create_runs(
     ]
     _insert_runs(runs)
     return runs
+
+
+def _fold_into_waiting_runs(runs: list[ImportRun], now: datetime) -> list[ImportRun]:
+    """The runs still to send: a new run of an import that has a run waiting for its first
+    attempt (an earlier one, or the first new one) is skipped at once, naming that run."""
+    if not runs:
+        return runs
+    waiting = {
+        import_id: (pk, queued_at)
+        for import_id, pk, queued_at in ImportRun.objects.filter(
+            scheduled_import_id__in={run.scheduled_import_id for run in runs},
+            status=ImportRun.Status.QUEUED,
+            started_at__isnull=True,
+        )
+        .exclude(pk__in=[run.pk for run in runs])
+        .order_by("queued_at")
+        .values_list("scheduled_import_id", "pk", "queued_at")
+    }
+    to_send, skipped = [], []
+    for run in sorted(runs, key=lambda run: (run.scheduled_import_id, run.scheduled_for)):
+        earlier = waiting.get(run.scheduled_import_id)
+        if earlier is None:
+            waiting[run.scheduled_import_id] = (run.pk, run.queued_at)
+            to_send.append(run)
+        else:
+            skipped.append((run, _waits_words(*earlier)))
+    if skipped:
+        _skip_runs(skipped, now)
+        logger.warning(
+            "ticks skipped count=%s: their imports' earlier runs still wait for a worker (a "
+            "backlog: are the workers running?)",
+            len(skipped),
+        )
+    return to_send
+
+
+def _waits_words(run_id: int, queued_at: datetime) -> str:
+    return (
+        f"skipped: run {run_id} of this import, queued at {queued_at:%Y-%m-%d %H:%M:%S} UTC, "
+        "still waits for a worker, and takes the file after this tick"
+    )
+
+
+def _skip_runs(skipped: list[tuple[ImportRun, str]], now: datetime) -> None:
+    table = ImportRun._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            UPDATE {table} AS r
+               SET status = %s, finished_at = %s, duration_ms = 0, error_message = v.reason
+              FROM unnest(%s::bigint[], %s::text[]) AS v(id, reason)
+             WHERE r.id = v.id
+            """,
+            [
+                ImportRun.Status.SKIPPED.value,
+                now,
+                [run.pk for run, _reason in skipped],
+                [reason for _run, reason in skipped],
+            ],
+        )
 
 
 # The columns that differ between the runs of one batch; every other column takes the value a

@@ -45,11 +45,20 @@ def test_a_late_dispatch_records_the_tick_it_was_due_for_and_drops_none_between(
         sent: list[ImportRun] = []
         result = run_beat_once(sent)
 
-    # Then every tick since the stall has its own run, stamped with its own tick
+    # Then every tick since the stall has its own run, stamped with its own tick ...
     expected = [T0 + timedelta(seconds=s) for s in (0, 10, 20, 30)]
     assert ticks_of(imp) == expected
-    assert sorted(r.scheduled_for for r in sent) == expected
-    assert {r.trigger for r in sent} == {"schedule"}
+    # ... the first is sent, and the later ones are skipped at once: the first one takes the
+    # file after them (four runs of one import at one moment loaded one file four times)
+    first = ImportRun.objects.get(scheduled_import=imp, scheduled_for=T0)
+    assert [(r.pk, r.trigger) for r in sent] == [(first.pk, "schedule")]
+    later = ImportRun.objects.filter(scheduled_import=imp).exclude(pk=first.pk)
+    assert {r.status for r in later} == {"skipped"}
+    queued = T0 + timedelta(seconds=35)
+    assert {r.error_message for r in later} == {
+        f"skipped: run {first.pk} of this import, queued at {queued:%Y-%m-%d %H:%M:%S} UTC, "
+        "still waits for a worker, and takes the file after this tick"
+    }
     assert result.missed == 0
     imp.refresh_from_db()
     assert imp.next_run_at == T0 + timedelta(seconds=40)
@@ -64,6 +73,39 @@ def test_it_dispatches_each_tick_once_however_often_beat_looks(alice):
             run_beat_once()
 
     assert ticks_of(imp) == [T0, T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)]
+
+
+def test_a_tick_whose_import_still_has_a_run_waiting_for_a_worker_is_skipped_unsent(alice):
+    with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
+        waits = make_import(alice, SOURCE, name="waits", interval_seconds=60)
+        taken = make_import(alice, SOURCE, name="taken", dataset="taken", interval_seconds=60)
+        clock.move_to(T0 + timedelta(seconds=1))
+        run_beat_once()
+        # Given the 10:00 run of one import was taken by a worker, and the other's still waits
+        ImportRun.objects.filter(scheduled_import=taken).update(
+            status="running", started_at=T0 + timedelta(seconds=2)
+        )
+        waiting = ImportRun.objects.get(scheduled_import=waits)
+
+        # When the 10:01 tick comes
+        clock.move_to(T0 + timedelta(minutes=1, seconds=1))
+        sent: list[ImportRun] = []
+        run_beat_once(sent)
+
+    # Then the import whose run still waits gets a skipped run, unsent, naming the waiting run
+    tick = T0 + timedelta(minutes=1)
+    folded = ImportRun.objects.get(scheduled_import=waits, scheduled_for=tick)
+    assert folded.status == "skipped" and folded.finished_at is not None
+    assert folded.error_message == (
+        f"skipped: run {waiting.pk} of this import, queued at {waiting.queued_at:%Y-%m-%d %H:%M:%S}"
+        " UTC, still waits for a worker, and takes the file after this tick"
+    )
+    # ... and the other import's tick, whose run is running, is queued and sent as before
+    queued = ImportRun.objects.get(scheduled_import=taken, scheduled_for=tick)
+    assert queued.status == "queued"
+    assert [r.pk for r in sent] == [queued.pk]
+    # ... and no tick is missed or late
+    assert ScheduledImport.objects.get(pk=waits.pk).missed_ticks == 0
 
 
 @pytest.mark.parametrize(("catchup", "runs"), [("coalesce", 1), ("skip", 0)])

@@ -3,13 +3,15 @@
 Run with `make bench` (or this file alone, see the README). 1,000 imports on a 20 s interval
 (`BENCH_OUTAGE_IMPORTS`, `BENCH_OUTAGE_INTERVAL`), each with its own dataset and a small CSV
 from a local server. Beat runs with no worker for `BENCH_OUTAGE_SECONDS` (120): every tick
-becomes a queued run. Then one Procfile worker (concurrency 2) starts, beat still running.
+becomes a run. Then one Procfile worker (concurrency 2) starts, beat still running.
 
-Printed: the runs that waited, how many ran and how many were skipped (schedules.backlog), the
-time from the worker's start until every one of them ended, and then the queue wait of the ticks
-dispatched after that (started_at - queued_at, p50 and p95): whether the cluster is back on time.
-New ticks keep coming at `new_ticks_per_s` meanwhile. For the reference, run this file on a
-commit before schedules.backlog (every waiting tick ran in turn): the README gives both.
+Printed: the runs that waited and the messages on the queue (and the broker's memory) when the
+worker starts, how many of those runs ran and how many were skipped (by beat, schedules.dispatch,
+and by the worker, schedules.backlog), the time from the worker's start until every one of them
+ended, and then the queue wait of the ticks dispatched after that (started_at - queued_at, p50
+and p95): whether the cluster is back on time. New ticks keep coming at `new_ticks_per_s`
+meanwhile. For the reference, run this file on a commit before both (every waiting tick ran in
+turn): the README gives both.
 Timings are printed, never asserted.
 """
 
@@ -20,6 +22,8 @@ import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
+import redis
+from django.conf import settings
 from django.contrib.auth import get_user_model
 
 from schedules.models import Dataset, ImportRun, ScheduledImport
@@ -71,6 +75,9 @@ def bench_workers_back_after_an_outage(csv_server, processes):
     beat = processes.start("beat", **ENV)
     time.sleep(OUTAGE)
     worker_started = datetime.now(UTC)
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    queued_messages = broker.llen("celery")
+    broker_memory_mb = broker.info("memory")["used_memory"] / 2**20
     waiting = list(
         ImportRun.objects.filter(queued_at__lt=worker_started).values_list("pk", flat=True)
     )
@@ -101,6 +108,8 @@ def bench_workers_back_after_an_outage(csv_server, processes):
         interval_s=INTERVAL,
         outage_s=OUTAGE,
         waiting_runs=len(waiting),
+        queued_messages=queued_messages,
+        broker_memory_mb=round(broker_memory_mb, 1),
         ran=ran.count(),
         skipped=skipped,
         drained_s=round(drained_s, 1),

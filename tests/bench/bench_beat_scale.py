@@ -42,7 +42,6 @@ from project.beat import DISPATCH_TASK
 from schedules.models import Dataset, ImportRun, ScheduledImport
 from schedules.services import EXECUTE_RUN
 from tests.bench.figures import percentile, report
-from tests.conftest import test_database_url
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -79,7 +78,12 @@ class Collector:
         self.stop = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.taken: list[int] = []
-        self.database_url = test_database_url()
+        self.error: BaseException | None = None
+        params = connection.settings_dict
+        self.database = {
+            "dbname": params["NAME"], "user": params["USER"], "host": params["HOST"],
+            "port": params["PORT"] or None,
+        }  # fmt: skip
 
     def start(self) -> Collector:
         self.thread.start()
@@ -89,8 +93,13 @@ class Collector:
         self.pid = pid
 
     def _run(self) -> None:
-        with psycopg.connect(self.database_url, autocommit=True) as database:
-            self._collect(database)
+        try:
+            with psycopg.connect(**self.database, autocommit=True) as database:
+                self._collect(database)
+        except BaseException as error:
+            # Said at close(): a collector that died would print a bench of nothing received.
+            self.error = error
+            raise
 
     def _collect(self, database: psycopg.Connection) -> None:
         last_sample = last_take = 0.0
@@ -125,6 +134,8 @@ class Collector:
     def close(self) -> Collected:
         self.stop.set()
         self.thread.join(5)
+        if self.error is not None:
+            raise RuntimeError("the collector stopped") from self.error
         return self.data
 
 

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
-# What the write probe sets on a Redis broker, for a few seconds.
-WRITE_PROBE_KEY = "importbeat:health:write"
+# What the probe writes on a Redis broker, for a few seconds.
+WRITE_PROBE_KEY = "importbeat:probe:write"
 
 
-def probe(app: Any, timeout: float, retries: int = 1, write: bool = False) -> None:
-    """Connect to the broker and open a channel; raise what the transport raised. `retries`
-    attempts, each bounded by `timeout` seconds for the connection and for every answer.
+def probe(app: Any, timeout: float, retries: int = 1) -> None:
+    """Connect to the broker, open a channel and, on Redis, write a key of a few seconds; raise
+    what the transport raised. `retries` attempts, each bounded by `timeout` seconds for the
+    connection and for every answer.
 
-    `write` also writes a key on a Redis broker: a Redis that is full or a read-only replica
-    answers every read and refuses every message. Not at a worker's start: a worker is what
-    empties a full queue."""
+    The write: a Redis that is full (at its maxmemory, evicting nothing) or a read-only replica
+    answers every read and refuses every run's message, and a worker's start (kombu's
+    `restore_visible` takes a lock in Redis) with a traceback."""
     bounded = {
         # Redis (kombu's redis transport reads these from its transport options).
         "socket_timeout": timeout,
@@ -35,5 +36,5 @@ def probe(app: Any, timeout: float, retries: int = 1, write: bool = False) -> No
             max_retries=retries, interval_start=0.5, interval_step=0.5, timeout=timeout
         )
         channel = conn.default_channel  # opening the channel is what proves the broker
-        if write and conn.transport.driver_type == "redis":
+        if conn.transport.driver_type == "redis":
             channel.client.set(WRITE_PROBE_KEY, "1", px=5000)

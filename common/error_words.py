@@ -59,7 +59,7 @@ _REASONS: list[tuple[re.Pattern[str], str]] = [
 UNKNOWN = "the reason is in the log"
 
 # Why a Redis that answers refuses to write: a phrase of its error (lowercase) and the words.
-FULL = "Redis is full (its maxmemory), and evicts nothing: free memory or raise maxmemory"
+FULL = "Redis is full: it reached its maxmemory and evicts nothing; free memory or raise maxmemory"
 READ_ONLY = "it is a read-only replica: point the URL at the primary"
 _REFUSALS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"used memory > 'maxmemory'"), FULL),
@@ -71,6 +71,18 @@ def unreachable(what: str, error: BaseException, log: logging.Logger) -> str:
     """The words `cannot reach <what>: <why>`; `error` itself (its class and whole text) goes
     to `log`."""
     words = f"cannot reach {what}: {reason(error)}"
+    log.warning("%s (%s: %s)", words, type(error).__name__, log_text(error))
+    return words
+
+
+def refused_or_unreachable(what: str, error: BaseException, log: logging.Logger) -> str:
+    """`<what> refuses new messages: <why>` for a server that answered but refused to write (a
+    full Redis, a read-only replica), else `cannot reach <what>: <why>`; `error` itself goes to
+    `log`."""
+    refused = refusal(error)
+    if refused is None:
+        return unreachable(what, error, log)
+    words = f"{what} refuses new messages: {refused}"
     log.warning("%s (%s: %s)", words, type(error).__name__, log_text(error))
     return words
 

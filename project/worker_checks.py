@@ -18,7 +18,12 @@ from celery.signals import worker_init
 from celery.worker.control import inspect_command
 
 from common import broker_probe
-from common.error_words import broker_place, database_place, unreachable
+from common.error_words import (
+    broker_place,
+    database_place,
+    refused_or_unreachable,
+    unreachable,
+)
 
 logger = logging.getLogger("importbeat.worker")
 
@@ -50,7 +55,7 @@ def broker_problem(app: Any) -> str | None:
     try:
         broker_probe.probe(app, CONNECT_TIMEOUT_SECONDS, retries=2)
     except Exception as error:
-        return unreachable(broker_place(app.conf.broker_write_url), error, logger)
+        return refused_or_unreachable(broker_place(app.conf.broker_write_url), error, logger)
     return None
 
 

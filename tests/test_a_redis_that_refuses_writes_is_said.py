@@ -85,8 +85,8 @@ def test_a_full_broker_refuses_the_trigger_in_words_and_health_says_it_is_full(
     broker = answer.json()["checks"]["broker"]
     assert broker["ok"] is False
     assert broker["error"] == (
-        f"the broker at 127.0.0.1:{port} refuses new messages: Redis is full (its maxmemory), "
-        "and evicts nothing: free memory or raise maxmemory"
+        f"the broker at 127.0.0.1:{port} refuses new messages: Redis is full: it reached its "
+        "maxmemory and evicts nothing; free memory or raise maxmemory"
     )
     assert not CLASS_NAME.search(answer.text), answer.text
 

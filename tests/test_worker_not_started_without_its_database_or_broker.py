@@ -6,9 +6,11 @@ line, quotes and all, or kombu's text, or an exception's class name.)"""
 from __future__ import annotations
 
 import pytest
+import redis
 
 from common.error_words import CLASS_NAME
 from project.devservices import free_port
+from tests.reliability import redis_server
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -58,3 +60,23 @@ def test_a_worker_that_cannot_reach_its_broker_says_where_and_why_without_its_pa
     )
     assert f"OperationalError: Error 111 connecting to 127.0.0.1:{port}" in processes.logs()
     assert "broker-secret" not in processes.logs()
+
+
+def test_a_worker_on_a_full_redis_says_so_where_celery_stopped_with_a_traceback(
+    processes, tmp_path
+):
+    # Given a broker that answers but refuses every write (at its maxmemory, evicting nothing):
+    # Celery's start takes a lock in Redis, and stopped on "Unrecoverable error"
+    with redis_server(free_port(), tmp_path) as server:
+        full = redis.Redis.from_url(server.url)
+        full.config_set("maxmemory-policy", "noeviction")
+        full.config_set("maxmemory", "1")
+
+        worker = processes.start("worker", CELERY_BROKER_URL=server.url, REDIS_URL=server.url)
+
+        assert refusal(processes, worker) == (
+            f"importbeat worker not started: the broker at 127.0.0.1:{server.port} refuses new "
+            "messages: Redis is full: it reached its maxmemory and evicts nothing; free memory "
+            "or raise maxmemory"
+        )
+        assert "Unrecoverable error" not in processes.logs()

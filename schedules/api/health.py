@@ -20,7 +20,12 @@ from django.db import connection
 from django.utils import timezone
 
 from common import broker_probe
-from common.error_words import broker_place, database_place, log_text, refusal, unreachable
+from common.error_words import (
+    broker_place,
+    database_place,
+    refused_or_unreachable,
+    unreachable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -43,9 +48,7 @@ def check_broker() -> dict[str, Any]:
     try:
         # One attempt with a short timeout: a health check must answer even when the broker
         # does not.
-        # With a write: a Redis that is full, or a read-only replica, answers every read and
-        # refuses every run's message.
-        broker_probe.probe(app, settings.HEALTH_BROKER_TIMEOUT, write=True)
+        broker_probe.probe(app, settings.HEALTH_BROKER_TIMEOUT)
     except Exception as error:
         return {"ok": False, "error": _broker_problem(error)}
     return {"ok": True, "latency_ms": _ms(started)}
@@ -303,8 +306,4 @@ def _database_problem(error: Exception) -> str:
 
 
 def _broker_problem(error: Exception) -> str:
-    place = broker_place(app.conf.broker_write_url)
-    if (refused := refusal(error)) is not None:
-        logger.warning("%s refuses new messages: %s (%s)", place, refused, log_text(error))
-        return f"{place} refuses new messages: {refused}"
-    return unreachable(place, error, logger)
+    return refused_or_unreachable(broker_place(app.conf.broker_write_url), error, logger)

@@ -9,12 +9,12 @@ A tick whose run waited for a worker past the grace period (MISSED_TICK_GRACE_SE
 counts a missed tick) is skipped when the run of its import that finished last had started
 after the tick was queued: that run took the file later than the tick asked for, so the tick has
 nothing left to do. A tick that came while that run was running (`overlap: queue`) still runs
-after it. The
-skipped tick counts as a missed tick of its import, as the ticks beat missed do, and `catchup`
-keeps its meaning: the waiting ticks run once, the first one a worker reaches. Under a steady
-backlog an import still runs, about once per queue wait: the first of its ticks reached after
-each run finished was queued before that run started. Manual runs are never skipped so: someone
-asked for each.
+after it. The skipped tick counts as a missed tick of its import, as the ticks beat missed do,
+and `catchup` keeps its meaning: the waiting ticks run once, the first one a worker reaches.
+Under a steady backlog an import still runs, about once per queue wait: the first of its ticks
+reached after each run finished was queued before that run started. Manual runs are never
+skipped so: someone asked for each. Beat skips most such ticks before they are sent
+(schedules.dispatch); this catches the rest: ticks queued behind a retry, or before an upgrade.
 """
 
 from __future__ import annotations

@@ -722,7 +722,8 @@ def heartbeat(run_id: int) -> None:
 
 
 def skip_run(run: ImportRun, reason: str) -> bool:
-    """End a run that never started because another run of its import was in progress."""
+    """End a run that never started: another run of its import was in progress, or took the
+    file after it was queued (schedules.backlog)."""
     now = timezone.now()
     skipped = ImportRun.objects.filter(pk=run.pk, status=ImportRun.Status.QUEUED).update(
         status=ImportRun.Status.SKIPPED, finished_at=now, duration_ms=0, error_message=reason

@@ -78,7 +78,27 @@ class ImportbeatCollector:
         if beat.get("last_tick"):
             last_tick.add_metric([], beat["last_tick"].timestamp())
         yield from (queue, leader, last_tick, *processed_retention_gauges())
+        yield from redis_gauges()
         yield from notification_gauges()
+
+
+def redis_gauges() -> list[Metric]:
+    """Whether Redis (REDIS_URL) may evict keys, and how many it did (also behind `/health`'s
+    `redis`): an evicted run lock or message is lost without a word. None while Redis does not
+    tell."""
+    check = health.check_redis()
+    if check["policy"] is None:
+        return []
+    may_evict = GaugeMetricFamily(
+        "importbeat_redis_may_evict",
+        "1 while Redis has a memory cap and a maxmemory-policy other than noeviction, else 0.",
+    )
+    may_evict.add_metric([], 1 if check["may_evict"] else 0)
+    evicted = GaugeMetricFamily(
+        "importbeat_redis_evicted_keys", "Keys Redis evicted since it started (CONFIG RESETSTAT)."
+    )
+    evicted.add_metric([], check["evicted_keys"])
+    return [may_evict, evicted]
 
 
 def notification_gauges() -> list[Metric]:

@@ -27,6 +27,8 @@ from tests.reliability import FAST, redis_server
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
+METRICS_AUTH = ("ops", "metrics-secret")
+
 
 @pytest.fixture
 def web_on_its_own_redis(alice, csv_server, processes, tmp_path):
@@ -39,7 +41,10 @@ def web_on_its_own_redis(alice, csv_server, processes, tmp_path):
     with redis_server(free_port(), tmp_path) as server:
         port = free_port()
         env = {"REDIS_URL": server.url, "CELERY_BROKER_URL": server.url}
-        processes.start("web", PORT=str(port), WEB_CONCURRENCY="1", **env)
+        processes.start(
+            "web", PORT=str(port), WEB_CONCURRENCY="1", FLOWER_BASIC_AUTH=":".join(METRICS_AUTH),
+            **env,
+        )  # fmt: skip
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: answers(f"{base}/admin/login/"), 30, what="web\n" + processes.logs())
         yield {
@@ -54,6 +59,12 @@ def trigger(web) -> requests.Response:
     return requests.post(
         f"{web['base']}/api/v1/imports/{web['import'].pk}/run", headers=web["alice"], timeout=30
     )
+
+
+def metrics(web) -> str:
+    answer = requests.get(f"{web['base']}/metrics", auth=METRICS_AUTH, timeout=30)
+    assert answer.status_code == 200, answer.text
+    return answer.text
 
 
 def health(web) -> requests.Response:
@@ -141,6 +152,9 @@ def test_a_redis_that_may_evict_keys_makes_health_degraded(web_on_its_own_redis)
         "maxmemory-policy noeviction"
     )
 
+    # ... and /metrics says it too
+    assert "importbeat_redis_may_evict 1.0" in metrics(web)
+
     # And when it did evict keys, health says so, still after the policy was put right
     web["redis"].config_set("maxmemory", "2mb")
     for n in range(40):
@@ -154,7 +168,12 @@ def test_a_redis_that_may_evict_keys_makes_health_degraded(web_on_its_own_redis)
         "run locks may have been lost; set maxmemory-policy noeviction"
     )
 
+    scraped = metrics(web)
+    assert "importbeat_redis_may_evict 0.0" in scraped
+    assert f"importbeat_redis_evicted_keys {float(evicted)}" in scraped
+
     # And once the policy is right and the count reset (CONFIG RESETSTAT), the check passes
     web["redis"].config_set("maxmemory", "0")
     web["redis"].config_resetstat()
     assert health(web).json()["checks"]["redis"]["ok"] is True
+    assert "importbeat_redis_evicted_keys 0.0" in metrics(web)

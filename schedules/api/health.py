@@ -171,12 +171,14 @@ def check_redis() -> dict[str, Any]:
     except Exception as error:
         # Logged only: the broker check reports Redis itself (beat's check does the same).
         logger.warning("Redis's memory policy could not be read: %s", error)
-        return {"ok": False, "policy": None, "evicted_keys": None}
+        return {"ok": False, "policy": None, "may_evict": None, "evicted_keys": None}
     policy = memory.get("maxmemory_policy")
     evicts = bool(memory.get("maxmemory")) and policy not in (None, "noeviction")
     evicted = int(stats.get("evicted_keys") or 0)
-    check: dict[str, Any] = {"ok": not (evicts or evicted), "policy": policy}
-    check["evicted_keys"] = evicted
+    check: dict[str, Any] = {
+        "ok": not (evicts or evicted), "policy": policy, "may_evict": evicts,
+        "evicted_keys": evicted,
+    }  # fmt: skip
     if not check["ok"]:
         check["message"] = _redis_problem(policy if evicts else None, evicted)
     return check

@@ -17,6 +17,12 @@ from django.conf import settings
 LEADER_LEASE = "importbeat:beat:leader"
 # Unix time of the last loop of any beat that dispatched imports (health, metrics).
 LAST_TICK_KEY = "importbeat:beat:last_tick"
+# Ticks beat skipped because their import's earlier run still waited for a worker: a hash of
+# the count, when the streak began and ended, and when the waiting run was queued
+# (schedules.dispatch writes it, /health and /metrics read it); it lives BACKLOG_SAID_SECONDS
+# past the last such tick.
+BACKLOG_KEY = "importbeat:beat:backlog"
+BACKLOG_SAID_SECONDS = 600
 # The last retention job's figures of drop folders' processed files (tasks.processed_retention
 # writes them on a worker, /metrics and /health read them on the web process).
 PROCESSED_RETENTION_KEY = "importbeat:retention:processed_files"

@@ -231,9 +231,9 @@ def _statement(template: str) -> str:
 
 
 def health_panel(outside_max_age: float = 0) -> list[dict[str, Any]]:
-    """Beat, workers, broker, late imports, Redis, processed files and notifications, each with
-    a state (ok, warn, bad) and words; all but the last four may be up to `outside_max_age`
-    seconds old (overview.outside)."""
+    """Beat, workers, broker, late imports, the backlog, Redis, processed files and
+    notifications, each with a state (ok, warn, bad) and words; all but the last five may be up
+    to `outside_max_age` seconds old (overview.outside)."""
     health = overview.cluster_health(outside_max_age)
     beat, workers, broker = health["beat"], health["workers"], health["broker"]
     queue = ", ".join(f"{depth} waiting" for depth in health["queue"].values() if depth is not None)
@@ -266,6 +266,12 @@ def health_panel(outside_max_age: float = 0) -> list[dict[str, Any]]:
             "name": "late imports",
             "state": "warn" if late else "ok",
             "text": f"{late} late" if late else "none late",
+        },
+        {
+            "name": "backlog",
+            "state": "ok" if health["backlog"]["ok"] else "warn",
+            "text": health["backlog"].get("message")
+            or ("no tick waits for a worker" if health["backlog"]["ok"] else "not known"),
         },
         {
             "name": "redis",

@@ -33,6 +33,9 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Min
 from django.utils import timezone
+from redis.exceptions import RedisError
+
+from common import redis_client
 
 from .models import ImportRun, ScheduledImport
 from .ticks import Schedule
@@ -221,7 +224,7 @@ def _fold_into_waiting_runs(runs: list[ImportRun], now: datetime) -> list[Import
         .order_by("queued_at")
         .values_list("scheduled_import_id", "pk", "queued_at")
     }
-    to_send, skipped = [], []
+    to_send, skipped, oldest = [], [], now
     for run in sorted(runs, key=lambda run: (run.scheduled_import_id, run.scheduled_for)):
         earlier = waiting.get(run.scheduled_import_id)
         if earlier is None:
@@ -229,6 +232,7 @@ def _fold_into_waiting_runs(runs: list[ImportRun], now: datetime) -> list[Import
             to_send.append(run)
         else:
             skipped.append((run, _waits_words(*earlier)))
+            oldest = min(oldest, earlier[1])
     if skipped:
         _skip_runs(skipped, now)
         logger.warning(
@@ -236,7 +240,25 @@ def _fold_into_waiting_runs(runs: list[ImportRun], now: datetime) -> list[Import
             "backlog: are the workers running?)",
             len(skipped),
         )
+        transaction.on_commit(lambda: _note_backlog(len(skipped), now, oldest))
     return to_send
+
+
+def _note_backlog(skipped: int, now: datetime, oldest_waiting: datetime) -> None:
+    """Count the skipped ticks where /health and /metrics read them (BACKLOG_KEY)."""
+    try:
+        pipe = redis_client.client().pipeline(transaction=True)
+        pipe.hincrby(redis_client.BACKLOG_KEY, "skipped", skipped)
+        pipe.hsetnx(redis_client.BACKLOG_KEY, "since", now.timestamp())
+        pipe.hset(
+            redis_client.BACKLOG_KEY,
+            mapping={"last": now.timestamp(), "waiting_since": oldest_waiting.timestamp()},
+        )
+        pipe.expire(redis_client.BACKLOG_KEY, redis_client.BACKLOG_SAID_SECONDS)
+        pipe.execute()
+    except RedisError as error:
+        # The runs say it, and the log above: only /health's word is missing.
+        logger.warning("the backlog could not be noted in Redis: %s", error)
 
 
 def _waits_words(run_id: int, queued_at: datetime) -> str:

@@ -78,8 +78,24 @@ class ImportbeatCollector:
         if beat.get("last_tick"):
             last_tick.add_metric([], beat["last_tick"].timestamp())
         yield from (queue, leader, last_tick, *processed_retention_gauges())
+        yield from backlog_gauges()
         yield from redis_gauges()
         yield from notification_gauges()
+
+
+def backlog_gauges() -> list[Metric]:
+    """Ticks beat skipped because their import's earlier run still waited for a worker, in the
+    current streak (also behind `/health`'s `backlog`). None while Redis does not tell."""
+    check = health.check_backlog()
+    if check["skipped_ticks"] is None:
+        return []
+    skipped = GaugeMetricFamily(
+        "importbeat_ticks_skipped_behind_a_waiting_run",
+        "Scheduled ticks skipped because their import's earlier run still waited for a worker, "
+        "since the streak began (0 once none was skipped for 10 minutes).",
+    )
+    skipped.add_metric([], check["skipped_ticks"])
+    return [skipped]
 
 
 def redis_gauges() -> list[Metric]:

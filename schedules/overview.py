@@ -42,12 +42,13 @@ def outside(max_age: float = 0) -> dict[str, Any]:
 
 def cluster_health(outside_max_age: float = 0) -> dict[str, Any]:
     """Beat's leader and last tick, the workers that answer a ping, the broker, late imports,
-    whether Redis may drop keys, the processed files the last retention could not clean, stuck
-    notifications (as `/health` says them); all but the last four up to `outside_max_age`
-    seconds old (`outside`)."""
+    ticks skipped behind runs waiting for a worker, whether Redis may drop keys, the processed
+    files the last retention could not clean, stuck notifications (as `/health` says them);
+    all but the last five up to `outside_max_age` seconds old (`outside`)."""
     return {
         **outside(outside_max_age),
         "late_imports": late_imports_count(),
+        "backlog": health.check_backlog(),
         "redis": health.check_redis(),
         "processed_files": health.check_processed_files(),
         "notifications": health.check_notifications(),

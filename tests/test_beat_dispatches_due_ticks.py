@@ -5,6 +5,7 @@ missed, counted and handled per `catchup`; two beats never dispatch a tick twice
 from __future__ import annotations
 
 import threading
+from base64 import b64encode
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,12 +14,15 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from schedules import dispatch, services
+from schedules.api import health
 from schedules.models import ImportRun, ScheduledImport
 from tests.factories import make_import
+from tests.test_metrics_endpoint import samples
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SOURCE = "http://127.0.0.1/p.csv"
+METRICS_AUTH = ("ops", "pw")
 T0 = datetime(2026, 12, 2, 10, 0, 0, tzinfo=UTC)
 
 
@@ -75,7 +79,9 @@ def test_it_dispatches_each_tick_once_however_often_beat_looks(alice):
     assert ticks_of(imp) == [T0, T0 + timedelta(minutes=1), T0 + timedelta(minutes=2)]
 
 
-def test_a_tick_whose_import_still_has_a_run_waiting_for_a_worker_is_skipped_unsent(alice):
+def test_a_tick_whose_import_still_has_a_run_waiting_for_a_worker_is_skipped_unsent(
+    alice, client, settings
+):
     with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
         waits = make_import(alice, SOURCE, name="waits", interval_seconds=60)
         taken = make_import(alice, SOURCE, name="taken", dataset="taken", interval_seconds=60)
@@ -106,6 +112,23 @@ def test_a_tick_whose_import_still_has_a_run_waiting_for_a_worker_is_skipped_uns
     assert [r.pk for r in sent] == [queued.pk]
     # ... and no tick is missed or late
     assert ScheduledImport.objects.get(pk=waits.pk).missed_ticks == 0
+    # ... but health is degraded, saying ticks are skipped behind runs waiting for a worker
+    backlog = health.check_backlog()
+    assert backlog["ok"] is False and backlog["skipped_ticks"] == 1
+    assert backlog["message"] == (
+        f"1 scheduled tick skipped from {tick + timedelta(seconds=1):%Y-%m-%d %H:%M} to "
+        f"{tick + timedelta(seconds=1):%H:%M} UTC: their imports' earlier runs still waited "
+        f"for a worker (the oldest queued at {waiting.queued_at:%H:%M:%S} UTC); are the "
+        "workers running, and enough of them?"
+    )
+    assert health.report()[0]["status"] == "degraded"
+    settings.FLOWER_BASIC_AUTH = ":".join(METRICS_AUTH)
+    basic = b64encode(":".join(METRICS_AUTH).encode()).decode()
+    scraped = client.get("/metrics", HTTP_AUTHORIZATION=f"Basic {basic}")
+    assert (
+        samples(scraped.content.decode())[("importbeat_ticks_skipped_behind_a_waiting_run", ())]
+        == 1
+    )
 
 
 @pytest.mark.parametrize(("catchup", "runs"), [("coalesce", 1), ("skip", 0)])

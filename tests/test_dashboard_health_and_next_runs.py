@@ -33,6 +33,7 @@ def test_the_health_panel_names_beat_workers_broker_and_late_imports(staff_clien
     assert '<li class="health-item ok" data-check="broker">' in html
     assert re.search(r"up, \d+ waiting", html)  # earlier tests may have left messages
     assert '<li class="health-item ok" data-check="late imports">' in html
+    assert '<li class="health-item ok" data-check="backlog">' in html
     assert '<li class="health-item ok" data-check="redis">' in html
     assert '<li class="health-item ok" data-check="processed files">' in html
     assert '<li class="health-item ok" data-check="notifications">' in html
@@ -116,6 +117,7 @@ def test_the_health_feed_is_for_staff_only(client, staff_client, alice):
         "workers",
         "broker",
         "late imports",
+        "backlog",
         "redis",
         "processed files",
         "notifications",

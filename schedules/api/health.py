@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from celery import current_app as app
@@ -60,8 +60,6 @@ def check_beat() -> dict[str, Any]:
     A live beat renews its leader lease in Redis every few seconds and stamps every loop in
     Redis (project.beat); a loop older than a minute means no beat is dispatching imports.
     """
-    from datetime import UTC, datetime
-
     from common.redis_client import LAST_TICK_KEY, LEADER_LEASE, client
 
     try:
@@ -131,6 +129,39 @@ def check_schedules() -> dict[str, Any]:
     except Exception as error:
         return {"ok": False, "late_imports": None, "error": _database_problem(error)}
     return {"ok": late == 0, "late_imports": late}
+
+
+def check_backlog() -> dict[str, Any]:
+    """Ticks beat skipped because their import's earlier run still waited for a worker (within
+    the last BACKLOG_SAID_SECONDS): the workers answer, or not, but do not keep up, and imports
+    run less often than their schedules say. Nothing is down, so the cluster is degraded."""
+    from common.redis_client import BACKLOG_KEY, client
+
+    try:
+        noted = client().hgetall(BACKLOG_KEY)
+    except Exception as error:
+        # Logged only: the broker check reports Redis itself (beat's check does the same).
+        logger.warning("the backlog's figures could not be read: %s", error)
+        return {"ok": False, "skipped_ticks": None}
+    if not noted:
+        return {"ok": True, "skipped_ticks": 0}
+    at = {
+        name: datetime.fromtimestamp(float(noted[name.encode()]), UTC)
+        for name in ("since", "last", "waiting_since")
+    }
+    skipped = int(noted[b"skipped"])
+    return {
+        "ok": False,
+        "skipped_ticks": skipped,
+        "since": at["since"],
+        "last": at["last"],
+        "message": (
+            f"{_count(skipped, 'scheduled tick')} skipped from {at['since']:%Y-%m-%d %H:%M} "
+            f"to {at['last']:%H:%M} UTC: their imports' earlier runs still waited for a worker "
+            f"(the oldest queued at {at['waiting_since']:%H:%M:%S} UTC); are the workers "
+            "running, and enough of them?"
+        ),
+    }
 
 
 def check_notifications() -> dict[str, Any]:
@@ -265,6 +296,7 @@ def report() -> tuple[dict[str, Any], bool]:
     checks["schedules"] = (
         check_schedules() if checks["database"]["ok"] else {"ok": False, "late_imports": None}
     )
+    checks["backlog"] = check_backlog()
     checks["redis"] = check_redis()
     checks["processed_files"] = check_processed_files()
     checks["notifications"] = (
@@ -273,7 +305,15 @@ def report() -> tuple[dict[str, Any], bool]:
     healthy = checks["database"]["ok"] and checks["broker"]["ok"]
     degraded = not all(
         checks[name]["ok"]
-        for name in ("beat", "workers", "schedules", "redis", "processed_files", "notifications")
+        for name in (
+            "beat",
+            "workers",
+            "schedules",
+            "backlog",
+            "redis",
+            "processed_files",
+            "notifications",
+        )
     )
     status = "down" if not healthy else ("degraded" if degraded else "ok")
     return {"status": status, "time": timezone.now(), "checks": checks}, healthy

@@ -61,10 +61,14 @@ def test_a_worker_that_loses_its_database_takes_no_tick_and_health_names_it_brok
         flush=True,
     )
     assert len(set(ticks)) == TICKS
-    assert [r.status for r in runs] == ["succeeded"] * TICKS, [
-        (r.status, r.error_message) for r in runs
-    ]
-    assert {r.worker for r in runs} == {"healthy@" + r.worker.split("@")[1] for r in runs}
+    # (a tick that came while the run a lost worker handed back still waited for a worker is
+    # skipped at dispatch in that run's favour: that run took the file after it)
+    ran = [r for r in runs if r.status == "succeeded"]
+    folded = [r for r in runs if r.status != "succeeded"]
+    assert all(r.status == "skipped" and "still waits for a worker" in r.error_message
+               for r in folded), [(r.status, r.error_message) for r in runs]  # fmt: skip
+    assert len(ran) >= TICKS - 2
+    assert {r.worker for r in ran} == {"healthy@" + r.worker.split("@")[1] for r in ran}
     # ... and health names the worker that answers pings but cannot reach its database
     assert not health["ok"], health
     assert [b["worker"].split("@")[0] for b in health["broken"]] == ["partitioned"]

@@ -86,13 +86,12 @@ def _fresh_process_cache():
 @pytest.fixture(autouse=True)
 def _no_backlog_left_behind(settings):
     # Beat notes ticks it skipped behind a waiting run for ten minutes (/health's `backlog`):
-    # a test whose beat did must not leave the next test's cluster degraded. On the suite's
-    # Redis, whatever REDIS_URL the test pointed elsewhere.
-    suite_redis = _redis_at(settings.REDIS_URL)
-    yield
+    # what an earlier test's beat noted must not leave this test's cluster degraded. Forgotten
+    # before the test, on the suite's Redis: after it, the test may have pointed REDIS_URL
+    # elsewhere or patched the clock redis-py reads.
     from common.redis_client import BACKLOG_KEY
 
-    suite_redis.delete(BACKLOG_KEY)
+    _redis_at(settings.REDIS_URL).delete(BACKLOG_KEY)
 
 
 @functools.cache

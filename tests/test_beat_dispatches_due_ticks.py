@@ -302,3 +302,11 @@ def test_after_an_outage_missed_ticks_are_logged_in_one_line_per_batch(alice, se
     assert f"count={3 * len(imports)} imports={len(imports)}" in lines[0]
     assert f"import={imports[0].pk}:count=3" in lines[0]
     assert lines[0].endswith(" and 3 more imports")
+
+
+def test_a_backlog_note_that_cannot_be_read_is_no_answer_not_a_server_error():
+    from common.redis_client import BACKLOG_KEY, client
+
+    client().hset(BACKLOG_KEY, mapping={"skipped": "3"})  # no times: not what beat writes
+
+    assert health.check_backlog() == {"ok": False, "skipped_ticks": None}

@@ -270,8 +270,7 @@ def health_panel(outside_max_age: float = 0) -> list[dict[str, Any]]:
         {
             "name": "backlog",
             "state": "ok" if health["backlog"]["ok"] else "warn",
-            "text": health["backlog"].get("message")
-            or ("no tick waits for a worker" if health["backlog"]["ok"] else "not known"),
+            "text": _backlog_text(health["backlog"]),
         },
         {
             "name": "redis",
@@ -289,6 +288,12 @@ def health_panel(outside_max_age: float = 0) -> list[dict[str, Any]]:
             "text": notifications.get("message") or "delivered in their time",
         },
     ]
+
+
+def _backlog_text(check: dict[str, Any]) -> str:
+    if check["ok"]:
+        return "no tick waits for a worker"
+    return check.get("message") or "not known"
 
 
 def _redis_text(check: dict[str, Any]) -> str:

@@ -4,10 +4,13 @@ gunicorn's sync workers were killed by their arbiter when a request outlasted `-
 without progress (a query waiting for a lock, a plan gone wrong), and the request with them.
 The Procfile's workers are threaded now (gthread), and their arbiter no longer sees a request:
 a stuck statement would hold its thread for ever. PostgreSQL ends it instead, after the same
-time (`statement_timeout` on the web process's connections), and the request answers 503
-saying so, its thread free for the next. Long work is made of short statements (an export
-fetches its records a chunk at a time, a deletion deletes a range per statement), as it had to
-be under the sync workers' timeout.
+time less a margin (`statement_timeout` on the web process's connections), and the request
+answers 503 saying so, its thread free for the next. The margin (a second, a quarter of a
+short timeout) is for the rest of the request: with `WEB_THREADS=1` gunicorn runs sync workers
+again, whose arbiter kills a request that outlasts the timeout, and a statement ended exactly at
+it raced the kill (a 500 and a restarted process, where the client was owed the 503). Long work
+is made of short statements (an export fetches its records a chunk at a time, a deletion deletes
+a range per statement), as it had to be under the sync workers' timeout.
 
 Installed by `gunicorn.conf.py` in each web process; workers, beat and `manage.py` keep
 PostgreSQL's default, where an import's statements take as long as the import's own timeout.
@@ -23,13 +26,20 @@ from django.db.backends.signals import connection_created
 from .error_words import chain
 
 _limit_ms: int | None = None
+_timeout_seconds: float = 0
 
 
 def install(timeout_seconds: float) -> None:
-    """End each statement of this process's database connections after `timeout_seconds`."""
-    global _limit_ms
-    _limit_ms = max(int(timeout_seconds * 1000), 1)
+    """End each statement of this process's database connections within `timeout_seconds`."""
+    global _limit_ms, _timeout_seconds
+    _timeout_seconds = timeout_seconds
+    _limit_ms = max(int(statement_limit(timeout_seconds) * 1000), 1)
     connection_created.connect(_limit, weak=False, dispatch_uid="importbeat.web_statements")
+
+
+def statement_limit(timeout_seconds: float) -> float:
+    """Seconds a statement may take under a request timeout of `timeout_seconds`."""
+    return timeout_seconds - min(1.0, timeout_seconds / 4)
 
 
 def _limit(connection: Any, **_kwargs: Any) -> None:
@@ -42,7 +52,7 @@ def timed_out(error: BaseException) -> str | None:
     """What to answer for `error` when it is a statement PostgreSQL ended on this limit."""
     if _limit_ms and any(isinstance(link, psycopg.errors.QueryCanceled) for link in chain(error)):
         return (
-            f"the database did not answer within {_limit_ms / 1000:g} s (the web's timeout); "
-            "try again in a moment"
+            f"the database did not answer within {_limit_ms / 1000:g} s (the web's timeout is "
+            f"{_timeout_seconds:g} s); try again in a moment"
         )
     return None

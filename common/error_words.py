@@ -131,17 +131,24 @@ def database_place(settings_dict: Mapping[str, Any]) -> str:
 def broker_place(url: str, what: str = "the broker") -> str:
     """`the broker at host:port` for a broker URL (or `what` at host:port for another server's
     URL, Redis's): never its user name nor its password."""
+    address = server_address(url)
+    return f"{what} at {address}" if address else what
+
+
+def server_address(url: str) -> str | None:
+    """`host:port` (or `host`) of a broker's or Redis's URL, without its credentials; None for
+    a URL that names no host."""
     from kombu import Connection
 
     try:
         info = Connection(url).info()
     except Exception:
         # A URL kombu cannot read: nothing of it is shown (it may hold the password).
-        return what
+        return None
     host, port = info.get("hostname"), info.get("port")
     if not host:
-        return what
-    return f"{what} at {host}:{port}" if port else f"{what} at {host}"
+        return None
+    return f"{host}:{port}" if port else host
 
 
 def plain(text: str) -> bool:

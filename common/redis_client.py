@@ -31,8 +31,16 @@ PROCESSED_RETENTION_KEY = "importbeat:retention:processed_files"
 @cache
 def client() -> redis.Redis:
     """One client per process (redis-py's pool notices a fork and reconnects in the child)."""
+    return client_at(settings.REDIS_URL)
+
+
+@cache
+def client_at(url: str) -> redis.Redis:
+    """One client per process of the Redis at `url`: REDIS_URL's, or the broker's or the
+    results' where an operator put them on servers of their own (the health check reads their
+    memory policy)."""
     return redis.Redis.from_url(
-        settings.REDIS_URL,
+        url,
         socket_connect_timeout=2,
         socket_timeout=5,
         health_check_interval=10,

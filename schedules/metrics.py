@@ -99,21 +99,26 @@ def backlog_gauges() -> list[Metric]:
 
 
 def redis_gauges() -> list[Metric]:
-    """Whether Redis (REDIS_URL) may evict keys, and how many it did (also behind `/health`'s
-    `redis`): an evicted run lock or message is lost without a word. None while Redis does not
-    tell."""
-    check = health.check_redis()
-    if check["policy"] is None:
-        return []
+    """Whether each Redis importbeat uses (REDIS_URL's, and the broker's or the results' where
+    they are servers of their own) may evict keys, and how many it did (also behind `/health`'s
+    `redis`): an evicted run lock or message is lost without a word. A server that does not
+    tell has no sample."""
     may_evict = GaugeMetricFamily(
         "importbeat_redis_may_evict",
         "1 while Redis has a memory cap and a maxmemory-policy other than noeviction, else 0.",
+        labels=["server"],
     )
-    may_evict.add_metric([], 1 if check["may_evict"] else 0)
     evicted = GaugeMetricFamily(
-        "importbeat_redis_evicted_keys", "Keys Redis evicted since it started (CONFIG RESETSTAT)."
+        "importbeat_redis_evicted_keys",
+        "Keys Redis evicted since it started (CONFIG RESETSTAT).",
+        labels=["server"],
     )
-    evicted.add_metric([], check["evicted_keys"])
+    for server in health.check_redis()["servers"]:
+        if server["policy"] is None:
+            continue
+        label = [server["at"] or ",".join(server["for"])]
+        may_evict.add_metric(label, 1 if server["may_evict"] else 0)
+        evicted.add_metric(label, server["evicted_keys"])
     return [may_evict, evicted]
 
 

@@ -148,12 +148,13 @@ def test_a_redis_that_may_evict_keys_makes_health_degraded(web_on_its_own_redis)
     assert body["checks"]["redis"]["ok"] is False
     assert body["checks"]["redis"]["message"] == (
         f"Redis at 127.0.0.1:{port} may evict keys when it is full (maxmemory-policy "
-        "allkeys-lru): queued runs and run locks would be lost without a word; set "
-        "maxmemory-policy noeviction"
+        "allkeys-lru): queued runs, run locks and task results would be lost without a word; "
+        "set maxmemory-policy noeviction"
     )
 
     # ... and /metrics says it too
-    assert "importbeat_redis_may_evict 1.0" in metrics(web)
+    server = f'server="127.0.0.1:{port}"'
+    assert f"importbeat_redis_may_evict{{{server}}} 1.0" in metrics(web)
 
     # And when it did evict keys, health says so, still after the policy was put right
     web["redis"].config_set("maxmemory", "2mb")
@@ -164,16 +165,67 @@ def test_a_redis_that_may_evict_keys_makes_health_degraded(web_on_its_own_redis)
     evicted = redis_check["evicted_keys"]
     assert evicted > 0
     assert redis_check["message"] == (
-        f"Redis at 127.0.0.1:{port} evicted {evicted} keys since it started: queued runs and "
-        "run locks may have been lost; set maxmemory-policy noeviction"
+        f"Redis at 127.0.0.1:{port} evicted {evicted} keys since it started: queued runs, run "
+        "locks and task results may have been lost; set maxmemory-policy noeviction"
     )
 
     scraped = metrics(web)
-    assert "importbeat_redis_may_evict 0.0" in scraped
-    assert f"importbeat_redis_evicted_keys {float(evicted)}" in scraped
+    assert f"importbeat_redis_may_evict{{{server}}} 0.0" in scraped
+    assert f"importbeat_redis_evicted_keys{{{server}}} {float(evicted)}" in scraped
 
     # And once the policy is right and the count reset (CONFIG RESETSTAT), the check passes
     web["redis"].config_set("maxmemory", "0")
     web["redis"].config_resetstat()
     assert health(web).json()["checks"]["redis"]["ok"] is True
-    assert "importbeat_redis_evicted_keys 0.0" in metrics(web)
+    assert f"importbeat_redis_evicted_keys{{{server}}} 0.0" in metrics(web)
+
+
+def test_a_broker_on_a_redis_of_its_own_that_may_evict_is_said(alice, processes, tmp_path):
+    """The broker on a Redis of its own (REDIS_URL's for locks and stamps, another for the
+    queue): each is read. Before, only REDIS_URL's was, and a broker that drops queued runs
+    when full passed as fine."""
+    ops = get_user_model().objects.create_user("ops", is_staff=True)
+    _, ops_token = AuthToken.objects.create(user=ops, expiry=None)
+    for name in ("locks", "queue"):
+        (tmp_path / name).mkdir()
+    with (
+        redis_server(free_port(), tmp_path / "locks") as locks,
+        redis_server(free_port(), tmp_path / "queue") as queue,
+    ):
+        # Given a broker's Redis with a memory cap that evicts keys (a cache's setting), and
+        # REDIS_URL's that keeps them
+        redis.Redis.from_url(queue.url).config_set("maxmemory", "512mb")
+        redis.Redis.from_url(queue.url).config_set("maxmemory-policy", "allkeys-lru")
+        port = free_port()
+        processes.start(
+            "web", PORT=str(port), WEB_CONCURRENCY="1", FLOWER_BASIC_AUTH=":".join(METRICS_AUTH),
+            REDIS_URL=locks.url, CELERY_BROKER_URL=queue.url, CELERY_RESULT_BACKEND=locks.url,
+        )  # fmt: skip
+        web = {"base": f"http://127.0.0.1:{port}", "ops": {"Authorization": f"Token {ops_token}"}}
+        wait_for(lambda: answers(f"{web['base']}/admin/login/"), 30, what=processes.logs())
+
+        # When staff ask for health
+        answer = health(web)
+
+        # Then the broker answers, and the redis check names the broker's Redis and what it holds
+        body = answer.json()
+        assert body["checks"]["broker"]["ok"] is True, body
+        check = body["checks"]["redis"]
+        assert check["ok"] is False
+        assert check["message"] == (
+            f"Redis at 127.0.0.1:{queue.port} (CELERY_BROKER_URL) may evict keys when it is full "
+            "(maxmemory-policy allkeys-lru): queued runs would be lost without a word; set "
+            "maxmemory-policy noeviction"
+        )
+        assert [(server["at"], server["for"], server["ok"]) for server in check["servers"]] == [
+            (f"127.0.0.1:{queue.port}", ["CELERY_BROKER_URL"], False),
+            (f"127.0.0.1:{locks.port}", ["REDIS_URL", "CELERY_RESULT_BACKEND"], True),
+        ]
+        # ... and /metrics has a sample per server
+        scraped = metrics(web)
+        assert f'importbeat_redis_may_evict{{server="127.0.0.1:{queue.port}"}} 1.0' in scraped
+        assert f'importbeat_redis_may_evict{{server="127.0.0.1:{locks.port}"}} 0.0' in scraped
+
+        # And once the broker's Redis has no cap, the check passes
+        redis.Redis.from_url(queue.url).config_set("maxmemory", "0")
+        assert health(web).json()["checks"]["redis"]["ok"] is True

@@ -24,6 +24,7 @@ from common.error_words import (
     broker_place,
     database_place,
     refused_or_unreachable,
+    server_address,
     unreachable,
 )
 
@@ -190,46 +191,102 @@ def check_notifications() -> dict[str, Any]:
     return check
 
 
-def check_redis() -> dict[str, Any]:
-    """Does Redis (REDIS_URL) keep what importbeat puts in it? One with a memory cap that
-    evicts keys when it is full (any `maxmemory-policy` but `noeviction`) drops run leases (two
-    runs of one import at once) and queued messages without a word; keys it evicted already
-    say it happened. Nothing is down, so the cluster is degraded, and the message says what to
-    set."""
-    from common.redis_client import client
+# The settings that may name a Redis, each with what an eviction there loses, in the order the
+# words say them.
+REDIS_USES = (
+    ("CELERY_BROKER_URL", "queued runs"),
+    ("REDIS_URL", "run locks"),
+    ("CELERY_RESULT_BACKEND", "task results"),
+)
 
-    try:
-        memory, stats = client().info("memory"), client().info("stats")
-    except Exception as error:
-        # Logged only: the broker check reports Redis itself (beat's check does the same).
-        logger.warning("Redis's memory policy could not be read: %s", error)
-        return {"ok": False, "policy": None, "may_evict": None, "evicted_keys": None}
-    policy = memory.get("maxmemory_policy")
-    evicts = bool(memory.get("maxmemory")) and policy not in (None, "noeviction")
-    evicted = int(stats.get("evicted_keys") or 0)
+
+def redis_servers() -> list[tuple[str, list[str]]]:
+    """The Redis servers importbeat uses, each once (a URL, the settings that name it): the
+    broker, the results and REDIS_URL share one by default, and an operator may give each its
+    own. A server is its host and port (or socket), whatever the database number."""
+    from redis.connection import parse_url
+
+    servers: dict[tuple[Any, ...], tuple[str, list[str]]] = {}
+    for name, _ in REDIS_USES:
+        url = getattr(settings, name, "") or ""
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            continue  # another broker (RabbitMQ) or results kept elsewhere
+        try:
+            parts = parse_url(url)
+        except ValueError:
+            continue  # kombu and Celery say it, at their start
+        where = (parts.get("host"), parts.get("port") or 6379, parts.get("path"))
+        servers.setdefault(where, (url, []))[1].append(name)
+    return list(servers.values())
+
+
+def check_redis() -> dict[str, Any]:
+    """Does each Redis importbeat uses keep what importbeat puts in it? One with a memory cap
+    that evicts keys when it is full (any `maxmemory-policy` but `noeviction`) drops run leases
+    (two runs of one import at once) and queued messages without a word; keys it evicted already
+    say it happened. Nothing is down, so the cluster is degraded, and the message says what to
+    set. The broker's Redis counts most, and it may not be REDIS_URL's: each is read."""
+    servers = redis_servers()
+    several = len(servers) > 1
+    checked = [_check_redis_server(url, names, several) for url, names in servers]
+    told = [server for server in checked if server["policy"] is not None]
+    evicting = [server for server in told if server["may_evict"]]
     check: dict[str, Any] = {
-        "ok": not (evicts or evicted), "policy": policy, "may_evict": evicts,
-        "evicted_keys": evicted,
-    }  # fmt: skip
-    if not check["ok"]:
-        check["message"] = _redis_problem(policy if evicts else None, evicted)
+        "ok": all(server["ok"] for server in checked),
+        "policy": (evicting or told or [{"policy": None}])[0]["policy"],
+        "may_evict": any(server["may_evict"] for server in told) if told else None,
+        "evicted_keys": sum(server["evicted_keys"] for server in told) if told else None,
+        "servers": checked,
+    }
+    if said := [server["message"] for server in checked if "message" in server]:
+        check["message"] = "; ".join(said)
+        if evicting or any(server["evicted_keys"] for server in told):
+            check["message"] += "; set maxmemory-policy noeviction"
     return check
 
 
-def _redis_problem(evicting_policy: str | None, evicted: int) -> str:
-    where = broker_place(settings.REDIS_URL, "Redis")
+def _check_redis_server(url: str, names: list[str], several: bool) -> dict[str, Any]:
+    from common.redis_client import client_at
+
+    where = broker_place(url, "Redis")
+    if several:
+        where += f" ({', '.join(names)})"
+    check: dict[str, Any] = {"at": server_address(url), "for": names}
+    try:
+        redis = client_at(url)
+        memory, stats = redis.info("memory"), redis.info("stats")
+    except Exception as error:
+        check.update(ok=False, policy=None, may_evict=None, evicted_keys=None)
+        if several:
+            # The broker's and beat's checks say when the broker's or REDIS_URL's Redis is
+            # down; one only the results use is said here.
+            check["message"] = unreachable(where, error, logger)
+        else:
+            logger.warning("Redis's memory policy could not be read: %s", error)
+        return check
+    policy = memory.get("maxmemory_policy")
+    evicts = bool(memory.get("maxmemory")) and policy not in (None, "noeviction")
+    evicted = int(stats.get("evicted_keys") or 0)
+    check.update(ok=not (evicts or evicted), policy=policy, may_evict=evicts, evicted_keys=evicted)
+    if not check["ok"]:
+        check["message"] = _redis_problem(where, names, policy if evicts else None, evicted)
+    return check
+
+
+def _redis_problem(where: str, names: list[str], evicting_policy: str | None, evicted: int) -> str:
+    held = [lost for name, lost in REDIS_USES if name in names]
+    lost = held[0] if len(held) == 1 else f"{', '.join(held[:-1])} and {held[-1]}"
     said = []
     if evicting_policy:
         said.append(
             f"{where} may evict keys when it is full (maxmemory-policy {evicting_policy}): "
-            "queued runs and run locks would be lost without a word"
+            f"{lost} would be lost without a word"
         )
     if evicted:
         said.append(
-            f"{where} evicted {_count(evicted, 'key')} since it started: queued runs and run "
-            "locks may have been lost"
+            f"{where} evicted {_count(evicted, 'key')} since it started: {lost} may have been lost"
         )
-    return "; ".join(said) + "; set maxmemory-policy noeviction"
+    return "; ".join(said)
 
 
 def processed_retention_figures() -> dict[str, Any] | None:

@@ -267,6 +267,13 @@ CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A broker that answers and refuses a write (a Redis full at its maxmemory, a replica a failover
+# left the URL on) raises a channel error, not a connection error: a worker whose
+# acknowledgement met a full Redis stopped for good ("Unrecoverable error"), and the runs queued
+# behind it waited for a worker that never came back. With this its consumer reconnects, as
+# after a lost connection, until the broker takes writes again.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-channel-error-retry
+CELERY_BROKER_CHANNEL_ERROR_RETRY = True
 # Redis redelivers an unacknowledged message after this long; it must outlive the longest
 # import, or a healthy long run would be started twice.
 # https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout

@@ -12,6 +12,8 @@ word: health says so before it happens.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 import requests
@@ -112,6 +114,56 @@ def test_a_full_broker_refuses_the_trigger_in_words_and_health_says_it_is_full(
         what="the run to succeed\n" + processes.logs(),
     )
     assert health(web).json()["checks"]["broker"]["ok"] is True
+
+
+def test_a_worker_running_when_redis_fills_keeps_going_and_takes_the_next_run_once_it_has_room(
+    web_on_its_own_redis, processes, csv_server, alice
+):
+    """Redis fills while a worker runs an import, a run queued behind it. Before, the worker's
+    acknowledgement of the finished run met the full Redis, kombu raised it as a channel error,
+    and the worker stopped for good ("Unrecoverable error: server:OutOfMemoryError"): the run
+    behind it waited for a worker that never came back, even once Redis had room."""
+    web = web_on_its_own_redis
+    rows = "".join(f"S-{n},thing {n},{n}.5\n" for n in range(60_000))
+    slow_source = csv_server.serve("/slow.csv", "sku,name,price\n" + rows, chunk_delay=0.2)
+    slow = make_import(alice, slow_source, name="slow", dataset="slow")
+    worker = processes.start("worker", **web["env"], **FAST)  # one run at a time
+    wait_for(lambda: health(web).json()["checks"]["workers"]["ok"], 60, what=processes.logs())
+    first = post_run(web, slow)
+    wait_for(lambda: run_status(first) == "running", 30, what="the first run\n" + processes.logs())
+    behind = post_run(web, web["import"])
+
+    # When Redis fills (at its maxmemory, evicting nothing) while the first run goes on
+    web["redis"].config_set("maxmemory-policy", "noeviction")
+    web["redis"].config_set("maxmemory", "1")
+
+    # Then the first run ends as it would have (its outcome is in the database)
+    wait_for(
+        lambda: run_status(first) == "succeeded", 60, what="the first run\n" + processes.logs()
+    )
+    # ... and the worker stays, waiting for Redis to take writes again
+    time.sleep(3)
+    assert worker.poll() is None, processes.logs()
+    assert run_status(behind) == "queued"
+
+    # And once Redis has room, it takes the run behind
+    web["redis"].config_set("maxmemory", "0")
+    wait_for(
+        lambda: run_status(behind) == "succeeded", 60, what="the run behind\n" + processes.logs()
+    )
+    assert "Unrecoverable error" not in processes.logs()
+
+
+def post_run(web, imp) -> int:
+    answer = requests.post(
+        f"{web['base']}/api/v1/imports/{imp.pk}/run", headers=web["alice"], timeout=30
+    )
+    assert answer.status_code == 202, answer.text
+    return answer.json()["id"]
+
+
+def run_status(pk: int) -> str:
+    return ImportRun.objects.values_list("status", flat=True).get(pk=pk)
 
 
 def test_a_read_only_replica_refuses_the_trigger_and_health_names_it(web_on_its_own_redis):

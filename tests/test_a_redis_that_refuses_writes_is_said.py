@@ -281,3 +281,31 @@ def test_a_broker_on_a_redis_of_its_own_that_may_evict_is_said(alice, processes,
         # And once the broker's Redis has no cap, the check passes
         redis.Redis.from_url(queue.url).config_set("maxmemory", "0")
         assert health(web).json()["checks"]["redis"]["ok"] is True
+
+
+def test_a_broker_user_kept_to_kombus_keys_by_an_acl_is_not_taken_for_a_broker_down(
+    alice, processes, tmp_path
+):
+    """The broker's probe writes a key of its own to learn whether Redis takes writes. An ACL
+    that keeps the broker's user to kombu's keys refuses that key before Redis looks at its
+    memory: the refusal says nothing of room, and health must not call such a broker down."""
+    ops = get_user_model().objects.create_user("ops", is_staff=True)
+    _, ops_token = AuthToken.objects.create(user=ops, expiry=None)
+    with redis_server(free_port(), tmp_path) as server:
+        # Given a broker user that may write kombu's keys only
+        redis.Redis.from_url(server.url).acl_setuser(
+            "broker", enabled=True, passwords=["+broker-secret"], categories=["+@all"],
+            keys=["celery*", "_kombu*", "unacked*"],
+        )  # fmt: skip
+        broker_url = f"redis://broker:broker-secret@127.0.0.1:{server.port}/0"
+        port = free_port()
+        processes.start(
+            "web", PORT=str(port), WEB_CONCURRENCY="1", REDIS_URL=server.url,
+            CELERY_BROKER_URL=broker_url, CELERY_RESULT_BACKEND=server.url,
+        )  # fmt: skip
+        web = {"base": f"http://127.0.0.1:{port}", "ops": {"Authorization": f"Token {ops_token}"}}
+        wait_for(lambda: answers(f"{web['base']}/admin/login/"), 30, what=processes.logs())
+
+        # When staff ask for health, Then the broker is there
+        broker = health(web).json()["checks"]["broker"]
+        assert broker["ok"] is True, broker

@@ -45,11 +45,15 @@ logger = logging.getLogger("importbeat.runs")
 # A lost database connection is a transient failure wherever it surfaces (the importer's COPY
 # talks to psycopg directly, so psycopg's own error can arrive unwrapped).
 DATABASE_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError)
-# A message handed back because the database is unreachable waits this long first, so that a
-# worker without a database does not spin through the queue.
+# A message handed back because the database or Redis is unreachable waits this long first, so
+# that a worker without them does not spin through the queue.
 REQUEUE_PAUSE_SECONDS = 2.0
 # The reason of a message handed back to the queue (worker log, Flower): no host, no port.
 DATABASE_UNREACHABLE = "importbeat's database is unreachable; the message goes back to the queue"
+REDIS_UNREACHABLE = (
+    "importbeat's Redis (REDIS_URL, the run locks) is unreachable; the message goes back to the "
+    "queue"
+)
 # The message of a run stopped by a bug: the owner cannot act on the error's class, the
 # operators read the traceback kept with the run (and the worker's log).
 INTERNAL_ERROR = (
@@ -91,13 +95,16 @@ def database_or_requeue(what: str, in_task: bool = True) -> Iterator[None]:
         hand_back(what, error)
 
 
-def hand_back(what: str, error: BaseException) -> NoReturn:
-    # psycopg's text (the database's host and port) is for the worker's log only.
+def hand_back(what: str, error: BaseException, reason: str = DATABASE_UNREACHABLE) -> NoReturn:
+    """Give the message being handled back to the queue, after a pause, because `error` (the
+    database's, or Redis's) keeps this worker from doing it now."""
+    # The library's text (a host and port) is for the worker's log only.
     logger.warning("%s goes back to the queue: %s", what, log_text(error))
-    with suppress(DatabaseError):
-        connection.close()
+    if isinstance(error, DATABASE_ERRORS):
+        with suppress(DatabaseError):
+            connection.close()
     time.sleep(REQUEUE_PAUSE_SECONDS)
-    raise Reject(DATABASE_UNREACHABLE, requeue=True) from error
+    raise Reject(reason, requeue=True) from error
 
 
 def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
@@ -124,7 +131,10 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
         acquired = lease.acquire()
     except RedisError as error:
         if task is not None:
-            raise  # the message is handed back; a worker with Redis will take it
+            # Acknowledged, the message would be lost with the run still `queued`, until
+            # reconciliation sent it again half an hour later; given back, a worker with Redis
+            # (or this one, once Redis answers) takes it.
+            hand_back(f"run {run_id}", error, REDIS_UNREACHABLE)
         # In the foreground (run_import) the database index alone keeps the run single.
         logger.warning("no lease (Redis unavailable) run=%s: %s", run.pk, error)
         lease, acquired = None, True

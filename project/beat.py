@@ -27,6 +27,7 @@ from django.db import DatabaseError, close_old_connections
 from django_celery_beat.schedulers import DatabaseScheduler
 from redis.exceptions import RedisError
 
+from common import read_only_database
 from common.leases import Lease
 
 # The keys the health check reads too: kept beside the Redis client, which schedules may import.
@@ -72,9 +73,10 @@ class ImportScheduler(DatabaseScheduler):
             result = dispatch_due()
             wait = seconds_until_due(self.max_interval)
         except DatabaseError as error:
-            # The database is away: nothing can be dispatched; try again shortly, on a new
-            # connection.
-            logger.warning("beat cannot reach the database: %s", error)
+            # The database is away, or takes no writes (a standby, read-only transactions):
+            # nothing can be dispatched; try again shortly, on a new connection.
+            what = "write to" if read_only_database.refused(error) else "reach"
+            logger.warning("beat cannot %s the database: %s", what, error)
             close_old_connections()
             return min(self.max_interval, 5.0)
         if result.runs and not self.first_dispatch_logged:

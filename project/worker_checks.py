@@ -17,7 +17,7 @@ from typing import Any
 from celery.signals import worker_init
 from celery.worker.control import inspect_command
 
-from common import broker_probe
+from common import broker_probe, read_only_database
 from common.error_words import (
     broker_place,
     database_place,
@@ -31,7 +31,7 @@ CONNECT_TIMEOUT_SECONDS = 3
 
 
 def database_problem() -> str | None:
-    """None if the database answers, else what could not be reached and why, in words.
+    """None if the database answers and takes writes, else what is wrong, in words.
 
     A connection of its own, closed at once: the worker's parent process must not keep a
     Django connection that its forked pool processes would inherit.
@@ -41,13 +41,14 @@ def database_problem() -> str | None:
 
     params = connections["default"].get_connection_params()
     params["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+    place = database_place(connections["default"].settings_dict)
     try:
-        with psycopg.connect(**params) as conn:
-            conn.execute("SELECT 1")
+        with psycopg.connect(**params) as conn, conn.cursor() as cursor:
+            refusal = read_only_database.reason(cursor)
     except psycopg.Error as error:
-        place = database_place(connections["default"].settings_dict)
         return unreachable(place, error, logger)
-    return None
+    # A standby, or read-only transactions: each run it took would fail before it started.
+    return f"{place} takes no writes: {refusal}" if refusal else None
 
 
 def broker_problem(app: Any) -> str | None:

@@ -25,6 +25,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from common import read_only_database
 from schedules import backlog, services
 from schedules.models import ImportRun, ScheduledImport
 
@@ -80,7 +81,8 @@ def queue_poll_seconds() -> float:
 
 @contextmanager
 def database_or_requeue(what: str, in_task: bool = True) -> Iterator[None]:
-    """Hand the message being handled back to the queue if the database cannot be reached.
+    """Hand the message being handled back to the queue if the database cannot be reached, or
+    takes no writes.
 
     For the part of a task before it changed anything: acknowledging the message would lose
     the work (a run never started, a tick never dispatched); given back, it waits for a worker
@@ -89,8 +91,12 @@ def database_or_requeue(what: str, in_task: bool = True) -> Iterator[None]:
     """
     try:
         yield
-    except DATABASE_ERRORS as error:
-        if not in_task:
+    except (DatabaseError, psycopg.Error) as error:
+        # A standby or a read-only server answers and refuses the first write (the claim):
+        # the same wait for a database that takes the work.
+        if not in_task or not (
+            isinstance(error, DATABASE_ERRORS) or read_only_database.refused(error)
+        ):
             raise
         hand_back(what, error)
 

@@ -19,7 +19,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
-from common import broker_probe
+from common import broker_probe, read_only_database
 from common.error_words import (
     broker_place,
     database_place,
@@ -35,12 +35,18 @@ BEAT_STALE_SECONDS = 60
 
 
 def check_database() -> dict[str, Any]:
+    """Does the database answer, and take writes? A standby or a server whose transactions are
+    read-only answers every read and records nothing: down, in words."""
     started = time.monotonic()
     try:
         with connection.cursor() as cursor:
-            cursor.execute("SELECT 1")
+            refusal = read_only_database.reason(cursor)
     except Exception as error:
         return {"ok": False, "error": _database_problem(error)}
+    if refusal:
+        words = f"{database_place(connection.settings_dict)} takes no writes: {refusal}"
+        logger.warning("%s", words)
+        return {"ok": False, "error": words}
     return {"ok": True, "latency_ms": _ms(started)}
 
 

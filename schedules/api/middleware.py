@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from common import web_statements
+from common import read_only_database, web_statements
 
 API_PREFIX = "/api/"
 logger = logging.getLogger("django.request")
@@ -19,8 +19,9 @@ def server_error() -> JsonResponse:
 
 class JsonErrorsMiddleware:
     """Turns an exception a view under /api/ raised into `{"detail": ...}` with status 500; a
-    statement the database ended at the web's timeout (common.web_statements) into a 503 that
-    says so, on any page.
+    statement the database ended at the web's timeout (common.web_statements), or a write a
+    read-only database refused (common.read_only_database), into a 503 that says so, on any
+    page.
 
     DRF answers its own exceptions; anything else (a bug, a database that went away) would be
     Django's HTML error page, or its debug page when DEBUG is on.
@@ -34,10 +35,10 @@ class JsonErrorsMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         api = request.path.startswith(API_PREFIX)
-        if words := web_statements.timed_out(exception):
+        if words := _unavailable(exception):
             # The dashboard's and the admin's pages say it too, rather than a bare 500.
             logger.warning("%s: %s", request.path, words)
-            retry = {"Retry-After": "5"}
+            retry = {"Retry-After": "5" if words != read_only_database.ANSWER else "60"}
             if api:
                 return JsonResponse({"detail": words}, status=503, headers=retry)
             return HttpResponse(
@@ -48,3 +49,13 @@ class JsonErrorsMiddleware:
             return None
         logger.error("Internal Server Error: %s", request.path, exc_info=exception)
         return server_error()
+
+
+def _unavailable(exception: Exception) -> str | None:
+    """The words of a 503 for a database that cannot serve the request now: a statement ended
+    at the web's timeout, or a write refused by a standby or a read-only server."""
+    if words := web_statements.timed_out(exception):
+        return words
+    if read_only_database.refused(exception):
+        return read_only_database.ANSWER
+    return None

@@ -2,15 +2,23 @@
 
 import logging
 
+import psycopg
+
 # A database error's own text on one line, for the worker's log only (psycopg's names the
 # database's host and port, and adds hints on further lines).
-from common.error_words import log_text
+from common.error_words import chain, log_text
 
 logger = logging.getLogger("importbeat.runs")
 
 # What a run's log says when its connection to importbeat's database broke; the runner adds
 # what happens next (a retry, or why there is none).
 DATABASE_LOST = "the run lost its connection to importbeat's database"
+# ... and when the database's disk filled up under the run's rows (a big file's staging tables
+# are where it shows first): not a lost connection, and the operators' to mend.
+DATABASE_FULL = (
+    "importbeat's database ran out of disk space while the run wrote the file's rows: the "
+    "operators must free space on the database server"
+)
 
 
 class ImportFailed(Exception):
@@ -52,7 +60,7 @@ class NotificationFailed(Exception):
 
 class DatabaseLost(TransientImportError):
     """The run's connection to importbeat's own database broke (a restart, a failover, a
-    network cut): retried like any transient failure.
+    network cut), or its disk filled up: retried like any transient failure.
 
     Its message is plain words: psycopg's names the operator's database host and port, which
     the owner of an import has no use for and should not see. The original goes to the
@@ -66,7 +74,11 @@ class DatabaseLost(TransientImportError):
 
 def database_error(error: BaseException) -> DatabaseLost:
     """`error` (Django's or psycopg's) as the run's failure; its own text is logged here."""
-    logger.warning("database connection lost: %s", log_text(error))
-    lost = DatabaseLost()
+    if any(isinstance(link, psycopg.errors.DiskFull) for link in chain(error)):
+        logger.warning("database disk full: %s", log_text(error))
+        lost = DatabaseLost(DATABASE_FULL)
+    else:
+        logger.warning("database connection lost: %s", log_text(error))
+        lost = DatabaseLost()
     lost.__cause__ = error
     return lost

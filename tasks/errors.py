@@ -1,6 +1,7 @@
 """How an import can fail: transient failures are retried, permanent ones end the run at once."""
 
 import logging
+import tempfile
 
 import psycopg
 
@@ -70,6 +71,18 @@ class DatabaseLost(TransientImportError):
 
     def __init__(self, message: str = DATABASE_LOST) -> None:
         super().__init__(message)
+
+
+def worker_disk_full(error: OSError) -> TransientImportError:
+    """The worker's temporary directory filled up under the file it keeps of the run (the spool
+    a big file's rows are read back from): the operators' to mend, and retried, since the runs
+    beside it may have given their space back by then."""
+    logger.warning("worker disk full: %s", log_text(error))
+    return TransientImportError(
+        f"the worker ran out of disk space for the file in its temporary directory "
+        f"({tempfile.gettempdir()}): the operators must free space there, or give the workers "
+        "more (TMPDIR)"
+    )
 
 
 def database_error(error: BaseException) -> DatabaseLost:

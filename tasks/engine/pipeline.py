@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 from contextlib import ExitStack
@@ -27,7 +28,7 @@ from django.db import OperationalError, connection
 from schedules.models import Dataset, ImportRun
 from schedules.services import RunCounts
 
-from ..errors import PermanentImportError, database_error
+from ..errors import PermanentImportError, database_error, worker_disk_full
 from . import digest, fetch, merge, stage, validate
 from .first_record import Layout
 from .progress import Progress, ProgressReporter, timed
@@ -89,6 +90,10 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
             release_staging(pg, counts.rows_read)
     except (OperationalError, psycopg.OperationalError) as error:
         raise database_error(error) from error
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise worker_disk_full(error) from error
+        raise
     return counts
 
 

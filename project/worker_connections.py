@@ -17,6 +17,12 @@ catalog rows). Only a crash of the database server in that moment can lose them,
 nothing else: the commits that matter ask to be durable themselves (`services.durable_commit`:
 a run's rows with their counts, and its outcome), and since the log is written in order, a
 durable commit also makes every commit before it durable.
+
+And its statements may take as long as the longest run may (MAX_TIMEOUT_SECONDS), whatever
+`statement_timeout` the server sets for importbeat's database or user (hardening advice: 30 s
+for every session): such a limit ended a big file's COPY or merge, which read as a lost
+connection and met the same end at every retry. Each run's own time limit (Celery's, from its
+import's `timeout_seconds`) bounds it instead.
 """
 
 from __future__ import annotations
@@ -33,17 +39,23 @@ from django.db.backends.signals import connection_created
 def _pool_process_started(**_kwargs: Any) -> None:
     # Pool processes only: the web, beat and `run_import` keep PostgreSQL's default.
     connection_created.connect(
-        _commit_asynchronously, weak=False, dispatch_uid="importbeat.async_commit"
+        _session_settings, weak=False, dispatch_uid="importbeat.worker_session"
     )
 
 
-def _commit_asynchronously(connection: Any, **_kwargs: Any) -> None:
+def _session_settings(connection: Any, **_kwargs: Any) -> None:
+    """The pool process's session: its commits, and its statements' time, in one statement."""
+    if connection.vendor != "postgresql":
+        return
     level = settings.WORKER_SYNCHRONOUS_COMMIT
-    if connection.vendor == "postgresql" and level != "on":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT set_config('synchronous_commit', %s, false)", [level])
-        # What services.durable_commit asks about.
-        connection.commits_asynchronously = True
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT set_config('synchronous_commit', %s, false), "
+            "set_config('statement_timeout', %s, false)",
+            [level, f"{settings.MAX_TIMEOUT_SECONDS}s"],
+        )
+    # What services.durable_commit asks about.
+    connection.commits_asynchronously = level != "on"
 
 
 @task_prerun.connect

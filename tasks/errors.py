@@ -21,6 +21,14 @@ DATABASE_FULL = (
     "operators must free space on the database server"
 )
 
+# ... and when the database ended one of the run's statements: an operator's
+# pg_cancel_backend, or a statement timeout (a worker's sessions allow the longest run's time,
+# project/worker_connections.py, so only one set lower since).
+STATEMENT_CANCELLED = (
+    "importbeat's database cancelled a statement of the run (an operator's pg_cancel_backend, "
+    "or a statement timeout)"
+)
+
 
 class ImportFailed(Exception):
     """Base class; the message is what the run log shows."""
@@ -87,9 +95,13 @@ def worker_disk_full(error: OSError) -> TransientImportError:
 
 def database_error(error: BaseException) -> DatabaseLost:
     """`error` (Django's or psycopg's) as the run's failure; its own text is logged here."""
-    if any(isinstance(link, psycopg.errors.DiskFull) for link in chain(error)):
+    links = chain(error)
+    if any(isinstance(link, psycopg.errors.DiskFull) for link in links):
         logger.warning("database disk full: %s", log_text(error))
         lost = DatabaseLost(DATABASE_FULL)
+    elif any(isinstance(link, psycopg.errors.QueryCanceled) for link in links):
+        logger.warning("database statement cancelled: %s", log_text(error))
+        lost = DatabaseLost(STATEMENT_CANCELLED)
     else:
         logger.warning("database connection lost: %s", log_text(error))
         lost = DatabaseLost()

@@ -65,7 +65,7 @@ def test_a_worker_connection_commits_asynchronously_but_a_runs_outcome_waits_for
     settings.WORKER_SYNCHRONOUS_COMMIT = "off"
     connection.ensure_connection()
     try:
-        worker_connections._commit_asynchronously(connection)
+        worker_connections._session_settings(connection)
 
         # Then its bookkeeping commits without waiting for the disk
         assert synchronous_commit() == "off"

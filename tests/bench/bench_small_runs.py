@@ -194,8 +194,7 @@ def commit_modes(run_ids: list[int], settings) -> dict[str, float]:
                 connection.close()
                 vars(connection).pop("commits_asynchronously", None)
                 connection.ensure_connection()
-                if mode == "off":
-                    worker_connections._commit_asynchronously(connection)
+                worker_connections._session_settings(connection)
                 for _ in range(per_round):
                     run_id = next(pending)
                     started = time.perf_counter()

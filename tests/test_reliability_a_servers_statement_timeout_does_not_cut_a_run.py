@@ -1,0 +1,73 @@
+"""A `statement_timeout` set for importbeat's database or its user (common hardening: every
+session's statements ended after 30 s, say) ended a big file's COPY or merge. The run read "the
+run lost its connection to importbeat's database", and each retry met the same end. A worker's
+statements now take as long as the longest run may (MAX_TIMEOUT_SECONDS), whatever the
+server's default (project/worker_connections.py); the web's keep their own limit
+(common/web_statements.py).
+"""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from django.db import OperationalError, connection
+
+from schedules import services
+from schedules.models import ImportRun
+from tasks.errors import DATABASE_LOST, STATEMENT_CANCELLED, database_error
+from tests.conftest import wait_for
+from tests.factories import make_import
+from tests.reliability import FAST, big_csv
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
+
+ROWS = 300_000
+
+
+@pytest.fixture
+def short_statements(processes):
+    """New sessions of the test database end a statement after 0.3 s: long for what a worker
+    asks besides a run's work, short for a merge of 300,000 rows."""
+    name = connection.settings_dict["NAME"]
+    with connection.cursor() as cursor:
+        cursor.execute(f"ALTER DATABASE \"{name}\" SET statement_timeout = '300ms'")
+    try:
+        yield
+    finally:
+        processes.stop_all()
+        with connection.cursor() as cursor:
+            cursor.execute(f'ALTER DATABASE "{name}" RESET statement_timeout')
+
+
+def test_a_run_longer_than_the_servers_statement_timeout_ends_whole(
+    alice, csv_server, processes, short_statements
+):
+    # Given a file of 300,000 rows (its merge alone takes longer than 0.3 s)
+    source = csv_server.serve("/big.csv", big_csv(ROWS))
+    imp = make_import(alice, source, max_retries=0)
+    processes.start("worker", **FAST)
+
+    # When it runs
+    run = services.enqueue_run(imp, trigger="manual", user=alice)
+
+    # Then it ends whole
+    run = wait_for(
+        lambda: (
+            ImportRun.objects.filter(pk=run.pk).exclude(status__in=["queued", "running"]).first()
+        ),
+        120,
+        what="the run to end\n" + processes.logs(),
+    )
+    assert (run.status, run.error_message, run.rows_inserted) == ("succeeded", "", ROWS)
+
+
+def test_a_statement_the_database_cancels_all_the_same_is_said_as_such():
+    cancelled = psycopg.errors.QueryCanceled("canceling statement due to user request")
+
+    assert str(database_error(OperationalError("the server closed the connection"))) == (
+        DATABASE_LOST
+    )
+    try:
+        raise OperationalError("wrapped by Django") from cancelled
+    except OperationalError as wrapped:
+        assert str(database_error(wrapped)) == STATEMENT_CANCELLED

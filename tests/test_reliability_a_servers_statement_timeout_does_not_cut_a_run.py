@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from django.core.management import call_command
 from django.db import OperationalError, connection
 
 from schedules import services
@@ -59,6 +60,20 @@ def test_a_run_longer_than_the_servers_statement_timeout_ends_whole(
         what="the run to end\n" + processes.logs(),
     )
     assert (run.status, run.error_message, run.rows_inserted) == ("succeeded", "", ROWS)
+
+
+def test_a_run_in_the_foreground_is_not_cut_by_the_sessions_statement_timeout(alice, csv_server):
+    imp = make_import(alice, csv_server.serve("/big.csv", big_csv(ROWS)), max_retries=0)
+    with connection.cursor() as cursor:
+        cursor.execute("SET statement_timeout = '300ms'")
+    try:
+        call_command("run_import", str(imp.pk), "--no-progress")
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("RESET statement_timeout")
+
+    run = ImportRun.objects.get(scheduled_import=imp)
+    assert (run.status, run.rows_inserted) == ("succeeded", ROWS)
 
 
 def test_a_statement_the_database_cancels_all_the_same_is_said_as_such():

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.db import connection
 
 from schedules import history
 from schedules.models import ImportRun, ScheduledImport
@@ -44,6 +45,12 @@ class Command(BaseCommand):
         # The same path as a worker: a run row, then the runner (lease, claim, retries
         # recorded, counters); only the Celery task is missing.
         run = ImportRun.objects.create(scheduled_import=imp, trigger=ImportRun.Trigger.MANUAL)
+        # Its statements may take as long as the run may, whatever statement_timeout the server
+        # sets (a worker's pool process does the same: project/worker_connections.py).
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('statement_timeout', %s, false)", [f"{imp.timeout_seconds}s"]
+            )
         history.record_event(imp, "run triggered", None, run=run.pk)
         # Everything stored is printed through `printable`: a name, a URL or a file's value
         # could carry escape sequences that the operator's terminal would obey. Plain, not in

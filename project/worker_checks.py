@@ -1,11 +1,13 @@
 """A worker that cannot do the work does not take it.
 
 - At start (`worker_init`, before the worker consumes anything) the worker checks that it can
-  reach the database and the broker, and exits non-zero with a clear message if it cannot: a
-  worker without its database would otherwise take messages and fail every one of them.
+  reach the database (and that it takes writes), the broker and the Redis of REDIS_URL, and
+  exits non-zero with a clear message if it cannot: a worker without its database would
+  otherwise take messages and fail every one of them, and one without its run locks hand each
+  back to the queue.
 - While it runs, it answers the `importbeat_database` control command with whether it can reach
-  its database now, so that `/api/v1/health` can name a worker that answers pings but cannot
-  work (schedules.api.health).
+  its database and REDIS_URL's Redis now, so that `/api/v1/health` can name a worker that
+  answers pings but cannot work (schedules.api.health).
 """
 
 from __future__ import annotations
@@ -60,10 +62,35 @@ def broker_problem(app: Any) -> str | None:
     return None
 
 
+def redis_problem() -> str | None:
+    """None if the Redis of REDIS_URL answers, else what could not be reached and why, in
+    words. It holds the run locks: a worker without it hands every run back to the queue. The
+    broker's check covers it when they are one server; an operator may give each its own."""
+    import redis
+    from django.conf import settings
+
+    client = redis.Redis.from_url(
+        settings.REDIS_URL,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=CONNECT_TIMEOUT_SECONDS,
+    )
+    try:
+        client.ping()
+    except redis.RedisError as error:
+        return unreachable(broker_place(settings.REDIS_URL, "Redis"), error, logger)
+    finally:
+        client.close()
+    return None
+
+
 @worker_init.connect
 def refuse_to_start_without_dependencies(sender: Any = None, **_kwargs: Any) -> None:
     app = sender.app if sender is not None else None
-    problems = [database_problem(), broker_problem(app) if app is not None else None]
+    problems = [
+        database_problem(),
+        broker_problem(app) if app is not None else None,
+        redis_problem(),
+    ]
     problems = [problem for problem in problems if problem]
     if not problems:
         return
@@ -79,5 +106,6 @@ def refuse_to_start_without_dependencies(sender: Any = None, **_kwargs: Any) -> 
 
 @inspect_command()
 def importbeat_database(state: Any) -> dict[str, Any]:
-    problem = database_problem()
+    """Can this worker do a run now: its database, and the Redis of its run locks."""
+    problem = database_problem() or redis_problem()
     return {"ok": problem is None, **({"error": problem} if problem else {})}

@@ -5,7 +5,8 @@ Before, the run's lease could not be taken, the task failed and its message was 
 the run stayed `queued` with no message behind it until reconciliation sent it again after
 STALE_QUEUED_SECONDS (30 minutes), to meet the same end while Redis was away, and Flower listed
 a failed task for a run that had not started. Now the message goes back to the queue, as it does
-for a worker without its database, and the run starts as soon as Redis answers again.
+for a worker without its database, and the run starts as soon as Redis answers again. And a
+worker does not start without it, as without its database or its broker.
 """
 
 import time
@@ -18,7 +19,7 @@ from schedules import services
 from schedules.models import ImportRun
 from tests.conftest import wait_for
 from tests.factories import PRODUCTS_CSV, make_import
-from tests.reliability import FAST, redis_server
+from tests.reliability import FAST, RedisServer
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -27,34 +28,53 @@ def test_a_run_waits_on_the_queue_while_the_run_locks_redis_is_away_and_runs_onc
     alice, csv_server, processes, tmp_path
 ):
     imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
-    locks_port = free_port()
-    # Given a worker whose broker answers and whose REDIS_URL does not
-    processes.start(
-        "worker", **FAST, REDIS_URL=f"redis://127.0.0.1:{locks_port}/0",
-        CELERY_RESULT_BACKEND=settings.REDIS_URL,
-    )  # fmt: skip
+    locks = RedisServer(free_port(), tmp_path)
+    locks.start()
+    try:
+        # Given a worker whose broker answers, and whose REDIS_URL stops answering
+        processes.start(
+            "worker", **FAST, REDIS_URL=locks.url, CELERY_RESULT_BACKEND=settings.REDIS_URL
+        )
+        wait_for(lambda: "ready." in processes.logs(), 60, what="worker\n" + processes.logs())
+        locks.kill()
 
-    # When a run is queued
-    run = services.enqueue_run(imp, trigger="manual", user=alice)
+        # When a run is queued
+        run = services.enqueue_run(imp, trigger="manual", user=alice)
 
-    # Then it is handed back, not dropped: it waits, queued, and the log says why
-    wait_for(
-        lambda: "goes back to the queue" in processes.logs(),
-        60,
-        what="a hand-back\n" + processes.logs(),
-    )
-    time.sleep(1)
-    run.refresh_from_db()
-    assert run.status == "queued"
-    assert run.attempts == 0
+        # Then it is handed back, not dropped: it waits, queued, and the log says why
+        wait_for(
+            lambda: "goes back to the queue" in processes.logs(), 60,
+            what="a hand-back\n" + processes.logs(),
+        )  # fmt: skip
+        time.sleep(1)
+        run.refresh_from_db()
+        assert run.status == "queued"
+        assert run.attempts == 0
 
-    # And once Redis answers, the run starts and ends, once
-    with redis_server(locks_port, tmp_path):
+        # And once Redis answers, the run starts and ends, once
+        locks.start()
         wait_for(
             lambda: ImportRun.objects.filter(pk=run.pk, status="succeeded").exists(),
             60,
             what="the run to succeed\n" + processes.logs(),
         )
+    finally:
+        locks.kill()
     run.refresh_from_db()
     assert run.attempts == 1
     assert run.rows_inserted == 3
+
+
+def test_a_worker_does_not_start_without_the_redis_of_its_run_locks(processes):
+    port = free_port()
+
+    worker = processes.start("worker", REDIS_URL=f"redis://127.0.0.1:{port}/0")
+
+    assert worker.wait(60) != 0
+    said = [
+        line for line in processes.logs().splitlines()
+        if line.startswith("importbeat worker not started")
+    ]  # fmt: skip
+    assert said == [
+        f"importbeat worker not started: cannot reach Redis at 127.0.0.1:{port}: connection refused"
+    ], processes.logs()

@@ -28,6 +28,7 @@ from schedules.models import ImportRun
 from tests.conftest import answers, wait_for
 from tests.factories import PRODUCTS_CSV, make_import
 from tests.reliability import FAST
+from tests.test_worker_not_started_without_its_database_or_broker import refusal
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -94,14 +95,9 @@ def test_a_worker_does_not_start_on_a_database_that_takes_no_writes(processes, r
 
     worker = processes.start("worker")
 
-    assert worker.wait(60) != 0
-    said = [
-        line for line in processes.logs().splitlines()
-        if line.startswith("importbeat worker not started")
-    ]  # fmt: skip
-    assert said == [
+    assert refusal(processes, worker) == (
         f"importbeat worker not started: {place()} takes no writes: {read_only_database.READ_ONLY}"
-    ], processes.logs()
+    )
 
 
 def test_a_run_taken_while_the_database_takes_no_writes_waits_on_the_queue_and_runs_after(

@@ -20,6 +20,7 @@ from schedules.models import ImportRun
 from tests.conftest import wait_for
 from tests.factories import PRODUCTS_CSV, make_import
 from tests.reliability import FAST, RedisServer
+from tests.test_worker_not_started_without_its_database_or_broker import refusal
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -70,11 +71,6 @@ def test_a_worker_does_not_start_without_the_redis_of_its_run_locks(processes):
 
     worker = processes.start("worker", REDIS_URL=f"redis://127.0.0.1:{port}/0")
 
-    assert worker.wait(60) != 0
-    said = [
-        line for line in processes.logs().splitlines()
-        if line.startswith("importbeat worker not started")
-    ]  # fmt: skip
-    assert said == [
+    assert refusal(processes, worker) == (
         f"importbeat worker not started: cannot reach Redis at 127.0.0.1:{port}: connection refused"
-    ], processes.logs()
+    )

@@ -18,11 +18,12 @@ nothing else: the commits that matter ask to be durable themselves (`services.du
 a run's rows with their counts, and its outcome), and since the log is written in order, a
 durable commit also makes every commit before it durable.
 
-And its statements may take as long as the longest run may (MAX_TIMEOUT_SECONDS), whatever
-`statement_timeout` the server sets for importbeat's database or user (hardening advice: 30 s
-for every session): such a limit ended a big file's COPY or merge, which read as a lost
-connection and met the same end at every retry. Each run's own time limit (Celery's, from its
-import's `timeout_seconds`) bounds it instead.
+And its statements may take as long as the longest run may (MAX_TIMEOUT_SECONDS), and wait
+for a lock as long, whatever `statement_timeout` or `lock_timeout` the server sets for
+importbeat's database or user (hardening advice: 30 s for every session): such a limit ended a
+big file's COPY or merge, or a run waiting for another's hold on its dataset, which read as a
+lost connection and met the same end at every retry. Each run's own time limit (Celery's, from
+its import's `timeout_seconds`) bounds it instead.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def _session_settings(connection: Any, **_kwargs: Any) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT set_config('synchronous_commit', %s, false), "
-            "set_config('statement_timeout', %s, false)",
+            "set_config('statement_timeout', %s, false), set_config('lock_timeout', '0', false)",
             [level, f"{settings.MAX_TIMEOUT_SECONDS}s"],
         )
     # What services.durable_commit asks about.

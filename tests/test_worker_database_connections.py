@@ -5,7 +5,7 @@ Regression: Celery's Django fix-up closed the connections around every task, so 
 opened a new PostgreSQL session (tests/bench/bench_small_runs.py counted one per run)."""
 
 import pytest
-from django.db import connection, transaction
+from django.db import connection, connections, transaction
 
 from project import worker_connections
 from schedules import services
@@ -77,4 +77,4 @@ def test_a_worker_connection_commits_asynchronously_but_a_runs_outcome_waits_for
         assert synchronous_commit() == "off"
     finally:
         connection.close()
-        vars(connection).pop("commits_asynchronously", None)
+        vars(connections["default"]).pop("commits_asynchronously", None)

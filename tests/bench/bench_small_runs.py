@@ -35,7 +35,7 @@ import psutil
 import psycopg
 import psycopg.sql
 import pytest
-from django.db import connection
+from django.db import connection, connections
 from knox.models import AuthToken
 
 from project import worker_connections
@@ -192,7 +192,7 @@ def commit_modes(run_ids: list[int], settings) -> dict[str, float]:
             for mode in timings:
                 settings.WORKER_SYNCHRONOUS_COMMIT = mode
                 connection.close()
-                vars(connection).pop("commits_asynchronously", None)
+                vars(connections["default"]).pop("commits_asynchronously", None)
                 connection.ensure_connection()
                 worker_connections._session_settings(connection)
                 for _ in range(per_round):
@@ -202,7 +202,7 @@ def commit_modes(run_ids: list[int], settings) -> dict[str, float]:
                     timings[mode].append((time.perf_counter() - started) * 1000)
     finally:
         connection.close()
-        vars(connection).pop("commits_asynchronously", None)
+        vars(connections["default"]).pop("commits_asynchronously", None)
     return {mode: round(statistics.median(values), 1) for mode, values in timings.items()}
 
 

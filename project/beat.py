@@ -20,10 +20,11 @@ import logging
 import os
 import socket
 import time
+from contextlib import suppress
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, close_old_connections
+from django.db import DatabaseError, connection
 from django_celery_beat.schedulers import DatabaseScheduler
 from redis.exceptions import RedisError
 
@@ -77,7 +78,10 @@ class ImportScheduler(DatabaseScheduler):
             # nothing can be dispatched; try again shortly, on a new connection.
             what = "write to" if read_only_database.refused(error) else "reach"
             logger.warning("beat cannot %s the database: %s", what, error)
-            close_old_connections()
+            # A new one for sure: close_old_connections keeps a session that still answers,
+            # and one opened while the server was read-only may stay read-only.
+            with suppress(DatabaseError):
+                connection.close()
             return min(self.max_interval, 5.0)
         if result.runs and not self.first_dispatch_logged:
             self.first_dispatch_logged = True

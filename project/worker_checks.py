@@ -66,20 +66,15 @@ def redis_problem() -> str | None:
     """None if the Redis of REDIS_URL answers, else what could not be reached and why, in
     words. It holds the run locks: a worker without it hands every run back to the queue. The
     broker's check covers it when they are one server; an operator may give each its own."""
-    import redis
     from django.conf import settings
+    from redis import RedisError
 
-    client = redis.Redis.from_url(
-        settings.REDIS_URL,
-        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        socket_timeout=CONNECT_TIMEOUT_SECONDS,
-    )
+    from common.redis_client import client
+
     try:
-        client.ping()
-    except redis.RedisError as error:
+        client().ping()
+    except RedisError as error:
         return unreachable(broker_place(settings.REDIS_URL, "Redis"), error, logger)
-    finally:
-        client.close()
     return None
 
 

@@ -106,7 +106,9 @@ def hand_back(what: str, error: BaseException, reason: str = DATABASE_UNREACHABL
     database's, or Redis's) keeps this worker from doing it now."""
     # The library's text (a host and port) is for the worker's log only.
     logger.warning("%s goes back to the queue: %s", what, log_text(error))
-    if isinstance(error, DATABASE_ERRORS):
+    if isinstance(error, (DatabaseError, psycopg.Error)):
+        # A fresh session for the next try: one opened while the server was read-only may
+        # stay read-only after it takes writes again.
         with suppress(DatabaseError):
             connection.close()
     time.sleep(REQUEUE_PAUSE_SECONDS)

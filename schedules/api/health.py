@@ -46,6 +46,9 @@ def check_database() -> dict[str, Any]:
     if refusal:
         words = f"{database_place(connection.settings_dict)} takes no writes: {refusal}"
         logger.warning("%s", words)
+        # The next check asks on a new session: this one may stay read-only when the server
+        # takes writes again.
+        connection.close()
         return {"ok": False, "error": words}
     return {"ok": True, "latency_ms": _ms(started)}
 
@@ -254,10 +257,11 @@ def check_redis() -> dict[str, Any]:
 def _check_redis_server(url: str, names: list[str], several: bool) -> dict[str, Any]:
     from common.redis_client import client_at
 
-    where = broker_place(url, "Redis")
+    address = server_address(url)
+    where = f"Redis at {address}" if address else "Redis"
     if several:
         where += f" ({', '.join(names)})"
-    check: dict[str, Any] = {"at": server_address(url), "for": names}
+    check: dict[str, Any] = {"at": address, "for": names}
     try:
         # One round trip: Redis 6.2 answers INFO one section at a time.
         asked = client_at(url).pipeline(transaction=False)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from common import read_only_database, web_statements
@@ -35,10 +36,11 @@ class JsonErrorsMiddleware:
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         api = request.path.startswith(API_PREFIX)
-        if words := _unavailable(exception):
+        if unavailable := _unavailable(exception):
+            words, retry_after = unavailable
             # The dashboard's and the admin's pages say it too, rather than a bare 500.
             logger.warning("%s: %s", request.path, words)
-            retry = {"Retry-After": "5" if words != read_only_database.ANSWER else "60"}
+            retry = {"Retry-After": retry_after}
             if api:
                 return JsonResponse({"detail": words}, status=503, headers=retry)
             return HttpResponse(
@@ -51,11 +53,15 @@ class JsonErrorsMiddleware:
         return server_error()
 
 
-def _unavailable(exception: Exception) -> str | None:
-    """The words of a 503 for a database that cannot serve the request now: a statement ended
-    at the web's timeout, or a write refused by a standby or a read-only server."""
+def _unavailable(exception: Exception) -> tuple[str, str] | None:
+    """The words and Retry-After of a 503 for a database that cannot serve the request now: a
+    statement ended at the web's timeout, or a write refused by a standby or a read-only
+    server."""
     if words := web_statements.timed_out(exception):
-        return words
+        return words, "5"
     if read_only_database.refused(exception):
-        return read_only_database.ANSWER
+        # The next request asks on a new session: this one may stay read-only when the server
+        # takes writes again.
+        connection.close()
+        return read_only_database.ANSWER, "60"
     return None

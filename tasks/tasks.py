@@ -115,6 +115,10 @@ def reconcile_ticks() -> dict[str, int]:
 # log saying why (NotificationFailed); a transient failure is retried (_send_notification).
 NOTIFICATION_TASK = {
     "bind": True,
+    # No Celery retry limit: _send_notification counts the attempts against MAX_RETRIES.
+    # Celery's default of 3 ended the fourth transient failure as an unexpected error, its
+    # notification left `retrying` for ever.
+    "max_retries": None,
     "ignore_result": True,
     "throws": (NotificationFailed,),
     "soft_time_limit": webhooks.TIME_LIMIT_SECONDS,

@@ -11,7 +11,7 @@ from celery.utils.time import get_exponential_backoff_interval
 
 from schedules import notifications, reconcile, replaced_credentials, services
 
-from . import destinations, maintenance, runner, source_check, webhooks
+from . import destinations, maintenance, owner_turns, runner, source_check, webhooks
 from .errors import NotificationFailed, RunFailed, TransientImportError
 
 
@@ -115,9 +115,9 @@ def reconcile_ticks() -> dict[str, int]:
 # log saying why (NotificationFailed); a transient failure is retried (_send_notification).
 NOTIFICATION_TASK = {
     "bind": True,
-    # No Celery retry limit: _send_notification counts the attempts against MAX_RETRIES.
-    # Celery's default of 3 ended the fourth transient failure as an unexpected error, its
-    # notification left `retrying` for ever.
+    # No Celery retry limit: _send_notification counts the attempts against MAX_RETRIES, and
+    # waits for the owner's turn are not attempts. Celery's default of 3 ended the fourth
+    # transient failure as an unexpected error, its notification left `retrying` for ever.
     "max_retries": None,
     "ignore_result": True,
     "throws": (NotificationFailed,),
@@ -127,9 +127,10 @@ NOTIFICATION_TASK = {
 
 
 @shared_task(name="importbeat.send_email_digest", **NOTIFICATION_TASK)
-def send_email_digest(self, owner_id: int) -> None:
+def send_email_digest(self, owner_id: int, waits: int = 0) -> None:
     """Send an owner's held e-mails once their interval is over (tasks.webhooks.send_digest),
-    retried like a webhook when the mail server cannot take them yet."""
+    retried like a webhook when the mail server cannot take them yet. `waits`: the times it
+    found its owner's turn taken (_send_notification)."""
     _send_notification(self, lambda final: webhooks.send_digest(owner_id, final=final))
 
 
@@ -152,10 +153,11 @@ def send_late_alert(import_id: int) -> None:
 
 
 @shared_task(name="importbeat.deliver_notification", **NOTIFICATION_TASK)
-def deliver_notification(self, delivery_id: int) -> None:
+def deliver_notification(self, delivery_id: int, waits: int = 0) -> None:
     """Send one notification (tasks.webhooks.deliver); a webhook that fails transiently is
-    retried with capped, jittered backoff (STYLE rule 4), each attempt in the delivery log."""
-    attempt = self.request.retries + 1
+    retried with capped, jittered backoff (STYLE rule 4), each attempt in the delivery log.
+    `waits`: the times it found its owner's turn taken, which are not attempts."""
+    attempt = _attempts(self) + 1
     _send_notification(
         self, lambda final: webhooks.deliver(delivery_id, attempt=attempt, final=final)
     )
@@ -163,14 +165,29 @@ def deliver_notification(self, delivery_id: int) -> None:
 
 def _send_notification(task: Any, send: Callable[[bool], str | None]) -> None:
     """`send(final)`, final once the retries are spent: a transient failure retried after
-    _backoff, one for good (what `send` answers) raised as NotificationFailed."""
+    _backoff, one for good (what `send` answers) raised as NotificationFailed. One that found
+    its owner's turn taken comes back soon, its `waits` counted instead of an attempt."""
+    attempts = _attempts(task)
     try:
-        failed = send(task.request.retries + 1 > webhooks.MAX_RETRIES)
+        failed = send(attempts + 1 > webhooks.MAX_RETRIES)
+    except owner_turns.OwnerBusy as error:
+        waits = task.request.kwargs.get("waits", 0)
+        raise task.retry(
+            countdown=owner_turns.wait_seconds(waits),
+            max_retries=None,
+            exc=error,
+            kwargs={**task.request.kwargs, "waits": waits + 1},
+        ) from error
     except TransientImportError as error:
-        countdown = _backoff(task.request.retries, error)
+        countdown = _backoff(attempts, error)
         raise task.retry(countdown=countdown, max_retries=None, exc=error) from error
     if failed:
         raise NotificationFailed(failed)
+
+
+def _attempts(task: Any) -> int:
+    """A notification's attempts so far: its task's retries, but for its waits for its turn."""
+    return task.request.retries - (task.request.kwargs or {}).get("waits", 0)
 
 
 def _backoff(retries: int, error: TransientImportError) -> float:

@@ -102,3 +102,33 @@ class Dripping(Silent):
                 time.sleep(self.every)
         except OSError:
             return
+
+
+class Slow(Hook):
+    """Answers 200, each POST after `seconds`: a receiver that is slow but answers (well within
+    the read timeout). Counts the POSTs it is answering at once, and the most it ever was."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.answering = 0
+        self.most_at_once = 0
+        self.answered = 0
+        self._count = threading.Lock()
+        super().__init__()
+        handler = self.httpd.RequestHandlerClass
+        slow = self
+
+        class SlowHandler(handler):  # type: ignore[misc, valid-type]
+            def do_POST(self) -> None:
+                with slow._count:
+                    slow.answering += 1
+                    slow.most_at_once = max(slow.most_at_once, slow.answering)
+                try:
+                    time.sleep(slow.seconds)
+                    super().do_POST()
+                finally:
+                    with slow._count:
+                        slow.answering -= 1
+                        slow.answered += 1
+
+        self.httpd.RequestHandlerClass = SlowHandler

@@ -186,6 +186,16 @@ def start(delivery_id: int, attempt: int) -> NotificationDelivery | None:
     return delivery
 
 
+def webhook_owner(delivery_id: int) -> int | None:
+    """The owner of the notification's import when it goes by webhook; None for an e-mail (an
+    owner's e-mails take turns on their mailbox, email_digest) or a notification gone."""
+    return (
+        NotificationDelivery.objects.filter(pk=delivery_id, channel="webhook")
+        .values_list("scheduled_import__owner_id", flat=True)
+        .first()
+    )
+
+
 def webhook(delivery: NotificationDelivery) -> alerts.Webhook:
     """A webhook notification's POST: its payload, to its target, signed with the import's
     secret."""

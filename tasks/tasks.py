@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from celery import shared_task
@@ -115,9 +116,9 @@ def reconcile_ticks() -> dict[str, int]:
 # log saying why (NotificationFailed); a transient failure is retried (_send_notification).
 NOTIFICATION_TASK = {
     "bind": True,
-    # No Celery retry limit: _send_notification counts the attempts against MAX_RETRIES, and
-    # waits for the owner's turn are not attempts. Celery's default of 3 ended the fourth
-    # transient failure as an unexpected error, its notification left `retrying` for ever.
+    # No Celery retry limit: _send_notification counts the attempts against MAX_RETRIES.
+    # Celery's default of 3 ended the fourth transient failure as an unexpected error, its
+    # notification left `retrying` for ever.
     "max_retries": None,
     "ignore_result": True,
     "throws": (NotificationFailed,),
@@ -127,11 +128,10 @@ NOTIFICATION_TASK = {
 
 
 @shared_task(name="importbeat.send_email_digest", **NOTIFICATION_TASK)
-def send_email_digest(self, owner_id: int, waits: int = 0) -> None:
+def send_email_digest(self, owner_id: int) -> str | None:
     """Send an owner's held e-mails once their interval is over (tasks.webhooks.send_digest),
-    retried like a webhook when the mail server cannot take them yet. `waits`: the times it
-    found its owner's turn taken (_send_notification)."""
-    _send_notification(self, lambda final: webhooks.send_digest(owner_id, final=final))
+    retried like a webhook when the mail server cannot take them yet."""
+    return _send_notification(self, None, lambda final: webhooks.send_digest(owner_id, final=final))
 
 
 # Alerts are notification deliveries now (events `alert` and `late`, delivered by
@@ -153,41 +153,41 @@ def send_late_alert(import_id: int) -> None:
 
 
 @shared_task(name="importbeat.deliver_notification", **NOTIFICATION_TASK)
-def deliver_notification(self, delivery_id: int, waits: int = 0) -> None:
+def deliver_notification(self, delivery_id: int) -> str | None:
     """Send one notification (tasks.webhooks.deliver); a webhook that fails transiently is
-    retried with capped, jittered backoff (STYLE rule 4), each attempt in the delivery log.
-    `waits`: the times it found its owner's turn taken, which are not attempts."""
-    attempt = _attempts(self) + 1
-    _send_notification(
-        self, lambda final: webhooks.deliver(delivery_id, attempt=attempt, final=final)
+    retried with capped, jittered backoff (STYLE rule 4), each attempt in the delivery log."""
+    attempt = self.request.retries + 1
+    owner_id = notifications.webhook_owner(delivery_id)
+    job = owner_turns.Job(self.name, delivery_id, self.request.retries)
+    return _send_notification(
+        self,
+        owner_turns.turn(owner_id, job) if owner_id is not None else None,
+        lambda final: webhooks.deliver(delivery_id, attempt=attempt, final=final),
     )
 
 
-def _send_notification(task: Any, send: Callable[[bool], str | None]) -> None:
+def _send_notification(
+    task: Any, in_turn: AbstractContextManager[bool] | None, send: Callable[[bool], str | None]
+) -> str | None:
     """`send(final)`, final once the retries are spent: a transient failure retried after
-    _backoff, one for good (what `send` answers) raised as NotificationFailed. One that found
-    its owner's turn taken comes back soon, its `waits` counted instead of an attempt."""
-    attempts = _attempts(task)
-    try:
-        failed = send(attempts + 1 > webhooks.MAX_RETRIES)
-    except owner_turns.OwnerBusy as error:
-        waits = task.request.kwargs.get("waits", 0)
-        raise task.retry(
-            countdown=owner_turns.wait_seconds(waits),
-            max_retries=None,
-            exc=error,
-            kwargs={**task.request.kwargs, "waits": waits + 1},
-        ) from error
-    except TransientImportError as error:
-        countdown = _backoff(attempts, error)
-        raise task.retry(countdown=countdown, max_retries=None, exc=error) from error
+    _backoff, one for good (what `send` answers) raised as NotificationFailed. A webhook goes
+    in its owner's turn (`in_turn`, owner_turns): parked when another webhook of the owner holds
+    it, the task ends saying so, and the notification comes back when that one is done."""
+    failed, transient = None, None
+    with in_turn or nullcontext(True) as mine:
+        if not mine:
+            return owner_turns.PARKED
+        try:
+            failed = send(task.request.retries + 1 > webhooks.MAX_RETRIES)
+        except TransientImportError as error:
+            transient = error
+    # Retried once the turn is given back, so that the next in line goes meanwhile.
+    if transient is not None:
+        countdown = _backoff(task.request.retries, transient)
+        raise task.retry(countdown=countdown, max_retries=None, exc=transient) from transient
     if failed:
         raise NotificationFailed(failed)
-
-
-def _attempts(task: Any) -> int:
-    """A notification's attempts so far: its task's retries, but for its waits for its turn."""
-    return task.request.retries - (task.request.kwargs or {}).get("waits", 0)
+    return None
 
 
 def _backoff(retries: int, error: TransientImportError) -> float:

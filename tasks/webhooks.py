@@ -21,7 +21,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from schedules import alerts, email_digest, notifications
 from schedules.models import NotificationDelivery
 
-from . import crashes, destinations, owner_turns
+from . import crashes, destinations
 from .errors import PermanentImportError, TransientImportError
 from .fetch import GuardedAdapter, check_public_address, watched
 from .fetch_errors import failure
@@ -115,8 +115,7 @@ def deliver(delivery_id: int, attempt: int = 1, final: bool = True) -> str | Non
         return None
     # The e-mail and the POST carry the run's texts: a run saved before they were hidden may
     # hold the credential, and an unexpected error may quote them.
-    imp = delivery.scheduled_import
-    with owner_turns.turn(imp.owner_id), crashes.secrets_hidden(imp):
+    with crashes.secrets_hidden(delivery.scheduled_import):
         _send(delivery, final)
     if delivery.status != NotificationDelivery.Status.FAILED:
         return None
@@ -160,16 +159,15 @@ def send_digest(owner_id: int, final: bool = True) -> str | None:
     """Send an owner's held e-mails (schedules.email_digest.send_due); the mail server's failure
     told on each notification, and re-raised (TransientImportError) for the task to retry
     unless `final`. What the notifications' log says when they failed for good, else None."""
-    with owner_turns.turn(owner_id):
-        try:
-            with _out_of_time_said():
-                _to_an_answering_mail_server(email_digest.send_due, owner_id)
-        except (TransientImportError, PermanentImportError) as failed:
-            retrying = isinstance(failed, TransientImportError) and not final
-            email_digest.failed(owner_id, str(failed), retrying=retrying)
-            if retrying:
-                raise
-            return f"the e-mail of user {owner_id}'s held notifications failed: {failed}"
+    try:
+        with _out_of_time_said():
+            _to_an_answering_mail_server(email_digest.send_due, owner_id)
+    except (TransientImportError, PermanentImportError) as failed:
+        retrying = isinstance(failed, TransientImportError) and not final
+        email_digest.failed(owner_id, str(failed), retrying=retrying)
+        if retrying:
+            raise
+        return f"the e-mail of user {owner_id}'s held notifications failed: {failed}"
     return None
 
 

@@ -4,23 +4,27 @@ A callback that answers each POST after a few seconds (well inside the read time
 never taken as not answering) took a worker slot for those seconds per notification: a user
 whose imports failed together held every slot of the worker until their notifications were
 through, and every other user's run waited behind them in the queue. Now an owner's
-notifications are sent one at a time; the others of that owner come back when it is done,
-their attempts uncounted, and the slots are free meanwhile for everyone else.
+notifications are sent one at a time: the others of that owner are parked in their owner's line
+and sent again, their attempts as they were, when the one before is done; the slots are free
+meanwhile for everyone else (tasks/owner_turns.py). An owner's e-mails take turns on their
+mailbox, one e-mail per interval (schedules.email_digest), as before.
 """
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-
 import pytest
 import redis
 from django.conf import settings as django_settings
+from kombu.exceptions import OperationalError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from project.celery import app
 from project.devservices import free_port
 from schedules.models import NotificationDelivery
-from tasks import owner_turns, webhooks
+from schedules.notifications import DELIVER
+from tasks import maintenance, owner_turns
+from tasks.tasks import deliver_notification, send_email_digest
 from tests.conftest import wait_for
 from tests.test_a_callback_that_never_answers_holds_back_no_one_else import (
     alices_run_after_bobs_notifications,
@@ -69,71 +73,136 @@ def hook():
     receiver.close()
 
 
-@contextmanager
+@pytest.fixture
+def sent(monkeypatch):
+    """The messages the workers' tasks send, kept here instead of going to the broker."""
+    messages = []
+
+    def keep(name, args=None, kwargs=None, **options):
+        messages.append((name, args, options.get("retries", 0)))
+
+    monkeypatch.setattr(app, "send_task", keep)
+    return messages
+
+
+@pytest.fixture(autouse=True)
+def _no_lines_left():
+    """The turns and lines these tests leave go with them (the suite's Redis is shared by a
+    runner's tests)."""
+    yield
+    store = redis.Redis.from_url(django_settings.REDIS_URL)
+    for key in [
+        *store.scan_iter("importbeat:owner:*:notifying"),
+        *store.scan_iter("importbeat:owner:*:line"),
+    ]:
+        store.delete(key)
+    store.delete(owner_turns.LINES)
+
+
 def sending_for(owner):
     """Another worker sending one of `owner`'s notifications meanwhile (holding their turn)."""
-    store = redis.Redis.from_url(django_settings.REDIS_URL)
-    lock = store.lock(f"importbeat:owner:{owner.pk}:notifying", timeout=30)
-    assert lock.acquire(blocking=False)
-    try:
-        yield
-    finally:
-        lock.release()
+    return owner_turns.turn(owner.pk, owner_turns.Job(DELIVER, 0, 0))
 
 
-@pytest.mark.django_db
-def test_a_notification_waits_while_another_of_its_owner_is_sent_and_goes_after(bob, hook):
+def line_of(owner) -> list[bytes]:
+    return redis.Redis.from_url(django_settings.REDIS_URL).lrange(
+        f"importbeat:owner:{owner.pk}:line", 0, -1
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_notification_is_parked_while_another_of_its_owner_is_sent_and_goes_after(
+    bob, hook, sent
+):
     delivery = notification(bob, hook.url)
+    sent.clear()  # its first message
 
-    # While another of bob's notifications is being sent, this one is not, and its log is as
-    # it was: waiting for its turn is not one of its attempts
-    with sending_for(bob), pytest.raises(owner_turns.OwnerBusy, match="waiting its turn"):
-        webhooks.deliver(delivery.pk, attempt=1, final=False)
+    # While another of bob's notifications is being sent, this one's task ends parked, and its
+    # log is as it was: waiting its turn is not one of its attempts
+    with sending_for(bob) as mine:
+        assert mine
+        result = deliver_notification.apply(args=[delivery.pk], retries=3)
+        assert result.get() == owner_turns.PARKED
+        assert line_of(bob) == [f"{DELIVER} {delivery.pk} 3".encode()]
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.error) == ("pending", 0, "")
     assert not hook.requests
 
-    # Once it is sent, this one goes
+    # Once that one is done, this one's message is sent again, with the retries it had
+    assert sent == [(DELIVER, [delivery.pk], 3)]
+    assert line_of(bob) == []
     assert deliver(delivery).status == "delivered"
-    assert len(hook.requests) == 1
 
 
-@pytest.mark.django_db
-def test_owners_do_not_wait_on_one_another(alice, bob, hook):
+@pytest.mark.django_db(transaction=True)
+def test_owners_do_not_wait_on_one_another(alice, bob, hook, sent):
     alices = notification(alice, hook.url, "alice's feed")
+    sent.clear()  # its first message
     with sending_for(bob):
-        assert deliver(alices).status == "delivered"
+        assert deliver_notification.apply(args=[alices.pk]).get() is None
+    alices.refresh_from_db()
+    assert alices.status == "delivered"
+    assert sent == []
 
 
-@pytest.mark.django_db
-def test_an_owners_emails_and_their_held_emails_wait_their_turn(alice, mailoutbox):
+@pytest.mark.django_db(transaction=True)
+def test_an_owners_emails_take_turns_on_their_mailbox_not_on_the_webhooks_turn(
+    alice, mailoutbox, sent
+):
     pending = email(alice)
     held = NotificationDelivery.objects.create(
         scheduled_import=pending.scheduled_import, run=pending.run, event="failed",
         channel="email", status="held",
     )  # fmt: skip
     with sending_for(alice):
-        with pytest.raises(owner_turns.OwnerBusy):
-            webhooks.deliver(pending.pk, attempt=1, final=False)
-        with pytest.raises(owner_turns.OwnerBusy):
-            webhooks.send_digest(alice.pk, final=False)
-    assert not mailoutbox
-    assert deliver(pending).status == "delivered"
-    assert webhooks.send_digest(alice.pk) is None
+        assert deliver_notification.apply(args=[pending.pk]).get() is None
+        assert send_email_digest.apply(args=[alice.pk]).get() is None
+    assert line_of(alice) == []
     held.refresh_from_db()
     assert held.status == "delivered"
+    assert len(mailoutbox) == 1
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_sends_a_line_whose_turn_nobody_holds(bob, hook, sent):
+    # Given a notification parked behind one whose worker died holding the turn
+    delivery = notification(bob, hook.url)
+    sent.clear()  # its first message
+    store = redis.Redis.from_url(django_settings.REDIS_URL)
+    store.set(f"importbeat:owner:{bob.pk}:notifying", "a dead worker's", ex=60)
+    assert deliver_notification.apply(args=[delivery.pk]).get() == owner_turns.PARKED
+
+    # While the turn is held, the sweep leaves the line alone; once it expired, it sends it
+    assert owner_turns.send_stranded() == 0
+    store.delete(f"importbeat:owner:{bob.pk}:notifying")
+    assert maintenance.sweep_runs()["notifications"] == 1
+    assert sent == [(DELIVER, [delivery.pk], 0)]
+    assert owner_turns.send_stranded() == 0
+    assert not store.sismember(owner_turns.LINES, bob.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_parked_notification_the_broker_refused_stays_first_in_line(bob, hook, monkeypatch):
+    delivery = notification(bob, hook.url)
+
+    def refuse(*args, **kwargs):
+        raise OperationalError("Connection refused")
+
+    with sending_for(bob):
+        assert deliver_notification.apply(args=[delivery.pk]).get() == owner_turns.PARKED
+        monkeypatch.setattr(app, "send_task", refuse)
+    assert line_of(bob) == [f"{DELIVER} {delivery.pk} 0".encode()]
+
+
+@pytest.mark.django_db(transaction=True)
 def test_without_redis_an_owners_notifications_go_as_they_come(bob, hook, monkeypatch):
     nowhere = redis.Redis(port=free_port(), socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
     monkeypatch.setattr(owner_turns, "client", lambda: nowhere)
-    assert deliver(notification(bob, hook.url)).status == "delivered"
-
-
-def test_waits_for_a_turn_grow_and_are_spread():
-    firsts = [owner_turns.wait_seconds(0) for _ in range(200)]
-    lasts = [owner_turns.wait_seconds(10) for _ in range(200)]
-    assert min(firsts) >= 1 and max(firsts) <= 2
-    assert max(lasts) <= 1 + owner_turns.MAX_WAIT_SECONDS
-    assert len(set(lasts)) > 100
+    owner_turns._scripts.cache_clear()
+    try:
+        delivery = notification(bob, hook.url)
+        assert deliver_notification.apply(args=[delivery.pk]).get() is None
+        delivery.refresh_from_db()
+        assert delivery.status == "delivered"
+    finally:
+        owner_turns._scripts.cache_clear()

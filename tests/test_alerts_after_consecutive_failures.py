@@ -35,7 +35,9 @@ def run_deliveries_here(monkeypatch) -> None:
 
     def deliver_here(name, args=None, kwargs=None, **options):
         if name == "importbeat.deliver_notification":
-            return app.tasks[name].apply(args=args, kwargs=kwargs)
+            return app.tasks[name].apply(
+                args=args, kwargs=kwargs, retries=options.get("retries", 0)
+            )
         return send_task(name, args=args, kwargs=kwargs, **options)
 
     monkeypatch.setattr(app, "send_task", deliver_here)

@@ -6,9 +6,10 @@ notification. A user whose imports failed together held every slot until their n
 were through, and every other user's run waited behind them in the queue.
 
 Now a webhook's task first takes its owner's turn, a Redis lock shared by every worker. One
-that finds it taken is parked in its owner's line (a Redis list) and its task ends, its slot
-free for anyone else; the task that gives the turn back sends the first parked one's message
-again, with its retries so far. So each notification costs one message more at most, however
+that finds it taken is parked in its owner's line (a Redis list) and its task ends in RETRY
+("waiting its turn", in Flower too), its slot free for anyone else; the task that gives the
+turn back sends the first parked one's message again, under its id and with its retries so
+far, as Celery sends a retry. So each notification costs one message more at most, however
 long the line: waiting by retrying on a timer cost a message per look, thousands a second for
 an owner with ten thousand notifications. Owners do not wait on one another. E-mails do not
 take the turn: an owner's e-mails already take turns on their mailbox, and one e-mail per
@@ -48,22 +49,28 @@ LINES = "importbeat:notifying:lines"
 PARKED = "waiting its turn: another notification of its owner is being sent"
 
 
+class Parked(Exception):
+    """Why a parked notification's task ended in RETRY (Flower shows it)."""
+
+
 @dataclass(frozen=True)
 class Job:
-    """A notification's task as it is to be sent again: its name, its one argument, and the
-    retries it has had (its attempts so far)."""
+    """A notification's task as it is to be sent again: its name, its id (sent again under the
+    same id, as Celery retries a task, so Flower lists one task per notification), its one
+    argument, and the retries it has had (its attempts so far)."""
 
     task: str
+    task_id: str
     arg: int
     retries: int
 
     def encoded(self) -> str:
-        return f"{self.task} {self.arg} {self.retries}"
+        return f"{self.task} {self.task_id} {self.arg} {self.retries}"
 
     @classmethod
     def decoded(cls, raw: bytes) -> Job:
-        task, arg, retries = raw.decode().split()
-        return cls(task, int(arg), int(retries))
+        task, task_id, arg, retries = raw.decode().split()
+        return cls(task, task_id, int(arg), int(retries))
 
 
 @contextmanager
@@ -78,7 +85,6 @@ def turn(owner_id: int, job: Job) -> Iterator[bool]:
         yield True
         return
     if not taken:
-        logger.info("notification parked user=%s task=%s arg=%s", owner_id, job.task, job.arg)
         yield False
         return
     try:
@@ -121,7 +127,7 @@ def _hand_on(owner_id: int, token: str) -> bool:
         return False
     job = Job.decoded(raw)
     try:
-        current_app.send_task(job.task, args=[job.arg], retries=job.retries)
+        current_app.send_task(job.task, args=[job.arg], task_id=job.task_id, retries=job.retries)
     except Exception as error:
         # Back to the head of its line, where the sweep finds it once the broker answers.
         logger.warning("parked notification not sent task=%s arg=%s: %r", job.task, job.arg, error)

@@ -8,6 +8,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from celery import shared_task
+from celery.exceptions import Retry
 from celery.utils.time import get_exponential_backoff_interval
 
 from schedules import notifications, reconcile, replaced_credentials, services
@@ -128,10 +129,10 @@ NOTIFICATION_TASK = {
 
 
 @shared_task(name="importbeat.send_email_digest", **NOTIFICATION_TASK)
-def send_email_digest(self, owner_id: int) -> str | None:
+def send_email_digest(self, owner_id: int) -> None:
     """Send an owner's held e-mails once their interval is over (tasks.webhooks.send_digest),
     retried like a webhook when the mail server cannot take them yet."""
-    return _send_notification(self, None, lambda final: webhooks.send_digest(owner_id, final=final))
+    _send_notification(self, None, lambda final: webhooks.send_digest(owner_id, final=final))
 
 
 # Alerts are notification deliveries now (events `alert` and `late`, delivered by
@@ -153,13 +154,13 @@ def send_late_alert(import_id: int) -> None:
 
 
 @shared_task(name="importbeat.deliver_notification", **NOTIFICATION_TASK)
-def deliver_notification(self, delivery_id: int) -> str | None:
+def deliver_notification(self, delivery_id: int) -> None:
     """Send one notification (tasks.webhooks.deliver); a webhook that fails transiently is
     retried with capped, jittered backoff (STYLE rule 4), each attempt in the delivery log."""
     attempt = self.request.retries + 1
     owner_id = notifications.webhook_owner(delivery_id)
-    job = owner_turns.Job(self.name, delivery_id, self.request.retries)
-    return _send_notification(
+    job = owner_turns.Job(self.name, self.request.id, delivery_id, self.request.retries)
+    _send_notification(
         self,
         owner_turns.turn(owner_id, job) if owner_id is not None else None,
         lambda final: webhooks.deliver(delivery_id, attempt=attempt, final=final),
@@ -168,15 +169,16 @@ def deliver_notification(self, delivery_id: int) -> str | None:
 
 def _send_notification(
     task: Any, in_turn: AbstractContextManager[bool] | None, send: Callable[[bool], str | None]
-) -> str | None:
+) -> None:
     """`send(final)`, final once the retries are spent: a transient failure retried after
     _backoff, one for good (what `send` answers) raised as NotificationFailed. A webhook goes
     in its owner's turn (`in_turn`, owner_turns): parked when another webhook of the owner holds
-    it, the task ends saying so, and the notification comes back when that one is done."""
+    it, the task ends in RETRY saying so (without a message of its own: the one that gives the
+    turn back sends it again), and the notification comes back when that one is done."""
     failed, transient = None, None
     with in_turn or nullcontext(True) as mine:
         if not mine:
-            return owner_turns.PARKED
+            raise Retry(owner_turns.PARKED, exc=owner_turns.Parked(owner_turns.PARKED))
         try:
             failed = send(task.request.retries + 1 > webhooks.MAX_RETRIES)
         except TransientImportError as error:
@@ -187,7 +189,6 @@ def _send_notification(
         raise task.retry(countdown=countdown, max_retries=None, exc=transient) from transient
     if failed:
         raise NotificationFailed(failed)
-    return None
 
 
 def _backoff(retries: int, error: TransientImportError) -> float:

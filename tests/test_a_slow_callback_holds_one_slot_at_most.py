@@ -26,12 +26,14 @@ from schedules.notifications import DELIVER
 from tasks import maintenance, owner_turns
 from tasks.tasks import deliver_notification, send_email_digest
 from tests.conftest import wait_for
+from tests.reliability import start_flower
 from tests.test_a_callback_that_never_answers_holds_back_no_one_else import (
     alices_run_after_bobs_notifications,
     deliver,
     email,
     notification,
 )
+from tests.test_a_notification_that_failed_for_good_fails_its_task import AUTH, delivery_tasks
 from tests.webhook_support import Hook, Slow
 
 NOTIFICATIONS = 6
@@ -48,7 +50,8 @@ def slow():
 @pytest.mark.processes
 @pytest.mark.django_db(transaction=True)
 def test_a_slow_callback_holds_back_no_one_elses_run(alice, bob, csv_server, slow, processes):
-    # Given a worker of two slots, and bob's imports whose callback answers after 3 s
+    # Given Flower, a worker of two slots, and bob's imports whose callback answers after 3 s
+    flower = start_flower(processes, AUTH)
     # When they all fail, and then alice runs her import
     # Then her run does not wait for bob's receiver: it ends while his first answer is awaited
     waited = alices_run_after_bobs_notifications(
@@ -65,6 +68,12 @@ def test_a_slow_callback_holds_back_no_one_elses_run(alice, bob, csv_server, slo
     assert set(delivered.values_list("attempts", flat=True)) == {1}
     assert len(slow.requests) == NOTIFICATIONS
 
+    # and Flower lists one task per notification, succeeded; those parked said so meanwhile
+    listed = lambda: len(delivery_tasks(flower) or ()) == NOTIFICATIONS  # noqa: E731
+    wait_for(listed, 30, what="flower\n" + processes.logs())
+    assert {task["state"] for task in delivery_tasks(flower).values()} == {"SUCCESS"}
+    assert f"retry: {owner_turns.PARKED}" in processes.logs()
+
 
 @pytest.fixture
 def hook():
@@ -79,7 +88,7 @@ def sent(monkeypatch):
     messages = []
 
     def keep(name, args=None, kwargs=None, **options):
-        messages.append((name, args, options.get("retries", 0)))
+        messages.append((name, options.get("task_id"), args, options.get("retries", 0)))
 
     monkeypatch.setattr(app, "send_task", keep)
     return messages
@@ -101,7 +110,12 @@ def _no_lines_left():
 
 def sending_for(owner):
     """Another worker sending one of `owner`'s notifications meanwhile (holding their turn)."""
-    return owner_turns.turn(owner.pk, owner_turns.Job(DELIVER, 0, 0))
+    return owner_turns.turn(owner.pk, owner_turns.Job(DELIVER, "another", 0, 0))
+
+
+def parked(result) -> bool:
+    """A task that ended parked: in RETRY, saying why."""
+    return (result.state, str(result.result)) == ("RETRY", owner_turns.PARKED)
 
 
 def line_of(owner) -> list[bytes]:
@@ -117,19 +131,20 @@ def test_a_notification_is_parked_while_another_of_its_owner_is_sent_and_goes_af
     delivery = notification(bob, hook.url)
     sent.clear()  # its first message
 
-    # While another of bob's notifications is being sent, this one's task ends parked, and its
-    # log is as it was: waiting its turn is not one of its attempts
+    # While another of bob's notifications is being sent, this one's task ends parked (RETRY,
+    # saying why), and its log is as it was: waiting its turn is not one of its attempts
     with sending_for(bob) as mine:
         assert mine
-        result = deliver_notification.apply(args=[delivery.pk], retries=3)
-        assert result.get() == owner_turns.PARKED
-        assert line_of(bob) == [f"{DELIVER} {delivery.pk} 3".encode()]
+        result = deliver_notification.apply(args=[delivery.pk], task_id="t-1", retries=3)
+        assert parked(result)
+        assert line_of(bob) == [f"{DELIVER} t-1 {delivery.pk} 3".encode()]
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.error) == ("pending", 0, "")
     assert not hook.requests
 
-    # Once that one is done, this one's message is sent again, with the retries it had
-    assert sent == [(DELIVER, [delivery.pk], 3)]
+    # Once that one is done, this one's message is sent again, as a retry of its task (its id,
+    # the retries it had)
+    assert sent == [(DELIVER, "t-1", [delivery.pk], 3)]
     assert line_of(bob) == []
     assert deliver(delivery).status == "delivered"
 
@@ -170,13 +185,13 @@ def test_the_sweep_sends_a_line_whose_turn_nobody_holds(bob, hook, sent):
     sent.clear()  # its first message
     store = redis.Redis.from_url(django_settings.REDIS_URL)
     store.set(f"importbeat:owner:{bob.pk}:notifying", "a dead worker's", ex=60)
-    assert deliver_notification.apply(args=[delivery.pk]).get() == owner_turns.PARKED
+    assert parked(deliver_notification.apply(args=[delivery.pk], task_id="t-1"))
 
     # While the turn is held, the sweep leaves the line alone; once it expired, it sends it
     assert owner_turns.send_stranded() == 0
     store.delete(f"importbeat:owner:{bob.pk}:notifying")
     assert maintenance.sweep_runs()["notifications"] == 1
-    assert sent == [(DELIVER, [delivery.pk], 0)]
+    assert sent == [(DELIVER, "t-1", [delivery.pk], 0)]
     assert owner_turns.send_stranded() == 0
     assert not store.sismember(owner_turns.LINES, bob.pk)
 
@@ -189,9 +204,9 @@ def test_a_parked_notification_the_broker_refused_stays_first_in_line(bob, hook,
         raise OperationalError("Connection refused")
 
     with sending_for(bob):
-        assert deliver_notification.apply(args=[delivery.pk]).get() == owner_turns.PARKED
+        assert parked(deliver_notification.apply(args=[delivery.pk], task_id="t-1"))
         monkeypatch.setattr(app, "send_task", refuse)
-    assert line_of(bob) == [f"{DELIVER} {delivery.pk} 0".encode()]
+    assert line_of(bob) == [f"{DELIVER} t-1 {delivery.pk} 0".encode()]
 
 
 @pytest.mark.django_db(transaction=True)

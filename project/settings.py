@@ -162,6 +162,12 @@ DEFAULT_FROM_EMAIL = env("DEFAULT_FROM_EMAIL", default="importbeat@localhost")
 EMAIL_DIGEST_SECONDS = env.int("EMAIL_DIGEST_SECONDS", default=300)
 if EMAIL_DIGEST_SECONDS < 0:
     raise ImproperlyConfigured("EMAIL_DIGEST_SECONDS must be 0 or more")
+# E-mails sent at once across the cluster (tasks.turns): notifications share the worker slots
+# with runs, and a relay that took a second an e-mail held every slot when many owners' imports
+# failed together. The others wait their turn without holding a slot.
+EMAIL_CONCURRENCY = env.int("EMAIL_CONCURRENCY", default=1)
+if EMAIL_CONCURRENCY < 1:
+    raise ImproperlyConfigured("EMAIL_CONCURRENCY must be at least 1")
 
 # --- importbeat ------------------------------------------------------------------------------
 

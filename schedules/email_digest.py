@@ -60,6 +60,13 @@ def send(delivery: NotificationDelivery) -> None:
             _send_now(_waiting(owner.pk, delivery), mailbox, owner.email, now)
 
 
+def sends_now(last_sent_at: datetime | None) -> bool:
+    """Whether an e-mail of an owner last e-mailed at `last_sent_at` would go out now rather
+    than be held (read without the mailbox's lock: send() decides for good)."""
+    opens_at = _opens_at(OwnerMailbox(last_sent_at=last_sent_at))
+    return opens_at is None or timezone.now() >= opens_at
+
+
 def send_due(owner_id: int) -> None:
     """Send the owner's held e-mails: the message _hold sent for when their interval ends.
 

@@ -26,11 +26,11 @@ from typing import Any
 from celery import current_app
 from django.conf import settings
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from . import alerts
-from .models import ImportRun, NotificationDelivery, ScheduledImport
+from .models import ImportRun, NotificationDelivery, OwnerMailbox, ScheduledImport
 from .text import printable
 
 logger = logging.getLogger("importbeat.alerts")
@@ -186,14 +186,20 @@ def start(delivery_id: int, attempt: int) -> NotificationDelivery | None:
     return delivery
 
 
-def webhook_owner(delivery_id: int) -> int | None:
-    """The owner of the notification's import when it goes by webhook; None for an e-mail (an
-    owner's e-mails take turns on their mailbox, email_digest) or a notification gone."""
-    return (
-        NotificationDelivery.objects.filter(pk=delivery_id, channel="webhook")
-        .values_list("scheduled_import__owner_id", flat=True)
-        .first()
-    )
+def channel_and_owner(delivery_id: int) -> tuple[str, int, datetime | None] | None:
+    """The notification's channel, its import's owner and when the owner was last e-mailed
+    (email_digest); None when the notification is gone. One statement, written once: a burst
+    of ten thousand e-mails asks it of each."""
+    with connection.cursor() as cursor:
+        cursor.execute(_CHANNEL_AND_OWNER, [delivery_id])
+        return cursor.fetchone()
+
+
+_CHANNEL_AND_OWNER = (
+    f"SELECT d.channel, i.owner_id, m.last_sent_at FROM {NotificationDelivery._meta.db_table} d"
+    f" JOIN {ScheduledImport._meta.db_table} i ON i.id = d.scheduled_import_id"
+    f" LEFT JOIN {OwnerMailbox._meta.db_table} m ON m.user_id = i.owner_id WHERE d.id = %s"
+)
 
 
 def webhook(delivery: NotificationDelivery) -> alerts.Webhook:

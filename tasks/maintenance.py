@@ -15,7 +15,7 @@ from redis.exceptions import RedisError
 from schedules import history, notifications, replaced_credentials, services
 from schedules.models import ImportRun, NotificationDelivery
 
-from . import locks, owner_turns, processed_retention
+from . import locks, processed_retention, turns
 
 logger = logging.getLogger("importbeat.maintenance")
 
@@ -31,8 +31,8 @@ def sweep_runs() -> dict[str, int]:
       later). Another attempt is queued, or the run fails once its retries are spent.
     - a notification still `pending` after STALE_QUEUED_SECONDS is sent again: its message may
       be lost (Redis restarted without persistence), or the broker was down when its run
-      finished. So is the first parked notification of an owner whose turn nobody holds (the
-      task that held it died: owner_turns).
+      finished. So is the first parked notification of a line with a turn free (the task that
+      held it died: tasks.turns).
     - a replaced credential still waiting after STALE_QUEUED_SECONDS to be hidden in its runs
       has its job sent again (schedules.replaced_credentials.resend_stale).
 
@@ -60,8 +60,8 @@ def sweep_runs() -> dict[str, int]:
 
     stale = now - timedelta(seconds=settings.STALE_QUEUED_SECONDS)
     notified = _send_again("notifications", notifications.resend_pending, stale)
-    # Parked notifications whose turn's holder died (tasks.owner_turns).
-    notified += owner_turns.send_stranded()
+    # Parked notifications whose turn's holder died (tasks.turns).
+    notified += turns.send_stranded()
     # A replaced credential whose job was lost, or cut short, still to hide in its runs.
     hiding = _send_again("replaced credentials' hiding", replaced_credentials.resend_stale, stale)
     if recovered or notified or hiding:

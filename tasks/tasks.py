@@ -10,10 +10,11 @@ from typing import Any
 from celery import shared_task
 from celery.exceptions import Retry
 from celery.utils.time import get_exponential_backoff_interval
+from django.conf import settings
 
-from schedules import notifications, reconcile, replaced_credentials, services
+from schedules import email_digest, notifications, reconcile, replaced_credentials, services
 
-from . import destinations, maintenance, owner_turns, runner, source_check, webhooks
+from . import destinations, maintenance, runner, source_check, turns, webhooks
 from .errors import NotificationFailed, RunFailed, TransientImportError
 
 
@@ -132,7 +133,12 @@ NOTIFICATION_TASK = {
 def send_email_digest(self, owner_id: int) -> None:
     """Send an owner's held e-mails once their interval is over (tasks.webhooks.send_digest),
     retried like a webhook when the mail server cannot take them yet."""
-    _send_notification(self, None, lambda final: webhooks.send_digest(owner_id, final=final))
+    job = turns.Job(self.name, self.request.id, owner_id, self.request.retries)
+    _send_notification(
+        self,
+        turns.turn(turns.MAIL, job, settings.EMAIL_CONCURRENCY),
+        lambda final: webhooks.send_digest(owner_id, final=final),
+    )
 
 
 # Alerts are notification deliveries now (events `alert` and `late`, delivered by
@@ -158,27 +164,40 @@ def deliver_notification(self, delivery_id: int) -> None:
     """Send one notification (tasks.webhooks.deliver); a webhook that fails transiently is
     retried with capped, jittered backoff (STYLE rule 4), each attempt in the delivery log."""
     attempt = self.request.retries + 1
-    owner_id = notifications.webhook_owner(delivery_id)
-    job = owner_turns.Job(self.name, self.request.id, delivery_id, self.request.retries)
+    job = turns.Job(self.name, self.request.id, delivery_id, self.request.retries)
     _send_notification(
         self,
-        owner_turns.turn(owner_id, job) if owner_id is not None else None,
+        _turn_of(delivery_id, job),
         lambda final: webhooks.deliver(delivery_id, attempt=attempt, final=final),
     )
+
+
+def _turn_of(delivery_id: int, job: turns.Job) -> AbstractContextManager[bool] | None:
+    """The turn a notification takes (tasks.turns): its owner's for a webhook, the mail
+    relay's for an e-mail that goes out now; none for one the owner's digest holds."""
+    found = notifications.channel_and_owner(delivery_id)
+    if found is None:
+        return None
+    channel, owner_id, last_emailed_at = found
+    if channel == "webhook":
+        return turns.turn(turns.of_owner(owner_id), job)
+    if email_digest.sends_now(last_emailed_at):
+        return turns.turn(turns.MAIL, job, settings.EMAIL_CONCURRENCY)
+    return None
 
 
 def _send_notification(
     task: Any, in_turn: AbstractContextManager[bool] | None, send: Callable[[bool], str | None]
 ) -> None:
     """`send(final)`, final once the retries are spent: a transient failure retried after
-    _backoff, one for good (what `send` answers) raised as NotificationFailed. A webhook goes
-    in its owner's turn (`in_turn`, owner_turns): parked when another webhook of the owner holds
-    it, the task ends in RETRY saying so (without a message of its own: the one that gives the
-    turn back sends it again), and the notification comes back when that one is done."""
+    _backoff, one for good (what `send` answers) raised as NotificationFailed. Sent in its turn
+    (`in_turn`, tasks.turns): parked when every turn is taken, the task ends in RETRY saying so
+    (without a message of its own: the one that gives a turn back sends it again), and the
+    notification comes back when one is free."""
     failed, transient = None, None
     with in_turn or nullcontext(True) as mine:
         if not mine:
-            raise Retry(owner_turns.PARKED, exc=owner_turns.Parked(owner_turns.PARKED))
+            raise Retry(turns.PARKED, exc=turns.Parked(turns.PARKED))
         try:
             failed = send(task.request.retries + 1 > webhooks.MAX_RETRIES)
         except TransientImportError as error:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import threading
 from collections.abc import Iterator
@@ -16,9 +17,10 @@ from project.devservices import free_port
 class Mailbox:
     """What the server was sent: one Message per e-mail, in order of arrival."""
 
-    def __init__(self, refuse_recipients: bool = False) -> None:
+    def __init__(self, refuse_recipients: bool = False, answer_seconds: float = 0) -> None:
         self.messages: list[Message] = []
         self.refuse_recipients = refuse_recipients
+        self.answer_seconds = answer_seconds
         self._lock = threading.Lock()
 
     async def handle_RCPT(self, server, session, envelope, address, options) -> str:
@@ -28,6 +30,8 @@ class Mailbox:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope) -> str:
+        if self.answer_seconds:
+            await asyncio.sleep(self.answer_seconds)
         with self._lock:
             self.messages.append(email.message_from_bytes(envelope.content))
         return "250 OK"
@@ -39,11 +43,12 @@ class Mailbox:
 
 @contextmanager
 def smtp_server(
-    refuse_recipients: bool = False, port: int | None = None
+    refuse_recipients: bool = False, port: int | None = None, answer_seconds: float = 0
 ) -> Iterator[tuple[str, Mailbox]]:
     """(EMAIL_URL of the server, its mailbox), while the block runs; `refuse_recipients`: it
-    answers every address with 550. On `port`, or a free one."""
-    mailbox = Mailbox(refuse_recipients)
+    answers every address with 550; `answer_seconds`: it takes each e-mail after that long (a
+    slow relay). On `port`, or a free one."""
+    mailbox = Mailbox(refuse_recipients, answer_seconds)
     port = port or free_port()
     controller = Controller(mailbox, hostname="127.0.0.1", port=port)
     controller.start()

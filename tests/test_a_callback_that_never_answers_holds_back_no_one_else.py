@@ -19,7 +19,6 @@ from datetime import UTC, datetime
 import pytest
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
-from django.conf import settings as django_settings
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -33,7 +32,7 @@ from tests.api_support import SOURCE, fail_run, make_run
 from tests.conftest import wait_for
 from tests.factories import make_import
 from tests.smtp_support import smtp_server
-from tests.webhook_support import Dripping, Hook, Silent
+from tests.webhook_support import Dripping, Hook, Silent, forget_redis_keys
 
 NOTIFICATIONS = 24
 
@@ -43,9 +42,7 @@ def _no_destination_waits():
     """What these tests note of destinations goes with them (the suite's Redis is shared by a
     runner's tests)."""
     yield
-    store = redis.Redis.from_url(django_settings.REDIS_URL)
-    for key in store.scan_iter("importbeat:destination:*"):
-        store.delete(key)
+    forget_redis_keys("importbeat:destination:*")
 
 
 @pytest.fixture

@@ -9,6 +9,8 @@ import threading
 import time
 from typing import Any
 
+import redis
+
 
 class Hook:
     """Answers the statuses it is given, then 200, and keeps every request's headers and body."""
@@ -132,3 +134,13 @@ class Slow(Hook):
                         slow.answered += 1
 
         self.httpd.RequestHandlerClass = SlowHandler
+
+
+def forget_redis_keys(pattern: str) -> None:
+    """Delete the keys matching `pattern` from the suite's Redis (shared by a runner's tests),
+    where a test noted state that must not reach the next one."""
+    from django.conf import settings
+
+    store = redis.Redis.from_url(settings.REDIS_URL)
+    for key in store.scan_iter(pattern):
+        store.delete(key)

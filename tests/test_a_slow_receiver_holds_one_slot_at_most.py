@@ -6,24 +6,28 @@ whose imports failed together held every slot of the worker until their notifica
 through, and every other user's run waited behind them in the queue. Now an owner's
 notifications are sent one at a time: the others of that owner are parked in their owner's line
 and sent again, their attempts as they were, when the one before is done; the slots are free
-meanwhile for everyone else (tasks/owner_turns.py). An owner's e-mails take turns on their
-mailbox, one e-mail per interval (schedules.email_digest), as before.
+meanwhile for everyone else (tasks/turns.py). E-mails that go out take the mail relay's
+turns (EMAIL_CONCURRENCY), so a relay that takes a second an e-mail holds that many slots.
 """
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import redis
 from django.conf import settings as django_settings
+from django.utils import timezone
 from kombu.exceptions import OperationalError
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from project.celery import app
 from project.devservices import free_port
-from schedules.models import NotificationDelivery
+from schedules.email_digest import SEND_DIGEST
+from schedules.models import NotificationDelivery, OwnerMailbox
 from schedules.notifications import DELIVER
-from tasks import maintenance, owner_turns
+from tasks import maintenance, turns
 from tasks.tasks import deliver_notification, send_email_digest
 from tests.conftest import wait_for
 from tests.reliability import start_flower
@@ -34,7 +38,7 @@ from tests.test_a_callback_that_never_answers_holds_back_no_one_else import (
     notification,
 )
 from tests.test_a_notification_that_failed_for_good_fails_its_task import AUTH, delivery_tasks
-from tests.webhook_support import Hook, Slow
+from tests.webhook_support import Hook, Slow, forget_redis_keys
 
 NOTIFICATIONS = 6
 ANSWER_SECONDS = 3.0
@@ -72,7 +76,7 @@ def test_a_slow_callback_holds_back_no_one_elses_run(alice, bob, csv_server, slo
     listed = lambda: len(delivery_tasks(flower) or ()) == NOTIFICATIONS  # noqa: E731
     wait_for(listed, 30, what="flower\n" + processes.logs())
     assert {task["state"] for task in delivery_tasks(flower).values()} == {"SUCCESS"}
-    assert f"retry: {owner_turns.PARKED}" in processes.logs()
+    assert f"retry: {turns.PARKED}" in processes.logs()
 
 
 @pytest.fixture
@@ -99,28 +103,32 @@ def _no_lines_left():
     """The turns and lines these tests leave go with them (the suite's Redis is shared by a
     runner's tests)."""
     yield
-    store = redis.Redis.from_url(django_settings.REDIS_URL)
-    for key in [
-        *store.scan_iter("importbeat:owner:*:notifying"),
-        *store.scan_iter("importbeat:owner:*:line"),
-    ]:
-        store.delete(key)
-    store.delete(owner_turns.LINES)
+    forget_redis_keys("importbeat:turns:*")
 
 
 def sending_for(owner):
-    """Another worker sending one of `owner`'s notifications meanwhile (holding their turn)."""
-    return owner_turns.turn(owner.pk, owner_turns.Job(DELIVER, "another", 0, 0))
+    """Another worker sending one of `owner`'s webhooks meanwhile (holding their turn)."""
+    return turns.turn(turns.of_owner(owner.pk), turns.Job(DELIVER, "another", 0, 0))
+
+
+def mailing():
+    """Another worker sending an e-mail meanwhile (holding one of the relay's turns)."""
+    job = turns.Job(DELIVER, "another", 0, 0)
+    return turns.turn(turns.MAIL, job, django_settings.EMAIL_CONCURRENCY)
 
 
 def parked(result) -> bool:
     """A task that ended parked: in RETRY, saying why."""
-    return (result.state, str(result.result)) == ("RETRY", owner_turns.PARKED)
+    return (result.state, str(result.result)) == ("RETRY", turns.PARKED)
 
 
 def line_of(owner) -> list[bytes]:
+    return line(turns.of_owner(owner.pk))
+
+
+def line(key: str) -> list[bytes]:
     return redis.Redis.from_url(django_settings.REDIS_URL).lrange(
-        f"importbeat:owner:{owner.pk}:line", 0, -1
+        f"importbeat:turns:{key}:line", 0, -1
     )
 
 
@@ -161,20 +169,43 @@ def test_owners_do_not_wait_on_one_another(alice, bob, hook, sent):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_an_owners_emails_take_turns_on_their_mailbox_not_on_the_webhooks_turn(
-    alice, mailoutbox, sent
+def test_an_email_that_goes_out_waits_for_the_relays_turn_and_one_held_does_not(
+    alice, bob, mailoutbox, sent
 ):
-    pending = email(alice)
-    held = NotificationDelivery.objects.create(
-        scheduled_import=pending.scheduled_import, run=pending.run, event="failed",
-        channel="email", status="held",
-    )  # fmt: skip
-    with sending_for(alice):
-        assert deliver_notification.apply(args=[pending.pk]).get() is None
-        assert send_email_digest.apply(args=[alice.pk]).get() is None
-    assert line_of(alice) == []
-    held.refresh_from_db()
-    assert held.status == "delivered"
+    # Given an e-mail of alice's to go out now, and one of bob's that his digest holds
+    # (he was e-mailed a moment ago)
+    alices = email(alice)
+    bobs = email(bob)
+    OwnerMailbox.objects.create(user=bob, last_sent_at=timezone.now())
+
+    # While another e-mail is being sent, alice's is parked, bob's is held at once
+    with mailing():
+        assert parked(deliver_notification.apply(args=[alices.pk], task_id="t-1"))
+        assert deliver_notification.apply(args=[bobs.pk]).state == "SUCCESS"
+        # so is bob's digest when it is due
+        assert parked(send_email_digest.apply(args=[bob.pk], task_id="t-2"))
+    bobs.refresh_from_db()
+    assert (bobs.status, len(mailoutbox)) == ("held", 0)
+    assert line(turns.MAIL) == [f"{SEND_DIGEST} t-2 {bob.pk} 0".encode()]
+    assert [message for message in sent if message[0] == DELIVER] == [
+        (DELIVER, "t-1", [alices.pk], 0)
+    ]
+
+    # When alice's goes, it hands the turn on to bob's digest
+    assert deliver_notification.apply(args=[alices.pk]).state == "SUCCESS"
+    assert sent[-1] == (SEND_DIGEST, "t-2", [bob.pk], 0)
+    assert line(turns.MAIL) == []
+    assert len(mailoutbox) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_emails_go_as_many_at_once_as_email_concurrency_says(alice, bob, mailoutbox, settings):
+    settings.EMAIL_CONCURRENCY = 2
+    with mailing():
+        assert deliver_notification.apply(args=[email(alice).pk]).state == "SUCCESS"
+    with mailing() as first, mailing() as second:
+        assert first and second
+        assert parked(deliver_notification.apply(args=[email(bob).pk]))
     assert len(mailoutbox) == 1
 
 
@@ -184,16 +215,17 @@ def test_the_sweep_sends_a_line_whose_turn_nobody_holds(bob, hook, sent):
     delivery = notification(bob, hook.url)
     sent.clear()  # its first message
     store = redis.Redis.from_url(django_settings.REDIS_URL)
-    store.set(f"importbeat:owner:{bob.pk}:notifying", "a dead worker's", ex=60)
+    holders = f"importbeat:turns:{turns.of_owner(bob.pk)}:holders"
+    store.zadd(holders, {"a dead worker's": time.time() + 60})
     assert parked(deliver_notification.apply(args=[delivery.pk], task_id="t-1"))
 
     # While the turn is held, the sweep leaves the line alone; once it expired, it sends it
-    assert owner_turns.send_stranded() == 0
-    store.delete(f"importbeat:owner:{bob.pk}:notifying")
+    assert turns.send_stranded() == 0
+    store.zadd(holders, {"a dead worker's": time.time() - 1})
     assert maintenance.sweep_runs()["notifications"] == 1
     assert sent == [(DELIVER, "t-1", [delivery.pk], 0)]
-    assert owner_turns.send_stranded() == 0
-    assert not store.sismember(owner_turns.LINES, bob.pk)
+    assert turns.send_stranded() == 0
+    assert not store.hexists(turns.LINES, turns.of_owner(bob.pk))
 
 
 @pytest.mark.django_db(transaction=True)
@@ -212,12 +244,12 @@ def test_a_parked_notification_the_broker_refused_stays_first_in_line(bob, hook,
 @pytest.mark.django_db(transaction=True)
 def test_without_redis_an_owners_notifications_go_as_they_come(bob, hook, monkeypatch):
     nowhere = redis.Redis(port=free_port(), socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
-    monkeypatch.setattr(owner_turns, "client", lambda: nowhere)
-    owner_turns._scripts.cache_clear()
+    monkeypatch.setattr(turns, "client", lambda: nowhere)
+    turns._scripts.cache_clear()
     try:
         delivery = notification(bob, hook.url)
         assert deliver_notification.apply(args=[delivery.pk]).get() is None
         delivery.refresh_from_db()
         assert delivery.status == "delivered"
     finally:
-        owner_turns._scripts.cache_clear()
+        turns._scripts.cache_clear()

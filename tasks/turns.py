@@ -1,0 +1,192 @@
+"""Notifications take turns, so that a slow receiver holds a worker slot or a few, not all.
+
+Notifications share the worker slots with runs. A callback that answers each POST after some
+seconds, well inside the read timeout (so it is never taken as not answering,
+tasks.destinations), took a slot for those seconds per notification: a user whose imports
+failed together held every slot until their notifications were through, and every other
+user's run waited behind them in the queue. A mail relay that takes a second an e-mail did the
+same when many owners' imports failed at once.
+
+Now a webhook takes its owner's turn first (one at a time per owner: `of_owner`), and an e-mail
+that goes out now takes one of the mail relay's EMAIL_CONCURRENCY turns (`MAIL`); an e-mail
+that the owner's digest holds sends nothing and takes no turn (schedules.email_digest). The
+turns are a Redis sorted set of holders, shared by every worker. A notification that finds
+them all taken is parked in the key's line (a Redis list) and its task ends in RETRY ("waiting
+its turn", in Flower too), its slot free for anyone else; the task that gives a turn back
+sends the first parked one's message again, under its id and with its retries so far, as
+Celery sends a retry. So each notification costs one message more at most, however long the
+line: waiting by retrying on a timer cost a message per look, thousands a second for an owner
+with ten thousand notifications.
+
+A turn whose task died is free again after TURN_SECONDS; the sweep (maintenance.sweep_runs)
+then sends the first parked notification of each line with a free turn. Fails open: without
+Redis, every notification goes as it comes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cache
+
+from celery import current_app
+from redis.commands.core import Script
+from redis.exceptions import RedisError
+
+from common.redis_client import client
+
+logger = logging.getLogger("importbeat.alerts")
+
+# Longer than a notification's task may run (tasks.deliver_notification's time limit), so
+# that a turn is never taken from a notification still being sent.
+TURN_SECONDS = 120
+# A line nobody took from for this long is dropped: its notifications are long sent again by
+# the sweep (notifications.resend_pending) or failed.
+LINE_SECONDS = 7 * 24 * 3600
+# The keys that have a line, each with its number of turns: the sweep's lines to look at.
+LINES = "importbeat:turns:lines"
+# The mail relay's turns (EMAIL_URL's server: one per deployment).
+MAIL = "mail"
+PARKED = "waiting its turn: other notifications to the same receiver are being sent"
+
+
+def of_owner(owner_id: int) -> str:
+    """The key of an owner's webhooks, which go one at a time."""
+    return f"owner:{owner_id}"
+
+
+class Parked(Exception):
+    """Why a parked notification's task ended in RETRY (Flower shows it)."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """A notification's task as it is to be sent again: its name, its id (sent again under the
+    same id, as Celery retries a task, so Flower lists one task per notification), its one
+    argument, and the retries it has had (its attempts so far)."""
+
+    task: str
+    task_id: str
+    arg: int
+    retries: int
+
+    def encoded(self) -> str:
+        return f"{self.task} {self.task_id} {self.arg} {self.retries}"
+
+    @classmethod
+    def decoded(cls, raw: bytes) -> Job:
+        task, task_id, arg, retries = raw.decode().split()
+        return cls(task, task_id, int(arg), int(retries))
+
+
+@contextmanager
+def turn(key: str, job: Job, turns: int = 1) -> Iterator[bool]:
+    """True while `job` holds one of `key`'s `turns` (send it), False when it was parked in
+    the key's line instead (send nothing). Giving the turn back sends the next in line."""
+    token = uuid.uuid4().hex
+    try:
+        taken = _take(key, token, job, turns)
+    except RedisError as error:
+        logger.warning("notifications of %s not taken in turn: %s", key, error)
+        yield True
+        return
+    if not taken:
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        _hand_on(key, token, turns)
+
+
+def _take(key: str, token: str, job: Job, turns: int) -> bool:
+    """Take a turn, or park `job` (False).
+
+    Not looked at again before parking: with a receiver that answers at once, 50 ms of looks
+    saved the burst's second messages but held a slot each, and another owner's run behind a
+    thousand such webhooks waited 8.2 s, against 3.7-4.6 s parked (bench_notifications_take_turns).
+    """
+    now = time.time()
+    args = [token, now, now + TURN_SECONDS, job.encoded(), LINE_SECONDS, key, turns]
+    return _scripts()[0](keys=_keys(key), args=args) == 1
+
+
+def send_stranded() -> int:
+    """Send the first parked notification of each line with a turn free (its holder died);
+    the number sent. For the sweep."""
+    try:
+        lines = client().hgetall(LINES)
+    except RedisError as error:
+        logger.warning("parked notifications not looked at: %s", error)
+        return 0
+    return sum(_hand_on(key.decode(), "", int(turns)) for key, turns in lines.items())
+
+
+def _hand_on(key: str, token: str, turns: int) -> bool:
+    """Give the turn back and, when one is free, send the next parked notification."""
+    keys = _keys(key)
+    try:
+        raw = _scripts()[1](keys=keys, args=[token, time.time(), key, turns])
+    except RedisError as error:
+        logger.warning("a turn of %s not given back: %s", key, error)
+        return False
+    if raw is None:
+        return False
+    job = Job.decoded(raw)
+    try:
+        current_app.send_task(job.task, args=[job.arg], task_id=job.task_id, retries=job.retries)
+    except Exception as error:
+        # Back to the head of its line, where the sweep finds it once the broker answers.
+        logger.warning("parked notification not sent task=%s arg=%s: %r", job.task, job.arg, error)
+        with _suppressed_redis():
+            client().lpush(keys[1], raw)
+            client().hset(LINES, key, turns)
+        return False
+    return True
+
+
+@contextmanager
+def _suppressed_redis() -> Iterator[None]:
+    try:
+        yield
+    except RedisError as error:
+        logger.warning("parked notification lost until the sweep resends it: %s", error)
+
+
+def _keys(key: str) -> list[str]:
+    return [f"importbeat:turns:{key}:holders", f"importbeat:turns:{key}:line", LINES]
+
+
+# Expired holders dropped; a turn taken (1) when fewer than ARGV[7] hold one, else the job
+# parked at the end of the key's line (0).
+TAKE = """
+redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[2])
+if redis.call('zcard', KEYS[1]) < tonumber(ARGV[7]) then
+    redis.call('zadd', KEYS[1], ARGV[3], ARGV[1])
+    redis.call('expire', KEYS[1], math.ceil(ARGV[3] - ARGV[2]))
+    return 1
+end
+redis.call('rpush', KEYS[2], ARGV[4])
+redis.call('expire', KEYS[2], ARGV[5])
+redis.call('hset', KEYS[3], ARGV[6], ARGV[7])
+return 0
+"""
+# The holder ARGV[1] gone (none when the sweep asks) with the expired ones; when a turn is then
+# free, the first parked job, taken from the line (false when none, and the line is forgotten).
+HAND_ON = """
+redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[2])
+if ARGV[1] ~= '' then redis.call('zrem', KEYS[1], ARGV[1]) end
+if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[4]) then return false end
+local first = redis.call('lpop', KEYS[2])
+if not first then redis.call('hdel', KEYS[3], ARGV[3]) end
+return first
+"""
+
+
+@cache
+def _scripts() -> tuple[Script, Script]:
+    return client().register_script(TAKE), client().register_script(HAND_ON)

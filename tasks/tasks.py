@@ -172,7 +172,7 @@ def deliver_notification(self, delivery_id: int) -> None:
     )
 
 
-def _turn_of(delivery_id: int, job: turns.Job) -> AbstractContextManager[bool] | None:
+def _turn_of(delivery_id: int, job: turns.Job) -> AbstractContextManager[None] | None:
     """The turn a notification takes (tasks.turns): its owner's for a webhook, the mail
     relay's for an e-mail that goes out now; none for one the owner's digest holds."""
     found = notifications.channel_and_owner(delivery_id)
@@ -187,7 +187,7 @@ def _turn_of(delivery_id: int, job: turns.Job) -> AbstractContextManager[bool] |
 
 
 def _send_notification(
-    task: Any, in_turn: AbstractContextManager[bool] | None, send: Callable[[bool], str | None]
+    task: Any, in_turn: AbstractContextManager[None] | None, send: Callable[[bool], str | None]
 ) -> None:
     """`send(final)`, final once the retries are spent: a transient failure retried after
     _backoff, one for good (what `send` answers) raised as NotificationFailed. Sent in its turn
@@ -195,13 +195,14 @@ def _send_notification(
     (without a message of its own: the one that gives a turn back sends it again), and the
     notification comes back when one is free."""
     failed, transient = None, None
-    with in_turn or nullcontext(True) as mine:
-        if not mine:
-            raise Retry(turns.PARKED, exc=turns.Parked(turns.PARKED))
-        try:
-            failed = send(task.request.retries + 1 > webhooks.MAX_RETRIES)
-        except TransientImportError as error:
-            transient = error
+    try:
+        with in_turn or nullcontext():
+            try:
+                failed = send(task.request.retries + 1 > webhooks.MAX_RETRIES)
+            except TransientImportError as error:
+                transient = error
+    except turns.Parked as parked:
+        raise Retry(str(parked), exc=parked) from None
     # Retried once the turn is given back, so that the next in line goes meanwhile.
     if transient is not None:
         countdown = _backoff(task.request.retries, transient)

@@ -51,7 +51,7 @@ LINE_SECONDS = 7 * 24 * 3600
 LINES = "importbeat:turns:lines"
 # The mail relay's turns (EMAIL_URL's server: one per deployment).
 MAIL = "mail"
-PARKED = "waiting its turn: other notifications to the same receiver are being sent"
+PARKED = "waiting its turn: "
 
 
 def of_owner(owner_id: int) -> str:
@@ -60,7 +60,14 @@ def of_owner(owner_id: int) -> str:
 
 
 class Parked(Exception):
-    """Why a parked notification's task ended in RETRY (Flower shows it)."""
+    """Not sent now: the notification waits in its line. Its words say why (its task ends in
+    RETRY with them, in Flower too)."""
+
+
+def _why_parked(key: str, turns: int) -> str:
+    if key == MAIL:
+        return f"{PARKED}the mail relay is taking {turns} e-mail(s) already (EMAIL_CONCURRENCY)"
+    return f"{PARKED}another webhook of the same owner is being sent"
 
 
 @dataclass(frozen=True)
@@ -84,21 +91,20 @@ class Job:
 
 
 @contextmanager
-def turn(key: str, job: Job, turns: int = 1) -> Iterator[bool]:
-    """True while `job` holds one of `key`'s `turns` (send it), False when it was parked in
-    the key's line instead (send nothing). Giving the turn back sends the next in line."""
+def turn(key: str, job: Job, turns: int = 1) -> Iterator[None]:
+    """Hold one of `key`'s `turns` while `job` is sent; raise Parked when they are all taken
+    (the job is then in the key's line). Giving the turn back sends the next in line."""
     token = uuid.uuid4().hex
     try:
         taken = _take(key, token, job, turns)
     except RedisError as error:
         logger.warning("notifications of %s not taken in turn: %s", key, error)
-        yield True
+        yield
         return
     if not taken:
-        yield False
-        return
+        raise Parked(_why_parked(key, turns))
     try:
-        yield True
+        yield
     finally:
         _hand_on(key, token, turns)
 

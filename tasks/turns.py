@@ -114,7 +114,7 @@ def _take(key: str, token: str, job: Job, turns: int) -> bool:
 
     Not looked at again before parking: with a receiver that answers at once, 50 ms of looks
     saved the burst's second messages but held a slot each, and another owner's run behind a
-    thousand such webhooks waited 8.2 s, against 3.7-4.6 s parked (bench_notifications_take_turns).
+    thousand such webhooks waited 8.2 s, against 3.3-5.2 s parked (bench_notifications_take_turns).
     """
     now = time.time()
     args = [token, now, now + TURN_SECONDS, job.encoded(), LINE_SECONDS, key, turns]

@@ -26,6 +26,15 @@ BACKLOG_SAID_SECONDS = 600
 # The last retention job's figures of drop folders' processed files (tasks.processed_retention
 # writes them on a worker, /metrics and /health read them on the web process).
 PROCESSED_RETENTION_KEY = "importbeat:retention:processed_files"
+# The lines of notifications waiting their turn (tasks.turns writes them on a worker, /metrics
+# counts them): a hash of each line's key ("mail", "owner:<id>") and its number of turns, and
+# a list per key of the parked notifications.
+TURN_LINES_KEY = "importbeat:turns:lines"
+
+
+def turn_line_key(key: str) -> str:
+    """The Redis list of the notifications parked behind `key`'s turns."""
+    return f"importbeat:turns:{key}:line"
 
 
 @cache

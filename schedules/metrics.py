@@ -23,6 +23,8 @@ from prometheus_client.core import (
 )
 from redis.exceptions import RedisError
 
+from common.redis_client import TURN_LINES_KEY, client, turn_line_key
+
 from . import attention, metrics_per_import, overview
 from .api import health
 from .email_digest import WAITING as WAITING_DELIVERIES
@@ -81,6 +83,7 @@ class ImportbeatCollector:
         yield from backlog_gauges()
         yield from redis_gauges()
         yield from notification_gauges()
+        yield from parked_notification_gauges()
 
 
 def backlog_gauges() -> list[Metric]:
@@ -143,6 +146,32 @@ def notification_gauges() -> list[Metric]:
     if since := waiting.aggregate(since=Min("created_at"))["since"]:
         oldest.add_metric([], since.timestamp())
     return [by_status, oldest]
+
+
+def parked_notification_gauges() -> list[Metric]:
+    """The notifications parked behind a turn (tasks.turns): the mail relay's lines up when it
+    takes e-mails slower than they come, an owner's behind a slow callback. None while Redis
+    does not tell."""
+    try:
+        keys = [key.decode() for key in client().hkeys(TURN_LINES_KEY)]
+        pipe = client().pipeline(transaction=False)
+        for key in keys:
+            pipe.llen(turn_line_key(key))
+        lengths = pipe.execute()
+    except RedisError:
+        return []
+    parked = GaugeMetricFamily(
+        "importbeat_notifications_parked",
+        "Notifications waiting their turn: behind the mail relay's EMAIL_CONCURRENCY e-mails "
+        "(turn=mail), or behind another webhook of their owner (turn=owner).",
+        labels=["turn"],
+    )
+    by_turn = {"mail": 0, "owner": 0}
+    for key, length in zip(keys, lengths, strict=True):
+        by_turn["mail" if key == "mail" else "owner"] += length
+    for turn, count in by_turn.items():
+        parked.add_metric([turn], count)
+    return [parked]
 
 
 def processed_retention_gauges() -> list[Metric]:

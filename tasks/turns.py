@@ -37,7 +37,7 @@ from celery import current_app
 from redis.commands.core import Script
 from redis.exceptions import RedisError
 
-from common.redis_client import client
+from common.redis_client import TURN_LINES_KEY, client, turn_line_key
 
 logger = logging.getLogger("importbeat.alerts")
 
@@ -48,7 +48,7 @@ TURN_SECONDS = 120
 # the sweep (notifications.resend_pending) or failed.
 LINE_SECONDS = 7 * 24 * 3600
 # The keys that have a line, each with its number of turns: the sweep's lines to look at.
-LINES = "importbeat:turns:lines"
+LINES = TURN_LINES_KEY
 # The mail relay's turns (EMAIL_URL's server: one per deployment).
 MAIL = "mail"
 PARKED = "waiting its turn: "
@@ -164,7 +164,7 @@ def _suppressed_redis() -> Iterator[None]:
 
 
 def _keys(key: str) -> list[str]:
-    return [f"importbeat:turns:{key}:holders", f"importbeat:turns:{key}:line", LINES]
+    return [f"importbeat:turns:{key}:holders", turn_line_key(key), LINES]
 
 
 # Expired holders dropped; a turn taken (1) when fewer than ARGV[7] hold one, else the job

@@ -14,11 +14,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from project.devservices import free_port
 from schedules import services
 from schedules.models import ImportRun, NotificationDelivery
+from tasks import turns
 from tasks.maintenance import delete_old_runs
 from tests.api_support import make_run
 from tests.conftest import answers, wait_for
 from tests.factories import PRODUCTS_CSV, make_import
 from tests.importer_support import run_now
+from tests.webhook_support import forget_redis_keys
 
 pytestmark = pytest.mark.django_db
 
@@ -200,3 +202,22 @@ def test_the_notifications_waiting_and_the_oldest_show_for_every_import_at_once(
         assert value(scraped, "importbeat_notifications_waiting", status=status) == 1
     oldest = value(scraped, "importbeat_notifications_oldest_waiting_timestamp_seconds")
     assert oldest == pytest.approx(hour_ago.timestamp())
+
+
+def test_the_notifications_parked_behind_a_turn_show(alice, scrape):
+    # Given nothing parked, then none shows
+    assert value(scrape(), "importbeat_notifications_parked", turn="mail") == 0
+    assert value(scrape(), "importbeat_notifications_parked", turn="owner") == 0
+
+    # When two e-mails wait behind the mail relay's turn, and a webhook behind its owner's
+    job = turns.Job("importbeat.deliver_notification", "t-1", 1, 0)
+    with turns.turn(turns.MAIL, job), turns.turn(turns.of_owner(alice.pk), job):
+        for key in (turns.MAIL, turns.MAIL, turns.of_owner(alice.pk)):
+            with pytest.raises(turns.Parked), turns.turn(key, job):
+                pass
+        scraped = scrape()
+        forget_redis_keys("importbeat:turns:*")  # nothing to hand on when the turns end
+
+    # Then the gauge says so, by turn
+    assert value(scraped, "importbeat_notifications_parked", turn="mail") == 2
+    assert value(scraped, "importbeat_notifications_parked", turn="owner") == 1

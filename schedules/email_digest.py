@@ -52,7 +52,7 @@ def send(delivery: NotificationDelivery) -> None:
         if not NotificationDelivery.objects.filter(pk=delivery.pk, status__in=WAITING).exists():
             return  # another worker sent it while this one waited for the lock
         now = timezone.now()
-        opens_at = _opens_at(mailbox)
+        opens_at = _opens_at(mailbox.last_sent_at)
         # Held without reading the others: a burst of ten thousand would read them all each.
         if opens_at is not None and now < opens_at:
             _hold(delivery, mailbox, opens_at, now)
@@ -63,7 +63,7 @@ def send(delivery: NotificationDelivery) -> None:
 def sends_now(last_sent_at: datetime | None) -> bool:
     """Whether an e-mail of an owner last e-mailed at `last_sent_at` would go out now rather
     than be held (read without the mailbox's lock: send() decides for good)."""
-    opens_at = _opens_at(OwnerMailbox(last_sent_at=last_sent_at))
+    opens_at = _opens_at(last_sent_at)
     return opens_at is None or timezone.now() >= opens_at
 
 
@@ -80,7 +80,7 @@ def send_due(owner_id: int) -> None:
         if mailbox is None:
             return  # the owner is gone, and their notifications with them
         now = timezone.now()
-        opens_at = _opens_at(mailbox)
+        opens_at = _opens_at(mailbox.last_sent_at)
         if opens_at is not None and now < opens_at:
             _send_digest_at(mailbox, opens_at, now)  # early: a clock, or a second message
         else:
@@ -118,11 +118,11 @@ def _waiting(
     return waiting
 
 
-def _opens_at(mailbox: OwnerMailbox) -> datetime | None:
-    """When the owner may be e-mailed again; None when now."""
-    if mailbox.last_sent_at is None or not settings.EMAIL_DIGEST_SECONDS:
+def _opens_at(last_sent_at: datetime | None) -> datetime | None:
+    """When an owner last e-mailed at `last_sent_at` may be e-mailed again; None when now."""
+    if last_sent_at is None or not settings.EMAIL_DIGEST_SECONDS:
         return None
-    return mailbox.last_sent_at + timedelta(seconds=settings.EMAIL_DIGEST_SECONDS)
+    return last_sent_at + timedelta(seconds=settings.EMAIL_DIGEST_SECONDS)
 
 
 def _hold(

@@ -38,6 +38,7 @@ from redis.commands.core import Script
 from redis.exceptions import RedisError
 
 from common.redis_client import TURN_LINES_KEY, client, turn_line_key
+from schedules.services import BROKER_ERRORS
 
 logger = logging.getLogger("importbeat.alerts")
 
@@ -145,22 +146,15 @@ def _hand_on(key: str, token: str, turns: int) -> bool:
     job = Job.decoded(raw)
     try:
         current_app.send_task(job.task, args=[job.arg], task_id=job.task_id, retries=job.retries)
-    except Exception as error:
+    except BROKER_ERRORS as error:
         # Back to the head of its line, where the sweep finds it once the broker answers.
         logger.warning("parked notification not sent task=%s arg=%s: %r", job.task, job.arg, error)
-        with _suppressed_redis():
-            client().lpush(keys[1], raw)
-            client().hset(LINES, key, turns)
+        try:
+            client().pipeline().lpush(keys[1], raw).hset(LINES, key, turns).execute()
+        except RedisError as lost:
+            logger.warning("parked notification lost until the sweep resends it: %s", lost)
         return False
     return True
-
-
-@contextmanager
-def _suppressed_redis() -> Iterator[None]:
-    try:
-        yield
-    except RedisError as error:
-        logger.warning("parked notification lost until the sweep resends it: %s", error)
 
 
 def _keys(key: str) -> list[str]:

@@ -728,7 +728,7 @@ class NotificationDeliveryAdmin(ListAtScale, admin.ModelAdmin):
 
     list_display = (
         "id", "scheduled_import", "event", "channel", "status", "attempts", "response_status",
-        "created_at",
+        "created_at", "next_attempt_at",
     )  # fmt: skip
     list_filter = ("status", "event", "channel")
     search_fields = ("scheduled_import__name", "scheduled_import__owner__username", "target")

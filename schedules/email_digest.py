@@ -9,7 +9,7 @@ in one e-mail that lists them (each one's own e-mail when it is alone).
 The workers delivering an owner's e-mails meet on its OwnerMailbox row, locked while the e-mail
 goes out, so no two send the same notification. The first notification held sends the owner's
 message for when the interval ends (`importbeat.send_email_digest`), which sends the digest; if
-it is lost, the sweep sends the held ones again (notifications.resend_pending).
+it is lost, the sweep sends the held ones again (notifications.resend_lost).
 """
 
 from __future__ import annotations
@@ -87,17 +87,24 @@ def send_due(owner_id: int) -> None:
             _send_now(_waiting(owner_id), mailbox, mailbox.user.email, now)
 
 
-def failed(owner_id: int, error: str, retrying: bool) -> None:
+def failed(owner_id: int, error: str, retry_in: float | None = None) -> None:
     """The owner's held e-mail did not go out: say why on each notification it carried, which
-    wait for the next try (`retrying`) or failed for good."""
+    wait for the next try in `retry_in` seconds (`retrying`) or failed for good."""
     statuses = NotificationDelivery.Status
+    retrying = retry_in is not None
     status = statuses.RETRYING if retrying else statuses.FAILED
+    next_attempt_at = timezone.now() + timedelta(seconds=retry_in) if retrying else None
     # Not the pending ones: each still has its own message on its way, which tries again.
     NotificationDelivery.objects.filter(
         scheduled_import__owner_id=owner_id,
         channel="email",
         status__in=(statuses.HELD, statuses.RETRYING),
-    ).update(status=status, error=error, finished_at=None if retrying else timezone.now())
+    ).update(
+        status=status,
+        error=error,
+        next_attempt_at=next_attempt_at,
+        finished_at=None if retrying else timezone.now(),
+    )
     logger.info("notification e-mail owner=%s %s: %s", owner_id, status, error)
 
 

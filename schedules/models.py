@@ -713,13 +713,16 @@ class NotificationDelivery(models.Model):
     error = models.TextField(blank=True)
     created_at = models.DateTimeField(default=now)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # When a `retrying` notification's next attempt is due: the sweep sends it again once that
+    # is long past, its message lost (notifications.resend_lost).
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "notification deliveries"
         indexes = [
             # The delivery log of one import, newest first.
             models.Index(fields=["scheduled_import", "-created_at"], name="delivery_log_idx"),
-            # The notifications still to send: the sweep's (notifications.resend_pending) and
+            # The notifications still to send: the sweep's (notifications.resend_lost) and
             # an owner's e-mails waiting for one message (email_digest), a few among millions.
             models.Index(
                 fields=["created_at"],

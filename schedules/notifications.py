@@ -20,13 +20,14 @@ notification settings, with its own e-mail and its `import.failing` payload.
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from . import alerts
@@ -138,22 +139,27 @@ def _create(deliveries: list[NotificationDelivery]) -> None:
             current_app.send_task(DELIVER, args=[delivery_id])
 
     # robust: a broker that is down must not fail the finished run; the rows stay `pending`
-    # and the sweep sends them (resend_pending).
+    # and the sweep sends them (resend_lost).
     transaction.on_commit(send, robust=True)
 
 
-def resend_pending(created_before: datetime) -> int:
-    """Send again the notifications still `pending` (or `held` for the owner's next e-mail)
-    since `created_before`: their message never reached the broker (it was down when their run
-    finished) or was lost with a Redis restart.
+def resend_lost(stale_before: datetime) -> int:
+    """Send again the notifications whose message may be lost:
+    - `pending` (or `held` for the owner's next e-mail) since `stale_before`: their message never
+      reached the broker (it was down when their run finished) or was lost with a Redis restart;
+    - `retrying` whose next attempt was due before `stale_before`: the broker refused the retry's
+      message as the attempt failed (Celery then drops the task), or lost it with a restart.
+      Before, such a notification stayed `retrying` for ever.
+    Each goes with its attempts so far, so that its count against MAX_RETRIES goes on.
     At least once: if the first message was only slow, a webhook may arrive twice."""
-    stale = NotificationDelivery.objects.filter(
-        status__in=("pending", "held"), created_at__lt=created_before
+    lost = NotificationDelivery.objects.filter(
+        Q(status__in=("pending", "held"), created_at__lt=stale_before)
+        | Q(status="retrying", next_attempt_at__lt=stale_before)
     )
-    ids = list(stale.values_list("pk", flat=True)[:500])
-    for delivery_id in ids:
-        current_app.send_task(DELIVER, args=[delivery_id])
-    return len(ids)
+    found = list(lost.values_list("pk", "attempts")[:500])
+    for delivery_id, attempts in found:
+        current_app.send_task(DELIVER, args=[delivery_id], retries=attempts)
+    return len(found)
 
 
 def payload(delivery: NotificationDelivery) -> dict[str, Any]:
@@ -216,12 +222,17 @@ def delivered(delivery: NotificationDelivery, response_status: int) -> None:
     _save(delivery)
 
 
-def failed(delivery: NotificationDelivery, error: str, retrying: bool) -> None:
-    """The attempt failed with `error` (plain words): `retrying` when another attempt follows,
-    else `failed` for good."""
+def failed(delivery: NotificationDelivery, error: str, retry_in: float | None = None) -> None:
+    """The attempt failed with `error` (plain words): `retrying` when another attempt follows
+    in `retry_in` seconds, else `failed` for good."""
     delivery.error = error
-    delivery.status = "retrying" if retrying else "failed"
+    delivery.status = "failed" if retry_in is None else "retrying"
+    delivery.next_attempt_at = None if retry_in is None else _in(retry_in)
     _save(delivery)
+
+
+def _in(seconds: float) -> datetime:
+    return timezone.now() + timedelta(seconds=seconds)
 
 
 def email_of(delivery: NotificationDelivery) -> tuple[str, str] | None:
@@ -254,6 +265,7 @@ def send_email(subject: str, message: str, address: str) -> None:
 def _save(delivery: NotificationDelivery) -> None:
     if delivery.status != "retrying":
         delivery.finished_at = timezone.now()
+        delivery.next_attempt_at = None
     delivery.save()
     logger.info("notification %s import=%s event=%s channel=%s attempts=%s",
                 delivery.status, delivery.scheduled_import_id, delivery.event, delivery.channel,

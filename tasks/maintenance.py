@@ -29,10 +29,11 @@ def sweep_runs() -> dict[str, int]:
       its worker died without the message coming back (the whole worker was killed, so no
       `reject_on_worker_lost`; Redis would redeliver only after its visibility timeout, hours
       later). Another attempt is queued, or the run fails once its retries are spent.
-    - a notification still `pending` after STALE_QUEUED_SECONDS is sent again: its message may
-      be lost (Redis restarted without persistence), or the broker was down when its run
-      finished. So is the first parked notification of a line with a turn free (the task that
-      held it died: tasks.turns).
+    - a notification still `pending` after STALE_QUEUED_SECONDS, or `retrying` that long after
+      its next attempt was due, is sent again: its message may be lost (Redis restarted without
+      persistence), or the broker was down when its run finished or its retry was sent. So is
+      the first parked notification of a line with a turn free (the task that held it died:
+      tasks.turns).
     - a replaced credential still waiting after STALE_QUEUED_SECONDS to be hidden in its runs
       has its job sent again (schedules.replaced_credentials.resend_stale).
 
@@ -59,7 +60,7 @@ def sweep_runs() -> dict[str, int]:
             recovered += 1
 
     stale = now - timedelta(seconds=settings.STALE_QUEUED_SECONDS)
-    notified = _send_again("notifications", notifications.resend_pending, stale)
+    notified = _send_again("notifications", notifications.resend_lost, stale)
     # Parked notifications whose turn's holder died (tasks.turns).
     notified += turns.send_stranded()
     # A replaced credential whose job was lost, or cut short, still to hide in its runs.

@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import random
+import logging
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Any
+from typing import Any, NoReturn
 
 from celery import shared_task
-from celery.exceptions import Retry
-from celery.utils.time import get_exponential_backoff_interval
+from celery.exceptions import Reject, Retry
 from django.conf import settings
 
+from common import error_words
 from schedules import email_digest, notifications, reconcile, replaced_credentials, services
 
-from . import destinations, maintenance, runner, source_check, turns, webhooks
-from .errors import NotificationFailed, RunFailed, TransientImportError
+from . import maintenance, runner, source_check, turns, webhooks
+from .errors import NotificationFailed, RunFailed
+
+logger = logging.getLogger("importbeat.alerts")
 
 
 @shared_task(
@@ -137,7 +139,7 @@ def send_email_digest(self, owner_id: int) -> None:
     _send_notification(
         self,
         turns.turn(turns.MAIL, job, settings.EMAIL_CONCURRENCY),
-        lambda final: webhooks.send_digest(owner_id, final=final),
+        lambda final: webhooks.send_digest(owner_id, self.request.retries + 1, final=final),
     )
 
 
@@ -172,6 +174,22 @@ def deliver_notification(self, delivery_id: int) -> None:
     )
 
 
+def _retry(task: Any, later: webhooks.RetryLater) -> NoReturn:
+    """Send the notification's retry for when `later` says. Celery drops the task when the
+    broker cannot take that message (Reject, with a traceback in the worker log): the task
+    ends in RETRY saying so, and the sweep sends it again once its next attempt is long due
+    (notifications.resend_lost)."""
+    try:
+        raise task.retry(countdown=later.countdown, max_retries=None, exc=later.error)
+    except Reject as refused:
+        broker = error_words.refused_or_unreachable("the broker", refused.reason, logger)
+        raise Retry(
+            f"{later} (its retry was not sent, {broker}: the sweep sends it again"
+            f" {settings.STALE_QUEUED_SECONDS} s after it is due)",
+            exc=later.error,
+        ) from None
+
+
 def _turn_of(delivery_id: int, job: turns.Job) -> AbstractContextManager[None] | None:
     """The turn a notification takes (tasks.turns): its owner's for a webhook, the mail
     relay's for an e-mail that goes out now; none for one the owner's digest holds."""
@@ -189,38 +207,22 @@ def _turn_of(delivery_id: int, job: turns.Job) -> AbstractContextManager[None] |
 def _send_notification(
     task: Any, in_turn: AbstractContextManager[None] | None, send: Callable[[bool], str | None]
 ) -> None:
-    """`send(final)`, final once the retries are spent: a transient failure retried after
-    _backoff, one for good (what `send` answers) raised as NotificationFailed. Sent in its turn
-    (`in_turn`, tasks.turns): parked when every turn is taken, the task ends in RETRY saying so
-    (without a message of its own: the one that gives a turn back sends it again), and the
-    notification comes back when one is free."""
+    """`send(final)`, final once the retries are spent: a transient failure retried when it
+    says (webhooks.RetryLater), one for good (what `send` answers) raised as
+    NotificationFailed. Sent in its turn (`in_turn`, tasks.turns): parked when every turn is
+    taken, the task ends in RETRY saying so (without a message of its own: the one that gives
+    a turn back sends it again), and the notification comes back when one is free."""
     failed, transient = None, None
     try:
         with in_turn or nullcontext():
             try:
                 failed = send(task.request.retries + 1 > webhooks.MAX_RETRIES)
-            except TransientImportError as error:
-                transient = error
+            except webhooks.RetryLater as later:
+                transient = later
     except turns.Parked as parked:
         raise Retry(str(parked), exc=parked) from None
     # Retried once the turn is given back, so that the next in line goes meanwhile.
     if transient is not None:
-        countdown = _backoff(task.request.retries, transient)
-        raise task.retry(countdown=countdown, max_retries=None, exc=transient) from transient
+        _retry(task, transient)
     if failed:
         raise NotificationFailed(failed)
-
-
-def _backoff(retries: int, error: TransientImportError) -> float:
-    """A notification's next try: capped, jittered exponential backoff (STYLE rule 4); after
-    its destination's wait when it waits for one (destinations.Waiting), spread over as long
-    again, so that the destination's next try finds the others waiting on, not all at once."""
-    countdown = get_exponential_backoff_interval(
-        factor=webhooks.BACKOFF_SECONDS,
-        retries=retries,
-        maximum=webhooks.BACKOFF_MAX_SECONDS,
-        full_jitter=True,
-    )
-    if isinstance(error, destinations.Waiting):
-        countdown = error.seconds + random.uniform(0, max(countdown, error.seconds))
-    return countdown

@@ -46,7 +46,7 @@ logger = logging.getLogger("importbeat.alerts")
 # that a turn is never taken from a notification still being sent.
 TURN_SECONDS = 120
 # A line nobody took from for this long is dropped: its notifications are long sent again by
-# the sweep (notifications.resend_pending) or failed.
+# the sweep (notifications.resend_lost) or failed.
 LINE_SECONDS = 7 * 24 * 3600
 # The keys that have a line, each with its number of turns: the sweep's lines to look at.
 LINES = TURN_LINES_KEY

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ from typing import Any
 
 import requests
 from celery.exceptions import SoftTimeLimitExceeded
+from celery.utils.time import get_exponential_backoff_interval
 
 from schedules import alerts, email_digest, notifications
 from schedules.models import NotificationDelivery
@@ -41,6 +43,29 @@ MAX_RETRIES = 5
 BACKOFF_SECONDS = 10
 BACKOFF_MAX_SECONDS = 600
 USER_AGENT = "importbeat-alerts/1.0"
+
+
+class RetryLater(TransientImportError):
+    """A transient failure logged as `retrying`, its next attempt `countdown` seconds away:
+    the log keeps when (`next_attempt_at`), so that the sweep sends it again if its message is
+    lost (notifications.resend_lost)."""
+
+    def __init__(self, error: TransientImportError, countdown: float) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.countdown = countdown
+
+
+def backoff(retries: int, error: TransientImportError) -> float:
+    """A notification's next try: capped, jittered exponential backoff (STYLE rule 4); after
+    its destination's wait when it waits for one (destinations.Waiting), spread over as long
+    again, so that the destination's next try finds the others waiting on, not all at once."""
+    countdown = get_exponential_backoff_interval(
+        factor=BACKOFF_SECONDS, retries=retries, maximum=BACKOFF_MAX_SECONDS, full_jitter=True
+    )
+    if isinstance(error, destinations.Waiting):
+        countdown = error.seconds + random.uniform(0, max(countdown, error.seconds))
+    return countdown
 
 
 def post_signed(url: str, payload: dict[str, Any], secret: str) -> int:
@@ -108,8 +133,8 @@ def judged(status: int) -> int:
 
 def deliver(delivery_id: int, attempt: int = 1, final: bool = True) -> str | None:
     """Send one notification and log how it went (schedules.notifications). A transient
-    webhook failure is re-raised (TransientImportError) for the task to retry, unless `final`
-    (retries spent). What its log says when it failed for good, else None."""
+    failure is raised as RetryLater for the task to retry, unless `final` (retries spent).
+    What its log says when it failed for good, else None."""
     delivery = notifications.start(delivery_id, attempt)
     if delivery is None:
         return None
@@ -131,12 +156,14 @@ def _send(delivery: NotificationDelivery, final: bool) -> None:
                 return
             status = judged(_post_to_an_answering(notifications.webhook(delivery)))
     except TransientImportError as error:
-        notifications.failed(delivery, str(error), retrying=not final)
-        if not final:
-            raise
-        return
+        if final:
+            notifications.failed(delivery, str(error))
+            return
+        countdown = backoff(delivery.attempts - 1, error)
+        notifications.failed(delivery, str(error), retry_in=countdown)
+        raise RetryLater(error, countdown) from None
     except PermanentImportError as error:
-        notifications.failed(delivery, str(error), retrying=False)
+        notifications.failed(delivery, str(error))
         return
     notifications.delivered(delivery, status)
 
@@ -155,18 +182,19 @@ def _post_to_an_answering(hook: alerts.Webhook) -> int:
     return status
 
 
-def send_digest(owner_id: int, final: bool = True) -> str | None:
+def send_digest(owner_id: int, attempt: int = 1, final: bool = True) -> str | None:
     """Send an owner's held e-mails (schedules.email_digest.send_due); the mail server's failure
-    told on each notification, and re-raised (TransientImportError) for the task to retry
-    unless `final`. What the notifications' log says when they failed for good, else None."""
+    told on each notification, and raised as RetryLater for the task to retry unless `final`.
+    What the notifications' log says when they failed for good, else None."""
     try:
         with _out_of_time_said():
             _to_an_answering_mail_server(email_digest.send_due, owner_id)
     except (TransientImportError, PermanentImportError) as failed:
-        retrying = isinstance(failed, TransientImportError) and not final
-        email_digest.failed(owner_id, str(failed), retrying=retrying)
-        if retrying:
-            raise
+        if isinstance(failed, TransientImportError) and not final:
+            countdown = backoff(attempt - 1, failed)
+            email_digest.failed(owner_id, str(failed), retry_in=countdown)
+            raise RetryLater(failed, countdown) from None
+        email_digest.failed(owner_id, str(failed))
         return f"the e-mail of user {owner_id}'s held notifications failed: {failed}"
     return None
 

@@ -14,11 +14,12 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import redis
 from celery.exceptions import SoftTimeLimitExceeded
+from django.utils import timezone
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -265,10 +266,14 @@ def test_an_owners_held_emails_wait_while_the_mail_server_does_not_answer(alice,
     held = email(alice, status="held")
     destinations.not_answered(mail_server(), "Connection refused")
 
-    with pytest.raises(destinations.Waiting):
+    with pytest.raises(webhooks.RetryLater) as raised:
         webhooks.send_digest(alice.pk, final=False)
+    # retried after the mail server's wait, when its log says
+    assert isinstance(raised.value.error, destinations.Waiting)
+    assert raised.value.countdown >= raised.value.error.seconds
     held.refresh_from_db()
     assert held.status == "retrying"
+    assert held.next_attempt_at >= timezone.now() + timedelta(seconds=raised.value.countdown - 5)
     assert held.error.startswith(f"not sent: {mail_server()} did not answer another notification")
 
 

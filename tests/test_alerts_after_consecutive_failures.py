@@ -214,7 +214,7 @@ def test_an_alert_queued_while_the_broker_was_down_is_sent_by_the_sweep(
 
     # When the sweep looks for pending notifications
     run_deliveries_here(monkeypatch)
-    notifications.resend_pending(created_before=timezone.now() + timedelta(seconds=1))
+    notifications.resend_lost(stale_before=timezone.now() + timedelta(seconds=1))
 
     # Then the alert goes out and its log says so
     pending.refresh_from_db()

@@ -148,7 +148,7 @@ def test_held_notifications_whose_message_was_lost_are_sent_again_by_the_sweep(a
     old = timezone.now() - timedelta(seconds=settings.STALE_QUEUED_SECONDS + 1)
     NotificationDelivery.objects.update(status="held", created_at=old)
 
-    assert notifications.resend_pending(timezone.now() - timedelta(seconds=1)) == 1
+    assert notifications.resend_lost(timezone.now() - timedelta(seconds=1)) == 1
 
 
 @pytest.mark.django_db

@@ -117,12 +117,16 @@ def test_a_webhook_that_fails_is_retried_and_each_try_is_in_the_log(alice, recei
         webhooks.deliver(delivery.pk, attempt=1, final=False)
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("retrying", 1)
+    (retrying,) = client_for(alice).get(f"{API}/imports/{imp.pk}/deliveries/").json()["results"]
+    assert retrying["next_attempt_at"] == delivery.next_attempt_at.isoformat().replace(
+        "+00:00", "Z"
+    )
     webhooks.deliver(delivery.pk, attempt=2, final=False)
 
     log = client_for(alice).get(f"{API}/imports/{imp.pk}/deliveries/").json()["results"]
-    assert [(d["status"], d["attempts"], d["response_status"]) for d in log] == [
-        ("delivered", 2, 200)
-    ]
+    assert [
+        (d["status"], d["attempts"], d["response_status"], d["next_attempt_at"]) for d in log
+    ] == [("delivered", 2, 200, None)]
     assert len(receiver.requests) == 2
 
 

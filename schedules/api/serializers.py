@@ -595,7 +595,7 @@ class DeliverySerializer(ModelSerializer):
         model = NotificationDelivery
         fields = [
             "id", "event", "channel", "target", "status", "attempts", "response_status",
-            "error", "run", "created_at", "finished_at",
+            "error", "run", "created_at", "finished_at", "next_attempt_at",
         ]  # fmt: skip
         read_only_fields = fields
 

@@ -28,7 +28,7 @@ from django.db import DatabaseError, connection
 from django_celery_beat.schedulers import DatabaseScheduler
 from redis.exceptions import RedisError
 
-from common import read_only_database
+from common import error_words, read_only_database
 from common.leases import Lease
 
 # The keys the health check reads too: kept beside the Redis client, which schedules may import.
@@ -49,7 +49,45 @@ class ImportScheduler(DatabaseScheduler):
         self.is_leader = False
         self.started_at = time.monotonic()
         self.first_dispatch_logged = False
+        # The maintenance entries the database did not take (update_from_dict), by name.
+        self.not_installed: dict[str, dict[str, Any]] = {}
         super().__init__(*args, **kwargs)
+
+    def update_from_dict(self, mapping: dict[str, dict[str, Any]]) -> None:
+        """django-celery-beat's, each entry written to its table, but an entry the database
+        does not take (away, or taking no writes) is said in one line and installed again at
+        the next loops (_install_the_rest). django-celery-beat logged a traceback for each and
+        never tried again: a beat started on a standby never ran the sweep, reconciliation and
+        retention after the standby's promotion, until it was restarted."""
+        entries = {}
+        for name, fields in mapping.items():
+            try:
+                entry = self.Entry.from_entry(name, app=self.app, **fields)
+            except DatabaseError as error:
+                if name not in self.not_installed:
+                    what = "takes no writes" if read_only_database.refused(error) else "failed"
+                    logger.warning(
+                        "beat cannot install its job %s: the database %s (%s); it tries again"
+                        " at each loop", name, what, error_words.log_text(error),
+                    )  # fmt: skip
+                self.not_installed[name] = fields
+                continue
+            self.not_installed.pop(name, None)
+            if entry.model.enabled:
+                entries[name] = entry
+        self.schedule.update(entries)
+
+    def _install_the_rest(self) -> None:
+        """Install the entries the database did not take before, once it takes them."""
+        missing = sorted(self.not_installed)
+        with suppress(DatabaseError):
+            connection.close()  # a session opened while the server took no writes may keep so
+        self.update_from_dict(dict(self.not_installed))
+        if not self.not_installed:
+            logger.info("beat installed its jobs %s", ", ".join(missing))
+            # Read the entries again, as a new leader does.
+            self._initial_read = True
+            self._heap = None
 
     def enabled_models_qs(self):
         # Imports fire from `next_run_at` (schedules.dispatch), never from their PeriodicTask.
@@ -61,6 +99,8 @@ class ImportScheduler(DatabaseScheduler):
         """Dispatch the due imports, run the maintenance entries if leading; sleep until due."""
         wait = self._dispatch_imports()
         if self._lead():
+            if self.not_installed:
+                self._install_the_rest()
             wait = min(wait, super().tick(*args, **kwargs))
         else:
             # A standby looks again well within the lease, so a take-over is quick.

@@ -1,0 +1,115 @@
+"""A real PostgreSQL primary and a hot standby streaming from it, for the failover tests.
+
+The binaries are pgserver's (the embedded PostgreSQL `make install` brings), so a fresh machine
+has them. PostgreSQL will not run as root: as root, the clusters belong to pgserver's own user.
+Both listen on 127.0.0.1 only, on free ports, in a folder of their own removed at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+from pgserver._commands import POSTGRES_BIN_PATH
+
+from project.devservices import free_port
+
+DATABASE = "importbeat"
+
+
+class Cluster:
+    """One PostgreSQL data folder and the server on it."""
+
+    def __init__(self, folder: Path, port: int, user: str | None) -> None:
+        self.folder, self.port, self.user = folder, port, user
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@127.0.0.1:{self.port}/{DATABASE}"
+
+    def start(self) -> None:
+        options = f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories=''"
+        _run("pg_ctl", "-D", self.folder, "-l", self.folder / "server.log", "-o", options,
+             "-w", "-t", "60", "start", user=self.user)  # fmt: skip
+
+    def stop(self) -> None:
+        with contextlib.suppress(RuntimeError):
+            _run("pg_ctl", "-D", self.folder, "-m", "immediate", "-w", "stop", user=self.user)
+
+    def promote(self) -> None:
+        """End recovery: the standby becomes a primary, as a failover does."""
+        _run("pg_ctl", "-D", self.folder, "-w", "-t", "60", "promote", user=self.user)
+
+    def query(self, sql: str, *params: object) -> list[tuple]:
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    def log(self) -> str:
+        path = self.folder / "server.log"
+        return path.read_text(errors="replace")[-4000:] if path.exists() else ""
+
+
+@contextlib.contextmanager
+def primary_and_standby(prepare: Callable[[Cluster], None]) -> Iterator[tuple[Cluster, Cluster]]:
+    """A primary with the database DATABASE, `prepare(primary)` run on it (migrations, the
+    rows a test needs), then a hot standby copied from it with pg_basebackup and streaming.
+    Both are stopped, and their folder removed, at the end."""
+    user = _cluster_user()
+    home = Path(tempfile.mkdtemp(prefix="importbeat-standby-"))
+    primary = Cluster(home / "primary", free_port(), user)
+    standby = Cluster(home / "standby", free_port(), user)
+    try:
+        if user is not None:
+            shutil.chown(home, user, user)
+        _run("initdb", "-D", primary.folder, "-U", "postgres", "--auth=trust",
+             "--encoding=utf8", user=user)  # fmt: skip
+        primary.start()
+        _run("createdb", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres", DATABASE)
+        prepare(primary)
+        _run("pg_basebackup", "-D", standby.folder, "-h", "127.0.0.1", "-p", str(primary.port),
+             "-U", "postgres", "-R", "-X", "stream", "-c", "fast", user=user)  # fmt: skip
+        standby.start()
+        yield primary, standby
+    finally:
+        standby.stop()
+        primary.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _cluster_user() -> str | None:
+    """Who runs the servers: pgserver's user as root (PostgreSQL refuses root), else us."""
+    if os.geteuid() != 0:
+        return None
+    import stat
+
+    from pgserver.utils import (
+        ensure_folder_permissions,
+        ensure_prefix_permissions,
+        ensure_user_exists,
+    )
+
+    # As pgserver does for its own server: the binaries readable and runnable by its user.
+    ensure_prefix_permissions(POSTGRES_BIN_PATH)
+    readable = stat.S_IRGRP | stat.S_IROTH
+    ensure_folder_permissions(POSTGRES_BIN_PATH, stat.S_IXGRP | stat.S_IXOTH | readable)
+    ensure_folder_permissions(POSTGRES_BIN_PATH.parent / "lib", readable)
+    return ensure_user_exists("pgserver").pw_name
+
+
+def _run(program: str, *args: object, user: str | None = None) -> None:
+    done = subprocess.run(
+        [str(POSTGRES_BIN_PATH / program), *map(str, args)],
+        user=user,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode:
+        raise RuntimeError(f"{program} failed ({done.returncode}): {done.stdout}{done.stderr}")

@@ -20,6 +20,7 @@ import requests
 from django.contrib.auth import get_user_model
 from knox.models import AuthToken
 
+from common import error_words
 from common.error_words import CLASS_NAME
 from project.devservices import free_port
 from schedules.models import ImportRun
@@ -145,6 +146,14 @@ def test_a_worker_running_when_redis_fills_keeps_going_and_takes_the_next_run_on
     time.sleep(3)
     assert worker.poll() is None, processes.logs()
     assert run_status(behind) == "queued"
+    # saying why once, not twenty lines a second: the consumer restarted at once five times,
+    # then said "Frequent restarts detected" with a traceback, every second
+    log = "".join(path.read_text() for path in processes.log_dir.glob("worker-*.log"))
+    cannot_connect = [line for line in log.splitlines() if "consumer: Cannot connect" in line]
+    assert len(cannot_connect) == 1, log
+    assert cannot_connect[0].endswith(f"maxmemory'.. ({error_words.FULL})"), log
+    assert log.count("Frequent restarts detected") <= 1, log
+    assert "RestartFreqExceeded: " not in log, log
 
     # And once Redis has room, it takes the run behind
     web["redis"].config_set("maxmemory", "0")

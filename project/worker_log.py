@@ -1,0 +1,76 @@
+"""The worker's log while its broker refuses it: said once a minute, not twenty lines a second.
+
+A Redis that is full (at its maxmemory, evicting nothing) takes the consumer's connection and
+refuses its first write: Celery's consumer logs "Cannot connect" and restarts at once, five
+times, then logs "Frequent restarts detected" with a traceback and sleeps a second; again and
+again while Redis stays full. The worker's log grew by about twenty lines a second, which
+buried the one that said why. Each such line of the consumer now shows once a minute at most,
+with how many times it was said meanwhile, without the restart's traceback (it says nothing
+the line does not), and with what a full or read-only Redis means in words.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+
+from celery.signals import after_setup_logger
+
+from common import error_words
+
+CONSUMER_LOGGER = "celery.worker.consumer.consumer"
+# A line said again within this is folded into the next one shown.
+FOLD_SECONDS = 60.0
+_NUMBERS = re.compile(r"\d+")
+
+
+class RepeatsFolded(logging.Filter):
+    """Shows a warning or worse once per `seconds` for each message (its numbers aside: retry
+    counts, delays), the next one shown saying how many were folded."""
+
+    def __init__(self, seconds: float = FOLD_SECONDS) -> None:
+        super().__init__()
+        self.seconds = seconds
+        self._shown: dict[str, tuple[float, int]] = {}  # message: (shown at, folded since)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = _NUMBERS.sub("#", record.getMessage())
+        now = time.monotonic()
+        shown_at, folded = self._shown.get(key, (None, 0))
+        if shown_at is not None and now - shown_at < self.seconds:
+            self._shown[key] = (shown_at, folded + 1)
+            return False
+        self._shown[key] = (now, 0)
+        _in_words(record)
+        if folded:
+            record.msg = (
+                f"{record.msg} (said {folded} times more in the last {now - shown_at:.0f} s)"
+            )
+        return True
+
+
+def _in_words(record: logging.LogRecord) -> None:
+    """A refusal said in words; a restart's traceback dropped."""
+    args = record.args if isinstance(record.args, tuple) else ()
+    errors = [arg for arg in args if isinstance(arg, BaseException)]
+    if record.exc_info and record.exc_info[1] is not None:
+        errors.append(record.exc_info[1])
+        if type(record.exc_info[1]).__name__ == "RestartFreqExceeded":
+            record.exc_info = None
+            record.exc_text = None
+    for error in errors:
+        if words := error_words.refusal(error):
+            # On the error's line: Celery's "Trying to reconnect..." follows on the next.
+            head, newline, rest = str(record.msg).partition("\n")
+            record.msg = f"{head} ({words}){newline}{rest}"
+            return
+
+
+@after_setup_logger.connect(weak=False, dispatch_uid="importbeat.worker_log")
+def fold_the_consumers_repeats(**_: object) -> None:
+    consumer = logging.getLogger(CONSUMER_LOGGER)
+    if not any(isinstance(f, RepeatsFolded) for f in consumer.filters):
+        consumer.addFilter(RepeatsFolded())

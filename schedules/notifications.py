@@ -20,6 +20,7 @@ notification settings, with its own e-mail and its `import.failing` payload.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -37,6 +38,10 @@ from .text import printable
 logger = logging.getLogger("importbeat.alerts")
 
 DELIVER = "importbeat.deliver_notification"
+# The sweep sends this many lost notifications at most, and looks at RESEND_LOOKS at most to
+# find them among those waiting in a line.
+RESEND_BATCH = 500
+RESEND_LOOKS = 20_000
 # The failure-streak alert's event (alerts.py).
 ALERT = "alert"
 RUN_EVENTS = {
@@ -143,23 +148,41 @@ def _create(deliveries: list[NotificationDelivery]) -> None:
     transaction.on_commit(send, robust=True)
 
 
-def resend_lost(stale_before: datetime) -> int:
-    """Send again the notifications whose message may be lost:
+def resend_lost(
+    stale_before: datetime, parked: Callable[[list[int]], set[int]] = lambda ids: set()
+) -> int:
+    """Send again the notifications whose message may be lost, RESEND_BATCH at most; the
+    number sent:
     - `pending` (or `held` for the owner's next e-mail) since `stale_before`: their message never
       reached the broker (it was down when their run finished) or was lost with a Redis restart;
     - `retrying` whose next attempt was due before `stale_before`: the broker refused the retry's
       message as the attempt failed (Celery then drops the task), or lost it with a restart.
       Before, such a notification stayed `retrying` for ever.
+    But not those waiting their turn in a line (`parked`, tasks.turns): not lost, only slow.
     Each goes with its attempts so far, so that its count against MAX_RETRIES goes on.
     At least once: if the first message was only slow, a webhook may arrive twice."""
     lost = NotificationDelivery.objects.filter(
         Q(status__in=("pending", "held"), created_at__lt=stale_before)
         | Q(status="retrying", next_attempt_at__lt=stale_before)
-    )
-    found = list(lost.values_list("pk", "attempts")[:500])
-    for delivery_id, attempts in found:
-        current_app.send_task(DELIVER, args=[delivery_id], retries=attempts)
-    return len(found)
+    ).order_by("created_at", "pk")  # the waiting ones' index order (delivery_waiting_idx)
+    sent, looked_at = 0, 0
+    after = Q()
+    while sent < RESEND_BATCH and looked_at < RESEND_LOOKS:
+        batch = list(lost.filter(after).values_list("pk", "attempts", "created_at")[:RESEND_BATCH])
+        if not batch:
+            break
+        looked_at += len(batch)
+        last_pk, _, last_created_at = batch[-1]
+        after = Q(created_at__gt=last_created_at) | Q(created_at=last_created_at, pk__gt=last_pk)
+        waiting = parked([delivery_id for delivery_id, _, _ in batch])
+        for delivery_id, attempts, _ in batch:
+            if delivery_id in waiting:
+                continue
+            current_app.send_task(DELIVER, args=[delivery_id], retries=attempts)
+            sent += 1
+            if sent == RESEND_BATCH:
+                break
+    return sent
 
 
 def payload(delivery: NotificationDelivery) -> dict[str, Any]:

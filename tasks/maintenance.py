@@ -60,7 +60,7 @@ def sweep_runs() -> dict[str, int]:
             recovered += 1
 
     stale = now - timedelta(seconds=settings.STALE_QUEUED_SECONDS)
-    notified = _send_again("notifications", notifications.resend_lost, stale)
+    notified = _send_again("notifications", _resend_lost_notifications, stale)
     # Parked notifications whose turn's holder died (tasks.turns).
     notified += turns.send_stranded()
     # A replaced credential whose job was lost, or cut short, still to hide in its runs.
@@ -69,6 +69,11 @@ def sweep_runs() -> dict[str, int]:
         logger.warning("sweep recovered=%s notifications=%s replaced_credentials=%s",
                        recovered, notified, hiding)  # fmt: skip
     return {"recovered": recovered, "notifications": notified, "replaced_credentials": hiding}
+
+
+def _resend_lost_notifications(stale: datetime) -> int:
+    """The notifications whose message is lost, not those waiting their turn (tasks.turns)."""
+    return notifications.resend_lost(stale, lambda ids: turns.parked(notifications.DELIVER, ids))
 
 
 def _send_again(what: str, resend: Callable[[datetime], int], stale: datetime) -> int:

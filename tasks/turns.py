@@ -19,8 +19,9 @@ line: waiting by retrying on a timer cost a message per look, thousands a second
 with ten thousand notifications.
 
 A turn whose task died is free again after TURN_SECONDS; the sweep (maintenance.sweep_runs)
-then sends the first parked notification of each line with a free turn. Fails open: without
-Redis, every notification goes as it comes.
+then sends the first parked notification of each line with a free turn. The sweep does not take
+a parked notification for a lost one, however long it has waited (`parked`). Fails open:
+without Redis, every notification goes as it comes.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ TURN_SECONDS = 120
 LINE_SECONDS = 7 * 24 * 3600
 # The keys that have a line, each with its number of turns: the sweep's lines to look at.
 LINES = TURN_LINES_KEY
+# The parked jobs of every line, "<task> <argument>" by when they were parked: which
+# notifications wait in a line (`parked`), not lost however long they wait.
+PARKED_JOBS = "importbeat:turns:parked"
 # The mail relay's turns (EMAIL_URL's server: one per deployment).
 MAIL = "mail"
 PARKED = "waiting its turn: "
@@ -85,6 +89,10 @@ class Job:
     def encoded(self) -> str:
         return f"{self.task} {self.task_id} {self.arg} {self.retries}"
 
+    @property
+    def parked_as(self) -> str:
+        return f"{self.task} {self.arg}"
+
     @classmethod
     def decoded(cls, raw: bytes) -> Job:
         task, task_id, arg, retries = raw.decode().split()
@@ -118,15 +126,32 @@ def _take(key: str, token: str, job: Job, turns: int) -> bool:
     thousand such webhooks waited 8.2 s, against 3.3-5.2 s parked (bench_notifications_take_turns).
     """
     now = time.time()
-    args = [token, now, now + TURN_SECONDS, job.encoded(), LINE_SECONDS, key, turns]
+    args = [token, now, now + TURN_SECONDS, job.encoded(), LINE_SECONDS, key, turns, job.parked_as]
     return _scripts()[0](keys=_keys(key), args=args) == 1
+
+
+def parked(task: str, args: list[int]) -> set[int]:
+    """Which of `task`'s `args` wait in a line: the sweep does not send them again. A line
+    longer than STALE_QUEUED_SECONDS (600 webhooks to a receiver that answers in 3 s) held its
+    notifications `pending` past it: the sweep took them for lost and sent each again, 500 a
+    minute, each copy sent in its turn too. None without Redis (their lines are gone anyway)."""
+    if not args:
+        return set()
+    try:
+        scores = client().zmscore(PARKED_JOBS, [f"{task} {arg}" for arg in args])
+    except RedisError as error:
+        logger.warning("parked notifications not looked at: %s", error)
+        return set()
+    return {arg for arg, score in zip(args, scores, strict=True) if score is not None}
 
 
 def send_stranded() -> int:
     """Send the first parked notification of each line with a turn free (its holder died);
-    the number sent. For the sweep."""
+    the number sent. For the sweep, which also forgets the parked jobs of lines long dropped."""
     try:
-        lines = client().hgetall(LINES)
+        store = client()
+        store.zremrangebyscore(PARKED_JOBS, "-inf", time.time() - LINE_SECONDS)
+        lines = store.hgetall(LINES)
     except RedisError as error:
         logger.warning("parked notifications not looked at: %s", error)
         return 0
@@ -150,7 +175,8 @@ def _hand_on(key: str, token: str, turns: int) -> bool:
         # Back to the head of its line, where the sweep finds it once the broker answers.
         logger.warning("parked notification not sent task=%s arg=%s: %r", job.task, job.arg, error)
         try:
-            client().pipeline().lpush(keys[1], raw).hset(LINES, key, turns).execute()
+            back = client().pipeline().lpush(keys[1], raw).hset(LINES, key, turns)
+            back.zadd(PARKED_JOBS, {job.parked_as: time.time()}).execute()
         except RedisError as lost:
             logger.warning("parked notification lost until the sweep resends it: %s", lost)
         return False
@@ -158,11 +184,11 @@ def _hand_on(key: str, token: str, turns: int) -> bool:
 
 
 def _keys(key: str) -> list[str]:
-    return [f"importbeat:turns:{key}:holders", turn_line_key(key), LINES]
+    return [f"importbeat:turns:{key}:holders", turn_line_key(key), LINES, PARKED_JOBS]
 
 
 # Expired holders dropped; a turn taken (1) when fewer than ARGV[7] hold one, else the job
-# parked at the end of the key's line (0).
+# parked at the end of the key's line, and noted among the parked ones (0).
 TAKE = """
 redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[2])
 if redis.call('zcard', KEYS[1]) < tonumber(ARGV[7]) then
@@ -173,16 +199,23 @@ end
 redis.call('rpush', KEYS[2], ARGV[4])
 redis.call('expire', KEYS[2], ARGV[5])
 redis.call('hset', KEYS[3], ARGV[6], ARGV[7])
+redis.call('zadd', KEYS[4], ARGV[2], ARGV[8])
 return 0
 """
 # The holder ARGV[1] gone (none when the sweep asks) with the expired ones; when a turn is then
-# free, the first parked job, taken from the line (false when none, and the line is forgotten).
+# free, the first parked job, taken from the line and the parked ones (false when none, and the
+# line is forgotten).
 HAND_ON = """
 redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[2])
 if ARGV[1] ~= '' then redis.call('zrem', KEYS[1], ARGV[1]) end
 if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[4]) then return false end
 local first = redis.call('lpop', KEYS[2])
-if not first then redis.call('hdel', KEYS[3], ARGV[3]) end
+if not first then
+    redis.call('hdel', KEYS[3], ARGV[3])
+    return false
+end
+local task, _, arg = string.match(first, '^(%S+) (%S+) (%S+)')
+redis.call('zrem', KEYS[4], task .. ' ' .. arg)
 return first
 """
 

@@ -13,6 +13,7 @@ turns (EMAIL_CONCURRENCY), so a relay that takes a second an e-mail holds that m
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 
 import pytest
 import redis
@@ -149,6 +150,7 @@ def test_a_notification_is_parked_while_another_of_its_owner_is_sent_and_goes_af
         result = deliver_notification.apply(args=[delivery.pk], task_id="t-1", retries=3)
         assert parked(result)
         assert line_of(bob) == [f"{DELIVER} t-1 {delivery.pk} 3".encode()]
+        assert turns.parked(DELIVER, [delivery.pk, 0]) == {delivery.pk}
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.error) == ("pending", 0, "")
     assert not hook.requests
@@ -157,6 +159,7 @@ def test_a_notification_is_parked_while_another_of_its_owner_is_sent_and_goes_af
     # the retries it had)
     assert sent == [(DELIVER, "t-1", [delivery.pk], 3)]
     assert line_of(bob) == []
+    assert turns.parked(DELIVER, [delivery.pk]) == set()
     assert deliver(delivery).status == "delivered"
 
 
@@ -243,6 +246,7 @@ def test_a_parked_notification_the_broker_refused_stays_first_in_line(bob, hook,
         assert parked(deliver_notification.apply(args=[delivery.pk], task_id="t-1"))
         monkeypatch.setattr(app, "send_task", refuse)
     assert line_of(bob) == [f"{DELIVER} t-1 {delivery.pk} 0".encode()]
+    assert turns.parked(DELIVER, [delivery.pk]) == {delivery.pk}  # the sweep leaves it there
 
 
 @pytest.mark.django_db(transaction=True)
@@ -257,3 +261,36 @@ def test_without_redis_an_owners_notifications_go_as_they_come(bob, hook, monkey
         assert delivery.status == "delivered"
     finally:
         turns._scripts.cache_clear()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_leaves_alone_notifications_waiting_in_a_long_line(bob, hook, sent, settings):
+    """A line longer than STALE_QUEUED_SECONDS (600 webhooks to a receiver that answers in 3 s,
+    or 2,000 owners' e-mails through a relay that takes a second each) held notifications
+    `pending` past it, or `retrying` past their next attempt: the sweep took them for lost and
+    sent each again, up to 500 a minute, and each copy came to its turn and was sent again: a
+    webhook or an e-mail twice, and the line grew by 500 a minute."""
+    # Given two notifications parked a long time behind one of bob's that is being sent
+    waiting, retrying = notification(bob, hook.url, "a"), notification(bob, hook.url, "b")
+    sent.clear()  # their first messages
+    redis.Redis.from_url(django_settings.REDIS_URL).zadd(
+        f"importbeat:turns:{turns.of_owner(bob.pk)}:holders", {"a live worker's": time.time() + 60}
+    )
+    assert parked(deliver_notification.apply(args=[waiting.pk], task_id="t-1"))
+    assert parked(deliver_notification.apply(args=[retrying.pk], task_id="t-2", retries=1))
+    long_ago = timezone.now() - timedelta(seconds=settings.STALE_QUEUED_SECONDS + 60)
+    NotificationDelivery.objects.filter(pk=waiting.pk).update(created_at=long_ago)
+    NotificationDelivery.objects.filter(pk=retrying.pk).update(
+        created_at=long_ago, status="retrying", attempts=1, next_attempt_at=long_ago
+    )
+
+    # When the sweep looks, then it sends neither: they are waiting, not lost
+    assert maintenance.sweep_runs()["notifications"] == 0
+    assert sent == []
+
+    # And once their line is lost (a Redis restarted empty), it sends them again
+    forget_redis_keys("importbeat:turns:*")
+    assert maintenance.sweep_runs()["notifications"] == 2
+    assert sorted(args[0] for _name, _id, args, _retries in sent) == sorted(
+        [waiting.pk, retrying.pk]
+    )

@@ -15,6 +15,9 @@ as a relay that opens TLS and authenticates per e-mail may. One Procfile worker 
 sends them (`EMAIL_CONCURRENCY` at once); alice's run is queued right after. Printed: when
 alice's run ended, and when the last e-mail was delivered.
 
+3. Flower's final states after a burst of parked webhooks shared by two worker nodes (see the
+bench's own words).
+
 Timings are printed, never asserted.
 """
 
@@ -22,9 +25,11 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import pytest
+import requests
 from celery import current_app
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -36,7 +41,9 @@ from schedules.notifications import DELIVER
 from tests.bench.figures import report
 from tests.conftest import wait_for
 from tests.factories import make_import
+from tests.reliability import start_flower
 from tests.smtp_support import smtp_server
+from tests.test_a_notification_that_failed_for_good_fails_its_task import AUTH
 from tests.webhook_support import Hook, Slow
 
 pytestmark = [
@@ -168,3 +175,42 @@ def bench_many_owners_emails_through_a_slow_relay_and_another_owners_run(
         report("many owners' e-mails through a slow relay", owners=OWNERS,
                relay_s=RELAY_SECONDS, alices_run_s=round(alices_run, 1),
                all_delivered_s=round(took, 1), emails=len(mailbox.received()))  # fmt: skip
+
+
+def bench_flower_lists_each_parked_notification_by_its_final_state(bob, processes):
+    """3. A parked notification's task ends in RETRY, and the one that gives its turn back
+    sends it again under the same id (tasks/turns.py). Flower keeps a RETRY that reaches it
+    after the task's later SUCCESS (celery.events.state lets RETRY override any state), so a
+    re-sent task that ran on another worker before the first one's RETRY event was out would
+    stay listed in RETRY. Two worker nodes share a burst of bob's `BENCH_WEBHOOK_IMPORTS`
+    webhooks to a receiver that answers at once (the hand-ons quickest, the race likeliest);
+    printed: Flower's final states of the notifications' tasks (all SUCCESS when no such race
+    showed)."""
+    receiver = Hook()
+    try:
+        flower = start_flower(processes, AUTH)
+        for name in ("one", "two"):
+            processes.start("worker", WORKER_NAME=name, DJANGO_DEBUG="0",
+                            DJANGO_SECRET_KEY=settings.SECRET_KEY)  # fmt: skip
+        wait_for(lambda: len(current_app.control.ping(timeout=0.5)) == 2, 60,
+                 what="workers\n" + processes.logs())  # fmt: skip
+        ids = burst(bob, receiver.url)
+        delivered = NotificationDelivery.objects.filter(pk__in=ids, status="delivered")
+        wait_for(lambda: delivered.count() == len(ids), 1200, interval=0.5,
+                 what="the notifications\n" + processes.logs())  # fmt: skip
+
+        def final_states() -> Counter[str]:
+            tasks = requests.get(f"{flower}/api/tasks", params={"taskname": DELIVER},
+                                 auth=AUTH, timeout=30).json()  # fmt: skip
+            return Counter(task["state"] for task in tasks.values())
+
+        # Flower saves its state every 10 s; its events come within a second or two.
+        wait_for(lambda: sum(final_states().values()) == len(ids), 60, interval=1,
+                 what="flower\n" + processes.logs())  # fmt: skip
+        time.sleep(5)  # any late RETRY
+        states = final_states()
+        report("flower's final states of a parked burst, two workers", notifications=IMPORTS,
+               **{state.lower(): count for state, count in sorted(states.items())},
+               posts=len(receiver.requests))  # fmt: skip
+    finally:
+        receiver.close()

@@ -1,8 +1,10 @@
 """A real PostgreSQL primary and a hot standby streaming from it, for the failover tests.
 
 The binaries are pgserver's (the embedded PostgreSQL `make install` brings), so a fresh machine
-has them. PostgreSQL will not run as root: as root, the clusters belong to pgserver's own user.
-Both listen on 127.0.0.1 only, on free ports, in a folder of their own removed at the end.
+has them, and the system's own where it has a PostgreSQL installed (Debian's
+/usr/lib/postgresql/<version>/bin: the 15 this machine's server runs). PostgreSQL will not run
+as root: as root, the clusters belong to pgserver's own user. Both listen on 127.0.0.1 only, on
+free ports, in a folder of their own removed at the end.
 """
 
 from __future__ import annotations
@@ -23,11 +25,19 @@ from project.devservices import free_port
 DATABASE = "importbeat"
 
 
+def binaries() -> dict[str, Path]:
+    """The PostgreSQL binaries to run the servers with, by a name for the test's id."""
+    found = {"pgserver": POSTGRES_BIN_PATH}
+    for pg_ctl in sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl")):
+        found[f"system-{pg_ctl.parent.parent.name}"] = pg_ctl.parent
+    return found
+
+
 class Cluster:
     """One PostgreSQL data folder and the server on it."""
 
-    def __init__(self, folder: Path, port: int, user: str | None) -> None:
-        self.folder, self.port, self.user = folder, port, user
+    def __init__(self, folder: Path, port: int, user: str | None, bin_dir: Path) -> None:
+        self.folder, self.port, self.user, self.bin_dir = folder, port, user, bin_dir
 
     @property
     def url(self) -> str:
@@ -35,20 +45,23 @@ class Cluster:
 
     def start(self) -> None:
         options = f"-c listen_addresses=127.0.0.1 -p {self.port} -c unix_socket_directories=''"
-        _run("pg_ctl", "-D", self.folder, "-l", self.folder / "server.log", "-o", options,
-             "-w", "-t", "60", "start", user=self.user)  # fmt: skip
+        self.program("pg_ctl", "-D", self.folder, "-l", self.folder / "server.log", "-o", options,
+                  "-w", "-t", "60", "start")  # fmt: skip
 
     def stop(self) -> None:
         with contextlib.suppress(RuntimeError):
-            _run("pg_ctl", "-D", self.folder, "-m", "immediate", "-w", "stop", user=self.user)
+            self.program("pg_ctl", "-D", self.folder, "-m", "immediate", "-w", "stop")
 
     def promote(self) -> None:
         """End recovery: the standby becomes a primary, as a failover does."""
-        _run("pg_ctl", "-D", self.folder, "-w", "-t", "60", "promote", user=self.user)
+        self.program("pg_ctl", "-D", self.folder, "-w", "-t", "60", "promote")
 
     def query(self, sql: str, *params: object) -> list[tuple]:
         with psycopg.connect(self.url, autocommit=True) as conn:
             return conn.execute(sql, params).fetchall()
+
+    def program(self, program: str, *args: object) -> None:
+        _run(self.bin_dir / program, *args, user=self.user)
 
     def log(self) -> str:
         path = self.folder / "server.log"
@@ -56,24 +69,27 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def primary_and_standby(prepare: Callable[[Cluster], None]) -> Iterator[tuple[Cluster, Cluster]]:
+def primary_and_standby(
+    prepare: Callable[[Cluster], None], bin_dir: Path = POSTGRES_BIN_PATH
+) -> Iterator[tuple[Cluster, Cluster]]:
     """A primary with the database DATABASE, `prepare(primary)` run on it (migrations, the
     rows a test needs), then a hot standby copied from it with pg_basebackup and streaming.
     Both are stopped, and their folder removed, at the end."""
     user = _cluster_user()
     home = Path(tempfile.mkdtemp(prefix="importbeat-standby-"))
-    primary = Cluster(home / "primary", free_port(), user)
-    standby = Cluster(home / "standby", free_port(), user)
+    primary = Cluster(home / "primary", free_port(), user, bin_dir)
+    standby = Cluster(home / "standby", free_port(), user, bin_dir)
     try:
         if user is not None:
             shutil.chown(home, user, user)
-        _run("initdb", "-D", primary.folder, "-U", "postgres", "--auth=trust",
-             "--encoding=utf8", user=user)  # fmt: skip
+        primary.program("initdb", "-D", primary.folder, "-U", "postgres", "--auth=trust",
+                        "--encoding=utf8")  # fmt: skip
         primary.start()
-        _run("createdb", "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres", DATABASE)
+        at_primary = ["-h", "127.0.0.1", "-p", primary.port, "-U", "postgres"]
+        primary.program("createdb", *at_primary, DATABASE)
         prepare(primary)
-        _run("pg_basebackup", "-D", standby.folder, "-h", "127.0.0.1", "-p", str(primary.port),
-             "-U", "postgres", "-R", "-X", "stream", "-c", "fast", user=user)  # fmt: skip
+        primary.program("pg_basebackup", "-D", standby.folder, *at_primary, "-R", "-X", "stream",
+                        "-c", "fast")  # fmt: skip
         standby.start()
         yield primary, standby
     finally:
@@ -102,9 +118,9 @@ def _cluster_user() -> str | None:
     return ensure_user_exists("pgserver").pw_name
 
 
-def _run(program: str, *args: object, user: str | None = None) -> None:
+def _run(program: Path, *args: object, user: str | None = None) -> None:
     done = subprocess.run(
-        [str(POSTGRES_BIN_PATH / program), *map(str, args)],
+        [str(program), *map(str, args)],
         user=user,
         capture_output=True,
         text=True,
@@ -112,4 +128,4 @@ def _run(program: str, *args: object, user: str | None = None) -> None:
         check=False,
     )
     if done.returncode:
-        raise RuntimeError(f"{program} failed ({done.returncode}): {done.stdout}{done.stderr}")
+        raise RuntimeError(f"{program.name} failed ({done.returncode}): {done.stdout}{done.stderr}")

@@ -4,7 +4,8 @@ The suite's other read-only tests make the server refuse writes with
 `default_transaction_read_only`. A standby in recovery is what an operator meets after a
 failover that has not finished (or a URL pointed at a replica): `pg_is_in_recovery()` is true
 and every write is refused. Here a primary and a standby streaming from it are real servers
-(tests/standby_support.py). With the primary gone and DATABASE_URL on the standby, health says
+(tests/standby_support.py), of each PostgreSQL the machine has (pgserver's 16, the system's 15
+here). With the primary gone and DATABASE_URL on the standby, health says
 it is a standby and what to do, a trigger is refused in words and leaves nothing behind, and a
 worker does not start. Once the standby is promoted, the same web serves writes without a
 restart, and a worker runs the run it queues.
@@ -25,7 +26,7 @@ from project.devservices import free_port
 from tests.conftest import BASE_DIR, answers, wait_for
 from tests.factories import PRODUCTS_CSV
 from tests.reliability import FAST
-from tests.standby_support import DATABASE, Cluster, primary_and_standby
+from tests.standby_support import DATABASE, Cluster, binaries, primary_and_standby
 from tests.test_worker_not_started_without_its_database_or_broker import refusal
 
 pytestmark = pytest.mark.processes
@@ -60,7 +61,8 @@ def place(cluster: Cluster) -> str:
     return database_place({"NAME": DATABASE, "HOST": "127.0.0.1", "PORT": cluster.port})
 
 
-def test_a_standby_is_said_until_it_is_promoted_then_serves(csv_server, processes):
+@pytest.mark.parametrize("bin_dir", binaries().values(), ids=binaries().keys())
+def test_a_standby_is_said_until_it_is_promoted_then_serves(csv_server, processes, bin_dir):
     source = csv_server.serve("/p.csv", PRODUCTS_CSV)
     made: dict[str, object] = {}
 
@@ -71,7 +73,7 @@ def test_a_standby_is_said_until_it_is_promoted_then_serves(csv_server, processe
             json.loads(manage(env, "shell", "-c", SETUP.format(source=source)).splitlines()[-1])
         )
 
-    with primary_and_standby(prepare) as (primary, standby):
+    with primary_and_standby(prepare, bin_dir) as (primary, standby):
         # Given the primary gone, and the web on its standby, as a failover half done leaves it
         primary.stop()
         assert standby.query("SELECT pg_is_in_recovery()") == [(True,)]

@@ -141,11 +141,19 @@ def _create(deliveries: list[NotificationDelivery]) -> None:
 
     def send() -> None:
         for delivery_id in ids:
-            current_app.send_task(DELIVER, args=[delivery_id])
+            current_app.send_task(DELIVER, args=[delivery_id], task_id=task_id(delivery_id))
 
     # robust: a broker that is down must not fail the finished run; the rows stay `pending`
     # and the sweep sends them (resend_lost).
     transaction.on_commit(send, robust=True)
+
+
+def task_id(delivery_id: int) -> str:
+    """The id of a notification's task, the same for every message of it: the first, its
+    retries, and those the sweep sends again. Flower lists one task per notification, in the
+    state of its last attempt: a task whose retry was lost stayed listed in RETRY for ever
+    beside the task the sweep sent again under a new id."""
+    return f"importbeat-notification-{delivery_id}"
 
 
 def resend_lost(
@@ -178,7 +186,9 @@ def resend_lost(
         for delivery_id, attempts, _ in batch:
             if delivery_id in waiting:
                 continue
-            current_app.send_task(DELIVER, args=[delivery_id], retries=attempts)
+            current_app.send_task(
+                DELIVER, args=[delivery_id], task_id=task_id(delivery_id), retries=attempts
+            )
             sent += 1
             if sent == RESEND_BATCH:
                 break

@@ -46,13 +46,14 @@ def wait_for_the_end(run: ImportRun, processes, timeout: float = 60) -> ImportRu
     )
 
 
-def start_flower(processes, auth: tuple[str, str]) -> str:
-    """Start the Procfile's Flower behind `auth` on a free port; its base URL once it answers."""
+def start_flower(processes, auth: tuple[str, str], **env: str) -> str:
+    """Start the Procfile's Flower behind `auth` on a free port (`env` on top of the tests'
+    environment); its base URL once it answers."""
     from project.devservices import free_port
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    processes.start("flower", FLOWER_PORT=str(port), FLOWER_BASIC_AUTH=":".join(auth))
+    processes.start("flower", FLOWER_PORT=str(port), FLOWER_BASIC_AUTH=":".join(auth), **env)
     wait_for(lambda: answers(f"{base}/healthcheck"), 30, what="flower\n" + processes.logs())
     return base
 

@@ -24,8 +24,9 @@ from schedules.models import NotificationDelivery
 from tasks import webhooks
 from tasks.tasks import deliver_notification, sweep_runs
 from tests.conftest import wait_for
-from tests.reliability import FAST, redis_server
+from tests.reliability import FAST, redis_server, start_flower
 from tests.test_a_callback_that_never_answers_holds_back_no_one_else import deliver, notification
+from tests.test_a_notification_that_failed_for_good_fails_its_task import AUTH, delivery_tasks
 from tests.webhook_support import Hook, Slow
 
 ANSWER_SECONDS = 2.0
@@ -46,8 +47,11 @@ def test_a_retry_lost_with_the_broker_is_sent_again_by_the_sweep(
             env = {**FAST, "REDIS_URL": server.url, "CELERY_BROKER_URL": server.url,
                    "STALE_QUEUED_SECONDS": "1"}  # fmt: skip
             processes.start("worker", **env)
+            flower = start_flower(processes, AUTH, **env)
             with app.connection_for_write(server.url) as conn:
-                deliver_notification.apply_async(args=[delivery.pk], connection=conn)
+                deliver_notification.apply_async(
+                    args=[delivery.pk], task_id=notifications.task_id(delivery.pk), connection=conn
+                )
 
             # When the broker goes down while the receiver is answering 503, and comes back
             # empty, as a Redis without persistence does
@@ -92,6 +96,10 @@ def test_a_retry_lost_with_the_broker_is_sent_again_by_the_sweep(
         " broker: connection refused: the sweep sends it again 1 s after it is due)" in said
     )
     assert "reject requeue=False" not in said
+    # and Flower lists the notification's one task, succeeded: the sweep sent it again under
+    # its id (before, a new task succeeded beside the first, listed in RETRY for ever)
+    tasks = wait_for(lambda: delivery_tasks(flower), 30, what="flower\n" + processes.logs())
+    assert {pk: task["state"] for pk, task in tasks.items()} == {delivery.pk: "SUCCESS"}
 
 
 def worker_log(processes) -> str:
@@ -104,12 +112,12 @@ def test_the_sweep_sends_again_the_retries_long_due_with_their_attempts(
 ):
     # Given two webhooks whose first attempt was answered 503, their retries' messages lost
     settings.ALLOWED_PRIVATE_HOSTS = ["127.0.0.1:*"]
-    sent: list[tuple[str, list[int], int]] = []
-    monkeypatch.setattr(
-        notifications.current_app,
-        "send_task",
-        lambda name, args, retries=0, **_: sent.append((name, args, retries)),
-    )
+    sent: list[tuple[str, str | None, list[int], int]] = []
+
+    def keep(name, args, retries=0, task_id=None, **_):
+        sent.append((name, task_id, args, retries))
+
+    monkeypatch.setattr(notifications.current_app, "send_task", keep)
     receiver = Hook(statuses=[503, 503])
     try:
         late, soon = deliver(notification(alice, receiver.url, "late")), None
@@ -132,7 +140,7 @@ def test_the_sweep_sends_again_the_retries_long_due_with_their_attempts(
     assert notifications.resend_lost(stale) == 1
 
     # Then only the one long due is sent again, as its second attempt
-    assert sent == [(notifications.DELIVER, [late.pk], 1)]
+    assert sent == [(notifications.DELIVER, f"importbeat-notification-{late.pk}", [late.pk], 1)]
 
 
 @pytest.mark.django_db

@@ -23,6 +23,7 @@ CONSUMER_LOGGER = "celery.worker.consumer.consumer"
 # A line said again within this is folded into the next one shown.
 FOLD_SECONDS = 60.0
 _NUMBERS = re.compile(r"\d+")
+_MOST_MESSAGES = 1000
 
 
 class RepeatsFolded(logging.Filter):
@@ -43,6 +44,8 @@ class RepeatsFolded(logging.Filter):
         if shown_at is not None and now - shown_at < self.seconds:
             self._shown[key] = (shown_at, folded + 1)
             return False
+        if len(self._shown) >= _MOST_MESSAGES:
+            self._shown.clear()  # messages that vary in words, not numbers: forget, not grow
         self._shown[key] = (now, 0)
         _in_words(record)
         if folded:

@@ -27,14 +27,27 @@ BACKLOG_SAID_SECONDS = 600
 # writes them on a worker, /metrics and /health read them on the web process).
 PROCESSED_RETENTION_KEY = "importbeat:retention:processed_files"
 # The lines of notifications waiting their turn (tasks.turns writes them on a worker, /metrics
-# counts them): a hash of each line's key ("mail", "owner:<id>") and its number of turns, and
-# a list per key of the parked notifications.
+# and /health count them, parked_by_turn): a hash of each line's key ("mail", "owner:<id>")
+# and its number of turns, and a list per key of the parked notifications.
 TURN_LINES_KEY = "importbeat:turns:lines"
 
 
 def turn_line_key(key: str) -> str:
     """The Redis list of the notifications parked behind `key`'s turns."""
     return f"importbeat:turns:{key}:line"
+
+
+def parked_by_turn() -> dict[str, int]:
+    """The notifications parked now: behind the mail relay's turns (`mail`) and behind another
+    webhook of their owner (`owner`). One round trip for the lines' lengths; raises RedisError."""
+    keys = [key.decode() for key in client().hkeys(TURN_LINES_KEY)]
+    pipe = client().pipeline(transaction=False)
+    for key in keys:
+        pipe.llen(turn_line_key(key))
+    by_turn = {"mail": 0, "owner": 0}
+    for key, length in zip(keys, pipe.execute(), strict=True):
+        by_turn["mail" if key == "mail" else "owner"] += length
+    return by_turn
 
 
 @cache

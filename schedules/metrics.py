@@ -23,7 +23,7 @@ from prometheus_client.core import (
 )
 from redis.exceptions import RedisError
 
-from common.redis_client import TURN_LINES_KEY, client, turn_line_key
+from common.redis_client import parked_by_turn
 
 from . import attention, metrics_per_import, overview
 from .api import health
@@ -153,11 +153,7 @@ def parked_notification_gauges() -> list[Metric]:
     takes e-mails slower than they come, an owner's behind a slow callback. None while Redis
     does not tell."""
     try:
-        keys = [key.decode() for key in client().hkeys(TURN_LINES_KEY)]
-        pipe = client().pipeline(transaction=False)
-        for key in keys:
-            pipe.llen(turn_line_key(key))
-        lengths = pipe.execute()
+        by_turn = parked_by_turn()
     except RedisError:
         return []
     parked = GaugeMetricFamily(
@@ -166,9 +162,6 @@ def parked_notification_gauges() -> list[Metric]:
         "(turn=mail), or behind another webhook of their owner (turn=owner).",
         labels=["turn"],
     )
-    by_turn = {"mail": 0, "owner": 0}
-    for key, length in zip(keys, lengths, strict=True):
-        by_turn["mail" if key == "mail" else "owner"] += length
     for turn, count in by_turn.items():
         parked.add_metric([turn], count)
     return [parked]

@@ -8,11 +8,14 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import redis
 from django.utils import timezone
 
+from common.redis_client import TURN_LINES_KEY, turn_line_key
 from schedules.models import NotificationDelivery
 from tests.api_support import API, client_for
 from tests.factories import make_import
+from tests.webhook_support import forget_redis_keys
 
 pytestmark = pytest.mark.django_db
 
@@ -82,3 +85,25 @@ def test_the_dashboards_health_panel_says_the_same(alice, client, django_user_mo
 
     assert panel["notifications"]["state"] == "warn"
     assert panel["notifications"]["text"].startswith("1 notification waited over 35 minutes")
+
+
+def test_stuck_notifications_waiting_their_turn_are_told_apart(alice, staff, settings):
+    """A long line of notifications (tasks.turns) is a relay or receivers slower than the
+    notifications come, not ones that take nothing: health says how many wait their turn, and
+    what shortens the mail relay's line."""
+    settings.EMAIL_CONCURRENCY = 2
+    waiting_since(make_import(alice, SOURCE), "pending", timedelta(minutes=40))
+    store = redis.Redis.from_url(settings.REDIS_URL)
+    store.hset(TURN_LINES_KEY, mapping={"mail": 2, "owner:7": 1})
+    store.rpush(turn_line_key("mail"), "a", "b", "c")
+    store.rpush(turn_line_key("owner:7"), "d", "e")
+    try:
+        notifications = staff.get(f"{API}/health").json()["checks"]["notifications"]
+    finally:
+        forget_redis_keys("importbeat:turns:*")
+
+    assert notifications["parked"] == {"mail": 3, "owner": 2}
+    assert notifications["message"].endswith(
+        "Waiting their turn now: 3 behind the mail relay, which takes EMAIL_CONCURRENCY (2) at"
+        " a time: raise it if the relay can take more; 2 behind an earlier webhook of their owner"
+    )

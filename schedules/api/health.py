@@ -197,7 +197,33 @@ def check_notifications() -> dict[str, Any]:
             f"mail server (EMAIL_URL) or the callbacks do not take them (each import's delivery "
             f"log says why)"
         )
+        check.update(_waiting_their_turn(check["message"]))
     return check
+
+
+def _waiting_their_turn(message: str) -> dict[str, Any]:
+    """`parked` (tasks.turns), and the message saying so when some notifications wait their
+    turn: then they are taken, but slower than they come (a long line is not a dead receiver,
+    and raising EMAIL_CONCURRENCY is what shortens the mail relay's)."""
+    from common.redis_client import parked_by_turn
+
+    try:
+        parked = parked_by_turn()
+    except Exception as error:
+        logger.warning("the notifications' lines could not be read: %s", error)
+        return {}
+    if not any(parked.values()):
+        return {"parked": parked}
+    lines = []
+    if parked["mail"]:
+        lines.append(
+            f"{parked['mail']} behind the mail relay, which takes EMAIL_CONCURRENCY "
+            f"({settings.EMAIL_CONCURRENCY}) at a time: raise it if the relay can take more"
+        )
+    if parked["owner"]:
+        lines.append(f"{parked['owner']} behind an earlier webhook of their owner")
+    words = "; ".join(lines)
+    return {"parked": parked, "message": f"{message}. Waiting their turn now: {words}"}
 
 
 # The settings that may name a Redis, each with what an eviction there loses, in the order the

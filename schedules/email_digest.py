@@ -176,14 +176,14 @@ def _send_now(
         send_email(*digest(sent, [emails[delivery.pk] for delivery in sent]), address)
     nowhere = _no_mail_server()
     for delivery in waiting:
-        delivery.finished_at = now
+        delivery.finished_at, delivery.next_attempt_at = now, None
         if delivery.pk in emails:
             delivery.target, delivery.error = address, nowhere
             delivery.status = "failed" if nowhere else "delivered"
         else:
             delivery.status = "skipped"  # `error` says why (no address, on time again)
     NotificationDelivery.objects.bulk_update(
-        waiting, ["status", "target", "finished_at", "error", "attempts"]
+        waiting, ["status", "target", "finished_at", "next_attempt_at", "error", "attempts"]
     )
     if sent:
         mailbox.last_sent_at = now

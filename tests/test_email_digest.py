@@ -263,8 +263,30 @@ def test_a_digest_the_mail_server_cannot_take_is_retried_and_said_on_each(alice,
         webhooks.send_digest(alice.pk, final=False)
     told = f"cannot reach the mail server 127.0.0.1:{settings.EMAIL_PORT} (Connection refused)"
     assert said() == {("retrying", told)}
+    assert not NotificationDelivery.objects.filter(next_attempt_at__isnull=True).exists()
 
     # When the last try fails too, after the server's wait, then they failed for good
     destinations.answered(mail_server())
     webhooks.send_digest(alice.pk, final=True)
     assert said() == {("failed", told)}
+    assert not NotificationDelivery.objects.filter(next_attempt_at__isnull=False).exists()
+
+
+def test_a_digest_that_goes_out_at_last_leaves_no_next_attempt(alice, mailoutbox):
+    # Given two e-mails retrying after the owner's digest failed
+    imports = emailing(alice, 2)
+    OwnerMailbox.objects.create(user=alice, last_sent_at=timezone.now() - timedelta(hours=1))
+    for imp in imports:
+        fail_run(imp)
+    NotificationDelivery.objects.update(
+        status="retrying", next_attempt_at=timezone.now() - timedelta(seconds=5)
+    )
+
+    # When the digest goes out
+    webhooks.send_digest(alice.pk, attempt=2, final=False)
+
+    # Then both are delivered, with no next attempt left in their log
+    assert len(mailoutbox) == 1
+    assert set(NotificationDelivery.objects.values_list("status", "next_attempt_at")) == {
+        ("delivered", None)
+    }

@@ -147,27 +147,39 @@ def parked(task: str, args: list[int]) -> set[int]:
 
 def send_stranded() -> int:
     """Send the first parked notification of each line with a turn free (its holder died);
-    the number sent. For the sweep, which also forgets the parked jobs of lines long dropped."""
+    the number sent. For the sweep, which also forgets the parked jobs of lines long dropped.
+    The lines are looked at in one round trip: one each took 0.9-1.2 s for 10,000 lines."""
+    now = time.time()
     try:
         store = client()
-        store.zremrangebyscore(PARKED_JOBS, "-inf", time.time() - LINE_SECONDS)
-        lines = store.hgetall(LINES)
+        store.zremrangebyscore(PARKED_JOBS, "-inf", now - LINE_SECONDS)
+        lines = [(key.decode(), int(turns)) for key, turns in store.hgetall(LINES).items()]
+        looks = store.pipeline(transaction=False)
+        for key, turns in lines:
+            _scripts()[1](keys=_keys(key), args=["", now, key, turns], client=looks)
+        firsts = looks.execute()
     except RedisError as error:
         logger.warning("parked notifications not looked at: %s", error)
         return 0
-    return sum(_hand_on(key.decode(), "", int(turns)) for key, turns in lines.items())
+    return sum(
+        _send_next(key, raw, turns)
+        for (key, turns), raw in zip(lines, firsts, strict=True)
+        if raw is not None
+    )
 
 
 def _hand_on(key: str, token: str, turns: int) -> bool:
     """Give the turn back and, when one is free, send the next parked notification."""
-    keys = _keys(key)
     try:
-        raw = _scripts()[1](keys=keys, args=[token, time.time(), key, turns])
+        raw = _scripts()[1](keys=_keys(key), args=[token, time.time(), key, turns])
     except RedisError as error:
         logger.warning("a turn of %s not given back: %s", key, error)
         return False
-    if raw is None:
-        return False
+    return raw is not None and _send_next(key, raw, turns)
+
+
+def _send_next(key: str, raw: bytes, turns: int) -> bool:
+    """Send the parked job `raw`, just taken from `key`'s line (HAND_ON)."""
     job = Job.decoded(raw)
     try:
         current_app.send_task(job.task, args=[job.arg], task_id=job.task_id, retries=job.retries)
@@ -175,7 +187,7 @@ def _hand_on(key: str, token: str, turns: int) -> bool:
         # Back to the head of its line, where the sweep finds it once the broker answers.
         logger.warning("parked notification not sent task=%s arg=%s: %r", job.task, job.arg, error)
         try:
-            back = client().pipeline().lpush(keys[1], raw).hset(LINES, key, turns)
+            back = client().pipeline().lpush(turn_line_key(key), raw).hset(LINES, key, turns)
             back.zadd(PARKED_JOBS, {job.parked_as: time.time()}).execute()
         except RedisError as lost:
             logger.warning("parked notification lost until the sweep resends it: %s", lost)

@@ -304,11 +304,13 @@ RUN_LEASE_SECONDS = env.int("RUN_LEASE_SECONDS", default=60)
 # stopped renewing it (a crash), at once after a clean stop.
 BEAT_LEADER_LEASE_SECONDS = env.int("BEAT_LEADER_LEASE_SECONDS", default=30)
 # How often beat runs the maintenance sweep (runs left `running` by dead workers, notifications
-# left pending) and the reconciliation (lost run messages, ticks without a run).
+# whose message was lost) and the reconciliation (lost run messages, ticks without a run).
 MAINTENANCE_INTERVAL_SECONDS = env.int("MAINTENANCE_INTERVAL_SECONDS", default=60)
-# A notification still pending this long is sent again by the sweep (its message was lost, or
-# the broker was down when its run finished); a waiting run's message a worker still holds this
-# long after it was due is counted lost by reconciliation (its worker was killed outright).
+# A notification still pending this long, or retrying this long after its next attempt was due,
+# is sent again by the sweep (its message was lost, or the broker was down when its run finished
+# or its retry was sent; not one waiting its turn, tasks.turns); a waiting run's message a worker
+# still holds this long after it was due is counted lost by reconciliation (its worker was
+# killed outright).
 STALE_QUEUED_SECONDS = env.int("STALE_QUEUED_SECONDS", default=1800)
 # A tick dispatched later than this after it was due is a missed tick (beat was down or
 # stalled): it is counted, its import is late, and the import's `catchup` policy decides whether

@@ -15,6 +15,7 @@ import logging
 import re
 import time
 
+from billiard.exceptions import RestartFreqExceeded
 from celery.signals import after_setup_logger
 
 from common import error_words
@@ -61,7 +62,7 @@ def _in_words(record: logging.LogRecord) -> None:
     errors = [arg for arg in args if isinstance(arg, BaseException)]
     if record.exc_info and record.exc_info[1] is not None:
         errors.append(record.exc_info[1])
-        if type(record.exc_info[1]).__name__ == "RestartFreqExceeded":
+        if isinstance(record.exc_info[1], RestartFreqExceeded):
             record.exc_info = None
             record.exc_text = None
     for error in errors:

@@ -75,6 +75,11 @@ def _why_parked(key: str, turns: int) -> str:
     return f"{PARKED}another webhook of the same owner is being sent"
 
 
+def _parked_as(task: str, arg: int) -> str:
+    """A parked job's member of PARKED_JOBS (HAND_ON's script builds the same from the line)."""
+    return f"{task} {arg}"
+
+
 @dataclass(frozen=True)
 class Job:
     """A notification's task as it is to be sent again: its name, its id (sent again under the
@@ -91,7 +96,7 @@ class Job:
 
     @property
     def parked_as(self) -> str:
-        return f"{self.task} {self.arg}"
+        return _parked_as(self.task, self.arg)
 
     @classmethod
     def decoded(cls, raw: bytes) -> Job:
@@ -138,7 +143,7 @@ def parked(task: str, args: list[int]) -> set[int]:
     if not args:
         return set()
     try:
-        scores = client().zmscore(PARKED_JOBS, [f"{task} {arg}" for arg in args])
+        scores = client().zmscore(PARKED_JOBS, [_parked_as(task, arg) for arg in args])
     except RedisError as error:
         logger.warning("parked notifications not looked at: %s", error)
         return set()

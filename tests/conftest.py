@@ -309,6 +309,10 @@ class Processes:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(5)
 
+    def log_of(self, name: str) -> str:
+        """The whole log of every process started from the Procfile's `name` line."""
+        return "".join(path.read_text() for path in sorted(self.log_dir.glob(f"{name}-*.log")))
+
     def logs(self) -> str:
         return "\n".join(
             f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}"

@@ -114,7 +114,7 @@ def test_a_standby_is_said_until_it_is_promoted_then_serves(csv_server, processe
             lambda: "beat cannot write to the database" in processes.logs(), 30,
             what="beat's words\n" + processes.logs(),
         )  # fmt: skip
-        beat_log = "".join(log.read_text() for log in processes.log_dir.glob("beat-*.log"))
+        beat_log = processes.log_of("beat")
         assert re.search(
             r"beat cannot install its job importbeat:maintenance:sweep: the database takes no"
             r" writes \(cannot execute \w+ in a read-only transaction\); it tries again at each"

@@ -148,7 +148,7 @@ def test_a_worker_running_when_redis_fills_keeps_going_and_takes_the_next_run_on
     assert run_status(behind) == "queued"
     # saying why once, not twenty lines a second: the consumer restarted at once five times,
     # then said "Frequent restarts detected" with a traceback, every second
-    log = "".join(path.read_text() for path in processes.log_dir.glob("worker-*.log"))
+    log = processes.log_of("worker")
     cannot_connect = [line for line in log.splitlines() if "consumer: Cannot connect" in line]
     assert len(cannot_connect) == 1, log
     assert cannot_connect[0].endswith(f"maxmemory'.. ({error_words.FULL})"), log

@@ -103,7 +103,7 @@ def test_a_retry_lost_with_the_broker_is_sent_again_by_the_sweep(
 
 
 def worker_log(processes) -> str:
-    return "".join(log.read_text() for log in processes.log_dir.glob("worker-*.log"))
+    return processes.log_of("worker")
 
 
 @pytest.mark.django_db

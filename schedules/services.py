@@ -312,6 +312,9 @@ def set_notification_defaults(user: AbstractBaseUser, **fields: Any) -> Notifica
 def delete_import(imp: ScheduledImport) -> None:
     """Delete the import, its runs and (through the post_delete signal) its beat entry.
 
+    A run that is running stops at its next safe point, finding its run gone, and nothing of it
+    lands (cancel_requested): the dataset stays as it was.
+
     Its runs go first, in a few statements (`delete_runs`): Django's cascade reads every run
     into memory to set to NULL what points at it, then deletes them a hundred at a time, and an
     import of a year of minute runs (500,000) was still at it when gunicorn killed the request
@@ -456,15 +459,24 @@ def cancel_run(run: ImportRun, user: AbstractBaseUser | None = None) -> ImportRu
     return locked
 
 
+# What stops a running attempt whose run is gone: its import was deleted (delete_import deletes
+# its runs), or the run alone by staff. Nothing of the attempt may land after that.
+DELETED_WHILE_RUNNING = "its import was deleted while it ran; the dataset was not changed"
+
+
 def cancel_requested(run_id: int) -> str | None:
-    """If someone asked the running attempt of this run to stop (cancel_run), the words the run
-    ends with; None otherwise. One indexed read: workers ask at every progress report."""
-    asked = (
-        ImportRun.objects.filter(pk=run_id, cancel_requested_at__isnull=False)
-        .values_list("error_details", flat=True)
+    """If someone asked the running attempt of this run to stop (cancel_run), or deleted it
+    with its import, the words the run ends with; None otherwise. One indexed read: workers
+    ask at every progress report."""
+    found = (
+        ImportRun.objects.filter(pk=run_id)
+        .values_list("cancel_requested_at", "error_details")
         .first()
     )
-    if asked is None:
+    if found is None:
+        return DELETED_WHILE_RUNNING
+    requested_at, asked = found
+    if requested_at is None:
         return None
     by = asked.get("cancelled_by", "") if isinstance(asked, dict) else ""
     return f"cancelled{' ' + by if by else ''} while running; the dataset was not changed"
@@ -1017,6 +1029,9 @@ def _finish_once(
             cursor.execute(_lock_run_and_import_sql(), [run_id])
             row = cursor.fetchone()
         if row is None:
+            if with_rows:
+                # Deleted with its import while it ran: its rows roll back (cancel_requested).
+                return None
             raise ImportRun.DoesNotExist(f"run {run_id} does not exist")
         run, imp = rows.instances(row, ImportRun, ScheduledImport)
         run.scheduled_import = imp

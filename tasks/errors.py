@@ -56,6 +56,11 @@ class RunCancelled(ImportFailed):
     before the merge commits, so the dataset is left as it was. The message is the run's."""
 
 
+class RunDeleted(RunCancelled):
+    """The running attempt's run was deleted, with its import (services.delete_import): it
+    stops at its next safe point as a cancelled one does, and there is no run left to end."""
+
+
 class RunFailed(Exception):
     """Raised by a run's Celery task when the run ended failed or timed out, so that the task
     ends FAILURE (Flower) with the run's error; the run log already holds the outcome."""

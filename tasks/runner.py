@@ -35,6 +35,7 @@ from .errors import (
     NothingToImport,
     PermanentImportError,
     RunCancelled,
+    RunDeleted,
     RunFailed,
     TransientImportError,
     database_error,
@@ -183,7 +184,11 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
         with database_or_requeue(f"run {run_id}", task is not None):
             # Only a database that stays away through finish_run's own retries gets here: the
             # redelivered message finishes the run (from its committed counts, if any).
-            return _attempt(run, task)
+            try:
+                return _attempt(run, task)
+            except ImportRun.DoesNotExist:
+                # Deleted with its import after its last safe point: finish_run found no run.
+                return _deleted(run, "its import was deleted as the run ended")
     finally:
         if renewer is not None:
             renewer.stop()
@@ -233,6 +238,8 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
             ImportRun.Status.TIMED_OUT,
             error=f"the run exceeded its {imp.timeout_seconds}s time limit",
         )
+    except RunDeleted as deleted:
+        return _deleted(run, str(deleted))
     except RunCancelled as cancelled:
         services.finish_run(run, ImportRun.Status.CANCELLED, error=str(cancelled))
     except NothingToImport as nothing:
@@ -282,6 +289,17 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
         if run.status not in ImportRun.FINAL_STATUSES:  # else ended with its rows (merge)
             status = ImportRun.Status.PARTIAL if counts.rows_failed else ImportRun.Status.SUCCEEDED
             services.finish_run(run, status, counts=counts)
+    return summary(run)
+
+
+def _deleted(run: ImportRun, why: str) -> dict[str, Any]:
+    """The run was deleted with its import while it ran: there is no run left to end, and the
+    task says what became of it (Flower) as it would of a cancelled one. Before, the worker
+    logged a crash with a traceback and Flower showed the task failed on "DoesNotExist"; a
+    big file's rows even landed after the import was gone."""
+    run.status, run.error_message = ImportRun.Status.CANCELLED, why
+    logger.info("run finished import=%s run=%s status=cancelled: %s",
+                run.scheduled_import_id, run.pk, why)  # fmt: skip
     return summary(run)
 
 

@@ -23,7 +23,7 @@ from schedules import services
 from schedules.models import ImportRun
 from schedules.services import RunCounts
 
-from ..errors import RunCancelled
+from ..errors import RunCancelled, RunDeleted
 
 logger = logging.getLogger("importbeat.importer")
 
@@ -128,5 +128,7 @@ def stop_if_cancelled(run: ImportRun) -> None:
     """A safe point: nothing of this attempt is committed yet, so stopping here leaves the
     dataset as it was (services.cancel_run)."""
     cancelled = services.cancel_requested(run.pk)
+    if cancelled == services.DELETED_WHILE_RUNNING:
+        raise RunDeleted(cancelled)
     if cancelled:
         raise RunCancelled(cancelled)

@@ -41,7 +41,7 @@ PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py \
 TEST_JOBS ?= 2
 XDIST := -n $(TEST_JOBS) --dist worksteal
 
-.PHONY: help install browser sftp compose run manage shell psql test pgtest bench lint format clean
+.PHONY: help install browser sftp compose faketime run manage shell psql test pgtest bench lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -89,7 +89,11 @@ sftp: ## install Debian's OpenSSH server, which the SFTP tests start on a free p
 	test -x /usr/sbin/sshd || (apt-get update && apt-get install -y --no-install-recommends openssh-server) \
 		|| echo "openssh-server could not be installed: the SFTP tests will fail"
 
-test: install browser sftp compose ## run the whole test suite (PostgreSQL/Redis from the env or embedded)
+faketime: ## install Debian's libfaketime, which the clock tests start a beat and a worker under (once; apt as root)
+	ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || (apt-get update && apt-get install -y --no-install-recommends libfaketime) \
+		|| echo "libfaketime could not be installed: the clock tests will fail"
+
+test: install browser sftp compose faketime ## run the whole test suite (PostgreSQL/Redis from the env or embedded)
 	mkdir -p .run
 	$(SERVICES) --test -- $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory pgtest; fi

@@ -15,7 +15,8 @@ from django.conf import settings
 
 # The beat holding this lease runs the maintenance entries (project.beat).
 LEADER_LEASE = "importbeat:beat:leader"
-# Unix time of the last loop of any beat that dispatched imports (health, metrics).
+# The last loop of any beat that dispatched imports (health, metrics): its Unix time in the
+# database's clock, then that beat's host's offset from the database's clock, in seconds.
 LAST_TICK_KEY = "importbeat:beat:last_tick"
 # Ticks beat skipped because their import's earlier run still waited for a worker: a hash of
 # the count, when the streak began and ended, and when the waiting run was queued

@@ -28,7 +28,7 @@ from django.db import DatabaseError, connection
 from django_celery_beat.schedulers import DatabaseScheduler
 from redis.exceptions import RedisError
 
-from common import error_words, read_only_database
+from common import database_clock, error_words, read_only_database
 from common.leases import Lease
 
 # The keys the health check reads too: kept beside the Redis client, which schedules may import.
@@ -138,7 +138,10 @@ class ImportScheduler(DatabaseScheduler):
 
     def _stamp_last_tick(self) -> None:
         try:
-            client().set(LAST_TICK_KEY, f"{time.time():.3f}")
+            # In the database's time, with this host's offset from it: health ages the loop
+            # by the database's time too, and says when beat's clock is off.
+            offset = database_clock.offset()
+            client().set(LAST_TICK_KEY, f"{time.time() + offset:.3f} {offset:.3f}")
         except RedisError as error:
             logger.warning("beat cannot record its last tick: %s", error)
 

@@ -19,7 +19,7 @@ from typing import Any
 from celery.signals import worker_init
 from celery.worker.control import inspect_command
 
-from common import broker_probe, read_only_database
+from common import broker_probe, database_clock, read_only_database
 from common.error_words import (
     broker_place,
     database_place,
@@ -47,6 +47,8 @@ def database_problem() -> str | None:
     try:
         with psycopg.connect(**params) as conn, conn.cursor() as cursor:
             refusal = read_only_database.reason(cursor)
+            # Said in the worker's log at its start when this host's clock is off.
+            database_clock.measure(cursor)
     except psycopg.Error as error:
         return unreachable(place, error, logger)
     # A standby, or read-only transactions: each run it took would fail before it started.

@@ -16,7 +16,8 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 from django.db.models import Func, Q, QuerySet
-from django.utils import timezone
+
+from common import database_clock
 
 from .admin_links import admin_page
 from .models import ImportRun, ScheduledImport, is_late
@@ -44,7 +45,7 @@ def _failures(imp: ScheduledImport) -> str:
 
 def overdue_bound() -> datetime:
     """A next run due before this is overdue (MISSED_TICK_GRACE_SECONDS ago)."""
-    return timezone.now() - timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
+    return database_clock.now() - timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
 
 
 def late_condition(overdue_before: datetime | None = None) -> Q:

@@ -243,8 +243,10 @@ def health_panel(outside_max_age: float = 0) -> list[dict[str, Any]]:
     return [
         {
             "name": "beat",
-            "state": "ok" if beat["ok"] else "bad",
-            "text": f"leader {beat['leader']}" if beat.get("leader") else "no beat is leading",
+            # Alive with its host's clock off: a warning, in health's words.
+            "state": "ok" if beat["ok"] else ("warn" if beat.get("alive") else "bad"),
+            "text": beat.get("message")
+            or (f"leader {beat['leader']}" if beat.get("leader") else "no beat is leading"),
             "time": last_tick.isoformat() if last_tick else None,
             "time_label": "last tick",
         },

@@ -32,10 +32,9 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import Min
-from django.utils import timezone
 from redis.exceptions import RedisError
 
-from common import redis_client
+from common import database_clock, redis_client
 
 from .models import ImportRun, ScheduledImport
 from .ticks import Schedule
@@ -128,7 +127,8 @@ def dispatch_due(publish: Publisher | None = None, batch_size: int | None = None
 
 
 def _dispatch_batch(batch_size: int) -> tuple[list[ImportRun], int, int, list[int]]:
-    now = timezone.now()
+    # The database's time, not this host's: a beat whose clock was fast fired imports early.
+    now = database_clock.now()
     grace = timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
     with transaction.atomic():
         imports = list(
@@ -371,4 +371,4 @@ def seconds_until_due(cap: float) -> float:
     )["at"]
     if due is None:
         return cap
-    return max(0.0, min(cap, (due - timezone.now()).total_seconds()))
+    return max(0.0, min(cap, (due - database_clock.now()).total_seconds()))

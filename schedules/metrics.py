@@ -79,7 +79,14 @@ class ImportbeatCollector:
         )
         if beat.get("last_tick"):
             last_tick.add_metric([], beat["last_tick"].timestamp())
-        yield from (queue, leader, last_tick, *processed_retention_gauges())
+        clock = GaugeMetricFamily(
+            "importbeat_beat_clock_offset_seconds",
+            "The database's clock minus the host clock of the beat that last looped (absent "
+            "before the first loop).",
+        )
+        if beat.get("clock_offset_seconds") is not None:
+            clock.add_metric([], beat["clock_offset_seconds"])
+        yield from (queue, leader, last_tick, clock, *processed_retention_gauges())
         yield from backlog_gauges()
         yield from redis_gauges()
         yield from notification_gauges()

@@ -16,6 +16,8 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.timezone import now
 
+from common import database_clock
+
 from . import credentials
 from .credentials import KIND_CHOICES
 from .rows import LoadedHook
@@ -433,7 +435,7 @@ def is_late(
     if late_since is not None:
         return True
     grace = timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
-    return next_run_at is not None and next_run_at < (at or timezone.now()) - grace
+    return next_run_at is not None and next_run_at < (at or database_clock.now()) - grace
 
 
 def describe_interval(seconds: int) -> str:

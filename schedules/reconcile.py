@@ -31,7 +31,8 @@ from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
 from django.db.models.functions import Coalesce
-from django.utils import timezone
+
+from common import database_clock
 
 from . import broker, services
 from .models import ImportRun, ScheduledImport
@@ -43,7 +44,7 @@ MAX_TICKS_PER_IMPORT = 1000
 
 
 def reconcile(now: datetime | None = None) -> dict[str, int]:
-    now = now or timezone.now()
+    now = now or database_clock.now()
     grace = timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
     resent, lost_ticks = recover_lost_messages(now, grace)
     gaps = find_ticks_without_runs(now, grace)

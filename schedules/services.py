@@ -31,7 +31,7 @@ from django.db.models import DO_NOTHING, SET_NULL, Max, Min, ProtectedError, Q, 
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from common import error_words, streaming
+from common import database_clock, error_words, streaming
 
 from . import alerts, credentials, history, notifications, processed_files, rows
 from .models import Dataset, ImportRun, NotificationDefaults, Record, ScheduledImport
@@ -567,7 +567,7 @@ def send_again_at_next_reconcile(run_ids: list[int]) -> None:
     """Runs whose message the broker refused: backdate the clock reconciliation reads
     (untouched_since) past its grace period, so that its next pass sends them again
     (schedules.reconcile.recover_lost_messages)."""
-    backdated = timezone.now() - timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS + 1)
+    backdated = database_clock.now() - timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS + 1)
     with contextlib.suppress(DatabaseError):
         ImportRun.objects.filter(pk__in=run_ids, status__in=WAITING_STATUSES).update(
             heartbeat_at=backdated
@@ -639,7 +639,8 @@ def claim_run(
     statuses = [ImportRun.Status.QUEUED, ImportRun.Status.RETRYING]
     if reclaim:
         statuses.append(ImportRun.Status.RUNNING)
-    now = timezone.now()
+    # Heartbeats are judged by another worker's sweep: the database's time (common.database_clock).
+    now = database_clock.now()
     params = [
         ImportRun.Status.RUNNING.value,
         run.started_at or now,
@@ -729,7 +730,7 @@ def _record_attempt(
 def heartbeat(run_id: int) -> None:
     """The run's attempt is alive; the maintenance sweep leaves it alone."""
     ImportRun.objects.filter(pk=run_id, status=ImportRun.Status.RUNNING).update(
-        heartbeat_at=timezone.now()
+        heartbeat_at=database_clock.now()
     )
 
 
@@ -771,7 +772,7 @@ def recover_lost_run(run_id: int, stale_before: datetime) -> ImportRun | None:
         if run.cancel_requested_at is not None:
             # Asked to stop while its worker died: no other attempt.
             return finish_run(run, ImportRun.Status.CANCELLED, error="cancelled")
-        silent = int((timezone.now() - run.heartbeat_at).total_seconds())
+        silent = int((database_clock.now() - run.heartbeat_at).total_seconds())
         lived = (run.heartbeat_at - (run.attempt_started_at or run.heartbeat_at)).total_seconds()
         if lived >= imp.timeout_seconds:
             # It was alive until its time was up: the hard time limit killed it, too stuck for
@@ -787,7 +788,7 @@ def recover_lost_run(run_id: int, stale_before: datetime) -> ImportRun | None:
         _record_attempt(run, error)
         run.status = ImportRun.Status.RETRYING
         run.error_message = f"{error}; queued again"
-        run.heartbeat_at = timezone.now()
+        run.heartbeat_at = database_clock.now()
         # A new message id: the lost one may still come back after the visibility timeout, and
         # is then refused by the claim.
         run.celery_task_id = str(uuid.uuid4())
@@ -867,7 +868,7 @@ def mark_retrying(run: ImportRun, error: str, countdown: float, traceback: str =
     status = ImportRun.Status.RETRYING
     message = f"attempt {run.attempts} failed, retrying in {countdown:.0f}s: {error}"
     # Reconciliation looks for a lost retry message only once its countdown is over.
-    heartbeat_at = timezone.now() + timedelta(seconds=countdown)
+    heartbeat_at = database_clock.now() + timedelta(seconds=countdown)
     marked = ImportRun.objects.filter(pk=run.pk, rows_committed_at__isnull=True).update(
         status=status,
         error_message=message,
@@ -1021,7 +1022,8 @@ def _finish_once(
     """One try at ending the run. `with_rows`: inside the transaction that commits its rows
     (finish_with_rows), which it joins without a savepoint; None when the run may not end
     there (asked to stop, or ended already)."""
-    now = timezone.now()
+    # As the attempt's start (claim_run): its duration is measured on one clock.
+    now = database_clock.now()
     with transaction.atomic(savepoint=not with_rows):
         durable_commit()
         # The run and its import, locked by one statement (as recover_lost_run locks them).

@@ -20,10 +20,10 @@ from functools import cache
 
 from django.conf import settings
 from django.db import connection
-from django.utils import timezone
 from redis.commands.core import Script
 from redis.exceptions import LockError, RedisError
 
+from common import database_clock
 from common.redis_client import client
 from schedules.models import ImportRun, ScheduledImport
 
@@ -160,5 +160,5 @@ def _note_waiting(run: ImportRun, busy: int, cap: int) -> None:
     logger.info("run waits run=%s owner's runs at the cap (%s)", run.pk, cap)
     # heartbeat_at: the run is alive and waiting, not a lost message for reconciliation.
     ImportRun.objects.filter(pk=run.pk, status__in=WAITING_STATUSES).update(
-        error_message=message, heartbeat_at=timezone.now()
+        error_message=message, heartbeat_at=database_clock.now()
     )

@@ -12,6 +12,7 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 from redis.exceptions import RedisError
 
+from common import database_clock
 from schedules import history, notifications, replaced_credentials, services
 from schedules.models import ImportRun, NotificationDelivery
 
@@ -40,7 +41,8 @@ def sweep_runs() -> dict[str, int]:
     A `queued` or `retrying` run whose message is lost is reconciliation's
     (schedules.reconcile.recover_lost_messages), which asks the broker before it sends one again.
     """
-    now = timezone.now()
+    # Heartbeats are the database's time, whichever worker wrote them (common.database_clock).
+    now = database_clock.now()
     # Two periods: a heartbeat is written every third of one, so a live run is never this late.
     stale_before = now - timedelta(seconds=2 * settings.RUN_LEASE_SECONDS)
     recovered = 0

@@ -324,6 +324,16 @@ class Processes:
             self.stop(process)
 
 
+@pytest.fixture(autouse=True)
+def _database_clock_is_this_hosts(monkeypatch):
+    """The database runs on this host, so its clock is this one (common.database_clock): in
+    process, its offset is 0 without a query, also while time_machine moves this process's
+    clock alone. The processes the tests start measure theirs."""
+    from common import database_clock
+
+    monkeypatch.setattr(database_clock, "offset", lambda: 0.0)
+
+
 @pytest.fixture
 def processes(tmp_path) -> Iterator[Processes]:
     from project.celery import app

@@ -19,7 +19,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
-from common import broker_probe, read_only_database
+from common import broker_probe, database_clock, read_only_database
 from common.error_words import (
     broker_place,
     database_place,
@@ -78,16 +78,38 @@ def check_beat() -> dict[str, Any]:
     except Exception as error:
         # Logged only: the broker check reports Redis itself.
         logger.warning("beat's lease could not be read: %s", error)
-        return {"ok": False, "leader": None, "last_tick": None, "seconds_ago": None}
+        return {
+            "ok": False,
+            "alive": False,
+            "leader": None,
+            "last_tick": None,
+            "seconds_ago": None,
+            "clock_offset_seconds": None,
+        }
     leader = value.decode().rsplit(":", 1)[0] if value else None
-    last_tick = datetime.fromtimestamp(float(stamp), tz=UTC) if stamp else None
-    age = (timezone.now() - last_tick).total_seconds() if last_tick else None
-    return {
-        "ok": leader is not None and age is not None and age < BEAT_STALE_SECONDS,
+    # A stamp of an older beat has no offset.
+    at, _, offset = (stamp.decode() if stamp else "").partition(" ")
+    last_tick = datetime.fromtimestamp(float(at), tz=UTC) if at else None
+    age = (database_clock.now() - last_tick).total_seconds() if last_tick else None
+    clock_offset = float(offset) if offset else None
+    alive = leader is not None and age is not None and age < BEAT_STALE_SECONDS
+    check = {
+        "ok": alive,
+        "alive": alive,
         "leader": leader,
         "last_tick": last_tick,
         "seconds_ago": _round(age),
+        "clock_offset_seconds": _round(clock_offset),
     }
+    off = database_clock.off_by(clock_offset or 0.0)
+    if off:
+        check["ok"] = False
+        check["message"] = (
+            f"beat's host clock is {off} the database's: imports fire on the database's "
+            "time, but beat's log and its maintenance jobs keep the host's; set the host's "
+            "time (NTP)"
+        )
+    return check
 
 
 # This process's last answer of the workers (check_workers), with when it was asked.

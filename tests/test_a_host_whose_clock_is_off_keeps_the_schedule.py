@@ -1,0 +1,122 @@
+"""A beat or a worker whose host clock is off keeps the schedule: ticks, heartbeats and beat's
+loop are timed by the database's clock (common.database_clock), and the process says its clock
+is off, in its log and in health.
+
+Before, beat decided by its own clock: two minutes fast, it fired every import two minutes early
+(and counted the ticks in between missed); two minutes slow, it fired them two minutes late,
+and health said beat was down. A worker whose clock was fast stamped its runs' start and end
+minutes after they were queued, in the future.
+
+The clocks are moved with libfaketime (`make faketime`), in the beat's or the worker's process
+only, as a host whose clock is off would be.
+"""
+
+from __future__ import annotations
+
+import glob
+import time
+
+import pytest
+from django.utils import timezone
+
+from schedules import services
+from schedules.models import ImportRun, ScheduledImport
+from tests.api_support import API, client_for
+from tests.conftest import wait_for
+from tests.factories import PRODUCTS_CSV, make_import
+from tests.reliability import wait_for_the_end
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
+
+SOURCE = "http://127.0.0.1:9/p.csv"  # never fetched: no worker runs in the beat cases
+EVERY = 20  # seconds: ticks on multiples of it since the epoch (schedules.ticks)
+
+
+def off_by(seconds: int) -> dict[str, str]:
+    """The environment of a process whose clock is `seconds` off (negative: behind)."""
+    library = glob.glob("/usr/lib/*/faketime/libfaketime.so.1")
+    assert library, "libfaketime is missing: run `make faketime`"
+    # The monotonic clock moves by as much (libfaketime's sleeps fail otherwise): only
+    # differences of it are ever taken, so it stays right.
+    return {"LD_PRELOAD": library[0], "FAKETIME": f"{seconds:+d}s"}
+
+
+def import_due_in_ten_seconds_or_more(owner) -> ScheduledImport:
+    """An import on a 20-second interval whose first tick is 10 to 20 s away."""
+    wait_for(lambda: 1 <= time.time() % EVERY <= EVERY - 10, EVERY, interval=0.2)
+    return make_import(owner, SOURCE, interval_seconds=EVERY)
+
+
+@pytest.fixture
+def ops(django_user_model):
+    return django_user_model.objects.create_user("ops", "ops@x.org", "x", is_staff=True)
+
+
+@pytest.mark.parametrize("seconds", [120, -120], ids=["fast", "slow"])
+def test_a_beat_whose_clock_is_off_fires_the_tick_on_time(alice, ops, processes, seconds):
+    # Given a beat whose host clock is two minutes off, looping
+    processes.start("beat", **off_by(seconds))
+    health = client_for(ops)
+    wait_for(
+        lambda: health.get(f"{API}/health").json()["checks"]["beat"]["last_tick"],
+        30,
+        what="beat's first loop\n" + processes.logs(),
+    )
+
+    # When an import's first tick comes
+    imp = import_due_in_ten_seconds_or_more(alice)
+    due = imp.next_run_at
+    run = wait_for(
+        lambda: ImportRun.objects.filter(scheduled_import=imp).first(),
+        (due - imp.created_at).total_seconds() + 15,
+        interval=0.1,
+        what="the first run\n" + processes.logs(),
+    )
+    # (this process's clock is the database's: both are this host's)
+    appeared = time.time()
+
+    # Then its run came at its tick, not two minutes before or after it, as a scheduled one
+    assert due.timestamp() - 0.5 <= appeared <= due.timestamp() + 5
+    assert (run.scheduled_for, run.trigger) == (due, "schedule")
+    imp.refresh_from_db()
+    assert (imp.missed_ticks, imp.late_since) == (0, None)
+    # ... health finds beat alive, and says its clock is off
+    beat = health.get(f"{API}/health").json()["checks"]["beat"]
+    assert beat["alive"] is True and beat["ok"] is False
+    assert abs(beat["clock_offset_seconds"] + seconds) < 5
+    way = "ahead of" if seconds > 0 else "behind"
+    assert f"beat's host clock is 120 s {way} the database's" in beat["message"]
+    # ... and so does beat's log, once
+    log = processes.log_of("beat")
+    assert log.count(f"this host's clock is 120 s {way} the database's") == 1
+
+
+def test_a_worker_whose_clock_is_fast_stamps_its_runs_with_the_databases_time(
+    alice, csv_server, processes
+):
+    # Given a worker whose host clock is five minutes fast
+    processes.start("worker", **off_by(300))
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+
+    # When it runs an import triggered now
+    run = wait_for_the_end(services.enqueue_run(imp, trigger="api", user=alice), processes)
+
+    # Then the run's times are the database's: it did not start five minutes after it was
+    # queued, nor end in the future
+    assert run.status == "succeeded"
+    assert run.queued_at <= run.started_at <= run.finished_at <= timezone.now()
+    assert (run.started_at - run.queued_at).total_seconds() < 30
+    imp.refresh_from_db()
+    assert imp.last_run_at <= timezone.now()
+    # ... and the worker said at its start that its clock is off
+    assert "this host's clock is 300 s ahead of the database's" in processes.log_of("worker")
+
+
+def test_the_offset_is_measured_against_the_database():
+    from common import database_clock
+
+    # The suite's database runs on this host: its clock is this one.
+    assert abs(database_clock.measure()) < 1
+    assert database_clock.off_by(4.9) == ""
+    assert database_clock.off_by(-90.4) == "90 s ahead of"
+    assert database_clock.off_by(90.4) == "90 s behind"

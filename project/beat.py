@@ -49,6 +49,8 @@ class ImportScheduler(DatabaseScheduler):
         self.is_leader = False
         self.started_at = time.monotonic()
         self.first_dispatch_logged = False
+        # The last loop could not reach the database, or write to it (_dispatch_imports).
+        self.database_away = False
         # The maintenance entries the database did not take (update_from_dict), by name.
         self.not_installed: dict[str, dict[str, Any]] = {}
         super().__init__(*args, **kwargs)
@@ -99,6 +101,11 @@ class ImportScheduler(DatabaseScheduler):
         """Dispatch the due imports, run the maintenance entries if leading; sleep until due."""
         wait = self._dispatch_imports()
         if self._lead():
+            if self.database_away:
+                # django-celery-beat would read its entries from the database and log a
+                # traceback ("Database gave error") at every loop of the outage, which
+                # _dispatch_imports has said in words; its jobs need the database anyway.
+                return max(wait, 0.0)
             if self.not_installed:
                 self._install_the_rest()
             wait = min(wait, super().tick(*args, **kwargs))
@@ -110,10 +117,12 @@ class ImportScheduler(DatabaseScheduler):
     def _dispatch_imports(self) -> float:
         from schedules.dispatch import dispatch_due, seconds_until_due
 
+        self.database_away = False
         try:
             result = dispatch_due()
             wait = seconds_until_due(self.max_interval)
         except DatabaseError as error:
+            self.database_away = True
             # The database is away, or takes no writes (a standby, read-only transactions):
             # nothing can be dispatched; try again shortly, on a new connection.
             what = "write to" if read_only_database.refused(error) else "reach"

@@ -164,4 +164,26 @@ def test_a_standby_is_said_until_it_is_promoted_then_serves(csv_server, processe
             60,
             what=f"a sweep after the promotion\n{processes.logs()}",
         )
+
+        # When the new primary restarts under them (stopped at once, then started again)
+        ticks_before = standby.query(ticked)[0][0]
+        said_before = len(processes.log_of("beat"))
+        standby.stop()
+        wait_for(
+            lambda: "beat cannot reach the database" in processes.log_of("beat")[said_before:],
+            30,
+            what=f"beat's words on the outage\n{processes.logs()}",
+        )
+        standby.start()
+
+        # Then beat, not restarted, dispatches again, having said the outage in words alone:
+        # django-celery-beat logged a traceback at each loop ("Database gave error")
+        wait_for(
+            lambda: standby.query(ticked)[0][0] >= ticks_before + 2,
+            60,
+            what=f"ticks after the restart\n{processes.logs()}",
+        )
+        beat_log = processes.log_of("beat")
+        assert "Database gave error" not in beat_log
+        assert "Traceback" not in beat_log
         processes.stop_all()  # before the servers stop

@@ -131,8 +131,18 @@ def check_workers(max_age: float = 0) -> dict[str, Any]:
         return known[1]
     timeout = settings.HEALTH_WORKER_PING_TIMEOUT
     try:
-        replies = app.control.ping(timeout=timeout) or []
-        answers = app.control.broadcast("importbeat_database", reply=True, timeout=timeout) or []
+        # Each question on a connection of its own: asked on the pool's connection, the
+        # workers' replies were lost one ask in two or more (kombu's Redis transport, vanilla
+        # too), and health said "no worker answers", or missed a broken worker.
+        with app.connection_for_write() as connection:
+            replies = app.control.ping(timeout=timeout, connection=connection) or []
+        with app.connection_for_write() as connection:
+            answers = (
+                app.control.broadcast(
+                    "importbeat_database", reply=True, timeout=timeout, connection=connection
+                )
+                or []
+            )
     except Exception as error:
         problem = _broker_problem(error)
         return {"ok": False, "count": 0, "workers": [], "broken": [], "error": problem}

@@ -50,6 +50,12 @@ def offset() -> float:
     return measured[1]
 
 
+def known_offset() -> float | None:
+    """The offset measured last, without a query; None before the first measure."""
+    measured = _measured
+    return measured[1] if measured is not None else None
+
+
 def measure(cursor: Any = None) -> float:
     """Measure the offset now (one query, on `cursor` if given, else on Django's connection);
     the last one known if the database does not answer."""

@@ -105,4 +105,9 @@ def refuse_to_start_without_dependencies(sender: Any = None, **_kwargs: Any) -> 
 def importbeat_database(state: Any) -> dict[str, Any]:
     """Can this worker do a run now: its database, and the Redis of its run locks."""
     problem = database_problem() or redis_problem()
-    return {"ok": problem is None, **({"error": problem} if problem else {})}
+    answer: dict[str, Any] = {"ok": problem is None, **({"error": problem} if problem else {})}
+    # Measured by database_problem on its own connection: health says a worker's clock is off.
+    offset = database_clock.known_offset()
+    if offset is not None:
+        answer["clock_offset_seconds"] = round(offset, 1)
+    return answer

@@ -252,12 +252,8 @@ def health_panel(outside_max_age: float = 0) -> list[dict[str, Any]]:
         },
         {
             "name": "workers",
-            "state": "ok" if workers["ok"] else "bad",
-            "text": (
-                f"{workers['count']} answering: {', '.join(workers['workers'])}"
-                if workers["ok"]
-                else "no worker answers"
-            ),
+            "state": _workers_state(workers),
+            "text": _workers_text(workers),
         },
         {
             "name": "broker",
@@ -290,6 +286,23 @@ def health_panel(outside_max_age: float = 0) -> list[dict[str, Any]]:
             "text": notifications.get("message") or "delivered in their time",
         },
     ]
+
+
+def _workers_state(workers: dict[str, Any]) -> str:
+    if workers["ok"]:
+        return "ok"
+    # Answering, none broken, a host's clock off: a warning.
+    return "warn" if workers.get("clocks_off") and not workers.get("broken") else "bad"
+
+
+def _workers_text(workers: dict[str, Any]) -> str:
+    if workers["ok"]:
+        return f"{workers['count']} answering: {', '.join(workers['workers'])}"
+    if workers.get("broken"):
+        # Its database or Redis away (health says which); it was shown as none answering.
+        names = ", ".join(broken["worker"] for broken in workers["broken"])
+        return f"{workers['count']} answering, these unable to run imports: {names}"
+    return workers.get("message") or "no worker answers"
 
 
 def _backlog_text(check: dict[str, Any]) -> str:

@@ -485,7 +485,8 @@ class ImportRun(models.Model):
     )
     scheduled_for = models.DateTimeField(null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
-    queued_at = models.DateTimeField(default=now)
+    # The database's time, as its start and end (common.database_clock), whoever queues it.
+    queued_at = models.DateTimeField(default=database_clock.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveBigIntegerField(null=True, blank=True)

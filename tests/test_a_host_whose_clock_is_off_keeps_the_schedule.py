@@ -19,7 +19,8 @@ import time
 import pytest
 from django.utils import timezone
 
-from schedules import services
+from schedules import dashboard, services
+from schedules.api import health
 from schedules.models import ImportRun, ScheduledImport
 from tests.api_support import API, client_for
 from tests.conftest import wait_for
@@ -92,7 +93,7 @@ def test_a_beat_whose_clock_is_off_fires_the_tick_on_time(alice, ops, processes,
 
 
 def test_a_worker_whose_clock_is_fast_stamps_its_runs_with_the_databases_time(
-    alice, csv_server, processes
+    alice, ops, csv_server, processes
 ):
     # Given a worker whose host clock is five minutes fast
     processes.start("worker", **off_by(300))
@@ -110,6 +111,19 @@ def test_a_worker_whose_clock_is_fast_stamps_its_runs_with_the_databases_time(
     assert imp.last_run_at <= timezone.now()
     # ... and the worker said at its start that its clock is off
     assert "this host's clock is 300 s ahead of the database's" in processes.log_of("worker")
+    # ... as health says, naming it at every ask (its answer was lost one ask in two, on the
+    # pool's broker connection), and the dashboard, as a warning
+    asks = [health.check_workers() for _ in range(10)]
+    assert [bool(workers.get("clocks_off")) for workers in asks] == [True] * 10
+    workers = asks[-1]
+    assert workers["ok"] is False and workers["broken"] == []
+    [(name, off)] = [(w["worker"], w["clock_offset_seconds"]) for w in workers["clocks_off"]]
+    assert name in workers["workers"] and abs(off + 300) < 5
+    assert f"{name}'s host clock is 300 s ahead of the database's" in workers["message"]
+    # (the API's answer is that one, which it reuses for HEALTH_WORKERS_MAX_AGE)
+    assert client_for(ops).get(f"{API}/health").json()["checks"]["workers"] == workers
+    panel = {row["name"]: row for row in dashboard.health_panel()}["workers"]
+    assert (panel["state"], panel["text"]) == ("warn", workers["message"])
 
 
 def test_the_offset_is_measured_against_the_database():

@@ -158,6 +158,25 @@ def check_workers(max_age: float = 0) -> dict[str, Any]:
         "workers": names,
         "broken": [{"worker": name, "error": database[name].get("error", "")} for name in broken],
     }
+    clocks_off = {
+        name: offset
+        for name in names
+        if (offset := database.get(name, {}).get("clock_offset_seconds")) is not None
+        and database_clock.off_by(offset)
+    }
+    if clocks_off:
+        answer["ok"] = False
+        answer["clocks_off"] = [
+            {"worker": name, "clock_offset_seconds": offset} for name, offset in clocks_off.items()
+        ]
+        answer["message"] = (
+            "; ".join(
+                f"{name}'s host clock is {database_clock.off_by(offset)} the database's"
+                for name, offset in clocks_off.items()
+            )
+            + ": runs are timed by the database's clock, but a worker's log keeps its host's;"
+            " set the host's time (NTP)"
+        )
     cache.set(WORKERS_KEY, (time.monotonic(), answer), timeout=None)
     return answer
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -30,6 +31,9 @@ from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from redis.exceptions import RedisError
+
+from common.redis_client import client
 
 from . import alerts
 from .models import ImportRun, NotificationDelivery, OwnerMailbox, ScheduledImport
@@ -42,6 +46,11 @@ DELIVER = "importbeat.deliver_notification"
 # find them among those waiting in a line.
 RESEND_BATCH = 500
 RESEND_LOOKS = 20_000
+# Where a pass stopped looking ("<created_at ISO> <id>"): the next goes on from there, so that a
+# lost notification behind more than RESEND_LOOKS parked ones is found a few passes later (it
+# waited until the lines drained). A pass that reaches the end starts the next from the first.
+RESEND_CURSOR_KEY = "importbeat:notifications:resend_cursor"
+RESEND_CURSOR_SECONDS = 24 * 3600
 # The failure-streak alert's event (alerts.py).
 ALERT = "alert"
 RUN_EVENTS = {
@@ -174,16 +183,21 @@ def resend_lost(
         | Q(status="retrying", next_attempt_at__lt=stale_before)
     ).order_by("created_at", "pk")  # the waiting ones' index order (delivery_waiting_idx)
     sent, looked_at = 0, 0
-    after = Q()
+    stopped_at = _resend_cursor()
     while sent < RESEND_BATCH and looked_at < RESEND_LOOKS:
+        after = Q()
+        if stopped_at is not None:
+            at, pk = stopped_at
+            after = Q(created_at__gt=at) | Q(created_at=at, pk__gt=pk)
         batch = list(lost.filter(after).values_list("pk", "attempts", "created_at")[:RESEND_BATCH])
         if not batch:
+            stopped_at = None
             break
         looked_at += len(batch)
         last_pk, _, last_created_at = batch[-1]
-        after = Q(created_at__gt=last_created_at) | Q(created_at=last_created_at, pk__gt=last_pk)
+        stopped_at = (last_created_at, last_pk)
         waiting = parked([delivery_id for delivery_id, _, _ in batch])
-        for delivery_id, attempts, _ in batch:
+        for delivery_id, attempts, created_at in batch:
             if delivery_id in waiting:
                 continue
             current_app.send_task(
@@ -191,8 +205,31 @@ def resend_lost(
             )
             sent += 1
             if sent == RESEND_BATCH:
+                stopped_at = (created_at, delivery_id)
                 break
+    _keep_resend_cursor(stopped_at)
     return sent
+
+
+def _resend_cursor() -> tuple[datetime, int] | None:
+    try:
+        kept = client().get(RESEND_CURSOR_KEY)
+    except RedisError as error:
+        logger.warning("the sweep looks from the first waiting notification: %s", error)
+        return None
+    if not kept:
+        return None
+    at, _, pk = kept.decode().partition(" ")
+    return datetime.fromisoformat(at), int(pk)
+
+
+def _keep_resend_cursor(stopped_at: tuple[datetime, int] | None) -> None:
+    with suppress(RedisError):
+        if stopped_at is None:
+            client().delete(RESEND_CURSOR_KEY)
+        else:
+            at, pk = stopped_at
+            client().set(RESEND_CURSOR_KEY, f"{at.isoformat()} {pk}", ex=RESEND_CURSOR_SECONDS)
 
 
 def payload(delivery: NotificationDelivery) -> dict[str, Any]:

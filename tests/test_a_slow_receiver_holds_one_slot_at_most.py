@@ -25,6 +25,7 @@ from redis.retry import Retry
 
 from project.celery import app
 from project.devservices import free_port
+from schedules import notifications
 from schedules.email_digest import SEND_DIGEST
 from schedules.models import NotificationDelivery, OwnerMailbox
 from schedules.notifications import DELIVER
@@ -294,3 +295,40 @@ def test_the_sweep_leaves_alone_notifications_waiting_in_a_long_line(bob, hook, 
     assert sorted(args[0] for _name, _id, args, _retries in sent) == sorted(
         [waiting.pk, retrying.pk]
     )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_sweep_finds_a_lost_notification_behind_more_parked_than_it_looks_at(
+    bob, hook, sent, settings, monkeypatch
+):
+    """The sweep looks at RESEND_LOOKS waiting notifications a pass (20,000). A lost one behind
+    more parked ones than that waited until the lines drained: every pass looked at the same
+    parked ones first. Each pass now goes on from where the last one stopped."""
+    monkeypatch.setattr(notifications, "RESEND_BATCH", 2)
+    monkeypatch.setattr(notifications, "RESEND_LOOKS", 2)
+    forget_redis_keys(notifications.RESEND_CURSOR_KEY)
+    # Given four notifications parked behind one of bob's that is being sent, and then one
+    # whose message was lost
+    redis.Redis.from_url(django_settings.REDIS_URL).zadd(
+        f"importbeat:turns:{turns.of_owner(bob.pk)}:holders", {"a live worker's": time.time() + 60}
+    )
+    waiting = [notification(bob, hook.url, f"w{n}") for n in range(4)]
+    for number, delivery in enumerate(waiting):
+        assert parked(deliver_notification.apply(args=[delivery.pk], task_id=f"t-{number}"))
+    lost = notification(bob, hook.url, "lost")
+    sent.clear()
+    long_ago = timezone.now() - timedelta(seconds=settings.STALE_QUEUED_SECONDS + 60)
+    for seconds, delivery in enumerate([*waiting, lost]):
+        NotificationDelivery.objects.filter(pk=delivery.pk).update(
+            created_at=long_ago + timedelta(seconds=seconds)
+        )
+
+    try:
+        # When the sweep passes three times, looking at two a pass
+        found = [maintenance.sweep_runs()["notifications"] for _ in range(3)]
+    finally:
+        forget_redis_keys(notifications.RESEND_CURSOR_KEY)
+
+    # Then the third pass, having gone past the parked ones, sends the lost one, and only it
+    assert found == [0, 0, 1]
+    assert sent == [(DELIVER, notifications.task_id(lost.pk), [lost.pk], 0)]

@@ -460,20 +460,24 @@ def cancel_run(run: ImportRun, user: AbstractBaseUser | None = None) -> ImportRu
 
 
 # What stops a running attempt whose run is gone: its import was deleted (delete_import deletes
-# its runs), or the run alone by staff. Nothing of the attempt may land after that.
+# its runs), or the run alone (the admin). Nothing of the attempt may land after that.
 DELETED_WHILE_RUNNING = "its import was deleted while it ran; the dataset was not changed"
+RUN_DELETED_WHILE_RUNNING = "it was deleted while it ran; the dataset was not changed"
+GONE_WHILE_RUNNING = (DELETED_WHILE_RUNNING, RUN_DELETED_WHILE_RUNNING)
 
 
-def cancel_requested(run_id: int) -> str | None:
+def cancel_requested(run_id: int, import_id: int | None = None) -> str | None:
     """If someone asked the running attempt of this run to stop (cancel_run), or deleted it
-    with its import, the words the run ends with; None otherwise. One indexed read: workers
-    ask at every progress report."""
+    (alone, or with its import `import_id`), the words the run ends with; None otherwise. One
+    indexed read: workers ask at every progress report."""
     found = (
         ImportRun.objects.filter(pk=run_id)
         .values_list("cancel_requested_at", "error_details")
         .first()
     )
     if found is None:
+        if import_id is not None and ScheduledImport.objects.filter(pk=import_id).exists():
+            return RUN_DELETED_WHILE_RUNNING
         return DELETED_WHILE_RUNNING
     requested_at, asked = found
     if requested_at is None:

@@ -187,8 +187,8 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
             try:
                 return _attempt(run, task)
             except ImportRun.DoesNotExist:
-                # Deleted with its import after its last safe point: finish_run found no run.
-                return _deleted(run, "its import was deleted as the run ended")
+                # Deleted after its last safe point: finish_run found no run.
+                return _deleted(run, "it was deleted as it ended")
     finally:
         if renewer is not None:
             renewer.stop()
@@ -248,7 +248,7 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
         _drop_broken_connection()
         error = caught if isinstance(caught, TransientImportError) else database_error(caught)
         message = str(error)
-        cancelled = services.cancel_requested(run.pk)
+        cancelled = services.cancel_requested(run.pk, run.scheduled_import_id)
         if cancelled:
             # Asked to stop: this failure is not another chance to run.
             services.finish_run(run, ImportRun.Status.CANCELLED, error=f"{cancelled} ({message})")
@@ -293,10 +293,10 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
 
 
 def _deleted(run: ImportRun, why: str) -> dict[str, Any]:
-    """The run was deleted with its import while it ran: there is no run left to end, and the
-    task says what became of it (Flower) as it would of a cancelled one. Before, the worker
-    logged a crash with a traceback and Flower showed the task failed on "DoesNotExist"; a
-    big file's rows even landed after the import was gone."""
+    """The run was deleted while it ran, with its import or alone (the admin): there is no run
+    left to end, and the task says what became of it (Flower) as it would of a cancelled one.
+    Before, the worker logged a crash with a traceback and Flower showed the task failed in
+    PostgreSQL's words (the dataset's foreign key to the deleted run)."""
     run.status, run.error_message = ImportRun.Status.CANCELLED, why
     logger.info("run finished import=%s run=%s status=cancelled: %s",
                 run.scheduled_import_id, run.pk, why)  # fmt: skip

@@ -13,7 +13,7 @@ import pytest
 import requests
 from django.db import connection
 
-from schedules.models import Dataset, ImportRun
+from schedules.models import Dataset, ImportRun, ScheduledImport
 from tasks import engine, runner
 from tasks.engine import merge
 from tests.api_support import API, client_for
@@ -43,6 +43,31 @@ def test_a_run_whose_import_is_deleted_while_it_fetches_stops_there(alice, csv_s
     assert (result["status"], result["error"]) == ("cancelled", WORDS)
     assert Dataset.objects.get(pk=imp.dataset_id).records.count() == 0
     assert "run crashed" not in caplog.text
+
+
+def test_a_run_deleted_alone_while_it_runs_says_so(alice, csv_server, admin_client):
+    # Given a run of alice's running, and staff who delete that run in the admin
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+    run = ImportRun.objects.create(scheduled_import=imp, trigger="manual")
+    answers = []
+
+    def delete_the_run(progress: dict) -> None:
+        if not answers:
+            answers.append(admin_client.post(
+                f"/admin/schedules/importrun/{run.pk}/delete/", {"post": "yes"}
+            ))  # fmt: skip
+
+    with engine.listen(delete_the_run):
+        result = runner.execute(run.pk)
+
+    # Then it stops saying it was deleted, not its import, which stays
+    assert answers[0].status_code == 302
+    assert (result["status"], result["error"]) == (
+        "cancelled",
+        "it was deleted while it ran; the dataset was not changed",
+    )
+    assert ScheduledImport.objects.filter(pk=imp.pk).exists()
+    assert Dataset.objects.get(pk=imp.dataset_id).records.count() == 0
 
 
 # Small files end their run in the merge's own transaction (services.finish_with_rows), big

@@ -8,6 +8,8 @@ PostgreSQL's words ("violates foreign key constraint").
 """
 
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import requests
@@ -27,19 +29,29 @@ WORDS = "its import was deleted while it ran; the dataset was not changed"
 AUTH = ("ops", "s3cret-flower")
 
 
-def test_a_run_whose_import_is_deleted_while_it_fetches_stops_there(alice, csv_server, caplog):
-    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+def run_deleting(imp: ScheduledImport, delete: Callable[[ImportRun], Any]) -> tuple[dict, Any]:
+    """Run a run of `imp` in this process, calling `delete(run)` at its first progress report;
+    the run's task result, and what `delete` answered."""
     run = ImportRun.objects.create(scheduled_import=imp, trigger="manual")
     answers = []
 
-    def delete_the_import(progress: dict) -> None:
+    def at_first_report(progress: dict) -> None:
         if not answers:
-            answers.append(client_for(alice).delete(f"{API}/imports/{imp.pk}/"))
+            answers.append(delete(run))
 
-    with engine.listen(delete_the_import):
+    with engine.listen(at_first_report):
         result = runner.execute(run.pk)
+    return result, answers[0]
 
-    assert answers[0].status_code == 204
+
+def test_a_run_whose_import_is_deleted_while_it_fetches_stops_there(alice, csv_server, caplog):
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+
+    result, answer = run_deleting(
+        imp, lambda run: client_for(alice).delete(f"{API}/imports/{imp.pk}/")
+    )
+
+    assert answer.status_code == 204
     assert (result["status"], result["error"]) == ("cancelled", WORDS)
     assert Dataset.objects.get(pk=imp.dataset_id).records.count() == 0
     assert "run crashed" not in caplog.text
@@ -48,20 +60,16 @@ def test_a_run_whose_import_is_deleted_while_it_fetches_stops_there(alice, csv_s
 def test_a_run_deleted_alone_while_it_runs_says_so(alice, csv_server, admin_client):
     # Given a run of alice's running, and staff who delete that run in the admin
     imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
-    run = ImportRun.objects.create(scheduled_import=imp, trigger="manual")
-    answers = []
 
-    def delete_the_run(progress: dict) -> None:
-        if not answers:
-            answers.append(admin_client.post(
-                f"/admin/schedules/importrun/{run.pk}/delete/", {"post": "yes"}
-            ))  # fmt: skip
-
-    with engine.listen(delete_the_run):
-        result = runner.execute(run.pk)
+    result, answer = run_deleting(
+        imp,
+        lambda run: admin_client.post(
+            f"/admin/schedules/importrun/{run.pk}/delete/", {"post": "yes"}
+        ),
+    )
 
     # Then it stops saying it was deleted, not its import, which stays
-    assert answers[0].status_code == 302
+    assert answer.status_code == 302
     assert (result["status"], result["error"]) == (
         "cancelled",
         "it was deleted while it ran; the dataset was not changed",

@@ -1036,7 +1036,7 @@ def _finish_once(
             row = cursor.fetchone()
         if row is None:
             if with_rows:
-                # Deleted with its import while it ran: its rows roll back (cancel_requested).
+                # Deleted while it ran (with its import, or alone): its rows roll back.
                 return None
             raise ImportRun.DoesNotExist(f"run {run_id} does not exist")
         run, imp = rows.instances(row, ImportRun, ScheduledImport)

@@ -57,8 +57,9 @@ class RunCancelled(ImportFailed):
 
 
 class RunDeleted(RunCancelled):
-    """The running attempt's run was deleted, with its import (services.delete_import): it
-    stops at its next safe point as a cancelled one does, and there is no run left to end."""
+    """The running attempt's run was deleted, with its import (services.delete_import) or alone
+    (the admin): it stops at its next safe point as a cancelled one does, and there is no run
+    left to end."""
 
 
 class RunFailed(Exception):

@@ -134,12 +134,12 @@ def check_workers(max_age: float = 0) -> dict[str, Any]:
         # Each question on a connection of its own: asked on the pool's connection, the
         # workers' replies were lost one ask in two or more (kombu's Redis transport, vanilla
         # too), and health said "no worker answers", or missed a broken worker.
-        with app.connection_for_write() as connection:
-            replies = app.control.ping(timeout=timeout, connection=connection) or []
-        with app.connection_for_write() as connection:
+        with app.connection_for_write() as broker:
+            replies = app.control.ping(timeout=timeout, connection=broker) or []
+        with app.connection_for_write() as broker:
             answers = (
                 app.control.broadcast(
-                    "importbeat_database", reply=True, timeout=timeout, connection=connection
+                    "importbeat_database", reply=True, timeout=timeout, connection=broker
                 )
                 or []
             )

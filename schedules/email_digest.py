@@ -20,7 +20,8 @@ from datetime import datetime, timedelta
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
-from django.utils import timezone
+
+from common import database_clock
 
 from . import services
 from .models import NotificationDelivery, OwnerMailbox
@@ -51,7 +52,7 @@ def send(delivery: NotificationDelivery) -> None:
         mailbox = OwnerMailbox.objects.select_for_update().get(user=owner)
         if not NotificationDelivery.objects.filter(pk=delivery.pk, status__in=WAITING).exists():
             return  # another worker sent it while this one waited for the lock
-        now = timezone.now()
+        now = database_clock.now()
         opens_at = _opens_at(mailbox.last_sent_at)
         # Held without reading the others: a burst of ten thousand would read them all each.
         if opens_at is not None and now < opens_at:
@@ -64,7 +65,7 @@ def sends_now(last_sent_at: datetime | None) -> bool:
     """Whether an e-mail of an owner last e-mailed at `last_sent_at` would go out now rather
     than be held (read without the mailbox's lock: send() decides for good)."""
     opens_at = _opens_at(last_sent_at)
-    return opens_at is None or timezone.now() >= opens_at
+    return opens_at is None or database_clock.now() >= opens_at
 
 
 def send_due(owner_id: int) -> None:
@@ -79,7 +80,7 @@ def send_due(owner_id: int) -> None:
         ).first()
         if mailbox is None:
             return  # the owner is gone, and their notifications with them
-        now = timezone.now()
+        now = database_clock.now()
         opens_at = _opens_at(mailbox.last_sent_at)
         if opens_at is not None and now < opens_at:
             _send_digest_at(mailbox, opens_at, now)  # early: a clock, or a second message
@@ -93,7 +94,7 @@ def failed(owner_id: int, error: str, retry_in: float | None = None) -> None:
     statuses = NotificationDelivery.Status
     retrying = retry_in is not None
     status = statuses.RETRYING if retrying else statuses.FAILED
-    next_attempt_at = timezone.now() + timedelta(seconds=retry_in) if retrying else None
+    next_attempt_at = database_clock.now() + timedelta(seconds=retry_in) if retrying else None
     # Not the pending ones: each still has its own message on its way, which tries again.
     NotificationDelivery.objects.filter(
         scheduled_import__owner_id=owner_id,
@@ -103,7 +104,7 @@ def failed(owner_id: int, error: str, retry_in: float | None = None) -> None:
         status=status,
         error=error,
         next_attempt_at=next_attempt_at,
-        finished_at=None if retrying else timezone.now(),
+        finished_at=None if retrying else database_clock.now(),
     )
     logger.info("notification e-mail owner=%s %s: %s", owner_id, status, error)
 

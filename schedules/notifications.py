@@ -30,9 +30,9 @@ from django.conf import settings
 from django.core.mail import send_mail
 from django.db import connection, transaction
 from django.db.models import Q
-from django.utils import timezone
 from redis.exceptions import RedisError
 
+from common import database_clock
 from common.redis_client import client
 
 from . import alerts
@@ -302,7 +302,7 @@ def failed(delivery: NotificationDelivery, error: str, retry_in: float | None = 
 
 
 def _in(seconds: float) -> datetime:
-    return timezone.now() + timedelta(seconds=seconds)
+    return database_clock.now() + timedelta(seconds=seconds)
 
 
 def email_of(delivery: NotificationDelivery) -> tuple[str, str] | None:
@@ -334,7 +334,7 @@ def send_email(subject: str, message: str, address: str) -> None:
 
 def _save(delivery: NotificationDelivery) -> None:
     if delivery.status != "retrying":
-        delivery.finished_at = timezone.now()
+        delivery.finished_at = database_clock.now()
         delivery.next_attempt_at = None
     delivery.save()
     logger.info("notification %s import=%s event=%s channel=%s attempts=%s",

@@ -13,7 +13,6 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
-from django.utils import timezone
 from django.utils.timezone import now
 
 from common import database_clock
@@ -249,7 +248,7 @@ class ScheduledImport(LoadedHook, models.Model):
         if after is None and self.next_run_at is not None and self.status == self.Status.ACTIVE:
             ticks = self.schedule.ticks_after(self.next_run_at)
             return [self.next_run_at, *(next(ticks) for _ in range(count - 1))][:count]
-        ticks = self.schedule.ticks_after(after or timezone.now())
+        ticks = self.schedule.ticks_after(after or database_clock.now())
         return [next(ticks) for _ in range(count)]
 
     def tick_for(self, moment: datetime) -> datetime:
@@ -398,7 +397,9 @@ class ScheduledImport(LoadedHook, models.Model):
         changed = before != (task.pk, task.enabled, task.crontab_id, task.interval_id)
         if not changed and (self.next_run_at is not None or not task.enabled):
             return
-        moment = timezone.now()
+        # Beat judges the next tick by the database's clock: by a web host's clock two minutes
+        # slow, a new import's first tick was already past, counted missed, the import late.
+        moment = database_clock.now()
         self.periodic_task = task
         self.next_run_at = self.next_runs(1, after=moment)[0] if task.enabled else None
         self.schedule_changed_at = moment

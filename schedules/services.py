@@ -516,7 +516,7 @@ def dispatch_scheduled_tick(
         return None
     if isinstance(scheduled_for, str):
         scheduled_for = parse_datetime(scheduled_for)
-    tick = scheduled_for or imp.tick_for(timezone.now())
+    tick = scheduled_for or imp.tick_for(database_clock.now())
     try:
         with transaction.atomic():
             run = ImportRun.objects.create(

@@ -5,7 +5,8 @@ is off, in its log and in health.
 Before, beat decided by its own clock: two minutes fast, it fired every import two minutes early
 (and counted the ticks in between missed); two minutes slow, it fired them two minutes late,
 and health said beat was down. A worker whose clock was fast stamped its runs' start and end
-minutes after they were queued, in the future.
+minutes after they were queued, in the future. An import created through a web whose clock
+was slow had its first tick already past: beat counted it missed, and the import late.
 
 The clocks are moved with libfaketime (`make faketime`), in the beat's or the worker's process
 only, as a host whose clock is off would be.
@@ -15,15 +16,19 @@ from __future__ import annotations
 
 import glob
 import time
+from datetime import timedelta
 
 import pytest
+import requests
 from django.utils import timezone
+from knox.models import AuthToken
 
+from project.devservices import free_port
 from schedules import dashboard, services
 from schedules.api import health
 from schedules.models import ImportRun, ScheduledImport
 from tests.api_support import API, client_for
-from tests.conftest import wait_for
+from tests.conftest import answers, wait_for
 from tests.factories import PRODUCTS_CSV, make_import
 from tests.reliability import wait_for_the_end
 
@@ -124,6 +129,33 @@ def test_a_worker_whose_clock_is_fast_stamps_its_runs_with_the_databases_time(
     assert client_for(ops).get(f"{API}/health").json()["checks"]["workers"] == workers
     panel = {row["name"]: row for row in dashboard.health_panel()}["workers"]
     assert (panel["state"], panel["text"]) == ("warn", workers["message"])
+
+
+def test_an_import_created_through_a_web_whose_clock_is_slow_is_not_born_late(alice, processes):
+    # Given the web process on a host whose clock is two minutes slow
+    port = free_port()
+    processes.start("web", PORT=str(port), WEB_CONCURRENCY="1", **off_by(-120))
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: answers(f"{base}/admin/login/"), 30, what="web\n" + processes.logs())
+    _, token = AuthToken.objects.create(user=alice, expiry=None)
+
+    # When alice creates an import that fires every minute
+    created = requests.post(
+        f"{base}{API}/imports/",
+        json={
+            "name": "minutely", "source_url": SOURCE, "dataset": "minutely",
+            "key_column": "sku", "schedule_type": "cron", "cron_expression": "* * * * *",
+        },
+        headers={"Authorization": f"Token {token}"},
+        timeout=30,
+    )  # fmt: skip
+
+    # Then its first tick is the next minute by the database's clock, not one already past
+    # (which beat counted missed, and the import late, at its first loop)
+    assert created.status_code == 201, created.text
+    imp = ScheduledImport.objects.get(pk=created.json()["id"])
+    assert timezone.now() < imp.next_run_at <= timezone.now() + timedelta(seconds=60)
+    assert created.json()["next_runs"][0] == imp.next_run_at.isoformat().replace("+00:00", "Z")
 
 
 def test_the_offset_is_measured_against_the_database():

@@ -70,6 +70,13 @@ def default_channels() -> list[str]:
     return ["email", "webhook"]
 
 
+# Fields whose rules hold the operator's settings, which may change after an import is saved
+# (ALLOWED_PRIVATE_HOSTS, IMPORT_DROP_DIRS, MIN_INTERVAL_SECONDS): an edit checks them only when
+# it changes them. Every edit of an import whose source an operator refused later got a 400 on
+# a field it did not send; its runs say the refusal when they connect.
+POLICY_FIELDS = ("source_url", "callback_url", "interval_seconds")
+
+
 class ScheduledImport(LoadedHook, models.Model):
     class ScheduleType(models.TextChoices):
         CRON = "cron"
@@ -311,7 +318,15 @@ class ScheduledImport(LoadedHook, models.Model):
     def loaded(self) -> ScheduledImport:
         # The source as saved: a pinned host key belongs to its host and port (clean()).
         self._saved_source_url = self.__dict__.get("source_url")
+        self._saved_policy_values = {name: self.__dict__.get(name) for name in POLICY_FIELDS}
         return self
+
+    def policy_fields_unchanged(self) -> set[str]:
+        """The POLICY_FIELDS an edit leaves as they were saved (none for a new import)."""
+        saved = getattr(self, "_saved_policy_values", None)
+        if saved is None:
+            return set()
+        return {name for name, value in saved.items() if getattr(self, name) == value}
 
     def forget_host_key_of_another_server(self) -> None:
         """A source moved to another host or port: the key pinned for the old one says nothing

@@ -302,7 +302,9 @@ def validate_import_fields(imp: ScheduledImport) -> None:
     check("key_column", validate_name, imp.key_column or "")
     if imp.dataset_id is not None:
         check("dataset", validate_name, imp.dataset.name)
-    check("source_url", validate_source_url, imp.source_url or "")
+    unchanged = imp.policy_fields_unchanged()
+    if "source_url" not in unchanged:
+        check("source_url", validate_source_url, imp.source_url or "")
     check("source_member", validate_name, imp.source_member or "")
     if imp.move_processed and not is_file_url(imp.source_url or ""):
         errors.setdefault("move_processed", []).append(
@@ -310,7 +312,7 @@ def validate_import_fields(imp: ScheduledImport) -> None:
         )
     if "source_url" not in errors:
         check("credential", validate_credential, imp)
-    if imp.callback_url:
+    if imp.callback_url and "callback_url" not in unchanged:
         check("callback_url", validate_callback_url, imp.callback_url)
     check("timezone", validate_timezone, imp.timezone or "")
     check("columns", validate_columns, imp.columns)
@@ -327,7 +329,10 @@ def validate_import_fields(imp: ScheduledImport) -> None:
     elif imp.schedule_type == "interval":
         if imp.interval_seconds is None:
             errors.setdefault("interval_seconds", []).append("required for an interval schedule")
-        elif imp.interval_seconds < settings.MIN_INTERVAL_SECONDS:
+        elif (
+            imp.interval_seconds < settings.MIN_INTERVAL_SECONDS
+            and "interval_seconds" not in unchanged
+        ):
             errors.setdefault("interval_seconds", []).append(
                 f"must be at least {settings.MIN_INTERVAL_SECONDS} seconds"
             )

@@ -139,6 +139,49 @@ def test_changing_the_source_to_a_private_address_is_refused_and_changes_nothing
     assert imp.source_url == "https://example.com/p.csv"
 
 
+def test_an_import_the_operator_refused_later_can_still_be_edited(alice, settings):
+    """Every edit of an import whose source or callback the operator's settings refused after it
+    was saved (ALLOWED_PRIVATE_HOSTS narrowed, MIN_INTERVAL_SECONDS raised) got a 400 on a field
+    it did not send: its owner could not even move its schedule. The settings are checked on
+    the fields an edit changes; its runs say the refusal when they connect."""
+    # Given an import saved while its source, its callback and its interval were allowed
+    settings.ALLOWED_PRIVATE_HOSTS = ["10.0.0.5:80", "10.0.0.6:80"]
+    imp = make_import(
+        alice, "http://10.0.0.5/p.csv", callback_url="http://10.0.0.6/hook", interval_seconds=60
+    )
+    # ... which the operator allows no longer
+    settings.ALLOWED_PRIVATE_HOSTS = []
+    settings.MIN_INTERVAL_SECONDS = 300
+    client = client_for(alice)
+
+    # When alice edits its description, then its cron schedule
+    described = client.patch(f"{API}/imports/{imp.pk}/", {"description": "x"}, format="json")
+    moved = client.patch(
+        f"{API}/imports/{imp.pk}/",
+        {"schedule_type": "cron", "cron_expression": "0 3 * * *"},
+        format="json",
+    )
+
+    # Then both are saved, source and callback as they were
+    assert (described.status_code, moved.status_code) == (200, 200), moved.json()
+    imp.refresh_from_db()
+    assert (imp.description, imp.cron_expression) == ("x", "0 3 * * *")
+    assert (imp.source_url, imp.callback_url) == ("http://10.0.0.5/p.csv", "http://10.0.0.6/hook")
+    # ... while changing the source, the callback or the interval checks them
+    for field, value in [
+        ("source_url", "http://10.0.0.5/other.csv"),
+        ("callback_url", "http://10.0.0.6/other"),
+    ]:
+        refused = client.patch(f"{API}/imports/{imp.pk}/", {field: value}, format="json")
+        assert refused.status_code == 400 and field in refused.json()["errors"]
+    refused = client.patch(
+        f"{API}/imports/{imp.pk}/",
+        {"schedule_type": "interval", "interval_seconds": 60},
+        format="json",
+    )
+    assert refused.status_code == 400 and "interval_seconds" in refused.json()["errors"]
+
+
 def test_the_check_before_save_refuses_a_private_source_without_fetching(alice):
     response = client_for(alice).post(
         f"{API}/imports/check", import_body(source_url="http://10.0.0.5/data.csv"), format="json"

@@ -1,6 +1,6 @@
-"""A beat or a worker whose host clock is off keeps the schedule: ticks, heartbeats and beat's
-loop are timed by the database's clock (common.database_clock), and the process says its clock
-is off, in its log and in health.
+"""A beat, a worker or a web whose host clock is off keeps the schedule: ticks, runs' times,
+heartbeats and beat's loop are timed by the database's clock (common.database_clock), and beat
+and the workers say their clock is off, in their log and in health.
 
 Before, beat decided by its own clock: two minutes fast, it fired every import two minutes early
 (and counted the ticks in between missed); two minutes slow, it fired them two minutes late,
@@ -8,8 +8,8 @@ and health said beat was down. A worker whose clock was fast stamped its runs' s
 minutes after they were queued, in the future. An import created through a web whose clock
 was slow had its first tick already past: beat counted it missed, and the import late.
 
-The clocks are moved with libfaketime (`make faketime`), in the beat's or the worker's process
-only, as a host whose clock is off would be.
+The clocks are moved with libfaketime (`make faketime`), in the beat's, the worker's or the
+web's process only, as a host whose clock is off would be.
 """
 
 from __future__ import annotations
@@ -140,6 +140,7 @@ def test_an_import_created_through_a_web_whose_clock_is_slow_is_not_born_late(al
     _, token = AuthToken.objects.create(user=alice, expiry=None)
 
     # When alice creates an import that fires every minute
+    before = timezone.now()
     created = requests.post(
         f"{base}{API}/imports/",
         json={
@@ -154,7 +155,7 @@ def test_an_import_created_through_a_web_whose_clock_is_slow_is_not_born_late(al
     # (which beat counted missed, and the import late, at its first loop)
     assert created.status_code == 201, created.text
     imp = ScheduledImport.objects.get(pk=created.json()["id"])
-    assert timezone.now() < imp.next_run_at <= timezone.now() + timedelta(seconds=60)
+    assert before < imp.next_run_at <= before + timedelta(seconds=61)
     assert created.json()["next_runs"][0] == imp.next_run_at.isoformat().replace("+00:00", "Z")
 
 

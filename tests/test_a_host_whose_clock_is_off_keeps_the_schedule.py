@@ -157,6 +157,16 @@ def test_an_import_created_through_a_web_whose_clock_is_slow_is_not_born_late(al
     imp = ScheduledImport.objects.get(pk=created.json()["id"])
     assert before < imp.next_run_at <= before + timedelta(seconds=61)
     assert created.json()["next_runs"][0] == imp.next_run_at.isoformat().replace("+00:00", "Z")
+    # ... and staff read the web's offset in health
+    checks = requests.get(f"{base}{API}/health", headers=ops_token(alice), timeout=30).json()
+    assert abs(checks["checks"]["database"]["web_clock_offset_seconds"] - 120) < 5
+
+
+def ops_token(user) -> dict[str, str]:
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    _, token = AuthToken.objects.create(user=user, expiry=None)
+    return {"Authorization": f"Token {token}"}
 
 
 def test_the_offset_is_measured_against_the_database():

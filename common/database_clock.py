@@ -13,7 +13,6 @@ is off by more than TOLERANCE_SECONDS.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,7 +29,6 @@ CHECK_EVERY_SECONDS = 30.0
 # Further off than this, the process says so (log, health). NTP keeps hosts within milliseconds.
 TOLERANCE_SECONDS = 5.0
 
-_lock = threading.Lock()
 # (time.monotonic() of the measure, the offset in seconds), or None before the first one.
 _measured: tuple[float, float] | None = None
 # The offset last said in the log, so a lasting one is said once, not every half-minute.
@@ -73,8 +71,8 @@ def measure(cursor: Any = None) -> float:
         return _measured[1] if _measured is not None else 0.0
     # Read half-way through the round trip.
     found = database - (before + after) / 2
-    with _lock:
-        _measured = (time.monotonic(), found)
+    # One assignment of a tuple: threads (a run's lease renewer) read it whole.
+    _measured = (time.monotonic(), found)
     _say(found)
     return found
 

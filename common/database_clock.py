@@ -40,6 +40,12 @@ def now() -> datetime:
     return timezone.now() + timedelta(seconds=offset())
 
 
+def timestamp() -> float:
+    """The database's time now, in seconds since the epoch: for times kept in Redis that other
+    processes compare (fairness's admissions, notifications' turns, a receiver's wait)."""
+    return time.time() + offset()
+
+
 def offset() -> float:
     """The database's clock minus this host's, in seconds (positive: this host is behind)."""
     measured = _measured

@@ -23,7 +23,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import F
-from django.utils import timezone
+
+from common import database_clock
 
 from .models import ImportRun, ScheduledImport
 from .services import skip_run
@@ -43,7 +44,7 @@ def skip_if_ran_since(run: ImportRun, now: datetime | None = None) -> str | None
         or ran_at <= queued
     ):
         return None
-    now = now or timezone.now()
+    now = now or database_clock.now()
     waited = now - queued
     if waited <= timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS):
         return None

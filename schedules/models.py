@@ -730,7 +730,9 @@ class NotificationDelivery(models.Model):
     attempts = models.PositiveSmallIntegerField(default=0)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
     error = models.TextField(blank=True)
-    created_at = models.DateTimeField(default=now)
+    # The sweep (notifications.resend_lost) and health age it: the database's clock, whichever
+    # host wrote it.
+    created_at = models.DateTimeField(default=database_clock.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     # When a `retrying` notification's next attempt is due: the sweep sends it again once that
     # is long past, its message lost (notifications.resend_lost).
@@ -799,7 +801,7 @@ class ReplacedCredential(models.Model):
     done_until = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(default=now)
     # Moved at every batch: a row not touched for STALE_QUEUED_SECONDS has lost its job.
-    touched_at = models.DateTimeField(default=now)
+    touched_at = models.DateTimeField(default=database_clock.now)
 
     def __str__(self) -> str:
         return f"a credential import {self.scheduled_import_id} had"  # never the secret

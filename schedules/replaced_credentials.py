@@ -26,7 +26,8 @@ from typing import Any
 
 from celery import current_app
 from django.db import transaction
-from django.utils import timezone
+
+from common import database_clock
 
 from . import saved_secrets
 from .models import ImportRun, ReplacedCredential, ScheduledImport
@@ -67,7 +68,7 @@ def hide(replaced_id: int, batch_size: int = saved_secrets.BATCH_SIZE) -> dict[s
 
     def done(last_run_id: int) -> None:
         ReplacedCredential.objects.filter(pk=replaced_id).update(
-            done_until=last_run_id, touched_at=timezone.now()
+            done_until=last_run_id, touched_at=database_clock.now()
         )
 
     in_runs = saved_secrets.hide_in_runs(
@@ -96,5 +97,5 @@ def resend_stale(touched_before: datetime) -> int:
     ids = list(stale.values_list("pk", flat=True)[:500])
     for replaced_id in ids:
         send(replaced_id)
-    ReplacedCredential.objects.filter(pk__in=ids).update(touched_at=timezone.now())
+    ReplacedCredential.objects.filter(pk__in=ids).update(touched_at=database_clock.now())
     return len(ids)

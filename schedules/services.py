@@ -28,7 +28,6 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
 from django.db.models import DO_NOTHING, SET_NULL, Max, Min, ProtectedError, Q, QuerySet
-from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from common import database_clock, error_words, streaming
@@ -277,7 +276,7 @@ def cancel_import(imp: ScheduledImport) -> ScheduledImport:
         # then finds them no longer waiting.
         waiting.filter(rows_committed_at__isnull=True).update(
             status=ImportRun.Status.CANCELLED,
-            finished_at=timezone.now(),
+            finished_at=database_clock.now(),
             error_message="cancelled with its import",
         )
     return imp
@@ -445,7 +444,7 @@ def cancel_run(run: ImportRun, user: AbstractBaseUser | None = None) -> ImportRu
             finish_run(locked, ImportRun.Status.CANCELLED, error=f"cancelled{by}")
         elif locked.status == ImportRun.Status.RUNNING:
             if locked.cancel_requested_at is None:
-                locked.cancel_requested_at = timezone.now()
+                locked.cancel_requested_at = database_clock.now()
                 locked.error_message = f"cancel requested{by}; stopping at the next safe point"
                 # Who asked, for the words the run ends with (cancel_requested).
                 locked.error_details = {**locked.error_details, "cancelled_by": by.strip()}
@@ -723,7 +722,7 @@ def _record_attempt(
     entry: dict[str, Any] = {
         "attempt": run.attempts if attempt is None else attempt,
         "error": error,
-        "at": timezone.now().isoformat(),
+        "at": database_clock.now().isoformat(),
     }
     if retry_in is not None:
         entry["retry_in"] = round(retry_in, 1)
@@ -741,7 +740,7 @@ def heartbeat(run_id: int) -> None:
 def skip_run(run: ImportRun, reason: str) -> bool:
     """End a run that never started: another run of its import was in progress, or took the
     file after it was queued (schedules.backlog)."""
-    now = timezone.now()
+    now = database_clock.now()
     skipped = ImportRun.objects.filter(pk=run.pk, status=ImportRun.Status.QUEUED).update(
         status=ImportRun.Status.SKIPPED, finished_at=now, duration_ms=0, error_message=reason
     )
@@ -935,7 +934,7 @@ def record_committed_counts(run: ImportRun, counts: RunCounts) -> bool:
     written = rows.update(
         ImportRun,
         run.pk,
-        {**values, "rows_committed_at": timezone.now()},
+        {**values, "rows_committed_at": database_clock.now()},
         "cancel_requested_at IS NULL",
     )
     return written == 1

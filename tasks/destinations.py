@@ -16,7 +16,6 @@ under way. Fails open: without Redis, every notification tries as before.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
@@ -24,6 +23,7 @@ from functools import cache
 from redis.commands.core import Script
 from redis.exceptions import RedisError
 
+from common import database_clock
 from common.redis_client import client
 from schedules import credentials
 
@@ -83,7 +83,9 @@ def admit(destination: str) -> None:
     """Return when a notification may go to `destination` now; raise Waiting when it did not
     answer another one within its wait, or another try after the wait is under way."""
     try:
-        found = _scripts()[0](keys=_keys(destination), args=[time.time(), TRY_SECONDS])
+        found = _scripts()[0](
+            keys=_keys(destination), args=[database_clock.timestamp(), TRY_SECONDS]
+        )
     except RedisError as error:
         logger.warning("whether %s answers was not checked: %s", destination, error)
         return
@@ -96,7 +98,7 @@ def admit(destination: str) -> None:
     raise Waiting(
         f"not sent: {destination} did not answer another notification at {_clock(last.at)}: "
         f"{last.reason}",
-        max(last.until - time.time(), 0) + FIRST_WAIT_SECONDS,
+        max(last.until - database_clock.timestamp(), 0) + FIRST_WAIT_SECONDS,
     )
 
 
@@ -106,7 +108,7 @@ def not_answered(destination: str, reason: str) -> None:
     try:
         _scripts()[1](
             keys=_keys(destination),
-            args=[time.time(), reason, FIRST_WAIT_SECONDS, MAX_WAIT_SECONDS],
+            args=[database_clock.timestamp(), reason, FIRST_WAIT_SECONDS, MAX_WAIT_SECONDS],
         )
     except RedisError as error:
         logger.warning("that %s does not answer was not noted: %s", destination, error)

@@ -56,7 +56,10 @@ def admit(run: ImportRun) -> bool:
         except BaseException:
             _leave(keys=keys, args=[token, "", ""])
             raise
-        _leave(keys=keys, args=[token, str(run.pk) if admitted else "", time.time(), *done])
+        _leave(
+            keys=keys,
+            args=[token, str(run.pk) if admitted else "", database_clock.timestamp(), *done],
+        )
     except RedisError as error:
         logger.warning("per-owner cap not checked run=%s: %s", run.pk, error)
         return True
@@ -125,7 +128,7 @@ def _busy_runs(owner_id: int, admitted_at: dict[bytes, bytes]) -> tuple[set[int]
 
     One query answers both questions the slot count asks of the database.
     """
-    recent_since = time.time() - ADMITTED_SECONDS
+    recent_since = database_clock.timestamp() - ADMITTED_SECONDS
     admitted = {int(k): float(v) for k, v in admitted_at.items()}
     recent = [run_id for run_id, at in admitted.items() if at > recent_since]
     with connection.cursor() as cursor:

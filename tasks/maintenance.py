@@ -9,7 +9,6 @@ from datetime import datetime, timedelta
 from auditlog.models import LogEntry
 from django.conf import settings
 from django.db.models import Q, QuerySet
-from django.utils import timezone
 from redis.exceptions import RedisError
 
 from common import database_clock
@@ -97,7 +96,7 @@ def delete_old_runs() -> dict[str, int]:
     Active runs and deliveries still to be sent are never deleted. Deletes go in batches by id
     so that one sweep over a large log never holds long locks nor one huge transaction.
     """
-    now = timezone.now()
+    now = database_clock.now()
     kept_until = now - timedelta(days=settings.RUN_RETENTION_DAYS)
     failures_kept_until = now - timedelta(days=settings.FAILED_RUN_RETENTION_DAYS)
     failed = [ImportRun.Status.FAILED, ImportRun.Status.TIMED_OUT]

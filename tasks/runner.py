@@ -22,10 +22,9 @@ from celery.exceptions import Reject, SoftTimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
-from django.utils import timezone
 from redis.exceptions import RedisError
 
-from common import read_only_database
+from common import database_clock, read_only_database
 from schedules import backlog, services
 from schedules.models import ImportRun, ScheduledImport
 
@@ -336,7 +335,7 @@ def _overlap(run: ImportRun, task: Any | None) -> dict[str, Any] | None:
         .first()
     ) or locks.run_lease_holder(imp.pk)
     if imp.overlap == ScheduledImport.Overlap.QUEUE and task is not None:
-        waited = (timezone.now() - run.queued_at).total_seconds()
+        waited = (database_clock.now() - run.queued_at).total_seconds()
         if waited < imp.timeout_seconds:
             return _come_back(run, task, queue_poll_seconds(), f"run {other}")
         reason = (

@@ -27,7 +27,6 @@ without Redis, every notification goes as it comes.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -38,6 +37,7 @@ from celery import current_app
 from redis.commands.core import Script
 from redis.exceptions import RedisError
 
+from common import database_clock
 from common.redis_client import TURN_LINES_KEY, client, turn_line_key
 from schedules.services import BROKER_ERRORS
 
@@ -130,7 +130,7 @@ def _take(key: str, token: str, job: Job, turns: int) -> bool:
     saved the burst's second messages but held a slot each, and another owner's run behind a
     thousand such webhooks waited 8.2 s, against 3.3-5.2 s parked (bench_notifications_take_turns).
     """
-    now = time.time()
+    now = database_clock.timestamp()
     args = [token, now, now + TURN_SECONDS, job.encoded(), LINE_SECONDS, key, turns, job.parked_as]
     return _scripts()[0](keys=_keys(key), args=args) == 1
 
@@ -154,7 +154,7 @@ def send_stranded() -> int:
     """Send the first parked notification of each line with a turn free (its holder died);
     the number sent. For the sweep, which also forgets the parked jobs of lines long dropped.
     The lines are looked at in one round trip: one each took 0.9-1.2 s for 10,000 lines."""
-    now = time.time()
+    now = database_clock.timestamp()
     try:
         store = client()
         store.zremrangebyscore(PARKED_JOBS, "-inf", now - LINE_SECONDS)
@@ -176,7 +176,7 @@ def send_stranded() -> int:
 def _hand_on(key: str, token: str, turns: int) -> bool:
     """Give the turn back and, when one is free, send the next parked notification."""
     try:
-        raw = _scripts()[1](keys=_keys(key), args=[token, time.time(), key, turns])
+        raw = _scripts()[1](keys=_keys(key), args=[token, database_clock.timestamp(), key, turns])
     except RedisError as error:
         logger.warning("a turn of %s not given back: %s", key, error)
         return False
@@ -193,7 +193,7 @@ def _send_next(key: str, raw: bytes, turns: int) -> bool:
         logger.warning("parked notification not sent task=%s arg=%s: %r", job.task, job.arg, error)
         try:
             back = client().pipeline().lpush(turn_line_key(key), raw).hset(LINES, key, turns)
-            back.zadd(PARKED_JOBS, {job.parked_as: time.time()}).execute()
+            back.zadd(PARKED_JOBS, {job.parked_as: database_clock.timestamp()}).execute()
         except RedisError as lost:
             logger.warning("parked notification lost until the sweep resends it: %s", lost)
         return False

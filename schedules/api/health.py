@@ -243,7 +243,7 @@ def check_notifications() -> dict[str, Any]:
 
     patience = settings.STALE_QUEUED_SECONDS + settings.EMAIL_DIGEST_SECONDS
     stuck = NotificationDelivery.objects.filter(
-        status__in=WAITING, created_at__lt=timezone.now() - timedelta(seconds=patience)
+        status__in=WAITING, created_at__lt=database_clock.now() - timedelta(seconds=patience)
     ).aggregate(count=Count("id"), since=Min("created_at"))
     check: dict[str, Any] = {"ok": not stuck["count"], "stuck": stuck["count"]}
     if stuck["count"]:

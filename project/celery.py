@@ -6,7 +6,8 @@ from celery import Celery
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-app = Celery("importbeat")
+# Every task's ETA is in the database's time, whichever host sends or receives it.
+app = Celery("importbeat", task_cls="project.task_eta:DatabaseTimedTask")
 # Every Celery setting lives in Django settings under the CELERY_ namespace.
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["tasks"])

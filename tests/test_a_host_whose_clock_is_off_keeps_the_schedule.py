@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import glob
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 import pytest
@@ -27,10 +29,11 @@ from project.devservices import free_port
 from schedules import dashboard, services
 from schedules.api import health
 from schedules.models import ImportRun, ScheduledImport
+from tasks import locks
 from tests.api_support import API, client_for
 from tests.conftest import answers, wait_for
 from tests.factories import PRODUCTS_CSV, make_import
-from tests.reliability import wait_for_the_end
+from tests.reliability import FAST, wait_for_the_end
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -174,3 +177,69 @@ def test_the_offset_is_measured_against_the_database():
     assert database_clock.off_by(4.9) == ""
     assert database_clock.off_by(-90.4) == "90 s ahead of"
     assert database_clock.off_by(90.4) == "90 s behind"
+
+
+@contextmanager
+def queued_behind_another_run(owner, csv_server, timeout_seconds: int) -> Iterator[ImportRun]:
+    """A run of an import whose runs queue behind one another (for up to `timeout_seconds`),
+    queued while another run holds the import's lease, which is freed on leaving."""
+    imp = make_import(
+        owner,
+        csv_server.serve("/p.csv", PRODUCTS_CSV),
+        overlap="queue",
+        timeout_seconds=timeout_seconds,
+    )
+    holder = locks.run_lease(imp.pk, run_id=999_999)
+    assert holder.acquire()
+    try:
+        yield services.enqueue_run(imp, trigger="api", user=owner)
+    finally:
+        holder.release()
+
+
+def test_a_worker_whose_clock_is_fast_lets_a_queued_run_wait_its_imports_timeout(
+    alice, csv_server, processes
+):
+    # Given a worker whose host clock is five minutes fast
+    processes.start("worker", **FAST, **off_by(300))
+
+    # When a run is queued behind another run of its import for up to a minute, the worker
+    # looking at the lease again and again
+    with queued_behind_another_run(alice, csv_server, timeout_seconds=60) as run:
+        wait_for(
+            lambda: processes.log_of("worker").count(f"run waits run={run.pk}") >= 3,
+            30,
+            what="the run to wait\n" + processes.logs(),
+        )
+        # Then it waits for the lease, not skipped as if it had waited five minutes already
+        run.refresh_from_db()
+        assert (run.status, run.error_message) == ("queued", "")
+    # ... and runs once the lease is free
+    assert wait_for_the_end(run, processes).status == "succeeded"
+
+
+def test_a_run_a_worker_whose_clock_is_fast_put_off_runs_on_time_on_another(
+    alice, csv_server, processes
+):
+    # Given a run queued behind another run of its import
+    # When a worker whose host clock is five minutes fast puts it off for 10 s (a message with
+    # an ETA, as a retry's backoff is), and stops at once (warm), handing the message back,
+    # which another worker takes once the lease is free
+    fast = processes.start("worker", WORKER_NAME="fast", RUN_LEASE_SECONDS="30", **off_by(300))
+    with queued_behind_another_run(alice, csv_server, timeout_seconds=600) as run:
+        wait_for(
+            lambda: (
+                f"run waits run={run.pk} lease held by run 999999; again in 10s"
+                in processes.log_of("worker")
+            ),
+            30,
+            what="the run to be put off\n" + processes.logs(),
+        )
+        put_off = time.monotonic()
+        processes.stop(fast)
+    processes.start("worker", WORKER_NAME="right")
+
+    # Then the other worker runs it 10 s after it was put off, not five minutes later
+    run = wait_for_the_end(run, processes, timeout=40)
+    assert run.status == "succeeded" and run.worker.startswith("right@")
+    assert time.monotonic() - put_off < 30

@@ -642,7 +642,7 @@ def _moment_text(value: str | None, zone) -> SafeString | str:
 
 @admin.register(Dataset)
 class DatasetAdmin(ListAtScale, admin.ModelAdmin):
-    list_display = ("name", "owner", "record_count", "created_at")
+    list_display = ("name", "owner", "record_count", "key_column", "created_at")
     list_filter = ("owner",)
     search_fields = ("name", "owner__username")
     list_select_related = ("owner",)

@@ -42,6 +42,9 @@ class Dataset(models.Model):
     # them, under the dataset's lock (services.lock_datasets): counting them at each read cost
     # 0.6 s a page per two million records (`GET /datasets/`, a records page's `count`).
     record_count = models.BigIntegerField(default=0, editable=False)
+    # The column its records are keyed by, as the last merge wrote them; blank when unknown
+    # (schedules.dataset_keys: an import keyed otherwise cannot add to them).
+    key_column = models.CharField(max_length=200, blank=True, editable=False)
 
     class Meta:
         constraints = [
@@ -51,6 +54,12 @@ class Dataset(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def keyed_now(self) -> tuple[str, int]:
+        """The column its records are keyed by, and how many there are, as the database has
+        them now (merges change both after this row was read)."""
+        keyed = Dataset.objects.filter(pk=self.pk).values_list("key_column", "record_count")
+        return keyed.first() or ("", 0)
 
 
 def host_key_fingerprint(key: str) -> str:

@@ -110,12 +110,13 @@ def recount_records(dataset_ids: Sequence[int]) -> None:
 
 
 def note_merge(
-    dataset_id: int, applied_digest: str, applied_run_id: int | None, added: int
+    dataset_id: int, applied_digest: str, applied_run_id: int | None, added: int, key_column: str
 ) -> None:
     """A merge's mark on its dataset, in the merge's transaction: the file and run it now holds
-    (`applied_digest`, blank when unknown) and `added` records more (fewer when negative)."""
+    (`applied_digest`, blank when unknown), `added` records more (fewer when negative), keyed
+    by `key_column`."""
     with db_connection.cursor() as cursor:
-        cursor.execute(_NOTE_MERGE, [applied_digest, applied_run_id, added, dataset_id])
+        cursor.execute(_NOTE_MERGE, [applied_digest, applied_run_id, added, key_column, dataset_id])
 
 
 _RECOUNT_RECORDS = (
@@ -125,7 +126,7 @@ _RECOUNT_RECORDS = (
 )
 _NOTE_MERGE = (
     f"UPDATE {Dataset._meta.db_table} SET applied_digest = %s, applied_run_id = %s,"
-    " record_count = record_count + %s WHERE id = %s"
+    " record_count = record_count + %s, key_column = %s WHERE id = %s"
 )
 
 
@@ -144,6 +145,19 @@ def lock_datasets(dataset_ids: Iterable[int]) -> list[int]:
 
 _LOCK_DATASETS = (
     f"SELECT id FROM {Dataset._meta.db_table} WHERE id = ANY(%s) ORDER BY id FOR NO KEY UPDATE"
+)
+
+
+def lock_dataset_keyed(dataset_id: int) -> tuple[str, int] | None:
+    """Lock one dataset's row (as lock_datasets); the column its records are keyed by and how
+    many there are, or None when it is gone. One statement: a merge's lock."""
+    with db_connection.cursor() as cursor:
+        cursor.execute(_LOCK_DATASET_KEYED, [dataset_id])
+        return cursor.fetchone()
+
+
+_LOCK_DATASET_KEYED = (
+    f"SELECT key_column, record_count FROM {Dataset._meta.db_table} WHERE id = %s FOR NO KEY UPDATE"
 )
 
 

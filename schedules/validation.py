@@ -14,7 +14,7 @@ from django.core.validators import URLValidator
 
 from common import addresses
 
-from . import drop_folders
+from . import dataset_keys, drop_folders
 from .credentials import DEFAULT_PORTS
 from .drop_folders import is_file_url
 from .text import has_control_characters
@@ -318,6 +318,8 @@ def validate_import_fields(imp: ScheduledImport) -> None:
     check("columns", validate_columns, imp.columns)
     if not (imp.key_column or "").strip():
         errors.setdefault("key_column", []).append("a key column is required")
+    elif imp.dataset_id is not None:
+        check("key_column", validate_dataset_key, imp)
     if len(imp.delimiter or "") != 1:
         errors.setdefault("delimiter", []).append("the delimiter is one character")
     check("encoding", validate_encoding, imp.encoding or "")
@@ -350,6 +352,16 @@ def validate_import_fields(imp: ScheduledImport) -> None:
     check("notify_channels", validate_choices, imp.notify_channels, NOTIFY_CHANNELS)
     if errors:
         raise ValidationError(errors)
+
+
+def validate_dataset_key(imp: ScheduledImport) -> None:
+    """The import's key column is the one its dataset's records are keyed by, unless the
+    dataset holds none or the import replaces them (schedules.dataset_keys)."""
+    keyed_by, records = imp.dataset.keyed_now()
+    if dataset_keys.conflicts(keyed_by, records, imp.key_column, imp.mode):
+        raise ValidationError(
+            dataset_keys.conflict(imp.dataset.name, keyed_by, records, imp.key_column)
+        )
 
 
 NOTIFY_EVENTS = ("failed", "partial", "succeeded", "recovered", "late")

@@ -566,7 +566,7 @@ class DatasetSerializer(ModelSerializer):
 
     class Meta:
         model = Dataset
-        fields = ["name", "owner", "record_count", "imports", "created_at"]
+        fields = ["name", "owner", "record_count", "key_column", "imports", "created_at"]
 
 
 class RecordSerializer(ModelSerializer):

@@ -12,11 +12,12 @@ import psycopg
 from django.db import IntegrityError, transaction
 from psycopg import sql
 
+from schedules import dataset_keys
 from schedules.models import ImportRun, Record, ScheduledImport
 from schedules.services import (
     RunCounts,
     finish_with_rows,
-    lock_datasets,
+    lock_dataset_keyed,
     note_merge,
     record_committed_counts,
 )
@@ -75,9 +76,11 @@ def merge_staged(
     data = rendered(pg, ("row_json", layout.key, "c"), lambda: row_json(layout, "c"))
     try:
         with timed("merge and commit", run), transaction.atomic(), work_mem(pg, counts.rows_read):
-            _lock_dataset(imp.dataset_id)
+            keyed_by, records = _lock_dataset(imp.dataset_id)
             pg.execute(dataset_has_records(record, imp.dataset_id))
             first_load = not pg.fetchone()[0]
+            if not first_load:
+                _refuse_another_key(imp, keyed_by, records)
             keys_checked = search_keys or not first_load
             if keys_checked:
                 report_failed_rows(pg, run, layout, counts)
@@ -117,6 +120,7 @@ def merge_staged(
                 applied,
                 run.pk if applied else None,
                 counts.rows_inserted - counts.rows_deleted,
+                imp.key_column,
             )
             counts.rows_unchanged = (
                 counts.rows_read - counts.rows_failed - counts.rows_inserted - counts.rows_updated
@@ -138,14 +142,25 @@ def merge_staged(
         raise
 
 
-def _lock_dataset(dataset_id: int) -> None:
-    """Hold the dataset row until the merge commits (`services.lock_datasets`).
+def _lock_dataset(dataset_id: int) -> tuple[str, int]:
+    """Hold the dataset row until the merge commits (`services.lock_datasets`); the column its
+    records are keyed by, and how many there are.
 
     Records have no database foreign key (its check ran once per written row); this one lock
     is what that check took a million times: the dataset cannot be deleted under the merge.
     """
-    if not lock_datasets([dataset_id]):
+    keyed = lock_dataset_keyed(dataset_id)
+    if keyed is None:
         raise PermanentImportError("the import's dataset was deleted during the run")
+    return keyed
+
+
+def _refuse_another_key(imp: ScheduledImport, keyed_by: str, records: int) -> None:
+    """The dataset's records are keyed by another column than the import's (it was changed
+    while a run ran, or before datasets noted their key): its rows would land beside them."""
+    if dataset_keys.conflicts(keyed_by, records, imp.key_column, imp.mode):
+        words = dataset_keys.conflict(imp.dataset.name, keyed_by, records, imp.key_column)
+        raise PermanentImportError(f"{words}; the dataset was not changed")
 
 
 def dataset_has_records(record_table: str, dataset_id: int) -> sql.Composed:

@@ -6,14 +6,23 @@
   otherwise take messages and fail every one of them, and one without its run locks hand each
   back to the queue.
 - While it runs, it answers the `importbeat_database` control command with whether it can reach
-  its database and REDIS_URL's Redis now, so that `/api/v1/health` can name a worker that
-  answers pings but cannot work (schedules.api.health).
+  its database and REDIS_URL's Redis, so that `/api/v1/health` can name a worker that answers
+  pings but cannot work (schedules.api.health). It checks on a thread of its own and waits
+  ANSWER_WITHIN_SECONDS for the check at most: a database that refuses answers within it, and
+  one that drops packets gets the last check's answer, the next ask that check's outcome.
+  Checked while asked, a database that dropped its packets held the answer for the 3 s connect
+  timeout, past health's half-second wait, and health counted the worker as fine (its
+  consumer, which answers, was held as long). A check under way for longer than STALE_SECONDS
+  is itself the answer: the database does not answer.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from celery.signals import worker_init
@@ -26,10 +35,33 @@ from common.error_words import (
     refused_or_unreachable,
     unreachable,
 )
+from common.ticker import Ticker
 
 logger = logging.getLogger("importbeat.worker")
 
 CONNECT_TIMEOUT_SECONDS = 3
+# A check this recent is the answer; an older one is checked again first.
+REFRESH_SECONDS = 2.0
+# How long an answer waits for its check: within health's wait for replies (0.5 s).
+ANSWER_WITHIN_SECONDS = 0.3
+# A check under way this long has had no answer from the database (or Redis): said as such.
+STALE_SECONDS = 3 * CONNECT_TIMEOUT_SECONDS
+
+
+@dataclass(frozen=True)
+class Checked:
+    """The worker's last check of its database and Redis: when (time.monotonic()), and what
+    was wrong, in words (None: nothing)."""
+
+    at: float
+    problem: str | None
+
+
+_checked: Checked | None = None
+_checking = threading.Lock()
+_check_ended = threading.Event()
+# The worker's main process checks on a thread of its own, never on the consumer's.
+_checker = Ticker("importbeat-dependency-check")
 
 
 def database_problem() -> str | None:
@@ -90,6 +122,7 @@ def refuse_to_start_without_dependencies(sender: Any = None, **_kwargs: Any) -> 
     ]
     problems = [problem for problem in problems if problem]
     if not problems:
+        _note(None)
         return
     for problem in problems:
         logger.critical("worker not started: %s", problem)
@@ -101,11 +134,67 @@ def refuse_to_start_without_dependencies(sender: Any = None, **_kwargs: Any) -> 
     os._exit(1)
 
 
+def _note(problem: str | None) -> Checked:
+    global _checked
+    # One assignment: the consumer's thread reads it whole.
+    _checked = checked = Checked(time.monotonic(), problem)
+    return checked
+
+
+def _check() -> Checked:
+    return _note(database_problem() or redis_problem())
+
+
+def _check_in_the_background() -> threading.Event:
+    """Start a check on the checker's thread, unless one is under way; set when it ends."""
+    global _check_ended
+    if not _checking.acquire(blocking=False):
+        return _check_ended
+    _check_ended = ended = threading.Event()
+
+    def once() -> bool:
+        try:
+            _check()
+        finally:
+            _checking.release()
+            ended.set()
+        return False
+
+    _checker.every(0.0, once)
+    return ended
+
+
+def current_problem() -> tuple[str | None, float]:
+    """What is wrong (None: nothing) as the last check found it, and how old that check is, in
+    seconds: checked again first, for ANSWER_WITHIN_SECONDS at most, when older than
+    REFRESH_SECONDS."""
+    checked = _checked
+    if checked is None or time.monotonic() - checked.at >= REFRESH_SECONDS:
+        _check_in_the_background().wait(ANSWER_WITHIN_SECONDS)
+        checked = _checked
+    if checked is None:
+        # Never checked, and the first check is slow: not known to be broken (a worker's
+        # start-up check always comes first; this is a process that did not start as one).
+        return None, 0.0
+    age = time.monotonic() - checked.at
+    if age >= STALE_SECONDS and _checking.locked():
+        return (
+            f"its check of its database and Redis has had no answer for {age:.0f} s "
+            "(a server or a network that drops packets)",
+            age,
+        )
+    return checked.problem, age
+
+
 @inspect_command()
 def importbeat_database(state: Any) -> dict[str, Any]:
     """Can this worker do a run now: its database, and the Redis of its run locks."""
-    problem = database_problem() or redis_problem()
-    answer: dict[str, Any] = {"ok": problem is None, **({"error": problem} if problem else {})}
+    problem, age = current_problem()
+    answer: dict[str, Any] = {
+        "ok": problem is None,
+        "checked_seconds_ago": round(age, 1),
+        **({"error": problem} if problem else {}),
+    }
     # Measured by database_problem on its own connection: health says a worker's clock is off.
     offset = database_clock.known_offset()
     if offset is not None:

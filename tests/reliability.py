@@ -170,7 +170,8 @@ def redis_server(port: int, log_dir: Path) -> Iterator[RedisServer]:
 
 class DatabaseProxy:
     """A TCP port that forwards to the suite's PostgreSQL; `cut()` drops every connection and
-    refuses new ones, as a network partition between one worker and the database would."""
+    refuses new ones, as a network partition between one worker and the database would;
+    `black_hole()` lets nothing through and answers nothing, as one that drops packets would."""
 
     def __init__(self) -> None:
         import socket
@@ -192,6 +193,7 @@ class DatabaseProxy:
         self.sockets: list[socket.socket] = []
         self.lock = threading.Lock()
         self.open = True
+        self.silent = False
         self._quote = urllib.parse.quote
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -212,6 +214,10 @@ class DatabaseProxy:
                 # Accepted while being cut: a partition lets nothing through.
                 client.close()
                 return
+            if self.silent:
+                with self.lock:
+                    self.sockets.append(client)
+                continue
             upstream = socket.socket(self.upstream[0], socket.SOCK_STREAM)
             upstream.connect(self.upstream[1])
             with self.lock:
@@ -219,16 +225,19 @@ class DatabaseProxy:
             for source, target in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
 
-    @staticmethod
-    def _pump(source, target) -> None:
+    def _pump(self, source, target) -> None:
         try:
             while chunk := source.recv(65536):
-                target.sendall(chunk)
+                if not self.silent:
+                    target.sendall(chunk)
         except OSError:
             pass
         finally:
             with contextlib.suppress(OSError):
                 target.close()
+
+    def black_hole(self) -> None:
+        self.silent = True
 
     def cut(self) -> None:
         import socket

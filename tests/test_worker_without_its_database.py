@@ -75,3 +75,31 @@ def test_a_worker_that_loses_its_database_takes_no_tick_and_health_names_it_brok
     assert health["broken"][0]["error"] == (
         f"cannot reach the database {proxy.database} at 127.0.0.1:{proxy.port}: connection refused"
     )
+
+
+def test_a_worker_whose_database_drops_its_packets_is_named_broken(processes):
+    # Given a worker whose database is behind a proxy, found fine by health
+    proxy = DatabaseProxy()
+    processes.start("worker", **{**FAST, "WORKER_NAME": "unanswered", "DATABASE_URL": proxy.url})
+    wait_for(lambda: check_workers()["workers"], 60, what="the worker\n" + processes.logs())
+    assert check_workers()["broken"] == []
+
+    # When its database stops answering, refusing nothing (its packets dropped)
+    proxy.black_hole()
+    try:
+        # Then health names it broken within a few asks (each one every 10 s in production)
+        asks = []
+
+        def named_broken():
+            asks.append(check_workers())
+            return asks[-1]["broken"]
+
+        broken = wait_for(named_broken, 30, interval=1, what="the worker named broken")
+    finally:
+        proxy.cut()
+    print(f"\n[figures] asks until named broken: {len(asks)}", flush=True)
+    assert [b["worker"].split("@")[0] for b in broken] == ["unanswered"]
+    assert broken[0]["error"].startswith(
+        f"cannot reach the database {proxy.database} at 127.0.0.1:{proxy.port}: "
+    ), broken
+    assert asks[-1]["workers"] == [broken[0]["worker"]]

@@ -15,6 +15,7 @@ from tests.api_support import API, client_for
 from tests.factories import make_import
 from tests.importer_support import records, run_now
 from tests.saved_runs_support import run_data_migration
+from tests.test_admin_imports import CHANGELIST, form_data
 
 pytestmark = pytest.mark.django_db
 
@@ -113,3 +114,16 @@ def test_the_migration_notes_the_key_of_datasets_whose_imports_agree(alice, csv_
 
     keys = dict(Dataset.objects.values_list("name", "key_column"))
     assert keys == {"agreed": "sku", "mixed": ""}
+
+
+def test_the_admin_refuses_it_too(client, django_user_model, alice, csv_server):
+    imp = loaded(alice, csv_server)
+    client.force_login(django_user_model.objects.create_superuser("root", "root@x.org", "x"))
+
+    response = client.post(
+        f"{CHANGELIST}{imp.pk}/change/", form_data(imp, key_column="id", has_header="on")
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors == {"key_column": [KEYED_BY_SKU]}
+    assert ScheduledImport.objects.get(pk=imp.pk).key_column == "sku"

@@ -84,6 +84,10 @@ def default_channels() -> list[str]:
 # it changes them. Every edit of an import whose source an operator refused later got a 400 on
 # a field it did not send; its runs say the refusal when they connect.
 POLICY_FIELDS = ("source_url", "callback_url", "interval_seconds")
+# Fields that decide which records an import writes and how it keys them: its dataset's key is
+# checked when an edit changes one of them (schedules.dataset_keys). An import already keyed
+# otherwise than its dataset's records stays editable; its runs say why at their merge.
+KEY_FIELDS = ("key_column", "dataset_id", "mode")
 
 
 class ScheduledImport(LoadedHook, models.Model):
@@ -327,15 +331,25 @@ class ScheduledImport(LoadedHook, models.Model):
     def loaded(self) -> ScheduledImport:
         # The source as saved: a pinned host key belongs to its host and port (clean()).
         self._saved_source_url = self.__dict__.get("source_url")
-        self._saved_policy_values = {name: self.__dict__.get(name) for name in POLICY_FIELDS}
+        self._saved_values = {
+            name: self.__dict__.get(name) for name in (*POLICY_FIELDS, *KEY_FIELDS)
+        }
         return self
+
+    def unchanged_fields(self, names: tuple[str, ...]) -> set[str]:
+        """Those of `names` an edit leaves as they were saved (none for a new import)."""
+        saved = getattr(self, "_saved_values", None)
+        if saved is None:
+            return set()
+        return {name for name in names if getattr(self, name) == saved[name]}
 
     def policy_fields_unchanged(self) -> set[str]:
         """The POLICY_FIELDS an edit leaves as they were saved (none for a new import)."""
-        saved = getattr(self, "_saved_policy_values", None)
-        if saved is None:
-            return set()
-        return {name for name, value in saved.items() if getattr(self, name) == value}
+        return self.unchanged_fields(POLICY_FIELDS)
+
+    def key_fields_changed(self) -> bool:
+        """A new import, or an edit that changes one of KEY_FIELDS."""
+        return self.unchanged_fields(KEY_FIELDS) != set(KEY_FIELDS)
 
     def forget_host_key_of_another_server(self) -> None:
         """A source moved to another host or port: the key pinned for the old one says nothing

@@ -318,7 +318,7 @@ def validate_import_fields(imp: ScheduledImport) -> None:
     check("columns", validate_columns, imp.columns)
     if not (imp.key_column or "").strip():
         errors.setdefault("key_column", []).append("a key column is required")
-    elif imp.dataset_id is not None:
+    elif imp.dataset_id is not None and imp.key_fields_changed():
         check("key_column", validate_dataset_key, imp)
     if len(imp.delimiter or "") != 1:
         errors.setdefault("delimiter", []).append("the delimiter is one character")

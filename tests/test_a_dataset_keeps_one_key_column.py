@@ -127,3 +127,18 @@ def test_the_admin_refuses_it_too(client, django_user_model, alice, csv_server):
     assert response.status_code == 200
     assert response.context["adminform"].form.errors == {"key_column": [KEYED_BY_SKU]}
     assert ScheduledImport.objects.get(pk=imp.pk).key_column == "sku"
+
+
+def test_an_import_keyed_otherwise_already_can_still_be_edited(alice, csv_server):
+    # Given an import keyed otherwise than its dataset's records already (saved before datasets
+    # noted their key)
+    imp = loaded(alice, csv_server)
+    ScheduledImport.objects.filter(pk=imp.pk).update(key_column="id")
+
+    # When its owner edits what has nothing to do with its key
+    answer = client_for(alice).patch(f"{API}/imports/{imp.pk}/", {"interval_seconds": 7200})
+
+    # Then the edit is saved, and its runs say why they fail
+    assert answer.status_code == 200, answer.text
+    imp.refresh_from_db()
+    assert run_now(imp).error_message == f"{KEYED_BY_SKU}; the dataset was not changed"

@@ -12,7 +12,8 @@ from typing import Any
 
 from django.db.models import Aggregate, Avg, Count, FloatField, Q, QuerySet, Sum
 from django.db.models.functions import TruncDate
-from django.utils import timezone
+
+from common import database_clock
 
 from .models import ImportRun, ScheduledImport
 
@@ -40,8 +41,9 @@ class Percentile(Aggregate):
 def window(
     days: int, tz: zoneinfo.ZoneInfo, now: datetime | None = None
 ) -> tuple[datetime, datetime]:
-    """The last `days` whole local days, today included: [midnight `days-1` days ago, now]."""
-    now = now or timezone.now()
+    """The last `days` whole local days, today included: [midnight `days-1` days ago, now].
+    Now is the database's (common.database_clock), as the runs' times are."""
+    now = now or database_clock.now()
     first_day = now.astimezone(tz).date() - timedelta(days=days - 1)
     return datetime.combine(first_day, datetime.min.time(), tzinfo=tz), now
 

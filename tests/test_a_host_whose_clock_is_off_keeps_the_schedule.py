@@ -143,6 +143,7 @@ def test_an_import_created_through_a_web_whose_clock_is_slow_is_not_born_late(
     base = f"http://127.0.0.1:{port}"
     wait_for(lambda: answers(f"{base}/admin/login/"), 30, what="web\n" + processes.logs())
     _, token = AuthToken.objects.create(user=alice, expiry=None)
+    owner = {"Authorization": f"Token {token}"}
 
     # When alice creates an import that fires every minute
     before = timezone.now()
@@ -152,7 +153,7 @@ def test_an_import_created_through_a_web_whose_clock_is_slow_is_not_born_late(
             "name": "minutely", "source_url": SOURCE, "dataset": "minutely",
             "key_column": "sku", "schedule_type": "cron", "cron_expression": "* * * * *",
         },
-        headers={"Authorization": f"Token {token}"},
+        headers=owner,
         timeout=30,
     )  # fmt: skip
 
@@ -167,6 +168,13 @@ def test_an_import_created_through_a_web_whose_clock_is_slow_is_not_born_late(
     staff = {"Authorization": f"Token {ops_token}"}
     checks = requests.get(f"{base}{API}/health", headers=staff, timeout=30).json()
     assert abs(checks["checks"]["database"]["web_clock_offset_seconds"] - 120) < 5
+    # ... and a run queued a moment ago is in the import's stats: the window ends at the
+    # database's now, not two minutes before it
+    ImportRun.objects.create(scheduled_import=imp, trigger="api", status="succeeded")
+    stats = requests.get(
+        f"{base}{API}/imports/{imp.pk}/stats/", {"days": 1}, headers=owner, timeout=30
+    ).json()
+    assert stats["total"] == 1, stats
 
 
 def test_the_offset_is_measured_against_the_database():

@@ -83,6 +83,11 @@ class RunAlreadyActive(Exception):
 # --- imports ----------------------------------------------------------------------------------
 
 
+def existing_dataset(owner: AbstractBaseUser, name: str) -> Dataset | None:
+    """The owner's dataset called `name`, if there is one."""
+    return Dataset.objects.filter(owner=owner, name=name).first()
+
+
 def get_or_create_dataset(owner: AbstractBaseUser, name: str) -> Dataset:
     dataset, _ = Dataset.objects.get_or_create(owner=owner, name=name)
     return dataset

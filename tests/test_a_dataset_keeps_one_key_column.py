@@ -142,3 +142,16 @@ def test_an_import_keyed_otherwise_already_can_still_be_edited(alice, csv_server
     assert answer.status_code == 200, answer.text
     imp.refresh_from_db()
     assert run_now(imp).error_message == f"{KEYED_BY_SKU}; the dataset was not changed"
+
+
+def test_a_check_before_save_says_it_too(alice, csv_server):
+    loaded(alice, csv_server)
+    body = {
+        "name": "by id", "source_url": csv_server.serve("/q.csv", FILE), "dataset": "products",
+        "key_column": "id", "schedule_type": "interval", "interval_seconds": 3600,
+    }  # fmt: skip
+
+    answer = client_for(alice).post(f"{API}/imports/check", body, format="json")
+
+    assert answer.status_code == 400, answer.text
+    assert answer.json()["errors"] == {"key_column": [KEYED_BY_SKU]}

@@ -457,6 +457,11 @@ class ImportSerializer(RefusesUnknownFields, ModelSerializer):
             imp = ScheduledImport(owner=self.context["request"].user)
         for name, value in fields.items():
             setattr(imp, name, value)
+        if "dataset" in self.validated_data:
+            # The dataset saving would write to, its key checked as saving checks it (None: one
+            # saving would create, empty).
+            name = self.validated_data["dataset"]["name"]
+            imp.dataset = services.existing_dataset(imp.owner, name)
         try:
             imp.full_clean(exclude=["owner", "dataset", "periodic_task"], validate_unique=False)
         except DjangoValidationError as error:

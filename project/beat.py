@@ -39,8 +39,41 @@ DISPATCH_TASK = "importbeat.dispatch_scheduled_import"
 logger = logging.getLogger("importbeat.beat")
 
 
+class DatabaseErrorInWords(logging.Filter):
+    """django-celery-beat's "Database gave error" (its check for changed entries), said in one
+    line as beat's own loop says it, without the traceback.
+
+    Beat skips django-celery-beat's tick while its own loop cannot reach the database; a
+    database that went away between the two still made it log a traceback, once per outage.
+    """
+
+    MESSAGE = "Database gave error: %r"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg == self.MESSAGE and record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            record.msg, record.args = (
+                "beat cannot reach the database: %s",
+                (error_words.log_text(error),),
+            )
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+DJANGO_CELERY_BEAT_LOGGER = "django_celery_beat.schedulers"
+
+
+def say_database_errors_in_words() -> None:
+    """Put DatabaseErrorInWords on django-celery-beat's logger, once per process."""
+    said = logging.getLogger(DJANGO_CELERY_BEAT_LOGGER)
+    if not any(isinstance(kept, DatabaseErrorInWords) for kept in said.filters):
+        said.addFilter(DatabaseErrorInWords())
+
+
 class ImportScheduler(DatabaseScheduler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        say_database_errors_in_words()
         self.leader = Lease(
             LEADER_LEASE,
             settings.BEAT_LEADER_LEASE_SECONDS,

@@ -1,0 +1,52 @@
+"""django-celery-beat's own check for changed entries says a database error in one line, in
+words, as beat's loop does. Beat skips that check while its loop cannot reach the database, but
+a database that went away between the two made it log "Database gave error" with a traceback,
+once per outage (project.beat.DatabaseErrorInWords)."""
+
+import logging
+
+import pytest
+import redis
+from django.conf import settings
+from django.db import OperationalError
+from django_celery_beat.models import PeriodicTasks
+
+from project.beat import LEADER_LEASE, ImportScheduler
+from project.celery import app
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REFUSED = (
+    'connection failed: connection to server at "10.0.0.5", port 5432 failed: Connection '
+    "refused\n\tIs the server running on that host and accepting TCP/IP connections?"
+)
+
+
+def test_a_database_error_of_django_celery_beats_check_is_one_line_in_words(caplog, monkeypatch):
+    redis.Redis.from_url(settings.REDIS_URL).delete(LEADER_LEASE)
+    scheduler = ImportScheduler(app=app)
+    try:
+        # When the database goes away as django-celery-beat looks for changed entries
+        def away():
+            raise OperationalError(REFUSED)
+
+        monkeypatch.setattr(PeriodicTasks, "last_change", away)
+        with caplog.at_level(logging.INFO):
+            changed = scheduler.schedule_changed()
+    finally:
+        scheduler.close()
+        redis.Redis.from_url(settings.REDIS_URL).delete(LEADER_LEASE)
+
+    # Then it says so in one line, as beat's loop does, with no traceback
+    assert changed is False
+    [said] = [
+        r
+        for r in caplog.records
+        if r.name == "django_celery_beat.schedulers" and r.levelno > logging.INFO
+    ]
+    assert (said.levelname, said.exc_info) == ("WARNING", None)
+    assert said.getMessage() == (
+        'beat cannot reach the database: connection failed: connection to server at "10.0.0.5",'
+        " port 5432 failed: Connection refused Is the server running on that host and accepting"
+        " TCP/IP connections?"
+    )

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 import time
@@ -60,8 +61,40 @@ class Checked:
 _checked: Checked | None = None
 _checking = threading.Lock()
 _check_ended = threading.Event()
+# When the check under way started (time.monotonic()).
+_check_started = 0.0
 # The worker's main process checks on a thread of its own, never on the consumer's.
 _checker = Ticker("importbeat-dependency-check")
+# Whether the fork under way waits holding _checking (_before_fork).
+_held_for_fork = False
+
+
+def _before_fork() -> None:
+    """A pool process forked while the check's thread is inside libpq (its name lookup, its
+    locks) could inherit them held, and hang at its first connection: a fork (a pool process
+    replaced) waits for a check under way, a connect timeout and a little more at most."""
+    global _held_for_fork
+    _held_for_fork = _checking.acquire(timeout=CONNECT_TIMEOUT_SECONDS + 1)
+
+
+def _after_fork_in_parent() -> None:
+    global _held_for_fork
+    if _held_for_fork:
+        _held_for_fork = False
+        _checking.release()
+
+
+def _after_fork_in_child() -> None:
+    global _checking, _held_for_fork
+    # A pool process never checks; the lock it inherited is its parent's.
+    _checking, _held_for_fork = threading.Lock(), False
+
+
+os.register_at_fork(
+    before=_before_fork,
+    after_in_parent=_after_fork_in_parent,
+    after_in_child=_after_fork_in_child,
+)
 
 
 def database_problem() -> str | None:
@@ -129,8 +162,6 @@ def refuse_to_start_without_dependencies(sender: Any = None, **_kwargs: Any) -> 
         print(f"importbeat worker not started: {problem}", file=sys.stderr, flush=True)
     # Celery catches exceptions here; leave at once, before any message is consumed.
     sys.stderr.flush()
-    import os
-
     os._exit(1)
 
 
@@ -147,10 +178,11 @@ def _check() -> Checked:
 
 def _check_in_the_background() -> threading.Event:
     """Start a check on the checker's thread, unless one is under way; set when it ends."""
-    global _check_ended
+    global _check_ended, _check_started
     if not _checking.acquire(blocking=False):
         return _check_ended
     _check_ended = ended = threading.Event()
+    _check_started = time.monotonic()
 
     def once() -> bool:
         try:
@@ -177,9 +209,10 @@ def current_problem() -> tuple[str | None, float]:
         # start-up check always comes first; this is a process that did not start as one).
         return None, 0.0
     age = time.monotonic() - checked.at
-    if age >= STALE_SECONDS and _checking.locked():
+    under_way = time.monotonic() - _check_started
+    if _checking.locked() and under_way >= STALE_SECONDS:
         return (
-            f"its check of its database and Redis has had no answer for {age:.0f} s "
+            f"its check of its database and Redis has had no answer for {under_way:.0f} s "
             "(a server or a network that drops packets)",
             age,
         )

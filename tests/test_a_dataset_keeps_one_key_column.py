@@ -155,3 +155,14 @@ def test_a_check_before_save_says_it_too(alice, csv_server):
 
     assert answer.status_code == 400, answer.text
     assert answer.json()["errors"] == {"key_column": [KEYED_BY_SKU]}
+
+
+def test_an_export_puts_the_key_its_records_are_keyed_by_first(alice, csv_server):
+    # Given a dataset whose import was deleted after it loaded it
+    imp = loaded(alice, csv_server)
+    assert client_for(alice).delete(f"{API}/imports/{imp.pk}/").status_code == 204
+
+    response = client_for(alice).get(f"{API}/datasets/products/export")
+
+    header = b"".join(response.streaming_content).decode().splitlines()[0]
+    assert header == "sku,id,name"

@@ -602,9 +602,10 @@ class _Echo:
 
 
 def export_rows(records: QuerySet[Record], dataset: Dataset) -> Iterator[str]:
-    """CSV lines of `records`: a header of every field the dataset holds (its imports' key
-    columns first, the rest by name), then one line per record, read by a server-side cursor
-    so memory stays flat however large the dataset.
+    """CSV lines of `records`: a header of every field the dataset holds (the column its
+    records are keyed by first, else its imports' key columns, the rest by name), then one
+    line per record, read by a server-side cursor so memory stays flat however large the
+    dataset.
 
     The lines go out EXPORT_LINES_PER_CHUNK at a time: one chunk per line was a write to the
     socket and a chunk header per record (47,000 records a second through gunicorn).
@@ -620,7 +621,11 @@ def export_rows(records: QuerySet[Record], dataset: Dataset) -> Iterator[str]:
         if outermost:  # (inside a caller's transaction, a test's, its snapshot is the one)
             with connection.cursor() as cursor:
                 cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        keys = {imp.key_column for imp in dataset.imports.all()}
+        keys = (
+            {dataset.key_column}
+            if dataset.key_column
+            else {imp.key_column for imp in dataset.imports.all()}
+        )
         header = sorted(dataset_fields(dataset), key=lambda name: (name not in keys, name))
         writer = csv.writer(_Echo())
         yield writer.writerow(header)

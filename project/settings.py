@@ -101,6 +101,22 @@ DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 # Workers hold a connection for the whole import; reuse it between tasks.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A connection the network stopped carrying (a firewall or NAT that forgot it, a database host
+# replaced without a word) errors within a minute: TCP keepalives probe one that waits for an
+# answer, tcp_user_timeout bounds how long what was sent may go unacknowledged, and a connect
+# gives up after 10 s. Without them a run waited for its answer until its time limit, and a
+# web request until gunicorn's. libpq's parameters; DATABASE_URL's query string overrides each.
+# https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-KEEPALIVES
+DATABASE_LINK_OPTIONS = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+}
+for _name, _value in DATABASE_LINK_OPTIONS.items():
+    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(_name, _value)
 # How a worker's database connection commits (project/worker_connections.py): "off" lets its
 # bookkeeping writes skip the wait for the disk; a run's rows and outcome are always durable.
 # https://www.postgresql.org/docs/current/wal-async-commit.html

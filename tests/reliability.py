@@ -4,7 +4,11 @@ print, worker process trees, and a Redis server that a test can kill and start a
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import os
+import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +20,8 @@ from django.conf import settings
 
 from schedules.models import ImportRun, Record, ScheduledImport
 from tests.conftest import answers, wait_for
+
+CLONE_NEWNET = 0x40000000
 
 # Environment of the processes these tests start: short leases and a fast sweep, so that a
 # crash is detected in seconds (production defaults are 60 s and 60 s).
@@ -171,9 +177,11 @@ def redis_server(port: int, log_dir: Path) -> Iterator[RedisServer]:
 class DatabaseProxy:
     """A TCP port that forwards to the suite's PostgreSQL; `cut()` drops every connection and
     refuses new ones, as a network partition between one worker and the database would;
-    `black_hole()` lets nothing through and answers nothing, as one that drops packets would."""
+    `black_hole()` lets nothing through and answers nothing, as one that drops packets would.
+    Behind a `Link`, `forget()` drops its connections without a word to their clients, as a
+    firewall or a NAT that forgets them does, or a database host replaced meanwhile."""
 
-    def __init__(self) -> None:
+    def __init__(self, link: Link | None = None) -> None:
         import socket
         import threading
         import urllib.parse
@@ -188,9 +196,10 @@ class DatabaseProxy:
             else (socket.AF_INET, (host, port))
         )
         self.database = connection.settings_dict["NAME"]
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
+        self.listener = link.listener() if link else socket.create_server(("127.0.0.1", 0))
+        self.host, self.port = self.listener.getsockname()[:2]
         self.sockets: list[socket.socket] = []
+        self.clients: list[socket.socket] = []
         self.lock = threading.Lock()
         self.open = True
         self.silent = False
@@ -199,7 +208,7 @@ class DatabaseProxy:
 
     @property
     def url(self) -> str:
-        return f"postgres://postgres@127.0.0.1:{self.port}/{self._quote(self.database)}"
+        return f"postgres://postgres@{self.host}:{self.port}/{self._quote(self.database)}"
 
     def _accept(self) -> None:
         import socket
@@ -222,6 +231,7 @@ class DatabaseProxy:
             upstream.connect(self.upstream[1])
             with self.lock:
                 self.sockets += [client, upstream]
+                self.clients.append(client)
             for source, target in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
 
@@ -239,6 +249,31 @@ class DatabaseProxy:
     def black_hole(self) -> None:
         self.silent = True
 
+    def forget(self) -> None:
+        """Drop every connection so far; new ones are forwarded. Its clients are told with a
+        reset, which a `Link` unplugged meanwhile loses: they learn only from what they send
+        next (a query, a TCP keepalive probe), which this side's kernel then answers with a
+        reset, the connection being gone."""
+        import socket
+        import struct
+
+        with self.lock:
+            sockets, clients, self.sockets, self.clients = self.sockets, self.clients, [], []
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                if sock in clients:
+                    # A reset at close, never a FIN (which would be sent again, and arrive,
+                    # once the link is back); shutting reading down wakes the pump blocked in
+                    # recv() without a word on the wire, so that the close is the last.
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    sock.shutdown(socket.SHUT_RD)
+                else:
+                    sock.shutdown(socket.SHUT_RDWR)
+        time.sleep(0.2)
+        for sock in sockets:
+            with contextlib.suppress(OSError):
+                sock.close()
+
     def cut(self) -> None:
         import socket
 
@@ -253,3 +288,90 @@ class DatabaseProxy:
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
                     sock.close()
+
+
+class Link:
+    """A network link of the test's own: a network namespace joined to this host's by a veth
+    pair, whose far end can be unplugged. Packets sent over it are then dropped, never refused,
+    as a pulled cable, a firewall or a NAT drops them; a proxy listens at its far end
+    (`listener()`). Needs root (`ip netns`), as CI has."""
+
+    NETNS_DIR = Path("/var/run/netns")
+
+    def __init__(self) -> None:
+        pid = os.getpid()
+        # 198.18.0.0/15 is kept for tests of networks (RFC 2544); a /30 per test process.
+        prefix, first = f"198.{18 + (pid >> 14) % 2}.{(pid >> 6) % 256}", (pid % 64) * 4
+        self.near_address, self.far_address = f"{prefix}.{first + 1}", f"{prefix}.{first + 2}"
+        self.namespace, self.near, self.far = f"ibl{pid}", f"ibn{pid}", f"ibf{pid}"
+        self.close()  # what a killed earlier run of this process id left
+        for command in (
+            f"ip netns add {self.namespace}",
+            f"ip link add {self.near} type veth peer name {self.far}",
+            f"ip link set {self.far} netns {self.namespace}",
+            f"ip addr add {self.near_address}/30 dev {self.near}",
+            f"ip link set {self.near} up",
+            f"ip -n {self.namespace} addr add {self.far_address}/30 dev {self.far}",
+            f"ip -n {self.namespace} link set {self.far} up",
+        ):
+            subprocess.run(command.split(), check=True, capture_output=True)
+
+    def listener(self) -> socket.socket:
+        """A listening TCP socket at the link's far end: made on a thread that joins the
+        namespace (setns(2) moves the calling thread alone) and ends; a socket stays in the
+        namespace it was made in."""
+        made: list[socket.socket | BaseException] = []
+
+        def in_namespace() -> None:
+            libc = ctypes.CDLL(None, use_errno=True)
+            try:
+                with open(self.NETNS_DIR / self.namespace) as namespace:
+                    if libc.setns(namespace.fileno(), CLONE_NEWNET) != 0:
+                        raise OSError(ctypes.get_errno(), "setns")
+                made.append(socket.create_server((self.far_address, 0)))
+            except BaseException as error:
+                made.append(error)
+
+        thread = threading.Thread(target=in_namespace)
+        thread.start()
+        thread.join()
+        if isinstance(made[0], BaseException):
+            raise made[0]
+        return made[0]
+
+    def unplug(self) -> None:
+        self._far_end("down")
+
+    def plug(self) -> None:
+        self._far_end("up")
+
+    def _far_end(self, state: str) -> None:
+        subprocess.run(
+            ["ip", "-n", self.namespace, "link", "set", self.far, state],
+            check=True,
+            capture_output=True,
+        )
+
+    def close(self) -> None:
+        # Deleting the namespace deletes the veth pair with it.
+        subprocess.run(["ip", "netns", "del", self.namespace], capture_output=True)
+        subprocess.run(["ip", "link", "del", self.near], capture_output=True)
+
+
+@contextlib.contextmanager
+def link() -> Iterator[Link]:
+    made = Link()
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@contextlib.contextmanager
+def proxied(proxy: DatabaseProxy) -> Iterator[DatabaseProxy]:
+    """The proxy, cut at the end: none of its connections keeps a session of the test's
+    database open (the database cannot be dropped while one is)."""
+    try:
+        yield proxy
+    finally:
+        proxy.cut()

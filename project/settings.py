@@ -8,6 +8,7 @@ here only for variables the environment does not set.
 
 import os
 import re
+import socket
 from datetime import timedelta
 from pathlib import Path
 
@@ -296,10 +297,35 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 # after a lost connection, until the broker takes writes again.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-channel-error-retry
 CELERY_BROKER_CHANNEL_ERROR_RETRY = True
-# Redis redelivers an unacknowledged message after this long; it must outlive the longest
-# import, or a healthy long run would be started twice.
-# https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": MAX_TIMEOUT_SECONDS + 3600}
+# A broker connection the network stopped carrying (a firewall or a NAT that forgot it, a Redis
+# host replaced while a link was down) is noticed by TCP keepalives: probed after 5 s of
+# silence, every 2 s, three times, so given up after 11 s, as is what was sent and went
+# unacknowledged as long (TCP_USER_TIMEOUT, which Linux also lets end the probes). The consumer
+# then reconnects on its usual path. Without them kombu's own check of an
+# unanswered BRPOP dropped the socket 26 to 50 s later, and the consumer it restarted took no
+# message again, the first one it popped lost: a worker up, answering pings, running nothing.
+# https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html
+BROKER_KEEPALIVE_OPTIONS = {
+    getattr(socket, name): value
+    for name, value in (
+        ("TCP_KEEPIDLE", 5),
+        ("TCP_KEEPINTVL", 2),
+        ("TCP_KEEPCNT", 3),
+        ("TCP_USER_TIMEOUT", 11_000),
+    )
+    if hasattr(socket, name)  # Linux's; another system keeps its own defaults
+}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    # Redis redelivers an unacknowledged message after this long; it must outlive the longest
+    # import, or a healthy long run would be started twice.
+    # https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html#visibility-timeout
+    "visibility_timeout": MAX_TIMEOUT_SECONDS + 3600,
+    "socket_keepalive": True,
+    "socket_keepalive_options": BROKER_KEEPALIVE_OPTIONS,
+    # ... and its reconnection gives up after 5 s and tries again, instead of holding the
+    # worker's main process in connect() for as long as the kernel retries (two minutes).
+    "socket_connect_timeout": 5,
+}
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": MAX_TIMEOUT_SECONDS + 3600}
 # https://django-celery-beat.readthedocs.io/en/latest/#example-creating-interval-based-periodic-task
 CELERY_BEAT_SCHEDULER = "project.beat:ImportScheduler"

@@ -7,11 +7,14 @@ import contextlib
 import ctypes
 import os
 import socket
+import struct
 import subprocess
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 import psycopg
@@ -22,6 +25,7 @@ from schedules.models import ImportRun, Record, ScheduledImport
 from tests.conftest import answers, wait_for
 
 CLONE_NEWNET = 0x40000000
+P = TypeVar("P", bound="TcpProxy")
 
 # Environment of the processes these tests start: short leases and a fast sweep, so that a
 # crash is detected in seconds (production defaults are 60 s and 60 s).
@@ -174,46 +178,27 @@ def redis_server(port: int, log_dir: Path) -> Iterator[RedisServer]:
         server.kill()
 
 
-class DatabaseProxy:
-    """A TCP port that forwards to the suite's PostgreSQL; `cut()` drops every connection and
-    refuses new ones, as a network partition between one worker and the database would;
-    `black_hole()` lets nothing through and answers nothing, as one that drops packets would.
-    Behind a `Link`, `forget()` drops its connections without a word to their clients, as a
-    firewall or a NAT that forgets them does, or a database host replaced meanwhile."""
+class TcpProxy:
+    """A TCP port that forwards to `upstream` (a socket family and its address); `cut()` drops
+    every connection and refuses new ones, as a network partition between one process and the
+    server would; `black_hole()` lets nothing through and answers nothing, as one that drops
+    packets would. Behind a `Link`, `forget()` drops its connections without a word to their
+    clients, as a firewall or a NAT that forgets them does, or a server host replaced
+    meanwhile."""
 
-    def __init__(self, link: Link | None = None) -> None:
-        import socket
-        import threading
-        import urllib.parse
-
-        from django.db import connection
-
-        params = connection.get_connection_params()
-        host, port = params.get("host") or "/tmp", int(params.get("port") or 5432)
-        self.upstream = (
-            (socket.AF_UNIX, f"{host}/.s.PGSQL.{port}")
-            if host.startswith("/")
-            else (socket.AF_INET, (host, port))
-        )
-        self.database = connection.settings_dict["NAME"]
+    def __init__(self, upstream: tuple[int, object], link: Link | None = None) -> None:
+        self.upstream = upstream
         self.listener = link.listener() if link else socket.create_server(("127.0.0.1", 0))
         self.host, self.port = self.listener.getsockname()[:2]
         self.sockets: list[socket.socket] = []
         self.clients: list[socket.socket] = []
+        self.forgotten: set[socket.socket] = set()
         self.lock = threading.Lock()
         self.open = True
         self.silent = False
-        self._quote = urllib.parse.quote
         threading.Thread(target=self._accept, daemon=True).start()
 
-    @property
-    def url(self) -> str:
-        return f"postgres://postgres@{self.host}:{self.port}/{self._quote(self.database)}"
-
     def _accept(self) -> None:
-        import socket
-        import threading
-
         while self.open:
             try:
                 client, _ = self.listener.accept()
@@ -235,7 +220,7 @@ class DatabaseProxy:
             for source, target in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pump, args=(source, target), daemon=True).start()
 
-    def _pump(self, source, target) -> None:
+    def _pump(self, source: socket.socket, target: socket.socket) -> None:
         try:
             while chunk := source.recv(65536):
                 if not self.silent:
@@ -243,40 +228,38 @@ class DatabaseProxy:
         except OSError:
             pass
         finally:
-            with contextlib.suppress(OSError):
-                target.close()
+            if source not in self.forgotten and target not in self.forgotten:
+                with contextlib.suppress(OSError):
+                    target.close()
 
     def black_hole(self) -> None:
         self.silent = True
 
     def forget(self) -> None:
         """Drop every connection so far; new ones are forwarded. Its clients are told with a
-        reset, which a `Link` unplugged meanwhile loses: they learn only from what they send
+        reset, which a `Link` unplugged meanwhile drops: they learn only from what they send
         next (a query, a TCP keepalive probe), which this side's kernel then answers with a
         reset, the connection being gone."""
-        import socket
-        import struct
 
         with self.lock:
             sockets, clients, self.sockets, self.clients = self.sockets, self.clients, [], []
+            self.forgotten.update(sockets)
         for sock in sockets:
+            # Shutting reading down wakes the pump blocked in its recv() without a word on the
+            # wire; it then leaves the closing to this thread (`forgotten`): a socket closed
+            # while another thread's recv() holds it lives on until that returns.
             with contextlib.suppress(OSError):
-                if sock in clients:
-                    # A reset at close, never a FIN (which would be sent again, and arrive,
-                    # once the link is back); shutting reading down wakes the pump blocked in
-                    # recv() without a word on the wire, so that the close is the last.
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    sock.shutdown(socket.SHUT_RD)
-                else:
-                    sock.shutdown(socket.SHUT_RDWR)
+                sock.shutdown(socket.SHUT_RD)
         time.sleep(0.2)
         for sock in sockets:
             with contextlib.suppress(OSError):
+                if sock in clients:
+                    # A reset at close, never a FIN (which would be sent again, and arrive
+                    # once the link is back).
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 sock.close()
 
     def cut(self) -> None:
-        import socket
-
         self.open = False
         # Closing alone does not wake a thread blocked in accept(), which would go on
         # accepting connections on the listening socket; shutting it down first does.
@@ -290,11 +273,45 @@ class DatabaseProxy:
                     sock.close()
 
 
+class DatabaseProxy(TcpProxy):
+    """A TcpProxy to the suite's PostgreSQL; `url` is a DATABASE_URL through it."""
+
+    def __init__(self, link: Link | None = None) -> None:
+        from django.db import connection
+
+        params = connection.get_connection_params()
+        host, port = params.get("host") or "/tmp", int(params.get("port") or 5432)
+        super().__init__(
+            (socket.AF_UNIX, f"{host}/.s.PGSQL.{port}")
+            if host.startswith("/")
+            else (socket.AF_INET, (host, port)),
+            link,
+        )
+        self.database = connection.settings_dict["NAME"]
+
+    @property
+    def url(self) -> str:
+        quoted = urllib.parse.quote(self.database)
+        return f"postgres://postgres@{self.host}:{self.port}/{quoted}"
+
+
+class RedisProxy(TcpProxy):
+    """A TcpProxy to the Redis at `url`; `url` is the same URL (its database) through it."""
+
+    def __init__(self, url: str, link: Link | None = None) -> None:
+        self.through = urllib.parse.urlsplit(url)
+        super().__init__((socket.AF_INET, (self.through.hostname, self.through.port or 6379)), link)
+
+    @property
+    def url(self) -> str:
+        return urllib.parse.urlunsplit(self.through._replace(netloc=f"{self.host}:{self.port}"))
+
+
 class Link:
     """A network link of the test's own: a network namespace joined to this host's by a veth
-    pair, whose far end can be unplugged. Packets sent over it are then dropped, never refused,
-    as a pulled cable, a firewall or a NAT drops them; a proxy listens at its far end
-    (`listener()`). Needs root (`ip netns`), as CI has."""
+    pair, which can be unplugged (`unplug()`). What crosses it is then dropped, never refused,
+    as a firewall or a NAT in between drops it; a proxy listens at its far end (`listener()`).
+    Needs root (`ip netns`), as CI has."""
 
     NETNS_DIR = Path("/var/run/netns")
 
@@ -340,14 +357,18 @@ class Link:
         return made[0]
 
     def unplug(self) -> None:
-        self._far_end("down")
+        """Drop everything the far end sends this host, somewhere in between: a route to
+        nowhere at the far end. This host's packets still leave it, as they do through a
+        firewall or a NAT that drops what comes back; with the veth's carrier down instead,
+        its own kernel would fail to send, and TCP does not count a probe it could not send."""
+        self._route("add")
 
     def plug(self) -> None:
-        self._far_end("up")
+        self._route("del")
 
-    def _far_end(self, state: str) -> None:
+    def _route(self, verb: str) -> None:
         subprocess.run(
-            ["ip", "-n", self.namespace, "link", "set", self.far, state],
+            ["ip", "-n", self.namespace, "route", verb, "blackhole", f"{self.near_address}/32"],
             check=True,
             capture_output=True,
         )
@@ -368,7 +389,7 @@ def link() -> Iterator[Link]:
 
 
 @contextlib.contextmanager
-def proxied(proxy: DatabaseProxy) -> Iterator[DatabaseProxy]:
+def proxied(proxy: P) -> Iterator[P]:
     """The proxy, cut at the end: none of its connections keeps a session of the test's
     database open (the database cannot be dropped while one is)."""
     try:

@@ -16,11 +16,11 @@ import pytest
 from django.db import connection
 
 from schedules import services
-from schedules.models import Dataset, ImportRun
+from schedules.models import Dataset
 from tasks.errors import DATABASE_LOST
 from tests.conftest import wait_for
 from tests.factories import PRODUCTS_CSV, make_import
-from tests.reliability import FAST, DatabaseProxy, link, proxied
+from tests.reliability import FAST, DatabaseProxy, link, proxied, wait_for_the_end
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -62,12 +62,7 @@ def test_a_run_whose_database_connection_the_network_forgot_is_retried(
             holder.rollback()
 
         # Then the worker notices, and its run is retried in words, and succeeds
-        ended = wait_for(
-            lambda: ImportRun.objects.filter(pk=run.pk, finished_at__isnull=False).first(),
-            NOTICED_WITHIN_SECONDS,
-            interval=0.5,
-            what="the run to end\n" + processes.logs(),
-        )
+        ended = wait_for_the_end(run, processes, NOTICED_WITHIN_SECONDS)
     print(
         f"\n[figures] forgotten connection: run ended {time.monotonic() - forgotten:.1f}s "
         f"after, status={ended.status} attempts={ended.attempts}",

@@ -103,3 +103,5 @@ def test_a_worker_whose_database_drops_its_packets_is_named_broken(processes):
         f"cannot reach the database {proxy.database} at 127.0.0.1:{proxy.port}: "
     ), broken
     assert asks[-1]["workers"] == [broken[0]["worker"]]
+    # ... saying how old its check is: the last ask's, or the one before, under way since
+    assert 0 <= broken[0]["checked_seconds_ago"] < 15, broken

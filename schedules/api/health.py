@@ -162,7 +162,16 @@ def check_workers(max_age: float = 0) -> dict[str, Any]:
         "ok": bool(names) and not broken,
         "count": len(names),
         "workers": names,
-        "broken": [{"worker": name, "error": database[name].get("error", "")} for name in broken],
+        "broken": [
+            {
+                "worker": name,
+                "error": database[name].get("error", ""),
+                # How old the worker's verdict is: its check runs on a thread of its own, and
+                # one that waits on the database answers with the last (project/worker_checks).
+                "checked_seconds_ago": database[name].get("checked_seconds_ago"),
+            }
+            for name in broken
+        ],
     }
     clocks_off = {
         name: offset

@@ -264,6 +264,15 @@ if CELERY_BROKER_URL.startswith("redis://"):
 # Results hold the progress that Flower and the API read while a run is going.
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL)
 CELERY_RESULT_EXPIRES = 24 * 3600
+# A result backend connection the network forgot (a NAT whose idle timeout drops packets
+# instead of refusing them) held the worker's process that wrote on it until the kernel gave it
+# up, about 15 minutes: a run's progress, a failed task's error. Each answer is waited for 10 s
+# at most, then Celery tries again on a new connection, and a connection idle for 25 s is
+# checked before it is used.
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#redis-backend-settings
+CELERY_REDIS_SOCKET_TIMEOUT = 10
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = 5
+CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = 25
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#task-serializer
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"

@@ -235,12 +235,17 @@ class TcpProxy:
     def black_hole(self) -> None:
         self.silent = True
 
-    def forget(self) -> None:
+    def forget(self, link: Link | None = None) -> None:
         """Drop every connection so far; new ones are forwarded. Its clients are told with a
         reset, which a `Link` unplugged meanwhile drops: they learn only from what they send
         next (a query, a TCP keepalive probe), which this side's kernel then answers with a
-        reset, the connection being gone."""
-
+        reset, the connection being gone. With `link`, what the far end sends on these
+        connections is dropped for good, as a NAT that forgot them drops it: their clients
+        hear nothing more on them, new connections are answered."""
+        if link is not None:
+            for client in self.clients:
+                with contextlib.suppress(OSError):
+                    link.drop_flow(self.port, client.getpeername()[1])
         with self.lock:
             sockets, clients, self.sockets, self.clients = self.sockets, self.clients, [], []
             self.forgotten.update(sockets)
@@ -362,6 +367,16 @@ class Link:
         firewall or a NAT that drops what comes back; with the veth's carrier down instead,
         its own kernel would fail to send, and TCP does not count a probe it could not send."""
         self._route("add")
+
+    def drop_flow(self, far_port: int, near_port: int) -> None:
+        """Drop what the far end sends from `far_port` to this host's `near_port`, for good: a
+        policy rule of one connection's ports, the others' left alone."""
+        rule = f"ipproto tcp sport {far_port} dport {near_port} blackhole"
+        subprocess.run(
+            ["ip", "-n", self.namespace, "rule", "add", *rule.split()],
+            check=True,
+            capture_output=True,
+        )
 
     def plug(self) -> None:
         self._route("del")

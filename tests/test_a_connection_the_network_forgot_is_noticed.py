@@ -1,0 +1,163 @@
+"""A worker's connection that the network stopped carrying (a firewall or a NAT that forgot
+it, a server's host replaced while the link was down) is noticed, and what waited on it goes
+on (project/settings: DATABASE_LINK_OPTIONS, BROKER_KEEPALIVE_OPTIONS, CELERY_REDIS_*).
+
+- Its database: a run waiting for an answer is retried in words. Before, it waited until its
+  time limit, `running` all along.
+- Its broker: the consumer reconnects and takes what was queued meanwhile. Before, kombu's own
+  check of an unanswered BRPOP restarted a consumer that took no message again, and the one it
+  popped was lost: a worker up and answering pings that ran nothing, and no word of it.
+- Its result backend: a run publishing its progress goes on. Before, it waited in that write
+  until the kernel gave the connection up, about 15 minutes, and its worker slot with it.
+
+The worker reaches the server over a link of the test's own (tests.reliability.Link: a network
+namespace and a veth pair; root), at whose far end a proxy forgets the worker's connections
+while what it sends back is dropped, as a firewall or a NAT drops it."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable, Iterator
+
+import psycopg
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from schedules import services
+from schedules.api.health import check_workers
+from schedules.models import Dataset, ImportRun
+from tasks.errors import DATABASE_LOST
+from tests.conftest import wait_for
+from tests.factories import PRODUCTS_CSV, make_import
+from tests.reliability import (
+    FAST,
+    DatabaseProxy,
+    Link,
+    RedisProxy,
+    TcpProxy,
+    big_csv,
+    link,
+    proxied,
+    wait_for_the_end,
+)
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
+
+# The database's keepalives give a silent connection up after 30 s (the first probe's reset),
+# with room for a busy machine; the broker's and the result backend's take 11 s and 10 s.
+ENDED_WITHIN_SECONDS = 75
+# Past the broker's 11 s: its connections time out while the link is down, with no reset.
+UNPLUGGED_SECONDS = 16
+# ~500 KB in 64 KiB chunks 0.3 s apart: a run of some 3 s, which publishes its progress.
+ROWS = 20_000
+
+
+@contextlib.contextmanager
+def a_worker_reaching(
+    setting: str, proxy_of: Callable[[Link], TcpProxy], processes
+) -> Iterator[tuple[Link, TcpProxy]]:
+    """A worker whose `setting` (a URL) leads over a link to a proxy at its far end."""
+    with link() as cable, proxied(proxy_of(cable)) as proxy:
+        processes.start("worker", **{**FAST, setting: proxy.url})
+        yield cable, proxy
+
+
+def said(what: str, since: float, run: ImportRun) -> None:
+    print(
+        f"\n[figures] {what}: run ended {time.monotonic() - since:.1f}s after, "
+        f"status={run.status} attempts={run.attempts}",
+        flush=True,
+    )
+
+
+def waiting_for_a_lock() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE wait_event_type = 'Lock' AND datname = current_database()"
+        )
+        return cursor.fetchone()[0] > 0
+
+
+def test_a_run_whose_database_connection_the_network_forgot_is_retried(
+    alice, csv_server, processes
+):
+    # Given a worker whose database is at the far end of a link
+    with a_worker_reaching("DATABASE_URL", DatabaseProxy, processes) as (cable, proxy):
+        imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV), retry_backoff_seconds=1)
+        # ... and a run of it waiting for an answer: its dataset is locked by another
+        # transaction, so that the worker's statement is sent and acknowledged, then waits
+        with psycopg.connect(**connection.get_connection_params()) as holder:
+            holder.execute(
+                f"SELECT 1 FROM {Dataset._meta.db_table} WHERE id = %s FOR UPDATE",
+                [imp.dataset_id],
+            )
+            run = services.enqueue_run(imp, trigger="manual", user=alice)
+            wait_for(waiting_for_a_lock, 60, what="the run to wait\n" + processes.logs())
+
+            # When the link goes down a moment, during which the proxy forgets the connection
+            cable.unplug()
+            proxy.forget()
+            cable.plug()
+            forgotten = time.monotonic()
+            holder.rollback()
+
+        # Then the worker notices, and its run is retried in words, and succeeds
+        ended = wait_for_the_end(run, processes, ENDED_WITHIN_SECONDS)
+    said("forgotten database connection", forgotten, ended)
+    assert ended.status == "succeeded", (ended.status, ended.error_message)
+    assert ended.attempts == 2
+    assert [a["error"] for a in ended.error_details["attempts"]] == [DATABASE_LOST]
+    assert ended.rows_inserted > 0
+
+
+def test_a_worker_whose_broker_connection_the_network_forgot_takes_runs_again(
+    alice, csv_server, processes
+):
+    # Given a worker whose broker is at the far end of a link
+    def broker(cable: Link) -> RedisProxy:
+        return RedisProxy(settings.CELERY_BROKER_URL, cable)
+
+    with a_worker_reaching("CELERY_BROKER_URL", broker, processes) as (cable, proxy):
+        wait_for(lambda: check_workers()["workers"], 60, what="the worker\n" + processes.logs())
+        imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+
+        # When the link goes down, the proxy forgets its connections, a run is queued, and the
+        # link comes back after longer than the keepalives' probes take to give up
+        cable.unplug()
+        proxy.forget()
+        run = services.enqueue_run(imp, trigger="manual", user=alice)
+        time.sleep(UNPLUGGED_SECONDS)
+        cable.plug()
+        back = time.monotonic()
+
+        # Then the worker takes it
+        ended = wait_for_the_end(run, processes, ENDED_WITHIN_SECONDS)
+    said("forgotten broker connection, since the link came back", back, ended)
+    assert ended.status == "succeeded", (ended.status, ended.error_message)
+
+
+def test_a_result_backend_connection_the_network_forgot_holds_no_run(alice, csv_server, processes):
+    # Given a worker whose result backend is at the far end of a link, and a run that
+    # published its progress there
+    def results(cable: Link) -> RedisProxy:
+        return RedisProxy(settings.CELERY_RESULT_BACKEND, cable)
+
+    with a_worker_reaching("CELERY_RESULT_BACKEND", results, processes) as (cable, proxy):
+        imp = make_import(alice, csv_server.serve("/big.csv", big_csv(ROWS), chunk_delay=0.3))
+        first = services.enqueue_run(imp, trigger="manual", user=alice)
+        assert wait_for_the_end(first, processes, 60).status == "succeeded"
+        wait_for(lambda: proxy.clients, 10, what="the worker's result backend connection")
+
+        # When the network forgets the connections so far, dropping for good what comes back
+        # on them, as a NAT does, and the import runs again, publishing its progress
+        proxy.forget(cable)
+        forgotten = time.monotonic()
+        second = services.enqueue_run(imp, trigger="manual", user=alice)
+
+        # Then the run ends
+        ended = wait_for_the_end(second, processes, ENDED_WITHIN_SECONDS)
+    said("forgotten result backend connection", forgotten, ended)
+    assert ended.status == "succeeded", (ended.status, ended.error_message)

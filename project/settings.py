@@ -103,18 +103,18 @@ DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # A connection the network stopped carrying (a firewall or NAT that forgot it, a database host
-# replaced without a word) errors within a minute: TCP keepalives probe one that waits for an
-# answer, tcp_user_timeout bounds how long what was sent may go unacknowledged, and a connect
-# gives up after 10 s. Without them a run waited for its answer until its time limit, and a
+# replaced without a word) errors within 30 s: TCP keepalives probe one that waits for an
+# answer after 15 s of silence, every 5 s, three times; tcp_user_timeout bounds how long what
+# was sent may go unacknowledged (and, on Linux, the probes); a connect gives up after 10 s. Without them a run waited for its answer until its time limit, and a
 # web request until gunicorn's. libpq's parameters; DATABASE_URL's query string overrides each.
 # https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-KEEPALIVES
 DATABASE_LINK_OPTIONS = {
     "connect_timeout": 10,
     "keepalives": 1,
-    "keepalives_idle": 30,
-    "keepalives_interval": 10,
+    "keepalives_idle": 15,
+    "keepalives_interval": 5,
     "keepalives_count": 3,
-    "tcp_user_timeout": 60_000,
+    "tcp_user_timeout": 30_000,
 }
 for _name, _value in DATABASE_LINK_OPTIONS.items():
     DATABASES["default"].setdefault("OPTIONS", {}).setdefault(_name, _value)

@@ -105,8 +105,9 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # A connection the network stopped carrying (a firewall or NAT that forgot it, a database host
 # replaced without a word) errors within 30 s: TCP keepalives probe one that waits for an
 # answer after 15 s of silence, every 5 s, three times; tcp_user_timeout bounds how long what
-# was sent may go unacknowledged (and, on Linux, the probes); a connect gives up after 10 s. Without them a run waited for its answer until its time limit, and a
-# web request until gunicorn's. libpq's parameters; DATABASE_URL's query string overrides each.
+# was sent may go unacknowledged (and, on Linux, the probes); a connect gives up after 10 s.
+# Without them a run waited for its answer until its time limit, and a web request until
+# gunicorn's. libpq's parameters; DATABASE_URL's query string overrides each.
 # https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-KEEPALIVES
 DATABASE_LINK_OPTIONS = {
     "connect_timeout": 10,

@@ -335,6 +335,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # ... and its reconnection gives up after 5 s and tries again, instead of holding the
     # worker's main process in connect() for as long as the kernel retries (two minutes).
     "socket_connect_timeout": 5,
+    # An answer is waited for 20 s at most. A Redis, or a proxy before it, that keeps the
+    # connection and loses what it carries answers every keepalive probe: the worker's main
+    # process waited for ever for the answer to its event heartbeat's publish, and took no
+    # message again, even once the broker answered again.
+    "socket_timeout": 20,
 }
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": MAX_TIMEOUT_SECONDS + 3600}
 # https://django-celery-beat.readthedocs.io/en/latest/#example-creating-interval-based-periodic-task

@@ -232,8 +232,8 @@ class TcpProxy:
                 with contextlib.suppress(OSError):
                     target.close()
 
-    def black_hole(self) -> None:
-        self.silent = True
+    def black_hole(self, silent: bool = True) -> None:
+        self.silent = silent
 
     def forget(self, link: Link | None = None) -> None:
         """Drop every connection so far; new ones are forwarded. Its clients are told with a

@@ -7,6 +7,9 @@ on (project/settings: DATABASE_LINK_OPTIONS, BROKER_KEEPALIVE_OPTIONS, CELERY_RE
 - Its broker: the consumer reconnects and takes what was queued meanwhile. Before, kombu's own
   check of an unanswered BRPOP restarted a consumer that took no message again, and the one it
   popped was lost: a worker up and answering pings that ran nothing, and no word of it.
+- Its broker, silent a while, its connections kept (a Redis that hangs, a proxy before it that
+  loses what it carries): the worker takes runs again. Before, its main process waited for
+  ever for the answer to its event heartbeat's publish.
 - Its result backend: a run publishing its progress goes on. Before, it waited in that write
   until the kernel gave the connection up, about 15 minutes, and its worker slot with it.
 
@@ -54,6 +57,8 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 ENDED_WITHIN_SECONDS = 75
 # Past the broker's 11 s: its connections time out while the link is down, with no reset.
 UNPLUGGED_SECONDS = 13
+# Long enough for the worker's event heartbeat (every 2 s) to be lost in the silence.
+SILENT_SECONDS = 5
 QUEUE_UNAVAILABLE = "The task queue is unavailable, so no run was queued; try again in 30 seconds."
 # ~500 KB in 64 KiB chunks 0.3 s apart: a run of some 3 s, which publishes its progress.
 ROWS = 20_000
@@ -143,6 +148,29 @@ def test_a_worker_whose_broker_connection_the_network_forgot_takes_runs_again(
         # Then the worker takes it
         ended = wait_for_the_end(run, processes, ENDED_WITHIN_SECONDS)
     said("forgotten broker connection, since the link came back", back, ended)
+    assert ended.status == "succeeded", (ended.status, ended.error_message)
+
+
+def test_a_worker_whose_broker_stopped_answering_a_while_takes_runs_again(
+    alice, csv_server, processes
+):
+    # Given a worker whose broker is behind a proxy
+    with proxied(RedisProxy(settings.CELERY_BROKER_URL)) as proxy:
+        processes.start("worker", **{**FAST, "CELERY_BROKER_URL": proxy.url})
+        wait_for(lambda: check_workers()["workers"], 60, what="the worker\n" + processes.logs())
+        imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+
+        # When the broker answers nothing for a few seconds, keeping its connections and
+        # losing what they carry (a Redis that hangs, or a proxy before it), then answers again
+        proxy.black_hole()
+        time.sleep(SILENT_SECONDS)
+        proxy.black_hole(False)
+        back = time.monotonic()
+        run = services.enqueue_run(imp, trigger="manual", user=alice)
+
+        # Then the worker takes the run queued after
+        ended = wait_for_the_end(run, processes, ENDED_WITHIN_SECONDS)
+    said("broker silent a while, since it answered again", back, ended)
     assert ended.status == "succeeded", (ended.status, ended.error_message)
 
 

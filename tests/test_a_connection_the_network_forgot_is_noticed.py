@@ -79,12 +79,16 @@ def broker(cable: Link) -> RedisProxy:
     return RedisProxy(settings.CELERY_BROKER_URL, cable)
 
 
-def said(what: str, since: float, run: ImportRun) -> None:
+def succeeds(run: ImportRun, processes, what: str, since: float) -> ImportRun:
+    """The run as it ended, within ENDED_WITHIN_SECONDS, its figure said, found succeeded."""
+    ended = wait_for_the_end(run, processes, ENDED_WITHIN_SECONDS)
     print(
         f"\n[figures] {what}: run ended {time.monotonic() - since:.1f}s after, "
-        f"status={run.status} attempts={run.attempts}",
+        f"status={ended.status} attempts={ended.attempts}",
         flush=True,
     )
+    assert ended.status == "succeeded", (ended.status, ended.error_message)
+    return ended
 
 
 def waiting_for_a_lock() -> bool:
@@ -120,9 +124,7 @@ def test_a_run_whose_database_connection_the_network_forgot_is_retried(
             holder.rollback()
 
         # Then the worker notices, and its run is retried in words, and succeeds
-        ended = wait_for_the_end(run, processes, ENDED_WITHIN_SECONDS)
-    said("forgotten database connection", forgotten, ended)
-    assert ended.status == "succeeded", (ended.status, ended.error_message)
+        ended = succeeds(run, processes, "forgotten database connection", forgotten)
     assert ended.attempts == 2
     assert [a["error"] for a in ended.error_details["attempts"]] == [DATABASE_LOST]
     assert ended.rows_inserted > 0
@@ -146,9 +148,7 @@ def test_a_worker_whose_broker_connection_the_network_forgot_takes_runs_again(
         back = time.monotonic()
 
         # Then the worker takes it
-        ended = wait_for_the_end(run, processes, ENDED_WITHIN_SECONDS)
-    said("forgotten broker connection, since the link came back", back, ended)
-    assert ended.status == "succeeded", (ended.status, ended.error_message)
+        succeeds(run, processes, "forgotten broker connection, since the link was back", back)
 
 
 def test_a_worker_whose_broker_stopped_answering_a_while_takes_runs_again(
@@ -169,9 +169,7 @@ def test_a_worker_whose_broker_stopped_answering_a_while_takes_runs_again(
         run = services.enqueue_run(imp, trigger="manual", user=alice)
 
         # Then the worker takes the run queued after
-        ended = wait_for_the_end(run, processes, ENDED_WITHIN_SECONDS)
-    said("broker silent a while, since it answered again", back, ended)
-    assert ended.status == "succeeded", (ended.status, ended.error_message)
+        succeeds(run, processes, "broker silent a while, since it answered again", back)
 
 
 def test_a_result_backend_connection_the_network_forgot_holds_no_run(alice, csv_server, processes):
@@ -193,9 +191,7 @@ def test_a_result_backend_connection_the_network_forgot_holds_no_run(alice, csv_
         second = services.enqueue_run(imp, trigger="manual", user=alice)
 
         # Then the run ends
-        ended = wait_for_the_end(second, processes, ENDED_WITHIN_SECONDS)
-    said("forgotten result backend connection", forgotten, ended)
-    assert ended.status == "succeeded", (ended.status, ended.error_message)
+        succeeds(second, processes, "forgotten result backend connection", forgotten)
 
 
 def test_a_trigger_whose_broker_connection_the_network_forgot_is_answered(

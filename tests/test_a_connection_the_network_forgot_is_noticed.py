@@ -10,6 +10,9 @@ on (project/settings: DATABASE_LINK_OPTIONS, BROKER_KEEPALIVE_OPTIONS, CELERY_RE
 - Its broker, silent a while, its connections kept (a Redis that hangs, a proxy before it that
   loses what it carries): the worker takes runs again. Before, its main process waited for
   ever for the answer to its event heartbeat's publish.
+- Flower's broker: Flower reconnects and shows the next run's task failed, as the run log
+  does. Before, its event receiver waited for ever on the dead connection, and Flower showed
+  no task again.
 - Its result backend: a run publishing its progress goes on. Before, it waited in that write
   until the kernel gave the connection up, about 15 minutes, and its worker slot with it.
 
@@ -47,6 +50,7 @@ from tests.reliability import (
     big_csv,
     link,
     proxied,
+    start_flower,
     wait_for_the_end,
 )
 
@@ -57,6 +61,9 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 ENDED_WITHIN_SECONDS = 75
 # Past the broker's 11 s: its connections time out while the link is down, with no reset.
 UNPLUGGED_SECONDS = 13
+# BROKER_KEEPALIVE_OPTIONS give a silent connection up after this long.
+BROKER_KEEPALIVES_SECONDS = 11
+FLOWER_AUTH = ("ops", "s3cret-flower")
 # Long enough for the worker's event heartbeat (every 2 s) to be lost in the silence.
 SILENT_SECONDS = 5
 QUEUE_UNAVAILABLE = "The task queue is unavailable, so no run was queued; try again in 30 seconds."
@@ -240,3 +247,36 @@ def test_a_trigger_whose_broker_connection_the_network_forgot_is_answered(
         queued := ImportRun.objects.get(pk=then.json()["id"])
     ]
     assert queued.celery_task_id in pending_task_ids()
+
+
+def test_flower_whose_broker_connection_the_network_forgot_shows_the_next_failure(
+    alice, csv_server, processes
+):
+    # Given a worker, and Flower whose broker is at the far end of a link, which has shown a
+    # run's task
+    processes.start("worker", **FAST)
+    with link() as cable, proxied(broker(cable)) as proxy:
+        base = start_flower(processes, FLOWER_AUTH, CELERY_BROKER_URL=proxy.url)
+        fine = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+        shown = wait_for_the_end(services.enqueue_run(fine, trigger="api", user=alice), processes)
+        wait_for(
+            lambda: flower_state(base, shown) == "SUCCESS", 30, what="flower\n" + processes.logs()
+        )
+
+        # When the network forgets Flower's connections to the broker, dropping for good what
+        # comes back on them, as a NAT does, and a run fails once the keepalives had their time
+        proxy.forget(cable)
+        time.sleep(BROKER_KEEPALIVES_SECONDS + 3)
+        gone = make_import(alice, csv_server.base_url + "/gone.csv", name="gone", dataset="gone")
+        failed = wait_for_the_end(services.enqueue_run(gone, trigger="api", user=alice), processes)
+        assert failed.status == "failed"
+
+        # Then Flower shows its task failed, as the run log does
+        wait_for(
+            lambda: flower_state(base, failed) == "FAILURE", 30, what="flower\n" + processes.logs()
+        )
+
+
+def flower_state(base: str, run: ImportRun) -> str | None:
+    task = requests.get(f"{base}/api/tasks", auth=FLOWER_AUTH, timeout=5).json()
+    return task.get(run.celery_task_id, {}).get("state")

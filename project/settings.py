@@ -311,9 +311,10 @@ CELERY_BROKER_CHANNEL_ERROR_RETRY = True
 # host replaced while a link was down) is noticed by TCP keepalives: probed after 5 s of
 # silence, every 2 s, three times, so given up after 11 s, as is what was sent and went
 # unacknowledged as long (TCP_USER_TIMEOUT, which Linux also lets end the probes). The consumer
-# then reconnects on its usual path. Without them kombu's own check of an
-# unanswered BRPOP dropped the socket 26 to 50 s later, and the consumer it restarted took no
-# message again, the first one it popped lost: a worker up, answering pings, running nothing.
+# then reconnects on its usual path, and Flower's event receiver too. Without them kombu's own
+# check of an unanswered BRPOP dropped the socket 26 to 50 s later, and the consumer it
+# restarted took no message again, the first one it popped lost: a worker up, answering pings,
+# running nothing; and Flower showed no task again.
 # https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html
 BROKER_KEEPALIVE_OPTIONS = {
     getattr(socket, name): value

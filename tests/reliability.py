@@ -336,7 +336,11 @@ class Link:
             f"ip -n {self.namespace} addr add {self.far_address}/30 dev {self.far}",
             f"ip -n {self.namespace} link set {self.far} up",
         ):
-            subprocess.run(command.split(), check=True, capture_output=True)
+            made = subprocess.run(command.split(), capture_output=True, text=True)
+            assert made.returncode == 0, (
+                f"`{command}` failed: {made.stderr.strip()}; the network tests make a network "
+                "namespace and a veth pair, which needs root (CI runs as root) and iproute2"
+            )
 
     def listener(self) -> socket.socket:
         """A listening TCP socket at the link's far end: made on a thread that joins the

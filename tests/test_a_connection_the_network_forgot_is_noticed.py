@@ -257,6 +257,7 @@ def test_flower_whose_broker_connection_the_network_forgot_shows_the_next_failur
     processes.start("worker", **FAST)
     with link() as cable, proxied(broker(cable)) as proxy:
         base = start_flower(processes, FLOWER_AUTH, CELERY_BROKER_URL=proxy.url)
+        _, flower = processes.started[-1]
         fine = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
         shown = wait_for_the_end(services.enqueue_run(fine, trigger="api", user=alice), processes)
         wait_for(
@@ -275,6 +276,9 @@ def test_flower_whose_broker_connection_the_network_forgot_shows_the_next_failur
         wait_for(
             lambda: flower_state(base, failed) == "FAILURE", 30, what="flower\n" + processes.logs()
         )
+        # (stopped while its broker answers: without it, Flower's stop waits for its event
+        # receiver, which tries again for 20 s)
+        processes.stop(flower)
 
 
 def flower_state(base: str, run: ImportRun) -> str | None:

@@ -117,8 +117,10 @@ DATABASE_LINK_OPTIONS = {
     "keepalives_count": 3,
     "tcp_user_timeout": 30_000,
 }
-for _name, _value in DATABASE_LINK_OPTIONS.items():
-    DATABASES["default"].setdefault("OPTIONS", {}).setdefault(_name, _value)
+DATABASES["default"]["OPTIONS"] = {
+    **DATABASE_LINK_OPTIONS,
+    **DATABASES["default"].get("OPTIONS", {}),
+}
 # How a worker's database connection commits (project/worker_connections.py): "off" lets its
 # bookkeeping writes skip the wait for the disk; a run's rows and outcome are always durable.
 # https://www.postgresql.org/docs/current/wal-async-commit.html

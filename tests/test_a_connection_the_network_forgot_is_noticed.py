@@ -72,11 +72,11 @@ ROWS = 20_000
 
 
 @contextlib.contextmanager
-def a_worker_reaching(
+def a_process_reaching(
     setting: str, proxy_of: Callable[[Link], TcpProxy], processes, name: str = "worker", **env
 ) -> Iterator[tuple[Link, TcpProxy]]:
-    """A worker (or the Procfile's `name`) whose `setting` (a URL) leads over a link to a proxy
-    at its far end."""
+    """The Procfile's `name` (a worker unless told) whose `setting` (a URL) leads over a link
+    to a proxy at its far end."""
     with link() as cable, proxied(proxy_of(cable)) as proxy:
         processes.start(name, **{**FAST, **env, setting: proxy.url})
         yield cable, proxy
@@ -111,7 +111,7 @@ def test_a_run_whose_database_connection_the_network_forgot_is_retried(
     alice, csv_server, processes
 ):
     # Given a worker whose database is at the far end of a link
-    with a_worker_reaching("DATABASE_URL", DatabaseProxy, processes) as (cable, proxy):
+    with a_process_reaching("DATABASE_URL", DatabaseProxy, processes) as (cable, proxy):
         imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV), retry_backoff_seconds=1)
         # ... and a run of it waiting for an answer: its dataset is locked by another
         # transaction, so that the worker's statement is sent and acknowledged, then waits
@@ -141,7 +141,7 @@ def test_a_worker_whose_broker_connection_the_network_forgot_takes_runs_again(
     alice, csv_server, processes
 ):
     # Given a worker whose broker is at the far end of a link
-    with a_worker_reaching("CELERY_BROKER_URL", broker, processes) as (cable, proxy):
+    with a_process_reaching("CELERY_BROKER_URL", broker, processes) as (cable, proxy):
         wait_for(lambda: check_workers()["workers"], 60, what="the worker\n" + processes.logs())
         imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
 
@@ -185,7 +185,7 @@ def test_a_result_backend_connection_the_network_forgot_holds_no_run(alice, csv_
     def results(cable: Link) -> RedisProxy:
         return RedisProxy(settings.CELERY_RESULT_BACKEND, cable)
 
-    with a_worker_reaching("CELERY_RESULT_BACKEND", results, processes) as (cable, proxy):
+    with a_process_reaching("CELERY_RESULT_BACKEND", results, processes) as (cable, proxy):
         imp = make_import(alice, csv_server.serve("/big.csv", big_csv(ROWS), chunk_delay=0.3))
         first = services.enqueue_run(imp, trigger="manual", user=alice)
         assert wait_for_the_end(first, processes, 60).status == "succeeded"
@@ -208,7 +208,7 @@ def test_a_trigger_whose_broker_connection_the_network_forgot_is_answered(
     # sent its run's message there
     port = free_port()
     web = {"PORT": str(port), "WEB_CONCURRENCY": "1", "WEB_THREADS": "1"}
-    reaching = a_worker_reaching("CELERY_BROKER_URL", broker, processes, "web", **web)
+    reaching = a_process_reaching("CELERY_BROKER_URL", broker, processes, "web", **web)
     with reaching as (cable, proxy):
         base = f"http://127.0.0.1:{port}"
         wait_for(lambda: answers(f"{base}/admin/login/"), 30, what="web\n" + processes.logs())

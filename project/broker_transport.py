@@ -1,20 +1,34 @@
-"""kombu's Redis transport with one redis-py client per channel.
+"""kombu's Redis transport with one redis-py client per channel, which gives back to its queue
+a message popped as the channel closes.
 
 kombu's Redis channel builds a new redis-py client for every publish, acknowledgement and
 queue operation (`Channel.conn_or_acquire`). A client is a handle on the channel's connection
 pool, which every command borrows a connection from and gives back, so one client serves every
 such call the same way; building one fills a table of some 170 response callbacks, 0.13 ms of
 CPU here: on every manual trigger's publish (issue 15), and on every task's acknowledgement.
+
+A channel closed while its BRPOP waits for an answer reads that answer, and kombu hands the
+message Redis popped for it to the consumer being closed. After a lost broker connection Celery
+closes its consumer's channels that way (`Connection.collect`), and the message went into an
+acknowledgement bookkeeping write on the lost connection, which failed: popped from the queue,
+never run, in no unacknowledged list, and no word of it (kombu 5.7 with Celery 5.7; kombu's
+check of a BRPOP that got no reply sends the next BRPOP an instant before the consumer
+restarts). It goes back to the head of its queue instead, for the consumer that comes next.
+
 Selected for a redis:// broker by CELERY_BROKER_TRANSPORT (project/settings.py).
 """
 
 from __future__ import annotations
 
+import json
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import redis
 from kombu.transport import redis as kombu_redis
+
+logger = logging.getLogger(__name__)
 
 
 class Channel(kombu_redis.Channel):
@@ -32,6 +46,43 @@ class Channel(kombu_redis.Channel):
         if self._shared_client_pool is not pool:
             self._shared_client, self._shared_client_pool = self._create_client(), pool
         yield self._shared_client
+
+    def close(self) -> None:
+        if self._in_poll and not self.closed:
+            self._give_back_what_brpop_popped()
+        super().close()
+
+    def _give_back_what_brpop_popped(self) -> None:
+        """Read the answer of the BRPOP still waiting, and push the message it popped, if any,
+        back where BRPOP takes the next one, on the connection that just answered. The answer
+        is read raw: its key is the list's own name, global key prefix included."""
+        connection, popped = self.client.connection, None
+        try:
+            popped = connection.read_response()
+            if popped:
+                connection.send_command("RPUSH", *popped)
+                connection.read_response()
+                logger.info("Gave back task %s to its queue as the broker channel closed",
+                            _task_id(popped[1]))  # fmt: skip
+        except (*self.connection.connection_errors, *self.connection.channel_errors):
+            connection.disconnect()
+            if popped:
+                logger.error(
+                    "Task %s was taken from its queue as the broker connection was lost and "
+                    "could not be given back; reconciliation sends a run's message again",
+                    _task_id(popped[1]),
+                )
+        finally:
+            # kombu's close must not read the answer again, and must go on to release the
+            # channel whatever happened here.
+            self._in_poll = None
+
+
+def _task_id(payload: bytes) -> str:
+    try:
+        return json.loads(payload)["headers"]["id"]
+    except (ValueError, KeyError, TypeError):
+        return "(unknown)"
 
 
 class Transport(kombu_redis.Transport):

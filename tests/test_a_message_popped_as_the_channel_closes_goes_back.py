@@ -1,0 +1,87 @@
+"""A message that Redis popped for a broker channel as the channel closes goes back to the head
+of its queue (project.broker_transport), for the consumer that comes next.
+
+After a lost broker connection Celery closes its consumer's channels (`Connection.collect`).
+kombu read the answer of the BRPOP still waiting and handed the message to the consumer being
+closed, through a bookkeeping write on the lost connection, which failed: the message was
+popped and never run, in no unacknowledged list, without a word. Seen with a real worker whose
+broker link went down: kombu's check of a BRPOP that got no reply sent the next BRPOP an instant
+before the consumer restarted, and the run queued meanwhile never started.
+
+Against the suite's Redis, with the channel's connections dropped by the server, as a lost
+network drops them."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from django.conf import settings
+from kombu import Connection, Consumer, Producer, Queue
+
+from tests.conftest import wait_for
+
+TRANSPORT = settings.CELERY_BROKER_TRANSPORT
+
+
+@pytest.fixture
+def queue() -> Iterator[Queue]:
+    named = Queue(f"test-given-back-{uuid.uuid4().hex}")
+    yield named
+    server().delete(named.name)
+
+
+def server() -> redis.Redis:
+    return redis.Redis.from_url(settings.CELERY_BROKER_URL)
+
+
+def send(queue: Queue, body: str) -> None:
+    with Connection(settings.CELERY_BROKER_URL, transport=TRANSPORT) as connection:
+        Producer(connection.default_channel).publish(body, routing_key=queue.name, declare=[queue])
+
+
+def consuming(connection: Connection, queue: Queue, received: list) -> Consumer:
+    """A consumer whose BRPOP was sent, as a worker's event loop sends it at each tick."""
+    consumer = Consumer(connection.default_channel, [queue], callbacks=[
+        lambda body, message: received.append(body)
+    ])  # fmt: skip
+    consumer.consume()
+    connection.transport.cycle.on_poll_start()
+    return consumer
+
+
+def drop_connections(connection: Connection, keep: redis.Connection | None = None) -> None:
+    """The server drops the channel's connections (all but `keep`), as a lost network does."""
+    channel = connection.default_channel
+    pool = channel.pool
+    mine = [channel.client.connection, *pool._available_connections, *pool._in_use_connections]
+    for held in {id(c): c for c in mine}.values():
+        if held is not keep and held._sock is not None:
+            host, port = held._sock.getsockname()[:2]
+            server().client_kill(f"{host}:{port}")
+
+
+def test_a_message_popped_as_a_lost_connection_is_collected_goes_back_to_its_queue(queue):
+    # Given a consumer whose BRPOP popped a message whose answer was not read yet
+    received: list[str] = []
+    connection = Connection(settings.CELERY_BROKER_URL, transport=TRANSPORT)
+    send(queue, "the 2 AM import")
+    consuming(connection, queue, received)
+    wait_for(lambda: server().llen(queue.name) == 0, 5, what="BRPOP to pop the message")
+
+    # When the broker connection is lost (the BRPOP's own had just answered) and Celery
+    # collects the connection to start its consumer again
+    drop_connections(connection, keep=connection.default_channel.client.connection)
+    connection.collect(socket_timeout=5)
+
+    # Then the message is not handed to the consumer being closed, and is back on its queue
+    assert received == []
+    assert server().llen(queue.name) == 1
+    # ... where the next consumer takes it
+    with Connection(settings.CELERY_BROKER_URL, transport=TRANSPORT) as again:
+        taken: list[str] = []
+        consuming(again, queue, taken)
+        again.drain_events(timeout=5)
+    assert taken == ["the 2 AM import"]

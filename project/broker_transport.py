@@ -1,5 +1,5 @@
 """kombu's Redis transport with one redis-py client per channel, which gives back to its queue
-a message popped as the channel closes.
+a message popped as the channel closes, and leaves nothing in the event loop once closed.
 
 kombu's Redis channel builds a new redis-py client for every publish, acknowledgement and
 queue operation (`Channel.conn_or_acquire`). A client is a handle on the channel's connection
@@ -24,11 +24,22 @@ import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import redis
+from kombu.asynchronous import Hub
 from kombu.transport import redis as kombu_redis
 
 logger = logging.getLogger(__name__)
+
+# What kombu's transport keeps of the timers it starts in the event loop (register_with_event_loop).
+TIMERS = (
+    "_restore_messages_tref",
+    "_subclient_health_tref",
+    "_brpop_health_tref",
+    "_reauth_tref",
+    "_binding_expiry_tref",
+)
 
 
 class Channel(kombu_redis.Channel):
@@ -87,3 +98,24 @@ def _task_id(payload: bytes) -> str:
 
 class Transport(kombu_redis.Transport):
     Channel = Channel
+    # What this connection added to the event loop's every tick, in `_loop`.
+    _ticks: frozenset = frozenset()
+    _loop: Hub | None = None
+
+    def register_with_event_loop(self, connection: Any, loop: Hub) -> None:
+        before = set(loop.on_tick)
+        super().register_with_event_loop(connection, loop)
+        self._ticks, self._loop = self._ticks | (loop.on_tick - before), loop
+
+    def close_connection(self, connection: Any) -> None:
+        # kombu leaves in the event loop the callback it added to every tick, and its timers:
+        # a worker's hub kept them for each consumer restart, holding the old connection, the
+        # callbacks called at every loop: 2.7 ms a loop after 320 restarts (a broker link that
+        # drops now and then, for months).
+        super().close_connection(connection)
+        if self._loop is not None:
+            self._loop.on_tick.difference_update(self._ticks)
+            self._ticks, self._loop = frozenset(), None
+        for name in TIMERS:
+            if timer := getattr(self.cycle, name, None):
+                timer.cancel()

@@ -1,25 +1,31 @@
-"""A message that Redis popped for a broker channel as the channel closes goes back to the head
-of its queue (project.broker_transport), for the consumer that comes next.
+"""A worker's consumer restarted after a lost broker connection loses no message and leaves
+nothing behind (project.broker_transport). Celery then closes the old connection's channels
+(`Connection.collect`) and starts a new connection in the same event loop.
 
-After a lost broker connection Celery closes its consumer's channels (`Connection.collect`).
-kombu read the answer of the BRPOP still waiting and handed the message to the consumer being
-closed, through a bookkeeping write on the lost connection, which failed: the message was
-popped and never run, in no unacknowledged list, without a word. Seen with a real worker whose
-broker link went down: kombu's check of a BRPOP that got no reply sent the next BRPOP an instant
-before the consumer restarted, and the run queued meanwhile never started.
+- A message that Redis popped for a channel as it closes goes back to the head of its queue,
+  for the consumer that comes next. kombu read the answer of the BRPOP still waiting and handed
+  the message to the consumer being closed, through a bookkeeping write on the lost connection,
+  which failed: popped and never run, in no unacknowledged list, without a word. Seen with a
+  real worker whose broker link went down: kombu's check of a BRPOP that got no reply sent the
+  next BRPOP an instant before the consumer restarted, and the run queued meanwhile never ran.
+- The old connection leaves the event loop. kombu left its callback on every tick and its
+  timers: one more of each at every restart, holding the old connection.
 
 Against the suite's Redis, with the channel's connections dropped by the server, as a lost
 network drops them."""
 
 from __future__ import annotations
 
+import gc
 import uuid
+import weakref
 from collections.abc import Iterator
 
 import pytest
 import redis
 from django.conf import settings
 from kombu import Connection, Consumer, Producer, Queue
+from kombu.asynchronous import Hub
 
 from tests.conftest import wait_for
 
@@ -85,3 +91,40 @@ def test_a_message_popped_as_a_lost_connection_is_collected_goes_back_to_its_que
         consuming(again, queue, taken)
         again.drain_events(timeout=5)
     assert taken == ["the 2 AM import"]
+
+
+def test_a_connection_collected_leaves_the_event_loop(queue):
+    # Given a worker's event loop, with the consumer of a connection registered in it
+    loop = Hub()
+
+    def consumer_in_the_loop() -> Connection:
+        connection = Connection(settings.CELERY_BROKER_URL, transport=TRANSPORT)
+        consuming(connection, queue, [])
+        connection.transport.register_with_event_loop(connection.connection, loop)
+        return connection
+
+    first = consumer_in_the_loop()
+    ticks, timers = len(loop.on_tick), live_timers(loop)
+
+    # When the connection is lost and collected, and the consumer restarts on a new one,
+    # three times
+    gone = weakref.ref(first.transport)
+    for _ in range(3):
+        connection = first if _ == 0 else consumer_in_the_loop()
+        drop_connections(connection)
+        connection.collect(socket_timeout=5)
+        loop.reset()
+    del first, connection
+    latest = consumer_in_the_loop()
+
+    # Then the loop holds what one connection needs, no more, and the first one is gone
+    assert len(loop.on_tick) == ticks
+    assert live_timers(loop) == timers
+    gc.collect()
+    assert gone() is None
+    latest.collect()
+
+
+def live_timers(loop: Hub) -> int:
+    # A cancelled timer stays in the queue until its time comes, and is then dropped.
+    return sum(not scheduled.entry.canceled for scheduled in loop.timer.queue)

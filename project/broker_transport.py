@@ -15,7 +15,7 @@ never run, in no unacknowledged list, and no word of it (kombu 5.7 with Celery 5
 check of a BRPOP that got no reply sends the next BRPOP an instant before the consumer
 restarts). It goes back to the head of its queue instead, for the consumer that comes next.
 
-Selected for a redis:// broker by CELERY_BROKER_TRANSPORT (project/settings.py).
+Serves a redis:// or rediss:// broker: project/celery.py names it so in kombu's transports.
 """
 
 from __future__ import annotations

@@ -3,8 +3,18 @@
 import os
 
 from celery import Celery
+from kombu.transport import TRANSPORT_ALIASES
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
+
+BROKER_TRANSPORT = "project.broker_transport:Transport"
+
+# A Redis broker is served by kombu's Redis transport as importbeat extends it, under the
+# scheme's own name: what names the broker then says redis://, as Flower's broker page and its
+# queue lengths need (they know a broker by its URL's scheme, and answered 404 "broker is not
+# supported" for the class path that CELERY_BROKER_TRANSPORT named). rediss:// keeps its name,
+# by which kombu gives it its TLS defaults, and gets the same transport (it had kombu's).
+TRANSPORT_ALIASES.update(redis=BROKER_TRANSPORT, rediss=BROKER_TRANSPORT)
 
 # Every task's ETA is in the database's time, whichever host sends or receives it.
 app = Celery("importbeat", task_cls="project.task_eta:DatabaseTimedTask")

@@ -258,12 +258,8 @@ IMPORTBEAT_ENCRYPTION_KEYS = env.list("IMPORTBEAT_ENCRYPTION_KEY", default=[])
 
 # --- Celery (https://docs.celeryq.dev/en/stable/userguide/configuration.html) -------------
 
+# A Redis broker is served by project.broker_transport (named so in project/celery.py).
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
-# kombu's Redis transport, keeping one redis-py client per channel instead of one per call
-# (redis:// only: kombu gives rediss:// its TLS defaults by the scheme's transport name):
-# https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-transport
-if CELERY_BROKER_URL.startswith("redis://"):
-    CELERY_BROKER_TRANSPORT = "project.broker_transport:Transport"
 # Results hold the progress that Flower and the API read while a run is going.
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL)
 CELERY_RESULT_EXPIRES = 24 * 3600

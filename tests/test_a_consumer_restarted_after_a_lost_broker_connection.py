@@ -27,9 +27,10 @@ from django.conf import settings
 from kombu import Connection, Consumer, Producer, Queue
 from kombu.asynchronous import Hub
 
+from project.celery import BROKER_TRANSPORT
 from tests.conftest import wait_for
 
-TRANSPORT = settings.CELERY_BROKER_TRANSPORT
+TRANSPORT = BROKER_TRANSPORT
 
 
 @pytest.fixture

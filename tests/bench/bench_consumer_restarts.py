@@ -22,6 +22,7 @@ from django.conf import settings
 from kombu import Connection, Queue
 from kombu.asynchronous import Hub
 
+from project.celery import BROKER_TRANSPORT
 from tests.test_a_consumer_restarted_after_a_lost_broker_connection import (
     consuming,
     drop_connections,
@@ -31,7 +32,11 @@ from tests.test_a_consumer_restarted_after_a_lost_broker_connection import (
 pytestmark = pytest.mark.timeout(1800)
 
 RESTARTS = int(os.environ.get("BENCH_RESTARTS", "320"))
-TRANSPORTS = {"kombu's": "redis", "importbeat's": settings.CELERY_BROKER_TRANSPORT}
+# "redis" is importbeat's own in its processes (project/celery.py): kombu's by its path.
+TRANSPORTS = {
+    "kombu's": "kombu.transport.redis:Transport",
+    "importbeat's": BROKER_TRANSPORT,
+}
 
 
 def restart(loop: Hub, transport: str, queue) -> None:

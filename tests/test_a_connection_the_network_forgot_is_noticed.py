@@ -13,6 +13,9 @@ on (project/settings: DATABASE_LINK_OPTIONS, BROKER_KEEPALIVE_OPTIONS, CELERY_RE
 - Flower's broker: Flower reconnects and shows the next run's task failed, as the run log
   does. Before, its event receiver waited for ever on the dead connection, and Flower showed
   no task again.
+- Beat's database: beat says it cannot reach the database, and dispatches on a new
+  connection. Before, it waited on the old one for as long as the kernel tried, about 15
+  minutes, and dispatched nothing.
 - Its result backend: a run publishing its progress goes on. Before, it waited in that write
   until the kernel gave the connection up, about 15 minutes, and its worker slot with it.
 
@@ -28,11 +31,13 @@ from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
+import redis
 import requests
 from django.conf import settings
 from django.db import connection
 from knox.models import AuthToken
 
+from common.redis_client import LEADER_LEASE
 from project.devservices import free_port
 from schedules import services
 from schedules.api.health import check_workers
@@ -135,6 +140,40 @@ def test_a_run_whose_database_connection_the_network_forgot_is_retried(
     assert ended.attempts == 2
     assert [a["error"] for a in ended.error_details["attempts"]] == [DATABASE_LOST]
     assert ended.rows_inserted > 0
+
+
+def test_beat_whose_database_connection_the_network_forgot_dispatches_again(
+    alice, csv_server, processes
+):
+    # Given beat whose database is at the far end of a link, dispatching an import's ticks
+    redis.Redis.from_url(settings.REDIS_URL).delete(LEADER_LEASE)
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV), interval_seconds=2)
+    with a_process_reaching("DATABASE_URL", DatabaseProxy, processes, "beat") as (cable, proxy):
+        wait_for(lambda: runs_of(imp), 60, what="beat's first run\n" + processes.logs())
+
+        # When the network forgets beat's connection, dropping for good what comes back on it
+        proxy.forget(cable)
+        forgotten, since = time.monotonic(), database_now()
+
+        # Then beat gives the connection up and dispatches the next ticks on a new one
+        wait_for(
+            lambda: [run for run in runs_of(imp) if run.queued_at > since],
+            ENDED_WITHIN_SECONDS,
+            what="a tick dispatched after\n" + processes.logs(),
+        )
+    print(f"\n[figures] forgotten beat database connection: a tick dispatched "
+          f"{time.monotonic() - forgotten:.1f}s after", flush=True)  # fmt: skip
+    assert "beat cannot reach the database" in processes.logs()
+
+
+def runs_of(imp) -> list[ImportRun]:
+    return list(ImportRun.objects.filter(scheduled_import=imp))
+
+
+def database_now():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT now()")
+        return cursor.fetchone()[0]
 
 
 def test_a_worker_whose_broker_connection_the_network_forgot_takes_runs_again(

@@ -29,6 +29,8 @@ from typing import Any
 import redis
 from kombu.asynchronous import Hub
 from kombu.transport import redis as kombu_redis
+from kombu.utils.encoding import bytes_to_str
+from kombu.utils.json import loads
 
 logger = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ TIMERS = (
 class Channel(kombu_redis.Channel):
     _shared_client: redis.Redis | None = None
     _shared_client_pool: redis.ConnectionPool | None = None
+    _consumed_without_acks: frozenset[str] = frozenset()
 
     @contextmanager
     def conn_or_acquire(self, client: redis.Redis | None = None) -> Iterator[redis.Redis]:
@@ -70,11 +73,18 @@ class Channel(kombu_redis.Channel):
         connection, popped = self.client.connection, None
         try:
             popped = connection.read_response()
-            if popped:
-                connection.send_command("RPUSH", *popped)
-                connection.read_response()
-                logger.info("Gave back task %s to its queue as the broker channel closed",
-                            _task_id(popped[1]))  # fmt: skip
+            if not popped:
+                return
+            queue = bytes_to_str(popped[0])[len(self.global_keyprefix) :].rsplit(self.sep, 1)[0]
+            if queue in self._consumed_without_acks:
+                # A reply to a question (a pidbox answer) is acknowledged by no one: delivered as
+                # kombu does, nothing written; pushed back, it would stay in Redis for no one.
+                self.connection._deliver(loads(bytes_to_str(popped[1])), queue)
+                return
+            connection.send_command("RPUSH", *popped)
+            connection.read_response()
+            logger.info("Gave back task %s to its queue as the broker channel closed",
+                        _task_id(popped[1]))  # fmt: skip
         except (*self.connection.connection_errors, *self.connection.channel_errors):
             connection.disconnect()
             if popped:
@@ -87,6 +97,11 @@ class Channel(kombu_redis.Channel):
             # kombu's close must not read the answer again, and must go on to release the
             # channel whatever happened here.
             self._in_poll = None
+
+    def basic_consume(self, queue: str, *args: Any, **kwargs: Any) -> Any:
+        if kwargs.get("no_ack", args[0] if args else False):
+            self._consumed_without_acks = self._consumed_without_acks | {queue}
+        return super().basic_consume(queue, *args, **kwargs)
 
 
 def _task_id(payload: bytes) -> str:

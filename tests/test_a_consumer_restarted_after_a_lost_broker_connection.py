@@ -49,11 +49,11 @@ def send(queue: Queue, body: str) -> None:
         Producer(connection.default_channel).publish(body, routing_key=queue.name, declare=[queue])
 
 
-def consuming(connection: Connection, queue: Queue, received: list) -> Consumer:
+def consuming(connection: Connection, queue: Queue, received: list, **options) -> Consumer:
     """A consumer whose BRPOP was sent, as a worker's event loop sends it at each tick."""
     consumer = Consumer(connection.default_channel, [queue], callbacks=[
         lambda body, message: received.append(body)
-    ])  # fmt: skip
+    ], **options)  # fmt: skip
     consumer.consume()
     connection.transport.cycle.on_poll_start()
     return consumer
@@ -92,6 +92,23 @@ def test_a_message_popped_as_a_lost_connection_is_collected_goes_back_to_its_que
         consuming(again, queue, taken)
         again.drain_events(timeout=5)
     assert taken == ["the 2 AM import"]
+
+
+def test_a_reply_popped_as_the_channel_closes_reaches_its_asker(queue):
+    # Given a consumer of replies, acknowledged by no one (as a pidbox question's), whose
+    # BRPOP popped one whose answer was not read yet
+    received: list[str] = []
+    connection = Connection(settings.CELERY_BROKER_URL, transport=TRANSPORT)
+    send(queue, "pong")
+    consuming(connection, queue, received, no_ack=True)
+    wait_for(lambda: server().llen(queue.name) == 0, 5, what="BRPOP to pop the reply")
+
+    # When the connection closes
+    connection.close()
+
+    # Then the reply reaches its asker, as kombu delivers it, and nothing is left in Redis
+    assert received == ["pong"]
+    assert server().llen(queue.name) == 0
 
 
 def test_a_connection_collected_leaves_the_event_loop(queue):

@@ -46,11 +46,12 @@ def timestamp() -> float:
     return time.time() + offset()
 
 
-def offset() -> float:
-    """The database's clock minus this host's, in seconds (positive: this host is behind)."""
+def offset(strict: bool = False) -> float:
+    """The database's clock minus this host's, in seconds (positive: this host is behind).
+    `strict`: a database that does not answer raises, instead of giving the last offset known."""
     measured = _measured
     if measured is None or time.monotonic() - measured[0] >= CHECK_EVERY_SECONDS:
-        return measure()
+        return measure(strict=strict)
     return measured[1]
 
 
@@ -60,9 +61,9 @@ def known_offset() -> float | None:
     return measured[1] if measured is not None else None
 
 
-def measure(cursor: Any = None) -> float:
+def measure(cursor: Any = None, strict: bool = False) -> float:
     """Measure the offset now (one query, on `cursor` if given, else on Django's connection);
-    the last one known if the database does not answer."""
+    the last one known if the database does not answer, unless `strict`."""
     global _measured
     try:
         before = time.time()
@@ -73,6 +74,8 @@ def measure(cursor: Any = None) -> float:
             database = _read(cursor)
         after = time.time()
     except (DatabaseError, psycopg.Error) as error:
+        if strict:
+            raise
         logger.debug("the database's clock was not read: %s", error)
         return _measured[1] if _measured is not None else 0.0
     # Read half-way through the round trip.

@@ -155,15 +155,9 @@ class ImportScheduler(DatabaseScheduler):
             result = dispatch_due()
             wait = seconds_until_due(self.max_interval)
         except DatabaseError as error:
-            self.database_away = True
             # The database is away, or takes no writes (a standby, read-only transactions):
             # nothing can be dispatched; try again shortly, on a new connection.
-            what = "write to" if read_only_database.refused(error) else "reach"
-            logger.warning("beat cannot %s the database: %s", what, error)
-            # A new one for sure: close_old_connections keeps a session that still answers,
-            # and one opened while the server was read-only may stay read-only.
-            with suppress(DatabaseError):
-                connection.close()
+            self._database_away(error)
             return min(self.max_interval, 5.0)
         if result.runs and not self.first_dispatch_logged:
             self.first_dispatch_logged = True
@@ -178,11 +172,26 @@ class ImportScheduler(DatabaseScheduler):
         self._stamp_last_tick()
         return wait
 
+    def _database_away(self, error: DatabaseError) -> None:
+        self.database_away = True
+        what = "write to" if read_only_database.refused(error) else "reach"
+        logger.warning("beat cannot %s the database: %s", what, error)
+        # A new one for sure: close_old_connections keeps a session that still answers, and
+        # one opened while the server was read-only may stay read-only.
+        with suppress(DatabaseError):
+            connection.close()
+
     def _stamp_last_tick(self) -> None:
         try:
             # In the database's time, with this host's offset from it: health ages the loop
-            # by the database's time too, and says when beat's clock is off.
-            offset = database_clock.offset()
+            # by the database's time too, and says when beat's clock is off. Read strictly:
+            # a connection the network forgot held beat here for 30 s, and the clock's usual
+            # fallback to the last offset known said nothing of it.
+            offset = database_clock.offset(strict=True)
+        except DatabaseError as error:
+            self._database_away(error)
+            offset = database_clock.known_offset() or 0.0
+        try:
             client().set(LAST_TICK_KEY, f"{time.time() + offset:.3f} {offset:.3f}")
         except RedisError as error:
             logger.warning("beat cannot record its last tick: %s", error)

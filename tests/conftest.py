@@ -331,7 +331,7 @@ def _database_clock_is_this_hosts(monkeypatch):
     clock alone. The processes the tests start measure theirs."""
     from common import database_clock
 
-    monkeypatch.setattr(database_clock, "offset", lambda: 0.0)
+    monkeypatch.setattr(database_clock, "offset", lambda strict=False: 0.0)
 
 
 @pytest.fixture

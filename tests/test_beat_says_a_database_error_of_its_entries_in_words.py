@@ -50,3 +50,32 @@ def test_a_database_error_of_django_celery_beats_check_is_one_line_in_words(capl
         " port 5432 failed: Connection refused Is the server running on that host and accepting"
         " TCP/IP connections?"
     )
+
+
+def test_a_database_that_does_not_answer_beats_clock_read_is_said(caplog, monkeypatch):
+    # Given beat, whose tick reads the database's clock (every 30 s) to stamp its last tick
+    from common import database_clock
+
+    redis.Redis.from_url(settings.REDIS_URL).delete(LEADER_LEASE)
+    scheduler = ImportScheduler(app=app)
+    try:
+        # When the database does not answer that read (a connection the network forgot held
+        # beat there 30 s, and the clock's fallback to its last offset said nothing)
+        def away(cursor):
+            raise OperationalError(REFUSED)
+
+        monkeypatch.setattr(database_clock, "_read", away)
+        # (the database's clock is read again, not the suite's in-process 0)
+        monkeypatch.setattr(database_clock, "offset", lambda strict=False: (
+            database_clock.measure(strict=strict)
+        ))  # fmt: skip
+        with caplog.at_level(logging.INFO):
+            scheduler._stamp_last_tick()
+    finally:
+        scheduler.close()
+        redis.Redis.from_url(settings.REDIS_URL).delete(LEADER_LEASE)
+
+    # Then beat says so, as when its dispatch meets it, and skips its entries' tick this time
+    said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert said == [f"beat cannot reach the database: {REFUSED}"]
+    assert scheduler.database_away

@@ -102,6 +102,9 @@ DATABASES = {"default": env.db_url_config(DATABASE_URL)}
 # Workers hold a connection for the whole import; reuse it between tasks.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Django's PostgreSQL backend, saying a kept connection that failed that check (common/).
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    DATABASES["default"]["ENGINE"] = "common.database_backend"
 # A connection the network stopped carrying (a firewall or NAT that forgot it, a database host
 # replaced without a word) errors within 30 s: TCP keepalives probe one that waits for an
 # answer after 15 s of silence, every 5 s, three times; tcp_user_timeout bounds how long what

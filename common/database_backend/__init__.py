@@ -1,0 +1,1 @@
+"""Django's PostgreSQL backend, which says when a kept connection failed its check (base.py)."""

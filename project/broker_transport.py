@@ -20,7 +20,6 @@ Serves a redis:// or rediss:// broker: project/celery.py names it so in kombu's 
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -106,7 +105,7 @@ class Channel(kombu_redis.Channel):
 
 def _task_id(payload: bytes) -> str:
     try:
-        return json.loads(payload)["headers"]["id"]
+        return loads(bytes_to_str(payload))["headers"]["id"]
     except (ValueError, KeyError, TypeError):
         return "(unknown)"
 

@@ -314,8 +314,9 @@ CELERY_BROKER_CHANNEL_ERROR_RETRY = True
 # unacknowledged as long (TCP_USER_TIMEOUT, which Linux also lets end the probes). The consumer
 # then reconnects on its usual path, and Flower's event receiver too. Without them kombu's own
 # check of an unanswered BRPOP dropped the socket 26 to 50 s later, and the consumer it
-# restarted took no message again, the first one it popped lost: a worker up, answering pings,
-# running nothing; and Flower showed no task again.
+# restarted took no message again, the first one it popped lost (handed to the consumer being
+# closed: project/broker_transport.py): a worker up, answering pings, running nothing; and
+# Flower showed no task again.
 # https://docs.celeryq.dev/en/stable/getting-started/backends-and-brokers/redis.html
 BROKER_KEEPALIVE_OPTIONS = {
     getattr(socket, name): value

@@ -15,6 +15,12 @@ never run, in no unacknowledged list, and no word of it (kombu 5.7 with Celery 5
 check of a BRPOP that got no reply sends the next BRPOP an instant before the consumer
 restarts). It goes back to the head of its queue instead, for the consumer that comes next.
 
+kombu records a message as unacknowledged (the copy Redis delivers again if the worker is
+lost) on the channel's connection pool, after BRPOP popped it on a connection of its own, and
+raised before the worker got the message when that write failed: lost the same way. The
+message goes back to its queue on the connection that popped it, and the consumer restarts as
+before; if Redis refuses that too (full, it still pops), the worker runs it without its record.
+
 Serves a redis:// or rediss:// broker: project/celery.py names it so in kombu's transports.
 """
 
@@ -23,13 +29,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 import redis
 from kombu.asynchronous import Hub
 from kombu.transport import redis as kombu_redis
+from kombu.transport import virtual
 from kombu.utils.encoding import bytes_to_str
-from kombu.utils.json import loads
+from kombu.utils.json import dumps, loads
+
+from common import error_words
 
 logger = logging.getLogger(__name__)
 
@@ -80,11 +90,10 @@ class Channel(kombu_redis.Channel):
                 # kombu does, nothing written; pushed back, it would stay in Redis for no one.
                 self.connection._deliver(loads(bytes_to_str(popped[1])), queue)
                 return
-            connection.send_command("RPUSH", *popped)
-            connection.read_response()
+            _push_back(connection, *popped)
             logger.info("Gave back task %s to its queue as the broker channel closed",
                         _task_id(popped[1]))  # fmt: skip
-        except (*self.connection.connection_errors, *self.connection.channel_errors):
+        except self._broker_errors:
             connection.disconnect()
             if popped:
                 logger.error(
@@ -97,15 +106,73 @@ class Channel(kombu_redis.Channel):
             # channel whatever happened here.
             self._in_poll = None
 
-    def basic_consume(self, queue: str, *args: Any, **kwargs: Any) -> Any:
-        if kwargs.get("no_ack", args[0] if args else False):
+    def basic_consume(
+        self, queue: str, no_ack: bool, callback: Any, consumer_tag: str, **kwargs: Any
+    ) -> Any:
+        consumed = super().basic_consume(queue, no_ack, callback, consumer_tag, **kwargs)
+        if no_ack:
             self._consumed_without_acks = self._consumed_without_acks | {queue}
-        return super().basic_consume(queue, *args, **kwargs)
+        else:
+            # kombu's own callback records the message, then hands it to the consumer.
+            self.connection._callbacks[queue] = partial(self._hand_over, queue, callback)
+        return consumed
+
+    def _hand_over(self, queue: str, callback: Any, payload: dict) -> Any:
+        message = self.Message(payload, channel=self)
+        try:
+            self.qos.append(message, message.delivery_tag)
+        except self._broker_errors as refused:
+            if self._given_back(queue, payload, refused):
+                raise
+            virtual.QoS.append(self.qos, message, message.delivery_tag)
+        return callback(message)
+
+    def _given_back(self, queue: str, payload: dict, refused: Exception) -> bool:
+        """Push a message whose record as unacknowledged the broker refused back to the head of
+        its queue, on the connection whose BRPOP popped it; whether it went back."""
+        task, why = _task_id(payload), _words(refused)
+        refusals, connection = "the record", self.client.connection
+        # A broadcast message was not popped: it has no queue to go back to.
+        if queue not in self.active_fanout_queues and connection is not None:
+            priority = self._get_message_priority(payload, reverse=False)
+            key = self.global_keyprefix + self._q_for_pri(queue, priority)
+            try:
+                _push_back(connection, key, dumps(payload))
+            except self._broker_errors as again:
+                connection.disconnect()
+                refusals = "the record, nor the message's return to its queue"
+                if _words(again) != why:
+                    why = f"{why}; then {_words(again)}"
+            else:
+                logger.warning("Gave back task %s to its queue: the broker did not take its "
+                               "record as unacknowledged (%s)", task, why)  # fmt: skip
+                return True
+        logger.warning(
+            "Task %s runs without the broker's record of it, which would deliver it again were "
+            "this worker lost: the broker did not take %s (%s)", task, refusals, why,
+        )  # fmt: skip
+        return False
+
+    @property
+    def _broker_errors(self) -> tuple[type[Exception], ...]:
+        return (*self.connection.connection_errors, *self.connection.channel_errors)
 
 
-def _task_id(payload: bytes) -> str:
+def _push_back(connection: redis.Connection, key: bytes | str, payload: bytes | str) -> None:
+    """To the end of the list BRPOP takes the next message from."""
+    connection.send_command("RPUSH", key, payload)
+    connection.read_response()
+
+
+def _words(error: Exception) -> str:
+    return error_words.refusal(error) or error_words.log_text(error)
+
+
+def _task_id(message: dict | bytes) -> str:
+    """The Celery task id of a message, as kombu delivers it or as Redis holds it."""
     try:
-        return loads(bytes_to_str(payload))["headers"]["id"]
+        payload = message if isinstance(message, dict) else loads(bytes_to_str(message))
+        return payload["headers"]["id"]
     except (ValueError, KeyError, TypeError):
         return "(unknown)"
 

@@ -78,12 +78,17 @@ ROWS = 20_000
 
 @contextlib.contextmanager
 def a_process_reaching(
-    setting: str, proxy_of: Callable[[Link], TcpProxy], processes, name: str = "worker", **env
+    setting: str,
+    proxy_of: Callable[[Link], TcpProxy],
+    processes,
+    name: str = "worker",
+    url_query: str = "",
+    **env,
 ) -> Iterator[tuple[Link, TcpProxy]]:
-    """The Procfile's `name` (a worker unless told) whose `setting` (a URL) leads over a link
-    to a proxy at its far end."""
+    """The Procfile's `name` (a worker unless told) whose `setting` (a URL, `url_query` added)
+    leads over a link to a proxy at its far end."""
     with link() as cable, proxied(proxy_of(cable)) as proxy:
-        processes.start(name, **{**FAST, **env, setting: proxy.url})
+        processes.start(name, **{**FAST, **env, setting: proxy.url + url_query})
         yield cable, proxy
 
 
@@ -140,6 +145,42 @@ def test_a_run_whose_database_connection_the_network_forgot_is_retried(
     assert ended.attempts == 2
     assert [a["error"] for a in ended.error_details["attempts"]] == [DATABASE_LOST]
     assert ended.rows_inserted > 0
+
+
+def test_a_run_whose_database_connection_the_network_forgot_mid_copy_is_retried(
+    alice, csv_server, processes
+):
+    """A COPY sends and waits for no answer, so no keepalive probes it: what ends it is
+    tcp_user_timeout, for data sent and never acknowledged. Here 5 s, DATABASE_URL's
+    override of the settings' 30 s, the mechanism the same; with it off (0) the run was still
+    `running` 75 s later, its COPY waiting on the kernel's retransmissions."""
+    with a_process_reaching(
+        "DATABASE_URL", DatabaseProxy, processes, url_query="?tcp_user_timeout=5000"
+    ) as (cable, proxy):
+        # Given a worker whose database is at the far end of a link, copying a file's rows
+        # into the database as they download
+        source = csv_server.serve("/big.csv", big_csv(ROWS), chunk_delay=0.3)
+        imp = make_import(alice, source, retry_backoff_seconds=1)
+        run = services.enqueue_run(imp, trigger="manual", user=alice)
+        wait_for(copying, 60, what="the run's COPY\n" + processes.logs())
+
+        # When the network forgets its connections, dropping for good what comes back on them
+        proxy.forget(cable)
+        forgotten = time.monotonic()
+
+        # Then the COPY is given up, and the run is retried in words, and succeeds
+        ended = succeeds(run, processes, "database connection forgotten mid-COPY", forgotten)
+    assert ended.attempts == 2
+    assert [a["error"] for a in ended.error_details["attempts"]] == [DATABASE_LOST]
+    assert ended.rows_inserted == ROWS
+
+
+def copying() -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT count(*) FROM pg_stat_progress_copy WHERE datname = current_database()"
+        )
+        return cursor.fetchone()[0] > 0
 
 
 def test_beat_whose_database_connection_the_network_forgot_dispatches_again(

@@ -14,6 +14,7 @@ from .validation import (
     SCHEDULE_FIELDS,
     fields_of_the_other_schedule,
     undeliverable_notifications,
+    validate_callback_url_form,
 )
 
 # The credential's parts in the form: (form field, the credential's part) per kind.
@@ -36,6 +37,10 @@ def _secret_input() -> forms.PasswordInput:
 
 # The fields that carry a credential's secret parts (never shown, never in an error report).
 SECRET_FIELDS = ("credential_password", "credential_private_key")
+
+
+class CallbackUrlField(forms.URLField):
+    default_validators = [validate_callback_url_form]
 
 
 class ScheduledImportAdminForm(forms.ModelForm):
@@ -71,7 +76,7 @@ class ScheduledImportAdminForm(forms.ModelForm):
         label="Private key",
         widget=forms.Textarea(attrs={"rows": 3, "autocomplete": "off"}),
     )
-    callback_url = forms.URLField(
+    callback_url = CallbackUrlField(
         max_length=2000,
         required=False,
         assume_scheme="https",

@@ -94,9 +94,23 @@ def validate_http_url(url: str) -> None:
         raise ValidationError("only http and https URLs are allowed")
 
 
+CALLBACK_MAY_NOT = "webhooks may not be sent to"
+
+
 def validate_callback_url(url: str) -> None:
     validate_http_url(url)
-    refuse_private_host(url, may_not="webhooks may not be sent to")
+    refuse_private_host(url, may_not=CALLBACK_MAY_NOT)
+
+
+def validate_callback_url_form(url: str) -> None:
+    """A callback URL's own form, as Django's URLValidator checks it. A host written as an IPv4
+    shorthand (`127.1`, `2130706433`) is no valid URL to it; one that stands for a private
+    address is refused naming that address, as a source is, rather than "Enter a valid URL."."""
+    try:
+        URLValidator()(url)
+    except ValidationError:
+        refuse_private_host(url, may_not=CALLBACK_MAY_NOT)
+        raise
 
 
 def refuse_private_host(url: str, *, may_not: str) -> None:

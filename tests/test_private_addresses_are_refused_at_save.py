@@ -110,6 +110,32 @@ def test_an_ipv4_shorthand_is_named_with_the_address_it_stands_for(alice, shorth
     )
 
 
+@pytest.mark.parametrize("shorthand", ["2130706433", "127.1", "0x7f.0.0.1", "0177.0.0.1"])
+def test_a_callback_on_an_ipv4_shorthand_is_named_with_the_address_it_stands_for(
+    alice, admin_client, shorthand
+):
+    # When alice creates an import whose callback is written as a loopback shorthand, in the
+    # API and in the admin
+    response = create(alice, callback_url=f"http://{shorthand}/hook")
+    form = admin_client.post(ADMIN_ADD, admin_form(alice, callback_url=f"http://{shorthand}/h"))
+
+    # Then both say what address it stands for, as for a source; it was "Enter a valid URL."
+    said = f"{shorthand} is 127.0.0.1, a private address: webhooks may not be sent to"
+    assert response.json()["errors"]["callback_url"][0].startswith(said), response.json()
+    assert form.context["adminform"].form.errors["callback_url"][0].startswith(said)
+    assert not ScheduledImport.objects.exists()
+
+
+@pytest.mark.parametrize("url", ["http://exa mple.com/hook", "http://example..com/h", "http://"])
+def test_a_callback_that_is_no_url_is_still_refused(alice, admin_client, url):
+    response = create(alice, callback_url=url)
+    form = admin_client.post(ADMIN_ADD, admin_form(alice, callback_url=url))
+
+    assert response.json()["errors"]["callback_url"] == ["Enter a valid URL."]
+    assert form.context["adminform"].form.errors["callback_url"] == ["Enter a valid URL."]
+    assert not ScheduledImport.objects.exists()
+
+
 @pytest.mark.parametrize(
     "url", ["http://10.20.30.40/hook", "http://169.254.169.254/latest", "http://localhost/h"]
 )

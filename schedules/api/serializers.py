@@ -12,6 +12,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.exceptions import FieldDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import URLValidator
 from django.db import IntegrityError, models
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
@@ -36,6 +37,7 @@ from schedules.validation import (
     NOTIFY_FIELDS,
     fields_of_the_other_schedule,
     undeliverable_notifications,
+    validate_callback_url_form,
     validate_columns,
 )
 
@@ -276,8 +278,24 @@ class CredentialField(serializers.Field):
         return imp.credential
 
 
+class CallbackUrlField(serializers.URLField):
+    """DRF's URLField, whose check of the URL's form is the callback's own
+    (schedules.validation.validate_callback_url_form)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.validators = [
+            *(kept for kept in self.validators if not isinstance(kept, URLValidator)),
+            validate_callback_url_form,
+        ]
+
+
 class ImportSerializer(RefusesUnknownFields, ModelSerializer):
     serializer_choice_field = ChoiceField
+    serializer_field_mapping = {
+        **ModelSerializer.serializer_field_mapping,
+        models.URLField: CallbackUrlField,  # callback_url, the one URLField
+    }
     dataset = serializers.SlugField(
         max_length=100, source="dataset.name", help_text="where the rows land (created if new)"
     )

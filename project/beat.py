@@ -23,8 +23,10 @@ import time
 from contextlib import suppress
 from typing import Any
 
+import psycopg
 from django.conf import settings
 from django.db import DatabaseError, connection
+from django.db.backends.signals import connection_created
 from django_celery_beat.schedulers import DatabaseScheduler
 from redis.exceptions import RedisError
 
@@ -35,30 +37,45 @@ from common.leases import Lease
 from common.redis_client import LAST_TICK_KEY, LEADER_LEASE, client
 
 DISPATCH_TASK = "importbeat.dispatch_scheduled_import"
+# Beat's statements take milliseconds. One waiting for a lock (a migration's ALTER TABLE or
+# CREATE INDEX, a transaction left open) held the loop for as long as the lock lasted, without
+# a word, and the batch of imports beat had locked with it: each edit of one answered 503.
+LOCK_WAIT_SECONDS = 5
 
 logger = logging.getLogger("importbeat.beat")
 
 
 class DatabaseErrorInWords(logging.Filter):
-    """django-celery-beat's "Database gave error" (its check for changed entries), said in one
-    line as beat's own loop says it, without the traceback.
+    """django-celery-beat's database errors (its check for changed entries, its save of when
+    its entries last ran) said in one line as beat's own loop says them, without the traceback.
 
     Beat skips django-celery-beat's tick while its own loop cannot reach the database; a
-    database that went away between the two still made it log a traceback, once per outage.
+    database that went away between the two still made it log a traceback, once per outage,
+    and so did a lock that only django-celery-beat's tables waited for.
     """
 
-    MESSAGE = "Database gave error: %r"
+    WORDS = {
+        "Database gave error: %r": "beat cannot reach the database: %s",
+        "Database error while sync: %r": "beat cannot save when its jobs last ran: %s",
+    }
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.msg == self.MESSAGE and record.exc_info and record.exc_info[1] is not None:
+        words = self.WORDS.get(record.msg) if isinstance(record.msg, str) else None
+        if words and record.exc_info and record.exc_info[1] is not None:
             error = record.exc_info[1]
-            record.msg, record.args = (
-                "beat cannot reach the database: %s",
-                (error_words.log_text(error),),
-            )
+            record.msg, record.args = words, (_said(error),)
             record.exc_info, record.exc_text = None, None
             record.levelno, record.levelname = logging.WARNING, "WARNING"
         return True
+
+
+def _said(error: BaseException) -> str:
+    """PostgreSQL's own message for an error it raised, without the statement it quotes after;
+    the error's text on one line for any other."""
+    for link in error_words.chain(error):
+        if isinstance(link, psycopg.Error) and link.diag.message_primary:
+            return link.diag.message_primary
+    return error_words.log_text(error)
 
 
 DJANGO_CELERY_BEAT_LOGGER = "django_celery_beat.schedulers"
@@ -71,9 +88,62 @@ def say_database_errors_in_words() -> None:
         said.addFilter(DatabaseErrorInWords())
 
 
+LOCK_WAITS = "importbeat.beat.lock_waits"
+
+
+def limit_lock_waits(connection: Any, **_kwargs: Any) -> None:
+    """`lock_timeout` on a beat's database session (connected to connection_created)."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT set_config('lock_timeout', %s, false)", [f"{LOCK_WAIT_SECONDS}s"]
+            )
+
+
+# Who holds a lock that beat's writes wait for: a table's, taken by a migration or a LOCK TABLE.
+LOCK_HOLDERS = """
+SELECT a.pid, coalesce(nullif(a.application_name, ''), a.usename), a.state,
+       extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::int,
+       left(regexp_replace(a.query, '\\s+', ' ', 'g'), 200)
+FROM pg_stat_activity a
+WHERE a.pid <> pg_backend_pid() AND a.pid IN (
+    SELECT l.pid FROM pg_locks l
+    WHERE l.locktype = 'relation' AND l.granted AND l.relation = ANY(%s::regclass[])
+      AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
+)
+ORDER BY a.xact_start
+LIMIT 3
+"""
+
+
+def lock_holders(tables: list[str]) -> list[str]:
+    """The sessions holding a lock on `tables` that beat's writes wait for, each in words."""
+    with connection.cursor() as cursor:
+        cursor.execute(LOCK_HOLDERS, [tables])
+        return [
+            f"pid {pid} ({who}, {state} for {_duration(seconds)}: {query})"
+            for pid, who, state, seconds, query in cursor.fetchall()
+        ]
+
+
+def _duration(seconds: int) -> str:
+    if seconds < 120:
+        return f"{seconds} s"
+    return f"{seconds // 60} min" if seconds < 7200 else f"{seconds // 3600} h"
+
+
+def _waited_for_a_lock(error: BaseException) -> bool:
+    return any(
+        isinstance(link, psycopg.errors.LockNotAvailable) for link in error_words.chain(error)
+    )
+
+
 class ImportScheduler(DatabaseScheduler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         say_database_errors_in_words()
+        connection_created.connect(limit_lock_waits, dispatch_uid=LOCK_WAITS)
+        if connection.connection is not None:
+            limit_lock_waits(connection)
         self.leader = Lease(
             LEADER_LEASE,
             settings.BEAT_LEADER_LEASE_SECONDS,
@@ -155,9 +225,13 @@ class ImportScheduler(DatabaseScheduler):
             result = dispatch_due()
             wait = seconds_until_due(self.max_interval)
         except DatabaseError as error:
-            # The database is away, or takes no writes (a standby, read-only transactions):
-            # nothing can be dispatched; try again shortly, on a new connection.
-            self._database_away(error)
+            if _waited_for_a_lock(error):
+                self._say_the_lock_it_waited_for()
+            else:
+                # The database is away, or takes no writes (a standby, read-only
+                # transactions): nothing can be dispatched; try again shortly, on a new
+                # connection.
+                self._database_away(error)
             return min(self.max_interval, 5.0)
         if result.runs and not self.first_dispatch_logged:
             self.first_dispatch_logged = True
@@ -180,6 +254,20 @@ class ImportScheduler(DatabaseScheduler):
         # one opened while the server was read-only may stay read-only.
         with suppress(DatabaseError):
             connection.close()
+
+    def _say_the_lock_it_waited_for(self) -> None:
+        from schedules.models import ImportRun, ScheduledImport
+
+        self.database_away = True  # the maintenance entries would wait for it as well
+        try:
+            holders = lock_holders([ImportRun._meta.db_table, ScheduledImport._meta.db_table])
+        except DatabaseError:
+            holders = []
+        logger.warning(
+            "beat waited %s s for a lock held by another session: %s; the ticks due wait, and "
+            "beat tries again at each loop",
+            LOCK_WAIT_SECONDS, " and ".join(holders) or "one that ended since, or a row's",
+        )  # fmt: skip
 
     def _stamp_last_tick(self) -> None:
         try:
@@ -217,6 +305,11 @@ class ImportScheduler(DatabaseScheduler):
 
     def close(self) -> None:
         super().close()
+        # A process that goes on without its scheduler (a test) has its sessions as they were.
+        connection_created.disconnect(dispatch_uid=LOCK_WAITS)
+        if connection.connection is not None:
+            with suppress(DatabaseError), connection.cursor() as cursor:
+                cursor.execute("RESET lock_timeout")
         if self.is_leader:
             self.leader.release()
             self.is_leader = False

@@ -329,8 +329,8 @@ class ScheduledImport(LoadedHook, models.Model):
         return host_key_fingerprint(self.sftp_offered_host_key)
 
     def loaded(self) -> ScheduledImport:
-        # The source as saved: a pinned host key belongs to its host and port (clean()).
-        self._saved_source_url = self.__dict__.get("source_url")
+        # The fields an edit is checked against, as saved; the source among them: a pinned host
+        # key belongs to its host and port (clean()).
         self._saved_values = {
             name: self.__dict__.get(name) for name in (*POLICY_FIELDS, *KEY_FIELDS)
         }
@@ -354,8 +354,10 @@ class ScheduledImport(LoadedHook, models.Model):
     def forget_host_key_of_another_server(self) -> None:
         """A source moved to another host or port: the key pinned for the old one says nothing
         about the new one, whose first check or run pins its own."""
-        saved = getattr(self, "_saved_source_url", None)
-        if saved is not None and credentials.origin(saved) != credentials.origin(self.source_url):
+        saved = getattr(self, "_saved_values", None)
+        if saved is None:
+            return
+        if credentials.origin(saved["source_url"]) != credentials.origin(self.source_url):
             self.sftp_host_key = self.sftp_offered_host_key = ""
 
     def clean(self) -> None:

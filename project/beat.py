@@ -35,6 +35,7 @@ from common.leases import Lease
 
 # The keys the health check reads too: kept beside the Redis client, which schedules may import.
 from common.redis_client import LAST_TICK_KEY, LEADER_LEASE, client
+from project import stop_signals
 
 DISPATCH_TASK = "importbeat.dispatch_scheduled_import"
 # Beat's statements take milliseconds. One waiting for a lock (a migration's ALTER TABLE or
@@ -222,7 +223,9 @@ class ImportScheduler(DatabaseScheduler):
 
         self.database_away = False
         try:
-            result = dispatch_due()
+            # A stop that comes between a batch's commit and its publish waits for the publish.
+            with stop_signals.held_back():
+                result = dispatch_due()
             wait = seconds_until_due(self.max_interval)
         except DatabaseError as error:
             if _waited_for_a_lock(error):

@@ -267,9 +267,10 @@ class ImportScheduler(DatabaseScheduler):
         except DatabaseError:
             holders = []
         logger.warning(
-            "beat waited %s s for a lock held by another session: %s; the ticks due wait, and "
+            "beat waited %s s for a lock held by another session%s; the ticks due wait, and "
             "beat tries again at each loop",
-            LOCK_WAIT_SECONDS, " and ".join(holders) or "one that ended since, or a row's",
+            LOCK_WAIT_SECONDS,
+            f": {' and '.join(holders)}" if holders else " (a row's, or one released since)",
         )  # fmt: skip
 
     def _stamp_last_tick(self) -> None:

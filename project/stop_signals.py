@@ -34,7 +34,12 @@ def held_back() -> Iterator[None]:
     def hold(signum: int, _frame: FrameType | None) -> None:
         received.append(signum)
 
-    previous = {signum: signal.signal(signum, hold) for signum in STOPS}
+    # A handler not set from Python (None) could not be set back: that stop is left as it is.
+    previous = {
+        signum: signal.signal(signum, hold)
+        for signum in STOPS
+        if signal.getsignal(signum) is not None
+    }
     try:
         yield
     finally:

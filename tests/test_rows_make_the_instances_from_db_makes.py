@@ -77,7 +77,7 @@ def test_an_import_is_made_directly_then_loaded_as_its_from_db_does(alice, only)
     assert rows._made_by_init_alone(ScheduledImport)
     assert values(ours) == values(theirs) and state(ours) == state(theirs)
     assert ours.get_deferred_fields() == theirs.get_deferred_fields()
-    assert ("_saved_source_url" in vars(ours)) and ours._saved_source_url == (
+    assert ("_saved_values" in vars(ours)) and ours._saved_values["source_url"] == (
         SOURCE if only is None else None
     )
 

@@ -345,18 +345,6 @@ def processes(tmp_path) -> Iterator[Processes]:
     procs.stop_all()
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Tests that wait longest on real time first, then those with real processes, the rest
-    last: the two runners (worksteal) end on short tests, not one of them waiting alone for a
-    minute boundary while the other has nothing left to take."""
-    items.sort(
-        key=lambda item: (
-            item.get_closest_marker("long") is None,
-            item.get_closest_marker("processes") is None,
-        )
-    )
-
-
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item, call):
     """A failed test that started processes shows their logs as they were at the failure."""

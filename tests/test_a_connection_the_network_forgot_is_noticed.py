@@ -183,7 +183,6 @@ def copying() -> bool:
         return cursor.fetchone()[0] > 0
 
 
-@pytest.mark.long
 def test_beat_whose_database_connection_the_network_forgot_dispatches_again(
     alice, csv_server, processes
 ):
@@ -243,7 +242,6 @@ def test_a_worker_whose_broker_connection_the_network_forgot_takes_runs_again(
         succeeds(run, processes, "forgotten broker connection, since the link was back", back)
 
 
-@pytest.mark.long
 def test_a_worker_whose_broker_stopped_answering_a_while_takes_runs_again(
     alice, csv_server, processes
 ):

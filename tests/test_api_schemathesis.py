@@ -62,7 +62,6 @@ def test_the_schema_is_openapi_3_and_the_docs_are_served_without_a_cdn(alice):
     assert assets and all(a.startswith("/") and not a.startswith("//") for a in assets), assets
 
 
-@pytest.mark.long
 def test_no_generated_request_gets_a_server_error(alice, wsgi_app):
     # Given alice (a fresh token per call: the logout operations revoke them) and one import
     # with a run and a dataset to aim at

@@ -32,7 +32,6 @@ def rules_for_today() -> tuple[str, str]:
     return with_seven, either_day
 
 
-@pytest.mark.long
 def test_beat_fires_a_sunday_written_7_and_an_either_day_rule_on_the_listed_minutes(
     alice, csv_server, processes
 ):

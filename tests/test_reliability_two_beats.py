@@ -22,7 +22,6 @@ INTERVAL = 5
 HALF = 30  # seconds before and after the leader is killed
 
 
-@pytest.mark.long
 def test_two_beats_for_a_minute_dispatch_every_tick_once_and_a_standby_takes_over(
     alice, csv_server, processes
 ):

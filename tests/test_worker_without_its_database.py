@@ -21,7 +21,6 @@ INTERVAL = 4
 TICKS = 10
 
 
-@pytest.mark.long
 def test_a_worker_that_loses_its_database_takes_no_tick_and_health_names_it_broken(
     alice, csv_server, processes, settings
 ):

@@ -104,7 +104,7 @@ def limit_lock_waits(connection: Any, **_kwargs: Any) -> None:
 # Who holds a lock that beat's writes wait for: a table's, taken by a migration or a LOCK TABLE.
 LOCK_HOLDERS = """
 SELECT a.pid, coalesce(nullif(a.application_name, ''), a.usename), a.state,
-       extract(epoch FROM now() - coalesce(a.xact_start, a.query_start))::int,
+       (extract(epoch FROM now() - coalesce(a.xact_start, a.query_start)) * 1000)::bigint,
        left(regexp_replace(a.query, '\\s+', ' ', 'g'), 200)
 FROM pg_stat_activity a
 WHERE a.pid <> pg_backend_pid() AND a.pid IN (
@@ -119,18 +119,14 @@ LIMIT 3
 
 def lock_holders(tables: list[str]) -> list[str]:
     """The sessions holding a lock on `tables` that beat's writes wait for, each in words."""
+    from schedules.display import duration
+
     with connection.cursor() as cursor:
         cursor.execute(LOCK_HOLDERS, [tables])
         return [
-            f"pid {pid} ({who}, {state} for {_duration(seconds)}: {query})"
-            for pid, who, state, seconds, query in cursor.fetchall()
+            f"pid {pid} ({who}, {state} for {duration(milliseconds)}: {query})"
+            for pid, who, state, milliseconds, query in cursor.fetchall()
         ]
-
-
-def _duration(seconds: int) -> str:
-    if seconds < 120:
-        return f"{seconds} s"
-    return f"{seconds // 60} min" if seconds < 7200 else f"{seconds // 3600} h"
 
 
 def _waited_for_a_lock(error: BaseException) -> bool:

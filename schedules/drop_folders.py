@@ -9,6 +9,7 @@ so neither `..` nor a link (to the file or to any folder above it) leads out.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -92,6 +93,13 @@ def check_inside(path: str) -> str:
     if not any(_inside(real, os.path.realpath(f)) for f in allowed_folders()):
         raise Refused(f"{path} is a link that leads outside the drop folders")
     return real
+
+
+def file_etag(real_path: str, info: os.stat_result) -> str:
+    """One version of a drop folder's file (its path once links are resolved, its size and
+    modification time): a run keeps it (`source_etag`), and a file rewritten since differs."""
+    where = hashlib.sha256(real_path.encode(errors="surrogateescape")).hexdigest()[:16]
+    return f"file:{info.st_size}:{info.st_mtime_ns}:{where}"
 
 
 def _inside(path: str, folder: str) -> bool:

@@ -42,7 +42,11 @@ def move_processed(imp: ScheduledImport, run: ImportRun) -> str:
     source = run.source_file
     target_folder = os.path.join(os.path.dirname(source), PROCESSED)
     try:
-        drop_folders.check_inside(source)
+        real = drop_folders.check_inside(source)
+        if _rewritten_since_read(real, run):
+            logger.warning("run=%s: %s not moved to %s: %s", run.pk, source, PROCESSED, REWRITTEN)
+            not_moved(run, REWRITTEN)
+            return ""
         os.makedirs(target_folder, exist_ok=True)
         remember(target_folder)
         target = _free_name(source, target_folder)
@@ -53,6 +57,18 @@ def move_processed(imp: ScheduledImport, run: ImportRun) -> str:
     _stamp(target)
     logger.info("run=%s: %s moved to %s", run.pk, source, target)
     return target
+
+
+# Filing it away would take a delivery no run has read out of the next run's way.
+REWRITTEN = "it was written again after the run read it, and that version waits for the next run"
+
+
+def _rewritten_since_read(real: str, run: ImportRun) -> bool:
+    """True when the file at the run's path is no longer the version the run read (a new
+    delivery under the same name, or more of one still being written)."""
+    if not run.source_etag.startswith("file:"):
+        return False
+    return drop_folders.file_etag(real, os.stat(real, follow_symlinks=False)) != run.source_etag
 
 
 def remember(folder: str) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import errno
 import fnmatch
-import hashlib
 import logging
 import os
 import stat
@@ -25,6 +24,7 @@ from schedules import drop_folders
 from .byte_stream import CHUNK_BYTES, ByteStream, NotModified, Validators
 from .errors import NothingToImport, PermanentImportError, TransientImportError
 from .source_options import SourceOptions
+from .whole_file import FileVersion, check_whole
 
 logger = logging.getLogger("importbeat.drop_folder")
 
@@ -64,7 +64,8 @@ def open_file(
         validators = file_validators(real, info)
         if unless is not None and unless.etag == validators.etag:
             raise NotModified
-        stream = ByteStream(_chunks(file, path), settings.MAX_IMPORT_BYTES, on_read)
+        opened = _version(info) if options.whole else None
+        stream = ByteStream(_chunks(file, path, opened), settings.MAX_IMPORT_BYTES, on_read)
         stream.validators = validators
         stream.source_file = path
         yield stream, info.st_size
@@ -72,9 +73,8 @@ def open_file(
 
 def file_validators(path: str, info: os.stat_result) -> Validators:
     """Size, modification time and path: a different file, or this one rewritten, differs."""
-    where = hashlib.sha256(path.encode(errors="surrogateescape")).hexdigest()[:16]
     return Validators(
-        etag=f"file:{info.st_size}:{info.st_mtime_ns}:{where}",
+        etag=drop_folders.file_etag(path, info),
         last_modified=formatdate(info.st_mtime, usegmt=True),
     )
 
@@ -108,15 +108,25 @@ def _newest_match(where: drop_folders.DropPath) -> str:
     return os.path.join(where.folder, best[1])
 
 
-def _chunks(file, path: str) -> Iterator[bytes]:
+def _chunks(file, path: str, opened: FileVersion | None) -> Iterator[bytes]:
+    """The file to its end, which must be the file's whole (tasks.whole_file) unless `opened`
+    is None (a preview)."""
+    read = 0
     while True:
         try:
             data = file.read1(CHUNK_BYTES)
         except OSError as error:
             raise TransientImportError(f"reading {path} failed: {_words(error)}") from error
         if not data:
+            if opened is not None:
+                check_whole(path, opened, read, lambda: _version(os.fstat(file.fileno())))
             return
+        read += len(data)
         yield data
+
+
+def _version(info: os.stat_result) -> FileVersion:
+    return FileVersion(size=info.st_size, mtime=info.st_mtime_ns / 1e9)
 
 
 def _open_error(path: str, error: OSError) -> Exception:

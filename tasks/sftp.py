@@ -37,6 +37,7 @@ from .byte_stream import ByteStream, NotModified, Validators
 from .errors import NothingToImport, PermanentImportError, TransientImportError
 from .fetch_watchdog import Watchdog
 from .source_options import SourceOptions
+from .whole_file import FileVersion, check_whole
 
 DEFAULT_PORT = 22
 # One SFTP read request (paramiko's largest), and how many are in flight at once: a window
@@ -99,7 +100,7 @@ def open_sftp(
         except OSError as error:
             raise _file_error(path, error) from error
         with remote:
-            chunks = _chunks(remote, attributes.st_size or 0, watchdog)
+            chunks = _chunks(remote, path, attributes, watchdog, options.whole)
             stream = ByteStream(chunks, settings.MAX_IMPORT_BYTES, on_read, watchdog)
             stream.validators = validators
             stream.source_file = path
@@ -231,9 +232,17 @@ def _validators(path: str, attributes: paramiko.SFTPAttributes) -> Validators:
     )
 
 
-def _chunks(remote: paramiko.SFTPFile, size: int, watchdog: Watchdog) -> Iterator[bytes]:
+def _chunks(
+    remote: paramiko.SFTPFile,
+    path: str,
+    attributes: paramiko.SFTPAttributes,
+    watchdog: Watchdog,
+    whole: bool,
+) -> Iterator[bytes]:
     """The file, read WINDOW_REQUESTS requests at a time (pipelined, bounded), then to its end
-    (a file that grew since its size was read)."""
+    (a file that grew since its size was read), which must be the file's whole when `whole`
+    (tasks.whole_file: one that grew is still being written)."""
+    size = attributes.st_size or 0
     offset = 0
     try:
         while offset < size:
@@ -244,14 +253,23 @@ def _chunks(remote: paramiko.SFTPFile, size: int, watchdog: Watchdog) -> Iterato
             ]
             for data in remote.readv(blocks):
                 if not data:
-                    return
+                    size = offset  # it shrank under the read: the look at its end says so
+                    break
                 offset += len(data)
                 yield data
         remote.seek(offset)
         while data := remote.read(REQUEST_BYTES):
+            offset += len(data)
             yield data
+        if whole:
+            with watchdog.aside():
+                check_whole(path, _version(attributes), offset, lambda: _version(remote.stat()))
     except (OSError, paramiko.SSHException, EOFError) as error:
         raise _lost(watchdog, "download interrupted", error) from error
+
+
+def _version(attributes: paramiko.SFTPAttributes) -> FileVersion:
+    return FileVersion(size=attributes.st_size or 0, mtime=float(attributes.st_mtime or 0))
 
 
 def _lost(watchdog: Watchdog, what: str, error: BaseException) -> TransientImportError:

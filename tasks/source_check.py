@@ -117,7 +117,7 @@ def _options(imp: ScheduledImport, shown: dict[str, str]) -> SourceOptions:
 
     if imp.sftp_host_key:
         shown["host_key_fingerprint"] = host_key_fingerprint(imp.sftp_host_key)
-    return replace(options, pin_host_key=pin)
+    return replace(options, pin_host_key=pin, whole=False)
 
 
 def _guess_delimiter(head: bytes, imp: ScheduledImport) -> str | None:

@@ -31,6 +31,9 @@ class SourceOptions:
     offer_host_key: Callable[[str], None] | None = field(default=None, repr=False)
     # The file taken (the newest glob match), for the run's log.
     on_source_file: Callable[[str], None] | None = field(default=None, repr=False)
+    # A run takes a drop folder's or SFTP file only once it is whole (tasks.whole_file); the
+    # check before save shows its first rows as they are.
+    whole: bool = True
 
 
 def source_options(imp: ScheduledImport, run: ImportRun | None = None) -> SourceOptions:

@@ -6,6 +6,7 @@ import gzip
 import io
 import os
 import subprocess
+import time
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,11 +14,18 @@ from pathlib import Path
 
 import pytest
 
+# A delivered file was written a while ago: one written a moment before its run is looked at
+# again a few seconds later (tasks.whole_file), which tests of that say themselves.
+DELIVERED_AGO_SECONDS = 60
+
 
 def put(path: Path, body: bytes | str, mtime: float | None = None) -> Path:
+    """`body` delivered as the file `path`, written DELIVERED_AGO_SECONDS ago unless `mtime`
+    says when (a later `put` is still the newer file)."""
     path.write_bytes(body.encode() if isinstance(body, str) else body)
-    if mtime is not None:
-        os.utime(path, (mtime, mtime))
+    if mtime is None:
+        mtime = time.time() - DELIVERED_AGO_SECONDS
+    os.utime(path, (mtime, mtime))
     return path
 
 

@@ -100,7 +100,9 @@ class PasswordSftpServer:
         return f"sftp://{self.user}@127.0.0.1:{self.port}/{path}"
 
     def put(self, name: str, body: str) -> None:
-        (self.root / name).write_text(body)
+        from tests.drop_support import put
+
+        put(self.root / name, body)
 
     def _accept(self) -> None:
         while True:

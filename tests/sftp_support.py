@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from project.devservices import free_port
+from tests.drop_support import DELIVERED_AGO_SECONDS
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 
@@ -71,8 +72,9 @@ class SftpServer:
         path = self.files / name
         path.write_bytes(body.encode() if isinstance(body, str) else body)
         path.chmod(0o644)
-        if mtime is not None:
-            os.utime(path, (mtime, mtime))
+        if mtime is None:
+            mtime = time.time() - DELIVERED_AGO_SECONDS
+        os.utime(path, (mtime, mtime))
         return path
 
     @property

@@ -1,0 +1,76 @@
+"""A file still being written is not imported in part.
+
+A partner's export, `cp`, `scp` or an SFTP upload writes a file in place, over seconds or
+minutes. A tick that reads it meanwhile gets a prefix of it: fewer rows, or a last row cut
+short, and with `mode: sync` every record beyond the cut deleted. Nothing in the bytes says
+they are not the whole file, so a drop folder's and an SFTP server's file are looked at when
+their end has been read, before any row is written:
+
+- changed since it was opened (another size or modification time, or more bytes than were
+  read): it is being written now;
+- changed less than FILE_SETTLE_SECONDS ago: looked at again once it has been quiet that long,
+  and it must not have changed meanwhile. A writer that pauses longer than that between two
+  writes cannot be told from one that finished (hidden upload names and a glob, or a rename
+  once written, are the sure ways; README, Drop folders).
+
+Either way the run fails transiently and is retried with the import's backoff, by when the
+file is usually whole. The modification time is the file server's, so a clock that differs
+from the worker's costs at most one wait, never a file taken in part: the second look compares
+the file with itself.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from django.conf import settings
+
+from .errors import TransientImportError
+
+
+@dataclass(frozen=True)
+class FileVersion:
+    """What tells one state of a file from another without reading it."""
+
+    size: int
+    mtime: float  # seconds since the epoch, on the file server's clock
+
+
+def check_whole(
+    path: str, opened: FileVersion, bytes_read: int, look: Callable[[], FileVersion]
+) -> None:
+    """Raise TransientImportError unless the file `path`, whose end the run has just read, is
+    still as it was opened and has been quiet for FILE_SETTLE_SECONDS; `look` reads its state
+    now, from the open file (a file replaced by a rename is not the one read, and the one read
+    is whole)."""
+    now = look()
+    if now != opened or now.size != bytes_read:
+        raise _still_being_written(
+            path, f"it changed while the run read it: {_change(opened, now)}"
+        )
+    settle = settings.FILE_SETTLE_SECONDS
+    quiet = time.time() - now.mtime
+    if settle <= 0 or quiet >= settle:
+        return
+    # A modification time ahead of the worker's clock waits one settle period, no more.
+    time.sleep(min(settle - quiet, settle))
+    again = look()
+    if again != now:
+        raise _still_being_written(
+            path, f"it changed within {settle:g} s of its last change: {_change(now, again)}"
+        )
+
+
+def _change(before: FileVersion, after: FileVersion) -> str:
+    if after.size != before.size:
+        return f"{before.size:,} bytes, then {after.size:,}"
+    return "its modification time moved"
+
+
+def _still_being_written(path: str, why: str) -> TransientImportError:
+    return TransientImportError(
+        f"{path} is still being written ({why}); the run is tried again rather than import "
+        "part of it"
+    )

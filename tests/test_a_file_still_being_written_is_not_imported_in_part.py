@@ -1,0 +1,258 @@
+"""A drop folder's or SFTP server's file that a partner is still writing is not imported in part
+(tasks.whole_file): the run is retried until the file is whole, and a sync import never deletes
+the records beyond where the writer had got to. A file written again between a run's read and
+its move to processed/ stays for the next run."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
+
+import pytest
+
+from schedules import processed_files, services
+from schedules.models import ImportRun, Record
+from tasks import drop_folder, runner, source_check
+from tasks.byte_stream import CHUNK_BYTES
+from tasks.errors import TransientImportError
+from tests.conftest import wait_for
+from tests.drop_support import gzipped, put
+from tests.factories import PRODUCTS_CSV, make_import
+from tests.importer_support import records, run_now
+from tests.reliability import wait_for_the_end
+from tests.test_fetch_http_errors import FakeRetry, FakeTask
+
+STILL_BEING_WRITTEN = "is still being written"
+
+
+def product_rows(count: int, price: str = "1.00") -> bytes:
+    lines = ["sku,name,price", *(f"S-{n:05d},Item {n},{price}" for n in range(count))]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@contextmanager
+def writing_slowly(path: Path, body: bytes, pieces: int, pause: float) -> Iterator[threading.Event]:
+    """A partner writing `body` over `path` in place (truncated, then written piece by piece
+    with `pause` seconds between pieces, as `cp` or an upload over a slow link does); the event
+    is set once the first piece is on disk."""
+    started, size = threading.Event(), -(-len(body) // pieces)
+
+    def write() -> None:
+        with path.open("wb") as out:
+            for start in range(0, len(body), size):
+                out.write(body[start : start + size])
+                out.flush()
+                started.set()
+                time.sleep(pause)
+
+    writer = threading.Thread(target=write, daemon=True)
+    writer.start()
+    try:
+        yield started
+    finally:
+        writer.join()
+
+
+def one_attempt(run: ImportRun) -> ImportRun:
+    """One attempt of `run` in this process, as a worker's task makes it (a transient failure
+    schedules a retry); the run as it stands after it."""
+    with suppress(FakeRetry):
+        runner.execute(run.pk, FakeTask())
+    run.refresh_from_db()
+    return run
+
+
+# --- in this process --------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_file_that_grows_while_its_run_reads_it_is_not_taken(drop):
+    # Given a file of several chunks, opened and read in part
+    path = put(drop / "products.csv", product_rows(30_000))
+    assert path.stat().st_size > 2 * CHUNK_BYTES
+    with drop_folder.open_file(f"file://{path}") as (stream, _size):
+        stream.read(CHUNK_BYTES)
+
+        # When the writer adds to it before the run has read its end
+        with path.open("ab") as out:
+            out.write(b"S-99999,Late row,2.00\n")
+
+        # Then reading its end fails, transiently, saying why
+        with pytest.raises(TransientImportError, match=STILL_BEING_WRITTEN) as failure:
+            stream.read()
+    assert "it changed while the run read it" in str(failure.value)
+
+
+@pytest.mark.django_db
+def test_a_sync_run_of_a_file_changed_again_within_the_settle_time_waits_for_the_whole(
+    alice, drop, settings
+):
+    # Given a sync import whose dataset holds the 1,000 records of the last whole file
+    settings.FILE_SETTLE_SECONDS = 2
+    path = put(drop / "products.csv", product_rows(1000))
+    imp = make_import(alice, f"file://{path}", mode="sync", max_retries=5)
+    assert run_now(imp).rows_inserted == 1000
+
+    # When today's file is being written as a run reads it (a pause between two pieces)
+    today = product_rows(1000, price="2.00")
+    with writing_slowly(path, today, pieces=4, pause=0.7) as started:
+        started.wait(5)
+        run = one_attempt(ImportRun.objects.create(scheduled_import=imp, trigger="manual"))
+
+        # Then the run waits for a retry, saying why, and no record was deleted or changed
+        assert run.status == "retrying", run.error_message
+        assert STILL_BEING_WRITTEN in run.error_details["attempts"][0]["error"]
+        assert len(records(imp)) == 1000
+        assert {r["price"] for r in records(imp).values()} == {"1.00"}
+
+    # And the retry, once the file is whole and has been quiet, takes all of it
+    run = one_attempt(run)
+    assert (run.status, run.rows_read, run.rows_updated, run.rows_deleted) == (
+        "succeeded", 1000, 1000, 0
+    ), run.error_message  # fmt: skip
+    assert {r["price"] for r in records(imp).values()} == {"2.00"}
+
+
+@pytest.mark.django_db
+def test_a_compressed_file_still_being_written_is_retried_not_failed_as_damaged(
+    alice, drop, settings
+):
+    # Given a gzip file the partner is writing (its first pieces end before its compressed data)
+    settings.FILE_SETTLE_SECONDS = 2
+    path = drop / "products.csv.gz"
+    imp = make_import(alice, f"file://{path}", max_retries=5)
+    with writing_slowly(path, gzipped(product_rows(5000)), pieces=4, pause=0.7) as started:
+        started.wait(5)
+
+        # When a run reads it, then it waits for a retry: the file is not damaged, only unfinished
+        run = one_attempt(ImportRun.objects.create(scheduled_import=imp, trigger="manual"))
+        assert run.status == "retrying", run.error_message
+        assert STILL_BEING_WRITTEN in run.error_details["attempts"][0]["error"]
+
+    # And the retry, once it is whole, takes it
+    run = one_attempt(run)
+    assert (run.status, run.rows_read) == ("succeeded", 5000), run.error_message
+
+
+@pytest.mark.django_db
+def test_a_whole_file_written_a_moment_ago_or_dated_ahead_is_taken_after_one_look(
+    alice, drop, settings
+):
+    # Given files written just now, one of them dated an hour ahead (a file server whose clock
+    # is ahead of the worker's), neither written again
+    settings.FILE_SETTLE_SECONDS = 1
+    now = time.time()
+    fresh = put(drop / "fresh.csv", PRODUCTS_CSV, mtime=now)
+    ahead = put(drop / "ahead.csv", PRODUCTS_CSV, mtime=now + 3600)
+
+    # When each is imported, then each is taken whole after one second's look
+    for path in (fresh, ahead):
+        started = time.monotonic()
+        run = run_now(make_import(alice, f"file://{path}", name=path.name, dataset=path.name))
+        assert (run.status, run.rows_inserted) == ("succeeded", 3), run.error_message
+        assert time.monotonic() - started < 10  # one look, never a wait for the clock to catch up
+
+
+@pytest.mark.django_db
+def test_the_check_before_save_shows_a_file_written_a_moment_ago_at_once(alice, drop, settings):
+    # Given a file delivered a moment ago, and a long settle time
+    settings.FILE_SETTLE_SECONDS = 60
+    path = put(drop / "products.csv", PRODUCTS_CSV, mtime=time.time())
+    imp = make_import(alice, f"file://{path}")
+
+    # When its source is checked, then its first rows are shown as they are, without a wait
+    started = time.monotonic()
+    checked = source_check.check_source(imp.pk)
+    assert checked["ok"] and checked["rows"][0] == ["A-1", "Anvil", "10.50"], checked
+    assert time.monotonic() - started < 30
+
+
+@pytest.mark.django_db
+@pytest.mark.usefixtures("encryption_key")
+def test_an_sftp_file_still_being_written_is_not_taken(alice, sftp_server, settings):
+    # Given an SFTP import of a file the partner's export is writing on their server
+    settings.FILE_SETTLE_SECONDS = 2
+    path = sftp_server.put("products.csv", product_rows(100))
+    imp = make_import(alice, sftp_server.url("products.csv"), credential=sftp_server.credential)
+    assert run_now(imp).rows_inserted == 100
+
+    # When a run reads it between two pieces of the next version
+    with writing_slowly(path, product_rows(2000, price="2.00"), pieces=4, pause=0.7) as started:
+        started.wait(5)
+        run = one_attempt(ImportRun.objects.create(scheduled_import=imp, trigger="manual"))
+
+        # Then the run waits for a retry, and the dataset is as it was
+        assert run.status == "retrying", run.error_message
+        assert STILL_BEING_WRITTEN in run.error_details["attempts"][0]["error"]
+        assert len(records(imp)) == 100
+
+    # And once it is whole the retry takes it
+    run = one_attempt(run)
+    assert (run.status, run.rows_read) == ("succeeded", 2000), run.error_message
+
+
+@pytest.mark.django_db
+def test_a_file_written_again_after_its_run_read_it_is_not_filed_away(alice, drop):
+    # Given a run that read a delivered file, whose import files its files away
+    path = put(drop / "products.csv", PRODUCTS_CSV)
+    imp = make_import(alice, f"file://{path}")
+    run = run_now(imp)
+    assert run.status == "succeeded"
+    services.update_import(imp, move_processed=True)
+
+    # When the next delivery lands under the same name before the run's file is filed away
+    put(path, PRODUCTS_CSV + "D-4,Drill,99.00\n")
+    moved = processed_files.move_processed(imp, run)
+
+    # Then it stays for the next run, and the run says so
+    assert moved == "" and path.exists() and not (drop / "processed").exists()
+    run.refresh_from_db()
+    assert "written again after the run read it" in run.error_details["not_moved"]
+    assert "the next run of the import takes it again" in run.error_message
+    # And the next run imports it, and that file is filed away
+    later = run_now(imp)
+    assert (later.status, later.rows_inserted) == ("succeeded", 1), later.error_message
+    assert processed_files.move_processed(imp, later) == str(drop / "processed" / "products.csv")
+    assert not path.exists()
+
+
+# --- with a worker --------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.processes
+def test_a_worker_waits_for_the_whole_file_before_a_sync_run_deletes_anything(
+    alice, drop, processes
+):
+    # Given a sync import whose dataset holds yesterday's 2,000 records, and a worker
+    path = put(drop / "products.csv", product_rows(2000))
+    imp = make_import(
+        alice, f"file://{path}", mode="sync", max_retries=8, retry_backoff_seconds=1,
+        retry_backoff_max_seconds=1,
+    )  # fmt: skip
+    assert run_now(imp).rows_inserted == 2000
+    processes.start("worker", IMPORT_DROP_DIRS=str(drop), FILE_SETTLE_SECONDS="1")
+
+    # When a run is triggered while the partner's export writes today's file over it
+    today = product_rows(2000, price="2.00")
+    with writing_slowly(path, today, pieces=6, pause=0.5) as started:
+        started.wait(5)
+        run = services.enqueue_run(imp)
+        wait_for(
+            lambda: ImportRun.objects.filter(pk=run.pk, attempts__gte=1).exists(), 30,
+            what="the run's first attempt\n" + processes.logs(),
+        )  # fmt: skip
+        fewest = min(Record.objects.filter(dataset=imp.dataset).count() for _ in range(3))
+
+    # Then no attempt took part of the file: none deleted a record, and the run ends with it all
+    run = wait_for_the_end(run, processes)
+    assert (run.status, run.rows_read, run.rows_deleted) == ("succeeded", 2000, 0), (
+        run.error_message, processes.logs(),
+    )  # fmt: skip
+    assert run.attempts >= 2
+    assert STILL_BEING_WRITTEN in run.error_details["attempts"][0]["error"]
+    assert fewest == 2000 == Record.objects.filter(dataset=imp.dataset).count()
+    assert {r["price"] for r in records(imp).values()} == {"2.00"}

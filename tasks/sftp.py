@@ -100,7 +100,8 @@ def open_sftp(
         except OSError as error:
             raise _file_error(path, error) from error
         with remote:
-            chunks = _chunks(remote, path, attributes, watchdog, options.whole)
+            look = (lambda: _look(sftp, remote, path)) if options.whole else None
+            chunks = _chunks(remote, path, attributes, watchdog, look)
             stream = ByteStream(chunks, settings.MAX_IMPORT_BYTES, on_read, watchdog)
             stream.validators = validators
             stream.source_file = path
@@ -237,11 +238,11 @@ def _chunks(
     path: str,
     attributes: paramiko.SFTPAttributes,
     watchdog: Watchdog,
-    whole: bool,
+    look: Callable[[], FileVersion] | None,
 ) -> Iterator[bytes]:
     """The file, read WINDOW_REQUESTS requests at a time (pipelined, bounded), then to its end
-    (a file that grew since its size was read), which must be the file's whole when `whole`
-    (tasks.whole_file: one that grew is still being written)."""
+    (a file that grew since its size was read), which must be the file's whole unless `look`
+    is None (a preview; tasks.whole_file: one that grew is still being written)."""
     size = attributes.st_size or 0
     offset = 0
     try:
@@ -261,11 +262,21 @@ def _chunks(
         while data := remote.read(REQUEST_BYTES):
             offset += len(data)
             yield data
-        if whole:
+        if look is not None:
             with watchdog.aside():
-                check_whole(path, _version(attributes), offset, lambda: _version(remote.stat()))
+                check_whole(path, _version(attributes), offset, look)
     except (OSError, paramiko.SSHException, EOFError) as error:
         raise _lost(watchdog, "download interrupted", error) from error
+
+
+def _look(sftp: paramiko.SFTPClient, remote: paramiko.SFTPFile, path: str) -> FileVersion:
+    """The open file's state now; the path's on a server that does not answer for an open file
+    (SFTP's FSTAT, which some gateways leave out)."""
+    try:
+        return _version(remote.stat())
+    except OSError:
+        # Its status comes as a bare IOError; a lost connection fails the second ask too.
+        return _version(sftp.stat(path))
 
 
 def _version(attributes: paramiko.SFTPAttributes) -> FileVersion:

@@ -34,16 +34,19 @@ class _Auth(paramiko.ServerInterface):
 
 class _Handle(paramiko.SFTPHandle):
     delay = 0.0
+    fstat = True
 
     def read(self, offset: int, length: int):
         time.sleep(self.delay)
         return super().read(offset, length)
 
     def stat(self):
+        if not self.fstat:
+            return paramiko.sftp.SFTP_OP_UNSUPPORTED
         return paramiko.SFTPAttributes.from_stat(os.fstat(self.readfile.fileno()))
 
 
-def _files(root: Path, delay: float) -> type[paramiko.SFTPServerInterface]:
+def _files(root: Path, delay: float, fstat: bool) -> type[paramiko.SFTPServerInterface]:
     class Files(paramiko.SFTPServerInterface):
         def _local(self, path: str) -> str:
             return str(root / path.lstrip("/"))
@@ -69,7 +72,7 @@ def _files(root: Path, delay: float) -> type[paramiko.SFTPServerInterface]:
             except OSError as error:
                 return paramiko.SFTPServer.convert_errno(error.errno)
             handle = _Handle(flags)
-            handle.delay = delay
+            handle.delay, handle.fstat = delay, fstat
             handle.readfile, handle.filename = readfile, self._local(path)
             return handle
 
@@ -83,6 +86,8 @@ class PasswordSftpServer:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.delay = 0.0
+        # False: a server that does not answer SFTP's FSTAT (stat of an open file).
+        self.fstat = True
         self.host_key = paramiko.Ed25519Key.from_private_key_file(str(self._keygen(root)))
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -113,7 +118,7 @@ class PasswordSftpServer:
             transport = paramiko.Transport(conn)
             transport.add_server_key(self.host_key)
             transport.set_subsystem_handler(
-                "sftp", paramiko.SFTPServer, _files(self.root, self.delay)
+                "sftp", paramiko.SFTPServer, _files(self.root, self.delay, self.fstat)
             )
             self.transports.append(transport)
             transport.start_server(server=_Auth(self.password))

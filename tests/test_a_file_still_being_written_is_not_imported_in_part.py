@@ -195,6 +195,23 @@ def test_an_sftp_file_still_being_written_is_not_taken(alice, sftp_server, setti
 
 
 @pytest.mark.django_db
+@pytest.mark.usefixtures("encryption_key")
+def test_an_sftp_server_that_cannot_stat_an_open_file_is_asked_for_its_path(
+    alice, password_sftp_server
+):
+    # Given an SFTP server that does not answer FSTAT (some gateways leave it out)
+    server = password_sftp_server
+    server.fstat = False
+    server.put("products.csv", PRODUCTS_CSV)
+    credential = {"kind": "password", "password": server.password}
+    imp = make_import(alice, server.url("products.csv"), credential=credential)
+
+    # When a run reads the file, then it looks at the file by its path, and takes it
+    run = run_now(imp)
+    assert (run.status, run.rows_inserted) == ("succeeded", 3), run.error_message
+
+
+@pytest.mark.django_db
 def test_a_file_written_again_after_its_run_read_it_is_not_filed_away(alice, drop):
     # Given a run that read a delivered file, whose import files its files away
     path = put(drop / "products.csv", PRODUCTS_CSV)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import re
 
 from django.db import DatabaseError
 from django.utils import timezone
@@ -124,26 +125,51 @@ def _why(error: BaseException) -> str:
 
 
 def _free_name(source: str, folder: str) -> str:
-    """Move `source` into `folder` under its name, or name-1, name-2, … if that is taken.
+    """Move `source` into `folder` under its name, or, when that is taken, under the name with
+    the next number after the highest there (name-1, name-2, …).
+
+    A feed delivered every minute under one name leaves tens of thousands of such names within
+    the retention: the next number is read off one listing of the folder, not found by trying
+    every name from 1, and there is no limit to run into. Another worker filing a file of the
+    same name at the same moment takes a number first; the next one is tried.
+    """
+    base = os.path.basename(source)
+    stem, dot, suffix = base.partition(".")
+    if (target := _link_or_rename(source, os.path.join(folder, base))) is not None:
+        return target
+    number = _highest_number(folder, stem, dot + suffix)
+    while True:
+        number += 1
+        target = _link_or_rename(source, os.path.join(folder, f"{stem}-{number}{dot}{suffix}"))
+        if target is not None:
+            return target
+
+
+def _highest_number(folder: str, stem: str, extension: str) -> int:
+    """The highest N of the names `stem-N<extension>` in `folder`, 0 when there is none."""
+    numbered = re.compile(rf"{re.escape(stem)}-([0-9]+){re.escape(extension)}")
+    with os.scandir(folder) as entries:
+        found = (numbered.fullmatch(entry.name) for entry in entries)
+        return max((int(match.group(1)) for match in found if match), default=0)
+
+
+def _link_or_rename(source: str, target: str) -> str | None:
+    """`source` moved to `target`, which it never overwrites; None when `target` is taken.
 
     A hard link cannot replace an existing file (rename would, silently), so two workers never
     overwrite each other's processed files; the original name goes once the link exists.
     """
-    base = os.path.basename(source)
-    stem, dot, suffix = base.partition(".")
-    for number in range(10_000):
-        name = base if number == 0 else f"{stem}-{number}{dot}{suffix}"
-        target = os.path.join(folder, name)
-        try:
-            os.link(source, target, follow_symlinks=False)
-        except FileExistsError:
-            continue
-        except OSError as error:
-            # A share without hard links (some SMB mounts): rename, after a look first.
-            if error.errno not in NO_HARD_LINKS or os.path.lexists(target):
-                raise
-            os.rename(source, target)
-            return target
-        os.unlink(source)
+    try:
+        os.link(source, target, follow_symlinks=False)
+    except FileExistsError:
+        return None
+    except OSError as error:
+        # A share without hard links (some SMB mounts): rename, after a look first.
+        if error.errno not in NO_HARD_LINKS:
+            raise
+        if os.path.lexists(target):
+            return None
+        os.rename(source, target)
         return target
-    raise OSError(errno.EEXIST, f"no free name for {base} in {folder}")
+    os.unlink(source)
+    return target

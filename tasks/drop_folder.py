@@ -9,7 +9,6 @@ again here because links in the folder can change after the import was saved.
 from __future__ import annotations
 
 import errno
-import fnmatch
 import logging
 import os
 import stat
@@ -21,6 +20,7 @@ from django.conf import settings
 
 from schedules import drop_folders
 
+from . import globs
 from .byte_stream import CHUNK_BYTES, ByteStream, NotModified, Validators
 from .errors import NothingToImport, PermanentImportError, TransientImportError
 from .source_options import SourceOptions
@@ -89,11 +89,7 @@ def _newest_match(where: drop_folders.DropPath) -> str:
         raise _open_error(where.folder, error) from error
     best: tuple[int, str] | None = None
     for entry in entries:
-        # As the shell does, `*` does not match hidden files (a partner's upload in progress
-        # is often one: `.products.csv.part`).
-        if entry.name.startswith(".") and not where.name.startswith("."):
-            continue
-        if not fnmatch.fnmatchcase(entry.name, where.name):
+        if not globs.matches(entry.name, where.name):
             continue
         try:
             if not entry.is_file():

@@ -13,7 +13,6 @@ importer's same-file shortcut sees an unchanged file without reading it.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import io
 import logging
@@ -32,6 +31,7 @@ from common.error_words import ERRNO_TEXT, plain
 from schedules.credentials import origin
 from schedules.models import host_key_fingerprint
 
+from . import globs
 from .addresses import public_addresses
 from .byte_stream import ByteStream, NotModified, Validators
 from .errors import NothingToImport, PermanentImportError, TransientImportError
@@ -215,7 +215,7 @@ def _pick(
     matches = [
         entry
         for entry in entries
-        if fnmatch.fnmatchcase(entry.filename, name) and stat.S_ISREG(entry.st_mode or 0)
+        if globs.matches(entry.filename, name) and stat.S_ISREG(entry.st_mode or 0)
     ]
     if not matches:
         raise NothingToImport(f"no file on the SFTP server matches {path} yet")

@@ -102,6 +102,22 @@ def test_a_glob_takes_the_newest_matching_file_and_the_run_records_it(alice, sft
     assert detail["source_file"] == run.source_file
 
 
+def test_a_glob_skips_hidden_files_as_in_a_drop_folder(alice, sftp_server):
+    # Given a delivery, and a newer hidden file: an upload in progress under a temporary name
+    now = time.time()
+    sftp_server.put("products.csv", PRODUCTS_CSV, now - 60)
+    sftp_server.put(".products.csv", "sku,name,price\nA-1,Half an upl", now - 30)
+    imp = _import(alice, sftp_server, "*.csv")
+
+    # When it runs, then it takes the visible file, as the shell's `*` and a drop folder would
+    run = run_now(imp)
+    assert (run.status, run.rows_inserted) == ("succeeded", 3), run.error_message
+    assert run.source_file == str(sftp_server.files / "products.csv")
+    # (and a pattern that starts with a dot names hidden files on purpose)
+    dotted = run_now(_import(alice, sftp_server, ".prod*", name="dot", dataset="dot"))
+    assert dotted.source_file == str(sftp_server.files / ".products.csv")
+
+
 def test_an_unchanged_sftp_file_is_not_read_again(alice, sftp_server):
     # Given an import that ran once
     path = sftp_server.put("products.csv", PRODUCTS_CSV)

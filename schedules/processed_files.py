@@ -72,6 +72,16 @@ def _rewritten_since_read(real: str, run: ImportRun) -> bool:
     return drop_folders.file_etag(real, os.stat(real, follow_symlinks=False)) != run.source_etag
 
 
+def imported_before(import_id: int, etags: list[str]) -> set[str]:
+    """The versions among `etags` (drop_folders.file_etag) that a run of the import imported:
+    files of a glob's queue that could not be filed away, which the queue passes over."""
+    return set(
+        ImportRun.objects.filter(
+            scheduled_import_id=import_id, source_etag__in=etags, status__in=PROCESSED_STATUSES
+        ).values_list("source_etag", flat=True)
+    )
+
+
 def remember(folder: str) -> None:
     """List `folder` for retention before a file goes in, so that every file a run files away
     lies in a listed folder and is deleted in its time even once no import files there any more

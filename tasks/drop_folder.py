@@ -36,7 +36,8 @@ def open_file(
     unless: Validators | None = None,
     options: SourceOptions | None = None,
 ) -> Iterator[tuple[ByteStream, int]]:
-    """Yield (byte stream, file size) for the file `url` names (a glob's newest match).
+    """Yield (byte stream, file size) for the file `url` names (a glob's newest match, or the
+    oldest waiting of a queue of deliveries: `_match`).
 
     The file's size and modification time stand in for an HTTP server's validators: with
     `unless` naming the same ones, NotModified is raised and nothing is read.
@@ -46,7 +47,7 @@ def open_file(
         where = drop_folders.locate(url)
     except drop_folders.Refused as refused:
         raise PermanentImportError(str(refused)) from None
-    path = _newest_match(where) if where.is_glob else where.path
+    path = _match(where, options.imported_before) if where.is_glob else where.path
     try:
         real = drop_folders.check_inside(path)
         # No link is left in `real`; O_NOFOLLOW refuses one put there since.
@@ -79,29 +80,54 @@ def file_validators(path: str, info: os.stat_result) -> Validators:
     )
 
 
-def _newest_match(where: drop_folders.DropPath) -> str:
-    """The newest file matching the glob (modification time, then the greater name)."""
+def _match(
+    where: drop_folders.DropPath, imported_before: Callable[[list[str]], set[str]] | None
+) -> str:
+    """The newest file matching the glob (modification time, then the greater name); or, when
+    its matches are a queue of deliveries (`imported_before`: each is filed away once
+    imported), the oldest one no run imported before (then the lesser name).
+
+    Taking the newest of a queue first imports the older ones after it: a backlog of
+    deliveries (workers away for three days) ended with the oldest file's values in the
+    dataset. A file imported before is still there when it could not be filed away (said on
+    its run); it is passed over, and taken again (unchanged) only when nothing else waits.
+    """
     try:
         entries = list(os.scandir(where.folder))
     except FileNotFoundError:
         raise TransientImportError(f"the folder {where.folder} does not exist (yet)") from None
     except OSError as error:
         raise _open_error(where.folder, error) from error
-    best: tuple[int, str] | None = None
+    found: list[tuple[int, str]] = []
     for entry in entries:
         if not globs.matches(entry.name, where.name):
             continue
         try:
             if not entry.is_file():
                 continue
-            mtime = entry.stat().st_mtime_ns
+            found.append((entry.stat().st_mtime_ns, entry.name))
         except OSError:
             continue  # gone since the listing
-        if best is None or (mtime, entry.name) > best:
-            best = (mtime, entry.name)
-    if best is None:
+    if not found:
         raise NothingToImport(f"no file matches {where.path} yet")
-    return os.path.join(where.folder, best[1])
+    newest = os.path.join(where.folder, max(found)[1])
+    if imported_before is None or len(found) == 1:
+        return newest
+    queue = [os.path.join(where.folder, name) for _mtime, name in sorted(found)]
+    etags = [_etag(path) for path in queue]
+    imported = imported_before([etag for etag in etags if etag])
+    waiting = (path for path, etag in zip(queue, etags, strict=True) if etag not in imported)
+    return next(waiting, newest)
+
+
+def _etag(path: str) -> str:
+    """The version of the file at `path` as a run records it (one gone since the listing is
+    left to the open, which says so)."""
+    try:
+        real = os.path.realpath(path)
+        return drop_folders.file_etag(real, os.stat(real))
+    except OSError:
+        return ""
 
 
 def _chunks(file, path: str, opened: FileVersion | None) -> Iterator[bytes]:

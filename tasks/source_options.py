@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import ImproperlyConfigured
 
-from schedules import credentials, host_keys, services
+from schedules import credentials, host_keys, processed_files, services
 from schedules.models import ImportRun, ScheduledImport
 
 from .errors import PermanentImportError
@@ -34,6 +34,10 @@ class SourceOptions:
     # A run takes a drop folder's or SFTP file only once it is whole (tasks.whole_file); the
     # check before save shows its first rows as they are.
     whole: bool = True
+    # A drop folder's glob whose files are filed away once imported is a queue of deliveries:
+    # the oldest one not imported before is taken (tasks.drop_folder), else the newest. Given
+    # the versions (etags) of the files waiting, this returns those a run already imported.
+    imported_before: Callable[[list[str]], set[str]] | None = field(default=None, repr=False)
 
 
 def source_options(imp: ScheduledImport, run: ImportRun | None = None) -> SourceOptions:
@@ -53,4 +57,9 @@ def source_options(imp: ScheduledImport, run: ImportRun | None = None) -> Source
         pin_host_key=(lambda key: host_keys.pin_first(imp.pk, key)) if saved else None,
         offer_host_key=(lambda key: host_keys.offer(imp.pk, key)) if saved else None,
         on_source_file=(lambda path: services.record_source_file(run, path)) if run else None,
+        imported_before=(
+            (lambda etags: processed_files.imported_before(imp.pk, etags))
+            if saved and imp.move_processed
+            else None
+        ),
     )

@@ -1,0 +1,70 @@
+"""A drop folder's glob whose files are filed away in processed/ once imported is a queue of
+deliveries: each run takes the oldest delivery waiting (tasks.drop_folder), so that files that
+piled up while no run took them (workers away for a weekend, a feed faster than its schedule)
+are imported in the order they came and the dataset ends with the newest one's values. A
+delivery that could not be filed away is passed over once imported."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from schedules.models import Record
+from tests.drop_support import put
+from tests.factories import make_import
+from tests.importer_support import run_now
+
+# The files move once each run's end is committed: these tests commit, as a worker does.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def delivery(price: str) -> str:
+    return f"sku,name,price\nA-1,Anvil,{price}\n"
+
+
+def price_now(imp) -> str:
+    return Record.objects.get(dataset=imp.dataset, key="A-1").data["price"]
+
+
+def test_deliveries_that_piled_up_are_imported_oldest_first_and_the_newest_stays(alice, drop):
+    # Given three days' deliveries that waited while no run took them
+    now = time.time()
+    for day, price in enumerate(("1.00", "2.00", "3.00"), start=1):
+        put(drop / f"products_day{day}.csv", delivery(price), mtime=now - 86400 * (4 - day))
+    imp = make_import(alice, f"file://{drop}/products_*.csv", move_processed=True)
+
+    # When three runs take them
+    taken = [run_now(imp).source_file for _ in range(3)]
+
+    # Then each took the oldest waiting, and the dataset holds the newest delivery's values
+    assert [name.rsplit("/", 1)[1] for name in taken] == [
+        "products_day1.csv", "products_day2.csv", "products_day3.csv"
+    ]  # fmt: skip
+    assert price_now(imp) == "3.00"
+    assert sorted(p.name for p in (drop / "processed").iterdir()) == [
+        "products_day1.csv", "products_day2.csv", "products_day3.csv"
+    ]  # fmt: skip
+    # And the next tick finds nothing waiting
+    assert run_now(imp).status == "skipped"
+
+
+def test_a_delivery_that_could_not_be_filed_away_does_not_hold_back_the_next(alice, drop):
+    # Given two deliveries, and a `processed` that is a file, so nothing can be filed away
+    now = time.time()
+    put(drop / "processed", "not a folder\n")
+    put(drop / "products_1.csv", delivery("1.00"), mtime=now - 120)
+    put(drop / "products_2.csv", delivery("2.00"), mtime=now - 60)
+    imp = make_import(alice, f"file://{drop}/products_*.csv", move_processed=True)
+
+    # When three runs take them
+    runs = [run_now(imp) for _ in range(3)]
+
+    # Then the first delivery was imported once, then the second, which the third run found
+    # unchanged; each run says its file stayed, and the dataset holds the newer values
+    assert [run.source_file.rsplit("/", 1)[1] for run in runs] == [
+        "products_1.csv", "products_2.csv", "products_2.csv"
+    ]  # fmt: skip
+    assert [run.rows_updated for run in runs] == [0, 1, 0]
+    assert all("not moved to processed/" in run.error_message for run in runs)
+    assert price_now(imp) == "2.00"

@@ -23,6 +23,8 @@ WAIT_SECONDS = 20
 # all the worker builds it from (tasks.source_check).
 CHECK_FIELDS = (
     "source_url", "source_member", "delimiter", "encoding", "has_header", "key_column", "columns",
+    # A glob whose files are filed away shows the oldest delivery waiting, as a run takes it.
+    "move_processed",
     # An import being edited brings its saved credential and the host key it pins.
     "credential_kind", "credential_origin", "credential_secret", "sftp_host_key",
 )  # fmt: skip

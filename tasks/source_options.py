@@ -58,8 +58,8 @@ def source_options(imp: ScheduledImport, run: ImportRun | None = None) -> Source
         offer_host_key=(lambda key: host_keys.offer(imp.pk, key)) if saved else None,
         on_source_file=(lambda path: services.record_source_file(run, path)) if run else None,
         imported_before=(
-            (lambda etags: processed_files.imported_before(imp.pk, etags))
-            if saved and imp.move_processed
+            (lambda etags: processed_files.imported_before(imp.pk, etags) if saved else set())
+            if imp.move_processed
             else None
         ),
     )

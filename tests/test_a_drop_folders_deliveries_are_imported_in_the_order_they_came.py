@@ -10,7 +10,10 @@ import time
 
 import pytest
 
+from schedules import unsaved_checks
 from schedules.models import Record
+from schedules.source_check import unsaved_fields
+from tasks import source_check
 from tests.drop_support import put
 from tests.factories import make_import
 from tests.importer_support import run_now
@@ -68,3 +71,21 @@ def test_a_delivery_that_could_not_be_filed_away_does_not_hold_back_the_next(ali
     assert [run.rows_updated for run in runs] == [0, 1, 0]
     assert all("not moved to processed/" in run.error_message for run in runs)
     assert price_now(imp) == "2.00"
+
+
+def test_the_check_before_save_shows_the_delivery_a_run_would_take(alice, drop):
+    # Given two deliveries waiting
+    now = time.time()
+    put(drop / "products_1.csv", delivery("1.00"), mtime=now - 120)
+    put(drop / "products_2.csv", delivery("2.00"), mtime=now - 60)
+    queue = make_import(alice, f"file://{drop}/products_*.csv", move_processed=True)
+    latest = make_import(alice, f"file://{drop}/products_*.csv", name="latest", dataset="latest")
+
+    # When their sources are checked, saved or not, then each shows the file a run takes:
+    # the oldest delivery of a queue, the newest file otherwise
+    for imp, expected in ((queue, "products_1.csv"), (latest, "products_2.csv")):
+        saved = source_check.check_source(imp.pk)
+        unsaved = source_check.check_fields(unsaved_checks.put(unsaved_fields(imp), wait=10))
+        assert saved["source_file"] == unsaved["source_file"] == str(drop / expected), (
+            saved, unsaved,
+        )  # fmt: skip

@@ -227,9 +227,9 @@ IMPORT_DROP_DIRS = [
 for _drop_dir in IMPORT_DROP_DIRS:
     if not os.path.isabs(_drop_dir):
         raise ImproperlyConfigured(f"IMPORT_DROP_DIRS: {_drop_dir!r} is not an absolute path")
-# A drop folder's or SFTP server's file changed this recently when a run has read it is looked
-# at again once it has been quiet this long: one changed meanwhile is still being written, and
-# the run is retried rather than import part of it (tasks/whole_file.py). 0: no second look.
+# A drop folder's or SFTP server's file changed this recently when a run opens it is read only
+# once it has been quiet this long: one changed meanwhile is still being written, and the run
+# is retried rather than import part of it (tasks/whole_file.py). 0: no wait.
 FILE_SETTLE_SECONDS = env.float("FILE_SETTLE_SECONDS", default=5.0)
 # The longest line, row or field of a file: what the importer holds in memory at once.
 MAX_FIELD_BYTES = env.int("MAX_FIELD_BYTES", default=8 * 1024**2)

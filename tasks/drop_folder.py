@@ -24,7 +24,7 @@ from . import globs
 from .byte_stream import CHUNK_BYTES, ByteStream, NotModified, Validators
 from .errors import NothingToImport, PermanentImportError, TransientImportError
 from .source_options import SourceOptions
-from .whole_file import FileVersion, check_whole
+from .whole_file import FileVersion, check_whole, quiet_version
 
 logger = logging.getLogger("importbeat.drop_folder")
 
@@ -65,7 +65,9 @@ def open_file(
         validators = file_validators(real, info)
         if unless is not None and unless.etag == validators.etag:
             raise NotModified
-        opened = _version(info) if options.whole else None
+        opened = None
+        if options.whole:
+            opened = quiet_version(path, lambda: _version(os.fstat(file.fileno())), _version(info))
         stream = ByteStream(_chunks(file, path, opened), settings.MAX_IMPORT_BYTES, on_read)
         stream.validators = validators
         stream.source_file = path

@@ -37,7 +37,7 @@ from .byte_stream import ByteStream, NotModified, Validators
 from .errors import NothingToImport, PermanentImportError, TransientImportError
 from .fetch_watchdog import Watchdog
 from .source_options import SourceOptions
-from .whole_file import FileVersion, check_whole
+from .whole_file import FileVersion, check_whole, quiet_version
 
 DEFAULT_PORT = 22
 # One SFTP read request (paramiko's largest), and how many are in flight at once: a window
@@ -101,7 +101,11 @@ def open_sftp(
             raise _file_error(path, error) from error
         with remote:
             look = (lambda: _look(sftp, remote, path)) if options.whole else None
-            chunks = _chunks(remote, path, attributes, watchdog, look)
+            try:
+                opened = quiet_version(path, look) if look else _version(attributes)
+            except (OSError, paramiko.SSHException, EOFError) as error:
+                raise _lost(watchdog, "the SFTP server broke off", error) from error
+            chunks = _chunks(remote, path, attributes.st_size or 0, opened, watchdog, look)
             stream = ByteStream(chunks, settings.MAX_IMPORT_BYTES, on_read, watchdog)
             stream.validators = validators
             stream.source_file = path
@@ -236,14 +240,14 @@ def _validators(path: str, attributes: paramiko.SFTPAttributes) -> Validators:
 def _chunks(
     remote: paramiko.SFTPFile,
     path: str,
-    attributes: paramiko.SFTPAttributes,
+    size: int,
+    opened: FileVersion,
     watchdog: Watchdog,
     look: Callable[[], FileVersion] | None,
 ) -> Iterator[bytes]:
     """The file, read WINDOW_REQUESTS requests at a time (pipelined, bounded), then to its end
-    (a file that grew since its size was read), which must be the file's whole unless `look`
-    is None (a preview; tasks.whole_file: one that grew is still being written)."""
-    size = attributes.st_size or 0
+    (a file that grew since its size was read), which must be the file as `opened` unless
+    `look` is None (a preview; tasks.whole_file: one that changed is still being written)."""
     offset = 0
     try:
         while offset < size:
@@ -264,7 +268,7 @@ def _chunks(
             yield data
         if look is not None:
             with watchdog.aside():
-                check_whole(path, _version(attributes), offset, look)
+                check_whole(path, opened, offset, look)
     except (OSError, paramiko.SSHException, EOFError) as error:
         raise _lost(watchdog, "download interrupted", error) from error
 

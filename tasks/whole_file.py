@@ -3,20 +3,20 @@
 A partner's export, `cp`, `scp` or an SFTP upload writes a file in place, over seconds or
 minutes. A tick that reads it meanwhile gets a prefix of it: fewer rows, or a last row cut
 short, and with `mode: sync` every record beyond the cut deleted. Nothing in the bytes says
-they are not the whole file, so a drop folder's and an SFTP server's file are looked at when
-their end has been read, before any row is written:
+they are not the whole file, so a drop folder's and an SFTP server's file is looked at twice:
 
-- changed since it was opened (another size or modification time, or more bytes than were
-  read): it is being written now;
-- changed less than FILE_SETTLE_SECONDS ago: looked at again once it has been quiet that long,
-  and it must not have changed meanwhile. A writer that pauses longer than that between two
-  writes cannot be told from one that finished (hidden upload names and a glob, or a rename
-  once written, are the sure ways; README, Drop folders).
+- before it is read (quiet_version): one changed less than FILE_SETTLE_SECONDS ago is looked
+  at again once it has been quiet that long, and must not have changed meanwhile; so one
+  being written now is refused before it is read and staged to its current end for nothing;
+- once its end has been read, before any row is written (check_whole): it must be as it was
+  when the read began (size and modification time), and hold as many bytes as were read.
 
 Either way the run fails transiently and is retried with the import's backoff, by when the
-file is usually whole. The modification time is the file server's, so a clock that differs
-from the worker's costs at most one wait, never a file taken in part: the second look compares
-the file with itself.
+file is usually whole. A writer that pauses longer than the settle time between two writes
+cannot be told from one that finished (hidden upload names and a glob, or a rename once
+written, are the sure ways; README, Drop folders). The modification time is the file
+server's, so a clock that differs from the worker's costs at most one wait, never a file taken
+in part: the second look compares the file with itself.
 """
 
 from __future__ import annotations
@@ -38,22 +38,20 @@ class FileVersion:
     mtime: float  # seconds since the epoch, on the file server's clock
 
 
-def check_whole(
-    path: str, opened: FileVersion, bytes_read: int, look: Callable[[], FileVersion]
-) -> None:
-    """Raise TransientImportError unless the file `path`, whose end the run has just read, is
-    still as it was opened and has been quiet for FILE_SETTLE_SECONDS; `look` reads its state
-    now, from the open file (a file replaced by a rename is not the one read, and the one read
-    is whole)."""
-    now = look()
-    if now != opened or now.size != bytes_read:
-        raise _still_being_written(
-            path, f"it changed while the run read it: {_change(opened, now)}"
-        )
+def quiet_version(
+    path: str, look: Callable[[], FileVersion], now: FileVersion | None = None
+) -> FileVersion:
+    """The state of the file `path` once it has been quiet for FILE_SETTLE_SECONDS: one changed
+    less than that ago is looked at again when the time is up, and must not have changed
+    meanwhile (TransientImportError). `now`: its state, when the caller has just read it.
+
+    Asked before a file is read, too, so that a file being written now is not first read, and
+    staged, to its current end for nothing."""
+    now = now or look()
     settle = settings.FILE_SETTLE_SECONDS
     quiet = time.time() - now.mtime
     if settle <= 0 or quiet >= settle:
-        return
+        return now
     # A modification time ahead of the worker's clock waits one settle period, no more.
     time.sleep(min(settle - quiet, settle))
     again = look()
@@ -61,6 +59,20 @@ def check_whole(
         raise _still_being_written(
             path, f"it changed within {settle:g} s of its last change: {_change(now, again)}"
         )
+    return now
+
+
+def check_whole(
+    path: str, opened: FileVersion, bytes_read: int, look: Callable[[], FileVersion]
+) -> None:
+    """Raise TransientImportError unless the file `path`, whose end the run has just read, is
+    still as it was opened (`opened`: quiet_version's, so quiet for FILE_SETTLE_SECONDS before
+    the read began); `look` reads its state now, from the open file (a file replaced by a
+    rename is not the one read, and the one read is whole)."""
+    now = look()
+    if now != opened or now.size != bytes_read:
+        why = f"it changed while the run read it: {_change(opened, now)}"
+        raise _still_being_written(path, why)
 
 
 def _change(before: FileVersion, after: FileVersion) -> str:

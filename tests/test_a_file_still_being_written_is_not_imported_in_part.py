@@ -87,6 +87,24 @@ def test_a_file_that_grows_while_its_run_reads_it_is_not_taken(drop):
 
 
 @pytest.mark.django_db
+def test_a_file_being_written_now_is_not_read_at_all(drop, settings):
+    # Given a file its writer is adding to every fifth of a second
+    settings.FILE_SETTLE_SECONDS = 1
+    path = drop / "products.csv"
+    with writing_slowly(path, product_rows(5000), pieces=20, pause=0.2) as started:
+        started.wait(5)
+
+        # When a run opens it, then it is refused before a byte of it is read (not read and
+        # staged to its current end, only to be refused at that end)
+        with (
+            pytest.raises(TransientImportError, match=STILL_BEING_WRITTEN) as failure,
+            drop_folder.open_file(f"file://{path}"),
+        ):
+            pytest.fail("the file was handed over to be read")
+    assert "it changed within 1 s of its last change" in str(failure.value)
+
+
+@pytest.mark.django_db
 def test_a_sync_run_of_a_file_changed_again_within_the_settle_time_waits_for_the_whole(
     alice, drop, settings
 ):

@@ -50,7 +50,8 @@ class ScheduledImportAdminForm(forms.ModelForm):
         max_length=2000,
         widget=forms.TextInput(attrs={"size": 80}),
         help_text="http(s) URL, sftp://user@host/path, or file:///… in a drop folder "
-        "(IMPORT_DROP_DIRS); a glob in the file name (products_*.csv) takes the newest match",
+        "(IMPORT_DROP_DIRS); a glob in the file name (products_*.csv) takes the newest match "
+        "(with 'move processed', the oldest delivery waiting)",
     )
     # Write-only: the fields are always empty; filling them replaces the credential.
     # Named as the model's property, so that the model's "credential" errors land here.
@@ -103,7 +104,7 @@ class ScheduledImportAdminForm(forms.ModelForm):
             "timezone": "IANA name, e.g. Europe/Berlin",
             "source_member": "the file to import from a zip archive that holds several",
             "move_processed": "drop folders: move the file to processed/ after a run that "
-            "committed its rows",
+            "committed its rows; a glob then takes its deliveries oldest first",
             "notify_on": 'a list out of "failed", "partial", "succeeded", "recovered", "late"',
             "notify_channels": 'a list out of "email", "webhook" (to the callback URL, signed)',
         }

@@ -552,8 +552,8 @@ class ImportRun(models.Model):
     file_digest = models.CharField(max_length=64, blank=True)
     source_etag = models.CharField(max_length=255, blank=True)
     source_last_modified = models.CharField(max_length=255, blank=True)
-    # Which file the run took, when the source names more than one (the newest glob match of
-    # an SFTP path or a drop folder); blank for HTTP.
+    # Which file the run took, when the source names more than one (a glob's match on an SFTP
+    # server or in a drop folder: tasks.drop_folder, tasks.sftp); blank for HTTP.
     source_file = models.CharField(max_length=1024, blank=True, default="")
     # Written when an attempt starts and then every third of RUN_LEASE_SECONDS while it lives;
     # a `running` run whose heartbeat stopped belongs to a dead worker (tasks.maintenance).

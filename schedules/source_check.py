@@ -45,7 +45,7 @@ class SourceCheck:
     suggestions: dict[str, str] = field(default_factory=dict)
     # SFTP: the server's host key the check met (pinned by a saved import's first check).
     host_key_fingerprint: str = ""
-    # The file a run would take (the newest match of a glob); "" for HTTP.
+    # The file a run would take (a glob's match: tasks.drop_folder); "" for HTTP.
     source_file: str = ""
 
     def summary(self) -> str:

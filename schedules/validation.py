@@ -149,7 +149,8 @@ URL_PASSWORD = (
 
 def validate_source_url(url: str) -> None:
     """http(s) as a web address; sftp as sftp://user@host[:port]/path; file:///path in one of
-    the operator's drop folders (a glob in an sftp or file name takes the newest match)."""
+    the operator's drop folders (a glob in an sftp or file name takes one match: the newest, or
+    a drop folder's oldest delivery waiting when its files are filed away)."""
     if is_file_url(url):
         try:
             drop_folders.locate(url)

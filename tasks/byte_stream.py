@@ -45,7 +45,7 @@ class ByteStream(io.RawIOBase):
     """A readable file over a response's chunks that counts bytes and enforces the size cap."""
 
     validators = Validators()
-    # The file taken, when the source names several (a glob's newest match); "" for HTTP.
+    # The file taken, when the source names several (a glob's match); "" for HTTP.
     source_file = ""
 
     def __init__(

@@ -29,7 +29,7 @@ class SourceOptions:
     pin_host_key: Callable[[str], str] | None = field(default=None, repr=False)
     # A key different from the pinned one: kept for a user to accept.
     offer_host_key: Callable[[str], None] | None = field(default=None, repr=False)
-    # The file taken (the newest glob match), for the run's log.
+    # The file taken (a glob's match), for the run's log.
     on_source_file: Callable[[str], None] | None = field(default=None, repr=False)
     # A run takes a drop folder's or SFTP file only once it is whole (tasks.whole_file); the
     # check before save shows its first rows as they are.

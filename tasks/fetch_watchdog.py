@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from typing import Any
 
 from common.ticker import Check, Ticker
@@ -58,19 +57,6 @@ class Watchdog:
         if since is not None:
             self._waited += time.monotonic() - since
         self._received += received
-
-    @contextmanager
-    def aside(self) -> Iterator[None]:
-        """Time the reader spends on its own inside a wait (looking whether a file is whole,
-        tasks.whole_file), which is no slowness of the server's."""
-        waiting = self._waiting_since is not None
-        if waiting:
-            self.end_wait(0)
-        try:
-            yield
-        finally:
-            if waiting:
-                self.begin_wait()
 
     # --- the watchdogs' thread ----------------------------------------------------------------
 

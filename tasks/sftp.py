@@ -267,8 +267,7 @@ def _chunks(
             offset += len(data)
             yield data
         if look is not None:
-            with watchdog.aside():
-                check_whole(path, opened, offset, look)
+            check_whole(path, opened, offset, look)
     except (OSError, paramiko.SSHException, EOFError) as error:
         raise _lost(watchdog, "download interrupted", error) from error
 

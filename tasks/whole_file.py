@@ -45,8 +45,8 @@ def quiet_version(
     less than that ago is looked at again when the time is up, and must not have changed
     meanwhile (TransientImportError). `now`: its state, when the caller has just read it.
 
-    Asked before a file is read, too, so that a file being written now is not first read, and
-    staged, to its current end for nothing."""
+    Asked before the file is read, so that one being written now is not read and staged to
+    its current end for nothing."""
     now = now or look()
     settle = settings.FILE_SETTLE_SECONDS
     quiet = time.time() - now.mtime

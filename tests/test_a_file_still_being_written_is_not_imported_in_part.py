@@ -270,10 +270,11 @@ def test_a_worker_waits_for_the_whole_file_before_a_sync_run_deletes_anything(
     )  # fmt: skip
     assert run_now(imp).rows_inserted == 2000
     processes.start("worker", IMPORT_DROP_DIRS=str(drop), FILE_SETTLE_SECONDS="1")
+    wait_for(lambda: "ready." in processes.logs(), 60, what="the worker\n" + processes.logs())
 
     # When a run is triggered while the partner's export writes today's file over it
     today = product_rows(2000, price="2.00")
-    with writing_slowly(path, today, pieces=6, pause=0.5) as started:
+    with writing_slowly(path, today, pieces=8, pause=0.5) as started:
         started.wait(5)
         run = services.enqueue_run(imp)
         wait_for(

@@ -19,6 +19,8 @@ import re
 from django.db import DatabaseError
 from django.utils import timezone
 
+from common import globs
+
 from . import drop_folders
 from .models import ImportRun, ProcessedFolder, ScheduledImport
 
@@ -70,6 +72,38 @@ def _rewritten_since_read(real: str, run: ImportRun) -> bool:
     if not run.source_etag.startswith("file:"):
         return False
     return drop_folders.file_etag(real, os.stat(real, follow_symlinks=False)) != run.source_etag
+
+
+def say_held_back(imp: ScheduledImport, run: ImportRun) -> int:
+    """A queue's delivery (a glob with move_processed) whose run failed stays where it is, and
+    the next run takes it again: the deliveries after it wait behind it. Say so on the failed
+    run, with how many; their number is returned (0: nothing said)."""
+    if not (imp.move_processed and run.source_file and run.status == ImportRun.Status.FAILED):
+        return 0
+    try:
+        where = drop_folders.locate(imp.source_url)
+        if not where.is_glob:
+            return 0
+        with os.scandir(where.folder) as entries:
+            waiting = sum(
+                1
+                for entry in entries
+                if globs.matches(entry.name, where.name)
+                and entry.path != run.source_file
+                and entry.is_file(follow_symlinks=False)
+            )
+    except (OSError, drop_folders.Refused):
+        return 0  # the run says what failed; the folder's own trouble is the next run's
+    if not waiting:
+        return 0
+    deliveries = "1 later delivery waits" if waiting == 1 else f"{waiting} later deliveries wait"
+    note = f"the next run takes this file again, and {deliveries} behind it"
+    run.error_message = f"{run.error_message}; {note}" if run.error_message else note
+    run.error_details = {**run.error_details, "waiting_behind": waiting}
+    ImportRun.objects.filter(pk=run.pk).update(
+        error_message=run.error_message, error_details=run.error_details
+    )
+    return waiting
 
 
 def imported_before(import_id: int, etags: list[str]) -> set[str]:

@@ -1110,6 +1110,8 @@ def _finish_once(
             # Whichever path ends the run, after the commit that ends it (the caller's, when
             # its transaction is open), and once: a run already finished returned above.
             transaction.on_commit(lambda: processed_files.move_processed(imp, run), robust=True)
+        elif run.status == ImportRun.Status.FAILED and imp.move_processed:
+            transaction.on_commit(lambda: processed_files.say_held_back(imp, run), robust=True)
         # Once it is committed: the caller's transaction, for a run ended with its rows.
         transaction.on_commit(lambda: _log_finished(run))
     return run

@@ -18,9 +18,9 @@ from email.utils import formatdate
 
 from django.conf import settings
 
+from common import globs
 from schedules import drop_folders
 
-from . import globs
 from .byte_stream import CHUNK_BYTES, ByteStream, NotModified, Validators
 from .errors import NothingToImport, PermanentImportError, TransientImportError
 from .source_options import SourceOptions

@@ -27,11 +27,11 @@ from urllib.parse import unquote, urlsplit
 import paramiko
 from django.conf import settings
 
+from common import globs
 from common.error_words import ERRNO_TEXT, plain
 from schedules.credentials import origin
 from schedules.models import host_key_fingerprint
 
-from . import globs
 from .addresses import public_addresses
 from .byte_stream import ByteStream, NotModified, Validators
 from .errors import NothingToImport, PermanentImportError, TransientImportError

@@ -73,6 +73,32 @@ def test_a_delivery_that_could_not_be_filed_away_does_not_hold_back_the_next(ali
     assert price_now(imp) == "2.00"
 
 
+def test_a_delivery_whose_run_failed_says_how_many_wait_behind_it(alice, drop):
+    # Given a first delivery that is no CSV, and two good ones after it
+    now = time.time()
+    put(drop / "products_1.csv", bytes(range(256)) * 4, mtime=now - 180)
+    put(drop / "products_2.csv", delivery("2.00"), mtime=now - 120)
+    put(drop / "products_3.csv", delivery("3.00"), mtime=now - 60)
+    imp = make_import(alice, f"file://{drop}/products_*.csv", move_processed=True)
+
+    # When its run fails, then the run says the queue waits behind its file
+    failed = run_now(imp)
+    failed.refresh_from_db()
+    assert failed.status == "failed" and failed.source_file.endswith("products_1.csv")
+    assert failed.error_message == (
+        "the file is not a CSV: it holds binary data; the next run takes this file again, and "
+        "2 later deliveries wait behind it"
+    )
+    assert failed.error_details["waiting_behind"] == 2
+
+    # And once it is moved away, the next deliveries are taken in their order
+    (drop / "products_1.csv").rename(drop / "products_1.csv.bad")
+    assert [run_now(imp).source_file.rsplit("/", 1)[1] for _ in range(2)] == [
+        "products_2.csv", "products_3.csv"
+    ]  # fmt: skip
+    assert price_now(imp) == "3.00"
+
+
 def test_the_check_before_save_shows_the_delivery_a_run_would_take(alice, drop):
     # Given two deliveries waiting
     now = time.time()

@@ -98,11 +98,7 @@ def say_held_back(imp: ScheduledImport, run: ImportRun) -> int:
         return 0
     deliveries = "1 later delivery waits" if waiting == 1 else f"{waiting} later deliveries wait"
     note = f"the next run takes this file again, and {deliveries} behind it"
-    run.error_message = f"{run.error_message}; {note}" if run.error_message else note
-    run.error_details = {**run.error_details, "waiting_behind": waiting}
-    ImportRun.objects.filter(pk=run.pk).update(
-        error_message=run.error_message, error_details=run.error_details
-    )
+    _add_note(run, note, waiting_behind=waiting)
     return waiting
 
 
@@ -153,8 +149,13 @@ def not_moved(run: ImportRun, why: str) -> None:
     note = (
         f"its file was not moved to {PROCESSED}/ ({why}): the next run of the import takes it again"
     )
+    _add_note(run, note, not_moved=why)
+
+
+def _add_note(run: ImportRun, note: str, **details: object) -> None:
+    """`note` after the finished run's message, `details` in its error_details."""
     run.error_message = f"{run.error_message}; {note}" if run.error_message else note
-    run.error_details = {**run.error_details, "not_moved": why}
+    run.error_details = {**run.error_details, **details}
     ImportRun.objects.filter(pk=run.pk).update(
         error_message=run.error_message, error_details=run.error_details
     )

@@ -100,36 +100,29 @@ def _match(
         raise TransientImportError(f"the folder {where.folder} does not exist (yet)") from None
     except OSError as error:
         raise _open_error(where.folder, error) from error
-    found: list[tuple[int, str]] = []
+    found: dict[tuple[int, str], os.stat_result] = {}
     for entry in entries:
         if not globs.matches(entry.name, where.name):
             continue
         try:
             if not entry.is_file():
                 continue
-            found.append((entry.stat().st_mtime_ns, entry.name))
+            info = entry.stat()
         except OSError:
             continue  # gone since the listing
+        found[info.st_mtime_ns, entry.name] = info
     if not found:
         raise NothingToImport(f"no file matches {where.path} yet")
     newest = os.path.join(where.folder, max(found)[1])
     if imported_before is None or len(found) == 1:
         return newest
-    queue = [os.path.join(where.folder, name) for _mtime, name in sorted(found)]
-    etags = [_etag(path) for path in queue]
-    imported = imported_before([etag for etag in etags if etag])
-    waiting = (path for path, etag in zip(queue, etags, strict=True) if etag not in imported)
-    return next(waiting, newest)
-
-
-def _etag(path: str) -> str:
-    """The version of the file at `path` as a run records it (one gone since the listing is
-    left to the open, which says so)."""
-    try:
-        real = os.path.realpath(path)
-        return drop_folders.file_etag(real, os.stat(real))
-    except OSError:
-        return ""
+    # Each delivery's version as its run records it (file_validators: the resolved path).
+    queue: dict[str, str] = {}
+    for key in sorted(found):
+        path = os.path.join(where.folder, key[1])
+        queue[path] = drop_folders.file_etag(os.path.realpath(path), found[key])
+    imported = imported_before(list(queue.values()))
+    return next((path for path, etag in queue.items() if etag not in imported), newest)
 
 
 def _chunks(file, path: str, opened: FileVersion | None) -> Iterator[bytes]:

@@ -81,7 +81,9 @@ def hide_url_password(url: str) -> str:
 
 # The events about one run (services.enqueue_run, cancel_run): retention deletes them with the
 # runs; every other entry (an import's changes, a host key accepted) is kept.
-RUN_EVENTS = ("run triggered", "run retried", "run cancelled")
+# A queue of deliveries' next run, queued as the run before it ends (tasks.deliveries).
+NEXT_DELIVERY = "next delivery queued"
+RUN_EVENTS = ("run triggered", "run retried", "run cancelled", NEXT_DELIVERY)
 
 
 def record_event(

@@ -421,6 +421,26 @@ def enqueue_run(
         scheduled_import=imp, trigger=trigger, triggered_by=user,
         celery_task_id=str(uuid.uuid4()), retry_of=retry_of,
     )  # fmt: skip
+    return _enqueue(imp, run, event, user, details)
+
+
+def queue_next_delivery(imp: ScheduledImport, *, after: int, path: str) -> ImportRun:
+    """Queue a run of a queue of deliveries (tasks.deliveries) for the delivery at `path`, now
+    that run `after` imported the one before it. A `catchup` run, as the runs of missed ticks
+    are: it catches up with what was delivered. enqueue_run's refusals apply."""
+    run = ImportRun(
+        scheduled_import=imp, trigger=ImportRun.Trigger.CATCHUP, celery_task_id=str(uuid.uuid4())
+    )
+    return _enqueue(imp, run, history.NEXT_DELIVERY, None, {"after": after, "file": path})
+
+
+def _enqueue(
+    imp: ScheduledImport,
+    run: ImportRun,
+    event: str,
+    user: AbstractBaseUser | None,
+    details: dict[str, Any],
+) -> ImportRun:
     try:
         with transaction.atomic():
             # Under the import's lock, so two triggers at once queue one run. The lock and the

@@ -94,6 +94,31 @@ def _match(
     dataset. A file imported before is still there when it could not be filed away (said on
     its run); it is passed over, and taken again (unchanged) only when nothing else waits.
     """
+    found = _matches(where)
+    if not found:
+        raise NothingToImport(f"no file matches {where.path} yet")
+    newest = os.path.join(where.folder, max(found)[1])
+    if imported_before is None or len(found) == 1:
+        return newest
+    return _oldest_waiting(where, found, imported_before) or newest
+
+
+def next_delivery(url: str, imported_before: Callable[[list[str]], set[str]]) -> str | None:
+    """The delivery the next run of a queue (a glob with move_processed) would take, None when
+    every file matching it was imported before (or none does, or the folder cannot be read:
+    that run would say so)."""
+    try:
+        where = drop_folders.locate(url)
+        if not where.is_glob:
+            return None
+        found = _matches(where)
+    except (drop_folders.Refused, TransientImportError, PermanentImportError):
+        return None
+    return _oldest_waiting(where, found, imported_before) if found else None
+
+
+def _matches(where: drop_folders.DropPath) -> dict[tuple[int, str], os.stat_result]:
+    """The regular files matching the glob, by (modification time, name)."""
     try:
         entries = list(os.scandir(where.folder))
     except FileNotFoundError:
@@ -111,18 +136,22 @@ def _match(
         except OSError:
             continue  # gone since the listing
         found[info.st_mtime_ns, entry.name] = info
-    if not found:
-        raise NothingToImport(f"no file matches {where.path} yet")
-    newest = os.path.join(where.folder, max(found)[1])
-    if imported_before is None or len(found) == 1:
-        return newest
+    return found
+
+
+def _oldest_waiting(
+    where: drop_folders.DropPath,
+    found: dict[tuple[int, str], os.stat_result],
+    imported_before: Callable[[list[str]], set[str]],
+) -> str | None:
+    """The oldest of `found` that no run imported (one query for them all)."""
     # Each delivery's version as its run records it (file_validators: the resolved path).
     queue: dict[str, str] = {}
     for key in sorted(found):
         path = os.path.join(where.folder, key[1])
         queue[path] = drop_folders.file_etag(os.path.realpath(path), found[key])
     imported = imported_before(list(queue.values()))
-    return next((path for path, etag in queue.items() if etag not in imported), newest)
+    return next((path for path, etag in queue.items() if etag not in imported), None)
 
 
 def _chunks(file, path: str, opened: FileVersion | None) -> Iterator[bytes]:

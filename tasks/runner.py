@@ -28,7 +28,7 @@ from common import database_clock, read_only_database
 from schedules import backlog, services
 from schedules.models import ImportRun, ScheduledImport
 
-from . import engine, fairness, locks
+from . import deliveries, engine, fairness, locks
 from .errors import (
     DatabaseLost,
     NothingToImport,
@@ -120,6 +120,19 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
 
     Returns the run's summary (status and counts), None when there was nothing to do.
     """
+    attempted: list[dict[str, Any]] = []
+    result = _execute(run_id, task, attempted)
+    if task is not None and attempted:
+        # Once the lease is released: the next run, sent now, must not find this one holding
+        # it (overlap `skip` would skip it).
+        deliveries.queue_next(attempted[0])
+    return result
+
+
+def _execute(
+    run_id: int, task: Any | None, attempted: list[dict[str, Any]]
+) -> dict[str, Any] | None:
+    """execute(), which is told of the attempt made here (its summary, in `attempted`)."""
     with database_or_requeue(f"run {run_id}", task is not None):
         # With its import and the dataset it writes: the attempt reads all three.
         run = services.load_run(run_id)
@@ -184,7 +197,8 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
             # Only a database that stays away through finish_run's own retries gets here: the
             # redelivered message finishes the run (from its committed counts, if any).
             try:
-                return _attempt(run, task)
+                attempted.append(_attempt(run, task))
+                return attempted[0]
             except ImportRun.DoesNotExist:
                 # Deleted after its last safe point: finish_run found no run.
                 return _deleted(run, "it was deleted as it ended")

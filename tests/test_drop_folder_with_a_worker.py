@@ -4,6 +4,8 @@ check before save reads the folder and a compressed file through the worker (iss
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from schedules import services
@@ -60,3 +62,27 @@ def test_beat_and_a_worker_import_each_delivered_file_once(alice, drop, processe
     second = next(r for r in succeeded(imp) if r.source_file.endswith("products_2.csv"))
     assert second.rows_inserted == 1
     assert Record.objects.filter(dataset=imp.dataset).count() == 4
+
+    # When deliveries pile up between two ticks an hour apart, and one run is triggered
+    services.update_import(imp, interval_seconds=3600)
+    wait_for(lambda: not imp.runs.filter(status__in=ImportRun.ACTIVE_STATUSES).exists(), 30,
+             what="the ticks' runs over\n" + processes.logs())  # fmt: skip
+    now = time.time()
+    put(drop / "products_3.csv", PRODUCTS_CSV + "D-4,Drill,100\n", mtime=now - 120)
+    put(drop / "products_4.csv", PRODUCTS_CSV + "D-4,Drill,101\n", mtime=now - 60)
+    triggered = services.enqueue_run(imp, trigger=ImportRun.Trigger.API)
+
+    # Then that run takes the oldest, and the queue is drained at once, in order, not one
+    # delivery per tick: the next run is queued as the one before it ends
+    wait_for(lambda: (drop / "processed" / "products_4.csv").exists(), 60,
+             what="the queue drained\n" + processes.logs())  # fmt: skip
+    drained = list(imp.runs.filter(pk__gte=triggered.pk).order_by("pk"))
+    assert [(r.trigger, r.status, r.source_file.rsplit("/", 1)[1]) for r in drained] == [
+        ("api", "succeeded", "products_3.csv"), ("catchup", "succeeded", "products_4.csv")
+    ], drained  # fmt: skip
+    assert Record.objects.get(dataset=imp.dataset, key="D-4").data["price"] == "101"
+    history = api.get(f"{API}/imports/{imp.pk}/history/").json()["results"]
+    said = [(e["action"], e["by"], e["via"], e["run"]) for e in history if e["run"]]
+    assert ("next delivery queued", None, "system", drained[1].pk) in said, said
+    time.sleep(2)  # and nothing more waits, so no third run is queued
+    assert imp.runs.filter(pk__gt=drained[1].pk).count() == 0

@@ -631,7 +631,7 @@ class HistoryEntrySerializer(serializers.Serializer):
     via = serializers.CharField(help_text="api, admin, command or system")
     action = serializers.CharField(
         help_text="created, updated, paused, resumed, cancelled, deleted, run triggered, "
-        "run retried, run cancelled"
+        "run retried, run cancelled, next delivery queued (a drop folder's queue)"
     )
     changes = serializers.DictField(
         child=serializers.DictField(allow_null=True), help_text="{field: {from, to}}"

@@ -1,0 +1,72 @@
+"""A queue of deliveries is drained, not taken one per tick.
+
+A drop folder's glob whose files are filed away in processed/ once imported (move_processed)
+is a queue: each run takes the oldest delivery waiting (tasks.drop_folder). Taking one per
+tick, a feed faster than its schedule (a file every 5 minutes, an hourly import) fell further
+behind at every tick while every run succeeded, and three days' backlog after an outage took
+three days of ticks to import. So a run that imported its delivery queues the next run at
+once while another delivery waits; the chain ends when none does.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import DatabaseError
+
+from schedules import processed_files, services
+from schedules.models import ImportRun, ScheduledImport
+
+from .drop_folder import next_delivery
+from .errors import log_text
+
+logger = logging.getLogger("importbeat.drop_folder")
+
+
+def queue_next(ended: dict[str, Any]) -> ImportRun | None:
+    """After the run summarised by `ended` (runner.summary), queue a run of its import for the
+    next delivery if it was a queue's run that imported its file and another waits.
+
+    Only an active import's queue drains (a paused one waits for its owner), and never past a
+    failed run (its file is taken again by the next tick: a queue's head blocks it, and the
+    failed run says so). A run already queued or running takes the next delivery itself.
+
+    Never fails: the run is over, and its task must say what the run did. A database that is
+    away now leaves the next delivery to the next tick, as before.
+    """
+    try:
+        return _queue_next(ended)
+    except DatabaseError as error:
+        logger.warning(
+            "run=%s: the next delivery waits for the next tick: %s", ended["run_id"],
+            log_text(error),
+        )  # fmt: skip
+        return None
+
+
+def _queue_next(ended: dict[str, Any]) -> ImportRun | None:
+    if ended["status"] not in processed_files.PROCESSED_STATUSES:
+        return None
+    imp = ScheduledImport.objects.filter(
+        pk=ended["import_id"], move_processed=True, status=ScheduledImport.Status.ACTIVE
+    ).first()
+    if imp is None:
+        return None
+    waiting = next_delivery(
+        imp.source_url, lambda etags: processed_files.imported_before(imp.pk, etags)
+    )
+    if waiting is None:
+        return None
+    try:
+        run = services.queue_next_delivery(imp, after=ended["run_id"], path=waiting)
+    except (services.RunAlreadyActive, ScheduledImport.DoesNotExist):
+        return None
+    except services.BrokerUnavailable:
+        logger.warning(
+            "run=%s: the next delivery (%s) waits for the next tick: the broker is unavailable",
+            ended["run_id"], waiting,
+        )  # fmt: skip
+        return None
+    logger.info("run=%s: run %s queued for the next delivery, %s", ended["run_id"], run.pk, waiting)
+    return run

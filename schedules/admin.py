@@ -147,7 +147,8 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
     readonly_fields = (
         "status_badge", "schedule", "next_runs_display", "next_run", "total_runs",
         "successful_runs", "partial_runs", "failed_runs", "consecutive_failures", "success",
-        "attention", "last_run", "last_run_status", "created_at", "updated_at", "lateness",
+        "attention", "last_run", "last_run_status", "last_success", "created_at", "updated_at",
+        "lateness",
         "missed_ticks", "credential_set", "host_key", "offered_host_key",
     )  # fmt: skip
     fieldsets = (
@@ -222,6 +223,7 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
                     "attention",
                     "last_run",
                     "last_run_status",
+                    "last_success",
                     "next_run",
                     "lateness",
                     "missed_ticks",
@@ -262,6 +264,10 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
     @admin.display(description="last run", ordering="last_run_at")
     def last_run(self, imp: ScheduledImport) -> SafeString | str:
         return moment(imp.last_run_at, _zone(imp))
+
+    @admin.display(description="last success", ordering="last_success_at")
+    def last_success(self, imp: ScheduledImport) -> SafeString | str:
+        return moment(imp.last_success_at, _zone(imp))
 
     @admin.display(description="last result", ordering="last_run_at")
     def last_result(self, imp: ScheduledImport) -> SafeString | str:

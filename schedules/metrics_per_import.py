@@ -1,7 +1,8 @@
 """The families of `/metrics` with a series per import, written as Prometheus text.
 
 `importbeat_runs_total`, `importbeat_rows_total`, `importbeat_run_duration_seconds` and
-`importbeat_import_consecutive_failures` hold some 24 lines per import. At 10,000 imports that
+`importbeat_import_consecutive_failures` (with `importbeat_import_last_success_timestamp_seconds`)
+hold some 25 lines per import. At 10,000 imports that
 is 240,000 lines and 24 MB a scrape, which took 16 to 19 s through model instances and
 prometheus_client's samples (10 s of CPU): past Prometheus's default scrape timeout of 10 s, so
 every scrape failed and every alert on these figures went silent, while a web worker stayed
@@ -32,6 +33,7 @@ RUNS = "importbeat_runs_total"
 ROWS = "importbeat_rows_total"
 DURATION = "importbeat_run_duration_seconds"
 FAILURES = "importbeat_import_consecutive_failures"
+LAST_SUCCESS = "importbeat_import_last_success_timestamp_seconds"
 HEADERS = {
     RUNS: ("Runs that ended, by import and final status.", "counter"),
     ROWS: ("Rows of the runs that ended, by import and kind.", "counter"),
@@ -40,12 +42,18 @@ HEADERS = {
         "Failed or timed-out runs in a row of each import that is not cancelled.",
         "gauge",
     ),
+    LAST_SUCCESS: (
+        "When the last succeeded run of each import that is not cancelled ended (Unix time;"
+        " absent before its first).",
+        "gauge",
+    ),
 }
 
 
 def text() -> str:
-    """The four families, each whole, in Prometheus's text format."""
+    """The five families, each whole, in Prometheus's text format."""
     runs, counted, failures = [_header(RUNS)], [], [_header(FAILURES)]
+    successes = [_header(LAST_SUCCESS)]
     for labels, tallies in _tallies():
         head, owner = labels
         totals = [0] * (len(ROW_KINDS) + 2)
@@ -56,10 +64,13 @@ def text() -> str:
             if duration_buckets:
                 buckets = [a + b for a, b in zip(buckets, duration_buckets, strict=True)]
         counted.append((labels, totals, buckets))
-    for imp_id, name, username, streak in _streaks():
+    for imp_id, name, username, streak, last_success in _streaks():
         head, owner = _labels(imp_id, name, username)
         failures.append(f"{FAILURES}{{{head},{owner}}} {_go(streak)}\n")
-    return "".join(runs + _rows(counted) + _durations(counted) + failures)
+        if last_success is not None:
+            at = _go(last_success.timestamp())
+            successes.append(f"{LAST_SUCCESS}{{{head},{owner}}} {at}\n")
+    return "".join(runs + _rows(counted) + _durations(counted) + failures + successes)
 
 
 def _rows(counted: list[tuple]) -> list[str]:
@@ -150,7 +161,8 @@ def _streaks_sql() -> str:
     cancelled = rows.literals([ScheduledImport.Status.CANCELLED])
     return (
         f"SELECT i.id, i.{quote('name')}, u.{rows.column(user_model, user_model.USERNAME_FIELD)},"
-        f" i.{quote('consecutive_failures')} FROM {quote(ScheduledImport._meta.db_table)} i"
+        f" i.{quote('consecutive_failures')}, i.{quote('last_success_at')}"
+        f" FROM {quote(ScheduledImport._meta.db_table)} i"
         f" JOIN {quote(user_model._meta.db_table)} u ON u.id = i.{quote('owner_id')}"
         f" WHERE i.{quote('status')} <> {cancelled} ORDER BY i.id"
     )

@@ -176,6 +176,10 @@ class ScheduledImport(LoadedHook, models.Model):
     consecutive_failures = models.PositiveIntegerField(default=0)
     last_run_at = models.DateTimeField(null=True, blank=True)
     last_run_status = models.CharField(max_length=12, blank=True)
+    # When its last `succeeded` run ended: a feed that stopped delivering (a glob's runs are
+    # skipped, "no file matches … yet") fails nothing, and this is what shows it (API, admin,
+    # /metrics' importbeat_import_last_success_timestamp_seconds, the skipped run's words).
+    last_success_at = models.DateTimeField(null=True, blank=True)
     # The next tick beat has not dispatched yet (schedules.ticks decides it). Beat takes the
     # active imports whose tick is due, oldest first, and advances this column in the same
     # transaction that creates their runs (schedules.dispatch).

@@ -45,7 +45,8 @@ IMPORT_FIELDS = {"credential"} | {
 } - {
     "status", "total_runs", "successful_runs", "partial_runs", "failed_runs",
     "consecutive_failures",
-    "last_run_at", "last_run_status", "next_run_at", "created_at", "updated_at",
+    "last_run_at", "last_run_status", "last_success_at", "next_run_at", "created_at",
+    "updated_at",
     "schedule_changed_at", "missed_ticks", "late_since", "reconciled_until",
 }  # fmt: skip
 
@@ -1220,8 +1221,12 @@ def apply_outcome(imp: ScheduledImport, run: ImportRun) -> None:
     if outcome is None:
         return
     failed = run.status in FAILED_STATUSES
+    succeeded = run.status == ImportRun.Status.SUCCEEDED
     with db_connection.cursor() as cursor:
-        cursor.execute(_apply_outcome_sql(outcome), [failed, run.finished_at, run.status, imp.pk])
+        cursor.execute(
+            _apply_outcome_sql(outcome),
+            [failed, run.finished_at, run.status, succeeded, run.finished_at, imp.pk],
+        )
 
 
 @cache
@@ -1231,5 +1236,6 @@ def _apply_outcome_sql(outcome: str) -> str:
         f"UPDATE {ScheduledImport._meta.db_table} SET total_runs = total_runs + 1,"
         f" {outcome} = {outcome} + 1,"
         " consecutive_failures = CASE WHEN %s THEN consecutive_failures + 1 ELSE 0 END,"
-        " last_run_at = %s, last_run_status = %s WHERE id = %s"
+        " last_run_at = %s, last_run_status = %s,"
+        " last_success_at = CASE WHEN %s THEN %s ELSE last_success_at END WHERE id = %s"
     )

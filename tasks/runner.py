@@ -120,7 +120,7 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
 
     Returns the run's summary (status and counts), None when there was nothing to do.
     """
-    attempted: list[dict[str, Any]] = []
+    attempted: list[ImportRun] = []
     result = _execute(run_id, task, attempted)
     if task is not None and attempted:
         # Once the lease is released: the next run, sent now, must not find this one holding
@@ -129,10 +129,8 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
     return result
 
 
-def _execute(
-    run_id: int, task: Any | None, attempted: list[dict[str, Any]]
-) -> dict[str, Any] | None:
-    """execute(), which is told of the attempt made here (its summary, in `attempted`)."""
+def _execute(run_id: int, task: Any | None, attempted: list[ImportRun]) -> dict[str, Any] | None:
+    """execute(), which is told of the run attempted here (in `attempted`, as it ended)."""
     with database_or_requeue(f"run {run_id}", task is not None):
         # With its import and the dataset it writes: the attempt reads all three.
         run = services.load_run(run_id)
@@ -197,8 +195,9 @@ def _execute(
             # Only a database that stays away through finish_run's own retries gets here: the
             # redelivered message finishes the run (from its committed counts, if any).
             try:
-                attempted.append(_attempt(run, task))
-                return attempted[0]
+                ended = _attempt(run, task)
+                attempted.append(run)
+                return ended
             except ImportRun.DoesNotExist:
                 # Deleted after its last safe point: finish_run found no run.
                 return _deleted(run, "it was deleted as it ended")
@@ -256,7 +255,8 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
     except RunCancelled as cancelled:
         services.finish_run(run, ImportRun.Status.CANCELLED, error=str(cancelled))
     except NothingToImport as nothing:
-        services.finish_run(run, ImportRun.Status.SKIPPED, error=str(nothing))
+        words = deliveries.nothing_delivered(imp, str(nothing))
+        services.finish_run(run, ImportRun.Status.SKIPPED, error=words)
     except (TransientImportError, *DATABASE_ERRORS) as caught:
         _drop_broken_connection()
         error = caught if isinstance(caught, TransientImportError) else database_error(caught)

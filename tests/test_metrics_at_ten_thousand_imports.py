@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from django.db import connection
@@ -67,11 +68,19 @@ class OldCollector:
             "Failed or timed-out runs in a row of each import that is not cancelled.",
             labels=labels,
         )
+        succeeded = GaugeMetricFamily(
+            "importbeat_import_last_success_timestamp_seconds",
+            "When the last succeeded run of each import that is not cancelled ended (Unix time;"
+            " absent before its first).",
+            labels=labels,
+        )
         for imp in ScheduledImport.objects.exclude(
             status=ScheduledImport.Status.CANCELLED
         ).select_related("owner"):
             failing.add_metric(label_values(imp), imp.consecutive_failures)
-        yield from (runs, rows, durations, failing)
+            if imp.last_success_at is not None:
+                succeeded.add_metric(label_values(imp), imp.last_success_at.timestamp())
+        yield from (runs, rows, durations, failing, succeeded)
 
 
 def label_values(imp: ScheduledImport) -> list[str]:
@@ -114,6 +123,8 @@ def tallied(alice, bob):
     ScheduledImport.objects.filter(pk=odd.pk).update(
         name='the "best" \\ feed\nline 2 ✓', consecutive_failures=4
     )
+    succeeded_at = datetime(2026, 12, 1, 2, 0, 7, 250000, tzinfo=UTC)
+    ScheduledImport.objects.filter(pk__in=[plain.pk, gone.pk]).update(last_success_at=succeeded_at)
     buckets = "ARRAY[1,2,3,4,5,6,7,8,9,10,11]::bigint[]"
     with connection.cursor() as cursor:
         for imp, status, runs, rows in [
@@ -137,6 +148,14 @@ def test_the_per_import_families_are_the_text_prometheus_client_wrote(tallied):
 
     assert families(new) == families(old_text())
     assert 'import="the \\"best\\" \\\\ feed\\nline 2 ✓"' in new
+    # A feed's last success, for an alert on a feed gone quiet; none for a cancelled import
+    # nor for one that never succeeded
+    assert (
+        'importbeat_import_last_success_timestamp_seconds{import="nightly feed",'
+        f'import_id="{ScheduledImport.objects.get(name="nightly feed").pk}",owner="alice"}}'
+        " 1.79609040725e+09\n"
+    ) in new
+    assert new.count("importbeat_import_last_success_timestamp_seconds{") == 1
 
 
 def test_no_model_instance_is_made_for_an_import_or_a_tally(tallied):

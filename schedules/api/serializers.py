@@ -350,12 +350,14 @@ class ImportSerializer(RefusesUnknownFields, ModelSerializer):
             "timeout_seconds", "overlap", "catchup", "alert_after_failures", "callback_url",
             "notify_on", "notify_channels", "webhook_secret",
             "status", "total_runs", "successful_runs", "partial_runs", "failed_runs",
-            "consecutive_failures", "success_rate", "last_run_at", "last_run_status", "late",
+            "consecutive_failures", "success_rate", "last_run_at", "last_run_status",
+            "last_success_at", "late",
             "late_since", "missed_ticks", "active_run", "created_at", "updated_at",
         ]  # fmt: skip
         read_only_fields = [
             "status", "total_runs", "successful_runs", "partial_runs", "failed_runs",
-            "consecutive_failures", "last_run_at", "last_run_status", "next_run_at",
+            "consecutive_failures", "last_run_at", "last_run_status", "last_success_at",
+            "next_run_at",
             "late_since", "missed_ticks", "created_at", "updated_at",
         ]  # fmt: skip
 

@@ -70,23 +70,100 @@ def codec_name(encoding: str) -> str:
     return codecs.lookup(encoding).name
 
 
-def first_record_end(data: bytes) -> int | None:
-    """Offset just past the first line break outside quotes, or None if there is none yet."""
+def delimiter_bytes(imp: ScheduledImport) -> bytes:
+    """The import's delimiter as the file holds it."""
+    return imp.delimiter.encode(codec_name(imp.encoding), errors="replace")
+
+
+def first_record_end(data: bytes, delimiter: bytes = b",") -> int | None:
+    """Offset just past the first line break outside quotes, or None if there is none yet.
+
+    A stray quote (`stray_quote`) opens nothing: the csv module, which then reads the file,
+    takes it as a character of its field, and the record ends at its line's break."""
     start = 0
     while (newline := data.find(b"\n", start)) != -1:
-        if data.count(QUOTE, 0, newline) % 2 == 0:
+        if data.count(QUOTE, 0, newline) % 2 == 0 or stray_quote(data[:newline], delimiter):
             return newline + 1
         start = newline + 1
     return None
 
 
-def read_prefix(read: Callable[[int], bytes]) -> tuple[bytes, int | None]:
+def stray_quote(data: bytes, delimiter: bytes) -> bool:
+    """Whether `data` (from the start of a record) holds a quote that neither opens nor
+    closes a quoted field (QuoteCheck)."""
+    return QUOTE in data and not QuoteCheck(delimiter).feed(data)
+
+
+class QuoteCheck:
+    """Finds, block by block at memory speed, a stray quote: one that neither opens a quoted
+    field nor closes it. An inch mark (`A,Monitor 24",10`, `5" screen`), a space before an
+    opening quote (`A, "Smith, John"`) or text after a closing one (`"abc"def`).
+
+    PostgreSQL's COPY reads such a quote as opening a quoted section, which joins the rows up
+    to the next quote into one field (or drops the quotes); the csv module reads it as a
+    character of its field (or, after a closing quote, refuses the file). In a well-formed
+    file the text outside quoted fields, between two quotes, is empty (a doubled quote) or
+    begins and ends with a delimiter or a line break; so the file is split at its quotes and
+    every other piece is looked at (128 ms for 42 MB of quoted fields, where a regular
+    expression took 570 ms).
+    """
+
+    def __init__(self, delimiter: bytes) -> None:
+        self.separators = frozenset(delimiter + b"\r\n")
+        self.quotes = 0  # seen so far: even when the text being read is outside quotes
+        # The piece being read (after the last quote): its first and last byte, and whether
+        # a quote came before it (the data's first piece begins a line).
+        self.first: int | None = None
+        self.last: int | None = None
+        self.after_quote = False
+
+    def feed(self, block: bytes) -> bool:
+        """False as soon as a stray quote is found in `block` (the stream's next bytes)."""
+        if QUOTE not in block:
+            if block:
+                self.first = block[0] if self.first is None else self.first
+                self.last = block[-1]
+            return True
+        pieces = block.split(QUOTE)
+        head = pieces[0]
+        first = self.first if self.first is not None else (head[0] if head else None)
+        last = head[-1] if head else self.last
+        if self.quotes % 2 == 0 and not self._fits(first, last, self.after_quote):
+            return False
+        separators = self.separators
+        # pieces[i] follows quote i - 1 of the block: outside quotes when the quotes before
+        # it are even in number.
+        outside = pieces[1:-1][(self.quotes + 1) % 2 :: 2]
+        if any(p and (p[0] not in separators or p[-1] not in separators) for p in outside):
+            return False
+        self.quotes += len(pieces) - 1
+        tail = pieces[-1]
+        self.first, self.last = (tail[0], tail[-1]) if tail else (None, None)
+        self.after_quote = True
+        return True
+
+    def finish(self) -> bool:
+        """At the end of the data: text after a closing quote is stray there too."""
+        if self.quotes % 2 or not self.after_quote or self.first is None:
+            return True
+        return self.first in self.separators
+
+    def _fits(self, first: int | None, last: int | None, after_quote: bool) -> bool:
+        """Whether the piece outside quotes that a quote now ends may stand before it."""
+        if first is None:
+            return True  # empty: a doubled quote, or a quote first on the data's first line
+        if after_quote and first not in self.separators:
+            return False
+        return last in self.separators
+
+
+def read_prefix(read: Callable[[int], bytes], delimiter: bytes = b",") -> tuple[bytes, int | None]:
     """Read until the first record is complete (or the file ends); return it and its end."""
     prefix = b""
     while True:
         chunk = read(CHUNK_BYTES)
         prefix += chunk
-        end = first_record_end(prefix)
+        end = first_record_end(prefix, delimiter)
         if end is not None or not chunk:
             return prefix, end
         if len(prefix) > max_field_bytes():

@@ -30,6 +30,7 @@ from .first_record import (
     BOM,
     Layout,
     codec_name,
+    delimiter_bytes,
     layout_for,
     max_field_bytes,
     parse_first_record,
@@ -87,7 +88,7 @@ def stage_file(
     `downloaded` is the whole file already on disk (what `raw` reads): a file COPY rejects is
     then read again from there instead of being spooled a second time.
     """
-    prefix, end = read_prefix(raw.read)
+    prefix, end = read_prefix(raw.read, delimiter_bytes(imp))
     if not prefix.strip():
         if imp.has_header:
             raise PermanentImportError("the file is empty: it has no header row")

@@ -9,6 +9,7 @@ so that a file COPY rejects can be staged again by the Python path (`stage_pytho
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
 
@@ -18,7 +19,17 @@ from psycopg import sql
 
 from schedules.models import ScheduledImport
 
-from .first_record import CHUNK_BYTES, QUOTE, Layout, codec_name, max_field_bytes, too_long
+from .first_record import (
+    CHUNK_BYTES,
+    QUOTE,
+    Layout,
+    QuoteCheck,
+    codec_name,
+    delimiter_bytes,
+    max_field_bytes,
+    stray_quote,
+    too_long,
+)
 from .tables import RAW, Staged, lit, rendered
 
 # Python codec name -> PostgreSQL COPY ENCODING. Others (UTF-16, ...) take the Python path.
@@ -39,13 +50,60 @@ def fast_path_refusal(imp: ScheduledImport, first_record: bytes) -> str:
     """Why COPY cannot read this file as is ('' when it can)."""
     if codec_name(imp.encoding) not in PG_ENCODINGS:
         return f"encoding {imp.encoding} is not one COPY reads"
-    delimiter = imp.delimiter.encode(codec_name(imp.encoding), errors="replace")
+    delimiter = delimiter_bytes(imp)
     if len(delimiter) != 1 or delimiter in b'"\r\n\\' or not delimiter.isascii():
         return f"delimiter {imp.delimiter!r} is not one COPY takes"
     if b"\r" in first_record.rstrip(b"\r\n") or first_record.endswith(b"\r\r\n"):
         # Old Mac line ends (CR alone): COPY would see one long line.
         return "the file does not end its lines with LF or CRLF"
+    if stray_quote(first_record, delimiter):
+        return f"{STRAY_QUOTE} in the header"
     return ""
+
+
+# What COPY reads otherwise than the csv module: the Python path reads such a file.
+STRAY_QUOTE = "a quote character that neither opens nor closes a quoted field"
+END_OF_DATA = "a line holding only \\. (COPY's end-of-data marker: it would drop every later row)"
+# A line that is only `\.`, as the blocks COPY is given hold it (data starts a line).
+END_OF_DATA_LINE = re.compile(rb"\n\\\.\r?\n")
+
+
+class CopyMisreads:
+    """Refuses, block by block before COPY gets them, a file COPY would read otherwise than
+    the csv module, so that the Python path reads it (stage.stage_file) and both paths give
+    one reading of every file:
+
+    - a stray quote (first_record.QuoteCheck): COPY joined the rows up to the next quote into
+      one field (`A,5" screen,10` took the next row's fields, and the next row was gone) or
+      dropped the quotes, where the csv module keeps the text as it is;
+    - a line that is only `\\.`: COPY takes it for the end of the data and silently drops every
+      row after it, where the csv module reports it as a bad row.
+
+    Either made the fast path import fewer rows than the file holds and call the run a
+    success; with `mode: sync` the rows it lost were deleted. `OVERLAP` bytes of one block
+    are looked at again with the next, so that a pattern across two blocks is found.
+    """
+
+    OVERLAP = 4
+
+    def __init__(self, delimiter: bytes) -> None:
+        self.quotes = QuoteCheck(delimiter)
+        self.tail = b"\n"  # the data begins a line
+
+    def feed(self, block: bytes) -> None:
+        if not self.quotes.feed(block):
+            raise CopyRejected(STRAY_QUOTE)
+        window = self.tail + block
+        if b"\\." in window and END_OF_DATA_LINE.search(window):
+            raise CopyRejected(END_OF_DATA)
+        self.tail = window[-self.OVERLAP :]
+
+    def finish(self) -> None:
+        """At the end of the data, which ends its last line."""
+        if not self.quotes.finish():
+            raise CopyRejected(STRAY_QUOTE)
+        if END_OF_DATA_LINE.search(self.tail + b"\n"):
+            raise CopyRejected(END_OF_DATA)
 
 
 class CopyRejected(Exception):
@@ -133,12 +191,14 @@ def copy_raw(
     segment: ExitStack | None = None
     copy = None
     guard = LineGuard(first_line)
+    misreads = CopyMisreads(delimiter_bytes(imp))
 
     def write(block: bytes) -> None:
         nonlocal quotes, segment, copy
         if not block:
             return
         guard.feed(block)
+        misreads.feed(block)
         if segment is None:
             segment = ExitStack()
             if connection.in_atomic_block:
@@ -173,6 +233,7 @@ def copy_raw(
             if not block:
                 break
             spool.write(block)
+        misreads.finish()
         close()
     except BaseException as error:
         if segment is not None:
@@ -182,10 +243,12 @@ def copy_raw(
             # query on it would wait forever.
             with suppress(psycopg.Error, DatabaseError):
                 segment.__exit__(type(error), error, error.__traceback__)
-        if not isinstance(error, psycopg.errors.DataError | DataError):
+        if not isinstance(error, psycopg.errors.DataError | DataError | CopyRejected):
             raise
         while chunk := read(CHUNK_BYTES):
             spool.write(chunk)
+        if isinstance(error, CopyRejected):
+            raise
         raise CopyRejected(str(error).splitlines()[0]) from error
     return staged
 

@@ -136,10 +136,19 @@ class Schedule:
         minute, hour, dom, month, dow = self.fields.split()
         # cron-descriptor knows Sunday as 0 only; 7 is the same day here.
         dow = ",".join("0" if part == "7" else part for part in dow.split(","))
-        text = get_description(" ".join((minute, hour, dom, month, dow)), options)
-        if dom != "*" and dow != "*":
+        try:
+            text = get_description(" ".join((minute, hour, dom, month, dow)), options)
+        except Exception:
+            # cron-descriptor refuses steps it counts past Saturday (`*/7`, `3-5/7`), which
+            # cron takes: the days they stand for, as the ticks expand them, are described.
+            # Uncaught, one such rule made the owner's import list and the dashboard a 500.
+            weekdays = _parsed_rule(self.fields, self.day_or).expanded[4]
+            days = ",".join(str(day) for day in weekdays)
+            text = get_description(" ".join((minute, hour, dom, month, days)), options)
+        if self.day_or:
             # Both restricted: cron runs on either day, while cron-descriptor's words read as
-            # both ("on day 1 of the month, only on Wednesday").
+            # both ("on day 1 of the month, only on Wednesday"). Not when either starts with
+            # `*` (`*/10`): cron then runs on days that are both, as the words say.
             text = text.replace(", only on ", ", or on ", 1)
             if ", or on " not in text:
                 text += " (either the day of the month or the weekday)"

@@ -193,6 +193,30 @@ def test_day_of_month_and_day_of_week_both_restricted_mean_either_day():
     assert imp.schedule_description == "At 00:00, on day 1 of the month, or on Wednesday (UTC)"
 
 
+def test_a_day_field_starting_with_a_star_is_described_as_cron_runs_it_on_both():
+    # `*/10` and Monday: cron runs on the Mondays that are day 1, 11, 21 or 31, not on either
+    imp = cron_import("0 9 */10 * mon", "UTC")
+
+    ticks = imp.next_runs(2, after=datetime(2026, 12, 1, tzinfo=UTC))
+
+    assert [t.strftime("%a %m-%d") for t in ticks] == ["Mon 12-21", "Mon 01-11"]
+    assert imp.schedule_description == "At 09:00, every 10 days, only on Monday (UTC)"
+
+
+def test_weekday_steps_cron_descriptor_refuses_are_described_by_the_days_they_fire():
+    # cron-descriptor raised on these (counting the step past Saturday): the owner's import
+    # list, the import and the dashboard answered 500 for an import that fires as listed
+    for rule, words, first in [
+        ("0 9 * * */7", "At 09:00, only on Sunday (UTC)", "Sun 12-06"),
+        ("0 0 * * 3-5/7", "At 00:00, only on Wednesday (UTC)", "Wed 12-02"),
+        ("0 9 * * 6/7", "At 09:00, only on Saturday (UTC)", "Sat 12-05"),
+    ]:
+        imp = cron_import(rule, "UTC")
+        assert imp.schedule_description == words, rule
+        tick = imp.next_runs(1, after=datetime(2026, 12, 1, tzinfo=UTC))[0]
+        assert tick.strftime("%a %m-%d") == first, rule
+
+
 def test_macros_stand_for_their_five_fields():
     after = datetime(2026, 12, 2, 10, 17, tzinfo=UTC)
     expected = {

@@ -7,6 +7,7 @@ import hashlib
 import secrets
 import zoneinfo
 from datetime import datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -423,7 +424,8 @@ class ScheduledImport(LoadedHook, models.Model):
         task.no_changes = True
         if self.schedule_type == self.ScheduleType.CRON:
             minute, hour, day_of_month, month_of_year, day_of_week = self.schedule.fields.split()
-            task.crontab, _ = CrontabSchedule.objects.get_or_create(
+            task.crontab = _schedule_row(
+                CrontabSchedule,
                 minute=minute,
                 hour=hour,
                 day_of_month=day_of_month,
@@ -433,8 +435,8 @@ class ScheduledImport(LoadedHook, models.Model):
             )
             task.interval = None
         else:
-            task.interval, _ = IntervalSchedule.objects.get_or_create(
-                every=self.interval_seconds, period=IntervalSchedule.SECONDS
+            task.interval = _schedule_row(
+                IntervalSchedule, every=self.interval_seconds, period=IntervalSchedule.SECONDS
             )
             task.crontab = None
         task.save()
@@ -466,6 +468,17 @@ class ScheduledImport(LoadedHook, models.Model):
         """Share of finished runs that `succeeded`; a partial run is not a success."""
         finished = self.successful_runs + self.partial_runs + self.failed_runs
         return round(self.successful_runs / finished, 4) if finished else None
+
+
+def _schedule_row(model: type[models.Model], **fields: Any) -> models.Model:
+    """django-celery-beat's schedule row with these fields: the first there, or a new one.
+
+    Not `get_or_create`: nothing keeps the rows unique (two imports saved at once with a new
+    rule both insert one; so does an operator adding the same interval in the admin), and
+    `get` then raised on two rows, which made every later save of every import on that
+    schedule a 500. django-celery-beat's own `from_schedule` takes the first likewise.
+    """
+    return model.objects.filter(**fields).order_by("pk").first() or model.objects.create(**fields)
 
 
 def is_late(

@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from django_celery_beat.models import CrontabSchedule, PeriodicTask
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from schedules import services
 from schedules.models import ScheduledImport
@@ -22,6 +22,33 @@ def test_creating_an_interval_import_creates_an_enabled_periodic_task(alice):
     assert task.interval.every == 300 and task.interval.period == "seconds"
     assert task.crontab is None
     assert imp.next_run_at is not None
+
+
+def test_an_import_whose_schedule_row_is_there_twice_is_still_saved(alice):
+    # Given two imports saved at once with a new interval (or an operator adding the same
+    # interval and rule in django-celery-beat's admin): the schedule rows are there twice
+    imp = make_import(alice, "https://example.com/p.csv", interval_seconds=3600)
+    IntervalSchedule.objects.create(every=3600, period="seconds")
+    cron = make_import(
+        alice, "https://example.com/q.csv", name="q", dataset="q", schedule_type="cron",
+        cron_expression="0 3 * * *", interval_seconds=None,
+    )  # fmt: skip
+    CrontabSchedule.objects.create(minute="0", hour="3", timezone="UTC")
+
+    # When they are edited, paused and resumed, and another import takes the same schedule
+    services.update_import(imp, description="edited")
+    services.pause_import(imp)
+    services.resume_import(cron)
+    services.update_import(cron, description="edited")
+    other = make_import(alice, "https://example.com/r.csv", name="r", dataset="r",
+                        interval_seconds=3600)  # fmt: skip
+
+    # Then each keeps the first row (get_or_create raised on two, a 500 at every save)
+    assert imp.periodic_task.interval_id == other.periodic_task.interval_id
+    assert (
+        cron.periodic_task.crontab_id
+        == CrontabSchedule.objects.order_by("pk").filter(hour="3").first().pk
+    )
 
 
 def test_a_cron_import_gets_a_crontab_in_its_own_timezone(alice):

@@ -43,6 +43,24 @@ class CallbackUrlField(forms.URLField):
     default_validators = [validate_callback_url_form]
 
 
+class DelimiterField(forms.CharField):
+    """One character, a tab included, which a browser's text box cannot take (the Tab key
+    moves on) and which Django's stripping made blank: `\\t` or `tab` stand for it."""
+
+    TAB_WORDS = ("\\t", "tab")
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("help_text", 'one character; \\t or "tab" for a tab (a TSV file)')
+        super().__init__(strip=False, max_length=3, **kwargs)
+
+    def to_python(self, value: Any) -> str:
+        text = super().to_python(value)
+        return "\t" if text.strip().lower() in self.TAB_WORDS else text
+
+    def prepare_value(self, value: Any) -> Any:
+        return "\\t" if value == "\t" else value
+
+
 class ScheduledImportAdminForm(forms.ModelForm):
     # Not a URLField: sftp:// and file:/// drop-folder paths are sources too
     # (schedules.validation.validate_source_url decides).
@@ -83,6 +101,8 @@ class ScheduledImportAdminForm(forms.ModelForm):
         assume_scheme="https",
         widget=forms.URLInput(attrs={"size": 80}),
     )
+
+    delimiter = DelimiterField()
 
     class Meta:
         model = ScheduledImport

@@ -219,3 +219,14 @@ def test_a_webhook_without_a_callback_is_refused_in_the_admin(admin_client, alic
         "a webhook is sent to the import's callback_url, and it has none: set one, or add email"
     ]
     assert ScheduledImport.objects.get(pk=imp.pk).notify_on == []
+
+
+def test_a_tab_delimiter_is_typed_as_backslash_t_and_shown_so(admin_client, alice):
+    imp = make_import(alice, SOURCE)
+
+    response = admin_client.post(f"{CHANGELIST}{imp.pk}/change/", form_data(imp, delimiter="\\t"))
+
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    assert ScheduledImport.objects.get(pk=imp.pk).delimiter == "\t"
+    page = admin_client.get(f"{CHANGELIST}{imp.pk}/change/").content.decode()
+    assert 'name="delimiter" value="\\t"' in page

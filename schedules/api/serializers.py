@@ -360,6 +360,9 @@ class ImportSerializer(RefusesUnknownFields, ModelSerializer):
             "next_run_at",
             "late_since", "missed_ticks", "created_at", "updated_at",
         ]  # fmt: skip
+        # A tab (a TSV file, the delimiter the check before save suggests for one) is one
+        # character: DRF's trimming made it blank, "This field may not be blank".
+        extra_kwargs = {"delimiter": {"trim_whitespace": False}}
 
     @extend_schema_field(serializers.CharField(allow_null=True))
     def get_webhook_secret(self, imp: ScheduledImport) -> str | None:

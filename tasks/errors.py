@@ -99,6 +99,22 @@ def worker_disk_full(error: OSError) -> TransientImportError:
     )
 
 
+BEYOND_LIMITS = (
+    "a value of the file is beyond what importbeat's database can hold (a field or a row too "
+    "large for it); trying again would fail the same way"
+)
+
+
+def beyond_database_limits(error: BaseException) -> PermanentImportError | None:
+    """A statement of the run that PostgreSQL refused as past its limits (SQLSTATE class 54:
+    an index entry or a row too large) fails the run at once: psycopg calls it an
+    OperationalError, and it was taken for a lost connection and retried at every attempt."""
+    if not any(isinstance(link, psycopg.errors.ProgramLimitExceeded) for link in chain(error)):
+        return None
+    logger.warning("database limit exceeded: %s", log_text(error))
+    return PermanentImportError(BEYOND_LIMITS)
+
+
 def database_error(error: BaseException) -> DatabaseLost:
     """`error` (Django's or psycopg's) as the run's failure; its own text is logged here."""
     links = chain(error)

@@ -28,7 +28,12 @@ from django.db import OperationalError, connection
 from schedules.models import Dataset, ImportRun
 from schedules.services import RunCounts
 
-from ..errors import PermanentImportError, database_error, worker_disk_full
+from ..errors import (
+    PermanentImportError,
+    beyond_database_limits,
+    database_error,
+    worker_disk_full,
+)
 from . import digest, fetch, merge, stage, validate
 from .first_record import Layout
 from .progress import Progress, ProgressReporter, timed
@@ -89,7 +94,7 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
                 _validate_and_merge(pg, run, layout, counts, reporter)
             release_staging(pg, counts.rows_read)
     except (OperationalError, psycopg.OperationalError) as error:
-        raise database_error(error) from error
+        raise beyond_database_limits(error) or database_error(error) from error
     except OSError as error:
         if error.errno == errno.ENOSPC:
             raise worker_disk_full(error) from error

@@ -141,6 +141,11 @@ def _value_check(column: sql.Composable, kind: str, native: bool) -> sql.Composa
     return None
 
 
+# A longer key cannot be indexed (PostgreSQL's b-tree holds at most 2,704 bytes an entry, the
+# dataset's id and the key together): the whole run failed at the merge, as a lost connection.
+MAX_KEY_BYTES = 2048
+KEY_TOO_LONG = f"the key is longer than {MAX_KEY_BYTES:,} bytes"
+
 REASONS = {
     "int": "not a valid int: expected a whole number",
     "decimal": "not a valid decimal: expected a finite decimal number",
@@ -154,20 +159,28 @@ def find_bad_rows(layout: Layout, *, native_checks: bool = True) -> sql.Composed
     """One row per problem (line, column, value, reason) for rows that cannot land.
 
     Rows the parser already rejected (wrong number of fields) carry their `problem`; the others
-    are checked for an empty key, missing required values and values of the wrong type.
+    are checked for an empty key or one too long to index, missing required values and values
+    of the wrong type.
     `native_checks` off (PostgreSQL 14 and 15) needs create_input_checks() run first.
     """
     checks: list[sql.Composable] = [
         sql.SQL("(NULL::text, NULL::text, s.problem)"),
         sql.SQL(
-            "({k}, coalesce(s.{c}, ''), CASE WHEN s.problem IS NULL AND s.key = '' THEN {r} END)"
+            "({k}, coalesce(s.{c}, ''), CASE WHEN s.problem IS NULL THEN CASE"
+            " WHEN s.key = '' THEN {empty} WHEN octet_length(s.key) > {most} THEN {long} END END)"
         ).format(
             k=lit(layout.key_column),
             c=layout.col(layout.key_index),
-            r=lit("the key is empty"),
+            empty=lit("the key is empty"),
+            most=lit(MAX_KEY_BYTES),
+            long=lit(KEY_TOO_LONG),
         ),
     ]
-    conditions: list[sql.Composable] = [sql.SQL("problem IS NOT NULL"), sql.SQL("key = ''")]
+    conditions: list[sql.Composable] = [
+        sql.SQL("problem IS NOT NULL"),
+        sql.SQL("key = ''"),
+        sql.SQL("octet_length(key) > {}").format(lit(MAX_KEY_BYTES)),
+    ]
     for index, name in enumerate(layout.names):
         column = layout.spec.get(name)
         if column is None:

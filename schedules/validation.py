@@ -84,8 +84,13 @@ def validate_cron_expression(expression: str) -> None:
         raise ValidationError(f"{expression!r} never fires: no such date") from error
 
 
+# Listed by the system's time zone files, but no zone: `localtime` is each host's own (web,
+# beat and workers in different containers would each evaluate the schedule in theirs).
+NOT_ZONES = frozenset({"localtime", "Factory", "posixrules"})
+
+
 def validate_timezone(name: str) -> None:
-    if name not in zoneinfo.available_timezones():
+    if name in NOT_ZONES or name not in zoneinfo.available_timezones():
         raise ValidationError(f"{name!r} is not an IANA time zone name (e.g. Europe/Berlin)")
 
 

@@ -19,6 +19,9 @@ CASES = [
     # regression: a well-formed date that never comes (31 February) answered 500
     ("cron_expression", {"cron_expression": "0 0 31 2 *"}),
     ("timezone", {"timezone": "Mars/Olympus_Mons"}),
+    # the system's zone files list these, but they are no zone (`localtime`: each host's own)
+    ("timezone", {"timezone": "localtime"}),
+    ("timezone", {"timezone": "Factory"}),
     (
         "interval_seconds",
         {"schedule_type": "interval", "interval_seconds": 5, "cron_expression": ""},

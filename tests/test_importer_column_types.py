@@ -47,6 +47,22 @@ def test_valid_values_are_stored_with_their_json_types(alice, csv_server):
     }  # fmt: skip
 
 
+@both_paths
+def test_a_datetime_without_an_offset_is_kept_as_given_a_date_alone_too(alice, csv_server):
+    # `2024-01-15` ends with `-15`, which was taken for an offset: the value was stored in UTC
+    body = HEADER + "A-1,,1,,,2024-01-15,\nB-2,,1,,,2024-01-15T00:00:00,\nC-3,,1,,,2024-01-15Z,\n"
+    imp = make_import(alice, csv_server.serve("/p.csv", body), columns=COLUMNS)
+
+    run_now(imp)
+
+    seen = {key: row["seen"] for key, row in records(imp).items()}
+    assert seen == {
+        "A-1": "2024-01-15T00:00:00",
+        "B-2": "2024-01-15T00:00:00",
+        "C-3": "2024-01-15T00:00:00+00:00",
+    }
+
+
 @pytest.mark.parametrize(
     ("row", "column", "reason"),
     [
@@ -58,6 +74,10 @@ def test_valid_values_are_stored_with_their_json_types(alice, csv_server):
         ("A-1,1,1,true,2023-02-29,,", "since", "not a valid date: expected YYYY-MM-DD"),
         ("A-1,1,1,true,03/04/2024,,", "since", "not a valid date: expected YYYY-MM-DD"),
         ("A-1,1,1,true,,yesterday,", "seen", "not a valid datetime: expected ISO 8601"),
+        # PostgreSQL 16 reads these as numbers (31, 1000, 16), 14 and 15 refuse them
+        ("A-1,0x1F,1,true,,,", "qty", "not a valid int: expected a whole number"),
+        ("A-1,1_000,1,true,,,", "qty", "not a valid int: expected a whole number"),
+        ("A-1,1,0x10,true,,,", "price", "not a valid decimal: expected a finite decimal number"),
     ],
 )
 def test_a_value_that_does_not_fit_its_column_is_a_bad_row(alice, csv_server, row, column, reason):

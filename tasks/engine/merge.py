@@ -46,7 +46,9 @@ from .validate import TRUE_WORDS, report_failed_rows
 PAIRS_PER_CALL = 50
 
 
-AWARE_RE = r"(Z|[+-]\d{2}(:?\d{2})?)$"
+# A valid datetime (validate.DATETIME_RE) that ends with an offset. Not the offset's pattern
+# alone: it took a date's own day (`2024-01-15`: `-15`) for one, and stored it in UTC.
+AWARE_RE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}(:?\d{2})?)$"
 
 
 class RepeatedKey(Exception):

@@ -45,6 +45,11 @@ FALSE_WORDS = ("false", "f", "no", "n", "0")
 
 # ISO 8601 only: PostgreSQL's own date input also takes "01/02/2024", which is ambiguous.
 DATE_RE = r"^\d{4}-\d{2}-\d{2}$"
+# Plain decimal numbers only. PostgreSQL 16 reads `0x1F`, `0o17` and `1_000` as numbers too (31,
+# 15, 1000), 14 and 15 refuse them: the same file landed otherwise by the server's version,
+# and a code such as 0x1F became a number.
+INT_RE = r"^[+-]?[0-9]+$"
+DECIMAL_RE = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
 
 
 DATETIME_RE = r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?$"
@@ -120,12 +125,14 @@ def _value_check(column: sql.Composable, kind: str, native: bool) -> sql.Composa
     """An expression that is true when the (non-blank) value does NOT fit `kind`."""
     value = trimmed(column)
     if kind == "int":
-        return sql.SQL("NOT {}").format(_is_valid(value, kind, native))
+        return sql.SQL("NOT ({v} ~ {re} AND {valid})").format(
+            v=value, re=lit(INT_RE), valid=_is_valid(value, kind, native)
+        )
     if kind == "decimal":
-        return sql.SQL(
-            "(NOT {valid} OR lower({v}) IN "
-            "('nan', 'infinity', '+infinity', '-infinity', 'inf', '+inf', '-inf'))"
-        ).format(v=value, valid=_is_valid(value, kind, native))
+        # (NaN and the infinities are no plain number either.)
+        return sql.SQL("NOT ({v} ~ {re} AND {valid})").format(
+            v=value, re=lit(DECIMAL_RE), valid=_is_valid(value, kind, native)
+        )
     if kind == "bool":
         return sql.SQL("lower({}) NOT IN ({})").format(
             value, sql.SQL(", ").join(lit(w) for w in TRUE_WORDS + FALSE_WORDS)

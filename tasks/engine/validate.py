@@ -129,9 +129,18 @@ def _value_check(column: sql.Composable, kind: str, native: bool) -> sql.Composa
             v=value, re=lit(INT_RE), valid=_is_valid(value, kind, native)
         )
     if kind == "decimal":
-        # (NaN and the infinities are no plain number either.)
-        return sql.SQL("NOT ({v} ~ {re} AND {valid})").format(
-            v=value, re=lit(DECIMAL_RE), valid=_is_valid(value, kind, native)
+        # (NaN and the infinities are no plain number either.) Within a double's range: the
+        # API serves the record's numbers as JSON doubles, and one past it (1e400) made the
+        # dataset's every page of records a 500; one too small (1e-400) was served as 0.
+        return sql.SQL(
+            "CASE WHEN {v} ~ {re} AND {valid} THEN abs({v}::numeric) >= {most}"
+            " OR ({v}::numeric <> 0 AND abs({v}::numeric) < {least}) ELSE true END"
+        ).format(
+            v=value,
+            re=lit(DECIMAL_RE),
+            valid=_is_valid(value, kind, native),
+            most=sql.SQL("1e308"),
+            least=sql.SQL("1e-307"),
         )
     if kind == "bool":
         return sql.SQL("lower({}) NOT IN ({})").format(
@@ -155,7 +164,7 @@ KEY_TOO_LONG = f"the key is longer than {MAX_KEY_BYTES:,} bytes"
 
 REASONS = {
     "int": "not a valid int: expected a whole number",
-    "decimal": "not a valid decimal: expected a finite decimal number",
+    "decimal": "not a valid decimal: expected a decimal number within ±1e308",
     "bool": "not a valid bool: expected true/false, yes/no, 1/0",
     "date": "not a valid date: expected YYYY-MM-DD",
     "datetime": "not a valid datetime: expected ISO 8601 (YYYY-MM-DDTHH:MM:SS[+HH:MM])",

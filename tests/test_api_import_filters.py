@@ -62,3 +62,20 @@ def test_needs_attention_lists_failed_partial_and_late_imports(alice, imports):
     response = client_for(alice).get(f"{API}/imports/", {"needs_attention": "true"})
 
     assert names(response) == {"broken", "halfway", "behind", "shelved"}
+
+
+@pytest.mark.parametrize("word", ["1", "yes", "TRUE"])
+def test_a_yes_or_no_filter_takes_the_words_dry_run_takes(alice, imports, word):
+    # `?needs_attention=1` answered every import, as if each needed attention
+    response = client_for(alice).get(f"{API}/imports/", {"needs_attention": word})
+
+    assert names(response) == {"broken", "halfway", "behind", "shelved"}
+
+
+def test_a_yes_or_no_filter_refuses_another_word_naming_the_ones_it_takes(alice, imports):
+    response = client_for(alice).get(f"{API}/imports/", {"late": "maybe"})
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "late": ["'maybe' is not one of: 1, true, yes, 0, false, no"]
+    }

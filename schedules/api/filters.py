@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import django_filters
+from django import forms
 from django.core.exceptions import ValidationError
 from django.db.models import Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
@@ -111,6 +112,29 @@ def naming_choices(choices: list[tuple[str, str]]) -> dict[str, dict[str, str]]:
     return {"error_messages": {"invalid_choice": f"%(value)s is not one of: {valid}"}}
 
 
+# The words a yes-or-no query parameter takes (`?late=`, `?needs_attention=`, `?dry_run=`).
+YES_NO_WORDS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+
+
+class YesNoField(forms.Field):
+    """A yes or a no, as YES_NO_WORDS say it; any other value is refused naming them.
+
+    django-filter's BooleanFilter takes `true` and `false` only and reads anything else as no
+    filter at all: `?needs_attention=1` answered every import, as if every one needed it."""
+
+    def to_python(self, value: Any) -> bool | None:
+        if value in self.empty_values:
+            return None
+        word = str(value).strip().lower()
+        if word not in YES_NO_WORDS:
+            raise forms.ValidationError(f"{value!r} is not one of: {', '.join(YES_NO_WORDS)}")
+        return YES_NO_WORDS[word]
+
+
+class YesNoFilter(django_filters.Filter):
+    field_class = YesNoField
+
+
 class ImportFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(
         choices=ScheduledImport.Status.choices, **naming_choices(ScheduledImport.Status.choices)
@@ -124,10 +148,10 @@ class ImportFilter(django_filters.FilterSet):
         help_text="the outcome of the last finished run (repeatable)",
         **naming_choices(ImportRun.Status.choices),
     )
-    late = django_filters.BooleanFilter(
+    late = YesNoFilter(
         method="filter_late", help_text="a tick was missed, or the next one is overdue"
     )
-    needs_attention = django_filters.BooleanFilter(
+    needs_attention = YesNoFilter(
         method="filter_needs_attention",
         help_text="what the dashboard lists: last run failed or partial, or late",
     )

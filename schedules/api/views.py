@@ -42,7 +42,14 @@ from schedules.models import Dataset, ImportRun, Record, ScheduledImport
 
 from . import health
 from .body_fields import check_body_fields
-from .filters import AllRunsFilter, ImportFilter, RecordFilter, RunFilter, check_query_params
+from .filters import (
+    YES_NO_WORDS,
+    AllRunsFilter,
+    ImportFilter,
+    RecordFilter,
+    RunFilter,
+    check_query_params,
+)
 from .pagination import RecordCursorPagination, RunPagination
 from .permissions import OwnerMayChange
 from .serializers import (
@@ -62,7 +69,7 @@ from .serializers import (
 )
 from .throttles import ManualRunThrottle
 
-DRY_RUN_WORDS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+DRY_RUN_WORDS = YES_NO_WORDS
 
 DRY_RUN_PARAMETER = OpenApiParameter(
     "dry_run",

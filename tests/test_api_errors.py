@@ -1,5 +1,7 @@
 """One error shape: every error answers JSON with a `detail`; validation adds `errors`."""
 
+import json
+
 import pytest
 from rest_framework.test import APIClient
 
@@ -62,3 +64,43 @@ def test_a_401_has_the_shape_and_a_challenge():
     assert response.status_code == 401
     assert set(response.json()) == {"detail"}
     assert response["WWW-Authenticate"].startswith("Token")
+
+
+def test_a_request_past_djangos_limits_is_refused_in_words_not_a_500(alice, settings):
+    # Django answers these 400 itself; the API's own error handler made them 500s
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 1000
+    body = json.dumps({"username": "a", "password": "x" * 2000})
+    big = APIClient().generic("POST", f"{API}/auth/token", body, "application/json")
+    fields = client_for(alice).get(
+        f"{API}/imports/?" + "&".join("status=active" for _ in range(1100))
+    )
+
+    assert big.status_code == 413, big.content
+    assert big.json()["detail"] == "the request's body is larger than the 1,000 bytes the API takes"
+    assert fields.status_code == 400, fields.content
+    assert "more than the 1,000 parameters or fields" in fields.json()["detail"]
+
+
+@pytest.mark.parametrize("token", [b"\xe9\xe9", b"abc\x00def"])
+def test_a_token_of_bytes_no_token_holds_is_a_401(token):
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=b"Token " + token)
+
+    response = client.get(f"{API}/me")
+
+    assert response.status_code == 401, response.content
+
+
+def test_a_lone_surrogate_in_a_json_key_or_value_is_a_400(alice):
+    # JSON's escapes allow "\ud800", which is no character: a key echoed in the answer could
+    # not be written, a column's name reached PostgreSQL (both 500s)
+    imp = make_import(alice, SOURCE)
+    key = APIClient().generic("POST", f"{API}/auth/token", '{"\\ud800": 1}', "application/json")
+    column = client_for(alice).generic(
+        "PATCH", f"{API}/imports/{imp.pk}/", '{"columns": [{"name": "\\ud800"}]}',
+        "application/json",
+    )  # fmt: skip
+
+    for response in (key, column):
+        assert response.status_code == 400, response.content
+        assert "lone surrogate" in response.json()["detail"]

@@ -62,6 +62,20 @@ def test_a_field_filter_without_a_value_is_a_400_showing_the_form(alice, product
     assert response.json()["errors"] == {"field": ["'city' is not name:value (e.g. city:Berlin)"]}
 
 
+def test_a_null_character_in_any_field_filter_is_a_400_on_the_list_and_the_export(alice, products):
+    # Only the last value was checked: an earlier one reached PostgreSQL (a 500), and the
+    # export answered 200 with a CSV cut short
+    client = client_for(alice)
+    asked = {"field": ["city:\x00", "city:Berlin"]}
+
+    listed = client.get(f"{API}/datasets/products/records/", asked)
+    exported = client.get(f"{API}/datasets/products/export", asked, HTTP_ACCEPT="text/csv")
+
+    for response in (listed, exported):
+        assert response.status_code == 400, response.content
+        assert response.json()["errors"] == {"field": ["Null characters are not allowed."]}
+
+
 def test_a_dataset_exports_as_csv_key_column_first(alice, products):
     # When alice exports her dataset
     response = client_for(alice).get(f"{API}/datasets/products/export")

@@ -197,6 +197,9 @@ def test_the_dataset_list_reads_owner(alice, bob, django_user_model):
         ("/imports/{imp}/history/", "-1", 500),
         ("/datasets/products/records/", "1001", 1000),
         ("/datasets/products/records/", "2.5", 1000),
+        # a superscript two: str.isdigit() took it, int() did not (a 500)
+        ("/datasets/products/records/", "²", 1000),
+        ("/runs/", "²", 500),
     ],
 )
 def test_a_page_size_a_list_cannot_give_is_a_400(alice, path, asked, most):
@@ -284,6 +287,7 @@ def test_the_repeatable_filters_still_take_several_values(alice):
     [
         ("abc", 400, {"errors": {"page": ["'abc' is not a page number (1, 2, ... or last)"]}}),
         ("0", 400, {"errors": {"page": ["'0' is not a page number (1, 2, ... or last)"]}}),
+        ("²", 400, {"errors": {"page": ["'²' is not a page number (1, 2, ... or last)"]}}),
         ("9", 404, {"detail": "page 9 is past the last page of this list"}),
     ],
 )

@@ -46,7 +46,13 @@ class TokenAuthentication(auth.TokenAuthentication):
 
     def authenticate_credentials(self, token: bytes) -> tuple[AbstractBaseUser, AuthToken]:
         message = _("Invalid token.")
-        token = token.decode("utf-8")
+        try:
+            token = token.decode("ascii")
+        except UnicodeDecodeError:
+            # Tokens are hex: a header with other bytes (`Token \xe9`) was a 500.
+            raise exceptions.AuthenticationFailed(message) from None
+        if "\x00" in token:
+            raise exceptions.AuthenticationFailed(message)  # PostgreSQL refuses it: a 500
         with connection.cursor() as cursor:
             cursor.execute(_token_sql(), [token[: CONSTANTS.TOKEN_KEY_LENGTH]])
             found = cursor.fetchall()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
@@ -49,8 +51,25 @@ class JsonErrorsMiddleware:
             )  # fmt: skip
         if not api:
             return None
+        if refused := _refused_request(exception):
+            return refused
         logger.error("Internal Server Error: %s", request.path, exc_info=exception)
         return server_error()
+
+
+def _refused_request(exception: Exception) -> JsonResponse | None:
+    """Django's own refusals of a request past its limits, which it answers 400 elsewhere: a
+    body larger than DATA_UPLOAD_MAX_MEMORY_SIZE (413 here), more fields than
+    DATA_UPLOAD_MAX_NUMBER_FIELDS. Caught here first, they were the API's 500."""
+    if isinstance(exception, RequestDataTooBig):
+        most = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        words = f"the request's body is larger than the {most:,} bytes the API takes"
+        return JsonResponse({"detail": words, "errors": {}}, status=413)
+    if isinstance(exception, TooManyFieldsSent):
+        most = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        words = f"the request has more than the {most:,} parameters or fields the API takes"
+        return JsonResponse({"detail": words, "errors": {}}, status=400)
+    return None
 
 
 def _unavailable(exception: Exception) -> tuple[str, str] | None:

@@ -79,7 +79,7 @@ class StrictPageSize:
         asked = request.query_params.get(self.page_size_query_param)
         if asked is None:
             return self.page_size  # type: ignore[attr-defined]
-        if not asked.isdigit() or not 1 <= int(asked) <= self.max_page_size:
+        if not _whole_number(asked) or not 1 <= int(asked) <= self.max_page_size:
             raise serializers.ValidationError(
                 {
                     self.page_size_query_param: [
@@ -112,7 +112,7 @@ class PageNumberPagination(StrictPageSize, pagination.PageNumberPagination):
         asked = request.query_params.get(self.page_query_param)
         if asked is None or asked in self.last_page_strings:
             return super().get_page_number(request, paginator)
-        if not asked.isdigit() or int(asked) < 1:
+        if not _whole_number(asked) or int(asked) < 1:
             raise serializers.ValidationError(
                 {self.page_query_param: [f"{asked!r} is not a page number (1, 2, ... or last)"]}
             )
@@ -142,7 +142,9 @@ class RecordCursorPagination(StrictPageSize, pagination.CursorPagination):
         # The position is compared with the id column: a forged one must be a 404 like any
         # other invalid cursor, not a 500.
         position = None if cursor is None else cursor.position
-        if position is not None and (not str(position).isdigit() or int(position) > rows.MAX_ID):
+        if position is not None and (
+            not _whole_number(str(position)) or int(position) > rows.MAX_ID
+        ):
             raise NotFound(self.invalid_cursor_message)
         return cursor
 
@@ -169,3 +171,8 @@ class RecordCursorPagination(StrictPageSize, pagination.CursorPagination):
         }
         response["required"] = ["count", "next", "previous", "results"]
         return response
+
+
+def _whole_number(text: str) -> bool:
+    """ASCII digits only: `isdigit()` also takes `²` and `¹`, which int() refuses (a 500)."""
+    return text.isascii() and text.isdigit()

@@ -29,18 +29,37 @@ class JSONParser(parsers.JSONParser):
         return data
 
 
+NO_CHARACTER = (
+    "JSON parse error - a string holds a lone surrogate (\\ud800 to \\udfff), which is no character"
+)
+
+
 def _deeper_than(value: Any, limit: int) -> bool:
-    """Whether `value` nests lists or objects more than `limit` levels (without recursing)."""
+    """Whether `value` nests lists or objects more than `limit` levels (without recursing).
+
+    Raises ParseError for a string, a key or a value, that holds a lone surrogate (`"\\ud800"`,
+    which JSON's escapes allow): a key echoed in the answer could not be written (the token
+    endpoint's 500), and a value reached PostgreSQL, which refuses it (a column's name)."""
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()
         if isinstance(item, dict):
-            children = item.values()
+            children = [*item.keys(), *item.values()]
         elif isinstance(item, list):
             children = item
         else:
+            if isinstance(item, str) and not _encodable(item):
+                raise ParseError(NO_CHARACTER)
             continue
         if depth > limit:
             return True
         stack.extend((child, depth + 1) for child in children)
     return False
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

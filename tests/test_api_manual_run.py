@@ -119,3 +119,27 @@ def test_a_trigger_of_an_import_deleted_meanwhile_queues_nothing(alice):
         services.enqueue_run(imp, trigger="api", user=alice)
 
     assert not ImportRun.objects.filter(scheduled_import_id=imp.pk).exists()
+
+
+def test_a_dry_run_is_throttled_as_the_check_it_is(alice, settings):
+    # A dry run makes a worker fetch the source while a web worker waits, as the check does;
+    # it had no throttle at all
+    settings.API_MANUAL_RUN_RATE = "2/minute"
+    reset_throttle("manual_run", alice.pk)
+    imp = make_import(alice, SOURCE)
+    client = client_for(alice)
+
+    codes = [
+        client.post(f"{API}/imports/check", {}, format="json").status_code,
+        client.post(f"{API}/imports/?dry_run=true", {}, format="json").status_code,
+        client.post(f"{API}/imports/?dry_run=true", {}, format="json").status_code,
+        client.patch(f"{API}/imports/{imp.pk}/?dry_run=1", {}, format="json").status_code,
+        client.patch(
+            f"{API}/imports/{imp.pk}/", {"description": "saved"}, format="json"
+        ).status_code,
+    ]
+
+    # (the bodies are refused before any worker is asked; the budget counts them, as it does
+    # for the check) and a save that is no dry run is not throttled
+    assert codes == [400, 400, 429, 429, 200]
+    reset_throttle("manual_run", alice.pk)

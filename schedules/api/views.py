@@ -269,6 +269,7 @@ class ImportViewSet(NamedNotFound, PageReadByIds, viewsets.ModelViewSet):
         check_query_params(request, {"dry_run"})
         if not _dry_run(request):
             return super().create(request, *args, **kwargs)
+        self._throttled_as_the_check(request)
         serializer = self.get_serializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return self._check(serializer)
@@ -278,12 +279,21 @@ class ImportViewSet(NamedNotFound, PageReadByIds, viewsets.ModelViewSet):
         self.extra_query_params = ("dry_run",)
         if not _dry_run(request):
             return super().update(request, *args, **kwargs)
+        self._throttled_as_the_check(request)
         instance = self.get_object()
         serializer = self.get_serializer(
             instance, data=request.data, partial=kwargs.get("partial", False)
         )
         serializer.is_valid(raise_exception=True)
         return self._check(serializer)
+
+    def _throttled_as_the_check(self, request: Request) -> None:
+        """A dry run is the check (a worker fetches the source while a web worker waits): the
+        check's throttle holds for it, in the same budget. Unthrottled, one user's dry runs
+        could hold every web worker and fill the workers' queue."""
+        throttle = ManualRunThrottle()
+        if not throttle.allow_request(request, self):
+            self.throttled(request, throttle.wait())
 
     def _check(self, serializer: ImportSerializer) -> Response:
         result = source_check.check_unsaved(serializer.preview())

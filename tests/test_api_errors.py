@@ -104,3 +104,13 @@ def test_a_lone_surrogate_in_a_json_key_or_value_is_a_400(alice):
     for response in (key, column):
         assert response.status_code == 400, response.content
         assert "lone surrogate" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "path", ["/auth/token/", "/auth/logout/", "/auth/logoutall/", "/health/", "/schema", "/docs"]
+)
+def test_every_path_takes_a_trailing_slash_or_not(alice, path):
+    # These answered 404 with the other spelling: a client posting its login to /auth/token/
+    response = client_for(alice).get(API + path)
+
+    assert response.status_code not in (404, 500), response.status_code

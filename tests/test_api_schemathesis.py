@@ -47,8 +47,8 @@ def test_the_schema_is_openapi_3_and_the_docs_are_served_without_a_cdn(alice):
     assert schema.status_code == 200
     assert schema.json()["openapi"].startswith("3.")
     paths = schema.json()["paths"]
-    for path in ["/api/v1/imports/{id}/run/", "/api/v1/imports/{id}/stats/", "/api/v1/health",
-                 "/api/v1/datasets/{name}/records/", "/api/v1/auth/token",
+    for path in ["/api/v1/imports/{id}/run/", "/api/v1/imports/{id}/stats/", "/api/v1/health/",
+                 "/api/v1/datasets/{name}/records/", "/api/v1/auth/token/",
                  "/api/v1/runs/{id}/cancel/", "/api/v1/runs/{id}/retry/",
                  "/api/v1/imports/{id}/history/", "/api/v1/imports/{id}/deliveries/",
                  "/api/v1/datasets/{name}/export/", "/api/v1/me/"]:  # fmt: skip

@@ -7,6 +7,7 @@ import hashlib
 import secrets
 import zoneinfo
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -391,6 +392,12 @@ class ScheduledImport(LoadedHook, models.Model):
         if not self.webhook_secret:
             # Per import, so that one receiver's leak cannot forge another import's webhooks.
             self.webhook_secret = secrets.token_hex(32)
+        if not self._state.adding and kwargs.get("update_fields") is None and not args:
+            # What its owner may change, and no more: the columns the workers and beat keep
+            # (counters, streak, the next tick, lateness) were written back as the request
+            # read them, so a run that ended meanwhile was lost from the counts and its
+            # streak's alert went out twice; a tick beat had dispatched was put back.
+            kwargs["update_fields"] = _owners_columns()
         with transaction.atomic():
             super().save(*args, **kwargs)
             self.sync_periodic_task()
@@ -468,6 +475,25 @@ class ScheduledImport(LoadedHook, models.Model):
         """Share of finished runs that `succeeded`; a partial run is not a success."""
         finished = self.successful_runs + self.partial_runs + self.failed_runs
         return round(self.successful_runs / finished, 4) if finished else None
+
+
+# Written by the workers, beat and reconciliation alone, each by its own UPDATE of them (services
+# apply_outcome, dispatch, reconcile, sync_periodic_task): never by a save of the whole import.
+KEPT_BY_THE_SCHEDULER = frozenset({
+    "total_runs", "successful_runs", "partial_runs", "failed_runs", "consecutive_failures",
+    "last_run_at", "last_run_status", "last_success_at", "next_run_at", "missed_ticks",
+    "late_since", "reconciled_until", "schedule_changed_at", "periodic_task",
+})  # fmt: skip
+
+
+@cache
+def _owners_columns() -> list[str]:
+    """The columns a save of an import writes: all but KEPT_BY_THE_SCHEDULER."""
+    return [
+        field.name
+        for field in ScheduledImport._meta.concrete_fields
+        if not field.primary_key and field.name not in KEPT_BY_THE_SCHEDULER
+    ]
 
 
 def _schedule_row(model: type[models.Model], **fields: Any) -> models.Model:

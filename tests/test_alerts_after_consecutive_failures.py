@@ -11,7 +11,7 @@ from django.utils import timezone
 
 from project.celery import app
 from schedules import notifications, services
-from schedules.models import ImportRun, NotificationDelivery
+from schedules.models import ImportRun, NotificationDelivery, ScheduledImport
 from tests.factories import make_import, make_import_saved_earlier
 from tests.webhook_support import Hook
 
@@ -235,3 +235,27 @@ def test_a_message_of_the_earlier_alert_tasks_is_delivered_through_the_log(alice
     [email] = NotificationDelivery.objects.filter(scheduled_import=imp)
     assert (email.event, email.channel, email.status) == ("alert", "email", "delivered")
     assert len(mailoutbox) == 1
+
+
+def test_an_edit_read_before_a_run_ended_keeps_that_runs_counts_and_alerts_once(
+    alice, hook, mailoutbox, settings
+):
+    # An edit (API, admin) reads the import, a run ends, then the edit saves: the whole row was
+    # written back as read, the run lost from the counts, and its streak alerted again
+    settings.EMAIL_DIGEST_SECONDS = 0
+    imp = make_import(
+        alice, "http://127.0.0.1/p.csv", alert_after_failures=3, callback_url=hook.url
+    )
+    fail(imp)
+    fail(imp)
+    read_by_the_edit = ScheduledImport.objects.get(pk=imp.pk)
+    fail(imp)  # the third: the alert
+    tick = ScheduledImport.objects.get(pk=imp.pk).next_run_at
+
+    services.update_import(read_by_the_edit, description="edited meanwhile")
+    fail(imp)
+
+    imp.refresh_from_db()
+    assert (imp.total_runs, imp.failed_runs, imp.consecutive_failures) == (4, 4, 4)
+    assert imp.description == "edited meanwhile" and imp.next_run_at == tick
+    assert (len(hook.received), len(mailoutbox)) == (1, 1)

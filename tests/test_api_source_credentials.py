@@ -67,6 +67,30 @@ def test_the_api_says_a_credential_is_set_and_never_returns_it(alice, encryption
     assert ScheduledImport.objects.get(pk=pk).credential_secret == ""
 
 
+def test_a_put_of_what_a_get_showed_keeps_the_credential_and_an_empty_one_is_refused(
+    alice, encryption_key
+):
+    # A PUT of the GET's own body was a 400 ("unknown parts ... ['origin', 'set']"), and {}
+    # removed the credential without a word
+    client = client_for(alice)
+    pk = client.post(f"{API}/imports/", _body(), format="json").json()["id"]
+    shown = client.get(f"{API}/imports/{pk}/").json()
+
+    put = client.put(f"{API}/imports/{pk}/", {**shown, "description": "put"}, format="json")
+    emptied = client.patch(f"{API}/imports/{pk}/", {"credential": {}}, format="json")
+
+    assert put.status_code == 200, put.content
+    assert put.json()["credential"] == shown["credential"]
+    assert emptied.status_code == 400
+    assert emptied.json()["errors"]["credential"] == [
+        "a credential needs a kind and its parts (null removes it)"
+    ]
+    imp = ScheduledImport.objects.get(pk=pk)
+    assert (imp.description, credentials.decrypt(imp.credential_secret)["token"]) == (
+        "put", SECRET,
+    )  # fmt: skip
+
+
 def test_a_credential_cannot_be_saved_without_an_encryption_key(alice, settings):
     settings.IMPORTBEAT_ENCRYPTION_KEYS = []
 

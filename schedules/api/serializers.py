@@ -272,7 +272,28 @@ class CredentialField(serializers.Field):
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
             raise serializers.ValidationError("a credential is an object with a 'kind' and parts")
+        if not data:
+            # The model's setter read {} as a removal: a client's empty object dropped the
+            # credential without a word.
+            raise serializers.ValidationError(
+                "a credential needs a kind and its parts (null removes it)"
+            )
+        if self._as_read(data):
+            return {}  # the credential as a GET showed it, sent back by a PUT: kept as it is
         return {"credential": data}
+
+    def _as_read(self, data: dict[str, Any]) -> bool:
+        """Whether `data` is the read form of the credential the import holds: a PUT takes back
+        the whole representation a GET gave, and this part of it was refused ("unknown parts
+        for a bearer credential: ['origin', 'set']")."""
+        imp = getattr(self.parent, "instance", None)
+        held = imp.credential if isinstance(imp, ScheduledImport) else None
+        return (
+            held is not None
+            and data.get("set") is True
+            and set(data) <= set(held)
+            and all(data[part] == held[part] for part in data)
+        )
 
     def to_representation(self, imp: ScheduledImport) -> dict[str, Any] | None:
         return imp.credential

@@ -23,6 +23,7 @@ from .errors import PermanentImportError, TransientImportError
 from .fetch_errors import failure
 from .fetch_watchdog import Watchdog
 from .source_options import SourceOptions
+from .transcode import Transcoded
 
 MAX_REDIRECTS = 5
 USER_AGENT = "importbeat/1.0"
@@ -122,7 +123,10 @@ def open_source(
         else:
             opened = _download(url, on_read, unless, options)
         stream, length = stack.enter_context(opened)
-        yield decompress.decompressed(stream, stack, options.member), length
+        text = decompress.decompressed(stream, stack, options.member)
+        if options.transcode_from:
+            text = Transcoded(text, options.transcode_from)
+        yield text, length
 
 
 @contextmanager

@@ -19,6 +19,7 @@ from .engine import csv_reading
 from .engine import first_record as stage
 from .errors import ImportFailed
 from .source_options import SourceOptions, source_options
+from .transcode import wide_encoding_of
 
 PREVIEW_BYTES = 64 * 1024
 PREVIEW_ROWS = 3
@@ -59,6 +60,7 @@ def inspect_source(imp: ScheduledImport) -> dict[str, Any]:
 
 def _inspect(imp: ScheduledImport) -> dict[str, Any]:
     shown: dict[str, str] = {}
+    head = b""
     try:
         options = _options(imp, shown)
         with fetch.open_source(imp.source_url, options=options) as (stream, length):
@@ -66,7 +68,8 @@ def _inspect(imp: ScheduledImport) -> dict[str, Any]:
             head = decompress.read_up_to(stream, PREVIEW_BYTES)
         stage.sniff(head)
     except ImportFailed as error:
-        return _refused(str(error), shown=shown)
+        wide = wide_encoding_of(head)
+        return _refused(str(error), {"encoding": wide} if wide else None, shown)
     suggestions: dict[str, str] = {}
     end = stage.first_record_end(head)
     try:
@@ -132,8 +135,8 @@ def _guess_delimiter(head: bytes, imp: ScheduledImport) -> str | None:
 def _guess_encoding(head: bytes) -> str | None:
     """UTF-8 when the bytes are, a UTF-16 byte-order mark when there is one, else cp1252 (the
     usual spreadsheet export); None when nothing fits."""
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return "utf-16"
+    if wide := wide_encoding_of(head):
+        return wide
     for encoding in ("utf-8", "cp1252"):
         try:
             # Not final: the preview may end inside a character.

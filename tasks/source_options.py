@@ -3,6 +3,7 @@ host key, and where to report what it found (a first host key, a changed one, th
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -12,6 +13,7 @@ from schedules import credentials, host_keys, processed_files, services
 from schedules.models import ImportRun, ScheduledImport
 
 from .errors import PermanentImportError
+from .transcode import WIDE_ENCODINGS
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class SourceOptions:
     # the oldest one not imported before is taken (tasks.drop_folder), else the newest. Given
     # the versions (etags) of the files waiting, this returns those a run already imported.
     imported_before: Callable[[list[str]], set[str]] | None = field(default=None, repr=False)
+    # A wide encoding (UTF-16, UTF-32) the file is read from, as UTF-8 (tasks.transcode).
+    transcode_from: str = ""
 
 
 def source_options(imp: ScheduledImport, run: ImportRun | None = None) -> SourceOptions:
@@ -62,4 +66,14 @@ def source_options(imp: ScheduledImport, run: ImportRun | None = None) -> Source
             if imp.move_processed
             else None
         ),
+        transcode_from=_wide(imp.encoding),
     )
+
+
+def _wide(encoding: str) -> str:
+    """The import's encoding when it is a wide one, which the file is transcoded from."""
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        return ""  # the engine refuses it, saying why
+    return name if name in WIDE_ENCODINGS else ""

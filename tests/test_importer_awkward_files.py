@@ -2,6 +2,7 @@
 
 import pytest
 
+from tasks.source_check import inspect_source
 from tests.factories import make_import
 from tests.importer_support import (  # noqa: F401
     both_paths,
@@ -148,3 +149,33 @@ def test_it_loads_a_line_of_several_megabytes(alice, csv_server):
     assert run.status == "succeeded", run.error_message
     assert len(records(imp)["A-1"]["blob"]) == len(huge)
     assert run.bytes_read == len(body)
+
+
+@both_paths
+def test_a_utf16_file_is_read_when_the_import_says_utf16(alice, csv_server):
+    # Excel's "Unicode text": UTF-16 with its byte-order mark, tab-separated. Every character
+    # below 128 holds a NUL byte, and the file was refused as "binary data" whatever the
+    # import's encoding
+    body = "sku\tname\r\nA\tÄpfel\r\nB\tBirne\r\nC\r\n".encode("utf-16")
+    imp = make_import(alice, csv_server.serve("/p.csv", body), encoding="utf-16", delimiter="\t")
+
+    run = run_now(imp)
+
+    assert (run.status, run.rows_inserted, run.rows_failed) == ("partial", 2, 1)
+    assert row_errors(run) == [(4, None, "expected 2 fields, found 1")]
+    assert records(imp)["A"] == {"sku": "A", "name": "Äpfel"}
+
+
+def test_a_utf16_file_read_as_utf8_says_which_encoding_to_set(alice, csv_server):
+    body = "sku,name\nA,a\n".encode("utf-16")
+    imp = make_import(alice, csv_server.serve("/p.csv", body))
+
+    run = run_now(imp)
+    checked = inspect_source(imp)
+
+    said = (
+        "the file is UTF-16 text (it begins with its byte-order mark): set the import's "
+        "encoding to utf-16"
+    )
+    assert (run.status, run.error_message) == ("failed", said)
+    assert (checked["problems"], checked["suggestions"]) == ([said], {"encoding": "utf-16"})

@@ -24,6 +24,7 @@ from schedules.models import ScheduledImport
 from schedules.validation import validate_encoding
 
 from ..errors import PermanentImportError
+from ..transcode import WIDE_ENCODINGS, wide_encoding_of
 from . import csv_reading
 
 CHUNK_BYTES = 256 * 1024
@@ -63,6 +64,14 @@ def too_long(what: str) -> PermanentImportError:
 
 
 def codec_name(encoding: str) -> str:
+    """The encoding of the bytes the engine reads for an import saved with `encoding`: UTF-8
+    for a wide one (UTF-16, UTF-32), which the fetch transcodes (tasks.transcode)."""
+    name = source_codec_name(encoding)
+    return "utf-8" if name in WIDE_ENCODINGS else name
+
+
+def source_codec_name(encoding: str) -> str:
+    """The encoding of the file as its source holds it."""
     try:
         validate_encoding(encoding)  # saved before the rule existed: `base64`, `rot13`, ...
     except ValidationError as error:
@@ -173,6 +182,11 @@ def read_prefix(read: Callable[[int], bytes], delimiter: bytes = b",") -> tuple[
 def sniff(prefix: bytes) -> None:
     """Refuse what is clearly not a CSV before COPY or the parser make less helpful errors."""
     head = prefix[:8192]
+    if wide := wide_encoding_of(head):
+        raise PermanentImportError(
+            f"the file is {wide.upper()} text (it begins with its byte-order mark): set the "
+            f"import's encoding to {wide}"
+        )
     if b"\x00" in head:
         raise PermanentImportError("the file is not a CSV: it holds binary data")
     if head.lstrip().lower().startswith(NOT_CSV_PREFIXES):

@@ -1,0 +1,69 @@
+"""A file in UTF-16 or UTF-32 (Excel's "Unicode text", tab-separated) is read as UTF-8.
+
+The import engine finds lines, quotes and delimiters in bytes, and PostgreSQL's COPY reads
+encodings whose characters below 128 are single bytes: in UTF-16 every such character holds a
+NUL byte, so the file was refused as "binary data", whatever encoding the import named. Its
+text is decoded as it streams and handed on as UTF-8, to the fast path and the csv module
+alike; its lines stay its lines, so bad rows keep their line numbers.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+
+from .errors import PermanentImportError
+
+# Encodings whose characters below 128 are not single bytes (codecs.lookup's names).
+WIDE_ENCODINGS = frozenset({"utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"})
+# Byte-order marks that say a file is UTF-32 or UTF-16 (the longer first: UTF-32 LE's begins
+# with UTF-16 LE's).
+BYTE_ORDER_MARKS = (
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+READ_BYTES = 256 * 1024
+
+
+def wide_encoding_of(head: bytes) -> str:
+    """The wide encoding a byte-order mark at the start of `head` names, "" when none does."""
+    return next((name for mark, name in BYTE_ORDER_MARKS if head.startswith(mark)), "")
+
+
+class Transcoded(io.RawIOBase):
+    """`source`'s text, decoded from `encoding` as it streams, as UTF-8 bytes; the source's
+    `validators` and `source_file` pass through."""
+
+    def __init__(self, source: io.RawIOBase, encoding: str) -> None:
+        self._source = source
+        self._encoding = encoding
+        self._decoder = codecs.getincrementaldecoder(encoding)()
+        self._pending = b""
+        self._ended = False
+        self._decoded = 0  # bytes of the source decoded so far
+        self.validators = getattr(source, "validators", None)
+        self.source_file = getattr(source, "source_file", "")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self._pending and not self._ended:
+            data = self._source.read(READ_BYTES)
+            self._ended = not data
+            try:
+                text = self._decoder.decode(data or b"", final=self._ended)
+            except UnicodeDecodeError as error:
+                at = self._decoded + error.start
+                raise PermanentImportError(
+                    f"the file is not valid {self._encoding} at byte {at:,} ({error.reason}); "
+                    f"set the import's encoding"
+                ) from None
+            self._decoded += len(data or b"")
+            self._pending = text.encode("utf-8")
+        taken = self._pending[: len(buffer)]
+        buffer[: len(taken)] = taken
+        self._pending = self._pending[len(taken) :]
+        return len(taken)

@@ -179,3 +179,26 @@ def test_a_utf16_file_read_as_utf8_says_which_encoding_to_set(alice, csv_server)
     )
     assert (run.status, run.error_message) == ("failed", said)
     assert (checked["problems"], checked["suggestions"]) == ([said], {"encoding": "utf-16"})
+
+
+@both_paths
+def test_blank_lines_before_the_header_are_skipped_and_lines_keep_their_numbers(
+    alice, csv_server
+):
+    # The first blank line was taken for a header naming no column
+    body = "\r\n\r\nsku,name\r\nA,a\r\nB\r\n"
+    imp = make_import(alice, csv_server.serve("/p.csv", body))
+
+    run = run_now(imp)
+
+    assert (run.status, run.rows_inserted) == ("partial", 1), run.error_message
+    assert row_errors(run) == [(5, None, "expected 2 fields, found 1")]
+    assert records(imp) == {"A": {"sku": "A", "name": "a"}}
+
+
+def test_a_file_of_a_byte_order_mark_alone_is_empty(alice, csv_server):
+    imp = make_import(alice, csv_server.serve("/p.csv", b"\xef\xbb\xbf"))
+
+    run = run_now(imp)
+
+    assert (run.status, run.error_message) == ("failed", "the file is empty: it has no header row")

@@ -172,7 +172,11 @@ def read_prefix(read: Callable[[int], bytes], delimiter: bytes = b",") -> tuple[
     while True:
         chunk = read(CHUNK_BYTES)
         prefix += chunk
-        end = first_record_end(prefix, delimiter)
+        # Blank lines before it (and a UTF-8 byte-order mark) are not the first record: the
+        # first blank line was taken for a header naming no column.
+        lead = len(prefix) - len(prefix.removeprefix(BOM).lstrip(b"\r\n"))
+        after = first_record_end(prefix[lead:], delimiter)
+        end = lead + after if after is not None else None
         if end is not None or not chunk:
             return prefix, end
         if len(prefix) > max_field_bytes():
@@ -203,7 +207,7 @@ def parse_first_record(data: bytes, imp: ScheduledImport) -> list[str]:
         ) from error
     rows = csv_reading.reader(io.StringIO(text, newline=""), imp.delimiter, max_field_bytes())
     try:
-        return next(rows, [])
+        return next((row for row in rows if row), [])
     except csv.Error as error:
         where = csv_reading.plain(error, rows.line_num, row_line=1)
         raise PermanentImportError(f"the file is not a valid CSV: {where}") from error

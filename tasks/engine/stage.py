@@ -89,13 +89,14 @@ def stage_file(
     then read again from there instead of being spooled a second time.
     """
     prefix, end = read_prefix(raw.read, delimiter_bytes(imp))
+    if codec_name(imp.encoding) == "utf-8" and prefix.startswith(BOM):
+        # Before the empty file's check: a file of a byte-order mark alone is empty.
+        prefix = prefix[len(BOM) :]
+        end = end - len(BOM) if end is not None else None
     if not prefix.strip():
         if imp.has_header:
             raise PermanentImportError("the file is empty: it has no header row")
         return None
-    if codec_name(imp.encoding) == "utf-8" and prefix.startswith(BOM):
-        prefix = prefix[len(BOM) :]
-        end = end - len(BOM) if end is not None else None
     sniff(prefix)
     first_record = prefix[:end] if end is not None else prefix
     layout = layout_for(parse_first_record(first_record, imp), imp)

@@ -53,7 +53,8 @@ def fast_path_refusal(imp: ScheduledImport, first_record: bytes) -> str:
     delimiter = delimiter_bytes(imp)
     if len(delimiter) != 1 or delimiter in b'"\r\n\\' or not delimiter.isascii():
         return f"delimiter {imp.delimiter!r} is not one COPY takes"
-    if b"\r" in first_record.rstrip(b"\r\n") or first_record.endswith(b"\r\r\n"):
+    header = first_record.strip(b"\r\n")  # (blank lines before it are skipped)
+    if b"\r" in header or first_record.endswith(b"\r\r\n"):
         # Old Mac line ends (CR alone): COPY would see one long line.
         return "the file does not end its lines with LF or CRLF"
     if stray_quote(first_record, delimiter):

@@ -111,7 +111,8 @@ def parse_rows(text: io.TextIOBase, layout: Layout, imp: ScheduledImport) -> Ite
     empty = (None,) * width
     try:
         if imp.has_header:
-            next(reader, None)
+            # The first row that is not blank (blank lines before the header are skipped).
+            next((header for header in reader if header), None)
             lines.row_done(reader.line_num + 1)
         previous = reader.line_num
         for fields in reader:

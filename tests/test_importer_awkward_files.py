@@ -202,3 +202,16 @@ def test_a_file_of_a_byte_order_mark_alone_is_empty(alice, csv_server):
     run = run_now(imp)
 
     assert (run.status, run.error_message) == ("failed", "the file is empty: it has no header row")
+
+
+def test_a_file_with_carriage_returns_alone_past_the_field_limit_is_read(
+    alice, csv_server, settings
+):
+    # Its first record had no line feed to end it: the whole file was "the first line"
+    settings.MAX_FIELD_BYTES = 2000
+    body = "sku,name\r" + "".join(f"K{i},name {i}\r" for i in range(500))
+    imp = make_import(alice, csv_server.serve("/p.csv", body))
+
+    run = run_now(imp)
+
+    assert (run.status, run.rows_inserted) == ("succeeded", 500), run.error_message

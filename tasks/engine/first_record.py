@@ -90,11 +90,23 @@ def first_record_end(data: bytes, delimiter: bytes = b",") -> int | None:
     A stray quote (`stray_quote`) opens nothing: the csv module, which then reads the file,
     takes it as a character of its field, and the record ends at its line's break."""
     start = 0
-    while (newline := data.find(b"\n", start)) != -1:
+    while (newline := _line_break(data, start)) != -1:
         if data.count(QUOTE, 0, newline) % 2 == 0 or stray_quote(data[:newline], delimiter):
             return newline + 1
         start = newline + 1
     return None
+
+
+def _line_break(data: bytes, start: int) -> int:
+    """The offset of the next line break from `start`: a line feed, or a carriage return alone
+    (old Mac line ends, which the csv module reads; a file of them had no line feed to end its
+    first record, and one past MAX_FIELD_BYTES failed as "the first line is longer ...").
+    -1 when none is known yet (a carriage return at the end may have its line feed to come)."""
+    feed = data.find(b"\n", start)
+    ret = data.find(b"\r", start, feed if feed != -1 else len(data) - 1)
+    if ret != -1 and data[ret + 1 : ret + 2] != b"\n":
+        return ret
+    return feed
 
 
 def stray_quote(data: bytes, delimiter: bytes) -> bool:

@@ -54,7 +54,8 @@ def fast_path_refusal(imp: ScheduledImport, first_record: bytes) -> str:
     if len(delimiter) != 1 or delimiter in b'"\r\n\\' or not delimiter.isascii():
         return f"delimiter {imp.delimiter!r} is not one COPY takes"
     header = first_record.strip(b"\r\n")  # (blank lines before it are skipped)
-    if b"\r" in header or first_record.endswith(b"\r\r\n"):
+    cr_alone = first_record.endswith(b"\r") or first_record.endswith(b"\r\r\n")
+    if b"\r" in header or cr_alone:
         # Old Mac line ends (CR alone): COPY would see one long line.
         return "the file does not end its lines with LF or CRLF"
     if stray_quote(first_record, delimiter):

@@ -185,7 +185,7 @@ def create_raw_table(layout: Layout, first_line: int) -> sql.Composed:
 def _settle_fast_path(pg: psycopg.Cursor, layout: Layout, staged: Staged) -> None:
     """Fix what COPY cannot know: line numbers after multi-line fields, blank lines."""
     physical_lines = staged.line_feeds + 1 if staged.rows else 0
-    if physical_lines != staged.rows:
+    if physical_lines != staged.rows or staged.lone_returns:
         pg.execute(renumber_lines(layout))
         # Rows span lines, so LineGuard's check of each line did not bound a row.
         pg.execute(first_long_row(layout, max_field_bytes()))

@@ -208,6 +208,8 @@ def copy_raw(
             copy = segment.enter_context(pg.copy(statement))
         copy.write(block)
         staged.line_feeds += block.count(b"\n")
+        if b"\r" in block:
+            staged.lone_returns += block.count(b"\r") - block.count(b"\r\n")
         quotes += block.count(QUOTE)
 
     def close() -> None:

@@ -85,6 +85,9 @@ class Staged:
 
     rows: int = 0
     line_feeds: int = 0  # written by the fast path; tells whether fields span lines
+    # Carriage returns without a line feed (the fast path's count): inside a quoted field they
+    # break its line for the csv module, whose line numbers the fast path's must be.
+    lone_returns: int = 0
     path: str = "copy"  # "copy" or "python" (the fallback)
 
 

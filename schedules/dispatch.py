@@ -62,6 +62,8 @@ class TickPlan:
     runs: list[tuple[datetime, str]]  # (tick, trigger)
     next_run_at: datetime
     missed: int = 0
+    # The ticks counted as missed lie within (from, until), both included.
+    counted: tuple[datetime, datetime] | None = None
 
     @property
     def on_time(self) -> bool:
@@ -90,6 +92,7 @@ def plan_ticks(
         runs=runs,
         next_run_at=schedule.next_after(on_time[-1] if on_time else cutoff),
         missed=missed,
+        counted=(due, cutoff),
     )
 
 
@@ -330,7 +333,8 @@ def _insert_runs(runs: list[ImportRun]) -> None:
 
 
 def _advance(plans: dict[int, TickPlan], now: datetime) -> None:
-    """Move each import's next tick past the ones handled; count misses; start or end lateness."""
+    """Move each import's next tick past the ones handled; count misses (and note which, for
+    reconciliation not to count them again); start or end lateness."""
     table = ScheduledImport._meta.db_table
     ids = list(plans)
     with connection.cursor() as cursor:
@@ -342,9 +346,14 @@ def _advance(plans: dict[int, TickPlan], now: datetime) -> None:
                    late_since = CASE
                        WHEN v.missed > 0 THEN COALESCE(i.late_since, %s)
                        WHEN v.on_time THEN NULL
-                       ELSE i.late_since END
-              FROM unnest(%s::bigint[], %s::timestamptz[], %s::int[], %s::bool[])
-                   AS v(id, next_run_at, missed, on_time)
+                       ELSE i.late_since END,
+                   missed_counted_from = CASE
+                       WHEN v.missed > 0 THEN v.counted_from ELSE i.missed_counted_from END,
+                   missed_counted_until = CASE
+                       WHEN v.missed > 0 THEN v.counted_until ELSE i.missed_counted_until END
+              FROM unnest(%s::bigint[], %s::timestamptz[], %s::int[], %s::bool[],
+                          %s::timestamptz[], %s::timestamptz[])
+                   AS v(id, next_run_at, missed, on_time, counted_from, counted_until)
              WHERE i.id = v.id
             """,
             [
@@ -353,6 +362,8 @@ def _advance(plans: dict[int, TickPlan], now: datetime) -> None:
                 [plans[pk].next_run_at for pk in ids],
                 [plans[pk].missed for pk in ids],
                 [plans[pk].on_time for pk in ids],
+                [plans[pk].counted[0] if plans[pk].counted else None for pk in ids],
+                [plans[pk].counted[1] if plans[pk].counted else None for pk in ids],
             ],
         )
 

@@ -195,6 +195,10 @@ class ScheduledImport(LoadedHook, models.Model):
     late_since = models.DateTimeField(null=True, blank=True)
     # Reconciliation compared this import's ticks with its runs up to here.
     reconciled_until = models.DateTimeField(null=True, blank=True)
+    # The ticks beat last counted as missed (from, until), which left no run: reconciliation
+    # finds them without a run too, and counted them a second time.
+    missed_counted_from = models.DateTimeField(null=True, blank=True, editable=False)
+    missed_counted_until = models.DateTimeField(null=True, blank=True, editable=False)
 
     periodic_task = models.OneToOneField(
         "django_celery_beat.PeriodicTask",
@@ -483,6 +487,7 @@ KEPT_BY_THE_SCHEDULER = frozenset({
     "total_runs", "successful_runs", "partial_runs", "failed_runs", "consecutive_failures",
     "last_run_at", "last_run_status", "last_success_at", "next_run_at", "missed_ticks",
     "late_since", "reconciled_until", "schedule_changed_at", "periodic_task",
+    "missed_counted_from", "missed_counted_until",
 })  # fmt: skip
 
 

@@ -13,7 +13,7 @@ import time_machine
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
-from schedules import dispatch, services
+from schedules import dispatch, reconcile, services
 from schedules.api import health
 from schedules.models import ImportRun, ScheduledImport
 from tests.factories import make_import
@@ -154,6 +154,12 @@ def test_ticks_missed_past_the_grace_period_are_counted_and_handled_per_catchup(
             assert made[0].trigger == "catchup"
             assert made[0].scheduled_for == T0 + timedelta(minutes=2)
         assert imp.next_run_at == T0 + timedelta(minutes=3)
+
+        # ... which reconciliation, finding them without a run too, does not count again
+        # (missed_ticks was twice the ticks missed)
+        found = reconcile.reconcile()
+        imp.refresh_from_db()
+        assert found["ticks_without_run"] == 0 and imp.missed_ticks == 3
 
         # ... and the next tick dispatched on time ends the late streak
         clock.move_to(T0 + timedelta(minutes=3, seconds=1))

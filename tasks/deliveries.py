@@ -63,7 +63,9 @@ def _queue_next(ended: ImportRun) -> ImportRun | None:
     waiting = next_delivery(
         imp.source_url, lambda etags: processed_files.imported_before(imp.pk, etags)
     )
-    if waiting is None:
+    if waiting is None or waiting == ended.source_file:
+        # Its own file again (written anew since it was read, so not filed away): the next
+        # tick takes that, or a file rewritten every second would be imported in a loop.
         return None
     try:
         run = services.queue_next_delivery(imp, after=ended.pk, path=waiting)

@@ -13,7 +13,7 @@ import pytest
 from schedules import unsaved_checks
 from schedules.models import Record
 from schedules.source_check import unsaved_fields
-from tasks import source_check
+from tasks import deliveries, source_check
 from tests.drop_support import put
 from tests.factories import make_import
 from tests.importer_support import run_now
@@ -115,3 +115,26 @@ def test_the_check_before_save_shows_the_delivery_a_run_would_take(alice, drop):
         assert saved["source_file"] == unsaved["source_file"] == str(drop / expected), (
             saved, unsaved,
         )  # fmt: skip
+
+
+def test_the_queue_drains_to_the_next_delivery_but_not_to_its_own_file_written_again(
+    alice, drop
+):
+    # Given a queue whose file cannot be filed away (`processed` is a file), imported once
+    now = time.time()
+    put(drop / "processed", "not a folder\n")
+    put(drop / "products_1.csv", delivery("1.00"), mtime=now - 120)
+    imp = make_import(alice, f"file://{drop}/products_*.csv", move_processed=True)
+    ended = run_now(imp)
+    assert ended.status == "succeeded"
+
+    # When its file is written again: the drain leaves that to the next tick (a file rewritten
+    # every second would otherwise be imported in a loop)
+    put(drop / "products_1.csv", delivery("1.50"), mtime=now - 60)
+    assert deliveries.queue_next(ended) is None
+
+    # But when another delivery waits, the next run is queued at once, for it
+    put(drop / "products_0.csv", delivery("0.50"), mtime=now - 180)
+    queued = deliveries.queue_next(ended)
+    assert queued is not None and queued.trigger == "catchup"
+    assert queued.status == "queued"

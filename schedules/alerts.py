@@ -52,8 +52,37 @@ def on_run_finished(imp: ScheduledImport, run: ImportRun) -> bool:
     return True
 
 
+def streak_at(run: ImportRun) -> int:
+    """The failures in a row of the run's import as that run ended: the failed and timed-out
+    runs since the last good one up to it (skipped and cancelled runs neither extend a streak
+    nor end it, as services.apply_outcome counts).
+
+    What a notification about the run says, however late it goes out: read from the import
+    when it was sent, an alert held for the owner's digest, or retried, after the import had
+    recovered said "products failed 0 times in a row"."""
+    from .models import ImportRun
+
+    if run.finished_at is None or run.status not in FAILED:
+        return 0
+    runs = ImportRun.objects.filter(
+        scheduled_import_id=run.scheduled_import_id, finished_at__lte=run.finished_at
+    )
+    last_good = (
+        runs.filter(status__in=GOOD).order_by("-finished_at").values_list("finished_at", flat=True)
+    ).first()
+    failed = runs.filter(status__in=FAILED)
+    if last_good is not None:
+        failed = failed.filter(finished_at__gt=last_good)
+    return failed.count()
+
+
+FAILED = ("failed", "timed_out")
+GOOD = ("succeeded", "partial")
+
+
 def run_summary(run: ImportRun) -> dict[str, Any]:
-    """What the webhook receives (and the email shows): the import, the run, the streak."""
+    """What the webhook receives (and the email shows): the import, the run, the streak as the
+    run ended (streak_at)."""
     imp = run.scheduled_import
 
     def iso(value):
@@ -66,7 +95,7 @@ def run_summary(run: ImportRun) -> dict[str, Any]:
             "name": imp.name,
             "owner": imp.owner.get_username(),
             "source_url": imp.source_url,
-            "consecutive_failures": imp.consecutive_failures,
+            "consecutive_failures": streak_at(run),
             "alert_after_failures": imp.alert_after_failures,
         },
         "run": {
@@ -89,10 +118,11 @@ def alert_email(run: ImportRun) -> tuple[str, str]:
     """The failure-streak alert's e-mail about `run`: (subject, message)."""
     imp = run.scheduled_import
     summary = run_summary(run)
+    streak = summary["import"]["consecutive_failures"]
     # printable: a line break in a stored name would make the header raise BadHeaderError.
-    subject = f"[importbeat] {printable(imp.name)} failed {imp.consecutive_failures} times in a row"
+    subject = f"[importbeat] {printable(imp.name)} failed {streak} times in a row"
     message = (
-        f"The import {imp.name!r} (id {imp.pk}) failed {imp.consecutive_failures} times in "
+        f"The import {imp.name!r} (id {imp.pk}) failed {streak} times in "
         f"a row.\n\nLast run {run.pk}: {run.status}\n{run.error_message}\n\n"
         f"{json.dumps(summary, indent=2)}\n"
     )

@@ -292,6 +292,14 @@ def delivered(delivery: NotificationDelivery, response_status: int) -> None:
     _save(delivery)
 
 
+def skipped(delivery: NotificationDelivery, why: str) -> None:
+    """It has no reason to go out any more (no_longer_due): logged as `skipped`, saying why."""
+    delivery.error = why
+    delivery.status = "skipped"
+    delivery.next_attempt_at = None
+    _save(delivery)
+
+
 def failed(delivery: NotificationDelivery, error: str, retry_in: float | None = None) -> None:
     """The attempt failed with `error` (plain words): `retrying` when another attempt follows
     in `retry_in` seconds, else `failed` for good."""
@@ -305,17 +313,41 @@ def _in(seconds: float) -> datetime:
     return database_clock.now() + timedelta(seconds=seconds)
 
 
+def no_longer_due(delivery: NotificationDelivery) -> str:
+    """Why a notification waiting to go out has no reason to any more, "" when it has; the
+    same for an e-mail and a webhook (a webhook said `import.late` with `late_since: null`
+    where the e-mail was skipped).
+
+    - a late import on time again;
+    - a run's event whose run was deleted meanwhile (it went out as `import.failed`, or an
+      e-mail saying "it missed a tick");
+    - a webhook whose import's callback URL was changed or removed since: its retries went on
+      posting the run, signed, to the URL the owner had taken away.
+    """
+    imp = delivery.scheduled_import
+    if delivery.event == "late":
+        return (
+            "" if imp.late_since is not None else "the import ran on time again before it went out"
+        )
+    if delivery.run is None:
+        return "its run was deleted before it went out"
+    if delivery.channel == "webhook" and delivery.target != imp.callback_url:
+        now = "removed" if not imp.callback_url else "changed"
+        return f"the import's callback URL was {now} before it went out"
+    return ""
+
+
 def email_of(delivery: NotificationDelivery) -> tuple[str, str] | None:
     """The e-mail of one notification, (subject, message); None when it has no reason to go
     out any more (`delivery.error` says why)."""
     imp = delivery.scheduled_import
     run = delivery.run
+    if why := no_longer_due(delivery):
+        delivery.error = why
+        return None
     if delivery.event == ALERT and run is not None:
         return alerts.alert_email(run)
     if delivery.event == "late" and run is None:
-        if imp.late_since is None:
-            delivery.error = "the import ran on time again before this e-mail went out"
-            return None
         return alerts.late_email(imp)
     subject = f"[importbeat] {printable(imp.name)}: {delivery.event}"
     about = f"run {run.pk} {run.status}: {run.error_message}" if run else "it missed a tick"

@@ -154,6 +154,9 @@ def _send(delivery: NotificationDelivery, final: bool) -> None:
             if delivery.channel == "email":
                 _email(delivery)
                 return
+            if why := notifications.no_longer_due(delivery):
+                notifications.skipped(delivery, why)
+                return
             status = judged(_post_to_an_answering(notifications.webhook(delivery)))
     except TransientImportError as error:
         if final:

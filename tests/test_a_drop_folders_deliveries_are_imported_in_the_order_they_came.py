@@ -117,9 +117,7 @@ def test_the_check_before_save_shows_the_delivery_a_run_would_take(alice, drop):
         )  # fmt: skip
 
 
-def test_the_queue_drains_to_the_next_delivery_but_not_to_its_own_file_written_again(
-    alice, drop
-):
+def test_the_queue_drains_to_the_next_delivery_but_not_to_its_own_file_written_again(alice, drop):
     # Given a queue whose file cannot be filed away (`processed` is a file), imported once
     now = time.time()
     put(drop / "processed", "not a folder\n")

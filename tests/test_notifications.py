@@ -223,7 +223,7 @@ def test_a_late_email_of_an_import_on_time_again_is_skipped_and_says_why(alice):
 
     delivery.refresh_from_db()
     assert delivery.status == "skipped" and not mail.outbox
-    assert delivery.error == "the import ran on time again before this e-mail went out"
+    assert delivery.error == "the import ran on time again before it went out"
 
 
 def test_the_admin_lists_deliveries_and_edits_what_notifies(admin_client, alice):

@@ -227,7 +227,8 @@ def _session(
         else:
             raise PermanentImportError(f"more than {MAX_REDIRECTS} redirects")
         with response:
-            if response.status_code == 304 and unless:
+            if response.status_code == 304 and unless and unless.request_headers():
+                # (A 304 to a request that named no version is no answer: classify_status.)
                 raise NotModified
             classify_status(response)
             yield response, url

@@ -6,6 +6,7 @@ or a hand-made edit in between, or the previous run gone, all send the file thro
 
 import hashlib
 import logging
+from email.utils import parsedate_to_datetime
 
 import pytest
 from django.db import connection
@@ -13,7 +14,9 @@ from django.db import connection
 from schedules import services
 from schedules.models import Dataset, ImportRun, Record
 from tasks.engine.digest import applied_key
-from tests.factories import make_import
+from tests.conftest import Route
+from tests.drop_support import put, zipped
+from tests.factories import PRODUCTS_CSV, make_import
 from tests.importer_support import (
     records,
     row_errors,
@@ -236,3 +239,61 @@ def test_a_changed_file_that_copy_rejects_is_parsed_from_the_download(alice, csv
     assert (4, None, "expected 3 fields, found 2") in row_errors(run)
     assert (run.rows_read, run.rows_inserted) == (5, 1)
     assert set(records(imp)) == {"A-1", "C-3", "D-4"}
+
+
+class DateRoute(Route):
+    """A server comparing If-Modified-Since as Apache, nginx and http.server do: 304 when its
+    file is not newer than the date asked about."""
+
+    def not_modified(self, request_headers) -> bool:
+        since = request_headers.get("If-Modified-Since")
+        if not (since and self.last_modified):
+            return False
+        return parsedate_to_datetime(self.last_modified) <= parsedate_to_datetime(since)
+
+
+OTHER = "sku,name,price\nZ-9,Zither,1.00\n"
+
+
+def test_a_new_source_url_is_fetched_whole_not_asked_about_the_old_files_version(alice, csv_server):
+    # The old URL's Last-Modified went to the new one, which (older) answered 304: the run
+    # was "unchanged", and the dataset kept the old file's rows at every tick
+    csv_server.routes["/new.csv"] = DateRoute(
+        PRODUCTS_CSV.encode(), last_modified="Tue, 01 Dec 2026 10:00:00 GMT"
+    )
+    csv_server.routes["/old.csv"] = DateRoute(
+        OTHER.encode(), last_modified="Mon, 30 Nov 2026 10:00:00 GMT"
+    )
+    imp = make_import(alice, csv_server.base_url + "/new.csv", mode="sync")
+    assert run_now(imp).status == "succeeded"
+
+    services.update_import(imp, source_url=csv_server.base_url + "/old.csv")
+    run = run_now(imp)
+
+    assert (run.status, run.rows_inserted, run.rows_deleted) == ("succeeded", 1, 3)
+    assert sorted(records(imp)) == ["Z-9"]
+
+
+def test_another_member_of_the_same_zip_is_read(alice, drop):
+    put(drop / "both.zip", zipped({"a.csv": PRODUCTS_CSV, "b.csv": OTHER}))
+    imp = make_import(alice, f"file://{drop}/both.zip", source_member="a.csv")
+    assert run_now(imp).status == "succeeded"
+
+    services.update_import(imp, source_member="b.csv")
+    run = run_now(imp)
+
+    assert (run.status, run.rows_inserted) == ("succeeded", 1)
+    assert "Z-9" in records(imp)
+
+
+def test_a_304_to_a_request_that_named_no_version_is_no_answer(alice, csv_server):
+    # (from a proxy that misbehaves) it was read as "the server says the file is unchanged"
+    url = csv_server.serve("/p.csv", PRODUCTS_CSV)  # no validators
+    imp = make_import(alice, url)
+    assert run_now(imp).status == "succeeded"
+    csv_server.routes["/p.csv"] = Route(b"", status=304)
+
+    run = run_now(imp)
+
+    assert run.status == "failed"
+    assert "304" in run.error_message

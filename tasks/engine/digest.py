@@ -30,9 +30,15 @@ IMPORTER_FORMAT = 2
 
 
 def settings_fingerprint(imp: ScheduledImport) -> bytes:
-    """Everything besides the bytes that decides what an import of a file writes."""
+    """Everything besides the bytes that decides what an import of a file writes.
+
+    The source and the zip member are in it: a run of an import whose URL or member changed
+    sent the old file's validators to the new one, and a server answering 304 (or a zip that
+    had not changed) made the run "unchanged" without a byte of the new file read."""
     shaping = {
         "format": IMPORTER_FORMAT,
+        "source_url": imp.source_url,
+        "source_member": imp.source_member or "",
         "delimiter": imp.delimiter,
         "encoding": imp.encoding,
         "has_header": imp.has_header,

@@ -216,5 +216,12 @@ def _link_or_rename(source: str, target: str) -> str | None:
             return None
         os.rename(source, target)
         return target
-    os.unlink(source)
+    try:
+        os.unlink(source)
+    except OSError:
+        # Not moved, then: the link goes too, or every run left one more copy in processed/
+        # of a file still waiting in the drop folder (one the worker may add to, not delete
+        # from).
+        os.unlink(target)
+        raise
     return target

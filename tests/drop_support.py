@@ -50,3 +50,14 @@ def undeletable(path: Path) -> Iterator[Path]:
         yield path
     finally:
         subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+@contextmanager
+def append_only(folder: Path) -> Iterator[Path]:
+    """Files may be added to `folder` and not removed from it, even by root: `chattr +a`."""
+    if subprocess.run(["chattr", "+a", str(folder)], capture_output=True).returncode != 0:
+        pytest.skip("no chattr +a here (the file system or the user does not allow it)")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["chattr", "-a", str(folder)], check=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.drop_support import put
+from tests.drop_support import append_only, put
 from tests.factories import PRODUCTS_CSV, make_import
 from tests.importer_support import run_now
 
@@ -50,3 +50,18 @@ def test_a_partial_run_keeps_its_failed_rows_in_the_message(alice, drop):
 
     assert run.status == "partial"
     assert run.error_message == f"1 rows failed; {NOT_MOVED}"
+
+
+def test_a_file_that_cannot_leave_its_folder_leaves_no_copy_in_processed(alice, drop):
+    # Linked into processed/, then not removable from the drop folder: the link stayed, and
+    # every run left one more "filed" copy of a file still waiting
+    put(drop / "products_1.csv", PRODUCTS_CSV)
+    (drop / "processed").mkdir()
+    imp = make_import(alice, f"file://{drop}/products_*.csv", move_processed=True)
+
+    with append_only(drop):
+        runs = [run_now(imp) for _ in range(2)]
+
+    assert all("was not moved to processed/" in run.error_message for run in runs)
+    assert list((drop / "processed").iterdir()) == []
+    assert (drop / "products_1.csv").exists()

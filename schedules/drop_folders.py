@@ -51,10 +51,12 @@ def allowed_folders() -> list[str]:
 
 def locate(url: str) -> DropPath:
     """The folder and file name (or glob) `url` names, or Refused when it may not be read."""
-    parts = urlsplit(url)
+    # `?` and `#` are characters of the path here, not a query and a fragment: the glob
+    # `products_?.csv` looked for `products_`, and `products#2.csv` read `products`.
+    parts = urlsplit(url, allow_fragments=False)
     if parts.netloc not in ("", "localhost"):
         raise Refused("a file:// source names no host: write file:///folder/file.csv")
-    path = unquote(parts.path)
+    path = unquote(parts.path + (f"?{parts.query}" if "?" in url else ""))
     if has_control_characters(path) or "\0" in path:
         raise Refused("the path must not contain control characters")
     folders = allowed_folders()

@@ -16,7 +16,7 @@ from tasks.errors import PermanentImportError, TransientImportError
 from tests.api_support import API, client_for, import_body
 from tests.drop_support import put
 from tests.factories import PRODUCTS_CSV, make_import
-from tests.importer_support import run_now
+from tests.importer_support import records, run_now
 from tests.test_admin_imports import CHANGELIST, form_data
 
 pytestmark = pytest.mark.django_db
@@ -196,3 +196,19 @@ def test_the_admin_form_refuses_a_path_outside_and_saves_one_inside(client, alic
     assert saved.status_code == 302, saved.context["adminform"].form.errors
     imp.refresh_from_db()
     assert imp.source_url.endswith("/products_*.csv") and imp.move_processed
+
+
+def test_a_question_mark_is_a_glob_and_a_hash_is_part_of_the_name(alice, drop):
+    # Read as a URL's query and fragment, `products_?.csv` looked for `products_` (a transient
+    # failure at every tick) and `products#2.csv` imported the file `products`
+    put(drop / "products", "sku,name\nWRONG,wrong file\n")
+    put(drop / "products#2.csv", PRODUCTS_CSV)
+    put(drop / "orders_1.csv", PRODUCTS_CSV)
+    hashed = make_import(alice, f"file://{drop}/products#2.csv")
+    globbed = make_import(alice, f"file://{drop}/orders_?.csv", name="o", dataset="o")
+
+    runs = [run_now(hashed), run_now(globbed)]
+
+    assert [run.status for run in runs] == ["succeeded", "succeeded"]
+    assert [run.source_file.rsplit("/", 1)[1] for run in runs] == ["products#2.csv", "orders_1.csv"]
+    assert "WRONG" not in records(hashed)

@@ -47,6 +47,9 @@ class ByteStream(io.RawIOBase):
     validators = Validators()
     # The file taken, when the source names several (a glob's match); "" for HTTP.
     source_file = ""
+    # "gzip" when the server gzipped the body on the way (HTTP Content-Encoding), left to
+    # tasks.decompress to decode.
+    content_encoding = ""
 
     def __init__(
         self,

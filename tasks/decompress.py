@@ -64,7 +64,7 @@ class Capped(io.RawIOBase):
 
     def __init__(self, inner: IO[bytes], kind: str, source: io.RawIOBase) -> None:
         self._inner = inner
-        self._kind = kind
+        self._kind = self.kind = kind  # "gzip" or "zip"
         self.max_bytes = settings.MAX_IMPORT_BYTES
         self.bytes_out = 0
         self.validators = getattr(source, "validators", None)

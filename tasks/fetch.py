@@ -5,6 +5,7 @@ tasks.decompress."""
 from __future__ import annotations
 
 import contextvars
+import io
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from urllib.parse import urljoin, urlsplit
@@ -20,7 +21,7 @@ from . import decompress, drop_folder
 from .addresses import check_public_address, public_addresses
 from .byte_stream import CHUNK_BYTES, ByteStream, NotModified, Validators
 from .errors import PermanentImportError, TransientImportError
-from .fetch_errors import failure
+from .fetch_errors import BAD_ENCODING, failure
 from .fetch_watchdog import Watchdog
 from .source_options import SourceOptions
 from .transcode import Transcoded
@@ -123,10 +124,21 @@ def open_source(
         else:
             opened = _download(url, on_read, unless, options)
         stream, length = stack.enter_context(opened)
+        if getattr(stream, "content_encoding", ""):
+            stream = _content_decoded(stream, stack)  # the server's gzip, then the file's own
         text = decompress.decompressed(stream, stack, options.member)
         if options.transcode_from:
             text = Transcoded(text, options.transcode_from)
         yield text, length
+
+
+def _content_decoded(stream: ByteStream, stack: ExitStack) -> io.RawIOBase:
+    """A body the server gzipped on the way, decoded (a stream cut short says so); one that is
+    no gzip stream at all is the mislabelled body BAD_ENCODING says (an empty one is empty)."""
+    decoded = decompress.decompressed(stream, stack)
+    if decoded is not stream and getattr(decoded, "kind", "") != "gzip":
+        raise PermanentImportError(f"download interrupted: {BAD_ENCODING}")
+    return decoded
 
 
 @contextmanager
@@ -238,7 +250,15 @@ def _stream(
     response: requests.Response, on_read: Callable[[int], None] | None, watchdog: Watchdog
 ) -> tuple[ByteStream, int | None]:
     length = response.headers.get("Content-Length")
-    stream = ByteStream(_chunks(response), settings.MAX_IMPORT_BYTES, on_read, watchdog)
+    # A body the server gzipped on the way (Content-Encoding) is decoded by our own reader
+    # (tasks.decompress), as a .gz file is: urllib3's decoder took a gzip stream cut short for
+    # the whole body (the rows after the cut were gone, and with mode sync deleted), and
+    # progress counted decoded bytes against the encoded length (474 %).
+    gzipped = response.headers.get("Content-Encoding", "").strip().lower() in GZIP_CODINGS
+    stream = ByteStream(
+        _chunks(response, decode=not gzipped), settings.MAX_IMPORT_BYTES, on_read, watchdog
+    )
+    stream.content_encoding = "gzip" if gzipped else ""
     stream.validators = Validators(
         etag=response.headers.get("ETag", "")[:255],
         last_modified=response.headers.get("Last-Modified", "")[:255],
@@ -249,7 +269,10 @@ def _stream(
     return stream, int(length) if known else None
 
 
-def _chunks(response: requests.Response) -> Iterator[bytes]:
+GZIP_CODINGS = ("gzip", "x-gzip")
+
+
+def _chunks(response: requests.Response, decode: bool = True) -> Iterator[bytes]:
     """The body as it arrives: whatever one read from the socket gave (at most CHUNK_BYTES).
 
     Not `iter_content`, which waits for a whole chunk: a trickle would show no progress, and
@@ -258,7 +281,7 @@ def _chunks(response: requests.Response) -> Iterator[bytes]:
     raw = response.raw
     while True:
         try:
-            data = raw.read1(CHUNK_BYTES, decode_content=True)
+            data = raw.read1(CHUNK_BYTES, decode_content=decode)
         except urllib3.exceptions.ReadTimeoutError as error:
             raise requests.Timeout(error) from error
         except (urllib3.exceptions.HTTPError, OSError) as error:

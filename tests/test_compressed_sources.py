@@ -204,3 +204,35 @@ def test_a_named_member_of_a_download_that_is_no_zip_fails_saying_so(
     assert (run.status, run.attempts) == ("failed", 1)
     assert f"is {is_said}" in run.error_message and "source_member" in run.error_message
     assert not set(records(imp))
+
+
+GZIPPED_ROWS = "sku,name,price\n" + "".join(f"K-{i:05d},Item {i},{i}.00\n" for i in range(20000))
+
+
+def test_a_body_gzipped_on_the_way_and_cut_short_fails_and_deletes_nothing(alice, csv_server):
+    # urllib3's decoder took a gzip stream cut short for the whole body: the run read the rows
+    # before the cut, ended partial, and mode sync deleted the 10,318 after it
+    imp = make_import(alice, csv_server.serve("/p.csv", GZIPPED_ROWS), mode="sync")
+    assert run_now(imp).rows_inserted == 20000
+    body = gzipped(GZIPPED_ROWS)
+    csv_server.serve("/p.csv", body[: len(body) // 2], headers={"Content-Encoding": "gzip"})
+
+    run = run_now(imp)
+
+    assert (run.status, run.error_message) == (
+        "failed",
+        "the gzip file ends early: it is truncated",
+    )
+    assert (run.rows_deleted, Record.objects.filter(dataset=imp.dataset).count()) == (0, 20000)
+
+
+def test_progress_of_a_body_gzipped_on_the_way_counts_the_bytes_that_came(alice, csv_server):
+    # It counted decoded bytes against the encoded length: 474 % of the file
+    body = gzipped(GZIPPED_ROWS)
+    url = csv_server.serve("/p.csv", body, headers={"Content-Encoding": "gzip"})
+    imp = make_import(alice, url)
+
+    run = run_now(imp)
+
+    assert (run.status, run.rows_inserted) == ("succeeded", 20000)
+    assert run.bytes_read == run.bytes_total == len(body)

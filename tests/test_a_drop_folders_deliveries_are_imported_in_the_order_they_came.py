@@ -136,3 +136,21 @@ def test_the_queue_drains_to_the_next_delivery_but_not_to_its_own_file_written_a
     queued = deliveries.queue_next(ended)
     assert queued is not None and queued.trigger == "catchup"
     assert queued.status == "queued"
+
+
+def test_an_empty_delivery_that_cannot_be_filed_away_holds_back_nothing(alice, drop):
+    # An empty file's run kept no version of it: every run took it again as the oldest
+    # delivery waiting, and the next delivery was never imported
+    now = time.time()
+    put(drop / "processed", "not a folder\n")
+    put(drop / "products_1.csv", "", mtime=now - 120)
+    put(drop / "products_2.csv", "A-1,Anvil\n", mtime=now - 60)
+    imp = make_import(
+        alice, f"file://{drop}/products_*.csv", move_processed=True, has_header=False,
+        key_column="column_1",
+    )  # fmt: skip
+
+    taken = [run_now(imp).source_file.rsplit("/", 1)[1] for _ in range(2)]
+
+    assert taken == ["products_1.csv", "products_2.csv"]
+    assert Record.objects.filter(dataset=imp.dataset, key="A-1").exists()

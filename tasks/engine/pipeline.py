@@ -87,9 +87,12 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
             with timed("staging", run):
                 layout = stage.stage_file(pg, imp, source, reporter, counts, downloaded)
             reporter.report()
+            if known is None and fetched.at_end:
+                # An empty file too: a queue's delivery that could not be filed away is passed
+                # over by its version (processed_files.imported_before); without it an empty
+                # one was taken again at every tick, and the deliveries after it never.
+                digest.keep_source(run, fetched.hexdigest(), raw.validators)
             if layout is not None:
-                if known is None and fetched.at_end:
-                    digest.keep_source(run, fetched.hexdigest(), raw.validators)
                 # 4. validation and 5. merge
                 _validate_and_merge(pg, run, layout, counts, reporter)
             release_staging(pg, counts.rows_read)

@@ -46,7 +46,10 @@ UTC = zoneinfo.ZoneInfo("UTC")
 
 
 def chart(series: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stacked bars (succeeded, partial, failed) per day, in SVG coordinates."""
+    """Stacked bars (succeeded, partial, failed) per day, in SVG coordinates. A timed-out run
+    is a failed one, as the import's counters, the admin and Flower count it: the chart left
+    it out, and a day on which every run timed out (a hung source) showed empty."""
+    series = [{**day, "failed": day["failed"] + day.get("timed_out", 0)} for day in series]
     peak = max((sum(day[s] for s in CHART_STATUSES) for day in series), default=0) or 1
     slot = (CHART_WIDTH - CHART_PAD) / max(len(series), 1)
     plot_height = CHART_HEIGHT - 2 * CHART_PAD

@@ -125,3 +125,18 @@ def test_the_live_feed_reads_only_what_it_shows_in_a_fixed_number_of_queries(cli
     assert {run["owner"] for run in many["runs"]} == {"alice"}
     assert len(many_queries) == len(few_queries)
     assert not any('"description"' in q["sql"] for q in many_queries.captured_queries)
+
+
+def test_a_timed_out_run_is_a_failed_one_on_the_chart(client, staff, alice):
+    # The chart left timed-out runs out: a day on which every run timed out showed empty,
+    # while the admin counted them failed
+    imp = make_import(alice, SOURCE)
+    for status in ("timed_out", "timed_out", "failed"):
+        make_run(imp, status, queued_at=timezone.now())
+    client.force_login(staff)
+
+    html = client.get("/dashboard/").content.decode()
+
+    today = timezone.now().date().isoformat()
+    assert f'data-date="{today}" data-total="3"' in html
+    assert 'data-status="failed" data-count="3"' in html

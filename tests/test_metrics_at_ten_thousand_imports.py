@@ -17,6 +17,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from schedules import metrics_per_import, services
 from schedules.models import RunTally, ScheduledImport
+from schedules.stats import TIMED_STATUSES
 from tests.factories import make_import
 
 pytestmark = pytest.mark.django_db
@@ -54,8 +55,9 @@ class OldCollector:
             sums = per_import[imp.pk]
             for kind in ROW_KINDS:
                 sums["rows"][kind] += getattr(tally, f"rows_{kind}")
-            sums["sum_ms"] += tally.duration_ms_sum
-            sums["buckets"] = add(sums["buckets"], tally.duration_buckets)
+            if tally.status in TIMED_STATUSES:  # (a skipped run took no time)
+                sums["sum_ms"] += tally.duration_ms_sum
+                sums["buckets"] = add(sums["buckets"], tally.duration_buckets)
         for import_id, sums in per_import.items():
             values = label_values(imports[import_id])
             for kind, value in sums["rows"].items():
@@ -133,6 +135,7 @@ def tallied(alice, bob):
             (plain, "partial", 1, 123_456_789_012),
             (odd, "timed_out", 2, 7),
             (gone, "succeeded", 5, 50),
+            (plain, "skipped", 20, 0),
         ]:
             cursor.execute(
                 "INSERT INTO schedules_runtally (scheduled_import_id, status, runs, rows_read,"
@@ -178,3 +181,14 @@ def test_without_imports_the_families_are_empty_but_declared(db):
 
     assert families(text) == families(old_text())
     assert "# TYPE importbeat_runs_total counter" in text
+
+
+def test_skipped_runs_are_counted_but_take_no_place_among_the_durations(tallied):
+    text = metrics_per_import.text()
+    plain = ScheduledImport.objects.get(name="nightly feed").pk
+    labels = f'import="nightly feed",import_id="{plain}",owner="alice"'
+
+    # Each tally's buckets hold 66 runs: the succeeded, failed and partial ones are timed,
+    # the skipped ones (which took no time) not
+    assert f'importbeat_runs_total{{{labels},status="skipped"}} 20.0\n' in text
+    assert f"importbeat_run_duration_seconds_count{{{labels}}} 198.0\n" in text

@@ -127,24 +127,14 @@ class Schedule:
         return found
 
     def describe(self) -> str:
-        """The cron rule in words (cron-descriptor), saying OR where cron means OR."""
+        """The cron rule in words (cron-descriptor), saying OR where cron means OR, and saying
+        what fires where cron-descriptor's words for the rule as written would not."""
         from cron_descriptor import Options, get_description
 
         options = Options()
         options.use_24hour_time_format = True
         options.day_of_week_start_index_zero = True
-        minute, hour, dom, month, dow = self.fields.split()
-        # cron-descriptor knows Sunday as 0 only; 7 is the same day here.
-        dow = ",".join("0" if part == "7" else part for part in dow.split(","))
-        try:
-            text = get_description(" ".join((minute, hour, dom, month, dow)), options)
-        except Exception:
-            # cron-descriptor refuses steps it counts past Saturday (`*/7`, `3-5/7`), which
-            # cron takes: the days they stand for, as the ticks expand them, are described.
-            # Uncaught, one such rule made the owner's import list and the dashboard a 500.
-            weekdays = _parsed_rule(self.fields, self.day_or).expanded[4]
-            days = ",".join(str(day) for day in weekdays)
-            text = get_description(" ".join((minute, hour, dom, month, days)), options)
+        text = get_description(" ".join(self._fields_to_describe()), options)
         if self.day_or:
             # Both restricted: cron runs on either day, while cron-descriptor's words read as
             # both ("on day 1 of the month, only on Wednesday"). Not when either starts with
@@ -153,6 +143,28 @@ class Schedule:
             if ", or on " not in text:
                 text += " (either the day of the month or the weekday)"
         return text
+
+    def _fields_to_describe(self) -> tuple[str, str, str, str, str]:
+        """The five fields as cron-descriptor describes what the ticks fire.
+
+        - a step that does not divide its field's span restarts at each hour or day: `*/45`
+          fires at :00 and :45 (not "every 45 minutes"), `*/61` hourly: the values are listed;
+        - Sunday is 7 as well as 0 here, and cron-descriptor knows 0 only: `0-7` was "Sunday
+          through Sunday" for a rule firing daily, and it raised on `*/7` or `3-5/7` (one such
+          rule made the owner's import list and the dashboard a 500): the weekdays are listed,
+          or `*` when they are all (and the day of the month does not restrict it too).
+        """
+        minute, hour, dom, month, dow = self.fields.split()
+        expanded = _parsed_rule(self.fields, self.day_or).expanded
+        minute = _listed_unless_even(minute, expanded[0], 60)
+        hour = _listed_unless_even(hour, expanded[1], 24)
+        if "7" in re.split(r"[-,/]", dow) or "/" in dow:
+            days = sorted(set(expanded[4]))
+            if days == list(range(7)) and dom == "*":
+                dow = "*"
+            else:
+                dow = ",".join(str(day) for day in days)
+        return minute, hour, dom, month, dow
 
     @property
     def fields(self) -> str:
@@ -210,3 +222,13 @@ def _parsed_rule(fields: str, day_or: bool):
     from croniter import croniter
 
     return croniter(fields, datetime(2000, 1, 1, tzinfo=UTC), day_or=day_or)
+
+
+def _listed_unless_even(field: str, values: list, span: int) -> str:
+    """`field`, or the values it expands to when it holds `*/N` whose N does not divide `span`
+    (the step restarts at each hour or day, so "every N" would be wrong)."""
+    for atom in field.split(","):
+        base, _, step = atom.partition("/")
+        if base == "*" and step and span % int(step):
+            return ",".join(str(value) for value in values)
+    return field

@@ -231,3 +231,18 @@ def test_macros_stand_for_their_five_fields():
     for macro, first in expected.items():
         validate_cron_expression(macro)
         assert cron_import(macro, "UTC").next_runs(1, after=after) == [first], macro
+
+
+def test_steps_that_restart_each_hour_and_sunday_written_7_in_a_range_say_what_fires():
+    # "Every 45 minutes" fires at :00 and :45; "Every 61 minutes" hourly; "Sunday through
+    # Sunday" (0-7) daily
+    for rule, words, fires in [
+        ("*/45 * * * *", "At 0 and 45 minutes past the hour (UTC)", ["00:45", "01:00", "01:45"]),
+        ("*/61 * * * *", "Every hour (UTC)", ["01:00", "02:00", "03:00"]),
+        ("0 3 * * 0-7", "At 03:00 (UTC)", ["Tue 03:00", "Wed 03:00", "Thu 03:00"]),
+    ]:
+        imp = cron_import(rule, "UTC")
+        ticks = imp.next_runs(3, after=datetime(2026, 12, 1, 0, 30, tzinfo=UTC))
+        shape = "%a %H:%M" if " " in fires[0] else "%H:%M"
+        assert imp.schedule_description == words, rule
+        assert [t.strftime(shape) for t in ticks] == fires, rule

@@ -10,7 +10,7 @@ from auditlog.mixins import AuditlogHistoryAdminMixin
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet, Subquery
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
 from django.utils.dateparse import parse_datetime
@@ -396,6 +396,8 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
         return own + super().get_urls()
 
     def _one(self, request: HttpRequest, object_id: str) -> ScheduledImport:
+        if not (object_id.isascii() and object_id.isdigit()):
+            raise Http404("no such import")  # (the id's lookup raised ValueError: a 500)
         imp = get_object_or_404(ScheduledImport, pk=object_id)
         if not self.has_change_permission(request, imp):
             raise PermissionDenied

@@ -113,3 +113,10 @@ def test_test_source_without_a_worker_says_so_instead_of_hanging(alice):
     assert result.summary() == (
         "Test source: no worker answered within 0.5 s; is a worker running?"
     )
+
+
+@pytest.mark.parametrize("action", ["run_now", "pause", "resume", "test_source"])
+def test_a_button_of_an_id_that_is_no_number_is_a_404(admin_client, action):
+    response = admin_client.post(f"/admin/schedules/scheduledimport/abc/{action}/")
+
+    assert response.status_code == 404  # the lookup's ValueError was a 500

@@ -41,3 +41,25 @@ def test_an_unknown_user_without_create_is_an_error():
     with pytest.raises(CommandError, match="--create"):
         api_token("nobody")
     assert not get_user_model().objects.filter(username="nobody").exists()
+
+
+@pytest.mark.parametrize(
+    ("username", "said"),
+    [("", "is not valid"), ("x" * 200, "at most 150 characters"), ("a\x01b", "is not valid")],
+)
+def test_a_username_django_would_not_create_is_an_error_without_a_traceback(username, said):
+    # An empty or too long name raised with a traceback; one with control characters was made
+    with pytest.raises(CommandError, match=said):
+        call_command("api_token", username, "--create", stdout=StringIO())
+
+
+def test_an_inactive_user_gets_no_token_that_would_never_work(django_user_model):
+    django_user_model.objects.create_user("ina", password="x", is_active=False)
+
+    with pytest.raises(CommandError, match="'ina' is inactive"):
+        call_command("api_token", "ina", stdout=StringIO())
+
+
+def test_seed_demo_with_a_base_url_the_import_refuses_says_why(db):
+    with pytest.raises(CommandError, match="--base-url 'ftp://nowhere': source_url: "):
+        call_command("seed_demo", "--base-url", "ftp://nowhere", stdout=StringIO())

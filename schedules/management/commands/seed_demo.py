@@ -1,6 +1,7 @@
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
 from knox.models import AuthToken
 
 from schedules import services
@@ -27,6 +28,14 @@ class Command(BaseCommand):
         )
 
     def handle(self, base_url: str, **options) -> None:
+        try:
+            self._seed(base_url)
+        except ValidationError as error:
+            # (a --base-url the import's rules refuse raised with a traceback)
+            words = "; ".join(f"{k}: {' '.join(v)}" for k, v in error.message_dict.items())
+            raise CommandError(f"--base-url {base_url!r}: {words}") from None
+
+    def _seed(self, base_url: str) -> None:
         User = get_user_model()
         user, created = User.objects.get_or_create(
             username=DEMO_USER, defaults={"is_staff": True, "is_superuser": True}

@@ -2,14 +2,17 @@
 
 import io
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from django.core.management import CommandError, call_command
 
 from schedules.models import ImportRun
-from tests.conftest import BASE_DIR
+from tasks.management.commands.run_import import INTERRUPTED
+from tests.conftest import BASE_DIR, wait_for
 from tests.conftest import test_database_url as database_url
 from tests.factories import PRODUCTS_CSV, make_import
 
@@ -77,3 +80,30 @@ def test_its_header_is_plain_text_even_where_errors_are_red(alice, csv_server):
 
     header = err.getvalue().splitlines()[0]
     assert header.startswith(f"import {imp.pk} (products)") and "\x1b[" not in header
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_foreground_run_ends_cancelled_and_says_so(alice, csv_server, signum):
+    # It was left `running` (triggers answered 409), a traceback for Ctrl-C and no word for
+    # SIGTERM, and the sweep later sent the run the operator had stopped to a worker
+    body = "sku,price\n" + "".join(f"k{i},{i}\n" for i in range(60000))
+    imp = make_import(alice, csv_server.serve("/slow.csv", body, chunk_delay=0.5))
+    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_DEBUG": "1",
+           "ALLOWED_PRIVATE_HOSTS": "127.0.0.1:*"}  # fmt: skip
+    command = subprocess.Popen(
+        [sys.executable, "manage.py", "run_import", str(imp.pk), "--no-progress"],
+        cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for(lambda: csv_server.hits.get("/slow.csv"), 60, what="the download")
+    time.sleep(0.5)
+
+    command.send_signal(signum)
+    out, err = command.communicate(timeout=60)
+
+    run = ImportRun.objects.get(scheduled_import=imp)
+    assert command.returncode == 130, err
+    assert "Traceback" not in err
+    assert (run.status, run.error_message) == ("cancelled", INTERRUPTED)
+    assert f"run {run.pk} cancelled: interrupted" in err
+    assert f"run {run.pk}: cancelled" in out

@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import gc
+import signal
 from contextlib import contextmanager
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
-from schedules import history
+from schedules import history, services
 from schedules.models import ImportRun, ScheduledImport
 from schedules.text import printable
 from tasks import engine, runner
 
 OK_STATUSES = (ImportRun.Status.SUCCEEDED, ImportRun.Status.PARTIAL)
+INTERRUPTED = (
+    "stopped in the foreground (run_import was interrupted: Ctrl-C or SIGTERM) before its "
+    "rows were written"
+)
 SHOWN_ROW_ERRORS = 10
 
 
@@ -60,15 +65,36 @@ class Command(BaseCommand):
             f"from {printable(imp.source_url)}",
             style_func=lambda text: text,
         )
-        if no_progress or not self.stderr.isatty():
-            runner.execute(run.pk)
-        else:
-            with self._progress_bar() as hook, engine.listen(hook):
-                runner.execute(run.pk)
+        try:
+            with _sigterm_as_interrupt():
+                if no_progress or not self.stderr.isatty():
+                    runner.execute(run.pk)
+                else:
+                    with self._progress_bar() as hook, engine.listen(hook):
+                        runner.execute(run.pk)
+        except KeyboardInterrupt:
+            self._interrupted(run)
         run.refresh_from_db()
         self._print_summary(run)
         if run.status not in OK_STATUSES:
             raise CommandError(f"run {run.pk} {run.status}: {printable(run.error_message)}")
+
+    def _interrupted(self, run: ImportRun) -> None:
+        """Ctrl-C or SIGTERM stopped the run: it ends here, as its rows left it, and the command
+        says so. Left `running`, it answered every trigger with a 409 until the sweep took it
+        for a lost worker's run and sent it to a worker: the import the operator stopped ran
+        after all (and printed a traceback on the way)."""
+        # The statement under way may have been cut in the middle: a new session finishes it.
+        connection.close()
+        run.refresh_from_db()
+        if run.status not in ImportRun.FINAL_STATUSES:
+            if run.rows_committed_at is not None:
+                services.finish_run(run, services.committed_status(run))
+            else:
+                services.finish_run(run, ImportRun.Status.CANCELLED, error=INTERRUPTED)
+        run.refresh_from_db()
+        self._print_summary(run)
+        raise CommandError(f"run {run.pk} {run.status}: interrupted", returncode=130)
 
     @contextmanager
     def _progress_bar(self):
@@ -109,3 +135,18 @@ class Command(BaseCommand):
             self.stdout.write(f"  ... see run {run.pk} for more row errors")
         if run.error_message and run.status not in OK_STATUSES:
             self.stdout.write(f"error: {printable(run.error_message)}")
+
+
+@contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM (a `kill`, a container stopping) stops the run as Ctrl-C does: it ended the
+    process at once, with no word, the run left `running`."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)

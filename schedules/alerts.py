@@ -35,21 +35,48 @@ def on_run_finished(imp: ScheduledImport, run: ImportRun) -> bool:
     """Whether this run completes the streak (then the alert is logged here, and finish_run
     queues its deliveries: notifications.queue_alert); called inside finish_run's transaction.
 
-    Alerting exactly when the count reaches the threshold (not at every failure after it) keeps
-    a broken import from mailing its owner every interval.
+    Alerting once a streak, when the count reaches the threshold or has passed it (not at
+    every failure after it), keeps a broken import from mailing its owner every interval; the
+    run that alerted is marked (`error_details.alerted`).
     """
     from .models import ImportRun, ScheduledImport
 
     if run.status not in (ImportRun.Status.FAILED, ImportRun.Status.TIMED_OUT):
         return False
     failures = ScheduledImport.objects.values_list("consecutive_failures", flat=True).get(pk=imp.pk)
-    if not imp.alert_after_failures or failures != imp.alert_after_failures:
+    if not imp.alert_after_failures or failures < imp.alert_after_failures:
         return False
+    # Reached or passed, once a streak: a threshold lowered below the streak while it ran
+    # never met the count again (24 failures, no alert), and one raised after its alert met it
+    # a second time (two alerts in one streak).
+    if _alerted_in_streak(imp.pk):
+        return False
+    details = {**run.error_details, ALERTED: True}
+    run.error_details = details
+    ImportRun.objects.filter(pk=run.pk).update(error_details=details)
     logger.error(
         "import alert import=%s run=%s status=%s consecutive_failures=%s owner=%s error=%s",
         imp.pk, run.pk, run.status, failures, imp.owner_id, json.dumps(run.error_message),
     )  # fmt: skip
     return True
+
+
+# Marks the run of a streak that alerted (error_details).
+ALERTED = "alerted"
+
+
+def _alerted_in_streak(import_id: int) -> bool:
+    """Whether a run of the import's current failure streak alerted already."""
+    from .models import ImportRun
+
+    runs = ImportRun.objects.filter(scheduled_import_id=import_id)
+    last_good = (
+        runs.filter(status__in=GOOD).order_by("-finished_at").values_list("finished_at", flat=True)
+    ).first()
+    streak = runs.filter(status__in=FAILED, error_details__has_key=ALERTED)
+    if last_good is not None:
+        streak = streak.filter(finished_at__gt=last_good)
+    return streak.exists()
 
 
 def streak_at(run: ImportRun) -> int:

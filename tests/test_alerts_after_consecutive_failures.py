@@ -259,3 +259,34 @@ def test_an_edit_read_before_a_run_ended_keeps_that_runs_counts_and_alerts_once(
     assert (imp.total_runs, imp.failed_runs, imp.consecutive_failures) == (4, 4, 4)
     assert imp.description == "edited meanwhile" and imp.next_run_at == tick
     assert (len(hook.received), len(mailoutbox)) == (1, 1)
+
+
+def test_a_threshold_lowered_during_a_streak_alerts_at_the_next_failure_once(alice, mailoutbox):
+    # It never met the count again: 24 failures in a row, and no alert
+    imp = make_import(alice, "http://127.0.0.1/p.csv", alert_after_failures=10)
+    for _ in range(4):
+        fail(imp)
+    services.update_import(imp, alert_after_failures=3)
+
+    runs = [fail(imp) for _ in range(5)]
+
+    alerts = NotificationDelivery.objects.filter(event="alert")
+    assert [delivery.run_id for delivery in alerts] == [runs[0].pk]
+    assert runs[0].error_details["alerted"] is True
+
+
+def test_a_threshold_raised_after_its_alert_does_not_alert_the_same_streak_again(alice):
+    imp = make_import(alice, "http://127.0.0.1/p.csv", alert_after_failures=3)
+    for _ in range(3):
+        fail(imp)
+    services.update_import(imp, alert_after_failures=5)
+
+    for _ in range(3):
+        fail(imp)
+    assert NotificationDelivery.objects.filter(event="alert").count() == 1
+
+    # ... and the next streak alerts again
+    succeed(imp)
+    for _ in range(5):
+        fail(imp)
+    assert NotificationDelivery.objects.filter(event="alert").count() == 2

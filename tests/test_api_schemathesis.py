@@ -24,7 +24,9 @@ from tests.factories import make_import
 
 pytestmark = pytest.mark.django_db
 
-MAX_EXAMPLES = 20
+# 15, not 20: 75 s of CI's 15 minutes under load; the five more per operation found nothing
+# the fifteen had not in the last rounds.
+MAX_EXAMPLES = 15
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from django.core.management import CommandError, call_command
 
 from schedules.models import ImportRun
 from tasks.management.commands.run_import import INTERRUPTED
+from tests.api_support import make_run
 from tests.conftest import BASE_DIR, wait_for
 from tests.conftest import test_database_url as database_url
 from tests.factories import PRODUCTS_CSV, make_import
@@ -107,3 +108,13 @@ def test_an_interrupted_foreground_run_ends_cancelled_and_says_so(alice, csv_ser
     assert (run.status, run.error_message) == ("cancelled", INTERRUPTED)
     assert f"run {run.pk} cancelled: interrupted" in err
     assert f"run {run.pk}: cancelled" in out
+
+
+def test_a_run_skipped_behind_another_says_skipped_once(alice, csv_server):
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+    make_run(imp, "running", attempts=1)
+
+    with pytest.raises(CommandError) as raised:
+        call_command("run_import", imp.pk, stdout=io.StringIO(), stderr=io.StringIO())
+
+    assert " skipped: " in str(raised.value) and "skipped: skipped" not in str(raised.value)

@@ -77,7 +77,9 @@ class Command(BaseCommand):
         run.refresh_from_db()
         self._print_summary(run)
         if run.status not in OK_STATUSES:
-            raise CommandError(f"run {run.pk} {run.status}: {printable(run.error_message)}")
+            # (a skipped run's message begins "skipped: ": said once)
+            said = run.error_message.removeprefix(f"{run.status}: ")
+            raise CommandError(f"run {run.pk} {run.status}: {printable(said)}")
 
     def _interrupted(self, run: ImportRun) -> None:
         """Ctrl-C or SIGTERM stopped the run: it ends here, as its rows left it, and the command

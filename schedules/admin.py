@@ -4,8 +4,6 @@ their errors. Saving an import goes through ScheduledImport.save(), which re-syn
 
 from __future__ import annotations
 
-import json
-
 from auditlog.mixins import AuditlogHistoryAdminMixin
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
@@ -24,6 +22,7 @@ from django.views.decorators.http import require_POST
 from . import (
     admin_beat,  # noqa: F401 (registers the Periodic tasks admin)
     attention,
+    exact_json,
     services,
 )
 from .admin_lists import ListAtScale
@@ -698,7 +697,7 @@ class RecordAdmin(ListAtScale, admin.ModelAdmin):
 
     @admin.display(description="data")
     def data_preview(self, record: Record) -> SafeString:
-        text = json.dumps(record.data, ensure_ascii=False, default=str)
+        text = exact_json.dumps(record.data, ensure_ascii=False, default=str)
         if len(text) > DATA_PREVIEW_CHARS:
             text = text[: DATA_PREVIEW_CHARS - 1] + "…"
         return format_html('<code class="ib-data">{}</code>', text)
@@ -706,11 +705,13 @@ class RecordAdmin(ListAtScale, admin.ModelAdmin):
     @admin.display(description="data")
     def data_table(self, record: Record) -> SafeString | str:
         if not isinstance(record.data, dict):
-            return format_html("<pre>{}</pre>", json.dumps(record.data, indent=2, default=str))
+            return format_html(
+                "<pre>{}</pre>", exact_json.dumps(record.data, indent=2, default=str)
+            )
         rows = format_html_join(
             "",
             "<tr><th>{}</th><td><code>{}</code></td></tr>",
-            ((name, json.dumps(value, ensure_ascii=False, default=str))
+            ((name, exact_json.dumps(value, ensure_ascii=False, default=str))
              for name, value in record.data.items()),
         )  # fmt: skip
         return format_html('<table class="ib-record">{}</table>', rows)

@@ -1,7 +1,10 @@
 """The optional columns spec: values are typed in the stored row; misfits are bad rows."""
 
+from decimal import Decimal
+
 import pytest
 
+from tests.api_support import API, client_for
 from tests.factories import make_import
 from tests.importer_support import (  # noqa: F401
     both_paths,
@@ -41,7 +44,7 @@ def test_valid_values_are_stored_with_their_json_types(alice, csv_server):
             "seen": "2024-03-01T12:30:00", "note": "hello",
         },
         "B-2": {
-            "sku": "B-2", "qty": None, "price": 0.1, "active": False, "since": None,
+            "sku": "B-2", "qty": None, "price": Decimal("0.1"), "active": False, "since": None,
             "seen": "2024-03-01T10:30:00+00:00", "note": "",
         },
     }  # fmt: skip
@@ -129,3 +132,19 @@ def test_a_required_column_absent_from_the_file_fails_the_run(alice, csv_server)
 
     assert run.status == "failed"
     assert "'price'" in run.error_message
+
+
+def test_a_decimal_is_served_and_exported_with_every_digit_it_holds(alice, csv_server):
+    # Read as a float, 12345678901234567890.12 was served as 1.2345678901234567e+19
+    body = "sku,price\nA-1,12345678901234567890.12\nB-2,0.10\n"
+    columns = [{"name": "price", "type": "decimal"}]
+    imp = make_import(alice, csv_server.serve("/p.csv", body), columns=columns)
+    run_now(imp)
+    client = client_for(alice)
+
+    served = client.get(f"{API}/datasets/products/records/").content.decode()
+    export = client.get(f"{API}/datasets/products/export")
+    exported = b"".join(export.streaming_content).decode()
+
+    assert '"price":12345678901234567890.12' in served and '"price":0.10' in served
+    assert "A-1,12345678901234567890.12" in exported and "B-2,0.10" in exported

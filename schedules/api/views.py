@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Callable, Iterator
 from dataclasses import asdict
 from typing import Any
@@ -29,6 +28,7 @@ from rest_framework.views import APIView
 
 from common import streaming
 from schedules import (
+    exact_json,
     history,
     host_keys,
     listed_imports,
@@ -52,6 +52,7 @@ from .filters import (
 )
 from .pagination import RecordCursorPagination, RunPagination
 from .permissions import OwnerMayChange
+from .renderers import ExactJSONRenderer
 from .serializers import (
     ActiveRunConflictSerializer,
     DatasetInUseSerializer,
@@ -566,6 +567,7 @@ class RecordListView(generics.ListAPIView):
     serializer_class = RecordSerializer
     pagination_class = RecordCursorPagination
     filterset_class = RecordFilter
+    renderer_classes = [ExactJSONRenderer]
     extra_query_params = ("owner",)
 
     def get_queryset(self) -> QuerySet[Record]:
@@ -686,8 +688,8 @@ def _cell(value: object) -> str:
     if value is None:
         return ""
     if isinstance(value, bool | dict | list):
-        return json.dumps(value)
-    return str(value)
+        return exact_json.dumps(value)
+    return str(value)  # (a decimal's digits as stored: Record.data reads them exactly)
 
 
 @extend_schema(tags=["auth"])

@@ -21,11 +21,14 @@ import hashlib
 import hmac
 import json
 import logging
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from .text import printable
 
 if TYPE_CHECKING:
+    from django.db.models import QuerySet
+
     from .models import ImportRun, ScheduledImport
 
 logger = logging.getLogger("importbeat.alerts")
@@ -67,16 +70,7 @@ ALERTED = "alerted"
 
 def _alerted_in_streak(import_id: int) -> bool:
     """Whether a run of the import's current failure streak alerted already."""
-    from .models import ImportRun
-
-    runs = ImportRun.objects.filter(scheduled_import_id=import_id)
-    last_good = (
-        runs.filter(status__in=GOOD).order_by("-finished_at").values_list("finished_at", flat=True)
-    ).first()
-    streak = runs.filter(status__in=FAILED, error_details__has_key=ALERTED)
-    if last_good is not None:
-        streak = streak.filter(finished_at__gt=last_good)
-    return streak.exists()
+    return _streak_runs(import_id).filter(error_details__has_key=ALERTED).exists()
 
 
 def streak_at(run: ImportRun) -> int:
@@ -87,24 +81,26 @@ def streak_at(run: ImportRun) -> int:
     What a notification about the run says, however late it goes out: read from the import
     when it was sent, an alert held for the owner's digest, or retried, after the import had
     recovered said "products failed 0 times in a row"."""
+    if run.finished_at is None or run.status not in run.FAILED_STATUSES:
+        return 0
+    return _streak_runs(run.scheduled_import_id, up_to=run.finished_at).count()
+
+
+def _streak_runs(import_id: int, up_to: datetime | None = None) -> QuerySet[ImportRun]:
+    """The failed and timed-out runs of the import since its last good run (up to a moment)."""
     from .models import ImportRun
 
-    if run.finished_at is None or run.status not in FAILED:
-        return 0
-    runs = ImportRun.objects.filter(
-        scheduled_import_id=run.scheduled_import_id, finished_at__lte=run.finished_at
-    )
+    runs = ImportRun.objects.filter(scheduled_import_id=import_id)
+    if up_to is not None:
+        runs = runs.filter(finished_at__lte=up_to)
     last_good = (
-        runs.filter(status__in=GOOD).order_by("-finished_at").values_list("finished_at", flat=True)
-    ).first()
-    failed = runs.filter(status__in=FAILED)
-    if last_good is not None:
-        failed = failed.filter(finished_at__gt=last_good)
-    return failed.count()
-
-
-FAILED = ("failed", "timed_out")
-GOOD = ("succeeded", "partial")
+        runs.filter(status__in=ImportRun.GOOD_STATUSES)
+        .order_by("-finished_at")
+        .values_list("finished_at", flat=True)
+        .first()
+    )
+    failed = runs.filter(status__in=ImportRun.FAILED_STATUSES)
+    return failed.filter(finished_at__gt=last_good) if last_good is not None else failed
 
 
 def run_summary(run: ImportRun) -> dict[str, Any]:

@@ -557,6 +557,10 @@ class ImportRun(models.Model):
         CANCELLED = "cancelled"
 
     ACTIVE_STATUSES = (Status.QUEUED, Status.RUNNING, Status.RETRYING)
+    # A run that landed its rows (a partial one too: it ends a failure streak), and one that
+    # failed (extends it).
+    GOOD_STATUSES = (Status.SUCCEEDED, Status.PARTIAL)
+    FAILED_STATUSES = (Status.FAILED, Status.TIMED_OUT)
     FINAL_STATUSES = (
         Status.SUCCEEDED,
         Status.PARTIAL,

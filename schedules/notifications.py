@@ -345,12 +345,13 @@ def email_of(delivery: NotificationDelivery) -> tuple[str, str] | None:
     if why := no_longer_due(delivery):
         delivery.error = why
         return None
-    if delivery.event == ALERT and run is not None:
-        return alerts.alert_email(run)
-    if delivery.event == "late" and run is None:
+    if delivery.event == "late":
         return alerts.late_email(imp)
+    # Any other event is a run's, whose run is there (no_longer_due).
+    if delivery.event == ALERT:
+        return alerts.alert_email(run)
     subject = f"[importbeat] {printable(imp.name)}: {delivery.event}"
-    about = f"run {run.pk} {run.status}: {run.error_message}" if run else "it missed a tick"
+    about = f"run {run.pk} {run.status}: {run.error_message}"
     return subject, f"The import {imp.name!r} (id {imp.pk}): {delivery.event}.\n{about}\n"
 
 

@@ -933,8 +933,8 @@ FINISH_FIELDS = [
 ]  # fmt: skip
 # What finish_run writes on the run row.
 RUN_END_FIELDS = (*FINISH_FIELDS, *RUN_NOTES)
-GOOD_STATUSES = (ImportRun.Status.SUCCEEDED, ImportRun.Status.PARTIAL)
-FAILED_STATUSES = (ImportRun.Status.FAILED, ImportRun.Status.TIMED_OUT)
+GOOD_STATUSES = ImportRun.GOOD_STATUSES
+FAILED_STATUSES = ImportRun.FAILED_STATUSES
 # Writing a run's outcome is retried on a fresh connection this many times, after these pauses
 # (seconds): a database that blinks while a run ends must not turn a good run into a lost one.
 FINISH_RETRY_PAUSES = (0.2, 0.5, 1, 2, 4, 8)

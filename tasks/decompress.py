@@ -64,7 +64,7 @@ class Capped(io.RawIOBase):
 
     def __init__(self, inner: IO[bytes], kind: str, source: io.RawIOBase) -> None:
         self._inner = inner
-        self._kind = self.kind = kind  # "gzip" or "zip"
+        self.kind = kind  # "gzip" or "zip"
         self.max_bytes = settings.MAX_IMPORT_BYTES
         self.bytes_out = 0
         self.validators = getattr(source, "validators", None)
@@ -89,10 +89,10 @@ class Capped(io.RawIOBase):
 
     def _damaged(self, error: BaseException) -> str:
         if isinstance(error, EOFError):
-            return f"the {self._kind} file ends early: it is truncated"
+            return f"the {self.kind} file ends early: it is truncated"
         if "CRC" in str(error):
-            return f"the {self._kind} file is damaged: a checksum does not match"
-        return f"the {self._kind} file is damaged and cannot be decompressed"
+            return f"the {self.kind} file is damaged: a checksum does not match"
+        return f"the {self.kind} file is damaged and cannot be decompressed"
 
 
 def _zip_member(whole: io.RawIOBase, stack: ExitStack, member: str) -> IO[bytes]:

@@ -3,7 +3,6 @@ host key, and where to report what it found (a first host key, a changed one, th
 
 from __future__ import annotations
 
-import codecs
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -13,7 +12,7 @@ from schedules import credentials, host_keys, processed_files, services
 from schedules.models import ImportRun, ScheduledImport
 
 from .errors import PermanentImportError
-from .transcode import WIDE_ENCODINGS
+from .transcode import transcoded_from
 
 
 @dataclass(frozen=True)
@@ -66,14 +65,5 @@ def source_options(imp: ScheduledImport, run: ImportRun | None = None) -> Source
             if imp.move_processed
             else None
         ),
-        transcode_from=_wide(imp.encoding),
+        transcode_from=transcoded_from(imp.encoding),
     )
-
-
-def _wide(encoding: str) -> str:
-    """The import's encoding when it is a wide one, which the file is transcoded from."""
-    try:
-        name = codecs.lookup(encoding).name
-    except LookupError:
-        return ""  # the engine refuses it, saying why
-    return name if name in WIDE_ENCODINGS else ""

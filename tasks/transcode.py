@@ -27,6 +27,16 @@ BYTE_ORDER_MARKS = (
 READ_BYTES = 256 * 1024
 
 
+def transcoded_from(encoding: str) -> str:
+    """`encoding`'s codec when it is a wide one, which the file is transcoded from; "" when it
+    is not (or is no codec: the engine refuses it, saying why)."""
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        return ""
+    return name if name in WIDE_ENCODINGS else ""
+
+
 def wide_encoding_of(head: bytes) -> str:
     """The wide encoding a byte-order mark at the start of `head` names, "" when none does."""
     return next((name for mark, name in BYTE_ORDER_MARKS if head.startswith(mark)), "")

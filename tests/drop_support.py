@@ -44,20 +44,24 @@ def zipped(members: dict[str, bytes | str]) -> bytes:
 @contextmanager
 def undeletable(path: Path) -> Iterator[Path]:
     """`path` cannot be deleted, even by root (these tests run as root in CI): immutable."""
-    if subprocess.run(["chattr", "+i", str(path)], capture_output=True).returncode != 0:
-        pytest.skip("no chattr +i here (the file system or the user does not allow it)")
-    try:
+    with _attribute(path, "i"):
         yield path
-    finally:
-        subprocess.run(["chattr", "-i", str(path)], check=True)
 
 
 @contextmanager
 def append_only(folder: Path) -> Iterator[Path]:
     """Files may be added to `folder` and not removed from it, even by root: `chattr +a`."""
-    if subprocess.run(["chattr", "+a", str(folder)], capture_output=True).returncode != 0:
-        pytest.skip("no chattr +a here (the file system or the user does not allow it)")
-    try:
+    with _attribute(folder, "a"):
         yield folder
+
+
+@contextmanager
+def _attribute(path: Path, flag: str) -> Iterator[None]:
+    """`path` with the file attribute `flag` (chattr) while in use; the test is skipped where
+    the file system or the user does not allow it."""
+    if subprocess.run(["chattr", f"+{flag}", str(path)], capture_output=True).returncode != 0:
+        pytest.skip(f"no chattr +{flag} here (the file system or the user does not allow it)")
+    try:
+        yield
     finally:
-        subprocess.run(["chattr", "-a", str(folder)], check=True)
+        subprocess.run(["chattr", f"-{flag}", str(path)], check=True)

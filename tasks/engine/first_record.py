@@ -24,7 +24,7 @@ from schedules.models import ScheduledImport
 from schedules.validation import validate_encoding
 
 from ..errors import PermanentImportError
-from ..transcode import WIDE_ENCODINGS, wide_encoding_of
+from ..transcode import transcoded_from, wide_encoding_of
 from . import csv_reading
 
 CHUNK_BYTES = 256 * 1024
@@ -66,17 +66,11 @@ def too_long(what: str) -> PermanentImportError:
 def codec_name(encoding: str) -> str:
     """The encoding of the bytes the engine reads for an import saved with `encoding`: UTF-8
     for a wide one (UTF-16, UTF-32), which the fetch transcodes (tasks.transcode)."""
-    name = source_codec_name(encoding)
-    return "utf-8" if name in WIDE_ENCODINGS else name
-
-
-def source_codec_name(encoding: str) -> str:
-    """The encoding of the file as its source holds it."""
     try:
         validate_encoding(encoding)  # saved before the rule existed: `base64`, `rot13`, ...
     except ValidationError as error:
         raise PermanentImportError(error.messages[0]) from None
-    return codecs.lookup(encoding).name
+    return "utf-8" if transcoded_from(encoding) else codecs.lookup(encoding).name
 
 
 def delimiter_bytes(imp: ScheduledImport) -> bytes:

@@ -89,20 +89,25 @@ class CopyMisreads:
     OVERLAP = 4
 
     def __init__(self, delimiter: bytes) -> None:
-        self.quotes = QuoteCheck(delimiter)
+        self.quote_check = QuoteCheck(delimiter)
         self.tail = b"\n"  # the data begins a line
 
     def feed(self, block: bytes) -> None:
-        if not self.quotes.feed(block):
+        if not self.quote_check.feed(block):
             raise CopyRejected(STRAY_QUOTE)
         window = self.tail + block
         if b"\\." in window and END_OF_DATA_LINE.search(window):
             raise CopyRejected(END_OF_DATA)
         self.tail = window[-self.OVERLAP :]
 
+    @property
+    def quotes(self) -> int:
+        """The quote characters fed so far: an even count means "outside quotes"."""
+        return self.quote_check.quotes
+
     def finish(self) -> None:
         """At the end of the data, which ends its last line."""
-        if not self.quotes.finish():
+        if not self.quote_check.finish():
             raise CopyRejected(STRAY_QUOTE)
         if END_OF_DATA_LINE.search(self.tail + b"\n"):
             raise CopyRejected(END_OF_DATA)
@@ -188,7 +193,6 @@ def copy_raw(
         lambda: copy_raw_csv(layout, imp.delimiter, encoding),
     )
     staged = Staged()
-    quotes = 0  # quote characters written so far: an even count means "outside quotes"
     held = b""
     segment: ExitStack | None = None
     copy = None
@@ -196,7 +200,7 @@ def copy_raw(
     misreads = CopyMisreads(delimiter_bytes(imp))
 
     def write(block: bytes) -> None:
-        nonlocal quotes, segment, copy
+        nonlocal segment, copy
         if not block:
             return
         guard.feed(block)
@@ -210,7 +214,6 @@ def copy_raw(
         staged.line_feeds += block.count(b"\n")
         if b"\r" in block:
             staged.lone_returns += block.count(b"\r") - block.count(b"\r\n")
-        quotes += block.count(QUOTE)
 
     def close() -> None:
         nonlocal segment, copy
@@ -226,7 +229,7 @@ def copy_raw(
             body = block.rstrip(b"\r\n")
             held = block[len(body) :]
             if body and due():
-                cut = _cut_point(body, quotes)
+                cut = _cut_point(body, misreads.quotes)
                 if cut:
                     write(body[:cut])
                     close()

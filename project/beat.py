@@ -42,6 +42,10 @@ DISPATCH_TASK = "importbeat.dispatch_scheduled_import"
 # CREATE INDEX, a transaction left open) held the loop for as long as the lock lasted, without
 # a word, and the batch of imports beat had locked with it: each edit of one answered 503.
 LOCK_WAIT_SECONDS = 5
+# And one that runs long without waiting for a lock (a server swapping, a disk stalled, a plan
+# gone wrong) held it as long, without a word, while its ticks went by. A batch takes well
+# under a second at 10,000 imports (tests/bench/bench_beat_scale.py).
+STATEMENT_SECONDS = 30
 
 logger = logging.getLogger("importbeat.beat")
 
@@ -93,11 +97,14 @@ LOCK_WAITS = "importbeat.beat.lock_waits"
 
 
 def limit_lock_waits(connection: Any, **_kwargs: Any) -> None:
-    """`lock_timeout` on a beat's database session (connected to connection_created)."""
+    """`lock_timeout` and `statement_timeout` on a beat's database session (connected to
+    connection_created)."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT set_config('lock_timeout', %s, false)", [f"{LOCK_WAIT_SECONDS}s"]
+                "SELECT set_config('lock_timeout', %s, false),"
+                " set_config('statement_timeout', %s, false)",
+                [f"{LOCK_WAIT_SECONDS}s", f"{STATEMENT_SECONDS}s"],
             )
 
 
@@ -133,6 +140,11 @@ def _waited_for_a_lock(error: BaseException) -> bool:
     return any(
         isinstance(link, psycopg.errors.LockNotAvailable) for link in error_words.chain(error)
     )
+
+
+def _ran_too_long(error: BaseException) -> bool:
+    # statement_timeout's cancel; an operator's pg_cancel_backend reads the same to beat.
+    return any(isinstance(link, psycopg.errors.QueryCanceled) for link in error_words.chain(error))
 
 
 class ImportScheduler(DatabaseScheduler):
@@ -226,6 +238,8 @@ class ImportScheduler(DatabaseScheduler):
         except DatabaseError as error:
             if _waited_for_a_lock(error):
                 self._say_the_lock_it_waited_for()
+            elif _ran_too_long(error):
+                self._say_it_ran_too_long(error)
             else:
                 # The database is away, or takes no writes (a standby, read-only
                 # transactions): nothing can be dispatched; try again shortly, on a new
@@ -269,6 +283,17 @@ class ImportScheduler(DatabaseScheduler):
             f": {' and '.join(holders)}" if holders else " (a row's, or one released since)",
         )  # fmt: skip
 
+    def _say_it_ran_too_long(self, error: DatabaseError) -> None:
+        self.database_away = True  # the maintenance entries would wait as long
+        logger.warning(
+            "beat's dispatch was cancelled by the database (%s; beat gives a statement %s s):"
+            " the database is slow or overloaded; the ticks due wait, and beat tries again at"
+            " each loop",
+            _said(error), STATEMENT_SECONDS,
+        )  # fmt: skip
+        with suppress(DatabaseError):
+            connection.close()
+
     def _stamp_last_tick(self) -> None:
         try:
             # In the database's time, with this host's offset from it: health ages the loop
@@ -310,6 +335,7 @@ class ImportScheduler(DatabaseScheduler):
         if connection.connection is not None:
             with suppress(DatabaseError), connection.cursor() as cursor:
                 cursor.execute("RESET lock_timeout")
+                cursor.execute("RESET statement_timeout")
         if self.is_leader:
             self.leader.release()
             self.is_leader = False

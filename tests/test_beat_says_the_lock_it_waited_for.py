@@ -109,3 +109,50 @@ def test_a_lock_on_django_celery_beats_tables_is_said_in_one_line(scheduler, cap
         "beat cannot save when its jobs last ran: canceling statement due to lock timeout",
         None,
     )
+
+
+def test_beat_gives_up_a_statement_that_runs_too_long_says_so_and_dispatches_after(
+    alice, scheduler, caplog, monkeypatch
+):
+    monkeypatch.setattr(beat, "STATEMENT_SECONDS", 1)
+    scheduler.close()  # its session's limits were set before the patch: a new session's
+    connection.close()
+    scheduler = ImportScheduler(app=app)
+    imp = make_import(alice, "http://127.0.0.1/p.csv", interval_seconds=60)
+    ScheduledImport.objects.filter(pk=imp.pk).update(
+        next_run_at=timezone.now() - timedelta(seconds=1)
+    )
+    # Given a database on which beat's writes of runs crawl without waiting for any lock (a
+    # server swapping, a stalled disk): a trigger that sleeps 30 s at each insert
+    table = ImportRun._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "CREATE FUNCTION crawl() RETURNS trigger LANGUAGE plpgsql AS "
+            "$$ BEGIN PERFORM pg_sleep(30); RETURN NEW; END $$"
+        )
+        cursor.execute(
+            f"CREATE TRIGGER crawl BEFORE INSERT ON {table} FOR EACH ROW EXECUTE FUNCTION crawl()"
+        )
+    try:
+        # When beat's loop dispatches the due tick
+        with caplog.at_level(logging.INFO, "importbeat.beat"):
+            ended = a_loop(scheduler)
+
+        # Then it gives the statement up within its limit, and says so in words
+        assert ended, "beat's loop waited on a statement running long"
+        assert not ImportRun.objects.exists()
+        [said] = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+        assert said == (
+            "beat's dispatch was cancelled by the database (canceling statement due to "
+            "statement timeout; beat gives a statement 1 s): the database is slow or "
+            "overloaded; the ticks due wait, and beat tries again at each loop"
+        )
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP TRIGGER crawl ON {table}")
+            cursor.execute("DROP FUNCTION crawl()")
+
+    # And once the database is quick again, the next loop dispatches the tick
+    assert a_loop(scheduler)
+    assert ImportRun.objects.filter(scheduled_import=imp).count() == 1
+    scheduler.close()

@@ -24,6 +24,7 @@ from django.db import connection
 from redis.connection import AbstractConnection
 
 # SFTP server and encryption key fixtures (issue 14), shared by the source tests.
+from tests.http_support import QuietHTTPServer
 from tests.paramiko_sftp_support import password_sftp_server  # noqa: F401
 from tests.sftp_support import encryption_key, sftp_server  # noqa: F401
 
@@ -214,7 +215,7 @@ class CsvServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = QuietHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()

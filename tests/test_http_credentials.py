@@ -10,6 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.factories import PRODUCTS_CSV, make_import
+from tests.http_support import QuietHTTPServer
 from tests.importer_support import records, run_now
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("encryption_key")]
@@ -61,7 +62,7 @@ class AuthServer:
             def log_message(self, *args) -> None:
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = QuietHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     def url(self, path: str) -> str:

@@ -11,6 +11,8 @@ from typing import Any
 
 import redis
 
+from tests.http_support import QuietHTTPServer
+
 
 class Hook:
     """Answers the statuses it is given, then 200, and keeps every request's headers and body."""
@@ -31,7 +33,7 @@ class Hook:
             def log_message(self, *args) -> None:
                 pass
 
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd = QuietHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 
     @property

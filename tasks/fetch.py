@@ -5,6 +5,7 @@ tasks.decompress."""
 from __future__ import annotations
 
 import contextvars
+import email.utils
 import io
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -25,6 +26,7 @@ from .fetch_errors import BAD_ENCODING, failure
 from .fetch_watchdog import Watchdog
 from .source_options import SourceOptions
 from .transcode import Transcoded
+from .whole_file import FileVersion, quiet_version, unsettled_for
 
 MAX_REDIRECTS = 5
 USER_AGENT = "importbeat/1.0"
@@ -212,38 +214,101 @@ def _session(
         session.headers.update(unless.request_headers() if unless else {})
         session.mount("http://", GuardedAdapter())
         session.mount("https://", GuardedAdapter())
-        for _hop in range(MAX_REDIRECTS + 1):
-            if urlsplit(url).scheme not in ("http", "https"):
-                raise PermanentImportError(f"only http and https URLs are allowed: {url}")
-            check_public_address(url)
-            try:
-                response = session.get(
-                    url,
-                    stream=True,
-                    timeout=timeout,
-                    allow_redirects=False,
-                    headers=credential_headers(url, options),
-                )
-            except (requests.ConnectionError, requests.Timeout) as error:
-                if watchdog.reason:
-                    raise TransientImportError(watchdog.reason) from error
-                raise failure(TransientImportError, f"cannot reach {url}", error) from error
-            except (requests.RequestException, UnicodeError) as error:
-                # UnicodeError: a header value http.client cannot encode (the credential's).
-                raise failure(PermanentImportError, f"cannot fetch {url}", error) from error
-            if response.is_redirect:
-                url = urljoin(url, response.headers["Location"])
-                response.close()
-                continue
-            break
-        else:
-            raise PermanentImportError(f"more than {MAX_REDIRECTS} redirects")
+        response, url = _final_response(session, url, timeout, watchdog, options)
+        if options.whole and response.status_code == 200:
+            response = _once_quiet(response, url, timeout, watchdog, options, session)
         with response:
             if response.status_code == 304 and unless and unless.request_headers():
                 # (A 304 to a request that named no version is no answer: classify_status.)
                 raise NotModified
             classify_status(response)
             yield response, url
+
+
+def _final_response(
+    session: requests.Session,
+    url: str,
+    timeout: tuple[float, float],
+    watchdog: Watchdog,
+    options: SourceOptions,
+) -> tuple[requests.Response, str]:
+    """The response at the end of `url`'s redirects, each hop checked, and its URL."""
+    for _hop in range(MAX_REDIRECTS + 1):
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise PermanentImportError(f"only http and https URLs are allowed: {url}")
+        check_public_address(url)
+        try:
+            response = session.get(
+                url,
+                stream=True,
+                timeout=timeout,
+                allow_redirects=False,
+                headers=credential_headers(url, options),
+            )
+        except (requests.ConnectionError, requests.Timeout) as error:
+            if watchdog.reason:
+                raise TransientImportError(watchdog.reason) from error
+            raise failure(TransientImportError, f"cannot reach {url}", error) from error
+        except (requests.RequestException, UnicodeError) as error:
+            # UnicodeError: a header value http.client cannot encode (the credential's).
+            raise failure(PermanentImportError, f"cannot fetch {url}", error) from error
+        if response.is_redirect:
+            url = urljoin(url, response.headers["Location"])
+            response.close()
+            continue
+        return response, url
+    raise PermanentImportError(f"more than {MAX_REDIRECTS} redirects")
+
+
+def _once_quiet(
+    response: requests.Response,
+    url: str,
+    timeout: tuple[float, float],
+    watchdog: Watchdog,
+    options: SourceOptions,
+    session: requests.Session,
+) -> requests.Response:
+    """The response for a file that has been quiet for FILE_SETTLE_SECONDS (tasks.whole_file):
+    a web server serving a file written in place sends what is there now, with a length and a
+    `Last-Modified` that look whole. One modified less than that ago, by the server's own
+    clock (`Date`), is asked for again when the time is up, and must be the same version."""
+    first, server_time = _version(response), _server_time(response)
+    if first is None or not unsettled_for(first, server_time):
+        return response  # quiet, or no modification time: a page made for each request
+    response.close()  # the server's connection is not held through the wait
+    again: list[requests.Response] = []
+
+    def look_again() -> FileVersion:
+        again.append(_final_response(session, url, timeout, watchdog, options)[0])
+        return _version(again[-1]) or FileVersion(-1, 0.0)
+
+    try:
+        quiet_version(url, look_again, first, server_time)
+    except Exception:
+        for opened in again:
+            opened.close()
+        raise
+    return again[-1]
+
+
+def _version(response: requests.Response) -> FileVersion | None:
+    modified = _http_date(response.headers.get("Last-Modified"))
+    if modified is None:
+        return None
+    length = response.headers.get("Content-Length", "")
+    size = int(length) if length.isascii() and length.isdigit() else -1
+    return FileVersion(size, modified, response.headers.get("ETag", ""))
+
+
+def _server_time(response: requests.Response) -> float | None:
+    return _http_date(response.headers.get("Date"))
+
+
+def _http_date(value: str | None) -> float | None:
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp() if value else None
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
 
 
 def _stream(

@@ -34,32 +34,45 @@ from .errors import TransientImportError
 class FileVersion:
     """What tells one state of a file from another without reading it."""
 
-    size: int
+    size: int  # -1: not told (an HTTP body sent in chunks)
     mtime: float  # seconds since the epoch, on the file server's clock
+    tag: str = ""  # an HTTP server's ETag
 
 
 def quiet_version(
-    path: str, look: Callable[[], FileVersion], now: FileVersion | None = None
+    path: str,
+    look: Callable[[], FileVersion],
+    now: FileVersion | None = None,
+    server_time: float | None = None,
 ) -> FileVersion:
     """The state of the file `path` once it has been quiet for FILE_SETTLE_SECONDS: one changed
     less than that ago is looked at again when the time is up, and must not have changed
-    meanwhile (TransientImportError). `now`: its state, when the caller has just read it.
+    meanwhile (TransientImportError). `now`: its state, when the caller has just read it;
+    `server_time`: the file server's clock then, when it tells it (an HTTP `Date`).
 
     Asked before the file is read, so that one being written now is not read and staged to
     its current end for nothing."""
     now = now or look()
     settle = settings.FILE_SETTLE_SECONDS
-    quiet = time.time() - now.mtime
-    if settle <= 0 or quiet >= settle:
+    wait = unsettled_for(now, server_time)
+    if not wait:
         return now
-    # A modification time ahead of the worker's clock waits one settle period, no more.
-    time.sleep(min(settle - quiet, settle))
+    # A modification time ahead of the server's clock waits one settle period, no more.
+    time.sleep(min(wait, settle))
     again = look()
     if again != now:
         raise _still_being_written(
             path, f"it changed within {settle:g} s of its last change: {_change(now, again)}"
         )
     return now
+
+
+def unsettled_for(version: FileVersion, server_time: float | None = None) -> float:
+    """How much longer a file in state `version` must stay quiet to count as written (0 once
+    FILE_SETTLE_SECONDS have passed since its last change)."""
+    settle = settings.FILE_SETTLE_SECONDS
+    quiet = (time.time() if server_time is None else server_time) - version.mtime
+    return 0.0 if settle <= 0 or quiet >= settle else settle - quiet
 
 
 def check_whole(
@@ -77,8 +90,12 @@ def check_whole(
 
 def _change(before: FileVersion, after: FileVersion) -> str:
     if after.size != before.size:
+        if min(before.size, after.size) < 0:
+            return "its length changed"
         return f"{before.size:,} bytes, then {after.size:,}"
-    return "its modification time moved"
+    if after.mtime != before.mtime:
+        return "its modification time moved"
+    return "its ETag changed"
 
 
 def _still_being_written(path: str, why: str) -> TransientImportError:

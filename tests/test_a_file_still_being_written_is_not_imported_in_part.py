@@ -1,10 +1,12 @@
-"""A drop folder's or SFTP server's file that a partner is still writing is not imported in part
-(tasks.whole_file): the run is retried until the file is whole, and a sync import never deletes
-the records beyond where the writer had got to. A file written again between a run's read and
-its move to processed/ stays for the next run."""
+"""A drop folder's, SFTP server's or web server's file that a partner is still writing is not
+imported in part (tasks.whole_file): the run is retried until the file is whole, and a sync
+import never deletes the records beyond where the writer had got to. A file written again
+between a run's read and its move to processed/ stays for the next run."""
 
 from __future__ import annotations
 
+import functools
+import http.server
 import threading
 import time
 from collections.abc import Iterator
@@ -21,6 +23,7 @@ from tasks.errors import TransientImportError
 from tests.conftest import wait_for
 from tests.drop_support import gzipped, put
 from tests.factories import PRODUCTS_CSV, make_import
+from tests.http_support import QuietHTTPServer
 from tests.importer_support import records, run_now
 from tests.reliability import wait_for_the_end
 from tests.test_fetch_http_errors import FakeRetry, FakeTask
@@ -114,24 +117,29 @@ def test_a_sync_run_of_a_file_changed_again_within_the_settle_time_waits_for_the
     imp = make_import(alice, f"file://{path}", mode="sync", max_retries=5)
     assert run_now(imp).rows_inserted == 1000
 
-    # When today's file is being written as a run reads it (a pause between two pieces)
-    today = product_rows(1000, price="2.00")
-    with writing_slowly(path, today, pieces=4, pause=0.7) as started:
+    error = a_sync_run_as_todays_file_is_written(imp, path)
+    assert STILL_BEING_WRITTEN in error
+
+
+def a_sync_run_as_todays_file_is_written(imp, path: Path) -> str:
+    """When today's file is written over `path` as a run of the sync import `imp` (holding the
+    1,000 records of product_rows) reads it: the run waits for a retry, no record deleted or
+    changed, and its retry, once the file is whole and quiet, takes all of it. The first
+    attempt's error."""
+    with writing_slowly(path, product_rows(1000, price="2.00"), pieces=4, pause=0.7) as started:
         started.wait(5)
         run = one_attempt(ImportRun.objects.create(scheduled_import=imp, trigger="manual"))
 
-        # Then the run waits for a retry, saying why, and no record was deleted or changed
         assert run.status == "retrying", run.error_message
-        assert STILL_BEING_WRITTEN in run.error_details["attempts"][0]["error"]
         assert len(records(imp)) == 1000
         assert {r["price"] for r in records(imp).values()} == {"1.00"}
 
-    # And the retry, once the file is whole and has been quiet, takes all of it
-    run = one_attempt(run)
-    assert (run.status, run.rows_read, run.rows_updated, run.rows_deleted) == (
+    retried = one_attempt(run)
+    assert (retried.status, retried.rows_read, retried.rows_updated, retried.rows_deleted) == (
         "succeeded", 1000, 1000, 0
-    ), run.error_message  # fmt: skip
+    ), retried.error_message  # fmt: skip
     assert {r["price"] for r in records(imp).values()} == {"2.00"}
+    return run.error_details["attempts"][0]["error"]
 
 
 @pytest.mark.django_db
@@ -252,6 +260,67 @@ def test_a_file_written_again_after_its_run_read_it_is_not_filed_away(alice, dro
     assert (later.status, later.rows_inserted) == ("succeeded", 1), later.error_message
     assert processed_files.move_processed(imp, later) == str(drop / "processed" / "products.csv")
     assert not path.exists()
+
+
+# --- over HTTP: a web server serving the files of a folder -------------------------------------
+
+
+@pytest.fixture
+def web_folder(tmp_path) -> Iterator[tuple[Path, str]]:
+    """A folder (the partner's export folder) and the URL a static web server serves it at: as
+    nginx or Apache do, each answer has the file's size and modification time as it is when
+    the request comes (Content-Length, Last-Modified), and the server's clock (Date)."""
+    folder = tmp_path / "www"
+    folder.mkdir()
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None
+    server = QuietHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.django_db
+def test_a_sync_run_of_a_file_a_web_server_serves_while_it_is_written_waits_for_the_whole(
+    alice, web_folder, settings
+):
+    # Given a sync import of a file on a web server, whose dataset holds the last whole file's
+    # 1,000 records
+    settings.FILE_SETTLE_SECONDS = 2
+    folder, base = web_folder
+    path = put(folder / "products.csv", product_rows(1000))
+    imp = make_import(alice, f"{base}/products.csv", mode="sync", max_retries=5)
+    assert run_now(imp).rows_inserted == 1000
+
+    error = a_sync_run_as_todays_file_is_written(imp, path)
+    assert error.startswith(f"{base}/products.csv {STILL_BEING_WRITTEN} (it changed within 2 s")
+
+
+@pytest.mark.django_db
+def test_a_whole_file_a_web_server_changed_a_moment_ago_is_taken_after_one_look(
+    alice, web_folder, settings
+):
+    # Given a whole file the web server's folder got a moment ago, not written again (HTTP
+    # dates are whole seconds: the look comes one or two seconds later)
+    settings.FILE_SETTLE_SECONDS = 2
+    folder, base = web_folder
+    put(folder / "products.csv", PRODUCTS_CSV, mtime=time.time())
+    imp = make_import(alice, f"{base}/products.csv")
+
+    # When the check before save looks at it, then it shows its rows without a wait
+    started = time.monotonic()
+    checked = source_check.check_source(imp.pk)
+    assert checked["ok"] and checked["rows"][0] == ["A-1", "Anvil", "10.50"], checked
+    assert time.monotonic() - started < 1
+
+    # And a run takes it whole, after one look a second later
+    started = time.monotonic()
+    run = run_now(imp)
+    assert (run.status, run.rows_inserted) == ("succeeded", 3), run.error_message
+    assert 0.5 < time.monotonic() - started < 10
 
 
 # --- with a worker --------------------------------------------------------------------------

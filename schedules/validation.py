@@ -102,8 +102,16 @@ def validate_http_url(url: str) -> None:
 CALLBACK_MAY_NOT = "webhooks may not be sent to"
 
 
+CALLBACK_PASSWORD = (
+    "a callback URL holds no password: the URL is shown wherever the import is; the receiver "
+    "knows a webhook is importbeat's by its signature (webhook_secret)"
+)
+
+
 def validate_callback_url(url: str) -> None:
     validate_http_url(url)
+    if urlsplit(url).password is not None:
+        raise ValidationError(CALLBACK_PASSWORD)
     refuse_private_host(url, may_not=CALLBACK_MAY_NOT)
 
 

@@ -98,6 +98,9 @@ def post(url: str, payload: dict[str, Any], secret: str) -> int:
     with watched(TOTAL_SECONDS) as watchdog:
         try:
             with requests.Session() as session:
+                # No ~/.netrc nor proxy settings from the worker's environment: a callback URL
+                # is any user's choice, and the worker's own logins are nobody's to be sent.
+                session.trust_env = False
                 # The fetcher's adapter: the socket goes to the address that was checked, so a
                 # second DNS answer cannot point the POST at an internal host (DNS rebinding).
                 session.mount("http://", GuardedAdapter())

@@ -52,6 +52,16 @@ def test_a_wrong_password_is_a_401(alice):
     assert response["WWW-Authenticate"] == "Token"
 
 
+def test_a_password_with_spaces_at_its_ends_gets_a_token_as_typed(alice):
+    # Given a password beginning and ending with a space, which the admin's login takes
+    alice.set_password("  correct horse battery  ")
+    alice.save()
+
+    # When alice logs in with it as typed, then she gets a token; trimmed, it is wrong
+    assert login("alice", "  correct horse battery  ").status_code == 201
+    assert login("alice", "correct horse battery").status_code == 401
+
+
 def test_a_login_without_a_password_is_a_400_naming_it(alice):
     response = APIClient().post(f"{API}/auth/token", {"username": "alice"}, format="json")
 

@@ -34,6 +34,8 @@ CASES = [
     ("source_url", {"source_url": "file:///etc/passwd"}),
     ("source_url", {"source_url": "not a url"}),
     ("callback_url", {"callback_url": "gopher://example.com/"}),
+    # the URL is shown wherever the import is: a password in it would be too
+    ("callback_url", {"callback_url": "https://hook:secret@hooks.example.com/in"}),
     ("key_column", {"key_column": ""}),
     ("key_column", {"key_column": None}),
     ("columns", {"columns": [{"name": "sku", "type": "money"}]}),

@@ -714,7 +714,11 @@ class MeSerializer(RefusesUnknownFields, ModelSerializer):
 
 class LoginSerializer(RefusesUnknownFields, serializers.Serializer):
     username = serializers.CharField(max_length=150)
-    password = serializers.CharField(max_length=4096, style={"input_type": "password"})
+    # Kept as typed, spaces included, as Django's login form keeps it: a password that begins
+    # or ends with a space signed in to the admin but never got a token.
+    password = serializers.CharField(
+        max_length=4096, trim_whitespace=False, style={"input_type": "password"}
+    )
 
 
 class TokenSerializer(serializers.Serializer):

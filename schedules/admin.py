@@ -549,7 +549,8 @@ class ImportRunAdmin(ListAtScale, RunDisplay, admin.ModelAdmin):
             f"updated, {run.rows_unchanged} unchanged, {run.rows_deleted} deleted, "
             f"{run.rows_failed} failed"
         )
-        took = f"in {duration(run.duration_ms)}" if run.duration_ms is not None else ""
+        ran = run.duration_ms is not None and run.started_at is not None
+        took = f"in {duration(run.duration_ms)}" if ran else ""
         attempts = f"attempt {run.attempts}" if run.attempts > 1 else ""
         facts = ", ".join(part for part in (took, attempts) if part)
         return format_html(

@@ -1100,11 +1100,15 @@ def _finish_once(
                 # What went wrong after the rows landed stays visible among the attempts.
                 _record_attempt(run, f"after its rows were committed: {error}")
             status, counts, error = committed_status(run), None, ""
+        ended_an_attempt = run.status == ImportRun.Status.RUNNING
         for name, value in notes.items():
             setattr(run, name, value)
         run.status = status
         run.finished_at = now
-        run.duration_ms = int((now - (run.started_at or run.queued_at)).total_seconds() * 1000)
+        # A run that never started took no time, as a skipped one (not its time in the queue).
+        run.duration_ms = (
+            int((now - run.started_at).total_seconds() * 1000) if run.started_at else 0
+        )
         if counts is not None:
             for name in COUNT_FIELDS:
                 setattr(run, name, getattr(counts, name))
@@ -1115,7 +1119,10 @@ def _finish_once(
             run.error_details = {**run.error_details, "traceback": traceback}
         if error:
             run.error_message = error
-            _record_attempt(run, error)
+            if ended_an_attempt and status != ImportRun.Status.CANCELLED:
+                # A cancel is no failed attempt, a queued run made none, and a retrying run's
+                # last one is listed already: "attempt 0", or attempt 1 twice, were shown.
+                _record_attempt(run, error)
         elif status in GOOD_STATUSES:
             run.error_message = f"{run.rows_failed} rows failed" if run.rows_failed else ""
         ended = {name: getattr(run, name) for name in RUN_END_FIELDS}

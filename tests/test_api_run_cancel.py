@@ -23,6 +23,11 @@ def test_a_waiting_run_is_cancelled_at_once_and_its_message_then_does_nothing(
     # Given a run of alice's waiting for a worker (queued, or retrying after a failure)
     imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
     run = make_run(imp, status, attempts=0 if status == "queued" else 1)
+    failed = [{"attempt": 1, "error": "the server answered HTTP 503", "retry_in": 30.0}]
+    if status == "retrying":
+        ImportRun.objects.filter(pk=run.pk).update(
+            started_at=timezone.now(), error_details={"attempts": failed}
+        )
 
     # When she cancels it
     response = client_for(alice).post(f"{API}/runs/{run.pk}/cancel")
@@ -31,6 +36,13 @@ def test_a_waiting_run_is_cancelled_at_once_and_its_message_then_does_nothing(
     assert response.status_code == 200, response.json()
     assert response.json()["status"] == "cancelled"
     assert response.json()["error_message"] == "cancelled by alice"
+    # ... the cancel is no failed attempt: the attempts listed are those that failed, and a
+    # run that never started took no time
+    assert response.json()["error_details"].get("attempts", []) == (
+        failed if status == "retrying" else []
+    )
+    if status == "queued":
+        assert response.json()["duration_ms"] == 0
     assert runner.execute(run.pk)["status"] == "cancelled"
     assert csv_server.hits == {}
     assert imp.dataset.records.count() == 0
@@ -64,6 +76,7 @@ def test_a_running_run_stops_at_its_next_safe_point_and_leaves_the_data_as_it_wa
     run.refresh_from_db()
     assert run.status == "cancelled"
     assert run.error_message == "cancelled by alice while running; the dataset was not changed"
+    assert "attempts" not in run.error_details
     assert run.rows_committed_at is None
     assert imp.dataset.records.count() == 0
     imp.refresh_from_db()

@@ -16,6 +16,7 @@ from tests.api_support import make_run
 from tests.conftest import BASE_DIR, wait_for
 from tests.conftest import test_database_url as database_url
 from tests.factories import PRODUCTS_CSV, make_import
+from tests.reliability import big_csv
 
 pytestmark = pytest.mark.django_db
 
@@ -118,3 +119,19 @@ def test_a_run_skipped_behind_another_says_skipped_once(alice, csv_server):
         call_command("run_import", imp.pk, stdout=io.StringIO(), stderr=io.StringIO())
 
     assert " skipped: " in str(raised.value) and "skipped: skipped" not in str(raised.value)
+
+
+def test_a_foreground_run_past_its_time_limit_ends_timed_out_as_a_workers_does(alice, csv_server):
+    # Given an import with a 2 s limit whose download takes about 6 s
+    url = csv_server.serve("/slow.csv", big_csv(20_000), chunk_delay=0.8)
+    imp = make_import(alice, url, timeout_seconds=2)
+
+    # When it is run in the foreground, then it stops at its limit, timed out, and says so
+    started = time.monotonic()
+    with pytest.raises(CommandError, match=r"timed_out: the run exceeded its 2s time limit$"):
+        call_command("run_import", imp.pk, stdout=io.StringIO(), stderr=io.StringIO())
+    assert time.monotonic() - started < 5
+    run = ImportRun.objects.get(scheduled_import=imp)
+    assert (run.status, run.rows_committed_at) == ("timed_out", None)
+    imp.refresh_from_db()
+    assert (imp.failed_runs, imp.consecutive_failures) == (1, 1)

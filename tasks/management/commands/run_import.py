@@ -7,6 +7,7 @@ import signal
 from contextlib import contextmanager
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection
 
@@ -21,6 +22,9 @@ INTERRUPTED = (
     "rows were written"
 )
 SHOWN_ROW_ERRORS = 10
+# A worker's hard limit comes this long after its soft one (services.run_message's options):
+# a statement stuck where the soft limit cannot reach it is ended as late.
+HARD_LIMIT_AFTER_SECONDS = 30
 
 
 class Command(BaseCommand):
@@ -51,11 +55,11 @@ class Command(BaseCommand):
         # recorded, counters); only the Celery task is missing.
         run = ImportRun.objects.create(scheduled_import=imp, trigger=ImportRun.Trigger.MANUAL)
         # Its statements may take as long as the run may, whatever statement_timeout the server
-        # sets (a worker's pool process does the same: project/worker_connections.py).
+        # sets (a worker's pool process does the same: project/worker_connections.py); the
+        # run's own limit ends it first (_time_limit).
+        hard_limit = imp.timeout_seconds + HARD_LIMIT_AFTER_SECONDS
         with connection.cursor() as cursor:
-            cursor.execute(
-                "SELECT set_config('statement_timeout', %s, false)", [f"{imp.timeout_seconds}s"]
-            )
+            cursor.execute("SELECT set_config('statement_timeout', %s, false)", [f"{hard_limit}s"])
         history.record_event(imp, "run triggered", None, run=run.pk)
         # Everything stored is printed through `printable`: a name, a URL or a file's value
         # could carry escape sequences that the operator's terminal would obey. Plain, not in
@@ -66,7 +70,7 @@ class Command(BaseCommand):
             style_func=lambda text: text,
         )
         try:
-            with _sigterm_as_interrupt():
+            with _sigterm_as_interrupt(), _time_limit(imp.timeout_seconds):
                 if no_progress or not self.stderr.isatty():
                     runner.execute(run.pk)
                 else:
@@ -152,3 +156,22 @@ def _sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+@contextmanager
+def _time_limit(seconds: int):
+    """The import's time limit (`timeout_seconds`), as a worker's soft limit ends a run: the
+    runner ends it `timed_out`. Without it a foreground run took as long as its download did
+    (a run a worker ends `timed_out` succeeded here), and a long merge met the statement
+    timeout instead, which read as an operator's cancel."""
+
+    def expired(signum: int, frame: object) -> None:
+        raise SoftTimeLimitExceeded(f"the run exceeded its {seconds}s time limit")
+
+    before = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)

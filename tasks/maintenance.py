@@ -15,14 +15,14 @@ from common import database_clock
 from schedules import history, notifications, replaced_credentials, services
 from schedules.models import ImportRun, NotificationDelivery
 
-from . import locks, processed_retention, turns
+from . import locks, lost_tasks, processed_retention, turns
 
 logger = logging.getLogger("importbeat.maintenance")
 
 DELETE_BATCH = 5_000
 
 
-def sweep_runs() -> dict[str, int]:
+def sweep_runs(reporter: str | None = None) -> dict[str, int]:
     """Never leave a run stuck: what reconciliation cannot see in the broker.
 
     - `running` with no heartbeat for two lease periods and nobody holding its import's lease:
@@ -48,7 +48,7 @@ def sweep_runs() -> dict[str, int]:
     lost = ImportRun.objects.filter(status=ImportRun.Status.RUNNING).filter(
         Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True)
     )
-    for run in lost.values("pk", "scheduled_import_id")[:500]:
+    for run in lost.values("pk", "scheduled_import_id", "celery_task_id")[:500]:
         try:
             holder = locks.run_lease_holder(run["scheduled_import_id"])
         except RedisError as error:
@@ -57,8 +57,11 @@ def sweep_runs() -> dict[str, int]:
             break
         if holder == run["pk"]:
             continue  # its worker lives (renewing the lease) but cannot reach the database
-        if services.recover_lost_run(run["pk"], stale_before) is not None:
+        resolved = services.recover_lost_run(run["pk"], stale_before)
+        if resolved is not None:
             recovered += 1
+            if reporter:
+                lost_tasks.end_lost_task(run["celery_task_id"], resolved, reporter)
 
     stale = now - timedelta(seconds=settings.STALE_QUEUED_SECONDS)
     notified = _send_again("notifications", _resend_lost_notifications, stale)

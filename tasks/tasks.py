@@ -72,9 +72,13 @@ def noop() -> None:
     (tests/bench/bench_small_runs.py), with the worker's default task settings."""
 
 
-@shared_task(name="importbeat.sweep_runs", ignore_result=True, soft_time_limit=120, time_limit=150)
-def sweep_runs() -> dict[str, int]:
-    return maintenance.sweep_runs()
+@shared_task(
+    name="importbeat.sweep_runs", bind=True, ignore_result=True, soft_time_limit=120,
+    time_limit=150,
+)  # fmt: skip
+def sweep_runs(self) -> dict[str, int]:
+    # The worker that ends a lost attempt's task in Flower (tasks.lost_tasks).
+    return maintenance.sweep_runs(reporter=self.request.hostname)
 
 
 @shared_task(

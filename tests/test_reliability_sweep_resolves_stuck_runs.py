@@ -3,6 +3,7 @@ queued again (or failed once its retries are spent, or `timed_out` when the hard
 it); a live one is left alone. A waiting run's lost message is reconciliation's, not the
 sweep's (tests/test_reconcile_sends_a_lost_retry_again_once.py)."""
 
+import threading
 from datetime import timedelta
 from unittest import mock
 
@@ -11,6 +12,7 @@ from django.utils import timezone
 
 from schedules.models import ImportRun
 from tasks import locks, maintenance
+from tests.conftest import wait_for
 from tests.factories import make_import
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -109,3 +111,62 @@ def test_the_sweep_leaves_a_queued_run_to_reconciliation(alice, sent):
     # When the sweep runs, then it sends nothing: reconciliation asks the broker first
     maintenance.sweep_runs()
     assert not sent.called
+
+
+@pytest.fixture
+def flowers_state():
+    """What Flower makes of the cluster's events (celery.events.state, which Flower keeps),
+    heard on the test broker as Flower hears them."""
+    from celery.events.state import State
+
+    from project.celery import app
+
+    state, heard = State(), threading.Event()
+
+    def hear(event: dict) -> None:
+        state.event(event)
+        heard.set()
+
+    with app.connection_for_read() as connection:
+        receiver = app.events.Receiver(connection, handlers={"*": hear})
+        listening = threading.Thread(target=lambda: receiver.capture(wakeup=False), daemon=True)
+        listening.start()
+        # The receiver is bound once an event of ours comes back through it.
+        with app.events.default_dispatcher(hostname="celery@lost-host") as dispatcher:
+            while not heard.wait(0.2):
+                dispatcher.send("task-started", uuid="lost-message")
+        yield state
+        receiver.should_stop = True
+        listening.join(5)
+
+
+@pytest.mark.parametrize(
+    ("lived_s", "retries", "state", "said"),
+    [
+        (60, 3, "FAILURE", "was lost (no heartbeat for 600s); queued again as task "),
+        (60, 0, "FAILURE", "failed: the worker running attempt 1 was lost"),
+        (130, 3, "FAILURE", "timed_out: the run exceeded its 100s time limit (killed)"),
+    ],
+)
+def test_the_lost_attempts_task_ends_in_flower_as_the_sweep_resolved_its_run(
+    alice, sent, flowers_state, lived_s, retries, state, said
+):
+    # Given a run whose whole worker was killed, its task STARTED in Flower on the dead worker
+    run = running_run(
+        alice, "killed", silent_s=600, lived_s=lived_s, timeout_seconds=100, max_retries=retries
+    )
+    assert flowers_state.tasks["lost-message"].state == "STARTED"
+
+    # When a worker's sweep resolves the run
+    assert maintenance.sweep_runs(reporter="celery@sweeper")["recovered"] == 1
+
+    # Then the lost attempt's task ends in Flower, in the run's words, counted on the sweeping
+    # worker (the dead one is not made to look alive)
+    task = flowers_state.tasks["lost-message"]
+    wait_for(lambda: task.state != "STARTED", 10, what="the lost task's end in Flower")
+    run.refresh_from_db()
+    assert task.state == state
+    assert said in task.exception and f"run {run.pk}" in task.exception
+    if run.status == "retrying":
+        assert task.exception.endswith(run.celery_task_id)
+    assert task.worker.hostname == "celery@sweeper"

@@ -42,6 +42,8 @@ NAMES = {
     4: {name: number for number, name in enumerate(DAY_NAMES)},
 }
 _SINGLE_RANGE = re.compile(r"^(\d+)-(\d+)(/\d+)?$")
+_OPEN_STEP = re.compile(r"^(\d+)/(\d+)$")
+DAY_OF_WEEK = 4
 
 
 def expand_macro(expression: str) -> str:
@@ -55,7 +57,9 @@ def normalize(expression: str) -> str:
     """The expression as croniter must be given it to mean what cron means.
 
     Macros become their fields and names become numbers. A one-value range (`1-1`, `mon-mon`) is
-    written as that value: croniter reads it as `*` (every day, where cron means Mondays).
+    written as that value: croniter reads it as `*` (every day, where cron means Mondays). A
+    weekday step from a day to the end of the week (`5/1`) runs to 7, Sunday, as cron's range
+    0-7 does; croniter stopped at Saturday, and read `7/1` as every day.
     """
     fields = expand_macro(expression).lower().split()
     normalized = []
@@ -67,6 +71,10 @@ def normalize(expression: str) -> str:
             match = _SINGLE_RANGE.match(atom)
             if match and int(match.group(1)) == int(match.group(2)):
                 atom = match.group(1)
+            step = _OPEN_STEP.match(atom) if position == DAY_OF_WEEK else None
+            if step and int(step.group(2)) > 0:
+                days = {day % 7 for day in range(int(step.group(1)), 8, int(step.group(2)))}
+                atom = ",".join(str(day) for day in sorted(days))
             atoms.append(atom)
         normalized.append(",".join(atoms))
     return " ".join(normalized)
@@ -134,7 +142,11 @@ class Schedule:
         options = Options()
         options.use_24hour_time_format = True
         options.day_of_week_start_index_zero = True
-        text = get_description(" ".join(self._fields_to_describe()), options)
+        fields = self._fields_to_describe()
+        try:
+            text = get_description(" ".join(fields), options)
+        except Exception:  # any rule croniter takes is described: never a 500
+            text = _plain_words(fields)
         if self.day_or:
             # Both restricted: cron runs on either day, while cron-descriptor's words read as
             # both ("on day 1 of the month, only on Wednesday"). Not when either starts with
@@ -145,21 +157,29 @@ class Schedule:
         return text
 
     def _fields_to_describe(self) -> tuple[str, str, str, str, str]:
-        """The five fields as cron-descriptor describes what the ticks fire.
+        """The five fields as cron-descriptor describes what the ticks fire: each field as
+        written where its words say what fires, else the values it fires at.
 
-        - a step that does not divide its field's span restarts at each hour or day: `*/45`
-          fires at :00 and :45 (not "every 45 minutes"), `*/61` hourly: the values are listed;
+        - a step that does not divide its field's span restarts at each hour, day, month or
+          year: `*/45` and `0/45` fire at :00 and :45 (not "every 45 minutes"), `0/7` hours at
+          0, 7, 14 and 21, `*/16` days on the 1st and the 17th;
+        - a list holding a step, a range with a step, or `*` (`8-18/2,23`) made cron-descriptor
+          raise: the owner's import list and the dashboard answered 500 for a rule saved and
+          firing as listed;
         - Sunday is 7 as well as 0 here, and cron-descriptor knows 0 only: `0-7` was "Sunday
-          through Sunday" for a rule firing daily, and it raised on `*/7` or `3-5/7` (one such
-          rule made the owner's import list and the dashboard a 500): the weekdays are listed,
-          or `*` when they are all (and the day of the month does not restrict it too).
+          through Sunday" for a rule firing daily, and it raised on `*/7` or `3-5/7`: the
+          weekdays are listed, or `*` when they are all (and the day of the month does not
+          restrict it too).
         """
         minute, hour, dom, month, dow = self.fields.split()
         expanded = _parsed_rule(self.fields, self.day_or).expanded
-        minute = _listed_unless_even(minute, expanded[0], 60)
-        hour = _listed_unless_even(hour, expanded[1], 24)
-        if "7" in re.split(r"[-,/]", dow) or "/" in dow:
-            days = sorted(set(expanded[4]))
+        minute = _as_it_fires(minute, expanded[0], span=60, first=0)
+        hour = _as_it_fires(hour, expanded[1], span=24, first=0)
+        # Months differ in length: a step of a week or less reads fairly as "every N days".
+        dom = _as_it_fires(dom, expanded[2], span=31, first=1, even_steps=range(1, 8))
+        month = _as_it_fires(month, expanded[3], span=12, first=1)
+        if "7" in re.split(r"[-,/]", dow) or not _says_what_fires(dow, span=7, first=0):
+            days = sorted(set(expanded[4]) - {"*"}) if "*" not in expanded[4] else list(range(7))
             if days == list(range(7)) and dom == "*":
                 dow = "*"
             else:
@@ -224,11 +244,39 @@ def _parsed_rule(fields: str, day_or: bool):
     return croniter(fields, datetime(2000, 1, 1, tzinfo=UTC), day_or=day_or)
 
 
-def _listed_unless_even(field: str, values: list, span: int) -> str:
-    """`field`, or the values it expands to when it holds `*/N` whose N does not divide `span`
-    (the step restarts at each hour or day, so "every N" would be wrong)."""
-    for atom in field.split(","):
-        base, _, step = atom.partition("/")
-        if base == "*" and step and span % int(step):
-            return ",".join(str(value) for value in values)
-    return field
+def _as_it_fires(
+    field: str, values: list, *, span: int, first: int, even_steps: range | None = None
+) -> str:
+    """`field` where cron-descriptor's words for it say what fires, else the values it fires
+    at (`*` when it fires at every one)."""
+    if _says_what_fires(field, span=span, first=first, even_steps=even_steps):
+        return field
+    if "*" in values or sorted(values) == list(range(first, first + span)):
+        return "*"
+    return ",".join(str(value) for value in sorted(values))
+
+
+def _says_what_fires(field: str, *, span: int, first: int, even_steps: range | None = None) -> bool:
+    """Whether cron-descriptor describes `field` truly: `*`, numbers and ranges in a list, a
+    range with a step, or one step over the whole span that divides it (`*/15`, `5/15`)."""
+    atoms = field.split(",")
+    if all(re.fullmatch(r"\d+(-\d+)?", atom) for atom in atoms) or field == "*":
+        return True
+    if len(atoms) > 1:
+        return False
+    base, _, step = field.partition("/")
+    if not step.isdigit() or not int(step):
+        return False
+    if re.fullmatch(r"\d+-\d+", base):
+        return True
+    start = first if base == "*" else int(base) if base.isdigit() else None
+    every = int(step)
+    even = every in even_steps if even_steps is not None else span % every == 0
+    return start is not None and even and start - first < every
+
+
+def _plain_words(fields: tuple[str, str, str, str, str]) -> str:
+    """Words for a rule cron-descriptor cannot describe (none is known): each field named."""
+    names = ("minute", "hour", "day of the month", "month", "day of the week")
+    said = [f"{name} {value}" for name, value in zip(names, fields, strict=True) if value != "*"]
+    return "At " + ", ".join(said) if said else "Every minute"

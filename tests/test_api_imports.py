@@ -39,6 +39,24 @@ def test_it_creates_an_import_and_answers_its_schedule_in_words_and_next_runs(al
     assert imp.periodic_task.crontab.timezone.key == "Europe/Berlin"
 
 
+def test_a_rule_whose_list_holds_a_step_is_created_listed_and_shown_on_the_dashboard(
+    alice, admin_client
+):
+    # cron-descriptor raised on it: the create answered 500 after saving the import, and then
+    # the owner's whole import list and the dashboard answered 500 too
+    client = client_for(alice)
+    response = client.post(
+        f"{API}/imports/", import_body(cron_expression="0 8-18/2,23 * * *"), format="json"
+    )
+
+    assert response.status_code == 201, response.json()
+    assert response.json()["schedule_description"] == (
+        "At 08:00, 10:00, 12:00, 14:00, 16:00, 18:00 and 23:00 (Europe/Berlin)"
+    )
+    assert client.get(f"{API}/imports/").status_code == 200
+    assert admin_client.get("/dashboard/").status_code == 200
+
+
 def test_an_interval_import_is_described_in_words(alice):
     response = client_for(alice).post(
         f"{API}/imports/",

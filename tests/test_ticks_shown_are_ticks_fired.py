@@ -47,6 +47,8 @@ def field(low: int, high: int, names: list[str] | None = None) -> st.SearchStrat
         st.tuples(st.sampled_from(["*", f"{low}-{high}"]), st.integers(1, 12)).map(
             lambda a: f"{a[0]}/{a[1]}"
         ),
+        # from a value to the end of the field (cron's `5/1` weekdays: Friday to Sunday, 7)
+        st.tuples(number, st.integers(1, 12)).map(lambda a: f"{a[0]}/{a[1]}"),
     )
     if names:
         atom = st.one_of(atom, st.sampled_from(names))
@@ -135,6 +137,9 @@ def names_the_minute(expression: str, local: datetime) -> bool:
 # restriction (OR with day-of-week) where cron reads it as a star (AND).
 @example("* * * * 1-1", "UTC", datetime(2026, 3, 7, 23, 58, tzinfo=UTC), [0.0] * TICKS)
 @example("0 0 */2 * 3", "UTC", datetime(2026, 3, 1, tzinfo=UTC), [0.0] * TICKS)
+# ... and a weekday step from 7 (Sunday) as every day, one from Friday as Friday and Saturday
+@example("0 0 * * 7/1", "UTC", datetime(2026, 3, 1, tzinfo=UTC), [0.0] * TICKS)
+@example("0 0 * * 5/1", "UTC", datetime(2026, 3, 1, tzinfo=UTC), [0.0] * TICKS)
 def test_beat_fires_exactly_the_ticks_next_runs_lists(expression, zone, start, lateness):
     try:
         validate_cron_expression(expression)
@@ -200,7 +205,9 @@ def test_a_day_field_starting_with_a_star_is_described_as_cron_runs_it_on_both()
     ticks = imp.next_runs(2, after=datetime(2026, 12, 1, tzinfo=UTC))
 
     assert [t.strftime("%a %m-%d") for t in ticks] == ["Mon 12-21", "Mon 01-11"]
-    assert imp.schedule_description == "At 09:00, every 10 days, only on Monday (UTC)"
+    assert imp.schedule_description == (
+        "At 09:00, on day 1, 11, 21, and 31 of the month, only on Monday (UTC)"
+    )
 
 
 def test_weekday_steps_cron_descriptor_refuses_are_described_by_the_days_they_fire():
@@ -244,5 +251,49 @@ def test_steps_that_restart_each_hour_and_sunday_written_7_in_a_range_say_what_f
         imp = cron_import(rule, "UTC")
         ticks = imp.next_runs(3, after=datetime(2026, 12, 1, 0, 30, tzinfo=UTC))
         shape = "%a %H:%M" if " " in fires[0] else "%H:%M"
+        assert imp.schedule_description == words, rule
+        assert [t.strftime(shape) for t in ticks] == fires, rule
+
+
+@settings(max_examples=300, deadline=None)
+@given(expression=cron_expressions)
+@example("0 8-18/2,23 * * *")
+@example("5 4 * * sun,*")
+@example("0 0 * * 4-6/10,*")
+def test_every_rule_accepted_is_described_by_cron_descriptor(expression):
+    # A rule cron-descriptor raised on (a list holding a step or `*`) made the owner's import
+    # list and the dashboard a 500 for an import saved and firing as listed
+    from cron_descriptor import get_description
+
+    try:
+        validate_cron_expression(expression)
+    except ValidationError:
+        assume(False)
+    imp = cron_import(expression, "UTC")
+    get_description(" ".join(imp.schedule._fields_to_describe()))
+    assert imp.schedule_description.endswith(" (UTC)")
+
+
+def test_lists_with_steps_and_steps_that_restart_say_the_values_they_fire_at():
+    for rule, words, fires in [
+        (
+            "0 8-18/2,23 * * *",
+            "At 08:00, 10:00, 12:00, 14:00, 16:00, 18:00 and 23:00 (UTC)",
+            ["08:00", "10:00", "12:00", "14:00", "16:00", "18:00", "23:00"],
+        ),
+        ("0/45 * * * *", "At 0 and 45 minutes past the hour (UTC)", ["00:45", "01:00", "01:45"]),
+        ("0 0/7 * * *", "At 00:00, 07:00, 14:00 and 21:00 (UTC)", ["07:00", "14:00", "21:00"]),
+        ("0 0 */16 * *", "At 00:00, on day 1 and 17 of the month (UTC)", ["12-17", "01-01"]),
+        ("0 0 2/40 * *", "At 00:00, on day 2 of the month (UTC)", ["12-02", "01-02"]),
+        ("0 0 * * 7/1", "At 00:00, only on Sunday (UTC)", ["Sun 12-06", "Sun 12-13"]),
+        (
+            "0 0 * * 5/1",
+            "At 00:00, only on Sunday, Friday, and Saturday (UTC)",
+            ["Fri 12-04", "Sat 12-05", "Sun 12-06", "Fri 12-11"],
+        ),
+    ]:
+        imp = cron_import(rule, "UTC")
+        ticks = imp.next_runs(len(fires), after=datetime(2026, 12, 1, 0, 30, tzinfo=UTC))
+        shape = "%a %m-%d" if " " in fires[0] else "%m-%d" if "-" in fires[0] else "%H:%M"
         assert imp.schedule_description == words, rule
         assert [t.strftime(shape) for t in ticks] == fires, rule

@@ -280,7 +280,8 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
             return "-"
         if imp.late_since is None:
             return f"overdue since {imp.next_run_at:%Y-%m-%d %H:%M} UTC"
-        return f"late since {imp.late_since:%Y-%m-%d %H:%M} UTC ({imp.missed_ticks} missed ticks)"
+        missed = f"{imp.missed_ticks} ticks missed in all"
+        return f"late since {imp.late_since:%Y-%m-%d %H:%M} UTC ({missed})"
 
     @admin.display(description="success rate")
     def success(self, imp: ScheduledImport) -> str:

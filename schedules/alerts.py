@@ -177,11 +177,14 @@ def late_email(imp: ScheduledImport) -> tuple[str, str]:
     """The e-mail saying that `imp` missed a tick: (subject, message)."""
     # A header never carries a line break, whatever the name holds.
     name = " ".join(imp.name.split())
-    since = imp.late_since.isoformat() if imp.late_since else "then"
+    noticed = imp.late_since.isoformat() if imp.late_since else "just now"
     subject = f"[importbeat] {name} is late"
+    # `late_since` is when a missed tick was noticed (beat back, or reconciliation), and
+    # `missed_ticks` counts every tick the import ever missed: "N ticks since <noticed>" said
+    # neither this streak's count nor its first tick.
     message = (
-        f"The import {name!r} (id {imp.pk}) missed its schedule: {imp.missed_ticks} tick(s) "
-        f"passed without a run since {since}.\n"
+        f"The import {name!r} (id {imp.pk}) missed its schedule: a tick passed without a run "
+        f"(noticed at {noticed}). It has missed {imp.missed_ticks} tick(s) in all.\n"
         f"Schedule: {imp.schedule_description}. Next run: "
         f"{imp.next_run_at.isoformat() if imp.next_run_at else 'none'}.\n"
         "Ticks are missed when no beat process is running or a run's message is lost; the "

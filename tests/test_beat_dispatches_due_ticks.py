@@ -276,7 +276,8 @@ def test_the_owner_hears_once_per_late_streak(alice, settings, monkeypatch):
         # ... and the mail says what happened
         subject, message = alerts.late_email(ScheduledImport.objects.get(pk=imp.pk))
         assert subject == "[importbeat] products is late"
-        assert "6 tick(s) passed without a run" in message
+        assert "a tick passed without a run (noticed at " in message
+        assert "It has missed 6 tick(s) in all." in message
 
         # When a tick runs on time, then ticks are missed again
         clock.move_to(T0 + timedelta(minutes=6, seconds=1))

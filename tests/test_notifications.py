@@ -198,7 +198,7 @@ def test_a_late_email_alone_says_how_many_ticks_were_missed(alice):
     webhooks.deliver(NotificationDelivery.objects.get().pk)
 
     assert [m.subject for m in mail.outbox] == ["[importbeat] products is late"]
-    assert "2 tick(s) passed without a run" in mail.outbox[0].body
+    assert "It has missed 2 tick(s) in all." in mail.outbox[0].body
 
 
 def test_a_late_import_with_a_webhook_asked_for_is_also_posted(alice):

@@ -6,6 +6,8 @@ embedded servers under .run/) and write what they chose to .run/services.env, wh
 here only for variables the environment does not set.
 """
 
+import ipaddress
+import logging
 import os
 import re
 import socket
@@ -18,7 +20,21 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 RUN_DIR = BASE_DIR / ".run"
 
-env = environ.Env()
+
+class Env(environ.Env):
+    """django-environ's reader, whose error for a value of the wrong type names the variable:
+    `MAX_IMPORT_BYTES=1GiB` stopped every process with "invalid literal for int()" alone."""
+
+    def get_value(self, var, cast=None, default=environ.Env.NOTSET, parse_default=False):
+        try:
+            return super().get_value(var, cast=cast, default=default, parse_default=parse_default)
+        except ValueError as error:
+            raise ImproperlyConfigured(
+                f"{var}={os.environ.get(var)!r} is not valid: {error}"
+            ) from None
+
+
+env = Env()
 environ.Env.read_env(
     env("IMPORTBEAT_SERVICES_ENV", default=str(RUN_DIR / "services.env")), overwrite=False
 )
@@ -262,6 +278,19 @@ FETCH_MIN_BYTES_PER_SECOND = env.float("FETCH_MIN_BYTES_PER_SECOND", default=10 
 # encrypts, every one decrypts, so a new key goes first and `manage.py rotate_credentials`
 # re-encrypts with it before the old one is dropped. Empty: no credential can be saved.
 IMPORTBEAT_ENCRYPTION_KEYS = env.list("IMPORTBEAT_ENCRYPTION_KEY", default=[])
+for _position, _key in enumerate(IMPORTBEAT_ENCRYPTION_KEYS, start=1):
+    # Checked here: a key that is none let everything start, then every save of a credential
+    # answered 500 and `rotate_credentials` said it re-encrypted 0.
+    from cryptography.fernet import Fernet
+
+    try:
+        Fernet(_key)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"IMPORTBEAT_ENCRYPTION_KEY: key {_position} is not a Fernet key (32 url-safe "
+            "base64-encoded bytes; make one with `python -c 'from cryptography.fernet import "
+            "Fernet; print(Fernet.generate_key().decode())'`)"
+        ) from None
 
 # --- Celery (https://docs.celeryq.dev/en/stable/userguide/configuration.html) -------------
 
@@ -388,6 +417,7 @@ BEAT_DISPATCH_BATCH = env.int("BEAT_DISPATCH_BATCH", default=1000)
 # Reconciliation looks this far back at most (an import's ticks since its last edit or resume).
 RECONCILE_WINDOW_SECONDS = env.int("RECONCILE_WINDOW_SECONDS", default=24 * 3600)
 for _name in (
+    "MIN_INTERVAL_SECONDS",
     "RUN_LEASE_SECONDS",
     "BEAT_LEADER_LEASE_SECONDS",
     "MAINTENANCE_INTERVAL_SECONDS",
@@ -439,8 +469,12 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
+    "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO").upper()},
 }
+if not isinstance(logging.getLevelName(LOGGING["root"]["level"]), int):
+    raise ImproperlyConfigured(
+        f"LOG_LEVEL={LOGGING['root']['level']!r}: use DEBUG, INFO, WARNING, ERROR or CRITICAL"
+    )
 
 # --- API, dashboard and Flower (issue 4) -----------------------------------------------------
 
@@ -463,6 +497,12 @@ REST_FRAMEWORK.update(
 # by schedules.api.throttles, so they can be changed without a code change.
 API_MANUAL_RUN_RATE = env("API_MANUAL_RUN_RATE", default="30/minute")
 API_LOGIN_RATE = env("API_LOGIN_RATE", default="20/minute")
+for _name in ("API_MANUAL_RUN_RATE", "API_LOGIN_RATE"):
+    # Checked here: a rate DRF cannot read made every throttled request a 500.
+    if not re.fullmatch(r"\d+/(s|sec|second|m|min|minute|h|hour|d|day)", globals()[_name]):
+        raise ImproperlyConfigured(
+            f"{_name}={globals()[_name]!r}: write it N/second, N/minute, N/hour or N/day"
+        )
 # Throttle counters live in Redis so that every web process counts against the same budget.
 CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"},
@@ -525,6 +565,15 @@ SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=False)
 # Proxies (addresses or networks) whose X-Forwarded-For is believed; nobody else's is, since any
 # client can send that header (common.security.client_ip).
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+for _proxy in TRUSTED_PROXIES:
+    # Checked here: an entry that is no address (a host name) made every request a 500.
+    try:
+        ipaddress.ip_network(_proxy.strip(), strict=False)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"TRUSTED_PROXIES: {_proxy!r} is not an IP address or network (names are not "
+            "looked up: write 10.0.0.5 or 10.0.0.0/8)"
+        ) from None
 # Failed logins, counted per username and per address (either one locks), within the lockout
 # period; after LOGIN_FAILURE_LIMIT of them that username or address gets 429 until the period
 # after its last failure has passed. https://django-axes.readthedocs.io/en/latest/4_configuration.html

@@ -17,8 +17,8 @@ from django.test.utils import CaptureQueriesContext
 from schedules import services
 from schedules.models import Dataset, Record
 from tests.api_support import API, client_for
-from tests.factories import make_import
-from tests.importer_support import run_now
+from tests.factories import PRODUCTS_CSV, make_import
+from tests.importer_support import records, run_now
 from tests.saved_runs_support import run_data_migration
 
 pytestmark = pytest.mark.django_db
@@ -136,8 +136,25 @@ def test_a_count_records_changed_behind_its_writers_is_corrected_by_a_command(al
     assert counted(wrong) == (1, 1) and counted(right) == (3, 3)
     assert out.getvalue().splitlines() == [
         f"dataset {wrong.pk} (alice/wrong): 3 -> 1 records",
-        "2 datasets counted, 1 corrected",
+        "2 datasets counted, 1 corrected; the next import of each reads its file whole",
     ]
+
+
+def test_a_record_deleted_by_hand_comes_back_at_the_next_import_of_the_same_file(alice, csv_server):
+    # Given an import whose file landed, and a record an operator then deleted by SQL
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+    assert run_now(imp).rows_inserted == 3
+    with connection.cursor() as cursor:
+        cursor.execute("DELETE FROM schedules_record WHERE key = 'A-1'")
+
+    # When the operator counts its records again, as the README asks, and the same file comes
+    call_command("recount_records", stdout=io.StringIO())
+    run = run_now(imp)
+
+    # Then the file is merged again, not skipped as the one applied last: the record is back
+    assert (run.rows_inserted, run.rows_unchanged) == (1, 2), run.error_message
+    assert sorted(records(imp)) == ["A-1", "B-2", "C-3"]
+    assert counted(imp.dataset) == (3, 3)
 
 
 def test_the_recount_command_names_a_dataset_that_is_not_there(alice):

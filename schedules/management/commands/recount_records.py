@@ -1,6 +1,8 @@
 """Count datasets' records again, for a `record_count` that records changed behind its writers'
 backs (a shell, SQL) left wrong: the lists and the records' `count` read the kept count and
-never count at a read.
+never count at a read. And since records were changed that way, the next import of each dataset
+counted merges its file whole: the file applied last, unchanged, was skipped as "the dataset is
+unchanged since", so a record deleted by hand never came back.
 
 Each dataset is counted under its lock, as a merge holds it, in a transaction of its own: a
 merge in progress finishes first, and no dataset waits for the others' counts.
@@ -18,7 +20,8 @@ from schedules.models import Dataset
 class Command(BaseCommand):
     help = (
         "Count the records of every dataset (or of the ones given by id) again and correct "
-        "the kept record_count; prints each count it corrected."
+        "the kept record_count; prints each count it corrected. The next import of each "
+        "dataset reads its file whole (records were changed by hand)."
     )
 
     def add_arguments(self, parser) -> None:
@@ -38,6 +41,7 @@ class Command(BaseCommand):
                     continue  # deleted meanwhile
                 kept = Dataset.objects.values_list("record_count", flat=True).get(pk=dataset.pk)
                 services.recount_records([dataset.pk])
+                services.mark_datasets_changed([dataset.pk])
                 now = Dataset.objects.values_list("record_count", flat=True).get(pk=dataset.pk)
             counted += 1
             if now != kept:
@@ -46,4 +50,7 @@ class Command(BaseCommand):
                     f"dataset {dataset.pk} ({dataset.owner.get_username()}/{dataset.name}):"
                     f" {kept:,} -> {now:,} records"
                 )
-        self.stdout.write(f"{counted:,} datasets counted, {corrected:,} corrected")
+        self.stdout.write(
+            f"{counted:,} datasets counted, {corrected:,} corrected; the next import of each "
+            "reads its file whole"
+        )

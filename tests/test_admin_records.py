@@ -4,7 +4,7 @@ dataset changed, so the next import merges its file again instead of taking it a
 import pytest
 
 from schedules.models import Dataset, Record
-from tests.factories import make_import
+from tests.factories import PRODUCTS_CSV, make_import
 from tests.importer_support import records, run_now
 
 pytestmark = pytest.mark.django_db
@@ -33,7 +33,7 @@ def test_a_record_deleted_in_the_admin_comes_back_with_the_next_import(
 
     # When a staff user deletes one record in the admin
     response = admin_client.post(f"/admin/schedules/record/{record.pk}/delete/", {"post": "yes"})
-    assert response.status_code == 302
+    assert response.status_code == 302, response.context["adminform"].form.errors
 
     # Then the dataset is marked changed and the same file brings the record back
     assert Dataset.objects.get(pk=imp.dataset_id).applied_digest == ""
@@ -54,7 +54,7 @@ def test_records_deleted_by_the_admin_action_mark_the_dataset_changed(
         {"action": "delete_selected", "_selected_action": ids, "post": "yes"},
     )
 
-    assert response.status_code == 302
+    assert response.status_code == 302, response.context["adminform"].form.errors
     assert not Record.objects.exists()
     assert Dataset.objects.get(pk=imp.dataset_id).applied_digest == ""
     assert run_now(imp).rows_inserted == 2
@@ -82,3 +82,31 @@ def test_records_show_their_data_and_filter_by_dataset(admin_client, alice, csv_
     record = Record.objects.get(key="Z-9")
     detail = admin_client.get(f"/admin/schedules/record/{record.pk}/change/").content.decode()
     assert "<tr><th>name</th><td><code>&quot;Zither&quot;</code></td></tr>" in detail
+
+
+def test_a_datasets_owner_and_the_file_applied_last_are_not_edited_in_the_admin(
+    admin_client, alice, django_user_model, csv_server
+):
+    # Given alice's dataset, filled by her import
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+    run_now(imp)
+    bob = django_user_model.objects.create_user("bob", password="x")
+    url = f"/admin/schedules/dataset/{imp.dataset_id}/change/"
+
+    # When staff post its form with another owner and another file applied
+    page = admin_client.get(url).content.decode()
+    response = admin_client.post(
+        url,
+        {
+            "name": "products", "owner": bob.pk, "applied_digest": "", "applied_run": "",
+            "created_at_0": "2026-12-01", "created_at_1": "10:00:00",
+        },
+    )  # fmt: skip
+
+    # Then the name is saved but the owner and the engine's note are kept: alice's import never
+    # writes into bob's dataset, and the next run does not take a changed dataset as known
+    assert response.status_code == 302, response.context["adminform"].form.errors
+    dataset = Dataset.objects.get(pk=imp.dataset_id)
+    assert dataset.owner == alice and dataset.applied_digest
+    # ... and the page lists no run to choose from (it listed every run of every user)
+    assert "<select" not in page.split('id="dataset_form"')[1]

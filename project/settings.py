@@ -240,6 +240,9 @@ IMPORT_DROP_DIRS = [
     for folder in re.split(r"[,:]", env("IMPORT_DROP_DIRS", default=""))
     if folder.strip()
 ]
+# Each user reads their own folder in each drop folder (`<folder>/<username>/`), staff all of
+# them; shared: every user reads all of them (one team). schedules/drop_folders.py.
+IMPORT_DROP_DIRS_SHARED = env.bool("IMPORT_DROP_DIRS_SHARED", default=False)
 for _drop_dir in IMPORT_DROP_DIRS:
     if not os.path.isabs(_drop_dir):
         raise ImproperlyConfigured(f"IMPORT_DROP_DIRS: {_drop_dir!r} is not an absolute path")

@@ -5,6 +5,12 @@ the import is saved (schedules.validation), and the worker checks it again befor
 file (tasks.drop_folder), since a folder's links can change after the save. A path is allowed
 when it lies under a listed folder both as written and once every symbolic link is resolved,
 so neither `..` nor a link (to the file or to any folder above it) leads out.
+
+Each user reads their own folder in each listed one, named by their username
+(`/srv/drop/alice/`); staff read all of them. Every user of an installation could otherwise
+read any other's deliveries, and with `move_processed` take them away: the owner's next run was
+skipped as "no file matches yet". `IMPORT_DROP_DIRS_SHARED=1` lets every user read the whole
+folders, for an installation whose users are one team.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
@@ -49,8 +56,21 @@ def allowed_folders() -> list[str]:
     return [os.path.normpath(folder) for folder in settings.IMPORT_DROP_DIRS]
 
 
-def locate(url: str) -> DropPath:
-    """The folder and file name (or glob) `url` names, or Refused when it may not be read."""
+def folders_of(owner: Any) -> list[str]:
+    """The folders the imports of `owner` (a user) may read: their own folder in each drop
+    folder, or all of them for staff or on a shared installation."""
+    folders = allowed_folders()
+    if settings.IMPORT_DROP_DIRS_SHARED or owner.is_staff:
+        return folders
+    name = owner.get_username()
+    if not name or name.startswith(".") or "/" in name:
+        return []  # (`..` is a valid username: it would name the folder above)
+    return [os.path.join(folder, name) for folder in folders]
+
+
+def locate(url: str, folders: list[str] | None = None) -> DropPath:
+    """The folder and file name (or glob) `url` names, or Refused when it may not be read.
+    `folders`: those its import's owner may read (folders_of); all the listed ones if None."""
     # `?` and `#` are characters of the path here, not a query and a fragment: the glob
     # `products_?.csv` looked for `products_`, and `products#2.csv` read `products`.
     parts = urlsplit(url, allow_fragments=False)
@@ -59,13 +79,16 @@ def locate(url: str) -> DropPath:
     path = unquote(parts.path + (f"?{parts.query}" if "?" in url else ""))
     if has_control_characters(path) or "\0" in path:
         raise Refused("the path must not contain control characters")
-    folders = allowed_folders()
-    if not folders:
+    if not allowed_folders():
         raise Refused(
             "file:// sources are off on this installation: the operator lists the folders "
             "imports may read in IMPORT_DROP_DIRS"
         )
-    where = f"only files under {', '.join(folders)} (IMPORT_DROP_DIRS) can be imported"
+    folders = allowed_folders() if folders is None else folders
+    if not folders:
+        raise Refused("file:// sources are off for this user: their name cannot be a folder's")
+    own = "" if folders == allowed_folders() else ": the owner's own folders"
+    where = f"only files under {', '.join(folders)} (IMPORT_DROP_DIRS{own}) can be imported"
     if not path.startswith("/"):
         raise Refused(f"the path must be absolute; {where}")
     segments = path.split("/")
@@ -85,14 +108,16 @@ def locate(url: str) -> DropPath:
         raise Refused(f"{folder} leads outside the drop folders through a link; {where}")
     located = DropPath(real_folder, name)
     if not located.is_glob:
-        check_inside(located.path)
+        check_inside(located.path, folders)
     return located
 
 
-def check_inside(path: str) -> str:
-    """`path` with its links resolved, if that still lies in a drop folder; else Refused."""
+def check_inside(path: str, folders: list[str] | None = None) -> str:
+    """`path` with its links resolved, if that still lies in a drop folder (one of `folders`,
+    when given); else Refused."""
     real = os.path.realpath(path)
-    if not any(_inside(real, os.path.realpath(f)) for f in allowed_folders()):
+    folders = allowed_folders() if folders is None else folders
+    if not any(_inside(real, os.path.realpath(f)) for f in folders):
         raise Refused(f"{path} is a link that leads outside the drop folders")
     return real
 

@@ -45,7 +45,7 @@ def move_processed(imp: ScheduledImport, run: ImportRun) -> str:
     source = run.source_file
     target_folder = os.path.join(os.path.dirname(source), PROCESSED)
     try:
-        real = drop_folders.check_inside(source)
+        real = drop_folders.check_inside(source, drop_folders.folders_of(imp.owner))
         if _rewritten_since_read(real, run):
             logger.warning("run=%s: %s not moved to %s: %s", run.pk, source, PROCESSED, REWRITTEN)
             not_moved(run, REWRITTEN)
@@ -81,7 +81,7 @@ def say_held_back(imp: ScheduledImport, run: ImportRun) -> int:
     if not (imp.move_processed and run.source_file and run.status == ImportRun.Status.FAILED):
         return 0
     try:
-        where = drop_folders.locate(imp.source_url)
+        where = drop_folders.locate(imp.source_url, drop_folders.folders_of(imp.owner))
         if not where.is_glob:
             return 0
         with os.scandir(where.folder) as entries:

@@ -25,6 +25,8 @@ CHECK_FIELDS = (
     "source_url", "source_member", "delimiter", "encoding", "has_header", "key_column", "columns",
     # A glob whose files are filed away shows the oldest delivery waiting, as a run takes it.
     "move_processed",
+    # A drop folder's file is read from its owner's own folder (schedules.drop_folders).
+    "owner_id",
     # An import being edited brings its saved credential and the host key it pins.
     "credential_kind", "credential_origin", "credential_secret", "sftp_host_key",
 )  # fmt: skip

@@ -160,13 +160,13 @@ URL_PASSWORD = (
 )
 
 
-def validate_source_url(url: str) -> None:
+def validate_source_url(url: str, owner: Any = None) -> None:
     """http(s) as a web address; sftp as sftp://user@host[:port]/path; file:///path in one of
     the operator's drop folders (a glob in an sftp or file name takes one match: the newest, or
     a drop folder's oldest delivery waiting when its files are filed away)."""
     if is_file_url(url):
         try:
-            drop_folders.locate(url)
+            drop_folders.locate(url, drop_folders.folders_of(owner) if owner else None)
         except drop_folders.Refused as refused:
             raise ValidationError(str(refused)) from None
         return
@@ -332,7 +332,8 @@ def validate_import_fields(imp: ScheduledImport) -> None:
         check("dataset", validate_name, imp.dataset.name)
     unchanged = imp.policy_fields_unchanged()
     if "source_url" not in unchanged:
-        check("source_url", validate_source_url, imp.source_url or "")
+        owner = imp.owner if imp.owner_id else None
+        check("source_url", validate_source_url, imp.source_url or "", owner)
     check("source_member", validate_name, imp.source_member or "")
     if imp.move_processed and not is_file_url(imp.source_url or ""):
         errors.setdefault("move_processed", []).append(

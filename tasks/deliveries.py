@@ -16,7 +16,7 @@ from django.db import DatabaseError
 from django.utils.timesince import timesince
 
 from common import database_clock
-from schedules import processed_files, services
+from schedules import drop_folders, processed_files, services
 from schedules.drop_folders import is_file_url
 from schedules.models import ImportRun, ScheduledImport
 
@@ -55,13 +55,19 @@ def _queue_next(ended: ImportRun) -> ImportRun | None:
     if ended.status not in processed_files.PROCESSED_STATUSES:
         return None
     # As it is now: paused while the run ran, it waits for its owner.
-    imp = ScheduledImport.objects.filter(
-        pk=ended.scheduled_import_id, move_processed=True, status=ScheduledImport.Status.ACTIVE
-    ).first()
+    imp = (
+        ScheduledImport.objects.filter(
+            pk=ended.scheduled_import_id, move_processed=True, status=ScheduledImport.Status.ACTIVE
+        )
+        .select_related("owner")
+        .first()
+    )
     if imp is None:
         return None
     waiting = next_delivery(
-        imp.source_url, lambda etags: processed_files.imported_before(imp.pk, etags)
+        imp.source_url,
+        lambda etags: processed_files.imported_before(imp.pk, etags),
+        drop_folders.folders_of(imp.owner),
     )
     if waiting is None or waiting == ended.source_file:
         # Its own file again (written anew since it was read, so not filed away): the next

@@ -44,12 +44,12 @@ def open_file(
     """
     options = options or SourceOptions()
     try:
-        where = drop_folders.locate(url)
+        where = drop_folders.locate(url, options.drop_folders)
     except drop_folders.Refused as refused:
         raise PermanentImportError(str(refused)) from None
     path = _match(where, options.imported_before) if where.is_glob else where.path
     try:
-        real = drop_folders.check_inside(path)
+        real = drop_folders.check_inside(path, options.drop_folders)
         # No link is left in `real`; O_NOFOLLOW refuses one put there since.
         fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW)
     except drop_folders.Refused as refused:
@@ -103,12 +103,14 @@ def _match(
     return _oldest_waiting(where, found, imported_before) or newest
 
 
-def next_delivery(url: str, imported_before: Callable[[list[str]], set[str]]) -> str | None:
+def next_delivery(
+    url: str, imported_before: Callable[[list[str]], set[str]], folders: list[str] | None = None
+) -> str | None:
     """The delivery the next run of a queue (a glob with move_processed) would take, None when
     every file matching it was imported before (or none does, or the folder cannot be read:
     that run would say so)."""
     try:
-        where = drop_folders.locate(url)
+        where = drop_folders.locate(url, folders)
         if not where.is_glob:
             return None
         found = _matches(where)

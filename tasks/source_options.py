@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import ImproperlyConfigured
 
-from schedules import credentials, host_keys, processed_files, services
+from schedules import credentials, drop_folders, host_keys, processed_files, services
+from schedules.drop_folders import is_file_url
 from schedules.models import ImportRun, ScheduledImport
 
 from .errors import PermanentImportError
@@ -35,6 +36,9 @@ class SourceOptions:
     # A run takes a drop folder's or SFTP file only once it is whole (tasks.whole_file); the
     # check before save shows its first rows as they are.
     whole: bool = True
+    # The drop folders the import's owner may read (schedules.drop_folders.folders_of); None:
+    # every listed one.
+    drop_folders: list[str] | None = None
     # A drop folder's glob whose files are filed away once imported is a queue of deliveries:
     # the oldest one not imported before is taken (tasks.drop_folder), else the newest. Given
     # the versions (etags) of the files waiting, this returns those a run already imported.
@@ -66,4 +70,13 @@ def source_options(imp: ScheduledImport, run: ImportRun | None = None) -> Source
             else None
         ),
         transcode_from=transcoded_from(imp.encoding),
+        drop_folders=_drop_folders(imp),
     )
+
+
+def _drop_folders(imp: ScheduledImport) -> list[str] | None:
+    """The drop folders `imp`'s owner may read; only a drop folder's import asks for its owner,
+    so no other import's run costs a statement more."""
+    if not is_file_url(imp.source_url):
+        return None
+    return drop_folders.folders_of(imp.owner) if imp.owner_id else []

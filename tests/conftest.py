@@ -118,11 +118,12 @@ def _allow_local_sources(settings):
 
 @pytest.fixture
 def drop(tmp_path, settings) -> Iterator[Path]:
-    """A drop folder listed in IMPORT_DROP_DIRS, and `tmp_path / "outside"`, one not listed."""
-    folder = tmp_path / "drop"
-    folder.mkdir()
+    """alice's folder in a drop folder listed in IMPORT_DROP_DIRS (each user reads their own:
+    `<drop folder>/<username>/`), and `tmp_path / "outside"`, one not listed."""
+    folder = tmp_path / "drop" / "alice"
+    folder.mkdir(parents=True)
     (tmp_path / "outside").mkdir()
-    settings.IMPORT_DROP_DIRS = [str(folder)]
+    settings.IMPORT_DROP_DIRS = [str(folder.parent)]
     yield folder
     # The retention's figures of these folders stay in Redis for `/health`: not another test's.
     from common.redis_client import PROCESSED_RETENTION_KEY, client

@@ -338,7 +338,7 @@ def test_a_worker_waits_for_the_whole_file_before_a_sync_run_deletes_anything(
         retry_backoff_max_seconds=1,
     )  # fmt: skip
     assert run_now(imp).rows_inserted == 2000
-    processes.start("worker", IMPORT_DROP_DIRS=str(drop), FILE_SETTLE_SECONDS="1")
+    processes.start("worker", IMPORT_DROP_DIRS=str(drop.parent), FILE_SETTLE_SECONDS="1")
     wait_for(lambda: "ready." in processes.logs(), 60, what="the worker\n" + processes.logs())
 
     # When a run is triggered while the partner's export writes today's file over it

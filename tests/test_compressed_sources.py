@@ -171,7 +171,10 @@ def _check(fields: dict) -> dict:
 def test_check_before_save_reads_compressed_and_drop_folder_sources(alice, csv_server, drop):
     put(drop / "products.zip", zipped({"a.csv": "sku,x\n1,2\n", "products.csv": PRODUCTS_CSV}))
     gz = csv_server.serve("/products.csv.gz", gzipped(PRODUCTS_CSV))
-    fields = {"delimiter": ",", "encoding": "utf-8", "has_header": True, "key_column": "sku"}
+    fields = {
+        "delimiter": ",", "encoding": "utf-8", "has_header": True, "key_column": "sku",
+        "owner_id": alice.pk,
+    }  # fmt: skip
 
     over_http = _check({"source_url": gz, **fields})
     several = _check({"source_url": f"file://{drop}/products.zip", **fields})

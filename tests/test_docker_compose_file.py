@@ -129,8 +129,10 @@ def test_the_image_build_context_is_the_application_only():
 
 
 # What compose sets itself, for every process or for one; the rest pass through.
-SET_BY_COMPOSE = {"DATABASE_URL", "REDIS_URL", "DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS",
-                  "FLOWER_BASIC_AUTH", "IMPORTBEAT_ENCRYPTION_KEY", "IMPORT_DROP_DIRS"}  # fmt: skip
+# (DATABASE_URL and REDIS_URL pass through too, with the stack's own servers by default: an
+# operator's managed ones were silently replaced by them.)
+SET_BY_COMPOSE = {"DJANGO_SECRET_KEY", "DJANGO_ALLOWED_HOSTS", "FLOWER_BASIC_AUTH",
+                  "IMPORTBEAT_ENCRYPTION_KEY", "IMPORT_DROP_DIRS"}  # fmt: skip
 # Inside the containers the ports are the image's (`ports:` maps them on the host); the rest
 # are the development stack's and the suite's own.
 NOT_PASSED = {"PORT", "FLOWER_PORT", "IMPORTBEAT_SERVICES_ENV", "PYTEST_XDIST_WORKER",

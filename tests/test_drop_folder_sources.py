@@ -105,7 +105,7 @@ def test_the_same_file_again_is_not_read_and_a_rewritten_one_is(alice, drop):
     ],
 )
 def test_a_path_out_of_the_drop_folders_is_refused_when_saved(alice, drop, path, says):
-    outside = drop.parent / "outside"
+    outside = drop.parent.parent / "outside"
     put(outside / "products.csv", PRODUCTS_CSV)
     os.symlink(outside / "products.csv", drop / "link-to-file.csv")
     os.symlink(outside, drop / "link-to-folder")
@@ -136,7 +136,7 @@ def test_without_drop_folders_no_file_source_is_allowed(alice, settings, tmp_pat
 
 
 def test_a_link_put_in_after_the_save_fails_the_run_for_good(alice, drop):
-    outside = drop.parent / "outside"
+    outside = drop.parent.parent / "outside"
     put(outside / "secret.csv", "sku,name\nX,secret\n")
     put(drop / "products.csv", PRODUCTS_CSV)
     imp = make_import(alice, f"file://{drop}/products.csv")

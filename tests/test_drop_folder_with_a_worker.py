@@ -26,7 +26,7 @@ def test_beat_and_a_worker_import_each_delivered_file_once(alice, drop, processe
     put(drop / "products_1.csv", PRODUCTS_CSV)
     imp = make_import(alice, f"file://{drop}/products_*.csv", move_processed=True)
     services.pause_import(imp)  # until the first file's run is seen; then one more is sent
-    processes.start("worker", IMPORT_DROP_DIRS=str(drop))
+    processes.start("worker", IMPORT_DROP_DIRS=str(drop.parent))
     processes.start("beat")
     api = client_for(alice)
 

@@ -59,9 +59,11 @@ run: install ## start PostgreSQL/Redis if needed, migrate, seed the demo, run we
 	mkdir -p .run
 	$(SERVICES) --write-env -- bash scripts/run.sh
 
-# A second terminal while `make run` is up: settings.py reads .run/services.env by itself.
-STACK_UP := test -f .run/services.env || test -n "$$DATABASE_URL" \
-	|| { echo "start \`make run\` first (no .run/services.env)"; exit 1; }
+# A second terminal while `make run` is up: settings.py reads .run/services.env by itself (or
+# the file IMPORTBEAT_SERVICES_ENV names, as settings.py, devservices and scripts/run.sh do).
+SERVICES_ENV := $(or $(IMPORTBEAT_SERVICES_ENV),.run/services.env)
+STACK_UP := test -f "$(SERVICES_ENV)" || test -n "$$DATABASE_URL" \
+	|| { echo "start \`make run\` first (no $(SERVICES_ENV))"; exit 1; }
 
 manage: install ## manage.py against the running stack: make manage ARGS="run_import 1"
 	@$(STACK_UP)
@@ -74,7 +76,7 @@ shell: install ## a Django shell against the running stack
 psql: install ## psql on the running stack's database
 	@$(STACK_UP)
 	@PSQL=$$(command -v psql || echo "$$($(PY) -c 'import os, pgserver; print(os.path.dirname(pgserver.__file__))')/pginstall/bin/psql"); \
-		$$PSQL "$$(sed -n 's/^PSQL_URL=//p' .run/services.env)"
+		$$PSQL "$$(sed -n 's/^PSQL_URL=//p' "$(SERVICES_ENV)")"
 
 compose: ## install Debian's docker-compose, which the suite checks docker-compose.yml with
 	command -v docker-compose >/dev/null \

@@ -26,6 +26,8 @@ python -m project.devservices env >> "$IMPORTBEAT_SERVICES_ENV"
 env -i PATH="$PATH" HOME="$HOME" IMPORTBEAT_SERVICES_ENV="$IMPORTBEAT_SERVICES_ENV" \
     python manage.py run_import --no-progress "$IMPORT_ID"
 env -i PATH="$PATH" IMPORTBEAT_SERVICES_ENV="$IMPORTBEAT_SERVICES_ENV" python manage.py help
+env -i PATH="$PATH" HOME="$HOME" IMPORTBEAT_SERVICES_ENV="$IMPORTBEAT_SERVICES_ENV" \
+    make -s manage ARGS=check > "$IMPORTBEAT_SERVICES_ENV.make"
 cp "$IMPORTBEAT_SERVICES_ENV" "$IMPORTBEAT_SERVICES_ENV.seen"
 """
 
@@ -69,6 +71,9 @@ def test_manage_py_in_a_second_terminal_runs_with_the_stacks_settings(alice, csv
     assert result.returncode == 0, result.stdout + result.stderr
     assert ImportRun.objects.get(scheduled_import=imp).status == "succeeded"
     assert "Available subcommands" in result.stdout
+    # ... `make manage` too, with the stack's file where IMPORTBEAT_SERVICES_ENV says (it looked
+    # in .run/ only, and said "start `make run` first")
+    assert "System check identified no issues" in (tmp_path / "services.env.make").read_text()
     written = (tmp_path / "services.env.seen").read_text()
     assert "DJANGO_DEBUG=1\n" in written and "ALLOWED_PRIVATE_HOSTS=127.0.0.1:*\n" in written
     # And the file goes away with the stack

@@ -321,6 +321,12 @@ def set_notification_defaults(user: AbstractBaseUser, **fields: Any) -> Notifica
             except ValidationError as error:
                 errors[name] = error.messages
             setattr(defaults, name, fields[name])
+    if not errors and defaults.notify_on and not defaults.notify_channels:
+        # Refused here as on an import: stored, they made every import created later a 400 on
+        # a field its creator never sent.
+        errors["notify_channels"] = [
+            undeliverable_notifications(defaults.notify_on, defaults.notify_channels, "")
+        ]
     if errors:
         raise ValidationError(errors)
     defaults.save()

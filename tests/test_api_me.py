@@ -118,3 +118,20 @@ def test_defaults_of_webhooks_alone_are_refused_on_an_import_without_a_callback(
     }
     assert hooked.status_code == 201, hooked.json()
     assert hooked.json()["notify_channels"] == ["webhook"]
+
+
+def test_default_events_with_no_channel_are_refused_where_they_are_set(alice):
+    # They were stored, and then every import alice created was a 400 on a field she never sent
+    client = client_for(alice)
+    response = client.patch(
+        f"{API}/me", {"notify_on": ["failed"], "notify_channels": []}, format="json"
+    )
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == {
+        "notify_channels": ["failed would notify on no channel: choose email or webhook"]
+    }
+    assert client.post(f"{API}/imports/", import_body(), format="json").status_code == 201
+    # ... while no event at all, on no channel, is a choice
+    quiet = {"notify_on": [], "notify_channels": []}
+    assert client.patch(f"{API}/me", quiet, format="json").status_code == 200

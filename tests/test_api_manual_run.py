@@ -125,6 +125,7 @@ def test_a_dry_run_is_throttled_as_the_check_it_is(alice, settings):
     # A dry run makes a worker fetch the source while a web worker waits, as the check does;
     # it had no throttle at all
     settings.API_MANUAL_RUN_RATE = "2/minute"
+    reset_throttle("source_check", alice.pk)
     reset_throttle("manual_run", alice.pk)
     imp = make_import(alice, SOURCE)
     client = client_for(alice)
@@ -142,4 +143,7 @@ def test_a_dry_run_is_throttled_as_the_check_it_is(alice, settings):
     # (the bodies are refused before any worker is asked; the budget counts them, as it does
     # for the check) and a save that is no dry run is not throttled
     assert codes == [400, 400, 429, 429, 200]
+    # ... and the checks used up a budget of their own: the owner's triggers are not refused
+    assert client.post(f"{API}/imports/{imp.pk}/run").status_code == 202
+    reset_throttle("source_check", alice.pk)
     reset_throttle("manual_run", alice.pk)

@@ -99,6 +99,14 @@ class ManualRunThrottle(_SettingsRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
 
 
+class SourceCheckThrottle(ManualRunThrottle):
+    """Checks of a source before a save (`POST /imports/check`, `?dry_run=`) per user, at the
+    triggers' rate but in a budget of their own: one budget for both let an owner's checks
+    while editing refuse their triggers (429), and the other way round."""
+
+    scope = "source_check"
+
+
 class LoginThrottle(_SettingsRateThrottle):
     """Password attempts per client address: slows down guessing.
 

@@ -68,7 +68,7 @@ from .serializers import (
     StatsSerializer,
     columns_read,
 )
-from .throttles import ManualRunThrottle
+from .throttles import ManualRunThrottle, SourceCheckThrottle
 
 DRY_RUN_WORDS = YES_NO_WORDS
 
@@ -257,7 +257,7 @@ class ImportViewSet(NamedNotFound, PageReadByIds, viewsets.ModelViewSet):
         "(private addresses, timeouts, size, columns, key and required columns); nothing is "
         "saved. A worker fetches the file.",
     )
-    @action(detail=False, methods=["post"], throttle_classes=[ManualRunThrottle])
+    @action(detail=False, methods=["post"], throttle_classes=[SourceCheckThrottle])
     def check(self, request: Request) -> Response:
         """Check a source before saving: columns, first rows, problems and suggestions."""
         check_query_params(request, set())
@@ -292,7 +292,7 @@ class ImportViewSet(NamedNotFound, PageReadByIds, viewsets.ModelViewSet):
         """A dry run is the check (a worker fetches the source while a web worker waits): the
         check's throttle holds for it, in the same budget. Unthrottled, one user's dry runs
         could hold every web worker and fill the workers' queue."""
-        throttle = ManualRunThrottle()
+        throttle = SourceCheckThrottle()
         if not throttle.allow_request(request, self):
             self.throttled(request, throttle.wait())
 

@@ -219,7 +219,7 @@ def find_ticks_without_runs(now: datetime, grace: timedelta) -> int:
             ]
             if missing:
                 found += len(missing)
-                _handle_ticks_without_run(by_id[import_id], missing, now)
+                _handle_ticks_without_run(by_id[import_id], missing, now, ends[import_id])
         _mark_reconciled(ends)
 
 
@@ -233,7 +233,12 @@ def _counted_by_beat(imp: ScheduledImport) -> Callable[[datetime], bool]:
     return lambda tick: low <= tick <= high
 
 
-def _handle_ticks_without_run(imp: ScheduledImport, missing: list[datetime], now: datetime) -> None:
+def _handle_ticks_without_run(
+    imp: ScheduledImport, missing: list[datetime], now: datetime, reconciled_until: datetime
+) -> None:
+    """Count `missing` and run the catch-up, and note the import reconciled to
+    `reconciled_until`, in one transaction: a pass cut after this import (its time limit) and
+    before the batch's note counted these ticks again at the next pass."""
     logger.warning(
         "ticks without a run import=%s count=%s first=%s last=%s catchup=%s",
         imp.pk, len(missing), missing[0].isoformat(), missing[-1].isoformat(), imp.catchup,
@@ -252,17 +257,18 @@ def _handle_ticks_without_run(imp: ScheduledImport, missing: list[datetime], now
                 celery_task_id=str(uuid.uuid4()),
             )
             transaction.on_commit(lambda: services.send_runs([run]), robust=True)
-        _count_missed(imp.pk, len(missing), now)
+        _count_missed(imp.pk, len(missing), now, reconciled_until=reconciled_until)
 
 
-def _count_missed(import_id: int, count: int, now: datetime) -> None:
-    """Count missed ticks; the import is late from now unless it already was (alert once)."""
+def _count_missed(import_id: int, count: int, now: datetime, **also: datetime) -> None:
+    """Count missed ticks; the import is late from now unless it already was (alert once).
+    `also`: other columns to write with the count."""
     newly_late = ScheduledImport.objects.filter(pk=import_id, late_since__isnull=True).update(
-        missed_ticks=F("missed_ticks") + count, late_since=now
+        missed_ticks=F("missed_ticks") + count, late_since=now, **also
     )
     if not newly_late:
         ScheduledImport.objects.filter(pk=import_id).update(
-            missed_ticks=F("missed_ticks") + count, late_since=Coalesce("late_since", now)
+            missed_ticks=F("missed_ticks") + count, late_since=Coalesce("late_since", now), **also
         )
         return
     from . import notifications

@@ -317,3 +317,40 @@ def test_a_backlog_note_that_cannot_be_read_is_no_answer_not_a_server_error():
     client().hset(BACKLOG_KEY, mapping={"skipped": "3"})  # no times: not what beat writes
 
     assert health.check_backlog() == {"ok": False, "skipped_ticks": None}
+
+
+def test_a_reconciliation_cut_by_its_time_limit_counts_no_tick_twice(alice, settings, monkeypatch):
+    # Given three imports whose ticks went by without runs (messages lost, beat's counting
+    # done), none reconciled yet
+    from celery.exceptions import SoftTimeLimitExceeded
+
+    settings.MISSED_TICK_GRACE_SECONDS = 5
+    monkeypatch.setattr(reconcile.services, "send_runs", lambda runs: None)
+    with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
+        imports = [
+            make_import(alice, SOURCE, name=f"i{n}", dataset=f"d{n}", interval_seconds=60)
+            for n in range(3)
+        ]
+        clock.move_to(T0 + timedelta(minutes=2, seconds=30))
+        ScheduledImport.objects.update(next_run_at=T0 + timedelta(minutes=3))
+
+        # When a pass is cut (its soft time limit) after it handled the first import
+        handle = reconcile._handle_ticks_without_run
+        handled = []
+
+        def cut_after_one(*args) -> None:
+            if handled:
+                raise SoftTimeLimitExceeded()
+            handled.append(handle(*args))
+
+        monkeypatch.setattr(reconcile, "_handle_ticks_without_run", cut_after_one)
+        now, grace = T0 + timedelta(minutes=2, seconds=30), timedelta(seconds=5)
+        with pytest.raises(SoftTimeLimitExceeded):
+            reconcile.find_ticks_without_runs(now, grace)
+        monkeypatch.setattr(reconcile, "_handle_ticks_without_run", handle)
+
+        # ... and the next pass runs
+        reconcile.find_ticks_without_runs(now, grace)
+
+    # Then every import counts its three missed ticks once
+    assert [ScheduledImport.objects.get(pk=i.pk).missed_ticks for i in imports] == [3, 3, 3]

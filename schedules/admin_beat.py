@@ -4,29 +4,52 @@ An import's entry is written from the import (`ScheduledImport.sync_periodic_tas
 maintenance jobs from `CELERY_BEAT_SCHEDULE` when beat starts: an edit, a toggle or a deletion
 here would run behind the import's back and be undone by its next save. They link to their
 import instead, where pausing, resuming and rescheduling go through schedules.services.
+
+The schedule rows (an interval, a crontab) are shared by every entry on that schedule, the
+imports' and the maintenance jobs' alike: edited here, "every 60 seconds" made daily moved the
+sweep and reconciliation to once a day and the imports' listed schedule with them, while what
+fires an import stayed its own rule. A row an entry of importbeat uses is read-only too.
 """
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin, messages
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
-from django_celery_beat.admin import PeriodicTaskAdmin
-from django_celery_beat.models import PeriodicTask
+from django_celery_beat.admin import (
+    ClockedScheduleAdmin,
+    CrontabScheduleAdmin,
+    IntervalScheduleAdmin,
+    PeriodicTaskAdmin,
+    SolarScheduleAdmin,
+)
+from django_celery_beat.models import (
+    ClockedSchedule,
+    CrontabSchedule,
+    IntervalSchedule,
+    PeriodicTask,
+    SolarSchedule,
+)
 
-# Every importbeat task is named `importbeat.…` (tasks/tasks.py).
-OWN_TASKS = "importbeat."
 LEFT_ALONE = (
     "Entries of importbeat were left alone: each follows its import (pause, resume or edit the "
     "import) or the settings (the maintenance jobs)."
 )
 
 
+def own_entries() -> Q:
+    """importbeat's own entries: an import's, or a maintenance job of CELERY_BEAT_SCHEDULE. An
+    entry an operator added for one of importbeat's tasks is theirs to edit and delete (it was
+    judged by its task's name, and could then be neither, while beat ran it)."""
+    return Q(scheduled_import__isnull=False) | Q(name__in=list(settings.CELERY_BEAT_SCHEDULE))
+
+
 def is_own(task: PeriodicTask | None) -> bool:
-    return task is not None and task.task.startswith(OWN_TASKS)
+    return task is not None and PeriodicTask.objects.filter(own_entries(), pk=task.pk).exists()
 
 
 class ImportbeatPeriodicTaskAdmin(PeriodicTaskAdmin):
@@ -48,9 +71,9 @@ class ImportbeatPeriodicTaskAdmin(PeriodicTaskAdmin):
         return not is_own(obj) and super().has_delete_permission(request, obj)
 
     def _others(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]):
-        if queryset.filter(task__startswith=OWN_TASKS).exists():
+        if queryset.filter(own_entries()).exists():
             self.message_user(request, LEFT_ALONE, messages.WARNING)
-        return queryset.exclude(task__startswith=OWN_TASKS)
+        return queryset.exclude(own_entries())
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[PeriodicTask]) -> None:
         super().delete_queryset(request, self._others(request, queryset))
@@ -75,3 +98,30 @@ class ImportbeatPeriodicTaskAdmin(PeriodicTaskAdmin):
 
 admin.site.unregister(PeriodicTask)
 admin.site.register(PeriodicTask, ImportbeatPeriodicTaskAdmin)
+
+
+class ScheduleRowsOfOwnEntries:
+    """A schedule row's admin: read-only while an entry of importbeat uses it. Its entries are
+    not listed under it (an interval shared by 10,000 imports listed them all)."""
+
+    inlines = ()
+
+    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
+        return not _used_by_own(obj) and super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
+        return not _used_by_own(obj) and super().has_delete_permission(request, obj)
+
+
+def _used_by_own(row) -> bool:
+    return row is not None and row.periodictask_set.filter(own_entries()).exists()
+
+
+for _model, _admin in (
+    (IntervalSchedule, IntervalScheduleAdmin),
+    (CrontabSchedule, CrontabScheduleAdmin),
+    (SolarSchedule, SolarScheduleAdmin),
+    (ClockedSchedule, ClockedScheduleAdmin),
+):
+    admin.site.unregister(_model)
+    admin.site.register(_model, type(_admin.__name__, (ScheduleRowsOfOwnEntries, _admin), {}))

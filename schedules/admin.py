@@ -298,7 +298,9 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
     def attention(self, imp: ScheduledImport) -> str:
         return "; ".join(reason["text"] for reason in attention.reasons_for(imp)) or "-"
 
-    @admin.action(description="Run now")
+    # Each acts on the import: staff who may only view imports are not offered them (they could
+    # run, pause and cancel imports through the list, while the page's buttons refused them).
+    @admin.action(description="Run now", permissions=["change"])
     def run_now(self, request: HttpRequest, queryset: QuerySet[ScheduledImport]) -> None:
         queued, busy = 0, []
         for imp in queryset:
@@ -318,15 +320,18 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
         if busy:
             self.message_user(request, "Already running: " + ", ".join(busy), messages.WARNING)
 
-    @admin.action(description="Pause")
+    @admin.action(description="Pause", permissions=["change"])
     def pause(self, request: HttpRequest, queryset: QuerySet[ScheduledImport]) -> None:
         self._each(request, queryset, services.pause_import, "Paused")
 
-    @admin.action(description="Resume")
+    @admin.action(description="Resume", permissions=["change"])
     def resume(self, request: HttpRequest, queryset: QuerySet[ScheduledImport]) -> None:
         self._each(request, queryset, services.resume_import, "Resumed")
 
-    @admin.action(description="Cancel (stop scheduling, cancel queued and retrying runs)")
+    @admin.action(
+        description="Cancel (stop scheduling, cancel queued and retrying runs)",
+        permissions=["change"],
+    )
     def cancel(self, request: HttpRequest, queryset: QuerySet[ScheduledImport]) -> None:
         self._each(request, queryset, services.cancel_import, "Cancelled")
 
@@ -513,7 +518,13 @@ class ImportRunAdmin(ListAtScale, RunDisplay, admin.ModelAdmin):
         # A few statements however many runs (all of a year's, chosen across the pages).
         services.delete_runs(queryset)
 
-    @admin.action(description="Cancel (a running one stops at its next safe point)")
+    def has_act_permission(self, request: HttpRequest) -> bool:
+        """Cancelling or retrying a run acts on its import: the import's change permission."""
+        return request.user.has_perm("schedules.change_scheduledimport")
+
+    @admin.action(
+        description="Cancel (a running one stops at its next safe point)", permissions=["act"]
+    )
     def cancel_runs(self, request: HttpRequest, queryset: QuerySet[ImportRun]) -> None:
         done, refused = 0, []
         for run in queryset:
@@ -524,7 +535,7 @@ class ImportRunAdmin(ListAtScale, RunDisplay, admin.ModelAdmin):
                 refused.append(str(error))
         self._report(request, f"Cancelled {done} run(s).", done, refused)
 
-    @admin.action(description="Retry now (failed or timed-out runs)")
+    @admin.action(description="Retry now (failed or timed-out runs)", permissions=["act"])
     def retry_runs(self, request: HttpRequest, queryset: QuerySet[ImportRun]) -> None:
         done, refused = 0, []
         for run in queryset.select_related("scheduled_import"):
@@ -533,7 +544,9 @@ class ImportRunAdmin(ListAtScale, RunDisplay, admin.ModelAdmin):
                 done += 1
             except services.RunAlreadyActive as conflict:
                 refused.append(f"run {run.pk}: {conflict}")
-            except (services.RunNotActionable, services.BrokerUnavailable) as error:
+            except services.RunNotActionable as error:
+                refused.append(str(error))  # (it names the run: "run 1 is succeeded: ...")
+            except services.BrokerUnavailable as error:
                 refused.append(f"run {run.pk}: {error}")
         self._report(request, f"Queued {done} retry run(s).", done, refused)
 

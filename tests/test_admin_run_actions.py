@@ -40,3 +40,31 @@ def test_retry_now_queues_a_new_run_of_a_failed_one(admin_client, alice):
     assert (retry.status, retry.trigger) == ("queued", "manual")
     assert retry.triggered_by.username == "admin"
     assert "Queued 1 retry run(s)." in html
+
+
+def test_staff_who_may_only_view_are_offered_no_action_and_none_is_done(
+    client, django_user_model, alice
+):
+    # Given staff whose only permissions are to view imports and runs
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user("viewer", password="x", is_staff=True)
+    viewer.user_permissions.set(
+        Permission.objects.filter(codename__in=["view_scheduledimport", "view_importrun"])
+    )
+    client.force_login(viewer)
+    imp = make_import(alice, SOURCE)
+    failed = make_run(imp, "failed")
+
+    # When they post the lists' actions anyway (the page's buttons refused them, the lists not)
+    for action in ("run_now", "pause", "cancel"):
+        client.post(
+            "/admin/schedules/scheduledimport/", {"action": action, "_selected_action": [imp.pk]}
+        )
+    act(client, "retry_runs", failed)
+
+    # Then nothing was done, and the lists offer them no action
+    imp.refresh_from_db()
+    assert imp.status == "active" and list(ImportRun.objects.all()) == [failed]
+    for changelist in ("/admin/schedules/scheduledimport/", CHANGELIST):
+        assert 'name="action"' not in client.get(changelist).content.decode()

@@ -343,7 +343,7 @@ class ScheduledImport(LoadedHook, models.Model):
         # The fields an edit is checked against, as saved; the source among them: a pinned host
         # key belongs to its host and port (clean()).
         self._saved_values = {
-            name: self.__dict__.get(name) for name in (*POLICY_FIELDS, *KEY_FIELDS)
+            name: self.__dict__.get(name) for name in (*POLICY_FIELDS, *KEY_FIELDS, "owner_id")
         }
         return self
 

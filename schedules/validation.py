@@ -331,7 +331,8 @@ def validate_import_fields(imp: ScheduledImport) -> None:
     if imp.dataset_id is not None:
         check("dataset", validate_name, imp.dataset.name)
     unchanged = imp.policy_fields_unchanged()
-    if "source_url" not in unchanged:
+    # (a drop folder's path is its owner's: an import moved to another owner is checked again)
+    if "source_url" not in unchanged or not imp.unchanged_fields(("owner_id",)):
         owner = imp.owner if imp.owner_id else None
         check("source_url", validate_source_url, imp.source_url or "", owner)
     check("source_member", validate_name, imp.source_member or "")

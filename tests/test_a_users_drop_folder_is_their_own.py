@@ -109,3 +109,20 @@ def test_a_username_that_names_no_folder_reads_none(django_user_model, drop):
     assert answer.json()["errors"]["source_url"] == [
         "file:// sources are off for this user: their name cannot be a folder's"
     ]
+
+
+def test_an_import_moved_to_another_owner_in_the_admin_is_checked_again(client, alice, bob, drop):
+    # It was saved (the source unchanged was not checked), and each of its runs then failed
+    from tests.test_admin_imports import CHANGELIST, form_data
+
+    client.force_login(alice.__class__.objects.create_superuser("root", "root@x.org", "x"))
+    put(drop / "products.csv", PRODUCTS_CSV)
+    imp = make_import(alice, f"file://{drop}/products.csv")
+
+    moved = client.post(f"{CHANGELIST}{imp.pk}/change/", form_data(imp, owner=bob.pk))
+
+    assert moved.status_code == 200
+    [said] = moved.context["adminform"].form.errors["source_url"]
+    assert "is outside the drop folders" in said and str(drop.parent / "bob") in said
+    imp.refresh_from_db()
+    assert imp.owner == alice

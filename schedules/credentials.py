@@ -227,7 +227,10 @@ def summary(kind: str, origin: str) -> dict[str, Any] | None:
 def origin(url: str) -> str:
     """scheme://host:port of a URL: a credential is sent to this origin only (a redirect to any
     other, even the same host on another port or scheme, goes without it)."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""  # (no URL at all: the validation says so)
     try:
         port = parts.port or DEFAULT_PORTS.get(parts.scheme)
     except ValueError:

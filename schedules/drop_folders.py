@@ -49,7 +49,10 @@ class DropPath:
 
 
 def is_file_url(url: str) -> bool:
-    return urlsplit(url or "").scheme.lower() == "file"
+    try:
+        return urlsplit(url or "").scheme.lower() == "file"
+    except ValueError:
+        return False  # (no URL at all: the validation says so)
 
 
 def allowed_folders() -> list[str]:

@@ -329,7 +329,10 @@ class ScheduledImport(LoadedHook, models.Model):
 
     @property
     def source_scheme(self) -> str:
-        return urlsplit(self.source_url or "").scheme.lower()
+        try:
+            return urlsplit(self.source_url or "").scheme.lower()
+        except ValueError:
+            return ""  # (no URL at all: the validation says so)
 
     @property
     def host_key_fingerprint(self) -> str:

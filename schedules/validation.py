@@ -94,7 +94,20 @@ def validate_timezone(name: str) -> None:
         raise ValidationError(f"{name!r} is not an IANA time zone name (e.g. Europe/Berlin)")
 
 
+NOT_A_URL = "this is not a URL: a host in [ ] is an IPv6 address, with both brackets"
+
+
+def parsable(url: str) -> None:
+    """Refuse what urlsplit cannot read (`http://[::1/x`): it raised, a 500 on the form and
+    the API."""
+    try:
+        urlsplit(url)
+    except ValueError:
+        raise ValidationError(NOT_A_URL) from None
+
+
 def validate_http_url(url: str) -> None:
+    parsable(url)
     if urlsplit(url).scheme not in ("http", "https"):
         raise ValidationError("only http and https URLs are allowed")
 
@@ -119,6 +132,7 @@ def validate_callback_url_form(url: str) -> None:
     """A callback URL's own form, as Django's URLValidator checks it. A host written as an IPv4
     shorthand (`127.1`, `2130706433`) is no valid URL to it; one that stands for a private
     address is refused naming that address, as a source is, rather than "Enter a valid URL."."""
+    parsable(url)
     try:
         URLValidator()(url)
     except ValidationError:
@@ -164,6 +178,7 @@ def validate_source_url(url: str, owner: Any = None) -> None:
     """http(s) as a web address; sftp as sftp://user@host[:port]/path; file:///path in one of
     the operator's drop folders (a glob in an sftp or file name takes one match: the newest, or
     a drop folder's oldest delivery waiting when its files are filed away)."""
+    parsable(url)
     if is_file_url(url):
         try:
             drop_folders.locate(url, drop_folders.folders_of(owner) if owner else None)

@@ -36,6 +36,10 @@ CASES = [
     ("callback_url", {"callback_url": "gopher://example.com/"}),
     # the URL is shown wherever the import is: a password in it would be too
     ("callback_url", {"callback_url": "https://hook:secret@hooks.example.com/in"}),
+    # urlsplit raised on these: a 500 on the API and the admin's form
+    ("source_url", {"source_url": "http://[::1/x"}),
+    ("source_url", {"source_url": "sftp://u@[::1/x"}),
+    ("callback_url", {"callback_url": "http://[::1/x"}),
     ("key_column", {"key_column": ""}),
     ("key_column", {"key_column": None}),
     ("columns", {"columns": [{"name": "sku", "type": "money"}]}),

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from auditlog.mixins import AuditlogHistoryAdminMixin
 from django.contrib import admin, messages
+from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -126,6 +127,13 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
     list_select_related = ("owner", "dataset")
     actions = ("run_now", "pause", "resume", "cancel")
     inlines = (RecentRunsInline,)
+
+    def auditlog_history_view(self, request: HttpRequest, object_id: str, extra_context=None):
+        # django-auditlog's page raised for an import that is not there (deleted, or never
+        # was): a 500. Django's own history page sends the user on, saying so; this does too.
+        if self.get_object(request, unquote(object_id)) is None:
+            return self._get_obj_does_not_exist_redirect(request, self.opts, object_id)
+        return super().auditlog_history_view(request, object_id, extra_context)
 
     # An error while a credential is being saved (the server error mail to ADMINS, DEBUG's
     # error page) lists the request's POST: without the secret parts, as Django's own
@@ -702,7 +710,12 @@ class DatasetFilter(admin.SimpleListFilter):
         return [(d.pk, f"{d.owner.get_username()} / {d.name}") for d in datasets]
 
     def queryset(self, request: HttpRequest, queryset: QuerySet[Record]) -> QuerySet[Record]:
-        return queryset.filter(dataset_id=self.value()) if self.value() else queryset
+        if not self.value():
+            return queryset
+        if not (self.value().isascii() and self.value().isdigit()):
+            # (`?dataset__id__exact=abc` raised in the query: a 500)
+            raise admin.options.IncorrectLookupParameters("a dataset is named by its id")
+        return queryset.filter(dataset_id=self.value())
 
 
 @admin.register(Record)

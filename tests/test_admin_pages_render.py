@@ -56,3 +56,25 @@ def test_an_import_is_created_in_the_admin_with_its_beat_entry(admin_client, ali
     assert response.status_code == 302
     created = alice.imports.get(name="from the admin")
     assert created.periodic_task.enabled and created.periodic_task.crontab.hour == "3"
+
+
+def test_odd_filters_and_an_absent_imports_audit_log_answer_without_a_server_error(
+    admin_client, alice
+):
+    # Each was a 500: PostgreSQL refused a NUL in the query, a dataset id that is no number
+    # raised, and django-auditlog's page raised for an import that is not there
+    imp = make_import(alice, SOURCE)
+    for page in (
+        "/admin/schedules/scheduledimport/?status__exact=%00",
+        "/admin/schedules/scheduledimport/?schedule_type__exact=%00",
+        "/admin/schedules/importrun/?trigger__exact=%00",
+        "/admin/schedules/record/?dataset__id__exact=abc",
+    ):
+        response = admin_client.get(page)
+        assert response.status_code == 302 and response["Location"].endswith("?e=1"), page
+
+    deleted = imp.pk
+    imp.delete()
+    for object_id in (deleted, 999999, "abc"):
+        page = f"/admin/schedules/scheduledimport/{object_id}/auditlog/"
+        assert admin_client.get(page).status_code == 302, page

@@ -230,3 +230,17 @@ def test_a_tab_delimiter_is_typed_as_backslash_t_and_shown_so(admin_client, alic
     assert ScheduledImport.objects.get(pk=imp.pk).delimiter == "\t"
     page = admin_client.get(f"{CHANGELIST}{imp.pk}/change/").content.decode()
     assert 'name="delimiter" value="\\t"' in page
+
+
+def test_json_nested_too_deep_is_an_error_on_its_field(admin_client, alice):
+    # The json module's RecursionError was a 500 (the API refuses it as a 400)
+    imp = make_import(alice, SOURCE)
+
+    response = admin_client.post(
+        f"{CHANGELIST}{imp.pk}/change/", form_data(imp, columns="[" * 5000)
+    )
+
+    assert response.status_code == 200
+    assert response.context["adminform"].form.errors["columns"] == [
+        "this JSON nests deeper than any import's settings (a list of objects)"
+    ]

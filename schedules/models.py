@@ -130,7 +130,9 @@ class ScheduledImport(LoadedHook, models.Model):
     delimiter = models.CharField(max_length=1, default=",")
     encoding = models.CharField(max_length=40, default="utf-8")
     has_header = models.BooleanField(default=True)
-    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="imports")
+    # RESTRICT: a dataset an import writes to is not deleted alone (services.delete_dataset says
+    # which), but goes with its owner and their imports (PROTECT refused to delete the user).
+    dataset = models.ForeignKey(Dataset, on_delete=models.RESTRICT, related_name="imports")
     key_column = models.CharField(max_length=200)
     columns = models.JSONField(default=list, blank=True)
     mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.UPSERT)

@@ -27,7 +27,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
-from django.db.models import DO_NOTHING, SET_NULL, Max, Min, ProtectedError, Q, QuerySet
+from django.db.models import DO_NOTHING, SET_NULL, Max, Min, Q, QuerySet, RestrictedError
 from django.utils.dateparse import parse_datetime
 
 from common import database_clock, error_words, streaming
@@ -199,7 +199,7 @@ def delete_dataset(dataset: Dataset) -> int:
         records = _delete_in_id_ranges(Record.objects.filter(dataset_id=dataset.pk))
         try:
             dataset.delete()
-        except ProtectedError as error:
+        except RestrictedError as error:
             # An import created on this dataset since the check above.
             raise DatasetInUse(list(dataset.imports.order_by("pk"))) from error
     return records

@@ -1,12 +1,24 @@
 """Deleting an import, however it is deleted (admin, API, queryset), removes its beat entry;
 saving one whose credential was replaced or removed, however it is saved (admin, API, command,
-code), has the old credential hidden in the runs saved under it."""
+code), has the old credential hidden in the runs saved under it; deleting a user takes their
+imports, datasets and runs along, the runs in a few statements."""
 
-from django.db.models.signals import post_delete, post_save
+from django.conf import settings
+from django.db.models.signals import post_delete, post_save, pre_delete
 from django.dispatch import receiver
 
 from . import replaced_credentials
-from .models import ScheduledImport
+from .models import ImportRun, ScheduledImport
+
+
+@receiver(pre_delete, sender=settings.AUTH_USER_MODEL)
+def delete_the_users_runs(sender, instance, **kwargs) -> None:
+    # Their imports and datasets go with them (CASCADE, and RESTRICT from an import to its
+    # dataset: the user could not be deleted at all while PROTECT held it). Their runs first,
+    # in a few statements, as an import's deletion takes them: Django's cascade reads each run.
+    from .services import delete_runs
+
+    delete_runs(ImportRun.objects.filter(scheduled_import__owner=instance))
 
 
 @receiver(post_save, sender=ScheduledImport)

@@ -1,0 +1,47 @@
+"""A user deleted (the admin, code) takes their imports, datasets, records and runs along. The
+deletion was refused while they owned an import: "Deleting the user 'alice' would require
+deleting the following protected related objects: Scheduled import: products"."""
+
+from __future__ import annotations
+
+import pytest
+
+from schedules import services
+from schedules.models import Dataset, ImportRun, Record, ScheduledImport
+from tests.api_support import make_run
+from tests.factories import PRODUCTS_CSV, make_import
+from tests.importer_support import run_now
+
+pytestmark = pytest.mark.django_db
+
+
+def test_a_user_deleted_in_the_admin_takes_what_they_own_along(
+    client, django_user_model, alice, csv_server
+):
+    # Given alice's import, its runs and its dataset's records, and bob's import
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+    run_now(imp)
+    make_run(imp, "failed")
+    bob = django_user_model.objects.create_user("bob", password="x")
+    kept = make_import(bob, csv_server.serve("/p.csv", PRODUCTS_CSV))
+    client.force_login(django_user_model.objects.create_superuser("root", "r@x.org", "x"))
+
+    # When staff delete alice
+    response = client.post(f"/admin/auth/user/{alice.pk}/delete/", {"post": "yes"})
+
+    # Then she is gone with her imports, runs, datasets and records; bob keeps his
+    assert response.status_code == 302
+    assert not django_user_model.objects.filter(pk=alice.pk).exists()
+    assert list(ScheduledImport.objects.all()) == [kept]
+    assert not ImportRun.objects.exists()
+    assert list(Dataset.objects.all()) == [kept.dataset]
+    assert not Record.objects.exists()
+
+
+def test_a_dataset_an_import_writes_to_is_still_not_deleted_alone(alice):
+    imp = make_import(alice, "https://example.com/p.csv")
+
+    with pytest.raises(services.DatasetInUse):
+        services.delete_dataset(imp.dataset)
+    with pytest.raises(Exception, match="restricted"):
+        imp.dataset.delete()

@@ -322,9 +322,21 @@ def no_longer_due(delivery: NotificationDelivery) -> str:
     - a run's event whose run was deleted meanwhile (it went out as `import.failed`, or an
       e-mail saying "it missed a tick");
     - a webhook whose import's callback URL was changed or removed since: its retries went on
-      posting the run, signed, to the URL the owner had taken away.
+      posting the run, signed, to the URL the owner had taken away;
+    - a run's event, or a late webhook, its import no longer asks for on that channel (an
+      e-mail held for the digest went out after the owner turned e-mail, or the event, off);
+    - an e-mail to an owner whose account was deactivated since.
     """
     imp = delivery.scheduled_import
+    if delivery.channel == "email" and not imp.owner.is_active:
+        return "its owner's account was deactivated before it went out"
+    asked = delivery.event == ALERT or (delivery.event == "late" and delivery.channel == "email")
+    if not asked:
+        # (an alert goes out whatever the import asks, and so does a late e-mail: SPEC)
+        if delivery.event not in (imp.notify_on or []):
+            return f"the import no longer notifies on {delivery.event}"
+        if delivery.channel not in (imp.notify_channels or []):
+            return f"the import no longer notifies by {delivery.channel}"
     if delivery.event == "late":
         return (
             "" if imp.late_since is not None else "the import ran on time again before it went out"

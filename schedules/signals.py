@@ -1,10 +1,11 @@
 """Deleting an import, however it is deleted (admin, API, queryset), removes its beat entry;
 saving one whose credential was replaced or removed, however it is saved (admin, API, command,
 code), has the old credential hidden in the runs saved under it; deleting a user takes their
-imports, datasets and runs along, the runs in a few statements."""
+imports, datasets and runs along, the runs in a few statements; deactivating a user pauses
+their active imports."""
 
 from django.conf import settings
-from django.db.models.signals import post_delete, post_save, pre_delete
+from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 from django.dispatch import receiver
 
 from . import replaced_credentials
@@ -35,3 +36,21 @@ def delete_periodic_task(sender, instance: ScheduledImport, **kwargs) -> None:
 
     if instance.periodic_task_id:
         PeriodicTask.objects.filter(pk=instance.periodic_task_id).delete()
+
+
+@receiver(pre_save, sender=settings.AUTH_USER_MODEL)
+def pause_the_imports_of_a_deactivated_user(sender, instance, **kwargs) -> None:
+    # Unticking "active" is Django's way to close an account without deleting it. Its owner
+    # can no longer sign in or use a token, so cannot pause them: their imports went on
+    # fetching, writing and mailing them for good. They wait, paused, for the account to be
+    # reactivated and their owner to resume them.
+    if instance.pk is None or instance.is_active:
+        return
+    was_active = sender.objects.filter(pk=instance.pk, is_active=True).exists()
+    if was_active:
+        from .services import pause_import
+
+        for imp in ScheduledImport.objects.filter(
+            owner_id=instance.pk, status=ScheduledImport.Status.ACTIVE
+        ):
+            pause_import(imp)

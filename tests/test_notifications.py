@@ -312,3 +312,49 @@ def test_removing_the_callback_its_webhooks_need_is_refused(alice):
 
     assert refused.status_code == 400 and list(refused.json()["errors"]) == ["notify_channels"]
     assert taken.status_code == 200, taken.content
+
+
+@pytest.mark.parametrize(
+    ("change", "said"),
+    [
+        ({"notify_channels": ["webhook"], "callback_url": "https://hooks.example.com/in"},
+         "the import no longer notifies by email"),
+        ({"notify_on": []}, "the import no longer notifies on failed"),
+    ],
+)  # fmt: skip
+def test_an_email_waiting_to_go_out_is_skipped_once_its_import_no_longer_asks_for_it(
+    alice, change, said
+):
+    # Given a failure e-mail waiting to go out (held for the owner's digest, or its message
+    # late), then the owner turns e-mail, or the event, off on the import
+    imp = make_import(alice, SOURCE, notify_on=["failed"], notify_channels=["email"])
+    run = make_run(imp, "running", attempts=1)
+    services.finish_run(run, "failed", counts=services.RunCounts(), error="boom")
+    (delivery,) = NotificationDelivery.objects.filter(run=run)
+    services.update_import(imp, **change)
+
+    # When it is due, then it is skipped, saying why (it went out)
+    webhooks.deliver(delivery.pk)
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.error, mail.outbox) == ("skipped", said, [])
+
+
+def test_a_deactivated_owners_imports_are_paused_and_no_email_goes_to_them(alice):
+    # Given alice's active import, and an e-mail to her waiting to go out
+    imp = make_import(alice, SOURCE, notify_on=["failed"], notify_channels=["email"])
+    run = make_run(imp, "running", attempts=1)
+    services.finish_run(run, "failed", counts=services.RunCounts(), error="boom")
+    (delivery,) = NotificationDelivery.objects.filter(run=run)
+
+    # When her account is deactivated (the admin's "active" unticked)
+    alice.is_active = False
+    alice.save()
+
+    # Then her import is paused (it went on fetching, writing and mailing her for good), and
+    # the e-mail is skipped, saying why
+    imp.refresh_from_db()
+    assert imp.status == "paused" and imp.next_run_at is None
+    webhooks.deliver(delivery.pk)
+    delivery.refresh_from_db()
+    assert delivery.status == "skipped" and not mail.outbox
+    assert delivery.error == "its owner's account was deactivated before it went out"

@@ -81,11 +81,21 @@ def encrypt(credential: dict[str, str]) -> str:
     return _fernet().encrypt(json.dumps(credential).encode()).decode()
 
 
+NO_KEY_TO_READ = (
+    "a saved credential cannot be decrypted: no IMPORTBEAT_ENCRYPTION_KEY is configured (the "
+    "operator sets the key it was saved with)"
+)
+
+
 def decrypt(token: str) -> dict[str, str]:
-    """The credential a token holds; a token no configured key opens is a configuration error
-    (a key removed before rotation), said without the token."""
+    """The credential a token holds; a token no configured key opens, or no key at all, is a
+    configuration error (a key removed before rotation), said without the token."""
     try:
         return json.loads(_fernet().decrypt(token.encode()))
+    except NoEncryptionKey:
+        # (its words are a save's: "credentials cannot be saved", and a run failed as "an
+        # unexpected error in importbeat")
+        raise ImproperlyConfigured(NO_KEY_TO_READ) from None
     except InvalidToken:
         raise ImproperlyConfigured(
             "a saved credential cannot be decrypted with any IMPORTBEAT_ENCRYPTION_KEY "
@@ -214,7 +224,8 @@ def _found(part: str, text: str) -> list[int]:
 
 
 def rotate(token: str) -> str:
-    """The same credential encrypted with the first key."""
+    """The same credential encrypted with the first key; ImproperlyConfigured as decrypt."""
+    decrypt(token)
     return _fernet().rotate(token.encode()).decode()
 
 

@@ -2,10 +2,12 @@
 for which origin, never what it is; they are encrypted at rest under IMPORTBEAT_ENCRYPTION_KEY
 and re-encrypted by `rotate_credentials` (issue 14)."""
 
+import io
+
 import pytest
 from auditlog.models import LogEntry
 from cryptography.fernet import Fernet
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import connection
 
 from schedules import credentials
@@ -180,3 +182,46 @@ def test_the_admin_shows_a_credential_as_set_and_sets_one(admin_client, alice, e
     }  # fmt: skip
     page = admin_client.get(f"/admin/schedules/scheduledimport/{pk}/change/").content.decode()
     assert "header: set" in page and "from-the-admin" not in page
+
+
+def test_rotation_names_a_credential_no_key_opens_and_rotates_the_others(
+    alice, encryption_key, settings
+):
+    # Given two imports' credentials, one saved under a key the operator has since dropped
+    client = client_for(alice)
+    kept = client.post(f"{API}/imports/", _body(), format="json").json()["id"]
+    settings.IMPORTBEAT_ENCRYPTION_KEYS = [Fernet.generate_key().decode()]
+    lost = client.post(f"{API}/imports/", _body(name="lost", dataset="lost"), format="json").json()[
+        "id"
+    ]
+    settings.IMPORTBEAT_ENCRYPTION_KEYS = [Fernet.generate_key().decode(), encryption_key]
+
+    # When the operator rotates, then the one no key opens is named (it was a bare InvalidToken
+    # traceback, the rest left as they were) and the other is rotated
+    opens_none = (
+        rf"no IMPORTBEAT_ENCRYPTION_KEY opens the credential of import\(s\) {lost} \(lost\)"
+    )
+    with pytest.raises(CommandError, match=opens_none):
+        call_command("rotate_credentials", stdout=io.StringIO())
+    settings.IMPORTBEAT_ENCRYPTION_KEYS = settings.IMPORTBEAT_ENCRYPTION_KEYS[:1]
+    assert credentials.decrypt(ScheduledImport.objects.get(pk=kept).credential_secret)
+
+    # ... and with no key at all, it says so
+    settings.IMPORTBEAT_ENCRYPTION_KEYS = []
+    with pytest.raises(CommandError, match="no IMPORTBEAT_ENCRYPTION_KEY is configured"):
+        call_command("rotate_credentials", stdout=io.StringIO())
+
+
+def test_a_run_whose_credential_no_key_opens_any_more_says_so(alice, encryption_key, settings):
+    # With every key removed it failed as "an unexpected error in importbeat"
+    from tests.importer_support import run_now
+
+    pk = client_for(alice).post(f"{API}/imports/", _body(), format="json").json()["id"]
+    settings.IMPORTBEAT_ENCRYPTION_KEYS = []
+
+    run = run_now(ScheduledImport.objects.get(pk=pk))
+
+    assert (run.status, run.error_message) == (
+        "failed",
+        "the import's credential cannot be used: " + credentials.NO_KEY_TO_READ,
+    )

@@ -9,6 +9,7 @@ from functools import lru_cache
 from html import escape
 from typing import TYPE_CHECKING
 
+from django.conf import settings
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -87,15 +88,16 @@ def duration(milliseconds: int | None) -> str:
 
 
 def schedule_words(imp: ScheduledImport) -> str:
-    """`imp.schedule_description`, kept per (type, rule, interval, zone)."""
+    """`imp.schedule_description`, kept per (type, rule, interval, zone, shortest interval)."""
     return _schedule_words(
-        imp.schedule_type, imp.cron_expression, imp.interval_seconds, imp.timezone
-    )
+        imp.schedule_type, imp.cron_expression, imp.interval_seconds, imp.timezone,
+        settings.MIN_INTERVAL_SECONDS,
+    )  # fmt: skip
 
 
 def schedule_words_of(schedule_type: str, cron: str, interval: int | None, zone: str) -> str:
     """`schedule_description` of an import with this schedule, kept as schedule_words."""
-    return _schedule_words(schedule_type, cron, interval, zone)
+    return _schedule_words(schedule_type, cron, interval, zone, settings.MIN_INTERVAL_SECONDS)
 
 
 def next_ticks(imp: ScheduledImport, count: int = 5) -> list[datetime]:
@@ -104,7 +106,7 @@ def next_ticks(imp: ScheduledImport, count: int = 5) -> list[datetime]:
     if imp.status != imp.Status.ACTIVE or imp.next_run_at is None:
         return imp.next_runs(count)
     key = (imp.schedule_type, imp.cron_expression, imp.interval_seconds, imp.timezone)
-    return list(_ticks_from(*key, imp.next_run_at, count))
+    return list(_ticks_from(*key, settings.MIN_INTERVAL_SECONDS, imp.next_run_at, count))
 
 
 def _unsaved(schedule_type: str, cron: str, interval: int | None, zone: str) -> ScheduledImport:
@@ -116,13 +118,21 @@ def _unsaved(schedule_type: str, cron: str, interval: int | None, zone: str) -> 
 
 
 @lru_cache(maxsize=4096)
-def _schedule_words(schedule_type: str, cron: str, interval: int | None, zone: str) -> str:
+def _schedule_words(
+    schedule_type: str, cron: str, interval: int | None, zone: str, _shortest: int
+) -> str:
     return _unsaved(schedule_type, cron, interval, zone).schedule_description
 
 
 @lru_cache(maxsize=16384)
 def _ticks_from(
-    schedule_type: str, cron: str, interval: int | None, zone: str, start: datetime, count: int
+    schedule_type: str,
+    cron: str,
+    interval: int | None,
+    zone: str,
+    _shortest: int,
+    start: datetime,
+    count: int,
 ) -> tuple[datetime, ...]:
     imp = _unsaved(schedule_type, cron, interval, zone)
     imp.next_run_at = start

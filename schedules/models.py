@@ -269,8 +269,17 @@ class ScheduledImport(LoadedHook, models.Model):
     def schedule(self) -> Schedule:
         """The import's ticks, as schedules.ticks evaluates them for every surface."""
         if self.schedule_type == self.ScheduleType.INTERVAL:
-            return Schedule(interval_seconds=self.interval_seconds)
+            return Schedule(interval_seconds=self.effective_interval)
         return Schedule(cron_expression=self.cron_expression, timezone=self.timezone)
+
+    @property
+    def effective_interval(self) -> int | None:
+        """The interval the import fires at: its own, or MIN_INTERVAL_SECONDS when the operator
+        raised it past an interval saved before (read at save only, such an import kept firing
+        at its old pace, and nothing said so)."""
+        if self.interval_seconds is None:
+            return None
+        return max(self.interval_seconds, settings.MIN_INTERVAL_SECONDS)
 
     def next_runs(self, count: int = 5, after: datetime | None = None) -> list[datetime]:
         """The next `count` ticks after `after`, in UTC: exactly what beat will fire.
@@ -295,7 +304,11 @@ class ScheduledImport(LoadedHook, models.Model):
     @property
     def schedule_description(self) -> str:
         if self.schedule_type == self.ScheduleType.INTERVAL:
-            return describe_interval(self.interval_seconds)
+            words = describe_interval(self.effective_interval)
+            if self.effective_interval != self.interval_seconds:
+                asked = describe_interval(self.interval_seconds).lower()
+                words += f" (MIN_INTERVAL_SECONDS; the import asks for {asked})"
+            return words
         return f"{self.schedule.describe()} ({self.timezone})"
 
     # --- source credential ------------------------------------------------------------------

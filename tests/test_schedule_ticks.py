@@ -55,3 +55,23 @@ def test_schedule_descriptions_are_human_readable():
     )
     interval = ScheduledImport(schedule_type="interval", interval_seconds=900)
     assert interval.schedule_description == "Every 15 minutes"
+
+
+def test_an_interval_saved_under_a_lower_minimum_fires_at_the_minimum_raised_since(
+    alice, settings
+):
+    # Given an import saved every 10 s, then MIN_INTERVAL_SECONDS raised to an hour
+    from schedules.display import schedule_words
+    from tests.factories import make_import
+
+    imp = make_import(alice, "http://127.0.0.1/p.csv", interval_seconds=10)
+    settings.MIN_INTERVAL_SECONDS = 3600
+
+    # Then it fires hourly, says so and why, lists hourly ticks (it went on every 10 s and said
+    # "Every 10 seconds": the minimum was read at save only)
+    after = datetime(2026, 12, 2, 10, 0, 5, tzinfo=UTC)
+    assert imp.next_runs(2, after=after) == [
+        datetime(2026, 12, 2, 11, tzinfo=UTC), datetime(2026, 12, 2, 12, tzinfo=UTC)
+    ]
+    said = "Every hour (MIN_INTERVAL_SECONDS; the import asks for every 10 seconds)"
+    assert imp.schedule_description == said and schedule_words(imp) == said

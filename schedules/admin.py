@@ -330,26 +330,33 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
 
     @admin.action(description="Pause", permissions=["change"])
     def pause(self, request: HttpRequest, queryset: QuerySet[ScheduledImport]) -> None:
-        self._each(request, queryset, services.pause_import, "Paused")
+        self._each(request, queryset, services.pause_import, "Paused", ("active",))
 
     @admin.action(description="Resume", permissions=["change"])
     def resume(self, request: HttpRequest, queryset: QuerySet[ScheduledImport]) -> None:
-        self._each(request, queryset, services.resume_import, "Resumed")
+        self._each(request, queryset, services.resume_import, "Resumed", ("paused", "cancelled"))
 
     @admin.action(
         description="Cancel (stop scheduling, cancel queued and retrying runs)",
         permissions=["change"],
     )
     def cancel(self, request: HttpRequest, queryset: QuerySet[ScheduledImport]) -> None:
-        self._each(request, queryset, services.cancel_import, "Cancelled")
+        self._each(request, queryset, services.cancel_import, "Cancelled", ("active", "paused"))
 
-    def _each(self, request, queryset, change, verb: str) -> None:
+    def _each(self, request, queryset, change, verb: str, from_statuses: tuple[str, ...]) -> None:
         # One by one through services, so each import's beat entry follows (no bulk update).
-        count = 0
+        # An import the action does not apply to is left as it is and named: "Paused 3" was
+        # said of two, and pausing a cancelled import made it paused.
+        count, left = 0, []
         for imp in queryset:
+            if imp.status not in from_statuses:
+                left.append(f"{imp.name} ({imp.status})")
+                continue
             change(imp)
             count += 1
         self.message_user(request, f"{verb} {count} import(s).", messages.SUCCESS)
+        if left:
+            self.message_user(request, "Left as they were: " + ", ".join(left), messages.WARNING)
 
     # --- the same actions as buttons on one import's page -------------------------------
 

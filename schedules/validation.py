@@ -331,6 +331,9 @@ def undeliverable_notifications(
     return f"{', '.join(notify_on)} would notify on no channel: choose email or webhook"
 
 
+NO_DELIMITERS = ('"', "\n", "\r", "\x00")
+
+
 def validate_import_fields(imp: ScheduledImport) -> None:
     """Collect every broken rule of `imp`, keyed by field, into one ValidationError."""
     errors: dict[str, list[str]] = {}
@@ -367,6 +370,12 @@ def validate_import_fields(imp: ScheduledImport) -> None:
         check("key_column", validate_dataset_key, imp)
     if len(imp.delimiter or "") != 1:
         errors.setdefault("delimiter", []).append("the delimiter is one character")
+    elif imp.delimiter in NO_DELIMITERS:
+        # Saved, every run failed as "the key column 'sku' is not in the file's columns
+        # (sku,name,price)": the quote and the line breaks are CSV's own.
+        errors.setdefault("delimiter", []).append(
+            "the delimiter cannot be the quote character or a line break: CSV uses them itself"
+        )
     check("encoding", validate_encoding, imp.encoding or "")
     if imp.schedule_type == "cron":
         if not imp.cron_expression:

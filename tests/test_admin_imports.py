@@ -79,6 +79,20 @@ def test_pause_and_resume_actions_disable_and_enable_the_beat_entry(admin_client
     assert ScheduledImport.objects.get(pk=imp.pk).status == "active"
 
 
+def test_an_action_names_the_imports_it_does_not_apply_to_and_leaves_them(admin_client, alice):
+    # "Paused 3 import(s)" was said of two, and pausing a cancelled import made it paused
+    active = make_import(alice, SOURCE, name="active")
+    paused = make_import(alice, SOURCE, name="paused", status="paused")
+    cancelled = make_import(alice, SOURCE, name="cancelled", status="cancelled")
+
+    text = act(admin_client, "pause", active, paused, cancelled).content.decode()
+
+    assert "Paused 1 import(s)." in text
+    assert "Left as they were: paused (paused), cancelled (cancelled)" in text
+    statuses = dict(ScheduledImport.objects.values_list("name", "status"))
+    assert statuses == {"active": "paused", "paused": "paused", "cancelled": "cancelled"}
+
+
 def form_data(imp: ScheduledImport, **changes) -> dict:
     data = {
         "owner": imp.owner_id, "name": imp.name, "description": imp.description,

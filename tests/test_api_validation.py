@@ -47,6 +47,10 @@ CASES = [
     ("schedule_type", {"schedule_type": "weekly"}),
     ("dataset", {"dataset": "no spaces please"}),
     ("delimiter", {"delimiter": ";;"}),
+    # saved, every run failed saying the key column was not among the file's columns
+    ("delimiter", {"delimiter": '"'}),
+    ("delimiter", {"delimiter": "\n"}),
+    ("delimiter", {"delimiter": "\r"}),
     ("encoding", {"encoding": "klingon-8"}),
     ("timeout_seconds", {"timeout_seconds": 0}),
     ("mode", {"mode": "replace"}),

@@ -57,9 +57,7 @@ def test_schedule_descriptions_are_human_readable():
     assert interval.schedule_description == "Every 15 minutes"
 
 
-def test_an_interval_saved_under_a_lower_minimum_fires_at_the_minimum_raised_since(
-    alice, settings
-):
+def test_an_interval_saved_under_a_lower_minimum_fires_at_the_minimum_raised_since(alice, settings):
     # Given an import saved every 10 s, then MIN_INTERVAL_SECONDS raised to an hour
     from schedules.display import schedule_words
     from tests.factories import make_import
@@ -71,7 +69,8 @@ def test_an_interval_saved_under_a_lower_minimum_fires_at_the_minimum_raised_sin
     # "Every 10 seconds": the minimum was read at save only)
     after = datetime(2026, 12, 2, 10, 0, 5, tzinfo=UTC)
     assert imp.next_runs(2, after=after) == [
-        datetime(2026, 12, 2, 11, tzinfo=UTC), datetime(2026, 12, 2, 12, tzinfo=UTC)
+        datetime(2026, 12, 2, 11, tzinfo=UTC),
+        datetime(2026, 12, 2, 12, tzinfo=UTC),
     ]
     said = "Every hour (MIN_INTERVAL_SECONDS; the import asks for every 10 seconds)"
     assert imp.schedule_description == said and schedule_words(imp) == said

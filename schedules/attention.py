@@ -15,7 +15,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Func, Q, QuerySet
+from django.db.models import Func, IntegerField, Q, QuerySet
 
 from common import database_clock
 
@@ -138,6 +138,20 @@ LISTED_COLUMNS = tuple(
 def needing_attention(limit: int = 50) -> list[dict[str, Any]]:
     """Imports (not cancelled) needing attention, longest failure streaks first."""
     return [_listed(Listed(*row)) for row in _read(_needing_attention, limit)]
+
+
+def count_needing_attention() -> int:
+    """How many imports need attention in all (needing_attention shows the first ones)."""
+    return _read(_count_needing_attention)[0][0]
+
+
+def _count_needing_attention(overdue_before: datetime) -> QuerySet:
+    return (
+        ScheduledImport.objects.filter(attention_condition(overdue_before))
+        .order_by()
+        # count(*) as a plain expression: an aggregate here made Django group by the import
+        .values_list(Func(template="count(*)", output_field=IntegerField()))
+    )
 
 
 def _needing_attention(overdue_before: datetime, limit: int) -> QuerySet:

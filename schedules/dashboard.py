@@ -149,16 +149,20 @@ def _day_svg(bar: dict[str, Any], height: int) -> str:
 # a view's CPU), to show ten values of each.
 ACTIVE_RUNS_SQL = """
     SELECT r.id, r.status, r.attempts, r.bytes_read, r.bytes_total, r.rows_read, r.phase,
-           r.started_at, r.scheduled_import_id, i.name, u.{username}
+           r.started_at, r.scheduled_import_id, i.name, u.{username}, count(*) OVER ()
     FROM {run} r JOIN {imports} i ON i.id = r.scheduled_import_id JOIN {user} u ON u.id = i.owner_id
     WHERE r.status IN ({active})
-    ORDER BY r.queued_at
+    ORDER BY r.status <> 'running', r.queued_at
     LIMIT %s
-"""  # the runs in progress, oldest first, through the partial index run_in_progress_idx
+"""  # the runs in progress (partial index run_in_progress_idx): those running first, then the
+# oldest waiting; a backlog of queued runs hid the one running past the first 50. And how many
+# there are in all, so a list cut short says so.
 
 
-def active_runs() -> list[dict[str, Any]]:
-    return [run_progress(*row) for row in _select(ACTIVE_RUNS_SQL, ACTIVE_LIMIT)]
+def active_runs() -> tuple[list[dict[str, Any]], int]:
+    """The runs in progress shown (ACTIVE_LIMIT at most), and how many there are in all."""
+    rows = _select(ACTIVE_RUNS_SQL, ACTIVE_LIMIT)
+    return [run_progress(*row[:-1]) for row in rows], (rows[0][-1] if rows else 0)
 
 
 def run_progress(
@@ -347,8 +351,7 @@ def page_data() -> dict[str, Any]:
     return {
         "chart": chart_svg(chart(chart_series())),
         "chart_statuses": CHART_STATUSES,
-        "runs": active_runs(),
-        "attention": attention.needing_attention(ATTENTION_LIMIT),
+        **_listed(),
         # The answers of the last poll, if recent: no older than what an open page shows
         # between two polls of health.json.
         "health": health_panel(outside_max_age=HEALTH_POLL_SECONDS),
@@ -385,10 +388,17 @@ def live(request: HttpRequest) -> JsonResponse:
     """What the page polls: runs in progress and imports needing attention (staff only)."""
     if not _staff(request):
         return JsonResponse({"detail": "staff only"}, status=403)
-    return JsonResponse(
-        {
-            "runs": active_runs(),
-            "attention": attention.needing_attention(ATTENTION_LIMIT),
-            "time": timezone.now().isoformat(),
-        }
-    )
+    return JsonResponse({**_listed(), "time": timezone.now().isoformat()})
+
+
+def _listed() -> dict[str, Any]:
+    """The two lists the page keeps up to date, each with how many there are in all: a list
+    cut at its limit said nothing of the rest (a late import missing from it while the health
+    panel counted one)."""
+    runs, runs_total = active_runs()
+    return {
+        "runs": runs,
+        "runs_total": runs_total,
+        "attention": attention.needing_attention(ATTENTION_LIMIT),
+        "attention_total": attention.count_needing_attention(),
+    }

@@ -120,13 +120,17 @@ def test_the_sweep_sends_again_the_retries_long_due_with_their_attempts(
     monkeypatch.setattr(notifications.current_app, "send_task", keep)
     receiver = Hook(statuses=[503, 503])
     try:
+        # (the retry's delay is jittered from 0: measured from before the attempt, not after
+        # it, or a delay near 0 read as one in the past on a loaded machine)
+        before = timezone.now()
         late, soon = deliver(notification(alice, receiver.url, "late")), None
+        after = timezone.now()
         soon = deliver(notification(alice, receiver.url, "soon"))
     finally:
         receiver.close()
     assert (late.status, late.attempts, soon.status) == ("retrying", 1, "retrying")
-    due_in = late.next_attempt_at - timezone.now()
-    assert timedelta(0) <= due_in <= timedelta(seconds=webhooks.BACKOFF_SECONDS + 1)
+    backoff = timedelta(seconds=webhooks.BACKOFF_SECONDS)
+    assert before <= late.next_attempt_at <= after + backoff
     sent.clear()
     stale = timezone.now() - timedelta(seconds=settings.STALE_QUEUED_SECONDS)
     NotificationDelivery.objects.filter(pk=late.pk).update(

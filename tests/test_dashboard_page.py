@@ -140,3 +140,33 @@ def test_a_timed_out_run_is_a_failed_one_on_the_chart(client, staff, alice):
     today = timezone.now().date().isoformat()
     assert f'data-date="{today}" data-total="3"' in html
     assert 'data-status="failed" data-count="3"' in html
+
+
+def test_lists_cut_at_their_limit_show_the_runs_running_first_and_say_how_many_there_are(
+    client, staff, alice, monkeypatch
+):
+    # Given more waiting runs than the list shows, queued before the one run that is running,
+    # and more imports needing attention than it shows
+    from schedules import dashboard
+
+    monkeypatch.setattr(dashboard, "ACTIVE_LIMIT", 3)
+    monkeypatch.setattr(dashboard, "ATTENTION_LIMIT", 2)
+    now = timezone.now()
+    for n in range(4):
+        imp = make_import(alice, SOURCE, name=f"waiting {n}", dataset=f"w{n}")
+        make_run(imp, "queued", queued_at=now - timedelta(hours=1))
+        ScheduledImport.objects.filter(pk=imp.pk).update(last_run_status="failed")
+    running = make_run(make_import(alice, SOURCE, name="busy", dataset="busy"), "running")
+    client.force_login(staff)
+
+    # When staff open the page and poll the live feed
+    page = client.get("/dashboard/").content.decode()
+    live = client.get("/dashboard/live.json").json()
+
+    # Then the running run is listed first (a backlog of waiting runs hid it), and each list
+    # says how many there are in all
+    assert live["runs"][0]["id"] == running.pk and len(live["runs"]) == 3
+    assert (live["runs_total"], live["attention_total"]) == (5, 4)
+    assert len(live["attention"]) == 2
+    assert "showing 3 of 5 (those running first, then the oldest waiting)" in page
+    assert "showing 2 of 4 (the longest failure streaks first)" in page

@@ -132,6 +132,12 @@
       empty.innerHTML = '<td colspan="7">No run in progress.</td>';
       tbody.appendChild(empty);
     }
+    var cut = document.getElementById("active-runs-cut");
+    if (cut && typeof data.runs_total === "number") {
+      cut.hidden = data.runs_total <= data.runs.length;
+      cut.firstChild.textContent = "showing " + data.runs.length + " of " + data.runs_total +
+        " (those running first, then the oldest waiting): ";
+    }
     localise(document);
     status.textContent = "updated " + localText(new Date(data.time));
     document.body.setAttribute("data-live-updates",

@@ -134,11 +134,19 @@ def delete_old_runs() -> dict[str, int]:
 
 
 def _delete_in_batches(queryset: QuerySet) -> int:
-    """Delete what `queryset` selects, DELETE_BATCH rows per statement; how many went."""
+    """Delete what `queryset` selects, DELETE_BATCH rows per statement; how many went.
+
+    Runs go through services.delete_runs (a few statements per batch, as an import's runs go):
+    Django's delete read every column of each run (`error_details` included) to set to NULL
+    what points at it, 0.5 s a batch of 5,000, and a million runs held a worker slot 145 s."""
     deleted = 0
     while True:
         ids = list(queryset.values_list("pk", flat=True)[:DELETE_BATCH])
         if not ids:
             return deleted
-        queryset.model.objects.filter(pk__in=ids).delete()
+        batch = queryset.model.objects.filter(pk__in=ids)
+        if queryset.model is ImportRun:
+            services.delete_runs(batch)
+        else:
+            batch.delete()
         deleted += len(ids)

@@ -236,7 +236,7 @@ def validate_credential(imp: ScheduledImport) -> None:
     elif new is None and imp.credential_kind and imp.credential_origin != origin(imp.source_url):
         raise ValidationError(
             f"the credential was saved for {imp.credential_origin}: give it again for the new "
-            f"source, or remove it (null)"
+            f"source, or remove it (the API's null, the admin's none)"
         )
 
 
@@ -429,3 +429,6 @@ def validate_choices(values: object, choices: tuple[str, ...]) -> None:
     unknown = [v for v in values if v not in choices]
     if unknown:
         raise ValidationError(f"{', '.join(unknown)}: use names out of: {', '.join(choices)}")
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValidationError(f"{', '.join(repeated)}: each name once")

@@ -99,3 +99,14 @@ def test_filters_list_their_choices_only_while_they_are_few(
 
     assert "By owner" not in imports and "By dataset" not in records
     assert filtered.status_code == 200 and imp.name in filtered.content.decode()
+
+
+def test_a_list_action_on_a_selection_that_is_no_id_is_refused_in_words(admin_client, alice):
+    # A request made by hand raised in the query: a 500
+    response = admin_client.post(
+        "/admin/schedules/scheduledimport/", {"action": "pause", "_selected_action": ["x"]}
+    )
+
+    assert response.status_code == 302
+    page = admin_client.get(response["Location"]).content.decode()
+    assert "Items are chosen by their ids." in page

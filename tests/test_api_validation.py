@@ -55,6 +55,8 @@ CASES = [
     ("timeout_seconds", {"timeout_seconds": 0}),
     ("mode", {"mode": "replace"}),
     ("description", {"description": "nul \x00 byte"}),
+    # the rule says distinct names; the same event twice was saved
+    ("notify_on", {"notify_on": ["failed", "failed"]}),
     ("columns", {"columns": [{"name": "s\x00ku"}]}),
 ]
 

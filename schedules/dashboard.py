@@ -388,7 +388,11 @@ def live(request: HttpRequest) -> JsonResponse:
     """What the page polls: runs in progress and imports needing attention (staff only)."""
     if not _staff(request):
         return JsonResponse({"detail": "staff only"}, status=403)
-    return JsonResponse({**_listed(), "time": timezone.now().isoformat()})
+    listed = _listed()
+    # The imports needing attention as the page writes them (dashboard_rows, the one writer of
+    # their markup): an open page showed the list it was rendered with, for good.
+    rows = str(dashboard_rows.attention_rows(listed["attention"]))
+    return JsonResponse({**listed, "attention_rows": rows, "time": timezone.now().isoformat()})
 
 
 def _listed() -> dict[str, Any]:

@@ -221,6 +221,15 @@ def test_the_dashboard_renders_its_chart_and_live_progress_in_chromium(
     wait_for(lambda: browser.evaluate(f"{bar}.classList.contains('working')"), 10, what="the merge")
     assert browser.evaluate(f"{bar}.querySelector('.phase').textContent") == "merge"
 
+    # And an import that starts failing joins the imports needing attention without a reload
+    # (the open page showed the list it was rendered with, for good)
+    broken = make_import(alice, "https://example.com/b.csv", name="broken", dataset="broken")
+    ScheduledImport.objects.filter(pk=broken.pk).update(
+        consecutive_failures=2, last_run_status="failed", last_run_at=timezone.now()
+    )
+    listed = "document.querySelector('#attention-imports tbody').textContent"
+    wait_for(lambda: "broken" in browser.evaluate(listed), 10, what="the attention list")
+
     # And the screenshot shows a page, not a blank
     time.sleep(0.6)  # the bar's CSS transition
     shot = _screenshot(browser, tmp_path / "dashboard.png")

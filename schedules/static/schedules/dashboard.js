@@ -132,6 +132,10 @@
       empty.innerHTML = '<td colspan="7">No run in progress.</td>';
       tbody.appendChild(empty);
     }
+    var attention = document.querySelector("#attention-imports tbody");
+    if (attention && typeof data.attention_rows === "string") {
+      attention.innerHTML = data.attention_rows;  // written and escaped by the server
+    }
     var cut = document.getElementById("active-runs-cut");
     if (cut && typeof data.runs_total === "number") {
       cut.hidden = data.runs_total <= data.runs.length;

@@ -239,8 +239,9 @@ def _fold_into_waiting_runs(runs: list[ImportRun], now: datetime) -> list[Import
     if skipped:
         _skip_runs(skipped, now)
         logger.warning(
-            "ticks skipped count=%s: their imports' earlier runs still wait for a worker (a "
-            "backlog: are the workers running?)",
+            "ticks skipped count=%s: their imports' earlier runs have not started (a backlog: "
+            "are the workers running? or a run's message was lost, which reconciliation sends "
+            "again after MISSED_TICK_GRACE_SECONDS)",
             len(skipped),
         )
         transaction.on_commit(lambda: _note_backlog(len(skipped), now, oldest))

@@ -261,17 +261,21 @@ def _refuse_undeliverable_defaults(fields: dict[str, Any]) -> None:
 def update_import(
     imp: ScheduledImport, *, dataset: str | None = None, **fields: Any
 ) -> ScheduledImport:
-    """Change an import; its beat entry is re-scheduled in the same transaction."""
+    """Change an import; its beat entry is re-scheduled in the same transaction. The fields
+    given are applied to the import as it is now (locked), not as the caller read it: two
+    edits of different fields (or an edit and a pause) wrote each other's fields back as they
+    had read them, and the one that saved last undid the other, which had been told 200."""
     unknown = set(fields) - IMPORT_FIELDS
     if unknown:
         raise ValueError(f"not editable: {sorted(unknown)}")
+    asked, imp = imp, _as_it_is_now(imp)
     for name, value in fields.items():
         setattr(imp, name, value)
     if dataset is not None and dataset != imp.dataset.name:
         imp.dataset = get_or_create_dataset(imp.owner, dataset)
     imp.full_clean(exclude=["dataset"])
     imp.save()
-    return imp
+    return _now_as(asked, imp)
 
 
 def pause_import(imp: ScheduledImport) -> ScheduledImport:
@@ -286,7 +290,7 @@ def cancel_import(imp: ScheduledImport) -> ScheduledImport:
     """Stop scheduling the import and end its waiting runs, queued or retrying: a retry in its
     backoff is not another chance to run (a running attempt finishes)."""
     with transaction.atomic():
-        _set_status(imp, ScheduledImport.Status.CANCELLED)
+        imp = _set_status(imp, ScheduledImport.Status.CANCELLED)
         waiting = imp.runs.filter(status__in=WAITING_STATUSES)
         # A retry of a run whose rows committed (it failed after its merge) is over already:
         # it ends as its rows did, its file filed away (finish_run), not cancelled.
@@ -302,10 +306,32 @@ def cancel_import(imp: ScheduledImport) -> ScheduledImport:
     return imp
 
 
+@transaction.atomic
 def _set_status(imp: ScheduledImport, status: str) -> ScheduledImport:
+    asked, imp = imp, _as_it_is_now(imp)
     imp.status = status
     imp.save()
-    return imp
+    return _now_as(asked, imp)
+
+
+def _now_as(asked: ScheduledImport, saved: ScheduledImport) -> ScheduledImport:
+    """The caller's instance, its columns as `saved` (the row as it was changed) holds them."""
+    if asked is not saved:
+        for field in ScheduledImport._meta.concrete_fields:
+            setattr(asked, field.attname, getattr(saved, field.attname))
+        asked.loaded()
+    return asked
+
+
+def _as_it_is_now(imp: ScheduledImport) -> ScheduledImport:
+    """`imp` read again, locked until the caller's transaction ends (update_import)."""
+    if imp.pk is None:
+        return imp
+    return (
+        ScheduledImport.objects.select_for_update(of=("self",))
+        .select_related("owner", "dataset")
+        .get(pk=imp.pk)
+    )
 
 
 def set_notification_defaults(user: AbstractBaseUser, **fields: Any) -> NotificationDefaults:

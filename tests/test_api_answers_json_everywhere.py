@@ -41,3 +41,12 @@ def test_pages_outside_the_api_keep_djangos_html_404(client, settings):
 
     assert response.status_code == 404
     assert "json" not in response["Content-Type"]
+
+
+@pytest.mark.parametrize("path", ["/docs/", "/schema/", "/imports/", "/health"])
+def test_options_on_a_page_of_the_api_is_no_server_error(alice, path):
+    # OPTIONS /docs/ was a 500: DRF rendered its metadata with the page's HTML renderer
+    response = client_for(alice).options(f"{API}{path}")
+
+    assert response.status_code in (200, 405), response.content[:200]
+    assert response.status_code != 405 or "GET" in response["Allow"]

@@ -37,6 +37,10 @@ class SchemaView(ErrorsInJSON, SpectacularAPIView):
 class DocsView(ErrorsInJSON, SpectacularSwaggerView):
     """`GET /docs/`: Swagger UI over the schema."""
 
+    # OPTIONS made DRF render its metadata with the page's HTML renderer, which has no template
+    # for it: a 500. The page is read, nothing else.
+    http_method_names = ["get", "head"]
+
     @extend_schema(exclude=True)
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         check_query_params(request, set())

@@ -14,7 +14,6 @@ from django.core.exceptions import FieldDoesNotExist
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import URLValidator
 from django.db import IntegrityError, models
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import ISO_8601, serializers
 from rest_framework.fields import SkipField
@@ -243,7 +242,7 @@ class ActiveRunSerializer(ModelSerializer):
         fields = ["id", "status", "attempts", "queued_at", "started_at", "progress"]
         read_only_fields = fields
 
-    @extend_schema_field(OpenApiTypes.FLOAT)
+    @extend_schema_field(serializers.FloatField(allow_null=True))
     def get_progress(self, run: ImportRun) -> float | None:
         return progress.fraction(run)
 
@@ -542,7 +541,10 @@ def _check_nul(data: Any) -> None:
 class RunSerializer(ActiveRunSerializer):
     import_id = serializers.IntegerField(source="scheduled_import_id", read_only=True)
     import_name = serializers.CharField(source="scheduled_import.name", read_only=True)
-    triggered_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    # (null for a scheduled run: the schema said a string, and typed clients failed on it)
+    triggered_by = serializers.SlugRelatedField(
+        slug_field="username", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = ImportRun
@@ -598,9 +600,12 @@ class RunDetailSerializer(RunSerializer):
 
 
 class ActiveRunConflictSerializer(serializers.Serializer):
+    """A 409 of a trigger or a retry: the run in the way, when one is (a retry of a run that
+    cannot be retried answers `detail` alone, which the schema required the others of)."""
+
     detail = serializers.CharField()
-    active_run_id = serializers.IntegerField()
-    active_run = RunSerializer()
+    active_run_id = serializers.IntegerField(required=False)
+    active_run = RunSerializer(required=False)
 
 
 class DatasetInUseSerializer(serializers.Serializer):
@@ -620,8 +625,13 @@ class DatasetSerializer(ModelSerializer):
 
 class RecordSerializer(ModelSerializer):
     content_hash = serializers.SerializerMethodField()
-    first_seen_run = serializers.IntegerField(source="first_seen_run_id", read_only=True)
-    last_changed_run = serializers.IntegerField(source="last_changed_run_id", read_only=True)
+    # (null for a record written outside a run: the schema said an integer)
+    first_seen_run = serializers.IntegerField(
+        source="first_seen_run_id", read_only=True, allow_null=True
+    )
+    last_changed_run = serializers.IntegerField(
+        source="last_changed_run_id", read_only=True, allow_null=True
+    )
 
     class Meta:
         model = Record

@@ -202,6 +202,9 @@ class StatsQuery(serializers.Serializer):
 )
 @extend_schema(tags=["imports"])
 class ImportViewSet(NamedNotFound, PageReadByIds, viewsets.ModelViewSet):
+    """Your scheduled imports: their source, schedule and policies (README, API)."""
+
+    # (A docstring of its own: the schema's description of its operations was NamedNotFound's.)
     noun = "import"
     queryset = ScheduledImport.objects.none()  # for the schema; requests use get_queryset()
     serializer_class = ImportSerializer
@@ -411,6 +414,8 @@ class ImportRunsView(PageReadByIds, generics.ListAPIView):
 
 @extend_schema(tags=["runs"])
 class RunViewSet(NamedNotFound, PageReadByIds, viewsets.ReadOnlyModelViewSet):
+    """The runs of your imports, newest first: each run's outcome, counts and errors."""
+
     noun = "run"
     queryset = ImportRun.objects.none()  # for the schema; requests use get_queryset()
     filterset_class = AllRunsFilter

@@ -55,6 +55,8 @@ def test_a_body_that_is_not_json_is_a_400_or_415_with_a_detail(alice):
     form = client.post(f"{API}/imports/", {"name": "x"}, format="multipart")
 
     assert broken.status_code == 400 and broken.json()["detail"]
+    # ... in the shape of every 400 (it came without `errors`)
+    assert broken.json()["errors"] == {}
     assert form.status_code == 415 and form.json()["detail"]
 
 

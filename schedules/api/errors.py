@@ -28,6 +28,10 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         response.data = {"detail": summary(exc.detail), "errors": field_errors(exc.detail)}
     elif not isinstance(response.data, dict) or "detail" not in response.data:
         response.data = {"detail": str(exc)}
+    if response.status_code == 400 and "errors" not in response.data:
+        # Every 400 is {"detail", "errors"} (SPEC): a body that is no JSON (ParseError) came
+        # with `detail` alone, and a client reading `errors` of each 400 failed on it.
+        response.data = {**response.data, "errors": {}}
     return response
 
 

@@ -135,9 +135,11 @@ def test_the_schema_says_null_where_answers_hold_null(alice):
 
 def test_no_operation_is_described_by_an_internal_docstring(alice):
     # Eight operations' Swagger description was a mixin's: "get_object() whose 404 names ..."
-    paths = client_for(alice).get(
-        f"{API}/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json"
-    ).json()["paths"]
+    paths = (
+        client_for(alice)
+        .get(f"{API}/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json")
+        .json()["paths"]
+    )
 
     described = [op.get("description", "") for ops in paths.values() for op in ops.values()]
     assert not [text for text in described if "get_object()" in text]

@@ -195,3 +195,16 @@ def test_switching_the_schedule_type_with_its_field_is_taken(alice):
         "0 3 * * *",
         None,
     )
+
+
+def test_a_name_typed_in_another_unicode_form_is_the_same_name(alice):
+    # `café` and `cafe` + a combining accent were two imports with the same visible name
+    client = client_for(alice)
+    first = client.post(f"{API}/imports/", import_body(name="caf\u00e9"), format="json")
+    second = client.post(
+        f"{API}/imports/", import_body(name="cafe\u0301", dataset="other"), format="json"
+    )
+
+    assert first.status_code == 201
+    assert second.status_code == 400
+    assert second.json()["errors"]["name"] == ["you already have an import with this name"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import datetime
+import unicodedata
 from collections.abc import Callable
 from functools import cached_property
 from operator import attrgetter
@@ -475,6 +476,9 @@ class ImportSerializer(RefusesUnknownFields, ModelSerializer):
             )
 
     def validate_name(self, name: str) -> str:
+        # One spelling of a name however it was typed (NFC): `café` and `cafe` + a combining
+        # accent were two imports of one name, which names unique per owner are not to be.
+        name = unicodedata.normalize("NFC", name)
         owner = self.instance.owner if self.instance else self.context["request"].user
         taken = ScheduledImport.objects.filter(owner=owner, name=name)
         if self.instance is not None:

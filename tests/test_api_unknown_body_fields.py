@@ -134,3 +134,18 @@ def test_a_create_refuses_a_status_too(alice):
 
     assert response.status_code == 400 and list(response.json()["errors"]) == ["status"]
     assert not ScheduledImport.objects.exists()
+
+
+def test_an_endpoint_that_takes_no_body_refuses_one_that_is_no_object(alice):
+    # [1, 2] or "x" was taken in silence (the import paused); an object was refused
+    client = client_for(alice)
+    imp = make_import(alice, SOURCE)
+
+    for body in ([1, 2], "x"):
+        response = client.post(f"{API}/imports/{imp.pk}/pause", body, format="json")
+        assert response.status_code == 400, body
+        assert response.json()["errors"] == {"non_field_errors": ["this endpoint takes no body"]}
+    imp.refresh_from_db()
+    assert imp.status == "active"
+    # ... and HEAD of /me answers as every other GET does (it was a 405)
+    assert client.head(f"{API}/me").status_code == 200

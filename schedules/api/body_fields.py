@@ -36,6 +36,9 @@ def check_body_fields(
     the fields the endpoint takes, a read-only one with what changes it instead (left alone
     when `read_only_ignored`: a PUT)."""
     if not isinstance(data, Mapping):
+        if not writable and data not in (None, "", [], {}):
+            # An endpoint without a serializer: a list or a string was taken in silence.
+            raise serializers.ValidationError({"non_field_errors": ["this endpoint takes no body"]})
         return  # not an object: the serializer says what it expected
     errors: dict[str, list[str]] = {}
     for name in sorted(set(data) - set(writable)):

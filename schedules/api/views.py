@@ -702,7 +702,7 @@ class MeView(generics.RetrieveUpdateAPIView):
     """My account: `GET` it, `PATCH` my e-mail (alerts of failing and late imports go there)."""
 
     serializer_class = MeSerializer
-    http_method_names = ["get", "patch", "put", "options"]
+    http_method_names = ["get", "head", "patch", "put", "options"]
 
     def get_object(self) -> AbstractBaseUser:
         check_query_params(self.request, set())

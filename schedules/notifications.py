@@ -330,6 +330,13 @@ def no_longer_due(delivery: NotificationDelivery) -> str:
     imp = delivery.scheduled_import
     if delivery.channel == "email" and not imp.owner.is_active:
         return "its owner's account was deactivated before it went out"
+    if delivery.event == "late" and imp.late_since is None:
+        return "the import ran on time again before it went out"
+    if delivery.event != "late" and delivery.run is None:
+        return "its run was deleted before it went out"
+    if delivery.channel == "webhook" and delivery.target != imp.callback_url:
+        now = "removed" if not imp.callback_url else "changed"
+        return f"the import's callback URL was {now} before it went out"
     asked = delivery.event == ALERT or (delivery.event == "late" and delivery.channel == "email")
     if not asked:
         # (an alert goes out whatever the import asks, and so does a late e-mail: SPEC)
@@ -337,15 +344,6 @@ def no_longer_due(delivery: NotificationDelivery) -> str:
             return f"the import no longer notifies on {delivery.event}"
         if delivery.channel not in (imp.notify_channels or []):
             return f"the import no longer notifies by {delivery.channel}"
-    if delivery.event == "late":
-        return (
-            "" if imp.late_since is not None else "the import ran on time again before it went out"
-        )
-    if delivery.run is None:
-        return "its run was deleted before it went out"
-    if delivery.channel == "webhook" and delivery.target != imp.callback_url:
-        now = "removed" if not imp.callback_url else "changed"
-        return f"the import's callback URL was {now} before it went out"
     return ""
 
 

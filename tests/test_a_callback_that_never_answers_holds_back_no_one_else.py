@@ -219,7 +219,7 @@ def test_without_redis_every_notification_tries(bob, silent, monkeypatch):
 
 
 def email(owner, status: str = "pending") -> NotificationDelivery:
-    imp = make_import(owner, SOURCE)
+    imp = make_import(owner, SOURCE, notify_on=["failed"], notify_channels=["email"])
     run = make_run(imp, "failed", error_message="HTTP 503")
     return NotificationDelivery.objects.create(
         scheduled_import=imp, run=run, event="failed", channel="email", status=status

@@ -43,7 +43,10 @@ class BrokenBackend(BaseEmailBackend):
 
 
 def failed_run_email(alice) -> NotificationDelivery:
-    imp = make_import(alice, "https://files.example.com/p.csv", credential=CREDENTIAL)
+    imp = make_import(
+        alice, "https://files.example.com/p.csv", credential=CREDENTIAL, notify_on=["failed"],
+        notify_channels=["email"],
+    )  # fmt: skip
     run = legacy_run(imp)
     return NotificationDelivery.objects.create(
         scheduled_import=imp, run=run, event="failed", channel="email"

@@ -77,7 +77,7 @@ def test_flower_shows_a_refused_notification_failed_and_a_delivered_one_succeede
 @pytest.mark.django_db
 def test_an_owners_held_emails_that_failed_for_good_say_why_to_their_task(alice, settings):
     # Given a held e-mail and no mail server where EMAIL_URL points
-    imp = make_import(alice, SOURCE)
+    imp = make_import(alice, SOURCE, notify_on=["failed"], notify_channels=["email"])
     held = NotificationDelivery.objects.create(
         scheduled_import=imp, run=make_run(imp, "failed"), event="failed", channel="email",
         status="held",

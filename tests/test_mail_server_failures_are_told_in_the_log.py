@@ -20,7 +20,7 @@ pytestmark = pytest.mark.django_db
 
 
 def failed_run_email(alice) -> NotificationDelivery:
-    imp = make_import(alice, SOURCE)
+    imp = make_import(alice, SOURCE, notify_on=["failed"], notify_channels=["email"])
     run = make_run(imp, "failed", error_message="the server answered HTTP 503")
     return NotificationDelivery.objects.create(
         scheduled_import=imp, run=run, event="failed", channel="email"

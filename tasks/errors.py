@@ -109,7 +109,12 @@ def beyond_database_limits(error: BaseException) -> PermanentImportError | None:
     """A statement of the run that PostgreSQL refused as past its limits (SQLSTATE class 54:
     an index entry or a row too large) fails the run at once: psycopg calls it an
     OperationalError, and it was taken for a lost connection and retried at every attempt."""
-    if not any(isinstance(link, psycopg.errors.ProgramLimitExceeded) for link in chain(error)):
+    # By SQLSTATE: psycopg's classes of class 54 (TooManyColumns, ...) are siblings of
+    # ProgramLimitExceeded, not its kind, and were taken for a lost connection.
+    if not any(
+        isinstance(link, psycopg.Error) and (link.sqlstate or "").startswith("54")
+        for link in chain(error)
+    ):
         return None
     logger.warning("database limit exceeded: %s", log_text(error))
     return PermanentImportError(BEYOND_LIMITS)

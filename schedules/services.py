@@ -1026,7 +1026,7 @@ def finish_with_rows(run: ImportRun, counts: RunCounts) -> bool:
     nothing is written and False tells the caller to roll its rows back; the row lock of the
     run read with its import decides, as there.
     """
-    status = ImportRun.Status.PARTIAL if counts.rows_failed else ImportRun.Status.SUCCEEDED
+    status = outcome_of(counts.rows_read, counts.rows_failed)
     finished = _finish_once(run.pk, status, counts, "", "", run_notes(run), with_rows=True)
     if finished is None:
         return False
@@ -1036,7 +1036,22 @@ def finish_with_rows(run: ImportRun, counts: RunCounts) -> bool:
 
 def committed_status(run: ImportRun) -> str:
     """The status of a run whose rows committed, from its stored counts."""
-    return ImportRun.Status.PARTIAL if run.rows_failed else ImportRun.Status.SUCCEEDED
+    return outcome_of(run.rows_read, run.rows_failed)
+
+
+EVERY_ROW_REFUSED = (
+    "every row of the file was refused ({failed:,} bad rows; the row errors say why): nothing "
+    "landed"
+)
+
+
+def outcome_of(rows_read: int, rows_failed: int) -> str:
+    """A run that read its file whole: `succeeded`, `partial` when some rows were refused
+    (the good ones landed), `failed` when every one was. A file whose every row was refused
+    (a partner's new date format) was `partial`, ended the failure streak, and never alerted."""
+    if rows_failed and rows_failed >= rows_read:
+        return ImportRun.Status.FAILED
+    return ImportRun.Status.PARTIAL if rows_failed else ImportRun.Status.SUCCEEDED
 
 
 def finish_run(
@@ -1149,6 +1164,8 @@ def _finish_once(
                 run.error_details = {**run.error_details, "rows": shown}
         if traceback:
             run.error_details = {**run.error_details, "traceback": traceback}
+        if not error and status == ImportRun.Status.FAILED and run.rows_failed:
+            error = EVERY_ROW_REFUSED.format(failed=run.rows_failed)
         if error:
             run.error_message = error
             if ended_an_attempt and status != ImportRun.Status.CANCELLED:

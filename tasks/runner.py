@@ -300,7 +300,7 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
         services.finish_run(run, ImportRun.Status.FAILED, error=INTERNAL_ERROR, traceback=trace)
     else:
         if run.status not in ImportRun.FINAL_STATUSES:  # else ended with its rows (merge)
-            status = ImportRun.Status.PARTIAL if counts.rows_failed else ImportRun.Status.SUCCEEDED
+            status = services.outcome_of(counts.rows_read, counts.rows_failed)
             services.finish_run(run, status, counts=counts)
     return summary(run)
 

@@ -100,3 +100,26 @@ def test_the_dashboard_lists_a_partial_import_as_needing_attention(admin_client,
     assert "Imports needing attention" in html and "rejects rows" in html
     assert "last run partial: some rows were rejected" in html
     assert [i["id"] for i in live["attention"]] == [imp.pk]
+
+
+def test_a_run_whose_every_row_was_refused_failed_and_keeps_the_streak(alice, csv_server):
+    # A partner's new date format: every row refused, nothing landed. The run was `partial`,
+    # which ended the failure streak: such a feed never alerted
+    from schedules.models import ScheduledImport
+    from tests.importer_support import run_now
+
+    bad = "sku,day\n" + "".join(f"K{n},not a date\n" for n in range(50))
+    imp = make_import(
+        alice, csv_server.serve("/p.csv", bad), columns=[{"name": "day", "type": "date"}]
+    )
+    ScheduledImport.objects.filter(pk=imp.pk).update(consecutive_failures=2)
+
+    run = run_now(imp)
+
+    assert (run.status, run.rows_read, run.rows_failed) == ("failed", 50, 50)
+    assert run.error_message == (
+        "every row of the file was refused (50 bad rows; the row errors say why): nothing landed"
+    )
+    assert len(run.error_details["rows"]) == 50
+    imp.refresh_from_db()
+    assert imp.consecutive_failures == 3

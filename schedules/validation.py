@@ -248,6 +248,9 @@ def validate_name(name: str) -> None:
         )
 
 
+MAX_COLUMN_NAME = 200
+
+
 def validate_columns(columns: object) -> None:
     if not isinstance(columns, list):
         raise ValidationError("must be a list of {name, type, required}")
@@ -255,6 +258,12 @@ def validate_columns(columns: object) -> None:
     for index, column in enumerate(columns):
         if not isinstance(column, dict) or not isinstance(column.get("name"), str):
             raise ValidationError(f"column {index}: must be an object with a 'name'")
+        if len(column["name"]) > MAX_COLUMN_NAME:
+            # (as the key column's: a name of a megabyte was repeated in every row error, and
+            # a run's errors grew to 100 MB)
+            raise ValidationError(
+                f"column {index}: a name is at most {MAX_COLUMN_NAME} characters long"
+            )
         if column.get("type", "text") not in COLUMN_TYPES:
             raise ValidationError(
                 f"column {column['name']!r}: type must be one of {', '.join(COLUMN_TYPES)}"

@@ -58,6 +58,8 @@ CASES = [
     # the rule says distinct names; the same event twice was saved
     ("notify_on", {"notify_on": ["failed", "failed"]}),
     ("columns", {"columns": [{"name": "s\x00ku"}]}),
+    # repeated in every row error: a run's errors grew to 100 MB
+    ("columns", {"columns": [{"name": "x" * 201}]}),
 ]
 
 

@@ -297,3 +297,44 @@ def test_a_304_to_a_request_that_named_no_version_is_no_answer(alice, csv_server
 
     assert run.status == "failed"
     assert "304" in run.error_message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_same_file_again_is_merged_when_another_import_wrote_while_it_came(alice, csv_server):
+    # Given import B's file applied to a dataset another import, A, writes to as well
+    import threading
+
+    body = "sku,v\nk1,b\n" + "".join(f"k{i},b\n" for i in range(2, 20_000))
+    a_done, b_waits = threading.Event(), threading.Event()
+
+    def hold_after_first_chunk(sent: int) -> None:
+        if b_waits.is_set():
+            return
+        b_waits.set()
+        a_done.wait(30)
+
+    b = make_import(alice, csv_server.serve("/b.csv", body), name="b", dataset="shared")
+    assert run_now(b).rows_inserted == 20_000 - 1
+    a = make_import(alice, csv_server.serve("/a.csv", "sku,v\nk1,a\n"), name="a", dataset="shared")
+    csv_server.serve("/b.csv", body, after_chunk=hold_after_first_chunk)
+
+    # When B runs again with the same file, and A merges into the dataset while B's file comes
+    ended = {}
+
+    def b_again() -> None:
+        try:
+            ended["b"] = run_now(b)
+        finally:
+            connection.close()
+
+    later = threading.Thread(target=b_again)
+    later.start()
+    assert b_waits.wait(30)
+    assert run_now(a).rows_updated == 1
+    a_done.set()
+    later.join(60)
+
+    # Then B's file goes through the merge (it was taken for the file applied last, the
+    # dataset unchanged since, and nothing was written), and the dataset ends as it says
+    assert (ended["b"].status, ended["b"].rows_updated) == ("succeeded", 1)
+    assert Record.objects.get(dataset=b.dataset, key="k1").data == {"sku": "k1", "v": "b"}

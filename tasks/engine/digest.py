@@ -66,6 +66,15 @@ def file_it_holds(imp: ScheduledImport, dataset: Dataset) -> ImportRun | None:
     return run
 
 
+def still_applied(dataset: Dataset, known: ImportRun) -> bool:
+    """Whether the dataset is still what `known`'s file made of it, now: another import may
+    have merged into it while this run fetched its file (the note read before the download
+    took a dataset changed meanwhile for unchanged, and the run wrote nothing)."""
+    return Dataset.objects.filter(
+        pk=dataset.pk, applied_run_id=known.pk, applied_digest=dataset.applied_digest
+    ).exists()
+
+
 class DigestingReader(io.RawIOBase):
     """Reads through `raw`, hashing every byte; `hexdigest()` is the file's SHA-256 at the end."""
 

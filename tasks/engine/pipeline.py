@@ -30,6 +30,7 @@ from schedules.services import RunCounts
 
 from ..errors import (
     PermanentImportError,
+    TransientImportError,
     beyond_database_limits,
     database_error,
     worker_disk_full,
@@ -40,6 +41,13 @@ from .progress import Progress, ProgressReporter, timed
 from .tables import drop_leftovers, release_staging
 
 logger = logging.getLogger("importbeat.importer")
+
+# The server said the file was the one applied last, but another import merged into the
+# dataset while this run asked: its file must be read again, whole.
+CHANGED_MEANWHILE = (
+    "another import wrote to the dataset while this run asked for its file; the run is tried "
+    "again to read the file whole"
+)
 
 
 def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
@@ -65,6 +73,8 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
                     fetch.open_file(run, reporter, known)
                 )
             except fetch.NotModified:
+                if not digest.still_applied(dataset, known):
+                    raise TransientImportError(CHANGED_MEANWHILE) from None
                 digest.keep_source(run, known.file_digest, fetch.validators_of(known))
                 return digest.unchanged(run, known, counts, "the server says the file is unchanged")
             fetched = digest.DigestingReader(raw)
@@ -79,8 +89,10 @@ def import_run(run: ImportRun, progress: Progress | None = None) -> RunCounts:
                     file_digest = digest.download_to(fetched, downloaded, reporter.report_if_due)
                 digest.keep_source(run, file_digest, raw.validators)
                 reporter.report()
-                if file_digest == known.file_digest:
+                if file_digest == known.file_digest and digest.still_applied(dataset, known):
                     return digest.unchanged(run, known, counts, "the file has the same digest")
+                # (a new file, or the same one while another import merged into the dataset
+                # meanwhile: it goes through the merge, and the dataset ends as it says)
                 source = stage.Feed(downloaded.read)
             # 3. first record and staging
             reporter.step("staging")

@@ -193,7 +193,7 @@ def copy_raw(
         lambda: copy_raw_csv(layout, imp.delimiter, encoding),
     )
     staged = Staged()
-    held = b""
+    held = bytearray()
     segment: ExitStack | None = None
     copy = None
     guard = LineGuard(first_line)
@@ -225,9 +225,19 @@ def copy_raw(
     try:
         block = data
         while True:
-            block = held + block
+            if not block.strip(b"\r\n"):
+                # Blank lines only: held back with the rest, without reading the run of them
+                # held so far again. Prepended to each block and scanned whole, a long run of
+                # blank lines took time of the square of its length (80 MB: 75 s).
+                held += block
+                block = read(CHUNK_BYTES)
+                if not block:
+                    break
+                spool.write(block)
+                continue
+            block = bytes(held) + block
             body = block.rstrip(b"\r\n")
-            held = block[len(body) :]
+            held = bytearray(block[len(body) :])
             if body and due():
                 cut = _cut_point(body, misreads.quotes)
                 if cut:

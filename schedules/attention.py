@@ -94,6 +94,10 @@ REASONS: tuple[Reason, ...] = (
 
 
 def reasons_for(imp: ScheduledImport | Listed) -> list[dict[str, str]]:
+    """Why `imp` needs attention; none for a cancelled import, as attention_condition has it
+    (the admin's column flagged cancelled imports the dashboard and the API left out)."""
+    if imp.status == ScheduledImport.Status.CANCELLED:
+        return []
     return [{"code": r.code, "text": r.describe(imp)} for r in REASONS if r.applies(imp)]
 
 

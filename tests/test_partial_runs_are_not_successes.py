@@ -123,3 +123,16 @@ def test_a_run_whose_every_row_was_refused_failed_and_keeps_the_streak(alice, cs
     assert len(run.error_details["rows"]) == 50
     imp.refresh_from_db()
     assert imp.consecutive_failures == 3
+
+
+def test_a_cancelled_import_needs_no_attention_on_any_surface(admin_client, alice):
+    # The admin's column flagged it, while the dashboard and ?needs_attention= left it out
+    imp = make_import(alice, SOURCE, name="stopped", dataset="stopped")
+    finish(imp, "failed")
+    services.cancel_import(imp)
+
+    html = admin_client.get("/admin/schedules/scheduledimport/").content.decode()
+
+    assert attention.reasons_for(imp) == []
+    assert [i["name"] for i in attention.needing_attention()] == []
+    assert "last run failed" not in html

@@ -190,6 +190,11 @@ def delete_dataset(dataset: Dataset) -> int:
     The dataset row is locked first, as a merge locks it before it touches records, so a
     deletion waits for a merge in progress instead of racing it. Returns the records deleted.
     """
+    # Asked first without the lock too: a dataset in use is refused at once, not after the
+    # merge in progress that holds the lock (a 409 waited 10 s at a million records).
+    writers = list(dataset.imports.order_by("pk"))
+    if writers:
+        raise DatasetInUse(writers)
     with transaction.atomic():
         if not lock_datasets([dataset.pk]):
             return 0

@@ -44,3 +44,30 @@ def test_a_dataset_left_behind_by_a_deleted_import_is_deleted_with_its_records(a
     assert not Dataset.objects.filter(owner=alice).exists()
     assert list(Record.objects.values_list("key", flat=True)) == ["B-1"]
     assert client.get(f"{API}/datasets/products/").status_code == 404
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_dataset_in_use_is_refused_at_once_while_a_merge_holds_it(alice):
+    # The refusal waited for the merge in progress to release the dataset's lock (10 s at a
+    # million records; past gunicorn's timeout at ten million)
+    import threading
+
+    import psycopg
+    from django.db import connection
+
+    imp = make_import(alice, SOURCE)
+    holder = psycopg.connect(**connection.get_connection_params())
+    holder.execute("SELECT 1 FROM schedules_dataset WHERE id = %s FOR UPDATE", [imp.dataset_id])
+    # (the lock is let go after 30 s in any case, so that a refusal that waits for it ends)
+    release = threading.Timer(30, holder.rollback)
+    release.start()
+    try:
+        response = client_for(alice).delete(f"{API}/datasets/{imp.dataset.name}/")
+        answered_while_held = release.is_alive()
+    finally:
+        release.cancel()
+        holder.rollback()
+        holder.close()
+
+    assert response.status_code == 409
+    assert answered_while_held

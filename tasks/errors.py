@@ -1,6 +1,7 @@
 """How an import can fail: transient failures are retried, permanent ones end the run at once."""
 
 import logging
+import re
 import tempfile
 
 import psycopg
@@ -105,18 +106,35 @@ BEYOND_LIMITS = (
 )
 
 
+ROW_TOO_BIG = re.compile(r"row is too big: size (\d+), maximum size (\d+)")
+WIDE_ROW = (
+    "a row of the file is too large for importbeat's staging ({size:,} bytes, where "
+    "PostgreSQL holds {limit:,} a row once its values are stored): a file this wide takes "
+    "shorter values, or fewer columns; trying again would fail the same way"
+)
+
+
 def beyond_database_limits(error: BaseException) -> PermanentImportError | None:
     """A statement of the run that PostgreSQL refused as past its limits (SQLSTATE class 54:
     an index entry or a row too large) fails the run at once: psycopg calls it an
     OperationalError, and it was taken for a lost connection and retried at every attempt."""
     # By SQLSTATE: psycopg's classes of class 54 (TooManyColumns, ...) are siblings of
     # ProgramLimitExceeded, not its kind, and were taken for a lost connection.
-    if not any(
-        isinstance(link, psycopg.Error) and (link.sqlstate or "").startswith("54")
+    refused = [
+        link
         for link in chain(error)
-    ):
+        if isinstance(link, psycopg.Error) and (link.sqlstate or "").startswith("54")
+    ]
+    if not refused:
         return None
     logger.warning("database limit exceeded: %s", log_text(error))
+    too_big = ROW_TOO_BIG.search(refused[0].diag.message_primary or "")
+    if too_big:
+        # A wide file's row in staging (a text column a field): the limit is the whole row's,
+        # not a field's, and the words "a value ... a field or a row" sent users looking for
+        # a long field the file does not hold.
+        size, limit = (int(n) for n in too_big.groups())
+        return PermanentImportError(WIDE_ROW.format(size=size, limit=limit))
     return PermanentImportError(BEYOND_LIMITS)
 
 

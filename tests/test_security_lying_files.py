@@ -112,3 +112,17 @@ def test_an_import_saved_with_such_an_encoding_earlier_fails_permanently(alice, 
 
     assert run.status == "failed"
     assert "'rot13' is not a text encoding" in run.error_message
+
+
+def test_a_row_too_wide_for_staging_is_said_as_such(alice, csv_server):
+    # 500 columns of 30 bytes: past PostgreSQL's 8,160 bytes a row in staging. The run said "a
+    # value of the file is beyond what importbeat's database can hold (a field or a row ...)"
+    header = ",".join(["sku", *(f"c{i}" for i in range(499))])
+    row = ",".join(["A-1", *("x" * 30 for _ in range(499))])
+    imp = make_import(alice, csv_server.serve("/wide.csv", f"{header}\n{row}\n"))
+
+    run = run_now(imp)
+
+    assert run.status == "failed"
+    assert run.error_message.startswith("a row of the file is too large for importbeat's staging")
+    assert "a file this wide takes shorter values, or fewer columns" in run.error_message

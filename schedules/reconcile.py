@@ -212,6 +212,7 @@ def find_ticks_without_runs(now: datetime, grace: timedelta) -> int:
             ).values_list("scheduled_import_id", "scheduled_for")
         ) if ticks else set()  # fmt: skip
         by_id = {imp.pk: imp for imp in imports}
+        without_runs = []
         for import_id, import_ticks in expected.items():
             counted = _counted_by_beat(by_id[import_id])
             missing = [
@@ -219,7 +220,8 @@ def find_ticks_without_runs(now: datetime, grace: timedelta) -> int:
             ]
             if missing:
                 found += len(missing)
-                _handle_ticks_without_run(by_id[import_id], missing, now, ends[import_id])
+                without_runs.append((by_id[import_id], missing, ends[import_id]))
+        _handle_ticks_without_runs(without_runs, now)
         _mark_reconciled(ends)
 
 
@@ -233,42 +235,114 @@ def _counted_by_beat(imp: ScheduledImport) -> Callable[[datetime], bool]:
     return lambda tick: low <= tick <= high
 
 
-def _handle_ticks_without_run(
-    imp: ScheduledImport, missing: list[datetime], now: datetime, reconciled_until: datetime
+def _handle_ticks_without_runs(
+    found: list[tuple[ScheduledImport, list[datetime], datetime]], now: datetime
 ) -> None:
-    """Count `missing` and run the catch-up, and note the import reconciled to
-    `reconciled_until`, in one transaction: a pass cut after this import (its time limit) and
-    before the batch's note counted these ticks again at the next pass."""
-    logger.warning(
-        "ticks without a run import=%s count=%s first=%s last=%s catchup=%s",
-        imp.pk, len(missing), missing[0].isoformat(), missing[-1].isoformat(), imp.catchup,
-    )  # fmt: skip
-    run = None
+    """For each (import, its ticks without a run, reconciled until) of a batch: count the
+    ticks, run the catch-up, and note the import reconciled, all in one transaction: a pass
+    cut meanwhile (its time limit) counts nothing twice, and a batch costs a few statements.
+
+    One transaction an import (a lock, a look for newer runs, a count, a note) took 6 to 10 ms
+    each: a pass after a two-hour outage took 102 s at 10,000 imports, of its 120 s limit, and
+    the next one, every import one tick behind, 72 s, longer than the minute between passes.
+    """
+    if not found:
+        return
+    for imp, missing, _until in found:
+        logger.warning(
+            "ticks without a run import=%s count=%s first=%s last=%s catchup=%s",
+            imp.pk, len(missing), missing[0].isoformat(), missing[-1].isoformat(), imp.catchup,
+        )  # fmt: skip
     with transaction.atomic():
-        locked = ScheduledImport.objects.select_for_update().filter(pk=imp.pk).first()
-        if locked is None:
+        ids = sorted(imp.pk for imp, _missing, _until in found)
+        locked = set(
+            ScheduledImport.objects.select_for_update()
+            .filter(pk__in=ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        found = [item for item in found if item[0].pk in locked]
+        if not found:
             return
-        newer = ImportRun.objects.filter(scheduled_import=imp, scheduled_for__gt=missing[-1])
-        if imp.catchup == ScheduledImport.Catchup.COALESCE and not newer.exists():
-            run = ImportRun.objects.create(
-                scheduled_import=locked,
+        newer = _with_newer_runs({imp.pk: missing[-1] for imp, missing, _until in found})
+        runs = [
+            ImportRun(
+                scheduled_import=imp,
                 trigger=ImportRun.Trigger.CATCHUP,
                 scheduled_for=missing[-1],
                 celery_task_id=str(uuid.uuid4()),
             )
-            transaction.on_commit(lambda: services.send_runs([run]), robust=True)
-        _count_missed(imp.pk, len(missing), now, reconciled_until=reconciled_until)
+            for imp, missing, _until in found
+            if imp.catchup == ScheduledImport.Catchup.COALESCE and imp.pk not in newer
+        ]
+        if runs:
+            ImportRun.objects.bulk_create(runs)
+            transaction.on_commit(lambda: services.send_runs(runs), robust=True)
+        newly_late = _count_missed_in_batch(found, now)
+        if newly_late:
+            from . import notifications
+
+            transaction.on_commit(lambda: notifications.on_imports_late(newly_late))
 
 
-def _count_missed(import_id: int, count: int, now: datetime, **also: datetime) -> None:
-    """Count missed ticks; the import is late from now unless it already was (alert once).
-    `also`: other columns to write with the count."""
+def _with_newer_runs(last_missing: dict[int, datetime]) -> set[int]:
+    """The imports that have a run of a tick after their last tick without one."""
+    ids = list(last_missing)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            SELECT DISTINCT v.id
+              FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, last_missing)
+             WHERE EXISTS (
+                   SELECT 1 FROM {ImportRun._meta.db_table} r
+                    WHERE r.scheduled_import_id = v.id AND r.scheduled_for > v.last_missing)
+            """,
+            [ids, [last_missing[pk] for pk in ids]],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def _count_missed_in_batch(
+    found: list[tuple[ScheduledImport, list[datetime], datetime]], now: datetime
+) -> list[int]:
+    """Count each import's missed ticks and note it reconciled, in one statement; the ids of
+    those late from now (a late streak begins: their owners hear once)."""
+    table = ScheduledImport._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""
+            WITH before AS (
+                SELECT i.id, i.late_since IS NULL AS was_on_time
+                  FROM {table} i WHERE i.id = ANY(%s::bigint[])
+            )
+            UPDATE {table} AS i
+               SET missed_ticks = i.missed_ticks + v.missed,
+                   late_since = COALESCE(i.late_since, %s),
+                   reconciled_until = v.until
+              FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[]) AS v(id, missed, until),
+                   before
+             WHERE i.id = v.id AND before.id = v.id
+            RETURNING i.id, before.was_on_time
+            """,
+            [
+                [imp.pk for imp, _missing, _until in found],
+                now,
+                [imp.pk for imp, _missing, _until in found],
+                [len(missing) for _imp, missing, _until in found],
+                [until for _imp, _missing, until in found],
+            ],
+        )
+        return sorted(pk for pk, was_on_time in cursor.fetchall() if was_on_time)
+
+
+def _count_missed(import_id: int, count: int, now: datetime) -> None:
+    """Count missed ticks; the import is late from now unless it already was (alert once)."""
     newly_late = ScheduledImport.objects.filter(pk=import_id, late_since__isnull=True).update(
-        missed_ticks=F("missed_ticks") + count, late_since=now, **also
+        missed_ticks=F("missed_ticks") + count, late_since=now
     )
     if not newly_late:
         ScheduledImport.objects.filter(pk=import_id).update(
-            missed_ticks=F("missed_ticks") + count, late_since=Coalesce("late_since", now), **also
+            missed_ticks=F("missed_ticks") + count, late_since=Coalesce("late_since", now)
         )
         return
     from . import notifications

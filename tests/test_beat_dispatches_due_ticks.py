@@ -334,8 +334,10 @@ def test_a_reconciliation_cut_by_its_time_limit_counts_no_tick_twice(alice, sett
         clock.move_to(T0 + timedelta(minutes=2, seconds=30))
         ScheduledImport.objects.update(next_run_at=T0 + timedelta(minutes=3))
 
-        # When a pass is cut (its soft time limit) after it handled the first import
-        handle = reconcile._handle_ticks_without_run
+        # When a pass is cut (its soft time limit) after it handled its first batch (an
+        # import a batch here)
+        monkeypatch.setattr(reconcile, "BATCH", 1)
+        handle = reconcile._handle_ticks_without_runs
         handled = []
 
         def cut_after_one(*args) -> None:
@@ -343,11 +345,11 @@ def test_a_reconciliation_cut_by_its_time_limit_counts_no_tick_twice(alice, sett
                 raise SoftTimeLimitExceeded()
             handled.append(handle(*args))
 
-        monkeypatch.setattr(reconcile, "_handle_ticks_without_run", cut_after_one)
+        monkeypatch.setattr(reconcile, "_handle_ticks_without_runs", cut_after_one)
         now, grace = T0 + timedelta(minutes=2, seconds=30), timedelta(seconds=5)
         with pytest.raises(SoftTimeLimitExceeded):
             reconcile.find_ticks_without_runs(now, grace)
-        monkeypatch.setattr(reconcile, "_handle_ticks_without_run", handle)
+        monkeypatch.setattr(reconcile, "_handle_ticks_without_runs", handle)
 
         # ... and the next pass runs
         reconcile.find_ticks_without_runs(now, grace)

@@ -235,6 +235,10 @@ def copy_raw(
                     break
                 spool.write(block)
                 continue
+            if len(held) > CHUNK_BYTES:
+                # A long run of blank lines, not the file's last: to COPY a block at a time,
+                # not joined to the next block in one copy of it all.
+                held = _write_in_blocks(held, write)
             block = bytes(held) + block
             body = block.rstrip(b"\r\n")
             held = bytearray(block[len(body) :])
@@ -268,6 +272,19 @@ def copy_raw(
             raise
         raise CopyRejected(str(error).splitlines()[0]) from error
     return staged
+
+
+def _write_in_blocks(held: bytearray, write) -> bytearray:
+    """Write `held` (line breaks) a block at a time, never between a CR and its LF; the rest,
+    less than a block, is returned to go with the next block."""
+    start = 0
+    while len(held) - start > CHUNK_BYTES:
+        end = start + CHUNK_BYTES
+        if held[end - 1] == 0x0D:  # keep "\r\n" together: a lone CR counts as a line of its own
+            end += 1
+        write(bytes(held[start:end]))
+        start = end
+    return held[start:]
 
 
 def _cut_point(body: bytes, quotes_before: int) -> int:

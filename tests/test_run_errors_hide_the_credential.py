@@ -64,7 +64,8 @@ def test_a_bad_rows_value_repeating_the_credential_is_hidden_in_its_row_error(
     run = run_now(imp)
 
     # Then each row error shows where the value held the secret, not the secret
-    assert run.status == "partial" and run.rows_failed == 1
+    # (its one row refused: a run whose every row was refused is failed)
+    assert run.status == "failed" and run.rows_failed == 1
     shown = {error["column"]: error["value"] for error in run.error_details["rows"]}
     assert shown == {
         "authorization": prefix + "Basic [hidden]",

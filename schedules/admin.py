@@ -9,6 +9,7 @@ from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
+from django.db import transaction
 from django.db.models import Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -137,6 +138,10 @@ class OwnerFilter(admin.SimpleListFilter):
         return queryset.filter(owner_id=self.value())
 
 
+# Columns an import's form writes from what was typed, changed or not (the credential's).
+OWN_FORM_COLUMNS = ("credential_", "sftp_")
+
+
 @admin.register(ScheduledImport)
 class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAdmin):
     # An "Audit log" column: who changed each import, when, and what (schedules.history).
@@ -153,6 +158,26 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
     list_select_related = ("owner", "dataset")
     actions = ("run_now", "pause", "resume", "cancel")
     inlines = (RecentRunsInline,)
+
+    def save_model(self, request: HttpRequest, obj: ScheduledImport, form, change: bool) -> None:
+        """An edit writes what its form changed, onto the import as it is now (locked): a
+        pause (or any edit) committed since the page was posted was written back as read, and
+        the import fired on after a pause answered 200. The credential's columns are the form's
+        own (clean() has encrypted what was typed)."""
+        if not change:
+            return super().save_model(request, obj, form, change)
+        with transaction.atomic():
+            now = services.as_it_is_now(obj)
+            for field in ScheduledImport._meta.concrete_fields:
+                if field.name in form.changed_data or field.name.startswith(OWN_FORM_COLUMNS):
+                    continue
+                if field.name in form.fields and (
+                    getattr(obj, field.attname) != form.initial.get(field.name)
+                ):
+                    continue  # set by the model's clean() (the other schedule's field cleared)
+                setattr(obj, field.attname, getattr(now, field.attname))
+            obj.save()
+        return None
 
     def auditlog_history_view(self, request: HttpRequest, object_id: str, extra_context=None):
         # django-auditlog's page raised for an import that is not there (deleted, or never

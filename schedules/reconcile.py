@@ -255,13 +255,22 @@ def _handle_ticks_without_runs(
         )  # fmt: skip
     with transaction.atomic():
         ids = sorted(imp.pk for imp, _missing, _until in found)
-        locked = set(
+        # As they are now, locked: one paused, cancelled or rescheduled since the batch was
+        # read has no missed tick (its catch-up ran, and its owner heard it was late, after a
+        # pause answered 200, or right after a schedule change).
+        locked = (
             ScheduledImport.objects.select_for_update()
             .filter(pk__in=ids)
             .order_by("pk")
-            .values_list("pk", flat=True)
+            .values_list("pk", "status", "schedule_changed_at")
         )
-        found = [item for item in found if item[0].pk in locked]
+        now_as = {pk: (status, changed_at) for pk, status, changed_at in locked}
+        found = [
+            item
+            for item in found
+            if now_as.get(item[0].pk)
+            == (ScheduledImport.Status.ACTIVE, item[0].schedule_changed_at)
+        ]
         if not found:
             return
         newer = _with_newer_runs({imp.pk: missing[-1] for imp, missing, _until in found})

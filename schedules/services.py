@@ -273,7 +273,7 @@ def update_import(
     unknown = set(fields) - IMPORT_FIELDS
     if unknown:
         raise ValueError(f"not editable: {sorted(unknown)}")
-    asked, imp = imp, _as_it_is_now(imp)
+    asked, imp = imp, as_it_is_now(imp)
     for name, value in fields.items():
         setattr(imp, name, value)
     if dataset is not None and dataset != imp.dataset.name:
@@ -313,7 +313,7 @@ def cancel_import(imp: ScheduledImport) -> ScheduledImport:
 
 @transaction.atomic
 def _set_status(imp: ScheduledImport, status: str) -> ScheduledImport:
-    asked, imp = imp, _as_it_is_now(imp)
+    asked, imp = imp, as_it_is_now(imp)
     imp.status = status
     imp.save()
     return _now_as(asked, imp)
@@ -328,8 +328,9 @@ def _now_as(asked: ScheduledImport, saved: ScheduledImport) -> ScheduledImport:
     return asked
 
 
-def _as_it_is_now(imp: ScheduledImport) -> ScheduledImport:
-    """`imp` read again, locked until the caller's transaction ends (update_import)."""
+def as_it_is_now(imp: ScheduledImport) -> ScheduledImport:
+    """`imp` read again, locked until the caller's transaction ends (update_import, the
+    admin's save)."""
     if imp.pk is None:
         return imp
     return (
@@ -376,7 +377,16 @@ def delete_import(imp: ScheduledImport) -> None:
     import of a year of minute runs (500,000) was still at it when gunicorn killed the request
     after 30 s: it could never be deleted. The cascade then finds no run left (nor misses one
     queued meanwhile) and deletes the rest as before, with its signals.
+
+    The import is locked first, as beat's dispatch and a trigger lock it before they add a
+    run: a run added between the runs' deletion and the import's made the deletion a 500 (its
+    foreign key), the import left in place. And in that order (import, then runs), as a cancel
+    takes them, so that the two never wait for each other.
     """
+    try:
+        as_it_is_now(imp)
+    except ScheduledImport.DoesNotExist:
+        return  # deleted meanwhile
     delete_runs(imp.runs.all())
     imp.delete()
 
@@ -429,7 +439,9 @@ def runs_deletion() -> list[str]:
 
 
 _quote = db_connection.ops.quote_name
-LOCK_IMPORT_SQL = f"SELECT 1 FROM {_quote(ScheduledImport._meta.db_table)} WHERE id = %s FOR UPDATE"
+LOCK_IMPORT_SQL = (
+    f"SELECT status FROM {_quote(ScheduledImport._meta.db_table)} WHERE id = %s FOR UPDATE"
+)
 # Checked by the insert itself, after the lock: a run committed while this trigger waited for
 # the lock is seen (READ COMMITTED takes a new snapshot for each statement).
 _ACTIVE = rows.literals(ImportRun.ACTIVE_STATUSES)
@@ -469,7 +481,13 @@ def queue_next_delivery(imp: ScheduledImport, *, after: int, path: str) -> Impor
     run = ImportRun(
         scheduled_import=imp, trigger=ImportRun.Trigger.CATCHUP, celery_task_id=str(uuid.uuid4())
     )
-    return _enqueue(imp, run, history.NEXT_DELIVERY, None, {"after": after, "file": path})
+    return _enqueue(
+        imp, run, history.NEXT_DELIVERY, None, {"after": after, "file": path}, only_active=True
+    )
+
+
+class ImportNotActive(Exception):
+    """The import was paused or cancelled meanwhile: its queue waits for its owner."""
 
 
 def _enqueue(
@@ -478,7 +496,9 @@ def _enqueue(
     event: str,
     user: AbstractBaseUser | None,
     details: dict[str, Any],
+    only_active: bool = False,
 ) -> ImportRun:
+    entry = None
     try:
         with transaction.atomic():
             # Under the import's lock, so two triggers at once queue one run. The lock and the
@@ -486,8 +506,13 @@ def _enqueue(
             # a fifth of a trigger's CPU.
             with db_connection.cursor() as cursor:
                 cursor.execute(LOCK_IMPORT_SQL, [imp.pk])
-                if cursor.fetchone() is None:
+                found = cursor.fetchone()
+                if found is None:
                     raise ScheduledImport.DoesNotExist(f"import {imp.pk} was deleted")
+                if only_active and found[0] != ScheduledImport.Status.ACTIVE:
+                    # (paused or cancelled while the caller looked: read under the lock, as a
+                    # pause or a cancel writes it)
+                    raise ImportNotActive(f"import {imp.pk} is {found[0]}")
             if not rows.insert_where(run, NO_ACTIVE_RUN_SQL, [imp.pk]):
                 active = imp.runs.filter(status__in=ImportRun.ACTIVE_STATUSES).first()
                 raise RunAlreadyActive(active)
@@ -515,6 +540,10 @@ def cancel_run(run: ImportRun, user: AbstractBaseUser | None = None) -> ImportRu
     """
     by = f" by {user.get_username()}" if user is not None else ""
     with transaction.atomic():
+        # The import first, as cancelling or deleting the import takes it before its runs:
+        # run-then-import here against import-then-runs there deadlocked (a 500, the import's
+        # cancel not done).
+        ScheduledImport.objects.select_for_update().filter(pk=run.scheduled_import_id).first()
         # Locked: a worker's claim (a conditional UPDATE) waits, then sees the run cancelled.
         locked = ImportRun.objects.select_for_update().get(pk=run.pk)
         if locked.status in WAITING_STATUSES:

@@ -75,7 +75,7 @@ def _queue_next(ended: ImportRun) -> ImportRun | None:
         return None
     try:
         run = services.queue_next_delivery(imp, after=ended.pk, path=waiting)
-    except (services.RunAlreadyActive, ScheduledImport.DoesNotExist):
+    except (services.RunAlreadyActive, ScheduledImport.DoesNotExist, services.ImportNotActive):
         return None
     except services.BrokerUnavailable:
         logger.warning(

@@ -356,3 +356,45 @@ def test_a_reconciliation_cut_by_its_time_limit_counts_no_tick_twice(alice, sett
 
     # Then every import counts its three missed ticks once
     assert [ScheduledImport.objects.get(pk=i.pk).missed_ticks for i in imports] == [3, 3, 3]
+
+
+def test_reconciliation_leaves_an_import_paused_since_it_read_its_batch(alice, monkeypatch):
+    # It locked the import but acted on it as read: after a pause answered 200, a catch-up run
+    # went out and the owner heard the import was late
+    monkeypatch.setattr(reconcile.services, "send_runs", lambda runs: None)
+    with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
+        imp = make_import(alice, SOURCE, interval_seconds=60, catchup="coalesce")
+        clock.move_to(T0 + timedelta(minutes=2, seconds=30))
+        read_by_the_pass = ScheduledImport.objects.get(pk=imp.pk)
+        services.pause_import(ScheduledImport.objects.get(pk=imp.pk))
+
+        reconcile._handle_ticks_without_runs(
+            [(read_by_the_pass, [T0, T0 + timedelta(minutes=1)], T0 + timedelta(minutes=2))],
+            T0 + timedelta(minutes=2, seconds=30),
+        )
+
+    imp.refresh_from_db()
+    assert (imp.status, imp.missed_ticks, imp.late_since) == ("paused", 0, None)
+    assert not ImportRun.objects.filter(scheduled_import=imp).exists()
+
+
+def test_beat_waits_a_moment_when_the_due_imports_are_locked_by_someone_else(alice):
+    # It looped at once, without a pause: 3,600 transactions in 5 s of a lock held
+    import psycopg
+
+    from project import beat as beat_module
+    from project.celery import app
+
+    imp = make_import(alice, SOURCE, interval_seconds=60)
+    ScheduledImport.objects.filter(pk=imp.pk).update(next_run_at=T0.replace(year=2020))
+    scheduler = beat_module.ImportScheduler(app=app)
+    try:
+        with psycopg.connect(**connection.get_connection_params()) as holder:
+            holder.execute(
+                "SELECT 1 FROM schedules_scheduledimport WHERE id = %s FOR UPDATE", [imp.pk]
+            )
+            wait = scheduler._dispatch_imports()
+    finally:
+        scheduler.close()
+
+    assert wait == beat_module.LOCKED_DUE_WAIT_SECONDS

@@ -8,7 +8,7 @@ from auditlog.mixins import AuditlogHistoryAdminMixin
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
-from django.core.exceptions import PermissionDenied
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.db.models import Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
@@ -403,7 +403,11 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
             if imp.status not in from_statuses:
                 left.append(f"{imp.name} ({imp.status})")
                 continue
-            change(imp)
+            try:
+                change(imp)
+            except ValidationError as refused:
+                left.append(f"{imp.name} ({'; '.join(refused.messages)})")
+                continue
             count += 1
         self.message_user(request, f"{verb} {count} import(s).", messages.SUCCESS)
         if left:

@@ -314,6 +314,12 @@ def cancel_import(imp: ScheduledImport) -> ScheduledImport:
 @transaction.atomic
 def _set_status(imp: ScheduledImport, status: str) -> ScheduledImport:
     asked, imp = imp, as_it_is_now(imp)
+    if status == ScheduledImport.Status.ACTIVE and not _owner_is_active(imp.owner_id):
+        # Read after the import's lock, in a statement of its own: a resume that waited for a
+        # deactivation to pause the import saw the owner as it was before, and won.
+        raise ValidationError(
+            {"status": ["its owner's account is deactivated: reactivate the account first"]}
+        )
     imp.status = status
     imp.save()
     return _now_as(asked, imp)
@@ -326,6 +332,12 @@ def _now_as(asked: ScheduledImport, saved: ScheduledImport) -> ScheduledImport:
             setattr(asked, field.attname, getattr(saved, field.attname))
         asked.loaded()
     return asked
+
+
+def _owner_is_active(owner_id: int) -> bool:
+    from django.contrib.auth import get_user_model
+
+    return get_user_model().objects.filter(pk=owner_id, is_active=True).exists()
 
 
 def as_it_is_now(imp: ScheduledImport) -> ScheduledImport:

@@ -358,3 +358,12 @@ def test_a_deactivated_owners_imports_are_paused_and_no_email_goes_to_them(alice
     delivery.refresh_from_db()
     assert delivery.status == "skipped" and not mail.outbox
     assert delivery.error == "its owner's account was deactivated before it went out"
+    # ... and it cannot be resumed until the account is reactivated (a resume that waited for
+    # the deactivation's pause won over it)
+    from django.core.exceptions import ValidationError
+
+    with pytest.raises(ValidationError, match="reactivate the account first"):
+        services.resume_import(imp)
+    alice.is_active = True
+    alice.save()
+    assert services.resume_import(imp).status == "active"

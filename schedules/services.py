@@ -407,13 +407,29 @@ def delete_import(imp: ScheduledImport) -> None:
 SELECTED_RUNS = "{selected runs}"
 
 
+RECONCILED_PAST_DELETED_TICKS = f"""
+    UPDATE {ScheduledImport._meta.db_table} AS i SET reconciled_until = d.tick
+      FROM (SELECT scheduled_import_id, max(scheduled_for) AS tick
+              FROM {ImportRun._meta.db_table}
+             WHERE id IN ({SELECTED_RUNS}) AND scheduled_for IS NOT NULL
+             GROUP BY scheduled_import_id) AS d
+     WHERE i.id = d.scheduled_import_id
+       AND (i.reconciled_until IS NULL OR i.reconciled_until < d.tick)
+"""
+
+
 @transaction.atomic
 def delete_runs(runs: QuerySet[ImportRun]) -> int:
     """Delete `runs` as Django's cascade would, in a few statements however many they are
-    (`runs_deletion`, each reading `runs` as a subquery); how many went."""
+    (`runs_deletion`, each reading `runs` as a subquery); how many went.
+
+    A scheduled run deleted leaves its tick reconciled: the tick was dispatched, and
+    reconciliation, finding it without a run, took it for a missed tick (a catch-up run and a
+    "late" alert after an operator deleted a queued run in the admin to stop it)."""
     selected, params = runs.order_by().values("pk").query.sql_with_params()
     deleted = 0
     with db_connection.cursor() as cursor:
+        cursor.execute(RECONCILED_PAST_DELETED_TICKS.replace(SELECTED_RUNS, selected), list(params))
         for statement in runs_deletion():
             used = statement.count(SELECTED_RUNS)
             cursor.execute(statement.replace(SELECTED_RUNS, selected), list(params) * used)

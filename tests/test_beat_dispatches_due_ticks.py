@@ -398,3 +398,24 @@ def test_beat_waits_a_moment_when_the_due_imports_are_locked_by_someone_else(ali
         scheduler.close()
 
     assert wait == beat_module.LOCKED_DUE_WAIT_SECONDS
+
+
+def test_a_dispatched_run_deleted_by_an_operator_is_no_missed_tick(alice, settings, monkeypatch):
+    # Its tick, found without a run, was taken for a missed one: a catch-up ran the tick the
+    # operator had stopped, and the owner heard the import was late
+    settings.MISSED_TICK_GRACE_SECONDS = 5
+    monkeypatch.setattr(reconcile.services, "send_runs", lambda runs: None)
+    with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
+        imp = make_import(alice, SOURCE, interval_seconds=60, catchup="coalesce")
+        clock.move_to(T0 + timedelta(seconds=1))
+        run_beat_once()
+        [run] = ImportRun.objects.filter(scheduled_import=imp)
+        services.delete_runs(ImportRun.objects.filter(pk=run.pk))  # the admin's deletion
+
+        clock.move_to(T0 + timedelta(seconds=50))
+        found = reconcile.reconcile()
+
+    imp.refresh_from_db()
+    assert found["ticks_without_run"] == 0
+    assert (imp.missed_ticks, imp.late_since) == (0, None)
+    assert not ImportRun.objects.filter(scheduled_import=imp).exists()

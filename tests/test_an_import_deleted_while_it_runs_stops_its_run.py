@@ -163,3 +163,33 @@ def _task_of_run(base: str, run_id: int) -> dict | None:
     tasks = requests.get(f"{base}/api/tasks", auth=AUTH, timeout=5).json()
     return next((t for t in tasks.values() if f"'run_id': {run_id}" in (t["result"] or "")
                  or f"({run_id}," in (t["args"] or "")), None)  # fmt: skip
+
+
+def test_an_import_moved_to_another_dataset_while_it_runs_stops_its_run(alice, csv_server):
+    # It merged into the old dataset and said succeeded, the new one left empty (and failed,
+    # counted, when the old one was deleted meanwhile)
+    from schedules import services as schedules_services
+    from schedules.models import Dataset, ScheduledImport
+    from tasks import engine
+    from tests.factories import PRODUCTS_CSV, make_import
+    from tests.importer_support import run_now
+
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV), dataset="old")
+    new = schedules_services.get_or_create_dataset(alice, "new")
+    moved = []
+
+    def move_once(progress: dict) -> None:
+        if not moved:
+            moved.append(ScheduledImport.objects.filter(pk=imp.pk).update(dataset=new))
+
+    with engine.listen(move_once):
+        run = run_now(imp)
+
+    assert run.status == "cancelled", run.error_message
+    assert run.error_message == (
+        "its import was moved to another dataset while it ran; neither dataset was changed, "
+        "and the next run fills the new one"
+    )
+    assert not Dataset.objects.get(name="old").records.exists()
+    assert run_now(ScheduledImport.objects.get(pk=imp.pk)).rows_inserted == 3
+    assert new.records.count() == 3

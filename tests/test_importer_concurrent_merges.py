@@ -34,11 +34,11 @@ def test_a_merge_that_waited_for_another_compares_with_what_that_one_wrote(
     late_waits, other_done = threading.Event(), threading.Event()
     lock_dataset = merge._lock_dataset
 
-    def other_merges_first(dataset_id: int) -> tuple[str, int]:
+    def other_merges_first(dataset_id: int, import_id: int) -> tuple[str, int]:
         if threading.current_thread().name == "late run":
             late_waits.set()
             assert other_done.wait(30)
-        return lock_dataset(dataset_id)
+        return lock_dataset(dataset_id, import_id)
 
     monkeypatch.setattr(merge, "_lock_dataset", other_merges_first)
     outcome: dict[str, ImportRun] = {}

@@ -22,7 +22,7 @@ from schedules.services import (
     record_committed_counts,
 )
 
-from ..errors import PermanentImportError
+from ..errors import PermanentImportError, RunCancelled
 from .digest import applied_key
 from .first_record import Layout
 from .progress import stop_if_cancelled, timed
@@ -78,7 +78,7 @@ def merge_staged(
     data = rendered(pg, ("row_json", layout.key, "c"), lambda: row_json(layout, "c"))
     try:
         with timed("merge and commit", run), transaction.atomic(), work_mem(pg, counts.rows_read):
-            keyed_by, records = _lock_dataset(imp.dataset_id)
+            keyed_by, records = _lock_dataset(imp.dataset_id, imp.pk)
             pg.execute(dataset_has_records(record, imp.dataset_id))
             first_load = not pg.fetchone()[0]
             if not first_load:
@@ -144,17 +144,35 @@ def merge_staged(
         raise
 
 
-def _lock_dataset(dataset_id: int) -> tuple[str, int]:
+def _lock_dataset(dataset_id: int, import_id: int) -> tuple[str, int]:
     """Hold the dataset row until the merge commits (`services.lock_datasets`); the column its
     records are keyed by, and how many there are.
 
     Records have no database foreign key (its check ran once per written row); this one lock
     is what that check took a million times: the dataset cannot be deleted under the merge.
+    An import moved to another dataset while its run ran (an edit) stops the run, cancelled:
+    it merged into the old dataset, and said succeeded while the new one stayed empty.
     """
-    keyed = lock_dataset_keyed(dataset_id)
+    keyed = lock_dataset_keyed(dataset_id, import_id)
     if keyed is None:
+        if _moved(import_id, dataset_id):
+            raise RunCancelled(MOVED)
         raise PermanentImportError("the import's dataset was deleted during the run")
-    return keyed
+    key_column, records, writes_to = keyed
+    if writes_to is not None and writes_to != dataset_id:
+        # (None: the import itself is gone, which the merge's commit says in its own words)
+        raise RunCancelled(MOVED)
+    return key_column, records
+
+
+MOVED = (
+    "its import was moved to another dataset while it ran; neither dataset was changed, and "
+    "the next run fills the new one"
+)
+
+
+def _moved(import_id: int, dataset_id: int) -> bool:
+    return ScheduledImport.objects.filter(pk=import_id).exclude(dataset_id=dataset_id).exists()
 
 
 def _refuse_another_key(imp: ScheduledImport, keyed_by: str, records: int) -> None:

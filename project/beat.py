@@ -25,6 +25,7 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection
 from django.db.backends.signals import connection_created
 from django_celery_beat.schedulers import DatabaseScheduler
@@ -178,7 +179,7 @@ class ImportScheduler(DatabaseScheduler):
         entries = {}
         for name, fields in mapping.items():
             try:
-                entry = self.Entry.from_entry(name, app=self.app, **fields)
+                entry = self._installed(name, fields)
             except DatabaseError as error:
                 if name not in self.not_installed:
                     what = "takes no writes" if read_only_database.refused(error) else "failed"
@@ -192,6 +193,16 @@ class ImportScheduler(DatabaseScheduler):
             if entry.model.enabled:
                 entries[name] = entry
         self.schedule.update(entries)
+
+    def _installed(self, name: str, fields: dict[str, Any]):
+        """django-celery-beat's entry `name`, written to its table. Two beats starting at once
+        both find it missing and create it: the second's create is refused as a duplicate name
+        (a ValidationError, which stopped that beat with a traceback, so no standby was left
+        to take over). It is there then, made by the other beat, and read as it is."""
+        try:
+            return self.Entry.from_entry(name, app=self.app, **fields)
+        except ValidationError:
+            return self.Entry.from_entry(name, app=self.app, **fields)
 
     def _install_the_rest(self) -> None:
         """Install the entries the database did not take before, once it takes them."""

@@ -79,3 +79,30 @@ def test_a_database_that_does_not_answer_beats_clock_read_is_said(caplog, monkey
     said = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
     assert said == [f"beat cannot reach the database: {REFUSED}"]
     assert scheduler.database_away
+
+
+def test_a_beat_starting_beside_another_takes_the_entries_the_other_made(monkeypatch):
+    # Two beats starting at once both found a maintenance entry missing and created it: the
+    # second's create was refused as a duplicate name, a ValidationError that stopped that beat
+    # with a traceback, leaving no standby to take over
+    from django.core.exceptions import ValidationError
+
+    from project.beat import ImportScheduler as Scheduler
+
+    made = Scheduler(app=app)  # the first beat: its entries are in the table
+    made.close()
+    from_entry = Scheduler.Entry.from_entry.__func__
+    refused = []
+
+    def the_other_beat_made_it_first(cls, name, app=None, **entry):
+        if name not in refused:
+            refused.append(name)
+            raise ValidationError({"name": ["Periodic task with this Name already exists."]})
+        return from_entry(cls, name, app=app, **entry)
+
+    monkeypatch.setattr(Scheduler.Entry, "from_entry", classmethod(the_other_beat_made_it_first))
+    second = Scheduler(app=app)
+    try:
+        assert refused and set(refused) <= set(second.schedule)
+    finally:
+        second.close()

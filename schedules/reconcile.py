@@ -31,7 +31,6 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
-from django.db.models.functions import Coalesce
 
 from common import database_clock
 
@@ -123,9 +122,9 @@ def recover_lost_messages(now: datetime, grace: timedelta) -> tuple[int, int]:
                 error_message=reason,
             )  # fmt: skip
             counts[import_id] = counts.get(import_id, 0) + skipped
-        for import_id, count in counts.items():
-            if count:
-                _count_missed(import_id, count, now)
+        _count_missed(
+            [(import_id, count, None) for import_id, count in counts.items() if count], now
+        )
     if resend:
         transaction.on_commit(lambda: services.send_runs(resend), robust=True)
         for run in resend:
@@ -287,11 +286,7 @@ def _handle_ticks_without_runs(
         if runs:
             ImportRun.objects.bulk_create(runs)
             transaction.on_commit(lambda: services.send_runs(runs), robust=True)
-        newly_late = _count_missed_in_batch(found, now)
-        if newly_late:
-            from . import notifications
-
-            transaction.on_commit(lambda: notifications.on_imports_late(newly_late))
+        _count_missed([(imp.pk, len(missing), until) for imp, missing, until in found], now)
 
 
 def _with_newer_runs(last_missing: dict[int, datetime]) -> set[int]:
@@ -311,12 +306,14 @@ def _with_newer_runs(last_missing: dict[int, datetime]) -> set[int]:
         return {row[0] for row in cursor.fetchall()}
 
 
-def _count_missed_in_batch(
-    found: list[tuple[ScheduledImport, list[datetime], datetime]], now: datetime
-) -> list[int]:
-    """Count each import's missed ticks and note it reconciled, in one statement; the ids of
-    those late from now (a late streak begins: their owners hear once)."""
+def _count_missed(counts: list[tuple[int, int, datetime | None]], now: datetime) -> None:
+    """Count each (import, missed ticks, reconciled until or None to keep it) in one
+    statement; an import is late from now unless it already was, and its owner hears once a
+    late streak, once the caller's transaction commits."""
+    if not counts:
+        return
     table = ScheduledImport._meta.db_table
+    ids = [import_id for import_id, _count, _until in counts]
     with connection.cursor() as cursor:
         cursor.execute(
             f"""
@@ -327,36 +324,25 @@ def _count_missed_in_batch(
             UPDATE {table} AS i
                SET missed_ticks = i.missed_ticks + v.missed,
                    late_since = COALESCE(i.late_since, %s),
-                   reconciled_until = v.until
+                   reconciled_until = COALESCE(v.until, i.reconciled_until)
               FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[]) AS v(id, missed, until),
                    before
              WHERE i.id = v.id AND before.id = v.id
             RETURNING i.id, before.was_on_time
             """,
             [
-                [imp.pk for imp, _missing, _until in found],
+                ids,
                 now,
-                [imp.pk for imp, _missing, _until in found],
-                [len(missing) for _imp, missing, _until in found],
-                [until for _imp, _missing, until in found],
+                ids,
+                [count for _import_id, count, _until in counts],
+                [until for _import_id, _count, until in counts],
             ],
         )
-        return sorted(pk for pk, was_on_time in cursor.fetchall() if was_on_time)
+        newly_late = sorted(pk for pk, was_on_time in cursor.fetchall() if was_on_time)
+    if newly_late:
+        from . import notifications
 
-
-def _count_missed(import_id: int, count: int, now: datetime) -> None:
-    """Count missed ticks; the import is late from now unless it already was (alert once)."""
-    newly_late = ScheduledImport.objects.filter(pk=import_id, late_since__isnull=True).update(
-        missed_ticks=F("missed_ticks") + count, late_since=now
-    )
-    if not newly_late:
-        ScheduledImport.objects.filter(pk=import_id).update(
-            missed_ticks=F("missed_ticks") + count, late_since=Coalesce("late_since", now)
-        )
-        return
-    from . import notifications
-
-    transaction.on_commit(lambda: notifications.on_imports_late([import_id]))
+        transaction.on_commit(lambda: notifications.on_imports_late(newly_late))
 
 
 def _mark_reconciled(ends: dict[int, datetime]) -> None:

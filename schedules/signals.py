@@ -48,9 +48,13 @@ def pause_the_imports_of_a_deactivated_user(sender, instance, **kwargs) -> None:
         return
     was_active = sender.objects.filter(pk=instance.pk, is_active=True).exists()
     if was_active:
-        from .services import pause_import
+        from .statuses import change_statuses
 
-        for imp in ScheduledImport.objects.filter(
-            owner_id=instance.pk, status=ScheduledImport.Status.ACTIVE
-        ):
-            pause_import(imp)
+        active = ScheduledImport.Status.ACTIVE
+        change_statuses(
+            ScheduledImport.objects.filter(owner_id=instance.pk, status=active).values_list(
+                "pk", flat=True
+            ),
+            ScheduledImport.Status.PAUSED,
+            from_statuses=(active,),
+        )

@@ -136,3 +136,27 @@ def test_a_cancelled_import_needs_no_attention_on_any_surface(admin_client, alic
     assert attention.reasons_for(imp) == []
     assert [i["name"] for i in attention.needing_attention()] == []
     assert "last run failed" not in html
+
+
+@pytest.mark.parametrize(
+    "broken",
+    ["sku,name\n,Anvil\n,Bucket\n,Crate\n", "sku,name\nA-1\nB-2\nC-3\n"],
+    ids=["keys lost", "a column lost"],
+)
+def test_a_sync_run_whose_every_row_was_refused_deletes_no_record(alice, csv_server, broken):
+    # Given a sync import that loaded three products
+    from tests.importer_support import records, run_now
+
+    url = csv_server.serve("/p.csv", "sku,name\nA-1,Anvil\nB-2,Bucket\nC-3,Crate\n")
+    imp = make_import(alice, url, mode="sync")
+    assert run_now(imp).status == "succeeded"
+
+    # When the partner's next file is broken on every row
+    csv_server.serve("/p.csv", broken)
+    run = run_now(imp)
+
+    # Then the run failed, saying nothing landed, and it deleted nothing: its keys are what
+    # broke, so nothing says which records are absent (it deleted all three)
+    assert (run.status, run.rows_deleted) == ("failed", 0), run.error_message
+    assert "nothing landed" in run.error_message
+    assert sorted(records(imp)) == ["A-1", "B-2", "C-3"]

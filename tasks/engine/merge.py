@@ -19,6 +19,7 @@ from schedules.services import (
     finish_with_rows,
     lock_dataset_keyed,
     note_merge,
+    outcome_of,
     record_committed_counts,
 )
 
@@ -111,9 +112,14 @@ def merge_staged(
             )
             counts.rows_inserted = pg.rowcount
             counts.rows_deleted = 0
-            if imp.mode == ScheduledImport.Mode.SYNC:
+            if (
+                imp.mode == ScheduledImport.Mode.SYNC
+                and outcome_of(counts.rows_read, counts.rows_failed) != ImportRun.Status.FAILED
+            ):
                 # Only reached once the whole file was staged: a broken download never
-                # deletes.
+                # deletes. Nor does a file whose every row was refused: its keys are what
+                # broke (blank, a column shifted), so nothing says which records are absent,
+                # and the run that failed saying "nothing landed" had deleted every record.
                 pg.execute(delete_absent(record, imp.dataset_id))
                 counts.rows_deleted = pg.rowcount
             applied = applied_key(imp, run.file_digest) if run.file_digest else ""

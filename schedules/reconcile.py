@@ -99,7 +99,11 @@ def recover_lost_messages(now: datetime, grace: timedelta) -> tuple[int, int]:
         imp = run.scheduled_import
         if not _is_missed_tick(run, before):
             resend.append(run)
-        elif imp.catchup == ScheduledImport.Catchup.COALESCE and imp.pk not in newest_per_import:
+        elif imp.pk not in newest_per_import:
+            # Whatever `catchup` says: beat folded every tick since into this run, promising
+            # that it "takes the file after this tick" (dispatch._fold_into_waiting_runs), so
+            # it stands for the import's latest tick. Under `skip` it was skipped, and a daily
+            # import lost its day's run, and the ticks folded into it theirs, to a lost message.
             newest_per_import.add(imp.pk)
             resend.append(run)
         else:

@@ -419,3 +419,33 @@ def test_a_dispatched_run_deleted_by_an_operator_is_no_missed_tick(alice, settin
     assert found["ticks_without_run"] == 0
     assert (imp.missed_ticks, imp.late_since) == (0, None)
     assert not ImportRun.objects.filter(scheduled_import=imp).exists()
+
+
+@pytest.mark.parametrize("catchup", ["coalesce", "skip"])
+def test_a_tick_whose_message_was_lost_runs_whatever_catchup_says(
+    alice, settings, monkeypatch, catchup
+):
+    # Given a tick dispatched on time whose message was lost (beat killed between its commit
+    # and its publish), and the next tick folded into it ("takes the file after this tick")
+    settings.MISSED_TICK_GRACE_SECONDS = 60
+    resent: list[ImportRun] = []
+    monkeypatch.setattr(reconcile.services, "send_runs", resent.extend)
+    monkeypatch.setattr(reconcile.broker, "pending_task_ids", lambda *args: set())
+    with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
+        imp = make_import(alice, SOURCE, interval_seconds=60, catchup=catchup)
+        clock.move_to(T0 + timedelta(seconds=1))
+        run_beat_once()
+        clock.move_to(T0 + timedelta(seconds=61))
+        run_beat_once()
+        lost, folded = ImportRun.objects.filter(scheduled_import=imp).order_by("scheduled_for")
+        assert f"run {lost.pk} of this import" in folded.error_message
+
+        # When reconciliation finds its message lost
+        clock.move_to(T0 + timedelta(seconds=75))
+        reconcile.recover_lost_messages(T0 + timedelta(seconds=75), timedelta(seconds=60))
+
+    # Then it is sent again as the import's catch-up run, under `skip` too: it was skipped, and
+    # the ticks folded into it with it (a daily import lost its day's run)
+    lost.refresh_from_db()
+    assert (lost.status, lost.trigger) == ("queued", "catchup")
+    assert [run.pk for run in resent] == [lost.pk]

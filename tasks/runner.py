@@ -169,6 +169,14 @@ def _execute(run_id: int, task: Any | None, attempted: list[ImportRun]) -> dict[
                 # An earlier attempt committed the rows and was lost before it finished the run.
                 services.finish_run(run, services.committed_status(run))
                 return summary(run)
+            if run.status == ImportRun.Status.RUNNING and run.cancel_requested_at is not None:
+                # Asked to stop, then its worker died before a safe point (a file that kills
+                # workers is what an owner cancels): it ends cancelled, as the sweep ends such a
+                # run (services.recover_lost_run). It ended failed, counted in the streak when
+                # out of attempts, and with attempts left fetched its file again first.
+                words = services.cancel_requested(run.pk, imp.pk) or "cancelled"
+                services.finish_run(run, ImportRun.Status.CANCELLED, error=words)
+                return summary(run)
             if run.status == ImportRun.Status.RUNNING and run.attempts > imp.max_retries:
                 # Its worker died on every attempt (a file that kills workers): stop here.
                 services.finish_run(

@@ -806,6 +806,8 @@ class RecordAdmin(ListAtScale, admin.ModelAdmin):
     search_fields = ("key",)
     list_select_related = ("dataset__owner",)
     raw_id_fields = ("dataset",)
+    # Along the (dataset, key) index: by id, a dataset's page walked past every later record.
+    ordering = ("dataset", "key")
     readonly_fields = ("data_table",)
     fields = ("dataset", "key", "data_table", "content_hash", "created_at", "updated_at")
     Media = AdminMedia

@@ -654,7 +654,8 @@ def export_rows(records: QuerySet[Record], dataset: Dataset) -> Iterator[str]:
         writer = csv.writer(_Echo())
         yield writer.writerow(header)
         lines: list[str] = []
-        for (data,) in records.order_by("id").values_list("data").iterator(chunk_size=2000):
+        # In the records' own order (by key, their index: RecordCursorPagination).
+        for (data,) in records.order_by("key").values_list("data").iterator(chunk_size=2000):
             lines.append(writer.writerow([_cell(data.get(name)) for name in header]))
             if len(lines) == EXPORT_LINES_PER_CHUNK:
                 yield "".join(lines)

@@ -47,18 +47,18 @@ def move_processed(imp: ScheduledImport, run: ImportRun) -> str:
     try:
         real = drop_folders.check_inside(source, drop_folders.folders_of(imp.owner))
         if _rewritten_since_read(real, run):
-            logger.warning("run=%s: %s not moved to %s: %s", run.pk, source, PROCESSED, REWRITTEN)
+            logger.warning("run=%s: %r not moved to %s: %s", run.pk, source, PROCESSED, REWRITTEN)
             not_moved(run, REWRITTEN)
             return ""
         os.makedirs(target_folder, exist_ok=True)
         remember(target_folder)
         target = _free_name(source, target_folder)
     except (OSError, drop_folders.Refused) as error:
-        logger.warning("run=%s: %s not moved to %s: %s", run.pk, source, PROCESSED, error)
+        logger.warning("run=%s: %r not moved to %s: %s", run.pk, source, PROCESSED, error)
         not_moved(run, _why(error))
         return ""
     _stamp(target)
-    logger.info("run=%s: %s moved to %s", run.pk, source, target)
+    logger.info("run=%s: %r moved to %r", run.pk, source, target)
     return target
 
 
@@ -138,7 +138,7 @@ def _stamp(target: str) -> None:
     try:
         os.utime(target, follow_symlinks=False)
     except OSError as error:
-        logger.warning("%s: its time was not set to the move's (%s): retention dates it by "
+        logger.warning("%r: its time was not set to the move's (%s): retention dates it by "
                        "its own", target, _why(error))  # fmt: skip
 
 

@@ -32,7 +32,7 @@ from django.utils.dateparse import parse_datetime
 
 from common import database_clock, error_words, streaming
 
-from . import alerts, credentials, history, notifications, processed_files, rows, statuses
+from . import alerts, credentials, history, notifications, processed_files, rows, statuses, text
 from .models import Dataset, ImportRun, NotificationDefaults, Record, ScheduledImport
 from .validation import undeliverable_notifications
 
@@ -962,6 +962,8 @@ class RunCounts:
 # How much of a bad row's value its row error keeps (tasks.engine.validate cuts it there). A
 # value cut in the middle of a secret ends with the secret's beginning: hidden too.
 ROW_VALUE_CHARS = 200
+# A traceback kept for staff (error_details): Python's own are a few KB.
+TRACEBACK_CHARS = 50_000
 
 
 # What the importer notes on its run while it works: its step (the dashboard's phase), its
@@ -999,7 +1001,7 @@ def mark_retrying(run: ImportRun, error: str, countdown: float, traceback: str =
     finished from those counts at once, with the failure among its attempts, instead of
     showing `retrying` through a backoff for a retry that would only finish it the same way.
     """
-    error, traceback = without_secrets(run.scheduled_import, (error, traceback))
+    error, traceback = _as_stored(without_secrets(run.scheduled_import, (error, traceback)))
     _record_attempt(run, error, retry_in=countdown)
     if traceback:
         run.error_details = {**run.error_details, "traceback": traceback}
@@ -1204,7 +1206,7 @@ def _finish_once(
                 )  # fmt: skip
             return run
         if error or traceback:
-            error, traceback = without_secrets(imp, (error, traceback))
+            error, traceback = _as_stored(without_secrets(imp, (error, traceback)))
         if run.rows_committed_at is not None:
             if error:
                 # What went wrong after the rows landed stays visible among the attempts.
@@ -1291,6 +1293,13 @@ def without_secrets(imp: ScheduledImport, shown: Any, cut_at: int | None = None)
     if not imp.credential_secret:
         return shown
     return credentials.hide(credentials.secrets_of(imp.credential_secret), shown, cut_at)
+
+
+def _as_stored(texts: tuple[str, str]) -> tuple[str, str]:
+    """A run's error and traceback as they are stored and shown (schedules.text.stored): the
+    source's words in them may hold a NUL, or megabytes."""
+    error, traceback = texts
+    return text.stored(error or ""), text.stored(traceback or "", TRACEBACK_CHARS)
 
 
 def run_texts_without(

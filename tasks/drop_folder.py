@@ -119,6 +119,19 @@ def next_delivery(
     return _oldest_waiting(where, found, imported_before) if found else None
 
 
+def refuse_unnamed(name: str, folder: str) -> None:
+    """A delivery whose name is no UTF-8 (a Latin-1 name, say) cannot be named in its run, nor
+    filed away by that name: refused in words (it failed every run as an unexpected error)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(name).decode("utf-8", "backslashreplace")
+        raise PermanentImportError(
+            f"the file {shown} in {folder} has a name that is not UTF-8 text: rename it "
+            "(a run records the name of the file it imports)"
+        ) from None
+
+
 def _matches(where: drop_folders.DropPath) -> dict[tuple[int, str], os.stat_result]:
     """The regular files matching the glob, by (modification time, name)."""
     try:
@@ -131,6 +144,7 @@ def _matches(where: drop_folders.DropPath) -> dict[tuple[int, str], os.stat_resu
     for entry in entries:
         if not globs.matches(entry.name, where.name):
             continue
+        refuse_unnamed(entry.name, where.folder)
         try:
             if not entry.is_file():
                 continue

@@ -17,6 +17,7 @@ from django.conf import settings
 from requests.adapters import HTTPAdapter
 
 from schedules.credentials import basic_pair, origin
+from schedules.text import printable, quoted
 
 from . import decompress, drop_folder
 from .addresses import check_public_address, public_addresses
@@ -88,17 +89,18 @@ class GuardedAdapter(HTTPAdapter):
 
 def classify_status(response: requests.Response) -> None:
     status = response.status_code
+    # The server's words, as text: a NUL in them crashed the run as it was written.
+    reason = quoted(response.reason or "")
     if status == 429 or status >= 500:
-        raise TransientImportError(f"the server answered HTTP {status} {response.reason}")
+        raise TransientImportError(f"the server answered HTTP {status} {reason}")
     if status in (401, 403):
         raise PermanentImportError(
-            f"the server refused access (HTTP {status} {response.reason}): "
-            f"check the import's credential"
+            f"the server refused access (HTTP {status} {reason}): check the import's credential"
         )
     if status >= 300:
         # 4xx, and a 3xx that is no redirect (300, or 304 to a request that was not
         # conditional): nothing to import, and asking again will not change that.
-        raise PermanentImportError(f"the server answered HTTP {status} {response.reason}")
+        raise PermanentImportError(f"the server answered HTTP {status} {reason}")
 
 
 @contextmanager
@@ -325,8 +327,10 @@ def _stream(
     )
     stream.content_encoding = "gzip" if gzipped else ""
     stream.validators = Validators(
-        etag=response.headers.get("ETag", "")[:255],
-        last_modified=response.headers.get("Last-Modified", "")[:255],
+        # Stored, and sent back as the next request's validators: printable (a NUL in one
+        # failed every run's end, the rows rolled back, for as long as the server sent it).
+        etag=printable(response.headers.get("ETag", ""))[:255],
+        last_modified=printable(response.headers.get("Last-Modified", ""))[:255],
     )
     # isdigit() alone takes digits int() refuses ('12²', a latin-1 byte 0xB2): such a length
     # is as good as none, not an unexpected error.

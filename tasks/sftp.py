@@ -34,6 +34,7 @@ from schedules.models import host_key_fingerprint
 
 from .addresses import public_addresses
 from .byte_stream import ByteStream, NotModified, Validators
+from .drop_folder import refuse_unnamed
 from .errors import NothingToImport, PermanentImportError, TransientImportError
 from .fetch_watchdog import Watchdog
 from .source_options import SourceOptions
@@ -211,7 +212,7 @@ def _pick(
             if not stat.S_ISREG(attributes.st_mode or 0):
                 raise PermanentImportError(f"{path} on the SFTP server is not a file")
             return path, attributes
-        entries = sftp.listdir_attr(folder or "/")
+        entries = _listdir_attr(sftp, folder or "/")
     except OSError as error:
         raise _file_error(folder if globbed else path, error) from error
     except (paramiko.SSHException, EOFError) as error:
@@ -221,10 +222,40 @@ def _pick(
         for entry in entries
         if globs.matches(entry.filename, name) and stat.S_ISREG(entry.st_mode or 0)
     ]
+    for entry in matches:
+        refuse_unnamed(entry.filename, folder)
     if not matches:
         raise NothingToImport(f"no file on the SFTP server matches {path} yet")
     newest = max(matches, key=lambda entry: (entry.st_mtime or 0, entry.filename))
     return posixpath.join(folder, newest.filename), newest
+
+
+def _listdir_attr(sftp: paramiko.SFTPClient, folder: str) -> list[paramiko.SFTPAttributes]:
+    """paramiko's `listdir_attr`, reading names that are no UTF-8 as the os module does
+    (surrogate escapes): paramiko's own raised on one such name anywhere in the folder, and
+    every run of the import failed as "an unexpected error", for a file it never asked for."""
+    kind, message = sftp._request(paramiko.sftp.CMD_OPENDIR, sftp._adjust_cwd(folder))
+    if kind != paramiko.sftp.CMD_HANDLE:
+        raise paramiko.SFTPError("Expected handle")
+    handle = message.get_binary()
+    entries = []
+    try:
+        while True:
+            try:
+                kind, message = sftp._request(paramiko.sftp.CMD_READDIR, handle)
+            except EOFError:
+                break  # the end of the listing
+            if kind != paramiko.sftp.CMD_NAME:
+                raise paramiko.SFTPError("Expected name response")
+            for _ in range(message.get_int()):
+                filename = message.get_string().decode("utf-8", "surrogateescape")
+                longname = message.get_string().decode("utf-8", "replace")
+                entry = paramiko.SFTPAttributes._from_msg(message, filename, longname)
+                if filename not in (".", ".."):
+                    entries.append(entry)
+    finally:
+        sftp._request(paramiko.sftp.CMD_CLOSE, handle)
+    return entries
 
 
 def _validators(path: str, attributes: paramiko.SFTPAttributes) -> Validators:

@@ -21,6 +21,7 @@ from django.core.exceptions import ValidationError
 from psycopg import sql
 
 from schedules.models import ScheduledImport
+from schedules.text import cut, quoted
 from schedules.validation import validate_encoding
 
 from ..errors import PermanentImportError
@@ -297,8 +298,9 @@ def layout_for(first: list[str], imp: ScheduledImport) -> Layout:
 
 
 def _shown(names: list[str]) -> str:
-    """The file's column names for a message: the first 20."""
-    return ", ".join(names[:20]) + (" …" if len(names) > 20 else "")
+    """The file's column names for a message: the first 20, each cut (a wrong file's first
+    line of 200 KB "names" made a 4 MB message)."""
+    return ", ".join(quoted(name) for name in names[:20]) + (" …" if len(names) > 20 else "")
 
 
 def header_problems(names: list[str]) -> str:
@@ -311,7 +313,7 @@ def header_problems(names: list[str]) -> str:
     for number, name in enumerate(names, 1):
         positions.setdefault(name, []).append(number)
     problems = [
-        f"repeats {name!r} (columns {', '.join(map(str, numbers))})"
+        f"repeats {cut(name)!r} (columns {', '.join(map(str, numbers[:20]))})"
         for name, numbers in positions.items()
         if name and len(numbers) > 1
     ]

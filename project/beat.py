@@ -31,7 +31,7 @@ from django.db.backends.signals import connection_created
 from django_celery_beat.schedulers import DatabaseScheduler
 from redis.exceptions import RedisError
 
-from common import database_clock, error_words, read_only_database
+from common import database_clock, error_words, migrations_state, read_only_database
 from common.leases import Lease
 
 # The keys the health check reads too: kept beside the Redis client, which schedules may import.
@@ -148,6 +148,24 @@ def _waited_for_a_lock(error: BaseException) -> bool:
 def _ran_too_long(error: BaseException) -> bool:
     # statement_timeout's cancel; an operator's pg_cancel_backend reads the same to beat.
     return any(isinstance(link, psycopg.errors.QueryCanceled) for link in error_words.chain(error))
+
+
+def _migrations_missing(error: DatabaseError) -> str | None:
+    """Words for a database behind this release (started before `migrate`), else None: beat
+    said it could not reach a database it reached, once a second."""
+    undefined = (psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedTable)
+    if not any(isinstance(link, undefined) for link in error_words.chain(error)):
+        return None
+    try:
+        with connection.cursor() as cursor:
+            missing = migrations_state.unapplied(cursor)
+    except DatabaseError:
+        return None
+    return (
+        migrations_state.words(error_words.database_place(connection.settings_dict), missing)
+        if missing
+        else None
+    )
 
 
 class ImportScheduler(DatabaseScheduler):
@@ -279,8 +297,11 @@ class ImportScheduler(DatabaseScheduler):
 
     def _database_away(self, error: DatabaseError) -> None:
         self.database_away = True
-        what = "write to" if read_only_database.refused(error) else "reach"
-        logger.warning("beat cannot %s the database: %s", what, error)
+        if behind := _migrations_missing(error):
+            logger.warning("beat cannot dispatch: %s", behind)
+        else:
+            what = "write to" if read_only_database.refused(error) else "reach"
+            logger.warning("beat cannot %s the database: %s", what, error)
         # A new one for sure: close_old_connections keeps a session that still answers, and
         # one opened while the server was read-only may stay read-only.
         with suppress(DatabaseError):

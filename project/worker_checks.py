@@ -29,7 +29,7 @@ from typing import Any
 from celery.signals import worker_init
 from celery.worker.control import inspect_command
 
-from common import broker_probe, database_clock, read_only_database
+from common import broker_probe, database_clock, migrations_state, read_only_database
 from common.error_words import (
     broker_place,
     database_place,
@@ -114,10 +114,26 @@ def database_problem() -> str | None:
             refusal = read_only_database.reason(cursor)
             # Said in the worker's log at its start when this host's clock is off.
             database_clock.measure(cursor)
+            missing = [] if _migrated else migrations_state.unapplied(cursor)
     except psycopg.Error as error:
         return unreachable(place, error, logger)
-    # A standby, or read-only transactions: each run it took would fail before it started.
-    return f"{place} takes no writes: {refusal}" if refusal else None
+    if refusal:
+        # A standby, or read-only transactions: each run it took would fail before it started.
+        return f"{place} takes no writes: {refusal}"
+    if missing:
+        # Each run it took would fail on a column this release added, its message acknowledged.
+        return migrations_state.words(place, missing)
+    _note_migrated()
+    return None
+
+
+# Once the database holds this release's migrations it keeps them: not read again.
+_migrated = False
+
+
+def _note_migrated() -> None:
+    global _migrated
+    _migrated = True
 
 
 def broker_problem(app: Any) -> str | None:

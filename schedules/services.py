@@ -32,7 +32,7 @@ from django.utils.dateparse import parse_datetime
 
 from common import database_clock, error_words, streaming
 
-from . import alerts, credentials, history, notifications, processed_files, rows, statuses, text
+from . import alerts, credentials, history, notifications, processed_files, rows, text
 from .models import Dataset, ImportRun, NotificationDefaults, Record, ScheduledImport
 from .validation import undeliverable_notifications
 
@@ -314,13 +314,16 @@ def cancel_import(imp: ScheduledImport) -> ScheduledImport:
     return imp
 
 
+OWNER_INACTIVE = "its owner's account is deactivated: reactivate the account first"
+
+
 @transaction.atomic
 def _set_status(imp: ScheduledImport, status: str) -> ScheduledImport:
     asked, imp = imp, as_it_is_now(imp)
     if status == ScheduledImport.Status.ACTIVE and not _owner_is_active(imp.owner_id):
         # Read after the import's lock, in a statement of its own: a resume that waited for a
         # deactivation to pause the import saw the owner as it was before, and won.
-        raise ValidationError({"status": [statuses.OWNER_INACTIVE]})
+        raise ValidationError({"status": [OWNER_INACTIVE]})
     imp.status = status
     imp.save()
     return _now_as(asked, imp)

@@ -28,9 +28,9 @@ from django_celery_beat.models import PeriodicTask
 from common import database_clock
 
 from .models import ImportRun, ScheduledImport
+from .services import OWNER_INACTIVE, WAITING_STATUSES, finish_run
 
 Status = ScheduledImport.Status
-OWNER_INACTIVE = "its owner's account is deactivated: reactivate the account first"
 BATCH = 1000
 
 
@@ -122,8 +122,6 @@ _SWITCH_SQL = (
 
 
 def _end_waiting_runs(import_ids: list[int], moment: datetime) -> None:
-    from .services import WAITING_STATUSES, finish_run
-
     waiting = ImportRun.objects.filter(
         scheduled_import_id__in=import_ids, status__in=WAITING_STATUSES
     )

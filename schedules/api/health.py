@@ -19,7 +19,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
-from common import broker_probe, database_clock, read_only_database
+from common import broker_probe, database_clock, migrations_state, read_only_database
 from common.error_words import (
     broker_place,
     database_place,
@@ -34,13 +34,19 @@ logger = logging.getLogger(__name__)
 BEAT_STALE_SECONDS = 60
 
 
+# Once the database holds this release's migrations it keeps them: not read again.
+_migrated = False
+
+
 def check_database() -> dict[str, Any]:
     """Does the database answer, and take writes? A standby or a server whose transactions are
     read-only answers every read and records nothing: down, in words."""
+    global _migrated
     started = time.monotonic()
     try:
         with connection.cursor() as cursor:
             refusal = read_only_database.reason(cursor)
+            missing = [] if _migrated else migrations_state.unapplied(cursor)
     except Exception as error:
         return {"ok": False, "error": _database_problem(error)}
     if refusal:
@@ -50,6 +56,12 @@ def check_database() -> dict[str, Any]:
         # takes writes again.
         connection.close()
         return {"ok": False, "error": words}
+    if missing:
+        # Web started before `migrate`: every import answered 500 while this said "ok".
+        words = migrations_state.words(database_place(connection.settings_dict), missing)
+        logger.warning("%s", words)
+        return {"ok": False, "error": words}
+    _migrated = True
     # This web process's host clock against the database's (common.database_clock): it says
     # so in its log when off; what it decides is timed by the database's.
     return {

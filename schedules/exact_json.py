@@ -16,11 +16,20 @@ from typing import Any
 import simplejson
 
 
+class ExactDecimal(Decimal):
+    """A Decimal written with the digits it was read with: PostgreSQL writes a numeric's
+    digits out plain, and Decimal's own str() turned `0.00000001` into `1E-8` (the API, the
+    export and a `?field=` filter copied from them then disagreed with the dataset)."""
+
+    def __str__(self) -> str:
+        return format(self, "f")
+
+
 class ExactDecoder(json.JSONDecoder):
     """Numbers with a fraction or an exponent as Decimal (`Record.data`'s decoder)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("parse_float", Decimal)
+        kwargs.setdefault("parse_float", ExactDecimal)
         super().__init__(*args, **kwargs)
 
 

@@ -135,8 +135,9 @@ def test_a_required_column_absent_from_the_file_fails_the_run(alice, csv_server)
 
 
 def test_a_decimal_is_served_and_exported_with_every_digit_it_holds(alice, csv_server):
-    # Read as a float, 12345678901234567890.12 was served as 1.2345678901234567e+19
-    body = "sku,price\nA-1,12345678901234567890.12\nB-2,0.10\n"
+    # Read as a float, 12345678901234567890.12 was served as 1.2345678901234567e+19; as a
+    # Decimal, a satoshi 0.00000001 as 1E-8
+    body = "sku,price\nA-1,12345678901234567890.12\nB-2,0.10\nC-3,0.00000001\n"
     columns = [{"name": "price", "type": "decimal"}]
     imp = make_import(alice, csv_server.serve("/p.csv", body), columns=columns)
     run_now(imp)
@@ -148,3 +149,4 @@ def test_a_decimal_is_served_and_exported_with_every_digit_it_holds(alice, csv_s
 
     assert '"price":12345678901234567890.12' in served and '"price":0.10' in served
     assert "A-1,12345678901234567890.12" in exported and "B-2,0.10" in exported
+    assert '"price":0.00000001' in served and "C-3,0.00000001" in exported

@@ -24,6 +24,7 @@ from django.views.decorators.http import require_POST
 
 from . import (
     admin_beat,  # noqa: F401 (registers the Periodic tasks admin)
+    admin_users,  # noqa: F401 (registers the users' admin)
     attention,
     exact_json,
     services,

@@ -75,10 +75,15 @@ shell: install ## a Django shell against the running stack
 	@$(STACK_UP)
 	$(PY) manage.py shell
 
+# DATABASE_URL when set, as settings.py reads it over the stack's file (psql opened libpq's
+# default database, another one, when only DATABASE_URL was there).
 psql: install ## psql on the running stack's database
 	@$(STACK_UP)
 	@PSQL=$$(command -v psql || echo "$$($(PY) -c 'import os, pgserver; print(os.path.dirname(pgserver.__file__))')/pginstall/bin/psql"); \
-		$$PSQL "$$(sed -n 's/^PSQL_URL=//p' "$(SERVICES_ENV)")"
+		URL=$$(if [ -n "$$DATABASE_URL" ]; \
+			then $(PY) -c 'import os; from project.devservices import psql_url; print(psql_url(os.environ["DATABASE_URL"]))'; \
+			else sed -n 's/^PSQL_URL=//p' "$(SERVICES_ENV)"; fi); \
+		$$PSQL "$$URL"
 
 compose: ## install Debian's docker-compose, which the suite checks docker-compose.yml with
 	command -v docker-compose >/dev/null \

@@ -8,8 +8,24 @@ import sys
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     from django.core.management import execute_from_command_line
+    from django.db import OperationalError, connection
 
-    execute_from_command_line(sys.argv)
+    try:
+        execute_from_command_line(sys.argv)
+    except OperationalError as error:
+        if connection.connection is not None:
+            raise  # connected: a failure of the command's own, traceback and all
+        # Every command (run_import, api_token, seed_demo, migrate, ...) printed psycopg's
+        # traceback for a database it could not reach; the worker and /health say it in words.
+        import logging
+
+        from common.error_words import database_place, unreachable
+
+        words = unreachable(
+            database_place(connection.settings_dict), error, logging.getLogger("importbeat")
+        )
+        print(f"{' '.join(sys.argv[1:2]) or 'manage.py'}: {words}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -60,3 +60,24 @@ def test_a_demo_seeded_every_minute_by_an_earlier_version_moves_to_hourly():
     imp.refresh_from_db()
     assert imp.interval_seconds == 3600
     assert imp.periodic_task.interval.every == 3600
+
+
+@pytest.mark.parametrize("changed", ["its password changed", "made by api_token --create"])
+def test_it_prints_no_password_that_does_not_sign_in(changed):
+    # Given a demo user whose password is not the demo's (changed in the admin), or one that
+    # `api_token demo --create` made (no password, not staff)
+    if changed == "its password changed":
+        seed()
+        demo = get_user_model().objects.get(username="demo")
+        demo.set_password("a-new-password-42")
+        demo.save()
+    else:
+        call_command("api_token", "demo", "--create", stdout=StringIO())
+
+    # When `make run` seeds the demo again
+    [line] = [line for line in seed().splitlines() if line.startswith("demo user:")]
+
+    # Then it prints no password that fails (it printed demo / demo-password), and says why
+    assert "demo-password" not in line
+    assert "its password is not the demo's" in line
+    assert ("it is not staff" in line) == (changed == "made by api_token --create")

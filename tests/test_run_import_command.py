@@ -135,3 +135,28 @@ def test_a_foreground_run_past_its_time_limit_ends_timed_out_as_a_workers_does(a
     assert (run.status, run.rows_committed_at) == ("timed_out", None)
     imp.refresh_from_db()
     assert (imp.failed_runs, imp.consecutive_failures) == (1, 1)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_import_deleted_while_it_runs_ends_the_command_in_words(alice, csv_server):
+    # The runner ended the run, and the command printed ImportRun.DoesNotExist's traceback
+    from schedules import services
+
+    body = "sku,price\n" + "".join(f"k{i},{i}\n" for i in range(60000))
+    imp = make_import(alice, csv_server.serve("/slow.csv", body, chunk_delay=0.5))
+    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_DEBUG": "1",
+           "ALLOWED_PRIVATE_HOSTS": "127.0.0.1:*"}  # fmt: skip
+    command = subprocess.Popen(
+        [sys.executable, "manage.py", "run_import", str(imp.pk), "--no-progress"],
+        cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    wait_for(lambda: csv_server.hits.get("/slow.csv"), 60, what="the download")
+    time.sleep(0.5)
+
+    services.delete_import(imp)
+    _, err = command.communicate(timeout=120)
+
+    assert command.returncode == 1 and "Traceback" not in err, err[-800:]
+    assert err.rstrip().endswith(
+        "cancelled: its import was deleted while it ran; the dataset was not changed"
+    ), err[-800:]

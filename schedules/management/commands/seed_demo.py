@@ -71,6 +71,27 @@ class Command(BaseCommand):
             if changes:
                 services.update_import(imp, **changes)
         _, token = AuthToken.objects.create(user=user, expiry=None)
-        self.stdout.write(f"demo user:     {DEMO_USER} / {DEMO_PASSWORD}")
+        self.stdout.write(f"demo user:     {_sign_in_words(user)}")
         self.stdout.write(f"demo import:   #{imp.pk} {imp.name} ({imp.schedule_description})")
         self.stdout.write(f"demo API token: {token}")
+
+
+def _sign_in_words(user) -> str:
+    """The demo's credentials where they sign in to the admin, else why not: every `make run`
+    printed `demo / demo-password` after the password was changed, or for a `demo` user made
+    by `api_token --create` (no password, not staff)."""
+    if user.is_active and user.is_staff and user.check_password(DEMO_PASSWORD):
+        return f"{DEMO_USER} / {DEMO_PASSWORD}"
+    why = [
+        why
+        for why, holds in (
+            ("its password is not the demo's", not user.check_password(DEMO_PASSWORD)),
+            ("it is not staff", not user.is_staff),
+            ("it is deactivated", not user.is_active),
+        )
+        if holds
+    ]
+    return (
+        f"{DEMO_USER} ({' and '.join(why)}: it was changed or made elsewhere, so this prints no "
+        f'password; `make manage ARGS="changepassword {DEMO_USER}"` sets one)'
+    )

@@ -69,16 +69,17 @@ class Command(BaseCommand):
             f"from {printable(imp.source_url)}",
             style_func=lambda text: text,
         )
+        ended: dict[str, Any] | None = None
         try:
             with _sigterm_as_interrupt(), _time_limit(imp.timeout_seconds):
                 if no_progress or not self.stderr.isatty():
-                    runner.execute(run.pk)
+                    ended = runner.execute(run.pk)
                 else:
                     with self._progress_bar() as hook, engine.listen(hook):
-                        runner.execute(run.pk)
+                        ended = runner.execute(run.pk)
         except KeyboardInterrupt:
             self._interrupted(run)
-        run.refresh_from_db()
+        self._refresh_or_gone(run, ended)
         self._print_summary(run)
         if run.status not in OK_STATUSES:
             # (a skipped run's message begins "skipped: ": said once)
@@ -92,15 +93,24 @@ class Command(BaseCommand):
         after all (and printed a traceback on the way)."""
         # The statement under way may have been cut in the middle: a new session finishes it.
         connection.close()
-        run.refresh_from_db()
+        self._refresh_or_gone(run, None)
         if run.status not in ImportRun.FINAL_STATUSES:
             if run.rows_committed_at is not None:
                 services.finish_run(run, services.committed_status(run))
             else:
                 services.finish_run(run, ImportRun.Status.CANCELLED, error=INTERRUPTED)
-        run.refresh_from_db()
+        self._refresh_or_gone(run, None)
         self._print_summary(run)
         raise CommandError(f"run {run.pk} {run.status}: interrupted", returncode=130)
+
+    def _refresh_or_gone(self, run: ImportRun, ended: dict[str, Any] | None) -> None:
+        """The run as it is now; a run deleted meanwhile (with its import, or alone) ends the
+        command in the runner's words, not a traceback (ImportRun.DoesNotExist)."""
+        try:
+            run.refresh_from_db()
+        except ImportRun.DoesNotExist:
+            said = (ended or {}).get("error") or services.DELETED_WHILE_RUNNING
+            raise CommandError(f"run {run.pk} cancelled: {printable(said)}") from None
 
     @contextmanager
     def _progress_bar(self):

@@ -289,6 +289,12 @@ def _skip_runs(skipped: list[tuple[ImportRun, str]], now: datetime) -> None:
                 [reason for _run, reason in skipped],
             ],
         )
+    from . import services
+
+    for run, reason in skipped:
+        services.log_ended_unstarted(
+            [(run.scheduled_import_id, run.pk, run.trigger)], ImportRun.Status.SKIPPED, reason
+        )
 
 
 # The columns that differ between the runs of one batch; every other column takes the value a

@@ -119,12 +119,15 @@ def recover_lost_messages(now: datetime, grace: timedelta) -> tuple[int, int]:
         resend = sent
         for import_id, runs in missed.items():
             reason = "skipped: a missed tick (its message was lost before a worker took it)"
-            skipped = ImportRun.objects.filter(
+            still_queued = ImportRun.objects.filter(
                 pk__in=[run.pk for run in runs], status=ImportRun.Status.QUEUED
-            ).update(
+            )
+            ended = list(still_queued.values_list("scheduled_import_id", "pk", "trigger"))
+            skipped = still_queued.filter(pk__in=[pk for _, pk, _ in ended]).update(
                 status=ImportRun.Status.SKIPPED, finished_at=now, duration_ms=0,
                 error_message=reason,
             )  # fmt: skip
+            services.log_ended_unstarted(ended, ImportRun.Status.SKIPPED, reason)
             counts[import_id] = counts.get(import_id, 0) + skipped
         _count_missed(
             [(import_id, count, None) for import_id, count in counts.items() if count], now

@@ -306,12 +306,18 @@ def cancel_import(imp: ScheduledImport) -> ScheduledImport:
             finish_run(run, ImportRun.Status.CANCELLED, error="cancelled with its import")
         # A worker's claim is a conditional UPDATE of the same rows: it waits for this one and
         # then finds them no longer waiting.
-        waiting.filter(rows_committed_at__isnull=True).update(
-            status=ImportRun.Status.CANCELLED,
-            finished_at=database_clock.now(),
-            error_message="cancelled with its import",
-        )
+        end_waiting_runs(waiting.filter(rows_committed_at__isnull=True), database_clock.now())
     return imp
+
+
+def end_waiting_runs(waiting: QuerySet[ImportRun], moment: datetime) -> None:
+    """Cancel runs that never started, with their import, each said in the runs' log."""
+    why = "cancelled with its import"
+    ended = list(waiting.select_for_update().values_list("scheduled_import_id", "pk", "trigger"))
+    ImportRun.objects.filter(pk__in=[pk for _, pk, _ in ended]).update(
+        status=ImportRun.Status.CANCELLED, finished_at=moment, error_message=why
+    )
+    log_ended_unstarted(ended, ImportRun.Status.CANCELLED, why)
 
 
 OWNER_INACTIVE = "its owner's account is deactivated: reactivate the account first"
@@ -883,11 +889,19 @@ def skip_run(run: ImportRun, reason: str) -> bool:
         status=ImportRun.Status.SKIPPED, finished_at=now, duration_ms=0, error_message=reason
     )
     if skipped:
-        logger.info(
-            "run skipped import=%s run=%s trigger=%s reason=%s",
-            run.scheduled_import_id, run.pk, run.trigger, reason,
-        )  # fmt: skip
+        log_ended_unstarted([(run.scheduled_import_id, run.pk, run.trigger)], "skipped", reason)
     return skipped == 1
+
+
+def log_ended_unstarted(runs: Iterable[tuple[int, int, str]], status: str, reason: str) -> None:
+    """The `importbeat.runs` line of each run (import id, run id, trigger) that ended without
+    starting, skipped or cancelled, whatever ended it: those ended many at once (a cancelled
+    import's queue, ticks folded behind a waiting run, missed ticks) had no line at all."""
+    for import_id, run_id, trigger in runs:
+        logger.info(
+            "run %s import=%s run=%s trigger=%s reason=%s",
+            status, import_id, run_id, trigger, text.printable(reason),
+        )  # fmt: skip
 
 
 def recover_lost_run(run_id: int, stale_before: datetime) -> ImportRun | None:

@@ -28,7 +28,7 @@ from django_celery_beat.models import PeriodicTask
 from common import database_clock
 
 from .models import ImportRun, ScheduledImport
-from .services import OWNER_INACTIVE, WAITING_STATUSES, finish_run
+from .services import OWNER_INACTIVE, WAITING_STATUSES, end_waiting_runs, finish_run
 
 Status = ScheduledImport.Status
 BATCH = 1000
@@ -128,11 +128,7 @@ def _end_waiting_runs(import_ids: list[int], moment: datetime) -> None:
     # A retry of a run whose rows committed ends as its rows did (services.cancel_import).
     for run in waiting.filter(rows_committed_at__isnull=False).select_for_update():
         finish_run(run, ImportRun.Status.CANCELLED, error="cancelled with its import")
-    waiting.filter(rows_committed_at__isnull=True).update(
-        status=ImportRun.Status.CANCELLED,
-        finished_at=moment,
-        error_message="cancelled with its import",
-    )
+    end_waiting_runs(waiting.filter(rows_committed_at__isnull=True), moment)
 
 
 def _record_in_history(imports: list[ScheduledImport], was: dict[int, str]) -> None:

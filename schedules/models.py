@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Now
 from django.utils.timezone import now
 
 from common import database_clock
@@ -33,21 +34,23 @@ class Dataset(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="datasets"
     )
     name = models.SlugField(max_length=100)
-    created_at = models.DateTimeField(default=now)
+    created_at = models.DateTimeField(db_default=Now(), default=now)
     # Which file, under which import settings, produced the records as they are now (a SHA-256
     # of both, tasks.engine.digest.applied_key), and that run; blank when unknown. A run
     # fetching that file with those settings has nothing to write and repeats the counts.
-    applied_digest = models.CharField(max_length=64, blank=True)
+    applied_digest = models.CharField(default="", db_default="", max_length=64, blank=True)
     applied_run = models.ForeignKey(
         "ImportRun", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     # How many records it holds, kept by every writer of records in the transaction that writes
     # them, under the dataset's lock (services.lock_datasets): counting them at each read cost
     # 0.6 s a page per two million records (`GET /datasets/`, a records page's `count`).
-    record_count = models.BigIntegerField(default=0, editable=False)
+    record_count = models.BigIntegerField(db_default=0, default=0, editable=False)
     # The column its records are keyed by, as the last merge wrote them; blank when unknown
     # (schedules.dataset_keys: an import keyed otherwise cannot add to them).
-    key_column = models.CharField(max_length=200, blank=True, editable=False)
+    key_column = models.CharField(
+        default="", db_default="", max_length=200, blank=True, editable=False
+    )
 
     class Meta:
         constraints = [
@@ -119,68 +122,85 @@ class ScheduledImport(LoadedHook, models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="imports"
     )
     name = models.CharField(max_length=200)
-    description = models.TextField(blank=True)
+    description = models.TextField(default="", db_default="", blank=True)
     # http(s), sftp, or file:/// in a drop folder (schedules.validation.validate_source_url):
     # not a URLField, whose validator knows web schemes only.
     source_url = models.CharField(max_length=2000)
     # The file to read out of a zip archive that holds several; blank: it must hold one.
-    source_member = models.CharField(max_length=255, blank=True, default="")
+    source_member = models.CharField(db_default="", max_length=255, blank=True, default="")
     # Drop folders only: move the file to processed/ beside it once a run committed its rows.
-    move_processed = models.BooleanField(default=False)
-    delimiter = models.CharField(max_length=1, default=",")
-    encoding = models.CharField(max_length=40, default="utf-8")
-    has_header = models.BooleanField(default=True)
+    move_processed = models.BooleanField(db_default=False, default=False)
+    delimiter = models.CharField(db_default=",", max_length=1, default=",")
+    encoding = models.CharField(db_default="utf-8", max_length=40, default="utf-8")
+    has_header = models.BooleanField(db_default=True, default=True)
     # RESTRICT: a dataset an import writes to is not deleted alone (services.delete_dataset says
     # which), but goes with its owner and their imports (PROTECT refused to delete the user).
     dataset = models.ForeignKey(Dataset, on_delete=models.RESTRICT, related_name="imports")
     key_column = models.CharField(max_length=200)
-    columns = models.JSONField(default=list, blank=True)
-    mode = models.CharField(max_length=10, choices=Mode.choices, default=Mode.UPSERT)
+    columns = models.JSONField(db_default=[], default=list, blank=True)
+    mode = models.CharField(
+        db_default=Mode.UPSERT, max_length=10, choices=Mode.choices, default=Mode.UPSERT
+    )
 
     schedule_type = models.CharField(max_length=10, choices=ScheduleType.choices)
-    cron_expression = models.CharField(max_length=120, blank=True)
+    cron_expression = models.CharField(default="", db_default="", max_length=120, blank=True)
     interval_seconds = models.PositiveIntegerField(null=True, blank=True)
     # Validated against the IANA database in schedules.validation, not by `choices`, so that a
     # tzdata update never needs a migration.
-    timezone = models.CharField(max_length=64, default="UTC")
+    timezone = models.CharField(db_default="UTC", max_length=64, default="UTC")
 
-    max_retries = models.PositiveSmallIntegerField(default=3)
-    retry_backoff_seconds = models.PositiveIntegerField(default=30)
-    retry_backoff_max_seconds = models.PositiveIntegerField(default=600)
-    timeout_seconds = models.PositiveIntegerField(default=3600)
-    overlap = models.CharField(max_length=10, choices=Overlap.choices, default=Overlap.SKIP)
-    catchup = models.CharField(max_length=10, choices=Catchup.choices, default=Catchup.COALESCE)
-    alert_after_failures = models.PositiveSmallIntegerField(default=3)
-    callback_url = models.URLField(max_length=2000, blank=True)
+    max_retries = models.PositiveSmallIntegerField(db_default=3, default=3)
+    retry_backoff_seconds = models.PositiveIntegerField(db_default=30, default=30)
+    retry_backoff_max_seconds = models.PositiveIntegerField(db_default=600, default=600)
+    timeout_seconds = models.PositiveIntegerField(db_default=3600, default=3600)
+    overlap = models.CharField(
+        db_default=Overlap.SKIP, max_length=10, choices=Overlap.choices, default=Overlap.SKIP
+    )
+    catchup = models.CharField(
+        db_default=Catchup.COALESCE,
+        max_length=10,
+        choices=Catchup.choices,
+        default=Catchup.COALESCE,
+    )
+    alert_after_failures = models.PositiveSmallIntegerField(db_default=3, default=3)
+    callback_url = models.URLField(default="", db_default="", max_length=2000, blank=True)
     # Which events of a run (and lateness) notify the owner, and how (schedules.notifications);
     # the webhook goes to `callback_url`, signed with `webhook_secret` (HMAC-SHA256).
-    notify_on = models.JSONField(default=list, blank=True)
-    notify_channels = models.JSONField(default=default_channels, blank=True)
-    webhook_secret = models.CharField(max_length=64, blank=True, editable=False)
+    notify_on = models.JSONField(db_default=[], default=list, blank=True)
+    notify_channels = models.JSONField(
+        db_default=["email", "webhook"], default=default_channels, blank=True
+    )
+    webhook_secret = models.CharField(
+        default="", db_default="", max_length=64, blank=True, editable=False
+    )
     # The source credential (schedules.credentials): its kind and the origin it was saved for
     # in clear, so every surface says what is set without decrypting; its parts encrypted.
     # Set through the `credential` property, sealed by clean().
     credential_kind = models.CharField(
-        max_length=20, blank=True, choices=KIND_CHOICES, editable=False
+        default="", db_default="", max_length=20, blank=True, choices=KIND_CHOICES, editable=False
     )
-    credential_origin = models.CharField(max_length=300, blank=True, editable=False)
-    credential_secret = models.TextField(blank=True, editable=False)
+    credential_origin = models.CharField(
+        default="", db_default="", max_length=300, blank=True, editable=False
+    )
+    credential_secret = models.TextField(default="", db_default="", blank=True, editable=False)
     # SFTP: the server's host key ("type base64"), pinned by the first check or run and never
     # replaced by a run; a different key the server offered since waits here for a user to
     # accept it (schedules.host_keys).
-    sftp_host_key = models.TextField(blank=True, editable=False)
-    sftp_offered_host_key = models.TextField(blank=True, editable=False)
+    sftp_host_key = models.TextField(default="", db_default="", blank=True, editable=False)
+    sftp_offered_host_key = models.TextField(default="", db_default="", blank=True, editable=False)
 
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.ACTIVE)
-    total_runs = models.PositiveIntegerField(default=0)
+    status = models.CharField(
+        db_default=Status.ACTIVE, max_length=10, choices=Status.choices, default=Status.ACTIVE
+    )
+    total_runs = models.PositiveIntegerField(db_default=0, default=0)
     # Runs by outcome: `successful_runs` counts `succeeded` only; a `partial` run (some rows
     # rejected) is neither a success nor a failure and is counted apart.
-    successful_runs = models.PositiveIntegerField(default=0)
-    partial_runs = models.PositiveIntegerField(default=0)
-    failed_runs = models.PositiveIntegerField(default=0)
-    consecutive_failures = models.PositiveIntegerField(default=0)
+    successful_runs = models.PositiveIntegerField(db_default=0, default=0)
+    partial_runs = models.PositiveIntegerField(db_default=0, default=0)
+    failed_runs = models.PositiveIntegerField(db_default=0, default=0)
+    consecutive_failures = models.PositiveIntegerField(db_default=0, default=0)
     last_run_at = models.DateTimeField(null=True, blank=True)
-    last_run_status = models.CharField(max_length=12, blank=True)
+    last_run_status = models.CharField(default="", db_default="", max_length=12, blank=True)
     # When its last `succeeded` run ended: a feed that stopped delivering (a glob's runs are
     # skipped, "no file matches … yet") fails nothing, and this is what shows it (API, admin,
     # /metrics' importbeat_import_last_success_timestamp_seconds, the skipped run's words).
@@ -191,10 +211,10 @@ class ScheduledImport(LoadedHook, models.Model):
     next_run_at = models.DateTimeField(null=True, blank=True)
     # When the schedule or the status last changed: ticks before it belong to the old state,
     # so neither catch-up nor reconciliation counts them.
-    schedule_changed_at = models.DateTimeField(default=now)
+    schedule_changed_at = models.DateTimeField(db_default=Now(), default=now)
     # Ticks that passed without a run (beat down, a dispatch lost): counted, and the import is
     # late from the first one until it runs on time again.
-    missed_ticks = models.PositiveIntegerField(default=0)
+    missed_ticks = models.PositiveIntegerField(db_default=0, default=0)
     late_since = models.DateTimeField(null=True, blank=True)
     # Reconciliation compared this import's ticks with its runs up to here.
     reconciled_until = models.DateTimeField(null=True, blank=True)
@@ -211,8 +231,8 @@ class ScheduledImport(LoadedHook, models.Model):
         related_name="scheduled_import",
         editable=False,
     )
-    created_at = models.DateTimeField(default=now)
-    updated_at = models.DateTimeField(auto_now=True)
+    created_at = models.DateTimeField(db_default=Now(), default=now)
+    updated_at = models.DateTimeField(db_default=Now(), auto_now=True)
 
     class Meta:
         ordering = ["id"]
@@ -596,36 +616,38 @@ class ImportRun(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
     )
     scheduled_for = models.DateTimeField(null=True, blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    status = models.CharField(
+        db_default=Status.QUEUED, max_length=10, choices=Status.choices, default=Status.QUEUED
+    )
     # The database's time, as its start and end (common.database_clock), whoever queues it.
-    queued_at = models.DateTimeField(default=database_clock.now)
+    queued_at = models.DateTimeField(db_default=Now(), default=database_clock.now)
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     duration_ms = models.PositiveBigIntegerField(null=True, blank=True)
-    attempts = models.PositiveSmallIntegerField(default=0)
-    rows_read = models.PositiveBigIntegerField(default=0)
-    rows_inserted = models.PositiveBigIntegerField(default=0)
-    rows_updated = models.PositiveBigIntegerField(default=0)
-    rows_unchanged = models.PositiveBigIntegerField(default=0)
-    rows_deleted = models.PositiveBigIntegerField(default=0)
-    rows_failed = models.PositiveBigIntegerField(default=0)
-    bytes_read = models.PositiveBigIntegerField(default=0)
+    attempts = models.PositiveSmallIntegerField(db_default=0, default=0)
+    rows_read = models.PositiveBigIntegerField(db_default=0, default=0)
+    rows_inserted = models.PositiveBigIntegerField(db_default=0, default=0)
+    rows_updated = models.PositiveBigIntegerField(db_default=0, default=0)
+    rows_unchanged = models.PositiveBigIntegerField(db_default=0, default=0)
+    rows_deleted = models.PositiveBigIntegerField(db_default=0, default=0)
+    rows_failed = models.PositiveBigIntegerField(db_default=0, default=0)
+    bytes_read = models.PositiveBigIntegerField(db_default=0, default=0)
     bytes_total = models.PositiveBigIntegerField(null=True, blank=True)
     # The importer's step while it runs (download, staging, checks, merge), so that a bar
     # at 100 % during a long merge says what is going on (the dashboard).
-    phase = models.CharField(max_length=10, blank=True, default="")
-    error_message = models.TextField(blank=True)
-    error_details = models.JSONField(default=dict, blank=True)
-    worker = models.CharField(max_length=255, blank=True)
-    celery_task_id = models.CharField(max_length=255, blank=True)
+    phase = models.CharField(db_default="", max_length=10, blank=True, default="")
+    error_message = models.TextField(default="", db_default="", blank=True)
+    error_details = models.JSONField(db_default={}, default=dict, blank=True)
+    worker = models.CharField(default="", db_default="", max_length=255, blank=True)
+    celery_task_id = models.CharField(default="", db_default="", max_length=255, blank=True)
     # SHA-256 of the fetched file's bytes (what `sha256sum` prints for it), and the server's
     # ETag and Last-Modified for it: the next run asks for the file only if it changed.
-    file_digest = models.CharField(max_length=64, blank=True)
-    source_etag = models.CharField(max_length=255, blank=True)
-    source_last_modified = models.CharField(max_length=255, blank=True)
+    file_digest = models.CharField(default="", db_default="", max_length=64, blank=True)
+    source_etag = models.CharField(default="", db_default="", max_length=255, blank=True)
+    source_last_modified = models.CharField(default="", db_default="", max_length=255, blank=True)
     # Which file the run took, when the source names more than one (a glob's match on an SFTP
     # server or in a drop folder: tasks.drop_folder, tasks.sftp); blank for HTTP.
-    source_file = models.CharField(max_length=1024, blank=True, default="")
+    source_file = models.CharField(db_default="", max_length=1024, blank=True, default="")
     # Written when an attempt starts and then every third of RUN_LEASE_SECONDS while it lives;
     # a `running` run whose heartbeat stopped belongs to a dead worker (tasks.maintenance).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
@@ -744,8 +766,8 @@ class Record(models.Model):
         db_constraint=False,
         db_index=False,
     )
-    created_at = models.DateTimeField(default=now)
-    updated_at = models.DateTimeField(default=now)
+    created_at = models.DateTimeField(db_default=Now(), default=now)
+    updated_at = models.DateTimeField(db_default=Now(), default=now)
 
     class Meta:
         constraints = [
@@ -822,14 +844,16 @@ class NotificationDelivery(models.Model):
     )
     event = models.CharField(max_length=20)
     channel = models.CharField(max_length=10)
-    target = models.CharField(max_length=2000, blank=True)
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
-    attempts = models.PositiveSmallIntegerField(default=0)
+    target = models.CharField(default="", db_default="", max_length=2000, blank=True)
+    status = models.CharField(
+        db_default=Status.PENDING, max_length=10, choices=Status.choices, default=Status.PENDING
+    )
+    attempts = models.PositiveSmallIntegerField(db_default=0, default=0)
     response_status = models.PositiveSmallIntegerField(null=True, blank=True)
-    error = models.TextField(blank=True)
+    error = models.TextField(default="", db_default="", blank=True)
     # The sweep (notifications.resend_lost) and health age it: the database's clock, whichever
     # host wrote it.
-    created_at = models.DateTimeField(default=database_clock.now)
+    created_at = models.DateTimeField(db_default=Now(), default=database_clock.now)
     finished_at = models.DateTimeField(null=True, blank=True)
     # When a `retrying` notification's next attempt is due: the sweep sends it again once that
     # is long past, its message lost (notifications.resend_lost).
@@ -876,8 +900,10 @@ class NotificationDefaults(models.Model):
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_defaults"
     )
-    notify_on = models.JSONField(default=list, blank=True)
-    notify_channels = models.JSONField(default=default_channels, blank=True)
+    notify_on = models.JSONField(db_default=[], default=list, blank=True)
+    notify_channels = models.JSONField(
+        db_default=["email", "webhook"], default=default_channels, blank=True
+    )
 
     def __str__(self) -> str:
         return f"notification defaults of {self.user}"
@@ -895,10 +921,10 @@ class ReplacedCredential(models.Model):
     secret = models.TextField()
     # The runs up to this id are hidden: a job cut short (a time limit, a worker lost) resumes
     # after it.
-    done_until = models.BigIntegerField(default=0)
-    created_at = models.DateTimeField(default=now)
+    done_until = models.BigIntegerField(db_default=0, default=0)
+    created_at = models.DateTimeField(db_default=Now(), default=now)
     # Moved at every batch: a row not touched for STALE_QUEUED_SECONDS has lost its job.
-    touched_at = models.DateTimeField(default=database_clock.now)
+    touched_at = models.DateTimeField(db_default=Now(), default=database_clock.now)
 
     def __str__(self) -> str:
         return f"a credential import {self.scheduled_import_id} had"  # never the secret
@@ -919,7 +945,7 @@ class ProcessedFolder(models.Model):
     path = models.TextField(unique=True)
     # When a run last filed a file here (or retention first walked it): a folder found gone is
     # forgotten only when nothing was filed there since that retention job began.
-    seen_at = models.DateTimeField(default=now)
+    seen_at = models.DateTimeField(db_default=Now(), default=now)
 
     def __str__(self) -> str:
         return self.path

@@ -526,6 +526,11 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Every operation's error answers, with their bodies (schedules/api/schema_errors.py).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "schedules.api.schema_errors.declare_error_answers",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "ImportStatusEnum": "schedules.models.ScheduledImport.Status",
         "RunStatusEnum": "schedules.models.ImportRun.Status",

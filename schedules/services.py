@@ -213,6 +213,15 @@ def delete_dataset(dataset: Dataset) -> int:
     return records
 
 
+def delete_records_of_datasets(dataset_ids: Iterable[int]) -> int:
+    """Delete every record of these datasets (their owner is deleted), locked as a merge locks
+    them, a range of ids per statement; in the caller's transaction."""
+    locked = lock_datasets(sorted(dataset_ids))
+    if not locked:
+        return 0
+    return _delete_in_id_ranges(Record.objects.filter(dataset_id__in=locked))
+
+
 # Record ids per DELETE of many records: a few tenths of a second each.
 RECORD_IDS_PER_DELETE = 500_000
 

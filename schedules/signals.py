@@ -9,7 +9,7 @@ from django.db.models.signals import post_delete, post_save, pre_delete, pre_sav
 from django.dispatch import receiver
 
 from . import replaced_credentials
-from .models import ImportRun, ScheduledImport
+from .models import Dataset, ImportRun, ScheduledImport
 
 
 @receiver(pre_delete, sender=settings.AUTH_USER_MODEL)
@@ -17,9 +17,13 @@ def delete_the_users_runs(sender, instance, **kwargs) -> None:
     # Their imports and datasets go with them (CASCADE, and RESTRICT from an import to its
     # dataset: the user could not be deleted at all while PROTECT held it). Their runs first,
     # in a few statements, as an import's deletion takes them: Django's cascade reads each run.
-    from .services import delete_runs
+    from .services import delete_records_of_datasets, delete_runs
 
     delete_runs(ImportRun.objects.filter(scheduled_import__owner=instance))
+    # Their records a range of ids at a time, as a dataset's deletion deletes them: Django's
+    # cascade deleted millions in one statement, past the web's statement limit (a 500, and
+    # nothing deleted).
+    delete_records_of_datasets(Dataset.objects.filter(owner=instance).values_list("pk", flat=True))
 
 
 @receiver(post_save, sender=ScheduledImport)

@@ -107,6 +107,11 @@ def _apply(imports: list[ScheduledImport], status: str, moment: datetime) -> Non
     PeriodicTask.objects.filter(pk__in=[imp.periodic_task_id for imp in imports]).update(
         **entry, date_changed=moment
     )
+    for imp in imports:
+        if imp.periodic_task_id is None:
+            # Its entry deleted in the admin (the import keeps none): made again, as saving
+            # the import alone makes it.
+            imp.sync_periodic_task()
     if status == Status.CANCELLED:
         _end_waiting_runs([imp.pk for imp in imports], moment)
     _record_in_history(imports, was)

@@ -48,6 +48,8 @@ def open_file(
     except drop_folders.Refused as refused:
         raise PermanentImportError(str(refused)) from None
     path = _match(where, options.imported_before) if where.is_glob else where.path
+    # The file taken alone: an older match named so is no concern of this run.
+    refuse_unnamed(os.path.basename(path), os.path.dirname(path))
     try:
         real = drop_folders.check_inside(path, options.drop_folders)
         # No link is left in `real`; O_NOFOLLOW refuses one put there since.
@@ -144,7 +146,6 @@ def _matches(where: drop_folders.DropPath) -> dict[tuple[int, str], os.stat_resu
     for entry in entries:
         if not globs.matches(entry.name, where.name):
             continue
-        refuse_unnamed(entry.name, where.folder)
         try:
             if not entry.is_file():
                 continue

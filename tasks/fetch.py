@@ -17,7 +17,7 @@ from django.conf import settings
 from requests.adapters import HTTPAdapter
 
 from schedules.credentials import basic_pair, origin
-from schedules.text import printable, quoted
+from schedules.text import quoted
 
 from . import decompress, drop_folder
 from .addresses import check_public_address, public_addresses
@@ -85,6 +85,10 @@ class GuardedAdapter(HTTPAdapter):
             "http": _PinnedHTTPPool,
             "https": _PinnedHTTPSPool,
         }
+
+
+def _validator(value: str) -> str:
+    return "" if "\x00" in value else value[:255]
 
 
 def classify_status(response: requests.Response) -> None:
@@ -327,10 +331,11 @@ def _stream(
     )
     stream.content_encoding = "gzip" if gzipped else ""
     stream.validators = Validators(
-        # Stored, and sent back as the next request's validators: printable (a NUL in one
-        # failed every run's end, the rows rolled back, for as long as the server sent it).
-        etag=printable(response.headers.get("ETag", ""))[:255],
-        last_modified=printable(response.headers.get("Last-Modified", ""))[:255],
+        # Stored, and sent back as the next request's validators, as the server sent them;
+        # one holding a NUL (which PostgreSQL's text cannot hold: every run's end failed, its
+        # rows rolled back) is not kept, and the next run asks unconditionally.
+        etag=_validator(response.headers.get("ETag", "")),
+        last_modified=_validator(response.headers.get("Last-Modified", "")),
     )
     # isdigit() alone takes digits int() refuses ('12²', a latin-1 byte 0xB2): such a length
     # is as good as none, not an unexpected error.

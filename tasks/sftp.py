@@ -222,11 +222,11 @@ def _pick(
         for entry in entries
         if globs.matches(entry.filename, name) and stat.S_ISREG(entry.st_mode or 0)
     ]
-    for entry in matches:
-        refuse_unnamed(entry.filename, folder)
     if not matches:
         raise NothingToImport(f"no file on the SFTP server matches {path} yet")
     newest = max(matches, key=lambda entry: (entry.st_mtime or 0, entry.filename))
+    # The file taken alone: an older match named so is no concern of this run.
+    refuse_unnamed(newest.filename, folder)
     return posixpath.join(folder, newest.filename), newest
 
 

@@ -111,3 +111,38 @@ def test_a_delivery_named_with_a_line_break_forges_no_log_line(alice, drop, capl
 
     assert run_now(imp).status == "succeeded"
     assert [r.getMessage() for r in caplog.records if "\n" in r.getMessage()] == []
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.usefixtures("encryption_key")
+def test_an_older_match_named_in_latin1_leaves_the_newest_to_import(alice, sftp_server, drop):
+    # The run takes the newest match; last month's file named in Latin-1 failed it all the same
+    old_name = os.fsdecode("products_été.csv".encode("latin-1"))
+    for folder in (sftp_server.files, drop):
+        old = folder / old_name
+        old.write_bytes(PRODUCTS_CSV.encode())
+        old.chmod(0o644)
+        os.utime(old, (time.time() - 86_400 * 30,) * 2)
+    sftp_server.put("products_2.csv", PRODUCTS_CSV, time.time() - 300)
+    (drop / "products_2.csv").write_text(PRODUCTS_CSV)
+    by_sftp = make_import(
+        alice, sftp_server.url("products_*.csv"), credential=sftp_server.credential
+    )
+    by_drop = make_import(alice, f"file://{drop}/products_*.csv", name="dropped", dataset="d")
+
+    for imp in (by_sftp, by_drop):
+        run = run_now(imp)
+        assert run.status == "succeeded", run.error_message
+        assert run.source_file.endswith("products_2.csv")
+
+
+def test_a_validator_is_sent_back_as_the_server_sent_it(alice, csv_server):
+    # An ETag holding UTF-8 bytes ("v1-€", read as Latin-1 text) was stored escaped and sent
+    # back altered: never a 304, the file downloaded at every run
+    etag = '"v1-€"'.encode().decode("latin-1")
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV, etag=etag))
+    run_now(imp)
+
+    run_now(imp)
+
+    assert csv_server.requests[-1][1].get("If-None-Match") == etag

@@ -141,3 +141,19 @@ def test_a_resume_of_many_leaves_those_of_a_deactivated_owner_and_says_why(alice
     assert [imp.pk for imp in changes.changed] == [mine.pk]
     assert [(imp.pk, why) for imp, why in changes.left] == [(bobs.pk, statuses.OWNER_INACTIVE)]
     assert ScheduledImport.objects.get(pk=bobs.pk).status == "paused"
+
+
+def test_a_resume_of_many_makes_the_beat_entry_an_import_lost(alice):
+    # Its entry deleted in the admin: resuming it alone made one again, among many it had none
+    one, other = imports_of(alice, "feed", 2)
+    for imp in (one, other):
+        services.pause_import(imp)
+        PeriodicTask.objects.filter(pk=imp.periodic_task_id).delete()  # SET_NULL on the import
+
+    services.resume_import(ScheduledImport.objects.get(pk=one.pk))
+    statuses.change_statuses([other.pk], "active", from_statuses=["paused"])
+
+    for imp in (one, other):
+        imp.refresh_from_db()
+        assert PeriodicTask.objects.get(pk=imp.periodic_task_id).enabled
+        assert imp.next_run_at is not None

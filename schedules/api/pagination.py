@@ -14,6 +14,8 @@ from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
 
+from schedules import rows
+
 # Up to this many rows a list's `count` is exact; past it, PostgreSQL's estimate.
 EXACT_COUNT_LIMIT = 10_000
 # The runs lists: counting a user's runs joins each to its import, so the exact count stops
@@ -125,6 +127,9 @@ class RunPagination(PageNumberPagination):
 
 # A record's key is at most 2,048 bytes (tasks.engine.validate): no cursor points past one longer.
 MAX_CURSOR_KEY = 2048
+# A cursor holds its key up to this long, else its record's id (RecordCursorPagination).
+KEY_IN_CURSOR = 200
+BY_KEY, BY_ID = "k:", "i:"
 
 
 class RecordCursorPagination(StrictPageSize, pagination.CursorPagination):
@@ -145,18 +150,42 @@ class RecordCursorPagination(StrictPageSize, pagination.CursorPagination):
 
     def decode_cursor(self, request):
         cursor = super().decode_cursor(request)
+        if cursor is None or cursor.position is None:
+            return cursor
+        position = str(cursor.position)
+        if position.startswith(BY_ID):
+            # A long key's cursor names its record (encode_cursor): its key is looked up.
+            record = position.removeprefix(BY_ID)
+            key = None
+            if _whole_number(record) and int(record) <= rows.MAX_ID:
+                key = self._scope.filter(pk=int(record)).values_list("key", flat=True).first()
+            if key is None:
+                raise NotFound("the record this cursor points at was deleted: start again")
+            return cursor._replace(position=key)
+        position = position.removeprefix(BY_KEY)
         # The position is compared with the key column: a forged one must be a 404 like any
         # other invalid cursor, not a 500 (PostgreSQL's text holds no NUL).
-        position = None if cursor is None else cursor.position
-        if position is not None and (
-            "\x00" in str(position) or len(str(position)) > MAX_CURSOR_KEY
-        ):
+        if "\x00" in position or len(position) > MAX_CURSOR_KEY:
             raise NotFound(self.invalid_cursor_message)
-        return cursor
+        return cursor._replace(position=position)
+
+    def encode_cursor(self, cursor):
+        # A key may hold 2,048 bytes: percent-encoded, then base64, in the link, a long one
+        # made a `next` link gunicorn refuses (414, past 4,094 bytes), and paging stopped
+        # there. Such a cursor names the record instead, by id.
+        position = cursor.position
+        if position is not None and len(position) > KEY_IN_CURSOR:
+            record = self._scope.filter(key=position).values_list("pk", flat=True).first()
+            if record is not None:
+                return super().encode_cursor(cursor._replace(position=f"{BY_ID}{record}"))
+        if position is not None:
+            position = f"{BY_KEY}{position}"
+        return super().encode_cursor(cursor._replace(position=position))
 
     def paginate_queryset(self, queryset, request, view=None):
         whole = getattr(view, "whole_count", None)
         self.count = whole if whole is not None else bounded_count(queryset)
+        self._scope = queryset
         return super().paginate_queryset(queryset, request, view)
 
     def get_paginated_response(self, data: Any) -> Response:

@@ -24,4 +24,4 @@ app.autodiscover_tasks(["tasks"])
 
 # The worker's start-up checks and its database control command; its database connections
 # kept across tasks (CONN_MAX_AGE), checked between them; its consumer's repeats folded.
-from project import worker_checks, worker_connections, worker_log  # noqa: E402, F401
+from project import worker_checks, worker_connections, worker_held, worker_log  # noqa: E402, F401

@@ -56,7 +56,11 @@ def queue_depth() -> dict[str, int | None]:
         return {queue: None}
 
 
-def pending_task_ids(held_due_before: float | None = None) -> set[str] | None:
+def pending_task_ids(
+    held_due_before: float | None = None,
+    live: set[str] | None = None,
+    live_due_before: float | None = None,
+) -> set[str] | None:
     """The task ids of the messages waiting in a queue or held by a worker; None when the
     broker cannot be read (or its queues are too long to read cheaply).
 
@@ -64,7 +68,9 @@ def pending_task_ids(held_due_before: float | None = None) -> set[str] | None:
     with an ETA (a retry's countdown) until it is due as well. With `held_due_before` (a Unix
     time), a held message due (delivered, or its ETA) before then is left out: a live worker
     would have run it long ago, so its worker is presumed dead, and kombu hands such a message
-    back only after the visibility timeout, hours later.
+    back only after the visibility timeout, hours later. With `live`, the messages the live
+    workers say they hold (held_by_live_workers), a held message none of them holds is left
+    out once due before `live_due_before`: its worker is gone.
     """
     import redis
 
@@ -88,10 +94,38 @@ def pending_task_ids(held_due_before: float | None = None) -> set[str] | None:
     for tag, item in held.items():
         # An unacked entry is [message, exchange, routing key].
         message = json.loads(item)[0]
-        if held_due_before is None or _due(message, delivered.get(tag)) >= held_due_before:
+        due = _due(message, delivered.get(tag))
+        if live is not None and live_due_before is not None:
+            # (one delivered or due just now may not be in its worker's answer yet)
+            kept = _task_id(message) in live or due >= live_due_before
+        else:
+            kept = held_due_before is None or due >= held_due_before
+        if kept:
             ids.add(_task_id(message))
     ids.discard("")
     return ids
+
+
+def held_by_live_workers(timeout: float) -> set[str] | None:
+    """The task ids every live worker holds (project.worker_held), None when the workers
+    cannot be asked. A worker that does not answer in `timeout` holds nothing here: what it
+    holds may be sent again, and the run's claim and lease let one delivery through."""
+    app = current_app
+    try:
+        with app.connection_for_write() as connection:
+            replies = app.control.broadcast(
+                "importbeat_held", reply=True, timeout=timeout, connection=connection
+            )
+    except Exception as error:  # the broker: the 30-minute rule stands in
+        logger.warning("cannot ask the workers what they hold: %s", error)
+        return None
+    return {
+        task_id
+        for reply in replies or []
+        for answer in reply.values()
+        if isinstance(answer, dict)
+        for task_id in answer.get("ids", [])
+    }
 
 
 def _due(message: dict, delivered: float | None) -> float:

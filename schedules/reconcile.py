@@ -81,7 +81,10 @@ def recover_lost_messages(now: datetime, grace: timedelta) -> tuple[int, int]:
         return 0, 0
     # A message held by a worker this long past its due time is presumed lost with its worker.
     held_due_before = now - timedelta(seconds=settings.STALE_QUEUED_SECONDS)
-    pending = broker.pending_task_ids(held_due_before.timestamp())
+    live = broker.held_by_live_workers(settings.HEALTH_WORKER_PING_TIMEOUT)
+    pending = broker.pending_task_ids(
+        held_due_before.timestamp(), live=live, live_due_before=before.timestamp()
+    )
     if pending is None:
         # Without the broker's answer a waiting message looks like a lost one: sending it again
         # would duplicate every message of a long queue. The next pass asks again.

@@ -430,7 +430,7 @@ def test_a_tick_whose_message_was_lost_runs_whatever_catchup_says(
     settings.MISSED_TICK_GRACE_SECONDS = 60
     resent: list[ImportRun] = []
     monkeypatch.setattr(reconcile.services, "send_runs", resent.extend)
-    monkeypatch.setattr(reconcile.broker, "pending_task_ids", lambda *args: set())
+    monkeypatch.setattr(reconcile.broker, "pending_task_ids", lambda *args, **kwargs: set())
     with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
         imp = make_import(alice, SOURCE, interval_seconds=60, catchup=catchup)
         clock.move_to(T0 + timedelta(seconds=1))

@@ -66,7 +66,7 @@ def test_a_tick_folded_behind_a_waiting_run(alice, caplog):
 def test_an_older_missed_tick_whose_message_was_lost(alice, caplog, monkeypatch, settings):
     settings.MISSED_TICK_GRACE_SECONDS = 60
     monkeypatch.setattr(reconcile.services, "send_runs", lambda runs: None)
-    monkeypatch.setattr(reconcile.broker, "pending_task_ids", lambda *args: set())
+    monkeypatch.setattr(reconcile.broker, "pending_task_ids", lambda *args, **kwargs: set())
     imp = make_import(alice, SOURCE, interval_seconds=60)
     older, newer = (
         make_run(imp, "queued", trigger="schedule", scheduled_for=T0 + timedelta(minutes=m))

@@ -186,7 +186,7 @@ def _execute(run_id: int, task: Any | None, attempted: list[ImportRun]) -> dict[
                 )
                 return summary(run)
             if task is not None and not fairness.admit(run):
-                return _come_back(run, task, queue_poll_seconds(), "(the owner's cap)")
+                return _come_back(run, task, queue_poll_seconds(), "its turn under the owner's cap")
             worker = (task.request.hostname if task is not None else "") or ""
             task_id = (task.request.id if task is not None else "") or ""
             # Holding the lease, a `running` run can only be an attempt whose worker is gone.
@@ -381,7 +381,15 @@ def _come_back(run: ImportRun, task: Any | None, countdown: float, holder: str) 
         logger.info("run not started run=%s: the lease is held by %s", run.pk, holder)
         return None
     logger.info("run waits run=%s lease held by %s; again in %.0fs", run.pk, holder, countdown)
-    raise task.retry(countdown=countdown, max_retries=None)
+    # Celery delivers a message again later by a retry, which Flower shows as RETRY: its
+    # exception says that the run waits, and for whom (it said 'None', read as a failed
+    # attempt that never happened). The run's attempts are the run log's own.
+    words = f"run {run.pk} waits for {holder} (not an attempt); asked again in {countdown:.0f}s"
+    raise task.retry(exc=RunWaits(words), countdown=countdown, max_retries=None)
+
+
+class RunWaits(Exception):
+    """What a run waiting for its turn tells Flower at each look (_come_back)."""
 
 
 def _drop_broken_connection() -> None:

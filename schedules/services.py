@@ -521,6 +521,20 @@ def enqueue_run(
     return _enqueue(imp, run, event, user, details)
 
 
+@cache
+def _may_queue_sql() -> str:
+    """No run of the import is active, and its owner's account is: checked by the insert
+    itself, after the import's lock, so a deactivation committed meanwhile is seen."""
+    from django.contrib.auth import get_user_model
+
+    users = _quote(get_user_model()._meta.db_table)
+    imports = _quote(ScheduledImport._meta.db_table)
+    return (
+        f"{NO_ACTIVE_RUN_SQL} AND EXISTS (SELECT 1 FROM {users} u JOIN {imports} i"
+        " ON u.id = i.owner_id WHERE i.id = %s AND u.is_active)"
+    )
+
+
 def queue_next_delivery(imp: ScheduledImport, *, after: int, path: str) -> ImportRun:
     """Queue a run of a queue of deliveries (tasks.deliveries) for the delivery at `path`, now
     that run `after` imported the one before it. A `catchup` run, as the runs of missed ticks
@@ -560,8 +574,12 @@ def _enqueue(
                     # (paused or cancelled while the caller looked: read under the lock, as a
                     # pause or a cancel writes it)
                     raise ImportNotActive(f"import {imp.pk} is {found[0]}")
-            if not rows.insert_where(run, NO_ACTIVE_RUN_SQL, [imp.pk]):
+            if not rows.insert_where(run, _may_queue_sql(), [imp.pk, imp.pk]):
                 active = imp.runs.filter(status__in=ImportRun.ACTIVE_STATUSES).first()
+                if active is None:
+                    # Its owner's account was deactivated while this trigger waited for the
+                    # import (deactivation pauses it, holding it): a run was queued after all.
+                    raise ValidationError({"status": [OWNER_INACTIVE]})
                 raise RunAlreadyActive(active)
             # The event commits with its run: one commit, one wait for the disk, per trigger.
             entry = history.record_event(imp, event, user, run=run.pk, **details)

@@ -147,3 +147,43 @@ def test_a_dry_run_is_throttled_as_the_check_it_is(alice, settings):
     assert client.post(f"{API}/imports/{imp.pk}/run").status_code == 202
     reset_throttle("source_check", alice.pk)
     reset_throttle("manual_run", alice.pk)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_trigger_that_waited_for_an_accounts_deactivation_queues_nothing(alice):
+    # Given alice's account being deactivated: its import paused and held, the account
+    # written, not yet committed
+    import threading
+
+    import psycopg
+    from django.core.exceptions import ValidationError
+
+    imp = make_import(alice, SOURCE)
+    outcome: list[object] = []
+
+    def trigger() -> None:
+        try:
+            outcome.append(services.enqueue_run(imp, trigger="api", user=alice))
+        except ValidationError as refused:
+            outcome.append(refused)
+        finally:
+            connection.close()
+
+    with psycopg.connect(**connection.get_connection_params()) as deactivation:
+        deactivation.execute(
+            "SELECT 1 FROM schedules_scheduledimport WHERE id = %s FOR UPDATE", [imp.pk]
+        )
+        deactivation.execute("UPDATE auth_user SET is_active = false WHERE id = %s", [alice.pk])
+        # When she triggers it meanwhile (her request authenticated before), and the
+        # deactivation then commits
+        waiting = threading.Thread(target=trigger)
+        waiting.start()
+        waiting.join(1.0)
+        deactivation.commit()
+    waiting.join(30)
+
+    # Then no run is queued for the deactivated account (it was, and ran)
+    [refused] = outcome
+    assert isinstance(refused, ValidationError)
+    assert refused.message_dict == {"status": [services.OWNER_INACTIVE]}
+    assert not ImportRun.objects.filter(scheduled_import=imp).exists()

@@ -348,7 +348,7 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
             return "-"
         if imp.late_since is None:
             return f"overdue since {imp.next_run_at:%Y-%m-%d %H:%M} UTC"
-        missed = f"{imp.missed_ticks} ticks missed in all"
+        missed = f"{imp.missed_while_late} ticks missed since, {imp.missed_ticks} in all"
         return f"late since {imp.late_since:%Y-%m-%d %H:%M} UTC ({missed})"
 
     @admin.display(description="success rate")

@@ -179,12 +179,12 @@ def late_email(imp: ScheduledImport) -> tuple[str, str]:
     name = " ".join(imp.name.split())
     noticed = imp.late_since.isoformat() if imp.late_since else "just now"
     subject = f"[importbeat] {name} is late"
-    # `late_since` is when a missed tick was noticed (beat back, or reconciliation), and
-    # `missed_ticks` counts every tick the import ever missed: "N ticks since <noticed>" said
-    # neither this streak's count nor its first tick.
+    # `late_since` is when a missed tick was noticed (beat back, or reconciliation);
+    # `missed_while_late` counts this streak's ticks, `missed_ticks` every tick ever missed.
     message = (
         f"The import {name!r} (id {imp.pk}) missed its schedule: a tick passed without a run "
-        f"(noticed at {noticed}). It has missed {imp.missed_ticks} tick(s) in all.\n"
+        f"(noticed at {noticed}). It has missed {imp.missed_while_late} tick(s) since it "
+        f"turned late ({imp.missed_ticks} in all).\n"
         f"Schedule: {imp.schedule_description}. Next run: "
         f"{imp.next_run_at.isoformat() if imp.next_run_at else 'none'}.\n"
         "Ticks are missed when no beat process is running or a run's message is lost; the "

@@ -73,7 +73,10 @@ def _lateness(imp: ScheduledImport) -> str:
     if imp.late_since is None:
         return "late: its next run is overdue (is beat running?)"
     since = f"{imp.late_since:%Y-%m-%d %H:%M} UTC"
-    return f"late since {since}: {imp.missed_ticks} scheduled run(s) missed in all"
+    return (
+        f"late since {since}: {imp.missed_while_late} scheduled run(s) missed since"
+        f" ({imp.missed_ticks} in all)"
+    )
 
 
 REASONS: tuple[Reason, ...] = (
@@ -129,6 +132,7 @@ class Listed:
     late_since: datetime | None
     next_run_at: datetime | None
     missed_ticks: int
+    missed_while_late: int
 
     def is_late(self) -> bool:
         return is_late(self.status, self.late_since, self.next_run_at)

@@ -22,7 +22,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import F
+from django.db.models import Case, F, When
 
 from common import database_clock
 
@@ -59,7 +59,14 @@ def skip_if_ran_since(run: ImportRun, now: datetime | None = None) -> str | None
     )
     if not skip_run(run, reason):
         return None
-    ScheduledImport.objects.filter(pk=imp.pk).update(missed_ticks=F("missed_ticks") + 1)
+    ScheduledImport.objects.filter(pk=imp.pk).update(
+        missed_ticks=F("missed_ticks") + 1,
+        # (a tick skipped so starts no late streak, but adds to one under way)
+        missed_while_late=Case(
+            When(late_since__isnull=True, then=F("missed_while_late")),
+            default=F("missed_while_late") + 1,
+        ),
+    )
     return reason
 
 

@@ -350,6 +350,9 @@ def _advance(plans: dict[int, TickPlan], now: datetime) -> None:
             UPDATE {table} AS i
                SET next_run_at = v.next_run_at,
                    missed_ticks = i.missed_ticks + v.missed,
+                   missed_while_late = CASE
+                       WHEN v.missed > 0 AND i.late_since IS NULL THEN v.missed
+                       ELSE i.missed_while_late + v.missed END,
                    late_since = CASE
                        WHEN v.missed > 0 THEN COALESCE(i.late_since, %s)
                        WHEN v.on_time THEN NULL

@@ -215,6 +215,9 @@ class ScheduledImport(LoadedHook, models.Model):
     # Ticks that passed without a run (beat down, a dispatch lost): counted, and the import is
     # late from the first one until it runs on time again.
     missed_ticks = models.PositiveIntegerField(db_default=0, default=0)
+    # The ticks missed since it last turned late (its late e-mail and attention say them; the
+    # lifetime count above said neither this streak's size nor when it began).
+    missed_while_late = models.PositiveIntegerField(db_default=0, default=0)
     late_since = models.DateTimeField(null=True, blank=True)
     # Reconciliation compared this import's ticks with its runs up to here.
     reconciled_until = models.DateTimeField(null=True, blank=True)
@@ -525,7 +528,7 @@ class ScheduledImport(LoadedHook, models.Model):
 KEPT_BY_THE_SCHEDULER = frozenset({
     "total_runs", "successful_runs", "partial_runs", "failed_runs", "consecutive_failures",
     "last_run_at", "last_run_status", "last_success_at", "next_run_at", "missed_ticks",
-    "late_since", "reconciled_until", "schedule_changed_at", "periodic_task",
+    "late_since", "reconciled_until", "schedule_changed_at", "periodic_task", "missed_while_late",
     "missed_counted_from", "missed_counted_until",
 })  # fmt: skip
 

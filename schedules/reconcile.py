@@ -333,6 +333,8 @@ def _count_missed(counts: list[tuple[int, int, datetime | None]], now: datetime)
             )
             UPDATE {table} AS i
                SET missed_ticks = i.missed_ticks + v.missed,
+                   missed_while_late = CASE WHEN i.late_since IS NULL THEN v.missed
+                                            ELSE i.missed_while_late + v.missed END,
                    late_since = COALESCE(i.late_since, %s),
                    reconciled_until = COALESCE(v.until, i.reconciled_until)
               FROM unnest(%s::bigint[], %s::int[], %s::timestamptz[]) AS v(id, missed, until),

@@ -277,16 +277,18 @@ def test_the_owner_hears_once_per_late_streak(alice, settings, monkeypatch):
         subject, message = alerts.late_email(ScheduledImport.objects.get(pk=imp.pk))
         assert subject == "[importbeat] products is late"
         assert "a tick passed without a run (noticed at " in message
-        assert "It has missed 6 tick(s) in all." in message
+        assert "It has missed 6 tick(s) since it turned late (6 in all)." in message
 
         # When a tick runs on time, then ticks are missed again
         clock.move_to(T0 + timedelta(minutes=6, seconds=1))
         run_beat_once()
         clock.move_to(T0 + timedelta(minutes=9, seconds=30))
         run_beat_once()
+        _, message = alerts.late_email(ScheduledImport.objects.get(pk=imp.pk))
 
-    # Then a second streak tells the owner again
+    # Then a second streak tells the owner again, with its own count (it said the lifetime's)
     assert told == [[imp.pk], [imp.pk]]
+    assert "It has missed 3 tick(s) since it turned late (9 in all)." in message
 
 
 def test_after_an_outage_missed_ticks_are_logged_in_one_line_per_batch(alice, settings, caplog):

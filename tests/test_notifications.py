@@ -192,13 +192,15 @@ def test_an_import_turning_late_tells_its_owner_once_by_email_and_as_asked(alice
 
 def test_a_late_email_alone_says_how_many_ticks_were_missed(alice):
     imp = make_import(alice, SOURCE)
-    ScheduledImport.objects.filter(pk=imp.pk).update(late_since=timezone.now(), missed_ticks=2)
+    ScheduledImport.objects.filter(pk=imp.pk).update(
+        late_since=timezone.now(), missed_ticks=7, missed_while_late=2
+    )
     notifications.on_imports_late([imp.pk])
 
     webhooks.deliver(NotificationDelivery.objects.get().pk)
 
     assert [m.subject for m in mail.outbox] == ["[importbeat] products is late"]
-    assert "It has missed 2 tick(s) in all." in mail.outbox[0].body
+    assert "It has missed 2 tick(s) since it turned late (7 in all)." in mail.outbox[0].body
 
 
 def test_a_late_import_with_a_webhook_asked_for_is_also_posted(alice):

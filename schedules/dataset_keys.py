@@ -26,3 +26,26 @@ def conflict(dataset: str, keyed_by: str, records: int, key_column: str) -> str:
         f"{keyed_by!r}, write to another dataset, or use mode sync, whose next run replaces "
         "every record"
     )
+
+
+def shared_with_sync(dataset: str, mode: str, others: list[tuple[str, str]]) -> str:
+    """Why an import in `mode` cannot write to `dataset` beside the imports `others` ((name,
+    mode) each), '' when it can: a sync import deletes every record its file lacks, so beside
+    another writer each run deleted what the other had written, and every run said
+    `succeeded`."""
+    if not others:
+        return ""
+    if mode == "sync":
+        names = ", ".join(repr(name) for name, _mode in others[:5])
+        return (
+            f"dataset {dataset!r} is written by {names} too: a sync import deletes every record "
+            "its file lacks, theirs included, at each run; write to a dataset of its own, or use "
+            "mode upsert"
+        )
+    if syncing := [name for name, other_mode in others if other_mode == "sync"]:
+        return (
+            f"dataset {dataset!r} is written by the sync import {syncing[0]!r}, which deletes "
+            "every record its file lacks, this import's included, at each run; write to a "
+            "dataset of its own"
+        )
+    return ""

@@ -377,6 +377,7 @@ def validate_import_fields(imp: ScheduledImport) -> None:
         errors.setdefault("key_column", []).append("a key column is required")
     elif imp.dataset_id is not None and imp.key_fields_changed():
         check("key_column", validate_dataset_key, imp)
+        check("mode", validate_dataset_writers, imp)
     if len(imp.delimiter or "") != 1:
         errors.setdefault("delimiter", []).append("the delimiter is one character")
     elif imp.delimiter in NO_DELIMITERS:
@@ -425,6 +426,19 @@ def validate_dataset_key(imp: ScheduledImport) -> None:
         raise ValidationError(
             dataset_keys.conflict(imp.dataset.name, keyed_by, records, imp.key_column)
         )
+
+
+def validate_dataset_writers(imp: ScheduledImport) -> None:
+    """A sync import is its dataset's one writer (schedules.dataset_keys.shared_with_sync)."""
+    others = list(
+        type(imp)
+        .objects.filter(dataset_id=imp.dataset_id)
+        .exclude(pk=imp.pk)
+        .order_by("pk")
+        .values_list("name", "mode")
+    )
+    if words := dataset_keys.shared_with_sync(imp.dataset.name, imp.mode, others):
+        raise ValidationError(words)
 
 
 NOTIFY_EVENTS = ("failed", "partial", "succeeded", "recovered", "late")

@@ -217,6 +217,9 @@ def _session(
         # request carries is the import's own.
         session.trust_env = False
         session.headers["User-Agent"] = USER_AGENT
+        # gzip alone, which our own reader decodes and checks whole (_stream): urllib3 took a
+        # deflate body cut short for the whole file, and mode sync deleted the rows after it.
+        session.headers["Accept-Encoding"] = "gzip"
         session.headers.update(unless.request_headers() if unless else {})
         session.mount("http://", GuardedAdapter())
         session.mount("https://", GuardedAdapter())
@@ -325,7 +328,14 @@ def _stream(
     # (tasks.decompress), as a .gz file is: urllib3's decoder took a gzip stream cut short for
     # the whole body (the rows after the cut were gone, and with mode sync deleted), and
     # progress counted decoded bytes against the encoded length (474 %).
-    gzipped = response.headers.get("Content-Encoding", "").strip().lower() in GZIP_CODINGS
+    coding = response.headers.get("Content-Encoding", "").strip().lower()
+    gzipped = coding in GZIP_CODINGS
+    if coding not in ("", "identity", *GZIP_CODINGS):
+        raise PermanentImportError(
+            f"the server sent the file in an encoding importbeat did not ask for "
+            f"(Content-Encoding: {quoted(coding)}; it asks for gzip or none): it cannot tell "
+            "whether such a body arrived whole"
+        )
     stream = ByteStream(
         _chunks(response, decode=not gzipped), settings.MAX_IMPORT_BYTES, on_read, watchdog
     )

@@ -15,8 +15,10 @@ Either way the run fails transiently and is retried with the import's backoff, b
 file is usually whole. A writer that pauses longer than the settle time between two writes
 cannot be told from one that finished (hidden upload names and a glob, or a rename once
 written, are the sure ways; README, Drop folders). The modification time is the file
-server's, so a clock that differs from the worker's costs at most one wait, never a file taken
-in part: the second look compares the file with itself.
+server's, compared with the worker's clock (an HTTP server's with its own `Date`): a file
+server's clock ahead of the worker's costs one wait; one behind it by more than the settle time
+makes a file being written look settled, and only check_whole's look still catches it (a
+writer paused between two writes across the whole read is not caught).
 """
 
 from __future__ import annotations

@@ -264,8 +264,24 @@ def layout_for(first: list[str], imp: ScheduledImport) -> Layout:
                     f"columns in the file, or name every column, in order, in the import's "
                     f"columns spec"
                 )
-            # The spec names every column (in the file's order): it stands in for the header.
-            names = list(spec)
+            # The spec names every column (in the file's order): it stands in for the header,
+            # as long as the header names no column otherwise (its empty or repeated names
+            # aside). A partner's export that moved the key column was keyed by another
+            # column, and mode sync deleted every record.
+            said = list(spec)
+            repeated = {name for name in names if names.count(name) > 1}
+            if wrong := [
+                (number, name, said[number - 1])
+                for number, name in enumerate(names, 1)
+                if name and name not in repeated and name != said[number - 1]
+            ]:
+                number, name, spec_name = wrong[0]
+                raise PermanentImportError(
+                    f"the header names column {number} {cut(name)!r} where the columns spec, "
+                    f"which stands in for it ({problems}), names {cut(spec_name)!r}: the file's "
+                    "columns moved; name them in the spec in the file's order"
+                )
+            names = said
     else:
         names = list(spec) or [f"column_{i}" for i in range(1, len(first) + 1)]
     if len(names) > MAX_FILE_COLUMNS:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import http.server
+import socket
 import sys
+import threading
 
 
 class QuietHTTPServer(http.server.ThreadingHTTPServer):
@@ -13,3 +15,26 @@ class QuietHTTPServer(http.server.ThreadingHTTPServer):
     def handle_error(self, request, client_address) -> None:
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
+
+
+class RawServer:
+    """Answers every request with the same bytes, whatever they are, then hangs up."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/p.csv"
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                connection, _ = self.listener.accept()
+            except OSError:
+                return
+            with connection:
+                connection.recv(65536)
+                connection.sendall(self.answer)

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import logging
 import re
-import socket
-import threading
 from collections.abc import Iterator
 from unittest import mock
 
@@ -27,6 +25,7 @@ from tasks.fetch_errors import (
 )
 from tasks.sftp import NOT_SSH
 from tests.factories import make_import
+from tests.http_support import RawServer
 from tests.importer_support import run_now
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("encryption_key")]
@@ -39,29 +38,6 @@ def plain(message: str) -> str:
     assert not CLASS_NAME.search(message), message
     assert "Errno" not in message and "(0x" not in message, message
     return message
-
-
-class RawServer:
-    """Answers every request with the same bytes, whatever they are, then hangs up."""
-
-    def __init__(self, answer: bytes) -> None:
-        self.answer = answer
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        threading.Thread(target=self._serve, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.listener.getsockname()[1]}/p.csv"
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                connection, _ = self.listener.accept()
-            except OSError:
-                return
-            with connection:
-                connection.recv(65536)
-                connection.sendall(self.answer)
 
 
 @pytest.fixture

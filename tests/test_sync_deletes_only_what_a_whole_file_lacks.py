@@ -13,14 +13,13 @@ its dataset's one writer.
 
 from __future__ import annotations
 
-import socket
-import threading
 import zlib
 
 import pytest
 
 from tests.api_support import API, SOURCE, client_for
 from tests.factories import make_import
+from tests.http_support import RawServer
 from tests.importer_support import records, run_now
 
 pytestmark = pytest.mark.django_db
@@ -34,47 +33,11 @@ def product_rows(count: int, price: str = "1.00") -> bytes:
     return ("\n".join(lines) + "\n").encode()
 
 
-class RawServer:
-    """An HTTP server that answers every request with the exact bytes `respond()` returns,
-    then closes the connection."""
-
-    def __init__(self) -> None:
-        self.respond = lambda: b""
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/p.csv"
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                data = b""
-                while b"\r\n\r\n" not in data:
-                    chunk = conn.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                conn.sendall(self.respond())
-                conn.shutdown(socket.SHUT_WR)
-
-    def close(self) -> None:
-        self.sock.close()
-
-
 @pytest.fixture
 def raw_server():
-    server = RawServer()
+    server = RawServer(b"")
     yield server
-    server.close()
+    server.listener.close()
 
 
 def test_a_download_asks_for_gzip_alone(alice, csv_server):
@@ -88,7 +51,7 @@ def test_a_download_asks_for_gzip_alone(alice, csv_server):
 def test_a_deflate_body_cut_short_deletes_nothing(alice, raw_server):
     # Given a sync import holding 1,000 records
     whole = product_rows(1000)
-    raw_server.respond = lambda: (
+    raw_server.answer = (
         b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\n"
         + f"Content-Length: {len(whole)}\r\nConnection: close\r\n\r\n".encode()
         + whole
@@ -98,7 +61,7 @@ def test_a_deflate_body_cut_short_deletes_nothing(alice, raw_server):
 
     # When a server sends it deflated anyway, and the connection breaks off half way
     packed = zlib.compress(product_rows(1000, price="2.00"))
-    raw_server.respond = lambda: (
+    raw_server.answer = (
         b"HTTP/1.1 200 OK\r\nContent-Type: text/csv\r\nContent-Encoding: deflate\r\n"
         b"Connection: close\r\n\r\n" + packed[: len(packed) // 2]
     )

@@ -86,10 +86,11 @@ def _manage(url: str, *args: str) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def database_behind() -> Iterator[tuple[str, dict]]:
     """A database of the previous release's schema (migrations up to 0031) holding an import of
-    alice's and a queued run of it; dropped afterwards."""
+    alice's and a queued run of it; dropped afterwards. One for the module's tests: building it
+    takes three migrations of a whole database (about 30 s on a loaded machine)."""
     name = f"hunt_upgrade_{uuid.uuid4().hex[:10]}"
     _admin(f'CREATE DATABASE "{name}"')
     url = _server_url(name)

@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 from common import database_clock
 from common.redis_client import client
 
-from . import alerts
+from . import alerts, credentials
 from .models import ImportRun, NotificationDelivery, OwnerMailbox, ScheduledImport
 from .text import printable
 
@@ -281,8 +281,14 @@ _CHANNEL_AND_OWNER = (
 def webhook(delivery: NotificationDelivery) -> alerts.Webhook:
     """A webhook notification's POST: its payload, to its target, signed with the import's
     secret."""
-    secret = delivery.scheduled_import.webhook_secret
-    return alerts.Webhook(delivery.target, payload(delivery), secret)
+    imp = delivery.scheduled_import
+    body = payload(delivery)
+    if imp.credential_secret:
+        # The run's texts as every other surface shows them, the source's credential hidden
+        # (a run saved before the runner hid it, say): the e-mail of the same notification hid
+        # it, and the webhook posted it to the callback.
+        body = credentials.hide(credentials.secrets_of(imp.credential_secret), body)
+    return alerts.Webhook(delivery.target, body, imp.webhook_secret)
 
 
 def delivered(delivery: NotificationDelivery, response_status: int) -> None:
@@ -300,10 +306,17 @@ def skipped(delivery: NotificationDelivery, why: str) -> None:
     _save(delivery)
 
 
-def failed(delivery: NotificationDelivery, error: str, retry_in: float | None = None) -> None:
+def failed(
+    delivery: NotificationDelivery,
+    error: str,
+    retry_in: float | None = None,
+    response_status: int | None = None,
+) -> None:
     """The attempt failed with `error` (plain words): `retrying` when another attempt follows
-    in `retry_in` seconds, else `failed` for good."""
+    in `retry_in` seconds, else `failed` for good. `response_status`: the receiver's answer,
+    when it answered (the log said none for a 404)."""
     delivery.error = error
+    delivery.response_status = response_status
     delivery.status = "failed" if retry_in is None else "retrying"
     delivery.next_attempt_at = None if retry_in is None else _in(retry_in)
     _save(delivery)
@@ -325,10 +338,11 @@ def no_longer_due(delivery: NotificationDelivery) -> str:
       posting the run, signed, to the URL the owner had taken away;
     - a run's event, or a late webhook, its import no longer asks for on that channel (an
       e-mail held for the digest went out after the owner turned e-mail, or the event, off);
-    - an e-mail to an owner whose account was deactivated since.
+    - a notification to an owner whose account was deactivated since.
     """
     imp = delivery.scheduled_import
-    if delivery.channel == "email" and not imp.owner.is_active:
+    if not imp.owner.is_active:
+        # (on either channel: a deactivated account's webhooks went on, its alerts included)
         return "its owner's account was deactivated before it went out"
     if delivery.event == "late" and imp.late_since is None:
         return "the import ran on time again before it went out"

@@ -152,6 +152,9 @@ def deliver(delivery_id: int, attempt: int = 1, final: bool = True) -> str | Non
 
 
 def _send(delivery: NotificationDelivery, final: bool) -> None:
+    # The receiver's answer when it gave one, logged whatever it was (a 404 was logged as no
+    # answer at all).
+    answered: int | None = None
     try:
         with _out_of_time_said():
             if delivery.channel == "email":
@@ -160,16 +163,17 @@ def _send(delivery: NotificationDelivery, final: bool) -> None:
             if why := notifications.no_longer_due(delivery):
                 notifications.skipped(delivery, why)
                 return
-            status = judged(_post_to_an_answering(notifications.webhook(delivery)))
+            answered = _post_to_an_answering(notifications.webhook(delivery))
+            status = judged(answered)
     except TransientImportError as error:
         if final:
-            notifications.failed(delivery, str(error))
+            notifications.failed(delivery, str(error), response_status=answered)
             return
         countdown = backoff(delivery.attempts - 1, error)
-        notifications.failed(delivery, str(error), retry_in=countdown)
+        notifications.failed(delivery, str(error), retry_in=countdown, response_status=answered)
         raise RetryLater(error, countdown) from None
     except PermanentImportError as error:
-        notifications.failed(delivery, str(error))
+        notifications.failed(delivery, str(error), response_status=answered)
         return
     notifications.delivered(delivery, status)
 

@@ -47,16 +47,24 @@ def on_run_finished(imp: ScheduledImport, run: ImportRun) -> bool:
     if run.status not in (ImportRun.Status.FAILED, ImportRun.Status.TIMED_OUT):
         return False
     failures = ScheduledImport.objects.values_list("consecutive_failures", flat=True).get(pk=imp.pk)
-    if not imp.alert_after_failures or failures < imp.alert_after_failures:
-        return False
+    # The streak as this run ended, from the import's own counter (streak_at): the run log is
+    # thinned by retention (good runs go after 30 days, failed ones after 90), and a streak
+    # rebuilt from it ran back past the good run retention had taken.
+    details = {**run.error_details, STREAK: failures}
     # Reached or passed, once a streak: a threshold lowered below the streak while it ran
     # never met the count again (24 failures, no alert), and one raised after its alert met it
     # a second time (two alerts in one streak).
-    if _alerted_in_streak(imp.pk):
-        return False
-    details = {**run.error_details, ALERTED: True}
+    alert = (
+        bool(imp.alert_after_failures)
+        and failures >= imp.alert_after_failures
+        and not _alerted_in_streak(imp.pk, failures)
+    )
+    if alert:
+        details[ALERTED] = True
     run.error_details = details
     ImportRun.objects.filter(pk=run.pk).update(error_details=details)
+    if not alert:
+        return False
     logger.error(
         "import alert import=%s run=%s status=%s consecutive_failures=%s owner=%s error=%s",
         imp.pk, run.pk, run.status, failures, imp.owner_id, json.dumps(run.error_message),
@@ -64,13 +72,27 @@ def on_run_finished(imp: ScheduledImport, run: ImportRun) -> bool:
     return True
 
 
+# The import's failures in a row as a failed run ended (error_details).
+STREAK = "streak"
 # Marks the run of a streak that alerted (error_details).
 ALERTED = "alerted"
 
 
-def _alerted_in_streak(import_id: int) -> bool:
-    """Whether a run of the import's current failure streak alerted already."""
-    return _streak_runs(import_id).filter(error_details__has_key=ALERTED).exists()
+def _alerted_in_streak(import_id: int, failures: int) -> bool:
+    """Whether a run of the import's current failure streak (its last `failures` failed runs)
+    alerted already. The streak rebuilt as "the failed runs since the last good one" ran back
+    past a good run retention had deleted, found the last streak's alert, and the new streak
+    never alerted."""
+    from .models import ImportRun
+
+    streak = (
+        ImportRun.objects.filter(
+            scheduled_import_id=import_id, status__in=ImportRun.FAILED_STATUSES
+        )
+        .order_by("-finished_at", "-pk")
+        .values("pk")[:failures]
+    )
+    return ImportRun.objects.filter(pk__in=streak, error_details__has_key=ALERTED).exists()
 
 
 def streak_at(run: ImportRun) -> int:
@@ -83,6 +105,8 @@ def streak_at(run: ImportRun) -> int:
     recovered said "products failed 0 times in a row"."""
     if run.finished_at is None or run.status not in run.FAILED_STATUSES:
         return 0
+    if isinstance(run.error_details, dict) and STREAK in run.error_details:
+        return int(run.error_details[STREAK])  # as its import counted it (on_run_finished)
     return _streak_runs(run.scheduled_import_id, up_to=run.finished_at).count()
 
 

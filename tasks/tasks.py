@@ -160,6 +160,12 @@ def send_alert_webhook(run_id: int) -> None:
     notifications.queue_alert_of_run(run_id, ("webhook",))
 
 
+@shared_task(name="importbeat.notify_late_imports", ignore_result=True)
+def notify_late_imports(import_ids: list[int]) -> None:
+    """The notifications of late streaks beat noticed (schedules.dispatch)."""
+    notifications.on_imports_late(import_ids)
+
+
 @shared_task(name="importbeat.send_late_alert", ignore_result=True)
 def send_late_alert(import_id: int) -> None:
     notifications.late_alert_of_import(import_id)

@@ -1183,6 +1183,14 @@ def finish_run(
     `run` is updated in place.
     """
     notes = run_notes(run)
+    if ImportRun.scheduled_import.is_cached(run):
+        # The credential the run was sent with, hidden here: the import's, read again as the
+        # run ends, may be another since (replaced while the run ran: the source quoting the
+        # old one, it went into the run log, its e-mail and its webhook).
+        used = run.scheduled_import
+        error, traceback = without_secrets(used, (error, traceback))
+        if counts is not None and counts.row_errors:
+            counts.row_errors = without_secrets(used, counts.row_errors, cut_at=ROW_VALUE_CHARS)
     if db_connection.in_atomic_block:
         finished = _finish_once(run.pk, status, counts, error, traceback, notes)
     else:

@@ -94,3 +94,39 @@ def test_a_refused_webhook_logs_the_status_it_was_answered(alice, answer):
     (shown,) = client_for(alice).get(f"{API}/imports/{imp.pk}/deliveries/").json()["results"]
     assert (shown["status"], shown["response_status"]) == ("failed", answer)
     assert f"HTTP {answer}" in shown["error"]
+
+
+OLD = {"kind": "bearer", "token": "old-token-4f9a1c77e2"}
+NEW = {"kind": "bearer", "token": "new-token-8d2b6e11a0"}
+
+
+@pytest.mark.usefixtures("encryption_key")
+def test_a_credential_replaced_while_its_run_ran_is_hidden_in_the_run_and_its_notices(
+    alice, hook, settings
+):
+    from schedules import replaced_credentials
+    from schedules.models import ReplacedCredential
+
+    settings.EMAIL_DIGEST_SECONDS = 0
+    imp = make_import_saved_earlier(
+        alice, "https://files.example.com/p.csv", credential=OLD, notify_on=["failed"],
+        notify_channels=["email", "webhook"], callback_url=hook.url,
+    )  # fmt: skip
+    # Given a run fetching with the old token (loaded as the runner loads it at its start)
+    run = ImportRun.objects.create(
+        scheduled_import=imp, trigger="schedule", status="running", attempts=1
+    )
+    run = services.load_run(run.pk)
+    # When the owner replaces it meanwhile (it leaked), the hiding job runs at once, and the
+    # source then refuses the old token, quoting it
+    services.update_import(imp, credential=NEW)
+    for replaced in ReplacedCredential.objects.all():
+        replaced_credentials.hide(replaced.pk)
+    services.finish_run(run, "failed", error=f"HTTP 401: token {OLD['token']} was revoked")
+    for delivery in NotificationDelivery.objects.filter(run=run):
+        webhooks.deliver(delivery.pk)
+
+    # Then neither the run log, nor its e-mail, nor its webhook shows it
+    run.refresh_from_db()
+    told = [run.error_message, mail.outbox[0].body, *[b.decode() for _, b in hook.requests]]
+    assert len(told) == 3 and not [text for text in told if OLD["token"] in text]

@@ -60,6 +60,7 @@ def pending_task_ids(
     held_due_before: float | None = None,
     live: set[str] | None = None,
     live_due_before: float | None = None,
+    asked_of: set[str] | None = None,
 ) -> set[str] | None:
     """The task ids of the messages waiting in a queue or held by a worker; None when the
     broker cannot be read (or its queues are too long to read cheaply).
@@ -69,8 +70,8 @@ def pending_task_ids(
     time), a held message due (delivered, or its ETA) before then is left out: a live worker
     would have run it long ago, so its worker is presumed dead, and kombu hands such a message
     back only after the visibility timeout, hours later. With `live`, the messages the live
-    workers say they hold (held_by_live_workers), a held message none of them holds is left
-    out once due before `live_due_before`: its worker is gone.
+    workers say they hold (held_by_live_workers), a held message of `asked_of` that none of
+    them holds is left out once due before `live_due_before`: its worker is gone.
     """
     import redis
 
@@ -95,7 +96,11 @@ def pending_task_ids(
         # An unacked entry is [message, exchange, routing key].
         message = json.loads(item)[0]
         due = _due(message, delivered.get(tag))
-        if live is not None and live_due_before is not None:
+        if (
+            live is not None
+            and live_due_before is not None
+            and _task_id(message) in (asked_of or ())
+        ):
             # (one delivered or due just now may not be in its worker's answer yet)
             kept = _task_id(message) in live or due >= live_due_before
         else:

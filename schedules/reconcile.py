@@ -48,11 +48,36 @@ def reconcile(now: datetime | None = None) -> dict[str, int]:
     grace = timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
     resent, lost_ticks = recover_lost_messages(now, grace)
     gaps = find_ticks_without_runs(now, grace)
-    if resent or lost_ticks or gaps:
+    untold = tell_late_owners_not_told(now - grace)
+    if resent or lost_ticks or gaps or untold:
         logger.warning(
-            "reconcile resent=%s lost_ticks=%s ticks_without_run=%s", resent, lost_ticks, gaps
-        )
+            "reconcile resent=%s lost_ticks=%s ticks_without_run=%s late_untold=%s",
+            resent, lost_ticks, gaps, untold,
+        )  # fmt: skip
     return {"resent": resent, "lost_ticks": lost_ticks, "ticks_without_run": gaps}
+
+
+def tell_late_owners_not_told(late_before: datetime) -> int:
+    """Make the notifications of late streaks that began before `late_before` and have none:
+    beat hands them to a worker in one message (schedules.dispatch), and that message lost
+    (a Redis restarted empty, its worker killed) left the owner untold for good."""
+    from django.db.models import Exists, OuterRef
+
+    from . import notifications
+    from .models import NotificationDelivery
+
+    told = NotificationDelivery.objects.filter(
+        scheduled_import=OuterRef("pk"), event="late", created_at__gte=OuterRef("late_since")
+    )
+    untold = list(
+        ScheduledImport.objects.filter(late_since__lt=late_before)
+        .exclude(Exists(told))
+        .order_by("pk")
+        .values_list("pk", flat=True)[:BATCH]
+    )
+    if untold:
+        notifications.on_imports_late(untold)
+    return len(untold)
 
 
 # --- runs whose message is gone -----------------------------------------------------------------
@@ -81,10 +106,22 @@ def recover_lost_messages(now: datetime, grace: timedelta) -> tuple[int, int]:
         return 0, 0
     # A message held by a worker this long past its due time is presumed lost with its worker.
     held_due_before = now - timedelta(seconds=settings.STALE_QUEUED_SECONDS)
-    live = broker.held_by_live_workers(settings.HEALTH_WORKER_PING_TIMEOUT)
+    # The live workers are asked about the runs put back to wait their turn (tasks.fairness)
+    # alone: each is held by the worker that put it back, a few seconds at a time, and one
+    # killed left it there 30 minutes. A message any other run's worker holds waits for the
+    # 30-minute rule: a worker slow to answer would have had it sent twice, a retry run before
+    # its backoff, a queued tick counted missed.
+    deferred = {
+        run.celery_task_id
+        for run in waiting
+        if run.status == ImportRun.Status.QUEUED
+        and run.error_message.startswith(services.WAITING_ITS_TURN)
+    }
+    live = broker.held_by_live_workers(settings.HEALTH_WORKER_PING_TIMEOUT) if deferred else None
     pending = broker.pending_task_ids(
-        held_due_before.timestamp(), live=live, live_due_before=before.timestamp()
-    )
+        held_due_before.timestamp(), live=live, live_due_before=before.timestamp(),
+        asked_of=deferred,
+    )  # fmt: skip
     if pending is None:
         # Without the broker's answer a waiting message looks like a lost one: sending it again
         # would duplicate every message of a long queue. The next pass asks again.
@@ -100,7 +137,8 @@ def recover_lost_messages(now: datetime, grace: timedelta) -> tuple[int, int]:
     newest_per_import: set[int] = set()
     for run in lost:  # newest first within each import
         imp = run.scheduled_import
-        if not _is_missed_tick(run, before):
+        if run.celery_task_id in deferred or not _is_missed_tick(run, before):
+            # (a run put back to wait its turn was dispatched on time: no missed tick)
             resend.append(run)
         elif imp.pk not in newest_per_import:
             # Whatever `catchup` says: beat folded every tick since into this run, promising
@@ -115,7 +153,11 @@ def recover_lost_messages(now: datetime, grace: timedelta) -> tuple[int, int]:
     with transaction.atomic():
         sent: list[ImportRun] = []
         for run in resend:
-            caught_up = _is_missed_tick(run, before) and run.trigger == ImportRun.Trigger.SCHEDULE
+            caught_up = (
+                run.celery_task_id not in deferred
+                and _is_missed_tick(run, before)
+                and run.trigger == ImportRun.Trigger.SCHEDULE
+            )
             if _mark_resent(run, now, caught_up):
                 sent.append(run)
                 counts[run.scheduled_import_id] = counts.get(run.scheduled_import_id, 0) + caught_up

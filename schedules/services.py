@@ -245,6 +245,7 @@ def _delete_in_id_ranges(records: QuerySet[Record]) -> int:
     return deleted
 
 
+@transaction.atomic
 def create_import(owner: AbstractBaseUser, *, dataset: str, **fields: Any) -> ScheduledImport:
     """Validate and create an import with its dataset and its beat entry; what notifies is
     the owner's default (`PATCH /me`) unless given."""
@@ -330,6 +331,9 @@ def end_waiting_runs(waiting: QuerySet[ImportRun], moment: datetime) -> None:
 
 
 OWNER_INACTIVE = "its owner's account is deactivated: reactivate the account first"
+# The words of a run put back to wait under the owner's cap (tasks.fairness): its message is
+# held by the worker that deferred it (schedules.reconcile).
+WAITING_ITS_TURN = "waiting its turn:"
 
 
 @transaction.atomic

@@ -429,7 +429,20 @@ def validate_dataset_key(imp: ScheduledImport) -> None:
 
 
 def validate_dataset_writers(imp: ScheduledImport) -> None:
-    """A sync import is its dataset's one writer (schedules.dataset_keys.shared_with_sync)."""
+    """A sync import is its dataset's one writer (schedules.dataset_keys.shared_with_sync).
+
+    In a save's transaction, the saves of one dataset's writers take turns from here to their
+    commit (an advisory lock, which a merge's lock of the dataset row leaves alone): a sync and
+    an upsert import saved at the same moment each found the other absent, and both were
+    saved."""
+    from django.db import connection
+
+    if connection.in_atomic_block:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, %s)",
+                [WRITERS_LOCK, imp.dataset_id % 2**31],
+            )
     others = list(
         type(imp)
         .objects.filter(dataset_id=imp.dataset_id)
@@ -440,6 +453,9 @@ def validate_dataset_writers(imp: ScheduledImport) -> None:
     if words := dataset_keys.shared_with_sync(imp.dataset.name, imp.mode, others):
         raise ValidationError(words)
 
+
+# The advisory lock class of a dataset's writers' saves (validate_dataset_writers).
+WRITERS_LOCK = 0x1B0B
 
 NOTIFY_EVENTS = ("failed", "partial", "succeeded", "recovered", "late")
 NOTIFY_CHANNELS = ("email", "webhook")

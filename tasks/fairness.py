@@ -25,13 +25,14 @@ from redis.exceptions import LockError, RedisError
 
 from common import database_clock
 from common.redis_client import client
+from schedules import services
 from schedules.models import ImportRun, ScheduledImport
 
 logger = logging.getLogger("importbeat.runs")
 
 # An admitted run has this long to show as `running` in the database before its slot is free.
 ADMITTED_SECONDS = 60
-WAITING = "waiting its turn:"
+WAITING = services.WAITING_ITS_TURN
 WAITING_STATUSES = (ImportRun.Status.QUEUED, ImportRun.Status.RETRYING)
 
 

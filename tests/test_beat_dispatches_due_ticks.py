@@ -475,3 +475,28 @@ def test_beat_hands_the_late_notifications_to_a_worker_in_one_message(alice, mon
     assert not NotificationDelivery.objects.exists()
     notify_late_imports(*sent[0][1])
     assert NotificationDelivery.objects.filter(event="late").count() == 3
+
+
+def test_a_late_streak_whose_notice_was_lost_is_told_at_the_next_reconciliation(
+    alice, monkeypatch, settings
+):
+    # Beat's one message lost (a Redis restarted empty): no delivery was ever made
+    from celery import current_app
+
+    from schedules.models import NotificationDelivery
+
+    settings.MISSED_TICK_GRACE_SECONDS = 60
+    monkeypatch.setattr(current_app, "send_task", lambda name, args: None)
+    with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
+        imp = make_import(alice, SOURCE, interval_seconds=60)
+        clock.move_to(T0 + timedelta(minutes=2, seconds=30))
+        run_beat_once()
+        assert not NotificationDelivery.objects.exists()
+
+        clock.move_to(T0 + timedelta(minutes=4))
+        reconcile.tell_late_owners_not_told(T0 + timedelta(minutes=3))
+        reconcile.tell_late_owners_not_told(T0 + timedelta(minutes=3))  # (once a streak)
+
+    assert list(NotificationDelivery.objects.values_list("scheduled_import", "event")) == [
+        (imp.pk, "late")
+    ]

@@ -13,12 +13,16 @@ its dataset's one writer.
 
 from __future__ import annotations
 
+import threading
 import zlib
 
 import pytest
+from django.db import connection, transaction
 
+from schedules import services
+from schedules.models import ScheduledImport
 from tests.api_support import API, SOURCE, client_for
-from tests.factories import make_import
+from tests.factories import PRODUCTS_CSV, make_import
 from tests.http_support import RawServer
 from tests.importer_support import records, run_now
 
@@ -108,3 +112,48 @@ def test_a_sync_import_is_its_datasets_one_writer(alice, second):
     assert answer.status_code == 400
     [said] = answer.json()["errors"]["mode"]
     assert "deletes every record its file lacks" in said
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_imports_saved_at_once_cannot_both_write_a_dataset_one_of_them_syncs(alice, csv_server):
+    # Given a dataset, and two API clients saving an import into it at the same moment: one
+    # in mode sync, one in mode upsert
+    url = csv_server.serve("/p.csv", PRODUCTS_CSV)
+    services.get_or_create_dataset(alice, "shared")  # an existing, empty dataset
+    first_saved = threading.Event()
+    second_done = threading.Event()
+    errors: list[BaseException] = []
+
+    def save_sync() -> None:
+        try:
+            with transaction.atomic():
+                make_import(alice, url, name="the sync one", dataset="shared", mode="sync")
+                first_saved.set()
+                second_done.wait(3)
+        except BaseException as error:
+            errors.append(error)
+            first_saved.set()
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=save_sync)
+    thread.start()
+    assert first_saved.wait(10)
+    try:
+        make_import(alice, url, name="the upsert one", dataset="shared", mode="upsert")
+        refused = False
+    except Exception:
+        refused = True
+    finally:
+        second_done.set()
+        thread.join(10)
+    assert not errors, errors
+
+    # Then the dataset has one writer, not a sync import deleting the other's records
+    writers = list(
+        ScheduledImport.objects.filter(dataset__name="shared").values_list("name", "mode")
+    )
+    assert refused or len(writers) == 1, (
+        f"both saved: dataset 'shared' is written by {writers}; the sync import deletes the "
+        "upsert import's records at every run"
+    )

@@ -49,7 +49,9 @@ def test_the_count_follows_every_merge_and_deletion(alice, csv_server):
     assert run_now(imp).rows_inserted == 0
     assert counted(imp.dataset) == (4, 4)
 
-    # A second import into the same dataset, upserting a row of its own
+    # A second import into the same dataset, upserting a row of its own (beside the first, no
+    # longer sync: a sync import is its dataset's one writer)
+    services.update_import(imp, mode="upsert")
     other = make_import(
         alice, csv_server.serve("/o.csv", HEADER + "F-6,Fan,6\n"), name="other", mode="upsert"
     )

@@ -309,21 +309,28 @@ def cancel_import(imp: ScheduledImport) -> ScheduledImport:
     backoff is not another chance to run (a running attempt finishes)."""
     with transaction.atomic():
         imp = _set_status(imp, ScheduledImport.Status.CANCELLED)
-        waiting = imp.runs.filter(status__in=WAITING_STATUSES)
-        # A retry of a run whose rows committed (it failed after its merge) is over already:
-        # it ends as its rows did, its file filed away (finish_run), not cancelled.
-        for run in waiting.filter(rows_committed_at__isnull=False).select_for_update():
-            finish_run(run, ImportRun.Status.CANCELLED, error="cancelled with its import")
-        # A worker's claim is a conditional UPDATE of the same rows: it waits for this one and
-        # then finds them no longer waiting.
-        end_waiting_runs(waiting.filter(rows_committed_at__isnull=True), database_clock.now())
+        end_waiting_runs([imp.pk], database_clock.now())
     return imp
 
 
-def end_waiting_runs(waiting: QuerySet[ImportRun], moment: datetime) -> None:
-    """Cancel runs that never started, with their import, each said in the runs' log."""
+def end_waiting_runs(import_ids: list[int], moment: datetime) -> None:
+    """End the waiting runs (queued or retrying) of these imports, cancelled with them, each
+    said in the runs' log (schedules.statuses cancels many imports at once)."""
     why = "cancelled with its import"
-    ended = list(waiting.select_for_update().values_list("scheduled_import_id", "pk", "trigger"))
+    waiting = ImportRun.objects.filter(
+        scheduled_import_id__in=import_ids, status__in=WAITING_STATUSES
+    )
+    # A retry of a run whose rows committed (it failed after its merge) is over already:
+    # it ends as its rows did, its file filed away (finish_run), not cancelled.
+    for run in waiting.filter(rows_committed_at__isnull=False).select_for_update():
+        finish_run(run, ImportRun.Status.CANCELLED, error=why)
+    # A worker's claim is a conditional UPDATE of the same rows: it waits for this one and
+    # then finds them no longer waiting.
+    ended = list(
+        waiting.filter(rows_committed_at__isnull=True)
+        .select_for_update()
+        .values_list("scheduled_import_id", "pk", "trigger")
+    )
     ImportRun.objects.filter(pk__in=[pk for _, pk, _ in ended]).update(
         status=ImportRun.Status.CANCELLED, finished_at=moment, error_message=why
     )

@@ -16,22 +16,17 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from auditlog.cid import get_cid
-from auditlog.models import LogEntry
 from django.contrib.auth import get_user_model
-from django.contrib.contenttypes.models import ContentType
-from django.db import DEFAULT_DB_ALIAS, connection, transaction
-from django.db.models.signals import post_save, pre_save
-from django.utils.encoding import smart_str
+from django.db import connection, transaction
 from django_celery_beat.models import PeriodicTask
 
 from common import database_clock
 
-from .models import ImportRun, ScheduledImport
-from .services import OWNER_INACTIVE, WAITING_STATUSES, end_waiting_runs, finish_run
+from . import history
+from .models import ScheduledImport
+from .services import OWNER_INACTIVE, end_waiting_runs
 
 Status = ScheduledImport.Status
-BATCH = 1000
 
 
 @dataclass
@@ -113,8 +108,8 @@ def _apply(imports: list[ScheduledImport], status: str, moment: datetime) -> Non
             # the import alone makes it.
             imp.sync_periodic_task()
     if status == Status.CANCELLED:
-        _end_waiting_runs([imp.pk for imp in imports], moment)
-    _record_in_history(imports, was)
+        end_waiting_runs([imp.pk for imp in imports], moment)
+    history.record_status_changes(imports, was)
 
 
 _TABLE = connection.ops.quote_name(ScheduledImport._meta.db_table)
@@ -124,44 +119,3 @@ _SWITCH_SQL = (
     " late_since = NULL FROM unnest(%s::bigint[], %s::timestamptz[]) AS v(id, next_run_at)"
     " WHERE i.id = v.id"
 )
-
-
-def _end_waiting_runs(import_ids: list[int], moment: datetime) -> None:
-    waiting = ImportRun.objects.filter(
-        scheduled_import_id__in=import_ids, status__in=WAITING_STATUSES
-    )
-    # A retry of a run whose rows committed ends as its rows did (services.cancel_import).
-    for run in waiting.filter(rows_committed_at__isnull=False).select_for_update():
-        finish_run(run, ImportRun.Status.CANCELLED, error="cancelled with its import")
-    end_waiting_runs(waiting.filter(rows_committed_at__isnull=True), moment)
-
-
-def _record_in_history(imports: list[ScheduledImport], was: dict[int, str]) -> None:
-    """The entry auditlog writes for a save that changed `status` alone, for each import, with
-    the same signals around it (the request's actor and address, the surface)."""
-    content_type_id = ContentType.objects.get_for_model(ScheduledImport).pk
-    cid = get_cid()
-    entries = []
-    for imp in imports:
-        if was[imp.pk] == imp.status:
-            continue
-        entry = LogEntry(
-            content_type_id=content_type_id,
-            object_pk=str(imp.pk),
-            object_id=imp.pk,
-            object_repr=smart_str(imp),
-            serialized_data=LogEntry.objects._get_serialized_data_or_none(imp),
-            action=LogEntry.Action.UPDATE,
-            changes={"status": [was[imp.pk], imp.status]},
-            cid=cid,
-        )
-        pre_save.send(
-            LogEntry, instance=entry, raw=False, using=DEFAULT_DB_ALIAS, update_fields=None
-        )
-        entries.append(entry)
-    LogEntry.objects.bulk_create(entries, batch_size=BATCH)
-    for entry in entries:
-        post_save.send(
-            LogEntry, instance=entry, created=True, raw=False, using=DEFAULT_DB_ALIAS,
-            update_fields=None,
-        )  # fmt: skip

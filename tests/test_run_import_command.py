@@ -84,11 +84,8 @@ def test_its_header_is_plain_text_even_where_errors_are_red(alice, csv_server):
     assert header.startswith(f"import {imp.pk} (products)") and "\x1b[" not in header
 
 
-@pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_an_interrupted_foreground_run_ends_cancelled_and_says_so(alice, csv_server, signum):
-    # It was left `running` (triggers answered 409), a traceback for Ctrl-C and no word for
-    # SIGTERM, and the sweep later sent the run the operator had stopped to a worker
+def a_slow_foreground_run(alice, csv_server) -> tuple:
+    """An import of a slow file, and `run_import` of it in a process of its own, downloading."""
     body = "sku,price\n" + "".join(f"k{i},{i}\n" for i in range(60000))
     imp = make_import(alice, csv_server.serve("/slow.csv", body, chunk_delay=0.5))
     env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_DEBUG": "1",
@@ -99,6 +96,15 @@ def test_an_interrupted_foreground_run_ends_cancelled_and_says_so(alice, csv_ser
     )  # fmt: skip
     wait_for(lambda: csv_server.hits.get("/slow.csv"), 60, what="the download")
     time.sleep(0.5)
+    return imp, command
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupted_foreground_run_ends_cancelled_and_says_so(alice, csv_server, signum):
+    # It was left `running` (triggers answered 409), a traceback for Ctrl-C and no word for
+    # SIGTERM, and the sweep later sent the run the operator had stopped to a worker
+    imp, command = a_slow_foreground_run(alice, csv_server)
 
     command.send_signal(signum)
     out, err = command.communicate(timeout=60)
@@ -142,16 +148,7 @@ def test_an_import_deleted_while_it_runs_ends_the_command_in_words(alice, csv_se
     # The runner ended the run, and the command printed ImportRun.DoesNotExist's traceback
     from schedules import services
 
-    body = "sku,price\n" + "".join(f"k{i},{i}\n" for i in range(60000))
-    imp = make_import(alice, csv_server.serve("/slow.csv", body, chunk_delay=0.5))
-    env = {**os.environ, "DATABASE_URL": database_url(), "DJANGO_DEBUG": "1",
-           "ALLOWED_PRIVATE_HOSTS": "127.0.0.1:*"}  # fmt: skip
-    command = subprocess.Popen(
-        [sys.executable, "manage.py", "run_import", str(imp.pk), "--no-progress"],
-        cwd=BASE_DIR, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    wait_for(lambda: csv_server.hits.get("/slow.csv"), 60, what="the download")
-    time.sleep(0.5)
+    imp, command = a_slow_foreground_run(alice, csv_server)
 
     services.delete_import(imp)
     _, err = command.communicate(timeout=120)

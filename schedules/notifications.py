@@ -88,10 +88,23 @@ def on_imports_late(import_ids: list[int]) -> None:
     Called after the commit that set `late_since`; the streak ends when a tick is dispatched on
     time again (schedules.dispatch), so a schedule that stays broken alerts once, not per tick.
     """
-    for imp in ScheduledImport.objects.filter(pk__in=import_ids):
-        logger.error("import late import=%s", imp.pk)
+    for import_id in import_ids:
         with transaction.atomic():
+            # Once a streak, whoever asks: beat's message and reconciliation's look for a
+            # streak left untold (schedules.reconcile) may both come, the message late behind a
+            # busy queue. The import is locked so that the two take turns.
+            imp = ScheduledImport.objects.select_for_update().filter(pk=import_id).first()
+            if imp is None or (imp.late_since is not None and late_told(imp)):
+                continue
+            logger.error("import late import=%s", imp.pk)
             on_late(imp)
+
+
+def late_told(imp: ScheduledImport) -> bool:
+    """Whether the import's late streak (since `late_since`) has its notifications already."""
+    return NotificationDelivery.objects.filter(
+        scheduled_import=imp, event="late", created_at__gte=imp.late_since
+    ).exists()
 
 
 def late_alert_of_import(import_id: int) -> None:

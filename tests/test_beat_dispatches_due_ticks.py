@@ -500,3 +500,27 @@ def test_a_late_streak_whose_notice_was_lost_is_told_at_the_next_reconciliation(
     assert list(NotificationDelivery.objects.values_list("scheduled_import", "event")) == [
         (imp.pk, "late")
     ]
+
+
+def test_a_late_streak_told_by_reconciliation_is_not_told_again_by_beats_late_message(
+    alice, monkeypatch, settings
+):
+    # Beat's message waited behind a busy queue past the grace period: reconciliation told
+    # the owner meanwhile, and the message must not tell them twice
+    from celery import current_app
+
+    from schedules.models import NotificationDelivery
+    from tasks.tasks import notify_late_imports
+
+    settings.MISSED_TICK_GRACE_SECONDS = 60
+    sent: list[list] = []
+    monkeypatch.setattr(current_app, "send_task", lambda name, args: sent.append(args))
+    with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
+        make_import(alice, SOURCE, interval_seconds=60)
+        clock.move_to(T0 + timedelta(minutes=2, seconds=30))
+        run_beat_once()
+        clock.move_to(T0 + timedelta(minutes=4))
+        reconcile.tell_late_owners_not_told(T0 + timedelta(minutes=3))
+        notify_late_imports(*sent[0])
+
+    assert NotificationDelivery.objects.filter(event="late").count() == 1

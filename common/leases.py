@@ -64,3 +64,19 @@ class Lease:
         """The owner label of whoever holds the lease now, or None."""
         value = client().get(self.name)
         return value.decode().rsplit(":", 1)[0] if value else None
+
+
+# Deletes the key only while `owner` (the label before the token's ":") holds it.
+_FREE_IF_HELD_BY = """
+local value = redis.call('get', KEYS[1])
+if value and string.sub(value, 1, string.len(ARGV[1])) == ARGV[1] then
+    return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+def free_if_held_by(name: str, owner: str) -> bool:
+    """Free the lease `name` while `owner` holds it: one whose holder died, its token lost
+    with it. False when someone else holds it, or nobody."""
+    return bool(client().eval(_FREE_IF_HELD_BY, 1, name, f"{owner}:"))

@@ -950,31 +950,20 @@ def recover_lost_run(run_id: int, stale_before: datetime) -> ImportRun | None:
     that arrived meanwhile wins.
     """
     with transaction.atomic():
-        run = (
-            ImportRun.objects.select_for_update()
-            .select_related("scheduled_import")
-            .filter(pk=run_id, status=ImportRun.Status.RUNNING, heartbeat_at__lt=stale_before)
-            .first()
-        )
+        run = _locked_running_run(run_id, heartbeat_at__lt=stale_before)
         if run is None:
             return None
         imp = run.scheduled_import
-        if run.rows_committed_at is not None:
-            # The lost attempt had committed its rows: the run is done, whatever came after.
-            return finish_run(run, committed_status(run))
-        if run.cancel_requested_at is not None:
-            # Asked to stop while its worker died: no other attempt.
-            return finish_run(run, ImportRun.Status.CANCELLED, error="cancelled")
+        ended = _end_if_done_or_cancelled(run)
+        if ended is not None:
+            return ended
         silent = int((database_clock.now() - run.heartbeat_at).total_seconds())
         lived = (run.heartbeat_at - (run.attempt_started_at or run.heartbeat_at)).total_seconds()
         if lived >= imp.timeout_seconds:
             # It was alive until its time was up: the hard time limit killed it, too stuck for
-            # the soft one to be handled.
-            return finish_run(
-                run,
-                ImportRun.Status.TIMED_OUT,
-                error=f"the run exceeded its {imp.timeout_seconds}s time limit (killed)",
-            )
+            # the soft one to be handled (a worker that outlived it ends it at once,
+            # end_killed_run; this is for one that died with it).
+            return _end_timed_out_killed(run)
         error = f"the worker running attempt {run.attempts} was lost (no heartbeat for {silent}s)"
         if run.attempts > imp.max_retries:
             return finish_run(run, ImportRun.Status.FAILED, error=error)
@@ -993,6 +982,44 @@ def recover_lost_run(run_id: int, stale_before: datetime) -> ImportRun | None:
         send_run_on_commit(run)
     logger.warning("run recovered import=%s run=%s attempt=%s", imp.pk, run.pk, run.attempts)
     return run
+
+
+def end_killed_run(run_id: int, task_id: str) -> ImportRun | None:
+    """End the attempt `task_id` of a run that its worker killed at its hard time limit, as the
+    sweep would have two lease periods later (tasks.killed_runs). None when that attempt no
+    longer runs: the sweep, or another attempt, got there first."""
+    with transaction.atomic():
+        run = _locked_running_run(run_id, celery_task_id=task_id)
+        if run is None:
+            return None
+        return _end_if_done_or_cancelled(run) or _end_timed_out_killed(run)
+
+
+def _locked_running_run(run_id: int, **still: Any) -> ImportRun | None:
+    """The run with its import, locked, if it is still `running` as `still` says."""
+    return (
+        ImportRun.objects.select_for_update()
+        .select_related("scheduled_import")
+        .filter(pk=run_id, status=ImportRun.Status.RUNNING, **still)
+        .first()
+    )
+
+
+def _end_if_done_or_cancelled(run: ImportRun) -> ImportRun | None:
+    """A run whose attempt died, whatever killed it: done when its rows had committed, whatever
+    came after; cancelled when asked to stop (no other attempt). None otherwise."""
+    if run.rows_committed_at is not None:
+        return finish_run(run, committed_status(run))
+    if run.cancel_requested_at is not None:
+        return finish_run(run, ImportRun.Status.CANCELLED, error="cancelled")
+    return None
+
+
+def _end_timed_out_killed(run: ImportRun) -> ImportRun:
+    limit = run.scheduled_import.timeout_seconds
+    return finish_run(
+        run, ImportRun.Status.TIMED_OUT, error=f"the run exceeded its {limit}s time limit (killed)"
+    )
 
 
 def untouched_since(stale_before: datetime) -> Q:

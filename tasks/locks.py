@@ -13,6 +13,7 @@ from collections.abc import Callable
 from django.conf import settings
 from redis.exceptions import RedisError
 
+from common import leases
 from common.leases import Lease
 from common.ticker import Check, Ticker
 
@@ -21,15 +22,25 @@ logger = logging.getLogger("importbeat.locks")
 
 def run_lease(import_id: int, run_id: int) -> Lease:
     """The single-instance lease of an import, taken on behalf of one of its runs."""
-    return Lease(f"importbeat:lock:import:{import_id}", settings.RUN_LEASE_SECONDS, f"run-{run_id}")
+    return Lease(_lease_name(import_id), settings.RUN_LEASE_SECONDS, f"run-{run_id}")
+
+
+def free_dead_runs_lease(import_id: int, run_id: int) -> bool:
+    """Free the import's lease if run `run_id` still holds it, once that run's attempt is dead
+    and ended (tasks.killed_runs): the import's next run need not wait for it to expire."""
+    return leases.free_if_held_by(_lease_name(import_id), f"run-{run_id}")
 
 
 def run_lease_holder(import_id: int) -> int | None:
     """The id of the run holding the import's lease, or None when nobody does."""
-    holder = Lease(f"importbeat:lock:import:{import_id}", 1, "probe").holder()
+    holder = Lease(_lease_name(import_id), 1, "probe").holder()
     if holder and holder.startswith("run-"):
         return int(holder.removeprefix("run-"))
     return None
+
+
+def _lease_name(import_id: int) -> str:
+    return f"importbeat:lock:import:{import_id}"
 
 
 class Renewer:

@@ -14,7 +14,7 @@ from django.conf import settings
 from common import error_words
 from schedules import email_digest, notifications, reconcile, replaced_credentials, services
 
-from . import maintenance, runner, source_check, turns, webhooks
+from . import killed_runs, maintenance, runner, source_check, turns, webhooks
 from .errors import NotificationFailed, RunFailed
 
 logger = logging.getLogger("importbeat.alerts")
@@ -58,12 +58,23 @@ def dispatch_scheduled_import(
     # PROGRESS its failed attempt left, so the next attempt never shows that one's figures.
     ignore_result=True,
     store_errors_even_if_ignored=True,
+    # Called in the worker's main process when the hard time limit killed the attempt.
+    on_failure=killed_runs.end_when_killed,
 )
 def execute_run(
     self, run_id: int, import_id: int | None = None, import_name: str = ""
 ) -> dict | None:
     """One run. `import_id` and `import_name` only label the task (Flower's task list)."""
     return runner.task_result(runner.execute(run_id, self))
+
+
+@shared_task(
+    name=killed_runs.END_KILLED_RUN, bind=True, ignore_result=True, soft_time_limit=60,
+    time_limit=90,
+)  # fmt: skip
+def end_killed_run(self, run_id: int, task_id: str) -> None:
+    """A run whose attempt `task_id` its worker killed at the hard time limit."""
+    killed_runs.end(run_id, task_id, reporter=self.request.hostname)
 
 
 @shared_task(name="importbeat.noop")

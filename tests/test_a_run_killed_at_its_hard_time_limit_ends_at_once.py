@@ -1,0 +1,120 @@
+"""A run whose attempt the worker kills at its hard time limit ends `timed_out` at once, in the
+run's words everywhere: Flower showed Celery's own `ExceptionWithTraceback()` for its task, and
+the run stayed `running` until the sweep found it two lease periods later (two minutes by
+default), its import's lease held by the dead attempt meanwhile."""
+
+import time
+
+import pytest
+import requests
+
+from schedules import services
+from schedules.models import ImportRun
+from tests.conftest import wait_for
+from tests.factories import PRODUCTS_CSV, make_import
+from tests.reliability import big_csv, start_flower, wait_for_download
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
+
+AUTH = ("ops", "s3cret-flower")
+HARD_LIMIT = 3
+
+
+def test_a_run_killed_at_its_hard_time_limit_ends_timed_out_at_once(
+    alice, csv_server, processes, monkeypatch
+):
+    # Given a worker whose sweep would not look for two minutes, Flower, and an import whose
+    # download outlasts the hard time limit of its message, its soft limit out of reach (an
+    # attempt stuck where the soft limit cannot stop it)
+    processes.start("worker", RUN_LEASE_SECONDS="60", MAINTENANCE_INTERVAL_SECONDS="600")
+    base = start_flower(processes, AUTH)
+    url = csv_server.serve("/big.csv", big_csv(20_000), chunk_delay=1.0)
+    imp = make_import(alice, url, name="stuck", timeout_seconds=300, max_retries=2)
+    monkeypatch.setattr(services, "run_message", _with_hard_limit(services.run_message))
+
+    # When it runs and the worker kills it
+    run = services.enqueue_run(imp, trigger="manual", user=alice)
+    wait_for_download(csv_server, run)
+    killed_at = time.monotonic()
+    run = wait_for(
+        lambda: ImportRun.objects.filter(pk=run.pk, finished_at__isnull=False).first(),
+        40,
+        what="the killed run to end\n" + processes.logs(),
+    )
+
+    # Then the run ends timed out within seconds, not retried, in words
+    ended_after = time.monotonic() - killed_at
+    print(f"\n[figures] hard time limit: ended {ended_after:.1f}s after the download began")
+    assert run.status == "timed_out"
+    assert run.attempts == 1
+    assert run.error_message == "the run exceeded its 300s time limit (killed)"
+    # ... and Flower's task says so, not Celery's `ExceptionWithTraceback()`
+    task = wait_for(lambda: _final_task(base, run.celery_task_id), 30, what="the task in flower")
+    assert task["state"] == "FAILURE"
+    assert "ExceptionWithTraceback" not in task["exception"]
+    assert (
+        f"run {run.pk} timed_out: the run exceeded its 300s time limit (killed)"
+        in (task["exception"])
+    )
+
+    # ... and the import runs again at once: the dead attempt's lease is freed
+    csv_server.serve("/big.csv", PRODUCTS_CSV)
+    monkeypatch.undo()
+    again = services.enqueue_run(imp, trigger="manual", user=alice)
+    again = wait_for(
+        lambda: ImportRun.objects.filter(pk=again.pk, finished_at__isnull=False).first(),
+        30,
+        what="the next run\n" + processes.logs(),
+    )
+    assert again.status == "succeeded", again.error_message
+
+
+def _with_hard_limit(run_message):
+    def message(run):
+        args, kwargs, options = run_message(run)
+        # No soft limit: the worker schedules the hard one after the soft one has fired.
+        return args, kwargs, {**options, "time_limit": HARD_LIMIT, "soft_time_limit": None}
+
+    return message
+
+
+def _final_task(base: str, task_id: str) -> dict | None:
+    answer = requests.get(f"{base}/api/task/info/{task_id}", auth=AUTH, timeout=5)
+    if answer.status_code != 200:
+        return None
+    task = answer.json()
+    if task.get("state") == "FAILURE" and "time limit" in (task.get("exception") or ""):
+        return task
+    return None
+
+
+def test_a_killed_attempt_ends_its_run_and_frees_its_lease_alone(alice):
+    from tasks import killed_runs, locks
+
+    imp = make_import(alice, "http://127.0.0.1/p.csv", name="killed", timeout_seconds=300)
+    run = ImportRun.objects.create(
+        scheduled_import=imp, trigger="schedule", status="running", attempts=1,
+        celery_task_id="attempt-2",
+    )  # fmt: skip
+    dead = locks.run_lease(imp.pk, run.pk)
+    assert dead.acquire()
+    # An earlier attempt's kill, told late, ends nothing
+    killed_runs.end(run.pk, "attempt-1", reporter="worker@test")
+    assert ImportRun.objects.get(pk=run.pk).status == "running"
+    assert locks.run_lease_holder(imp.pk) == run.pk
+    # Another run's lease is left alone
+    other = ImportRun.objects.create(
+        scheduled_import=make_import(alice, "http://127.0.0.1/q.csv", name="other"),
+        trigger="schedule", status="running", attempts=1, celery_task_id="attempt-9",
+    )  # fmt: skip
+    assert not locks.free_dead_runs_lease(imp.pk, other.pk)
+    assert locks.run_lease_holder(imp.pk) == run.pk
+
+    # The attempt killed ends its run timed out and frees the import's lease
+    killed_runs.end(run.pk, "attempt-2", reporter="worker@test")
+    run.refresh_from_db()
+    assert (run.status, run.error_message) == (
+        "timed_out",
+        "the run exceeded its 300s time limit (killed)",
+    )
+    assert locks.run_lease_holder(imp.pk) is None

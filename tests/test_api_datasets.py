@@ -88,11 +88,32 @@ def test_an_unknown_dataset_is_a_404(alice):
 def test_a_well_formed_cursor_with_a_forged_position_is_a_404_not_a_500(alice, position):
     # A valid cursor whose position can be no key (records are paged by key)
     make_import(alice, SOURCE)
-    cursor = b64encode(f"p={position}".encode()).decode()
+    cursor = b64encode(f"p=k:{position}".encode()).decode()
 
     response = client_for(alice).get(f"{API}/datasets/products/records/", {"cursor": cursor})
 
     assert response.status_code == 404
+
+
+def test_a_cursor_of_the_previous_release_is_a_404_saying_start_again(alice):
+    # The previous release paged records by id, its cursors holding one ("p=<id>"): a client
+    # paging during the upgrade followed such a `next` link, whose id was read as a key, and
+    # got records from the wrong place (keys "1".."39" after "p=40": 5 of the 29 left) or the
+    # first page again, with no error.
+    imp = make_import(alice, SOURCE)
+    make_records(
+        imp.dataset,
+        (Record(dataset=imp.dataset, key=str(n), data={}, content_hash=n) for n in range(1, 40)),
+    )
+    cursor = b64encode(f"p={Record.objects.order_by('id')[9].pk}".encode()).decode()
+
+    response = client_for(alice).get(f"{API}/datasets/products/records/", {"cursor": cursor})
+
+    assert response.status_code == 404
+    assert response.json()["detail"] == (
+        "this cursor is from an earlier release of importbeat, which paged records otherwise: "
+        "start again from the first page"
+    )
 
 
 def test_an_owner_with_a_nul_character_is_a_400(alice):

@@ -130,6 +130,10 @@ MAX_CURSOR_KEY = 2048
 # A cursor holds its key up to this long, else its record's id (RecordCursorPagination).
 KEY_IN_CURSOR = 200
 BY_KEY, BY_ID = "k:", "i:"
+EARLIER_RELEASES_CURSOR = (
+    "this cursor is from an earlier release of importbeat, which paged records otherwise: "
+    "start again from the first page"
+)
 
 
 class RecordCursorPagination(StrictPageSize, pagination.CursorPagination):
@@ -162,6 +166,10 @@ class RecordCursorPagination(StrictPageSize, pagination.CursorPagination):
             if key is None:
                 raise NotFound("the record this cursor points at was deleted: start again")
             return cursor._replace(position=key)
+        if not position.startswith(BY_KEY):
+            # The previous release's cursors held a record id: read as a key, a client paging
+            # through the upgrade got records from the wrong place, without a word.
+            raise NotFound(EARLIER_RELEASES_CURSOR)
         position = position.removeprefix(BY_KEY)
         # The position is compared with the key column: a forged one must be a 404 like any
         # other invalid cursor, not a 500 (PostgreSQL's text holds no NUL).

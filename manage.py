@@ -8,10 +8,12 @@ import sys
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
     from django.core.management import execute_from_command_line
-    from django.db import OperationalError, connection
+    from django.db import OperationalError, ProgrammingError, connection
 
     try:
         execute_from_command_line(sys.argv)
+    except ProgrammingError:
+        _behind_migrations_or_raise()
     except OperationalError as error:
         if connection.connection is not None:
             raise  # connected: a failure of the command's own, traceback and all
@@ -26,6 +28,27 @@ def main() -> None:
         )
         print(f"{' '.join(sys.argv[1:2]) or 'manage.py'}: {words}", file=sys.stderr)
         sys.exit(1)
+
+
+def _behind_migrations_or_raise() -> None:
+    """A command run on a database behind this release's migrations (a column or table of
+    this release missing) says so in a line, as the worker, beat and /health do: each printed a
+    traceback ending in the failed statement's SQL."""
+    from django.db import DatabaseError, connection
+
+    from common import migrations_state
+    from common.error_words import database_place
+
+    try:
+        with connection.cursor() as cursor:
+            missing = migrations_state.unapplied(cursor)
+    except DatabaseError:
+        missing = []
+    if not missing:
+        raise  # the command's own error, traceback and all
+    words = migrations_state.words(database_place(connection.settings_dict), missing)
+    print(f"{' '.join(sys.argv[1:2]) or 'manage.py'}: {words}", file=sys.stderr)
+    sys.exit(1)
 
 
 if __name__ == "__main__":

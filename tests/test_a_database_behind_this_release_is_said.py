@@ -73,7 +73,7 @@ def _admin(sql: str) -> None:
         conn.execute(sql)
 
 
-def _manage(url: str, *args: str) -> subprocess.CompletedProcess:
+def _manage(url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
     env = {
         **os.environ,
         "DATABASE_URL": url,
@@ -82,7 +82,7 @@ def _manage(url: str, *args: str) -> subprocess.CompletedProcess:
     }
     return subprocess.run(
         [sys.executable, *args], cwd=BASE_DIR, env=env, capture_output=True, text=True,
-        timeout=180, check=True,
+        timeout=180, check=check,
     )  # fmt: skip
 
 
@@ -120,6 +120,23 @@ def test_a_worker_started_before_migrate_refuses_to_start_saying_so(database_beh
     assert worker.returncode != 0
     assert "lacks migrations of this release (schedules.0" in processes.log_of("worker")
     assert "run `python manage.py migrate` first" in processes.log_of("worker")
+
+
+@pytest.mark.parametrize("command", ["run_import", "seed_demo"])
+def test_a_command_run_before_migrate_says_so_in_one_line(database_behind, command):
+    # Each printed a traceback ending in ProgrammingError, its SQL quoted.
+    url, ids = database_behind
+    args = [command, str(ids["import"])] if command == "run_import" else [command]
+
+    result = _manage(url, "manage.py", *args, check=False)
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "LINE 1" not in result.stderr, result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"{command}: the database {_name_of(url)} at ")
+    assert "lacks migrations of this release (schedules.0" in line
+    assert line.endswith("run `python manage.py migrate` first (`make manage ARGS=migrate`; "
+                         "compose runs its migrate service)")  # fmt: skip
 
 
 def test_web_started_before_migrate_is_down_on_health(database_behind, processes):

@@ -74,6 +74,20 @@ def admit(run: ImportRun) -> bool:
     return True
 
 
+def withdraw(run: ImportRun) -> None:
+    """Give back the slot `run` was admitted to, when it does not start after all (its claim
+    found its import busy with another run): admitted again at each look, a run waiting for
+    its own import held one of its owner's slots for as long as it waited, and two such runs
+    stopped all their owner's imports at a cap of 2."""
+    if settings.MAX_RUNNING_PER_OWNER <= 0:
+        return
+    try:
+        client().hdel(_admitted_key(run.scheduled_import.owner_id), str(run.pk))
+    except RedisError as error:
+        logger.warning("slot not given back run=%s (it frees within %ss): %s",
+                       run.pk, ADMITTED_SECONDS, error)  # fmt: skip
+
+
 # The owner's admission lock, taken for a few round trips: one script takes it and reads the
 # admitted runs, another writes them and frees it (a redis-py Lock, a read and a pipeline cost
 # four round trips). Its expiry frees it if the worker dies holding it.

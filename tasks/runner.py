@@ -191,6 +191,8 @@ def _execute(run_id: int, task: Any | None, attempted: list[ImportRun]) -> dict[
             task_id = (task.request.id if task is not None else "") or ""
             # Holding the lease, a `running` run can only be an attempt whose worker is gone.
             claim = services.claim_run(run, task_id=task_id, worker=worker, reclaim=True)
+            if claim != services.Claim.CLAIMED and task is not None:
+                fairness.withdraw(run)
         if claim == services.Claim.GONE:
             logger.info("run not claimable run=%s status=%s", run.pk, run.status)
             return None

@@ -55,6 +55,32 @@ def test_a_run_over_the_owners_cap_waits_queued_with_a_note_and_runs_later(
 
 
 @pytest.mark.django_db
+def test_a_run_that_finds_its_import_busy_holds_no_slot_of_its_owner(alice, csv_server, settings):
+    # Given alice's cap of 1, and an import of hers whose first run waits for its retry while
+    # its next tick (overlap: queue) comes to a worker
+    settings.MAX_RUNNING_PER_OWNER = 1
+    url = csv_server.serve("/p.csv", PRODUCTS_CSV)
+    failing = make_import(alice, url, name="failing", dataset="f", overlap="queue")
+    retrying = queued_run(failing)
+    ImportRun.objects.filter(pk=retrying.pk).update(status="retrying", attempts=1)
+    tick = ImportRun.objects.create(scheduled_import=failing, trigger="schedule")
+    with pytest.raises(FakeRetry):
+        runner.execute(tick.pk, task=FakeTask())
+    tick.refresh_from_db()
+    assert tick.status == "queued"
+
+    # When another import of hers runs, it starts: the tick that waits for its own import took
+    # her one slot (admitted, then its claim found the import busy), and at each look again,
+    # so a second such tick stopped all her imports until their timeouts passed
+    good = queued_run(make_import(alice, url, name="good", dataset="g"))
+    runner.execute(good.pk, task=FakeTask())
+    assert ImportRun.objects.get(pk=good.pk).status == "succeeded"
+    # ... and so does the retry of the first run, once due
+    runner.execute(retrying.pk, task=FakeTask())
+    assert ImportRun.objects.get(pk=retrying.pk).status == "succeeded"
+
+
+@pytest.mark.django_db
 def test_run_import_in_the_foreground_is_not_capped(alice, csv_server, settings):
     # An operator's `run_import` takes no worker slot
     settings.MAX_RUNNING_PER_OWNER = 1

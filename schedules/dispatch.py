@@ -233,35 +233,50 @@ def _fold_into_waiting_runs(runs: list[ImportRun], now: datetime) -> list[Import
     attempt (an earlier one, or the first new one) is skipped at once, naming that run."""
     if not runs:
         return runs
+    from .services import WAITING_ITS_TURN
+
     waiting = {
-        import_id: (pk, queued_at)
-        for import_id, pk, queued_at in ImportRun.objects.filter(
+        import_id: (pk, queued_at, message.startswith(WAITING_ITS_TURN))
+        for import_id, pk, queued_at, message in ImportRun.objects.filter(
             scheduled_import_id__in={run.scheduled_import_id for run in runs},
             status=ImportRun.Status.QUEUED,
             started_at__isnull=True,
         )
         .exclude(pk__in=[run.pk for run in runs])
         .order_by("queued_at")
-        .values_list("scheduled_import_id", "pk", "queued_at")
+        .values_list("scheduled_import_id", "pk", "queued_at", "error_message")
     }
     to_send, skipped, oldest = [], [], now
+    behind_workers = behind_cap = 0
     for run in sorted(runs, key=lambda run: (run.scheduled_import_id, run.scheduled_for)):
         earlier = waiting.get(run.scheduled_import_id)
         if earlier is None:
-            waiting[run.scheduled_import_id] = (run.pk, run.queued_at)
+            waiting[run.scheduled_import_id] = (run.pk, run.queued_at, False)
             to_send.append(run)
+            continue
+        skipped.append((run, _waits_words(*earlier)))
+        if earlier[2]:
+            behind_cap += 1
         else:
-            skipped.append((run, _waits_words(*earlier)))
+            behind_workers += 1
             oldest = min(oldest, earlier[1])
     if skipped:
         _skip_runs(skipped, now)
+    if behind_cap:
+        # One owner over their cap is no backlog of the cluster's: their runs take turns.
+        logger.info(
+            "ticks skipped count=%s: their imports' earlier runs wait their turn under their "
+            "owner's cap (MAX_RUNNING_PER_OWNER)",
+            behind_cap,
+        )
+    if behind_workers:
         logger.warning(
             "ticks skipped count=%s: their imports' earlier runs have not started (a backlog: "
             "are the workers running? or a run's message was lost, which reconciliation sends "
             "again after MISSED_TICK_GRACE_SECONDS)",
-            len(skipped),
+            behind_workers,
         )
-        transaction.on_commit(lambda: _note_backlog(len(skipped), now, oldest))
+        transaction.on_commit(lambda: _note_backlog(behind_workers, now, oldest))
     return to_send
 
 
@@ -282,10 +297,15 @@ def _note_backlog(skipped: int, now: datetime, oldest_waiting: datetime) -> None
         logger.warning("the backlog could not be noted in Redis: %s", error)
 
 
-def _waits_words(run_id: int, queued_at: datetime) -> str:
+def _waits_words(run_id: int, queued_at: datetime, behind_cap: bool) -> str:
+    waits = (
+        "still waits its turn under its owner's cap (MAX_RUNNING_PER_OWNER)"
+        if behind_cap
+        else "still waits for a worker"
+    )
     return (
         f"skipped: run {run_id} of this import, queued at {queued_at:%Y-%m-%d %H:%M:%S} UTC, "
-        "still waits for a worker, and takes the file after this tick"
+        f"{waits}, and takes the file after this tick"
     )
 
 

@@ -378,11 +378,12 @@ def _skipped(run: ImportRun, reason: str) -> dict[str, Any]:
 
 
 def _come_back(run: ImportRun, task: Any | None, countdown: float, holder: str) -> None:
-    """Deliver this message again later (the lease is held by `holder`)."""
+    """Deliver this message again later: the run waits for `holder` (the run holding its
+    import's lease, or its turn under the owner's cap)."""
     if task is None:
-        logger.info("run not started run=%s: the lease is held by %s", run.pk, holder)
+        logger.info("run not started run=%s: it waits for %s", run.pk, holder)
         return None
-    logger.info("run waits run=%s lease held by %s; again in %.0fs", run.pk, holder, countdown)
+    logger.info("run waits run=%s for %s; again in %.0fs", run.pk, holder, countdown)
     # Celery delivers a message again later by a retry, which Flower shows as RETRY: its
     # exception says that the run waits, and for whom (it said 'None', read as a failed
     # attempt that never happened). The run's attempts are the run log's own.

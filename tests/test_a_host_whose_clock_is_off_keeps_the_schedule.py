@@ -237,8 +237,7 @@ def test_a_run_a_worker_whose_clock_is_fast_put_off_runs_on_time_on_another(
     with queued_behind_another_run(alice, csv_server, timeout_seconds=600) as run:
         wait_for(
             lambda: (
-                f"run waits run={run.pk} lease held by run 999999; again in 10s"
-                in processes.log_of("worker")
+                f"run waits run={run.pk} for run 999999; again in 10s" in processes.log_of("worker")
             ),
             30,
             what="the run to be put off\n" + processes.logs(),

@@ -131,6 +131,34 @@ def test_a_tick_whose_import_still_has_a_run_waiting_for_a_worker_is_skipped_uns
     )
 
 
+def test_a_tick_behind_a_run_waiting_under_its_owners_cap_says_so_and_degrades_nothing(alice):
+    with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
+        imp = make_import(alice, SOURCE, interval_seconds=60)
+        clock.move_to(T0 + timedelta(seconds=1))
+        run_beat_once()
+        # Given the 10:00 run waits its turn: its owner's other runs are at the cap
+        waiting = ImportRun.objects.get(scheduled_import=imp)
+        ImportRun.objects.filter(pk=waiting.pk).update(
+            error_message="waiting its turn: 2 runs of this owner running, at most 2 at once "
+            "(MAX_RUNNING_PER_OWNER)"
+        )
+
+        # When the 10:01 tick comes
+        clock.move_to(T0 + timedelta(minutes=1, seconds=1))
+        run_beat_once()
+
+    # Then it is skipped naming the owner's cap: it blamed the workers
+    folded = ImportRun.objects.get(scheduled_import=imp, scheduled_for=T0 + timedelta(minutes=1))
+    assert folded.error_message == (
+        f"skipped: run {waiting.pk} of this import, queued at {waiting.queued_at:%Y-%m-%d %H:%M:%S}"
+        " UTC, still waits its turn under its owner's cap (MAX_RUNNING_PER_OWNER), and takes "
+        "the file after this tick"
+    )
+    # ... and one owner over their cap is no backlog of the cluster: health stays ok (it was
+    # degraded, asking whether the workers ran, while one of four slots was busy)
+    assert health.check_backlog() == {"ok": True, "skipped_ticks": 0}
+
+
 @pytest.mark.parametrize(("catchup", "runs"), [("coalesce", 1), ("skip", 0)])
 def test_ticks_missed_past_the_grace_period_are_counted_and_handled_per_catchup(
     alice, settings, catchup, runs

@@ -236,7 +236,7 @@ def _fold_into_waiting_runs(runs: list[ImportRun], now: datetime) -> list[Import
     from .services import WAITING_ITS_TURN
 
     waiting = {
-        import_id: (pk, queued_at, message.startswith(WAITING_ITS_TURN))
+        import_id: (pk, queued_at, message if message.startswith(WAITING_ITS_TURN) else "")
         for import_id, pk, queued_at, message in ImportRun.objects.filter(
             scheduled_import_id__in={run.scheduled_import_id for run in runs},
             status=ImportRun.Status.QUEUED,
@@ -247,27 +247,28 @@ def _fold_into_waiting_runs(runs: list[ImportRun], now: datetime) -> list[Import
         .values_list("scheduled_import_id", "pk", "queued_at", "error_message")
     }
     to_send, skipped, oldest = [], [], now
-    behind_workers = behind_cap = 0
+    behind_workers = taking_turns = 0
     for run in sorted(runs, key=lambda run: (run.scheduled_import_id, run.scheduled_for)):
         earlier = waiting.get(run.scheduled_import_id)
         if earlier is None:
-            waiting[run.scheduled_import_id] = (run.pk, run.queued_at, False)
+            waiting[run.scheduled_import_id] = (run.pk, run.queued_at, "")
             to_send.append(run)
             continue
         skipped.append((run, _waits_words(*earlier)))
         if earlier[2]:
-            behind_cap += 1
+            taking_turns += 1
         else:
             behind_workers += 1
             oldest = min(oldest, earlier[1])
     if skipped:
         _skip_runs(skipped, now)
-    if behind_cap:
-        # One owner over their cap is no backlog of the cluster's: their runs take turns.
+    if taking_turns:
+        # One owner over their cap, or an import's run in progress, is no backlog of the
+        # cluster's: those runs take turns.
         logger.info(
-            "ticks skipped count=%s: their imports' earlier runs wait their turn under their "
-            "owner's cap (MAX_RUNNING_PER_OWNER)",
-            behind_cap,
+            "ticks skipped count=%s: their imports' earlier runs wait their turn (their owner's "
+            "cap, MAX_RUNNING_PER_OWNER, or their import's run in progress)",
+            taking_turns,
         )
     if behind_workers:
         logger.warning(
@@ -297,16 +298,12 @@ def _note_backlog(skipped: int, now: datetime, oldest_waiting: datetime) -> None
         logger.warning("the backlog could not be noted in Redis: %s", error)
 
 
-def _waits_words(run_id: int, queued_at: datetime, behind_cap: bool) -> str:
-    waits = (
-        "still waits its turn under its owner's cap (MAX_RUNNING_PER_OWNER)"
-        if behind_cap
-        else "still waits for a worker"
-    )
-    return (
-        f"skipped: run {run_id} of this import, queued at {queued_at:%Y-%m-%d %H:%M:%S} UTC, "
-        f"{waits}, and takes the file after this tick"
-    )
+def _waits_words(run_id: int, queued_at: datetime, waiting_note: str) -> str:
+    """`waiting_note`: the earlier run's note of why it waits its turn, if it does."""
+    queued = f"skipped: run {run_id} of this import, queued at {queued_at:%Y-%m-%d %H:%M:%S} UTC"
+    if waiting_note:
+        return f"{queued}, still {waiting_note}; it takes the file after this tick"
+    return f"{queued}, still waits for a worker, and takes the file after this tick"
 
 
 def _skip_runs(skipped: list[tuple[ImportRun, str]], now: datetime) -> None:

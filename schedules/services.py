@@ -338,9 +338,18 @@ def end_waiting_runs(import_ids: list[int], moment: datetime) -> None:
 
 
 OWNER_INACTIVE = "its owner's account is deactivated: reactivate the account first"
-# The words of a run put back to wait under the owner's cap (tasks.fairness): its message is
-# held by the worker that deferred it (schedules.reconcile).
+# The words of a run put back to wait its turn, under the owner's cap (tasks.fairness) or
+# behind its import's run in progress (overlap: queue): its message is held by the worker that
+# deferred it (schedules.reconcile). The claim that starts it clears them.
 WAITING_ITS_TURN = "waiting its turn:"
+
+
+def note_waiting(run: ImportRun, why: str) -> None:
+    """Say on a waiting run why it waits (`why` follows WAITING_ITS_TURN), and that it is alive:
+    touched, it is no lost message for reconciliation."""
+    ImportRun.objects.filter(pk=run.pk, status__in=WAITING_STATUSES).update(
+        error_message=f"{WAITING_ITS_TURN} {why}", heartbeat_at=database_clock.now()
+    )
 
 
 @transaction.atomic
@@ -869,7 +878,10 @@ def _claim_sql() -> str:
     return (
         f"UPDATE {ImportRun._meta.db_table} r SET status = %s, started_at = %s,"
         " attempts = r.attempts + 1, worker = %s, celery_task_id = %s, heartbeat_at = %s,"
-        " attempt_started_at = %s, phase = ''"
+        " attempt_started_at = %s, phase = '',"
+        # The note of a wait is over (note_waiting); a retry's error stays until the attempt ends.
+        f" error_message = CASE WHEN starts_with(r.error_message, '{WAITING_ITS_TURN}') THEN ''"
+        " ELSE r.error_message END"
         f" WHERE r.id = %s AND r.status = ANY(%s) RETURNING {rows.columns(ImportRun, 'r')}"
     )
 

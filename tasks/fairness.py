@@ -32,7 +32,6 @@ logger = logging.getLogger("importbeat.runs")
 
 # An admitted run has this long to show as `running` in the database before its slot is free.
 ADMITTED_SECONDS = 60
-WAITING = services.WAITING_ITS_TURN
 WAITING_STATUSES = (ImportRun.Status.QUEUED, ImportRun.Status.RETRYING)
 
 
@@ -66,12 +65,7 @@ def admit(run: ImportRun) -> bool:
         return True
     if not admitted:
         _note_waiting(run, len(busy), cap)
-        return False
-    if run.error_message.startswith(WAITING):
-        ImportRun.objects.filter(pk=run.pk, error_message__startswith=WAITING).update(
-            error_message=""
-        )
-    return True
+    return admitted
 
 
 def withdraw(run: ImportRun) -> None:
@@ -171,12 +165,9 @@ HOLDING_SLOTS = (
 
 
 def _note_waiting(run: ImportRun, busy: int, cap: int) -> None:
-    message = (
-        f"{WAITING} {busy} run{'s' if busy != 1 else ''} of this owner running, at most {cap} "
-        f"at once (MAX_RUNNING_PER_OWNER)"
-    )
     logger.info("run waits run=%s owner's runs at the cap (%s)", run.pk, cap)
-    # heartbeat_at: the run is alive and waiting, not a lost message for reconciliation.
-    ImportRun.objects.filter(pk=run.pk, status__in=WAITING_STATUSES).update(
-        error_message=message, heartbeat_at=database_clock.now()
+    services.note_waiting(
+        run,
+        f"{busy} run{'s' if busy != 1 else ''} of this owner running, at most {cap} at once "
+        "(MAX_RUNNING_PER_OWNER)",
     )

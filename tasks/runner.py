@@ -361,6 +361,12 @@ def _overlap(run: ImportRun, task: Any | None) -> dict[str, Any] | None:
     if imp.overlap == ScheduledImport.Overlap.QUEUE and task is not None:
         waited = (database_clock.now() - run.queued_at).total_seconds()
         if waited < imp.timeout_seconds:
+            # It said nothing: `queued`, no word, for up to its import's whole timeout.
+            services.note_waiting(
+                run,
+                f"run {other} of this import is in progress (overlap: queue; skipped if it "
+                f"still waits {imp.timeout_seconds}s after it was queued)",
+            )
             return _come_back(run, task, queue_poll_seconds(), f"run {other}")
         reason = (
             f"skipped: waited {waited:.0f}s for run {other} of this import, longer than its "

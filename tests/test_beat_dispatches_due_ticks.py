@@ -151,8 +151,8 @@ def test_a_tick_behind_a_run_waiting_under_its_owners_cap_says_so_and_degrades_n
     folded = ImportRun.objects.get(scheduled_import=imp, scheduled_for=T0 + timedelta(minutes=1))
     assert folded.error_message == (
         f"skipped: run {waiting.pk} of this import, queued at {waiting.queued_at:%Y-%m-%d %H:%M:%S}"
-        " UTC, still waits its turn under its owner's cap (MAX_RUNNING_PER_OWNER), and takes "
-        "the file after this tick"
+        " UTC, still waiting its turn: 2 runs of this owner running, at most 2 at once "
+        "(MAX_RUNNING_PER_OWNER); it takes the file after this tick"
     )
     # ... and one owner over their cap is no backlog of the cluster: health stays ok (it was
     # degraded, asking whether the workers ran, while one of four slots was busy)

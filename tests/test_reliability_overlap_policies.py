@@ -58,6 +58,18 @@ def test_it_runs_a_queued_tick_after_the_running_one_and_never_alongside(
 
     tick = services.dispatch_scheduled_tick(imp.pk, None)
 
+    # It says why it waits, and for whom: it was `queued` without a word
+    waiting = wait_for(
+        lambda: (
+            ImportRun.objects.filter(pk=tick.pk, status="queued").exclude(error_message="").first()
+        ),
+        30,
+        what="the tick's note\n" + processes.logs(),
+    )
+    assert waiting.error_message == (
+        f"waiting its turn: run {first.pk} of this import is in progress (overlap: queue; "
+        f"skipped if it still waits {imp.timeout_seconds}s after it was queued)"
+    )
     tick = wait_until_done(tick, processes)
     first = wait_until_done(first, processes)
     figures(
@@ -70,6 +82,7 @@ def test_it_runs_a_queued_tick_after_the_running_one_and_never_alongside(
     assert (first.status, tick.status) == ("succeeded", "succeeded")
     assert tick.started_at >= first.finished_at
     assert tick.rows_unchanged == ROWS
+    assert tick.error_message == ""  # the note went when it started
 
 
 def test_a_queued_tick_gives_up_when_it_waited_longer_than_the_timeout(

@@ -6,6 +6,7 @@ small run (issue 15)."""
 import pytest
 
 from common.redis_client import client
+from schedules import services
 from schedules.models import ImportRun
 from tasks import fairness
 from tests.factories import PRODUCTS_CSV, make_import
@@ -51,6 +52,6 @@ def test_a_run_over_the_cap_waits_and_leaves_the_lock_free(alice, csv_server, se
     # Then it waits, noted, and the next one to ask is not kept waiting by the lock
     assert not admitted
     second.refresh_from_db()
-    assert second.error_message.startswith(fairness.WAITING)
+    assert second.error_message.startswith(services.WAITING_ITS_TURN)
     assert client().get(f"importbeat:owner:{alice.pk}:admit") is None
     assert fairness.admit(first)

@@ -15,6 +15,7 @@ import requests
 import urllib3
 from django.conf import settings
 from requests.adapters import HTTPAdapter
+from urllib3.response import HTTPResponse
 
 from schedules.credentials import basic_pair, origin
 from schedules.text import quoted
@@ -329,13 +330,17 @@ def _stream(
     # the whole body (the rows after the cut were gone, and with mode sync deleted), and
     # progress counted decoded bytes against the encoded length (474 %).
     coding = response.headers.get("Content-Encoding", "").strip().lower()
-    gzipped = coding in GZIP_CODINGS
-    if coding not in ("", "identity", *GZIP_CODINGS):
+    codings = [part.strip() for part in coding.split(",") if part.strip() != "identity"]
+    gzipped = len(codings) == 1 and codings[0] in GZIP_CODINGS
+    if not gzipped and any(part in HTTPResponse.CONTENT_DECODERS for part in codings):
         raise PermanentImportError(
             f"the server sent the file in an encoding importbeat did not ask for "
             f"(Content-Encoding: {quoted(coding)}; it asks for gzip or none): it cannot tell "
             "whether such a body arrived whole"
         )
+    # Any other coding is no compression anybody applies ("utf-8", "binary", "none": a common
+    # misconfiguration, an object store's metadata): the body is read as sent, its length
+    # checked as a plain one's. Refused, such a file failed every run.
     stream = ByteStream(
         _chunks(response, decode=not gzipped), settings.MAX_IMPORT_BYTES, on_read, watchdog
     )

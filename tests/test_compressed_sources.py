@@ -229,6 +229,29 @@ def test_a_body_gzipped_on_the_way_and_cut_short_fails_and_deletes_nothing(alice
     assert (run.rows_deleted, Record.objects.filter(dataset=imp.dataset).count()) == (0, 20000)
 
 
+@pytest.mark.parametrize("coding", ["utf-8", "none", "binary", "identity", "gzip, identity"])
+def test_a_content_encoding_that_is_no_compression_is_read_as_sent(alice, csv_server, coding):
+    # An object store's metadata or a misconfigured server labels a plain file "utf-8": such a
+    # file failed every run, "an encoding importbeat did not ask for" ("none; it asks for gzip
+    # or none")
+    body = gzipped(PRODUCTS_CSV) if "gzip" in coding else PRODUCTS_CSV
+    imp = make_import(alice, csv_server.serve("/p.csv", body, headers={"Content-Encoding": coding}))
+
+    run = run_now(imp)
+
+    assert (run.status, run.rows_inserted) == ("succeeded", 3), run.error_message
+
+
+@pytest.mark.parametrize("coding", ["deflate", "gzip, gzip", "gzip, deflate"])
+def test_a_body_in_a_coding_urllib3_would_decode_is_refused(alice, csv_server, coding):
+    imp = make_import(alice, csv_server.serve("/p.csv", b"x", headers={"Content-Encoding": coding}))
+
+    run = run_now(imp)
+
+    assert run.status == "failed"
+    assert f"(Content-Encoding: {coding}; it asks for gzip or none)" in run.error_message
+
+
 def test_progress_of_a_body_gzipped_on_the_way_counts_the_bytes_that_came(alice, csv_server):
     # It counted decoded bytes against the encoded length: 474 % of the file
     body = gzipped(GZIPPED_ROWS)

@@ -377,6 +377,11 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
                 queued += 1
             except services.RunAlreadyActive as conflict:
                 busy.append(f"{imp.name} (run {conflict.run.pk} is {conflict.run.status})")
+            except services.OwnerInactive:
+                # It answered 500, though the rest of the selection was queued.
+                self.message_user(
+                    request, f"{imp.name}: not queued, {services.OWNER_INACTIVE}.", messages.ERROR
+                )
             except services.BrokerUnavailable as unavailable:
                 self.message_user(
                     request,
@@ -624,6 +629,8 @@ class ImportRunAdmin(ListAtScale, RunDisplay, admin.ModelAdmin):
                 refused.append(str(error))  # (it names the run: "run 1 is succeeded: ...")
             except services.BrokerUnavailable as error:
                 refused.append(f"run {run.pk}: {error}")
+            except services.OwnerInactive:
+                refused.append(f"run {run.pk}: {services.OWNER_INACTIVE}")
         self._report(request, f"Queued {done} retry run(s).", done, refused)
 
     def _report(self, request: HttpRequest, done_text: str, done: int, refused: list[str]) -> None:

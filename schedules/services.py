@@ -338,6 +338,16 @@ def end_waiting_runs(import_ids: list[int], moment: datetime) -> None:
 
 
 OWNER_INACTIVE = "its owner's account is deactivated: reactivate the account first"
+
+
+class OwnerInactive(ValidationError):
+    """A run or a resume asked of an import whose owner's account is deactivated: a 400 on
+    `status` for the API, a line of its own for the admin's actions."""
+
+    def __init__(self) -> None:
+        super().__init__({"status": [OWNER_INACTIVE]})
+
+
 # The words of a run put back to wait its turn, under the owner's cap (tasks.fairness) or
 # behind its import's run in progress (overlap: queue): its message is held by the worker that
 # deferred it (schedules.reconcile). The claim that starts it clears them.
@@ -358,7 +368,7 @@ def _set_status(imp: ScheduledImport, status: str) -> ScheduledImport:
     if status == ScheduledImport.Status.ACTIVE and not _owner_is_active(imp.owner_id):
         # Read after the import's lock, in a statement of its own: a resume that waited for a
         # deactivation to pause the import saw the owner as it was before, and won.
-        raise ValidationError({"status": [OWNER_INACTIVE]})
+        raise OwnerInactive()
     imp.status = status
     imp.save()
     return _now_as(asked, imp)
@@ -594,13 +604,7 @@ def _enqueue(
                     # (paused or cancelled while the caller looked: read under the lock, as a
                     # pause or a cancel writes it)
                     raise ImportNotActive(f"import {imp.pk} is {found[0]}")
-            if not rows.insert_where(run, _may_queue_sql(), [imp.pk, imp.pk]):
-                active = imp.runs.filter(status__in=ImportRun.ACTIVE_STATUSES).first()
-                if active is None:
-                    # Its owner's account was deactivated while this trigger waited for the
-                    # import (deactivation pauses it, holding it): a run was queued after all.
-                    raise ValidationError({"status": [OWNER_INACTIVE]})
-                raise RunAlreadyActive(active)
+            _insert_or_refuse(imp, run)
             # The event commits with its run: one commit, one wait for the disk, per trigger.
             entry = history.record_event(imp, event, user, run=run.pk, **details)
             transaction.on_commit(lambda: send_run(run))
@@ -611,6 +615,24 @@ def _enqueue(
                 entry.delete()
         raise
     return run
+
+
+def _insert_or_refuse(imp: ScheduledImport, run: ImportRun) -> None:
+    """Insert the run, the import locked, unless another is active or the owner is
+    deactivated (deactivation pauses the import, holding its lock: a trigger that waited for
+    it queued a run after all)."""
+    for _attempt in range(2):
+        if rows.insert_where(run, _may_queue_sql(), [imp.pk, imp.pk]):
+            return
+        active = imp.runs.filter(status__in=ImportRun.ACTIVE_STATUSES).first()
+        if active is not None:
+            raise RunAlreadyActive(active)
+        if not _owner_is_active(imp.owner_id):
+            raise OwnerInactive()
+        # The run it met ended meanwhile (a worker skips a stale queued tick without the
+        # import's lock): it told an active owner that the account was deactivated.
+    # Not reached: nothing but this function queues a run of the import while it is locked.
+    raise RuntimeError(f"run of import {imp.pk} not queued: try again")
 
 
 class RunNotActionable(Exception):

@@ -1,6 +1,8 @@
 """The Django admin: the imports list, its actions through services, reschedule on edit, and
 the run detail with its errors."""
 
+from html import unescape
+
 import pytest
 from django_celery_beat.models import PeriodicTask
 
@@ -65,6 +67,25 @@ def test_run_now_queues_a_manual_run_and_says_when_one_is_already_active(admin_c
     assert busy.runs.count() == 1
     text = response.content.decode()
     assert "Queued 1 run" in text and "Already running: busy" in text
+
+
+def test_run_now_names_an_import_whose_owner_is_deactivated_and_queues_the_others(
+    admin_client, alice, bob
+):
+    # It answered 500, though the rest of the selection was queued
+    bobs = make_import(bob, SOURCE, name="bob's")
+    alices = make_import(alice, SOURCE, name="alice's")
+    alice.is_active = False
+    alice.save()
+
+    response = act(admin_client, "run_now", bobs, alices)
+
+    assert response.status_code == 200
+    assert bobs.runs.get().status == "queued" and not alices.runs.exists()
+    text = response.content.decode()
+    assert "Queued 1 run" in text
+    # (the admin's message starts with a capital)
+    assert "alice's: not queued, its owner's account is deactivated" in unescape(text).lower()
 
 
 def test_pause_and_resume_actions_disable_and_enable_the_beat_entry(admin_client, alice):

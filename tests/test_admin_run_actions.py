@@ -42,6 +42,22 @@ def test_retry_now_queues_a_new_run_of_a_failed_one(admin_client, alice):
     assert "Queued 1 retry run(s)." in html
 
 
+def test_retry_now_of_a_run_whose_owner_is_deactivated_says_so(admin_client, alice):
+    # It answered 500
+    failed = make_run(make_import(alice, SOURCE), "failed")
+    alice.is_active = False
+    alice.save()
+
+    response = act(admin_client, "retry_runs", failed)
+
+    assert response.status_code == 200
+    assert not ImportRun.objects.filter(retry_of=failed).exists()
+    assert (
+        f"Not done: run {failed.pk}: its owner&#x27;s account is deactivated"
+        in response.content.decode()
+    )
+
+
 def test_staff_who_may_only_view_are_offered_no_action_and_none_is_done(
     client, django_user_model, alice
 ):

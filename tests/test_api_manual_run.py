@@ -187,3 +187,34 @@ def test_a_trigger_that_waited_for_an_accounts_deactivation_queues_nothing(alice
     assert isinstance(refused, ValidationError)
     assert refused.message_dict == {"status": [services.OWNER_INACTIVE]}
     assert not ImportRun.objects.filter(scheduled_import=imp).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_trigger_meeting_a_queued_run_that_a_worker_skips_meanwhile_queues_its_run(
+    alice, monkeypatch
+):
+    # Given a stale tick of the import waiting for a worker, which a worker skips (without the
+    # import's lock) between the trigger's insert and its look for the run it met
+    from schedules import rows
+    from tests.importer_support import from_another_connection
+
+    imp = make_import(alice, SOURCE)
+    # (an earlier tick skipped: the skip below then finds the import's RunTally row of skipped
+    # runs, rather than waiting on this trigger's transaction to add one)
+    make_run(imp, "skipped")
+    stale = make_run(imp, "queued")
+    insert = rows.insert_where
+
+    def insert_then_the_worker_skips_the_tick(instance, condition, params=()):
+        inserted = insert(instance, condition, params)
+        if not inserted:
+            from_another_connection(lambda: services.skip_run(stale, "skipped: ran since"))
+        return inserted
+
+    monkeypatch.setattr(rows, "insert_where", insert_then_the_worker_skips_the_tick)
+
+    # When alice triggers it, her run is queued: she was told her account was deactivated
+    run = services.enqueue_run(imp, trigger="api", user=alice)
+
+    assert ImportRun.objects.get(pk=run.pk).status == "queued"
+    assert ImportRun.objects.get(pk=stale.pk).status == "skipped"

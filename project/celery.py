@@ -16,8 +16,9 @@ BROKER_TRANSPORT = "project.broker_transport:Transport"
 # by which kombu gives it its TLS defaults, and gets the same transport (it had kombu's).
 TRANSPORT_ALIASES.update(redis=BROKER_TRANSPORT, rediss=BROKER_TRANSPORT)
 
-# Every task's ETA is in the database's time, whichever host sends or receives it.
-app = Celery("importbeat", task_cls="project.task_eta:DatabaseTimedTask")
+# Every task's ETA is in the database's time, whichever host sends or receives it, and one
+# killed at its hard time limit fails in words (project.task_class).
+app = Celery("importbeat", task_cls="project.task_class:ImportbeatTask")
 # Every Celery setting lives in Django settings under the CELERY_ namespace.
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["tasks"])

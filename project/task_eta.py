@@ -16,7 +16,6 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from celery import Task
 from celery.signals import before_task_publish
 from celery.worker.request import Request
 
@@ -41,9 +40,3 @@ class DatabaseTimedRequest(Request):
         offset = database_clock.known_offset()
         if self._eta is not None and offset:
             self._eta -= timedelta(seconds=offset)
-
-
-class DatabaseTimedTask(Task):
-    """Every importbeat task: its ETA is read in the database's time (the app's task_cls)."""
-
-    Request = "project.task_eta:DatabaseTimedRequest"

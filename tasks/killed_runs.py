@@ -1,13 +1,18 @@
-"""A run's attempt that its worker killed at the hard time limit, ended at once.
+"""A task killed at its hard time limit fails in words; a run's attempt so killed ends at once.
 
 An attempt stuck where its soft time limit cannot stop it is killed by the worker's pool 30 s
 later, and its process says nothing more. The run stayed `running` until the sweep found it, two
 lease periods later (two minutes by default), with its import's lease held by the dead attempt
-meanwhile, and Flower showed Celery's `ExceptionWithTraceback()` for its task. The worker's main
-process outlives the attempt: Celery calls the task's `on_failure` there with the time limit
-(`end_when_killed`), which sends a task that ends the run as the sweep would, frees the import's
-lease and gives Flower the run's words. The sweep stays the net for a worker that died with its
-attempt.
+meanwhile, and Flower showed Celery's `ExceptionWithTraceback()` for its task (billiard's wrapper
+of the time limit, whose text is empty). The worker's main process outlives the attempt: it ends
+the run as the sweep would and frees the import's lease, there and then, and its task fails in
+Flower with the run's words (project.task_class asks `words_when_killed`).
+
+A task sent to end it waited behind every run queued, as long as they took (the sweep's own
+message waits there too), so the main process does it on a database connection it closes at once
+(its forked pool processes must not inherit one), waiting for no lock. Only when that fails
+(the database away, the run's row still locked by the dead attempt's statement) does a task end
+it. The sweep stays the net for a worker that died with its attempt.
 """
 
 from __future__ import annotations
@@ -15,43 +20,78 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from celery import current_app
 from celery.exceptions import TimeLimitExceeded
+from django.db import connection
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
+from common import error_words
 from schedules import services
+from schedules.models import ImportRun
 
 from . import locks, lost_tasks
+from .errors import RunFailed
 
 logger = logging.getLogger("importbeat.runs")
 
 END_KILLED_RUN = "importbeat.end_killed_run"
 
 
-def end_when_killed(
-    task: Any, exc: BaseException, task_id: str, args: Any, kwargs: Any, einfo: Any
-) -> None:
-    """The run task's `on_failure`: on a hard time limit, in the worker's main process, ask for
-    the killed attempt's run to be ended. Other failures are the runner's, which ended the run."""
-    if not isinstance(exc, TimeLimitExceeded) or not args:
-        return
+def words_when_killed(task_name: str, task_id: str, args: Any, timeout: float | None) -> str:
+    """What the task `task_id`, killed at its hard time limit, failed with (Flower's text). A
+    run's attempt is ended first, in the main process of the worker that killed it."""
+    if task_name == services.EXECUTE_RUN and args:
+        run = _end_at_once(args[0], task_id)
+        if run is not None:
+            return repr(RunFailed(f"run {run.pk} {run.status}: {run.error_message}"))
+    limit = f" of {timeout:g}s" if isinstance(timeout, int | float) else ""
+    return repr(TimeLimitExceeded(f"the task was killed at its hard time limit{limit}"))
+
+
+def _end_at_once(run_id: int, task_id: str) -> ImportRun | None:
     try:
-        task.app.send_task(END_KILLED_RUN, args=[args[0], task_id], ignore_result=True)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT set_config('lock_timeout', '1s', false), "
+                    "set_config('statement_timeout', '10s', false)"
+                )
+            run = services.end_killed_run(run_id, task_id)
+        finally:
+            connection.close()
+    except Exception as error:
+        logger.warning("run=%s killed at its hard time limit, not ended at once: %s",
+                       run_id, error_words.log_text(error))  # fmt: skip
+        _send_end(run_id, task_id)
+        return None
+    if run is not None:
+        _ended(run)
+    return run
+
+
+def _send_end(run_id: int, task_id: str) -> None:
+    try:
+        current_app.send_task(END_KILLED_RUN, args=[run_id, task_id], ignore_result=True)
     except (KombuError, RedisError, OSError) as error:
         logger.warning("run=%s killed at its hard time limit; the sweep will end it: %s",
-                       args[0], error)  # fmt: skip
+                       run_id, error)  # fmt: skip
 
 
 def end(run_id: int, task_id: str, reporter: str) -> None:
-    """End run `run_id` whose attempt `task_id` was killed; `reporter` is the worker that tells
-    Flower (tasks.lost_tasks)."""
+    """The task's way, when the main process could not: end run `run_id` whose attempt
+    `task_id` was killed; `reporter` is the worker that tells Flower (tasks.lost_tasks)."""
     run = services.end_killed_run(run_id, task_id)
     if run is None:
         return  # the sweep or another attempt got there first
+    _ended(run)
+    lost_tasks.end_lost_task(task_id, run, reporter)
+
+
+def _ended(run: ImportRun) -> None:
     logger.warning("run killed at its hard time limit import=%s run=%s status=%s",
                    run.scheduled_import_id, run.pk, run.status)  # fmt: skip
     try:
         locks.free_dead_runs_lease(run.scheduled_import_id, run.pk)
     except RedisError as error:
         logger.warning("the killed run %s's lease expires by itself: %s", run.pk, error)
-    lost_tasks.end_lost_task(task_id, run, reporter)

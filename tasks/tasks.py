@@ -58,8 +58,6 @@ def dispatch_scheduled_import(
     # PROGRESS its failed attempt left, so the next attempt never shows that one's figures.
     ignore_result=True,
     store_errors_even_if_ignored=True,
-    # Called in the worker's main process when the hard time limit killed the attempt.
-    on_failure=killed_runs.end_when_killed,
 )
 def execute_run(
     self, run_id: int, import_id: int | None = None, import_name: str = ""

@@ -21,19 +21,28 @@ HARD_LIMIT = 3
 
 
 def test_a_run_killed_at_its_hard_time_limit_ends_timed_out_at_once(
-    alice, csv_server, processes, monkeypatch
+    alice, bob, csv_server, processes, monkeypatch
 ):
     # Given a worker whose sweep would not look for two minutes, Flower, and an import whose
     # download outlasts the hard time limit of its message, its soft limit out of reach (an
     # attempt stuck where the soft limit cannot stop it)
-    processes.start("worker", RUN_LEASE_SECONDS="60", MAINTENANCE_INTERVAL_SECONDS="600")
+    processes.start(
+        "worker", RUN_LEASE_SECONDS="60", MAINTENANCE_INTERVAL_SECONDS="600",
+        WORKER_CONCURRENCY="1", MAX_RUNNING_PER_OWNER="0",
+    )  # fmt: skip
     base = start_flower(processes, AUTH)
     url = csv_server.serve("/big.csv", big_csv(20_000), chunk_delay=1.0)
     imp = make_import(alice, url, name="stuck", timeout_seconds=300, max_retries=2)
-    monkeypatch.setattr(services, "run_message", _with_hard_limit(services.run_message))
+    # ... and a slow run queued behind it, which the slot the kill frees goes to: the killed
+    # run's end waited behind it
+    slow = make_import(
+        bob, csv_server.serve("/slow.csv", big_csv(20_000), chunk_delay=0.6), name="slow"
+    )
+    monkeypatch.setattr(services, "run_message", _with_hard_limit(services.run_message, imp.pk))
 
     # When it runs and the worker kills it
     run = services.enqueue_run(imp, trigger="manual", user=alice)
+    behind = services.enqueue_run(slow, trigger="manual", user=bob)
     wait_for_download(csv_server, run)
     killed_at = time.monotonic()
     run = wait_for(
@@ -46,6 +55,7 @@ def test_a_run_killed_at_its_hard_time_limit_ends_timed_out_at_once(
     ended_after = time.monotonic() - killed_at
     print(f"\n[figures] hard time limit: ended {ended_after:.1f}s after the download began")
     assert run.status == "timed_out"
+    assert ImportRun.objects.get(pk=behind.pk).finished_at is None
     assert run.attempts == 1
     assert run.error_message == "the run exceeded its 300s time limit (killed)"
     # ... and Flower's task says so, not Celery's `ExceptionWithTraceback()`
@@ -69,9 +79,11 @@ def test_a_run_killed_at_its_hard_time_limit_ends_timed_out_at_once(
     assert again.status == "succeeded", again.error_message
 
 
-def _with_hard_limit(run_message):
+def _with_hard_limit(run_message, import_id: int):
     def message(run):
         args, kwargs, options = run_message(run)
+        if run.scheduled_import_id != import_id:
+            return args, kwargs, options
         # No soft limit: the worker schedules the hard one after the soft one has fired.
         return args, kwargs, {**options, "time_limit": HARD_LIMIT, "soft_time_limit": None}
 

@@ -31,3 +31,31 @@ def test_an_import_without_a_run_in_progress_shows_none(alice):
     make_run(imp, "succeeded")
 
     assert client_for(alice).get(f"{API}/imports/{imp.pk}/").json()["active_run"] is None
+
+
+def test_the_answer_to_a_cancel_shows_no_run_once_it_ended_the_queued_one(alice):
+    # Bug 4 of the API hunt: the answer showed the import's runs as read before the cancel,
+    # its queued run still queued, while the run log and a GET said it was cancelled
+    imp = make_import(alice, SOURCE)
+    queued = make_run(imp, "queued", trigger="api")
+    client = client_for(alice)
+
+    response = client.post(f"{API}/imports/{imp.pk}/cancel")
+
+    assert response.status_code == 200, response.content
+    queued.refresh_from_db()
+    assert queued.status == "cancelled"
+    assert response.json()["active_run"] is None
+    assert response.json() == client.get(f"{API}/imports/{imp.pk}/").json()
+
+
+def test_the_answer_to_a_pause_shows_the_run_still_in_progress(alice):
+    imp = make_import(alice, SOURCE)
+    running = make_run(imp, "running", attempts=1)
+    client = client_for(alice)
+
+    answer = client.post(f"{API}/imports/{imp.pk}/pause").json()
+
+    assert answer["status"] == "paused"
+    assert answer["active_run"]["id"] == running.pk
+    assert answer == client.get(f"{API}/imports/{imp.pk}/").json()

@@ -305,8 +305,10 @@ class ImportViewSet(NamedNotFound, PageReadByIds, viewsets.ModelViewSet):
 
     def _status_change(self, change) -> Response:
         check_body_fields(self.request.data, ())
-        imp = change(self.get_object())
-        return Response(self.get_serializer(imp).data)
+        change(self.get_object())
+        # Read again: the import read before the change kept its active runs as they were, and
+        # a cancel answered that the run it had just ended was still queued.
+        return Response(self.get_serializer(self.get_object()).data)
 
     @extend_schema(request=None, responses=ImportSerializer)
     @action(detail=True, methods=["post"])

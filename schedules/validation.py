@@ -74,6 +74,7 @@ def validate_cron_expression(expression: str) -> None:
     from .ticks import Schedule
 
     schedule = Schedule(cron_expression=expression)
+    _refuse_fields_beat_cannot_store(schedule.fields)
     if not croniter.is_valid(schedule.fields):
         raise ValidationError(f"{expression!r} is not a valid cron expression")
     # Well-formed but impossible (`0 0 31 2 *`): no next time, and every surface that shows
@@ -82,6 +83,26 @@ def validate_cron_expression(expression: str) -> None:
         croniter(schedule.fields, day_or=schedule.day_or).get_next()
     except CroniterBadDateError as error:
         raise ValidationError(f"{expression!r} never fires: no such date") from error
+
+
+def _refuse_fields_beat_cannot_store(fields: str) -> None:
+    """Each field as it is kept (schedules.ticks.normalize: names as numbers, weekday steps as
+    lists) must fit its column of django-celery-beat's CrontabSchedule: a longer one (`1,2,3,...`
+    repeated, leading zeros) passed every check and was then a 500 when the import's beat
+    entry was saved."""
+    from django_celery_beat.models import CrontabSchedule
+
+    columns = ("minute", "hour", "day_of_month", "month_of_year", "day_of_week")
+    for field, column, (name, _low, _high) in zip(
+        fields.split(), columns, CRON_FIELDS, strict=True
+    ):
+        limit = CrontabSchedule._meta.get_field(column).max_length
+        if len(field) > limit:
+            raise ValidationError(
+                f"{name} field is {len(field)} characters long (names written as numbers), and "
+                f"the schedule keeps at most {limit}: list each value once, without leading "
+                f"zeros, or use a range (1-5) or a step (*/2)"
+            )
 
 
 # Listed by the system's time zone files, but no zone: `localtime` is each host's own (web,

@@ -104,6 +104,50 @@ def test_an_update_is_validated_by_the_same_rules(alice, settings):
     assert imp.interval_seconds == 3600
 
 
+# Bug 5 of the API hunt: each passed every check, and saving the import's beat entry then
+# answered a bare 500 (the field is longer than its column in django-celery-beat's table)
+TOO_LONG_FOR_THE_SCHEDULE = [
+    ("0 0 * * " + ",".join(["1", "2", "3", "4", "5", "6", "0"] * 5)[:69], "day of week", 69, 64),
+    ("0 0 * " + ",".join(f"{m:05d}" for m in range(1, 13)) + " *", "month", 71, 64),
+    # names are kept as numbers, and a weekday step as its days: 7 characters become 13 each
+    ("0 0 * * " + ",".join(["1/1"] * 6), "day of week", 83, 64),
+]
+
+
+@pytest.mark.parametrize(("cron", "name", "length", "limit"), TOO_LONG_FOR_THE_SCHEDULE)
+def test_a_cron_field_longer_than_the_schedule_keeps_is_a_400_saying_so(
+    alice, cron, name, length, limit
+):
+    client = client_for(alice)
+    imp = make_import(
+        alice, SOURCE, name="saved", schedule_type="cron", cron_expression="30 2 * * *",
+        interval_seconds=None,
+    )  # fmt: skip
+
+    created = client.post(f"{API}/imports/", import_body(cron_expression=cron), format="json")
+    changed = client.patch(f"{API}/imports/{imp.pk}/", {"cron_expression": cron}, format="json")
+
+    for response in (created, changed):
+        assert response.status_code == 400, response.content
+        [message] = response.json()["errors"]["cron_expression"]
+        assert message.startswith(
+            f"{name} field is {length} characters long (names written as numbers), and the "
+            f"schedule keeps at most {limit}"
+        ), message
+    imp.refresh_from_db()
+    assert imp.cron_expression == "30 2 * * *"
+
+
+def test_a_cron_field_as_long_as_the_schedule_keeps_is_taken(alice):
+    day_of_week = ",".join(["1", "2", "3", "4", "5", "6", "0"] * 5)[:63]
+
+    response = client_for(alice).post(
+        f"{API}/imports/", import_body(cron_expression=f"0 0 * * {day_of_week}"), format="json"
+    )
+
+    assert response.status_code == 201, response.content
+
+
 def test_a_body_that_is_not_an_object_is_a_400(alice):
     response = client_for(alice).post(f"{API}/imports/", [1, 2], format="json")
 

@@ -6,6 +6,8 @@ from auditlog.models import LogEntry
 from django.core.management import call_command
 
 from schedules import history
+from schedules.admin import ScheduledImportAdmin
+from schedules.api.serializers import ImportSerializer
 from schedules.models import ScheduledImport
 from tests.api_support import API, SOURCE, client_for, import_body, make_run, reset_throttle
 from tests.factories import make_import
@@ -122,3 +124,38 @@ def test_deleting_an_import_is_recorded(alice):
     deleted = LogEntry.objects.get(object_id=imp.pk, action=LogEntry.Action.DELETE)
     assert deleted.actor == alice
     assert deleted.additional_data["via"] == "api"
+
+
+def test_a_change_of_which_file_of_a_zip_is_imported_is_recorded(alice):
+    # Bug 6 of the API hunt: the PATCH answered 200 with the new member, and the history held
+    # only `created`
+    client = client_for(alice)
+    body = import_body(source_url="https://example.com/bundle.zip", source_member="a.csv")
+    imp = client.post(f"{API}/imports/", body, format="json").json()
+
+    client.patch(f"{API}/imports/{imp['id']}/", {"source_member": "b.csv"}, format="json")
+
+    story = entries(client, imp["id"])
+    assert [e["action"] for e in story] == ["updated", "created"]
+    assert story[0]["changes"] == {"source_member": {"from": "a.csv", "to": "b.csv"}}
+    assert story[1]["changes"]["source_member"] == {"from": None, "to": "a.csv"}
+
+
+def test_every_field_the_api_or_the_admin_writes_is_tracked():
+    # Bug 6 of the API hunt: `source_member` and `move_processed` were left out, so their
+    # changes were in no history
+    serializer = ImportSerializer()
+    api = {name for name, field in serializer.fields.items() if not field.read_only}
+    # The credential's secret is never recorded: its kind and host are
+    api = (api - {"credential"}) | {"credential_kind", "credential_origin"}
+    on_the_admins_form = {
+        name
+        for _, section in ScheduledImportAdmin.fieldsets
+        for name in section["fields"]
+        if name not in ScheduledImportAdmin.readonly_fields
+    }
+    model_fields = {field.name for field in ScheduledImport._meta.get_fields()}
+    # (not the owner: its new owner would read the former one's name)
+    admin = on_the_admins_form & model_fields - {"owner"}
+
+    assert (api | admin) - set(history.TRACKED_FIELDS) == set()

@@ -98,6 +98,80 @@ def test_a_put_takes_back_the_representation_a_get_gave(alice):
     assert response.status_code == 400 and list(response.json()["errors"]) == ["interval_secs"]
 
 
+def test_a_put_that_changes_the_status_is_refused_saying_how_to_pause(alice):
+    # Bug 8 of the API hunt: the PUT answered 200, the import stayed active and its runs went
+    # ahead
+    imp = make_import(alice, SOURCE)
+    client = client_for(alice)
+    body = client.get(f"{API}/imports/{imp.pk}/").json()
+
+    response = client.put(
+        f"{API}/imports/{imp.pk}/", {**body, "status": "paused", "description": "x"}, format="json"
+    )
+
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == {
+        "status": [
+            "read-only; pause, resume or cancel the import with POST /imports/{id}/pause, "
+            "/resume or /cancel"
+        ]
+    }
+    imp.refresh_from_db()
+    assert (imp.status, imp.description) == ("active", "")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [
+        ("owner", "bob", "read-only; an import stays with the user who created it"),
+        ("id", 10**6, "read-only; the import a PUT changes is the one its path names"),
+    ],
+)
+def test_a_put_that_changes_another_read_only_field_is_refused(alice, bob, field, value, said):
+    imp = make_import(alice, SOURCE)
+    client = client_for(alice)
+    body = client.get(f"{API}/imports/{imp.pk}/").json()
+
+    response = client.put(f"{API}/imports/{imp.pk}/", {**body, field: value}, format="json")
+
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"] == {field: [said]}
+
+
+def test_a_put_from_an_older_get_keeps_what_the_server_moved_since(alice):
+    # Given the representation of alice's paused import, read before a run changed its
+    # counters and its last result
+    imp = make_import(alice, SOURCE)
+    client = client_for(alice)
+    client.post(f"{API}/imports/{imp.pk}/pause")
+    body = client.get(f"{API}/imports/{imp.pk}/").json()
+    ScheduledImport.objects.filter(pk=imp.pk).update(
+        total_runs=1, failed_runs=1, consecutive_failures=1, last_run_status="failed"
+    )
+
+    # When she PUTs it back with a new description
+    response = client.put(f"{API}/imports/{imp.pk}/", {**body, "description": "x"}, format="json")
+
+    # Then it is taken: the counters are the server's, the status is sent unchanged
+    assert response.status_code == 200, response.content
+    assert (response.json()["status"], response.json()["total_runs"]) == ("paused", 1)
+    assert response.json()["description"] == "x"
+
+
+def test_a_put_of_my_account_that_makes_me_staff_is_refused(alice):
+    client = client_for(alice)
+    me = client.get(f"{API}/me").json()
+
+    unchanged = client.put(f"{API}/me", me, format="json")
+    made_staff = client.put(f"{API}/me", {**me, "is_staff": True}, format="json")
+
+    assert unchanged.status_code == 200, unchanged.content
+    assert made_staff.status_code == 400, made_staff.content
+    assert made_staff.json()["errors"] == {"is_staff": ["read-only; the server sets it"]}
+    alice.refresh_from_db()
+    assert alice.is_staff is False
+
+
 @pytest.mark.parametrize(
     ("field", "said"),
     [

@@ -1,6 +1,7 @@
 """Imports: find the failing ones (`?last_run_status=`), the late ones (`?late=`) and those the
 dashboard lists (`?needs_attention=`)."""
 
+import unicodedata
 from datetime import timedelta
 
 import pytest
@@ -79,3 +80,16 @@ def test_a_yes_or_no_filter_refuses_another_word_naming_the_ones_it_takes(alice,
     assert response.json()["errors"] == {
         "late": ["'maybe' is not one of: 1, true, yes, 0, false, no"]
     }
+
+
+@pytest.mark.parametrize("form", ["NFC", "NFD"])
+def test_a_search_finds_a_name_however_its_accents_were_typed(alice, form):
+    # Bug 9 of the API hunt: `café` typed decomposed (NFD), as macOS input methods and some
+    # clients send it, found nothing; names are kept composed (NFC)
+    make_import(alice, SOURCE, name="Café Preise", dataset="prices")
+    make_import(alice, SOURCE, name="Cafe plain", dataset="plain")
+    word = unicodedata.normalize(form, "café")
+
+    found = names(client_for(alice).get(f"{API}/imports/", {"search": word}))
+
+    assert found == {"Café Preise"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Collection
 from datetime import UTC, datetime
 from typing import Any
@@ -135,12 +136,25 @@ class YesNoFilter(django_filters.Filter):
     field_class = YesNoField
 
 
+class NfcCharField(forms.CharField):
+    """Text in one spelling however it was typed (NFC), as names are kept
+    (ImportSerializer.validate_name): `café` typed decomposed, as macOS input methods and some
+    clients send it, found nothing."""
+
+    def to_python(self, value: Any) -> str:
+        return unicodedata.normalize("NFC", super().to_python(value))
+
+
+class NfcCharFilter(django_filters.CharFilter):
+    field_class = NfcCharField
+
+
 class ImportFilter(django_filters.FilterSet):
     status = django_filters.ChoiceFilter(
         choices=ScheduledImport.Status.choices, **naming_choices(ScheduledImport.Status.choices)
     )
-    dataset = django_filters.CharFilter(field_name="dataset__name", max_length=100)
-    search = django_filters.CharFilter(
+    dataset = NfcCharFilter(field_name="dataset__name", max_length=100)
+    search = NfcCharFilter(
         method="filter_search", max_length=200, help_text="in name, description and source URL"
     )
     last_run_status = django_filters.MultipleChoiceFilter(

@@ -313,10 +313,11 @@ def cancel_import(imp: ScheduledImport) -> ScheduledImport:
     return imp
 
 
-def end_waiting_runs(import_ids: list[int], moment: datetime) -> None:
-    """End the waiting runs (queued or retrying) of these imports, cancelled with them, each
-    said in the runs' log (schedules.statuses cancels many imports at once)."""
-    why = "cancelled with its import"
+def end_waiting_runs(
+    import_ids: list[int], moment: datetime, why: str = "cancelled with its import"
+) -> None:
+    """End the waiting runs (queued or retrying) of these imports, cancelled `why`, each said in
+    the runs' log (schedules.statuses cancels many imports at once; a deactivation too)."""
     waiting = ImportRun.objects.filter(
         scheduled_import_id__in=import_ids, status__in=WAITING_STATUSES
     )

@@ -2,11 +2,14 @@
 saving one whose credential was replaced or removed, however it is saved (admin, API, command,
 code), has the old credential hidden in the runs saved under it; deleting a user takes their
 imports, datasets and runs along, the runs in a few statements; deactivating a user pauses
-their active imports."""
+their active imports and cancels their waiting runs."""
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_delete, pre_save
 from django.dispatch import receiver
+
+from common import database_clock
 
 from . import replaced_credentials
 from .models import Dataset, ImportRun, ScheduledImport
@@ -42,23 +45,33 @@ def delete_periodic_task(sender, instance: ScheduledImport, **kwargs) -> None:
         PeriodicTask.objects.filter(pk=instance.periodic_task_id).delete()
 
 
+OWNER_DEACTIVATED = "cancelled: its owner's account was deactivated"
+
+
 @receiver(pre_save, sender=settings.AUTH_USER_MODEL)
 def pause_the_imports_of_a_deactivated_user(sender, instance, **kwargs) -> None:
     # Unticking "active" is Django's way to close an account without deleting it. Its owner
     # can no longer sign in or use a token, so cannot pause them: their imports went on
     # fetching, writing and mailing them for good. They wait, paused, for the account to be
-    # reactivated and their owner to resume them.
+    # reactivated and their owner to resume them; their runs still waiting (queued, or
+    # retrying) are cancelled, as no new one is queued: a retry fetched and wrote after it.
     if instance.pk is None or instance.is_active:
         return
     was_active = sender.objects.filter(pk=instance.pk, is_active=True).exists()
     if was_active:
+        from . import services
         from .statuses import change_statuses
 
+        theirs = ScheduledImport.objects.filter(owner_id=instance.pk)
         active = ScheduledImport.Status.ACTIVE
-        change_statuses(
-            ScheduledImport.objects.filter(owner_id=instance.pk, status=active).values_list(
-                "pk", flat=True
-            ),
-            ScheduledImport.Status.PAUSED,
-            from_statuses=(active,),
-        )
+        with transaction.atomic():
+            change_statuses(
+                theirs.filter(status=active).values_list("pk", flat=True),
+                ScheduledImport.Status.PAUSED,
+                from_statuses=(active,),
+            )
+            services.end_waiting_runs(
+                list(theirs.values_list("pk", flat=True)),
+                database_clock.now(),
+                why=OWNER_DEACTIVATED,
+            )

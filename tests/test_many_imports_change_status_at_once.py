@@ -130,6 +130,29 @@ def test_deactivating_an_owner_of_many_imports_pauses_them_in_a_few_statements(a
     assert not PeriodicTask.objects.filter(name__contains="feed", enabled=True).exists()
 
 
+def test_deactivating_an_owner_cancels_their_waiting_runs_and_no_one_elses(alice, bob):
+    # A retry of theirs fetched and wrote after the account was closed
+    mine, paused, bobs = (*imports_of(alice, "a", 2), imports_of(bob, "b", 1)[0])
+    services.pause_import(paused)
+    queued, retrying, waiting_too = (
+        make_run(mine, "queued"),
+        make_run(mine, "retrying"),
+        make_run(paused, "queued"),
+    )
+    running, others = make_run(imports_of(alice, "c", 1)[0], "running"), make_run(bobs, "queued")
+
+    alice.is_active = False
+    alice.save()
+
+    statuses_now = dict(ImportRun.objects.values_list("pk", "status"))
+    assert [statuses_now[r.pk] for r in (queued, retrying, waiting_too)] == ["cancelled"] * 3
+    assert ImportRun.objects.get(pk=queued.pk).error_message == (
+        "cancelled: its owner's account was deactivated"
+    )
+    # A running attempt ends as it goes; another owner's run is not touched
+    assert (statuses_now[running.pk], statuses_now[others.pk]) == ("running", "queued")
+
+
 def test_a_resume_of_many_leaves_those_of_a_deactivated_owner_and_says_why(alice, bob):
     mine, bobs = imports_of(alice, "a", 1)[0], imports_of(bob, "b", 1)[0]
     statuses.change_statuses([mine.pk, bobs.pk], "paused", from_statuses=["active"])

@@ -313,8 +313,19 @@ def cancel_import(imp: ScheduledImport) -> ScheduledImport:
     return imp
 
 
+CANCELLED_WITH_IMPORT = "cancelled with its import"
+
+
+def import_cancelled(import_id: int) -> bool:
+    """Whether the import is cancelled now: a running attempt finishes, but its failure is no
+    other chance to run (a retry fetched the source again after the cancel)."""
+    return ScheduledImport.objects.filter(
+        pk=import_id, status=ScheduledImport.Status.CANCELLED
+    ).exists()
+
+
 def end_waiting_runs(
-    import_ids: list[int], moment: datetime, why: str = "cancelled with its import"
+    import_ids: list[int], moment: datetime, why: str = CANCELLED_WITH_IMPORT
 ) -> None:
     """End the waiting runs (queued or retrying) of these imports, cancelled `why`, each said in
     the runs' log (schedules.statuses cancels many imports at once; a deactivation too)."""
@@ -1000,6 +1011,11 @@ def recover_lost_run(run_id: int, stale_before: datetime) -> ImportRun | None:
             # end_killed_run; this is for one that died with it).
             return _end_timed_out_killed(run)
         error = f"the worker running attempt {run.attempts} was lost (no heartbeat for {silent}s)"
+        if imp.status == ScheduledImport.Status.CANCELLED:
+            # Its import cancelled meanwhile: no other attempt.
+            return finish_run(
+                run, ImportRun.Status.CANCELLED, error=f"{CANCELLED_WITH_IMPORT} ({error})"
+            )
         if run.attempts > imp.max_retries:
             return finish_run(run, ImportRun.Status.FAILED, error=error)
         _record_attempt(run, error)

@@ -177,6 +177,15 @@ def _execute(run_id: int, task: Any | None, attempted: list[ImportRun]) -> dict[
                 words = services.cancel_requested(run.pk, imp.pk) or "cancelled"
                 services.finish_run(run, ImportRun.Status.CANCELLED, error=words)
                 return summary(run)
+            if run.status == ImportRun.Status.RUNNING and imp.status == imp.Status.CANCELLED:
+                # Its worker died, and its import was cancelled since: no other attempt.
+                services.finish_run(
+                    run,
+                    ImportRun.Status.CANCELLED,
+                    error=f"{services.CANCELLED_WITH_IMPORT} (the worker running attempt "
+                    f"{run.attempts} was lost)",
+                )
+                return summary(run)
             if run.status == ImportRun.Status.RUNNING and run.attempts > imp.max_retries:
                 # Its worker died on every attempt (a file that kills workers): stop here.
                 services.finish_run(
@@ -272,6 +281,8 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
         error = caught if isinstance(caught, TransientImportError) else database_error(caught)
         message = str(error)
         cancelled = services.cancel_requested(run.pk, run.scheduled_import_id)
+        if not cancelled and services.import_cancelled(run.scheduled_import_id):
+            cancelled = services.CANCELLED_WITH_IMPORT
         if cancelled:
             # Asked to stop: this failure is not another chance to run.
             services.finish_run(run, ImportRun.Status.CANCELLED, error=f"{cancelled} ({message})")

@@ -72,3 +72,30 @@ def test_a_503_is_retried_with_backoff_and_a_404_fails_at_once(alice, csv_server
     assert 0 <= task.countdowns[0] <= busy.retry_backoff_seconds
     assert (gone_run.status, gone_run.attempts) == ("failed", 1)
     assert "HTTP 404" in gone_run.error_message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_transient_failure_after_its_import_was_cancelled_is_no_other_chance(alice, csv_server):
+    # Given an import cancelled while its run fetches (the running attempt finishes), whose
+    # server then answers 503: the run was retried, fetching the source again after the cancel
+    from django.db import connections
+
+    from schedules import services
+    from schedules.models import ScheduledImport
+    from tests.conftest import Route
+
+    def cancel_then_answer_busy() -> Route:
+        services.cancel_import(ScheduledImport.objects.get(pk=imp.pk))
+        connections.close_all()
+        return Route(b"busy", status=503)
+
+    imp = make_import(alice, csv_server.base_url + "/p.csv", max_retries=3)
+    csv_server.routes["/p.csv"] = cancel_then_answer_busy
+    run = ImportRun.objects.create(scheduled_import=imp, trigger="manual")
+    task = FakeTask()
+
+    runner.execute(run.pk, task)
+
+    run.refresh_from_db()
+    assert (run.status, run.attempts, task.countdowns) == ("cancelled", 1, [])
+    assert run.error_message.startswith("cancelled with its import (the server answered HTTP 503")

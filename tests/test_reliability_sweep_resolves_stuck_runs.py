@@ -10,7 +10,7 @@ from unittest import mock
 import pytest
 from django.utils import timezone
 
-from schedules.models import ImportRun
+from schedules.models import ImportRun, ScheduledImport
 from tasks import locks, maintenance
 from tests.conftest import wait_for
 from tests.factories import make_import
@@ -83,6 +83,21 @@ def test_a_silent_run_out_of_retries_fails(alice, sent):
     run.refresh_from_db()
     assert run.status == "failed"
     assert "was lost" in run.error_message
+    assert not sent.called
+
+
+def test_a_silent_run_of_an_import_cancelled_since_ends_cancelled(alice, sent):
+    # It was queued again: a cancelled import fetched its source once more
+    run = running_run(alice, "gone", silent_s=600, lived_s=10, max_retries=3)
+    ScheduledImport.objects.filter(pk=run.scheduled_import_id).update(status="cancelled")
+
+    maintenance.sweep_runs()
+
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+    assert run.error_message.startswith(
+        "cancelled with its import (the worker running attempt 1 was lost"
+    )
     assert not sent.called
 
 

@@ -296,7 +296,13 @@ def update_import(
     return _now_as(asked, imp)
 
 
+class StatusNotChanged(Exception):
+    """A status change that does not apply to the import as it is (pausing a cancelled one)."""
+
+
 def pause_import(imp: ScheduledImport) -> ScheduledImport:
+    """Pause an active import (again: a paused one stays paused). A cancelled one is refused, as
+    the admin's Pause leaves it: the API made it paused, its history saying so."""
     return _set_status(imp, ScheduledImport.Status.PAUSED)
 
 
@@ -381,6 +387,11 @@ def _set_status(imp: ScheduledImport, status: str) -> ScheduledImport:
         # Read after the import's lock, in a statement of its own: a resume that waited for a
         # deactivation to pause the import saw the owner as it was before, and won.
         raise OwnerInactive()
+    if status == ScheduledImport.Status.PAUSED and imp.status == ScheduledImport.Status.CANCELLED:
+        raise StatusNotChanged(
+            "the import is cancelled: resume it to schedule it again (only an active import "
+            "can be paused)"
+        )
     imp.status = status
     imp.save()
     return _now_as(asked, imp)

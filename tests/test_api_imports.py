@@ -6,6 +6,7 @@ import pytest
 import time_machine
 from django_celery_beat.models import PeriodicTask
 
+from schedules import services
 from schedules.models import ImportRun, ScheduledImport
 from tests.api_support import API, SOURCE, client_for, import_body, make_run
 from tests.factories import make_import
@@ -202,6 +203,22 @@ def test_pause_resume_and_cancel_change_the_status_and_the_beat_entry_follows(al
     assert not PeriodicTask.objects.get(pk=imp.periodic_task_id).enabled
     queued.refresh_from_db()
     assert queued.status == "cancelled"
+
+
+def test_pausing_a_cancelled_import_is_a_409_and_leaves_it_cancelled(alice):
+    # It made it paused, its history saying so, while the admin's Pause leaves it as it is
+    imp = make_import(alice, SOURCE, status="cancelled")
+
+    response = client_for(alice).post(f"{API}/imports/{imp.pk}/pause")
+
+    assert response.status_code == 409
+    assert response.json()["detail"] == (
+        "the import is cancelled: resume it to schedule it again (only an active import can be "
+        "paused)"
+    )
+    assert ScheduledImport.objects.get(pk=imp.pk).status == "cancelled"
+    # ... and pausing a paused one again is no error
+    services.pause_import(make_import(alice, SOURCE, name="again", status="paused"))
 
 
 def test_a_duplicate_name_is_a_400_on_the_name(alice):

@@ -310,11 +310,18 @@ class ImportViewSet(NamedNotFound, PageReadByIds, viewsets.ModelViewSet):
         # a cancel answered that the run it had just ended was still queued.
         return Response(self.get_serializer(self.get_object()).data)
 
-    @extend_schema(request=None, responses=ImportSerializer)
+    @extend_schema(
+        request=None,
+        responses={200: ImportSerializer, 409: OpenApiResponse(description="it is cancelled")},
+    )
     @action(detail=True, methods=["post"])
     def pause(self, request: Request, pk: str) -> Response:
-        """Pause: beat stops dispatching it until it is resumed."""
-        return self._status_change(services.pause_import)
+        """Pause an active import: beat stops dispatching it until it is resumed. A cancelled
+        one is a 409 (resume it instead)."""
+        try:
+            return self._status_change(services.pause_import)
+        except services.StatusNotChanged as refused:
+            return Response({"detail": str(refused)}, status=status.HTTP_409_CONFLICT)
 
     @extend_schema(request=None, responses=ImportSerializer)
     @action(detail=True, methods=["post"])

@@ -24,6 +24,11 @@ importbeat's database or user (hardening advice: 30 s for every session): such a
 big file's COPY or merge, or a run waiting for another's hold on its dataset, which read as a
 lost connection and met the same end at every retry. Each run's own time limit (Celery's, from
 its import's `timeout_seconds`) bounds it instead.
+
+And PostgreSQL looks every few seconds whether the process that asked a statement is still
+there (`client_connection_check_interval`): a run ended by its time limit, or a pool process
+killed, left its statement running on (a merge waiting for its dataset's lock waited on, up to
+the 6 h above, and then took the lock).
 """
 
 from __future__ import annotations
@@ -34,6 +39,9 @@ from celery.signals import task_postrun, task_prerun, worker_process_init
 from django.conf import settings
 from django.db import close_old_connections
 from django.db.backends.signals import connection_created
+
+# How often PostgreSQL looks whether a pool process is still there while it runs its statement.
+CLIENT_CHECK_SECONDS = 2
 
 
 @worker_process_init.connect
@@ -52,8 +60,9 @@ def _session_settings(connection: Any, **_kwargs: Any) -> None:
     with connection.cursor() as cursor:
         cursor.execute(
             "SELECT set_config('synchronous_commit', %s, false), "
-            "set_config('statement_timeout', %s, false), set_config('lock_timeout', '0', false)",
-            [level, f"{settings.MAX_TIMEOUT_SECONDS}s"],
+            "set_config('statement_timeout', %s, false), set_config('lock_timeout', '0', false), "
+            "set_config('client_connection_check_interval', %s, false)",
+            [level, f"{settings.MAX_TIMEOUT_SECONDS}s", f"{CLIENT_CHECK_SECONDS}s"],
         )
     # What services.durable_commit asks about.
     connection.commits_asynchronously = level != "on"

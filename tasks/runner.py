@@ -424,5 +424,11 @@ def _drop_broken_connection() -> None:
     # A statement still in progress (a COPY an error interrupted) would make the usability
     # probe wait forever for the end of it.
     busy = raw.info.transaction_status == psycopg.pq.TransactionStatus.ACTIVE
+    if busy:
+        # Its statement is asked to stop first: psycopg cancels one on KeyboardInterrupt alone
+        # (a time limit's exception is none), and PostgreSQL notices a closed connection only
+        # at its next look (project.worker_connections).
+        with suppress(psycopg.Error, OSError):
+            raw.cancel_safe(timeout=5)
     if busy or not connection.is_usable():
         connection.close()

@@ -919,11 +919,13 @@ def claim_run(
 @cache
 def _claim_sql() -> str:
     """The claim's conditional UPDATE, answering with the run as it leaves it (no second
-    read). The attempt names its steps anew: an earlier one's phase would show until then."""
+    read). The attempt names its steps and counts its progress anew."""
     return (
         f"UPDATE {ImportRun._meta.db_table} r SET status = %s, started_at = %s,"
         " attempts = r.attempts + 1, worker = %s, celery_task_id = %s, heartbeat_at = %s,"
-        " attempt_started_at = %s, phase = '',"
+        # Its progress too: an attempt's figures showed until the next one's first report, and
+        # the API's live figures, taken only when ahead of the row's, went backwards.
+        " attempt_started_at = %s, phase = '', bytes_read = 0, bytes_total = NULL, rows_read = 0,"
         # The note of a wait is over (note_waiting); a retry's error stays until the attempt ends.
         f" error_message = CASE WHEN starts_with(r.error_message, '{WAITING_ITS_TURN}') THEN ''"
         " ELSE r.error_message END"

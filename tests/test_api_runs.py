@@ -118,6 +118,31 @@ def test_a_running_run_shows_live_progress_from_its_task_state(alice, history):
     app.backend.forget("live-1")
 
 
+def test_a_new_attempt_shows_its_own_progress_not_the_last_ones(alice, history):
+    # Given a run whose first attempt broke off at 77 % and waits for its retry
+    from schedules import services
+
+    imp, _, _ = history
+    run = make_run(
+        imp, "retrying", attempts=1, bytes_read=786_432, bytes_total=1_024_505, rows_read=9_000,
+        celery_task_id="live-2",
+    )  # fmt: skip
+
+    # When its second attempt starts, and reports its first 64 KiB
+    assert services.claim_run(run, task_id="live-2", worker="w") == services.Claim.CLAIMED
+    started = client_for(alice).get(f"{API}/runs/{run.pk}/").json()
+    app.backend.store_result(
+        "live-2", {"run_id": run.pk, "bytes_read": 65_536, "bytes_total": 1_024_505}, "PROGRESS"
+    )
+    reported = client_for(alice).get(f"{API}/runs/{run.pk}/").json()
+
+    # Then it shows no progress until it has some, then its own: the first attempt's 77 %
+    # showed, and the second's figures, behind the row's, were not taken
+    assert (started["bytes_read"], started["rows_read"], started["progress"]) == (0, 0, None)
+    assert (reported["bytes_read"], reported["progress"]) == (65_536, 0.064)
+    app.backend.forget("live-2")
+
+
 def test_a_finished_run_shows_full_progress(alice, history):
     _, runs, _ = history
 

@@ -264,11 +264,7 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
         counts = engine.import_run(run, progress=progress)
     except SoftTimeLimitExceeded:
         _drop_broken_connection()
-        services.finish_run(
-            run,
-            ImportRun.Status.TIMED_OUT,
-            error=f"the run exceeded its {imp.timeout_seconds}s time limit",
-        )
+        services.finish_run(run, ImportRun.Status.TIMED_OUT, error=_time_limit_words(imp, task))
     except RunDeleted as deleted:
         return _deleted(run, str(deleted))
     except RunCancelled as cancelled:
@@ -406,6 +402,18 @@ def _come_back(run: ImportRun, task: Any | None, countdown: float, holder: str) 
     # attempt that never happened). The run's attempts are the run log's own.
     words = f"run {run.pk} waits for {holder} (not an attempt); asked again in {countdown:.0f}s"
     raise task.retry(exc=RunWaits(words), countdown=countdown, max_retries=None)
+
+
+def _time_limit_words(imp: ScheduledImport, task: Any | None) -> str:
+    """The limit the run ran under: its message's, set when it was first sent (a retry and a
+    wait keep it). An import's timeout changed since was said as the one exceeded: "600s" of
+    a run killed after 3."""
+    timelimit = getattr(task.request, "timelimit", None) if task is not None else None
+    applied = timelimit[1] if timelimit and timelimit[1] else imp.timeout_seconds
+    words = f"the run exceeded its {applied:g}s time limit"
+    if applied != imp.timeout_seconds:
+        words += f" (set when it was queued; the import's is now {imp.timeout_seconds}s)"
+    return words
 
 
 class RunWaits(Exception):

@@ -35,6 +35,30 @@ def test_a_run_over_its_timeout_ends_timed_out_and_counts_as_a_failure(
     assert (imp.failed_runs, imp.consecutive_failures) == (1, 1)
 
 
+def test_a_run_says_the_time_limit_it_ran_under_when_its_import_changed_it_since(
+    alice, csv_server, processes
+):
+    # Given a run queued under a 2 s timeout, which its import then raises to 600 s before a
+    # worker takes it (the run keeps the limit of its message)
+    url = csv_server.serve("/slow.csv", big_csv(20_000), chunk_delay=0.8)
+    imp = make_import(alice, url, timeout_seconds=2)
+    run = services.enqueue_run(imp, trigger="manual", user=alice)
+    ScheduledImport.objects.filter(pk=imp.pk).update(timeout_seconds=600)
+    processes.start("worker", **FAST)
+
+    run = wait_for(
+        lambda: ImportRun.objects.filter(pk=run.pk, status__in=ImportRun.FINAL_STATUSES).first(),
+        30,
+        what="the run to end\n" + processes.logs(),
+    )
+
+    # Then it says the limit it was stopped at: it said 600 s of a run stopped after 2
+    assert run.status == "timed_out"
+    assert run.error_message == (
+        "the run exceeded its 2s time limit (set when it was queued; the import's is now 600s)"
+    )
+
+
 def test_a_run_timed_out_while_its_merge_waits_leaves_no_statement_running(
     alice, csv_server, processes
 ):

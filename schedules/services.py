@@ -32,7 +32,7 @@ from django.utils.dateparse import parse_datetime
 
 from common import database_clock, error_words, streaming
 
-from . import alerts, credentials, history, notifications, processed_files, rows, text
+from . import alerts, credentials, history, notifications, processed_files, rows, text, validation
 from .models import Dataset, ImportRun, NotificationDefaults, Record, ScheduledImport
 from .validation import undeliverable_notifications
 
@@ -287,6 +287,8 @@ def update_import(
     if unknown:
         raise ValueError(f"not editable: {sorted(unknown)}")
     asked, imp = imp, as_it_is_now(imp)
+    if errors := validation.edit_errors(imp, fields, defaults={}):
+        raise ValidationError(errors)
     for name, value in fields.items():
         setattr(imp, name, value)
     if dataset is not None and dataset != imp.dataset.name:

@@ -340,6 +340,33 @@ def fields_of_the_other_schedule(schedule_type: str | None, sent: dict[str, Any]
 NOTIFY_FIELDS = ("notify_on", "notify_channels", "callback_url")
 
 
+def edit_errors(
+    current: ScheduledImport | None, changed: dict[str, Any], defaults: dict[str, Any]
+) -> dict[str, list[str]]:
+    """The errors of the fields `changed` that read fields the caller did not send: those of
+    the import as it is (`current`, locked by the caller; `defaults` for a new one). Checked
+    against the import a request first read, two clients' edits at once both passed: a cron
+    expression sent as another switched the import to an interval was dropped, and a webhook
+    asked for as another removed the callback URL reached no one, each answered 200."""
+    errors: dict[str, list[str]] = {}
+    kind = changed.get("schedule_type", getattr(current, "schedule_type", None))
+    for field, its in fields_of_the_other_schedule(kind, changed).items():
+        errors[field] = [
+            f"only for schedule_type {its!r}, and this import's is {kind!r}:"
+            f' send "schedule_type": "{its}" with it to switch'
+        ]
+    if changed.keys() & set(NOTIFY_FIELDS):
+        effective = {
+            name: changed[name]
+            if name in changed
+            else (defaults[name] if current is None else getattr(current, name))
+            for name in NOTIFY_FIELDS
+        }
+        if nowhere := undeliverable_notifications(**effective):
+            errors["notify_channels"] = [nowhere]
+    return errors
+
+
 def undeliverable_notifications(
     notify_on: list[str], notify_channels: list[str], callback_url: str
 ) -> str:

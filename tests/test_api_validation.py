@@ -2,6 +2,7 @@
 
 import pytest
 
+from schedules.models import ScheduledImport
 from tests.api_support import API, SOURCE, client_for, import_body
 from tests.factories import make_import
 
@@ -254,3 +255,73 @@ def test_a_name_typed_in_another_unicode_form_is_the_same_name(alice):
     assert first.status_code == 201
     assert second.status_code == 400
     assert second.json()["errors"]["name"] == ["you already have an import with this name"]
+
+
+def _another_client_commits_first(monkeypatch, change) -> None:
+    """The other client's edit commits after this request read the import, before it locks it."""
+    from schedules import services
+    from tests.importer_support import from_another_connection
+
+    lock = services.as_it_is_now
+    done: list[bool] = []
+
+    def after_the_other_edit(imp):
+        if not done:
+            done.append(True)
+            from_another_connection(change)
+        return lock(imp)
+
+    monkeypatch.setattr(services, "as_it_is_now", after_the_other_edit)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_cron_edit_racing_a_switch_to_interval_is_refused_not_dropped(alice, monkeypatch):
+    # It answered 200, the cron expression dropped: the rule read the import as first read
+    from schedules import services
+
+    client = client_for(alice)
+    imp = client.post(f"{API}/imports/", import_body(), format="json").json()
+    _another_client_commits_first(
+        monkeypatch,
+        lambda: services.update_import(
+            ScheduledImport.objects.get(pk=imp["id"]),
+            schedule_type="interval",
+            interval_seconds=3600,
+        ),
+    )
+
+    answer = client.patch(
+        f"{API}/imports/{imp['id']}/", {"cron_expression": "0 5 * * *"}, format="json"
+    )
+
+    assert answer.status_code == 400
+    assert answer.json()["errors"]["cron_expression"] == [
+        "only for schedule_type 'cron', and this import's is 'interval': send "
+        '"schedule_type": "cron" with it to switch'
+    ]
+    assert ScheduledImport.objects.get(pk=imp["id"]).interval_seconds == 3600
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_webhook_asked_for_as_another_client_removes_the_callback_is_refused(alice, monkeypatch):
+    from schedules import services
+
+    client = client_for(alice)
+    body = import_body(
+        callback_url="https://hooks.example.com/x", notify_on=["failed"],
+        notify_channels=["email", "webhook"],
+    )  # fmt: skip
+    imp = client.post(f"{API}/imports/", body, format="json").json()
+    _another_client_commits_first(
+        monkeypatch,
+        lambda: services.update_import(ScheduledImport.objects.get(pk=imp["id"]), callback_url=""),
+    )
+
+    answer = client.patch(
+        f"{API}/imports/{imp['id']}/", {"notify_channels": ["webhook"]}, format="json"
+    )
+
+    # It answered 200, and failures then notified no one
+    assert answer.status_code == 400
+    assert "notify_channels" in answer.json()["errors"]
+    assert ScheduledImport.objects.get(pk=imp["id"]).notify_channels == ["email", "webhook"]

@@ -35,8 +35,7 @@ from schedules.validation import (
     NOTIFY_CHANNELS,
     NOTIFY_EVENTS,
     NOTIFY_FIELDS,
-    fields_of_the_other_schedule,
-    undeliverable_notifications,
+    edit_errors,
     validate_callback_url_form,
     validate_columns,
 )
@@ -432,48 +431,19 @@ class ImportSerializer(RefusesUnknownFields, ModelSerializer):
         return columns
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
-        self._refuse_undeliverable_notifications(attrs)
-        self._refuse_fields_of_the_other_schedule(attrs)
-        return attrs
+        """The rules that read fields the body may not send, on the import as the request read
+        it; services.update_import checks them again on the import locked.
 
-    def _refuse_undeliverable_notifications(self, attrs: dict[str, Any]) -> None:
-        """Notifications asked for that no channel can deliver (validation's rule), checked
-        on the import as the body leaves it, when the body changes any of them."""
-        if not attrs.keys() & set(NOTIFY_FIELDS):
-            return
-        effective = {
-            name: attrs[name]
-            if name in attrs
-            else (
-                ScheduledImport._meta.get_field(name).get_default()
-                if self.instance is None
-                else getattr(self.instance, name)
-            )
-            for name in NOTIFY_FIELDS
-        }
-        if nowhere := undeliverable_notifications(**effective):
-            raise serializers.ValidationError({"notify_channels": [nowhere]})
-
-    def _refuse_fields_of_the_other_schedule(self, attrs: dict[str, Any]) -> None:
-        """A schedule field of the other schedule type is refused, not dropped.
-
-        The model keeps only the fields of its schedule type (drop_other_schedule), so
-        `PATCH {"cron_expression": "0 3 * * *"}` on an interval import answered 200 and it went
-        on running every hour; a create with `interval_seconds` and the default cron type ran
-        at the cron's time. An empty value of the other type (a GET's representation sent
-        back) is what it already is.
+        A schedule field of the other schedule type is refused, not dropped: the model keeps
+        only the fields of its schedule type (drop_other_schedule), so `PATCH
+        {"cron_expression": "0 3 * * *"}` on an interval import answered 200 and it went on
+        running every hour. Notifications asked for that no channel can deliver are refused.
         """
-        kind = attrs.get("schedule_type", getattr(self.instance, "schedule_type", None))
-        if wrong := fields_of_the_other_schedule(kind, attrs):
-            raise serializers.ValidationError(
-                {
-                    field: [
-                        f"only for schedule_type {its!r}, and this import's is {kind!r}:"
-                        f' send "schedule_type": "{its}" with it to switch'
-                    ]
-                    for field, its in wrong.items()
-                }
-            )
+        defaults = {name: ScheduledImport._meta.get_field(name).get_default()
+                    for name in NOTIFY_FIELDS}  # fmt: skip
+        if errors := edit_errors(self.instance, attrs, defaults):
+            raise serializers.ValidationError(errors)
+        return attrs
 
     def validate_name(self, name: str) -> str:
         # One spelling of a name however it was typed (NFC): `café` and `cafe` + a combining

@@ -678,10 +678,11 @@ def cancel_run(run: ImportRun, user: AbstractBaseUser | None = None) -> ImportRu
         ScheduledImport.objects.select_for_update().filter(pk=run.scheduled_import_id).first()
         # Locked: a worker's claim (a conditional UPDATE) waits, then sees the run cancelled.
         locked = ImportRun.objects.select_for_update().get(pk=run.pk)
+        asked_before = locked.cancel_requested_at is not None
         if locked.status in WAITING_STATUSES:
             finish_run(locked, ImportRun.Status.CANCELLED, error=f"cancelled{by}")
         elif locked.status == ImportRun.Status.RUNNING:
-            if locked.cancel_requested_at is None:
+            if not asked_before:
                 locked.cancel_requested_at = database_clock.now()
                 locked.error_message = f"cancel requested{by}; stopping at the next safe point"
                 # Who asked, for the words the run ends with (cancel_requested).
@@ -690,6 +691,8 @@ def cancel_run(run: ImportRun, user: AbstractBaseUser | None = None) -> ImportRu
         else:
             raise RunNotActionable(f"run {run.pk} is {locked.status}: only a queued, running "
                                    "or retrying run can be cancelled")  # fmt: skip
+    if asked_before:
+        return locked  # a second ask of a run stopping already: its history has the first
     history.record_event(locked.scheduled_import, "run cancelled", user, run=locked.pk)
     logger.info("run cancel import=%s run=%s status=%s%s", locked.scheduled_import_id, locked.pk,
                 locked.status, by)  # fmt: skip

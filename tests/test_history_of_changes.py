@@ -159,3 +159,16 @@ def test_every_field_the_api_or_the_admin_writes_is_tracked():
     admin = on_the_admins_form & model_fields - {"owner"}
 
     assert (api | admin) - set(history.TRACKED_FIELDS) == set()
+
+
+def test_asking_a_running_run_to_stop_twice_records_it_once(alice):
+    # Each ask answered 200 and added a "run cancelled" to the history of the one run
+    imp = make_import(alice, SOURCE)
+    run = make_run(imp, "running")
+    client = client_for(alice)
+
+    answers = [client.post(f"{API}/runs/{run.pk}/cancel").status_code for _ in range(2)]
+
+    assert answers == [200, 200]
+    story = entries(client, imp.pk)
+    assert [e["action"] for e in story].count("run cancelled") == 1

@@ -11,7 +11,7 @@ from django.dispatch import receiver
 
 from common import database_clock
 
-from . import replaced_credentials
+from . import history, replaced_credentials
 from .models import Dataset, ImportRun, ScheduledImport
 
 
@@ -35,6 +35,10 @@ def hide_replaced_credential(sender, instance: ScheduledImport, **kwargs) -> Non
     # only if the change commits.
     if replaced := instance.take_replaced_credential():
         replaced_credentials.remember(instance, replaced)
+        # Its kind and host are in the change, not the secret: one token swapped for another of
+        # the same kind, for the same host, left no trace in the import's history.
+        event = "credential replaced" if instance.credential_secret else "credential removed"
+        history.record_event(instance, event, None)
 
 
 @receiver(post_delete, sender=ScheduledImport)

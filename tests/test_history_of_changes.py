@@ -172,3 +172,28 @@ def test_asking_a_running_run_to_stop_twice_records_it_once(alice):
     assert answers == [200, 200]
     story = entries(client, imp.pk)
     assert [e["action"] for e in story].count("run cancelled") == 1
+
+
+def test_a_credential_swapped_for_another_of_its_kind_is_recorded_without_its_secret(
+    alice, encryption_key
+):
+    # It left no trace: the history tracks the credential's kind and host, which stayed
+    client = client_for(alice)
+    first = {"kind": "bearer", "token": "first-secret-token"}
+    imp = client.post(f"{API}/imports/", import_body(credential=first), format="json").json()
+
+    second = {"kind": "bearer", "token": "second-secret-token"}
+    answer = client.patch(f"{API}/imports/{imp['id']}/", {"credential": second}, format="json")
+    client.patch(f"{API}/imports/{imp['id']}/", {"credential": None}, format="json")
+
+    assert answer.status_code == 200
+    story = entries(client, imp["id"])
+    # (the removal's entry beside the change of its kind)
+    assert [e["action"] for e in story] == [
+        "credential removed",
+        "updated",
+        "credential replaced",
+        "created",
+    ]
+    assert story[2]["by"] == "alice"
+    assert "secret-token" not in str(story)

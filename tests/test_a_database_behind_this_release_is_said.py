@@ -139,6 +139,23 @@ def test_a_command_run_before_migrate_says_so_in_one_line(database_behind, comma
                          "compose runs its migrate service)")  # fmt: skip
 
 
+def test_a_migration_that_fails_says_its_own_error(database_behind):
+    # A column of 0032 added by hand (a hotfix) makes 0032 fail: migrate said the database
+    # lacked migrations and to run migrate, hiding the migration's error
+    url, _ = database_behind
+    with _connect(_name_of(url)) as conn:
+        conn.execute("ALTER TABLE schedules_scheduledimport ADD COLUMN missed_counted_from date")
+    try:
+        result = _manage(url, "manage.py", "migrate", "--noinput", "-v0", check=False)
+    finally:
+        with _connect(_name_of(url)) as conn:
+            conn.execute("ALTER TABLE schedules_scheduledimport DROP COLUMN missed_counted_from")
+
+    assert result.returncode == 1
+    assert 'column "missed_counted_from" of relation' in result.stderr
+    assert "lacks migrations of this release" not in result.stderr
+
+
 def test_web_started_before_migrate_is_down_on_health(database_behind, processes):
     url, ids = database_behind
     port = free_port()

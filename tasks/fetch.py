@@ -332,7 +332,9 @@ def _stream(
     coding = response.headers.get("Content-Encoding", "").strip().lower()
     codings = [part.strip() for part in coding.split(",") if part.strip() != "identity"]
     gzipped = len(codings) == 1 and codings[0] in GZIP_CODINGS
-    if not gzipped and any(part in HTTPResponse.CONTENT_DECODERS for part in codings):
+    if not gzipped and any(
+        part in COMPRESSIONS or part in HTTPResponse.CONTENT_DECODERS for part in codings
+    ):
         raise PermanentImportError(
             f"the server sent the file in an encoding importbeat did not ask for "
             f"(Content-Encoding: {quoted(coding)}; it asks for gzip or none): it cannot tell "
@@ -359,6 +361,13 @@ def _stream(
 
 
 GZIP_CODINGS = ("gzip", "x-gzip")
+# The codings registered with IANA that compress or encrypt a body, whatever the HTTP client
+# decodes (urllib3 decodes br and zstd only with optional packages: a brotli body was read as
+# the CSV, "not valid utf-8; set the import's encoding").
+COMPRESSIONS = frozenset(
+    {"deflate", "br", "zstd", "compress", "x-compress", "pack200-gzip", "exi", "aes128gcm",
+     "dcb", "dcz"}
+)  # fmt: skip
 
 
 def _chunks(response: requests.Response, decode: bool = True) -> Iterator[bytes]:

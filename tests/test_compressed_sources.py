@@ -242,7 +242,9 @@ def test_a_content_encoding_that_is_no_compression_is_read_as_sent(alice, csv_se
     assert (run.status, run.rows_inserted) == ("succeeded", 3), run.error_message
 
 
-@pytest.mark.parametrize("coding", ["deflate", "gzip, gzip", "gzip, deflate"])
+@pytest.mark.parametrize(
+    "coding", ["deflate", "gzip, gzip", "gzip, deflate", "br", "zstd", "compress"]
+)
 def test_a_body_in_a_coding_urllib3_would_decode_is_refused(alice, csv_server, coding):
     imp = make_import(alice, csv_server.serve("/p.csv", b"x", headers={"Content-Encoding": coding}))
 

@@ -235,16 +235,24 @@ def _fold_into_waiting_runs(runs: list[ImportRun], now: datetime) -> list[Import
         return runs
     from .services import WAITING_ITS_TURN
 
+    # A run waiting its turn notes it at each look (every 10 s at most): a note older than the
+    # grace period is a run nobody looks at any more, a backlog like any other.
+    noted_since = now - timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
+
+    def taking_its_turn(message: str, noted_at: datetime | None) -> str:
+        fresh = noted_at is not None and noted_at >= noted_since
+        return message if fresh and message.startswith(WAITING_ITS_TURN) else ""
+
     waiting = {
-        import_id: (pk, queued_at, message if message.startswith(WAITING_ITS_TURN) else "")
-        for import_id, pk, queued_at, message in ImportRun.objects.filter(
+        import_id: (pk, queued_at, taking_its_turn(message, noted_at))
+        for import_id, pk, queued_at, message, noted_at in ImportRun.objects.filter(
             scheduled_import_id__in={run.scheduled_import_id for run in runs},
             status=ImportRun.Status.QUEUED,
             started_at__isnull=True,
         )
         .exclude(pk__in=[run.pk for run in runs])
         .order_by("queued_at")
-        .values_list("scheduled_import_id", "pk", "queued_at", "error_message")
+        .values_list("scheduled_import_id", "pk", "queued_at", "error_message", "heartbeat_at")
     }
     to_send, skipped, oldest = [], [], now
     behind_workers = taking_turns = 0

@@ -131,24 +131,35 @@ def test_a_tick_whose_import_still_has_a_run_waiting_for_a_worker_is_skipped_uns
     )
 
 
-def test_a_tick_behind_a_run_waiting_under_its_owners_cap_says_so_and_degrades_nothing(alice):
+@pytest.mark.parametrize("noted_s_before", [50, 70], ids=["noted lately", "noted long ago"])
+def test_a_tick_behind_a_run_waiting_under_its_owners_cap_says_so_and_degrades_nothing(
+    alice, noted_s_before
+):
     with time_machine.travel(T0 - timedelta(seconds=1), tick=False) as clock:
         imp = make_import(alice, SOURCE, interval_seconds=60)
         clock.move_to(T0 + timedelta(seconds=1))
         run_beat_once()
-        # Given the 10:00 run waits its turn: its owner's other runs are at the cap
+        # Given the 10:00 run waits its turn: its owner's other runs are at the cap, as a
+        # worker noted at its last look
         waiting = ImportRun.objects.get(scheduled_import=imp)
         ImportRun.objects.filter(pk=waiting.pk).update(
             error_message="waiting its turn: 2 runs of this owner running, at most 2 at once "
-            "(MAX_RUNNING_PER_OWNER)"
+            "(MAX_RUNNING_PER_OWNER)",
+            heartbeat_at=T0 + timedelta(minutes=1, seconds=1 - noted_s_before),
         )
 
         # When the 10:01 tick comes
         clock.move_to(T0 + timedelta(minutes=1, seconds=1))
         run_beat_once()
 
-    # Then it is skipped naming the owner's cap: it blamed the workers
     folded = ImportRun.objects.get(scheduled_import=imp, scheduled_for=T0 + timedelta(minutes=1))
+    if noted_s_before > 60:
+        # A note older than the grace period is a run nobody looks at: a backlog (a stale note
+        # hid one, health saying ok)
+        assert "still waits for a worker" in folded.error_message
+        assert health.check_backlog()["skipped_ticks"] == 1
+        return
+    # Then it is skipped naming the owner's cap: it blamed the workers
     assert folded.error_message == (
         f"skipped: run {waiting.pk} of this import, queued at {waiting.queued_at:%Y-%m-%d %H:%M:%S}"
         " UTC, still waiting its turn: 2 runs of this owner running, at most 2 at once "

@@ -322,14 +322,24 @@ def cancel_import(imp: ScheduledImport) -> ScheduledImport:
 
 
 CANCELLED_WITH_IMPORT = "cancelled with its import"
+OWNER_DEACTIVATED = "cancelled: its owner's account was deactivated"
 
 
-def import_cancelled(import_id: int) -> bool:
-    """Whether the import is cancelled now: a running attempt finishes, but its failure is no
-    other chance to run (a retry fetched the source again after the cancel)."""
-    return ScheduledImport.objects.filter(
-        pk=import_id, status=ScheduledImport.Status.CANCELLED
-    ).exists()
+def why_no_other_attempt(import_id: int) -> str | None:
+    """Why a run of the import gets no other attempt, whatever its retries left: its import
+    cancelled, or its owner's account deactivated, since it started. A running attempt
+    finishes, but a retry fetched the source again after the cancel, or the account closed."""
+    found = (
+        ScheduledImport.objects.filter(pk=import_id)
+        .values_list("status", "owner__is_active")
+        .first()
+    )
+    if found is None:
+        return None
+    status, owner_active = found
+    if status == ScheduledImport.Status.CANCELLED:
+        return CANCELLED_WITH_IMPORT
+    return None if owner_active else OWNER_DEACTIVATED
 
 
 def end_waiting_runs(
@@ -1029,11 +1039,8 @@ def recover_lost_run(run_id: int, stale_before: datetime) -> ImportRun | None:
             # end_killed_run; this is for one that died with it).
             return _end_timed_out_killed(run)
         error = f"the worker running attempt {run.attempts} was lost (no heartbeat for {silent}s)"
-        if imp.status == ScheduledImport.Status.CANCELLED:
-            # Its import cancelled meanwhile: no other attempt.
-            return finish_run(
-                run, ImportRun.Status.CANCELLED, error=f"{CANCELLED_WITH_IMPORT} ({error})"
-            )
+        if stopped := why_no_other_attempt(imp.pk):
+            return finish_run(run, ImportRun.Status.CANCELLED, error=f"{stopped} ({error})")
         if run.attempts > imp.max_retries:
             return finish_run(run, ImportRun.Status.FAILED, error=error)
         _record_attempt(run, error)

@@ -49,9 +49,6 @@ def delete_periodic_task(sender, instance: ScheduledImport, **kwargs) -> None:
         PeriodicTask.objects.filter(pk=instance.periodic_task_id).delete()
 
 
-OWNER_DEACTIVATED = "cancelled: its owner's account was deactivated"
-
-
 @receiver(pre_save, sender=settings.AUTH_USER_MODEL)
 def pause_the_imports_of_a_deactivated_user(sender, instance, **kwargs) -> None:
     # Unticking "active" is Django's way to close an account without deleting it. Its owner
@@ -77,5 +74,5 @@ def pause_the_imports_of_a_deactivated_user(sender, instance, **kwargs) -> None:
             services.end_waiting_runs(
                 list(theirs.values_list("pk", flat=True)),
                 database_clock.now(),
-                why=OWNER_DEACTIVATED,
+                why=services.OWNER_DEACTIVATED,
             )

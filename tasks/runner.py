@@ -177,13 +177,18 @@ def _execute(run_id: int, task: Any | None, attempted: list[ImportRun]) -> dict[
                 words = services.cancel_requested(run.pk, imp.pk) or "cancelled"
                 services.finish_run(run, ImportRun.Status.CANCELLED, error=words)
                 return summary(run)
-            if run.status == ImportRun.Status.RUNNING and imp.status == imp.Status.CANCELLED:
-                # Its worker died, and its import was cancelled since: no other attempt.
+            stopped = (
+                services.why_no_other_attempt(imp.pk)
+                if run.status == ImportRun.Status.RUNNING
+                else None
+            )
+            if stopped:
+                # Its worker died, and its import was cancelled (or its owner's account
+                # deactivated) since: no other attempt.
                 services.finish_run(
                     run,
                     ImportRun.Status.CANCELLED,
-                    error=f"{services.CANCELLED_WITH_IMPORT} (the worker running attempt "
-                    f"{run.attempts} was lost)",
+                    error=f"{stopped} (the worker running attempt {run.attempts} was lost)",
                 )
                 return summary(run)
             if run.status == ImportRun.Status.RUNNING and run.attempts > imp.max_retries:
@@ -277,8 +282,7 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
         error = caught if isinstance(caught, TransientImportError) else database_error(caught)
         message = str(error)
         cancelled = services.cancel_requested(run.pk, run.scheduled_import_id)
-        if not cancelled and services.import_cancelled(run.scheduled_import_id):
-            cancelled = services.CANCELLED_WITH_IMPORT
+        cancelled = cancelled or services.why_no_other_attempt(run.scheduled_import_id)
         if cancelled:
             # Asked to stop: this failure is not another chance to run.
             services.finish_run(run, ImportRun.Status.CANCELLED, error=f"{cancelled} ({message})")

@@ -75,22 +75,38 @@ def test_a_503_is_retried_with_backoff_and_a_404_fails_at_once(alice, csv_server
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_transient_failure_after_its_import_was_cancelled_is_no_other_chance(alice, csv_server):
-    # Given an import cancelled while its run fetches (the running attempt finishes), whose
-    # server then answers 503: the run was retried, fetching the source again after the cancel
+@pytest.mark.parametrize(
+    ("stop", "words"),
+    [
+        ("cancel the import", "cancelled with its import"),
+        ("deactivate its owner", "cancelled: its owner's account was deactivated"),
+    ],
+)
+def test_a_transient_failure_after_its_import_was_stopped_is_no_other_chance(
+    alice, csv_server, stop, words
+):
+    # Given an import cancelled, or its owner's account deactivated, while its run fetches (the
+    # running attempt finishes), whose server then answers 503: the run was retried, fetching
+    # the source again after the cancel, or after the account was closed
+    from django.contrib.auth import get_user_model
     from django.db import connections
 
     from schedules import services
     from schedules.models import ScheduledImport
     from tests.conftest import Route
 
-    def cancel_then_answer_busy() -> Route:
-        services.cancel_import(ScheduledImport.objects.get(pk=imp.pk))
+    def stop_then_answer_busy() -> Route:
+        if stop == "cancel the import":
+            services.cancel_import(ScheduledImport.objects.get(pk=imp.pk))
+        else:
+            owner = get_user_model().objects.get(pk=alice.pk)
+            owner.is_active = False
+            owner.save()
         connections.close_all()
         return Route(b"busy", status=503)
 
     imp = make_import(alice, csv_server.base_url + "/p.csv", max_retries=3)
-    csv_server.routes["/p.csv"] = cancel_then_answer_busy
+    csv_server.routes["/p.csv"] = stop_then_answer_busy
     run = ImportRun.objects.create(scheduled_import=imp, trigger="manual")
     task = FakeTask()
 
@@ -98,4 +114,4 @@ def test_a_transient_failure_after_its_import_was_cancelled_is_no_other_chance(a
 
     run.refresh_from_db()
     assert (run.status, run.attempts, task.countdowns) == ("cancelled", 1, [])
-    assert run.error_message.startswith("cancelled with its import (the server answered HTTP 503")
+    assert run.error_message.startswith(f"{words} (the server answered HTTP 503")

@@ -41,8 +41,9 @@ class ImportbeatRequest(DatabaseTimedRequest):
             # (imported here: the app loads its task class before Django's models are ready)
             from tasks import killed_runs
 
+            _hard, soft = self.time_limits
             self.killed_words = killed_runs.words_when_killed(
-                self.task.name, self.id, self.args, timeout
+                self.task.name, self.id, self.args, timeout, soft
             )
 
     def send_event(self, type: str, **fields: Any) -> None:

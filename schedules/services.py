@@ -1060,15 +1060,29 @@ def recover_lost_run(run_id: int, stale_before: datetime) -> ImportRun | None:
     return run
 
 
-def end_killed_run(run_id: int, task_id: str) -> ImportRun | None:
+def time_limit_words(imp: ScheduledImport, applied: float | None, killed: bool = False) -> str:
+    """What a run stopped by its time limit says: the limit it ran under, its message's (set
+    when it was first sent; a retry and a wait keep it), and the import's own when it changed
+    since. The import's was said as the one exceeded: "600s" of a run stopped after 3."""
+    applied = applied or imp.timeout_seconds
+    words = f"the run exceeded its {applied:g}s time limit"
+    if applied != imp.timeout_seconds:
+        words += f" (set when it was queued; the import's is now {imp.timeout_seconds}s)"
+    return f"{words} (killed)" if killed else words
+
+
+def end_killed_run(
+    run_id: int, task_id: str, limit_seconds: float | None = None
+) -> ImportRun | None:
     """End the attempt `task_id` of a run that its worker killed at its hard time limit, as the
-    sweep would have two lease periods later (tasks.killed_runs). None when that attempt no
-    longer runs: the sweep, or another attempt, got there first."""
+    sweep would have two lease periods later (tasks.killed_runs); `limit_seconds` is the soft
+    limit it ran under. None when that attempt no longer runs: the sweep, or another attempt,
+    got there first."""
     with transaction.atomic():
         run = _locked_running_run(run_id, celery_task_id=task_id)
         if run is None:
             return None
-        return _end_if_done_or_cancelled(run) or _end_timed_out_killed(run)
+        return _end_if_done_or_cancelled(run) or _end_timed_out_killed(run, limit_seconds)
 
 
 def _locked_running_run(run_id: int, **still: Any) -> ImportRun | None:
@@ -1091,11 +1105,9 @@ def _end_if_done_or_cancelled(run: ImportRun) -> ImportRun | None:
     return None
 
 
-def _end_timed_out_killed(run: ImportRun) -> ImportRun:
-    limit = run.scheduled_import.timeout_seconds
-    return finish_run(
-        run, ImportRun.Status.TIMED_OUT, error=f"the run exceeded its {limit}s time limit (killed)"
-    )
+def _end_timed_out_killed(run: ImportRun, limit_seconds: float | None = None) -> ImportRun:
+    words = time_limit_words(run.scheduled_import, limit_seconds, killed=True)
+    return finish_run(run, ImportRun.Status.TIMED_OUT, error=words)
 
 
 def untouched_since(stale_before: datetime) -> Q:

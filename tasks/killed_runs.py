@@ -38,18 +38,21 @@ logger = logging.getLogger("importbeat.runs")
 END_KILLED_RUN = "importbeat.end_killed_run"
 
 
-def words_when_killed(task_name: str, task_id: str, args: Any, timeout: float | None) -> str:
-    """What the task `task_id`, killed at its hard time limit, failed with (Flower's text). A
-    run's attempt is ended first, in the main process of the worker that killed it."""
+def words_when_killed(
+    task_name: str, task_id: str, args: Any, timeout: float | None, soft_limit: float | None
+) -> str:
+    """What the task `task_id`, killed at its hard time limit (`timeout`; its soft one
+    `soft_limit`), failed with (Flower's text). A run's attempt is ended first, in the main
+    process of the worker that killed it."""
     if task_name == services.EXECUTE_RUN and args:
-        run = _end_at_once(args[0], task_id)
+        run = _end_at_once(args[0], task_id, soft_limit)
         if run is not None:
             return repr(RunFailed(f"run {run.pk} {run.status}: {run.error_message}"))
     limit = f" of {timeout:g}s" if isinstance(timeout, int | float) else ""
     return repr(TimeLimitExceeded(f"the task was killed at its hard time limit{limit}"))
 
 
-def _end_at_once(run_id: int, task_id: str) -> ImportRun | None:
+def _end_at_once(run_id: int, task_id: str, soft_limit: float | None) -> ImportRun | None:
     try:
         try:
             with connection.cursor() as cursor:
@@ -57,7 +60,7 @@ def _end_at_once(run_id: int, task_id: str) -> ImportRun | None:
                     "SELECT set_config('lock_timeout', '1s', false), "
                     "set_config('statement_timeout', '10s', false)"
                 )
-            run = services.end_killed_run(run_id, task_id)
+            run = services.end_killed_run(run_id, task_id, soft_limit)
         finally:
             connection.close()
     except Exception as error:

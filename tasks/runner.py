@@ -409,15 +409,8 @@ def _come_back(run: ImportRun, task: Any | None, countdown: float, holder: str) 
 
 
 def _time_limit_words(imp: ScheduledImport, task: Any | None) -> str:
-    """The limit the run ran under: its message's, set when it was first sent (a retry and a
-    wait keep it). An import's timeout changed since was said as the one exceeded: "600s" of
-    a run killed after 3."""
     timelimit = getattr(task.request, "timelimit", None) if task is not None else None
-    applied = timelimit[1] if timelimit and timelimit[1] else imp.timeout_seconds
-    words = f"the run exceeded its {applied:g}s time limit"
-    if applied != imp.timeout_seconds:
-        words += f" (set when it was queued; the import's is now {imp.timeout_seconds}s)"
-    return words
+    return services.time_limit_words(imp, timelimit[1] if timelimit else None)
 
 
 class RunWaits(Exception):

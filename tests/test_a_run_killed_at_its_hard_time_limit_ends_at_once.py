@@ -130,3 +130,19 @@ def test_a_killed_attempt_ends_its_run_and_frees_its_lease_alone(alice):
         "the run exceeded its 300s time limit (killed)",
     )
     assert locks.run_lease_holder(imp.pk) is None
+
+
+def test_a_killed_run_says_the_limit_it_ran_under(alice):
+    # It said the import's timeout of now: "3600s" of a run killed at its 60 s limit
+    imp = make_import(alice, "http://127.0.0.1/p.csv", name="raised", timeout_seconds=3600)
+    run = ImportRun.objects.create(
+        scheduled_import=imp, trigger="schedule", status="running", attempts=1,
+        celery_task_id="attempt-1",
+    )  # fmt: skip
+
+    run = services.end_killed_run(run.pk, "attempt-1", limit_seconds=60)
+
+    assert run.error_message == (
+        "the run exceeded its 60s time limit (set when it was queued; the import's is now "
+        "3600s) (killed)"
+    )

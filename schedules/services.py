@@ -275,18 +275,43 @@ def _refuse_undeliverable_defaults(fields: dict[str, Any]) -> None:
         )
 
 
+class ImportChanged(Exception):
+    """An edit made against a version of the import (HTTP If-Match) that is no longer its own."""
+
+
+def import_version(imp: ScheduledImport) -> str:
+    """The version of what the import's owner set, as an HTTP entity tag: every save of the
+    import, and every change of its status, makes a new one (the scheduler's counters none)."""
+    return f'"{int(imp.updated_at.timestamp() * 1_000_000)}"'
+
+
 @transaction.atomic
 def update_import(
-    imp: ScheduledImport, *, dataset: str | None = None, **fields: Any
+    imp: ScheduledImport,
+    *,
+    dataset: str | None = None,
+    if_version: str | None = None,
+    **fields: Any,
 ) -> ScheduledImport:
     """Change an import; its beat entry is re-scheduled in the same transaction. The fields
     given are applied to the import as it is now (locked), not as the caller read it: two
     edits of different fields (or an edit and a pause) wrote each other's fields back as they
-    had read them, and the one that saved last undid the other, which had been told 200."""
+    had read them, and the one that saved last undid the other, which had been told 200.
+
+    `if_version` (an If-Match header's entity tags) makes the edit refused, ImportChanged, once
+    the import is no longer at one of them: a PUT built from an older read undid another
+    client's change."""
     unknown = set(fields) - IMPORT_FIELDS
     if unknown:
         raise ValueError(f"not editable: {sorted(unknown)}")
     asked, imp = imp, as_it_is_now(imp)
+    if if_version is not None:
+        tags = {tag.strip().removeprefix("W/") for tag in if_version.split(",")}
+        if "*" not in tags and import_version(imp) not in tags:
+            raise ImportChanged(
+                "the import changed since the version you sent in If-Match (now "
+                f"{import_version(imp)}): read it again and send your change on it"
+            )
     if errors := validation.edit_errors(imp, fields, defaults={}):
         raise ValidationError(errors)
     for name, value in fields.items():

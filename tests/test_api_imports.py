@@ -242,3 +242,33 @@ def test_a_tab_delimited_import_is_saved_and_put_back_as_it_was_read(alice):
     assert shown["delimiter"] == "\t"
     assert put.status_code == 200, put.json()
     assert ScheduledImport.objects.get(pk=shown["id"]).delimiter == "\t"
+
+
+def test_an_edit_sent_with_an_older_version_in_if_match_is_a_412(alice):
+    # A PUT built from an older read undid another client's change, answered 200
+    client = client_for(alice)
+    imp = client.post(f"{API}/imports/", import_body(), format="json").json()
+    read = client.get(f"{API}/imports/{imp['id']}/")
+    version, body = read["ETag"], read.json()
+    moved = client.patch(
+        f"{API}/imports/{imp['id']}/", {"cron_expression": "0 5 * * *"}, format="json"
+    )
+    assert moved.status_code == 200 and moved["ETag"] != version
+
+    stale = client.put(
+        f"{API}/imports/{imp['id']}/", {**body, "description": "mine"}, format="json",
+        HTTP_IF_MATCH=version,
+    )  # fmt: skip
+
+    assert stale.status_code == 412
+    assert stale.json()["detail"].startswith("the import changed since the version you sent")
+    assert ScheduledImport.objects.get(pk=imp["id"]).cron_expression == "0 5 * * *"
+    # ... and sent with the version it has, it is taken
+    fresh = client.put(
+        f"{API}/imports/{imp['id']}/",
+        {**body, "cron_expression": "0 5 * * *", "description": "mine"},
+        format="json",
+        HTTP_IF_MATCH=moved["ETag"],
+    )
+    assert fresh.status_code == 200, fresh.json()
+    assert ScheduledImport.objects.get(pk=imp["id"]).description == "mine"

@@ -463,6 +463,10 @@ class ImportSerializer(RefusesUnknownFields, ModelSerializer):
 
     def update(self, imp: ScheduledImport, validated: dict[str, Any]) -> ScheduledImport:
         dataset = validated.pop("dataset", {}).get("name")
+        request = self.context.get("request")
+        if_version = request.headers.get("If-Match") if request is not None else None
+        if if_version is not None:
+            validated = {**validated, "if_version": if_version}
         return self._apply(services.update_import, imp, dataset, validated)
 
     def preview(self) -> ScheduledImport:

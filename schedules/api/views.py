@@ -80,6 +80,11 @@ DRY_RUN_PARAMETER = OpenApiParameter(
 )
 
 
+def _versioned(response: Response, imp: ScheduledImport) -> Response:
+    response["ETag"] = services.import_version(imp)
+    return response
+
+
 def _dry_run(request: Request) -> bool:
     """`?dry_run=true` on create and update: check the source, save nothing.
 
@@ -278,11 +283,23 @@ class ImportViewSet(NamedNotFound, PageReadByIds, viewsets.ModelViewSet):
         serializer.is_valid(raise_exception=True)
         return self._check(serializer)
 
+    def retrieve(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """The import, with its version as an ETag: an edit sent with it in If-Match is
+        refused (412) once another has changed the import since."""
+        imp = self.get_object()
+        return _versioned(Response(self.get_serializer(imp).data), imp)
+
     def update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         # Update reads `dry_run` itself; the lookup's strict query check must allow it.
         self.extra_query_params = ("dry_run",)
         if not _dry_run(request):
-            return super().update(request, *args, **kwargs)
+            try:
+                response = super().update(request, *args, **kwargs)
+            except services.ImportChanged as changed:
+                return Response(
+                    {"detail": str(changed)}, status=status.HTTP_412_PRECONDITION_FAILED
+                )
+            return _versioned(response, self._updated)
         self._throttled_as_the_check(request)
         instance = self.get_object()
         serializer = self.get_serializer(
@@ -290,6 +307,10 @@ class ImportViewSet(NamedNotFound, PageReadByIds, viewsets.ModelViewSet):
         )
         serializer.is_valid(raise_exception=True)
         return self._check(serializer)
+
+    def perform_update(self, serializer: ImportSerializer) -> None:
+        super().perform_update(serializer)
+        self._updated = serializer.instance
 
     def _throttled_as_the_check(self, request: Request) -> None:
         """A dry run is the check (a worker fetches the source while a web worker waits): the

@@ -8,12 +8,12 @@ from datetime import datetime, timedelta
 
 from auditlog.models import LogEntry
 from django.conf import settings
-from django.db.models import Q, QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from redis.exceptions import RedisError
 
 from common import database_clock
 from schedules import history, notifications, replaced_credentials, services
-from schedules.models import ImportRun, NotificationDelivery
+from schedules.models import ImportRun, NotificationDelivery, ScheduledImport
 
 from . import locks, lost_tasks, processed_retention, turns
 
@@ -94,7 +94,8 @@ def delete_old_runs() -> dict[str, int]:
     FAILED_RUN_RETENTION_DAYS, because they are the ones someone investigates. What was said
     about runs goes with them, by the same two ages: the notification log (a delivery that
     failed is kept as long as a failed run) and the history's run events (triggered, retried,
-    cancelled). The history's changes of an import, who set what, are kept.
+    cancelled). The history's changes of an import, who set what, are kept, and so is the
+    `late` notice of a late streak still under way, however old: the streak is told once.
 
     Active runs and deliveries still to be sent are never deleted. Deletes go in batches by id
     so that one sweep over a large log never holds long locks nor one huge transaction.
@@ -108,10 +109,23 @@ def delete_old_runs() -> dict[str, int]:
         | Q(queued_at__lt=failures_kept_until, status__in=failed)
     )
     sent = NotificationDelivery.Status
-    deliveries = NotificationDelivery.objects.filter(
-        Q(created_at__lt=kept_until, status__in=[sent.DELIVERED, sent.SKIPPED])
-        | Q(created_at__lt=failures_kept_until, status=sent.FAILED)
-    ).order_by("pk")  # the oldest lead the id index: a batch stops at its first 5,000
+    # The notice of a late streak still under way stays: it is what says the streak was told
+    # (notifications.late_told, reconcile.tell_late_owners_not_told). A quarterly import late
+    # since January had it deleted after 30 days and its owner e-mailed again every month.
+    # One pk lookup of its import per old `late` row, a handful per streak: no scan.
+    streak_told = Exists(
+        ScheduledImport.objects.filter(
+            pk=OuterRef("scheduled_import_id"), late_since__lte=OuterRef("created_at")
+        )
+    )
+    deliveries = (
+        NotificationDelivery.objects.filter(
+            Q(created_at__lt=kept_until, status__in=[sent.DELIVERED, sent.SKIPPED])
+            | Q(created_at__lt=failures_kept_until, status=sent.FAILED)
+        )
+        .exclude(Q(event="late") & streak_told)
+        .order_by("pk")  # the oldest lead the id index: a batch stops at its first 5,000
+    )
     events = LogEntry.objects.filter(
         action=LogEntry.Action.ACCESS,
         timestamp__lt=kept_until,

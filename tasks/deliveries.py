@@ -21,7 +21,7 @@ from schedules.drop_folders import is_file_url
 from schedules.models import ImportRun, ScheduledImport
 
 from .drop_folder import next_delivery
-from .errors import log_text
+from .errors import PermanentImportError, log_text
 
 logger = logging.getLogger("importbeat.drop_folder")
 
@@ -64,11 +64,16 @@ def _queue_next(ended: ImportRun) -> ImportRun | None:
     )
     if imp is None:
         return None
-    waiting = next_delivery(
-        imp.source_url,
-        lambda etags: processed_files.imported_before(imp.pk, etags),
-        drop_folders.folders_of(imp.owner),
-    )
+    try:
+        waiting = next_delivery(
+            imp.source_url,
+            lambda etags: processed_files.imported_before(imp.pk, etags),
+            drop_folders.folders_of(imp.owner),
+        )
+    except PermanentImportError as refused:
+        # The next tick's run fails on that file with these words, in the run for its owner.
+        logger.warning("run=%s: the next delivery waits for the next tick: %s", ended.pk, refused)
+        return None
     if waiting is None or waiting == ended.source_file:
         # Its own file again (written anew since it was read, so not filed away): the next
         # tick takes that, or a file rewritten every second would be imported in a loop.

@@ -110,7 +110,11 @@ def next_delivery(
 ) -> str | None:
     """The delivery the next run of a queue (a glob with move_processed) would take, None when
     every file matching it was imported before (or none does, or the folder cannot be read:
-    that run would say so)."""
+    that run would say so).
+
+    PermanentImportError when that delivery's name is no UTF-8, as that run would fail
+    (refuse_unnamed): queueing it wrote the name into the history's JSON, which PostgreSQL
+    refused, and the worker's log gave SQL for the reason."""
     try:
         where = drop_folders.locate(url, folders)
         if not where.is_glob:
@@ -118,7 +122,10 @@ def next_delivery(
         found = _matches(where)
     except (drop_folders.Refused, TransientImportError, PermanentImportError):
         return None
-    return _oldest_waiting(where, found, imported_before) if found else None
+    waiting = _oldest_waiting(where, found, imported_before) if found else None
+    if waiting is not None:
+        refuse_unnamed(os.path.basename(waiting), where.folder)
+    return waiting
 
 
 def refuse_unnamed(name: str, folder: str) -> None:

@@ -6,6 +6,8 @@ delivery that could not be filed away is passed over once imported."""
 
 from __future__ import annotations
 
+import logging
+import os
 import time
 
 import pytest
@@ -136,6 +138,29 @@ def test_the_queue_drains_to_the_next_delivery_but_not_to_its_own_file_written_a
     queued = deliveries.queue_next(ended)
     assert queued is not None and queued.trigger == "catchup"
     assert queued.status == "queued"
+
+
+def test_a_next_delivery_named_in_latin1_is_left_to_its_tick_with_words_in_the_log(
+    alice, drop, caplog
+):
+    # Regression (review2 bug 5): queueing the next run wrote the file's name into the
+    # history's JSON, PostgreSQL refused it, and the worker's log gave the SQL error as reason
+    # Given a queue whose next delivery's name is Latin-1, after a good run
+    now = time.time()
+    put(drop / "products_1.csv", delivery("1.00"), mtime=now - 120)
+    put(drop / os.fsdecode("products_été.csv".encode("latin-1")), delivery("2.00"), mtime=now - 60)
+    imp = make_import(alice, f"file://{drop}/products_*.csv", move_processed=True)
+    ended = run_now(imp)
+    assert ended.status == "succeeded"
+
+    # When the worker looks for the next delivery
+    with caplog.at_level(logging.WARNING, logger="importbeat.drop_folder"):
+        queued = deliveries.queue_next(ended)
+
+    # Then nothing is queued, and the log says why in the words the next tick's run will give
+    assert queued is None
+    assert "has a name that is not UTF-8 text: rename it" in caplog.text, caplog.text
+    assert "json" not in caplog.text.lower(), caplog.text
 
 
 def test_an_empty_delivery_that_cannot_be_filed_away_holds_back_nothing(alice, drop):

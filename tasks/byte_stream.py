@@ -111,4 +111,4 @@ class ByteStream(io.RawIOBase):
     @staticmethod
     def _stop_if_stopped(watchdog: Watchdog | None, error: Exception | None = None) -> None:
         if watchdog is not None and watchdog.reason:
-            raise TransientImportError(watchdog.reason) from error
+            raise watchdog.failure() from error

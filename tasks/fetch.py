@@ -160,7 +160,7 @@ def _download(
     """An sftp:// or http(s) download under one watchdog; http(s) redirects are followed by
     hand so that every hop is checked against the private-address rule."""
     deadline, min_rate = settings.FETCH_TOTAL_TIMEOUT_SECONDS, settings.FETCH_MIN_BYTES_PER_SECOND
-    with watched(deadline, min_rate) as watchdog:
+    with watched(deadline, min_rate, options.stop_if_asked) as watchdog:
         if urlsplit(url).scheme.lower() == "sftp":
             from .sftp import open_sftp
 
@@ -173,10 +173,12 @@ def _download(
 
 
 @contextmanager
-def watched(deadline: float, min_rate: float = 0.0) -> Iterator[Watchdog]:
+def watched(
+    deadline: float, min_rate: float = 0.0, stop_if_asked: Callable[[], None] | None = None
+) -> Iterator[Watchdog]:
     """A watchdog (tasks.fetch_watchdog) over the connections this context opens through the
     pinned adapters: the fetcher's downloads, and the webhooks' POSTs."""
-    watchdog = Watchdog(deadline, min_rate).start()
+    watchdog = Watchdog(deadline, min_rate, stop_if_asked).start()
     token = _watchdog.set(watchdog)
     try:
         yield watchdog
@@ -257,7 +259,7 @@ def _final_response(
             )
         except (requests.ConnectionError, requests.Timeout) as error:
             if watchdog.reason:
-                raise TransientImportError(watchdog.reason) from error
+                raise watchdog.failure() from error
             raise failure(TransientImportError, f"cannot reach {url}", error) from error
         except (requests.RequestException, UnicodeError) as error:
             # UnicodeError: a header value http.client cannot encode (the credential's).

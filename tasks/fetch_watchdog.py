@@ -10,26 +10,46 @@ the reader then raises with the watchdog's reason.
 
 The rate counts only the time the reader waits for the server (not the time the importer spends
 writing what it got to PostgreSQL), so a slow database is never blamed on the source.
+
+A run's download is also ended this way when the run is asked to stop: the run checks for that
+as bytes arrive (tasks.engine.progress), and a server gone silent left a cancelled run holding
+its worker slot until the rate window or the read timeout ended the wait (29 s, up to 60).
+So while the reader has waited a second or more for the server, the watchdog asks
+(`stop_if_asked`, one indexed read) once a second, from a thread of its own: a database slow to
+answer must not hold back the deadline and rate verdicts.
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
 from common.ticker import Check, Ticker
 
+from .errors import RunCancelled, TransientImportError
+
+logger = logging.getLogger("importbeat.fetch")
+
 # The minimum rate is judged over this much waiting for the server, seconds.
 RATE_WINDOW_SECONDS = 30.0
+# How often a download that receives nothing asks whether its run was asked to stop, seconds.
+CANCEL_LOOK_SECONDS = 1.0
 
 
 class Watchdog:
-    def __init__(self, deadline: float, min_rate: float) -> None:
+    def __init__(
+        self, deadline: float, min_rate: float, stop_if_asked: Callable[[], None] | None = None
+    ) -> None:
         self.deadline = deadline
         self.min_rate = min_rate
+        # Raises RunCancelled once the run was asked to stop (engine.progress.stop_if_cancelled).
+        self.stop_if_asked = stop_if_asked
         self.reason = ""
+        self.stopped: RunCancelled | None = None  # the cancel that ended the download
         self.connections: list[Any] = []  # urllib3 connections this download opened
         self._started = time.monotonic()
         self._waited = 0.0  # seconds spent waiting for the server, finished waits
@@ -37,15 +57,26 @@ class Watchdog:
         self._received = 0
         self._window_waited, self._window_received = 0.0, 0
         self._check: Check | None = None
+        self._cancel_check: Check | None = None
 
     def start(self) -> Watchdog:
         poll = min(1.0, self.deadline / 4, RATE_WINDOW_SECONDS / 4)
         self._check = _watchdogs.every(poll, self._watch)
+        if self.stop_if_asked is not None:
+            self._cancel_check = _cancel_looks.every(CANCEL_LOOK_SECONDS, self._look_for_cancel)
         return self
 
     def stop(self) -> None:
-        if self._check is not None:
-            self._check.cancel()
+        for check in (self._check, self._cancel_check):
+            if check is not None:
+                check.cancel()
+
+    def failure(self) -> Exception:
+        """What the reader raises once the watchdog has fired: the run's cancel, in the words
+        the run ends with, or the watchdog's reason."""
+        if self.stopped is not None:
+            return self.stopped
+        return TransientImportError(self.reason)
 
     # --- called by the reader -----------------------------------------------------------------
 
@@ -83,6 +114,26 @@ class Watchdog:
             self._window_waited, self._window_received = waited, self._received
         return True
 
+    def _look_for_cancel(self) -> bool:
+        """One look on the cancel looks' thread; False once the download is ended."""
+        ask = self.stop_if_asked
+        if self.reason or ask is None:
+            return False
+        since = self._waiting_since
+        if since is None or time.monotonic() - since < CANCEL_LOOK_SECONDS:
+            return True  # not stalled: the run looks itself as the bytes come
+        try:
+            ask()
+        except RunCancelled as asked:
+            self.stopped = asked
+            self._fire(str(asked))
+            return False
+        except Exception as error:
+            # The database away a moment: the next look tries on a fresh connection.
+            logger.debug("cannot look whether the run was cancelled: %r", error)
+            _close_thread_connection()
+        return True
+
     def _fire(self, reason: str) -> None:
         self.reason = reason
         for connection in self.connections:
@@ -94,5 +145,14 @@ class Watchdog:
                     socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
+def _close_thread_connection() -> None:
+    from django.db import connection
+
+    with suppress(Exception):
+        connection.close()
+
+
 # Every download of this process is watched from one thread (common.ticker), not one each.
 _watchdogs = Ticker("fetch watchdogs")
+# Its cancel looks read the database: their thread's connection closes once no download is left.
+_cancel_looks = Ticker("fetch cancel looks", idle=_close_thread_connection)

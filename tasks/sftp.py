@@ -317,10 +317,10 @@ def _version(attributes: paramiko.SFTPAttributes) -> FileVersion:
     return FileVersion(size=attributes.st_size or 0, mtime=float(attributes.st_mtime or 0))
 
 
-def _lost(watchdog: Watchdog, what: str, error: BaseException) -> TransientImportError:
+def _lost(watchdog: Watchdog, what: str, error: BaseException) -> Exception:
     """A connection that broke: the watchdog's reason when it cut it, else what broke."""
     if watchdog.reason:
-        return TransientImportError(watchdog.reason)
+        return watchdog.failure()
     lost = TransientImportError(f"{what} ({_reason(error)})")
     lost.unexplained = _words(error) is None
     return lost

@@ -45,6 +45,10 @@ class SourceOptions:
     imported_before: Callable[[list[str]], set[str]] | None = field(default=None, repr=False)
     # A wide encoding (UTF-16, UTF-32) the file is read from, as UTF-8 (tasks.transcode).
     transcode_from: str = ""
+    # A run's: raises RunCancelled once the run was asked to stop. A download's watchdog asks
+    # while the server sends nothing, which the run's own look at each read never sees
+    # (tasks.fetch_watchdog).
+    stop_if_asked: Callable[[], None] | None = field(default=None, repr=False)
 
 
 def source_options(imp: ScheduledImport, run: ImportRun | None = None) -> SourceOptions:

@@ -1,9 +1,12 @@
 """`POST /runs/{id}/cancel`: a queued or retrying run ends at once, a running one at its next
 safe point with the dataset as it was; cancelling an import also ends its retrying runs."""
 
+import threading
+import time
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.utils import timezone
 
 from schedules import services
@@ -81,6 +84,52 @@ def test_a_running_run_stops_at_its_next_safe_point_and_leaves_the_data_as_it_wa
     assert imp.dataset.records.count() == 0
     imp.refresh_from_db()
     assert (imp.total_runs, imp.consecutive_failures) == (0, 0)
+
+
+# The watchdog's look reads the run on a thread of its own: the run must be committed.
+@pytest.mark.django_db(transaction=True)
+def test_a_running_run_whose_server_went_silent_stops_within_seconds(alice, csv_server, settings):
+    # Regression (resources bug 4): cancel was looked for only as bytes came, so a run whose
+    # server went silent ended when the rate watchdog or the read timeout did (29 s seen)
+    # Given a download whose server goes silent after its first 64 KiB, and no rate minimum
+    settings.FETCH_READ_TIMEOUT_SECONDS = 15
+    settings.FETCH_MIN_BYTES_PER_SECOND = 0
+    silent, release = threading.Event(), threading.Event()
+
+    def go_silent(sent: int) -> None:
+        silent.set()
+        release.wait(30)
+
+    body = PRODUCTS_CSV + "".join(f"B-{n},Bolt,1.00\n" for n in range(10_000))
+    imp = make_import(alice, csv_server.serve("/p.csv", body, after_chunk=go_silent))
+    run = ImportRun.objects.create(scheduled_import=imp, trigger="manual")
+    asked: list[float] = []
+
+    def cancel_in_the_silence() -> None:
+        silent.wait(30)
+        time.sleep(1)
+        asked.append(time.monotonic())
+        try:
+            client_for(alice).post(f"{API}/runs/{run.pk}/cancel")
+        finally:
+            connection.close()  # this thread's own
+
+    # When alice cancels it a second into the silence
+    canceller = threading.Thread(target=cancel_in_the_silence)
+    canceller.start()
+    try:
+        runner.execute(run.pk)
+        ended = time.monotonic()
+    finally:
+        release.set()
+        canceller.join()
+
+    # Then it ends within a few seconds, cancelled in the usual words
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+    assert run.error_message == "cancelled by alice while running; the dataset was not changed"
+    assert ended - asked[0] < 5
+    assert imp.dataset.records.count() == 0
 
 
 @pytest.mark.parametrize("status", ["succeeded", "failed", "cancelled"])

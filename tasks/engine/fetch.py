@@ -8,6 +8,7 @@ Last-Modified): a `304 Not Modified` then raises NotModified, the digest shortcu
 from __future__ import annotations
 
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from schedules.models import ImportRun
@@ -15,7 +16,7 @@ from schedules.models import ImportRun
 from ..byte_stream import NotModified, Validators
 from ..fetch import open_source
 from ..source_options import source_options
-from .progress import ProgressReporter
+from .progress import ProgressReporter, stop_if_cancelled
 
 if TYPE_CHECKING:
     from ..byte_stream import ByteStream
@@ -33,7 +34,7 @@ def open_file(
         imp.source_url,
         on_read=reporter.bytes_read,
         unless=validators_of(known) if known else None,
-        options=source_options(imp, run),
+        options=replace(source_options(imp, run), stop_if_asked=lambda: stop_if_cancelled(run)),
     )
 
 

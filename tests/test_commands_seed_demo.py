@@ -62,22 +62,63 @@ def test_a_demo_seeded_every_minute_by_an_earlier_version_moves_to_hourly():
     assert imp.periodic_task.interval.every == 3600
 
 
-@pytest.mark.parametrize("changed", ["its password changed", "made by api_token --create"])
-def test_it_prints_no_password_that_does_not_sign_in(changed):
-    # Given a demo user whose password is not the demo's (changed in the admin), or one that
-    # `api_token demo --create` made (no password, not staff)
-    if changed == "its password changed":
-        seed()
-        demo = get_user_model().objects.get(username="demo")
-        demo.set_password("a-new-password-42")
-        demo.save()
-    else:
-        call_command("api_token", "demo", "--create", stdout=StringIO())
+def demo_line() -> str:
+    [line] = [line for line in seed().splitlines() if line.startswith("demo user:")]
+    return line
+
+
+def test_a_demo_whose_password_was_changed_is_printed_with_no_password_nor_advice():
+    # Given a demo user whose password was changed on purpose (in the admin)
+    seed()
+    demo = get_user_model().objects.get(username="demo")
+    demo.set_password("a-new-password-42")
+    demo.save()
 
     # When `make run` seeds the demo again
-    [line] = [line for line in seed().splitlines() if line.startswith("demo user:")]
+    line = demo_line()
 
-    # Then it prints no password that fails (it printed demo / demo-password), and says why
+    # Then it prints no password that fails (it printed demo / demo-password), and no advice
+    # to set one: followed, the same advice came back at every start (review1 bug 4)
     assert "demo-password" not in line
-    assert "its password is not the demo's" in line
-    assert ("it is not staff" in line) == (changed == "made by api_token --create")
+    assert "its password was changed" in line
+    assert "changepassword" not in line
+
+
+def test_a_demo_that_is_not_staff_is_told_what_lets_it_sign_in(client):
+    # Regression (review1 bug 4): a `demo` that `api_token demo --create` made (not staff, no
+    # password) was told to run changepassword, after which the admin still refused it
+    # Given such a demo user
+    call_command("api_token", "demo", "--create", stdout=StringIO())
+
+    # When `make run` seeds the demo
+    line = demo_line()
+
+    # Then it says why it cannot sign in and what lets it
+    assert "demo-password" not in line
+    assert "it is not staff, so it cannot sign in to the admin" in line
+    assert '"Staff status" and "Superuser status"' in line
+    assert "sets its password there" in line
+    assert "changepassword" not in line
+
+    # And once that is done, the demo signs in to the admin, and the advice is gone
+    demo = get_user_model().objects.get(username="demo")
+    demo.is_staff = demo.is_superuser = True
+    demo.set_password("chosen-pw-42")
+    demo.save()
+    assert "its password was changed" in demo_line()
+    admin = client.post(
+        "/admin/login/?next=/admin/", {"username": "demo", "password": "chosen-pw-42"}, follow=True
+    )
+    assert b'id="login-form"' not in admin.content
+
+
+def test_a_deactivated_demo_is_told_to_be_activated():
+    seed()
+    get_user_model().objects.filter(username="demo").update(is_active=False)
+
+    line = demo_line()
+
+    assert "demo-password" not in line
+    assert "it is deactivated, so it cannot sign in to the admin" in line
+    assert '"Active"' in line and "changepassword" not in line
+    assert "sets its password there" not in line

@@ -77,21 +77,29 @@ class Command(BaseCommand):
 
 
 def _sign_in_words(user) -> str:
-    """The demo's credentials where they sign in to the admin, else why not: every `make run`
-    printed `demo / demo-password` after the password was changed, or for a `demo` user made
-    by `api_token --create` (no password, not staff)."""
-    if user.is_active and user.is_staff and user.check_password(DEMO_PASSWORD):
-        return f"{DEMO_USER} / {DEMO_PASSWORD}"
-    why = [
-        why
-        for why, holds in (
-            ("its password is not the demo's", not user.check_password(DEMO_PASSWORD)),
-            ("it is not staff", not user.is_staff),
-            ("it is deactivated", not user.is_active),
+    """The demo's credentials where they sign in to the admin, else why not and what to do:
+    every `make run` printed `demo / demo-password` after the password was changed, or for a
+    `demo` user made by `api_token --create` (no password, not staff). Advice that cannot help
+    is not given: a password set by changepassword did not let a user who is not staff in, and
+    one changed on purpose was told to set one again at every start."""
+    if user.is_active and user.is_staff:
+        if user.check_password(DEMO_PASSWORD):
+            return f"{DEMO_USER} / {DEMO_PASSWORD}"
+        if user.has_usable_password():
+            return f"{DEMO_USER} (its password was changed from the demo's: sign in with that one)"
+        return (
+            f"{DEMO_USER} (it has no password, so this prints none; "
+            f'`make manage ARGS="changepassword {DEMO_USER}"` sets one)'
         )
+    why = " and ".join(
+        why
+        for why, holds in (("it is not staff", not user.is_staff),
+                           ("it is deactivated", not user.is_active))
         if holds
-    ]
+    )  # fmt: skip
+    password = "" if user.has_usable_password() else ", and sets its password there"
     return (
-        f"{DEMO_USER} ({' and '.join(why)}: it was changed or made elsewhere, so this prints no "
-        f'password; `make manage ARGS="changepassword {DEMO_USER}"` sets one)'
+        f'{DEMO_USER} ({why}, so it cannot sign in to the admin: an admin ticks "Active", '
+        f'"Staff status" and "Superuser status" on its page under Users in the admin{password}; '
+        '`make manage ARGS="createsuperuser"` makes such an admin)'
     )

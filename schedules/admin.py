@@ -45,6 +45,9 @@ Status = ScheduledImport.Status
 RECENT_RUNS = 10
 # The imports a list action left as they were, named in its message; the rest are counted.
 LEFT_NAMED = 20
+# The runs one Cancel or Retry now acts on, each through its service call (about 13 ms): the
+# rest of a larger selection is counted and left for the action's next choice.
+RUNS_PER_ACTION = 1000
 DATA_PREVIEW_CHARS = 120
 ERROR_PREVIEW_CHARS = 200
 # Few enough to fit beside the admin's sidebar; a run's page has the rest.
@@ -544,6 +547,9 @@ class ImportRunAdmin(ListAtScale, RunDisplay, admin.ModelAdmin):
         "id", "scheduled_import", "owner", "trigger", "status_badge", "queued", "took",
         "rows_read", "rows_failed",
     )  # fmt: skip
+    # The sorts an index serves. By trigger, status, duration or rows, PostgreSQL read and
+    # sorted every run of a year to show a page of them (2.4 to 3.6 s at a million runs).
+    sortable_by = ("id", "scheduled_import", "queued")
     list_filter = ("status", "trigger", "queued_at")
     search_fields = ("scheduled_import__name", "scheduled_import__owner__username", "error_message")
     list_select_related = ("scheduled_import__owner",)
@@ -607,22 +613,60 @@ class ImportRunAdmin(ListAtScale, RunDisplay, admin.ModelAdmin):
         description="Cancel (a running one stops at its next safe point)", permissions=["act"]
     )
     def cancel_runs(self, request: HttpRequest, queryset: QuerySet[ImportRun]) -> None:
-        done, refused = 0, []
-        for run in queryset:
-            try:
-                services.cancel_run(run, user=request.user)
-                done += 1
-            except services.RunNotActionable as error:
-                refused.append(str(error))
-        self._report(request, f"Cancelled {done} run(s).", done, refused)
+        def cancel(run: ImportRun) -> None:
+            services.cancel_run(run, user=request.user)
+
+        self._act_on_runs(
+            request,
+            queryset,
+            ImportRun.ACTIVE_STATUSES,
+            cancel,
+            done="Cancelled {} run(s).",
+            verb="cancelled",
+            only="Only a queued, running or retrying run can be cancelled.",
+        )
 
     @admin.action(description="Retry now (failed or timed-out runs)", permissions=["act"])
     def retry_runs(self, request: HttpRequest, queryset: QuerySet[ImportRun]) -> None:
-        done, refused = 0, []
-        for run in queryset.select_related("scheduled_import"):
+        def retry(run: ImportRun) -> None:
+            services.retry_run(run, user=request.user, trigger=ImportRun.Trigger.MANUAL)
+
+        self._act_on_runs(
+            request,
+            queryset.select_related("scheduled_import"),
+            ImportRun.FAILED_STATUSES,
+            retry,
+            done="Queued {} retry run(s).",
+            verb="retried",
+            only="Only a failed or timed-out run can be retried.",
+        )
+
+    def _act_on_runs(
+        self, request, queryset, statuses_acted_on, act, *, done: str, verb: str, only: str
+    ) -> None:
+        """Act on the selected runs the action applies to, at most RUNS_PER_ACTION of them; the
+        others are counted and the first LEFT_NAMED named.
+
+        Each run took a service call and each refusal a clause: "select all" of 2,000 queued
+        and 2,000 succeeded runs took 25 s and said 160 KB, and a year's runs would have held
+        the request for hours. The statuses are told apart in SQL; the service still decides
+        each run acted on (its status may have changed since, its import may be busy)."""
+        others = queryset.exclude(status__in=statuses_acted_on)
+        left = [
+            f"run {pk} is {status}"
+            for pk, status in others.values_list("pk", "status")[:LEFT_NAMED]
+        ]
+        left_count = others.count() if len(left) == LEFT_NAMED else len(left)
+        chosen = list(queryset.filter(status__in=statuses_acted_on)[: RUNS_PER_ACTION + 1])
+        waiting = 0
+        if len(chosen) > RUNS_PER_ACTION:
+            waiting = queryset.filter(status__in=statuses_acted_on).count() - RUNS_PER_ACTION
+            chosen = chosen[:RUNS_PER_ACTION]
+        acted, refused = 0, []
+        for run in chosen:
             try:
-                services.retry_run(run, user=request.user, trigger=ImportRun.Trigger.MANUAL)
-                done += 1
+                act(run)
+                acted += 1
             except services.RunAlreadyActive as conflict:
                 refused.append(f"run {run.pk}: {conflict}")
             except services.RunNotActionable as error:
@@ -631,13 +675,20 @@ class ImportRunAdmin(ListAtScale, RunDisplay, admin.ModelAdmin):
                 refused.append(f"run {run.pk}: {error}")
             except services.OwnerInactive:
                 refused.append(f"run {run.pk}: {services.OWNER_INACTIVE}")
-        self._report(request, f"Queued {done} retry run(s).", done, refused)
-
-    def _report(self, request: HttpRequest, done_text: str, done: int, refused: list[str]) -> None:
-        if done:
-            self.message_user(request, done_text, messages.SUCCESS)
-        if refused:
-            self.message_user(request, "Not done: " + "; ".join(refused), messages.WARNING)
+        if acted:
+            self.message_user(request, done.format(acted), messages.SUCCESS)
+        if waiting:
+            self.message_user(
+                request,
+                f"{waiting} more run(s) of the selection are still to be {verb}: one action "
+                f"takes {RUNS_PER_ACTION} at most, so choose it again for the rest.",
+                messages.WARNING,
+            )
+        named = (refused + left)[:LEFT_NAMED]
+        if named:
+            more = len(refused) + left_count - len(named)
+            text = "Not done: " + "; ".join(named) + (f"; and {more} more" if more > 0 else "")
+            self.message_user(request, text + (f". {only}" if left_count else ""), messages.WARNING)
 
     @admin.display(description="outcome")
     def outcome(self, run: ImportRun) -> SafeString:

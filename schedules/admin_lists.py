@@ -15,21 +15,36 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from django.utils.translation import gettext as _
 
+from schedules import rows
 from schedules.admin_deletion import counted_deletion
 from schedules.api.pagination import BoundedCountPaginator
 
 
-class ListAtScale:
+class RefusesNulSearch:
+    """A ModelAdmin mixin: a search term holding a NUL finds nothing.
+
+    A form's autocomplete (an import's dataset, its owner) sends its term here as typed, past
+    the change list's search form that drops a NUL: PostgreSQL refused it in the query, a 500.
+    """
+
+    def get_search_results(self, request: HttpRequest, queryset: Any, search_term: str) -> Any:
+        if "\x00" in search_term:
+            return queryset.none(), False
+        return super().get_search_results(request, queryset, search_term)
+
+
+class ListAtScale(RefusesNulSearch):
     """A ModelAdmin mixin: counts that stop, a first page read before it is counted, and a
     row's checkbox without a template.
 
     - Django renders each row's action checkbox through the form renderer's templates: 38 %
       of a page of 100 runs in a profile. The same `<input>` is written here directly.
     - The count under the list is exact up to ten thousand rows and PostgreSQL's estimate past
-      it (the API's rule, BoundedCountPaginator), and the unfiltered total ("of M total") is not
-      counted: each was a `COUNT(*)` of a million runs on every page.
-    - A first page is read before anything is counted (ChangeListAtScale): a search that finds
-      less than a page needs no count, and was read twice, for its rows and for their count.
+      it (the API's rule, BoundedCountPaginator), said as "about", and the unfiltered total
+      ("of M total") is not counted: each was a `COUNT(*)` of a million runs on every page.
+    - A page is read before anything is counted (ChangeListAtScale): a search that finds less
+      than a page needs no count, and was read twice, for its rows and for their count; and a
+      page past an estimate answers while it has rows.
     - A deletion's confirmation counts what goes along (an import's runs, a dataset's records)
       instead of reading and listing each one, and a selection across the pages is confirmed as
       that choice: Django's form held one input per object and refused itself past 1,000.
@@ -44,6 +59,15 @@ class ListAtScale:
 
     def get_changelist(self, request: HttpRequest, **kwargs: Any) -> type[ChangeList]:
         return ChangeListAtScale
+
+    def changelist_view(self, request: HttpRequest, extra_context: Any = None) -> Any:
+        response = super().changelist_view(request, extra_context)
+        context = getattr(response, "context_data", None) or {}
+        cl = context.get("cl")
+        if getattr(cl, "count_is_estimate", False):
+            # Django's own words ("All 30000 selected") state the estimate as a count.
+            context["selection_note_all"] = f"All of about {cl.result_count:,} selected"
+        return response
 
     def response_action(self, request: HttpRequest, queryset: Any) -> Any:
         # A selection that is no id (a request made by hand) raised in the query: a 500.
@@ -64,12 +88,21 @@ class ListAtScale:
 
 
 class ChangeListAtScale(ChangeList):
-    """Django's change list, but its first page reads up to one row more than it shows: when
-    that is all there is, the rows are their own count; otherwise the page is already read and
-    only the count is asked. Other pages, "show all" and editable lists are Django's.
+    """Django's change list, but a page reads up to one row more than it shows, and that row
+    says whether a next page exists (as the API's PagedByRowsPaginator): a page that holds the
+    last row knows the count from its rows; otherwise the count is asked, exact up to the
+    paginator's limit and PostgreSQL's estimate past it, never less than the rows read.
+
+    Django's pages ended at the estimate's last page: the planner multiplies the selectivities of
+    correlated filters (one import's failed runs), so 30,000 runs were counted as 10,001 and a
+    page past the 101st sent the user to the unfiltered list with "?e=1", the older runs out of
+    reach. A page now answers while it has rows. "Show all" and editable lists are Django's.
 
     A filter's value holding a NUL (`?status__exact=%00`) is a bad lookup (the list, with
     Django's "?e=1"): PostgreSQL refused it in the query, a 500."""
+
+    # The count shown is PostgreSQL's estimate (or a floor), said as "about" in the page.
+    count_is_estimate = False
 
     def get_filters_params(self, params=None) -> dict[str, Any]:
         found = super().get_filters_params(params)
@@ -80,13 +113,38 @@ class ChangeListAtScale(ChangeList):
             raise IncorrectLookupParameters("a filter's value holds a NUL character")
         return found
 
+    def get_ordering_field(self, field_name: Any) -> Any:
+        # Django leaves a column out of `sortable_by` unlinked, but still sorts by it when
+        # `?o=` asks (a bookmark, a link typed by hand): the list's order without it instead.
+        if self.sortable_by is not None and field_name not in self.sortable_by:
+            return None
+        return super().get_ordering_field(field_name)
+
+    @property
+    def result_count_text(self) -> str:
+        if self.count_is_estimate:
+            return f"about {self.result_count:,}"
+        return str(self.result_count)
+
     def get_results(self, request: HttpRequest) -> None:
-        if self.page_num != 1 or self.show_all or self.list_editable:
+        if self.show_all or self.list_editable:
             return super().get_results(request)
-        rows = list(self.queryset[: self.list_per_page + 1])
-        paginator = self.model_admin.get_paginator(request, self.queryset, self.list_per_page)
-        if len(rows) <= self.list_per_page:
-            paginator.count = len(rows)  # Paginator.count is a cached property
+        per_page = self.list_per_page
+        bottom = (self.page_num - 1) * per_page
+        # Past a bigint PostgreSQL refuses the OFFSET (`?p=10**20` was a 500 there).
+        if self.page_num < 1 or bottom + per_page + 1 > rows.MAX_ID:
+            raise IncorrectLookupParameters("no such page")
+        found = list(self.queryset[bottom : bottom + per_page + 1])
+        if not found and self.page_num > 1:
+            raise IncorrectLookupParameters("a page past the last row")
+        paginator = self.model_admin.get_paginator(request, self.queryset, per_page)
+        # Paginator.count is a cached property: set, it is what the page links follow.
+        if len(found) <= per_page:
+            paginator.count = bottom + len(found)
+        else:
+            paginator.count = max(paginator.count, bottom + per_page + 1)
+            limit = getattr(paginator, "exact_count_limit", None)
+            self.count_is_estimate = limit is not None and paginator.count > limit
         # As ChangeList.get_results sets them (Django 5.2), from the rows read.
         full_count = self.root_queryset.count() if self.model_admin.show_full_result_count else None
         self.result_count = paginator.count
@@ -94,7 +152,7 @@ class ChangeListAtScale(ChangeList):
         self.show_admin_actions = not self.show_full_result_count or bool(full_count)
         self.full_result_count = full_count
         self.can_show_all = self.result_count <= self.list_max_show_all
-        self.multi_page = self.result_count > self.list_per_page
-        self.result_list = rows[: self.list_per_page]
+        self.multi_page = self.result_count > per_page
+        self.result_list = found[:per_page]
         self.paginator = paginator
         return None

@@ -17,12 +17,13 @@ from django.db.models import Sum
 from django.http import HttpRequest
 
 from .admin_deletion import counted_deletion
+from .admin_lists import RefusesNulSearch
 from .models import Dataset, ImportRun
 
 User = get_user_model()
 
 
-class ImportbeatUserAdmin(UserAdmin):
+class ImportbeatUserAdmin(RefusesNulSearch, UserAdmin):
     def get_deleted_objects(self, objs: Any, request: HttpRequest):
         to_delete, model_count, perms_needed, protected = counted_deletion(self, objs, request)
         # What goes with their imports and datasets, counted in one statement each.

@@ -1,0 +1,118 @@
+"""Cancel and Retry now over a selection across the pages (hunt "surfaces", bug 2): each run
+took a service call and each refusal a clause, so that "select all" of 2,000 queued and 2,000
+succeeded runs took 25 s in one request and said 160 KB at the top of the next page. The runs
+an action applies to are told apart in SQL, the others counted and at most 20 named, and one
+action acts on at most RUNS_PER_ACTION runs, saying how many it left."""
+
+import re
+
+import pytest
+
+from schedules import admin as schedules_admin
+from schedules import services
+from schedules.models import ImportRun
+from tests.api_support import SOURCE, make_run
+from tests.factories import make_import
+
+pytestmark = pytest.mark.django_db
+
+RUNS = "/admin/schedules/importrun/"
+
+
+def act_on_all(client, action: str):
+    """The action on every run, as "Select all N import runs" asks it."""
+    one = ImportRun.objects.first()
+    return client.post(
+        RUNS,
+        {"action": action, "select_across": "1", "index": "0", "_selected_action": [one.pk]},
+        follow=True,
+    )
+
+
+def shown_messages(response) -> list[str]:
+    return re.findall(
+        r'<li class="(?:success|warning|error)">(.*?)</li>', response.content.decode(), re.S
+    )
+
+
+@pytest.fixture
+def calls(monkeypatch):
+    """How many runs each service was asked about."""
+    counted = {"cancel_run": 0, "retry_run": 0}
+    for name in counted:
+        real = getattr(services, name)
+
+        def counting(*args, _real=real, _name=name, **kwargs):
+            counted[_name] += 1
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(services, name, counting)
+    return counted
+
+
+def test_a_cancel_of_every_run_asks_only_about_the_waiting_ones_and_names_twenty_others(
+    admin_client, alice, calls
+):
+    # Given three queued runs among 25 that succeeded
+    imp = make_import(alice, SOURCE)
+    succeeded = [make_run(imp, "succeeded") for _ in range(25)]
+    queued = [make_run(imp, "queued") for _ in range(3)]
+
+    # When Cancel is chosen for every run
+    said = shown_messages(act_on_all(admin_client, "cancel_runs"))
+
+    # Then the queued runs are cancelled, each through the service, and no other run is asked
+    assert set(ImportRun.objects.filter(status="cancelled").values_list("pk", flat=True)) == {
+        run.pk for run in queued
+    }
+    assert calls["cancel_run"] == 3
+    # and twenty of the others are named, the rest counted
+    assert "Cancelled 3 run(s)." in said
+    [refused] = [m for m in said if m.startswith("Not done")]
+    assert len(re.findall(r"run \d+ is succeeded", refused)) == 20
+    assert "and 5 more" in refused and "can be cancelled" in refused
+    assert {int(pk) for pk in re.findall(r"run (\d+)", refused)} <= {r.pk for r in succeeded}
+
+
+def test_retry_now_of_every_run_asks_only_about_the_failed_ones(admin_client, alice, calls):
+    # Given three failed runs, each of its own import, among 25 that succeeded
+    failed = [
+        make_run(make_import(alice, SOURCE, name=f"feed {n}", dataset=f"feed{n}"), "failed")
+        for n in range(3)
+    ]
+    imp = make_import(alice, SOURCE)
+    for _ in range(25):
+        make_run(imp, "succeeded")
+
+    said = shown_messages(act_on_all(admin_client, "retry_runs"))
+
+    assert calls["retry_run"] == 3
+    assert set(
+        ImportRun.objects.filter(retry_of__isnull=False).values_list("retry_of", flat=True)
+    ) == {run.pk for run in failed}
+    assert "Queued 3 retry run(s)." in said
+    [refused] = [m for m in said if m.startswith("Not done")]
+    assert "and 5 more" in refused and "can be retried" in refused
+
+
+def test_one_action_cancels_so_many_runs_and_says_how_many_it_left(
+    admin_client, alice, monkeypatch
+):
+    # Given five queued runs, and an action that takes two at most
+    monkeypatch.setattr(schedules_admin, "RUNS_PER_ACTION", 2, raising=False)
+    imp = make_import(alice, SOURCE)
+    for _ in range(5):
+        make_run(imp, "queued")
+
+    # When Cancel is chosen for every run, twice
+    first = shown_messages(act_on_all(admin_client, "cancel_runs"))
+
+    # Then two are cancelled, and the message says three are left for the next choice
+    assert ImportRun.objects.filter(status="cancelled").count() == 2
+    assert "Cancelled 2 run(s)." in first
+    assert any(
+        m.startswith("3 more run(s) of the selection are still to be cancelled") for m in first
+    ), first
+
+    act_on_all(admin_client, "cancel_runs")
+    assert ImportRun.objects.filter(status="cancelled").count() == 4

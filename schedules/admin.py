@@ -10,7 +10,7 @@ from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Q, QuerySet, Subquery
+from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -619,11 +619,15 @@ class ImportRunAdmin(ListAtScale, RunDisplay, admin.ModelAdmin):
         self._act_on_runs(
             request,
             queryset,
-            ImportRun.ACTIVE_STATUSES,
+            # A running run asked to stop already stays running: chosen again, the first ones of
+            # a large selection were asked again at every choice, the rest never.
+            Q(status__in=services.WAITING_STATUSES)
+            | Q(status=ImportRun.Status.RUNNING, cancel_requested_at__isnull=True),
             cancel,
             done="Cancelled {} run(s).",
             verb="cancelled",
-            only="Only a queued, running or retrying run can be cancelled.",
+            only="Only a queued or retrying run, or a running one not asked to stop yet, can be "
+            "cancelled.",
         )
 
     @admin.action(description="Retry now (failed or timed-out runs)", permissions=["act"])
@@ -634,15 +638,18 @@ class ImportRunAdmin(ListAtScale, RunDisplay, admin.ModelAdmin):
         self._act_on_runs(
             request,
             queryset.select_related("scheduled_import"),
-            ImportRun.FAILED_STATUSES,
+            # A retried run stays failed: chosen again, the first ones of a large selection
+            # were retried at every choice, the rest never.
+            Q(status__in=ImportRun.FAILED_STATUSES)
+            & ~Exists(ImportRun.objects.filter(retry_of=OuterRef("pk"))),
             retry,
             done="Queued {} retry run(s).",
             verb="retried",
-            only="Only a failed or timed-out run can be retried.",
+            only="Only a failed or timed-out run not retried already can be retried.",
         )
 
     def _act_on_runs(
-        self, request, queryset, statuses_acted_on, act, *, done: str, verb: str, only: str
+        self, request, queryset, actionable: Q, act, *, done: str, verb: str, only: str
     ) -> None:
         """Act on the selected runs the action applies to, at most RUNS_PER_ACTION of them; the
         others are counted and the first LEFT_NAMED named.
@@ -651,16 +658,16 @@ class ImportRunAdmin(ListAtScale, RunDisplay, admin.ModelAdmin):
         and 2,000 succeeded runs took 25 s and said 160 KB, and a year's runs would have held
         the request for hours. The statuses are told apart in SQL; the service still decides
         each run acted on (its status may have changed since, its import may be busy)."""
-        others = queryset.exclude(status__in=statuses_acted_on)
+        others = queryset.exclude(actionable)
         left = [
             f"run {pk} is {status}"
             for pk, status in others.values_list("pk", "status")[:LEFT_NAMED]
         ]
         left_count = others.count() if len(left) == LEFT_NAMED else len(left)
-        chosen = list(queryset.filter(status__in=statuses_acted_on)[: RUNS_PER_ACTION + 1])
+        chosen = list(queryset.filter(actionable)[: RUNS_PER_ACTION + 1])
         waiting = 0
         if len(chosen) > RUNS_PER_ACTION:
-            waiting = queryset.filter(status__in=statuses_acted_on).count() - RUNS_PER_ACTION
+            waiting = queryset.filter(actionable).count() - RUNS_PER_ACTION
             chosen = chosen[:RUNS_PER_ACTION]
         acted, refused = 0, []
         for run in chosen:

@@ -116,3 +116,36 @@ def test_one_action_cancels_so_many_runs_and_says_how_many_it_left(
 
     act_on_all(admin_client, "cancel_runs")
     assert ImportRun.objects.filter(status="cancelled").count() == 4
+
+
+def test_retry_now_chosen_again_retries_the_rest_of_the_selection(admin_client, alice, monkeypatch):
+    # A retried run stays failed: chosen again, the same first runs were retried at every
+    # choice and the rest never
+    monkeypatch.setattr(schedules_admin, "RUNS_PER_ACTION", 2, raising=False)
+    failed = [make_run(make_import(alice, SOURCE, name=f"i{n}"), "failed") for n in range(5)]
+
+    for _choice in range(3):
+        act_on_all(admin_client, "retry_runs")
+        ImportRun.objects.filter(retry_of__isnull=False).update(status="succeeded")
+
+    retried = list(
+        ImportRun.objects.filter(retry_of__isnull=False).values_list("retry_of", flat=True)
+    )
+    assert sorted(retried) == sorted(run.pk for run in failed)
+
+
+def test_cancel_chosen_again_asks_the_rest_of_the_selection_to_stop(
+    admin_client, alice, monkeypatch
+):
+    # A run asked to stop stays running until its safe point: chosen again, the same ones were
+    # asked again, said "Cancelled", and the rest never
+    monkeypatch.setattr(schedules_admin, "RUNS_PER_ACTION", 2, raising=False)
+    running = [make_run(make_import(alice, SOURCE, name=f"i{n}"), "running") for n in range(4)]
+
+    for _choice in range(2):
+        act_on_all(admin_client, "cancel_runs")
+
+    asked = ImportRun.objects.filter(
+        pk__in=[r.pk for r in running], cancel_requested_at__isnull=False
+    )
+    assert asked.count() == 4

@@ -249,6 +249,7 @@ def _final_response(
         if urlsplit(url).scheme not in ("http", "https"):
             raise PermanentImportError(f"only http and https URLs are allowed: {url}")
         check_public_address(url)
+        watchdog.begin_asking()
         try:
             response = session.get(
                 url,
@@ -264,6 +265,8 @@ def _final_response(
         except (requests.RequestException, UnicodeError) as error:
             # UnicodeError: a header value http.client cannot encode (the credential's).
             raise failure(PermanentImportError, f"cannot fetch {url}", error) from error
+        finally:
+            watchdog.end_asking()
         if response.is_redirect:
             url = urljoin(url, response.headers["Location"])
             response.close()

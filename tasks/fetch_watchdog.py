@@ -58,6 +58,7 @@ class Watchdog:
         self._window_waited, self._window_received = 0.0, 0
         self._check: Check | None = None
         self._cancel_check: Check | None = None
+        self._asking_since: float | None = None
 
     def start(self) -> Watchdog:
         poll = min(1.0, self.deadline / 4, RATE_WINDOW_SECONDS / 4)
@@ -82,6 +83,15 @@ class Watchdog:
 
     def begin_wait(self) -> None:
         self._waiting_since = time.monotonic()
+
+    def begin_asking(self) -> None:
+        """A request is sent and its answer's headers awaited: the cancel looks count it as a
+        wait (a cancel before the headers waited for the read timeout, 60 s); the rate is the
+        body's alone."""
+        self._asking_since = time.monotonic()
+
+    def end_asking(self) -> None:
+        self._asking_since = None
 
     def end_wait(self, received: int) -> None:
         since, self._waiting_since = self._waiting_since, None
@@ -119,7 +129,7 @@ class Watchdog:
         ask = self.stop_if_asked
         if self.reason or ask is None:
             return False
-        since = self._waiting_since
+        since = self._waiting_since if self._waiting_since is not None else self._asking_since
         if since is None or time.monotonic() - since < CANCEL_LOOK_SECONDS:
             return True  # not stalled: the run looks itself as the bytes come
         try:

@@ -5,6 +5,7 @@ Regression: a server sending a byte every few seconds never tripped the read tim
 a worker slot until the import's timeout_seconds (up to 6 h).
 """
 
+import contextlib
 import socket
 import threading
 import time
@@ -139,3 +140,37 @@ def test_a_slow_but_steady_download_is_not_cut(csv_server, settings, monkeypatch
         size = sum(len(block) for block in iter(lambda: raw.read(65536), b""))
 
     assert size == 400_000
+
+
+def test_a_download_cancelled_before_the_server_sends_its_headers_stops_within_seconds(settings):
+    # The watchdog asked about a cancel only while the body was read: a cancel before the
+    # headers waited for the read timeout (60 s by default) and ended "cannot reach"
+    from tasks.errors import RunCancelled
+    from tasks.source_options import SourceOptions
+
+    settings.FETCH_READ_TIMEOUT_SECONDS = 20.0
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept_and_say_nothing() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = listener.accept()
+                held.append(conn)
+
+    threading.Thread(target=accept_and_say_nothing, daemon=True).start()
+
+    def cancelled() -> None:
+        raise RunCancelled("cancelled by alice while running; the dataset was not changed")
+
+    started = time.monotonic()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/p.csv"
+    try:
+        with pytest.raises(RunCancelled, match="cancelled by alice"):  # noqa: SIM117
+            with open_source(url, options=SourceOptions(stop_if_asked=cancelled)):
+                pass
+    finally:
+        listener.close()
+        for conn in held:
+            conn.close()
+    assert time.monotonic() - started < 5

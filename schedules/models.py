@@ -488,8 +488,10 @@ class ScheduledImport(LoadedHook, models.Model):
             )
             task.interval = None
         else:
+            # The interval it fires at (the minimum raised since it was set, if so): the entry
+            # said "every 10 seconds" of an import firing hourly.
             task.interval = _schedule_row(
-                IntervalSchedule, every=self.interval_seconds, period=IntervalSchedule.SECONDS
+                IntervalSchedule, every=self.effective_interval, period=IntervalSchedule.SECONDS
             )
             task.crontab = None
         task.save()

@@ -74,3 +74,8 @@ def test_an_interval_saved_under_a_lower_minimum_fires_at_the_minimum_raised_sin
     ]
     said = "Every hour (MIN_INTERVAL_SECONDS; the import asks for every 10 seconds)"
     assert imp.schedule_description == said and schedule_words(imp) == said
+    # ... and its beat entry, once saved again, says every hour (the admin's periodic tasks
+    # showed "every 10 seconds")
+    imp.save()
+    imp.periodic_task.refresh_from_db()
+    assert imp.periodic_task.interval.every == 3600

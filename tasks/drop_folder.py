@@ -171,7 +171,7 @@ def _oldest_waiting(
     """The oldest of `found` that no run imported (one query for them all)."""
     # Each delivery's version as its run records it (file_validators: the resolved path).
     queue: dict[str, str] = {}
-    for key in sorted(found):
+    for key in sorted(found, key=lambda key: (key[0], globs.delivery_order(key[1]))):
         path = os.path.join(where.folder, key[1])
         queue[path] = drop_folders.file_etag(os.path.realpath(path), found[key])
     imported = imported_before(list(queue.values()))

@@ -224,7 +224,9 @@ def _pick(
     ]
     if not matches:
         raise NothingToImport(f"no file on the SFTP server matches {path} yet")
-    newest = max(matches, key=lambda entry: (entry.st_mtime or 0, entry.filename))
+    newest = max(
+        matches, key=lambda entry: (entry.st_mtime or 0, globs.delivery_order(entry.filename))
+    )
     # The file taken alone: an older match named so is no concern of this run.
     refuse_unnamed(newest.filename, folder)
     return posixpath.join(folder, newest.filename), newest

@@ -54,6 +54,20 @@ def test_deliveries_that_piled_up_are_imported_oldest_first_and_the_newest_stays
     assert run_now(imp).status == "skipped"
 
 
+def test_deliveries_of_one_moment_are_taken_in_their_numbers_order(alice, drop):
+    # Files unpacked together share their time (tar x, cp -p, a share keeping whole seconds):
+    # in text order _10 and _11 came before _8 and _9, and the dataset ended with _9's price
+    moment = time.time() - 3600
+    for number in (8, 9, 10, 11):
+        put(drop / f"products_{number}.csv", delivery(f"{number}.00"), mtime=moment)
+    imp = make_import(alice, f"file://{drop}/products_*.csv", move_processed=True)
+
+    taken = [run_now(imp).source_file.rsplit("/", 1)[1] for _ in range(4)]
+
+    assert taken == ["products_8.csv", "products_9.csv", "products_10.csv", "products_11.csv"]
+    assert price_now(imp) == "11.00"
+
+
 def test_a_delivery_that_could_not_be_filed_away_does_not_hold_back_the_next(alice, drop):
     # Given two deliveries, and a `processed` that is a file, so nothing can be filed away
     now = time.time()

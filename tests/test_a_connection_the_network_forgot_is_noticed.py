@@ -212,7 +212,9 @@ def test_beat_whose_database_connection_the_network_forgot_dispatches_again(
     # ... and says the ticks it missed meanwhile, and why: its own query met the dead
     # connection, or Django's check of a kept connection did (common.database_backend)
     logs = processes.logs()
-    assert "missed ticks count=" in logs
+    # (missed past the grace period, or skipped behind the first tick's run, which no worker
+    # takes here: which of the two depends on how long the dead connection held beat)
+    assert "missed ticks count=" in logs or "ticks skipped count=" in logs
     assert "beat cannot reach the database" in logs or "failed its check after" in logs
 
 

@@ -107,7 +107,7 @@ class Schedule:
         itr = _croniter(self.fields, self.day_or, moment.astimezone(self._zone))
         while True:
             tick = itr.get_next(datetime)
-            if not self._is_repeated_wall_time(tick):
+            if self._fires_at(tick):
                 yield tick.astimezone(UTC)
 
     def tick_at_or_before(self, moment: datetime) -> datetime:
@@ -122,7 +122,7 @@ class Schedule:
         itr = _croniter(self.fields, self.day_or, local)
         while True:
             tick = itr.get_prev(datetime)
-            if not self._is_repeated_wall_time(tick):
+            if self._fires_at(tick):
                 return tick.astimezone(UTC)
 
     def ticks_between(self, start: datetime, end: datetime, limit: int) -> list[datetime]:
@@ -204,19 +204,30 @@ class Schedule:
     def _zone(self) -> zoneinfo.ZoneInfo:
         return _zone(self.timezone)
 
-    def _is_repeated_wall_time(self, tick: datetime) -> bool:
-        """True for the second occurrence of a local time in the hour a DST fall-back repeats.
+    def _fires_at(self, tick: datetime) -> bool:
+        """Whether a local time croniter yields is a tick, over the DST changes as Vixie cron.
 
-        Like Vixie cron, a job at fixed times (`30 2 * * *`) runs once on the fall-back day, at
-        the first 02:30; a wildcard job (minute or hour starting with `*`, like `*/15 * * * *`)
-        keeps running through the repeated hour. croniter yields both 02:30s, so the repeat is
-        dropped here, for every caller alike.
+        A job at fixed times (`30 2 * * *`) runs once on the fall-back day, at the first 02:30,
+        and soon after the jump on the spring-forward day (03:00). A wildcard job (minute or
+        hour starting with `*`, like `*/15 * * * *` or `*/30 2 * * *`) runs by the new time:
+        through the repeated hour again, and not for the times the jump skipped. croniter
+        yields both 02:30s, and folds the skipped times into one 03:00: for `*/30 2 * * *` it
+        ran once at 03:00 in spring, as a fixed job, and four times in the autumn, as a
+        wildcard one. Decided here, for every caller alike.
         """
         minute, hour = self.fields.split()[:2]
-        if minute.startswith("*") or hour.startswith("*"):
-            return False
-        first = tick.replace(tzinfo=None).replace(tzinfo=self._zone, fold=0)
-        return first.astimezone(UTC) != tick.astimezone(UTC)
+        if not (minute.startswith("*") or hour.startswith("*")):
+            first = tick.replace(tzinfo=None).replace(tzinfo=self._zone, fold=0)
+            return first.astimezone(UTC) == tick.astimezone(UTC)
+        minutes, hours = _parsed_rule(self.fields, self.day_or).expanded[:2]
+        if not ("*" in minutes or tick.minute in minutes) or not (
+            "*" in hours or tick.hour in hours
+        ):
+            return False  # the 03:00 croniter folded the skipped times into
+        # Going back, croniter yields the skipped times themselves (02:59 at +01:00, an hour
+        # after the jump): a time that does not exist is no tick.
+        wall = tick.replace(tzinfo=None)
+        return tick.astimezone(UTC).astimezone(self._zone).replace(tzinfo=None) == wall
 
 
 @lru_cache(maxsize=1024)

@@ -40,7 +40,7 @@ def eager_beat():
 STEP = timedelta(minutes=2)
 
 
-def run_beat(alice, start: datetime, hours: int) -> list[datetime]:
+def run_beat(alice, start: datetime, hours: int, rule: str = "30 2 * * *") -> list[datetime]:
     """Create the import at `start`, step beat through `hours` (two minutes at a time, as a beat
     would wake up); return the runs' ticks in Berlin time."""
     # Travel in UTC: a ZoneInfo destination would also move the process's local timezone.
@@ -49,7 +49,7 @@ def run_beat(alice, start: datetime, hours: int) -> list[datetime]:
             alice,
             "http://127.0.0.1/p.csv",
             schedule_type="cron",
-            cron_expression="30 2 * * *",
+            cron_expression=rule,
             interval_seconds=None,
             timezone="Europe/Berlin",
         )
@@ -125,3 +125,50 @@ def test_an_every_quarter_hour_import_keeps_running_through_the_repeated_hour(al
     ticks = imp.next_runs(12, after=datetime(2026, 10, 25, 0, 0, 1, tzinfo=UTC))
     gaps = {(b - a).total_seconds() for a, b in itertools.pairwise(ticks)}
     assert gaps == {900.0}
+
+
+# A wildcard job (`*` leading its minute or hour) runs by the new time, as Vixie cron's: in
+# both 2 o'clock hours in the autumn, and not at all for the 2 o'clock hour spring skips.
+# croniter folded the skipped times into a 03:00 run, so `*/30 2 * * *` ran as a fixed job in
+# spring and as a wildcard one in the autumn.
+WILDCARD_IN_TWO = "*/30 2 * * *"
+
+
+def test_a_wildcard_job_in_the_skipped_hour_does_not_run_at_three(alice, eager_beat):
+    ticks = run_beat(alice, datetime(2026, 3, 28, 22, 0, tzinfo=BERLIN), hours=30,
+                     rule=WILDCARD_IN_TWO)  # fmt: skip
+
+    print(f"\n[figures] DST spring forward, {WILDCARD_IN_TWO}: at={[t.isoformat() for t in ticks]}")
+    assert [t.isoformat() for t in ticks] == [
+        "2026-03-30T02:00:00+02:00",
+        "2026-03-30T02:30:00+02:00",
+    ]
+
+
+def test_a_wildcard_job_in_the_repeated_hour_runs_in_both(alice, eager_beat):
+    ticks = run_beat(alice, datetime(2026, 10, 24, 22, 0, tzinfo=BERLIN), hours=8,
+                     rule=WILDCARD_IN_TWO)  # fmt: skip
+
+    assert [t.isoformat() for t in ticks] == [
+        "2026-10-25T02:00:00+02:00",
+        "2026-10-25T02:30:00+02:00",
+        "2026-10-25T02:00:00+01:00",
+        "2026-10-25T02:30:00+01:00",
+    ]
+
+
+@pytest.mark.parametrize("rule", [WILDCARD_IN_TWO, "* 2 * * *", "*/15 2 * * *"])
+def test_a_wildcard_job_lists_no_tick_for_the_skipped_hour(alice, rule):
+    imp = make_import(
+        alice,
+        "http://127.0.0.1/p.csv",
+        schedule_type="cron",
+        cron_expression=rule,
+        interval_seconds=None,
+        timezone="Europe/Berlin",
+    )
+    listed = imp.next_runs(1, after=datetime(2026, 3, 28, 12, tzinfo=UTC))
+    assert listed[0].astimezone(BERLIN).date().isoformat() == "2026-03-30"
+    # A dispatch just after the jump stands for the day before's last tick, not for one at 03:00.
+    standing_for = imp.tick_for(datetime(2026, 3, 29, 1, 10, tzinfo=UTC)).astimezone(BERLIN)
+    assert standing_for.date().isoformat() == "2026-03-28"

@@ -44,6 +44,11 @@ NAMES = {
 _SINGLE_RANGE = re.compile(r"^(\d+)-(\d+)(/\d+)?$")
 _OPEN_STEP = re.compile(r"^(\d+)/(\d+)$")
 DAY_OF_WEEK = 4
+# Rules kept parsed: more than a deployment's distinct rules. Least-recently-used eviction
+# taken in a cycle keeps nothing: at 4,096, beat over 10,000 imports of distinct rules parsed
+# every rule at every tick (0.47 ms each, against 0.07 ms planned from a kept one), and its
+# ticks went out 9.4 s late (p95). A parsed rule costs about 1.6 KB: 80 MB when all are taken.
+RULES_KEPT = 50_000
 
 
 def expand_macro(expression: str) -> str:
@@ -52,7 +57,7 @@ def expand_macro(expression: str) -> str:
     return MACROS.get(cleaned.lower(), cleaned)
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=RULES_KEPT)
 def normalize(expression: str) -> str:
     """The expression as croniter must be given it to mean what cron means.
 
@@ -238,9 +243,9 @@ def _zone(name: str) -> zoneinfo.ZoneInfo:
 def _croniter(fields: str, day_or: bool, start: datetime):
     """A croniter for `fields`, starting at `start`.
 
-    Parsing a rule costs ten times a step, and beat steps thousands of imports that share a few
-    rules: the parsed rule is kept, and each caller gets its own shallow copy (the parsed fields
-    are only read), so iterators never share a position.
+    Parsing a rule costs ten times a step, and beat steps every due import at each tick: the
+    parsed rule is kept (RULES_KEPT), and each caller gets its own shallow copy (the parsed
+    fields are only read), so iterators never share a position.
     """
     template = _parsed_rule(fields, day_or)
     itr = copy.copy(template)
@@ -248,7 +253,7 @@ def _croniter(fields: str, day_or: bool, start: datetime):
     return itr
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=RULES_KEPT)
 def _parsed_rule(fields: str, day_or: bool):
     from croniter import croniter
 

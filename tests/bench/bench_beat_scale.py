@@ -52,6 +52,9 @@ pytestmark = [
 QUEUE = "celery"
 # `BENCH_BEAT_COUNTS=10000 make bench` measures one size only.
 COUNTS = tuple(int(n) for n in os.environ.get("BENCH_BEAT_COUNTS", "10000,1000").split(","))
+DISTINCT_COUNTS = tuple(
+    int(n) for n in os.environ.get("BENCH_BEAT_DISTINCT_COUNTS", "10000").split(",") if n
+)
 VANILLA = (
     "celery -A project beat --loglevel=INFO --pidfile= "
     "-S django_celery_beat.schedulers:DatabaseScheduler"
@@ -139,8 +142,21 @@ class Collector:
         return self.data
 
 
-def make_imports(count: int) -> list[int]:
-    """`count` every-minute imports with their PeriodicTasks, in bulk (the API makes ~20/s)."""
+def distinct_rules(count: int) -> list[str]:
+    """`count` cron rules, each written differently and each firing every minute: beat parses
+    and keeps one per rule (a deployment of many users has about one rule per import)."""
+    rules = [
+        f"0-{minute},{minute + 1}-59 0-{hour},{hour + 1}-23 1-{day},{day + 1}-31 * *"
+        for minute in range(59)
+        for hour in range(23)
+        for day in range(30)
+    ]
+    return rules[:count]
+
+
+def make_imports(count: int, rules: list[str] | None = None) -> list[int]:
+    """`count` every-minute imports with their PeriodicTasks, in bulk (the API makes ~20/s);
+    all on `* * * * *`, or on `rules`, one each."""
     owner = get_user_model().objects.create_user(f"bench{count}", password="x")
     dataset = Dataset.objects.create(owner=owner, name="bench")
     now = datetime.now(UTC)
@@ -150,7 +166,7 @@ def make_imports(count: int) -> list[int]:
             ScheduledImport(
                 owner=owner, name=f"import-{i}", source_url="http://127.0.0.1/p.csv",
                 dataset=dataset, key_column="sku", schedule_type="cron",
-                cron_expression="* * * * *",
+                cron_expression=rules[i] if rules else "* * * * *",
                 next_run_at=minute, schedule_changed_at=now - timedelta(minutes=1),
             )
             for i in range(count)
@@ -228,11 +244,11 @@ class Case:
     data: Collected
 
 
-def run_case(processes, count: int, minutes: float) -> Case:
+def run_case(processes, count: int, minutes: float, rules: list[str] | None = None) -> Case:
     ImportRun.objects.all().delete()
     ScheduledImport.objects.all().delete()
     PeriodicTask.objects.filter(task=DISPATCH_TASK).delete()
-    make_imports(count)
+    make_imports(count, rules)
     wait_for_early_minute()
     collector = Collector().start()
     started = time.time()
@@ -249,42 +265,56 @@ def run_case(processes, count: int, minutes: float) -> Case:
 
 def bench_importbeat_beat(processes) -> None:
     for count in COUNTS:
-        # The tick due at start, then two full minutes of ticks.
-        case = run_case(processes, count, minutes=2 + 50 / 60)
-        beat, started, first_minute = case.beat, case.started, case.first_minute
-        cpu, wall, data = case.cpu, case.wall, case.data
-
-        lags = per_tick_lags(data.received, started)
-        first_at = min((at for at, _t, _a in data.received), default=float("nan"))
-        steady = {tick: lag for tick, lag in lags.items() if tick > first_minute}
-        steady_lags = [lag for tick_lags in steady.values() for lag in tick_lags]
-        due = count * len(steady)
-        dispatched = {
-            (run.scheduled_import_id, run.scheduled_for)
-            for run in ImportRun.objects.filter(scheduled_for__gt=first_minute)
-        }
-        sent_ids = [a[0] for _at, task, a in data.received if task == "importbeat.execute_run"]
-        rates = []
-        for tick_lags in steady.values():
-            spread = max(tick_lags) - min(tick_lags)
-            rates.append(len(tick_lags) / spread if spread > 0 else float("inf"))
-        report(
-            f"importbeat beat, {count} imports",
-            ticks=len(steady),
-            due=due,
-            dispatched=len(dispatched),
-            missed=due - len(dispatched),
-            duplicate_messages=len(sent_ids) - len(set(sent_ids)),
-            lag=percentiles(steady_lags).replace(" ", ","),
-            dispatch_per_s=f"{statistics.median(rates):.0f}" if rates else "-",
-            start_to_first_dispatch_s=f"{first_at - started:.2f}",
-            first_tick_drained_s=f"{max(lags.get(first_minute, [0])):.2f}",
-            cpu_percent=f"{100 * cpu / wall:.0f}",
-            peak_rss_mb=f"{data.peak_rss / 2**20:.0f}",
-        )
+        beat = measure_beat(processes, count, f"{count} imports")
         if count == 10_000:
             take_over(processes, beat, count)
         processes.stop(beat)
+
+
+def bench_importbeat_beat_distinct_rules(processes) -> None:
+    """As above, each import on a rule of its own (the beat entries' crontab stays `*`: beat
+    reads the import's own rule)."""
+    for count in DISTINCT_COUNTS:
+        processes.stop(measure_beat(processes, count, f"{count} imports, one rule each",
+                                    distinct_rules(count)))  # fmt: skip
+
+
+def measure_beat(processes, count: int, title: str, rules: list[str] | None = None):
+    """Beat over `count` fresh imports: the tick due at start, then two full minutes of ticks.
+    Prints its figures; the beat is left running."""
+    case = run_case(processes, count, minutes=2 + 50 / 60, rules=rules)
+    beat, started, first_minute = case.beat, case.started, case.first_minute
+    cpu, wall, data = case.cpu, case.wall, case.data
+
+    lags = per_tick_lags(data.received, started)
+    first_at = min((at for at, _t, _a in data.received), default=float("nan"))
+    steady = {tick: lag for tick, lag in lags.items() if tick > first_minute}
+    steady_lags = [lag for tick_lags in steady.values() for lag in tick_lags]
+    due = count * len(steady)
+    dispatched = {
+        (run.scheduled_import_id, run.scheduled_for)
+        for run in ImportRun.objects.filter(scheduled_for__gt=first_minute)
+    }
+    sent_ids = [a[0] for _at, task, a in data.received if task == "importbeat.execute_run"]
+    rates = []
+    for tick_lags in steady.values():
+        spread = max(tick_lags) - min(tick_lags)
+        rates.append(len(tick_lags) / spread if spread > 0 else float("inf"))
+    report(
+        f"importbeat beat, {title}",
+        ticks=len(steady),
+        due=due,
+        dispatched=len(dispatched),
+        missed=due - len(dispatched),
+        duplicate_messages=len(sent_ids) - len(set(sent_ids)),
+        lag=percentiles(steady_lags).replace(" ", ","),
+        dispatch_per_s=f"{statistics.median(rates):.0f}" if rates else "-",
+        start_to_first_dispatch_s=f"{first_at - started:.2f}",
+        first_tick_drained_s=f"{max(lags.get(first_minute, [0])):.2f}",
+        cpu_percent=f"{100 * cpu / wall:.0f}",
+        peak_rss_mb=f"{data.peak_rss / 2**20:.0f}",
+    )
+    return beat
 
 
 def take_over(processes, first_beat, count: int) -> None:

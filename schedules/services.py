@@ -285,6 +285,22 @@ def import_version(imp: ScheduledImport) -> str:
     return f'"{int(imp.updated_at.timestamp() * 1_000_000)}"'
 
 
+def check_version(imp: ScheduledImport, if_version: str | None) -> None:
+    """Refuse (ImportChanged) a change sent with If-Match tags `if_version` none of which is
+    the version of `imp`, read locked. Every change the API makes asks: a DELETE or a pause
+    sent with an older version deleted or paused an import another client had changed since.
+
+    Compared strongly, as If-Match is (RFC 9110 13.1.1): a weak tag never matches."""
+    if if_version is None:
+        return
+    tags = {tag.strip() for tag in if_version.split(",")}
+    if "*" not in tags and import_version(imp) not in tags:
+        raise ImportChanged(
+            "the import changed since the version you sent in If-Match (now "
+            f"{import_version(imp)}): read it again and send your change on it"
+        )
+
+
 @transaction.atomic
 def update_import(
     imp: ScheduledImport,
@@ -305,13 +321,7 @@ def update_import(
     if unknown:
         raise ValueError(f"not editable: {sorted(unknown)}")
     asked, imp = imp, as_it_is_now(imp)
-    if if_version is not None:
-        tags = {tag.strip().removeprefix("W/") for tag in if_version.split(",")}
-        if "*" not in tags and import_version(imp) not in tags:
-            raise ImportChanged(
-                "the import changed since the version you sent in If-Match (now "
-                f"{import_version(imp)}): read it again and send your change on it"
-            )
+    check_version(imp, if_version)
     if errors := validation.edit_errors(imp, fields, defaults={}):
         raise ValidationError(errors)
     for name, value in fields.items():
@@ -327,21 +337,21 @@ class StatusNotChanged(Exception):
     """A status change that does not apply to the import as it is (pausing a cancelled one)."""
 
 
-def pause_import(imp: ScheduledImport) -> ScheduledImport:
+def pause_import(imp: ScheduledImport, *, if_version: str | None = None) -> ScheduledImport:
     """Pause an active import (again: a paused one stays paused). A cancelled one is refused, as
     the admin's Pause leaves it: the API made it paused, its history saying so."""
-    return _set_status(imp, ScheduledImport.Status.PAUSED)
+    return _set_status(imp, ScheduledImport.Status.PAUSED, if_version)
 
 
-def resume_import(imp: ScheduledImport) -> ScheduledImport:
-    return _set_status(imp, ScheduledImport.Status.ACTIVE)
+def resume_import(imp: ScheduledImport, *, if_version: str | None = None) -> ScheduledImport:
+    return _set_status(imp, ScheduledImport.Status.ACTIVE, if_version)
 
 
-def cancel_import(imp: ScheduledImport) -> ScheduledImport:
+def cancel_import(imp: ScheduledImport, *, if_version: str | None = None) -> ScheduledImport:
     """Stop scheduling the import and end its waiting runs, queued or retrying: a retry in its
     backoff is not another chance to run (a running attempt finishes)."""
     with transaction.atomic():
-        imp = _set_status(imp, ScheduledImport.Status.CANCELLED)
+        imp = _set_status(imp, ScheduledImport.Status.CANCELLED, if_version)
         end_waiting_runs([imp.pk], database_clock.now())
     return imp
 
@@ -418,8 +428,9 @@ def note_waiting(run: ImportRun, why: str) -> None:
 
 
 @transaction.atomic
-def _set_status(imp: ScheduledImport, status: str) -> ScheduledImport:
+def _set_status(imp: ScheduledImport, status: str, if_version: str | None) -> ScheduledImport:
     asked, imp = imp, as_it_is_now(imp)
+    check_version(imp, if_version)
     if status == ScheduledImport.Status.ACTIVE and not _owner_is_active(imp.owner_id):
         # Read after the import's lock, in a statement of its own: a resume that waited for a
         # deactivation to pause the import saw the owner as it was before, and won.
@@ -487,7 +498,7 @@ def set_notification_defaults(user: AbstractBaseUser, **fields: Any) -> Notifica
 
 
 @transaction.atomic
-def delete_import(imp: ScheduledImport) -> None:
+def delete_import(imp: ScheduledImport, *, if_version: str | None = None) -> None:
     """Delete the import, its runs and (through the post_delete signal) its beat entry.
 
     A run that is running stops at its next safe point, finding its run gone, and nothing of it
@@ -505,7 +516,7 @@ def delete_import(imp: ScheduledImport) -> None:
     takes them, so that the two never wait for each other.
     """
     try:
-        as_it_is_now(imp)
+        check_version(as_it_is_now(imp), if_version)
     except ScheduledImport.DoesNotExist:
         return  # deleted meanwhile
     delete_runs(imp.runs.all())

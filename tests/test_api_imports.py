@@ -272,3 +272,42 @@ def test_an_edit_sent_with_an_older_version_in_if_match_is_a_412(alice):
     )
     assert fresh.status_code == 200, fresh.json()
     assert ScheduledImport.objects.get(pk=imp["id"]).description == "mine"
+
+
+@pytest.mark.parametrize("change", ["delete", "pause", "cancel", "resume"])
+def test_a_delete_or_status_change_sent_with_an_older_version_is_a_412(alice, change):
+    # Only PUT and PATCH asked: a DELETE with an older If-Match deleted an import another
+    # client had changed since (204), and a pause so sent paused it (200).
+    client = client_for(alice)
+    imp = client.post(f"{API}/imports/", import_body(), format="json").json()
+    url = f"{API}/imports/{imp['id']}/"
+    version = client.get(url)["ETag"]
+    if change == "resume":
+        version = client.post(f"{url}pause")["ETag"]
+    moved = client.patch(url, {"description": "theirs"}, format="json")
+    send = client.delete if change == "delete" else client.post
+    target = url if change == "delete" else f"{url}{change}"
+
+    stale = send(target, HTTP_IF_MATCH=version)
+
+    assert stale.status_code == 412, stale.content
+    assert stale.json()["detail"].startswith("the import changed since the version you sent")
+    kept = ScheduledImport.objects.get(pk=imp["id"])
+    assert kept.status == ("paused" if change == "resume" else "active")
+    # Sent with the version it has, it is done; a status change answers with the new version.
+    done = send(target, HTTP_IF_MATCH=moved["ETag"])
+    assert done.status_code == (204 if change == "delete" else 200), done.content
+    if change != "delete":
+        assert done["ETag"] == services.import_version(ScheduledImport.objects.get(pk=imp["id"]))
+
+
+def test_a_weak_tag_in_if_match_never_matches(alice):
+    # If-Match compares strongly (RFC 9110 13.1.1): W/"v" was taken for "v".
+    client = client_for(alice)
+    imp = client.post(f"{API}/imports/", import_body(), format="json").json()
+    url = f"{API}/imports/{imp['id']}/"
+    version = client.get(url)["ETag"]
+
+    weak = client.patch(url, {"description": "x"}, format="json", HTTP_IF_MATCH=f"W/{version}")
+
+    assert weak.status_code == 412

@@ -85,6 +85,10 @@ def _versioned(response: Response, imp: ScheduledImport) -> Response:
     return response
 
 
+def _version_refused(changed: services.ImportChanged) -> Response:
+    return Response({"detail": str(changed)}, status=status.HTTP_412_PRECONDITION_FAILED)
+
+
 def _dry_run(request: Request) -> bool:
     """`?dry_run=true` on create and update: check the source, save nothing.
 
@@ -253,8 +257,14 @@ class ImportViewSet(NamedNotFound, PageReadByIds, viewsets.ModelViewSet):
         self.check_object_permissions(self.request, imp)
         return imp
 
+    def destroy(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        try:
+            return super().destroy(request, *args, **kwargs)
+        except services.ImportChanged as changed:
+            return _version_refused(changed)
+
     def perform_destroy(self, instance: ScheduledImport) -> None:
-        services.delete_import(instance)
+        services.delete_import(instance, if_version=self.request.headers.get("If-Match"))
 
     # --- check before save -----------------------------------------------------------------
 
@@ -296,9 +306,7 @@ class ImportViewSet(NamedNotFound, PageReadByIds, viewsets.ModelViewSet):
             try:
                 response = super().update(request, *args, **kwargs)
             except services.ImportChanged as changed:
-                return Response(
-                    {"detail": str(changed)}, status=status.HTTP_412_PRECONDITION_FAILED
-                )
+                return _version_refused(changed)
             return _versioned(response, self._updated)
         self._throttled_as_the_check(request)
         instance = self.get_object()
@@ -325,11 +333,16 @@ class ImportViewSet(NamedNotFound, PageReadByIds, viewsets.ModelViewSet):
         return Response(SourceCheckSerializer(asdict(result)).data)
 
     def _status_change(self, change) -> Response:
+        """A pause, resume or cancel; refused (412) when sent with an older If-Match."""
         check_body_fields(self.request.data, ())
-        change(self.get_object())
+        try:
+            change(self.get_object(), if_version=self.request.headers.get("If-Match"))
+        except services.ImportChanged as changed:
+            return _version_refused(changed)
         # Read again: the import read before the change kept its active runs as they were, and
         # a cancel answered that the run it had just ended was still queued.
-        return Response(self.get_serializer(self.get_object()).data)
+        imp = self.get_object()
+        return _versioned(Response(self.get_serializer(imp).data), imp)
 
     @extend_schema(
         request=None,

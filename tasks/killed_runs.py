@@ -66,25 +66,30 @@ def _end_at_once(run_id: int, task_id: str, soft_limit: float | None) -> ImportR
     except Exception as error:
         logger.warning("run=%s killed at its hard time limit, not ended at once: %s",
                        run_id, error_words.log_text(error))  # fmt: skip
-        _send_end(run_id, task_id)
+        _send_end(run_id, task_id, soft_limit)
         return None
     if run is not None:
         _ended(run)
     return run
 
 
-def _send_end(run_id: int, task_id: str) -> None:
+def _send_end(run_id: int, task_id: str, soft_limit: float | None) -> None:
     try:
-        current_app.send_task(END_KILLED_RUN, args=[run_id, task_id], ignore_result=True)
+        current_app.send_task(
+            END_KILLED_RUN, args=[run_id, task_id, soft_limit], ignore_result=True
+        )
     except (KombuError, RedisError, OSError) as error:
         logger.warning("run=%s killed at its hard time limit; the sweep will end it: %s",
                        run_id, error)  # fmt: skip
 
 
-def end(run_id: int, task_id: str, reporter: str) -> None:
+def end(run_id: int, task_id: str, reporter: str, soft_limit: float | None = None) -> None:
     """The task's way, when the main process could not: end run `run_id` whose attempt
-    `task_id` was killed; `reporter` is the worker that tells Flower (tasks.lost_tasks)."""
-    run = services.end_killed_run(run_id, task_id)
+    `task_id` was killed under `soft_limit` (its message's; None from a message of a release
+    that did not send it: the import's own); `reporter` is the worker that tells Flower
+    (tasks.lost_tasks). Without the limit, a run killed under 600 s said it exceeded 1200 s,
+    its import's timeout raised since."""
+    run = services.end_killed_run(run_id, task_id, soft_limit)
     if run is None:
         return  # the sweep or another attempt got there first
     _ended(run)

@@ -70,9 +70,9 @@ def execute_run(
     name=killed_runs.END_KILLED_RUN, bind=True, ignore_result=True, soft_time_limit=60,
     time_limit=90,
 )  # fmt: skip
-def end_killed_run(self, run_id: int, task_id: str) -> None:
+def end_killed_run(self, run_id: int, task_id: str, soft_limit: float | None = None) -> None:
     """A run whose attempt `task_id` its worker killed at the hard time limit."""
-    killed_runs.end(run_id, task_id, reporter=self.request.hostname)
+    killed_runs.end(run_id, task_id, reporter=self.request.hostname, soft_limit=soft_limit)
 
 
 @shared_task(name="importbeat.noop")

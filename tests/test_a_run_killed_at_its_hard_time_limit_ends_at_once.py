@@ -146,3 +146,50 @@ def test_a_killed_run_says_the_limit_it_ran_under(alice):
         "the run exceeded its 60s time limit (set when it was queued; the import's is now "
         "3600s) (killed)"
     )
+
+
+def test_a_killed_run_the_main_process_could_not_end_says_its_limit_through_the_task(alice):
+    # The task sent when the main process could not end the run (its row still locked by the
+    # dead attempt's statement) carried no limit: a run killed under 60 s said the import's
+    # 3600 s (review).
+    import json
+    from base64 import b64decode
+
+    import psycopg
+    import redis
+    from django.conf import settings
+    from django.db import connection
+
+    from tasks import killed_runs
+    from tasks.tasks import end_killed_run
+
+    imp = make_import(alice, "http://127.0.0.1/p.csv", name="locked", timeout_seconds=3600)
+    run = ImportRun.objects.create(
+        scheduled_import=imp, trigger="schedule", status="running", attempts=1,
+        celery_task_id="attempt-1",
+    )  # fmt: skip
+    broker = redis.Redis.from_url(settings.CELERY_BROKER_URL)
+    broker.delete("celery")
+    params = connection.get_connection_params()
+    with psycopg.connect(
+        dbname=params["dbname"], user=params.get("user"), host=params.get("host"),
+        port=params.get("port"), autocommit=False,
+    ) as dead_attempt:  # fmt: skip
+        dead_attempt.execute(
+            f"SELECT 1 FROM {ImportRun._meta.db_table} WHERE id = %s FOR UPDATE", [run.pk]
+        )
+        words = killed_runs.words_when_killed(services.EXECUTE_RUN, "attempt-1", [run.pk], 90, 60)
+        dead_attempt.rollback()
+    assert "time limit" in words
+    assert ImportRun.objects.get(pk=run.pk).status == "running"  # not ended at once
+    sent = [json.loads(message) for message in broker.lrange("celery", 0, -1)]
+    ends = [m for m in sent if m["headers"]["task"] == killed_runs.END_KILLED_RUN]
+    assert len(ends) == 1
+    args = json.loads(b64decode(ends[0]["body"]))[0]
+
+    end_killed_run.apply(args=args)
+
+    assert ImportRun.objects.get(pk=run.pk).error_message == (
+        "the run exceeded its 60s time limit (set when it was queued; the import's is now "
+        "3600s) (killed)"
+    )

@@ -222,7 +222,7 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
         "missed_ticks", "credential_set", "host_key", "offered_host_key",
     )  # fmt: skip
     fieldsets = (
-        (None, {"fields": ("owner", "name", "description", "status_badge")}),
+        (None, {"fields": ("owner", "name", "description", "status_badge", "version")}),
         (
             "Source",
             {

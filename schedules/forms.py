@@ -10,6 +10,7 @@ from django import forms
 
 from .credentials import KIND_CHOICES
 from .models import ScheduledImport
+from .services import import_version
 from .validation import (
     SCHEDULE_FIELDS,
     fields_of_the_other_schedule,
@@ -128,6 +129,17 @@ class ScheduledImportAdminForm(forms.ModelForm):
     )
 
     delimiter = DelimiterField()
+    # The version of the import the page showed (the API's ETag). Django reads "what the form
+    # changed" against the import as it is at the save, not as the page showed it: a field
+    # another client changed since the page opened was written back as the page had it, and
+    # an owner's description edited through the API (with its If-Match) was undone, unsaid.
+    version = forms.CharField(required=False, widget=forms.HiddenInput)
+
+    CHANGED_SINCE = (
+        "This import was changed since you opened this page (by its owner, the API or another "
+        "admin), so nothing was saved. Open the page again to see the import as it is now, and "
+        "make your change there."
+    )
 
     class Meta:
         model = ScheduledImport
@@ -161,6 +173,8 @@ class ScheduledImportAdminForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        if self.instance.pk is not None:
+            self.fields["version"].initial = import_version(self.instance)
         if "dataset" in self.fields:
             # Dataset names are unique per owner only: say whose each one is.
             field = self.fields["dataset"]
@@ -173,6 +187,9 @@ class ScheduledImportAdminForm(forms.ModelForm):
         return url if "://" in url else f"https://{url}"
 
     def clean(self) -> dict[str, Any]:
+        shown = self.cleaned_data.get("version")
+        if shown and self.instance.pk is not None and shown != import_version(self.instance):
+            raise forms.ValidationError(self.CHANGED_SINCE, code="changed_since")
         # Before ModelForm's clean, which validates the instance (credential included).
         kind = self.cleaned_data.get("credential")
         if kind == "none":

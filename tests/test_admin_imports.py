@@ -280,3 +280,40 @@ def test_json_nested_too_deep_is_an_error_on_its_field(admin_client, alice):
     assert response.context["adminform"].form.errors["columns"] == [
         "this JSON nests deeper than any import's settings (a list of objects)"
     ]
+
+
+def test_a_page_opened_before_another_change_saves_nothing_and_says_so(admin_client, alice):
+    # Django reads what the form changed against the import as it is at the save: the owner's
+    # description, edited through the API since the page opened, was written back as the
+    # page had it, and the admin said "changed successfully" (review).
+    import re
+
+    from tests.api_support import API, client_for
+
+    imp = make_import(alice, SOURCE, description="first")
+    page = admin_client.get(f"{CHANGELIST}{imp.pk}/change/").content.decode()
+    shown = re.search(r'name="version" value="([^"]*)"', page).group(1)
+    owner = client_for(alice)
+    assert owner.patch(f"{API}/imports/{imp.pk}/", {"description": "the owner's"},
+                       format="json").status_code == 200  # fmt: skip
+
+    stale = admin_client.post(
+        f"{CHANGELIST}{imp.pk}/change/",
+        form_data(imp, description="first", timeout_seconds=1800, version=unescape(shown)),
+    )
+
+    assert stale.status_code == 200
+    assert "This import was changed since you opened this page" in stale.content.decode()
+    imp.refresh_from_db()
+    assert (imp.description, imp.timeout_seconds) == ("the owner's", 3600)
+    # The page opened again saves
+    page = admin_client.get(f"{CHANGELIST}{imp.pk}/change/").content.decode()
+    shown = re.search(r'name="version" value="([^"]*)"', page).group(1)
+    imp.refresh_from_db()
+    fresh = admin_client.post(
+        f"{CHANGELIST}{imp.pk}/change/",
+        form_data(imp, timeout_seconds=1800, version=unescape(shown)),
+    )
+    assert fresh.status_code == 302, fresh.context["adminform"].form.errors
+    imp.refresh_from_db()
+    assert (imp.description, imp.timeout_seconds) == ("the owner's", 1800)

@@ -10,7 +10,7 @@ from django.contrib.admin.utils import unquote
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet, Subquery
+from django.db.models import OuterRef, Q, QuerySet, Subquery
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.urls import path, reverse
@@ -635,21 +635,39 @@ class ImportRunAdmin(ListAtScale, RunDisplay, admin.ModelAdmin):
         def retry(run: ImportRun) -> None:
             services.retry_run(run, user=request.user, trigger=ImportRun.Trigger.MANUAL)
 
+        retried_as = ImportRun.objects.filter(retry_of=OuterRef("pk")).order_by("pk")
         self._act_on_runs(
             request,
-            queryset.select_related("scheduled_import"),
+            queryset.select_related("scheduled_import").annotate(
+                retried_as=Subquery(retried_as.values("pk")[:1])
+            ),
             # A retried run stays failed: chosen again, the first ones of a large selection
-            # were retried at every choice, the rest never.
-            Q(status__in=ImportRun.FAILED_STATUSES)
-            & ~Exists(ImportRun.objects.filter(retry_of=OuterRef("pk"))),
+            # were retried at every choice, the rest never (services.retry_run refuses it).
+            Q(status__in=ImportRun.FAILED_STATUSES) & Q(retried_as__isnull=True),
             retry,
             done="Queued {} retry run(s).",
             verb="retried",
             only="Only a failed or timed-out run not retried already can be retried.",
+            why_left=lambda pk, status, row: (
+                services.retried_already(pk, row["retried_as"])
+                if row["retried_as"] is not None
+                else f"run {pk} is {status}"
+            ),
+            left_columns=("retried_as",),
         )
 
     def _act_on_runs(
-        self, request, queryset, actionable: Q, act, *, done: str, verb: str, only: str
+        self,
+        request,
+        queryset,
+        actionable: Q,
+        act,
+        *,
+        done: str,
+        verb: str,
+        only: str,
+        why_left=None,
+        left_columns: tuple[str, ...] = (),
     ) -> None:
         """Act on the selected runs the action applies to, at most RUNS_PER_ACTION of them; the
         others are counted and the first LEFT_NAMED named.
@@ -658,10 +676,11 @@ class ImportRunAdmin(ListAtScale, RunDisplay, admin.ModelAdmin):
         and 2,000 succeeded runs took 25 s and said 160 KB, and a year's runs would have held
         the request for hours. The statuses are told apart in SQL; the service still decides
         each run acted on (its status may have changed since, its import may be busy)."""
+        why_left = why_left or (lambda pk, status, _row: f"run {pk} is {status}")
         others = queryset.exclude(actionable)
         left = [
-            f"run {pk} is {status}"
-            for pk, status in others.values_list("pk", "status")[:LEFT_NAMED]
+            why_left(row["pk"], row["status"], row)
+            for row in others.values("pk", "status", *left_columns)[:LEFT_NAMED]
         ]
         left_count = others.count() if len(left) == LEFT_NAMED else len(left)
         chosen = list(queryset.filter(actionable)[: RUNS_PER_ACTION + 1])

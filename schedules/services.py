@@ -778,12 +778,20 @@ def retry_run(
     trigger: str = ImportRun.Trigger.API,
 ) -> ImportRun:
     """Run a failed or timed-out run's import again now, as a new run that names it
-    (`retry_of`); RunAlreadyActive and BrokerUnavailable as for any manual trigger."""
+    (`retry_of`), once: a run retried already is refused, naming its retry (the admin, asked
+    again over a selection, retried the same runs at every choice; the API retried what the
+    admin refused). RunAlreadyActive and BrokerUnavailable as for any manual trigger."""
     if run.status not in FAILED_STATUSES:
         raise RunNotActionable(
             f"run {run.pk} is {run.status}: only a failed or timed-out run can be retried"
         )
+    if (retried := run.retries.order_by("pk").values_list("pk", flat=True).first()) is not None:
+        raise RunNotActionable(retried_already(run.pk, retried))
     return enqueue_run(run.scheduled_import, trigger=trigger, user=user, retry_of=run)
+
+
+def retried_already(run_id: int, retry_id: int) -> str:
+    return f"run {run_id} was retried already, as run {retry_id}: retry that one if it failed too"
 
 
 def dispatch_scheduled_tick(

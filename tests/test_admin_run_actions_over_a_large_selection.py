@@ -149,3 +149,25 @@ def test_cancel_chosen_again_asks_the_rest_of_the_selection_to_stop(
         pk__in=[r.pk for r in running], cancel_requested_at__isnull=False
     )
     assert asked.count() == 4
+
+
+def test_retry_now_of_a_run_retried_already_names_its_retry(admin_client, alice):
+    # It said "Not done: run 1 is failed" (being failed, the reason a failed run cannot be
+    # retried), while the API retried the same run (review): one rule, said the same.
+    from tests.api_support import API, client_for, reset_throttle
+
+    reset_throttle("manual_run", alice.pk)
+    failed = make_run(make_import(alice, SOURCE), "failed")
+    retry = make_run(failed.scheduled_import, "failed")
+    ImportRun.objects.filter(pk=retry.pk).update(retry_of=failed)
+
+    said = " ".join(shown_messages(act_on_all(admin_client, "retry_runs")))
+    api = client_for(alice).post(f"{API}/runs/{failed.pk}/retry")
+
+    assert f"run {failed.pk} was retried already, as run {retry.pk}" in said, said
+    assert f"run {failed.pk} is failed" not in said
+    assert api.status_code == 409
+    assert api.json()["detail"] == (
+        f"run {failed.pk} was retried already, as run {retry.pk}: retry that one if it failed too"
+    )
+    assert ImportRun.objects.filter(retry_of=retry).count() == 1  # the retry itself retried

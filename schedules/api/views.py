@@ -494,7 +494,8 @@ class RunViewSet(NamedNotFound, PageReadByIds, viewsets.ReadOnlyModelViewSet):
     )
     def retry(self, request: Request, pk: str) -> Response:
         """Run a failed or timed-out run's import again now: 202 with the new run (`retry_of`
-        names this one); 409 when this run did not fail or another run is active."""
+        names this one); 409 when this run did not fail, was retried already, or another run is
+        active."""
         check_body_fields(request.data, ())
         run = self.get_object()
         try:

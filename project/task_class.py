@@ -43,7 +43,7 @@ class ImportbeatRequest(DatabaseTimedRequest):
 
             _hard, soft = self.time_limits
             self.killed_words = killed_runs.words_when_killed(
-                self.task.name, self.id, self.args, timeout, soft
+                self.task.name, self.id, self.args, timeout, soft, self.worker_pid
             )
 
     def send_event(self, type: str, **fields: Any) -> None:

@@ -18,6 +18,9 @@ it. The sweep stays the net for a worker that died with its attempt.
 from __future__ import annotations
 
 import logging
+import os
+import signal
+from contextlib import suppress
 from typing import Any
 
 from celery import current_app
@@ -39,17 +42,34 @@ END_KILLED_RUN = "importbeat.end_killed_run"
 
 
 def words_when_killed(
-    task_name: str, task_id: str, args: Any, timeout: float | None, soft_limit: float | None
+    task_name: str,
+    task_id: str,
+    args: Any,
+    timeout: float | None,
+    soft_limit: float | None,
+    pid: int | None = None,
 ) -> str:
     """What the task `task_id`, killed at its hard time limit (`timeout`; its soft one
-    `soft_limit`), failed with (Flower's text). A run's attempt is ended first, in the main
-    process of the worker that killed it."""
+    `soft_limit`) in pool process `pid`, failed with (Flower's text). A run's attempt is ended
+    first, in the main process of the worker that killed it, once its process is dead."""
     if task_name == services.EXECUTE_RUN and args:
+        _kill(pid)
         run = _end_at_once(args[0], task_id, soft_limit)
         if run is not None:
             return repr(RunFailed(f"run {run.pk} {run.status}: {run.error_message}"))
     limit = f" of {timeout:g}s" if isinstance(timeout, int | float) else ""
     return repr(TimeLimitExceeded(f"the task was killed at its hard time limit{limit}"))
+
+
+def _kill(pid: int | None) -> None:
+    """Kill the attempt's pool process now. The pool tells of the kill before it kills (the
+    job's result, then SIGTERM and SIGKILL): the run was ended and its import's lease freed
+    while the stuck attempt still lived, for as long as the main process's statements took, and
+    another run of the import could start beside it. Not reaped here: the pool does that, and
+    a process not reaped keeps its pid, so this never reaches another one."""
+    if pid and pid != os.getpid():  # (a pool that runs tasks in this process kills none)
+        with suppress(ProcessLookupError, PermissionError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def _end_at_once(run_id: int, task_id: str, soft_limit: float | None) -> ImportRun | None:

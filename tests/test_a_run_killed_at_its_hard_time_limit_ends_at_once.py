@@ -193,3 +193,37 @@ def test_a_killed_run_the_main_process_could_not_end_says_its_limit_through_the_
         "the run exceeded its 60s time limit (set when it was queued; the import's is now "
         "3600s) (killed)"
     )
+
+
+def test_a_killed_attempts_process_is_dead_before_its_run_is_ended(alice, monkeypatch):
+    # The pool tells of the kill before it kills: the run was ended and its import's lease
+    # freed while the stuck attempt still lived, and another run could start beside it (review).
+    import subprocess
+    import sys
+
+    from tasks import killed_runs
+
+    imp = make_import(alice, "http://127.0.0.1/p.csv", name="stuck")
+    run = ImportRun.objects.create(
+        scheduled_import=imp, trigger="schedule", status="running", attempts=1,
+        celery_task_id="attempt-1",
+    )  # fmt: skip
+    attempt = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    alive_when_ended = []
+    real_end = services.end_killed_run
+
+    def ending(*args, **kwargs):
+        alive_when_ended.append(attempt.poll() is None)
+        return real_end(*args, **kwargs)
+
+    monkeypatch.setattr(services, "end_killed_run", ending)
+    try:
+        killed_runs.words_when_killed(
+            services.EXECUTE_RUN, "attempt-1", [run.pk], 90, 60, attempt.pid
+        )
+    finally:
+        attempt.kill()
+        attempt.wait()
+
+    assert alive_when_ended == [False]
+    assert ImportRun.objects.get(pk=run.pk).status == "timed_out"

@@ -24,5 +24,12 @@ app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["tasks"])
 
 # The worker's start-up checks and its database control command; its database connections
-# kept across tasks (CONN_MAX_AGE), checked between them; its consumer's repeats folded.
-from project import worker_checks, worker_connections, worker_held, worker_log  # noqa: E402, F401
+# kept across tasks (CONN_MAX_AGE), checked between them; its consumer's repeats folded; its
+# watch of beat.
+from project import (  # noqa: E402, F401
+    beat_watch,
+    worker_checks,
+    worker_connections,
+    worker_held,
+    worker_log,
+)

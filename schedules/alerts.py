@@ -203,6 +203,15 @@ def late_email(imp: ScheduledImport) -> tuple[str, str]:
     name = " ".join(imp.name.split())
     noticed = imp.late_since.isoformat() if imp.late_since else "just now"
     subject = f"[importbeat] {name} is late"
+    if not imp.missed_while_late and imp.next_run_at is not None:
+        # Noticed while no beat ran (schedules.overdue): no tick is counted missed yet.
+        return subject, (
+            f"The import {name!r} (id {imp.pk}) is late: its run due at "
+            f"{imp.next_run_at.isoformat()} has not been dispatched (noticed at {noticed}).\n"
+            f"Schedule: {imp.schedule_description}.\n"
+            "No beat process is dispatching runs: the ticks it misses are counted when beat "
+            "is back, and the import's catch-up policy decides whether they still run.\n"
+        )
     # `late_since` is when a missed tick was noticed (beat back, or reconciliation);
     # `missed_while_late` counts this streak's ticks, `missed_ticks` every tick ever missed.
     message = (

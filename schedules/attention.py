@@ -70,7 +70,8 @@ def _late_imports(overdue_before: datetime) -> QuerySet:
 
 
 def _lateness(imp: ScheduledImport) -> str:
-    if imp.late_since is None:
+    if imp.late_since is None or not imp.missed_while_late:
+        # (a streak begun while no beat ran counts no missed tick until beat is back)
         return "late: its next run is overdue (is beat running?)"
     since = f"{imp.late_since:%Y-%m-%d %H:%M} UTC"
     return (

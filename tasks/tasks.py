@@ -12,7 +12,14 @@ from celery.exceptions import Reject, Retry
 from django.conf import settings
 
 from common import error_words
-from schedules import email_digest, notifications, reconcile, replaced_credentials, services
+from schedules import (
+    email_digest,
+    notifications,
+    overdue,
+    reconcile,
+    replaced_credentials,
+    services,
+)
 
 from . import killed_runs, maintenance, runner, source_check, turns, webhooks
 from .errors import NotificationFailed, RunFailed
@@ -173,6 +180,16 @@ def send_alert_webhook(run_id: int) -> None:
 def notify_late_imports(import_ids: list[int]) -> None:
     """The notifications of late streaks beat noticed (schedules.dispatch)."""
     notifications.on_imports_late(import_ids)
+
+
+@shared_task(
+    name="importbeat.start_overdue_late_streaks", ignore_result=True, soft_time_limit=600,
+    time_limit=660,
+)  # fmt: skip
+def start_overdue_late_streaks() -> list[int]:
+    """Sent by a worker that finds no beat ticking (project.beat_watch): the imports overdue
+    meanwhile turn late, and their owners hear it."""
+    return overdue.start_late_streaks()
 
 
 @shared_task(name="importbeat.send_late_alert", ignore_result=True)

@@ -90,9 +90,12 @@ def _no_backlog_left_behind(settings):
     # what an earlier test's beat noted must not leave this test's cluster degraded. Forgotten
     # before the test, on the suite's Redis: after it, the test may have pointed REDIS_URL
     # elsewhere or patched the clock redis-py reads.
-    from common.redis_client import BACKLOG_KEY
+    from common.redis_client import BACKLOG_KEY, LAST_TICK_KEY
+    from project.beat_watch import WATCHING_KEY
 
-    _redis_at(settings.REDIS_URL).delete(BACKLOG_KEY)
+    # An earlier test's beat, stopped, is no beat gone missing to this test's workers
+    # (project.beat_watch).
+    _redis_at(settings.REDIS_URL).delete(BACKLOG_KEY, LAST_TICK_KEY, WATCHING_KEY)
 
 
 @functools.cache

@@ -1,0 +1,94 @@
+"""Owners hear of imports overdue while no beat runs (project.beat_watch, schedules.overdue).
+
+Beat dispatches the runs and schedules the maintenance that finds what was lost: a beat that
+died took both with it. The API, the admin and health said `late`, and no owner heard of it
+until beat was back. A worker that finds beat's last tick old now has each overdue import turn
+late and its owner told, once: beat, back, counts the missed ticks into the same streak."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from common.redis_client import LAST_TICK_KEY, client
+from project.beat_watch import WATCHING_KEY
+from schedules import notifications, overdue
+from schedules.models import NotificationDelivery, ScheduledImport
+from tests.api_support import SOURCE
+from tests.conftest import wait_for
+from tests.factories import make_import
+from tests.smtp_support import smtp_server
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def overdue_import(owner, name: str, minutes: int = 10):
+    imp = make_import(owner, SOURCE, name=name, dataset=name, schedule_type="interval",
+                      interval_seconds=60, cron_expression="")  # fmt: skip
+    ScheduledImport.objects.filter(pk=imp.pk).update(
+        next_run_at=timezone.now() - timedelta(minutes=minutes)
+    )
+    return imp
+
+
+@pytest.mark.processes
+def test_a_worker_that_finds_no_beat_tells_the_owners_of_overdue_imports(alice, bob, processes):
+    # Given a beat that last ticked ten minutes ago, an import overdue since, one on time and a
+    # paused one overdue
+    late = overdue_import(alice, "late")
+    on_time = make_import(alice, SOURCE, name="on-time", dataset="on-time")
+    paused = overdue_import(bob, "paused")
+    ScheduledImport.objects.filter(pk=paused.pk).update(status="paused")
+    client().set(LAST_TICK_KEY, f"{time.time() - 600:.3f} 0.000")
+    with smtp_server() as (email_url, mailbox):
+        # When workers run
+        processes.start("worker", MAINTENANCE_INTERVAL_SECONDS="1", EMAIL_URL=email_url)
+        processes.start("worker", MAINTENANCE_INTERVAL_SECONDS="1", EMAIL_URL=email_url,
+                        WORKER_NAME="second")  # fmt: skip
+        wait_for(lambda: mailbox.received(), 60, what="the late e-mail\n" + processes.logs())
+        time.sleep(3)  # both workers look a few more times
+        received = mailbox.received()
+
+    # Then the overdue import turned late and its owner was told once, in words
+    assert ScheduledImport.objects.get(pk=late.pk).late_since is not None
+    assert ScheduledImport.objects.get(pk=on_time.pk).late_since is None
+    assert ScheduledImport.objects.get(pk=paused.pk).late_since is None
+    assert len(received) == 1
+    body = received[0].get_payload()
+    assert received[0]["Subject"] == "[importbeat] late is late"
+    assert "has not been dispatched" in body and "No beat process is dispatching runs" in body
+    assert NotificationDelivery.objects.filter(scheduled_import=late, event="late").count() == 1
+    assert "no beat has ticked for" in processes.logs()
+
+
+def test_beat_back_counts_the_missed_ticks_into_the_same_streak_and_tells_no_one_again(alice):
+    from schedules import dispatch
+
+    late = overdue_import(alice, "late", minutes=5)
+    assert overdue.start_late_streaks() == [late.pk]
+    assert overdue.start_late_streaks() == []  # once a streak
+    told = NotificationDelivery.objects.filter(scheduled_import=late, event="late")
+    assert told.count() == 1
+    began = ScheduledImport.objects.get(pk=late.pk).late_since
+
+    dispatch.dispatch_due(publish=lambda runs: None)
+
+    back = ScheduledImport.objects.get(pk=late.pk)
+    assert back.late_since == began
+    assert back.missed_while_late >= 4
+    notifications.on_imports_late([late.pk])  # beat's message for it, had it sent one
+    assert told.count() == 1
+
+
+def test_a_cluster_whose_beat_never_ran_is_left_alone(alice):
+    from project import beat_watch
+
+    overdue_import(alice, "late")
+    client().delete(LAST_TICK_KEY, WATCHING_KEY)
+
+    assert beat_watch.look("w1") is None
+    client().set(LAST_TICK_KEY, f"{time.time():.3f} 0.000")
+    assert beat_watch.look("w1") is None  # beat ticks

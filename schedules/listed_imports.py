@@ -17,12 +17,13 @@ from django.contrib.auth import get_user_model
 from django.db import connection
 
 from . import rows
-from .models import Dataset, ImportRun, ScheduledImport
+from .models import ACTIVE_RUN_ORDER_SQL, Dataset, ImportRun, ScheduledImport
 
 
 def page(ids: Sequence[int]) -> list[ScheduledImport]:
     """The imports `ids`, in that order, each with `owner` (its username alone), `dataset` (its
-    name alone) and `active_runs` (queued, running or retrying, newest first) in place.
+    name alone) and `active_runs` (queued, running or retrying; the one holding the import
+    first: active_run_order) in place.
 
     Ids of imports deleted since they were chosen are left out, as a list read a moment later
     would leave them out.
@@ -74,5 +75,5 @@ def _active_runs_sql() -> str:
     return (
         f"SELECT {rows.columns(ImportRun, 'r')} FROM {quote(ImportRun._meta.db_table)} r"
         f" WHERE r.{quote('scheduled_import_id')} = ANY(%s) AND r.status IN ({active})"
-        " ORDER BY r.id DESC"
+        f" ORDER BY {ACTIVE_RUN_ORDER_SQL.format(alias='r')}"
     )

@@ -33,7 +33,14 @@ from django.utils.dateparse import parse_datetime
 from common import database_clock, error_words, streaming
 
 from . import alerts, credentials, history, notifications, processed_files, rows, text, validation
-from .models import Dataset, ImportRun, NotificationDefaults, Record, ScheduledImport
+from .models import (
+    Dataset,
+    ImportRun,
+    NotificationDefaults,
+    Record,
+    ScheduledImport,
+    active_run_order,
+)
 from .validation import undeliverable_notifications
 
 logger = logging.getLogger("importbeat.runs")
@@ -695,7 +702,8 @@ def _insert_or_refuse(imp: ScheduledImport, run: ImportRun) -> None:
     for _attempt in range(2):
         if rows.insert_where(run, _may_queue_sql(), [imp.pk, imp.pk]):
             return
-        active = imp.runs.filter(status__in=ImportRun.ACTIVE_STATUSES).first()
+        active = imp.runs.filter(status__in=ImportRun.ACTIVE_STATUSES)
+        active = active.order_by(*active_run_order()).first()
         if active is not None:
             raise RunAlreadyActive(active)
         if not _owner_is_active(imp.owner_id):

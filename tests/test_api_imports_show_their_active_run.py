@@ -59,3 +59,24 @@ def test_the_answer_to_a_pause_shows_the_run_still_in_progress(alice):
     assert answer["status"] == "paused"
     assert answer["active_run"]["id"] == running.pk
     assert answer == client.get(f"{API}/imports/{imp.pk}/").json()
+
+
+@pytest.mark.parametrize("holding", ["running", "retrying"])
+def test_the_active_run_is_the_one_holding_the_import_not_a_tick_queued_behind_it(alice, holding):
+    # A tick queued behind the run in progress (overlap: queue) was named, the newest: the API
+    # said of an import 52 % through its run that it was not running (outcomes hunt).
+    from schedules import services
+
+    imp = make_import(alice, SOURCE, overlap="queue")
+    holder = make_run(imp, holding, bytes_read=52, bytes_total=100, attempts=1)
+    make_run(imp, "queued")
+    client = client_for(alice)
+
+    one = client.get(f"{API}/imports/{imp.pk}/").json()
+    listed = client.get(f"{API}/imports/").json()["results"][0]
+    with pytest.raises(services.RunAlreadyActive) as refused:
+        services.enqueue_run(imp, trigger="manual", user=alice)
+
+    assert (one["active_run"]["id"], one["active_run"]["status"]) == (holder.pk, holding)
+    assert listed["active_run"] == one["active_run"]
+    assert refused.value.run.pk == holder.pk

@@ -30,6 +30,7 @@ from schedules.models import (
     NotificationDelivery,
     Record,
     ScheduledImport,
+    active_run_order,
 )
 from schedules.validation import (
     NOTIFY_CHANNELS,
@@ -397,7 +398,8 @@ class ImportSerializer(RefusesUnknownFields, ModelSerializer):
         # Lists prefetch it (ImportViewSet.get_queryset); a single import asks once.
         runs = getattr(imp, "active_runs", None)
         if runs is None:
-            runs = list(imp.runs.filter(status__in=ImportRun.ACTIVE_STATUSES).order_by("-pk")[:1])
+            active = imp.runs.filter(status__in=ImportRun.ACTIVE_STATUSES)
+            runs = list(active.order_by(*active_run_order())[:1])
         return self._active_run.to_representation(runs[0]) if runs else None
 
     @extend_schema_field(serializers.ListField(child=DateTimeField()))

@@ -38,7 +38,7 @@ from schedules import (
     source_check,
     stats,
 )
-from schedules.models import Dataset, ImportRun, Record, ScheduledImport
+from schedules.models import Dataset, ImportRun, Record, ScheduledImport, active_run_order
 
 from . import health
 from .body_fields import check_body_fields
@@ -230,7 +230,9 @@ class ImportViewSet(NamedNotFound, PageReadByIds, viewsets.ModelViewSet):
         if self.action == "list":
             # What the list's page is chosen from; its imports are read by list().
             return owned(ScheduledImport.objects.all(), self.request, "owner").order_by("id")
-        active = ImportRun.objects.filter(status__in=ImportRun.ACTIVE_STATUSES).order_by("-pk")
+        active = ImportRun.objects.filter(status__in=ImportRun.ACTIVE_STATUSES).order_by(
+            *active_run_order()
+        )
         queryset = ScheduledImport.objects.select_related("owner", "dataset").prefetch_related(
             Prefetch("runs", queryset=active, to_attr="active_runs")
         )

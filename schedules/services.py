@@ -27,7 +27,22 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
-from django.db.models import DO_NOTHING, SET_NULL, Max, Min, Q, QuerySet, RestrictedError
+from django.db.models import (
+    DO_NOTHING,
+    SET_NULL,
+    DateTimeField,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    IntegerField,
+    Max,
+    Min,
+    Q,
+    QuerySet,
+    RestrictedError,
+    Value,
+)
+from django.db.models.functions import Cast, Coalesce, Extract, Floor
 from django.utils.dateparse import parse_datetime
 
 from common import database_clock, error_words, streaming
@@ -403,8 +418,18 @@ def end_waiting_runs(
         .select_for_update()
         .values_list("scheduled_import_id", "pk", "trigger")
     )
+    # Its duration as finish_run says it: from its start (a retrying run had one), or none.
+    # Left NULL, a retrying run cancelled with its import showed "Duration: -" between its
+    # start and its end, and 1.6 s when cancelled alone.
+    ran_for = ExpressionWrapper(
+        Value(moment, output_field=DateTimeField()) - F("started_at"),
+        output_field=DurationField(),
+    )
     ImportRun.objects.filter(pk__in=[pk for _, pk, _ in ended]).update(
-        status=ImportRun.Status.CANCELLED, finished_at=moment, error_message=why
+        status=ImportRun.Status.CANCELLED,
+        finished_at=moment,
+        error_message=why,
+        duration_ms=Coalesce(Cast(Floor(Extract(ran_for, "epoch") * 1000), IntegerField()), 0),
     )
     log_ended_unstarted(ended, ImportRun.Status.CANCELLED, why)
 

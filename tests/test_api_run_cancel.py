@@ -172,3 +172,31 @@ def test_a_run_asked_to_stop_whose_worker_died_is_cancelled_by_the_sweep_not_ret
     # Then it is cancelled, with no other attempt
     run.refresh_from_db()
     assert (run.status, run.attempts) == ("cancelled", 1)
+
+
+@pytest.mark.parametrize("how", ["import cancelled", "owner deactivated", "run cancelled"])
+def test_a_retrying_run_cancelled_any_way_says_how_long_it_ran(alice, how):
+    # Cancelled with its import, or by its owner's deactivation, a retrying run had no
+    # duration ("Duration: -" between its start and its end), and 1.6 s cancelled alone; a
+    # queued one 0 one way and none the other (outcomes hunt).
+    imp = make_import(alice, SOURCE)
+    started = timezone.now() - timedelta(seconds=90)
+    retrying = make_run(imp, "retrying", started_at=started, attempts=1)
+    queued = make_run(make_import(alice, SOURCE, name="other", dataset="other"), "queued")
+    client = client_for(alice)
+
+    if how == "import cancelled":
+        client.post(f"{API}/imports/{imp.pk}/cancel")
+        client.post(f"{API}/imports/{queued.scheduled_import_id}/cancel")
+    elif how == "owner deactivated":
+        alice.is_active = False
+        alice.save()
+    else:
+        client.post(f"{API}/runs/{retrying.pk}/cancel")
+        client.post(f"{API}/runs/{queued.pk}/cancel")
+
+    retrying.refresh_from_db()
+    queued.refresh_from_db()
+    assert (retrying.status, queued.status) == ("cancelled", "cancelled")
+    assert 89_000 <= retrying.duration_ms <= 120_000
+    assert queued.duration_ms == 0

@@ -47,7 +47,17 @@ from django.utils.dateparse import parse_datetime
 
 from common import database_clock, error_words, streaming
 
-from . import alerts, credentials, history, notifications, processed_files, rows, text, validation
+from . import (
+    alerts,
+    credentials,
+    history,
+    notifications,
+    processed_files,
+    revoked_tasks,
+    rows,
+    text,
+    validation,
+)
 from .models import (
     Dataset,
     ImportRun,
@@ -413,11 +423,14 @@ def end_waiting_runs(
         finish_run(run, ImportRun.Status.CANCELLED, error=why)
     # A worker's claim is a conditional UPDATE of the same rows: it waits for this one and
     # then finds them no longer waiting.
-    ended = list(
+    locked = list(
         waiting.filter(rows_committed_at__isnull=True)
         .select_for_update()
-        .values_list("scheduled_import_id", "pk", "trigger")
+        .values_list("scheduled_import_id", "pk", "trigger", "celery_task_id", "worker")
     )
+    ended = [(import_id, pk, trigger) for import_id, pk, trigger, _, _ in locked]
+    tasks = [(task_id, worker) for _, _, _, task_id, worker in locked]
+    transaction.on_commit(lambda: revoked_tasks.show_revoked(tasks))
     # Its duration as finish_run says it: from its start (a retrying run had one), or none.
     # Left NULL, a retrying run cancelled with its import showed "Duration: -" between its
     # start and its end, and 1.6 s when cancelled alone.
@@ -760,6 +773,9 @@ def cancel_run(run: ImportRun, user: AbstractBaseUser | None = None) -> ImportRu
         asked_before = locked.cancel_requested_at is not None
         if locked.status in WAITING_STATUSES:
             finish_run(locked, ImportRun.Status.CANCELLED, error=f"cancelled{by}")
+            if locked.status == ImportRun.Status.CANCELLED:
+                task = [(locked.celery_task_id, locked.worker)]
+                transaction.on_commit(lambda: revoked_tasks.show_revoked(task))
         elif locked.status == ImportRun.Status.RUNNING:
             if not asked_before:
                 locked.cancel_requested_at = database_clock.now()

@@ -1,9 +1,10 @@
 """Which run messages this worker holds: the `importbeat_held` control command.
 
 A worker holds a message, unacknowledged, from its delivery until its task ends: waiting for a
-pool process, waiting for its countdown (a retry, a run waiting its turn under the owner's cap
-or behind its import's running run), or running. Killed outright, it leaves them in the broker's
-unacked set, where Redis gives them back only after the visibility timeout, hours later.
+pool process, waiting for its countdown (a retry, a run waiting behind its import's running
+run; one over its owner's cap waits in its owner's line, tasks.fairness, held by no worker),
+or running. Killed outright, it leaves them in the broker's unacked set, where Redis gives
+them back only after the visibility timeout, hours later.
 Reconciliation asks the live workers what they hold (schedules.broker.held_by_live_workers):
 a message held by none of them is lost with its worker, and sent again. Before, it was
 presumed held for STALE_QUEUED_SECONDS (30 minutes): a run waiting its turn under the owner's

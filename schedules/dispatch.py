@@ -30,11 +30,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import DatabaseError, connection, transaction
 from django.db.models import Min
 from redis.exceptions import RedisError
 
-from common import database_clock, redis_client
+from common import database_clock, owner_lines, redis_client
 
 from .models import ImportRun, ScheduledImport
 from .ticks import Schedule
@@ -422,10 +422,63 @@ def _advance(plans: dict[int, TickPlan], now: datetime) -> None:
 
 
 def publish_runs(runs: Sequence[ImportRun]) -> None:
-    """Put the runs' messages on the broker in one pipelined round trip."""
+    """Put the runs' messages on the broker in one pipelined round trip; an owner's runs past
+    MAX_RUNNING_PER_OWNER in the batch go to the owner's line instead (common.owner_lines).
+
+    A worker would only park those in the line, a message and a look each: another user's run
+    queued behind one owner's 5,000 due runs waited for those first looks. The owner's first
+    runs are sent, and each that ends sends the next in line (tasks.fairness.hand_on); a line
+    whose runs nobody sends is the sweep's. Without Redis every run is sent, as before.
+    """
     from . import services
 
-    services.send_runs(runs)
+    lined = _line_up_past_the_cap(runs)
+    services.send_runs([run for run in runs if run.pk not in lined] if lined else runs)
+
+
+def _line_up_past_the_cap(runs: Sequence[ImportRun]) -> set[int]:
+    """Put each owner's runs past the cap (the later ones) in the owner's line, noted as
+    waiting their turn, their heartbeat ahead as a worker's parking sets it (reconciliation
+    does not take them for lost messages); their ids."""
+    cap = settings.MAX_RUNNING_PER_OWNER
+    if cap <= 0 or len(runs) <= cap:
+        return set()
+    of_owner: dict[int, list[int]] = {}
+    for run in runs:
+        of_owner.setdefault(run.scheduled_import.owner_id, []).append(run.pk)
+    past = {owner: sorted(ids)[cap:] for owner, ids in of_owner.items() if len(ids) > cap}
+    if not past:
+        return set()
+    try:
+        owner_lines.join(past)
+    except RedisError as error:
+        logger.warning("runs past their owner's cap sent, not lined up: %s", error)
+        return set()
+    lined = [pk for ids in past.values() for pk in ids]
+    ahead = database_clock.now() + timedelta(seconds=owner_lines.alive_seconds())
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(_NOTE_LINED_UP, [_lined_up_words(cap), ahead, lined])
+    except DatabaseError as error:
+        # In their lines all the same: the sweep keeps them alive from its next pass.
+        logger.warning("runs lined up past their owner's cap not noted: %s", error)
+    logger.info("runs lined up past their owner's cap count=%s owners=%s", len(lined), len(past))
+    return set(lined)
+
+
+def _lined_up_words(cap: int) -> str:
+    from .services import WAITING_ITS_TURN
+
+    return (
+        f"{WAITING_ITS_TURN} more than {cap} runs of this owner due at once, at most {cap} at "
+        "once (MAX_RUNNING_PER_OWNER)"
+    )
+
+
+_NOTE_LINED_UP = (
+    f"UPDATE {ImportRun._meta.db_table} SET error_message = %s, heartbeat_at = %s"
+    f" WHERE id = ANY(%s) AND status = '{ImportRun.Status.QUEUED.value}'"
+)
 
 
 def seconds_until_due(cap: float) -> float:

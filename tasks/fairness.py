@@ -1,12 +1,33 @@
 """Fairness: at most MAX_RUNNING_PER_OWNER runs of one owner execute at once (SPEC section 4).
 
 Without it one user's slow imports could take every worker slot and hold everyone else's runs
-back. A run over the cap is not failed: its message comes back a few seconds later, and the run
+back. A run over the cap is not failed: it waits its turn in its owner's line, and the run
 stays `queued` (or `retrying`) with a note saying why it waits, until a slot of its owner frees.
 
 The count is the owner's `running` runs in the database plus the runs admitted in the last
 ADMITTED_SECONDS that have not been claimed yet (a Redis hash), taken under a short per-owner
 Redis lock, so two workers admitting at the same moment cannot both take the last slot.
+
+The line (common.owner_lines, a Redis sorted set per owner) holds the runs over the cap. A run
+found over it is parked there by the same script that frees the lock (`admit`), and its task
+ends in RETRY ("waiting its turn", in Flower too) without a message of its own; whatever ends
+a delivery of the owner's runs that may have held a slot (the run finished, failed, was
+retried, skipped, cancelled, timed out, or gave its admission back) then calls `hand_on`,
+which, under the same lock, counts the owner's free slots, admits that many of the first
+parked runs still waiting (a cancelled one leaves the line, not started) and sends their
+messages again, under their ids. So each run costs one message more at most, however long the
+wait: a run over the cap came back as a Celery retry every few seconds before, and one owner's
+5,000 runs were a churn of messages (110 looks a second) that another user's message waited
+90 s behind. Beat puts an owner's runs past the cap in one batch into the line directly
+(schedules.dispatch.publish_runs).
+
+Nothing parked waits for ever: the sweep (`look_after_lines`) keeps the parked runs' heartbeats
+ahead, so that reconciliation does not take them for lost messages, forgets the ones no longer
+waiting, and hands on in each line whose owner has a slot free (a worker killed before it
+handed on, a run killed at its hard time limit, a run ended by the sweep). A line lost with a
+Redis restarted empty leaves its runs untouched: reconciliation sends them again. Without Redis
+the cap is not enforced.
+
 This module keeps its own SQL (STYLE rule 15): the owner's slot count and the wait note on
 the run row.
 """
@@ -16,14 +37,15 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from datetime import timedelta
 from functools import cache
 
 from django.conf import settings
-from django.db import connection
+from django.db import DatabaseError, connection
 from redis.commands.core import Script
 from redis.exceptions import LockError, RedisError
 
-from common import database_clock
+from common import database_clock, owner_lines
 from common.redis_client import client
 from schedules import services
 from schedules.models import ImportRun, ScheduledImport
@@ -33,10 +55,17 @@ logger = logging.getLogger("importbeat.runs")
 # An admitted run has this long to show as `running` in the database before its slot is free.
 ADMITTED_SECONDS = 60
 WAITING_STATUSES = (ImportRun.Status.QUEUED, ImportRun.Status.RETRYING)
+# The parked runs `hand_on` looks at a time (the first ones may have been cancelled), and the
+# looks it takes at most.
+WINDOW = 100
+MAX_LOOKS = 50
+# The parked runs the sweep keeps alive per statement.
+ALIVE_BATCH = 10_000
 
 
 def admit(run: ImportRun) -> bool:
-    """Whether `run` may start now under its owner's cap; if not, note on the run why it waits.
+    """Whether `run` may start now under its owner's cap; if not, it is parked in its owner's
+    line, and noted on the run why it waits.
 
     Fails open: without Redis the cap is not enforced (the run's own lease already needed
     Redis, so this is a blip, and fairness is not worth failing a run for).
@@ -45,7 +74,7 @@ def admit(run: ImportRun) -> bool:
     if cap <= 0:
         return True
     owner_id = run.scheduled_import.owner_id
-    keys = [f"importbeat:owner:{owner_id}:admit", _admitted_key(owner_id)]
+    keys = _keys(owner_id)
     token = uuid.uuid4().hex
     try:
         admitted_at = _enter(keys, token)
@@ -54,11 +83,12 @@ def admit(run: ImportRun) -> bool:
             busy.discard(run.pk)
             admitted = len(busy) < cap
         except BaseException:
-            _leave(keys=keys, args=[token, "", ""])
+            _leave(keys=keys, args=[token, "", "", "", owner_id])
             raise
+        admit_as, park_as = (str(run.pk), "") if admitted else ("", str(run.pk))
         _leave(
             keys=keys,
-            args=[token, str(run.pk) if admitted else "", database_clock.timestamp(), *done],
+            args=[token, admit_as, database_clock.timestamp(), park_as, owner_id, *done],
         )
     except RedisError as error:
         logger.warning("per-owner cap not checked run=%s: %s", run.pk, error)
@@ -82,6 +112,88 @@ def withdraw(run: ImportRun) -> None:
                        run.pk, ADMITTED_SECONDS, error)  # fmt: skip
 
 
+def hand_on(owner_id: int) -> int:
+    """Send the first parked runs of `owner_id` that are still waiting, as many as the owner
+    has slots free, each admitted (its slot held for it until its message comes); the number
+    sent. Called by whatever ends a delivery of the owner's runs that may have held a slot, and
+    by the sweep; in one round trip when the owner's line is empty. Never fails: a line not
+    looked at now is the sweep's."""
+    if settings.MAX_RUNNING_PER_OWNER <= 0:
+        return 0
+    return _hand_on(owner_id, settings.MAX_RUNNING_PER_OWNER)
+
+
+def _hand_on(owner_id: int, cap: int) -> int:
+    """hand_on under the cap `cap` (0: none, every parked run goes)."""
+    try:
+        runs = _call_next(owner_id, cap)
+    except (RedisError, DatabaseError) as error:
+        logger.warning("parked runs of owner=%s not looked at (the sweep does): %s",
+                       owner_id, error)  # fmt: skip
+        return 0
+    if not runs:
+        return 0
+    try:
+        services.send_runs(runs, sent_events=True)
+    except services.BrokerUnavailable as error:
+        # send_runs left them to reconciliation's next pass.
+        logger.warning("parked runs of owner=%s not sent: %s", owner_id, error)
+        return 0
+    logger.info("parked runs sent owner=%s runs=%s", owner_id, [run.pk for run in runs])
+    return len(runs)
+
+
+def look_after_lines() -> int:
+    """The sweep's look at every owner's line: keep the parked runs alive (their heartbeat
+    ahead, alive_seconds), forget those no longer waiting (cancelled, started by a message
+    reconciliation sent again, deleted), and hand on in each line whose owner may have a slot
+    free; the number of parked runs sent. The lines are read in one round trip."""
+    try:
+        store = client()
+        owners = sorted(int(owner) for owner in store.smembers(owner_lines.LINES))
+        if not owners:
+            return 0
+        reads = store.pipeline(transaction=False)
+        for owner_id in owners:
+            reads.zrange(owner_lines.line_key(owner_id), 0, -1)
+        lines = {
+            owner_id: [int(member) for member in members]
+            for owner_id, members in zip(owners, reads.execute(), strict=True)
+        }
+    except RedisError as error:
+        logger.warning("owners' lines not looked at: %s", error)
+        return 0
+    try:
+        waiting = _keep_alive([run_id for run_ids in lines.values() for run_id in run_ids])
+        running = _running_per_owner(owners)
+    except DatabaseError as error:
+        logger.warning("owners' lines not looked at: %s", error)
+        return 0
+    gone = {
+        owner_id: [r for r in run_ids if r not in waiting] for owner_id, run_ids in lines.items()
+    }
+    try:
+        drops = store.pipeline(transaction=False)
+        for owner_id, run_ids in gone.items():
+            if run_ids:
+                drops.zrem(owner_lines.line_key(owner_id), *run_ids)
+        drops.execute()
+    except RedisError as error:
+        logger.warning("owners' lines not cleaned: %s", error)
+    cap = settings.MAX_RUNNING_PER_OWNER
+    # An owner at the cap hands on when a run of theirs ends; an emptied line is forgotten
+    # by hand_on's first look.
+    to_look = [
+        owner_id
+        for owner_id, run_ids in lines.items()
+        if cap <= 0 or running.get(owner_id, 0) < cap or len(gone[owner_id]) == len(run_ids)
+    ]
+    sent = sum(_hand_on(owner_id, max(cap, 0)) for owner_id in to_look)
+    if sent:
+        logger.warning("sweep sent parked runs count=%s (their owners had slots free)", sent)
+    return sent
+
+
 # The owner's admission lock, taken for a few round trips: one script takes it and reads the
 # admitted runs, another writes them and frees it (a redis-py Lock, a read and a pipeline cost
 # four round trips). Its expiry frees it if the worker dies holding it.
@@ -89,17 +201,53 @@ LOCK_MILLISECONDS = 10_000
 # Poll the lock often: redis-py's default of 0.1 s made the second of two workers admitting
 # at once wait longer than a small run lasts.
 POLL_SECONDS = 0.005
+# KEYS: the lock, the admitted runs, the owner's line, the owners with lines.
 ENTER = """
 if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
     return redis.call('hgetall', KEYS[2])
 end
 return false
 """
+# Drop the admitted entries ARGV[6:], admit ARGV[2] (unless '') at ARGV[3], park ARGV[4] (unless
+# '') in the line of owner ARGV[5], and free the lock if ARGV[1] still holds it.
 LEAVE = """
-if #ARGV > 3 then redis.call('hdel', KEYS[2], unpack(ARGV, 4)) end
+if #ARGV > 5 then redis.call('hdel', KEYS[2], unpack(ARGV, 6)) end
 if ARGV[2] ~= '' then redis.call('hset', KEYS[2], ARGV[2], ARGV[3]) end
+if ARGV[4] ~= '' then
+    redis.call('zadd', KEYS[3], 'NX', ARGV[4], ARGV[4])
+    redis.call('sadd', KEYS[4], ARGV[5])
+end
 if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end
 return 1
+"""
+# hand_on's look: nothing when the line is empty and nobody admits a run of the owner (the
+# owner forgotten among the lines); 0 when the lock is taken (an admission may be about to park
+# a run that counted the run just ended as running); else the lock taken for ARGV[1], the
+# admitted runs and the first ARGV[3] parked ones.
+LOOK = """
+if redis.call('zcard', KEYS[3]) == 0 and redis.call('exists', KEYS[1]) == 0 then
+    redis.call('srem', KEYS[4], ARGV[4])
+    return false
+end
+if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
+return {redis.call('hgetall', KEYS[2]), redis.call('zrange', KEYS[3], 0, ARGV[3] - 1)}
+"""
+# hand_on's call: the ARGV[4] runs after ARGV[5] leave the line admitted at ARGV[2], the next
+# ARGV[6] leave it (no longer waiting), the rest are admitted entries that hold nothing; the
+# owner ARGV[3] forgotten among the lines when theirs is empty, the lock freed if ARGV[1] still
+# holds it. The parked runs left.
+CALL = """
+local called, dropped = tonumber(ARGV[4]), tonumber(ARGV[5])
+for i = 6, 5 + called do
+    redis.call('hset', KEYS[2], ARGV[i], ARGV[2])
+    redis.call('zrem', KEYS[3], ARGV[i])
+end
+for i = 6 + called, 5 + called + dropped do redis.call('zrem', KEYS[3], ARGV[i]) end
+for i = 6 + called + dropped, #ARGV do redis.call('hdel', KEYS[2], ARGV[i]) end
+local left = redis.call('zcard', KEYS[3])
+if left == 0 then redis.call('srem', KEYS[4], ARGV[3]) end
+if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end
+return left
 """
 
 
@@ -110,21 +258,87 @@ def _enter(keys: list[str], token: str) -> dict[bytes, bytes]:
     while True:
         items = enter(keys=keys, args=[token, LOCK_MILLISECONDS])
         if items is not None:
-            return dict(zip(items[::2], items[1::2], strict=True))
+            return _pairs(items)
         if time.monotonic() > deadline:
             raise LockError("the owner's admission lock stayed taken")
         time.sleep(POLL_SECONDS)
 
 
 def _leave(keys: list[str], args: list) -> None:
-    """Drop the admitted entries args[3:], admit args[1] (unless "") at args[2], and free the
-    lock if args[0] still holds it."""
+    """Drop the admitted entries args[5:], admit args[1] (unless "") at args[2], park args[3]
+    (unless "") in owner args[4]'s line, and free the lock if args[0] still holds it."""
     _scripts()[1](keys=keys, args=args)
 
 
+def _call_next(owner_id: int, cap: int) -> list[ImportRun]:
+    """Take the first parked runs of the owner still waiting out of their line, as many as the
+    owner has slots free (all of them without a cap), each admitted; the runs, loaded to be
+    sent. Looks again while slots are left and the line held more than it looked at."""
+    look, call = _scripts()[2:]
+    keys = _keys(owner_id)
+    called: list[ImportRun] = []
+    for _look in range(MAX_LOOKS):
+        token = uuid.uuid4().hex
+        found = _look_at_line(look, keys, token, owner_id)
+        if found is None:
+            return called
+        admitted_at, first = found
+        ids = [int(member) for member in first]
+        try:
+            busy, done = _busy_runs(owner_id, admitted_at)
+            free = cap - len(busy) if cap > 0 else len(ids)
+            waiting = _waiting_runs([i for i in ids if i not in busy]) if free > 0 else {}
+        except BaseException:
+            call(keys=keys, args=[token, 0, owner_id, 0, 0])
+            raise
+        taken = [waiting[i] for i in ids if i in waiting][:free]
+        # (a run already admitted or running is taken care of; one no longer waiting leaves)
+        dropped = [i for i in ids if i not in waiting] if free > 0 else []
+        left = call(
+            keys=keys,
+            args=[token, database_clock.timestamp(), owner_id, len(taken), len(dropped),
+                  *(run.pk for run in taken), *dropped, *done],
+        )  # fmt: skip
+        called += taken
+        if len(taken) >= free or len(ids) < WINDOW or not left:
+            return called
+    return called
+
+
+def _look_at_line(
+    look: Script, keys: list[str], token: str, owner_id: int
+) -> tuple[dict[bytes, bytes], list[bytes]] | None:
+    """The owner's admitted runs and first parked ones, their lock taken for `token`; None
+    when the line is empty."""
+    deadline = time.monotonic() + LOCK_MILLISECONDS / 1000
+    while True:
+        found = look(keys=keys, args=[token, LOCK_MILLISECONDS, WINDOW, owner_id])
+        if found is None:
+            return None
+        if found != 0:
+            return _pairs(found[0]), found[1]
+        if time.monotonic() > deadline:
+            raise LockError("the owner's admission lock stayed taken")
+        time.sleep(POLL_SECONDS)
+
+
+def _pairs(items: list[bytes]) -> dict[bytes, bytes]:
+    return dict(zip(items[::2], items[1::2], strict=True))
+
+
 @cache
-def _scripts() -> tuple[Script, Script]:
-    return client().register_script(ENTER), client().register_script(LEAVE)
+def _scripts() -> tuple[Script, Script, Script, Script]:
+    store = client()
+    return tuple(store.register_script(script) for script in (ENTER, LEAVE, LOOK, CALL))
+
+
+def _keys(owner_id: int) -> list[str]:
+    return [
+        f"importbeat:owner:{owner_id}:admit",
+        _admitted_key(owner_id),
+        owner_lines.line_key(owner_id),
+        owner_lines.LINES,
+    ]
 
 
 def _admitted_key(owner_id: int) -> str:
@@ -155,19 +369,70 @@ def _busy_runs(owner_id: int, admitted_at: dict[bytes, bytes]) -> tuple[set[int]
 # A UNION ALL of the two (disjoint by status), not one OR: PostgreSQL spent 2 ms planning the
 # OR against the run table's partial indexes, 0.25 ms these (execution: 0.03 ms). Written once:
 # the ORM took longer to compile the union than PostgreSQL to plan and run it.
+_WAITING = ", ".join(repr(s.value) for s in WAITING_STATUSES)
 HOLDING_SLOTS = (
     f"SELECT r.id, r.status FROM {ImportRun._meta.db_table} r"
     f" JOIN {ScheduledImport._meta.db_table} i ON i.id = r.scheduled_import_id"
     f" WHERE i.owner_id = %s AND r.status = '{ImportRun.Status.RUNNING.value}'"
     f" UNION ALL SELECT id, status FROM {ImportRun._meta.db_table}"
-    f" WHERE id = ANY(%s) AND status IN ({', '.join(repr(s.value) for s in WAITING_STATUSES)})"
+    f" WHERE id = ANY(%s) AND status IN ({_WAITING})"
+)
+# The owners' running runs, for the sweep: an owner at the cap hands on when one ends.
+RUNNING_PER_OWNER = (
+    f"SELECT i.owner_id, count(*) FROM {ImportRun._meta.db_table} r"
+    f" JOIN {ScheduledImport._meta.db_table} i ON i.id = r.scheduled_import_id"
+    f" WHERE r.status = '{ImportRun.Status.RUNNING.value}' AND i.owner_id = ANY(%s)"
+    " GROUP BY i.owner_id"
+)
+# Parked runs still waiting, their heartbeat set ahead: the ones that are not have left.
+KEEP_ALIVE = (
+    f"UPDATE {ImportRun._meta.db_table} SET heartbeat_at = %s"
+    f" WHERE id = ANY(%s) AND status IN ({_WAITING}) RETURNING id"
 )
 
 
+def _waiting_runs(ids: list[int]) -> dict[int, ImportRun]:
+    """The runs of `ids` still waiting, with what their message names of their import."""
+    if not ids:
+        return {}
+    runs = (
+        ImportRun.objects.filter(pk__in=ids, status__in=WAITING_STATUSES)
+        .select_related("scheduled_import")
+        .only(
+            "id", "status", "celery_task_id", "scheduled_import_id", "scheduled_import__id",
+            "scheduled_import__name", "scheduled_import__timeout_seconds",
+        )
+    )  # fmt: skip
+    return {run.pk: run for run in runs}
+
+
+def _keep_alive(run_ids: list[int]) -> set[int]:
+    """Set the heartbeat of the parked runs `run_ids` still waiting ahead; those runs."""
+    ahead = database_clock.now() + timedelta(seconds=owner_lines.alive_seconds())
+    waiting: set[int] = set()
+    with connection.cursor() as cursor:
+        for start in range(0, len(run_ids), ALIVE_BATCH):
+            cursor.execute(KEEP_ALIVE, [ahead, run_ids[start : start + ALIVE_BATCH]])
+            waiting.update(row[0] for row in cursor.fetchall())
+    return waiting
+
+
+def _running_per_owner(owner_ids: list[int]) -> dict[int, int]:
+    with connection.cursor() as cursor:
+        cursor.execute(RUNNING_PER_OWNER, [owner_ids])
+        return dict(cursor.fetchall())
+
+
 def _note_waiting(run: ImportRun, busy: int, cap: int) -> None:
-    logger.info("run waits run=%s owner's runs at the cap (%s)", run.pk, cap)
-    services.note_waiting(
-        run,
+    """Say on the parked run why it waits (services.note_waiting's words), its heartbeat ahead
+    as the sweep keeps it (alive_seconds): a parked run has no message anywhere, and
+    reconciliation would send it again a grace period after the note."""
+    logger.info("run parked run=%s owner's runs at the cap (%s)", run.pk, cap)
+    why = (
         f"{busy} run{'s' if busy != 1 else ''} of this owner running, at most {cap} at once "
-        "(MAX_RUNNING_PER_OWNER)",
+        "(MAX_RUNNING_PER_OWNER)"
+    )
+    ahead = database_clock.now() + timedelta(seconds=owner_lines.alive_seconds())
+    ImportRun.objects.filter(pk=run.pk, status__in=WAITING_STATUSES).update(
+        error_message=f"{services.WAITING_ITS_TURN} {why}", heartbeat_at=ahead
     )

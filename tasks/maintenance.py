@@ -15,7 +15,7 @@ from common import database_clock
 from schedules import history, notifications, replaced_credentials, services
 from schedules.models import ImportRun, NotificationDelivery, ScheduledImport
 
-from . import locks, lost_tasks, processed_retention, turns
+from . import fairness, locks, lost_tasks, processed_retention, turns
 
 logger = logging.getLogger("importbeat.maintenance")
 
@@ -34,6 +34,10 @@ def sweep_runs(reporter: str | None = None) -> dict[str, int]:
       persistence), or the broker was down when its run finished or its retry was sent. So is
       the first parked notification of a line with a turn free (the task that held it died:
       tasks.turns).
+    - the runs parked in their owners' lines (tasks.fairness) have their heartbeat kept ahead,
+      so that reconciliation does not take them for lost messages, and the first ones of each
+      line whose owner has a slot free are sent (the run whose end would have sent them was
+      lost with its worker, or ended here).
     - a replaced credential still waiting after STALE_QUEUED_SECONDS to be hidden in its runs
       has its job sent again (schedules.replaced_credentials.resend_stale).
 
@@ -62,6 +66,12 @@ def sweep_runs(reporter: str | None = None) -> dict[str, int]:
             recovered += 1
             if reporter:
                 lost_tasks.end_lost_task(run["celery_task_id"], resolved, reporter)
+
+    # Runs parked in their owners' lines (tasks.fairness): kept alive for reconciliation, and
+    # the first ones sent where the run that would have sent them is gone (its worker killed,
+    # its run ended above or at its hard time limit). Counted in the log, as the dict keeps
+    # its keys.
+    fairness.look_after_lines()
 
     stale = now - timedelta(seconds=settings.STALE_QUEUED_SECONDS)
     notified = _send_again("notifications", _resend_lost_notifications, stale)

@@ -18,7 +18,7 @@ from contextlib import contextmanager, suppress
 from typing import Any, NoReturn
 
 import psycopg
-from celery.exceptions import Reject, SoftTimeLimitExceeded
+from celery.exceptions import Reject, Retry, SoftTimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
@@ -121,7 +121,20 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
     Returns the run's summary (status and counts), None when there was nothing to do.
     """
     attempted: list[ImportRun] = []
-    result = _execute(run_id, task, attempted)
+    # The owner whose slot this delivery may give back (fairness.hand_on), once the run is
+    # loaded; none when the run was parked in its owner's line.
+    owner: list[int] = []
+    try:
+        result = _execute(run_id, task, attempted, owner)
+    except Reject:
+        raise  # given back to the queue before it took a slot, or with its run still running
+    except BaseException:
+        # Retried (its slot free while it backs off), come back later, or stopped by a bug.
+        _hand_on(task, owner)
+        raise
+    # Finished, failed, timed out, cancelled, skipped, found over already, or its admission
+    # given back: the owner's first parked run goes, whoever ends a run however it ends.
+    _hand_on(task, owner)
     if task is not None and attempted:
         # Once the lease is released: the next run, sent now, must not find this one holding
         # it (overlap `skip` would skip it).
@@ -129,13 +142,24 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
     return result
 
 
-def _execute(run_id: int, task: Any | None, attempted: list[ImportRun]) -> dict[str, Any] | None:
-    """execute(), which is told of the run attempted here (in `attempted`, as it ended)."""
+def _hand_on(task: Any | None, owner: list[int]) -> None:
+    """After a worker's delivery of a run of `owner`'s: send the owner's first parked run if
+    a slot is free (tasks.fairness). A run in the foreground takes no worker slot."""
+    if task is not None and owner:
+        fairness.hand_on(owner[0])
+
+
+def _execute(
+    run_id: int, task: Any | None, attempted: list[ImportRun], owner: list[int]
+) -> dict[str, Any] | None:
+    """execute(), which is told of the run attempted here (in `attempted`, as it ended) and
+    of its owner (in `owner`) unless it was parked in its owner's line."""
     with database_or_requeue(f"run {run_id}", task is not None):
         # With its import and the dataset it writes: the attempt reads all three.
         run = services.load_run(run_id)
     if run is None:
         return None
+    owner.append(run.scheduled_import.owner_id)
     if run.status in ImportRun.FINAL_STATUSES:
         # Cancelled while queued, or a duplicate delivery: the task says what the run is.
         return summary(run)
@@ -200,7 +224,8 @@ def _execute(run_id: int, task: Any | None, attempted: list[ImportRun]) -> dict[
                 )
                 return summary(run)
             if task is not None and not fairness.admit(run):
-                return _come_back(run, task, queue_poll_seconds(), "its turn under the owner's cap")
+                owner.clear()  # it holds no slot: the run that ends next sends it
+                _parked(run)
             worker = (task.request.hostname if task is not None else "") or ""
             task_id = (task.request.id if task is not None else "") or ""
             # Holding the lease, a `running` run can only be an attempt whose worker is gone.
@@ -396,7 +421,7 @@ def _skipped(run: ImportRun, reason: str) -> dict[str, Any]:
 
 def _come_back(run: ImportRun, task: Any | None, countdown: float, holder: str) -> None:
     """Deliver this message again later: the run waits for `holder` (the run holding its
-    import's lease, or its turn under the owner's cap)."""
+    import's lease). A run over its owner's cap waits in its owner's line instead (_parked)."""
     if task is None:
         logger.info("run not started run=%s: it waits for %s", run.pk, holder)
         return None
@@ -408,13 +433,29 @@ def _come_back(run: ImportRun, task: Any | None, countdown: float, holder: str) 
     raise task.retry(exc=RunWaits(words), countdown=countdown, max_retries=None)
 
 
+def _parked(run: ImportRun) -> NoReturn:
+    """End the task of a run parked in its owner's line (fairness.admit) without a message of
+    its own: a run of the owner that ends sends it again, under its id. Its task ends in RETRY
+    (as Celery's retry shows in Flower), its exception saying why and that it is no attempt.
+    It came back as a Celery retry every few seconds before: one owner's thousands of runs over
+    the cap were a churn of messages every other user's run waited behind."""
+    words = (
+        f"run {run.pk} is waiting its turn: its owner's runs are at MAX_RUNNING_PER_OWNER "
+        f"({settings.MAX_RUNNING_PER_OWNER}) (not an attempt); parked in its owner's line, "
+        "sent again when one of them ends"
+    )
+    logger.info("run waits run=%s in its owner's line", run.pk)
+    raise Retry(words, exc=RunWaits(words))
+
+
 def _time_limit_words(imp: ScheduledImport, task: Any | None) -> str:
     timelimit = getattr(task.request, "timelimit", None) if task is not None else None
     return services.time_limit_words(imp, timelimit[1] if timelimit else None)
 
 
 class RunWaits(Exception):
-    """What a run waiting for its turn tells Flower at each look (_come_back)."""
+    """What a run waiting for its turn tells Flower at each look (_come_back), or once, parked
+    in its owner's line (_parked)."""
 
 
 def _drop_broken_connection() -> None:

@@ -1,0 +1,184 @@
+"""The owner's line (tasks/fairness.py, common/owner_lines.py): who sends a parked run, which
+parked run is never sent, and why reconciliation does not take one for a lost message.
+
+A run over its owner's cap is parked in its owner's line, its task over without a message of its
+own. It is sent again by whatever ends a delivery of its owner's runs (`hand_on`), else by the
+sweep; reconciliation must not send it again meanwhile (it has no message in the broker, so it
+looked lost a grace period after its note), and must still send it once its line is gone.
+"""
+
+from datetime import timedelta
+
+import pytest
+from celery.exceptions import Retry
+from django.utils import timezone
+
+from common import owner_lines
+from common.redis_client import client
+from schedules import dispatch, reconcile, services
+from schedules.models import ImportRun
+from tasks import fairness, maintenance, runner
+from tests.factories import PRODUCTS_CSV, make_import
+from tests.test_fetch_http_errors import FakeTask
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def sent(monkeypatch) -> list[int]:
+    """The runs whose messages go to the broker, by id."""
+    ids: list[int] = []
+    monkeypatch.setattr(services, "send_runs", lambda runs, **_: ids.extend(r.pk for r in runs))
+    return ids
+
+
+@pytest.fixture
+def cap_of_one(alice, csv_server, settings):
+    """alice's cap of one, held by a running run of hers; a maker of her other runs."""
+    settings.MAX_RUNNING_PER_OWNER = 1
+    url = csv_server.serve("/p.csv", PRODUCTS_CSV)
+    names = iter(range(100))
+
+    def run_of_alice() -> ImportRun:
+        name = f"import {next(names)}"
+        imp = make_import(alice, url, name=name, dataset=name)
+        return ImportRun.objects.create(scheduled_import=imp, trigger="manual")
+
+    busy = run_of_alice()
+    ImportRun.objects.filter(pk=busy.pk).update(status="running")
+    return busy, run_of_alice
+
+
+def park(run: ImportRun) -> Retry:
+    with pytest.raises(Retry) as parked:
+        runner.execute(run.pk, task=FakeTask())
+    return parked.value
+
+
+def line_of(owner) -> list[int]:
+    return [int(m) for m in client().zrange(owner_lines.line_key(owner.pk), 0, -1)]
+
+
+def test_a_parked_run_ends_its_task_saying_why_and_is_sent_when_its_owners_run_ends(
+    alice, cap_of_one, sent
+):
+    # Given alice's run held back by her cap
+    busy, run_of_alice = cap_of_one
+    waiting = run_of_alice()
+
+    # When a worker takes it: parked, its task over in RETRY, with no message sent
+    parked = park(waiting)
+    assert "waiting its turn" in str(parked) and "MAX_RUNNING_PER_OWNER (1)" in str(parked)
+    waiting.refresh_from_db()
+    assert (waiting.status, waiting.attempts) == ("queued", 0)
+    assert waiting.error_message.startswith(services.WAITING_ITS_TURN)
+    assert line_of(alice) == [waiting.pk]
+    assert sent == []
+
+    # When a worker's delivery of her running run ends (here: the attempt of a lost worker,
+    # taken again and finished)
+    runner.execute(busy.pk, task=FakeTask())
+
+    # Then the parked run is sent, once, and has left the line
+    assert ImportRun.objects.get(pk=busy.pk).status == "succeeded"
+    assert sent == [waiting.pk]
+    assert line_of(alice) == []
+    assert fairness.hand_on(alice.pk) == 0
+
+
+def test_a_parked_run_is_in_its_line_once_however_often_it_is_delivered(alice, cap_of_one, sent):
+    _busy, run_of_alice = cap_of_one
+    first, second = run_of_alice(), run_of_alice()
+    for run in (first, second, first):
+        park(run)
+    assert line_of(alice) == [first.pk, second.pk]
+
+
+def test_a_cancelled_parked_run_leaves_the_line_and_the_next_one_goes(alice, cap_of_one, sent):
+    # Given two parked runs of alice, the first cancelled
+    busy, run_of_alice = cap_of_one
+    first, second = run_of_alice(), run_of_alice()
+    park(first)
+    park(second)
+    services.cancel_run(first, alice)
+
+    # When her running run ends, then the second one is sent, and the first is gone
+    ImportRun.objects.filter(pk=busy.pk).update(status="succeeded")
+    assert fairness.hand_on(alice.pk) == 1
+    assert sent == [second.pk]
+    assert line_of(alice) == []
+
+
+def test_the_sweep_keeps_a_parked_run_from_being_taken_for_a_lost_message(alice, cap_of_one):
+    # Given a parked run whose note is long past the grace period (its owner's runs are slow)
+    _busy, run_of_alice = cap_of_one
+    waiting = run_of_alice()
+    park(waiting)
+    long_ago = timezone.now() - timedelta(hours=1)
+    ImportRun.objects.filter(pk=waiting.pk).update(heartbeat_at=long_ago)
+
+    # When the maintenance jobs run
+    maintenance.sweep_runs()
+    resent = reconcile.reconcile()["resent"]
+
+    # Then it is not sent again: the sweep kept it alive, and it waits in its line
+    assert resent == 0
+    waiting.refresh_from_db()
+    assert waiting.heartbeat_at > timezone.now()
+    assert line_of(alice) == [waiting.pk]
+
+
+def test_a_parked_run_whose_line_redis_lost_is_sent_again_by_reconciliation(alice, cap_of_one):
+    # Given a parked run, and Redis restarted empty (its line gone)
+    _busy, run_of_alice = cap_of_one
+    waiting = run_of_alice()
+    park(waiting)
+    client().delete(owner_lines.line_key(alice.pk), owner_lines.LINES)
+
+    # When its note is past the grace period, then reconciliation sends it again
+    ImportRun.objects.filter(pk=waiting.pk).update(heartbeat_at=timezone.now() - timedelta(hours=1))
+    maintenance.sweep_runs()
+    assert reconcile.reconcile()["resent"] == 1
+
+
+def test_the_sweep_sends_the_first_parked_run_of_an_owner_with_a_slot_free(alice, cap_of_one, sent):
+    # Given a parked run, and the run that held the slot ended where nothing handed on
+    busy, run_of_alice = cap_of_one
+    waiting = run_of_alice()
+    park(waiting)
+    ImportRun.objects.filter(pk=busy.pk).update(status="failed")
+
+    # When the sweep runs, then it sends the parked run, once
+    maintenance.sweep_runs()
+    maintenance.sweep_runs()
+    assert sent == [waiting.pk]
+
+
+def test_beat_lines_up_an_owners_runs_past_the_cap_in_one_batch(alice, bob, csv_server, settings):
+    # Given five of alice's imports and one of bob's due at once, a cap of two
+    settings.MAX_RUNNING_PER_OWNER = 2
+    url = csv_server.serve("/p.csv", PRODUCTS_CSV)
+    imports = [make_import(alice, url, name=f"a{n}", dataset=f"a{n}") for n in range(5)]
+    imports.append(make_import(bob, url, name="b", dataset="b"))
+    for imp in imports:
+        imp.__class__.objects.filter(pk=imp.pk).update(
+            next_run_at=timezone.now() - timedelta(seconds=1)
+        )
+    published: list[ImportRun] = []
+
+    # When beat dispatches them
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(services, "send_runs", lambda runs, **_: published.extend(runs))
+        dispatch.dispatch_due()
+
+    # Then alice's first two and bob's run are sent, her three others wait in her line
+    runs = sorted(ImportRun.objects.filter(scheduled_import__owner=alice), key=lambda r: r.pk)
+    assert sorted(r.pk for r in published) == sorted(
+        [runs[0].pk, runs[1].pk, ImportRun.objects.get(scheduled_import__owner=bob).pk]
+    )
+    assert line_of(alice) == [r.pk for r in runs[2:]]
+    for run in runs[2:]:
+        assert run.status == "queued"
+        assert run.error_message.startswith(services.WAITING_ITS_TURN)
+        assert "(MAX_RUNNING_PER_OWNER)" in run.error_message
+        assert run.heartbeat_at > timezone.now()

@@ -181,6 +181,9 @@ def _send_now(
         if delivery.pk in emails:
             delivery.target, delivery.error = address, nowhere
             delivery.status = "failed" if nowhere else "delivered"
+            # It went out in this e-mail: one folded into the caller's was logged delivered
+            # after 0 attempts, its webhook sibling after 1 (the caller's own is counted).
+            delivery.attempts = max(delivery.attempts, 1)
         else:
             delivery.status = "skipped"  # `error` says why (no address, on time again)
     NotificationDelivery.objects.bulk_update(

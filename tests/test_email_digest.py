@@ -107,6 +107,8 @@ def test_notifications_waiting_together_go_out_in_one_email(alice):
         webhooks.deliver(delivery.pk)
     assert len(mail.outbox) == 1
     assert set(NotificationDelivery.objects.values_list("status", flat=True)) == {"delivered"}
+    # each after one attempt: the two folded into the first one's e-mail said 0 (outcomes hunt)
+    assert list(NotificationDelivery.objects.values_list("attempts", flat=True)) == [1, 1, 1]
 
 
 @pytest.mark.django_db

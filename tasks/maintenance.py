@@ -12,7 +12,7 @@ from django.db.models import Exists, OuterRef, Q, QuerySet
 from redis.exceptions import RedisError
 
 from common import database_clock
-from schedules import history, notifications, replaced_credentials, services
+from schedules import alerts, history, notifications, replaced_credentials, services
 from schedules.models import ImportRun, NotificationDelivery, ScheduledImport
 
 from . import fairness, locks, lost_tasks, processed_retention, turns
@@ -105,7 +105,8 @@ def delete_old_runs() -> dict[str, int]:
     about runs goes with them, by the same two ages: the notification log (a delivery that
     failed is kept as long as a failed run) and the history's run events (triggered, retried,
     cancelled). The history's changes of an import, who set what, are kept, and so is the
-    `late` notice of a late streak still under way, however old: the streak is told once.
+    `late` notice of a late streak still under way, however old, and the run that alerted of a
+    failure streak still under way: each streak is told once.
 
     Active runs and deliveries still to be sent are never deleted. Deletes go in batches by id
     so that one sweep over a large log never holds long locks nor one huge transaction.
@@ -114,9 +115,26 @@ def delete_old_runs() -> dict[str, int]:
     kept_until = now - timedelta(days=settings.RUN_RETENTION_DAYS)
     failures_kept_until = now - timedelta(days=settings.FAILED_RUN_RETENTION_DAYS)
     failed = [ImportRun.Status.FAILED, ImportRun.Status.TIMED_OUT]
-    runs = ImportRun.objects.exclude(status__in=ImportRun.ACTIVE_STATUSES).filter(
-        (Q(queued_at__lt=kept_until) & ~Q(status__in=failed))
-        | Q(queued_at__lt=failures_kept_until, status__in=failed)
+    # The run that alerted of a failure streak still under way stays, as the late notice
+    # does: it is what says the streak was told (alerts.on_run_finished). An import failing
+    # every hour had it deleted after 90 days, and its owner alerted again every 90 days.
+    good_since = ImportRun.objects.filter(
+        scheduled_import_id=OuterRef("scheduled_import_id"),
+        status__in=ImportRun.GOOD_STATUSES,
+        finished_at__gt=OuterRef("finished_at"),
+    )
+    streak_alerted = (
+        Q(error_details__has_key=alerts.ALERTED)
+        & Q(scheduled_import__consecutive_failures__gt=0)
+        & ~Exists(good_since)
+    )
+    runs = (
+        ImportRun.objects.exclude(status__in=ImportRun.ACTIVE_STATUSES)
+        .filter(
+            (Q(queued_at__lt=kept_until) & ~Q(status__in=failed))
+            | Q(queued_at__lt=failures_kept_until, status__in=failed)
+        )
+        .exclude(streak_alerted)
     )
     sent = NotificationDelivery.Status
     # The notice of a late streak still under way stays: it is what says the streak was told

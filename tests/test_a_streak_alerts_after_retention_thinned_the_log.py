@@ -68,3 +68,27 @@ def test_the_failed_notification_says_the_streak_the_counter_says(alice):
     counter = ScheduledImport.objects.get(pk=imp.pk).consecutive_failures
     summary = alerts.run_summary(ImportRun.objects.get(pk=run.pk))
     assert summary["import"]["consecutive_failures"] == counter == 1
+
+
+def test_a_streak_longer_than_the_retention_alerts_once(alice):
+    # Retention deleted the run that alerted after 90 days, and the next failure of a streak
+    # still under way took it for untold: an import failing every hour alerted its owner
+    # again every 90 days.
+    imp = make_import(alice, SOURCE, alert_after_failures=2)
+    end(imp, "failed")
+    alerted = end(imp, "failed")
+    end(imp, "failed")
+    assert NotificationDelivery.objects.filter(event="alert").count() == 1
+    age(100)
+    end(imp, "failed")
+
+    maintenance.delete_old_runs()
+
+    assert ImportRun.objects.filter(pk=alerted.pk).exists()
+    assert ImportRun.objects.filter(status="failed").count() == 2  # the alerted one, the last
+    end(imp, "failed")
+    assert NotificationDelivery.objects.filter(event="alert").count() == 1
+    # Once the streak is over, the run that alerted goes with the others of its age
+    end(imp, "succeeded")
+    maintenance.delete_old_runs()
+    assert not ImportRun.objects.filter(pk=alerted.pk).exists()

@@ -7,8 +7,11 @@ credential, a missing file or a changed host key is permanent. The host key must
 pinned on the import (schedules.host_keys); with none pinned, the first key seen is pinned.
 
 A glob in the file name (`/out/products_*.csv`) takes the newest regular file that matches
-(by modification time, then name). The file's path, size and mtime are its validators: the
-importer's same-file shortcut sees an unchanged file without reading it.
+(by modification time, then name, its numbers as numbers). The folder's listing is read an
+answer at a time and only the newest match so far is kept, under caps on its names and bytes
+(a server listing without end grew the worker until the download's deadline). The file's
+path, size and mtime are its validators: the importer's same-file shortcut sees an unchanged
+file without reading it.
 """
 
 from __future__ import annotations
@@ -48,6 +51,11 @@ REQUEST_BYTES = 32 * 1024
 WINDOW_REQUESTS = 512
 GLOB_CHARACTERS = "*?["
 KEY_CLASSES = (paramiko.Ed25519Key, paramiko.ECDSAKey, paramiko.RSAKey)
+# A glob's folder listing: past either, the run fails. Only the newest match is kept, so these
+# bound the time a listing takes, not memory: a hostile server listing names without end kept
+# every one, and the worker grew ~20 MB/s until FETCH_TOTAL_TIMEOUT_SECONDS (30 min; hunt).
+MAX_LISTING_NAMES = 100_000
+MAX_LISTING_BYTES = 64 * 1024 * 1024
 # paramiko's "Error reading SSH protocol banner": what answered is not an SSH server.
 NOT_SSH = "the server did not answer as an SSH server: check the URL's host and port"
 
@@ -212,52 +220,85 @@ def _pick(
             if not stat.S_ISREG(attributes.st_mode or 0):
                 raise PermanentImportError(f"{path} on the SFTP server is not a file")
             return path, attributes
-        entries = _listdir_attr(sftp, folder or "/")
+        newest = _newest_match(sftp, folder or "/", name, watchdog)
     except OSError as error:
         raise _file_error(folder if globbed else path, error) from error
     except (paramiko.SSHException, EOFError) as error:
         raise _lost(watchdog, "the SFTP server broke off", error) from error
-    matches = [
-        entry
-        for entry in entries
-        if globs.matches(entry.filename, name) and stat.S_ISREG(entry.st_mode or 0)
-    ]
-    if not matches:
+    if newest is None:
         raise NothingToImport(f"no file on the SFTP server matches {path} yet")
-    newest = max(
-        matches, key=lambda entry: (entry.st_mtime or 0, globs.delivery_order(entry.filename))
-    )
     # The file taken alone: an older match named so is no concern of this run.
     refuse_unnamed(newest.filename, folder)
     return posixpath.join(folder, newest.filename), newest
 
 
-def _listdir_attr(sftp: paramiko.SFTPClient, folder: str) -> list[paramiko.SFTPAttributes]:
-    """paramiko's `listdir_attr`, reading names that are no UTF-8 as the os module does
-    (surrogate escapes): paramiko's own raised on one such name anywhere in the folder, and
-    every run of the import failed as "an unexpected error", for a file it never asked for."""
+def _newest_match(
+    sftp: paramiko.SFTPClient, folder: str, pattern: str, watchdog: Watchdog
+) -> paramiko.SFTPAttributes | None:
+    """The newest regular file in `folder` matching `pattern`: by modification time, then
+    name, its numbers as numbers (common.globs.delivery_order), as a drop folder's."""
+    newest, newest_order = None, None
+    for entry in _listing(sftp, folder, watchdog):
+        if not (globs.matches(entry.filename, pattern) and stat.S_ISREG(entry.st_mode or 0)):
+            continue
+        order = (entry.st_mtime or 0, globs.delivery_order(entry.filename))
+        if newest_order is None or order > newest_order:
+            newest, newest_order = entry, order
+    return newest
+
+
+def _listing(
+    sftp: paramiko.SFTPClient, folder: str, watchdog: Watchdog
+) -> Iterator[paramiko.SFTPAttributes]:
+    """The folder's entries, as the server sends them, one READDIR answer at a time, with
+    names that are no UTF-8 read as the os module reads them (surrogate escapes): paramiko's
+    `listdir_attr` raised on one such name anywhere in the folder, and every run of the import
+    failed as "an unexpected error", for a file it never asked for.
+
+    Past MAX_LISTING_NAMES names or MAX_LISTING_BYTES the run fails for good. The listing's
+    bytes count for the watchdog's minimum rate, and a listing the watchdog cut fails with its
+    reason: it is no end of the listing, whose newest match would have been an older file."""
     kind, message = sftp._request(paramiko.sftp.CMD_OPENDIR, sftp._adjust_cwd(folder))
     if kind != paramiko.sftp.CMD_HANDLE:
         raise paramiko.SFTPError("Expected handle")
     handle = message.get_binary()
-    entries = []
-    try:
-        while True:
-            try:
-                kind, message = sftp._request(paramiko.sftp.CMD_READDIR, handle)
-            except EOFError:
-                break  # the end of the listing
-            if kind != paramiko.sftp.CMD_NAME:
-                raise paramiko.SFTPError("Expected name response")
-            for _ in range(message.get_int()):
-                filename = message.get_string().decode("utf-8", "surrogateescape")
-                longname = message.get_string().decode("utf-8", "replace")
-                entry = paramiko.SFTPAttributes._from_msg(message, filename, longname)
-                if filename not in (".", ".."):
-                    entries.append(entry)
-    finally:
-        sftp._request(paramiko.sftp.CMD_CLOSE, handle)
-    return entries
+    names = listed = 0
+    while True:
+        received = 0
+        watchdog.begin_wait()
+        try:
+            kind, message = sftp._request(paramiko.sftp.CMD_READDIR, handle)
+            received = len(message.asbytes())
+        except EOFError:
+            if watchdog.reason:
+                raise watchdog.failure() from None
+            break  # the end of the listing (SFTP's EOF status)
+        finally:
+            watchdog.end_wait(received)
+        if kind != paramiko.sftp.CMD_NAME:
+            raise paramiko.SFTPError("Expected name response")
+        listed += received
+        if listed > MAX_LISTING_BYTES:
+            raise _too_long(folder, f"more than {MAX_LISTING_BYTES:,} bytes of names")
+        for _ in range(message.get_int()):
+            names += 1
+            if names > MAX_LISTING_NAMES:
+                raise _too_long(folder, f"more than {MAX_LISTING_NAMES:,} names")
+            filename = message.get_string().decode("utf-8", "surrogateescape")
+            longname = message.get_string().decode("utf-8", "replace")
+            entry = paramiko.SFTPAttributes._from_msg(message, filename, longname)
+            if filename not in (".", ".."):
+                yield entry
+    # Closed here only: a listing that failed leaves with its connection (open_sftp closes it).
+    sftp._request(paramiko.sftp.CMD_CLOSE, handle)
+
+
+def _too_long(folder: str, what: str) -> PermanentImportError:
+    return PermanentImportError(
+        f"the SFTP server's listing of {folder} is too long ({what}) to find the newest file "
+        f"matching the import's glob: move the files already imported out of the folder, or "
+        f"name the file without a glob"
+    )
 
 
 def _validators(path: str, attributes: paramiko.SFTPAttributes) -> Validators:

@@ -7,12 +7,20 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable
 
 
 def matches(name: str, pattern: str) -> bool:
     if name.startswith(".") and not pattern.startswith("."):
         return False
     return fnmatch.fnmatchcase(name, pattern)
+
+
+def matcher(pattern: str) -> Callable[[str], re.Match[str] | None]:
+    """`matches` for one pattern, compiled once (truthy for a match): a folder's listing asks
+    it of every name, and fnmatch looks its pattern up again at each call."""
+    hidden = "" if pattern.startswith(".") else r"(?!\.)"
+    return re.compile(hidden + fnmatch.translate(pattern)).match
 
 
 _NUMBERS = re.compile(r"([0-9]+)")

@@ -16,7 +16,7 @@ import logging
 import os
 import re
 
-from django.db import DatabaseError
+from django.db import DatabaseError, connection
 from django.utils import timezone
 
 from common import globs
@@ -77,23 +77,21 @@ def _rewritten_since_read(real: str, run: ImportRun) -> bool:
 def say_held_back(imp: ScheduledImport, run: ImportRun) -> int:
     """A queue's delivery (a glob with move_processed) whose run failed stays where it is, and
     the next run takes it again: the deliveries after it wait behind it. Say so on the failed
-    run, with how many; their number is returned (0: nothing said)."""
+    run, with how many; their number is returned (0: nothing said).
+
+    A file a run imported before (one that could not be filed away) waits for nothing: the
+    queue passes over it. Counted, a folder that could not be filed into said "4 later
+    deliveries wait" of 3 files imported long ago and 1 delivery."""
     if not (imp.move_processed and run.source_file and run.status == ImportRun.Status.FAILED):
         return 0
     try:
         where = drop_folders.locate(imp.source_url, drop_folders.folders_of(imp.owner))
         if not where.is_glob:
             return 0
-        with os.scandir(where.folder) as entries:
-            waiting = sum(
-                1
-                for entry in entries
-                if globs.matches(entry.name, where.name)
-                and entry.path != run.source_file
-                and entry.is_file(follow_symlinks=False)
-            )
+        versions = _versions_beside(where, run.source_file)
     except (OSError, drop_folders.Refused):
         return 0  # the run says what failed; the folder's own trouble is the next run's
+    waiting = len(versions - imported_before(imp.pk, list(versions))) if versions else 0
     if not waiting:
         return 0
     deliveries = "1 later delivery waits" if waiting == 1 else f"{waiting} later deliveries wait"
@@ -102,14 +100,44 @@ def say_held_back(imp: ScheduledImport, run: ImportRun) -> int:
     return waiting
 
 
+def _versions_beside(where: drop_folders.DropPath, taken: str) -> set[str]:
+    """The versions (drop_folders.file_etag) of the files matching `where`'s glob but the file
+    `taken`: their paths are those a run records (the folder's links resolved, and the
+    files are no links)."""
+    matches = globs.matcher(where.name)
+    versions = set()
+    with os.scandir(where.folder) as entries:
+        for entry in entries:
+            if not matches(entry.name) or entry.path == taken:
+                continue
+            try:
+                if entry.is_file(follow_symlinks=False):
+                    versions.add(
+                        drop_folders.file_etag(entry.path, entry.stat(follow_symlinks=False))
+                    )
+            except OSError:
+                continue  # gone since the listing
+    return versions
+
+
+# The versions among a list that runs of one import imported, in one statement whatever the
+# list's length (one array, not a placeholder per version).
+_IMPORTED_SQL = (
+    f"SELECT DISTINCT source_etag FROM {ImportRun._meta.db_table}"
+    " WHERE scheduled_import_id = %s AND source_etag = ANY(%s) AND status = ANY(%s)"
+)
+
+
 def imported_before(import_id: int, etags: list[str]) -> set[str]:
     """The versions among `etags` (drop_folders.file_etag) that a run of the import imported:
     files of a glob's queue that could not be filed away, which the queue passes over."""
-    return set(
-        ImportRun.objects.filter(
-            scheduled_import_id=import_id, source_etag__in=etags, status__in=PROCESSED_STATUSES
-        ).values_list("source_etag", flat=True)
-    )
+    if not etags:
+        return set()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _IMPORTED_SQL, [import_id, list(etags), [s.value for s in PROCESSED_STATUSES]]
+        )
+        return {etag for (etag,) in cursor.fetchall()}
 
 
 def remember(folder: str) -> None:

@@ -8,10 +8,15 @@ again here because links in the folder can change after the import was saved.
 
 from __future__ import annotations
 
+import bisect
 import errno
 import logging
+import math
 import os
 import stat
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from email.utils import formatdate
@@ -96,13 +101,14 @@ def _match(
     dataset. A file imported before is still there when it could not be filed away (said on
     its run); it is passed over, and taken again (unchanged) only when nothing else waits.
     """
+    if imported_before is not None:
+        waiting = _oldest_waiting(where, imported_before)
+        if waiting is not None:
+            return waiting
     found = _matches(where)
     if not found:
         raise NothingToImport(f"no file matches {where.path} yet")
-    newest = os.path.join(where.folder, max(found)[1])
-    if imported_before is None or len(found) == 1:
-        return newest
-    return _oldest_waiting(where, found, imported_before) or newest
+    return os.path.join(where.folder, max(found)[1])
 
 
 def next_delivery(
@@ -119,10 +125,9 @@ def next_delivery(
         where = drop_folders.locate(url, folders)
         if not where.is_glob:
             return None
-        found = _matches(where)
+        waiting = _oldest_waiting(where, imported_before, lone_too=True)
     except (drop_folders.Refused, TransientImportError, PermanentImportError):
         return None
-    waiting = _oldest_waiting(where, found, imported_before) if found else None
     if waiting is not None:
         refuse_unnamed(os.path.basename(waiting), where.folder)
     return waiting
@@ -165,17 +170,212 @@ def _matches(where: drop_folders.DropPath) -> dict[tuple[int, str], os.stat_resu
 
 def _oldest_waiting(
     where: drop_folders.DropPath,
-    found: dict[tuple[int, str], os.stat_result],
     imported_before: Callable[[list[str]], set[str]],
+    lone_too: bool = False,
 ) -> str | None:
-    """The oldest of `found` that no run imported (one query for them all)."""
-    # Each delivery's version as its run records it (file_validators: the resolved path).
-    queue: dict[str, str] = {}
-    for key in sorted(found, key=lambda key: (key[0], globs.delivery_order(key[1]))):
-        path = os.path.join(where.folder, key[1])
-        queue[path] = drop_folders.file_etag(os.path.realpath(path), found[key])
-    imported = imported_before(list(queue.values()))
-    return next((path for path, etag in queue.items() if etag not in imported), None)
+    """The oldest match of the glob whose version no run imported, None when none waits. A
+    lone match is not asked about unless `lone_too` (a run takes it whatever its runs: as the
+    newest, unchanged, it writes nothing)."""
+    queue = _queue(where)
+    with queue.lock:
+        queue.refresh()
+        if len(queue) == 1 and not lone_too:
+            return None
+        return queue.oldest_waiting(imported_before)
+
+
+# --- a queue's order, kept between choices -------------------------------------------------------
+#
+# Each delivery of a queue was chosen by looking at every file waiting: a stat, the resolved
+# path and the version of each, ordered anew, and all their versions asked of the database in
+# one IN list. A backlog's drain chose that way twice per file, so draining it grew with the
+# square of its size: 300 files took under a minute, 10,000 took 1.8 h and 40,000 about a day.
+# Now a process keeps each queue's order (_Queue), and one choice costs a listing of the
+# folder's names (what arrived or went since; no stat), a look at the few files at the head,
+# and one query of those few files' versions.
+
+# A queue's files are all looked at again this often: a file written again in place keeps its
+# inode, and one given an older modification time (`touch -d`) is seen in its new place once
+# looked at (a newer one is seen when it reaches the head).
+REVALIDATE_SECONDS = 60.0
+# Queues kept per process (the least recently chosen goes): each holds a name per file waiting.
+QUEUES_KEPT = 16
+# The head's files looked at, and their versions asked in one query, at first; then 8 times as
+# many while all of those were imported before (files that could not be filed away).
+FIRST_LOOK = 8
+# A choice looks at the files again at most this often when one it looked at had changed
+# since it was placed (written again: it goes to its new place first).
+RESTARTS = 3
+
+Place = tuple[int, tuple[tuple[int, int, str], ...]]
+
+
+def _place(item: tuple[int, str]) -> Place:
+    """Where a file, (modification time, name), goes in a queue's order."""
+    return item[0], globs.delivery_order(item[1])
+
+
+class _Queue:
+    """The matches of one glob in one folder, in the order a queue takes them: the oldest
+    modification time first, then names in their numbers' order (common.globs.delivery_order).
+
+    `order` holds (modification time, name) sorted by `_place`; `known`, for each of its names,
+    the inode the listing gives (d_ino, read without a stat), the inode and modification time a
+    stat gave, and whether it is a link. `refresh` lists the folder's names and stats only
+    those new or replaced since (another inode); `oldest_waiting` looks afresh at the head's
+    files alone, and a file changed since it was placed is moved to its new place.
+    """
+
+    def __init__(self, where: drop_folders.DropPath) -> None:
+        self.where = where
+        self.matches = globs.matcher(where.name)
+        self.lock = threading.Lock()
+        self.known: dict[str, tuple[int, int, int, bool]] = {}
+        self.order: list[tuple[int, str]] = []
+        self.looked_at = -math.inf
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+    def refresh(self) -> None:
+        """The order brought up to what the folder holds now (_listing's errors raised)."""
+        if time.monotonic() - self.looked_at > REVALIDATE_SECONDS:
+            self.known.clear()
+            self.order.clear()
+            self.looked_at = time.monotonic()
+        listed = _listing(self.where, self.matches)
+        self._forget(self.known.keys() - listed.keys())
+        replaced = [
+            entry
+            for name, entry in listed.items()
+            if (seen := self.known.get(name)) is None or seen[0] != entry.inode()
+        ]
+        self._forget({entry.name for entry in replaced} & self.known.keys())
+        added = []
+        for entry in replaced:
+            try:
+                if not entry.is_file():
+                    continue
+                info = entry.stat()
+            except OSError:
+                continue  # gone since the listing
+            self.known[entry.name] = (
+                entry.inode(), info.st_ino, info.st_mtime_ns, entry.is_symlink()
+            )  # fmt: skip
+            added.append((info.st_mtime_ns, entry.name))
+        self._add(added)
+
+    def oldest_waiting(self, imported_before: Callable[[list[str]], set[str]]) -> str | None:
+        """The first file of the order, looked at now, whose version no run imported.
+
+        The head's files are looked at (a stat each) and their versions asked in one query;
+        the next ones only while all of those were imported. A file changed since it was
+        placed goes to its new place, and the files are looked at again from where they were
+        (from the head when it went before them): at most RESTARTS times, then a file is
+        taken as its look found it, as one listing would have (a file written all the time).
+        """
+        restarts, count = RESTARTS, FIRST_LOOK
+        after: Place | None = None
+        while True:
+            at = 0 if after is None else bisect.bisect_right(self.order, after, key=_place)
+            batch = self.order[at : at + count]
+            if not batch:
+                return None
+            versions: dict[str, str] = {}
+            moved = ahead = False
+            for item in batch:
+                etag, new_place = self._look(item)
+                if etag is None:
+                    continue  # gone
+                if new_place is not None and restarts:
+                    moved = True
+                    ahead = ahead or (after is not None and _place(new_place) <= after)
+                    continue
+                versions[etag] = os.path.join(self.where.folder, item[1])
+            if moved:
+                restarts -= 1
+                if ahead:
+                    after, count = None, FIRST_LOOK
+                continue
+            imported = imported_before(list(versions)) if versions else set()
+            for etag, path in versions.items():
+                if etag not in imported:
+                    return path
+            after, count = _place(batch[-1]), count * 8
+
+    def _look(self, item: tuple[int, str]) -> tuple[str | None, tuple[int, str] | None]:
+        """The version (drop_folders.file_etag) of the file `item` names as it is now, and its
+        new place when it changed since it was placed (moved there). (None, None): gone, or
+        no file now (forgotten)."""
+        mtime, name = item
+        inode, stat_inode, _mtime, is_link = self.known[name]
+        path = os.path.join(self.where.folder, name)
+        try:
+            info = os.stat(path)
+            real = os.path.realpath(path) if is_link else path
+        except OSError:
+            info = None
+        if info is None or not stat.S_ISREG(info.st_mode):
+            self._forget({name})
+            return None, None
+        etag = drop_folders.file_etag(real, info)
+        if info.st_ino == stat_inode and info.st_mtime_ns == mtime:
+            return etag, None
+        self._forget({name})
+        self.known[name] = (inode, info.st_ino, info.st_mtime_ns, is_link)
+        self._add([(info.st_mtime_ns, name)])
+        return etag, (info.st_mtime_ns, name)
+
+    def _forget(self, names: set[str]) -> None:
+        if not names:
+            return
+        if len(names) > 32:
+            for name in names:
+                del self.known[name]
+            self.order = [item for item in self.order if item[1] in self.known]
+            return
+        for name in names:
+            mtime = self.known.pop(name)[2]
+            at = bisect.bisect_left(self.order, _place((mtime, name)), key=_place)
+            if at < len(self.order) and self.order[at][1] == name:
+                del self.order[at]
+
+    def _add(self, items: list[tuple[int, str]]) -> None:
+        if len(items) > 32:
+            self.order.extend(items)
+            self.order.sort(key=_place)
+            return
+        for item in items:
+            bisect.insort(self.order, item, key=_place)
+
+
+_queues: OrderedDict[tuple[str, str], _Queue] = OrderedDict()
+_queues_lock = threading.Lock()
+
+
+def _queue(where: drop_folders.DropPath) -> _Queue:
+    """This process's queue of `where`'s glob in its folder (refreshed under its lock)."""
+    with _queues_lock:
+        queue = _queues.pop((where.folder, where.name), None)
+        if queue is None:
+            queue = _Queue(where)
+        _queues[where.folder, where.name] = queue
+        while len(_queues) > QUEUES_KEPT:
+            _queues.popitem(last=False)
+    return queue
+
+
+def _listing(
+    where: drop_folders.DropPath, matches: Callable[[str], object]
+) -> dict[str, os.DirEntry]:
+    """The folder's entries whose names match the glob, without a look at any of them."""
+    try:
+        with os.scandir(where.folder) as entries:
+            return {entry.name: entry for entry in entries if matches(entry.name)}
+    except FileNotFoundError:
+        raise TransientImportError(f"the folder {where.folder} does not exist (yet)") from None
+    except OSError as error:
+        raise _open_error(where.folder, error) from error
 
 
 def _chunks(file, path: str, opened: FileVersion | None) -> Iterator[bytes]:

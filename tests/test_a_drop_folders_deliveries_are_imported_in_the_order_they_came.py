@@ -115,6 +115,31 @@ def test_a_delivery_whose_run_failed_says_how_many_wait_behind_it(alice, drop):
     assert price_now(imp) == "3.00"
 
 
+def test_the_deliveries_said_to_wait_behind_a_failed_one_are_those_not_imported_yet(alice, drop):
+    # Regression (drops hunt, bug 3): waiting_behind counted every other file of the glob,
+    # those imported before that could not be filed away too: "3 later deliveries wait" of
+    # 2 files imported long ago and 1 delivery
+    # Given two deliveries imported and left there (`processed` is a file)
+    now = time.time()
+    put(drop / "processed", "not a folder\n")
+    put(drop / "products_1.csv", delivery("1.00"), mtime=now - 240)
+    put(drop / "products_2.csv", delivery("2.00"), mtime=now - 180)
+    imp = make_import(alice, f"file://{drop}/products_*.csv", move_processed=True)
+    assert [run_now(imp).status for _ in range(2)] == ["succeeded", "succeeded"]
+
+    # When the next delivery is no CSV, and one more waits behind it
+    put(drop / "products_3.csv", bytes(range(256)) * 4, mtime=now - 120)
+    put(drop / "products_4.csv", delivery("4.00"), mtime=now - 60)
+    failed = run_now(imp)
+
+    # Then its run says that one delivery waits behind it, not the two imported before
+    assert failed.status == "failed" and failed.source_file.endswith("products_3.csv")
+    assert failed.error_details["waiting_behind"] == 1, failed.error_message
+    assert failed.error_message.endswith(
+        "the next run takes this file again, and 1 later delivery waits behind it"
+    )
+
+
 def test_the_check_before_save_shows_the_delivery_a_run_would_take(alice, drop):
     # Given two deliveries waiting
     now = time.time()

@@ -415,6 +415,8 @@ def validate_import_fields(imp: ScheduledImport) -> None:
         errors.setdefault("move_processed", []).append(
             "only a drop folder's file (file:///) can be moved to processed/"
         )
+    elif "source_url" not in errors:
+        check("source_url", validate_one_queue_per_source, imp)
     if "source_url" not in errors:
         check("credential", validate_credential, imp)
     if imp.callback_url and "callback_url" not in unchanged:
@@ -504,6 +506,70 @@ def validate_dataset_writers(imp: ScheduledImport) -> None:
 
 # The advisory lock class of a dataset's writers' saves (validate_dataset_writers).
 WRITERS_LOCK = 0x1B0B
+
+
+def validate_one_queue_per_source(imp: ScheduledImport) -> None:
+    """A queue of deliveries (a drop folder's glob, or file, with move_processed) is the only
+    one of its owner on that glob in that folder.
+
+    Each run of a queue takes the oldest delivery waiting and files it away (tasks.drop_folder,
+    schedules.processed_files): two such imports of one glob each took the deliveries the other
+    had not taken yet, and each dataset got about half of the files, with no word of it. An
+    import without move_processed takes the newest file and leaves it there, so it shares a
+    glob with anything; another owner's folder is their own (drop_folders.folders_of), and
+    naming their import would tell of it. Checked when the import is new or its source, its
+    move_processed or its owner changes: two imports saved so before this rule stay editable.
+    """
+    if not (imp.move_processed and imp.owner_id and is_file_url(imp.source_url or "")):
+        return
+    model = type(imp)
+    if imp.pk is not None:
+        saved = model.objects.filter(pk=imp.pk).values_list(
+            "source_url", "move_processed", "owner_id"
+        )
+        if saved.first() == (imp.source_url, imp.move_processed, imp.owner_id):
+            return
+    folders = drop_folders.folders_of(imp.owner)
+    try:
+        mine = drop_folders.locate(imp.source_url, folders)
+    except drop_folders.Refused:
+        return  # (validate_source_url says so)
+    from django.db import connection
+
+    if connection.in_atomic_block:
+        # The owner's queue saves take turns to their commit: two saved at the same moment
+        # would each find the other absent.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT pg_advisory_xact_lock(%s, %s)", [QUEUES_LOCK, imp.owner_id % 2**31]
+            )
+    others = (
+        model.objects.filter(
+            owner_id=imp.owner_id, move_processed=True, source_url__istartswith="file:"
+        )
+        .exclude(pk=imp.pk)
+        .order_by("pk")
+        .values_list("pk", "name", "source_url", "status")
+    )
+    for pk, name, url, status in others:
+        try:
+            theirs = drop_folders.locate(url, folders)
+        except drop_folders.Refused:
+            continue  # (it reads nothing: its runs say why)
+        if theirs != mine:
+            continue
+        resumed = "" if status == model.Status.ACTIVE else f" ({status}: once resumed)"
+        raise ValidationError(
+            f"your import {name!r} (id {pk}) already takes the deliveries of {mine.path} and "
+            f"files them away (move_processed){resumed}: two imports of one queue each take "
+            "the files the other has not taken yet, and each would import about half of them. "
+            "Import them with one of the two, or have the files delivered to a folder (or under "
+            "a name) of each import's own"
+        )
+
+
+# The advisory lock class of an owner's queue saves (validate_one_queue_per_source).
+QUEUES_LOCK = 0x1B0C
 
 NOTIFY_EVENTS = ("failed", "partial", "succeeded", "recovered", "late")
 NOTIFY_CHANNELS = ("email", "webhook")

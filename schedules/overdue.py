@@ -34,8 +34,10 @@ def start_late_streaks(now: datetime | None = None) -> list[int]:
     with transaction.atomic(), connection.cursor() as cursor:
         # One statement: beat advancing an import meanwhile moves its next tick, which
         # PostgreSQL checks again on the row beat committed.
+        # A streak of its own: the last streak's count (`missed_while_late` is left as it was
+        # when a streak ends) said "missed 5 tick(s) since it turned late" of last week's.
         cursor.execute(
-            f"UPDATE {ScheduledImport._meta.db_table} SET late_since = %s"
+            f"UPDATE {ScheduledImport._meta.db_table} SET late_since = %s, missed_while_late = 0"
             " WHERE status = %s AND late_since IS NULL AND next_run_at < %s RETURNING id",
             [now, ScheduledImport.Status.ACTIVE, overdue_before],
         )

@@ -92,3 +92,18 @@ def test_a_cluster_whose_beat_never_ran_is_left_alone(alice):
     assert beat_watch.look("w1") is None
     client().set(LAST_TICK_KEY, f"{time.time():.3f} 0.000")
     assert beat_watch.look("w1") is None  # beat ticks
+
+
+def test_a_streak_begun_while_no_beat_runs_counts_no_tick_of_the_last_one(alice):
+    # The last streak's count is left on the import when it ends: the e-mail said "It has
+    # missed 5 tick(s) since it turned late" of last week's streak (review).
+    from schedules import alerts
+
+    late = overdue_import(alice, "late")
+    ScheduledImport.objects.filter(pk=late.pk).update(missed_while_late=5, missed_ticks=9)
+
+    overdue.start_late_streaks()
+
+    late = ScheduledImport.objects.get(pk=late.pk)
+    assert late.missed_while_late == 0
+    assert "has not been dispatched" in alerts.late_email(late)[1]

@@ -635,7 +635,7 @@ class ImportRunAdmin(ListAtScale, RunDisplay, admin.ModelAdmin):
         def retry(run: ImportRun) -> None:
             services.retry_run(run, user=request.user, trigger=ImportRun.Trigger.MANUAL)
 
-        retried_as = ImportRun.objects.filter(retry_of=OuterRef("pk")).order_by("pk")
+        retried_as = services.retries_that_count(ImportRun.objects.filter(retry_of=OuterRef("pk")))
         self._act_on_runs(
             request,
             queryset.select_related("scheduled_import").annotate(

@@ -834,9 +834,17 @@ def retry_run(
         raise RunNotActionable(
             f"run {run.pk} is {run.status}: only a failed or timed-out run can be retried"
         )
-    if (retried := run.retries.order_by("pk").values_list("pk", flat=True).first()) is not None:
+    if retried := retries_that_count(run.retries.all()).values_list("pk", flat=True).first():
         raise RunNotActionable(retried_already(run.pk, retried))
     return enqueue_run(run.scheduled_import, trigger=trigger, user=user, retry_of=run)
+
+
+def retries_that_count(retries: QuerySet[ImportRun]) -> QuerySet[ImportRun]:
+    """The retries that make a run retried already: a retry cancelled or skipped never ran,
+    and its run could be retried neither by itself (retried already) nor by the retry (not
+    failed)."""
+    dropped = (ImportRun.Status.CANCELLED, ImportRun.Status.SKIPPED)
+    return retries.exclude(status__in=dropped).order_by("pk")
 
 
 def retried_already(run_id: int, retry_id: int) -> str:

@@ -171,3 +171,22 @@ def test_retry_now_of_a_run_retried_already_names_its_retry(admin_client, alice)
         f"run {failed.pk} was retried already, as run {retry.pk}: retry that one if it failed too"
     )
     assert ImportRun.objects.filter(retry_of=retry).count() == 1  # the retry itself retried
+
+
+@pytest.mark.parametrize("ended", ["cancelled", "skipped"])
+def test_a_run_whose_retry_never_ran_can_be_retried_again(admin_client, alice, ended):
+    # Its retry cancelled or skipped, a failed run could be retried neither by itself
+    # ("retried already") nor by its retry (not failed): only a plain trigger was left (review).
+    from tests.api_support import API, client_for, reset_throttle
+
+    reset_throttle("manual_run", alice.pk)
+    failed = make_run(make_import(alice, SOURCE), "failed")
+    dropped = make_run(failed.scheduled_import, ended)
+    ImportRun.objects.filter(pk=dropped.pk).update(retry_of=failed)
+
+    api = client_for(alice).post(f"{API}/runs/{failed.pk}/retry")
+
+    assert api.status_code == 202, api.json()
+    ImportRun.objects.filter(pk=api.json()["id"]).update(status="cancelled")
+    act_on_all(admin_client, "retry_runs")
+    assert ImportRun.objects.filter(retry_of=failed).count() == 3

@@ -15,6 +15,8 @@ import errno
 import logging
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.db import DatabaseError, connection
 from django.utils import timezone
@@ -43,23 +45,47 @@ def move_processed(imp: ScheduledImport, run: ImportRun) -> str:
     if not drop_folders.is_file_url(imp.source_url):
         return ""
     source = run.source_file
-    target_folder = os.path.join(os.path.dirname(source), PROCESSED)
     try:
         real = drop_folders.check_inside(source, drop_folders.folders_of(imp.owner))
         if _rewritten_since_read(real, run):
             logger.warning("run=%s: %r not moved to %s: %s", run.pk, source, PROCESSED, REWRITTEN)
             not_moved(run, REWRITTEN)
             return ""
+        # Beside the file as resolved, inside the owner's folders.
+        target_folder = os.path.join(os.path.dirname(real), PROCESSED)
         os.makedirs(target_folder, exist_ok=True)
-        remember(target_folder)
-        target = _free_name(source, target_folder)
+        with _opened_folder(target_folder) as folder:
+            remember(target_folder)
+            name = _free_name(real, folder)
+            _stamp(name, folder)
     except (OSError, drop_folders.Refused) as error:
         logger.warning("run=%s: %r not moved to %s: %s", run.pk, source, PROCESSED, error)
         not_moved(run, _why(error))
         return ""
-    _stamp(target)
+    target = os.path.join(target_folder, name)
     logger.info("run=%s: %r moved to %r", run.pk, source, target)
     return target
+
+
+@contextmanager
+def _opened_folder(path: str) -> Iterator[int]:
+    """`path` opened as a folder, never through a link: its descriptor, which every step of
+    the move works in. A `processed` that the owner made a link to another user's drop folder
+    (theirs to write: it is where their deliveries land) had each delivery filed there, and
+    that user's next run imported it as their own."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as error:
+        if error.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(path):
+            raise drop_folders.Refused(
+                f"{PROCESSED} in the drop folder is a link: files are filed away only into a "
+                "folder of its own"
+            ) from error
+        raise
+    try:
+        yield fd
+    finally:
+        os.close(fd)
 
 
 # Filing it away would take a delivery no run has read out of the next run's way.
@@ -158,16 +184,16 @@ def remember(folder: str) -> None:
                        "only while an import files into it", folder, error)  # fmt: skip
 
 
-def _stamp(target: str) -> None:
+def _stamp(name: str, folder: int) -> None:
     """Date the filed file at its move: retention counts a processed file's age from then
     (PROCESSED_FILE_RETENTION_DAYS, tasks.processed_retention), and a link or a rename keeps
     the time it was written, which a partner's copy (`rsync -t`, `cp -p`) may set years back:
     such a file would go at the next retention, minutes after its run."""
     try:
-        os.utime(target, follow_symlinks=False)
+        os.utime(name, dir_fd=folder, follow_symlinks=False)
     except OSError as error:
         logger.warning("%r: its time was not set to the move's (%s): retention dates it by "
-                       "its own", target, _why(error))  # fmt: skip
+                       "its own", name, _why(error))  # fmt: skip
 
 
 def not_moved(run: ImportRun, why: str) -> None:
@@ -197,7 +223,7 @@ def _why(error: BaseException) -> str:
     return str(error)
 
 
-def _free_name(source: str, folder: str) -> str:
+def _free_name(source: str, folder: int) -> str:
     """Move `source` into `folder` under its name, or, when that is taken, under the name with
     the next number after the highest there (name-1, name-2, …).
 
@@ -208,17 +234,17 @@ def _free_name(source: str, folder: str) -> str:
     """
     base = os.path.basename(source)
     stem, dot, suffix = base.partition(".")
-    if (target := _link_or_rename(source, os.path.join(folder, base))) is not None:
+    if (target := _link_or_rename(source, base, folder)) is not None:
         return target
     number = _highest_number(folder, stem, dot + suffix)
     while True:
         number += 1
-        target = _link_or_rename(source, os.path.join(folder, f"{stem}-{number}{dot}{suffix}"))
+        target = _link_or_rename(source, f"{stem}-{number}{dot}{suffix}", folder)
         if target is not None:
             return target
 
 
-def _highest_number(folder: str, stem: str, extension: str) -> int:
+def _highest_number(folder: int, stem: str, extension: str) -> int:
     """The highest N of the names `stem-N<extension>` in `folder`, 0 when there is none."""
     numbered = re.compile(rf"{re.escape(stem)}-([0-9]+){re.escape(extension)}")
     with os.scandir(folder) as entries:
@@ -226,23 +252,27 @@ def _highest_number(folder: str, stem: str, extension: str) -> int:
         return max((int(match.group(1)) for match in found if match), default=0)
 
 
-def _link_or_rename(source: str, target: str) -> str | None:
-    """`source` moved to `target`, which it never overwrites; None when `target` is taken.
+def _link_or_rename(source: str, target: str, folder: int) -> str | None:
+    """`source` moved to `target` in `folder`, which it never overwrites; None when `target` is
+    taken.
 
     A hard link cannot replace an existing file (rename would, silently), so two workers never
     overwrite each other's processed files; the original name goes once the link exists.
     """
     try:
-        os.link(source, target, follow_symlinks=False)
+        os.link(source, target, dst_dir_fd=folder, follow_symlinks=False)
     except FileExistsError:
         return None
     except OSError as error:
         # A share without hard links (some SMB mounts): rename, after a look first.
         if error.errno not in NO_HARD_LINKS:
             raise
-        if os.path.lexists(target):
+        try:
+            os.stat(target, dir_fd=folder, follow_symlinks=False)
             return None
-        os.rename(source, target)
+        except FileNotFoundError:
+            pass
+        os.rename(source, target, dst_dir_fd=folder)
         return target
     try:
         os.unlink(source)
@@ -250,6 +280,6 @@ def _link_or_rename(source: str, target: str) -> str | None:
         # Not moved, then: the link goes too, or every run left one more copy in processed/
         # of a file still waiting in the drop folder (one the worker may add to, not delete
         # from).
-        os.unlink(target)
+        os.unlink(target, dir_fd=folder)
         raise
     return target

@@ -92,7 +92,8 @@ def file_validators(path: str, info: os.stat_result) -> Validators:
 def _match(
     where: drop_folders.DropPath, imported_before: Callable[[list[str]], set[str]] | None
 ) -> str:
-    """The newest file matching the glob (modification time, then the greater name); or, when
+    """The newest file matching the glob (modification time, then the greater name, its numbers
+    as numbers); or, when
     its matches are a queue of deliveries (`imported_before`: each is filed away once
     imported), the oldest one no run imported before (then the lesser name).
 
@@ -108,7 +109,9 @@ def _match(
     found = _matches(where)
     if not found:
         raise NothingToImport(f"no file matches {where.path} yet")
-    return os.path.join(where.folder, max(found)[1])
+    # Names compared as a queue's are (their numbers as numbers): in text order, products_9
+    # was taken before products_10 delivered at the same moment, as an SFTP glob's is not.
+    return os.path.join(where.folder, max(found, key=_place)[1])
 
 
 def next_delivery(

@@ -218,3 +218,16 @@ def test_an_empty_delivery_that_cannot_be_filed_away_holds_back_nothing(alice, d
 
     assert taken == ["products_1.csv", "products_2.csv"]
     assert Record.objects.filter(dataset=imp.dataset, key="A-1").exists()
+
+
+def test_the_newest_of_files_of_one_moment_is_the_greatest_number(alice, drop):
+    # Without move_processed the newest match is read: of products_8, _9 and _10 written
+    # together, products_9 was read (text order), where an SFTP glob read products_10 (review).
+    for number in (8, 9, 10):
+        put(drop / f"products_{number}.csv", f"sku,name,price\nP-{number},n,1.00\n",
+            mtime=1_000_000_000)  # fmt: skip
+    imp = make_import(alice, f"file://{drop}/products_*.csv")
+
+    run = run_now(imp)
+
+    assert run.source_file.endswith("products_10.csv")

@@ -27,6 +27,7 @@ from django.conf import settings
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
+from common import database_clock
 from common.redis_client import LAST_TICK_KEY, client
 
 logger = logging.getLogger("importbeat.reconcile")
@@ -53,8 +54,11 @@ def look(hostname: str = "") -> float | None:
     stamp = redis.get(LAST_TICK_KEY)
     if not stamp:
         return None
-    # The stamp is in the database's time; this host's clock is near enough at these spans.
-    ago = time.time() - float(stamp.decode().partition(" ")[0])
+    # The stamp is in the database's time: this host's, with its offset from the database's
+    # (measured at the worker's start, project.worker_checks). A worker whose clock ran three
+    # minutes fast said at every look that no beat had ticked for three minutes.
+    now = time.time() + (database_clock.known_offset() or 0.0)
+    ago = now - float(stamp.decode().partition(" ")[0])
     if ago < absent_seconds():
         return None
     interval = max(1, int(settings.MAINTENANCE_INTERVAL_SECONDS))

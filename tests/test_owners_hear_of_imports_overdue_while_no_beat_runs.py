@@ -107,3 +107,17 @@ def test_a_streak_begun_while_no_beat_runs_counts_no_tick_of_the_last_one(alice)
     late = ScheduledImport.objects.get(pk=late.pk)
     assert late.missed_while_late == 0
     assert "has not been dispatched" in alerts.late_email(late)[1]
+
+
+def test_a_worker_whose_clock_is_fast_sees_beat_ticking(alice, monkeypatch):
+    # The stamp is in the database's time: a worker three minutes fast said at every look that
+    # no beat had ticked for three minutes (review).
+    from common import database_clock
+    from project import beat_watch
+
+    overdue_import(alice, "late")
+    monkeypatch.setattr(database_clock, "_measured", (time.monotonic(), -180.0))
+    client().delete(WATCHING_KEY)
+    client().set(LAST_TICK_KEY, f"{time.time() - 180:.3f} 0.000")  # beat ticked just now
+
+    assert beat_watch.look("w1") is None

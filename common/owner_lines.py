@@ -28,12 +28,34 @@ def line_key(owner_id: int | str) -> str:
 
 
 def alive_seconds() -> float:
-    """How far ahead a parked run's heartbeat is set, by its parking and at each sweep: past
-    the next sweep, which sets it again while the run is in its line. Reconciliation takes a
-    waiting run untouched for MISSED_TICK_GRACE_SECONDS for a lost message; a parked run has
-    none in the broker, and was sent again at each pass. One that stays untouched (its line
-    lost with a Redis restarted empty) is sent again all the same."""
-    return 2.0 * settings.MAINTENANCE_INTERVAL_SECONDS
+    """How far ahead a parked run's heartbeat is set: when it is parked, and again by
+    reconciliation when it finds the run untouched that long and still in its line
+    (`in_lines`). Reconciliation takes a waiting run untouched for MISSED_TICK_GRACE_SECONDS
+    for a lost message, and a parked run has no message in the broker; a heartbeat set this far
+    ahead keeps it off reconciliation's candidates for that long, with no write in between (the
+    sweep rewrote every parked run's row at each pass). A run whose line was lost with a Redis
+    restarted empty is sent again by reconciliation this long after it was parked (or last
+    found in its line), plus the grace period and a pass: about 12 minutes at the defaults."""
+    return 10.0 * settings.MAINTENANCE_INTERVAL_SECONDS
+
+
+# How a parked run's note ends (tasks.fairness, schedules.dispatch): with WAITING_ITS_TURN at
+# its start, what tells reconciliation that the run may be in its owner's line.
+PARKED_NOTE_END = "(MAX_RUNNING_PER_OWNER)"
+
+
+def in_lines(runs_of_owners: dict[int, list[int]]) -> set[int]:
+    """The runs among `runs_of_owners` (owner id: run ids) that are in their owner's line, in
+    one round trip; raises RedisError."""
+    pipe = client().pipeline(transaction=False)
+    asked = [run_id for run_ids in runs_of_owners.values() for run_id in run_ids]
+    for owner_id, run_ids in runs_of_owners.items():
+        for run_id in run_ids:
+            # ZSCORE one by one, not ZMSCORE: that needs Redis 6.2, and Redis 5 and 6.0 are
+            # still about (one round trip all the same).
+            pipe.zscore(line_key(owner_id), str(run_id))
+    scores = pipe.execute() if asked else []
+    return {run_id for run_id, score in zip(asked, scores, strict=True) if score is not None}
 
 
 def join(runs_of_owners: dict[int, list[int]]) -> None:

@@ -439,7 +439,8 @@ def publish_runs(runs: Sequence[ImportRun]) -> None:
 def _line_up_past_the_cap(runs: Sequence[ImportRun]) -> set[int]:
     """Put each owner's runs past the cap (the later ones) in the owner's line, noted as
     waiting their turn, their heartbeat ahead as a worker's parking sets it (reconciliation
-    does not take them for lost messages); their ids."""
+    does not take them for lost messages, and past it sends them only if they left their
+    line); their ids."""
     cap = settings.MAX_RUNNING_PER_OWNER
     if cap <= 0 or len(runs) <= cap:
         return set()
@@ -460,7 +461,7 @@ def _line_up_past_the_cap(runs: Sequence[ImportRun]) -> set[int]:
         with connection.cursor() as cursor:
             cursor.execute(_NOTE_LINED_UP, [_lined_up_words(cap), ahead, lined])
     except DatabaseError as error:
-        # In their lines all the same: the sweep keeps them alive from its next pass.
+        # In their lines all the same: reconciliation finds them there and sends none of them.
         logger.warning("runs lined up past their owner's cap not noted: %s", error)
     logger.info("runs lined up past their owner's cap count=%s owners=%s", len(lined), len(past))
     return set(lined)
@@ -471,7 +472,7 @@ def _lined_up_words(cap: int) -> str:
 
     return (
         f"{WAITING_ITS_TURN} more than {cap} runs of this owner due at once, at most {cap} at "
-        "once (MAX_RUNNING_PER_OWNER)"
+        f"once {owner_lines.PARKED_NOTE_END}"
     )
 
 

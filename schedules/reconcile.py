@@ -31,8 +31,9 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 from django.db.models import F, Q
+from redis.exceptions import RedisError
 
-from common import database_clock
+from common import database_clock, owner_lines
 
 from . import broker, services
 from .models import ImportRun, ScheduledImport
@@ -96,21 +97,32 @@ def recover_lost_messages(now: datetime, grace: timedelta) -> tuple[int, int]:
     next pass takes it (services.send_again_at_next_reconcile).
     """
     before = now - grace
-    waiting = list(
+    untouched = (
         ImportRun.objects.filter(status__in=services.WAITING_STATUSES)
         .filter(services.untouched_since(before))
         .select_related("scheduled_import")
-        .order_by("scheduled_import_id", "-queued_at")[:BATCH]
+    )
+    # Runs parked in their owner's line (tasks.fairness) are looked at apart, oldest heartbeat
+    # first, so that however many of them are untouched, no other lost message waits behind
+    # them; those still in their line are set ahead again, not sent.
+    parked = Q(
+        error_message__startswith=services.WAITING_ITS_TURN,
+        error_message__endswith=owner_lines.PARKED_NOTE_END,
+    )
+    waiting = list(untouched.exclude(parked).order_by("scheduled_import_id", "-queued_at")[:BATCH])
+    oldest_first = F("heartbeat_at").asc(nulls_first=True)
+    waiting += _out_of_their_lines(
+        list(untouched.filter(parked).order_by(oldest_first, "pk")[:BATCH]), now, before
     )
     if not waiting:
         return 0, 0
     # A message held by a worker this long past its due time is presumed lost with its worker.
     held_due_before = now - timedelta(seconds=settings.STALE_QUEUED_SECONDS)
-    # The live workers are asked about the runs put back to wait their turn (tasks.fairness)
-    # alone: each is held by the worker that put it back, a few seconds at a time, and one
-    # killed left it there 30 minutes. A message any other run's worker holds waits for the
-    # 30-minute rule: a worker slow to answer would have had it sent twice, a retry run before
-    # its backoff, a queued tick counted missed.
+    # The live workers are asked about the runs put back to wait their turn (tasks.fairness;
+    # a parked one here has left its line, above) alone: each is held by the worker that put
+    # it back, a few seconds at a time, and one killed left it there 30 minutes. A message any
+    # other run's worker holds waits for the 30-minute rule: a worker slow to answer would have
+    # had it sent twice, a retry run before its backoff, a queued tick counted missed.
     deferred = {
         run.celery_task_id
         for run in waiting
@@ -185,6 +197,31 @@ def recover_lost_messages(now: datetime, grace: timedelta) -> tuple[int, int]:
                 run.scheduled_import_id, run.pk, run.status, run.scheduled_for,
             )  # fmt: skip
     return len(resend), sum(counts.values())
+
+
+def _out_of_their_lines(
+    parked: list[ImportRun], now: datetime, before: datetime
+) -> list[ImportRun]:
+    """The runs of `parked` (noted as parked in their owner's line, untouched past the grace
+    period) that are in their line no more: its Redis restarted empty, or (its note outdated)
+    sent from it. Those still in it have no message to lose: their heartbeat is set ahead again
+    (owner_lines.alive_seconds) in one statement, those still untouched since `before`. Without
+    Redis none is looked at this pass."""
+    if not parked:
+        return []
+    of_owners: dict[int, list[int]] = {}
+    for run in parked:
+        of_owners.setdefault(run.scheduled_import.owner_id, []).append(run.pk)
+    try:
+        in_line = owner_lines.in_lines(of_owners)
+    except RedisError as error:
+        logger.warning("runs waiting in their owner's line not looked at: %s", error)
+        return []
+    if in_line:
+        ImportRun.objects.filter(pk__in=in_line, status__in=services.WAITING_STATUSES).filter(
+            services.untouched_since(before)
+        ).update(heartbeat_at=now + timedelta(seconds=owner_lines.alive_seconds()))
+    return [run for run in parked if run.pk not in in_line]
 
 
 def _is_missed_tick(run: ImportRun, before: datetime) -> bool:

@@ -21,12 +21,18 @@ wait: a run over the cap came back as a Celery retry every few seconds before, a
 90 s behind. Beat puts an owner's runs past the cap in one batch into the line directly
 (schedules.dispatch.publish_runs).
 
-Nothing parked waits for ever: the sweep (`look_after_lines`) keeps the parked runs' heartbeats
-ahead, so that reconciliation does not take them for lost messages, forgets the ones no longer
-waiting, and hands on in each line whose owner has a slot free (a worker killed before it
-handed on, a run killed at its hard time limit, a run ended by the sweep). A line lost with a
-Redis restarted empty leaves its runs untouched: reconciliation sends them again. Without Redis
-the cap is not enforced.
+Nothing parked waits for ever: the sweep (`look_after_lines`) hands on in each line whose owner
+has a slot free (a worker killed before it handed on, a run killed at its hard time limit, a
+run ended by the sweep), in a few round trips per such owner, however many runs are parked. A
+parked run's heartbeat is set ahead once, at parking (owner_lines.alive_seconds), and
+reconciliation, finding it untouched past that, sends it again only if it is no longer in its
+line (lost with a Redis restarted empty); else it sets it ahead again. Without Redis the cap
+is not enforced.
+
+An admitted run holds its slot until its delivery ends (`hand_on` drops it then: a run that
+backs off holds none) or until it shows `running`, for ADMITTED_SECONDS at most; a run
+`hand_on` sent holds it while its message waits in the broker, for SENT_SECONDS at most, so
+that the sweep does not send more of a line behind messages still on their way.
 
 This module keeps its own SQL (STYLE rule 15): the owner's slot count and the wait note on
 the run row.
@@ -54,13 +60,16 @@ logger = logging.getLogger("importbeat.runs")
 
 # An admitted run has this long to show as `running` in the database before its slot is free.
 ADMITTED_SECONDS = 60
+# A run sent from its owner's line (hand_on) holds its slot this long at most while its message
+# waits in the broker behind other users' runs: the sweep sent `cap` more of the line at each
+# pass once the first ones' ADMITTED_SECONDS were over. A send lost on the way frees the slot
+# after this long, and the sweep sends the next one.
+SENT_SECONDS = 600
 WAITING_STATUSES = (ImportRun.Status.QUEUED, ImportRun.Status.RETRYING)
 # The parked runs `hand_on` looks at a time (the first ones may have been cancelled), and the
 # looks it takes at most.
 WINDOW = 100
 MAX_LOOKS = 50
-# The parked runs the sweep keeps alive per statement.
-ALIVE_BATCH = 10_000
 
 
 def admit(run: ImportRun) -> bool:
@@ -88,8 +97,9 @@ def admit(run: ImportRun) -> bool:
         admit_as, park_as = (str(run.pk), "") if admitted else ("", str(run.pk))
         _leave(
             keys=keys,
-            args=[token, admit_as, database_clock.timestamp(), park_as, owner_id, *done],
-        )
+            args=[token, admit_as, database_clock.timestamp() + ADMITTED_SECONDS, park_as,
+                  owner_id, *done],
+        )  # fmt: skip
     except RedisError as error:
         logger.warning("per-owner cap not checked run=%s: %s", run.pk, error)
         return True
@@ -112,21 +122,22 @@ def withdraw(run: ImportRun) -> None:
                        run.pk, ADMITTED_SECONDS, error)  # fmt: skip
 
 
-def hand_on(owner_id: int) -> int:
+def hand_on(owner_id: int, ended: int | None = None) -> int:
     """Send the first parked runs of `owner_id` that are still waiting, as many as the owner
     has slots free, each admitted (its slot held for it until its message comes); the number
-    sent. Called by whatever ends a delivery of the owner's runs that may have held a slot, and
-    by the sweep; in one round trip when the owner's line is empty. Never fails: a line not
-    looked at now is the sweep's."""
+    sent. Called by whatever ends a delivery of the owner's runs that may have held a slot
+    (`ended`, that delivery's run: its admission is over, so a run that backs off or gave its
+    admission back holds no slot), and by the sweep; in one round trip when the owner's line is
+    empty. Never fails: a line not looked at now is the sweep's."""
     if settings.MAX_RUNNING_PER_OWNER <= 0:
         return 0
-    return _hand_on(owner_id, settings.MAX_RUNNING_PER_OWNER)
+    return _hand_on(owner_id, settings.MAX_RUNNING_PER_OWNER, ended)
 
 
-def _hand_on(owner_id: int, cap: int) -> int:
+def _hand_on(owner_id: int, cap: int, ended: int | None = None) -> int:
     """hand_on under the cap `cap` (0: none, every parked run goes)."""
     try:
-        runs = _call_next(owner_id, cap)
+        runs = _call_next(owner_id, cap, ended)
     except (RedisError, DatabaseError) as error:
         logger.warning("parked runs of owner=%s not looked at (the sweep does): %s",
                        owner_id, error)  # fmt: skip
@@ -144,50 +155,34 @@ def _hand_on(owner_id: int, cap: int) -> int:
 
 
 def look_after_lines() -> int:
-    """The sweep's look at every owner's line: keep the parked runs alive (their heartbeat
-    ahead, alive_seconds), forget those no longer waiting (cancelled, started by a message
-    reconciliation sent again, deleted), and hand on in each line whose owner may have a slot
-    free; the number of parked runs sent. The lines are read in one round trip."""
+    """The sweep's look at the owners' lines: hand on in each line whose owner has fewer runs
+    `running` than the cap (an emptied line is forgotten at the same look); the number of
+    parked runs sent.
+
+    Its cost follows the owners with a line, not the runs in them: the owners (one round
+    trip), their running runs (one query), and for each owner below the cap hand_on's look at
+    the first WINDOW parked runs. It writes no parked run: their heartbeats were set ahead at
+    parking, and reconciliation sets them ahead again while they are in their line. A parked
+    run no longer waiting (cancelled, deleted, started by a message sent again) leaves its
+    line when it comes to its head. A run this sweep (or a run's end) sent holds its slot while
+    its message is on its way (SENT_SECONDS), so a line behind a long queue of other users'
+    messages is not sent again at each pass.
+    """
     try:
-        store = client()
-        owners = sorted(int(owner) for owner in store.smembers(owner_lines.LINES))
-        if not owners:
-            return 0
-        reads = store.pipeline(transaction=False)
-        for owner_id in owners:
-            reads.zrange(owner_lines.line_key(owner_id), 0, -1)
-        lines = {
-            owner_id: [int(member) for member in members]
-            for owner_id, members in zip(owners, reads.execute(), strict=True)
-        }
+        owners = sorted(int(owner) for owner in client().smembers(owner_lines.LINES))
     except RedisError as error:
         logger.warning("owners' lines not looked at: %s", error)
         return 0
+    if not owners:
+        return 0
     try:
-        waiting = _keep_alive([run_id for run_ids in lines.values() for run_id in run_ids])
         running = _running_per_owner(owners)
     except DatabaseError as error:
         logger.warning("owners' lines not looked at: %s", error)
         return 0
-    gone = {
-        owner_id: [r for r in run_ids if r not in waiting] for owner_id, run_ids in lines.items()
-    }
-    try:
-        drops = store.pipeline(transaction=False)
-        for owner_id, run_ids in gone.items():
-            if run_ids:
-                drops.zrem(owner_lines.line_key(owner_id), *run_ids)
-        drops.execute()
-    except RedisError as error:
-        logger.warning("owners' lines not cleaned: %s", error)
     cap = settings.MAX_RUNNING_PER_OWNER
-    # An owner at the cap hands on when a run of theirs ends; an emptied line is forgotten
-    # by hand_on's first look.
-    to_look = [
-        owner_id
-        for owner_id, run_ids in lines.items()
-        if cap <= 0 or running.get(owner_id, 0) < cap or len(gone[owner_id]) == len(run_ids)
-    ]
+    # An owner at the cap hands on when a run of theirs ends.
+    to_look = [owner_id for owner_id in owners if cap <= 0 or running.get(owner_id, 0) < cap]
     sent = sum(_hand_on(owner_id, max(cap, 0)) for owner_id in to_look)
     if sent:
         logger.warning("sweep sent parked runs count=%s (their owners had slots free)", sent)
@@ -208,23 +203,27 @@ if redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then
 end
 return false
 """
-# Drop the admitted entries ARGV[6:], admit ARGV[2] (unless '') at ARGV[3], park ARGV[4] (unless
-# '') in the line of owner ARGV[5], and free the lock if ARGV[1] still holds it.
+# Drop the admitted entries ARGV[6:], admit ARGV[2] (unless '') until ARGV[3], park ARGV[4]
+# (unless '') in the line of owner ARGV[5] (a run sent from it holds its slot no more), and free
+# the lock if ARGV[1] still holds it.
 LEAVE = """
 if #ARGV > 5 then redis.call('hdel', KEYS[2], unpack(ARGV, 6)) end
 if ARGV[2] ~= '' then redis.call('hset', KEYS[2], ARGV[2], ARGV[3]) end
 if ARGV[4] ~= '' then
+    redis.call('hdel', KEYS[2], ARGV[4])
     redis.call('zadd', KEYS[3], 'NX', ARGV[4], ARGV[4])
     redis.call('sadd', KEYS[4], ARGV[5])
 end
 if redis.call('get', KEYS[1]) == ARGV[1] then redis.call('del', KEYS[1]) end
 return 1
 """
-# hand_on's look: nothing when the line is empty and nobody admits a run of the owner (the
-# owner forgotten among the lines); 0 when the lock is taken (an admission may be about to park
-# a run that counted the run just ended as running); else the lock taken for ARGV[1], the
-# admitted runs and the first ARGV[3] parked ones.
+# hand_on's look: first the admission of ARGV[5] (unless ''), whose delivery ended, dropped;
+# then nothing when the line is empty and nobody admits a run of the owner (the owner forgotten
+# among the lines); 0 when the lock is taken (an admission may be about to park a run that
+# counted the run just ended as running); else the lock taken for ARGV[1], the admitted runs and
+# the first ARGV[3] parked ones.
 LOOK = """
+if ARGV[5] ~= '' then redis.call('hdel', KEYS[2], ARGV[5]) end
 if redis.call('zcard', KEYS[3]) == 0 and redis.call('exists', KEYS[1]) == 0 then
     redis.call('srem', KEYS[4], ARGV[4])
     return false
@@ -232,7 +231,7 @@ end
 if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
 return {redis.call('hgetall', KEYS[2]), redis.call('zrange', KEYS[3], 0, ARGV[3] - 1)}
 """
-# hand_on's call: the ARGV[4] runs after ARGV[5] leave the line admitted at ARGV[2], the next
+# hand_on's call: the ARGV[4] runs after ARGV[5] leave the line admitted until ARGV[2], the next
 # ARGV[6] leave it (no longer waiting), the rest are admitted entries that hold nothing; the
 # owner ARGV[3] forgotten among the lines when theirs is empty, the lock freed if ARGV[1] still
 # holds it. The parked runs left.
@@ -270,16 +269,17 @@ def _leave(keys: list[str], args: list) -> None:
     _scripts()[1](keys=keys, args=args)
 
 
-def _call_next(owner_id: int, cap: int) -> list[ImportRun]:
+def _call_next(owner_id: int, cap: int, ended: int | None = None) -> list[ImportRun]:
     """Take the first parked runs of the owner still waiting out of their line, as many as the
     owner has slots free (all of them without a cap), each admitted; the runs, loaded to be
-    sent. Looks again while slots are left and the line held more than it looked at."""
+    sent (each holds its slot for SENT_SECONDS at most while its message is on its way). Looks
+    again while slots are left and the line held more than it looked at. `ended`: hand_on's."""
     look, call = _scripts()[2:]
     keys = _keys(owner_id)
     called: list[ImportRun] = []
     for _look in range(MAX_LOOKS):
         token = uuid.uuid4().hex
-        found = _look_at_line(look, keys, token, owner_id)
+        found = _look_at_line(look, keys, token, owner_id, "" if ended is None else ended)
         if found is None:
             return called
         admitted_at, first = found
@@ -294,9 +294,10 @@ def _call_next(owner_id: int, cap: int) -> list[ImportRun]:
         taken = [waiting[i] for i in ids if i in waiting][:free]
         # (a run already admitted or running is taken care of; one no longer waiting leaves)
         dropped = [i for i in ids if i not in waiting] if free > 0 else []
+        until = database_clock.timestamp() + SENT_SECONDS
         left = call(
             keys=keys,
-            args=[token, database_clock.timestamp(), owner_id, len(taken), len(dropped),
+            args=[token, until, owner_id, len(taken), len(dropped),
                   *(run.pk for run in taken), *dropped, *done],
         )  # fmt: skip
         called += taken
@@ -306,13 +307,13 @@ def _call_next(owner_id: int, cap: int) -> list[ImportRun]:
 
 
 def _look_at_line(
-    look: Script, keys: list[str], token: str, owner_id: int
+    look: Script, keys: list[str], token: str, owner_id: int, ended: int | str
 ) -> tuple[dict[bytes, bytes], list[bytes]] | None:
     """The owner's admitted runs and first parked ones, their lock taken for `token`; None
-    when the line is empty."""
+    when the line is empty. The admission of `ended` (unless "") is dropped first."""
     deadline = time.monotonic() + LOCK_MILLISECONDS / 1000
     while True:
-        found = look(keys=keys, args=[token, LOCK_MILLISECONDS, WINDOW, owner_id])
+        found = look(keys=keys, args=[token, LOCK_MILLISECONDS, WINDOW, owner_id, ended])
         if found is None:
             return None
         if found != 0:
@@ -348,12 +349,14 @@ def _admitted_key(owner_id: int) -> str:
 def _busy_runs(owner_id: int, admitted_at: dict[bytes, bytes]) -> tuple[set[int], list[str]]:
     """The owner's runs that hold a slot (running, or admitted and not claimed yet), and the
     admitted entries that hold nothing any more (finished, or expired) for the caller to drop.
+    An admitted entry holds the time its admission ends (ADMITTED_SECONDS after `admit`,
+    SENT_SECONDS after hand_on sent the run).
 
     One query answers both questions the slot count asks of the database.
     """
-    recent_since = database_clock.timestamp() - ADMITTED_SECONDS
+    now = database_clock.timestamp()
     admitted = {int(k): float(v) for k, v in admitted_at.items()}
-    recent = [run_id for run_id, at in admitted.items() if at > recent_since]
+    recent = [run_id for run_id, until in admitted.items() if until > now]
     with connection.cursor() as cursor:
         cursor.execute(HOLDING_SLOTS, [owner_id, recent])
         holding = cursor.fetchall()
@@ -384,11 +387,6 @@ RUNNING_PER_OWNER = (
     f" WHERE r.status = '{ImportRun.Status.RUNNING.value}' AND i.owner_id = ANY(%s)"
     " GROUP BY i.owner_id"
 )
-# Parked runs still waiting, their heartbeat set ahead: the ones that are not have left.
-KEEP_ALIVE = (
-    f"UPDATE {ImportRun._meta.db_table} SET heartbeat_at = %s"
-    f" WHERE id = ANY(%s) AND status IN ({_WAITING}) RETURNING id"
-)
 
 
 def _waiting_runs(ids: list[int]) -> dict[int, ImportRun]:
@@ -406,17 +404,6 @@ def _waiting_runs(ids: list[int]) -> dict[int, ImportRun]:
     return {run.pk: run for run in runs}
 
 
-def _keep_alive(run_ids: list[int]) -> set[int]:
-    """Set the heartbeat of the parked runs `run_ids` still waiting ahead; those runs."""
-    ahead = database_clock.now() + timedelta(seconds=owner_lines.alive_seconds())
-    waiting: set[int] = set()
-    with connection.cursor() as cursor:
-        for start in range(0, len(run_ids), ALIVE_BATCH):
-            cursor.execute(KEEP_ALIVE, [ahead, run_ids[start : start + ALIVE_BATCH]])
-            waiting.update(row[0] for row in cursor.fetchall())
-    return waiting
-
-
 def _running_per_owner(owner_ids: list[int]) -> dict[int, int]:
     with connection.cursor() as cursor:
         cursor.execute(RUNNING_PER_OWNER, [owner_ids])
@@ -425,12 +412,13 @@ def _running_per_owner(owner_ids: list[int]) -> dict[int, int]:
 
 def _note_waiting(run: ImportRun, busy: int, cap: int) -> None:
     """Say on the parked run why it waits (services.note_waiting's words), its heartbeat ahead
-    as the sweep keeps it (alive_seconds): a parked run has no message anywhere, and
-    reconciliation would send it again a grace period after the note."""
+    (owner_lines.alive_seconds): a parked run has no message anywhere, and reconciliation
+    would look at it a grace period after the note; past that heartbeat it sends the run again
+    only if it is no longer in its line."""
     logger.info("run parked run=%s owner's runs at the cap (%s)", run.pk, cap)
     why = (
         f"{busy} run{'s' if busy != 1 else ''} of this owner running, at most {cap} at once "
-        "(MAX_RUNNING_PER_OWNER)"
+        f"{owner_lines.PARKED_NOTE_END}"
     )
     ahead = database_clock.now() + timedelta(seconds=owner_lines.alive_seconds())
     ImportRun.objects.filter(pk=run.pk, status__in=WAITING_STATUSES).update(

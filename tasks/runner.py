@@ -130,11 +130,11 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
         raise  # given back to the queue before it took a slot, or with its run still running
     except BaseException:
         # Retried (its slot free while it backs off), come back later, or stopped by a bug.
-        _hand_on(task, owner)
+        _hand_on(task, owner, run_id)
         raise
     # Finished, failed, timed out, cancelled, skipped, found over already, or its admission
     # given back: the owner's first parked run goes, whoever ends a run however it ends.
-    _hand_on(task, owner)
+    _hand_on(task, owner, run_id)
     if task is not None and attempted:
         # Once the lease is released: the next run, sent now, must not find this one holding
         # it (overlap `skip` would skip it).
@@ -142,11 +142,12 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
     return result
 
 
-def _hand_on(task: Any | None, owner: list[int]) -> None:
-    """After a worker's delivery of a run of `owner`'s: send the owner's first parked run if
-    a slot is free (tasks.fairness). A run in the foreground takes no worker slot."""
+def _hand_on(task: Any | None, owner: list[int], run_id: int) -> None:
+    """After a worker's delivery of run `run_id` of `owner`'s: its admission is over (a run
+    that backs off, or comes back later, holds no slot), and the owner's first parked run is
+    sent if a slot is free (tasks.fairness). A run in the foreground takes no worker slot."""
     if task is not None and owner:
-        fairness.hand_on(owner[0])
+        fairness.hand_on(owner[0], ended=run_id)
 
 
 def _execute(

@@ -121,7 +121,7 @@ def test_the_sweep_keeps_a_parked_run_from_being_taken_for_a_lost_message(alice,
     maintenance.sweep_runs()
     resent = reconcile.reconcile()["resent"]
 
-    # Then it is not sent again: the sweep kept it alive, and it waits in its line
+    # Then it is not sent again: reconciliation found it in its line and set it ahead
     assert resent == 0
     waiting.refresh_from_db()
     assert waiting.heartbeat_at > timezone.now()

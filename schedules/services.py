@@ -42,6 +42,7 @@ from django.db.models import (
     RestrictedError,
     Value,
 )
+from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce, Extract, Floor
 from django.utils.dateparse import parse_datetime
 
@@ -426,10 +427,13 @@ def end_waiting_runs(
     locked = list(
         waiting.filter(rows_committed_at__isnull=True)
         .select_for_update()
-        .values_list("scheduled_import_id", "pk", "trigger", "celery_task_id", "worker")
+        .annotate(parked_by=KeyTextTransform(PARKED_BY, "error_details"))
+        .values_list(
+            "scheduled_import_id", "pk", "trigger", "celery_task_id", "worker", "parked_by"
+        )
     )
-    ended = [(import_id, pk, trigger) for import_id, pk, trigger, _, _ in locked]
-    tasks = [(task_id, worker) for _, _, _, task_id, worker in locked]
+    ended = [(import_id, pk, trigger) for import_id, pk, trigger, *_ in locked]
+    tasks = [(task_id, worker or parked_by or "") for *_, task_id, worker, parked_by in locked]
     transaction.on_commit(lambda: revoked_tasks.show_revoked(tasks))
     # Its duration as finish_run says it: from its start (a retrying run had one), or none.
     # Left NULL, a retrying run cancelled with its import showed "Duration: -" between its
@@ -462,6 +466,9 @@ class OwnerInactive(ValidationError):
 # behind its import's run in progress (overlap: queue): its message is held by the worker that
 # deferred it (schedules.reconcile). The claim that starts it clears them.
 WAITING_ITS_TURN = "waiting its turn:"
+# The worker that parked a run in its owner's line (error_details, until the run is claimed):
+# its task's last word in Flower came from there (revoked_tasks).
+PARKED_BY = "parked_by"
 
 
 def note_waiting(run: ImportRun, why: str) -> None:
@@ -774,7 +781,8 @@ def cancel_run(run: ImportRun, user: AbstractBaseUser | None = None) -> ImportRu
         if locked.status in WAITING_STATUSES:
             finish_run(locked, ImportRun.Status.CANCELLED, error=f"cancelled{by}")
             if locked.status == ImportRun.Status.CANCELLED:
-                task = [(locked.celery_task_id, locked.worker)]
+                told_by = locked.worker or locked.error_details.get(PARKED_BY, "")
+                task = [(locked.celery_task_id, told_by)]
                 transaction.on_commit(lambda: revoked_tasks.show_revoked(task))
         elif locked.status == ImportRun.Status.RUNNING:
             if not asked_before:
@@ -1044,7 +1052,8 @@ def _claim_sql() -> str:
         " attempt_started_at = %s, phase = '', bytes_read = 0, bytes_total = NULL, rows_read = 0,"
         # The note of a wait is over (note_waiting); a retry's error stays until the attempt ends.
         f" error_message = CASE WHEN starts_with(r.error_message, '{WAITING_ITS_TURN}') THEN ''"
-        " ELSE r.error_message END"
+        " ELSE r.error_message END,"
+        f" error_details = r.error_details - '{PARKED_BY}'"
         f" WHERE r.id = %s AND r.status = ANY(%s) RETURNING {rows.columns(ImportRun, 'r')}"
     )
 

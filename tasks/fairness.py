@@ -72,9 +72,9 @@ WINDOW = 100
 MAX_LOOKS = 50
 
 
-def admit(run: ImportRun) -> bool:
+def admit(run: ImportRun, worker: str = "") -> bool:
     """Whether `run` may start now under its owner's cap; if not, it is parked in its owner's
-    line, and noted on the run why it waits.
+    line, and noted on the run why it waits and which `worker` parked it.
 
     Fails open: without Redis the cap is not enforced (the run's own lease already needed
     Redis, so this is a blip, and fairness is not worth failing a run for).
@@ -104,7 +104,7 @@ def admit(run: ImportRun) -> bool:
         logger.warning("per-owner cap not checked run=%s: %s", run.pk, error)
         return True
     if not admitted:
-        _note_waiting(run, len(busy), cap)
+        _note_waiting(run, len(busy), cap, worker)
     return admitted
 
 
@@ -410,7 +410,7 @@ def _running_per_owner(owner_ids: list[int]) -> dict[int, int]:
         return dict(cursor.fetchall())
 
 
-def _note_waiting(run: ImportRun, busy: int, cap: int) -> None:
+def _note_waiting(run: ImportRun, busy: int, cap: int, worker: str) -> None:
     """Say on the parked run why it waits (services.note_waiting's words), its heartbeat ahead
     (owner_lines.alive_seconds): a parked run has no message anywhere, and reconciliation
     would look at it a grace period after the note; past that heartbeat it sends the run again
@@ -421,6 +421,10 @@ def _note_waiting(run: ImportRun, busy: int, cap: int) -> None:
         f"{owner_lines.PARKED_NOTE_END}"
     )
     ahead = database_clock.now() + timedelta(seconds=owner_lines.alive_seconds())
+    # Who parked it: its task's last word in Flower (RETRY) came from there, and a cancel
+    # tells Flower from there that it is over (schedules.revoked_tasks).
+    details = {**run.error_details, services.PARKED_BY: worker} if worker else run.error_details
     ImportRun.objects.filter(pk=run.pk, status__in=WAITING_STATUSES).update(
-        error_message=f"{services.WAITING_ITS_TURN} {why}", heartbeat_at=ahead
-    )
+        error_message=f"{services.WAITING_ITS_TURN} {why}", heartbeat_at=ahead,
+        error_details=details,
+    )  # fmt: skip

@@ -224,7 +224,7 @@ def _execute(
                     error=f"the worker was lost during each of its {run.attempts} attempts",
                 )
                 return summary(run)
-            if task is not None and not fairness.admit(run):
+            if task is not None and not fairness.admit(run, task.request.hostname or ""):
                 owner.clear()  # it holds no slot: the run that ends next sends it
                 _parked(run)
             worker = (task.request.hostname if task is not None else "") or ""

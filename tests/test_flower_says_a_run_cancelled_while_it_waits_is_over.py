@@ -56,3 +56,34 @@ def test_a_run_cancelled_in_its_backoff_is_revoked_in_flower_at_once(
     wait_for(lambda: flower_state(base, run.celery_task_id) == "REVOKED", 10,
              what="Flower to say REVOKED")  # fmt: skip
     assert ImportRun.objects.get(pk=run.pk).status == "cancelled"
+
+
+@pytest.mark.parametrize("how", ["run", "import"])
+def test_a_run_cancelled_in_its_owners_line_is_revoked_in_flower_at_once(
+    alice, csv_server, processes, how
+):
+    # A parked run has no worker of its own (it never ran), so Flower was told nothing and its
+    # task stayed RETRY for ever: nothing delivers a parked run again once it is cancelled
+    # (review). The worker that parked it tells.
+    from tests.factories import PRODUCTS_CSV
+    from tests.reliability import big_csv
+
+    processes.start("worker", **{**FAST, "WORKER_CONCURRENCY": "2", "MAX_RUNNING_PER_OWNER": "1"})
+    base = start_flower(processes, AUTH)
+    slow = make_import(alice, csv_server.serve("/slow.csv", big_csv(20_000), chunk_delay=1.0),
+                       name="slow", dataset="slow")  # fmt: skip
+    slow_run = services.enqueue_run(slow, trigger="manual", user=alice)
+    wait_for(lambda: ImportRun.objects.get(pk=slow_run.pk).status == "running", 30)
+    quick = make_import(alice, csv_server.serve("/q.csv", PRODUCTS_CSV), name="q", dataset="q")
+    parked = services.enqueue_run(quick, trigger="api", user=alice)
+    wait_for(lambda: flower_state(base, parked.celery_task_id) == "RETRY", 30,
+             what="Flower to see the parked task\n" + processes.logs())  # fmt: skip
+
+    target = (
+        f"{API}/runs/{parked.pk}/cancel" if how == "run" else f"{API}/imports/{quick.pk}/cancel"
+    )
+    assert client_for(alice).post(target).status_code == 200
+
+    wait_for(lambda: flower_state(base, parked.celery_task_id) == "REVOKED", 10,
+             what="Flower to say REVOKED")  # fmt: skip
+    services.cancel_run(slow_run)

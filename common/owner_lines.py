@@ -20,6 +20,8 @@ from common.redis_client import client
 
 # The owners with parked runs (a Redis set of their ids).
 LINES = "importbeat:owner_lines"
+# Set with no expiry while the lines are whole: gone, Redis lost them (tasks.fairness).
+KEPT = "importbeat:owner_lines:kept"
 
 
 def line_key(owner_id: int | str) -> str:

@@ -169,8 +169,9 @@ def look_after_lines() -> int:
     messages is not sent again at each pass.
     """
     try:
+        _lines_kept_or_rebuilt()
         owners = sorted(int(owner) for owner in client().smembers(owner_lines.LINES))
-    except RedisError as error:
+    except (RedisError, DatabaseError) as error:
         logger.warning("owners' lines not looked at: %s", error)
         return 0
     if not owners:
@@ -187,6 +188,37 @@ def look_after_lines() -> int:
     if sent:
         logger.warning("sweep sent parked runs count=%s (their owners had slots free)", sent)
     return sent
+
+
+def _lines_kept_or_rebuilt() -> None:
+    """Put the parked runs back in their owners' lines when Redis lost them (restarted empty,
+    flushed): the key KEPT, set with no expiry once the lines are known whole, is gone with
+    them. Each parked run waited until reconciliation found it out of its line, about 12
+    minutes, and the owner's newer runs overtook it (restart hunt). Read from the database,
+    in the order they were queued; one EXISTS a pass otherwise. Raises RedisError or
+    DatabaseError."""
+    redis = client()
+    if redis.exists(owner_lines.KEPT):
+        return
+    parked = (
+        ImportRun.objects.filter(
+            status__in=WAITING_STATUSES,
+            error_message__startswith=services.WAITING_ITS_TURN,
+            error_message__endswith=owner_lines.PARKED_NOTE_END,
+        )
+        .order_by("pk")
+        .values_list("pk", "scheduled_import__owner_id")
+    )
+    of_owners: dict[int, list[int]] = {}
+    for run_id, owner_id in parked.iterator(chunk_size=10_000):
+        of_owners.setdefault(owner_id, []).append(run_id)
+    if of_owners:
+        owner_lines.join(of_owners)
+        logger.warning(
+            "owners' lines put back from the database (Redis had lost them) runs=%s owners=%s",
+            sum(len(ids) for ids in of_owners.values()), len(of_owners),
+        )  # fmt: skip
+    redis.set(owner_lines.KEPT, "1")
 
 
 # The owner's admission lock, taken for a few round trips: one script takes it and reads the
@@ -300,6 +332,14 @@ def _call_next(owner_id: int, cap: int, ended: int | None = None) -> list[Import
             args=[token, until, owner_id, len(taken), len(dropped),
                   *(run.pk for run in taken), *dropped, *done],
         )  # fmt: skip
+        if taken:
+            # Out of their line, and about to have a message: touched now, so that a send
+            # lost (this worker killed before it, the broker refusing it) is reconciliation's
+            # a grace period from now. Left ahead as parked, a run lost so held one of its
+            # owner's slots, and the owner's line, for about 12 minutes (restart hunt).
+            ImportRun.objects.filter(pk__in=[run.pk for run in taken]).update(
+                heartbeat_at=database_clock.now()
+            )
         called += taken
         if len(taken) >= free or len(ids) < WINDOW or not left:
             return called

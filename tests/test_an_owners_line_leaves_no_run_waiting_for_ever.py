@@ -129,10 +129,11 @@ def test_the_sweep_keeps_a_parked_run_from_being_taken_for_a_lost_message(alice,
 
 
 def test_a_parked_run_whose_line_redis_lost_is_sent_again_by_reconciliation(alice, cap_of_one):
-    # Given a parked run, and Redis restarted empty (its line gone)
+    # Given a parked run, and its line gone while the lines' key stayed (evicted alone)
     _busy, run_of_alice = cap_of_one
     waiting = run_of_alice()
     park(waiting)
+    client().set(owner_lines.KEPT, "1")
     client().delete(owner_lines.line_key(alice.pk), owner_lines.LINES)
 
     # When its note is past the grace period, then reconciliation sends it again
@@ -182,3 +183,37 @@ def test_beat_lines_up_an_owners_runs_past_the_cap_in_one_batch(alice, bob, csv_
         assert run.error_message.startswith(services.WAITING_ITS_TURN)
         assert "(MAX_RUNNING_PER_OWNER)" in run.error_message
         assert run.heartbeat_at > timezone.now()
+
+
+def test_lines_redis_lost_whole_are_put_back_at_the_next_sweep(alice, cap_of_one, sent):
+    # Redis restarted empty: each parked run waited about 12 minutes for reconciliation to find
+    # it out of its line, and the owner's newer runs overtook it (restart hunt).
+    busy, run_of_alice = cap_of_one
+    first, second = run_of_alice(), run_of_alice()
+    park(first)
+    park(second)
+    client().delete(owner_lines.line_key(alice.pk), owner_lines.LINES, owner_lines.KEPT)
+
+    maintenance.sweep_runs()
+
+    assert line_of(alice) == [first.pk, second.pk]
+    assert client().exists(owner_lines.KEPT)
+    # and the first goes when the slot frees, in its turn
+    ImportRun.objects.filter(pk=busy.pk).update(status="failed")
+    maintenance.sweep_runs()
+    assert sent == [first.pk]
+
+
+def test_a_run_taken_out_of_its_line_is_touched_now_not_left_ahead(alice, cap_of_one):
+    # Taken out of its line and lost before its message went (its worker killed), a run kept
+    # the heartbeat set ahead at its parking: it held one of its owner's slots, and the line,
+    # for about 12 minutes before reconciliation looked at it (restart hunt).
+    busy, run_of_alice = cap_of_one
+    waiting = run_of_alice()
+    park(waiting)
+    ImportRun.objects.filter(pk=busy.pk).update(status="failed")
+
+    taken = fairness._call_next(alice.pk, 1)
+
+    assert [run.pk for run in taken] == [waiting.pk]
+    assert ImportRun.objects.get(pk=waiting.pk).heartbeat_at <= timezone.now()

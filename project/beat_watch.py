@@ -8,7 +8,8 @@ Once it is older than ABSENT_SECONDS, one worker of the cluster (a Redis key tak
 interval) logs it as an error and sends `importbeat.start_overdue_late_streaks`: every import
 overdue by more than the grace period turns late, and its owner is told once
 (schedules.overdue). A cluster whose beat never ran (no stamp) is left alone: it never
-dispatched, so nothing it promised is overdue.
+dispatched, so nothing it promised is overdue. A stamp gone with a Redis restarted empty is
+put back as the worker saw it last.
 
 A thread of its own, not the worker's event loop: Redis may be slow to answer, and the loop
 carries every running task's result.
@@ -36,6 +37,8 @@ OVERDUE_TASK = "importbeat.start_overdue_late_streaks"
 # The key one worker takes to act for the cluster, for one interval.
 WATCHING_KEY = "importbeat:beat:watched"
 _stopped = threading.Event()
+# The last stamp of beat's this worker saw.
+_seen: bytes | None = None
 
 
 def absent_seconds() -> float:
@@ -50,8 +53,17 @@ def absent_seconds() -> float:
 def look(hostname: str = "") -> float | None:
     """Act for the cluster if no beat has ticked for absent_seconds() and no other worker
     acted this interval; how long ago beat last ticked, when acted."""
+    global _seen
     redis = client()
     stamp = redis.get(LAST_TICK_KEY)
+    if stamp:
+        _seen = stamp
+    elif _seen is not None:
+        # Redis restarted empty with beat away: the stamp this worker saw last is put back (a
+        # beat ticking overwrites it). Read as "beat never ran", no worker said anything
+        # however long beat stayed away, while health called beat down (restart hunt).
+        redis.set(LAST_TICK_KEY, _seen, nx=True)
+        stamp = redis.get(LAST_TICK_KEY)
     if not stamp:
         return None
     # The stamp is in the database's time: this host's, with its offset from the database's

@@ -83,9 +83,10 @@ def test_beat_back_counts_the_missed_ticks_into_the_same_streak_and_tells_no_one
     assert told.count() == 1
 
 
-def test_a_cluster_whose_beat_never_ran_is_left_alone(alice):
+def test_a_cluster_whose_beat_never_ran_is_left_alone(alice, monkeypatch):
     from project import beat_watch
 
+    monkeypatch.setattr(beat_watch, "_seen", None)
     overdue_import(alice, "late")
     client().delete(LAST_TICK_KEY, WATCHING_KEY)
 
@@ -121,3 +122,21 @@ def test_a_worker_whose_clock_is_fast_sees_beat_ticking(alice, monkeypatch):
     client().set(LAST_TICK_KEY, f"{time.time() - 180:.3f} 0.000")  # beat ticked just now
 
     assert beat_watch.look("w1") is None
+
+
+def test_beats_stamp_lost_with_redis_is_put_back_as_the_worker_saw_it(alice, monkeypatch):
+    # Redis restarted empty while beat was away: read as "beat never ran", no worker said
+    # anything however long beat stayed away, while health called beat down (restart hunt).
+    from project import beat_watch
+
+    monkeypatch.setattr(beat_watch, "_seen", None)
+    overdue_import(alice, "late")
+    stamp = f"{time.time() - 600:.3f} 0.000"
+    client().set(LAST_TICK_KEY, stamp)
+    client().delete(WATCHING_KEY)
+    assert beat_watch.look("w1") is not None
+
+    client().delete(LAST_TICK_KEY, WATCHING_KEY)  # Redis restarted empty
+
+    assert beat_watch.look("w1") is not None
+    assert client().get(LAST_TICK_KEY).decode() == stamp

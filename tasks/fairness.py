@@ -170,8 +170,12 @@ def look_after_lines() -> int:
     """
     try:
         _lines_kept_or_rebuilt()
-        owners = sorted(int(owner) for owner in client().smembers(owner_lines.LINES))
     except (RedisError, DatabaseError) as error:
+        # The lines there are still handed on in; the next pass tries again.
+        logger.warning("owners' lines not put back from the database: %s", error)
+    try:
+        owners = sorted(int(owner) for owner in client().smembers(owner_lines.LINES))
+    except RedisError as error:
         logger.warning("owners' lines not looked at: %s", error)
         return 0
     if not owners:
@@ -194,31 +198,36 @@ def _lines_kept_or_rebuilt() -> None:
     """Put the parked runs back in their owners' lines when Redis lost them (restarted empty,
     flushed): the key KEPT, set with no expiry once the lines are known whole, is gone with
     them. Each parked run waited until reconciliation found it out of its line, about 12
-    minutes, and the owner's newer runs overtook it (restart hunt). Read from the database,
-    in the order they were queued; one EXISTS a pass otherwise. Raises RedisError or
-    DatabaseError."""
+    minutes, and the owner's newer runs overtook it (restart hunt). Read from the database in
+    the order they were queued, REBUILD_CHUNK runs a statement and a Redis write: one write of
+    an owner's 524,287 runs or more is refused by Redis before 7.0, and one of 5,000,000 held
+    Redis 21 s (review). One EXISTS a pass otherwise. Raises RedisError or DatabaseError."""
     redis = client()
     if redis.exists(owner_lines.KEPT):
         return
-    parked = (
-        ImportRun.objects.filter(
-            status__in=WAITING_STATUSES,
-            error_message__startswith=services.WAITING_ITS_TURN,
-            error_message__endswith=owner_lines.PARKED_NOTE_END,
-        )
-        .order_by("pk")
-        .values_list("pk", "scheduled_import__owner_id")
-    )
-    of_owners: dict[int, list[int]] = {}
-    for run_id, owner_id in parked.iterator(chunk_size=10_000):
-        of_owners.setdefault(owner_id, []).append(run_id)
-    if of_owners:
+    parked = ImportRun.objects.filter(
+        status__in=WAITING_STATUSES,
+        error_message__startswith=services.WAITING_ITS_TURN,
+        error_message__endswith=owner_lines.PARKED_NOTE_END,
+    ).order_by("pk")
+    after, runs, owners = 0, 0, set()
+    while chunk := list(
+        parked.filter(pk__gt=after).values_list("pk", "scheduled_import__owner_id")[:REBUILD_CHUNK]
+    ):
+        of_owners: dict[int, list[int]] = {}
+        for run_id, owner_id in chunk:
+            of_owners.setdefault(owner_id, []).append(run_id)
         owner_lines.join(of_owners)
-        logger.warning(
-            "owners' lines put back from the database (Redis had lost them) runs=%s owners=%s",
-            sum(len(ids) for ids in of_owners.values()), len(of_owners),
-        )  # fmt: skip
+        after, runs = chunk[-1][0], runs + len(chunk)
+        owners |= of_owners.keys()
+    if runs:
+        logger.warning("owners' lines put back from the database (Redis had lost them) "
+                       "runs=%s owners=%s", runs, len(owners))  # fmt: skip
     redis.set(owner_lines.KEPT, "1")
+
+
+# Parked runs read and written back at a time when Redis lost the lines.
+REBUILD_CHUNK = 10_000
 
 
 # The owner's admission lock, taken for a few round trips: one script takes it and reads the

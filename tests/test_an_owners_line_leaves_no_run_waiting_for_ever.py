@@ -217,3 +217,28 @@ def test_a_run_taken_out_of_its_line_is_touched_now_not_left_ahead(alice, cap_of
 
     assert [run.pk for run in taken] == [waiting.pk]
     assert ImportRun.objects.get(pk=waiting.pk).heartbeat_at <= timezone.now()
+
+
+def test_lines_are_put_back_a_chunk_at_a_time(alice, cap_of_one, monkeypatch):
+    # One write of all of an owner's parked runs: Redis before 7.0 refuses 524,287 members
+    # or more and drops the connection, so no line ever came back, the rebuild tried again at
+    # every pass, and the sweep handed on in none (review).
+    _busy, run_of_alice = cap_of_one
+    runs = [run_of_alice() for _ in range(7)]
+    for run in runs:
+        park(run)
+    client().delete(owner_lines.line_key(alice.pk), owner_lines.LINES, owner_lines.KEPT)
+    monkeypatch.setattr(fairness, "REBUILD_CHUNK", 3, raising=False)
+    written: list[int] = []
+    join = owner_lines.join
+
+    def counted(runs_of_owners):
+        written.append(sum(len(ids) for ids in runs_of_owners.values()))
+        join(runs_of_owners)
+
+    monkeypatch.setattr(owner_lines, "join", counted)
+
+    maintenance.sweep_runs()
+
+    assert line_of(alice) == [run.pk for run in runs]
+    assert written == [3, 3, 1]

@@ -53,6 +53,9 @@ def move_processed(imp: ScheduledImport, run: ImportRun) -> str:
             return ""
         # Beside the file as resolved, inside the owner's folders.
         target_folder = os.path.join(os.path.dirname(real), PROCESSED)
+        # A link to nowhere too, which makedirs would take for a file.
+        if os.path.islink(target_folder):
+            raise drop_folders.Refused(LINKED)
         os.makedirs(target_folder, exist_ok=True)
         with _opened_folder(target_folder) as folder:
             remember(target_folder)
@@ -67,6 +70,11 @@ def move_processed(imp: ScheduledImport, run: ImportRun) -> str:
     return target
 
 
+LINKED = (
+    f"{PROCESSED} in the drop folder is a link: files are filed away only into a folder of its own"
+)
+
+
 @contextmanager
 def _opened_folder(path: str) -> Iterator[int]:
     """`path` opened as a folder, never through a link: its descriptor, which every step of
@@ -77,10 +85,7 @@ def _opened_folder(path: str) -> Iterator[int]:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError as error:
         if error.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(path):
-            raise drop_folders.Refused(
-                f"{PROCESSED} in the drop folder is a link: files are filed away only into a "
-                "folder of its own"
-            ) from error
+            raise drop_folders.Refused(LINKED) from error
         raise
     try:
         yield fd

@@ -54,3 +54,14 @@ def test_a_delivery_is_still_filed_into_a_processed_folder_of_its_own(alice, dro
         "orders_1-1.csv", "orders_1.csv", "orders_2.csv",
     ]  # fmt: skip
     assert sorted(p.name for p in drop.iterdir() if p.is_file()) == []
+
+
+def test_a_processed_link_to_nowhere_is_said_to_be_a_link(alice, drop, tmp_path):
+    # It was said to be "a file, not a folder" (makedirs' error came first) (review).
+    os.symlink(tmp_path / "nowhere", drop / "processed")
+    put(drop / "orders_9.csv", "sku,name,price\nA-1,one,0\n")
+    imp = make_import(alice, f"file://{drop}/orders_*.csv", move_processed=True)
+
+    run = run_now(imp)
+
+    assert run.error_details["not_moved"].startswith("processed in the drop folder is a link")

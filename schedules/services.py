@@ -433,7 +433,7 @@ def end_waiting_runs(
         )
     )
     ended = [(import_id, pk, trigger) for import_id, pk, trigger, *_ in locked]
-    tasks = [(task_id, worker or parked_by or "") for *_, task_id, worker, parked_by in locked]
+    tasks = [(task_id, parked_by or worker) for *_, task_id, worker, parked_by in locked]
     transaction.on_commit(lambda: revoked_tasks.show_revoked(tasks))
     # Its duration as finish_run says it: from its start (a retrying run had one), or none.
     # Left NULL, a retrying run cancelled with its import showed "Duration: -" between its
@@ -781,7 +781,8 @@ def cancel_run(run: ImportRun, user: AbstractBaseUser | None = None) -> ImportRu
         if locked.status in WAITING_STATUSES:
             finish_run(locked, ImportRun.Status.CANCELLED, error=f"cancelled{by}")
             if locked.status == ImportRun.Status.CANCELLED:
-                told_by = locked.worker or locked.error_details.get(PARKED_BY, "")
+                # The worker that spoke last of its task: the one that parked it, if any.
+                told_by = locked.error_details.get(PARKED_BY) or locked.worker
                 task = [(locked.celery_task_id, told_by)]
                 transaction.on_commit(lambda: revoked_tasks.show_revoked(task))
         elif locked.status == ImportRun.Status.RUNNING:

@@ -74,7 +74,12 @@ def open_file(
             raise NotModified
         opened = None
         if options.whole:
-            opened = quiet_version(path, lambda: _version(os.fstat(file.fileno())), _version(info))
+            opened = quiet_version(
+                path,
+                lambda: _version(os.fstat(file.fileno())),
+                _version(info),
+                stop_if_asked=options.stop_if_asked,
+            )
         stream = ByteStream(_chunks(file, path, opened), settings.MAX_IMPORT_BYTES, on_read)
         stream.validators = validators
         stream.source_file = path

@@ -298,7 +298,7 @@ def _once_quiet(
         return _version(again[-1]) or FileVersion(-1, 0.0)
 
     try:
-        quiet_version(url, look_again, first, server_time)
+        quiet_version(url, look_again, first, server_time, watchdog.stop_if_asked)
     except Exception:
         for opened in again:
             opened.close()

@@ -111,7 +111,11 @@ def open_sftp(
         with remote:
             look = (lambda: _look(sftp, remote, path)) if options.whole else None
             try:
-                opened = quiet_version(path, look) if look else _version(attributes)
+                opened = (
+                    quiet_version(path, look, stop_if_asked=options.stop_if_asked)
+                    if look
+                    else _version(attributes)
+                )
             except (OSError, paramiko.SSHException, EOFError) as error:
                 raise _lost(watchdog, "the SFTP server broke off", error) from error
             chunks = _chunks(remote, path, attributes.st_size or 0, opened, watchdog, look)

@@ -46,11 +46,14 @@ def quiet_version(
     look: Callable[[], FileVersion],
     now: FileVersion | None = None,
     server_time: float | None = None,
+    stop_if_asked: Callable[[], None] | None = None,
 ) -> FileVersion:
     """The state of the file `path` once it has been quiet for FILE_SETTLE_SECONDS: one changed
     less than that ago is looked at again when the time is up, and must not have changed
     meanwhile (TransientImportError). `now`: its state, when the caller has just read it;
-    `server_time`: the file server's clock then, when it tells it (an HTTP `Date`).
+    `server_time`: the file server's clock then, when it tells it (an HTTP `Date`);
+    `stop_if_asked`: raises once the run was asked to stop, asked once a second of the wait
+    (a cancel waited for the whole settle period).
 
     Asked before the file is read, so that one being written now is not read and staged to
     its current end for nothing."""
@@ -60,7 +63,11 @@ def quiet_version(
     if not wait:
         return now
     # A modification time ahead of the server's clock waits one settle period, no more.
-    time.sleep(min(wait, settle))
+    until = time.monotonic() + min(wait, settle)
+    while (left := until - time.monotonic()) > 0:
+        time.sleep(min(left, 1.0))
+        if stop_if_asked is not None:
+            stop_if_asked()
     again = look()
     if again != now:
         raise _still_being_written(

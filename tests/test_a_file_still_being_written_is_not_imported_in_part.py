@@ -361,3 +361,34 @@ def test_a_worker_waits_for_the_whole_file_before_a_sync_run_deletes_anything(
     assert STILL_BEING_WRITTEN in run.error_details["attempts"][0]["error"]
     assert fewest == 2000 == Record.objects.filter(dataset=imp.dataset).count()
     assert {r["price"] for r in records(imp).values()} == {"2.00"}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_run_cancelled_while_its_file_settles_stops_within_a_second_or_two(alice, drop, settings):
+    # The settle check slept its whole period, FILE_SETTLE_SECONDS, whatever the run was
+    # asked meanwhile (carried from two rounds ago).
+    from django.db import connection
+
+    settings.FILE_SETTLE_SECONDS = 30
+    # written just now: its run waits to see it quiet
+    put(drop / "products.csv", PRODUCTS_CSV, mtime=time.time())
+    imp = make_import(alice, f"file://{drop}/products.csv")
+    run = ImportRun.objects.create(scheduled_import=imp, trigger=ImportRun.Trigger.MANUAL)
+
+    def cancel_soon() -> None:
+        try:
+            time.sleep(1.5)
+            services.cancel_run(ImportRun.objects.get(pk=run.pk))
+        finally:
+            connection.close()
+
+    canceller = threading.Thread(target=cancel_soon)
+    started = time.monotonic()
+    canceller.start()
+    runner.execute(run.pk)
+    took = time.monotonic() - started
+    canceller.join()
+
+    run.refresh_from_db()
+    assert run.status == "cancelled"
+    assert took < 6, took

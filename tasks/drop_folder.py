@@ -156,24 +156,19 @@ def refuse_unnamed(name: str, folder: str) -> None:
 
 def _matches(where: drop_folders.DropPath) -> dict[tuple[int, str], os.stat_result]:
     """The regular files matching the glob, by (modification time, name)."""
-    try:
-        entries = list(os.scandir(where.folder))
-    except FileNotFoundError:
-        raise TransientImportError(f"the folder {where.folder} does not exist (yet)") from None
-    except OSError as error:
-        raise _open_error(where.folder, error) from error
     found: dict[tuple[int, str], os.stat_result] = {}
-    for entry in entries:
-        if not globs.matches(entry.name, where.name):
-            continue
-        try:
-            if not entry.is_file():
-                continue
-            info = entry.stat()
-        except OSError:
-            continue  # gone since the listing
-        found[info.st_mtime_ns, entry.name] = info
+    for entry in _listing(where, globs.matcher(where.name)).values():
+        if (info := _file_stat(entry)) is not None:
+            found[info.st_mtime_ns, entry.name] = info
     return found
+
+
+def _file_stat(entry: os.DirEntry) -> os.stat_result | None:
+    """The entry's state when it is a regular file (a link to one too) still there."""
+    try:
+        return entry.stat() if entry.is_file() else None
+    except OSError:
+        return None  # gone since the listing
 
 
 def _oldest_waiting(
@@ -261,12 +256,8 @@ class _Queue:
         self._forget({entry.name for entry in replaced} & self.known.keys())
         added = []
         for entry in replaced:
-            try:
-                if not entry.is_file():
-                    continue
-                info = entry.stat()
-            except OSError:
-                continue  # gone since the listing
+            if (info := _file_stat(entry)) is None:
+                continue
             self.known[entry.name] = (
                 entry.inode(), info.st_ino, info.st_mtime_ns, entry.is_symlink()
             )  # fmt: skip

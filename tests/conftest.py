@@ -67,6 +67,16 @@ def round_trips(monkeypatch) -> list[bytes]:
     return sent
 
 
+@pytest.fixture
+def sent(monkeypatch) -> list[int]:
+    """The runs whose messages go to the broker (services.send_runs), by id: none is sent."""
+    from schedules import services
+
+    ids: list[int] = []
+    monkeypatch.setattr(services, "send_runs", lambda runs, **_: ids.extend(r.pk for r in runs))
+    return ids
+
+
 @pytest.fixture(autouse=True)
 def _fast_password_hashing(request, settings):
     # Users are created per test, and Django's default hasher spends ~0.5 s on each. Processes

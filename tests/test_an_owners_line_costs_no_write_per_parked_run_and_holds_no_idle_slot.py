@@ -31,14 +31,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def sent(monkeypatch) -> list[int]:
-    """The runs whose messages go to the broker, by id."""
-    ids: list[int] = []
-    monkeypatch.setattr(services, "send_runs", lambda runs, **_: ids.extend(r.pk for r in runs))
-    return ids
-
-
-@pytest.fixture
 def runs_of_alice(alice, csv_server, settings):
     """A maker of alice's runs, each of an import of its own; her cap is one."""
     settings.MAX_RUNNING_PER_OWNER = 1

@@ -25,14 +25,6 @@ pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def sent(monkeypatch) -> list[int]:
-    """The runs whose messages go to the broker, by id."""
-    ids: list[int] = []
-    monkeypatch.setattr(services, "send_runs", lambda runs, **_: ids.extend(r.pk for r in runs))
-    return ids
-
-
-@pytest.fixture
 def cap_of_one(alice, csv_server, settings):
     """alice's cap of one, held by a running run of hers; a maker of her other runs."""
     settings.MAX_RUNNING_PER_OWNER = 1

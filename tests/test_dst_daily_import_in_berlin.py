@@ -40,19 +40,19 @@ def eager_beat():
 STEP = timedelta(minutes=2)
 
 
+def in_berlin(owner, rule: str):
+    """An import of `owner` on the cron `rule`, in Europe/Berlin."""
+    return make_import(owner, "http://127.0.0.1/p.csv", schedule_type="cron",
+                       cron_expression=rule, interval_seconds=None,
+                       timezone="Europe/Berlin")  # fmt: skip
+
+
 def run_beat(alice, start: datetime, hours: int, rule: str = "30 2 * * *") -> list[datetime]:
     """Create the import at `start`, step beat through `hours` (two minutes at a time, as a beat
     would wake up); return the runs' ticks in Berlin time."""
     # Travel in UTC: a ZoneInfo destination would also move the process's local timezone.
     with time_machine.travel(start.astimezone(UTC), tick=False) as traveller:
-        imp = make_import(
-            alice,
-            "http://127.0.0.1/p.csv",
-            schedule_type="cron",
-            cron_expression=rule,
-            interval_seconds=None,
-            timezone="Europe/Berlin",
-        )
+        imp = in_berlin(alice, rule)
         scheduler = ImportScheduler(app=app)
         try:
             for _ in range(int(timedelta(hours=hours) / STEP)):
@@ -87,14 +87,7 @@ def test_it_runs_once_on_the_fall_back_day_at_the_first_half_past_two(alice, eag
 
 
 def test_the_schedule_names_one_tick_per_dst_day(alice):
-    imp = make_import(
-        alice,
-        "http://127.0.0.1/p.csv",
-        schedule_type="cron",
-        cron_expression="30 2 * * *",
-        interval_seconds=None,
-        timezone="Europe/Berlin",
-    )
+    imp = in_berlin(alice, "30 2 * * *")
     fall = imp.next_runs(3, after=datetime(2026, 10, 24, 12, tzinfo=UTC))
     assert [t.astimezone(BERLIN).isoformat() for t in fall] == [
         "2026-10-25T02:30:00+02:00",
@@ -114,14 +107,7 @@ def test_the_schedule_names_one_tick_per_dst_day(alice):
 
 
 def test_an_every_quarter_hour_import_keeps_running_through_the_repeated_hour(alice):
-    imp = make_import(
-        alice,
-        "http://127.0.0.1/p.csv",
-        schedule_type="cron",
-        cron_expression="*/15 * * * *",
-        interval_seconds=None,
-        timezone="Europe/Berlin",
-    )
+    imp = in_berlin(alice, "*/15 * * * *")
     ticks = imp.next_runs(12, after=datetime(2026, 10, 25, 0, 0, 1, tzinfo=UTC))
     gaps = {(b - a).total_seconds() for a, b in itertools.pairwise(ticks)}
     assert gaps == {900.0}
@@ -159,14 +145,7 @@ def test_a_wildcard_job_in_the_repeated_hour_runs_in_both(alice, eager_beat):
 
 @pytest.mark.parametrize("rule", [WILDCARD_IN_TWO, "* 2 * * *", "*/15 2 * * *"])
 def test_a_wildcard_job_lists_no_tick_for_the_skipped_hour(alice, rule):
-    imp = make_import(
-        alice,
-        "http://127.0.0.1/p.csv",
-        schedule_type="cron",
-        cron_expression=rule,
-        interval_seconds=None,
-        timezone="Europe/Berlin",
-    )
+    imp = in_berlin(alice, rule)
     listed = imp.next_runs(1, after=datetime(2026, 3, 28, 12, tzinfo=UTC))
     assert listed[0].astimezone(BERLIN).date().isoformat() == "2026-03-30"
     # A dispatch just after the jump stands for the day before's last tick, not for one at 03:00.

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import time
 from contextlib import suppress
 from typing import Any
 
@@ -70,6 +71,25 @@ def _kill(pid: int | None) -> None:
     if pid and pid != os.getpid():  # (a pool that runs tasks in this process kills none)
         with suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)
+            _wait_until_dead(pid)
+
+
+def _wait_until_dead(pid: int, seconds: float = 1.0) -> None:
+    """Wait (up to `seconds`) until `pid` is dead: a signal is delivered when the process is
+    next scheduled, and a loaded machine ended the run while its attempt still ran. Read from
+    /proc (a zombie, not reaped, is dead); without /proc, not waited for."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as stat:
+                state = stat.read().rsplit(b")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return  # reaped
+        except (OSError, IndexError):
+            return  # no /proc to read: not waited for
+        if state in (b"Z", b"X"):
+            return
+        time.sleep(0.002)
 
 
 def _end_at_once(run_id: int, task_id: str, soft_limit: float | None) -> ImportRun | None:

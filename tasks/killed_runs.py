@@ -26,15 +26,15 @@ from typing import Any
 
 from celery import current_app
 from celery.exceptions import TimeLimitExceeded
-from django.db import connection
+from django.db import DatabaseError, connection
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
 from common import error_words
 from schedules import services
-from schedules.models import ImportRun
+from schedules.models import ImportRun, ScheduledImport
 
-from . import locks, lost_tasks
+from . import fairness, locks, lost_tasks
 from .errors import RunFailed
 
 logger = logging.getLogger("importbeat.runs")
@@ -101,16 +101,16 @@ def _end_at_once(run_id: int, task_id: str, soft_limit: float | None) -> ImportR
                     "set_config('statement_timeout', '10s', false)"
                 )
             run = services.end_killed_run(run_id, task_id, soft_limit)
-        finally:
-            connection.close()
-    except Exception as error:
-        logger.warning("run=%s killed at its hard time limit, not ended at once: %s",
-                       run_id, error_words.log_text(error))  # fmt: skip
-        _send_end(run_id, task_id, soft_limit)
-        return None
-    if run is not None:
-        _ended(run)
-    return run
+        except Exception as error:
+            logger.warning("run=%s killed at its hard time limit, not ended at once: %s",
+                           run_id, error_words.log_text(error))  # fmt: skip
+            _send_end(run_id, task_id, soft_limit)
+            return None
+        if run is not None:
+            _ended(run)
+        return run
+    finally:
+        connection.close()
 
 
 def _send_end(run_id: int, task_id: str, soft_limit: float | None) -> None:
@@ -137,9 +137,19 @@ def end(run_id: int, task_id: str, reporter: str, soft_limit: float | None = Non
 
 
 def _ended(run: ImportRun) -> None:
+    """Free the killed run's lease and hand its owner's slot on: the attempt's own `finally`
+    died with it, and a run parked in its owner's line waited for the sweep (a minute)."""
     logger.warning("run killed at its hard time limit import=%s run=%s status=%s",
                    run.scheduled_import_id, run.pk, run.status)  # fmt: skip
     try:
         locks.free_dead_runs_lease(run.scheduled_import_id, run.pk)
     except RedisError as error:
         logger.warning("the killed run %s's lease expires by itself: %s", run.pk, error)
+    try:
+        owner_id = ScheduledImport.objects.values_list("owner_id", flat=True).get(
+            pk=run.scheduled_import_id
+        )
+    except (ScheduledImport.DoesNotExist, DatabaseError) as error:
+        logger.warning("the killed run %s's owner's line is the sweep's: %s", run.pk, error)
+        return
+    fairness.hand_on(owner_id, ended=run.pk)

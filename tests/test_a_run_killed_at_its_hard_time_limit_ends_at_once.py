@@ -227,3 +227,30 @@ def test_a_killed_attempts_process_is_dead_before_its_run_is_ended(alice, monkey
 
     assert alive_when_ended == [False]
     assert ImportRun.objects.get(pk=run.pk).status == "timed_out"
+
+
+def test_a_killed_run_hands_its_owners_slot_on_at_once(alice, csv_server, settings, sent):
+    # The attempt's own hand-on died with it: a run parked in its owner's line waited for the
+    # sweep (a minute by default) while the slot stood free.
+    from celery.exceptions import Retry
+
+    from tasks import killed_runs, runner
+    from tests.test_fetch_http_errors import FakeTask
+
+    settings.MAX_RUNNING_PER_OWNER = 1
+    url = csv_server.serve("/p.csv", PRODUCTS_CSV)
+    stuck = ImportRun.objects.create(
+        scheduled_import=make_import(alice, url, name="stuck", timeout_seconds=300),
+        trigger="schedule", status="running", attempts=1, celery_task_id="attempt-1",
+    )  # fmt: skip
+    waiting = ImportRun.objects.create(
+        scheduled_import=make_import(alice, url, name="waiting"), trigger="manual"
+    )
+    with pytest.raises(Retry):
+        runner.execute(waiting.pk, task=FakeTask())  # parked in alice's line
+    assert sent == []
+
+    killed_runs.words_when_killed(services.EXECUTE_RUN, "attempt-1", [stuck.pk], 90, 60)
+
+    assert ImportRun.objects.get(pk=stuck.pk).status == "timed_out"
+    assert sent == [waiting.pk]

@@ -8,6 +8,8 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
 
 
 def matches(name: str, pattern: str) -> bool:
@@ -36,3 +38,103 @@ def delivery_order(name: str) -> tuple[tuple[int, int, str], ...]:
         for part in _NUMBERS.split(name)
         if part
     )
+
+
+_STAR = "*"
+
+
+@dataclass(frozen=True)
+class _Test:
+    """A test of one character (a literal, `?`, or a `[...]` set), and the characters it names."""
+
+    test: Callable[[str], object]
+    named: frozenset[str]
+
+
+def _tokens(pattern: str) -> list[str | _Test]:
+    """`pattern` as fnmatch reads it: `*`, or a test of one character (a `[...]` set's bounds
+    found as fnmatch.translate finds them)."""
+    tokens: list[str | _Test] = []
+    i, n = 0, len(pattern)
+    while i < n:
+        c = pattern[i]
+        i += 1
+        if c == "*":
+            if not tokens or tokens[-1] != _STAR:
+                tokens.append(_STAR)
+        elif c == "?":
+            tokens.append(_Test(lambda _: True, frozenset()))
+        elif c == "[":
+            j = i + (i < n and pattern[i] == "!")
+            j += j < n and pattern[j] == "]"
+            j = pattern.find("]", j)
+            if j < 0:
+                tokens.append(_Test("[".__eq__, frozenset("[")))
+            else:
+                bracket = pattern[i - 1 : j + 1]
+                tokens.append(
+                    _Test(re.compile(fnmatch.translate(bracket)).match, frozenset(bracket))
+                )
+                i = j + 1
+        else:
+            tokens.append(_Test(c.__eq__, frozenset(c)))
+    return tokens
+
+
+def _kinds(named: frozenset[str]) -> list[str]:
+    """A character of each kind that tests naming `named` tell apart: each one named, the one
+    after it (a range `[a-z]` ends after its last), and one named nowhere; readable ones first."""
+    kinds = (named | {chr(ord(c) + 1) for c in named} | set("x1_\ue000")) - {"/", "\0"}
+    return sorted(kinds, key=lambda c: (not c.isascii() or not c.isalnum(), not c.isprintable(), c))
+
+
+def a_name_of_both(first: str, second: str) -> str | None:
+    """A file name both globs match (`matches`), the shortest; None when none does. Two queues
+    of deliveries on `products_*.csv` and `*.csv` share `products_.csv`."""
+    tokens = (_tokens(first), _tokens(second))
+    ends = (len(tokens[0]), len(tokens[1]))
+    hidden_allowed = first.startswith(".") and second.startswith(".")
+
+    @cache
+    def closure(i: int, j: int) -> frozenset[tuple[int, int]]:
+        # Where a star may match nothing, the next token is reached too.
+        states = {(i, j)}
+        if i < ends[0] and tokens[0][i] == _STAR:
+            states |= closure(i + 1, j)
+        if j < ends[1] and tokens[1][j] == _STAR:
+            states |= closure(i, j + 1)
+        return frozenset(states)
+
+    def named(token: str | _Test | None) -> frozenset[str]:
+        return token.named if isinstance(token, _Test) else frozenset()
+
+    def step(token: str | _Test | None, at: int, c: str) -> int | None:
+        if token is None:
+            return None
+        if token == _STAR:
+            return at
+        return at + 1 if token.test(c) else None  # type: ignore[union-attr]
+
+    # A state is the place in each pattern, and whether a character was read (the first one
+    # may not be a dot): searched breadth first, so the name found is a shortest one.
+    frontier = [(state, "") for state in sorted(closure(0, 0))]
+    seen: set[tuple[int, int]] = set()  # (each, once a character was read)
+    while frontier:
+        following = []
+        for (i, j), name in frontier:
+            first_token = tokens[0][i] if i < ends[0] else None
+            second_token = tokens[1][j] if j < ends[1] else None
+            for c in _kinds(named(first_token) | named(second_token)):
+                if not name and c == "." and not hidden_allowed:
+                    continue
+                ni, nj = step(first_token, i, c), step(second_token, j, c)
+                if ni is None or nj is None:
+                    continue
+                for state in sorted(closure(ni, nj)):
+                    if state == ends:
+                        return name + c
+                    if state not in seen:
+                        seen.add(state)
+                        following.append((state, name + c))
+        frontier = following
+    return None

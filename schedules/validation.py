@@ -12,7 +12,7 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import URLValidator
 
-from common import addresses
+from common import addresses, globs
 
 from . import dataset_keys, drop_folders
 from .credentials import DEFAULT_PORTS
@@ -510,7 +510,8 @@ WRITERS_LOCK = 0x1B0B
 
 def validate_one_queue_per_source(imp: ScheduledImport) -> None:
     """A queue of deliveries (a drop folder's glob, or file, with move_processed) is the only
-    one of its owner on that glob in that folder.
+    one of its owner on the files its glob matches in that folder (`products_*.csv` and
+    `*.csv` share `products_1.csv`).
 
     Each run of a queue takes the oldest delivery waiting and files it away (tasks.drop_folder,
     schedules.processed_files): two such imports of one glob each took the deliveries the other
@@ -556,15 +557,24 @@ def validate_one_queue_per_source(imp: ScheduledImport) -> None:
             theirs = drop_folders.locate(url, folders)
         except drop_folders.Refused:
             continue  # (it reads nothing: its runs say why)
-        if theirs != mine:
+        if theirs.folder != mine.folder:
+            continue
+        shared = theirs.name if theirs == mine else globs.a_name_of_both(mine.name, theirs.name)
+        if shared is None:
             continue
         resumed = "" if status == model.Status.ACTIVE else f" ({status}: once resumed)"
+        if theirs == mine:
+            which = f"already takes the deliveries of {mine.path}"
+        else:
+            which = (
+                f"takes the deliveries of {theirs.path}, and a delivery such as {shared!r} "
+                f"matches {mine.name} too"
+            )
         raise ValidationError(
-            f"your import {name!r} (id {pk}) already takes the deliveries of {mine.path} and "
-            f"files them away (move_processed){resumed}: two imports of one queue each take "
-            "the files the other has not taken yet, and each would import about half of them. "
-            "Import them with one of the two, or have the files delivered to a folder (or under "
-            "a name) of each import's own"
+            f"your import {name!r} (id {pk}) {which} and files them away (move_processed)"
+            f"{resumed}: two imports of one queue each take the files the other has not taken "
+            "yet, and each would import about half of them. Import them with one of the two, "
+            "or have the files delivered to a folder (or under a name) of each import's own"
         )
 
 

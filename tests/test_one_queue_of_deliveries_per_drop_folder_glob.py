@@ -105,11 +105,56 @@ def test_two_queues_saved_before_the_rule_stay_editable_and_other_globs_are_allo
     # Then an edit that leaves the source as it is is saved
     services.update_import(second, description="split with products: being mended")
 
-    # And other globs, other folders' files, and another owner's queue are allowed
-    make_import(alice, f"file://{drop}/products_1*.csv", name="p1", dataset="p1",
+    # And globs no file matches with it, other folders' files, and another owner's queue are
+    # allowed
+    make_import(alice, f"file://{drop}/products_*.tsv", name="p1", dataset="p1",
                 move_processed=True)  # fmt: skip
+    make_import(alice, f"file://{drop}/products_[!0-9]*.csv", name="p2", dataset="p2",
+                move_processed=False)  # fmt: skip
     settings.IMPORT_DROP_DIRS_SHARED = True
     make_import(bob, f"file://{drop}/products_*.csv", move_processed=True)
+
+
+@pytest.mark.parametrize(
+    ("theirs", "mine", "shared"),
+    [
+        ("products_*.csv", "*.csv", "products_.csv"),
+        ("*.csv", "products_1*.csv", "products_1.csv"),
+        ("products_[0-9].csv", "products_?.csv", "products_0.csv"),
+        ("daily.csv", "*.csv", "daily.csv"),
+    ],
+)
+def test_a_queue_whose_glob_matches_another_queues_files_is_refused(
+    alice, drop, theirs, mine, shared
+):
+    # Two queues of one folder whose globs differ but match the same files each took about
+    # half of them, as two queues of one glob did (carried from the drops hunt)
+    make_import(alice, f"file://{drop}/{theirs}", move_processed=True)
+
+    with pytest.raises(ValidationError) as refused:
+        make_import(alice, f"file://{drop}/{mine}", name="copy", dataset="copy",
+                    move_processed=True)  # fmt: skip
+
+    message = " ".join(refused.value.message_dict["source_url"])
+    assert f"takes the deliveries of {drop}/{theirs}, and a delivery such as {shared!r}" in (
+        message
+    ), message
+    assert f"matches {mine} too" in message and "about half" in message, message
+
+
+def test_globs_share_a_name_only_when_one_matches_both():
+    from common.globs import a_name_of_both, matches
+
+    for first, second in [
+        ("*.csv", "*.tsv"),
+        ("products_[0-9]*", "products_[!0-9]*"),
+        ("*", ".*"),  # a hidden file is no delivery of a glob without the dot
+        ("*a" * 60, "*b" * 60),
+    ]:
+        assert a_name_of_both(first, second) is None, (first, second)
+    for first, second in [("*", "*"), (".*", ".x*"), ("*a*b*c*", "*c*b*a*"), ("[]]x", "]x")]:
+        name = a_name_of_both(first, second)
+        assert name and matches(name, first) and matches(name, second), (first, second, name)
 
 
 def test_the_check_before_save_says_so_too(alice, drop):

@@ -46,20 +46,24 @@ def move_processed(imp: ScheduledImport, run: ImportRun) -> str:
         return ""
     source = run.source_file
     try:
-        real = drop_folders.check_inside(source, drop_folders.folders_of(imp.owner))
+        folders = drop_folders.folders_of(imp.owner)
+        real = drop_folders.check_inside(source, folders)
         if _rewritten_since_read(real, run):
             logger.warning("run=%s: %r not moved to %s: %s", run.pk, source, PROCESSED, REWRITTEN)
             not_moved(run, REWRITTEN)
             return ""
-        # Beside the file as resolved, inside the owner's folders.
-        target_folder = os.path.join(os.path.dirname(real), PROCESSED)
+        # Beside the delivery as the run found it: a delivery that is a link is filed away
+        # itself, not the file it leads to (which the owner keeps elsewhere, and which
+        # retention would have deleted with processed/), in a folder of the owner's.
+        delivery_folder = drop_folders.check_inside(os.path.dirname(source), folders)
+        target_folder = os.path.join(delivery_folder, PROCESSED)
         # A link to nowhere too, which makedirs would take for a file.
         if os.path.islink(target_folder):
             raise drop_folders.Refused(LINKED)
         os.makedirs(target_folder, exist_ok=True)
-        with _opened_folder(target_folder) as folder:
+        with _opened_folder(delivery_folder) as here, _opened_folder(target_folder) as folder:
             remember(target_folder)
-            name = _free_name(real, folder)
+            name = _free_name(os.path.basename(source), here, folder)
             _stamp(name, folder)
     except (OSError, drop_folders.Refused) as error:
         logger.warning("run=%s: %r not moved to %s: %s", run.pk, source, PROCESSED, error)
@@ -228,23 +232,22 @@ def _why(error: BaseException) -> str:
     return str(error)
 
 
-def _free_name(source: str, folder: int) -> str:
-    """Move `source` into `folder` under its name, or, when that is taken, under the name with
-    the next number after the highest there (name-1, name-2, …).
+def _free_name(base: str, here: int, folder: int) -> str:
+    """Move the file `base` of the folder `here` into `folder` under its name, or, when that is
+    taken, under the name with the next number after the highest there (name-1, name-2, …).
 
     A feed delivered every minute under one name leaves tens of thousands of such names within
     the retention: the next number is read off one listing of the folder, not found by trying
     every name from 1, and there is no limit to run into. Another worker filing a file of the
     same name at the same moment takes a number first; the next one is tried.
     """
-    base = os.path.basename(source)
     stem, dot, suffix = base.partition(".")
-    if (target := _link_or_rename(source, base, folder)) is not None:
+    if (target := _link_or_rename(base, here, base, folder)) is not None:
         return target
     number = _highest_number(folder, stem, dot + suffix)
     while True:
         number += 1
-        target = _link_or_rename(source, f"{stem}-{number}{dot}{suffix}", folder)
+        target = _link_or_rename(base, here, f"{stem}-{number}{dot}{suffix}", folder)
         if target is not None:
             return target
 
@@ -257,15 +260,15 @@ def _highest_number(folder: int, stem: str, extension: str) -> int:
         return max((int(match.group(1)) for match in found if match), default=0)
 
 
-def _link_or_rename(source: str, target: str, folder: int) -> str | None:
-    """`source` moved to `target` in `folder`, which it never overwrites; None when `target` is
-    taken.
+def _link_or_rename(source: str, here: int, target: str, folder: int) -> str | None:
+    """`source` in the folder `here` moved to `target` in `folder`, which it never overwrites;
+    None when `target` is taken. A link is moved itself, never followed.
 
     A hard link cannot replace an existing file (rename would, silently), so two workers never
     overwrite each other's processed files; the original name goes once the link exists.
     """
     try:
-        os.link(source, target, dst_dir_fd=folder, follow_symlinks=False)
+        os.link(source, target, src_dir_fd=here, dst_dir_fd=folder, follow_symlinks=False)
     except FileExistsError:
         return None
     except OSError as error:
@@ -277,10 +280,10 @@ def _link_or_rename(source: str, target: str, folder: int) -> str | None:
             return None
         except FileNotFoundError:
             pass
-        os.rename(source, target, dst_dir_fd=folder)
+        os.rename(source, target, src_dir_fd=here, dst_dir_fd=folder)
         return target
     try:
-        os.unlink(source)
+        os.unlink(source, dir_fd=here)
     except OSError:
         # Not moved, then: the link goes too, or every run left one more copy in processed/
         # of a file still waiting in the drop folder (one the worker may add to, not delete

@@ -1,0 +1,42 @@
+"""A delivery that is a link (allowed: it leads to a file inside the owner's folders) is filed
+away itself, into `processed/` beside it, as the README says.
+
+Regression (review of the twenty-seventh round): the move through an opened folder moved the
+file the link led to, into a `processed/` beside that file: the link was left in the drop
+folder pointing nowhere, and the file the user kept elsewhere (an archive the link was made
+from) went to the retention job, which deleted it after PROCESSED_FILE_RETENTION_DAYS.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests.drop_support import put
+from tests.factories import make_import
+from tests.importer_support import run_now
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def test_a_linked_delivery_is_filed_beside_it_and_the_file_it_leads_to_stays(alice, drop):
+    # Given alice keeps her exports in an archive folder and links each delivery in
+    archive = drop / "archive"
+    archive.mkdir()
+    kept = put(archive / "orders_7.csv", "sku,name,price\nA-7,seven,1.00\n")
+    os.symlink(kept, drop / "orders_7.csv")
+    imp = make_import(alice, f"file://{drop}/orders_*.csv", move_processed=True)
+
+    # When a run imports it
+    run = run_now(imp)
+
+    # Then the delivery is filed into processed/ beside it, nothing dangles in the drop folder,
+    # and the file the link led to is where she kept it
+    assert run.status == "succeeded", run.error_message
+    left = sorted(p.name for p in drop.iterdir() if p.is_symlink() and not p.exists())
+    filed = sorted(os.listdir(drop / "processed")) if (drop / "processed").exists() else []
+    assert (left, filed, kept.exists()) == ([], ["orders_7.csv"], True), (
+        f"dangling in the drop folder: {left}; in processed/: {filed}; "
+        f"archive now: {sorted(os.listdir(archive))}"
+    )

@@ -510,16 +510,17 @@ WRITERS_LOCK = 0x1B0B
 
 def validate_one_queue_per_source(imp: ScheduledImport) -> None:
     """A queue of deliveries (a drop folder's glob, or file, with move_processed) is the only
-    one of its owner on the files its glob matches in that folder (`products_*.csv` and
-    `*.csv` share `products_1.csv`).
+    one on the files its glob matches in that folder (`products_*.csv` and `*.csv` share
+    `products_1.csv`), whoever's it is.
 
     Each run of a queue takes the oldest delivery waiting and files it away (tasks.drop_folder,
     schedules.processed_files): two such imports of one glob each took the deliveries the other
     had not taken yet, and each dataset got about half of the files, with no word of it. An
     import without move_processed takes the newest file and leaves it there, so it shares a
-    glob with anything; another owner's folder is their own (drop_folders.folders_of), and
-    naming their import would tell of it. Checked when the import is new or its source, its
-    move_processed or its owner changes: two imports saved so before this rule stay editable.
+    glob with anything. Another user's queue counts wherever both may read the folder (a shared
+    installation, or a staff user's import: drop_folders.folders_of); it is named only to its
+    owner and to staff. Checked when the import is new or its source, its move_processed or its
+    owner changes: two imports saved so before this rule stay editable.
     """
     if not (imp.move_processed and imp.owner_id and is_file_url(imp.source_url or "")):
         return
@@ -530,31 +531,23 @@ def validate_one_queue_per_source(imp: ScheduledImport) -> None:
         )
         if saved.first() == (imp.source_url, imp.move_processed, imp.owner_id):
             return
-    folders = drop_folders.folders_of(imp.owner)
+    owner = imp.owner
     try:
-        mine = drop_folders.locate(imp.source_url, folders)
+        mine = drop_folders.locate(imp.source_url, drop_folders.folders_of(owner))
     except drop_folders.Refused:
         return  # (validate_source_url says so)
     from django.db import connection
 
     if connection.in_atomic_block:
-        # The owner's queue saves take turns to their commit: two saved at the same moment
+        # The folder's queue saves take turns to their commit: two saved at the same moment
         # would each find the other absent.
         with connection.cursor() as cursor:
             cursor.execute(
-                "SELECT pg_advisory_xact_lock(%s, %s)", [QUEUES_LOCK, imp.owner_id % 2**31]
+                "SELECT pg_advisory_xact_lock(%s, hashtext(%s))", [QUEUES_LOCK, mine.folder]
             )
-    others = (
-        model.objects.filter(
-            owner_id=imp.owner_id, move_processed=True, source_url__istartswith="file:"
-        )
-        .exclude(pk=imp.pk)
-        .order_by("pk")
-        .values_list("pk", "name", "source_url", "status")
-    )
-    for pk, name, url, status in others:
+    for other in _queues_beside(imp, owner):
         try:
-            theirs = drop_folders.locate(url, folders)
+            theirs = drop_folders.locate(other.source_url, drop_folders.folders_of(other.owner))
         except drop_folders.Refused:
             continue  # (it reads nothing: its runs say why)
         if theirs.folder != mine.folder:
@@ -562,7 +555,7 @@ def validate_one_queue_per_source(imp: ScheduledImport) -> None:
         shared = theirs.name if theirs == mine else globs.a_name_of_both(mine.name, theirs.name)
         if shared is None:
             continue
-        resumed = "" if status == model.Status.ACTIVE else f" ({status}: once resumed)"
+        resumed = "" if other.status == model.Status.ACTIVE else f" ({other.status}: once resumed)"
         if theirs == mine:
             which = f"already takes the deliveries of {mine.path}"
         else:
@@ -570,15 +563,39 @@ def validate_one_queue_per_source(imp: ScheduledImport) -> None:
                 f"takes the deliveries of {theirs.path}, and a delivery such as {shared!r} "
                 f"matches {mine.name} too"
             )
+        if other.owner_id == owner.pk:
+            whose = f"your import {other.name!r} (id {other.pk})"
+        elif owner.is_staff:
+            whose = f"{other.owner.get_username()}'s import {other.name!r} (id {other.pk})"
+        else:
+            whose = "another user's import"
         raise ValidationError(
-            f"your import {name!r} (id {pk}) {which} and files them away (move_processed)"
-            f"{resumed}: two imports of one queue each take the files the other has not taken "
-            "yet, and each would import about half of them. Import them with one of the two, "
-            "or have the files delivered to a folder (or under a name) of each import's own"
+            f"{whose} {which} and files them away (move_processed){resumed}: two imports of "
+            "one queue each take the files the other has not taken yet, and each would import "
+            "about half of them. Import them with one of the two, or have the files delivered "
+            "to a folder (or under a name) of each import's own"
         )
 
 
-# The advisory lock class of an owner's queue saves (validate_one_queue_per_source).
+def _queues_beside(imp: ScheduledImport, owner: Any) -> Any:
+    """The other queues of deliveries that may read a folder `owner`'s `imp` reads: its
+    owner's; everyone's on a shared installation or for staff; else staff users' too."""
+    queues = (
+        type(imp)
+        .objects.filter(move_processed=True, source_url__istartswith="file:")
+        .exclude(pk=imp.pk)
+        .select_related("owner")
+        .only("pk", "name", "source_url", "status", "owner__username", "owner__is_staff")
+        .order_by("pk")
+    )
+    if settings.IMPORT_DROP_DIRS_SHARED or owner.is_staff:
+        return queues
+    from django.db.models import Q
+
+    return queues.filter(Q(owner_id=owner.pk) | Q(owner__is_staff=True))
+
+
+# The advisory lock class of a drop folder's queue saves (validate_one_queue_per_source).
 QUEUES_LOCK = 0x1B0C
 
 NOTIFY_EVENTS = ("failed", "partial", "succeeded", "recovered", "late")

@@ -111,8 +111,8 @@ def test_two_queues_saved_before_the_rule_stay_editable_and_other_globs_are_allo
                 move_processed=True)  # fmt: skip
     make_import(alice, f"file://{drop}/products_[!0-9]*.csv", name="p2", dataset="p2",
                 move_processed=False)  # fmt: skip
-    settings.IMPORT_DROP_DIRS_SHARED = True
-    make_import(bob, f"file://{drop}/products_*.csv", move_processed=True)
+    (drop.parent / "bob").mkdir()
+    make_import(bob, f"file://{drop.parent}/bob/products_*.csv", move_processed=True)
 
 
 @pytest.mark.parametrize(
@@ -155,6 +155,43 @@ def test_globs_share_a_name_only_when_one_matches_both():
     for first, second in [("*", "*"), (".*", ".x*"), ("*a*b*c*", "*c*b*a*"), ("[]]x", "]x")]:
         name = a_name_of_both(first, second)
         assert name and matches(name, first) and matches(name, second), (first, second, name)
+
+
+def test_another_users_queue_counts_where_both_read_the_folder(alice, bob, drop, settings):
+    # On a shared installation bob's queue of the glob alice's queue drains was saved, and the
+    # two split the deliveries between their datasets (review)
+    settings.IMPORT_DROP_DIRS_SHARED = True
+    shared = drop.parent
+    make_import(alice, f"file://{shared}/orders_*.csv", move_processed=True)
+
+    answer = client_for(bob).post(
+        f"{API}/imports",
+        import_body(name="orders", dataset="orders", source_url=f"file://{shared}/orders_*.csv",
+                    move_processed=True),
+        format="json",
+    )  # fmt: skip
+
+    # Refused without naming alice's import to bob
+    assert answer.status_code == 400, answer.json()
+    message = " ".join(answer.json()["errors"]["source_url"])
+    assert message.startswith("another user's import already takes the deliveries of"), message
+    assert "orders" not in message.split("takes")[0]
+
+
+def test_a_staff_users_queue_in_a_users_folder_counts_both_ways(alice, drop, django_user_model):
+    # A staff user reads every folder: his queue of a user's glob split her deliveries too
+    staff = django_user_model.objects.create_user("ops", password="x", is_staff=True)
+    make_import(staff, f"file://{drop}/orders_*.csv", name="ops copy", move_processed=True)
+
+    with pytest.raises(ValidationError) as refused:
+        make_import(alice, f"file://{drop}/orders_*.csv", name="mine", move_processed=True)
+    assert "another user's import already takes" in str(refused.value.message_dict)
+
+    ScheduledImport.objects.filter(owner=staff).delete()
+    make_import(alice, f"file://{drop}/orders_*.csv", name="mine", move_processed=True)
+    with pytest.raises(ValidationError) as refused:
+        make_import(staff, f"file://{drop}/*.csv", name="ops copy", move_processed=True)
+    assert "alice's import 'mine' (id" in str(refused.value.message_dict)
 
 
 def test_the_check_before_save_says_so_too(alice, drop):

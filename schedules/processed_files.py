@@ -137,8 +137,8 @@ def say_held_back(imp: ScheduledImport, run: ImportRun) -> int:
 
 def _versions_beside(where: drop_folders.DropPath, taken: str) -> set[str]:
     """The versions (drop_folders.file_etag) of the files matching `where`'s glob but the file
-    `taken`: their paths are those a run records (the folder's links resolved, and the
-    files are no links)."""
+    `taken`, as the queue takes them (tasks.drop_folder): a delivery that is a link is the
+    file it leads to, and was not counted."""
     matches = globs.matcher(where.name)
     versions = set()
     with os.scandir(where.folder) as entries:
@@ -146,10 +146,10 @@ def _versions_beside(where: drop_folders.DropPath, taken: str) -> set[str]:
             if not matches(entry.name) or entry.path == taken:
                 continue
             try:
-                if entry.is_file(follow_symlinks=False):
-                    versions.add(
-                        drop_folders.file_etag(entry.path, entry.stat(follow_symlinks=False))
-                    )
+                if not entry.is_file():
+                    continue
+                real = os.path.realpath(entry.path) if entry.is_symlink() else entry.path
+                versions.add(drop_folders.file_etag(real, entry.stat()))
             except OSError:
                 continue  # gone since the listing
     return versions

@@ -40,3 +40,23 @@ def test_a_linked_delivery_is_filed_beside_it_and_the_file_it_leads_to_stays(ali
         f"dangling in the drop folder: {left}; in processed/: {filed}; "
         f"archive now: {sorted(os.listdir(archive))}"
     )
+
+
+def test_a_delivery_that_is_a_link_counts_among_those_waiting_behind_a_failed_one(alice, drop):
+    # The queue takes it, but "N later deliveries wait behind it" passed over it (review)
+    import time
+
+    now = time.time()
+    put(drop / "orders_1.csv", bytes(range(256)) * 4, mtime=now - 180)
+    archive = drop / "archive"
+    archive.mkdir()
+    os.symlink(
+        put(archive / "orders_2.csv", "sku,name,price\nA-2,two,1.00\n"), drop / "orders_2.csv"
+    )
+    put(drop / "orders_3.csv", "sku,name,price\nA-3,three,1.00\n", mtime=now - 60)
+    imp = make_import(alice, f"file://{drop}/orders_*.csv", move_processed=True)
+
+    failed = run_now(imp)
+
+    assert failed.status == "failed" and failed.source_file.endswith("orders_1.csv")
+    assert failed.error_details["waiting_behind"] == 2, failed.error_message

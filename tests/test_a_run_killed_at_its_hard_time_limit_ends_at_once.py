@@ -79,6 +79,41 @@ def test_a_run_killed_at_its_hard_time_limit_ends_timed_out_at_once(
     assert again.status == "succeeded", again.error_message
 
 
+def test_a_killed_run_hands_its_owners_slot_on_from_the_worker(
+    alice, csv_server, processes, monkeypatch
+):
+    # Given alice's cap of one, held by her run stuck past its hard time limit, and her next
+    # run parked in her line, with no sweep for ten minutes
+    processes.start(
+        "worker", RUN_LEASE_SECONDS="60", MAINTENANCE_INTERVAL_SECONDS="600",
+        WORKER_CONCURRENCY="2", MAX_RUNNING_PER_OWNER="1",
+    )  # fmt: skip
+    url = csv_server.serve("/big.csv", big_csv(20_000), chunk_delay=1.0)
+    imp = make_import(alice, url, name="stuck", timeout_seconds=300)
+    monkeypatch.setattr(services, "run_message", _with_hard_limit(services.run_message, imp.pk))
+    stuck = services.enqueue_run(imp, trigger="manual", user=alice)
+    wait_for_download(csv_server, stuck)
+    nxt = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV), name="next")
+    waiting = services.enqueue_run(nxt, trigger="manual", user=alice)
+    wait_for(
+        lambda: ImportRun.objects.filter(
+            pk=waiting.pk, error_message__startswith=services.WAITING_ITS_TURN
+        ).exists(),
+        30,
+        what="the next run to wait its turn\n" + processes.logs(),
+    )
+
+    # When the worker kills the stuck run, then the parked one runs at once, sent by the
+    # worker's main process that ended the killed one (it waited for the sweep)
+    waiting = wait_for(
+        lambda: ImportRun.objects.filter(pk=waiting.pk, finished_at__isnull=False).first(),
+        30,
+        what="the parked run to run\n" + processes.logs(),
+    )
+    assert ImportRun.objects.get(pk=stuck.pk).status == "timed_out"
+    assert waiting.status == "succeeded", waiting.error_message
+
+
 def _with_hard_limit(run_message, import_id: int):
     def message(run):
         args, kwargs, options = run_message(run)

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
-from django.db import connection
+from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from common import read_only_database, web_statements
@@ -72,15 +72,34 @@ def _refused_request(exception: Exception) -> JsonResponse | None:
     return None
 
 
+# What a request is answered while the database cannot be reached.
+DATABASE_AWAY = (
+    "the database cannot be reached now, so nothing was read or changed; try again in a moment"
+)
+
+
 def _unavailable(exception: Exception) -> tuple[str, str] | None:
     """The words and Retry-After of a 503 for a database that cannot serve the request now: a
-    statement ended at the web's timeout, or a write refused by a standby or a read-only
-    server."""
+    statement ended at the web's timeout, a write refused by a standby or a read-only server,
+    or a server that refused the connection or dropped it (restarting, failing over, at its
+    max_connections): that was the API's bare 500, said as a bug."""
     if words := web_statements.timed_out(exception):
         return words, "5"
+    if _connection_lost(exception):
+        connection.close()
+        return DATABASE_AWAY, "5"
     if read_only_database.refused(exception):
         # The next request asks on a new session: this one may stay read-only when the server
         # takes writes again.
         connection.close()
         return read_only_database.ANSWER, "60"
     return None
+
+
+def _connection_lost(exception: Exception) -> bool:
+    """Whether `exception` is the database's connection failing (none could be made, or the
+    one in use broke), not an error of a statement on a sound connection (a deadlock)."""
+    if not isinstance(exception, OperationalError | InterfaceError):
+        return False
+    raw = connection.connection
+    return raw is None or bool(raw.closed) or bool(getattr(raw, "broken", False))

@@ -33,11 +33,13 @@ the 6 h above, and then took the lock).
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
+import psycopg
 from celery.signals import task_postrun, task_prerun, worker_process_init
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import close_old_connections, connection
 from django.db.backends.signals import connection_created
 
 # How often PostgreSQL looks whether a pool process is still there while it runs its statement.
@@ -75,4 +77,17 @@ def _before_task(**_kwargs: Any) -> None:
 
 @task_postrun.connect
 def _after_task(**_kwargs: Any) -> None:
+    _no_statement_left_running()
     close_old_connections()
+
+
+def _no_statement_left_running() -> None:
+    """Cancel and close a connection whose statement still runs after its task ended (a time
+    limit struck while it waited for a lock): kept for the next task, the statement landed once
+    the lock went, and a run's claim turned it `running` with no worker."""
+    raw = connection.connection
+    if raw is None or raw.info.transaction_status != psycopg.pq.TransactionStatus.ACTIVE:
+        return
+    with suppress(psycopg.Error, OSError):
+        raw.cancel_safe(timeout=5)
+    connection.close()

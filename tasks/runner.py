@@ -55,6 +55,12 @@ REDIS_UNREACHABLE = (
     "importbeat's Redis (REDIS_URL, the run locks) is unreachable; the message goes back to the "
     "queue"
 )
+# A run whose time limit struck before its attempt began: a statement that waited for a lock
+# another session held (an operator's open transaction on its row, a migration's on its table).
+WAITED_FOR_THE_DATABASE = (
+    "its time limit struck while it waited for the database (a lock another session holds); "
+    "the message goes back to the queue"
+)
 # The message of a run stopped by a bug: the owner cannot act on the error's class, the
 # operators read the traceback kept with the run (and the worker's log).
 INTERNAL_ERROR = (
@@ -81,8 +87,8 @@ def queue_poll_seconds() -> float:
 
 @contextmanager
 def database_or_requeue(what: str, in_task: bool = True) -> Iterator[None]:
-    """Hand the message being handled back to the queue if the database cannot be reached, or
-    takes no writes.
+    """Hand the message being handled back to the queue if the database cannot be reached,
+    takes no writes, or kept the task waiting (for a lock) past its time limit.
 
     For the part of a task before it changed anything: acknowledging the message would lose
     the work (a run never started, a tick never dispatched); given back, it waits for a worker
@@ -91,6 +97,16 @@ def database_or_requeue(what: str, in_task: bool = True) -> Iterator[None]:
     """
     try:
         yield
+    except SoftTimeLimitExceeded as error:
+        # Before the attempt (which ends its run timed out itself): the statement still waits
+        # on, and kept on this process's connection it landed once the lock went, a claim
+        # turning the run `running` with no worker. The task died on the exception meanwhile,
+        # its run said nothing, and Flower showed SoftTimeLimitExceeded.
+        if not in_task:
+            raise
+        _drop_broken_connection()
+        logger.warning("%s: %s", what, WAITED_FOR_THE_DATABASE)
+        raise Reject(WAITED_FOR_THE_DATABASE, requeue=True) from error
     except (DatabaseError, psycopg.Error) as error:
         # A standby or a read-only server answers and refuses the first write (the claim):
         # the same wait for a database that takes the work.

@@ -12,12 +12,12 @@ import logging
 import socket
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import kombu.exceptions
 import redis.exceptions
@@ -69,6 +69,7 @@ from .models import (
 )
 from .validation import undeliverable_notifications
 
+_T = TypeVar("_T")
 logger = logging.getLogger("importbeat.runs")
 
 IMPORT_FIELDS = {"credential"} | {
@@ -1290,11 +1291,14 @@ def mark_retrying(run: ImportRun, error: str, countdown: float, traceback: str =
     message = f"attempt {run.attempts} failed, retrying in {countdown:.0f}s: {error}"
     # Reconciliation looks for a lost retry message only once its countdown is over.
     heartbeat_at = database_clock.now() + timedelta(seconds=countdown)
-    marked = ImportRun.objects.filter(pk=run.pk, rows_committed_at__isnull=True).update(
-        status=status,
-        error_message=message,
-        error_details=run.error_details,
-        heartbeat_at=heartbeat_at,
+    marked = on_a_fresh_connection(
+        lambda: ImportRun.objects.filter(pk=run.pk, rows_committed_at__isnull=True).update(
+            status=status,
+            error_message=message,
+            error_details=run.error_details,
+            heartbeat_at=heartbeat_at,
+        ),
+        f"run retry not written run={run.pk}",
     )
     if not marked:
         finish_run(run, committed_status(run), error=error, traceback=traceback)
@@ -1428,23 +1432,30 @@ def finish_run(
         error, traceback = without_secrets(used, (error, traceback))
         if counts is not None and counts.row_errors:
             counts.row_errors = without_secrets(used, counts.row_errors, cut_at=ROW_VALUE_CHARS)
-    if db_connection.in_atomic_block:
-        finished = _finish_once(run.pk, status, counts, error, traceback, notes)
-    else:
-        for pause in (*FINISH_RETRY_PAUSES, None):
-            try:
-                finished = _finish_once(run.pk, status, counts, error, traceback, notes)
-                break
-            except CONNECTION_ERRORS as failure:
-                if pause is None:
-                    raise
-                logger.warning("run outcome not written run=%s, again in %ss: %s",
-                               run.pk, pause, failure)  # fmt: skip
-                with contextlib.suppress(DatabaseError):
-                    db_connection.close()
-                time.sleep(pause)
+    finished = on_a_fresh_connection(
+        lambda: _finish_once(run.pk, status, counts, error, traceback, notes),
+        f"run outcome not written run={run.pk}",
+    )
     _ended(run, finished)
     return run
+
+
+def on_a_fresh_connection(call: Callable[[], _T], what: str) -> _T:
+    """`call()`, tried again on a fresh connection after each of FINISH_RETRY_PAUSES when the
+    database connection fails (`what` logged then), unless a caller's transaction is open: the
+    caller's own retry applies. A database that blinks while a run ends must not turn the run
+    into a lost one."""
+    if db_connection.in_atomic_block:
+        return call()
+    for pause in FINISH_RETRY_PAUSES:
+        try:
+            return call()
+        except CONNECTION_ERRORS as failure:
+            logger.warning("%s, again in %ss: %s", what, pause, failure)
+            with contextlib.suppress(DatabaseError):
+                db_connection.close()
+            time.sleep(pause)
+    return call()
 
 
 def _ended(run: ImportRun, finished: ImportRun) -> None:

@@ -323,8 +323,16 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
         _drop_broken_connection()
         error = caught if isinstance(caught, TransientImportError) else database_error(caught)
         message = str(error)
-        cancelled = services.cancel_requested(run.pk, run.scheduled_import_id)
-        cancelled = cancelled or services.why_no_other_attempt(run.scheduled_import_id)
+        # Asked on a fresh connection while the database blinks: raised, the message went
+        # back to the queue with the run `running`, and its redelivery said "the worker
+        # running this attempt was lost" (out of attempts: "lost during each of its 1").
+        cancelled = services.on_a_fresh_connection(
+            lambda: (
+                services.cancel_requested(run.pk, run.scheduled_import_id)
+                or services.why_no_other_attempt(run.scheduled_import_id)
+            ),
+            f"run={run.pk} not asked whether it was cancelled",
+        )
         if cancelled:
             # Asked to stop: this failure is not another chance to run.
             services.finish_run(run, ImportRun.Status.CANCELLED, error=f"{cancelled} ({message})")

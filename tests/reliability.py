@@ -415,3 +415,26 @@ def proxied(proxy: P) -> Iterator[P]:
         yield proxy
     finally:
         proxy.cut()
+
+
+def refuse_connections(allow: bool) -> None:
+    """This test's database refuses every new connection (`allow` False: its own switch,
+    ALLOW_CONNECTIONS, as a restart or a failover looks to a client), every connection but the
+    test's own ended; or takes them again. Asked from the server's `postgres` database: a
+    database cannot close itself."""
+    from django.db import connection
+
+    params = settings.DATABASES["default"]
+    name = params["NAME"]
+    own = connection.cursor().connection.info.backend_pid
+    with psycopg.connect(
+        dbname="postgres", user=params["USER"], host=params["HOST"],
+        port=params["PORT"] or None, autocommit=True,
+    ) as other:  # fmt: skip
+        other.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allow).lower()}')
+        if not allow:
+            other.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> %s",
+                [name, own],
+            )

@@ -11,35 +11,15 @@ was lost during each of its 1 attempts"."""
 
 import time
 
-import psycopg
 import pytest
-from django.conf import settings
-from django.db import connection
 
 from schedules import services
 from schedules.models import ImportRun
 from tests.conftest import wait_for
 from tests.factories import make_import
-from tests.reliability import FAST, big_csv, wait_for_download
+from tests.reliability import FAST, big_csv, refuse_connections, wait_for_download
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
-
-
-def refuse_connections(allow: bool) -> None:
-    params = settings.DATABASES["default"]
-    name = params["NAME"]
-    own = connection.cursor().connection.info.backend_pid
-    with psycopg.connect(
-        dbname="postgres", user=params["USER"], host=params["HOST"],
-        port=params["PORT"] or None, autocommit=True,
-    ) as other:  # fmt: skip
-        other.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allow).lower()}')
-        if not allow:
-            other.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> %s",
-                [name, own],
-            )
 
 
 @pytest.fixture

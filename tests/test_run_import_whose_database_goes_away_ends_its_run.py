@@ -16,8 +16,7 @@ import pytest
 from schedules.models import ImportRun
 from tests.conftest import BASE_DIR, Processes, wait_for
 from tests.factories import make_import
-from tests.reliability import big_csv
-from tests.test_a_run_whose_database_goes_away_for_a_while_says_so import refuse_connections
+from tests.reliability import big_csv, refuse_connections
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 

@@ -5,46 +5,21 @@ connections ended): a 503 in JSON that says so, with a Retry-After.
 Regression (database hunt): every request answered the API's bare 500 "Internal server error."
 with a traceback in the log, as a bug would; only /health said the database was away."""
 
-import psycopg
 import pytest
 import requests
-from django.conf import settings
 from knox.models import AuthToken
 
 from project.devservices import free_port
 from tests.conftest import wait_for
+from tests.reliability import refuse_connections
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
 
-def _refuse_connections(allow: bool) -> None:
-    # Asked from the server's `postgres` database: a database cannot close itself. The test's
-    # own connection is kept (pg_stat_activity: every other one of this database is ended).
-    params = settings.DATABASES["default"]
-    name = params["NAME"]
-    from django.db import connection
-
-    own = connection.cursor().connection.info.backend_pid
-    with psycopg.connect(
-        dbname="postgres",
-        user=params["USER"],
-        host=params["HOST"],
-        port=params["PORT"] or None,
-        autocommit=True,
-    ) as other:
-        other.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allow).lower()}')
-        if not allow:
-            other.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> %s",
-                [name, own],
-            )
-
-
 @pytest.fixture
 def refused():
-    yield lambda: _refuse_connections(False)
-    _refuse_connections(True)
+    yield lambda: refuse_connections(False)
+    refuse_connections(True)
 
 
 @pytest.mark.parametrize("path", ["/api/v1/imports/", "/api/v1/runs/", "/api/v1/me"])
@@ -73,7 +48,6 @@ def test_the_api_says_503_when_the_database_refuses_connections(alice, processes
     assert response.headers["Content-Type"].startswith("application/json"), response.text
     assert response.status_code == 503, response.text
     assert response.json()["detail"] == (
-        "the database cannot be reached now, so nothing was read or changed; try again in a "
-        "moment"
+        "the database cannot be reached now, so nothing was read or changed; try again in a moment"
     )
     assert response.headers["Retry-After"] == "5"

@@ -203,10 +203,18 @@ def deliver_notification(self, delivery_id: int) -> None:
     retried with capped, jittered backoff (STYLE rule 4), each attempt in the delivery log."""
     attempt = self.request.retries + 1
     job = turns.Job(self.name, self.request.id, delivery_id, self.request.retries)
+    # What it asks the database before it sends: a message taken while the database is away
+    # goes back to the queue (SPEC 4), where it was acknowledged and gone, the notification
+    # `pending` until the sweep's STALE_QUEUED_SECONDS (half an hour) later.
+    what = f"notification {delivery_id}"
+    with runner.database_or_requeue(what):
+        in_turn = _turn_of(delivery_id, job)
     _send_notification(
         self,
-        _turn_of(delivery_id, job),
-        lambda final: webhooks.deliver(delivery_id, attempt=attempt, final=final),
+        in_turn,
+        lambda final: webhooks.deliver(
+            delivery_id, attempt=attempt, final=final, started=runner.database_or_requeue(what)
+        ),
     )
 
 

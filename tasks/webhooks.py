@@ -13,7 +13,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import requests
@@ -134,11 +134,18 @@ def judged(status: int) -> int:
     return status
 
 
-def deliver(delivery_id: int, attempt: int = 1, final: bool = True) -> str | None:
+def deliver(
+    delivery_id: int,
+    attempt: int = 1,
+    final: bool = True,
+    started: AbstractContextManager[None] | None = None,
+) -> str | None:
     """Send one notification and log how it went (schedules.notifications). A transient
     failure is raised as RetryLater for the task to retry, unless `final` (retries spent).
-    What its log says when it failed for good, else None."""
-    delivery = notifications.start(delivery_id, attempt)
+    What its log says when it failed for good, else None. `started`: what the notification's
+    look-up before it is sent runs in (the task's hand-back when the database is away)."""
+    with started or nullcontext():
+        delivery = notifications.start(delivery_id, attempt)
     if delivery is None:
         return None
     # The e-mail and the POST carry the run's texts: a run saved before they were hidden may

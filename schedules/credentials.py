@@ -258,7 +258,8 @@ def clean_credential(value: object, scheme: str) -> dict[str, str]:
     if not isinstance(value, dict):
         raise ValidationError("a credential is an object with a 'kind' and its parts")
     kind = value.get("kind")
-    if kind not in KINDS:
+    # (a list or an object is no kind: looked up, it was a TypeError, the API's 500)
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ValidationError(f"kind must be one of {', '.join(KINDS)}")
     schemes, required, optional = KINDS[kind]
     if scheme not in schemes:

@@ -24,7 +24,7 @@ import redis.exceptions
 from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
-from django.core.exceptions import ImproperlyConfigured, ValidationError
+from django.core.exceptions import NON_FIELD_ERRORS, ImproperlyConfigured, ValidationError
 from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
 from django.db import connection as db_connection
 from django.db.models import (
@@ -289,9 +289,33 @@ def create_import(owner: AbstractBaseUser, *, dataset: str, **fields: Any) -> Sc
         fields.setdefault("notify_channels", list(defaults.notify_channels))
         _refuse_undeliverable_defaults(fields)
     imp = ScheduledImport(owner=owner, dataset=get_or_create_dataset(owner, dataset), **fields)
-    imp.full_clean(exclude=["dataset"])
+    _full_clean(imp)
     imp.save()
     return imp
+
+
+NAME_TAKEN = "you already have an import with this name"
+
+
+def _full_clean(imp: ScheduledImport) -> None:
+    """The import's model validation, its owner's name taken said on `name` as the API says
+    it: two identical creates at once (a retried or hedged POST), the loser found the winner's
+    row here and answered `{"__all__": ["Scheduled import with this Owner and Name already
+    exists."]}`, Django's key and words."""
+    try:
+        imp.full_clean(exclude=["dataset"])
+    except ValidationError as invalid:
+        errors = getattr(invalid, "error_dict", None)
+        taken = [e for e in (errors or {}).get(NON_FIELD_ERRORS, []) if e.code == "unique_together"]
+        if not taken:
+            raise
+        rest = [e for e in errors[NON_FIELD_ERRORS] if e not in taken]
+        said = {**errors, "name": [*errors.get("name", []), ValidationError(NAME_TAKEN)]}
+        if rest:
+            said[NON_FIELD_ERRORS] = rest
+        else:
+            del said[NON_FIELD_ERRORS]
+        raise ValidationError(said) from None
 
 
 def _refuse_undeliverable_defaults(fields: dict[str, Any]) -> None:
@@ -362,7 +386,7 @@ def update_import(
         setattr(imp, name, value)
     if dataset is not None and dataset != imp.dataset.name:
         imp.dataset = get_or_create_dataset(imp.owner, dataset)
-    imp.full_clean(exclude=["dataset"])
+    _full_clean(imp)
     imp.save()
     return _now_as(asked, imp)
 

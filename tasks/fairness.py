@@ -23,11 +23,11 @@ wait: a run over the cap came back as a Celery retry every few seconds before, a
 
 Nothing parked waits for ever: the sweep (`look_after_lines`) hands on in each line whose owner
 has a slot free (a worker killed before it handed on, a run ended by the sweep; a run killed
-at its hard time limit hands on from the worker's main process, tasks.killed_runs), in a few round trips per such owner, however many runs are parked. A
-parked run's heartbeat is set ahead once, at parking (owner_lines.alive_seconds), and
-reconciliation, finding it untouched past that, sends it again only if it is no longer in its
-line (lost with a Redis restarted empty); else it sets it ahead again. Without Redis the cap
-is not enforced.
+at its hard time limit hands on from the worker's main process, tasks.killed_runs), in a few
+round trips per such owner, however many runs are parked. A parked run's heartbeat is set
+ahead once, at parking (owner_lines.alive_seconds), and reconciliation, finding it untouched
+past that, sends it again only if it is no longer in its line (lost with a Redis restarted
+empty); else it sets it ahead again. Without Redis the cap is not enforced.
 
 An admitted run holds its slot until its delivery ends (`hand_on` drops it then: a run that
 backs off holds none) or until it shows `running`, for ADMITTED_SECONDS at most; a run

@@ -173,3 +173,56 @@ def test_the_sweep_sends_no_more_of_a_line_while_what_it_sent_is_on_its_way(
     later(fairness.SENT_SECONDS)
     maintenance.sweep_runs()
     assert sent == [runs[0].pk, runs[1].pk]
+
+
+@pytest.fixture
+def owners_with_lines(csv_server, settings, django_user_model):
+    """Eight owners, each with two runs in their line and no run running; a cap of one."""
+    settings.MAX_RUNNING_PER_OWNER = 1
+    url = csv_server.serve("/p.csv", PRODUCTS_CSV)
+    owners = []
+    for n in range(8):
+        owner = django_user_model.objects.create_user(f"owner{n}", password="x")
+        runs = [
+            ImportRun.objects.create(
+                scheduled_import=make_import(owner, url, name=f"i{k}", dataset=f"i{k}"),
+                trigger="manual",
+            )
+            for k in range(2)
+        ]
+        lined_up(owner, runs)
+        owners.append(owner)
+    return owners
+
+
+def test_a_pass_while_the_runs_it_sent_wait_costs_no_look_per_owner(owners_with_lines, sent):
+    # Given a first pass that sent each owner's first run, its message still in the broker
+    # (10,000 such owners: each pass after the first took 11 s for nothing, scale hunt)
+    fairness.look_after_lines()
+    assert len(sent) == len(owners_with_lines)
+
+    # When the next pass looks
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as statements:
+        assert fairness.look_after_lines() == 0
+
+    # Then its statements do not follow the owners: their slots are counted at once
+    assert len(statements) <= 3, [q["sql"][:80] for q in statements]
+
+
+def test_a_pass_cut_short_goes_on_where_it_stopped(owners_with_lines, sent, monkeypatch):
+    # Given passes that may look at one owner's line only
+    monkeypatch.setattr(fairness, "LOOK_SECONDS", -1)
+
+    # When passes run one after another (lines an earlier test left in Redis among them)
+    for _pass in range(3 * len(owners_with_lines)):
+        fairness.look_after_lines()
+
+    # Then each owner's line was looked at in turn (a cut pass served the same first owners
+    # each time)
+    owner_of = dict(
+        ImportRun.objects.filter(pk__in=sent).values_list("pk", "scheduled_import__owner_id")
+    )
+    first_runs = [owner_of[run_id] for run_id in sent]
+    assert first_runs == sorted(owner.pk for owner in owners_with_lines)

@@ -184,7 +184,7 @@ def test_a_list_of_runs_reads_only_the_columns_it_shows_in_one_query(alice, hist
 
     # Then the rows come with their import's name and who triggered them, in one query that
     # leaves out the row errors and the rest of the import, after one that chose the page's
-    # ids (listed_runs); the detail still shows the errors
+    # ids and their places for the links (listed_runs); the detail still shows the errors
     assert response.status_code == 200, response.json()
     shown = response.json()["results"]
     names = {run["import_id"]: run["import_name"] for run in shown}
@@ -194,7 +194,10 @@ def test_a_list_of_runs_reads_only_the_columns_it_shows_in_one_query(alice, hist
                and "COUNT(" not in q["sql"]]  # fmt: skip
     assert len(selects) == 2, selects
     chosen, read = selects
-    assert chosen.startswith('SELECT "schedules_importrun"."id" AS "pk" FROM'), chosen
+    assert chosen.startswith(
+        'SELECT "schedules_importrun"."id" AS "pk", "schedules_importrun"."queued_at" AS '
+        '"queued_at" FROM'
+    ), chosen
     assert "error_details" not in read and '"description"' not in read
     detail = client.get(f"{API}/runs/{runs['newest'].pk}/").json()
     assert len(detail["error_details"]["rows"]) == 100

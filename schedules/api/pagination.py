@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import json
+import re
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
 
-from django.core.paginator import EmptyPage, Page, PageNotAnInteger, Paginator
+from django.core.paginator import EmptyPage, InvalidPage, Page, PageNotAnInteger, Paginator
 from django.db import connections
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from rest_framework import pagination, serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.utils.urls import remove_query_param, replace_query_param
 
 from schedules import rows
 
@@ -178,10 +182,185 @@ class PageNumberPagination(StrictPageSize, pagination.PageNumberPagination):
         return int(asked)
 
 
+# A run list's order, newest first, and the same read the other way (`?page=last`, `previous`).
+NEWEST_FIRST = ("-queued_at", "-id")
+OLDEST_FIRST = ("queued_at", "id")
+# A run list's cursor: which way it reads (`a`: the runs after this place, older; `b`: those
+# before it, newer), then the place: a run's `queued_at` in microseconds since 1970 and its id.
+RUN_CURSOR = re.compile(r"([ab])(-?[0-9]{1,18})\.([0-9]{1,19})")
+AFTER, BEFORE = "a", "b"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 class RunPagination(PageNumberPagination):
-    """The run logs: `count` is exact up to EXACT_RUN_COUNT_LIMIT runs, estimated past it."""
+    """The run logs: `next` and `previous` carry a run's place in the list, not a page number.
+
+    Pages were OFFSETs, and the log changes while clients read it: the hourly retention job
+    deletes runs (succeeded ones go at 30 days, failed ones stay 90, interleaved), deleting an
+    import takes its runs out of `GET /runs/`, and runs are queued at the top. A run deleted
+    from a page already read moved every later run one place up, and the run crossing the page
+    boundary was never shown; `until` did not help. A link now says "the runs older (or newer)
+    than this one" by its (`queued_at`, id), the list's order, so a client following them
+    neither skips nor repeats a run; each page is a walk of the history's index from that
+    place, never an OFFSET over a year of runs.
+
+    `?page=N` still answers the N-th page from the newest (for a person jumping to a page), its
+    links cursors. `?page=last` reads the list oldest first: the real last runs, where page
+    `count / page_size` of an estimate above the rows was empty and its `previous` a 404.
+
+    `count` is exact up to EXACT_RUN_COUNT_LIMIT runs, estimated past it.
+    """
 
     django_paginator_class = RunCountPaginator
+    cursor_query_param = "cursor"
+    cursor_query_description = (
+        "where a page starts: take it from `next` or `previous`, which carry it, never build it"
+    )
+    invalid_cursor_message = (
+        "this cursor is not one this list gave (copy `next` or `previous` whole): "
+        "start again from the first page"
+    )
+
+    def paginate_queryset(
+        self, queryset: QuerySet, request: Request, view: Any = None
+    ) -> list[Any] | None:
+        """The ids of the page's runs, newest first; the links' places are kept for the answer.
+
+        `queryset` is the list as the view chose it (scope and filters), of run ids."""
+        self.request = request
+        size = self.get_page_size(request)
+        if not size:
+            return None
+        asked_page = request.query_params.get(self.page_query_param)
+        cursor = request.query_params.get(self.cursor_query_param)
+        if cursor is not None and asked_page is not None:
+            raise serializers.ValidationError(
+                {
+                    self.cursor_query_param: [
+                        f"give `{self.cursor_query_param}` (from `next` or `previous`) or "
+                        f"`{self.page_query_param}`, not both"
+                    ]
+                }
+            )
+        # A page's runs with their place in the list: its first and last make the links.
+        places = queryset.values_list("pk", "queued_at")
+        place = None
+        if cursor is not None:
+            way, queued_at, pk = self._decode(cursor)
+            place = (pk, queued_at)
+            found, self.has_previous, self.has_next = self._from_place(places, way, place, size)
+            self.count = bounded_count(places, RunCountPaginator.exact_count_limit)
+        elif asked_page in self.last_page_strings:
+            self.count = bounded_count(places, RunCountPaginator.exact_count_limit)
+            found, self.has_previous, self.has_next = self._last(places, size)
+        else:
+            paginator = self.django_paginator_class(places.order_by(*NEWEST_FIRST), size)
+            number = self.get_page_number(request, paginator)
+            try:
+                page = paginator.page(number)
+            except InvalidPage as error:
+                raise NotFound(
+                    self.invalid_page_message.format(page_number=number, message=str(error))
+                ) from error
+            found = list(page)
+            self.count = paginator.count
+            self.has_previous, self.has_next = page.has_previous(), page.has_next()
+        # An empty page after (or before) a place whose runs were all deleted since links on
+        # from that place.
+        self.first = found[0] if found else place
+        self.last = found[-1] if found else place
+        return [pk for pk, _ in found]
+
+    def _from_place(
+        self, places: QuerySet, way: str, place: tuple[int, datetime], size: int
+    ) -> tuple[list[tuple[int, datetime]], bool, bool]:
+        """The page after (or before) `place`, and whether runs precede and follow it. Along
+        the list's order from that place: `queued_at` bounds the index walk, the id orders
+        runs queued in the same microsecond."""
+        pk, queued_at = place
+        if way == AFTER:
+            older = Q(queued_at__lt=queued_at) | Q(pk__lt=pk)
+            read = list(
+                places.filter(older, queued_at__lte=queued_at).order_by(*NEWEST_FIRST)[: size + 1]
+            )
+            # The cursor came from a page of newer runs: a link back is given, as DRF's cursor
+            # pages do, without a query to prove those runs are still there.
+            return read[:size], True, len(read) > size
+        newer = Q(queued_at__gt=queued_at) | Q(pk__gt=pk)
+        read = list(
+            places.filter(newer, queued_at__gte=queued_at).order_by(*OLDEST_FIRST)[: size + 1]
+        )
+        return read[:size][::-1], len(read) > size, True
+
+    def _last(self, places: QuerySet, size: int) -> tuple[list[tuple[int, datetime]], bool, bool]:
+        """The oldest runs, read oldest first: as many as the last page by an exact count
+        holds, a full page past it (an estimate may be above the rows as well as below)."""
+        shown = size
+        if self.count <= RunCountPaginator.exact_count_limit and self.count % size:
+            shown = self.count % size
+        read = list(places.order_by(*OLDEST_FIRST)[: shown + 1])
+        return read[:shown][::-1], len(read) > shown, False
+
+    def _decode(self, cursor: str) -> tuple[str, datetime, int]:
+        try:
+            text = base64.urlsafe_b64decode(cursor.encode("ascii") + b"==").decode("ascii")
+        except (UnicodeError, ValueError) as error:
+            raise NotFound(self.invalid_cursor_message) from error
+        parsed = RUN_CURSOR.fullmatch(text)
+        if parsed is None or int(parsed[3]) > rows.MAX_ID:
+            raise NotFound(self.invalid_cursor_message)
+        try:
+            queued_at = EPOCH + timedelta(microseconds=int(parsed[2]))
+        except OverflowError as error:
+            raise NotFound(self.invalid_cursor_message) from error
+        return parsed[1], queued_at, int(parsed[3])
+
+    def _link(self, way: str, place: tuple[int, datetime]) -> str:
+        pk, queued_at = place
+        micros = (queued_at - EPOCH) // timedelta(microseconds=1)
+        cursor = base64.urlsafe_b64encode(f"{way}{micros}.{pk}".encode("ascii"))
+        url = remove_query_param(self.request.build_absolute_uri(), self.page_query_param)
+        return replace_query_param(url, self.cursor_query_param, cursor.decode().rstrip("="))
+
+    def get_next_link(self) -> str | None:
+        if not self.has_next or self.last is None:
+            return None
+        return self._link(AFTER, self.last)
+
+    def get_previous_link(self) -> str | None:
+        if not self.has_previous or self.first is None:
+            return None
+        return self._link(BEFORE, self.first)
+
+    def get_paginated_response(self, data: Any) -> Response:
+        return Response(
+            {
+                "count": self.count,
+                "next": self.get_next_link(),
+                "previous": self.get_previous_link(),
+                "results": data,
+            }
+        )
+
+    def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
+        response = super().get_paginated_response_schema(schema)
+        for link in ("next", "previous"):
+            response["properties"][link]["example"] = (
+                f"http://api.example.org/runs/?{self.cursor_query_param}=YTE3MTk4MzU4MDAwMDAwMDAuNDI"
+            )
+        return response
+
+    def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        return [
+            *super().get_schema_operation_parameters(view),
+            {
+                "name": self.cursor_query_param,
+                "required": False,
+                "in": "query",
+                "description": self.cursor_query_description,
+                "schema": {"type": "string"},
+            },
+        ]
 
 
 # A record's key is at most 2,048 bytes (tasks.engine.validate): no cursor points past one longer.

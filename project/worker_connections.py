@@ -23,7 +23,9 @@ for a lock as long, whatever `statement_timeout` or `lock_timeout` the server se
 importbeat's database or user (hardening advice: 30 s for every session): such a limit ended a
 big file's COPY or merge, or a run waiting for another's hold on its dataset, which read as a
 lost connection and met the same end at every retry. Each run's own time limit (Celery's, from
-its import's `timeout_seconds`) bounds it instead.
+its import's `timeout_seconds`) bounds it instead. So for `idle_session_timeout` and
+`idle_in_transaction_session_timeout`: a run whose source paused longer than those, its session
+idle meanwhile, read "the run lost its connection to importbeat's database" at every attempt.
 
 And PostgreSQL looks every few seconds whether the process that asked a statement is still
 there (`client_connection_check_interval`): a run ended by its time limit, or a pool process
@@ -63,6 +65,8 @@ def _session_settings(connection: Any, **_kwargs: Any) -> None:
         cursor.execute(
             "SELECT set_config('synchronous_commit', %s, false), "
             "set_config('statement_timeout', %s, false), set_config('lock_timeout', '0', false), "
+            "set_config('idle_session_timeout', '0', false), "
+            "set_config('idle_in_transaction_session_timeout', '0', false), "
             "set_config('client_connection_check_interval', %s, false)",
             [level, f"{settings.MAX_TIMEOUT_SECONDS}s", f"{CLIENT_CHECK_SECONDS}s"],
         )

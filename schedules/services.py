@@ -652,11 +652,11 @@ def runs_deletion() -> list[str]:
                 f"{field} references a run with {on_delete.__name__}: teach runs_deletion it"
             )
         table, column = quote(field.model._meta.db_table), quote(field.column)
-        # The runs about to go need no NULL written first (a retry of a run deleted with it).
-        own = f" AND id NOT IN ({SELECTED_RUNS})" if field.model is ImportRun else ""
-        statements.append(
-            f"UPDATE {table} SET {column} = NULL WHERE {column} IN ({SELECTED_RUNS}){own}"
-        )
+        # A retry deleted with the run it retried gets its NULL too: leaving the runs about to
+        # go out (`AND id NOT IN (…)`) was a hashed NOT IN on a scan of the whole run table, at
+        # every batch (0.5 s a batch at 1,000,000 runs, 6 ms without; retention's catch-up
+        # quadratic in the table).
+        statements.append(f"UPDATE {table} SET {column} = NULL WHERE {column} IN ({SELECTED_RUNS})")
     return [*statements, f"DELETE FROM {runs_table} WHERE id IN ({SELECTED_RUNS})"]
 
 

@@ -130,6 +130,10 @@ def delete_old_runs() -> dict[str, int]:
     )
     runs = (
         ImportRun.objects.exclude(status__in=ImportRun.ACTIVE_STATUSES)
+        # The later age too, AND'ed: the walk along the queued_at index starts there. Without
+        # it each batch walked back from the newest run, past every run kept (the daily pass
+        # read the whole run table).
+        .filter(queued_at__lt=max(kept_until, failures_kept_until))
         .filter(
             (Q(queued_at__lt=kept_until) & ~Q(status__in=failed))
             | Q(queued_at__lt=failures_kept_until, status__in=failed)

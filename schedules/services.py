@@ -1160,8 +1160,17 @@ def recover_lost_run(run_id: int, stale_before: datetime) -> ImportRun | None:
     that arrived meanwhile wins.
     """
     with transaction.atomic():
-        run = _locked_running_run(run_id, heartbeat_at__lt=stale_before)
+        # A row another session holds is passed over, for the next sweep: waited for, one run
+        # an operator held in psql (or whose own attempt hung on its import's lock) held the
+        # sweep and its worker slot until its time limit, every pass, and every lost run after
+        # it, lost notification and owner's line waited with it.
+        run = _locked_running_run(run_id, skip_locked=True, heartbeat_at__lt=stale_before)
         if run is None:
+            if ImportRun.objects.filter(
+                pk=run_id, status=ImportRun.Status.RUNNING, heartbeat_at__lt=stale_before
+            ).exists():
+                logger.warning("run=%s looks lost but another database session holds its row: "
+                               "not recovered at this sweep", run_id)  # fmt: skip
             return None
         imp = run.scheduled_import
         ended = _end_if_done_or_cancelled(run)
@@ -1221,10 +1230,11 @@ def end_killed_run(
         return _end_if_done_or_cancelled(run) or _end_timed_out_killed(run, limit_seconds)
 
 
-def _locked_running_run(run_id: int, **still: Any) -> ImportRun | None:
-    """The run with its import, locked, if it is still `running` as `still` says."""
+def _locked_running_run(run_id: int, skip_locked: bool = False, **still: Any) -> ImportRun | None:
+    """The run with its import, locked, if it is still `running` as `still` says (and, with
+    `skip_locked`, no other session holds it)."""
     return (
-        ImportRun.objects.select_for_update()
+        ImportRun.objects.select_for_update(skip_locked=skip_locked)
         .select_related("scheduled_import")
         .filter(pk=run_id, status=ImportRun.Status.RUNNING, **still)
         .first()

@@ -14,11 +14,14 @@ from django.db.models import Q, QuerySet
 from django.db.models.fields.json import KeyTextTransform
 from django_filters.fields import IsoDateTimeField
 from django_filters.rest_framework import DjangoFilterBackend
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 
 from schedules import attention, rows
 from schedules.models import ImportRun, Record, ScheduledImport
+
+from .pagination import _whole_number
 
 
 class StrictFilterBackend(DjangoFilterBackend):
@@ -36,6 +39,7 @@ class StrictFilterBackend(DjangoFilterBackend):
             allowed_query_params(view, filterset_class),
             repeatable_query_params(filterset_class),
         )
+        check_filter_values(request, filterset_class)
         if (
             filterset_class is None
             or not request.query_params.keys() & filterset_class.base_filters
@@ -106,6 +110,35 @@ def check_query_params(
         )
 
 
+def check_filter_values(request: Request, filterset_class: type | None) -> None:
+    """400 on a filter given with no value (`?import_id=`, `?status=`, `?key=`, or spaces alone),
+    naming the filter and what it takes.
+
+    django-filter skips a filter whose value is empty, so a script that built its query from a
+    variable left empty (`?import_id=$ID`) asked for one import's runs and was answered every
+    run of every import; the runs' `?status=` and `?trigger=` alone refused it, as choices
+    that are none. Every value of a repeatable filter is looked at: the form reads the last
+    one only, and `?field=city:Berlin&field=` listed every record."""
+    if filterset_class is None:
+        return
+    words = getattr(filterset_class, "takes", {})
+    empty = {
+        name: [f"has no value: give {words.get(name) or takes(found)}; or leave the parameter out"]
+        for name, found in filterset_class.base_filters.items()
+        if any(not value.strip() for value in request.query_params.getlist(name))
+    }
+    if empty:
+        raise serializers.ValidationError(empty)
+
+
+def takes(found: django_filters.Filter) -> str:
+    """What a filter takes, in words: its choices, or what its kind says (`takes`)."""
+    choices = found.extra.get("choices")
+    if choices:
+        return f"one of: {', '.join(str(value) for value, _ in choices)}"
+    return getattr(found, "takes", "a value")
+
+
 def naming_choices(choices: list[tuple[str, str]]) -> dict[str, dict[str, str]]:
     """Field arguments so that a wrong value is told the valid ones (Django's "Select a valid
     choice" does not list them)."""
@@ -134,6 +167,33 @@ class YesNoField(forms.Field):
 
 class YesNoFilter(django_filters.Filter):
     field_class = YesNoField
+    takes = f"one of: {', '.join(YES_NO_WORDS)}"
+
+
+class IdField(forms.Field):
+    """A row's id: a whole number in ASCII digits, from 1 to the largest an id can be.
+
+    django-filter's NumberFilter reads a decimal, and the ORM cut it to a whole number:
+    `?import_id=1.5`, `1.9`, `1e0` or ` 1` listed import 1's runs."""
+
+    def to_python(self, value: Any) -> int | None:
+        if value in self.empty_values:
+            return None
+        text = str(value)
+        # The length first: int() of thousands of digits is refused (a 500), not a number.
+        if not (
+            len(text) <= len(str(rows.MAX_ID))
+            and _whole_number(text)
+            and 1 <= int(text) <= rows.MAX_ID
+        ):
+            raise forms.ValidationError(f"{value!r} is not {IdFilter.takes}")
+        return int(text)
+
+
+@extend_schema_field({"type": "integer", "format": "int64", "minimum": 1, "maximum": rows.MAX_ID})
+class IdFilter(django_filters.Filter):
+    field_class = IdField
+    takes = f"an id: a whole number from 1 to {rows.MAX_ID}"
 
 
 class NfcCharField(forms.CharField):
@@ -150,6 +210,13 @@ class NfcCharFilter(django_filters.CharFilter):
 
 
 class ImportFilter(django_filters.FilterSet):
+    # What a filter takes, in words, where neither its choices nor its kind say it
+    # (check_filter_values: the 400 of an empty value).
+    takes = {
+        "dataset": "a dataset's name",
+        "search": "words to find in the name, description or source URL",
+    }
+
     status = django_filters.ChoiceFilter(
         choices=ScheduledImport.Status.choices, **naming_choices(ScheduledImport.Status.choices)
     )
@@ -208,6 +275,7 @@ class UtcDateTimeField(IsoDateTimeField):
 
 class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
     field_class = UtcDateTimeField
+    takes = "a date and time (ISO 8601, e.g. 2024-05-01T06:00:00Z)"
 
 
 class RunFilter(django_filters.FilterSet):
@@ -230,9 +298,7 @@ class RunFilter(django_filters.FilterSet):
 
 
 class AllRunsFilter(RunFilter):
-    import_id = django_filters.NumberFilter(
-        field_name="scheduled_import_id", min_value=1, max_value=rows.MAX_ID
-    )
+    import_id = IdFilter(field_name="scheduled_import_id")
 
     class Meta(RunFilter.Meta):
         fields = [*RunFilter.Meta.fields, "import_id"]
@@ -249,6 +315,7 @@ class RecordFilter(django_filters.FilterSet):
     )
 
     repeatable = ("field",)
+    takes = {"key": "a record's key", "field": "name:value (e.g. city:Berlin)"}
 
     class Meta:
         model = Record

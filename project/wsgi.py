@@ -4,8 +4,11 @@ import os
 from django.core.wsgi import get_wsgi_application
 from django.urls import get_resolver
 
+from project.chunked_bodies import read_in_chunks
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
-application = get_wsgi_application()
+
+application = read_in_chunks(get_wsgi_application())
 
 # Every view, serializer and admin is imported now (the URLconf imports them), not by the first
 # request, and what start-up made is kept out of the garbage collector's sight: a full

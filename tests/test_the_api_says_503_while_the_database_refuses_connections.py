@@ -5,9 +5,14 @@ connections ended): a 503 in JSON that says so, with a Retry-After.
 Regression (database hunt): every request answered the API's bare 500 "Internal server error."
 with a traceback in the log, as a bug would; only /health said the database was away."""
 
+import logging
+
+import psycopg
 import pytest
 import requests
+from django.db import connection
 from knox.models import AuthToken
+from rest_framework.test import APIClient
 
 from project.devservices import free_port
 from tests.conftest import wait_for
@@ -51,3 +56,34 @@ def test_the_api_says_503_when_the_database_refuses_connections(alice, processes
         "the database cannot be reached now, so nothing was read or changed; try again in a moment"
     )
     assert response.headers["Retry-After"] == "5"
+
+
+REFUSAL = 'connection failed: FATAL:  password authentication failed for user "importbeat"'
+
+
+def test_the_log_of_a_503_for_a_refused_connection_says_why(alice, monkeypatch, caplog):
+    # A 503 logged only its own words: a password rotated read as a restart that will pass
+    # (review)
+    _, token = AuthToken.objects.create(user=alice, expiry=None)
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+
+    # Given the database refuses the web's connections for a reason that will not pass
+    connection.close()
+
+    def refuse(*_args, **_kwargs):
+        raise psycopg.OperationalError(REFUSAL)
+
+    monkeypatch.setattr(connection, "get_new_connection", refuse)
+
+    # When a request comes
+    with caplog.at_level(logging.WARNING):
+        response = client.get("/api/v1/imports/")
+    monkeypatch.undo()
+
+    # Then it is a 503, and the log says why the database refused
+    logged = "\n".join(
+        f"{record.getMessage()} {record.exc_text or ''}" for record in caplog.records
+    )
+    assert response.status_code == 503
+    assert "password authentication failed" in logged, logged

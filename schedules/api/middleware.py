@@ -10,7 +10,7 @@ from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from common import read_only_database, web_statements
+from common import error_words, read_only_database, web_statements
 
 API_PREFIX = "/api/"
 logger = logging.getLogger("django.request")
@@ -40,8 +40,10 @@ class JsonErrorsMiddleware:
         api = request.path.startswith(API_PREFIX)
         if unavailable := _unavailable(exception):
             words, retry_after = unavailable
-            # The dashboard's and the admin's pages say it too, rather than a bare 500.
-            logger.warning("%s: %s", request.path, words)
+            # The dashboard's and the admin's pages say it too, rather than a bare 500. The
+            # server's reason goes to the log (a password rotated, pg_hba, a database dropped
+            # never heal by themselves), not to the client.
+            logger.warning("%s: %s (%s)", request.path, words, error_words.log_text(exception))
             retry = {"Retry-After": retry_after}
             if api:
                 return JsonResponse({"detail": words}, status=503, headers=retry)

@@ -297,6 +297,22 @@ def task_result(result: dict[str, Any] | None) -> dict[str, Any] | None:
 
 
 def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
+    try:
+        return _attempt_once(run, task)
+    except SoftTimeLimitExceeded:
+        # Struck while the attempt's failure was being recorded (its database away, each
+        # write tried again on a new connection): it ends timed out, as one struck in the
+        # engine does. It went back to the queue "waiting for a lock", the run `running`,
+        # its redelivery a lost attempt with a new time budget (review).
+        _drop_broken_connection()
+        services.finish_run(
+            run, ImportRun.Status.TIMED_OUT,
+            error=_time_limit_words(run.scheduled_import, task),
+        )  # fmt: skip
+        return summary(run)
+
+
+def _attempt_once(run: ImportRun, task: Any | None) -> dict[str, Any]:
     imp = run.scheduled_import
 
     def progress(state: dict[str, int | None]) -> None:

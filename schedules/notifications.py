@@ -403,10 +403,15 @@ def send_email(subject: str, message: str, address: str) -> None:
 
 
 def _save(delivery: NotificationDelivery) -> None:
+    """Log the delivery's attempt, tried again on a new connection while the database blinks:
+    a webhook answered 200 as the database went away was logged `pending`, its task failed in
+    psycopg's words, and the sweep sent it again half an hour later."""
+    from .services import on_a_fresh_connection  # (services imports this module)
+
     if delivery.status != "retrying":
         delivery.finished_at = database_clock.now()
         delivery.next_attempt_at = None
-    delivery.save()
+    on_a_fresh_connection(delivery.save, f"notification {delivery.pk} not logged")
     logger.info("notification %s import=%s event=%s channel=%s attempts=%s",
                 delivery.status, delivery.scheduled_import_id, delivery.event, delivery.channel,
                 delivery.attempts)  # fmt: skip

@@ -1,0 +1,116 @@
+"""The database goes away for a few seconds just after a webhook was answered 200
+and before its delivery is logged (`notifications.delivered`). The webhook went out; the log
+must say `delivered` once the database is back (a run's outcome is retried on a fresh
+connection for ~16 s for this), not stay `pending` for the sweep to send it a second time 30
+minutes later, nor fail its task in psycopg's words.
+
+Regression (database hunt): it stayed `pending`, its task failed on psycopg's OperationalError,
+and the sweep sent the same webhook again half an hour later."""
+
+import http.server
+import threading
+import time
+
+import psycopg
+import pytest
+from celery import current_app
+from django.conf import settings
+from django.db import connection
+
+from schedules import notifications
+from schedules.models import ImportRun, NotificationDelivery
+from tests.conftest import wait_for
+from tests.factories import PRODUCTS_CSV, make_import
+from tests.http_support import QuietHTTPServer
+from tests.reliability import FAST
+
+
+class Receiver:
+    """A webhook receiver answering 200; `after_answer` is called once each answer is sent."""
+
+    def __init__(self, after_answer=None) -> None:
+        self.posts: list[bytes] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                receiver.posts.append(self.rfile.read(int(self.headers["Content-Length"])))
+                if after_answer is not None:
+                    # (before the answer goes: the database is away when the worker reads it)
+                    after_answer(len(receiver.posts))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args) -> None:
+                pass
+
+        self.httpd = QuietHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
+
+
+def refuse(allow: bool, keep_pid: int) -> None:
+    params = settings.DATABASES["default"]
+    name = params["NAME"]
+    with psycopg.connect(
+        dbname="postgres", user=params["USER"], host=params["HOST"],
+        port=params["PORT"] or None, autocommit=True,
+    ) as other:  # fmt: skip
+        other.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allow).lower()}')
+        if not allow:
+            other.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> %s",
+                [name, keep_pid],
+            )
+
+
+def test_a_webhook_answered_while_the_database_goes_away_is_logged_delivered_once(
+    alice, csv_server, processes
+):
+    own = connection.cursor().connection.info.backend_pid
+    outage = threading.Event()
+
+    def database_away_after_the_answer(_sent: int) -> None:
+        if not outage.is_set():
+            outage.set()
+            refuse(False, own)
+            threading.Timer(4, lambda: refuse(True, own)).start()
+
+    receiver = Receiver(after_answer=database_away_after_the_answer)
+    hook = receiver.url
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV), callback_url=hook)
+    failed = ImportRun.objects.create(
+        scheduled_import=imp, trigger="manual", status="failed", error_message="it failed"
+    )
+    delivery = NotificationDelivery.objects.create(
+        scheduled_import=imp,
+        run=failed,
+        event=notifications.ALERT,
+        channel="webhook",
+        target=hook,
+    )
+    processes.start("worker", **FAST)
+    wait_for(lambda: "ready" in processes.log_of("worker"), 30, what=processes.logs())
+    try:
+        current_app.send_task(
+            notifications.DELIVER, args=[delivery.pk], task_id=notifications.task_id(delivery.pk)
+        )
+        wait_for(outage.is_set, 30, what="the webhook")
+        time.sleep(25)
+    finally:
+        refuse(True, own)
+    delivery.refresh_from_db()
+    log = processes.log_of("worker")
+    print(f"\ndelivery status={delivery.status} attempts={delivery.attempts} "
+          f"hook hits={len(receiver.posts)}")  # fmt: skip
+    print("\n".join(line for line in log.splitlines() if "deliver_notification[" in line))
+    assert len(receiver.posts) == 1
+    assert delivery.status == "delivered", delivery.status

@@ -26,6 +26,8 @@ from django.conf import settings
 from .text import has_control_characters
 
 GLOB_CHARACTERS = frozenset("*?[")
+# The longest file name Linux file systems take (NAME_MAX).
+NAME_MAX = 255
 
 
 class Refused(ValueError):
@@ -102,6 +104,10 @@ def locate(url: str, folders: list[str] | None = None) -> DropPath:
         raise Refused("the path names a folder, not a file")
     if GLOB_CHARACTERS & set(folder):
         raise Refused("a pattern (*, ?, [...]) is allowed in the file name only")
+    if len(os.fsencode(name)) > NAME_MAX:
+        # No file has a longer name; and comparing two such globs (validation, one queue per
+        # file) took seconds per pair, under the folder's lock.
+        raise Refused(f"a file name (or its pattern) is at most {NAME_MAX} bytes")
     listed = [f for f in folders if _inside(folder, f)]
     if not listed:
         raise Refused(f"{path} is outside the drop folders; {where}")

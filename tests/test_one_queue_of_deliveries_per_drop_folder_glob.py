@@ -218,3 +218,17 @@ def test_a_queue_refused_leaves_the_first_one_its_deliveries(alice, drop):
 
     assert run_now(queue).status == "succeeded"
     assert (drop / "processed" / "products_1.csv").exists()
+
+
+def test_a_file_name_or_pattern_past_255_bytes_is_refused(alice, drop):
+    # No file has a longer name, and comparing two such patterns took seconds per pair of
+    # queues, under the folder's lock, at each save in the folder (review)
+    pattern = "*[ab]" * 60 + "x.csv"
+
+    with pytest.raises(ValidationError) as refused:
+        make_import(alice, f"file://{drop}/{pattern}", move_processed=True)
+
+    assert "a file name (or its pattern) is at most 255 bytes" in str(
+        refused.value.message_dict["source_url"]
+    )
+    make_import(alice, f"file://{drop}/" + "*[ab]" * 49 + "x.csv", move_processed=True)

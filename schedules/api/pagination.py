@@ -455,5 +455,6 @@ class RecordCursorPagination(StrictPageSize, pagination.CursorPagination):
 
 
 def _whole_number(text: str) -> bool:
-    """ASCII digits only: `isdigit()` also takes `²` and `¹`, which int() refuses (a 500)."""
-    return text.isascii() and text.isdigit()
+    """ASCII digits only, 19 at most (a bigint's): `isdigit()` also takes `²` and `¹`, which
+    int() refuses, as it refuses more than 4,300 digits (each was a 500)."""
+    return text.isascii() and text.isdigit() and len(text) <= 19

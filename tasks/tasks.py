@@ -245,6 +245,7 @@ def _turn_of(delivery_id: int, job: turns.Job) -> AbstractContextManager[None] |
         return turns.turn(turns.of_owner(owner_id), job)
     if email_digest.sends_now(last_emailed_at):
         return turns.turn(turns.MAIL, job, settings.EMAIL_CONCURRENCY)
+    turns.pass_on(turns.MAIL, settings.EMAIL_CONCURRENCY)
     return None
 
 

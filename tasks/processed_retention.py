@@ -14,9 +14,10 @@ Why this deletes nothing importbeat did not file away:
   `processed/` folder of someone else's, even in a drop folder, is never listed. One found gone
   is forgotten (when nothing was filed there since the job began), so a folder made again later
   by someone else at the same place is not cleaned unless a run files into it again.
-- Only regular files directly in it go: never the drop folder's own files, never a folder (nor
-  what is inside one), never a link (neither a link in `processed/` nor a `processed` that is
-  one: a link is left as it is and followed nowhere). The folder is opened once without
+- Only regular files and links directly in it go: never the drop folder's own files, never a
+  folder (nor what is inside one), and a link is deleted itself, by its own age (a delivery
+  that was a link is filed away as the link), never followed: the file it leads to stays, and
+  a `processed` that is a link is left alone. The folder is opened once without
   following a link, and each file is deleted by its name in that open folder, so a folder
   swapped for a link meanwhile is not followed either.
 - Never outside IMPORT_DROP_DIRS: a listed folder whose drop folder is no longer in them (the
@@ -137,8 +138,12 @@ def _delete_old_files(folder: str, older_than: float, limit: int, tally: Tally) 
                 if tally.processed_files >= limit:
                     break
                 try:
-                    # Links and folders are never deleted, nor followed.
-                    if not entry.is_file(follow_symlinks=False):
+                    # Folders are never deleted, links never followed: a link is a delivery
+                    # that was one, filed away itself (schedules.processed_files), and goes by
+                    # its own age; unlinked by its name in the opened folder, the file it leads
+                    # to is never touched. Kept, a feed delivered as links every minute left
+                    # half a million of them a year.
+                    if not (entry.is_file(follow_symlinks=False) or entry.is_symlink()):
                         continue
                     if entry.stat(follow_symlinks=False).st_mtime >= older_than:
                         continue

@@ -10,9 +10,11 @@ from) went to the retention job, which deleted it after PROCESSED_FILE_RETENTION
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
+from tasks.processed_retention import delete_old_processed_files
 from tests.drop_support import put
 from tests.factories import make_import
 from tests.importer_support import run_now
@@ -60,3 +62,26 @@ def test_a_delivery_that_is_a_link_counts_among_those_waiting_behind_a_failed_on
 
     assert failed.status == "failed" and failed.source_file.endswith("orders_1.csv")
     assert failed.error_details["waiting_behind"] == 2, failed.error_message
+
+
+def test_a_filed_link_past_retention_goes_and_the_file_it_leads_to_stays(alice, drop, settings):
+    # A delivery that is a link is filed away as the link, and retention deleted no link: a
+    # feed delivered as links every minute left half a million a year (review)
+    # Given a linked delivery filed away long ago
+    archive = drop / "archive"
+    archive.mkdir()
+    kept = put(archive / "orders_7.csv", "sku,name,price\nA-7,seven,1.00\n")
+    os.symlink(kept, drop / "orders_7.csv")
+    imp = make_import(alice, f"file://{drop}/orders_*.csv", move_processed=True)
+    run = run_now(imp)
+    assert run.status == "succeeded", run.error_message
+    filed = drop / "processed" / "orders_7.csv"
+    assert filed.is_symlink()
+    long_ago = time.time() - (settings.PROCESSED_FILE_RETENTION_DAYS + 10) * 86400
+    os.utime(filed, (long_ago, long_ago), follow_symlinks=False)
+
+    # When the retention of processed files runs
+    delete_old_processed_files()
+
+    # Then the filed link is gone, and the file it led to is where alice keeps it
+    assert (filed.is_symlink(), kept.exists()) == (False, True)

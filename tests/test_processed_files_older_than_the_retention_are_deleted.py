@@ -84,8 +84,12 @@ def test_a_retention_of_0_days_keeps_processed_files_for_ever(filing, processed,
     assert kept.exists()
 
 
-def test_a_link_in_processed_is_neither_deleted_nor_followed(filing, processed, tmp_path):
-    # Given links in processed/ to an old file outside and to an old folder outside
+def test_a_link_in_processed_goes_by_its_own_age_and_is_never_followed(
+    filing, processed, tmp_path
+):
+    # Given links in processed/: an old one to an old file outside, a new one to a folder
+    # outside (a delivery that was a link is filed away as the link: kept for ever, a feed of
+    # links every minute left half a million a year)
     target = put(tmp_path / "outside" / "secret.csv", "x", mtime=LONG_AGO)
     (processed / "link.csv").symlink_to(target)
     (processed / "folder").symlink_to(tmp_path / "outside")
@@ -93,9 +97,10 @@ def test_a_link_in_processed_is_neither_deleted_nor_followed(filing, processed, 
 
     result = maintenance.delete_old_runs()
 
-    assert result["processed_files"] == 0
-    assert (processed / "link.csv").is_symlink() and target.exists()
-    assert (processed / "folder").is_symlink()
+    # Then the old link went, itself: what it led to stays; the new one stays
+    assert result["processed_files"] == 1
+    assert not (processed / "link.csv").is_symlink() and target.exists()
+    assert (processed / "folder").is_symlink() and (tmp_path / "outside").is_dir()
 
 
 @pytest.mark.parametrize("where", ["outside", "inside"])

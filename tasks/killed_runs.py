@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from contextlib import suppress
 from typing import Any
@@ -107,7 +108,7 @@ def _end_at_once(run_id: int, task_id: str, soft_limit: float | None) -> ImportR
             _send_end(run_id, task_id, soft_limit)
             return None
         if run is not None:
-            _ended(run)
+            _ended(run, in_background=True)
         return run
     finally:
         connection.close()
@@ -136,15 +137,34 @@ def end(run_id: int, task_id: str, reporter: str, soft_limit: float | None = Non
     lost_tasks.end_lost_task(task_id, run, reporter)
 
 
-def _ended(run: ImportRun) -> None:
+def _ended(run: ImportRun, in_background: bool = False) -> None:
     """Free the killed run's lease and hand its owner's slot on: the attempt's own `finally`
-    died with it, and a run parked in its owner's line waited for the sweep (a minute)."""
+    died with it, and a run parked in its owner's line waited for the sweep (a minute). In the
+    worker's main process (`in_background`), handed on from a thread of its own: the owner's
+    admission lock may be waited for (up to 10 s when its holder died), and the main process
+    must not stop taking and watching tasks meanwhile."""
     logger.warning("run killed at its hard time limit import=%s run=%s status=%s",
                    run.scheduled_import_id, run.pk, run.status)  # fmt: skip
     try:
         locks.free_dead_runs_lease(run.scheduled_import_id, run.pk)
     except RedisError as error:
         logger.warning("the killed run %s's lease expires by itself: %s", run.pk, error)
+    if in_background:
+        threading.Thread(
+            target=_hand_on_and_close, args=(run,), name="importbeat-hand-on", daemon=True
+        ).start()
+    else:
+        _hand_on(run)
+
+
+def _hand_on_and_close(run: ImportRun) -> None:
+    try:
+        _hand_on(run)
+    finally:
+        connection.close()  # (this thread's own)
+
+
+def _hand_on(run: ImportRun) -> None:
     try:
         owner_id = ScheduledImport.objects.values_list("owner_id", flat=True).get(
             pk=run.scheduled_import_id

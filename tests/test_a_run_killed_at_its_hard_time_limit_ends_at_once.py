@@ -3,6 +3,7 @@ run's words everywhere: Flower showed Celery's own `ExceptionWithTraceback()` fo
 the run stayed `running` until the sweep found it two lease periods later (two minutes by
 default), its import's lease held by the dead attempt meanwhile."""
 
+import threading
 import time
 
 import pytest
@@ -288,4 +289,8 @@ def test_a_killed_run_hands_its_owners_slot_on_at_once(alice, csv_server, settin
     killed_runs.words_when_killed(services.EXECUTE_RUN, "attempt-1", [stuck.pk], 90, 60)
 
     assert ImportRun.objects.get(pk=stuck.pk).status == "timed_out"
-    assert sent == [waiting.pk]
+    # (handed on from a thread: the worker's main process does not wait for it)
+    wait_for(lambda: sent == [waiting.pk], 10, what=f"the parked run to be sent: {sent}")
+    for thread in threading.enumerate():
+        if thread.name == "importbeat-hand-on":
+            thread.join(10)

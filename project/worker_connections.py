@@ -26,6 +26,8 @@ lost connection and met the same end at every retry. Each run's own time limit (
 its import's `timeout_seconds`) bounds it instead. So for `idle_session_timeout` and
 `idle_in_transaction_session_timeout`: a run whose source paused longer than those, its session
 idle meanwhile, read "the run lost its connection to importbeat's database" at every attempt.
+A session of a worker host that died (its transaction and locks held) is ended by the server's
+TCP keepalives instead, after about two minutes (not the system's two hours).
 
 And PostgreSQL looks every few seconds whether the process that asked a statement is still
 there (`client_connection_check_interval`): a run ended by its time limit, or a pool process
@@ -67,6 +69,9 @@ def _session_settings(connection: Any, **_kwargs: Any) -> None:
             "set_config('statement_timeout', %s, false), set_config('lock_timeout', '0', false), "
             "set_config('idle_session_timeout', '0', false), "
             "set_config('idle_in_transaction_session_timeout', '0', false), "
+            "set_config('tcp_keepalives_idle', '60', false), "
+            "set_config('tcp_keepalives_interval', '10', false), "
+            "set_config('tcp_keepalives_count', '6', false), "
             "set_config('client_connection_check_interval', %s, false)",
             [level, f"{settings.MAX_TIMEOUT_SECONDS}s", f"{CLIENT_CHECK_SECONDS}s"],
         )

@@ -140,3 +140,30 @@ def test_beats_stamp_lost_with_redis_is_put_back_as_the_worker_saw_it(alice, mon
 
     assert beat_watch.look("w1") is not None
     assert client().get(LAST_TICK_KEY).decode() == stamp
+
+
+def test_a_pass_cut_short_is_told_at_the_next_look(alice, bob, monkeypatch):
+    # The streaks start in one statement, then their owners are told one import at a time: a
+    # pass cut there (its time limit: 10,000 imports took 151 s of its 600; its worker killed)
+    # left the rest untold, and the next look found no streak to start (scale hunt)
+    from tasks.tasks import start_overdue_late_streaks
+
+    first, second = overdue_import(alice, "first"), overdue_import(bob, "second")
+    told = NotificationDelivery.objects.filter(event="late")
+
+    def cut_short(import_ids: list[int]) -> None:
+        raise SystemExit("the pass's time limit")
+
+    monkeypatch.setattr(notifications, "on_imports_late", cut_short)
+    with pytest.raises(SystemExit):
+        start_overdue_late_streaks()
+    monkeypatch.undo()
+    assert told.count() == 0
+
+    # When the watch sends the task again at its next look, beat still away
+    assert start_overdue_late_streaks() == []
+
+    # Then both owners are told, once
+    assert sorted(told.values_list("scheduled_import_id", flat=True)) == [first.pk, second.pk]
+    start_overdue_late_streaks()
+    assert told.count() == 2

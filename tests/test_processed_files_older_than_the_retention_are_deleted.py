@@ -84,9 +84,7 @@ def test_a_retention_of_0_days_keeps_processed_files_for_ever(filing, processed,
     assert kept.exists()
 
 
-def test_a_link_in_processed_goes_by_its_own_age_and_is_never_followed(
-    filing, processed, tmp_path
-):
+def test_a_link_in_processed_goes_by_its_own_age_and_is_never_followed(filing, processed, tmp_path):
     # Given links in processed/: an old one to an old file outside, a new one to a folder
     # outside (a delivery that was a link is filed away as the link: kept for ever, a feed of
     # links every minute left half a million a year)

@@ -124,6 +124,22 @@ class RunCountPaginator(PagedByRowsPaginator):
     exact_count_limit = EXACT_RUN_COUNT_LIMIT
 
 
+class CountedLinks:
+    """A page of a list paged by links: its `count` beside them (DRF's cursor pages have none)."""
+
+    count: int
+
+    def get_paginated_response(self, data: Any) -> Response:
+        return Response(
+            {
+                "count": self.count,
+                "next": self.get_next_link(),  # type: ignore[attr-defined]
+                "previous": self.get_previous_link(),  # type: ignore[attr-defined]
+                "results": data,
+            }
+        )
+
+
 class StrictPageSize:
     """`?page_size=` is a whole number from 1 to the list's maximum, or a 400.
 
@@ -192,7 +208,7 @@ AFTER, BEFORE = "a", "b"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class RunPagination(PageNumberPagination):
+class RunPagination(CountedLinks, PageNumberPagination):
     """The run logs: `next` and `previous` carry a run's place in the list, not a page number.
 
     Pages were OFFSETs, and the log changes while clients read it: the hourly retention job
@@ -332,16 +348,6 @@ class RunPagination(PageNumberPagination):
             return None
         return self._link(BEFORE, self.first)
 
-    def get_paginated_response(self, data: Any) -> Response:
-        return Response(
-            {
-                "count": self.count,
-                "next": self.get_next_link(),
-                "previous": self.get_previous_link(),
-                "results": data,
-            }
-        )
-
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
         response = super().get_paginated_response_schema(schema)
         for link in ("next", "previous"):
@@ -374,7 +380,7 @@ EARLIER_RELEASES_CURSOR = (
 )
 
 
-class RecordCursorPagination(StrictPageSize, pagination.CursorPagination):
+class RecordCursorPagination(CountedLinks, StrictPageSize, pagination.CursorPagination):
     """Records can number millions: a cursor stays fast on any page, an offset would not.
 
     `count` is kept so that every list answers the same shape: the dataset's own count of its
@@ -434,16 +440,6 @@ class RecordCursorPagination(StrictPageSize, pagination.CursorPagination):
         self._scope = queryset
         return super().paginate_queryset(queryset, request, view)
 
-    def get_paginated_response(self, data: Any) -> Response:
-        return Response(
-            {
-                "count": self.count,
-                "next": self.get_next_link(),
-                "previous": self.get_previous_link(),
-                "results": data,
-            }
-        )
-
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
         response = super().get_paginated_response_schema(schema)
         response["properties"] = {
@@ -455,6 +451,6 @@ class RecordCursorPagination(StrictPageSize, pagination.CursorPagination):
 
 
 def _whole_number(text: str) -> bool:
-    """ASCII digits only, 19 at most (a bigint's): `isdigit()` also takes `²` and `¹`, which
+    """ASCII digits only, and not thousands of them: `isdigit()` also takes `²` and `¹`, which
     int() refuses, as it refuses more than 4,300 digits (each was a 500)."""
-    return text.isascii() and text.isdigit() and len(text) <= 19
+    return text.isascii() and text.isdigit() and len(text) <= 100

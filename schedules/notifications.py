@@ -36,6 +36,7 @@ from common import database_clock
 from common.redis_client import client
 
 from . import alerts, credentials
+from .fresh_connection import on_a_fresh_connection
 from .models import ImportRun, NotificationDelivery, OwnerMailbox, ScheduledImport
 from .text import printable
 
@@ -406,8 +407,6 @@ def _save(delivery: NotificationDelivery) -> None:
     """Log the delivery's attempt, tried again on a new connection while the database blinks:
     a webhook answered 200 as the database went away was logged `pending`, its task failed in
     psycopg's words, and the sweep sent it again half an hour later."""
-    from .services import on_a_fresh_connection  # (services imports this module)
-
     if delivery.status != "retrying":
         delivery.finished_at = database_clock.now()
         delivery.next_attempt_at = None

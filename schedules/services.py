@@ -10,14 +10,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-import time
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any
 
 import kombu.exceptions
 import redis.exceptions
@@ -25,7 +24,7 @@ from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.exceptions import NON_FIELD_ERRORS, ImproperlyConfigured, ValidationError
-from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
 from django.db import connection as db_connection
 from django.db.models import (
     DO_NOTHING,
@@ -59,6 +58,7 @@ from . import (
     text,
     validation,
 )
+from .fresh_connection import on_a_fresh_connection
 from .models import (
     Dataset,
     ImportRun,
@@ -69,7 +69,6 @@ from .models import (
 )
 from .validation import undeliverable_notifications
 
-_T = TypeVar("_T")
 logger = logging.getLogger("importbeat.runs")
 
 IMPORT_FIELDS = {"credential"} | {
@@ -1351,10 +1350,6 @@ FINISH_FIELDS = [
 RUN_END_FIELDS = (*FINISH_FIELDS, *RUN_NOTES)
 GOOD_STATUSES = ImportRun.GOOD_STATUSES
 FAILED_STATUSES = ImportRun.FAILED_STATUSES
-# Writing a run's outcome is retried on a fresh connection this many times, after these pauses
-# (seconds): a database that blinks while a run ends must not turn a good run into a lost one.
-FINISH_RETRY_PAUSES = (0.2, 0.5, 1, 2, 4, 8)
-CONNECTION_ERRORS = (OperationalError, InterfaceError)
 
 
 def durable_commit() -> None:
@@ -1472,24 +1467,6 @@ def finish_run(
     )
     _ended(run, finished)
     return run
-
-
-def on_a_fresh_connection(call: Callable[[], _T], what: str) -> _T:
-    """`call()`, tried again on a fresh connection after each of FINISH_RETRY_PAUSES when the
-    database connection fails (`what` logged then), unless a caller's transaction is open: the
-    caller's own retry applies. A database that blinks while a run ends must not turn the run
-    into a lost one."""
-    if db_connection.in_atomic_block:
-        return call()
-    for pause in FINISH_RETRY_PAUSES:
-        try:
-            return call()
-        except CONNECTION_ERRORS as failure:
-            logger.warning("%s, again in %ss: %s", what, pause, failure)
-            with contextlib.suppress(DatabaseError):
-                db_connection.close()
-            time.sleep(pause)
-    return call()
 
 
 def _ended(run: ImportRun, finished: ImportRun) -> None:

@@ -25,7 +25,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from redis.exceptions import RedisError
 
 from common import database_clock, read_only_database
-from schedules import backlog, services
+from schedules import backlog, fresh_connection, services
 from schedules.models import ImportRun, ScheduledImport
 
 from . import deliveries, engine, fairness, locks
@@ -342,7 +342,7 @@ def _attempt_once(run: ImportRun, task: Any | None) -> dict[str, Any]:
         # Asked on a fresh connection while the database blinks: raised, the message went
         # back to the queue with the run `running`, and its redelivery said "the worker
         # running this attempt was lost" (out of attempts: "lost during each of its 1").
-        cancelled = services.on_a_fresh_connection(
+        cancelled = fresh_connection.on_a_fresh_connection(
             lambda: (
                 services.cancel_requested(run.pk, run.scheduled_import_id)
                 or services.why_no_other_attempt(run.scheduled_import_id)

@@ -37,14 +37,19 @@ the 6 h above, and then took the lock).
 
 from __future__ import annotations
 
+import signal
 from contextlib import suppress
 from typing import Any
 
 import psycopg
+from billiard.pool import SIG_SOFT_TIMEOUT as SOFT_TIMEOUT_SIGNAL
+from billiard.pool import soft_timeout_sighandler
 from celery.signals import task_postrun, task_prerun, worker_process_init
 from django.conf import settings
 from django.db import close_old_connections, connection
 from django.db.backends.signals import connection_created
+
+from tasks import lock_waits
 
 # How often PostgreSQL looks whether a pool process is still there while it runs its statement.
 CLIENT_CHECK_SECONDS = 2
@@ -81,7 +86,25 @@ def _session_settings(connection: Any, **_kwargs: Any) -> None:
 
 @task_prerun.connect
 def _before_task(**_kwargs: Any) -> None:
+    _soft_time_limit_notes_lock_waits()
     close_old_connections()
+
+
+def _soft_time_limit_notes_lock_waits() -> None:
+    """Wrap the pool's handler of the soft time limit's signal (installed after the process's
+    start-up, so looked at before each task): a run that waited for a lock notes whom, before
+    the statement is given up (tasks.lock_waits)."""
+    if SOFT_TIMEOUT_SIGNAL is None:
+        return
+    handler = signal.getsignal(SOFT_TIMEOUT_SIGNAL)
+    if handler is not soft_timeout_sighandler:
+        return  # ours already, or none
+
+    def noting(signum: int, frame: Any) -> None:
+        lock_waits.note()
+        handler(signum, frame)
+
+    signal.signal(SOFT_TIMEOUT_SIGNAL, noting)
 
 
 @task_postrun.connect

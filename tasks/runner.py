@@ -28,7 +28,7 @@ from common import database_clock, read_only_database
 from schedules import backlog, fresh_connection, services
 from schedules.models import ImportRun, ScheduledImport
 
-from . import deliveries, engine, fairness, locks
+from . import deliveries, engine, fairness, lock_waits, locks
 from .errors import (
     DatabaseLost,
     NothingToImport,
@@ -327,7 +327,11 @@ def _attempt_once(run: ImportRun, task: Any | None) -> dict[str, Any]:
         counts = engine.import_run(run, progress=progress)
     except SoftTimeLimitExceeded:
         _drop_broken_connection()
-        services.finish_run(run, ImportRun.Status.TIMED_OUT, error=_time_limit_words(imp, task))
+        services.finish_run(
+            run,
+            ImportRun.Status.TIMED_OUT,
+            error=_time_limit_words(imp, task) + lock_waits.noted(),
+        )
     except RunDeleted as deleted:
         return _deleted(run, str(deleted))
     except RunCancelled as cancelled:

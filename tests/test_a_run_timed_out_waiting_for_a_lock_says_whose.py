@@ -1,0 +1,58 @@
+"""A run whose merge waits for a lock another session holds (its dataset's row: a long dataset
+deletion, an operator's transaction; its import's row: an edit left open) until its time limit
+ends `timed_out` saying it waited for a lock, and whose session held it (tasks/lock_waits.py).
+
+Regression (database hunt): its words said only "exceeded its 3s time limit": not that it spent
+that time waiting for a lock, nor who held it, where beat names the session it waited for."""
+
+import time
+
+import psycopg
+import pytest
+from django.conf import settings
+
+from schedules import services
+from schedules.models import ImportRun
+from tests.conftest import wait_for
+from tests.factories import PRODUCTS_CSV, make_import
+from tests.reliability import FAST
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
+
+
+def other_connection() -> psycopg.Connection:
+    params = settings.DATABASES["default"]
+    return psycopg.connect(
+        dbname=params["NAME"], user=params["USER"], host=params["HOST"],
+        port=params["PORT"] or None,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "locked",
+    ["SELECT 1 FROM schedules_dataset WHERE id = %(dataset)s FOR UPDATE",
+     "SELECT 1 FROM schedules_scheduledimport WHERE id = %(import)s FOR UPDATE"],
+    ids=["dataset row", "import row"],
+)  # fmt: skip
+def test_a_run_timed_out_waiting_for_a_lock_says_so(alice, csv_server, processes, locked):
+    imp = make_import(
+        alice, csv_server.serve("/p.csv", PRODUCTS_CSV), timeout_seconds=3, max_retries=0
+    )
+    run = services.enqueue_run(imp, trigger="manual", user=alice)
+    with other_connection() as locker:
+        locker.execute(locked, {"dataset": imp.dataset_id, "import": imp.pk})
+        processes.start("worker", **FAST)
+        wait_for(lambda: "Soft time limit" in processes.log_of("worker"), 30,
+                 what="the time limit\n" + processes.logs())  # fmt: skip
+        time.sleep(2)
+        locker.rollback()
+    run = wait_for(
+        lambda: ImportRun.objects.filter(pk=run.pk, finished_at__isnull=False).first(),
+        60, what="the run to end\n" + processes.logs(),
+    )  # fmt: skip
+    assert run.status == "timed_out"
+    assert run.error_message.startswith(
+        "the run exceeded its 3s time limit while it waited for a lock another database session "
+        "held (pid "
+    ), run.error_message
+    assert "idle in transaction for" in run.error_message, run.error_message

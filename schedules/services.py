@@ -378,6 +378,11 @@ def update_import(
     if unknown:
         raise ValueError(f"not editable: {sorted(unknown)}")
     asked, imp = imp, as_it_is_now(imp)
+    if _already(imp, fields, dataset):
+        # The change asked is the import as it is (RFC 9110 13.1.1): a PUT retried after its
+        # answer was lost, with the If-Match of its first try, was told 412 "the import
+        # changed" of its own change; and a write that changed nothing made a new version.
+        return _now_as(asked, imp)
     check_version(imp, if_version)
     if errors := validation.edit_errors(imp, fields, defaults={}):
         raise ValidationError(errors)
@@ -388,6 +393,13 @@ def update_import(
     _full_clean(imp)
     imp.save()
     return _now_as(asked, imp)
+
+
+def _already(imp: ScheduledImport, fields: dict[str, Any], dataset: str | None) -> bool:
+    """Whether every field of a change already holds its value in `imp`."""
+    if dataset is not None and dataset != imp.dataset.name:
+        return False
+    return all(getattr(imp, name) == value for name, value in fields.items())
 
 
 class StatusNotChanged(Exception):
@@ -506,6 +518,8 @@ def note_waiting(run: ImportRun, why: str) -> None:
 @transaction.atomic
 def _set_status(imp: ScheduledImport, status: str, if_version: str | None) -> ScheduledImport:
     asked, imp = imp, as_it_is_now(imp)
+    if imp.status == status:
+        return _now_as(asked, imp)  # (a pause retried, as a PUT: update_import)
     check_version(imp, if_version)
     if status == ScheduledImport.Status.ACTIVE and not _owner_is_active(imp.owner_id):
         # Read after the import's lock, in a statement of its own: a resume that waited for a

@@ -391,3 +391,13 @@ def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 
             return result
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
+
+
+@pytest.fixture
+def outage():
+    """Starts an outage of the test's database (tests.reliability.refuse_connections), ended
+    after the test whatever happened."""
+    from tests.reliability import refuse_connections
+
+    yield lambda: refuse_connections(False)
+    refuse_connections(True)

@@ -417,16 +417,16 @@ def proxied(proxy: P) -> Iterator[P]:
         proxy.cut()
 
 
-def refuse_connections(allow: bool) -> None:
+def refuse_connections(allow: bool, keep_pid: int | None = None) -> None:
     """This test's database refuses every new connection (`allow` False: its own switch,
     ALLOW_CONNECTIONS, as a restart or a failover looks to a client), every connection but the
-    test's own ended; or takes them again. Asked from the server's `postgres` database: a
-    database cannot close itself."""
+    test's own (or `keep_pid`, from another thread) ended; or takes them again. Asked from the
+    server's `postgres` database: a database cannot close itself."""
     from django.db import connection
 
     params = settings.DATABASES["default"]
     name = params["NAME"]
-    own = connection.cursor().connection.info.backend_pid
+    own = keep_pid if keep_pid is not None else connection.cursor().connection.info.backend_pid
     with psycopg.connect(
         dbname="postgres", user=params["USER"], host=params["HOST"],
         port=params["PORT"] or None, autocommit=True,
@@ -438,3 +438,12 @@ def refuse_connections(allow: bool) -> None:
                 "WHERE datname = %s AND pid <> %s",
                 [name, own],
             )
+
+
+def other_connection() -> psycopg.Connection:
+    """A session of the test's database beside Django's: another client holding a lock."""
+    params = settings.DATABASES["default"]
+    return psycopg.connect(
+        dbname=params["NAME"], user=params["USER"], host=params["HOST"],
+        port=params["PORT"] or None,
+    )  # fmt: skip

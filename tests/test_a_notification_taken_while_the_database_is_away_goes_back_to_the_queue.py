@@ -24,12 +24,6 @@ from tests.webhook_support import Hook
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
 
-@pytest.fixture
-def outage():
-    yield lambda: refuse_connections(False)
-    refuse_connections(True)
-
-
 def test_a_notification_taken_while_the_database_is_away_is_sent_once_it_is_back(
     alice, csv_server, processes, outage
 ):

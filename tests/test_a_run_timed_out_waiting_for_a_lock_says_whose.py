@@ -7,25 +7,15 @@ that time waiting for a lock, nor who held it, where beat names the session it w
 
 import time
 
-import psycopg
 import pytest
-from django.conf import settings
 
 from schedules import services
 from schedules.models import ImportRun
 from tests.conftest import wait_for
 from tests.factories import PRODUCTS_CSV, make_import
-from tests.reliability import FAST
+from tests.reliability import FAST, other_connection
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
-
-
-def other_connection() -> psycopg.Connection:
-    params = settings.DATABASES["default"]
-    return psycopg.connect(
-        dbname=params["NAME"], user=params["USER"], host=params["HOST"],
-        port=params["PORT"] or None,
-    )  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -11,26 +11,16 @@ its worker lost."""
 
 import time
 
-import psycopg
 import pytest
-from django.conf import settings
 
 from schedules import services
 from schedules.models import ImportRun
 from tasks import locks
 from tests.conftest import wait_for
 from tests.factories import PRODUCTS_CSV, make_import
-from tests.reliability import FAST
+from tests.reliability import FAST, other_connection
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
-
-
-def other_connection() -> psycopg.Connection:
-    params = settings.DATABASES["default"]
-    return psycopg.connect(
-        dbname=params["NAME"], user=params["USER"], host=params["HOST"],
-        port=params["PORT"] or None,
-    )  # fmt: skip
 
 
 def test_a_run_whose_claim_waits_past_its_time_limit_goes_back_to_the_queue(

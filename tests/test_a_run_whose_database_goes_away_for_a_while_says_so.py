@@ -22,12 +22,6 @@ from tests.reliability import FAST, big_csv, refuse_connections, wait_for_downlo
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
 
-@pytest.fixture
-def outage():
-    yield lambda: refuse_connections(False)
-    refuse_connections(True)
-
-
 @pytest.mark.parametrize("max_retries", [0, 3])
 def test_a_run_whose_database_goes_away_for_a_while_says_it_lost_its_database(
     alice, csv_server, processes, outage, max_retries

@@ -11,10 +11,8 @@ import http.server
 import threading
 import time
 
-import psycopg
 import pytest
 from celery import current_app
-from django.conf import settings
 from django.db import connection
 
 from schedules import notifications
@@ -22,7 +20,7 @@ from schedules.models import ImportRun, NotificationDelivery
 from tests.conftest import wait_for
 from tests.factories import PRODUCTS_CSV, make_import
 from tests.http_support import QuietHTTPServer
-from tests.reliability import FAST
+from tests.reliability import FAST, refuse_connections
 
 
 class Receiver:
@@ -56,22 +54,6 @@ class Receiver:
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
 
-def refuse(allow: bool, keep_pid: int) -> None:
-    params = settings.DATABASES["default"]
-    name = params["NAME"]
-    with psycopg.connect(
-        dbname="postgres", user=params["USER"], host=params["HOST"],
-        port=params["PORT"] or None, autocommit=True,
-    ) as other:  # fmt: skip
-        other.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS {str(allow).lower()}')
-        if not allow:
-            other.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = %s AND pid <> %s",
-                [name, keep_pid],
-            )
-
-
 def test_a_webhook_answered_while_the_database_goes_away_is_logged_delivered_once(
     alice, csv_server, processes
 ):
@@ -81,8 +63,8 @@ def test_a_webhook_answered_while_the_database_goes_away_is_logged_delivered_onc
     def database_away_after_the_answer(_sent: int) -> None:
         if not outage.is_set():
             outage.set()
-            refuse(False, own)
-            threading.Timer(4, lambda: refuse(True, own)).start()
+            refuse_connections(False, own)
+            threading.Timer(4, lambda: refuse_connections(True, own)).start()
 
     receiver = Receiver(after_answer=database_away_after_the_answer)
     hook = receiver.url
@@ -106,7 +88,7 @@ def test_a_webhook_answered_while_the_database_goes_away_is_logged_delivered_onc
         wait_for(outage.is_set, 30, what="the webhook")
         time.sleep(25)
     finally:
-        refuse(True, own)
+        refuse_connections(True, own)
     delivery.refresh_from_db()
     log = processes.log_of("worker")
     print(f"\ndelivery status={delivery.status} attempts={delivery.attempts} "

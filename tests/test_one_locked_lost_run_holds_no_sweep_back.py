@@ -13,26 +13,16 @@ looked at."""
 import time
 from datetime import timedelta
 
-import psycopg
 import pytest
-from django.conf import settings
 
 from common import database_clock
 from schedules import services
 from schedules.models import ImportRun
 from tests.conftest import wait_for
 from tests.factories import PRODUCTS_CSV, make_import
-from tests.reliability import FAST
+from tests.reliability import FAST, other_connection
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
-
-
-def other_connection() -> psycopg.Connection:
-    params = settings.DATABASES["default"]
-    return psycopg.connect(
-        dbname=params["NAME"], user=params["USER"], host=params["HOST"],
-        port=params["PORT"] or None,
-    )  # fmt: skip
 
 
 def dead_run(imp) -> ImportRun:

@@ -21,12 +21,6 @@ from tests.reliability import big_csv, refuse_connections
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
 
-@pytest.fixture
-def outage():
-    yield lambda: refuse_connections(False)
-    refuse_connections(True)
-
-
 def test_run_import_whose_database_goes_away_ends_its_run_in_words(
     alice, csv_server, tmp_path, outage
 ):

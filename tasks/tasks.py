@@ -213,7 +213,7 @@ def deliver_notification(self, delivery_id: int) -> None:
     # `pending` until the sweep's STALE_QUEUED_SECONDS (half an hour) later.
     what = f"notification {delivery_id}"
     with runner.database_or_requeue(what):
-        in_turn = _turn_of(delivery_id, job)
+        in_turn = _turn_of(delivery_id, job, (self.request.headers or {}).get(turns.HANDED_ON))
     _send_notification(
         self,
         in_turn,
@@ -239,18 +239,21 @@ def _retry(task: Any, later: webhooks.RetryLater) -> NoReturn:
         ) from None
 
 
-def _turn_of(delivery_id: int, job: turns.Job) -> AbstractContextManager[None] | None:
+def _turn_of(
+    delivery_id: int, job: turns.Job, handed_on_by: str | None
+) -> AbstractContextManager[None] | None:
     """The turn a notification takes (tasks.turns): its owner's for a webhook, the mail
-    relay's for an e-mail that goes out now; none for one the owner's digest holds."""
+    relay's for an e-mail that goes out now; none for one the owner's digest holds or one
+    gone, which passes on the turn kept for it when a hand-on sent it (`handed_on_by`)."""
     found = notifications.channel_and_owner(delivery_id)
-    if found is None:
-        return None
-    channel, owner_id, last_emailed_at = found
-    if channel == "webhook":
-        return turns.turn(turns.of_owner(owner_id), job)
-    if email_digest.sends_now(last_emailed_at):
-        return turns.turn(turns.MAIL, job, settings.EMAIL_CONCURRENCY)
-    turns.pass_on(turns.MAIL, settings.EMAIL_CONCURRENCY)
+    if found is not None:
+        channel, owner_id, last_emailed_at = found
+        if channel == "webhook":
+            return turns.turn(turns.of_owner(owner_id), job)
+        if email_digest.sends_now(last_emailed_at):
+            return turns.turn(turns.MAIL, job, settings.EMAIL_CONCURRENCY)
+    if handed_on_by is not None:
+        turns.pass_on(handed_on_by, job)
     return None
 
 

@@ -14,9 +14,11 @@ turns are a Redis sorted set of holders, shared by every worker. A notification 
 them all taken is parked in the key's line (a Redis list) and its task ends in RETRY ("waiting
 its turn", in Flower too), its slot free for anyone else; the task that gives a turn back
 sends the first parked one's message again, under its id and with its retries so far, as
-Celery sends a retry. So each notification costs one message more at most, however long the
-line: waiting by retrying on a timer cost a message per look, thousands a second for an owner
-with ten thousand notifications.
+Celery sends a retry, and keeps the turn for it (`reserved`) until it comes: a turn free
+while that message was on its way let a held e-mail send another parked job, which met a taken
+turn and went to the end of the line. So each notification costs one message more at most,
+however long the line: waiting by retrying on a timer cost a message per look, thousands a
+second for an owner with ten thousand notifications.
 
 A turn whose task died is free again after TURN_SECONDS; the sweep (maintenance.sweep_runs)
 then sends the first parked notification of each line with a free turn. The sweep does not take
@@ -34,6 +36,7 @@ from dataclasses import dataclass
 from functools import cache
 
 from celery import current_app
+from django.conf import settings
 from redis.commands.core import Script
 from redis.exceptions import RedisError
 
@@ -57,6 +60,8 @@ PARKED_JOBS = "importbeat:turns:parked"
 # The mail relay's turns (EMAIL_URL's server: one per deployment).
 MAIL = "mail"
 PARKED = "waiting its turn: "
+# The header of a message sent by a hand-on: the key whose turn is kept for it.
+HANDED_ON = "importbeat_turn_of"
 
 
 def of_owner(owner_id: int) -> str:
@@ -98,6 +103,11 @@ class Job:
     def parked_as(self) -> str:
         return _parked_as(self.task, self.arg)
 
+    @property
+    def reserved(self) -> str:
+        """The holder of the turn a hand-on keeps for this job (HAND_ON writes the same)."""
+        return f"sent:{self.task_id}"
+
     @classmethod
     def decoded(cls, raw: bytes) -> Job:
         task, task_id, arg, retries = raw.decode().split()
@@ -132,7 +142,7 @@ def _take(key: str, token: str, job: Job, turns: int) -> bool:
     """
     now = database_clock.timestamp()
     args = [token, now, now + TURN_SECONDS, job.encoded(), LINE_SECONDS, key, turns, job.parked_as]
-    return _scripts()[0](keys=_keys(key), args=args) == 1
+    return _scripts()[0](keys=_keys(key), args=[*args, job.reserved]) == 1
 
 
 def parked(task: str, args: list[int]) -> set[int]:
@@ -161,7 +171,7 @@ def send_stranded() -> int:
         lines = [(key.decode(), int(turns)) for key, turns in store.hgetall(LINES).items()]
         looks = store.pipeline(transaction=False)
         for key, turns in lines:
-            _scripts()[1](keys=_keys(key), args=["", now, key, turns], client=looks)
+            _scripts()[1](keys=_keys(key), args=_hand_on_args("", now, key, turns), client=looks)
         firsts = looks.execute()
     except RedisError as error:
         logger.warning("parked notifications not looked at: %s", error)
@@ -173,35 +183,57 @@ def send_stranded() -> int:
     )
 
 
-def pass_on(key: str, turns: int) -> bool:
-    """For a notification that takes none of `key`'s turns after all (an e-mail its owner's
-    digest holds): when a turn is free, send the next parked one. Sent by a turn given back,
-    such a notification took none and handed none on, and the line waited for the sweep, one
-    notification a pass (a digest waited over ten minutes behind three such e-mails)."""
-    return _hand_on(key, "", turns)
+def pass_on(key: str, job: Job) -> bool:
+    """For a notification sent by a hand-on (its message's HANDED_ON header names `key`) that
+    takes none of `key`'s turns after all (an e-mail its owner's digest holds, a notification
+    deleted meanwhile): the turn kept for it goes to the next parked one. It took none and
+    handed none on, and the line waited for the sweep, one notification a pass (a digest
+    waited over ten minutes behind three such e-mails). Nothing when no turn is kept for it (a
+    retry of such a job carries the header too): a held e-mail that passed on a turn merely
+    looking free sent a job more while the one a hand-on sent was still on its way."""
+    return _hand_on(key, job.reserved, turns_of(key), only_if_held=True)
 
 
-def _hand_on(key: str, token: str, turns: int) -> bool:
+def turns_of(key: str) -> int:
+    """How many notifications of `key` may be sent at once."""
+    return settings.EMAIL_CONCURRENCY if key == MAIL else 1
+
+
+def _hand_on(key: str, token: str, turns: int, only_if_held: bool = False) -> bool:
     """Give the turn back and, when one is free, send the next parked notification."""
+    args = _hand_on_args(token, database_clock.timestamp(), key, turns, only_if_held)
     try:
-        raw = _scripts()[1](keys=_keys(key), args=[token, database_clock.timestamp(), key, turns])
+        raw = _scripts()[1](keys=_keys(key), args=args)
     except RedisError as error:
         logger.warning("a turn of %s not given back: %s", key, error)
         return False
     return raw is not None and _send_next(key, raw, turns)
 
 
+def _hand_on_args(
+    token: str, now: float, key: str, turns: int, only_if_held: bool = False
+) -> list[str | float | int]:
+    return [token, now, key, turns, now + TURN_SECONDS, int(only_if_held)]
+
+
 def _send_next(key: str, raw: bytes, turns: int) -> bool:
     """Send the parked job `raw`, just taken from `key`'s line (HAND_ON)."""
     job = Job.decoded(raw)
     try:
-        current_app.send_task(job.task, args=[job.arg], task_id=job.task_id, retries=job.retries)
+        current_app.send_task(
+            job.task,
+            args=[job.arg],
+            task_id=job.task_id,
+            retries=job.retries,
+            headers={HANDED_ON: key},
+        )
     except BROKER_ERRORS as error:
         # Back to the head of its line, where the sweep finds it once the broker answers.
         logger.warning("parked notification not sent task=%s arg=%s: %r", job.task, job.arg, error)
         try:
             back = client().pipeline().lpush(turn_line_key(key), raw).hset(LINES, key, turns)
-            back.zadd(PARKED_JOBS, {job.parked_as: database_clock.timestamp()}).execute()
+            back.zadd(PARKED_JOBS, {job.parked_as: database_clock.timestamp()})
+            back.zrem(_keys(key)[0], job.reserved).execute()
         except RedisError as lost:
             logger.warning("parked notification lost until the sweep resends it: %s", lost)
         return False
@@ -212,11 +244,13 @@ def _keys(key: str) -> list[str]:
     return [f"importbeat:turns:{key}:holders", turn_line_key(key), LINES, PARKED_JOBS]
 
 
-# Expired holders dropped; a turn taken (1) when fewer than ARGV[7] hold one, else the job
-# parked at the end of the key's line, and noted among the parked ones (0).
+# Expired holders dropped; a turn taken (1) when one is kept for the job (ARGV[9]) or fewer
+# than ARGV[7] hold one, else the job parked at the end of the key's line, and noted among the
+# parked ones (0).
 TAKE = """
 redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[2])
-if redis.call('zcard', KEYS[1]) < tonumber(ARGV[7]) then
+local kept = redis.call('zrem', KEYS[1], ARGV[9]) == 1
+if kept or redis.call('zcard', KEYS[1]) < tonumber(ARGV[7]) then
     redis.call('zadd', KEYS[1], ARGV[3], ARGV[1])
     redis.call('expire', KEYS[1], math.ceil(ARGV[3] - ARGV[2]))
     return 1
@@ -227,20 +261,25 @@ redis.call('hset', KEYS[3], ARGV[6], ARGV[7])
 redis.call('zadd', KEYS[4], ARGV[2], ARGV[8])
 return 0
 """
-# The holder ARGV[1] gone (none when the sweep asks) with the expired ones; when a turn is then
-# free, the first parked job, taken from the line and the parked ones (false when none, and the
-# line is forgotten).
+# The holder ARGV[1] gone (none when the sweep asks) with the expired ones (nothing more when
+# ARGV[6] asks it to be held and it was not); when a turn is then free, the first parked job,
+# taken from the line and the parked ones, its turn kept for it until ARGV[5] (false when none,
+# and the line is forgotten).
 HAND_ON = """
 redis.call('zremrangebyscore', KEYS[1], '-inf', ARGV[2])
-if ARGV[1] ~= '' then redis.call('zrem', KEYS[1], ARGV[1]) end
+if ARGV[1] ~= '' and redis.call('zrem', KEYS[1], ARGV[1]) == 0 and ARGV[6] == '1' then
+    return false
+end
 if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[4]) then return false end
 local first = redis.call('lpop', KEYS[2])
 if not first then
     redis.call('hdel', KEYS[3], ARGV[3])
     return false
 end
-local task, _, arg = string.match(first, '^(%S+) (%S+) (%S+)')
+local task, id, arg = string.match(first, '^(%S+) (%S+) (%S+)')
 redis.call('zrem', KEYS[4], task .. ' ' .. arg)
+redis.call('zadd', KEYS[1], ARGV[5], 'sent:' .. id)
+redis.call('expire', KEYS[1], math.ceil(ARGV[5] - ARGV[2]))
 return first
 """
 

@@ -200,8 +200,9 @@ def test_an_email_that_goes_out_waits_for_the_relays_turn_and_one_held_does_not(
         (DELIVER, "t-1", [alices.pk], 0)
     ]
 
-    # When alice's goes, it hands the turn on to bob's digest
-    assert deliver_notification.apply(args=[alices.pk]).state == "SUCCESS"
+    # When alice's comes again (the turn kept for it), it goes and hands the turn on to bob's
+    # digest
+    assert deliver_notification.apply(args=[alices.pk], task_id="t-1").state == "SUCCESS"
     assert sent[-1] == (SEND_DIGEST, "t-2", [bob.pk], 0)
     assert line(turns.MAIL) == []
     assert len(mailoutbox) == 1
@@ -233,6 +234,10 @@ def test_the_sweep_sends_a_line_whose_turn_nobody_holds(bob, hook, sent):
     assert maintenance.sweep_runs()["notifications"] == 1
     assert sent == [(DELIVER, "t-1", [delivery.pk], 0)]
     assert turns.send_stranded() == 0
+    # its turn kept for it until it comes; then it goes, and the empty line is forgotten
+    assert store.zrange(holders, 0, -1) == [b"sent:t-1"]
+    assert deliver_notification.apply(args=[delivery.pk], task_id="t-1").state == "SUCCESS"
+    assert not store.exists(holders)
     assert not store.hexists(turns.LINES, turns.of_owner(bob.pk))
 
 

@@ -50,8 +50,10 @@ def test_an_email_the_digest_holds_passes_the_mail_turn_on(alice, bob, settings)
     # When the holder gives the turn back (alice's notice sent again), and her notice runs
     holder.__exit__(None, None, None)
     assert store.llen(line) == 1
-    tasks.deliver_notification.apply(args=[notice.pk], task_id=task_id)
+    tasks.deliver_notification.apply(
+        args=[notice.pk], task_id=task_id, headers={turns.HANDED_ON: turns.MAIL}
+    )
 
     # Then bob's digest, next in line, is sent at once (not left for the sweep)
     assert store.llen(line) == 0
-    assert store.zcard("importbeat:turns:mail:holders") == 0
+    assert store.zrange("importbeat:turns:mail:holders", 0, -1) == [b"sent:digest-bob"]

@@ -187,3 +187,20 @@ def test_records_with_long_keys_page_by_short_links(alice):
     assert seen == keys
     assert links and max(len(link) for link in links) < 300, max(map(len, links))
     assert [record["key"] for record in back] == [keys[-2]]
+
+
+@pytest.mark.parametrize(
+    "path", ["/datasets/", "/datasets/products/", "/datasets/products/records/"]
+)
+@pytest.mark.parametrize("owner", ["", " "])
+def test_an_owner_given_no_value_is_a_400_naming_it(alice, path, owner):
+    """Regression: `?owner=` left empty was ignored on a dataset's pages (the caller's own
+    dataset answered) and listed no dataset at all."""
+    make_import(alice, SOURCE)
+
+    response = client_for(alice).get(f"{API}{path}", {"owner": owner})
+
+    assert response.status_code == 400, response.content
+    assert response.json()["errors"]["owner"] == [
+        "has no value: give a username; or leave the parameter out"
+    ]

@@ -169,3 +169,18 @@ def test_an_export_streams_its_records_from_one_snapshot(alice):
     rest = b"".join(chunks)
     assert header == b"sku\r\n" and first.count(b"\n") == 1000
     assert (first + rest).count(b"\n") == 2500
+
+
+def test_a_key_is_found_exactly_spaces_and_all(alice):
+    """Regression: the key filter stripped its value, so `?key=%20A-1` found `A-1`."""
+    imp = make_import(alice, SOURCE)
+    Record.objects.bulk_create(
+        Record(dataset=imp.dataset, key=key, data={"sku": key}, content_hash=i)
+        for i, key in enumerate(["A-1", " A-1", "A-1 "])
+    )
+    client = client_for(alice)
+    url = f"{API}/datasets/products/records/"
+
+    assert keys(client.get(url, {"key": " A-1"})) == [" A-1"]
+    assert keys(client.get(url, {"key": "A-1 "})) == ["A-1 "]
+    assert keys(client.get(url, {"key": "A-1"})) == ["A-1"]

@@ -307,7 +307,8 @@ class AllRunsFilter(RunFilter):
 class RecordFilter(django_filters.FilterSet):
     """One record by its key (the unique (dataset, key) index), or records by field values."""
 
-    key = django_filters.CharFilter(field_name="key", help_text="exactly this key")
+    # Not stripped: keys are kept as the file has them, and `?key=%20A-1` found `A-1`.
+    key = django_filters.CharFilter(field_name="key", strip=False, help_text="exactly this key")
     field = django_filters.CharFilter(
         method="filter_field",
         help_text="`name:value`: the record's field `name` is exactly `value` (compared as "

@@ -572,11 +572,9 @@ class DatasetViewSet(
     def get_queryset(self) -> QuerySet[Dataset]:
         queryset = Dataset.objects.select_related("owner").prefetch_related("imports")
         queryset = owned(queryset, self.request, "owner").order_by("name", "id")
-        owner = self.request.query_params.get("owner")
+        owner = owner_asked(self.request)
         if self.action == "list" and owner is not None:
             # Taken and ignored before: staff asking for one user's datasets got everyone's.
-            if "\x00" in owner:
-                raise serializers.ValidationError({"owner": ["must not contain NUL characters"]})
             queryset = queryset.filter(owner__username=owner)
         return queryset
 
@@ -588,14 +586,28 @@ class DatasetViewSet(
         return dataset
 
 
+def owner_asked(request: Request) -> str | None:
+    """The username `?owner=` names, if given. Given empty (a script's variable left empty), it
+    is a 400 as any filter given no value (filters.check_filter_values): a dataset's page
+    ignored it and answered the caller's own dataset of that name, the list none."""
+    owner = request.query_params.get("owner")
+    if owner is None:
+        return None
+    if not owner.strip():
+        raise serializers.ValidationError(
+            {"owner": ["has no value: give a username; or leave the parameter out"]}
+        )
+    if "\x00" in owner:
+        raise serializers.ValidationError({"owner": ["must not contain NUL characters"]})
+    return owner
+
+
 def dataset_for(request: Request, name: str, queryset: QuerySet[Dataset]) -> Dataset:
     """The caller's dataset called `name`. Names are unique per owner only, so staff (who see
     everyone's) get their own first, or the one of `?owner=`."""
     matches = queryset.filter(name=name)
-    owner = request.query_params.get("owner")
-    if owner and "\x00" in owner:
-        raise serializers.ValidationError({"owner": ["must not contain NUL characters"]})
-    if owner:
+    owner = owner_asked(request)
+    if owner is not None:
         matches = matches.filter(owner__username=owner)
     elif request.user.is_staff and matches.filter(owner=request.user).exists():
         matches = matches.filter(owner=request.user)

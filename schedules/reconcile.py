@@ -62,17 +62,13 @@ def tell_late_owners_not_told(late_before: datetime) -> int:
     """Make the notifications of late streaks that began before `late_before` and have none:
     beat hands them to a worker in one message (schedules.dispatch), and that message lost
     (a Redis restarted empty, its worker killed) left the owner untold for good."""
-    from django.db.models import Exists, OuterRef
+    from django.db.models import Exists
 
     from . import notifications
-    from .models import NotificationDelivery
 
-    told = NotificationDelivery.objects.filter(
-        scheduled_import=OuterRef("pk"), event="late", created_at__gte=OuterRef("late_since")
-    )
     untold = list(
         ScheduledImport.objects.filter(late_since__lt=late_before)
-        .exclude(Exists(told))
+        .exclude(Exists(notifications.late_deliveries_of_streak()))
         .order_by("pk")
         .values_list("pk", flat=True)[:BATCH]
     )

@@ -142,8 +142,9 @@ def delete_old_runs() -> dict[str, int]:
     )
     sent = NotificationDelivery.Status
     # The notice of a late streak still under way stays: it is what says the streak was told
-    # (notifications.late_told, reconcile.tell_late_owners_not_told). A quarterly import late
-    # since January had it deleted after 30 days and its owner e-mailed again every month.
+    # (notifications.late_deliveries_of_streak, reconcile.tell_late_owners_not_told). A
+    # quarterly import late since January had it deleted after 30 days and its owner e-mailed
+    # again every month.
     # One pk lookup of its import per old `late` row, a handful per streak: no scan.
     streak_told = Exists(
         ScheduledImport.objects.filter(

@@ -1079,6 +1079,38 @@ def claim_run(
     return Claim.CLAIMED
 
 
+@dataclass(frozen=True)
+class Unclaimed:
+    """What a claim changes of a run that a claim given up puts back (`unclaim`)."""
+
+    status: str
+    attempts: int
+    started_at: datetime | None
+
+    @classmethod
+    def of(cls, run: ImportRun) -> Unclaimed:
+        return cls(run.status, run.attempts, run.started_at)
+
+
+def unclaim(run: ImportRun, before: Unclaimed, task_id: str) -> bool:
+    """Put `run` back as it was `before` the task `task_id` claimed it, if that claim landed:
+    its task gave it up at its time limit (runner.database_or_requeue) and hands its message
+    back. The attempt's other marks (its worker, its progress zeroed) stay, as a retried
+    run's do."""
+    put_back = ImportRun.objects.filter(
+        pk=run.pk,
+        status=ImportRun.Status.RUNNING,
+        celery_task_id=task_id,
+        attempts=before.attempts + 1,
+    ).update(
+        status=before.status,
+        attempts=before.attempts,
+        started_at=before.started_at,
+        heartbeat_at=database_clock.now(),
+    )
+    return put_back == 1
+
+
 @cache
 def _claim_sql() -> str:
     """The claim's conditional UPDATE, answering with the run as it leaves it (no second
@@ -1182,8 +1214,8 @@ def recover_lost_run(run_id: int, stale_before: datetime) -> ImportRun | None:
             if ImportRun.objects.filter(
                 pk=run_id, status=ImportRun.Status.RUNNING, heartbeat_at__lt=stale_before
             ).exists():
-                logger.warning("run=%s looks lost but another database session holds its row: "
-                               "not recovered at this sweep", run_id)  # fmt: skip
+                logger.warning("run=%s looks lost but another database session holds its row "
+                               "or its import's: not recovered at this sweep", run_id)  # fmt: skip
             return None
         imp = run.scheduled_import
         ended = _end_if_done_or_cancelled(run)

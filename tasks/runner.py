@@ -10,10 +10,11 @@ worker may have died, and its lease has to expire first).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any, NoReturn
 
@@ -86,14 +87,18 @@ def queue_poll_seconds() -> float:
 
 
 @contextmanager
-def database_or_requeue(what: str, in_task: bool = True) -> Iterator[None]:
+def database_or_requeue(
+    what: str, in_task: bool = True, given_up: Callable[[], None] | None = None
+) -> Iterator[None]:
     """Hand the message being handled back to the queue if the database cannot be reached,
     takes no writes, or kept the task waiting (for a lock) past its time limit.
 
     For the part of a task before it changed anything: acknowledging the message would lose
     the work (a run never started, a tick never dispatched); given back, it waits for a worker
     that reaches the database (task_acks_late makes the rejection a requeue). Outside a task
-    (`in_task` off: run_import in the foreground) the error simply propagates.
+    (`in_task` off: run_import in the foreground) the error simply propagates. `given_up` puts
+    back, before the message goes, what a statement cancelled at the time limit may have done
+    all the same (a cancel is not instant: the lock may go first).
     """
     try:
         yield
@@ -106,6 +111,8 @@ def database_or_requeue(what: str, in_task: bool = True) -> Iterator[None]:
             raise
         _drop_broken_connection()
         logger.warning("%s: %s", what, WAITED_FOR_THE_DATABASE)
+        if given_up is not None:
+            given_up()
         raise Reject(WAITED_FOR_THE_DATABASE, requeue=True) from error
     except (DatabaseError, psycopg.Error) as error:
         # A standby or a read-only server answers and refuses the first write (the claim):
@@ -205,7 +212,12 @@ def _execute(
 
     renewer: locks.Renewer | None = None
     try:
-        with database_or_requeue(f"run {run_id}", task is not None):
+        before_claim = (
+            functools.partial(_claim_given_up, run.pk, services.Unclaimed.of(run), task)
+            if task is not None
+            else None
+        )
+        with database_or_requeue(f"run {run_id}", task is not None, before_claim):
             if run.rows_committed_at is not None:
                 # An earlier attempt committed the rows and was lost before it finished the run.
                 services.finish_run(run, services.committed_status(run))
@@ -272,6 +284,27 @@ def _execute(
             renewer.stop()
         if lease is not None:
             lease.release()
+
+
+def _claim_given_up(run_id: int, before: services.Unclaimed, task: Any) -> None:
+    """The time limit struck as the run's claim waited for a lock, and its message goes back
+    to the queue: a claim that landed all the same (the lock went before the cancel) is put
+    back, and the owner's slot given back. The next delivery found the run `running` under a
+    free lease and took it for a lost worker's: "the worker was lost during each of its 1
+    attempts", of a run that never ran (review)."""
+    try:
+        run = ImportRun.objects.select_related("scheduled_import").filter(pk=run_id).first()
+        if run is None:
+            return
+        fairness.withdraw(run)
+        if services.unclaim(run, before, task.request.id or ""):
+            logger.warning("run %s: its claim landed as its time limit struck; put back, "
+                           "the run waits in the queue again", run_id)  # fmt: skip
+    except DATABASE_ERRORS as error:
+        logger.warning("run %s: its claim not looked at after its time limit: %s",
+                       run_id, log_text(error))  # fmt: skip
+    finally:
+        _drop_broken_connection()
 
 
 def summary(run: ImportRun) -> dict[str, Any]:

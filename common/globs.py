@@ -81,6 +81,21 @@ def _tokens(pattern: str) -> list[str | _Test]:
     return tokens
 
 
+def size(pattern: str) -> tuple[int, int]:
+    """(its parts: characters, `?`, `[...]` sets and stars, each set one; the bytes of the
+    shortest name it matches). A pattern's parts, not its bytes, are what comparing two
+    costs (`a_name_of_both`); a case-insensitive pattern (`[Qq][Uu]…`) spends four bytes on
+    one character of the names it matches."""
+    tokens = _tokens(pattern)
+    return len(tokens), sum(_least_bytes(token) for token in tokens if isinstance(token, _Test))
+
+
+def _least_bytes(test: _Test) -> int:
+    """The bytes of the character a literal names; one for `?` or a set (at least)."""
+    return len(next(iter(test.named)).encode()) if len(test.named) == 1 else 1
+
+
+@cache
 def _kinds(named: frozenset[str]) -> list[str]:
     """A character of each kind that tests naming `named` tell apart: each one named, the one
     after it (a range `[a-z]` ends after its last), and one named nowhere; readable ones first."""

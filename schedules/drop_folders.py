@@ -23,11 +23,32 @@ from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
+from common import globs
+
 from .text import has_control_characters
 
 GLOB_CHARACTERS = frozenset("*?[")
 # The longest file name Linux file systems take (NAME_MAX).
 NAME_MAX = 255
+
+
+def _refuse_past_name_max(name: str) -> None:
+    """No file has a name past NAME_MAX bytes. A pattern is bounded by the names it matches
+    and by its parts (what comparing two costs: validation, one queue per file, took seconds
+    per pair of long ones, under the folder's lock), not by its bytes: a case-insensitive
+    pattern of a 64-letter name (`[Qq][Uu]…`) is past 255 bytes, and was refused at save,
+    and at every run of an import saved before."""
+    if not GLOB_CHARACTERS & set(name):
+        if len(os.fsencode(name)) > NAME_MAX:
+            raise Refused(f"a file name is at most {NAME_MAX} bytes")
+        return
+    parts, shortest = globs.size(name)
+    if shortest > NAME_MAX:
+        raise Refused(f"no file can match the pattern: the names it matches are {shortest} bytes"
+                      f" or more, and a file name is at most {NAME_MAX}")  # fmt: skip
+    if parts > NAME_MAX:
+        raise Refused(f"the pattern is at most {NAME_MAX} characters, sets [...] and stars"
+                      f" (a set counts as one); it has {parts}")  # fmt: skip
 
 
 class Refused(ValueError):
@@ -104,10 +125,7 @@ def locate(url: str, folders: list[str] | None = None) -> DropPath:
         raise Refused("the path names a folder, not a file")
     if GLOB_CHARACTERS & set(folder):
         raise Refused("a pattern (*, ?, [...]) is allowed in the file name only")
-    if len(os.fsencode(name)) > NAME_MAX:
-        # No file has a longer name; and comparing two such globs (validation, one queue per
-        # file) took seconds per pair, under the folder's lock.
-        raise Refused(f"a file name (or its pattern) is at most {NAME_MAX} bytes")
+    _refuse_past_name_max(name)
     listed = [f for f in folders if _inside(folder, f)]
     if not listed:
         raise Refused(f"{path} is outside the drop folders; {where}")

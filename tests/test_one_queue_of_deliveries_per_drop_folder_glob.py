@@ -220,15 +220,34 @@ def test_a_queue_refused_leaves_the_first_one_its_deliveries(alice, drop):
     assert (drop / "processed" / "products_1.csv").exists()
 
 
-def test_a_file_name_or_pattern_past_255_bytes_is_refused(alice, drop):
-    # No file has a longer name, and comparing two such patterns took seconds per pair of
-    # queues, under the folder's lock, at each save in the folder (review)
-    pattern = "*[ab]" * 60 + "x.csv"
-
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("p" * 252 + ".csv", "a file name is at most 255 bytes"),
+        ("p" * 252 + "*.csv", "no file can match the pattern: the names it matches are 256"),
+        ("*[ab]" * 126 + "x.csv", "the pattern is at most 255 characters, sets [...] and stars"),
+    ],
+)
+def test_a_name_or_a_pattern_no_file_name_can_match_is_refused(alice, drop, name, words):
+    # No file has a name past 255 bytes, and comparing two long patterns took seconds per
+    # pair of queues, under the folder's lock, at each save in the folder (review)
     with pytest.raises(ValidationError) as refused:
-        make_import(alice, f"file://{drop}/{pattern}", move_processed=True)
+        make_import(alice, f"file://{drop}/{name}", move_processed=True)
 
-    assert "a file name (or its pattern) is at most 255 bytes" in str(
-        refused.value.message_dict["source_url"]
-    )
-    make_import(alice, f"file://{drop}/" + "*[ab]" * 49 + "x.csv", move_processed=True)
+    assert words in str(refused.value.message_dict["source_url"])
+
+
+def test_a_long_pattern_of_short_names_is_taken(alice, drop):
+    # Regression (review): patterns were bounded by their bytes, as names are: a
+    # case-insensitive pattern of a 64-letter name, past 255 bytes, was refused at save, and
+    # at every run of an import saved with it before
+    name = "quarterlyconsolidatedfinancialreportofthesubsidiariesineuropeandasia"[:64]
+    (drop / f"{name}.csv").write_text("sku\n1\n")
+    pattern = "".join(f"[{c.upper()}{c}]" for c in name) + ".csv"
+    assert len(pattern.encode()) > 255
+
+    imp = make_import(alice, f"file://{drop}/{pattern}", move_processed=True)
+
+    assert run_now(imp).status == "succeeded"
+    make_import(alice, f"file://{drop}/" + "*[ab]" * 60 + "x.csv", name="b", dataset="b",
+                move_processed=True)  # fmt: skip

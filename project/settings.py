@@ -73,6 +73,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: `/api/v1/health` answers whatever the Host header says (compose's healthcheck and
+    # load balancers ask by address); every other path keeps the host check below.
+    "project.health_any_host.HealthAnswersAnyHostMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -384,7 +387,8 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"visibility_timeout": MAX_TIMEOUT_SEC
 # https://django-celery-beat.readthedocs.io/en/latest/#example-creating-interval-based-periodic-task
 CELERY_BEAT_SCHEDULER = "project.beat:ImportScheduler"
 # Beat re-reads changed PeriodicTasks at least this often (seconds).
-CELERY_BEAT_MAX_LOOP_INTERVAL = env.int("BEAT_MAX_LOOP_INTERVAL", default=5)
+BEAT_MAX_LOOP_INTERVAL = env.int("BEAT_MAX_LOOP_INTERVAL", default=5)
+CELERY_BEAT_MAX_LOOP_INTERVAL = BEAT_MAX_LOOP_INTERVAL
 # When the broker connection drops, let running imports finish instead of cancelling them: a
 # restarted Redis without persistence has lost their messages, so a cancelled run could not be
 # redelivered. The run's own lease and heartbeat keep it single and visible meanwhile.
@@ -419,16 +423,6 @@ MISSED_TICK_GRACE_SECONDS = env.int("MISSED_TICK_GRACE_SECONDS", default=60)
 BEAT_DISPATCH_BATCH = env.int("BEAT_DISPATCH_BATCH", default=1000)
 # Reconciliation looks this far back at most (an import's ticks since its last edit or resume).
 RECONCILE_WINDOW_SECONDS = env.int("RECONCILE_WINDOW_SECONDS", default=24 * 3600)
-for _name in (
-    "MIN_INTERVAL_SECONDS",
-    "RUN_LEASE_SECONDS",
-    "BEAT_LEADER_LEASE_SECONDS",
-    "MAINTENANCE_INTERVAL_SECONDS",
-    "MISSED_TICK_GRACE_SECONDS",
-    "BEAT_DISPATCH_BATCH",
-):
-    if globals()[_name] < 1:
-        raise ImproperlyConfigured(f"{_name} must be at least 1")
 # The maintenance PeriodicTasks: django-celery-beat writes this mapping into its tables when beat
 # starts, so they show in the admin and follow the environment of the beat that runs them.
 # https://docs.celeryq.dev/en/stable/userguide/configuration.html#beat-schedule
@@ -482,12 +476,13 @@ if not isinstance(logging.getLevelName(LOGGING["root"]["level"]), int):
 # --- API, dashboard and Flower (issue 4) -----------------------------------------------------
 
 INSTALLED_APPS += ["drf_spectacular_sidecar"]
+API_PAGE_SIZE = env.int("API_PAGE_SIZE", default=50)
 # https://www.django-rest-framework.org/api-guide/settings/
 REST_FRAMEWORK.update(
     {
         "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
         "DEFAULT_PAGINATION_CLASS": "schedules.api.pagination.PageNumberPagination",
-        "PAGE_SIZE": env.int("API_PAGE_SIZE", default=50),
+        "PAGE_SIZE": API_PAGE_SIZE,
         "DEFAULT_FILTER_BACKENDS": ["schedules.api.filters.StrictFilterBackend"],
         "EXCEPTION_HANDLER": "schedules.api.errors.exception_handler",
         "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -597,3 +592,54 @@ AXES_LOCKOUT_CALLABLE = "common.security.lockout_response"
 AXES_RESET_ON_SUCCESS = False
 # Failed attempts are kept (admin: Axes › Access attempts); successful logins are not logged.
 AXES_DISABLE_ACCESS_LOG = True
+
+# --- Values that cannot work (README "Configuration") ----------------------------------------
+
+# Each stops every process at start, naming itself, rather than starting and failing later, or
+# doing what nobody asked for without a word: API_PAGE_SIZE=0 made every API list one bare array
+# of every row (-5: a 404 for its first page), LOGIN_FAILURE_LIMIT=0 locked every login out with
+# no failure at all, MAX_TIMEOUT_SECONDS=0 refused every save of an import, RUN_RETENTION_DAYS=-1
+# let the hourly retention delete every finished run, a timeout of 0 made its socket wait for
+# nothing (HEALTH_BROKER_TIMEOUT=0: the broker "down" at every health check, a 503), and an
+# interval of 0 was a 500 at each save.
+for _name in (
+    "MIN_INTERVAL_SECONDS",
+    "MAX_IMPORT_BYTES",
+    "MAX_FIELD_BYTES",
+    "MAX_TIMEOUT_SECONDS",
+    "RUN_RETENTION_DAYS",
+    "FAILED_RUN_RETENTION_DAYS",
+    "RUN_LEASE_SECONDS",
+    "BEAT_LEADER_LEASE_SECONDS",
+    "BEAT_MAX_LOOP_INTERVAL",
+    "MAINTENANCE_INTERVAL_SECONDS",
+    "STALE_QUEUED_SECONDS",
+    "MISSED_TICK_GRACE_SECONDS",
+    "BEAT_DISPATCH_BATCH",
+    "RECONCILE_WINDOW_SECONDS",
+    "API_PAGE_SIZE",
+    "LOGIN_FAILURE_LIMIT",
+    "LOGIN_LOCKOUT_SECONDS",
+):
+    if globals()[_name] < 1:
+        raise ImproperlyConfigured(f"{_name} must be at least 1 (it is {globals()[_name]})")
+# Seconds a process waits for an answer: 0 would not wait at all.
+for _name in (
+    "EMAIL_TIMEOUT",
+    "FETCH_CONNECT_TIMEOUT_SECONDS",
+    "FETCH_READ_TIMEOUT_SECONDS",
+    "FETCH_TOTAL_TIMEOUT_SECONDS",
+    "HEALTH_BROKER_TIMEOUT",
+    "HEALTH_WORKER_PING_TIMEOUT",
+):
+    if not globals()[_name] > 0:
+        raise ImproperlyConfigured(f"{_name} must be more than 0 (it is {globals()[_name]})")
+# 0 has a meaning of its own (the table says which); under 0 has none.
+for _name in (
+    "FILE_SETTLE_SECONDS",
+    "FETCH_MIN_BYTES_PER_SECOND",
+    "HEALTH_WORKERS_MAX_AGE",
+    "MAX_RUNNING_PER_OWNER",
+):
+    if not globals()[_name] >= 0:
+        raise ImproperlyConfigured(f"{_name} must be 0 or more (it is {globals()[_name]})")

@@ -18,6 +18,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg.errors
+
 # The operating system's words for a failed connection, inside a library's message.
 ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^\"'()\[\]]+)")
 # A word like `BadStatusLine` or `ConnectionError`: a class name that must not reach a reader.
@@ -178,3 +180,8 @@ def chain(error: BaseException) -> list[BaseException]:
         inner = [*link.args, getattr(link, "reason", None), link.__cause__, link.__context__]
         pending.extend(item for item in inner if isinstance(item, BaseException))
     return found
+
+
+def waited_for_a_lock(error: BaseException) -> bool:
+    """lock_timeout's error (55P03), not a statement_timeout or an operator's cancel."""
+    return any(isinstance(link, psycopg.errors.LockNotAvailable) for link in chain(error))

@@ -11,7 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import psycopg.errors
+from django.db import DatabaseError, connection
 from django.db.migrations.loader import MigrationLoader
+
+from common import error_words
 
 SHOWN = 5
 
@@ -35,3 +39,18 @@ def words(place: str, missing: list[str]) -> str:
         f"{place} lacks migrations of this release ({shown}): run `python manage.py migrate` "
         "first (`make manage ARGS=migrate`; compose runs its migrate service)"
     )
+
+
+def behind(error: BaseException) -> str | None:
+    """`words` for a statement that failed on a table or a column missing because this
+    process's database lacks migrations of this release; None otherwise (a missing column of a
+    migrated database is a bug). Asked on Django's connection."""
+    undefined = (psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedTable)
+    if not any(isinstance(link, undefined) for link in error_words.chain(error)):
+        return None
+    try:
+        with connection.cursor() as cursor:
+            missing = unapplied(cursor)
+    except DatabaseError:
+        return None
+    return words(error_words.database_place(connection.settings_dict), missing) if missing else None

@@ -139,33 +139,9 @@ def lock_holders(tables: list[str]) -> list[str]:
         ]
 
 
-def _waited_for_a_lock(error: BaseException) -> bool:
-    return any(
-        isinstance(link, psycopg.errors.LockNotAvailable) for link in error_words.chain(error)
-    )
-
-
 def _ran_too_long(error: BaseException) -> bool:
     # statement_timeout's cancel; an operator's pg_cancel_backend reads the same to beat.
     return any(isinstance(link, psycopg.errors.QueryCanceled) for link in error_words.chain(error))
-
-
-def _migrations_missing(error: DatabaseError) -> str | None:
-    """Words for a database behind this release (started before `migrate`), else None: beat
-    said it could not reach a database it reached, once a second."""
-    undefined = (psycopg.errors.UndefinedColumn, psycopg.errors.UndefinedTable)
-    if not any(isinstance(link, undefined) for link in error_words.chain(error)):
-        return None
-    try:
-        with connection.cursor() as cursor:
-            missing = migrations_state.unapplied(cursor)
-    except DatabaseError:
-        return None
-    return (
-        migrations_state.words(error_words.database_place(connection.settings_dict), missing)
-        if missing
-        else None
-    )
 
 
 class ImportScheduler(DatabaseScheduler):
@@ -272,7 +248,7 @@ class ImportScheduler(DatabaseScheduler):
                 # and a core's worth of CPU in 5 s of a lock held.
                 wait = LOCKED_DUE_WAIT_SECONDS
         except DatabaseError as error:
-            if _waited_for_a_lock(error):
+            if error_words.waited_for_a_lock(error):
                 self._say_the_lock_it_waited_for()
             elif _ran_too_long(error):
                 self._say_it_ran_too_long(error)
@@ -297,7 +273,7 @@ class ImportScheduler(DatabaseScheduler):
 
     def _database_away(self, error: DatabaseError) -> None:
         self.database_away = True
-        if behind := _migrations_missing(error):
+        if behind := migrations_state.behind(error):
             logger.warning("beat cannot dispatch: %s", behind)
         else:
             what = "write to" if read_only_database.refused(error) else "reach"

@@ -10,7 +10,7 @@ from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
 from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
-from common import error_words, read_only_database, web_statements
+from common import error_words, migrations_state, read_only_database, web_statements
 
 API_PREFIX = "/api/"
 logger = logging.getLogger("django.request")
@@ -23,8 +23,8 @@ def server_error() -> JsonResponse:
 class JsonErrorsMiddleware:
     """Turns an exception a view under /api/ raised into `{"detail": ...}` with status 500; a
     statement the database ended at the web's timeout (common.web_statements), or a write a
-    read-only database refused (common.read_only_database), into a 503 that says so, on any
-    page.
+    read-only database refused (common.read_only_database), or a database behind this
+    release's migrations (common.migrations_state), into a 503 that says so, on any page.
 
     DRF answers its own exceptions; anything else (a bug, a database that went away) would be
     Django's HTML error page, or its debug page when DEBUG is on.
@@ -84,9 +84,12 @@ def _unavailable(exception: Exception) -> tuple[str, str] | None:
     """The words and Retry-After of a 503 for a database that cannot serve the request now: a
     statement ended at the web's timeout, a write refused by a standby or a read-only server,
     or a server that refused the connection or dropped it (restarting, failing over, at its
-    max_connections): that was the API's bare 500, said as a bug."""
+    max_connections), or a schema behind this release (web started before `migrate`): that
+    was the API's bare 500, said as a bug."""
     if words := web_statements.timed_out(exception):
         return words, "5"
+    if words := migrations_state.behind(exception):
+        return words, "30"
     if _connection_lost(exception):
         connection.close()
         return DATABASE_AWAY, "5"

@@ -3,6 +3,12 @@ and the queued_at index carries the status, so the dashboard's chart reads the i
 
 Built concurrently: the runs table of a busy deployment holds millions of rows, and a plain
 CREATE INDEX would block every run's writes while it builds.
+
+A concurrent build that fails or is cancelled (an operator's cancel, a server's
+statement_timeout, a deadlock) leaves its index behind, INVALID, and this migration unapplied:
+run again, it failed on "relation already exists" every time, until someone dropped the index
+by hand. Each index is dropped first if it is there (RemoveIndexConcurrently's DROP ... IF
+EXISTS for the first), so `migrate` can simply be run again.
 """
 
 from django.contrib.postgres.operations import AddIndexConcurrently, RemoveIndexConcurrently
@@ -24,6 +30,10 @@ class Migration(migrations.Migration):
         AddIndexConcurrently(
             model_name="importrun",
             index=models.Index(fields=["queued_at"], include=("status",), name="run_queued_at_idx"),
+        ),
+        migrations.RunSQL(
+            'DROP INDEX CONCURRENTLY IF EXISTS "run_in_progress_idx"',
+            reverse_sql=migrations.RunSQL.noop,
         ),
         AddIndexConcurrently(
             model_name="importrun",

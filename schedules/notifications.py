@@ -99,14 +99,22 @@ def on_imports_late(import_ids: list[int]) -> None:
     """
     ids = sorted(set(import_ids))
     for start in range(0, len(ids), LATE_BATCH):
+        batch = ids[start : start + LATE_BATCH]
         with transaction.atomic():
             # Once a streak, whoever asks: beat's message and reconciliation's look for a
             # streak left untold (schedules.reconcile) may both come, the message late behind a
             # busy queue. The imports are locked (in id order, as every caller's) so that the
-            # two take turns.
+            # two take turns, and only then is it asked which are untold, in a statement of its
+            # own: one that waited for the locks answered from its snapshot of before, and told
+            # a streak the other had just told again (review).
+            list(
+                ScheduledImport.objects.select_for_update()
+                .filter(pk__in=batch)
+                .order_by("pk")
+                .values_list("pk", flat=True)
+            )
             untold = (
-                ScheduledImport.objects.select_for_update(of=("self",))
-                .filter(pk__in=ids[start : start + LATE_BATCH])
+                ScheduledImport.objects.filter(pk__in=batch)
                 .annotate(told=Exists(late_deliveries_of_streak()))
                 .filter(told=False)
                 .order_by("pk")

@@ -226,6 +226,7 @@ def test_a_queue_refused_leaves_the_first_one_its_deliveries(alice, drop):
         ("p" * 252 + ".csv", "a file name is at most 255 bytes"),
         ("p" * 252 + "*.csv", "no file can match the pattern: the names it matches are 256"),
         ("*[ab]" * 126 + "x.csv", "the pattern is at most 255 characters, sets [...] and stars"),
+        ("[" + "ab" * 600 + "]*.csv", "a pattern is at most 1020 bytes"),
     ],
 )
 def test_a_name_or_a_pattern_no_file_name_can_match_is_refused(alice, drop, name, words):

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.django_db
     [
         (
             "/imports/",
-            "dataset, last_run_status, late, needs_attention, page, page_size, search, status",
+            "cursor, dataset, last_run_status, late, needs_attention, page, page_size, search, "
+            "status",
         ),
         ("/runs/", "cursor, import_id, page, page_size, since, status, trigger, until"),
         ("/imports/{imp}/runs/", "cursor, page, page_size, since, status, trigger, until"),
@@ -65,12 +66,12 @@ NONE = "unknown query parameter; this endpoint takes no query parameters"
         (
             "get",
             "/imports/{imp}/history/",
-            "unknown query parameter; this endpoint takes: page, page_size",
+            "unknown query parameter; this endpoint takes: cursor, page, page_size",
         ),
         (
             "get",
             "/imports/{imp}/deliveries/",
-            "unknown query parameter; this endpoint takes: page, page_size",
+            "unknown query parameter; this endpoint takes: cursor, page, page_size",
         ),
         ("get", "/runs/{run}/", NONE),
         ("post", "/runs/{run}/cancel", NONE),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 from django.core.paginator import EmptyPage, InvalidPage, Page, PageNotAnInteger, Paginator
 from django.db import connections
 from django.db.models import Q, QuerySet
+from django.db.models.query import FlatValuesListIterable
 from rest_framework import pagination, serializers
 from rest_framework.exceptions import NotFound
 from rest_framework.request import Request
@@ -198,36 +200,69 @@ class PageNumberPagination(StrictPageSize, pagination.PageNumberPagination):
         return int(asked)
 
 
-# A run list's order, newest first, and the same read the other way (`?page=last`, `previous`).
-NEWEST_FIRST = ("-queued_at", "-id")
-OLDEST_FIRST = ("queued_at", "id")
-# A run list's cursor: which way it reads (`a`: the runs after this place, older; `b`: those
-# before it, newer), then the place: a run's `queued_at` in microseconds since 1970 and its id.
-RUN_CURSOR = re.compile(r"([ab])(-?[0-9]{1,18})\.([0-9]{1,19})")
+# Which way a cursor reads: `a`, the rows after its place in the list's order; `b`, those
+# before it.
 AFTER, BEFORE = "a", "b"
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
-class RunPagination(CountedLinks, PageNumberPagination):
-    """The run logs: `next` and `previous` carry a run's place in the list, not a page number.
+def _micros(value: datetime) -> str:
+    return str((value - EPOCH) // timedelta(microseconds=1))
 
-    Pages were OFFSETs, and the log changes while clients read it: the hourly retention job
-    deletes runs (succeeded ones go at 30 days, failed ones stay 90, interleaved), deleting an
-    import takes its runs out of `GET /runs/`, and runs are queued at the top. A run deleted
-    from a page already read moved every later run one place up, and the run crossing the page
-    boundary was never shown; `until` did not help. A link now says "the runs older (or newer)
-    than this one" by its (`queued_at`, id), the list's order, so a client following them
-    neither skips nor repeats a run; each page is a walk of the history's index from that
-    place, never an OFFSET over a year of runs.
 
-    `?page=N` still answers the N-th page from the newest (for a person jumping to a page), its
-    links cursors. `?page=last` reads the list oldest first: the real last runs, where page
+def _from_micros(text: str) -> datetime | None:
+    try:
+        return EPOCH + timedelta(microseconds=int(text))
+    except OverflowError:
+        return None
+
+
+def _from_id(text: str) -> int | None:
+    return int(text) if int(text) <= rows.MAX_ID else None
+
+
+# A place's parts in a cursor, by the type of their field: the text each must be, how a value
+# is written, and how it is read back (None: no list gave it).
+PLACE_PARTS: dict[type, tuple[str, Callable[[Any], str], Callable[[str], Any]]] = {
+    # A time, in microseconds since 1970: as precise as PostgreSQL's timestamptz.
+    datetime: (r"-?[0-9]{1,18}", _micros, _from_micros),
+    # An id, a bigint.
+    int: (r"[0-9]{1,19}", str, _from_id),
+}
+# The place of the schema's example links.
+EXAMPLE_PLACE: dict[type, Any] = {datetime: datetime(2024, 7, 1, 12, 10, tzinfo=UTC), int: 42}
+
+
+class KeysetPagination(CountedLinks, PageNumberPagination):
+    """A list whose `next` and `previous` carry a row's place in it, not a page number.
+
+    Pages were OFFSETs, and the lists change while clients read them: the hourly retention job
+    deletes runs (succeeded ones go at 30 days, failed ones stay 90, interleaved) and
+    notifications, deleting an import takes its runs out of `GET /runs/`, and new rows come in
+    at the top. A row deleted from a page already read moved every later row one place up, and
+    the row crossing the page boundary was never shown; `until` did not help. A link now says
+    "the rows after (or before) this one" by its place in the list's order (`order`: its
+    fields, the last the id, so that no two rows share a place), so a client following them
+    neither skips nor repeats a row; each page is a walk of the list's index from that place,
+    never an OFFSET over a year of rows.
+
+    `?page=N` still answers the N-th page (for a person jumping to a page), its links cursors.
+    `?page=last` reads the list from its other end: the real last rows, where page
     `count / page_size` of an estimate above the rows was empty and its `previous` a 404.
 
-    `count` is exact up to EXACT_RUN_COUNT_LIMIT runs, estimated past it.
+    `count` is exact up to the paginator's `exact_count_limit` rows, estimated past it.
     """
 
-    django_paginator_class = RunCountPaginator
+    # The list's order, each field with its type (a key of PLACE_PARTS); the last is the id.
+    order: tuple[tuple[str, type], ...]
+    # Whether the list reads from the largest place (newest first).
+    descending = True
+    # What every cursor of this list starts with: a cursor of another list is refused, not
+    # read as a place in this one.
+    cursor_tag = ""
+    # The path of the schema's example links.
+    example_path: str
+
     cursor_query_param = "cursor"
     cursor_query_description = (
         "where a page starts: take it from `next` or `previous`, which carry it, never build it"
@@ -237,12 +272,18 @@ class RunPagination(CountedLinks, PageNumberPagination):
         "start again from the first page"
     )
 
+    @property
+    def fields(self) -> list[str]:
+        return [field for field, _ in self.order]
+
     def paginate_queryset(
         self, queryset: QuerySet, request: Request, view: Any = None
     ) -> list[Any] | None:
-        """The ids of the page's runs, newest first; the links' places are kept for the answer.
+        """The page's rows in the list's order; the places of its first and last are kept for
+        the links.
 
-        `queryset` is the list as the view chose it (scope and filters), of run ids."""
+        `queryset` is the list as the view chose it (scope and filters): of rows, or of their
+        ids alone (PageReadByIds), whose page is then their ids."""
         self.request = request
         size = self.get_page_size(request)
         if not size:
@@ -258,19 +299,20 @@ class RunPagination(CountedLinks, PageNumberPagination):
                     ]
                 }
             )
-        # A page's runs with their place in the list: its first and last make the links.
-        places = queryset.values_list("pk", "queued_at")
+        # Ids alone are read with the rest of their place (id first), which makes the links.
+        self.ids_only = issubclass(queryset._iterable_class, FlatValuesListIterable)
+        listed = queryset.values_list("pk", *self.fields[:-1]) if self.ids_only else queryset
+        exact_up_to = self.django_paginator_class.exact_count_limit
         place = None
         if cursor is not None:
-            way, queued_at, pk = self._decode(cursor)
-            place = (pk, queued_at)
-            found, self.has_previous, self.has_next = self._from_place(places, way, place, size)
-            self.count = bounded_count(places, RunCountPaginator.exact_count_limit)
+            way, place = self._decode(cursor)
+            found, self.has_previous, self.has_next = self._from_place(listed, way, place, size)
+            self.count = bounded_count(listed, exact_up_to)
         elif asked_page in self.last_page_strings:
-            self.count = bounded_count(places, RunCountPaginator.exact_count_limit)
-            found, self.has_previous, self.has_next = self._last(places, size)
+            self.count = bounded_count(listed, exact_up_to)
+            found, self.has_previous, self.has_next = self._last(listed, size, exact_up_to)
         else:
-            paginator = self.django_paginator_class(places.order_by(*NEWEST_FIRST), size)
+            paginator = self.django_paginator_class(listed.order_by(*self._order(True)), size)
             number = self.get_page_number(request, paginator)
             try:
                 page = paginator.page(number)
@@ -281,62 +323,88 @@ class RunPagination(CountedLinks, PageNumberPagination):
             found = list(page)
             self.count = paginator.count
             self.has_previous, self.has_next = page.has_previous(), page.has_next()
-        # An empty page after (or before) a place whose runs were all deleted since links on
+        # An empty page after (or before) a place whose rows were all deleted since links on
         # from that place.
-        self.first = found[0] if found else place
-        self.last = found[-1] if found else place
-        return [pk for pk, _ in found]
+        self.first = self._place(found[0]) if found else place
+        self.last = self._place(found[-1]) if found else place
+        return [row[0] for row in found] if self.ids_only else found
+
+    def _place(self, row: Any) -> tuple[Any, ...]:
+        if self.ids_only:
+            return (*row[1:], row[0])
+        return tuple(getattr(row, field) for field in self.fields)
+
+    def _order(self, forward: bool) -> list[str]:
+        """The list's order (`forward`), or the same read the other way (`?page=last`,
+        `previous`)."""
+        sign = "-" if self.descending == forward else ""
+        return [f"{sign}{field}" for field in self.fields]
+
+    def _past(self, place: tuple[Any, ...], forward: bool, fields: list[str] | None = None) -> Q:
+        """The rows past `place` along the list's order (`forward`) or against it.
+
+        The first field bounds the index walk (`queued_at <= t`); within that bound the
+        rows past the place are those past it by the first field or by the rest (the id:
+        rows that share a time). Written `a = t AND id < i`, the second half was taken by
+        PostgreSQL as a second index scan to OR with the first, and a page from the middle
+        of 50,000 deliveries read 25,000 of them and sorted them (8.6 ms against 0.1)."""
+        fields = self.fields if fields is None else fields
+        compare = "lt" if self.descending == forward else "gt"
+        first = Q(**{f"{fields[0]}__{compare}": place[0]})
+        if len(fields) == 1:
+            return first
+        rest = self._past(place[1:], forward, fields[1:])
+        return Q(**{f"{fields[0]}__{compare}e": place[0]}) & (first | rest)
 
     def _from_place(
-        self, places: QuerySet, way: str, place: tuple[int, datetime], size: int
-    ) -> tuple[list[tuple[int, datetime]], bool, bool]:
-        """The page after (or before) `place`, and whether runs precede and follow it. Along
-        the list's order from that place: `queued_at` bounds the index walk, the id orders
-        runs queued in the same microsecond."""
-        pk, queued_at = place
-        if way == AFTER:
-            older = Q(queued_at__lt=queued_at) | Q(pk__lt=pk)
-            read = list(
-                places.filter(older, queued_at__lte=queued_at).order_by(*NEWEST_FIRST)[: size + 1]
-            )
-            # The cursor came from a page of newer runs: a link back is given, as DRF's cursor
-            # pages do, without a query to prove those runs are still there.
+        self, listed: QuerySet, way: str, place: tuple[Any, ...], size: int
+    ) -> tuple[list[Any], bool, bool]:
+        """The page after (or before) `place`, and whether rows precede and follow it."""
+        forward = way == AFTER
+        past = listed.filter(self._past(place, forward)).order_by(*self._order(forward))
+        read = list(past[: size + 1])
+        if forward:
+            # The cursor came from an earlier page: a link back is given, as DRF's cursor
+            # pages do, without a query to prove those rows are still there.
             return read[:size], True, len(read) > size
-        newer = Q(queued_at__gt=queued_at) | Q(pk__gt=pk)
-        read = list(
-            places.filter(newer, queued_at__gte=queued_at).order_by(*OLDEST_FIRST)[: size + 1]
-        )
         return read[:size][::-1], len(read) > size, True
 
-    def _last(self, places: QuerySet, size: int) -> tuple[list[tuple[int, datetime]], bool, bool]:
-        """The oldest runs, read oldest first: as many as the last page by an exact count
+    def _last(self, listed: QuerySet, size: int, exact_up_to: int) -> tuple[list[Any], bool, bool]:
+        """The list's last rows, read from its end: as many as the last page by an exact count
         holds, a full page past it (an estimate may be above the rows as well as below)."""
         shown = size
-        if self.count <= RunCountPaginator.exact_count_limit and self.count % size:
+        if self.count <= exact_up_to and self.count % size:
             shown = self.count % size
-        read = list(places.order_by(*OLDEST_FIRST)[: shown + 1])
+        read = list(listed.order_by(*self._order(False))[: shown + 1])
         return read[:shown][::-1], len(read) > shown, False
 
-    def _decode(self, cursor: str) -> tuple[str, datetime, int]:
+    def _decode(self, cursor: str) -> tuple[str, tuple[Any, ...]]:
         try:
             text = base64.urlsafe_b64decode(cursor.encode("ascii") + b"==").decode("ascii")
         except (UnicodeError, ValueError) as error:
             raise NotFound(self.invalid_cursor_message) from error
-        parsed = RUN_CURSOR.fullmatch(text)
-        if parsed is None or int(parsed[3]) > rows.MAX_ID:
+        parts = r"\.".join(f"({PLACE_PARTS[kind][0]})" for _, kind in self.order)
+        parsed = re.fullmatch(f"{re.escape(self.cursor_tag)}([ab]){parts}", text)
+        if parsed is None:
             raise NotFound(self.invalid_cursor_message)
-        try:
-            queued_at = EPOCH + timedelta(microseconds=int(parsed[2]))
-        except OverflowError as error:
-            raise NotFound(self.invalid_cursor_message) from error
-        return parsed[1], queued_at, int(parsed[3])
+        place = tuple(
+            PLACE_PARTS[kind][2](part)
+            for (_, kind), part in zip(self.order, parsed.groups()[1:], strict=True)
+        )
+        if None in place:
+            raise NotFound(self.invalid_cursor_message)
+        return parsed[1], place
 
-    def _link(self, way: str, place: tuple[int, datetime]) -> str:
-        pk, queued_at = place
-        micros = (queued_at - EPOCH) // timedelta(microseconds=1)
-        cursor = base64.urlsafe_b64encode(f"{way}{micros}.{pk}".encode("ascii"))
+    def _cursor(self, way: str, place: tuple[Any, ...]) -> str:
+        written = ".".join(
+            PLACE_PARTS[kind][1](value) for (_, kind), value in zip(self.order, place, strict=True)
+        )
+        cursor = base64.urlsafe_b64encode(f"{self.cursor_tag}{way}{written}".encode("ascii"))
+        return cursor.decode().rstrip("=")
+
+    def _link(self, way: str, place: tuple[Any, ...]) -> str:
         url = remove_query_param(self.request.build_absolute_uri(), self.page_query_param)
-        return replace_query_param(url, self.cursor_query_param, cursor.decode().rstrip("="))
+        return replace_query_param(url, self.cursor_query_param, self._cursor(way, place))
 
     def get_next_link(self) -> str | None:
         if not self.has_next or self.last is None:
@@ -350,9 +418,10 @@ class RunPagination(CountedLinks, PageNumberPagination):
 
     def get_paginated_response_schema(self, schema: dict[str, Any]) -> dict[str, Any]:
         response = super().get_paginated_response_schema(schema)
+        example = self._cursor(AFTER, tuple(EXAMPLE_PLACE[kind] for _, kind in self.order))
         for link in ("next", "previous"):
             response["properties"][link]["example"] = (
-                f"http://api.example.org/runs/?{self.cursor_query_param}=YTE3MTk4MzU4MDAwMDAwMDAuNDI"
+                f"http://api.example.org{self.example_path}?{self.cursor_query_param}={example}"
             )
         return response
 
@@ -367,6 +436,47 @@ class RunPagination(CountedLinks, PageNumberPagination):
                 "schema": {"type": "string"},
             },
         ]
+
+
+class RunPagination(KeysetPagination):
+    """The run logs, newest first (`queued_at`, then id: runs queued in the same microsecond,
+    a batch of beat's ticks); each page a walk of run_history_idx or run_queued_at_idx.
+
+    `count` is exact up to EXACT_RUN_COUNT_LIMIT runs, estimated past it. `queryset` is of
+    run ids (PageReadByIds)."""
+
+    django_paginator_class = RunCountPaginator
+    order = (("queued_at", datetime), ("id", int))
+    example_path = "/runs/"
+
+
+class DeliveryPagination(KeysetPagination):
+    """An import's notifications, newest first (`created_at`, then id), along
+    delivery_log_idx: an hourly import makes thousands a year, and retention deletes the old
+    ones while a client reads."""
+
+    order = (("created_at", datetime), ("id", int))
+    cursor_tag = "d"
+    example_path = "/imports/7/deliveries/"
+
+
+class HistoryPagination(KeysetPagination):
+    """An import's history, newest first (auditlog's `timestamp`, then id): retention deletes
+    its run events while a client reads (history.entries_for)."""
+
+    order = (("timestamp", datetime), ("id", int))
+    cursor_tag = "h"
+    example_path = "/imports/7/history/"
+
+
+class ImportPagination(KeysetPagination):
+    """The imports, by id (their primary key's index): imports are created and deleted while
+    a client reads."""
+
+    order = (("id", int),)
+    descending = False
+    cursor_tag = "i"
+    example_path = "/imports/"
 
 
 # A record's key is at most 2,048 bytes (tasks.engine.validate): no cursor points past one longer.

@@ -50,7 +50,13 @@ from .filters import (
     RunFilter,
     check_query_params,
 )
-from .pagination import RecordCursorPagination, RunPagination
+from .pagination import (
+    DeliveryPagination,
+    HistoryPagination,
+    ImportPagination,
+    RecordCursorPagination,
+    RunPagination,
+)
 from .permissions import OwnerMayChange
 from .renderers import ExactJSONRenderer
 from .serializers import (
@@ -218,6 +224,7 @@ class ImportViewSet(NamedNotFound, PageReadByIds, viewsets.ModelViewSet):
     queryset = ScheduledImport.objects.none()  # for the schema; requests use get_queryset()
     serializer_class = ImportSerializer
     filterset_class = ImportFilter
+    pagination_class = ImportPagination
     permission_classes = [IsAuthenticated, OwnerMayChange]
     lookup_value_regex = r"\d+"
 
@@ -399,7 +406,13 @@ class ImportViewSet(NamedNotFound, PageReadByIds, viewsets.ModelViewSet):
         )
 
     @extend_schema(responses=DeliverySerializer(many=True))
-    @action(detail=True, methods=["get"], filterset_class=None, paginated_detail=True)
+    @action(
+        detail=True,
+        methods=["get"],
+        filterset_class=None,
+        paginated_detail=True,
+        pagination_class=DeliveryPagination,
+    )
     def deliveries(self, request: Request, pk: str) -> Response:
         """The import's notifications, newest first, and how each delivery went."""
         log = self.get_object().deliveries.order_by("-created_at", "-id")
@@ -407,7 +420,13 @@ class ImportViewSet(NamedNotFound, PageReadByIds, viewsets.ModelViewSet):
         return self.get_paginated_response(DeliverySerializer(page, many=True).data)
 
     @extend_schema(responses=HistoryEntrySerializer(many=True))
-    @action(detail=True, methods=["get"], filterset_class=None, paginated_detail=True)
+    @action(
+        detail=True,
+        methods=["get"],
+        filterset_class=None,
+        paginated_detail=True,
+        pagination_class=HistoryPagination,
+    )
     def history(self, request: Request, pk: str) -> Response:
         """Who changed what, when, from which surface (api, admin, command): creation, every
         edit with old -> new, pause, resume, cancel, and runs triggered, cancelled or retried;

@@ -77,14 +77,17 @@ def delete_old_processed_files(limit: int = DELETE_LIMIT) -> dict[str, int]:
         walked, gone = [], []
         for folder in processed_folders():
             if tally.processed_files >= limit:
-                logger.info("retention: %s processed files deleted, the rest at the next run",
-                            tally.processed_files)  # fmt: skip
                 break
             outcome = _delete_old_files(folder, older_than, limit, tally)
             if outcome == WALKED:
                 walked.append(folder)
             elif outcome == GONE:
                 gone.append(folder)
+        if tally.processed_files >= limit:
+            # Said wherever it stopped: stopped in the last folder (or the only one), the job
+            # left the rest without a word, its figures those of a job that cleaned everything.
+            logger.info("retention: %s processed files deleted, a job's most: the rest at the "
+                        "next run", tally.processed_files)  # fmt: skip
         _remember(walked, began)
         _forget(gone, began)
     _publish(tally)

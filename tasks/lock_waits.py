@@ -33,13 +33,14 @@ LIMIT 3
 """
 
 _noted = ""
+_sessions = ""
 
 
 def note() -> None:
     """Note whom this process's connection's statement waits for now (none: nothing noted).
     Never raises: it runs in the handler of the time limit's signal."""
-    global _noted
-    _noted = ""
+    global _noted, _sessions
+    _noted = _sessions = ""
     try:
         raw = connection.connection
         if raw is None or raw.info.transaction_status != psycopg.pq.TransactionStatus.ACTIVE:
@@ -61,11 +62,20 @@ def note() -> None:
         )
         one = "another database session" if len(holders) == 1 else "other database sessions"
         _noted = f" while it waited for a lock {one} held ({sessions})"
+        _sessions = sessions
 
 
 def noted() -> str:
     """What `note` found at the last time limit (" while it waited for a lock … held (…)"),
     "" when the run waited for no lock; forgotten once read."""
-    global _noted
-    found, _noted = _noted, ""
+    global _noted, _sessions
+    found, _noted, _sessions = _noted, "", ""
+    return found
+
+
+def whose() -> str:
+    """The sessions `note` found holding the lock ("pid 4242: psql, idle in transaction for
+    12.345 s"), "" when none; forgotten once read, as `noted`."""
+    global _noted, _sessions
+    found, _noted, _sessions = _sessions, "", ""
     return found

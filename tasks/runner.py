@@ -110,7 +110,13 @@ def database_or_requeue(
         if not in_task:
             raise
         _drop_broken_connection()
-        logger.warning("%s: %s", what, WAITED_FOR_THE_DATABASE)
+        # Whose session held it, where the run itself can say nothing (its row may be the one
+        # held): "a lock another session holds" alone left the operator no lead.
+        held_by = lock_waits.whose()
+        words = WAITED_FOR_THE_DATABASE
+        if held_by:
+            words = words.replace("session holds)", f"session holds: {held_by})", 1)
+        logger.warning("%s: %s", what, words)
         if given_up is not None:
             given_up()
         raise Reject(WAITED_FOR_THE_DATABASE, requeue=True) from error

@@ -31,6 +31,7 @@ def test_a_run_whose_claim_waits_past_its_time_limit_goes_back_to_the_queue(
     with other_connection() as locker:
         run = services.enqueue_run(imp, trigger="manual", user=alice)
         locker.execute("SELECT id FROM schedules_importrun WHERE id = %s FOR UPDATE", [run.pk])
+        locker_pid = locker.info.backend_pid
 
         # When a worker takes it and its soft time limit (3 s) passes while the claim waits
         processes.start("worker", **FAST)
@@ -55,6 +56,8 @@ def test_a_run_whose_claim_waits_past_its_time_limit_goes_back_to_the_queue(
     # back, runs once the lock is gone
     assert "raised unexpected: SoftTimeLimitExceeded" not in log, log[-2500:]
     assert f"run {run.pk}: its time limit struck while it waited for the database" in log, log
+    # ... naming whose session held the lock (it said only "a lock another session holds")
+    assert f"(a lock another session holds: pid {locker_pid}: " in log, log
     run = wait_for(
         lambda: ImportRun.objects.filter(pk=run.pk, finished_at__isnull=False).first(),
         30,

@@ -206,20 +206,15 @@ def _oldest_waiting(
 # square of its size: 300 files took under a minute, 10,000 took 1.8 h and 40,000 about a day.
 # Now a process keeps each queue's order (_Queue), and one choice costs a listing of the
 # folder's names (what arrived or went since; no stat), a look at the few files at the head,
-# and one query of those few files' versions. The listing itself is skipped while the folder
-# is as it was listed (_folder_state: a name added, removed or renamed changes its modification
-# time): a queue nothing was delivered to, or taken from, since is not listed again.
+# and one query of those few files' versions. The listing is not skipped when the folder's
+# modification time is as it was listed: on an NFS or SMB share a stat answers from the
+# client's cache, deliveries written from another host leave it as it was, and the queue took
+# the newest of two new deliveries first (review of a cache tried in this round).
 
 # A queue's files are all looked at again this often: a file written again in place keeps its
 # inode, and one given an older modification time (`touch -d`) is seen in its new place once
 # looked at (a newer one is seen when it reaches the head).
 REVALIDATE_SECONDS = 60.0
-# A listing is reused only when the folder's modification time was at least this old when it
-# was taken: a name added in the same tick of the file system's clock as the change before it
-# leaves the time as it was (a jiffy, up to 10 ms, on ext4 before Linux 6.13). Times in whole
-# milliseconds or coarser (whole seconds: FAT, some shares, 2 s) need COARSE_SECONDS.
-FINE_SECONDS = 0.05
-COARSE_SECONDS = 2.0
 # Queues kept per process (the least recently chosen goes): each holds a name per file waiting.
 QUEUES_KEPT = 16
 # The head's files looked at, and their versions asked in one query, at first; then 8 times as
@@ -255,30 +250,17 @@ class _Queue:
         self.known: dict[str, tuple[int, int, int, bool]] = {}
         self.order: list[tuple[int, str]] = []
         self.looked_at = -math.inf
-        # The folder as it was when last listed (None: list it at the next choice).
-        self.listed: tuple[int, int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.order)
 
     def refresh(self) -> None:
-        """The order brought up to what the folder holds now (_listing's errors raised).
-
-        Not listed again while the folder is the one listed, with the modification time it
-        had then, and that time was old enough then (FINE_SECONDS) to be trusted: a process
-        other than this one, on this host or another, adding or taking a file changes it too.
-        """
+        """The order brought up to what the folder holds now (_listing's errors raised)."""
         if time.monotonic() - self.looked_at > REVALIDATE_SECONDS:
             self.known.clear()
             self.order.clear()
-            self.listed = None
             self.looked_at = time.monotonic()
-        state = _folder_state(self.where)
-        if state is not None and state == self.listed:
-            return
         listed = _listing(self.where, self.matches)
-        # As it was before the listing: a change during it is seen at the next choice.
-        self.listed = state
         self._forget(self.known.keys() - listed.keys())
         replaced = [
             entry
@@ -378,21 +360,6 @@ class _Queue:
             return
         for item in items:
             bisect.insort(self.order, item, key=_place)
-
-
-def _folder_state(where: drop_folders.DropPath) -> tuple[int, int, int] | None:
-    """(device, inode, modification time) of the queue's folder, None when that time is too
-    recent to be trusted to change at the next name added or removed (FINE_SECONDS)."""
-    now = time.time_ns()  # before the stat: the time was at least this old when it was read
-    try:
-        info = os.stat(where.folder)
-    except FileNotFoundError:
-        raise TransientImportError(f"the folder {where.folder} does not exist (yet)") from None
-    except OSError as error:
-        raise _open_error(where.folder, error) from error
-    mtime = info.st_mtime_ns
-    window = FINE_SECONDS if mtime % 1_000_000 else COARSE_SECONDS
-    return (info.st_dev, info.st_ino, mtime) if now - mtime > window * 1e9 else None
 
 
 _queues: OrderedDict[tuple[str, str], _Queue] = OrderedDict()

@@ -129,14 +129,11 @@ LIMIT 3
 
 def lock_holders(tables: list[str]) -> list[str]:
     """The sessions holding a lock on `tables` that beat's writes wait for, each in words."""
-    from schedules.display import duration
+    from schedules.display import session
 
     with connection.cursor() as cursor:
         cursor.execute(LOCK_HOLDERS, [tables])
-        return [
-            f"pid {pid} ({who}, {state} for {duration(milliseconds)}: {query})"
-            for pid, who, state, milliseconds, query in cursor.fetchall()
-        ]
+        return [session(*row) for row in cursor.fetchall()]
 
 
 def _ran_too_long(error: BaseException) -> bool:

@@ -63,6 +63,12 @@ def moment(
     )
 
 
+def session(pid: int, who: str, state: str, milliseconds: int, query: str) -> str:
+    """A database session another one waits for, in an operator's words (beat's log, migrate's
+    message): its pid, who it is, what it is doing and for how long, and its statement."""
+    return f"pid {pid} ({who}, {state} for {duration(milliseconds)}: {query})"
+
+
 def duration(milliseconds: int | None) -> str:
     """65 ms, 1.234 s, 2 min 05.310 s, 1 h 02 min 05.310 s: never rounded to the minute."""
     if milliseconds is None:

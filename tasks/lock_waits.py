@@ -32,15 +32,15 @@ ORDER BY b.xact_start
 LIMIT 3
 """
 
-_noted = ""
-_sessions = ""
+# The sessions the last look found holding the lock, each in words (none: it waited for none).
+_holders: list[str] = []
 
 
 def note() -> None:
     """Note whom this process's connection's statement waits for now (none: nothing noted).
     Never raises: it runs in the handler of the time limit's signal."""
-    global _noted, _sessions
-    _noted = _sessions = ""
+    global _holders
+    _holders = []
     try:
         raw = connection.connection
         if raw is None or raw.info.transaction_status != psycopg.pq.TransactionStatus.ACTIVE:
@@ -55,27 +55,30 @@ def note() -> None:
     except Exception as error:  # (a signal handler: whatever happens, the limit strikes)
         logger.warning("what the run waited for was not asked: %s", error)
         return
-    if holders:
-        sessions = "; ".join(
-            f"pid {pid}: {who}, {state} for {duration(milliseconds)}"
-            for pid, who, state, milliseconds in holders
-        )
-        one = "another database session" if len(holders) == 1 else "other database sessions"
-        _noted = f" while it waited for a lock {one} held ({sessions})"
-        _sessions = sessions
+    _holders = [
+        f"pid {pid}: {who}, {state} for {duration(milliseconds)}"
+        for pid, who, state, milliseconds in holders
+    ]
+
+
+def _taken() -> list[str]:
+    """What the last look found, forgotten once read."""
+    global _holders
+    found, _holders = _holders, []
+    return found
 
 
 def noted() -> str:
     """What `note` found at the last time limit (" while it waited for a lock … held (…)"),
     "" when the run waited for no lock; forgotten once read."""
-    global _noted, _sessions
-    found, _noted, _sessions = _noted, "", ""
-    return found
+    holders = _taken()
+    if not holders:
+        return ""
+    one = "another database session" if len(holders) == 1 else "other database sessions"
+    return f" while it waited for a lock {one} held ({'; '.join(holders)})"
 
 
 def whose() -> str:
     """The sessions `note` found holding the lock ("pid 4242: psql, idle in transaction for
     12.345 s"), "" when none; forgotten once read, as `noted`."""
-    global _noted, _sessions
-    found, _noted, _sessions = _sessions, "", ""
-    return found
+    return "; ".join(_taken())

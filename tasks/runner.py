@@ -56,12 +56,21 @@ REDIS_UNREACHABLE = (
     "importbeat's Redis (REDIS_URL, the run locks) is unreachable; the message goes back to the "
     "queue"
 )
+
+
 # A run whose time limit struck before its attempt began: a statement that waited for a lock
 # another session held (an operator's open transaction on its row, a migration's on its table).
-WAITED_FOR_THE_DATABASE = (
-    "its time limit struck while it waited for the database (a lock another session holds); "
-    "the message goes back to the queue"
-)
+def waited_for_the_database(held_by: str = "") -> str:
+    """Why a run's message goes back to the queue at its time limit, naming whose session held
+    the lock when it is known (tasks.lock_waits.whose)."""
+    whose = f": {held_by}" if held_by else ""
+    return (
+        f"its time limit struck while it waited for the database (a lock another session "
+        f"holds{whose}); the message goes back to the queue"
+    )
+
+
+WAITED_FOR_THE_DATABASE = waited_for_the_database()
 # The message of a run stopped by a bug: the owner cannot act on the error's class, the
 # operators read the traceback kept with the run (and the worker's log).
 INTERNAL_ERROR = (
@@ -112,11 +121,7 @@ def database_or_requeue(
         _drop_broken_connection()
         # Whose session held it, where the run itself can say nothing (its row may be the one
         # held): "a lock another session holds" alone left the operator no lead.
-        held_by = lock_waits.whose()
-        words = WAITED_FOR_THE_DATABASE
-        if held_by:
-            words = words.replace("session holds)", f"session holds: {held_by})", 1)
-        logger.warning("%s: %s", what, words)
+        logger.warning("%s: %s", what, waited_for_the_database(lock_waits.whose()))
         if given_up is not None:
             given_up()
         raise Reject(WAITED_FOR_THE_DATABASE, requeue=True) from error

@@ -26,7 +26,7 @@ from django.core.management.commands import migrate
 from django.db import DatabaseError, OperationalError, connections
 
 from common import error_words
-from schedules.display import duration
+from schedules.display import duration, session
 
 LOCK_TIMEOUT_SECONDS = 1.0
 LOCK_PAUSE_SECONDS = 5.0
@@ -137,10 +137,7 @@ class Command(migrate.Command):
         try:
             with connection.cursor() as cursor:
                 cursor.execute(LONG_TRANSACTIONS, [self.lock_timeout_ms / 1000])
-                holders = [
-                    f"pid {pid} ({who}, {state} for {duration(ms)}: {query})"
-                    for pid, who, state, ms, query in cursor.fetchall()
-                ]
+                holders = [session(*row) for row in cursor.fetchall()]
         except DatabaseError:
             pass
         held = f" (in a transaction longer than that: {'; '.join(holders)})" if holders else ""

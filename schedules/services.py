@@ -382,6 +382,9 @@ def update_import(
         # The change asked is the import as it is (RFC 9110 13.1.1): a PUT retried after its
         # answer was lost, with the If-Match of its first try, was told 412 "the import
         # changed" of its own change; and a write that changed nothing made a new version.
+        # Its beat entry is still put in step (no new version): "save it again" is how an
+        # operator mends an entry deleted or disabled in django-celery-beat's admin.
+        imp.sync_periodic_task()
         return _now_as(asked, imp)
     check_version(imp, if_version)
     if errors := validation.edit_errors(imp, fields, defaults={}):

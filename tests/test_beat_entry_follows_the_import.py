@@ -111,3 +111,21 @@ def test_deleting_the_import_deletes_its_periodic_task(alice, how):
         ScheduledImport.objects.filter(pk=imp.pk).delete()
 
     assert not PeriodicTask.objects.filter(pk=task_id).exists()
+
+
+@pytest.mark.parametrize("mishap", ["deleted", "disabled"])
+def test_a_change_that_changes_nothing_still_mends_its_beat_entry(alice, mishap):
+    # Given an active import whose entry an operator deleted or disabled in the beat admin
+    imp = make_import(alice, "https://example.com/p.csv", interval_seconds=300)
+    version = services.import_version(imp)
+    entry = PeriodicTask.objects.filter(pk=imp.periodic_task_id)
+    entry.delete() if mishap == "deleted" else entry.update(enabled=False)
+
+    # When its owner saves it again as it is
+    services.update_import(ScheduledImport.objects.get(pk=imp.pk), description=imp.description)
+
+    # Then its entry is there and enabled again (a change of nothing returned at once, so
+    # "save it again" mended nothing), and the import keeps its version
+    imp = ScheduledImport.objects.get(pk=imp.pk)
+    assert PeriodicTask.objects.get(pk=imp.periodic_task_id).enabled
+    assert services.import_version(imp) == version

@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 from common import database_clock
 from common.redis_client import client
 
-from . import alerts, credentials
+from . import alerts, credentials, import_locks
 from .fresh_connection import on_a_fresh_connection
 from .models import ImportRun, NotificationDelivery, OwnerMailbox, ScheduledImport
 from .text import printable
@@ -107,12 +107,7 @@ def on_imports_late(import_ids: list[int]) -> None:
             # two take turns, and only then is it asked which are untold, in a statement of its
             # own: one that waited for the locks answered from its snapshot of before, and told
             # a streak the other had just told again (review).
-            list(
-                ScheduledImport.objects.select_for_update()
-                .filter(pk__in=batch)
-                .order_by("pk")
-                .values_list("pk", flat=True)
-            )
+            import_locks.lock_in_id_order(ScheduledImport.objects.filter(pk__in=batch))
             untold = (
                 ScheduledImport.objects.filter(pk__in=batch)
                 .annotate(told=Exists(late_deliveries_of_streak()))

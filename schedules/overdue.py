@@ -19,7 +19,7 @@ from django.db import connection, transaction
 
 from common import database_clock
 
-from . import notifications
+from . import import_locks, notifications
 from .models import ScheduledImport
 
 logger = logging.getLogger("importbeat.reconcile")
@@ -32,14 +32,21 @@ def start_late_streaks(now: datetime | None = None) -> list[int]:
     now = now or database_clock.now()
     overdue_before = now - timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
     with transaction.atomic(), connection.cursor() as cursor:
-        # One statement: beat advancing an import meanwhile moves its next tick, which
-        # PostgreSQL checks again on the row beat committed.
+        # Beat advancing an import meanwhile moves its next tick, which PostgreSQL checks again
+        # on the row beat committed, as it locks it.
+        overdue = import_locks.lock_in_id_order(
+            ScheduledImport.objects.filter(
+                status=ScheduledImport.Status.ACTIVE,
+                late_since__isnull=True,
+                next_run_at__lt=overdue_before,
+            )
+        )
         # A streak of its own: the last streak's count (`missed_while_late` is left as it was
         # when a streak ends) said "missed 5 tick(s) since it turned late" of last week's.
         cursor.execute(
             f"UPDATE {ScheduledImport._meta.db_table} SET late_since = %s, missed_while_late = 0"
-            " WHERE status = %s AND late_since IS NULL AND next_run_at < %s RETURNING id",
-            [now, ScheduledImport.Status.ACTIVE, overdue_before],
+            " WHERE id = ANY(%s::bigint[]) RETURNING id",
+            [now, overdue],
         )
         started = sorted(row[0] for row in cursor.fetchall())
     if started:

@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 
 from common import database_clock, owner_lines
 
-from . import broker, services
+from . import broker, import_locks, services
 from .models import ImportRun, ScheduledImport
 
 logger = logging.getLogger("importbeat.reconcile")
@@ -435,7 +435,8 @@ def _count_missed(counts: list[tuple[int, int, datetime | None]], now: datetime)
 def _mark_reconciled(ends: dict[int, datetime]) -> None:
     table = ScheduledImport._meta.db_table
     ids = list(ends)
-    with connection.cursor() as cursor:
+    with transaction.atomic(), connection.cursor() as cursor:
+        import_locks.lock_in_id_order(ScheduledImport.objects.filter(pk__in=ids))
         cursor.execute(
             f"""
             UPDATE {table} AS i SET reconciled_until = v.until

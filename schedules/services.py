@@ -51,6 +51,7 @@ from . import (
     alerts,
     credentials,
     history,
+    import_locks,
     notifications,
     processed_files,
     revoked_tasks,
@@ -641,6 +642,9 @@ def delete_runs(runs: QuerySet[ImportRun]) -> int:
     "late" alert after an operator deleted a queued run in the admin to stop it)."""
     selected, params = runs.order_by().values("pk").query.sql_with_params()
     deleted = 0
+    import_locks.lock_in_id_order(
+        ScheduledImport.objects.filter(pk__in=runs.order_by().values("scheduled_import_id"))
+    )
     with db_connection.cursor() as cursor:
         cursor.execute(RECONCILED_PAST_DELETED_TICKS.replace(SELECTED_RUNS, selected), list(params))
         for statement in runs_deletion():

@@ -38,6 +38,26 @@ FAST = {
 }
 
 
+def wait_until_a_session_waits_for_a_lock(seconds: float = 10) -> bool:
+    """Whether, within `seconds`, another session of this test's database waits for a lock (read
+    on Django's connection, in its transaction if one is open)."""
+    from django.db import connection
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with connection.cursor() as cursor:
+            # The activity a transaction reads is its first look's, unless cleared.
+            cursor.execute("SELECT pg_stat_clear_snapshot()")
+            cursor.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            if cursor.fetchone()[0]:
+                return True
+        time.sleep(0.05)
+    return False
+
+
 def wait_for_download(csv_server, run: ImportRun, what: str = "", path: str = "/big.csv") -> None:
     """Until a worker runs `run` and has asked the CSV server for its file."""
     wait_for(

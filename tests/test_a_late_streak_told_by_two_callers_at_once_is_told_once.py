@@ -11,30 +11,18 @@ now, and the notices looked for in a statement of its own.
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
-from django.db import connection, connections, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from schedules import notifications
 from schedules.models import NotificationDelivery, ScheduledImport
 from tests.api_support import SOURCE
 from tests.factories import make_import
+from tests.reliability import wait_until_a_session_waits_for_a_lock
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _someone_waits_for_a_lock() -> bool:
-    with connections["default"].cursor() as cursor:
-        # The activity a transaction reads is its first look's, unless cleared: it waited out
-        # its 10 s and went on.
-        cursor.execute("SELECT pg_stat_clear_snapshot()")
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            " AND datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        return cursor.fetchone()[0] > 0
 
 
 def test_two_callers_at_once_tell_a_late_streak_once(alice):
@@ -57,9 +45,7 @@ def test_two_callers_at_once_tell_a_late_streak_once(alice):
         notifications.on_imports_late([imp.pk])
         other = threading.Thread(target=second_caller)
         other.start()
-        deadline = time.monotonic() + 10
-        while not _someone_waits_for_a_lock() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until_a_session_waits_for_a_lock()
         assert other.is_alive(), errors
     other.join(20)
 

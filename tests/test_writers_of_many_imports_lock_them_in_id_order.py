@@ -12,30 +12,19 @@ import of a higher id, so that the other session can take that one too.
 from __future__ import annotations
 
 import threading
-import time
 from datetime import timedelta
 
 import pytest
-from django.db import OperationalError, connection, connections, transaction
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from schedules import overdue, reconcile, services
 from schedules.models import ImportRun, ScheduledImport
 from tests.api_support import SOURCE
 from tests.factories import make_import
+from tests.reliability import wait_until_a_session_waits_for_a_lock
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def _someone_waits_for_a_lock() -> bool:
-    with connections["default"].cursor() as cursor:
-        # The activity a transaction reads is its first look's, unless cleared.
-        cursor.execute("SELECT pg_stat_clear_snapshot()")
-        cursor.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-            " AND datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        return cursor.fetchone()[0] > 0
 
 
 def _mark_reconciled(first: ScheduledImport, second: ScheduledImport) -> None:
@@ -87,9 +76,7 @@ def test_a_writer_of_many_imports_waits_for_the_lowest_id_holding_no_higher_one(
         list(ScheduledImport.objects.select_for_update().filter(pk=first.pk))
         other = threading.Thread(target=write)
         other.start()
-        deadline = time.monotonic() + 10
-        while not _someone_waits_for_a_lock() and time.monotonic() < deadline:
-            time.sleep(0.05)
+        wait_until_a_session_waits_for_a_lock()
         assert other.is_alive(), errors
         try:
             with transaction.atomic():

@@ -401,7 +401,15 @@ def _advance(plans: dict[int, TickPlan], now: datetime) -> None:
                        WHEN v.on_time THEN NULL
                        ELSE i.late_since END,
                    missed_counted_from = CASE
-                       WHEN v.missed > 0 THEN v.counted_from ELSE i.missed_counted_from END,
+                       WHEN v.missed = 0 THEN i.missed_counted_from
+                       -- The range counted before, reconciliation not past it yet, is kept
+                       -- within: a second outage before reconciliation's look made it count
+                       -- the first one's ticks again, and an import on time again turned late.
+                       -- (The ticks between the two had their runs.)
+                       WHEN i.missed_counted_until
+                            > COALESCE(i.reconciled_until, '-infinity'::timestamptz)
+                       THEN LEAST(i.missed_counted_from, v.counted_from)
+                       ELSE v.counted_from END,
                    missed_counted_until = CASE
                        WHEN v.missed > 0 THEN v.counted_until ELSE i.missed_counted_until END
               FROM unnest(%s::bigint[], %s::timestamptz[], %s::int[], %s::bool[],

@@ -53,6 +53,13 @@ def validate_cron_expression(expression: str) -> None:
             f"a macro such as @daily; got {len(fields)} fields"
         )
     for position, (field, (name, low, high)) in enumerate(zip(fields, CRON_FIELDS, strict=True)):
+        if "*" in field.split(",") and "," in field:
+            # `0 0 15 * 1,*`: cron ORs the day fields (the weekday's does not start with `*`)
+            # and runs it daily, as its words said, while the ticks read the list as `*` and
+            # fired on the 15th alone (scheduler hunt).
+            raise ValidationError(
+                f"{name} field {field!r}: * means every value and stands alone, not in a list"
+            )
         for atom in field.lower().split(","):
             for alias, number in NAMES.get(position, {}).items():
                 atom = atom.replace(alias, str(number))

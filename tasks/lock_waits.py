@@ -14,6 +14,7 @@ the statement that waited was already given up, and nothing says what it waited 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import psycopg
 from django.db import connection
@@ -45,12 +46,7 @@ def note() -> None:
         raw = connection.connection
         if raw is None or raw.info.transaction_status != psycopg.pq.TransactionStatus.ACTIVE:
             return
-        params = connection.get_connection_params()
-        with psycopg.connect(
-            dbname=params.get("dbname"), user=params.get("user"),
-            password=params.get("password"), host=params.get("host"),
-            port=params.get("port"), autocommit=True, connect_timeout=3,
-        ) as side:  # fmt: skip
+        with psycopg.connect(**side_connection_params()) as side:
             holders = side.execute(BLOCKING, [raw.info.backend_pid]).fetchall()
     except Exception as error:  # (a signal handler: whatever happens, the limit strikes)
         logger.warning("what the run waited for was not asked: %s", error)
@@ -59,6 +55,13 @@ def note() -> None:
         f"pid {pid}: {who}, {state} for {duration(milliseconds)}"
         for pid, who, state, milliseconds in holders
     ]
+
+
+def side_connection_params() -> dict[str, Any]:
+    """The worker's own connection settings, every option of DATABASES included (sslmode, a
+    client certificate, a service file: host, port, user and password alone were refused by a
+    server that asks for more), in autocommit, given up after 3 s."""
+    return {**connection.get_connection_params(), "autocommit": True, "connect_timeout": 3}
 
 
 def _taken() -> list[str]:

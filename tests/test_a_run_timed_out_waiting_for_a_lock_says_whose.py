@@ -46,3 +46,19 @@ def test_a_run_timed_out_waiting_for_a_lock_says_so(alice, csv_server, processes
         "held (pid "
     ), run.error_message
     assert "idle in transaction for" in run.error_message, run.error_message
+
+
+def test_the_side_connection_asks_with_every_option_of_the_workers_own(settings):
+    # Regression (last note): it took host, port, user and password alone, and a server asking
+    # for more (sslmode=verify-full, a client certificate) refused it: the words said nothing.
+    from django.db import connection
+
+    from tasks import lock_waits
+
+    params = lock_waits.side_connection_params()
+
+    own = connection.get_connection_params()
+    assert {key: params[key] for key in own if key != "connect_timeout"} == {
+        key: value for key, value in own.items() if key != "connect_timeout"
+    }
+    assert params["autocommit"] is True and params["connect_timeout"] == 3

@@ -95,7 +95,6 @@ def _least_bytes(test: _Test) -> int:
     return len(next(iter(test.named)).encode()) if len(test.named) == 1 else 1
 
 
-@cache
 def _kinds(named: frozenset[str]) -> list[str]:
     """A character of each kind that tests naming `named` tell apart: each one named, the one
     after it (a range `[a-z]` ends after its last), and one named nowhere; readable ones first."""
@@ -103,10 +102,25 @@ def _kinds(named: frozenset[str]) -> list[str]:
     return sorted(kinds, key=lambda c: (not c.isascii() or not c.isalnum(), not c.isprintable(), c))
 
 
+# Characters tried, at most, in one comparison (0.1 to 0.4 s here; the 60 stars of each of
+# `*a*a…` and `*b*b…` take 85,000): bounding each pattern's parts and bytes did not bound their
+# product, and two patterns of 202 parts each took 2.2 s (review).
+TRIES = 150_000
+
+
+class TooComplex(Exception):
+    """Two patterns whose comparison would take more than TRIES characters tried."""
+
+
 def a_name_of_both(first: str, second: str) -> str | None:
     """A file name both globs match (`matches`), the shortest; None when none does. Two queues
-    of deliveries on `products_*.csv` and `*.csv` share `products_.csv`."""
+    of deliveries on `products_*.csv` and `*.csv` share `products_.csv`. TooComplex when the
+    answer would cost more than TRIES characters tried."""
     tokens = (_tokens(first), _tokens(second))
+    # Kept for this comparison only: a cache for the process kept about 50 MB a comparison of
+    # two long patterns, for good, in the web process that saved them (review).
+    kinds = cache(_kinds)
+    tries = TRIES
     ends = (len(tokens[0]), len(tokens[1]))
     hidden_allowed = first.startswith(".") and second.startswith(".")
 
@@ -139,7 +153,10 @@ def a_name_of_both(first: str, second: str) -> str | None:
         for (i, j), name in frontier:
             first_token = tokens[0][i] if i < ends[0] else None
             second_token = tokens[1][j] if j < ends[1] else None
-            for c in _kinds(named(first_token) | named(second_token)):
+            for c in kinds(named(first_token) | named(second_token)):
+                tries -= 1
+                if tries < 0:
+                    raise TooComplex(f"more than {TRIES:,} characters to try")
                 if not name and c == "." and not hidden_allowed:
                     continue
                 ni, nj = step(first_token, i, c), step(second_token, j, c)

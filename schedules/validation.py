@@ -559,7 +559,19 @@ def validate_one_queue_per_source(imp: ScheduledImport) -> None:
             continue  # (it reads nothing: its runs say why)
         if theirs.folder != mine.folder:
             continue
-        shared = theirs.name if theirs == mine else globs.a_name_of_both(mine.name, theirs.name)
+        if other.owner_id == owner.pk:
+            whose = f"your import {other.name!r} (id {other.pk})"
+        elif owner.is_staff:
+            whose = f"{other.owner.get_username()}'s import {other.name!r} (id {other.pk})"
+        else:
+            whose = "another user's import"
+        try:
+            shared = theirs.name if theirs == mine else globs.a_name_of_both(mine.name, theirs.name)
+        except globs.TooComplex:
+            raise ValidationError(
+                f"{mine.name} and the pattern of {whose} ({theirs.path}) are too long to tell "
+                "whether a delivery matches both: shorten this pattern (fewer [...] sets and *)"
+            ) from None
         if shared is None:
             continue
         resumed = "" if other.status == model.Status.ACTIVE else f" ({other.status}: once resumed)"
@@ -570,12 +582,6 @@ def validate_one_queue_per_source(imp: ScheduledImport) -> None:
                 f"takes the deliveries of {theirs.path}, and a delivery such as {shared!r} "
                 f"matches {mine.name} too"
             )
-        if other.owner_id == owner.pk:
-            whose = f"your import {other.name!r} (id {other.pk})"
-        elif owner.is_staff:
-            whose = f"{other.owner.get_username()}'s import {other.name!r} (id {other.pk})"
-        else:
-            whose = "another user's import"
         raise ValidationError(
             f"{whose} {which} and files them away (move_processed){resumed}: two imports of "
             "one queue each take the files the other has not taken yet, and each would import "

@@ -11,6 +11,15 @@ Mode `sync` may change a dataset's key: its next run replaces every record.
 
 from __future__ import annotations
 
+# What a key is trimmed of as it lands (the importer's btrim, tasks.engine.tables.WHITESPACE) and
+# as it is looked for (`?key=`): not Python's whitespace, which takes more.
+KEY_WHITESPACE = " \t\r\n"
+
+
+def as_kept(key: str) -> str:
+    """`key` as a record keeps it: the importer trims every key it lands."""
+    return key.strip(KEY_WHITESPACE)
+
 
 def conflicts(keyed_by: str, records: int, key_column: str, mode: str) -> bool:
     """Whether an import keyed by `key_column` in `mode` would add its rows beside a dataset's

@@ -18,7 +18,7 @@ from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 from rest_framework.request import Request
 
-from schedules import attention, rows
+from schedules import attention, dataset_keys, rows
 from schedules.models import ImportRun, Record, ScheduledImport
 
 from .pagination import _whole_number
@@ -307,8 +307,11 @@ class AllRunsFilter(RunFilter):
 class RecordFilter(django_filters.FilterSet):
     """One record by its key (the unique (dataset, key) index), or records by field values."""
 
-    # Not stripped: keys are kept as the file has them, and `?key=%20A-1` found `A-1`.
-    key = django_filters.CharFilter(field_name="key", strip=False, help_text="exactly this key")
+    # The key as given, or as the importer keeps it (trimmed): `?key=%20A-1%20`, copied from the
+    # file, found nothing, and stripped of Python's whitespace `?key=%0BA-1` found `A-1` (review).
+    key = django_filters.CharFilter(
+        method="filter_key", strip=False, help_text="this key, as given or trimmed as imported"
+    )
     field = django_filters.CharFilter(
         method="filter_field",
         help_text="`name:value`: the record's field `name` is exactly `value` (compared as "
@@ -321,6 +324,9 @@ class RecordFilter(django_filters.FilterSet):
     class Meta:
         model = Record
         fields = ["key", "field"]
+
+    def filter_key(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
+        return queryset.filter(key__in={value, dataset_keys.as_kept(value)})
 
     def filter_field(self, queryset: QuerySet, name: str, value: str) -> QuerySet:
         # Repeatable: django-filter hands over only the last value.

@@ -14,6 +14,7 @@ imports' table stands for the merge.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -124,3 +125,33 @@ def test_migrate_behind_a_transaction_after_its_last_try_says_who_holds_it_up(me
     assert "at each of 2 tries: run migrate again once they have ended" in last, last
     # ... and the migration is still applied: its transaction rolled back whole
     assert _applied("0036_import_missed_while_late")
+
+
+def test_a_lock_timeout_of_0_waits_as_long_as_it_takes(merge):
+    # Regression (review): 0 waited 1 ms at each try, where PostgreSQL's lock_timeout = 0,
+    # which the option sets, waits without a bound; an operator asking to wait out the lock
+    # got "waited 1 ms for a lock" and exit 1
+    ending = threading.Timer(3.0, lambda: merge.execute("COMMIT"))
+    ending.start()
+    try:
+        migrate = _migrate("-v0", "--lock-timeout", "0", "--lock-pause", "0.2", "--lock-tries", "2")
+        _, stderr = migrate.communicate(timeout=60)
+    finally:
+        ending.join()
+
+    assert migrate.returncode == 0, stderr
+    assert "waited" not in stderr, stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "words"),
+    [("--lock-timeout", "-1", "--lock-timeout must be 0 (no bound) or more seconds"),
+     ("--lock-pause", "-1", "--lock-pause must be 0 or more seconds"),
+     ("--lock-tries", "0", "--lock-tries must be 1 or more")],
+)  # fmt: skip
+def test_values_that_cannot_work_are_refused_in_words(option, value, words):
+    # (a negative pause ended in a traceback, 0 tries meant 1)
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError, match=re.escape(words)):
+        call_command("migrate", "--noinput", option, value, verbosity=0)

@@ -58,7 +58,8 @@ class Command(migrate.Command):
         super().add_arguments(parser)
         parser.add_argument(
             "--lock-timeout", type=float, default=LOCK_TIMEOUT_SECONDS, metavar="SECONDS",
-            help=f"how long a statement waits for a lock (default {LOCK_TIMEOUT_SECONDS:g})",
+            help=f"how long a statement waits for a lock (default {LOCK_TIMEOUT_SECONDS:g}; 0: as "
+            "long as it takes, as PostgreSQL's lock_timeout = 0)",
         )  # fmt: skip
         parser.add_argument(
             "--lock-pause", type=float, default=LOCK_PAUSE_SECONDS, metavar="SECONDS",
@@ -74,8 +75,18 @@ class Command(migrate.Command):
         if connection.vendor != "postgresql":
             super().handle(*args, **options)
             return
-        self.lock_timeout_ms = max(1, round(options["lock_timeout"] * 1000))
-        tries = max(1, options["lock_tries"])
+        # Refused in words: 0 waited 1 ms where PostgreSQL's 0 (which it sets) waits without a
+        # bound, a negative pause ended in a traceback, and 0 tries meant 1 (review).
+        if not options["lock_timeout"] >= 0:
+            raise CommandError("--lock-timeout must be 0 (no bound) or more seconds")
+        if not options["lock_pause"] >= 0:
+            raise CommandError("--lock-pause must be 0 or more seconds")
+        if options["lock_tries"] < 1:
+            raise CommandError("--lock-tries must be 1 or more")
+        self.lock_timeout_ms = round(options["lock_timeout"] * 1000)
+        if options["lock_timeout"] > 0:
+            self.lock_timeout_ms = max(1, self.lock_timeout_ms)
+        tries = options["lock_tries"]
         for attempt in range(1, tries + 1):
             self.migration = self.statement = None
             try:

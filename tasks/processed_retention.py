@@ -75,17 +75,22 @@ def delete_old_processed_files(limit: int = DELETE_LIMIT) -> dict[str, int]:
         began = timezone.now()
         older_than = time.time() - days * 86400
         walked, gone = [], []
+        left_unlooked = False
         for folder in processed_folders():
             if tally.processed_files >= limit:
+                left_unlooked = True
                 break
             outcome = _delete_old_files(folder, older_than, limit, tally)
-            if outcome == WALKED:
+            if outcome in (WALKED, STOPPED):
                 walked.append(folder)
             elif outcome == GONE:
                 gone.append(folder)
-        if tally.processed_files >= limit:
+            left_unlooked = outcome == STOPPED
+        if left_unlooked:
             # Said wherever it stopped: stopped in the last folder (or the only one), the job
-            # left the rest without a word, its figures those of a job that cleaned everything.
+            # left the rest without a word, its figures those of a job that cleaned everything;
+            # and only then: a job that deleted its most and looked at everything said "the
+            # rest" of nothing (review).
             logger.info("retention: %s processed files deleted, a job's most: the rest at the "
                         "next run", tally.processed_files)  # fmt: skip
         _remember(walked, began)
@@ -112,8 +117,9 @@ def processed_folders() -> list[str]:
     return sorted(folders)
 
 
-# What became of a folder: its old files looked at, not there, or left alone.
-WALKED, GONE, LEFT = "walked", "gone", "left"
+# What became of a folder: its old files looked at, some files not looked at (the job's most
+# deleted), not there, or left alone.
+WALKED, STOPPED, GONE, LEFT = "walked", "stopped", "gone", "left"
 
 
 def _delete_old_files(folder: str, older_than: float, limit: int, tally: Tally) -> str:
@@ -135,10 +141,12 @@ def _delete_old_files(folder: str, older_than: float, limit: int, tally: Tally) 
         logger.warning("retention: %s left alone: %s", folder, _folder_refusal(error))
         return LEFT
     failures: list[str] = []
+    outcome = WALKED
     try:
         with os.scandir(fd) as entries:
             for entry in entries:
                 if tally.processed_files >= limit:
+                    outcome = STOPPED
                     break
                 try:
                     # Folders are never deleted, links never followed: a link is a delivery
@@ -168,7 +176,7 @@ def _delete_old_files(folder: str, older_than: float, limit: int, tally: Tally) 
         logger.warning("retention: %s old processed file(s) in %s not deleted: %s%s",
                        len(failures), folder, ", ".join(failures[:NAMES_LOGGED]),
                        f" and {more} more" if more > 0 else "")  # fmt: skip
-    return WALKED
+    return outcome
 
 
 def _remember(folders: list[str], began: datetime) -> None:

@@ -62,3 +62,24 @@ def test_a_job_stopped_at_its_limit_before_another_folder_says_so(drop, settings
         processed_retention.delete_old_processed_files(limit=100)
     said = [r.getMessage() for r in caplog.records if "deleted '" not in r.getMessage()]
     assert any("the rest at the next run" in line for line in said), said
+
+
+def test_a_job_that_deleted_exactly_its_limit_and_every_old_file_says_no_rest(
+    drop, settings, caplog
+):
+    # Regression (review): the words went by the count reaching the limit, not by a file left
+    # Given one processed/ folder with exactly 100 files past the retention, a limit of 100
+    settings.PROCESSED_FILE_RETENTION_DAYS = 30
+    processed = drop / "processed"
+    old_files(processed, 100)
+    ProcessedFolder.objects.create(path=str(processed), seen_at=timezone.now())
+
+    # When the job runs
+    with caplog.at_level(logging.INFO, logger="importbeat.retention"):
+        tally = processed_retention.delete_old_processed_files(limit=100)
+
+    # Then every old file is gone, and the log does not say that some wait for the next run
+    assert tally["processed_files"] == 100
+    assert list(processed.iterdir()) == []
+    said = [r.getMessage() for r in caplog.records if "deleted '" not in r.getMessage()]
+    assert not any("the rest at the next run" in line for line in said), said

@@ -34,6 +34,7 @@ from .errors import RunCancelled, TransientImportError
 
 logger = logging.getLogger("importbeat.fetch")
 
+DOWNLOAD = "the download"
 # The minimum rate is judged over this much waiting for the server, seconds.
 RATE_WINDOW_SECONDS = 30.0
 # How often a download that receives nothing asks whether its run was asked to stop, seconds.
@@ -49,6 +50,9 @@ class Watchdog:
         # Raises RunCancelled once the run was asked to stop (engine.progress.stop_if_cancelled).
         self.stop_if_asked = stop_if_asked
         self.reason = ""
+        # What the server is sending, in the watchdog's words: an SFTP glob's listing of its
+        # folder comes first, and a slow one was said as "the download" (tasks.sftp).
+        self.doing = DOWNLOAD
         self.stopped: RunCancelled | None = None  # the cancel that ended the download
         self.connections: list[Any] = []  # urllib3 connections this download opened
         self._started = time.monotonic()
@@ -109,16 +113,18 @@ class Watchdog:
         """One look; False once the watchdog has fired (no more looks)."""
         if time.monotonic() - self._started > self.deadline:
             self._fire(
-                f"the download took longer than {self.deadline:g}s (FETCH_TOTAL_TIMEOUT_SECONDS)"
+                f"{self.doing} took longer than {self.deadline:g}s (FETCH_TOTAL_TIMEOUT_SECONDS)"
             )
             return False
         waited = self._waited_now()
         if waited - self._window_waited >= RATE_WINDOW_SECONDS:
             received = self._received - self._window_received
             if received < self.min_rate * (waited - self._window_waited):
+                of = "" if self.doing == DOWNLOAD else f" of {self.doing}"
                 self._fire(
-                    f"the server sent {received} bytes in {waited - self._window_waited:.0f}s, "
-                    f"slower than {self.min_rate:g} bytes/s (FETCH_MIN_BYTES_PER_SECOND)"
+                    f"the server sent {received} bytes{of} in "
+                    f"{waited - self._window_waited:.0f}s, slower than {self.min_rate:g} bytes/s "
+                    "(FETCH_MIN_BYTES_PER_SECOND)"
                 )
                 return False
             self._window_waited, self._window_received = waited, self._received

@@ -39,7 +39,7 @@ from .addresses import public_addresses
 from .byte_stream import ByteStream, NotModified, Validators
 from .drop_folder import refuse_unnamed
 from .errors import NothingToImport, PermanentImportError, TransientImportError
-from .fetch_watchdog import Watchdog
+from .fetch_watchdog import DOWNLOAD, Watchdog
 from .source_options import SourceOptions
 from .whole_file import FileVersion, check_whole, quiet_version
 
@@ -262,6 +262,16 @@ def _listing(
     Past MAX_LISTING_NAMES names or MAX_LISTING_BYTES the run fails for good. The listing's
     bytes count for the watchdog's minimum rate, and a listing the watchdog cut fails with its
     reason: it is no end of the listing, whose newest match would have been an older file."""
+    watchdog.doing = f"the listing of {folder}"
+    try:
+        yield from _entries(sftp, folder, watchdog)
+    finally:
+        watchdog.doing = DOWNLOAD
+
+
+def _entries(
+    sftp: paramiko.SFTPClient, folder: str, watchdog: Watchdog
+) -> Iterator[paramiko.SFTPAttributes]:
     kind, message = sftp._request(paramiko.sftp.CMD_OPENDIR, sftp._adjust_cwd(folder))
     if kind != paramiko.sftp.CMD_HANDLE:
         raise paramiko.SFTPError("Expected handle")

@@ -132,8 +132,11 @@ def test_a_listing_the_watchdog_cut_fails_with_its_reason(
     finally:
         stall.set()
 
-    # Then the cut is the deadline's: no end of the listing, whose newest match would be taken
-    assert run.error_message == "the download took longer than 2s (FETCH_TOTAL_TIMEOUT_SECONDS)"
+    # Then the cut is the deadline's, said of the listing (it said "the download", of a file
+    # not yet chosen): no end of the listing, whose newest match would be taken
+    assert run.error_message == (
+        "the listing of /out took longer than 2s (FETCH_TOTAL_TIMEOUT_SECONDS)"
+    )
     assert not records(imp)
 
 

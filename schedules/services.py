@@ -621,14 +621,16 @@ def delete_import(imp: ScheduledImport, *, if_version: str | None = None) -> Non
 SELECTED_RUNS = "{selected runs}"
 
 
+DELETED_TICKS = f"""
+    SELECT scheduled_import_id, max(scheduled_for) FROM {ImportRun._meta.db_table}
+     WHERE id IN ({SELECTED_RUNS}) AND scheduled_for IS NOT NULL
+     GROUP BY scheduled_import_id ORDER BY scheduled_import_id
+"""
+
 RECONCILED_PAST_DELETED_TICKS = f"""
     UPDATE {ScheduledImport._meta.db_table} AS i SET reconciled_until = d.tick
-      FROM (SELECT scheduled_import_id, max(scheduled_for) AS tick
-              FROM {ImportRun._meta.db_table}
-             WHERE id IN ({SELECTED_RUNS}) AND scheduled_for IS NOT NULL
-             GROUP BY scheduled_import_id) AS d
-     WHERE i.id = d.scheduled_import_id
-       AND (i.reconciled_until IS NULL OR i.reconciled_until < d.tick)
+      FROM unnest(%s::bigint[], %s::timestamptz[]) AS d(id, tick)
+     WHERE i.id = d.id AND (i.reconciled_until IS NULL OR i.reconciled_until < d.tick)
 """
 
 
@@ -642,15 +644,21 @@ def delete_runs(runs: QuerySet[ImportRun]) -> int:
     "late" alert after an operator deleted a queued run in the admin to stop it)."""
     selected, params = runs.order_by().values("pk").query.sql_with_params()
     deleted = 0
-    import_locks.lock_in_id_order(
-        ScheduledImport.objects.filter(pk__in=runs.order_by().values("scheduled_import_id"))
-    )
     with db_connection.cursor() as cursor:
-        cursor.execute(RECONCILED_PAST_DELETED_TICKS.replace(SELECTED_RUNS, selected), list(params))
+        cursor.execute(DELETED_TICKS.replace(SELECTED_RUNS, selected), list(params))
+        ticks = cursor.fetchall()
         for statement in runs_deletion():
             used = statement.count(SELECTED_RUNS)
             cursor.execute(statement.replace(SELECTED_RUNS, selected), list(params) * used)
             deleted = cursor.rowcount
+        if ticks:
+            # The runs first, then their imports, in id order, as a worker ending a run locks
+            # them (run, then import) and every writer of many imports does (import_locks):
+            # the imports locked first, a run deleted as its worker ended it was a deadlock
+            # (review).
+            ids = [import_id for import_id, _tick in ticks]
+            import_locks.lock_in_id_order(ScheduledImport.objects.filter(pk__in=ids))
+            cursor.execute(RECONCILED_PAST_DELETED_TICKS, [ids, [tick for _id, tick in ticks]])
     return deleted
 
 

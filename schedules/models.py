@@ -88,8 +88,9 @@ def default_channels() -> list[str]:
 # Fields whose rules hold the operator's settings, which may change after an import is saved
 # (ALLOWED_PRIVATE_HOSTS, IMPORT_DROP_DIRS, MIN_INTERVAL_SECONDS): an edit checks them only when
 # it changes them. Every edit of an import whose source an operator refused later got a 400 on
-# a field it did not send; its runs say the refusal when they connect.
-POLICY_FIELDS = ("source_url", "callback_url", "interval_seconds")
+# a field it did not send; its runs say the refusal when they connect. A cron rule refused
+# since it was saved (a `*` in a list) is so too: it fires as its ticks list.
+POLICY_FIELDS = ("source_url", "callback_url", "interval_seconds", "cron_expression")
 # Fields that decide which records an import writes and how it keys them: its dataset's key is
 # checked when an edit changes one of them (schedules.dataset_keys). An import already keyed
 # otherwise than its dataset's records stays editable; its runs say why at their merge.

@@ -53,13 +53,6 @@ def validate_cron_expression(expression: str) -> None:
             f"a macro such as @daily; got {len(fields)} fields"
         )
     for position, (field, (name, low, high)) in enumerate(zip(fields, CRON_FIELDS, strict=True)):
-        if "*" in field.split(",") and "," in field:
-            # `0 0 15 * 1,*`: cron ORs the day fields (the weekday's does not start with `*`)
-            # and runs it daily, as its words said, while the ticks read the list as `*` and
-            # fired on the 15th alone (scheduler hunt).
-            raise ValidationError(
-                f"{name} field {field!r}: * means every value and stands alone, not in a list"
-            )
         for atom in field.lower().split(","):
             for alias, number in NAMES.get(position, {}).items():
                 atom = atom.replace(alias, str(number))
@@ -90,6 +83,22 @@ def validate_cron_expression(expression: str) -> None:
         croniter(schedule.fields, day_or=schedule.day_or).get_next()
     except CroniterBadDateError as error:
         raise ValidationError(f"{expression!r} never fires: no such date") from error
+
+
+def refuse_a_star_in_a_list(expression: str) -> None:
+    """`0 0 15 * 1,*`: cron ORs the day fields (the weekday's does not start with `*`) and runs
+    it daily, as its words said, while the ticks read the list as `*` and fired on the 15th
+    alone (scheduler hunt). Refused when a rule is set; one saved before fires as its ticks
+    list, and its import stays editable."""
+    from .ticks import expand_macro
+
+    for field, (name, _low, _high) in zip(
+        expand_macro(expression).split(), CRON_FIELDS, strict=False
+    ):
+        if "," in field and "*" in field.split(","):
+            raise ValidationError(
+                f"{name} field {field!r}: * means every value and stands alone, not in a list"
+            )
 
 
 def _refuse_fields_beat_cannot_store(fields: str) -> None:
@@ -449,6 +458,8 @@ def validate_import_fields(imp: ScheduledImport) -> None:
             errors.setdefault("cron_expression", []).append("required for a cron schedule")
         else:
             check("cron_expression", validate_cron_expression, imp.cron_expression)
+            if "cron_expression" not in unchanged:
+                check("cron_expression", refuse_a_star_in_a_list, imp.cron_expression)
     elif imp.schedule_type == "interval":
         if imp.interval_seconds is None:
             errors.setdefault("interval_seconds", []).append("required for an interval schedule")

@@ -455,13 +455,15 @@ class ScheduledImport(LoadedHook, models.Model):
         replaced, self._replaced_secret = getattr(self, "_replaced_secret", ""), ""
         return replaced if replaced != self.credential_secret else ""
 
-    def sync_periodic_task(self) -> None:
+    def sync_periodic_task(self, *, mend_only: bool = False) -> None:
         """Create or update this import's `PeriodicTask` and its schedule row.
 
         The one place that talks to django-celery-beat. Its tables stay the schedule's home in
         the admin, but beat fires from `next_run_at` (project.beat): a changed schedule or
         status starts the import's ticks afresh from now, an unchanged one keeps the tick beat
-        is due to dispatch next.
+        is due to dispatch next. `mend_only`: the import did not change, only its entry is put
+        in step (deleted or disabled in the beat admin): its ticks and lateness stay as they
+        are, where starting afresh dropped the ticks beat had yet to count missed.
         """
         from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
@@ -496,6 +498,11 @@ class ScheduledImport(LoadedHook, models.Model):
             )
             task.crontab = None
         task.save()
+        if mend_only and (self.next_run_at is not None or not task.enabled):
+            if self.periodic_task_id != task.pk:
+                self.periodic_task = task
+                type(self).objects.filter(pk=self.pk).update(periodic_task=task)
+            return
         changed = before != (task.pk, task.enabled, task.crontab_id, task.interval_id)
         if not changed and (self.next_run_at is not None or not task.enabled):
             return

@@ -385,7 +385,7 @@ def update_import(
         # changed" of its own change; and a write that changed nothing made a new version.
         # Its beat entry is still put in step (no new version): "save it again" is how an
         # operator mends an entry deleted or disabled in django-celery-beat's admin.
-        imp.sync_periodic_task()
+        imp.sync_periodic_task(mend_only=True)
         return _now_as(asked, imp)
     check_version(imp, if_version)
     if errors := validation.edit_errors(imp, fields, defaults={}):

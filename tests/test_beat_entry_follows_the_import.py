@@ -1,8 +1,10 @@
 """An import's django-celery-beat entry is created, re-scheduled, paused and deleted with it."""
 
 import json
+from datetime import timedelta
 
 import pytest
+from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
 from schedules import services
@@ -129,3 +131,26 @@ def test_a_change_that_changes_nothing_still_mends_its_beat_entry(alice, mishap)
     imp = ScheduledImport.objects.get(pk=imp.pk)
     assert PeriodicTask.objects.get(pk=imp.periodic_task_id).enabled
     assert services.import_version(imp) == version
+
+
+@pytest.mark.parametrize("mishap", ["deleted", "disabled"])
+@pytest.mark.parametrize("state", ["late", "beat behind"])
+def test_an_unchanged_save_that_mends_the_entry_keeps_the_due_tick(alice, mishap, state):
+    # Regression (review of this round): the entry mended as a changed schedule, the ticks
+    # started afresh from now; beat down meanwhile, its missed ticks were never counted, no
+    # catch-up ran, and a late import saved so was shown on time without having run.
+    # Given an hourly import late since a tick it missed, or whose ticks beat has not reached
+    imp = make_import(alice, "https://example.com/p.csv", interval_seconds=3600)
+    late_since = timezone.now() - timedelta(hours=1) if state == "late" else None
+    due = imp.next_run_at if state == "late" else imp.next_run_at - timedelta(hours=2)
+    ScheduledImport.objects.filter(pk=imp.pk).update(next_run_at=due, late_since=late_since)
+    entry = PeriodicTask.objects.filter(pk=imp.periodic_task_id)
+    entry.delete() if mishap == "deleted" else entry.update(enabled=False)
+
+    # When it is saved again as it is
+    services.update_import(ScheduledImport.objects.get(pk=imp.pk), description=imp.description)
+
+    # Then its entry is mended, and its due tick and late state are as they were
+    imp = ScheduledImport.objects.get(pk=imp.pk)
+    assert PeriodicTask.objects.get(pk=imp.periodic_task_id).enabled
+    assert (imp.next_run_at, imp.late_since) == (due, late_since)

@@ -146,11 +146,15 @@ def test_a_lock_timeout_of_0_waits_as_long_as_it_takes(merge):
 @pytest.mark.parametrize(
     ("option", "value", "words"),
     [("--lock-timeout", "-1", "--lock-timeout must be 0 (no bound) or more seconds"),
+     ("--lock-timeout", "inf", "at most 2,147,483 (PostgreSQL's longest)"),
+     ("--lock-timeout", "3000000", "at most 2,147,483 (PostgreSQL's longest)"),
+     ("--lock-pause", "nan", "--lock-pause must be 0 or more seconds"),
      ("--lock-pause", "-1", "--lock-pause must be 0 or more seconds"),
      ("--lock-tries", "0", "--lock-tries must be 1 or more")],
 )  # fmt: skip
 def test_values_that_cannot_work_are_refused_in_words(option, value, words):
-    # (a negative pause ended in a traceback, 0 tries meant 1)
+    # (a negative pause, and a timeout past PostgreSQL's longest, ended in a traceback; 0 tries
+    # meant 1)
     from django.core.management.base import CommandError
 
     with pytest.raises(CommandError, match=re.escape(words)):

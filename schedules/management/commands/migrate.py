@@ -17,6 +17,7 @@ waits block no one, and a cancelled build's work is lost (and its index left inv
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from typing import Any
@@ -45,6 +46,10 @@ WHERE pid <> pg_backend_pid() AND datname = current_database()
 ORDER BY coalesce(xact_start, query_start)
 LIMIT 3
 """
+
+
+# lock_timeout is kept in milliseconds in a 32-bit integer: longer was a traceback.
+LONGEST_LOCK_TIMEOUT_SECONDS = 2_147_483
 
 
 class Command(migrate.Command):
@@ -77,9 +82,12 @@ class Command(migrate.Command):
             return
         # Refused in words: 0 waited 1 ms where PostgreSQL's 0 (which it sets) waits without a
         # bound, a negative pause ended in a traceback, and 0 tries meant 1 (review).
-        if not options["lock_timeout"] >= 0:
-            raise CommandError("--lock-timeout must be 0 (no bound) or more seconds")
-        if not options["lock_pause"] >= 0:
+        if not 0 <= options["lock_timeout"] <= LONGEST_LOCK_TIMEOUT_SECONDS:
+            raise CommandError(
+                "--lock-timeout must be 0 (no bound) or more seconds, at most "
+                f"{LONGEST_LOCK_TIMEOUT_SECONDS:,} (PostgreSQL's longest)"
+            )
+        if not 0 <= options["lock_pause"] < math.inf:
             raise CommandError("--lock-pause must be 0 or more seconds")
         if options["lock_tries"] < 1:
             raise CommandError("--lock-tries must be 1 or more")

@@ -155,8 +155,16 @@ def run_summary(run: ImportRun) -> dict[str, Any]:
             "finished_at": iso(run.finished_at),
             "attempts": run.attempts,
             "error_message": run.error_message,
+            # What landed, as the run log (GET /runs/{id}/) says it: the body carried only the
+            # rows read and failed, and a receiver told "data landed" could not tell how much
+            # without calling the API back (notifications hunt).
             "rows_read": run.rows_read,
+            "rows_inserted": run.rows_inserted,
+            "rows_updated": run.rows_updated,
+            "rows_unchanged": run.rows_unchanged,
+            "rows_deleted": run.rows_deleted,
             "rows_failed": run.rows_failed,
+            "duration_ms": run.duration_ms,
         },
     }
 
@@ -166,14 +174,24 @@ def alert_email(run: ImportRun) -> tuple[str, str]:
     imp = run.scheduled_import
     summary = run_summary(run)
     streak = summary["import"]["consecutive_failures"]
+    # "failed once", not "failed 1 times in a row" (notifications hunt).
+    times = "once" if streak == 1 else f"{streak} times in a row"
     # printable: a line break in a stored name would make the header raise BadHeaderError.
-    subject = f"[importbeat] {printable(imp.name)} failed {streak} times in a row"
+    subject = f"[importbeat] {printable(imp.name)} failed {times}"
     message = (
-        f"The import {imp.name!r} (id {imp.pk}) failed {streak} times in "
-        f"a row.\n\nLast run {run.pk}: {run.status}\n{run.error_message}\n\n"
+        f"The import {imp.name!r} (id {imp.pk}) failed {times}.\n\n"
+        f"Last run {run.pk}: {status_words(run.status)}\n{run.error_message}\n\n"
         f"{json.dumps(summary, indent=2)}\n"
     )
     return subject, message
+
+
+# A run's status as an e-mail says it: "timed out", not its code "timed_out".
+STATUS_WORDS = {"partial": "partly succeeded (some rows failed)", "timed_out": "timed out"}
+
+
+def status_words(status: str) -> str:
+    return STATUS_WORDS.get(status, status.replace("_", " "))
 
 
 class Webhook(NamedTuple):

@@ -25,7 +25,7 @@ from common import database_clock
 
 from . import services
 from .models import NotificationDelivery, OwnerMailbox
-from .notifications import email_of, send_email
+from .notifications import ALERT, email_of, send_email
 from .text import printable
 
 logger = logging.getLogger("importbeat.alerts")
@@ -96,17 +96,24 @@ def failed(owner_id: int, error: str, retry_in: float | None = None) -> None:
     status = statuses.RETRYING if retrying else statuses.FAILED
     next_attempt_at = database_clock.now() + timedelta(seconds=retry_in) if retrying else None
     # Not the pending ones: each still has its own message on its way, which tries again.
-    NotificationDelivery.objects.filter(
+    carried = NotificationDelivery.objects.filter(
         scheduled_import__owner_id=owner_id,
         channel="email",
         status__in=(statuses.HELD, statuses.RETRYING),
-    ).update(
+    )
+    # Failed for good: at WARNING, at ERROR when an alert was among them (as each
+    # notification's own failure: notifications._save).
+    level = logging.INFO
+    if not retrying:
+        alert = carried.filter(event=ALERT).exists()
+        level = logging.ERROR if alert else logging.WARNING
+    carried.update(
         status=status,
         error=error,
         next_attempt_at=next_attempt_at,
         finished_at=None if retrying else database_clock.now(),
     )
-    logger.info("notification e-mail owner=%s %s: %s", owner_id, status, error)
+    logger.log(level, "notification e-mail owner=%s %s: %s", owner_id, status, error)
 
 
 def _waiting(

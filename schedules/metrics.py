@@ -12,6 +12,7 @@ import base64
 import binascii
 import hmac
 from collections.abc import Iterator
+from datetime import timedelta
 
 from django.conf import settings
 from django.db.models import Count, Min
@@ -23,9 +24,10 @@ from prometheus_client.core import (
 )
 from redis.exceptions import RedisError
 
+from common import database_clock
 from common.redis_client import parked_by_turn
 
-from . import attention, metrics_per_import, overview
+from . import attention, metrics_per_import, notifications, overview
 from .api import health
 from .email_digest import WAITING as WAITING_DELIVERIES
 from .models import ImportRun, NotificationDelivery, ScheduledImport
@@ -152,7 +154,24 @@ def notification_gauges() -> list[Metric]:
     )
     if since := waiting.aggregate(since=Min("created_at"))["since"]:
         oldest.add_metric([], since.timestamp())
-    return [by_status, oldest]
+    return [by_status, oldest, failed_notification_gauge()]
+
+
+def failed_notification_gauge() -> Metric:
+    """The notifications failed for good lately, by channel: a mail server that refuses every
+    e-mail fails each at once, and the waiting ones above never show it (notifications hunt).
+    The window is health's (STALE_QUEUED_SECONDS; notifications.recent_outcomes)."""
+    window = settings.STALE_QUEUED_SECONDS
+    outcomes = notifications.recent_outcomes(database_clock.now() - timedelta(seconds=window))
+    failed = GaugeMetricFamily(
+        "importbeat_notifications_failed_recently",
+        f"Notifications made in the last {window} s (STALE_QUEUED_SECONDS) that failed for good,"
+        " by channel.",
+        labels=["channel"],
+    )
+    for channel, count in outcomes.failed.items():
+        failed.add_metric([channel], count)
+    return failed
 
 
 def parked_notification_gauges() -> list[Metric]:

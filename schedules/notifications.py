@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,7 +30,7 @@ from celery import current_app
 from django.conf import settings
 from django.core.mail import send_mail
 from django.db import connection, transaction
-from django.db.models import Exists, OuterRef, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from redis.exceptions import RedisError
 
 from common import database_clock
@@ -39,6 +40,7 @@ from . import alerts, credentials, import_locks
 from .fresh_connection import on_a_fresh_connection
 from .models import ImportRun, NotificationDelivery, OwnerMailbox, ScheduledImport
 from .text import printable
+from .validation import NOTIFY_CHANNELS
 
 logger = logging.getLogger("importbeat.alerts")
 
@@ -49,6 +51,13 @@ RESEND_BATCH = 500
 # Late imports told in one transaction (on_imports_late).
 LATE_BATCH = 500
 RESEND_LOOKS = 20_000
+# How far back the newest outcomes are read (recent_outcomes): the newest deliveries by id, a
+# range of the primary key, whatever the number kept in the log (no index serves a window of
+# `created_at` over all statuses).
+RECENT_LOOKS = 10_000
+# How an e-mail refused for its address alone begins (tasks.mail_errors): its owner's to mend,
+# no sign of a mail server that refuses everything (recent_outcomes).
+ADDRESS_REFUSED = "the mail server refused the address"
 # Where a pass stopped looking ("<created_at ISO> <id>"): the next goes on from there, so that a
 # lost notification behind more than RESEND_LOOKS parked ones is found a few passes later (it
 # waited until the lines drained). A pass that reaches the end starts the next from the first.
@@ -205,16 +214,22 @@ def resend_lost(
 ) -> int:
     """Send again the notifications whose message may be lost, RESEND_BATCH at most; the
     number sent:
-    - `pending` (or `held` for the owner's next e-mail) since `stale_before`: their message never
-      reached the broker (it was down when their run finished) or was lost with a Redis restart;
+    - `pending` since `stale_before`: their message never reached the broker (it was down when
+      their run finished) or was lost with a Redis restart;
+    - `held` for the owner's next e-mail since EMAIL_DIGEST_SECONDS before `stale_before`, as
+      health judges them: that e-mail may be an interval away. Before, with digests longer than
+      STALE_QUEUED_SECONDS, every sweep sent each held one again until its digest went, logged
+      as lost, an attempt more each time (notifications hunt);
     - `retrying` whose next attempt was due before `stale_before`: the broker refused the retry's
       message as the attempt failed (Celery then drops the task), or lost it with a restart.
       Before, such a notification stayed `retrying` for ever.
     But not those waiting their turn in a line (`parked`, tasks.turns): not lost, only slow.
     Each goes with its attempts so far, so that its count against MAX_RETRIES goes on.
     At least once: if the first message was only slow, a webhook may arrive twice."""
+    held_before = stale_before - timedelta(seconds=settings.EMAIL_DIGEST_SECONDS)
     lost = NotificationDelivery.objects.filter(
-        Q(status__in=("pending", "held"), created_at__lt=stale_before)
+        Q(status="pending", created_at__lt=stale_before)
+        | Q(status="held", created_at__lt=held_before)
         | Q(status="retrying", next_attempt_at__lt=stale_before)
     ).order_by("created_at", "pk")  # the waiting ones' index order (delivery_waiting_idx)
     sent, looked_at = 0, 0
@@ -410,8 +425,18 @@ def email_of(delivery: NotificationDelivery) -> tuple[str, str] | None:
     if delivery.event == ALERT:
         return alerts.alert_email(run)
     subject = f"[importbeat] {printable(imp.name)}: {delivery.event}"
-    about = f"run {run.pk} {run.status}: {run.error_message}"
-    return subject, f"The import {imp.name!r} (id {imp.pk}): {delivery.event}.\n{about}\n"
+    # The status in words, and a colon only before an error: "run 4 succeeded: " and "run 2
+    # timed_out" were what an owner read (notifications hunt).
+    about = f"Run {run.pk} {alerts.status_words(run.status)}"
+    about += f": {run.error_message}" if run.error_message else "."
+    lines = [f"The import {imp.name!r} (id {imp.pk}): {delivery.event}.", about]
+    if run.status in ImportRun.GOOD_STATUSES or run.rows_read:
+        lines.append(
+            f"Rows: {run.rows_read} read, {run.rows_inserted} inserted, {run.rows_updated} "
+            f"updated, {run.rows_unchanged} unchanged, {run.rows_deleted} deleted, "
+            f"{run.rows_failed} failed."
+        )
+    return subject, "\n".join(lines) + "\n"
 
 
 def send_email(subject: str, message: str, address: str) -> None:
@@ -424,6 +449,16 @@ def send_email(subject: str, message: str, address: str) -> None:
     )
 
 
+@dataclass
+class Outcomes:
+    """How many notifications ended delivered and failed for good, by channel (recent_outcomes),
+    and what the newest e-mail that failed says."""
+
+    delivered: dict[str, int] = field(default_factory=lambda: dict.fromkeys(NOTIFY_CHANNELS, 0))
+    failed: dict[str, int] = field(default_factory=lambda: dict.fromkeys(NOTIFY_CHANNELS, 0))
+    email_failed_words: str = ""
+
+
 def _save(delivery: NotificationDelivery) -> None:
     """Log the delivery's attempt, tried again on a new connection while the database blinks:
     a webhook answered 200 as the database went away was logged `pending`, its task failed in
@@ -432,6 +467,44 @@ def _save(delivery: NotificationDelivery) -> None:
         delivery.finished_at = database_clock.now()
         delivery.next_attempt_at = None
     on_a_fresh_connection(delivery.save, f"notification {delivery.pk} not logged")
-    logger.info("notification %s import=%s event=%s channel=%s attempts=%s",
-                delivery.status, delivery.scheduled_import_id, delivery.event, delivery.channel,
-                delivery.attempts)  # fmt: skip
+    if delivery.status != "failed":
+        logger.info("notification %s import=%s event=%s channel=%s attempts=%s",
+                    delivery.status, delivery.scheduled_import_id, delivery.event,
+                    delivery.channel, delivery.attempts)  # fmt: skip
+        return
+    # Failed for good: said at WARNING, an alert at ERROR. At INFO (and the task's
+    # NotificationFailed is logged at INFO by Celery, an expected failure), a mail server that
+    # refused every e-mail, every owner's alert included, left a log shipped from WARNING up
+    # without a word (notifications hunt).
+    logger.log(
+        logging.ERROR if delivery.event == ALERT else logging.WARNING,
+        "notification failed import=%s event=%s channel=%s attempts=%s: %s",
+        delivery.scheduled_import_id, delivery.event, delivery.channel, delivery.attempts,
+        printable(delivery.error),
+    )  # fmt: skip
+
+
+def recent_outcomes(since: datetime) -> Outcomes:
+    """The notifications made since `since` that ended, delivered or failed for good (but an
+    e-mail refused for its address alone: one owner's typo made the cluster degraded), by
+    channel, and the words of the newest e-mail that failed: GET /health and /metrics tell
+    the operator of a mail server that refuses everything (notifications hunt; before, only
+    the notifications still waiting were counted, and a relay refusing every e-mail for good
+    left the cluster `ok`).
+
+    Read among the newest RECENT_LOOKS deliveries, a range of the primary key: index look-ups
+    whatever the number kept (a window of `created_at` over all statuses would read the whole
+    log). A window holding more counts only those."""
+    newest = NotificationDelivery.objects.order_by("-pk").values_list("pk", flat=True)
+    bound = newest[RECENT_LOOKS - 1 : RECENT_LOOKS].first() or 0
+    ended = NotificationDelivery.objects.filter(
+        pk__gte=bound, created_at__gte=since, status__in=("delivered", "failed")
+    ).exclude(channel="email", status="failed", error__startswith=ADDRESS_REFUSED)
+    outcomes = Outcomes()
+    counted = ended.order_by().values_list("channel", "status").annotate(n=Count("id"))
+    for channel, status, number in counted:
+        (outcomes.delivered if status == "delivered" else outcomes.failed)[channel] = number
+    if outcomes.failed["email"]:
+        failed = ended.filter(channel="email", status="failed").order_by("-pk")
+        outcomes.email_failed_words = failed.values_list("error", flat=True).first() or ""
+    return outcomes

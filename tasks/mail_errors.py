@@ -12,6 +12,8 @@ import smtplib
 
 from django.conf import settings
 
+from schedules.notifications import ADDRESS_REFUSED
+
 from .destinations import NoAnswer
 from .errors import ImportFailed, PermanentImportError, TransientImportError
 
@@ -26,7 +28,7 @@ def mail_failure(error: BaseException) -> ImportFailed:
             f"{address} ({_answer(code, text)})"
             for address, (code, text) in error.recipients.items()
         )
-        return PermanentImportError(f"the mail server refused the address {refused}")
+        return PermanentImportError(f"{ADDRESS_REFUSED} {refused}")
     if isinstance(error, smtplib.SMTPAuthenticationError):
         answer = _answer(error.smtp_code, error.smtp_error)
         return PermanentImportError(

@@ -11,17 +11,20 @@ from __future__ import annotations
 import json
 import logging
 import random
-import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from typing import Any
+from typing import Any, NamedTuple
+from urllib.parse import urljoin
 
 import requests
 from celery.exceptions import SoftTimeLimitExceeded
 from celery.utils.time import get_exponential_backoff_interval
 
+from common import database_clock
 from schedules import alerts, email_digest, notifications
+from schedules.history import hide_url_password
 from schedules.models import NotificationDelivery
+from schedules.text import quoted
 
 from . import crashes, destinations
 from .errors import PermanentImportError, TransientImportError
@@ -43,6 +46,14 @@ MAX_RETRIES = 5
 BACKOFF_SECONDS = 10
 BACKOFF_MAX_SECONDS = 600
 USER_AGENT = "importbeat-alerts/1.0"
+
+
+class Answer(NamedTuple):
+    """A receiver's answer, as far as it is read: its status line and where a redirect points.
+    Its body is never read (post)."""
+
+    status: int
+    location: str = ""
 
 
 class RetryLater(TransientImportError):
@@ -75,16 +86,23 @@ def post_signed(url: str, payload: dict[str, Any], secret: str) -> int:
     with backoff) or PermanentImportError (a private address, 4xx, a redirect: retrying would
     fail the same way).
     """
-    return judged(post(url, payload, secret))
+    return judged(*post(url, payload, secret))
 
 
-def post(url: str, payload: dict[str, Any], secret: str) -> int:
-    """The signed POST itself: the status of the answer, whatever it is.
+def post(url: str, payload: dict[str, Any], secret: str) -> Answer:
+    """The signed POST itself: the answer's status, whatever it is, and where it redirects.
 
     Raises destinations.NoAnswer when there is none (the connection refused, failed or timed
     out), PermanentImportError when it may not or cannot be sent. The private-address rule and
     the pinned connections are the fetcher's; redirects are not followed, so a public URL
     cannot bounce the POST to an internal one.
+
+    The answer's body is never read: only its status line and headers are. Read whole, and
+    gunzipped as requests does by default, a receiver's answer of a few KiB inflating to
+    gigabytes (or a large plain one) took the worker's memory, and the worker runs every
+    user's imports (notifications hunt). So the body is neither asked compressed
+    (Accept-Encoding: identity) nor read (stream=True): whatever it holds, even a body that is
+    not the gzip it says, the status judges the POST.
     """
     if not url.startswith(("http://", "https://")):
         raise PermanentImportError(f"only http and https callback URLs are allowed: {url}")
@@ -93,7 +111,11 @@ def post(url: str, payload: dict[str, Any], secret: str) -> int:
     headers = {
         "User-Agent": USER_AGENT,
         "Content-Type": "application/json",
-        alerts.SIGNATURE_HEADER: alerts.signature(secret, int(time.time()), body),
+        "Accept-Encoding": "identity",
+        # Timed by the cluster's clock, not the worker host's: a receiver refuses a `t` more
+        # than 5 minutes from its own, and a worker whose clock was 10 minutes off had every
+        # webhook it signed refused, failed for good (notifications hunt).
+        alerts.SIGNATURE_HEADER: alerts.signature(secret, int(database_clock.timestamp()), body),
     }
     with watched(TOTAL_SECONDS) as watchdog:
         try:
@@ -106,8 +128,16 @@ def post(url: str, payload: dict[str, Any], secret: str) -> int:
                 session.mount("http://", GuardedAdapter())
                 session.mount("https://", GuardedAdapter())
                 response = session.post(
-                    url, data=body, timeout=TIMEOUT, allow_redirects=False, headers=headers
+                    url,
+                    data=body,
+                    timeout=TIMEOUT,
+                    allow_redirects=False,
+                    headers=headers,
+                    stream=True,
                 )
+                # Closed unread: the connection is dropped with the session, not reused.
+                with response:
+                    answer = Answer(response.status_code, response.headers.get("Location", ""))
         except requests.RequestException as error:
             if watchdog.reason:
                 raise _cut_off(url) from error
@@ -117,7 +147,9 @@ def post(url: str, payload: dict[str, Any], secret: str) -> int:
     if watchdog.reason:
         # Cut off in the middle of its headers, an answer can still look whole to http.client.
         raise _cut_off(url)
-    return response.status_code
+    if answer.location:
+        answer = answer._replace(location=hide_url_password(urljoin(url, answer.location)))
+    return answer
 
 
 def _cut_off(url: str) -> destinations.NoAnswer:
@@ -125,10 +157,22 @@ def _cut_off(url: str) -> destinations.NoAnswer:
     return destinations.NoAnswer(f"cannot reach {url}: {late}", late)
 
 
-def judged(status: int) -> int:
-    """An answer's status, or the failure it is: 429 and 5xx transient, 3xx and 4xx not."""
+def judged(status: int, location: str = "") -> int:
+    """An answer's status, or the failure it is: 429 and 5xx transient, 3xx and 4xx not.
+
+    A redirect says where it points and that it is not followed: "the callback answered HTTP
+    301" alone left the owner guessing the URL to set (notifications hunt)."""
     if status == 429 or status >= 500:
         raise TransientImportError(f"the callback answered HTTP {status}")
+    if 300 <= status < 400 and location:
+        raise PermanentImportError(
+            f"the callback answered HTTP {status}, redirecting to {quoted(location)}: "
+            "redirects are not followed; set the import's callback_url to where it redirects"
+        )
+    if 300 <= status < 400:
+        raise PermanentImportError(
+            f"the callback answered HTTP {status}, a redirect (redirects are not followed)"
+        )
     if status >= 300:
         raise PermanentImportError(f"the callback answered HTTP {status}")
     return status
@@ -170,8 +214,9 @@ def _send(delivery: NotificationDelivery, final: bool) -> None:
             if why := notifications.no_longer_due(delivery):
                 notifications.skipped(delivery, why)
                 return
-            answered = _post_to_an_answering(notifications.webhook(delivery))
-            status = judged(answered)
+            answer = _post_to_an_answering(notifications.webhook(delivery))
+            answered = answer.status
+            status = judged(*answer)
     except TransientImportError as error:
         if final:
             notifications.failed(delivery, str(error), response_status=answered)
@@ -185,18 +230,18 @@ def _send(delivery: NotificationDelivery, final: bool) -> None:
     notifications.delivered(delivery, status)
 
 
-def _post_to_an_answering(hook: alerts.Webhook) -> int:
+def _post_to_an_answering(hook: alerts.Webhook) -> Answer:
     """The webhook's POST, unless its destination did not answer another one a moment ago
     (destinations.Waiting); whether it answers is noted for the notifications that follow."""
     destination = destinations.of_url(hook.url)
     destinations.admit(destination)
     try:
-        status = post(*hook)
+        answer = post(*hook)
     except destinations.NoAnswer as error:
         destinations.not_answered(destination, error.reason)
         raise
     destinations.answered(destination)
-    return status
+    return answer
 
 
 def send_digest(owner_id: int, attempt: int = 1, final: bool = True) -> str | None:

@@ -24,10 +24,10 @@ def test_a_webhook_is_posted_without_the_workers_netrc_login_or_proxy(workers_ne
     hook = Hook()
     try:
         # When a webhook is posted from a worker whose environment holds a login and a proxy
-        status = webhooks.post(hook.url, {"event": "run.succeeded"}, "secret")
+        answer = webhooks.post(hook.url, {"event": "run.succeeded"}, "secret")
 
         # Then it goes straight to the receiver, with no Authorization header
-        assert status == 200
+        assert answer.status == 200
         [(headers, _body)] = hook.requests
         assert "Authorization" not in headers
     finally:

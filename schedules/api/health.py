@@ -256,15 +256,17 @@ def check_backlog() -> dict[str, Any]:
 def check_notifications() -> dict[str, Any]:
     """Notifications that have waited past the sweep's resend and the e-mail interval: a mail
     server or callbacks that take nothing. Nothing is down, but alerts reach no one, so the
-    cluster is degraded; each import's delivery log says why."""
+    cluster is degraded; each import's delivery log says why. And e-mails that failed for good
+    lately with none delivered (_emails_refused): a mail server that refuses everything."""
     from django.db.models import Count, Min
 
     from schedules.email_digest import WAITING
     from schedules.models import NotificationDelivery
 
+    now = database_clock.now()
     patience = settings.STALE_QUEUED_SECONDS + settings.EMAIL_DIGEST_SECONDS
     stuck = NotificationDelivery.objects.filter(
-        status__in=WAITING, created_at__lt=database_clock.now() - timedelta(seconds=patience)
+        status__in=WAITING, created_at__lt=now - timedelta(seconds=patience)
     ).aggregate(count=Count("id"), since=Min("created_at"))
     check: dict[str, Any] = {"ok": not stuck["count"], "stuck": stuck["count"]}
     if stuck["count"]:
@@ -276,7 +278,38 @@ def check_notifications() -> dict[str, Any]:
             f"log says why)"
         )
         check.update(_waiting_their_turn(check["message"]))
+    if refused := _emails_refused(now):
+        message = refused.pop("message")
+        check.update(refused, ok=False)
+        check["message"] = f"{check['message']}; and {message}" if "message" in check else message
     return check
+
+
+def _emails_refused(now: datetime) -> dict[str, Any]:
+    """E-mails that failed for good in the last STALE_QUEUED_SECONDS while none was delivered:
+    the mail server refuses everything (a login expired, the sender no longer allowed, the
+    account suspended), every owner's alerts included. It is no wait: each fails at once, so
+    the notifications stuck never counted them and health said `ok` (notifications hunt)."""
+    from schedules.notifications import recent_outcomes
+    from schedules.text import quoted
+
+    window = settings.STALE_QUEUED_SECONDS
+    outcomes = recent_outcomes(now - timedelta(seconds=window))
+    failed = outcomes.failed["email"]
+    if not failed or outcomes.delivered["email"]:
+        return {}
+    return {
+        "emails_failed": failed,
+        "message": (
+            f"{_count(failed, 'e-mail')} failed for good in the last {_minutes(window)} and none "
+            f"was delivered: the mail server (EMAIL_URL) refuses them; the last one said: "
+            f"{quoted(outcomes.email_failed_words, 500)}"
+        ),
+    }
+
+
+def _minutes(seconds: int) -> str:
+    return _count(seconds // 60, "minute") if seconds >= 120 else _count(seconds, "second")
 
 
 def _waiting_their_turn(message: str) -> dict[str, Any]:

@@ -319,19 +319,32 @@ def validate_columns(columns: object) -> None:
         seen.add(column["name"])
 
 
+# Text codecs that no file's text is written in: they turn text into other text (a domain
+# name, Python's escapes) or refuse everything. `idna` was accepted, and every run of its import
+# crashed as "an unexpected error in importbeat" (its encoder takes no errors="replace").
+NOT_FILE_ENCODINGS = frozenset(
+    {"idna", "punycode", "unicode-escape", "raw-unicode-escape", "undefined"}
+)
+
+
 def validate_encoding(name: str) -> None:
-    """A text codec Python knows; `base64`, `rot13`, `hex` are codecs but not text encodings."""
+    """A text codec Python knows; `base64`, `rot13`, `hex` are codecs but not text encodings,
+    and `idna`, `punycode`, `unicode_escape` not ones a file is written in."""
     try:
-        codecs.lookup(name)
+        codec = codecs.lookup(name)
     except LookupError:
         raise ValidationError(f"unknown encoding {name!r}") from None
     try:
         "".encode(name)
         b"".decode(name)
-    except LookupError:
+    except (LookupError, UnicodeError):
         raise ValidationError(
             f"{name!r} is not a text encoding (e.g. utf-8, latin-1, cp1252)"
         ) from None
+    if codec.name in NOT_FILE_ENCODINGS:
+        raise ValidationError(
+            f"{name!r} is not a text encoding files are written in (e.g. utf-8, latin-1, cp1252)"
+        )
 
 
 # Each schedule type's own field.

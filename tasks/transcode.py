@@ -65,15 +65,32 @@ class Transcoded(io.RawIOBase):
             self._ended = not data
             try:
                 text = self._decoder.decode(data or b"", final=self._ended)
-            except UnicodeDecodeError as error:
-                at = self._decoded + error.start
-                raise PermanentImportError(
-                    f"the file is not valid {self._encoding} at byte {at:,} ({error.reason}); "
-                    f"set the import's encoding"
-                ) from None
+            except UnicodeError as error:
+                # UnicodeError itself: UTF-16's and UTF-32's decoders say so of a file
+                # without a byte-order mark, which ran as "an unexpected error in importbeat".
+                raise PermanentImportError(self._undecodable(error)) from None
             self._decoded += len(data or b"")
             self._pending = text.encode("utf-8")
         taken = self._pending[: len(buffer)]
         buffer[: len(taken)] = taken
         self._pending = self._pending[len(taken) :]
         return len(taken)
+
+    def _undecodable(self, error: UnicodeError) -> str:
+        """What is wrong with the file, in plain words."""
+        encoding = self._encoding
+        if isinstance(error, UnicodeDecodeError):
+            at = self._decoded + error.start
+            return (
+                f"the file is not valid {encoding} at byte {at:,} ({error.reason}); "
+                f"set the import's encoding"
+            )
+        wide = codecs.lookup(encoding).name
+        if wide in ("utf-16", "utf-32"):
+            return (
+                f"the file does not begin with a {wide.upper()} byte-order mark, which the "
+                f"import's encoding {encoding} needs to tell the byte order: set the import's "
+                f"encoding to {wide}-le or {wide}-be for {wide.upper()} without one, or to the "
+                f"file's own encoding (e.g. utf-8)"
+            )
+        return f"the file is not valid {encoding}; set the import's encoding"

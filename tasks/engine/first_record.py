@@ -13,6 +13,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -47,7 +48,13 @@ STAGING_COLUMNS = 5
 MAX_FILE_COLUMNS = MAX_TABLE_COLUMNS - STAGING_COLUMNS
 
 
-NOT_CSV_PREFIXES = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body", b"{", b"[")
+NOT_CSV_PREFIXES = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")
+
+
+# How a JSON object or array of objects, arrays or strings begins. A first byte of "{" or "["
+# alone refused CSV files for good: bracketed column names (`[ID],[Name]`, as SQL Server and
+# Access tools write them) and keys that are braced GUIDs (`{3F2504E0-...},Anvil`).
+JSON_START = re.compile(rb'\{\s*["}]|\[\s*[\[{"\]]')
 
 
 def max_field_bytes() -> int:
@@ -203,17 +210,32 @@ def sniff(prefix: bytes) -> None:
         )
     if b"\x00" in head:
         raise PermanentImportError("the file is not a CSV: it holds binary data")
-    if head.lstrip().lower().startswith(NOT_CSV_PREFIXES):
+    start = head.lstrip()
+    if start.lower().startswith(NOT_CSV_PREFIXES) or looks_like_json(start):
         raise PermanentImportError("the file is not a CSV (it looks like HTML, XML or JSON)")
+
+
+def looks_like_json(start: bytes) -> bool:
+    """Whether a file's start (blank space left out) is JSON: an object, an array of objects,
+    arrays or strings (JSON_START), or any JSON value that is the whole of `start`."""
+    if start[:1] not in (b"{", b"["):
+        return False
+    if JSON_START.match(start):
+        return True
+    try:
+        json.loads(start)
+    except ValueError:  # (UnicodeDecodeError too)
+        return False
+    return True
 
 
 def parse_first_record(data: bytes, imp: ScheduledImport) -> list[str]:
     try:
         text = data.decode(codec_name(imp.encoding))
-    except UnicodeDecodeError as error:
+    except UnicodeError as error:
+        reason = error.reason if isinstance(error, UnicodeDecodeError) else "not that encoding"
         raise PermanentImportError(
-            f"the file is not valid {imp.encoding} on line 1 ({error.reason}); "
-            f"set the import's encoding"
+            f"the file is not valid {imp.encoding} on line 1 ({reason}); set the import's encoding"
         ) from error
     rows = csv_reading.reader(io.StringIO(text, newline=""), imp.delimiter, max_field_bytes())
     try:

@@ -120,7 +120,9 @@ def merge_staged(
                 # deletes. Nor does a file whose every row was refused: its keys are what
                 # broke (blank, a column shifted), so nothing says which records are absent,
                 # and the run that failed saying "nothing landed" had deleted every record.
-                pg.execute(delete_absent(record, imp.dataset_id))
+                pg.execute(
+                    delete_absent(record, imp.dataset_id, layout, any_failed=counts.rows_failed > 0)
+                )
                 counts.rows_deleted = pg.rowcount
             applied = applied_key(imp, run.file_digest) if run.file_digest else ""
             note_merge(
@@ -298,15 +300,35 @@ def insert_new(
     )
 
 
-def delete_absent(record_table: str, dataset_id: int) -> sql.Composed:
+def delete_absent(
+    record_table: str, dataset_id: int, layout: Layout, *, any_failed: bool = True
+) -> sql.Composed:
     """Mode sync: drop the records whose key the file no longer has.
 
     A key seen on a bad row still counts as present: a typo in one field must not delete it.
+    So does every key a row with the wrong number of fields may name (its columns hold them:
+    stage_python.possible_keys), as a hashed anti-join on them; left out when no row failed
+    (no such row then).
     """
-    return sql.SQL(
+    statement = (
         "DELETE FROM {record} r WHERE r.dataset_id = {dataset}"
         " AND NOT EXISTS (SELECT 1 FROM {raw} s WHERE s.key = r.key)"
-    ).format(record=sql.Identifier(record_table), dataset=lit(dataset_id), raw=sql.Identifier(RAW))
+    )
+    if any_failed:
+        statement += (
+            " AND NOT EXISTS (SELECT 1 FROM (SELECT {value} AS key FROM {raw} s"
+            "  CROSS JOIN LATERAL unnest(ARRAY[{columns}]) AS v(value)"
+            "  WHERE s.problem IS NOT NULL) p WHERE p.key = r.key)"
+        )
+    return sql.SQL(statement).format(
+        record=sql.Identifier(record_table),
+        dataset=lit(dataset_id),
+        raw=sql.Identifier(RAW),
+        value=trimmed(sql.Identifier("v", "value")),
+        columns=sql.SQL(", ").join(
+            sql.SQL("s.{}").format(layout.col(i)) for i in range(layout.width)
+        ),
+    )
 
 
 def _json_value(column: sql.Composable, spec: dict | None) -> sql.Composable:

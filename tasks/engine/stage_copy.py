@@ -66,6 +66,9 @@ def fast_path_refusal(imp: ScheduledImport, first_record: bytes) -> str:
 # What COPY reads otherwise than the csv module: the Python path reads such a file.
 STRAY_QUOTE = "a quote character that neither opens nor closes a quoted field"
 END_OF_DATA = "a line holding only \\. (COPY's end-of-data marker: it would drop every later row)"
+# The characters that join a row's fields, and escape them, in the text its hash reads
+# (stage.hashed_field): a file holding either is hashed by the Python path's staging table.
+HASH_SEPARATORS = "a unit separator (U+001F) or a group separator (U+001D)"
 # A line that is only `\.`, as the blocks COPY is given hold it (data starts a line).
 END_OF_DATA_LINE = re.compile(rb"\n\\\.\r?\n")
 
@@ -82,7 +85,9 @@ class CopyMisreads:
       row after it, where the csv module reports it as a bad row.
 
     Either made the fast path import fewer rows than the file holds and call the run a
-    success; with `mode: sync` the rows it lost were deleted. `OVERLAP` bytes of one block
+    success; with `mode: sync` the rows it lost were deleted. A file that holds a U+001F or
+    U+001D byte goes to the Python path too: the fast path's table hashes the fields joined as
+    they are, the Python path's escaped (stage.hashed_field). `OVERLAP` bytes of one block
     are looked at again with the next, so that a pattern across two blocks is found.
     """
 
@@ -95,6 +100,8 @@ class CopyMisreads:
     def feed(self, block: bytes) -> None:
         if not self.quote_check.feed(block):
             raise CopyRejected(STRAY_QUOTE)
+        if b"\x1f" in block or b"\x1d" in block:
+            raise CopyRejected(HASH_SEPARATORS)
         window = self.tail + block
         if b"\\." in window and END_OF_DATA_LINE.search(window):
             raise CopyRejected(END_OF_DATA)

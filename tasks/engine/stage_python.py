@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 from collections.abc import Callable, Iterator
 
 import psycopg
@@ -102,13 +103,12 @@ class CheckedLines:
 def parse_rows(text: io.TextIOBase, layout: Layout, imp: ScheduledImport) -> Iterator[tuple]:
     """Yield (line, problem, *fields) for every data row; blank lines are skipped.
 
-    A row with the wrong number of fields keeps only its key (if it has one): it is reported,
-    and in mode sync its record is kept, but nothing of it is written.
+    A row with the wrong number of fields is reported and nothing of it is written; its
+    columns hold the keys it may name (`possible_keys`), so that mode sync keeps their records.
     """
     lines = CheckedLines(text, imp.encoding)
     reader = csv_reading.reader(lines, imp.delimiter, lines.limit, strict=True)
     width = layout.width
-    empty = (None,) * width
     try:
         if imp.has_header:
             # The first row that is not blank (blank lines before the header are skipped).
@@ -124,13 +124,45 @@ def parse_rows(text: io.TextIOBase, layout: Layout, imp: ScheduledImport) -> Ite
             if len(fields) == width:
                 yield (line, None, *fields)
                 continue
-            row = list(empty)
-            if layout.key_index < len(fields):
-                row[layout.key_index] = fields[layout.key_index]
+            row = possible_keys(fields, layout, imp.delimiter)
             yield (line, f"expected {width} fields, found {len(fields)}", *row)
     except csv.Error as error:
         where = csv_reading.plain(error, reader.line_num, lines.row_line)
         raise PermanentImportError(f"the file is not a valid CSV: {where}") from error
+
+
+def possible_keys(fields: list[str], layout: Layout, delimiter: str) -> list[str | None]:
+    """The staged columns of a row with the wrong number of fields: the keys it may name.
+
+    Where its key is cannot be known: an unquoted delimiter (`Smith, John,A-1`) or a lost field
+    before the key shifts it, one after the key does not. The key's column holds the field at
+    the key's position (as the repeated-key search reads it); the other columns hold the other
+    readings, the likeliest first: the key's position counted from the row's end (a stray
+    delimiter or a lost field before the key), the fields the key's position spans when the
+    stray delimiters are inside the key, then the row's other fields. Mode sync keeps the
+    record of every one of them (merge.delete_absent): the key of a row at the key's position
+    only, taken from a piece of another field, deleted the record the row was meant to update.
+    A one-column file's row of several fields is one value with unquoted delimiters.
+    """
+    width, key_index, count = layout.width, layout.key_index, len(fields)
+    if width == 1:
+        return [delimiter.join(fields)]
+    key = fields[key_index] if key_index < count else None
+    readings: list[str] = []
+    if key_index > 0 and count - width + key_index >= 0:
+        readings.append(fields[count - width + key_index])
+    if count > width:
+        readings.append(delimiter.join(fields[key_index : key_index + count - width + 1]))
+    others: list[str | None] = []
+    seen = {key}
+    for reading in itertools.chain(readings, fields):
+        if len(others) == width - 1:
+            break
+        if reading not in seen:
+            seen.add(reading)
+            others.append(reading)
+    others += [None] * (width - 1 - len(others))
+    return [*others[:key_index], key, *others[key_index:]]
 
 
 def copy_parsed(

@@ -16,13 +16,13 @@ import pytest
 from celery import current_app
 from django.utils import timezone
 
-from schedules import notifications, services
-from schedules.models import ImportRun, NotificationDelivery, OwnerMailbox
+from schedules import notifications
+from schedules.models import NotificationDelivery, OwnerMailbox
 from tests.factories import make_import
+from tests.webhook_support import SOURCE, failed_run_notified, finished_run
 
 pytestmark = pytest.mark.django_db
 
-SOURCE = "http://127.0.0.1:9/products.csv"
 HOOK = "https://hooks.example.com/in"
 
 
@@ -41,10 +41,7 @@ def test_an_email_held_for_an_hourly_digest_is_not_sent_again_by_the_sweep(
     now = timezone.now()
     imp = make_import(alice, SOURCE, notify_on=["failed"], notify_channels=["email"],
                       alert_after_failures=0)  # fmt: skip
-    run = ImportRun.objects.create(
-        scheduled_import=imp, trigger="schedule", status="running", attempts=1
-    )
-    services.finish_run(run, "failed", error="boom")
+    finished_run(imp, "failed", error="boom")
     NotificationDelivery.objects.update(
         status="held", attempts=1, created_at=now - timedelta(minutes=35)
     )
@@ -74,12 +71,7 @@ def test_a_pending_notification_is_lost_past_the_sweeps_patience_alone(
     settings.STALE_QUEUED_SECONDS = 1800
     sent: list[str] = []
     monkeypatch.setattr(current_app, "send_task", lambda name, **kw: sent.append(name))
-    imp = make_import(alice, SOURCE, notify_on=["failed"], notify_channels=["webhook"],
-                      callback_url=HOOK, alert_after_failures=0)  # fmt: skip
-    run = ImportRun.objects.create(
-        scheduled_import=imp, trigger="schedule", status="running", attempts=1
-    )
-    services.finish_run(run, "failed", error="boom")
+    failed_run_notified(alice, HOOK)
     now = timezone.now()
     NotificationDelivery.objects.update(status="pending", created_at=now - timedelta(minutes=31))
     sent.clear()

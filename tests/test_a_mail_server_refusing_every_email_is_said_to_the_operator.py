@@ -27,18 +27,17 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from project.devservices import free_port
-from schedules import services
 from schedules.api import health
-from schedules.models import ImportRun, NotificationDelivery
+from schedules.models import NotificationDelivery
 from tasks import destinations, webhooks
 from tasks.mail_errors import mail_server
 from tests.api_support import API, client_for
 from tests.factories import make_import
 from tests.test_metrics_endpoint import AUTH, samples, value
+from tests.webhook_support import SOURCE, finished_run
 
 pytestmark = pytest.mark.django_db
 
-SOURCE = "http://127.0.0.1:9/products.csv"
 REFUSED = "553 5.7.1 sender not allowed to relay"
 
 
@@ -91,10 +90,7 @@ def ops(django_user_model, settings):
 def alert_of(owner) -> NotificationDelivery:
     """The owner's import reaches its failure-streak alert: its e-mail, not sent yet."""
     imp = make_import(owner, SOURCE, alert_after_failures=1)
-    run = ImportRun.objects.create(
-        scheduled_import=imp, trigger="schedule", status="running", attempts=1
-    )
-    services.finish_run(run, "failed", error="the server answered HTTP 503")
+    finished_run(imp, "failed", error="the server answered HTTP 503")
     return NotificationDelivery.objects.get(scheduled_import=imp)
 
 
@@ -191,10 +187,7 @@ def test_a_notification_that_failed_for_good_is_a_warning(alice, settings, caplo
     settings.EMAIL_DIGEST_SECONDS = 0
     imp = make_import(alice, SOURCE, notify_on=["failed"], notify_channels=["email"],
                       alert_after_failures=0)  # fmt: skip
-    run = ImportRun.objects.create(
-        scheduled_import=imp, trigger="schedule", status="running", attempts=1
-    )
-    services.finish_run(run, "failed", error="boom")
+    finished_run(imp, "failed", error="boom")
     caplog.clear()
     with refusing_relay(settings), caplog.at_level(logging.INFO):
         webhooks.deliver(NotificationDelivery.objects.get().pk)

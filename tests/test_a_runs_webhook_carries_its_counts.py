@@ -16,15 +16,14 @@ import pytest
 from django.utils import timezone
 
 from schedules import services
-from schedules.models import ImportRun, NotificationDelivery
+from schedules.models import NotificationDelivery
 from tasks import webhooks
 from tests.api_support import API, client_for
 from tests.factories import make_import
-from tests.webhook_support import Hook
+from tests.webhook_support import SOURCE, Hook, finished_run
 
 pytestmark = pytest.mark.django_db
 
-SOURCE = "http://127.0.0.1:9/products.csv"
 COUNTS = ("rows_read", "rows_inserted", "rows_updated", "rows_unchanged", "rows_deleted",
           "rows_failed", "duration_ms")  # fmt: skip
 
@@ -36,15 +35,12 @@ def test_a_runs_webhook_says_what_landed_as_the_run_log_does(alice, status):
         # Given an import notifying its callback of each good run
         imp = make_import(alice, SOURCE, notify_on=[status], notify_channels=["webhook"],
                           callback_url=hook.url, mode="sync")  # fmt: skip
-        run = ImportRun.objects.create(
-            scheduled_import=imp, trigger="schedule", status="running", attempts=1,
-            started_at=timezone.now() - timedelta(seconds=3),
-        )  # fmt: skip
         counts = services.RunCounts(
             rows_read=12, rows_inserted=5, rows_updated=2, rows_unchanged=3, rows_deleted=4,
             rows_failed=2 if status == "partial" else 0,
         )  # fmt: skip
-        services.finish_run(run, status, counts=counts)
+        started_at = timezone.now() - timedelta(seconds=3)
+        run = finished_run(imp, status, started_at=started_at, counts=counts)
 
         # When its notification is posted
         (delivery,) = NotificationDelivery.objects.all()

@@ -7,7 +7,6 @@ minutes later, nor fail its task in psycopg's words.
 Regression (database hunt): it stayed `pending`, its task failed on psycopg's OperationalError,
 and the sweep sent the same webhook again half an hour later."""
 
-import http.server
 import threading
 import time
 
@@ -19,37 +18,8 @@ from schedules import notifications
 from schedules.models import ImportRun, NotificationDelivery
 from tests.conftest import wait_for
 from tests.factories import PRODUCTS_CSV, make_import
-from tests.http_support import QuietHTTPServer
 from tests.reliability import FAST, refuse_connections
-
-
-class Receiver:
-    """A webhook receiver answering 200; `after_answer` is called once each answer is sent."""
-
-    def __init__(self, after_answer=None) -> None:
-        self.posts: list[bytes] = []
-        receiver = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                receiver.posts.append(self.rfile.read(int(self.headers["Content-Length"])))
-                if after_answer is not None:
-                    # (before the answer goes: the database is away when the worker reads it)
-                    after_answer(len(receiver.posts))
-                self.send_response(200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *args) -> None:
-                pass
-
-        self.httpd = QuietHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
-
+from tests.webhook_support import Hook
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -66,7 +36,8 @@ def test_a_webhook_answered_while_the_database_goes_away_is_logged_delivered_onc
             refuse_connections(False, own)
             threading.Timer(4, lambda: refuse_connections(True, own)).start()
 
-    receiver = Receiver(after_answer=database_away_after_the_answer)
+    # (called before the answer goes: the database is away when the worker reads it)
+    receiver = Hook(on_post=database_away_after_the_answer)
     hook = receiver.url
     imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV), callback_url=hook)
     failed = ImportRun.objects.create(
@@ -92,7 +63,7 @@ def test_a_webhook_answered_while_the_database_goes_away_is_logged_delivered_onc
     delivery.refresh_from_db()
     log = processes.log_of("worker")
     print(f"\ndelivery status={delivery.status} attempts={delivery.attempts} "
-          f"hook hits={len(receiver.posts)}")  # fmt: skip
+          f"hook hits={len(receiver.requests)}")  # fmt: skip
     print("\n".join(line for line in log.splitlines() if "deliver_notification[" in line))
-    assert len(receiver.posts) == 1
+    assert len(receiver.requests) == 1
     assert delivery.status == "delivered", delivery.status

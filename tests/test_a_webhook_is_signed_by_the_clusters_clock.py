@@ -15,15 +15,11 @@ import hmac
 import pytest
 
 from common import database_clock
-from schedules import services
-from schedules.models import ImportRun, NotificationDelivery
 from tasks import webhooks
-from tests.factories import make_import
-from tests.webhook_support import Hook
+from tests.webhook_support import Hook, failed_run_notified
 
 pytestmark = pytest.mark.django_db
 
-SOURCE = "http://127.0.0.1:9/products.csv"
 TEN_MINUTES = 600.0
 
 
@@ -41,13 +37,7 @@ def test_a_worker_whose_clock_is_off_signs_with_the_clusters_time(alice, monkeyp
         # Given a worker host whose clock is 10 minutes behind the database's (and the world's:
         # the receiver's clock is right)
         monkeypatch.setattr(database_clock, "offset", lambda strict=False: TEN_MINUTES)
-        imp = make_import(alice, SOURCE, notify_on=["failed"], notify_channels=["webhook"],
-                          callback_url=hook.url, alert_after_failures=0)  # fmt: skip
-        run = ImportRun.objects.create(
-            scheduled_import=imp, trigger="schedule", status="running", attempts=1
-        )
-        services.finish_run(run, "failed", error="boom")
-        (delivery,) = NotificationDelivery.objects.all()
+        delivery = failed_run_notified(alice, hook.url)
 
         # When that worker posts the notification
         webhooks.deliver(delivery.pk)
@@ -59,7 +49,8 @@ def test_a_worker_whose_clock_is_off_signs_with_the_clusters_time(alice, monkeyp
     ((headers, body),) = hook.requests
     header = headers["Importbeat-Signature"]
     signed_at = int(dict(p.split("=", 1) for p in header.split(","))["t"])
-    assert readme_verify(imp.webhook_secret, header, body, receivers_now), (
+    secret = delivery.scheduled_import.webhook_secret
+    assert readme_verify(secret, header, body, receivers_now), (
         f"signed at t={signed_at}, {receivers_now - signed_at:.0f} s behind the cluster's clock:"
         " the README's recipe refuses it"
     )

@@ -14,22 +14,14 @@ import pytest
 from schedules import alerts, notifications, services
 from schedules.models import ImportRun, NotificationDelivery
 from tests.factories import make_import
+from tests.webhook_support import SOURCE, finished_run
 
 pytestmark = pytest.mark.django_db
-
-SOURCE = "http://127.0.0.1:9/products.csv"
-
-
-def finished(imp, status: str, **kwargs) -> ImportRun:
-    run = ImportRun.objects.create(
-        scheduled_import=imp, trigger="schedule", status="running", attempts=1
-    )
-    return services.finish_run(run, status, **kwargs)
 
 
 def test_an_alert_after_one_failure_says_once(alice):
     imp = make_import(alice, SOURCE, alert_after_failures=1)
-    run = finished(imp, "timed_out", error="the import did not finish within 60 s")
+    run = finished_run(imp, "timed_out", error="the import did not finish within 60 s")
 
     subject, message = alerts.alert_email(ImportRun.objects.get(pk=run.pk))
 
@@ -42,8 +34,8 @@ def test_an_alert_after_one_failure_says_once(alice):
 
 def test_an_alert_after_two_failures_says_2_times_in_a_row(alice):
     imp = make_import(alice, SOURCE, alert_after_failures=2)
-    finished(imp, "failed", error="boom")
-    run = finished(imp, "failed", error="boom")
+    finished_run(imp, "failed", error="boom")
+    run = finished_run(imp, "failed", error="boom")
 
     subject, _ = alerts.alert_email(ImportRun.objects.get(pk=run.pk))
 
@@ -53,7 +45,7 @@ def test_an_alert_after_two_failures_says_2_times_in_a_row(alice):
 def email_of_run(owner, status: str, **kwargs) -> tuple[ImportRun, str]:
     imp = make_import(owner, SOURCE, notify_on=["succeeded", "failed", "partial"],
                       notify_channels=["email"], alert_after_failures=0)  # fmt: skip
-    run = finished(imp, status, **kwargs)
+    run = finished_run(imp, status, **kwargs)
     (delivery,) = NotificationDelivery.objects.select_related("scheduled_import__owner", "run")
     _, message = notifications.email_of(delivery)
     return run, message

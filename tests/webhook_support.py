@@ -1,40 +1,82 @@
-"""A local webhook receiver for the alert and notification tests (the outside world)."""
+"""A local webhook receiver for the alert and notification tests (the outside world), and the
+runs they are told of."""
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import socket
 import threading
 import time
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import redis
 
+from schedules import services
+from schedules.models import ImportRun, NotificationDelivery
+from tests.factories import make_import
 from tests.http_support import QuietHTTPServer
+
+SOURCE = "http://127.0.0.1:9/products.csv"
 
 
 class Hook:
-    """Answers the statuses it is given, then 200, and keeps every request's headers and body."""
+    """A webhook receiver: answers the statuses it is given, then `status` (200), with `headers`
+    and `body`, and keeps every request's headers and body.
 
-    def __init__(self, statuses: list[int] | None = None) -> None:
+    `body` is bytes, or a function giving the chunks to write one at a time, each flushed (an
+    answer that drips: say its Content-Length in `headers`). `on_post(n)` is called as the n-th
+    POST is taken, before it is answered."""
+
+    def __init__(
+        self,
+        statuses: list[int] | None = None,
+        *,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        body: bytes | Callable[[], Iterable[bytes]] = b"",
+        path: str = "/hook",
+        on_post: Callable[[int], None] | None = None,
+    ) -> None:
         self.requests: list[tuple[dict[str, str], bytes]] = []
         self.statuses = list(statuses or [])
+        self.status = status
+        self.headers = dict(headers or {})
+        self.body = body
+        self.path = path
+        self.on_post = on_post
         hook = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 hook.requests.append((dict(self.headers), body))
-                self.send_response(hook.statuses.pop(0) if hook.statuses else 200)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
+                if hook.on_post is not None:
+                    hook.on_post(len(hook.requests))
+                hook.answer(self, hook.statuses.pop(0) if hook.statuses else hook.status)
 
             def log_message(self, *args) -> None:
                 pass
 
         self.httpd = QuietHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def answer(self, handler: http.server.BaseHTTPRequestHandler, status: int) -> None:
+        handler.send_response(status)
+        for name, value in self.headers.items():
+            handler.send_header(name, value)
+        if "Content-Length" not in self.headers:
+            assert isinstance(self.body, bytes), "a dripping body says its Content-Length"
+            handler.send_header("Content-Length", str(len(self.body)))
+        handler.end_headers()
+        chunks = [self.body] if isinstance(self.body, bytes) else self.body()
+        with contextlib.suppress(OSError):  # (the worker may hang up before the body's end)
+            for chunk in chunks:
+                if chunk:
+                    handler.wfile.write(chunk)
+                    handler.wfile.flush()
 
     @property
     def received(self) -> list[Any]:
@@ -43,7 +85,7 @@ class Hook:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.httpd.server_address[1]}/hook"
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{self.path}"
 
     def close(self) -> None:
         self.httpd.shutdown()
@@ -146,3 +188,23 @@ def forget_redis_keys(pattern: str) -> None:
     store = redis.Redis.from_url(settings.REDIS_URL)
     for key in store.scan_iter(pattern):
         store.delete(key)
+
+
+def finished_run(imp, status: str = "failed", *, started_at=None, **outcome: Any) -> ImportRun:
+    """A scheduled run of `imp` that a worker took and ended `status`, with finish_run's
+    `outcome` (counts, error)."""
+    run = ImportRun.objects.create(
+        scheduled_import=imp, trigger="schedule", status="running", attempts=1,
+        started_at=started_at,
+    )  # fmt: skip
+    return services.finish_run(run, status, **outcome)
+
+
+def failed_run_notified(owner, callback_url: str) -> NotificationDelivery:
+    """Given the owner's import notifying `callback_url` of each failed run, a run of it that
+    failed: the webhook of it, not posted yet."""
+    imp = make_import(owner, SOURCE, notify_on=["failed"], notify_channels=["webhook"],
+                      callback_url=callback_url, alert_after_failures=0)  # fmt: skip
+    finished_run(imp, "failed", error="boom")
+    (delivery,) = NotificationDelivery.objects.all()
+    return delivery

@@ -9,8 +9,10 @@ what is listed is what fires.
 Cron is standard (Vixie) cron, as croniter evaluates it by default: day-of-month and day-of-week
 are OR'ed when both are restricted, 0 and 7 are Sunday, month and day names are accepted, and the
 macros `@yearly`, `@annually`, `@monthly`, `@weekly`, `@daily`, `@midnight` and `@hourly` stand
-for their five fields. Cron is evaluated in the import's time zone. Interval ticks sit on
-multiples of the interval since the epoch, so every process derives the same tick from a time.
+for their five fields. Cron is evaluated in the import's time zone: croniter gives the local wall
+times, and `Schedule._ticks_of` places them in real time across DST changes as Vixie cron does.
+Interval ticks sit on multiples of the interval since the epoch, so every process derives the same
+tick from a time.
 """
 
 from __future__ import annotations
@@ -109,11 +111,16 @@ class Schedule:
             while True:
                 yield datetime.fromtimestamp(tick, tz=UTC)
                 tick += every
-        itr = _croniter(self.fields, self.day_or, moment.astimezone(self._zone))
-        while True:
-            tick = itr.get_next(datetime)
-            if self._fires_at(tick):
-                yield tick.astimezone(UTC)
+        local = moment.astimezone(self._zone)
+        # In the first pass of a repeated hour, the second pass's wall times before `moment`'s
+        # are still to come: the walk starts that much earlier.
+        start = local.replace(tzinfo=None) - _repeated_by(local)
+        walls = _wall_times(self.fields, self.day_or, start, forward=True)
+        last = moment
+        for tick in self._in_order(walls, forward=True):
+            if tick > last:  # (a fixed job's skipped times all run at the one jump)
+                last = tick
+                yield tick
 
     def tick_at_or_before(self, moment: datetime) -> datetime:
         """The newest tick not after `moment` (what a dispatch at `moment` stands for)."""
@@ -122,13 +129,12 @@ class Schedule:
             every = self.interval_seconds
             return datetime.fromtimestamp(int(moment.timestamp()) // every * every, tz=UTC)
         # The second is added in UTC: local arithmetic drops `fold` and would turn 02:29 CET
-        # (the repeated hour) into 02:29 CEST, one hour earlier.
+        # (the repeated hour) into 02:29 CEST, one hour earlier. In the second pass of a
+        # repeated hour, the first pass's later wall times are behind `moment` too.
         local = (moment + timedelta(seconds=1)).astimezone(self._zone)
-        itr = _croniter(self.fields, self.day_or, local)
-        while True:
-            tick = itr.get_prev(datetime)
-            if self._fires_at(tick):
-                return tick.astimezone(UTC)
+        start = local.replace(tzinfo=None) + _repeated_by(local)
+        walls = _wall_times(self.fields, self.day_or, start, forward=False)
+        return next(tick for tick in self._in_order(walls, forward=False) if tick <= moment)
 
     def ticks_between(self, start: datetime, end: datetime, limit: int) -> list[datetime]:
         """Ticks in (start, end], at most `limit` of them (the newest ones are cut)."""
@@ -209,30 +215,78 @@ class Schedule:
     def _zone(self) -> zoneinfo.ZoneInfo:
         return _zone(self.timezone)
 
-    def _fires_at(self, tick: datetime) -> bool:
-        """Whether a local time croniter yields is a tick, over the DST changes as Vixie cron.
+    def _in_order(self, walls: Iterator[datetime], *, forward: bool) -> Iterator[datetime]:
+        """The ticks of the local wall times `walls` (rising, or falling when not `forward`),
+        in real-time order, in UTC.
+
+        A wildcard job runs a repeated wall time twice, and the passes interleave with the
+        walk: going forward, the first pass's 01:40 comes before the second pass's 01:10, so a
+        second pass waits until the walk reaches a later tick (going back, the first pass
+        waits).
+        """
+        waiting: list[datetime] = []
+        for wall in walls:
+            ticks = self._ticks_of(wall)
+            if not ticks:
+                continue
+            tick, other = (ticks[0], ticks[1:]) if forward else (ticks[-1], ticks[:-1])
+            while waiting and (waiting[0] < tick if forward else waiting[0] > tick):
+                yield waiting.pop(0)
+            yield tick
+            waiting.extend(other if forward else reversed(other))
+
+    def _ticks_of(self, wall: datetime) -> tuple[datetime, ...]:
+        """When a local wall time the rule names runs, in UTC, over the DST changes as Vixie
+        cron: none, one or two moments.
 
         A job at fixed times (`30 2 * * *`) runs once on the fall-back day, at the first 02:30,
         and soon after the jump on the spring-forward day (03:00). A wildcard job (minute or
         hour starting with `*`, like `*/15 * * * *` or `*/30 2 * * *`) runs by the new time:
-        through the repeated hour again, and not for the times the jump skipped. croniter
-        yields both 02:30s, and folds the skipped times into one 03:00: for `*/30 2 * * *` it
-        ran once at 03:00 in spring, as a fixed job, and four times in the autumn, as a
-        wildcard one. Decided here, for every caller alike.
+        through the repeated hour again, and not for the times the jump skipped.
+
+        croniter walks the wall times without a zone, and they are placed in real time here,
+        for every caller alike. croniter's own DST handling was no rule of cron's: it moved a
+        skipped time into the jump only for an hour field it did not read as `*` (a range over
+        every hour is `*` to it: `30 0-23 * * *` lost its skipped 01:30), and its walk from
+        before Lord Howe's 30-minute change went past the repeated half hour (`*/7` had no
+        second 01:35).
         """
-        minute, hour = self.fields.split()[:2]
-        if not (minute.startswith("*") or hour.startswith("*")):
-            first = tick.replace(tzinfo=None).replace(tzinfo=self._zone, fold=0)
-            return first.astimezone(UTC) == tick.astimezone(UTC)
-        minutes, hours = _parsed_rule(self.fields, self.day_or).expanded[:2]
-        if not ("*" in minutes or tick.minute in minutes) or not (
-            "*" in hours or tick.hour in hours
-        ):
-            return False  # the 03:00 croniter folded the skipped times into
-        # Going back, croniter yields the skipped times themselves (02:59 at +01:00, an hour
-        # after the jump): a time that does not exist is no tick.
-        wall = tick.replace(tzinfo=None)
-        return tick.astimezone(UTC).astimezone(self._zone).replace(tzinfo=None) == wall
+        zone = self._zone
+        before = wall.replace(tzinfo=zone).utcoffset()  # fold=0: the offset before a change
+        after = wall.replace(tzinfo=zone, fold=1).utcoffset()
+        first = (wall - before).replace(tzinfo=UTC)
+        if before == after:
+            return (first,)
+        if before > after:  # repeated: the clocks went back over it
+            return (first, (wall - after).replace(tzinfo=UTC)) if self._wildcard else (first,)
+        if self._wildcard:  # skipped by the jump forward
+            return ()
+        # The moment of the jump (zoneinfo does not say when its changes are): it lies between
+        # this wall time read at the new offset and read at the old one, to the second.
+        early, late = (wall - after).replace(tzinfo=UTC), first
+        while late - early > _SECOND:
+            middle = early + (late - early) // 2
+            middle -= timedelta(microseconds=middle.microsecond)
+            if middle.astimezone(zone).utcoffset() == before:
+                early = middle
+            else:
+                late = middle
+        return (late,)
+
+    @property
+    def _wildcard(self) -> bool:
+        """Vixie cron's wildcard job: the minute or the hour field starts with `*`."""
+        minute, hour = self.fields.split(maxsplit=2)[:2]
+        return minute.startswith("*") or hour.startswith("*")
+
+
+_SECOND = timedelta(seconds=1)
+_ZERO = timedelta(0)
+
+
+def _repeated_by(local: datetime) -> timedelta:
+    """How far the clocks went back over `local`'s wall time (zero when it happens once)."""
+    return max(local.replace(fold=0).utcoffset() - local.replace(fold=1).utcoffset(), _ZERO)
 
 
 @lru_cache(maxsize=1024)
@@ -240,24 +294,26 @@ def _zone(name: str) -> zoneinfo.ZoneInfo:
     return zoneinfo.ZoneInfo(name)
 
 
-def _croniter(fields: str, day_or: bool, start: datetime):
-    """A croniter for `fields`, starting at `start`.
+def _wall_times(fields: str, day_or: bool, start: datetime, *, forward: bool) -> Iterator[datetime]:
+    """The local wall times (no zone) `fields` names, after `start` (before it when not
+    `forward`), endless.
 
     Parsing a rule costs ten times a step, and beat steps every due import at each tick: the
     parsed rule is kept (RULES_KEPT), and each caller gets its own shallow copy (the parsed
     fields are only read), so iterators never share a position.
     """
-    template = _parsed_rule(fields, day_or)
-    itr = copy.copy(template)
+    itr = copy.copy(_parsed_rule(fields, day_or))
     itr.set_current(start, force=True)
-    return itr
+    step = itr.get_next if forward else itr.get_prev
+    while True:
+        yield step(datetime)
 
 
 @lru_cache(maxsize=RULES_KEPT)
 def _parsed_rule(fields: str, day_or: bool):
     from croniter import croniter
 
-    return croniter(fields, datetime(2000, 1, 1, tzinfo=UTC), day_or=day_or)
+    return croniter(fields, datetime(2000, 1, 1), day_or=day_or)
 
 
 def _as_it_fires(
@@ -266,7 +322,9 @@ def _as_it_fires(
     """`field` where cron-descriptor's words for it say what fires, else the values it fires
     at (`*` when it fires at every one)."""
     if _says_what_fires(field, span=span, first=first, even_steps=even_steps):
-        return field
+        # A range over the whole field fires as `*`: said as `*` ("Every 15 minutes", not
+        # "Every 15 minutes, minutes 0 through 59 past the hour").
+        return _whole_range_as_star(field, span=span, first=first)
     if "*" in values or sorted(values) == list(range(first, first + span)):
         return "*"
     return ",".join(str(value) for value in sorted(values))
@@ -274,21 +332,34 @@ def _as_it_fires(
 
 def _says_what_fires(field: str, *, span: int, first: int, even_steps: range | None = None) -> bool:
     """Whether cron-descriptor describes `field` truly: `*`, numbers and ranges in a list, a
-    range with a step, or one step over the whole span that divides it (`*/15`, `5/15`)."""
+    range with a step shorter than the range, or one step over the whole span that divides
+    it (`*/15`, `5/15`, `0-59/15`).
+
+    A range over the whole field steps as `*` does: `0-59/45` fires at :00 and :45, not
+    "every 45 minutes". A step as long as its range fires at its ends only: `0-23/25` fires
+    at 00:00 alone, not "every 25 hours".
+    """
     atoms = field.split(",")
     if all(re.fullmatch(r"\d+(-\d+)?", atom) for atom in atoms) or field == "*":
         return True
     if len(atoms) > 1:
         return False
-    base, _, step = field.partition("/")
+    base, _, step = _whole_range_as_star(field, span=span, first=first).partition("/")
     if not step.isdigit() or not int(step):
         return False
-    if re.fullmatch(r"\d+-\d+", base):
-        return True
-    start = first if base == "*" else int(base) if base.isdigit() else None
     every = int(step)
+    if re.fullmatch(r"\d+-\d+", base):
+        low, high = (int(end) for end in base.split("-"))
+        return every < high - low
+    start = first if base == "*" else int(base) if base.isdigit() else None
     even = every in even_steps if even_steps is not None else span % every == 0
     return start is not None and even and start - first < every
+
+
+def _whole_range_as_star(field: str, *, span: int, first: int) -> str:
+    """`*/N` for a step over the range of the whole field (`0-59/N`, `1-12/N`), else `field`."""
+    base, slash, step = field.partition("/")
+    return f"*/{step}" if slash and base == f"{first}-{first + span - 1}" else field
 
 
 def _plain_words(fields: tuple[str, str, str, str, str]) -> str:

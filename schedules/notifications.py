@@ -58,6 +58,12 @@ RECENT_LOOKS = 10_000
 # How an e-mail refused for its address alone begins (tasks.mail_errors): its owner's to mend,
 # no sign of a mail server that refuses everything (recent_outcomes).
 ADDRESS_REFUSED = "the mail server refused the address"
+# How a refusal of importbeat itself begins (tasks.mail_errors): one says the server refuses
+# every e-mail, where one e-mail refused otherwise (its content taken for spam) may be its own.
+SERVER_REFUSALS = (
+    "the mail server refused importbeat's login",
+    "the mail server refused the sender",
+)
 # Where a pass stopped looking ("<created_at ISO> <id>"): the next goes on from there, so that a
 # lost notification behind more than RESEND_LOOKS parked ones is found a few passes later (it
 # waited until the lines drained). A pass that reaches the end starts the next from the first.

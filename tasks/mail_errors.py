@@ -12,7 +12,7 @@ import smtplib
 
 from django.conf import settings
 
-from schedules.notifications import ADDRESS_REFUSED
+from schedules.notifications import ADDRESS_REFUSED, SERVER_REFUSALS
 
 from .destinations import NoAnswer
 from .errors import ImportFailed, PermanentImportError, TransientImportError
@@ -32,12 +32,11 @@ def mail_failure(error: BaseException) -> ImportFailed:
     if isinstance(error, smtplib.SMTPAuthenticationError):
         answer = _answer(error.smtp_code, error.smtp_error)
         return PermanentImportError(
-            f"the mail server refused importbeat's login ({answer}): check the user and password"
-            f" of EMAIL_URL"
+            f"{SERVER_REFUSALS[0]} ({answer}): check the user and password of EMAIL_URL"
         )
     if isinstance(error, smtplib.SMTPSenderRefused):
         return PermanentImportError(
-            f"the mail server refused the sender {error.sender} "
+            f"{SERVER_REFUSALS[1]} {error.sender} "
             f"({_answer(error.smtp_code, error.smtp_error)}): check DEFAULT_FROM_EMAIL"
         )
     if isinstance(error, smtplib.SMTPResponseException):

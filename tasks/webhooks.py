@@ -119,7 +119,7 @@ def post(url: str, payload: dict[str, Any], secret: str) -> Answer:
     }
     with watched(TOTAL_SECONDS) as watchdog:
         try:
-            with requests.Session() as session:
+            with _Session() as session:
                 # No ~/.netrc nor proxy settings from the worker's environment: a callback URL
                 # is any user's choice, and the worker's own logins are nobody's to be sent.
                 session.trust_env = False
@@ -148,8 +148,27 @@ def post(url: str, payload: dict[str, Any], secret: str) -> Answer:
         # Cut off in the middle of its headers, an answer can still look whole to http.client.
         raise _cut_off(url)
     if answer.location:
-        answer = answer._replace(location=hide_url_password(urljoin(url, answer.location)))
+        answer = answer._replace(location=_where(url, answer.location))
     return answer
+
+
+class _Session(requests.Session):
+    """A session that never looks where a redirect points: requests parsed the Location of an
+    answer it does not follow (allow_redirects=False) all the same, and one that is no URL
+    (`http://[oops/`) raised from the POST, the delivery an unexpected error (review)."""
+
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        return None
+
+
+def _where(url: str, location: str) -> str:
+    """A redirect's Location as a whole URL, its password hidden; as it came when it is none
+    (`http://[oops/`: joining it raised, and the delivery ended in an unexpected error, not
+    failed as the redirect it was (review))."""
+    try:
+        return hide_url_password(urljoin(url, location))
+    except ValueError:
+        return location
 
 
 def _cut_off(url: str) -> destinations.NoAnswer:

@@ -71,3 +71,17 @@ def test_a_redirect_without_a_location_says_redirects_are_not_followed(alice):
         "failed",
         "the callback answered HTTP 302, a redirect (redirects are not followed)",
     )
+
+
+def test_a_redirect_to_a_malformed_location_is_said_as_a_redirect(alice):
+    # Regression (review): joining it to the callback's URL raised, the delivery an unexpected
+    # error instead of the redirect it was
+    receiver = Hook(status=301, headers={"Location": "http://[oops/in"}, path="/in")
+    delivery = failed_run_notified(alice, receiver.url)
+    try:
+        webhooks.deliver(delivery.pk)
+    finally:
+        receiver.close()
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.response_status) == ("failed", 301)
+    assert "the callback answered HTTP 301" in delivery.error

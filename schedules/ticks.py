@@ -294,6 +294,16 @@ def _zone(name: str) -> zoneinfo.ZoneInfo:
     return zoneinfo.ZoneInfo(name)
 
 
+# No rule's ticks lie further apart (a Feb 29 that is a given weekday comes back within 40
+# years): a walk this long without end found a rule whose every time the clocks skip.
+NEVER_YEARS = 100
+
+
+class NeverFires(ValueError):
+    """A rule every time of which the zone's clocks skip: `*/30 2 8-14 3 */7` in New York names
+    the spring-forward hour alone. Its walk ran to the year 9999 (3 s) and raised there."""
+
+
 def _wall_times(fields: str, day_or: bool, start: datetime, *, forward: bool) -> Iterator[datetime]:
     """The local wall times (no zone) `fields` names, after `start` (before it when not
     `forward`), endless.
@@ -306,7 +316,10 @@ def _wall_times(fields: str, day_or: bool, start: datetime, *, forward: bool) ->
     itr.set_current(start, force=True)
     step = itr.get_next if forward else itr.get_prev
     while True:
-        yield step(datetime)
+        wall = step(datetime)
+        if abs(wall.year - start.year) > NEVER_YEARS:
+            raise NeverFires(f"no tick of {fields!r} within {NEVER_YEARS} years of {start:%Y}")
+        yield wall
 
 
 @lru_cache(maxsize=RULES_KEPT)

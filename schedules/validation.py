@@ -5,6 +5,7 @@ from __future__ import annotations
 import codecs
 import re
 import zoneinfo
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
 
@@ -99,6 +100,23 @@ def refuse_a_star_in_a_list(expression: str) -> None:
             raise ValidationError(
                 f"{name} field {field!r}: * means every value and stands alone, not in a list"
             )
+
+
+def refuse_a_rule_the_clocks_skip(imp: ScheduledImport) -> None:
+    """A rule whose every time its zone's clocks skip never fires (`*/30 2 8-14 3 */7` names
+    New York's spring-forward hour alone): accepted, the import's save searched to the year
+    9999 and answered 500 (review)."""
+    from .ticks import NeverFires, Schedule
+
+    try:
+        Schedule(cron_expression=imp.cron_expression, timezone=imp.timezone).next_after(
+            datetime.now(UTC)
+        )
+    except NeverFires:
+        raise ValidationError(
+            f"{imp.cron_expression!r} never fires in {imp.timezone}: every time it names is "
+            "skipped when the clocks go forward"
+        ) from None
 
 
 def _refuse_fields_beat_cannot_store(fields: str) -> None:
@@ -473,6 +491,8 @@ def validate_import_fields(imp: ScheduledImport) -> None:
             check("cron_expression", validate_cron_expression, imp.cron_expression)
             if "cron_expression" not in unchanged:
                 check("cron_expression", refuse_a_star_in_a_list, imp.cron_expression)
+            if not {"cron_expression", "timezone"} & set(errors):
+                check("cron_expression", refuse_a_rule_the_clocks_skip, imp)
     elif imp.schedule_type == "interval":
         if imp.interval_seconds is None:
             errors.setdefault("interval_seconds", []).append("required for an interval schedule")

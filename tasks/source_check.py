@@ -70,8 +70,20 @@ def _inspect(imp: ScheduledImport) -> dict[str, Any]:
     except ImportFailed as error:
         wide = wide_encoding_of(head)
         return _refused(str(error), {"encoding": wide} if wide else None, shown)
+    try:
+        stage.refuse_a_utf8_mark(head, imp)
+        if head.startswith(stage.BOM) and stage.codec_name(imp.encoding) == "utf-8":
+            # As a run reads it: the mark is no part of the first column's name ("\ufeffsku"
+            # was said not to be the key column `sku`).
+            head = head[len(stage.BOM) :]
+    except ImportFailed as error:
+        return _refused(str(error), {"encoding": "utf-8"}, shown)
     suggestions: dict[str, str] = {}
-    end = stage.first_record_end(head)
+    # As a run reads it (first_record.read_prefix): blank lines before the header are not it.
+    # The check took the first of them for a header naming no column.
+    lead = len(head) - len(head.lstrip(b"\r\n"))
+    after = stage.first_record_end(head[lead:])
+    end = lead + after if after is not None else None
     try:
         first = stage.parse_first_record(head[:end] if end else head, imp)
     except ImportFailed as error:

@@ -114,6 +114,14 @@ def _line_break(data: bytes, start: int) -> int:
     return feed
 
 
+def line_breaks(data: bytes) -> int:
+    """How many line breaks `data` holds as the csv module counts them (and an editor): a CRLF
+    is one, a carriage return alone or a line feed alone is one too. Counting line feeds alone
+    left out blank lines of a lone CR before the header: the fast path then named every bad
+    row a line or more too early."""
+    return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
+
+
 def stray_quote(data: bytes, delimiter: bytes) -> bool:
     """Whether `data` (from the start of a record) holds a quote that neither opens nor
     closes a quoted field (QuoteCheck)."""
@@ -215,6 +223,21 @@ def sniff(prefix: bytes) -> None:
         raise PermanentImportError("the file is not a CSV (it looks like HTML, XML or JSON)")
 
 
+UTF8_MARKED = (
+    "the file is UTF-8 text (it begins with its byte-order mark): set the import's encoding to "
+    "utf-8"
+)
+
+
+def refuse_a_utf8_mark(prefix: bytes, imp: ScheduledImport) -> None:
+    """Refuse a file that begins with a UTF-8 byte-order mark on an import read in another
+    encoding, as sniff refuses UTF-16's: read as cp1252, the mark was glued to the first
+    column's name ("ï»¿name"), and the run succeeded with that column in every record. Runs
+    and Test source say it alike."""
+    if prefix.startswith(BOM) and codec_name(imp.encoding) not in ("utf-8", "utf-8-sig"):
+        raise PermanentImportError(UTF8_MARKED)
+
+
 def looks_like_json(start: bytes) -> bool:
     """Whether a file's start (blank space left out) is JSON: an object, an array of objects,
     arrays or strings (JSON_START), or any JSON value that is the whole of `start`."""
@@ -233,9 +256,15 @@ def parse_first_record(data: bytes, imp: ScheduledImport) -> list[str]:
     try:
         text = data.decode(codec_name(imp.encoding))
     except UnicodeError as error:
-        reason = error.reason if isinstance(error, UnicodeDecodeError) else "not that encoding"
+        if isinstance(error, UnicodeDecodeError):
+            # `data` holds the blank lines before the header, and a header's quoted names may
+            # span lines: "line 1" named an editor's empty first line.
+            reason, line = error.reason, line_breaks(data[: error.start]) + 1
+        else:
+            reason, line = "not that encoding", 1
         raise PermanentImportError(
-            f"the file is not valid {imp.encoding} on line 1 ({reason}); set the import's encoding"
+            f"the file is not valid {imp.encoding} on line {line} ({reason}); set the import's "
+            "encoding"
         ) from error
     rows = csv_reading.reader(io.StringIO(text, newline=""), imp.delimiter, max_field_bytes())
     try:

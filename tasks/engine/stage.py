@@ -32,9 +32,11 @@ from .first_record import (
     codec_name,
     delimiter_bytes,
     layout_for,
+    line_breaks,
     max_field_bytes,
     parse_first_record,
     read_prefix,
+    refuse_a_utf8_mark,
     sniff,
     too_long,
 )
@@ -89,19 +91,11 @@ def stage_file(
     then read again from there instead of being spooled a second time.
     """
     prefix, end = read_prefix(raw.read, delimiter_bytes(imp))
-    if prefix.startswith(BOM):
-        codec = codec_name(imp.encoding)
-        if codec not in ("utf-8", "utf-8-sig"):
-            # As sniff says of UTF-16's mark: read as cp1252, it was glued to the first
-            # column's name ("ï»¿name"), and the run succeeded with that column in every record.
-            raise PermanentImportError(
-                "the file is UTF-8 text (it begins with its byte-order mark): set the import's "
-                "encoding to utf-8"
-            )
-        if codec == "utf-8":
-            # Before the empty file's check: a file of a byte-order mark alone is empty.
-            prefix = prefix[len(BOM) :]
-            end = end - len(BOM) if end is not None else None
+    refuse_a_utf8_mark(prefix, imp)
+    if prefix.startswith(BOM) and codec_name(imp.encoding) == "utf-8":
+        # Before the empty file's check: a file of a byte-order mark alone is empty.
+        prefix = prefix[len(BOM) :]
+        end = end - len(BOM) if end is not None else None
     if not prefix.strip():
         if imp.has_header:
             raise PermanentImportError("the file is empty: it has no header row")
@@ -109,7 +103,7 @@ def stage_file(
     sniff(prefix)
     first_record = prefix[:end] if end is not None else prefix
     layout = layout_for(parse_first_record(first_record, imp), imp)
-    header_lines = first_record.count(b"\n") if imp.has_header else 0
+    header_lines = line_breaks(first_record) if imp.has_header else 0
     data = prefix[len(first_record) :] if imp.has_header else prefix
 
     def report(rows: int) -> None:

@@ -162,6 +162,8 @@ def _value_check(column: sql.Composable, kind: str, native: bool) -> sql.Composa
 MAX_KEY_BYTES = 2048
 KEY_TOO_LONG = f"the key is longer than {MAX_KEY_BYTES:,} bytes"
 
+BIGINT_MOST = 2**63 - 1
+
 REASONS = {
     "int": "not a valid int: expected a whole number",
     "decimal": "not a valid decimal: expected a decimal number within ±1e308",
@@ -169,6 +171,24 @@ REASONS = {
     "date": "not a valid date: expected YYYY-MM-DD",
     "datetime": "not a valid datetime: expected ISO 8601 (YYYY-MM-DDTHH:MM:SS[+HH:MM])",
 }
+
+# A whole number past the 64-bit range was refused as "expected a whole number", beside the
+# whole number it refused.
+INT_OUT_OF_RANGE = (
+    f"not a valid int: the whole number is out of range (an int is from "
+    f"-{BIGINT_MOST + 1:,} to {BIGINT_MOST:,})"
+)
+
+
+def _out_of_range(column: sql.Composable, kind: str, native: bool) -> sql.Composable | None:
+    """True when a (non-blank) value is written as `kind` but past its range (int only: every
+    other type's reason names its form or its range already)."""
+    if kind != "int":
+        return None
+    value = trimmed(column)
+    return sql.SQL("({v} ~ {re} AND NOT {valid})").format(
+        v=value, re=lit(INT_RE), valid=_is_valid(value, kind, native)
+    )
 
 
 def find_bad_rows(layout: Layout, *, native_checks: bool = True) -> sql.Composed:
@@ -210,6 +230,11 @@ def find_bad_rows(layout: Layout, *, native_checks: bool = True) -> sql.Composed
             missing = lit("a required value is missing")
             cases.append(sql.SQL("WHEN {} THEN {}").format(blank, missing))
             conditions.append(blank)
+        if (past := _out_of_range(col, kind, native_checks)) is not None:
+            # Before the general reason (the CASE takes the first): `wrong` covers it too.
+            cases.append(
+                sql.SQL("WHEN NOT {} AND {} THEN {}").format(blank, past, lit(INT_OUT_OF_RANGE))
+            )
         if wrong is not None:
             cases.append(
                 sql.SQL("WHEN NOT {} AND {} THEN {}").format(blank, wrong, lit(REASONS[kind]))

@@ -23,6 +23,7 @@ import json
 import logging
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 from .text import printable
 
@@ -215,17 +216,26 @@ def signature(secret: str, timestamp: int, body: bytes) -> str:
 # --- late imports -----------------------------------------------------------------------------
 
 
+def _local(moment: datetime, zone: str) -> str:
+    """`2026-12-07 06:00 CET`: a time in the import's zone, as its schedule is said. The late
+    e-mail said "Next run: 2026-12-07T05:00:00+00:00" beside "At 06:00 (Europe/Berlin)", and
+    microseconds (notifications hunt)."""
+    local = moment.astimezone(ZoneInfo(zone))
+    return f"{local:%Y-%m-%d %H:%M} {local.tzname()}"
+
+
 def late_email(imp: ScheduledImport) -> tuple[str, str]:
     """The e-mail saying that `imp` missed a tick: (subject, message)."""
     # A header never carries a line break, whatever the name holds.
     name = " ".join(imp.name.split())
-    noticed = imp.late_since.isoformat() if imp.late_since else "just now"
+    noticed = _local(imp.late_since, imp.timezone) if imp.late_since else "just now"
     subject = f"[importbeat] {name} is late"
     if not imp.missed_while_late and imp.next_run_at is not None:
         # Noticed while no beat ran (schedules.overdue): no tick is counted missed yet.
         return subject, (
             f"The import {name!r} (id {imp.pk}) is late: its run due at "
-            f"{imp.next_run_at.isoformat()} has not been dispatched (noticed at {noticed}).\n"
+            f"{_local(imp.next_run_at, imp.timezone)} has not been dispatched (noticed at "
+            f"{noticed}).\n"
             f"Schedule: {imp.schedule_description}.\n"
             "No beat process is dispatching runs: the ticks it misses are counted when beat "
             "is back, and the import's catch-up policy decides whether they still run.\n"
@@ -237,7 +247,7 @@ def late_email(imp: ScheduledImport) -> tuple[str, str]:
         f"(noticed at {noticed}). It has missed {imp.missed_while_late} tick(s) since it "
         f"turned late ({imp.missed_ticks} in all).\n"
         f"Schedule: {imp.schedule_description}. Next run: "
-        f"{imp.next_run_at.isoformat() if imp.next_run_at else 'none'}.\n"
+        f"{_local(imp.next_run_at, imp.timezone) if imp.next_run_at else 'none'}.\n"
         "Ticks are missed when no beat process is running or a run's message is lost; the "
         "import's catch-up policy decides whether the missed ticks still run.\n"
     )

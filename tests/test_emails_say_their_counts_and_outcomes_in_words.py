@@ -9,7 +9,11 @@ succeeded." with its rows, "Run 2 timed out: <why>".
 
 from __future__ import annotations
 
+import re
+from zoneinfo import ZoneInfo
+
 import pytest
+from django.utils import timezone
 
 from schedules import alerts, notifications, services
 from schedules.models import ImportRun, NotificationDelivery
@@ -17,6 +21,8 @@ from tests.factories import make_import
 from tests.webhook_support import SOURCE, finished_run
 
 pytestmark = pytest.mark.django_db
+
+BERLIN = ZoneInfo("Europe/Berlin")
 
 
 def test_an_alert_after_one_failure_says_once(alice):
@@ -77,3 +83,20 @@ def test_a_partial_runs_email_says_some_rows_failed(alice):
 
     assert f"Run {run.pk} partly succeeded (some rows failed): 1 row failed\n" in message
     assert "Rows: 3 read, 2 inserted, 0 updated, 0 unchanged, 0 deleted, 1 failed.\n" in message
+
+
+def test_a_late_email_gives_times_in_the_imports_time_zone_without_microseconds(alice):
+    # Regression (notifications hunt): "Next run: 2026-12-07T05:00:00+00:00" beside a schedule
+    # "At 06:00 … (Europe/Berlin)", and "noticed at …16:52:31.623591+00:00"
+    imp = make_import(alice, SOURCE, schedule_type="cron", cron_expression="0 6 * * 1-5",
+                      timezone="Europe/Berlin")  # fmt: skip
+    imp.refresh_from_db()
+    imp.late_since = timezone.now()
+    imp.missed_while_late, imp.missed_ticks = 2, 2
+
+    _, message = alerts.late_email(imp)
+
+    local_next = imp.next_run_at.astimezone(BERLIN).strftime("%H:%M")  # 06:00
+    utc_next = imp.next_run_at.astimezone(ZoneInfo("UTC")).strftime("%H:%M")  # 05:00
+    assert utc_next not in message and local_next in message.split("Next run:")[1], message
+    assert not re.search(r"\d\d:\d\d:\d\d\.\d{6}", message), message

@@ -61,7 +61,11 @@ def on_run_finished(imp: ScheduledImport, run: ImportRun) -> bool:
         and not _alerted_in_streak(imp.pk, failures)
     )
     if alert:
+        # The threshold it met: the alert posted later (a receiver down a minute, an e-mail
+        # held for the digest) read the import's, raised meanwhile, and said "3 failures in a
+        # row" beside "alert after 10" (notifications hunt).
         details[ALERTED] = True
+        details[THRESHOLD] = imp.alert_after_failures
     run.error_details = details
     ImportRun.objects.filter(pk=run.pk).update(error_details=details)
     if not alert:
@@ -77,6 +81,8 @@ def on_run_finished(imp: ScheduledImport, run: ImportRun) -> bool:
 STREAK = "streak"
 # Marks the run of a streak that alerted (error_details).
 ALERTED = "alerted"
+# And the threshold it met (`alert_after_failures` then).
+THRESHOLD = "alert_threshold"
 
 
 def _alerted_in_streak(import_id: int, failures: int) -> bool:
@@ -144,7 +150,7 @@ def run_summary(run: ImportRun) -> dict[str, Any]:
             "owner": imp.owner.get_username(),
             "source_url": imp.source_url,
             "consecutive_failures": streak_at(run),
-            "alert_after_failures": imp.alert_after_failures,
+            "alert_after_failures": _threshold_met(run) or imp.alert_after_failures,
         },
         "run": {
             "id": run.pk,
@@ -168,6 +174,12 @@ def run_summary(run: ImportRun) -> dict[str, Any]:
             "duration_ms": run.duration_ms,
         },
     }
+
+
+def _threshold_met(run: ImportRun) -> int | None:
+    """The threshold the run's alert met (on_run_finished); None when it did not alert, or
+    alerted before the threshold was kept."""
+    return (run.error_details or {}).get(THRESHOLD)
 
 
 def alert_email(run: ImportRun) -> tuple[str, str]:

@@ -55,3 +55,26 @@ def test_a_runs_webhook_says_what_landed_as_the_run_log_does(alice, status):
     posted = {name: body["run"].get(name) for name in COUNTS}
     assert posted == {name: logged[name] for name in COUNTS}
     assert posted["rows_deleted"] == 4 and posted["duration_ms"] >= 3000
+
+
+def test_an_alert_sent_after_its_threshold_was_raised_says_the_threshold_it_met(alice):
+    """Regression (notifications hunt): an alert queued at the 1st failure
+    (`alert_after_failures` 1) and posted after the owner raised the threshold to 10 (a
+    receiver down for a minute, an e-mail held for the digest) said
+    `"consecutive_failures": 1, "alert_after_failures": 10`, contradicting itself: the
+    threshold was read when the webhook went. It is the one the alert met now."""
+    hook = Hook()
+    try:
+        imp = make_import(alice, SOURCE, callback_url=hook.url, alert_after_failures=1)
+        finished_run(imp, "failed", error="boom")
+        (delivery,) = NotificationDelivery.objects.filter(channel="webhook", event="alert")
+        services.update_import(imp, alert_after_failures=10)
+
+        webhooks.deliver(delivery.pk)
+    finally:
+        hook.close()
+
+    (body,) = hook.received
+    said = body["import"]
+    assert said["consecutive_failures"] >= said["alert_after_failures"], said
+    assert said["alert_after_failures"] == 1, said

@@ -57,6 +57,11 @@ def send(delivery: NotificationDelivery) -> None:
         # Held without reading the others: a burst of ten thousand would read them all each.
         if opens_at is not None and now < opens_at:
             _hold(delivery, mailbox, opens_at, now)
+        elif not settings.EMAIL_DIGEST_SECONDS:
+            # 0 is "each at once" (README): the owner's other e-mails waiting at that moment
+            # went along in a digest that said "one e-mail every 0 seconds" (notifications
+            # hunt); each goes with its own task.
+            _send_now([delivery], mailbox, owner.email, now)
         else:
             _send_now(_waiting(owner.pk, delivery), mailbox, owner.email, now)
 

@@ -100,3 +100,28 @@ def test_a_late_email_gives_times_in_the_imports_time_zone_without_microseconds(
     utc_next = imp.next_run_at.astimezone(ZoneInfo("UTC")).strftime("%H:%M")  # 05:00
     assert utc_next not in message and local_next in message.split("Next run:")[1], message
     assert not re.search(r"\d\d:\d\d:\d\d\.\d{6}", message), message
+
+
+def test_with_no_digest_interval_each_email_goes_alone(alice, settings):
+    """Regression (notifications hunt): README's `EMAIL_DIGEST_SECONDS` "0: each at once".
+    With 0, the first e-mail's worker still folded every e-mail of the owner waiting at that
+    moment into one digest, which said "it sends one e-mail every 0 seconds at most, listing
+    what came in between"."""
+    from django.core import mail
+
+    from tasks import webhooks
+
+    settings.EMAIL_DIGEST_SECONDS = 0
+    alice.email = "alice@example.com"
+    alice.save()
+    for name in ("products", "prices"):
+        imp = make_import(alice, SOURCE, name=name, dataset=name, notify_on=["failed"],
+                          notify_channels=["email"], alert_after_failures=0)  # fmt: skip
+        finished_run(imp, "failed", error="the server answered HTTP 503")
+
+    for delivery in NotificationDelivery.objects.order_by("pk"):
+        webhooks.deliver(delivery.pk)
+
+    bodies = [message.body for message in mail.outbox]
+    assert not [body for body in bodies if "every 0 seconds" in body], bodies
+    assert len(mail.outbox) == 2, [message.subject for message in mail.outbox]

@@ -7,7 +7,11 @@ them in the queue. Now the first notification that gets no answer (its connectio
 failed or timed out) marks its destination, the callback's host and port, as not answering
 for a wait that doubles with each unanswered try (FIRST_WAIT_SECONDS up to MAX_WAIT_SECONDS).
 Notifications to it in the meantime are not sent, and their log says why; once the wait is
-over, one of them alone tries again (the others wait on), and any answer ends the wait.
+over, one of them alone tries again (the others wait on), and any answer ends the wait. A
+callback whose server took the connection and did not answer in time (a read timeout, an
+answer dripping past the deadline) makes that callback URL wait, not its host: one owner's slow
+path on a shared receiver service stopped every other owner's webhooks to it, each wait
+counted as one of their attempts, until they failed without a POST (notifications hunt).
 
 The state is shared by every worker, in Redis: a hash per destination, and the key of the try
 under way. Fails open: without Redis, every notification tries as before.
@@ -15,6 +19,7 @@ under way. Fails open: without Redis, every notification tries as before.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,9 +67,12 @@ class NoAnswer(TransientImportError):
     `reason` says why in plain words, without the URL (another owner's notifications to the
     same host read it)."""
 
-    def __init__(self, message: str, reason: str = "no answer") -> None:
+    def __init__(self, message: str, reason: str = "no answer", *, connected: bool = False) -> None:
         super().__init__(message)
         self.reason = reason
+        # The server took the connection and did not answer in time: that callback is slow,
+        # not its host, which may answer other callbacks (other owners') at once.
+        self.connected = connected
 
 
 def no_answer(what: str, error: BaseException) -> ImportFailed:
@@ -77,6 +85,12 @@ def no_answer(what: str, error: BaseException) -> ImportFailed:
 def of_url(url: str) -> str:
     """A callback's destination: its host and port, as its POST connects to them."""
     return credentials.origin(url).partition("://")[2]
+
+
+def of_callback(url: str) -> str:
+    """The destination of one callback URL on its host, named without its path (which may
+    hold a secret: a chat service's hook): `hooks.example.com:443 (callback 5f2a9c1e)`."""
+    return f"{of_url(url)} (callback {hashlib.sha256(url.encode()).hexdigest()[:8]})"
 
 
 def admit(destination: str) -> None:

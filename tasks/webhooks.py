@@ -142,7 +142,9 @@ def post(url: str, payload: dict[str, Any], secret: str) -> Answer:
             if watchdog.reason:
                 raise _cut_off(url) from error
             if isinstance(error, requests.ConnectionError | requests.Timeout):
-                raise destinations.no_answer(f"cannot reach {url}", error) from error
+                failed = destinations.no_answer(f"cannot reach {url}", error)
+                failed.connected = isinstance(error, requests.ReadTimeout)
+                raise failed from error
             raise failure(PermanentImportError, f"cannot post to {url}", error) from error
     if watchdog.reason:
         # Cut off in the middle of its headers, an answer can still look whole to http.client.
@@ -173,7 +175,7 @@ def _where(url: str, location: str) -> str:
 
 def _cut_off(url: str) -> destinations.NoAnswer:
     late = f"no whole answer within {TOTAL_SECONDS:g} s"
-    return destinations.NoAnswer(f"cannot reach {url}: {late}", late)
+    return destinations.NoAnswer(f"cannot reach {url}: {late}", late, connected=True)
 
 
 def judged(status: int, location: str = "") -> int:
@@ -252,14 +254,16 @@ def _send(delivery: NotificationDelivery, final: bool) -> None:
 def _post_to_an_answering(hook: alerts.Webhook) -> Answer:
     """The webhook's POST, unless its destination did not answer another one a moment ago
     (destinations.Waiting); whether it answers is noted for the notifications that follow."""
-    destination = destinations.of_url(hook.url)
-    destinations.admit(destination)
+    host, callback = destinations.of_url(hook.url), destinations.of_callback(hook.url)
+    destinations.admit(host)
+    destinations.admit(callback)
     try:
         answer = post(*hook)
     except destinations.NoAnswer as error:
-        destinations.not_answered(destination, error.reason)
+        destinations.not_answered(callback if error.connected else host, error.reason)
         raise
-    destinations.answered(destination)
+    destinations.answered(host)
+    destinations.answered(callback)
     return answer
 
 

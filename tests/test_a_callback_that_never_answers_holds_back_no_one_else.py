@@ -101,9 +101,11 @@ def alices_run_after_bobs_notifications(
 
 
 def waited_on(host: str) -> re.Pattern[str]:
-    """The words of a notification that waits for its receiver, timed out before."""
+    """The words of a notification that waits for its receiver, timed out before: its callback
+    URL waits (the server took the connection), named by its host and a digest of the URL."""
     return re.compile(
-        rf"not sent: {re.escape(host)} did not answer another notification at "
+        rf"not sent: {re.escape(host)} \(callback [0-9a-f]{{8}}\) did not answer another "
+        r"notification at "
         r"\d\d:\d\d:\d\d UTC: the server stopped answering \(read timed out\)"
     )
 

@@ -100,10 +100,11 @@ def a_slow_foreground_run(alice, csv_server) -> tuple:
 
 
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_an_interrupted_foreground_run_ends_cancelled_and_says_so(alice, csv_server, signum):
     # It was left `running` (triggers answered 409), a traceback for Ctrl-C and no word for
-    # SIGTERM, and the sweep later sent the run the operator had stopped to a worker
+    # SIGTERM or a terminal hanging up (SIGHUP, ops hunt), and the sweep later sent the run
+    # the operator had stopped to a worker
     imp, command = a_slow_foreground_run(alice, csv_server)
 
     command.send_signal(signum)
@@ -115,6 +116,27 @@ def test_an_interrupted_foreground_run_ends_cancelled_and_says_so(alice, csv_ser
     assert (run.status, run.error_message) == ("cancelled", INTERRUPTED)
     assert f"run {run.pk} cancelled: interrupted" in err
     assert f"run {run.pk}: cancelled" in out
+
+
+@pytest.mark.django_db(transaction=True)
+def test_ctrl_c_pressed_twice_ends_the_run_cancelled_without_a_traceback(alice, csv_server):
+    # Regression (ops hunt): the second, landing while the first was handled, cut the run's
+    # ending short with a traceback, exit -2, the run left `running` and later sent to a worker
+    # Given run_import downloading a slow file in a process of its own
+    imp, command = a_slow_foreground_run(alice, csv_server)
+
+    # When Ctrl-C is pressed, and again while the first is handled (every 20 ms for 2 s)
+    deadline = time.monotonic() + 2
+    while command.poll() is None and time.monotonic() < deadline:
+        command.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+    _, err = command.communicate(timeout=60)
+
+    # Then the run is over (not `running`), and the command says so in words
+    run = ImportRun.objects.get(scheduled_import=imp)
+    assert run.status == "cancelled", (run.status, err[-1500:])
+    assert "Traceback" not in err, err[-1500:]
+    assert command.returncode == 130, (command.returncode, err[-600:])
 
 
 def test_a_run_skipped_behind_another_says_skipped_once(alice, csv_server):

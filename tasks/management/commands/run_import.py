@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 import signal
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -18,9 +18,12 @@ from tasks import engine, runner
 
 OK_STATUSES = (ImportRun.Status.SUCCEEDED, ImportRun.Status.PARTIAL)
 INTERRUPTED = (
-    "stopped in the foreground (run_import was interrupted: Ctrl-C or SIGTERM) before its "
-    "rows were written"
+    "stopped in the foreground (run_import was interrupted: Ctrl-C, SIGTERM or a hang-up) "
+    "before its rows were written"
 )
+# What stops a foreground run: Ctrl-C, a `kill` or a container stopping, a terminal hanging up
+# (an ssh session dropped: the process died at once, the run left `running`).
+STOPS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 SHOWN_ROW_ERRORS = 10
 # A worker's hard limit comes this long after its soft one (services.run_message's options):
 # a statement stuck where the soft limit cannot reach it is ended as late.
@@ -71,7 +74,7 @@ class Command(BaseCommand):
         )
         ended: dict[str, Any] | None = None
         try:
-            with _sigterm_as_interrupt(), _time_limit(imp.timeout_seconds):
+            with _stops_as_interrupt(), _time_limit(imp.timeout_seconds):
                 if no_progress or not self.stderr.isatty():
                     ended = runner.execute(run.pk)
                 else:
@@ -91,6 +94,10 @@ class Command(BaseCommand):
         says so. Left `running`, it answered every trigger with a 409 until the sweep took it
         for a lost worker's run and sent it to a worker: the import the operator stopped ran
         after all (and printed a traceback on the way)."""
+        # Ctrl-C pressed again (or a hang-up after it) while the run is ended: it cut the
+        # ending short, with a traceback, the run left `running` (ops hunt).
+        for stop in STOPS:
+            signal.signal(stop, signal.SIG_IGN)
         # The statement under way may have been cut in the middle: a new session finishes it.
         connection.close()
         self._refresh_or_gone(run, None)
@@ -100,7 +107,8 @@ class Command(BaseCommand):
             else:
                 services.finish_run(run, ImportRun.Status.CANCELLED, error=INTERRUPTED)
         self._refresh_or_gone(run, None)
-        self._print_summary(run)
+        with suppress(OSError):  # (a terminal hung up takes no more words)
+            self._print_summary(run)
         raise CommandError(f"run {run.pk} {run.status}: interrupted", returncode=130)
 
     def _refresh_or_gone(self, run: ImportRun, ended: dict[str, Any] | None) -> None:
@@ -154,18 +162,19 @@ class Command(BaseCommand):
 
 
 @contextmanager
-def _sigterm_as_interrupt():
-    """SIGTERM (a `kill`, a container stopping) stops the run as Ctrl-C does: it ended the
-    process at once, with no word, the run left `running`."""
+def _stops_as_interrupt():
+    """SIGTERM (a `kill`, a container stopping) and SIGHUP (its terminal gone) stop the run as
+    Ctrl-C does: they ended the process at once, with no word, the run left `running`."""
 
     def interrupt(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    before = signal.signal(signal.SIGTERM, interrupt)
+    before = {stop: signal.signal(stop, interrupt) for stop in (signal.SIGTERM, signal.SIGHUP)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, before)
+        for stop, handler in before.items():
+            signal.signal(stop, handler)
 
 
 @contextmanager

@@ -63,3 +63,25 @@ def test_an_inactive_user_gets_no_token_that_would_never_work(django_user_model)
 def test_seed_demo_with_a_base_url_the_import_refuses_says_why(db):
     with pytest.raises(CommandError, match="--base-url 'ftp://nowhere': source_url: "):
         call_command("seed_demo", "--base-url", "ftp://nowhere", stdout=StringIO())
+
+
+def test_a_name_django_stores_otherwise_is_the_user_it_stores(alice):
+    # Regression (ops hunt): `api_token ａｌｉｃｅ --create` (full-width letters, as an input
+    # method gives them) was a duplicate-key traceback; it is alice, as her sign-in takes it
+    out = StringIO()
+    call_command("api_token", "ａｌｉｃｅ", "--create", stdout=out)
+
+    assert get_user_model().objects.count() == 1
+    assert "created user" not in out.getvalue()
+
+
+def test_the_created_users_name_is_said_as_it_is_stored():
+    # ("created user ﬁle" of a user stored as "file", whom `api_token ﬁle` then did not find)
+    out = StringIO()
+    call_command("api_token", "ﬁle", "--create", stdout=out)
+
+    stored = get_user_model().objects.get().username
+    assert f"created user {stored}" in out.getvalue(), (stored, out.getvalue())
+    # and the name the operator typed finds that user again
+    again = StringIO()
+    call_command("api_token", "ﬁle", stdout=again)

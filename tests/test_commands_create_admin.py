@@ -60,3 +60,17 @@ def test_a_username_without_a_password_or_with_a_short_one_is_refused(monkeypatc
     with pytest.raises(CommandError, match="too short"):
         create_admin()
     assert not get_user_model().objects.exists()
+
+
+def test_a_second_start_leaves_the_admin_alone_whatever_its_names_form(monkeypatch):
+    # Regression (ops hunt): the typed name was looked for, not the stored one: every start
+    # after the first died on the duplicate, and compose's stack with it
+    monkeypatch.setenv("DJANGO_SUPERUSER_USERNAME", "ｏｐｓ")  # stored as "ops"
+    monkeypatch.setenv("DJANGO_SUPERUSER_PASSWORD", "a long enough password")
+
+    call_command("create_admin", stdout=StringIO())
+    out = StringIO()
+    call_command("create_admin", stdout=out)  # the next `docker compose up`
+
+    assert get_user_model().objects.count() == 1
+    assert "exists: left as it is" in out.getvalue()

@@ -13,6 +13,9 @@ class Command(BaseCommand):
         parser.add_argument("--staff", action="store_true", help="make the user staff")
 
     def handle(self, username: str, create: bool, staff: bool, **options) -> None:
+        # As Django stores it (NFKC): `ﬁle` was looked for as typed and created as `file`,
+        # said "created user ﬁle", and a second --create failed on the duplicate (ops hunt).
+        username = get_user_model().normalize_username(username)
         User = get_user_model()
         user = User.objects.filter(username=username).first()
         if user is None:

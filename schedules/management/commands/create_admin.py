@@ -24,13 +24,16 @@ class Command(BaseCommand):
     )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        username = os.environ.get("DJANGO_SUPERUSER_USERNAME", "").strip()
+        # As Django stores it (NFKC): `ｆｉｌｅ` was looked for as typed, not found, created as
+        # `file`, and every later start failed on the duplicate, compose's stack with it (ops
+        # hunt).
+        User = get_user_model()
+        username = User.normalize_username(os.environ.get("DJANGO_SUPERUSER_USERNAME", "").strip())
         password = os.environ.get("DJANGO_SUPERUSER_PASSWORD", "")
         email = os.environ.get("DJANGO_SUPERUSER_EMAIL", "").strip()
         if not username:
             self.stdout.write("DJANGO_SUPERUSER_USERNAME is not set: no admin created.")
             return
-        User = get_user_model()
         if User.objects.filter(username=username).exists():
             self.stdout.write(f"User {username} exists: left as it is.")
             return

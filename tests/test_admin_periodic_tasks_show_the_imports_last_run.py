@@ -5,6 +5,8 @@ entry's own `last_run_at` stays empty and the page said the import had never run
 from datetime import UTC, datetime
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django_celery_beat.models import PeriodicTask
 
 from schedules.models import ScheduledImport
@@ -50,3 +52,23 @@ def test_an_entry_of_no_import_shows_its_own_last_run(admin_client):
 
     row = listed[listed.index("someone else&#x27;s") :]
     assert "2026-03-02 10:30:00 UTC" in row[: row.index("</tr>")]
+
+
+def queries_of_the_list(admin_client) -> int:
+    with CaptureQueriesContext(connection) as captured:
+        assert admin_client.get(TASKS).status_code == 200
+    return len(captured)
+
+
+def test_the_entries_list_costs_the_same_queries_for_2_or_12_imports(admin_client, alice):
+    # Regression (ops hunt): list_select_related was never applied (django-celery-beat's
+    # queryset joins already): 108 queries for a page of 100
+    for n in range(2):
+        make_import(alice, SOURCE, name=f"i{n}", dataset=f"d{n}")
+    few = queries_of_the_list(admin_client)
+
+    for n in range(2, 12):
+        make_import(alice, SOURCE, name=f"i{n}", dataset=f"d{n}")
+    many = queries_of_the_list(admin_client)
+
+    assert many == few, f"{few} queries for 2 imports, {many} for 12"

@@ -179,3 +179,18 @@ def test_an_import_deleted_while_it_runs_ends_the_command_in_words(alice, csv_se
     assert err.rstrip().endswith(
         "cancelled: its import was deleted while it ran; the dataset was not changed"
     ), err[-800:]
+
+
+def test_an_import_of_a_deactivated_account_is_refused_as_the_api_refuses_it(alice, csv_server):
+    # Regression (ops hunt): it ran, fetching and writing for an account closed
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
+    alice.is_active = False
+    alice.save()
+
+    with pytest.raises(CommandError) as raised:
+        call_command("run_import", imp.pk, stdout=io.StringIO(), stderr=io.StringIO())
+
+    assert str(raised.value) == (
+        f"import {imp.pk}: its owner's account is deactivated: reactivate the account first"
+    )
+    assert not ImportRun.objects.filter(scheduled_import=imp).exists()

@@ -34,7 +34,8 @@ class Command(BaseCommand):
     help = (
         "Run an import now in this process (no worker), logged as a run with trigger "
         "'manual'; shows a progress bar on a terminal and the run's counts at the end. "
-        "Exits non-zero when the run does not succeed."
+        "Exits 0 when the run succeeded or partly succeeded (its row errors listed), non-zero "
+        "otherwise (130 when interrupted)."
     )
     # The system checks load the URLconf, the admin and the API (~0.4 s): measured in every
     # foreground import and of no use to it; `manage.py check` and the server still run them.
@@ -54,6 +55,10 @@ class Command(BaseCommand):
         imp = ScheduledImport.objects.filter(pk=import_id).first()
         if imp is None:
             raise CommandError(f"there is no import with id {import_id}")
+        if not imp.owner.is_active:
+            # As the API and the admin refuse it: it ran, fetching and writing for an account
+            # closed (ops hunt).
+            raise CommandError(f"import {imp.pk}: {services.OWNER_INACTIVE}")
         # The same path as a worker: a run row, then the runner (lease, claim, retries
         # recorded, counters); only the Celery task is missing.
         run = ImportRun.objects.create(scheduled_import=imp, trigger=ImportRun.Trigger.MANUAL)

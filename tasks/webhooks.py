@@ -255,12 +255,19 @@ def _post_to_an_answering(hook: alerts.Webhook) -> Answer:
     """The webhook's POST, unless its destination did not answer another one a moment ago
     (destinations.Waiting); whether it answers is noted for the notifications that follow."""
     host, callback = destinations.of_url(hook.url), destinations.of_callback(hook.url)
-    destinations.admit(host)
+    # The callback first: one in its own wait, turned away after taking the host's one try,
+    # held that try for two minutes, and every other callback to the host waited (review).
     destinations.admit(callback)
+    destinations.admit(host)
     try:
         answer = post(*hook)
     except destinations.NoAnswer as error:
-        destinations.not_answered(callback if error.connected else host, error.reason)
+        if error.connected:
+            # The host took the connection: it answers, this callback is slow.
+            destinations.answered(host)
+            destinations.not_answered(callback, error.reason)
+        else:
+            destinations.not_answered(host, error.reason)
         raise
     destinations.answered(host)
     destinations.answered(callback)

@@ -17,8 +17,9 @@ import time
 
 import pytest
 
+from common.redis_client import client
 from schedules.models import NotificationDelivery
-from tasks import webhooks
+from tasks import destinations, webhooks
 from tests.factories import make_import
 from tests.webhook_support import SOURCE, Hook, finished_run, forget_redis_keys
 
@@ -62,3 +63,59 @@ def test_a_slow_callback_of_one_owner_does_not_stop_another_owners_webhook(alice
     assert again.status == "retrying", (again.status, again.error)
     assert "(callback " in again.error and "did not answer another notification" in again.error
     assert len(receiver.requests) == 2
+
+
+def host_refused_a_moment_ago(url: str) -> None:
+    """The host refused a connection; its wait is over now."""
+    host = destinations.of_url(url)
+    destinations.not_answered(host, "connection refused")
+    client().hset(f"importbeat:destination:{host}", "until", time.time() - 1)
+
+
+def test_a_slow_callbacks_try_does_not_keep_the_host_waiting(alice, bob, monkeypatch):
+    # Regression (review): after the host's wait, alice's slow path took the host's one try and
+    # kept it two minutes, its "connection refused" never cleared: bob's webhooks waited
+    monkeypatch.setattr(webhooks, "TIMEOUT", (5.0, 1.0))
+    forget_redis_keys("importbeat:destination:*")
+    receiver = Hook(path="/alice", on_post=lambda n: time.sleep(3) if n == 1 else None)
+    try:
+        alices = notified(alice, receiver.url)
+        bobs = notified(bob, receiver.url.replace("/alice", "/bob"))
+        host_refused_a_moment_ago(receiver.url)
+
+        # Alice's slow path takes the host's try after its wait, and times out reading
+        with pytest.raises(webhooks.RetryLater):
+            webhooks.deliver(alices.pk, final=False)
+        # ... then bob's goes to the same service, which answers
+        with contextlib.suppress(webhooks.RetryLater):
+            webhooks.deliver(bobs.pk, final=False)
+    finally:
+        receiver.close()
+        forget_redis_keys("importbeat:destination:*")
+
+    bobs.refresh_from_db()
+    assert (bobs.status, bobs.error) == ("delivered", ""), bobs.error
+
+
+def test_a_waiting_callback_does_not_take_the_hosts_try(alice, bob, monkeypatch):
+    # Regression (review): a callback in its own wait was turned away after taking the host's
+    # one try, held two minutes
+    forget_redis_keys("importbeat:destination:*")
+    receiver = Hook(path="/alice")
+    try:
+        alices = notified(alice, receiver.url)
+        bobs = notified(bob, receiver.url.replace("/alice", "/bob"))
+        # Alice's callback timed out a moment ago (it waits), and the host's wait is over
+        destinations.not_answered(destinations.of_callback(receiver.url), "read timed out")
+        host_refused_a_moment_ago(receiver.url)
+
+        with pytest.raises(webhooks.RetryLater):
+            webhooks.deliver(alices.pk, final=False)
+        with contextlib.suppress(webhooks.RetryLater):
+            webhooks.deliver(bobs.pk, final=False)
+    finally:
+        receiver.close()
+        forget_redis_keys("importbeat:destination:*")
+
+    bobs.refresh_from_db()
+    assert (bobs.status, bobs.error) == ("delivered", ""), bobs.error

@@ -169,17 +169,25 @@ class Command(BaseCommand):
 @contextmanager
 def _stops_as_interrupt():
     """SIGTERM (a `kill`, a container stopping) and SIGHUP (its terminal gone) stop the run as
-    Ctrl-C does: they ended the process at once, with no word, the run left `running`."""
+    Ctrl-C does: they ended the process at once, with no word, the run left `running`. Once
+    one came, the others are ignored: a second one, while the runner gave its lease back and
+    the command ended the run, cut that short (review)."""
+    stopped = False
 
     def interrupt(signum: int, frame: object) -> None:
+        nonlocal stopped
+        stopped = True
+        for stop in STOPS:
+            signal.signal(stop, signal.SIG_IGN)
         raise KeyboardInterrupt
 
-    before = {stop: signal.signal(stop, interrupt) for stop in (signal.SIGTERM, signal.SIGHUP)}
+    before = {stop: signal.signal(stop, interrupt) for stop in STOPS}
     try:
         yield
     finally:
-        for stop, handler in before.items():
-            signal.signal(stop, handler)
+        if not stopped:  # (stopped, the command ends the run and exits 130, ignoring them)
+            for stop, handler in before.items():
+                signal.signal(stop, handler)
 
 
 @contextmanager

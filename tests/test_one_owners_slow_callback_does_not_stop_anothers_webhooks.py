@@ -34,34 +34,53 @@ def notified(owner, url: str, name: str = "products") -> NotificationDelivery:
     return NotificationDelivery.objects.get(run=run, channel="webhook", event="failed")
 
 
-def test_a_slow_callback_of_one_owner_does_not_stop_another_owners_webhook(alice, bob, monkeypatch):
-    # The read timeout shortened to 1 s (10 s in production): alice's path answers in 3 s
-    monkeypatch.setattr(webhooks, "TIMEOUT", (5.0, 1.0))
+def slow_first(n: int) -> None:
+    """Alice's path answers in 3 s, past the shortened 1 s read timeout; then every POST at once."""
+    if n == 1:
+        time.sleep(3)
+
+
+def alice_then_bob(alice, bob, receiver: Hook, before=lambda: None, then=lambda: None):
+    """Alice's notification to her path on the shared receiver, which waits for its next try
+    (RetryLater), then bob's to his path on it; `before` the two, `then` after. Bob's, read
+    again."""
     forget_redis_keys("importbeat:destination:*")
-    receiver = Hook(path="/alice", on_post=lambda n: time.sleep(3) if n == 1 else None)
     try:
         alices = notified(alice, receiver.url)
         bobs = notified(bob, receiver.url.replace("/alice", "/bob"))
-
-        # When alice's notification times out on her slow path
+        before()
         with pytest.raises(webhooks.RetryLater):
             webhooks.deliver(alices.pk, final=False)
-        # ... and bob's, to the same service, goes next, and then another of alice's
         with contextlib.suppress(webhooks.RetryLater):
             webhooks.deliver(bobs.pk, final=False)
-        again = notified(alice, receiver.url, "prices")
-        with contextlib.suppress(webhooks.RetryLater):
-            webhooks.deliver(again.pk, final=False)
+        then()
     finally:
         receiver.close()
         forget_redis_keys("importbeat:destination:*")
+    bobs.refresh_from_db()
+    return bobs
+
+
+def test_a_slow_callback_of_one_owner_does_not_stop_another_owners_webhook(alice, bob, monkeypatch):
+    # Given a read timeout of 1 s (10 s in production), when alice's notification times out on
+    # her slow path, bob's goes next to the same service, and then another of alice's
+    monkeypatch.setattr(webhooks, "TIMEOUT", (5.0, 1.0))
+    receiver = Hook(path="/alice", on_post=slow_first)
+    again: list[NotificationDelivery] = []
+
+    def another_of_alices() -> None:
+        again.append(notified(alice, receiver.url, "prices"))
+        with contextlib.suppress(webhooks.RetryLater):
+            webhooks.deliver(again[0].pk, final=False)
+
+    bobs = alice_then_bob(alice, bob, receiver, then=another_of_alices)
 
     # Then bob's is posted and delivered, and alice's next one waits for her callback
-    bobs.refresh_from_db()
     assert (bobs.status, bobs.error) == ("delivered", ""), bobs.error
-    again.refresh_from_db()
-    assert again.status == "retrying", (again.status, again.error)
-    assert "(callback " in again.error and "did not answer another notification" in again.error
+    again[0].refresh_from_db()
+    assert again[0].status == "retrying", (again[0].status, again[0].error)
+    said = again[0].error
+    assert "(callback " in said and "did not answer another notification" in said, said
     assert len(receiver.requests) == 2
 
 
@@ -76,46 +95,24 @@ def test_a_slow_callbacks_try_does_not_keep_the_host_waiting(alice, bob, monkeyp
     # Regression (review): after the host's wait, alice's slow path took the host's one try and
     # kept it two minutes, its "connection refused" never cleared: bob's webhooks waited
     monkeypatch.setattr(webhooks, "TIMEOUT", (5.0, 1.0))
-    forget_redis_keys("importbeat:destination:*")
-    receiver = Hook(path="/alice", on_post=lambda n: time.sleep(3) if n == 1 else None)
-    try:
-        alices = notified(alice, receiver.url)
-        bobs = notified(bob, receiver.url.replace("/alice", "/bob"))
-        host_refused_a_moment_ago(receiver.url)
+    receiver = Hook(path="/alice", on_post=slow_first)
 
-        # Alice's slow path takes the host's try after its wait, and times out reading
-        with pytest.raises(webhooks.RetryLater):
-            webhooks.deliver(alices.pk, final=False)
-        # ... then bob's goes to the same service, which answers
-        with contextlib.suppress(webhooks.RetryLater):
-            webhooks.deliver(bobs.pk, final=False)
-    finally:
-        receiver.close()
-        forget_redis_keys("importbeat:destination:*")
+    bobs = alice_then_bob(
+        alice, bob, receiver, before=lambda: host_refused_a_moment_ago(receiver.url)
+    )
 
-    bobs.refresh_from_db()
     assert (bobs.status, bobs.error) == ("delivered", ""), bobs.error
 
 
-def test_a_waiting_callback_does_not_take_the_hosts_try(alice, bob, monkeypatch):
+def test_a_waiting_callback_does_not_take_the_hosts_try(alice, bob):
     # Regression (review): a callback in its own wait was turned away after taking the host's
     # one try, held two minutes
-    forget_redis_keys("importbeat:destination:*")
     receiver = Hook(path="/alice")
-    try:
-        alices = notified(alice, receiver.url)
-        bobs = notified(bob, receiver.url.replace("/alice", "/bob"))
-        # Alice's callback timed out a moment ago (it waits), and the host's wait is over
+
+    def alices_waits_and_the_hosts_wait_is_over() -> None:
         destinations.not_answered(destinations.of_callback(receiver.url), "read timed out")
         host_refused_a_moment_ago(receiver.url)
 
-        with pytest.raises(webhooks.RetryLater):
-            webhooks.deliver(alices.pk, final=False)
-        with contextlib.suppress(webhooks.RetryLater):
-            webhooks.deliver(bobs.pk, final=False)
-    finally:
-        receiver.close()
-        forget_redis_keys("importbeat:destination:*")
+    bobs = alice_then_bob(alice, bob, receiver, before=alices_waits_and_the_hosts_wait_is_over)
 
-    bobs.refresh_from_db()
     assert (bobs.status, bobs.error) == ("delivered", ""), bobs.error

@@ -483,22 +483,25 @@ def _overlap(run: ImportRun, task: Any | None) -> dict[str, Any] | None:
         .values_list("pk", flat=True)
         .first()
     ) or locks.run_lease_holder(imp.pk)
+    # The run holding the lease may end between the look at the lease and this one: it said
+    # "waits for run None" (a CI run), in Flower and the run's words.
+    holder = f"run {other}" if other else "another run"
     if imp.overlap == ScheduledImport.Overlap.QUEUE and task is not None:
         waited = (database_clock.now() - run.queued_at).total_seconds()
         if waited < imp.timeout_seconds:
             # It said nothing: `queued`, no word, for up to its import's whole timeout.
             services.note_waiting(
                 run,
-                f"run {other} of this import is in progress (overlap: queue; skipped if it "
+                f"{holder} of this import is in progress (overlap: queue; skipped if it "
                 f"still waits {imp.timeout_seconds}s after it was queued)",
             )
-            return _come_back(run, task, queue_poll_seconds(), f"run {other}")
+            return _come_back(run, task, queue_poll_seconds(), holder)
         reason = (
-            f"skipped: waited {waited:.0f}s for run {other} of this import, longer than its "
+            f"skipped: waited {waited:.0f}s for {holder} of this import, longer than its "
             f"{imp.timeout_seconds}s timeout"
         )
     else:
-        reason = f"skipped: run {other} of this import was in progress"
+        reason = f"skipped: {holder} of this import was in progress"
     services.skip_run(run, reason)
     return _skipped(run, reason)
 

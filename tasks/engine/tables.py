@@ -26,6 +26,8 @@ import psycopg
 from django.db import transaction
 from psycopg import sql
 
+from schedules.dataset_keys import KEY_WHITESPACE
+
 RAW = "importbeat_raw"
 
 
@@ -38,7 +40,8 @@ DUPES = "importbeat_dupes"
 CHANGES = "importbeat_changes"
 
 
-WHITESPACE = " \t\r\n"
+# What a key is trimmed of as it lands, and as `?key=` looks for it: one definition for both.
+WHITESPACE = KEY_WHITESPACE
 
 
 # Sorting a million keys for the repeated-key check fits in memory rather than spilling.

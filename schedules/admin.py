@@ -27,6 +27,7 @@ from . import (
     admin_users,  # noqa: F401 (registers the users' admin)
     attention,
     exact_json,
+    manual_runs,
     services,
     statuses,
 )
@@ -45,6 +46,15 @@ Status = ScheduledImport.Status
 RECENT_RUNS = 10
 # The imports a list action left as they were, named in its message; the rest are counted.
 LEFT_NAMED = 20
+
+
+def _named(left: list[tuple[ScheduledImport, str]]) -> str:
+    """The imports a list action left, LEFT_NAMED of them named with why, the rest counted."""
+    named = ", ".join(f"{imp.name} ({why})" if why else imp.name for imp, why in left[:LEFT_NAMED])
+    more = len(left) - LEFT_NAMED
+    return named + (f" and {more} more" if more > 0 else "")
+
+
 # The runs one Cancel or Retry now acts on, each through its service call (about 13 ms): the
 # rest of a larger selection is counted and left for the action's next choice.
 RUNS_PER_ACTION = 1000
@@ -373,28 +383,24 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
     # run, pause and cancel imports through the list, while the page's buttons refused them).
     @admin.action(description="Run now", permissions=["change"])
     def run_now(self, request: HttpRequest, queryset: QuerySet[ScheduledImport]) -> None:
-        queued, busy = 0, []
-        for imp in queryset:
-            try:
-                services.enqueue_run(imp, trigger=ImportRun.Trigger.MANUAL, user=request.user)
-                queued += 1
-            except services.RunAlreadyActive as conflict:
-                busy.append(f"{imp.name} (run {conflict.run.pk} is {conflict.run.status})")
-            except services.OwnerInactive:
-                # It answered 500, though the rest of the selection was queued.
-                self.message_user(
-                    request, f"{imp.name}: not queued, {services.OWNER_INACTIVE}.", messages.ERROR
-                )
-            except services.BrokerUnavailable as unavailable:
-                self.message_user(
-                    request,
-                    f"{imp.name}: {unavailable}, no run was queued; try again.",
-                    messages.ERROR,
-                )
-        if queued:
-            self.message_user(request, f"Queued {queued} run(s).", messages.SUCCESS)
-        if busy:
-            self.message_user(request, "Already running: " + ", ".join(busy), messages.WARNING)
+        # The whole selection a batch at a time (one by one, 300 imports took 3.1 s).
+        runs = manual_runs.run_now(queryset.values_list("pk", flat=True), request.user)
+        if runs.queued:
+            self.message_user(request, f"Queued {len(runs.queued)} run(s).", messages.SUCCESS)
+        if runs.busy:
+            self.message_user(request, f"Already running: {_named(runs.busy)}", messages.WARNING)
+        if runs.owner_inactive:
+            names = _named([(imp, "") for imp in runs.owner_inactive])
+            self.message_user(
+                request, f"{names}: not queued, {services.OWNER_INACTIVE}.", messages.ERROR
+            )
+        if runs.unavailable is not None:
+            self.message_user(
+                request,
+                f"{runs.unavailable}: {runs.not_tried} import(s) of the selection were not run;"
+                " try again.",
+                messages.ERROR,
+            )
 
     @admin.action(description="Pause", permissions=["change"])
     def pause(self, request: HttpRequest, queryset: QuerySet[ScheduledImport]) -> None:
@@ -422,10 +428,9 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
         )
         self.message_user(request, f"{verb} {len(changes.changed)} import(s).", messages.SUCCESS)
         if changes.left:
-            left = ", ".join(f"{imp.name} ({why})" for imp, why in changes.left[:LEFT_NAMED])
-            more = len(changes.left) - LEFT_NAMED
-            left += f" and {more} more" if more > 0 else ""
-            self.message_user(request, f"Left as they were: {left}", messages.WARNING)
+            self.message_user(
+                request, f"Left as they were: {_named(changes.left)}", messages.WARNING
+            )
 
     # --- the same actions as buttons on one import's page -------------------------------
 

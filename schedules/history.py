@@ -31,7 +31,7 @@ from django.utils.functional import SimpleLazyObject
 from common.security import client_ip
 
 from . import rows
-from .models import Dataset, ScheduledImport
+from .models import Dataset, ImportRun, ScheduledImport
 
 # The fields of an import a user changes; counters, ticks and bookkeeping are the system's.
 # test_history_of_changes holds it to what the API and the admin write: `source_member` and
@@ -110,6 +110,26 @@ def record_event(
     )
     _written([entry], lambda entries: rows.insert(entries[0]))
     return entry
+
+
+def record_run_events(
+    runs: list[ImportRun], event: str, user: AbstractBaseUser | None
+) -> list[LogEntry]:
+    """record_event's entry of each run (`event`, naming the run), for many runs of as many
+    imports at once (schedules.manual_runs), inserted together."""
+    actor = user if user is not None and user.is_authenticated else None
+    details = [{"event": event, "run": run.pk} for run in runs]
+    entries = [
+        _entry(run.scheduled_import, LogEntry.Action.ACCESS, {}, actor=actor, additional_data=data)
+        for run, data in zip(runs, details, strict=True)
+    ]
+    _written(entries, lambda made: LogEntry.objects.bulk_create(made, batch_size=1000))
+    return entries
+
+
+def delete_entries(entries: list[LogEntry]) -> None:
+    """Take back entries just written (their runs withdrawn)."""
+    LogEntry.objects.filter(pk__in=[entry.pk for entry in entries if entry.pk]).delete()
 
 
 def record_status_changes(imports: list[ScheduledImport], was: dict[int, str]) -> None:

@@ -54,9 +54,7 @@ def change_statuses(
         # Read after the imports' locks, in a statement of its own (as services._set_status):
         # a resume that waited for a deactivation's pause saw the owner as it was before.
         inactive = (
-            _inactive_owners({imp.owner_id for imp in imports})
-            if status == Status.ACTIVE
-            else set()
+            inactive_owners({imp.owner_id for imp in imports}) if status == Status.ACTIVE else set()
         )
         for imp in imports:
             if imp.status not in from_statuses:
@@ -70,7 +68,7 @@ def change_statuses(
     return result
 
 
-def _inactive_owners(owner_ids: set[int]) -> set[int]:
+def inactive_owners(owner_ids: set[int]) -> set[int]:
     users = get_user_model().objects.filter(pk__in=owner_ids, is_active=False)
     return set(users.values_list("pk", flat=True))
 

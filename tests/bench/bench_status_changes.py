@@ -72,3 +72,33 @@ def bench_many_imports_change_status_at_once(admin_user) -> None:
     timed("the owner deactivated (pauses the rest)", IMPORTS - ONE_BY_ONE, deactivate)
     paused = ScheduledImport.objects.filter(pk__in=ids, status="paused").count()
     print(f"paused after it: {paused:,} of {IMPORTS:,}")
+
+
+def bench_run_now_over_many_imports(admin_user) -> None:
+    """The admin's Run now on every import (schedules/manual_runs.py), against
+    services.enqueue_run one import at a time on ONE_BY_ONE of them (the way each was queued
+    before). The runs' messages go to the suite's broker."""
+    from schedules.models import ImportRun
+
+    ids = make_imports(IMPORTS)
+    admin = Client()
+    admin.force_login(admin_user)
+
+    def run_now() -> None:
+        response = admin.post(
+            "/admin/schedules/scheduledimport/",
+            {"action": "run_now", "select_across": "1", "index": "0", "_selected_action": ids[0]},
+        )
+        assert response.status_code == 302
+
+    print(f"\n=== Run now on {IMPORTS:,} imports")
+    timed("admin action run_now", IMPORTS, run_now)
+    queued = ImportRun.objects.filter(status="queued", trigger="manual").count()
+    print(f"queued after it: {queued:,} of {IMPORTS:,}")
+    ImportRun.objects.all().delete()
+
+    def one_by_one() -> None:
+        for imp in ScheduledImport.objects.filter(pk__in=ids[:ONE_BY_ONE]):
+            services.enqueue_run(imp, trigger="manual", user=admin_user)
+
+    timed("services.enqueue_run, one at a time", ONE_BY_ONE, one_by_one)

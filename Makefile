@@ -35,7 +35,10 @@ PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py \
 	tests/test_a_datasets_record_count_is_kept_by_its_writers.py \
 	tests/test_an_import_with_a_long_history_is_deleted_in_a_few_statements.py \
 	tests/test_admin_deletions_count_what_goes_along.py tests/test_api_finding_records.py \
-	tests/test_api_deliveries_history_and_imports_follow_a_cursor_past_deleted_rows.py
+	tests/test_api_deliveries_history_and_imports_follow_a_cursor_past_deleted_rows.py \
+	tests/test_writers_of_many_imports_lock_them_in_id_order.py \
+	tests/test_deleting_a_run_while_its_worker_ends_a_run_is_no_deadlock.py \
+	tests/test_admin_run_now_queues_a_large_selection_in_batches.py
 # Test runners in parallel (pytest-xdist; each has its own database and Redis database): most
 # tests wait on real processes (a worker's start, a tick, a lease), so more runners than the two
 # cores overlap those waits: the suite ran 9:42 and 1:30 (PostgreSQL 15) with three, against

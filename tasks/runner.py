@@ -486,7 +486,8 @@ def _overlap(run: ImportRun, task: Any | None) -> dict[str, Any] | None:
     # The run holding the lease may end between the look at the lease and this one: it said
     # "waits for run None" (a CI run), in Flower and the run's words.
     holder = f"run {other}" if other else "another run"
-    if imp.overlap == ScheduledImport.Overlap.QUEUE and task is not None:
+    # In the foreground (run_import) too: the command looks again (it skipped at once).
+    if imp.overlap == ScheduledImport.Overlap.QUEUE:
         waited = (database_clock.now() - run.queued_at).total_seconds()
         if waited < imp.timeout_seconds:
             # It said nothing: `queued`, no word, for up to its import's whole timeout.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import signal
+import time
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -79,12 +80,13 @@ class Command(BaseCommand):
         )
         ended: dict[str, Any] | None = None
         try:
-            with _stops_as_interrupt(), _time_limit(imp.timeout_seconds):
-                if no_progress or not self.stderr.isatty():
-                    ended = runner.execute(run.pk)
-                else:
-                    with self._progress_bar() as hook, engine.listen(hook):
-                        ended = runner.execute(run.pk)
+            with _stops_as_interrupt():
+                ended = self._execute(run, no_progress)
+                # overlap: queue, another run in progress: it waits, as a worker's run does,
+                # looking again until it runs or is skipped after its timeout.
+                while ended is None and self._waits(run):
+                    time.sleep(runner.queue_poll_seconds())
+                    ended = self._execute(run, no_progress)
         except KeyboardInterrupt:
             self._interrupted(run)
         self._refresh_or_gone(run, ended)
@@ -93,6 +95,28 @@ class Command(BaseCommand):
             # (a skipped run's message begins "skipped: ": said once)
             said = run.error_message.removeprefix(f"{run.status}: ")
             raise CommandError(f"run {run.pk} {run.status}: {printable(said)}")
+
+    def _execute(self, run: ImportRun, no_progress: bool) -> dict[str, Any] | None:
+        """One go at the run, as one delivery of its message to a worker, under the import's
+        time limit."""
+        with _time_limit(run.scheduled_import.timeout_seconds):
+            if no_progress or not self.stderr.isatty():
+                return runner.execute(run.pk)
+            with self._progress_bar() as hook, engine.listen(hook):
+                return runner.execute(run.pk)
+
+    def _waits(self, run: ImportRun) -> bool:
+        """The run is still queued, waiting for another run of its import; said once."""
+        said = run.error_message
+        self._refresh_or_gone(run, None)
+        waits = run.status == ImportRun.Status.QUEUED and run.error_message.startswith(
+            services.WAITING_ITS_TURN
+        )
+        if waits and run.error_message != said:
+            self.stderr.write(
+                f"run {run.pk} is {printable(run.error_message)}", style_func=lambda text: text
+            )
+        return waits
 
     def _interrupted(self, run: ImportRun) -> None:
         """Ctrl-C or SIGTERM stopped the run: it ends here, as its rows left it, and the command

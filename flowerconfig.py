@@ -8,15 +8,22 @@ an open Flower must never start by accident (SPEC section 7: required outside de
 
 import os
 
-DEVELOPMENT = os.environ.get("DJANGO_DEBUG", "").lower() in {"1", "true", "yes", "on"}
+from common.switches import switch
+
+# The words Django's settings take (common.switches): Flower took `DJANGO_DEBUG=y` for off where
+# Django took it for on; now a word that is neither stops both, naming the variable.
+try:
+    DEVELOPMENT = switch("DJANGO_DEBUG", os.environ.get("DJANGO_DEBUG"), default=False)
+except ValueError as error:
+    raise SystemExit(str(error)) from None
 
 if not os.environ.get("FLOWER_BASIC_AUTH") and not DEVELOPMENT:
     raise SystemExit("FLOWER_BASIC_AUTH (user:password) is required unless DJANGO_DEBUG=1")
 
 # Flower 2.2 serves its Prometheus /metrics without asking for the credentials its other pages
 # need, and the metrics name tasks, worker hosts and pids: require them there too.
-from flower.views.monitor import Metrics  # noqa: E402
-from tornado import web  # noqa: E402
+from flower.views.monitor import Metrics
+from tornado import web
 
 if not getattr(Metrics.get, "_importbeat_authenticated", False):
     Metrics.get = web.authenticated(Metrics.get)

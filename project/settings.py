@@ -17,6 +17,8 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from common.switches import switch
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 RUN_DIR = BASE_DIR / ".run"
 
@@ -39,7 +41,25 @@ environ.Env.read_env(
     env("IMPORTBEAT_SERVICES_ENV", default=str(RUN_DIR / "services.env")), overwrite=False
 )
 
-DEBUG = env.bool("DJANGO_DEBUG", default=False)
+
+def envbool(name: str, default: bool) -> bool:
+    """An on/off switch: 1/0, true/false, yes/no or on/off, in any case (common.switches, which
+    flowerconfig.py reads too); empty: `default`. Any other word stops the start naming the
+    variable: `env.bool` took it for off, and `DJANGO_SSL_REDIRECT=ture` turned the redirect to
+    HTTPS off without a word."""
+    try:
+        return switch(name, env(name, default=""), default)
+    except ValueError as error:
+        raise ImproperlyConfigured(str(error)) from None
+
+
+def url_scheme(url: str) -> str:
+    """What a URL says before `://`, for an error that names it without the password after it
+    ("no scheme" when there is none)."""
+    return f"{url.split('://')[0]}://" if "://" in url else "no scheme"
+
+
+DEBUG = envbool("DJANGO_DEBUG", default=False)
 
 if DEBUG:
     SECRET_KEY = env("DJANGO_SECRET_KEY", default="dev-only-insecure-secret-key")
@@ -117,7 +137,19 @@ if not DATABASE_URL:
         "DATABASE_URL is not set: set it, or run `make run` / `make test`, which start an "
         "embedded PostgreSQL under .run/ when none is reachable"
     )
-DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+# Another database's URL (mysql://), or one without its scheme, started every process on
+# another engine, or none, and failed only at the first connection, in a library's words.
+try:
+    DATABASES = {"default": env.db_url_config(DATABASE_URL)}
+except (ValueError, KeyError):
+    DATABASES = {"default": {}}
+if "://" not in DATABASE_URL or DATABASES["default"].get("ENGINE") != (
+    "django.db.backends.postgresql"
+):
+    raise ImproperlyConfigured(
+        f"DATABASE_URL ({url_scheme(DATABASE_URL)}) is no PostgreSQL URL: write "
+        "postgres://user:password@host:5432/name"
+    )
 # Workers hold a connection for the whole import; reuse it between tasks.
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
@@ -190,11 +222,24 @@ STORAGES = {
 WHITENOISE_USE_FINDERS = True
 
 EMAIL_BACKEND = env("EMAIL_BACKEND", default="django.core.mail.backends.console.EmailBackend")
-# The mail server as one URL (django-environ): smtp://user:password@host:25, smtp+tls://...:587,
-# smtps://...:465. Without it Django's defaults stand (localhost:25 for the SMTP backend), and a
-# server elsewhere could not be reached at all.
-if env("EMAIL_URL", default=""):
-    vars().update(env.email_url("EMAIL_URL"))
+# The mail server as one URL (django-environ): smtp://user:password@host:25, smtp+tls://...:587
+# (STARTTLS), smtp+ssl://...:465 (TLS from the first byte; django-environ's smtps:// is STARTTLS,
+# which a server on 465 does not speak). Without it Django's defaults stand (localhost:25 for
+# the SMTP backend), and a server elsewhere could not be reached at all.
+# One without its scheme, or with one django-environ does not know, stopped every process with
+# "Invalid email schema mail.example.com", naming neither the variable nor the forms it takes.
+if _email_url := env("EMAIL_URL", default=""):
+    try:
+        _email = env.email_url_config(_email_url) if "://" in _email_url else None
+    except (ImproperlyConfigured, KeyError, ValueError):
+        _email = None
+    if _email is None:
+        raise ImproperlyConfigured(
+            f"EMAIL_URL ({url_scheme(_email_url)}) is no mail server URL: write "
+            "smtp://user:password@host:25, smtp+tls://user:password@host:587 or "
+            "smtp+ssl://user:password@host:465"
+        )
+    vars().update(_email)
 # Seconds an SMTP connection may stay silent; Django's default is to wait for ever, which held
 # the delivering worker until the task's time limit killed it, and said nothing of the server.
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20)
@@ -218,6 +263,13 @@ if not REDIS_URL:
     raise ImproperlyConfigured(
         "REDIS_URL is not set: set it, or run `make run` / `make test`, which start an "
         "embedded Redis under .run/ when none is reachable"
+    )
+# Redis's forms only (redis-py's): `localhost:6379` started every process, and each failed at
+# its first lock or throttle.
+if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured(
+        f"REDIS_URL ({url_scheme(REDIS_URL)}) is no Redis URL: write redis://host:6379/0, "
+        "rediss://host:6380/0 or unix:///path/to/redis.sock"
     )
 
 # The suite's parallel runners (pytest-xdist's gw0, gw1, ...) share its Redis server: each takes
@@ -245,7 +297,7 @@ IMPORT_DROP_DIRS = [
 ]
 # Each user reads their own folder in each drop folder (`<folder>/<username>/`), staff all of
 # them; shared: every user reads all of them (one team). schedules/drop_folders.py.
-IMPORT_DROP_DIRS_SHARED = env.bool("IMPORT_DROP_DIRS_SHARED", default=False)
+IMPORT_DROP_DIRS_SHARED = envbool("IMPORT_DROP_DIRS_SHARED", default=False)
 for _drop_dir in IMPORT_DROP_DIRS:
     if not os.path.isabs(_drop_dir):
         raise ImproperlyConfigured(f"IMPORT_DROP_DIRS: {_drop_dir!r} is not an absolute path")
@@ -302,6 +354,12 @@ for _position, _key in enumerate(IMPORTBEAT_ENCRYPTION_KEYS, start=1):
 
 # A Redis broker is served by project.broker_transport (named so in project/celery.py).
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default=REDIS_URL)
+# Any broker Celery takes (redis://, amqp://), but named by its scheme: without one kombu took
+# `localhost:6379` for the name of an AMQP server (amqp://guest@localhost%3A6379:5672//).
+if "://" not in CELERY_BROKER_URL:
+    raise ImproperlyConfigured(
+        "CELERY_BROKER_URL has no scheme: write redis://host:6379/0 or amqp://user:password@host"
+    )
 # Results hold the progress that Flower and the API read while a run is going.
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL)
 CELERY_RESULT_EXPIRES = 24 * 3600
@@ -554,14 +612,14 @@ if _proxy_ssl_header:
         raise ImproperlyConfigured("DJANGO_SECURE_PROXY_SSL_HEADER is HEADER,value")
     SECURE_PROXY_SSL_HEADER = tuple(_proxy_ssl_header)
 # Cookies only over HTTPS outside development.
-SESSION_COOKIE_SECURE = env.bool("DJANGO_SECURE_COOKIES", default=not DEBUG)
+SESSION_COOKIE_SECURE = envbool("DJANGO_SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SECURE_SSL_REDIRECT = env.bool("DJANGO_SSL_REDIRECT", default=False)
+SECURE_SSL_REDIRECT = envbool("DJANGO_SSL_REDIRECT", default=False)
 # Load balancers check health over plain HTTP on the private side.
 SECURE_REDIRECT_EXEMPT = [r"^api/v1/health/?$"]
 SECURE_HSTS_SECONDS = env.int("DJANGO_HSTS_SECONDS", default=0)
-SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=True)
-SECURE_HSTS_PRELOAD = env.bool("DJANGO_HSTS_PRELOAD", default=False)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = envbool("DJANGO_HSTS_INCLUDE_SUBDOMAINS", default=True)
+SECURE_HSTS_PRELOAD = envbool("DJANGO_HSTS_PRELOAD", default=False)
 
 # --- Login lockout and client addresses (issue 11, README "Security") -------------------------
 

@@ -77,7 +77,8 @@ class ImportbeatCollector:
         leader.add_metric([], 1 if beat.get("leader") else 0)
         last_tick = GaugeMetricFamily(
             "importbeat_beat_last_tick_timestamp_seconds",
-            "When beat last dispatched a tick (Unix time; absent before the first).",
+            "When beat last looked for due imports: each loop, every BEAT_MAX_LOOP_INTERVAL at "
+            "most, dispatching or not (Unix time; absent before the first).",
         )
         if beat.get("last_tick"):
             last_tick.add_metric([], beat["last_tick"].timestamp())

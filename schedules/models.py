@@ -383,9 +383,12 @@ class ScheduledImport(LoadedHook, models.Model):
 
     def loaded(self) -> ScheduledImport:
         # The fields an edit is checked against, as saved; the source among them: a pinned host
-        # key belongs to its host and port (clean()).
+        # key belongs to its host and port (clean()). A rule added later (a name's characters,
+        # a description's length) applies to a field an edit sets, so that an import saved
+        # before stays editable.
         self._saved_values = {
-            name: self.__dict__.get(name) for name in (*POLICY_FIELDS, *KEY_FIELDS, "owner_id")
+            name: self.__dict__.get(name)
+            for name in (*POLICY_FIELDS, *KEY_FIELDS, "owner_id", "name", "description")
         }
         return self
 

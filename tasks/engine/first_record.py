@@ -23,7 +23,12 @@ from psycopg import sql
 
 from schedules.models import ScheduledImport
 from schedules.text import cut, quoted
-from schedules.validation import validate_encoding
+from schedules.validation import (
+    MAX_FILE_COLUMNS,
+    MAX_TABLE_COLUMNS,
+    STAGING_COLUMNS,
+    validate_encoding,
+)
 
 from ..errors import PermanentImportError
 from ..transcode import transcoded_from, wide_encoding_of
@@ -36,16 +41,6 @@ BOM = codecs.BOM_UTF8
 
 
 QUOTE = b'"'
-
-
-# PostgreSQL's limit of columns a table; the staging table adds line, problem, key and hash,
-# and the merge's reading of it one more (the record's id: merge.find_changes). At 1,596 a file
-# loaded once, and every later run that changed a row failed as a lost connection.
-MAX_TABLE_COLUMNS = 1600
-STAGING_COLUMNS = 5
-
-
-MAX_FILE_COLUMNS = MAX_TABLE_COLUMNS - STAGING_COLUMNS
 
 
 NOT_CSV_PREFIXES = (b"<!doctype", b"<html", b"<?xml", b"<head", b"<body")

@@ -155,6 +155,56 @@ def check_inside(path: str, folders: list[str] | None = None) -> str:
     return real
 
 
+def check_opened(fd: int, path: str, folders: list[str] | None = None) -> str:
+    """Where the file or folder `fd` (opened by the name `path`) lies, if that is in a drop
+    folder (one of `folders`, when given); else Refused, in check_inside's words.
+
+    check_inside looks at a name, and the open after it looks the name up again: a folder of
+    the path that its owner swapped for a link in between (in their own folder) led the open
+    into another user's folder, and bob's run imported alice's file (attack hunt, finding 2).
+    O_NOFOLLOW guards the last part of the path only. This looks at what was opened."""
+    opened = opened_path(fd, path)
+    folders = allowed_folders() if folders is None else folders
+    if not any(_inside(opened, os.path.realpath(f)) for f in folders):
+        raise Refused(f"{path} is a link that leads outside the drop folders")
+    return opened
+
+
+def open_folder(folder: str) -> int:
+    """`folder`, a path with its links resolved (locate's), opened never through a link: its
+    descriptor, to list it by. Refused when the folder opened is not the one named (a folder
+    above it swapped for a link since it was resolved)."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        if opened_path(fd, folder) != folder:
+            raise Refused(f"{folder} is a link that leads outside the drop folders")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def opened_path(fd: int, path: str) -> str:
+    """The path of what `fd` is open on, as the kernel knows it (Linux: /proc/self/fd). Where
+    /proc is not mounted: `path` resolved again, which must lead to that very file (its device
+    and inode), or Refused; the path a swapped link leads to now names another file."""
+    try:
+        where = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        where = ""
+    if where.startswith("/"):
+        return where.removesuffix(" (deleted)")
+    real = os.path.realpath(path)
+    try:
+        named, opened = os.stat(real), os.fstat(fd)
+        same = (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+    except OSError:
+        same = False
+    if not same:
+        raise Refused(f"{path} is a link that leads outside the drop folders")
+    return real
+
+
 def file_etag(real_path: str, info: os.stat_result) -> str:
     """One version of a drop folder's file (its path once links are resolved, its size and
     modification time): a run keeps it (`source_etag`), and a file rewritten since differs."""

@@ -15,8 +15,9 @@ import errno
 import logging
 import os
 import re
+import stat
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 from django.db import DatabaseError, connection
 from django.utils import timezone
@@ -57,11 +58,10 @@ def move_processed(imp: ScheduledImport, run: ImportRun) -> str:
         # retention would have deleted with processed/), in a folder of the owner's.
         delivery_folder = drop_folders.check_inside(os.path.dirname(source), folders)
         target_folder = os.path.join(delivery_folder, PROCESSED)
-        # A link to nowhere too, which makedirs would take for a file.
-        if os.path.islink(target_folder):
-            raise drop_folders.Refused(LINKED)
-        os.makedirs(target_folder, exist_ok=True)
-        with _opened_folder(delivery_folder) as here, _opened_folder(target_folder) as folder:
+        with (
+            _opened_folder(delivery_folder, folders) as here,
+            _opened_folder(target_folder, folders, inside=here) as folder,
+        ):
             remember(target_folder)
             name = _free_name(os.path.basename(source), here, folder)
             _stamp(name, folder)
@@ -80,21 +80,38 @@ LINKED = (
 
 
 @contextmanager
-def _opened_folder(path: str) -> Iterator[int]:
+def _opened_folder(path: str, folders: list[str], inside: int | None = None) -> Iterator[int]:
     """`path` opened as a folder, never through a link: its descriptor, which every step of
     the move works in. A `processed` that the owner made a link to another user's drop folder
     (theirs to write: it is where their deliveries land) had each delivery filed there, and
-    that user's next run imported it as their own."""
+    that user's next run imported it as their own.
+
+    `inside`: the open folder `path` is made in (when missing) and looked up in, by its last
+    part. What was opened must lie in `folders` (drop_folders.check_opened): a folder above
+    the delivery swapped for a link after its check filed another user's delivery away."""
+    name = path if inside is None else os.path.basename(path)
+    if inside is not None:
+        # A folder already, or a file or a link (said below).
+        with suppress(FileExistsError):
+            os.mkdir(name, dir_fd=inside)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=inside)
     except OSError as error:
-        if error.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(path):
+        if error.errno in (errno.ELOOP, errno.ENOTDIR) and _is_link(name, inside):
             raise drop_folders.Refused(LINKED) from error
         raise
     try:
+        drop_folders.check_opened(fd, path, folders)
         yield fd
     finally:
         os.close(fd)
+
+
+def _is_link(name: str, inside: int | None) -> bool:
+    try:
+        return stat.S_ISLNK(os.stat(name, dir_fd=inside, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
 
 
 # Filing it away would take a delivery no run has read out of the next run's way.
@@ -141,17 +158,24 @@ def _versions_beside(where: drop_folders.DropPath, taken: str) -> set[str]:
     file it leads to, and was not counted."""
     matches = globs.matcher(where.name)
     versions = set()
-    with os.scandir(where.folder) as entries:
-        for entry in entries:
-            if not matches(entry.name) or entry.path == taken:
-                continue
-            try:
-                if not entry.is_file():
+    # Listed through the folder opened, when it is the folder resolved (a folder above it
+    # swapped for a link since counted another user's files).
+    fd = drop_folders.open_folder(where.folder)
+    try:
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                path = os.path.join(where.folder, entry.name)
+                if not matches(entry.name) or path == taken:
                     continue
-                real = os.path.realpath(entry.path) if entry.is_symlink() else entry.path
-                versions.add(drop_folders.file_etag(real, entry.stat()))
-            except OSError:
-                continue  # gone since the listing
+                try:
+                    if not entry.is_file():
+                        continue
+                    real = os.path.realpath(path) if entry.is_symlink() else path
+                    versions.add(drop_folders.file_etag(real, entry.stat()))
+                except OSError:
+                    continue  # gone since the listing
+    finally:
+        os.close(fd)
     return versions
 
 

@@ -57,12 +57,18 @@ def open_file(
     refuse_unnamed(os.path.basename(path), os.path.dirname(path))
     try:
         real = drop_folders.check_inside(path, options.drop_folders)
-        # No link is left in `real`; O_NOFOLLOW refuses one put there since.
+        # No link is left in `real`; O_NOFOLLOW refuses one put there since. A folder above it
+        # made a link since is seen in what was opened (check_opened).
         fd = os.open(real, os.O_RDONLY | os.O_NOFOLLOW)
     except drop_folders.Refused as refused:
         raise PermanentImportError(str(refused)) from None
     except OSError as error:
         raise _open_error(path, error) from error
+    try:
+        drop_folders.check_opened(fd, path, options.drop_folders)
+    except drop_folders.Refused as refused:
+        os.close(fd)
+        raise PermanentImportError(str(refused)) from None
     with os.fdopen(fd, "rb") as file:
         info = os.fstat(file.fileno())
         if not stat.S_ISREG(info.st_mode):
@@ -255,27 +261,31 @@ class _Queue:
         return len(self.order)
 
     def refresh(self) -> None:
-        """The order brought up to what the folder holds now (_listing's errors raised)."""
+        """The order brought up to what the folder holds now (_entries' errors raised)."""
         if time.monotonic() - self.looked_at > REVALIDATE_SECONDS:
             self.known.clear()
             self.order.clear()
             self.looked_at = time.monotonic()
-        listed = _listing(self.where, self.matches)
-        self._forget(self.known.keys() - listed.keys())
-        replaced = [
-            entry
-            for name, entry in listed.items()
-            if (seen := self.known.get(name)) is None or seen[0] != entry.inode()
-        ]
-        self._forget({entry.name for entry in replaced} & self.known.keys())
-        added = []
-        for entry in replaced:
-            if (info := _file_stat(entry)) is None:
+        listed: set[str] = set()
+        replaced: dict[str, tuple[int, int, int, bool] | None] = {}
+        for entry in _entries(self.where):
+            if not self.matches(entry.name):
                 continue
-            self.known[entry.name] = (
+            listed.add(entry.name)
+            if (seen := self.known.get(entry.name)) is not None and seen[0] == entry.inode():
+                continue
+            # Looked at while the listing's folder is open: an entry is looked up in it.
+            info = _file_stat(entry)
+            replaced[entry.name] = None if info is None else (
                 entry.inode(), info.st_ino, info.st_mtime_ns, entry.is_symlink()
             )  # fmt: skip
-            added.append((info.st_mtime_ns, entry.name))
+        self._forget(self.known.keys() - listed)
+        self._forget(replaced.keys() & self.known.keys())
+        added = []
+        for name, known in replaced.items():
+            if known is not None:
+                self.known[name] = known
+                added.append((known[2], name))
         self._add(added)
 
     def oldest_waiting(self, imported_before: Callable[[list[str]], set[str]]) -> str | None:
@@ -378,22 +388,27 @@ def _queue(where: drop_folders.DropPath) -> _Queue:
     return queue
 
 
-def _listing(
-    where: drop_folders.DropPath, matches: Callable[[str], object]
-) -> dict[str, os.DirEntry]:
-    """The folder's entries whose names match the glob, without a look at any of them."""
-    return {entry.name: entry for entry in _entries(where) if matches(entry.name)}
-
-
 def _entries(where: drop_folders.DropPath) -> Iterator[os.DirEntry]:
-    """The folder's entries, read as they are used (errors in words: _open_error)."""
+    """The folder's entries, read as they are used (errors in words: _open_error).
+
+    Listed through the folder opened, and only when that is the folder `where` resolved: a
+    folder above it swapped for a link since (drop_folders.open_folder) listed another user's
+    names, and chose one of theirs."""
     try:
-        with os.scandir(where.folder) as entries:
-            yield from entries
+        fd = drop_folders.open_folder(where.folder)
     except FileNotFoundError:
         raise TransientImportError(f"the folder {where.folder} does not exist (yet)") from None
+    except drop_folders.Refused as refused:
+        raise PermanentImportError(str(refused)) from None
     except OSError as error:
         raise _open_error(where.folder, error) from error
+    try:
+        with os.scandir(fd) as entries:
+            yield from entries
+    except OSError as error:
+        raise _open_error(where.folder, error) from error
+    finally:
+        os.close(fd)
 
 
 def _chunks(file, path: str, opened: FileVersion | None) -> Iterator[bytes]:

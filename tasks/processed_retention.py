@@ -134,6 +134,12 @@ def _delete_old_files(folder: str, older_than: float, limit: int, tally: Tally) 
     try:
         drop_folders.check_inside(folder)
         fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            # What was opened, not only its name: a folder above it swapped for a link since.
+            drop_folders.check_opened(fd, folder)
+        except drop_folders.Refused:
+            os.close(fd)
+            raise
     except FileNotFoundError:
         return GONE  # no run has filed a file away here yet, or the folder was deleted
     except (OSError, drop_folders.Refused) as error:

@@ -14,7 +14,9 @@ import hmac
 from collections.abc import Iterator
 from datetime import timedelta
 
+from axes.handlers.proxy import AxesProxyHandler
 from django.conf import settings
+from django.contrib.auth.signals import user_login_failed
 from django.db.models import Count, Min
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -26,6 +28,7 @@ from redis.exceptions import RedisError
 
 from common import database_clock
 from common.redis_client import parked_by_turn
+from common.security import lockout_response
 
 from . import attention, metrics_per_import, notifications, overview
 from .api import health
@@ -229,14 +232,21 @@ def credentials() -> list[tuple[str, str]]:
     return pairs
 
 
-def authorized(request: HttpRequest, allowed: list[tuple[str, str]]) -> bool:
+def given_credentials(request: HttpRequest) -> tuple[str, str] | None:
+    """The user and password of the request's basic auth; None when it sends none (or none
+    that can be read): a browser asks first without, and that is no guess."""
     scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
     if scheme.lower() != "basic":
-        return False
+        return None
     try:
         user, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
-        return False
+        return None
+    return user, password
+
+
+def authorized(given: tuple[str, str], allowed: list[tuple[str, str]]) -> bool:
+    user, password = given
     # Compare with every pair, in constant time, so the answer's timing tells nothing.
     matches = [
         hmac.compare_digest(user.encode(), u.encode())
@@ -257,10 +267,24 @@ def metrics(request: HttpRequest) -> HttpResponse:
             status=403,
             content_type="text/plain",
         )
-    if allowed and not authorized(request, allowed):
-        response = HttpResponse("Sign in with Flower's credentials.\n", status=401)
-        response["WWW-Authenticate"] = 'Basic realm="importbeat metrics"'
-        return response
+    if allowed:
+        given = given_credentials(request)
+        tried = {"username": given[0] if given else None}
+        # Guesses count as failed logins do (django-axes: per username and per address,
+        # LOGIN_FAILURE_LIMIT within LOGIN_LOCKOUT_SECONDS), and while locked out the right
+        # password gets 429 too: every wrong one got 401, for ever, and the password found is
+        # Flower's (attack hunt, finding 3). A success resets no count.
+        if not AxesProxyHandler.is_allowed(request, tried):
+            return lockout_response(request)
+        if given is None or not authorized(given, allowed):
+            if given is not None:
+                # The failure that reaches the limit answers 429 (axes' middleware).
+                user_login_failed.send(sender=__name__, credentials=tried, request=request)
+            response = HttpResponse(
+                "Sign in with Flower's credentials.\n", status=401, content_type="text/plain"
+            )
+            response["WWW-Authenticate"] = 'Basic realm="importbeat metrics"'
+            return response
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ImportbeatCollector())
     exposition = generate_latest(registry) + metrics_per_import.text().encode()

@@ -1,0 +1,85 @@
+"""Guessing the `/metrics` password is locked out, as a login is.
+
+Regression (attack hunt, finding 3): `/metrics` takes Flower's credentials (FLOWER_BASIC_AUTH)
+by HTTP basic auth, and nothing counted its failures: an anonymous client got 401 on every
+wrong password, as fast as the web answered, and the right one still worked after any number
+of guesses. The password found is Flower's too. Its failures now count as failed logins do
+(django-axes: per username and per address, LOGIN_FAILURE_LIMIT within LOGIN_LOCKOUT_SECONDS).
+"""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+pytestmark = pytest.mark.django_db
+
+RIGHT = "correct-horse-battery"
+
+
+@pytest.fixture(autouse=True)
+def _credentials(settings):
+    settings.FLOWER_BASIC_AUTH = f"ops:{RIGHT}"
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+def scrape(client, user: str | None, password: str = "", address: str = "127.0.0.1"):
+    auth = {"HTTP_AUTHORIZATION": basic(user, password)} if user is not None else {}
+    return client.get("/metrics", REMOTE_ADDR=address, **auth)
+
+
+def test_guessing_the_metrics_password_is_locked_out_the_right_one_included(client, settings):
+    # When an anonymous client tries more passwords than a login takes
+    answers = [
+        scrape(client, "ops", f"guess-{n}").status_code
+        for n in range(settings.LOGIN_FAILURE_LIMIT + 5)
+    ]
+    found = scrape(client, "ops", RIGHT)
+
+    # Then its guesses are refused from the limit on, the right password too, with when to
+    # come back
+    limit = settings.LOGIN_FAILURE_LIMIT
+    assert answers[: limit - 1] == [401] * (limit - 1)
+    assert set(answers[limit - 1 :]) == {429}
+    assert found.status_code == 429
+    assert found["Retry-After"] == str(settings.LOGIN_LOCKOUT_SECONDS)
+    assert "too many failed logins" in found.content.decode().lower()
+
+
+def test_a_scrape_from_another_address_resets_no_guessers_count(client, settings):
+    limit = settings.LOGIN_FAILURE_LIMIT
+    # Given a guesser one failure short of the limit, under names that are not the operator's
+    guesses = [scrape(client, f"user-{n}", "guess", "203.0.113.9") for n in range(limit - 1)]
+    assert {answer.status_code for answer in guesses} == {401}
+
+    # When Prometheus scrapes with the right credentials from its own address
+    scraped = scrape(client, "ops", RIGHT, "10.0.0.2")
+
+    # Then it is answered, and the guesser's next failure still locks its address
+    assert scraped.status_code == 200
+    assert scrape(client, "someone", "guess", "203.0.113.9").status_code == 429
+    assert scrape(client, "ops", RIGHT, "203.0.113.9").status_code == 429
+    assert scrape(client, "ops", RIGHT, "10.0.0.2").status_code == 200
+
+
+def test_guesses_at_the_operators_name_from_many_addresses_lock_that_name(client, settings):
+    # When each guess at the operator's name comes from another address
+    for n in range(settings.LOGIN_FAILURE_LIMIT):
+        scrape(client, "ops", f"guess-{n}", f"203.0.113.{n + 1}")
+
+    # Then that name is locked out wherever it comes from
+    assert scrape(client, "ops", RIGHT, "10.0.0.2").status_code == 429
+
+
+def test_a_request_without_credentials_is_asked_for_them_and_counts_for_nothing(client, settings):
+    # When a browser opens /metrics many times before it sends credentials
+    asked = [scrape(client, None) for _ in range(settings.LOGIN_FAILURE_LIMIT + 5)]
+
+    # Then each is asked to sign in, and the right credentials are answered
+    assert {answer.status_code for answer in asked} == {401}
+    assert asked[0]["WWW-Authenticate"] == 'Basic realm="importbeat metrics"'
+    assert scrape(client, "ops", RIGHT).status_code == 200

@@ -325,6 +325,26 @@ MAX_TIMEOUT_SECONDS = env.int("MAX_TIMEOUT_SECONDS", default=6 * 3600)
 # Runs of one owner executing at once (tasks/fairness.py); keep it below the cluster's worker
 # slots so that one user cannot take them all. 0: no cap.
 MAX_RUNNING_PER_OWNER = env.int("MAX_RUNNING_PER_OWNER", default=2)
+# Checks of a source in progress at once (schedules/check_slots.py): `POST /imports/check`,
+# `?dry_run=true` and the admin's Test source each hold a web thread while a worker fetches the
+# source (20 s at most) and a worker slot (17 s at most); one over the cap is refused at once
+# (429). Per user (0: no cap), at the runs' cap: one user's checks hold no more worker slots
+# than their runs may.
+SOURCE_CHECKS_AT_ONCE = env.int("SOURCE_CHECKS_AT_ONCE", default=2)
+# The Procfile's threads per web process (gunicorn reads the same variable): a web process lets
+# half of them wait on checks, whatever the caps, since gunicorn's threaded worker queues the
+# requests it takes behind its busy threads.
+WEB_THREADS = env.int("WEB_THREADS", default=4)
+# For everyone together (0: no cap): half the threads of the web the Procfile starts
+# (WEB_CONCURRENCY x WEB_THREADS, 2 x 4 = 8, so 4), so that checks of sources that never
+# answer cannot hold every thread and the web keeps answering everyone else and the health
+# check; twice a user's cap, so one user cannot take them all. Checks above the cluster's
+# worker slots (one worker: 2) wait in the queue as runs do, and runs wait behind checks 17 s
+# at most: lower it to the worker slots to keep runs from waiting behind checks at all.
+SOURCE_CHECKS_AT_ONCE_IN_ALL = env.int(
+    "SOURCE_CHECKS_AT_ONCE_IN_ALL",
+    default=max(1, env.int("WEB_CONCURRENCY", default=2) * WEB_THREADS // 2),
+)
 FETCH_CONNECT_TIMEOUT_SECONDS = env.float("FETCH_CONNECT_TIMEOUT_SECONDS", default=10.0)
 FETCH_READ_TIMEOUT_SECONDS = env.float("FETCH_READ_TIMEOUT_SECONDS", default=60.0)
 # The read timeout bounds one silence, not a download: a server dripping a byte every few
@@ -678,6 +698,7 @@ for _name in (
     "API_PAGE_SIZE",
     "LOGIN_FAILURE_LIMIT",
     "LOGIN_LOCKOUT_SECONDS",
+    "WEB_THREADS",
 ):
     if globals()[_name] < 1:
         raise ImproperlyConfigured(f"{_name} must be at least 1 (it is {globals()[_name]})")
@@ -698,6 +719,8 @@ for _name in (
     "FETCH_MIN_BYTES_PER_SECOND",
     "HEALTH_WORKERS_MAX_AGE",
     "MAX_RUNNING_PER_OWNER",
+    "SOURCE_CHECKS_AT_ONCE",
+    "SOURCE_CHECKS_AT_ONCE_IN_ALL",
 ):
     if not globals()[_name] >= 0:
         raise ImproperlyConfigured(f"{_name} must be 0 or more (it is {globals()[_name]})")

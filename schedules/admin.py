@@ -516,7 +516,7 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
         from .source_check import check_source
 
         imp = self._one(request, object_id)
-        result = check_source(imp)
+        result = check_source(imp, by=request.user.pk)
         level = messages.SUCCESS if result.ok else messages.ERROR
         self.message_user(request, result.summary(), level)
         return self._back(imp)

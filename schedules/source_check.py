@@ -12,13 +12,28 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from . import unsaved_checks
+from . import check_slots, unsaved_checks
 from .models import ScheduledImport
 
 logger = logging.getLogger(__name__)
 
 # Below gunicorn's 30 s worker timeout: the page waits for the answer.
 WAIT_SECONDS = 20
+# How long the worker's check may wait for the source (tasks.source_check), well inside the
+# page's wait: a source that took the connection and never answered was waited for up to
+# FETCH_READ_TIMEOUT_SECONDS (60 s), and the page said "no worker answered within 20 s" while a
+# worker was there, its slot held 25 s (the task's soft time limit). Now the worker answers "the
+# source did not answer within 12 s" and the page has it.
+FETCH_SECONDS = 12
+# The check task's time limits, per message: past the soft one (a DNS lookup or a connect
+# stuck where the fetch's own deadline cannot end it) the check answers in the same words;
+# the hard one frees the worker slot whatever the task is stuck in, before the page gives up.
+SOFT_LIMIT_SECONDS = FETCH_SECONDS + 3
+HARD_LIMIT_SECONDS = FETCH_SECONDS + 5
+OUT_OF_TIME = (
+    f"the source did not answer within {FETCH_SECONDS} s, the longest a check waits for it "
+    "(a run waits longer)"
+)
 # What a check reads of an import, saved or not: what the API sends for one not saved yet, and
 # all the worker builds it from (tasks.source_check).
 CHECK_FIELDS = (
@@ -62,20 +77,33 @@ class SourceCheck:
         return f"Test source: the file answers{size} with columns {shown}{first}."
 
 
-def check_source(imp: ScheduledImport, wait: float = WAIT_SECONDS) -> SourceCheck:
-    """A saved import's source (the admin's Test source)."""
-    return _ask("importbeat.check_source", [imp.pk], wait)
-
-
-def check_unsaved(imp: ScheduledImport, wait: float = WAIT_SECONDS) -> SourceCheck:
-    """An import's source before it is saved (`POST /imports/check`, `?dry_run=true`). The
-    task is given a key to the fields, not the fields: they hold the credential
-    (schedules.unsaved_checks)."""
+def check_source(
+    imp: ScheduledImport, wait: float = WAIT_SECONDS, *, by: int | None = None
+) -> SourceCheck:
+    """A saved import's source (the admin's Test source), checked for the user `by`. Without a
+    slot free (schedules.check_slots), the answer says so and nothing is asked of a worker."""
     try:
-        key = unsaved_checks.put(unsaved_fields(imp), wait)
-    except (RedisError, OSError):
-        return SourceCheck(ok=False, problems=[QUEUE_UNAVAILABLE])
-    return _ask("importbeat.check_source_fields", [key], wait)
+        with check_slots.held(by, wait):
+            return _ask("importbeat.check_source", [imp.pk], wait)
+    except check_slots.Busy as busy:
+        return SourceCheck(ok=False, problems=[str(busy)])
+
+
+def check_unsaved(
+    imp: ScheduledImport, wait: float = WAIT_SECONDS, *, by: int | None = None
+) -> SourceCheck:
+    """An import's source before it is saved (`POST /imports/check`, `?dry_run=true`), checked
+    for the user `by`. The task is given a key to the fields, not the fields: they hold the
+    credential (schedules.unsaved_checks).
+
+    Raises check_slots.Busy at once, nothing asked of a worker, without a slot free: the API
+    answers it 429 with Retry-After."""
+    with check_slots.held(by, wait):
+        try:
+            key = unsaved_checks.put(unsaved_fields(imp), wait)
+        except (RedisError, OSError):
+            return SourceCheck(ok=False, problems=[QUEUE_UNAVAILABLE])
+        return _ask("importbeat.check_source_fields", [key], wait)
 
 
 def unsaved_fields(imp: ScheduledImport) -> dict[str, Any]:
@@ -85,7 +113,9 @@ def unsaved_fields(imp: ScheduledImport) -> dict[str, Any]:
 
 def _ask(task: str, args: list[Any], wait: float) -> SourceCheck:
     try:
-        result = current_app.send_task(task, args=args)
+        result = current_app.send_task(
+            task, args=args, soft_time_limit=SOFT_LIMIT_SECONDS, time_limit=HARD_LIMIT_SECONDS
+        )
     except OperationalError:
         return SourceCheck(ok=False, problems=[QUEUE_UNAVAILABLE])
     try:

@@ -7,17 +7,20 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import time
 from dataclasses import replace
 from typing import Any
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from schedules import credentials, unsaved_checks
 from schedules.models import ScheduledImport, host_key_fingerprint
-from schedules.source_check import CHECK_FIELDS
+from schedules.source_check import CHECK_FIELDS, FETCH_SECONDS, OUT_OF_TIME
 
 from . import crashes, decompress, fetch
 from .engine import csv_reading
 from .engine import first_record as stage
-from .errors import ImportFailed
+from .errors import ImportFailed, RunCancelled
 from .source_options import SourceOptions, source_options
 from .transcode import wide_encoding_of
 
@@ -55,15 +58,44 @@ def inspect_source(imp: ScheduledImport) -> dict[str, Any]:
     (a server that writes the request's headers into the file), nor in what Celery keeps of
     an unexpected error (crashes.secrets_hidden)."""
     with crashes.secrets_hidden(imp):
-        return credentials.hide(credentials.secrets_of(imp.credential_secret), _inspect(imp))
+        try:
+            found = _inspect(imp)
+        except SoftTimeLimitExceeded:
+            # The task's soft limit (schedules.source_check.SOFT_LIMIT_SECONDS): stuck where
+            # the deadline cannot end it, a DNS lookup or a connect.
+            found = _refused(OUT_OF_TIME)
+        return credentials.hide(credentials.secrets_of(imp.credential_secret), found)
+
+
+class OutOfTime(RunCancelled):
+    """The check's deadline passed. A RunCancelled: what a download's watchdog ends a silent
+    download on (tasks.fetch_watchdog)."""
+
+
+class Deadline:
+    """FETCH_SECONDS from now, the longest a check waits for its source (the page that asked
+    waits WAIT_SECONDS): raises OutOfTime once past. A run's fetch waits up to
+    FETCH_READ_TIMEOUT_SECONDS for one answer; a check that did sat on its worker slot until its
+    task's time limit, and the page had given up before with "no worker answered".
+
+    Asked by the download's watchdog once a second while the source sends nothing (its
+    `stop_if_asked`, which shuts the connection down), and at each read (a source that drips)."""
+
+    def __init__(self, seconds: float = FETCH_SECONDS) -> None:
+        self.at = time.monotonic() + seconds
+
+    def __call__(self, _bytes_read: int = 0) -> None:
+        if time.monotonic() > self.at:
+            raise OutOfTime(OUT_OF_TIME)
 
 
 def _inspect(imp: ScheduledImport) -> dict[str, Any]:
     shown: dict[str, str] = {}
     head = b""
+    deadline = Deadline()
     try:
-        options = _options(imp, shown)
-        with fetch.open_source(imp.source_url, options=options) as (stream, length):
+        options = replace(_options(imp, shown), stop_if_asked=deadline)
+        with fetch.open_source(imp.source_url, deadline, options=options) as (stream, length):
             shown["source_file"] = stream.source_file
             head = decompress.read_up_to(stream, PREVIEW_BYTES)
         stage.sniff(head)

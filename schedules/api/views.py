@@ -28,6 +28,7 @@ from rest_framework.views import APIView
 
 from common import streaming
 from schedules import (
+    check_slots,
     exact_json,
     history,
     host_keys,
@@ -338,7 +339,15 @@ class ImportViewSet(NamedNotFound, PageReadByIds, viewsets.ModelViewSet):
             self.throttled(request, throttle.wait())
 
     def _check(self, serializer: ImportSerializer) -> Response:
-        result = source_check.check_unsaved(serializer.preview())
+        try:
+            result = source_check.check_unsaved(serializer.preview(), by=self.request.user.pk)
+        except check_slots.Busy as busy:
+            # At once, not after a wait: the checks in progress hold the threads (check_slots).
+            return Response(
+                {"detail": f"{busy}."},
+                status=status.HTTP_429_TOO_MANY_REQUESTS,
+                headers={"Retry-After": str(busy.retry_after)},
+            )
         return Response(SourceCheckSerializer(asdict(result)).data)
 
     def _status_change(self, change) -> Response:

@@ -786,7 +786,8 @@ def _cell(value: object) -> str:
 
 @extend_schema(tags=["auth"])
 class MeView(generics.RetrieveUpdateAPIView):
-    """My account: `GET` it, `PATCH` my e-mail (alerts of failing and late imports go there)."""
+    """My account: `GET` it, `PATCH` (or `PUT`) my e-mail (alerts of failing and late imports
+    go there) and my notification defaults."""
 
     serializer_class = MeSerializer
     http_method_names = ["get", "head", "patch", "put", "options"]

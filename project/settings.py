@@ -43,12 +43,13 @@ environ.Env.read_env(
 
 
 def envbool(name: str, default: bool) -> bool:
-    """An on/off switch: 1/0, true/false, yes/no or on/off, in any case (common.switches, which
-    flowerconfig.py reads too); empty: `default`. Any other word stops the start naming the
-    variable: `env.bool` took it for off, and `DJANGO_SSL_REDIRECT=ture` turned the redirect to
-    HTTPS off without a word."""
+    """An on/off switch: 1/0, true/false, yes/no or on/off, in any case, and what env.bool
+    took before (common.switches, which flowerconfig.py reads too); unset: `default`; set
+    empty: off. Any other word stops the start naming the variable: `env.bool` took it for off,
+    and `DJANGO_SSL_REDIRECT=ture` turned the redirect to HTTPS off without a word."""
     try:
-        return switch(name, env(name, default=""), default)
+        # (os.environ: django-environ gives a default of None for a value set empty)
+        return switch(name, os.environ.get(name), default)
     except ValueError as error:
         raise ImproperlyConfigured(str(error)) from None
 

@@ -6,7 +6,8 @@ django-environ's `env.bool`, which took any word it did not know for "off":
 `DJANGO_SSL_REDIRECT=ture` (a typo) turned the redirect to HTTPS off, and
 `DJANGO_SECURE_COOKIES=enabled` sent the session and CSRF cookies over plain HTTP, each process
 starting without a word. Flower read `DJANGO_DEBUG` with words of its own: with `DJANGO_DEBUG=y`
-Django ran in development mode while Flower refused to start without FLOWER_BASIC_AUTH.
+Django ran in development mode while Flower refused to start without FLOWER_BASIC_AUTH (both
+take it for on now).
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ WORDS = r"is neither on nor off: write 1 or 0 \(true/false, yes/no, on/off\)"
         ("DJANGO_SSL_REDIRECT", "ture"),
         ("DJANGO_SECURE_COOKIES", "enabled"),
         ("DJANGO_HSTS_INCLUDE_SUBDOMAINS", "yes please"),
-        ("DJANGO_HSTS_PRELOAD", "2"),
+        ("DJANGO_HSTS_PRELOAD", "2.0"),
         ("IMPORT_DROP_DIRS_SHARED", "shared"),
-        ("DJANGO_DEBUG", "y"),
+        ("DJANGO_DEBUG", "yup"),
     ],
 )
 def test_a_switch_that_is_neither_on_nor_off_stops_the_start_naming_it(monkeypatch, name, value):
@@ -46,12 +47,12 @@ def test_a_switch_that_is_neither_on_nor_off_stops_the_start_naming_it(monkeypat
 
 def test_flower_stops_at_a_debug_switch_that_is_neither_on_nor_off(monkeypatch):
     # Given a DJANGO_DEBUG that Django's settings refuse
-    monkeypatch.setenv("DJANGO_DEBUG", "ok")
+    monkeypatch.setenv("DJANGO_DEBUG", "okay")
     monkeypatch.delenv("FLOWER_BASIC_AUTH", raising=False)
 
     # When Flower reads its configuration file
     # Then it stops with the settings' words, not with a demand for FLOWER_BASIC_AUTH
-    with pytest.raises(SystemExit, match=f"^DJANGO_DEBUG='ok' {WORDS}$"):
+    with pytest.raises(SystemExit, match=f"^DJANGO_DEBUG='okay' {WORDS}$"):
         runpy.run_path(FLOWERCONFIG)
 
 

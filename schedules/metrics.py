@@ -14,9 +14,7 @@ import hmac
 from collections.abc import Iterator
 from datetime import timedelta
 
-from axes.handlers.proxy import AxesProxyHandler
 from django.conf import settings
-from django.contrib.auth.signals import user_login_failed
 from django.db.models import Count, Min
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -30,7 +28,7 @@ from common import database_clock
 from common.redis_client import parked_by_turn
 from common.security import lockout_response
 
-from . import attention, metrics_per_import, notifications, overview
+from . import attention, metrics_guesses, metrics_per_import, notifications, overview
 from .api import health
 from .email_digest import WAITING as WAITING_DELIVERIES
 from .models import ImportRun, NotificationDelivery, ScheduledImport
@@ -269,17 +267,14 @@ def metrics(request: HttpRequest) -> HttpResponse:
         )
     if allowed:
         given = given_credentials(request)
-        tried = {"username": given[0] if given else None}
-        # Guesses count as failed logins do (django-axes: per username and per address,
-        # LOGIN_FAILURE_LIMIT within LOGIN_LOCKOUT_SECONDS), and while locked out the right
-        # password gets 429 too: every wrong one got 401, for ever, and the password found is
-        # Flower's (attack hunt, finding 3). A success resets no count.
-        if not AxesProxyHandler.is_allowed(request, tried):
+        # Guesses are counted per address and per name (metrics_guesses, apart from logins),
+        # and while locked out the right password gets 429 too: every wrong one got 401, for
+        # ever, and the password found is Flower's (attack hunt). A success resets no count.
+        if given is not None and metrics_guesses.locked_out(request, given[0]):
             return lockout_response(request)
         if given is None or not authorized(given, allowed):
-            if given is not None:
-                # The failure that reaches the limit answers 429 (axes' middleware).
-                user_login_failed.send(sender=__name__, credentials=tried, request=request)
+            if given is not None and metrics_guesses.guessed_wrong(request, given[0]):
+                return lockout_response(request)
             response = HttpResponse(
                 "Sign in with Flower's credentials.\n", status=401, content_type="text/plain"
             )

@@ -3,8 +3,11 @@
 Regression (attack hunt, finding 3): `/metrics` takes Flower's credentials (FLOWER_BASIC_AUTH)
 by HTTP basic auth, and nothing counted its failures: an anonymous client got 401 on every
 wrong password, as fast as the web answered, and the right one still worked after any number
-of guesses. The password found is Flower's too. Its failures now count as failed logins do
-(django-axes: per username and per address, LOGIN_FAILURE_LIMIT within LOGIN_LOCKOUT_SECONDS).
+of guesses. The password found is Flower's too. Its failures now count per address and per
+name given, LOGIN_FAILURE_LIMIT within LOGIN_LOCKOUT_SECONDS, apart from logins
+(schedules.metrics_guesses): counted as failed logins (django-axes), a Prometheus left with an
+old password locked the account of Flower's user's name, and every user at its address, out of
+their logins (review).
 """
 
 from __future__ import annotations
@@ -12,6 +15,9 @@ from __future__ import annotations
 import base64
 
 import pytest
+from rest_framework.test import APIClient
+
+from tests.api_support import API, reset_throttle
 
 pytestmark = pytest.mark.django_db
 
@@ -83,3 +89,57 @@ def test_a_request_without_credentials_is_asked_for_them_and_counts_for_nothing(
     assert {answer.status_code for answer in asked} == {401}
     assert asked[0]["WWW-Authenticate"] == 'Basic realm="importbeat metrics"'
     assert scrape(client, "ops", RIGHT).status_code == 200
+
+
+SCRAPER = "10.0.0.2"
+
+
+@pytest.fixture
+def _fresh_login_budget():
+    for address in ("127.0.0.1", SCRAPER):
+        reset_throttle("login", address)
+    yield
+    for address in ("127.0.0.1", SCRAPER):
+        reset_throttle("login", address)
+
+
+def stale_scrapes(client, user: str, count: int) -> None:
+    auth = "Basic " + base64.b64encode(f"{user}:the-old-password".encode()).decode()
+    for _ in range(count):
+        client.get("/metrics", REMOTE_ADDR=SCRAPER, HTTP_AUTHORIZATION=auth)
+
+
+def login(username: str, password: str, address: str = "127.0.0.1"):
+    return APIClient().post(
+        f"{API}/auth/token",
+        {"username": username, "password": password},
+        format="json",
+        REMOTE_ADDR=address,
+    )
+
+
+@pytest.mark.usefixtures("_fresh_login_budget")
+def test_a_stale_scraper_does_not_lock_the_account_of_the_same_name_out(
+    client, settings, django_user_model
+):
+    # Given Flower's user `admin`, and an operator's account of the same name
+    settings.FLOWER_BASIC_AUTH = "admin:the-new-password"
+    django_user_model.objects.create_user("admin", "ops@example.com", "admin-password")
+
+    # When Prometheus, still on the old password, scrapes as many times as a login may fail
+    stale_scrapes(client, "admin", settings.LOGIN_FAILURE_LIMIT + 2)
+
+    # Then the operator still signs in with their own password, from their own desk
+    assert login("admin", "admin-password").status_code == 201
+
+
+@pytest.mark.usefixtures("_fresh_login_budget")
+def test_a_stale_scraper_does_not_lock_its_hosts_users_out(client, settings, alice):
+    # Given Flower's user `ops`
+    settings.FLOWER_BASIC_AUTH = "ops:the-new-password"
+
+    # When Prometheus, still on the old password, scrapes as many times as a login may fail
+    stale_scrapes(client, "ops", settings.LOGIN_FAILURE_LIMIT + 2)
+
+    # Then alice, behind the same address as the scraper, still signs in
+    assert login("alice", "alice-password", SCRAPER).status_code == 201

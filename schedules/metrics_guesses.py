@@ -1,0 +1,54 @@
+"""Wrong passwords at `/metrics`, counted apart from logins.
+
+`/metrics` takes Flower's credentials by basic auth, and nothing counted its failures: every
+wrong guess got a 401, for ever (attack hunt). Counted as failed logins (django-axes), a
+Prometheus left with an old password locked the account named as Flower's user, and every user
+at the scraper's address, out of the admin and the API, renewed at every scrape (review).
+So they are counted here, in Redis, per client address and per name given, each up to
+LOGIN_FAILURE_LIMIT within LOGIN_LOCKOUT_SECONDS: past it, `/metrics` answers 429 to that
+address or name, the right password included; logins never read these counts.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.http import HttpRequest
+from redis.exceptions import RedisError
+
+from common.redis_client import client
+from common.security import client_ip
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "importbeat:metrics-guesses"
+
+
+def _keys(request: HttpRequest, name: str) -> list[str]:
+    return [f"{PREFIX}:address:{client_ip(request)}", f"{PREFIX}:name:{name}"]
+
+
+def locked_out(request: HttpRequest, name: str) -> bool:
+    """The address or the name has met the limit. Without Redis, nobody is (and it is said)."""
+    try:
+        counts = client().mget(_keys(request, name))
+    except RedisError as error:
+        logger.warning("guesses at /metrics not counted, Redis did not answer: %s", error)
+        return False
+    return any(int(count or 0) >= settings.LOGIN_FAILURE_LIMIT for count in counts)
+
+
+def guessed_wrong(request: HttpRequest, name: str) -> bool:
+    """Count a wrong password; True when the address or the name has now met the limit."""
+    try:
+        with client().pipeline() as pipe:
+            for key in _keys(request, name):
+                # The window starts at the first guess (EXPIRE's NX needs Redis 7).
+                pipe.set(key, 0, ex=settings.LOGIN_LOCKOUT_SECONDS, nx=True)
+                pipe.incr(key)
+            counts = pipe.execute()[1::2]
+    except RedisError as error:
+        logger.warning("guesses at /metrics not counted, Redis did not answer: %s", error)
+        return False
+    return any(count >= settings.LOGIN_FAILURE_LIMIT for count in counts)

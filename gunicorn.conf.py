@@ -21,3 +21,9 @@ def post_worker_init(worker: Any) -> None:
     # Its arbiter no longer sees a threaded worker's request: PostgreSQL ends a statement that
     # outlasts the timeout instead (common/web_statements.py).
     web_statements.install(worker.cfg.timeout)
+    # Checks of a source may hold half of this process's threads: the threads gunicorn runs,
+    # not only the WEB_THREADS the Procfile passes (a hand-written `--threads 8`, or none, is
+    # what serves). Imported here: the app, and Django with it, is loaded by now.
+    from schedules import check_slots
+
+    check_slots.record_threads(worker.cfg.threads)

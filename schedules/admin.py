@@ -395,11 +395,10 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
                 request, f"{names}: not queued, {services.OWNER_INACTIVE}.", messages.ERROR
             )
         if runs.unavailable is not None:
+            # Read on one import's page too (its Run now button): no "of the selection".
+            not_run = "1 import was" if runs.not_tried == 1 else f"{runs.not_tried} imports were"
             self.message_user(
-                request,
-                f"{runs.unavailable}: {runs.not_tried} import(s) of the selection were not run;"
-                " try again.",
-                messages.ERROR,
+                request, f"{runs.unavailable}: {not_run} not run; try again.", messages.ERROR
             )
 
     @admin.action(description="Pause", permissions=["change"])

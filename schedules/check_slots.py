@@ -10,9 +10,10 @@ check) waited behind them, and the checks took both slots of the worker (attack 
 
 So a check takes a slot first, or is refused at once (429, with Retry-After; the admin's
 message says the same): one of its user's SOURCE_CHECKS_AT_ONCE, one of everyone's
-SOURCE_CHECKS_AT_ONCE_IN_ALL, and one of this process's, half its threads (WEB_THREADS):
-gunicorn's threaded worker takes a request even while all its threads are busy, and queues it
-behind them, so checks spread unevenly over the processes could still hold every thread of one.
+SOURCE_CHECKS_AT_ONCE_IN_ALL, and one of this process's, half its threads (gunicorn's own
+count, recorded by gunicorn.conf.py; WEB_THREADS outside gunicorn): gunicorn's threaded worker
+takes a request even while all its threads are busy, and queues it behind them, so checks spread
+unevenly over the processes could still hold every thread of one.
 
 The slots of users and of everyone are members of Redis sorted sets, scored with the end of
 their check's wait (the database's clock, common.database_clock), taken and counted by one
@@ -116,7 +117,11 @@ def _take(user_id: int | None, wait: float) -> str | None:
     if full is None:
         return token
     key, count, first_ends = counted[int(full[0]) - 1][0], int(full[1]), float(full[2])
-    retry_after = max(1, math.ceil(first_ends - now))
+    # The first slot frees when its check ends, by the end of its wait; once that has passed,
+    # its web process was killed (or its answer is on its way) and the slot is held
+    # MARGIN_SECONDS more. It said 1 s then, five times in a row, each retry refused (review1).
+    frees_at = first_ends if first_ends > now else first_ends + MARGIN_SECONDS
+    retry_after = max(1, math.ceil(frees_at - now))
     if key != EVERYONE:
         raise Busy(yours_in_progress(count), retry_after)
     raise Busy(everyones_in_progress(count, retry_after), retry_after)
@@ -141,19 +146,51 @@ def yours_in_progress(count: int) -> str:
 
 def everyones_in_progress(count: int, retry_after: int) -> str:
     return (
-        f"{count} source checks are in progress, as many as importbeat takes at once: try again "
+        f"{_checks_are(count)} in progress, as many as importbeat takes at once: try again "
         f"in {retry_after} s"
     )
+
+
+def this_process_in_progress(count: int, retry_after: int) -> str:
+    """A check refused for its web process's cap: importbeat may take more, elsewhere (a retry
+    that lands on another process is taken). It was told "as many as importbeat takes at once",
+    "1 source checks are" (review1)."""
+    return (
+        f"{_checks_are(count)} in progress on this web process, as many as it takes at once: "
+        f"try again in {retry_after} s"
+    )
+
+
+def _checks_are(count: int) -> str:
+    return "1 source check is" if count == 1 else f"{count} source checks are"
 
 
 # The ends of the waits of this process's checks in progress (time.monotonic()).
 _here: list[float] = []
 _here_lock = threading.Lock()
+# This process's threads as gunicorn runs it (record_threads, from gunicorn.conf.py); None
+# outside gunicorn (runserver, a test), where WEB_THREADS stands for them.
+_threads: int | None = None
+
+
+def record_threads(threads: int) -> None:
+    """gunicorn's thread count for this worker process (`worker.cfg.threads`): WEB_THREADS is
+    what the Procfile passes, but a command written by hand (`--threads 8`, without it) capped
+    at half of 4, and `--threads 2` at every thread (review1)."""
+    global _threads
+    _threads = threads
 
 
 def in_process_cap() -> int:
-    """Half this process's threads (at least one): the others stay for everyone else."""
-    return max(1, settings.WEB_THREADS // 2)
+    """Half this process's threads: the others stay for everyone else.
+
+    One thread (gunicorn's sync worker) may take a check: half of it would be none, refusing
+    every check of a web of sync workers. A sync worker takes no request while its thread is
+    busy, so nothing queues behind a check there (the next request waits in the socket for
+    another process), and SOURCE_CHECKS_AT_ONCE_IN_ALL, half the web's threads, still keeps the
+    other processes for everyone else."""
+    threads = _threads if _threads is not None else settings.WEB_THREADS
+    return max(1, threads // 2)
 
 
 @contextmanager
@@ -164,7 +201,7 @@ def _in_this_process(wait: float) -> Iterator[None]:
         cap = in_process_cap()
         if len(_here) >= cap:
             retry_after = max(1, math.ceil(min(_here) - now))
-            busy = Busy(everyones_in_progress(len(_here), retry_after), retry_after)
+            busy = Busy(this_process_in_progress(len(_here), retry_after), retry_after)
         else:
             busy = None
             _here.append(ends)

@@ -36,8 +36,9 @@ class ManualRuns:
     busy: list[tuple[ScheduledImport, str]] = field(default_factory=list)
     # not run, its owner's account deactivated (services.OWNER_INACTIVE)
     owner_inactive: list[ScheduledImport] = field(default_factory=list)
-    # the broker refused the runs of a batch: those runs were withdrawn, and the imports from
-    # that batch on were not run
+    # the broker refused the runs of a batch: those runs were withdrawn, and the imports of
+    # the batches after it were not tried; `not_tried` counts both, not the imports of the
+    # refused batch said busy or of a deactivated owner above (a new try refuses those again)
     unavailable: services.BrokerUnavailable | None = None
     not_tried: int = 0
 
@@ -51,7 +52,8 @@ def run_now(import_ids: Iterable[int], user: AbstractBaseUser | None) -> ManualR
             _queue_batch(ids[start : start + BATCH], user, result)
         except services.BrokerUnavailable as unavailable:
             result.unavailable = unavailable
-            result.not_tried = len(ids) - start
+            # (counted len(ids) - start: the refused batch's busy imports were said twice)
+            result.not_tried += len(ids[start + BATCH :])
             break
     return result
 
@@ -84,12 +86,23 @@ def _queue_batch(ids: list[int], user: AbstractBaseUser | None, result: ManualRu
             transaction.on_commit(lambda: services.send_runs(runs, sent_events=True))
     except services.BrokerUnavailable:
         # As enqueue_run: nothing carries the runs, and each would block its import's next
-        # trigger with a 409.
+        # trigger with a 409. Only the runs withdrawn were not run: one a worker took already
+        # (its message went before the refusal) stays, and so do all when the withdrawal
+        # fails, queued (reconciliation sends them again, services.send_runs).
+        withdrawn: set[int] = set()
         with contextlib.suppress(DatabaseError), transaction.atomic():
-            ImportRun.objects.filter(
-                pk__in=[run.pk for run in runs], status=ImportRun.Status.QUEUED
-            ).delete()
-            history.delete_entries(entries)
+            still_queued = set(
+                ImportRun.objects.select_for_update()
+                .filter(pk__in=[run.pk for run in runs], status=ImportRun.Status.QUEUED)
+                .values_list("pk", flat=True)
+            )
+            ImportRun.objects.filter(pk__in=still_queued).delete()
+            history.delete_entries(
+                [entry for entry in entries if entry.additional_data["run"] in still_queued]
+            )
+            withdrawn = still_queued
+        result.queued.extend(run for run in runs if run.pk not in withdrawn)
+        result.not_tried += len(withdrawn)
         raise
     result.queued.extend(runs)
 

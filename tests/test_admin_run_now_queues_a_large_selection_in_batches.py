@@ -163,11 +163,81 @@ def test_a_batch_the_broker_refuses_is_withdrawn_and_the_rest_left_said(
     assert sorted(queued.values_list("pk", flat=True)) == sorted(taken) and len(taken) == 3
     assert LogEntry.objects.filter(action=LogEntry.Action.ACCESS).count() == 3
     assert "Queued 3 run(s)." in answer
-    assert (
-        "The task queue is unavailable: 5 import(s) of the selection were not run; try again."
-        in answer
-    ), answer
+    assert "The task queue is unavailable: 5 imports were not run; try again." in answer, answer
     # and a new choice of the action runs those
     monkeypatch.setattr(services, "send_runs", lambda runs, **_: None)
     run_now_on(admin_client, imports)
     assert ImportRun.objects.count() == 8
+
+
+def test_a_busy_import_of_a_refused_batch_is_named_once_not_counted_as_not_run_too(
+    admin_client, alice, monkeypatch
+):
+    # Regression (review1): `not_tried` was every import from the refused batch on, so the
+    # batch's busy import was said "Already running" and counted "not run; try again" too
+    # Given batches of 3, six imports, the fifth with a run in progress, and a broker that
+    # takes the first batch and refuses the second
+    monkeypatch.setattr(manual_runs, "BATCH", 3)
+    imports = many_imports(alice, 6)
+    make_run(imports[4], "running")
+    taken: list[int] = []
+
+    def broker(runs, **_):
+        if taken:
+            raise services.BrokerUnavailable("the task queue is unavailable")
+        taken.extend(run.pk for run in runs)
+
+    monkeypatch.setattr(services, "send_runs", broker)
+
+    # When Run now is chosen for all six
+    answer = said(run_now_on(admin_client, imports))
+
+    # Then the busy one is named once, and the two others of the refused batch are counted
+    [busy] = [m for m in answer if m.startswith("Already running:")]
+    assert "feed 4" in busy
+    assert "The task queue is unavailable: 2 imports were not run; try again." in answer, answer
+
+
+def test_a_run_a_worker_took_before_the_refusal_is_said_queued_not_not_run(
+    admin_client, alice, monkeypatch
+):
+    # Given three imports, and a broker that sent the first message, which a worker took,
+    # before it refused the rest
+    imports = many_imports(alice, 3)
+
+    def broker(runs, **_):
+        ImportRun.objects.filter(pk=runs[0].pk).update(status="running")
+        raise services.BrokerUnavailable("the task queue is unavailable")
+
+    monkeypatch.setattr(services, "send_runs", broker)
+
+    # When Run now is chosen for them
+    answer = said(run_now_on(admin_client, imports))
+
+    # Then the run the worker took stays, with its history entry, and is counted queued; the
+    # two others are withdrawn and counted not run
+    [kept] = ImportRun.objects.all()
+    assert (kept.scheduled_import_id, kept.status) == (imports[0].pk, "running")
+    [entry] = LogEntry.objects.filter(action=LogEntry.Action.ACCESS)
+    assert entry.additional_data["run"] == kept.pk
+    assert "Queued 1 run(s)." in answer
+    assert "The task queue is unavailable: 2 imports were not run; try again." in answer, answer
+
+
+def test_one_imports_run_now_button_refused_by_the_broker_reads_for_one_import(
+    admin_client, alice, monkeypatch
+):
+    # Given an import, and a broker that refuses its run
+    [imp] = many_imports(alice, 1)
+
+    def broker(runs, **_):
+        raise services.BrokerUnavailable("the task queue is unavailable")
+
+    monkeypatch.setattr(services, "send_runs", broker)
+
+    # When Run now is pressed on its page
+    answer = said(admin_client.post(f"{CHANGELIST}{imp.pk}/run_now/", follow=True))
+
+    # Then the page says that import was not run, nothing of a selection, and no run is left
+    assert answer == ["The task queue is unavailable: 1 import was not run; try again."], answer
+    assert not ImportRun.objects.exists()

@@ -74,7 +74,8 @@ def test_a_web_process_keeps_half_its_threads_from_checks(alice, bob, settings):
     # Then he is refused at once: the other two threads stay for everyone else's requests
     assert refused.status_code == 429, refused.content
     assert refused.json()["detail"].startswith(
-        "2 source checks are in progress, as many as importbeat takes at once: try again in "
+        "2 source checks are in progress on this web process, as many as it takes at once: try "
+        "again in "
     )
     assert held_by() == 0
     goes = client_for(bob).post(f"{API}/imports/check", check_body(SOURCE))

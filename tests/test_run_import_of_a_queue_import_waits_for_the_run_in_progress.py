@@ -11,7 +11,8 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
 
-from schedules.models import ImportRun
+from schedules import services
+from schedules.models import ImportRun, ScheduledImport
 from tasks import locks
 from tests.api_support import make_run
 from tests.factories import PRODUCTS_CSV, make_import
@@ -76,6 +77,64 @@ def test_it_is_skipped_after_the_imports_timeout_as_a_workers_run_is(alice, csv_
         raised.value
     )
     assert "longer than its 2s timeout" in str(raised.value)
+
+
+def deleted_once_it_waits(imp, busy: ImportRun, *, with_its_import: bool) -> threading.Thread:
+    """Deletes the foreground run once it waits its turn (alone, as the README's way to stop a
+    queued run, or with its import)."""
+
+    def delete() -> None:
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                waiting = ImportRun.objects.filter(
+                    scheduled_import=imp,
+                    status="queued",
+                    error_message__startswith=services.WAITING_ITS_TURN,
+                ).exclude(pk=busy.pk)
+                if waiting.exists():
+                    if with_its_import:
+                        services.delete_import(imp)
+                    else:
+                        services.delete_runs(waiting)
+                    return
+                time.sleep(0.1)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=delete)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize(
+    ("with_its_import", "words"),
+    [
+        (False, "it was deleted while it waited its turn; it did not run"),
+        (True, "its import was deleted while it waited its turn; it did not run"),
+    ],
+)
+def test_a_run_deleted_while_it_waits_says_what_was_deleted_and_that_it_never_ran(
+    alice, csv_server, with_its_import, words
+):
+    # Regression (review1): it said "its import was deleted while it ran" of a run deleted
+    # alone while it waited, its import there, the run never run
+    # Given an overlap: queue import whose run is in progress
+    imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV), overlap="queue")
+    busy, lease = run_in_progress(imp)
+    deleter = deleted_once_it_waits(imp, busy, with_its_import=with_its_import)
+
+    # When the operator runs it in the foreground, and its waiting run is deleted
+    try:
+        with pytest.raises(CommandError) as raised:
+            call_command("run_import", imp.pk, stdout=io.StringIO(), stderr=io.StringIO())
+    finally:
+        deleter.join()
+        lease.release()
+
+    # Then the command says what was deleted, and that the run never ran
+    assert ScheduledImport.objects.filter(pk=imp.pk).exists() is not with_its_import
+    assert str(raised.value).endswith(f" cancelled: {words}"), str(raised.value)
 
 
 def test_an_overlap_skip_import_is_still_skipped_at_once(alice, csv_server):

@@ -29,6 +29,11 @@ SHOWN_ROW_ERRORS = 10
 # A worker's hard limit comes this long after its soft one (services.run_message's options):
 # a statement stuck where the soft limit cannot reach it is ended as late.
 HARD_LIMIT_AFTER_SECONDS = 30
+# A run deleted while it waited its turn (overlap: queue), alone (the README's way to stop a
+# queued run) or with its import: it never ran. It was said "its import was deleted while it
+# ran" (review1).
+RUN_DELETED_WHILE_WAITING = "it was deleted while it waited its turn; it did not run"
+IMPORT_DELETED_WHILE_WAITING = "its import was deleted while it waited its turn; it did not run"
 
 
 class Command(BaseCommand):
@@ -79,14 +84,17 @@ class Command(BaseCommand):
             style_func=lambda text: text,
         )
         ended: dict[str, Any] | None = None
+        # Whether the run was last seen waiting its turn: a run gone then never ran.
+        self._waiting = False
         try:
             with _stops_as_interrupt():
-                ended = self._execute(run, no_progress)
+                ended = self._execute(run, imp.timeout_seconds, no_progress)
                 # overlap: queue, another run in progress: it waits, as a worker's run does,
                 # looking again until it runs or is skipped after its timeout.
                 while ended is None and self._waits(run):
                     time.sleep(runner.queue_poll_seconds())
-                    ended = self._execute(run, no_progress)
+                    self._waiting = False
+                    ended = self._execute(run, imp.timeout_seconds, no_progress)
         except KeyboardInterrupt:
             self._interrupted(run)
         self._refresh_or_gone(run, ended)
@@ -96,10 +104,14 @@ class Command(BaseCommand):
             said = run.error_message.removeprefix(f"{run.status}: ")
             raise CommandError(f"run {run.pk} {run.status}: {printable(said)}")
 
-    def _execute(self, run: ImportRun, no_progress: bool) -> dict[str, Any] | None:
+    def _execute(
+        self, run: ImportRun, timeout_seconds: int, no_progress: bool
+    ) -> dict[str, Any] | None:
         """One go at the run, as one delivery of its message to a worker, under the import's
-        time limit."""
-        with _time_limit(run.scheduled_import.timeout_seconds):
+        time limit (as it was when the command started: read from the run after a wait, whose
+        refresh drops the cached import, an import deleted meanwhile raised DoesNotExist, a
+        traceback; the runner says the run gone in words)."""
+        with _time_limit(timeout_seconds):
             if no_progress or not self.stderr.isatty():
                 return runner.execute(run.pk)
             with self._progress_bar() as hook, engine.listen(hook):
@@ -108,6 +120,8 @@ class Command(BaseCommand):
     def _waits(self, run: ImportRun) -> bool:
         """The run is still queued, waiting for another run of its import; said once."""
         said = run.error_message
+        # The runner found nothing to run, or left the run waiting: gone now, it never ran.
+        self._waiting = True
         self._refresh_or_gone(run, None)
         waits = run.status == ImportRun.Status.QUEUED and run.error_message.startswith(
             services.WAITING_ITS_TURN
@@ -142,12 +156,22 @@ class Command(BaseCommand):
 
     def _refresh_or_gone(self, run: ImportRun, ended: dict[str, Any] | None) -> None:
         """The run as it is now; a run deleted meanwhile (with its import, or alone) ends the
-        command in the runner's words, not a traceback (ImportRun.DoesNotExist)."""
+        command in the runner's words, not a traceback (ImportRun.DoesNotExist); without the
+        runner's, in words for what was deleted (the run alone, or its import) and when (while
+        it ran, or while it waited its turn and never ran)."""
         try:
             run.refresh_from_db()
         except ImportRun.DoesNotExist:
-            said = (ended or {}).get("error") or services.DELETED_WHILE_RUNNING
+            said = (ended or {}).get("error") or self._gone_words(run)
             raise CommandError(f"run {run.pk} cancelled: {printable(said)}") from None
+
+    def _gone_words(self, run: ImportRun) -> str:
+        import_there = ScheduledImport.objects.filter(pk=run.scheduled_import_id).exists()
+        if self._waiting:
+            return RUN_DELETED_WHILE_WAITING if import_there else IMPORT_DELETED_WHILE_WAITING
+        return (
+            services.RUN_DELETED_WHILE_RUNNING if import_there else services.DELETED_WHILE_RUNNING
+        )
 
     @contextmanager
     def _progress_bar(self):

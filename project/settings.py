@@ -334,7 +334,8 @@ MAX_RUNNING_PER_OWNER = env.int("MAX_RUNNING_PER_OWNER", default=2)
 SOURCE_CHECKS_AT_ONCE = env.int("SOURCE_CHECKS_AT_ONCE", default=2)
 # The Procfile's threads per web process (gunicorn reads the same variable): a web process lets
 # half of them wait on checks, whatever the caps, since gunicorn's threaded worker queues the
-# requests it takes behind its busy threads.
+# requests it takes behind its busy threads. Under gunicorn the threads it runs count
+# (gunicorn.conf.py records them: check_slots.record_threads); this, elsewhere.
 WEB_THREADS = env.int("WEB_THREADS", default=4)
 # For everyone together (0: no cap): half the threads of the web the Procfile starts
 # (WEB_CONCURRENCY x WEB_THREADS, 2 x 4 = 8, so 4), so that checks of sources that never

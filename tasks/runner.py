@@ -162,6 +162,10 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
         result = _execute(run_id, task, attempted, owner)
     except Reject:
         raise  # given back to the queue before it took a slot, or with its run still running
+    except RetryLater as later:
+        # Its lease released (_execute) and its slot given back, the retry goes.
+        _hand_on(task, owner, run_id)
+        raise later.publish(task) from later.cause
     except BaseException:
         # Retried (its slot free while it backs off), come back later, or stopped by a bug.
         _hand_on(task, owner, run_id)
@@ -409,11 +413,8 @@ def _attempt_once(run: ImportRun, task: Any | None) -> dict[str, Any]:
                 # The server's words repeated the credential (a reason phrase, an SFTP status
                 # message). Celery logs the retry's error and keeps it with its traceback
                 # (Flower): it gets the words hidden, and not the original error behind them.
-                hidden = TransientImportError(shown)
-                raise task.retry(
-                    countdown=countdown, max_retries=None, exc=hidden, throw=False
-                ) from None
-            raise task.retry(countdown=countdown, max_retries=None, exc=error) from caught
+                raise RetryLater(countdown, TransientImportError(shown), cause=None) from None
+            raise RetryLater(countdown, error, cause=caught) from caught
         if isinstance(error, DatabaseLost):
             message = f"{message}; {_not_retried(run, task)}"
         services.finish_run(
@@ -544,6 +545,23 @@ def _parked(run: ImportRun) -> NoReturn:
 def _time_limit_words(imp: ScheduledImport, task: Any | None) -> str:
     timelimit = getattr(task.request, "timelimit", None) if task is not None else None
     return services.time_limit_words(imp, timelimit[1] if timelimit else None)
+
+
+class RetryLater(Exception):
+    """A retry of the run, published by execute() once the attempt has let go of its import's
+    lease and its owner's slot. Published from inside the attempt, a retry due in 0 s (full
+    jitter draws it about once in 31 first retries) reached an idle worker before the lease
+    was released, and waited a whole lease (60 s) "for an earlier attempt" while the run said
+    "retrying in 0s"; and a fast second attempt's SUCCESS reached Flower before the first's
+    RETRY, which Flower kept for good (chaos hunt)."""
+
+    def __init__(self, countdown: float, error: BaseException, cause: BaseException | None) -> None:
+        super().__init__(str(error))
+        self.countdown, self.error, self.cause = countdown, error, cause
+
+    def publish(self, task: Any) -> Retry:
+        """The message sent again, in `countdown` seconds; Celery's Retry to raise."""
+        return task.retry(countdown=self.countdown, max_retries=None, exc=self.error, throw=False)
 
 
 class RunWaits(Exception):

@@ -43,7 +43,7 @@ class FakeTask:
     def __init__(self) -> None:
         self.countdowns: list[float] = []
 
-    def retry(self, countdown: float, max_retries=None, exc=None):
+    def retry(self, countdown: float, max_retries=None, exc=None, throw=True):
         self.countdowns.append(countdown)
         return FakeRetry()
 

@@ -1,7 +1,8 @@
 """The PostgreSQL versions importbeat supports, checked on every new database connection.
 
-The importer relies on features of PostgreSQL 14 and later (regexp_count, generated columns
-with hashtextextended; pg_input_is_valid from 16 when present); an older server would fail
+The importer relies on features of PostgreSQL 14 and later (generated columns with
+hashtextextended; pg_input_is_valid from 16 when present; nothing of 15's, such as
+regexp_count: on 14 every file with a quoted line break failed); an older server would fail
 in the middle of a run with an SQL error. Checking each new connection refuses it at once, in
 every process (web, worker, beat, manage.py), before anything is written.
 """

@@ -12,14 +12,26 @@ from __future__ import annotations
 import logging
 import time
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql import base
 
+from common import postgres
 from common.error_words import log_text
 
 logger = logging.getLogger("importbeat.database")
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    def check_database_version_supported(self) -> None:
+        """Django's own check, run once a process before `connection_created` is sent, refused
+        a server older than 14 in its words (NotSupportedError "PostgreSQL 14 or later is
+        required"), so common.postgres never said its own: the refusal is the project's."""
+        try:
+            postgres.refuse_unsupported(self.connection.info.server_version)
+        except ImproperlyConfigured:
+            self.close()
+            raise
+
     def is_usable(self) -> bool:
         if self.connection is None:
             return False

@@ -162,12 +162,17 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
         result = _execute(run_id, task, attempted, owner)
     except Reject:
         raise  # given back to the queue before it took a slot, or with its run still running
-    except RetryLater as later:
-        # Its lease released (_execute) and its slot given back, the retry goes.
-        _hand_on(task, owner, run_id)
-        raise later.publish(task) from later.cause
-    except BaseException:
-        # Retried (its slot free while it backs off), come back later, or stopped by a bug.
+    except BaseException as error:
+        later = _pending_retry(error)
+        if later is not None:
+            # Its lease released (_execute) and its slot given back, the retry goes, whatever
+            # struck meanwhile (a time limit in the release or the hand-on replaced it: the
+            # run said "retrying" and nothing carried it until reconciliation; review).
+            try:
+                _hand_on(task, owner, run_id)
+            finally:
+                raise later.publish(task) from later.cause
+        # Come back later, or stopped by a bug.
         _hand_on(task, owner, run_id)
         raise
     # Finished, failed, timed out, cancelled, skipped, found over already, or its admission
@@ -178,6 +183,16 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
         # it (overlap `skip` would skip it).
         deliveries.queue_next(attempted[0])
     return result
+
+
+def _pending_retry(error: BaseException) -> RetryLater | None:
+    """The retry `error` is, or the one it struck while it was on its way (its context)."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, RetryLater):
+            return seen
+        seen = seen.__context__
+    return None
 
 
 def _hand_on(task: Any | None, owner: list[int], run_id: int) -> None:

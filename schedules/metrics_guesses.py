@@ -5,8 +5,9 @@ wrong guess got a 401, for ever (attack hunt). Counted as failed logins (django-
 Prometheus left with an old password locked the account named as Flower's user, and every user
 at the scraper's address, out of the admin and the API, renewed at every scrape (review).
 So they are counted here, in Redis, per client address and per name given, each up to
-LOGIN_FAILURE_LIMIT within LOGIN_LOCKOUT_SECONDS: past it, `/metrics` answers 429 to that
-address or name, the right password included; logins never read these counts.
+LOGIN_FAILURE_LIMIT, forgotten LOGIN_LOCKOUT_SECONDS after the last: past it, `/metrics`
+answers 429 to that address or name, the right password included; logins never read these
+counts. Without Redis they are not counted (the scrape's figures from Redis are missing too).
 """
 
 from __future__ import annotations
@@ -44,10 +45,12 @@ def guessed_wrong(request: HttpRequest, name: str) -> bool:
     try:
         with client().pipeline() as pipe:
             for key in _keys(request, name):
-                # The window starts at the first guess (EXPIRE's NX needs Redis 7).
-                pipe.set(key, 0, ex=settings.LOGIN_LOCKOUT_SECONDS, nx=True)
+                # Each guess renews the window, as axes counts a login's cool-off from the last
+                # failure: from the first, a lockout reached late in it lifted at once, while
+                # its Retry-After said LOGIN_LOCKOUT_SECONDS (review).
                 pipe.incr(key)
-            counts = pipe.execute()[1::2]
+                pipe.expire(key, settings.LOGIN_LOCKOUT_SECONDS)
+            counts = pipe.execute()[::2]
     except RedisError as error:
         logger.warning("guesses at /metrics not counted, Redis did not answer: %s", error)
         return False

@@ -143,3 +143,26 @@ def test_a_stale_scraper_does_not_lock_its_hosts_users_out(client, settings, ali
 
     # Then alice, behind the same address as the scraper, still signs in
     assert login("alice", "alice-password", SCRAPER).status_code == 201
+
+
+def test_a_lockout_lasts_its_whole_period_after_the_last_guess(client, settings):
+    # Counted from the first guess, a lockout reached late in that window lifted at once, while
+    # its Retry-After said LOGIN_LOCKOUT_SECONDS (review)
+    from common.redis_client import client as redis_client
+    from schedules.metrics_guesses import PREFIX
+
+    # Given a first wrong guess whose window is nearly over
+    scrape(client, "ops", "guess-0", "203.0.113.9")
+    keys = [f"{PREFIX}:address:203.0.113.9", f"{PREFIX}:name:ops"]
+    for key in keys:
+        redis_client().expire(key, 1)
+
+    # When the rest of the limit's guesses come
+    for n in range(1, settings.LOGIN_FAILURE_LIMIT):
+        locked = scrape(client, "ops", f"guess-{n}", "203.0.113.9")
+
+    # Then the lockout holds for the period its answer gives, from the last guess
+    assert locked.status_code == 429
+    assert locked["Retry-After"] == str(settings.LOGIN_LOCKOUT_SECONDS)
+    for key in keys:
+        assert redis_client().ttl(key) > settings.LOGIN_LOCKOUT_SECONDS - 5

@@ -34,7 +34,9 @@ def check_new_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
     if connection.vendor != "postgresql":
         return
     try:
-        refuse_unsupported(connection.pg_version)
+        # The server this connection reached: `pg_version` is the first connection's, kept
+        # for the process, so a failover to an older server was taken (review).
+        refuse_unsupported(connection.connection.info.server_version)
     except ImproperlyConfigured:
         connection.close()
         raise

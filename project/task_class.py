@@ -46,6 +46,13 @@ class ImportbeatRequest(DatabaseTimedRequest):
                 self.task.name, self.id, self.args, timeout, soft, self.worker_pid
             )
 
+    def on_retry(self, exc_info: Any) -> None:
+        super().on_retry(exc_info)
+        # (imported here: the app loads its task class before Django's models are ready)
+        from tasks import lost_tasks
+
+        lost_tasks.end_retried_task(self.task.name, self.id, self.args, self.hostname)
+
     def send_event(self, type: str, **fields: Any) -> None:
         if type == "task-failed" and self.killed_words is not None:
             fields["exception"] = self.killed_words

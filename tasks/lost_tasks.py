@@ -12,11 +12,15 @@ sends the event the dead worker could not: FAILURE with the run's words when the
 from __future__ import annotations
 
 import logging
+import threading
+from typing import Any
 
+from django.db import DatabaseError, connection
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
 from schedules.models import ImportRun
+from schedules.services import EXECUTE_RUN
 
 logger = logging.getLogger("importbeat.maintenance")
 
@@ -45,3 +49,45 @@ def _words(run: ImportRun) -> str:
     if run.status in ImportRun.FINAL_STATUSES:
         return f"run {run.pk} {run.status}: {run.error_message}"
     return f"run {run.pk}: {run.error_message} as task {run.celery_task_id}"
+
+
+def end_retried_task(
+    task_name: str, task_id: str, args: Any, reporter: str, in_background: bool = True
+) -> None:
+    """After a task announced its retry (RETRY in Flower), if it is a run's and the run has
+    ended already: its final state again, as `reporter` (the worker that announced the retry).
+
+    The retried message can reach another worker, which runs and ends the run before this
+    worker's `task-retried` event leaves (the run's second attempt is fast, the first worker's
+    main process slow to send): Celery lets RETRY overwrite any state, and Flower kept RETRY for
+    a run that succeeded (chaos hunt: 1 run in 2,103). A retry whose run still waits, the usual
+    case, sends nothing more. Called in the worker's main process (`in_background`): looked up
+    from a thread of its own, on a connection closed after it (the main process keeps none that
+    its forked pool processes would inherit, and goes on taking tasks meanwhile).
+    """
+    if task_name != EXECUTE_RUN or not args:
+        return
+    if not in_background:
+        _end_if_ended(task_id, args[0], reporter)
+        return
+    threading.Thread(
+        target=_end_if_ended_and_close, args=(task_id, args[0], reporter),
+        name="importbeat-retried", daemon=True,
+    ).start()  # fmt: skip
+
+
+def _end_if_ended_and_close(task_id: str, run_id: int, reporter: str) -> None:
+    try:
+        _end_if_ended(task_id, run_id, reporter)
+    finally:
+        connection.close()  # (this thread's own)
+
+
+def _end_if_ended(task_id: str, run_id: int, reporter: str) -> None:
+    try:
+        run = ImportRun.objects.filter(pk=run_id, celery_task_id=task_id).first()
+    except DatabaseError as error:
+        logger.warning("the retried task %s not checked against its run: %s", task_id, error)
+        return
+    if run is not None and run.status in ImportRun.FINAL_STATUSES:
+        end_lost_task(task_id, run, reporter)

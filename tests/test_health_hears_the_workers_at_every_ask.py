@@ -16,6 +16,9 @@ def test_every_ask_hears_the_running_worker(processes):
     # Given a worker that runs
     processes.start("worker")
     wait_for(lambda: "ready." in processes.log_of("worker"), 30, what=processes.logs())
+    # and has answered once: a worker just "ready." may not listen to the broadcast yet (its
+    # first ask went unanswered in a CI run, the machine loaded)
+    wait_for(lambda: health.check_workers()["ok"], 30, what=processes.logs())
 
     # When health asks the workers ten times in a row
     asks = [health.check_workers() for _ in range(10)]

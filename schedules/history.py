@@ -101,13 +101,7 @@ def record_event(
     (rows.insert): compiling auditlog's INSERT was a sixth of a trigger's CPU (issue 15).
     `test_history_events_are_the_rows_auditlog_writes` compares the two row by row.
     """
-    entry = _entry(
-        imp,
-        LogEntry.Action.ACCESS,
-        {},
-        actor=user if user is not None and user.is_authenticated else None,
-        additional_data={"event": event, **details},
-    )
+    entry = _event_entry(imp, event, user, **details)
     _written([entry], lambda entries: rows.insert(entries[0]))
     return entry
 
@@ -117,14 +111,19 @@ def record_run_events(
 ) -> list[LogEntry]:
     """record_event's entry of each run (`event`, naming the run), for many runs of as many
     imports at once (schedules.manual_runs), inserted together."""
-    actor = user if user is not None and user.is_authenticated else None
-    details = [{"event": event, "run": run.pk} for run in runs]
-    entries = [
-        _entry(run.scheduled_import, LogEntry.Action.ACCESS, {}, actor=actor, additional_data=data)
-        for run, data in zip(runs, details, strict=True)
-    ]
+    entries = [_event_entry(run.scheduled_import, event, user, run=run.pk) for run in runs]
     _written(entries, lambda made: LogEntry.objects.bulk_create(made, batch_size=1000))
     return entries
+
+
+def _event_entry(
+    imp: ScheduledImport, event: str, user: AbstractBaseUser | None, **details: Any
+) -> LogEntry:
+    """The unsaved entry of an event of `imp` (record_event, record_run_events)."""
+    actor = user if user is not None and user.is_authenticated else None
+    return _entry(
+        imp, LogEntry.Action.ACCESS, {}, actor=actor, additional_data={"event": event, **details}
+    )
 
 
 def delete_entries(entries: list[LogEntry]) -> None:

@@ -9,34 +9,23 @@ import pytest
 
 from schedules.models import ImportRun
 from tasks import fairness, locks, runner
+from tests.bound_task import BoundTask, Retried
 from tests.factories import make_import
 
 pytestmark = pytest.mark.django_db
 
 
-class Retried(Exception):
-    pass
-
-
-class WatchingTask:
+class WatchingTask(BoundTask):
     """A bound task whose retry notes what held the import when the retry was sent."""
 
-    class request:
-        id = "task-1"
-        hostname = "worker@test"
-
     def __init__(self, import_id: int) -> None:
+        super().__init__()
         self.import_id = import_id
         self.lease_holder_at_retry: list[int | None] = []
-        self.countdowns: list[float] = []
 
     def retry(self, countdown: float, max_retries=None, exc=None, throw=True):
         self.lease_holder_at_retry.append(locks.run_lease_holder(self.import_id))
-        self.countdowns.append(countdown)
-        return Retried(str(exc))
-
-    def update_state(self, **kwargs) -> None:
-        pass
+        return super().retry(countdown, max_retries, exc, throw)
 
 
 def test_the_retry_is_sent_after_the_lease_is_released_and_the_slot_handed_on(

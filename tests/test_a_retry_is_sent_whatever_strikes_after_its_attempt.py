@@ -14,31 +14,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from schedules.models import ImportRun
 from tasks import fairness, locks, runner
+from tests.bound_task import BoundTask, Retried
 from tests.factories import make_import
 
 pytestmark = pytest.mark.django_db
-
-
-class Retried(Exception):
-    pass
-
-
-class RecordingTask:
-    """A bound task whose retries are recorded."""
-
-    class request:
-        id = "task-1"
-        hostname = "worker@test"
-
-    def __init__(self) -> None:
-        self.countdowns: list[float] = []
-
-    def retry(self, countdown: float, max_retries=None, exc=None, throw=True):
-        self.countdowns.append(countdown)
-        return Retried(str(exc))
-
-    def update_state(self, **kwargs) -> None:
-        pass
 
 
 def strikes_once(real):
@@ -66,7 +45,7 @@ def test_the_retry_is_sent_when_the_time_limit_strikes_as_the_slot_is_handed_on(
 ):
     # Given a run whose source answers 503, and a time limit striking as its slot is handed on
     monkeypatch.setattr(fairness, "hand_on", strikes_once(fairness.hand_on))
-    task = RecordingTask()
+    task = BoundTask()
 
     # When a worker runs its attempt
     with pytest.raises((Retried, SoftTimeLimitExceeded)):
@@ -83,7 +62,7 @@ def test_the_retry_is_sent_when_the_time_limit_strikes_as_the_lease_is_released(
 ):
     # Given a run whose source answers 503, and a time limit striking as its lease is released
     monkeypatch.setattr(locks.Lease, "release", strikes_once(locks.Lease.release))
-    task = RecordingTask()
+    task = BoundTask()
 
     # When a worker runs its attempt
     with pytest.raises((Retried, SoftTimeLimitExceeded)):

@@ -6,6 +6,7 @@ from schedules.models import ImportRun
 from tasks import runner
 from tasks.errors import PermanentImportError, TransientImportError
 from tasks.fetch import open_source
+from tests.bound_task import BoundTask, Retried
 from tests.factories import make_import
 
 pytestmark = pytest.mark.django_db
@@ -29,38 +30,16 @@ def test_a_client_error_is_permanent(csv_server, status):
             pass
 
 
-class FakeRetry(Exception):
-    pass
-
-
-class FakeTask:
-    """What the runner uses of a bound Celery task."""
-
-    class request:
-        id = "task-1"
-        hostname = "worker@test"
-
-    def __init__(self) -> None:
-        self.countdowns: list[float] = []
-
-    def retry(self, countdown: float, max_retries=None, exc=None, throw=True):
-        self.countdowns.append(countdown)
-        return FakeRetry()
-
-    def update_state(self, **kwargs) -> None:
-        pass
-
-
 def test_a_503_is_retried_with_backoff_and_a_404_fails_at_once(alice, csv_server):
     # Given one import behind a 503 and one behind a 404
     busy = make_import(alice, csv_server.serve("/busy.csv", b"", status=503), name="busy")
     gone = make_import(alice, csv_server.serve("/gone.csv", b"", status=404), name="gone")
     busy_run = ImportRun.objects.create(scheduled_import=busy, trigger="manual")
     gone_run = ImportRun.objects.create(scheduled_import=gone, trigger="manual")
-    task = FakeTask()
+    task = BoundTask()
 
     # When a worker executes both
-    with pytest.raises(FakeRetry):
+    with pytest.raises(Retried):
         runner.execute(busy_run.pk, task)
     runner.execute(gone_run.pk, task)
 
@@ -108,7 +87,7 @@ def test_a_transient_failure_after_its_import_was_stopped_is_no_other_chance(
     imp = make_import(alice, csv_server.base_url + "/p.csv", max_retries=3)
     csv_server.routes["/p.csv"] = stop_then_answer_busy
     run = ImportRun.objects.create(scheduled_import=imp, trigger="manual")
-    task = FakeTask()
+    task = BoundTask()
 
     runner.execute(run.pk, task)
 

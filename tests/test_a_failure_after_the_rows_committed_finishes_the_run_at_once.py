@@ -20,9 +20,10 @@ from schedules.models import ImportRun
 from tasks import runner
 from tasks.engine import pipeline
 from tasks.engine.tables import SMALL_TABLE_ROWS
+from tests.bound_task import BoundTask as FakeTask
+from tests.bound_task import Retried as FakeRetry
 from tests.factories import PRODUCTS_CSV, make_import
 from tests.reliability import big_csv
-from tests.test_fetch_http_errors import FakeRetry, FakeTask
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

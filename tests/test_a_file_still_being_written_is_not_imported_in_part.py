@@ -20,13 +20,14 @@ from schedules.models import ImportRun, Record
 from tasks import drop_folder, runner, source_check
 from tasks.byte_stream import CHUNK_BYTES
 from tasks.errors import TransientImportError
+from tests.bound_task import BoundTask as FakeTask
+from tests.bound_task import Retried as FakeRetry
 from tests.conftest import wait_for
 from tests.drop_support import gzipped, put
 from tests.factories import PRODUCTS_CSV, make_import
 from tests.http_support import QuietHTTPServer
 from tests.importer_support import records, run_now
 from tests.reliability import wait_for_the_end
-from tests.test_fetch_http_errors import FakeRetry, FakeTask
 
 STILL_BEING_WRITTEN = "is still being written"
 

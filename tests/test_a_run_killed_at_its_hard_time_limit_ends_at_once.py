@@ -271,7 +271,7 @@ def test_a_killed_run_hands_its_owners_slot_on_at_once(alice, csv_server, settin
     from celery.exceptions import Retry
 
     from tasks import killed_runs, runner
-    from tests.test_fetch_http_errors import FakeTask
+    from tests.bound_task import BoundTask as FakeTask
 
     settings.MAX_RUNNING_PER_OWNER = 1
     url = csv_server.serve("/p.csv", PRODUCTS_CSV)

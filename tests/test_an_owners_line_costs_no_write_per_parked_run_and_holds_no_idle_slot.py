@@ -24,8 +24,9 @@ from common.redis_client import client
 from schedules import reconcile, services
 from schedules.models import ImportRun
 from tasks import fairness, maintenance, runner
+from tests.bound_task import BoundTask as FakeTask
+from tests.bound_task import Retried as FakeRetry
 from tests.factories import PRODUCTS_CSV, make_import
-from tests.test_fetch_http_errors import FakeRetry, FakeTask
 
 pytestmark = pytest.mark.django_db
 

@@ -18,8 +18,8 @@ from common.redis_client import client
 from schedules import dispatch, reconcile, services
 from schedules.models import ImportRun
 from tasks import fairness, maintenance, runner
+from tests.bound_task import BoundTask as FakeTask
 from tests.factories import PRODUCTS_CSV, make_import
-from tests.test_fetch_http_errors import FakeTask
 
 pytestmark = pytest.mark.django_db
 

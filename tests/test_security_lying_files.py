@@ -12,9 +12,9 @@ from django.core.exceptions import ValidationError
 from schedules.models import ImportRun
 from tasks import runner
 from tests.api_support import API, client_for, import_body
+from tests.bound_task import BoundTask as FakeTask
 from tests.factories import make_import
 from tests.importer_support import both_paths, records, run_now, staging_path  # noqa: F401
-from tests.test_fetch_http_errors import FakeTask
 
 pytestmark = pytest.mark.django_db
 

@@ -11,10 +11,11 @@ from celery.exceptions import Retry
 from schedules import services
 from schedules.models import ImportRun
 from tasks import runner
+from tests.bound_task import BoundTask as FakeTask
+from tests.bound_task import Retried as FakeRetry
 from tests.conftest import wait_for
 from tests.factories import PRODUCTS_CSV, make_import
 from tests.reliability import FAST, big_csv
-from tests.test_fetch_http_errors import FakeRetry, FakeTask
 
 
 def queued_run(imp) -> ImportRun:

@@ -90,7 +90,8 @@ def recover_lost_messages(now: datetime, grace: timedelta) -> tuple[int, int]:
     is counted lost: its worker was killed outright (a live one would have run it), and Redis
     would give it back only after its visibility timeout; should it come back, the claim and
     the lease let one delivery through. A message the broker refused is marked so that the
-    next pass takes it (services.send_again_at_next_reconcile).
+    next pass takes it (services.send_again_at_next_reconcile); a retry it refused, by what
+    its run says (services.note_retry_not_sent), whatever the broker holds under its task id.
     """
     before = now - grace
     untouched = (
@@ -139,7 +140,9 @@ def recover_lost_messages(now: datetime, grace: timedelta) -> tuple[int, int]:
             len(waiting),
         )
         return 0, 0
-    lost = [run for run in waiting if run.celery_task_id not in pending]
+    lost = [
+        run for run in waiting if run.celery_task_id not in pending or services.retry_not_sent(run)
+    ]
     resend: list[ImportRun] = []
     missed: dict[int, list[ImportRun]] = {}
     newest_per_import: set[int] = set()
@@ -240,6 +243,9 @@ def _mark_resent(run: ImportRun, now: datetime, caught_up: bool) -> bool:
     often its message is lost afterwards.
     """
     fields: dict[str, object] = {"heartbeat_at": now}
+    if services.retry_not_sent(run):
+        said, _, _ = run.error_message.partition(services.RETRY_NOT_SENT)
+        fields["error_message"] = said + services.RETRY_SENT_AGAIN
     if caught_up:
         fields["trigger"] = ImportRun.Trigger.CATCHUP
     touched = ImportRun.objects.filter(

@@ -42,7 +42,7 @@ from django.db.models import (
     Value,
 )
 from django.db.models.fields.json import KeyTextTransform
-from django.db.models.functions import Cast, Coalesce, Extract, Floor
+from django.db.models.functions import Cast, Coalesce, Concat, Extract, Floor
 from django.utils.dateparse import parse_datetime
 
 from common import database_clock, error_words, streaming
@@ -1399,6 +1399,37 @@ def mark_retrying(run: ImportRun, error: str, countdown: float, traceback: str =
         return False
     run.status, run.error_message, run.heartbeat_at = status, message, heartbeat_at
     return True
+
+
+# What a retrying run whose retry the broker refused says (note_retry_not_sent), and what it
+# says once reconciliation sent the retry (schedules.reconcile).
+RETRY_NOT_SENT = " (its retry was not sent, "
+RETRY_SENT_AGAIN = " (its retry, refused by the broker, was sent again)"
+
+
+def note_retry_not_sent(run_id: int, broker: str) -> str:
+    """Say on retrying run `run_id` that the broker refused its retry (`broker`: why, in
+    words), and return what it says.
+
+    The note is also what tells reconciliation that the retry is lost, whatever the broker
+    holds under the run's task id: the attempt's own delivery, its acknowledgement lost with
+    the worker's connection to a full broker, stayed there and looked like the retry for 30
+    minutes (STALE_QUEUED_SECONDS). The run still counts as waiting from the end of its
+    countdown (mark_retrying): the retry goes no earlier than it would have."""
+    note = (
+        f"{RETRY_NOT_SENT.lstrip(' (')}{broker}: reconciliation sends it once it is due and"
+        " the broker takes messages"
+    )
+    with contextlib.suppress(DatabaseError):
+        ImportRun.objects.filter(pk=run_id, status=ImportRun.Status.RETRYING).update(
+            error_message=Concat(F("error_message"), Value(f" ({note})"))
+        )
+    return note
+
+
+def retry_not_sent(run: ImportRun) -> bool:
+    """Whether `run` waits for a retry the broker refused (note_retry_not_sent)."""
+    return run.status == ImportRun.Status.RETRYING and RETRY_NOT_SENT in run.error_message
 
 
 COUNT_FIELDS = (

@@ -25,7 +25,7 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from redis.exceptions import RedisError
 
-from common import database_clock, read_only_database
+from common import database_clock, error_words, read_only_database
 from schedules import backlog, fresh_connection, services
 from schedules.models import ImportRun, ScheduledImport
 
@@ -171,7 +171,7 @@ def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
             try:
                 _hand_on(task, owner, run_id)
             finally:
-                raise later.publish(task) from later.cause
+                raise later.publish(task, run_id) from later.cause
         # Come back later, or stopped by a bug.
         _hand_on(task, owner, run_id)
         raise
@@ -574,9 +574,21 @@ class RetryLater(Exception):
         super().__init__(str(error))
         self.countdown, self.error, self.cause = countdown, error, cause
 
-    def publish(self, task: Any) -> Retry:
-        """The message sent again, in `countdown` seconds; Celery's Retry to raise."""
-        return task.retry(countdown=self.countdown, max_retries=None, exc=self.error, throw=False)
+    def publish(self, task: Any, run_id: int) -> Retry:
+        """The message sent again, in `countdown` seconds; Celery's Retry to raise.
+
+        When the broker refuses the message (full, read-only, away), Celery drops the task with
+        a Reject and a traceback in the log, and the run said "retrying in 30s" of a retry that
+        was never coming (reconciliation sends it, but the run said nothing of it): the run
+        says so now, and the task ends in RETRY with the same words."""
+        try:
+            return task.retry(
+                countdown=self.countdown, max_retries=None, exc=self.error, throw=False
+            )
+        except Reject as refused:
+            broker = error_words.refused_or_unreachable("the broker", refused.reason, logger)
+            note = services.note_retry_not_sent(run_id, broker)
+            return Retry(f"{self.error} ({note})", exc=self.error)
 
 
 class RunWaits(Exception):

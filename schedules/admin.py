@@ -188,8 +188,9 @@ class ScheduledImportAdmin(ListAtScale, AuditlogHistoryAdminMixin, admin.ModelAd
         own (clean() has encrypted what was typed)."""
         if not change:
             return super().save_model(request, obj, form, change)
+        keys = {"key_column", "mode", "dataset"} & set(form.changed_data)
         with transaction.atomic():
-            now = services.as_it_is_now(obj)
+            now = services.as_it_is_now(obj, datasets=[obj.dataset_id] if keys else None)
             for field in ScheduledImport._meta.concrete_fields:
                 if field.name in form.changed_data or field.name.startswith(OWN_FORM_COLUMNS):
                     continue

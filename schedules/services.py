@@ -197,6 +197,11 @@ def lock_dataset_keyed(dataset_id: int, import_id: int) -> tuple[str, int, int |
         return cursor.fetchone()
 
 
+_SHARE_DATASETS = (
+    f"SELECT id FROM {Dataset._meta.db_table} WHERE id = ANY(%s) ORDER BY id FOR SHARE"
+)
+
+
 _LOCK_DATASET_KEYED = (
     f"SELECT key_column, record_count,"
     f" (SELECT dataset_id FROM {ScheduledImport._meta.db_table} WHERE id = %s)"
@@ -378,7 +383,7 @@ def update_import(
     unknown = set(fields) - IMPORT_FIELDS
     if unknown:
         raise ValueError(f"not editable: {sorted(unknown)}")
-    asked, imp = imp, as_it_is_now(imp)
+    asked, imp = imp, as_it_is_now(imp, datasets=_datasets_of_a_key_edit(imp, fields, dataset))
     if _already(imp, fields, dataset):
         # The change asked is the import as it is (RFC 9110 13.1.1): a PUT retried after its
         # answer was lost, with the If-Match of its first try, was told 412 "the import
@@ -397,6 +402,18 @@ def update_import(
     _full_clean(imp)
     imp.save()
     return _now_as(asked, imp)
+
+
+def _datasets_of_a_key_edit(
+    imp: ScheduledImport, fields: dict[str, Any], dataset: str | None
+) -> list[int] | None:
+    """The dataset an edit moves `imp` to (if it exists), when the edit may change one of
+    KEY_FIELDS; None when it changes none (as_it_is_now)."""
+    if dataset is None:
+        return [] if {"key_column", "mode"} & set(fields) else None
+    return list(
+        Dataset.objects.filter(owner_id=imp.owner_id, name=dataset).values_list("pk", flat=True)
+    )
 
 
 def _already(imp: ScheduledImport, fields: dict[str, Any], dataset: str | None) -> bool:
@@ -554,11 +571,23 @@ def _owner_is_active(owner_id: int) -> bool:
     return get_user_model().objects.filter(pk=owner_id, is_active=True).exists()
 
 
-def as_it_is_now(imp: ScheduledImport) -> ScheduledImport:
+def as_it_is_now(imp: ScheduledImport, *, datasets: Iterable[int] | None = None) -> ScheduledImport:
     """`imp` read again, locked until the caller's transaction ends (update_import, the
-    admin's save)."""
+    admin's save).
+
+    With `datasets` (an edit that may change KEY_FIELDS: the dataset it moves to, if any), the
+    import's dataset and those are locked first (FOR SHARE), in a merge's order (dataset, then
+    import): the edit waits for a merge in progress into either, and is judged on what it
+    wrote. Judged before it, a key column changed on an empty dataset during its first merge
+    was taken, the merge keyed the records by the old one, and every run after it failed
+    (race hunt); the merge refuses an edit committed before its own lock (tasks.engine.merge).
+    """
     if imp.pk is None:
         return imp
+    if datasets is not None:
+        now = ScheduledImport.objects.filter(pk=imp.pk).values_list("dataset_id", flat=True)
+        with db_connection.cursor() as cursor:
+            cursor.execute(_SHARE_DATASETS, [sorted({*now, *datasets} - {None})])
     return (
         ScheduledImport.objects.select_for_update(of=("self",))
         .select_related("owner", "dataset")

@@ -265,11 +265,11 @@ def _another_client_commits_first(monkeypatch, change) -> None:
     lock = services.as_it_is_now
     done: list[bool] = []
 
-    def after_the_other_edit(imp):
+    def after_the_other_edit(imp, **options):
         if not done:
             done.append(True)
             from_another_connection(change)
-        return lock(imp)
+        return lock(imp, **options)
 
     monkeypatch.setattr(services, "as_it_is_now", after_the_other_edit)
 

@@ -80,8 +80,10 @@ def merge_staged(
     try:
         with timed("merge and commit", run), transaction.atomic(), work_mem(pg, counts.rows_read):
             keyed_by, records = _lock_dataset(imp.dataset_id, imp.pk)
-            pg.execute(dataset_has_records(record, imp.dataset_id))
-            first_load = not pg.fetchone()[0]
+            pg.execute(dataset_has_records(record, imp.dataset_id, imp.pk))
+            has_records, *import_now = pg.fetchone()
+            _refuse_an_import_changed_meanwhile(imp, *import_now)
+            first_load = not has_records
             if not first_load:
                 _refuse_another_key(imp, keyed_by, records)
             keys_checked = search_keys or not first_load
@@ -179,6 +181,12 @@ MOVED = (
 )
 
 
+REKEYED = (
+    "its import's key column or mode was changed while it ran; the dataset was not changed, and "
+    "the next run imports as the import now says"
+)
+
+
 def _moved(import_id: int, dataset_id: int) -> bool:
     return ScheduledImport.objects.filter(pk=import_id).exclude(dataset_id=dataset_id).exists()
 
@@ -191,10 +199,39 @@ def _refuse_another_key(imp: ScheduledImport, keyed_by: str, records: int) -> No
         raise PermanentImportError(f"{words}; the dataset was not changed")
 
 
-def dataset_has_records(record_table: str, dataset_id: int) -> sql.Composed:
-    return sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE dataset_id = {})").format(
-        sql.Identifier(record_table), lit(dataset_id)
+def dataset_has_records(record_table: str, dataset_id: int, import_id: int) -> sql.Composed:
+    """Whether the dataset has records, and the import's dataset, key column and mode as they
+    are now: a statement after the dataset's lock, which sees every edit committed before it
+    (the lock's own statement reads from before its wait)."""
+    return sql.SQL(
+        "SELECT EXISTS (SELECT 1 FROM {records} WHERE dataset_id = {dataset}),"
+        " i.dataset_id, i.key_column, i.mode"
+        " FROM (SELECT 1) AS one LEFT JOIN {imports} AS i ON i.id = {imp}"
+    ).format(
+        records=sql.Identifier(record_table),
+        dataset=lit(dataset_id),
+        imports=sql.Identifier(ScheduledImport._meta.db_table),
+        imp=lit(import_id),
     )
+
+
+def _refuse_an_import_changed_meanwhile(
+    imp: ScheduledImport, dataset_id: int | None, key_column: str | None, mode: str | None
+) -> None:
+    """Stop the run, cancelled, when its import was moved to another dataset or given another
+    key column or mode since the attempt read it: an edit saved while the run downloaded (or
+    waited for the dataset's lock) was judged on the dataset as it was, and the run merged as
+    the import had been. Switched from sync to upsert (which let a second import write to the
+    dataset), the run still deleted, as sync, the second import's records; given another key
+    on an empty dataset, it keyed its records by the old one, and every run after it failed
+    (race hunt). An edit waits for a merge in progress (services.as_it_is_now), so none lands
+    after this. None: the import itself is gone, which the merge's commit says."""
+    if dataset_id is None:
+        return
+    if dataset_id != imp.dataset_id:
+        raise RunCancelled(MOVED)
+    if (key_column, mode) != (imp.key_column, imp.mode):
+        raise RunCancelled(REKEYED)
 
 
 def find_changes(

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from auditlog.models import LogEntry
 from django.conf import settings
+from django.contrib.sessions.models import Session
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from redis.exceptions import RedisError
 
@@ -171,12 +172,15 @@ def delete_old_runs() -> dict[str, int]:
         "deleted": _delete_in_batches(runs),
         "deliveries": deliveries_deleted,
         "events": _delete_in_batches(events),
+        # Expired browser sessions (the admin's, the dashboard's): Django deletes one only at
+        # its logout, and every sign-in left without one stayed for good (growth hunt).
+        "sessions": _delete_in_batches(Session.objects.filter(expire_date__lt=now).order_by()),
     }
     # Drop folders' processed files, by their own age (PROCESSED_FILE_RETENTION_DAYS).
     deleted.update(processed_retention.delete_old_processed_files())
     if any(deleted.values()):
         logger.info("retention deleted=%(deleted)s runs, %(deliveries)s deliveries, "
-                    "%(events)s run events", deleted)  # fmt: skip
+                    "%(events)s run events, %(sessions)s expired sessions", deleted)  # fmt: skip
     return deleted
 
 

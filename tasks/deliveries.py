@@ -84,11 +84,13 @@ def _queue_next(ended: ImportRun) -> ImportRun | None:
         return None
     except services.BrokerUnavailable:
         logger.warning(
-            "run=%s: the next delivery (%s) waits for the next tick: the broker is unavailable",
+            "run=%s: the next delivery (%r) waits for the next tick: the broker is unavailable",
             ended.pk, waiting,
         )  # fmt: skip
         return None
-    logger.info("run=%s: run %s queued for the next delivery, %s", ended.pk, run.pk, waiting)
+    # The file's name as repr, as everywhere else in the log: whoever drops a file chooses its
+    # name, and a line break in it forged a log line of its own (xss hunt).
+    logger.info("run=%s: run %s queued for the next delivery, %r", ended.pk, run.pk, waiting)
     return run
 
 

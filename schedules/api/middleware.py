@@ -11,6 +11,7 @@ from django.db import InterfaceError, OperationalError, connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from common import error_words, migrations_state, read_only_database, web_statements
+from schedules.text import printable
 
 API_PREFIX = "/api/"
 logger = logging.getLogger("django.request")
@@ -43,7 +44,9 @@ class JsonErrorsMiddleware:
             # The dashboard's and the admin's pages say it too, rather than a bare 500. The
             # server's reason goes to the log (a password rotated, pg_hba, a database dropped
             # never heal by themselves), not to the client.
-            logger.warning("%s: %s (%s)", request.path, words, error_words.log_text(exception))
+            logger.warning(
+                "%s: %s (%s)", printable(request.path), words, error_words.log_text(exception)
+            )
             retry = {"Retry-After": retry_after}
             if api:
                 return JsonResponse({"detail": words}, status=503, headers=retry)
@@ -55,7 +58,9 @@ class JsonErrorsMiddleware:
             return None
         if refused := _refused_request(exception):
             return refused
-        logger.error("Internal Server Error: %s", request.path, exc_info=exception)
+        # The path escaped, as Django's own lines have it (CVE-2025-48432): `%0a` in a URL is
+        # a line break in request.path, which forged a log line of its own (xss hunt).
+        logger.error("Internal Server Error: %s", printable(request.path), exc_info=exception)
         return server_error()
 
 

@@ -44,9 +44,6 @@ logger = logging.getLogger("importbeat.beat")
 # On-time ticks one import may produce in one pass (an interval far shorter than the grace
 # period); the rest stay due and are taken by the next pass.
 MAX_ON_TIME = 100
-# Missed ticks counted one by one; an import missing more (a schedule down for weeks) counts
-# this many, and the rest are still skipped or coalesced.
-MAX_COUNTED = 10_000
 
 # Fields beat needs to plan ticks and to build a run's message (services.run_message).
 PLAN_FIELDS = (
@@ -81,7 +78,7 @@ def plan_ticks(
             runs=[(tick, ImportRun.Trigger.SCHEDULE) for tick in on_time],
             next_run_at=schedule.next_after(on_time[-1]),
         )
-    missed = 1 + len(schedule.ticks_between(due, cutoff, MAX_COUNTED - 1))
+    missed = schedule.missed_from(due, cutoff)
     on_time = schedule.ticks_between(cutoff, now, MAX_ON_TIME)
     runs = [(tick, ImportRun.Trigger.SCHEDULE) for tick in on_time]
     if catchup == ScheduledImport.Catchup.COALESCE:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import secrets
 import zoneinfo
 from datetime import datetime, timedelta
@@ -13,9 +14,10 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
-from django.db import models
-from django.db.models import Case, Q, When
-from django.db.models.functions import Now
+from django.db import models, transaction
+from django.db.models import Case, F, Q, Value, When
+from django.db.models.functions import Coalesce, Greatest, Now
+from django.dispatch import Signal
 from django.utils.timezone import now
 
 from common import database_clock
@@ -90,6 +92,9 @@ def default_channels() -> list[str]:
 # it changes them. Every edit of an import whose source an operator refused later got a 400 on
 # a field it did not send; its runs say the refusal when they connect. A cron rule refused
 # since it was saved (a `*` in a list) is so too: it fires as its ticks list.
+# Beat's words: ticks counted missed at a change, beat entries put in step with the settings.
+beat_logger = logging.getLogger("importbeat.beat")
+
 POLICY_FIELDS = ("source_url", "callback_url", "interval_seconds", "cron_expression")
 # Fields that decide which records an import writes and how it keys them: its dataset's key is
 # checked when an edit changes one of them (schedules.dataset_keys). An import already keyed
@@ -501,7 +506,10 @@ class ScheduledImport(LoadedHook, models.Model):
             )
             task.crontab = None
         task.save()
-        if mend_only and (self.next_run_at is not None or not task.enabled):
+        # (An entry that said another interval, MIN_INTERVAL_SECONDS changed since, is a
+        # schedule change, mended or not: put_intervals_in_step.)
+        moved = before[0] is not None and before[2:] != (task.crontab_id, task.interval_id)
+        if mend_only and not moved and (self.next_run_at is not None or not task.enabled):
             if self.periodic_task_id != task.pk:
                 self.periodic_task = task
                 type(self).objects.filter(pk=self.pk).update(periodic_task=task)
@@ -512,16 +520,42 @@ class ScheduledImport(LoadedHook, models.Model):
         # Beat judges the next tick by the database's clock: by a web host's clock two minutes
         # slow, a new import's first tick was already past, counted missed, the import late.
         moment = database_clock.now()
+        # The ticks the import missed while active (beat down or stalled) up to the change:
+        # counted, as beat counts them, before its ticks start afresh. Dropped, a pause and
+        # resume made during an outage left no trace of the ticks it missed.
+        mine = type(self).objects.filter(pk=self.pk)
+        was_due = mine.values_list("next_run_at", flat=True).first()
+        missed = 0
+        if is_overdue(was_due, moment):
+            planned = planned_schedules({self.pk: before[2:]}, {self.pk: self.schedule})
+            missed = ticks_missed_before(planned[self.pk], was_due, moment)
         self.periodic_task = task
         self.next_run_at = self.next_runs(1, after=moment)[0] if task.enabled else None
         self.schedule_changed_at = moment
-        self.late_since = None
-        type(self).objects.filter(pk=self.pk).update(
-            periodic_task=task,
-            next_run_at=self.next_run_at,
-            schedule_changed_at=moment,
-            late_since=None,
+        # A late streak goes on (it ends when a tick is dispatched on time again, and the
+        # changed schedule has not had one yet); the ticks missed at the change begin one. A
+        # paused or cancelled import is late no more: its ticks missed are counted, and no
+        # owner is told of a streak it ended itself.
+        streak: dict[str, Any] = {"missed_ticks": F("missed_ticks") + missed} if missed else {}
+        if not task.enabled:
+            streak.update(late_since=None, missed_while_late=0)
+        elif missed:
+            streak.update(
+                missed_while_late=Case(
+                    When(late_since__isnull=True, then=Value(missed)),
+                    default=F("missed_while_late") + missed,
+                ),
+                late_since=Coalesce(F("late_since"), Value(moment)),
+            )
+        mine.update(
+            periodic_task=task, next_run_at=self.next_run_at, schedule_changed_at=moment, **streak
         )
+        if streak:
+            self.missed_ticks, self.missed_while_late, self.late_since = mine.values_list(
+                "missed_ticks", "missed_while_late", "late_since"
+            ).get()
+        if missed:
+            tell_of_ticks_missed_at_change({self.pk: (missed, was_due)}, told=task.enabled)
 
     def periodic_task_name(self) -> str:
         """The beat entry's name in the Periodic tasks admin: the import's, then its owner and
@@ -554,6 +588,128 @@ def _owners_columns() -> list[str]:
         for field in ScheduledImport._meta.concrete_fields
         if not field.primary_key and field.name not in KEPT_BY_THE_SCHEDULER
     ]
+
+
+def is_overdue(due: datetime | None, moment: datetime) -> bool:
+    """A next tick `due` older than the grace period at `moment`: missed, as beat counts it."""
+    grace = timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
+    return due is not None and due <= moment - grace
+
+
+def planned_schedules(
+    entries: dict[int, tuple[int | None, int | None]], fallback: dict[int, Schedule]
+) -> dict[int, Schedule]:
+    """The schedule each import's `next_run_at` was planned with, by import id: the one its
+    beat entry records ((crontab id, interval id) of the entry), which is the interval at the
+    MIN_INTERVAL_SECONDS of the time; `fallback` (the import's own) for an import without one.
+    Two statements at most, however many imports."""
+    from django_celery_beat.models import CrontabSchedule, IntervalSchedule
+
+    crontabs = CrontabSchedule.objects.in_bulk([c for c, _i in entries.values() if c])
+    intervals = IntervalSchedule.objects.in_bulk([i for _c, i in entries.values() if i])
+    planned = {}
+    for pk, (crontab_id, interval_id) in entries.items():
+        if interval_id in intervals:
+            row = intervals[interval_id]
+            every = timedelta(**{row.period: row.every})
+            planned[pk] = Schedule(interval_seconds=int(every.total_seconds()))
+        elif crontab_id in crontabs:
+            row = crontabs[crontab_id]
+            fields = (row.minute, row.hour, row.day_of_month, row.month_of_year, row.day_of_week)
+            planned[pk] = Schedule(cron_expression=" ".join(fields), timezone=str(row.timezone))
+        else:
+            planned[pk] = fallback[pk]
+    return planned
+
+
+def ticks_missed_before(schedule: Schedule, due: datetime | None, moment: datetime) -> int:
+    """How many ticks of `schedule` from `due` (the next tick beat had not dispatched) were
+    missed at `moment`, when a change starts the import's ticks afresh: each one older than the
+    grace period, as beat would have counted them (Schedule.missed_from). No catch-up: the
+    changed schedule decides what runs next."""
+    if due is None or not is_overdue(due, moment):
+        return 0
+    return schedule.missed_from(due, moment - timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS))
+
+
+# Sent with {import id: (ticks counted, the first)} once a change counted ticks missed before
+# it (tell_of_ticks_missed_at_change); schedules.signals has the owners told, as beat has them.
+ticks_missed_at_change = Signal()
+
+
+def tell_of_ticks_missed_at_change(
+    missed: dict[int, tuple[int, datetime]], told: bool = True
+) -> None:
+    """Say the ticks counted at a change ({import id: (count, first tick)}) in beat's log line,
+    and have each owner told of the late streak as beat has them told, once the change commits:
+    in one message to a worker (made here if the broker refuses it), once a streak
+    (notifications.on_imports_late), so not again of a streak already told."""
+    examples = " ".join(
+        f"import={pk}:count={count}:since={since.isoformat()}"
+        for pk, (count, since) in list(missed.items())[:10]
+    )
+    more = f" and {len(missed) - 10} more imports" if len(missed) > 10 else ""
+    beat_logger.warning(
+        "missed ticks count=%s imports=%s %s%s (counted at a pause, resume or schedule change)",
+        sum(count for count, _since in missed.values()), len(missed), examples, more,
+    )  # fmt: skip
+    if told:
+        transaction.on_commit(lambda: ticks_missed_at_change.send(ScheduledImport, missed=missed))
+
+
+def intervals_out_of_step() -> models.QuerySet:
+    """The active interval imports whose beat entry records another interval than the one they
+    fire at: MIN_INTERVAL_SECONDS changed since their ticks were planned. One statement."""
+    from django_celery_beat.models import IntervalSchedule
+
+    fires_at = Greatest(F("interval_seconds"), Value(settings.MIN_INTERVAL_SECONDS))
+    return ScheduledImport.objects.filter(
+        status=ScheduledImport.Status.ACTIVE,
+        schedule_type=ScheduledImport.ScheduleType.INTERVAL,
+        periodic_task__interval__isnull=False,
+    ).filter(
+        ~Q(periodic_task__interval__every=fires_at)
+        | ~Q(periodic_task__interval__period=IntervalSchedule.SECONDS)
+    )
+
+
+def put_intervals_in_step(
+    batch: int = 200, limit: int | None = None, skip_locked: bool = False
+) -> int:
+    """Start afresh the ticks of the imports of intervals_out_of_step (sync_periodic_task, a
+    batch a transaction), so that a changed MIN_INTERVAL_SECONDS is a schedule change: their
+    next tick planned again from now, the ticks they missed before it counted. Kept on the
+    interval planned before, an import lowered back to every minute listed and fired its
+    hourly tick first, while reconciliation, reading the ticks of now, counted the minutes
+    before it missed and ran catch-ups nobody listed. Reconciliation at each pass, before it
+    counts ticks (all of them); beat from its start (`limit` a loop, those locked by another
+    left to it). How many were put in step."""
+    if not intervals_out_of_step().exists():  # (the look of every pass: one statement)
+        return 0
+    done = last_id = 0
+    while limit is None or done < limit:
+        size = batch if limit is None else min(batch, limit - done)
+        with transaction.atomic():
+            imports = list(
+                intervals_out_of_step()
+                .filter(pk__gt=last_id)
+                .select_for_update(of=("self",), skip_locked=skip_locked)
+                .select_related("owner", "periodic_task")
+                .order_by("pk")[:size]
+            )
+            for imp in imports:
+                imp.sync_periodic_task()
+        if not imports:
+            break
+        done += len(imports)
+        last_id = imports[-1].pk
+    if done:
+        beat_logger.warning(
+            "interval imports rescheduled count=%s: MIN_INTERVAL_SECONDS is %s, their beat entries"
+            " said otherwise (it changed since their ticks were planned)",
+            done, settings.MIN_INTERVAL_SECONDS,
+        )  # fmt: skip
+    return done
 
 
 def _schedule_row(model: type[models.Model], **fields: Any) -> models.Model:

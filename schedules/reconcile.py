@@ -36,7 +36,7 @@ from redis.exceptions import RedisError
 from common import database_clock, owner_lines
 
 from . import broker, import_locks, services
-from .models import ImportRun, ScheduledImport
+from .models import ImportRun, ScheduledImport, put_intervals_in_step
 
 logger = logging.getLogger("importbeat.reconcile")
 
@@ -258,6 +258,9 @@ def _mark_resent(run: ImportRun, now: datetime, caught_up: bool) -> bool:
 
 
 def find_ticks_without_runs(now: datetime, grace: timedelta) -> int:
+    # A changed MIN_INTERVAL_SECONDS is a schedule change first: the ticks beat planned at the
+    # old one were read with the new one, and those before the tick listed counted missed.
+    put_intervals_in_step()
     checked_until = now - grace
     oldest = now - timedelta(seconds=settings.RECONCILE_WINDOW_SECONDS)
     found = 0

@@ -429,8 +429,50 @@ class StatusNotChanged(Exception):
 
 def pause_import(imp: ScheduledImport, *, if_version: str | None = None) -> ScheduledImport:
     """Pause an active import (again: a paused one stays paused). A cancelled one is refused, as
-    the admin's Pause leaves it: the API made it paused, its history saying so."""
-    return _set_status(imp, ScheduledImport.Status.PAUSED, if_version)
+    the admin's Pause leaves it: the API made it paused, its history saying so. Its scheduled
+    runs not started yet are skipped (skip_scheduled_runs_not_started)."""
+    with transaction.atomic():
+        imp = _set_status(imp, ScheduledImport.Status.PAUSED, if_version)
+        skip_scheduled_runs_not_started([imp.pk], database_clock.now())
+    return imp
+
+
+PAUSED_BEFORE_IT_STARTED = "skipped: the import was paused before this run started"
+
+
+def skip_scheduled_runs_not_started(import_ids: list[int], moment: datetime) -> None:
+    """End `skipped` the runs of these paused imports that their schedule queued (a tick's, a
+    catch-up) and no worker has started yet, each said in the runs' log: taken by a worker after
+    the pause (a backlog, a run waiting its turn), such a run fetched the source and wrote
+    after the pause answered 200, and its retries went on. A manual or API run was asked for
+    as such, and runs; so does a run already running or retrying (an attempt started)."""
+    waiting = ImportRun.objects.filter(
+        scheduled_import_id__in=import_ids,
+        status=ImportRun.Status.QUEUED,
+        started_at__isnull=True,
+        trigger__in=(ImportRun.Trigger.SCHEDULE, ImportRun.Trigger.CATCHUP),
+    )
+    # A worker's claim is a conditional UPDATE of the same rows: it waits for this one and
+    # then finds them no longer queued.
+    locked = list(
+        waiting.select_for_update()
+        .annotate(parked_by=KeyTextTransform(PARKED_BY, "error_details"))
+        .values_list(
+            "scheduled_import_id", "pk", "trigger", "celery_task_id", "worker", "parked_by"
+        )
+    )
+    if not locked:
+        return
+    ended = [(import_id, pk, trigger) for import_id, pk, trigger, *_ in locked]
+    tasks = [(task_id, parked_by or worker) for *_, task_id, worker, parked_by in locked]
+    transaction.on_commit(lambda: revoked_tasks.show_revoked(tasks))
+    ImportRun.objects.filter(pk__in=[pk for _, pk, _ in ended]).update(
+        status=ImportRun.Status.SKIPPED,
+        finished_at=moment,
+        duration_ms=0,
+        error_message=PAUSED_BEFORE_IT_STARTED,
+    )
+    log_ended_unstarted(ended, ImportRun.Status.SKIPPED, PAUSED_BEFORE_IT_STARTED)
 
 
 def resume_import(imp: ScheduledImport, *, if_version: str | None = None) -> ScheduledImport:

@@ -12,7 +12,7 @@ from django.dispatch import receiver
 from common import database_clock
 
 from . import history, replaced_credentials
-from .models import Dataset, ImportRun, ScheduledImport
+from .models import Dataset, ImportRun, ScheduledImport, ticks_missed_at_change
 
 
 @receiver(pre_delete, sender=settings.AUTH_USER_MODEL)
@@ -39,6 +39,15 @@ def hide_replaced_credential(sender, instance: ScheduledImport, **kwargs) -> Non
         # the same kind, for the same host, left no trace in the import's history.
         event = "credential replaced" if instance.credential_secret else "credential removed"
         history.record_event(instance, event, None)
+
+
+@receiver(ticks_missed_at_change, sender=ScheduledImport)
+def tell_owners_of_ticks_missed_at_change(sender, missed: dict, **kwargs) -> None:
+    """Owners hear of the late streak a change began (its ticks missed before it) as they hear
+    of beat's: in one message to a worker (schedules.dispatch)."""
+    from .dispatch import _tell_owners_late
+
+    _tell_owners_late(sorted(missed))
 
 
 @receiver(post_delete, sender=ScheduledImport)
@@ -70,6 +79,7 @@ def pause_the_imports_of_a_deactivated_user(sender, instance, **kwargs) -> None:
                 theirs.filter(status=active).values_list("pk", flat=True),
                 ScheduledImport.Status.PAUSED,
                 from_statuses=(active,),
+                skip_scheduled_runs=False,  # cancelled below, saying why
             )
             services.end_waiting_runs(
                 list(theirs.values_list("pk", flat=True)),

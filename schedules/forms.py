@@ -10,7 +10,7 @@ from django import forms
 
 from .credentials import KIND_CHOICES
 from .models import ScheduledImport
-from .services import import_version
+from .services import as_it_is_now, import_version
 from .validation import (
     SCHEDULE_FIELDS,
     fields_of_the_other_schedule,
@@ -200,6 +200,14 @@ class ScheduledImportAdminForm(forms.ModelForm):
                 if self.cleaned_data.get(field):
                     credential[part] = self.cleaned_data[field]
             self.instance.credential = credential
+        if self.instance.pk is not None and {"key_column", "mode", "dataset"} & set(
+            self.changed_data
+        ):
+            # The datasets' locks before the import is validated (the admin saves in one
+            # transaction): a key changed during a merge is judged on what the merge wrote
+            # (services.as_it_is_now; review).
+            moved_to = self.cleaned_data.get("dataset")
+            as_it_is_now(self.instance, datasets=[moved_to.pk] if moved_to else [])
         cleaned = super().clean()
         # A field of the other schedule type that the operator changed: said, not dropped. One
         # left as it was when the type switched is cleared, as the model does.

@@ -244,8 +244,8 @@ def _mark_resent(run: ImportRun, now: datetime, caught_up: bool) -> bool:
     """
     fields: dict[str, object] = {"heartbeat_at": now}
     if services.retry_not_sent(run):
-        said, _, _ = run.error_message.partition(services.RETRY_NOT_SENT)
-        fields["error_message"] = said + services.RETRY_SENT_AGAIN
+        # Flagged again should its sending be refused again (send_again_at_next_reconcile).
+        fields["error_details"] = services.without_retry_not_sent()
     if caught_up:
         fields["trigger"] = ImportRun.Trigger.CATCHUP
     touched = ImportRun.objects.filter(

@@ -29,17 +29,21 @@ from django.db import connection as db_connection
 from django.db.models import (
     DO_NOTHING,
     SET_NULL,
+    Case,
     DateTimeField,
     DurationField,
     ExpressionWrapper,
     F,
+    Func,
     IntegerField,
+    JSONField,
     Max,
     Min,
     Q,
     QuerySet,
     RestrictedError,
     Value,
+    When,
 )
 from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce, Concat, Extract, Floor
@@ -383,7 +387,17 @@ def update_import(
     unknown = set(fields) - IMPORT_FIELDS
     if unknown:
         raise ValueError(f"not editable: {sorted(unknown)}")
-    asked, imp = imp, as_it_is_now(imp, datasets=_datasets_of_a_key_edit(imp, fields, dataset))
+    datasets = _datasets_of_a_key_edit(imp, fields, dataset)
+    asked, imp = imp, as_it_is_now(imp, datasets=datasets)
+    if datasets is None and _changes_keys(
+        (imp.key_column, imp.mode, imp.dataset.name), fields, dataset
+    ):
+        # Another edit changed the keys between the look above and the lock: this one, which
+        # would change them back, did not wait for a merge (the datasets come before the import).
+        raise ImportChanged(
+            "the import's key column, mode or dataset changed while your edit was saved: read it"
+            " again and send your change on it"
+        )
     if _already(imp, fields, dataset):
         # The change asked is the import as it is (RFC 9110 13.1.1): a PUT retried after its
         # answer was lost, with the If-Match of its first try, was told 412 "the import
@@ -407,12 +421,31 @@ def update_import(
 def _datasets_of_a_key_edit(
     imp: ScheduledImport, fields: dict[str, Any], dataset: str | None
 ) -> list[int] | None:
-    """The dataset an edit moves `imp` to (if it exists), when the edit may change one of
-    KEY_FIELDS; None when it changes none (as_it_is_now)."""
-    if dataset is None:
-        return [] if {"key_column", "mode"} & set(fields) else None
+    """The dataset an edit moves `imp` to (if it exists, else none), when the edit changes one
+    of KEY_FIELDS of the import as it is now; None when it changes none (as_it_is_now): a PUT
+    of the description, which sends every field, waited for a merge in progress (review)."""
+    now = (
+        ScheduledImport.objects.filter(pk=imp.pk)
+        .values_list("key_column", "mode", "dataset__name")
+        .first()
+    )
+    if now is None or not _changes_keys(now, fields, dataset):
+        return None
+    if dataset is None or dataset == now[2]:
+        return []
     return list(
         Dataset.objects.filter(owner_id=imp.owner_id, name=dataset).values_list("pk", flat=True)
+    )
+
+
+def _changes_keys(now: tuple[str, str, str], fields: dict[str, Any], dataset: str | None) -> bool:
+    """Whether an edit changes the key column, mode or dataset of an import that has `now`
+    (key column, mode, dataset name)."""
+    key_column, mode, name = now
+    return (
+        fields.get("key_column", key_column) != key_column
+        or fields.get("mode", mode) != mode
+        or (dataset is not None and dataset != name)
     )
 
 
@@ -1054,12 +1087,20 @@ def send_run_on_commit(run: ImportRun) -> None:
 def send_again_at_next_reconcile(run_ids: list[int]) -> None:
     """Runs whose message the broker refused: backdate the clock reconciliation reads
     (untouched_since) past its grace period, so that its next pass sends them again
-    (schedules.reconcile.recover_lost_messages)."""
+    (schedules.reconcile.recover_lost_messages); a retry sent again and refused again is
+    flagged refused again (note_retry_not_sent), whatever the broker holds of its task."""
     backdated = database_clock.now() - timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS + 1)
     with contextlib.suppress(DatabaseError):
         ImportRun.objects.filter(pk__in=run_ids, status__in=WAITING_STATUSES).update(
-            heartbeat_at=backdated
-        )
+            heartbeat_at=backdated,
+            error_details=Case(
+                When(
+                    status=ImportRun.Status.RETRYING,
+                    then=_flagged_retry_not_sent(),
+                ),
+                default=F("error_details"),
+            ),
+        )  # fmt: skip
 
 
 def send_runs(runs: Sequence[ImportRun], *, sent_events: bool = False) -> None:
@@ -1210,7 +1251,7 @@ def _claim_sql() -> str:
         # The note of a wait is over (note_waiting); a retry's error stays until the attempt ends.
         f" error_message = CASE WHEN starts_with(r.error_message, '{WAITING_ITS_TURN}') THEN ''"
         " ELSE r.error_message END,"
-        f" error_details = r.error_details - '{PARKED_BY}'"
+        f" error_details = r.error_details - '{PARKED_BY}' - '{RETRY_NOT_SENT}'"
         f" WHERE r.id = %s AND r.status = ANY(%s) RETURNING {rows.columns(ImportRun, 'r')}"
     )
 
@@ -1472,10 +1513,9 @@ def mark_retrying(run: ImportRun, error: str, countdown: float, traceback: str =
     return True
 
 
-# What a retrying run whose retry the broker refused says (note_retry_not_sent), and what it
-# says once reconciliation sent the retry (schedules.reconcile).
-RETRY_NOT_SENT = " (its retry was not sent, "
-RETRY_SENT_AGAIN = " (its retry, refused by the broker, was sent again)"
+# The flag, in error_details, of a retrying run whose retry the broker refused
+# (note_retry_not_sent): until reconciliation sends it (schedules.reconcile) or a claim.
+RETRY_NOT_SENT = "retry_not_sent"
 
 
 def note_retry_not_sent(run_id: int, broker: str) -> str:
@@ -1488,19 +1528,35 @@ def note_retry_not_sent(run_id: int, broker: str) -> str:
     minutes (STALE_QUEUED_SECONDS). The run still counts as waiting from the end of its
     countdown (mark_retrying): the retry goes no earlier than it would have."""
     note = (
-        f"{RETRY_NOT_SENT.lstrip(' (')}{broker}: reconciliation sends it once it is due and"
-        " the broker takes messages"
+        f"its retry was not sent, {broker}: reconciliation sends it once it is due and the"
+        " broker takes messages"
     )
     with contextlib.suppress(DatabaseError):
         ImportRun.objects.filter(pk=run_id, status=ImportRun.Status.RETRYING).update(
-            error_message=Concat(F("error_message"), Value(f" ({note})"))
-        )
+            error_message=Concat(F("error_message"), Value(f" ({note})")),
+            error_details=_flagged_retry_not_sent(),
+        )  # fmt: skip
     return note
 
 
+def _flagged_retry_not_sent() -> Func:
+    """A run's error_details with the flag of note_retry_not_sent."""
+    flag = Value({RETRY_NOT_SENT: True}, JSONField())
+    return Func(F("error_details"), flag, template="%(expressions)s", arg_joiner=" || ")
+
+
+def without_retry_not_sent() -> Func:
+    """A run's error_details without the flag of note_retry_not_sent."""
+    return Func(
+        F("error_details"), Value(RETRY_NOT_SENT), template="%(expressions)s",
+        arg_joiner=" - ", output_field=JSONField(),
+    )  # fmt: skip
+
+
 def retry_not_sent(run: ImportRun) -> bool:
-    """Whether `run` waits for a retry the broker refused (note_retry_not_sent)."""
-    return run.status == ImportRun.Status.RETRYING and RETRY_NOT_SENT in run.error_message
+    """Whether `run` waits for a retry the broker refused (note_retry_not_sent): a flag of its
+    own, not its words, which quote the source's (a reason phrase could say anything)."""
+    return run.status == ImportRun.Status.RETRYING and bool(run.error_details.get(RETRY_NOT_SENT))
 
 
 COUNT_FIELDS = (

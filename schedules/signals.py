@@ -20,8 +20,11 @@ def delete_the_users_runs(sender, instance, **kwargs) -> None:
     # Their imports and datasets go with them (CASCADE, and RESTRICT from an import to its
     # dataset: the user could not be deleted at all while PROTECT held it). Their runs first,
     # in a few statements, as an import's deletion takes them: Django's cascade reads each run.
-    from .services import delete_records_of_datasets, delete_runs
+    from .services import delete_records_of_datasets, delete_runs, lock_datasets
 
+    # Their datasets first, as a merge and a key edit take them before the import: the
+    # imports' rows locked first, a key edit of one at the same moment deadlocked (review).
+    lock_datasets(Dataset.objects.filter(owner=instance).values_list("pk", flat=True))
     delete_runs(ImportRun.objects.filter(scheduled_import__owner=instance))
     # Their records a range of ids at a time, as a dataset's deletion deletes them: Django's
     # cascade deleted millions in one statement, past the web's statement limit (a 500, and

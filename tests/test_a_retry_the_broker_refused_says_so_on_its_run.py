@@ -12,14 +12,18 @@ from __future__ import annotations
 
 import threading
 
+import kombu.exceptions
 import pytest
 import redis
+import requests
 
 from common.error_words import CLASS_NAME
 from project.celery import app
 from project.devservices import free_port
 from schedules import reconcile, services
 from schedules.models import ImportRun
+from tasks import fetch
+from tasks.errors import TransientImportError
 from tests.conftest import Route, wait_for
 from tests.factories import PRODUCTS_CSV, make_import
 from tests.reliability import FAST, redis_server
@@ -130,14 +134,98 @@ def test_reconciliation_sends_a_refused_retry_once_whatever_the_broker_holds_of_
         first = reconcile.reconcile()
         again = reconcile.reconcile()
 
-        # Then the retry is sent once, and the run says so
+        # Then the retry is sent once, its flag gone, its words kept until its attempt ends
         assert (first["resent"], again["resent"]) == (1, 0)
         assert waiting_copies(run.celery_task_id) == 2
         run.refresh_from_db()
-        assert run.status == "retrying"
-        assert run.error_message == (
-            "attempt 1 failed, retrying in 30s: the server answered HTTP 503 (its retry, refused"
-            " by the broker, was sent again)"
+        assert (run.status, services.retry_not_sent(run)) == ("retrying", False)
+        assert run.error_message.startswith(
+            "attempt 1 failed, retrying in 30s: the server answered HTTP 503 (its retry was not"
+            " sent, cannot reach the broker"
         )
+    finally:
+        drop_messages(run.celery_task_id)
+
+
+def refused_retry_with_a_message_held(alice) -> ImportRun:
+    """A retrying run whose retry the broker refused, its countdown long over, while the broker
+    still has a message under its task id (its attempt's own delivery)."""
+    run = retrying_run(alice, countdown_ended_s=300)
+    args, kwargs, _ = services.run_message(run)
+    app.send_task(services.EXECUTE_RUN, args=args, kwargs=kwargs, task_id=run.celery_task_id)
+    ImportRun.objects.filter(pk=run.pk).update(
+        error_message="attempt 1 failed, retrying in 30s: the server answered HTTP 503"
+    )
+    services.note_retry_not_sent(run.pk, "cannot reach the broker: connection refused")
+    return run
+
+
+def broker_refuses(monkeypatch) -> None:
+    def refuse(*args, **kwargs):
+        raise kombu.exceptions.OperationalError(
+            "OOM command not allowed when used memory > 'maxmemory'."
+        )
+
+    monkeypatch.setattr(app.amqp, "send_task_message", refuse)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_resend_the_broker_refused_again_is_not_said_sent(alice, monkeypatch):
+    # Given a retry the broker refused, the attempt's delivery still held under its task id
+    run = refused_retry_with_a_message_held(alice)
+    try:
+        # When reconciliation sends it and the broker refuses that too
+        broker_refuses(monkeypatch)
+        reconcile.reconcile()
+
+        # Then the run does not say its retry was sent (it was not)
+        run.refresh_from_db()
+        assert run.status == "retrying"
+        assert "was sent again" not in run.error_message, run.error_message
+    finally:
+        monkeypatch.undo()
+        drop_messages(run.celery_task_id)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_resend_the_broker_refused_again_is_sent_at_the_next_pass(alice, monkeypatch):
+    # Given a retry the broker refused, the attempt's delivery still held under its task id
+    run = refused_retry_with_a_message_held(alice)
+    try:
+        # When reconciliation's resend is refused too, and the broker takes messages again
+        broker_refuses(monkeypatch)
+        reconcile.reconcile()
+        monkeypatch.undo()
+        again = reconcile.reconcile()
+
+        # Then the next pass sends it (not 30 minutes later, STALE_QUEUED_SECONDS, as the
+        # held delivery is taken for the retry once its marker is gone)
+        assert again["resent"] == 1, ImportRun.objects.get(pk=run.pk).error_message
+    finally:
+        monkeypatch.undo()
+        drop_messages(run.celery_task_id)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_servers_reason_phrase_does_not_make_its_waiting_retry_look_refused(alice):
+    # Given a retrying run whose retry waits in the queue (a busy worker pool), its source
+    # having answered a 503 whose reason phrase reads like the refusal's note
+    run = retrying_run(alice, countdown_ended_s=300)
+    args, kwargs, _ = services.run_message(run)
+    app.send_task(services.EXECUTE_RUN, args=args, kwargs=kwargs, task_id=run.celery_task_id)
+    response = requests.Response()
+    response.status_code, response.reason = 503, "Busy (its retry was not sent, ha"
+    with pytest.raises(TransientImportError) as error:
+        fetch.classify_status(response)
+    said = f"attempt 1 failed, retrying in 30s: {error.value}"
+    ImportRun.objects.filter(pk=run.pk).update(error_message=said)
+    try:
+        # When reconciliation passes
+        first = reconcile.reconcile()
+
+        # Then the retry waiting in the queue is not sent twice, and the server's words stay
+        run.refresh_from_db()
+        assert (first["resent"], waiting_copies(run.celery_task_id)) == (0, 1)
+        assert run.error_message == said, run.error_message
     finally:
         drop_messages(run.celery_task_id)

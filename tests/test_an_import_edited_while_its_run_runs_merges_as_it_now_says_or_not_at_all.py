@@ -1,5 +1,6 @@
 """An import whose dataset, key column or mode is changed while its run runs: the run merges
-as the import now says, or not at all (race hunt).
+as the import now says, or not at all (race hunt); and an edit that changes none of them (a
+PUT of the description) does not wait for a merge (review).
 
 The merge used the import as the attempt had read it. Switched from sync to upsert while its
 run downloaded (which let the owner add a second import to the dataset, whose run landed its
@@ -20,6 +21,7 @@ import threading
 
 import pytest
 from django.db import connection
+from django.test import Client
 
 from schedules import services
 from schedules.models import Dataset, ScheduledImport
@@ -27,6 +29,7 @@ from tasks.engine import merge
 from tests.api_support import API, client_for
 from tests.factories import make_import
 from tests.importer_support import run_now
+from tests.test_admin_imports import CHANGELIST, form_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -176,3 +179,79 @@ def test_an_import_moved_during_its_merge_is_moved_after_it(alice, csv_server, m
     after = run_now(ScheduledImport.objects.get(pk=imp.pk))
     assert after.status == "succeeded", after.error_message
     assert Dataset.objects.get(owner=alice, name="new").records.count() == 3
+
+
+def during_the_merge(monkeypatch, request) -> list:
+    """Call `request()` on a thread of its own once the run's merge is written, not committed;
+    [answered during the merge, thread, answers]."""
+    note_merge = merge.note_merge
+    started: list = []
+
+    def edit(*args, **kwargs) -> None:
+        note_merge(*args, **kwargs)
+        if started:
+            return
+        answers: list = []
+
+        def go() -> None:
+            try:
+                answers.append(request())
+            finally:
+                connection.close()
+
+        thread = threading.Thread(target=go)
+        thread.start()
+        thread.join(5)
+        started.extend([bool(answers), thread, answers])
+
+    monkeypatch.setattr(merge, "note_merge", edit)
+    return started
+
+
+def test_a_put_of_the_description_does_not_wait_for_a_merge(alice, csv_server, monkeypatch):
+    # Given an import whose run is merging, and its owner's client, which read the import
+    client = client_for(alice)
+    imp = make_import(alice, csv_server.serve("/p.csv", CSV), dataset="big")
+    body = {**client.get(f"{API}/imports/{imp.pk}/").json(), "description": "nightly"}
+    body.pop("periodic_task", None)
+
+    # When the client PUTs the import back with another description during the merge
+    started = during_the_merge(
+        monkeypatch, lambda: client.put(f"{API}/imports/{imp.pk}/", body, format="json")
+    )
+    run = run_now(imp)
+    answered_during_the_merge, thread, answers = started
+    thread.join(30)
+
+    # Then the edit, which changes neither key column, mode nor dataset, did not wait for
+    # the merge (a merge longer than the web's statement limit made it a 503)
+    assert run.status == "succeeded", run.error_message
+    assert answers[0].status_code == 200, answers[0].json()
+    assert answered_during_the_merge, "a PUT of the description waited for the dataset's merge"
+
+
+def test_an_admin_key_edit_during_the_first_merge_is_judged_on_what_it_wrote(
+    alice, csv_server, monkeypatch, django_user_model
+):
+    # Given an import whose first run is merging into an empty dataset, and staff on its page
+    admin = django_user_model.objects.create_superuser("root", "root@example.com", "x")
+    browser = Client()
+    browser.force_login(admin)
+    imp = make_import(alice, csv_server.serve("/p.csv", CSV), dataset="keyed")
+    data = form_data(imp, key_column="id")
+
+    # When staff change its key column meanwhile (the form checked an empty dataset)
+    started = during_the_merge(
+        monkeypatch, lambda: browser.post(f"{CHANGELIST}{imp.pk}/change/", data)
+    )
+    run = run_now(imp)
+    _, thread, answers = started
+    thread.join(30)
+
+    # Then the edit is not saved over the records the merge keyed by 'sku', and runs go on
+    assert run.status == "succeeded", run.error_message
+    assert Dataset.objects.get(pk=imp.dataset_id).key_column == "sku"
+    monkeypatch.undo()
+    after = run_now(ScheduledImport.objects.get(pk=imp.pk))
+    assert after.status == "succeeded", (answers[0].status_code, after.error_message)
+    assert ScheduledImport.objects.get(pk=imp.pk).key_column == "sku"

@@ -263,4 +263,12 @@ def late_email(imp: ScheduledImport) -> tuple[str, str]:
         "Ticks are missed when no beat process is running or a run's message is lost; the "
         "import's catch-up policy decides whether the missed ticks still run.\n"
     )
+    if imp.late_since is not None and imp.late_since == imp.schedule_changed_at:
+        # Counted when the schedule was changed: the schedule as changed decides what runs
+        # next, and they do not (a catch-up was promised that never came; review).
+        message = message.replace(
+            "the import's catch-up policy decides whether the missed ticks still run.",
+            "they were counted when the import's schedule was changed, and do not run (the "
+            "schedule as changed decides what runs next).",
+        )
     return subject, message

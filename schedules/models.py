@@ -609,10 +609,9 @@ def planned_schedules(
     intervals = IntervalSchedule.objects.in_bulk([i for _c, i in entries.values() if i])
     planned = {}
     for pk, (crontab_id, interval_id) in entries.items():
-        if interval_id in intervals:
-            row = intervals[interval_id]
-            every = timedelta(**{row.period: row.every})
-            planned[pk] = Schedule(interval_seconds=int(every.total_seconds()))
+        every = _interval_of(intervals.get(interval_id))
+        if every:
+            planned[pk] = Schedule(interval_seconds=every)
         elif crontab_id in crontabs:
             row = crontabs[crontab_id]
             fields = (row.minute, row.hour, row.day_of_month, row.month_of_year, row.day_of_week)
@@ -620,6 +619,19 @@ def planned_schedules(
         else:
             planned[pk] = fallback[pk]
     return planned
+
+
+def _interval_of(row: Any) -> int | None:
+    """Whole seconds of a beat entry's interval row; None for no row, or one below a second
+    (an operator may set `microseconds` in the Periodic tasks admin: a 0 s schedule stopped
+    beat and reconciliation for every import; review), which the import's own stands in for."""
+    if row is None:
+        return None
+    try:
+        seconds = int(timedelta(**{row.period: row.every}).total_seconds())
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return seconds if seconds >= 1 else None
 
 
 def ticks_missed_before(schedule: Schedule, due: datetime | None, moment: datetime) -> int:
@@ -663,10 +675,15 @@ def intervals_out_of_step() -> models.QuerySet:
     from django_celery_beat.models import IntervalSchedule
 
     fires_at = Greatest(F("interval_seconds"), Value(settings.MIN_INTERVAL_SECONDS))
+    # An import whose next tick is overdue is beat's first (dispatch_due): it makes the
+    # catch-up run `coalesce` promises, from the plan the ticks were listed by; re-planned
+    # here first, the import lost it (review).
+    overdue = database_clock.now() - timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
     return ScheduledImport.objects.filter(
         status=ScheduledImport.Status.ACTIVE,
         schedule_type=ScheduledImport.ScheduleType.INTERVAL,
         periodic_task__interval__isnull=False,
+        next_run_at__gt=overdue,
     ).filter(
         ~Q(periodic_task__interval__every=fires_at)
         | ~Q(periodic_task__interval__period=IntervalSchedule.SECONDS)

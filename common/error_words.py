@@ -63,6 +63,9 @@ UNKNOWN = "the reason is in the log"
 # Why a Redis that answers refuses to write: a phrase of its error (lowercase) and the words.
 FULL = "Redis is full: it reached its maxmemory and evicts nothing; free memory or raise maxmemory"
 READ_ONLY = "it is a read-only replica: point the URL at the primary"
+# A task queue that has no room for a message (a full Redis), as both a trigger (its 503) and a
+# check of a source (its problem) say it: the same cause in the same words.
+QUEUE_FULL = "the task queue is full"
 _REFUSALS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"used memory > 'maxmemory'"), FULL),
     (re.compile(r"read only replica|readonly"), READ_ONLY),

@@ -148,6 +148,10 @@ INTERVALS_A_LOOP = 200
 class ImportScheduler(DatabaseScheduler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         say_database_errors_in_words()
+        # A Redis that may evict keys when full: one warning at start (the worker's too).
+        from project.worker_checks import say_if_redis_may_evict
+
+        say_if_redis_may_evict()
         connection_created.connect(limit_lock_waits, dispatch_uid=LOCK_WAITS)
         if connection.connection is not None:
             limit_lock_waits(connection)

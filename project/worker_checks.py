@@ -172,6 +172,7 @@ def refuse_to_start_without_dependencies(sender: Any = None, **_kwargs: Any) -> 
     problems = [problem for problem in problems if problem]
     if not problems:
         _note(None)
+        say_if_redis_may_evict()
         return
     for problem in problems:
         logger.critical("worker not started: %s", problem)
@@ -179,6 +180,22 @@ def refuse_to_start_without_dependencies(sender: Any = None, **_kwargs: Any) -> 
     # Celery catches exceptions here; leave at once, before any message is consumed.
     sys.stderr.flush()
     os._exit(1)
+
+
+def say_if_redis_may_evict() -> None:
+    """One WARNING, at a worker's or beat's start, when a Redis importbeat uses may evict keys
+    when full (any maxmemory-policy but noeviction with a memory cap), or evicted some: health's
+    own words (schedules.api.health.check_redis). The process starts all the same: nothing is
+    lost yet, and /health, /metrics and the dashboard say it too. Before, only they did."""
+    try:
+        from schedules.api import health
+
+        check = health.check_redis()
+    except Exception as error:  # a start-up note must never stop the start
+        logger.warning("Redis's memory policy could not be read: %s", error)
+        return
+    if not check["ok"] and check.get("message"):
+        logger.warning("%s", check["message"])
 
 
 def _note(problem: str | None) -> Checked:

@@ -168,13 +168,18 @@ def _tell_owners_late(import_ids: list[int]) -> None:
     from celery import current_app
 
     from . import notifications
+    from .after_commit import why_for_the_log
 
     try:
         # In id order: one message whatever order the batch's rows came in (PostgreSQL's plan).
         current_app.send_task(LATE_TASK, args=[sorted(import_ids)])
     except Exception as error:  # the broker: the owners are told all the same, from here
-        logger.warning("late notifications made by beat itself (the broker refused: %s)", error)
-        notifications.on_imports_late(import_ids)
+        logger.warning(
+            "late notifications made by beat itself, for the sweep's next pass to send: %s",
+            why_for_the_log(error),
+        )
+        # Not asked of the refusing broker again (a second refusal, said twice).
+        notifications.on_imports_late(import_ids, broker_refused=True)
 
 
 LATE_TASK = "importbeat.notify_late_imports"

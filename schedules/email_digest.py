@@ -23,7 +23,7 @@ from django.db import transaction
 
 from common import database_clock
 
-from . import services
+from . import after_commit, services
 from .models import NotificationDelivery, OwnerMailbox
 from .notifications import ALERT, email_of, send_email
 from .text import printable
@@ -165,8 +165,12 @@ def _send_digest_at(mailbox: OwnerMailbox, opens_at: datetime, now: datetime) ->
     def send_when_due() -> None:
         current_app.send_task(SEND_DIGEST, args=[mailbox.user_id], countdown=countdown)
 
-    # robust: with the broker down the notifications stay held, and the sweep sends them.
-    transaction.on_commit(send_when_due, robust=True)
+    # With the broker down or full the notifications stay held, and the sweep sends them.
+    after_commit.send_after_commit(
+        send_when_due,
+        f"the e-mail digest of owner={mailbox.user_id}",
+        "its notifications stay held, and the sweep sends them",
+    )
 
 
 def _send_now(

@@ -36,7 +36,7 @@ from redis.exceptions import RedisError
 from common import database_clock
 from common.redis_client import client
 
-from . import alerts, credentials, import_locks
+from . import after_commit, alerts, credentials, import_locks
 from .fresh_connection import on_a_fresh_connection
 from .models import ImportRun, NotificationDelivery, OwnerMailbox, ScheduledImport
 from .text import printable
@@ -102,7 +102,7 @@ def _late_channels(imp: ScheduledImport) -> tuple[str, ...]:
     return tuple(sorted({"email"} | asked))
 
 
-def on_imports_late(import_ids: list[int]) -> None:
+def on_imports_late(import_ids: list[int], *, broker_refused: bool = False) -> None:
     """A late streak began for these imports (a tick was missed): tell each owner once, by
     e-mail and on the import's other channels when it asked for `late`
     (on_late: deliveries in its log).
@@ -111,6 +111,8 @@ def on_imports_late(import_ids: list[int]) -> None:
     time again (schedules.dispatch), so a schedule that stays broken alerts once, not per tick.
     LATE_BATCH imports a transaction, in a few statements: one import a transaction took 151 s
     of the overdue task's 600 for 10,000 imports late at once (bench_overdue_at_scale).
+    `broker_refused`: the caller's message was just refused; the notifications are not asked
+    of the broker again, but left to the sweep's next pass (_create).
     """
     ids = sorted(set(import_ids))
     for start in range(0, len(ids), LATE_BATCH):
@@ -133,7 +135,7 @@ def on_imports_late(import_ids: list[int]) -> None:
             for imp in untold:
                 logger.error("import late import=%s", imp.pk)
                 deliveries += _deliveries(imp, None, "late", _late_channels(imp))
-            _create(deliveries)
+            _create(deliveries, broker_refused=broker_refused)
 
 
 def late_deliveries_of_streak() -> QuerySet[NotificationDelivery]:
@@ -191,20 +193,41 @@ def _deliveries(
     ]
 
 
-def _create(deliveries: list[NotificationDelivery]) -> None:
-    """Log the deliveries (in the caller's transaction) and send them once it commits."""
+def _create(deliveries: list[NotificationDelivery], *, broker_refused: bool = False) -> None:
+    """Log the deliveries (in the caller's transaction) and send them once it commits.
+    `broker_refused`: the caller's own message was just refused; they are not asked of the
+    broker again, but marked for the sweep's next pass."""
     if not deliveries:
         return
     NotificationDelivery.objects.bulk_create(deliveries)
     ids = [delivery.pk for delivery in deliveries]
+    if broker_refused:
+        _send_at_next_sweep(ids)
+        return
 
     def send() -> None:
         for delivery_id in ids:
             current_app.send_task(DELIVER, args=[delivery_id], task_id=task_id(delivery_id))
 
-    # robust: a broker that is down must not fail the finished run; the rows stay `pending`
-    # and the sweep sends them (resend_lost).
-    transaction.on_commit(send, robust=True)
+    # A broker that is down or full must not fail the finished run: the rows stay `pending`,
+    # marked for the sweep's next pass (resend_lost), said in one line.
+    after_commit.send_after_commit(
+        send,
+        f"notifications ids={ids}",
+        "the sweep sends them at its next pass",
+        refused=lambda: _send_at_next_sweep(ids),
+    )
+
+
+def _send_at_next_sweep(ids: list[int]) -> None:
+    """Notifications whose message the broker refused: `pending` with `next_attempt_at` set
+    (now: the sweep's next pass), which resend_lost takes at once instead of after
+    STALE_QUEUED_SECONDS (an alert of a failed run waited 30 minutes after Redis had room
+    again). As runs do (services.send_again_at_next_reconcile). Their `created_at` stays what
+    it was: the log, retention and health's age of them read it."""
+    NotificationDelivery.objects.filter(
+        pk__in=ids, status=NotificationDelivery.Status.PENDING
+    ).update(next_attempt_at=database_clock.now())
 
 
 def task_id(delivery_id: int) -> str:
@@ -222,6 +245,8 @@ def resend_lost(
     number sent:
     - `pending` since `stale_before`: their message never reached the broker (it was down when
       their run finished) or was lost with a Redis restart;
+    - `pending` with a `next_attempt_at`: the broker refused their message (_send_at_next_sweep),
+      taken at this pass whatever their age; the mark is cleared once they are sent;
     - `held` for the owner's next e-mail since EMAIL_DIGEST_SECONDS before `stale_before`, as
       health judges them: that e-mail may be an interval away. Before, with digests longer than
       STALE_QUEUED_SECONDS, every sweep sent each held one again until its digest went, logged
@@ -235,11 +260,34 @@ def resend_lost(
     held_before = stale_before - timedelta(seconds=settings.EMAIL_DIGEST_SECONDS)
     lost = NotificationDelivery.objects.filter(
         Q(status="pending", created_at__lt=stale_before)
+        | Q(status="pending", next_attempt_at__isnull=False)
         | Q(status="held", created_at__lt=held_before)
         | Q(status="retrying", next_attempt_at__lt=stale_before)
     ).order_by("created_at", "pk")  # the waiting ones' index order (delivery_waiting_idx)
-    sent, looked_at = 0, 0
+    sent_ids: list[int] = []
     stopped_at = _resend_cursor()
+    try:
+        stopped_at = _resend_batches(lost, stopped_at, parked, sent_ids)
+    finally:
+        # Sent: those the broker had refused are no longer marked for the next pass (the
+        # message may wait behind others); a pass that the broker refused midway keeps the rest.
+        if sent_ids:
+            NotificationDelivery.objects.filter(
+                pk__in=sent_ids, status="pending", next_attempt_at__isnull=False
+            ).update(next_attempt_at=None)
+    _keep_resend_cursor(stopped_at)
+    return len(sent_ids)
+
+
+def _resend_batches(
+    lost: QuerySet[NotificationDelivery],
+    stopped_at: tuple[datetime, int] | None,
+    parked: Callable[[list[int]], set[int]],
+    sent_ids: list[int],
+) -> tuple[datetime, int] | None:
+    """resend_lost's batches, from `stopped_at`: each sent id appended to `sent_ids`; where the
+    pass stopped (None: at the end)."""
+    sent, looked_at = 0, 0
     while sent < RESEND_BATCH and looked_at < RESEND_LOOKS:
         after = Q()
         if stopped_at is not None:
@@ -259,12 +307,12 @@ def resend_lost(
             current_app.send_task(
                 DELIVER, args=[delivery_id], task_id=task_id(delivery_id), retries=attempts
             )
+            sent_ids.append(delivery_id)
             sent += 1
             if sent == RESEND_BATCH:
                 stopped_at = (created_at, delivery_id)
                 break
-    _keep_resend_cursor(stopped_at)
-    return sent
+    return stopped_at
 
 
 def _resend_cursor() -> tuple[datetime, int] | None:

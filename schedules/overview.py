@@ -33,7 +33,7 @@ def outside(max_age: float = 0) -> dict[str, Any]:
     answer = {
         "broker": broker,
         "beat": health.check_beat(),
-        "workers": health.check_workers() if broker["ok"] else {"ok": False, "count": 0},
+        "workers": health.check_workers() if broker["ok"] else health.workers_not_asked(broker),
         "queue": queue_depth() if broker["ok"] else {},
     }
     cache.set(OUTSIDE_KEY, (time.monotonic(), answer), timeout=None)

@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 
 from common import database_clock, owner_lines
 
-from . import broker, import_locks, services
+from . import after_commit, broker, import_locks, services
 from .models import ImportRun, ScheduledImport, put_intervals_in_step
 
 logger = logging.getLogger("importbeat.reconcile")
@@ -189,7 +189,11 @@ def recover_lost_messages(now: datetime, grace: timedelta) -> tuple[int, int]:
             [(import_id, count, None) for import_id, count in counts.items() if count], now
         )
     if resend:
-        transaction.on_commit(lambda: services.send_runs(resend), robust=True)
+        # A refusal is said by send_runs in one line (it was an ERROR with a traceback).
+        after_commit.send_after_commit(
+            lambda: services.send_runs(resend), f"run messages runs={len(resend)}",
+            "reconciliation's next pass sends them", already_said=(services.BrokerUnavailable,),
+        )  # fmt: skip
         for run in resend:
             logger.warning(
                 "run message lost, sent again import=%s run=%s status=%s tick=%s",
@@ -385,7 +389,10 @@ def _handle_ticks_without_runs(
         ]
         if runs:
             ImportRun.objects.bulk_create(runs)
-            transaction.on_commit(lambda: services.send_runs(runs), robust=True)
+            after_commit.send_after_commit(
+                lambda: services.send_runs(runs), f"run messages runs={len(runs)}",
+                "reconciliation's next pass sends them", already_said=(services.BrokerUnavailable,),
+            )  # fmt: skip
         _count_missed([(imp.pk, len(missing), until) for imp, missing, until in found], now)
 
 

@@ -25,11 +25,10 @@ from datetime import datetime
 from typing import Any
 
 from celery import current_app
-from django.db import transaction
 
 from common import database_clock
 
-from . import saved_secrets
+from . import after_commit, saved_secrets
 from .models import ImportRun, ReplacedCredential, ScheduledImport
 
 logger = logging.getLogger("importbeat.credentials")
@@ -41,8 +40,12 @@ def remember(imp: ScheduledImport, token: str) -> ReplacedCredential:
     """Keep `token` (the credential `imp` had, encrypted as saved) for its runs to be hidden of
     it; in the caller's transaction, its job sent once that commits."""
     replaced = ReplacedCredential.objects.create(scheduled_import=imp, secret=token)
-    # robust: a broker that is down must not undo nor fail the change; the sweep sends it.
-    transaction.on_commit(lambda: send(replaced.pk), robust=True)
+    # A broker that is down or full must not undo nor fail the change; the sweep sends it.
+    after_commit.send_after_commit(
+        lambda: send(replaced.pk),
+        f"the hiding of replaced credential={replaced.pk}",
+        "the sweep sends it",
+    )
     return replaced
 
 

@@ -18,8 +18,6 @@ from enum import StrEnum
 from functools import cache
 from typing import Any
 
-import kombu.exceptions
-import redis.exceptions
 from celery import current_app
 from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
@@ -52,6 +50,7 @@ from django.utils.dateparse import parse_datetime
 from common import database_clock, error_words, streaming
 
 from . import (
+    after_commit,
     alerts,
     credentials,
     history,
@@ -93,12 +92,7 @@ EXECUTE_RUN = "importbeat.execute_run"
 # What a broker that cannot take a message raises through Celery (kombu wraps most of it).
 # kombu's pipelined publish (`producer.batch`) raises its own BatchPublishError for a Redis
 # that refused the pipeline (full, a read-only replica) or dropped it midway.
-BROKER_ERRORS = (
-    kombu.exceptions.OperationalError,
-    kombu.exceptions.BatchPublishError,
-    redis.exceptions.RedisError,
-    OSError,
-)
+BROKER_ERRORS = after_commit.BROKER_ERRORS
 # What a client is told to wait before triggering again when the broker is down.
 BROKER_RETRY_AFTER_SECONDS = 30
 

@@ -12,7 +12,9 @@ from celery.exceptions import TimeoutError as CeleryTimeout
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
-from . import check_slots, unsaved_checks
+from common import error_words
+
+from . import after_commit, check_slots, unsaved_checks
 from .models import ScheduledImport
 
 logger = logging.getLogger(__name__)
@@ -47,6 +49,8 @@ CHECK_FIELDS = (
 )  # fmt: skip
 SHOWN_COLUMNS = 15
 QUEUE_UNAVAILABLE = "the task queue is unavailable; try again"
+# A full Redis: said as a trigger says it (error_words.QUEUE_FULL).
+QUEUE_FULL = f"{error_words.QUEUE_FULL} and takes no new check; try again"
 WORKER_FAILED = "the check stopped on an unexpected error on the worker; the details are logged"
 
 
@@ -101,9 +105,16 @@ def check_unsaved(
     with check_slots.held(by, wait):
         try:
             key = unsaved_checks.put(unsaved_fields(imp), wait)
-        except (RedisError, OSError):
-            return SourceCheck(ok=False, problems=[QUEUE_UNAVAILABLE])
+        except (RedisError, OSError) as error:
+            return SourceCheck(ok=False, problems=[_queue_problem(error)])
         return _ask("importbeat.check_source_fields", [key], wait)
+
+
+def _queue_problem(error: BaseException) -> str:
+    """What the person checking a source is told of a broker or Redis that did not take the
+    check: full (as a trigger says it), else unavailable. The error goes to the log."""
+    logger.warning("source check not asked: %s", after_commit.why_for_the_log(error))
+    return QUEUE_FULL if error_words.refusal(error) == error_words.FULL else QUEUE_UNAVAILABLE
 
 
 def unsaved_fields(imp: ScheduledImport) -> dict[str, Any]:
@@ -116,8 +127,8 @@ def _ask(task: str, args: list[Any], wait: float) -> SourceCheck:
         result = current_app.send_task(
             task, args=args, soft_time_limit=SOFT_LIMIT_SECONDS, time_limit=HARD_LIMIT_SECONDS
         )
-    except OperationalError:
-        return SourceCheck(ok=False, problems=[QUEUE_UNAVAILABLE])
+    except (OperationalError, RedisError) as error:
+        return SourceCheck(ok=False, problems=[_queue_problem(error)])
     try:
         answer = result.get(timeout=wait, propagate=False)
         if not result.successful():

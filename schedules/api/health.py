@@ -208,6 +208,22 @@ def check_workers(max_age: float = 0) -> dict[str, Any]:
     return answer
 
 
+def workers_not_asked(broker: dict[str, Any]) -> dict[str, Any]:
+    """The workers' check while the broker's fails (`broker`, check_broker's answer): a live
+    worker cannot answer a ping through a broker that refuses writes (a full Redis: its reply is
+    a write), nor one that is down. Not counted, and said why: health said "count": 0 with no
+    word, which invites a restart of the workers, and a worker started on a full Redis exits
+    (the one that would take the runs behind once Redis has room)."""
+    return {
+        "ok": False,
+        "count": None,
+        "workers": [],
+        "broken": [],
+        "message": "the workers cannot answer through the broker, so they are not counted: "
+        + broker.get("error", "it does not answer"),
+    }
+
+
 def check_schedules() -> dict[str, Any]:
     """Late imports: a tick missed, or the next one overdue past the grace period."""
     from schedules.attention import late_imports_count
@@ -502,7 +518,7 @@ def report() -> tuple[dict[str, Any], bool]:
     checks["workers"] = (
         check_workers(settings.HEALTH_WORKERS_MAX_AGE)
         if checks["broker"]["ok"]
-        else {"ok": False, "count": 0, "workers": [], "broken": []}
+        else workers_not_asked(checks["broker"])
     )
     checks["schedules"] = (
         check_schedules() if checks["database"]["ok"] else {"ok": False, "late_imports": None}

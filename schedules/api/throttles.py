@@ -12,6 +12,7 @@ from redis.commands.core import Script
 from redis.exceptions import RedisError
 from rest_framework.throttling import SimpleRateThrottle
 
+from common import error_words
 from common.security import client_ip
 
 logger = logging.getLogger(__name__)
@@ -81,12 +82,25 @@ class _SettingsRateThrottle(SimpleRateThrottle):
             # A Redis that is down, full or a read-only replica cannot count: the request goes
             # on (it was a 500) and meets what it needs, which answers in words (the broker's
             # 503 for a trigger); logins keep their lockout in the database (django-axes).
-            logger.warning("%s not counted, Redis did not take it: %s", self.scope, error)
+            # In words: the raw error quoted the script's text and Redis's -OOM reply.
+            logger.warning("%s not counted, Redis did not take it: %s", self.scope, _why(error))
             return True
         if refused is None:
             return True
         self.history = [float(moment) for moment in refused]
         return self.throttle_failure()
+
+
+def _why(error: RedisError) -> str:
+    """Why Redis did not count a request, in words (error_words); its own text where no words
+    say it."""
+    refused = error_words.refusal(error)
+    if refused is not None:
+        return f"it refuses writes: {refused}"
+    why = error_words.reason(error)
+    if why == error_words.UNKNOWN:
+        return f"{type(error).__name__}: {error_words.log_text(error)}"
+    return f"cannot reach it: {why}"
 
 
 class ManualRunThrottle(_SettingsRateThrottle):

@@ -26,7 +26,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from common import streaming
+from common import error_words, streaming
 from schedules import (
     check_slots,
     exact_json,
@@ -168,10 +168,14 @@ def queued_run(enqueue: Callable[[], ImportRun]) -> Response:
         raise NotFound("the import was deleted") from None
     except services.BrokerUnavailable as unavailable:
         retry_after = services.BROKER_RETRY_AFTER_SECONDS
-        queue = "is full and takes no new run" if unavailable.full else "is unavailable"
+        queue = (
+            f"{error_words.QUEUE_FULL} and takes no new run"
+            if unavailable.full
+            else "the task queue is unavailable"
+        )
         return Response(
             {
-                "detail": f"The task queue {queue}, so no run was queued; "
+                "detail": f"{queue.capitalize()}, so no run was queued; "
                 f"try again in {retry_after} seconds."
             },
             status=status.HTTP_503_SERVICE_UNAVAILABLE,

@@ -529,6 +529,12 @@ class ScheduledImport(LoadedHook, models.Model):
         if is_overdue(was_due, moment):
             planned = planned_schedules({self.pk: before[2:]}, {self.pk: self.schedule})
             missed = ticks_missed_before(planned[self.pk], was_due, moment)
+        if moved:
+            # The row it left goes if no entry uses it any more (read above first: it is the
+            # schedule the missed ticks were planned with). Kept, every reschedule left one
+            # behind, listed in the beat admin's forms for good (growth hunt).
+            delete_unused_schedule_rows(CrontabSchedule, [before[2]], keep=task.crontab_id)
+            delete_unused_schedule_rows(IntervalSchedule, [before[3]], keep=task.interval_id)
         self.periodic_task = task
         self.next_run_at = self.next_runs(1, after=moment)[0] if task.enabled else None
         self.schedule_changed_at = moment
@@ -736,8 +742,76 @@ def _schedule_row(model: type[models.Model], **fields: Any) -> models.Model:
     rule both insert one; so does an operator adding the same interval in the admin), and
     `get` then raised on two rows, which made every later save of every import on that
     schedule a 500. django-celery-beat's own `from_schedule` takes the first likewise.
+
+    The row is locked (FOR KEY SHARE) until the save commits: a save moving another entry off
+    it passes it over instead of deleting it (delete_unused_schedule_rows), whose deletion made
+    this save's commit fail (the entry's foreign key is checked then: a 500). A row such a save
+    is deleting (locked FOR UPDATE) is passed over here in turn, without a wait: the next one
+    alike, or a new one. Made without django-celery-beat's save signal, which bumps its one
+    "something changed" row (PeriodicTasks) and holds it locked until the commit: every other
+    save making a row waited for this one's transaction, however long. Beat does not read the
+    imports' entries (project.beat), nor a row no entry of its own uses.
     """
-    return model.objects.filter(**fields).order_by("pk").first() or model.objects.create(**fields)
+    from django.db import connection
+
+    sql, params = model.objects.filter(**fields).order_by("pk")[:1].query.sql_with_params()
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} FOR KEY SHARE SKIP LOCKED", params)
+        found = cursor.fetchone()
+    if found is None:
+        return model.objects.bulk_create([model(**fields)])[0]
+    return model.objects.get(pk=found[0])
+
+
+def delete_unused_schedule_rows(
+    model: type[models.Model], ids: list[int | None] | None = None, *, keep: int | None = None
+) -> int:
+    """Delete django-celery-beat's schedule rows (crontab or interval) that no beat entry uses:
+    those of `ids` (but `keep`), or all of them DELETE_BATCH at a time (the hourly retention's
+    sweep of what was left). Whoever's entries: an import's, a maintenance job's, an
+    operator's; how many went.
+
+    A row a save is picking (locked by _schedule_row) is passed over, not waited for, and left
+    for the retention: its save's entry would use a row deleted under it. Locked first, then
+    found unused by a statement that starts after the lock (so after the commit of any save
+    that held it), in the same transaction: checked in the one DELETE, a save that committed
+    between its start and its lock was not seen, and this transaction's commit failed.
+    """
+    from django.db import connection
+    from django_celery_beat.models import CrontabSchedule, PeriodicTask
+
+    table = model._meta.db_table
+    column = "crontab_id" if model is CrontabSchedule else "interval_id"
+    unused = (
+        f"NOT EXISTS (SELECT 1 FROM {PeriodicTask._meta.db_table} e WHERE e.{column} = {table}.id)"
+    )
+    if ids is not None:
+        ids = [pk for pk in ids if pk is not None and pk != keep]
+        if not ids:
+            return 0
+        pick, params = "id = ANY(%s)", [ids]
+    else:
+        pick, params = "id > %s", [0]
+    deleted = 0
+    while True:
+        # (In the caller's transaction if any: the rows stay locked until its entries commit.)
+        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT id FROM {table} WHERE {pick} AND {unused}"
+                " ORDER BY id LIMIT %s FOR UPDATE SKIP LOCKED",
+                [*params, DELETE_SCHEDULE_ROWS_BATCH],
+            )
+            locked = [pk for (pk,) in cursor.fetchall()]
+            if locked:
+                cursor.execute(f"DELETE FROM {table} WHERE id = ANY(%s) AND {unused}", [locked])
+                deleted += cursor.rowcount
+        if ids is not None or len(locked) < DELETE_SCHEDULE_ROWS_BATCH:
+            return deleted
+        params = [locked[-1]]
+
+
+# Schedule rows deleted a statement (delete_unused_schedule_rows), as the retention's batches.
+DELETE_SCHEDULE_ROWS_BATCH = 5_000
 
 
 def is_late(

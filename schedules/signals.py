@@ -12,7 +12,13 @@ from django.dispatch import receiver
 from common import database_clock
 
 from . import history, replaced_credentials
-from .models import Dataset, ImportRun, ScheduledImport, ticks_missed_at_change
+from .models import (
+    Dataset,
+    ImportRun,
+    ScheduledImport,
+    delete_unused_schedule_rows,
+    ticks_missed_at_change,
+)
 
 
 @receiver(pre_delete, sender=settings.AUTH_USER_MODEL)
@@ -55,10 +61,17 @@ def tell_owners_of_ticks_missed_at_change(sender, missed: dict, **kwargs) -> Non
 
 @receiver(post_delete, sender=ScheduledImport)
 def delete_periodic_task(sender, instance: ScheduledImport, **kwargs) -> None:
-    from django_celery_beat.models import PeriodicTask
+    from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
     if instance.periodic_task_id:
-        PeriodicTask.objects.filter(pk=instance.periodic_task_id).delete()
+        entry = PeriodicTask.objects.filter(pk=instance.periodic_task_id)
+        rows = entry.values_list("crontab_id", "interval_id").first()
+        entry.delete()
+        # Its schedule row too, unless another entry uses it: left, every deleted import's
+        # stayed in the beat admin's lists and forms for good (growth hunt).
+        if rows:
+            delete_unused_schedule_rows(CrontabSchedule, [rows[0]])
+            delete_unused_schedule_rows(IntervalSchedule, [rows[1]])
 
 
 @receiver(pre_save, sender=settings.AUTH_USER_MODEL)

@@ -10,11 +10,17 @@ from auditlog.models import LogEntry
 from django.conf import settings
 from django.contrib.sessions.models import Session
 from django.db.models import Exists, OuterRef, Q, QuerySet
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule
 from redis.exceptions import RedisError
 
 from common import database_clock
 from schedules import alerts, history, notifications, replaced_credentials, services
-from schedules.models import ImportRun, NotificationDelivery, ScheduledImport
+from schedules.models import (
+    ImportRun,
+    NotificationDelivery,
+    ScheduledImport,
+    delete_unused_schedule_rows,
+)
 
 from . import fairness, locks, lost_tasks, processed_retention, turns
 
@@ -175,12 +181,17 @@ def delete_old_runs() -> dict[str, int]:
         # Expired browser sessions (the admin's, the dashboard's): Django deletes one only at
         # its logout, and every sign-in left without one stayed for good (growth hunt).
         "sessions": _delete_in_batches(Session.objects.filter(expire_date__lt=now).order_by()),
+        # Schedule rows no beat entry uses: those a save moving off one had to pass over (a
+        # save was picking it), and those left before saves deleted them (growth hunt).
+        "schedule_rows": delete_unused_schedule_rows(CrontabSchedule)
+        + delete_unused_schedule_rows(IntervalSchedule),
     }
     # Drop folders' processed files, by their own age (PROCESSED_FILE_RETENTION_DAYS).
     deleted.update(processed_retention.delete_old_processed_files())
     if any(deleted.values()):
         logger.info("retention deleted=%(deleted)s runs, %(deliveries)s deliveries, "
-                    "%(events)s run events, %(sessions)s expired sessions", deleted)  # fmt: skip
+                    "%(events)s run events, %(sessions)s expired sessions, "
+                    "%(schedule_rows)s unused schedule rows", deleted)  # fmt: skip
     return deleted
 
 

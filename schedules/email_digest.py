@@ -150,7 +150,9 @@ def _hold(
 ) -> None:
     """Keep `delivery` for the next e-mail, and make sure a message sends it when it is due."""
     delivery.status = NotificationDelivery.Status.HELD
-    delivery.save(update_fields=["status", "attempts"])
+    # (A mark of the sweep's next pass, from a refused message, is over: it is held now.)
+    delivery.next_attempt_at = None
+    delivery.save(update_fields=["status", "attempts", "next_attempt_at"])
     if mailbox.digest_due_at is not None and mailbox.digest_due_at > now:
         return  # the owner's message is on its way for then
     _send_digest_at(mailbox, opens_at, now)

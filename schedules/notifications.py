@@ -205,17 +205,21 @@ def _create(deliveries: list[NotificationDelivery], *, broker_refused: bool = Fa
         _send_at_next_sweep(ids)
         return
 
+    sent: list[int] = []
+
     def send() -> None:
         for delivery_id in ids:
             current_app.send_task(DELIVER, args=[delivery_id], task_id=task_id(delivery_id))
+            sent.append(delivery_id)
 
     # A broker that is down or full must not fail the finished run: the rows stay `pending`,
-    # marked for the sweep's next pass (resend_lost), said in one line.
+    # marked for the sweep's next pass (resend_lost), said in one line. Only those not sent:
+    # one the broker took before it filled up was sent again a minute later (review).
     after_commit.send_after_commit(
         send,
         f"notifications ids={ids}",
         "the sweep sends them at its next pass",
-        refused=lambda: _send_at_next_sweep(ids),
+        refused=lambda: _send_at_next_sweep([pk for pk in ids if pk not in sent]),
     )
 
 

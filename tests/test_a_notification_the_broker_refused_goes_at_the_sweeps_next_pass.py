@@ -26,14 +26,15 @@ pytestmark = pytest.mark.django_db
 
 
 class Broker:
-    """current_app's send_task: refusing (full) or taking, each taken message noted."""
+    """current_app's send_task: taking `room` messages, then refusing (full), each taken
+    message noted."""
 
-    def __init__(self) -> None:
-        self.full = True
+    def __init__(self, room: int = 0) -> None:
+        self.room = room
         self.taken: list[int] = []
 
     def send_task(self, name, args=(), **kwargs):
-        if self.full:
+        if len(self.taken) >= self.room:
             raise kombu.exceptions.OperationalError(
                 "OOM command not allowed when used memory > 'maxmemory'."
             )
@@ -62,7 +63,7 @@ def test_a_notification_the_full_broker_refused_is_sent_at_the_sweeps_next_pass(
     assert len(made) == 2
 
     # When Redis has room again and the sweep makes its next pass (seconds later, not 30 min)
-    broker.full = False
+    broker.room = 1_000
     sent = sweep()
 
     # Then both go

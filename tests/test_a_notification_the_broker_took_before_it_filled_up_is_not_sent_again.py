@@ -10,11 +10,7 @@ the log shows only while a notification retries).
 
 from __future__ import annotations
 
-from datetime import timedelta
-
-import kombu.exceptions
 import pytest
-from django.conf import settings
 
 from common import database_clock
 from common.redis_client import client
@@ -22,28 +18,9 @@ from schedules import email_digest, notifications
 from schedules.models import NotificationDelivery, OwnerMailbox
 from tests.api_support import make_run
 from tests.factories import make_import
+from tests.test_a_notification_the_broker_refused_goes_at_the_sweeps_next_pass import Broker, sweep
 
 pytestmark = pytest.mark.django_db
-
-
-class Broker:
-    """current_app's send_task: takes `room` messages, then refuses (full)."""
-
-    def __init__(self, room: int) -> None:
-        self.room = room
-        self.taken: list[int] = []
-
-    def send_task(self, name, args=(), **kwargs):
-        if len(self.taken) >= self.room:
-            raise kombu.exceptions.OperationalError(
-                "OOM command not allowed when used memory > 'maxmemory'."
-            )
-        self.taken.append(args[0])
-
-
-def sweep() -> int:
-    stale = database_clock.now() - timedelta(seconds=settings.STALE_QUEUED_SECONDS)
-    return notifications.resend_lost(stale)
 
 
 def test_a_notification_the_broker_took_is_not_sent_again_at_the_next_pass(

@@ -232,9 +232,19 @@ class ImportScheduler(DatabaseScheduler):
                 # traceback ("Database gave error") at every loop of the outage, which
                 # _dispatch_imports has said in words; its jobs need the database anyway.
                 return max(wait, 0.0)
-            if self.not_installed:
-                self._install_the_rest()
-            wait = min(wait, super().tick(*args, **kwargs))
+            try:
+                if self.not_installed:
+                    self._install_the_rest()
+                wait = min(wait, super().tick(*args, **kwargs))
+            except DatabaseError as error:
+                # The database went away between beat's dispatch and django-celery-beat's read
+                # of its entries (`all_as_schedule`, which nothing of the library guards): the
+                # error left beat's loop and beat exited, its traceback its last words (a
+                # forgotten connection, CI). Said as beat's own loop says it; its entries read
+                # afresh at the next loop.
+                self._database_away(error)
+                self._initial_read = True
+                return min(wait, 5.0)
         else:
             # A standby looks again well within the lease, so a take-over is quick.
             wait = min(wait, max(settings.BEAT_LEADER_LEASE_SECONDS / 3, 0.5))

@@ -186,12 +186,11 @@ _LOCK_DATASETS = (
 )
 
 
-def lock_dataset_keyed(dataset_id: int, import_id: int) -> tuple[str, int, int | None] | None:
-    """Lock one dataset's row (as lock_datasets); the column its records are keyed by, how
-    many there are, and the dataset the import `import_id` writes to now; None when the
-    dataset is gone. One statement: a merge's lock."""
+def lock_dataset_keyed(dataset_id: int) -> tuple[str, int] | None:
+    """Lock one dataset's row (as lock_datasets); the column its records are keyed by, and
+    how many there are; None when the dataset is gone. One statement: a merge's lock."""
     with db_connection.cursor() as cursor:
-        cursor.execute(_LOCK_DATASET_KEYED, [import_id, dataset_id])
+        cursor.execute(_LOCK_DATASET_KEYED, [dataset_id])
         return cursor.fetchone()
 
 
@@ -201,9 +200,7 @@ _SHARE_DATASETS = (
 
 
 _LOCK_DATASET_KEYED = (
-    f"SELECT key_column, record_count,"
-    f" (SELECT dataset_id FROM {ScheduledImport._meta.db_table} WHERE id = %s)"
-    f" FROM {Dataset._meta.db_table} WHERE id = %s FOR NO KEY UPDATE OF {Dataset._meta.db_table}"
+    f"SELECT key_column, record_count FROM {Dataset._meta.db_table} WHERE id = %s FOR NO KEY UPDATE"
 )
 
 

@@ -160,19 +160,16 @@ def _lock_dataset(dataset_id: int, import_id: int) -> tuple[str, int]:
 
     Records have no database foreign key (its check ran once per written row); this one lock
     is what that check took a million times: the dataset cannot be deleted under the merge.
-    An import moved to another dataset while its run ran (an edit) stops the run, cancelled:
-    it merged into the old dataset, and said succeeded while the new one stayed empty.
+    A dataset gone because its import was moved away (an edit) stops the run, cancelled; a
+    move that left the dataset standing is found by the statement after this one
+    (dataset_has_records), which sees every edit committed while this one waited.
     """
-    keyed = lock_dataset_keyed(dataset_id, import_id)
+    keyed = lock_dataset_keyed(dataset_id)
     if keyed is None:
         if _moved(import_id, dataset_id):
             raise RunCancelled(MOVED)
         raise PermanentImportError("the import's dataset was deleted during the run")
-    key_column, records, writes_to = keyed
-    if writes_to is not None and writes_to != dataset_id:
-        # (None: the import itself is gone, which the merge's commit says in its own words)
-        raise RunCancelled(MOVED)
-    return key_column, records
+    return keyed
 
 
 MOVED = (

@@ -263,17 +263,8 @@ class ImportScheduler(DatabaseScheduler):
                 # From its first dispatch: an interval import planned at another
                 # MIN_INTERVAL_SECONDS (changed since, for this start) fired its old tick
                 # first. A few a loop (7 ms each): 10,000 at once held back its dispatch 72 s.
-                # After the dispatch, and never in its way: a fault of an entry's row there
-                # stopped beat for every import (review).
-                try:
-                    done = put_intervals_in_step(
-                        INTERVALS_A_LOOP, INTERVALS_A_LOOP, skip_locked=True
-                    )
-                except DatabaseError:
-                    raise
-                except Exception:
-                    logger.exception("interval imports not put in step with MIN_INTERVAL_SECONDS")
-                    done = 0
+                # After the dispatch, and never in its way.
+                done = put_intervals_in_step(INTERVALS_A_LOOP, INTERVALS_A_LOOP, skip_locked=True)
                 self.intervals_in_step = done < INTERVALS_A_LOOP
             wait = seconds_until_due(self.max_interval)
             if not wait and not result.imports:

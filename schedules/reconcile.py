@@ -29,7 +29,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import F, Q
 from redis.exceptions import RedisError
 
@@ -264,13 +264,7 @@ def _mark_resent(run: ImportRun, now: datetime, caught_up: bool) -> bool:
 def find_ticks_without_runs(now: datetime, grace: timedelta) -> int:
     # A changed MIN_INTERVAL_SECONDS is a schedule change first: the ticks beat planned at the
     # old one were read with the new one, and those before the tick listed counted missed.
-    # Never in the way of the pass itself (a fault of one entry's row stopped every pass).
-    try:
-        put_intervals_in_step()
-    except DatabaseError:
-        raise
-    except Exception:
-        logger.exception("interval imports not put in step with MIN_INTERVAL_SECONDS")
+    put_intervals_in_step()
     checked_until = now - grace
     oldest = now - timedelta(seconds=settings.RECONCILE_WINDOW_SECONDS)
     found = 0

@@ -28,18 +28,25 @@ T = TypeVar("T")
 def from_another_connection(read: Callable[[], T]) -> T:
     """`read()` on a thread of its own, so on a database connection of its own: what the
     dashboard, the API or another worker sees while a run holds this thread."""
-    seen: list[T] = []
+    thread, seen = on_a_thread(read)
+    thread.join()
+    return seen[0]
+
+
+def on_a_thread(call: Callable[[], T]) -> tuple[threading.Thread, list[T]]:
+    """Start `call()` on a thread of its own (a database connection of its own: a request
+    or an edit from elsewhere); the thread, and the list its answer lands in."""
+    answers: list[T] = []
 
     def target() -> None:
         try:
-            seen.append(read())
+            answers.append(call())
         finally:
             connections.close_all()
 
     thread = threading.Thread(target=target)
     thread.start()
-    thread.join()
-    return seen[0]
+    return thread, answers
 
 
 def records(imp) -> dict[str, dict]:

@@ -19,6 +19,7 @@ import time_machine
 from common import database_clock
 from schedules import dispatch, reconcile
 from schedules.models import ScheduledImport
+from tests.beat_support import beat_starts
 from tests.factories import make_import
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -82,8 +83,6 @@ def test_a_lowered_minimum_counts_no_tick_before_the_first_listed_missed(alice, 
 
 
 def test_beat_starting_with_a_lowered_minimum_fires_its_ticks_not_the_old_one(alice, settings):
-    from project.beat import ImportScheduler
-
     settings.MISSED_TICK_GRACE_SECONDS = 5
     settings.MIN_INTERVAL_SECONDS = 3600
     with time_machine.travel(T0 + timedelta(minutes=20), tick=False):
@@ -94,12 +93,7 @@ def test_beat_starting_with_a_lowered_minimum_fires_its_ticks_not_the_old_one(al
         assert read(imp).next_run_at == T0 + timedelta(hours=1)
         # When beat starts again with the minimum lowered to a minute (its first loop)
         settings.MIN_INTERVAL_SECONDS = 60
-        scheduler = ImportScheduler.__new__(ImportScheduler)
-        scheduler.intervals_in_step = False
-        scheduler.max_interval = 5
-        scheduler.first_dispatch_logged = True
-        scheduler._stamp_last_tick = lambda: None
-        scheduler._dispatch_imports()
+        beat_starts()
         # Then its next tick is the next minute's, and its entry says every minute
         imp = ScheduledImport.objects.get(pk=imp.pk)
         assert imp.next_run_at == T0 + timedelta(minutes=21)

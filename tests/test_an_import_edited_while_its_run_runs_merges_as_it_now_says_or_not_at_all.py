@@ -17,10 +17,9 @@ progress (services.as_it_is_now) and is judged on what it wrote.
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Callable
 
 import pytest
-from django.db import connection
 from django.test import Client
 
 from schedules import services
@@ -28,7 +27,7 @@ from schedules.models import Dataset, ScheduledImport
 from tasks.engine import merge
 from tests.api_support import API, client_for
 from tests.factories import make_import
-from tests.importer_support import run_now
+from tests.importer_support import on_a_thread, run_now
 from tests.test_admin_imports import CHANGELIST, form_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -36,21 +35,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 CSV = "sku,id,name\nA-1,1,Anvil\nB-2,2,Bucket\nC-3,3,Crate\n"
 
 
-def patch_from_another_request(
-    user, imp: ScheduledImport, body: dict
-) -> tuple[threading.Thread, list]:
-    """PATCH `body` to `imp` from a thread of its own (a request of another connection)."""
-    answers: list = []
-
-    def request() -> None:
-        try:
-            answers.append(client_for(user).patch(f"{API}/imports/{imp.pk}/", body, format="json"))
-        finally:
-            connection.close()
-
-    thread = threading.Thread(target=request)
-    thread.start()
-    return thread, answers
+def patch(user, imp: ScheduledImport, body: dict) -> Callable:
+    """The owner's PATCH of `body` to `imp`, to send from elsewhere (on_a_thread)."""
+    return lambda: client_for(user).patch(f"{API}/imports/{imp.pk}/", body, format="json")
 
 
 def edit_before_the_merge(monkeypatch, user, imp: ScheduledImport, body: dict) -> list:
@@ -61,7 +48,7 @@ def edit_before_the_merge(monkeypatch, user, imp: ScheduledImport, body: dict) -
 
     def edit_then_lock(*args):
         if not answers:
-            thread, said = patch_from_another_request(user, imp, body)
+            thread, said = on_a_thread(patch(user, imp, body))
             thread.join(30)
             answers.extend(said)
         return lock_dataset(*args)
@@ -121,34 +108,18 @@ def test_a_key_column_changed_while_the_first_run_downloads_keys_the_next_run(
     assert set(dataset.records.values_list("key", flat=True)) == {"1", "2", "3"}
 
 
-def edit_during_the_merge(monkeypatch, user, imp: ScheduledImport, body: dict) -> list:
-    """PATCH `body` from another request while the run's merge is written, not committed; the
-    thread and its answers, which come once the edit may go on."""
-    note_merge = merge.note_merge
-    started: list = []
-
-    def edit(*args, **kwargs) -> None:
-        note_merge(*args, **kwargs)
-        if not started:
-            started.append(patch_from_another_request(user, imp, body))
-            started[0][0].join(2)  # (it waits for the merge: it has no answer yet)
-            assert not started[0][1], "the edit went on during the merge"
-
-    monkeypatch.setattr(merge, "note_merge", edit)
-    return started
-
-
 def test_a_key_column_changed_during_the_first_merge_is_judged_on_what_it_wrote(
     alice, csv_server, monkeypatch
 ):
     # Given an import whose first run is merging into an empty dataset
     imp = make_import(alice, csv_server.serve("/p.csv", CSV), dataset="keyed")
-    started = edit_during_the_merge(monkeypatch, alice, imp, {"key_column": "id"})
+    started = during_the_merge(monkeypatch, patch(alice, imp, {"key_column": "id"}), wait=2)
 
     # When its key column is changed meanwhile
     run = run_now(imp)
-    thread, answers = started[0]
+    answered_during_the_merge, thread, answers = started
     thread.join(30)
+    assert not answered_during_the_merge, "the edit went on during the merge"
 
     # Then the edit waited for the merge, and is refused in words on the records it wrote
     assert run.status == "succeeded", run.error_message
@@ -163,12 +134,13 @@ def test_an_import_moved_during_its_merge_is_moved_after_it(alice, csv_server, m
     # Given an import whose run is merging into its dataset
     imp = make_import(alice, csv_server.serve("/p.csv", CSV), dataset="old")
     services.get_or_create_dataset(alice, "new")
-    started = edit_during_the_merge(monkeypatch, alice, imp, {"dataset": "new"})
+    started = during_the_merge(monkeypatch, patch(alice, imp, {"dataset": "new"}), wait=2)
 
     # When it is moved to another dataset meanwhile
     run = run_now(imp)
-    thread, answers = started[0]
+    answered_during_the_merge, thread, answers = started
     thread.join(30)
+    assert not answered_during_the_merge, "the move went on during the merge"
 
     # Then the move waited for the merge: the run filled the dataset it ran for, and said so,
     # and the import writes to the new one from its next run
@@ -181,9 +153,9 @@ def test_an_import_moved_during_its_merge_is_moved_after_it(alice, csv_server, m
     assert Dataset.objects.get(owner=alice, name="new").records.count() == 3
 
 
-def during_the_merge(monkeypatch, request) -> list:
-    """Call `request()` on a thread of its own once the run's merge is written, not committed;
-    [answered during the merge, thread, answers]."""
+def during_the_merge(monkeypatch, request: Callable, wait: float = 5) -> list:
+    """Call `request()` on a thread of its own once the run's merge is written, not committed,
+    and give it `wait` seconds; [answered during the merge, thread, answers]."""
     note_merge = merge.note_merge
     started: list = []
 
@@ -191,17 +163,8 @@ def during_the_merge(monkeypatch, request) -> list:
         note_merge(*args, **kwargs)
         if started:
             return
-        answers: list = []
-
-        def go() -> None:
-            try:
-                answers.append(request())
-            finally:
-                connection.close()
-
-        thread = threading.Thread(target=go)
-        thread.start()
-        thread.join(5)
+        thread, answers = on_a_thread(request)
+        thread.join(wait)
         started.extend([bool(answers), thread, answers])
 
     monkeypatch.setattr(merge, "note_merge", edit)

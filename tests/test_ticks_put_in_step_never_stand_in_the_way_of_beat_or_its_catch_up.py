@@ -22,23 +22,13 @@ from django_celery_beat.models import IntervalSchedule
 
 from schedules import alerts, reconcile, services
 from schedules.models import ScheduledImport
+from tests.beat_support import beat_starts
 from tests.factories import make_import
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 SOURCE = "http://127.0.0.1/p.csv"
 T0 = datetime(2026, 12, 2, 10, 0, 0, tzinfo=UTC)
-
-
-def beat_starts() -> None:
-    from project.beat import ImportScheduler
-
-    scheduler = ImportScheduler.__new__(ImportScheduler)
-    scheduler.intervals_in_step = False
-    scheduler.max_interval = 5
-    scheduler.first_dispatch_logged = True
-    scheduler._stamp_last_tick = lambda: None
-    scheduler._dispatch_imports()
 
 
 @pytest.mark.parametrize("who", ["beat", "reconciliation"])

@@ -16,6 +16,8 @@ committed whose message never reached a worker is found by schedules.reconcile.
 
 A tick of an import whose earlier run still waits for a worker (queued, never started) gets its
 run `skipped` at once, without a message: the waiting run takes the file after this tick anyway.
+(Its words say what the earlier run waits for: a worker, its turn, or the broker, which refused
+its message: services.MESSAGE_NOT_SENT.)
 Without workers (a failed deploy at night) the queue so holds one message per import, however
 long the outage, where it grew by one per tick: 120 per import on a one-minute schedule after two
 hours, all run in turn when workers came back, while a Redis with a memory cap filled up.
@@ -32,6 +34,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
 from django.db.models import Min
+from django.db.models.fields.json import KeyTextTransform
 from redis.exceptions import RedisError
 
 from common import database_clock, owner_lines, redis_client
@@ -106,6 +109,8 @@ Publisher = Callable[[Sequence[ImportRun]], None]
 
 def dispatch_due(publish: Publisher | None = None, batch_size: int | None = None) -> DispatchResult:
     """Dispatch every tick due now, a batch of imports per transaction."""
+    from .services import BrokerUnavailable
+
     publish = publish or publish_runs
     batch_size = batch_size or settings.BEAT_DISPATCH_BATCH
     result = DispatchResult()
@@ -114,9 +119,14 @@ def dispatch_due(publish: Publisher | None = None, batch_size: int | None = None
         if runs:
             try:
                 publish(runs)
+            except BrokerUnavailable as error:
+                # The runs are committed, and say so (services.send_again_at_next_reconcile):
+                # reconciliation sends their messages once the broker is back.
+                logger.error(
+                    "beat could not publish %s runs: %s; reconciliation sends them once the "
+                    "broker takes messages", len(runs), error,
+                )  # fmt: skip
             except Exception as error:
-                # The runs are committed: reconciliation sends their messages once the broker
-                # is back (schedules.reconcile).
                 logger.error("beat could not publish %s runs: %s", len(runs), error)
         result.runs += len(runs)
         result.imports += imports
@@ -233,10 +243,11 @@ def _create_runs(
 
 def _fold_into_waiting_runs(runs: list[ImportRun], now: datetime) -> list[ImportRun]:
     """The runs still to send: a new run of an import that has a run waiting for its first
-    attempt (an earlier one, or the first new one) is skipped at once, naming that run."""
+    attempt (an earlier one, or the first new one) is skipped at once, naming that run, and
+    why it waits: its turn, a worker, or the broker that refused its message."""
     if not runs:
         return runs
-    from .services import WAITING_ITS_TURN
+    from .services import MESSAGE_NOT_SENT, WAITING_ITS_TURN
 
     # A run waiting its turn notes it at each look (every 10 s at most): a note older than the
     # grace period is a run nobody looks at any more, a backlog like any other.
@@ -247,27 +258,32 @@ def _fold_into_waiting_runs(runs: list[ImportRun], now: datetime) -> list[Import
         return message if fresh and message.startswith(WAITING_ITS_TURN) else ""
 
     waiting = {
-        import_id: (pk, queued_at, taking_its_turn(message, noted_at))
-        for import_id, pk, queued_at, message, noted_at in ImportRun.objects.filter(
+        import_id: (pk, queued_at, taking_its_turn(message, noted_at), not_sent or "")
+        for import_id, pk, queued_at, message, noted_at, not_sent in ImportRun.objects.filter(
             scheduled_import_id__in={run.scheduled_import_id for run in runs},
             status=ImportRun.Status.QUEUED,
             started_at__isnull=True,
         )
         .exclude(pk__in=[run.pk for run in runs])
+        .annotate(not_sent=KeyTextTransform(MESSAGE_NOT_SENT, "error_details"))
         .order_by("queued_at")
-        .values_list("scheduled_import_id", "pk", "queued_at", "error_message", "heartbeat_at")
+        .values_list(
+            "scheduled_import_id", "pk", "queued_at", "error_message", "heartbeat_at", "not_sent"
+        )
     }
     to_send, skipped, oldest = [], [], now
-    behind_workers = taking_turns = 0
+    behind_workers = taking_turns = behind_broker = 0
     for run in sorted(runs, key=lambda run: (run.scheduled_import_id, run.scheduled_for)):
         earlier = waiting.get(run.scheduled_import_id)
         if earlier is None:
-            waiting[run.scheduled_import_id] = (run.pk, run.queued_at, "")
+            waiting[run.scheduled_import_id] = (run.pk, run.queued_at, "", "")
             to_send.append(run)
             continue
         skipped.append((run, _waits_words(*earlier)))
         if earlier[2]:
             taking_turns += 1
+        elif earlier[3]:
+            behind_broker += 1
         else:
             behind_workers += 1
             oldest = min(oldest, earlier[1])
@@ -280,6 +296,14 @@ def _fold_into_waiting_runs(runs: list[ImportRun], now: datetime) -> list[Import
             "ticks skipped count=%s: their imports' earlier runs wait their turn (their owner's "
             "cap, MAX_RUNNING_PER_OWNER, or their import's run in progress)",
             taking_turns,
+        )
+    if behind_broker:
+        # No backlog of the workers' either (/health would ask whether they run): the broker's
+        # refusal is said where it happened (services.send_runs), and on the runs.
+        logger.warning(
+            "ticks skipped count=%s: their imports' earlier runs wait for the broker to take "
+            "their messages (it refused them; reconciliation sends them once it takes messages)",
+            behind_broker,
         )
     if behind_workers:
         logger.warning(
@@ -309,11 +333,17 @@ def _note_backlog(skipped: int, now: datetime, oldest_waiting: datetime) -> None
         logger.warning("the backlog could not be noted in Redis: %s", error)
 
 
-def _waits_words(run_id: int, queued_at: datetime, waiting_note: str) -> str:
-    """`waiting_note`: the earlier run's note of why it waits its turn, if it does."""
+def _waits_words(run_id: int, queued_at: datetime, waiting_note: str, not_sent: str) -> str:
+    """`waiting_note`: the earlier run's note of why it waits its turn, if it does; `not_sent`:
+    why the broker did not take its message, if it did not (services.MESSAGE_NOT_SENT)."""
     queued = f"skipped: run {run_id} of this import, queued at {queued_at:%Y-%m-%d %H:%M:%S} UTC"
     if waiting_note:
         return f"{queued}, still {waiting_note}; it takes the file after this tick"
+    if not_sent:
+        return (
+            f"{queued}, still waits for the broker to take its message ({not_sent}), and takes "
+            "the file after this tick"
+        )
     return f"{queued}, still waits for a worker, and takes the file after this tick"
 
 

@@ -92,6 +92,7 @@ def recover_lost_messages(now: datetime, grace: timedelta) -> tuple[int, int]:
     the lease let one delivery through. A message the broker refused is marked so that the
     next pass takes it (services.send_again_at_next_reconcile); a retry it refused, by what
     its run says (services.note_retry_not_sent), whatever the broker holds under its task id.
+    A queued run whose message it refused says so until it is sent again (_mark_resent).
     """
     before = now - grace
     untouched = (
@@ -250,6 +251,13 @@ def _mark_resent(run: ImportRun, now: datetime, caught_up: bool) -> bool:
     if services.retry_not_sent(run):
         # Flagged again should its sending be refused again (send_again_at_next_reconcile).
         fields["error_details"] = services.without_retry_not_sent()
+    elif services.message_not_sent(run):
+        # Its note too, unless other words came since (a worker's: it waits its turn): sent
+        # now, it waits for a worker (said again should it be refused again).
+        fields["error_details"] = services.without_message_not_sent()
+        why = run.error_details[services.MESSAGE_NOT_SENT]
+        if run.error_message == services.message_not_sent_note(why):
+            fields["error_message"] = ""
     if caught_up:
         fields["trigger"] = ImportRun.Trigger.CATCHUP
     touched = ImportRun.objects.filter(

@@ -40,6 +40,7 @@ from django.db.models import (
     Q,
     QuerySet,
     RestrictedError,
+    TextField,
     Value,
     When,
 )
@@ -1075,20 +1076,32 @@ def send_run_on_commit(run: ImportRun) -> None:
     transaction.on_commit(send)
 
 
-def send_again_at_next_reconcile(run_ids: list[int]) -> None:
-    """Runs whose message the broker refused: backdate the clock reconciliation reads
-    (untouched_since) past its grace period, so that its next pass sends them again
-    (schedules.reconcile.recover_lost_messages); a retry sent again and refused again is
-    flagged refused again (note_retry_not_sent), whatever the broker holds of its task."""
+def send_again_at_next_reconcile(run_ids: list[int], why: str) -> None:
+    """Runs whose message the broker refused (`why`: why, in words): backdate the clock
+    reconciliation reads (untouched_since) past its grace period, so that its next pass sends
+    them again (schedules.reconcile.recover_lost_messages); a retry sent again and refused
+    again is flagged refused again (note_retry_not_sent), whatever the broker holds of its
+    task; a queued run says so (message_not_sent_note, MESSAGE_NOT_SENT)."""
     backdated = database_clock.now() - timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS + 1)
+    # A queued run's words are its note, unless it says it waits its turn (WAITING_ITS_TURN:
+    # reconciliation reads that note, and its worker holds its message).
+    unsent = Q(status=ImportRun.Status.QUEUED) & (
+        Q(error_message="") | Q(error_details__has_key=MESSAGE_NOT_SENT)
+    )
     with contextlib.suppress(DatabaseError):
         ImportRun.objects.filter(pk__in=run_ids, status__in=WAITING_STATUSES).update(
             heartbeat_at=backdated,
+            error_message=Case(
+                When(unsent, then=Value(message_not_sent_note(why))),
+                default=F("error_message"),
+                output_field=TextField(),
+            ),
             error_details=Case(
                 When(
                     status=ImportRun.Status.RETRYING,
                     then=_flagged_retry_not_sent(),
                 ),
+                When(unsent, then=_flagged_message_not_sent(why)),
                 default=F("error_details"),
             ),
         )  # fmt: skip
@@ -1130,7 +1143,7 @@ def send_runs(runs: Sequence[ImportRun], *, sent_events: bool = False) -> None:
         logger.warning(
             "run messages not sent runs=%s: %s (%r)", len(runs), refused or "broker error", error
         )
-        send_again_at_next_reconcile([run.pk for run in runs])
+        send_again_at_next_reconcile([run.pk for run in runs], after_commit.why_not_sent(error))
         if refused == error_words.FULL:
             raise BrokerUnavailable("the task queue is full", full=True) from error
         raise BrokerUnavailable("the task queue is unavailable") from error
@@ -1239,10 +1252,13 @@ def _claim_sql() -> str:
         # Its progress too: an attempt's figures showed until the next one's first report, and
         # the API's live figures, taken only when ahead of the row's, went backwards.
         " attempt_started_at = %s, phase = '', bytes_read = 0, bytes_total = NULL, rows_read = 0,"
-        # The note of a wait is over (note_waiting); a retry's error stays until the attempt ends.
-        f" error_message = CASE WHEN starts_with(r.error_message, '{WAITING_ITS_TURN}') THEN ''"
-        " ELSE r.error_message END,"
+        # The note of a wait is over (note_waiting), and so is that of a message not sent (a
+        # pipelined publish the broker refused midway had delivered it); a retry's error stays
+        # until the attempt ends.
+        f" error_message = CASE WHEN starts_with(r.error_message, '{WAITING_ITS_TURN}')"
+        f" OR r.error_details ? '{MESSAGE_NOT_SENT}' THEN '' ELSE r.error_message END,"
         f" error_details = r.error_details - '{PARKED_BY}' - '{RETRY_NOT_SENT}'"
+        f" - '{MESSAGE_NOT_SENT}'"
         f" WHERE r.id = %s AND r.status = ANY(%s) RETURNING {rows.columns(ImportRun, 'r')}"
     )
 
@@ -1548,6 +1564,41 @@ def retry_not_sent(run: ImportRun) -> bool:
     """Whether `run` waits for a retry the broker refused (note_retry_not_sent): a flag of its
     own, not its words, which quote the source's (a reason phrase could say anything)."""
     return run.status == ImportRun.Status.RETRYING and bool(run.error_details.get(RETRY_NOT_SENT))
+
+
+# The flag, in error_details, of a queued run whose first message the broker refused, with why
+# in words (send_again_at_next_reconcile): until reconciliation sends it or a claim, as a
+# retry's (RETRY_NOT_SENT). A flag of its own: reconciliation believes the broker about it (a
+# message under its task id is its own, which a pipelined publish the broker refused midway
+# may have delivered), where a refused retry's task id is also its attempt's.
+MESSAGE_NOT_SENT = "message_not_sent"
+
+
+def message_not_sent_note(why: str) -> str:
+    """What a queued run whose message the broker refused says (`why`: why, in words), as a
+    refused retry says it (note_retry_not_sent)."""
+    return (
+        f"its message was not sent, {why}: reconciliation sends it once the broker takes messages"
+    )
+
+
+def _flagged_message_not_sent(why: str) -> Func:
+    """A run's error_details with the flag of a message not sent, saying `why`."""
+    flag = Value({MESSAGE_NOT_SENT: why}, JSONField())
+    return Func(F("error_details"), flag, template="%(expressions)s", arg_joiner=" || ")
+
+
+def message_not_sent(run: ImportRun) -> bool:
+    """Whether queued `run` waits for its first message, which the broker refused."""
+    return run.status == ImportRun.Status.QUEUED and bool(run.error_details.get(MESSAGE_NOT_SENT))
+
+
+def without_message_not_sent() -> Func:
+    """A run's error_details without the flag of a message not sent."""
+    return Func(
+        F("error_details"), Value(MESSAGE_NOT_SENT), template="%(expressions)s",
+        arg_joiner=" - ", output_field=JSONField(),
+    )  # fmt: skip
 
 
 COUNT_FIELDS = (

@@ -254,12 +254,13 @@ def late_email(imp: ScheduledImport) -> tuple[str, str]:
         )
     # `late_since` is when a missed tick was noticed (beat back, or reconciliation);
     # `missed_while_late` counts this streak's ticks, `missed_ticks` every tick ever missed.
+    next_run = imp.next_run_listed()  # (as the API lists it: never a tick beat will not fire)
     message = (
         f"The import {name!r} (id {imp.pk}) missed its schedule: a tick passed without a run "
         f"(noticed at {noticed}). It has missed {imp.missed_while_late} tick(s) since it "
         f"turned late ({imp.missed_ticks} in all).\n"
         f"Schedule: {imp.schedule_description}. Next run: "
-        f"{_local(imp.next_run_at, imp.timezone) if imp.next_run_at else 'none'}.\n"
+        f"{_local(next_run, imp.timezone) if next_run else 'none'}.\n"
         "Ticks are missed when no beat process is running or a run's message is lost; the "
         "import's catch-up policy decides whether the missed ticks still run.\n"
     )

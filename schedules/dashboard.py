@@ -194,7 +194,7 @@ def run_progress(
 # The next scheduled runs of active imports, soonest first, through the index import_due_idx.
 UPCOMING_SQL = """
     SELECT i.id, i.name, u.{username}, i.next_run_at,
-           i.schedule_type, i.cron_expression, i.interval_seconds, i.timezone
+           i.schedule_type, i.cron_expression, i.interval_seconds, i.timezone, i.catchup
     FROM {imports} i JOIN {user} u ON u.id = i.owner_id
     WHERE i.status = {active_import} AND i.next_run_at IS NOT NULL
     ORDER BY i.next_run_at, i.id
@@ -203,7 +203,14 @@ UPCOMING_SQL = """
 
 
 def upcoming_runs() -> list[dict[str, Any]]:
-    """The next scheduled runs of active imports, soonest first."""
+    """The next scheduled runs of active imports, soonest first: each the next run beat makes
+    (in an outage, never a tick older than the grace period, which beat will not fire)."""
+    upcoming = []
+    for pk, name, owner, due, kind, cron, interval, zone, catchup in _select(
+        UPCOMING_SQL, UPCOMING_LIMIT
+    ):
+        next_run = display.next_run_of(kind, cron, interval, zone, catchup, due)
+        upcoming.append((next_run, pk, name, owner, kind, cron, interval, zone))
     return [
         {
             "id": pk,
@@ -211,11 +218,9 @@ def upcoming_runs() -> list[dict[str, Any]]:
             "name": name,
             "owner": owner,
             "schedule": display.schedule_words_of(kind, cron, interval, zone),
-            "next_run_at": next_run_at.isoformat(),
+            "next_run_at": next_run.isoformat(),
         }
-        for pk, name, owner, next_run_at, kind, cron, interval, zone in _select(
-            UPCOMING_SQL, UPCOMING_LIMIT
-        )
+        for next_run, pk, name, owner, kind, cron, interval, zone in sorted(upcoming)
     ]
 
 

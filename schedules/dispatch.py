@@ -85,8 +85,9 @@ def plan_ticks(
     on_time = schedule.ticks_between(cutoff, now, MAX_ON_TIME)
     runs = [(tick, ImportRun.Trigger.SCHEDULE) for tick in on_time]
     if catchup == ScheduledImport.Catchup.COALESCE:
-        # The missed ticks run once: as the run of a tick due now anyway, or of the latest one.
-        first = on_time[0] if on_time else schedule.tick_at_or_before(cutoff)
+        # The missed ticks run once: as the run of a tick due now anyway, or of the latest one
+        # (first_to_run, which next_runs lists first: one rule for both).
+        first = schedule.first_to_run(due, now, grace, coalesce=True)
         runs[:1] = [(first, ImportRun.Trigger.CATCHUP)]
     return TickPlan(
         runs=runs,

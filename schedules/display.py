@@ -107,12 +107,29 @@ def schedule_words_of(schedule_type: str, cron: str, interval: int | None, zone:
 
 
 def next_ticks(imp: ScheduledImport, count: int = 5) -> list[datetime]:
-    """`imp.next_runs(count)`: kept per (schedule, next tick) when it starts at `next_run_at`
-    (an active import's list), computed afresh otherwise (it then depends on the clock)."""
-    if imp.status != imp.Status.ACTIVE or imp.next_run_at is None:
+    """`imp.next_runs(count)`: kept per (schedule, first tick) when it starts at the next run
+    beat makes (an active import's list: `next_run_listed`, which reads the clock only to
+    know which tick that is), computed afresh otherwise."""
+    first = imp.next_run_listed()
+    if first is None:
         return imp.next_runs(count)
     key = (imp.schedule_type, imp.cron_expression, imp.interval_seconds, imp.timezone)
-    return list(_ticks_from(*key, settings.MIN_INTERVAL_SECONDS, imp.next_run_at, count))
+    return list(_ticks_from(*key, settings.MIN_INTERVAL_SECONDS, first, count))
+
+
+def next_run_of(
+    schedule_type: str,
+    cron: str,
+    interval: int | None,
+    zone: str,
+    catchup: str,
+    next_run_at: datetime,
+) -> datetime:
+    """`next_run_listed` of an active import with these fields (the dashboard reads them as a
+    row): never a tick older than the grace period, which beat will not fire as itself."""
+    imp = _unsaved(schedule_type, cron, interval, zone)
+    imp.status, imp.catchup, imp.next_run_at = imp.Status.ACTIVE, catchup, next_run_at
+    return imp.next_run_listed() or next_run_at
 
 
 def _unsaved(schedule_type: str, cron: str, interval: int | None, zone: str) -> ScheduledImport:
@@ -140,6 +157,4 @@ def _ticks_from(
     start: datetime,
     count: int,
 ) -> tuple[datetime, ...]:
-    imp = _unsaved(schedule_type, cron, interval, zone)
-    imp.next_run_at = start
-    return tuple(imp.next_runs(count))
+    return tuple(_unsaved(schedule_type, cron, interval, zone).ticks_from(start, count))

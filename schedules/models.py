@@ -9,6 +9,7 @@ import secrets
 import zoneinfo
 from datetime import datetime, timedelta
 from functools import cache
+from itertools import islice
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -313,14 +314,38 @@ class ScheduledImport(LoadedHook, models.Model):
     def next_runs(self, count: int = 5, after: datetime | None = None) -> list[datetime]:
         """The next `count` ticks after `after`, in UTC: exactly what beat will fire.
 
-        Without `after`, the list starts at the tick beat is due to dispatch next
-        (`next_run_at`), even if that is a moment ago and beat has not got to it yet.
+        Without `after`, the list starts at the tick of the next run beat makes
+        (`next_run_listed`): the tick it is due to dispatch next (`next_run_at`), even if that
+        is a moment ago and beat has not got to it yet; during an outage, never a tick older
+        than the grace period, which beat will not fire as itself.
         """
-        if after is None and self.next_run_at is not None and self.status == self.Status.ACTIVE:
-            ticks = self.schedule.ticks_after(self.next_run_at)
-            return [self.next_run_at, *(next(ticks) for _ in range(count - 1))][:count]
+        first = self.next_run_listed() if after is None else None
+        if first is not None:
+            return self.ticks_from(first, count)
         ticks = self.schedule.ticks_after(after or database_clock.now())
         return [next(ticks) for _ in range(count)]
+
+    def next_run_listed(self) -> datetime | None:
+        """The tick of the next run beat makes, were it to dispatch now (the API's and the
+        admin's `next_run_at`, the first of `next_runs`); None for an import beat does not fire.
+
+        `next_run_at` keeps beat's place: the first tick not dispatched yet, however old, from
+        which it counts the ticks missed (`missed_ticks`, `late`). What runs of them is decided
+        as beat decides it (Schedule.first_to_run): a tick older than the grace period is
+        listed only as `coalesce`'s one catch-up run, as the latest missed tick.
+        """
+        if self.next_run_at is None or self.status != self.Status.ACTIVE:
+            return None
+        return self.schedule.first_to_run(
+            self.next_run_at,
+            database_clock.now(),
+            timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS),
+            coalesce=self.catchup == self.Catchup.COALESCE,
+        )
+
+    def ticks_from(self, first: datetime, count: int) -> list[datetime]:
+        """`first` (a tick) and the ticks after it, `count` in all, in UTC."""
+        return [first, *islice(self.schedule.ticks_after(first), max(count - 1, 0))][:count]
 
     def tick_for(self, moment: datetime) -> datetime:
         """The scheduled tick that a dispatch at `moment` stands for (the latest tick <= moment)."""

@@ -1038,7 +1038,10 @@ def dispatch_scheduled_tick(
     except IntegrityError:
         logger.info("tick already dispatched import=%s tick=%s", import_id, tick.isoformat())
         return None
-    ScheduledImport.objects.filter(pk=imp.pk).update(next_run_at=imp.next_runs(1)[0])
+    # The tick beat is due to dispatch is kept: next_runs() starts at the next run listed,
+    # past an overdue tick from which beat still counts the ticks missed.
+    due = imp.next_run_at or imp.next_runs(1)[0]
+    ScheduledImport.objects.filter(pk=imp.pk).update(next_run_at=due)
     return run
 
 

@@ -139,6 +139,28 @@ class Schedule:
         walls = _wall_times(self.fields, self.day_or, start, forward=False)
         return next(tick for tick in self._in_order(walls, forward=False) if tick <= moment)
 
+    def first_to_run(
+        self, due: datetime, now: datetime, grace: timedelta, *, coalesce: bool
+    ) -> datetime:
+        """The tick of the first run beat makes of the ticks from `due` (the first it has not
+        dispatched) when it dispatches at `now`, as schedules.dispatch.plan_ticks plans them:
+        what `next_run_at` and `next_runs` show.
+
+        `due` itself while it is within the grace period (or still to come). Older ticks were
+        missed (beat down or stalled) and never run as themselves: `skip` runs none of them, so
+        the first tick after the grace period ago comes first; `coalesce` runs them once, as
+        that tick's run when it is already due, or else as the latest missed tick's, which beat
+        makes as soon as it runs. Listed from `due`, an outage showed ticks hours old that would
+        never fire.
+        """
+        cutoff = now - grace
+        if due > cutoff:
+            return due
+        first_on_time = self.next_after(cutoff)
+        if coalesce and first_on_time > now:
+            return self.tick_at_or_before(cutoff)
+        return first_on_time
+
     def missed_from(self, due: datetime, cutoff: datetime) -> int:
         """How many ticks from `due` (the first not dispatched, itself included) up to `cutoff`
         (the grace period ago) were missed, at most MAX_COUNTED: beat's count of a schedule

@@ -325,7 +325,16 @@ class ImportSerializer(RefusesUnknownFields, ModelSerializer):
     schedule_description = serializers.SerializerMethodField(
         help_text="the schedule in words, with its time zone"
     )
-    next_runs = serializers.SerializerMethodField(help_text="the next 5 ticks, in UTC")
+    next_run_at = serializers.SerializerMethodField(
+        help_text="the tick of the next run beat makes, in UTC: the first of next_runs; null "
+        "when the import is not active"
+    )
+    next_runs = serializers.SerializerMethodField(
+        help_text="the next 5 ticks, in UTC, each as beat fires it. A tick due within the grace "
+        "period (MISSED_TICK_GRACE_SECONDS) is still listed; older ones, missed while no beat "
+        "ran (late, missed_ticks), are not: catchup skip runs none of them, coalesce runs them "
+        "once, listed first as the latest missed tick, when beat is back"
+    )
     success_rate = serializers.FloatField(read_only=True, allow_null=True)
     late = serializers.SerializerMethodField(
         help_text="a tick was missed, or the next one is overdue past the grace period"
@@ -378,7 +387,6 @@ class ImportSerializer(RefusesUnknownFields, ModelSerializer):
         read_only_fields = [
             "status", "total_runs", "successful_runs", "partial_runs", "failed_runs",
             "consecutive_failures", "last_run_at", "last_run_status", "last_success_at",
-            "next_run_at",
             "late_since", "missed_ticks", "created_at", "updated_at",
         ]  # fmt: skip
         # A tab (a TSV file, the delimiter the check before save suggests for one) is one
@@ -401,6 +409,12 @@ class ImportSerializer(RefusesUnknownFields, ModelSerializer):
             active = imp.runs.filter(status__in=ImportRun.ACTIVE_STATUSES)
             runs = list(active.order_by(*active_run_order())[:1])
         return self._active_run.to_representation(runs[0]) if runs else None
+
+    @extend_schema_field(DateTimeField(allow_null=True))
+    def get_next_run_at(self, imp: ScheduledImport) -> str | None:
+        # Not the column: beat keeps there the first tick it has not dispatched, however old.
+        first = imp.next_run_listed()
+        return self._tick.to_representation(first) if first is not None else None
 
     @extend_schema_field(serializers.ListField(child=DateTimeField()))
     def get_next_runs(self, imp: ScheduledImport) -> list[str]:

@@ -221,6 +221,30 @@ class ImportScheduler(DatabaseScheduler):
         # Imports fire from `next_run_at` (schedules.dispatch), never from their PeriodicTask.
         return super().enabled_models_qs().exclude(task=DISPATCH_TASK)
 
+    def apply_entry(self, entry: Any, producer: Any = None) -> None:
+        """Celery's, but a job the broker does not take (full, read-only, away) is one WARNING
+        line in words: Celery logged "Message Error" with the stack and the chained traceback,
+        about 30 lines for each of beat's jobs at each interval while Redis was full (the
+        broker hunt), where everything else importbeat says of it is one line. The job is sent
+        again at its next interval; any other fault is logged as Celery logs it."""
+        from schedules.after_commit import BROKER_ERRORS, why_for_the_log
+
+        logger.info("Scheduler: Sending due task %s (%s)", entry.name, entry.task)
+        try:
+            self.apply_async(entry, producer=producer, advance=False)
+        except Exception as error:
+            refused = next(
+                (link for link in error_words.chain(error) if isinstance(link, BROKER_ERRORS)),
+                None,
+            )
+            if refused is None:
+                logger.exception("beat's job %s not sent", entry.name)
+                return
+            logger.warning(
+                "beat's job %s not sent: %s; it is sent again at its next interval",
+                entry.name, why_for_the_log(refused),
+            )  # fmt: skip
+
     # --- the loop --------------------------------------------------------------------------
 
     def tick(self, *args: Any, **kwargs: Any) -> float:

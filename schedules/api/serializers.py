@@ -586,11 +586,19 @@ class RunDetailSerializer(RunSerializer):
         data = super().to_representation(run)
         request = self.context.get("request")
         if not (request and request.user.is_staff) and isinstance(data["error_details"], dict):
-            # An unexpected error's traceback names code and internals: for staff only.
             data["error_details"] = {
-                k: v for k, v in data["error_details"].items() if k != "traceback"
+                k: v for k, v in data["error_details"].items() if k not in STAFF_ONLY_DETAILS
             }
         return data
+
+
+# Kept from an owner's view of a run: an unexpected error's traceback (it names code and
+# internals), and the marks of the cluster's own bookkeeping, whose words are in the run's
+# error_message while they hold (a run parked in its owner's line, a retry or a first message
+# the broker refused); a mark left on a run cancelled meanwhile said nothing true to its owner.
+STAFF_ONLY_DETAILS = frozenset(
+    {"traceback", services.PARKED_BY, services.RETRY_NOT_SENT, services.MESSAGE_NOT_SENT}
+)
 
 
 class ActiveRunConflictSerializer(serializers.Serializer):

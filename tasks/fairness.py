@@ -244,11 +244,12 @@ def _with_slots_free(owners: list[int], running: dict[int, int], cap: int) -> li
         return owners
     with connection.cursor() as cursor:
         cursor.execute(STILL_WAITING, [[run for runs in admitted.values() for run in runs]])
-        waiting = {run_id for (run_id,) in cursor.fetchall()}
+        waiting = set(cursor.fetchall())
     return [
         owner_id
         for owner_id in owners
-        if running.get(owner_id, 0) + sum(run in waiting for run in admitted.get(owner_id, ()))
+        if running.get(owner_id, 0)
+        + sum((run, owner_id) in waiting for run in admitted.get(owner_id, ()))
         < cap
     ]
 
@@ -410,7 +411,7 @@ def _call_next(owner_id: int, cap: int, ended: int | None = None) -> list[Import
         try:
             busy, done = _busy_runs(owner_id, admitted_at)
             free = cap - len(busy) if cap > 0 else len(ids)
-            waiting = _waiting_runs([i for i in ids if i not in busy]) if free > 0 else {}
+            waiting = _waiting_runs([i for i in ids if i not in busy], owner_id) if free > 0 else {}
         except BaseException:
             call(keys=keys, args=[token, 0, owner_id, 0, 0])
             raise
@@ -489,7 +490,7 @@ def _busy_runs(owner_id: int, admitted_at: dict[bytes, bytes]) -> tuple[set[int]
     admitted = {int(k): float(v) for k, v in admitted_at.items()}
     recent = [run_id for run_id, until in admitted.items() if until > now]
     with connection.cursor() as cursor:
-        cursor.execute(HOLDING_SLOTS, [owner_id, recent])
+        cursor.execute(HOLDING_SLOTS, [owner_id, recent, owner_id])
         holding = cursor.fetchall()
     busy, pending = set(), set()
     for run_id, status in holding:
@@ -508,12 +509,15 @@ HOLDING_SLOTS = (
     f"SELECT r.id, r.status FROM {ImportRun._meta.db_table} r"
     f" JOIN {ScheduledImport._meta.db_table} i ON i.id = r.scheduled_import_id"
     f" WHERE i.owner_id = %s AND r.status = '{ImportRun.Status.RUNNING.value}'"
-    f" UNION ALL SELECT id, status FROM {ImportRun._meta.db_table}"
-    f" WHERE id = ANY(%s) AND status IN ({_WAITING})"
+    f" UNION ALL SELECT r.id, r.status FROM {ImportRun._meta.db_table} r"
+    f" JOIN {ScheduledImport._meta.db_table} i ON i.id = r.scheduled_import_id"
+    f" WHERE r.id = ANY(%s) AND r.status IN ({_WAITING}) AND i.owner_id = %s"
 )
 # Which of the runs admitted still wait to start (the sweep's count of owners' slots).
 STILL_WAITING = (
-    f"SELECT id FROM {ImportRun._meta.db_table} WHERE id = ANY(%s) AND status IN ({_WAITING})"
+    f"SELECT r.id, i.owner_id FROM {ImportRun._meta.db_table} r"
+    f" JOIN {ScheduledImport._meta.db_table} i ON i.id = r.scheduled_import_id"
+    f" WHERE r.id = ANY(%s) AND r.status IN ({_WAITING})"
 )
 # The owners' running runs, for the sweep: an owner at the cap hands on when one ends.
 RUNNING_PER_OWNER = (
@@ -524,12 +528,18 @@ RUNNING_PER_OWNER = (
 )
 
 
-def _waiting_runs(ids: list[int]) -> dict[int, ImportRun]:
-    """The runs of `ids` still waiting, with what their message names of their import."""
+def _waiting_runs(ids: list[int], owner_id: int) -> dict[int, ImportRun]:
+    """The runs of `ids` still waiting, with what their message names of their import.
+
+    Of the owner's imports only, as every id of a line or an admission is read: a database
+    restored from a backup gives the ids of the runs made since to new runs, any owner's, and
+    one left in alice's line was sent as hers (restore hunt)."""
     if not ids:
         return {}
     runs = (
-        ImportRun.objects.filter(pk__in=ids, status__in=WAITING_STATUSES)
+        ImportRun.objects.filter(
+            pk__in=ids, status__in=WAITING_STATUSES, scheduled_import__owner_id=owner_id
+        )
         .select_related("scheduled_import")
         .only(
             "id", "status", "celery_task_id", "scheduled_import_id", "scheduled_import__id",

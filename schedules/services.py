@@ -955,24 +955,40 @@ def cancel_run(run: ImportRun, user: AbstractBaseUser | None = None) -> ImportRu
 # What stops a running attempt whose run is gone: its import was deleted (delete_import deletes
 # its runs), or the run alone (the admin). Nothing of the attempt may land after that.
 DELETED_WHILE_RUNNING = "its import was deleted while it ran; the dataset was not changed"
+
+
+def is_attempt_of(row_task_id: str, task_id: str) -> bool:
+    """Whether the run row whose task is `row_task_id` is still the run of the attempt made as
+    task `task_id` ("" when the attempt names none). Every run keeps the task id it is sent
+    and claimed under; a row under the same id with another task is another run: a database
+    restored from a backup gives the ids of the runs created since to new runs, and an
+    attempt that lived through the restore wrote its outcome onto the new run that took its
+    run's id (restore hunt: bob's run ended `succeeded` with alice's 30,000 rows, never run)."""
+    return not task_id or not row_task_id or row_task_id == task_id
+
+
 RUN_DELETED_WHILE_RUNNING = "it was deleted while it ran; the dataset was not changed"
 GONE_WHILE_RUNNING = (DELETED_WHILE_RUNNING, RUN_DELETED_WHILE_RUNNING)
 
 
-def cancel_requested(run_id: int, import_id: int | None = None) -> str | None:
+def cancel_requested(run_id: int, import_id: int | None = None, task_id: str = "") -> str | None:
     """If someone asked the running attempt of this run to stop (cancel_run), or deleted it
     (alone, or with its import `import_id`), the words the run ends with; None otherwise. One
-    indexed read: workers ask at every progress report."""
+    indexed read: workers ask at every progress report. An attempt that names its task
+    (`task_id`) finds its run deleted when the row under its id is another run's (is_attempt_of).
+    """
     found = (
         ImportRun.objects.filter(pk=run_id)
-        .values_list("cancel_requested_at", "error_details")
+        .values_list("cancel_requested_at", "error_details", "celery_task_id")
         .first()
     )
+    if found is not None and not is_attempt_of(found[2], task_id):
+        found = None
     if found is None:
         if import_id is not None and ScheduledImport.objects.filter(pk=import_id).exists():
             return RUN_DELETED_WHILE_RUNNING
         return DELETED_WHILE_RUNNING
-    requested_at, asked = found
+    requested_at, asked, _task = found
     if requested_at is None:
         return None
     by = asked.get("cancelled_by", "") if isinstance(asked, dict) else ""
@@ -1508,7 +1524,9 @@ def mark_retrying(run: ImportRun, error: str, countdown: float, traceback: str =
     # Reconciliation looks for a lost retry message only once its countdown is over.
     heartbeat_at = database_clock.now() + timedelta(seconds=countdown)
     marked = on_a_fresh_connection(
-        lambda: ImportRun.objects.filter(pk=run.pk, rows_committed_at__isnull=True).update(
+        lambda: ImportRun.objects.filter(
+            pk=run.pk, rows_committed_at__isnull=True, celery_task_id=run.celery_task_id
+        ).update(
             status=status,
             error_message=message,
             error_details=run.error_details,
@@ -1646,6 +1664,8 @@ def record_committed_counts(run: ImportRun, counts: RunCounts) -> bool:
     if counts.row_errors:
         details["rows"] = shown_row_errors(run.scheduled_import, counts)
     values = {**run_notes(run), **fields, "error_details": details}
+    if not is_attempt_of(_locked_task_id(run.pk), run.celery_task_id):
+        return False  # another run under its id: its rows roll back (stop_if_cancelled)
     written = rows.update(
         ImportRun,
         run.pk,
@@ -1653,6 +1673,18 @@ def record_committed_counts(run: ImportRun, counts: RunCounts) -> bool:
         "cancel_requested_at IS NULL",
     )
     return written == 1
+
+
+def _locked_task_id(run_id: int) -> str:
+    """The task id of the run row `run_id`, locked until the caller's transaction ends ("" when
+    there is none: the UPDATE after it finds no row either)."""
+    with db_connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT celery_task_id FROM {ImportRun._meta.db_table} WHERE id = %s FOR UPDATE",
+            [run_id],
+        )
+        found = cursor.fetchone()
+    return found[0] if found else ""
 
 
 def finish_with_rows(run: ImportRun, counts: RunCounts) -> bool:
@@ -1670,7 +1702,9 @@ def finish_with_rows(run: ImportRun, counts: RunCounts) -> bool:
     run read with its import decides, as there.
     """
     status = outcome_of(counts.rows_read, counts.rows_failed)
-    finished = _finish_once(run.pk, status, counts, "", "", run_notes(run), with_rows=True)
+    finished = _finish_once(
+        run.pk, status, counts, "", "", run_notes(run), with_rows=True, task_id=run.celery_task_id
+    )
     if finished is None:
         return False
     transaction.on_commit(lambda: _ended(run, finished))
@@ -1726,7 +1760,9 @@ def finish_run(
         if counts is not None and counts.row_errors:
             counts.row_errors = without_secrets(used, counts.row_errors, cut_at=ROW_VALUE_CHARS)
     finished = on_a_fresh_connection(
-        lambda: _finish_once(run.pk, status, counts, error, traceback, notes),
+        lambda: _finish_once(
+            run.pk, status, counts, error, traceback, notes, task_id=run.celery_task_id
+        ),
         f"run outcome not written run={run.pk}",
     )
     _ended(run, finished)
@@ -1748,10 +1784,12 @@ def _finish_once(
     notes: dict[str, Any],
     *,
     with_rows: bool = False,
+    task_id: str = "",
 ) -> ImportRun | None:
     """One try at ending the run. `with_rows`: inside the transaction that commits its rows
     (finish_with_rows), which it joins without a savepoint; None when the run may not end
-    there (asked to stop, or ended already)."""
+    there (asked to stop, or ended already). `task_id`: the task of the attempt that ends it;
+    a row under the run's id that is another run's is left alone (is_attempt_of)."""
     # As the attempt's start (claim_run): its duration is measured on one clock.
     now = database_clock.now()
     with transaction.atomic(savepoint=not with_rows):
@@ -1760,12 +1798,12 @@ def _finish_once(
         with db_connection.cursor() as cursor:
             cursor.execute(_lock_run_and_import_sql(), [run_id])
             row = cursor.fetchone()
-        if row is None:
+        run, imp = rows.instances(row, ImportRun, ScheduledImport) if row else (None, None)
+        if run is None or not is_attempt_of(run.celery_task_id, task_id):
             if with_rows:
                 # Deleted while it ran (with its import, or alone): its rows roll back.
                 return None
             raise ImportRun.DoesNotExist(f"run {run_id} does not exist")
-        run, imp = rows.instances(row, ImportRun, ScheduledImport)
         run.scheduled_import = imp
         if with_rows and (
             run.status in ImportRun.FINAL_STATUSES or run.cancel_requested_at is not None

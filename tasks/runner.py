@@ -211,7 +211,8 @@ def _execute(
     with database_or_requeue(f"run {run_id}", task is not None):
         # With its import and the dataset it writes: the attempt reads all three.
         run = services.load_run(run_id)
-    if run is None:
+    if run is None or not _message_of(run, task):
+        _not_this_runs_message(run_id, run, task)
         return None
     owner.append(run.scheduled_import.owner_id)
     if run.status in ImportRun.FINAL_STATUSES:
@@ -316,6 +317,36 @@ def _execute(
             lease.release()
 
 
+def _message_of(run: ImportRun, task: Any | None) -> bool:
+    """Whether the message being handled is `run`'s own: sent under the task id the run
+    keeps (every sender sends a run under its `celery_task_id`, and a retry keeps it).
+
+    The run id alone does not say so. A database restored from a backup gives the ids of the
+    runs created since the backup to new runs, while the broker still holds those runs'
+    messages: such a message ran the new run under its own time limit and its own import's
+    label, and took the run's task id over (restore hunt: another user's 2 s limit timed out a
+    run of a 3,600 s import). The message of an attempt presumed lost, sent again under a new
+    id (services.recover_lost_run), is no longer its run's either."""
+    if task is None or not task.request.id or not run.celery_task_id:
+        return True  # in the foreground; a run from before task ids were kept
+    return task.request.id == run.celery_task_id
+
+
+def _not_this_runs_message(run_id: int, run: ImportRun | None, task: Any | None) -> None:
+    """Say why a message is dropped without doing anything: its run is gone, or it is not the
+    run's message (_message_of). It is acknowledged: no delivery of it will find more."""
+    if run is None:
+        logger.info("run %s does not exist (deleted, or the database was restored from a "
+                    "backup taken before it): its message is dropped", run_id)  # fmt: skip
+        return
+    logger.warning(
+        "run %s is not this message's run: the message (task %s) is not its own (task %s), "
+        "a message of an earlier run with this id (the database restored from a backup) or of "
+        "an attempt sent again since; dropped, the run goes by its own message",
+        run_id, task.request.id if task is not None else "", run.celery_task_id,
+    )  # fmt: skip
+
+
 def _claim_given_up(run_id: int, before: services.Unclaimed, task: Any) -> None:
     """The time limit struck as the run's claim waited for a lock, and its message goes back
     to the queue: a claim that landed all the same (the lock went before the cancel) is put
@@ -411,7 +442,9 @@ def _attempt_once(run: ImportRun, task: Any | None) -> dict[str, Any]:
         # running this attempt was lost" (out of attempts: "lost during each of its 1").
         cancelled = fresh_connection.on_a_fresh_connection(
             lambda: (
-                services.cancel_requested(run.pk, run.scheduled_import_id)
+                services.cancel_requested(
+                    run.pk, run.scheduled_import_id, task_id=run.celery_task_id
+                )
                 or services.why_no_other_attempt(run.scheduled_import_id)
             ),
             f"run={run.pk} not asked whether it was cancelled",

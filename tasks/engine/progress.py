@@ -127,7 +127,9 @@ class ProgressReporter:
 def stop_if_cancelled(run: ImportRun) -> None:
     """A safe point: nothing of this attempt is committed yet, so stopping here leaves the
     dataset as it was (services.cancel_run)."""
-    cancelled = services.cancel_requested(run.pk, run.scheduled_import_id)
+    cancelled = services.cancel_requested(
+        run.pk, run.scheduled_import_id, task_id=run.celery_task_id
+    )
     if cancelled in services.GONE_WHILE_RUNNING:
         raise RunDeleted(cancelled)
     if cancelled:

@@ -13,8 +13,11 @@ from django.conf import settings
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
+from common import database_clock
+
 if TYPE_CHECKING:
     from .models import ScheduledImport
+    from .ticks import Schedule
 
 # The badge's colour class per status, of runs and of imports.
 TONES = {
@@ -110,11 +113,25 @@ def next_ticks(imp: ScheduledImport, count: int = 5) -> list[datetime]:
     """`imp.next_runs(count)`: kept per (schedule, first tick) when it starts at the next run
     beat makes (an active import's list: `next_run_listed`, which reads the clock only to
     know which tick that is), computed afresh otherwise."""
-    first = imp.next_run_listed()
+    first = next_run(imp)
     if first is None:
         return imp.next_runs(count)
     key = (imp.schedule_type, imp.cron_expression, imp.interval_seconds, imp.timezone)
     return list(_ticks_from(*key, settings.MIN_INTERVAL_SECONDS, first, count))
+
+
+def next_run(imp: ScheduledImport) -> datetime | None:
+    """`imp.next_run_listed()`, kept per (schedule, catch-up, tick due, second). During an
+    outage every overdue row of a list asked its schedule where its first run falls, twice
+    (next_run_at, next_runs): two cron steps a row, where the ticks after it were kept. Imports
+    of one schedule missed from one tick share it. Exact to the second: ticks are whole
+    seconds, so a moment and its second lie on the same side of each."""
+    if imp.status != imp.Status.ACTIVE or imp.next_run_at is None:
+        return None  # (as next_run_listed: beat fires no tick of it)
+    return next_run_of(
+        imp.schedule_type, imp.cron_expression, imp.interval_seconds, imp.timezone,
+        imp.catchup, imp.next_run_at,
+    )  # fmt: skip
 
 
 def next_run_of(
@@ -127,9 +144,11 @@ def next_run_of(
 ) -> datetime:
     """`next_run_listed` of an active import with these fields (the dashboard reads them as a
     row): never a tick older than the grace period, which beat will not fire as itself."""
-    imp = _unsaved(schedule_type, cron, interval, zone)
-    imp.status, imp.catchup, imp.next_run_at = imp.Status.ACTIVE, catchup, next_run_at
-    return imp.next_run_listed() or next_run_at
+    return _next_run(
+        schedule_type, cron, interval, zone, settings.MIN_INTERVAL_SECONDS,
+        settings.MISSED_TICK_GRACE_SECONDS, catchup, next_run_at,
+        database_clock.now().replace(microsecond=0),
+    )  # fmt: skip
 
 
 def _unsaved(schedule_type: str, cron: str, interval: int | None, zone: str) -> ScheduledImport:
@@ -145,6 +164,31 @@ def _schedule_words(
     schedule_type: str, cron: str, interval: int | None, zone: str, _shortest: int
 ) -> str:
     return _unsaved(schedule_type, cron, interval, zone).schedule_description
+
+
+@lru_cache(maxsize=4096)
+def _next_run(
+    schedule_type: str,
+    cron: str,
+    interval: int | None,
+    zone: str,
+    _shortest: int,
+    _grace: int,
+    catchup: str,
+    due: datetime,
+    at: datetime,
+) -> datetime:
+    from .models import ScheduledImport
+
+    schedule = _schedule(schedule_type, cron, interval, zone, _shortest)
+    return ScheduledImport.first_run_of(schedule, catchup, due, at)
+
+
+@lru_cache(maxsize=4096)
+def _schedule(
+    schedule_type: str, cron: str, interval: int | None, zone: str, _shortest: int
+) -> Schedule:
+    return _unsaved(schedule_type, cron, interval, zone).schedule
 
 
 @lru_cache(maxsize=16384)

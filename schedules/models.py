@@ -336,11 +336,21 @@ class ScheduledImport(LoadedHook, models.Model):
         """
         if self.next_run_at is None or self.status != self.Status.ACTIVE:
             return None
-        return self.schedule.first_to_run(
-            self.next_run_at,
-            database_clock.now(),
+        return self.first_run_of(
+            self.schedule, self.catchup, self.next_run_at, database_clock.now()
+        )
+
+    @classmethod
+    def first_run_of(
+        cls, schedule: Schedule, catchup: str, due: datetime, at: datetime
+    ) -> datetime:
+        """`next_run_listed` of an active import of `schedule` and `catchup` whose first tick
+        not dispatched is `due`, at `at` (schedules.display keeps it per schedule for lists)."""
+        return schedule.first_to_run(
+            due,
+            at,
             timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS),
-            coalesce=self.catchup == self.Catchup.COALESCE,
+            coalesce=catchup == cls.Catchup.COALESCE,
         )
 
     def ticks_from(self, first: datetime, count: int) -> list[datetime]:

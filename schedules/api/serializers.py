@@ -413,7 +413,7 @@ class ImportSerializer(RefusesUnknownFields, ModelSerializer):
     @extend_schema_field(DateTimeField(allow_null=True))
     def get_next_run_at(self, imp: ScheduledImport) -> str | None:
         # Not the column: beat keeps there the first tick it has not dispatched, however old.
-        first = imp.next_run_listed()
+        first = display.next_run(imp)  # (next_run_listed, kept per schedule: a list's rows)
         return self._tick.to_representation(first) if first is not None else None
 
     @extend_schema_field(serializers.ListField(child=DateTimeField()))

@@ -24,6 +24,7 @@ from contextlib import suppress
 from typing import Any
 
 import psycopg
+from celery.beat import SchedulingError
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection
@@ -233,16 +234,17 @@ class ImportScheduler(DatabaseScheduler):
         try:
             self.apply_async(entry, producer=producer, advance=False)
         except Exception as error:
-            refused = next(
-                (link for link in error_words.chain(error) if isinstance(link, BROKER_ERRORS)),
-                None,
-            )
-            if refused is None:
+            # The publish's own error, which the scheduler wraps (SchedulingError); a broker's
+            # is that error itself (kombu wraps the client's in its own). Not any OSError met
+            # on the way: a bug raised while something handled a file's OSError was said
+            # "cannot reach the broker", with no traceback (review).
+            raised = error.__context__ if isinstance(error, SchedulingError) else error
+            if not isinstance(raised, BROKER_ERRORS):
                 logger.exception("beat's job %s not sent", entry.name)
                 return
             logger.warning(
                 "beat's job %s not sent: %s; it is sent again at its next interval",
-                entry.name, why_for_the_log(refused),
+                entry.name, why_for_the_log(raised),
             )  # fmt: skip
 
     # --- the loop --------------------------------------------------------------------------

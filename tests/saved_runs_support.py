@@ -99,7 +99,8 @@ def run_data_migration(app: str, name: str) -> None:
     the function reads or writes. What the guard cannot see, a later migration giving a column
     another meaning, was read for the migrations the tests run (0020, 0021, 0024, 0030, 0037,
     0039): the ones after them, left applied, add tables, columns, indexes and database
-    defaults, and fill only columns of their own. A test that runs another data migration
+    defaults (the rows their own data steps change are no matter: those steps are not run
+    again, here or by a real migrate forwards). A test that runs another data migration
     reads its later migrations so again. And it is what makes these tests fast: migrating back
     to the parent unapplies every later migration, forwards applies them again (10-75 s a
     test); the migration alone takes well under a second.

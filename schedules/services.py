@@ -955,6 +955,15 @@ def cancel_run(run: ImportRun, user: AbstractBaseUser | None = None) -> ImportRu
 # What stops a running attempt whose run is gone: its import was deleted (delete_import deletes
 # its runs), or the run alone (the admin). Nothing of the attempt may land after that.
 DELETED_WHILE_RUNNING = "its import was deleted while it ran; the dataset was not changed"
+RUN_DELETED_WHILE_RUNNING = "it was deleted while it ran; the dataset was not changed"
+# What stops an attempt whose run row is under another task now (is_attempt_of): the sweep sent
+# the run again, the attempt presumed lost, or a database restored from a backup gave its id to
+# a new run. "Deleted" was untrue of the first.
+TAKEN_OVER_WHILE_RUNNING = (
+    "its run was taken over while it ran (sent again as lost, or another run under its id "
+    "after a database restore); nothing of this attempt was written"
+)
+GONE_WHILE_RUNNING = (DELETED_WHILE_RUNNING, RUN_DELETED_WHILE_RUNNING, TAKEN_OVER_WHILE_RUNNING)
 
 
 def is_attempt_of(row_task_id: str, task_id: str) -> bool:
@@ -967,15 +976,12 @@ def is_attempt_of(row_task_id: str, task_id: str) -> bool:
     return not task_id or not row_task_id or row_task_id == task_id
 
 
-RUN_DELETED_WHILE_RUNNING = "it was deleted while it ran; the dataset was not changed"
-GONE_WHILE_RUNNING = (DELETED_WHILE_RUNNING, RUN_DELETED_WHILE_RUNNING)
-
-
 def cancel_requested(run_id: int, import_id: int | None = None, task_id: str = "") -> str | None:
     """If someone asked the running attempt of this run to stop (cancel_run), or deleted it
     (alone, or with its import `import_id`), the words the run ends with; None otherwise. One
     indexed read: workers ask at every progress report. An attempt that names its task
-    (`task_id`) finds its run deleted when the row under its id is another run's (is_attempt_of).
+    (`task_id`) finds its run taken over when the row under its id is under another task now
+    (is_attempt_of).
     """
     found = (
         ImportRun.objects.filter(pk=run_id)
@@ -983,7 +989,7 @@ def cancel_requested(run_id: int, import_id: int | None = None, task_id: str = "
         .first()
     )
     if found is not None and not is_attempt_of(found[2], task_id):
-        found = None
+        return TAKEN_OVER_WHILE_RUNNING
     if found is None:
         if import_id is not None and ScheduledImport.objects.filter(pk=import_id).exists():
             return RUN_DELETED_WHILE_RUNNING

@@ -82,10 +82,11 @@ def test_an_attempt_running_through_a_restore_stops_and_the_new_run_runs(
     assert (ended.status, ended.rows_read, ended.attempts) == ("succeeded", 1, 1)
     assert ended.error_details == {}
     assert list(Record.objects.filter(dataset=bobs.dataset).values_list("key", flat=True)) == ["B"]
-    # ... and alice's attempt ended saying its run was deleted, its rows not written
+    # ... and alice's attempt ended saying its run was taken over, its rows not written
     assert not Record.objects.filter(dataset=alices.dataset).exists()
     log = processes.log_of("worker")
-    assert f"import={alices.pk} run={run.pk} status=cancelled: it was deleted while it ran" in log
+    said = services.TAKEN_OVER_WHILE_RUNNING
+    assert f"import={alices.pk} run={run.pk} status=cancelled: {said}" in log
     assert "Traceback" not in log
 
 
@@ -139,11 +140,11 @@ def test_an_attempts_rows_are_not_committed_over_another_run_under_its_id(alice,
     with transaction.atomic():
         small = services.finish_with_rows(attempt, counts)
         big = services.record_committed_counts(attempt, counts)
-        # Then it is told to roll its rows back: its run is deleted
+        # Then it is told to roll its rows back: its run was taken over
         said = services.cancel_requested(attempt.pk, attempt.scheduled_import_id, "alices-task")
 
     assert (small, big) == (False, False)
-    assert said == services.RUN_DELETED_WHILE_RUNNING
+    assert said == services.TAKEN_OVER_WHILE_RUNNING
     assert unchanged(bobs_run)
     # ... while bob's own attempt is asked nothing
     assert services.cancel_requested(bobs_run.pk, bobs_run.scheduled_import_id, "bobs-task") is None

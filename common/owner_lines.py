@@ -20,8 +20,31 @@ from common.redis_client import client
 
 # The owners with parked runs (a Redis set of their ids).
 LINES = "importbeat:owner_lines"
-# Set with no expiry while the lines are whole: gone, Redis lost them (tasks.fairness).
+# Set with no expiry while the lines are whole, to the id of the Redis server's run that holds
+# them (`whole`): gone, Redis lost them (tasks.fairness).
 KEPT = "importbeat:owner_lines:kept"
+
+
+def whole() -> bool:
+    """Whether the lines in Redis are whole: noted so (`note_whole`) by this very run of the
+    Redis server. Redis restarted from an older snapshot brings the note back with the lines as
+    they were, without the runs parked since: each waited about 12 minutes for reconciliation
+    and was overtaken by its owner's newer runs, the rebuild that puts back lines Redis lost
+    skipped (snapshot hunt). Each start of Redis has a run id of its own (INFO's `run_id`), so
+    a note of another run is no note. Raises RedisError."""
+    noted = client().get(KEPT)
+    return noted is not None and noted.decode() == _server_run()
+
+
+def note_whole() -> None:
+    """Note that the lines are whole in this run of the Redis server. Raises RedisError."""
+    client().set(KEPT, _server_run())
+
+
+def _server_run() -> str:
+    # A server that does not say (a proxy in front of it) keeps the note as before: a restart
+    # with the lines lost whole is still told by the note gone.
+    return str(client().info("server").get("run_id") or "1")
 
 
 def line_key(owner_id: int | str) -> str:

@@ -13,16 +13,48 @@ from collections.abc import Callable
 from django.conf import settings
 from redis.exceptions import RedisError
 
-from common import leases
+from common import database_clock, leases
 from common.leases import Lease
 from common.ticker import Check, Ticker
+from schedules.models import ImportRun
 
 logger = logging.getLogger("importbeat.locks")
 
 
 def run_lease(import_id: int, run_id: int) -> Lease:
     """The single-instance lease of an import, taken on behalf of one of its runs."""
-    return Lease(_lease_name(import_id), settings.RUN_LEASE_SECONDS, f"run-{run_id}")
+    return RunLease(_lease_name(import_id), settings.RUN_LEASE_SECONDS, f"run-{run_id}")
+
+
+class RunLease(Lease):
+    """An import's lease, which a run that has ended holds no longer, whatever Redis says.
+
+    Redis restarted from a snapshot younger than a lease period reloads the lease of an
+    attempt that has ended since, with the rest of its TTL: the import's next run met it taken,
+    was logged "skipped: run 12 of this import was in progress" of a run long over (its tick
+    lost, under `overlap: skip`) or waited for it to expire (snapshot hunt). A run ends before
+    it lets go of its lease (its outcome written, then the lease released), so a holder whose
+    run has ended has nothing left to guard."""
+
+    def acquire(self) -> bool:
+        if super().acquire():
+            return True
+        # Only a lease found taken costs a statement: a run's usual path costs none more.
+        holder = run_lease_holder_of(self.name)
+        if holder is None or not _ended(holder):
+            return False
+        if leases.free_if_held_by(self.name, f"run-{holder}"):
+            logger.warning(
+                "lease of run %s freed: the run has ended, its lease was left in Redis (Redis "
+                "restarted from an older snapshot) name=%s", holder, self.name,
+            )  # fmt: skip
+        return super().acquire()
+
+
+def _ended(run_id: int) -> bool:
+    """Whether run `run_id` has ended (a final status); a run that is gone is not known to."""
+    status = ImportRun.objects.filter(pk=run_id).values_list("status", flat=True).first()
+    return status in ImportRun.FINAL_STATUSES
 
 
 def free_dead_runs_lease(import_id: int, run_id: int) -> bool:
@@ -33,10 +65,33 @@ def free_dead_runs_lease(import_id: int, run_id: int) -> bool:
 
 def run_lease_holder(import_id: int) -> int | None:
     """The id of the run holding the import's lease, or None when nobody does."""
-    holder = Lease(_lease_name(import_id), 1, "probe").holder()
+    return run_lease_holder_of(_lease_name(import_id))
+
+
+def run_lease_holder_of(name: str) -> int | None:
+    """The id of the run holding the lease `name`, or None when nobody does."""
+    holder = Lease(name, 1, "probe").holder()
     if holder and holder.startswith("run-"):
         return int(holder.removeprefix("run-"))
     return None
+
+
+def attempt_alive(run: ImportRun) -> bool:
+    """Whether `run` is `running` under an attempt whose worker lives: its heartbeat, written
+    with each renewal of its lease (every third of RUN_LEASE_SECONDS), is younger than two
+    thirds of a lease period, so its lease cannot have expired by itself.
+
+    A delivery that finds such a run's lease free meets a lease Redis lost, not one its dead
+    holder left to expire: Redis restarted (empty, or from an older snapshot, which also brings
+    back a copy of the run's message) and the live attempt takes its lease again at its next
+    renewal (common.leases). Taken for a lost worker's, the run got a second attempt beside the
+    live one, and a run allowed no retry failed at once, "the worker was lost during each of its
+    1 attempts", while its worker imported on (snapshot hunt). Read from the run as the
+    delivery loaded it: no statement more on a run's path."""
+    if run.status != ImportRun.Status.RUNNING or run.heartbeat_at is None:
+        return False
+    age = (database_clock.now() - run.heartbeat_at).total_seconds()
+    return age < settings.RUN_LEASE_SECONDS * 2 / 3
 
 
 def _lease_name(import_id: int) -> str:

@@ -243,6 +243,12 @@ def _execute(
 
     renewer: locks.Renewer | None = None
     try:
+        if task is not None and locks.attempt_alive(run):
+            # Redis lost the lease of an attempt whose worker lives (a restart, from an older
+            # snapshot a copy of the run's message with it): that attempt takes it again at
+            # its next renewal, and keeps its owner's slot (not given back by this delivery).
+            owner.clear()
+            return _come_back(run, task, settings.RUN_LEASE_SECONDS, "its attempt in progress")
         before_claim = (
             functools.partial(_claim_given_up, run.pk, services.Unclaimed.of(run), task)
             if task is not None

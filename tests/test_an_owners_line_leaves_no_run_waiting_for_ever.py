@@ -125,7 +125,7 @@ def test_a_parked_run_whose_line_redis_lost_is_sent_again_by_reconciliation(alic
     _busy, run_of_alice = cap_of_one
     waiting = run_of_alice()
     park(waiting)
-    client().set(owner_lines.KEPT, "1")
+    owner_lines.note_whole()  # the lines whole, as this Redis kept them
     client().delete(owner_lines.line_key(alice.pk), owner_lines.LINES)
 
     # When its note is past the grace period, then reconciliation sends it again

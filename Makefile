@@ -54,8 +54,9 @@ PGMATRIX_FILES ?= tests/test_postgres_*.py tests/test_importer_awkward_files.py 
 # cores overlap those waits: the suite ran 9:42 and 1:30 (PostgreSQL 15) with three, against
 # 13:52 to 16:05 and 2:00 with two, on this kind of machine under the same load; grown to
 # 1,846 tests, it ran 11:11 with four against 14:35 with three (both beside other work on the
-# machine). 0: one, in-process (what `-s` needs to show a test's output).
-TEST_JOBS ?= 4
+# machine); grown to 2,287 tests, it ran 15:46 with four, nothing else running, over its
+# 15-minute budget, so five. 0: one, in-process (what `-s` needs to show a test's output).
+TEST_JOBS ?= 5
 XDIST := -n $(TEST_JOBS) --dist worksteal
 
 .PHONY: help install browser sftp compose faketime run manage shell psql test pgtest pgmatrix bench lint format clean

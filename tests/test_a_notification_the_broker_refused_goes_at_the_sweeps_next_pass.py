@@ -47,19 +47,24 @@ def sweep() -> int:
     return notifications.resend_lost(stale)
 
 
+def alert_sent_to(broker: Broker, owner, monkeypatch, capture_on_commit) -> list[int]:
+    """A failed run's alert of `owner`'s (an e-mail and a webhook), its messages sent to
+    `broker` once made; the notifications' ids."""
+    client().delete(notifications.RESEND_CURSOR_KEY)  # a pass left midway by another test
+    monkeypatch.setattr(notifications, "current_app", broker)
+    imp = make_import(owner, "https://example.com/p.csv", callback_url="https://example.com/h")
+    run = make_run(imp, "failed", error_message="boom")
+    with capture_on_commit(execute=True):
+        notifications.queue_alert(imp, run)
+    return sorted(imp.deliveries.values_list("pk", flat=True))
+
+
 def test_a_notification_the_full_broker_refused_is_sent_at_the_sweeps_next_pass(
     alice, monkeypatch, django_capture_on_commit_callbacks
 ):
-    client().delete(notifications.RESEND_CURSOR_KEY)  # a pass left midway by another test
-    broker = Broker()
-    monkeypatch.setattr(notifications, "current_app", broker)
-    imp = make_import(alice, "https://example.com/p.csv", callback_url="https://example.com/h")
-    run = make_run(imp, "failed", error_message="boom")
-
     # Given a run's alert (an e-mail and a webhook) made while the broker refused its messages
-    with django_capture_on_commit_callbacks(execute=True):
-        notifications.queue_alert(imp, run)
-    made = sorted(imp.deliveries.values_list("pk", flat=True))
+    broker = Broker()
+    made = alert_sent_to(broker, alice, monkeypatch, django_capture_on_commit_callbacks)
     assert len(made) == 2
 
     # When Redis has room again and the sweep makes its next pass (seconds later, not 30 min)

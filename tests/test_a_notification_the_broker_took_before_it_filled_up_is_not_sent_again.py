@@ -13,12 +13,15 @@ from __future__ import annotations
 import pytest
 
 from common import database_clock
-from common.redis_client import client
 from schedules import email_digest, notifications
 from schedules.models import NotificationDelivery, OwnerMailbox
 from tests.api_support import make_run
 from tests.factories import make_import
-from tests.test_a_notification_the_broker_refused_goes_at_the_sweeps_next_pass import Broker, sweep
+from tests.test_a_notification_the_broker_refused_goes_at_the_sweeps_next_pass import (
+    Broker,
+    alert_sent_to,
+    sweep,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -26,16 +29,9 @@ pytestmark = pytest.mark.django_db
 def test_a_notification_the_broker_took_is_not_sent_again_at_the_next_pass(
     alice, monkeypatch, django_capture_on_commit_callbacks
 ):
-    client().delete(notifications.RESEND_CURSOR_KEY)
-    broker = Broker(room=1)
-    monkeypatch.setattr(notifications, "current_app", broker)
-    imp = make_import(alice, "https://example.com/p.csv", callback_url="https://example.com/h")
-    run = make_run(imp, "failed", error_message="boom")
-
     # Given an alert whose first message the broker took and whose second it refused
-    with django_capture_on_commit_callbacks(execute=True):
-        notifications.queue_alert(imp, run)
-    made = sorted(imp.deliveries.values_list("pk", flat=True))
+    broker = Broker(room=1)
+    made = alert_sent_to(broker, alice, monkeypatch, django_capture_on_commit_callbacks)
     assert len(made) == 2 and len(broker.taken) == 1
     took = broker.taken[0]
 

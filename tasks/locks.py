@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable
 
 from django.conf import settings
+from django.db import DatabaseError
 from redis.exceptions import RedisError
 
 from common import database_clock, leases
@@ -41,7 +42,11 @@ class RunLease(Lease):
             return True
         # Only a lease found taken costs a statement: a run's usual path costs none more.
         holder = run_lease_holder_of(self.name)
-        if holder is None or not _ended(holder):
+        try:
+            ended = holder is not None and _ended(holder)
+        except DatabaseError:
+            return False  # taken, as Redis says: the database's blip is not this lease's fault
+        if not ended:
             return False
         if leases.free_if_held_by(self.name, f"run-{holder}"):
             logger.warning(

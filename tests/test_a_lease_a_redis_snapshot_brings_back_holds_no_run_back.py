@@ -10,6 +10,7 @@ ended is now freed by the delivery that meets it (tasks/locks.py).
 """
 
 import pytest
+from django.db import OperationalError
 
 from schedules.models import ImportRun
 from tasks import locks, runner
@@ -65,3 +66,19 @@ def test_a_lease_of_a_run_still_running_is_left_to_it(held_by):
     assert run.status == "skipped"
     assert f"run {running.pk}" in run.error_message
     assert locks.run_lease_holder(running.scheduled_import_id) == running.pk
+
+
+def test_a_lease_whose_holder_the_database_cannot_tell_stays_taken(held_by, monkeypatch):
+    # Given an import whose run 1 has ended, its lease back in Redis, and a database that
+    # fails the look at that run
+    ended, run = held_by("succeeded")
+
+    def database_away(run_id: int) -> bool:
+        raise OperationalError("the database went away")
+
+    monkeypatch.setattr(locks, "_ended", database_away)
+
+    # When the next run asks for the lease, then it is taken, as Redis says (no error raised
+    # out of the delivery, which acknowledged its message and left the run queued)
+    assert locks.run_lease(run.scheduled_import_id, run.pk).acquire() is False
+    assert locks.run_lease_holder(run.scheduled_import_id) == ended.pk

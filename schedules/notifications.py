@@ -356,18 +356,75 @@ def payload(delivery: NotificationDelivery) -> dict[str, Any]:
     }  # fmt: skip
 
 
-def start(delivery_id: int, attempt: int) -> NotificationDelivery | None:
+@dataclass(frozen=True)
+class NotNow:
+    """Why a webhook's message does not send it now, and in how many seconds it asks again."""
+
+    why: str
+    seconds: float
+
+
+def start(delivery_id: int, attempt: int) -> NotificationDelivery | NotNow | None:
     """The notification to send now, its attempt counted; None when it is gone or its delivery
-    has ended (delivered, failed or skipped: a message sent again by the sweep finds it so)."""
+    has ended (delivered, failed or skipped: a message sent again by the sweep finds it so).
+
+    An e-mail's attempt is its message's (`attempt`): its owner's mailbox lock lets one worker
+    at a time send it (email_digest.send). A webhook is taken by its attempt (`sending_since`),
+    which counts it in the log; another copy of its message meanwhile gets NotNow and asks
+    again once that attempt may have ended. Redis reloaded from an older snapshot brings back
+    the message a worker is sending, and the copy posted the notification a second time while
+    the first POST went on (snapshot hunt: two POSTs, logged as one attempt).
+    """
     delivery = (
         NotificationDelivery.objects.select_related("scheduled_import__owner", "run")
         .filter(pk=delivery_id)
         .first()
     )
-    if delivery is None or delivery.status in ("delivered", "failed", "skipped"):
+    if delivery is None or delivery.status in ENDED:
         return None
-    delivery.attempts = attempt
+    if delivery.channel != "webhook":
+        delivery.attempts = attempt
+        return delivery
+    now = database_clock.now()
+    with connection.cursor() as cursor:
+        stale = now - timedelta(seconds=SENDING_CLAIM_SECONDS)
+        cursor.execute(_TAKE, {"id": delivery_id, "now": now, "stale": stale})
+        taken = cursor.fetchone()
+        if taken is None:
+            cursor.execute(_WHY_NOT_TAKEN, [delivery_id])
+            return _not_now(delivery_id, cursor.fetchone(), now)
+    delivery.attempts, delivery.sending_since = taken[0], now
     return delivery
+
+
+ENDED = ("delivered", "failed", "skipped")
+# Longer than a webhook's delivery may last: its task's hard time limit (tasks.tasks
+# NOTIFICATION_TASK, 90 s) kills the worker process that took it. An attempt that took it longer
+# ago posts no more, and another copy of its message takes it: that worker was lost.
+SENDING_CLAIM_SECONDS = 120
+
+_DELIVERIES = NotificationDelivery._meta.db_table
+# A conditional UPDATE (STYLE rule 3): one statement takes it, or tells it is taken. The times
+# are the database's clock as the worker knows it (database_clock), as next_attempt_at's.
+_TAKE = (
+    f"UPDATE {_DELIVERIES} SET sending_since = %(now)s, attempts = attempts + 1"
+    " WHERE id = %(id)s AND status IN ('pending', 'retrying')"
+    " AND (sending_since IS NULL OR sending_since <= %(stale)s)"
+    " RETURNING attempts"
+)
+_WHY_NOT_TAKEN = f"SELECT status, sending_since FROM {_DELIVERIES} WHERE id = %s"
+
+
+def _not_now(
+    delivery_id: int, found: tuple[str, datetime | None] | None, now: datetime
+) -> NotNow | None:
+    if found is None or found[0] in ENDED or found[1] is None:
+        return None  # (ended meanwhile, or `held`: an e-mail's)
+    claim_ends = found[1] + timedelta(seconds=SENDING_CLAIM_SECONDS)
+    why = "another delivery of its message is sending it (its message came twice)"
+    return NotNow(
+        f"notification {delivery_id} waits: {why}", max((claim_ends - now).total_seconds(), 1.0)
+    )
 
 
 def channel_and_owner(delivery_id: int) -> tuple[str, int, datetime | None] | None:
@@ -524,6 +581,7 @@ def _save(delivery: NotificationDelivery) -> None:
     if delivery.status != "retrying":
         delivery.finished_at = database_clock.now()
         delivery.next_attempt_at = None
+    delivery.sending_since = None  # (the attempt that took it has said how it went)
     on_a_fresh_connection(delivery.save, f"notification {delivery.pk} not logged")
     if delivery.status != "failed":
         logger.info("notification %s import=%s event=%s channel=%s attempts=%s",

@@ -25,11 +25,12 @@ app.autodiscover_tasks(["tasks"])
 
 # The worker's start-up checks and its database control command; its database connections
 # kept across tasks (CONN_MAX_AGE), checked between them; its consumer's repeats folded; its
-# watch of beat.
+# watch of beat; Celery's notice of a default it has chosen left out of its log.
 from project import (  # noqa: E402, F401
     beat_watch,
     worker_checks,
     worker_connections,
     worker_held,
     worker_log,
+    worker_warnings,
 )

@@ -25,6 +25,30 @@ ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^\"'()\[\]]+)")
 # A word like `BadStatusLine` or `ConnectionError`: a class name that must not reach a reader.
 CLASS_NAME = re.compile(r"\b[A-Z][a-z]+[A-Z]\w*\b")
 
+# A server that answered and took no more connections: said apart from one that cannot be
+# reached, since it is there and how many connections it allows is the operator's to size.
+# PostgreSQL tells a role that is no superuser "remaining connection slots are reserved …"
+# once only its reserved slots are left: an application's usual refusal, said "the reason is in
+# the log" before (clients hunt). Redis says "max number of clients reached" at its maxclients.
+OUT_OF_CONNECTIONS: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(r"too many connections for role"),
+        "the database user has no free connection: it is at its CONNECTION LIMIT",
+    ),
+    (
+        re.compile(r"too many connections for database"),
+        "the database has no free connection: it is at its CONNECTION LIMIT",
+    ),
+    (
+        re.compile(r"too many clients already|remaining connection slots are reserved"),
+        "the server has no free connection: it is at its max_connections",
+    ),
+    (
+        re.compile(r"max number of clients reached"),
+        "the server has no free connection: it is at its maxclients",
+    ),
+]
+
 # Why a connection to the database or the broker failed: a phrase of psycopg's, redis-py's or
 # the operating system's (lowercase, searched in the error and every error inside it) and the
 # words shown. The first that matches wins, so the more precise phrases come first.
@@ -47,7 +71,7 @@ _REASONS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"network is unreachable"), "the network is unreachable"),
     (re.compile(r"no route to host"), "no route to the host"),
     (re.compile(r"no such file or directory"), "no server listens on that socket"),
-    (re.compile(r"too many (clients|connections)"), "the server has too many connections"),
+    *OUT_OF_CONNECTIONS,
     (re.compile(r"starting up|shutting down"), "the server is starting up or shutting down"),
     (
         re.compile(r"connection reset|closed the connection|connection closed"),
@@ -100,6 +124,13 @@ def refusal(error: BaseException) -> str | None:
         if phrase.search(text):
             return words
     return None
+
+
+def out_of_connections(error: BaseException) -> bool:
+    """Whether `error` is a server refusing a new connection because it has no free one (its
+    max_connections, a role's or a database's CONNECTION LIMIT, Redis's maxclients)."""
+    text = " ".join(str(link) for link in chain(error)).lower()
+    return any(phrase.search(text) for phrase, _words in OUT_OF_CONNECTIONS)
 
 
 def log_text(error: BaseException) -> str:

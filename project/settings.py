@@ -17,6 +17,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from common.application_name import application_name
 from common.switches import switch
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -176,6 +177,11 @@ DATABASES["default"]["OPTIONS"] = {
     **DATABASE_LINK_OPTIONS,
     **DATABASES["default"].get("OPTIONS", {}),
 }
+# Each process names its sessions in pg_stat_activity ("importbeat worker", …), so that who holds
+# a server's connections can be counted (common/application_name.py). libpq's fallback: PGAPPNAME
+# or DATABASE_URL's `?application_name=` name them otherwise.
+# https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNECT-FALLBACK-APPLICATION-NAME
+DATABASES["default"]["OPTIONS"].setdefault("fallback_application_name", application_name())
 # How a worker's database connection commits (project/worker_connections.py): "off" lets its
 # bookkeeping writes skip the wait for the disk; a run's rows and outcome are always durable.
 # https://www.postgresql.org/docs/current/wal-async-commit.html

@@ -6,7 +6,9 @@ times, then logs "Frequent restarts detected" with a traceback and sleeps a seco
 again while Redis stays full. The worker's log grew by about twenty lines a second, which
 buried the one that said why. Each such line of the consumer now shows once a minute at most,
 with how many times it was said meanwhile, without the restart's traceback (it says nothing
-the line does not), and with what a full or read-only Redis means in words.
+the line does not), and with what a full or read-only Redis means in words. A message handed
+back to the queue is logged without the traceback of its hand-back, which said nothing its line
+does not.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ import re
 import time
 
 from billiard.exceptions import RestartFreqExceeded
+from celery.exceptions import Reject
 from celery.signals import after_setup_logger
 
 from common import error_words
 
 CONSUMER_LOGGER = "celery.worker.consumer.consumer"
+# Where Celery logs a task's end: "Task … reject requeue=True: <reason>".
+TRACE_LOGGER = "celery.app.trace"
 # A line said again within this is folded into the next one shown.
 FOLD_SECONDS = 60.0
 _NUMBERS = re.compile(r"\d+")
@@ -78,3 +83,24 @@ def fold_the_consumers_repeats(**_: object) -> None:
     consumer = logging.getLogger(CONSUMER_LOGGER)
     if not any(isinstance(f, RepeatsFolded) for f in consumer.filters):
         consumer.addFilter(RepeatsFolded())
+
+
+class RejectsWithoutTraceback(logging.Filter):
+    """A message importbeat hands back to the queue (its database away or with no free
+    connection, Redis away, a lock waited for past the time limit) is logged by Celery with the
+    traceback of its raise: some sixty lines at each hand-back, every 2 s of each pool process
+    for as long as the database stays full (clients hunt), which buried the reason. The reason
+    is on Celery's line, and the worker's own line before it names the error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], Reject):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+@after_setup_logger.connect(weak=False, dispatch_uid="importbeat.worker_log.rejects")
+def say_rejects_without_traceback(**_: object) -> None:
+    trace = logging.getLogger(TRACE_LOGGER)
+    if not any(isinstance(f, RejectsWithoutTraceback) for f in trace.filters):
+        trace.addFilter(RejectsWithoutTraceback())

@@ -52,6 +52,12 @@ DATABASE_ERRORS = (OperationalError, InterfaceError, psycopg.OperationalError)
 REQUEUE_PAUSE_SECONDS = 2.0
 # The reason of a message handed back to the queue (worker log, Flower): no host, no port.
 DATABASE_UNREACHABLE = "importbeat's database is unreachable; the message goes back to the queue"
+# A server at its max_connections (or the role's CONNECTION LIMIT) is there, and busy: said as
+# "unreachable", an operator looked for an outage (clients hunt).
+DATABASE_FULL = (
+    "importbeat's database has no free connection (it is at its connection limit); the message "
+    "goes back to the queue"
+)
 REDIS_UNREACHABLE = (
     "importbeat's Redis (REDIS_URL, the run locks) is unreachable; the message goes back to the "
     "queue"
@@ -132,7 +138,8 @@ def database_or_requeue(
             isinstance(error, DATABASE_ERRORS) or read_only_database.refused(error)
         ):
             raise
-        hand_back(what, error)
+        full = error_words.out_of_connections(error)
+        hand_back(what, error, DATABASE_FULL if full else DATABASE_UNREACHABLE)
 
 
 def hand_back(what: str, error: BaseException, reason: str = DATABASE_UNREACHABLE) -> NoReturn:

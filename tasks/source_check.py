@@ -7,12 +7,16 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import logging
 import time
+from contextlib import suppress
 from dataclasses import replace
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 
+from common import error_words
 from schedules import credentials, unsaved_checks
 from schedules.models import ScheduledImport, host_key_fingerprint
 from schedules.source_check import CHECK_FIELDS, FETCH_SECONDS, OUT_OF_TIME
@@ -24,6 +28,8 @@ from .errors import ImportFailed, RunCancelled
 from .source_options import SourceOptions, source_options
 from .transcode import wide_encoding_of
 
+logger = logging.getLogger(__name__)
+
 PREVIEW_BYTES = 64 * 1024
 PREVIEW_ROWS = 3
 
@@ -34,7 +40,15 @@ EXPIRED = "the check expired before a worker took it; try again"
 
 def check_source(import_id: int) -> dict[str, Any]:
     """A saved import's source (the admin's Test source)."""
-    imp = ScheduledImport.objects.filter(pk=import_id).first()
+    try:
+        imp = ScheduledImport.objects.filter(pk=import_id).first()
+    except (OperationalError, InterfaceError) as error:
+        # A database the worker cannot reach, or one with no free connection, said as such:
+        # the page said "an unexpected error on the worker" (clients hunt).
+        with suppress(DatabaseError):
+            connection.close()
+        words = error_words.unreachable("importbeat's database", error, logger)
+        return _refused(f"the worker {words}; try again in a moment")
     if imp is None:
         return _refused("the import no longer exists")
     return inspect_source(imp)

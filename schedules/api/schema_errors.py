@@ -42,8 +42,8 @@ ANSWERS = {
             "(`DATA_UPLOAD_MAX_MEMORY_SIZE`)"),
     "429": ("Error", "throttled: too many of these requests; try again after `Retry-After` "
             "seconds"),
-    "503": ("Error", "the database cannot be reached now, so nothing was read or changed; try "
-            "again after `Retry-After` seconds"),
+    "503": ("Error", "the database cannot be reached now, or has no free connection, so "
+            "nothing was read or changed; try again after `Retry-After` seconds"),
 }  # fmt: skip
 
 # The import's version: every change of an import that services.check_version guards takes it

@@ -1,0 +1,117 @@
+"""Servers that take no more connections, for the tests of what importbeat says and does then.
+
+Two kinds of PostgreSQL: a small server of the test's own, started with a max_connections of a
+few and filled (a role that is no superuser then meets "remaining connection slots are reserved
+…", every role "sorry, too many clients already"); and a role of the test's own on the suite's
+server, whose CONNECTION LIMIT the test turns to 0 and back ("too many connections for role"),
+where the processes' connections already open go on, as a full server's do.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+from django.conf import settings
+from django.db import connection
+from pgserver._commands import POSTGRES_BIN_PATH
+
+from project.devservices import free_port
+from tests.conftest import test_database_url
+from tests.standby_support import Cluster, _cluster_user
+
+# The application's role on the small server: no superuser, as a managed server's.
+APP_ROLE = "app"
+
+
+@contextlib.contextmanager
+def small_server(max_connections: int = 6, reserved: int = 2) -> Iterator[Cluster]:
+    """A PostgreSQL with the database importbeat and the role APP_ROLE, taking
+    `max_connections` sessions, `reserved` of them for superusers; stopped and removed at the
+    end."""
+    user = _cluster_user()
+    home = Path(tempfile.mkdtemp(prefix="importbeat-full-"))
+    server = Cluster(home / "pg", free_port(), user, POSTGRES_BIN_PATH)
+    try:
+        if user is not None:
+            shutil.chown(home, user, user)
+        server.program("initdb", "-D", server.folder, "-U", "postgres", "--auth=trust",
+                       "--encoding=utf8")  # fmt: skip
+        with open(server.folder / "postgresql.conf", "a") as conf:
+            conf.write(
+                f"max_connections = {max_connections}\n"
+                f"superuser_reserved_connections = {reserved}\n"
+            )
+        server.start()
+        server.program("createdb", "-h", "127.0.0.1", "-p", server.port, "-U", "postgres",
+                       "importbeat")  # fmt: skip
+        with psycopg.connect(server.url, autocommit=True) as conn:
+            conn.execute(f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER")
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def app_url(server: Cluster) -> str:
+    return f"postgres://{APP_ROLE}@127.0.0.1:{server.port}/importbeat"
+
+
+def fill(url: str, held: list[psycopg.Connection]) -> str:
+    """Open sessions at `url` into `held` until the server refuses one; its refusal."""
+    for _ in range(50):
+        try:
+            held.append(psycopg.connect(url, autocommit=True))
+        except psycopg.OperationalError as error:
+            return str(error)
+    raise AssertionError("the server took 50 more sessions")
+
+
+class LimitedRole:
+    """A role of this test's own on the suite's server, a member of the suite's user (its
+    tables are that user's), and no superuser: its CONNECTION LIMIT holds."""
+
+    def __init__(self) -> None:
+        self.name = f"limited_{connection.settings_dict['NAME']}"[:63]
+        parts = urllib.parse.urlsplit(test_database_url())
+        host = parts.netloc.rsplit("@", 1)[-1]
+        # DATABASE_URL for the processes: this test's database, as this role.
+        self.url = urllib.parse.urlunsplit(parts._replace(netloc=f"{self.name}@{host}"))
+
+    def create(self) -> None:
+        self.drop()
+        user = settings.DATABASES["default"]["USER"]
+        self._admin(f'CREATE ROLE "{self.name}" LOGIN NOSUPERUSER INHERIT IN ROLE "{user}"')
+
+    def limit(self, connections: int) -> None:
+        """New sessions of the role beyond `connections` are refused (-1: no limit); those
+        open go on."""
+        self._admin(f'ALTER ROLE "{self.name}" CONNECTION LIMIT {connections}')
+
+    def drop(self) -> None:
+        if self._admin("SELECT 1 FROM pg_roles WHERE rolname = %s", self.name):
+            self._admin(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
+                self.name,
+            )
+            for _ in range(50):
+                if not self._admin("SELECT 1 FROM pg_stat_activity WHERE usename = %s", self.name):
+                    break
+                time.sleep(0.1)
+            self._admin(f'DROP ROLE "{self.name}"')
+
+    def _admin(self, sql: str, *params: object) -> list[tuple]:
+        # From the server's `postgres` database: the test's own is emptied meanwhile.
+        own = settings.DATABASES["default"]
+        with psycopg.connect(
+            dbname="postgres", user=own["USER"], host=own["HOST"], port=own["PORT"] or None,
+            autocommit=True,
+        ) as conn:  # fmt: skip
+            cursor = conn.execute(sql, params)
+            return cursor.fetchall() if cursor.description else []

@@ -426,6 +426,11 @@ CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker tries to reach its broker for as long as it takes: after Celery's 100 tries (about
+# 46 minutes of waits growing to 30 s) it stopped for good, and honcho (`make run`) stopped the
+# whole stack with it. It says "Cannot connect" once a minute meanwhile (project/worker_log.py).
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-connection-max-retries
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
 # A broker that answers and refuses a write (a Redis full at its maxmemory, a replica a failover
 # left the URL on) raises a channel error, not a connection error: a worker whose
 # acknowledgement met a full Redis stopped for good ("Unrecoverable error"), and the runs queued

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import signal
 import time
+import uuid
 from contextlib import contextmanager, suppress
 from typing import Any
 
@@ -66,8 +67,14 @@ class Command(BaseCommand):
             # closed (ops hunt).
             raise CommandError(f"import {imp.pk}: {services.OWNER_INACTIVE}")
         # The same path as a worker: a run row, then the runner (lease, claim, retries
-        # recorded, counters); only the Celery task is missing.
-        run = ImportRun.objects.create(scheduled_import=imp, trigger=ImportRun.Trigger.MANUAL)
+        # recorded, counters); only the Celery task is missing. Its task id is one no message
+        # carries: without one, after a database restore, a message of the run that had its id
+        # before ran it (under that run's time limit), and this attempt, if it lived through
+        # the restore, ended the new run that took its id with its own rows (restore2 hunt).
+        run = ImportRun.objects.create(
+            scheduled_import=imp, trigger=ImportRun.Trigger.MANUAL, celery_task_id=str(uuid.uuid4())
+        )
+        self._task_id = run.celery_task_id
         # Its statements may take as long as the run may, whatever statement_timeout the server
         # sets (a worker's pool process does the same: project/worker_connections.py); the
         # run's own limit ends it first (_time_limit).
@@ -164,6 +171,12 @@ class Command(BaseCommand):
         except ImportRun.DoesNotExist:
             said = (ended or {}).get("error") or self._gone_words(run)
             raise CommandError(f"run {run.pk} cancelled: {printable(said)}") from None
+        if run.celery_task_id != self._task_id:
+            # Another run under its id now (a database restored from a backup), or the sweep
+            # sent it to a worker as lost: that run's status was printed, and an interrupt
+            # ended it (restore2 hunt).
+            said = (ended or {}).get("error") or services.TAKEN_OVER_WHILE_RUNNING
+            raise CommandError(f"run {run.pk} cancelled: {printable(said)}")
 
     def _gone_words(self, run: ImportRun) -> str:
         import_there = ScheduledImport.objects.filter(pk=run.scheduled_import_id).exists()

@@ -364,13 +364,15 @@ class NotNow:
     seconds: float
 
 
-def start(delivery_id: int, attempt: int) -> NotificationDelivery | NotNow | None:
+def start(delivery_id: int) -> NotificationDelivery | NotNow | None:
     """The notification to send now, its attempt counted; None when it is gone or its delivery
     has ended (delivered, failed or skipped: a message sent again by the sweep finds it so).
 
-    An e-mail's attempt is its message's (`attempt`): its owner's mailbox lock lets one worker
-    at a time send it (email_digest.send). A webhook is taken by its attempt (`sending_since`),
-    which counts it in the log; another copy of its message meanwhile gets NotNow and asks
+    Its log counts its attempts, not its message's retries: a message of another notification
+    under its id (a database restored from a backup) carried that one's, and bob's e-mail
+    failed for good at its first try, logged as its sixth (restore2 hunt). An e-mail's owner's
+    mailbox lock lets one worker at a time send it (email_digest.send). A webhook is taken by
+    its attempt (`sending_since`); another copy of its message meanwhile gets NotNow and asks
     again once that attempt may have ended. Redis reloaded from an older snapshot brings back
     the message a worker is sending, and the copy posted the notification a second time while
     the first POST went on (snapshot hunt: two POSTs, logged as one attempt).
@@ -383,7 +385,7 @@ def start(delivery_id: int, attempt: int) -> NotificationDelivery | NotNow | Non
     if delivery is None or delivery.status in ENDED:
         return None
     if delivery.channel != "webhook":
-        delivery.attempts = attempt
+        delivery.attempts += 1
         return delivery
     now = database_clock.now()
     with connection.cursor() as cursor:

@@ -206,7 +206,6 @@ def send_late_alert(import_id: int) -> None:
 def deliver_notification(self, delivery_id: int) -> None:
     """Send one notification (tasks.webhooks.deliver); a webhook that fails transiently is
     retried with capped, jittered backoff (STYLE rule 4), each attempt in the delivery log."""
-    attempt = self.request.retries + 1
     job = turns.Job(self.name, self.request.id, delivery_id, self.request.retries)
     # What it asks the database before it sends: a message taken while the database is away
     # goes back to the queue (SPEC 4), where it was acknowledged and gone, the notification
@@ -217,9 +216,8 @@ def deliver_notification(self, delivery_id: int) -> None:
     _send_notification(
         self,
         in_turn,
-        lambda final: webhooks.deliver(
-            delivery_id, attempt=attempt, final=final, started=runner.database_or_requeue(what)
-        ),
+        # (its last attempt told by its log's count: webhooks.deliver)
+        lambda _final: webhooks.deliver(delivery_id, started=runner.database_or_requeue(what)),
     )
 
 

@@ -204,31 +204,25 @@ def judged(status: int, location: str = "") -> int:
     return status
 
 
-def deliver(
-    delivery_id: int,
-    attempt: int = 1,
-    final: bool = True,
-    started: AbstractContextManager[None] | None = None,
-) -> str | None:
+def deliver(delivery_id: int, started: AbstractContextManager[None] | None = None) -> str | None:
     """Send one notification and log how it went (schedules.notifications). A transient
-    failure is raised as RetryLater for the task to retry, unless it was the last attempt
-    (`final` for an e-mail; a webhook's log counts its own). What its log says when it failed
-    for good, else None. `started`: what the notification's look-up before it is sent runs in
-    (the task's hand-back when the database is away).
+    failure is raised as RetryLater for the task to retry, unless it was the last attempt (its
+    log counts them). What its log says when it failed for good, else None. `started`: what
+    the notification's look-up before it is sent runs in (the task's hand-back when the
+    database is away).
 
-    A webhook another copy of its message is sending, or whose retry is not due yet, is not
-    sent: RetryLater asks again when that may have changed, its log untouched."""
+    A webhook another copy of its message is sending is not sent: RetryLater asks again once
+    that attempt may have ended, its log untouched."""
     with started or nullcontext():
-        delivery = notifications.start(delivery_id, attempt)
+        delivery = notifications.start(delivery_id)
     if delivery is None:
         return None
     if isinstance(delivery, notifications.NotNow):
         logger.info("%s; asked again in %.0fs", delivery.why, delivery.seconds)
         raise RetryLater(NotificationWaits(delivery.why), delivery.seconds)
-    if delivery.channel == "webhook":
-        # Its log's count, not its message's: a message that came back (NotNow) counted a
-        # retry in Celery that was no attempt.
-        final = delivery.attempts > MAX_RETRIES
+    # Its log's count (notifications.start): a message that came back (NotNow) counted a retry
+    # in Celery that was no attempt.
+    final = delivery.attempts > MAX_RETRIES
     # The e-mail and the POST carry the run's texts: a run saved before they were hidden may
     # hold the credential, and an unexpected error may quote them.
     with crashes.secrets_hidden(delivery.scheduled_import):

@@ -120,7 +120,7 @@ def notification(owner, url: str, name: str = "feed") -> NotificationDelivery:
 def deliver(delivery: NotificationDelivery) -> NotificationDelivery:
     """One attempt, as the task makes it; the delivery as its log then says."""
     with contextlib.suppress(TransientImportError):
-        webhooks.deliver(delivery.pk, attempt=delivery.attempts + 1, final=False)
+        webhooks.deliver(delivery.pk)
     return NotificationDelivery.objects.get(pk=delivery.pk)
 
 
@@ -317,8 +317,8 @@ def test_a_notification_out_of_time_says_so_and_is_tried_again(bob, monkeypatch)
     # Then its log says so, and it is tried again; at its last attempt it failed for good
     delivery = deliver(delivery)
     assert (delivery.status, delivery.error) == ("retrying", webhooks.OUT_OF_TIME)
-    # (a webhook's log counts its attempts: the sixth is its last)
+    # (its log counts its attempts: the sixth is its last)
     NotificationDelivery.objects.filter(pk=delivery.pk).update(attempts=webhooks.MAX_RETRIES)
-    assert webhooks.deliver(delivery.pk, attempt=6, final=True) == (
+    assert webhooks.deliver(delivery.pk) == (
         f"notification {delivery.pk} (failed, webhook) failed: {webhooks.OUT_OF_TIME}"
     )

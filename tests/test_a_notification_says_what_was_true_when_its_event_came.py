@@ -38,12 +38,12 @@ def test_an_alert_sent_after_the_import_recovered_tells_the_streak_it_was_about(
     by_mail = NotificationDelivery.objects.get(event="alert", channel="email")
     by_hook = NotificationDelivery.objects.get(event="alert", channel="webhook")
     with pytest.raises(TransientImportError):
-        webhooks.deliver(by_hook.pk, attempt=1, final=False)
+        webhooks.deliver(by_hook.pk)
 
     # When the import recovers before the e-mail and the webhook's retry go out
     end(imp, "succeeded")
     webhooks.deliver(by_mail.pk)
-    webhooks.deliver(by_hook.pk, attempt=2)
+    webhooks.deliver(by_hook.pk)
 
     # Then both say the three failures the alert was about
     assert mail.outbox[0].subject == "[importbeat] products failed 3 times in a row"
@@ -59,10 +59,10 @@ def test_a_webhook_whose_callback_the_owner_removed_is_not_retried_to_it(alice):
     run = end(imp, "failed")
     delivery = NotificationDelivery.objects.get(run=run)
     with pytest.raises(TransientImportError):
-        webhooks.deliver(delivery.pk, attempt=1, final=False)
+        webhooks.deliver(delivery.pk)
 
     services.update_import(imp, callback_url="", notify_on=[], notify_channels=["email"])
-    webhooks.deliver(delivery.pk, attempt=2)
+    webhooks.deliver(delivery.pk)
 
     delivery.refresh_from_db()
     assert (delivery.status, delivery.error) == (

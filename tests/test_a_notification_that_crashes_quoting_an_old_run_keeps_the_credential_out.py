@@ -77,7 +77,7 @@ def test_a_retried_mail_failure_is_raised_without_the_secret(alice, settings):
     # When it is delivered, then what the task raises (Celery logs it, Flower shows it) and
     # chains along holds no secret either
     with pytest.raises(TransientImportError) as raised:
-        webhooks.deliver(delivery.pk, final=False)
+        webhooks.deliver(delivery.pk)
 
     told = [str(raised.value), repr(raised.value), repr(raised.value.__cause__)]
     assert "HTTP 503 Basic [hidden]" in told[0] and raised.value.__cause__ is None

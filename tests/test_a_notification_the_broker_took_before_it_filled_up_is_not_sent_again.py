@@ -65,7 +65,7 @@ def test_a_held_email_says_no_next_attempt(
 
     # Its message (the sweep's) reaches a worker, which holds it for the digest
     with django_capture_on_commit_callbacks(execute=True):
-        email_digest.send(notifications.start(delivery.pk, 1))
+        email_digest.send(notifications.start(delivery.pk))
     delivery.refresh_from_db()
     assert delivery.status == "held"
     assert delivery.next_attempt_at is None, "a held e-mail shows the sweep's mark"

@@ -89,12 +89,12 @@ def hook(settings) -> Iterator[Hook]:
 def test_a_copy_asks_again_once_the_attempt_sending_it_may_have_ended(alice, hook):
     # Given a notification an attempt took a moment ago
     delivery = notification_to(alice, hook)
-    taken = notifications.start(delivery.pk, attempt=1)
+    taken = notifications.start(delivery.pk)
     assert isinstance(taken, NotificationDelivery)
 
     # When a copy of its message comes
     with pytest.raises(webhooks.RetryLater) as later:
-        webhooks.deliver(delivery.pk, attempt=1)
+        webhooks.deliver(delivery.pk)
 
     # Then it posts nothing, leaves the log as the attempt wrote it, and asks again when the
     # attempt's task has been killed at its time limit if it still runs
@@ -117,7 +117,7 @@ def test_a_copy_of_a_message_whose_worker_was_lost_mid_send_sends_it(alice, hook
     )
 
     # When its message comes again
-    assert webhooks.deliver(delivery.pk, attempt=1) is None
+    assert webhooks.deliver(delivery.pk) is None
 
     # Then it is sent, as its second attempt
     assert len(hook.requests) == 1

@@ -114,14 +114,14 @@ def test_a_webhook_that_fails_is_retried_and_each_try_is_in_the_log(alice, recei
     delivery = NotificationDelivery.objects.get(run=run)
 
     with pytest.raises(TransientImportError):
-        webhooks.deliver(delivery.pk, attempt=1, final=False)
+        webhooks.deliver(delivery.pk)
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("retrying", 1)
     (retrying,) = client_for(alice).get(f"{API}/imports/{imp.pk}/deliveries/").json()["results"]
     assert retrying["next_attempt_at"] == delivery.next_attempt_at.isoformat().replace(
         "+00:00", "Z"
     )
-    webhooks.deliver(delivery.pk, attempt=2, final=False)
+    webhooks.deliver(delivery.pk)
 
     log = client_for(alice).get(f"{API}/imports/{imp.pk}/deliveries/").json()["results"]
     assert [

@@ -50,9 +50,9 @@ def alice_then_bob(alice, bob, receiver: Hook, before=lambda: None, then=lambda:
         bobs = notified(bob, receiver.url.replace("/alice", "/bob"))
         before()
         with pytest.raises(webhooks.RetryLater):
-            webhooks.deliver(alices.pk, final=False)
+            webhooks.deliver(alices.pk)
         with contextlib.suppress(webhooks.RetryLater):
-            webhooks.deliver(bobs.pk, final=False)
+            webhooks.deliver(bobs.pk)
         then()
     finally:
         receiver.close()
@@ -71,7 +71,7 @@ def test_a_slow_callback_of_one_owner_does_not_stop_another_owners_webhook(alice
     def another_of_alices() -> None:
         again.append(notified(alice, receiver.url, "prices"))
         with contextlib.suppress(webhooks.RetryLater):
-            webhooks.deliver(again[0].pk, final=False)
+            webhooks.deliver(again[0].pk)
 
     bobs = alice_then_bob(alice, bob, receiver, then=another_of_alices)
 

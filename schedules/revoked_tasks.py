@@ -5,8 +5,9 @@ A run waiting for its retry (its message held by a worker until its countdown en
 owner's deactivation, ended `cancelled` everywhere but in Flower: its task stayed RETRY (or
 RECEIVED), saying that it would be tried again, until the countdown ended and the task found
 nothing to do (465 s in the outcomes hunt). Flower is now told REVOKED, from the worker of the
-run's last attempt. When the message comes due, its task ends SUCCESS saying the run was
-cancelled, which Flower keeps (a task started after its revoke does not undo it there).
+run's last attempt. When the message comes due, the worker tells REVOKED again and ends the
+task without a result (tasks.tasks.execute_run), so Flower keeps REVOKED: it ended SUCCESS
+before, which Flower let overwrite REVOKED (endings hunt).
 
 Not revoked by Celery's control broadcast: kombu sends it retrying for ever while the broker
 is away, and the request that cancelled would have waited as long. A run that never started

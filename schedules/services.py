@@ -723,6 +723,15 @@ DELETED_TICKS = f"""
      GROUP BY scheduled_import_id ORDER BY scheduled_import_id
 """
 
+# The tasks of the waiting runs among those deleted, each with the worker that spoke last of it
+# (revoked_tasks.show_revoked); the statuses written out, as the partial indexes of runs in
+# progress name them (retention deletes finished runs only: its batches find none here).
+WAITING_TASKS = f"""
+    SELECT celery_task_id, worker, error_details ->> %s FROM {ImportRun._meta.db_table}
+     WHERE id IN ({SELECTED_RUNS})
+       AND status IN ({rows.literals([ImportRun.Status.QUEUED, ImportRun.Status.RETRYING])})
+"""
+
 RECONCILED_PAST_DELETED_TICKS = f"""
     UPDATE {ScheduledImport._meta.db_table} AS i SET reconciled_until = d.tick
       FROM unnest(%s::bigint[], %s::timestamptz[]) AS d(id, tick)
@@ -741,6 +750,13 @@ def delete_runs(runs: QuerySet[ImportRun]) -> int:
     selected, params = runs.order_by().values("pk").query.sql_with_params()
     deleted = 0
     with db_connection.cursor() as cursor:
+        # A run in its backoff or parked in its owner's line, deleted (with its import, its
+        # owner, or alone in the admin), kept RETRY in Flower until its countdown ended, or for
+        # good when parked: nothing sends a deleted parked run again (endings hunt).
+        cursor.execute(WAITING_TASKS.replace(SELECTED_RUNS, selected), [PARKED_BY, *params])
+        waiting = [(task_id, parked_by or worker) for task_id, worker, parked_by in cursor]
+        if waiting:
+            transaction.on_commit(lambda: revoked_tasks.show_revoked(waiting))
         cursor.execute(DELETED_TICKS.replace(SELECTED_RUNS, selected), list(params))
         ticks = cursor.fetchall()
         for statement in runs_deletion():
@@ -1451,7 +1467,10 @@ def _end_if_done_or_cancelled(run: ImportRun) -> ImportRun | None:
     if run.rows_committed_at is not None:
         return finish_run(run, committed_status(run))
     if run.cancel_requested_at is not None:
-        return finish_run(run, ImportRun.Status.CANCELLED, error="cancelled")
+        # In the runner's words for such a run (who asked, and that nothing landed): a stuck run
+        # killed at its time limit, or found lost by the sweep, said "cancelled" alone.
+        words = cancel_requested(run.pk) or "cancelled"
+        return finish_run(run, ImportRun.Status.CANCELLED, error=words)
     return None
 
 

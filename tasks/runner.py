@@ -220,10 +220,14 @@ def _execute(
         run = services.load_run(run_id)
     if run is None or not _message_of(run, task):
         _not_this_runs_message(run_id, run, task)
+        if run is None and task is not None:
+            raise StoppedBeforeDelivery(None)  # deleted while it waited (told REVOKED then)
         return None
     owner.append(run.scheduled_import.owner_id)
     if run.status in ImportRun.FINAL_STATUSES:
-        # Cancelled while queued, or a duplicate delivery: the task says what the run is.
+        if task is not None and run.status == ImportRun.Status.CANCELLED:
+            raise StoppedBeforeDelivery(summary(run))
+        # Skipped while queued, or a duplicate delivery: the task says what the run is.
         return summary(run)
     with database_or_requeue(f"run {run_id}", task is not None):
         # A tick that waited for a worker while its import ran anyway (workers were away).
@@ -565,8 +569,12 @@ def _overlap(run: ImportRun, task: Any | None) -> dict[str, Any] | None:
         )
     else:
         reason = f"skipped: {holder} of this import was in progress"
-    services.skip_run(run, reason)
-    return _skipped(run, reason)
+    if services.skip_run(run, reason):
+        return _skipped(run, reason)
+    # No longer queued (cancelled meanwhile): the task says what the run log says. It said
+    # `skipped` of a run the API and the admin called cancelled (endings hunt).
+    ended = ImportRun.objects.filter(pk=run.pk, status__in=ImportRun.FINAL_STATUSES).first()
+    return summary(ended) if ended is not None else None
 
 
 def _skipped(run: ImportRun, reason: str) -> dict[str, Any]:
@@ -635,6 +643,16 @@ class RetryLater(Exception):
             broker = error_words.refused_or_unreachable("the broker", refused.reason, logger)
             note = services.note_retry_not_sent(run_id, broker)
             return Retry(f"{self.error} ({note})", exc=self.error)
+
+
+class StoppedBeforeDelivery(Exception):
+    """The message of a run cancelled, or deleted, while it waited (queued, in its backoff,
+    parked): its task stays REVOKED in Flower (tasks.tasks.execute_run). `summary`: the run
+    as it ended; None when it is gone."""
+
+    def __init__(self, summary: dict[str, Any] | None) -> None:
+        super().__init__("the run was cancelled or deleted before its message came")
+        self.summary = summary
 
 
 class RunWaits(Exception):

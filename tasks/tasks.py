@@ -8,8 +8,10 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any, NoReturn
 
 from celery import shared_task
-from celery.exceptions import Reject, Retry
+from celery.exceptions import Ignore, Reject, Retry
 from django.conf import settings
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
 
 from common import database_clock, error_words
 from schedules import (
@@ -70,7 +72,26 @@ def execute_run(
     self, run_id: int, import_id: int | None = None, import_name: str = ""
 ) -> dict | None:
     """One run. `import_id` and `import_name` only label the task (Flower's task list)."""
-    return runner.task_result(runner.execute(run_id, self))
+    try:
+        return runner.task_result(runner.execute(run_id, self))
+    except runner.StoppedBeforeDelivery as stopped:
+        # Told REVOKED at the cancel or the deletion (or never told, stopped before a worker
+        # took it): ended SUCCESS here, it said so for good, as Flower lets SUCCESS overwrite
+        # REVOKED. Ignored, the message is acknowledged and Flower hears nothing after the revoke.
+        if _told_revoked(self, run_id):
+            raise Ignore() from None
+        return stopped.summary
+
+
+def _told_revoked(task: Any, run_id: int) -> bool:
+    """Tell Flower that `task` (of a run stopped before it came) is revoked; False when the
+    broker cannot take the event (the task then ends SUCCESS, saying what became of the run)."""
+    try:
+        task.send_event("task-revoked", terminated=False, signum=None, expired=False)
+    except (KombuError, RedisError, OSError) as error:
+        logger.warning("run=%s: Flower not told its task is revoked: %s", run_id, error)
+        return False
+    return True
 
 
 @shared_task(

@@ -1342,11 +1342,14 @@ def _record_attempt(
     run.error_details = {**run.error_details, "attempts": attempts}
 
 
-def heartbeat(run_id: int) -> None:
-    """The run's attempt is alive; the maintenance sweep leaves it alone."""
-    ImportRun.objects.filter(pk=run_id, status=ImportRun.Status.RUNNING).update(
-        heartbeat_at=database_clock.now()
-    )
+def heartbeat(run_id: int, task_id: str) -> None:
+    """The run's attempt (of the task `task_id`) is alive; the maintenance sweep leaves it
+    alone. Only its own task's row, as every write of an attempt (is_attempt_of): an attempt
+    that lived through a database restore kept the new run that took its id alive, whose own
+    worker was lost, and the sweep never sent it again (restore2 hunt)."""
+    ImportRun.objects.filter(
+        pk=run_id, celery_task_id=task_id, status=ImportRun.Status.RUNNING
+    ).update(heartbeat_at=database_clock.now())
 
 
 def skip_run(run: ImportRun, reason: str) -> bool:
@@ -1520,14 +1523,19 @@ def run_notes(run: ImportRun) -> dict[str, Any]:
 
 
 def record_progress(run: ImportRun) -> None:
-    """Store what the importer noted on a running run (RUN_NOTES), touching nothing else."""
-    ImportRun.objects.filter(pk=run.pk).update(**run_notes(run))
+    """Store what the importer noted on a running run (RUN_NOTES), touching nothing else; on
+    the attempt's own run only (heartbeat): an attempt that lived through a database restore
+    showed its progress on bob's queued run, which took its id (rows_read 5,313 of alice's)."""
+    ImportRun.objects.filter(pk=run.pk, celery_task_id=run.celery_task_id).update(**run_notes(run))
 
 
 def record_source_file(run: ImportRun, path: str) -> None:
-    """Note which file the run reads when its source names several (a drop folder's glob)."""
+    """Note which file the run reads when its source names several (a drop folder's glob), on
+    the attempt's own run only (record_progress)."""
     run.source_file = path[:1024]
-    ImportRun.objects.filter(pk=run.pk).update(source_file=run.source_file)
+    ImportRun.objects.filter(pk=run.pk, celery_task_id=run.celery_task_id).update(
+        source_file=run.source_file
+    )
 
 
 def mark_retrying(run: ImportRun, error: str, countdown: float, traceback: str = "") -> bool:

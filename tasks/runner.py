@@ -315,7 +315,9 @@ def _execute(
         if claim == services.Claim.BUSY:
             return _overlap(run, task)
         if lease is not None:
-            renewer = locks.Renewer(lease, beat=lambda: services.heartbeat(run.pk))
+            renewer = locks.Renewer(
+                lease, beat=lambda: services.heartbeat(run.pk, run.celery_task_id)
+            )
             renewer.start()
         with database_or_requeue(f"run {run_id}", task is not None):
             # Only a database that stays away through finish_run's own retries gets here: the

@@ -9,6 +9,7 @@ the run's id now counts as the attempt's only under the attempt's task id; anoth
 for its run deleted: the attempt stops at its next safe point, its rows rolled back.
 """
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -148,3 +149,25 @@ def test_an_attempts_rows_are_not_committed_over_another_run_under_its_id(alice,
     assert unchanged(bobs_run)
     # ... while bob's own attempt is asked nothing
     assert services.cancel_requested(bobs_run.pk, bobs_run.scheduled_import_id, "bobs-task") is None
+
+
+def test_an_attempts_progress_and_heartbeat_leave_another_run_under_its_id_alone(alice, bob):
+    # Given alice's attempt over bob's run under the same id, bob's run running and its worker
+    # silent for a while (restore2 hunt: bob's queued run showed alice's rows_read 5,313)
+    attempt, bobs_run = alices_attempt_over_bobs_run(alice, bob)
+    long_ago = database_clock.now() - timedelta(minutes=10)
+    ImportRun.objects.filter(pk=bobs_run.pk).update(status="running", heartbeat_at=long_ago)
+
+    # When the attempt notes its progress and its file, and beats
+    attempt.rows_read, attempt.bytes_read = 5_313, 1_000_000
+    services.record_progress(attempt)
+    services.record_source_file(attempt, "/srv/drop/alices.csv")
+    services.heartbeat(attempt.pk, attempt.celery_task_id)
+
+    # Then bob's run shows none of it, and looks as silent as its worker is (the sweep sends
+    # it again), while bob's own attempt's beat lands
+    now = ImportRun.objects.get(pk=bobs_run.pk)
+    assert (now.rows_read, now.bytes_read, now.source_file) == (0, 0, "")
+    assert now.heartbeat_at == long_ago
+    services.heartbeat(bobs_run.pk, "bobs-task")
+    assert ImportRun.objects.get(pk=bobs_run.pk).heartbeat_at > long_ago

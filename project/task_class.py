@@ -4,23 +4,35 @@
 - A task killed at its hard time limit fails in words, and a run's attempt so killed is ended
   at once (tasks.killed_runs). Celery sent its `task-failed` events with billiard's wrapper of
   the time limit, `ExceptionWithTraceback()`, an empty text that Flower kept for the task.
+- A killed run that ended well (its rows had committed, or its owner had asked it to stop)
+  succeeds in Flower with the run's summary, as the run log says: its task failed there, "run
+  11 succeeded: ". The success replaces Celery's `task-failed` events: a failure told first
+  stays in Flower's Failed counter, which counts events.
+- A killed task's end is told once. Celery tells the kill twice (the pool's result, then the
+  timeout), and Flower counted two failed tasks for one run timed out.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from billiard.einfo import ExceptionWithTraceback
 from celery import Task
 from celery.exceptions import TimeLimitExceeded
+from celery.utils.saferepr import saferepr
 
 from project.task_eta import DatabaseTimedRequest
+
+if TYPE_CHECKING:
+    from tasks.killed_runs import KilledTask
 
 
 class ImportbeatRequest(DatabaseTimedRequest):
     """A message a worker received, as importbeat handles it."""
 
-    killed_words: str | None = None
+    killed: KilledTask | None = None
+    _told_killed_end: bool = False
 
     def on_failure(self, exc_info: Any, send_failed_event: bool = True, return_ok: bool = False):
         # The pool reports the kill here first (its job's result), then by on_timeout.
@@ -37,12 +49,12 @@ class ImportbeatRequest(DatabaseTimedRequest):
         super().on_timeout(soft, timeout)
 
     def _killed(self, timeout: float | None) -> None:
-        if self.killed_words is None:
+        if self.killed is None:
             # (imported here: the app loads its task class before Django's models are ready)
             from tasks import killed_runs
 
             _hard, soft = self.time_limits
-            self.killed_words = killed_runs.words_when_killed(
+            self.killed = killed_runs.ending_when_killed(
                 self.task.name, self.id, self.args, timeout, soft, self.worker_pid
             )
 
@@ -54,9 +66,23 @@ class ImportbeatRequest(DatabaseTimedRequest):
         lost_tasks.end_retried_task(self.task.name, self.id, self.args, self.hostname)
 
     def send_event(self, type: str, **fields: Any) -> None:
-        if type == "task-failed" and self.killed_words is not None:
-            fields["exception"] = self.killed_words
+        if type == "task-failed" and self.killed is not None:
+            if self._told_killed_end:
+                return
+            self._told_killed_end = True
+            if self.killed.result is not None:
+                self._tell_killed_success(self.killed.result)
+                return
+            fields["exception"] = self.killed.words
         super().send_event(type, **fields)
+
+    def _tell_killed_success(self, result: dict[str, Any]) -> None:
+        runtime = time.time() - self.time_start if self.time_start else None
+        super().send_event(
+            "task-succeeded",
+            result=saferepr(result, self.task.resultrepr_maxsize),
+            runtime=runtime,
+        )
 
 
 class ImportbeatTask(Task):

@@ -5,8 +5,11 @@ later, and its process says nothing more. The run stayed `running` until the swe
 lease periods later (two minutes by default), with its import's lease held by the dead attempt
 meanwhile, and Flower showed Celery's `ExceptionWithTraceback()` for its task (billiard's wrapper
 of the time limit, whose text is empty). The worker's main process outlives the attempt: it ends
-the run as the sweep would and frees the import's lease, there and then, and its task fails in
-Flower with the run's words (project.task_class asks `words_when_killed`).
+the run as the sweep would and frees the import's lease, there and then, and its task ends in
+Flower as the run did (project.task_class asks `ending_when_killed`): failed in the run's words,
+or succeeded with the run's summary when the run ended well (its rows had committed, or its
+owner had asked it to stop). Such a run's task failed in Flower, "run 11 succeeded: ", while the
+run log, the API and the admin said succeeded.
 
 A task sent to end it waited behind every run queued, as long as they took (the sweep's own
 message waits there too), so the main process does it on a database connection it closes at once
@@ -23,6 +26,7 @@ import signal
 import threading
 import time
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
 from celery import current_app
@@ -35,7 +39,7 @@ from common import error_words
 from schedules import services
 from schedules.models import ImportRun, ScheduledImport
 
-from . import fairness, locks, lost_tasks
+from . import fairness, locks, lost_tasks, runner
 from .errors import RunFailed
 
 logger = logging.getLogger("importbeat.runs")
@@ -43,24 +47,37 @@ logger = logging.getLogger("importbeat.runs")
 END_KILLED_RUN = "importbeat.end_killed_run"
 
 
-def words_when_killed(
+@dataclass(frozen=True)
+class KilledTask:
+    """How a task killed at its hard time limit ends in Flower: failed with `words`, or, when
+    its run ended well, succeeded with `result` (the run's summary, as its attempt would have
+    returned it)."""
+
+    words: str
+    result: dict[str, Any] | None = None
+
+
+def ending_when_killed(
     task_name: str,
     task_id: str,
     args: Any,
     timeout: float | None,
     soft_limit: float | None,
     pid: int | None = None,
-) -> str:
-    """What the task `task_id`, killed at its hard time limit (`timeout`; its soft one
-    `soft_limit`) in pool process `pid`, failed with (Flower's text). A run's attempt is ended
-    first, in the main process of the worker that killed it, once its process is dead."""
+) -> KilledTask:
+    """How the task `task_id`, killed at its hard time limit (`timeout`; its soft one
+    `soft_limit`) in pool process `pid`, ends. A run's attempt is ended first, in the main
+    process of the worker that killed it, once its process is dead."""
     if task_name == services.EXECUTE_RUN and args:
         _kill(pid)
         run = _end_at_once(args[0], task_id, soft_limit)
         if run is not None:
-            return repr(RunFailed(f"run {run.pk} {run.status}: {run.error_message}"))
+            words = repr(RunFailed(f"run {run.pk} {run.status}: {run.error_message}"))
+            if run.status in services.FAILED_STATUSES:
+                return KilledTask(words)
+            return KilledTask(words, result=runner.summary(run))
     limit = f" of {timeout:g}s" if isinstance(timeout, int | float) else ""
-    return repr(TimeLimitExceeded(f"the task was killed at its hard time limit{limit}"))
+    return KilledTask(repr(TimeLimitExceeded(f"the task was killed at its hard time limit{limit}")))
 
 
 def _kill(pid: int | None) -> None:

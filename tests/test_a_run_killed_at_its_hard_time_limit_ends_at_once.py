@@ -214,7 +214,9 @@ def test_a_killed_run_the_main_process_could_not_end_says_its_limit_through_the_
         dead_attempt.execute(
             f"SELECT 1 FROM {ImportRun._meta.db_table} WHERE id = %s FOR UPDATE", [run.pk]
         )
-        words = killed_runs.words_when_killed(services.EXECUTE_RUN, "attempt-1", [run.pk], 90, 60)
+        words = killed_runs.ending_when_killed(
+            services.EXECUTE_RUN, "attempt-1", [run.pk], 90, 60
+        ).words
         dead_attempt.rollback()
     assert "time limit" in words
     assert ImportRun.objects.get(pk=run.pk).status == "running"  # not ended at once
@@ -254,7 +256,7 @@ def test_a_killed_attempts_process_is_dead_before_its_run_is_ended(alice, monkey
 
     monkeypatch.setattr(services, "end_killed_run", ending)
     try:
-        killed_runs.words_when_killed(
+        killed_runs.ending_when_killed(
             services.EXECUTE_RUN, "attempt-1", [run.pk], 90, 60, attempt.pid
         )
     finally:
@@ -286,7 +288,7 @@ def test_a_killed_run_hands_its_owners_slot_on_at_once(alice, csv_server, settin
         runner.execute(waiting.pk, task=FakeTask())  # parked in alice's line
     assert sent == []
 
-    killed_runs.words_when_killed(services.EXECUTE_RUN, "attempt-1", [stuck.pk], 90, 60)
+    killed_runs.ending_when_killed(services.EXECUTE_RUN, "attempt-1", [stuck.pk], 90, 60)
 
     assert ImportRun.objects.get(pk=stuck.pk).status == "timed_out"
     # (handed on from a thread: the worker's main process does not wait for it)

@@ -19,8 +19,8 @@ def application_name(argv: list[str] | None = None) -> str:
     """`importbeat web`, `importbeat worker`, `importbeat beat`, `importbeat flower`,
     `importbeat <command>` for `manage.py <command>`, else `importbeat`."""
     argv = sys.argv if argv is None else argv
-    program = Path(argv[0]).name if argv else ""
-    if "gunicorn" in (argv[0] if argv else ""):
+    program = _program(argv[0]) if argv else ""
+    if program.startswith("gunicorn"):  # (Debian named its script gunicorn3)
         return "importbeat web"
     if program == "celery":
         found = next((arg for arg in argv[1:] if arg in CELERY_PROCESSES), "celery")
@@ -29,3 +29,11 @@ def application_name(argv: list[str] | None = None) -> str:
         # PostgreSQL keeps 63 bytes of it.
         return f"importbeat {argv[1]}"[:63]
     return "importbeat"
+
+
+def _program(path: str) -> str:
+    """The program's name: its script's (`celery`), or its package's when started as a module
+    (`python -m celery`: argv[0] is celery/__main__.py). Not its folders': "gunicorn" anywhere
+    in the path named a worker installed under /home/gunicorn/ "importbeat web" (review1)."""
+    script = Path(path)
+    return script.parent.name if script.name == "__main__.py" else script.name

@@ -17,6 +17,7 @@ import logging
 import re
 import time
 
+import psycopg
 from billiard.exceptions import RestartFreqExceeded
 from celery.exceptions import Reject
 from celery.signals import after_setup_logger
@@ -90,13 +91,34 @@ class RejectsWithoutTraceback(logging.Filter):
     connection, Redis away, a lock waited for past the time limit) is logged by Celery with the
     traceback of its raise: some sixty lines at each hand-back, every 2 s of each pool process
     for as long as the database stays full (clients hunt), which buried the reason. The reason
-    is on Celery's line, and the worker's own line before it names the error."""
+    is on Celery's line, and the worker's own line before it names the error. A deadlock or
+    another fault of a statement keeps it: handed back as well, it is a bug's to find."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], Reject):
+        if (
+            record.exc_info
+            and isinstance(record.exc_info[1], Reject)
+            and not _a_statements_fault(record.exc_info[1])
+        ):
             record.exc_info = None
             record.exc_text = None
         return True
+
+
+# PostgreSQL's codes of a statement's fault, not of a server away, full, refusing the login or
+# read-only: a transaction rolled back (40: a deadlock, a serialization failure) or an internal
+# error (XX).
+_STATEMENTS_FAULTS = ("40", "XX")
+
+
+def _a_statements_fault(reject: Reject) -> bool:
+    """Whether the hand-back's cause is an error PostgreSQL gave a statement (a deadlock, a
+    serialization failure): a bug's, whose traceback says which statement, where the line only
+    says "unreachable" (review1: the deadlock of a claim lost its traceback)."""
+    return any(
+        isinstance(link, psycopg.Error) and (link.sqlstate or "").startswith(_STATEMENTS_FAULTS)
+        for link in error_words.chain(reject)
+    )
 
 
 @after_setup_logger.connect(weak=False, dispatch_uid="importbeat.worker_log.rejects")

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from contextlib import suppress
 from datetime import datetime, timedelta
+from typing import Any
 
+import psycopg
 from auditlog.models import LogEntry
 from django.conf import settings
 from django.contrib.sessions.models import Session
+from django.db import DatabaseError, InterfaceError, OperationalError, connection
 from django.db.models import Exists, OuterRef, Q, QuerySet
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule
 from redis.exceptions import RedisError
 
-from common import database_clock
+from common import database_clock, error_words
 from schedules import alerts, history, notifications, replaced_credentials, services
 from schedules.models import (
     ImportRun,
@@ -27,6 +31,62 @@ from . import fairness, locks, lost_tasks, processed_retention, turns
 logger = logging.getLogger("importbeat.maintenance")
 
 DELETE_BATCH = 5_000
+
+
+def unless_the_database_is_out(job: str, next_pass: str, work: Callable[[], Any]) -> Any:
+    """`work()`; or, while importbeat's database is away or out of connections, this pass
+    skipped in one WARNING line, and `{"skipped": <why, in words>}` its task's result.
+
+    A restart, a failover or a server at its max_connections is known and passes: the next pass
+    comes at its turn anyway (`next_pass` says when) and does the work. It failed its task
+    with a library traceback in the worker's log and FAILURE in Flower, where a skip is no
+    failure (a run skipped ends SUCCESS too), and buried the reason (clients hunt). Any other
+    error is a bug, raised as it was, with its traceback.
+    """
+    try:
+        return work()
+    except (OperationalError, InterfaceError, psycopg.OperationalError) as error:
+        if not _connection_lost(error):
+            raise  # a statement's error on a sound connection (a deadlock, a timeout)
+        words = f"{_database_out(error)}; {next_pass}"
+        # The library's text (its host and port) for the log only, on the same line.
+        logger.warning("%s skipped this turn: %s (%s: %s)", job, words, type(error).__name__,
+                       error_words.log_text(error))  # fmt: skip
+        # A fresh session for the next pass of this process, whatever broke this one.
+        with suppress(DatabaseError):
+            connection.close()
+        return {"skipped": words}
+
+
+def next_pass_of(task_name: str) -> str:
+    """When beat sends the job `task_name` again (settings.CELERY_BEAT_SCHEDULE), in words."""
+    for entry in settings.CELERY_BEAT_SCHEDULE.values():
+        if entry["task"] == task_name and isinstance(entry["schedule"], int | float):
+            return f"the next pass comes in {entry['schedule']:.0f} s"
+    return "the next pass comes at its turn"
+
+
+def _connection_lost(error: BaseException) -> bool:
+    """Whether `error` is Django's connection failing (none could be made, or the one in use
+    broke), not a statement's error on a sound connection (a deadlock, a timeout)."""
+    raw = connection.connection
+    if raw is None or bool(raw.closed) or bool(getattr(raw, "broken", False)):
+        return True
+    # The server's word that it ended the session (57P01, a restart or pg_terminate_backend)
+    # or lost it (class 08): psycopg may still hold the session as sound when it comes in a
+    # transaction (the late-streak pass's), its socket's end not read yet.
+    return any(
+        isinstance(link, psycopg.Error) and (link.sqlstate or "").startswith(("57P", "08"))
+        for link in error_words.chain(error)
+    )
+
+
+def _database_out(error: BaseException) -> str:
+    """Why the database could not be used, in words: out of connections is said apart from
+    away (a full server is there and busy, error_words.OUT_OF_CONNECTIONS)."""
+    if error_words.out_of_connections(error):
+        return f"importbeat's database is out of connections: {error_words.reason(error)}"
+    return f"cannot reach importbeat's database: {error_words.reason(error)}"
 
 
 def sweep_runs(reporter: str | None = None) -> dict[str, int]:

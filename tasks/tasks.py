@@ -113,16 +113,21 @@ def noop() -> None:
     name="importbeat.sweep_runs", bind=True, ignore_result=True, soft_time_limit=120,
     time_limit=150,
 )  # fmt: skip
-def sweep_runs(self) -> dict[str, int]:
+def sweep_runs(self) -> dict[str, Any]:
     # The worker that ends a lost attempt's task in Flower (tasks.lost_tasks).
-    return maintenance.sweep_runs(reporter=self.request.hostname)
+    return maintenance.unless_the_database_is_out(
+        "sweep", maintenance.next_pass_of(self.name),
+        lambda: maintenance.sweep_runs(reporter=self.request.hostname),
+    )  # fmt: skip
 
 
 @shared_task(
     name="importbeat.delete_old_runs", ignore_result=True, soft_time_limit=1800, time_limit=1900
 )
-def delete_old_runs() -> dict[str, int]:
-    return maintenance.delete_old_runs()
+def delete_old_runs() -> dict[str, Any]:
+    return maintenance.unless_the_database_is_out(
+        "retention", maintenance.next_pass_of(delete_old_runs.name), maintenance.delete_old_runs
+    )
 
 
 @shared_task(
@@ -153,8 +158,10 @@ def check_source_fields(key: str) -> dict:
 @shared_task(
     name="importbeat.reconcile_ticks", ignore_result=True, soft_time_limit=120, time_limit=150
 )
-def reconcile_ticks() -> dict[str, int]:
-    return reconcile.reconcile()
+def reconcile_ticks() -> dict[str, Any]:
+    return maintenance.unless_the_database_is_out(
+        "reconciliation", maintenance.next_pass_of(reconcile_ticks.name), reconcile.reconcile
+    )
 
 
 # A notification's task: failed for good, it fails (Flower) without a traceback, its delivery
@@ -207,15 +214,21 @@ def notify_late_imports(import_ids: list[int]) -> None:
     name="importbeat.start_overdue_late_streaks", ignore_result=True, soft_time_limit=600,
     time_limit=660,
 )  # fmt: skip
-def start_overdue_late_streaks() -> list[int]:
+def start_overdue_late_streaks() -> list[int] | dict[str, Any]:
     """Sent by a worker that finds no beat ticking (project.beat_watch), at each of its looks:
     the imports overdue meanwhile turn late, and their owners hear it. Streaks left untold (a
     pass cut at its time limit: 10,000 imports took 151 s of its 600; its worker killed) are
     told at the next look: the streaks were started in one statement first, so the next pass
     found none to start, and only reconciliation, which beat schedules, told them."""
-    started = overdue.start_late_streaks()
-    reconcile.tell_late_owners_not_told(database_clock.now())
-    return started
+
+    def start_and_tell() -> list[int]:
+        started = overdue.start_late_streaks()
+        reconcile.tell_late_owners_not_told(database_clock.now())
+        return started
+
+    # Beat and the database both away (a host restarting): a traceback at each look, before.
+    next_look = "the next pass comes at the worker's next look for beat"
+    return maintenance.unless_the_database_is_out("late-streak pass", next_look, start_and_tell)
 
 
 @shared_task(name="importbeat.send_late_alert", ignore_result=True)

@@ -119,7 +119,7 @@ def sweep_runs(reporter: str | None = None) -> dict[str, int]:
     lost = ImportRun.objects.filter(status=ImportRun.Status.RUNNING).filter(
         Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True)
     )
-    for run in lost.values("pk", "scheduled_import_id", "celery_task_id")[:500]:
+    for run in lost.values("pk", "scheduled_import_id", "celery_task_id", "worker")[:500]:
         try:
             holder = locks.run_lease_holder(run["scheduled_import_id"])
         except RedisError as error:
@@ -131,7 +131,9 @@ def sweep_runs(reporter: str | None = None) -> dict[str, int]:
         resolved = services.recover_lost_run(run["pk"], stale_before)
         if resolved is not None:
             recovered += 1
-            if reporter:
+            # A foreground attempt's (run_import: no worker) has no task in Flower to end: its
+            # task id was told there as a nameless failed task (review1).
+            if reporter and run["worker"]:
                 lost_tasks.end_lost_task(run["celery_task_id"], resolved, reporter)
 
     # Runs parked in their owners' lines (tasks.fairness): kept alive for reconciliation, and

@@ -36,6 +36,7 @@ def running_run(owner, name: str, *, silent_s: int, lived_s: int, attempts: int 
         attempt_started_at=now - timedelta(seconds=silent_s + lived_s),
         heartbeat_at=now - timedelta(seconds=silent_s),
         celery_task_id="lost-message",
+        worker="celery@dead",  # (its claim's, as a worker's claim writes it)
     )
 
 

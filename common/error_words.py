@@ -73,6 +73,17 @@ _REASONS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"no such file or directory"), "no server listens on that socket"),
     *OUT_OF_CONNECTIONS,
     (re.compile(r"starting up|shutting down"), "the server is starting up or shutting down"),
+    # (ALTER DATABASE … ALLOW_CONNECTIONS false, as before a maintenance or a migration)
+    (
+        re.compile(r"not currently accepting connections"),
+        "the database takes no connections now: its ALLOW_CONNECTIONS is off",
+    ),
+    # The session ended by the server, said before the connection's closing that follows it.
+    (
+        re.compile(r"terminating connection due to administrator command"),
+        "the server ended the session: by an operator or at its shutdown",
+    ),
+    (re.compile(r"terminating connection due to"), "the server ended the session"),
     (
         re.compile(r"connection reset|closed the connection|connection closed"),
         "the server closed the connection",

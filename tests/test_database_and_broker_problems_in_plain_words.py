@@ -7,13 +7,16 @@ tests/test_dashboard_health_and_next_runs.py)."""
 
 from __future__ import annotations
 
+import logging
 import socket
 import threading
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from django.db import connections
 
+from common import error_words
 from common.error_words import CLASS_NAME
 from project import worker_checks
 from project.celery import app
@@ -129,4 +132,40 @@ def test_a_broker_host_that_does_not_resolve_is_named(monkeypatch):
 
     assert plain(worker_checks.broker_problem(app)) == (
         "cannot reach the broker at no-such-host.invalid:6379: the host name does not resolve"
+    )
+
+
+@pytest.fixture
+def database_taking_no_connections() -> Iterator[str]:
+    """A database of this test's whose ALLOW_CONNECTIONS is off, as before a maintenance."""
+    name = f"closed_{free_port()}"
+    params = connections["default"].get_connection_params()
+    with psycopg.connect(**params, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name} ALLOW_CONNECTIONS false")
+    yield name
+    with psycopg.connect(**params, autocommit=True) as admin:
+        admin.execute(f"DROP DATABASE {name}")
+
+
+def test_a_database_taking_no_connections_says_so(monkeypatch, database_taking_no_connections):
+    # (maintenance hunt: it was "the reason is in the log")
+    database_at(monkeypatch, NAME=database_taking_no_connections)
+
+    assert plain(worker_checks.database_problem()).endswith(
+        ": the database takes no connections now: its ALLOW_CONNECTIONS is off"
+    )
+
+
+def test_a_session_the_server_ended_says_so():
+    # Given a session of the worker's that an operator ends (pg_terminate_backend)
+    params = connections["default"].get_connection_params()
+    with psycopg.connect(**params) as theirs, psycopg.connect(**params) as ours:
+        ours.execute("SELECT pg_terminate_backend(%s)", [theirs.info.backend_pid])
+
+        # When it next asks the server, then what failed says the server ended the session
+        with pytest.raises(psycopg.OperationalError) as ended:
+            theirs.execute("SELECT 1")
+    words = error_words.unreachable("the database", ended.value, logging.getLogger(__name__))
+    assert plain(words) == (
+        "cannot reach the database: the server ended the session: by an operator or at its shutdown"
     )

@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from common import database_clock, error_words
 from schedules import alerts, history, notifications, replaced_credentials, services
+from schedules.fresh_connection import connection_lost
 from schedules.models import (
     ImportRun,
     NotificationDelivery,
@@ -46,7 +47,7 @@ def unless_the_database_is_out(job: str, next_pass: str, work: Callable[[], Any]
     try:
         return work()
     except (OperationalError, InterfaceError, psycopg.OperationalError) as error:
-        if not _connection_lost(error):
+        if not connection_lost(error):
             raise  # a statement's error on a sound connection (a deadlock, a timeout)
         words = f"{_database_out(error)}; {next_pass}"
         # The library's text (its host and port) for the log only, on the same line.
@@ -64,21 +65,6 @@ def next_pass_of(task_name: str) -> str:
         if entry["task"] == task_name and isinstance(entry["schedule"], int | float):
             return f"the next pass comes in {entry['schedule']:.0f} s"
     return "the next pass comes at its turn"
-
-
-def _connection_lost(error: BaseException) -> bool:
-    """Whether `error` is Django's connection failing (none could be made, or the one in use
-    broke), not a statement's error on a sound connection (a deadlock, a timeout)."""
-    raw = connection.connection
-    if raw is None or bool(raw.closed) or bool(getattr(raw, "broken", False)):
-        return True
-    # The server's word that it ended the session (57P01, a restart or pg_terminate_backend)
-    # or lost it (class 08): psycopg may still hold the session as sound when it comes in a
-    # transaction (the late-streak pass's), its socket's end not read yet.
-    return any(
-        isinstance(link, psycopg.Error) and (link.sqlstate or "").startswith(("57P", "08"))
-        for link in error_words.chain(error)
-    )
 
 
 def _database_out(error: BaseException) -> str:

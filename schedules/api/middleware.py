@@ -7,10 +7,11 @@ from collections.abc import Callable
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, TooManyFieldsSent
-from django.db import InterfaceError, OperationalError, connection
+from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from common import error_words, migrations_state, read_only_database, web_statements
+from schedules.fresh_connection import connection_lost
 from schedules.text import printable
 
 API_PREFIX = "/api/"
@@ -107,7 +108,7 @@ def _unavailable(exception: Exception) -> tuple[str, str] | None:
         return words, "5"
     if words := migrations_state.behind(exception):
         return words, "30"
-    if _connection_lost(exception):
+    if connection_lost(exception):
         connection.close()
         if error_words.out_of_connections(exception):
             return DATABASE_FULL, "5"
@@ -118,12 +119,3 @@ def _unavailable(exception: Exception) -> tuple[str, str] | None:
         connection.close()
         return read_only_database.ANSWER, "60"
     return None
-
-
-def _connection_lost(exception: Exception) -> bool:
-    """Whether `exception` is the database's connection failing (none could be made, or the
-    one in use broke), not an error of a statement on a sound connection (a deadlock)."""
-    if not isinstance(exception, OperationalError | InterfaceError):
-        return False
-    raw = connection.connection
-    return raw is None or bool(raw.closed) or bool(getattr(raw, "broken", False))

@@ -119,6 +119,13 @@ def _end_at_once(run_id: int, task_id: str, soft_limit: float | None) -> ImportR
                     "set_config('statement_timeout', '10s', false)"
                 )
             run = services.end_killed_run(run_id, task_id, soft_limit)
+            if run is None:
+                # Ended by its attempt before the kill, which came as it handed on or queued
+                # the next delivery: told as it ended (it failed in Flower, "killed at its hard
+                # time limit", a run the log says succeeded: review2).
+                return ImportRun.objects.filter(
+                    pk=run_id, celery_task_id=task_id, status__in=ImportRun.FINAL_STATUSES
+                ).first()
         except Exception as error:
             logger.warning("run=%s killed at its hard time limit, not ended at once: %s",
                            run_id, error_words.log_text(error))  # fmt: skip

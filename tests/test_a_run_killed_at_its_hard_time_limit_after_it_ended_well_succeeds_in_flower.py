@@ -143,3 +143,19 @@ def test_a_killed_task_that_is_not_a_runs_still_fails_in_flower_saying_its_time_
     told = finals(events)
     assert [type for type, _fields in told] == ["task-failed"]
     assert "killed at its hard time limit of 330s" in told[0][1]["exception"]
+
+
+def test_a_run_its_attempt_had_ended_before_the_kill_succeeds_in_flower(alice):
+    # Given a run its attempt finished, then stuck past its hard time limit as it handed on
+    imp = make_import(alice, SOURCE, timeout_seconds=300)
+    now = timezone.now()
+    run = ImportRun.objects.create(
+        scheduled_import=imp, trigger="api", status="succeeded", attempts=1,
+        celery_task_id="attempt-1", started_at=now, finished_at=now, rows_read=3,
+        rows_inserted=3, rows_committed_at=now,
+    )  # fmt: skip
+
+    # When its task is killed, then Flower hears it succeeded, as the run log says (review2)
+    told = finals(killed_at_its_hard_time_limit(run))
+    assert [type for type, _fields in told] == ["task-succeeded"]
+    assert "'status': 'succeeded'" in told[0][1]["result"]

@@ -6,7 +6,9 @@ is reached through a Unix socket directory, which DATABASE_URL writes otherwise)
 from __future__ import annotations
 
 import subprocess
+from pathlib import Path
 
+from django.db import connection
 from pgserver._commands import POSTGRES_BIN_PATH
 
 from project.devservices import psql_url
@@ -21,6 +23,27 @@ def pg_dump(*options: str) -> None:
 def pg_restore(*arguments: str) -> None:
     """pg_restore `arguments` into the test database."""
     _client("pg_restore", f"--dbname={psql_url(test_database_url())}", *arguments)
+
+
+def backup(path: Path) -> Path:
+    """The data as pg_dump takes it (sequences' values too), as SQL this connection can run."""
+    pg_dump("--format=plain", "--data-only", "--inserts", "--disable-triggers", f"--file={path}")
+    return path
+
+
+def restore_in_this_transaction(path: Path) -> None:
+    """The backup `backup` took, loaded inside the caller's transaction: what the caller does
+    next in it lands at the same commit (the runs the web or beat create the moment the
+    database is back)."""
+    script = "\n".join(
+        line for line in path.read_text().splitlines() if not line.startswith("\\")
+    )  # (psql's own commands)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+        tables = ", ".join(f'"{name}"' for (name,) in cursor.fetchall())
+        cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+        cursor.execute(script)
+        cursor.execute("RESET search_path")
 
 
 def _client(program: str, *arguments: str) -> None:

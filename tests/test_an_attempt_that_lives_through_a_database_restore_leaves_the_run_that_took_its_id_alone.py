@@ -10,15 +10,14 @@ for its run deleted: the attempt stops at its next safe point, its rows rolled b
 """
 
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.db import connection, transaction
+from django.db import transaction
 
 from common import database_clock
 from schedules import services
 from schedules.models import ImportRun, Record, ScheduledImport
-from tests.backup_support import pg_dump
+from tests.backup_support import backup, restore_in_this_transaction
 from tests.conftest import wait_for
 from tests.factories import make_import
 from tests.reliability import FAST, big_csv
@@ -26,26 +25,6 @@ from tests.reliability import FAST, big_csv
 pytestmark = pytest.mark.django_db(transaction=True)
 
 ROWS = 30_000
-
-
-def backup(path: Path) -> Path:
-    """The data as pg_dump takes it (sequences' values too), as SQL this connection can run."""
-    pg_dump("--format=plain", "--data-only", "--inserts", "--disable-triggers", f"--file={path}")
-    return path
-
-
-def restore_in_this_transaction(path: Path) -> None:
-    """The backup loaded inside the caller's transaction: what the caller does next in it lands
-    at the same commit (the runs the web or beat create the moment the database is back)."""
-    script = "\n".join(
-        line for line in path.read_text().splitlines() if not line.startswith("\\")
-    )  # (psql's own commands)
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        tables = ", ".join(f'"{name}"' for (name,) in cursor.fetchall())
-        cursor.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
-        cursor.execute(script)
-        cursor.execute("RESET search_path")
 
 
 @pytest.mark.processes

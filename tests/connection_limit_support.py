@@ -23,7 +23,7 @@ from django.db import connection
 from pgserver._commands import POSTGRES_BIN_PATH
 
 from project.devservices import free_port
-from tests.conftest import test_database_url
+from tests.conftest import test_database_url, wait_for
 from tests.standby_support import Cluster, _cluster_user
 
 # The application's role on the small server: no superuser, as a managed server's.
@@ -115,3 +115,20 @@ class LimitedRole:
         ) as conn:  # fmt: skip
             cursor = conn.execute(sql, params)
             return cursor.fetchall() if cursor.description else []
+
+
+def a_limited_role() -> Iterator[LimitedRole]:
+    """A role of this test's on the suite's server, with no limit until the test sets one,
+    dropped after it (a fixture's body)."""
+    role = LimitedRole()
+    role.create()
+    yield role
+    role.drop()
+
+
+def start_worker_as(processes, role: LimitedRole, **settings: str) -> None:
+    """A Procfile worker on `role`'s URL that asks a new connection for each task
+    (DATABASE_CONN_MAX_AGE=0, as a pool process's first, or its next after CONN_MAX_AGE), once
+    it is ready."""
+    processes.start("worker", DATABASE_URL=role.url, DATABASE_CONN_MAX_AGE="0", **settings)
+    wait_for(lambda: "ready." in processes.logs(), 60, what="worker\n" + processes.logs())

@@ -27,12 +27,25 @@ from project.devservices import free_port
 from schedules import services, source_check
 from schedules.models import ImportRun
 from tests.conftest import answers, wait_for
-from tests.connection_limit_support import LimitedRole, app_url, fill, small_server
+from tests.connection_limit_support import (
+    LimitedRole,
+    a_limited_role,
+    app_url,
+    fill,
+    small_server,
+    start_worker_as,
+)
 from tests.factories import PRODUCTS_CSV, make_import
 from tests.reliability import FAST, RedisServer
 from tests.test_worker_not_started_without_its_database_or_broker import refusal
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
+
+
+@pytest.fixture
+def limited_role() -> Iterator[LimitedRole]:
+    yield from a_limited_role()
+
 
 SERVER_FULL = "the server has no free connection: it is at its max_connections"
 ROLE_FULL = "the database user has no free connection: it is at its CONNECTION LIMIT"
@@ -40,14 +53,6 @@ NO_FREE_CONNECTION = (
     "the database has no free connection now (it is at its connection limit), so nothing was "
     "read or changed; try again in a moment"
 )
-
-
-@pytest.fixture
-def limited_role() -> Iterator[LimitedRole]:
-    role = LimitedRole()
-    role.create()
-    yield role
-    role.drop()
 
 
 @pytest.mark.parametrize(
@@ -153,12 +158,7 @@ def test_a_run_taken_while_the_database_has_no_free_connection_waits_and_runs_on
     alice, csv_server, processes, limited_role
 ):
     imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
-    # Connections not kept between tasks (DATABASE_CONN_MAX_AGE=0): each run asks for a new
-    # one, as a pool process's first, or its next after CONN_MAX_AGE, does.
-    processes.start(
-        "worker", DATABASE_URL=limited_role.url, DATABASE_CONN_MAX_AGE="0", **FAST
-    )  # fmt: skip
-    wait_for(lambda: "ready." in processes.logs(), 60, what="worker\n" + processes.logs())
+    start_worker_as(processes, limited_role, **FAST)
 
     # Given the worker's database user at its connection limit
     limited_role.limit(0)
@@ -192,10 +192,7 @@ def test_test_source_says_the_workers_database_has_no_free_connection(
     alice, csv_server, processes, limited_role
 ):
     imp = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV))
-    processes.start(
-        "worker", DATABASE_URL=limited_role.url, DATABASE_CONN_MAX_AGE="0", **FAST
-    )  # fmt: skip
-    wait_for(lambda: "ready." in processes.logs(), 60, what="worker\n" + processes.logs())
+    start_worker_as(processes, limited_role, **FAST)
 
     # Given the worker's database user at its connection limit
     limited_role.limit(0)

@@ -23,7 +23,7 @@ from schedules.models import ImportRun
 from tasks import maintenance
 from tasks import tasks as jobs
 from tests.conftest import wait_for
-from tests.connection_limit_support import LimitedRole
+from tests.connection_limit_support import LimitedRole, a_limited_role, start_worker_as
 from tests.factories import make_import
 from tests.reliability import refuse_connections, terminate
 
@@ -36,10 +36,7 @@ JOBS = {
 
 @pytest.fixture
 def limited_role() -> Iterator[LimitedRole]:
-    role = LimitedRole()
-    role.create()
-    yield role
-    role.drop()
+    yield from a_limited_role()
 
 
 def database_away(_role: LimitedRole) -> None:
@@ -105,10 +102,7 @@ def test_each_maintenance_pass_skips_its_turn_in_a_line_and_the_next_does_its_wo
 ):
     # Given a worker that opens a connection per task, and an old run to delete
     old_run = an_old_run_for_retention(alice)
-    processes.start(
-        "worker", DATABASE_URL=limited_role.url, DATABASE_CONN_MAX_AGE="0", WORKER_CONCURRENCY="1"
-    )  # fmt: skip
-    wait_for(lambda: "ready." in processes.logs(), 60, what="worker\n" + processes.logs())
+    start_worker_as(processes, limited_role, WORKER_CONCURRENCY="1")
 
     def ended(sent: dict[str, str]) -> dict[str, dict]:
         return wait_for(

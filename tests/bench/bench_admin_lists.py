@@ -91,18 +91,7 @@ def measure(client: Client, path: str) -> dict[str, float]:
 @override_settings(DEBUG=False)
 def bench_admin_lists_at_a_year_of_history() -> None:
     started = time.monotonic()
-    users = history.make_users()
-    import_ids = history.make_imports(users)
-    history.make_runs_in_progress(import_ids)
-    history.add_runs(1, history.RUNS)
-    history.keep_ticks_ahead()
-    print(f"\nbuilt {history.IMPORTS:,} imports, {history.RUNS:,} runs in "
-          f"{time.monotonic() - started:.0f}s")  # fmt: skip
-    root = users["ops"]
-    root.is_superuser = True
-    root.save(update_fields=["is_superuser"])
-    client = Client()
-    client.force_login(root)
+    import_ids, client = history.a_year_for_ops()
     one_import = import_ids[10]
     one_run = ImportRun.objects.filter(scheduled_import_id=one_import).order_by("-pk")[0].pk
 

@@ -168,20 +168,7 @@ def explain(sql: str, params: list) -> str:
 @override_settings(DEBUG=False)
 def bench_next_runs_in_an_outage() -> None:
     started = time.monotonic()
-    users = history.make_users()
-    import_ids = history.make_imports(users)
-    history.make_runs_in_progress(import_ids)
-    if history.RUNS:
-        history.add_runs(1, history.RUNS)
-    history.keep_ticks_ahead()
-    history.vacuum()
-    print(f"\nbuilt {len(import_ids):,} imports, {history.RUNS:,} runs in "
-          f"{time.monotonic() - started:.0f}s")  # fmt: skip
-    root = users["ops"]
-    root.is_superuser = True
-    root.save(update_fields=["is_superuser"])
-    client = Client()
-    client.force_login(root)
+    import_ids, client = history.a_year_for_ops()
     column = next_run_column(client)
 
     measure_dashboard("beat running")

@@ -48,6 +48,7 @@ import requests
 from django.conf import settings
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.db import connection, transaction
+from django.test import Client
 from django.utils import timezone
 from knox.models import AuthToken
 
@@ -281,6 +282,27 @@ def vacuum() -> None:
 
 
 # --- measuring -----------------------------------------------------------------------------
+
+
+def a_year_for_ops() -> tuple[list[int], Client]:
+    """IMPORTS imports with RUNS runs of history (vacuumed), and a test client signed in as the
+    superuser `ops`: the admin's and the dashboard's benches' given."""
+    started = time.monotonic()
+    users = make_users()
+    import_ids = make_imports(users)
+    make_runs_in_progress(import_ids)
+    if RUNS:
+        add_runs(1, RUNS)
+    keep_ticks_ahead()
+    vacuum()
+    print(f"\nbuilt {len(import_ids):,} imports, {RUNS:,} runs in "
+          f"{time.monotonic() - started:.0f}s")  # fmt: skip
+    root = users["ops"]
+    root.is_superuser = True
+    root.save(update_fields=["is_superuser"])
+    client = Client()
+    client.force_login(root)
+    return import_ids, client
 
 
 def token_for(user) -> str:

@@ -576,6 +576,10 @@ def _overlap(run: ImportRun, task: Any | None) -> dict[str, Any] | None:
     # No longer queued (cancelled meanwhile): the task says what the run log says. It said
     # `skipped` of a run the API and the admin called cancelled (endings hunt).
     ended = ImportRun.objects.filter(pk=run.pk, status__in=ImportRun.FINAL_STATUSES).first()
+    if ended is not None and task is not None and ended.status == ImportRun.Status.CANCELLED:
+        # As a run cancelled a moment earlier ends: REVOKED, which its SUCCESS overwrote in
+        # Flower (review2).
+        raise StoppedBeforeDelivery(summary(ended))
     return summary(ended) if ended is not None else None
 
 

@@ -1,7 +1,8 @@
 """A queued run cancelled while its worker finds another run of its import holding the lease
 ends its task saying `cancelled`, as the run log does (endings hunt): the worker's skip found
 the run no longer queued and wrote nothing, and its task said `skipped` all the same (Flower's
-result), of a run the API, the admin and the log called cancelled."""
+result), of a run the API, the admin and the log called cancelled. It ends as a run cancelled a
+moment earlier does, REVOKED in Flower (review2)."""
 
 import pytest
 
@@ -37,8 +38,11 @@ def test_a_run_cancelled_as_it_would_be_skipped_says_cancelled(
     monkeypatch.setattr(services, "skip_run", cancelled_first)
 
     # When the worker handles its message
-    result = runner.execute(run.pk, worker_task("t-2"))
+    with pytest.raises(runner.StoppedBeforeDelivery) as stopped:
+        runner.execute(run.pk, worker_task("t-2"))
 
-    # Then the run and its task both say cancelled
+    # Then the run and its task both say cancelled: the task stops as one cancelled before its
+    # message came (REVOKED in Flower: tasks.tasks.execute_run), saying how the run ended
     assert ImportRun.objects.get(pk=run.pk).status == "cancelled"
+    result = stopped.value.summary
     assert (result["status"], result["error"]) == ("cancelled", "cancelled by alice")

@@ -28,7 +28,7 @@ logger = logging.getLogger("importbeat.runs")
 def show_revoked(tasks: list[tuple[str, str]]) -> None:
     """Tell Flower that the tasks (task id, the worker of the run's last attempt or "") of
     waiting runs just cancelled are over. Failing (the broker away), the message, when it
-    comes, finds its run cancelled and its task ends SUCCESS saying so, as before."""
+    comes, finds its run cancelled and tells it then (tasks.tasks.execute_run)."""
     from celery import current_app
 
     by_worker: dict[str, list[str]] = defaultdict(list)

@@ -41,8 +41,7 @@ def small_server(max_connections: int = 6, reserved: int = 2) -> Iterator[Cluste
     try:
         if user is not None:
             shutil.chown(home, user, user)
-        server.program("initdb", "-D", server.folder, "-U", "postgres", "--auth=trust",
-                       "--encoding=utf8")  # fmt: skip
+        server.initdb()
         with open(server.folder / "postgresql.conf", "a") as conf:
             conf.write(
                 f"max_connections = {max_connections}\n"

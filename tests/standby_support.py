@@ -60,6 +60,11 @@ class Cluster:
         with psycopg.connect(self.url, autocommit=True) as conn:
             return conn.execute(sql, params).fetchall()
 
+    def initdb(self) -> None:
+        """A new cluster in its folder: trust on every connection, `postgres` its superuser."""
+        self.program("initdb", "-D", self.folder, "-U", "postgres", "--auth=trust",
+                     "--encoding=utf8")  # fmt: skip
+
     def program(self, program: str, *args: object) -> None:
         _run(self.bin_dir / program, *args, user=self.user)
 
@@ -82,8 +87,7 @@ def primary_and_standby(
     try:
         if user is not None:
             shutil.chown(home, user, user)
-        primary.program("initdb", "-D", primary.folder, "-U", "postgres", "--auth=trust",
-                        "--encoding=utf8")  # fmt: skip
+        primary.initdb()
         primary.start()
         at_primary = ["-h", "127.0.0.1", "-p", primary.port, "-U", "postgres"]
         primary.program("createdb", *at_primary, DATABASE)

@@ -8,11 +8,11 @@ an ERROR for whoever alerts on them, beside the line that said why.
 
 import logging
 
-import psycopg
 import pytest
-from django.db import connection
-from knox.models import AuthToken
-from rest_framework.test import APIClient
+
+from tests.test_the_api_says_503_while_the_database_refuses_connections import (
+    alices_client_where_the_database_refuses,
+)
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -25,17 +25,8 @@ REFUSAL = (
 def test_a_503_for_a_database_with_no_free_connection_is_logged_once_in_words(
     alice, monkeypatch, caplog
 ):
-    _, token = AuthToken.objects.create(user=alice, expiry=None)
-    client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-
     # Given a database with no free connection for the web
-    connection.close()
-
-    def refuse(*_args, **_kwargs):
-        raise psycopg.OperationalError(REFUSAL)
-
-    monkeypatch.setattr(connection, "get_new_connection", refuse)
+    client = alices_client_where_the_database_refuses(alice, monkeypatch, REFUSAL)
 
     # When alice lists her imports
     with caplog.at_level(logging.INFO, logger="django.request"):

@@ -16,6 +16,7 @@ from schedules import services
 from tests.conftest import wait_for
 from tests.factories import make_import
 from tests.reliability import big_csv, start_flower, wait_for_the_end
+from tests.test_a_run_killed_at_its_hard_time_limit_ends_at_once import with_hard_limit
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -59,7 +60,7 @@ def test_a_run_killed_after_its_rows_committed_succeeds_in_flower(
     base = start_flower(processes, AUTH)
     url = csv_server.serve("/big.csv", big_csv(ROWS))
     imp = make_import(alice, url, name="sticks after commit", timeout_seconds=300, max_retries=0)
-    monkeypatch.setattr(services, "run_message", _with_hard_limit(services.run_message))
+    monkeypatch.setattr(services, "run_message", with_hard_limit(services.run_message, HARD_LIMIT))
 
     # When the run's rows commit and the worker kills its stuck attempt
     run = services.enqueue_run(imp, trigger="manual", user=alice)
@@ -93,7 +94,7 @@ def test_a_run_killed_before_its_rows_committed_fails_once_in_flower_in_its_word
     base = start_flower(processes, AUTH)
     url = csv_server.serve("/slow.csv", big_csv(20_000), chunk_delay=1.0)
     imp = make_import(alice, url, name="stuck", timeout_seconds=300, max_retries=0)
-    monkeypatch.setattr(services, "run_message", _with_hard_limit(services.run_message, limit=4))
+    monkeypatch.setattr(services, "run_message", with_hard_limit(services.run_message, 4))
 
     # When the worker kills its attempt
     run = services.enqueue_run(imp, trigger="manual", user=alice)
@@ -108,15 +109,6 @@ def test_a_run_killed_before_its_rows_committed_fails_once_in_flower_in_its_word
     print(f"\n[figures] Flower's task events counted: {counted}")
     assert [line.rsplit(" ", 1)[1] for line in counted if 'type="task-failed"' in line] == ["1.0"]
     assert not any('type="task-succeeded"' in line for line in counted), counted
-
-
-def _with_hard_limit(run_message, limit: float = HARD_LIMIT):
-    def message(run):
-        args, kwargs, options = run_message(run)
-        # No soft limit: the worker schedules the hard one after the soft one has fired.
-        return args, kwargs, {**options, "time_limit": limit, "soft_time_limit": None}
-
-    return message
 
 
 def _ended_task(base: str, task_id: str) -> dict | None:

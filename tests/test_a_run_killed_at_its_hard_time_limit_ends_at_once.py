@@ -39,7 +39,9 @@ def test_a_run_killed_at_its_hard_time_limit_ends_timed_out_at_once(
     slow = make_import(
         bob, csv_server.serve("/slow.csv", big_csv(20_000), chunk_delay=0.6), name="slow"
     )
-    monkeypatch.setattr(services, "run_message", _with_hard_limit(services.run_message, imp.pk))
+    monkeypatch.setattr(
+        services, "run_message", with_hard_limit(services.run_message, HARD_LIMIT, imp.pk)
+    )
 
     # When it runs and the worker kills it
     run = services.enqueue_run(imp, trigger="manual", user=alice)
@@ -91,7 +93,9 @@ def test_a_killed_run_hands_its_owners_slot_on_from_the_worker(
     )  # fmt: skip
     url = csv_server.serve("/big.csv", big_csv(20_000), chunk_delay=1.0)
     imp = make_import(alice, url, name="stuck", timeout_seconds=300)
-    monkeypatch.setattr(services, "run_message", _with_hard_limit(services.run_message, imp.pk))
+    monkeypatch.setattr(
+        services, "run_message", with_hard_limit(services.run_message, HARD_LIMIT, imp.pk)
+    )
     stuck = services.enqueue_run(imp, trigger="manual", user=alice)
     wait_for_download(csv_server, stuck)
     nxt = make_import(alice, csv_server.serve("/p.csv", PRODUCTS_CSV), name="next")
@@ -115,13 +119,16 @@ def test_a_killed_run_hands_its_owners_slot_on_from_the_worker(
     assert waiting.status == "succeeded", waiting.error_message
 
 
-def _with_hard_limit(run_message, import_id: int):
+def with_hard_limit(run_message, limit: float, import_id: int | None = None):
+    """`run_message` whose runs (of `import_id` only, when given) are sent with a hard time
+    limit of `limit` seconds and no soft one."""
+
     def message(run):
         args, kwargs, options = run_message(run)
-        if run.scheduled_import_id != import_id:
+        if import_id is not None and run.scheduled_import_id != import_id:
             return args, kwargs, options
         # No soft limit: the worker schedules the hard one after the soft one has fired.
-        return args, kwargs, {**options, "time_limit": HARD_LIMIT, "soft_time_limit": None}
+        return args, kwargs, {**options, "time_limit": limit, "soft_time_limit": None}
 
     return message
 

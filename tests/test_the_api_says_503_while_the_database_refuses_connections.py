@@ -61,20 +61,26 @@ def test_the_api_says_503_when_the_database_refuses_connections(alice, processes
 REFUSAL = 'connection failed: FATAL:  password authentication failed for user "importbeat"'
 
 
-def test_the_log_of_a_503_for_a_refused_connection_says_why(alice, monkeypatch, caplog):
-    # A 503 logged only its own words: a password rotated read as a restart that will pass
-    # (review)
+def alices_client_where_the_database_refuses(alice, monkeypatch, refusal: str) -> APIClient:
+    """Alice's API client, and a database that refuses the web's new connections, saying
+    `refusal` (monkeypatch.undo() lets it in again)."""
     _, token = AuthToken.objects.create(user=alice, expiry=None)
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
-
-    # Given the database refuses the web's connections for a reason that will not pass
     connection.close()
 
     def refuse(*_args, **_kwargs):
-        raise psycopg.OperationalError(REFUSAL)
+        raise psycopg.OperationalError(refusal)
 
     monkeypatch.setattr(connection, "get_new_connection", refuse)
+    return client
+
+
+def test_the_log_of_a_503_for_a_refused_connection_says_why(alice, monkeypatch, caplog):
+    # A 503 logged only its own words: a password rotated read as a restart that will pass
+    # (review)
+    # Given the database refuses the web's connections for a reason that will not pass
+    client = alices_client_where_the_database_refuses(alice, monkeypatch, REFUSAL)
 
     # When a request comes
     with caplog.at_level(logging.WARNING):

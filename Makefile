@@ -39,7 +39,10 @@ PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py \
 	tests/test_writers_of_many_imports_lock_them_in_id_order.py \
 	tests/test_deleting_a_run_while_its_worker_ends_a_run_is_no_deadlock.py \
 	tests/test_admin_run_now_queues_a_large_selection_in_batches.py \
-	tests/test_an_import_edited_while_its_run_runs_merges_as_it_now_says_or_not_at_all.py
+	tests/test_an_import_edited_while_its_run_runs_merges_as_it_now_says_or_not_at_all.py \
+	tests/test_next_runs_during_an_outage_are_chosen_and_sorted_by_the_run_beat_makes.py \
+	tests/test_a_webhook_being_sent_is_not_posted_again_by_a_copy_of_its_message.py \
+	tests/test_a_waiting_run_deleted_with_its_import_is_revoked_in_flower.py
 # The tests of SQL that differs between PostgreSQL versions, which `make pgmatrix` runs on 14
 # and 17 (the suite covers 16, `make pgtest` 15): regexp_count, new in 15, failed every file with
 # a quoted line break on 14 while the suite passed on 16 and 15.

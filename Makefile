@@ -41,6 +41,7 @@ PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py \
 	tests/test_admin_run_now_queues_a_large_selection_in_batches.py \
 	tests/test_an_import_edited_while_its_run_runs_merges_as_it_now_says_or_not_at_all.py \
 	tests/test_next_runs_during_an_outage_are_chosen_and_sorted_by_the_run_beat_makes.py \
+	tests/test_overdue_imports_the_next_runs_could_not_place_are_counted_with_since_when_beat_is_down.py \
 	tests/test_a_webhook_being_sent_is_not_posted_again_by_a_copy_of_its_message.py \
 	tests/test_a_waiting_run_deleted_with_its_import_is_revoked_in_flower.py
 # The tests of SQL that differs between PostgreSQL versions, which `make pgmatrix` runs on 14

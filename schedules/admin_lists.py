@@ -67,7 +67,19 @@ class ListAtScale(RefusesNulSearch):
         if getattr(cl, "count_is_estimate", False):
             # Django's own words ("All 30000 selected") state the estimate as a count.
             context["selection_note_all"] = f"All of about {cl.result_count:,} selected"
+        if cl is not None:
+            self._say_what_the_order_leaves_out(request, cl)
         return response
+
+    def _say_what_the_order_leaves_out(self, request: HttpRequest, cl: ChangeList) -> None:
+        """A list sorted by an expression that cannot place every row (the imports' "next run"
+        in a long outage: overdue_next_runs.ListedNextRun) says so above it, in its words."""
+        for ordering in cl.queryset.query.order_by:
+            expression = getattr(ordering, "expression", ordering)
+            note = getattr(expression, "order_note", None)
+            words = note() if callable(note) else None
+            if words:
+                self.message_user(request, words, messages.WARNING)
 
     def response_action(self, request: HttpRequest, queryset: Any) -> Any:
         # A selection that is no id (a request made by hand) raised in the query: a 500.

@@ -212,24 +212,32 @@ UPCOMING_OVERDUE_SQL = """
 
 
 def upcoming_runs() -> list[dict[str, Any]]:
+    """The next runs beat makes of active imports, soonest first (next_runs)."""
+    return next_runs()[0]
+
+
+def next_runs() -> tuple[list[dict[str, Any]], overdue_next_runs.Unplaced | None]:
     """The next runs beat makes of active imports, soonest first (in an outage, never a tick
-    older than the grace period, which beat will not fire).
+    older than the grace period, which beat will not fire), and the overdue imports that could
+    not be placed among them (none: every import was).
 
     Chosen by that run, not by `next_run_at`: the ten soonest of the imports not overdue (by the
     column, which is their next run) and the soonest of the overdue ones, whose next runs are
     worked out per group (overdue_next_runs). Chosen by the column, an import whose missed 10:00
     beat skips to 13:00 took the place of one due at 12:40. Two statements, three when an
-    overdue import is among those shown.
+    overdue import is among those shown, one more when the overdue groups were too many to work
+    out: the imports of those left were left out without a word.
     """
     cutoff = overdue_next_runs.overdue_cutoff()
     found = {row[0]: row for row in _select(UPCOMING_SQL, cutoff, UPCOMING_LIMIT)}
     soonest = [(_next_run(row), pk) for pk, row in found.items()]
-    for group in overdue_next_runs.overdue_groups(cutoff, first=UPCOMING_LIMIT):
+    overdue = overdue_next_runs.overdue_groups(cutoff, first=UPCOMING_LIMIT)
+    for group in overdue.groups:
         soonest.extend((group.next_run, pk) for pk in group.ids)
     chosen = heapq.nsmallest(UPCOMING_LIMIT, soonest)
-    overdue = [pk for _next, pk in chosen if pk not in found]
-    if overdue:
-        found.update((row[0], row) for row in _select(UPCOMING_OVERDUE_SQL, overdue))
+    shown_overdue = [pk for _next, pk in chosen if pk not in found]
+    if shown_overdue:
+        found.update((row[0], row) for row in _select(UPCOMING_OVERDUE_SQL, shown_overdue))
     upcoming = []
     for next_run, pk in chosen:
         row = found.get(pk)
@@ -246,7 +254,7 @@ def upcoming_runs() -> list[dict[str, Any]]:
                 "next_run_at": next_run.isoformat(),
             }
         )
-    return upcoming
+    return upcoming, overdue.unplaced
 
 
 def _next_run(row: tuple) -> datetime:
@@ -390,7 +398,7 @@ def page_data() -> dict[str, Any]:
         # The answers of the last poll, if recent: no older than what an open page shows
         # between two polls of health.json.
         "health": health_panel(outside_max_age=HEALTH_POLL_SECONDS),
-        "upcoming": upcoming_runs(),
+        **_next_runs(),
         "days": CHART_DAYS,
         "now": timezone.now(),
     }
@@ -416,7 +424,19 @@ def health(request: HttpRequest) -> JsonResponse:
     """What the health panel polls (staff only)."""
     if not _staff(request):
         return JsonResponse({"detail": "staff only"}, status=403)
-    return JsonResponse({"health": health_panel(), "upcoming": upcoming_runs()})
+    return JsonResponse({"health": health_panel(), **_next_runs()})
+
+
+def _next_runs() -> dict[str, Any]:
+    """The next runs, and the overdue imports they could not place: how many and since when
+    (`unplaced`, or None), and the words the page says of them (`upcoming_cut`, its one writer
+    dashboard_rows; empty when none). They were left out without a word."""
+    upcoming, unplaced = next_runs()
+    return {
+        "upcoming": upcoming,
+        "unplaced": unplaced and {"imports": unplaced.imports, "since": unplaced.since.isoformat()},
+        "upcoming_cut": dashboard_rows.unplaced_note(unplaced),
+    }
 
 
 def live(request: HttpRequest) -> JsonResponse:

@@ -18,8 +18,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from django.template.defaultfilters import filesizeformat
+from django.utils.html import format_html
 from django.utils.safestring import SafeString, mark_safe
 
+from .overdue_next_runs import Unplaced
 from .templatetags.moments import moment
 
 # A phase whose bar is full while the work goes on (dashboard.js WORKING).
@@ -74,6 +76,20 @@ def upcoming_rows(upcoming: list[dict[str, Any]]) -> SafeString:
 def attention_rows(imports: list[dict[str, Any]]) -> SafeString:
     """The imports needing attention (attention.needing_attention), or the row saying none."""
     return _rows(imports, _attention_row, NO_ATTENTION)
+
+
+# What the page does with the overdue imports its next runs could not place.
+UNPLACED_ARE = "they are not among these next runs, however soon beat would run them"
+
+
+def unplaced_note(unplaced: Unplaced | None) -> SafeString:
+    """The words under the next runs of the overdue imports they could not place (how many,
+    and since when beat has dispatched nothing), or nothing: they were left out silently."""
+    if unplaced is None:
+        return mark_safe("")
+    # The words are plain text around one time: escaped, then the time put in.
+    words = html.escape(unplaced.words("{}", UNPLACED_ARE), quote=False)
+    return format_html(words, moment(unplaced.since, "ago"))
 
 
 def _rows(

@@ -183,6 +183,13 @@
     if (!data.upcoming.length) {
       upcoming.innerHTML = '<tr class="empty"><td colspan="4">No run is scheduled.</td></tr>';
     }
+    // The overdue imports the next runs could not place, as the page writes them (its one
+    // writer, dashboard_rows.unplaced_note): they were left out without a word.
+    var upcomingCut = document.getElementById("upcoming-cut");
+    if (upcomingCut && typeof data.upcoming_cut === "string") {
+      upcomingCut.innerHTML = data.upcoming_cut;
+      upcomingCut.hidden = !data.unplaced;
+    }
     localise(document);
     document.body.setAttribute("data-health-updates",
       String(Number(document.body.getAttribute("data-health-updates") || 0) + 1));

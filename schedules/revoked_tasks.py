@@ -9,6 +9,12 @@ run's last attempt. When the message comes due, the worker tells REVOKED again a
 task without a result (tasks.tasks.execute_run), so Flower keeps REVOKED: it ended SUCCESS
 before, which Flower let overwrite REVOKED (endings hunt).
 
+A cancel right after a retry was announced: the worker that announced it looks at the run once
+its `task-retried` event has left (tasks.lost_tasks.end_retried_task), finds it over, and tells
+its final state again; it told SUCCESS of a run cancelled while it waited, which overwrote the
+REVOKED of the cancel for good (leftovers hunt). A run the cancel found waiting is told REVOKED
+there too (told_revoked_at_cancel).
+
 Not revoked by Celery's control broadcast: kombu sends it retrying for ever while the broker
 is away, and the request that cancelled would have waited as long. A run that never started
 has no task in Flower until a worker takes its message, so it is told nothing.
@@ -22,7 +28,23 @@ from collections import defaultdict
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
+from schedules.models import ImportRun
+
 logger = logging.getLogger("importbeat.runs")
+
+
+def told_revoked_at_cancel(run: ImportRun) -> bool:
+    """Whether `run` was cancelled while it waited (queued, parked, or in the backoff of its
+    last attempt's retry), its task told REVOKED then: no attempt was claimed after its last
+    failure to be retried (a claim counts one more attempt), or none ever was. A run cancelled
+    while an attempt ran ends SUCCESS, with the run's summary, as its task returned it."""
+    if run.status != ImportRun.Status.CANCELLED:
+        return False
+    if run.attempts == 0:
+        return True
+    failures = run.error_details.get("attempts") if isinstance(run.error_details, dict) else None
+    last = failures[-1] if failures else None
+    return isinstance(last, dict) and last.get("attempt") == run.attempts and "retry_in" in last
 
 
 def show_revoked(tasks: list[tuple[str, str]]) -> None:

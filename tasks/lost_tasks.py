@@ -19,6 +19,7 @@ from django.db import DatabaseError, connection
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
+from schedules import revoked_tasks
 from schedules.models import ImportRun
 from schedules.services import EXECUTE_RUN
 
@@ -90,4 +91,9 @@ def _end_if_ended(task_id: str, run_id: int, reporter: str) -> None:
         logger.warning("the retried task %s not checked against its run: %s", task_id, error)
         return
     if run is not None and run.status in ImportRun.FINAL_STATUSES:
+        if revoked_tasks.told_revoked_at_cancel(run):
+            # Cancelled while it waited for this retry: REVOKED, as the cancel told. SUCCESS
+            # here overwrote that REVOKED for good (Flower keeps SUCCESS over a later REVOKED).
+            revoked_tasks.show_revoked([(task_id, reporter)])
+            return
         end_lost_task(task_id, run, reporter)

@@ -64,8 +64,10 @@ def retried(run, events: Events) -> None:
 
 @pytest.mark.parametrize("status", ["succeeded", "failed", "cancelled"])
 def test_a_retry_announced_after_its_run_ended_sends_the_runs_end_again(alice, ended, status):
-    # Given a run another worker ended while this one announced its retry
-    run = make_run(make_import(alice, SOURCE), status, celery_task_id="task-7")
+    # Given a run another worker ended while this one announced its retry (its second
+    # attempt, there; a run cancelled while it waited for the retry stays REVOKED instead:
+    # tests/test_a_run_cancelled_right_after_its_retry_was_announced_stays_revoked_in_flower.py)
+    run = make_run(make_import(alice, SOURCE), status, celery_task_id="task-7", attempts=2)
     events = Events()
 
     # When this worker's request announces the retry

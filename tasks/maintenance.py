@@ -256,7 +256,7 @@ def _delete_in_batches(queryset: QuerySet) -> int:
             return deleted
         batch = queryset.model.objects.filter(pk__in=ids)
         if queryset.model is ImportRun:
-            services.delete_runs(batch)
+            services.delete_runs(batch, ended_only=True)  # (retention keeps what has not ended)
         else:
             batch.delete()
         deleted += len(ids)

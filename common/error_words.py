@@ -47,6 +47,11 @@ OUT_OF_CONNECTIONS: list[tuple[re.Pattern[str], str]] = [
         re.compile(r"max number of clients reached"),
         "the server has no free connection: it is at its maxclients",
     ),
+    # PgBouncer's refusal of a client beyond its max_client_conn (README: Behind PgBouncer).
+    (
+        re.compile(r"no more connections allowed \(max_client_conn\)"),
+        "the connection pooler takes no more clients: it is at its max_client_conn",
+    ),
 ]
 
 # Why a connection to the database or the broker failed: a phrase of psycopg's, redis-py's or
@@ -58,6 +63,21 @@ _REASONS: list[tuple[re.Pattern[str], str]] = [
     (
         re.compile(r"authentication|password|wrongpass|noauth|username-password"),
         "authentication failed: check the user name and password",
+    ),
+    # PgBouncer's own words, before "timeout" below: "query_wait_timeout" said "timed out" and
+    # "no such database: x" the reason is in the log (README: Behind PgBouncer).
+    (
+        re.compile(r"query_wait_timeout"),
+        "the connection pooler had no server connection for it in time (its "
+        "query_wait_timeout): its pool is too small, or it cannot reach PostgreSQL",
+    ),
+    (
+        re.compile(r"pgbouncer cannot connect to server|server login has been failing"),
+        "the connection pooler cannot reach PostgreSQL behind it",
+    ),
+    (
+        re.compile(r"no such database: "),
+        "the connection pooler has no such database: check its [databases] section",
     ),
     (re.compile(r"timeout|timed out"), "timed out"),
     (re.compile(r"connection refused"), "connection refused"),

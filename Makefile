@@ -63,7 +63,7 @@ PGMATRIX_FILES ?= tests/test_postgres_*.py tests/test_importer_awkward_files.py 
 TEST_JOBS ?= 5
 XDIST := -n $(TEST_JOBS) --dist worksteal
 
-.PHONY: help install browser sftp compose faketime run manage shell psql test pgtest pgmatrix bench lint format clean
+.PHONY: help install browser sftp compose faketime pgbouncer run manage shell psql test pgtest pgmatrix bench lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -122,7 +122,11 @@ faketime: ## install Debian's libfaketime, which the clock tests start a beat an
 	ls /usr/lib/*/faketime/libfaketime.so.1 >/dev/null 2>&1 || (apt-get update && apt-get install -y --no-install-recommends libfaketime) \
 		|| echo "libfaketime could not be installed: the clock tests will fail"
 
-test: install browser sftp compose faketime ## run the whole test suite (PostgreSQL/Redis from the env or embedded)
+pgbouncer: ## install Debian's PgBouncer, which the pooler tests start on a free port (once; apt as root)
+	test -x /usr/sbin/pgbouncer || (apt-get update && apt-get install -y --no-install-recommends pgbouncer) \
+		|| echo "pgbouncer could not be installed: the PgBouncer tests will fail"
+
+test: install browser sftp compose faketime pgbouncer ## run the whole test suite (PostgreSQL/Redis from the env or embedded)
 	mkdir -p .run
 	$(SERVICES) --test -- $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory pgtest pgmatrix; fi

@@ -25,9 +25,11 @@ app.autodiscover_tasks(["tasks"])
 
 # The worker's start-up checks and its database control command; its database connections
 # kept across tasks (CONN_MAX_AGE), checked between them; its consumer's repeats folded; its
-# watch of beat; Celery's notice of a default it has chosen left out of its log.
+# watch of beat; Celery's notice of a default it has chosen left out of its log; the refusal
+# of a connection pool in transaction mode by the worker, beat, run_import and migrate.
 from project import (  # noqa: E402, F401
     beat_watch,
+    database_pooler,
     worker_checks,
     worker_connections,
     worker_held,

@@ -182,6 +182,37 @@ DATABASES["default"]["OPTIONS"] = {
 # or DATABASE_URL's `?application_name=` name them otherwise.
 # https://www.postgresql.org/docs/current/libpq-connect.html#LIBPQ-CONNECT-FALLBACK-APPLICATION-NAME
 DATABASES["default"]["OPTIONS"].setdefault("fallback_application_name", application_name())
+# A connection pooler between the processes and PostgreSQL (README: Behind PgBouncer): unset
+# for PostgreSQL itself or a pool in session mode, where each client keeps its server session;
+# `transaction` for a pool that hands each transaction to whichever server session is free
+# (PgBouncer's pool_mode = transaction). There, nothing of a session lasts past a transaction:
+# psycopg's prepared statements and Django's server-side cursors (`.iterator()` outside a
+# transaction) are turned off, as Django's docs ask for one; and a process whose work needs a
+# session of its own refuses to start, where it ran and failed half way ("relation
+# importbeat_raw does not exist": a run's staging tables live from one transaction to the next).
+# A worker or beat that finds itself behind such a pool undeclared refuses as well
+# (project/database_pooler.py).
+# https://docs.djangoproject.com/en/5.2/ref/databases/#transaction-pooling-server-side-cursors
+# https://www.psycopg.org/psycopg3/docs/advanced/prepare.html#using-prepared-statements-with-pgbouncer
+DATABASE_POOL_MODE = env("DATABASE_POOL_MODE", default="").strip().lower()
+if DATABASE_POOL_MODE not in {"", "session", "transaction"}:
+    raise ImproperlyConfigured(
+        f"DATABASE_POOL_MODE={DATABASE_POOL_MODE!r}: use session or transaction (the pool_mode "
+        "of the PgBouncer that DATABASE_URL names), or leave it unset for PostgreSQL itself"
+    )
+# The processes whose work is a session's: a run's staging tables, a worker's and beat's
+# session settings. `migrate` takes its lock_timeout for the session too.
+SESSION_PROCESSES = ("worker", "beat", "run_import", "migrate")
+if DATABASE_POOL_MODE == "transaction":
+    if (_process := application_name().removeprefix("importbeat ")) in SESSION_PROCESSES:
+        raise ImproperlyConfigured(
+            f"DATABASE_POOL_MODE=transaction: importbeat {_process} needs a database session of "
+            "its own, which a pool in transaction mode does not keep from one transaction to the "
+            "next; point its DATABASE_URL at a pool in session mode or at PostgreSQL itself "
+            "(README: Behind PgBouncer)"
+        )
+    DATABASES["default"]["OPTIONS"]["prepare_threshold"] = None
+    DATABASES["default"]["DISABLE_SERVER_SIDE_CURSORS"] = True
 # How a worker's database connection commits (project/worker_connections.py): "off" lets its
 # bookkeeping writes skip the wait for the disk; a run's rows and outcome are always durable.
 # https://www.postgresql.org/docs/current/wal-async-commit.html

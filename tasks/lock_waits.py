@@ -46,8 +46,11 @@ def note() -> None:
         raw = connection.connection
         if raw is None or raw.info.transaction_status != psycopg.pq.TransactionStatus.ACTIVE:
             return
+        # Behind a pooler the server session's id is noted apart (project/database_pooler.py):
+        # psycopg's is the pooler's, for which PostgreSQL found no one.
+        pid = getattr(connection, "server_pid", None) or raw.info.backend_pid
         with psycopg.connect(**side_connection_params()) as side:
-            holders = side.execute(BLOCKING, [raw.info.backend_pid]).fetchall()
+            holders = side.execute(BLOCKING, [pid]).fetchall()
     except Exception as error:  # (a signal handler: whatever happens, the limit strikes)
         logger.warning("what the run waited for was not asked: %s", error)
         return

@@ -58,6 +58,43 @@ OUT_OF_CONNECTIONS: list[tuple[re.Pattern[str], str]] = [
 # the operating system's (lowercase, searched in the error and every error inside it) and the
 # words shown. The first that matches wins, so the more precise phrases come first.
 _REASONS: list[tuple[re.Pattern[str], str]] = [
+    # TLS (a rediss:// Redis, a PostgreSQL with sslmode=verify-ca or verify-full): before the
+    # others, as libpq's words for a missing CA file say "does not exist" and "provide".
+    (
+        re.compile(r"ip address mismatch|hostname mismatch|does not match host name"),
+        "the TLS certificate of the server names another host: use the host name it was issued for",
+    ),
+    (
+        re.compile(r"root certificate file .* does not exist"),
+        "the CA file that sslrootcert names does not exist",
+    ),
+    (re.compile(r"certificate has expired"), "the TLS certificate of the server has expired"),
+    (
+        re.compile(
+            r"unable to get local issuer certificate|self.signed certificate|unknown ca"
+            r"|certificate verify failed"
+        ),
+        "the TLS certificate of the server is not signed by a CA trusted here: give the file "
+        "of its CA, as ssl_ca_certs in a rediss:// URL or sslrootcert in DATABASE_URL",
+    ),
+    (
+        re.compile(r"wrong version number|unknown protocol|record layer failure"),
+        "the server there does not speak TLS: check the scheme, rediss:// or redis://, and "
+        "the port",
+    ),
+    (
+        re.compile(r"server does not support ssl"),
+        "the database server does not accept TLS, which sslmode requires",
+    ),
+    (
+        re.compile(r"pg_hba\.conf rejects connection .* no encryption"),
+        "the database server takes TLS connections only: set sslmode=verify-full in DATABASE_URL",
+    ),
+    # An ACL user of Redis without the right to run a command importbeat needs.
+    (
+        re.compile(r"noperm|no permissions to"),
+        "the Redis user is not allowed to run what importbeat needs: check its ACL",
+    ),
     (re.compile(r"database \"[^\"]*\" does not exist"), "the database does not exist"),
     (re.compile(r"role \"[^\"]*\" does not exist"), "the database user does not exist"),
     (

@@ -9,9 +9,12 @@ them, the web process's health check reads them.
 from __future__ import annotations
 
 from functools import cache
+from typing import Any
 
 import redis
 from django.conf import settings
+
+from common import redis_tls
 
 # The beat holding this lease runs the maintenance entries (project.beat).
 LEADER_LEASE = "importbeat:beat:leader"
@@ -62,9 +65,11 @@ def client_at(url: str) -> redis.Redis:
     """One client per process of the Redis at `url`: REDIS_URL's, or the broker's or the
     results' where an operator put them on servers of their own (the health check reads their
     memory policy)."""
-    return redis.Redis.from_url(
-        url,
-        socket_connect_timeout=2,
-        socket_timeout=5,
-        health_check_interval=10,
-    )
+    return from_url(url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10)
+
+
+def from_url(url: str, **kwargs: Any) -> redis.Redis:
+    """A redis-py client of `url`, its TLS options read as every Redis client of importbeat
+    reads them (common.redis_tls: a rediss:// URL checks the server's certificate unless it
+    says ssl_cert_reqs=none). Raises redis_tls.TlsOptionError for an option it cannot honour."""
+    return redis.Redis.from_url(redis_tls.canonical(url), **kwargs)

@@ -21,12 +21,15 @@ raised before the worker got the message when that write failed: lost the same w
 message goes back to its queue on the connection that popped it, and the consumer restarts as
 before; if Redis refuses that too (full, it still pops), the worker runs it without its record.
 
-Serves a redis:// or rediss:// broker: project/celery.py names it so in kombu's transports.
+Serves a redis:// or rediss:// broker: project/celery.py names it so in kombu's transports. A
+rediss:// broker checks its server's certificate: kombu's own default for a rediss:// URL
+without TLS options was to check nothing (common/redis_tls.py).
 """
 
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -182,6 +185,16 @@ class Transport(kombu_redis.Transport):
     # What this connection added to the event loop's every tick, in `_loop`.
     _ticks: frozenset = frozenset()
     _loop: Hub | None = None
+
+    def __init__(self, client: Any, **kwargs: Any) -> None:
+        # kombu gives a rediss:// connection without TLS options {ssl_cert_reqs: CERT_NONE}, and
+        # the broker then took any server for Redis, a warning in the log its only word. Its
+        # certificate is checked instead, as redis-py's clients check it. The settings' URLs
+        # always say their choice (common/redis_tls.py): their ssl_cert_reqs=none comes with
+        # ssl_check_hostname=false, which kombu's default lacks.
+        if client.transport_cls == "rediss" and client.ssl == {"ssl_cert_reqs": ssl.CERT_NONE}:
+            client.ssl = {"ssl_cert_reqs": ssl.CERT_REQUIRED}
+        super().__init__(client, **kwargs)
 
     def register_with_event_loop(self, connection: Any, loop: Hub) -> None:
         before = set(loop.on_tick)

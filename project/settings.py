@@ -17,6 +17,7 @@ from pathlib import Path
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from common import redis_tls
 from common.application_name import application_name
 from common.switches import switch
 
@@ -322,6 +323,20 @@ if (_runner := os.environ.get("PYTEST_XDIST_WORKER", "")).startswith("gw"):
             os.environ[_name] = with_redis_db(_url, TEST_REDIS_DB - 1 - int(_runner[2:]))
     REDIS_URL = os.environ["REDIS_URL"]
 
+
+def redis_url(name: str, url: str) -> str:
+    """A Redis URL's TLS options checked and written the one way every Redis client reads them
+    (common/redis_tls.py): a rediss:// URL checks its server's certificate unless it says
+    ssl_cert_reqs=none. kombu's broker connected to any server posing as a rediss:// Redis,
+    without a word, where redis-py's clients checked it (README "TLS and passwords")."""
+    try:
+        return redis_tls.canonical(url)
+    except redis_tls.TlsOptionError as error:
+        raise ImproperlyConfigured(f"{name}: {error}") from None
+
+
+REDIS_URL = redis_url("REDIS_URL", REDIS_URL)
+
 WEB_PORT = env.int("PORT", default=8000)
 MIN_INTERVAL_SECONDS = env.int("MIN_INTERVAL_SECONDS", default=60)
 ALLOWED_PRIVATE_HOSTS = env.list("ALLOWED_PRIVATE_HOSTS", default=[])
@@ -421,6 +436,25 @@ if "://" not in CELERY_BROKER_URL:
     )
 # Results hold the progress that Flower and the API read while a run is going.
 CELERY_RESULT_BACKEND = env("CELERY_RESULT_BACKEND", default=REDIS_URL)
+# A Redis broker's and results' TLS options, read as every other Redis client reads them: in
+# their URL (kombu and Celery read it there) and given again as the settings Flower's broker
+# page and Celery's result backend read (Flower refused a rediss:// broker without
+# broker_use_ssl, and the backend a rediss:// URL without ssl_cert_reqs).
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#broker-use-ssl
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#redis-backend-use-ssl
+CELERY_BROKER_USE_SSL: dict | None = None
+CELERY_REDIS_BACKEND_USE_SSL: dict | None = None
+if CELERY_BROKER_URL.startswith(("redis", "unix")):
+    CELERY_BROKER_URL = redis_url("CELERY_BROKER_URL", CELERY_BROKER_URL)
+    CELERY_BROKER_USE_SSL = redis_tls.options(CELERY_BROKER_URL) or None
+if CELERY_RESULT_BACKEND.startswith(("redis", "unix")):
+    CELERY_RESULT_BACKEND = redis_url("CELERY_RESULT_BACKEND", CELERY_RESULT_BACKEND)
+    CELERY_REDIS_BACKEND_USE_SSL = redis_tls.options(CELERY_RESULT_BACKEND) or None
+# Celery reads these two from the environment before its configuration (celery/app/utils.py):
+# the URL as written there reached kombu, its TLS options read kombu's way, not as above.
+for _name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
+    if _name in os.environ:
+        os.environ[_name] = globals()[_name]
 CELERY_RESULT_EXPIRES = 24 * 3600
 # A result backend connection the network forgot (a NAT whose idle timeout drops packets
 # instead of refusing them) held the worker's process that wrote on it until the kernel gave it

@@ -41,12 +41,12 @@ def queue_depth() -> dict[str, int | None]:
     import redis
     from django.conf import settings
 
+    from common.redis_client import from_url
+
     app = current_app
     queue = app.conf.task_default_queue
     try:
-        client = redis.Redis.from_url(
-            app.conf.broker_url, socket_timeout=settings.HEALTH_BROKER_TIMEOUT
-        )
+        client = from_url(app.conf.broker_url, socket_timeout=settings.HEALTH_BROKER_TIMEOUT)
         with client.pipeline(transaction=False) as pipe:
             for key in queue_keys(queue):
                 pipe.llen(key)
@@ -75,11 +75,13 @@ def pending_task_ids(
     """
     import redis
 
+    from common.redis_client import from_url
+
     app = current_app
     url = app.conf.broker_url or ""
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return None
-    client = redis.Redis.from_url(url, socket_timeout=10)
+    client = from_url(url, socket_timeout=10)
     queues = list(app.amqp.queues) or [app.conf.task_default_queue]
     keys = [key for queue in queues for key in queue_keys(queue)]
     try:

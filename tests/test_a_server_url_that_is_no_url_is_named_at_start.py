@@ -74,7 +74,13 @@ def test_a_server_url_that_is_no_url_stops_the_start_naming_it(monkeypatch, name
         ("EMAIL_URL", "smtp+ssl://mail.example.com:465", "EMAIL_USE_SSL", True),
         ("DATABASE_URL", "postgresql://alice@db.example.com/ib", "DATABASE_URL", None),
         ("DATABASE_URL", "postgres://postgres@:5432/%2Ftmp%2Fs/ib", "DATABASE_URL", None),
-        ("REDIS_URL", "rediss://redis.example.com:6380/0", "REDIS_URL", None),
+        # (its certificate checked, said as every Redis client reads it: common/redis_tls.py)
+        (
+            "REDIS_URL",
+            "rediss://redis.example.com:6380/0",
+            "REDIS_URL",
+            "rediss://redis.example.com:6380/0?ssl_cert_reqs=required",
+        ),
         ("REDIS_URL", "unix:///run/redis/redis.sock", "REDIS_URL", None),
         ("CELERY_BROKER_URL", "amqp://alice:s3cret@mq.example.com//", "CELERY_BROKER_URL", None),
     ],

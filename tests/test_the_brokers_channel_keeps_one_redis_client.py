@@ -75,9 +75,10 @@ def test_a_channel_whose_pool_was_dropped_gets_a_client_of_the_new_pool(alice):
             assert fresh is not client and fresh.connection_pool is channel.pool
 
 
-def test_a_tls_broker_is_served_the_same_way_with_its_tls_defaults():
-    # (No TLS Redis here: the connection is made, not opened.)
+def test_a_tls_broker_is_served_the_same_way_and_checks_the_servers_certificate():
+    # (No TLS Redis here: the connection is made, not opened.) kombu's default for the scheme
+    # was {ssl_cert_reqs: CERT_NONE}, which took any server for Redis (common/redis_tls.py).
     connection = Connection("rediss://:secret@redis.example.com:6380/0")
     assert isinstance(connection.transport, broker_transport.Transport)
-    assert connection.ssl == {"ssl_cert_reqs": ssl.CERT_NONE}  # kombu's, by the scheme's name
+    assert connection.ssl == {"ssl_cert_reqs": ssl.CERT_REQUIRED}
     assert connection.as_uri().startswith("rediss://")

@@ -43,6 +43,7 @@ PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py \
 	tests/test_next_runs_during_an_outage_are_chosen_and_sorted_by_the_run_beat_makes.py \
 	tests/test_overdue_imports_the_next_runs_could_not_place_are_counted_with_since_when_beat_is_down.py \
 	tests/test_a_webhook_being_sent_is_not_posted_again_by_a_copy_of_its_message.py \
+	tests/test_a_message_that_comes_before_a_notifications_next_attempt_sends_nothing.py \
 	tests/test_a_waiting_run_deleted_with_its_import_is_revoked_in_flower.py
 # The tests of SQL that differs between PostgreSQL versions, which `make pgmatrix` runs on 14
 # and 17 (the suite covers 16, `make pgtest` 15): regexp_count, new in 15, failed every file with

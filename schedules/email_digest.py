@@ -25,7 +25,7 @@ from common import database_clock
 
 from . import after_commit, services
 from .models import NotificationDelivery, OwnerMailbox
-from .notifications import ALERT, email_of, send_email
+from .notifications import ALERT, SENDING_CLAIM_SECONDS, email_of, send_email
 from .text import printable
 
 logger = logging.getLogger("importbeat.alerts")
@@ -74,11 +74,25 @@ def sends_now(last_sent_at: datetime | None) -> bool:
 
 
 def send_due(owner_id: int) -> None:
-    """Send the owner's held e-mails: the message _hold sent for when their interval ends.
+    """Send the owner's held e-mails: the message _hold sent for when their interval ends, or
+    the retry of one the mail server did not take (tasks.webhooks.send_digest).
 
     The owner's, not a held notification's: a notification can go (its import deleted) and
     would take the others' e-mail along until the sweep sent them again.
+
+    A message that comes before their next attempt is due sends nothing and ends (notify
+    hunt): a copy of it (a redelivery, Redis reloaded from a snapshot, a database restored
+    from a backup) made the e-mail's attempt at once, sooner than its backoff, and one that
+    carried another message's retries made it the last. It ends rather than asks again, as a
+    notification's copy does (notifications.start): the e-mail's attempts are its message's
+    retries here, and each wait would count one. The message due is on its way; if it was
+    lost (a restore took back the hour that sent it), the sweep sends each e-mail's own
+    message STALE_QUEUED_SECONDS after its next attempt was due (notifications.resend_lost).
+    An attempt that fails marks the e-mails it carried as being tried (`sending_since`) before
+    it lets the mailbox go: a copy that waited for the lock found them still due, and tried
+    them again a moment later.
     """
+    failure: Exception | None = None
     with transaction.atomic():
         mailbox = (
             OwnerMailbox.objects.select_for_update().select_related("user").filter(user_id=owner_id)
@@ -89,8 +103,40 @@ def send_due(owner_id: int) -> None:
         opens_at = _opens_at(mailbox.last_sent_at)
         if opens_at is not None and now < opens_at:
             _send_digest_at(mailbox, opens_at, now)  # early: a clock, or a second message
-        else:
-            _send_now(_waiting(owner_id), mailbox, mailbox.user.email, now)
+            return
+        waiting = _waiting(owner_id)
+        if waiting and not any(_due(delivery, now) for delivery in waiting):
+            logger.info(
+                "notification e-mail owner=%s not sent: its next attempt is not due yet, and "
+                "this message came before it (a copy of it, or one from before a database "
+                "restore); the message due then sends it", owner_id,
+            )  # fmt: skip
+            return
+        try:
+            with transaction.atomic():
+                _send_now(waiting, mailbox, mailbox.user.email, now)
+        except Exception as error:
+            failure = error
+            carried = [d.pk for d in waiting if d.status in (HELD, RETRYING)]
+            NotificationDelivery.objects.filter(pk__in=carried).update(sending_since=now)
+    if failure is not None:
+        raise failure
+
+
+HELD, RETRYING = NotificationDelivery.Status.HELD, NotificationDelivery.Status.RETRYING
+# How early the retry of an owner's e-mail may come and still be the one due: it ends when it
+# is not (send_due), so as early as the hosts' clocks may disagree before importbeat says so.
+DIGEST_DUE_TOLERANCE_SECONDS = database_clock.TOLERANCE_SECONDS
+
+
+def _due(delivery: NotificationDelivery, now: datetime) -> bool:
+    """Whether the waiting e-mail `delivery` may be tried now: not one an attempt took a
+    moment ago, nor one whose next attempt is still ahead."""
+    claim = timedelta(seconds=SENDING_CLAIM_SECONDS)
+    if delivery.sending_since is not None and delivery.sending_since > now - claim:
+        return False
+    due = now + timedelta(seconds=DIGEST_DUE_TOLERANCE_SECONDS)
+    return delivery.next_attempt_at is None or delivery.next_attempt_at <= due
 
 
 def failed(owner_id: int, error: str, retry_in: float | None = None) -> None:
@@ -117,6 +163,7 @@ def failed(owner_id: int, error: str, retry_in: float | None = None) -> None:
         error=error,
         next_attempt_at=next_attempt_at,
         finished_at=None if retrying else database_clock.now(),
+        sending_since=None,  # (the attempt that failed them, send_due, has said how it went)
     )
     logger.log(level, "notification e-mail owner=%s %s: %s", owner_id, status, error)
 
@@ -152,7 +199,8 @@ def _hold(
     delivery.status = NotificationDelivery.Status.HELD
     # (A mark of the sweep's next pass, from a refused message, is over: it is held now.)
     delivery.next_attempt_at = None
-    delivery.save(update_fields=["status", "attempts", "next_attempt_at"])
+    delivery.sending_since = None  # (its attempt, notifications.start, ends here)
+    delivery.save(update_fields=["status", "attempts", "next_attempt_at", "sending_since"])
     if mailbox.digest_due_at is not None and mailbox.digest_due_at > now:
         return  # the owner's message is on its way for then
     _send_digest_at(mailbox, opens_at, now)
@@ -195,7 +243,7 @@ def _send_now(
         send_email(*digest(sent, [emails[delivery.pk] for delivery in sent]), address)
     nowhere = _no_mail_server()
     for delivery in waiting:
-        delivery.finished_at, delivery.next_attempt_at = now, None
+        delivery.finished_at, delivery.next_attempt_at, delivery.sending_since = now, None, None
         if delivery.pk in emails:
             delivery.target, delivery.error = address, nowhere
             delivery.status = "failed" if nowhere else "delivered"
@@ -204,9 +252,8 @@ def _send_now(
             delivery.attempts = max(delivery.attempts, 1)
         else:
             delivery.status = "skipped"  # `error` says why (no address, on time again)
-    NotificationDelivery.objects.bulk_update(
-        waiting, ["status", "target", "finished_at", "next_attempt_at", "error", "attempts"]
-    )
+    logged = ["status", "target", "finished_at", "next_attempt_at", "sending_since", "error"]
+    NotificationDelivery.objects.bulk_update(waiting, [*logged, "attempts"])
     if sent:
         mailbox.last_sent_at = now
     mailbox.digest_due_at = None

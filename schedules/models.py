@@ -1193,8 +1193,8 @@ class NotificationDelivery(models.Model):
     # When a `retrying` notification's next attempt is due: the sweep sends it again once that
     # is long past, its message lost (notifications.resend_lost).
     next_attempt_at = models.DateTimeField(null=True, blank=True)
-    # When a webhook's attempt took it (the database's clock), until that attempt logs how it
-    # went: a second copy of its message (Redis reloaded from an older snapshot) posted it again
+    # When an attempt took it (the database's clock), until that attempt logs how it went: a
+    # second copy of its message (Redis reloaded from an older snapshot) posted it again
     # meanwhile (notifications.start).
     sending_since = models.DateTimeField(null=True, blank=True)
 

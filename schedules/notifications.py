@@ -358,24 +358,43 @@ def payload(delivery: NotificationDelivery) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class NotNow:
-    """Why a webhook's message does not send it now, and in how many seconds it asks again."""
+    """Why a notification's message does not send it now, and in how many seconds it asks
+    again."""
 
     why: str
     seconds: float
 
 
 def start(delivery_id: int) -> NotificationDelivery | NotNow | None:
-    """The notification to send now, its attempt counted; None when it is gone or its delivery
-    has ended (delivered, failed or skipped: a message sent again by the sweep finds it so).
+    """The notification to send now, its attempt counted; NotNow when this message may not send
+    it now; None when it is gone or its delivery has ended (delivered, failed or skipped: a
+    message sent again by the sweep finds it so).
 
     Its log counts its attempts, not its message's retries: a message of another notification
     under its id (a database restored from a backup) carried that one's, and bob's e-mail
-    failed for good at its first try, logged as its sixth (restore2 hunt). An e-mail's owner's
-    mailbox lock lets one worker at a time send it (email_digest.send). A webhook is taken by
-    its attempt (`sending_since`); another copy of its message meanwhile gets NotNow and asks
-    again once that attempt may have ended. Redis reloaded from an older snapshot brings back
-    the message a worker is sending, and the copy posted the notification a second time while
-    the first POST went on (snapshot hunt: two POSTs, logged as one attempt).
+    failed for good at its first try, logged as its sixth (restore2 hunt). An attempt takes the
+    notification (`sending_since`), on either channel; another copy of its message meanwhile
+    gets NotNow and asks again once that attempt may have ended. Redis reloaded from an older
+    snapshot brings back the message a worker is sending, and the copy posted the notification
+    a second time while the first POST went on (snapshot hunt: two POSTs, logged as one
+    attempt). An e-mail's owner's mailbox lock then lets one worker at a time send it
+    (email_digest.send).
+
+    Not due yet: a message that comes before the notification's `next_attempt_at` (less
+    DUE_TOLERANCE_SECONDS) counts no attempt and sends nothing; it asks again when the attempt
+    is due (NotNow). Every copy of a `retrying` notification's message (a database restored
+    with the notification waiting its backoff while Redis kept older messages of it, a
+    redelivery, Redis reloaded from a snapshot, the sweep's resend racing the real retry) was
+    one attempt more at once: against a receiver answering 503, four POSTs in 55 ms, and the
+    notification spent its MAX_RETRIES in under a second (notify hunt).
+    It asks again rather than ending: a message cannot tell whether a due one is still on its
+    way. After a restore there is none (the retry the restored row waits for ran the attempt
+    the restore took back), and only the broker could say, read whole, every message of a
+    notification sharing its task id; ended, the notification would wait for the sweep,
+    STALE_QUEUED_SECONDS past its due time. A copy that asks again costs one held message until
+    the notification ends: when the attempt is due the first message takes it, and the others
+    find it taken or not due again, so the POSTs keep their backoff however many copies there
+    are. The sweep's resend of a retry the broker lost is long due, and is taken.
     """
     delivery = (
         NotificationDelivery.objects.select_related("scheduled_import__owner", "run")
@@ -384,13 +403,9 @@ def start(delivery_id: int) -> NotificationDelivery | NotNow | None:
     )
     if delivery is None or delivery.status in ENDED:
         return None
-    if delivery.channel != "webhook":
-        delivery.attempts += 1
-        return delivery
     now = database_clock.now()
     with connection.cursor() as cursor:
-        stale = now - timedelta(seconds=SENDING_CLAIM_SECONDS)
-        cursor.execute(_TAKE, {"id": delivery_id, "now": now, "stale": stale})
+        cursor.execute(_TAKE, _take_parameters(delivery_id, now))
         taken = cursor.fetchone()
         if taken is None:
             cursor.execute(_WHY_NOT_TAKEN, [delivery_id])
@@ -404,29 +419,60 @@ ENDED = ("delivered", "failed", "skipped")
 # NOTIFICATION_TASK, 90 s) kills the worker process that took it. An attempt that took it longer
 # ago posts no more, and another copy of its message takes it: that worker was lost.
 SENDING_CLAIM_SECONDS = 120
+# How early a message may come and still be the attempt due at `next_attempt_at`: a retry's
+# countdown is timed by the clock of the worker that sent it and run by another's, which may be
+# ahead of it by as much (the database's time corrects the reading, not Celery's timer). One
+# that comes earlier asks again when the attempt is due (start).
+DUE_TOLERANCE_SECONDS = 1.0
 
 _DELIVERIES = NotificationDelivery._meta.db_table
-# A conditional UPDATE (STYLE rule 3): one statement takes it, or tells it is taken. The times
-# are the database's clock as the worker knows it (database_clock), as next_attempt_at's.
+# A conditional UPDATE (STYLE rule 3): one statement takes it, or tells it is taken or not due.
+# The times are the database's clock as the worker knows it (database_clock), as
+# next_attempt_at's. (`held`: an e-mail waiting for its owner's next one, sent again by the
+# sweep, is taken by the message that sends it.)
 _TAKE = (
     f"UPDATE {_DELIVERIES} SET sending_since = %(now)s, attempts = attempts + 1"
-    " WHERE id = %(id)s AND status IN ('pending', 'retrying')"
+    " WHERE id = %(id)s AND status IN ('pending', 'held', 'retrying')"
     " AND (sending_since IS NULL OR sending_since <= %(stale)s)"
+    " AND (next_attempt_at IS NULL OR next_attempt_at <= %(due)s)"
     " RETURNING attempts"
 )
-_WHY_NOT_TAKEN = f"SELECT status, sending_since FROM {_DELIVERIES} WHERE id = %s"
+_WHY_NOT_TAKEN = f"SELECT status, sending_since, next_attempt_at FROM {_DELIVERIES} WHERE id = %s"
+
+
+def _take_parameters(delivery_id: int, now: datetime) -> dict[str, Any]:
+    return {
+        "id": delivery_id,
+        "now": now,
+        "stale": now - timedelta(seconds=SENDING_CLAIM_SECONDS),
+        "due": now + timedelta(seconds=DUE_TOLERANCE_SECONDS),
+    }
 
 
 def _not_now(
-    delivery_id: int, found: tuple[str, datetime | None] | None, now: datetime
+    delivery_id: int, found: tuple[str, datetime | None, datetime | None] | None, now: datetime
 ) -> NotNow | None:
-    if found is None or found[0] in ENDED or found[1] is None:
-        return None  # (ended meanwhile, or `held`: an e-mail's)
-    claim_ends = found[1] + timedelta(seconds=SENDING_CLAIM_SECONDS)
-    why = "another delivery of its message is sending it (its message came twice)"
-    return NotNow(
-        f"notification {delivery_id} waits: {why}", max((claim_ends - now).total_seconds(), 1.0)
-    )
+    """Why `found` (status, sending_since, next_attempt_at) was not taken, and when to ask
+    again; None when it has ended meanwhile."""
+    if found is None or found[0] in ENDED:
+        return None
+    _, sending_since, next_attempt_at = found
+    stale = now - timedelta(seconds=SENDING_CLAIM_SECONDS)
+    if sending_since is not None and sending_since > stale:
+        claim_ends = sending_since + timedelta(seconds=SENDING_CLAIM_SECONDS)
+        why = "another delivery of its message is sending it (its message came twice)"
+        return NotNow(
+            f"notification {delivery_id} waits: {why}",
+            max((claim_ends - now).total_seconds(), 1.0),
+        )
+    if next_attempt_at is not None:
+        seconds = max((next_attempt_at - now).total_seconds(), 1.0)
+        why = (
+            f"its next attempt is due in {seconds:.0f} s, and this message came before it"
+            " (a copy of its message, or one from before a database restore)"
+        )
+        return NotNow(f"notification {delivery_id} waits: {why}", seconds)
+    return None
 
 
 def channel_and_owner(delivery_id: int) -> tuple[str, int, datetime | None] | None:

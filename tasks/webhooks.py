@@ -211,8 +211,9 @@ def deliver(delivery_id: int, started: AbstractContextManager[None] | None = Non
     the notification's look-up before it is sent runs in (the task's hand-back when the
     database is away).
 
-    A webhook another copy of its message is sending is not sent: RetryLater asks again once
-    that attempt may have ended, its log untouched."""
+    A notification another copy of its message is sending, or whose next attempt is not due
+    yet (a copy that came early: notifications.start), is not sent: RetryLater asks again once
+    that attempt may have ended, or when the next is due, its log untouched."""
     with started or nullcontext():
         delivery = notifications.start(delivery_id)
     if delivery is None:

@@ -15,6 +15,7 @@ import contextlib
 import re
 import time
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import redis
@@ -33,7 +34,7 @@ from tests.api_support import SOURCE, fail_run, make_run
 from tests.conftest import wait_for
 from tests.factories import make_import
 from tests.smtp_support import smtp_server
-from tests.webhook_support import Dripping, Hook, Silent, forget_redis_keys
+from tests.webhook_support import Dripping, Hook, Silent, forget_redis_keys, when_due
 
 NOTIFICATIONS = 24
 
@@ -117,8 +118,11 @@ def notification(owner, url: str, name: str = "feed") -> NotificationDelivery:
     return NotificationDelivery.objects.get(scheduled_import=imp)
 
 
-def deliver(delivery: NotificationDelivery) -> NotificationDelivery:
-    """One attempt, as the task makes it; the delivery as its log then says."""
+def deliver(delivery: NotificationDelivery, clock: Any = None) -> NotificationDelivery:
+    """One attempt, as the task makes it when it is due (its retry waits its countdown:
+    webhook_support.when_due, `clock` moved on to it if given); the delivery as its log then
+    says."""
+    when_due(delivery.pk, clock)
     with contextlib.suppress(TransientImportError):
         webhooks.deliver(delivery.pk)
     return NotificationDelivery.objects.get(pk=delivery.pk)
@@ -159,12 +163,12 @@ def test_notifications_to_a_receiver_that_did_not_answer_wait_without_connecting
 
     # Once the wait is over, one tries again; it gets no answer either, and the wait doubles
     clock.shift(destinations.FIRST_WAIT_SECONDS + 1)
-    second = deliver(second)
+    second = deliver(second, clock)
     assert (second.error.startswith("cannot reach"), silent.connections) == (True, 2)
     clock.shift(destinations.FIRST_WAIT_SECONDS + 1)
-    assert deliver(third).error.startswith("not sent:")
+    assert deliver(third, clock).error.startswith("not sent:")
     clock.shift(destinations.FIRST_WAIT_SECONDS)
-    assert deliver(third).error.startswith("cannot reach")
+    assert deliver(third, clock).error.startswith("cannot reach")
     assert silent.connections == 3
 
 
@@ -183,7 +187,7 @@ def test_a_receiver_that_answers_again_takes_every_notification_at_once(bob, clo
         assert hook.requests == []
 
         clock.shift(destinations.FIRST_WAIT_SECONDS + 1)
-        assert deliver(waiting).status == "delivered"
+        assert deliver(waiting, clock).status == "delivered"
         assert deliver(later).status == "delivered"
         assert len(hook.requests) == 2
     finally:
@@ -257,8 +261,8 @@ def test_emails_wait_while_the_mail_server_does_not_answer(alice, bob, settings,
     # When the server answers again after the wait, then the next e-mail goes, and the rest at once
     with smtp_server(port=port) as (_url, mailbox):
         clock.shift(destinations.FIRST_WAIT_SECONDS + 1)
-        assert deliver(bobs).status == "delivered"
-        assert deliver(alices).status == "delivered"
+        assert deliver(bobs, clock).status == "delivered"
+        assert deliver(alices, clock).status == "delivered"
         assert len(mailbox.received()) == 2
 
 
@@ -317,8 +321,9 @@ def test_a_notification_out_of_time_says_so_and_is_tried_again(bob, monkeypatch)
     # Then its log says so, and it is tried again; at its last attempt it failed for good
     delivery = deliver(delivery)
     assert (delivery.status, delivery.error) == ("retrying", webhooks.OUT_OF_TIME)
-    # (its log counts its attempts: the sixth is its last)
+    # (its log counts its attempts: the sixth is its last, when it is due)
     NotificationDelivery.objects.filter(pk=delivery.pk).update(attempts=webhooks.MAX_RETRIES)
+    when_due(delivery.pk)
     assert webhooks.deliver(delivery.pk) == (
         f"notification {delivery.pk} (failed, webhook) failed: {webhooks.OUT_OF_TIME}"
     )

@@ -18,7 +18,7 @@ from tasks import webhooks
 from tasks.errors import TransientImportError
 from tests.api_support import SOURCE, make_run
 from tests.factories import make_import
-from tests.webhook_support import Hook
+from tests.webhook_support import Hook, when_due
 
 pytestmark = pytest.mark.django_db
 
@@ -43,6 +43,7 @@ def test_an_alert_sent_after_the_import_recovered_tells_the_streak_it_was_about(
     # When the import recovers before the e-mail and the webhook's retry go out
     end(imp, "succeeded")
     webhooks.deliver(by_mail.pk)
+    when_due(by_hook.pk)
     webhooks.deliver(by_hook.pk)
 
     # Then both say the three failures the alert was about
@@ -62,6 +63,7 @@ def test_a_webhook_whose_callback_the_owner_removed_is_not_retried_to_it(alice):
         webhooks.deliver(delivery.pk)
 
     services.update_import(imp, callback_url="", notify_on=[], notify_channels=["email"])
+    when_due(delivery.pk)  # (its retry)
     webhooks.deliver(delivery.pk)
 
     delivery.refresh_from_db()

@@ -13,7 +13,7 @@ from project.celery import app
 from schedules import notifications, services
 from schedules.models import ImportRun, NotificationDelivery, ScheduledImport
 from tests.factories import make_import, make_import_saved_earlier
-from tests.webhook_support import Hook
+from tests.webhook_support import Hook, when_due
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -27,11 +27,23 @@ def hook():
 
 def run_deliveries_here(monkeypatch) -> None:
     """The deliveries run in this process, right after the run's transaction commits, their
-    retries at once. schedules sends them by name, which `task_always_eager` leaves alone, so
-    the message is handed to the task here, as a worker would."""
+    retries at once, each when it is due (webhook_support.when_due: a retry that comes before
+    its countdown ends sends nothing). schedules sends them by name, which
+    `task_always_eager` leaves alone, so the message is handed to the task here, as a worker
+    would."""
     import tasks.tasks  # noqa: F401  (registers the tasks)
 
     send_task = app.send_task
+    task = app.tasks["importbeat.deliver_notification"]
+    apply = task.apply
+
+    def apply_when_due(args=None, kwargs=None, **options):
+        # (Celery applies an eager task's retry at once, through its signature)
+        if options.get("countdown") is not None:
+            when_due(args[0])
+        return apply(args, kwargs, **options)
+
+    monkeypatch.setattr(task, "apply", apply_when_due)
 
     def deliver_here(name, args=None, kwargs=None, **options):
         if name == "importbeat.deliver_notification":

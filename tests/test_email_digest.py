@@ -24,6 +24,7 @@ from tests.conftest import wait_for
 from tests.factories import make_import
 from tests.saved_runs_support import CREDENTIAL, PAIR, RAW, legacy_run
 from tests.smtp_support import smtp_server
+from tests.webhook_support import when_due
 
 WINDOW = 6
 
@@ -269,6 +270,8 @@ def test_a_digest_the_mail_server_cannot_take_is_retried_and_said_on_each(alice,
 
     # When the last try fails too, after the server's wait, then they failed for good
     destinations.answered(mail_server())
+    for delivery in NotificationDelivery.objects.all():
+        when_due(delivery.pk)  # (the retry comes when they are due)
     webhooks.send_digest(alice.pk, final=True)
     assert said() == {("failed", told)}
     assert not NotificationDelivery.objects.filter(next_attempt_at__isnull=False).exists()

@@ -15,6 +15,7 @@ from tasks.mail_errors import mail_server
 from tests.api_support import SOURCE, make_run
 from tests.factories import make_import
 from tests.smtp_support import smtp_server
+from tests.webhook_support import when_due
 
 pytestmark = pytest.mark.django_db
 
@@ -50,6 +51,7 @@ def test_an_unreachable_mail_server_is_retried_and_said(alice, settings):
     # When the last attempt fails too, then it failed for good, saying why
     destinations.answered(mail_server())  # its wait over (destinations: one try per wait)
     NotificationDelivery.objects.filter(pk=delivery.pk).update(attempts=5)  # (its log counts)
+    when_due(delivery.pk)
     webhooks.deliver(delivery.pk)
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == ("failed", 6)
@@ -64,6 +66,7 @@ def test_a_retried_email_goes_out_once_the_server_answers(alice, settings):
 
     with smtp_server() as (email_url, mailbox):
         use(settings, email_url)
+        when_due(delivery.pk)  # (its retry)
         webhooks.deliver(delivery.pk)
 
         [received] = mailbox.received()

@@ -14,6 +14,7 @@ from typing import Any
 
 import redis
 
+from common import database_clock
 from schedules import services
 from schedules.models import ImportRun, NotificationDelivery
 from tests.factories import make_import
@@ -178,6 +179,22 @@ class Slow(Hook):
                         slow.answered += 1
 
         self.httpd.RequestHandlerClass = SlowHandler
+
+
+def when_due(delivery_id: int, clock: Any = None) -> None:
+    """Bring on the moment the notification `delivery_id`'s retry comes: its next attempt's
+    time, as its log says it (a retry's message waits its countdown, and one that comes sooner
+    sends nothing: notifications.start). `clock` (time_machine's) is moved on to it; without
+    one, the log's time is brought to now, as when the countdown has ended."""
+    waiting = NotificationDelivery.objects.filter(pk=delivery_id)
+    due = waiting.values_list("next_attempt_at", flat=True).first()
+    now = database_clock.now()
+    if due is None or due <= now:
+        return
+    if clock is not None:
+        clock.shift(due - now)
+    else:
+        waiting.update(next_attempt_at=now)
 
 
 def forget_redis_keys(pattern: str) -> None:

@@ -41,7 +41,9 @@ DIGEST_SECONDS = int(os.environ.get("BENCH_DIGEST_SECONDS", "20"))
 
 
 def make_imports(owner) -> list[ScheduledImport]:
-    """IMPORTS imports of `owner` (no beat entries: their notifications need none)."""
+    """IMPORTS imports of `owner` that notify their failures by e-mail (no beat entries: their
+    notifications need none). Without `notify_on`, every e-mail was skipped as no longer asked
+    for, and the bench waited for deliveries that never came."""
     dataset = Dataset.objects.create(owner=owner, name="feeds")
     return ScheduledImport.objects.bulk_create(
         [
@@ -53,6 +55,8 @@ def make_imports(owner) -> list[ScheduledImport]:
                 source_url=f"https://feeds.example.com/{n}.csv",
                 schedule_type="interval",
                 interval_seconds=3600,
+                notify_on=["failed"],
+                notify_channels=["email"],
                 webhook_secret="0" * 64,
             )
             for n in range(IMPORTS)

@@ -35,7 +35,9 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import sys
+import time
 from contextlib import closing
 from typing import Any
 
@@ -70,17 +72,64 @@ def pooling() -> str | None:
             with closing(connection.get_new_connection(params)) as second:
                 second.autocommit = True
                 # A pool in session mode keeps `first`'s session for it while it is connected:
-                # `second` gets another one, and `first` keeps its own.
-                handed_over = _server_pid(second) == pid or _server_pid(first) != pid
-                return TRANSACTION if handed_over else SESSION
+                # `second` never gets it, and `first` never another. One in transaction mode
+                # hands out its free sessions last used first (PgBouncer's default: `second`
+                # gets first's at once) or in turn (server_round_robin): with two sessions open,
+                # `second` got the other one and `first` its own back, every time, and the pool
+                # passed for one in session mode (review1). So `second` asks once, then twice,
+                # between `first`'s questions: in turn among n sessions, `first` is given its
+                # own back 2 and 5 questions later only if n divides both, none but n = 1 (where
+                # `second` is given it at once).
+                # A pool in session mode with no session free keeps `second` waiting in its
+                # queue, its query_wait_timeout (120 s by default), a start held as long
+                # (review1: 15.3 s with 15); one in transaction mode gives `second` a session
+                # at once, `first`'s idle one if no other. Waited for that long, it keeps
+                # sessions.
+                if (answer := _server_pid(second, within=FIRST_ANSWER_SECONDS)) is None:
+                    return SESSION
+                if answer == pid or _server_pid(first) != pid:
+                    return TRANSACTION
+                if any(_server_pid(second) == pid for _turn in range(2)):
+                    return TRANSACTION
+                return SESSION if _server_pid(first) == pid else TRANSACTION
     except psycopg.Error as error:
         logger.info("whether a connection pooler serves the database is unknown: %s", error)
         return None
 
 
-def _server_pid(conn: Any) -> int:
-    # prepare=False: a statement prepared on one server session is unknown to the next.
-    return conn.execute("SELECT pg_backend_pid()", prepare=False).fetchone()[0]
+# How long `second`'s first question may wait for a server session (pooling()).
+FIRST_ANSWER_SECONDS = 2.0
+
+
+def _server_pid(conn: Any, within: float | None = None) -> int | None:
+    """The id of the server session that answers `conn` now; None when none answered `within`
+    seconds. Asked through libpq's asynchronous calls: a pooler ignores a cancel of a client
+    still waiting for a session, so only leaving it ends the wait (pooling() then closes it).
+    A simple query, never prepared: a statement prepared on one server session is unknown to
+    the next."""
+    import psycopg
+    from psycopg import pq
+
+    pgconn = conn.pgconn
+    pgconn.send_query(b"SELECT pg_backend_pid()")
+    deadline = None if within is None else time.monotonic() + within
+    while True:
+        pgconn.consume_input()
+        if not pgconn.is_busy():
+            break
+        left = None if deadline is None else deadline - time.monotonic()
+        if left is not None and left <= 0:
+            return None
+        select.select([pgconn.socket], [], [], left)
+    result, answer = pgconn.get_result(), None
+    while pgconn.get_result() is not None:
+        pass
+    if result is not None and result.status == pq.ExecStatus.TUPLES_OK:
+        answer = result.get_value(0, 0)
+    if answer is None:
+        words = result.error_message.decode(errors="replace") if result is not None else ""
+        raise psycopg.OperationalError(words or "no answer to pg_backend_pid()")
+    return int(answer)
 
 
 def problem(process: str) -> str | None:

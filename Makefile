@@ -64,7 +64,7 @@ PGMATRIX_FILES ?= tests/test_postgres_*.py tests/test_importer_awkward_files.py 
 TEST_JOBS ?= 5
 XDIST := -n $(TEST_JOBS) --dist worksteal
 
-.PHONY: help install browser sftp compose faketime pgbouncer run manage shell psql test pgtest pgmatrix bench lint format clean
+.PHONY: help install browser sftp compose faketime pgbouncer german run manage shell psql test pgtest pgmatrix bench lint format clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -127,7 +127,11 @@ pgbouncer: ## install Debian's PgBouncer, which the pooler tests start on a free
 	test -x /usr/sbin/pgbouncer || (apt-get update && apt-get install -y --no-install-recommends pgbouncer) \
 		|| echo "pgbouncer could not be installed: the PgBouncer tests will fail"
 
-test: install browser sftp compose faketime pgbouncer ## run the whole test suite (PostgreSQL/Redis from the env or embedded)
+german: ## generate the de_DE.UTF-8 locale, which the test of a server speaking German starts its cluster in (once; root)
+	locale -a 2>/dev/null | grep -qx de_DE.utf8 || localedef -i de_DE -f UTF-8 de_DE.UTF-8 \
+		|| echo "the de_DE.UTF-8 locale could not be made: the test of a server speaking German will be skipped"
+
+test: install browser sftp compose faketime pgbouncer german ## run the whole test suite (PostgreSQL/Redis from the env or embedded)
 	mkdir -p .run
 	$(SERVICES) --test -- $(PY) -m pytest $(XDIST) $(PYTEST_ARGS)
 	@if [ -z "$(PYTEST_ARGS)" ]; then $(MAKE) --no-print-directory pgtest pgmatrix; fi

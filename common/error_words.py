@@ -152,6 +152,24 @@ _REASONS: list[tuple[re.Pattern[str], str]] = [
 ]
 UNKNOWN = "the reason is in the log"
 
+# The same reasons by PostgreSQL's SQLSTATE, looked at before the phrases above: a server whose
+# messages are in another language (`lc_messages` set for importbeat's role or database, or the
+# whole server's, as a German or Japanese operator's is) says none of them in English, and each
+# read "the reason is in the log". A session's errors carry their code; a refused connection's
+# do not (libpq keeps only the text), hence servers_own_words below.
+# https://www.postgresql.org/docs/current/errcodes-appendix.html
+_SQLSTATE_REASONS: dict[str, str] = {
+    "57P01": "the server ended the session: by an operator or at its shutdown",  # admin_shutdown
+    "57P02": "the server ended the session",  # crash_shutdown
+    "57P03": "the server is starting up or shutting down",  # cannot_connect_now
+    "57P05": "the server ended the session",  # idle_session_timeout
+    "3D000": "the database does not exist",  # invalid_catalog_name
+    "28P01": "authentication failed: check the user name and password",  # invalid_password
+}
+# libpq's words for a connection the server refused, then the server's own, in its language:
+# `connection to server at "host", port 5432 failed: FATAL:  zu viele Verbindungen von Rolle …`.
+_SERVER_REFUSAL = re.compile(r"\bfailed: [^\s:]+:\s+(?P<words>[^\n]+)")
+
 # Why a Redis that answers refuses to write: a phrase of its error (lowercase) and the words.
 FULL = "Redis is full: it reached its maxmemory and evicts nothing; free memory or raise maxmemory"
 READ_ONLY = "it is a read-only replica: point the URL at the primary"
@@ -210,13 +228,15 @@ def log_text(error: BaseException) -> str:
 def reason(error: BaseException) -> str:
     """Why a connection failed, in words; UNKNOWN when no known phrase or plain OS word says."""
     links = chain(error)
+    if words := sqlstate_reason(links):
+        return words
     text = " ".join(str(link) for link in links).lower()
     for phrase, words in _REASONS:
         if phrase.search(text):
             return words
     if found := ERRNO_TEXT.search(text):
         return found.group(1).strip()
-    return os_reason(links) or UNKNOWN
+    return os_reason(links) or servers_own_words(links) or UNKNOWN
 
 
 def database_place(settings_dict: Mapping[str, Any]) -> str:
@@ -287,3 +307,25 @@ def chain(error: BaseException) -> list[BaseException]:
 def waited_for_a_lock(error: BaseException) -> bool:
     """lock_timeout's error (55P03), not a statement_timeout or an operator's cancel."""
     return any(isinstance(link, psycopg.errors.LockNotAvailable) for link in chain(error))
+
+
+def sqlstate_reason(links: list[BaseException]) -> str | None:
+    """The words for the SQLSTATE of the first PostgreSQL error among `links` that has one of
+    _SQLSTATE_REASONS; None otherwise."""
+    for link in links:
+        words = _SQLSTATE_REASONS.get(getattr(link, "sqlstate", None) or "")
+        if words:
+            return words
+    return None
+
+
+def servers_own_words(links: list[BaseException]) -> str | None:
+    """`the server refused: <its words>` for a connection PostgreSQL refused in words none of
+    the phrases know (its messages in another language): the operator reads them, where
+    "the reason is in the log" sent them there. None for any other error."""
+    for link in links:
+        if isinstance(link, psycopg.Error) and (found := _SERVER_REFUSAL.search(str(link))):
+            # Its quotes dropped, as a name quoted in an English message is named without.
+            words = " ".join(found.group("words").replace('"', "").replace("'", "").split())
+            return f"the server refused: {words}"
+    return None

@@ -83,17 +83,20 @@ def check_new_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
         # The server this connection reached: `pg_version` is the first connection's, kept
         # for the process, so a failover to an older server was taken (review).
         refuse_unsupported(connection.connection.info.server_version)
-        refuse_no_schema(*pin_session(connection.connection))
+        schema, search_path, connection.default_synchronous_commit = pin_session(
+            connection.connection
+        )
+        refuse_no_schema(schema, search_path)
     except ImproperlyConfigured:
         connection.close()
         raise
 
 
-def pin_session(raw: Any) -> tuple[str | None, str]:
+def pin_session(raw: Any) -> tuple[str | None, str, str]:
     """Pin what `raw` (a psycopg connection) must run its session in, in one statement: the
     reported settings where the server's values at login differ, and the unreported ones.
-    Answers the session's current schema (None: its search_path names none that exists) and
-    its search_path."""
+    Answers the session's current schema (None: its search_path names none that exists), its
+    search_path, and the synchronous_commit its role or database gives it (durable_level)."""
     info = raw.info
     wrong = [
         (name, value)
@@ -104,11 +107,28 @@ def pin_session(raw: Any) -> tuple[str | None, str]:
     calls = "".join("set_config(%s, %s, false), " for _ in wrong)
     with raw.cursor() as cursor:
         cursor.execute(
-            f"SELECT {calls}current_schema(), current_setting('search_path')",
+            f"SELECT {calls}current_schema(), current_setting('search_path'),"
+            " current_setting('synchronous_commit')",
             [part for pair in wrong for part in pair],
         )
-        *_, schema, search_path = cursor.fetchone()
-    return schema, search_path
+        *_, schema, search_path, synchronous_commit = cursor.fetchone()
+    return schema, search_path, synchronous_commit
+
+
+# The synchronous_commit levels at which a commit waits for the disk (the standby's too, for
+# the remote ones).
+# https://www.postgresql.org/docs/current/runtime-config-wal.html#GUC-SYNCHRONOUS-COMMIT
+DURABLE_LEVELS = ("on", "remote_write", "remote_apply")
+
+
+def durable_level(connection: Any) -> str:
+    """The synchronous_commit a commit that must survive a crash runs at on `connection` (a
+    Django connection, pinned by check_new_connection): its role's or database's own when that
+    waits for the disk, else `on`. An operator's `off` for the role made a run's rows and its
+    outcome commit without waiting, where README promises they are durable (serverdefaults
+    hunt: services.durable_commit set the role's default, `off`, again)."""
+    level = getattr(connection, "default_synchronous_commit", "on")
+    return level if level in DURABLE_LEVELS else "on"
 
 
 def refuse_no_schema(schema: str | None, search_path: str) -> None:

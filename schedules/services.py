@@ -48,7 +48,7 @@ from django.db.models.fields.json import KeyTextTransform
 from django.db.models.functions import Cast, Coalesce, Concat, Extract, Floor
 from django.utils.dateparse import parse_datetime
 
-from common import database_clock, error_words, streaming
+from common import database_clock, error_words, postgres, streaming
 
 from . import (
     after_commit,
@@ -1691,11 +1691,16 @@ def durable_commit() -> None:
 
     A worker's connection commits asynchronously (project/worker_connections.py): its
     bookkeeping does not wait for the disk. A run's rows and its outcome do, whatever the
-    connection's setting: once acknowledged, they survive a crash of the database server.
+    connection's setting or its role's: once acknowledged, they survive a crash of the
+    database server (postgres.durable_level).
     """
-    if db_connection.in_atomic_block and getattr(db_connection, "commits_asynchronously", False):
+    if not db_connection.in_atomic_block:
+        return
+    level = postgres.durable_level(db_connection)
+    default = getattr(db_connection, "default_synchronous_commit", "on")
+    if getattr(db_connection, "commits_asynchronously", False) or level != default:
         with db_connection.cursor() as cursor:
-            cursor.execute("SET LOCAL synchronous_commit TO DEFAULT")
+            cursor.execute("SELECT set_config('synchronous_commit', %s, true)", [level])
 
 
 def record_committed_counts(run: ImportRun, counts: RunCounts) -> bool:

@@ -3,14 +3,22 @@ without `-c`, so the Procfile's and compose's command and one an operator writes
 this directory all get it (with `-c python:project.gunicorn_config`, as before, a hand-written
 command without it lost the hook, and its long exports and deletions were killed).
 
-Only a server hook: the command line keeps the settings an operator tunes (bind, workers).
+Server hooks only: the command line keeps the settings an operator tunes (bind, workers).
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from common import streaming, web_statements
+from common import database_tls, streaming, web_statements
+
+
+def when_ready(server: Any) -> None:
+    # Once per web start, in the arbiter: a DATABASE_URL to another host whose TLS checks
+    # nothing (common/database_tls.py; the worker and beat say it at their start too).
+    if words := database_tls.unchecked_url(os.environ.get("DATABASE_URL", "")):
+        server.log.warning("%s", words)
 
 
 def post_worker_init(worker: Any) -> None:

@@ -29,7 +29,14 @@ from typing import Any
 from celery.signals import worker_init
 from celery.worker.control import inspect_command
 
-from common import broker_probe, database_clock, migrations_state, read_only_database
+from common import (
+    broker_probe,
+    database_clock,
+    database_tls,
+    error_words,
+    migrations_state,
+    read_only_database,
+)
 from common.error_words import (
     broker_place,
     database_place,
@@ -136,12 +143,21 @@ def _note_migrated() -> None:
     _migrated = True
 
 
-def broker_problem(app: Any) -> str | None:
-    """None if the broker answers, else what is wrong, in words (its password never)."""
+def broker_problem(app: Any, hostname: str | None = None) -> str | None:
+    """None if the broker answers and lets its user do what a worker named `hostname` needs,
+    else what is wrong, in words (its password never)."""
+    place = broker_place(app.conf.broker_write_url)
     try:
-        broker_probe.probe(app, CONNECT_TIMEOUT_SECONDS, retries=2)
+        broker_probe.probe(app, CONNECT_TIMEOUT_SECONDS, retries=2, hostname=hostname)
+    except broker_probe.UserNotAllowed as error:
+        # Such a worker started, said ready, and met the refusal at its first wait for a
+        # message: its consumer restarted at once, again and again, some ten lines a second,
+        # and took nothing (the tls hunt).
+        words = f"{place} {error}"
+        logger.warning("%s (%s)", words, error_words.log_text(error.__cause__ or error))
+        return words
     except Exception as error:
-        return refused_or_unreachable(broker_place(app.conf.broker_write_url), error, logger)
+        return refused_or_unreachable(place, error, logger)
     return None
 
 
@@ -164,9 +180,11 @@ def redis_problem() -> str | None:
 @worker_init.connect
 def refuse_to_start_without_dependencies(sender: Any = None, **_kwargs: Any) -> None:
     app = sender.app if sender is not None else None
+    # A DATABASE_URL to another host whose TLS checks nothing: one WARNING, whatever follows.
+    database_tls.say_if_unchecked()
     problems = [
         database_problem(),
-        broker_problem(app) if app is not None else None,
+        broker_problem(app, getattr(sender, "hostname", None)) if app is not None else None,
         redis_problem(),
     ]
     problems = [problem for problem in problems if problem]

@@ -32,7 +32,13 @@ from django.db.backends.signals import connection_created
 from django_celery_beat.schedulers import DatabaseScheduler
 from redis.exceptions import RedisError
 
-from common import database_clock, error_words, migrations_state, read_only_database
+from common import (
+    database_clock,
+    database_tls,
+    error_words,
+    migrations_state,
+    read_only_database,
+)
 from common.leases import Lease
 
 # The keys the health check reads too: kept beside the Redis client, which schedules may import.
@@ -145,14 +151,86 @@ def _ran_too_long(error: BaseException) -> bool:
 # Interval imports put in step with MIN_INTERVAL_SECONDS a loop, from beat's start.
 INTERVALS_A_LOOP = 200
 
+# Beat's line of a Redis it cannot use is said again, with how often it was met, at most this
+# often (the worker's consumer folds its repeats alike: project.worker_log.FOLD_SECONDS).
+REDIS_AWAY_FOLD_SECONDS = 60.0
+
+
+class RedisAway:
+    """Beat's words for the Redis of REDIS_URL (its leader lease, its last tick) while it cannot
+    use it: the first loop says why in error_words' words, later loops fold into one line a
+    minute saying how often, and the first loop that reaches it again says so once.
+
+    Each loop logged two lines with redis-py's own text ("beat leader lease unreachable: Error 1
+    connecting to 127.0.0.1:6380. [SSL: CERTIFICATE_VERIFY_FAILED] certificate verify failed:
+    …", "beat cannot record its last tick: …"), twice a second with a short loop interval, and
+    said nothing when Redis came back (the tls hunt).
+    """
+
+    def __init__(self, place: str) -> None:
+        self.place = place
+        self.since: float | None = None  # time.monotonic() of the first loop that met it
+        self.words = ""
+        self.said_at = 0.0
+        self.folded = 0
+        self.met_this_loop = False
+
+    def loop_begins(self) -> None:
+        self.met_this_loop = False
+
+    def met(self, error: RedisError) -> None:
+        """This loop could not use Redis: said unless already said (or folded) this loop."""
+        if self.met_this_loop:
+            return  # the lease and the last tick of one loop meet one outage
+        self.met_this_loop = True
+        refused = error_words.refusal(error)
+        words = (
+            f"{self.place} refuses beat's writes: {refused}"
+            if refused
+            else f"beat cannot reach {self.place}: {error_words.reason(error)}"
+        )
+        now = time.monotonic()
+        if self.since is None:
+            self.since = now
+        elif words == self.words and now - self.said_at < REDIS_AWAY_FOLD_SECONDS:
+            self.folded += 1
+            return
+        folded = (
+            f" (met {self.folded} times more in the last {now - self.said_at:.0f} s)"
+            if self.folded and words == self.words
+            else ""
+        )
+        logger.warning(
+            "%s; beat's maintenance jobs wait and /health does not see beat's loop until it is"
+            " back%s", words, folded,
+        )  # fmt: skip
+        self.words, self.said_at, self.folded = words, now, 0
+
+    def reached(self) -> None:
+        """Redis answered: said once after an outage."""
+        if self.since is None or self.met_this_loop:
+            return
+        logger.info(
+            "beat reaches %s again, after %.0f s without it", self.place,
+            time.monotonic() - self.since,
+        )  # fmt: skip
+        self.since, self.words, self.folded = None, "", 0
+
 
 class ImportScheduler(DatabaseScheduler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         say_database_errors_in_words()
-        # A Redis that may evict keys when full: one warning at start (the worker's too).
-        from project.worker_checks import say_if_redis_may_evict
+        if not kwargs.get("lazy"):
+            # (celery beat's banner makes a lazy scheduler first, to name it: these notes are
+            # the running one's, said once)
+            # A Redis that may evict keys when full: one warning at start (the worker's too).
+            from project.worker_checks import say_if_redis_may_evict
 
-        say_if_redis_may_evict()
+            say_if_redis_may_evict()
+            # A DATABASE_URL to another host whose TLS checks nothing: one WARNING (the
+            # worker's and the web's too).
+            database_tls.say_if_unchecked()
+        self.redis = RedisAway(error_words.broker_place(settings.REDIS_URL, "Redis"))
         connection_created.connect(limit_lock_waits, dispatch_uid=LOCK_WAITS)
         if connection.connection is not None:
             limit_lock_waits(connection)
@@ -251,6 +329,7 @@ class ImportScheduler(DatabaseScheduler):
 
     def tick(self, *args: Any, **kwargs: Any) -> float:
         """Dispatch the due imports, run the maintenance entries if leading; sleep until due."""
+        self.redis.loop_begins()
         wait = self._dispatch_imports()
         if self._lead():
             if self.database_away:
@@ -373,7 +452,9 @@ class ImportScheduler(DatabaseScheduler):
         try:
             client().set(LAST_TICK_KEY, f"{time.time() + offset:.3f} {offset:.3f}")
         except RedisError as error:
-            logger.warning("beat cannot record its last tick: %s", error)
+            self.redis.met(error)  # its last tick is not recorded
+            return
+        self.redis.reached()
 
     # --- leadership of the maintenance entries --------------------------------------------
 
@@ -381,8 +462,9 @@ class ImportScheduler(DatabaseScheduler):
         try:
             held = self.leader.renew() if self.is_leader else self.leader.acquire()
         except RedisError as error:
-            logger.warning("beat leader lease unreachable: %s", error)
+            self.redis.met(error)  # no lease: the maintenance jobs wait
             return False
+        self.redis.reached()
         if held and not self.is_leader:
             logger.info("beat became the leader token=%s", self.leader.token)
             self.is_leader = True

@@ -59,23 +59,51 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def database_answers(url: str) -> bool:
+def _why(error: BaseException) -> str:
+    """Why a server did not answer, in importbeat's words (common.error_words: no Django), or
+    the error's own text on one line when they have none."""
+    from common import error_words
+
+    words = error_words.reason(error)
+    return words if words != error_words.UNKNOWN else error_words.log_text(error)
+
+
+def database_problem(url: str) -> str | None:
+    """None when DATABASE_URL answers, else why not, in words."""
     import psycopg
 
     try:
         with psycopg.connect(psql_url(url), connect_timeout=3):
-            return True
-    except psycopg.Error:
-        return False
+            return None
+    except psycopg.Error as error:
+        return _why(error)
 
 
-def redis_answers(url: str) -> bool:
+def redis_client(url: str, **kwargs: object):
+    """A redis-py client of `url`, its TLS options read as every process reads them
+    (common.redis_tls, pure Python: this runs before Django's settings). redis-py alone refused
+    `ssl_cert_reqs=CERT_REQUIRED` (Celery's form) and ignored a typo's option, and `make run`
+    fell back to the embedded Redis without saying why. Raises redis_tls.TlsOptionError."""
     import redis
 
+    from common import redis_tls
+
+    return redis.Redis.from_url(redis_tls.canonical(url), **kwargs)
+
+
+def redis_problem(url: str) -> str | None:
+    """None when REDIS_URL answers, else why not, in words."""
+    import redis
+
+    from common import redis_tls
+
     try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=2).ping())
-    except (redis.RedisError, OSError, ValueError):
-        return False
+        redis_client(url, socket_connect_timeout=2, socket_timeout=5).ping()
+        return None
+    except redis_tls.TlsOptionError as error:
+        return str(error)
+    except (redis.RedisError, OSError, ValueError) as error:
+        return _why(error)
 
 
 def _libpq_url(url: str) -> str:
@@ -162,7 +190,7 @@ def embedded_redis() -> Iterator[str]:
     url = f"redis://127.0.0.1:{port}/0"
     try:
         deadline = time.monotonic() + 10
-        while not redis_answers(url):
+        while redis_problem(url):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"embedded Redis did not start; see {data_dir / 'redis.log'}")
             time.sleep(0.05)
@@ -183,28 +211,31 @@ def services(test: bool) -> Iterator[dict[str, str]]:
     resolved: dict[str, str] = {}
     with ExitStack() as stack:
         database_url = os.environ.get("DATABASE_URL", "")
-        if database_url and database_answers(database_url):
+        problem = database_problem(database_url) if database_url else None
+        if database_url and not problem:
             log("using DATABASE_URL")
         else:
             if database_url:
-                log("DATABASE_URL does not answer; falling back to the embedded PostgreSQL")
+                log(
+                    f"DATABASE_URL does not answer ({problem}); falling back to the embedded "
+                    "PostgreSQL"
+                )
             database_url = stack.enter_context(embedded_postgres())
         resolved["DATABASE_URL"] = database_url
 
         redis_url = os.environ.get("REDIS_URL", "")
-        if redis_url and redis_answers(redis_url):
+        problem = redis_problem(redis_url) if redis_url else None
+        if redis_url and not problem:
             log("using REDIS_URL")
         else:
             if redis_url:
-                log("REDIS_URL does not answer; falling back to the embedded Redis")
+                log(f"REDIS_URL does not answer ({problem}); falling back to the embedded Redis")
             redis_url = stack.enter_context(embedded_redis())
         if test:
             redis_url = with_redis_db(redis_url, TEST_REDIS_DB)
         resolved["REDIS_URL"] = redis_url
         if test:
-            import redis
-
-            redis.Redis.from_url(redis_url).flushdb()
+            redis_client(redis_url).flushdb()
             resolved["TEST_DATABASE_NAME"] = f"test_importbeat_{os.getpid()}"
             # The broker may differ from REDIS_URL in production, never in the suite.
             resolved["CELERY_BROKER_URL"] = redis_url

@@ -26,6 +26,7 @@ from django.utils import timezone
 
 from schedules.models import Dataset, ImportRun, NotificationDelivery, ScheduledImport
 from schedules.notifications import DELIVER
+from tests.bench.deliveries import wait_for_notifications
 from tests.bench.figures import report
 from tests.conftest import wait_for
 from tests.smtp_support import smtp_server
@@ -102,10 +103,6 @@ def tick_fails(imports: list[ScheduledImport]) -> list[int]:
     return [delivery.pk for delivery in deliveries]
 
 
-def count(ids: list[int], *statuses: str) -> int:
-    return NotificationDelivery.objects.filter(pk__in=ids, status__in=statuses).count()
-
-
 def bench_an_owners_emails_when_ten_thousand_imports_fail(alice, processes):
     imports = make_imports(alice)
     with smtp_server() as (email_url, mailbox):
@@ -120,8 +117,9 @@ def bench_an_owners_emails_when_ten_thousand_imports_fail(alice, processes):
         started = time.monotonic()
         first = tick_fails(imports)
         sent_at = time.monotonic()
-        wait_for(lambda: count(first, "delivered") == IMPORTS, 600, interval=0.5,
-                 what="the first tick's e-mails\n" + processes.logs())  # fmt: skip
+        wait_for_notifications(
+            first, ("delivered",), 600, "the first tick's e-mails\n" + processes.logs()
+        )
         took = time.monotonic() - started
         report("first tick", notifications=IMPORTS, queued_s=round(sent_at - started, 1),
                all_delivered_s=round(took, 1), tasks_per_s=round(IMPORTS / took),
@@ -129,11 +127,11 @@ def bench_an_owners_emails_when_ten_thousand_imports_fail(alice, processes):
 
         started = time.monotonic()
         second = tick_fails(imports)
-        wait_for(lambda: count(second, "held", "delivered") == IMPORTS, 600, interval=0.5,
-                 what="the second tick held\n" + processes.logs())  # fmt: skip
+        wait_for_notifications(
+            second, ("held", "delivered"), 600, "the second tick held\n" + processes.logs()
+        )
         held_in = time.monotonic() - started
-        wait_for(lambda: count(second, "delivered") == IMPORTS, 600, interval=0.5,
-                 what="the digest\n" + processes.logs())  # fmt: skip
+        wait_for_notifications(second, ("delivered",), 600, "the digest\n" + processes.logs())
         took = time.monotonic() - started
         messages = mailbox.received()
         report("second tick, within the interval", notifications=IMPORTS,

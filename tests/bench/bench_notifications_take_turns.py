@@ -43,6 +43,7 @@ from schedules import services
 from schedules.models import Dataset, ImportRun, NotificationDelivery, ScheduledImport
 from schedules.notifications import DELIVER
 from tasks import turns
+from tests.bench.deliveries import wait_for_notifications
 from tests.bench.figures import report
 from tests.conftest import wait_for
 from tests.factories import make_import
@@ -72,7 +73,8 @@ def burst(owner, callback_url: str) -> list[int]:
             ScheduledImport(owner=owner, name=f"feed {n:05d}", dataset=dataset, key_column="sku",
                             source_url=f"https://feeds.example.com/{n}.csv",
                             schedule_type="interval", interval_seconds=3600,
-                            callback_url=callback_url, webhook_secret="0" * 64)
+                            callback_url=callback_url, notify_on=["failed"],
+                            notify_channels=["webhook"], webhook_secret="0" * 64)
             for n in range(IMPORTS)
         ],
         batch_size=2000,
@@ -123,9 +125,7 @@ def timed_behind(
     finished = ImportRun.objects.filter(pk=run.pk, finished_at__isnull=False)
     wait_for(finished.exists, 1200, interval=0.1, what="alice's run\n" + processes.logs())
     alices_run = time.monotonic() - queued
-    delivered = NotificationDelivery.objects.filter(pk__in=ids, status="delivered")
-    wait_for(lambda: delivered.count() == len(ids), 1200, interval=0.5,
-             what="the notifications\n" + processes.logs())  # fmt: skip
+    wait_for_notifications(ids, ("delivered",), 1200, "the notifications\n" + processes.logs())
     return started, queued, alices_run, time.monotonic() - started
 
 
@@ -161,6 +161,7 @@ def failed_with_an_email_each() -> list[int]:
             ScheduledImport(owner=dataset.owner, name="feed", dataset=dataset, key_column="sku",
                             source_url="https://feeds.example.com/f.csv",
                             schedule_type="interval", interval_seconds=3600,
+                            notify_on=["failed"], notify_channels=["email"],
                             webhook_secret="0" * 64)
             for dataset in datasets
         ]
@@ -200,9 +201,7 @@ def bench_flower_lists_each_parked_notification_by_its_final_state(bob, processe
         wait_for(lambda: len(current_app.control.ping(timeout=0.5)) == 2, 60,
                  what="workers\n" + processes.logs())  # fmt: skip
         ids = burst(bob, receiver.url)
-        delivered = NotificationDelivery.objects.filter(pk__in=ids, status="delivered")
-        wait_for(lambda: delivered.count() == len(ids), 1200, interval=0.5,
-                 what="the notifications\n" + processes.logs())  # fmt: skip
+        wait_for_notifications(ids, ("delivered",), 1200, "the notifications\n" + processes.logs())
 
         def final_states() -> Counter[str]:
             tasks = requests.get(f"{flower}/api/tasks", params={"taskname": DELIVER},

@@ -56,7 +56,12 @@ def pages(one_import: int, one_run: int) -> list[str]:
 
 
 def djangos_defaults(on: bool) -> None:
-    """Give the registered admins Django's own list settings (on) or take them back (off)."""
+    """Give the registered admins Django's own list settings (on) or take them back (off).
+
+    The ModelAdmins are registered where the admin is served (project/admin_apps.py, since
+    4b2e57e), and this runs before the bench's first request: without the autodiscover, the
+    run's admin was not registered yet (KeyError: ImportRun)."""
+    django_admin.autodiscover()
     for model in (ImportRun, ScheduledImport, Dataset, Record):
         model_admin = django_admin.site._registry[model]
         names = ("paginator", "show_full_result_count", "action_checkbox", "get_search_results")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -112,6 +113,9 @@ def bench_workers_back_after_an_outage(csv_server, processes):
         broker_memory_mb=round(broker_memory_mb, 1),
         ran=ran.count(),
         skipped=skipped,
+        # (`ran` is every run not skipped: a source the workers could not read would count
+        # failed runs as run)
+        outcomes=dict(Counter(ended.values_list("status", flat=True))),
         drained_s=round(drained_s, 1),
         ended_per_s=round(len(waiting) / drained_s, 1),
         new_ticks_per_s=round(IMPORTS / INTERVAL, 1),

@@ -32,6 +32,19 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 PROCFILE = BASE_DIR / "Procfile"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A run stopped by SIGTERM (`timeout`, a CI job cancelled, devservices passing on its own)
+    ends as one stopped by Ctrl-C does: its fixtures' finalizers stop the processes its tests
+    started. Python's default for SIGTERM ended pytest at once, and a test's worker and its
+    pool processes ran on, on the run's Redis and database (benches hunt)."""
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _interrupted)
+
+
+def _interrupted(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt("stopped by SIGTERM")
+
+
 @pytest.fixture
 def alice(django_user_model):
     return django_user_model.objects.create_user("alice", "alice@example.com", "alice-password")

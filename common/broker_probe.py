@@ -116,22 +116,29 @@ def users_rights(channel: Any, commands: list[tuple[str, ...]]) -> None:
     (an ACL that keeps the user to kombu's keys refuses it), and a user refused BRPOP or its
     queue's key passed the worker's start, said ready, met the refusal at its first wait for a
     message, and restarted its consumer at once, again and again, taking nothing (the tls2
-    hunt). One round trip.
+    hunt). Two round trips: MULTI's answer is read before anything is sent after it. A user
+    refused MULTI itself (an ACL listing kombu's commands without it) ran every command at
+    once: the worker's start and each /health popped a message of each queue with BRPOP,
+    pushed the probe's value into the queue, and added it to the queue's binding, where
+    kombu's routing then failed every message sent (review2 hunt).
     """
     pool = channel.client.connection_pool
     connection = pool.get_connection()
     refused: tuple[tuple[str, ...], ResponseError] | None = None
     try:
-        connection.send_packed_command(
-            connection.pack_commands([("MULTI",), *commands, ("DISCARD",)])
-        )
-        connection.read_response()  # MULTI's OK
-        for command in commands:
-            try:
-                connection.read_response()  # QUEUED, or the ACL's refusal
-            except NoPermissionError as error:
-                refused = refused or (command, error)
-        connection.read_response()  # DISCARD's OK
+        connection.send_command("MULTI")
+        try:
+            connection.read_response()  # MULTI's OK: Redis queues what follows
+        except NoPermissionError as error:
+            refused = (("MULTI",), error)
+        else:
+            connection.send_packed_command(connection.pack_commands([*commands, ("DISCARD",)]))
+            for command in commands:
+                try:
+                    connection.read_response()  # QUEUED, or the ACL's refusal
+                except NoPermissionError as error:
+                    refused = refused or (command, error)
+            connection.read_response()  # DISCARD's OK
     except BaseException:
         connection.disconnect()  # its answers may be half read
         raise

@@ -83,10 +83,13 @@ def pooling() -> str | None:
                 # A pool in session mode with no session free keeps `second` waiting in its
                 # queue, its query_wait_timeout (120 s by default), a start held as long
                 # (review1: 15.3 s with 15); one in transaction mode gives `second` a session
-                # at once, `first`'s idle one if no other. Waited for that long, it keeps
-                # sessions.
+                # at once, `first`'s idle one if no other, unless its sessions are all busy
+                # (a web's exports): then `first` waits too, where a session pool answers it at
+                # once on the session it keeps (review2: a pool of one session another client
+                # took again was found a session pool after 2.5 s, and a worker started on it).
                 if (answer := _server_pid(second, within=FIRST_ANSWER_SECONDS)) is None:
-                    return SESSION
+                    again = _server_pid(first, within=FIRST_ANSWER_SECONDS)
+                    return SESSION if again == pid else TRANSACTION
                 if answer == pid or _server_pid(first) != pid:
                     return TRANSACTION
                 if any(_server_pid(second) == pid for _turn in range(2)):

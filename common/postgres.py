@@ -86,6 +86,8 @@ def check_new_connection(sender: Any, connection: Any, **kwargs: Any) -> None:
         schema, search_path, connection.default_synchronous_commit = pin_session(
             connection.connection
         )
+        # What this session commits at until a process sets its own (worker_connections).
+        connection.session_synchronous_commit = connection.default_synchronous_commit
         refuse_no_schema(schema, search_path)
     except ImproperlyConfigured:
         connection.close()
@@ -124,11 +126,22 @@ DURABLE_LEVELS = ("on", "remote_write", "remote_apply")
 def durable_level(connection: Any) -> str:
     """The synchronous_commit a commit that must survive a crash runs at on `connection` (a
     Django connection, pinned by check_new_connection): its role's or database's own when that
-    waits for the disk, else `on`. An operator's `off` for the role made a run's rows and its
-    outcome commit without waiting, where README promises they are durable (serverdefaults
-    hunt: services.durable_commit set the role's default, `off`, again)."""
+    waits for the disk, else `on`; the session's own (WORKER_SYNCHRONOUS_COMMIT) when it is
+    stronger still. An operator's `off` for the role made a run's rows and its outcome commit
+    without waiting, where README promises they are durable (serverdefaults hunt:
+    services.durable_commit set the role's default, `off`, again). A worker's `on` over the
+    database's `remote_apply`, or its own `remote_apply`, committed them at `on` (review2)."""
     level = getattr(connection, "default_synchronous_commit", "on")
-    return level if level in DURABLE_LEVELS else "on"
+    level = level if level in DURABLE_LEVELS else "on"
+    session = getattr(connection, "session_synchronous_commit", level)
+    if session in DURABLE_LEVELS and _STRENGTH.index(session) > _STRENGTH.index(level):
+        return session
+    return level
+
+
+# The durable levels from the least waiting: `remote_write` waits for a standby's write, `on`
+# for its flush, `remote_apply` for its replay.
+_STRENGTH = ("remote_write", "on", "remote_apply")
 
 
 def refuse_no_schema(schema: str | None, search_path: str) -> None:

@@ -80,8 +80,9 @@ def _session_settings(connection: Any, **_kwargs: Any) -> None:
             "set_config('client_connection_check_interval', %s, false)",
             [level, f"{settings.MAX_TIMEOUT_SECONDS}s", f"{CLIENT_CHECK_SECONDS}s"],
         )
-    # What services.durable_commit asks about.
+    # What services.durable_commit asks about (postgres.durable_level).
     connection.commits_asynchronously = level != "on"
+    connection.session_synchronous_commit = level
 
 
 @task_prerun.connect

@@ -1697,8 +1697,7 @@ def durable_commit() -> None:
     if not db_connection.in_atomic_block:
         return
     level = postgres.durable_level(db_connection)
-    default = getattr(db_connection, "default_synchronous_commit", "on")
-    if getattr(db_connection, "commits_asynchronously", False) or level != default:
+    if level != getattr(db_connection, "session_synchronous_commit", "on"):
         with db_connection.cursor() as cursor:
             cursor.execute("SELECT set_config('synchronous_commit', %s, true)", [level])
 

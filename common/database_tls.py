@@ -12,7 +12,9 @@ trip. In `common`: gunicorn's arbiter imports it without the Celery app `project
 
 Not said of a database on this host (a Unix socket, `localhost`, a loopback address), nor of a
 host named by one label (`postgres`, a compose service or a cluster's service: a private
-network the operator set up), nor when `verify-ca` or `verify-full` is set.
+network the operator set up), nor when `verify-ca` or `verify-full` is set, nor `require` with
+a root certificate (`sslrootcert`, PGSSLROOTCERT or ~/.postgresql/root.crt), which libpq then
+checks the server's certificate against, as `verify-ca`.
 """
 
 from __future__ import annotations
@@ -48,9 +50,12 @@ def unchecked(
     libpq reads PGHOST and PGSSLMODE where the URL says nothing."""
     options = settings_dict.get("OPTIONS") or {}
     sslmode = str(options.get("sslmode") or environ.get("PGSSLMODE") or "prefer").lower()
-    if sslmode in CHECKED:
+    if sslmode in CHECKED or (sslmode == "require" and _root_certificate(options, environ)):
         return None
-    hosts = str(settings_dict.get("HOST") or environ.get("PGHOST") or "").split(",")
+    # Django passes HOST to libpq, else the URL's `?host=` (its OPTIONS), else libpq reads
+    # PGHOST: a `?host=db.example.com` with no host before the path was not said (review2).
+    host = settings_dict.get("HOST") or options.get("host") or environ.get("PGHOST") or ""
+    hosts = str(host).split(",")
     remote = [host.strip() for host in hosts if not _local(host)]
     if not remote:
         return None
@@ -65,6 +70,15 @@ def unchecked(
         "anyone on the network path can pose as the database and read or change what "
         "importbeat reads and writes; set sslmode=verify-full and sslrootcert in DATABASE_URL"
     )
+
+
+def _root_certificate(options: Mapping[str, Any], environ: Mapping[str, str]) -> bool:
+    """Whether libpq finds a root certificate: with one, `sslmode=require` checks the server's
+    certificate against it as `verify-ca` does (libpq's rule, kept for older clients), and
+    `?sslmode=require&sslrootcert=…` was said to check none (review2)."""
+    path = options.get("sslrootcert") or environ.get("PGSSLROOTCERT")
+    path = str(path or os.path.join(os.path.expanduser("~"), ".postgresql", "root.crt"))
+    return path == "system" or os.path.isfile(path)
 
 
 def unchecked_url(url: str, environ: Mapping[str, str] = os.environ) -> str | None:

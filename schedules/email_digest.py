@@ -125,8 +125,11 @@ def send_due(owner_id: int) -> None:
 
 HELD, RETRYING = NotificationDelivery.Status.HELD, NotificationDelivery.Status.RETRYING
 # How early the retry of an owner's e-mail may come and still be the one due: it ends when it
-# is not (send_due), so as early as the hosts' clocks may disagree before importbeat says so.
-DIGEST_DUE_TOLERANCE_SECONDS = database_clock.TOLERANCE_SECONDS
+# is not (send_due), so as early as two workers' clocks may disagree before importbeat says so.
+# Its countdown is timed by the clock of the worker that failed it and run by another's: each
+# may be TOLERANCE_SECONDS off the database's, one behind and one ahead, without a word, and a
+# retry 8 s early ended, its e-mails waiting for the sweep, half an hour (review2).
+DIGEST_DUE_TOLERANCE_SECONDS = 2 * database_clock.TOLERANCE_SECONDS
 
 
 def _due(delivery: NotificationDelivery, now: datetime) -> bool:

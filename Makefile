@@ -44,6 +44,9 @@ PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py \
 	tests/test_overdue_imports_the_next_runs_could_not_place_are_counted_with_since_when_beat_is_down.py \
 	tests/test_a_webhook_being_sent_is_not_posted_again_by_a_copy_of_its_message.py \
 	tests/test_a_message_that_comes_before_a_notifications_next_attempt_sends_nothing.py \
+	tests/test_a_server_whose_dates_are_not_iso_runs_imports_and_answers.py \
+	tests/test_a_runs_rows_wait_for_the_disk_when_the_role_commits_without_waiting.py \
+	tests/test_a_runs_commit_keeps_the_strongest_level_the_worker_or_the_database_asks_for.py \
 	tests/test_a_waiting_run_deleted_with_its_import_is_revoked_in_flower.py
 # The tests of SQL that differs between PostgreSQL versions, which `make pgmatrix` runs on 14
 # and 17 (the suite covers 16, `make pgtest` 15): regexp_count, new in 15, failed every file with

@@ -10,24 +10,18 @@ where the processes' connections already open go on, as a full server's do.
 from __future__ import annotations
 
 import contextlib
-import shutil
-import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 from django.conf import settings
 from django.db import connection
 from pgserver._commands import POSTGRES_BIN_PATH
 
-from project.devservices import free_port
 from tests.conftest import test_database_url, wait_for
-from tests.standby_support import Cluster, _cluster_user
-
-# The application's role on the small server: no superuser, as a managed server's.
-APP_ROLE = "app"
+from tests.server_settings_support import APP_ROLE, a_cluster
+from tests.standby_support import Cluster
 
 
 @contextlib.contextmanager
@@ -35,27 +29,9 @@ def small_server(max_connections: int = 6, reserved: int = 2) -> Iterator[Cluste
     """A PostgreSQL with the database importbeat and the role APP_ROLE, taking
     `max_connections` sessions, `reserved` of them for superusers; stopped and removed at the
     end."""
-    user = _cluster_user()
-    home = Path(tempfile.mkdtemp(prefix="importbeat-full-"))
-    server = Cluster(home / "pg", free_port(), user, POSTGRES_BIN_PATH)
-    try:
-        if user is not None:
-            shutil.chown(home, user, user)
-        server.initdb()
-        with open(server.folder / "postgresql.conf", "a") as conf:
-            conf.write(
-                f"max_connections = {max_connections}\n"
-                f"superuser_reserved_connections = {reserved}\n"
-            )
-        server.start()
-        server.program("createdb", "-h", "127.0.0.1", "-p", server.port, "-U", "postgres",
-                       "importbeat")  # fmt: skip
-        with psycopg.connect(server.url, autocommit=True) as conn:
-            conn.execute(f"CREATE ROLE {APP_ROLE} LOGIN NOSUPERUSER")
+    conf = f"max_connections = {max_connections}\nsuperuser_reserved_connections = {reserved}\n"
+    with a_cluster(POSTGRES_BIN_PATH, conf) as server:
         yield server
-    finally:
-        server.stop()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 def app_url(server: Cluster) -> str:

@@ -19,10 +19,8 @@ import pytest
 
 from schedules import services
 from schedules.models import ImportRun
-from tests.conftest import wait_for
 from tests.factories import PRODUCTS_CSV, make_import
-from tests.reliability import FAST
-from tests.server_settings_support import database_setting
+from tests.server_settings_support import database_setting, twenty_imports_run_three_times
 from tests.test_reliability_disk_full import superuser_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -61,36 +59,10 @@ def test_a_claim_that_meets_another_workers_claim_finds_the_run_taken(
 def test_two_workers_run_twenty_imports_side_by_side_each_at_its_first_attempt(
     alice, bob, csv_server, processes
 ):
-    rows = "".join(f"K{i},n{i},{i}\n" for i in range(2000))
-    source = csv_server.serve("/p.csv", "sku,name,price\n" + rows)
-    # bob's twelve imports write to three datasets, alice's eight to one each
-    imports = [
-        make_import(bob, source, name=f"b{i}", dataset=f"shared{i % 3}", retry_backoff_seconds=1)
-        for i in range(12)
-    ] + [
-        make_import(alice, source, name=f"a{i}", dataset=f"a{i}", retry_backoff_seconds=1)
-        for i in range(8)
-    ]
-    # Given a server whose transactions default to serializable, and two workers of four
-    with database_setting("default_transaction_isolation", "serializable"):
-        for _ in range(2):
-            processes.start(
-                "worker", **{**FAST, "WORKER_CONCURRENCY": "4", "MAX_RUNNING_PER_OWNER": "3"}
-            )
-        wait_for(
-            lambda: processes.logs().count("ready.") == 2, 60, what="workers\n" + processes.logs()
-        )
-
-        # When every import runs, three times over
-        for _ in range(3):
-            for imp in imports:
-                services.enqueue_run(imp, trigger="manual", user=imp.owner)
-            wait_for(
-                lambda: not ImportRun.objects.exclude(status__in=ImportRun.FINAL_STATUSES).exists(),
-                120,
-                what="the runs to end\n" + processes.logs(),
-            )
-        processes.stop_all()
+    # Given a server whose transactions default to serializable, two workers of four, and
+    # twenty imports: bob's twelve write to three datasets, alice's eight to one each
+    # When every import runs, three times over
+    twenty_imports_run_three_times(alice, bob, csv_server, processes, within=120)
 
     # Then each run succeeded at its first attempt, and no worker met a serialization failure
     ended = collections.Counter(

@@ -30,12 +30,13 @@ import pytest
 from django.db import connection
 
 from common import postgres
-from schedules import services
 from schedules.models import ImportRun
-from tests.conftest import BASE_DIR, wait_for
-from tests.factories import make_import
-from tests.reliability import FAST
-from tests.server_settings_support import a_server_with_jit, database_setting
+from tests.conftest import BASE_DIR
+from tests.server_settings_support import (
+    a_server_with_jit,
+    database_setting,
+    twenty_imports_run_three_times,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -66,32 +67,7 @@ def bench_a_new_connections_pins(monkeypatch):
 
 
 def bench_twenty_imports_on_a_serializable_server(alice, bob, csv_server, processes):
-    rows = "".join(f"K{i},n{i},{i}\n" for i in range(2000))
-    source = csv_server.serve("/p.csv", "sku,name,price\n" + rows)
-    imports = [
-        make_import(bob, source, name=f"b{i}", dataset=f"shared{i % 3}", retry_backoff_seconds=1)
-        for i in range(12)
-    ] + [
-        make_import(alice, source, name=f"a{i}", dataset=f"a{i}", retry_backoff_seconds=1)
-        for i in range(8)
-    ]
-    with database_setting("default_transaction_isolation", "serializable"):
-        for _ in range(2):
-            processes.start(
-                "worker", **{**FAST, "WORKER_CONCURRENCY": "4", "MAX_RUNNING_PER_OWNER": "3"}
-            )
-        wait_for(lambda: processes.logs().count("ready.") == 2, 60, what=processes.logs())
-        started = time.monotonic()
-        for _ in range(3):
-            for imp in imports:
-                services.enqueue_run(imp, trigger="manual", user=imp.owner)
-            wait_for(
-                lambda: not ImportRun.objects.exclude(status__in=ImportRun.FINAL_STATUSES).exists(),
-                300,
-                what=processes.logs(),
-            )
-        elapsed = time.monotonic() - started
-        processes.stop_all()
+    elapsed = twenty_imports_run_three_times(alice, bob, csv_server, processes, within=300)
     again = ImportRun.objects.filter(attempts__gt=1).count()
     print(
         f"\n60 runs on a serializable server: {elapsed:.1f} s, {again} took more than one "

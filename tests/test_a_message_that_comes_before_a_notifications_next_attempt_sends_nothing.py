@@ -13,6 +13,8 @@ message the broker lost is long due, and the sweep's resend still sends it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -77,6 +79,28 @@ class Posts(Hook):
                 self.seen.append(cursor.fetchone())
         finally:
             connection.close()  # (this thread's own connection)
+
+
+@contextmanager
+def alices_webhook_retrying(
+    settings, alice, due_in: float
+) -> Iterator[tuple[NotificationDelivery, Hook]]:
+    """alice's webhook to a receiver answering 200, as its first attempt left it (`retrying`),
+    its next attempt `due_in` seconds away; the receiver closed after."""
+    settings.ALLOWED_PRIVATE_HOSTS = ["127.0.0.1:*"]
+    hook = Hook()
+    try:
+        delivery = notification_to(alice, "webhook", hook.url)
+        retrying(delivery, due_in=due_in)
+        yield delivery, hook
+    finally:
+        hook.close()
+
+
+def posted_once_as_its_second_attempt(delivery: NotificationDelivery, hook: Hook) -> None:
+    assert len(hook.requests) == 1
+    delivery.refresh_from_db()
+    assert (delivery.status, delivery.attempts) == ("delivered", 2)
 
 
 @pytest.mark.processes
@@ -179,21 +203,13 @@ def test_a_copy_before_an_emails_next_attempt_sends_nothing(bob, settings):
 def test_the_retry_that_comes_when_its_attempt_is_due_is_sent(alice, settings):
     # Given alice's webhook whose second attempt is due a moment from now (its retry's
     # countdown, timed by another worker's clock, ends a little early)
-    settings.ALLOWED_PRIVATE_HOSTS = ["127.0.0.1:*"]
-    hook = Hook()
-    try:
-        delivery = notification_to(alice, "webhook", hook.url)
-        retrying(delivery, due_in=EARLY.total_seconds() / 2)
-
+    due_in = EARLY.total_seconds() / 2
+    with alices_webhook_retrying(settings, alice, due_in=due_in) as (delivery, hook):
         # When its retry comes
         assert webhooks.deliver(delivery.pk) is None
-    finally:
-        hook.close()
 
     # Then it is sent, as its second attempt
-    assert len(hook.requests) == 1
-    delivery.refresh_from_db()
-    assert (delivery.status, delivery.attempts) == ("delivered", 2)
+    posted_once_as_its_second_attempt(delivery, hook)
 
 
 @pytest.mark.django_db
@@ -201,8 +217,6 @@ def test_a_retry_the_broker_lost_is_sent_again_by_the_sweep_and_posted(
     alice, settings, monkeypatch
 ):
     # Given alice's webhook whose retry was due long ago, its message lost
-    settings.ALLOWED_PRIVATE_HOSTS = ["127.0.0.1:*"]
-    hook = Hook()
     sent: list[int] = []
 
     class Broker:
@@ -210,22 +224,15 @@ def test_a_retry_the_broker_lost_is_sent_again_by_the_sweep_and_posted(
             sent.extend(args)
 
     monkeypatch.setattr(notifications, "current_app", Broker())
-    try:
-        delivery = notification_to(alice, "webhook", hook.url)
-        long_ago = settings.STALE_QUEUED_SECONDS + 60
-        retrying(delivery, due_in=-long_ago)
-
+    long_ago = settings.STALE_QUEUED_SECONDS + 60
+    with alices_webhook_retrying(settings, alice, due_in=-long_ago) as (delivery, hook):
         # When the sweep sends it again, and its message comes
         notifications.resend_lost(database_clock.now() - timedelta(seconds=long_ago - 30))
         assert sent == [delivery.pk]
         assert webhooks.deliver(delivery.pk) is None
-    finally:
-        hook.close()
 
     # Then it is posted, as its second attempt
-    assert len(hook.requests) == 1
-    delivery.refresh_from_db()
-    assert (delivery.status, delivery.attempts) == ("delivered", 2)
+    posted_once_as_its_second_attempt(delivery, hook)
 
 
 def owners_emails_retrying(owner, due_in: float) -> list[NotificationDelivery]:

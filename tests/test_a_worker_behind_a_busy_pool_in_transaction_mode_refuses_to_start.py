@@ -28,6 +28,17 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 HELD_SECONDS = 5
 
 
+def exits_saying_it_is_behind_a_pool_in_transaction_mode(started, processes, within: float):
+    """The worker `started` exits within `within` seconds, its status 1, its log saying why."""
+    wait_for(lambda: started.poll() is not None, within, what="an exit\n" + processes.logs())
+    log = processes.log_of("worker")
+    assert started.returncode == 1, log
+    assert (
+        "importbeat worker not started: its DATABASE_URL is a connection pool in "
+        "transaction mode (PgBouncer's pool_mode = transaction)"
+    ) in log
+
+
 def test_a_worker_behind_a_busy_pool_in_transaction_mode_refuses_to_start(
     alice, csv_server, processes
 ):
@@ -52,14 +63,8 @@ def test_a_worker_behind_a_busy_pool_in_transaction_mode_refuses_to_start(
             started = processes.start("worker", DATABASE_URL=pool.url, **FAST)
 
             # Then it exits, saying why, and the run waits for a worker
-            wait_for(lambda: started.poll() is not None, 90, what="an exit\n" + processes.logs())
+            exits_saying_it_is_behind_a_pool_in_transaction_mode(started, processes, within=90)
         finally:
             done.set()
             busy.join(HELD_SECONDS + 5)
-        log = processes.log_of("worker")
-        assert started.returncode == 1, log
-        assert (
-            "importbeat worker not started: its DATABASE_URL is a connection pool in "
-            "transaction mode (PgBouncer's pool_mode = transaction)"
-        ) in log
     assert ImportRun.objects.get(pk=run.pk).status == "queued"

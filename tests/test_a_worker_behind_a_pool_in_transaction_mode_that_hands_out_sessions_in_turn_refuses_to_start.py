@@ -13,10 +13,12 @@ import pytest
 
 from schedules import services
 from schedules.models import ImportRun
-from tests.conftest import wait_for
 from tests.factories import PRODUCTS_CSV, make_import
 from tests.pgbouncer_support import pgbouncer
 from tests.reliability import FAST
+from tests.test_a_worker_behind_a_busy_pool_in_transaction_mode_refuses_to_start import (
+    exits_saying_it_is_behind_a_pool_in_transaction_mode,
+)
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
@@ -41,11 +43,5 @@ def test_a_worker_behind_a_round_robin_pool_in_transaction_mode_with_two_session
         started = processes.start("worker", DATABASE_URL=pool.url, **FAST)
 
         # Then it exits at once, saying why, and the run waits for a worker
-        wait_for(lambda: started.poll() is not None, 30, what="an exit\n" + processes.logs())
-        log = processes.log_of("worker")
-        assert started.returncode == 1, log
-        assert (
-            "importbeat worker not started: its DATABASE_URL is a connection pool in "
-            "transaction mode (PgBouncer's pool_mode = transaction)"
-        ) in log
+        exits_saying_it_is_behind_a_pool_in_transaction_mode(started, processes, within=30)
     assert ImportRun.objects.get(pk=run.pk).status == "queued"

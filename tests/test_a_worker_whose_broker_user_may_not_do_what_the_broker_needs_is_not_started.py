@@ -39,33 +39,26 @@ def worker_with_broker_user(processes, server, **acl):
     )  # fmt: skip
 
 
-def test_a_broker_user_refused_brpop_stops_the_workers_start_naming_it(processes, tmp_path):
-    with redis_server(free_port(), tmp_path) as server:
-        # Given a broker user that may run everything but BRPOP
-        worker = worker_with_broker_user(
-            processes, server, categories=["+@all"], commands=["-brpop"], keys=["*"]
-        )
-
-        # When the worker starts, Then it refuses to, naming the command
-        assert refusal(processes, worker) == (
-            f"importbeat worker not started: the broker at 127.0.0.1:{server.port} does not let "
-            f"its Redis user use the command BRPOP, which the broker needs: {ACL}"
-        )
-
-
-def test_a_broker_user_refused_the_queues_key_stops_the_workers_start_naming_it(
-    processes, tmp_path
+@pytest.mark.parametrize(
+    "acl, named",
+    [
+        pytest.param({"commands": ["-brpop"], "keys": ["*"]}, "the command BRPOP",
+                     id="a user that may run everything but BRPOP"),
+        pytest.param({"keys": ["importbeat:*", "_kombu*", "unacked*"]}, "the key celery for BRPOP",
+                     id="a user whose keys leave out the queue's"),
+    ],
+)  # fmt: skip
+def test_a_broker_user_refused_what_the_broker_needs_stops_the_workers_start_naming_it(
+    processes, tmp_path, acl, named
 ):
     with redis_server(free_port(), tmp_path) as server:
-        # Given a broker user whose keys leave out the queue's
-        worker = worker_with_broker_user(
-            processes, server, categories=["+@all"], keys=["importbeat:*", "_kombu*", "unacked*"]
-        )
+        # Given a broker user refused a command or a key the broker needs (the case's id)
+        worker = worker_with_broker_user(processes, server, categories=["+@all"], **acl)
 
-        # When the worker starts, Then it refuses to, naming the key
+        # When the worker starts, Then it refuses to, naming the command or the key
         assert refusal(processes, worker) == (
             f"importbeat worker not started: the broker at 127.0.0.1:{server.port} does not let "
-            f"its Redis user use the key celery for BRPOP, which the broker needs: {ACL}"
+            f"its Redis user use {named}, which the broker needs: {ACL}"
         )
 
 

@@ -18,7 +18,10 @@ from tests import paramiko_sftp_support as support
 from tests.factories import PRODUCTS_CSV, make_import
 from tests.importer_support import records, run_now
 
-pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("encryption_key")]
+# Committed rows: the download's watchdog looks for a cancel from a thread of its own, on a
+# connection of its own, which found no run inside the test's transaction, and ended a run that
+# outlived its first look (a loaded machine) "cancelled: its import was deleted while it ran".
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("encryption_key")]
 
 BATCH = 16  # names in one READDIR answer of paramiko's server
 

@@ -81,14 +81,13 @@ def database_problem(url: str) -> str | None:
 
 def redis_client(url: str, **kwargs: object):
     """A redis-py client of `url`, its TLS options read as every process reads them
-    (common.redis_tls, pure Python: this runs before Django's settings). redis-py alone refused
-    `ssl_cert_reqs=CERT_REQUIRED` (Celery's form) and ignored a typo's option, and `make run`
-    fell back to the embedded Redis without saying why. Raises redis_tls.TlsOptionError."""
-    import redis
+    (common.redis_client.from_url, which reads no setting: this runs before Django's). redis-py
+    alone refused `ssl_cert_reqs=CERT_REQUIRED` (Celery's form) and ignored a typo's option,
+    and `make run` fell back to the embedded Redis without saying why. Raises
+    redis_tls.TlsOptionError."""
+    from common.redis_client import from_url
 
-    from common import redis_tls
-
-    return redis.Redis.from_url(redis_tls.canonical(url), **kwargs)
+    return from_url(url, **kwargs)
 
 
 def redis_problem(url: str) -> str | None:

@@ -135,8 +135,8 @@ def _server_pid(conn: Any, within: float | None = None) -> int | None:
     return int(answer)
 
 
-def problem(process: str) -> str | None:
-    """Why `process` (worker, beat, a command) cannot start on its DATABASE_URL's pool, in
+def problem() -> str | None:
+    """Why this process (worker, beat, a command) cannot start on its DATABASE_URL's pool, in
     words; None when it can."""
     global _found
     _found = pooling()
@@ -154,7 +154,7 @@ def problem(process: str) -> str | None:
 
 
 def _refuse(process: str) -> None:
-    found = problem(process)
+    found = problem()
     if found is None:
         return
     logger.critical("%s not started: %s", process, found)
@@ -184,7 +184,7 @@ def _command_needs_a_session(connection: Any, **_kwargs: Any) -> None:
 
     connection_created.disconnect(dispatch_uid="importbeat.command_session")
     command = application_name().removeprefix("importbeat ")
-    if found := problem(command):
+    if found := problem():
         raise CommandError(f"importbeat {command} not started: {found}")
 
 

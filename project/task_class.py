@@ -9,7 +9,8 @@
   11 succeeded: ". The success replaces Celery's `task-failed` events: a failure told first
   stays in Flower's Failed counter, which counts events.
 - A killed task's end is told once. Celery tells the kill twice (the pool's result, then the
-  timeout), and Flower counted two failed tasks for one run timed out.
+  timeout), and Flower counted two failed tasks for one run timed out. A run the worker could
+  not end at once is told by whatever ends it (KilledTask.told_when_ended), not here too.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class ImportbeatRequest(DatabaseTimedRequest):
 
     def send_event(self, type: str, **fields: Any) -> None:
         if type == "task-failed" and self.killed is not None:
-            if self._told_killed_end:
+            if self._told_killed_end or self.killed.told_when_ended:
                 return
             self._told_killed_end = True
             if self.killed.result is not None:

@@ -16,6 +16,13 @@ message waits there too), so the main process does it on a database connection i
 (its forked pool processes must not inherit one), waiting for no lock. Only when that fails
 (the database away, the run's row still locked by the dead attempt's statement) does a task end
 it. The sweep stays the net for a worker that died with its attempt.
+
+Ended by that task (or by the sweep, when the broker did not take it), the run's task is told
+once, by whichever ends the run (tasks.lost_tasks.end_lost_task), and the killing worker tells
+Flower nothing (`told_when_ended`): it told FAILURE, "killed at its hard time limit", and the
+task told the run's end again, two failed tasks counted for one run timed out, or a failure
+and a success for one run that succeeded (endings hunt). Until then the task stays STARTED in
+Flower, as its run stays `running` in the log.
 """
 
 from __future__ import annotations
@@ -55,6 +62,9 @@ class KilledTask:
 
     words: str
     result: dict[str, Any] | None = None
+    # Its end told by whatever ends its run later (the task sent to, or the sweep): the
+    # killing worker tells Flower nothing of it (project.task_class).
+    told_when_ended: bool = False
 
 
 def ending_when_killed(
@@ -68,16 +78,19 @@ def ending_when_killed(
     """How the task `task_id`, killed at its hard time limit (`timeout`; its soft one
     `soft_limit`) in pool process `pid`, ends. A run's attempt is ended first, in the main
     process of the worker that killed it, once its process is dead."""
+    limit = f" of {timeout:g}s" if isinstance(timeout, int | float) else ""
+    killed = repr(TimeLimitExceeded(f"the task was killed at its hard time limit{limit}"))
     if task_name == services.EXECUTE_RUN and args:
         _kill(pid)
         run = _end_at_once(args[0], task_id, soft_limit)
-        if run is not None:
+        if run is _ENDED_LATER:
+            return KilledTask(killed, told_when_ended=True)
+        if isinstance(run, ImportRun):
             words = repr(RunFailed(f"run {run.pk} {run.status}: {run.error_message}"))
             if run.status in services.FAILED_STATUSES:
                 return KilledTask(words)
             return KilledTask(words, result=runner.summary(run))
-    limit = f" of {timeout:g}s" if isinstance(timeout, int | float) else ""
-    return KilledTask(repr(TimeLimitExceeded(f"the task was killed at its hard time limit{limit}")))
+    return KilledTask(killed)
 
 
 def _kill(pid: int | None) -> None:
@@ -110,7 +123,13 @@ def _wait_until_dead(pid: int, seconds: float = 1.0) -> None:
         time.sleep(0.002)
 
 
-def _end_at_once(run_id: int, task_id: str, soft_limit: float | None) -> ImportRun | None:
+# (_end_at_once: the run is left to the task sent to end it, or to the sweep)
+_ENDED_LATER = object()
+
+
+def _end_at_once(run_id: int, task_id: str, soft_limit: float | None) -> ImportRun | object | None:
+    """The run ended, or as it had ended; None when its attempt was no longer running;
+    _ENDED_LATER when it could not be ended here."""
     try:
         try:
             with connection.cursor() as cursor:
@@ -130,7 +149,7 @@ def _end_at_once(run_id: int, task_id: str, soft_limit: float | None) -> ImportR
             logger.warning("run=%s killed at its hard time limit, not ended at once: %s",
                            run_id, error_words.log_text(error))  # fmt: skip
             _send_end(run_id, task_id, soft_limit)
-            return None
+            return _ENDED_LATER
         if run is not None:
             _ended(run, in_background=True)
         return run

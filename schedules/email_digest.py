@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from celery import current_app
 from django.conf import settings
 from django.db import transaction
+from django.db.models import F, Max, QuerySet
 
 from common import database_clock
 
@@ -91,6 +92,13 @@ def send_due(owner_id: int) -> None:
     An attempt that fails marks the e-mails it carried as being tried (`sending_since`) before
     it lets the mailbox go: a copy that waited for the lock found them still due, and tried
     them again a moment later.
+
+    Each try counts an attempt of every e-mail it carries that a try failed before (`retrying`;
+    a held one's attempt was counted as it was held), whether or not it goes out: the retries
+    an e-mail has left are counted from its own log (attempt_of, failed), not from the
+    message's retries. A stale message with a high count (from before a database restore, a
+    snapshot's) made the mail server's next failure final for every e-mail held, their first
+    try logged as their last (endings hunt).
     """
     failure: Exception | None = None
     with transaction.atomic():
@@ -112,6 +120,7 @@ def send_due(owner_id: int) -> None:
                 "restore); the message due then sends it", owner_id,
             )  # fmt: skip
             return
+        _count_attempt(waiting)
         try:
             with transaction.atomic():
                 _send_now(waiting, mailbox, mailbox.user.email, now)
@@ -142,33 +151,73 @@ def _due(delivery: NotificationDelivery, now: datetime) -> bool:
     return delivery.next_attempt_at is None or delivery.next_attempt_at <= due
 
 
-def failed(owner_id: int, error: str, retry_in: float | None = None) -> None:
+def _count_attempt(waiting: list[NotificationDelivery]) -> None:
+    """The owner's e-mail is tried: an attempt more for each e-mail in `waiting` that a try
+    failed before, the first for a held one whose hold counted none (send_due)."""
+    tried_again = [delivery for delivery in waiting if delivery.status == RETRYING]
+    first = [d for d in waiting if d.status == HELD and d.attempts == 0]
+    for delivery in [*tried_again, *first]:
+        delivery.attempts += 1
+    NotificationDelivery.objects.filter(pk__in=[d.pk for d in tried_again]).update(
+        attempts=F("attempts") + 1
+    )
+    NotificationDelivery.objects.filter(pk__in=[d.pk for d in first]).update(attempts=1)
+
+
+def _carried(owner_id: int) -> QuerySet[NotificationDelivery]:
+    """The owner's e-mails that a try of the owner's e-mail carries and tells of: not the
+    pending ones, each of which still has its own message on its way, which tries again."""
+    return NotificationDelivery.objects.filter(
+        scheduled_import__owner_id=owner_id, channel="email", status__in=(HELD, RETRYING)
+    )
+
+
+def attempt_of(owner_id: int, last_attempt: int | None = None) -> int:
+    """The attempt that the owner's e-mail just made, as the log of the e-mails it carried
+    counts it: the furthest along of those with attempts left (`last_attempt` at most), 1 when
+    none has (its backoff: tasks.webhooks.send_digest)."""
+    left = _carried(owner_id)
+    if last_attempt is not None:
+        left = left.filter(attempts__lte=last_attempt)
+    return max(left.aggregate(attempts=Max("attempts"))["attempts"] or 1, 1)
+
+
+def failed(
+    owner_id: int, error: str, retry_in: float | None = None, last_attempt: int | None = None
+) -> int:
     """The owner's held e-mail did not go out: say why on each notification it carried, which
-    wait for the next try in `retry_in` seconds (`retrying`) or failed for good."""
+    wait for the next try in `retry_in` seconds (`retrying`) or failed for good; those whose
+    log counts more than `last_attempt` attempts fail for good whatever `retry_in` says. How
+    many wait for the next try."""
+    if retry_in is not None and last_attempt is not None:
+        spent = _carried(owner_id).filter(attempts__gt=last_attempt).values_list("pk", flat=True)
+        _failed(_carried(owner_id).filter(pk__in=list(spent)), owner_id, error, None)
+    return _failed(_carried(owner_id), owner_id, error, retry_in)
+
+
+def _failed(
+    carried: QuerySet[NotificationDelivery], owner_id: int, error: str, retry_in: float | None
+) -> int:
     statuses = NotificationDelivery.Status
     retrying = retry_in is not None
     status = statuses.RETRYING if retrying else statuses.FAILED
     next_attempt_at = database_clock.now() + timedelta(seconds=retry_in) if retrying else None
-    # Not the pending ones: each still has its own message on its way, which tries again.
-    carried = NotificationDelivery.objects.filter(
-        scheduled_import__owner_id=owner_id,
-        channel="email",
-        status__in=(statuses.HELD, statuses.RETRYING),
-    )
     # Failed for good: at WARNING, at ERROR when an alert was among them (as each
     # notification's own failure: notifications._save).
     level = logging.INFO
     if not retrying:
         alert = carried.filter(event=ALERT).exists()
         level = logging.ERROR if alert else logging.WARNING
-    carried.update(
+    told = carried.update(
         status=status,
         error=error,
         next_attempt_at=next_attempt_at,
         finished_at=None if retrying else database_clock.now(),
         sending_since=None,  # (the attempt that failed them, send_due, has said how it went)
     )
-    logger.log(level, "notification e-mail owner=%s %s: %s", owner_id, status, error)
+    if told:
+        logger.log(level, "notification e-mail owner=%s %s: %s", owner_id, status, error)
+    return told
 
 
 def _waiting(

@@ -187,7 +187,9 @@ def send_email_digest(self, owner_id: int) -> None:
     _send_notification(
         self,
         turns.turn(turns.MAIL, job, settings.EMAIL_CONCURRENCY),
-        lambda final: webhooks.send_digest(owner_id, self.request.retries + 1, final=final),
+        # (each e-mail's last attempt told by its log's count, not the message's retries: a
+        # stale message's made the next failure final for all: webhooks.send_digest)
+        lambda _final: webhooks.send_digest(owner_id),
     )
 
 
@@ -237,9 +239,10 @@ def send_late_alert(import_id: int) -> None:
 
 
 @shared_task(name="importbeat.deliver_notification", **NOTIFICATION_TASK)
-def deliver_notification(self, delivery_id: int) -> None:
+def deliver_notification(self, delivery_id: int, seen: dict[str, Any] | None = None) -> None:
     """Send one notification (tasks.webhooks.deliver); a webhook that fails transiently is
-    retried with capped, jittered backoff (STYLE rule 4), each attempt in the delivery log."""
+    retried with capped, jittered backoff (STYLE rule 4), each attempt in the delivery log.
+    `seen`: what this message saw when it came too early and asked again (webhooks.deliver)."""
     job = turns.Job(self.name, self.request.id, delivery_id, self.request.retries)
     # What it asks the database before it sends: a message taken while the database is away
     # goes back to the queue (SPEC 4), where it was acknowledged and gone, the notification
@@ -251,7 +254,9 @@ def deliver_notification(self, delivery_id: int) -> None:
         self,
         in_turn,
         # (its last attempt told by its log's count: webhooks.deliver)
-        lambda _final: webhooks.deliver(delivery_id, started=runner.database_or_requeue(what)),
+        lambda _final: webhooks.deliver(
+            delivery_id, started=runner.database_or_requeue(what), seen=seen
+        ),
     )
 
 
@@ -260,8 +265,14 @@ def _retry(task: Any, later: webhooks.RetryLater) -> NoReturn:
     broker cannot take that message (Reject, with a traceback in the worker log): the task
     ends in RETRY saying so, and the sweep sends it again once its next attempt is long due
     (notifications.resend_lost)."""
+    # What a message that came too early saw goes with it (notifications.start); a failed
+    # attempt's retry carries none (kwargs={}: Celery's retry keeps the message's own otherwise).
+    seen = later.error.seen if isinstance(later.error, webhooks.NotificationWaits) else None
+    kwargs = {"seen": seen} if seen else {}
     try:
-        raise task.retry(countdown=later.countdown, max_retries=None, exc=later.error)
+        raise task.retry(
+            countdown=later.countdown, max_retries=None, exc=later.error, kwargs=kwargs
+        )
     except Reject as refused:
         broker = error_words.refused_or_unreachable("the broker", refused.reason, logger)
         raise Retry(

@@ -69,7 +69,11 @@ class RetryLater(TransientImportError):
 
 class NotificationWaits(TransientImportError):
     """A notification's message that does not send it now (notifications.NotNow): its task
-    ends in RETRY with these words, and its message asks again."""
+    ends in RETRY with these words, and its message asks again, saying what it saw (`seen`)."""
+
+    def __init__(self, why: str, seen: dict[str, Any] | None = None) -> None:
+        super().__init__(why)
+        self.seen = seen or {}
 
 
 def backoff(retries: int, error: TransientImportError) -> float:
@@ -204,7 +208,11 @@ def judged(status: int, location: str = "") -> int:
     return status
 
 
-def deliver(delivery_id: int, started: AbstractContextManager[None] | None = None) -> str | None:
+def deliver(
+    delivery_id: int,
+    started: AbstractContextManager[None] | None = None,
+    seen: dict[str, Any] | None = None,
+) -> str | None:
     """Send one notification and log how it went (schedules.notifications). A transient
     failure is raised as RetryLater for the task to retry, unless it was the last attempt (its
     log counts them). What its log says when it failed for good, else None. `started`: what
@@ -213,14 +221,15 @@ def deliver(delivery_id: int, started: AbstractContextManager[None] | None = Non
 
     A notification another copy of its message is sending, or whose next attempt is not due
     yet (a copy that came early: notifications.start), is not sent: RetryLater asks again once
-    that attempt may have ended, or when the next is due, its log untouched."""
+    that attempt may have ended, or when the next is due, its log untouched; `seen`: what
+    such a message saw when it asked last (its copy ends once another owns the notification)."""
     with started or nullcontext():
-        delivery = notifications.start(delivery_id)
+        delivery = notifications.start(delivery_id, seen)
     if delivery is None:
         return None
     if isinstance(delivery, notifications.NotNow):
         logger.info("%s; asked again in %.0fs", delivery.why, delivery.seconds)
-        raise RetryLater(NotificationWaits(delivery.why), delivery.seconds)
+        raise RetryLater(NotificationWaits(delivery.why, delivery.seen), delivery.seconds)
     # Its log's count (notifications.start): a message that came back (NotNow) counted a retry
     # in Celery that was no attempt.
     final = delivery.attempts > MAX_RETRIES
@@ -285,19 +294,29 @@ def _post_to_an_answering(hook: alerts.Webhook) -> Answer:
     return answer
 
 
-def send_digest(owner_id: int, attempt: int = 1, final: bool = True) -> str | None:
+def send_digest(owner_id: int, attempt: int | None = None, final: bool | None = None) -> str | None:
     """Send an owner's held e-mails (schedules.email_digest.send_due); the mail server's failure
-    told on each notification, and raised as RetryLater for the task to retry unless `final`.
-    What the notifications' log says when they failed for good, else None."""
+    told on each notification, and raised as RetryLater for the task to retry, but for the
+    e-mails whose log counts their last attempt (MAX_RETRIES retries), which fail for good.
+    What the notifications' log says when they all failed for good, else None. `attempt` and
+    `final`, when given, say the attempt for all of them (its backoff; the last, or not).
+
+    Counted from each e-mail's own log: the task's message's retries counted a stale copy's
+    (from before a database restore, a snapshot's), and its next failure was final for every
+    e-mail held, at their first try (endings hunt)."""
     try:
         with _out_of_time_said():
             _to_an_answering_mail_server(email_digest.send_due, owner_id)
     except (TransientImportError, PermanentImportError) as failed:
-        if isinstance(failed, TransientImportError) and not final:
+        if isinstance(failed, TransientImportError) and final is not True:
+            last = None if final is False else MAX_RETRIES
+            if attempt is None:
+                attempt = email_digest.attempt_of(owner_id, last)
             countdown = backoff(attempt - 1, failed)
-            email_digest.failed(owner_id, str(failed), retry_in=countdown)
-            raise RetryLater(failed, countdown) from None
-        email_digest.failed(owner_id, str(failed))
+            if email_digest.failed(owner_id, str(failed), retry_in=countdown, last_attempt=last):
+                raise RetryLater(failed, countdown) from None
+        else:
+            email_digest.failed(owner_id, str(failed))
         return f"the e-mail of user {owner_id}'s held notifications failed: {failed}"
     return None
 

@@ -10,11 +10,16 @@ can then pose as the database and read or change every run's rows; only `verify-
 arbiter, from DATABASE_URL read as settings read it): from the settings alone, without a round
 trip. In `common`: gunicorn's arbiter imports it without the Celery app `project` loads.
 
-Not said of a database on this host (a Unix socket, `localhost`, a loopback address), nor of a
-host named by one label (`postgres`, a compose service or a cluster's service: a private
-network the operator set up), nor when `verify-ca` or `verify-full` is set, nor `require` with
-a root certificate (`sslrootcert`, PGSSLROOTCERT or ~/.postgresql/root.crt), which libpq then
-checks the server's certificate against, as `verify-ca`.
+Not said of a database on this host (a Unix socket, `localhost` and its RFC 6761 kin
+`*.localhost` and `localhost.localdomain`, a name /etc/hosts gives only loopback addresses, a
+loopback address: any of 127.0.0.0/8, `::1`, `::ffff:127.x.y.z`), nor of a host named by one
+label (`postgres`, a compose service or a cluster's service: a private network the operator
+set up), nor when `verify-ca` or `verify-full` is set, nor `require` with a root certificate
+(`sslrootcert`, PGSSLROOTCERT or ~/.postgresql/root.crt), which libpq then checks the server's
+certificate against, as `verify-ca`. Where `hostaddr` (or PGHOSTADDR) is given, libpq connects
+to it and uses `host` only as the name: the address decides. Before (says hunt), a remote
+`host` with `hostaddr=127.0.0.1` was warned of at every start, `localhost` with
+`hostaddr=10.1.2.3` was not, and `localhost.localdomain` and `::ffff:127.0.0.1` were.
 """
 
 from __future__ import annotations
@@ -28,19 +33,79 @@ from typing import Any
 logger = logging.getLogger("importbeat.database")
 
 CHECKED = ("verify-ca", "verify-full")
-LOCAL_NAMES = ("localhost",)
+LOCAL_NAMES = ("localhost", "localhost.localdomain", "localhost6", "localhost6.localdomain6")
+HOSTS_FILE = "/etc/hosts"
 
 
 def _local(host: str) -> bool:
-    """Whether `host` is this machine, or a one-label name of a private network."""
-    host = host.strip().strip("[]")
-    if not host or host.startswith("/") or host in LOCAL_NAMES:
+    """Whether `host` (a name, an address or a socket's folder) is this machine, or a one-label
+    name of a private network."""
+    host = host.strip().strip("[]").lower().rstrip(".")
+    # A Unix socket's folder, or (Linux) an abstract one's `@name`.
+    if not host or host.startswith(("/", "@")):
         return True
+    if host in LOCAL_NAMES or host.endswith(".localhost"):
+        return True
+    if (address := _address(host)) is not None:
+        return _loopback(address)
+    # A name: one label (`postgres`) is a service of a network the operator runs.
+    return "." not in host or host in _loopback_names()
+
+
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """`host` read as an IP address (an IPv6 one's `%zone` left out), None for a name."""
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
-        # A name: one label (`postgres`) is a service of a network the operator runs.
-        return "." not in host
+        return None
+
+
+def _loopback(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Loopback, `::ffff:127.0.0.1` included, or the unspecified address (0.0.0.0, `::`), which
+    a connection from this machine reaches this machine at."""
+    mapped = getattr(address, "ipv4_mapped", None)
+    return (mapped or address).is_loopback or (mapped or address).is_unspecified
+
+
+def _loopback_names() -> set[str]:
+    """The names the hosts file gives loopback addresses only (a distribution's
+    `localhost.localdomain`, the machine's own name): read, not resolved, so no start waits on
+    DNS."""
+    addresses: dict[str, list[bool]] = {}
+    try:
+        with open(HOSTS_FILE, encoding="utf-8", errors="replace") as hosts:
+            lines = hosts.read().splitlines()
+    except OSError:
+        return set()
+    for line in lines:
+        fields = line.split("#", 1)[0].split()
+        if len(fields) < 2 or (address := _address(fields[0])) is None:
+            continue
+        for name in fields[1:]:
+            addresses.setdefault(name.lower().rstrip("."), []).append(_loopback(address))
+    return {name for name, loopback in addresses.items() if all(loopback)}
+
+
+def _reached(
+    settings_dict: Mapping[str, Any], options: Mapping[str, Any], environ: Mapping[str, str]
+) -> list[tuple[str, str]]:
+    """(name, where the connection goes) of each host libpq may connect to: `hostaddr`'s
+    address where one is given (the name is then the `host` at its place, used for the
+    certificate and the password file only), else the host itself."""
+    # Django passes HOST to libpq, else the URL's `?host=` (its OPTIONS), else libpq reads
+    # PGHOST: a `?host=db.example.com` with no host before the path was not said (review2).
+    host = settings_dict.get("HOST") or options.get("host") or environ.get("PGHOST") or ""
+    hosts = [name.strip() for name in str(host).split(",")]
+    addresses = options.get("hostaddr") or environ.get("PGHOSTADDR") or ""
+    if not addresses:
+        return [(name, name) for name in hosts]
+    reached = []
+    for index, address in enumerate(str(addresses).split(",")):
+        name = hosts[index] if index < len(hosts) else ""
+        # An empty entry of hostaddr's list: that one host is reached by its name.
+        address = address.strip()
+        reached.append((name or address, address or name))
+    return reached
 
 
 def unchecked(
@@ -52,21 +117,20 @@ def unchecked(
     sslmode = str(options.get("sslmode") or environ.get("PGSSLMODE") or "prefer").lower()
     if sslmode in CHECKED or (sslmode == "require" and _root_certificate(options, environ)):
         return None
-    # Django passes HOST to libpq, else the URL's `?host=` (its OPTIONS), else libpq reads
-    # PGHOST: a `?host=db.example.com` with no host before the path was not said (review2).
-    host = settings_dict.get("HOST") or options.get("host") or environ.get("PGHOST") or ""
-    hosts = str(host).split(",")
-    remote = [host.strip() for host in hosts if not _local(host)]
+    remote = [
+        (name, to) for name, to in _reached(settings_dict, options, environ) if not _local(to)
+    ]
     if not remote:
         return None
+    name, to = remote[0]
     port = settings_dict.get("PORT") or 5432
-    what = (
-        "encrypts but checks no certificate"
-        if sslmode == "require"
-        else "may not even encrypt, and checks no certificate"
-    )
+    place = f"{name}:{port}" if name == to else f"{name}:{port} (address {to})"
+    what = {
+        "require": "encrypts but checks no certificate",
+        "disable": "does not encrypt",
+    }.get(sslmode, "may not even encrypt, and checks no certificate")
     return (
-        f"the database at {remote[0]}:{port} is reached with sslmode={sslmode}, which {what}: "
+        f"the database at {place} is reached with sslmode={sslmode}, which {what}: "
         "anyone on the network path can pose as the database and read or change what "
         "importbeat reads and writes; set sslmode=verify-full and sslrootcert in DATABASE_URL"
     )

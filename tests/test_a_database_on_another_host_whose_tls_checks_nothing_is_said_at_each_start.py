@@ -5,6 +5,8 @@ database on this host, a Unix socket or a one-label service name.
 
 Before, nothing said it: `require` took a server whose certificate named another host (the tls
 hunt), and `prefer` may not even encrypt. Read from the settings, without a round trip.
+Then (says hunt) a remote-looking name given `hostaddr=127.0.0.1`, a connection that never
+leaves this host, was said at each start: the address libpq connects to decides.
 """
 
 from __future__ import annotations
@@ -26,16 +28,19 @@ RISK = (
 @pytest.mark.skipif(system_postgres() is None, reason="pgserver's PostgreSQL has no TLS")
 def test_web_worker_and_beat_say_once_that_the_databases_tls_checks_nothing(processes, tmp_path):
     certificates = make_certificates(tmp_path / "certificates")
-    # Given a database named redis.example.com (its certificate's name), reached at 127.0.0.1
+    # Given a database whose certificate names redis.example.com, reached at 127.0.0.1: after
+    # db.invalid (another host, whose name does not resolve, so libpq goes on to the next), or
+    # by the name redis.example.com at hostaddr 127.0.0.1 (this host: nothing crosses a network)
     with tls_postgres(certificates, "wrong_name") as base:
-        named = base.replace("@127.0.0.1:", "@redis.example.com:")
         port = base.rsplit(":", 1)[1].split("/")[0]
-        for sslmode, words in (
-            ("require", "encrypts but checks no certificate"),
-            (f"verify-full&sslrootcert={certificates.ca}", None),
-        ):
-            url = f"{named}?hostaddr=127.0.0.1&sslmode={sslmode}"
-
+        for url, words in (
+            (base.replace("@127.0.0.1:", "@db.invalid,127.0.0.1:") + "?sslmode=require",
+             "encrypts but checks no certificate"),
+            (base.replace("@127.0.0.1:", "@redis.example.com:")
+             + "?hostaddr=127.0.0.1&sslmode=require", None),
+            (base.replace("@127.0.0.1:", "@redis.example.com:")
+             + f"?hostaddr=127.0.0.1&sslmode=verify-full&sslrootcert={certificates.ca}", None),
+        ):  # fmt: skip
             # When the web, a worker and beat start on it
             web_port = web = free_port()
             started = [
@@ -56,9 +61,9 @@ def test_web_worker_and_beat_say_once_that_the_databases_tls_checks_nothing(proc
             for path in tmp_path.glob("*.log"):
                 path.unlink()
 
-            # Then each says it once with `require`, and none with `verify-full`
+            # Then each says it once of db.invalid, and nothing of this host or `verify-full`
             said = (
-                f"the database at redis.example.com:{port} is reached with sslmode=require, "
+                f"the database at db.invalid:{port} is reached with sslmode=require, "
                 f"which {words}: {RISK}"
             )
             for name, log in logs.items():
@@ -72,7 +77,7 @@ def test_web_worker_and_beat_say_once_that_the_databases_tls_checks_nothing(proc
     "url, environ, said",
     [
         ("postgres://u:pw@db.example.com:5432/x", {}, "sslmode=prefer, which may not even"),
-        ("postgres://u:pw@10.0.0.5/x?sslmode=disable", {}, "sslmode=disable, which may not"),
+        ("postgres://u:pw@10.0.0.5/x?sslmode=disable", {}, "sslmode=disable, which does not"),
         ("postgres://u:pw@db.example.com/x", {"PGSSLMODE": "require"}, "sslmode=require"),
         ("postgres://u:pw@db.example.com/x?sslmode=verify-ca", {}, None),
         ("postgres://u:pw@db.example.com/x", {"PGSSLMODE": "verify-full"}, None),

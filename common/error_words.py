@@ -20,6 +20,8 @@ from typing import Any
 
 import psycopg.errors
 
+from common.server_languages import REFUSALS
+
 # The operating system's words for a failed connection, inside a library's message.
 ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^\"'()\[\]]+)")
 # A word like `BadStatusLine` or `ConnectionError`: a class name that must not reach a reader.
@@ -166,6 +168,23 @@ _SQLSTATE_REASONS: dict[str, str] = {
     "3D000": "the database does not exist",  # invalid_catalog_name
     "28P01": "authentication failed: check the user name and password",  # invalid_password
 }
+# The same refusals in each language PostgreSQL speaks (common.server_languages), each read as
+# its English message, the name it quotes kept (no quote inside: a name the message begins
+# with, `"x" 데이터베이스 없음`, was taken from libpq's `"10.0.0.5", port …`).
+_TRANSLATED: list[tuple[re.Pattern[str], str]] = [
+    (
+        re.compile(
+            r"([^\"«»]{1,200}?)".join(
+                r"\s+".join(re.escape(word) for word in part.split())
+                for part in translation.lower().split("%s")
+            )
+        ),
+        english,
+    )
+    for english, translations in REFUSALS.items()
+    for translation in translations.values()
+]
+
 # libpq's words for a connection the server refused, then the server's own, in its language:
 # `connection to server at "host", port 5432 failed: FATAL:  zu viele Verbindungen von Rolle …`.
 _SERVER_REFUSAL = re.compile(r"\bfailed: [^\s:]+:\s+(?P<words>[^\n]+)")
@@ -215,7 +234,7 @@ def refusal(error: BaseException) -> str | None:
 def out_of_connections(error: BaseException) -> bool:
     """Whether `error` is a server refusing a new connection because it has no free one (its
     max_connections, a role's or a database's CONNECTION LIMIT, Redis's maxclients)."""
-    text = " ".join(str(link) for link in chain(error)).lower()
+    text = _text(chain(error))
     return any(phrase.search(text) for phrase, _words in OUT_OF_CONNECTIONS)
 
 
@@ -230,13 +249,26 @@ def reason(error: BaseException) -> str:
     links = chain(error)
     if words := sqlstate_reason(links):
         return words
-    text = " ".join(str(link) for link in links).lower()
+    text = _text(links)
     for phrase, words in _REASONS:
         if phrase.search(text):
             return words
     if found := ERRNO_TEXT.search(text):
         return found.group(1).strip()
     return os_reason(links) or servers_own_words(links) or UNKNOWN
+
+
+def _text(links: list[BaseException]) -> str:
+    """The errors' texts, lowercase, on one line, and after them the English message of each
+    refusal a server said in another language (`database "x" does not exist` for `Datenbank
+    »x« existiert nicht`), for the English phrases to find."""
+    text = " ".join(" ".join(str(link) for link in links).lower().split())
+    english = [
+        message.replace("%s", "{}").format(*found.groups())
+        for phrase, message in _TRANSLATED
+        if (found := phrase.search(text))
+    ]
+    return " ".join([text, *english])
 
 
 def database_place(settings_dict: Mapping[str, Any]) -> str:

@@ -3,7 +3,8 @@ database, or the whole server's: a German operator's server says "zu viele Verbi
 Rolle »app«"): common/error_words.py knew PostgreSQL's English phrases only, so a session the
 server ended, a role at its connection limit, a database that does not exist each read "the
 reason is in the log". A session's errors are now said by their SQLSTATE; a refused
-connection's, which libpq gives as text only, in the server's own words.
+connection's, which libpq gives as text only, by the server's message catalogue
+(common.server_languages), else in the server's own words.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def test_a_session_a_german_server_ended_is_said_in_words():
 
 
 @pytest.mark.processes
-def test_a_worker_refused_by_a_german_server_says_the_servers_words(processes):
+def test_a_worker_refused_by_a_german_server_says_why_in_words(processes):
     with a_server_in_german() as server:
         # Given importbeat's role at its connection limit on a server that speaks German
         with psycopg.connect(server.url, autocommit=True) as operator:
@@ -46,8 +47,9 @@ def test_a_worker_refused_by_a_german_server_says_the_servers_words(processes):
         # When a worker starts on it
         worker = processes.start("worker", DATABASE_URL=server.url.replace("postgres@", "app@"))
 
-        # Then it refuses to start, in the server's words
+        # Then it refuses to start, saying why as of an English server
         assert refusal(processes, worker) == (
             f"importbeat worker not started: cannot reach the database importbeat at "
-            f"127.0.0.1:{server.port}: the server refused: zu viele Verbindungen von Rolle »app«"
+            f"127.0.0.1:{server.port}: the database user has no free connection: it is at its "
+            "CONNECTION LIMIT"
         )

@@ -226,7 +226,8 @@ class ImportScheduler(DatabaseScheduler):
             # A Redis that may evict keys when full: one warning at start (the worker's too).
             from project.worker_checks import say_if_redis_may_evict
 
-            say_if_redis_may_evict()
+            # (REDIS_URL's Redis unreachable: beat's loop says it, once)
+            say_if_redis_may_evict(said_by_the_process=("REDIS_URL",))
             # A DATABASE_URL to another host whose TLS checks nothing: one WARNING (the
             # worker's and the web's too).
             database_tls.say_if_unchecked()

@@ -200,20 +200,48 @@ def refuse_to_start_without_dependencies(sender: Any = None, **_kwargs: Any) -> 
     os._exit(1)
 
 
-def say_if_redis_may_evict() -> None:
+def say_if_redis_may_evict(said_by_the_process: tuple[str, ...] = ()) -> None:
     """One WARNING, at a worker's or beat's start, when a Redis importbeat uses may evict keys
     when full (any maxmemory-policy but noeviction with a memory cap), or evicted some: health's
     own words (schedules.api.health.check_redis). The process starts all the same: nothing is
-    lost yet, and /health, /metrics and the dashboard say it too. Before, only they did."""
+    lost yet, and /health, /metrics and the dashboard say it too. Before, only they did.
+
+    A Redis it cannot reach is said here in words, once, unless it serves a setting of
+    `said_by_the_process` (beat's REDIS_URL, which its loop says): before (says hunt), beat on a
+    rediss:// REDIS_URL it could not use said it three times at its start, one of them health's
+    log line with redis-py's text (`ConnectionError: Error 1 connecting to … [SSL:
+    CERTIFICATE_VERIFY_FAILED] … (_ssl.c:1006)`)."""
     try:
         from schedules.api import health
 
-        check = health.check_redis()
+        with _unlogged(health.logger):
+            check = health.check_redis()
     except Exception as error:  # a start-up note must never stop the start
-        logger.warning("Redis's memory policy could not be read: %s", error)
+        logger.warning("Redis's memory policy could not be read: %s", error_words.reason(error))
         return
-    if not check["ok"] and check.get("message"):
-        logger.warning("%s", check["message"])
+    said = [server for server in check["servers"] if "message" in server]
+    if evicting := [server["message"] for server in said if server["policy"] is not None]:
+        logger.warning("%s; set maxmemory-policy noeviction", "; ".join(evicting))
+    for server in said:
+        if server["policy"] is None and not set(server["for"]) & set(said_by_the_process):
+            logger.warning("%s", server["message"])
+
+
+class _unlogged:
+    """Keeps `log`'s records of this thread out meanwhile: the words they hold come back in
+    what the call returns, said once by the caller."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self.log, self.thread = log, threading.get_ident()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.thread != self.thread
+
+    def __enter__(self) -> None:
+        self.log.addFilter(self)
+
+    def __exit__(self, *_exc: object) -> None:
+        self.log.removeFilter(self)
 
 
 def _note(problem: str | None) -> Checked:

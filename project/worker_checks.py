@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import sys
 import threading
 import time
@@ -162,16 +163,27 @@ def broker_problem(app: Any, hostname: str | None = None) -> str | None:
 
 
 def redis_problem() -> str | None:
-    """None if the Redis of REDIS_URL answers, else what could not be reached and why, in
-    words. It holds the run locks: a worker without it hands every run back to the queue. The
-    broker's check covers it when they are one server; an operator may give each its own."""
+    """None if the Redis of REDIS_URL answers and lets its user take and free a run lock, else
+    what could not be reached and why, in words. It holds the run locks: a worker without it
+    hands every run back to the queue. The broker's check covers it when they are one server;
+    an operator may give each its own.
+
+    A lock is taken, renewed and freed as a run's is (SET NX PX, then the scripts of
+    common.leases): an ACL user allowed PING alone passed, the worker started, and each run it
+    took went back to the queue (says hunt)."""
     from django.conf import settings
     from redis import RedisError
 
+    from common import leases
     from common.redis_client import client
 
+    name = f"importbeat:lock:worker-check:{socket.gethostname()}:{os.getpid()}"
     try:
         client().ping()
+        check = leases.Lease(name, 10, "worker-check")
+        if check.acquire():
+            check.renew()
+            leases.free_if_held_by(name, "worker-check")
     except RedisError as error:
         return unreachable(broker_place(settings.REDIS_URL, "Redis"), error, logger)
     return None

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 import time
 from contextlib import suppress
 from typing import Any
@@ -217,6 +218,24 @@ class RedisAway:
         self.since, self.words, self.folded = None, "", 0
 
 
+def not_started(error: BaseException) -> None:
+    """Beat started on a database it cannot reach exits saying why, in a line, as the worker
+    does (project.worker_checks): django-celery-beat reads its entries at the start, and beat
+    printed two tracebacks of some 1,770 lines in all ("beat raised exception <class
+    'django.db.utils.OperationalError'>", then one line a character) before it exited (says
+    hunt). The error itself goes to the log; the exit status is 1, for a supervisor to retry."""
+    words = error_words.unreachable(
+        error_words.database_place(connection.settings_dict), error, logger
+    )
+    # (one line: beat's stderr is its log, where a print comes again as a WARNING)
+    logger.critical("importbeat beat not started: %s", words)
+    # Celery's beat catches what its scheduler raises, and prints it; leave at once.
+    for stream in (sys.stdout, sys.stderr, sys.__stderr__):
+        with suppress(Exception):
+            stream.flush()
+    os._exit(1)
+
+
 class ImportScheduler(DatabaseScheduler):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         say_database_errors_in_words()
@@ -249,7 +268,12 @@ class ImportScheduler(DatabaseScheduler):
         self.database_away = False
         # The maintenance entries the database did not take (update_from_dict), by name.
         self.not_installed: dict[str, dict[str, Any]] = {}
-        super().__init__(*args, **kwargs)
+        try:
+            super().__init__(*args, **kwargs)
+        except DatabaseError as error:
+            if kwargs.get("lazy") or connection.connection is not None:
+                raise  # connected: an error of its own, said with its traceback
+            not_started(error)
 
     def update_from_dict(self, mapping: dict[str, dict[str, Any]]) -> None:
         """django-celery-beat's, each entry written to its table, but an entry the database

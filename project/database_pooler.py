@@ -44,6 +44,7 @@ from typing import Any
 from celery.signals import beat_init, worker_init, worker_process_init
 from django.db.backends.signals import connection_created
 
+from common import error_words
 from common.application_name import application_name
 
 logger = logging.getLogger("importbeat.database")
@@ -96,7 +97,13 @@ def pooling() -> str | None:
                     return TRANSACTION
                 return SESSION if _server_pid(first) == pid else TRANSACTION
     except psycopg.Error as error:
-        logger.info("whether a connection pooler serves the database is unknown: %s", error)
+        # In words: psycopg's text named the host, the user and the database, at every start
+        # on a database the process's own check then refused in words (says hunt).
+        logger.info(
+            "whether a connection pooler serves the database is unknown: %s",
+            error_words.reason(error),
+        )
+        logger.debug("the pooler check's error: %s", error_words.log_text(error))
         return None
 
 

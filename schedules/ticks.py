@@ -120,7 +120,7 @@ class Schedule:
         start = local.replace(tzinfo=None) - _repeated_by(local)
         walls = _wall_times(self.fields, self.day_or, start, forward=True)
         last = moment
-        for tick in self._in_order(walls, forward=True):
+        for tick in self._in_order(walls, start, forward=True):
             if tick > last:  # (a fixed job's skipped times all run at the one jump)
                 last = tick
                 yield tick
@@ -137,7 +137,7 @@ class Schedule:
         local = (moment + timedelta(seconds=1)).astimezone(self._zone)
         start = local.replace(tzinfo=None) + _repeated_by(local)
         walls = _wall_times(self.fields, self.day_or, start, forward=False)
-        return next(tick for tick in self._in_order(walls, forward=False) if tick <= moment)
+        return next(tick for tick in self._in_order(walls, start, forward=False) if tick <= moment)
 
     def first_to_run(
         self, due: datetime, now: datetime, grace: timedelta, *, coalesce: bool
@@ -247,9 +247,11 @@ class Schedule:
     def _zone(self) -> zoneinfo.ZoneInfo:
         return _zone(self.timezone)
 
-    def _in_order(self, walls: Iterator[datetime], *, forward: bool) -> Iterator[datetime]:
-        """The ticks of the local wall times `walls` (rising, or falling when not `forward`),
-        in real-time order, in UTC.
+    def _in_order(
+        self, walls: Iterator[datetime], start: datetime, *, forward: bool
+    ) -> Iterator[datetime]:
+        """The ticks of the local wall times `walls` (rising, or falling when not `forward`, from
+        `start`), in real-time order, in UTC.
 
         A wildcard job runs a repeated wall time twice, and the passes interleave with the
         walk: going forward, the first pass's 01:40 comes before the second pass's 01:10, so a
@@ -257,10 +259,16 @@ class Schedule:
         waits).
         """
         waiting: list[datetime] = []
+        found = start  # the wall time of the last tick, NEVER_YEARS from which none is
         for wall in walls:
             ticks = self._ticks_of(wall)
             if not ticks:
+                if abs(wall.year - found.year) > NEVER_YEARS:
+                    raise NeverFires(
+                        f"no tick of {self.fields!r} within {NEVER_YEARS} years of {found:%Y}"
+                    )
                 continue
+            found = wall
             tick, other = (ticks[0], ticks[1:]) if forward else (ticks[-1], ticks[:-1])
             while waiting and (waiting[0] < tick if forward else waiting[0] > tick):
                 yield waiting.pop(0)
@@ -327,13 +335,19 @@ def _zone(name: str) -> zoneinfo.ZoneInfo:
 
 
 # No rule's ticks lie further apart (a Feb 29 that is a given weekday comes back within 40
-# years): a walk this long without end found a rule whose every time the clocks skip.
+# years): a walk this long past its start or its last tick without another found a rule whose
+# every time the clocks skip.
 NEVER_YEARS = 100
 
 
 class NeverFires(ValueError):
     """A rule every time of which the zone's clocks skip: `*/30 2 8-14 3 */7` in New York names
-    the spring-forward hour alone. Its walk ran to the year 9999 (3 s) and raised there."""
+    the spring-forward hour alone. Its walk ran to the year 9999 (3 s) and raised there.
+
+    Counted from the walk's start, a rare rule's five ticks listed (`0 0 29 2 */7`: Feb 29 when
+    it is a Sunday, 2032 to 2156) ended more than NEVER_YEARS from it: raised, its import's
+    save answered 500 after the import was kept, and so did every page that listed its ticks.
+    """
 
 
 def _wall_times(fields: str, day_or: bool, start: datetime, *, forward: bool) -> Iterator[datetime]:
@@ -348,10 +362,7 @@ def _wall_times(fields: str, day_or: bool, start: datetime, *, forward: bool) ->
     itr.set_current(start, force=True)
     step = itr.get_next if forward else itr.get_prev
     while True:
-        wall = step(datetime)
-        if abs(wall.year - start.year) > NEVER_YEARS:
-            raise NeverFires(f"no tick of {fields!r} within {NEVER_YEARS} years of {start:%Y}")
-        yield wall
+        yield step(datetime)
 
 
 @lru_cache(maxsize=RULES_KEPT)

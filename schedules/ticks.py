@@ -46,6 +46,9 @@ NAMES = {
 _SINGLE_RANGE = re.compile(r"^(\d+)-(\d+)(/\d+)?$")
 _OPEN_STEP = re.compile(r"^(\d+)/(\d+)$")
 DAY_OF_WEEK = 4
+# A day field's `*` as the range it stands for, when it is stepped after a list's first item
+# (normalize): the weekdays' as an open step, which normalize writes as the list of days.
+STEPPED_STAR_AS_RANGE = {2: "1-31", DAY_OF_WEEK: "0"}
 # Rules kept parsed: more than a deployment's distinct rules. Least-recently-used eviction
 # taken in a cycle keeps nothing: at 4,096, beat over 10,000 imports of distinct rules parsed
 # every rule at every tick (0.47 ms each, against 0.07 ms planned from a kept one), and its
@@ -70,14 +73,22 @@ def normalize(expression: str) -> str:
     written as that value: croniter reads it as `*` (every day, where cron means Mondays). A
     weekday step from a day to the end of the week (`5/1`) runs to 7, Sunday, as cron's range
     0-7 does; croniter stopped at Saturday, and read `7/1` as every day.
+
+    A step over a whole day field after the first item of its list (`1,*/2`) is written as the
+    range it steps over (`1,1-31/2`; weekdays as the list of days): cron ORs the day fields when
+    neither starts with `*`, but croniter, finding a `*` anywhere in one, read the other field
+    naming every day as `*`, and ANDed them. `* * 1,*/2 * 0-6` (the 1st and odd days, or any
+    weekday: every day, as cron runs it) fired on odd days alone.
     """
     fields = expand_macro(expression).lower().split()
     normalized = []
     for position, field in enumerate(fields):
         atoms = []
-        for atom in field.split(","):
+        for index, atom in enumerate(field.split(",")):
             for name, number in NAMES.get(position, {}).items():
                 atom = atom.replace(name, str(number))
+            if index and position in STEPPED_STAR_AS_RANGE and atom.startswith("*/"):
+                atom = STEPPED_STAR_AS_RANGE[position] + atom[1:]
             match = _SINGLE_RANGE.match(atom)
             if match and int(match.group(1)) == int(match.group(2)):
                 atom = match.group(1)

@@ -789,9 +789,9 @@ class ImportRunAdmin(ListAtScale, RunDisplay, admin.ModelAdmin):
             '<ol class="ib-attempts">{}</ol>',
             format_html_join(
                 "",
-                '<li value="{}">{} <pre class="ib-error">{}</pre></li>',
-                ((a.get("attempt") or "", _moment_text(a.get("at"), zone), a.get("error", ""))
-                 for a in attempts),
+                '<li value="{}">{} <pre class="ib-error">{}</pre>{}</li>',
+                ((a.get("attempt") or "", _moment_text(a.get("at"), zone), a.get("error", ""),
+                  _attempt_notes(a, zone)) for a in attempts),
             ),
         )  # fmt: skip
 
@@ -965,3 +965,15 @@ class NotificationDeliveryAdmin(ListAtScale, admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
         return False
+
+
+def _attempt_notes(attempt: dict, zone) -> SafeString:
+    """What else an attempt's entry says: the sweep sent the run again (why), or reconciliation
+    its retry, and what became of the attempt, its worker alive after all
+    (services.note_sent_again_while_alive)."""
+    notes = [
+        (_moment_text(attempt.get(f"{name}_at"), zone), attempt[name])
+        for name in ("sent_again", "retry_sent_again", "ended")
+        if attempt.get(name)
+    ]
+    return format_html_join("", '<p class="ib-attempt-note">{} {}</p>', notes)

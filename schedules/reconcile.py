@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Func, JSONField, Q, Value
 from redis.exceptions import RedisError
 
 from common import database_clock, owner_lines
@@ -258,12 +258,40 @@ def _mark_resent(run: ImportRun, now: datetime, caught_up: bool) -> bool:
         why = run.error_details[services.MESSAGE_NOT_SENT]
         if run.error_message == services.message_not_sent_note(why):
             fields["error_message"] = ""
+    elif run.status == ImportRun.Status.RETRYING and run.heartbeat_at is not None:
+        # Its retry was due at its heartbeat: held that long past it by a worker that did not
+        # run it (paused, or cut off, and alive after all), or lost. Should that worker run it
+        # after all, one of the two copies finds the run claimed or ended; the run log said
+        # nothing of the copy sent here (sweepnote hunt).
+        late = int((now - run.heartbeat_at).total_seconds())
+        fields["error_details"] = _noted_on_its_last_attempt(
+            retry_sent_again=RETRY_SENT_AGAIN.format(late=late), retry_sent_again_at=now.isoformat()
+        )
     if caught_up:
         fields["trigger"] = ImportRun.Trigger.CATCHUP
     touched = ImportRun.objects.filter(
         pk=run.pk, status=run.status, heartbeat_at=run.heartbeat_at
     ).update(**fields)
     return touched == 1
+
+
+RETRY_SENT_AGAIN = (
+    "its retry was sent again by reconciliation: it had not run {late}s after it was due (its "
+    "message lost, or held by a worker that did not run it); only one of the copies runs it"
+)
+
+
+def _noted_on_its_last_attempt(**notes: str) -> Func:
+    """A run's error_details with `notes` on its last attempt's entry (as they are when it has
+    none), written in the statement: a note its attempt's worker writes meanwhile on another
+    key is kept (services.note_sent_again_while_alive)."""
+    details: Func | F = F("error_details")
+    for name, note in notes.items():
+        path = Func(Value(f"{{attempts,-1,{name}}}"), template="%(expressions)s::text[]")
+        details = Func(
+            details, path, Value(note, JSONField()), function="jsonb_set", output_field=JSONField()
+        )
+    return details
 
 
 # --- ticks without a run ------------------------------------------------------------------------

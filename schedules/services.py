@@ -998,7 +998,15 @@ TAKEN_OVER_WHILE_RUNNING = (
     "its run was taken over while it ran (sent again as lost, or another run under its id "
     "after a database restore); nothing of this attempt was written"
 )
-GONE_WHILE_RUNNING = (DELETED_WHILE_RUNNING, RUN_DELETED_WHILE_RUNNING, TAKEN_OVER_WHILE_RUNNING)
+# What stops an attempt whose run was ended under it: the sweep presumed it lost, its worker in
+# fact alive, and failed or cancelled the run (its retries spent, its import cancelled). Its rows
+# committed under a run that said "failed: the worker running attempt 1 was lost" (sweepnote hunt).
+ENDED_WHILE_RUNNING = (
+    "its run was ended while it ran, its worker taken for lost; nothing of this attempt was written"
+)
+GONE_WHILE_RUNNING = (
+    DELETED_WHILE_RUNNING, RUN_DELETED_WHILE_RUNNING, TAKEN_OVER_WHILE_RUNNING, ENDED_WHILE_RUNNING,
+)  # fmt: skip
 
 
 def is_attempt_of(row_task_id: str, task_id: str) -> bool:
@@ -1020,7 +1028,9 @@ def cancel_requested(run_id: int, import_id: int | None = None, task_id: str = "
     """
     found = (
         ImportRun.objects.filter(pk=run_id)
-        .values_list("cancel_requested_at", "error_details", "celery_task_id")
+        .values_list(
+            "cancel_requested_at", "error_details", "celery_task_id", "status", "rows_committed_at"
+        )
         .first()
     )
     if found is not None and not is_attempt_of(found[2], task_id):
@@ -1029,7 +1039,10 @@ def cancel_requested(run_id: int, import_id: int | None = None, task_id: str = "
         if import_id is not None and ScheduledImport.objects.filter(pk=import_id).exists():
             return RUN_DELETED_WHILE_RUNNING
         return DELETED_WHILE_RUNNING
-    requested_at, asked, _task = found
+    requested_at, asked, _task, status, committed_at = found
+    if status in ImportRun.FINAL_STATUSES and committed_at is None:
+        # Ended without rows while an attempt of it runs: the sweep took it for lost.
+        return ENDED_WHILE_RUNNING
     if requested_at is None:
         return None
     by = asked.get("cancelled_by", "") if isinstance(asked, dict) else ""
@@ -1347,7 +1360,11 @@ def _load_run_sql() -> str:
 
 
 def _record_attempt(
-    run: ImportRun, error: str, attempt: int | None = None, retry_in: float | None = None
+    run: ImportRun,
+    error: str,
+    attempt: int | None = None,
+    retry_in: float | None = None,
+    **notes: str,
 ) -> None:
     attempts = run.error_details.get("attempts", [])
     entry: dict[str, Any] = {
@@ -1357,6 +1374,7 @@ def _record_attempt(
     }
     if retry_in is not None:
         entry["retry_in"] = round(retry_in, 1)
+    entry.update(notes)
     attempts.append(entry)
     run.error_details = {**run.error_details, "attempts": attempts}
 
@@ -1430,7 +1448,13 @@ def recover_lost_run(run_id: int, stale_before: datetime) -> ImportRun | None:
             return finish_run(run, ImportRun.Status.CANCELLED, error=f"{stopped} ({error})")
         if run.attempts > imp.max_retries:
             return finish_run(run, ImportRun.Status.FAILED, error=error)
-        _record_attempt(run, error)
+        # The attempt's task is kept with its entry: should its worker be alive after all (cut
+        # off from the database and Redis for a while), the attempt finds its entry by it when
+        # it stops, and says so there (note_sent_again_while_alive).
+        _record_attempt(
+            run, error, sent_again=SENT_AGAIN_BY_THE_SWEEP.format(silent=silent),
+            task=run.celery_task_id,
+        )  # fmt: skip
         run.status = ImportRun.Status.RETRYING
         run.error_message = f"{error}; queued again"
         run.heartbeat_at = database_clock.now()
@@ -1445,6 +1469,102 @@ def recover_lost_run(run_id: int, stale_before: datetime) -> ImportRun | None:
         send_run_on_commit(run)
     logger.warning("run recovered import=%s run=%s attempt=%s", imp.pk, run.pk, run.attempts)
     return run
+
+
+SENT_AGAIN_BY_THE_SWEEP = (
+    "sent again by the sweep: no heartbeat for {silent}s, and no worker held its import's lease"
+)
+# What became of an attempt the sweep presumed lost whose worker was alive (note_sent_again_while_
+# alive): its writes are refused by its task (is_attempt_of), or by its run's end, so nothing ran
+# twice and nothing landed under a run that says it failed.
+STOPPED_ALIVE = (
+    "its worker was alive after all: when it was heard from again, it found the run sent again "
+    "and stopped this attempt; nothing of this attempt was written to the dataset"
+)
+STOPPED_ALIVE_ENDED = (
+    "its worker was alive after all: when it was heard from again, it found the run ended as "
+    "lost and stopped this attempt; nothing of this attempt was written to the dataset"
+)
+
+
+def note_sent_again_while_alive(run: ImportRun) -> bool:
+    """Say on the run that its attempt (`run.attempts`, of the task `run.celery_task_id`),
+    presumed lost by the sweep (recover_lost_run), was alive and stopped: its worker was cut off
+    from the database and Redis for a while, then back. Its writes were refused, and nothing
+    said so: the run log showed the attempt "lost" and the next one, Flower the first task
+    ended "taken over" (sweepnote hunt). The note goes on the attempt's own entry: found by its
+    task when the run was sent again under another; by its number when the run, still under
+    its task, was ended as lost (out of retries, its import cancelled). A run whose entries
+    name no such task, under another task, is another run under its id (a database restored
+    from a backup) and is left alone. False when there was nothing to note."""
+    task_id = run.celery_task_id
+    if not task_id:
+        return False
+
+    def note() -> dict[str, Any] | None:
+        with transaction.atomic():
+            found = (
+                ImportRun.objects.select_for_update()
+                .filter(pk=run.pk)
+                .values_list("error_details", "celery_task_id", "status")
+                .first()
+            )
+            if found is None:
+                return None
+            details, row_task, status = found
+            attempts = (details or {}).get("attempts") or []
+            entry = next(
+                (a for a in attempts if isinstance(a, dict) and a.get("task") == task_id), None
+            )
+            words = STOPPED_ALIVE
+            if entry is None and row_task == task_id and status in ImportRun.FINAL_STATUSES:
+                words = STOPPED_ALIVE_ENDED
+                entry = next(
+                    (
+                        a for a in reversed(attempts)
+                        if isinstance(a, dict) and a.get("attempt") == run.attempts
+                    ),
+                    None,
+                )  # fmt: skip
+                if entry is None:  # a cancelled run lists no attempt for its end
+                    entry = {"attempt": run.attempts}
+                    attempts.append(entry)
+            if entry is None or "ended" in entry:
+                return None
+            entry["ended"] = words
+            entry["ended_at"] = database_clock.now().isoformat()
+            ImportRun.objects.filter(pk=run.pk).update(
+                error_details={**details, "attempts": attempts}
+            )
+            return entry
+
+    entry = on_a_fresh_connection(note, f"run={run.pk} its stopped attempt not noted")
+    if entry is None:
+        return False
+    logger.warning(
+        "run %s: attempt %s was taken for lost by the sweep while its worker was alive; it "
+        "stopped, and nothing of it was written", run.pk, entry.get("attempt"),
+    )  # fmt: skip
+    return True
+
+
+def with_notes_of(locked: dict[str, Any] | None, details: dict[str, Any]) -> dict[str, Any]:
+    """`details` (an attempt's, as it read them at its claim) with the notes written on the run
+    since (`locked`, as the row holds them now): what an earlier attempt sent again while alive
+    wrote on its entry (note_sent_again_while_alive) was overwritten by the next attempt's
+    retry or counts."""
+    noted = {
+        (a.get("attempt"), a.get("at")): a
+        for a in (locked or {}).get("attempts") or []
+        if isinstance(a, dict) and "ended" in a
+    }
+    if not noted:
+        return details
+    attempts = [
+        noted.get((a.get("attempt"), a.get("at")), a) if isinstance(a, dict) else a
+        for a in details.get("attempts") or []
+    ]
+    return {**details, "attempts": attempts}
 
 
 def time_limit_words(imp: ScheduledImport, applied: float | None, killed: bool = False) -> str:
@@ -1575,17 +1695,24 @@ def mark_retrying(run: ImportRun, error: str, countdown: float, traceback: str =
     message = f"attempt {run.attempts} failed, retrying in {countdown:.0f}s: {error}"
     # Reconciliation looks for a lost retry message only once its countdown is over.
     heartbeat_at = database_clock.now() + timedelta(seconds=countdown)
-    marked = on_a_fresh_connection(
-        lambda: ImportRun.objects.filter(
-            pk=run.pk, rows_committed_at__isnull=True, celery_task_id=run.celery_task_id
-        ).update(
-            status=status,
-            error_message=message,
-            error_details=run.error_details,
-            heartbeat_at=heartbeat_at,
-        ),
-        f"run retry not written run={run.pk}",
-    )
+
+    def mark() -> int:
+        with transaction.atomic():
+            attempt_of = ImportRun.objects.filter(
+                pk=run.pk, rows_committed_at__isnull=True, celery_task_id=run.celery_task_id
+            )
+            locked = attempt_of.select_for_update().values_list("error_details", flat=True)
+            if not locked:
+                return 0
+            run.error_details = with_notes_of(locked[0], run.error_details)
+            return attempt_of.update(
+                status=status,
+                error_message=message,
+                error_details=run.error_details,
+                heartbeat_at=heartbeat_at,
+            )
+
+    marked = on_a_fresh_connection(mark, f"run retry not written run={run.pk}")
     if not marked:
         finish_run(run, committed_status(run), error=error, traceback=traceback)
         return False
@@ -1719,28 +1846,32 @@ def record_committed_counts(run: ImportRun, counts: RunCounts) -> bool:
     details = {**run.error_details}
     if counts.row_errors:
         details["rows"] = shown_row_errors(run.scheduled_import, counts)
-    values = {**run_notes(run), **fields, "error_details": details}
-    if not is_attempt_of(_locked_task_id(run.pk), run.celery_task_id):
+    task_id, locked_details = _locked_task(run.pk)
+    if not is_attempt_of(task_id, run.celery_task_id):
         return False  # another run under its id: its rows roll back (stop_if_cancelled)
+    details = with_notes_of(locked_details, details)
+    values = {**run_notes(run), **fields, "error_details": details}
     written = rows.update(
         ImportRun,
         run.pk,
         {**values, "rows_committed_at": database_clock.now()},
-        "cancel_requested_at IS NULL",
+        # Nor on a run ended under it (ENDED_WHILE_RUNNING): its rows roll back.
+        f"cancel_requested_at IS NULL AND status = '{ImportRun.Status.RUNNING.value}'",
     )
     return written == 1
 
 
-def _locked_task_id(run_id: int) -> str:
-    """The task id of the run row `run_id`, locked until the caller's transaction ends ("" when
-    there is none: the UPDATE after it finds no row either)."""
-    with db_connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT celery_task_id FROM {ImportRun._meta.db_table} WHERE id = %s FOR UPDATE",
-            [run_id],
-        )
-        found = cursor.fetchone()
-    return found[0] if found else ""
+def _locked_task(run_id: int) -> tuple[str, dict[str, Any] | None]:
+    """The task id and error details of the run row `run_id`, locked until the caller's
+    transaction ends (("", None) when there is none: the UPDATE after it finds no row
+    either)."""
+    found = (
+        ImportRun.objects.select_for_update()
+        .filter(pk=run_id)
+        .values_list("celery_task_id", "error_details")
+        .first()
+    )
+    return found if found else ("", None)
 
 
 def finish_with_rows(run: ImportRun, counts: RunCounts) -> bool:

@@ -327,7 +327,10 @@ def _execute(
                 attempted.append(run)
                 return ended
             except ImportRun.DoesNotExist:
-                # Deleted after its last safe point: finish_run found no run.
+                # Deleted after its last safe point (finish_run found no run), or sent again by
+                # the sweep while this attempt was alive (its run is under another task now).
+                if services.note_sent_again_while_alive(run):
+                    return _deleted(run, services.TAKEN_OVER_WHILE_RUNNING, noted=True)
                 return _deleted(run, "it was deleted as it ended")
     finally:
         if renewer is not None:
@@ -468,6 +471,8 @@ def _attempt_once(run: ImportRun, task: Any | None) -> dict[str, Any]:
             ),
             f"run={run.pk} not asked whether it was cancelled",
         )
+        if cancelled == services.ENDED_WHILE_RUNNING:
+            return _deleted(run, cancelled)  # taken for lost, and ended: nothing to write
         if cancelled:
             # Asked to stop: this failure is not another chance to run.
             services.finish_run(run, ImportRun.Status.CANCELLED, error=f"{cancelled} ({message})")
@@ -508,11 +513,21 @@ def _attempt_once(run: ImportRun, task: Any | None) -> dict[str, Any]:
     return summary(run)
 
 
-def _deleted(run: ImportRun, why: str) -> dict[str, Any]:
+def _deleted(run: ImportRun, why: str, noted: bool = False) -> dict[str, Any]:
     """The run was deleted while it ran, with its import or alone (the admin): there is no run
     left to end, and the task says what became of it (Flower) as it would of a cancelled one.
     Before, the worker logged a crash with a traceback and Flower showed the task failed in
-    PostgreSQL's words (the dataset's foreign key to the deleted run)."""
+    PostgreSQL's words (the dataset's foreign key to the deleted run).
+
+    Or it was taken over, or ended under it: the sweep sent it again, or failed it, this
+    attempt presumed lost, and the run log says on this attempt's entry that it was alive and
+    stopped (`noted` already)."""
+    if why in (services.TAKEN_OVER_WHILE_RUNNING, services.ENDED_WHILE_RUNNING) and not noted:
+        try:
+            services.note_sent_again_while_alive(run)
+        except DATABASE_ERRORS as error:
+            logger.warning("run %s: its attempt sent again while alive not noted: %s",
+                           run.pk, log_text(error))  # fmt: skip
     run.status, run.error_message = ImportRun.Status.CANCELLED, why
     logger.info("run finished import=%s run=%s status=cancelled: %s",
                 run.scheduled_import_id, run.pk, why)  # fmt: skip

@@ -504,9 +504,11 @@ class ScheduledImport(LoadedHook, models.Model):
         The one place that talks to django-celery-beat. Its tables stay the schedule's home in
         the admin, but beat fires from `next_run_at` (project.beat): a changed schedule or
         status starts the import's ticks afresh from now, an unchanged one keeps the tick beat
-        is due to dispatch next. `mend_only`: the import did not change, only its entry is put
-        in step (deleted or disabled in the beat admin): its ticks and lateness stay as they
-        are, where starting afresh dropped the ticks beat had yet to count missed.
+        is due to dispatch next. A changed schedule of an active import keeps a tick already
+        due that beat has yet to dispatch, within the grace period (tick_kept_at_change).
+        `mend_only`: the import did not change, only its entry is put in step (deleted or
+        disabled in the beat admin): its ticks and lateness stay as they are, where starting
+        afresh dropped the ticks beat had yet to count missed.
         """
         from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
@@ -560,10 +562,16 @@ class ScheduledImport(LoadedHook, models.Model):
         # resume made during an outage left no trace of the ticks it missed.
         mine = type(self).objects.filter(pk=self.pk)
         was_due = mine.values_list("next_run_at", flat=True).first()
-        missed = 0
-        if is_overdue(was_due, moment):
-            planned = planned_schedules({self.pk: before[2:]}, {self.pk: self.schedule})
-            missed = ticks_missed_before(planned[self.pk], was_due, moment)
+        missed, kept = 0, None
+        if was_due is not None and was_due <= moment:
+            planned = planned_schedules({self.pk: before[2:]}, {self.pk: self.schedule})[self.pk]
+            missed = ticks_missed_before(planned, was_due, moment)
+            if task.enabled:
+                # A tick due at the change that beat has yet to get to (its loop, a lock, a
+                # restart) is beat's to run: started afresh from now, it was neither run nor
+                # counted missed. (A pause drops it on purpose.)
+                kept, not_kept = tick_kept_at_change(planned, self.schedule, was_due, moment)
+                missed += not_kept
         if moved:
             # The row it left goes if no entry uses it any more (read above first: it is the
             # schedule the missed ticks were planned with). Kept, every reschedule left one
@@ -571,7 +579,10 @@ class ScheduledImport(LoadedHook, models.Model):
             delete_unused_schedule_rows(CrontabSchedule, [before[2]], keep=task.crontab_id)
             delete_unused_schedule_rows(IntervalSchedule, [before[3]], keep=task.interval_id)
         self.periodic_task = task
-        self.next_run_at = self.next_runs(1, after=moment)[0] if task.enabled else None
+        if task.enabled:
+            self.next_run_at = kept or self.next_runs(1, after=moment)[0]
+        else:
+            self.next_run_at = None
         self.schedule_changed_at = moment
         # A late streak goes on (it ends when a tick is dispatched on time again, and the
         # changed schedule has not had one yet); the ticks missed at the change begin one. A
@@ -683,6 +694,29 @@ def ticks_missed_before(schedule: Schedule, due: datetime | None, moment: dateti
     if due is None or not is_overdue(due, moment):
         return 0
     return schedule.missed_from(due, moment - timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS))
+
+
+def tick_kept_at_change(
+    planned: Schedule, changed: Schedule, due: datetime, moment: datetime
+) -> tuple[datetime | None, int]:
+    """The tick of `planned` (the schedule before the change) that an active import's change
+    at `moment` keeps for beat to run on time, and how many ticks due at the change it counts
+    missed instead. `due`: the first tick beat had not dispatched, at or before `moment`.
+
+    The tick kept is the first one due and younger than the grace period (older ones are
+    ticks_missed_before's). Beat runs it from `next_run_at`, then the ticks of `changed` after
+    it (schedules.dispatch.plan_ticks), as next_runs lists them: so it is kept only when
+    `changed` has no tick between it and the change, which is not the changed schedule's to
+    run, and no other tick of `planned` is due with it (a grace period longer than the
+    schedule's period). Then the ticks due are counted missed, said, not dropped in silence.
+    """
+    cutoff = moment - timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
+    first = due if due > cutoff else planned.next_after(cutoff)
+    if first > moment:
+        return None, 0
+    if planned.ticks_between(first, moment, 1) or changed.ticks_between(first, moment, 1):
+        return None, planned.missed_from(first, moment)
+    return first, 0
 
 
 # Sent with {import id: (ticks counted, the first)} once a change counted ticks missed before

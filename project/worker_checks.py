@@ -164,19 +164,20 @@ def broker_problem(app: Any, hostname: str | None = None) -> str | None:
 
 def redis_problem() -> str | None:
     """None if the Redis of REDIS_URL answers and lets its user take and free a run lock, else
-    what could not be reached and why, in words. It holds the run locks: a worker without it
-    hands every run back to the queue. The broker's check covers it when they are one server;
-    an operator may give each its own.
+    what could not be reached or refused, and why, in words. It holds the run locks: a worker
+    without it hands every run back to the queue. The broker's check covers it when they are
+    one server; an operator may give each its own.
 
     A lock is taken, renewed and freed as a run's is (SET NX PX, then the scripts of
     common.leases): an ACL user allowed PING alone passed, the worker started, and each run it
     took went back to the queue (says hunt)."""
     from django.conf import settings
-    from redis import RedisError
+    from redis import RedisError, ResponseError
 
     from common import leases
     from common.redis_client import client
 
+    place = broker_place(settings.REDIS_URL, "Redis")
     name = f"importbeat:lock:worker-check:{socket.gethostname()}:{os.getpid()}"
     try:
         client().ping()
@@ -184,8 +185,16 @@ def redis_problem() -> str | None:
         if check.acquire():
             check.renew()
             leases.free_if_held_by(name, "worker-check")
+    except ResponseError as error:
+        # It answered, and refused the lock: full (maxmemory, noeviction), a read-only replica,
+        # or a user its ACL does not allow. Said as "cannot reach Redis: the reason is in the
+        # log" of a full one, which the worker had reached (says review).
+        why = error_words.refusal(error) or error_words.reason(error)
+        words = f"{place} takes no run lock: {why}"
+        logger.warning("%s (%s: %s)", words, type(error).__name__, error_words.log_text(error))
+        return words
     except RedisError as error:
-        return unreachable(broker_place(settings.REDIS_URL, "Redis"), error, logger)
+        return unreachable(place, error, logger)
     return None
 
 
@@ -222,35 +231,65 @@ def say_if_redis_may_evict(said_by_the_process: tuple[str, ...] = ()) -> None:
     `said_by_the_process` (beat's REDIS_URL, which its loop says): before (says hunt), beat on a
     rediss:// REDIS_URL it could not use said it three times at its start, one of them health's
     log line with redis-py's text (`ConnectionError: Error 1 connecting to … [SSL:
-    CERTIFICATE_VERIFY_FAILED] … (_ssl.c:1006)`)."""
+    CERTIFICATE_VERIFY_FAILED] … (_ssl.c:1006)`).
+
+    A Redis that answers but whose memory policy could not be read (its user may not run INFO,
+    as `+@all -@dangerous` allows) is said, whatever it serves: the process's loop says nothing
+    of a Redis it can use. Its line was kept out with health's (says review), and a worker or
+    beat on such a Redis started without a word that whether it may evict run locks is unknown.
+    """
     try:
         from schedules.api import health
 
-        with _unlogged(health.logger):
+        with _unlogged(health.logger) as held:
             check = health.check_redis()
     except Exception as error:  # a start-up note must never stop the start
         logger.warning("Redis's memory policy could not be read: %s", error_words.reason(error))
         return
-    said = [server for server in check["servers"] if "message" in server]
-    if evicting := [server["message"] for server in said if server["policy"] is not None]:
+    servers = check["servers"]
+    if evicting := [s["message"] for s in servers if "message" in s and s["policy"] is not None]:
         logger.warning("%s; set maxmemory-policy noeviction", "; ".join(evicting))
-    for server in said:
-        if server["policy"] is None and not set(server["for"]) & set(said_by_the_process):
-            logger.warning("%s", server["message"])
+    for server in servers:
+        if server["policy"] is not None or _said_by_the_process(server, said_by_the_process):
+            continue
+        # Several servers: each one's own words; one: health's line, which names none.
+        for words in [server["message"]] if "message" in server else held:
+            logger.warning("%s", words)
+
+
+def _said_by_the_process(server: dict[str, Any], said_by_the_process: tuple[str, ...]) -> bool:
+    """Whether what kept `server` from telling its memory policy is the process's own to say:
+    it serves one of `said_by_the_process` (REDIS_URL) and does not answer there."""
+    if "REDIS_URL" not in set(server["for"]) & set(said_by_the_process):
+        return False
+    from common.redis_client import client
+
+    try:
+        client().ping()
+    except Exception:  # (a start-up note: whatever keeps it from answering, its loop says)
+        return True
+    return False
 
 
 class _unlogged:
     """Keeps `log`'s records of this thread out meanwhile: the words they hold come back in
-    what the call returns, said once by the caller."""
+    what the call returns, said once by the caller; those of WARNING and above are kept, in
+    the list the `with` gives (what the call did not return)."""
 
     def __init__(self, log: logging.Logger) -> None:
         self.log, self.thread = log, threading.get_ident()
+        self.held: list[str] = []
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.thread != self.thread
+        if record.thread != self.thread:
+            return True
+        if record.levelno >= logging.WARNING and record.getMessage() not in self.held:
+            self.held.append(record.getMessage())
+        return False
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> list[str]:
         self.log.addFilter(self)
+        return self.held
 
     def __exit__(self, *_exc: object) -> None:
         self.log.removeFilter(self)

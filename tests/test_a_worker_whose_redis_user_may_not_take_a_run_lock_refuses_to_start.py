@@ -37,7 +37,7 @@ def test_a_worker_whose_redis_user_may_only_ping_refuses_to_start(processes, tmp
     finally:
         server.kill()
     assert said == (
-        f"importbeat worker not started: cannot reach Redis at 127.0.0.1:{server.port}: the "
-        "Redis user is not allowed to run what importbeat needs: check its ACL"
+        f"importbeat worker not started: Redis at 127.0.0.1:{server.port} takes no run lock: "
+        "the Redis user is not allowed to run what importbeat needs: check its ACL"
     )
     assert "pw-pinger-1" not in processes.logs()

@@ -20,10 +20,17 @@ certificate against, as `verify-ca`. Where `hostaddr` (or PGHOSTADDR) is given, 
 to it and uses `host` only as the name: the address decides. Before (says hunt), a remote
 `host` with `hostaddr=127.0.0.1` was warned of at every start, `localhost` with
 `hostaddr=10.1.2.3` was not, and `localhost.localdomain` and `::ffff:127.0.0.1` were.
+
+A connection service (`?service=` or PGSERVICE) is read from the service file as libpq reads
+it (PGSERVICEFILE or ~/.pg_service.conf, then PGSYSCONFDIR's pg_service.conf): what the URL
+says wins, then the service, then the environment. Before (says review), a service naming a
+remote host with `sslmode=prefer` was taken for a Unix socket and said nothing, and a list of
+hosts was said with all its ports (`db2.example.com:5432,5433`).
 """
 
 from __future__ import annotations
 
+import configparser
 import ipaddress
 import logging
 import os
@@ -35,6 +42,9 @@ logger = logging.getLogger("importbeat.database")
 CHECKED = ("verify-ca", "verify-full")
 LOCAL_NAMES = ("localhost", "localhost.localdomain", "localhost6", "localhost6.localdomain6")
 HOSTS_FILE = "/etc/hosts"
+# Where libpq looks for the system's service file when PGSYSCONFDIR is not set (Debian's and
+# Ubuntu's libpq5; a libpq built from source: its own sysconfdir, which PGSYSCONFDIR names).
+SYSTEM_SERVICE_FOLDER = "/etc/postgresql-common"
 
 
 def _local(host: str) -> bool:
@@ -89,9 +99,9 @@ def _loopback_names() -> set[str]:
 def _reached(
     settings_dict: Mapping[str, Any], options: Mapping[str, Any], environ: Mapping[str, str]
 ) -> list[tuple[str, str]]:
-    """(name, where the connection goes) of each host libpq may connect to: `hostaddr`'s
-    address where one is given (the name is then the `host` at its place, used for the
-    certificate and the password file only), else the host itself."""
+    """(name, where the connection goes) of each host libpq may connect to, in the list's
+    order: `hostaddr`'s address where one is given (the name is then the `host` at its place,
+    used for the certificate and the password file only), else the host itself."""
     # Django passes HOST to libpq, else the URL's `?host=` (its OPTIONS), else libpq reads
     # PGHOST: a `?host=db.example.com` with no host before the path was not said (review2).
     host = settings_dict.get("HOST") or options.get("host") or environ.get("PGHOST") or ""
@@ -113,18 +123,23 @@ def unchecked(
 ) -> str | None:
     """The warning's words for Django's DATABASES entry, or None when there is nothing to say.
     libpq reads PGHOST and PGSSLMODE where the URL says nothing."""
-    options = settings_dict.get("OPTIONS") or {}
+    # The URL's options, then its service's (libpq: the connection string, the service file,
+    # then the environment).
+    options = {
+        **_service(settings_dict.get("OPTIONS") or {}, environ),
+        **(settings_dict.get("OPTIONS") or {}),
+    }
     sslmode = str(options.get("sslmode") or environ.get("PGSSLMODE") or "prefer").lower()
     if sslmode in CHECKED or (sslmode == "require" and _root_certificate(options, environ)):
         return None
-    remote = [
-        (name, to) for name, to in _reached(settings_dict, options, environ) if not _local(to)
-    ]
+    reached = _reached(settings_dict, options, environ)
+    remote = [index for index, (_name, to) in enumerate(reached) if not _local(to)]
     if not remote:
         return None
-    name, to = remote[0]
-    port = settings_dict.get("PORT") or 5432
-    place = f"{name}:{port}" if name == to else f"{name}:{port} (address {to})"
+    name, to = reached[remote[0]]
+    place = f"{_with_port(name, _port(settings_dict, options, environ, remote[0]))}"
+    if name != to:
+        place += f" (address {to})"
     what = {
         "require": "encrypts but checks no certificate",
         "disable": "does not encrypt",
@@ -134,6 +149,43 @@ def unchecked(
         "anyone on the network path can pose as the database and read or change what "
         "importbeat reads and writes; set sslmode=verify-full and sslrootcert in DATABASE_URL"
     )
+
+
+def _port(
+    settings_dict: Mapping[str, Any],
+    options: Mapping[str, Any],
+    environ: Mapping[str, str],
+    index: int,
+) -> str:
+    """The port of the `index`th host: a list gives one port a host, or one for all."""
+    port = settings_dict.get("PORT") or options.get("port") or environ.get("PGPORT") or 5432
+    ports = [each.strip() for each in str(port).split(",")]
+    return (ports[index] if index < len(ports) else ports[0]) or "5432"
+
+
+def _with_port(host: str, port: str) -> str:
+    """`host:port`, an IPv6 address in brackets (`[2001:db8::1]:5432`, not `2001:db8::1:5432`)."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _service(options: Mapping[str, Any], environ: Mapping[str, str]) -> dict[str, str]:
+    """The settings of the connection service the URL (`service`) or PGSERVICE names, as libpq
+    reads them: from the user's service file where it has that service, else the system's.
+    Empty when none is named or found (libpq then refuses to connect, and says so)."""
+    name = options.get("service") or environ.get("PGSERVICE")
+    if not name:
+        return {}
+    home = os.path.join(os.path.expanduser("~"), ".pg_service.conf")
+    folder = environ.get("PGSYSCONFDIR") or SYSTEM_SERVICE_FOLDER
+    for path in (environ.get("PGSERVICEFILE") or home, os.path.join(folder, "pg_service.conf")):
+        services = configparser.ConfigParser(interpolation=None, strict=False)
+        try:
+            services.read(path, encoding="utf-8")
+        except (configparser.Error, UnicodeDecodeError):
+            continue  # (libpq refuses such a file, and says so)
+        if services.has_section(str(name)):
+            return {key: value.strip() for key, value in services.items(str(name))}
+    return {}
 
 
 def _root_certificate(options: Mapping[str, Any], environ: Mapping[str, str]) -> bool:

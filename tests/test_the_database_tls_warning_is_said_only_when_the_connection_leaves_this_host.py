@@ -44,7 +44,7 @@ PREFER = "is reached with sslmode=prefer, which may not even encrypt, and checks
         (
             "postgres://u:pw@[::ffff:10.0.0.5]/x",
             {},
-            f"the database at ::ffff:10.0.0.5:5432 {PREFER}",
+            f"the database at [::ffff:10.0.0.5]:5432 {PREFER}",
         ),
         (
             "postgres://u:pw@db.example.com/x?sslmode=disable",

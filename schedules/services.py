@@ -1040,10 +1040,11 @@ def cancel_requested(run_id: int, import_id: int | None = None, task_id: str = "
             return RUN_DELETED_WHILE_RUNNING
         return DELETED_WHILE_RUNNING
     requested_at, asked, _task, status, committed_at = found
-    if status in ImportRun.FINAL_STATUSES and committed_at is None:
-        # Ended without rows while an attempt of it runs: the sweep took it for lost.
-        return ENDED_WHILE_RUNNING
     if requested_at is None:
+        if status in ImportRun.FINAL_STATUSES and committed_at is None:
+            # Ended without rows while an attempt of it runs: the sweep took it for lost. (One
+            # its owner had asked to stop, then the sweep ended, ended as asked: its words.)
+            return ENDED_WHILE_RUNNING
         return None
     by = asked.get("cancelled_by", "") if isinstance(asked, dict) else ""
     return f"cancelled{' ' + by if by else ''} while running; the dataset was not changed"
@@ -1664,8 +1665,13 @@ def run_notes(run: ImportRun) -> dict[str, Any]:
 def record_progress(run: ImportRun) -> None:
     """Store what the importer noted on a running run (RUN_NOTES), touching nothing else; on
     the attempt's own run only (heartbeat): an attempt that lived through a database restore
-    showed its progress on bob's queued run, which took its id (rows_read 5,313 of alice's)."""
-    ImportRun.objects.filter(pk=run.pk, celery_task_id=run.celery_task_id).update(**run_notes(run))
+    showed its progress on bob's queued run, which took its id (rows_read 5,313 of alice's).
+    And while it runs: an attempt the sweep ended as lost, alive after all, wrote its progress
+    on the ended run before its safe point stopped it (a failed run's rows_read changed after
+    its end)."""
+    ImportRun.objects.filter(
+        pk=run.pk, celery_task_id=run.celery_task_id, status=ImportRun.Status.RUNNING
+    ).update(**run_notes(run))
 
 
 def record_source_file(run: ImportRun, path: str) -> None:
@@ -1686,6 +1692,7 @@ def mark_retrying(run: ImportRun, error: str, countdown: float, traceback: str =
     committed (a connection lost while the staging tables were dropped). The run is then
     finished from those counts at once, with the failure among its attempts, instead of
     showing `retrying` through a backoff for a retry that would only finish it the same way.
+    Or the run ended meanwhile (the sweep took the attempt for lost): it stays as it ended.
     """
     error, traceback = _as_stored(without_secrets(run.scheduled_import, (error, traceback)))
     _record_attempt(run, error, retry_in=countdown)
@@ -1698,8 +1705,13 @@ def mark_retrying(run: ImportRun, error: str, countdown: float, traceback: str =
 
     def mark() -> int:
         with transaction.atomic():
+            # Only a run still running: one the sweep ended as lost meanwhile (its worker alive
+            # after all) became `retrying` again and ran a second time, its end told twice.
             attempt_of = ImportRun.objects.filter(
-                pk=run.pk, rows_committed_at__isnull=True, celery_task_id=run.celery_task_id
+                pk=run.pk,
+                status=ImportRun.Status.RUNNING,
+                rows_committed_at__isnull=True,
+                celery_task_id=run.celery_task_id,
             )
             locked = attempt_of.select_for_update().values_list("error_details", flat=True)
             if not locked:

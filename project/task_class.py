@@ -11,6 +11,9 @@
 - A killed task's end is told once. Celery tells the kill twice (the pool's result, then the
   timeout), and Flower counted two failed tasks for one run timed out. A run the worker could
   not end at once is told by whatever ends it (KilledTask.told_when_ended), not here too.
+- A task whose failure was told already (tasks.lost_tasks.ToldFailed: an attempt stopped alive
+  after the sweep took it for lost and told FAILURE) fails without telling it again: Flower
+  counts events, and counted two ends of one attempt.
 - A task that failed, was retried, rejected or ignored lets go of its exception's traceback
   once Celery is done with it (_tracebacks_forgotten): a pool process kept every such task's
   frames and billiard's copy of them (some 185 kB a failed run) until a full garbage
@@ -47,6 +50,8 @@ class ImportbeatRequest(DatabaseTimedRequest):
             wrapped.exc, TimeLimitExceeded
         ):
             self._killed(wrapped.exc.args[0] if wrapped.exc.args else None)
+        if getattr(getattr(wrapped, "exc", wrapped), "told", False):
+            send_failed_event = False  # told by whoever ended the attempt (tasks.lost_tasks)
         return super().on_failure(exc_info, send_failed_event, return_ok)
 
     def on_timeout(self, soft: bool, timeout: float) -> None:

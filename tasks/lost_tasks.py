@@ -7,6 +7,12 @@ next task: an import that looked still running, and nothing tying the task to th
 sends the event the dead worker could not: FAILURE with the run's words when the attempt failed
 (the run sent again, failed or timed out), SUCCESS with its status when its rows had committed
 (or it was cancelled), as the runner's own task would have ended (tasks.runner).
+
+A worker the sweep took for lost may be alive after all (paused, cut off for a while): its
+attempt stops when it is heard from again, its run ended or sent again under it. Its task then
+ended SUCCESS ("cancelled: its run was ended while it ran"), which Flower let overwrite the
+FAILURE the sweep had told, and counted a second end of the run (flowerend hunt). It now ends as
+the sweep told it, without telling it again (told_when_taken_for_lost).
 """
 
 from __future__ import annotations
@@ -15,13 +21,16 @@ import logging
 import threading
 from typing import Any
 
+from celery.exceptions import Ignore
 from django.db import DatabaseError, connection
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
-from schedules import revoked_tasks
+from schedules import revoked_tasks, services
 from schedules.models import ImportRun
 from schedules.services import EXECUTE_RUN
+
+from .errors import RunFailed
 
 logger = logging.getLogger("importbeat.maintenance")
 
@@ -44,6 +53,44 @@ def end_lost_task(task_id: str, run: ImportRun, reporter: str) -> None:
     except (KombuError, RedisError, OSError) as error:
         logger.warning("the lost task %s of run %s could not be ended in Flower: %s",
                        task_id, run.pk, error)  # fmt: skip
+
+
+class ToldFailed(RunFailed):
+    """The run's task failed, and Flower was told so already by whoever ended the attempt: its
+    worker sends no `task-failed` of its own (project.task_class), as Flower counts events."""
+
+    told = True
+
+
+def told_when_taken_for_lost(
+    task_id: str, run_id: int, result: dict[str, Any] | None
+) -> ToldFailed | Ignore | None:
+    """How the task `task_id` ends, its attempt of run `run_id` stopped alive (`result`, the
+    runner's) after the sweep took it for lost and told Flower its end: failed in the run's words
+    (the sweep ended the run as lost, or sent it again), or ignored (the sweep cancelled the run
+    and told SUCCESS); None when nobody told it (another run under its id after a database
+    restore, or any other end): the task tells its own end."""
+    why = (result or {}).get("error")
+    if why not in (services.ENDED_WHILE_RUNNING, services.TAKEN_OVER_WHILE_RUNNING):
+        return None
+    try:
+        run = ImportRun.objects.filter(pk=run_id).first()
+    except DatabaseError as error:
+        logger.warning("run %s: how its task %s was ended not read: %s", run_id, task_id, error)
+        return None
+    if run is None:
+        return None
+    if why == services.ENDED_WHILE_RUNNING:
+        if run.celery_task_id != task_id or run.status not in ImportRun.FINAL_STATUSES:
+            return None
+        if run.status not in run.FAILED_STATUSES:
+            return Ignore()
+        return ToldFailed(_words(run))
+    details = run.error_details if isinstance(run.error_details, dict) else {}
+    for entry in details.get("attempts", []):
+        if entry.get("task") == task_id and "sent_again" in entry:
+            return ToldFailed(f"run {run.pk}: {entry.get('error')}; {entry['sent_again']}")
+    return None
 
 
 def _words(run: ImportRun) -> str:

@@ -23,7 +23,7 @@ from schedules import (
     services,
 )
 
-from . import killed_runs, maintenance, runner, source_check, turns, webhooks
+from . import killed_runs, lost_tasks, maintenance, runner, source_check, turns, webhooks
 from .errors import NotificationFailed, RunFailed
 
 logger = logging.getLogger("importbeat.alerts")
@@ -73,7 +73,7 @@ def execute_run(
 ) -> dict | None:
     """One run. `import_id` and `import_name` only label the task (Flower's task list)."""
     try:
-        return runner.task_result(runner.execute(run_id, self))
+        result = runner.task_result(runner.execute(run_id, self))
     except runner.StoppedBeforeDelivery as stopped:
         # Told REVOKED at the cancel or the deletion (or never told, stopped before a worker
         # took it): ended SUCCESS here, it said so for good, as Flower lets SUCCESS overwrite
@@ -81,6 +81,10 @@ def execute_run(
         if _told_revoked(self, run_id):
             raise Ignore() from None
         return stopped.summary
+    # Stopped alive after the sweep took it for lost: it ends as the sweep told Flower, once.
+    if told := lost_tasks.told_when_taken_for_lost(self.request.id, run_id, result):
+        raise told
+    return result
 
 
 def _told_revoked(task: Any, run_id: int) -> bool:

@@ -7,9 +7,16 @@ itself can still serve the API without them.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import os
+import socket
+import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -23,12 +30,28 @@ from common import broker_probe, database_clock, migrations_state, read_only_dat
 from common.error_words import (
     broker_place,
     database_place,
-    refused_or_unreachable,
+    log_text,
+    reason,
+    refusal,
     server_address,
-    unreachable,
 )
 
 logger = logging.getLogger(__name__)
+
+# How long `/health` waits for each dependency. Load balancers give a health check 5 s by
+# default (AWS's and Google Cloud's) and count a check that takes longer as failed, the whole
+# process down, whatever it would have said. Each Redis read waited out its own socket timeout
+# (5 s, and redis-py's three retries), one after another: with REDIS_URL rediss:// on a plain
+# Redis, or a Redis or database that accepts connections and never answers, an anonymous
+# `/health` took 10 to 60 s. Now a dependency that does not answer costs one wait per request:
+# the database DATABASE_WAIT_SECONDS (libpq's connect_timeout counts whole seconds, 2 at least),
+# the broker HEALTH_BROKER_TIMEOUT (2 s by default), and each Redis REDIS_WAIT_SECONDS for the
+# connection and as much for its answer; a Redis that failed once in a request (or the broker's
+# Redis, when it is REDIS_URL's server) is not asked again in that request. All down at once:
+# about 4 s with one Redis, 2 s more when a kept database connection stops answering: its check
+# is cut, then Django tries a new one (README "Health").
+DATABASE_WAIT_SECONDS = 2
+REDIS_WAIT_SECONDS = 1.0
 
 # A beat loops at least every BEAT_MAX_LOOP_INTERVAL seconds (5 by default).
 BEAT_STALE_SECONDS = 60
@@ -45,12 +68,12 @@ def check_database() -> dict[str, Any]:
     started = time.monotonic()
     try:
         with connection.cursor() as cursor:
-            refusal = read_only_database.reason(cursor)
+            refused = read_only_database.reason(cursor)
             missing = [] if _migrated else migrations_state.unapplied(cursor)
     except Exception as error:
         return {"ok": False, "error": _database_problem(error)}
-    if refusal:
-        words = f"{database_place(connection.settings_dict)} takes no writes: {refusal}"
+    if refused:
+        words = f"{database_place(connection.settings_dict)} takes no writes: {refused}"
         logger.warning("%s", words)
         # The next check asks on a new session: this one may stay read-only when the server
         # takes writes again.
@@ -78,6 +101,7 @@ def check_broker() -> dict[str, Any]:
         # does not.
         broker_probe.probe(app, settings.HEALTH_BROKER_TIMEOUT)
     except Exception as error:
+        _broker_unanswered(error)
         return {"ok": False, "error": _broker_problem(error)}
     return {"ok": True, "latency_ms": _ms(started)}
 
@@ -88,14 +112,15 @@ def check_beat() -> dict[str, Any]:
     A live beat renews its leader lease in Redis every few seconds and stamps every loop in
     Redis (project.beat); a loop older than a minute means no beat is dispatching imports.
     """
-    from common.redis_client import LAST_TICK_KEY, LEADER_LEASE, client
+    from common.redis_client import LAST_TICK_KEY, LEADER_LEASE
 
     try:
-        redis = client()
-        value, stamp = redis.get(LEADER_LEASE), redis.get(LAST_TICK_KEY)
+        value, stamp = _ask_redis(
+            settings.REDIS_URL, lambda redis: redis.mget(LEADER_LEASE, LAST_TICK_KEY)
+        )
     except Exception as error:
         # Logged only: the broker check reports Redis itself.
-        logger.warning("beat's lease could not be read: %s", error)
+        _say_redis_problem("beat's lease could not be read", error)
         return {
             "ok": False,
             "alive": False,
@@ -239,10 +264,10 @@ def check_backlog() -> dict[str, Any]:
     """Ticks beat skipped because their import's earlier run still waited for a worker (within
     the last BACKLOG_SAID_SECONDS): the workers answer, or not, but do not keep up, and imports
     run less often than their schedules say. Nothing is down, so the cluster is degraded."""
-    from common.redis_client import BACKLOG_KEY, client
+    from common.redis_client import BACKLOG_KEY
 
     try:
-        noted = client().hgetall(BACKLOG_KEY)
+        noted = _ask_redis(settings.REDIS_URL, lambda redis: redis.hgetall(BACKLOG_KEY))
         if not noted:
             return {"ok": True, "skipped_ticks": 0}
         at = {
@@ -253,7 +278,7 @@ def check_backlog() -> dict[str, Any]:
     except Exception as error:
         # Logged only: the broker check reports Redis itself (beat's check does the same); a
         # key this release did not write is read as no answer, not as a 500.
-        logger.warning("the backlog's figures could not be read: %s", error)
+        _say_redis_problem("the backlog's figures could not be read", error)
         return {"ok": False, "skipped_ticks": None}
     return {
         "ok": False,
@@ -340,9 +365,10 @@ def _waiting_their_turn(message: str) -> dict[str, Any]:
     from common.redis_client import parked_by_turn
 
     try:
+        _ask_redis(settings.REDIS_URL, lambda redis: None)  # not asked when it did not answer
         parked = parked_by_turn()
     except Exception as error:
-        logger.warning("the notifications' lines could not be read: %s", error)
+        _say_redis_problem("the notifications' lines could not be read", error)
         return {}
     if not any(parked.values()):
         return {"parked": parked}
@@ -413,8 +439,6 @@ def check_redis() -> dict[str, Any]:
 
 
 def _check_redis_server(url: str, names: list[str], several: bool) -> dict[str, Any]:
-    from common.redis_client import client_at
-
     address = server_address(url)
     where = f"Redis at {address}" if address else "Redis"
     if several:
@@ -422,16 +446,19 @@ def _check_redis_server(url: str, names: list[str], several: bool) -> dict[str, 
     check: dict[str, Any] = {"at": address, "for": names}
     try:
         # One round trip: Redis 6.2 answers INFO one section at a time.
-        asked = client_at(url).pipeline(transaction=False)
-        memory, stats = asked.info("memory").info("stats").execute()
+        memory, stats = _ask_redis(
+            url,
+            lambda redis: redis.pipeline(transaction=False).info("memory").info("stats").execute(),
+        )
     except Exception as error:
         check.update(ok=False, policy=None, may_evict=None, evicted_keys=None)
         if several:
             # The broker's and beat's checks say when the broker's or REDIS_URL's Redis is
             # down; one only the results use is said here.
-            check["message"] = unreachable(where, error, logger)
+            check["message"] = f"cannot reach {where}: {reason(error)}"
+            _say_redis_problem(check["message"], error)
         else:
-            logger.warning("Redis's memory policy could not be read: %s", error)
+            _say_redis_problem("Redis's memory policy could not be read", error)
         return check
     policy = memory.get("maxmemory_policy")
     evicts = bool(memory.get("maxmemory")) and policy not in (None, "noeviction")
@@ -462,9 +489,9 @@ def processed_retention_figures() -> dict[str, Any] | None:
     """The last retention job's figures of drop folders' processed files, as the worker that ran
     it kept them in Redis (tasks.processed_retention): the web process may not see the folders.
     None before the first job; RedisError while Redis does not answer."""
-    from common.redis_client import PROCESSED_RETENTION_KEY, client
+    from common.redis_client import PROCESSED_RETENTION_KEY
 
-    kept = client().get(PROCESSED_RETENTION_KEY)
+    kept = _ask_redis(settings.REDIS_URL, lambda redis: redis.get(PROCESSED_RETENTION_KEY))
     return json.loads(kept) if kept else None
 
 
@@ -476,7 +503,7 @@ def check_processed_files() -> dict[str, Any]:
         figures = processed_retention_figures() or {}
     except Exception as error:
         # Logged only: the broker check reports Redis itself (beat's check does the same).
-        logger.warning("the retention's figures could not be read: %s", error)
+        _say_redis_problem("the retention's figures could not be read", error)
         return {"ok": False, "not_deleted": None, "folders_left_alone": None}
     not_deleted = figures.get("processed_files_not_deleted", 0)
     left_alone = figures.get("processed_folders_skipped", 0)
@@ -512,23 +539,47 @@ def _count(number: int, thing: str) -> str:
 
 
 def report() -> tuple[dict[str, Any], bool]:
-    """All checks, and whether the required ones (database, broker) passed."""
-    checks: dict[str, Any] = {"database": check_database(), "broker": check_broker()}
-    checks["beat"] = check_beat() if checks["database"]["ok"] else {"ok": False, "last_tick": None}
-    checks["workers"] = (
-        check_workers(settings.HEALTH_WORKERS_MAX_AGE)
-        if checks["broker"]["ok"]
-        else workers_not_asked(checks["broker"])
-    )
-    checks["schedules"] = (
-        check_schedules() if checks["database"]["ok"] else {"ok": False, "late_imports": None}
-    )
-    checks["backlog"] = check_backlog()
-    checks["redis"] = check_redis()
-    checks["processed_files"] = check_processed_files()
-    checks["notifications"] = (
-        check_notifications() if checks["database"]["ok"] else {"ok": False, "stuck": None}
-    )
+    """All checks, and whether the required ones (database, broker) passed: within a few
+    seconds whatever the dependencies do (DATABASE_WAIT_SECONDS)."""
+    asked = _unanswered.set({})
+    try:
+        with _database_bounded() as database_cut:
+            checks: dict[str, Any] = {"database": check_database()}
+            if database_cut():
+                checks["database"] = {"ok": False, "error": _database_unanswered()}
+            database_ok = checks["database"]["ok"]
+            checks["schedules"] = (
+                check_schedules() if database_ok else {"ok": False, "late_imports": None}
+            )
+            checks["notifications"] = (
+                _or_unanswered(check_notifications, {"ok": False, "stuck": None})
+                if database_ok
+                else {"ok": False, "stuck": None}
+            )
+        if database_cut() and database_ok:
+            # A late answer of the late imports' or notifications' counts: degraded, said so.
+            words = _database_unanswered()
+            for name in ("schedules", "notifications"):
+                if not checks[name]["ok"]:
+                    checks[name]["error"] = words
+            database_ok = False  # beat's check reads the database's clock
+        checks["broker"] = check_broker()
+        checks["beat"] = check_beat() if database_ok else {"ok": False, "last_tick": None}
+        checks["workers"] = (
+            check_workers(settings.HEALTH_WORKERS_MAX_AGE)
+            if checks["broker"]["ok"]
+            else workers_not_asked(checks["broker"])
+        )
+        checks["backlog"] = check_backlog()
+        checks["redis"] = check_redis()
+        checks["processed_files"] = check_processed_files()
+    finally:
+        _unanswered.reset(asked)
+    order = (
+        "database", "broker", "beat", "workers", "schedules", "backlog", "redis",
+        "processed_files", "notifications",
+    )  # fmt: skip
+    checks = {name: checks[name] for name in order}
     healthy = checks["database"]["ok"] and checks["broker"]["ok"]
     degraded = not all(
         checks[name]["ok"]
@@ -571,8 +622,213 @@ def _round(value: float | None) -> float | None:
 
 
 def _database_problem(error: Exception) -> str:
-    return unreachable(database_place(connection.settings_dict), error, logger)
+    cut = _database_cut.get()
+    if cut is not None and cut.is_set():
+        return _database_unanswered()  # what failed is the cut's, said in its words
+    return _said(f"cannot reach {database_place(connection.settings_dict)}", error)
 
 
 def _broker_problem(error: Exception) -> str:
-    return refused_or_unreachable(broker_place(app.conf.broker_write_url), error, logger)
+    place = broker_place(app.conf.broker_write_url)
+    refused = refusal(error)
+    if refused is not None:
+        return _said(f"{place} refuses new messages", error, refused)
+    return _said(f"cannot reach {place}", error)
+
+
+def _said(what: str, error: BaseException, why: str | None = None) -> str:
+    """`<what>: <why>` in words (error_words.reason), logged as _say_once does; the error's own
+    class and text only at DEBUG."""
+    words = f"{what}: {reason(error) if why is None else why}"
+    _say_once(words)
+    logger.debug("%s (%s: %s)", words, type(error).__name__, log_text(error))
+    return words
+
+
+def _say_redis_problem(what: str, error: BaseException) -> None:
+    _said(what, error)
+
+
+# A line `/health` logs for a dependency it cannot use is said again, with how often it was met,
+# at most this often: it logged redis-py's own text ("Timeout reading from socket", "Error 111
+# connecting to …") and a class name at every request, every few seconds per load balancer.
+SAY_AGAIN_SECONDS = 60.0
+_said_at: dict[str, list[float]] = {}  # words: [when said, times met since]
+_said_lock = threading.Lock()
+
+
+def _say_once(words: str) -> None:
+    now = time.monotonic()
+    with _said_lock:
+        said = _said_at.get(words)
+        if said is not None and now - said[0] < SAY_AGAIN_SECONDS:
+            said[1] += 1
+            return
+        folded = said[1] if said else 0
+        if len(_said_at) > 100:
+            _said_at.clear()
+        _said_at[words] = [now, 0]
+    more = ""
+    if said and folded:
+        more = f" (met {folded} times more in the last {now - said[0]:.0f} s)"
+    logger.warning("%s%s", words, more)
+
+
+# --- bounds -------------------------------------------------------------------------------------
+
+# Set while the database's checks run (_database_bounded): once the connection was cut.
+_database_cut: ContextVar[threading.Event | None] = ContextVar("health_database_cut", default=None)
+
+# The Redis servers that did not answer in this request (report), by server: not asked again.
+_unanswered: ContextVar[dict[tuple[Any, ...], BaseException] | None] = ContextVar(
+    "health_unanswered", default=None
+)
+
+
+def _server(url: str) -> tuple[Any, ...] | None:
+    """A Redis URL's server and the user it connects as (not the database number)."""
+    from redis.connection import parse_url
+
+    try:
+        parts = parse_url(url)
+    except ValueError:
+        return None
+    return (
+        parts.get("host"), parts.get("port") or 6379, parts.get("path"), parts.get("username"),
+        parts.get("password"), url.split(":", 1)[0],
+    )  # fmt: skip
+
+
+@functools.cache
+def _health_client(url: str) -> Any:
+    """A client of `url` for `/health`: short waits and no retry (redis-py retries three times
+    by default, each waiting out its socket timeout)."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    from common.redis_client import from_url
+
+    return from_url(
+        url,
+        socket_connect_timeout=REDIS_WAIT_SECONDS,
+        socket_timeout=REDIS_WAIT_SECONDS,
+        retry=Retry(NoBackoff(), 0),
+        health_check_interval=10,
+    )
+
+
+def _ask_redis(url: str, ask: Callable[[Any], Any]) -> Any:
+    """`ask(client)` of the Redis at `url`, unless it did not answer earlier in this request:
+    then what it raised then is raised again, without waiting."""
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import TimeoutError as RedisTimeoutError
+
+    unanswered = _unanswered.get()
+    server = _server(url)
+    if unanswered is not None and server in unanswered:
+        raise unanswered[server]
+    try:
+        return ask(_health_client(url))
+    except (RedisConnectionError, RedisTimeoutError, OSError) as error:
+        if unanswered is not None and server is not None:
+            unanswered[server] = error
+        raise
+
+
+def _broker_unanswered(error: BaseException | None) -> None:
+    """The broker did not answer: when it is REDIS_URL's server (the default), that Redis is
+    not asked again in this request, each read would wait as long for nothing."""
+    unanswered = _unanswered.get()
+    url = app.conf.broker_write_url or ""
+    if error is None or unanswered is None or refusal(error) is not None:
+        return
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        return
+    server = _server(url)
+    if server is not None and server == _server(settings.REDIS_URL):
+        unanswered[server] = error
+
+
+def _or_unanswered(check: Callable[[], dict[str, Any]], instead: dict[str, Any]) -> dict[str, Any]:
+    """`check()`, or `instead` when the database stopped answering in it (_database_bounded)."""
+    from django.db import DatabaseError
+
+    try:
+        return check()
+    except DatabaseError as error:
+        return {**instead, "ok": False, "error": _database_problem(error)}
+
+
+def _database_unanswered() -> str:
+    words = (
+        f"{database_place(connection.settings_dict)} did not answer within "
+        f"{DATABASE_WAIT_SECONDS} s"
+    )
+    _say_once(words)
+    return words
+
+
+@contextmanager
+def _database_bounded() -> Iterator[Callable[[], bool]]:
+    """The database's checks, given DATABASE_WAIT_SECONDS in all: a connection is made with
+    that connect_timeout, and one that has not answered by then is cut (its socket shut down,
+    from a watch thread: psycopg waits on it without a timeout of its own, and a server that
+    accepts and never answers, or a query that waits on a lock, held the request for good).
+    Yields whether it was cut; a cut connection is closed, and made again at the next use."""
+    from django.db import DEFAULT_DB_ALIAS, connections
+
+    wrapper = connections[DEFAULT_DB_ALIAS]  # this thread's: the watch thread has its own
+    saved = wrapper.settings_dict
+    options = dict(saved.get("OPTIONS") or {})
+    given = int(options.get("connect_timeout") or 0)
+    options["connect_timeout"] = (
+        min(given, DATABASE_WAIT_SECONDS) if given > 0 else (DATABASE_WAIT_SECONDS)
+    )
+    wrapper.settings_dict = {**saved, "OPTIONS": options}
+    done, cut = threading.Event(), threading.Event()
+    lock = threading.Lock()
+
+    def watch() -> None:
+        if done.wait(DATABASE_WAIT_SECONDS):
+            return
+        # Still connecting (libpq's connect_timeout ends that) or waiting for an answer.
+        while not done.wait(0.1):
+            with lock:
+                if done.is_set():
+                    return
+                if _shut_down(wrapper):
+                    cut.set()
+                    return
+
+    watcher = threading.Thread(target=watch, name="health-database-watch", daemon=True)
+    watcher.start()
+    watched = _database_cut.set(cut)
+    try:
+        yield cut.is_set
+    finally:
+        _database_cut.reset(watched)
+        with lock:
+            done.set()
+        wrapper.settings_dict = saved
+        if cut.is_set():
+            with suppress(Exception):
+                wrapper.close()
+
+
+def _shut_down(wrapper: Any) -> bool:
+    """Shut down the socket of Django's connection `wrapper` (of another thread); False when it
+    has none yet."""
+    raw = wrapper.connection
+    if raw is None:
+        return False
+    try:
+        fd = raw.pgconn.socket
+    except Exception:
+        return False
+    with suppress(OSError):
+        duplicate = socket.socket(fileno=os.dup(fd))
+        try:
+            duplicate.shutdown(socket.SHUT_RDWR)
+        finally:
+            duplicate.close()
+    return True

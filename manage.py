@@ -19,12 +19,15 @@ def main() -> None:
             raise  # connected: a failure of the command's own, traceback and all
         # Every command (run_import, api_token, seed_demo, migrate, ...) printed psycopg's
         # traceback for a database it could not reach; the worker and /health say it in words.
+        # One line: the log's line said it again first, with the library's class and text
+        # (`OperationalError: …`), which goes to DEBUG.
         import logging
 
-        from common.error_words import database_place, unreachable
+        from common.error_words import database_place, log_text, reason
 
-        words = unreachable(
-            database_place(connection.settings_dict), error, logging.getLogger("importbeat")
+        words = f"cannot reach {database_place(connection.settings_dict)}: {reason(error)}"
+        logging.getLogger("importbeat").debug(
+            "%s (%s: %s)", words, type(error).__name__, log_text(error)
         )
         print(f"{' '.join(sys.argv[1:2]) or 'manage.py'}: {words}", file=sys.stderr)
         sys.exit(1)

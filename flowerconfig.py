@@ -28,3 +28,9 @@ from tornado import web
 if not getattr(Metrics.get, "_importbeat_authenticated", False):
     Metrics.get = web.authenticated(Metrics.get)
     Metrics.get._importbeat_authenticated = True
+
+
+# Flower's own log of a broker it cannot use, said in words and folded (common/flower_words.py).
+from common.flower_words import install as _install_flower_words
+
+_install_flower_words()

@@ -1,6 +1,7 @@
 import gc
 import os
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.wsgi import get_wsgi_application
 from django.urls import get_resolver
 
@@ -8,7 +9,14 @@ from project.chunked_bodies import read_in_chunks
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
-application = read_in_chunks(get_wsgi_application())
+try:
+    application = read_in_chunks(get_wsgi_application())
+except ImproperlyConfigured as error:
+    # In a line, as the other processes say it (project/settings.py): gunicorn prints an
+    # AppImportError's words alone and stops, where it logged the traceback of anything else.
+    from gunicorn.errors import AppImportError
+
+    raise AppImportError(f"importbeat not started: {error}") from None
 
 # Every view, serializer and admin is imported now (the URLconf imports them), not by the first
 # request, and what start-up made is kept out of the garbage collector's sight: a full

@@ -218,13 +218,15 @@ class RedisAway:
         self.since, self.words, self.folded = None, "", 0
 
 
-def not_started(error: BaseException) -> None:
+def not_started(error: BaseException, words: str = "") -> None:
     """Beat started on a database it cannot reach exits saying why, in a line, as the worker
     does (project.worker_checks): django-celery-beat reads its entries at the start, and beat
     printed two tracebacks of some 1,770 lines in all ("beat raised exception <class
     'django.db.utils.OperationalError'>", then one line a character) before it exited (says
-    hunt). The error itself goes to the log; the exit status is 1, for a supervisor to retry."""
-    words = error_words.unreachable(
+    hunt). So does one on a database without this release's tables (`words`: run migrate
+    first), which printed them too (review). The error itself goes to the log; the exit status
+    is 1, for a supervisor to retry."""
+    words = words or error_words.unreachable(
         error_words.database_place(connection.settings_dict), error, logger
     )
     # (one line: beat's stderr is its log, where a print comes again as a WARNING)
@@ -271,6 +273,8 @@ class ImportScheduler(DatabaseScheduler):
         try:
             super().__init__(*args, **kwargs)
         except DatabaseError as error:
+            if behind := migrations_state.behind(error):
+                not_started(error, behind)
             if kwargs.get("lazy") or connection.connection is not None:
                 raise  # connected: an error of its own, said with its traceback
             not_started(error)

@@ -188,3 +188,23 @@ def test_beat_started_before_migrate_says_so(database_behind, processes):
         60,
         what="beat's words\n" + processes.logs(),
     )
+
+
+def test_beat_started_on_a_database_without_its_tables_exits_saying_to_run_migrate(processes):
+    """An empty database (compose's beat started before its migrate service ran): beat printed
+    two tracebacks ending in "relation django_celery_beat_periodictask does not exist", its
+    SQL quoted (review), where a database it cannot reach is said in a line."""
+    name = f"hunt_empty_{uuid.uuid4().hex[:10]}"
+    _admin(f'CREATE DATABASE "{name}"')
+    try:
+        beat = processes.start("beat", DATABASE_URL=_server_url(name))
+
+        assert beat.wait(60) == 1
+        log = processes.log_of("beat")
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    said = [line.split("] ", 1)[-1] for line in log.splitlines() if "not started" in line]
+    assert len(said) == 1, log[-3000:]
+    assert said[0].startswith(f"importbeat beat not started: the database {name} at "), said
+    assert "lacks migrations of this release" in said[0]
+    assert "Traceback" not in log and "does not exist" not in log, log[-3000:]

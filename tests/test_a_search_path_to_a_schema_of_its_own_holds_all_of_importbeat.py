@@ -110,7 +110,7 @@ def test_migrate_on_a_search_path_whose_schema_is_not_there_says_so(processes):
     # Then it refuses, naming the setting and what to do
     assert migrated.returncode != 0
     assert migrated.stderr.strip().splitlines()[-1] == (
-        "django.core.exceptions.ImproperlyConfigured: the database's search_path (importbeat) "
+        "importbeat not started: the database's search_path (importbeat) "
         "names no schema that exists there: create the schema importbeat's tables go in "
         "(CREATE SCHEMA … AUTHORIZATION its user), or correct search_path in DATABASE_URL's "
         "options or the role's or database's settings"

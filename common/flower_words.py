@@ -47,9 +47,14 @@ class FlowerWords(logging.Filter):
             error = record.args[0] if isinstance(record.args, tuple) else record.args
             words = f"Flower cannot turn the workers' events on: {self._why(error)}"
         elif message.startswith("Inspect method") and isinstance(record.args, tuple):
-            # One line for its four questions (active_queues, registered, stats, conf)
-            error = record.args[-1] if len(record.args) > 1 else None
-            words = f"Flower cannot ask the workers how they are: {self._why(error)}"
+            # One line for its four questions (active_queues, registered, stats, conf). Without
+            # an error, the broker took the question and no worker answered it in time: no
+            # worker runs, or they are busy; the broker is not to blame.
+            if len(record.args) > 1:
+                why = self._why(record.args[-1])
+                words = f"Flower cannot ask the workers how they are: {why}"
+            else:
+                words = "Flower asked the workers how they are: none answered in time"
         else:
             return True
         now = time.monotonic()

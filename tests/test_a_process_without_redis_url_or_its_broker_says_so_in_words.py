@@ -129,3 +129,20 @@ def test_flower_says_a_broker_users_acl_refusal_in_words(caplog):
     assert said[0].endswith(
         "refuses: the Redis user is not allowed to run what importbeat needs: check its ACL"
     ), said
+
+
+@pytest.mark.django_db
+def test_flower_says_workers_that_did_not_answer_without_blaming_the_broker(caplog):
+    """Flower's "Inspect method stats failed" with no error is a question no worker answered
+    in time (none runs, or they are busy): it was said as "cannot reach the broker" (review)."""
+    import logging
+
+    from common import flower_words
+
+    flower_words.install()
+    with caplog.at_level(logging.WARNING, logger="flower.inspector"):
+        for method in ("stats", "registered", "conf"):
+            logging.getLogger("flower.inspector").warning("Inspect method %s failed", method)
+
+    said = [record.getMessage() for record in caplog.records if record.name == "flower.inspector"]
+    assert said == ["Flower asked the workers how they are: none answered in time"], said

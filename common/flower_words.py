@@ -13,14 +13,10 @@ signal dispatcher logged its traceback first.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from typing import Any
 
 from common import error_words
-
-# The same words are said again at most this often (project.beat's RedisAway folds alike).
-SAY_AGAIN_SECONDS = 60.0
+from common.said_once import SaidOnce
 
 
 def _broker() -> str:
@@ -35,8 +31,7 @@ class FlowerWords(logging.Filter):
 
     def __init__(self) -> None:
         super().__init__()
-        self.lock = threading.Lock()
-        self.said: dict[str, list[float]] = {}  # words: [when said, times met since]
+        self.said = SaidOnce()
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = str(record.msg)
@@ -57,18 +52,9 @@ class FlowerWords(logging.Filter):
                 words = "Flower asked the workers how they are: none answered in time"
         else:
             return True
-        now = time.monotonic()
-        with self.lock:
-            said = self.said.get(words)
-            if said is not None and now - said[0] < SAY_AGAIN_SECONDS:
-                said[1] += 1
-                return False
-            self.said[words] = [now, 0]
-        more = (
-            f" (met {said[1]} times more in the last {now - said[0]:.0f} s)"
-            if said and said[1]
-            else ""
-        )
+        more = self.said.again(words)
+        if more is None:
+            return False
         record.msg, record.args = words + more, ()
         record.exc_info = record.exc_text = None
         return True

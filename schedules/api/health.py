@@ -35,6 +35,7 @@ from common.error_words import (
     refusal,
     server_address,
 )
+from common.said_once import SaidOnce
 
 logger = logging.getLogger(__name__)
 
@@ -652,26 +653,12 @@ def _say_redis_problem(what: str, error: BaseException) -> None:
 # A line `/health` logs for a dependency it cannot use is said again, with how often it was met,
 # at most this often: it logged redis-py's own text ("Timeout reading from socket", "Error 111
 # connecting to …") and a class name at every request, every few seconds per load balancer.
-SAY_AGAIN_SECONDS = 60.0
-_said_at: dict[str, list[float]] = {}  # words: [when said, times met since]
-_said_lock = threading.Lock()
+_folded = SaidOnce()
 
 
 def _say_once(words: str) -> None:
-    now = time.monotonic()
-    with _said_lock:
-        said = _said_at.get(words)
-        if said is not None and now - said[0] < SAY_AGAIN_SECONDS:
-            said[1] += 1
-            return
-        folded = said[1] if said else 0
-        if len(_said_at) > 100:
-            _said_at.clear()
-        _said_at[words] = [now, 0]
-    more = ""
-    if said and folded:
-        more = f" (met {folded} times more in the last {now - said[0]:.0f} s)"
-    logger.warning("%s%s", words, more)
+    if (more := _folded.again(words)) is not None:
+        logger.warning("%s%s", words, more)
 
 
 # --- bounds -------------------------------------------------------------------------------------

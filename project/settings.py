@@ -469,6 +469,11 @@ if CELERY_RESULT_BACKEND.startswith(("redis", "unix")):
 for _name in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
     if _name in os.environ:
         os.environ[_name] = globals()[_name]
+# A day, for every state: a parked run's RETRY says "waiting its turn" for as long as it waits in
+# its owner's line, and Celery has one expiry for all states but FAILURE, so none is shorter. What
+# a day cost is bounded instead: a run's task stores no traceback, and its end replaces a RETRY or
+# PROGRESS it stored while it waited or ran (tasks.tasks.execute_run).
+# https://docs.celeryq.dev/en/stable/userguide/configuration.html#result-expires
 CELERY_RESULT_EXPIRES = 24 * 3600
 # A result backend connection the network forgot (a NAT whose idle timeout drops packets
 # instead of refusing them) held the worker's process that wrote on it until the kernel gave it

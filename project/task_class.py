@@ -14,6 +14,9 @@
 - A task whose failure was told already (tasks.lost_tasks.ToldFailed: an attempt stopped alive
   after the sweep took it for lost and told FAILURE) fails without telling it again: Flower
   counts events, and counted two ends of one attempt.
+- A failed or retried task's stored state keeps the end of its traceback at most, or none
+  (ImportbeatTask.stored_traceback_chars): a run's failure and each of its waits kept 0.8-1.1
+  kB of the runner's frames in Redis for a day, where the run log holds what went wrong.
 - A task that failed, was retried, rejected or ignored lets go of its exception's traceback
   once Celery is done with it (_tracebacks_forgotten): a pool process kept every such task's
   frames and billiard's copy of them (some 185 kB a failed run) until a full garbage
@@ -100,6 +103,43 @@ class ImportbeatTask(Task):
     """Every importbeat task (the app's task_cls)."""
 
     Request = "project.task_class:ImportbeatRequest"
+    # How much of a failed or retried task's traceback its stored state keeps: its end, where
+    # the error was raised (None: all of it). A task whose errors its own log holds keeps none
+    # (tasks.tasks.execute_run: the run log). Celery stored it whole, kept a day.
+    stored_traceback_chars: int | None = 2000
+
+    @property
+    def backend(self) -> Any:
+        backend = self._backend if self._backend is not None else self.app.backend
+        return _TracebacksBounded(backend, self.stored_traceback_chars)
+
+    @backend.setter
+    def backend(self, value: Any) -> None:
+        self._backend = value
+
+
+class _TracebacksBounded:
+    """A task's result backend, which stores the end of a failure's or a retry's traceback at
+    most (ImportbeatTask.stored_traceback_chars); anything else is the backend's own."""
+
+    def __init__(self, backend: Any, chars: int | None) -> None:
+        self._backend, self._chars = backend, chars
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    def mark_as_failure(self, task_id: str, exc: Any, traceback: str | None = None, **kw: Any):
+        return self._backend.mark_as_failure(task_id, exc, self._bounded(traceback), **kw)
+
+    def mark_as_retry(self, task_id: str, exc: Any, traceback: str | None = None, **kw: Any):
+        return self._backend.mark_as_retry(task_id, exc, self._bounded(traceback), **kw)
+
+    def _bounded(self, traceback: str | None) -> str | None:
+        if not traceback or self._chars is None or len(traceback) <= self._chars:
+            return traceback
+        if self._chars <= 0:
+            return None
+        return "…\n" + traceback[-self._chars :]
 
 
 @task_postrun.connect

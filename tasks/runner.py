@@ -156,17 +156,21 @@ def hand_back(what: str, error: BaseException, reason: str = DATABASE_UNREACHABL
     raise Reject(reason, requeue=True) from error
 
 
-def execute(run_id: int, task: Any | None = None) -> dict[str, Any] | None:
+def execute(
+    run_id: int, task: Any | None = None, kept: KeptState | None = None
+) -> dict[str, Any] | None:
     """Run `run_id` in this process. `task` is the bound Celery task, or None in the foreground.
 
-    Returns the run's summary (status and counts), None when there was nothing to do.
+    Returns the run's summary (status and counts), None when there was nothing to do. `kept` is
+    told whether the result backend may keep an earlier state of the task (KeptState).
     """
+    kept = kept if kept is not None else KeptState()
     attempted: list[ImportRun] = []
     # The owner whose slot this delivery may give back (fairness.hand_on), once the run is
     # loaded; none when the run was parked in its owner's line.
     owner: list[int] = []
     try:
-        result = _execute(run_id, task, attempted, owner)
+        result = _execute(run_id, task, attempted, owner, kept)
     except Reject:
         raise  # given back to the queue before it took a slot, or with its run still running
     except BaseException as error:
@@ -211,7 +215,7 @@ def _hand_on(task: Any | None, owner: list[int], run_id: int) -> None:
 
 
 def _execute(
-    run_id: int, task: Any | None, attempted: list[ImportRun], owner: list[int]
+    run_id: int, task: Any | None, attempted: list[ImportRun], owner: list[int], kept: KeptState
 ) -> dict[str, Any] | None:
     """execute(), which is told of the run attempted here (in `attempted`, as it ended) and
     of its owner (in `owner`) unless it was parked in its owner's line."""
@@ -221,9 +225,12 @@ def _execute(
     if run is None or not _message_of(run, task):
         _not_this_runs_message(run_id, run, task)
         if run is None and task is not None:
-            raise StoppedBeforeDelivery(None)  # deleted while it waited (told REVOKED then)
+            # Deleted while it waited (told REVOKED then), in its owner's line perhaps.
+            kept.kept = True
+            raise StoppedBeforeDelivery(None)
         return None
     owner.append(run.scheduled_import.owner_id)
+    kept.look_at(run, task)
     if run.status in ImportRun.FINAL_STATUSES:
         if task is not None and run.status == ImportRun.Status.CANCELLED:
             raise StoppedBeforeDelivery(summary(run))
@@ -323,7 +330,7 @@ def _execute(
             # Only a database that stays away through finish_run's own retries gets here: the
             # redelivered message finishes the run (from its committed counts, if any).
             try:
-                ended = _attempt(run, task)
+                ended = _attempt(run, task, kept)
                 attempted.append(run)
                 return ended
             except ImportRun.DoesNotExist:
@@ -412,9 +419,9 @@ def task_result(result: dict[str, Any] | None) -> dict[str, Any] | None:
     return result
 
 
-def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
+def _attempt(run: ImportRun, task: Any | None, kept: KeptState) -> dict[str, Any]:
     try:
-        return _attempt_once(run, task)
+        return _attempt_once(run, task, kept)
     except SoftTimeLimitExceeded:
         # Struck while the attempt's failure was being recorded (its database away, each
         # write tried again on a new connection): it ends timed out, as one struck in the
@@ -428,12 +435,13 @@ def _attempt(run: ImportRun, task: Any | None) -> dict[str, Any]:
         return summary(run)
 
 
-def _attempt_once(run: ImportRun, task: Any | None) -> dict[str, Any]:
+def _attempt_once(run: ImportRun, task: Any | None, kept: KeptState) -> dict[str, Any]:
     imp = run.scheduled_import
 
     def progress(state: dict[str, int | None]) -> None:
         if task is not None and task.request.id:
             try:
+                kept.kept = True  # (before: a write that timed out may have landed)
                 task.update_state(state="PROGRESS", meta={"run_id": run.pk, **state})
             except Exception as error:
                 # Progress is for Flower; a result backend that is away must not fail the run.
@@ -664,6 +672,27 @@ class RetryLater(Exception):
             broker = error_words.refused_or_unreachable("the broker", refused.reason, logger)
             note = services.note_retry_not_sent(run_id, broker)
             return Retry(f"{self.error} ({note})", exc=self.error)
+
+
+class KeptState:
+    """Whether the result backend may keep a state of a run's task from before the run ended:
+    a RETRY (the run waited its turn, for its import's lease, or for the retry of a failed
+    attempt) or a PROGRESS (an attempt that lasted). The task's end then replaces it
+    (tasks.tasks.execute_run): a run that waited and succeeded kept saying "waiting its turn"
+    for CELERY_RESULT_EXPIRES, in Flower's result page and to AsyncResult. A run that never
+    waited and ended within VISIBLE_AFTER_SECONDS stored nothing, and its end stores nothing
+    either (issue 15: no Redis write of a small run's result)."""
+
+    def __init__(self) -> None:
+        self.kept = False
+
+    def look_at(self, run: ImportRun, task: Any | None) -> None:
+        """The run as its delivery loaded it: a Celery retry (a wait for the lease, a failed
+        attempt's retry), an earlier attempt (its progress; its worker lost) or a note (waiting
+        its turn, parked: a hand-on sends it again as a new message) each may have left one."""
+        retries = getattr(getattr(task, "request", None), "retries", 0) or 0
+        if task is not None and (retries or run.attempts or run.error_message):
+            self.kept = True
 
 
 class StoppedBeforeDelivery(Exception):

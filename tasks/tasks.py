@@ -7,8 +7,8 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, NoReturn
 
-from celery import shared_task
-from celery.exceptions import Ignore, Reject, Retry
+from celery import shared_task, states
+from celery.exceptions import BackendError, Ignore, Reject, Retry
 from django.conf import settings
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
@@ -60,31 +60,66 @@ def dispatch_scheduled_import(
     # a run that waits (its import's lease, its owner's cap) comes back as often as it takes.
     # Celery's default of 3 ended such a wait with MaxRetriesExceededError after 3 looks.
     max_retries=None,
-    # A finished run's result is not stored: nothing reads it (Flower has it from the
-    # task-succeeded event, the API the run row), and storing it was a Redis write of every
+    # A finished run's result is not stored by Celery: nothing reads it (Flower has it from
+    # the task-succeeded event, the API the run row), and storing it was a Redis write of every
     # small run (issue 15). Its PROGRESS, RETRY and FAILURE states still are: the API's live
     # progress reads the task state while the run runs, and a retry's RETRY replaces the
     # PROGRESS its failed attempt left, so the next attempt never shows that one's figures.
+    # A run that ended after such a state stores its end over it (_ended).
     ignore_result=True,
     store_errors_even_if_ignored=True,
+    # A failure's or a retry's traceback is not stored with its state: the run log holds the
+    # error (and, for staff, the traceback of one it could not explain), the worker log an
+    # unexpected one; the traceback of the runner's own frames was 0.8-1.1 kB of each such
+    # state, kept a day (project.task_class).
+    stored_traceback_chars=0,
 )
 def execute_run(
     self, run_id: int, import_id: int | None = None, import_name: str = ""
 ) -> dict | None:
     """One run. `import_id` and `import_name` only label the task (Flower's task list)."""
+    kept = runner.KeptState()
     try:
-        result = runner.task_result(runner.execute(run_id, self))
+        result = runner.task_result(runner.execute(run_id, self, kept))
     except runner.StoppedBeforeDelivery as stopped:
         # Told REVOKED at the cancel or the deletion (or never told, stopped before a worker
         # took it): ended SUCCESS here, it said so for good, as Flower lets SUCCESS overwrite
         # REVOKED. Ignored, the message is acknowledged and Flower hears nothing after the revoke.
         if _told_revoked(self, run_id):
+            _ended(self, kept, None, revoked=True)
             raise Ignore() from None
+        _ended(self, kept, stopped.summary)
         return stopped.summary
-    # Stopped alive after the sweep took it for lost: it ends as the sweep told Flower, once.
-    if told := lost_tasks.told_when_taken_for_lost(self.request.id, run_id, result):
+    # Stopped alive after the sweep took it for lost: it ends as the sweep told Flower, once
+    # (a failure stored as FAILURE, which replaces any state the task kept).
+    told = lost_tasks.told_when_taken_for_lost(self.request.id, run_id, result)
+    if not isinstance(told, RunFailed):
+        _ended(self, kept, result)
+    if told:
         raise told
     return result
+
+
+def _ended(task: Any, kept: runner.KeptState, result: dict | None, revoked: bool = False) -> None:
+    """Store the end of a run's task (`result`, its summary: SUCCESS; or REVOKED) over the
+    state the result backend keeps of it (kept.kept: a RETRY of a wait, a PROGRESS), which
+    said "waiting its turn" of a run that had succeeded, for a day (Flower's result page,
+    AsyncResult). Stored rather than deleted: Celery stores no state over a SUCCESS, so a wait's
+    RETRY that lands late (its worker slow, the run sent again and ended meanwhile) leaves the
+    end in place. A run that never waited stored nothing, and stores nothing here (issue 15)."""
+    # (no result: nothing was done, another delivery has the run, whose state it is)
+    if not kept.kept or not task.request.id or (result is None and not revoked):
+        return
+    try:
+        if revoked:
+            task.backend.mark_as_revoked(
+                task.request.id, "the run was cancelled or deleted", request=task.request
+            )
+        else:
+            task.backend.store_result(task.request.id, result, states.SUCCESS, request=task.request)
+    except (RedisError, BackendError, OSError) as error:
+        # The run log has its end; the state stays until CELERY_RESULT_EXPIRES.
+        logger.warning("the end of task %s (a run) not stored: %r", task.request.id, error)
 
 
 def _told_revoked(task: Any, run_id: int) -> bool:

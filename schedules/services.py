@@ -1486,6 +1486,22 @@ STOPPED_ALIVE_ENDED = (
     "its worker was alive after all: when it was heard from again, it found the run ended as "
     "lost and stopped this attempt; nothing of this attempt was written to the dataset"
 )
+# A run the sweep ended otherwise than failed as lost (timed out: its time was up while its
+# worker was silent; cancelled: its import cancelled meanwhile), in the run's own words: it
+# said "ended as lost" of a run the log, the API and the admin call timed out (sweep3 hunt).
+STOPPED_ALIVE_ENDED_AS = (
+    "its worker was alive after all: when it was heard from again, it found the run ended as "
+    "{status} ({why}) and stopped this attempt; nothing of this attempt was written to the "
+    "dataset"
+)
+
+
+def stopped_alive_ended_words(status: str, why: str) -> str:
+    """What the entry of an attempt stopped alive says of its run, ended under it as `status`
+    with the words `why` (note_sent_again_while_alive)."""
+    if status == ImportRun.Status.FAILED:
+        return STOPPED_ALIVE_ENDED
+    return STOPPED_ALIVE_ENDED_AS.format(status=ImportRun.Status(status).label.lower(), why=why)
 
 
 def note_sent_again_while_alive(run: ImportRun) -> bool:
@@ -1507,19 +1523,19 @@ def note_sent_again_while_alive(run: ImportRun) -> bool:
             found = (
                 ImportRun.objects.select_for_update()
                 .filter(pk=run.pk)
-                .values_list("error_details", "celery_task_id", "status")
+                .values_list("error_details", "celery_task_id", "status", "error_message")
                 .first()
             )
             if found is None:
                 return None
-            details, row_task, status = found
+            details, row_task, status, why = found
             attempts = (details or {}).get("attempts") or []
             entry = next(
                 (a for a in attempts if isinstance(a, dict) and a.get("task") == task_id), None
             )
             words = STOPPED_ALIVE
             if entry is None and row_task == task_id and status in ImportRun.FINAL_STATUSES:
-                words = STOPPED_ALIVE_ENDED
+                words = stopped_alive_ended_words(status, why)
                 entry = next(
                     (
                         a for a in reversed(attempts)

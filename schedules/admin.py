@@ -746,9 +746,13 @@ class ImportRunAdmin(ListAtScale, RunDisplay, admin.ModelAdmin):
 
     @admin.display(description="error")
     def errors(self, run: ImportRun) -> SafeString | str:
+        # A queued run reconciliation sent again says so here: it has no attempt to say it on.
+        sent_again = _attempt_notes(
+            run.error_details or {}, run.scheduled_import.tzinfo, (services.RUN_SENT_AGAIN,)
+        )
         if not run.error_message:
-            return "-"
-        return format_html('<pre class="ib-error">{}</pre>', run.error_message)
+            return sent_again or "-"
+        return format_html('<pre class="ib-error">{}</pre>{}', run.error_message, sent_again)
 
     @admin.display(description="traceback")
     def traceback(self, run: ImportRun) -> str:
@@ -967,13 +971,16 @@ class NotificationDeliveryAdmin(ListAtScale, admin.ModelAdmin):
         return False
 
 
-def _attempt_notes(attempt: dict, zone) -> SafeString:
+def _attempt_notes(
+    attempt: dict, zone, names: tuple[str, ...] = ("sent_again", "retry_sent_again", "ended")
+) -> SafeString:
     """What else an attempt's entry says: the sweep sent the run again (why), or reconciliation
     its retry, and what became of the attempt, its worker alive after all
-    (services.note_sent_again_while_alive)."""
+    (services.note_sent_again_while_alive); or, of `names` on a run's own details, what
+    reconciliation noted of its message sent again."""
     notes = [
         (_moment_text(attempt.get(f"{name}_at"), zone), attempt[name])
-        for name in ("sent_again", "retry_sent_again", "ended")
-        if attempt.get(name)
+        for name in names
+        if isinstance(attempt.get(name), str) and attempt.get(name)
     ]
     return format_html_join("", '<p class="ib-attempt-note">{} {}</p>', notes)

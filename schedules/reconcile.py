@@ -267,6 +267,16 @@ def _mark_resent(run: ImportRun, now: datetime, caught_up: bool) -> bool:
         fields["error_details"] = _noted_on_its_last_attempt(
             retry_sent_again=RETRY_SENT_AGAIN.format(late=late), retry_sent_again_at=now.isoformat()
         )
+    if run.status == ImportRun.Status.QUEUED:
+        # It has no attempt's entry to say it on: the run log said nothing of the message
+        # sent again, nor why (sweep3 hunt). In the same statement.
+        fields["error_details"] = _noted_on_the_run(
+            fields.get("error_details", F("error_details")),
+            **{
+                services.RUN_SENT_AGAIN: _queued_sent_again_words(run, now, caught_up),
+                services.RUN_SENT_AGAIN_AT: now.isoformat(),
+            },
+        )
     if caught_up:
         fields["trigger"] = ImportRun.Trigger.CATCHUP
     touched = ImportRun.objects.filter(
@@ -279,6 +289,36 @@ RETRY_SENT_AGAIN = (
     "its retry was sent again by reconciliation: it had not run {late}s after it was due (its "
     "message lost, or held by a worker that did not run it); only one of the copies runs it"
 )
+
+
+QUEUED_SENT_AGAIN = (
+    "its message was sent again by reconciliation: no worker had taken it {late}s after it was "
+    "queued, and {why}{caught_up}; should the first copy come back, only one of them runs it"
+)
+
+
+def _queued_sent_again_words(run: ImportRun, now: datetime, caught_up: bool) -> str:
+    """Why queued `run` is sent again, in words (services.RUN_SENT_AGAIN)."""
+    late = int((now - run.queued_at).total_seconds())
+    if services.message_not_sent(run):
+        why = "the broker had refused it"
+    else:
+        why = "the broker held no copy of it (lost on its way, or with a broker restarted empty)"
+    return QUEUED_SENT_AGAIN.format(
+        late=late, why=why,
+        caught_up=" (as its import's catch-up run: its tick was missed)" if caught_up else "",
+    )  # fmt: skip
+
+
+def _noted_on_the_run(details: Func | F, **notes: str) -> Func:
+    """`details` (a run's error_details, as an expression) with `notes` set at its top."""
+    noted: Func | F = details
+    for name, note in notes.items():
+        path = Func(Value(f"{{{name}}}"), template="%(expressions)s::text[]")
+        noted = Func(
+            noted, path, Value(note, JSONField()), function="jsonb_set", output_field=JSONField()
+        )
+    return noted
 
 
 def _noted_on_its_last_attempt(**notes: str) -> Func:

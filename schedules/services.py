@@ -1575,13 +1575,51 @@ def with_notes_of(locked: dict[str, Any] | None, details: dict[str, Any]) -> dic
         for a in (locked or {}).get("attempts") or []
         if isinstance(a, dict) and "ended" in a
     }
+    # The run's own notes (a resend by reconciliation, how the sweep told Flower), as the row
+    # holds them: no attempt writes them.
+    kept = {k: v for k, v in (locked or {}).items() if k in RUN_NOTE_KEYS}
     if not noted:
-        return details
+        return {**details, **kept} if kept else details
     attempts = [
         noted.get((a.get("attempt"), a.get("at")), a) if isinstance(a, dict) else a
         for a in details.get("attempts") or []
     ]
-    return {**details, "attempts": attempts}
+    return {**details, **kept, "attempts": attempts}
+
+
+# A queued run's message that reconciliation sent again (schedules.reconcile._mark_resent):
+# why, and when. A retry's is said on its failed attempt's entry (`retry_sent_again`); a
+# queued run has no entry, and its resend was said nowhere but the reconcile pass's log line.
+RUN_SENT_AGAIN = "sent_again"
+RUN_SENT_AGAIN_AT = "sent_again_at"
+# How the end of a lost attempt's task was told to Flower (tasks.lost_tasks.end_lost_task):
+# {"task": its id, "told": whether the event left, "by": the worker it was told as}. The
+# attempt, alive after all, ends its task by it when it stops: as told, or, when the event
+# could not leave (the broker away at that moment), telling the end itself.
+LOST_TASK_END = "lost_task_end"
+RUN_NOTE_KEYS = frozenset({RUN_SENT_AGAIN, RUN_SENT_AGAIN_AT, LOST_TASK_END})
+
+
+def note_lost_task_end(run_id: int, task_id: str, told: bool, reporter: str) -> None:
+    """Say on run `run_id` whether the end of its lost attempt's task `task_id` reached Flower
+    (LOST_TASK_END). One statement that leaves the rest of the run's details as they are now."""
+    note = Value({LOST_TASK_END: {"task": task_id, "told": told, "by": reporter}}, JSONField())
+    ImportRun.objects.filter(pk=run_id).update(
+        error_details=Func(
+            F("error_details"), note, template="%(expressions)s", arg_joiner=" || ",
+            output_field=JSONField(),
+        )
+    )  # fmt: skip
+
+
+def lost_task_end_told(run: ImportRun, task_id: str) -> bool | None:
+    """Whether the sweep (or whoever ended the run as lost) told Flower the end of `task_id`,
+    an attempt of `run`: None when it noted nothing of that task."""
+    details = run.error_details if isinstance(run.error_details, dict) else {}
+    note = details.get(LOST_TASK_END)
+    if not isinstance(note, dict) or note.get("task") != task_id:
+        return None
+    return bool(note.get("told"))
 
 
 def time_limit_words(imp: ScheduledImport, applied: float | None, killed: bool = False) -> str:

@@ -13,6 +13,13 @@ attempt stops when it is heard from again, its run ended or sent again under it.
 ended SUCCESS ("cancelled: its run was ended while it ran"), which Flower let overwrite the
 FAILURE the sweep had told, and counted a second end of the run (flowerend hunt). It now ends as
 the sweep told it, without telling it again (told_when_taken_for_lost).
+
+Whether the sweep's event left is noted on the run (services.LOST_TASK_END). One that could
+not (the broker away at that moment) left the attempt's task STARTED in Flower for good, its
+attempt, stopped, telling nothing as if told: that attempt now tells the run's end itself. And
+a run its owner cancelled, which the sweep ended (and told SUCCESS) while its worker was
+silent, counted a second SUCCESS when its attempt stopped in the owner's words: it is now
+ended without one (sweep3 hunt).
 """
 
 from __future__ import annotations
@@ -37,12 +44,15 @@ logger = logging.getLogger("importbeat.maintenance")
 
 def end_lost_task(task_id: str, run: ImportRun, reporter: str) -> None:
     """Send the final event of `task_id`, the lost attempt of `run` (as resolved by the sweep),
-    from the worker `reporter` (Flower counts the task there: the dead one would look alive)."""
+    from the worker `reporter` (Flower counts the task there: the dead one would look alive),
+    and say on the run whether it left: its attempt, should it be alive after all, ends its
+    task by it (told_when_taken_for_lost)."""
     from celery import current_app
 
     if not task_id:
         return
     ended_well = run.status in ImportRun.FINAL_STATUSES and run.status not in run.FAILED_STATUSES
+    told = True
     try:
         with current_app.events.default_dispatcher(hostname=reporter) as dispatcher:
             if ended_well:
@@ -51,8 +61,14 @@ def end_lost_task(task_id: str, run: ImportRun, reporter: str) -> None:
             else:
                 dispatcher.send("task-failed", uuid=task_id, exception=_words(run), traceback="")
     except (KombuError, RedisError, OSError) as error:
+        told = False
         logger.warning("the lost task %s of run %s could not be ended in Flower: %s",
                        task_id, run.pk, error)  # fmt: skip
+    try:
+        services.note_lost_task_end(run.pk, task_id, told, reporter)
+    except DatabaseError as error:
+        logger.warning("run %s: whether its lost task %s was ended in Flower not noted: %s",
+                       run.pk, task_id, error)  # fmt: skip
 
 
 class ToldFailed(RunFailed):
@@ -64,14 +80,19 @@ class ToldFailed(RunFailed):
 
 def told_when_taken_for_lost(
     task_id: str, run_id: int, result: dict[str, Any] | None
-) -> ToldFailed | Ignore | None:
+) -> RunFailed | Ignore | None:
     """How the task `task_id` ends, its attempt of run `run_id` stopped alive (`result`, the
     runner's) after the sweep took it for lost and told Flower its end: failed in the run's words
     (the sweep ended the run as lost, or sent it again), or ignored (the sweep cancelled the run
-    and told SUCCESS); None when nobody told it (another run under its id after a database
-    restore, or any other end): the task tells its own end."""
+    and told SUCCESS, its owner's cancel or its import's); None when nobody told it (another run
+    under its id after a database restore, or any other end): the task tells its own end. When
+    the sweep's event did not leave (services.LOST_TASK_END), the task tells the run's end
+    itself: a failure, its worker sends (RunFailed), or its own SUCCESS."""
     why = (result or {}).get("error")
-    if why not in (services.ENDED_WHILE_RUNNING, services.TAKEN_OVER_WHILE_RUNNING):
+    taken = why in (services.ENDED_WHILE_RUNNING, services.TAKEN_OVER_WHILE_RUNNING)
+    # Stopped in its owner's words (services.cancel_requested), the run maybe ended by the sweep
+    cancelled = isinstance(why, str) and why.startswith("cancelled") and not taken
+    if not (taken or cancelled):
         return None
     try:
         run = ImportRun.objects.filter(pk=run_id).first()
@@ -80,16 +101,23 @@ def told_when_taken_for_lost(
         return None
     if run is None:
         return None
+    told = services.lost_task_end_told(run, task_id)
+    if cancelled:
+        # Ended by the sweep, which told SUCCESS: a second one counted two ends of one run.
+        if told and run.celery_task_id == task_id and run.status == ImportRun.Status.CANCELLED:
+            return Ignore()
+        return None
     if why == services.ENDED_WHILE_RUNNING:
         if run.celery_task_id != task_id or run.status not in ImportRun.FINAL_STATUSES:
             return None
         if run.status not in run.FAILED_STATUSES:
-            return Ignore()
-        return ToldFailed(_words(run))
+            return None if told is False else Ignore()
+        return RunFailed(_words(run)) if told is False else ToldFailed(_words(run))
     details = run.error_details if isinstance(run.error_details, dict) else {}
     for entry in details.get("attempts", []):
         if entry.get("task") == task_id and "sent_again" in entry:
-            return ToldFailed(f"run {run.pk}: {entry.get('error')}; {entry['sent_again']}")
+            words = f"run {run.pk}: {entry.get('error')}; {entry['sent_again']}"
+            return RunFailed(words) if told is False else ToldFailed(words)
     return None
 
 

@@ -597,8 +597,11 @@ class RunDetailSerializer(RunSerializer):
 # error_message while they hold (a run parked in its owner's line, a retry or a first message
 # the broker refused); a mark left on a run cancelled meanwhile said nothing true to its owner.
 STAFF_ONLY_DETAILS = frozenset(
-    {"traceback", services.PARKED_BY, services.RETRY_NOT_SENT, services.MESSAGE_NOT_SENT}
-)
+    {
+        "traceback", services.PARKED_BY, services.RETRY_NOT_SENT, services.MESSAGE_NOT_SENT,
+        services.LOST_TASK_END,
+    }
+)  # fmt: skip
 
 
 class ActiveRunConflictSerializer(serializers.Serializer):

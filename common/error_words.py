@@ -200,10 +200,27 @@ _REFUSALS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"read only replica|readonly"), READ_ONLY),
 ]
 
+# A Redis (the broker's, REDIS_URL's) that answered and refused the login: requirepass set and
+# no password or a wrong one given (NOAUTH, WRONGPASS), or an ACL user that is off. It was said
+# "cannot reach Redis: authentication failed", sending an operator to the network, and the
+# worker's and Flower's lines quoted redis-py's class and text (health3 hunt).
+LOGIN_REFUSED = (
+    "the user name or password in its URL is wrong or missing, or that user is disabled in its ACL"
+)
+_LOGIN_REFUSALS = re.compile(
+    r"wrongpass|invalid username-password pair|noauth|authentication required"
+    r"|invalid password|user is disabled"
+)
+
 
 def unreachable(what: str, error: BaseException, log: logging.Logger) -> str:
     """The words `cannot reach <what>: <why>`; `error` itself (its class and whole text) goes
-    to `log`."""
+    to `log`. A Redis that refused the login: `<what> refuses the login: <why>` (login_refusal),
+    its text at DEBUG only, as it adds nothing to the words."""
+    if words := login_refusal(what, error):
+        log.warning("%s", words)
+        log.debug("%s (%s: %s)", words, type(error).__name__, log_text(error))
+        return words
     words = f"cannot reach {what}: {reason(error)}"
     log.warning("%s (%s: %s)", words, type(error).__name__, log_text(error))
     return words
@@ -214,7 +231,7 @@ def refused_or_unreachable(what: str, error: BaseException, log: logging.Logger)
     full Redis, a read-only replica), else `cannot reach <what>: <why>`; `error` itself goes to
     `log`."""
     refused = refusal(error)
-    if refused is None:
+    if refused is None or refused == LOGIN_REFUSED:
         return unreachable(what, error, log)
     words = f"{what} refuses new messages: {refused}"
     log.warning("%s (%s: %s)", words, type(error).__name__, log_text(error))
@@ -222,12 +239,23 @@ def refused_or_unreachable(what: str, error: BaseException, log: logging.Logger)
 
 
 def refusal(error: BaseException) -> str | None:
-    """Why a server that answers refused to write (a full Redis, a read-only replica), in
-    words; None when `error` is no such refusal (a connection that failed, say)."""
+    """Why a server that answers refused to write (a full Redis, a read-only replica, a Redis
+    that refused the login: LOGIN_REFUSED), in words; None when `error` is no such refusal (a
+    connection that failed, say)."""
     text = " ".join(str(link) for link in chain(error)).lower()
     for phrase, words in _REFUSALS:
         if phrase.search(text):
             return words
+    if _LOGIN_REFUSALS.search(text):
+        return LOGIN_REFUSED
+    return None
+
+
+def login_refusal(what: str, error: BaseException) -> str | None:
+    """`<what> refuses the login: <why>` for a Redis that answered and refused the user name or
+    password of its URL; None for any other error."""
+    if _LOGIN_REFUSALS.search(" ".join(str(link) for link in chain(error)).lower()):
+        return f"{what} refuses the login: {LOGIN_REFUSED}"
     return None
 
 

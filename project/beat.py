@@ -185,7 +185,7 @@ class RedisAway:
             return  # the lease and the last tick of one loop meet one outage
         self.met_this_loop = True
         refused = error_words.refusal(error)
-        words = (
+        words = error_words.login_refusal(self.place, error) or (
             f"{self.place} refuses beat's writes: {refused}"
             if refused
             else f"beat cannot reach {self.place}: {error_words.reason(error)}"

@@ -203,10 +203,13 @@ def refuse_to_start_without_dependencies(sender: Any = None, **_kwargs: Any) -> 
     app = sender.app if sender is not None else None
     # A DATABASE_URL to another host whose TLS checks nothing: one WARNING, whatever follows.
     database_tls.say_if_unchecked()
+    broker = broker_problem(app, getattr(sender, "hostname", None)) if app is not None else None
     problems = [
         database_problem(),
-        broker_problem(app, getattr(sender, "hostname", None)) if app is not None else None,
-        redis_problem(),
+        broker,
+        # The broker's server with its login, REDIS_URL's by default: what the broker's check
+        # met, Redis's would meet, and the worker said one refusal twice (health3 hunt).
+        None if broker and _redis_of_the_broker(app) else redis_problem(),
     ]
     problems = [problem for problem in problems if problem]
     if not problems:
@@ -219,6 +222,25 @@ def refuse_to_start_without_dependencies(sender: Any = None, **_kwargs: Any) -> 
     # Celery catches exceptions here; leave at once, before any message is consumed.
     sys.stderr.flush()
     os._exit(1)
+
+
+def _redis_of_the_broker(app: Any) -> bool:
+    """Whether REDIS_URL names the broker's Redis, with the same login."""
+    from django.conf import settings
+    from redis.connection import parse_url
+
+    def server(url: str) -> tuple[Any, ...] | None:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            return None
+        try:
+            parts = parse_url(url)
+        except ValueError:
+            return None
+        keys = ("host", "port", "path", "username", "password")
+        return (url.split(":", 1)[0], *(parts.get(key) for key in keys))
+
+    theirs = server(app.conf.broker_write_url or "")
+    return theirs is not None and theirs == server(settings.REDIS_URL)
 
 
 def say_if_redis_may_evict(said_by_the_process: tuple[str, ...] = ()) -> None:

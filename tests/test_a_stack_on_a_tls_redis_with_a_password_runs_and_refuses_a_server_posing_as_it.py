@@ -136,9 +136,10 @@ def test_a_wrong_password_is_said_in_words_and_shown_nowhere(alice, processes, c
         health = asked(base, "get", "/api/v1/health", ops_token)
 
         assert refusal(processes, worker) == (
-            f"importbeat worker not started: cannot reach the broker at 127.0.0.1:{server.port}: "
-            "authentication failed: check the user name and password"
+            f"importbeat worker not started: the broker at 127.0.0.1:{server.port} refuses the "
+            "login: the user name or password in its URL is wrong or missing, or that user is "
+            "disabled in its ACL"
         )
     assert health.status_code == 503, health.text
-    assert "authentication failed" in health.json()["checks"]["broker"]["error"]
+    assert "refuses the login" in health.json()["checks"]["broker"]["error"]
     assert wrong not in processes.logs() + health.text

@@ -122,8 +122,8 @@ def test_a_broker_that_refuses_the_password_says_so(monkeypatch, redis_asking_fo
     monkeypatch.setenv("CELERY_BROKER_URL", f"redis://:wrong-secret@127.0.0.1:{port}/0")
 
     assert plain(worker_checks.broker_problem(app)) == (
-        f"cannot reach the broker at 127.0.0.1:{port}: "
-        "authentication failed: check the user name and password"
+        f"the broker at 127.0.0.1:{port} refuses the login: the user name or password in its "
+        "URL is wrong or missing, or that user is disabled in its ACL"
     )
 
 

@@ -16,12 +16,16 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db.backends.postgresql import base
 
 from common import postgres
-from common.error_words import log_text
+from common.error_words import UNKNOWN, log_text, reason
 
 logger = logging.getLogger("importbeat.database")
 
 
 class DatabaseWrapper(base.DatabaseWrapper):
+    # Set by /health when it shut this connection's socket because the database did not answer
+    # within its bound (schedules.api.health._shut_down); the next check says so in its words.
+    cut_by_health = False
+
     def check_database_version_supported(self) -> None:
         """Django's own check, run once a process before `connection_created` is sent, refused
         a server older than 14 in its words (NotSupportedError "PostgreSQL 14 or later is
@@ -41,11 +45,26 @@ class DatabaseWrapper(base.DatabaseWrapper):
             with self.connection.cursor() as cursor:
                 cursor.execute("SELECT 1")
         except base.Database.Error as error:
-            logger.warning(
-                "a database connection kept from before failed its check after %.1fs; a new "
-                "one is opened: %s",
-                time.monotonic() - started,
-                log_text(error),
-            )
+            waited = time.monotonic() - started
+            if self.cut_by_health:
+                # /health's bound shut its socket (schedules.api.health): psycopg's "consuming
+                # input failed: server closed the connection unexpectedly. This probably means
+                # the server terminated abnormally …" sent an operator to a crash that was none.
+                words = (
+                    f"a database connection kept from before did not answer its check within "
+                    f"{waited:.1f}s and /health cut it; a new one is opened"
+                )
+            else:
+                why = reason(error)
+                # The raw text only when no words say why: it is the log's to give then.
+                why = log_text(error) if why == UNKNOWN else why
+                words = (
+                    f"a database connection kept from before failed its check after "
+                    f"{waited:.1f}s; a new one is opened: {why}"
+                )
+            logger.warning("%s", words)
+            logger.debug("%s (%s: %s)", words, type(error).__name__, log_text(error))
             return False
+        finally:
+            self.cut_by_health = False
         return True

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import current_app as app
 from django.conf import settings
@@ -31,6 +31,7 @@ from common.error_words import (
     broker_place,
     database_place,
     log_text,
+    login_refusal,
     reason,
     refusal,
     server_address,
@@ -38,6 +39,8 @@ from common.error_words import (
 from common.said_once import SaidOnce
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # How long `/health` waits for each dependency. Load balancers give a health check 5 s by
 # default (AWS's and Google Cloud's) and count a check that takes longer as failed, the whole
@@ -72,6 +75,7 @@ def check_database() -> dict[str, Any]:
             refused = read_only_database.reason(cursor)
             missing = [] if _migrated else migrations_state.unapplied(cursor)
     except Exception as error:
+        _database_silent.set(True)
         return {"ok": False, "error": _database_problem(error)}
     if refused:
         words = f"{database_place(connection.settings_dict)} takes no writes: {refused}"
@@ -456,8 +460,12 @@ def _check_redis_server(url: str, names: list[str], several: bool) -> dict[str, 
         if several:
             # The broker's and beat's checks say when the broker's or REDIS_URL's Redis is
             # down; one only the results use is said here.
-            check["message"] = f"cannot reach {where}: {reason(error)}"
-            _say_redis_problem(check["message"], error)
+            check["message"] = login_refusal(where, error) or (
+                f"cannot reach {where}: {reason(error)}"
+            )
+            # (the message holds its reason: said again after it before, ": <why>: <why>")
+            if not _said_by_the_broker(error):
+                _said(check["message"], error, "")
         else:
             _say_redis_problem("Redis's memory policy could not be read", error)
         return check
@@ -543,10 +551,15 @@ def report() -> tuple[dict[str, Any], bool]:
     """All checks, and whether the required ones (database, broker) passed: within a few
     seconds whatever the dependencies do (DATABASE_WAIT_SECONDS)."""
     asked = _unanswered.set({})
+    # This request's verdict for its caller's token (bounded_token_lookup), which is looked up
+    # after the report.
+    _database_silent.set(False)
+    _token_unchecked.set(False)
     try:
         with _database_bounded() as database_cut:
             checks: dict[str, Any] = {"database": check_database()}
             if database_cut():
+                _database_silent.set(True)
                 checks["database"] = {"ok": False, "error": _database_unanswered()}
             database_ok = checks["database"]["ok"]
             checks["schedules"] = (
@@ -607,7 +620,41 @@ def for_caller(body: dict[str, Any], staff: bool) -> dict[str, Any]:
     if staff:
         return body
     checks = {name: {"ok": bool(check.get("ok"))} for name, check in body["checks"].items()}
-    return {"status": body["status"], "time": body["time"], "checks": checks}
+    public = {"status": body["status"], "time": body["time"], "checks": checks}
+    if _token_unchecked.get():
+        # Names nothing the statuses do not say (the database is down), and tells a monitor
+        # holding a staff token why it reads statuses only.
+        public["message"] = (
+            "the token could not be checked: the database does not answer; statuses only"
+        )
+    return public
+
+
+def bounded_token_lookup(look_up: Callable[[], T]) -> T:
+    """`look_up()`, the token of a `/health` caller read from the database, within health's
+    bound: not asked when this request's report found the database silent, and cut after
+    DATABASE_WAIT_SECONDS otherwise. Raises DatabaseError then: the caller is anonymous.
+
+    The view looks the token up after the report, to show a staff caller the details: on a
+    database that accepts connections and never answers, that lookup waited out the settings'
+    connect_timeout (10 s) after the report's bounded checks, and a monitor holding a staff
+    token took 12 to 14 s where an anonymous one took 2 to 4 s (health3 hunt).
+    """
+    from django.db import DatabaseError, OperationalError
+
+    if _database_silent.get():
+        _token_unchecked.set(True)
+        raise OperationalError("the database did not answer this request's health check")
+    with _database_bounded() as cut:
+        try:
+            found = look_up()
+        except DatabaseError:
+            _token_unchecked.set(True)
+            raise
+    if cut():
+        _token_unchecked.set(True)
+        raise OperationalError("the token's lookup was cut")
+    return found
 
 
 def _ms(started: float) -> float:
@@ -631,6 +678,8 @@ def _database_problem(error: Exception) -> str:
 
 def _broker_problem(error: Exception) -> str:
     place = broker_place(app.conf.broker_write_url)
+    if words := login_refusal(place, error):
+        return _said(words, error, "")
     refused = refusal(error)
     if refused is not None:
         return _said(f"{place} refuses new messages", error, refused)
@@ -638,16 +687,24 @@ def _broker_problem(error: Exception) -> str:
 
 
 def _said(what: str, error: BaseException, why: str | None = None) -> str:
-    """`<what>: <why>` in words (error_words.reason), logged as _say_once does; the error's own
-    class and text only at DEBUG."""
-    words = f"{what}: {reason(error) if why is None else why}"
+    """`<what>: <why>` in words (error_words.reason; `what` alone when `why` is ""), logged as
+    _say_once does; the error's own class and text only at DEBUG."""
+    words = what if why == "" else f"{what}: {reason(error) if why is None else why}"
     _say_once(words)
     logger.debug("%s (%s: %s)", words, type(error).__name__, log_text(error))
     return words
 
 
 def _say_redis_problem(what: str, error: BaseException) -> None:
-    _said(what, error)
+    """`<what>: <why>` in the log; a login REDIS_URL's Redis refused said as such, once in a
+    request: not again after the broker's check said it of the same server (it was said five
+    times, one per check, as "… could not be read: authentication failed")."""
+    if login_refusal("", error) is None:
+        _said(what, error)
+        return
+    if _said_by_the_broker(error):
+        return
+    _said(login_refusal(broker_place(settings.REDIS_URL, "Redis"), error) or what, error, "")
 
 
 # A line `/health` logs for a dependency it cannot use is said again, with how often it was met,
@@ -663,10 +720,17 @@ def _say_once(words: str) -> None:
 
 # --- bounds -------------------------------------------------------------------------------------
 
+# Whether this request's report found the database silent (it raised, or was cut), and whether
+# the caller's token could not be checked for it (bounded_token_lookup); set by each report.
+_database_silent: ContextVar[bool] = ContextVar("health_database_silent", default=False)
+_token_unchecked: ContextVar[bool] = ContextVar("health_token_unchecked", default=False)
+
 # Set while the database's checks run (_database_bounded): once the connection was cut.
 _database_cut: ContextVar[threading.Event | None] = ContextVar("health_database_cut", default=None)
 
-# The Redis servers that did not answer in this request (report), by server: not asked again.
+# The Redis servers that did not answer in this request (report), by server: not asked again;
+# under _BROKER, the broker's error when its server is REDIS_URL's (said once, by its check).
+_BROKER = ("broker",)
 _unanswered: ContextVar[dict[tuple[Any, ...], BaseException] | None] = ContextVar(
     "health_unanswered", default=None
 )
@@ -722,18 +786,27 @@ def _ask_redis(url: str, ask: Callable[[Any], Any]) -> Any:
         raise
 
 
+def _said_by_the_broker(error: BaseException) -> bool:
+    """Whether `error` is the one the broker's check met and said in this request, on the
+    server of REDIS_URL (_broker_unanswered): each Redis check raises it again."""
+    unanswered = _unanswered.get()
+    return unanswered is not None and unanswered.get(_BROKER) is error
+
+
 def _broker_unanswered(error: BaseException | None) -> None:
     """The broker did not answer: when it is REDIS_URL's server (the default), that Redis is
     not asked again in this request, each read would wait as long for nothing."""
     unanswered = _unanswered.get()
     url = app.conf.broker_write_url or ""
-    if error is None or unanswered is None or refusal(error) is not None:
+    if error is None or unanswered is None:
         return
+    if refusal(error) is not None and login_refusal("", error) is None:
+        return  # a full Redis still answers reads
     if not url.startswith(("redis://", "rediss://", "unix://")):
         return
     server = _server(url)
     if server is not None and server == _server(settings.REDIS_URL):
-        unanswered[server] = error
+        unanswered[server] = unanswered[_BROKER] = error
 
 
 def _or_unanswered(check: Callable[[], dict[str, Any]], instead: dict[str, Any]) -> dict[str, Any]:
@@ -783,8 +856,7 @@ def _database_bounded() -> Iterator[Callable[[], bool]]:
             with lock:
                 if done.is_set():
                     return
-                if _shut_down(wrapper):
-                    cut.set()
+                if _shut_down(wrapper, cut):
                     return
 
     watcher = threading.Thread(target=watch, name="health-database-watch", daemon=True)
@@ -800,11 +872,13 @@ def _database_bounded() -> Iterator[Callable[[], bool]]:
         if cut.is_set():
             with suppress(Exception):
                 wrapper.close()
+            wrapper.cut_by_health = False
 
 
-def _shut_down(wrapper: Any) -> bool:
-    """Shut down the socket of Django's connection `wrapper` (of another thread); False when it
-    has none yet."""
+def _shut_down(wrapper: Any, cut: threading.Event) -> bool:
+    """Shut down the socket of Django's connection `wrapper` (of another thread), `cut` set
+    first; False when it has none yet. Set after, the request's thread could meet the closed
+    socket first and say "cannot reach the database: the server closed the connection"."""
     raw = wrapper.connection
     if raw is None:
         return False
@@ -812,6 +886,9 @@ def _shut_down(wrapper: Any) -> bool:
         fd = raw.pgconn.socket
     except Exception:
         return False
+    # The backend's check that meets it says it was cut here (common.database_backend).
+    wrapper.cut_by_health = True
+    cut.set()
     with suppress(OSError):
         duplicate = socket.socket(fileno=os.dup(fd))
         try:

@@ -15,6 +15,15 @@ its final state again; it told SUCCESS of a run cancelled while it waited, which
 REVOKED of the cancel for good (leftovers hunt). A run the cancel found waiting is told REVOKED
 there too (told_revoked_at_cancel).
 
+The result backend is told too (Flower's result page, AsyncResult): a run cancelled or deleted
+while parked in its owner's line kept the RETRY "waiting its turn" its task stored for
+CELERY_RESULT_EXPIRES (a day), though its run log said cancelled. Its message never comes again
+(the hand-on drops a run no longer waiting from the line), so nothing else stored its end. A run
+in its backoff or waiting for its import's lease said RETRY until its message came, and now
+says REVOKED at once as Flower does. One write per such run's task, at the cancel; the worker
+that announces a retry of a run cancelled meanwhile stores it again (the worker's RETRY may land
+after the cancel's REVOKED: tasks.lost_tasks.end_retried_task).
+
 Not revoked by Celery's control broadcast: kombu sends it retrying for ever while the broker
 is away, and the request that cancelled would have waited as long. A run that never started
 has no task in Flower until a worker takes its message, so it is told nothing.
@@ -25,9 +34,11 @@ from __future__ import annotations
 import logging
 from collections import defaultdict
 
+from celery.exceptions import BackendError
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
+from common import error_words
 from schedules.models import ImportRun
 
 logger = logging.getLogger("importbeat.runs")
@@ -47,10 +58,15 @@ def told_revoked_at_cancel(run: ImportRun) -> bool:
     return isinstance(last, dict) and last.get("attempt") == run.attempts and "retry_in" in last
 
 
+# Why a waiting run's task was revoked, as its stored state says it.
+REVOKED_WHILE_IT_WAITED = "its run was cancelled, skipped or deleted while it waited"
+
+
 def show_revoked(tasks: list[tuple[str, str]]) -> None:
-    """Tell Flower that the tasks (task id, the worker of the run's last attempt or "") of
-    waiting runs just cancelled are over. Failing (the broker away), the message, when it
-    comes, finds its run cancelled and tells it then (tasks.tasks.execute_run)."""
+    """Tell Flower, and the result backend, that the tasks (task id, the worker of the run's
+    last attempt or "") of waiting runs just cancelled are over. Failing (the broker away),
+    the message, when it comes, finds its run cancelled and tells it then
+    (tasks.tasks.execute_run); a parked run's has none to come (stored_revoked)."""
     from celery import current_app
 
     by_worker: dict[str, list[str]] = defaultdict(list)
@@ -72,3 +88,26 @@ def show_revoked(tasks: list[tuple[str, str]]) -> None:
     except (KombuError, RedisError, OSError) as error:
         told = sum(len(ids) for ids in by_worker.values())
         logger.warning("Flower not told of %s cancelled runs' tasks: %s", told, error)
+    # (a task no worker took has no state stored, and gets none)
+    stored_revoked([task_id for task_ids in by_worker.values() for task_id in task_ids])
+
+
+def stored_revoked(task_ids: list[str]) -> None:
+    """Store REVOKED as the state of `task_ids`, the tasks of waiting runs just ended, over the
+    RETRY each stored while it waited. A parked run's said "waiting its turn" for a day: its
+    message never comes (its line drops it), and Flower's REVOKED came by an event only."""
+    from celery import current_app
+
+    backend = current_app.backend
+    for stored, task_id in enumerate(task_ids):
+        try:
+            backend.mark_as_revoked(task_id, REVOKED_WHILE_IT_WAITED)
+        except (RedisError, BackendError, OSError) as error:
+            # The rest would wait as long each: the state stays until CELERY_RESULT_EXPIRES.
+            why = error_words.refusal(error) or error_words.reason(error)
+            logger.warning("the tasks of %s waiting runs just ended still say they wait in the "
+                           "result backend (not stored as revoked: %s)",
+                           len(task_ids) - stored, why)  # fmt: skip
+            logger.debug("result backend: %s: %s", type(error).__name__,
+                         error_words.log_text(error))  # fmt: skip
+            return

@@ -570,8 +570,7 @@ class ScheduledImport(LoadedHook, models.Model):
                 # A tick due at the change that beat has yet to get to (its loop, a lock, a
                 # restart) is beat's to run: started afresh from now, it was neither run nor
                 # counted missed. (A pause drops it on purpose.)
-                kept, not_kept = tick_kept_at_change(planned, self.schedule, was_due, moment)
-                missed += not_kept
+                kept = tick_kept_at_change(planned, self.schedule, was_due, moment)
         if moved:
             # The row it left goes if no entry uses it any more (read above first: it is the
             # schedule the missed ticks were planned with). Kept, every reschedule left one
@@ -698,25 +697,32 @@ def ticks_missed_before(schedule: Schedule, due: datetime | None, moment: dateti
 
 def tick_kept_at_change(
     planned: Schedule, changed: Schedule, due: datetime, moment: datetime
-) -> tuple[datetime | None, int]:
-    """The tick of `planned` (the schedule before the change) that an active import's change
-    at `moment` keeps for beat to run on time, and how many ticks due at the change it counts
-    missed instead. `due`: the first tick beat had not dispatched, at or before `moment`.
+) -> datetime | None:
+    """The tick that an active import's change at `moment` keeps for beat to run on time, if
+    any (the ticks older than the grace period are ticks_missed_before's to count). `planned`:
+    the schedule before the change; `due`: the first tick beat had not dispatched, at or
+    before `moment`.
 
-    The tick kept is the first one due and younger than the grace period (older ones are
-    ticks_missed_before's). Beat runs it from `next_run_at`, then the ticks of `changed` after
-    it (schedules.dispatch.plan_ticks), as next_runs lists them: so it is kept only when
-    `changed` has no tick between it and the change, which is not the changed schedule's to
-    run, and no other tick of `planned` is due with it (a grace period longer than the
-    schedule's period). Then the ticks due are counted missed, said, not dropped in silence.
+    A tick of `planned` due and younger than the grace period is beat's to run: had beat got to
+    it before the change, it would have run on time. The tick kept is the newest one due at the
+    change, of `planned` or of `changed`: its run takes the file after every tick due then, as
+    beat's one run for ticks that come due together (schedules.dispatch), and beat runs it from
+    `next_run_at`, then the ticks of `changed` after it, all after the change, as next_runs
+    lists them. A tick of either schedule between the first due and the change had them all
+    counted missed before: an every-minute import under a grace period of five minutes, or
+    one whose changed schedule ticked since, turned late and its owner was told of ticks
+    missed where the user had only edited it.
     """
     cutoff = moment - timedelta(seconds=settings.MISSED_TICK_GRACE_SECONDS)
     first = due if due > cutoff else planned.next_after(cutoff)
     if first > moment:
-        return None, 0
-    if planned.ticks_between(first, moment, 1) or changed.ticks_between(first, moment, 1):
-        return None, planned.missed_from(first, moment)
-    return first, 0
+        return None
+    kept = first
+    for schedule in (planned, changed):
+        # (The walk back only when a later tick is there to find.)
+        if schedule.next_after(first) <= moment:
+            kept = max(kept, schedule.tick_at_or_before(moment))
+    return kept
 
 
 # Sent with {import id: (ticks counted, the first)} once a change counted ticks missed before

@@ -123,8 +123,11 @@ def test_a_pause_still_drops_the_tick_due(noon):
     assert (after.missed_ticks, after.next_run_at) == (0, T0 + timedelta(days=1))
 
 
-def test_a_tick_the_changed_schedule_would_run_after_is_counted_missed(noon, settings):
-    # Kept, the changed schedule's 12:00:20 tick, before the change, would run after it.
+def test_a_tick_of_the_changed_schedule_before_the_change_is_kept_in_its_stead(noon, settings):
+    # The changed schedule's 12:00:20 tick, before the change, is the newest due: kept, its run
+    # takes the file after 12:00. Counted missed before, the import turned late and its owner
+    # was told, where the user had only edited it
+    # (tests/test_ticks_an_edit_whose_new_schedule_ticked_since_the_tick_due_keeps_a_run_for_it.py).
     imp, clock = noon
     settings.MIN_INTERVAL_SECONDS = 1
 
@@ -132,10 +135,10 @@ def test_a_tick_the_changed_schedule_would_run_after_is_counted_missed(noon, set
         imp, schedule_type="interval", interval_seconds=20, cron_expression=""
     )
 
-    assert (answer.missed_ticks, answer.is_late()) == (1, True)
-    assert answer.next_run_at == T0 + timedelta(seconds=40)
-    beats_at(clock, T0 + timedelta(seconds=41))
-    assert runs_of(imp) == [(T0 + timedelta(seconds=40), ImportRun.Trigger.SCHEDULE)]
+    assert (answer.missed_ticks, answer.is_late()) == (0, False)
+    assert answer.next_runs(2) == [T0 + timedelta(seconds=20), T0 + timedelta(seconds=40)]
+    beats_at(clock, T0 + timedelta(seconds=31))
+    assert runs_of(imp) == [(T0 + timedelta(seconds=20), ImportRun.Trigger.SCHEDULE)]
 
 
 def test_a_tick_younger_than_the_grace_period_is_kept_after_an_outage(alice, settings, sent):

@@ -98,9 +98,17 @@ def test_a_retry_the_full_broker_refused_is_said_on_the_run_and_still_runs(
             " and the broker takes messages)"
         ), refused.error_message
         assert not CLASS_NAME.search(refused.error_message)
-        # and the worker said it in those words, without Celery's rejection and its traceback
-        worker_log = processes.log_of("worker")
-        assert "its retry was not sent, the broker refuses new messages" in worker_log
+        # and the worker said it in those words (its log line follows the run's row), without
+        # Celery's rejection and its traceback
+        worker_log = wait_for(
+            lambda: (
+                (log := processes.log_of("worker"))
+                and "its retry was not sent, the broker refuses new messages" in log
+                and log
+            ),
+            10,
+            what="the worker to say the retry was refused\n" + processes.logs(),
+        )
         assert "reject requeue=False" not in worker_log
 
         # And once the broker has room again, reconciliation sends the retry and the run ends

@@ -100,7 +100,9 @@ _REASONS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"database \"[^\"]*\" does not exist"), "the database does not exist"),
     (re.compile(r"role \"[^\"]*\" does not exist"), "the database user does not exist"),
     (
-        re.compile(r"authentication|password|wrongpass|noauth|username-password"),
+        re.compile(
+            r"authentication|password|wrongpass|noauth|username-password|already authenticated"
+        ),
         "authentication failed: check the user name and password",
     ),
     # PgBouncer's own words, before "timeout" below: "query_wait_timeout" said "timed out" and
@@ -210,6 +212,10 @@ LOGIN_REFUSED = (
 _LOGIN_REFUSALS = re.compile(
     r"wrongpass|invalid username-password pair|noauth|authentication required"
     r"|invalid password|user is disabled"
+    # NOAUTH to a client that greets with HELLO 3 (redis-py 8's default) and gave no password;
+    # redis-py drops the NOAUTH: a client without a health check's PING first (the throttles'
+    # cache) said "the reason is in the log" with redis-py's class and text (review).
+    r"|must be called with the client already authenticated"
 )
 
 

@@ -121,6 +121,9 @@ def sweep_runs(reporter: str | None = None) -> dict[str, int]:
             # task id was told there as a nameless failed task (review1).
             if reporter and run["worker"]:
                 lost_tasks.end_lost_task(run["celery_task_id"], resolved, reporter)
+    if reporter:
+        # The ends a pass before could not tell (the broker away): a dead worker never will.
+        lost_tasks.tell_untold_ends(reporter)
 
     # Runs parked in their owners' lines (tasks.fairness): kept alive for reconciliation, and
     # the first ones sent where the run that would have sent them is gone (its worker killed,

@@ -41,6 +41,7 @@ from .errors import (
     database_error,
     log_text,
 )
+from .lost_tasks import ENDED_BEFORE
 
 logger = logging.getLogger("importbeat.runs")
 
@@ -398,14 +399,29 @@ def _claim_given_up(run_id: int, before: services.Unclaimed, task: Any) -> None:
 
 
 def summary(run: ImportRun) -> dict[str, Any]:
-    """What the run's Celery task returns (Flower shows it): the run log's own words."""
-    return {
+    """What the run's Celery task returns (Flower shows it): the run log's own words; and
+    ENDED_BEFORE when its attempt found it ended by another (_finish)."""
+    said = {
         "run_id": run.pk,
         "import_id": run.scheduled_import_id,
         "status": run.status,
         **{name: getattr(run, name) for name in services.COUNT_FIELDS},
         "error": run.error_message,
     }
+    if getattr(run, "_ended_before", False):
+        said[ENDED_BEFORE] = True
+    return said
+
+
+def _finish(run: ImportRun, status: str, **outcome: Any) -> ImportRun:
+    """services.finish_run, `run` marked (ENDED_BEFORE in its summary) when it was ended
+    already under this attempt's task: the sweep, its worker taken for lost, ended it and told
+    Flower (finish_run leaves an ended run as it is)."""
+    asked_at = database_clock.now()
+    services.finish_run(run, status, **outcome)
+    if run.finished_at is not None and run.finished_at < asked_at:
+        run._ended_before = True  # type: ignore[attr-defined]
+    return run
 
 
 def task_result(result: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -428,7 +444,7 @@ def _attempt(run: ImportRun, task: Any | None, kept: KeptState) -> dict[str, Any
         # engine does. It went back to the queue "waiting for a lock", the run `running`,
         # its redelivery a lost attempt with a new time budget (review).
         _drop_broken_connection()
-        services.finish_run(
+        _finish(
             run, ImportRun.Status.TIMED_OUT,
             error=_time_limit_words(run.scheduled_import, task),
         )  # fmt: skip
@@ -451,7 +467,7 @@ def _attempt_once(run: ImportRun, task: Any | None, kept: KeptState) -> dict[str
         counts = engine.import_run(run, progress=progress)
     except SoftTimeLimitExceeded:
         _drop_broken_connection()
-        services.finish_run(
+        _finish(
             run,
             ImportRun.Status.TIMED_OUT,
             error=_time_limit_words(imp, task) + lock_waits.noted(),
@@ -459,10 +475,10 @@ def _attempt_once(run: ImportRun, task: Any | None, kept: KeptState) -> dict[str
     except RunDeleted as deleted:
         return _deleted(run, str(deleted))
     except RunCancelled as cancelled:
-        services.finish_run(run, ImportRun.Status.CANCELLED, error=str(cancelled))
+        _finish(run, ImportRun.Status.CANCELLED, error=str(cancelled))
     except NothingToImport as nothing:
         words = deliveries.nothing_delivered(imp, str(nothing))
-        services.finish_run(run, ImportRun.Status.SKIPPED, error=words)
+        _finish(run, ImportRun.Status.SKIPPED, error=words)
     except (TransientImportError, *DATABASE_ERRORS) as caught:
         _drop_broken_connection()
         error = caught if isinstance(caught, TransientImportError) else database_error(caught)
@@ -483,7 +499,7 @@ def _attempt_once(run: ImportRun, task: Any | None, kept: KeptState) -> dict[str
             return _deleted(run, cancelled)  # taken for lost, and ended: nothing to write
         if cancelled:
             # Asked to stop: this failure is not another chance to run.
-            services.finish_run(run, ImportRun.Status.CANCELLED, error=f"{cancelled} ({message})")
+            _finish(run, ImportRun.Status.CANCELLED, error=f"{cancelled} ({message})")
         elif task is not None and run.attempts <= imp.max_retries:
             countdown = backoff_seconds(run)
             if not services.mark_retrying(run, message, countdown, traceback=_for_staff(error)):
@@ -497,13 +513,9 @@ def _attempt_once(run: ImportRun, task: Any | None, kept: KeptState) -> dict[str
             raise RetryLater(countdown, error, cause=caught) from caught
         if isinstance(error, DatabaseLost):
             message = f"{message}; {_not_retried(run, task)}"
-        services.finish_run(
-            run, ImportRun.Status.FAILED, error=message, traceback=_for_staff(error)
-        )
+        _finish(run, ImportRun.Status.FAILED, error=message, traceback=_for_staff(error))
     except PermanentImportError as error:
-        services.finish_run(
-            run, ImportRun.Status.FAILED, error=str(error), traceback=_for_staff(error)
-        )
+        _finish(run, ImportRun.Status.FAILED, error=str(error), traceback=_for_staff(error))
     except Exception:
         # An unexpected bug must still close the run, never leave it "running". Its message
         # is plain words (no class name, no SQL, no library internals); staff read the
@@ -513,11 +525,11 @@ def _attempt_once(run: ImportRun, task: Any | None, kept: KeptState) -> dict[str
         trace = traceback.format_exc()
         logger.error("run crashed run=%s\n%s", run.pk, services.without_secrets(imp, trace))
         _drop_broken_connection()
-        services.finish_run(run, ImportRun.Status.FAILED, error=INTERNAL_ERROR, traceback=trace)
+        _finish(run, ImportRun.Status.FAILED, error=INTERNAL_ERROR, traceback=trace)
     else:
         if run.status not in ImportRun.FINAL_STATUSES:  # else ended with its rows (merge)
             status = services.outcome_of(counts.rows_read, counts.rows_failed)
-            services.finish_run(run, status, counts=counts)
+            _finish(run, status, counts=counts)
     return summary(run)
 
 

@@ -226,8 +226,10 @@ def _execute(
     if run is None or not _message_of(run, task):
         _not_this_runs_message(run_id, run, task)
         if run is None and task is not None:
-            # Deleted while it waited (told REVOKED then), in its owner's line perhaps.
-            kept.kept = True
+            # Deleted while it waited: a wait that Celery retried may have stored RETRY; a
+            # parked run's REVOKED was stored by the deletion (revoked_tasks.show_revoked),
+            # and a run no worker took has no state to end.
+            kept.kept = bool(getattr(task.request, "retries", 0))
             raise StoppedBeforeDelivery(None)
         return None
     owner.append(run.scheduled_import.owner_id)
@@ -703,7 +705,11 @@ class KeptState:
         attempt's retry), an earlier attempt (its progress; its worker lost) or a note (waiting
         its turn, parked: a hand-on sends it again as a new message) each may have left one."""
         retries = getattr(getattr(task, "request", None), "retries", 0) or 0
-        if task is not None and (retries or run.attempts or run.error_message):
+        # A note while it waits (waiting its turn, parked); a run ended while queued keeps its
+        # end's words there ("cancelled ...", "skipped ..."), and whoever ended it stored its
+        # end when a worker had touched it (revoked_tasks.show_revoked).
+        waits = run.status not in ImportRun.FINAL_STATUSES and bool(run.error_message)
+        if task is not None and (retries or run.attempts or waits):
             self.kept = True
 
 

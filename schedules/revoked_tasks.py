@@ -20,9 +20,10 @@ while parked in its owner's line kept the RETRY "waiting its turn" its task stor
 CELERY_RESULT_EXPIRES (a day), though its run log said cancelled. Its message never comes again
 (the hand-on drops a run no longer waiting from the line), so nothing else stored its end. A run
 in its backoff or waiting for its import's lease said RETRY until its message came, and now
-says REVOKED at once as Flower does. One write per such run's task, at the cancel; the worker
-that announces a retry of a run cancelled meanwhile stores it again (the worker's RETRY may land
-after the cancel's REVOKED: tasks.lost_tasks.end_retried_task).
+says REVOKED at once as Flower does. Only over a state stored, in two round trips per 500 tasks
+at the cancel, waiting 2 s at most (stored_revoked); the worker that announces a retry of a run
+cancelled meanwhile stores it (the worker's RETRY may land after the cancel:
+tasks.lost_tasks.end_retried_task).
 
 Not revoked by Celery's control broadcast: kombu sends it retrying for ever while the broker
 is away, and the request that cancelled would have waited as long. A run that never started
@@ -32,7 +33,10 @@ has no task in Flower until a worker takes its message, so it is told nothing.
 from __future__ import annotations
 
 import logging
+import time
+import weakref
 from collections import defaultdict
+from typing import Any
 
 from celery.exceptions import BackendError
 from kombu.exceptions import KombuError
@@ -92,22 +96,126 @@ def show_revoked(tasks: list[tuple[str, str]]) -> None:
     stored_revoked([task_id for task_ids in by_worker.values() for task_id in task_ids])
 
 
+# How long a cancel, a pause or a deletion waits on the result backend in all, as `/health` waits
+# on a Redis (schedules.api.health): its own client waited CELERY_REDIS_SOCKET_TIMEOUT (10 s),
+# redis-py's retries on top, on a Redis that accepts connections and never answers; the run log
+# is the truth, and a state not stored expires as before (CELERY_RESULT_EXPIRES).
+STORE_WAIT_SECONDS = 1.0
+STORE_BOUND_SECONDS = 2.0
+# Task states read (MGET) and written (one pipeline) per round trip.
+STORE_CHUNK = 500
+
+
 def stored_revoked(task_ids: list[str]) -> None:
     """Store REVOKED as the state of `task_ids`, the tasks of waiting runs just ended, over the
     RETRY each stored while it waited. A parked run's said "waiting its turn" for a day: its
-    message never comes (its line drops it), and Flower's REVOKED came by an event only."""
+    message never comes (its line drops it), and Flower's REVOKED came by an event only.
+
+    Only over a state stored: a task without one (no worker took it, or its worker has not
+    stored its wait yet: it stores it again when it announces the retry,
+    tasks.lost_tasks.end_retried_task) has nothing to end; not over a SUCCESS (Celery's own
+    guard) nor a REVOKED. Two round trips for each STORE_CHUNK tasks, each bounded: Celery's
+    mark_as_revoked cost two per task, one task after another (2,000 runs of an import
+    cancelled: 4,000 round trips), waiting 10 s on a silent Redis."""
     from celery import current_app
+    from celery.backends.redis import RedisBackend
 
     backend = current_app.backend
+    if not task_ids:
+        return
+    if not isinstance(backend, RedisBackend):
+        _stored_one_by_one(backend, task_ids)
+        return
+    deadline = time.monotonic() + STORE_BOUND_SECONDS
+    done = 0
+    try:
+        client = _bounded_client(backend)
+        for start in range(0, len(task_ids), STORE_CHUNK):
+            chunk = task_ids[start : start + STORE_CHUNK]
+            keys = [backend.get_key_for_task(task_id) for task_id in chunk]
+            _within(deadline)
+            writes = client.pipeline(transaction=False)
+            for task_id, key, value in zip(chunk, keys, client.mget(keys), strict=True):
+                if value is not None and _state(backend, value) not in _KEPT:
+                    _revoked_into(writes, backend, task_id, key)
+            if writes:
+                _within(deadline)
+                writes.execute()
+            done = start + len(chunk)
+    except (RedisError, BackendError, OSError) as error:
+        _not_stored(len(task_ids) - done, error)
+
+
+def _within(deadline: float) -> None:
+    if time.monotonic() > deadline:
+        raise TimeoutError(f"timed out: not done within {STORE_BOUND_SECONDS:g} s")
+
+
+# States a cancel does not store over: Celery keeps a SUCCESS (a lost or duplicated delivery's
+# later state never replaces it), and a REVOKED is already the end.
+_KEPT = frozenset({"SUCCESS", "REVOKED"})
+
+
+def _state(backend: Any, value: bytes) -> str | None:
+    """The state a stored value says; None for one this backend cannot read (it is written over,
+    as the run log says the run is over)."""
+    try:
+        return backend.decode_result(value).get("status")
+    except (KombuError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def _revoked_into(writes: Any, backend: Any, task_id: str, key: str) -> None:
+    """REVOKED for `task_id`, written as Celery's Redis backend writes a state (its meta encoded,
+    kept `backend.expires` seconds, published on the key for AsyncResult.get), into `writes`."""
+    from celery import states
+    from celery.exceptions import TaskRevokedError
+
+    result = backend.encode_result(TaskRevokedError(REVOKED_WHILE_IT_WAITED), states.REVOKED)
+    meta = backend._get_result_meta(result=result, state=states.REVOKED, traceback=None,
+                                    request=None)  # fmt: skip
+    meta["task_id"] = task_id
+    value = backend.encode(meta)
+    if backend.expires:
+        # SETEX as Celery sends it, without redis-py's deprecation warning of setex().
+        writes.execute_command("SETEX", key, int(backend.expires), value)
+    else:
+        writes.execute_command("SET", key, value)
+    writes.publish(key, value)
+
+
+_bounded: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _bounded_client(backend: Any) -> Any:
+    """A client of the result backend's Redis (its own connection settings: server, TLS, login)
+    that waits STORE_WAIT_SECONDS to connect and as much for each answer, and does not retry."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = _bounded.get(backend)
+    if client is None:
+        params = {**backend.connparams, "socket_timeout": STORE_WAIT_SECONDS,
+                  "retry": Retry(NoBackoff(), 0)}  # fmt: skip
+        if "socket_connect_timeout" in params:  # not for a unix socket's connection
+            params["socket_connect_timeout"] = STORE_WAIT_SECONDS
+        client = _bounded[backend] = backend._create_client(**params)
+    return client
+
+
+def _stored_one_by_one(backend: Any, task_ids: list[str]) -> None:
+    """Through Celery, one task after another (a result backend other than Redis)."""
     for stored, task_id in enumerate(task_ids):
         try:
             backend.mark_as_revoked(task_id, REVOKED_WHILE_IT_WAITED)
         except (RedisError, BackendError, OSError) as error:
             # The rest would wait as long each: the state stays until CELERY_RESULT_EXPIRES.
-            why = error_words.refusal(error) or error_words.reason(error)
-            logger.warning("the tasks of %s waiting runs just ended still say they wait in the "
-                           "result backend (not stored as revoked: %s)",
-                           len(task_ids) - stored, why)  # fmt: skip
-            logger.debug("result backend: %s: %s", type(error).__name__,
-                         error_words.log_text(error))  # fmt: skip
+            _not_stored(len(task_ids) - stored, error)
             return
+
+
+def _not_stored(count: int, error: BaseException) -> None:
+    why = error_words.refusal(error) or error_words.reason(error)
+    logger.warning("the tasks of %s waiting runs just ended still say they wait in the "
+                   "result backend (not stored as revoked: %s)", count, why)  # fmt: skip
+    logger.debug("result backend: %s: %s", type(error).__name__, error_words.log_text(error))

@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 import urllib.parse
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -355,9 +356,23 @@ class Processes:
             for path in sorted(self.log_dir.glob("*.log"))
         )
 
-    def stop_all(self) -> None:
-        for _name, process in reversed(self.started):
-            self.stop(process)
+    def stop_all(self, timeout: float = 20) -> None:
+        # Told all at once, then waited for: one after another, a stack of worker, beat, web
+        # and Flower spent each one's shutdown in turn, at every test's end.
+        running = [(name, p) for name, p in reversed(self.started) if p.poll() is None]
+        for _name, process in running:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for name, process in running:
+            try:
+                process.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(5)
+                # The test waited the whole timeout for it: said, so that it can be looked into.
+                warnings.warn(f"{name} did not stop within {timeout:g} s of SIGTERM", stacklevel=2)
 
 
 @pytest.fixture(autouse=True)

@@ -16,6 +16,11 @@ class QuietHTTPServer(http.server.ThreadingHTTPServer):
         if not isinstance(sys.exc_info()[1], ConnectionError):
             super().handle_error(request, client_address)
 
+    def serve_forever(self, poll_interval: float = 0.05) -> None:
+        # shutdown() waits for the loop's next look at its flag: every 0.5 s by default, some
+        # 0.25 s at the end of each test that served a file.
+        super().serve_forever(poll_interval)
+
 
 class RawServer:
     """Answers every request with the same bytes, whatever they are, then hangs up."""

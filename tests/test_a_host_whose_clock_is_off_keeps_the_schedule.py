@@ -38,7 +38,10 @@ from tests.reliability import FAST, wait_for_the_end
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
 SOURCE = "http://127.0.0.1:9/p.csv"  # never fetched: no worker runs in the beat cases
-EVERY = 20  # seconds: ticks on multiples of it since the epoch (schedules.ticks)
+EVERY = 10  # seconds: ticks on multiples of it since the epoch (schedules.ticks)
+# The first tick is at least this far off: a beat two minutes fast fires it at its next loop
+# (1 s), well before it; one two minutes slow, long after the wait for it ends.
+LEAD = 4
 
 
 def off_by(seconds: int) -> dict[str, str]:
@@ -50,9 +53,9 @@ def off_by(seconds: int) -> dict[str, str]:
     return {"LD_PRELOAD": library[0], "FAKETIME": f"{seconds:+d}s"}
 
 
-def import_due_in_ten_seconds_or_more(owner) -> ScheduledImport:
-    """An import on a 20-second interval whose first tick is 10 to 20 s away."""
-    wait_for(lambda: 1 <= time.time() % EVERY <= EVERY - 10, EVERY, interval=0.2)
+def import_due_in_a_few_seconds(owner) -> ScheduledImport:
+    """An import on a 10-second interval whose first tick is LEAD to 9 s away."""
+    wait_for(lambda: 1 <= time.time() % EVERY <= EVERY - LEAD, EVERY, interval=0.2)
     return make_import(owner, SOURCE, interval_seconds=EVERY)
 
 
@@ -73,7 +76,7 @@ def test_a_beat_whose_clock_is_off_fires_the_tick_on_time(alice, ops, processes,
     )
 
     # When an import's first tick comes
-    imp = import_due_in_ten_seconds_or_more(alice)
+    imp = import_due_in_a_few_seconds(alice)
     due = imp.next_run_at
     run = wait_for(
         lambda: ImportRun.objects.filter(scheduled_import=imp).first(),

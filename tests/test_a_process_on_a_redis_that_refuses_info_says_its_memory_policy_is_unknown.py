@@ -41,7 +41,8 @@ def redis_without_info(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["worker", "beat"])
-def test_a_process_on_a_redis_that_refuses_info_says_so_once(processes, redis_without_info, name):
+def test_a_process_on_a_redis_that_refuses_info_says_so_once(redis_without_info, processes, name):
+    # (the Redis fixture first: the process stops before its Redis does)
     # Given a worker (or beat) whose broker and REDIS_URL are a Redis that refuses its user INFO
     url = redis_without_info
     processes.start(

@@ -55,3 +55,6 @@ def test_a_worker_whose_redis_is_away_for_an_hour_takes_runs_again(processes, tm
         # Then the worker is still there, and waits on its queue again once Redis is back
         assert alive, "the worker gave up\n" + processes.log_of("worker")
         wait_for(lambda: waits_for_runs(server), 60, what="the worker again\n" + processes.logs())
+        # (stopped while its Redis is there: its clock sped up, a worker stopped after it went
+        # waited out the whole stop timeout of the test's teardown)
+        processes.stop_all()

@@ -26,6 +26,9 @@ NOT_SIGNED = (
     "its CA, as ssl_ca_certs in a rediss:// URL or sslrootcert in DATABASE_URL"
 )
 WAITS = "beat's maintenance jobs wait and /health does not see beat's loop until it is back"
+# Loops of 1 s (the tests' BEAT_MAX_LOOP_INTERVAL) watched after the first line: the old beat
+# said its two lines at every one of them.
+LOOPS = 4
 
 
 def beats_redis_lines(log: str) -> list[str]:
@@ -41,11 +44,11 @@ def test_beat_on_a_stopped_redis_says_why_once_and_when_it_is_back(processes, tm
         wait_for(lambda: "beat became the leader" in processes.log_of("beat"), 60,
                  what=processes.logs())  # fmt: skip
 
-        # When that Redis stops for some ten loops
+        # When that Redis stops for some loops
         server.kill()
         said = f"beat cannot reach Redis at 127.0.0.1:{server.port}: connection refused; {WAITS}"
         wait_for(lambda: said in processes.log_of("beat"), 30, what=processes.logs())
-        time.sleep(10)
+        time.sleep(LOOPS)
         # Then beat said why once, in words
         lines = beats_redis_lines(processes.log_of("beat"))
         assert lines.count(said) == 1, lines
@@ -55,7 +58,7 @@ def test_beat_on_a_stopped_redis_says_why_once_and_when_it_is_back(processes, tm
         server.start()
         back = f"beat reaches Redis at 127.0.0.1:{server.port} again, after "
         wait_for(lambda: back in processes.log_of("beat"), 30, what=processes.logs())
-        time.sleep(3)
+        time.sleep(2)
         lines = beats_redis_lines(processes.log_of("beat"))
         assert len([line for line in lines if back in line]) == 1, lines
         assert lines.count(said) == 1, lines
@@ -72,7 +75,7 @@ def test_beat_on_a_server_posing_as_its_tls_redis_says_why_in_words_once(process
         # When it loops for a while
         said = f"beat cannot reach Redis at 127.0.0.1:{posing.port}: {NOT_SIGNED}; {WAITS}"
         wait_for(lambda: said in processes.log_of("beat"), 60, what=processes.logs())
-        time.sleep(8)
+        time.sleep(LOOPS)
 
         # Then it said why once, in words: no SSL internals, no class names
         lines = [line for line in beats_redis_lines(processes.log_of("beat")) if "beat" in line]

@@ -61,7 +61,11 @@ def test_bobs_burst_of_checks_leaves_alices_requests_answered(alice, bob, proces
     burst = [threading.Thread(target=bobs_check, daemon=True) for _ in range(BURST)]
     for thread in burst:
         thread.start()
-    time.sleep(3)
+    # (until all but the two checks a user may have in progress were answered: the burst is
+    # all in; 3 s at most, which a web holding a thread for each check of the burst takes)
+    deadline = time.monotonic() + 3
+    while len(bobs) < BURST - 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
 
     # Then alice's request is still answered at once
     started = time.monotonic()

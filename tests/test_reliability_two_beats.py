@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 import redis
 from django.conf import settings
+from django.utils import timezone
 
 from project.beat import LEADER_LEASE
 from schedules.models import ImportRun
@@ -19,7 +20,12 @@ from tests.reliability import FAST, figures
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
 INTERVAL = 5
-HALF = 20  # seconds before and after the leader is killed: four ticks each
+TICKS_BEFORE = 3  # ticks both beats see before the leader is killed
+
+
+def ticks_of(imp) -> list:
+    runs = ImportRun.objects.filter(scheduled_import=imp, scheduled_for__isnull=False)
+    return sorted(set(runs.values_list("scheduled_for", flat=True)))
 
 
 def test_two_beats_dispatch_every_tick_once_and_a_standby_takes_over_within_its_lease(
@@ -38,8 +44,12 @@ def test_two_beats_dispatch_every_tick_once_and_a_standby_takes_over_within_its_
     )
     started = time.monotonic()
 
-    # Two beats for HALF seconds
-    time.sleep(HALF)
+    # Two beats for TICKS_BEFORE ticks
+    wait_for(
+        lambda: len(ticks_of(imp)) >= TICKS_BEFORE,
+        INTERVAL * TICKS_BEFORE + 20,
+        what="ticks of two beats\n" + processes.logs(),
+    )
     leaders = [i for i, log in enumerate(beat_logs) if "became the leader" in log.read_text()]
     assert len(leaders) == 1, processes.logs()
     leader = leaders[0]
@@ -50,7 +60,14 @@ def test_two_beats_dispatch_every_tick_once_and_a_standby_takes_over_within_its_
     standby_log = beat_logs[1 - leader]
     wait_for(lambda: "became the leader" in standby_log.read_text(), 30, what="a take-over")
     takeover_s = time.monotonic() - killed_at
-    time.sleep(max(0.0, HALF - (time.monotonic() - killed_at)))
+    taken_over_at = timezone.now()
+    # ... until it dispatched a tick due after its take-over: the ticks due while the lease
+    # expired lie between the first tick and that one, so a tick it missed shows below.
+    wait_for(
+        lambda: ticks_of(imp)[-1] > taken_over_at,
+        INTERVAL + 20,
+        what="a tick of the new leader\n" + processes.logs(),
+    )
     # Let the last dispatched tick's run finish before counting.
     time.sleep(2)
 

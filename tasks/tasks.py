@@ -80,7 +80,7 @@ def execute_run(
     """One run. `import_id` and `import_name` only label the task (Flower's task list)."""
     kept = runner.KeptState()
     try:
-        result = runner.task_result(runner.execute(run_id, self, kept))
+        ran = runner.execute(run_id, self, kept)
     except runner.StoppedBeforeDelivery as stopped:
         # Told REVOKED at the cancel or the deletion (or never told, stopped before a worker
         # took it): ended SUCCESS here, it said so for good, as Flower lets SUCCESS overwrite
@@ -90,11 +90,15 @@ def execute_run(
             raise Ignore() from None
         _ended(self, kept, stopped.summary)
         return stopped.summary
-    # Stopped alive after the sweep took it for lost: it ends as the sweep told Flower, once
-    # (a failure stored as FAILURE, which replaces any state the task kept).
-    told = lost_tasks.told_when_taken_for_lost(self.request.id, run_id, result)
-    if not isinstance(told, RunFailed):
-        _ended(self, kept, result)
+    # Stopped alive after the sweep took it for lost, or finding its run ended under it by the
+    # sweep: it ends as the sweep told Flower, once (a failure stored as FAILURE, which replaces
+    # any state the task kept). Asked before the run's own failure is raised: a run the sweep
+    # failed from its committed counts (every row refused) was told a second `task-failed`.
+    told = lost_tasks.told_when_taken_for_lost(self.request.id, run_id, ran)
+    if isinstance(told, RunFailed):
+        raise told
+    result = runner.task_result(ran) if told is None else ran
+    _ended(self, kept, result)
     if told:
         raise told
     return result

@@ -254,8 +254,13 @@ def _execute(
             # reconciliation sent it again half an hour later; given back, a worker with Redis
             # (or this one, once Redis answers) takes it.
             hand_back(f"run {run_id}", error, REDIS_UNREACHABLE)
-        # In the foreground (run_import) the database index alone keeps the run single.
-        logger.warning("no lease (Redis unavailable) run=%s: %s", run.pk, error)
+        # In the foreground (run_import) the database index keeps the run the only one of its
+        # import in progress, and its heartbeat (_Heartbeat) keeps the sweep from taking it for
+        # a lost worker's: without it, a run longer than two lease periods was sent to a worker
+        # (whose Redis answers), which took it over while it ran here, two attempts at once.
+        why = error_words.redis_words("Redis", error)
+        logger.warning("run=%s runs without its import's lease (%s); the database keeps it the "
+                       "only run of its import in progress", run.pk, why)  # fmt: skip
         lease, acquired = None, True
     if not acquired:
         if locks.run_lease_holder(imp.pk) == run.pk:
@@ -324,11 +329,10 @@ def _execute(
             return None
         if claim == services.Claim.BUSY:
             return _overlap(run, task)
-        if lease is not None:
-            renewer = locks.Renewer(
-                lease, beat=lambda: services.heartbeat(run.pk, run.celery_task_id)
-            )
-            renewer.start()
+        renewer = locks.Renewer(
+            lease or _Heartbeat(imp.pk), beat=lambda: services.heartbeat(run.pk, run.celery_task_id)
+        )
+        renewer.start()
         with database_or_requeue(f"run {run_id}", task is not None):
             # Only a database that stays away through finish_run's own retries gets here: the
             # redelivered message finishes the run (from its committed counts, if any).
@@ -657,6 +661,17 @@ def _parked(run: ImportRun) -> NoReturn:
 def _time_limit_words(imp: ScheduledImport, task: Any | None) -> str:
     timelimit = getattr(task.request, "timelimit", None) if task is not None else None
     return services.time_limit_words(imp, timelimit[1] if timelimit else None)
+
+
+class _Heartbeat:
+    """The lease a foreground run could not take (Redis away, or refusing its login), renewed
+    as nothing: its renewals write the run's heartbeat all the same (locks.Renewer)."""
+
+    def __init__(self, import_id: int) -> None:
+        self.name, self.ttl = f"import {import_id} (no lease)", settings.RUN_LEASE_SECONDS
+
+    def renew(self) -> bool:
+        return True
 
 
 class RetryLater(Exception):

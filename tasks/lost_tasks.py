@@ -271,11 +271,18 @@ def _end_if_ended_and_close(task_id: str, run_id: int, reporter: str) -> None:
 
 def _end_if_ended(task_id: str, run_id: int, reporter: str) -> None:
     try:
-        run = ImportRun.objects.filter(pk=run_id, celery_task_id=task_id).first()
+        run = ImportRun.objects.filter(pk=run_id).first()
     except DatabaseError as error:
         logger.warning("the retried task %s not checked against its run: %s", task_id, error)
         return
-    if run is not None and run.status in ImportRun.FINAL_STATUSES:
+    if run is None:
+        # Deleted as its worker parked it: the deletion found no worker noted yet (or a task
+        # with no state stored yet) and told nothing, and its RETRY "waiting its turn" stayed in
+        # Flower for good and a day in the result backend, no message of it ever coming again
+        # (results2 hunt). A wait whose message does come tells it again then, as REVOKED.
+        revoked_tasks.show_revoked([(task_id, reporter)])
+        return
+    if run.celery_task_id == task_id and run.status in ImportRun.FINAL_STATUSES:
         if revoked_tasks.told_revoked_at_cancel(run):
             # Cancelled while it waited for this retry: REVOKED, as the cancel told. SUCCESS
             # here overwrote that REVOKED for good (Flower keeps SUCCESS over a later REVOKED).

@@ -219,6 +219,11 @@ _LOGIN_REFUSALS = re.compile(
 )
 
 
+# An ACL user of Redis refused a command or a key: the server answered (the same phrase as the
+# ACL's entry of _REASONS).
+_NO_PERMISSION = re.compile(r"noperm|no permissions to")
+
+
 def unreachable(what: str, error: BaseException, log: logging.Logger) -> str:
     """The words `cannot reach <what>: <why>`; `error` itself (its class and whole text) goes
     to `log`. A Redis that refused the login: `<what> refuses the login: <why>` (login_refusal),
@@ -263,6 +268,44 @@ def login_refusal(what: str, error: BaseException) -> str | None:
     if _LOGIN_REFUSALS.search(" ".join(str(link) for link in chain(error)).lower()):
         return f"{what} refuses the login: {LOGIN_REFUSED}"
     return None
+
+
+def redis_words(what: str, error: BaseException) -> str:
+    """What a Redis that failed a command (`what`: "the broker at host:port", "Redis at …") did,
+    in words: `<what> refuses the login: …`, `<what> refuses writes: …` (full, a read-only
+    replica), `<what> refuses: …` (an ACL user not allowed a command), `cannot reach <what>: …`,
+    or `<what> failed: the reason is in the log` (an answer no words know, WRONGTYPE say).
+    The reconciliation's readers of the queues logged redis-py's class or text for all of
+    these, a login refusal as "AuthenticationError" or "invalid username-password pair …"
+    (words3 hunt)."""
+    if words := login_refusal(what, error):
+        return words
+    if (refused := refusal(error)) is not None:
+        return f"{what} refuses writes: {refused}"
+    why = reason(error)
+    if why == UNKNOWN:
+        return f"{what} failed: {UNKNOWN}"
+    if _NO_PERMISSION.search(" ".join(str(link) for link in chain(error)).lower()):
+        return f"{what} refuses: {why}"
+    return f"cannot reach {what}: {why}"
+
+
+def for_the_log(words: str, error: BaseException) -> str:
+    """`words`, and the error's class and text after them where they say UNKNOWN: the log is
+    where the reason is then."""
+    if words.endswith(UNKNOWN):
+        return f"{words} ({type(error).__name__}: {log_text(error)})"
+    return words
+
+
+def redis_for_the_log(error: BaseException, url: str | None = None, what: str = "Redis") -> str:
+    """redis_words of `what` at the host and port of `url` (REDIS_URL's by default), for a log
+    line: the error's class and text only where no words know the reason."""
+    if url is None:
+        from django.conf import settings
+
+        url = settings.REDIS_URL
+    return for_the_log(redis_words(broker_place(url or "", what), error), error)
 
 
 def out_of_connections(error: BaseException) -> bool:

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 
 from celery import current_app
 
+from common import error_words
+
 logger = logging.getLogger("importbeat.reconcile")
 
 # Longer queues are a backlog, which explains any wait by itself.
@@ -52,7 +54,7 @@ def queue_depth() -> dict[str, int | None]:
                 pipe.llen(key)
             return {queue: sum(pipe.execute())}
     except (redis.RedisError, OSError) as error:
-        logger.warning("queue depth unavailable: %s", type(error).__name__)
+        logger.warning("queue depth unavailable: %s", _words(app.conf.broker_url, error))
         return {queue: None}
 
 
@@ -91,7 +93,7 @@ def pending_task_ids(
         held = client.hgetall(UNACKED_KEY)
         delivered = dict(client.zrange(UNACKED_INDEX_KEY, 0, -1, withscores=True))
     except redis.RedisError as error:
-        logger.warning("cannot read the broker's queues: %s", error)
+        logger.warning("cannot read the broker's queues: %s", _words(url, error))
         return None
     ids = {_task_id(json.loads(item)) for item in raw}
     for tag, item in held.items():
@@ -124,7 +126,9 @@ def held_by_live_workers(timeout: float) -> set[str] | None:
                 "importbeat_held", reply=True, timeout=timeout, connection=connection
             )
     except Exception as error:  # the broker: the 30-minute rule stands in
-        logger.warning("cannot ask the workers what they hold: %s", error)
+        logger.warning(
+            "cannot ask the workers what they hold: %s", _words(app.conf.broker_url, error)
+        )
         return None
     return {
         task_id
@@ -133,6 +137,14 @@ def held_by_live_workers(timeout: float) -> set[str] | None:
         if isinstance(answer, dict)
         for task_id in answer.get("ids", [])
     }
+
+
+def _words(url: str | None, error: BaseException) -> str:
+    """A broker that failed a read, in words (a login it refuses, why it cannot be reached):
+    the log quoted redis-py's class ("AuthenticationError") or text ("invalid
+    username-password pair or user is disabled.", "Error 111 connecting to …"); its text now
+    only where no words know the reason."""
+    return error_words.redis_for_the_log(error, url or "", "the broker")
 
 
 def _due(message: dict, delivered: float | None) -> float:

@@ -32,8 +32,12 @@ BROKER_ERRORS = (
 
 
 def why_not_sent(error: BaseException) -> str:
-    """Why the broker did not take a message, in words: it refused it (full, a read-only
-    replica), or it could not be reached and why."""
+    """Why the broker did not take a message, in words: it refused the login, it refused the
+    message (full, a read-only replica), or it could not be reached and why."""
+    # A login refusal is no refusal of the message: it was said "the broker refuses new
+    # messages: the user name or password …" (review B).
+    if words := error_words.login_refusal("the broker", error):
+        return words
     refused = error_words.refusal(error)
     if refused is not None:
         return f"the broker refuses new messages: {refused}"

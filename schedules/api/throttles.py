@@ -83,12 +83,22 @@ class _SettingsRateThrottle(SimpleRateThrottle):
             # on (it was a 500) and meets what it needs, which answers in words (the broker's
             # 503 for a trigger); logins keep their lockout in the database (django-axes).
             # In words: the raw error quoted the script's text and Redis's -OOM reply.
-            logger.warning("%s not counted, Redis did not take it: %s", self.scope, _why(error))
+            if words := error_words.login_refusal(self._place(), error):
+                # Said as what it is: "Redis did not take it: it refuses writes: the user name
+                # or password …" sent an operator to its memory (review B).
+                logger.warning("%s not counted: %s", self.scope, words)
+            else:
+                logger.warning("%s not counted, Redis did not take it: %s", self.scope, _why(error))
             return True
         if refused is None:
             return True
         self.history = [float(moment) for moment in refused]
         return self.throttle_failure()
+
+    def _place(self) -> str:
+        """`Redis at host:port` of the throttles' cache (CACHES["throttle"]), no password."""
+        servers = getattr(self.cache, "_servers", None) or [""]
+        return error_words.broker_place(servers[0], "Redis")
 
 
 def _why(error: RedisError) -> str:

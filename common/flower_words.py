@@ -34,30 +34,45 @@ class FlowerWords(logging.Filter):
         self.said = SaidOnce()
 
     def filter(self, record: logging.LogRecord) -> bool:
-        message = str(record.msg)
-        if message.startswith("Failed to capture events") and record.args:
-            error = record.args[0] if isinstance(record.args, tuple) else record.args
-            words = f"Flower cannot read the workers' events: {self._why(error)}"
-        elif message.startswith("Failed to enable events") and record.args:
-            error = record.args[0] if isinstance(record.args, tuple) else record.args
-            words = f"Flower cannot turn the workers' events on: {self._why(error)}"
-        elif message.startswith("Inspect method") and isinstance(record.args, tuple):
-            # One line for its four questions (active_queues, registered, stats, conf). Without
-            # an error, the broker took the question and no worker answered it in time: no
-            # worker runs, or they are busy; the broker is not to blame.
-            if len(record.args) > 1:
-                why = self._why(record.args[-1])
-                words = f"Flower cannot ask the workers how they are: {why}"
-            else:
-                words = "Flower asked the workers how they are: none answered in time"
-        else:
+        words = self._words(str(record.msg), record.args)
+        if words is None:
             return True
+        words = self._login_refused(record.args) or words
         more = self.said.again(words)
         if more is None:
             return False
         record.msg, record.args = words + more, ()
         record.exc_info = record.exc_text = None
         return True
+
+    def _words(self, message: str, args: Any) -> str | None:
+        """The words of one of Flower's broker lines, None for any other line."""
+        if message.startswith("Failed to capture events") and args:
+            error = args[0] if isinstance(args, tuple) else args
+            return f"Flower cannot read the workers' events: {self._why(error)}"
+        if message.startswith("Failed to enable events") and args:
+            error = args[0] if isinstance(args, tuple) else args
+            return f"Flower cannot turn the workers' events on: {self._why(error)}"
+        if message.startswith("Inspect method") and isinstance(args, tuple):
+            # One line for its four questions (active_queues, registered, stats, conf). Without
+            # an error, the broker took the question and no worker answered it in time: no
+            # worker runs, or they are busy; the broker is not to blame.
+            if len(args) > 1:
+                return f"Flower cannot ask the workers how they are: {self._why(args[-1])}"
+            return "Flower asked the workers how they are: none answered in time"
+        return None
+
+    @staticmethod
+    def _login_refused(args: Any) -> str | None:
+        """`Flower cannot see the workers: the broker at … refuses the login: …` for a broker
+        line whose error is a login refusal; None otherwise. Whichever of Flower's operations
+        met it (events read, events turned on, workers asked), it is one refusal, said in one
+        line folded a minute: it was up to three, each folded apart (words3 hunt)."""
+        for error in args if isinstance(args, tuple) else (args,):
+            words = isinstance(error, BaseException) and error_words.login_refusal(_broker(), error)
+            if words:
+                return f"Flower cannot see the workers: {words}"
+        return None
 
     @staticmethod
     def _why(error: Any) -> str:

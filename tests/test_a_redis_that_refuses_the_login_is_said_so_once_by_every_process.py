@@ -148,8 +148,5 @@ def test_flower_says_the_broker_refuses_the_login(guarded, monkeypatch):
 
     # Then it says the broker refuses the login, in words
     words = record.getMessage()
-    assert words == (
-        f"Flower cannot read the workers' events: the broker at 127.0.0.1:{guarded.port} "
-        f"refuses: {LOGIN_REFUSED}"
-    )
+    assert words == f"Flower cannot see the workers: {refuses('the broker', guarded)}"
     assert not CLASS_NAME.search(words)

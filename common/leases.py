@@ -17,6 +17,8 @@ import uuid
 from redis.exceptions import LockError, LockNotOwnedError, RedisError
 from redis.lock import Lock
 
+from common import error_words
+
 # One client and one connection pool per process, shared with schedules and beat.
 from common.redis_client import client
 
@@ -58,7 +60,9 @@ class Lease:
             pass
         except RedisError as error:
             # It expires by itself; a release that cannot reach Redis only delays the next run.
-            logger.warning("lease release failed name=%s error=%s", self.name, error)
+            logger.warning(
+                "lease release failed name=%s: %s", self.name, error_words.redis_for_the_log(error)
+            )
 
     def holder(self) -> str | None:
         """The owner label of whoever holds the lease now, or None."""

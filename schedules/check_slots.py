@@ -39,7 +39,7 @@ from redis import Redis
 from redis.commands.core import Script
 from redis.exceptions import RedisError
 
-from common import database_clock
+from common import database_clock, error_words
 from common.redis_client import client
 
 logger = logging.getLogger(__name__)
@@ -113,7 +113,9 @@ def _take(user_id: int | None, wait: float) -> str | None:
                   *(max(cap, 0) for _key, cap in counted)],
         )  # fmt: skip
     except RedisError as error:
-        logger.warning("source checks in progress not counted, Redis did not answer: %s", error)
+        logger.warning(
+            "source checks in progress not counted: %s", error_words.redis_for_the_log(error)
+        )
         return None
     if full is None:
         return token

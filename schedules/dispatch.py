@@ -37,7 +37,7 @@ from django.db.models import Min
 from django.db.models.fields.json import KeyTextTransform
 from redis.exceptions import RedisError
 
-from common import database_clock, owner_lines, redis_client
+from common import database_clock, error_words, owner_lines, redis_client
 
 from .models import ImportRun, ScheduledImport
 from .ticks import Schedule
@@ -345,7 +345,7 @@ def _note_backlog(skipped: int, now: datetime, oldest_waiting: datetime) -> None
         pipe.execute()
     except RedisError as error:
         # The runs say it, and the log above: only /health's word is missing.
-        logger.warning("the backlog could not be noted in Redis: %s", error)
+        logger.warning("the backlog not noted: %s", error_words.redis_for_the_log(error))
 
 
 def _waits_words(run_id: int, queued_at: datetime, waiting_note: str, not_sent: str) -> str:
@@ -508,7 +508,10 @@ def _line_up_past_the_cap(runs: Sequence[ImportRun]) -> set[int]:
     try:
         owner_lines.join(past)
     except RedisError as error:
-        logger.warning("runs past their owner's cap sent, not lined up: %s", error)
+        logger.warning(
+            "runs past their owner's cap sent, not lined up: %s",
+            error_words.redis_for_the_log(error),
+        )
         return set()
     lined = [pk for ids in past.values() for pk in ids]
     ahead = database_clock.now() + timedelta(seconds=owner_lines.alive_seconds())

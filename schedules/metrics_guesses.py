@@ -18,6 +18,7 @@ from django.conf import settings
 from django.http import HttpRequest
 from redis.exceptions import RedisError
 
+from common import error_words
 from common.redis_client import client
 from common.security import client_ip
 
@@ -35,7 +36,7 @@ def locked_out(request: HttpRequest, name: str) -> bool:
     try:
         counts = client().mget(_keys(request, name))
     except RedisError as error:
-        logger.warning("guesses at /metrics not counted, Redis did not answer: %s", error)
+        logger.warning("guesses at /metrics not counted: %s", error_words.redis_for_the_log(error))
         return False
     return any(int(count or 0) >= settings.LOGIN_FAILURE_LIMIT for count in counts)
 
@@ -52,6 +53,6 @@ def guessed_wrong(request: HttpRequest, name: str) -> bool:
                 pipe.expire(key, settings.LOGIN_LOCKOUT_SECONDS)
             counts = pipe.execute()[::2]
     except RedisError as error:
-        logger.warning("guesses at /metrics not counted, Redis did not answer: %s", error)
+        logger.warning("guesses at /metrics not counted: %s", error_words.redis_for_the_log(error))
         return False
     return any(count >= settings.LOGIN_FAILURE_LIMIT for count in counts)

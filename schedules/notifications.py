@@ -33,7 +33,7 @@ from django.db import connection, transaction
 from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from redis.exceptions import RedisError
 
-from common import database_clock
+from common import database_clock, error_words
 from common.redis_client import client
 
 from . import after_commit, alerts, credentials, import_locks
@@ -323,7 +323,10 @@ def _resend_cursor() -> tuple[datetime, int] | None:
     try:
         kept = client().get(RESEND_CURSOR_KEY)
     except RedisError as error:
-        logger.warning("the sweep looks from the first waiting notification: %s", error)
+        logger.warning(
+            "the sweep looks from the first waiting notification: %s",
+            error_words.redis_for_the_log(error),
+        )
         return None
     if not kept:
         return None

@@ -33,7 +33,7 @@ from django.db import connection, transaction
 from django.db.models import F, Func, JSONField, Q, Value
 from redis.exceptions import RedisError
 
-from common import database_clock, owner_lines
+from common import database_clock, error_words, owner_lines
 
 from . import after_commit, broker, import_locks, services
 from .models import ImportRun, ScheduledImport, put_intervals_in_step
@@ -219,7 +219,10 @@ def _out_of_their_lines(
     try:
         in_line = owner_lines.in_lines(of_owners)
     except RedisError as error:
-        logger.warning("runs waiting in their owner's line not looked at: %s", error)
+        logger.warning(
+            "runs waiting in their owner's line not looked at: %s",
+            error_words.redis_for_the_log(error),
+        )
         return []
     if in_line:
         ImportRun.objects.filter(pk__in=in_line, status__in=services.WAITING_STATUSES).filter(

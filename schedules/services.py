@@ -1215,7 +1215,7 @@ def send_runs(runs: Sequence[ImportRun], *, sent_events: bool = False) -> None:
     except BROKER_ERRORS as error:
         refused = error_words.refusal(error)
         logger.warning(
-            "run messages not sent runs=%s: %s (%r)", len(runs), refused or "broker error", error
+            "run messages not sent runs=%s: %s", len(runs), after_commit.why_for_the_log(error)
         )
         send_again_at_next_reconcile([run.pk for run in runs], after_commit.why_not_sent(error))
         if refused == error_words.FULL:

@@ -1612,6 +1612,23 @@ def note_lost_task_end(run_id: int, task_id: str, told: bool, reporter: str) -> 
     )  # fmt: skip
 
 
+def claim_lost_task_end(run_id: int, task_id: str, by: str) -> bool:
+    """Take the telling of the end of `task_id`, a lost attempt of run `run_id` whose end nobody
+    told yet (LOST_TASK_END told false), noted told by `by` in the same statement: of two that
+    would tell it (two sweeps at once, or a sweep and the attempt alive after all), one does,
+    where both told it (two ends of one task in Flower: reviewC hunt). Whether it was taken."""
+    untold = {LOST_TASK_END: {"task": task_id, "told": False}}
+    note = Value({LOST_TASK_END: {"task": task_id, "told": True, "by": by}}, JSONField())
+    return bool(
+        ImportRun.objects.filter(pk=run_id, error_details__contains=untold).update(
+            error_details=Func(
+                F("error_details"), note, template="%(expressions)s", arg_joiner=" || ",
+                output_field=JSONField(),
+            )
+        )
+    )  # fmt: skip
+
+
 def lost_task_end_told(run: ImportRun, task_id: str) -> bool | None:
     """Whether the sweep (or whoever ended the run as lost) told Flower the end of `task_id`,
     an attempt of `run`: None when it noted nothing of that task."""

@@ -147,6 +147,9 @@ def tell_untold_ends(reporter: str) -> int:
         task_id = run.error_details[services.LOST_TASK_END].get("task") or ""
         if not task_id:
             continue
+        # (taken, or another sweep, or the attempt alive after all, tells it: reviewC hunt)
+        if not services.claim_lost_task_end(run.pk, task_id, reporter):
+            continue
         # Sent again: its attempt failed, whatever became of the run since.
         failed_as = _sent_again_words(run, task_id) if run.celery_task_id != task_id else None
         told += end_lost_task(task_id, run, reporter, failed_as)
@@ -194,7 +197,7 @@ def told_when_taken_for_lost(
         return None
     if run is None:
         return None
-    told = services.lost_task_end_told(run, task_id)
+    told = _telling(run, task_id)
     if cancelled:
         # Ended by the sweep, which told SUCCESS: a second one counted two ends of one run.
         if told and run.celery_task_id == task_id and run.status == ImportRun.Status.CANCELLED:
@@ -225,10 +228,20 @@ def _as_told(task_id: str, run_id: int) -> RunFailed | Ignore | None:
         return None
     if run is None or run.status not in ImportRun.FINAL_STATUSES:
         return None
-    told = services.lost_task_end_told(run, task_id)
+    told = _telling(run, task_id)
     if run.status not in run.FAILED_STATUSES:
         return Ignore() if told else None
     return ToldFailed(_words(run)) if told else RunFailed(_words(run))
+
+
+def _telling(run: ImportRun, task_id: str) -> bool | None:
+    """services.lost_task_end_told, the telling taken when nobody told the end: the attempt then
+    tells it, and the next sweep does not (tell_untold_ends), where both told it (reviewC hunt).
+    True when a sweep took it meanwhile."""
+    told = services.lost_task_end_told(run, task_id)
+    if told is False and not services.claim_lost_task_end(run.pk, task_id, "its attempt"):
+        return True
+    return told
 
 
 def _words(run: ImportRun) -> str:

@@ -35,7 +35,7 @@ import threading
 from datetime import timedelta
 from typing import Any
 
-from celery.exceptions import Ignore
+from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from django.db import DatabaseError, connection
 from django.db.models import Q
 from kombu.exceptions import KombuError
@@ -110,6 +110,10 @@ def _store_end(task_id: str, run: ImportRun, ended_well: bool, words: str) -> No
             current_app.backend.store_result(task_id, result, states.SUCCESS)
         else:
             current_app.backend.mark_as_failure(task_id, RunFailed(words), traceback="")
+    except SoftTimeLimitExceeded:
+        # The sweep's limit, raised in the backend's wait: it ends the pass, which went on past
+        # it to the hard limit that kills its process when taken for a backend's error.
+        raise
     except Exception as error:  # (whatever the backend raises: the run log has the end)
         logger.warning("the end of the lost task %s of run %s not stored: %s",
                        task_id, run.pk, error)  # fmt: skip

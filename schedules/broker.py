@@ -122,6 +122,12 @@ def held_by_live_workers(timeout: float) -> set[str] | None:
     app = current_app
     try:
         with app.connection_for_write() as connection:
+            # kombu's own patience with a broker briefly away (tries for
+            # broker_connection_timeout, 2 s apart), as the broadcast would connect, but none
+            # with one that refuses the login: it refused again at every try, ~6 s a pass.
+            connection.ensure_connection(
+                errback=_no_retry_of_a_refused_login, timeout=connection.connect_timeout
+            )
             replies = app.control.broadcast(
                 "importbeat_held", reply=True, timeout=timeout, connection=connection
             )
@@ -137,6 +143,13 @@ def held_by_live_workers(timeout: float) -> set[str] | None:
         if isinstance(answer, dict)
         for task_id in answer.get("ids", [])
     }
+
+
+def _no_retry_of_a_refused_login(error: BaseException, _interval: float) -> None:
+    """Give up the connection's tries at a login the broker refused: its user name and
+    password will not change between them."""
+    if error_words.login_refusal("the broker", error):
+        raise error
 
 
 def _words(url: str | None, error: BaseException) -> str:

@@ -63,6 +63,12 @@ REDIS_UNREACHABLE = (
     "importbeat's Redis (REDIS_URL, the run locks) is unreachable; the message goes back to the "
     "queue"
 )
+# A Redis that answers and refuses the login (its password changed while the worker runs, its
+# ACL user switched off) is there: said "unreachable", an operator looked for an outage.
+REDIS_REFUSES_THE_LOGIN = (
+    "importbeat's Redis (REDIS_URL, the run locks) refuses the login: "
+    f"{error_words.LOGIN_REFUSED}; the message goes back to the queue"
+)
 
 
 # A run whose time limit struck before its attempt began: a statement that waited for a lock
@@ -146,8 +152,10 @@ def database_or_requeue(
 def hand_back(what: str, error: BaseException, reason: str = DATABASE_UNREACHABLE) -> NoReturn:
     """Give the message being handled back to the queue, after a pause, because `error` (the
     database's, or Redis's) keeps this worker from doing it now."""
-    # The library's text (a host and port) is for the worker's log only.
-    logger.warning("%s goes back to the queue: %s", what, log_text(error))
+    # The library's text (a host and port) is for the worker's log only; Redis's in words
+    # (redis-py's "invalid username-password pair or user is disabled." for a refused login).
+    said = error_words.redis_for_the_log(error) if isinstance(error, RedisError) else None
+    logger.warning("%s goes back to the queue: %s", what, said or log_text(error))
     if isinstance(error, (DatabaseError, psycopg.Error)):
         # A fresh session for the next try: one opened while the server was read-only may
         # stay read-only after it takes writes again.
@@ -253,7 +261,10 @@ def _execute(
             # Acknowledged, the message would be lost with the run still `queued`, until
             # reconciliation sent it again half an hour later; given back, a worker with Redis
             # (or this one, once Redis answers) takes it.
-            hand_back(f"run {run_id}", error, REDIS_UNREACHABLE)
+            refused = error_words.login_refusal("Redis", error)
+            hand_back(
+                f"run {run_id}", error, REDIS_REFUSES_THE_LOGIN if refused else REDIS_UNREACHABLE
+            )
         # In the foreground (run_import) the database index keeps the run the only one of its
         # import in progress, and its heartbeat (_Heartbeat) keeps the sweep from taking it for
         # a lost worker's: without it, a run longer than two lease periods was sent to a worker

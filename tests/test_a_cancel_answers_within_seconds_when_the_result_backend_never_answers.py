@@ -15,7 +15,6 @@ import logging
 import socket
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -24,10 +23,10 @@ from celery.backends.redis import RedisBackend
 from celery.result import AsyncResult
 
 from schedules.models import ImportRun
-from tasks import fairness
 from tasks.tasks import execute_run
 from tests.api_support import API, client_for
-from tests.factories import PRODUCTS_CSV, make_import
+from tests.factories import PRODUCTS_CSV
+from tests.task_states_support import second_run_of_an_owner_at_her_cap
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -61,15 +60,7 @@ def test_a_cancel_answers_within_seconds_when_the_result_backend_never_answers(
     settings.MAX_RUNNING_PER_OWNER = 1
     url = csv_server.serve("/p.csv", PRODUCTS_CSV)
 
-    def run_of(name: str) -> ImportRun:
-        return ImportRun.objects.create(
-            scheduled_import=make_import(alice, url, name=name, dataset=name),
-            trigger="api",
-            celery_task_id=str(uuid.uuid4()),
-        )
-
-    assert fairness.admit(run_of("first"))
-    parked = run_of("second")
+    parked = second_run_of_an_owner_at_her_cap(alice, url)
     execute_run.apply(args=[parked.pk], task_id=parked.celery_task_id)
     assert AsyncResult(parked.celery_task_id).state == "RETRY"
     # ... and a result backend that now accepts connections and never answers

@@ -10,17 +10,16 @@ In process: the run's message is handled by Celery's tracer, with the real Redis
 the owner cancels after the worker noted it parked the run and before its RETRY is stored.
 """
 
-import uuid
-
 import pytest
 from celery import current_app
 from celery.result import AsyncResult
 
 from schedules import services
 from schedules.models import ImportRun
-from tasks import fairness, lost_tasks, runner
+from tasks import lost_tasks, runner
 from tasks.tasks import execute_run
-from tests.factories import PRODUCTS_CSV, make_import
+from tests.factories import PRODUCTS_CSV
+from tests.task_states_support import second_run_of_an_owner_at_her_cap
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -33,15 +32,7 @@ def test_a_run_cancelled_as_its_worker_parks_it_gets_no_task_state_at_the_cancel
     settings.MAX_RUNNING_PER_OWNER = 1
     url = csv_server.serve("/p.csv", PRODUCTS_CSV)
 
-    def run_of(name: str) -> ImportRun:
-        return ImportRun.objects.create(
-            scheduled_import=make_import(alice, url, name=name, dataset=name),
-            trigger="api",
-            celery_task_id=str(uuid.uuid4()),
-        )
-
-    assert fairness.admit(run_of("first"))
-    run = run_of("second")
+    run = second_run_of_an_owner_at_her_cap(alice, url)
     key = current_app.backend.get_key_for_task(run.celery_task_id)
     park, at_the_cancel = runner._parked, {}
 

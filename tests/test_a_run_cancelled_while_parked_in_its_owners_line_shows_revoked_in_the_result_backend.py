@@ -11,30 +11,17 @@ the cancel's REVOKED) is put right by the worker that announces the retry
 In process: the run's message is handled by Celery's tracer, with the real Redis result backend.
 """
 
-import uuid
-
 import pytest
 from celery.result import AsyncResult
 
 from schedules import services
 from schedules.models import ImportRun
 from tasks import fairness, lost_tasks, runner
-from tasks.tasks import execute_run
 from tests.api_support import API, client_for
 from tests.factories import PRODUCTS_CSV, make_import
+from tests.task_states_support import delivered, run_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def run_of(imp) -> ImportRun:
-    return ImportRun.objects.create(
-        scheduled_import=imp, trigger="api", celery_task_id=str(uuid.uuid4())
-    )
-
-
-def delivered(run: ImportRun) -> None:
-    """The run's message, handled by a worker's pool process (here, in this one)."""
-    execute_run.apply(args=[run.pk], task_id=run.celery_task_id)
 
 
 @pytest.fixture

@@ -13,8 +13,6 @@ the retry's announcement as the worker's main process makes it (end_retried_task
 tells Flower recorded.
 """
 
-import uuid
-
 import pytest
 from celery.result import AsyncResult
 
@@ -22,7 +20,8 @@ from schedules import revoked_tasks, services
 from schedules.models import ImportRun
 from tasks import fairness, lost_tasks, runner
 from tasks.tasks import execute_run
-from tests.factories import PRODUCTS_CSV, make_import
+from tests.factories import PRODUCTS_CSV
+from tests.task_states_support import second_run_of_an_owner_at_her_cap
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -44,15 +43,7 @@ def test_a_run_deleted_as_its_worker_parks_it_shows_revoked(
     settings.MAX_RUNNING_PER_OWNER = 1
     url = csv_server.serve("/p.csv", PRODUCTS_CSV)
 
-    def run_of(import_name: str) -> ImportRun:
-        return ImportRun.objects.create(
-            scheduled_import=make_import(alice, url, name=import_name, dataset=import_name),
-            trigger="api",
-            celery_task_id=str(uuid.uuid4()),
-        )
-
-    assert fairness.admit(run_of("first"))
-    run = run_of("second")
+    run = second_run_of_an_owner_at_her_cap(alice, url)
     parking = getattr(module, name)
 
     def deleted_meanwhile(parked: ImportRun, *args):

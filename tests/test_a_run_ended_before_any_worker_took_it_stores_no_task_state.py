@@ -6,27 +6,14 @@ such message wrote a state the task never had (REVOKED, or SUCCESS of a skipped 
 a SETEX kept a day, where the cancel itself stores nothing of a task no worker took
 (schedules.revoked_tasks). A backlog of a paused import was a write per tick."""
 
-import uuid
-
 import pytest
 
 from schedules import services
 from schedules.models import ImportRun
-from tasks.tasks import execute_run
 from tests.factories import PRODUCTS_CSV, make_import
+from tests.task_states_support import delivered, run_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def run_of(imp, trigger: str = "api") -> ImportRun:
-    return ImportRun.objects.create(
-        scheduled_import=imp, trigger=trigger, celery_task_id=str(uuid.uuid4())
-    )
-
-
-def delivered(run: ImportRun) -> None:
-    """The run's message, handled by a worker's pool process (here, in this one)."""
-    execute_run.apply(args=[run.pk], task_id=run.celery_task_id)
 
 
 def task_states_sent(round_trips: list) -> list[bytes]:

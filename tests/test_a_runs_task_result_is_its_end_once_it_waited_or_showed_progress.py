@@ -5,29 +5,15 @@ task said PROGRESS after its success: Flower's result page and AsyncResult disag
 run log (SPEC 4). A run that never waited stores nothing still (issue 15), and a parked run's
 RETRY stays while it waits."""
 
-import uuid
-
 import pytest
 from celery.result import AsyncResult
 
-from schedules.models import ImportRun
 from tasks import fairness
 from tasks.engine import progress as engine_progress
-from tasks.tasks import execute_run
 from tests.factories import PRODUCTS_CSV, make_import
+from tests.task_states_support import delivered, run_of
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-def run_of(imp) -> ImportRun:
-    return ImportRun.objects.create(
-        scheduled_import=imp, trigger="api", celery_task_id=str(uuid.uuid4())
-    )
-
-
-def delivered(run: ImportRun) -> None:
-    """The run's message, handled by a worker's pool process (here, in this one)."""
-    execute_run.apply(args=[run.pk], task_id=run.celery_task_id)
 
 
 def test_a_run_that_waited_its_turn_and_succeeded_shows_its_end(alice, csv_server, settings, sent):

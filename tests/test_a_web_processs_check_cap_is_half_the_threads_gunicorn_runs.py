@@ -10,6 +10,7 @@ thread. gunicorn.conf.py now records `worker.cfg.threads` for the cap.
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import threading
 
@@ -67,7 +68,8 @@ def test_a_hand_written_gunicorn_caps_checks_at_half_the_threads_it_runs(bob, pr
             timeout=10,
         )
     finally:
-        processes.stop(web)
+        # (killed: stopped gently, gunicorn waited for the two checks' 20 s to end)
+        processes.stop(web, signal.SIGKILL)
         no_checks_in_progress()
 
     # Then two went (half of gunicorn's 4 threads; WEB_THREADS=1 let one), the third refused

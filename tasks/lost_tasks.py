@@ -89,13 +89,25 @@ def end_lost_task(
         told = False
         logger.warning("the lost task %s of run %s could not be ended in Flower: %s",
                        task_id, run.pk, error)  # fmt: skip
+    except SoftTimeLimitExceeded:
+        # The sweep's limit, struck in a silent broker's wait: noted untold, the next pass
+        # tells it (with no note, nobody ever did: reviewD hunt).
+        _note_told(task_id, run, False, reporter)
+        raise
+    # Noted before the store: the sweep's time limit, struck in a silent backend's wait, ends
+    # the pass there, and a note skipped with it left an end the broker refused told by nobody,
+    # or an attempt alive after all telling a second one (reviewD hunt).
+    _note_told(task_id, run, told, reporter)
     _store_end(task_id, run, ended_well, words)
+    return told
+
+
+def _note_told(task_id: str, run: ImportRun, told: bool, reporter: str) -> None:
     try:
         services.note_lost_task_end(run.pk, task_id, told, reporter)
     except DatabaseError as error:
         logger.warning("run %s: whether its lost task %s was ended in Flower not noted: %s",
                        run.pk, task_id, error)  # fmt: skip
-    return told
 
 
 def _store_end(task_id: str, run: ImportRun, ended_well: bool, words: str) -> None:

@@ -199,7 +199,10 @@ READ_ONLY = "it is a read-only replica: point the URL at the primary"
 QUEUE_FULL = "the task queue is full"
 _REFUSALS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"used memory > 'maxmemory'"), FULL),
-    (re.compile(r"read only replica|readonly"), READ_ONLY),
+    # Redis's own sentence (redis-py drops its READONLY code): "readonly" alone was also found in
+    # a host name, a socket's path or an ACL user's name (Redis 7.2 names it in a NOPERM), and a
+    # Redis away at `redis-readonly` was said a replica (reviewD hunt).
+    (re.compile(r"read only (?:replica|slave)|(?:^|\s)readonly you can't write"), READ_ONLY),
 ]
 
 # A Redis (the broker's, REDIS_URL's) that answered and refused the login: requirepass set and

@@ -17,6 +17,7 @@ import logging
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg.errors
 
@@ -384,6 +385,11 @@ def server_address(url: str) -> str | None:
     host, port = info.get("hostname"), info.get("port")
     if not host:
         return None
+    if "://" in host:
+        # kombu reads the whole rest of `redis+socket://:password@/path` (its way to give a
+        # socket broker a password) as the host: named by it, the password was in every line
+        # that said where the broker is (reviewD hunt). Its socket's path alone.
+        return urlsplit(host).path or None
     return f"{host}:{port}" if port else host
 
 

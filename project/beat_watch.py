@@ -28,7 +28,7 @@ from django.conf import settings
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
-from common import database_clock
+from common import database_clock, error_words
 from common.redis_client import LAST_TICK_KEY, client
 
 logger = logging.getLogger("importbeat.reconcile")
@@ -87,10 +87,28 @@ def look(hostname: str = "") -> float | None:
 
 def _watch(hostname: str) -> None:
     while not _stopped.wait(settings.MAINTENANCE_INTERVAL_SECONDS):
-        try:
-            look(hostname)
-        except (RedisError, KombuError, OSError, ValueError) as error:
-            logger.warning("beat's last tick not looked at: %s", error)
+        look_or_say_why(hostname)
+
+
+def look_or_say_why(hostname: str = "") -> None:
+    """look(), or a line saying in words why beat's last tick could not be looked at.
+
+    It logged the library's text: "beat's last tick not looked at: invalid username-password
+    pair or user is disabled." for a Redis refusing the login, "Error 111 connecting to …" for
+    one away (words4 hunt)."""
+    try:
+        look(hostname)
+    except RedisError as error:
+        logger.warning("beat's last tick not looked at: %s", error_words.redis_for_the_log(error))
+    except (KombuError, OSError) as error:
+        # The overdue task's message did not go: the broker refused it, or is away.
+        said = error_words.redis_for_the_log(error, settings.CELERY_BROKER_URL, "the broker")
+        logger.warning(
+            "the owners of overdue imports are not told at this look (the next tries again): %s",
+            said,
+        )
+    except ValueError:
+        logger.warning("beat's last tick not looked at: %s in Redis is not a time", LAST_TICK_KEY)
 
 
 @worker_ready.connect(weak=False, dispatch_uid="importbeat.beat_watch")

@@ -26,6 +26,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from redis.exceptions import RedisError
 
 from common import database_clock, error_words, read_only_database
+from common.said_once import SaidOnce
 from schedules import backlog, fresh_connection, services
 from schedules.models import ImportRun, ScheduledImport
 
@@ -69,6 +70,21 @@ REDIS_REFUSES_THE_LOGIN = (
     "importbeat's Redis (REDIS_URL, the run locks) refuses the login: "
     f"{error_words.LOGIN_REFUSED}; the message goes back to the queue"
 )
+
+
+def redis_refuses_writes(refused: str) -> str:
+    """The reason of a message handed back because importbeat's Redis answers and refuses the
+    lease's write, `refused` saying why (error_words: it is full, a read-only replica). A full
+    Redis was said "unreachable", an operator sent to look for an outage (words4 hunt)."""
+    return (
+        f"importbeat's Redis (REDIS_URL, the run locks) refuses writes: {refused}; the message "
+        "goes back to the queue"
+    )
+
+
+# A hand-back's cause is said at once, then once a minute with how often it was met: a worker
+# took each run again every REQUEUE_PAUSE_SECONDS while it lasted, and logged each time.
+_handed_back = SaidOnce()
 
 
 # A run whose time limit struck before its attempt began: a statement that waited for a lock
@@ -155,7 +171,13 @@ def hand_back(what: str, error: BaseException, reason: str = DATABASE_UNREACHABL
     # The library's text (a host and port) is for the worker's log only; Redis's in words
     # (redis-py's "invalid username-password pair or user is disabled." for a refused login).
     said = error_words.redis_for_the_log(error) if isinstance(error, RedisError) else None
-    logger.warning("%s goes back to the queue: %s", what, said or log_text(error))
+    words = said or log_text(error)
+    # Folded by its cause, whichever run met it: the same outage, each run in turn.
+    again = _handed_back.again(words)
+    if again is None:
+        logger.debug("%s goes back to the queue: %s", what, words)
+    else:
+        logger.warning("%s goes back to the queue: %s%s", what, words, again)
     if isinstance(error, (DatabaseError, psycopg.Error)):
         # A fresh session for the next try: one opened while the server was read-only may
         # stay read-only after it takes writes again.
@@ -261,10 +283,14 @@ def _execute(
             # Acknowledged, the message would be lost with the run still `queued`, until
             # reconciliation sent it again half an hour later; given back, a worker with Redis
             # (or this one, once Redis answers) takes it.
-            refused = error_words.login_refusal("Redis", error)
-            hand_back(
-                f"run {run_id}", error, REDIS_REFUSES_THE_LOGIN if refused else REDIS_UNREACHABLE
-            )
+            refused = error_words.refusal(error)
+            if refused == error_words.LOGIN_REFUSED:
+                reason = REDIS_REFUSES_THE_LOGIN
+            elif refused is not None:
+                reason = redis_refuses_writes(refused)  # full, or a read-only replica
+            else:
+                reason = REDIS_UNREACHABLE
+            hand_back(f"run {run_id}", error, reason)
         # In the foreground (run_import) the database index keeps the run the only one of its
         # import in progress, and its heartbeat (_Heartbeat) keeps the sweep from taking it for
         # a lost worker's: without it, a run longer than two lease periods was sent to a worker

@@ -8,7 +8,8 @@ buried the one that said why. Each such line of the consumer now shows once a mi
 with how many times it was said meanwhile, without the restart's traceback (it says nothing
 the line does not), and with what a full or read-only Redis means in words. A message handed
 back to the queue is logged without the traceback of its hand-back, which said nothing its line
-does not.
+does not, and Celery's line of it is said once a minute for its task and reason, as the
+worker's own line before it (tasks.runner.hand_back).
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ from __future__ import annotations
 import logging
 import re
 import time
+from collections.abc import Mapping
 
 import psycopg
 from billiard.exceptions import RestartFreqExceeded
+from celery.app.trace import LOG_REJECTED
 from celery.exceptions import Reject
 from celery.signals import after_setup_logger
 
 from common import error_words
+from common.said_once import SaidOnce
 
 CONSUMER_LOGGER = "celery.worker.consumer.consumer"
 # Where Celery logs a task's end: "Task … reject requeue=True: <reason>".
@@ -121,8 +125,52 @@ def _a_statements_fault(reject: Reject) -> bool:
     )
 
 
+class RejectsFolded(logging.Filter):
+    """Celery's line of a hand-back ("Task importbeat.execute_run[id] reject requeue=True:
+    <reason>") said at once, then at most once a minute for its task and reason, with how often
+    it was met meanwhile; the repeats go at DEBUG (dropped by a worker at INFO). Celery logged
+    it at each delivery, every 2 s of each run handed back, beside the worker's own line that
+    says it once a minute (fold5 hunt). A reject of another reason or of another task is said
+    at once; one that keeps its traceback (a statement's fault) is never folded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._said = SaidOnce()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = record.args
+        if (
+            record.levelno < logging.WARNING
+            or record.msg != _CELERYS_REJECT
+            or not isinstance(context, Mapping)
+            or _keeps_its_traceback(record)
+        ):
+            return True
+        # The task's id aside: each run's redeliveries, and each run's, are the same line.
+        again = self._said.again(f"{context.get('name')} {context.get('exc')}")
+        if again is None:
+            if not logging.getLogger(record.name).isEnabledFor(logging.DEBUG):
+                return False
+            record.levelno, record.levelname = logging.DEBUG, logging.getLevelName(logging.DEBUG)
+            return True
+        if again:
+            record.msg = f"{record.msg}{again.replace('%', '%%')}"
+        return True
+
+
+# The format of Celery's line of a rejected task (celery.app.trace._log_error).
+_CELERYS_REJECT = LOG_REJECTED.strip()
+
+
+def _keeps_its_traceback(record: logging.LogRecord) -> bool:
+    error = record.exc_info[1] if record.exc_info else None
+    return isinstance(error, Reject) and _a_statements_fault(error)
+
+
 @after_setup_logger.connect(weak=False, dispatch_uid="importbeat.worker_log.rejects")
 def say_rejects_without_traceback(**_: object) -> None:
     trace = logging.getLogger(TRACE_LOGGER)
     if not any(isinstance(f, RejectsWithoutTraceback) for f in trace.filters):
         trace.addFilter(RejectsWithoutTraceback())
+    if not any(isinstance(f, RejectsFolded) for f in trace.filters):
+        trace.addFilter(RejectsFolded())

@@ -276,6 +276,7 @@ def _execute(
         return _skipped(run, waited)
     imp = run.scheduled_import
     lease: locks.Lease | None = locks.run_lease(imp.pk, run.pk)
+    unleased = ""  # why a foreground run goes without its lease, said once it is claimed
     try:
         acquired = lease.acquire()
     except RedisError as error:
@@ -295,9 +296,9 @@ def _execute(
         # import in progress, and its heartbeat (_Heartbeat) keeps the sweep from taking it for
         # a lost worker's: without it, a run longer than two lease periods was sent to a worker
         # (whose Redis answers), which took it over while it ran here, two attempts at once.
-        why = error_words.redis_words("Redis", error)
-        logger.warning("run=%s runs without its import's lease (%s); the database keeps it the "
-                       "only run of its import in progress", run.pk, why)  # fmt: skip
+        # Said once it is claimed: run_import looks again at each poll while it waits its turn
+        # (overlap: queue), and said here it was said at each, of a run not running (fold5).
+        unleased = error_words.redis_words("Redis", error)
         lease, acquired = None, True
     if not acquired:
         if locks.run_lease_holder(imp.pk) == run.pk:
@@ -366,6 +367,9 @@ def _execute(
             return None
         if claim == services.Claim.BUSY:
             return _overlap(run, task)
+        if unleased:
+            logger.warning("run=%s runs without its import's lease (%s); the database keeps it "
+                           "the only run of its import in progress", run.pk, unleased)  # fmt: skip
         renewer = locks.Renewer(
             lease or _Heartbeat(imp.pk), beat=lambda: services.heartbeat(run.pk, run.celery_task_id)
         )

@@ -138,6 +138,19 @@ class ChangeListAtScale(ChangeList):
             return f"about {self.result_count:,}"
         return str(self.result_count)
 
+    def _rows(self, bottom: int, count: int) -> list[Any]:
+        """`count` rows of the list from row `bottom` on.
+
+        Past the first page, their ids first, then those rows: an OFFSET reads every row it
+        skips, and the run list's last page (`?p=10000` at a million runs) read a million
+        whole runs, their errors and counts, 2.8 s to show a hundred; their ids come from
+        the index the list is ordered by (0.3 s), and only the hundred are read whole."""
+        if not bottom:
+            return list(self.queryset[:count])
+        ids = list(self.queryset.values_list("pk", flat=True)[bottom : bottom + count])
+        by_id = {row.pk: row for row in self.queryset.order_by().filter(pk__in=ids)}
+        return [by_id[pk] for pk in ids if pk in by_id]
+
     def get_results(self, request: HttpRequest) -> None:
         if self.show_all or self.list_editable:
             return super().get_results(request)
@@ -146,7 +159,7 @@ class ChangeListAtScale(ChangeList):
         # Past a bigint PostgreSQL refuses the OFFSET (`?p=10**20` was a 500 there).
         if self.page_num < 1 or bottom + per_page + 1 > rows.MAX_ID:
             raise IncorrectLookupParameters("no such page")
-        found = list(self.queryset[bottom : bottom + per_page + 1])
+        found = self._rows(bottom, per_page + 1)
         if not found and self.page_num > 1:
             # A page an estimate too high linked to (statistics not refreshed after retention
             # deleted most runs): the last page that has rows, counted no further than this
@@ -156,7 +169,7 @@ class ChangeListAtScale(ChangeList):
                 raise IncorrectLookupParameters("a page past the last row")
             self.page_num = (there - 1) // per_page + 1
             bottom = (self.page_num - 1) * per_page
-            found = list(self.queryset[bottom : bottom + per_page + 1])
+            found = self._rows(bottom, per_page + 1)
         paginator = self.model_admin.get_paginator(request, self.queryset, per_page)
         # Paginator.count is a cached property: set, it is what the page links follow.
         if len(found) <= per_page:

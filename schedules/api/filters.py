@@ -226,6 +226,7 @@ class ImportFilter(django_filters.FilterSet):
     )
     last_run_status = django_filters.MultipleChoiceFilter(
         choices=ImportRun.Status.choices,
+        distinct=False,  # the import's own column (RunFilter's status says why)
         help_text="the outcome of the last finished run (repeatable)",
         **naming_choices(ImportRun.Status.choices),
     )
@@ -279,11 +280,19 @@ class UtcDateTimeFilter(django_filters.IsoDateTimeFilter):
 
 
 class RunFilter(django_filters.FilterSet):
+    # distinct=False: django-filter's default SELECT DISTINCT guards against a join's repeated
+    # rows, and these compare the run's own columns; with it, the planner could not walk the
+    # list's order index and stop at the page: a filtered count at a million runs took 411 ms
+    # (87 without), its first page 86 ms (2 ms) (deeppages hunt).
     status = django_filters.MultipleChoiceFilter(
-        choices=ImportRun.Status.choices, **naming_choices(ImportRun.Status.choices)
+        choices=ImportRun.Status.choices,
+        distinct=False,
+        **naming_choices(ImportRun.Status.choices),
     )
     trigger = django_filters.MultipleChoiceFilter(
-        choices=ImportRun.Trigger.choices, **naming_choices(ImportRun.Trigger.choices)
+        choices=ImportRun.Trigger.choices,
+        distinct=False,
+        **naming_choices(ImportRun.Trigger.choices),
     )
     since = UtcDateTimeFilter(
         field_name="queued_at", lookup_expr="gte", help_text="queued at or after (ISO 8601)"

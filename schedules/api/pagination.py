@@ -456,8 +456,16 @@ class KeysetPagination(CountedLinks, PageNumberPagination):
         return response
 
     def get_schema_operation_parameters(self, view: Any) -> list[dict[str, Any]]:
+        parameters = super().get_schema_operation_parameters(view)
+        # A client built from the schema learnt of the depth limit only from a 400.
+        for parameter in parameters:
+            if parameter["name"] == self.page_query_param:
+                parameter["description"] = (
+                    f"a page number (1, 2, ...) or `last`; a page by number starts at most "
+                    f"{MAX_PAGE_OFFSET:,} rows down (deeper is a 400): follow `next` to go on"
+                )
         return [
-            *super().get_schema_operation_parameters(view),
+            *parameters,
             {
                 "name": self.cursor_query_param,
                 "required": False,

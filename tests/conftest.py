@@ -67,6 +67,21 @@ def _own_redis_database():
         redis.Redis.from_url(settings.REDIS_URL).flushdb()
 
 
+@pytest.fixture(autouse=True)
+def _importbeats_app_stays_current():
+    """A Celery app a test makes is the current one unless told otherwise (set_as_current), for
+    the rest of its runner: `current_app`, AsyncResult and send_task then used that app's gone
+    broker and disabled backend, and 54 later tests failed in one CI run. Each test ends with
+    importbeat's app current again."""
+    yield
+    from celery import current_app
+
+    from project.celery import app
+
+    if current_app._get_current_object() is not app:
+        app.set_current()
+
+
 @pytest.fixture
 def round_trips(monkeypatch) -> list[bytes]:
     """The commands this process sends to Redis meanwhile, one item per round trip."""

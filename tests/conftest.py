@@ -74,11 +74,11 @@ def _importbeats_app_stays_current():
     broker and disabled backend, and 54 later tests failed in one CI run. Each test ends with
     importbeat's app current again."""
     yield
-    from celery import current_app
+    from celery._state import get_current_app
 
     from project.celery import app
 
-    if current_app._get_current_object() is not app:
+    if get_current_app() is not app:
         app.set_current()
 
 

@@ -12,6 +12,7 @@ for good, whatever message carried it.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -58,7 +59,15 @@ def test_a_stale_message_with_a_high_retry_count_leaves_the_emails_their_retries
     # Then the e-mails wait for their next try, this one counted as their first
     told = f"cannot reach the mail server 127.0.0.1:{port} (Connection refused)"
     log = NotificationDelivery.objects.filter(pk__in=held)
-    assert set(log.values_list("status", "attempts", "error")) == {("retrying", 1, told)}
+    assert set(log.values_list("status", "attempts")) == {("retrying", 1)}
+    # (a second message of hers that came within the server's wait, under load, says it as
+    # the wait: it failed so once in CI; it takes no attempt)
+    waited = re.compile(
+        rf"not sent: the mail server 127\.0\.0\.1:{port} did not answer another notification "
+        r"at [0-9:]+ UTC: Connection refused"
+    )
+    errors = set(log.values_list("error", flat=True))
+    assert all(error == told or waited.fullmatch(error) for error in errors), errors
     assert not log.filter(next_attempt_at__isnull=True).exists()
 
 

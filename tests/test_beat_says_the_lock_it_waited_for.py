@@ -152,7 +152,9 @@ def test_beat_gives_up_a_statement_that_runs_too_long_says_so_and_dispatches_aft
             cursor.execute(f"DROP TRIGGER crawl ON {table}")
             cursor.execute("DROP FUNCTION crawl()")
 
-    # And once the database is quick again, the next loop dispatches the tick
+    # And once the database is quick again, the next loop dispatches the tick: one run (the
+    # schedule's own tick, on its minute grid, may have come due meanwhile, folded into it as
+    # a skipped run: it failed so once in CI)
     assert a_loop(scheduler)
-    assert ImportRun.objects.filter(scheduled_import=imp).count() == 1
+    assert ImportRun.objects.filter(scheduled_import=imp, status="queued").count() == 1
     scheduler.close()

@@ -21,6 +21,8 @@ import psycopg
 import redis
 from django.conf import settings
 
+from common import redis_client
+from project.devservices import free_port
 from schedules.models import ImportRun, Record, ScheduledImport
 from tests.conftest import answers, wait_for
 
@@ -79,8 +81,6 @@ def wait_for_the_end(run: ImportRun, processes, timeout: float = 60) -> ImportRu
 def start_flower(processes, auth: tuple[str, str], **env: str) -> str:
     """Start the Procfile's Flower behind `auth` on a free port (`env` on top of the tests'
     environment); its base URL once it answers."""
-    from project.devservices import free_port
-
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     processes.start("flower", FLOWER_PORT=str(port), FLOWER_BASIC_AUTH=":".join(auth), **env)
@@ -196,6 +196,25 @@ def redis_server(port: int, log_dir: Path) -> Iterator[RedisServer]:
         yield server
     finally:
         server.kill()
+
+
+@contextlib.contextmanager
+def redis_url_as_imp(
+    log_dir: Path, django_settings, password: str = "right"
+) -> Iterator[tuple[RedisServer, redis.Redis]]:
+    """REDIS_URL on a Redis of its own as its ACL user `imp` (the URL's password `right`, the
+    user's `password`), and a client of its default user to change that user meanwhile."""
+    with redis_server(free_port(), log_dir) as server:
+        admin = redis.Redis.from_url(server.url)
+        admin.acl_setuser(
+            "imp", enabled=True, passwords=[f"+{password}"], keys="*", commands=["+@all"]
+        )
+        django_settings.REDIS_URL = f"redis://imp:right@127.0.0.1:{server.port}/0"
+        redis_client.client.cache_clear()
+        try:
+            yield server, admin
+        finally:
+            redis_client.client.cache_clear()
 
 
 class TcpProxy:

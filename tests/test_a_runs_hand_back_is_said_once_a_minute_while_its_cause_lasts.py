@@ -12,17 +12,15 @@ from __future__ import annotations
 import logging
 
 import pytest
-import redis
 from celery.exceptions import Reject
 
-from common import redis_client, said_once
+from common import said_once
 from common.said_once import SaidOnce
-from project.devservices import free_port
 from schedules.models import ImportRun
 from tasks import runner
 from tests.bound_task import BoundTask
 from tests.factories import make_import
-from tests.reliability import redis_server
+from tests.reliability import redis_url_as_imp
 
 pytestmark = pytest.mark.django_db
 
@@ -34,15 +32,8 @@ LOGIN_REFUSED = (
 @pytest.fixture
 def refusing_redis(tmp_path, settings):
     """REDIS_URL on a Redis of its own, as the ACL user `imp`, whose password is not the URL's."""
-    with redis_server(free_port(), tmp_path) as server:
-        admin = redis.Redis.from_url(server.url)
-        admin.acl_setuser("imp", enabled=True, passwords=["+changed"], keys="*", commands=["+@all"])
-        settings.REDIS_URL = f"redis://imp:right@127.0.0.1:{server.port}/0"
-        redis_client.client.cache_clear()
-        try:
-            yield server
-        finally:
-            redis_client.client.cache_clear()
+    with redis_url_as_imp(tmp_path, settings, password="changed") as (server, _admin):
+        yield server
 
 
 def hand_back(run: ImportRun) -> None:

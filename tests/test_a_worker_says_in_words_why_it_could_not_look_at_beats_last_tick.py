@@ -14,14 +14,13 @@ import re
 import time
 
 import pytest
-import redis
 from celery import Celery
 
 from common import redis_client
 from common.redis_client import LAST_TICK_KEY
 from project import beat_watch
 from project.devservices import free_port
-from tests.reliability import redis_server
+from tests.reliability import redis_server, redis_url_as_imp
 
 LOGIN_REFUSED = (
     "the user name or password in its URL is wrong or missing, or that user is disabled in its ACL"
@@ -43,16 +42,9 @@ class OneLook:
 @pytest.fixture
 def watched_redis(tmp_path, settings, monkeypatch):
     """REDIS_URL on a Redis of its own, as the ACL user `imp` (password `right`)."""
-    with redis_server(free_port(), tmp_path) as server:
-        admin = redis.Redis.from_url(server.url)
-        admin.acl_setuser("imp", enabled=True, passwords=["+right"], keys="*", commands=["+@all"])
-        settings.REDIS_URL = f"redis://imp:right@127.0.0.1:{server.port}/0"
-        redis_client.client.cache_clear()
-        try:
-            redis_client.client().ping()
-            yield server, admin
-        finally:
-            redis_client.client.cache_clear()
+    with redis_url_as_imp(tmp_path, settings) as (server, admin):
+        redis_client.client().ping()
+        yield server, admin
 
 
 def one_look(monkeypatch, caplog) -> list[str]:

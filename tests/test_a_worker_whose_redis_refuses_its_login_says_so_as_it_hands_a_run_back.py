@@ -14,16 +14,14 @@ import logging
 import re
 
 import pytest
-import redis
 from celery.exceptions import Reject
 
 from common import redis_client
-from project.devservices import free_port
 from schedules.models import ImportRun
 from tasks import runner
 from tests.bound_task import BoundTask
 from tests.factories import make_import
-from tests.reliability import redis_server
+from tests.reliability import redis_url_as_imp
 
 pytestmark = pytest.mark.django_db
 
@@ -36,16 +34,9 @@ LIBRARY_TEXT = re.compile(r"Error|WRONGPASS|NOAUTH|username-password pair|Authen
 @pytest.fixture
 def locks_redis(tmp_path, settings):
     """REDIS_URL on a Redis of its own, logged in as the ACL user `imp` (password `right`)."""
-    with redis_server(free_port(), tmp_path) as server:
-        admin = redis.Redis.from_url(server.url)
-        admin.acl_setuser("imp", enabled=True, passwords=["+right"], keys="*", commands=["+@all"])
-        settings.REDIS_URL = f"redis://imp:right@127.0.0.1:{server.port}/0"
-        redis_client.client.cache_clear()
-        try:
-            redis_client.client().ping()
-            yield server, admin
-        finally:
-            redis_client.client.cache_clear()
+    with redis_url_as_imp(tmp_path, settings) as (server, admin):
+        redis_client.client().ping()
+        yield server, admin
 
 
 def test_a_run_goes_back_saying_redis_refuses_the_login(locks_redis, alice, monkeypatch, caplog):

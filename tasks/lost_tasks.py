@@ -26,22 +26,30 @@ next sweep tells each such end (tell_untold_ends). The sweep stores the end in t
 backend too, where the attempt's PROGRESS stayed a day; and an attempt that finds its run ended
 under its own task when it comes to end it (its rows committed, the sweep finished it while the
 worker was paused) tells no second end (ENDED_BEFORE) (sweep4 hunt).
+
+That store waited CELERY_REDIS_SOCKET_TIMEOUT (10 s, and Celery's retries on top) on a result
+backend that accepts connections and never answers, once per lost task: a dozen of them, and the
+sweep's soft time limit ended the pass, its parked lines, notifications and credentials never
+reached. The stores of one pass now share one bounded wait (EndStore), and the ends not stored
+are said in one line in words (sweep5 hunt).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from datetime import timedelta
+import time
+import weakref
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
 from django.db import DatabaseError, connection
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
-from common import database_clock
+from common import database_clock, error_words
 from schedules import revoked_tasks, services
 from schedules.models import ImportRun
 from schedules.services import EXECUTE_RUN
@@ -59,12 +67,17 @@ ENDED_BEFORE = "ended_before"
 
 
 def end_lost_task(
-    task_id: str, run: ImportRun, reporter: str, failed_as: str | None = None
+    task_id: str,
+    run: ImportRun,
+    reporter: str,
+    failed_as: str | None = None,
+    store: EndStore | None = None,
 ) -> bool:
     """Send the final event of `task_id`, the lost attempt of `run` (as resolved by the sweep),
     from the worker `reporter` (Flower counts the task there: the dead one would look alive),
     and say on the run whether it left: its attempt, should it be alive after all, ends its
-    task by it (told_when_taken_for_lost). Its end is stored in the result backend too.
+    task by it (told_when_taken_for_lost). Its end is stored in the result backend too, through
+    `store` (a pass's, which says at its end what it could not store), or one of its own.
     `failed_as`: the words of an attempt that failed, its run sent again and since ended
     (tell_untold_ends). Whether the event left."""
     from celery import current_app
@@ -98,7 +111,12 @@ def end_lost_task(
     # the pass there, and a note skipped with it left an end the broker refused told by nobody,
     # or an attempt alive after all telling a second one (reviewD hunt).
     _note_told(task_id, run, told, reporter)
-    _store_end(task_id, run, ended_well, words)
+    if store is None:
+        store = EndStore()
+        store.end(task_id, run, ended_well, words)
+        store.say()
+    else:
+        store.end(task_id, run, ended_well, words)
     return told
 
 
@@ -110,55 +128,140 @@ def _note_told(task_id: str, run: ImportRun, told: bool, reporter: str) -> None:
                        run.pk, task_id, error)  # fmt: skip
 
 
-def _store_end(task_id: str, run: ImportRun, ended_well: bool, words: str) -> None:
-    """Store the end of the lost attempt's task in the result backend, one write: its PROGRESS
-    (or a wait's RETRY) stayed there a day (Flower's result page, AsyncResult), the run ended
-    or sent again under another task (sweep4 hunt)."""
-    from celery import current_app, states
+class EndStore:
+    """The result backend's writes of the lost tasks' ends of one sweep pass, bounded together:
+    each end in one write, as Celery stores a task's end (its SUCCESS kept, a FAILURE kept
+    `result_backend_failure_expires`), on a client that waits STORE_WAIT_SECONDS to connect and
+    for each answer, without retries, and none begun once STORE_BOUND_SECONDS are spent waiting
+    on it or one failed (the backend away or silent: the next would wait as long). Each end
+    stored replaces the attempt's PROGRESS (or a wait's RETRY), kept a day (sweep4 hunt); one
+    not stored keeps it until it expires, the run log having the end. `say()` tells those in
+    one line."""
 
-    try:
-        if ended_well:
-            result = {"run_id": run.pk, "status": run.status, "rows_read": run.rows_read}
-            current_app.backend.store_result(task_id, result, states.SUCCESS)
-        else:
-            current_app.backend.mark_as_failure(task_id, RunFailed(words), traceback="")
-    except SoftTimeLimitExceeded:
-        # The sweep's limit, raised in the backend's wait: it ends the pass, which went on past
-        # it to the hard limit that kills its process when taken for a backend's error.
-        raise
-    except Exception as error:  # (whatever the backend raises: the run log has the end)
-        logger.warning("the end of the lost task %s of run %s not stored: %s",
-                       task_id, run.pk, error)  # fmt: skip
+    def __init__(self) -> None:
+        # Only the time spent waiting on the backend counts: the pass's own work between its
+        # stores (the database's) is no sign of a silent backend.
+        self.spent = 0.0
+        self.not_stored: list[int] = []
+        self.why: str | None = None
+
+    def end(self, task_id: str, run: ImportRun, ended_well: bool, words: str) -> None:
+        """Store the end of `task_id`, the lost attempt of `run`: SUCCESS with its summary when
+        `ended_well`, else FAILURE in `words` (without a traceback)."""
+        from celery import current_app, states
+
+        if self.why is None and self.spent > STORE_BOUND_SECONDS:
+            self.why = f"not done within {STORE_BOUND_SECONDS:g} s"
+        if self.why is not None:
+            self.not_stored.append(run.pk)
+            return
+        backend = _bounded(current_app.backend)
+        started = time.monotonic()
+        try:
+            if ended_well:
+                result = {"run_id": run.pk, "status": run.status, "rows_read": run.rows_read}
+                backend.store_result(task_id, result, states.SUCCESS)
+            else:
+                backend.mark_as_failure(task_id, RunFailed(words), traceback="")
+        except SoftTimeLimitExceeded:
+            # The sweep's limit, raised in the backend's wait: it ends the pass, which went on
+            # past it to the hard limit that kills its process when taken for a backend's error.
+            raise
+        except Exception as error:  # (whatever the backend raises: the run log has the end)
+            self.not_stored.append(run.pk)
+            self.why = error_words.refusal(error) or error_words.reason(error)
+            if self.why == "timed out":
+                self.why = f"it did not answer within {STORE_WAIT_SECONDS:g} s"
+            logger.debug("result backend: %s: %s", type(error).__name__,
+                         error_words.log_text(error))  # fmt: skip
+        finally:
+            self.spent += time.monotonic() - started
+
+    def say(self) -> None:
+        """One WARNING line for the ends not stored, if any."""
+        if not self.not_stored:
+            return
+        runs = ", ".join(str(pk) for pk in sorted(self.not_stored))
+        logger.warning("the result backend was not told the end of %s lost tasks (runs %s: %s); "
+                       "their tasks show their last state there until it expires, and the run "
+                       "log has each end", len(self.not_stored), runs, self.why)  # fmt: skip
 
 
-# How long after its end a lost attempt's untold end is still told (tell_untold_ends); and how
-# long before that its run may have been queued: the bound the scan walks the queued_at index
-# by (schedules.models run_queued_at_idx), the runs of those hours whatever the table's size
-# (2,776 rows in 0.9 ms among a million runs, 460 an hour: sweep4 hunt).
+# How long one store waits for each answer, and one pass's stores in all, as a cancel's stores
+# wait (schedules.revoked_tasks): Celery's own client waited CELERY_REDIS_SOCKET_TIMEOUT (10 s),
+# with redis-py's and its own retries on top, on a Redis that accepts connections and never
+# answers, once per lost task, until the sweep's soft time limit (120 s) ended the pass.
+STORE_WAIT_SECONDS = revoked_tasks.STORE_WAIT_SECONDS
+STORE_BOUND_SECONDS = revoked_tasks.STORE_BOUND_SECONDS
+
+_bounded_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+
+
+def _bounded(backend: Any) -> Any:
+    """`backend` as it stores a task's end (Celery's own code: its encoding, its guard of a
+    SUCCESS, its expiries), on a Redis client that waits STORE_WAIT_SECONDS and does not retry
+    (one per backend, its connections kept); a result backend other than Redis as it is."""
+    from celery.backends.redis import RedisBackend
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    if not isinstance(backend, RedisBackend):
+        return backend
+    client = _bounded_clients.get(backend)
+    if client is None:
+        params = {**backend.connparams, "socket_timeout": STORE_WAIT_SECONDS,
+                  "retry": Retry(NoBackoff(), 0)}  # fmt: skip
+        if "socket_connect_timeout" in params:  # not for a unix socket's connection
+            params["socket_connect_timeout"] = STORE_WAIT_SECONDS
+        client = _bounded_clients[backend] = backend._create_client(**params)
+    # Its attributes as they are, shared (copy.copy would build a new one from its URL, as
+    # Celery's backends pickle), but for two cached properties: its client, and the retries of
+    # its writes.
+    bounded = object.__new__(type(backend))
+    bounded.__dict__.update(backend.__dict__)
+    bounded.__dict__["client"] = client
+    bounded.__dict__["retry_policy"] = {**backend.retry_policy, "max_retries": 0}
+    bounded.always_retry = False
+    return bounded
+
+
+# How long after its end a lost attempt's untold end is still told (tell_untold_ends). The
+# scan reads the index of the untold ends alone (schedules.models run_lost_end_untold_idx),
+# whenever their runs were queued: bounded to runs queued in the last 6 h, it walked the
+# queued_at index through all of those hours' runs (4,845 buffers, 87 ms at 20,800 runs an
+# hour; now 7 buffers, 0.06 ms: tests/bench/bench_untold_lost_ends_at_scale.py) and never told
+# the end of a run queued before, a long import's, whose task stayed STARTED in Flower and the
+# result backend for good (sweep5 hunt).
 UNTOLD_ENDS_WITHIN_SECONDS = 1800
-UNTOLD_QUEUED_WITHIN_SECONDS = 6 * 3600
 UNTOLD_ENDS_PER_PASS = 100
 
 
-def tell_untold_ends(reporter: str) -> int:
-    """Tell Flower the end of each lost attempt's task whose event could not leave when the
-    sweep ended it (the broker away at that moment, services.LOST_TASK_END told false), ended
-    lately: its worker, truly dead, never comes back to tell it, and its task stayed STARTED for
-    good. How many were told."""
-    now = database_clock.now()
-    untold = (
-        ImportRun.objects.filter(
-            queued_at__gte=now - timedelta(seconds=UNTOLD_QUEUED_WITHIN_SECONDS),
-            error_details__contains={services.LOST_TASK_END: {"told": False}},
-        )
+def untold_ends(now: datetime) -> QuerySet[ImportRun]:
+    """The runs whose lost attempt's end nobody told yet (services.LOST_TASK_END told false),
+    ended within UNTOLD_ENDS_WITHIN_SECONDS of `now` or not ended (sent again), whenever they
+    were queued: read from their own index (schedules.models run_lost_end_untold_idx), whose
+    condition this one says word for word (the planner reads a partial index only then)."""
+    return (
+        ImportRun.objects.filter(error_details__contains={services.LOST_TASK_END: {"told": False}})
         # (a run sent again: not ended yet, or ended by a later attempt)
         .filter(
             Q(finished_at__gte=now - timedelta(seconds=UNTOLD_ENDS_WITHIN_SECONDS))
             | Q(finished_at__isnull=True)
         )
-        .order_by()[:UNTOLD_ENDS_PER_PASS]
+        .order_by()
     )
+
+
+def tell_untold_ends(reporter: str, store: EndStore | None = None) -> int:
+    """Tell Flower the end of each lost attempt's task whose event could not leave when the
+    sweep ended it (the broker away at that moment, services.LOST_TASK_END told false), ended
+    lately: its worker, truly dead, never comes back to tell it, and its task stayed STARTED for
+    good. Stored in the result backend through `store` (the pass's), or one of its own. How many
+    were told."""
+    untold = untold_ends(database_clock.now())[:UNTOLD_ENDS_PER_PASS]
     told = 0
+    own_store = store is None
+    store = store or EndStore()
     for run in untold:
         task_id = run.error_details[services.LOST_TASK_END].get("task") or ""
         if not task_id:
@@ -168,7 +271,9 @@ def tell_untold_ends(reporter: str) -> int:
             continue
         # Sent again: its attempt failed, whatever became of the run since.
         failed_as = _sent_again_words(run, task_id) if run.celery_task_id != task_id else None
-        told += end_lost_task(task_id, run, reporter, failed_as)
+        told += end_lost_task(task_id, run, reporter, failed_as, store)
+    if own_store:
+        store.say()
     return told
 
 

@@ -102,6 +102,9 @@ def sweep_runs(reporter: str | None = None) -> dict[str, int]:
     # Two periods: a heartbeat is written every third of one, so a live run is never this late.
     stale_before = now - timedelta(seconds=2 * settings.RUN_LEASE_SECONDS)
     recovered = 0
+    # The result backend's writes of this pass's lost ends, bounded together (a silent backend
+    # waited 10 s a lost task, and the soft time limit ended the pass).
+    ends = lost_tasks.EndStore()
     lost = ImportRun.objects.filter(status=ImportRun.Status.RUNNING).filter(
         Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True)
     )
@@ -120,10 +123,11 @@ def sweep_runs(reporter: str | None = None) -> dict[str, int]:
             # A foreground attempt's (run_import: no worker) has no task in Flower to end: its
             # task id was told there as a nameless failed task (review1).
             if reporter and run["worker"]:
-                lost_tasks.end_lost_task(run["celery_task_id"], resolved, reporter)
+                lost_tasks.end_lost_task(run["celery_task_id"], resolved, reporter, store=ends)
     if reporter:
         # The ends a pass before could not tell (the broker away): a dead worker never will.
-        lost_tasks.tell_untold_ends(reporter)
+        lost_tasks.tell_untold_ends(reporter, ends)
+    ends.say()
 
     # Runs parked in their owners' lines (tasks.fairness): kept alive for reconciliation, and
     # the first ones sent where the run that would have sent them is gone (its worker killed,

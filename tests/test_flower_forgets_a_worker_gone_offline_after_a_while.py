@@ -45,7 +45,9 @@ def test_flower_lists_a_killed_worker_offline_then_forgets_it(processes):
     processes.stop(gone, sig=signal.SIGKILL)
 
     # Then Flower forgets it once it has been offline that long, and keeps the other
-    wait_for(lambda: workers() == {"stays": True}, 60, what=f"the killed worker forgotten: {workers()}")
+    wait_for(
+        lambda: workers() == {"stays": True}, 60, what=f"the killed worker forgotten: {workers()}"
+    )
     metrics = requests.get(f"{base}/metrics", auth=AUTH, timeout=5).text
     online = [line for line in metrics.splitlines() if line.startswith("flower_worker_online{")]
     assert any('worker="stays@' in line for line in online), online

@@ -17,6 +17,12 @@
 - A failed or retried task's stored state keeps the end of its traceback at most, or none
   (ImportbeatTask.stored_traceback_chars): a run's failure and each of its waits kept 0.8-1.1
   kB of the runner's frames in Redis for a day, where the run log holds what went wrong.
+- A task's state, once its end is stored (SUCCESS, FAILURE, REVOKED), is not replaced by a later
+  state of one of its attempts (RETRY, PROGRESS: _EndKept), and a retry that found the end
+  there is not announced to Flower (ImportbeatRequest.on_retry). A retry due at once went to
+  another worker, which failed the run for good and stored FAILURE before the first worker
+  stored its RETRY: Celery guards only SUCCESS, and the task said RETRY (AsyncResult, Flower)
+  of a run its log called failed (latestate hunt).
 - A task that failed, was retried, rejected or ignored lets go of its exception's traceback
   once Celery is done with it (_tracebacks_forgotten): a pool process kept every such task's
   frames and billiard's copy of them (some 185 kB a failed run) until a full garbage
@@ -25,11 +31,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from billiard.einfo import ExceptionWithTraceback
-from celery import Task
+from celery import Task, states
 from celery.exceptions import TimeLimitExceeded
 from celery.signals import task_postrun
 from celery.utils.saferepr import saferepr
@@ -73,6 +81,14 @@ class ImportbeatRequest(DatabaseTimedRequest):
             )
 
     def on_retry(self, exc_info: Any) -> None:
+        if _came_after_the_end(exc_info.exception):
+            # Its task ended meanwhile (another worker ran the retried message and ended the
+            # run, or a cancel stored REVOKED), and whoever ended it told Flower: announced,
+            # `task-retried` replaced that end in Flower, which the run's end told again then
+            # counted twice (lost_tasks.end_retried_task).
+            if self.task.acks_late:
+                self.acknowledge()
+            return
         super().on_retry(exc_info)
         # (imported here: the app loads its task class before Django's models are ready)
         from tasks import lost_tasks
@@ -120,7 +136,8 @@ class ImportbeatTask(Task):
 
 class _TracebacksBounded:
     """A task's result backend, which stores the end of a failure's or a retry's traceback at
-    most (ImportbeatTask.stored_traceback_chars); anything else is the backend's own."""
+    most (ImportbeatTask.stored_traceback_chars), and no state of an attempt over the task's
+    end (_EndKept); anything else is the backend's own."""
 
     def __init__(self, backend: Any, chars: int | None) -> None:
         self._backend, self._chars = backend, chars
@@ -131,8 +148,30 @@ class _TracebacksBounded:
     def mark_as_failure(self, task_id: str, exc: Any, traceback: str | None = None, **kw: Any):
         return self._backend.mark_as_failure(task_id, exc, self._bounded(traceback), **kw)
 
-    def mark_as_retry(self, task_id: str, exc: Any, traceback: str | None = None, **kw: Any):
-        return self._backend.mark_as_retry(task_id, exc, self._bounded(traceback), **kw)
+    def mark_as_retry(
+        self, task_id: str, exc: Any, traceback: str | None = None, request: Any = None, **_kw: Any
+    ):
+        stored = _EndKept.store(self._backend, task_id, exc, states.RETRY,
+                                self._bounded(traceback), request)  # fmt: skip
+        if stored is None:
+            return self._backend.mark_as_retry(task_id, exc, self._bounded(traceback),
+                                               request=request)  # fmt: skip
+        if not stored and exc is not None:
+            # Told to the worker's main process with the exception (pickled with its
+            # attributes), which then does not announce the retry (ImportbeatRequest.on_retry).
+            with contextlib.suppress(AttributeError, TypeError):
+                setattr(exc, _AFTER_THE_END, True)
+        return exc
+
+    def store_result(
+        self, task_id: str, result: Any, state: str, traceback: str | None = None,
+        request: Any = None, **kw: Any,
+    ):  # fmt: skip
+        # (a task's update_state: PROGRESS)
+        if _EndKept.store(self._backend, task_id, result, state, traceback, request) is None:
+            return self._backend.store_result(task_id, result, state, traceback=traceback,
+                                              request=request, **kw)  # fmt: skip
+        return result
 
     def _bounded(self, traceback: str | None) -> str | None:
         if not traceback or self._chars is None or len(traceback) <= self._chars:
@@ -140,6 +179,81 @@ class _TracebacksBounded:
         if self._chars <= 0:
             return None
         return "…\n" + traceback[-self._chars :]
+
+
+# The mark a retry's exception gets when its task's end was stored before it (_EndKept).
+_AFTER_THE_END = "importbeat_came_after_the_end"
+
+
+def _came_after_the_end(exception: Any) -> bool:
+    """Whether the retry `exception` (Celery's Retry, possibly in billiard's wrapper) found its
+    task's end stored already, and did not replace it."""
+    retry = exception.exc if isinstance(exception, ExceptionWithTraceback) else exception
+    return bool(getattr(getattr(retry, "exc", None), _AFTER_THE_END, False))
+
+
+class _EndKept:
+    """A state stored only where no end is: Celery's Redis backend reads the state and writes
+    over it in two steps, keeping only a SUCCESS, so that a worker's late RETRY (its message
+    sent, its state stored a moment later, the retried message run and ended meanwhile
+    elsewhere) or a presumed-lost attempt's PROGRESS replaced a FAILURE or a REVOKED. One
+    script: the end, if stored, stays; anything else is written as Celery writes it (kept
+    backend.expires seconds, published on the key for AsyncResult.get)."""
+
+    SCRIPT = """
+local stored = redis.call('GET', KEYS[1])
+if stored then
+  local ok, meta = pcall(cjson.decode, stored)
+  if ok and type(meta) == 'table' and (meta['status'] == 'SUCCESS'
+      or meta['status'] == 'FAILURE' or meta['status'] == 'REVOKED') then
+    return 0
+  end
+end
+if tonumber(ARGV[2]) > 0 then
+  redis.call('SETEX', KEYS[1], ARGV[2], ARGV[1])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+return 1
+"""
+
+    @classmethod
+    def store(
+        cls, backend: Any, task_id: str, result: Any, state: str, traceback: str | None,
+        request: Any,
+    ) -> bool | None:  # fmt: skip
+        """Store `state` unless the task's end is stored: whether it was; None when it is the
+        backend's to store (an end itself; a backend other than Redis, or one whose stored
+        states the script cannot read: results not serialized as JSON)."""
+        from celery.backends.redis import RedisBackend
+        from kombu.utils.encoding import bytes_to_str
+
+        if (
+            state in states.READY_STATES
+            or not isinstance(backend, RedisBackend)
+            or backend.serializer != "json"
+            or backend.app.conf.result_compression
+        ):
+            return None
+        encoded = backend.encode_result(result, state)
+        meta = backend._get_result_meta(
+            result=encoded, state=state, traceback=traceback, request=request
+        )
+        meta["task_id"] = bytes_to_str(task_id)
+        key, value = backend.get_key_for_task(task_id), backend.encode(meta)
+        # (with the backend's own retries when Redis is away, as its own writes)
+        return bool(backend.ensure(cls._stored, (backend, key, value)))
+
+    @classmethod
+    def _stored(cls, backend: Any, key: bytes, value: str) -> int:
+        script = _scripts.get(backend)
+        if script is None:
+            script = _scripts[backend] = backend.client.register_script(cls.SCRIPT)
+        return script(keys=[key], args=[value, int(backend.expires or 0)])
+
+
+_scripts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 @task_postrun.connect

@@ -108,9 +108,10 @@ def _ended(task: Any, kept: runner.KeptState, result: dict | None, revoked: bool
     """Store the end of a run's task (`result`, its summary: SUCCESS; or REVOKED) over the
     state the result backend keeps of it (kept.kept: a RETRY of a wait, a PROGRESS), which
     said "waiting its turn" of a run that had succeeded, for a day (Flower's result page,
-    AsyncResult). Stored rather than deleted: Celery stores no state over a SUCCESS, so a wait's
-    RETRY that lands late (its worker slow, the run sent again and ended meanwhile) leaves the
-    end in place. A run that never waited stored nothing, and stores nothing here (issue 15)."""
+    AsyncResult). Stored rather than deleted: no attempt's state is stored over an end
+    (project.task_class._EndKept), so a wait's RETRY that lands late (its worker slow, the run
+    sent again and ended meanwhile) leaves the end in place. A run that never waited stored
+    nothing, and stores nothing here (issue 15)."""
     # (no result: nothing was done, another delivery has the run, whose state it is)
     if not kept.kept or not task.request.id or (result is None and not revoked):
         return

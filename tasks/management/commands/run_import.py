@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import logging
 import signal
 import time
 import uuid
@@ -35,6 +36,11 @@ HARD_LIMIT_AFTER_SECONDS = 30
 # ran" (review1).
 RUN_DELETED_WHILE_WAITING = "it was deleted while it waited its turn; it did not run"
 IMPORT_DELETED_WHILE_WAITING = "its import was deleted while it waited its turn; it did not run"
+# A run waiting its turn is said once, and again when it waits for another reason; meanwhile a
+# reminder this often says it still waits (an import's timeout may be an hour of waiting).
+WAIT_REMINDER_SECONDS = 60
+# The runner's logger: at each look at the lease it says the run waits (tasks.runner._come_back).
+RUNNER_LOGGER = "importbeat.runs"
 
 
 class Command(BaseCommand):
@@ -93,8 +99,11 @@ class Command(BaseCommand):
         ended: dict[str, Any] | None = None
         # Whether the run was last seen waiting its turn: a run gone then never ran.
         self._waiting = False
+        # When the run began to wait its turn, and when the next reminder is due.
+        self._waiting_since: float | None = None
+        self._remind_at = 0.0
         try:
-            with _stops_as_interrupt():
+            with _stops_as_interrupt(), _said_once(logging.getLogger(RUNNER_LOGGER)):
                 ended = self._execute(run, imp.timeout_seconds, no_progress)
                 # overlap: queue, another run in progress: it waits, as a worker's run does,
                 # looking again until it runs or is skipped after its timeout.
@@ -133,10 +142,22 @@ class Command(BaseCommand):
         waits = run.status == ImportRun.Status.QUEUED and run.error_message.startswith(
             services.WAITING_ITS_TURN
         )
+        now = time.monotonic()
         if waits and run.error_message != said:
             self.stderr.write(
                 f"run {run.pk} is {printable(run.error_message)}", style_func=lambda text: text
             )
+            self._waiting_since = self._waiting_since or now
+            self._remind_at = now + WAIT_REMINDER_SECONDS
+        elif waits and self._waiting_since is not None and now >= self._remind_at:
+            # Said once, the wait was then silent for up to the import's whole timeout: a
+            # reminder that the command is alive and still waits, not a line at each look.
+            self.stderr.write(
+                f"run {run.pk} still waits its turn ({_for_how_long(now - self._waiting_since)} "
+                "so far)",
+                style_func=lambda text: text,
+            )
+            self._remind_at = now + WAIT_REMINDER_SECONDS
         return waits
 
     def _interrupted(self, run: ImportRun) -> None:
@@ -225,6 +246,40 @@ class Command(BaseCommand):
             self.stdout.write(f"  ... see run {run.pk} for more row errors")
         if run.error_message and run.status not in OK_STATUSES:
             self.stdout.write(f"error: {printable(run.error_message)}")
+
+
+def _for_how_long(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    return f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+
+
+class _SaidOnce(logging.Filter):
+    """Drops a line the same as one already said: while the run waits its turn the runner looks
+    at the lease again at each poll, and logged "run not started run=N: it waits for run M" at
+    each (every 10 s, some 360 lines in an hour's wait). A wait for another run, or another
+    reason, is another line, and said."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.said: set[tuple[str, str]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        line = (str(record.msg), repr(record.args))
+        if line in self.said:
+            return False
+        self.said.add(line)
+        return True
+
+
+@contextmanager
+def _said_once(log: logging.Logger):
+    """`log`'s lines said once meanwhile (_SaidOnce)."""
+    said = _SaidOnce()
+    log.addFilter(said)
+    try:
+        yield
+    finally:
+        log.removeFilter(said)
 
 
 @contextmanager

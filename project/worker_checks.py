@@ -203,25 +203,63 @@ def refuse_to_start_without_dependencies(sender: Any = None, **_kwargs: Any) -> 
     app = sender.app if sender is not None else None
     # A DATABASE_URL to another host whose TLS checks nothing: one WARNING, whatever follows.
     database_tls.say_if_unchecked()
-    broker = broker_problem(app, getattr(sender, "hostname", None)) if app is not None else None
-    problems = [
-        database_problem(),
-        broker,
-        # The broker's server with its login, REDIS_URL's by default: what the broker's check
-        # met, Redis's would meet, and the worker said one refusal twice (health3 hunt).
-        None if broker and _redis_of_the_broker(app) else redis_problem(),
-    ]
+    # The checks' own lines (each refusal in words, with the library's text) are held back:
+    # the refusal is said once, below.
+    with _HeldBack(logger) as held:
+        broker = broker_problem(app, getattr(sender, "hostname", None)) if app else None
+        problems = [
+            database_problem(),
+            broker,
+            # The broker's server with its login, REDIS_URL's by default: what the broker's
+            # check met, Redis's would meet, and the worker said one refusal twice (health3).
+            None if broker and _redis_of_the_broker(app) else redis_problem(),
+        ]
     problems = [problem for problem in problems if problem]
     if not problems:
+        held.say(at_their_level=True)
         _note(None)
         say_if_redis_may_evict()
         return
+    # The library's text, which the words could not put in words, is the reason: said. Else
+    # it adds nothing to them, and goes at DEBUG (shown by a worker run with --loglevel=DEBUG).
+    held.say(at_their_level=any(error_words.UNKNOWN in problem for problem in problems))
+    # One line per refusal, in words. Each was said three times (a WARNING with the library's
+    # text, a CRITICAL, and this line), one after the other (words5 hunt).
     for problem in problems:
-        logger.critical("worker not started: %s", problem)
         print(f"importbeat worker not started: {problem}", file=sys.stderr, flush=True)
     # Celery catches exceptions here; leave at once, before any message is consumed.
     sys.stderr.flush()
     os._exit(1)
+
+
+class _HeldBack:
+    """Holds `log`'s records of this thread meanwhile, to say them after (say)."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self.log, self.thread = log, threading.get_ident()
+        self.records: list[logging.LogRecord] = []
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.thread != self.thread:
+            return True
+        self.records.append(record)
+        return False
+
+    def __enter__(self) -> _HeldBack:
+        self.log.addFilter(self)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.log.removeFilter(self)
+
+    def say(self, at_their_level: bool) -> None:
+        """The records held, at their level, or at DEBUG (kept out unless the log shows it)."""
+        for record in self.records:
+            if not at_their_level:
+                if not self.log.isEnabledFor(logging.DEBUG):
+                    continue
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+            self.log.handle(record)
 
 
 def _redis_of_the_broker(app: Any) -> bool:

@@ -1,7 +1,8 @@
 """A worker that cannot reach its database or its broker when it starts exits at once, before it
 takes any message, saying in plain words what it cannot reach (host and port, never a password)
-and why; the library's own error goes to its log beside it. (Issue: it printed psycopg's first
-line, quotes and all, or kombu's text, or an exception's class name.)"""
+and why. (Issue: it printed psycopg's first line, quotes and all, or kombu's text, or an
+exception's class name.) The library's own error, which says nothing the words do not, goes to
+the log at DEBUG only: beside the words it said the refusal again (words5 hunt)."""
 
 from __future__ import annotations
 
@@ -37,11 +38,8 @@ def test_a_worker_that_cannot_reach_its_database_says_where_and_why(processes):
         "importbeat worker not started: "
         f"cannot reach the database nowhere at 127.0.0.1:{port}: connection refused"
     )
-    # ... and the log keeps psycopg's own error for whoever digs further
-    assert (
-        f'OperationalError: connection failed: connection to server at "127.0.0.1", port {port}'
-        in processes.logs()
-    )
+    # ... and the log does not say it again in psycopg's text (at DEBUG only: words5 hunt)
+    assert "OperationalError" not in processes.logs()
 
 
 def test_a_worker_that_cannot_reach_its_broker_says_where_and_why_without_its_password(
@@ -58,7 +56,7 @@ def test_a_worker_that_cannot_reach_its_broker_says_where_and_why_without_its_pa
         f"importbeat worker not started: cannot reach the broker at 127.0.0.1:{port}: "
         "connection refused"
     )
-    assert f"OperationalError: Error 111 connecting to 127.0.0.1:{port}" in processes.logs()
+    assert "OperationalError" not in processes.logs()  # (at DEBUG only: words5 hunt)
     assert "broker-secret" not in processes.logs()
 
 

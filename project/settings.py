@@ -413,6 +413,19 @@ SOURCE_CHECKS_AT_ONCE_IN_ALL = env.int(
     "SOURCE_CHECKS_AT_ONCE_IN_ALL",
     default=max(1, env.int("WEB_CONCURRENCY", default=2) * WEB_THREADS // 2),
 )
+# How long a check of a source waits: the page (API, admin) for a worker's answer, under
+# gunicorn's 30 s worker timeout; the worker for the source, whose check task's hard limit comes
+# 5 s later (schedules.source_check.time_limits), inside the page's wait so that the worker's
+# words reach the page and not "no worker answered".
+SOURCE_CHECK_WAIT_SECONDS = env.int("SOURCE_CHECK_WAIT_SECONDS", default=20)
+SOURCE_CHECK_FETCH_SECONDS = env.int("SOURCE_CHECK_FETCH_SECONDS", default=12)
+if not 1 <= SOURCE_CHECK_FETCH_SECONDS <= SOURCE_CHECK_WAIT_SECONDS - 6:
+    raise ImproperlyConfigured(
+        f"SOURCE_CHECK_FETCH_SECONDS must be at least 1 and at most SOURCE_CHECK_WAIT_SECONDS - 6 "
+        f"(it is {SOURCE_CHECK_FETCH_SECONDS}, SOURCE_CHECK_WAIT_SECONDS "
+        f"{SOURCE_CHECK_WAIT_SECONDS}): the check's task may run 5 s past it, and the page must "
+        "still be waiting for its answer"
+    )
 FETCH_CONNECT_TIMEOUT_SECONDS = env.float("FETCH_CONNECT_TIMEOUT_SECONDS", default=10.0)
 FETCH_READ_TIMEOUT_SECONDS = env.float("FETCH_READ_TIMEOUT_SECONDS", default=60.0)
 # The read timeout bounds one silence, not a download: a server dripping a byte every few

@@ -2,7 +2,7 @@
 process (schedules.source_check).
 
 A check (`POST /imports/check`, `?dry_run=true`, the admin's Test source) holds a web thread
-while a worker fetches the source, up to source_check.WAIT_SECONDS, and a worker slot while it
+while a worker fetches the source, up to SOURCE_CHECK_WAIT_SECONDS, and a worker slot while it
 fetches. Its throttle bounds a rate, 30 a minute, not how many wait at once: one user's burst
 of checks of a source that took the connection and never answered held every thread of the
 Procfile's web (2 x 4) for 20 s each, everyone's requests (and the load balancer's health

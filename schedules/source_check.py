@@ -9,6 +9,7 @@ from typing import Any
 
 from celery import current_app
 from celery.exceptions import TimeoutError as CeleryTimeout
+from django.conf import settings
 from kombu.exceptions import OperationalError
 from redis.exceptions import RedisError
 
@@ -19,23 +20,45 @@ from .models import ScheduledImport
 
 logger = logging.getLogger(__name__)
 
-# Below gunicorn's 30 s worker timeout: the page waits for the answer.
-WAIT_SECONDS = 20
-# How long the worker's check may wait for the source (tasks.source_check), well inside the
-# page's wait: a source that took the connection and never answered was waited for up to
-# FETCH_READ_TIMEOUT_SECONDS (60 s), and the page said "no worker answered within 20 s" while a
-# worker was there, its slot held 25 s (the task's soft time limit). Now the worker answers "the
-# source did not answer within 12 s" and the page has it.
-FETCH_SECONDS = 12
-# The check task's time limits, per message: past the soft one (a DNS lookup or a connect
-# stuck where the fetch's own deadline cannot end it) the check answers in the same words;
-# the hard one frees the worker slot whatever the task is stuck in, before the page gives up.
-SOFT_LIMIT_SECONDS = FETCH_SECONDS + 3
-HARD_LIMIT_SECONDS = FETCH_SECONDS + 5
-OUT_OF_TIME = (
-    f"the source did not answer within {FETCH_SECONDS} s, the longest a check waits for it "
-    "(a run waits longer)"
-)
+# How long the page waits for a worker's answer, and how long the worker's check may wait for
+# the source: settings (SOURCE_CHECK_WAIT_SECONDS, 20, below gunicorn's 30 s worker timeout;
+# SOURCE_CHECK_FETCH_SECONDS, 12, well inside the page's wait), read at each check. A source that
+# took the connection and never answered was waited for up to FETCH_READ_TIMEOUT_SECONDS (60 s),
+# and the page said "no worker answered within 20 s" while a worker was there, its slot held
+# 25 s (the task's soft time limit). Now the worker answers "the source did not answer within
+# 12 s" and the page has it.
+# The check task's time limits come this long after the fetch's deadline, per message: past the
+# soft one (a DNS lookup or a connect stuck where the fetch's own deadline cannot end it) the
+# check answers in the same words; the hard one frees the worker slot whatever the task is stuck
+# in, before the page gives up (project/settings.py keeps the page's wait past it).
+SOFT_LIMIT_AFTER_FETCH_SECONDS = 3
+HARD_LIMIT_AFTER_FETCH_SECONDS = 5
+
+
+def wait_seconds() -> int:
+    """How long the page (the API, the admin's Test source) waits for a worker's answer."""
+    return settings.SOURCE_CHECK_WAIT_SECONDS
+
+
+def fetch_seconds() -> int:
+    """How long a worker's check waits for its source (tasks.source_check.Deadline)."""
+    return settings.SOURCE_CHECK_FETCH_SECONDS
+
+
+def time_limits() -> tuple[int, int]:
+    """The check task's soft and hard time limits."""
+    fetch = fetch_seconds()
+    return fetch + SOFT_LIMIT_AFTER_FETCH_SECONDS, fetch + HARD_LIMIT_AFTER_FETCH_SECONDS
+
+
+def out_of_time() -> str:
+    """What a check whose source did not answer in time says."""
+    return (
+        f"the source did not answer within {fetch_seconds()} s, the longest a check waits for "
+        "it (a run waits longer)"
+    )
+
+
 # What a check reads of an import, saved or not: what the API sends for one not saved yet, and
 # all the worker builds it from (tasks.source_check).
 CHECK_FIELDS = (
@@ -82,10 +105,12 @@ class SourceCheck:
 
 
 def check_source(
-    imp: ScheduledImport, wait: float = WAIT_SECONDS, *, by: int | None = None
+    imp: ScheduledImport, wait: float | None = None, *, by: int | None = None
 ) -> SourceCheck:
     """A saved import's source (the admin's Test source), checked for the user `by`. Without a
-    slot free (schedules.check_slots), the answer says so and nothing is asked of a worker."""
+    slot free (schedules.check_slots), the answer says so and nothing is asked of a worker.
+    `wait`: SOURCE_CHECK_WAIT_SECONDS unless given."""
+    wait = wait_seconds() if wait is None else wait
     try:
         with check_slots.held(by, wait):
             return _ask("importbeat.check_source", [imp.pk], wait)
@@ -94,14 +119,15 @@ def check_source(
 
 
 def check_unsaved(
-    imp: ScheduledImport, wait: float = WAIT_SECONDS, *, by: int | None = None
+    imp: ScheduledImport, wait: float | None = None, *, by: int | None = None
 ) -> SourceCheck:
     """An import's source before it is saved (`POST /imports/check`, `?dry_run=true`), checked
     for the user `by`. The task is given a key to the fields, not the fields: they hold the
     credential (schedules.unsaved_checks).
 
     Raises check_slots.Busy at once, nothing asked of a worker, without a slot free: the API
-    answers it 429 with Retry-After."""
+    answers it 429 with Retry-After. `wait`: SOURCE_CHECK_WAIT_SECONDS unless given."""
+    wait = wait_seconds() if wait is None else wait
     with check_slots.held(by, wait):
         try:
             key = unsaved_checks.put(unsaved_fields(imp), wait)
@@ -123,9 +149,10 @@ def unsaved_fields(imp: ScheduledImport) -> dict[str, Any]:
 
 
 def _ask(task: str, args: list[Any], wait: float) -> SourceCheck:
+    soft_limit, hard_limit = time_limits()
     try:
         result = current_app.send_task(
-            task, args=args, soft_time_limit=SOFT_LIMIT_SECONDS, time_limit=HARD_LIMIT_SECONDS
+            task, args=args, soft_time_limit=soft_limit, time_limit=hard_limit
         )
     except (OperationalError, RedisError) as error:
         return SourceCheck(ok=False, problems=[_queue_problem(error)])

@@ -19,7 +19,7 @@ from django.db import DatabaseError, InterfaceError, OperationalError, connectio
 from common import error_words
 from schedules import credentials, unsaved_checks
 from schedules.models import ScheduledImport, host_key_fingerprint
-from schedules.source_check import CHECK_FIELDS, FETCH_SECONDS, OUT_OF_TIME
+from schedules.source_check import CHECK_FIELDS, fetch_seconds, out_of_time
 
 from . import crashes, decompress, fetch
 from .engine import csv_reading
@@ -75,9 +75,9 @@ def inspect_source(imp: ScheduledImport) -> dict[str, Any]:
         try:
             found = _inspect(imp)
         except SoftTimeLimitExceeded:
-            # The task's soft limit (schedules.source_check.SOFT_LIMIT_SECONDS): stuck where
-            # the deadline cannot end it, a DNS lookup or a connect.
-            found = _refused(OUT_OF_TIME)
+            # The task's soft limit (schedules.source_check.time_limits): stuck where the
+            # deadline cannot end it, a DNS lookup or a connect.
+            found = _refused(out_of_time())
         return credentials.hide(credentials.secrets_of(imp.credential_secret), found)
 
 
@@ -87,20 +87,21 @@ class OutOfTime(RunCancelled):
 
 
 class Deadline:
-    """FETCH_SECONDS from now, the longest a check waits for its source (the page that asked
-    waits WAIT_SECONDS): raises OutOfTime once past. A run's fetch waits up to
-    FETCH_READ_TIMEOUT_SECONDS for one answer; a check that did sat on its worker slot until its
-    task's time limit, and the page had given up before with "no worker answered".
+    """SOURCE_CHECK_FETCH_SECONDS from now, the longest a check waits for its source (the page
+    that asked waits SOURCE_CHECK_WAIT_SECONDS): raises OutOfTime once past. A run's fetch
+    waits up to FETCH_READ_TIMEOUT_SECONDS for one answer; a check that did sat on its worker
+    slot until its task's time limit, and the page had given up before with "no worker
+    answered".
 
     Asked by the download's watchdog once a second while the source sends nothing (its
     `stop_if_asked`, which shuts the connection down), and at each read (a source that drips)."""
 
-    def __init__(self, seconds: float = FETCH_SECONDS) -> None:
-        self.at = time.monotonic() + seconds
+    def __init__(self, seconds: float | None = None) -> None:
+        self.at = time.monotonic() + (fetch_seconds() if seconds is None else seconds)
 
     def __call__(self, _bytes_read: int = 0) -> None:
         if time.monotonic() > self.at:
-            raise OutOfTime(OUT_OF_TIME)
+            raise OutOfTime(out_of_time())
 
 
 def _inspect(imp: ScheduledImport) -> dict[str, Any]:

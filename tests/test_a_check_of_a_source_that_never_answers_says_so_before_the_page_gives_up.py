@@ -1,6 +1,7 @@
 """A check of a source that never answers (or drips its file) ends on its worker after
-source_check.FETCH_SECONDS, well inside the page's wait, and says "the source did not answer
-within 12 s"; the check's task cannot hold its worker slot past its own time limits.
+SOURCE_CHECK_FETCH_SECONDS, well inside the page's wait, and says "the source did not answer
+within 12 s"; the check's task cannot hold its worker slot past its own time limits. (Here
+within 2 s: the setting shortens the tests, which waited the 12 s out twice.)
 
 Bug (attack hunt): the check's fetch waited up to FETCH_READ_TIMEOUT_SECONDS (60 s) for a
 source that took the connection and never answered, holding a worker slot until the task's
@@ -23,9 +24,16 @@ from tests.silent_sources import SilentServer, check_body, no_checks_in_progress
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
+FETCH_SECONDS = 2
 SAID = (
-    "the source did not answer within 12 s, the longest a check waits for it (a run waits longer)"
+    f"the source did not answer within {FETCH_SECONDS} s, the longest a check waits for it (a run "
+    "waits longer)"
 )
+
+
+@pytest.fixture(autouse=True)
+def _short_fetch(settings):
+    settings.SOURCE_CHECK_FETCH_SECONDS = FETCH_SECONDS
 
 
 @pytest.fixture
@@ -41,7 +49,7 @@ def test_the_worker_says_the_source_did_not_answer_before_the_page_gives_up(
 ):
     # Given a worker
     no_checks_in_progress()
-    processes.start("worker")
+    processes.start("worker", SOURCE_CHECK_FETCH_SECONDS=str(FETCH_SECONDS))
     from project.celery import app
 
     wait_for(lambda: app.control.ping(timeout=0.5), 60, what="the worker\n" + processes.logs())
@@ -52,10 +60,10 @@ def test_the_worker_says_the_source_did_not_answer_before_the_page_gives_up(
     # Then the worker's words reach her, not "no worker answered"
     assert answer.status_code == 200, answer.content
     assert answer.json()["ok"] is False
-    assert answer.json()["problems"] == [SAID] == [source_check.OUT_OF_TIME]
+    assert answer.json()["problems"] == [SAID] == [source_check.out_of_time()]
     # ... and the check's task carries time limits inside the page's wait
-    assert source_check.FETCH_SECONDS < source_check.SOFT_LIMIT_SECONDS
-    assert source_check.HARD_LIMIT_SECONDS < source_check.WAIT_SECONDS
+    soft_limit, hard_limit = source_check.time_limits()
+    assert FETCH_SECONDS < soft_limit < hard_limit < source_check.wait_seconds()
 
 
 def test_a_source_that_drips_its_file_is_cut_at_the_checks_deadline():

@@ -69,7 +69,7 @@ def test_bobs_third_check_is_refused_at_once_while_alices_goes(
     for refused in (third, dry_create, dry_update):
         assert refused.status_code == 429, refused.content
         assert refused.json() == {"detail": f"{BOBS}."}
-        assert 1 <= int(refused.headers["Retry-After"]) <= source_check.WAIT_SECONDS
+        assert 1 <= int(refused.headers["Retry-After"]) <= source_check.wait_seconds()
     assert test_source.summary() == f"Test source: {BOBS}"
     assert still_waiting == [True, True]
     # ... while alice's check goes
@@ -78,9 +78,9 @@ def test_bobs_third_check_is_refused_at_once_while_alices_goes(
 
     # And once bob's checks end (the worker says why), his slots are free and he checks again
     for thread in waiting:
-        thread.join(source_check.WAIT_SECONDS + 5)
+        thread.join(source_check.wait_seconds() + 5)
     silent.close()
-    assert [answer.json()["problems"] for answer in answered] == [[source_check.OUT_OF_TIME]] * 2
+    assert [answer.json()["problems"] for answer in answered] == [[source_check.out_of_time()]] * 2
     assert held_by(bob.pk) == 0 and held_by() == 0
     again = bobs.post(f"{API}/imports/check", check_body(good, name="products again"))
     assert again.status_code == 200 and again.json()["ok"], again.content

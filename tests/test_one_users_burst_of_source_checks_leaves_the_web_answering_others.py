@@ -1,13 +1,13 @@
 """One user's burst of source checks leaves the web process answering everyone else.
 
 Bug (attack hunt): `POST /imports/check` (and `?dry_run=true`) held a web thread while a worker
-fetched the source, up to schedules.source_check.WAIT_SECONDS (20 s), and its only limit was a
+fetched the source, up to SOURCE_CHECK_WAIT_SECONDS (20 s), and its only limit was a
 rate (30 a minute per user), not how many were in progress at once. Bob, an ordinary user, sent
 16 checks at once of a source that took the connection and never answered: every thread of the
 Procfile's web (2 workers x 4 threads) waited 20 s on them, alice's `GET /me` (and the load
 balancer's health check) got no answer within 5 s, and 12 of bob's checks said "no worker
 answered" while his first ones held both worker slots. Now two of his checks go (each ends
-after source_check.FETCH_SECONDS, in the worker's words) and the others are refused at once.
+after SOURCE_CHECK_FETCH_SECONDS, in the worker's words) and the others are refused at once.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ def test_bobs_burst_of_checks_leaves_alices_requests_answered(alice, bob, proces
     assert len(bobs) == BURST
     went = [answer.json()["problems"] for answer in bobs if answer.status_code == 200]
     refused = [answer for answer in bobs if answer.status_code == 429]
-    assert went == [[source_check.OUT_OF_TIME]] * 2, [a.text for a in bobs]
+    assert went == [[source_check.out_of_time()]] * 2, [a.text for a in bobs]
     assert len(refused) == BURST - 2
     for answer in refused:
         assert int(answer.headers["Retry-After"]) >= 1

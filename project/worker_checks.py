@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import logging
+import logging.handlers
 import os
 import socket
 import sys
@@ -225,11 +226,46 @@ def refuse_to_start_without_dependencies(sender: Any = None, **_kwargs: Any) -> 
     held.say(at_their_level=any(error_words.UNKNOWN in problem for problem in problems))
     # One line per refusal, in words. Each was said three times (a WARNING with the library's
     # text, a CRITICAL, and this line), one after the other (words5 hunt).
-    for problem in problems:
-        print(f"importbeat worker not started: {problem}", file=sys.stderr, flush=True)
+    refusals = [f"importbeat worker not started: {problem}" for problem in problems]
+    for refusal in refusals:
+        print(refusal, file=sys.stderr, flush=True)
+    _say_in_the_log_file(sender, refusals)
     # Celery catches exceptions here; leave at once, before any message is consumed.
     sys.stderr.flush()
     os._exit(1)
+
+
+def _say_in_the_log_file(worker: Any, refusals: list[str]) -> None:
+    """The refusals, once each, in the file a worker run with --logfile logs to, as Celery's
+    CRITICAL lines. Celery opens that file after worker_init (its logging is set up with the
+    worker's blueprint): the worker exited 1 with its log file empty, the refusal on a stderr
+    that such an operator may not keep, and a detached one (`--detach`, `celery multi`), whose
+    stderr is /dev/null, said it nowhere (reviewC hunt). Without --logfile its log is stderr,
+    where the lines are printed."""
+    logfile = getattr(worker, "logfile", None)
+    if not logfile or not isinstance(logfile, str):
+        return
+    from celery.utils.nodenames import node_format
+
+    try:
+        # Opened as Celery opens it, its %n/%h/%i expanded alike (celery.app.log).
+        handler = logging.handlers.WatchedFileHandler(
+            node_format(logfile, worker.hostname), encoding="utf-8"
+        )
+    except OSError as error:
+        print(
+            f"importbeat worker: could not write to its log file {logfile}: "
+            f"{error.strerror or error}",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
+    handler.setFormatter(logging.Formatter(worker.app.conf.worker_log_format))
+    for refusal in refusals:
+        handler.handle(
+            logger.makeRecord(logger.name, logging.CRITICAL, __file__, 0, refusal, (), None)
+        )
+    handler.close()
 
 
 class _HeldBack:

@@ -23,6 +23,11 @@
   another worker, which failed the run for good and stored FAILURE before the first worker
   stored its RETRY: Celery guards only SUCCESS, and the task said RETRY (AsyncResult, Flower)
   of a run its log called failed (latestate hunt).
+- A result backend whose Redis user may not run that script (an ACL without EVALSHA or SCRIPT
+  LOAD, or the commands renamed away) stores RETRY and PROGRESS as Celery does, said once a
+  minute at most: refused, a wait's retry failed inside Celery's tracer, which stored FAILURE
+  ("auth:NoPermissionError") for a run that went on waiting, and a run's PROGRESS was lost at
+  DEBUG, where Celery's writes had stored both (reviewB hunt).
 - A task that failed, was retried, rejected or ignored lets go of its exception's traceback
   once Celery is done with it (_tracebacks_forgotten): a pool process kept every such task's
   frames and billiard's copy of them (some 185 kB a failed run) until a full garbage
@@ -32,6 +37,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import re
 import time
 import weakref
 from typing import TYPE_CHECKING, Any
@@ -42,10 +49,13 @@ from celery.exceptions import TimeLimitExceeded
 from celery.signals import task_postrun
 from celery.utils.saferepr import saferepr
 
+from common.said_once import SaidOnce
 from project.task_eta import DatabaseTimedRequest
 
 if TYPE_CHECKING:
     from tasks.killed_runs import KilledTask
+
+logger = logging.getLogger("importbeat.worker")
 
 
 class ImportbeatRequest(DatabaseTimedRequest):
@@ -225,12 +235,15 @@ return 1
     ) -> bool | None:  # fmt: skip
         """Store `state` unless the task's end is stored: whether it was; None when it is the
         backend's to store (an end itself; a backend other than Redis, or one whose stored
-        states the script cannot read: results not serialized as JSON)."""
+        states the script cannot read: results not serialized as JSON; or whose Redis user may
+        not run the script: _SCRIPT_REFUSED)."""
         from celery.backends.redis import RedisBackend
         from kombu.utils.encoding import bytes_to_str
+        from redis.exceptions import ResponseError
 
         if (
             state in states.READY_STATES
+            or _scripts.get(backend) is _REFUSED
             or not isinstance(backend, RedisBackend)
             or backend.serializer != "json"
             or backend.app.conf.result_compression
@@ -242,8 +255,15 @@ return 1
         )
         meta["task_id"] = bytes_to_str(task_id)
         key, value = backend.get_key_for_task(task_id), backend.encode(meta)
-        # (with the backend's own retries when Redis is away, as its own writes)
-        return bool(backend.ensure(cls._stored, (backend, key, value)))
+        try:
+            # (with the backend's own retries when Redis is away, as its own writes)
+            return bool(backend.ensure(cls._stored, (backend, key, value)))
+        except ResponseError as refused:
+            if not _SCRIPT_REFUSED.search(str(refused)):
+                raise  # (a key or channel its ACL refuses: Celery's own write is refused too)
+            _scripts[backend] = _REFUSED
+            _say_script_refused(backend, refused)
+            return None
 
     @classmethod
     def _stored(cls, backend: Any, key: bytes, value: str) -> int:
@@ -253,7 +273,36 @@ return 1
         return script(keys=[key], args=[value, int(backend.expires or 0)])
 
 
+# Each backend's script; _REFUSED for one whose Redis user may not run it (Celery stores then).
 _scripts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_REFUSED = object()
+# A worker's pool processes each meet the refusal once: one of them says it (common.said_once).
+_said = SaidOnce()
+
+
+# Redis's refusal of the script itself (EVALSHA, or SCRIPT LOAD after a restart emptied its
+# scripts), not of the task's key or channel: by its user's ACL (NOPERM), or by a server whose
+# configuration renamed the commands away (rename-command EVALSHA "": unknown command).
+_SCRIPT_REFUSED = re.compile(
+    r"(no permissions to run the|unknown command) ['`](evalsha|script)", re.IGNORECASE
+)
+
+
+def _say_script_refused(backend: Any, error: Exception) -> None:
+    from common import error_words
+
+    place = error_words.broker_place(backend.url or backend.app.conf.result_backend,
+                                     "the result backend")  # fmt: skip
+    words = (
+        f"{place} runs no scripts for its Redis user (EVALSHA and SCRIPT LOAD refused): a task's "
+        "RETRY and PROGRESS are stored as Celery stores them, and one stored late may replace "
+        "the task's end (SUCCESS, FAILURE, REVOKED); allow +evalsha +script|load in the user's "
+        "ACL (and do not rename them away), then restart the workers"
+    )
+    again = _said.again(words)
+    if again is not None:
+        logger.warning("%s%s", words, again)
+    logger.debug("the script was refused: %s", error_words.log_text(error))
 
 
 @task_postrun.connect

@@ -113,8 +113,10 @@ def end_lost_task(
     _note_told(task_id, run, told, reporter)
     if store is None:
         store = EndStore()
-        store.end(task_id, run, ended_well, words)
-        store.say()
+        try:
+            store.end(task_id, run, ended_well, words)
+        finally:
+            store.say()  # (also when the time limit strikes in its wait)
     else:
         store.end(task_id, run, ended_well, words)
     return told
@@ -144,18 +146,27 @@ class EndStore:
         self.spent = 0.0
         self.not_stored: list[int] = []
         self.why: str | None = None
+        # Set once a store waited its whole wait and failed (a silent backend, or one that
+        # cannot be reached): the next would wait as long, so none is begun.
+        self.silent = False
 
     def end(self, task_id: str, run: ImportRun, ended_well: bool, words: str) -> None:
         """Store the end of `task_id`, the lost attempt of `run`: SUCCESS with its summary when
         `ended_well`, else FAILURE in `words` (without a traceback)."""
         from celery import current_app, states
 
-        if self.why is None and self.spent > STORE_BOUND_SECONDS:
-            self.why = f"not done within {STORE_BOUND_SECONDS:g} s"
-        if self.why is not None:
+        if not self.silent and self.spent > STORE_BOUND_SECONDS:
+            self.silent = True
+            self.why = self.why or f"not done within {STORE_BOUND_SECONDS:g} s"
+        if self.silent:
             self.not_stored.append(run.pk)
             return
         backend = _bounded(current_app.backend)
+        # Each answer's wait is bounded by the socket's timeout, not an answer trickled a byte
+        # at a time (a Redis slower than its link, a proxy): one store waited 34 s for 42 bytes
+        # at 0.8 s each, the pass at the mercy of its soft time limit (reviewA hunt). A store
+        # still waiting STORE_BOUND_SECONDS after it began has its connections cut.
+        cut = _Cut(backend)
         started = time.monotonic()
         try:
             if ended_well:
@@ -166,15 +177,35 @@ class EndStore:
         except SoftTimeLimitExceeded:
             # The sweep's limit, raised in the backend's wait: it ends the pass, which went on
             # past it to the hard limit that kills its process when taken for a backend's error.
+            # This end is said with the others (the pass says them as it ends): it was said by
+            # nobody, the pass's line never reached (reviewA hunt).
+            self.not_stored.append(run.pk)
+            self.why = self.why or "the sweep's time limit struck while it waited"
+            self.silent = True
             raise
         except Exception as error:  # (whatever the backend raises: the run log has the end)
+            waited = time.monotonic() - started
             self.not_stored.append(run.pk)
-            self.why = error_words.refusal(error) or error_words.reason(error)
-            if self.why == "timed out":
-                self.why = f"it did not answer within {STORE_WAIT_SECONDS:g} s"
+            why = error_words.refusal(error) or error_words.reason(error)
+            if cut.done:
+                why = f"it did not answer within {STORE_BOUND_SECONDS:g} s"
+            elif why == "timed out":
+                why = f"it did not answer within {STORE_WAIT_SECONDS:g} s"
+            elif why == error_words.UNKNOWN:
+                # Its own text (an answer no words know: WRONGTYPE, say): the line said "the
+                # reason is in the log", where only a DEBUG line had it (reviewA hunt).
+                why = error_words.log_text(error)
+            self.why = self.why or why
+            # Only a failure that waited stops the rest: one that came at once (a connection a
+            # restarted Redis closed, a failover's refusal) costs the next store nothing, and
+            # skipping them left every later end of the pass unstored for good, since no later
+            # pass stores an end it told (reviewA hunt).
+            if waited >= STORE_WAIT_SECONDS / 2:
+                self.silent = True
             logger.debug("result backend: %s: %s", type(error).__name__,
                          error_words.log_text(error))  # fmt: skip
         finally:
+            cut.cancel()
             self.spent += time.monotonic() - started
 
     def say(self) -> None:
@@ -185,6 +216,26 @@ class EndStore:
         logger.warning("the result backend was not told the end of %s lost tasks (runs %s: %s); "
                        "their tasks show their last state there until it expires, and the run "
                        "log has each end", len(self.not_stored), runs, self.why)  # fmt: skip
+
+
+class _Cut:
+    """Cuts the connections of `backend`'s client (a Redis backend's) STORE_BOUND_SECONDS from
+    now, unless cancelled before: the wait it is in ends at once, in a connection error."""
+
+    def __init__(self, backend: Any) -> None:
+        self.done = False
+        pool = getattr(getattr(backend, "client", None), "connection_pool", None)
+        self.timer = threading.Timer(STORE_BOUND_SECONDS, self._cut, args=(pool,))
+        self.timer.daemon = True
+        if pool is not None:
+            self.timer.start()
+
+    def _cut(self, pool: Any) -> None:
+        self.done = True
+        pool.disconnect()
+
+    def cancel(self) -> None:
+        self.timer.cancel()
 
 
 # How long one store waits for each answer, and one pass's stores in all, as a cancel's stores
@@ -262,18 +313,20 @@ def tell_untold_ends(reporter: str, store: EndStore | None = None) -> int:
     told = 0
     own_store = store is None
     store = store or EndStore()
-    for run in untold:
-        task_id = run.error_details[services.LOST_TASK_END].get("task") or ""
-        if not task_id:
-            continue
-        # (taken, or another sweep, or the attempt alive after all, tells it: reviewC hunt)
-        if not services.claim_lost_task_end(run.pk, task_id, reporter):
-            continue
-        # Sent again: its attempt failed, whatever became of the run since.
-        failed_as = _sent_again_words(run, task_id) if run.celery_task_id != task_id else None
-        told += end_lost_task(task_id, run, reporter, failed_as, store)
-    if own_store:
-        store.say()
+    try:
+        for run in untold:
+            task_id = run.error_details[services.LOST_TASK_END].get("task") or ""
+            if not task_id:
+                continue
+            # (taken, or another sweep, or the attempt alive after all, tells it: reviewC hunt)
+            if not services.claim_lost_task_end(run.pk, task_id, reporter):
+                continue
+            # Sent again: its attempt failed, whatever became of the run since.
+            failed_as = _sent_again_words(run, task_id) if run.celery_task_id != task_id else None
+            told += end_lost_task(task_id, run, reporter, failed_as, store)
+    finally:
+        if own_store:
+            store.say()  # (also when the time limit strikes in its wait)
     return told
 
 

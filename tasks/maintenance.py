@@ -108,26 +108,31 @@ def sweep_runs(reporter: str | None = None) -> dict[str, int]:
     lost = ImportRun.objects.filter(status=ImportRun.Status.RUNNING).filter(
         Q(heartbeat_at__lt=stale_before) | Q(heartbeat_at__isnull=True)
     )
-    for run in lost.values("pk", "scheduled_import_id", "celery_task_id", "worker")[:500]:
-        try:
-            holder = locks.run_lease_holder(run["scheduled_import_id"])
-        except RedisError as error:
-            # Without Redis we cannot tell a slow run from a dead one: wait for the next sweep.
-            logger.warning("sweep cannot read leases: %s", error)
-            break
-        if holder == run["pk"]:
-            continue  # its worker lives (renewing the lease) but cannot reach the database
-        resolved = services.recover_lost_run(run["pk"], stale_before)
-        if resolved is not None:
-            recovered += 1
-            # A foreground attempt's (run_import: no worker) has no task in Flower to end: its
-            # task id was told there as a nameless failed task (review1).
-            if reporter and run["worker"]:
-                lost_tasks.end_lost_task(run["celery_task_id"], resolved, reporter, store=ends)
-    if reporter:
-        # The ends a pass before could not tell (the broker away): a dead worker never will.
-        lost_tasks.tell_untold_ends(reporter, ends)
-    ends.say()
+    try:
+        for run in lost.values("pk", "scheduled_import_id", "celery_task_id", "worker")[:500]:
+            try:
+                holder = locks.run_lease_holder(run["scheduled_import_id"])
+            except RedisError as error:
+                # Without Redis we cannot tell a slow run from a dead one: wait for the next
+                # sweep.
+                logger.warning("sweep cannot read leases: %s", error)
+                break
+            if holder == run["pk"]:
+                continue  # its worker lives (renewing the lease) but cannot reach the database
+            resolved = services.recover_lost_run(run["pk"], stale_before)
+            if resolved is not None:
+                recovered += 1
+                # A foreground attempt's (run_import: no worker) has no task in Flower to end:
+                # its task id was told there as a nameless failed task (review1).
+                if reporter and run["worker"]:
+                    lost_tasks.end_lost_task(run["celery_task_id"], resolved, reporter, store=ends)
+        if reporter:
+            # The ends a pass before could not tell (the broker away): a dead worker never will.
+            lost_tasks.tell_untold_ends(reporter, ends)
+    finally:
+        # Said also when the sweep's time limit ends the pass here: the ends it could not store
+        # were said by nobody (reviewA hunt).
+        ends.say()
 
     # Runs parked in their owners' lines (tasks.fairness): kept alive for reconciliation, and
     # the first ones sent where the run that would have sent them is gone (its worker killed,

@@ -8,6 +8,7 @@ an open Flower must never start by accident (SPEC section 7: required outside de
 
 import os
 
+from common import flower_options
 from common.switches import switch
 
 # The words Django's settings take (common.switches): Flower took `DJANGO_DEBUG=y` for off where
@@ -34,3 +35,8 @@ if not getattr(Metrics.get, "_importbeat_authenticated", False):
 from common.flower_words import install as _install_flower_words
 
 _install_flower_words()
+
+# Its numbers (FLOWER_PURGE_OFFLINE_WORKERS, FLOWER_MAX_TASKS, FLOWER_PORT), refused in words:
+# Flower took -1 as it was. One it cannot read at all is refused before Flower reads it, by the
+# Celery app (project.celery), as this file is read after.
+flower_options.check(os.environ)

@@ -5,6 +5,9 @@ import os
 from celery import Celery
 from kombu.transport import TRANSPORT_ALIASES
 
+from common import flower_options
+from common.application_name import application_name
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "project.settings")
 
 BROKER_TRANSPORT = "project.broker_transport:Transport"
@@ -22,6 +25,11 @@ app = Celery("importbeat", task_cls="project.task_class:ImportbeatTask")
 # Every Celery setting lives in Django settings under the CELERY_ namespace.
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks(["tasks"])
+
+# Flower reads its FLOWER_* variables itself before anything of importbeat's but this module, and
+# stopped with a traceback on a number it could not read: refused here first, in words.
+if application_name() == "importbeat flower":
+    flower_options.check(os.environ)
 
 # The worker's start-up checks and its database control command; its database connections
 # kept across tasks (CONN_MAX_AGE), checked between them; its consumer's repeats folded; its

@@ -64,7 +64,11 @@ def send(delivery: NotificationDelivery) -> None:
             # hunt); each goes with its own task.
             _send_now([delivery], mailbox, owner.email, now)
         else:
-            _send_now(_waiting(owner.pk, delivery), mailbox, owner.email, now)
+            waiting = _waiting(owner.pk, delivery)
+            # The others it carries are tried too (its own try: notifications.start); if it
+            # fails, the whole block is undone, and only `delivery` says so.
+            _count_attempt([other for other in waiting if other.pk != delivery.pk])
+            _send_now(waiting, mailbox, owner.email, now)
 
 
 def sends_now(last_sent_at: datetime | None) -> bool:
@@ -93,8 +97,8 @@ def send_due(owner_id: int) -> None:
     it lets the mailbox go: a copy that waited for the lock found them still due, and tried
     them again a moment later.
 
-    Each try counts an attempt of every e-mail it carries that a try failed before (`retrying`;
-    a held one's attempt was counted as it was held), whether or not it goes out: the retries
+    Each try counts an attempt of every e-mail it carries that waited for it (`held`, whose
+    hold counted none, or `retrying`), whether or not it goes out: the retries
     an e-mail has left are counted from its own log (attempt_of, failed), not from the
     message's retries. A stale message with a high count (from before a database restore, a
     snapshot's) made the mail server's next failure final for every e-mail held, their first
@@ -152,16 +156,15 @@ def _due(delivery: NotificationDelivery, now: datetime) -> bool:
 
 
 def _count_attempt(waiting: list[NotificationDelivery]) -> None:
-    """The owner's e-mail is tried: an attempt more for each e-mail in `waiting` that a try
-    failed before, the first for a held one whose hold counted none (send_due)."""
-    tried_again = [delivery for delivery in waiting if delivery.status == RETRYING]
-    first = [d for d in waiting if d.status == HELD and d.attempts == 0]
-    for delivery in [*tried_again, *first]:
+    """The owner's e-mail is tried: an attempt more for each e-mail in `waiting` it carries
+    that waited for it, held (its hold counted none: _hold) or a try failed before (send_due).
+    A pending one has its own message on its way, and is counted as it goes (_send_now)."""
+    carried = [delivery for delivery in waiting if delivery.status in (HELD, RETRYING)]
+    for delivery in carried:
         delivery.attempts += 1
-    NotificationDelivery.objects.filter(pk__in=[d.pk for d in tried_again]).update(
+    NotificationDelivery.objects.filter(pk__in=[d.pk for d in carried]).update(
         attempts=F("attempts") + 1
     )
-    NotificationDelivery.objects.filter(pk__in=[d.pk for d in first]).update(attempts=1)
 
 
 def _carried(owner_id: int) -> QuerySet[NotificationDelivery]:
@@ -251,6 +254,12 @@ def _hold(
     delivery.status = NotificationDelivery.Status.HELD
     # (A mark of the sweep's next pass, from a refused message, is over: it is held now.)
     delivery.next_attempt_at = None
+    # Held is no try: notifications.start counted the attempt as it took the notification, and
+    # nothing was sent. Counted, a held e-mail said `attempts: 1` with no e-mail tried, and the
+    # sweep's resend of one whose owner's message was lost counted a second for its first try
+    # (delivered "after 2 attempts", one retry fewer left against a mail server away): the
+    # owner's e-mail that carries it counts its try (_count_attempt).
+    delivery.attempts -= 1
     delivery.sending_since = None  # (its attempt, notifications.start, ends here)
     delivery.save(update_fields=["status", "attempts", "next_attempt_at", "sending_since"])
     if mailbox.digest_due_at is not None and mailbox.digest_due_at > now:

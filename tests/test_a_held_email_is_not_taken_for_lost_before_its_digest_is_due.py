@@ -43,7 +43,7 @@ def test_an_email_held_for_an_hourly_digest_is_not_sent_again_by_the_sweep(
                       alert_after_failures=0)  # fmt: skip
     finished_run(imp, "failed", error="boom")
     NotificationDelivery.objects.update(
-        status="held", attempts=1, created_at=now - timedelta(minutes=35)
+        status="held", attempts=0, created_at=now - timedelta(minutes=35)
     )
     OwnerMailbox.objects.create(
         user=alice, last_sent_at=now - timedelta(minutes=40),

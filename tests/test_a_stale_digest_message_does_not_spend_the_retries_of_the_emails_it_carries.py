@@ -33,7 +33,7 @@ def held_emails(owner, count: int = 2) -> list[int]:
     """The owner's e-mails held for their next one, whose interval is over."""
     for imp in emailing(owner, count):
         fail_run(imp)
-    NotificationDelivery.objects.update(status="held", attempts=1)
+    NotificationDelivery.objects.update(status="held", attempts=0)  # (a hold counts no try)
     OwnerMailbox.objects.create(user=owner, last_sent_at=timezone.now() - timedelta(hours=1))
     return list(NotificationDelivery.objects.values_list("pk", flat=True))
 

@@ -1118,6 +1118,13 @@ class ImportRun(models.Model):
                 name="run_lost_end_untold_idx",
                 condition=Q(error_details__contains={"lost_task_end": {"told": False}}),
             ),
+            # The sweep's scan of lost attempts' ends told to Flower and not stored in the
+            # result backend (tasks.lost_tasks.store_unstored_ends): those runs alone, a handful.
+            models.Index(
+                fields=["finished_at"],
+                name="run_lost_end_unstored_idx",
+                condition=Q(error_details__contains={"lost_task_end": {"stored": False}}),
+            ),
         ]
 
     def __str__(self) -> str:

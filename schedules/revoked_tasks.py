@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import logging
 import time
-import weakref
 from collections import defaultdict
 from typing import Any
 
@@ -42,7 +41,7 @@ from celery.exceptions import BackendError
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
-from common import error_words
+from common import error_words, result_backend
 from schedules.models import ImportRun
 
 logger = logging.getLogger("importbeat.runs")
@@ -100,8 +99,8 @@ def show_revoked(tasks: list[tuple[str, str]]) -> None:
 # on a Redis (schedules.api.health): its own client waited CELERY_REDIS_SOCKET_TIMEOUT (10 s),
 # redis-py's retries on top, on a Redis that accepts connections and never answers; the run log
 # is the truth, and a state not stored expires as before (CELERY_RESULT_EXPIRES).
-STORE_WAIT_SECONDS = 1.0
-STORE_BOUND_SECONDS = 2.0
+STORE_WAIT_SECONDS = result_backend.STORE_WAIT_SECONDS
+STORE_BOUND_SECONDS = result_backend.STORE_BOUND_SECONDS
 # Task states read (MGET) and written (one pipeline) per round trip.
 STORE_CHUNK = 500
 
@@ -129,7 +128,7 @@ def stored_revoked(task_ids: list[str]) -> None:
     deadline = time.monotonic() + STORE_BOUND_SECONDS
     done = 0
     try:
-        client = _bounded_client(backend)
+        client = result_backend.bounded_client(backend)
         for start in range(0, len(task_ids), STORE_CHUNK):
             chunk = task_ids[start : start + STORE_CHUNK]
             keys = [backend.get_key_for_task(task_id) for task_id in chunk]
@@ -182,25 +181,6 @@ def _revoked_into(writes: Any, backend: Any, task_id: str, key: str) -> None:
     else:
         writes.execute_command("SET", key, value)
     writes.publish(key, value)
-
-
-_bounded: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-
-
-def _bounded_client(backend: Any) -> Any:
-    """A client of the result backend's Redis (its own connection settings: server, TLS, login)
-    that waits STORE_WAIT_SECONDS to connect and as much for each answer, and does not retry."""
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    client = _bounded.get(backend)
-    if client is None:
-        params = {**backend.connparams, "socket_timeout": STORE_WAIT_SECONDS,
-                  "retry": Retry(NoBackoff(), 0)}  # fmt: skip
-        if "socket_connect_timeout" in params:  # not for a unix socket's connection
-            params["socket_connect_timeout"] = STORE_WAIT_SECONDS
-        client = _bounded[backend] = backend._create_client(**params)
-    return client
 
 
 def _stored_one_by_one(backend: Any, task_ids: list[str]) -> None:

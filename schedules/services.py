@@ -1593,8 +1593,9 @@ def with_notes_of(locked: dict[str, Any] | None, details: dict[str, Any]) -> dic
 RUN_SENT_AGAIN = "sent_again"
 RUN_SENT_AGAIN_AT = "sent_again_at"
 # How the end of a lost attempt's task was told to Flower (tasks.lost_tasks.end_lost_task):
-# {"task": its id, "told": whether the event left, "by": the worker it was told as}. The
-# attempt, alive after all, ends its task by it when it stops: as told, or, when the event
+# {"task": its id, "told": whether the event left, "by": the worker it was told as}, and
+# "stored": false while a told end is not stored in the result backend (note_lost_task_end_stored).
+# The attempt, alive after all, ends its task by it when it stops: as told, or, when the event
 # could not leave (the broker away at that moment), telling the end itself.
 LOST_TASK_END = "lost_task_end"
 RUN_NOTE_KEYS = frozenset({RUN_SENT_AGAIN, RUN_SENT_AGAIN_AT, LOST_TASK_END})
@@ -1625,6 +1626,24 @@ def claim_lost_task_end(run_id: int, task_id: str, by: str) -> bool:
                 F("error_details"), note, template="%(expressions)s", arg_joiner=" || ",
                 output_field=JSONField(),
             )
+        )
+    )  # fmt: skip
+
+
+def note_lost_task_end_stored(run_id: int, task_id: str, stored: bool) -> None:
+    """Say on run `run_id` whether the end of `task_id`, its lost attempt's task whose event
+    left (LOST_TASK_END told), is stored in the result backend: one not stored (the backend away
+    or silent at that pass) is stored by a later sweep (tasks.lost_tasks.store_unstored_ends),
+    where it kept the attempt's PROGRESS a day, Flower and the run log having the end (results3
+    hunt). An end still to tell is stored when it is told: only a told one's is noted."""
+    noted = {LOST_TASK_END: {"task": task_id, "told": True}}
+    # Set inside the note: an attempt alive after all may rewrite the rest of the run's details
+    # meanwhile (its counts, its attempts).
+    path = Func(Value(f"{{{LOST_TASK_END},stored}}"), template="%(expressions)s::text[]")
+    ImportRun.objects.filter(pk=run_id, error_details__contains=noted).update(
+        error_details=Func(
+            F("error_details"), path, Value(stored, JSONField()), function="jsonb_set",
+            output_field=JSONField(),
         )
     )  # fmt: skip
 

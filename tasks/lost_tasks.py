@@ -32,6 +32,11 @@ backend that accepts connections and never answers, once per lost task: a dozen 
 sweep's soft time limit ended the pass, its parked lines, notifications and credentials never
 reached. The stores of one pass now share one bounded wait (EndStore), and the ends not stored
 are said in one line in words (sweep5 hunt).
+
+An end told to Flower that the result backend was not told (it was away or silent at that pass)
+was stored by no later pass: the task said PROGRESS there for a day. The run notes it
+(services.note_lost_task_end_stored), and the next passes store it (store_unstored_ends), through
+the same bounded client as a cancel's stores (common.result_backend) (results3 hunt).
 """
 
 from __future__ import annotations
@@ -39,17 +44,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-import weakref
 from datetime import datetime, timedelta
 from typing import Any
 
 from celery.exceptions import Ignore, SoftTimeLimitExceeded
+from django.conf import settings
 from django.db import DatabaseError, connection
 from django.db.models import Q, QuerySet
 from kombu.exceptions import KombuError
 from redis.exceptions import RedisError
 
-from common import database_clock, error_words
+from common import database_clock, error_words, result_backend
 from schedules import revoked_tasks, services
 from schedules.models import ImportRun
 from schedules.services import EXECUTE_RUN
@@ -84,12 +89,7 @@ def end_lost_task(
 
     if not task_id:
         return True
-    ended_well = (
-        failed_as is None
-        and run.status in ImportRun.FINAL_STATUSES
-        and run.status not in run.FAILED_STATUSES
-    )
-    words = failed_as or _words(run)
+    ended_well, words = _end_of(run, failed_as)
     told = True
     try:
         with current_app.events.default_dispatcher(hostname=reporter) as dispatcher:
@@ -111,15 +111,39 @@ def end_lost_task(
     # the pass there, and a note skipped with it left an end the broker refused told by nobody,
     # or an attempt alive after all telling a second one (reviewD hunt).
     _note_told(task_id, run, told, reporter)
-    if store is None:
-        store = EndStore()
-        try:
-            store.end(task_id, run, ended_well, words)
-        finally:
+    own_store = store is None
+    store = store or EndStore()
+    stored = False
+    try:
+        stored = store.end(task_id, run, ended_well, words)
+    finally:
+        # A told end not stored is stored by a later sweep (store_unstored_ends); one untold is
+        # stored when it is told (tell_untold_ends). Noted also when the time limit struck in
+        # the store's wait.
+        if told and not stored:
+            _note_stored(task_id, run, False)
+        if own_store:
             store.say()  # (also when the time limit strikes in its wait)
-    else:
-        store.end(task_id, run, ended_well, words)
     return told
+
+
+def _end_of(run: ImportRun, failed_as: str | None) -> tuple[bool, str]:
+    """Whether the lost attempt of `run` ended well (its rows committed, or its run cancelled),
+    and its end's words: `failed_as` for one that failed, its run sent again and since ended."""
+    ended_well = (
+        failed_as is None
+        and run.status in ImportRun.FINAL_STATUSES
+        and run.status not in run.FAILED_STATUSES
+    )
+    return ended_well, failed_as or _words(run)
+
+
+def _note_stored(task_id: str, run: ImportRun, stored: bool) -> None:
+    try:
+        services.note_lost_task_end_stored(run.pk, task_id, stored)
+    except DatabaseError as error:
+        logger.warning("run %s: whether its lost task %s's end was stored not noted: %s",
+                       run.pk, task_id, error)  # fmt: skip
 
 
 def _note_told(task_id: str, run: ImportRun, told: bool, reporter: str) -> None:
@@ -149,19 +173,23 @@ class EndStore:
         # Set once a store waited its whole wait and failed (a silent backend, or one that
         # cannot be reached): the next would wait as long, so none is begun.
         self.silent = False
+        # The runs whose end this pass tried to store: store_unstored_ends, later in the pass,
+        # does not try one again.
+        self.tried: set[int] = set()
 
-    def end(self, task_id: str, run: ImportRun, ended_well: bool, words: str) -> None:
+    def end(self, task_id: str, run: ImportRun, ended_well: bool, words: str) -> bool:
         """Store the end of `task_id`, the lost attempt of `run`: SUCCESS with its summary when
-        `ended_well`, else FAILURE in `words` (without a traceback)."""
+        `ended_well`, else FAILURE in `words` (without a traceback). Whether it was stored."""
         from celery import current_app, states
 
+        self.tried.add(run.pk)
         if not self.silent and self.spent > STORE_BOUND_SECONDS:
             self.silent = True
             self.why = self.why or f"not done within {STORE_BOUND_SECONDS:g} s"
         if self.silent:
             self.not_stored.append(run.pk)
-            return
-        backend = _bounded(current_app.backend)
+            return False
+        backend = result_backend.bounded(current_app.backend)
         # Each answer's wait is bounded by the socket's timeout, not an answer trickled a byte
         # at a time (a Redis slower than its link, a proxy): one store waited 34 s for 42 bytes
         # at 0.8 s each, the pass at the mercy of its soft time limit (reviewA hunt). A store
@@ -204,9 +232,11 @@ class EndStore:
                 self.silent = True
             logger.debug("result backend: %s: %s", type(error).__name__,
                          error_words.log_text(error))  # fmt: skip
+            return False
         finally:
             cut.cancel()
             self.spent += time.monotonic() - started
+        return True
 
     def say(self) -> None:
         """One WARNING line for the ends not stored, if any."""
@@ -214,8 +244,9 @@ class EndStore:
             return
         runs = ", ".join(str(pk) for pk in sorted(self.not_stored))
         logger.warning("the result backend was not told the end of %s lost tasks (runs %s: %s); "
-                       "their tasks show their last state there until it expires, and the run "
-                       "log has each end", len(self.not_stored), runs, self.why)  # fmt: skip
+                       "their tasks show their last state there until a later sweep stores it, "
+                       "and the run log has each end", len(self.not_stored), runs,
+                       self.why)  # fmt: skip
 
 
 class _Cut:
@@ -239,41 +270,12 @@ class _Cut:
 
 
 # How long one store waits for each answer, and one pass's stores in all, as a cancel's stores
-# wait (schedules.revoked_tasks): Celery's own client waited CELERY_REDIS_SOCKET_TIMEOUT (10 s),
-# with redis-py's and its own retries on top, on a Redis that accepts connections and never
-# answers, once per lost task, until the sweep's soft time limit (120 s) ended the pass.
-STORE_WAIT_SECONDS = revoked_tasks.STORE_WAIT_SECONDS
-STORE_BOUND_SECONDS = revoked_tasks.STORE_BOUND_SECONDS
-
-_bounded_clients: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-
-
-def _bounded(backend: Any) -> Any:
-    """`backend` as it stores a task's end (Celery's own code: its encoding, its guard of a
-    SUCCESS, its expiries), on a Redis client that waits STORE_WAIT_SECONDS and does not retry
-    (one per backend, its connections kept); a result backend other than Redis as it is."""
-    from celery.backends.redis import RedisBackend
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    if not isinstance(backend, RedisBackend):
-        return backend
-    client = _bounded_clients.get(backend)
-    if client is None:
-        params = {**backend.connparams, "socket_timeout": STORE_WAIT_SECONDS,
-                  "retry": Retry(NoBackoff(), 0)}  # fmt: skip
-        if "socket_connect_timeout" in params:  # not for a unix socket's connection
-            params["socket_connect_timeout"] = STORE_WAIT_SECONDS
-        client = _bounded_clients[backend] = backend._create_client(**params)
-    # Its attributes as they are, shared (copy.copy would build a new one from its URL, as
-    # Celery's backends pickle), but for two cached properties: its client, and the retries of
-    # its writes.
-    bounded = object.__new__(type(backend))
-    bounded.__dict__.update(backend.__dict__)
-    bounded.__dict__["client"] = client
-    bounded.__dict__["retry_policy"] = {**backend.retry_policy, "max_retries": 0}
-    bounded.always_retry = False
-    return bounded
+# wait (schedules.revoked_tasks, through the same client: common.result_backend): Celery's own
+# client waited CELERY_REDIS_SOCKET_TIMEOUT (10 s), with redis-py's and its own retries on top, on
+# a Redis that accepts connections and never answers, once per lost task, until the sweep's soft
+# time limit (120 s) ended the pass.
+STORE_WAIT_SECONDS = result_backend.STORE_WAIT_SECONDS
+STORE_BOUND_SECONDS = result_backend.STORE_BOUND_SECONDS
 
 
 # How long after its end a lost attempt's untold end is still told (tell_untold_ends). The
@@ -328,6 +330,43 @@ def tell_untold_ends(reporter: str, store: EndStore | None = None) -> int:
         if own_store:
             store.say()  # (also when the time limit strikes in its wait)
     return told
+
+
+def unstored_ends(now: datetime) -> QuerySet[ImportRun]:
+    """The runs whose lost attempt's end Flower was told and the result backend not
+    (services.LOST_TASK_END stored false), ended within CELERY_RESULT_EXPIRES of `now` (the
+    attempt's PROGRESS it would replace has expired since) or not ended: read from their own
+    index (schedules.models run_lost_end_unstored_idx), whose condition this one says word for
+    word."""
+    kept = timedelta(seconds=settings.CELERY_RESULT_EXPIRES)
+    return (
+        ImportRun.objects.filter(
+            error_details__contains={services.LOST_TASK_END: {"stored": False}}
+        )
+        .filter(Q(finished_at__gte=now - kept) | Q(finished_at__isnull=True))
+        .order_by()
+    )
+
+
+def store_unstored_ends(store: EndStore) -> int:
+    """Store in the result backend the end of each lost attempt's task told to Flower that an
+    earlier pass could not store (the backend away or silent then): the task kept its PROGRESS
+    (or a wait's RETRY) there for a day, AsyncResult and Flower's result page saying the import
+    still went on, where Flower's events and the run log had its end; no later pass stored it
+    (results3 hunt). Through `store`, the pass's: not one this pass tried already. How many
+    were stored."""
+    stored = 0
+    for run in unstored_ends(database_clock.now())[:UNTOLD_ENDS_PER_PASS]:
+        task_id = run.error_details[services.LOST_TASK_END].get("task") or ""
+        if not task_id or run.pk in store.tried:
+            continue
+        # As tell_untold_ends words it: sent again, its attempt failed whatever became of the run.
+        failed_as = _sent_again_words(run, task_id) if run.celery_task_id != task_id else None
+        # Stored twice by two sweeps at once, it is the same end: no claim is taken.
+        if store.end(task_id, run, *_end_of(run, failed_as)):
+            _note_stored(task_id, run, True)
+            stored += 1
+    return stored
 
 
 def _sent_again_words(run: ImportRun, task_id: str) -> str:

@@ -129,6 +129,8 @@ def sweep_runs(reporter: str | None = None) -> dict[str, int]:
         if reporter:
             # The ends a pass before could not tell (the broker away): a dead worker never will.
             lost_tasks.tell_untold_ends(reporter, ends)
+        # And those told that a pass before could not store (the result backend away or silent).
+        lost_tasks.store_unstored_ends(ends)
     finally:
         # Said also when the sweep's time limit ends the pass here: the ends it could not store
         # were said by nobody (reviewA hunt).

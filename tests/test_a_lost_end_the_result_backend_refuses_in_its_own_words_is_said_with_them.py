@@ -50,5 +50,5 @@ def test_the_sweeps_line_gives_the_backends_own_words_where_none_of_importbeats_
     assert said == [
         f"the result backend was not told the end of 1 lost tasks (runs {run.pk}: WRONGTYPE "
         "Operation against a key holding the wrong kind of value); their tasks show their last "
-        "state there until it expires, and the run log has each end"
+        "state there until a later sweep stores it, and the run log has each end"
     ]

@@ -124,6 +124,6 @@ def test_a_store_that_failed_at_once_does_not_leave_the_passes_other_ends_unstor
     )
     assert said == [
         f"the result backend was not told the end of 1 lost tasks (runs {unstored}: the server "
-        "closed the connection); their tasks show their last state there until it expires, and "
-        "the run log has each end"
+        "closed the connection); their tasks show their last state there until a later sweep "
+        "stores it, and the run log has each end"
     ]

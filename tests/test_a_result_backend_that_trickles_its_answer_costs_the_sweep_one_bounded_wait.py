@@ -102,6 +102,6 @@ def test_a_backend_answering_a_byte_at_a_time_is_given_up_after_the_passes_bound
     said = [r.getMessage() for r in caplog.records if "result backend" in r.getMessage()]
     assert said == [
         f"the result backend was not told the end of 1 lost tasks (runs {run.pk}: it did not "
-        "answer within 2 s); their tasks show their last state there until it expires, and the "
-        "run log has each end"
+        "answer within 2 s); their tasks show their last state there until a later sweep stores "
+        "it, and the run log has each end"
     ]

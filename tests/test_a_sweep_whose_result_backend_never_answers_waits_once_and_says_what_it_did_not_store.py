@@ -93,6 +93,6 @@ def test_a_sweep_on_a_silent_result_backend_waits_once_and_says_the_ends_it_did_
     said = [r.getMessage() for r in caplog.records if "result backend" in r.getMessage()]
     assert said == [
         f"the result backend was not told the end of 2 lost tasks (runs {runs[0]}, {runs[1]}: "
-        "it did not answer within 1 s); their tasks show their last state there until it "
-        "expires, and the run log has each end"
+        "it did not answer within 1 s); their tasks show their last state there until a later "
+        "sweep stores it, and the run log has each end"
     ]

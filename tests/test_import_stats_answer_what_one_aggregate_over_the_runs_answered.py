@@ -7,43 +7,18 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import time_machine
-from django.db.models import Avg, Count, Q, Sum
 
 from schedules import stats
 from schedules.models import ImportRun
 from tests.api_support import SOURCE, make_run
 from tests.factories import make_import
+from tests.stats_support import stats_as_before
 
 pytestmark = pytest.mark.django_db
 
 # Berlin's clocks went back on 2026-10-25: a 25-hour day inside the window.
 NOW = datetime(2026, 11, 2, 10, 30, tzinfo=UTC)
 STATUSES = list(ImportRun.Status.values)
-
-
-def as_one_aggregate_answered(imp, days: int) -> dict:
-    """The previous release's statements: one aggregate for the totals, one GROUP BY for the
-    series (schedules.stats before the lists4 hunt)."""
-    since, until = stats.window(days, imp.tzinfo, NOW)
-    runs = imp.runs.filter(queued_at__gte=since, queued_at__lte=until)
-    timed = Q(status__in=stats.TIMED_STATUSES)
-    totals = runs.aggregate(
-        total=Count("id"),
-        **{status: Count("id", filter=Q(status=status)) for status in STATUSES},
-        avg_ms=Avg("duration_ms", filter=timed),
-        p95_ms=stats.Percentile("duration_ms", 0.95, filter=timed),
-        **{name: Sum(name) for name in stats.ROW_FIELDS},
-    )
-    return {
-        "total": totals["total"],
-        "by_status": {status: totals[status] for status in STATUSES},
-        "duration_ms": {
-            "avg": None if totals["avg_ms"] is None else round(float(totals["avg_ms"]), 1),
-            "p95": None if totals["p95_ms"] is None else round(float(totals["p95_ms"]), 1),
-        },
-        "rows": {name.removeprefix("rows_"): totals[name] or 0 for name in stats.ROW_FIELDS},
-        "daily": stats.runs_per_day(imp.runs.all(), days, imp.tzinfo, NOW),
-    }
 
 
 # Berlin went back an hour at 03:00 on 2026-10-25; Havana at 01:00 on 2026-11-01; Kolkata is
@@ -96,7 +71,7 @@ def test_the_stats_are_those_one_aggregate_over_the_runs_gave(alice, days, zone)
         answer = stats.import_stats(imp, days)
 
     # Then every figure is the previous statements' figure
-    before = as_one_aggregate_answered(imp, days)
+    before = stats_as_before(imp, days, NOW)
     assert answer["total"] == before["total"] > 0
     assert answer["by_status"] == before["by_status"]
     assert answer["duration_ms"] == before["duration_ms"]
@@ -131,7 +106,7 @@ def test_the_stats_read_outside_a_transaction_answer_the_same(alice):
         answer = stats.import_stats(imp, 12)
 
     # Then they are the previous statements' figures
-    before = as_one_aggregate_answered(imp, 12)
+    before = stats_as_before(imp, 12, NOW)
     assert answer["total"] == before["total"] == 40
     assert answer["duration_ms"] == before["duration_ms"]
     assert answer["daily"] == before["daily"]

@@ -12,43 +12,18 @@ from zoneinfo import ZoneInfo
 import pytest
 import time_machine
 from django.db import connection
-from django.db.models import Avg, Count, Q, Sum
 
 from schedules import stats
 from schedules.models import ImportRun
 from tests.api_support import SOURCE
 from tests.factories import make_import
+from tests.stats_support import stats_as_before
 
 pytestmark = pytest.mark.django_db
 
 STATUSES = [s for s in ImportRun.Status.values if s not in ImportRun.ACTIVE_STATUSES]
 QUARTER_HOUR = timedelta(minutes=15)
 MICROSECOND = timedelta(microseconds=1)
-
-
-def as_one_aggregate_answered(imp, days: int, now: datetime) -> dict:
-    """The previous release's statements (one aggregate, one GROUP BY PostgreSQL's day)."""
-    since, until = stats.window(days, imp.tzinfo, now)
-    runs = imp.runs.filter(queued_at__gte=since, queued_at__lte=until)
-    timed = Q(status__in=stats.TIMED_STATUSES)
-    totals = runs.aggregate(
-        total=Count("id"),
-        **{status: Count("id", filter=Q(status=status)) for status in ImportRun.Status.values},
-        avg_ms=Avg("duration_ms", filter=timed),
-        p95_ms=stats.Percentile("duration_ms", 0.95, filter=timed),
-        **{name: Sum(name) for name in stats.ROW_FIELDS},
-    )
-    return {
-        "since": since,
-        "total": totals["total"],
-        "by_status": {status: totals[status] for status in ImportRun.Status.values},
-        "duration_ms": {
-            "avg": None if totals["avg_ms"] is None else round(float(totals["avg_ms"]), 1),
-            "p95": None if totals["p95_ms"] is None else round(float(totals["p95_ms"]), 1),
-        },
-        "rows": {name.removeprefix("rows_"): totals[name] or 0 for name in stats.ROW_FIELDS},
-        "daily": stats.runs_per_day(imp.runs.all(), days, imp.tzinfo, now),
-    }
 
 
 def clock_changes(zone: str, year: int) -> list[datetime]:
@@ -130,7 +105,7 @@ def test_runs_at_and_around_local_midnights_count_on_postgresqls_day(alice, zone
         answer = stats.import_stats(imp, days, now)
 
     # Then each figure, each day's above all, is the previous release's
-    before = as_one_aggregate_answered(imp, days, now)
+    before = stats_as_before(imp, days, now)
     assert answer["since"] == before["since"]
     assert answer["daily"] == before["daily"]
     assert answer["total"] == before["total"] > 0
@@ -158,7 +133,7 @@ def test_a_year_of_runs_at_each_local_midnight_counts_as_before(alice, zone):
         answer = stats.import_stats(imp, 366, now)
 
     # Then they are the previous release's, day by day
-    before = as_one_aggregate_answered(imp, 366, now)
+    before = stats_as_before(imp, 366, now)
     assert answer["daily"] == before["daily"]
     assert answer["total"] == before["total"] > 366 * 3
     assert answer["by_status"] == before["by_status"]

@@ -40,9 +40,23 @@ HISTORY_COLUMNS = [
 ]
 
 
-def _drop_if_left(name: str) -> migrations.RunSQL:
-    return migrations.RunSQL(
-        f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"', reverse_sql=migrations.RunSQL.noop
+def _add_concurrently(index: models.Index) -> list[Operation]:
+    """`index` on the runs, built concurrently after dropping what a failed build left of it."""
+    return [
+        migrations.RunSQL(
+            f'DROP INDEX CONCURRENTLY IF EXISTS "{index.name}"', reverse_sql=migrations.RunSQL.noop
+        ),
+        AddIndexConcurrently(model_name="importrun", index=index),
+    ]
+
+
+def _run_list_index(column: str) -> models.Index:
+    """The index `GET /runs/?status=` or `?trigger=` reads: the runs of one value, newest first,
+    each with its import (whose owner the list is scoped to)."""
+    return models.Index(
+        fields=[column, "-queued_at", "-id"],
+        include=["scheduled_import"],
+        name=f"run_{column}_list_idx",
     )
 
 
@@ -109,28 +123,10 @@ class Migration(migrations.Migration):
                 fields=["queued_at", "id"], include=["status"], name="run_queued_at_idx"
             ),
         ),
-        _drop_if_left("run_status_list_idx"),
-        AddIndexConcurrently(
-            model_name="importrun",
-            index=models.Index(
-                fields=["status", "-queued_at", "-id"],
-                include=["scheduled_import"],
-                name="run_status_list_idx",
-            ),
-        ),
-        _drop_if_left("run_trigger_list_idx"),
-        AddIndexConcurrently(
-            model_name="importrun",
-            index=models.Index(
-                fields=["trigger", "-queued_at", "-id"],
-                include=["scheduled_import"],
-                name="run_trigger_list_idx",
-            ),
-        ),
-        _drop_if_left("run_duration_rank_idx"),
-        AddIndexConcurrently(
-            model_name="importrun",
-            index=models.Index(
+        *_add_concurrently(_run_list_index("status")),
+        *_add_concurrently(_run_list_index("trigger")),
+        *_add_concurrently(
+            models.Index(
                 condition=models.Q(
                     status__in=["succeeded", "partial", "failed", "timed_out"],
                     duration_ms__isnull=False,
@@ -138,6 +134,6 @@ class Migration(migrations.Migration):
                 fields=["scheduled_import", "-duration_ms"],
                 include=["queued_at"],
                 name="run_duration_rank_idx",
-            ),
+            )
         ),
     ]

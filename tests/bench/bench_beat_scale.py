@@ -190,14 +190,20 @@ def make_imports(count: int, rules: list[str] | None = None) -> list[int]:
         ],
         batch_size=2000,
     )  # fmt: skip
+    link_periodic_tasks(imports, tasks)
+    PeriodicTasks.update_changed()
+    return [imp.pk for imp in imports]
+
+
+def link_periodic_tasks(imports: list[ScheduledImport], tasks: list[PeriodicTask]) -> None:
+    """Each import's periodic_task set to its PeriodicTask (the same place in `tasks`), in one
+    UPDATE: the bulk-created imports' and tasks' link, as sync_periodic_task would leave it."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"UPDATE {ScheduledImport._meta.db_table} AS i SET periodic_task_id = v.task "
             "FROM unnest(%s::bigint[], %s::int[]) AS v(id, task) WHERE i.id = v.id",
             [[imp.pk for imp in imports], [task.pk for task in tasks]],
         )
-    PeriodicTasks.update_changed()
-    return [imp.pk for imp in imports]
 
 
 def wait_for_early_minute() -> None:

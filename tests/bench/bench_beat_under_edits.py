@@ -40,14 +40,19 @@ import psutil
 import psycopg
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import connection, connections, transaction
+from django.db import connections, transaction
 from django_celery_beat.models import CrontabSchedule, PeriodicTask, PeriodicTasks
 
 from project.beat import DISPATCH_TASK
 from schedules import services
 from schedules.models import Dataset, ImportRun, ScheduledImport
 from schedules.services import EXECUTE_RUN
-from tests.bench.bench_beat_scale import Collector, cpu_seconds, percentiles
+from tests.bench.bench_beat_scale import (
+    Collector,
+    cpu_seconds,
+    link_periodic_tasks,
+    percentiles,
+)
 from tests.bench.figures import report
 
 pytestmark = [
@@ -123,12 +128,7 @@ def make_imports(owner, dataset) -> list[ScheduledImport]:
         ],
         batch_size=2000,
     )  # fmt: skip
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"UPDATE {ScheduledImport._meta.db_table} AS i SET periodic_task_id = v.task "
-            "FROM unnest(%s::bigint[], %s::int[]) AS v(id, task) WHERE i.id = v.id",
-            [[imp.pk for imp in imports], [task.pk for task in tasks]],
-        )
+    link_periodic_tasks(imports, tasks)
     return imports
 
 

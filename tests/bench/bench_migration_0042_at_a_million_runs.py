@@ -31,6 +31,7 @@ from django.test import Client
 
 from schedules.models import ImportRun, ScheduledImport
 from tests.bench import bench_reads as history
+from tests.bench import generated_runs
 from tests.bench.figures import report
 from tests.factories import make_import
 
@@ -41,7 +42,6 @@ pytestmark = [
 
 RUNS = int(os.environ.get("BENCH_MIGRATION_RUNS", "1000000"))
 IMPORTS = int(os.environ.get("BENCH_MIGRATION_IMPORTS", "100"))
-TABLE = ImportRun._meta.db_table
 BEFORE_0042 = "0041_lost_ends_untold_are_found_by_their_own_index"
 
 
@@ -49,21 +49,12 @@ def build(owner) -> ScheduledImport:
     """RUNS finished runs over the last year in IMPORTS imports, a third in the first one."""
     imports = [make_import(owner, f"https://example.com/{n}.csv", name=f"m {n}").pk
                for n in range(IMPORTS)]  # fmt: skip
-    columns, values, defaults = history.run_column_values()
-    named = {f"p{n}": value for n, value in enumerate(defaults)}
-    sql = (
-        f"INSERT INTO {TABLE} ({', '.join(columns)}) SELECT {', '.join(values)} FROM ("
-        "  SELECT g, CASE WHEN g %% 3 = 0 THEN %(busy)s"
-        "   ELSE (%(imports)s::int[])[1 + g %% %(count)s] END AS imp,"
-        "  abs(hashint4(g)) %% 100 AS h FROM generate_series(1, %(runs)s) AS g) AS s"
+    generated_runs.insert_runs(
+        "SELECT g, CASE WHEN g %% 3 = 0 THEN %(busy)s"
+        " ELSE (%(imports)s::int[])[1 + g %% %(count)s] END AS imp,"
+        " abs(hashint4(g)) %% 100 AS h FROM generate_series(1, %(runs)s) AS g",
+        {"busy": imports[0], "imports": imports, "count": IMPORTS, "runs": RUNS},
     )
-    with connection.cursor() as cursor:
-        cursor.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER USER")
-        try:
-            cursor.execute(sql, {"busy": imports[0], "imports": imports, "count": IMPORTS,
-                                 "runs": RUNS, **named})  # fmt: skip
-        finally:
-            cursor.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER USER")
     history.vacuum()
     return ScheduledImport.objects.get(pk=imports[0])
 

@@ -27,6 +27,7 @@ from django.db import connection
 
 from schedules.models import ImportRun
 from tasks import runner
+from tests.bench import generated_runs
 from tests.bench.bench_small_runs import BenchTask, csv_body
 from tests.bench.figures import report
 from tests.factories import make_import
@@ -45,16 +46,9 @@ HISTORY_NOW = (
     "INCLUDE (status, duration_ms, rows_read, rows_inserted, rows_updated, rows_unchanged, "
     "rows_deleted, rows_failed)"
 )
-NEW_IN_0042 = ["run_status_list_idx", "run_trigger_list_idx", "run_duration_rank_idx"]
 INDEX_SETS: dict[str, list[str]] = {
     # Migration 0041's: what the previous release wrote per run.
-    "0041": [
-        "DROP INDEX IF EXISTS run_history_idx",
-        "DROP INDEX IF EXISTS run_queued_at_idx",
-        *(f"DROP INDEX IF EXISTS {name}" for name in NEW_IN_0042),
-        f"CREATE INDEX run_history_idx ON {TABLE} (scheduled_import_id, queued_at DESC)",
-        f"CREATE INDEX run_queued_at_idx ON {TABLE} (queued_at) INCLUDE (status)",
-    ],
+    "0041": generated_runs.INDEXES_AS_0041,
     # Migration 0042's, as the models say (what the test database was migrated to).
     "0042": [],
 }

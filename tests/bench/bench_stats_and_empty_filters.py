@@ -23,13 +23,14 @@ from unittest import mock
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection, transaction
-from django.db.models import Avg, Count, Q, Sum
 from django.test import Client, override_settings
 
 from schedules import stats
 from schedules.models import ImportRun, ScheduledImport
 from tests.bench import bench_deep_pages as deep
 from tests.bench import bench_reads as history
+from tests.bench import generated_runs
+from tests.stats_support import stats_as_before
 
 pytestmark = [
     pytest.mark.django_db(transaction=True),
@@ -38,46 +39,6 @@ pytestmark = [
 
 ROUNDS = int(os.environ.get("BENCH_DEEP_ROUNDS", "3"))
 STATS_RUNS = int(os.environ.get("BENCH_STATS_RUNS", "500000"))
-TABLE = ImportRun._meta.db_table
-# The previous release's indexes of these reads (migration 0042 changed them).
-INDEXES_BEFORE = [
-    "DROP INDEX run_history_idx",
-    "DROP INDEX run_queued_at_idx",
-    "DROP INDEX run_status_list_idx",
-    "DROP INDEX run_trigger_list_idx",
-    "DROP INDEX run_duration_rank_idx",
-    f"CREATE INDEX run_history_idx ON {TABLE} (scheduled_import_id, queued_at DESC)",
-    f"CREATE INDEX run_queued_at_idx ON {TABLE} (queued_at) INCLUDE (status)",
-]
-
-
-def stats_as_before(imp, days=30, now=None):
-    """The previous release's statements: one aggregate over the runs, one GROUP BY day."""
-    tz = imp.tzinfo
-    since, until = stats.window(days, tz, now)
-    runs = imp.runs.filter(queued_at__gte=since, queued_at__lte=until)
-    timed = Q(status__in=stats.TIMED_STATUSES)
-    totals = runs.aggregate(
-        total=Count("id"),
-        **{status: Count("id", filter=Q(status=status)) for status in ImportRun.Status.values},
-        avg_ms=Avg("duration_ms", filter=timed),
-        p95_ms=stats.Percentile("duration_ms", 0.95, filter=timed),
-        **{name: Sum(name) for name in stats.ROW_FIELDS},
-    )
-    return {
-        "import_id": imp.pk,
-        "days": days,
-        "since": since,
-        "until": until,
-        "timezone": imp.timezone,
-        "total": totals["total"],
-        "by_status": {status: totals[status] for status in ImportRun.Status.values},
-        "success_rate": None,
-        "success_or_partial_rate": None,
-        "duration_ms": {"avg": totals["avg_ms"], "p95": totals["p95_ms"]},
-        "rows": {name.removeprefix("rows_"): totals[name] or 0 for name in stats.ROW_FIELDS},
-        "daily": stats.runs_per_day(imp.runs.all(), days, tz, now),
-    }
 
 
 def add_one_busy_import(owner) -> ScheduledImport:
@@ -86,19 +47,11 @@ def add_one_busy_import(owner) -> ScheduledImport:
     imp.pk, imp.name, imp.timezone = None, "busy import", "Europe/Berlin"
     imp._state.adding = True
     [imp] = ScheduledImport.objects.bulk_create([imp])
-    columns, values, defaults = history.run_column_values()
-    named = {f"p{n}": value for n, value in enumerate(defaults)}
-    sql = (
-        f"INSERT INTO {TABLE} ({', '.join(columns)}) SELECT {', '.join(values)} FROM ("
-        "  SELECT g, %(imp)s AS imp, abs(hashint4(g)) %% 100 AS h"
-        "  FROM generate_series(1, %(runs)s) AS g) AS s"
+    generated_runs.insert_runs(
+        "SELECT g, %(imp)s AS imp, abs(hashint4(g)) %% 100 AS h"
+        " FROM generate_series(1, %(runs)s) AS g",
+        {"imp": imp.pk, "runs": STATS_RUNS},
     )
-    with connection.cursor() as cursor:
-        cursor.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER USER")
-        try:
-            cursor.execute(sql, {"imp": imp.pk, "runs": STATS_RUNS, **named})
-        finally:
-            cursor.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER USER")
     return imp
 
 
@@ -148,9 +101,9 @@ def bench_stats_and_empty_filters_at_a_year_of_history() -> None:
     started = time.monotonic()
     with transaction.atomic():
         with connection.cursor() as cursor:
-            for statement in INDEXES_BEFORE:
+            for statement in generated_runs.INDEXES_AS_0041:
                 cursor.execute(statement)
-            cursor.execute(f"ANALYZE {TABLE}")
+            cursor.execute(f"ANALYZE {generated_runs.TABLE}")
         print(f"the previous release's indexes built in {time.monotonic() - started:.0f}s")
         with mock.patch.object(stats, "import_stats", stats_as_before):
             for _, client, path in cases:

@@ -34,6 +34,7 @@ from schedules import services
 from schedules.models import ImportRun
 from tasks import lost_tasks
 from tests.bench import bench_reads as history
+from tests.bench import generated_runs
 from tests.bench.figures import report
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.timeout(1800)]
@@ -51,22 +52,13 @@ QUEUED_WITHIN = timedelta(hours=6)
 def add_runs() -> None:
     """RUNS finished runs, run g queued g/RATE hours ago (the reads bench's generated runs,
     their year shrunk to RUNS/RATE hours), round-robin over the imports."""
-    columns, values, defaults = history.run_column_values()
-    named = {f"p{n}": value for n, value in enumerate(defaults)}
-    sql = (
-        f"INSERT INTO {TABLE} ({', '.join(columns)}) SELECT {', '.join(values)} FROM ("
-        "  SELECT g, ids[1 + g %% array_length(ids, 1)] AS imp, abs(hashint4(g)) %% 100 AS h"
-        "  FROM generate_series(1, %(count)s) AS g,"
-        "       (SELECT array_agg(id ORDER BY id) AS ids FROM schedules_scheduledimport) AS i"
-        ") AS s"
+    generated_runs.insert_runs(
+        "SELECT g, ids[1 + g %% array_length(ids, 1)] AS imp, abs(hashint4(g)) %% 100 AS h"
+        " FROM generate_series(1, %(count)s) AS g,"
+        "      (SELECT array_agg(id ORDER BY id) AS ids FROM schedules_scheduledimport) AS i",
+        # (`runs` scales the generator's year: 365 days * g / runs = g / RATE hours)
+        {"count": RUNS, "runs": 365 * 24 * RATE},
     )
-    with connection.cursor() as cursor:
-        cursor.execute(f"ALTER TABLE {TABLE} DISABLE TRIGGER USER")
-        try:
-            # (`runs` scales the generator's year: 365 days * g / runs = g / RATE hours)
-            cursor.execute(sql, {"count": RUNS, "runs": 365 * 24 * RATE, **named})
-        finally:
-            cursor.execute(f"ALTER TABLE {TABLE} ENABLE TRIGGER USER")
 
 
 def note_lost_ends() -> None:

@@ -32,6 +32,7 @@ def test_a_kept_connection_cut_by_health_is_said_in_words(caplog):
     saved = connection.settings_dict
     host, port = saved["HOST"] or "/var/run/postgresql", int(saved["PORT"] or 5432)
     relay = Silent(relaying=f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port))
+    before = frozenset(other_sessions())
     connection.close()
     connection.settings_dict = {
         **saved, "HOST": "127.0.0.1", "PORT": str(relay.port), "CONN_MAX_AGE": 600,
@@ -51,7 +52,7 @@ def test_a_kept_connection_cut_by_health_is_said_in_words(caplog):
         connection.close()
         connection.settings_dict = saved
         relay.close()
-        wait_for(lambda: not other_sessions(), 20, what="the relayed sessions to end")
+        wait_for(lambda: not other_sessions(before), 20, what="the relayed sessions to end")
 
     # Then health is down, and the backend says in words that health cut the connection
     assert answer.json()["checks"]["database"] == {"ok": False}

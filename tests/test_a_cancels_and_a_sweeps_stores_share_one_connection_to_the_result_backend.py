@@ -10,24 +10,18 @@ In process: the result backend a Redis of the test's own, whose connections it c
 
 import pytest
 import redis
-from celery import current_app
-from celery.backends.redis import RedisBackend
 
-from project.devservices import free_port
 from schedules import revoked_tasks
 from schedules.models import ImportRun
 from tasks import lost_tasks
-from tests.reliability import redis_server
+from tests.result_backend_support import result_backend_of_its_own
 
 
 @pytest.fixture
 def results_redis(tmp_path, monkeypatch):
     """A result backend on a Redis of its own, and a client of that Redis to count with."""
-    with redis_server(free_port(), tmp_path) as server:
-        backend = RedisBackend(app=current_app, url=server.url)
-        monkeypatch.setattr(current_app._local, "backend", backend, raising=False)
-        assert current_app.backend is backend
-        yield backend, redis.Redis.from_url(server.url)
+    with result_backend_of_its_own(tmp_path, monkeypatch) as (_, backend, admin):
+        yield backend, admin
 
 
 def connections_received(admin: redis.Redis) -> int:

@@ -18,13 +18,11 @@ import signal
 import pytest
 import redis
 from celery import current_app
-from celery.backends.redis import RedisBackend
 
-from project.devservices import free_port
 from schedules import services
 from schedules.models import ImportRun
 from tasks import maintenance
-from tests.reliability import redis_server
+from tests.result_backend_support import result_backend_of_its_own
 from tests.test_a_cancelled_run_the_sweep_ended_ends_once_in_flower import events
 from tests.test_a_lost_attempts_task_result_is_its_end_not_its_progress import (
     SWEEPER,
@@ -37,12 +35,9 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture
 def results_redis(tmp_path, monkeypatch):
     """The result backend on a Redis of its own, and a client of that Redis to count with."""
-    with redis_server(free_port(), tmp_path) as server:
-        backend = RedisBackend(app=current_app, url=server.url)
-        monkeypatch.setattr(current_app._local, "backend", backend, raising=False)
-        assert current_app.backend is backend
+    with result_backend_of_its_own(tmp_path, monkeypatch) as (server, _, admin):
         try:
-            yield server, redis.Redis.from_url(server.url)
+            yield server, admin
         finally:
             os.kill(server.process.pid, signal.SIGCONT)
 

@@ -12,86 +12,25 @@ behind a relay of this test's own that closes its first connection as the first 
 Flower's events recorded.
 """
 
-import logging
-import socket
-import threading
 import urllib.parse
 from collections.abc import Iterator
 
 import pytest
 from celery import current_app
-from celery.backends.redis import RedisBackend
 from django.conf import settings
 
 from schedules.models import ImportRun
-from tasks import maintenance
+from tests import result_backend_support as backends
 from tests.test_a_cancelled_run_the_sweep_ended_ends_once_in_flower import events
-from tests.test_a_lost_attempts_task_result_is_its_end_not_its_progress import (
-    SWEEPER,
-    lost_with_progress,
-)
+from tests.test_a_lost_attempts_task_result_is_its_end_not_its_progress import lost_with_progress
 
 pytestmark = pytest.mark.django_db
 
 
-class DropsFirstConnection:
-    """A TCP relay to `target` that closes the first connection it takes on its first bytes."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(50)
-        self.accepted = 0
-        self.open: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client = self.listener.accept()[0]
-            except OSError:
-                return
-            self.accepted += 1
-            if self.accepted == 1:
-                threading.Thread(target=self._drop, args=(client,), daemon=True).start()
-                continue
-            upstream = socket.create_connection(self.target)
-            self.open += [client, upstream]
-            for one, other in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(one, other), daemon=True).start()
-
-    @staticmethod
-    def _drop(client: socket.socket) -> None:
-        client.recv(65536)
-        client.close()
-
-    @staticmethod
-    def _pipe(source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for end in (source, sink):
-                end.close()
-
-    def url(self, db: str) -> str:
-        return f"redis://127.0.0.1:{self.listener.getsockname()[1]}/{db}"
-
-    def close(self) -> None:
-        self.listener.close()
-        for end in self.open:
-            end.close()
-
-
 @pytest.fixture
-def relay() -> Iterator[DropsFirstConnection]:
+def relay() -> Iterator[backends.DropsFirstConnection]:
     redis = urllib.parse.urlsplit(settings.REDIS_URL)
-    server = DropsFirstConnection((redis.hostname, redis.port))
-    yield server
-    server.close()
+    yield from backends.serving(backends.DropsFirstConnection((redis.hostname, redis.port)))
 
 
 def test_a_store_that_failed_at_once_does_not_leave_the_passes_other_ends_unstored(
@@ -103,20 +42,18 @@ def test_a_store_that_failed_at_once_does_not_leave_the_passes_other_ends_unstor
     real = current_app.backend
     # ... and a result backend whose first connection is closed as it is used (one-off)
     db = urllib.parse.urlsplit(real.url).path.lstrip("/") or "0"
-    flaky = RedisBackend(app=current_app, url=relay.url(db))
-    monkeypatch.setattr(current_app._local, "backend", flaky, raising=False)
+    backends.use_result_backend(monkeypatch, relay.url(db))
     events(monkeypatch)
 
     # When the sweep passes
-    caplog.set_level(logging.WARNING, logger="importbeat.maintenance")
-    swept = maintenance.sweep_runs(reporter=SWEEPER)
+    swept = backends.sweep(caplog)
 
     # Then both runs are resolved, one end was not stored and the other one was
     assert swept["recovered"] == 2
     states = sorted(real.get_task_meta(task)["status"] for task in tasks)
     assert states == ["FAILURE", "PROGRESS"], states
     # ... and one line says, in words, which run's end it did not store
-    said = [r.getMessage() for r in caplog.records if "result backend" in r.getMessage()]
+    said = backends.said_of_the_result_backend(caplog)
     unstored = next(
         run
         for run, task in zip(runs, tasks, strict=True)

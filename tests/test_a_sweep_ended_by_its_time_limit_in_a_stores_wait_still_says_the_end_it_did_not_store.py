@@ -11,33 +11,23 @@ test's own that takes connections and never answers; the soft time limit raised 
 pool raises it in the task's process (a signal handler), a moment into the wait.
 """
 
-import logging
 import signal
+from collections.abc import Iterator
 
 import pytest
-from celery import current_app
-from celery.backends.redis import RedisBackend
 from celery.exceptions import SoftTimeLimitExceeded
 
 from schedules.models import ImportRun
-from tasks import maintenance
+from tests import result_backend_support as backends
 from tests.test_a_cancelled_run_the_sweep_ended_ends_once_in_flower import events
-from tests.test_a_lost_attempts_task_result_is_its_end_not_its_progress import (
-    SWEEPER,
-    lost_with_progress,
-)
-from tests.test_a_sweep_whose_result_backend_never_answers_waits_once_and_says_what_it_did_not_store import (  # noqa: E501
-    SilentServer,
-)
+from tests.test_a_lost_attempts_task_result_is_its_end_not_its_progress import lost_with_progress
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def silent_server():
-    server = SilentServer()
-    yield server
-    server.close()
+def silent_server() -> Iterator[backends.SilentRedis]:
+    yield from backends.serving(backends.SilentRedis())
 
 
 @pytest.fixture
@@ -67,19 +57,16 @@ def test_the_time_limit_struck_in_a_stores_wait_does_not_swallow_the_passes_line
     # Given a dead worker's attempt whose task showed progress, and a silent result backend
     lost_with_progress(alice, retries=0)
     run = ImportRun.objects.get()
-    silent = RedisBackend(app=current_app, url=silent_server.url)
-    monkeypatch.setattr(current_app._local, "backend", silent, raising=False)
+    backends.use_result_backend(monkeypatch, silent_server.url)
     events(monkeypatch)
 
     # When the sweep's soft time limit strikes while it waits on that backend
-    caplog.set_level(logging.WARNING, logger="importbeat.maintenance")
     soft_limit_in(0.3)
     with pytest.raises(SoftTimeLimitExceeded):
-        maintenance.sweep_runs(reporter=SWEEPER)
+        backends.sweep(caplog)
 
     # Then the pass still says, in words, the run whose end it did not store, and why
-    said = [r.getMessage() for r in caplog.records if "result backend" in r.getMessage()]
-    assert said == [
+    assert backends.said_of_the_result_backend(caplog) == [
         f"the result backend was not told the end of 1 lost tasks (runs {run.pk}: the sweep's "
         "time limit struck while it waited); their tasks show their last state there until a "
         "later sweep stores it, and the run log has each end"

@@ -12,58 +12,22 @@ In process: the sweep as a worker's sweep task runs it; the result backend a lis
 test's own that takes connections and never answers; Flower's events recorded.
 """
 
-import logging
-import socket
-import threading
 from collections.abc import Iterator
 
 import pytest
 from celery import current_app
-from celery.backends.redis import RedisBackend
 
 from schedules.models import ImportRun
-from tasks import maintenance
+from tests import result_backend_support as backends
 from tests.test_a_cancelled_run_the_sweep_ended_ends_once_in_flower import events
-from tests.test_a_lost_attempts_task_result_is_its_end_not_its_progress import (
-    SWEEPER,
-    lost_with_progress,
-)
+from tests.test_a_lost_attempts_task_result_is_its_end_not_its_progress import lost_with_progress
 
 pytestmark = pytest.mark.django_db
 
 
-class SilentServer:
-    """A TCP server that accepts connections and never answers; `accepted` counts them."""
-
-    def __init__(self) -> None:
-        self.listener = socket.socket()
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(50)
-        self.held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                self.held.append(self.listener.accept()[0])
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self.listener.close()
-        for held in self.held:
-            held.close()
-
-
 @pytest.fixture
-def silent_server() -> Iterator[SilentServer]:
-    server = SilentServer()
-    yield server
-    server.close()
+def silent_server() -> Iterator[backends.SilentRedis]:
+    yield from backends.serving(backends.SilentRedis())
 
 
 def test_a_sweep_on_a_silent_result_backend_waits_once_and_says_the_ends_it_did_not_store(
@@ -75,14 +39,12 @@ def test_a_sweep_on_a_silent_result_backend_waits_once_and_says_the_ends_it_did_
     lost_with_progress(bob, retries=3)
     runs = sorted(ImportRun.objects.values_list("pk", flat=True))
     # ... and a result backend that now accepts connections and never answers
-    silent = RedisBackend(app=current_app, url=silent_server.url)
-    monkeypatch.setattr(current_app._local, "backend", silent, raising=False)
+    silent = backends.use_result_backend(monkeypatch, silent_server.url)
     assert current_app.backend is silent
     sent = events(monkeypatch)
 
     # When the sweep passes
-    caplog.set_level(logging.WARNING, logger="importbeat.maintenance")
-    swept = maintenance.sweep_runs(reporter=SWEEPER)
+    swept = backends.sweep(caplog)
 
     # Then both runs are resolved and Flower told both ends
     assert swept["recovered"] == 2
@@ -90,8 +52,7 @@ def test_a_sweep_on_a_silent_result_backend_waits_once_and_says_the_ends_it_did_
     # ... the backend was waited on once, not once per lost task
     assert len(silent_server.held) == 1
     # ... and one line says, in words, which runs' ends it did not store and why
-    said = [r.getMessage() for r in caplog.records if "result backend" in r.getMessage()]
-    assert said == [
+    assert backends.said_of_the_result_backend(caplog) == [
         f"the result backend was not told the end of 2 lost tasks (runs {runs[0]}, {runs[1]}: "
         "it did not answer within 1 s); their tasks show their last state there until a later "
         "sweep stores it, and the run log has each end"

@@ -692,14 +692,16 @@ class RecordExportView(RecordListView):
     @extend_schema(responses={(200, "text/csv"): OpenApiTypes.STR}, filters=True)
     def get(self, request: Request, name: str) -> StreamingHttpResponse:
         records = self.filter_queryset(self.get_queryset())
-        # The header's fields are read here first, before the response starts: a statement
-        # they cannot end in time (a big dataset's fields under the web's timeout, a table
-        # locked by a migration) or a database away is the API's 503 in words. Read inside the
-        # stream only, it was gunicorn's bare 500 and an empty body (the suite's export, under
-        # load). The stream reads them again in its own snapshot, with the records: the first
-        # of its statements started here, its transaction stayed open past the view for as
-        # long as the response went unread (a test's client never closes one it did not read,
-        # and the next test's rows were committed with it).
+        # The header's fields are read here first, before the response starts (kept on the
+        # dataset; unknown ones read from every record once and kept here, in a short
+        # transaction of their own): a statement they cannot end in time (that read of a big
+        # dataset under the web's timeout, a table locked by a migration) or a database away
+        # is the API's 503 in words. Read inside the stream only, it was gunicorn's bare 500
+        # and an empty body (the suite's export, under load). The stream reads them again in
+        # its own snapshot, with the records: the first of its statements started here, its
+        # transaction stayed open past the view for as long as the response went unread (a
+        # test's client never closes one it did not read, and the next test's rows were
+        # committed with it).
         dataset_fields(self.dataset)
         response = StreamingHttpResponse(
             streaming.streamed(
@@ -749,7 +751,11 @@ def export_rows(records: QuerySet[Record], dataset: Dataset) -> Iterator[str]:
             if dataset.key_column
             else {imp.key_column for imp in dataset.imports.all()}
         )
-        header = sorted(dataset_fields(dataset), key=lambda name: (name not in keys, name))
+        # Read again in this snapshot, with the records it describes; kept by every writer of
+        # records with them, else (still unknown) read from them, without keeping them: this
+        # transaction lasts the whole export, and would hold the dataset's row that long.
+        fields = services.fields_now(dataset.pk)
+        header = sorted(fields, key=lambda name: (name not in keys, name))
         writer = csv.writer(_Echo())
         yield writer.writerow(header)
         lines: list[str] = []
@@ -764,28 +770,9 @@ def export_rows(records: QuerySet[Record], dataset: Dataset) -> Iterator[str]:
 
 
 def dataset_fields(dataset: Dataset) -> list[str]:
-    """Every field name the dataset's records hold (files change their columns over time).
-
-    Records written by one file share its columns, so the names of any one record are nearly
-    always all of them: the whole dataset is then only searched for records holding another
-    name (`data - names`, no set-returning function on every record). Listing every record's
-    names was 2.4 s before an export's first byte at 2 million records; this is 0.7 s.
-    """
-    with connection.cursor() as cursor:
-        cursor.execute(_ONE_RECORDS_FIELDS, [dataset.pk])
-        names = [name for (name,) in cursor.fetchall()]
-        cursor.execute(_OTHER_FIELDS, [names, dataset.pk, names])
-        return names + [name for (name,) in cursor.fetchall()]
-
-
-_ONE_RECORDS_FIELDS = (
-    "SELECT jsonb_object_keys(data) FROM"
-    f" (SELECT data FROM {Record._meta.db_table} WHERE dataset_id = %s LIMIT 1) one"
-)
-_OTHER_FIELDS = (
-    "SELECT DISTINCT jsonb_object_keys(data - %s::text[])"
-    f" FROM {Record._meta.db_table} WHERE dataset_id = %s AND data - %s::text[] <> '{{}}'::jsonb"
-)
+    """Every field name the dataset's records hold (files change their columns over time): the
+    ones it keeps (Dataset.fields), read from its records once when unknown, and kept then."""
+    return services.known_fields(dataset.pk)
 
 
 def _cell(value: object) -> str:

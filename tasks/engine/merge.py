@@ -114,10 +114,11 @@ def merge_staged(
             )
             counts.rows_inserted = pg.rowcount
             counts.rows_deleted = 0
-            if (
+            synced = (
                 imp.mode == ScheduledImport.Mode.SYNC
                 and outcome_of(counts.rows_read, counts.rows_failed) != ImportRun.Status.FAILED
-            ):
+            )
+            if synced:
                 # Only reached once the whole file was staged: a broken download never
                 # deletes. Nor does a file whose every row was refused: its keys are what
                 # broke (blank, a column shifted), so nothing says which records are absent,
@@ -133,6 +134,13 @@ def merge_staged(
                 run.pk if applied else None,
                 counts.rows_inserted - counts.rows_deleted,
                 imp.key_column,
+                # Every record it writes holds the file's columns (row_json), the key's too.
+                layout.names,
+                # Nor does any other record remain: the dataset had none, or a sync deleted
+                # every key the file lacks and the file's rows all landed (a record whose row
+                # failed keeps its old fields). An unchanged record has the file's columns:
+                # its content hash covers them (Layout.signature).
+                every_record=first_load or (synced and counts.rows_failed == 0),
             )
             counts.rows_unchanged = (
                 counts.rows_read - counts.rows_failed - counts.rows_inserted - counts.rows_updated

@@ -52,6 +52,6 @@ def test_a_retry_whose_server_repeats_the_credential_logs_and_stores_it_hidden(
     # ... and so do the worker's log and every state the backend kept of the run's task
     log = "\n".join(path.read_text() for path in processes.log_dir.glob("*.log"))
     assert "retry: Retry in" in log and "HTTP 503 Basic [hidden]" in log
-    states = stored_states(stored)
+    states = stored_states(stored, run.celery_task_id)
     assert {state["status"] for state in states} >= {"RETRY", "FAILURE"}
     assert leaks([log, states], sent_forms(CREDENTIAL)) == []

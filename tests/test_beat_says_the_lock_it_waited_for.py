@@ -60,7 +60,9 @@ def a_loop(scheduler: ImportScheduler, step: str = "_dispatch_imports") -> bool:
 def test_beat_gives_up_a_lock_wait_says_who_holds_the_lock_and_dispatches_once_free(
     alice, scheduler, caplog
 ):
-    imp = make_import(alice, "http://127.0.0.1/p.csv", interval_seconds=60)
+    # An hourly import: its next tick after the one due cannot come due while the test runs (an
+    # import of a minute had its next tick come due too, now and then, and sent 2 runs)
+    imp = make_import(alice, "http://127.0.0.1/p.csv", interval_seconds=3600)
     ScheduledImport.objects.filter(pk=imp.pk).update(
         next_run_at=timezone.now() - timedelta(seconds=1)
     )

@@ -11,6 +11,7 @@ import functools
 import http.server
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -452,3 +453,14 @@ def outage():
 
     yield lambda: refuse_connections(False)
     refuse_connections(True)
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """A port of 127.0.0.1 that refuses every connection for the whole test: bound, never
+    listened on, so no other runner's server can take it. A port free_port() found free went to
+    another test's server between the pick and the test's connection, which then read "closed
+    the connection" where nobody should have answered."""
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        yield held.getsockname()[1]

@@ -12,7 +12,6 @@ import sys
 
 import pytest
 
-from project.devservices import free_port
 from tests.conftest import BASE_DIR
 from tests.test_commands_say_a_database_away_in_words import NO_STACK
 
@@ -30,8 +29,8 @@ def printed(command: list[str], database_url: str) -> tuple[int, list[str]]:
 
 
 @pytest.mark.parametrize("command", [["showmigrations", "schedules"], ["run_import", "1"]])
-def test_a_command_whose_database_refuses_prints_one_line_in_words(command):
-    away = free_port()
+def test_a_command_whose_database_refuses_prints_one_line_in_words(command, refused_port):
+    away = refused_port
 
     status, said = printed(command, f"postgres://app:secret@127.0.0.1:{away}/ib")
 

@@ -81,9 +81,9 @@ def test_a_process_without_redis_url_stops_in_one_line_naming_it(command):
     assert output.count(NOT_SET) == 1, output[-2000:]
 
 
-def test_flower_says_a_broker_it_cannot_reach_in_words_once(tmp_path):
+def test_flower_says_a_broker_it_cannot_reach_in_words_once(tmp_path, refused_port):
     # Given Flower on a broker that refuses connections (Flower backs off: 2, 4, 8 s, ...)
-    away = f"redis://127.0.0.1:{free_port()}/0"
+    away = f"redis://127.0.0.1:{refused_port}/0"
     env = environment(REDIS_URL=away, CELERY_BROKER_URL=away, FLOWER_DB=str(tmp_path / "flower.db"))
 
     # When it has tried for a while

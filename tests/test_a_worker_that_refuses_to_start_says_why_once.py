@@ -26,9 +26,9 @@ def lines_saying(processes, worker, words: str) -> list[str]:
     return [line for line in log.splitlines() if words in line]
 
 
-def test_a_database_out_of_reach_is_said_once(processes):
+def test_a_database_out_of_reach_is_said_once(processes, refused_port):
     # Given a DATABASE_URL where no server listens
-    port = free_port()
+    port = refused_port
 
     # When a worker starts
     worker = processes.start("worker", DATABASE_URL=f"postgres://postgres:pw@127.0.0.1:{port}/x")
@@ -40,8 +40,8 @@ def test_a_database_out_of_reach_is_said_once(processes):
     assert "CRITICAL" not in processes.log_of("worker")
 
 
-def test_a_broker_out_of_reach_is_said_once(processes):
-    port = free_port()
+def test_a_broker_out_of_reach_is_said_once(processes, refused_port):
+    port = refused_port
 
     worker = processes.start("worker", CELERY_BROKER_URL=f"redis://127.0.0.1:{port}/0")
 

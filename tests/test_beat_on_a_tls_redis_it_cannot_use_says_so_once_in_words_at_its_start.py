@@ -16,7 +16,6 @@ import time
 import pytest
 
 from common.error_words import CLASS_NAME
-from project.devservices import free_port
 from tests.conftest import wait_for
 from tests.reliability import FAST
 from tests.tls_support import NEEDS_TLS_REDIS, make_certificates, tls_redis
@@ -56,10 +55,12 @@ def test_beat_on_a_tls_redis_it_cannot_use_says_why_once_in_words(processes, tmp
     assert not [line for line in lines if "Redis" in line and CLASS_NAME.search(line)], lines
 
 
-def test_a_worker_whose_results_redis_does_not_answer_says_so_once_in_words(processes):
+def test_a_worker_whose_results_redis_does_not_answer_says_so_once_in_words(
+    processes, refused_port
+):
     # Given a worker whose results go to a Redis that does not answer (its broker and REDIS_URL
     # do)
-    port = free_port()
+    port = refused_port
     worker = processes.start("worker", **FAST, CELERY_RESULT_BACKEND=f"redis://127.0.0.1:{port}/0")
 
     # When it starts

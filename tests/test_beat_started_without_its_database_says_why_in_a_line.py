@@ -11,13 +11,14 @@ from __future__ import annotations
 import pytest
 
 from common.error_words import CLASS_NAME
-from project.devservices import free_port
 
 pytestmark = [pytest.mark.processes]
 
 
-def test_beat_started_on_a_database_that_does_not_answer_says_why_and_exits(processes):
-    port = free_port()
+def test_beat_started_on_a_database_that_does_not_answer_says_why_and_exits(
+    processes, refused_port
+):
+    port = refused_port
 
     # When beat starts on a database that does not answer
     beat = processes.start("beat", DATABASE_URL=f"postgres://postgres:pw-123@127.0.0.1:{port}/x")

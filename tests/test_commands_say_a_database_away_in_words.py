@@ -11,7 +11,6 @@ import urllib.parse
 
 import pytest
 
-from project.devservices import free_port
 from tests.conftest import BASE_DIR
 from tests.conftest import test_database_url as database_url
 
@@ -21,8 +20,8 @@ NO_STACK = {"DJANGO_DEBUG": "1", "IMPORTBEAT_SERVICES_ENV": "/nonexistent/servic
 @pytest.mark.parametrize(
     "command", [["run_import", "1"], ["api_token", "demo"], ["seed_demo"], ["recount_records"]]
 )
-def test_a_command_whose_database_is_away_says_so_in_words(command):
-    away = free_port()
+def test_a_command_whose_database_is_away_says_so_in_words(command, refused_port):
+    away = refused_port
     result = subprocess.run(
         [sys.executable, "manage.py", *command], cwd=BASE_DIR, capture_output=True, text=True,
         env={**os.environ, **NO_STACK, "DATABASE_URL": f"postgres://postgres@127.0.0.1:{away}/ib"},

@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 import pytest
 import time_machine
 
-from project.devservices import free_port
 from schedules.models import ScheduledImport
 from tests.api_support import SOURCE, make_run
 from tests.factories import make_import
@@ -40,11 +39,11 @@ def test_the_health_panel_names_beat_workers_broker_and_late_imports(staff_clien
 
 
 def test_a_broker_that_is_down_is_named_with_where_and_why_in_plain_words(
-    staff_client, monkeypatch
+    staff_client, monkeypatch, refused_port
 ):
     # Given the web process's broker on a port where nothing listens (Celery reads the
     # variable at every connection; its password must not show)
-    port = free_port()
+    port = refused_port
     monkeypatch.setenv("CELERY_BROKER_URL", f"redis://:broker-secret@127.0.0.1:{port}/0")
 
     health = staff_client.get("/dashboard/health.json").json()["health"]

@@ -66,8 +66,8 @@ def database_at(monkeypatch, **fields: object) -> None:
         monkeypatch.setitem(connections["default"].settings_dict, name, value)
 
 
-def test_a_database_on_a_closed_port_is_refused(monkeypatch):
-    port = free_port()
+def test_a_database_on_a_closed_port_is_refused(monkeypatch, refused_port):
+    port = refused_port
     database_at(monkeypatch, HOST="127.0.0.1", PORT=port, NAME="importbeat")
 
     assert plain(worker_checks.database_problem()) == (
@@ -108,8 +108,8 @@ def test_a_database_user_that_does_not_exist_is_named(monkeypatch):
     assert plain(worker_checks.database_problem()).endswith(": the database user does not exist")
 
 
-def test_a_broker_on_a_closed_port_is_refused_and_its_password_not_shown(monkeypatch):
-    port = free_port()
+def test_a_broker_on_a_closed_port_is_refused_and_its_password_not_shown(monkeypatch, refused_port):
+    port = refused_port
     monkeypatch.setenv("CELERY_BROKER_URL", f"redis://:broker-secret@127.0.0.1:{port}/0")
 
     assert plain(worker_checks.broker_problem(app)) == (

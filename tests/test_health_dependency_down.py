@@ -30,9 +30,9 @@ def health_of_a_web_process(processes, token: str = "", **env: str) -> requests.
 
 
 def test_a_dead_broker_is_a_503_naming_the_broker_and_why_in_plain_words(
-    processes, django_user_model
+    processes, django_user_model, refused_port
 ):
-    port = free_port()
+    port = refused_port
     dead = f"redis://:broker-secret@127.0.0.1:{port}/0"
     ops = django_user_model.objects.create_user("ops", is_staff=True)
     _, token = AuthToken.objects.create(user=ops, expiry=None)
@@ -52,8 +52,8 @@ def test_a_dead_broker_is_a_503_naming_the_broker_and_why_in_plain_words(
     assert "broker-secret" not in response.text
 
 
-def test_a_dead_database_is_a_503_naming_the_database(processes):
-    dead = f"postgres://nobody@127.0.0.1:{free_port()}/importbeat"
+def test_a_dead_database_is_a_503_naming_the_database(processes, refused_port):
+    dead = f"postgres://nobody@127.0.0.1:{refused_port}/importbeat"
 
     response = health_of_a_web_process(processes, DATABASE_URL=dead)
 

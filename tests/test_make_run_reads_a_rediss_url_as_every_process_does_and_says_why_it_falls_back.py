@@ -16,7 +16,7 @@ import sys
 
 import pytest
 
-from project.devservices import BASE_DIR, free_port
+from project.devservices import BASE_DIR
 from tests.tls_support import NEEDS_TLS_REDIS, make_certificates, tls_redis
 
 pytestmark = [pytest.mark.processes, NEEDS_TLS_REDIS]
@@ -55,14 +55,14 @@ def test_a_tls_redis_in_celerys_form_of_the_url_is_used(certificates):
     assert f"redis at rediss://:s3cret-Redis-pass@127.0.0.1:{server.port}/0" in done.stdout
 
 
-def test_a_redis_and_a_database_that_do_not_answer_are_said_with_why(certificates):
+def test_a_redis_and_a_database_that_do_not_answer_are_said_with_why(certificates, refused_port):
     with tls_redis(certificates, "other_ca") as posing:
         # Given REDIS_URL on a server posing as the TLS Redis, and a DATABASE_URL on a closed port
         url = posing.url(query=f"ssl_ca_certs={certificates.ca}")
 
         # When `make run` looks for its servers
         done = devservices(
-            REDIS_URL=url, DATABASE_URL=f"postgres://nobody:pw@127.0.0.1:{free_port()}/nothing"
+            REDIS_URL=url, DATABASE_URL=f"postgres://nobody:pw@127.0.0.1:{refused_port}/nothing"
         )
 
     # Then it says why each does not answer, in words, and falls back

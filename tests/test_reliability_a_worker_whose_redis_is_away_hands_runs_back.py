@@ -66,8 +66,8 @@ def test_a_run_waits_on_the_queue_while_the_run_locks_redis_is_away_and_runs_onc
     assert run.rows_inserted == 3
 
 
-def test_a_worker_does_not_start_without_the_redis_of_its_run_locks(processes):
-    port = free_port()
+def test_a_worker_does_not_start_without_the_redis_of_its_run_locks(processes, refused_port):
+    port = refused_port
 
     worker = processes.start("worker", REDIS_URL=f"redis://127.0.0.1:{port}/0")
 

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import pytest
 
-from project.devservices import free_port
 from tests.test_worker_not_started_without_its_database_or_broker import refusal
 
 pytestmark = [pytest.mark.processes]
 
 
-def test_the_pooler_check_says_why_in_words(processes):
-    port = free_port()
+def test_the_pooler_check_says_why_in_words(processes, refused_port):
+    port = refused_port
 
     # When a worker starts on a database that does not answer
     worker = processes.start("worker", DATABASE_URL=f"postgres://postgres:pw-9@127.0.0.1:{port}/x")

@@ -27,8 +27,8 @@ def refusal(processes, worker) -> str:
     return lines[0]
 
 
-def test_a_worker_that_cannot_reach_its_database_says_where_and_why(processes):
-    port = free_port()
+def test_a_worker_that_cannot_reach_its_database_says_where_and_why(processes, refused_port):
+    port = refused_port
 
     worker = processes.start(
         "worker", DATABASE_URL=f"postgres://postgres:pw-123@127.0.0.1:{port}/nowhere"
@@ -44,8 +44,9 @@ def test_a_worker_that_cannot_reach_its_database_says_where_and_why(processes):
 
 def test_a_worker_that_cannot_reach_its_broker_says_where_and_why_without_its_password(
     processes,
+    refused_port,
 ):
-    port = free_port()
+    port = refused_port
 
     worker = processes.start(
         "worker", CELERY_BROKER_URL=f"redis://:broker-secret@127.0.0.1:{port}/0"

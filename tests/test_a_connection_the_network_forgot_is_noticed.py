@@ -284,7 +284,7 @@ def test_a_result_backend_connection_the_network_forgot_holds_no_run(alice, csv_
         imp = make_import(alice, csv_server.serve("/big.csv", big_csv(ROWS), chunk_delay=0.3))
         first = services.enqueue_run(imp, trigger="manual", user=alice)
         assert wait_for_the_end(first, processes, 60).status == "succeeded"
-        wait_for(lambda: proxy.clients, 10, what="the worker's result backend connection")
+        wait_for(lambda: proxy.clients, 30, what="the worker's result backend connection")
 
         # When the network forgets the connections so far, dropping for good what comes back
         # on them, as a NAT does, and the import runs again, publishing its progress

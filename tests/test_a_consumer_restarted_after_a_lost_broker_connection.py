@@ -76,7 +76,7 @@ def test_a_message_popped_as_a_lost_connection_is_collected_goes_back_to_its_que
     connection = Connection(settings.CELERY_BROKER_URL, transport=TRANSPORT)
     send(queue, "the 2 AM import")
     consuming(connection, queue, received)
-    wait_for(lambda: server().llen(queue.name) == 0, 5, what="BRPOP to pop the message")
+    wait_for(lambda: server().llen(queue.name) == 0, 30, what="BRPOP to pop the message")
 
     # When the broker connection is lost (the BRPOP's own had just answered) and Celery
     # collects the connection to start its consumer again
@@ -101,7 +101,7 @@ def test_a_reply_popped_as_the_channel_closes_reaches_its_asker(queue):
     connection = Connection(settings.CELERY_BROKER_URL, transport=TRANSPORT)
     send(queue, "pong")
     consuming(connection, queue, received, no_ack=True)
-    wait_for(lambda: server().llen(queue.name) == 0, 5, what="BRPOP to pop the reply")
+    wait_for(lambda: server().llen(queue.name) == 0, 30, what="BRPOP to pop the reply")
 
     # When the connection closes
     connection.close()

@@ -63,7 +63,7 @@ def popped(broker: RedisServer) -> tuple[redis.Redis, Connection, list[str]]:
     received: list[str] = []
     connection = consuming(broker, received)
     send(broker, "the 2 AM import")
-    wait_for(lambda: admin.llen(QUEUE.name) == 0, 5, what="BRPOP to pop the message")
+    wait_for(lambda: admin.llen(QUEUE.name) == 0, 30, what="BRPOP to pop the message")
     return admin, connection, received
 
 

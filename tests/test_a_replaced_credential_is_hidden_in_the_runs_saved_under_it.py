@@ -119,7 +119,7 @@ def test_a_worker_hides_the_old_credential_once_the_change_commits(alice, proces
 
     # Then the worker hides the old one in the run, and forgets it
     wait_for(lambda: texts(old_run) == hidden_texts(), 60, what="hiding\n" + processes.logs())
-    wait_for(lambda: not ReplacedCredential.objects.exists(), 10, what="the row deleted")
+    wait_for(lambda: not ReplacedCredential.objects.exists(), 30, what="the row deleted")
 
 
 def test_a_credential_removed_through_the_api_is_hidden_in_the_runs_saved_under_it(alice):

@@ -112,7 +112,7 @@ def test_a_result_backend_that_renamed_scripts_away_stores_progress_as_celery_do
     )  # fmt: skip
     try:
         url = f"redis://127.0.0.1:{port}/0"
-        wait_for(lambda: redis_answers(url), 10, what="the Redis")
+        wait_for(lambda: redis_answers(url), 30, what="the Redis")
         backend = RedisBackend(app=app, url=url)
         monkeypatch.setattr(execute_run, "_backend", backend)
         monkeypatch.setattr(task_class, "_said", SaidOnce(), raising=False)

@@ -88,7 +88,7 @@ def test_a_retry_stored_after_its_run_failed_on_another_worker_leaves_the_failur
     processes.start("worker", **FAST, WORKER_NAME="fast")
     wait_for(lambda: ImportRun.objects.get(pk=run.pk).status == "failed", 30,
              what="the second attempt\n" + processes.logs())  # fmt: skip
-    wait_for(lambda: flower_state(base, task_id) == "FAILURE", 10, what="FAILURE in Flower")
+    wait_for(lambda: flower_state(base, task_id) == "FAILURE", 30, what="FAILURE in Flower")
     assert stored_state(task_id) == "FAILURE"
     # ... and only then the first worker stores its retry
     gate.touch()

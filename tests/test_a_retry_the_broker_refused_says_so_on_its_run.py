@@ -106,7 +106,7 @@ def test_a_retry_the_full_broker_refused_is_said_on_the_run_and_still_runs(
                 and "its retry was not sent, the broker refuses new messages" in log
                 and log
             ),
-            10,
+            30,
             what="the worker to say the retry was refused\n" + processes.logs(),
         )
         assert "reject requeue=False" not in worker_log

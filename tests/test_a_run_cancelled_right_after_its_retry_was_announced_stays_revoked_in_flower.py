@@ -70,7 +70,7 @@ def test_a_run_cancelled_right_after_its_retry_was_announced_stays_revoked_in_fl
     services.cancel_run(ImportRun.objects.get(pk=run.pk), alice)
     wait_for(
         lambda: flower_task(base, run.celery_task_id).get("state") == "REVOKED",
-        10,
+        30,
         what="the cancel told to Flower\n" + processes.logs(),
     )
     gate.touch()

@@ -71,7 +71,7 @@ def test_a_run_killed_after_its_rows_committed_succeeds_in_flower(
         run.error_message + processes.log_of("worker")[-3000:]
     )
     # (the kill did happen: Celery says so once the run is ended, ending_when_killed first)
-    wait_for(lambda: "Hard time limit" in processes.log_of("worker"), 10, what="the kill")
+    wait_for(lambda: "Hard time limit" in processes.log_of("worker"), 30, what="the kill")
     # ... and Flower's task succeeded with the run's summary, no failure counted for it
     task = wait_for(lambda: _ended_task(base, run.celery_task_id), 30, what="the task in flower")
     assert task["state"] == "SUCCESS", task

@@ -299,7 +299,7 @@ def test_a_killed_run_hands_its_owners_slot_on_at_once(alice, csv_server, settin
 
     assert ImportRun.objects.get(pk=stuck.pk).status == "timed_out"
     # (handed on from a thread: the worker's main process does not wait for it)
-    wait_for(lambda: sent == [waiting.pk], 10, what=f"the parked run to be sent: {sent}")
+    wait_for(lambda: sent == [waiting.pk], 30, what=f"the parked run to be sent: {sent}")
     for thread in threading.enumerate():
         if thread.name == "importbeat-hand-on":
             thread.join(10)

@@ -96,7 +96,7 @@ def test_a_run_beat_queued_on_a_full_broker_says_so_and_the_ticks_behind_it_say_
         assert skipped.error_message.startswith(f"skipped: run {first.pk} of this import")
         wait_for(
             lambda: "wait for the broker to take their messages" in processes.log_of("beat"),
-            10,
+            30,
             what="beat to say why it skipped the tick\n" + processes.logs(),
         )
 

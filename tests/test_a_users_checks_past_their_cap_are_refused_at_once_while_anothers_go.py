@@ -53,7 +53,7 @@ def test_bobs_third_check_is_refused_at_once_while_alices_goes(
     waiting = [threading.Thread(target=bobs_check) for _ in range(2)]
     for thread in waiting:
         thread.start()
-    wait_for(lambda: held_by(bob.pk) == 2, 10, what="bob's two checks in progress")
+    wait_for(lambda: held_by(bob.pk) == 2, 30, what="bob's two checks in progress")
 
     # When bob checks a third time, by each path a check takes
     third = bobs.post(f"{API}/imports/check", check_body(good))

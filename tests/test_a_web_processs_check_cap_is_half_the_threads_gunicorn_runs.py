@@ -60,7 +60,7 @@ def test_a_hand_written_gunicorn_caps_checks_at_half_the_threads_it_runs(bob, pr
     for thread in waiting:
         thread.start()
     try:
-        wait_for(lambda: held_by() == 2, 15, what=f"two checks in progress ({held_by()})")
+        wait_for(lambda: held_by() == 2, 30, what=f"two checks in progress ({held_by()})")
         third = requests.post(
             f"{base}/imports/check",
             json=check_body("http://127.0.0.1:9/p.csv"),

@@ -214,11 +214,11 @@ def test_the_dashboard_renders_its_chart_and_live_progress_in_chromium(
 
     # When the run progresses, the bar follows without a reload
     ImportRun.objects.filter(pk=running.pk).update(bytes_read=750)
-    wait_for(lambda: browser.evaluate(f"{fill}.style.width") == "75%", 10, what="the bar to move")
+    wait_for(lambda: browser.evaluate(f"{fill}.style.width") == "75%", 30, what="the bar to move")
 
     # And when it merges, the full bar says so and shows that work goes on
     ImportRun.objects.filter(pk=running.pk).update(bytes_read=1000, phase="merge")
-    wait_for(lambda: browser.evaluate(f"{bar}.classList.contains('working')"), 10, what="the merge")
+    wait_for(lambda: browser.evaluate(f"{bar}.classList.contains('working')"), 30, what="the merge")
     assert browser.evaluate(f"{bar}.querySelector('.phase').textContent") == "merge"
 
     # And an import that starts failing joins the imports needing attention without a reload
@@ -228,7 +228,7 @@ def test_the_dashboard_renders_its_chart_and_live_progress_in_chromium(
         consecutive_failures=2, last_run_status="failed", last_run_at=timezone.now()
     )
     listed = "document.querySelector('#attention-imports tbody').textContent"
-    wait_for(lambda: "broken" in browser.evaluate(listed), 10, what="the attention list")
+    wait_for(lambda: "broken" in browser.evaluate(listed), 30, what="the attention list")
 
     # And the screenshot shows a page, not a blank
     time.sleep(0.6)  # the bar's CSS transition

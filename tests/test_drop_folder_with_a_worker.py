@@ -51,7 +51,7 @@ def test_beat_and_a_worker_import_each_delivered_file_once(alice, drop, processe
     assert first.source_file == str(drop / "products_1.csv")
     # (moved once the run's end is committed: a moment after the run reads succeeded)
     moved = drop / "processed" / "products_1.csv"
-    wait_for(moved.exists, 10, what="the first file processed\n" + processes.logs())
+    wait_for(moved.exists, 30, what="the first file processed\n" + processes.logs())
     assert moved.read_text() == PRODUCTS_CSV
     assert Record.objects.filter(dataset=imp.dataset).count() == 3
 

@@ -53,7 +53,7 @@ def test_a_run_cancelled_in_its_backoff_is_revoked_in_flower_at_once(
     assert client_for(alice).post(target).status_code == 200
 
     # Then Flower says it is over within seconds, as every other surface does
-    wait_for(lambda: flower_state(base, run.celery_task_id) == "REVOKED", 10,
+    wait_for(lambda: flower_state(base, run.celery_task_id) == "REVOKED", 30,
              what="Flower to say REVOKED")  # fmt: skip
     assert ImportRun.objects.get(pk=run.pk).status == "cancelled"
 
@@ -84,6 +84,6 @@ def test_a_run_cancelled_in_its_owners_line_is_revoked_in_flower_at_once(
     )
     assert client_for(alice).post(target).status_code == 200
 
-    wait_for(lambda: flower_state(base, parked.celery_task_id) == "REVOKED", 10,
+    wait_for(lambda: flower_state(base, parked.celery_task_id) == "REVOKED", 30,
              what="Flower to say REVOKED")  # fmt: skip
     services.cancel_run(slow_run)

@@ -45,7 +45,7 @@ def test_a_run_message_deleted_from_redis_is_recovered_within_the_grace_period(
     )
     # When its message is deleted from Redis (beat publishes it after its commit, and its
     # maintenance messages share the queue), and a worker starts
-    assert wait_for(lambda: delete_run_messages(client), 10, what="its message") == 1
+    assert wait_for(lambda: delete_run_messages(client), 30, what="its message") == 1
     deleted_at = time.monotonic()
     processes.start("worker", **FAST)
 

@@ -179,7 +179,7 @@ def test_the_lost_attempts_task_ends_in_flower_as_the_sweep_resolved_its_run(
     # Then the lost attempt's task ends in Flower, in the run's words, counted on the sweeping
     # worker (the dead one is not made to look alive)
     task = flowers_state.tasks["lost-message"]
-    wait_for(lambda: task.state != "STARTED", 10, what="the lost task's end in Flower")
+    wait_for(lambda: task.state != "STARTED", 30, what="the lost task's end in Flower")
     run.refresh_from_db()
     assert task.state == state
     assert said in task.exception and f"run {run.pk}" in task.exception

@@ -6,6 +6,7 @@ a worker slot until the import's timeout_seconds (up to 6 h).
 """
 
 import contextlib
+import re
 import socket
 import threading
 import time
@@ -13,6 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from common import error_words
 from tasks import fetch_watchdog
 from tasks.errors import TransientImportError
 from tasks.fetch import open_source
@@ -82,9 +84,14 @@ def read_all(url: str) -> None:
 def assert_cut_within(seconds: float, url: str, reason: str) -> None:
     """Reading `url` fails as transient, for `reason`, within `seconds`."""
     started = time.monotonic()
-    with pytest.raises(TransientImportError, match=reason):
+    with pytest.raises(TransientImportError) as cut:
         read_all(url)
-    assert time.monotonic() - started < seconds
+    took = time.monotonic() - started
+    # The whole chain, and when: once in the suite the headers' drip ended "the connection
+    # broke off in the middle of the file", never reproduced alone (70 tries).
+    causes = " <- ".join(repr(link) for link in error_words.chain(cut.value))
+    assert re.search(reason, str(cut.value)), f"after {took:.2f}s: {causes}"
+    assert took < seconds
 
 
 def test_a_dripping_download_ends_at_the_whole_download_deadline(drip, settings):

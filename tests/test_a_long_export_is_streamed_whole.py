@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.processes]
 
 TIMEOUT_SECONDS = 3
 # Forty fields: a record of about 2 KB, stored as it is. Sixty were compressed, and the header's
-# read of the dataset's fields (schedules.api.views.dataset_fields) unpacked 60,000 of them under
+# read of the dataset's fields (schedules.services.known_fields) unpacked 60,000 of them under
 # the web's statement limit: past it on a loaded machine (a 503 before the export began).
 FIELDS = 40
 

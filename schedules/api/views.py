@@ -702,7 +702,7 @@ class RecordExportView(RecordListView):
         # transaction stayed open past the view for as long as the response went unread (a
         # test's client never closes one it did not read, and the next test's rows were
         # committed with it).
-        dataset_fields(self.dataset)
+        services.known_fields(self.dataset.pk)
         response = StreamingHttpResponse(
             streaming.streamed(
                 export_rows(records, self.dataset),
@@ -767,12 +767,6 @@ def export_rows(records: QuerySet[Record], dataset: Dataset) -> Iterator[str]:
                 lines = []
         if lines:
             yield "".join(lines)
-
-
-def dataset_fields(dataset: Dataset) -> list[str]:
-    """Every field name the dataset's records hold (files change their columns over time): the
-    ones it keeps (Dataset.fields), read from its records once when unknown, and kept then."""
-    return services.known_fields(dataset.pk)
 
 
 def _cell(value: object) -> str:

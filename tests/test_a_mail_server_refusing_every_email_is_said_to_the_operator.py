@@ -249,7 +249,9 @@ def test_the_check_reads_no_whole_log_at_a_hundred_thousand_deliveries(alice, op
 
     # Then it says the three, and reads the log through its indexes only
     assert (check["ok"], check["emails_failed"]) == (False, 3)
-    assert took < 0.5, f"the notifications check took {took * 1000:.0f} ms"
+    # (Its time printed, not asserted: a timing is no assertion on a loaded machine; the plans
+    # below are what keep it short.)
+    print(f"the notifications check took {took * 1000:.0f} ms at 100,000 deliveries")
     with connection.cursor() as cursor:
         for query in queries.captured_queries:
             cursor.execute(f"EXPLAIN {query['sql']}")

@@ -11,7 +11,8 @@ export DJANGO_DEBUG ?= 1
 # SQL written by hand: the importer's, the trigger's (rows.insert_where, its fifty-trigger
 # race, its history event), the token's and the session's, the dashboard's, the lists' pages
 # and counts (the run lists' through listed_runs and rows.instance), beat's dispatch, the
-# reconciler's, the saved secrets', the owner's cap's and /metrics'.
+# reconciler's, the saved secrets', the owner's cap's and /metrics'; the sweep's partial indexes
+# (0041, 0043) and the dataset's kept field names (0044).
 SYSTEM_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/postgres
 PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py \
 	tests/test_api_manual_run.py tests/test_reliability_concurrent_manual_triggers.py \
@@ -47,7 +48,9 @@ PGTEST_FILES ?= tests/test_importer_*.py tests/test_postgres_*.py \
 	tests/test_a_server_whose_dates_are_not_iso_runs_imports_and_answers.py \
 	tests/test_a_runs_rows_wait_for_the_disk_when_the_role_commits_without_waiting.py \
 	tests/test_a_runs_commit_keeps_the_strongest_level_the_worker_or_the_database_asks_for.py \
-	tests/test_a_waiting_run_deleted_with_its_import_is_revoked_in_flower.py
+	tests/test_a_waiting_run_deleted_with_its_import_is_revoked_in_flower.py \
+	tests/test_the_sweeps_scans_of_lost_ends_read_their_own_indexes.py \
+	tests/test_an_export_of_a_wide_dataset_reads_its_fields_from_the_dataset.py
 # The tests of SQL that differs between PostgreSQL versions, which `make pgmatrix` runs on 14
 # and 17 (the suite covers 16, `make pgtest` 15): regexp_count, new in 15, failed every file with
 # a quoted line break on 14 while the suite passed on 16 and 15.
@@ -56,7 +59,9 @@ PGMATRIX_FILES ?= tests/test_postgres_*.py tests/test_importer_awkward_files.py 
 	tests/test_importer_repeated_keys.py tests/test_importer_column_types.py \
 	tests/test_security_long_lines.py \
 	tests/test_a_server_older_than_14_is_refused_in_importbeats_words.py \
-	tests/test_api_check_blank_lines_before_the_header_are_skipped_as_a_run_skips_them.py
+	tests/test_api_check_blank_lines_before_the_header_are_skipped_as_a_run_skips_them.py \
+	tests/test_the_sweeps_scans_of_lost_ends_read_their_own_indexes.py \
+	tests/test_an_export_of_a_wide_dataset_reads_its_fields_from_the_dataset.py
 # Test runners in parallel (pytest-xdist; each has its own database and Redis database): most
 # tests wait on real processes (a worker's start, a tick, a lease), so more runners than the two
 # cores overlap those waits: the suite ran 9:42 and 1:30 (PostgreSQL 15) with three, against

@@ -161,4 +161,4 @@ def test_a_webhook_lost_twice_on_the_broker_is_at_its_first_attempt_when_posted(
     delivery.refresh_from_db()
     assert (posts, delivery.attempts, delivery.response_status) == (2, 2, 200)
     first_post = r"notification retrying import=\d+ event=failed channel=webhook attempts=1\n"
-    assert re.search(first_post, processes.logs()), processes.logs()
+    assert re.search(first_post, processes.log_of("worker")), processes.log_of("worker")

@@ -128,7 +128,6 @@ def get_or_create_dataset(owner: AbstractBaseUser, name: str) -> Dataset:
 
 
 @transaction.atomic
-@transaction.atomic
 def delete_records(records: QuerySet[Record]) -> int:
     """Delete records by hand (the admin); their datasets no longer match any imported file.
 

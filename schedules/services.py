@@ -142,8 +142,7 @@ def delete_records(records: QuerySet[Record]) -> int:
     dataset_ids = lock_datasets(records.order_by().values_list("dataset_id", flat=True).distinct())
     deleted = _delete_in_id_ranges(records.order_by())
     mark_datasets_changed(dataset_ids)
-    with db_connection.cursor() as cursor:
-        cursor.execute(_RECOUNT_RECORDS, [list(dataset_ids)])
+    _count_records_again(dataset_ids)
     return deleted
 
 
@@ -152,10 +151,15 @@ def recount_records(dataset_ids: Sequence[int]) -> None:
     written or deleted behind their writers' backs (a shell, SQL; `manage.py recount_records`,
     the suite's records made directly). The names are read by a scan of every record: not for
     a web request's statement limit on a big dataset."""
+    _count_records_again(dataset_ids)
     with db_connection.cursor() as cursor:
-        cursor.execute(_RECOUNT_RECORDS, [list(dataset_ids)])
         for dataset_id in dataset_ids:
             cursor.execute(_KEEP_FIELDS, [read_fields(dataset_id), dataset_id])
+
+
+def _count_records_again(dataset_ids: Sequence[int]) -> None:
+    with db_connection.cursor() as cursor:
+        cursor.execute(_RECOUNT_RECORDS, [list(dataset_ids)])
 
 
 def note_merge(

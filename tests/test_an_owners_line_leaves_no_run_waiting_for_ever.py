@@ -164,10 +164,14 @@ def test_beat_lines_up_an_owners_runs_past_the_cap_in_one_batch(alice, bob, csv_
         patch.setattr(services, "send_runs", lambda runs, **_: published.extend(runs))
         dispatch.dispatch_due()
 
-    # Then alice's first two and bob's run are sent, her three others wait in her line
-    runs = sorted(ImportRun.objects.filter(scheduled_import__owner=alice), key=lambda r: r.pk)
+    # Then alice's first two and bob's run are sent, her three others wait in her line. (Run
+    # at the top of an hour, their hourly schedule's tick came due too, a second after the one
+    # set here: beat folded it into that one's run, skipped, once in CI. Skipped runs are not
+    # the runs told of here.)
+    ran = ImportRun.objects.exclude(status="skipped")
+    runs = sorted(ran.filter(scheduled_import__owner=alice), key=lambda r: r.pk)
     assert sorted(r.pk for r in published) == sorted(
-        [runs[0].pk, runs[1].pk, ImportRun.objects.get(scheduled_import__owner=bob).pk]
+        [runs[0].pk, runs[1].pk, ran.get(scheduled_import__owner=bob).pk]
     )
     assert line_of(alice) == [r.pk for r in runs[2:]]
     for run in runs[2:]:

@@ -60,8 +60,8 @@ def a_loop(scheduler: ImportScheduler, step: str = "_dispatch_imports") -> bool:
 def test_beat_gives_up_a_lock_wait_says_who_holds_the_lock_and_dispatches_once_free(
     alice, scheduler, caplog
 ):
-    # An hourly import: its next tick after the one due cannot come due while the test runs (an
-    # import of a minute had its next tick come due too, now and then, and sent 2 runs)
+    # An hourly import: its next tick after the one due comes due while the test runs only at the
+    # top of an hour (an import of a minute had it come due now and then)
     imp = make_import(alice, "http://127.0.0.1/p.csv", interval_seconds=3600)
     ScheduledImport.objects.filter(pk=imp.pk).update(
         next_run_at=timezone.now() - timedelta(seconds=1)
@@ -88,9 +88,10 @@ def test_beat_gives_up_a_lock_wait_says_who_holds_the_lock_and_dispatches_once_f
             "beat tries again at each loop"
         ), said
 
-    # And once the lock is released, the next loop dispatches the tick
+    # And once the lock is released, the next loop dispatches the tick: one run (a tick of the
+    # schedule's own grid come due meanwhile is folded into it as a skipped run)
     assert a_loop(scheduler)
-    assert ImportRun.objects.filter(scheduled_import=imp).count() == 1
+    assert ImportRun.objects.filter(scheduled_import=imp).exclude(status="skipped").count() == 1
 
 
 def test_a_lock_on_django_celery_beats_tables_is_said_in_one_line(scheduler, caplog):
